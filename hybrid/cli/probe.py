@@ -1,0 +1,141 @@
+"""``hybrid probe``: show this machine's hardware and how each model found would run on it.
+
+The plans use the same settings ``hybrid serve`` does (``local.max_ctx``, and ``local.n_ctx``,
+``local.n_threads``, ``local.n_gpu_layers`` when set), so the report predicts what serving
+would do.  The model list comes from :mod:`hybrid.models.catalog`; if that fails the hardware
+report is still printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from hybrid.hardware.plan import RuntimePlan
+    from hybrid.hardware.snapshot import HardwareSnapshot
+    from hybrid.settings import Settings
+
+HELP = "show this machine's CPU, memory, GPUs and how each local model would run here"
+SETTINGS_FLAGS = {"measure_bandwidth": "probe.measure_bandwidth"}
+
+Discover = Callable[["Settings"], Sequence[Any]]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--json`` and ``--no-bench``."""
+    parser.add_argument(
+        "--json", action="store_true", help='print {"hardware": {...}, "models": [...]} as JSON'
+    )
+    parser.add_argument(
+        "--no-bench",
+        dest="measure_bandwidth",
+        action="store_const",
+        const=False,
+        default=None,
+        help="skip the memory bandwidth benchmark (a cached figure is still used)",
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Probe the hardware, plan every discovered model, print the report.
+
+    Args:
+        args: ``args.json`` selects JSON output.
+        settings: Supplies the data dir (bandwidth cache), ``probe.measure_bandwidth`` (which
+            ``--no-bench`` turns off) and the ``local`` settings the plans honour.
+
+    Returns:
+        0.
+    """
+    from hybrid.hardware.bandwidth import BandwidthCache
+    from hybrid.hardware.probe import HardwareProbe
+
+    probe = HardwareProbe(
+        bandwidth_cache=BandwidthCache(settings.home / "probe" / "bandwidth.json")
+    )
+    snapshot = probe.snapshot(measure_bandwidth=settings.probe.measure_bandwidth)
+    return print_report(
+        snapshot, settings, as_json=bool(args.json), discover=discover_models, out=sys.stdout
+    )
+
+
+def print_report(
+    snapshot: HardwareSnapshot,
+    settings: Settings,
+    *,
+    as_json: bool,
+    discover: Discover,
+    out: TextIO,
+    err: TextIO | None = None,
+) -> int:
+    """Plan the discovered models for ``snapshot`` and print the text or JSON report.
+
+    Args:
+        snapshot: What the probe saw.
+        settings: The ``local`` settings the plans honour.
+        as_json: Print JSON instead of text.
+        discover: Lists models (objects with ``name``, ``footprint`` and, optionally,
+            ``error``); if it raises, the models section is left out and a warning goes to
+            ``err``.
+        out: Where the report goes.
+        err: Where warnings go (default: stderr).
+
+    Returns:
+        0.
+    """
+    from hybrid.hardware.render import render_snapshot_text, snapshot_json
+
+    plans, skipped = _plan_models(snapshot, settings, discover, err or sys.stderr)
+    if as_json:
+        json.dump(snapshot_json(snapshot, plans, skipped=skipped), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(render_snapshot_text(snapshot, plans, skipped=skipped))
+    return 0
+
+
+def discover_models(settings: Settings) -> Sequence[Any]:
+    """List the models ``hybrid.models.catalog`` finds (imported lazily: it reads headers)."""
+    from hybrid.models.catalog import discover_models as discover
+
+    return discover(settings)
+
+
+def _plan_models(
+    snapshot: HardwareSnapshot, settings: Settings, discover: Discover, err: TextIO
+) -> tuple[list[tuple[str, RuntimePlan]] | None, list[tuple[str, str]]]:
+    from hybrid.errors import HybridError
+    from hybrid.hardware.plan import plan_for
+
+    try:
+        entries = list(discover(settings))
+    except Exception as exc:
+        # The hardware report is useful on its own; a broken catalog must not hide it.
+        print(f"hybrid: warning: could not list the local models ({exc})", file=err)
+        return None, []
+    local = settings.local
+    plans: list[tuple[str, RuntimePlan]] = []
+    skipped: list[tuple[str, str]] = []
+    for entry in entries:
+        footprint = entry.footprint
+        if footprint is None:
+            skipped.append((entry.name, getattr(entry, "error", None) or "unreadable header"))
+            continue
+        try:
+            plan = plan_for(
+                snapshot,
+                footprint,
+                max_ctx=local.max_ctx,
+                n_ctx=local.n_ctx,
+                n_threads=local.n_threads,
+                n_gpu_layers=local.n_gpu_layers,
+            )
+        except HybridError as exc:
+            skipped.append((entry.name, str(exc)))
+            continue
+        plans.append((entry.name, plan))
+    return plans, skipped

@@ -1,0 +1,80 @@
+"""``hybrid serve``: the OpenAI-compatible daemon."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hybrid.settings import Settings
+
+HELP = "serve the OpenAI-compatible API from the local model"
+SETTINGS_FLAGS = {
+    "host": "server.host",
+    "port": "server.port",
+    "model": "local.model",
+    "ctx": "local.n_ctx",
+    "threads": "local.n_threads",
+    "gpu_layers": "local.n_gpu_layers",
+}
+# Seconds uvicorn lets in-flight responses finish after SIGINT/SIGTERM before cancelling them.
+GRACEFUL_SHUTDOWN_S = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the flags of ``hybrid serve``."""
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8642)")
+    parser.add_argument(
+        "--model", type=Path, help="GGUF file to serve (default: the embedded Gemma 3 270M)"
+    )
+    parser.add_argument("--ctx", type=int, help="context size in tokens (default: planned)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: planned)")
+    parser.add_argument(
+        "--gpu-layers", type=int, help="layers to offload to the GPU, -1 for all (default: planned)"
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve until interrupted.
+
+    Returns:
+        0 after a clean shutdown, 1 when the server could not start (e.g. the port is taken).
+    """
+    import uvicorn
+
+    from hybrid.api.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    server = settings.server
+    logging.getLogger("hybrid").info(
+        "hybrid listening on http://%s:%d/v1 (data dir %s)", server.host, server.port, settings.home
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=server.host,
+        port=server.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        access_log=settings.log_level == "debug",
+    )
+    uvicorn_server = uvicorn.Server(config)
+    # Uvicorn drains and shuts down on SIGTERM, then re-raises the signal; a service manager
+    # should see that orderly stop as success, not as death by signal.
+    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        uvicorn_server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0 if uvicorn_server.started else 1
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

@@ -1,0 +1,233 @@
+"""The local backend: requests answered by the in-process llama.cpp model.
+
+Preparation (chat formatting, tokenization, the context check, the JSON grammar) happens before
+a request joins the queue, so a request that cannot fit is refused at once rather than after
+waiting its turn.  Generation runs on the queue's worker thread; its events cross back to the
+event loop through an ``asyncio.Queue``.  Closing a generation early sets a flag the worker checks
+after every token, so a client that goes away frees the model within one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+from hybrid.backend import Backend, Generation
+from hybrid.errors import (
+    ContextLengthExceededError,
+    GenerationError,
+    HybridError,
+    InvalidRequestError,
+)
+from hybrid.generation import (
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    ResponseFormat,
+)
+from hybrid.local.engine import EngineJob
+from hybrid.local.prompt import ChatFormatter
+from hybrid.local.queue import WorkQueue
+
+# Nucleus sampling default when the request sets none (OpenAI's default).
+_DEFAULT_TOP_P = 1.0
+
+
+class Engine(Protocol):
+    """What the backend needs from a loaded model (``LlamaEngine`` in production)."""
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
+
+    def run(
+        self, job: EngineJob, cancel: threading.Event, emit: Callable[[GenerationEvent], None]
+    ) -> None: ...
+
+
+class LocalBackend(Backend):
+    """Answers requests with a local model, one at a time, in arrival order.
+
+    Args:
+        engine: The loaded model.
+        queue: The model's work queue; its thread is the only one that touches the engine.
+        formatter: Turns chat messages into the model's prompt.
+        model_id: The id clients see.
+        default_max_tokens: Output cap when a request sets none.
+        default_temperature: Temperature when a request sets none.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        queue: WorkQueue,
+        formatter: ChatFormatter,
+        *,
+        model_id: str,
+        default_max_tokens: int,
+        default_temperature: float,
+    ) -> None:
+        self._engine = engine
+        self._queue = queue
+        self._formatter = formatter
+        self._model_id = model_id
+        self._default_max_tokens = default_max_tokens
+        self._default_temperature = default_temperature
+
+    @property
+    def model_id(self) -> str:
+        """The id clients see for the local model."""
+        return self._model_id
+
+    @property
+    def queue(self) -> WorkQueue:
+        """The model's work queue (depth and expected wait)."""
+        return self._queue
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the loaded context holds."""
+        return self._engine.n_ctx
+
+    async def start(self, request: GenerationRequest) -> Generation:
+        """Prepare a request, queue it, and return its running generation.
+
+        Raises:
+            ContextLengthExceededError: The prompt and requested output do not fit.
+            QueueFullError: ``max_queue`` requests are already waiting.
+            InvalidRequestError: The chat template or the JSON schema rejects the request.
+        """
+        job = await asyncio.to_thread(self._prepare, request)
+        loop = asyncio.get_running_loop()
+        channel: asyncio.Queue[GenerationEvent | _End] = asyncio.Queue()
+        cancel = threading.Event()
+        submitted = time.perf_counter()
+
+        def deliver(item: GenerationEvent | _End) -> None:
+            try:
+                loop.call_soon_threadsafe(channel.put_nowait, item)
+            except RuntimeError:  # the event loop is gone: nobody is listening any more
+                cancel.set()
+
+        def work() -> None:
+            wait = time.perf_counter() - submitted
+
+            def emit(event: GenerationEvent) -> None:
+                if isinstance(event, GenerationDone):
+                    event = dataclasses.replace(event, queue_wait_s=wait)
+                deliver(event)
+
+            self._engine.run(job, cancel, emit)
+
+        future = self._queue.submit(work)
+        future.add_done_callback(lambda done: deliver(_End(done)))
+        return _LocalGeneration(channel, cancel, future)
+
+    def _prepare(self, request: GenerationRequest) -> EngineJob:
+        params = request.params
+        constrained = params.response_format is not None
+        stop: tuple[str, ...]
+        if request.prompt is not None:
+            text, stop, add_bos, strip = request.prompt, (), True, False
+        else:
+            prompt = self._formatter.format(request.messages, constrained=constrained)
+            text, stop, add_bos, strip = (
+                prompt.text,
+                prompt.stop,
+                prompt.add_bos,
+                prompt.strip_output,
+            )
+        tokens = self._engine.tokenize(text, add_bos=add_bos)
+        n_ctx = self._engine.n_ctx
+        if params.max_tokens is not None:
+            if len(tokens) + params.max_tokens > n_ctx:
+                raise ContextLengthExceededError(
+                    prompt_tokens=len(tokens), max_tokens=params.max_tokens, context_length=n_ctx
+                )
+            max_tokens = params.max_tokens
+        elif len(tokens) >= n_ctx:
+            raise ContextLengthExceededError(
+                prompt_tokens=len(tokens), max_tokens=0, context_length=n_ctx
+            )
+        else:
+            max_tokens = min(self._default_max_tokens, n_ctx - len(tokens))
+        temperature = params.temperature
+        return EngineJob(
+            tokens=tokens,
+            max_tokens=max_tokens,
+            stop=(*stop, *params.stop),
+            strip=strip,
+            temperature=self._default_temperature if temperature is None else temperature,
+            top_p=_DEFAULT_TOP_P if params.top_p is None else params.top_p,
+            seed=params.seed,
+            top_logprobs=params.top_logprobs,
+            grammar=_grammar(params.response_format),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _End:
+    """Marks the end of a generation's events; carries the worker's outcome."""
+
+    future: Future[None]
+
+
+class _LocalGeneration(Generation):
+    def __init__(
+        self,
+        channel: asyncio.Queue[GenerationEvent | _End],
+        cancel: threading.Event,
+        future: Future[None],
+    ) -> None:
+        self._channel = channel
+        self._cancel = cancel
+        self._future = future
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        while True:
+            item = await self._channel.get()
+            if isinstance(item, _End):
+                _raise_failure(item.future)
+                return
+            yield item
+
+    async def aclose(self) -> None:
+        # Never awaits: it must work from a cancelled task (a client that disconnected).
+        self._cancel.set()
+        self._future.cancel()
+
+
+def _raise_failure(future: Future[None]) -> None:
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is None:
+        return
+    if isinstance(error, HybridError):
+        raise error
+    raise GenerationError(f"the local model failed: {error!r}") from error
+
+
+def _grammar(response_format: ResponseFormat | None) -> Any:
+    """Compile a JSON constraint into a llama.cpp grammar."""
+    if response_format is None:
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    if response_format.kind == "json_object" or response_format.schema is None:
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(response_format.schema), verbose=False)
+    except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
+        raise InvalidRequestError(
+            f"response_format.json_schema could not be turned into a grammar: {exc!r}. "
+            f"Simplify the schema (plain objects, arrays, strings, numbers, enums).",
+            param="response_format",
+        ) from exc

@@ -1,0 +1,267 @@
+"""The llama.cpp model in this process, driven token by token.
+
+Generation uses llama-cpp-python's token generator rather than its ``create_completion``: that
+gives hybrid the cancellation point after every token, the exact token counts, and
+log-probabilities computed from the last token's logits alone.  ``create_completion`` can only
+report log-probabilities with ``logits_all=True``, which keeps a context-by-vocabulary matrix in
+memory (8.6 GB for an 8k context with Gemma's 262k vocabulary).
+
+Every method but :meth:`LlamaEngine.tokenize` must run on the model's queue thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybrid.errors import GenerationError, ModelFileError
+from hybrid.generation import (
+    FinishReason,
+    GenerationDone,
+    GenerationEvent,
+    TextDelta,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+from hybrid.local.text import StopText
+
+# llama.cpp's defaults for the samplers hybrid does not expose.
+_TOP_K = 40
+_MIN_P = 0.05
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """Everything the worker thread needs to generate one answer.
+
+    Attributes:
+        tokens: The tokenized prompt.
+        max_tokens: Tokens to generate at most.
+        stop: Stop sequences (the format's and the request's).
+        strip: Trim whitespace around the answer.
+        temperature: Sampling temperature; 0 is greedy.
+        top_p: Nucleus sampling mass.
+        seed: Sampling seed, or None for a random one.
+        top_logprobs: None for no log-probabilities, else the number of alternatives.
+        grammar: A compiled ``LlamaGrammar`` constraining the output, or None.
+    """
+
+    tokens: Sequence[int]
+    max_tokens: int
+    stop: tuple[str, ...]
+    strip: bool
+    temperature: float
+    top_p: float
+    seed: int | None
+    top_logprobs: int | None
+    grammar: Any = None
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model: the runtime plan's figures."""
+
+    n_ctx: int
+    n_threads: int
+    n_gpu_layers: int
+    n_batch: int
+
+
+class LlamaEngine:
+    """A loaded GGUF model and its context.
+
+    Args:
+        llama: A ``llama_cpp.Llama`` instance.
+    """
+
+    def __init__(self, llama: Any) -> None:
+        self._llama = llama
+        self._vocab = llama._model.vocab
+        self._n_vocab = int(llama.n_vocab())
+        self._pieces: dict[int, bytes] = {}
+
+    @classmethod
+    def load(cls, path: Path, options: LoadOptions) -> LlamaEngine:
+        """Load a GGUF file.
+
+        Args:
+            path: The model file.
+            options: Context size, threads, GPU layers and batch size.
+
+        Returns:
+            The loaded engine.
+
+        Raises:
+            ModelFileError: llama.cpp could not load the file.
+        """
+        from llama_cpp import Llama
+
+        try:
+            llama = Llama(
+                model_path=str(path),
+                n_ctx=options.n_ctx,
+                n_threads=options.n_threads,
+                n_threads_batch=options.n_threads,
+                n_gpu_layers=options.n_gpu_layers,
+                n_batch=options.n_batch,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelFileError(
+                f"llama.cpp could not load {path}: {exc}. Check that the file is a complete "
+                f"GGUF model supported by llama-cpp-python, or choose another with --model."
+            ) from exc
+        return cls(llama)
+
+    @property
+    def n_ctx(self) -> int:
+        """Tokens the context holds."""
+        return int(self._llama.n_ctx())
+
+    def token_text(self, token: int) -> str:
+        """The text of a special token (e.g. BOS), for chat templates."""
+        return str(self._llama._model.token_get_text(token))
+
+    @property
+    def bos_token(self) -> int:
+        """The BOS token id."""
+        return int(self._llama.token_bos())
+
+    @property
+    def eos_token(self) -> int:
+        """The EOS token id."""
+        return int(self._llama.token_eos())
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        """Tokenize a prompt, parsing special tokens written by a chat template.
+
+        Safe on any thread: it reads only the vocabulary.
+        """
+        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def close(self) -> None:
+        """Free the model and context."""
+        self._llama.close()
+
+    def run(
+        self, job: EngineJob, cancel: threading.Event, emit: Callable[[GenerationEvent], None]
+    ) -> None:
+        """Generate one answer, emitting text as it becomes final.
+
+        Args:
+            job: The prepared request.
+            cancel: Set by the consumer to stop after the current token.
+            emit: Receives each :class:`TextDelta` and finally one :class:`GenerationDone`,
+                marked ``cancelled`` when the consumer stopped it (what was generated counts).
+
+        Raises:
+            GenerationError: llama.cpp failed while evaluating or sampling.
+        """
+        import llama_cpp
+
+        llama = self._llama
+        started = time.perf_counter()
+        llama.set_seed(job.seed if job.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+        text = StopText(job.stop, strip=job.strip)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending_logprobs: list[TokenLogprob] = []
+        generated = 0
+        first_at: float | None = None
+        finish: FinishReason = "length"
+        cancelled = False
+        try:
+            tokens = llama.generate(
+                job.tokens,
+                top_k=_TOP_K,
+                top_p=job.top_p,
+                min_p=_MIN_P,
+                temp=job.temperature,
+                repeat_penalty=1.0,
+                grammar=job.grammar,
+            )
+            for token in tokens:
+                if cancel.is_set():
+                    cancelled = True
+                    break
+                if first_at is None:
+                    first_at = time.perf_counter()
+                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    finish = "stop"
+                    break
+                generated += 1
+                piece = self._piece(token)
+                if job.top_logprobs is not None:
+                    pending_logprobs.append(self._logprob(token, piece, job.top_logprobs))
+                released = text.feed(decoder.decode(piece))
+                if released or text.stopped:
+                    emit(TextDelta(released, tuple(pending_logprobs)))
+                    pending_logprobs = []
+                if text.stopped:
+                    finish = "stop"
+                    break
+                if generated >= job.max_tokens:
+                    break
+        except (RuntimeError, ValueError, AssertionError) as exc:
+            raise GenerationError(f"llama.cpp failed while generating: {exc}") from exc
+        tail = "" if text.stopped else text.flush() + decoder.decode(b"", final=True)
+        if tail or pending_logprobs:
+            emit(TextDelta(tail, tuple(pending_logprobs)))
+        finished = time.perf_counter()
+        decode_rate = None
+        if first_at is not None and generated > 1 and finished > first_at:
+            decode_rate = (generated - 1) / (finished - first_at)
+        emit(
+            GenerationDone(
+                finish_reason=finish,
+                usage=Usage(prompt_tokens=len(job.tokens), completion_tokens=generated),
+                time_to_first_token_s=None if first_at is None else first_at - started,
+                decode_tokens_per_s=decode_rate,
+                cancelled=cancelled,
+            )
+        )
+
+    def _piece(self, token: int) -> bytes:
+        """The bytes of one token, cached: most answers reuse a small set of tokens."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            import llama_cpp
+
+            size = 64
+            while True:
+                buffer = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
+                if n >= 0:
+                    piece = buffer.raw[:n]
+                    break
+                size = -n
+            self._pieces[token] = piece
+        return piece
+
+    def _logprob(self, token: int, piece: bytes, top: int) -> TokenLogprob:
+        """Log-probabilities of the token just sampled, from the last position's logits."""
+        import llama_cpp
+
+        pointer = llama_cpp.llama_get_logits_ith(self._llama.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+        shifted = logits - logits.max()
+        logprobs = shifted - np.log(np.exp(shifted).sum())
+        alternatives: tuple[TopLogprob, ...] = ()
+        if top > 0:
+            best = np.argpartition(-logprobs, top)[:top]
+            best = best[np.argsort(-logprobs[best])]
+            alternatives = tuple(_top(self._piece(int(i)), float(logprobs[i])) for i in best)
+        chosen = _top(piece, float(logprobs[token]))
+        return TokenLogprob(chosen.token, chosen.logprob, chosen.bytes, alternatives)
+
+
+def _top(piece: bytes, logprob: float) -> TopLogprob:
+    return TopLogprob(piece.decode("utf-8", errors="replace"), logprob, tuple(piece))

@@ -1,0 +1,83 @@
+"""Incremental output text: stop sequences and whitespace trimming while streaming.
+
+Text arrives token by token.  A stop sequence may span several tokens, so text that could be the
+start of one is held back until it is clear either way; the stop sequence itself is never sent.
+When the format asks for it, leading whitespace is dropped and trailing whitespace is held back
+until more text follows, so the streamed answer equals the stripped whole answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class StopText:
+    """Accumulates generated text and releases what is safe to send.
+
+    Args:
+        stop: Stop sequences; empty strings are ignored.
+        strip: Drop leading and trailing whitespace of the whole answer.
+    """
+
+    def __init__(self, stop: Sequence[str], *, strip: bool) -> None:
+        self._stop = tuple(s for s in stop if s)
+        self._strip = strip
+        self._pending = ""
+        self._started = not strip
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        """Add generated text.
+
+        Args:
+            text: The newly decoded text.
+
+        Returns:
+            The text that can be sent now (possibly empty).  Once a stop sequence is found,
+            :attr:`stopped` is True and everything after it is discarded.
+        """
+        if self.stopped:
+            return ""
+        if not self._started:
+            text = text.lstrip()
+            if not text:
+                return ""
+            self._started = True
+        self._pending += text
+        cut = self._first_stop()
+        if cut is not None:
+            self.stopped = True
+            released, self._pending = self._pending[:cut], ""
+            return released.rstrip() if self._strip else released
+        keep = self._holdback()
+        released, self._pending = (
+            self._pending[: len(self._pending) - keep],
+            self._pending[len(self._pending) - keep :],
+        )
+        return released
+
+    def flush(self) -> str:
+        """Release what was held back, at the end of generation.
+
+        Returns:
+            The remaining text (right-stripped when trimming).
+        """
+        released, self._pending = self._pending, ""
+        return released.rstrip() if self._strip else released
+
+    def _first_stop(self) -> int | None:
+        positions = [i for i in (self._pending.find(s) for s in self._stop) if i >= 0]
+        return min(positions) if positions else None
+
+    def _holdback(self) -> int:
+        """Length of the tail that may still become a stop sequence or is trailing space."""
+        pending = self._pending
+        keep = 0
+        for stop in self._stop:
+            for size in range(min(len(stop) - 1, len(pending)), keep, -1):
+                if stop.startswith(pending[-size:]):
+                    keep = size
+                    break
+        if self._strip:
+            keep = max(keep, len(pending) - len(pending.rstrip()))
+        return keep

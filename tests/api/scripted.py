@@ -1,0 +1,80 @@
+"""A backend and runtime that answer from a script, for API tests without a model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from hybrid.backend import Backend, Generation
+from hybrid.errors import HybridError
+from hybrid.generation import (
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    TextDelta,
+    TokenLogprob,
+    Usage,
+)
+from hybrid.local.runtime import LocalRuntime
+from hybrid.settings import Settings
+
+
+class ScriptedGeneration(Generation):
+    def __init__(self, events: list[GenerationEvent | HybridError]) -> None:
+        self._events = events
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        for event in self._events:
+            if isinstance(event, HybridError):
+                raise event
+            yield event
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class ScriptedBackend(Backend):
+    """Answers every request with the same pieces of text, or fails as told."""
+
+    def __init__(self) -> None:
+        self.pieces = ["Hello", " world"]
+        self.fail_on_start: HybridError | None = None
+        self.fail_mid_stream: HybridError | None = None
+        self.requests: list[GenerationRequest] = []
+        self.generations: list[ScriptedGeneration] = []
+
+    @property
+    def model_id(self) -> str:
+        return "scripted-model"
+
+    async def start(self, request: GenerationRequest) -> Generation:
+        self.requests.append(request)
+        if self.fail_on_start is not None:
+            raise self.fail_on_start
+        events: list[GenerationEvent | HybridError] = []
+        for piece in self.pieces:
+            lp = TokenLogprob(piece, -0.5, tuple(piece.encode()))
+            events.append(TextDelta(piece, (lp,) if request.params.top_logprobs is not None else ()))
+        if self.fail_mid_stream is not None:
+            events.append(self.fail_mid_stream)
+        events.append(GenerationDone("stop", Usage(prompt_tokens=7, completion_tokens=len(self.pieces))))
+        generation = ScriptedGeneration(events)
+        self.generations.append(generation)
+        return generation
+
+
+class ScriptedRuntime(LocalRuntime):
+    def __init__(self, settings: Settings, backend: Backend) -> None:
+        super().__init__(settings, snapshot=lambda: None)  # type: ignore[arg-type,return-value]
+        self.scripted = backend
+
+    async def load(self) -> None:
+        self._state = "ready"
+
+    def backend(self) -> Any:
+        if self._state != "ready":
+            return super().backend()
+        return self.scripted
+
+

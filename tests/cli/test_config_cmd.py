@@ -1,0 +1,187 @@
+"""``hybrid config``: every effective setting, its source, secrets masked, text and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from hybrid.cli import main
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep the real user's HYBRID_* variables, config and .env out of every test."""
+    for name in list(os.environ):
+        if name.upper().startswith("HYBRID_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+LEAVES = [
+    "home",
+    "log_level",
+    "server.host",
+    "server.port",
+    "server.max_body_bytes",
+    "server.api_key",
+    "local.model",
+    "local.models_dirs",
+    "local.n_ctx",
+    "local.max_ctx",
+    "local.n_threads",
+    "local.n_gpu_layers",
+    "local.n_batch",
+    "local.max_queue",
+    "local.default_max_tokens",
+    "probe.sample_interval_s",
+    "probe.measure_bandwidth",
+]
+
+LINE = re.compile(r"^(?P<name>\S+)(?P<pad1> +)= (?P<value>.*?)(?P<pad2> +)\((?P<source>.*)\)$")
+
+
+def config_text(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[str, dict[str, re.Match[str]]]:
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    header, blank, *rows = out.splitlines()
+    assert blank == ""
+    matches = {}
+    for row in rows:
+        match = LINE.match(row)
+        assert match is not None, row
+        matches[match["name"]] = match
+    return header, matches
+
+
+def config_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    assert main([*argv, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert isinstance(document, dict)
+    return document
+
+
+def test_prints_every_setting_with_its_default_source(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header, rows = config_text(["config"], capsys)
+
+    assert list(rows) == LEAVES
+    assert {row["source"] for row in rows.values()} == {"default"}
+    assert rows["server.port"]["value"] == "8642"
+    assert rows["server.host"]["value"] == '"127.0.0.1"'
+    assert rows["local.model"]["value"] == "null"
+    assert rows["probe.measure_bandwidth"]["value"] == "true"
+    expected = isolated / "xdg-config" / "hybrid" / "config.toml"
+    assert header == f"config file: {expected} (not found; none read)"
+
+
+def test_columns_are_aligned(capsys: pytest.CaptureFixture[str]) -> None:
+    _, rows = config_text(["config"], capsys)
+
+    equals_columns = {row.start("pad1") + len(row["pad1"]) for row in rows.values()}
+    source_columns = {row.start("source") for row in rows.values()}
+    assert len(equals_columns) == 1
+    assert len(source_columns) == 1
+
+
+def test_shows_where_each_value_came_from(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = isolated / "config.toml"
+    config.write_text('[server]\nhost = "0.0.0.0"\nport = 9000\n', encoding="utf-8")
+    (isolated / ".env").write_text("HYBRID_LOCAL__MAX_QUEUE=2\n", encoding="utf-8")
+    monkeypatch.setenv("HYBRID_SERVER__PORT", "9100")
+
+    header, rows = config_text(["--config", str(config), "config"], capsys)
+
+    assert header == f"config file: {config}"
+    assert rows["server.host"]["value"] == '"0.0.0.0"'
+    assert rows["server.host"]["source"] == f"config file {config}"
+    assert rows["server.port"]["value"] == "9100"
+    assert rows["server.port"]["source"] == "env HYBRID_SERVER__PORT"
+    assert rows["local.max_queue"]["value"] == "2"
+    assert rows["local.max_queue"]["source"] == f".env {isolated / '.env'}"
+    assert rows["local.max_ctx"]["source"] == "default"
+
+
+def test_secret_is_masked_in_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HYBRID_SERVER__API_KEY", "sk-very-secret-9876")
+
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+
+    assert "very-secret" not in out
+    assert "9876" not in out
+    api_key = next(line for line in out.splitlines() if line.startswith("server.api_key"))
+    assert '"**********"' in api_key
+    assert "(env HYBRID_SERVER__API_KEY)" in api_key
+
+
+def test_json_output(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = isolated / "config.toml"
+    config.write_text('[local]\nmodels_dirs = ["models"]\n', encoding="utf-8")
+    monkeypatch.setenv("HYBRID_SERVER__API_KEY", "sk-very-secret-9876")
+
+    document = config_json(["--config", str(config), "config"], capsys)
+
+    assert document["config_file"] == str(config)
+    settings = document["settings"]
+    assert isinstance(settings, dict)
+    assert list(settings) == LEAVES
+    assert settings["server.port"] == {"value": 8642, "source": "default"}
+    assert settings["local.model"] == {"value": None, "source": "default"}
+    assert settings["local.models_dirs"] == {
+        "value": [str(isolated / "models")],
+        "source": f"config file {config}",
+    }
+    assert settings["server.api_key"] == {
+        "value": "**********",
+        "source": "env HYBRID_SERVER__API_KEY",
+    }
+    assert "very-secret" not in json.dumps(document)
+
+
+def test_json_config_file_is_null_when_none_was_read(capsys: pytest.CaptureFixture[str]) -> None:
+    assert config_json(["config"], capsys)["config_file"] is None
+
+
+def test_hybrid_config_env_names_the_file_shown(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = isolated / "from-env.toml"
+    config.write_text("log_level = 'debug'\n", encoding="utf-8")
+    monkeypatch.setenv("HYBRID_CONFIG", str(config))
+
+    header, rows = config_text(["config"], capsys)
+
+    assert header == f"config file: {config}"
+    assert rows["log_level"]["value"] == '"debug"'
+
+
+def test_invalid_setting_exits_2_naming_field_value_and_source(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = isolated / "config.toml"
+    config.write_text("[local]\nmax_queue = -1\n", encoding="utf-8")
+
+    assert main(["--config", str(config), "config"]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"hybrid: error: invalid setting local.max_queue = -1 (from config file {config}): "
+        "Input should be greater than or equal to 0\n"
+    )

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+
+from hybrid.errors import InvalidRequestError
+from hybrid.generation import Message
+from hybrid.local.prompt import TRANSCRIPT_PARAGRAPH_STOP, ChatFormatter
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_base_model_gets_a_transcript_ending_with_the_assistant_turn() -> None:
+    prompt = ChatFormatter(None).format(
+        [
+            Message("system", "Answer in French."),
+            Message("user", "Hi"),
+            Message("assistant", "Bonjour"),
+            Message("user", "Capital of France?"),
+        ]
+    )
+    assert prompt.text.endswith("User: Hi\nAssistant: Bonjour\nUser: Capital of France?\nAssistant:")
+    assert "Answer in French." in prompt.text.split("User:")[0]
+    assert "\nUser:" in prompt.stop and TRANSCRIPT_PARAGRAPH_STOP in prompt.stop
+    assert prompt.add_bos and prompt.strip_output
+
+
+def test_constrained_output_keeps_blank_lines_allowed() -> None:
+    prompt = ChatFormatter(None).format([Message("user", "json please")], constrained=True)
+    assert TRANSCRIPT_PARAGRAPH_STOP not in prompt.stop
+
+
+def test_model_with_a_template_is_prompted_through_it() -> None:
+    formatter = ChatFormatter(CHATML, bos_token="<s>", eos_token="</s>")
+    prompt = formatter.format([Message("user", "Hello")])
+    assert formatter.uses_template
+    assert prompt.text == "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
+    assert prompt.stop == () and not prompt.strip_output and prompt.add_bos
+
+
+def test_template_that_writes_bos_itself_turns_off_the_tokenizer_bos() -> None:
+    formatter = ChatFormatter("{{ bos_token }}{{ messages[0].content }}", bos_token="<bos>")
+    prompt = formatter.format([Message("user", "x")])
+    assert prompt.text == "<bos>x" and not prompt.add_bos
+
+
+def test_template_raise_exception_becomes_a_clear_request_error() -> None:
+    template = "{% if messages[0].role != 'user' %}{{ raise_exception('must start with user') }}{% endif %}"
+    with pytest.raises(InvalidRequestError, match="must start with user"):
+        ChatFormatter(template).format([Message("assistant", "x")])
+
+
+def test_empty_conversation_is_refused() -> None:
+    with pytest.raises(InvalidRequestError, match="at least one message"):
+        ChatFormatter(None).format([])

@@ -1,0 +1,185 @@
+"""``hybrid models``: the listing a user reads, with a fake hardware probe."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from gguf_writer import settings_with, tiny_model
+
+from hybrid.cli.models import list_models
+from hybrid.hardware.snapshot import CpuInfo, HardwareSnapshot, MemoryInfo, PowerInfo
+from hybrid.models.embedded import embedded_model_path
+
+GIB = 1024**3
+
+
+def machine(*, ram_bytes: int = 16 * GIB, bandwidth: float | None = 20e9) -> HardwareSnapshot:
+    return HardwareSnapshot(
+        cpu=CpuInfo("Test CPU", "x86_64", 4, 8, ("AVX2",), 3.0),
+        memory=MemoryInfo(ram_bytes, ram_bytes, 0, 0, None, None),
+        gpus=(),
+        power=PowerInfo(None, None),
+        gpu_offload_supported=False,
+        memory_bandwidth_bytes_per_s=bandwidth,
+        taken_at=0.0,
+    )
+
+
+class FakeProbe:
+    """Returns a fixed snapshot (or fails) and records how it was asked."""
+
+    def __init__(self, snapshot: HardwareSnapshot | None = None, *, fail: bool = False) -> None:
+        self.result = snapshot if snapshot is not None else machine()
+        self.fail = fail
+        self.calls: list[bool] = []
+
+    def snapshot(self, *, measure_bandwidth: bool = True) -> HardwareSnapshot:
+        self.calls.append(measure_bandwidth)
+        if self.fail:
+            raise OSError("no /proc here")
+        return self.result
+
+
+def listing(
+    tmp_path: Path, probe: FakeProbe, *, as_json: bool = False, model: Path | None = None
+) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    settings = settings_with(tmp_path / "home", model=model)
+    code = list_models(settings, probe, as_json=as_json, out=out, err=err, cwd=tmp_path)
+    assert code == 0
+    return out.getvalue(), err.getvalue()
+
+
+def table(text: str) -> list[dict[str, str]]:
+    """The listing's rows as {column: cell}, cut at the header's column positions."""
+    lines = text.splitlines()
+    header = lines[0]
+    columns = header.split()
+    starts = [header.index(f" {name}") + 1 for name in columns]
+    rows = []
+    for line in lines[1:]:
+        if not line.strip():
+            break
+        cells = {"mark": line[: starts[0]].strip()}
+        for name, start, end in zip(columns, starts, [*starts[1:], None], strict=True):
+            cells[name] = line[start:end].strip()
+        rows.append(cells)
+    return rows
+
+
+def test_table_shows_size_quant_context_template_and_verdict(tmp_path: Path) -> None:
+    path = tiny_model().write(tmp_path / "models" / "chatty.gguf")
+    tiny_model(chat_template=None).write(tmp_path / "models" / "base.gguf")
+
+    text, err = listing(tmp_path, FakeProbe())
+
+    assert text.splitlines()[0].split() == [
+        "NAME", "SIZE", "QUANT", "CONTEXT", "CHAT", "FITS", "TOK/S", "N_CTX", "PATH"
+    ]  # fmt: skip
+    base, chatty = table(text)
+    assert chatty["NAME"] == "chatty"
+    assert chatty["SIZE"].endswith("MiB")
+    assert (chatty["QUANT"], chatty["CONTEXT"], chatty["CHAT"]) == ("Q4_K_M", "4,096", "yes")
+    assert chatty["FITS"] == "yes"
+    assert chatty["TOK/S"].startswith("~") and int(chatty["TOK/S"][1:]) > 0
+    assert chatty["N_CTX"] == "4,096"  # the model's own context is below max_ctx
+    assert chatty["PATH"] == str(path)
+    assert base["NAME"] == "base" and base["CHAT"] == "no"
+    assert "embedded default gemma-3-270m-q4_k_m" in text
+    assert err == ""
+
+
+def test_a_machine_too_small_gets_a_does_not_fit_verdict(tmp_path: Path) -> None:
+    tiny_model().write(tmp_path / "models" / "m.gguf")
+
+    text, _ = listing(tmp_path, FakeProbe(machine(ram_bytes=64 * 1024**2, bandwidth=None)))
+
+    [row] = table(text)
+    assert (row["FITS"], row["TOK/S"]) == ("no", "?")  # speed unknown without a bandwidth
+
+
+def test_the_default_model_is_marked(tmp_path: Path) -> None:
+    tiny_model().write(embedded_model_path(tmp_path / "home"))
+    tiny_model().write(tmp_path / "models" / "other.gguf")
+
+    text, _ = listing(tmp_path, FakeProbe())
+
+    other, embedded = table(text)
+    assert (other["mark"], other["NAME"]) == ("", "other")
+    assert (embedded["mark"], embedded["NAME"]) == ("*", "gemma-3-270m-q4_k_m (embedded)")
+    assert "* the model `hybrid serve` loads" in text
+
+
+def test_json_lists_every_field(tmp_path: Path) -> None:
+    path = tiny_model().write(tmp_path / "models" / "m.gguf")
+
+    text, _ = listing(tmp_path, FakeProbe(), as_json=True)
+
+    payload = json.loads(text)
+    [model] = payload["models"]
+    assert model["name"] == "m"
+    assert model["path"] == str(path)
+    assert model["size_bytes"] == path.stat().st_size
+    assert model["quantization"] == "Q4_K_M"
+    assert model["context_length"] == 4096
+    assert model["chat_template"] is True
+    assert model["embedded"] is False and model["error"] is None
+    assert model["plan"]["fits"] is True and model["plan"]["n_ctx"] == 4096
+    assert model["plan"]["predicted_tokens_per_s"] > 0
+    assert isinstance(model["plan"]["notes"], list)
+    assert payload["searched"] == [str(tmp_path / "models"), str(tmp_path / "home" / "models")]
+    assert payload["probe_error"] is None
+
+
+def test_no_models_says_how_to_add_one(tmp_path: Path) -> None:
+    probe = FakeProbe()
+
+    text, _ = listing(tmp_path, probe)
+
+    assert text.startswith("No models found")
+    assert str(tmp_path / "models") in text
+    assert "hybrid serve --model PATH" in text and "run `hybrid serve` once" in text
+    assert probe.calls == [], "no model to plan: the probe (and its benchmark) is not run"
+
+
+def test_unreadable_models_are_listed_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "partial.gguf").write_bytes(tiny_model().to_bytes()[:100])
+
+    text, _ = listing(tmp_path, FakeProbe())
+
+    [row] = table(text)
+    assert (row["NAME"], row["SIZE"], row["FITS"]) == ("partial", "-", "-")
+    assert "Problems:" in text and "partial.gguf is truncated" in text
+
+
+def test_a_failing_probe_still_lists_the_models(tmp_path: Path) -> None:
+    tiny_model().write(tmp_path / "models" / "m.gguf")
+
+    text, err = listing(tmp_path, FakeProbe(fail=True))
+
+    [row] = table(text)
+    assert (row["QUANT"], row["FITS"], row["TOK/S"], row["N_CTX"]) == ("Q4_K_M", "?", "?", "?")
+    assert "hardware probe failed (no /proc here)" in err
+
+
+@pytest.mark.slow
+def test_hybrid_models_command_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hybrid.cli import main
+
+    tiny_model().write(tmp_path / "models" / "m.gguf")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYBRID_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HYBRID_CONFIG", str(tmp_path / "config.toml"))
+    (tmp_path / "config.toml").write_text("")
+
+    assert main(["models", "--json"]) == 0
+
+    payload = json.loads(capsys.readouterr().out)
+    assert [model["name"] for model in payload["models"]] == ["m"]
+    assert payload["models"][0]["plan"]["fits"] is True
