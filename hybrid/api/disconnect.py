@@ -1,8 +1,9 @@
 """Stopping work whose client has gone away.
 
-A streamed response is cancelled by Starlette when the client disconnects.  A non-streamed one is
-not: the route would keep the model busy for an answer nobody will read.  :func:`unless_disconnected`
-races the work against the client's disconnect message and cancels whichever loses.
+A streamed response is cancelled by Starlette when the client disconnects.  A non-streamed one
+is not: the route would keep the model busy for an answer nobody will read.
+:func:`unless_disconnected` races the work against the client's disconnect message and cancels
+whichever loses.
 """
 
 from __future__ import annotations

@@ -244,8 +244,8 @@ def plan_for(
       goes with the last block (``n_layers + 1`` = everything).
     * ``n_ctx``: the largest of min(context_length, ``max_ctx``) rounded down to a multiple of
       256 that fits usable free RAM after the weights, a compute buffer and :func:`ram_margin`
-      (and, when layers are offloaded, VRAM); at least 512 (or context_length if smaller).
-      If not even that fits, ``fits`` is False and ``n_ctx`` is that minimum.
+      (and, when layers are offloaded, VRAM); at least 512 (or context_length or ``max_ctx``
+      if smaller).  If not even that fits, ``fits`` is False and ``n_ctx`` is that minimum.
 
     Args:
         snapshot: The machine.
@@ -274,10 +274,17 @@ def plan_for(
     threads = _threads(snapshot, n_threads, notes)
     wanted = _wanted_items(snapshot, model, n_gpu_layers, notes)
 
-    floor_ctx = min(MIN_CTX, model.context_length) if model.context_length > 0 else MIN_CTX
+    # Never below 512 unless the model or the user's max_ctx asks for less.
+    trained = model.context_length if model.context_length > 0 else MIN_CTX
+    floor_ctx = min(MIN_CTX, trained, max_ctx)
     if n_ctx is not None:
         layout = planner.layout(n_ctx, wanted)
         notes.append(f"n_ctx {n_ctx:,} set explicitly")
+        if 0 < model.context_length < n_ctx:
+            notes.append(
+                f"n_ctx {n_ctx:,} is beyond the {model.context_length:,} tokens the model was "
+                "trained for; answers may degrade past that point"
+            )
     else:
         cap = min(model.context_length, max_ctx) if model.context_length > 0 else max_ctx
         target = max(floor_ctx, cap // CTX_STEP * CTX_STEP)

@@ -77,12 +77,20 @@ class LiveSampler:
         """Stop sampling and wait (at most :data:`STOP_TIMEOUT_S`) for the thread to end.
 
         ``latest()`` keeps returning the last sample.  Calling it when stopped does nothing.
+        If a read is stuck past the timeout, ``running`` stays True.
         """
         thread = self._thread
         if thread is None:
             return
         self._stopping.set()
         thread.join(timeout=STOP_TIMEOUT_S)
+        if thread.is_alive():
+            # A read stuck in a driver: leave the daemon thread to die with the process, and
+            # keep it visible through `running` rather than pretend it stopped.
+            logging.getLogger(__name__).warning(
+                "the live hardware sampler did not stop within %.0f s", STOP_TIMEOUT_S
+            )
+            return
         self._thread = None
 
     def latest(self) -> LiveSample:

@@ -18,8 +18,8 @@ import hashlib
 import importlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -142,15 +142,15 @@ def _write_marker(target: Path, sha256: str) -> None:
     stat = target.stat()
     marker = _marker_path(target)
     payload = json.dumps({"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{marker.name}.", suffix=".tmp")
+    temp = _temporary_name(marker)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with temp.open("x", encoding="utf-8") as handle:
             handle.write(payload)
         os.replace(temp, marker)
     except OSError:
         # The marker only saves time: without it the next start re-hashes the file once.
         with contextlib.suppress(OSError):
-            os.unlink(temp)
+            temp.unlink(missing_ok=True)
 
 
 def _check_existing(target: Path, expected_sha256: str, progress: Progress | None) -> bool:
@@ -187,14 +187,13 @@ def _assemble(
         f"assembling the embedded model {EMBEDDED_LABEL} ({_megabytes(total)}) into {target}",
         progress,
     )
-    # A unique name per process: concurrent first runs each write their own file and the
+    # A unique name per writer: concurrent first runs each write their own file and the
     # last os.replace wins with a complete, verified model either way.
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    temp = Path(temp_name)
+    temp = _temporary_name(target)
     try:
         digest = hashlib.sha256()
         done = 0
-        with os.fdopen(fd, "wb") as out:
+        with temp.open("xb") as out:
             for chunk in chunks:
                 with chunk.open("rb") as source:
                     while block := source.read(_COPY_BLOCK):
@@ -221,6 +220,15 @@ def _assemble(
         with contextlib.suppress(OSError):
             temp.unlink(missing_ok=True)
     _write_marker(target, actual)
+
+
+def _temporary_name(final: Path) -> Path:
+    """A fresh hidden name beside ``final``, for a file to open with mode ``"x"``.
+
+    Such a file gets the permissions the umask allows, as any download would; the 0600 of
+    ``tempfile.mkstemp`` would stay on the model after the rename.
+    """
+    return final.with_name(f".{final.name}.{secrets.token_hex(8)}.part")
 
 
 def _make_room(target: Path, needed: int) -> None:

@@ -55,10 +55,14 @@ class ScriptedBackend(Backend):
         events: list[GenerationEvent | HybridError] = []
         for piece in self.pieces:
             lp = TokenLogprob(piece, -0.5, tuple(piece.encode()))
-            events.append(TextDelta(piece, (lp,) if request.params.top_logprobs is not None else ()))
+            events.append(
+                TextDelta(piece, (lp,) if request.params.top_logprobs is not None else ())
+            )
         if self.fail_mid_stream is not None:
             events.append(self.fail_mid_stream)
-        events.append(GenerationDone("stop", Usage(prompt_tokens=7, completion_tokens=len(self.pieces))))
+        events.append(
+            GenerationDone("stop", Usage(prompt_tokens=7, completion_tokens=len(self.pieces)))
+        )
         generation = ScriptedGeneration(events)
         self.generations.append(generation)
         return generation
@@ -76,5 +80,3 @@ class ScriptedRuntime(LocalRuntime):
         if self._state != "ready":
             return super().backend()
         return self.scripted
-
-

@@ -7,6 +7,7 @@ import json
 import openai
 import pytest
 from fastapi.testclient import TestClient
+from scripted import ScriptedBackend
 
 from hybrid.errors import (
     ContextLengthExceededError,
@@ -15,11 +16,11 @@ from hybrid.errors import (
     QueueFullError,
 )
 
-from scripted import ScriptedBackend
-
 
 def sdk(client: TestClient) -> openai.OpenAI:
-    return openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client, max_retries=0)
+    return openai.OpenAI(
+        base_url="http://testserver/v1", api_key="unused", http_client=client, max_retries=0
+    )
 
 
 def sse_payloads(text: str) -> list[str]:
@@ -87,14 +88,20 @@ def test_parameters_reach_the_backend(client: TestClient, backend: ScriptedBacke
         model="hybrid",
         messages=[
             {"role": "system", "content": "be brief"},
-            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            },
         ],
         max_completion_tokens=12,
         temperature=0.3,
         top_p=0.9,
         stop="END",
         seed=7,
-        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"type": "object"}},
+        },
         extra_body={"some_future_field": {"nested": True}},
     )
     request = backend.requests[-1]
@@ -102,7 +109,9 @@ def test_parameters_reach_the_backend(client: TestClient, backend: ScriptedBacke
     params = request.params
     assert (params.max_tokens, params.temperature, params.top_p, params.seed) == (12, 0.3, 0.9, 7)
     assert params.stop == ("END",)
-    assert params.response_format is not None and params.response_format.schema == {"type": "object"}
+    assert params.response_format is not None and params.response_format.schema == {
+        "type": "object"
+    }
 
 
 def test_logprobs_come_back_in_openai_shape(client: TestClient) -> None:
@@ -120,10 +129,18 @@ def test_logprobs_come_back_in_openai_shape(client: TestClient) -> None:
         ({"messages": "not a list"}, "messages", "invalid_value"),
         ({}, "messages", "missing_required_parameter"),
         ({"messages": []}, "messages", "invalid_value"),
-        ({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature", "invalid_value"),
+        (
+            {"messages": [{"role": "user", "content": "x"}], "temperature": "hot"},
+            "temperature",
+            "invalid_value",
+        ),
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role", "invalid_value"),
         ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n", None),
-        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens", "invalid_value"),
+        (
+            {"messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
+            "max_tokens",
+            "invalid_value",
+        ),
     ],
 )
 def test_bad_requests_get_a_400_in_openai_shape(
@@ -141,7 +158,9 @@ def test_bad_requests_get_a_400_in_openai_shape(
 
 def test_malformed_json_is_a_400_not_a_500(client: TestClient) -> None:
     response = client.post(
-        "/v1/chat/completions", content=b'{"messages": [', headers={"content-type": "application/json"}
+        "/v1/chat/completions",
+        content=b'{"messages": [',
+        headers={"content-type": "application/json"},
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_json"
@@ -150,7 +169,11 @@ def test_malformed_json_is_a_400_not_a_500(client: TestClient) -> None:
 def test_image_content_is_refused_clearly(client: TestClient) -> None:
     response = client.post(
         "/v1/chat/completions",
-        json={"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+        json={
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+            ]
+        },
     )
     assert response.status_code == 400
     assert "text only" in response.json()["error"]["message"]
@@ -170,10 +193,16 @@ def test_unknown_route_is_a_404_in_openai_shape(client: TestClient) -> None:
     assert response.json()["error"]["code"] == "not_found"
 
 
-def test_context_overflow_is_a_400_with_the_numbers(client: TestClient, backend: ScriptedBackend) -> None:
-    backend.fail_on_start = ContextLengthExceededError(prompt_tokens=900, max_tokens=200, context_length=1024)
+def test_context_overflow_is_a_400_with_the_numbers(
+    client: TestClient, backend: ScriptedBackend
+) -> None:
+    backend.fail_on_start = ContextLengthExceededError(
+        prompt_tokens=900, max_tokens=200, context_length=1024
+    )
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk(client).chat.completions.create(model="hybrid", messages=[{"role": "user", "content": "x"}])
+        sdk(client).chat.completions.create(
+            model="hybrid", messages=[{"role": "user", "content": "x"}]
+        )
     error = caught.value.body
     assert isinstance(error, dict) and error["code"] == "context_length_exceeded"
     assert "900" in error["message"] and "1,024" in error["message"]
@@ -181,7 +210,10 @@ def test_context_overflow_is_a_400_with_the_numbers(client: TestClient, backend:
 
 def test_queue_full_is_a_429_with_retry_after(client: TestClient, backend: ScriptedBackend) -> None:
     backend.fail_on_start = QueueFullError(depth=3, retry_after=4.2)
-    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}], "stream": True})
+    response = client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "x"}], "stream": True},
+    )
     assert response.status_code == 429
     assert response.headers["retry-after"] == "5"
     assert response.json()["error"]["code"] == "rate_limit_exceeded"
@@ -189,20 +221,31 @@ def test_queue_full_is_a_429_with_retry_after(client: TestClient, backend: Scrip
 
 def test_model_not_ready_is_a_503(client: TestClient, backend: ScriptedBackend) -> None:
     backend.fail_on_start = ModelNotReadyError("the local model is still loading")
-    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+    response = client.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}
+    )
     assert response.status_code == 503
     assert response.headers["retry-after"]
 
 
-def test_failure_mid_stream_ends_with_an_error_event_and_no_done(client: TestClient, backend: ScriptedBackend) -> None:
+def test_failure_mid_stream_ends_with_an_error_event_and_no_done(
+    client: TestClient, backend: ScriptedBackend
+) -> None:
     backend.fail_mid_stream = GenerationError("llama.cpp failed while generating: boom")
-    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}], "stream": True})
+    response = client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "x"}], "stream": True},
+    )
     payloads = sse_payloads(response.text)
     assert "[DONE]" not in payloads
     assert json.loads(payloads[-1])["error"]["code"] == "generation_failed"
     assert backend.generations[-1].closed
     with pytest.raises(openai.APIError):
-        list(sdk(client).chat.completions.create(model="hybrid", messages=[{"role": "user", "content": "x"}], stream=True))
+        list(
+            sdk(client).chat.completions.create(
+                model="hybrid", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+        )
 
 
 def test_text_completions_whole_and_streamed(client: TestClient, backend: ScriptedBackend) -> None:
@@ -211,7 +254,11 @@ def test_text_completions_whole_and_streamed(client: TestClient, backend: Script
     assert whole.choices[0].text == "Hello world"
     assert whole.choices[0].logprobs is not None and whole.choices[0].logprobs.text_offset == [0, 5]
     assert backend.requests[-1].prompt == "Once" and backend.requests[-1].params.max_tokens == 16
-    pieces = [c.choices[0].text for c in api.completions.create(model="local", prompt="Once", stream=True) if c.choices]
+    pieces = [
+        c.choices[0].text
+        for c in api.completions.create(model="local", prompt="Once", stream=True)
+        if c.choices
+    ]
     assert "".join(pieces) == "Hello world"
 
 

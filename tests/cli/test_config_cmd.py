@@ -40,6 +40,7 @@ LEAVES = [
     "local.n_batch",
     "local.max_queue",
     "local.default_max_tokens",
+    "local.temperature",
     "probe.sample_interval_s",
     "probe.measure_bandwidth",
 ]

@@ -49,9 +49,10 @@ def start_server(
     def start(*flags: str, env: dict[str, str] | None = None) -> RunningServer:
         port = free_port()
         log = tmp_path_factory.mktemp("server") / "server.log"
-        environ = {
-            k: v for k, v in os.environ.items() if not k.startswith("HYBRID_")
-        } | {"HYBRID_HOME": str(hybrid_home), **(env or {})}
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_")} | {
+            "HYBRID_HOME": str(hybrid_home),
+            **(env or {}),
+        }
         with log.open("wb") as output:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
                 [sys.executable, "-m", "hybrid", "serve", "--port", str(port), *flags],

@@ -29,7 +29,9 @@ def api(server: RunningServer) -> openai.OpenAI:
 
 
 def test_capital_of_france_is_answered_briefly_with_paris(api: openai.OpenAI) -> None:
-    raw = api.chat.completions.with_raw_response.create(model="hybrid", messages=QUESTION, temperature=0)
+    raw = api.chat.completions.with_raw_response.create(
+        model="hybrid", messages=QUESTION, temperature=0
+    )
     completion = raw.parse()
     answer = completion.choices[0].message.content or ""
     assert "Paris" in answer
@@ -48,7 +50,9 @@ def test_default_sampling_also_names_paris(api: openai.OpenAI) -> None:
 
 
 def test_streamed_answer_equals_the_whole_answer(api: openai.OpenAI) -> None:
-    whole = api.chat.completions.create(model="local", messages=QUESTION, temperature=0, max_tokens=40)
+    whole = api.chat.completions.create(
+        model="local", messages=QUESTION, temperature=0, max_tokens=40
+    )
     stream = api.chat.completions.create(
         model="local",
         messages=QUESTION,
@@ -75,7 +79,9 @@ def test_stop_sequence_ends_the_text_before_it(api: openai.OpenAI) -> None:
 
 
 def test_max_tokens_ends_with_length(api: openai.OpenAI) -> None:
-    completion = api.completions.create(model="local", prompt="1, 2, 3, 4, 5,", max_tokens=5, temperature=0)
+    completion = api.completions.create(
+        model="local", prompt="1, 2, 3, 4, 5,", max_tokens=5, temperature=0
+    )
     assert completion.choices[0].finish_reason == "length"
     assert completion.usage is not None and completion.usage.completion_tokens == 5
 
@@ -83,7 +89,9 @@ def test_max_tokens_ends_with_length(api: openai.OpenAI) -> None:
 def test_json_mode_produces_valid_json(api: openai.OpenAI) -> None:
     completion = api.chat.completions.create(
         model="hybrid",
-        messages=[{"role": "user", "content": "Describe a cat as a JSON object with a name and an age."}],
+        messages=[
+            {"role": "user", "content": "Describe a cat as a JSON object with a name and an age."}
+        ],
         response_format={"type": "json_object"},
         max_tokens=120,
         temperature=0,
@@ -111,7 +119,12 @@ def test_json_schema_output_follows_the_schema(api: openai.OpenAI) -> None:
 
 def test_logprobs_are_reported_per_token(api: openai.OpenAI) -> None:
     completion = api.chat.completions.create(
-        model="hybrid", messages=QUESTION, temperature=0, logprobs=True, top_logprobs=3, max_tokens=10
+        model="hybrid",
+        messages=QUESTION,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+        max_tokens=10,
     )
     content = completion.choices[0].logprobs.content  # type: ignore[union-attr]
     assert content and all(t.logprob <= 0 for t in content)
@@ -141,11 +154,15 @@ def small_server(start_server: Callable[..., RunningServer]) -> Iterator[Running
     assert running.stop() == 0, running.log.read_text()
 
 
-def test_prompt_longer_than_the_context_is_refused_with_numbers(small_server: RunningServer) -> None:
+def test_prompt_longer_than_the_context_is_refused_with_numbers(
+    small_server: RunningServer,
+) -> None:
     api = openai.OpenAI(base_url=f"{small_server.base_url}/v1", api_key="unused", max_retries=0)
     long_prompt = "The quick brown fox jumps over the lazy dog. " * 80
     with pytest.raises(openai.BadRequestError) as caught:
-        api.chat.completions.create(model="hybrid", messages=[{"role": "user", "content": long_prompt}])
+        api.chat.completions.create(
+            model="hybrid", messages=[{"role": "user", "content": long_prompt}]
+        )
     error = caught.value.body
     assert isinstance(error, dict) and error["code"] == "context_length_exceeded"
     assert "512" in error["message"]
@@ -153,9 +170,17 @@ def test_prompt_longer_than_the_context_is_refused_with_numbers(small_server: Ru
         api.chat.completions.create(model="hybrid", messages=QUESTION, max_tokens=600)
 
 
-def counting_stream(server: RunningServer, client: httpx.Client, max_tokens: int = 480) -> httpx.Response:
+def counting_stream(
+    server: RunningServer, client: httpx.Client, max_tokens: int = 480
+) -> httpx.Response:
     """Start a long greedy count (it never hits a stop) and return the open streaming response."""
-    body = {"model": "local", "prompt": "1, 2, 3, 4, 5,", "max_tokens": max_tokens, "temperature": 0, "stream": True}
+    body = {
+        "model": "local",
+        "prompt": "1, 2, 3, 4, 5,",
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+    }
     request = client.build_request("POST", f"{server.base_url}/v1/completions", json=body)
     response = client.send(request, stream=True)
     assert response.status_code == 200
@@ -185,7 +210,9 @@ def test_queue_full_is_a_429_with_retry_after(small_server: RunningServer) -> No
     assert wait_until_idle(small_server)
 
 
-def test_client_disconnect_stops_generation_and_frees_the_model(small_server: RunningServer) -> None:
+def test_client_disconnect_stops_generation_and_frees_the_model(
+    small_server: RunningServer,
+) -> None:
     with httpx.Client(timeout=30) as client:
         response = counting_stream(small_server, client)
         received = []
@@ -199,7 +226,9 @@ def test_client_disconnect_stops_generation_and_frees_the_model(small_server: Ru
     # 480 tokens take several seconds; a cancelled generation frees the model within a token.
     assert wait_until_idle(small_server, polls=20)
     api = openai.OpenAI(base_url=f"{small_server.base_url}/v1", api_key="unused", max_retries=0)
-    answer = api.chat.completions.create(model="hybrid", messages=QUESTION, temperature=0, max_tokens=20)
+    answer = api.chat.completions.create(
+        model="hybrid", messages=QUESTION, temperature=0, max_tokens=20
+    )
     assert "Paris" in (answer.choices[0].message.content or "")
 
 

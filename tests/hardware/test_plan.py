@@ -133,10 +133,13 @@ def test_unified_memory_still_counts_offloaded_weights_against_ram() -> None:
         unified=True,
         bandwidth=100e9,
     )
-    ram = {"total": 16 * GIB, "available": 5 * GIB}
 
-    assert plan_for(build_snapshot(gpus=(discrete,), **ram), build_model()).fits
-    assert not plan_for(build_snapshot(gpus=(apple,), **ram), build_model()).fits
+    assert plan_for(
+        build_snapshot(gpus=(discrete,), total=16 * GIB, available=5 * GIB), build_model()
+    ).fits
+    assert not plan_for(
+        build_snapshot(gpus=(apple,), total=16 * GIB, available=5 * GIB), build_model()
+    ).fits
 
 
 def test_roomy_apple_silicon_offloads_everything_and_counts_memory_once() -> None:
@@ -217,6 +220,17 @@ def test_explicit_context_too_large_for_ram_does_not_fit() -> None:
 
     assert plan.n_ctx == 32768
     assert not plan.fits
+
+
+def test_explicit_context_beyond_training_is_warned_about() -> None:
+    plan = plan_for(build_snapshot(), build_model(context_length=4096), n_ctx=8192)
+
+    assert plan.n_ctx == 8192
+    assert any("beyond the 4,096 tokens" in note for note in plan.notes)
+
+
+def test_tiny_max_ctx_setting_is_respected() -> None:
+    assert plan_for(build_snapshot(), build_model(), max_ctx=256).n_ctx == 256
 
 
 def test_short_trained_context_is_not_exceeded() -> None:

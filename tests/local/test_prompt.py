@@ -21,7 +21,9 @@ def test_base_model_gets_a_transcript_ending_with_the_assistant_turn() -> None:
             Message("user", "Capital of France?"),
         ]
     )
-    assert prompt.text.endswith("User: Hi\nAssistant: Bonjour\nUser: Capital of France?\nAssistant:")
+    assert prompt.text.endswith(
+        "User: Hi\nAssistant: Bonjour\nUser: Capital of France?\nAssistant:"
+    )
     assert "Answer in French." in prompt.text.split("User:")[0]
     assert "\nUser:" in prompt.stop and TRANSCRIPT_PARAGRAPH_STOP in prompt.stop
     assert prompt.add_bos and prompt.strip_output
@@ -47,7 +49,10 @@ def test_template_that_writes_bos_itself_turns_off_the_tokenizer_bos() -> None:
 
 
 def test_template_raise_exception_becomes_a_clear_request_error() -> None:
-    template = "{% if messages[0].role != 'user' %}{{ raise_exception('must start with user') }}{% endif %}"
+    template = (
+        "{% if messages[0].role != 'user' %}"
+        "{{ raise_exception('must start with user') }}{% endif %}"
+    )
     with pytest.raises(InvalidRequestError, match="must start with user"):
         ChatFormatter(template).format([Message("assistant", "x")])
 

@@ -139,8 +139,14 @@ def tiny_model(
 
 
 def settings_with(
-    home: Path, *, model: Path | None = None, models_dirs: Sequence[Path] = ()
+    home: Path,
+    *,
+    model: Path | None = None,
+    models_dirs: Sequence[Path] = (),
+    n_ctx: int | None = None,
+    measure_bandwidth: bool = True,
 ) -> Settings:
     """Real settings with a data dir and local model options, nothing read from the environment."""
-    local: dict[str, object] = {"model": model, "models_dirs": list(models_dirs)}
-    return Settings.model_validate({"home": home, "local": local})
+    local = {"model": model, "models_dirs": list(models_dirs), "n_ctx": n_ctx}
+    probe = {"measure_bandwidth": measure_bandwidth}
+    return Settings.model_validate({"home": home, "local": local, "probe": probe})

@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gguf_writer import settings_with, tiny_model
 
-from hybrid.cli.models import list_models
+from hybrid.cli.models import list_models, plan_rows, render_table
+from hybrid.errors import ConfigError
+from hybrid.hardware.plan import ModelFootprint, RuntimePlan
 from hybrid.hardware.snapshot import CpuInfo, HardwareSnapshot, MemoryInfo, PowerInfo
+from hybrid.models.catalog import discover_models
 from hybrid.models.embedded import embedded_model_path
 
 GIB = 1024**3
@@ -44,10 +48,11 @@ class FakeProbe:
 
 
 def listing(
-    tmp_path: Path, probe: FakeProbe, *, as_json: bool = False, model: Path | None = None
+    tmp_path: Path, probe: FakeProbe, *, as_json: bool = False, **options: Any
 ) -> tuple[str, str]:
+    """Run ``hybrid models`` in tmp_path; ``options`` go to :func:`settings_with`."""
     out, err = io.StringIO(), io.StringIO()
-    settings = settings_with(tmp_path / "home", model=model)
+    settings = settings_with(tmp_path / "home", **options)
     code = list_models(settings, probe, as_json=as_json, out=out, err=err, cwd=tmp_path)
     assert code == 0
     return out.getvalue(), err.getvalue()
@@ -164,6 +169,31 @@ def test_a_failing_probe_still_lists_the_models(tmp_path: Path) -> None:
     [row] = table(text)
     assert (row["QUANT"], row["FITS"], row["TOK/S"], row["N_CTX"]) == ("Q4_K_M", "?", "?", "?")
     assert "hardware probe failed (no /proc here)" in err
+
+
+def test_the_plan_honours_the_context_and_benchmark_settings(tmp_path: Path) -> None:
+    tiny_model().write(tmp_path / "models" / "m.gguf")
+    probe = FakeProbe()
+
+    text, _ = listing(tmp_path, probe, n_ctx=1024, measure_bandwidth=False)
+
+    [row] = table(text)
+    assert row["N_CTX"] == "1,024"
+    assert probe.calls == [False], "probe.measure_bandwidth = false skips the benchmark"
+
+
+def test_a_model_the_planner_rejects_is_listed_with_the_reason(tmp_path: Path) -> None:
+    tiny_model().write(tmp_path / "models" / "m.gguf")
+    settings = settings_with(tmp_path / "home")
+
+    def refuse(footprint: ModelFootprint) -> RuntimePlan:
+        raise ConfigError("n_ctx must be positive")
+
+    rows = plan_rows(discover_models(settings, cwd=tmp_path), refuse)
+    text = render_table(rows, [tmp_path / "models"], settings)
+
+    assert table(text)[0]["FITS"] == "?"
+    assert "m: no plan: n_ctx must be positive" in text
 
 
 @pytest.mark.slow
