@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,17 +13,12 @@ from hybrid.settings import LoadedSettings, Settings, default_config_file, load_
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Keep the real user's HYBRID_* variables, config and .env out of every test."""
-    for name in list(os.environ):
-        if name.upper().startswith("HYBRID_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    work = tmp_path / "work"
+def isolated(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The suite's isolation, with the working folder one level below the test's folder."""
+    work = isolated / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    return tmp_path
+    return isolated
 
 
 def write(path: Path, text: str) -> Path:

@@ -118,20 +118,11 @@ def list_models(
 
 
 def _planner(settings: Settings, snapshot: HardwareSnapshot) -> Planner:
-    from hybrid.hardware.plan import plan_for
-
-    local = settings.local
+    from hybrid.hardware.plan import plan_with_settings
 
     def plan(footprint: ModelFootprint) -> RuntimePlan:
-        # The same arguments `hybrid serve` plans with, so the verdict is what serve would do.
-        return plan_for(
-            snapshot,
-            footprint,
-            max_ctx=local.max_ctx,
-            n_ctx=local.n_ctx,
-            n_threads=local.n_threads,
-            n_gpu_layers=local.n_gpu_layers,
-        )
+        # The plan `hybrid serve` would make, so the verdict is what serve would do.
+        return plan_with_settings(snapshot, footprint, settings.local)
 
     return plan
 

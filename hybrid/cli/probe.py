@@ -109,7 +109,7 @@ def _plan_models(
     snapshot: HardwareSnapshot, settings: Settings, discover: Discover, err: TextIO
 ) -> tuple[list[tuple[str, RuntimePlan]] | None, list[tuple[str, str]]]:
     from hybrid.errors import HybridError
-    from hybrid.hardware.plan import plan_for
+    from hybrid.hardware.plan import plan_with_settings
 
     try:
         entries = list(discover(settings))
@@ -117,7 +117,6 @@ def _plan_models(
         # The hardware report is useful on its own; a broken catalog must not hide it.
         print(f"hybrid: warning: could not list the local models ({exc})", file=err)
         return None, []
-    local = settings.local
     plans: list[tuple[str, RuntimePlan]] = []
     skipped: list[tuple[str, str]] = []
     for entry in entries:
@@ -126,14 +125,7 @@ def _plan_models(
             skipped.append((entry.name, getattr(entry, "error", None) or "unreadable header"))
             continue
         try:
-            plan = plan_for(
-                snapshot,
-                footprint,
-                max_ctx=local.max_ctx,
-                n_ctx=local.n_ctx,
-                n_threads=local.n_threads,
-                n_gpu_layers=local.n_gpu_layers,
-            )
+            plan = plan_with_settings(snapshot, footprint, settings.local)
         except HybridError as exc:
             skipped.append((entry.name, str(exc)))
             continue

@@ -10,18 +10,21 @@ the estimators of llama.cpp's ``--fit`` and Ollama:
 * Every device that runs part of the graph reserves a compute buffer (:data:`COMPUTE_BUFFER_BYTES`).
 * A GPU keeps a safety margin free (:func:`vram_margin`); so does RAM (:func:`ram_margin`).
 * Unified memory (Apple Silicon) is RAM: what is "offloaded" is still counted against RAM.
-* Decode reads every weight once per token: seconds per token = bytes read on the CPU / CPU
-  bandwidth + bytes read on each GPU / that GPU's bandwidth.  This is a ceiling more than a
-  forecast: on few cores dequantisation costs time too (on a 2-core EPYC VM, Gemma 3 270M
-  Q4_K_M was predicted at 112 tok/s from a 28 GB/s copy bandwidth and decoded at 78).
+* Decode reads every weight once per token: the bandwidth bound is bytes read on the CPU / CPU
+  bandwidth + bytes read on each GPU / that GPU's bandwidth.  llama.cpp reaches only part of
+  that bound (:data:`DECODE_EFFICIENCY`): dequantisation, attention and the logits add work.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hybrid.errors import ConfigError
 from hybrid.hardware.snapshot import GpuInfo, HardwareSnapshot
+
+if TYPE_CHECKING:
+    from hybrid.settings import LocalSettings
 
 MIB = 1024**2
 GIB = 1024**3
@@ -31,6 +34,11 @@ GIB = 1024**3
 # 513 MiB at any n_ctx), ~250 MiB for Llama 3's 128k.  The footprint does not carry n_vocab, so
 # the larger figure is assumed: overestimating keeps the plan on the safe side of an OOM.
 COMPUTE_BUFFER_BYTES = 512 * MIB
+
+# Share of the memory-bandwidth bound that llama.cpp's decode reaches.  On the reference machine
+# (2-core EPYC VM, 28 GB/s copy bandwidth) Gemma 3 270M Q4_K_M has a bound of 112 tok/s and
+# decodes at 57-78 tok/s depending on load and context size, i.e. 0.5-0.7 of the bound.
+DECODE_EFFICIENCY = 0.6
 
 MIN_CTX = 512
 CTX_STEP = 256
@@ -221,7 +229,25 @@ class _Planner:
             if cpu_bandwidth is None:
                 return None
             seconds += cpu_bytes / cpu_bandwidth
-        return seconds if seconds > 0 else None
+        return seconds / DECODE_EFFICIENCY if seconds > 0 else None
+
+
+def plan_with_settings(
+    snapshot: HardwareSnapshot, model: ModelFootprint, local: LocalSettings
+) -> RuntimePlan:
+    """Plan the way ``hybrid serve`` does: :func:`plan_for` with the user's ``local.*`` settings.
+
+    Raises:
+        ConfigError: A setting is out of range for planning.
+    """
+    return plan_for(
+        snapshot,
+        model,
+        max_ctx=local.max_ctx,
+        n_ctx=local.n_ctx,
+        n_threads=local.n_threads,
+        n_gpu_layers=local.n_gpu_layers,
+    )
 
 
 def plan_for(
@@ -457,7 +483,10 @@ def _speed_note(snapshot: HardwareSnapshot, layout: _Layout, seconds: float | No
             parts.append(f"{load.gpu.name} bandwidth unknown, assumed no faster than the CPU")
         else:
             parts.append(f"{load.gpu.name} {bandwidth / 1e9:.0f} GB/s")
-    return f"predicted {1.0 / seconds:.1f} tok/s from memory bandwidth ({'; '.join(parts)})"
+    return (
+        f"predicted {1.0 / seconds:.1f} tok/s: {DECODE_EFFICIENCY:.0%} of the memory-bandwidth "
+        f"bound ({'; '.join(parts)})"
+    )
 
 
 def _size(size_bytes: int) -> str:

@@ -120,7 +120,7 @@ class LocalRuntime:
             engine.close()
 
     def _load_blocking(self) -> LocalBackend:
-        from hybrid.hardware.plan import plan_for
+        from hybrid.hardware.plan import plan_with_settings
         from hybrid.local.engine import LlamaEngine, LoadOptions
         from hybrid.local.prompt import ChatFormatter
         from hybrid.local.queue import WorkQueue
@@ -131,14 +131,7 @@ class LocalRuntime:
         path = resolve_model(self._settings, progress=lambda message: log.info("%s", message))
         info = read_gguf(path)
         snapshot = self._snapshot()
-        plan = plan_for(
-            snapshot,
-            info.footprint(),
-            max_ctx=local.max_ctx,
-            n_ctx=local.n_ctx,
-            n_threads=local.n_threads,
-            n_gpu_layers=local.n_gpu_layers,
-        )
+        plan = plan_with_settings(snapshot, info.footprint(), local)
         for note in plan.notes:
             log.info("plan: %s", note)
         if not plan.fits:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import types
@@ -18,18 +17,6 @@ from hybrid.cli import main
 from hybrid.errors import ModelFileError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Keep the real user's HYBRID_* variables, config and .env out of every test."""
-    for name in list(os.environ):
-        if name.upper().startswith("HYBRID_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 class FakeCommand:

@@ -6,7 +6,12 @@ import pytest
 from hardware_fakes import GIB, MIB, build_gpu, build_model, build_snapshot
 
 from hybrid.errors import ConfigError
-from hybrid.hardware.plan import COMPUTE_BUFFER_BYTES, derive_threads, plan_for
+from hybrid.hardware.plan import (
+    COMPUTE_BUFFER_BYTES,
+    DECODE_EFFICIENCY,
+    derive_threads,
+    plan_for,
+)
 from hybrid.hardware.snapshot import PowerInfo
 
 # build_model(): 32 blocks x 120 MiB + 400 MiB outside them = 4240 MiB of weights in a
@@ -24,7 +29,7 @@ def test_no_gpu_runs_on_the_cpu_with_the_settings_context_cap() -> None:
     assert plan.n_threads == 7  # 8 physical cores, one left for the server
     assert plan.fits
     assert plan.memory_required_bytes == WEIGHTS + KV_8K + COMPUTE_BUFFER_BYTES
-    assert plan.predicted_tokens_per_s == pytest.approx(50e9 / FILE)
+    assert plan.predicted_tokens_per_s == pytest.approx(DECODE_EFFICIENCY * 50e9 / FILE)
     assert any("capped at 8,192 by settings" in note for note in plan.notes)
     assert any("no GPU found" in note for note in plan.notes)
 
@@ -47,7 +52,7 @@ def test_small_gpu_takes_only_the_layers_that_fit() -> None:
     assert plan.predicted_tokens_per_s > cpu_only.predicted_tokens_per_s
     gpu_bytes = 6 * 120 * MIB
     expected = 1 / ((FILE - gpu_bytes) / 50e9 + gpu_bytes / 400e9)
-    assert plan.predicted_tokens_per_s == pytest.approx(expected)
+    assert plan.predicted_tokens_per_s == pytest.approx(DECODE_EFFICIENCY * expected)
 
 
 def test_large_gpu_takes_every_layer_and_the_output_head() -> None:
@@ -59,7 +64,7 @@ def test_large_gpu_takes_every_layer_and_the_output_head() -> None:
     assert any("every layer and the output head" in note for note in plan.notes)
     # Only the header bytes are left for the CPU to read.
     expected = 1 / (WEIGHTS / 1000e9 + (FILE - WEIGHTS) / 50e9)
-    assert plan.predicted_tokens_per_s == pytest.approx(expected)
+    assert plan.predicted_tokens_per_s == pytest.approx(DECODE_EFFICIENCY * expected)
 
 
 def test_gpu_is_ignored_when_the_llama_cpp_build_cannot_offload() -> None:
@@ -245,7 +250,7 @@ def test_gpu_of_unknown_bandwidth_is_assumed_no_faster_than_the_cpu() -> None:
     plan = plan_for(build_snapshot(gpus=(amd,)), build_model())
 
     assert plan.n_gpu_layers == 33
-    assert plan.predicted_tokens_per_s == pytest.approx(50e9 / FILE)
+    assert plan.predicted_tokens_per_s == pytest.approx(DECODE_EFFICIENCY * 50e9 / FILE)
     assert any("bandwidth unknown" in note for note in plan.notes)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 import types
 from dataclasses import dataclass
@@ -28,20 +27,14 @@ class FakeEntry:
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Keep the user's HYBRID_* variables, config file and data dir out of every test."""
-    for name in list(os.environ):
-        if name.upper().startswith("HYBRID_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.setenv("HYBRID_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
+def isolated(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The suite's isolation, plus a data dir of the test's own and a CPU-only llama.cpp."""
+    monkeypatch.setenv("HYBRID_HOME", str(isolated / "home"))
     # The real llama_cpp opens /dev/null at import and never closes it (a ResourceWarning at
     # exit); the offload check has its own tests, these are about the report.
     no_gpu_build = types.SimpleNamespace(llama_supports_gpu_offload=lambda: False)
     monkeypatch.setitem(sys.modules, "llama_cpp", no_gpu_build)
-    return tmp_path
+    return isolated
 
 
 def settings(**local: Any) -> Settings:
