@@ -4,6 +4,7 @@
 HybridError
 ├── ConfigError                 a setting or the config file is invalid
 ├── ModelFileError              a model file is missing, unreadable or not a GGUF
+├── ServeError                  the server cannot start (its address is taken, ...)
 ├── InvalidRequestError         a request hybrid understood but cannot honour (n > 1, ...)
 └── BackendError                something that answers requests failed
     └── LocalBackendError       the in-process llama.cpp model
@@ -33,6 +34,10 @@ class ConfigError(HybridError):
 
 class ModelFileError(HybridError):
     """A model file is missing, unreadable, corrupt, or not a GGUF file."""
+
+
+class ServeError(HybridError):
+    """``hybrid serve`` cannot start: its address is taken or not available."""
 
 
 class InvalidRequestError(HybridError):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
+
+from hybrid.errors import ServeError
 
 if TYPE_CHECKING:
     from hybrid.settings import Settings
@@ -21,6 +24,8 @@ SETTINGS_FLAGS = {
     "threads": "local.n_threads",
     "gpu_layers": "local.n_gpu_layers",
 }
+
+
 # Seconds uvicorn lets in-flight responses finish after SIGINT/SIGTERM before cancelling them.
 GRACEFUL_SHUTDOWN_S = 10
 
@@ -48,6 +53,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from hybrid.api.app import create_app
+    from hybrid.models.catalog import resolve_model
+
+    if settings.local.model is not None:
+        # A wrong path is a mistake to report now, not a server that starts and cannot answer.
+        resolve_model(settings)
+    listener = _listen(settings.server.host, settings.server.port)
 
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -70,10 +81,30 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # should see that orderly stop as success, not as death by signal.
     previous = signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
-        uvicorn_server.run()
+        uvicorn_server.run(sockets=[listener])
     finally:
         signal.signal(signal.SIGTERM, previous)
+        listener.close()
     return 0 if uvicorn_server.started else 1
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket before anything is loaded, so a taken port fails at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise ServeError(
+            f"cannot listen on {host}:{port}: {exc.strerror}. If another hybrid serve is "
+            f"running, use it or stop it; otherwise choose another port with --port or "
+            f"HYBRID_SERVER__PORT."
+        ) from exc
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

@@ -34,6 +34,7 @@ from hybrid.generation import (
 from hybrid.local.engine import EngineJob
 from hybrid.local.prompt import ChatFormatter
 from hybrid.local.queue import WorkQueue
+from hybrid.local.speed import SpeedMeter
 
 # Nucleus sampling default when the request sets none (OpenAI's default).
 _DEFAULT_TOP_P = 1.0
@@ -80,6 +81,7 @@ class LocalBackend(Backend):
         self._model_id = model_id
         self._default_max_tokens = default_max_tokens
         self._default_temperature = default_temperature
+        self._speed = SpeedMeter()
 
     @property
     def model_id(self) -> str:
@@ -90,6 +92,11 @@ class LocalBackend(Backend):
     def queue(self) -> WorkQueue:
         """The model's work queue (depth and expected wait)."""
         return self._queue
+
+    @property
+    def speed(self) -> SpeedMeter:
+        """Decode speed measured on the requests served so far."""
+        return self._speed
 
     @property
     def context_length(self) -> int:
@@ -122,6 +129,7 @@ class LocalBackend(Backend):
             def emit(event: GenerationEvent) -> None:
                 if isinstance(event, GenerationDone):
                     event = dataclasses.replace(event, queue_wait_s=wait)
+                    self._speed.observe(event, constrained=job.grammar is not None)
                 deliver(event)
 
             self._engine.run(job, cancel, emit)

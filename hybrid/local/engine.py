@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,14 @@ from hybrid.generation import (
     Usage,
 )
 from hybrid.local.text import StopText
+
+log = logging.getLogger("hybrid.llama")
+
+# ggml_log_level (DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5) mapped onto Python's levels.
+# llama.cpp warns about benign facts ("n_ctx_per_seq < n_ctx_train"), so its warnings are info
+# here and its info is debug.
+_LLAMA_LOG_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.ERROR}
+_LLAMA_LOG_CONTINUE = 5
 
 # llama.cpp's defaults for the samplers hybrid does not expose.
 _TOP_K = 40
@@ -105,6 +114,7 @@ class LlamaEngine:
         """
         from llama_cpp import Llama
 
+        _route_llama_logs()
         try:
             llama = Llama(
                 model_path=str(path),
@@ -261,6 +271,28 @@ class LlamaEngine:
             alternatives = tuple(_top(self._piece(int(i)), float(logprobs[i])) for i in best)
         chosen = _top(piece, float(logprobs[token]))
         return TokenLogprob(chosen.token, chosen.logprob, chosen.bytes, alternatives)
+
+
+def _route_llama_logs() -> None:
+    """Send llama.cpp's own log lines to the ``hybrid.llama`` logger instead of raw stderr."""
+    import llama_cpp
+
+    if getattr(_route_llama_logs, "callback", None) is not None:
+        return
+    last_level = logging.DEBUG
+
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        nonlocal last_level
+        if level != _LLAMA_LOG_CONTINUE:
+            last_level = _LLAMA_LOG_LEVELS.get(level, logging.DEBUG)
+        message = text.decode("utf-8", errors="replace").rstrip()
+        if message:
+            log.log(last_level, "%s", message)
+
+    callback = llama_cpp.llama_log_callback(forward)
+    # llama.cpp keeps only the function pointer: the ctypes object must outlive every call.
+    _route_llama_logs.callback = callback  # type: ignore[attr-defined]
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
 def _top(piece: bytes, logprob: float) -> TopLogprob:

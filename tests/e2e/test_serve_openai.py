@@ -133,11 +133,14 @@ def test_logprobs_are_reported_per_token(api: openai.OpenAI) -> None:
     assert all(t.logprob == pytest.approx(t.top_logprobs[0].logprob) for t in content)
 
 
-def test_health_reports_model_plan_and_hardware(server: RunningServer) -> None:
+def test_health_reports_model_plan_and_hardware(server: RunningServer, api: openai.OpenAI) -> None:
+    api.completions.create(model="local", prompt="1, 2, 3,", max_tokens=16, temperature=0)
     body = httpx.get(f"{server.base_url}/health").json()
     assert body["status"] == "ok"
     assert body["model"]["id"] == "gemma-3-270m-q4_k_m"
     assert body["model"]["n_ctx"] >= 512
+    assert body["model"]["predicted_tokens_per_s"] > 0
+    assert body["model"]["measured_decode_tokens_per_s"] > 0
     assert body["queue"]["depth"] == 0
     assert body["hardware"]["snapshot"]["cpu"]["logical_cores"] >= 1
     assert "cpu_percent" in body["hardware"]["live"]

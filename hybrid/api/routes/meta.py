@@ -53,6 +53,7 @@ async def health(request: Request) -> JSONResponse:
             "n_threads": plan.n_threads,
             "n_gpu_layers": plan.n_gpu_layers,
             "predicted_tokens_per_s": plan.predicted_tokens_per_s,
+            "measured_decode_tokens_per_s": backend.speed.decode_tokens_per_s,
         }
         body["queue"] = {
             "depth": backend.queue.depth,

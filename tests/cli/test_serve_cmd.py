@@ -1,0 +1,44 @@
+"""``hybrid serve`` refuses at once what it cannot serve, before loading anything."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from hybrid.cli import main
+
+
+def test_a_taken_port_is_a_clear_error_not_a_hang(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    assert "--port" in err
+
+
+def test_a_missing_model_file_is_reported_before_serving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.gguf"
+    assert main(["serve", "--model", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert str(missing) in err and "hybrid models" in err
+
+
+def test_a_file_that_is_not_a_gguf_is_reported_before_serving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"this is not a model")
+    assert main(["serve", "--model", str(bogus)]) == 1
+    assert str(bogus) in capsys.readouterr().err
+
+
+def test_an_invalid_port_is_a_config_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "server.port" in capsys.readouterr().err
