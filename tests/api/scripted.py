@@ -69,12 +69,14 @@ class ScriptedBackend(Backend):
 
 
 class ScriptedRuntime(LocalRuntime):
-    def __init__(self, settings: Settings, backend: Backend) -> None:
+    def __init__(self, settings: Settings, backend: Backend, *, ready: bool = True) -> None:
         super().__init__(settings, snapshot=lambda: None)  # type: ignore[arg-type,return-value]
         self.scripted = backend
+        self.ready = ready
 
     async def load(self) -> None:
-        self._state = "ready"
+        if self.ready:
+            self._state = "ready"
 
     def backend(self) -> Any:
         if self._state != "ready":

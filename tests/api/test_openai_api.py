@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from scripted import ScriptedBackend
+from scripted import ScriptedBackend, ScriptedRuntime
 
+from hybrid.api.app import create_app
 from hybrid.errors import (
     ContextLengthExceededError,
     GenerationError,
     ModelNotReadyError,
     QueueFullError,
 )
+from hybrid.settings import Settings
 
 
 def sdk(client: TestClient) -> openai.OpenAI:
@@ -272,3 +275,22 @@ def test_health_is_200_when_ready(client: TestClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+
+
+def test_while_the_model_loads_health_and_requests_are_503(
+    settings_for: Callable[..., Settings], backend: ScriptedBackend
+) -> None:
+    settings = settings_for(**{"probe.measure_bandwidth": False})
+    runtime = ScriptedRuntime(settings, backend, ready=False)
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        health = client.get("/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "loading"
+        assert health.headers["retry-after"]
+        chat = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}
+        )
+        assert chat.status_code == 503
+        assert chat.json()["error"]["code"] == "model_not_ready"
+        assert "still loading" in chat.json()["error"]["message"]
+        assert chat.headers["x-hybrid-model"] == "gemma-3-270m-q4_k_m"

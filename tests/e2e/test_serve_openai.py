@@ -235,6 +235,14 @@ def test_client_disconnect_stops_generation_and_frees_the_model(
     assert "Paris" in (answer.choices[0].message.content or "")
 
 
+def test_client_that_gives_up_on_a_whole_answer_frees_the_model(small_server: RunningServer) -> None:
+    body = {"model": "local", "prompt": "1, 2, 3, 4, 5,", "max_tokens": 480, "temperature": 0}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{small_server.base_url}/v1/completions", json=body, timeout=1.0)
+    # The timed-out client closed its connection; the server noticed and stopped generating.
+    assert wait_until_idle(small_server, polls=20)
+
+
 def test_sigterm_mid_stream_shuts_down_cleanly(start_server: Callable[..., RunningServer]) -> None:
     running = start_server("--ctx", "512")
     with httpx.Client(timeout=30) as client:
