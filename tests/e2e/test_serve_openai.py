@@ -235,7 +235,7 @@ def test_client_disconnect_stops_generation_and_frees_the_model(
     assert "Paris" in (answer.choices[0].message.content or "")
 
 
-def test_client_that_gives_up_on_a_whole_answer_frees_the_model(small_server: RunningServer) -> None:
+def test_client_giving_up_on_a_whole_answer_frees_the_model(small_server: RunningServer) -> None:
     body = {"model": "local", "prompt": "1, 2, 3, 4, 5,", "max_tokens": 480, "temperature": 0}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{small_server.base_url}/v1/completions", json=body, timeout=1.0)
