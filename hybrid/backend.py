@@ -45,12 +45,7 @@ class Completion:
 
 
 class Backend(ABC):
-    """Something that answers generation requests: the local model, later a cloud provider."""
-
-    @property
-    @abstractmethod
-    def model_id(self) -> str:
-        """The id clients see for the model that answers."""
+    """Something that answers generation requests: the local model or a cloud provider."""
 
     @abstractmethod
     async def start(self, request: GenerationRequest) -> Generation:
@@ -63,10 +58,14 @@ class Backend(ABC):
             The running generation; iterate it to receive the output.
 
         Raises:
-            ModelNotReadyError: The model is not loaded.
+            ModelNotReadyError: The local model is not loaded.
             ContextLengthExceededError: The prompt and requested output do not fit.
-            QueueFullError: Too many requests are already waiting.
+            QueueFullError: Too many requests are already waiting for the local model.
             InvalidRequestError: The request asks for something this backend cannot do.
+            ProviderError: A cloud provider failed before its first byte (after retries).
+
+        Once iteration has begun, a failure raises from the iterator: GenerationError locally,
+        ProviderError from a cloud provider.
         """
 
     async def complete(self, request: GenerationRequest) -> Completion:
@@ -82,16 +81,31 @@ class Backend(ABC):
             The errors of :meth:`start`, and GenerationError when the stream ends without a
             closing event.
         """
-        generation = await self.start(request)
-        parts: list[str] = []
-        logprobs: list[TokenLogprob] = []
-        try:
-            async for event in generation:
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    logprobs.extend(event.logprobs)
-                else:
-                    return Completion("".join(parts), tuple(logprobs), event)
-        finally:
-            await generation.aclose()
-        raise GenerationError("the generation ended without a closing event")
+        return await collect(await self.start(request))
+
+
+async def collect(generation: Generation) -> Completion:
+    """Read a started generation to its end and close it.
+
+    Args:
+        generation: A generation returned by :meth:`Backend.start`.
+
+    Returns:
+        The text, its log-probabilities (when asked for) and the closing event.
+
+    Raises:
+        GenerationError: The stream ended without a closing event.
+        ProviderError: A cloud provider failed mid-answer.
+    """
+    parts: list[str] = []
+    logprobs: list[TokenLogprob] = []
+    try:
+        async for event in generation:
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+                logprobs.extend(event.logprobs)
+            else:
+                return Completion("".join(parts), tuple(logprobs), event)
+    finally:
+        await generation.aclose()
+    raise GenerationError("the generation ended without a closing event")

@@ -6,12 +6,23 @@ HybridError
 ├── ModelFileError              a model file is missing, unreadable or not a GGUF
 ├── ServeError                  the server cannot start (its address is taken, ...)
 ├── InvalidRequestError         a request hybrid understood but cannot honour (n > 1, ...)
+├── RoutingError                no backend can take the request
+│   ├── ModelNotFoundError      the model name is neither local, an alias, nor a cloud model
+│   └── NoRouteError            every candidate failed or none exists (names each failure)
 └── BackendError                something that answers requests failed
-    └── LocalBackendError       the in-process llama.cpp model
-        ├── ModelNotReadyError      the model is still loading, or failed to load
-        ├── ContextLengthExceededError  prompt + output do not fit the context window
-        ├── QueueFullError          too many requests are already waiting
-        └── GenerationError         llama.cpp failed while generating
+    ├── LocalBackendError       the in-process llama.cpp model
+    │   ├── ModelNotReadyError      the model is still loading, or failed to load
+    │   ├── ContextLengthExceededError  prompt + output do not fit the context window
+    │   ├── QueueFullError          too many requests are already waiting
+    │   └── GenerationError         llama.cpp failed while generating
+    └── ProviderError           a cloud provider failed (reason codes in brackets)
+        ├── ProviderTimeoutError        [timeout] connect, first byte or idle timeout
+        ├── ProviderRateLimitedError    [rate_limited] 429
+        ├── ProviderAuthError           [auth] 401/403: the key is wrong or lacks access
+        ├── ProviderUnavailableError    [unavailable] 5xx, refused or reset connection
+        ├── ProviderRejectedError       [rejected] another 4xx: the request itself is at fault
+        ├── ProviderProtocolError       [bad_response] malformed JSON or SSE
+        └── CircuitOpenError            [circuit_open] recent failures: not tried for now
 ```
 
 Foreign exceptions (llama_cpp, OS errors) are translated into this tree at the boundary where
@@ -110,3 +121,112 @@ class QueueFullError(LocalBackendError):
 
 class GenerationError(LocalBackendError):
     """llama.cpp failed while evaluating or sampling."""
+
+
+class ProviderError(BackendError):
+    """A cloud provider could not answer.
+
+    Attributes:
+        provider: The provider's name (``openai``, ``anthropic``, a configured name).
+        reason: A short code for ``X-Hybrid-Reason`` (``timeout``, ``rate_limited``, ...).
+        retryable: Whether the same request may succeed on a retry to the same provider.
+        status: The upstream HTTP status, when there was one.
+        retry_after: Seconds the provider asked to wait, when it said.
+    """
+
+    reason = "error"
+    retryable = False
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not connect, send its first byte, or its next chunk in time."""
+
+    reason = "timeout"
+    retryable = True
+
+
+class ProviderRateLimitedError(ProviderError):
+    """The provider answered 429."""
+
+    reason = "rate_limited"
+    retryable = True
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused the key (401) or its permissions (403)."""
+
+    reason = "auth"
+
+
+class ProviderUnavailableError(ProviderError):
+    """A 5xx, a refused or reset connection: the provider is down or overloaded."""
+
+    reason = "unavailable"
+    retryable = True
+
+
+class ProviderRejectedError(ProviderError):
+    """A 4xx other than 401, 403 and 429: the provider says the request is at fault."""
+
+    reason = "rejected"
+
+
+class ProviderProtocolError(ProviderError):
+    """The provider's response was not the JSON or SSE its API defines."""
+
+    reason = "bad_response"
+    retryable = True
+
+
+class CircuitOpenError(ProviderError):
+    """The provider failed repeatedly and is skipped until its circuit half-opens."""
+
+    reason = "circuit_open"
+
+
+class RoutingError(HybridError):
+    """No backend can take the request."""
+
+
+class ModelNotFoundError(RoutingError):
+    """The requested model is neither the local model, an alias, nor a configured cloud model.
+
+    Attributes:
+        model: The name asked for.
+        available: The names that would have worked.
+    """
+
+    def __init__(self, model: str, available: list[str]) -> None:
+        self.model = model
+        self.available = available
+        super().__init__(
+            f"the model {model!r} does not exist here; available: {', '.join(available)}. "
+            f"Use one of those, or declare a provider that serves it in the config file."
+        )
+
+
+class NoRouteError(RoutingError):
+    """Nothing can serve the request: every candidate failed, or none exists.
+
+    Attributes:
+        failures: What was tried and why it failed, e.g. ``["openai: timeout", ...]``.
+        should_retry: Whether retrying later can help (False when, e.g., no key is set).
+    """
+
+    def __init__(self, message: str, *, failures: list[str], should_retry: bool) -> None:
+        self.failures = failures
+        self.should_retry = should_retry
+        super().__init__(message)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "content_filter"]
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,23 @@ class GenerationRequest:
 
     Exactly one of ``messages`` and ``prompt`` is used: a request with a prompt is a raw text
     completion and bypasses chat formatting.
+
+    Attributes:
+        request_id: hybrid's id for the request (``X-Hybrid-Request-Id``).
+        messages: The conversation, oldest first.
+        prompt: A raw prompt, for text completion.
+        params: How to generate.
+        model: The provider's own model id (``gpt-4.1-mini``), for a cloud backend; the local
+            backend ignores it.
+        stream: The client asked for a stream; a cloud backend streams from upstream too.
     """
 
     request_id: str
     messages: tuple[Message, ...] = ()
     prompt: str | None = None
     params: SamplingParams = field(default_factory=SamplingParams)
+    model: str | None = None
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,9 @@ class GenerationDone:
     """The last event of a generation.
 
     Attributes:
-        finish_reason: ``"stop"`` (end of turn or a stop sequence) or ``"length"`` (max tokens).
+        finish_reason: ``"stop"`` (end of turn or a stop sequence), ``"length"`` (max tokens)
+            or ``"content_filter"`` (the provider refused).
+        stop_sequence: The request's stop sequence that ended the output, when one did.
         usage: Prompt and completion tokens.
         queue_wait_s: Seconds spent waiting for the model.
         time_to_first_token_s: Seconds from the start of generation to the first token.
@@ -127,6 +140,7 @@ class GenerationDone:
 
     finish_reason: FinishReason
     usage: Usage
+    stop_sequence: str | None = None
     queue_wait_s: float = 0.0
     time_to_first_token_s: float | None = None
     decode_tokens_per_s: float | None = None

@@ -19,6 +19,7 @@ from hybrid.api.errors import install_error_handlers
 from hybrid.api.middleware import BodyLimitMiddleware, HybridHeadersMiddleware
 from hybrid.api.routes import chat, completions, meta
 from hybrid.api.state import AppState
+from hybrid.routing.dispatcher import Dispatcher
 
 if TYPE_CHECKING:
     from hybrid.hardware.bandwidth import BandwidthCache
@@ -60,7 +61,9 @@ def create_app(
         )
     )
     sampler: LiveSampler = LiveSampler(hardware.sample, interval_s=settings.probe.sample_interval_s)
-    state = AppState(settings=settings, runtime=local, sampler=sampler)
+    state = AppState(
+        settings=settings, runtime=local, dispatcher=Dispatcher(local), sampler=sampler
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +21,11 @@ from hybrid.errors import (
     GenerationError,
     HybridError,
     InvalidRequestError,
+    ModelNotFoundError,
     ModelNotReadyError,
+    NoRouteError,
+    ProviderError,
+    ProviderRejectedError,
     QueueFullError,
 )
 
@@ -31,9 +35,33 @@ log = logging.getLogger("hybrid.api")
 _LOADING_RETRY_AFTER_S = 5
 
 
+ApiShape = Literal["openai", "anthropic"]
+
+# Anthropic names its error types by status; hybrid's statuses map onto them.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
 @dataclass(frozen=True)
 class WireError:
-    """An error as it goes on the wire."""
+    """An error as it goes on the wire, in either API's shape.
+
+    Attributes:
+        status: HTTP status.
+        message: What happened and what to do.
+        type: OpenAI's error type (``invalid_request_error``, ``server_error``, ...).
+        code: OpenAI's error code, when there is one.
+        param: The request field at fault, when there is one.
+        retry_after_s: Seconds to wait before retrying (``Retry-After``), when known.
+        should_retry: Whether a retry can help (``x-should-retry``), when hybrid knows.
+    """
 
     status: int
     message: str
@@ -41,9 +69,13 @@ class WireError:
     code: str | None = None
     param: str | None = None
     retry_after_s: float | None = None
+    should_retry: bool | None = None
 
-    def body(self) -> dict[str, Any]:
-        """OpenAI's error object."""
+    def body(self, shape: ApiShape = "openai") -> dict[str, Any]:
+        """The error object in OpenAI's or Anthropic's shape."""
+        if shape == "anthropic":
+            kind = _ANTHROPIC_TYPES.get(self.status, "api_error")
+            return {"type": "error", "error": {"type": kind, "message": self.message}}
         return {
             "error": {
                 "message": self.message,
@@ -53,9 +85,23 @@ class WireError:
             }
         }
 
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` and ``x-should-retry`` when they apply."""
+        headers = {}
+        if self.retry_after_s is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
+        if self.should_retry is not None:
+            headers["x-should-retry"] = "true" if self.should_retry else "false"
+        return headers
+
+
+def shape_for_path(path: str) -> ApiShape:
+    """Which API's error shape a request path speaks."""
+    return "anthropic" if path.startswith("/v1/messages") else "openai"
+
 
 def wire_error(exc: HybridError) -> WireError:
-    """Map one of hybrid's errors to its status and OpenAI error fields."""
+    """Map one of hybrid's errors to its status and error fields, by type."""
     message = str(exc)
     if isinstance(exc, ContextLengthExceededError):
         return WireError(
@@ -63,6 +109,8 @@ def wire_error(exc: HybridError) -> WireError:
         )
     if isinstance(exc, InvalidRequestError):
         return WireError(400, message, "invalid_request_error", None, exc.param)
+    if isinstance(exc, ModelNotFoundError):
+        return WireError(404, message, "invalid_request_error", "model_not_found", "model")
     if isinstance(exc, QueueFullError):
         return WireError(
             429, message, "rate_limit_error", "rate_limit_exceeded", retry_after_s=exc.retry_after
@@ -71,17 +119,23 @@ def wire_error(exc: HybridError) -> WireError:
         return WireError(
             503, message, "server_error", "model_not_ready", retry_after_s=_LOADING_RETRY_AFTER_S
         )
+    if isinstance(exc, NoRouteError):
+        return WireError(503, message, "server_error", "no_route", should_retry=exc.should_retry)
+    if isinstance(exc, ProviderRejectedError):
+        status = exc.status if exc.status is not None and 400 <= exc.status < 500 else 400
+        return WireError(status, message, "invalid_request_error", "upstream_rejected")
+    if isinstance(exc, ProviderError):
+        return WireError(
+            502, message, "server_error", f"upstream_{exc.reason}", should_retry=exc.retryable
+        )
     if isinstance(exc, GenerationError):
         return WireError(500, message, "server_error", "generation_failed")
     return WireError(500, message, "server_error")
 
 
-def error_response(error: WireError) -> JSONResponse:
-    """The HTTP response for a wire error, with ``Retry-After`` when it applies."""
-    headers = {}
-    if error.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+def error_response(error: WireError, shape: ApiShape = "openai") -> JSONResponse:
+    """The HTTP response for a wire error, in the shape of the API the client speaks."""
+    return JSONResponse(error.body(shape), status_code=error.status, headers=error.headers())
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -89,30 +143,33 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_hybrid_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HybridError)
-        return error_response(wire_error(exc))
+        return error_response(wire_error(exc), shape_for_path(request.url.path))
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return error_response(_validation_error(exc))
+        return error_response(_validation_error(exc), shape_for_path(request.url.path))
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        shape = shape_for_path(request.url.path)
         if exc.status_code == 404:
             message = (
                 f"no route {request.method} {request.url.path}; see GET /v1/models and /health"
             )
-            return error_response(WireError(404, message, "invalid_request_error", "not_found"))
-        if exc.status_code == 405:
+            error = WireError(404, message, "invalid_request_error", "not_found")
+        elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-            return error_response(
-                WireError(405, message, "invalid_request_error", "method_not_allowed")
-            )
-        return error_response(WireError(exc.status_code, str(exc.detail), "invalid_request_error"))
+            error = WireError(405, message, "invalid_request_error", "method_not_allowed")
+        else:
+            error = WireError(exc.status_code, str(exc.detail), "invalid_request_error")
+        return error_response(error, shape)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         message = "internal error in hybrid; the server log has the details"
-        return error_response(WireError(500, message, "server_error"))
+        return error_response(
+            WireError(500, message, "server_error"), shape_for_path(request.url.path)
+        )
 
     app.add_exception_handler(HybridError, on_hybrid_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

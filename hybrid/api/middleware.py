@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hybrid.api.errors import WireError, shape_for_path
+
 HEADER_ROUTE = "x-hybrid-route"
 HEADER_MODEL = "x-hybrid-model"
 HEADER_REQUEST_ID = "x-hybrid-request-id"
@@ -84,7 +86,7 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self._max_bytes:
-            await self._refuse(send, declared)
+            await self._refuse(scope, send, declared)
             return
         chunks: list[bytes] = []
         size = 0
@@ -95,7 +97,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_bytes:
-                await self._refuse(send, size)
+                await self._refuse(scope, send, size)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -111,21 +113,13 @@ class BodyLimitMiddleware:
 
         await self._app(scope, replay, send)
 
-    async def _refuse(self, send: Send, size: int) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "message": (
-                        f"request body is {size:,} bytes, over the limit of "
-                        f"{self._max_bytes:,}; send less, or raise "
-                        f"HYBRID_SERVER__MAX_BODY_BYTES"
-                    ),
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "request_too_large",
-                }
-            }
-        ).encode()
+    async def _refuse(self, scope: Scope, send: Send, size: int) -> None:
+        message = (
+            f"request body is {size:,} bytes, over the limit of {self._max_bytes:,}; "
+            f"send less, or raise HYBRID_SERVER__MAX_BODY_BYTES"
+        )
+        error = WireError(413, message, "invalid_request_error", "request_too_large")
+        body = json.dumps(error.body(shape_for_path(scope["path"]))).encode()
         headers: list[tuple[bytes, bytes]] = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

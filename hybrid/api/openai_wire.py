@@ -75,6 +75,7 @@ def chat_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequ
         response_format = ResponseFormat(kind=body.response_format.type, schema=schema)
     return GenerationRequest(
         request_id=request_id,
+        stream=body.stream,
         messages=tuple(_message(m, i) for i, m in enumerate(body.messages)),
         params=SamplingParams(
             max_tokens=max_tokens,
@@ -109,6 +110,7 @@ def completion_request(body: CompletionRequest, request_id: str) -> GenerationRe
         raise InvalidRequestError("suffix (insertion) is not supported; omit it", param="suffix")
     return GenerationRequest(
         request_id=request_id,
+        stream=body.stream,
         prompt=prompt,
         params=SamplingParams(
             max_tokens=body.max_tokens or COMPLETIONS_DEFAULT_MAX_TOKENS,

@@ -10,6 +10,7 @@ from fastapi import Request
 if TYPE_CHECKING:
     from hybrid.hardware.sampler import LiveSampler
     from hybrid.local.runtime import LocalRuntime
+    from hybrid.routing.dispatcher import Dispatcher
     from hybrid.settings import Settings
 
 
@@ -19,6 +20,7 @@ class AppState:
 
     settings: Settings
     runtime: LocalRuntime
+    dispatcher: Dispatcher
     sampler: LiveSampler | None
 
 

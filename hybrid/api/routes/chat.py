@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from hybrid.api.answering import start_answer
 from hybrid.api.disconnect import unless_disconnected
 from hybrid.api.errors import wire_error
 from hybrid.api.middleware import request_id_of
@@ -21,8 +22,7 @@ from hybrid.api.openai_wire import (
     sse,
 )
 from hybrid.api.schema import ChatCompletionRequest
-from hybrid.api.state import app_state
-from hybrid.backend import Generation
+from hybrid.backend import Generation, collect
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta
 
@@ -33,24 +33,21 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    """Answer a chat completion request with the local model."""
-    backend = app_state(request).runtime.backend()
+    """Answer a chat completion request, locally or through a cloud provider."""
     request_id = request_id_of(request.scope)
     generation_request = chat_request(body, request_id)
-    meta = ResponseMeta(
-        id=f"chatcmpl-{request_id}", created=int(time.time()), model=backend.model_id
-    )
-    headers = {"X-Hybrid-Route": "local", "X-Hybrid-Model": backend.model_id}
+    answer = await start_answer(request, generation_request, model=body.model)
+    meta = ResponseMeta(id=f"chatcmpl-{request_id}", created=int(time.time()), model=answer.model)
+    headers = answer.headers()
     want_logprobs = bool(body.logprobs)
     if body.stream:
-        generation = await backend.start(generation_request)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            _stream(generation, meta, include_usage=include_usage, logprobs=want_logprobs),
+            _stream(answer.generation, meta, include_usage=include_usage, logprobs=want_logprobs),
             media_type="text/event-stream",
             headers={**headers, **SSE_HEADERS},
         )
-    completion = await unless_disconnected(request.receive, backend.complete(generation_request))
+    completion = await unless_disconnected(request.receive, collect(answer.generation))
     payload = chat_completion_json(
         meta, completion.text, completion.logprobs if want_logprobs else None, completion.done
     )

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from hybrid.api.answering import start_answer
 from hybrid.api.disconnect import unless_disconnected
 from hybrid.api.errors import wire_error
 from hybrid.api.middleware import request_id_of
@@ -21,8 +22,7 @@ from hybrid.api.openai_wire import (
 )
 from hybrid.api.routes.chat import SSE_HEADERS
 from hybrid.api.schema import CompletionRequest
-from hybrid.api.state import app_state
-from hybrid.backend import Generation
+from hybrid.backend import Generation, collect
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta
 
@@ -32,21 +32,20 @@ router = APIRouter()
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request) -> Response:
     """Complete a raw prompt with the local model, without chat formatting."""
-    backend = app_state(request).runtime.backend()
     request_id = request_id_of(request.scope)
     generation_request = completion_request(body, request_id)
-    meta = ResponseMeta(id=f"cmpl-{request_id}", created=int(time.time()), model=backend.model_id)
-    headers = {"X-Hybrid-Route": "local", "X-Hybrid-Model": backend.model_id}
+    answer = await start_answer(request, generation_request, model=body.model)
+    meta = ResponseMeta(id=f"cmpl-{request_id}", created=int(time.time()), model=answer.model)
+    headers = answer.headers()
     want_logprobs = body.logprobs is not None
     if body.stream:
-        generation = await backend.start(generation_request)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            _stream(generation, meta, include_usage=include_usage, logprobs=want_logprobs),
+            _stream(answer.generation, meta, include_usage=include_usage, logprobs=want_logprobs),
             media_type="text/event-stream",
             headers={**headers, **SSE_HEADERS},
         )
-    completion = await unless_disconnected(request.receive, backend.complete(generation_request))
+    completion = await unless_disconnected(request.receive, collect(answer.generation))
     logprobs = completion_logprobs_json(completion.logprobs, 0) if want_logprobs else None
     payload = completion_json(
         meta, completion.text, logprobs, completion.done.finish_reason, completion.done.usage

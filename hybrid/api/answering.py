@@ -1,0 +1,50 @@
+"""What every generating route does first: read the routing header and start an answer."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from fastapi import Request
+
+from hybrid.api.state import app_state
+from hybrid.errors import InvalidRequestError
+from hybrid.generation import GenerationRequest
+from hybrid.routing.dispatcher import Answer, RouteOverride
+
+ROUTE_HEADER = "x-hybrid-route"
+_OVERRIDES = ("auto", "local", "cloud")
+
+
+def route_override(request: Request) -> RouteOverride | None:
+    """The ``X-Hybrid-Route`` request header, validated.
+
+    Raises:
+        InvalidRequestError: The header holds something other than auto, local or cloud.
+    """
+    value = request.headers.get(ROUTE_HEADER)
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value not in _OVERRIDES:
+        raise InvalidRequestError(
+            f"X-Hybrid-Route must be one of auto, local, cloud (got {value!r})",
+            param="X-Hybrid-Route",
+        )
+    return cast(RouteOverride, value)
+
+
+async def start_answer(
+    request: Request, generation_request: GenerationRequest, *, model: str | None
+) -> Answer:
+    """Start answering through the app's dispatcher.
+
+    Args:
+        request: The HTTP request (for its headers and the app state).
+        generation_request: The translated request.
+        model: The model name the client asked for.
+
+    Returns:
+        The started answer with its route, model and reason.
+    """
+    dispatcher = app_state(request).dispatcher
+    return await dispatcher.start(generation_request, model=model, override=route_override(request))
