@@ -84,7 +84,9 @@ class ContextLengthExceededError(LocalBackendError):
         context_length: Tokens the loaded context holds.
     """
 
-    def __init__(self, *, prompt_tokens: int, max_tokens: int, context_length: int) -> None:
+    def __init__(
+        self, *, prompt_tokens: int, max_tokens: int, context_length: int, note: str = ""
+    ) -> None:
         self.prompt_tokens = prompt_tokens
         self.max_tokens = max_tokens
         self.context_length = context_length
@@ -100,7 +102,7 @@ class ContextLengthExceededError(LocalBackendError):
                 f"the local model's context holds {context_length:,}. Lower max_tokens to at "
                 f"most {context_length - prompt_tokens:,} or shorten the prompt."
             )
-        super().__init__(message)
+        super().__init__(f"{message} {note}" if note else message)
 
 
 class QueueFullError(LocalBackendError):

@@ -33,8 +33,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hybrid.settings_cloud import ECOSYSTEM_VARIABLES, CloudSettings
 from hybrid.settings_sources import (
     Layer,
+    ProvidedValue,
     find_config_file,
     leaf_sources,
     merge,
@@ -207,6 +209,10 @@ class Settings(BaseSettings):
         default_factory=ProbeSettings,
         description="The hardware probe.",
     )
+    cloud: CloudSettings = Field(
+        default_factory=CloudSettings,
+        description="Cloud providers and escalation.",
+    )
 
     @field_validator("home")
     @classmethod
@@ -313,6 +319,7 @@ def load_settings(
         layers.append(
             read_dotenv(dotenv_file, Settings, prefix=_ENV_PREFIX, delimiter=_ENV_NESTED_DELIMITER)
         )
+    layers.append(_ecosystem_layer(env))
     layers.append(
         read_env(
             env,
@@ -333,10 +340,33 @@ def load_settings(
     except ValidationError as exc:
         raise settings_error(exc, merged, Settings) from exc
     return LoadedSettings(
-        settings=settings,
+        settings=_with_provider_keys(settings, env),
         sources=leaf_sources(merged, Settings),
         config_file=toml_path,
     )
+
+
+def _ecosystem_layer(env: Mapping[str, str]) -> Layer:
+    """``OPENAI_API_KEY`` and friends, which other tools already read, below ``HYBRID_*``."""
+    return {
+        path: ProvidedValue(env[name], f"env {name}")
+        for name, path in ECOSYSTEM_VARIABLES.items()
+        if env.get(name)
+    }
+
+
+def _with_provider_keys(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """Fill each declared provider's key from the variable its ``api_key_env`` names."""
+    providers = [
+        provider.model_copy(update={"api_key": SecretStr(env[provider.api_key_env])})
+        if provider.api_key is None and provider.api_key_env and env.get(provider.api_key_env)
+        else provider
+        for provider in settings.cloud.providers
+    ]
+    if providers == settings.cloud.providers:
+        return settings
+    cloud = settings.cloud.model_copy(update={"providers": providers})
+    return settings.model_copy(update={"cloud": cloud})
 
 
 __all__ = [

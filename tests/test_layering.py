@@ -31,6 +31,9 @@ def modules_loaded_by(module: str) -> set[str]:
         ("hybrid.models.catalog", {"hybrid.local", "hybrid.api", "llama_cpp"}),
         ("hybrid.local.backend", {"hybrid.api", "hybrid.cli", "fastapi", "starlette"}),
         ("hybrid.local.runtime", {"hybrid.api", "hybrid.cli", "fastapi"}),
+        ("hybrid.cloud.openai_provider", {"hybrid.local", "hybrid.routing", "hybrid.api"}),
+        ("hybrid.cloud.anthropic_provider", {"hybrid.local", "hybrid.routing", "hybrid.api"}),
+        ("hybrid.routing.dispatcher", {"hybrid.api", "hybrid.cli", "fastapi", "llama_cpp"}),
         ("hybrid.api.app", {"hybrid.cli", "llama_cpp"}),
     ],
 )

@@ -17,9 +17,11 @@ from fastapi import FastAPI
 from hybrid import __version__
 from hybrid.api.errors import install_error_handlers
 from hybrid.api.middleware import BodyLimitMiddleware, HybridHeadersMiddleware
-from hybrid.api.routes import chat, completions, meta
+from hybrid.api.routes import chat, completions, messages, meta
 from hybrid.api.state import AppState
 from hybrid.routing.dispatcher import Dispatcher
+from hybrid.routing.names import ModelNames
+from hybrid.routing.providers import build_providers
 
 if TYPE_CHECKING:
     from hybrid.hardware.bandwidth import BandwidthCache
@@ -61,8 +63,21 @@ def create_app(
         )
     )
     sampler: LiveSampler = LiveSampler(hardware.sample, interval_s=settings.probe.sample_interval_s)
+    names = ModelNames.from_settings(settings.cloud)
+    pool = build_providers(settings.cloud)
+    dispatcher = Dispatcher(
+        local,
+        pool.providers,
+        names,
+        failover=names.targets(settings.cloud.failover, setting="cloud.failover"),
+        local_fallback=settings.cloud.local_fallback,
+    )
     state = AppState(
-        settings=settings, runtime=local, dispatcher=Dispatcher(local), sampler=sampler
+        settings=settings,
+        runtime=local,
+        dispatcher=dispatcher,
+        providers=pool.providers,
+        sampler=sampler,
     )
 
     @contextlib.asynccontextmanager
@@ -75,6 +90,7 @@ def create_app(
             await local.close()
             # A load still running finishes on its thread and frees what it loaded.
             await asyncio.gather(loading, return_exceptions=True)
+            await pool.aclose()
             sampler.stop()
 
     app = FastAPI(
@@ -88,9 +104,10 @@ def create_app(
     install_error_handlers(app)
     app.include_router(chat.router)
     app.include_router(completions.router)
+    app.include_router(messages.router)
     app.include_router(meta.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
-    app.add_middleware(HybridHeadersMiddleware, model_id=lambda: meta.configured_model_id(state))
+    app.add_middleware(HybridHeadersMiddleware, model_id=lambda: local.model_id)
     return app
 
 

@@ -86,8 +86,8 @@ class WireError:
         }
 
     def headers(self) -> dict[str, str]:
-        """``Retry-After`` and ``x-should-retry`` when they apply."""
-        headers = {}
+        """``Retry-After`` and ``x-should-retry`` when they apply, and the error as the reason."""
+        headers = {"X-Hybrid-Reason": f"error:{self.code or self.type}"}
         if self.retry_after_s is not None:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
         if self.should_retry is not None:

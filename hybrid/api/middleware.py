@@ -17,6 +17,7 @@ from hybrid.api.errors import WireError, shape_for_path
 HEADER_ROUTE = "x-hybrid-route"
 HEADER_MODEL = "x-hybrid-model"
 HEADER_REQUEST_ID = "x-hybrid-request-id"
+HEADER_REASON = "x-hybrid-reason"
 STATE_REQUEST_ID = "hybrid_request_id"
 
 
@@ -28,8 +29,9 @@ def request_id_of(scope: Scope) -> str:
 class HybridHeadersMiddleware:
     """Gives each request an id and each response the ``X-Hybrid-*`` headers.
 
-    A route that answered sets ``X-Hybrid-Route`` and ``X-Hybrid-Model`` itself; the middleware
-    fills them in for the rest (errors, ``/health``), so every response carries all three.
+    A route that answered sets ``X-Hybrid-Route``, ``X-Hybrid-Model`` and ``X-Hybrid-Reason``
+    itself, and an error sets its reason; the middleware fills in the rest (``/health``, ...), so
+    every response carries all four.
 
     Args:
         app: The wrapped application.
@@ -54,6 +56,7 @@ class HybridHeadersMiddleware:
                 defaults = {
                     HEADER_ROUTE: "local",
                     HEADER_MODEL: self._model_id(),
+                    HEADER_REASON: "none",
                     HEADER_REQUEST_ID: request_id,
                 }
                 for name, value in defaults.items():
@@ -124,6 +127,7 @@ class BodyLimitMiddleware:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
+            *((name.lower().encode(), value.encode()) for name, value in error.headers().items()),
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from hybrid.cloud.provider import CloudProvider
     from hybrid.hardware.sampler import LiveSampler
     from hybrid.local.runtime import LocalRuntime
     from hybrid.routing.dispatcher import Dispatcher
@@ -21,6 +24,7 @@ class AppState:
     settings: Settings
     runtime: LocalRuntime
     dispatcher: Dispatcher
+    providers: Mapping[str, CloudProvider]
     sampler: LiveSampler | None
 
 

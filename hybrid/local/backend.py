@@ -103,7 +103,7 @@ class LocalBackend(Backend):
         """Tokens the loaded context holds."""
         return self._engine.n_ctx
 
-    async def start(self, request: GenerationRequest) -> Generation:
+    async def start(self, request: GenerationRequest) -> LocalGeneration:
         """Prepare a request, queue it, and return its running generation.
 
         Raises:
@@ -136,7 +136,7 @@ class LocalBackend(Backend):
 
         future = self._queue.submit(work)
         future.add_done_callback(lambda done: deliver(_End(done)))
-        return _LocalGeneration(channel, cancel, future)
+        return LocalGeneration(channel, cancel, future, job)
 
     def _prepare(self, request: GenerationRequest) -> EngineJob:
         params = request.params
@@ -171,6 +171,7 @@ class LocalBackend(Backend):
             tokens=tokens,
             max_tokens=max_tokens,
             stop=(*stop, *params.stop),
+            request_stop=params.stop,
             strip=strip,
             temperature=self._default_temperature if temperature is None else temperature,
             top_p=_DEFAULT_TOP_P if params.top_p is None else params.top_p,
@@ -187,16 +188,26 @@ class _End:
     future: Future[None]
 
 
-class _LocalGeneration(Generation):
+class LocalGeneration(Generation):
+    """A generation queued for or running on the local model.
+
+    Attributes:
+        prompt_tokens: Tokens in the formatted prompt.
+        max_tokens: Tokens it may generate at most.
+    """
+
     def __init__(
         self,
         channel: asyncio.Queue[GenerationEvent | _End],
         cancel: threading.Event,
         future: Future[None],
+        job: EngineJob,
     ) -> None:
         self._channel = channel
         self._cancel = cancel
         self._future = future
+        self.prompt_tokens = len(job.tokens)
+        self.max_tokens = job.max_tokens
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         while True:

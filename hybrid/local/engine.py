@@ -56,6 +56,7 @@ class EngineJob:
         tokens: The tokenized prompt.
         max_tokens: Tokens to generate at most.
         stop: Stop sequences (the format's and the request's).
+        request_stop: The request's own stop sequences, reported when one ends the output.
         strip: Trim whitespace around the answer.
         temperature: Sampling temperature; 0 is greedy.
         top_p: Nucleus sampling mass.
@@ -73,6 +74,7 @@ class EngineJob:
     seed: int | None
     top_logprobs: int | None
     grammar: Any = None
+    request_stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -229,9 +231,11 @@ class LlamaEngine:
         decode_rate = None
         if first_at is not None and generated > 1 and finished > first_at:
             decode_rate = (generated - 1) / (finished - first_at)
+        matched = text.matched if text.matched in job.request_stop else None
         emit(
             GenerationDone(
                 finish_reason=finish,
+                stop_sequence=matched,
                 usage=Usage(prompt_tokens=len(job.tokens), completion_tokens=generated),
                 time_to_first_token_s=None if first_at is None else first_at - started,
                 decode_tokens_per_s=decode_rate,

@@ -68,6 +68,18 @@ class LocalRuntime:
         return self._error
 
     @property
+    def model_id(self) -> str:
+        """The local model's id: the loaded file's stem, or the configured one while loading."""
+        if self._loaded is not None:
+            return self._loaded.model_id
+        model = self._settings.local.model
+        if model is not None:
+            return model.stem
+        from hybrid.models.embedded import DEFAULT_MODEL_ID
+
+        return DEFAULT_MODEL_ID
+
+    @property
     def loaded(self) -> LoadedModel | None:
         """The loaded model, once ready."""
         return self._loaded

@@ -25,6 +25,7 @@ class StopText:
         self._pending = ""
         self._started = not strip
         self.stopped = False
+        self.matched: str | None = None
 
     def feed(self, text: str) -> str:
         """Add generated text.
@@ -66,8 +67,11 @@ class StopText:
         return released.rstrip() if self._strip else released
 
     def _first_stop(self) -> int | None:
-        positions = [i for i in (self._pending.find(s) for s in self._stop) if i >= 0]
-        return min(positions) if positions else None
+        found = [(i, s) for s in self._stop if (i := self._pending.find(s)) >= 0]
+        if not found:
+            return None
+        position, self.matched = min(found)
+        return position
 
     def _holdback(self) -> int:
         """Length of the tail that may still become a stop sequence or is trailing space."""

@@ -3,16 +3,46 @@
 The HTTP routes hand every request to :meth:`Dispatcher.start` and get back an :class:`Answer`:
 the running generation plus the route, the model and the reason, which become the
 ``X-Hybrid-*`` response headers.
+
+The order of things:
+
+1. The model name and the ``X-Hybrid-Route`` header give the mode (``local``, ``cloud`` or
+   ``auto``) and the cloud target (:mod:`hybrid.routing.names`).
+2. ``auto`` tries the local model first; it escalates when the prompt and requested output do
+   not fit the local context (``length:9312>8192``), when the local queue is full, or when the
+   local model is not ready.  (The router of a later layer replaces this rule.)
+3. The cloud target, then each ``cloud.failover`` target, is started in turn; a provider
+   retries by itself before its first byte.  A request the provider rejects as malformed is
+   not failed over: it would fail everywhere.
+4. When every cloud target failed, the local model answers if it can
+   (``cloud_unavailable:openai:timeout``); otherwise :class:`NoRouteError` names every failure.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from hybrid.backend import Generation
+from hybrid.cloud.provider import CloudProvider
+from hybrid.errors import (
+    ContextLengthExceededError,
+    LocalBackendError,
+    ModelNotReadyError,
+    NoRouteError,
+    ProviderError,
+    ProviderRejectedError,
+    QueueFullError,
+)
 from hybrid.generation import GenerationRequest
+from hybrid.local.backend import LocalGeneration
 from hybrid.local.runtime import LocalRuntime
+from hybrid.routing.names import CloudTarget, ModelNames
+
+log = logging.getLogger("hybrid.routing")
 
 Route = Literal["local", "cloud"]
 RouteOverride = Literal["auto", "local", "cloud"]
@@ -44,15 +74,48 @@ class Answer:
         }
 
 
+@dataclass(frozen=True)
+class _Failure:
+    where: str
+    reason: str
+    detail: str
+    retryable: bool
+
+    @property
+    def code(self) -> str:
+        return f"{self.where}:{self.reason}"
+
+
 class Dispatcher:
     """Chooses and starts the backend for each request.
 
     Args:
         runtime: The local model's runtime.
+        providers: The cloud providers by name.
+        names: Resolves model names.
+        failover: Cloud targets tried, in order, after the chosen one fails.
+        local_fallback: Answer locally when every cloud target failed.
     """
 
-    def __init__(self, runtime: LocalRuntime) -> None:
+    def __init__(
+        self,
+        runtime: LocalRuntime,
+        providers: Mapping[str, CloudProvider],
+        names: ModelNames,
+        *,
+        failover: Sequence[CloudTarget] = (),
+        local_fallback: bool = True,
+    ) -> None:
         self._runtime = runtime
+        self._providers = providers
+        self._names = names
+        self._failover = tuple(failover)
+        self._local_fallback = local_fallback
+
+    @property
+    def names(self) -> ModelNames:
+        """The model-name resolver."""
+        return self._names
 
     async def start(
         self,
@@ -75,8 +138,110 @@ class Dispatcher:
         Raises:
             ModelNotFoundError: The model name is unknown.
             NoRouteError: Nothing can serve the request.
-            HybridError: The chosen backend refused the request (context, queue, ...).
+            ProviderRejectedError: The cloud provider rejected the request itself.
+            LocalBackendError: The local model refused a request routed to it (context, queue).
         """
+        resolved = self._names.resolve(model, local_id=self._runtime.model_id)
+        mode = override or resolved.mode
+        target = resolved.target or self._names.default_target
+        if mode == "local":
+            return await self._local(request, "explicit:local")
+        if mode == "cloud":
+            return await self._cloud(request, target, "explicit:cloud")
+        if target is None:
+            return await self._local_only(request)
+        try:
+            return await self._local(request, None)
+        except ContextLengthExceededError as exc:
+            needed = exc.prompt_tokens + exc.max_tokens
+            reason = f"length:{needed}>{exc.context_length}"
+        except QueueFullError as exc:
+            reason = f"capacity:queue_full:{exc.depth}"
+        except ModelNotReadyError:
+            reason = f"local_unavailable:{self._runtime.state}"
+        return await self._cloud(request, target, reason)
+
+    async def _local_only(self, request: GenerationRequest) -> Answer:
+        """``auto`` with no cloud configured: the local model's own errors are the answer."""
+        try:
+            return await self._local(request, None)
+        except ContextLengthExceededError as exc:
+            raise ContextLengthExceededError(
+                prompt_tokens=exc.prompt_tokens,
+                max_tokens=exc.max_tokens,
+                context_length=exc.context_length,
+                note=f"No cloud provider is configured to take it: {_NO_PROVIDER_HINT}.",
+            ) from None
+
+    async def _local(self, request: GenerationRequest, reason: str | None) -> Answer:
         backend = self._runtime.backend()
         generation = await backend.start(request)
-        return Answer(generation, "local", backend.model_id, "local_only")
+        if reason is None:
+            reason = "local"
+            if isinstance(generation, LocalGeneration):
+                needed = generation.prompt_tokens + generation.max_tokens
+                reason = f"length:{needed}<={backend.context_length}"
+        return Answer(generation, "local", backend.model_id, reason)
+
+    async def _cloud(
+        self, request: GenerationRequest, target: CloudTarget | None, reason: str
+    ) -> Answer:
+        failures: list[_Failure] = []
+        if target is None:
+            failures.append(
+                _Failure(
+                    "cloud",
+                    "no_provider",
+                    f"no cloud provider is configured ({_NO_PROVIDER_HINT})",
+                    retryable=False,
+                )
+            )
+        for candidate in self._candidates(target):
+            provider = self._providers.get(candidate.provider)
+            if provider is None or not self._names.usable(candidate.provider):
+                failures.append(_no_key(candidate.provider))
+                continue
+            try:
+                generation = await provider.start(
+                    dataclasses.replace(request, model=candidate.model)
+                )
+            except ProviderRejectedError:
+                raise
+            except ProviderError as exc:
+                log.warning("cloud target %s failed: %s", candidate.qualified, exc)
+                failures.append(_Failure(exc.provider, exc.reason, str(exc), exc.retryable))
+                continue
+            if failures:
+                reason = f"{reason};failover:{failures[0].code}"
+            return Answer(generation, "cloud", candidate.qualified, reason)
+        return await self._fall_back(request, failures)
+
+    def _candidates(self, target: CloudTarget | None) -> list[CloudTarget]:
+        ordered = ([target] if target is not None else []) + list(self._failover)
+        return list(dict.fromkeys(ordered))
+
+    async def _fall_back(self, request: GenerationRequest, failures: list[_Failure]) -> Answer:
+        details = [f.detail for f in failures]
+        if self._local_fallback:
+            try:
+                return await self._local(request, f"cloud_unavailable:{failures[0].code}")
+            except LocalBackendError as exc:
+                details.append(f"local: {exc}")
+        else:
+            details.append("local fallback is off (cloud.local_fallback)")
+        raise NoRouteError(
+            "no backend could answer: " + "; ".join(details),
+            failures=[f.code for f in failures],
+            should_retry=any(f.retryable for f in failures),
+        )
+
+
+_NO_PROVIDER_HINT = (
+    "set OPENAI_API_KEY or ANTHROPIC_API_KEY, or declare one under [[cloud.providers]]"
+)
+
+
+def _no_key(provider: str) -> _Failure:
+    variables = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+    hint = variables.get(provider, "the variable its api_key_env names")
+    return _Failure(provider, "no_key", f"{provider}: no API key (set {hint})", retryable=False)

@@ -13,6 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+# The fake cloud lives beside the other test helpers; its folder has no __init__.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakecloud"))
+
 # A first start assembles the embedded model (253 MB) into the data dir; later starts reuse it.
 START_TIMEOUT_S = 180
 

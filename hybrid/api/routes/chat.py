@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -27,6 +28,7 @@ from hybrid.errors import HybridError
 from hybrid.generation import TextDelta
 
 router = APIRouter()
+log = logging.getLogger("hybrid.api")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -81,6 +83,7 @@ async def _stream(
     except HybridError as exc:
         # Headers are gone: the failure travels as an error event, and no [DONE] follows, so
         # the client cannot mistake a cut answer for a complete one.
+        log.warning("%s failed mid-stream: %s", meta.id, exc)
         yield sse(wire_error(exc).body())
     finally:
         await generation.aclose()

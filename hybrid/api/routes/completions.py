@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -27,6 +28,7 @@ from hybrid.errors import HybridError
 from hybrid.generation import TextDelta
 
 router = APIRouter()
+log = logging.getLogger("hybrid.api")
 
 
 @router.post("/v1/completions")
@@ -72,6 +74,7 @@ async def _stream(
                 yield sse(usage_chunk)
         yield SSE_DONE
     except HybridError as exc:
+        log.warning("%s failed mid-stream: %s", meta.id, exc)
         yield sse(wire_error(exc).body())
     finally:
         await generation.aclose()

@@ -9,24 +9,28 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from hybrid.api.state import AppState, app_state
+from hybrid.routing.names import ALIASES
 
 router = APIRouter()
-
-# Names that always mean "let hybrid answer" / "answer on this machine".
-ALIASES = ("hybrid", "local")
 
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    """The local model and the aliases that reach it."""
+    """The local model, the aliases, and the cloud models of every provider that can answer."""
     state = app_state(request)
     loaded = state.runtime.loaded
     created = int(loaded.path.stat().st_mtime) if loaded is not None else 0
-    ids = [configured_model_id(state), *ALIASES]
+    names = state.dispatcher.names
+    entries = [(name, "hybrid") for name in (state.runtime.model_id, *ALIASES)]
+    for qualified in names.cloud_models():
+        provider = qualified.split("/", 1)[0]
+        if names.usable(provider):
+            entries.append((qualified, provider))
     return {
         "object": "list",
         "data": [
-            {"id": i, "object": "model", "created": created, "owned_by": "hybrid"} for i in ids
+            {"id": name, "object": "model", "created": created, "owned_by": owner}
+            for name, owner in entries
         ],
     }
 
@@ -62,22 +66,16 @@ async def health(request: Request) -> JSONResponse:
             "expected_wait_s": round(backend.queue.expected_wait_s(), 3),
         }
         body["hardware"] = _hardware_summary(state, loaded.snapshot.to_dict())
+    body["providers"] = {
+        name: {
+            "usable": state.dispatcher.names.usable(name),
+            "circuit": provider.breaker.snapshot(),
+        }
+        for name, provider in state.providers.items()
+    }
     status = 200 if runtime.state == "ready" else 503
     headers = {} if status == 200 else {"Retry-After": "5"}
     return JSONResponse(body, status_code=status, headers=headers)
-
-
-def configured_model_id(state: AppState) -> str:
-    """The local model's id: the loaded file's stem, or what the settings name while loading."""
-    loaded = state.runtime.loaded
-    if loaded is not None:
-        return loaded.model_id
-    model = state.settings.local.model
-    if model is not None:
-        return model.stem
-    from hybrid.models.embedded import DEFAULT_MODEL_ID
-
-    return DEFAULT_MODEL_ID
 
 
 def _hardware_summary(state: AppState, snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,94 @@
+"""``POST /v1/messages``: Anthropic's Messages API, streamed and not.
+
+Anthropic SDK clients and tools that take ``ANTHROPIC_BASE_URL`` talk to hybrid through this
+route; it answers locally or through any provider, like the OpenAI routes, and every error on it
+comes out in Anthropic's shape (:func:`hybrid.api.errors.shape_for_path`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from hybrid.api.answering import start_answer
+from hybrid.api.anthropic_schema import MessagesRequest
+from hybrid.api.anthropic_wire import (
+    MessageMeta,
+    content_block_start_event,
+    content_block_stop_event,
+    error_event,
+    message_delta_event,
+    message_json,
+    message_start_event,
+    message_stop_event,
+    messages_request,
+    ping_event,
+    sse_event,
+    text_delta_event,
+)
+from hybrid.api.disconnect import unless_disconnected
+from hybrid.api.middleware import request_id_of
+from hybrid.api.routes.chat import SSE_HEADERS
+from hybrid.backend import Generation, collect
+from hybrid.errors import GenerationError, HybridError
+from hybrid.generation import GenerationDone, TextDelta
+
+log = logging.getLogger("hybrid.api")
+
+router = APIRouter()
+
+
+@router.post("/v1/messages")
+async def messages(body: MessagesRequest, request: Request) -> Response:
+    """Answer an Anthropic Messages request, locally or through a cloud provider."""
+    request_id = request_id_of(request.scope)
+    generation_request = messages_request(body, request_id)
+    answer = await start_answer(request, generation_request, model=body.model)
+    meta = MessageMeta(id=f"msg_{request_id}", model=answer.model)
+    headers = answer.headers()
+    if body.stream:
+        return StreamingResponse(
+            _stream(answer.generation, meta, request_id),
+            media_type="text/event-stream",
+            headers={**headers, **SSE_HEADERS},
+        )
+    completion = await unless_disconnected(request.receive, collect(answer.generation))
+    return JSONResponse(message_json(meta, completion.text, completion.done), headers=headers)
+
+
+async def _stream(
+    generation: Generation, meta: MessageMeta, request_id: str
+) -> AsyncIterator[bytes]:
+    try:
+        yield sse_event(message_start_event(meta))
+        yield sse_event(ping_event())
+        # The text block opens with the first text, so that an empty answer has no empty block
+        # (Anthropic refuses one when the client sends the turn back), as message_json does.
+        opened = False
+        done: GenerationDone | None = None
+        async for event in generation:
+            if isinstance(event, TextDelta):
+                if not event.text:
+                    continue
+                if not opened:
+                    opened = True
+                    yield sse_event(content_block_start_event())
+                yield sse_event(text_delta_event(event.text))
+            else:
+                done = event
+        if done is None:
+            raise GenerationError("the answer ended without its closing event; retry the request")
+        if opened:
+            yield sse_event(content_block_stop_event())
+        yield sse_event(message_delta_event(done))
+        yield sse_event(message_stop_event())
+    except HybridError as exc:
+        # Headers and part of the answer are gone: the failure travels as an error event with no
+        # message_stop after it, so the client cannot take the cut answer for a whole one.
+        log.warning("request %s failed mid-stream: %s", request_id, exc)
+        yield sse_event(error_event(exc))
+    finally:
+        await generation.aclose()

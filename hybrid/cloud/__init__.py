@@ -1,0 +1,18 @@
+"""Cloud providers: the backends that answer over HTTP (OpenAI, Anthropic, OpenAI-compatible).
+
+```
+policy.py               ReliabilityPolicy: timeouts, retries, circuit breaker thresholds
+breaker.py              CircuitBreaker: closed -> open -> half-open, one provider each
+retry.py                why an attempt failed (by status or transport), Retry-After, backoff
+sse.py                  an incremental server-sent-events parser; StreamDecoder, one per API
+provider.py             CloudProvider: retries before the first byte, then streams events
+openai_provider.py      OpenAIProvider: OpenAI and every OpenAI-compatible API
+anthropic_provider.py   AnthropicProvider: the Messages API
+anthropic_translate.py  pure translation between hybrid's requests/events and Messages JSON
+```
+
+A provider takes everything through its constructor (its name, base URL, key, models, an
+``httpx.AsyncClient`` and a :class:`~hybrid.cloud.policy.ReliabilityPolicy`); reading settings,
+choosing between providers and falling back to the local model happen elsewhere.  Keys are
+``SecretStr`` and are revealed only while building the request header for their own host.
+"""

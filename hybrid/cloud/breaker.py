@@ -1,0 +1,137 @@
+"""A circuit breaker: stop calling a provider that keeps failing, and probe it now and then.
+
+```
+closed --(failures in a row)--> open --(reset_s elapsed)--> half_open --(probe succeeds)--> closed
+                                  ^                             |
+                                  +------(probe fails)----------+
+```
+
+While open, requests skip the provider at once (and fail over) instead of waiting for timeouts.
+Half-open lets exactly one probe through at a time; its outcome closes or re-opens the circuit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker:
+    """The failure memory of one provider.
+
+    Every method runs without awaiting, so within one event loop each call is atomic; the
+    breaker is not meant to be shared across threads.
+
+    Args:
+        failures: Consecutive failures that open the circuit (at least 1).
+        reset_s: Seconds the circuit stays open before a probe is let through.
+        clock: Monotonic seconds; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        failures: int,
+        reset_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._threshold = failures
+        self._reset_s = reset_s
+        self._clock = clock
+        self._state: BreakerState = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probe_started: float | None = None
+
+    @property
+    def state(self) -> BreakerState:
+        """``closed``, ``open``, or ``half_open`` (which includes "open, but due for a probe")."""
+        if self._state == "open" and self._clock() - self._opened_at >= self._reset_s:
+            return "half_open"
+        return self._state
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failures recorded since the last success."""
+        return self._failures
+
+    def retry_in_s(self) -> float | None:
+        """Seconds until the open circuit lets a probe through; None unless it is open."""
+        if self.state != "open":
+            return None
+        return max(0.0, self._opened_at + self._reset_s - self._clock())
+
+    def allow(self) -> bool:
+        """Whether a request may go to the provider now.
+
+        Returns:
+            True when closed; when half-open, True for one probe at a time (the caller must
+            then report the outcome with :meth:`record_success`, :meth:`record_failure` or
+            :meth:`release`); False while open.
+        """
+        now = self._clock()
+        if self._state == "closed":
+            return True
+        if self._state == "open":
+            if now - self._opened_at < self._reset_s:
+                return False
+            self._state = "half_open"
+            self._probe_started = None
+        # A probe whose outcome never arrived (a caller that forgot to report) must not keep
+        # the circuit shut forever: after another reset period, let a new probe through.
+        if self._probe_started is not None and now - self._probe_started < self._reset_s:
+            return False
+        self._probe_started = now
+        return True
+
+    def record_success(self) -> None:
+        """A request the breaker allowed succeeded: close the circuit.
+
+        A success reported while the circuit is open belongs to a request started before it
+        opened; it proves less than the failures since, so it changes nothing.
+        """
+        if self._state == "open":
+            return
+        self._state = "closed"
+        self._failures = 0
+        self._probe_started = None
+
+    def record_failure(self) -> None:
+        """A request failed in a way that says the provider is unwell.
+
+        Opens the circuit when the count reaches the threshold, or at once when the failed
+        request was the half-open probe.
+        """
+        self._failures += 1
+        if self._state == "half_open" or (
+            self._state == "closed" and self._failures >= self._threshold
+        ):
+            self._state = "open"
+            self._opened_at = self._clock()
+            self._probe_started = None
+
+    def release(self) -> None:
+        """An allowed request ended without a verdict on the provider's health.
+
+        The client went away, or the provider rejected the request itself (a bad key, a bad
+        parameter): the failure count stays as it is and a half-open probe slot is freed.
+        """
+        if self._state == "half_open":
+            self._probe_started = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The breaker's state for ``/health``.
+
+        Returns:
+            ``{"state", "consecutive_failures", "retry_in_s"}``; ``retry_in_s`` is the number of
+            seconds until a probe is let through while open, else None.
+        """
+        retry_in = self.retry_in_s()
+        return {
+            "state": self.state,
+            "consecutive_failures": self._failures,
+            "retry_in_s": None if retry_in is None else round(retry_in, 1),
+        }

@@ -1,0 +1,347 @@
+"""OpenAI's chat completions API, and every API that copies it.
+
+One class serves OpenAI itself and the OpenAI-compatible providers (OpenRouter, Groq, Together,
+Mistral, DeepSeek, vLLM, Ollama, llama-server): they differ only in name, base URL and key, plus
+the two places where OpenAI moved on and the copies did not (``max_completion_tokens`` and the
+``developer`` role are sent to OpenAI only).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from hybrid.cloud.provider import CloudProvider, UpstreamCall
+from hybrid.cloud.sse import SseEvent, StreamDecoder
+from hybrid.errors import (
+    ProviderError,
+    ProviderProtocolError,
+    ProviderRateLimitedError,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+)
+from hybrid.generation import (
+    FinishReason,
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+
+# The provider name for which the current OpenAI dialect is spoken.
+OPENAI = "openai"
+
+
+class OpenAIProvider(CloudProvider):
+    """OpenAI or any OpenAI-compatible API: ``POST {base_url}/chat/completions``.
+
+    A request with a raw ``prompt`` goes to the legacy ``{base_url}/completions``.  The key, when
+    there is one, travels as ``Authorization: Bearer``; a local server may need none.  Takes
+    the arguments of :class:`~hybrid.cloud.provider.CloudProvider`.
+    """
+
+    def _call(self, request: GenerationRequest, model: str) -> UpstreamCall:
+        if request.prompt is not None:
+            return UpstreamCall("/completions", completion_body(request, model))
+        return UpstreamCall("/chat/completions", chat_body(request, model, dialect=self.name))
+
+    def _auth_headers(self) -> dict[str, str]:
+        key = self._reveal_key()
+        return {} if key is None else {"Authorization": f"Bearer {key}"}
+
+    def _answer(self, request: GenerationRequest, data: Any) -> list[GenerationEvent]:
+        return answer_events(self.name, data, legacy=request.prompt is not None)
+
+    def _stream_decoder(self, request: GenerationRequest) -> StreamDecoder:
+        return OpenAIStreamDecoder(self.name, legacy=request.prompt is not None)
+
+
+def chat_body(request: GenerationRequest, model: str, *, dialect: str) -> dict[str, Any]:
+    """The JSON body of a chat completion request.
+
+    Args:
+        request: What to generate.
+        model: The provider's model id.
+        dialect: The provider's name: ``openai`` gets ``max_completion_tokens`` and keeps the
+            ``developer`` role; a compatible API gets ``max_tokens`` and ``system`` instead,
+            which is what those servers understand.
+
+    Returns:
+        The body, with only the parameters the request sets.
+    """
+    modern = dialect == OPENAI
+    messages = [
+        {"role": "system" if m.role == "developer" and not modern else m.role, "content": m.content}
+        for m in request.messages
+    ]
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    params = request.params
+    if params.max_tokens is not None:
+        body["max_completion_tokens" if modern else "max_tokens"] = params.max_tokens
+    _sampling(params, body)
+    if params.top_logprobs is not None:
+        body["logprobs"] = True
+        if params.top_logprobs > 0:
+            body["top_logprobs"] = params.top_logprobs
+    response_format = params.response_format
+    if response_format is not None:
+        if response_format.kind == "json_schema" and response_format.schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": dict(response_format.schema)},
+            }
+        else:
+            body["response_format"] = {"type": "json_object"}
+    _streaming(request, body)
+    return body
+
+
+def completion_body(request: GenerationRequest, model: str) -> dict[str, Any]:
+    """The JSON body of a legacy text completion request (``prompt``)."""
+    body: dict[str, Any] = {"model": model, "prompt": request.prompt}
+    params = request.params
+    if params.max_tokens is not None:
+        body["max_tokens"] = params.max_tokens
+    _sampling(params, body)
+    if params.top_logprobs is not None:
+        body["logprobs"] = params.top_logprobs
+    _streaming(request, body)
+    return body
+
+
+def answer_events(provider: str, data: Any, *, legacy: bool) -> list[GenerationEvent]:
+    """The events of a whole (non-streamed) completion object.
+
+    A refusal (structured outputs) is reported as the answer's text with the
+    ``content_filter`` finish reason, so that the client sees why there is no JSON.
+
+    Raises:
+        ProviderProtocolError: ``data`` is not a completion object.
+    """
+    try:
+        choice = data["choices"][0]
+        if legacy:
+            text, refusal = choice["text"], None
+            logprobs = _legacy_logprobs(choice.get("logprobs"))
+        else:
+            message = choice["message"]
+            text, refusal = message.get("content"), message.get("refusal")
+            logprobs = _chat_logprobs(choice.get("logprobs"))
+        finish = choice.get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ProviderProtocolError(
+            provider,
+            f"the response is not a completion object (no {exc}); check that the base URL "
+            f"points at an OpenAI-compatible API",
+        ) from exc
+    if not isinstance(text, str | None) or not isinstance(refusal, str | None):
+        raise ProviderProtocolError(provider, "the completion's content is not text")
+    if refusal:
+        text, finish = refusal, "content_filter"
+    events: list[GenerationEvent] = []
+    if text or logprobs:
+        events.append(TextDelta(text or "", logprobs))
+    events.append(GenerationDone(finish_reason=_finish_reason(finish), usage=_usage(data)))
+    return events
+
+
+class OpenAIStreamDecoder(StreamDecoder):
+    """Reads a chat (or legacy) completion stream.
+
+    The stream is complete at ``data: [DONE]``; a server that omits ``[DONE]`` but sent a
+    ``finish_reason`` before closing the stream is complete too.  Usage comes from whichever
+    chunk carries it (the last one, with ``stream_options.include_usage``).
+
+    Args:
+        provider: The provider's name, for errors.
+        legacy: The stream is a legacy text completion (``choices[].text``).
+    """
+
+    def __init__(self, provider: str, *, legacy: bool) -> None:
+        self._provider = provider
+        self._legacy = legacy
+        self._finish: str | None = None
+        self._usage = Usage(0, 0)
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def feed(self, event: SseEvent) -> list[GenerationEvent]:
+        if event.data.strip() == "[DONE]":
+            return [self._done()]
+        try:
+            chunk = json.loads(event.data)
+        except ValueError as exc:
+            raise ProviderProtocolError(
+                self._provider,
+                f"a stream event is not JSON ({exc}); the answer is incomplete, retry the request",
+            ) from exc
+        if not isinstance(chunk, dict):
+            raise ProviderProtocolError(
+                self._provider, "a stream event is not a JSON object; the answer is incomplete"
+            )
+        if event.event == "error" or chunk.get("error") is not None:
+            raise stream_error(self._provider, chunk.get("error", chunk))
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = _usage(chunk)
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list):
+            raise ProviderProtocolError(
+                self._provider, "a stream event's choices is not a list; the answer is incomplete"
+            )
+        events: list[GenerationEvent] = []
+        for choice in choices:
+            # n > 1 is refused before any request; a stray extra choice is not ours to show.
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            events.extend(self._choice(choice))
+        return events
+
+    def end(self) -> list[GenerationEvent]:
+        if self._finish is None:
+            raise ProviderProtocolError(
+                self._provider,
+                "the stream ended before the answer did (no finish_reason, no [DONE]); the "
+                "answer is incomplete, retry the request",
+            )
+        return [self._done()]
+
+    def _choice(self, choice: Mapping[str, Any]) -> list[GenerationEvent]:
+        refusal: Any = None
+        if self._legacy:
+            text = choice.get("text")
+            logprobs = _legacy_logprobs(choice.get("logprobs"))
+        else:
+            delta = choice.get("delta")
+            delta = delta if isinstance(delta, dict) else {}
+            text, refusal = delta.get("content"), delta.get("refusal")
+            logprobs = _chat_logprobs(choice.get("logprobs"))
+        if isinstance(refusal, str) and refusal:
+            text = refusal if not isinstance(text, str) else text + refusal
+            self._finish = "content_filter"
+        finish = choice.get("finish_reason")
+        if isinstance(finish, str) and self._finish != "content_filter":
+            self._finish = finish
+        if not isinstance(text, str):
+            text = ""
+        return [TextDelta(text, logprobs)] if text or logprobs else []
+
+    def _done(self) -> GenerationDone:
+        self._finished = True
+        return GenerationDone(finish_reason=_finish_reason(self._finish), usage=self._usage)
+
+
+def stream_error(provider: str, error: Any) -> ProviderError:
+    """The error an ``{"error": {...}}`` event in a stream reports, typed by its ``type``."""
+    message = error.get("message") if isinstance(error, dict) else error
+    kind = f"{error.get('type')} {error.get('code')}" if isinstance(error, dict) else ""
+    cls: type[ProviderError] = ProviderUnavailableError
+    if "rate_limit" in kind:
+        cls = ProviderRateLimitedError
+    elif "invalid_request" in kind:
+        cls = ProviderRejectedError
+    return cls(
+        provider,
+        f"the provider broke off the answer with an error ({message or 'no message'}); the "
+        f"answer is incomplete, retry the request",
+    )
+
+
+def _sampling(params: SamplingParams, body: dict[str, Any]) -> None:
+    if params.temperature is not None:
+        body["temperature"] = params.temperature
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.seed is not None:
+        body["seed"] = params.seed
+
+
+def _streaming(request: GenerationRequest, body: dict[str, Any]) -> None:
+    if request.stream:
+        body["stream"] = True
+        # Without this a stream carries no token counts at all.
+        body["stream_options"] = {"include_usage": True}
+
+
+def _finish_reason(reason: Any) -> FinishReason:
+    if reason in ("length", "content_filter"):
+        return reason  # type: ignore[no-any-return]
+    return "stop"  # stop, tool_calls, function_call, and what compatible servers invent
+
+
+def _usage(data: Any) -> Usage:
+    """Token counts from an object's ``usage``; zeros when absent or malformed, never a guess."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return Usage(0, 0)
+    return Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _chat_logprobs(logprobs: Any) -> tuple[TokenLogprob, ...]:
+    """``logprobs.content`` of a chat choice; malformed entries are skipped, not fatal."""
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return ()
+    tokens = []
+    for entry in content:
+        token = _top(entry)
+        if token is not None:
+            top = entry.get("top_logprobs")
+            alternatives = [_top(t) for t in top] if isinstance(top, list) else []
+            tokens.append(
+                TokenLogprob(
+                    token.token,
+                    token.logprob,
+                    token.bytes,
+                    tuple(t for t in alternatives if t is not None),
+                )
+            )
+    return tuple(tokens)
+
+
+def _top(entry: Any) -> TopLogprob | None:
+    if not isinstance(entry, dict):
+        return None
+    token, logprob, raw = entry.get("token"), entry.get("logprob"), entry.get("bytes")
+    if not isinstance(token, str) or not isinstance(logprob, int | float):
+        return None
+    if isinstance(raw, list) and all(isinstance(b, int) and 0 <= b < 256 for b in raw):
+        data = tuple(raw)
+    else:
+        data = tuple(token.encode())
+    return TopLogprob(token, float(logprob), data)
+
+
+def _legacy_logprobs(logprobs: Any) -> tuple[TokenLogprob, ...]:
+    """The legacy completions format: parallel lists of tokens, logprobs and top dicts."""
+    if not isinstance(logprobs, dict):
+        return ()
+    tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+    tops = logprobs.get("top_logprobs")
+    if not isinstance(tokens, list) or not isinstance(values, list):
+        return ()
+    result = []
+    for i, (token, value) in enumerate(zip(tokens, values, strict=False)):
+        if not isinstance(token, str) or not isinstance(value, int | float):
+            continue
+        top = tops[i] if isinstance(tops, list) and i < len(tops) else None
+        alternatives = tuple(
+            TopLogprob(t, float(lp), tuple(t.encode()))
+            for t, lp in (top.items() if isinstance(top, dict) else ())
+            if isinstance(lp, int | float)
+        )
+        result.append(TokenLogprob(token, float(value), tuple(token.encode()), alternatives))
+    return tuple(result)

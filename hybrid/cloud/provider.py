@@ -1,0 +1,570 @@
+"""CloudProvider: a cloud API over HTTP, with timeouts, retries and a circuit breaker.
+
+A request goes through three stages, and the line that matters is the first byte the client
+sees:
+
+1. **Before the first byte** (inside :meth:`CloudProvider.start`): connect, send, wait for the
+   headers, and read either the whole body (not streamed) or the stream up to its first event
+   that carries output.  Every failure here is translated into a ProviderError and, when it is
+   retryable, retried with backoff; nothing has reached the client yet.
+2. **Streaming**: events flow to the client.  A failure now (a stall, a reset, a malformed or
+   an ``error`` event, a stream that ends without its terminal event) raises from the iterator.
+   It is never retried and never swallowed: a cut answer must not look complete.
+3. **The end**: the terminal event closes the generation and counts as a success for the
+   circuit breaker.
+
+Subclasses supply the wire format: the request body, the auth headers, and how to read the
+answer and the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from abc import abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+from pydantic import SecretStr
+
+from hybrid.backend import Backend, Generation
+from hybrid.cloud.breaker import CircuitBreaker
+from hybrid.cloud.policy import ReliabilityPolicy
+from hybrid.cloud.retry import retry_delay, status_error, transport_error
+from hybrid.cloud.sse import SseEvent, StreamDecoder, iter_sse
+from hybrid.errors import (
+    CircuitOpenError,
+    ConfigError,
+    InvalidRequestError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderProtocolError,
+    ProviderRejectedError,
+    ProviderTimeoutError,
+)
+from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest
+
+log = logging.getLogger("hybrid.cloud")
+
+# A whole answer larger than this is not an answer; stop reading rather than fill memory.
+_MAX_BODY_BYTES = 32 * 2**20
+# Error bodies are read only for their message.
+_MAX_ERROR_BODY_BYTES = 64 * 2**10
+
+_Outcome = Literal["success", "failure", "release"]
+
+
+@dataclass(frozen=True)
+class UpstreamCall:
+    """One request to send.
+
+    Attributes:
+        path: Appended to the provider's base URL (``/chat/completions``).
+        body: The JSON body.
+    """
+
+    path: str
+    body: Mapping[str, Any]
+
+
+class CloudProvider(Backend):
+    """A cloud API over HTTP. :meth:`start` retries before the first byte, then streams events.
+
+    Args:
+        name: The provider's name in configuration, logs, errors and ``/health``.
+        base_url: The API's base URL (``https://api.openai.com/v1``); paths are appended.
+        api_key: The key, or None for a server that needs none.  Revealed only to build the
+            auth header of requests to ``base_url``; redirects are never followed.
+        models: The model ids this provider serves.
+        client: The HTTP client (shared, owned by the caller).
+        policy: Timeouts, retries and breaker thresholds.
+        sleep: Waits between retries; injectable for tests.
+        rng: Randomness for backoff jitter; injectable for tests.
+        clock: Monotonic seconds for the circuit breaker; injectable for tests.
+
+    Raises:
+        ConfigError: The base URL is not http(s), or the key holds whitespace, control or
+            non-ASCII characters (it could not travel in a header).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: SecretStr | None,
+        models: Sequence[str],
+        client: httpx.AsyncClient,
+        policy: ReliabilityPolicy,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._name = name
+        self._base_url = base_url.rstrip("/")
+        url = httpx.URL(self._base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(
+                f"the base URL of provider {name!r} must be an http:// or https:// URL "
+                f"(got {str(url.copy_with(userinfo=b''))!r})"
+            )
+        self._host = url.host
+        self._api_key = _checked_key(name, api_key)
+        self._models = tuple(models)
+        self._client = client
+        self._policy = policy
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+        self._breaker = CircuitBreaker(
+            failures=policy.breaker_failures, reset_s=policy.breaker_reset_s, clock=clock
+        )
+        # The transport-level read timeout is only a backstop: the first-byte and idle limits
+        # are enforced around each await below, because httpx's single read timeout cannot
+        # tell waiting for the first token from a stall between two chunks.
+        self._timeout = httpx.Timeout(
+            connect=policy.connect_timeout_s,
+            read=max(policy.first_byte_timeout_s, policy.idle_timeout_s),
+            write=policy.idle_timeout_s,
+            pool=policy.first_byte_timeout_s,
+        )
+
+    @property
+    def name(self) -> str:
+        """The provider's configured name."""
+        return self._name
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, without a trailing slash."""
+        return self._base_url
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The model ids this provider serves."""
+        return self._models
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """This provider's circuit breaker."""
+        return self._breaker
+
+    @property
+    def has_key(self) -> bool:
+        """Whether an API key is configured."""
+        return self._api_key is not None
+
+    def health(self) -> dict[str, Any]:
+        """What ``/health`` shows about this provider (never the key)."""
+        return {
+            "name": self._name,
+            "base_url": str(httpx.URL(self._base_url).copy_with(userinfo=b"")),
+            "models": list(self._models),
+            "has_key": self.has_key,
+            "circuit": self._breaker.snapshot(),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self._name!r}, host={self._host!r}, "
+            f"models={self._models!r}, has_key={self.has_key})"
+        )
+
+    async def start(self, request: GenerationRequest) -> Generation:
+        """Send a request, retrying until its first byte, and return the running answer.
+
+        Args:
+            request: What to generate; ``request.model`` is this provider's model id (the
+                first of :attr:`models` when None).
+
+        Returns:
+            For a non-streamed request, the whole answer, already read; for a streamed one,
+            the stream, whose first output event has arrived.
+
+        Raises:
+            InvalidRequestError: The request asks for something this API cannot do.
+            CircuitOpenError: The provider failed repeatedly and is skipped for now.
+            ProviderError: Every attempt failed before the first byte (the last failure), or
+                a failure that no retry can fix (auth, a rejected request, a Retry-After
+                longer than ``max_retry_after_s``).
+        """
+        call = self._call(request, self._model_for(request))
+        if not self._breaker.allow():
+            raise self._circuit_open_error()
+        try:
+            opened = await self._attempts(request, call)
+        except ProviderError as exc:
+            self._settle("failure" if _counts_against_provider(exc) else "release")
+            raise
+        except BaseException:
+            self._settle("release")  # the client went away mid-retry: no verdict
+            raise
+        if isinstance(opened, _StreamGeneration):
+            return opened
+        self._settle("success")
+        return _ReplayGeneration(opened)
+
+    def _settle(self, outcome: _Outcome) -> None:
+        """Report how an allowed request ended to the circuit breaker.
+
+        Args:
+            outcome: ``success`` (a complete answer), ``failure`` (the provider is unwell) or
+                ``release`` (no verdict: the client left, or the request itself was at fault).
+        """
+        if outcome == "success":
+            self._breaker.record_success()
+        elif outcome == "release":
+            self._breaker.release()
+        else:
+            was_open = self._breaker.state == "open"
+            self._breaker.record_failure()
+            if not was_open and self._breaker.state == "open":
+                log.warning(
+                    "%s: circuit opened after %d failures in a row; next probe in %.0f s",
+                    self._name,
+                    self._breaker.consecutive_failures,
+                    self._policy.breaker_reset_s,
+                )
+
+    # -- what a subclass defines ------------------------------------------------------------
+
+    @abstractmethod
+    def _call(self, request: GenerationRequest, model: str) -> UpstreamCall:
+        """The path and JSON body for a request.
+
+        Raises:
+            InvalidRequestError: The API cannot honour the request.
+        """
+
+    @abstractmethod
+    def _auth_headers(self) -> dict[str, str]:
+        """Headers carrying the key (reveal it here only) and the API version, if any."""
+
+    @abstractmethod
+    def _answer(self, request: GenerationRequest, data: Any) -> list[GenerationEvent]:
+        """A whole, non-streamed answer's events: its text, then its GenerationDone.
+
+        Raises:
+            ProviderProtocolError: ``data`` is not an answer in this API's format.
+        """
+
+    @abstractmethod
+    def _stream_decoder(self, request: GenerationRequest) -> StreamDecoder:
+        """A fresh decoder for one streamed response."""
+
+    # -- helpers for subclasses -------------------------------------------------------------
+
+    def _reveal_key(self) -> str | None:
+        """The key in clear text, for the auth header only."""
+        return None if self._api_key is None else self._api_key.get_secret_value()
+
+    def _protocol_error(self, message: str) -> ProviderProtocolError:
+        return ProviderProtocolError(self._name, message)
+
+    # -- attempts before the first byte -----------------------------------------------------
+
+    def _model_for(self, request: GenerationRequest) -> str:
+        if request.model:
+            return request.model
+        if self._models:
+            return self._models[0]
+        raise InvalidRequestError(
+            f"no model given for provider {self._name!r}, and it declares none; "
+            f"name a model in the request or list the provider's models in the config file",
+            param="model",
+        )
+
+    def _circuit_open_error(self) -> CircuitOpenError:
+        retry_in = self._breaker.retry_in_s()
+        failures = self._breaker.consecutive_failures
+        if retry_in is None:
+            message = (
+                f"skipped: after {failures} failures in a row a trial request is in flight; "
+                f"retry in a few seconds or use another model"
+            )
+        else:
+            message = (
+                f"skipped: it failed {failures} times in a row, so hybrid leaves it alone for "
+                f"another {retry_in:.0f} s; retry then or use another model"
+            )
+        return CircuitOpenError(self._name, message, retry_after=retry_in)
+
+    async def _attempts(
+        self, request: GenerationRequest, call: UpstreamCall
+    ) -> list[GenerationEvent] | _StreamGeneration:
+        attempt = 1
+        while True:
+            try:
+                return await self._attempt(request, call)
+            except ProviderError as exc:
+                delay = retry_delay(exc, attempt, self._policy, self._rng)
+                if delay is None:
+                    raise
+                log.warning(
+                    "%s: attempt %d of %d failed (%s); retrying in %.2f s",
+                    self._name,
+                    attempt,
+                    self._policy.max_attempts,
+                    exc,
+                    delay,
+                )
+            await self._sleep(delay)
+            attempt += 1
+
+    async def _attempt(
+        self, request: GenerationRequest, call: UpstreamCall
+    ) -> list[GenerationEvent] | _StreamGeneration:
+        http_request = self._client.build_request(
+            "POST",
+            self._base_url + call.path,
+            json=call.body,
+            headers=self._auth_headers(),
+            timeout=self._timeout,
+        )
+        deadline = asyncio.get_running_loop().time() + self._policy.first_byte_timeout_s
+        response: httpx.Response | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._client.send(
+                    http_request, stream=True, follow_redirects=False
+                )
+            if not response.is_success:
+                body = await self._read(response, limit=_MAX_ERROR_BODY_BYTES)
+                raise status_error(
+                    self._name,
+                    response,
+                    body,
+                    has_key=self.has_key,
+                    secret=self._api_key,
+                    now=time.time(),
+                )
+            content_type = response.headers.get("content-type", "")
+            # A compatible server that ignores "stream" sends the whole answer as JSON.
+            if not request.stream or content_type.startswith("application/json"):
+                body = await self._read(response, limit=_MAX_BODY_BYTES)
+                return self._answer(request, self._json(body))
+            generation = await self._open_stream(request, response, deadline)
+            response = None  # the generation owns it now
+            return generation
+        except TimeoutError as exc:
+            raise ProviderTimeoutError(
+                self._name,
+                f"no answer within {self._policy.first_byte_timeout_s:g} s (first-byte "
+                f"timeout); the provider is slow or overloaded. Retry later, or raise its "
+                f"first-byte timeout",
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, mid_answer=False) from exc
+        except UnicodeDecodeError as exc:
+            raise self._protocol_error(f"the response is not UTF-8 ({exc.reason})") from exc
+        finally:
+            if response is not None:
+                await response.aclose()
+
+    async def _read(self, response: httpx.Response, *, limit: int) -> bytes:
+        """Read a body, allowing ``idle_timeout_s`` between chunks; truncated at ``limit``."""
+        chunks: list[bytes] = []
+        size = 0
+        body = _TimedChunks(response, self._policy.idle_timeout_s)
+        while size < limit:
+            try:
+                chunk = await anext(body, None)
+            except TimeoutError as exc:
+                raise ProviderTimeoutError(
+                    self._name,
+                    f"the response stalled for {self._policy.idle_timeout_s:g} s while it was "
+                    f"being read (idle timeout); retry later",
+                ) from exc
+            if chunk is None:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+        if limit == _MAX_BODY_BYTES:
+            raise self._protocol_error(
+                f"the response is larger than {limit // 2**20} MiB; that is not an answer"
+            )
+        return b"".join(chunks)[:limit]
+
+    async def _open_stream(
+        self, request: GenerationRequest, response: httpx.Response, deadline: float
+    ) -> _StreamGeneration:
+        decoder = self._stream_decoder(request)
+        # Until output arrives the client has seen nothing, so this stays retryable and the
+        # first-byte deadline (not the idle timeout) applies: the first token of a long
+        # prompt may take much longer than the gap between two later tokens.
+        chunks = _TimedChunks(response, None)
+        events = iter_sse(chunks)
+        pending: list[GenerationEvent] = []
+        try:
+            async with asyncio.timeout_at(deadline):
+                while not pending:
+                    event = await anext(events, None)
+                    if event is None:
+                        pending = decoder.end()
+                        break
+                    pending = decoder.feed(event)
+        except BaseException:
+            await events.aclose()
+            raise
+        chunks.timeout_s = self._policy.idle_timeout_s
+        return _StreamGeneration(self, response, events, decoder, pending)
+
+    def _json(self, body: bytes) -> Any:
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise self._protocol_error(
+                f"the response is not JSON ({exc}); check that the base URL points at the "
+                f"provider's API"
+            ) from exc
+
+    def _transport_error(self, exc: httpx.HTTPError, *, mid_answer: bool) -> ProviderError:
+        return transport_error(
+            self._name,
+            self._host,
+            exc,
+            connect_timeout_s=self._policy.connect_timeout_s,
+            mid_answer=mid_answer,
+        )
+
+    def _stall_error(self) -> ProviderTimeoutError:
+        return ProviderTimeoutError(
+            self._name,
+            f"the stream stalled for {self._policy.idle_timeout_s:g} s mid-answer (idle "
+            f"timeout); the answer is incomplete, retry the request",
+        )
+
+
+class _TimedChunks:
+    """A response body's chunks, each of which must arrive within ``timeout_s``.
+
+    The limit applies per network chunk, so a keep-alive comment on an SSE stream counts as
+    life.  ``timeout_s`` may change between reads (None: no limit of its own).
+
+    Raises:
+        TimeoutError: From ``__anext__``, when a chunk is late.
+    """
+
+    def __init__(self, response: httpx.Response, timeout_s: float | None) -> None:
+        self._chunks = response.aiter_bytes()
+        self.timeout_s = timeout_s
+
+    def __aiter__(self) -> _TimedChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        async with asyncio.timeout(self.timeout_s):
+            return await anext(self._chunks)
+
+
+class _ReplayGeneration(Generation):
+    """A whole answer, already read, handed out as events."""
+
+    def __init__(self, events: Sequence[GenerationEvent]) -> None:
+        self._events = tuple(events)
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        for event in self._events:
+            yield event
+
+    async def aclose(self) -> None:
+        """Nothing to release: the response was read and closed in ``start``."""
+
+
+class _StreamGeneration(Generation):
+    """A streamed answer whose first output event has arrived.
+
+    Owns the open response until the stream ends or :meth:`aclose`; reports the outcome to
+    the provider's circuit breaker exactly once.
+    """
+
+    def __init__(
+        self,
+        provider: CloudProvider,
+        response: httpx.Response,
+        events: AsyncGenerator[SseEvent, None],
+        decoder: StreamDecoder,
+        pending: list[GenerationEvent],
+    ) -> None:
+        self._provider = provider
+        self._response = response
+        self._events = events
+        self._decoder = decoder
+        self._pending = pending
+        self._iterator: AsyncGenerator[GenerationEvent, None] | None = None
+        self._settled = False
+
+    def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return self._iterator
+
+    async def aclose(self) -> None:
+        """Close the upstream response now; an unfinished answer gives the breaker no verdict."""
+        self._settle("release")
+        # The response first: it is what frees the connection, and this may run in a
+        # cancelled task where any later await can be interrupted.
+        await self._response.aclose()
+        if self._iterator is not None:
+            await self._iterator.aclose()
+        await self._events.aclose()
+
+    def _settle(self, outcome: _Outcome) -> None:
+        if not self._settled:
+            self._settled = True
+            self._provider._settle(outcome)
+
+    async def _run(self) -> AsyncGenerator[GenerationEvent, None]:
+        batch = self._pending
+        try:
+            while True:
+                for event in batch:
+                    if isinstance(event, GenerationDone):
+                        self._settle("success")
+                    yield event
+                if self._decoder.finished:
+                    return
+                batch = await self._next_batch()
+        except ProviderError as exc:
+            self._settle("failure" if _counts_against_provider(exc) else "release")
+            raise
+        finally:
+            await self._response.aclose()
+
+    async def _next_batch(self) -> list[GenerationEvent]:
+        provider = self._provider
+        try:
+            event = await anext(self._events, None)
+        except TimeoutError as exc:  # from _TimedChunks: no byte, not even a keep-alive
+            raise provider._stall_error() from exc
+        except httpx.HTTPError as exc:
+            raise provider._transport_error(exc, mid_answer=True) from exc
+        except UnicodeDecodeError as exc:
+            raise provider._protocol_error(
+                f"the stream is not UTF-8 ({exc.reason}); the answer is incomplete"
+            ) from exc
+        return self._decoder.end() if event is None else self._decoder.feed(event)
+
+
+def _counts_against_provider(error: ProviderError) -> bool:
+    """Whether a failure says the provider is unwell (a bad key or request says nothing)."""
+    return not isinstance(error, ProviderAuthError | ProviderRejectedError)
+
+
+def _checked_key(name: str, key: SecretStr | None) -> SecretStr | None:
+    if key is None:
+        return None
+    value = key.get_secret_value().strip()
+    if not value:
+        return None
+    if not all(33 <= ord(char) <= 126 for char in value):
+        # The message must not quote the key: it would land in logs.
+        raise ConfigError(
+            f"the API key for provider {name!r} contains spaces, control or non-ASCII "
+            f"characters; copy the key again"
+        )
+    return SecretStr(value)

@@ -1,0 +1,91 @@
+"""Building the configured cloud providers, each with its own pooled HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from hybrid.cloud.anthropic_provider import AnthropicProvider
+from hybrid.cloud.openai_provider import OpenAIProvider
+from hybrid.cloud.policy import ReliabilityPolicy
+from hybrid.cloud.provider import CloudProvider
+from hybrid.settings_cloud import CloudSettings
+
+# Connections kept per provider: enough for a burst of concurrent requests without reconnecting.
+_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+
+
+@dataclass(frozen=True)
+class ProviderPool:
+    """The providers by name, and the HTTP clients they own (closed together)."""
+
+    providers: Mapping[str, CloudProvider]
+    clients: tuple[httpx.AsyncClient, ...]
+
+    async def aclose(self) -> None:
+        """Close every provider's HTTP client."""
+        for client in self.clients:
+            await client.aclose()
+
+
+def reliability_policy(cloud: CloudSettings) -> ReliabilityPolicy:
+    """The timeouts, retries and breaker thresholds the settings ask for."""
+    return ReliabilityPolicy(
+        connect_timeout_s=cloud.connect_timeout_s,
+        first_byte_timeout_s=cloud.first_byte_timeout_s,
+        idle_timeout_s=cloud.idle_timeout_s,
+        max_attempts=cloud.max_attempts,
+        backoff_base_s=cloud.backoff_base_s,
+        backoff_max_s=cloud.backoff_max_s,
+        max_retry_after_s=cloud.max_retry_after_s,
+        breaker_failures=cloud.breaker_failures,
+        breaker_reset_s=cloud.breaker_reset_s,
+    )
+
+
+def build_providers(cloud: CloudSettings) -> ProviderPool:
+    """One provider per configured API: OpenAI, Anthropic, and each declared one.
+
+    Every provider is built, with or without a key, so that ``/health`` and ``/v1/models`` can
+    show it; the dispatcher skips one without its key.
+    """
+    policy = reliability_policy(cloud)
+    clients: list[httpx.AsyncClient] = []
+
+    def client() -> httpx.AsyncClient:
+        made = httpx.AsyncClient(limits=_LIMITS, follow_redirects=False)
+        clients.append(made)
+        return made
+
+    providers: dict[str, CloudProvider] = {
+        "openai": OpenAIProvider(
+            name="openai",
+            base_url=cloud.openai.base_url,
+            api_key=cloud.openai.api_key,
+            models=cloud.openai.models,
+            client=client(),
+            policy=policy,
+        ),
+        "anthropic": AnthropicProvider(
+            name="anthropic",
+            base_url=cloud.anthropic.base_url,
+            api_key=cloud.anthropic.api_key,
+            models=cloud.anthropic.models,
+            client=client(),
+            policy=policy,
+            version=cloud.anthropic.version,
+            default_max_tokens=cloud.anthropic.max_tokens,
+        ),
+    }
+    for declared in cloud.providers:
+        providers[declared.name] = OpenAIProvider(
+            name=declared.name,
+            base_url=declared.base_url,
+            api_key=declared.api_key,
+            models=declared.models,
+            client=client(),
+            policy=policy,
+        )
+    return ProviderPool(providers, tuple(clients))

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from cloud_fakes import FakeClock
+
+from hybrid.cloud.breaker import CircuitBreaker
+
+
+def breaker(clock: FakeClock, failures: int = 3) -> CircuitBreaker:
+    return CircuitBreaker(failures=failures, reset_s=30.0, clock=clock)
+
+
+def test_opens_after_the_threshold_of_consecutive_failures() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock)
+    for _ in range(2):
+        assert circuit.allow()
+        circuit.record_failure()
+    assert circuit.state == "closed"
+    assert circuit.allow()
+    circuit.record_failure()
+    assert circuit.state == "open"
+    assert not circuit.allow()
+    assert circuit.snapshot() == {"state": "open", "consecutive_failures": 3, "retry_in_s": 30.0}
+
+
+def test_a_success_resets_the_count() -> None:
+    circuit = breaker(FakeClock())
+    circuit.record_failure()
+    circuit.record_failure()
+    circuit.record_success()
+    circuit.record_failure()
+    circuit.record_failure()
+    assert circuit.state == "closed"
+    assert circuit.consecutive_failures == 2
+
+
+def test_half_open_lets_one_probe_through_and_its_success_closes() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=1)
+    circuit.record_failure()
+    clock.now += 29.0
+    assert not circuit.allow()
+    assert circuit.snapshot()["retry_in_s"] == 1.0
+    clock.now += 1.0
+    assert circuit.state == "half_open"
+    assert circuit.allow()
+    assert not circuit.allow(), "a second request must wait for the probe's outcome"
+    circuit.record_success()
+    assert circuit.state == "closed"
+    assert circuit.allow() and circuit.allow()
+    assert circuit.snapshot() == {"state": "closed", "consecutive_failures": 0, "retry_in_s": None}
+
+
+def test_a_failed_probe_opens_the_circuit_for_another_period() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=1)
+    circuit.record_failure()
+    clock.now += 30.0
+    assert circuit.allow()
+    circuit.record_failure()
+    assert circuit.state == "open"
+    clock.now += 29.0
+    assert not circuit.allow()
+    clock.now += 1.0
+    assert circuit.allow()
+
+
+def test_a_released_probe_frees_the_slot_without_a_verdict() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=1)
+    circuit.record_failure()
+    clock.now += 30.0
+    assert circuit.allow()
+    circuit.release()
+    assert circuit.state == "half_open"
+    assert circuit.allow()
+
+
+def test_a_probe_that_never_reports_does_not_shut_the_circuit_forever() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=1)
+    circuit.record_failure()
+    clock.now += 30.0
+    assert circuit.allow()
+    clock.now += 10.0
+    assert not circuit.allow()
+    clock.now += 20.0
+    assert circuit.allow()
+
+
+def test_a_late_success_from_before_the_circuit_opened_does_not_close_it() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=1)
+    circuit.record_failure()
+    circuit.record_success()
+    assert circuit.state == "open"
+    assert not circuit.allow()

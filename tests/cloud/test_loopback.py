@@ -1,0 +1,133 @@
+"""Failures that happen in real sockets: refused connections, resets, stalls, redirects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from cloud_fakes import OPENAI_KEY, FakeSleep, chat, drain, openai, openai_completion, openai_stream
+from cloud_server import Exchange, LoopbackServer, free_port
+
+from hybrid.errors import (
+    ProviderError,
+    ProviderProtocolError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+from hybrid.generation import GenerationEvent, TextDelta
+
+HELLO = chat(("user", "Say hello"))
+HELLO_STREAM = chat(("user", "Say hello"), stream=True)
+
+
+def text_of(events: list[GenerationEvent]) -> str:
+    return "".join(event.text for event in events if isinstance(event, TextDelta))
+
+
+def test_a_refused_connection_is_retried_then_reported_as_unavailable() -> None:
+    sleep = FakeSleep()
+    port = free_port()
+
+    async def scenario() -> ProviderError:
+        async with httpx.AsyncClient() as client:
+            provider = openai(client, base_url=f"http://127.0.0.1:{port}/v1", sleep=sleep)
+            with pytest.raises(ProviderError) as caught:
+                await provider.start(HELLO)
+            return caught.value
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, ProviderUnavailableError)
+    assert "could not connect to 127.0.0.1" in str(error)
+    assert len(sleep.delays) == 2, "three attempts, two waits"
+
+
+def test_a_connection_reset_mid_stream_raises_from_the_iterator() -> None:
+    async def half_then_hang_up(exchange: Exchange) -> None:
+        await exchange.start_chunked()
+        for event in openai_stream("Hello", " wor")[:3]:
+            await exchange.chunk(event)
+        # Closing now leaves the chunked body unfinished: the peer sees a cut stream.
+
+    async def scenario() -> tuple[list[GenerationEvent], ProviderError]:
+        events: list[GenerationEvent] = []
+        async with LoopbackServer(half_then_hang_up) as server, httpx.AsyncClient() as client:
+            generation = await openai(client, base_url=server.url + "/v1").start(HELLO_STREAM)
+            with pytest.raises(ProviderError) as caught:
+                await drain(generation, events)
+            return events, caught.value
+
+    events, error = asyncio.run(scenario())
+    assert text_of(events) == "Hello wor"
+    assert isinstance(error, ProviderUnavailableError)
+    assert "mid-answer" in str(error) and "incomplete" in str(error)
+
+
+def test_a_stall_on_a_real_socket_is_an_idle_timeout() -> None:
+    async def start_then_stall(exchange: Exchange) -> None:
+        await exchange.start_chunked()
+        for event in openai_stream("Hello")[:2]:
+            await exchange.chunk(event)
+        await asyncio.sleep(30)
+
+    async def scenario() -> tuple[list[GenerationEvent], ProviderError]:
+        events: list[GenerationEvent] = []
+        async with LoopbackServer(start_then_stall) as server, httpx.AsyncClient() as client:
+            provider = openai(client, base_url=server.url + "/v1", idle_timeout_s=0.1)
+            generation = await provider.start(HELLO_STREAM)
+            with pytest.raises(ProviderError) as caught:
+                await drain(generation, events)
+            return events, caught.value
+
+    events, error = asyncio.run(scenario())
+    assert text_of(events) == "Hello"
+    assert isinstance(error, ProviderTimeoutError)
+
+
+def test_a_server_that_never_answers_hits_the_first_byte_timeout() -> None:
+    async def silent(exchange: Exchange) -> None:
+        await asyncio.sleep(30)
+
+    async def scenario() -> tuple[ProviderError, int]:
+        async with LoopbackServer(silent) as server, httpx.AsyncClient() as client:
+            provider = openai(
+                client, base_url=server.url + "/v1", first_byte_timeout_s=0.1, max_attempts=2
+            )
+            with pytest.raises(ProviderError) as caught:
+                await provider.start(HELLO)
+            return caught.value, len(server.received)
+
+    error, requests = asyncio.run(scenario())
+    assert isinstance(error, ProviderTimeoutError)
+    assert requests == 2
+
+
+def test_a_redirect_to_another_host_never_receives_the_key() -> None:
+    async def scenario() -> tuple[ProviderError, LoopbackServer, LoopbackServer]:
+        async def answer(exchange: Exchange) -> None:
+            await exchange.respond(
+                "200 OK",
+                {"content-type": "application/json"},
+                httpx.Response(200, json=openai_completion("stolen")).content,
+            )
+
+        async with LoopbackServer(answer) as elsewhere:
+            # "localhost" is another host name for the same machine: a different origin.
+            target = elsewhere.url.replace("127.0.0.1", "localhost") + "/v1/chat/completions"
+
+            async def redirect(exchange: Exchange) -> None:
+                await exchange.respond("307 Temporary Redirect", {"location": target})
+
+            async with (
+                LoopbackServer(redirect) as home,
+                httpx.AsyncClient(follow_redirects=True) as client,
+            ):
+                with pytest.raises(ProviderError) as caught:
+                    await openai(client, base_url=home.url + "/v1").start(HELLO)
+                return caught.value, home, elsewhere
+
+    error, home, elsewhere = asyncio.run(scenario())
+    assert isinstance(error, ProviderProtocolError)
+    assert "redirect" in str(error)
+    assert home.received[0].header("authorization") == f"Bearer {OPENAI_KEY}"
+    assert elsewhere.received == []

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from hybrid.cloud.sse import SseEvent, SseParser, iter_sse
+
+
+def parse(*chunks: bytes) -> list[SseEvent]:
+    parser = SseParser()
+    events = [event for chunk in chunks for event in parser.feed(chunk)]
+    return events + parser.close()
+
+
+def test_events_with_and_without_a_type() -> None:
+    stream = b'event: message_start\ndata: {"a": 1}\n\ndata: {"b": 2}\n\n'
+    assert parse(stream) == [SseEvent("message_start", '{"a": 1}'), SseEvent(None, '{"b": 2}')]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_every_line_ending(newline: bytes) -> None:
+    stream = newline.join([b"event: ping", b"data: one", b"", b"data: two", b"", b""])
+    assert parse(stream) == [SseEvent("ping", "one"), SseEvent(None, "two")]
+
+
+def test_multi_line_data_is_joined_with_newlines() -> None:
+    assert parse(b"data: first\ndata:second\ndata:  third\n\n") == [
+        SseEvent(None, "first\nsecond\n third")
+    ]
+
+
+def test_comments_and_unknown_fields_are_ignored() -> None:
+    stream = b": OPENROUTER PROCESSING\n\nid: 7\nretry: 100\nfoo: bar\ndata: x\n\n"
+    assert parse(stream) == [SseEvent(None, "x")]
+
+
+def test_a_type_without_data_dispatches_nothing() -> None:
+    assert parse(b"event: ping\n\ndata: x\n\n") == [SseEvent(None, "x")]
+
+
+def test_events_split_byte_by_byte_come_out_whole() -> None:
+    stream = 'event: delta\r\ndata: {"text": "héllo ✓"}\r\n\r\ndata: [DONE]\r\n\r\n'.encode()
+    chunks = [stream[i : i + 1] for i in range(len(stream))]
+    assert parse(*chunks) == [SseEvent("delta", '{"text": "héllo ✓"}'), SseEvent(None, "[DONE]")]
+
+
+def test_crlf_split_between_chunks_is_one_line_end() -> None:
+    # Were "\r" and "\n" counted apart, the "\n" would be a blank line and dispatch early.
+    assert parse(b"data: a\r", b"\ndata: b\r\n\r\n") == [SseEvent(None, "a\nb")]
+
+
+def test_a_last_event_without_its_blank_line_is_kept() -> None:
+    assert parse(b"data: one\n\ndata: [DONE]") == [SseEvent(None, "one"), SseEvent(None, "[DONE]")]
+
+
+def test_a_byte_order_mark_is_dropped() -> None:
+    assert parse(b"\xef\xbb\xbfdata: x\n\n") == [SseEvent(None, "x")]
+
+
+def test_invalid_utf8_is_an_error() -> None:
+    with pytest.raises(UnicodeDecodeError):
+        parse(b"data: \xff\xfe\n\n")
+
+
+def test_iter_sse_reads_a_streamed_httpx_response() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"data: he"
+        yield b"llo\n"
+        yield b"\nevent: end\ndata: {}\n\n"
+
+    async def scenario() -> list[SseEvent]:
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, content=body())
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            async with client.stream("GET", "https://example.test/") as response:
+                return [event async for event in iter_sse(response)]
+
+    assert asyncio.run(scenario()) == [SseEvent(None, "hello"), SseEvent("end", "{}")]

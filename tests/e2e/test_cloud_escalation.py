@@ -1,0 +1,399 @@
+"""Cloud escalation as a user runs it: ``hybrid serve`` in front of a fake cloud on loopback
+(OpenAI's and Anthropic's wire formats, with faults) and llama-cpp-python's own server as an
+OpenAI-compatible provider, driven by the official ``openai`` and ``anthropic`` SDKs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+from conftest import RunningServer, free_port
+from fake_cloud import FakeCloud, Fault, closed_port
+
+from hybrid.models.embedded import ensure_embedded_model
+
+pytestmark = pytest.mark.slow
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+FAST_RELIABILITY = {
+    "HYBRID_CLOUD__CONNECT_TIMEOUT_S": "1",
+    "HYBRID_CLOUD__FIRST_BYTE_TIMEOUT_S": "4",
+    "HYBRID_CLOUD__IDLE_TIMEOUT_S": "1",
+    "HYBRID_CLOUD__MAX_ATTEMPTS": "2",
+    "HYBRID_CLOUD__BACKOFF_BASE_S": "0.05",
+    "HYBRID_CLOUD__BACKOFF_MAX_S": "0.1",
+    # The matrix below fails the same provider many times on purpose; the breaker has tests
+    # of its own.
+    "HYBRID_CLOUD__BREAKER_FAILURES": "1000",
+}
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[FakeCloud]:
+    with FakeCloud(reply="Hello from the fake cloud, answering in words.") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def upstream_llama(hybrid_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server on the embedded model."""
+    model = ensure_embedded_model(hybrid_home)
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(model),
+                "--model_alias",
+                "gemma-upstream",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "1024",
+                "--verbose",
+                "false",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(
+    start_server: Callable[..., RunningServer],
+    cloud: FakeCloud,
+    upstream_llama: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningServer]:
+    config = tmp_path_factory.mktemp("config") / "config.toml"
+    config.write_text(
+        "[[cloud.providers]]\n"
+        'name = "llamacpp"\n'
+        f'base_url = "{upstream_llama}"\n'
+        'models = ["gemma-upstream"]\n'
+    )
+    env = {
+        "HYBRID_CONFIG": str(config),
+        "OPENAI_API_KEY": cloud.openai_key,
+        "OPENAI_BASE_URL": f"{cloud.base_url}/v1",
+        "ANTHROPIC_API_KEY": cloud.anthropic_key,
+        "ANTHROPIC_BASE_URL": cloud.base_url,
+        **FAST_RELIABILITY,
+    }
+    running = start_server("--ctx", "1024", env=env)
+    yield running
+    assert running.stop() == 0, running.log.read_text()
+
+
+@pytest.fixture
+def fake(cloud: FakeCloud) -> FakeCloud:
+    cloud.reset()
+    return cloud
+
+
+_open_clients: list[openai.OpenAI | anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    yield
+    while _open_clients:
+        _open_clients.pop().close()
+
+
+def openai_client(server: RunningServer, **headers: str) -> openai.OpenAI:
+    client = openai.OpenAI(
+        base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, default_headers=headers
+    )
+    _open_clients.append(client)
+    return client
+
+
+def anthropic_client(server: RunningServer, **headers: str) -> anthropic.Anthropic:
+    client = anthropic.Anthropic(
+        base_url=server.base_url, api_key="unused", max_retries=0, default_headers=headers
+    )
+    _open_clients.append(client)
+    return client
+
+
+# -- every route, both SDKs ---------------------------------------------------------------------
+
+
+def test_a_cloud_model_name_that_fits_locally_is_answered_locally(
+    server: RunningServer, fake: FakeCloud
+) -> None:
+    raw = openai_client(server).chat.completions.with_raw_response.create(
+        model="gpt-4.1-mini", messages=QUESTION, temperature=0
+    )
+    assert raw.headers["x-hybrid-route"] == "local"
+    assert raw.headers["x-hybrid-reason"].startswith("length:")
+    assert "Paris" in (raw.parse().choices[0].message.content or "")
+    assert fake.requests == []
+
+
+def test_openai_sdk_through_hybrid_to_openai(server: RunningServer, fake: FakeCloud) -> None:
+    api = openai_client(server)
+    raw = api.chat.completions.with_raw_response.create(model="cloud", messages=QUESTION)
+    completion = raw.parse()
+    assert completion.choices[0].message.content == fake.reply
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    assert raw.headers["x-hybrid-route"] == "cloud"
+    assert raw.headers["x-hybrid-model"] == "openai/gpt-5.4-mini"
+    assert raw.headers["x-hybrid-reason"] == "explicit:cloud"
+    sent = fake.requests[-1]
+    assert sent.api == "openai" and sent.body is not None and sent.body["model"] == "gpt-5.4-mini"
+    assert sent.headers["authorization"] == f"Bearer {fake.openai_key}"
+    chunks = list(
+        api.chat.completions.create(
+            model="cloud", messages=QUESTION, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == fake.reply
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_openai_sdk_through_hybrid_to_anthropic(server: RunningServer, fake: FakeCloud) -> None:
+    api = openai_client(server, **{"X-Hybrid-Route": "cloud"})
+    raw = api.chat.completions.with_raw_response.create(
+        model="claude-sonnet-5-5",
+        messages=[{"role": "system", "content": "Be brief."}, *QUESTION],
+        max_tokens=50,
+        stop=["never-appears"],
+    )
+    assert raw.parse().choices[0].message.content == fake.reply
+    assert raw.headers["x-hybrid-model"] == "anthropic/claude-sonnet-5-5"
+    sent = fake.requests[-1]
+    assert sent.api == "anthropic" and sent.body is not None
+    assert sent.body["system"] == "Be brief."
+    assert sent.body["max_tokens"] == 50 and sent.body["stop_sequences"] == ["never-appears"]
+    assert sent.headers["x-api-key"] == fake.anthropic_key
+    assert "authorization" not in sent.headers  # the OpenAI key never goes to Anthropic
+    streamed = api.chat.completions.create(
+        model="claude-sonnet-5-5", messages=QUESTION, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == fake.reply
+
+
+def test_openai_sdk_through_hybrid_to_llama_cpp_server(server: RunningServer) -> None:
+    api = openai_client(server, **{"X-Hybrid-Route": "cloud"})
+    raw = api.chat.completions.with_raw_response.create(
+        model="llamacpp/gemma-upstream", messages=QUESTION, temperature=0, max_tokens=30
+    )
+    assert raw.headers["x-hybrid-model"] == "llamacpp/gemma-upstream"
+    assert raw.parse().choices[0].message.content
+    streamed = api.chat.completions.create(
+        model="gemma-upstream", messages=QUESTION, temperature=0, max_tokens=30, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+
+
+def test_anthropic_sdk_through_hybrid_on_every_route(
+    server: RunningServer, fake: FakeCloud
+) -> None:
+    local = anthropic_client(server).messages.create(
+        model="local", max_tokens=30, messages=QUESTION
+    )
+    assert "Paris" in local.content[0].text  # type: ignore[union-attr]
+    to_openai = anthropic_client(server).messages.with_raw_response.create(
+        model="cloud", max_tokens=30, messages=QUESTION
+    )
+    assert to_openai.headers["x-hybrid-model"] == "openai/gpt-5.4-mini"
+    assert to_openai.parse().content[0].text == fake.reply  # type: ignore[union-attr]
+    cloud = anthropic_client(server, **{"X-Hybrid-Route": "cloud"})
+    with cloud.messages.stream(
+        model="claude-haiku-4-5", max_tokens=30, messages=QUESTION
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == fake.reply and final.usage.output_tokens > 0
+
+
+def test_a_prompt_too_long_for_the_local_context_escalates(
+    server: RunningServer, fake: FakeCloud
+) -> None:
+    long_prompt = "Summarise this. " + "The quick brown fox jumps over the lazy dog. " * 120
+    raw = openai_client(server).chat.completions.with_raw_response.create(
+        model="hybrid", messages=[{"role": "user", "content": long_prompt}]
+    )
+    assert raw.headers["x-hybrid-route"] == "cloud"
+    assert raw.headers["x-hybrid-reason"].startswith("length:")
+    needed, context = raw.headers["x-hybrid-reason"][len("length:") :].split(">")
+    assert int(needed) > int(context) == 1024
+
+
+def test_unknown_model_is_a_404_listing_what_exists(server: RunningServer) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        openai_client(server).chat.completions.create(model="gpt-9-ultra", messages=QUESTION)
+    body = caught.value.body
+    assert isinstance(body, dict) and body["code"] == "model_not_found"
+    assert "openai/gpt-5.4-mini" in body["message"] and "llamacpp/gemma-upstream" in body["message"]
+    with pytest.raises(anthropic.NotFoundError):
+        anthropic_client(server).messages.create(
+            model="gpt-9-ultra", max_tokens=5, messages=QUESTION
+        )
+
+
+def test_models_and_health_show_the_cloud(server: RunningServer) -> None:
+    ids = [m.id for m in openai_client(server).models.list()]
+    assert ids[:4] == ["gemma-3-270m-q4_k_m", "hybrid", "local", "cloud"]
+    assert {"openai/gpt-5.4-mini", "anthropic/claude-sonnet-5-5", "llamacpp/gemma-upstream"} <= set(
+        ids
+    )
+    providers = httpx.get(f"{server.base_url}/health").json()["providers"]
+    assert providers["openai"]["circuit"]["state"] == "closed"
+    assert providers["llamacpp"]["usable"] is True
+
+
+# -- the fault matrix ---------------------------------------------------------------------------
+# Each fault is queued at the fake cloud; the request goes to model "cloud" (OpenAI).  The
+# outcome is either a complete answer (a retry succeeded, or the local model took over) or a
+# clear error; each case asserts which.
+
+RETRIED = "retried"  # the second attempt reached the cloud and answered
+FELL_BACK = "fell_back"  # every attempt failed: the local model answered
+
+
+@pytest.mark.parametrize(
+    ("faults", "outcome", "reason"),
+    [
+        ([Fault.rate_limit(retry_after_s=0.2)], RETRIED, None),
+        ([Fault.rate_limit(retry_after_ms=100)] * 2, FELL_BACK, "rate_limited"),
+        ([Fault.status(500)], RETRIED, None),
+        ([Fault.status(502)] * 2, FELL_BACK, "unavailable"),
+        ([Fault.status(503)] * 2, FELL_BACK, "unavailable"),
+        ([Fault.slow_first_byte(6.0)] * 2, FELL_BACK, "timeout"),
+        ([Fault.slow_first_byte(6.0)], RETRIED, None),
+        ([Fault.malformed()], RETRIED, None),
+        ([Fault.reset(after_chunks=0)], RETRIED, None),
+        ([Fault.stall(after_chunks=0, stall_s=3.0)], RETRIED, None),
+        ([Fault.wrong_key()], FELL_BACK, "auth"),
+    ],
+    ids=[
+        "429-then-ok",
+        "429-twice",
+        "500-then-ok",
+        "502-twice",
+        "503-twice",
+        "slow-first-byte-twice",
+        "slow-first-byte-then-ok",
+        "malformed-json-then-ok",
+        "reset-before-body-then-ok",
+        "stall-before-body-then-ok",
+        "wrong-key",
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_fault_matrix_before_the_first_byte(
+    server: RunningServer,
+    fake: FakeCloud,
+    faults: list[Fault],
+    outcome: str,
+    reason: str | None,
+    stream: bool,
+) -> None:
+    fake.push(*faults)
+    api = openai_client(server)
+    raw = api.chat.completions.with_raw_response.create(
+        model="cloud", messages=QUESTION, stream=stream, temperature=0, max_tokens=30
+    )
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    else:
+        text = raw.parse().choices[0].message.content or ""
+    if outcome == RETRIED:
+        assert raw.headers["x-hybrid-route"] == "cloud"
+        assert text == fake.reply
+        assert len(fake.requests) == 2
+    else:
+        assert raw.headers["x-hybrid-route"] == "local"
+        assert raw.headers["x-hybrid-reason"] == f"cloud_unavailable:openai:{reason}"
+        assert "Paris" in text
+    assert raw.headers["x-hybrid-request-id"]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.stall(after_chunks=3, stall_s=3.0),
+        Fault.reset(after_chunks=3),
+        Fault.malformed(after_chunks=3),
+    ],
+    ids=["stall", "reset", "malformed"],
+)
+def test_a_failure_after_tokens_reached_the_client_ends_with_an_error_event(
+    server: RunningServer, fake: FakeCloud, fault: Fault
+) -> None:
+    fake.push(fault)
+    received = []
+    with pytest.raises(openai.APIError):
+        for chunk in openai_client(server).chat.completions.create(
+            model="cloud", messages=QUESTION, stream=True
+        ):
+            if chunk.choices:
+                received.append(chunk.choices[0].delta.content or "")
+    partial = "".join(received)
+    assert partial and fake.reply.startswith(partial) and partial != fake.reply
+    # The same through the Anthropic endpoint: an error event, and no message_stop.
+    fake.push(fault)
+    body = {"model": "cloud", "max_tokens": 30, "messages": QUESTION, "stream": True}
+    with httpx.stream("POST", f"{server.base_url}/v1/messages", json=body, timeout=30) as response:
+        events = [line for line in response.iter_lines() if line.startswith("event: ")]
+    assert "event: content_block_delta" in events
+    assert events[-1] == "event: error" and "event: message_stop" not in events
+
+
+def test_connection_refused_falls_back_to_local(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-anything",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port()}/v1",
+        **FAST_RELIABILITY,
+    }
+    running = start_server("--ctx", "1024", env=env)
+    try:
+        raw = openai_client(running).chat.completions.with_raw_response.create(
+            model="cloud", messages=QUESTION, temperature=0
+        )
+        assert raw.headers["x-hybrid-route"] == "local"
+        assert raw.headers["x-hybrid-reason"] == "cloud_unavailable:openai:unavailable"
+        long_prompt = "The quick brown fox jumps over the lazy dog. " * 150
+        response = httpx.post(
+            f"{running.base_url}/v1/chat/completions",
+            json={"model": "hybrid", "messages": [{"role": "user", "content": long_prompt}]},
+            timeout=30,
+        )
+        assert response.status_code == 503
+        assert response.headers["x-should-retry"] == "true"
+        message = response.json()["error"]["message"]
+        assert "openai" in message and "local: prompt is" in message
+    finally:
+        assert running.stop() == 0

@@ -1,0 +1,236 @@
+"""Failover, local fallback and the reasons they give, with scripted local and cloud backends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from hybrid.backend import Generation, collect
+from hybrid.errors import (
+    ContextLengthExceededError,
+    HybridError,
+    ModelNotReadyError,
+    NoRouteError,
+    ProviderRejectedError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    QueueFullError,
+)
+from hybrid.generation import (
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    Message,
+    TextDelta,
+    Usage,
+)
+from hybrid.routing.dispatcher import Dispatcher
+from hybrid.routing.names import ModelNames, ProviderModels
+
+LOCAL = "local-model"
+REQUEST = GenerationRequest("r1", messages=(Message("user", "hi"),))
+
+
+class Replay(Generation):
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        yield TextDelta(self.text)
+        yield GenerationDone("stop", Usage(1, 1))
+
+    async def aclose(self) -> None:
+        return None
+
+
+class FakeLocal:
+    """Stands in for LocalRuntime and its backend."""
+
+    model_id = LOCAL
+    state = "ready"
+    context_length = 8192
+
+    def __init__(self, fail: HybridError | None = None) -> None:
+        self.fail = fail
+        self.started = 0
+
+    def backend(self) -> FakeLocal:
+        if isinstance(self.fail, ModelNotReadyError):
+            raise self.fail
+        return self
+
+    async def start(self, request: GenerationRequest) -> Generation:
+        self.started += 1
+        if self.fail is not None:
+            raise self.fail
+        return Replay("local answer")
+
+
+class FakeProvider:
+    def __init__(self, name: str, *failures: HybridError) -> None:
+        self.name = name
+        self.failures = list(failures)
+        self.models_asked: list[str | None] = []
+
+    async def start(self, request: GenerationRequest) -> Generation:
+        self.models_asked.append(request.model)
+        if self.failures:
+            raise self.failures.pop(0)
+        return Replay(f"{self.name} answer")
+
+
+def dispatcher(
+    local: FakeLocal,
+    *providers: FakeProvider,
+    failover: tuple[str, ...] = (),
+    keys: tuple[str, ...] = ("openai", "anthropic"),
+    local_fallback: bool = True,
+) -> Dispatcher:
+    names = ModelNames(
+        [
+            ProviderModels("openai", ("gpt-4.1-mini",), usable="openai" in keys),
+            ProviderModels("anthropic", ("claude-sonnet-4-5",), usable="anthropic" in keys),
+        ],
+        None,
+    )
+    return Dispatcher(
+        local,  # type: ignore[arg-type]
+        {p.name: p for p in providers},  # type: ignore[misc]
+        names,
+        failover=names.targets(failover, setting="cloud.failover"),
+        local_fallback=local_fallback,
+    )
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def text_of(answer: Any) -> str:
+    return (await collect(answer.generation)).text
+
+
+def test_auto_answers_locally_when_the_request_fits() -> None:
+    answer = run(dispatcher(FakeLocal(), FakeProvider("openai")).start(REQUEST, model="hybrid"))
+    assert (answer.route, answer.model, answer.reason) == ("local", LOCAL, "local")
+
+
+def test_a_prompt_too_long_for_the_local_context_goes_to_the_cloud() -> None:
+    local = FakeLocal(
+        ContextLengthExceededError(prompt_tokens=9000, max_tokens=312, context_length=8192)
+    )
+    openai = FakeProvider("openai")
+    answer = run(dispatcher(local, openai).start(REQUEST, model=None))
+    assert (answer.route, answer.model) == ("cloud", "openai/gpt-4.1-mini")
+    assert answer.reason == "length:9312>8192"
+    assert openai.models_asked == ["gpt-4.1-mini"]
+    assert run(text_of(answer)) == "openai answer"
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (QueueFullError(depth=9, retry_after=3), "capacity:queue_full:9"),
+        (ModelNotReadyError("loading"), "local_unavailable:ready"),
+    ],
+)
+def test_a_busy_or_absent_local_model_escalates(failure: HybridError, reason: str) -> None:
+    answer = run(
+        dispatcher(FakeLocal(failure), FakeProvider("openai")).start(REQUEST, model="hybrid")
+    )
+    assert answer.route == "cloud" and answer.reason == reason
+
+
+def test_a_named_cloud_model_is_the_escalation_target() -> None:
+    local = FakeLocal(
+        ContextLengthExceededError(prompt_tokens=9000, max_tokens=0, context_length=8192)
+    )
+    anthropic = FakeProvider("anthropic")
+    answer = run(
+        dispatcher(local, FakeProvider("openai"), anthropic).start(
+            REQUEST, model="claude-sonnet-4-5"
+        )
+    )
+    assert answer.model == "anthropic/claude-sonnet-4-5"
+
+
+def test_route_header_overrides_the_model_name() -> None:
+    d = dispatcher(FakeLocal(), FakeProvider("openai"))
+    assert run(d.start(REQUEST, model="hybrid", override="cloud")).route == "cloud"
+    assert run(d.start(REQUEST, model="gpt-4.1-mini", override="local")).route == "local"
+
+
+def test_failover_to_the_next_target_names_the_first_failure() -> None:
+    openai = FakeProvider("openai", ProviderTimeoutError("openai", "no first byte in 2 s"))
+    anthropic = FakeProvider("anthropic")
+    d = dispatcher(FakeLocal(), openai, anthropic, failover=("anthropic/claude-sonnet-4-5",))
+    answer = run(d.start(REQUEST, model="cloud"))
+    assert answer.model == "anthropic/claude-sonnet-4-5"
+    assert answer.reason == "explicit:cloud;failover:openai:timeout"
+
+
+def test_every_cloud_target_down_falls_back_to_local() -> None:
+    openai = FakeProvider("openai", ProviderUnavailableError("openai", "503", status=503))
+    answer = run(dispatcher(FakeLocal(), openai).start(REQUEST, model="cloud"))
+    assert (answer.route, answer.reason) == ("local", "cloud_unavailable:openai:unavailable")
+    assert run(text_of(answer)) == "local answer"
+
+
+def test_no_key_falls_back_to_local_and_says_so() -> None:
+    answer = run(
+        dispatcher(FakeLocal(), FakeProvider("openai"), keys=()).start(REQUEST, model="cloud")
+    )
+    assert answer.route == "local"
+    assert answer.reason == "cloud_unavailable:cloud:no_provider"
+    d = dispatcher(FakeLocal(), FakeProvider("openai"), keys=("anthropic",))
+    assert run(d.start(REQUEST, model="openai/gpt-4.1-mini", override="cloud")).reason == (
+        "cloud_unavailable:openai:no_key"
+    )
+
+
+def test_nothing_can_serve_names_every_failure_and_whether_to_retry() -> None:
+    local = FakeLocal(
+        ContextLengthExceededError(prompt_tokens=9000, max_tokens=0, context_length=8192)
+    )
+    openai = FakeProvider("openai", ProviderTimeoutError("openai", "no first byte in 2 s"))
+    with pytest.raises(NoRouteError) as caught:
+        run(dispatcher(local, openai).start(REQUEST, model="hybrid"))
+    message = str(caught.value)
+    assert "openai: no first byte" in message and "local: prompt is 9,000 tokens" in message
+    assert caught.value.failures == ["openai:timeout"] and caught.value.should_retry
+    with pytest.raises(NoRouteError) as no_key:
+        run(dispatcher(local, FakeProvider("openai"), keys=()).start(REQUEST, model="cloud"))
+    assert not no_key.value.should_retry
+    assert "OPENAI_API_KEY" in str(no_key.value)
+
+
+def test_with_no_cloud_configured_the_local_error_stands_and_says_why() -> None:
+    local = FakeLocal(
+        ContextLengthExceededError(prompt_tokens=9000, max_tokens=0, context_length=8192)
+    )
+    with pytest.raises(ContextLengthExceededError) as caught:
+        run(dispatcher(local, FakeProvider("openai"), keys=()).start(REQUEST, model="hybrid"))
+    message = str(caught.value)
+    assert "prompt is 9,000 tokens" in message and "8,192" in message
+    assert "No cloud provider is configured" in message and "OPENAI_API_KEY" in message
+    busy = FakeLocal(QueueFullError(depth=3, retry_after=2))
+    with pytest.raises(QueueFullError):
+        run(dispatcher(busy, FakeProvider("openai"), keys=()).start(REQUEST, model="hybrid"))
+
+
+def test_local_fallback_can_be_switched_off() -> None:
+    openai = FakeProvider("openai", ProviderUnavailableError("openai", "503"))
+    with pytest.raises(NoRouteError, match="local fallback is off"):
+        run(dispatcher(FakeLocal(), openai, local_fallback=False).start(REQUEST, model="cloud"))
+
+
+def test_a_request_the_provider_rejects_is_not_failed_over() -> None:
+    openai = FakeProvider("openai", ProviderRejectedError("openai", "bad temperature", status=400))
+    anthropic = FakeProvider("anthropic")
+    d = dispatcher(FakeLocal(), openai, anthropic, failover=("anthropic/claude-sonnet-4-5",))
+    with pytest.raises(ProviderRejectedError):
+        run(d.start(REQUEST, model="cloud"))
+    assert anthropic.models_asked == []
