@@ -234,6 +234,11 @@ def test_anthropic_sdk_through_hybrid_on_every_route(
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == fake.reply and final.usage.output_tokens > 0
+    to_llama = cloud.messages.with_raw_response.create(
+        model="llamacpp/gemma-upstream", max_tokens=20, messages=QUESTION
+    )
+    assert to_llama.headers["x-hybrid-model"] == "llamacpp/gemma-upstream"
+    assert to_llama.parse().content[0].text  # type: ignore[union-attr]
 
 
 def test_a_prompt_too_long_for_the_local_context_escalates(

@@ -147,7 +147,8 @@ def test_health_reports_model_plan_and_hardware(server: RunningServer, api: open
 
 
 def test_models_endpoint_lists_model_and_aliases(api: openai.OpenAI) -> None:
-    assert [m.id for m in api.models.list()] == ["gemma-3-270m-q4_k_m", "hybrid", "local", "cloud"]
+    ids = [m.id for m in api.models.list()]
+    assert ids == ["gemma-3-270m-q4_k_m", "hybrid", "local", "cloud"]
 
 
 @pytest.fixture(scope="module")
