@@ -69,7 +69,7 @@ def effective_values(settings: BaseModel) -> dict[str, object]:
 
 
 def _plain(value: object) -> object:
-    from pydantic import SecretStr
+    from pydantic import BaseModel, SecretStr
 
     from hybrid.settings_sources import SECRET_MASK
 
@@ -79,6 +79,8 @@ def _plain(value: object) -> object:
         return str(value)
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
+    if isinstance(value, BaseModel):  # an entry of a list of sections, e.g. cloud.providers
+        return {key: _plain(getattr(value, key)) for key in type(value).model_fields}
     return value
 
 

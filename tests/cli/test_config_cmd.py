@@ -193,3 +193,23 @@ def test_invalid_setting_exits_2_naming_field_value_and_source(
         f"hybrid: error: invalid setting local.max_queue = -1 (from config file {config}): "
         "Input should be greater than or equal to 0\n"
     )
+
+
+def test_declared_providers_print_with_their_keys_masked(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = isolated / "config.toml"
+    config.write_text(
+        '[[cloud.providers]]\nname = "groq"\nbase_url = "https://groq.example/v1"\n'
+        'api_key_env = "GROQ_API_KEY"\nmodels = ["llama-3.3-70b"]\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-do-not-print-me")
+    assert main(["--config", str(config), "config"]) == 0
+    text = capsys.readouterr().out
+    assert '"name": "groq"' in text and '"api_key": "**********"' in text
+    assert main(["--config", str(config), "config", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    (groq,) = document["settings"]["cloud.providers"]["value"]
+    assert groq["api_key"] == "**********" and groq["models"] == ["llama-3.3-70b"]
+    assert "gsk-do-not-print-me" not in text

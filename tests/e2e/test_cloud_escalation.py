@@ -402,3 +402,51 @@ def test_connection_refused_falls_back_to_local(
         assert "openai" in message and "local: prompt is" in message
     finally:
         assert running.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def failover_server(
+    start_server: Callable[..., RunningServer], cloud: FakeCloud
+) -> Iterator[RunningServer]:
+    env = {
+        "OPENAI_API_KEY": cloud.openai_key,
+        "OPENAI_BASE_URL": f"{cloud.base_url}/v1",
+        "ANTHROPIC_API_KEY": cloud.anthropic_key,
+        "ANTHROPIC_BASE_URL": cloud.base_url,
+        "HYBRID_CLOUD__FAILOVER": '["anthropic/claude-haiku-4-5"]',
+        **FAST_RELIABILITY,
+    }
+    running = start_server("--ctx", "1024", env=env)
+    yield running
+    assert running.stop() == 0, running.log.read_text()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_failover_to_the_next_provider_then_to_local(
+    failover_server: RunningServer, fake: FakeCloud, stream: bool
+) -> None:
+    api = openai_client(failover_server)
+
+    def ask() -> tuple[httpx.Headers, str]:
+        raw = api.chat.completions.with_raw_response.create(
+            model="cloud", messages=QUESTION, stream=stream, temperature=0, max_tokens=30
+        )
+        if stream:
+            return raw.headers, "".join(
+                c.choices[0].delta.content or "" for c in raw.parse() if c.choices
+            )
+        return raw.headers, raw.parse().choices[0].message.content or ""
+
+    fake.push(Fault.status(503), Fault.status(503))  # both OpenAI attempts
+    headers, text = ask()
+    assert headers["x-hybrid-model"] == "anthropic/claude-haiku-4-5"
+    assert headers["x-hybrid-reason"] == "explicit:cloud;failover:openai:unavailable"
+    assert text == fake.reply
+    assert [r.api for r in fake.requests] == ["openai", "openai", "anthropic"]
+
+    fake.reset()
+    fake.push(*[Fault.status(503)] * 4)  # both attempts at both providers
+    headers, text = ask()
+    assert headers["x-hybrid-route"] == "local"
+    assert headers["x-hybrid-reason"] == "cloud_unavailable:openai:unavailable"
+    assert "Paris" in text
