@@ -8,7 +8,8 @@ HybridError
 ├── InvalidRequestError         a request hybrid understood but cannot honour (n > 1, ...)
 ├── RoutingError                no backend can take the request
 │   ├── ModelNotFoundError      the model name is neither local, an alias, nor a cloud model
-│   └── NoRouteError            every candidate failed or none exists (names each failure)
+│   ├── NoRouteError            every candidate failed or none exists (names each failure)
+│   └── PrivateDataError        private data stays local, and the local model cannot answer
 └── BackendError                something that answers requests failed
     ├── LocalBackendError       the in-process llama.cpp model
     │   ├── ModelNotReadyError      the model is still loading, or failed to load
@@ -201,6 +202,19 @@ class CircuitOpenError(ProviderError):
 
 class RoutingError(HybridError):
     """No backend can take the request."""
+
+
+class PrivateDataError(RoutingError):
+    """The request holds private data, which stays on this machine, and the local model cannot
+    answer it; it is refused rather than sent to the cloud.
+
+    Attributes:
+        should_retry: Whether the local model may be able to answer later (busy or loading).
+    """
+
+    def __init__(self, message: str, *, should_retry: bool) -> None:
+        self.should_retry = should_retry
+        super().__init__(message)
 
 
 class ModelNotFoundError(RoutingError):

@@ -73,6 +73,7 @@ class GenerationRequest:
         model: The provider's own model id (``gpt-4.1-mini``), for a cloud backend; the local
             backend ignores it.
         stream: The client asked for a stream; a cloud backend streams from upstream too.
+        needs: Capabilities beyond text the request needs (``images``, ``audio``, ``tools``).
     """
 
     request_id: str
@@ -81,6 +82,7 @@ class GenerationRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     model: str | None = None
     stream: bool = False
+    needs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

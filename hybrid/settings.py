@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from hybrid.settings_cloud import ECOSYSTEM_VARIABLES, CloudSettings
+from hybrid.settings_routing import RoutingSettings
 from hybrid.settings_sources import (
     Layer,
     ProvidedValue,
@@ -81,6 +82,12 @@ class ServerSettings(BaseModel):
     api_key: SecretStr | None = Field(
         default=None,
         description="Key clients must send as a bearer token (reserved; accepted and masked).",
+    )
+    shutdown_timeout_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGINT/SIGTERM, seconds in-flight requests get to finish before they "
+        "are cancelled.",
     )
 
 
@@ -212,6 +219,10 @@ class Settings(BaseSettings):
     cloud: CloudSettings = Field(
         default_factory=CloudSettings,
         description="Cloud providers and escalation.",
+    )
+    routing: RoutingSettings = Field(
+        default_factory=RoutingSettings,
+        description="How requests are routed between local and cloud.",
     )
 
     @field_validator("home")

@@ -19,6 +19,7 @@ from hybrid.api.errors import install_error_handlers
 from hybrid.api.middleware import BodyLimitMiddleware, HybridHeadersMiddleware
 from hybrid.api.routes import chat, completions, messages, meta
 from hybrid.api.state import AppState
+from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames
 from hybrid.routing.providers import build_providers
@@ -69,8 +70,11 @@ def create_app(
         local,
         pool.providers,
         names,
+        router=build_router(settings.routing),
         failover=names.targets(settings.cloud.failover, setting="cloud.failover"),
         local_fallback=settings.cloud.local_fallback,
+        private_to_cloud=settings.routing.privacy.allow_cloud,
+        load=sampler.latest_or_none,
     )
     state = AppState(
         settings=settings,

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from hybrid.errors import (
     ContextLengthExceededError,
@@ -24,6 +25,7 @@ from hybrid.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     NoRouteError,
+    PrivateDataError,
     ProviderError,
     ProviderRejectedError,
     QueueFullError,
@@ -119,6 +121,10 @@ def wire_error(exc: HybridError) -> WireError:
         return WireError(
             503, message, "server_error", "model_not_ready", retry_after_s=_LOADING_RETRY_AFTER_S
         )
+    if isinstance(exc, PrivateDataError):
+        return WireError(
+            503, message, "server_error", "private_data_kept_local", should_retry=exc.should_retry
+        )
     if isinstance(exc, NoRouteError):
         return WireError(503, message, "server_error", "no_route", should_retry=exc.should_retry)
     if isinstance(exc, ProviderRejectedError):
@@ -164,6 +170,11 @@ def install_error_handlers(app: FastAPI) -> None:
             error = WireError(exc.status_code, str(exc.detail), "invalid_request_error")
         return error_response(error, shape)
 
+    async def on_client_gone(request: Request, exc: Exception) -> Response:
+        # Nobody is left to read an answer; the generation was already cancelled.
+        log.info("client went away before %s %s was answered", request.method, request.url.path)
+        return Response(status_code=499)
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         message = "internal error in hybrid; the server log has the details"
@@ -174,6 +185,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HybridError, on_hybrid_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(Exception, on_unexpected)
 
 

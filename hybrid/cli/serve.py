@@ -26,10 +26,6 @@ SETTINGS_FLAGS = {
 }
 
 
-# Seconds uvicorn lets in-flight responses finish after SIGINT/SIGTERM before cancelling them.
-GRACEFUL_SHUTDOWN_S = 10
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the flags of ``hybrid serve``."""
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -73,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         host=server.host,
         port=server.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_graceful_shutdown=server.shutdown_timeout_s,
         access_log=settings.log_level == "debug",
     )
     uvicorn_server = uvicorn.Server(config)

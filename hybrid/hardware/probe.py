@@ -44,6 +44,25 @@ def default_bandwidth_measure(cpu: CpuInfo, memory: MemoryInfo) -> float:
     return measure_memory_bandwidth(buffer_bytes=buffer_bytes, threads=cpu.physical_cores)
 
 
+class ProcessCpu:
+    """This process's CPU use since the previous call, as a share of the whole machine."""
+
+    def __init__(self) -> None:
+        import psutil  # type: ignore[import-untyped,unused-ignore]
+
+        self._process = psutil.Process()
+        self._cpus = psutil.cpu_count() or 1
+        self._process.cpu_percent(None)  # the first reading only starts the interval
+
+    def __call__(self) -> float | None:
+        import psutil  # type: ignore[import-untyped,unused-ignore]
+
+        try:
+            return float(self._process.cpu_percent(None)) / self._cpus
+        except psutil.Error:
+            return None
+
+
 class HardwareProbe:
     """Reads what this machine has (:meth:`snapshot`) and how busy it is (:meth:`sample`)."""
 
@@ -58,6 +77,7 @@ class HardwareProbe:
         bandwidth_cache: BandwidthCache | None = None,
         measure_bandwidth: Callable[[CpuInfo, MemoryInfo], float] = default_bandwidth_measure,
         clock: Callable[[], float] = time.time,
+        process_cpu: Callable[[], float | None] | None = None,
     ) -> None:
         """Create a probe; every argument left out uses the real machine.
 
@@ -72,6 +92,8 @@ class HardwareProbe:
                 every time a snapshot asks for it.
             measure_bandwidth: Runs the benchmark for the given CPU and memory.
             clock: Unix time, for ``taken_at``.
+            process_cpu: This process's share of the machine's CPU since the last call, 0..100
+                (default: psutil).
         """
         self._cpu: CpuSource = cpu if cpu is not None else SystemCpuSource()
         self._memory: MemorySource = memory if memory is not None else SystemMemorySource()
@@ -84,6 +106,7 @@ class HardwareProbe:
         self._bandwidth_cache = bandwidth_cache
         self._measure_bandwidth = measure_bandwidth
         self._clock = clock
+        self._process_cpu = process_cpu if process_cpu is not None else ProcessCpu()
 
     def snapshot(self, *, measure_bandwidth: bool = True) -> HardwareSnapshot:
         """Take a full snapshot of the machine.
@@ -142,6 +165,7 @@ class HardwareProbe:
             gpu_utilization_percent=max(utilizations) if utilizations else None,
             battery_percent=power.battery_percent,
             on_battery=power.on_battery,
+            process_cpu_percent=self._process_cpu(),
         )
 
     def _read_gpus(self) -> tuple[GpuInfo, ...]:

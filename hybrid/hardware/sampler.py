@@ -104,6 +104,10 @@ class LiveSampler:
             raise RuntimeError("LiveSampler.latest() called before start(): no sample yet")
         return sample
 
+    def latest_or_none(self) -> LiveSample | None:
+        """The most recent sample, or None before the first one."""
+        return self._latest
+
     def __enter__(self) -> LiveSampler:
         self.start()
         return self

@@ -165,6 +165,9 @@ class LiveSample:
             reports it.
         battery_percent: Charge 0..100, ``None`` without a battery.
         on_battery: As in :class:`PowerInfo`.
+        process_cpu_percent: This process's share of the whole machine's CPU, 0..100, so that
+            the load of *other* programs is ``cpu_percent - process_cpu_percent``; ``None``
+            when unknown.
     """
 
     taken_at: float
@@ -174,6 +177,7 @@ class LiveSample:
     gpu_utilization_percent: float | None
     battery_percent: float | None
     on_battery: bool | None
+    process_cpu_percent: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the sample as a JSON-ready dict with the attribute names as keys."""

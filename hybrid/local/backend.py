@@ -103,7 +103,21 @@ class LocalBackend(Backend):
         """Tokens the loaded context holds."""
         return self._engine.n_ctx
 
-    async def start(self, request: GenerationRequest) -> LocalGeneration:
+    async def prepare(self, request: GenerationRequest) -> EngineJob:
+        """Format and tokenize a request and check that it fits, without queueing it.
+
+        Returns:
+            The prepared job, to pass to :meth:`start` (it knows the prompt's token count).
+
+        Raises:
+            ContextLengthExceededError: The prompt and requested output do not fit.
+            InvalidRequestError: The chat template or the JSON schema rejects the request.
+        """
+        return await asyncio.to_thread(self._prepare, request)
+
+    async def start(
+        self, request: GenerationRequest, *, prepared: EngineJob | None = None
+    ) -> LocalGeneration:
         """Prepare a request, queue it, and return its running generation.
 
         Raises:
@@ -111,7 +125,7 @@ class LocalBackend(Backend):
             QueueFullError: ``max_queue`` requests are already waiting.
             InvalidRequestError: The chat template or the JSON schema rejects the request.
         """
-        job = await asyncio.to_thread(self._prepare, request)
+        job = prepared if prepared is not None else await self.prepare(request)
         loop = asyncio.get_running_loop()
         channel: asyncio.Queue[GenerationEvent | _End] = asyncio.Queue()
         cancel = threading.Event()

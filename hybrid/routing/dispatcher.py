@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,14 +33,18 @@ from hybrid.errors import (
     LocalBackendError,
     ModelNotReadyError,
     NoRouteError,
+    PrivateDataError,
     ProviderError,
     ProviderRejectedError,
     QueueFullError,
 )
 from hybrid.generation import GenerationRequest
+from hybrid.hardware.snapshot import LiveSample
 from hybrid.local.backend import LocalGeneration
+from hybrid.local.engine import EngineJob
 from hybrid.local.runtime import LocalRuntime
 from hybrid.routing.names import CloudTarget, ModelNames
+from hybrid.routing.policy import LocalStatus, RouteContext, RouteDecision, Router
 
 log = logging.getLogger("hybrid.routing")
 
@@ -58,20 +62,25 @@ class Answer:
         model: What answers: the local model's id, or ``provider/model``.
         reason: A short code for ``X-Hybrid-Reason`` (``explicit:local``, ``length:9312>8192``,
             ``cloud_unavailable:openai:timeout``, ...).
+        score: The difficulty score (``X-Hybrid-Score``), when the difficulty policy ran.
     """
 
     generation: Generation
     route: Route
     model: str
     reason: str
+    score: float | None = None
 
     def headers(self) -> dict[str, str]:
         """The ``X-Hybrid-*`` headers that describe this answer."""
-        return {
+        headers = {
             "X-Hybrid-Route": self.route,
             "X-Hybrid-Model": self.model,
             "X-Hybrid-Reason": self.reason,
         }
+        if self.score is not None:
+            headers["X-Hybrid-Score"] = f"{self.score:.3f}"
+        return headers
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,12 @@ class Dispatcher:
         runtime: The local model's runtime.
         providers: The cloud providers by name.
         names: Resolves model names.
+        router: The policy chain that decides ``auto`` requests (and pins private ones).
         failover: Cloud targets tried, in order, after the chosen one fails.
         local_fallback: Answer locally when every cloud target failed.
+        private_to_cloud: Let a pinned (private) request go to the cloud when the local model
+            cannot serve it, instead of refusing it.
+        load: The latest live hardware sample, for the capacity policy.
     """
 
     def __init__(
@@ -103,19 +116,30 @@ class Dispatcher:
         providers: Mapping[str, CloudProvider],
         names: ModelNames,
         *,
+        router: Router | None = None,
         failover: Sequence[CloudTarget] = (),
         local_fallback: bool = True,
+        private_to_cloud: bool = False,
+        load: Callable[[], LiveSample | None] = lambda: None,
     ) -> None:
         self._runtime = runtime
         self._providers = providers
         self._names = names
+        self._router = router if router is not None else Router([])
         self._failover = tuple(failover)
         self._local_fallback = local_fallback
+        self._private_to_cloud = private_to_cloud
+        self._load = load
 
     @property
     def names(self) -> ModelNames:
         """The model-name resolver."""
         return self._names
+
+    @property
+    def router(self) -> Router:
+        """The policy chain."""
+        return self._router
 
     async def start(
         self,
@@ -138,6 +162,8 @@ class Dispatcher:
         Raises:
             ModelNotFoundError: The model name is unknown.
             NoRouteError: Nothing can serve the request.
+            PrivateDataError: The request holds private data and the local model cannot
+                answer it.
             ProviderRejectedError: The cloud provider rejected the request itself.
             LocalBackendError: The local model refused a request routed to it (context, queue).
         """
@@ -146,25 +172,94 @@ class Dispatcher:
         target = resolved.target or self._names.default_target
         if mode == "local":
             return await self._local(request, "explicit:local")
+        context, prepared = await self.context(request)
+        decision = self._router.decide(context)
+        if decision.pinned:
+            return await self._pinned(request, target, decision, prepared)
         if mode == "cloud":
             return await self._cloud(request, target, "explicit:cloud")
         if target is None:
-            return await self._local_only(request)
+            return await self._local_only(request, prepared, decision)
+        if decision.target == "cloud":
+            return await self._cloud(request, target, decision.reason, score=decision.score)
         try:
-            return await self._local(request, None)
-        except ContextLengthExceededError as exc:
-            needed = exc.prompt_tokens + exc.max_tokens
-            reason = f"length:{needed}>{exc.context_length}"
+            return await self._local(request, decision.reason, prepared, decision.score)
         except QueueFullError as exc:
             reason = f"capacity:queue_full:{exc.depth}"
         except ModelNotReadyError:
-            reason = f"local_unavailable:{self._runtime.state}"
-        return await self._cloud(request, target, reason)
+            reason = f"capacity:local_{self._runtime.state}"
+        return await self._cloud(request, target, reason, score=decision.score)
 
-    async def _local_only(self, request: GenerationRequest) -> Answer:
+    async def context(self, request: GenerationRequest) -> tuple[RouteContext, EngineJob | None]:
+        """What the policies see: the request, its local token count, the machine's state.
+
+        Returns:
+            The context, and the request already prepared for the local model when it fits
+            (so that it is not tokenized twice).
+        """
+        prepared: EngineJob | None = None
+        prompt_tokens: int | None = None
+        max_tokens = request.params.max_tokens or 0
+        expected_tokens = request.params.max_tokens
+        status = LocalStatus(self._runtime.state)
+        if self._runtime.state == "ready":
+            backend = self._runtime.backend()
+            try:
+                prepared = await backend.prepare(request)
+                prompt_tokens, max_tokens = len(prepared.tokens), prepared.max_tokens
+            except ContextLengthExceededError as exc:
+                prompt_tokens, max_tokens = exc.prompt_tokens, exc.max_tokens
+            if expected_tokens is None:
+                expected_tokens = min(max_tokens, backend.speed.typical_answer_tokens)
+            status = LocalStatus(
+                "ready",
+                context_length=backend.context_length,
+                queue_depth=backend.queue.depth,
+                expected_wait_s=backend.queue.expected_wait_s(),
+                decode_tokens_per_s=backend.speed.decode_tokens_per_s,
+                prefill_tokens_per_s=backend.speed.prefill_tokens_per_s,
+            )
+        text = request.prompt if request.prompt is not None else ""
+        if request.messages:
+            text = "\n".join(message.content for message in request.messages)
+        context = RouteContext(
+            messages=request.messages,
+            text=text,
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+            expected_tokens=expected_tokens,
+            local=status,
+            needs=request.needs,
+            load=self._load(),
+        )
+        return context, prepared
+
+    async def _pinned(
+        self,
+        request: GenerationRequest,
+        target: CloudTarget | None,
+        decision: RouteDecision,
+        prepared: EngineJob | None,
+    ) -> Answer:
+        """Private data: answer on this machine, or refuse rather than leak."""
+        try:
+            return await self._local(request, decision.reason, prepared, decision.score)
+        except LocalBackendError as exc:
+            if self._private_to_cloud:
+                return await self._cloud(request, target, f"{decision.reason};local_unavailable")
+            raise PrivateDataError(
+                f"the request holds private data ({decision.reason}) and stays on this "
+                f"machine, but the local model cannot answer it: {exc} To let such requests go "
+                f"to the cloud instead, set routing.privacy.allow_cloud = true.",
+                should_retry=isinstance(exc, QueueFullError | ModelNotReadyError),
+            ) from exc
+
+    async def _local_only(
+        self, request: GenerationRequest, prepared: EngineJob | None, decision: RouteDecision
+    ) -> Answer:
         """``auto`` with no cloud configured: the local model's own errors are the answer."""
         try:
-            return await self._local(request, None)
+            return await self._local(request, None, prepared, decision.score)
         except ContextLengthExceededError as exc:
             raise ContextLengthExceededError(
                 prompt_tokens=exc.prompt_tokens,
@@ -173,18 +268,29 @@ class Dispatcher:
                 note=f"No cloud provider is configured to take it: {_NO_PROVIDER_HINT}.",
             ) from None
 
-    async def _local(self, request: GenerationRequest, reason: str | None) -> Answer:
+    async def _local(
+        self,
+        request: GenerationRequest,
+        reason: str | None,
+        prepared: EngineJob | None = None,
+        score: float | None = None,
+    ) -> Answer:
         backend = self._runtime.backend()
-        generation = await backend.start(request)
+        generation = await backend.start(request, prepared=prepared)
         if reason is None:
             reason = "local"
             if isinstance(generation, LocalGeneration):
                 needed = generation.prompt_tokens + generation.max_tokens
                 reason = f"length:{needed}<={backend.context_length}"
-        return Answer(generation, "local", backend.model_id, reason)
+        return Answer(generation, "local", backend.model_id, reason, score)
 
     async def _cloud(
-        self, request: GenerationRequest, target: CloudTarget | None, reason: str
+        self,
+        request: GenerationRequest,
+        target: CloudTarget | None,
+        reason: str,
+        *,
+        score: float | None = None,
     ) -> Answer:
         failures: list[_Failure] = []
         if target is None:
@@ -213,7 +319,7 @@ class Dispatcher:
                 continue
             if failures:
                 reason = f"{reason};failover:{failures[0].code}"
-            return Answer(generation, "cloud", candidate.qualified, reason)
+            return Answer(generation, "cloud", candidate.qualified, reason, score)
         return await self._fall_back(request, failures)
 
     def _candidates(self, target: CloudTarget | None) -> list[CloudTarget]:

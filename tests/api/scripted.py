@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 from hybrid.backend import Backend, Generation
-from hybrid.errors import HybridError
+from hybrid.errors import ContextLengthExceededError, HybridError
 from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
@@ -16,6 +17,7 @@ from hybrid.generation import (
     Usage,
 )
 from hybrid.local.runtime import LocalRuntime
+from hybrid.local.speed import SpeedMeter
 from hybrid.settings import Settings
 
 
@@ -44,11 +46,21 @@ class ScriptedBackend(Backend):
         self.requests: list[GenerationRequest] = []
         self.generations: list[ScriptedGeneration] = []
 
+    # What the dispatcher reads of a local backend to route a request.
+    context_length = 8192
+    queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
+    speed = SpeedMeter()
+
     @property
     def model_id(self) -> str:
         return "scripted-model"
 
-    async def start(self, request: GenerationRequest) -> Generation:
+    async def prepare(self, request: GenerationRequest) -> Any:
+        if isinstance(self.fail_on_start, ContextLengthExceededError):
+            raise self.fail_on_start
+        return SimpleNamespace(tokens=[0] * 7, max_tokens=request.params.max_tokens or 16)
+
+    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
         self.requests.append(request)
         if self.fail_on_start is not None:
             raise self.fail_on_start

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import anthropic
 import httpx
@@ -41,7 +42,7 @@ class FinishingBackend(ScriptedBackend):
         super().__init__()
         self.ending: list[GenerationEvent | HybridError] | None = None
 
-    async def start(self, request: GenerationRequest) -> Generation:
+    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
         if self.ending is None:
             return await super().start(request)
         self.requests.append(request)

@@ -17,6 +17,7 @@ LEAVES = [
     "server.port",
     "server.max_body_bytes",
     "server.api_key",
+    "server.shutdown_timeout_s",
     "local.model",
     "local.models_dirs",
     "local.n_ctx",
@@ -50,6 +51,20 @@ LEAVES = [
     "cloud.max_retry_after_s",
     "cloud.breaker_failures",
     "cloud.breaker_reset_s",
+    "routing.privacy.enabled",
+    "routing.privacy.detectors",
+    "routing.privacy.patterns",
+    "routing.privacy.paths",
+    "routing.privacy.allow_cloud",
+    "routing.capability.enabled",
+    "routing.length.enabled",
+    "routing.capacity.enabled",
+    "routing.capacity.latency_target_s",
+    "routing.capacity.max_other_cpu_percent",
+    "routing.capacity.max_memory_percent",
+    "routing.capacity.min_battery_percent",
+    "routing.difficulty.enabled",
+    "routing.difficulty.threshold",
 ]
 
 LINE = re.compile(r"^(?P<name>\S+)(?P<pad1> +)= (?P<value>.*?)(?P<pad2> +)\((?P<source>.*)\)$")

@@ -29,7 +29,7 @@ class RunningServer:
     def stop(self) -> int:
         """SIGTERM, as a service manager would, and the exit code."""
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        return self.process.wait(timeout=90)
 
 
 def free_port() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,8 +28,11 @@ from hybrid.generation import (
     TextDelta,
     Usage,
 )
+from hybrid.local.speed import SpeedMeter
+from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames, ProviderModels
+from hybrid.settings_routing import RoutingSettings
 
 LOCAL = "local-model"
 REQUEST = GenerationRequest("r1", messages=(Message("user", "hi"),))
@@ -50,19 +54,26 @@ class FakeLocal:
     """Stands in for LocalRuntime and its backend."""
 
     model_id = LOCAL
-    state = "ready"
     context_length = 8192
+    queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
+    speed = SpeedMeter()
 
     def __init__(self, fail: HybridError | None = None) -> None:
         self.fail = fail
         self.started = 0
+        self.state = "loading" if isinstance(fail, ModelNotReadyError) else "ready"
 
     def backend(self) -> FakeLocal:
         if isinstance(self.fail, ModelNotReadyError):
             raise self.fail
         return self
 
-    async def start(self, request: GenerationRequest) -> Generation:
+    async def prepare(self, request: GenerationRequest) -> Any:
+        if isinstance(self.fail, ContextLengthExceededError):
+            raise self.fail
+        return SimpleNamespace(tokens=[0] * 10, max_tokens=100)
+
+    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
         self.started += 1
         if self.fail is not None:
             raise self.fail
@@ -100,6 +111,7 @@ def dispatcher(
         local,  # type: ignore[arg-type]
         {p.name: p for p in providers},  # type: ignore[misc]
         names,
+        router=build_router(RoutingSettings()),
         failover=names.targets(failover, setting="cloud.failover"),
         local_fallback=local_fallback,
     )
@@ -115,7 +127,7 @@ async def text_of(answer: Any) -> str:
 
 def test_auto_answers_locally_when_the_request_fits() -> None:
     answer = run(dispatcher(FakeLocal(), FakeProvider("openai")).start(REQUEST, model="hybrid"))
-    assert (answer.route, answer.model, answer.reason) == ("local", LOCAL, "local")
+    assert (answer.route, answer.model, answer.reason) == ("local", LOCAL, "policies:pass")
 
 
 def test_a_prompt_too_long_for_the_local_context_goes_to_the_cloud() -> None:
@@ -134,7 +146,7 @@ def test_a_prompt_too_long_for_the_local_context_goes_to_the_cloud() -> None:
     ("failure", "reason"),
     [
         (QueueFullError(depth=9, retry_after=3), "capacity:queue_full:9"),
-        (ModelNotReadyError("loading"), "local_unavailable:ready"),
+        (ModelNotReadyError("loading"), "capacity:local_loading"),
     ],
 )
 def test_a_busy_or_absent_local_model_escalates(failure: HybridError, reason: str) -> None:

@@ -1,0 +1,2 @@
+"""The router's policies, one per module, in chain order: privacy, capability, length,
+capacity, difficulty."""

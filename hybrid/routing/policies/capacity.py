@@ -1,0 +1,70 @@
+"""Capacity: escalate when this machine cannot answer in time right now.
+
+The predicted local completion time is the queue's expected wait, plus the prompt at the prefill
+speed and the requested output at the decode speed *measured on this machine*; above the latency
+target the request goes to the cloud.  Load from other programs, memory pressure and a low
+battery escalate too, as does a local model that is loading or down.
+"""
+
+from __future__ import annotations
+
+from hybrid.routing.policy import Policy, RouteContext, Verdict
+from hybrid.settings_routing import CapacitySettings
+
+# Until a speed has been measured, assume these (the embedded model on two cores decodes about
+# 60 tok/s and reads prompts about ten times faster).
+DEFAULT_DECODE_TOKENS_PER_S = 30.0
+DEFAULT_PREFILL_TOKENS_PER_S = 300.0
+
+
+class CapacityPolicy(Policy):
+    """Escalates when the local model is down, the machine is busy, or the answer would be late.
+
+    Args:
+        settings: The thresholds.
+    """
+
+    name = "capacity"
+
+    def __init__(self, settings: CapacitySettings) -> None:
+        self._settings = settings
+
+    def predicted_seconds(self, context: RouteContext) -> float:
+        """Queue wait + prefill + decode, at the speeds measured on this machine."""
+        local = context.local
+        decode = local.decode_tokens_per_s or DEFAULT_DECODE_TOKENS_PER_S
+        prefill = local.prefill_tokens_per_s or DEFAULT_PREFILL_TOKENS_PER_S
+        prompt = context.prompt_tokens or 0
+        output = context.max_tokens if context.expected_tokens is None else context.expected_tokens
+        return local.expected_wait_s + prompt / prefill + output / decode
+
+    def evaluate(self, context: RouteContext) -> Verdict:
+        """``cloud`` with the first reason the machine cannot take the request now."""
+        settings = self._settings
+        if context.local.state != "ready":
+            return self.verdict("cloud", f"capacity:local_{context.local.state}")
+        load = context.load
+        if load is not None:
+            other = load.cpu_percent - (load.process_cpu_percent or 0.0)
+            if other > settings.max_other_cpu_percent:
+                return self.verdict(
+                    "cloud", f"capacity:cpu_{other:.0f}%>{settings.max_other_cpu_percent:.0f}%"
+                )
+            if load.memory_percent > settings.max_memory_percent:
+                return self.verdict(
+                    "cloud",
+                    f"capacity:memory_{load.memory_percent:.0f}%>{settings.max_memory_percent:.0f}%",
+                )
+            if (
+                load.on_battery
+                and load.battery_percent is not None
+                and load.battery_percent < settings.min_battery_percent
+            ):
+                return self.verdict(
+                    "cloud",
+                    f"capacity:battery_{load.battery_percent:.0f}%<{settings.min_battery_percent:.0f}%",
+                )
+        eta = self.predicted_seconds(context)
+        if eta > settings.latency_target_s:
+            return self.verdict("cloud", f"capacity:eta_{eta:.1f}s>{settings.latency_target_s:g}s")
+        return self.abstain(f"capacity:eta_{eta:.1f}s")

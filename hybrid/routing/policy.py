@@ -1,0 +1,179 @@
+"""The router's vocabulary: what a policy sees, what it says, and what the chain decides.
+
+A :class:`Policy` looks at a :class:`RouteContext` and returns a :class:`Verdict`: ``local``,
+``cloud`` or ``pass`` (no opinion), with a short reason code.  The :class:`Router` asks every
+enabled policy, in order, and the first one with an opinion decides; all verdicts are kept so
+that ``hybrid route`` can show each policy's view.  A privacy verdict also *pins* the request:
+whatever later policies say, it stays on this machine.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hybrid.generation import Message
+from hybrid.hardware.snapshot import LiveSample
+
+Outcome = Literal["local", "cloud", "pass"]
+
+
+@dataclass(frozen=True)
+class LocalStatus:
+    """The local model as the router sees it.
+
+    Attributes:
+        state: ``ready``, ``loading``, ``failed`` or ``closed``.
+        context_length: Tokens its context holds (None until loaded).
+        queue_depth: Requests waiting or running.
+        expected_wait_s: Estimated wait before a new request starts.
+        decode_tokens_per_s: Decode speed measured on this machine (None before any).
+        prefill_tokens_per_s: Prompt-processing speed measured on this machine (None before any).
+        supports: What the local model can do beyond text (e.g. ``tools``).
+    """
+
+    state: str
+    context_length: int | None = None
+    queue_depth: int = 0
+    expected_wait_s: float = 0.0
+    decode_tokens_per_s: float | None = None
+    prefill_tokens_per_s: float | None = None
+    supports: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    """Everything the policies need to know about one request.
+
+    Attributes:
+        messages: The conversation (empty for a raw completion).
+        text: All text a detector should see (messages, or the raw prompt).
+        prompt_tokens: The prompt's length in the local tokenizer's tokens, when known.
+        max_tokens: Output tokens requested (or the local default): the room the answer needs.
+        expected_tokens: Output tokens the answer is expected to take: ``max_tokens`` when
+            the client set one, else the typical answer length seen on this machine.
+        needs: Capabilities the request needs beyond text: ``images``, ``audio``, ``tools``.
+        local: The local model's status.
+        load: The latest live hardware sample, when the sampler runs.
+    """
+
+    messages: tuple[Message, ...]
+    text: str
+    prompt_tokens: int | None
+    max_tokens: int
+    local: LocalStatus
+    expected_tokens: int | None = None
+    needs: frozenset[str] = frozenset()
+    load: LiveSample | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One policy's view of a request.
+
+    Attributes:
+        policy: The policy's name.
+        outcome: ``local``, ``cloud`` or ``pass`` (no opinion).
+        reason: A short code for ``X-Hybrid-Reason`` (``privacy:email``, ``length:9312>8192``).
+        score: The policy's score, when it has one (difficulty).
+        pin: The request must not leave this machine (privacy).
+    """
+
+    policy: str
+    outcome: Outcome
+    reason: str
+    score: float | None = None
+    pin: bool = False
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Where a request goes and why.
+
+    Attributes:
+        target: ``local`` or ``cloud``.
+        reasons: The deciding reason first, then the others that had an opinion.
+        score: The difficulty score, when the difficulty policy ran.
+        pinned: Private data: the request must not leave this machine.
+        verdicts: Every policy's verdict, in chain order.
+    """
+
+    target: Literal["local", "cloud"]
+    reasons: tuple[str, ...]
+    score: float | None = None
+    pinned: bool = False
+    verdicts: tuple[Verdict, ...] = field(default=())
+
+    @property
+    def reason(self) -> str:
+        """The deciding reason."""
+        return self.reasons[0]
+
+
+class Policy(ABC):
+    """One question the router asks about a request."""
+
+    name: str = "policy"
+
+    @abstractmethod
+    def evaluate(self, context: RouteContext) -> Verdict:
+        """Judge a request.
+
+        Args:
+            context: The request and the machine's state.
+
+        Returns:
+            ``local`` or ``cloud`` with a reason, or ``pass`` when this policy has no opinion.
+        """
+
+    def verdict(self, outcome: Outcome, reason: str, *, score: float | None = None) -> Verdict:
+        """A verdict signed by this policy."""
+        return Verdict(self.name, outcome, reason, score=score)
+
+    def abstain(self, reason: str = "") -> Verdict:
+        """No opinion."""
+        return Verdict(self.name, "pass", reason or f"{self.name}:pass")
+
+
+class Router:
+    """Runs the policies in order; the first with an opinion decides, privacy pins.
+
+    Args:
+        policies: The enabled policies, in chain order.
+        default: Where a request goes when no policy has an opinion.
+    """
+
+    def __init__(self, policies: Sequence[Policy], *, default: Literal["local", "cloud"] = "local"):
+        self._policies = tuple(policies)
+        self._default = default
+
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """The chain, in order."""
+        return self._policies
+
+    def decide(self, context: RouteContext) -> RouteDecision:
+        """Ask every policy and decide.
+
+        Args:
+            context: The request and the machine's state.
+
+        Returns:
+            The decision, with every policy's verdict.
+        """
+        verdicts = tuple(policy.evaluate(context) for policy in self._policies)
+        score = next((v.score for v in verdicts if v.score is not None), None)
+        pinned = any(v.pin for v in verdicts)
+        opinions = [v for v in verdicts if v.outcome != "pass"]
+        if pinned:
+            first = next(v for v in verdicts if v.pin)
+            others = tuple(v.reason for v in opinions if v is not first)
+            return RouteDecision("local", (first.reason, *others), score, True, verdicts)
+        if not opinions:
+            return RouteDecision(self._default, ("policies:pass",), score, False, verdicts)
+        first = opinions[0]
+        others = tuple(v.reason for v in opinions[1:])
+        target: Literal["local", "cloud"] = "cloud" if first.outcome == "cloud" else "local"
+        return RouteDecision(target, (first.reason, *others), score, False, verdicts)

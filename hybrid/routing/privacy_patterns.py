@@ -1,0 +1,498 @@
+"""The tables and checksums behind the privacy detectors in :mod:`hybrid.routing.privacy`.
+
+Everything here is a pure function or an immutable table.  Numbers are recognised by their
+*shape*: the text is first translated so that every digit becomes ``0``, every upper-case
+letter ``A`` and every lower-case letter ``a``; ``4111 1111 1111 1111`` then has the shape
+``0000 0000 0000 0000`` and ``2024-01-15`` the shape ``0000-00-00``.  Only shapes listed in
+:data:`NUMBER_SHAPES` are ever validated, so dates, times, versions, IP addresses and prices never
+reach Python code at all; the listed ones must then pass their checksum or format rules.
+
+A *weak* shape (a bare run of 9, 11 or 12 digits, which order numbers and timestamps also have)
+only counts when one of its keywords (``ssn``, ``cpf``, ...) appears just before the number.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TypeAlias
+
+# --- checksums and format rules --------------------------------------------------------------
+
+
+def luhn_valid(digits: str) -> bool:
+    """Whether a digit string passes the Luhn (mod 10) check used by payment cards.
+
+    Args:
+        digits: Only the characters ``0``-``9``; at least two of them.
+
+    Returns:
+        True when the weighted digit sum is a multiple of ten.
+    """
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return len(digits) > 1 and total % 10 == 0
+
+
+def card_valid(digits: str) -> bool:
+    """Whether ``digits`` can be a payment card number.
+
+    13 to 19 digits, not all the same, an issuer prefix that some network uses (Visa 4,
+    Mastercard 51-55 and 2221-2720, Amex 34/37, Diners/JCB 3x, Discover/UnionPay/Maestro 5x-6x,
+    Mir 2200-2204) and a valid Luhn check digit.
+    """
+    if not 13 <= len(digits) <= 19 or digits == digits[0] * len(digits):
+        return False
+    first, four = digits[0], int(digits[:4])
+    known_issuer = first in "3456" or 2200 <= four <= 2204 or 2221 <= four <= 2720
+    return known_issuer and luhn_valid(digits)
+
+
+IBAN_LENGTHS: Mapping[str, int] = MappingProxyType(
+    {
+        "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22,
+        "BH": 22, "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24,
+        "DE": 22, "DJ": 27, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+        "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27,
+        "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27,
+        "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
+        "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27,
+        "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28,
+        "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31,
+        "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,
+        "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+    }
+)  # fmt: skip
+"""Length of a full IBAN per country (the SWIFT IBAN registry)."""
+
+
+def iban_valid(iban: str) -> bool:
+    """Whether ``iban`` (upper case, no spaces) is a well-formed IBAN.
+
+    The country must be in :data:`IBAN_LENGTHS` with exactly that length, and the ISO 7064
+    mod-97 check over the rearranged number must give 1.
+    """
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
+
+
+def us_ssn_valid(digits: str) -> bool:
+    """US Social Security Number rules: area not 000, 666 or 9xx; group not 00; serial not 0000."""
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+_NINO_FIRST_BANNED = frozenset("DFIQUV")
+_NINO_SECOND_BANNED = frozenset("DFIOQUV")
+_NINO_PREFIX_BANNED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+
+
+def gb_nino_valid(nino: str) -> bool:
+    """UK National Insurance number rules for ``AB123456C`` (no spaces, upper case).
+
+    Neither prefix letter may be D, F, I, Q, U or V, the second not O either; BG, GB, KN, NK,
+    NT, TN and ZZ are never issued; the suffix is A, B, C or D.
+    """
+    return (
+        len(nino) == 9
+        and nino[0] not in _NINO_FIRST_BANNED
+        and nino[1] not in _NINO_SECOND_BANNED
+        and nino[:2] not in _NINO_PREFIX_BANNED
+        and nino[2:8].isdigit()
+        and nino[8] in "ABCD"
+    )
+
+
+def es_dni_valid(dni: str) -> bool:
+    """Spanish DNI: eight digits and the control letter for their value modulo 23."""
+    return (
+        len(dni) == 9
+        and dni[:8].isdigit()
+        and dni[8] == "TRWAGMYFPDXBNJZSQVHLCKE"[int(dni[:8]) % 23]
+    )
+
+
+def nl_bsn_valid(digits: str) -> bool:
+    """Dutch BSN: nine digits passing the "11-test" (weights 9..2 and -1)."""
+    if len(digits) != 9 or digits == "000000000":
+        return False
+    total = sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True))
+    return (total - int(digits[8])) % 11 == 0
+
+
+_VERHOEFF_D = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
+    (2, 3, 4, 0, 1, 7, 8, 9, 5, 6), (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
+    (4, 0, 1, 2, 3, 9, 5, 6, 7, 8), (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
+    (6, 5, 9, 8, 7, 1, 0, 4, 3, 2), (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
+    (8, 7, 6, 5, 9, 3, 2, 1, 0, 4), (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+)  # fmt: skip
+_VERHOEFF_P = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 5, 7, 6, 2, 8, 3, 0, 9, 4),
+    (5, 8, 0, 3, 7, 9, 6, 1, 4, 2), (8, 9, 1, 6, 0, 4, 3, 5, 2, 7),
+    (9, 4, 5, 3, 1, 2, 6, 8, 7, 0), (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
+    (2, 7, 9, 3, 8, 0, 6, 4, 1, 5), (7, 0, 4, 6, 9, 1, 3, 2, 5, 8),
+)  # fmt: skip
+
+
+def verhoeff_valid(digits: str) -> bool:
+    """Whether a digit string (check digit last) passes the Verhoeff check."""
+    check = 0
+    for index, char in enumerate(reversed(digits)):
+        check = _VERHOEFF_D[check][_VERHOEFF_P[index % 8][ord(char) - 48]]
+    return check == 0
+
+
+def in_aadhaar_valid(digits: str) -> bool:
+    """Indian Aadhaar: twelve digits, not starting with 0 or 1, Verhoeff check digit last."""
+    return len(digits) == 12 and digits[0] not in "01" and verhoeff_valid(digits)
+
+
+def br_cpf_valid(digits: str) -> bool:
+    """Brazilian CPF: eleven digits, not all equal, both mod-11 check digits right."""
+    if len(digits) != 11 or digits == digits[0] * 11:
+        return False
+    values = [int(d) for d in digits]
+    for size in (9, 10):
+        total = sum(v * w for v, w in zip(values[:size], range(size + 1, 1, -1), strict=True))
+        if (total * 10) % 11 % 10 != values[size]:
+            return False
+    return True
+
+
+_CN_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def cn_resident_id_valid(number: str) -> bool:
+    """Chinese resident identity card number (18 characters, the last a digit or X).
+
+    The region code starts with 1-8, the birth date (characters 7-14) is a plausible date in
+    1900-2099, and the ISO 7064 MOD 11-2 check character matches.
+    """
+    number = number.upper()
+    if len(number) != 18 or not number[:17].isdigit() or number[0] in "09":
+        return False
+    year, month, day = int(number[6:10]), int(number[10:12]), int(number[12:14])
+    if not (1900 <= year <= 2099 and 1 <= month <= 12 and 1 <= day <= 31):
+        return False
+    total = sum(int(d) * w for d, w in zip(number[:17], _CN_WEIGHTS, strict=True))
+    return number[17] == "10X98765432"[total % 11]
+
+
+def fr_nir_valid(digits: str) -> bool:
+    """French social security number (NIR): 13 digits and a 2-digit key, 97 - (n mod 97).
+
+    The first digit (sex/status) must be 1, 2, 3, 4, 7 or 8 and the month 01-12 or one of the
+    special values 20, 30-42, 50-99 the INSEE uses.  Corsican numbers (2A/2B) are not matched.
+    """
+    if len(digits) != 15 or digits[0] not in "123478":
+        return False
+    month = int(digits[3:5])
+    if not (1 <= month <= 12 or month == 20 or 30 <= month <= 42 or month >= 50):
+        return False
+    return 97 - int(digits[:13]) % 97 == int(digits[13:])
+
+
+def phone_nanp_valid(digits: str) -> bool:
+    """North American number: the area code starts with 2-9.
+
+    The exchange should too, but ``555-123-4567`` is how everyone writes an example number.
+    """
+    return len(digits) == 10 and digits[0] not in "01"
+
+
+def phone_trunk_valid(digits: str) -> bool:
+    """A national number written with its trunk prefix 0 (``020 7946 0958``), 10-11 digits."""
+    return 10 <= len(digits) <= 11 and digits[0] == "0" and digits[1] != "0"
+
+
+def phone_e164_valid(digits: str) -> bool:
+    """An international number after ``+``: 8 to 15 digits, the country code not starting 0."""
+    return 8 <= len(digits) <= 15 and digits[0] != "0"
+
+
+def shannon_entropy(token: bytes) -> float:
+    """Shannon entropy of ``token`` in bits per character (0 for an empty token)."""
+    size = len(token)
+    return -sum(n / size * math.log2(n / size) for n in Counter(token).values()) if size else 0.0
+
+
+# --- number shapes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NumberRule:
+    """One way a number of a given shape can be sensitive.
+
+    Attributes:
+        detector: The detector name a hit carries (``phone``, ``national_id:us_ssn``, ...).
+        check: Validates the compact form: the digits, plus a trailing letter where the shape
+            has one (Spanish DNI, Chinese ``X``).
+        context: When not empty, the shape is weak: one of these lower-case keywords must occur
+            in the few characters before the number.
+        after_paren: The shape starts after an opening ``(`` that must be in the text.
+    """
+
+    detector: str
+    check: Callable[[str], bool]
+    context: tuple[bytes, ...] = ()
+    after_paren: bool = False
+
+
+_SSN_WORDS = (b"ssn", b"social security", b"ss#", b"ss no")
+_BSN_WORDS = (b"bsn", b"burgerservicenummer", b"sofinummer", b"sofi")
+_CPF_WORDS = (b"cpf",)
+_AADHAAR_WORDS = (b"aadhaar", b"aadhar", b"uidai")
+
+_CARD = NumberRule("payment_card", card_valid)
+_NANP = NumberRule("phone", phone_nanp_valid)
+_TRUNK = NumberRule("phone", phone_trunk_valid)
+
+
+def _groups(sizes: tuple[int, ...], separator: str) -> str:
+    return separator.join("0" * size for size in sizes)
+
+
+def _number_shapes() -> dict[str, tuple[NumberRule, ...]]:
+    """Every recognised shape, mapped to the rules tried on it in order."""
+    table: dict[str, list[NumberRule]] = {}
+
+    def add(shape: str, *rules: NumberRule) -> None:
+        table.setdefault(shape, []).extend(rules)
+
+    for length in range(13, 20):
+        add("0" * length, _CARD)
+    for sep in " -":
+        for sizes in ((4, 4, 4, 4), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4)):
+            add(_groups(sizes, sep), _CARD)
+    add("000-00-0000", NumberRule("national_id:us_ssn", us_ssn_valid))
+    add("000 00 0000", NumberRule("national_id:us_ssn", us_ssn_valid))
+    add(
+        "0" * 9,
+        NumberRule("national_id:us_ssn", us_ssn_valid, _SSN_WORDS),
+        NumberRule("national_id:nl_bsn", nl_bsn_valid, _BSN_WORDS),
+    )
+    add("0000.00.000", NumberRule("national_id:nl_bsn", nl_bsn_valid))
+    for shape in ("00000000A", "00000000-A", "00000000 A", "00.000.000-A", "00.000.000A"):
+        add(shape, NumberRule("national_id:es_dni", es_dni_valid))
+    for sep in " -":
+        add(_groups((4, 4, 4), sep), NumberRule("national_id:in_aadhaar", in_aadhaar_valid))
+    add("0" * 12, NumberRule("national_id:in_aadhaar", in_aadhaar_valid, _AADHAAR_WORDS))
+    add("000.000.000-00", NumberRule("national_id:br_cpf", br_cpf_valid))
+    add("0" * 11, NumberRule("national_id:br_cpf", br_cpf_valid, _CPF_WORDS))
+    cn_id = NumberRule("national_id:cn_resident_id", cn_resident_id_valid)
+    for shape in ("0" * 18, "0" * 17 + "A", "0" * 17 + "a", "000000 00000000 0000"):
+        add(shape, cn_id)
+    add("0" * 15, NumberRule("national_id:fr_nir", fr_nir_valid))
+    add("0 00 00 00 000 000 00", NumberRule("national_id:fr_nir", fr_nir_valid))
+    # Phones: only with separators, so that bare digit runs (ids, timestamps) never count.
+    for shape in ("(000) 000-0000", "(000)000-0000", "(000) 000 0000", "(000) 000.0000"):
+        add(shape, NumberRule("phone", phone_nanp_valid, after_paren=True))
+    for sep in "-. ":
+        add(_groups((3, 3, 4), sep), _NANP)
+    trunk_sizes = (
+        (3, 4, 4), (4, 3, 4), (3, 3, 4), (4, 3, 3), (5, 3, 3), (2, 4, 4), (5, 6), (5, 5),
+        (4, 6), (4, 7), (3, 7), (3, 8), (2, 8),
+    )  # fmt: skip
+    for sep in " -":
+        for trunk in trunk_sizes:
+            add(_groups(trunk, sep), _TRUNK)
+    for sep in " .-":
+        add(_groups((2, 2, 2, 2, 2), sep), _TRUNK)
+    return {shape: tuple(rules) for shape, rules in table.items()}
+
+
+NUMBER_SHAPES: Mapping[str, tuple[NumberRule, ...]] = MappingProxyType(_number_shapes())
+"""Shape (digits as ``0``, letters as ``A``/``a``) -> the rules tried on it, in order."""
+
+# --- regular expressions over the shape-translated text --------------------------------------
+
+_DIGIT, _UPPER, _LOWER, _OTHER = ord("0"), ord("A"), ord("a"), ord("_")
+
+
+def _shape_table() -> bytes:
+    table = bytearray([_OTHER]) * 256
+    for code in range(256):
+        char = chr(code)
+        if "0" <= char <= "9":
+            table[code] = _DIGIT
+        elif "A" <= char <= "Z":
+            table[code] = _UPPER
+        elif "a" <= char <= "z":
+            table[code] = _LOWER
+        elif char in " -./()+":
+            table[code] = code
+    return bytes(table)
+
+
+SHAPE_TABLE = _shape_table()
+"""``bytes.translate`` table mapping ASCII text to its shape (see the module docstring)."""
+
+# A number starts at a digit that follows neither a letter or digit nor a digit and a
+# separator (so "v2.123-45-6789" or "x123456789" never start one) ...
+_NUMBER_START = rb"0(?<![0aA]0)(?<!0[\-./]0)"
+# ... and ends where no letter or digit follows, nor a dash, dot or slash joined to more digits.
+_NUMBER_END = rb"(?![0aA]|[\-./]0)"
+
+
+_Trie: TypeAlias = dict[str, "_Trie"]
+
+
+def _trie_pattern(shapes: list[str]) -> bytes:
+    """One regex matching any of ``shapes`` followed by a number end, built as a trie.
+
+    A trie (rather than one alternative per shape) keeps the work per digit in the text
+    constant however many shapes there are: the regex engine never backtracks into a prefix
+    it has already matched.  Longer continuations come before the end of a shorter shape.
+    """
+    trie: _Trie = {}
+    for shape in shapes:
+        node = trie
+        for char in shape:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def render(node: _Trie) -> str:
+        options = [re.escape(char) + render(child) for char, child in sorted(node.items()) if char]
+        if "" in node:
+            options.append(_NUMBER_END.decode())
+        return options[0] if len(options) == 1 else "(?:" + "|".join(options) + ")"
+
+    return render(trie).encode()
+
+
+def _number_pattern() -> re.Pattern[bytes]:
+    # Every shape starts with a digit once a leading "(" is dropped; the literal first "0" lets
+    # the regex engine skip to the next digit at memchr speed.
+    tails = sorted({shape.removeprefix("(")[1:] for shape in NUMBER_SHAPES})
+    return re.compile(_NUMBER_START + _trie_pattern(tails))
+
+
+NUMBER_PATTERN = _number_pattern()
+"""Finds every listed number shape in shape-translated text."""
+
+LETTERS_PATTERN = re.compile(
+    rb"AA(?<![0aA]AA)"
+    rb"(?:(?P<iban>00(?>(?: ?[A0]{4}){2,7})(?: ?[A0]{1,4})?)"
+    rb"|(?P<nino>0{6}A|\ 00\ 00\ 00\ A))"
+    rb"(?![0aA])"
+)
+"""IBANs (``GB82 WEST 1234 ...``) and UK NINOs (``AB 12 34 56 C``) in shape-translated text."""
+
+E164_PATTERN = re.compile(rb"\+(?<![0aA_]\+)(?>0+(?:(?:[ \-.]|[ \-.]?\(|\)[ \-.]?)0+)*)(?![0aA])")
+"""``+`` and digit groups (``+44 (0)20 7946 0958``) in shape-translated text."""
+
+# --- tokens: API keys and secrets ------------------------------------------------------------
+
+TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/"
+"""Characters of a key or secret token: base64 and base64url without the ``=`` padding."""
+
+TOKEN_TABLE = bytes(ord("t") if code in TOKEN_CHARS else ord(" ") for code in range(256))
+"""``bytes.translate`` table: token characters become ``t``, everything else a space."""
+
+
+@dataclass(frozen=True)
+class KeyFormat:
+    """A provider's key format.
+
+    Attributes:
+        detector: ``api_key:<provider>``.
+        prefixes: Literal starts of the key.
+        pattern: Must match the whole key (a maximal run of letters, digits, ``_`` and ``-``).
+    """
+
+    detector: str
+    prefixes: tuple[bytes, ...]
+    pattern: re.Pattern[bytes]
+
+
+KEY_FORMATS: tuple[KeyFormat, ...] = tuple(
+    KeyFormat(f"api_key:{name}", prefixes, re.compile(pattern))
+    for name, prefixes, pattern in (
+        ("anthropic", (b"sk-ant-",), rb"sk-ant-[A-Za-z0-9_-]{20,}"),
+        ("openai", (b"sk-",), rb"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+        ("aws", (b"AKIA", b"ASIA", b"ABIA", b"ACCA"), rb"A(?:KI|SI|BI|CC)A[A-Z0-9]{16}"),
+        ("github", (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"), rb"gh[pousr]_[A-Za-z0-9]{36,}"),
+        ("github", (b"github_pat_",), rb"github_pat_[A-Za-z0-9_]{22,}"),
+        ("gitlab", (b"glpat-",), rb"glpat-[A-Za-z0-9_-]{20,}"),
+        ("slack", tuple(b"xox%c-" % c for c in b"baprs"), rb"xox[baprs]-[A-Za-z0-9-]{10,}"),
+        (
+            "stripe",
+            (b"sk_live_", b"rk_live_", b"sk_test_", b"rk_test_"),
+            rb"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",
+        ),
+        ("google", (b"AIza",), rb"AIza[A-Za-z0-9_-]{35}"),
+        ("huggingface", (b"hf_",), rb"hf_[A-Za-z0-9]{30,}"),
+        ("npm", (b"npm_",), rb"npm_[A-Za-z0-9]{36}"),
+        ("pypi", (b"pypi-",), rb"pypi-[A-Za-z0-9_-]{50,}"),
+    )
+)
+"""Provider key formats, most specific first (``sk-ant-`` before ``sk-``)."""
+
+KEY_PREFIXES = tuple(prefix for key in KEY_FORMATS for prefix in key.prefixes)
+"""Every provider prefix, for one ``bytes.startswith`` test per token."""
+
+JWT_PATTERN = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+"""A JSON Web Token: base64url header and claims (both JSON objects, hence ``eyJ``), signature."""
+
+WORDY_PATTERN = re.compile(rb"[a-z]{3,}")
+"""Runs of three or more lower-case letters: most of an identifier, little of a random key."""
+
+CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[bytes], str], ...] = tuple(
+    (
+        re.compile(
+            rb"(?P<kw>" + keyword + rb")"
+            rb"[\"']?[ \t]*(?::=|=>|[:=])[ \t]*[\"']?(?P<value>[^\s\"'`,;(){}\[\]<>]{8,256})"
+            rb"(?![^\s\"'`,;(){}\[\]<>])"
+        ),
+        name_rule,
+    )
+    for keyword, name_rule in (
+        (rb"key", r"(?:api|access|secret|private|auth|client|master|encryption|signing)[_-]?key"),
+        (rb"secret", r"secret"),
+        (rb"token", r"token"),
+        (rb"pass(?:word|wd|phrase)?", r"pass(?:word|wd|phrase)?"),
+    )
+)
+"""Assignments of a credential (``password=...``, ``"api_key": "..."``) in lower-cased text.
+
+Each regex starts with a literal keyword so that the search runs at ``str.find`` speed; the
+paired rule must match the end of the assigned name (``db_password``, ``x-api-key``), which
+keeps ``monkey = ...`` and ``cache_key = ...`` out.
+"""
+
+BEARER_PATTERN = re.compile(rb"bearer[ \t]+(?P<value>[a-z0-9._~+/-]{16,}=*)(?![a-z0-9._~+/=-])")
+"""``Authorization: Bearer <token>`` in lower-cased text."""
+
+PLACEHOLDER_WORDS = (b"xxxx", b"****", b"your", b"changeme", b"placeholder", b"redacted")
+"""Lower-cased fragments that mark a documented placeholder rather than a real credential."""
+
+# --- e-mail ----------------------------------------------------------------------------------
+
+EMAIL_LOCAL_CHARS = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
+)
+"""Characters of an address's local part (the common subset of RFC 5322's dot-atom)."""
+
+EMAIL_DOMAIN_PATTERN = re.compile(
+    rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?P<tld>[A-Za-z]{2,63})"
+    rb"(?![A-Za-z0-9-])"
+)
+"""The domain after ``@``: dot-separated labels and an alphabetic top-level domain."""
+
+FILE_EXTENSIONS = frozenset(
+    b"png jpg jpeg gif svg webp bmp ico tif tiff pdf js mjs cjs ts tsx jsx css scss html htm "
+    b"json yaml yml toml xml md txt py rb go rs java kt swift c h cpp hpp cs php sh lock log "
+    b"csv zip gz tar".split()
+)
+"""Top-level domains that are far more often file extensions (``icon@2x.png``, ``a@b.py``)."""

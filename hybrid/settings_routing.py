@@ -1,0 +1,105 @@
+"""The ``[routing]`` settings: each policy of the router, its knobs, and its off switch."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PrivacySettings(BaseModel):
+    """Keep personal and secret data on this machine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Scan prompts for personal and secret data.")
+    detectors: list[str] | None = Field(
+        default=None,
+        description="Detectors to run (e.g. email, payment_card, api_key); unset runs them all.",
+    )
+    patterns: dict[str, str] = Field(
+        default_factory=dict, description="Extra detectors: name = regular expression."
+    )
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Path prefixes whose mention keeps a request local (~ is expanded).",
+    )
+    allow_cloud: bool = Field(
+        default=False,
+        description=(
+            "Let a request with private data go to the cloud when the local model cannot "
+            "serve it (off: such a request is refused)."
+        ),
+    )
+
+
+class CapacitySettings(BaseModel):
+    """Escalate when this machine is too busy to answer in time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Route on live load and predicted latency.")
+    latency_target_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Predicted local completion time (queue + prefill + decode) above this "
+        "goes to the cloud.",
+    )
+    max_other_cpu_percent: float = Field(
+        default=85.0,
+        gt=0,
+        le=100,
+        description="CPU load from other programs above this goes to the cloud.",
+    )
+    max_memory_percent: float = Field(
+        default=95.0, gt=0, le=100, description="RAM in use above this goes to the cloud."
+    )
+    min_battery_percent: float = Field(
+        default=20.0,
+        ge=0,
+        le=100,
+        description="On battery below this charge, requests go to the cloud.",
+    )
+
+
+class ToggleSettings(BaseModel):
+    """A policy with nothing to set but its switch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Run this policy.")
+
+
+class DifficultySettings(BaseModel):
+    """Escalate prompts the local model is likely to get wrong."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Score prompts with the difficulty model.")
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Scores above this go to the cloud; lower keeps less local. Unset: the threshold "
+            "calibrated for the installed model."
+        ),
+    )
+
+
+class RoutingSettings(BaseModel):
+    """How hybrid decides between the local model and the cloud."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings, description="Privacy.")
+    capability: ToggleSettings = Field(
+        default_factory=ToggleSettings,
+        description="Send what the local model cannot do (images, audio, tools) to the cloud.",
+    )
+    length: ToggleSettings = Field(
+        default_factory=ToggleSettings,
+        description="Send prompts that do not fit the local context to the cloud.",
+    )
+    capacity: CapacitySettings = Field(default_factory=CapacitySettings, description="Capacity.")
+    difficulty: DifficultySettings = Field(
+        default_factory=DifficultySettings, description="Difficulty."
+    )

@@ -1,0 +1,261 @@
+"""LiteLLM's proxy as the peer in ``scripts/bench_proxy.py``: its own virtualenv, its config,
+its process.
+
+``litellm[proxy]`` pins versions that conflict with hybrid's, so it lives in a virtualenv of its
+own (by default ``.bench/litellm-venv`` in the repository, created on first use and reused; a
+marker file records a finished install).  Nothing here touches hybrid's environment.
+
+The proxy runs the way its documentation sets it up for production, minus what a benchmark of
+the request path must not measure: one worker (as hybrid), no database, no callbacks, telemetry
+off, logging at ERROR, the bundled model cost map instead of a download (the machine may have no
+internet, and a benchmark must not reach beyond loopback).  A master key is required by recent
+releases; each run makes a fresh one.
+
+Every failure is a :class:`PeerUnavailable` whose message says why, so that the benchmark can
+still print hybrid's figures and name what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+
+DEFAULT_SPEC = "litellm[proxy]"
+INSTALL_TIMEOUT_S = 900
+START_TIMEOUT_S = 180
+_MARKER = ".bench-installed"
+# Variables that would change what the proxy does (a database, keys, a config, its own mode).
+_DROPPED_ENV_PREFIXES = ("LITELLM_", "OPENAI_", "ANTHROPIC_", "DATABASE_", "HYBRID_")
+
+
+class PeerUnavailable(Exception):
+    """LiteLLM could not be installed or started; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class LiteLLMInstall:
+    """A usable LiteLLM proxy install.
+
+    Attributes:
+        venv: The virtualenv it lives in.
+        version: The installed ``litellm`` version.
+    """
+
+    venv: Path
+    version: str
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def cli(self) -> Path:
+        return self.venv / "bin" / "litellm"
+
+
+@dataclass(frozen=True)
+class LiteLLMProxy:
+    """A running proxy.
+
+    Attributes:
+        process: The ``litellm`` process.
+        base_url: ``http://127.0.0.1:PORT``.
+        master_key: The key every request must carry as ``Authorization: Bearer``.
+        model: The name clients ask for.
+        log: Where its output goes.
+    """
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    master_key: str
+    model: str
+    log: Path
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 15 s."""
+        stop_process(self.process)
+
+
+def ensure_litellm(venv: Path, spec: str = DEFAULT_SPEC, *, quiet: bool = False) -> LiteLLMInstall:
+    """Create ``venv`` and install ``spec`` into it, unless an earlier run already did.
+
+    Args:
+        venv: The virtualenv's folder (created when missing).
+        spec: What to ``pip install``.
+        quiet: Do not announce a fresh install on stderr.
+
+    Returns:
+        The install, with its version.
+
+    Raises:
+        PeerUnavailable: The virtualenv or the install failed (the message ends with the tail
+            of pip's log).
+    """
+    marker = venv / _MARKER
+    cli = venv / "bin" / "litellm"
+    if not (marker.is_file() and marker.read_text().strip() == spec and cli.is_file()):
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        log = venv.parent / f"{venv.name}-install.log"
+        if not quiet:
+            print(
+                f"installing {spec} into {venv} (once; a few minutes, log in {log})",
+                file=sys.stderr,
+                flush=True,
+            )
+        with log.open("wb") as output:
+            if not (venv / "bin" / "python").is_file():
+                _run_logged([_base_python(), "-m", "venv", str(venv)], output, "create the venv")
+            _run_logged(
+                [str(venv / "bin" / "python"), "-m", "pip", "install", spec],
+                output,
+                f"pip install {spec}",
+            )
+        if not cli.is_file():
+            raise PeerUnavailable(f"pip installed {spec} but {cli} is missing; see {log}")
+        marker.write_text(spec + "\n")
+    version = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print(m.version('litellm'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if version.returncode != 0:
+        raise PeerUnavailable(f"litellm in {venv} does not import: {version.stderr.strip()[-500:]}")
+    return LiteLLMInstall(venv, version.stdout.strip())
+
+
+def config_yaml(model: str, upstream_base_url: str) -> str:
+    """The proxy's config: one ``openai/`` model on the upstream, the rest switched off.
+
+    Args:
+        model: The name clients ask for (also the upstream's model id).
+        upstream_base_url: The upstream's OpenAI base URL (``http://127.0.0.1:P/v1``).
+    """
+    return (
+        "model_list:\n"
+        f"  - model_name: {model}\n"
+        "    litellm_params:\n"
+        f"      model: openai/{model}\n"
+        f"      api_base: {upstream_base_url}\n"
+        "      api_key: bench-unused\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+        "  set_verbose: false\n"
+        "  drop_params: true\n"
+    )
+
+
+def start_litellm(
+    install: LiteLLMInstall, *, port: int, model: str, upstream_base_url: str, workdir: Path
+) -> LiteLLMProxy:
+    """Start the proxy on 127.0.0.1:``port`` and wait until it is alive.
+
+    Args:
+        install: The install to run.
+        port: A free loopback port.
+        model: The model name to expose.
+        upstream_base_url: The upstream's OpenAI base URL.
+        workdir: An empty folder for the config and the log (also its working folder, so that
+            no stray ``.env`` is read).
+
+    Returns:
+        The running proxy.
+
+    Raises:
+        PeerUnavailable: It exited, or was not alive within ``START_TIMEOUT_S``.
+    """
+    config = workdir / "litellm.yaml"
+    config.write_text(config_yaml(model, upstream_base_url))
+    master_key = "sk-bench-" + secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
+    env.update(
+        LITELLM_LOG="ERROR",
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_MASTER_KEY=master_key,
+        PYTHONUNBUFFERED="1",
+    )
+    log = workdir / "litellm.log"
+    command = [
+        str(install.cli),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--telemetry",
+        "False",
+    ]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=workdir
+        )
+    proxy = LiteLLMProxy(process, f"http://127.0.0.1:{port}", master_key, model, log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise PeerUnavailable(
+                f"litellm exited with status {process.returncode} at start:\n{_tail(log)}"
+            )
+        try:
+            if httpx.get(f"{proxy.base_url}/health/liveliness", timeout=2).status_code == 200:
+                return proxy
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    proxy.stop()
+    raise PeerUnavailable(f"litellm was not alive after {START_TIMEOUT_S} s:\n{_tail(log)}")
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL when it has not exited after ``grace_s``."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _base_python() -> str:
+    """The interpreter beneath the current virtualenv: the new venv must not nest in hybrid's."""
+    return getattr(sys, "_base_executable", None) or sys.executable
+
+
+def _run_logged(command: list[str], output: BinaryIO, what: str) -> None:
+    try:
+        result = subprocess.run(
+            command, stdout=output, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PeerUnavailable(f"could not {what}: no result after {INSTALL_TIMEOUT_S} s") from exc
+    except OSError as exc:
+        raise PeerUnavailable(f"could not {what}: {exc}") from exc
+    if result.returncode != 0:
+        output.flush()
+        raise PeerUnavailable(
+            f"could not {what} (exit status {result.returncode}):\n{_tail(Path(output.name))}"
+        )
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {log})"
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
