@@ -83,8 +83,8 @@ class ServerSettings(BaseModel):
         default=None,
         description="Key clients must send as a bearer token (reserved; accepted and masked).",
     )
-    shutdown_timeout_s: float = Field(
-        default=10.0,
+    shutdown_timeout_s: int = Field(
+        default=10,
         ge=0,
         description="On SIGINT/SIGTERM, seconds in-flight requests get to finish before they "
         "are cancelled.",

@@ -43,6 +43,7 @@ COMMANDS: Mapping[str, str] = {
     "config": "hybrid.cli.config",
     "probe": "hybrid.cli.probe",
     "models": "hybrid.cli.models",
+    "route": "hybrid.cli.route",
 }
 """Subcommand name to the module implementing it; a module that is not installed is skipped."""
 

@@ -44,7 +44,7 @@ from hybrid.local.backend import LocalGeneration
 from hybrid.local.engine import EngineJob
 from hybrid.local.runtime import LocalRuntime
 from hybrid.routing.names import CloudTarget, ModelNames
-from hybrid.routing.policy import LocalStatus, RouteContext, RouteDecision, Router
+from hybrid.routing.policy import LocalStatus, RouteContext, RouteDecision, Router, Verdict
 
 log = logging.getLogger("hybrid.routing")
 
@@ -81,6 +81,25 @@ class Answer:
         if self.score is not None:
             headers["X-Hybrid-Score"] = f"{self.score:.3f}"
         return headers
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """A request's route, decided but not started.
+
+    Attributes:
+        mode: ``local`` or ``cloud`` when the name or header fixed it, else ``auto``.
+        target: The cloud model it escalates to (None when no cloud is configured).
+        decision: The router's decision, with every policy's verdict.
+        prepared: The request prepared for the local model, when it fits there.
+        local_model: The local model's id.
+    """
+
+    mode: RouteOverride
+    target: CloudTarget | None
+    decision: RouteDecision
+    prepared: EngineJob | None
+    local_model: str
 
 
 @dataclass(frozen=True)
@@ -167,17 +186,14 @@ class Dispatcher:
             ProviderRejectedError: The cloud provider rejected the request itself.
             LocalBackendError: The local model refused a request routed to it (context, queue).
         """
-        resolved = self._names.resolve(model, local_id=self._runtime.model_id)
-        mode = override or resolved.mode
-        target = resolved.target or self._names.default_target
-        if mode == "local":
-            return await self._local(request, "explicit:local")
-        context, prepared = await self.context(request)
-        decision = self._router.decide(context)
+        plan = await self.plan(request, model=model, override=override)
+        decision, target, prepared = plan.decision, plan.target, plan.prepared
+        if plan.mode == "local":
+            return await self._local(request, decision.reason)
         if decision.pinned:
             return await self._pinned(request, target, decision, prepared)
-        if mode == "cloud":
-            return await self._cloud(request, target, "explicit:cloud")
+        if plan.mode == "cloud":
+            return await self._cloud(request, target, decision.reason)
         if target is None:
             return await self._local_only(request, prepared, decision)
         if decision.target == "cloud":
@@ -189,6 +205,42 @@ class Dispatcher:
         except ModelNotReadyError:
             reason = f"capacity:local_{self._runtime.state}"
         return await self._cloud(request, target, reason, score=decision.score)
+
+    async def plan(
+        self,
+        request: GenerationRequest,
+        *,
+        model: str | None,
+        override: RouteOverride | None = None,
+    ) -> RoutePlan:
+        """Decide where a request goes, without starting it (``hybrid route`` shows this).
+
+        Args:
+            request: The request.
+            model: The model name the client asked for.
+            override: The ``X-Hybrid-Route`` header, when the client sent one.
+
+        Returns:
+            The mode, the cloud target and the router's decision.
+
+        Raises:
+            ModelNotFoundError: The model name is unknown.
+        """
+        resolved = self._names.resolve(model, local_id=self._runtime.model_id)
+        mode = override or resolved.mode
+        target = resolved.target or self._names.default_target
+        if mode == "local":
+            explicit = Verdict("explicit", "local", "explicit:local")
+            decision = RouteDecision("local", (explicit.reason,), verdicts=(explicit,))
+            return RoutePlan(mode, target, decision, None, self._runtime.model_id)
+        context, prepared = await self.context(request)
+        decision = self._router.decide(context)
+        if mode == "cloud" and not decision.pinned:
+            explicit = Verdict("explicit", "cloud", "explicit:cloud")
+            decision = RouteDecision(
+                "cloud", (explicit.reason,), decision.score, False, (explicit, *decision.verdicts)
+            )
+        return RoutePlan(mode, target, decision, prepared, self._runtime.model_id)
 
     async def context(self, request: GenerationRequest) -> tuple[RouteContext, EngineJob | None]:
         """What the policies see: the request, its local token count, the machine's state.

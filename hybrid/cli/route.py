@@ -1,0 +1,176 @@
+"""``hybrid route``: where a prompt would go and why, decided by the server's own code.
+
+``hybrid route "PROMPT"`` prints the decision and every policy's verdict. ``hybrid route
+--jsonl`` reads JSON lines from stdin (``{"prompt": ...}`` or ``{"messages": [...]}``, optional
+``max_tokens``) and writes one line per input: ``{"target", "score", "reasons"}``.  No server
+runs: the local model is loaded here, to count tokens exactly as ``hybrid serve`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from hybrid.generation import GenerationRequest
+    from hybrid.routing.dispatcher import Dispatcher, RoutePlan
+    from hybrid.settings import Settings
+
+HELP = "show where a prompt would be routed, with every policy's verdict"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the flags of ``hybrid route``."""
+    parser.add_argument("prompt", nargs="?", help="the prompt (a single user message)")
+    parser.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='read {"prompt": ...} or {"messages": [...]} lines from stdin; write a JSON line each',
+    )
+    parser.add_argument("--json", action="store_true", help="print the decision as JSON")
+    parser.add_argument("--model", default="hybrid", help="the model name a client would send")
+    parser.add_argument(
+        "--route", choices=("auto", "local", "cloud"), help="as the X-Hybrid-Route header"
+    )
+    parser.add_argument("--max-tokens", type=int, help="the request's max_tokens")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Route one prompt or a stream of JSON lines.
+
+    Returns:
+        0, or 1 when a JSON line could not be read (its output line says why) or the prompt
+        is missing.
+    """
+    if not args.jsonl and args.prompt is None:
+        print('hybrid: error: give a prompt (hybrid route "...") or use --jsonl', file=sys.stderr)
+        return 1
+    return asyncio.run(_run(args, settings))
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from hybrid.errors import HybridError
+
+    dispatcher, close = await _dispatcher(settings)
+    try:
+        if not args.jsonl:
+            request = _request({"prompt": args.prompt, "max_tokens": args.max_tokens})
+            plan = await dispatcher.plan(request, model=args.model, override=args.route)
+            if args.json:
+                print(json.dumps(_plan_json(plan, verdicts=True)))
+            else:
+                _print_plan(plan, sys.stdout)
+            return 0
+        failed = False
+        for number, line in _lines(sys.stdin):
+            try:
+                request = _request(_parse(line, number))
+                plan = await dispatcher.plan(request, model=args.model, override=args.route)
+                print(json.dumps(_plan_json(plan, verdicts=False)), flush=True)
+            except (ValueError, HybridError) as exc:
+                failed = True
+                print(json.dumps({"error": f"line {number}: {exc}"}), flush=True)
+        return 1 if failed else 0
+    finally:
+        await close()
+
+
+async def _dispatcher(settings: Settings) -> tuple[Dispatcher, Any]:
+    from hybrid.hardware.bandwidth import BandwidthCache
+    from hybrid.hardware.probe import HardwareProbe
+    from hybrid.local.runtime import LocalRuntime
+    from hybrid.routing.chain import build_router
+    from hybrid.routing.dispatcher import Dispatcher
+    from hybrid.routing.names import ModelNames
+
+    probe = HardwareProbe(
+        bandwidth_cache=BandwidthCache(settings.home / "probe" / "bandwidth.json")
+    )
+    runtime = LocalRuntime(
+        settings,
+        snapshot=lambda: probe.snapshot(measure_bandwidth=settings.probe.measure_bandwidth),
+    )
+    await runtime.load()
+    names = ModelNames.from_settings(settings.cloud)
+    router = build_router(settings.routing)
+    dispatcher = Dispatcher(runtime, {}, names, router=router, load=probe.sample)
+    return dispatcher, runtime.close
+
+
+def _lines(stream: TextIO) -> Iterable[tuple[int, str]]:
+    for number, line in enumerate(stream, start=1):
+        if line.strip():
+            yield number, line
+
+
+def _parse(line: str, number: int) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise ValueError('expected an object like {"prompt": "..."}')
+    return value
+
+
+def _request(value: dict[str, Any]) -> GenerationRequest:
+    from hybrid.generation import GenerationRequest, Message, SamplingParams
+
+    max_tokens = value.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ValueError("max_tokens must be a positive integer")
+    params = SamplingParams(max_tokens=max_tokens)
+    if "messages" in value:
+        messages = value["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages must be a non-empty list")
+        parsed = []
+        for message in messages:
+            if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+                raise ValueError('each message needs a "role" and a string "content"')
+            parsed.append(Message(str(message.get("role", "user")), message["content"]))
+        return GenerationRequest("route", messages=tuple(parsed), params=params)
+    prompt = value.get("prompt")
+    if not isinstance(prompt, str):
+        raise ValueError('expected "prompt" (a string) or "messages" (a list)')
+    return GenerationRequest("route", messages=(Message("user", prompt),), params=params)
+
+
+def _plan_json(plan: RoutePlan, *, verdicts: bool) -> dict[str, Any]:
+    decision = plan.decision
+    document: dict[str, Any] = {
+        "target": decision.target,
+        "score": None if decision.score is None else round(decision.score, 4),
+        "reasons": list(decision.reasons),
+    }
+    if verdicts:
+        document["model"] = _model(plan)
+        document["verdicts"] = [
+            {"policy": v.policy, "outcome": v.outcome, "reason": v.reason, "score": v.score}
+            for v in decision.verdicts
+        ]
+    return document
+
+
+def _model(plan: RoutePlan) -> str | None:
+    if plan.decision.target == "cloud":
+        return plan.target.qualified if plan.target is not None else None
+    return plan.local_model
+
+
+def _print_plan(plan: RoutePlan, out: TextIO) -> None:
+    decision = plan.decision
+    print(f"route:   {decision.target} ({_model(plan) or 'no cloud model configured'})", file=out)
+    print(f"reason:  {'; '.join(decision.reasons)}", file=out)
+    if decision.score is not None:
+        print(f"score:   {decision.score:.3f}", file=out)
+    if decision.pinned:
+        print("pinned:  private data: this request does not leave the machine", file=out)
+    print(file=out)
+    width = max((len(v.policy) for v in decision.verdicts), default=6)
+    for verdict in decision.verdicts:
+        print(f"  {verdict.policy:<{width}}  {verdict.outcome:<5}  {verdict.reason}", file=out)

@@ -1,0 +1,55 @@
+"""``hybrid route``: the server's routing code, on the command line, with the real model."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from hybrid.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def home(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HYBRID_HOME", str(isolated / "home"))
+    monkeypatch.setenv("HYBRID_PROBE__MEASURE_BANDWIDTH", "false")
+    monkeypatch.setenv("HYBRID_LOCAL__N_CTX", "1024")
+    return isolated
+
+
+def test_a_prompt_prints_the_decision_and_each_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["route", "What is the capital of France?"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("route:   local (gemma-3-270m-q4_k_m)")
+    for policy in ("capability", "length", "capacity"):
+        assert f"  {policy}" in out
+
+
+def test_jsonl_writes_one_line_per_input_and_reports_bad_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        {"prompt": "Say hello."},
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2000},
+        "not json",
+        {"prompt": 3},
+    ]
+    text = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["route", "--jsonl"]) == 1
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(out) == 4
+    assert out[0]["target"] == "local" and set(out[0]) == {"target", "score", "reasons"}
+    assert out[1]["target"] == "cloud" and out[1]["reasons"][0].startswith("length:")
+    assert out[2]["error"].startswith("line 3: not JSON")
+    assert "line 4" in out[3]["error"] and "prompt" in out[3]["error"]
+
+
+def test_the_route_flag_acts_as_the_header(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["route", "--json", "--route", "cloud", "hi"]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["target"] == "cloud" and decision["reasons"] == ["explicit:cloud"]
