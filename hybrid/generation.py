@@ -15,10 +15,18 @@ FinishReason = Literal["stop", "length", "content_filter"]
 
 @dataclass(frozen=True)
 class Message:
-    """One chat message, its content already flattened to text."""
+    """One chat message.
+
+    Attributes:
+        role: ``system``, ``developer``, ``user``, ``assistant`` or ``tool``.
+        content: Its text (the text parts joined), which the local model reads.
+        parts: OpenAI content parts as the client sent them, kept only when some are not text
+            (``image_url``, ``input_audio``), for a cloud provider to receive in full.
+    """
 
     role: str
     content: str
+    parts: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

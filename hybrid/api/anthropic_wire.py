@@ -69,13 +69,20 @@ def messages_request(body: MessagesRequest, request_id: str) -> GenerationReques
         system = _text(body.system, "system")
         if system:
             messages.append(Message(role="system", content=system))
+    needs: set[str] = set()
     for index, message in enumerate(body.messages):
-        content = _text(message.content, f"messages[{index}].content")
+        where = f"messages[{index}].content"
+        if isinstance(message.content, list) and any(b.type == "image" for b in message.content):
+            messages.append(_with_images(message.role, message.content, where))
+            needs.add("images")
+            continue
+        content = _text(message.content, where)
         messages.append(Message(role=message.role, content=content))
     return GenerationRequest(
         request_id=request_id,
         stream=body.stream,
         messages=tuple(messages),
+        needs=frozenset(needs),
         params=SamplingParams(
             max_tokens=body.max_tokens,
             temperature=body.temperature,
@@ -216,6 +223,29 @@ def _check_tools(body: MessagesRequest) -> None:
         )
 
 
+def _with_images(role: str, blocks: list[ContentBlockIn], param: str) -> Message:
+    """A turn with images: its text for the local model, OpenAI-style parts for the cloud."""
+    parts: list[dict[str, object]] = []
+    for index, block in enumerate(blocks):
+        where = f"{param}[{index}]"
+        if block.type == "image":
+            parts.append({"type": "image_url", "image_url": {"url": _image_url(block, where)}})
+        else:
+            parts.append({"type": "text", "text": _text([block], where)})
+    text = _BLOCK_SEPARATOR.join(str(p["text"]) for p in parts if p["type"] == "text")
+    return Message(role=role, content=text, parts=tuple(parts))
+
+
+def _image_url(block: ContentBlockIn, where: str) -> str:
+    source = (block.model_extra or {}).get("source")
+    if isinstance(source, dict):
+        if source.get("type") == "base64" and source.get("media_type") and source.get("data"):
+            return f"data:{source['media_type']};base64,{source['data']}"
+        if source.get("type") == "url" and isinstance(source.get("url"), str):
+            return str(source["url"])
+    raise InvalidRequestError(f"{where} is an image without a base64 or url source", param=where)
+
+
 def _text(content: str | list[ContentBlockIn], param: str) -> str:
     if isinstance(content, str):
         return content
@@ -224,8 +254,8 @@ def _text(content: str | list[ContentBlockIn], param: str) -> str:
         where = f"{param}[{index}]"
         if block.type != "text":
             raise InvalidRequestError(
-                f"{where} is a block of type {block.type!r}; the local model reads text only "
-                f"for now. Send the content as text blocks.",
+                f"{where} is a block of type {block.type!r}; hybrid accepts text and image "
+                f"blocks. Send the content as text or image blocks.",
                 param=where,
             )
         if block.text is None:

@@ -73,10 +73,12 @@ def chat_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequ
                 )
             schema = spec.schema_
         response_format = ResponseFormat(kind=body.response_format.type, schema=schema)
+    translated = [_message(m, i) for i, m in enumerate(body.messages)]
     return GenerationRequest(
         request_id=request_id,
         stream=body.stream,
-        messages=tuple(_message(m, i) for i, m in enumerate(body.messages)),
+        messages=tuple(message for message, _ in translated),
+        needs=frozenset(need for _, needs in translated for need in needs),
         params=SamplingParams(
             max_tokens=max_tokens,
             temperature=body.temperature,
@@ -275,19 +277,28 @@ def _stops(stop: str | list[str] | None) -> tuple[str, ...]:
     return tuple(s for s in stop if s)
 
 
-def _message(message: ChatMessageIn, index: int) -> Message:
+# Content parts other than text, and the capability each needs.
+_PART_NEEDS = {"image_url": "images", "input_audio": "audio"}
+
+
+def _message(message: ChatMessageIn, index: int) -> tuple[Message, set[str]]:
     content = message.content
     if content is None:
-        return Message(role=message.role, content="")
+        return Message(role=message.role, content=""), set()
     if isinstance(content, str):
-        return Message(role=message.role, content=content)
+        return Message(role=message.role, content=content), set()
     texts = []
+    needs: set[str] = set()
     for part in content:
-        if part.type != "text" or part.text is None:
+        if part.type == "text" and part.text is not None:
+            texts.append(part.text)
+        elif part.type in _PART_NEEDS:
+            needs.add(_PART_NEEDS[part.type])
+        else:
             raise InvalidRequestError(
-                f"messages[{index}] has a content part of type {part.type!r}; the local model "
-                f"reads text only",
+                f"messages[{index}] has a content part of type {part.type!r}; hybrid accepts "
+                f"text, image_url and input_audio parts",
                 param=f"messages[{index}].content",
             )
-        texts.append(part.text)
-    return Message(role=message.role, content="".join(texts))
+    parts = tuple(part.model_dump(exclude_none=True) for part in content) if needs else ()
+    return Message(role=message.role, content="".join(texts), parts=parts), needs

@@ -115,7 +115,7 @@ def messages_body(
     return body
 
 
-def split_system(messages: tuple[Message, ...]) -> tuple[list[str], list[dict[str, str]]]:
+def split_system(messages: tuple[Message, ...]) -> tuple[list[str], list[dict[str, Any]]]:
     """Separate the system prompt from the conversation, merging same-role neighbours.
 
     ``system`` and ``developer`` messages (wherever they appear) become the system prompt, in
@@ -127,17 +127,73 @@ def split_system(messages: tuple[Message, ...]) -> tuple[list[str], list[dict[st
         The system prompt's parts and the alternating turns.
     """
     system: list[str] = []
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
     for message in messages:
         if message.role in ("system", "developer"):
             system.append(message.content)
             continue
         role = "assistant" if message.role == "assistant" else "user"
+        content: str | list[dict[str, Any]] = (
+            content_blocks(message.parts) if message.parts else message.content
+        )
         if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += "\n\n" + message.content
+            turns[-1]["content"] = _joined(turns[-1]["content"], content)
         else:
-            turns.append({"role": role, "content": message.content})
+            turns.append({"role": role, "content": content})
     return system, turns
+
+
+def content_blocks(parts: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """OpenAI content parts as Anthropic content blocks: text, and images by URL or base64.
+
+    Raises:
+        InvalidRequestError: A part Anthropic cannot take (audio) or an image URL it cannot
+            read.
+    """
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        kind = part.get("type")
+        if kind == "text":
+            blocks.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "image_url":
+            blocks.append(_image_block(part.get("image_url")))
+        else:
+            raise InvalidRequestError(
+                f"Anthropic's API does not take {kind!r} content; send it to an OpenAI model",
+                param="messages",
+            )
+    return blocks
+
+
+def _image_block(image: Any) -> dict[str, Any]:
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str):
+        raise InvalidRequestError("an image_url part needs image_url.url", param="messages")
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[len("data:") :].split(";")[0]
+        if ";base64" not in header or not media_type or not data:
+            raise InvalidRequestError(
+                "an image data URL must look like data:image/png;base64,<data>", param="messages"
+            )
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _joined(
+    first: str | list[dict[str, Any]], second: str | list[dict[str, Any]]
+) -> str | list[dict[str, Any]]:
+    """Two same-role turns as one, since the API requires turns to alternate."""
+    if isinstance(first, str) and isinstance(second, str):
+        return first + "\n\n" + second
+    as_blocks = [
+        [{"type": "text", "text": item}] if isinstance(item, str) else item
+        for item in (first, second)
+    ]
+    return [*as_blocks[0], *as_blocks[1]]
 
 
 def json_instruction(response_format: ResponseFormat) -> str:

@@ -76,7 +76,10 @@ def chat_body(request: GenerationRequest, model: str, *, dialect: str) -> dict[s
     """
     modern = dialect == OPENAI
     messages = [
-        {"role": "system" if m.role == "developer" and not modern else m.role, "content": m.content}
+        {
+            "role": "system" if m.role == "developer" and not modern else m.role,
+            "content": [dict(part) for part in m.parts] if m.parts else m.content,
+        }
         for m in request.messages
     ]
     body: dict[str, Any] = {"model": model, "messages": messages}

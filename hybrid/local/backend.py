@@ -153,6 +153,13 @@ class LocalBackend(Backend):
         return LocalGeneration(channel, cancel, future, job)
 
     def _prepare(self, request: GenerationRequest) -> EngineJob:
+        if request.needs:
+            raise InvalidRequestError(
+                f"the local model reads text only, and this request holds "
+                f"{' and '.join(sorted(request.needs))}; send it to a cloud model "
+                f"(X-Hybrid-Route: cloud, or a cloud model name) with a provider configured",
+                param="messages",
+            )
         params = request.params
         constrained = params.response_format is not None
         stop: tuple[str, ...]

@@ -30,6 +30,7 @@ from hybrid.backend import Generation
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import (
     ContextLengthExceededError,
+    InvalidRequestError,
     LocalBackendError,
     ModelNotReadyError,
     NoRouteError,
@@ -261,6 +262,8 @@ class Dispatcher:
                 prompt_tokens, max_tokens = len(prepared.tokens), prepared.max_tokens
             except ContextLengthExceededError as exc:
                 prompt_tokens, max_tokens = exc.prompt_tokens, exc.max_tokens
+            except InvalidRequestError:
+                pass  # the local model cannot take it (images, a template's rules): no count
             if expected_tokens is None:
                 expected_tokens = min(max_tokens, backend.speed.typical_answer_tokens)
             status = LocalStatus(

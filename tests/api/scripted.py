@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from hybrid.backend import Backend, Generation
-from hybrid.errors import ContextLengthExceededError, HybridError
+from hybrid.errors import ContextLengthExceededError, HybridError, InvalidRequestError
 from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
@@ -56,11 +56,13 @@ class ScriptedBackend(Backend):
         return "scripted-model"
 
     async def prepare(self, request: GenerationRequest) -> Any:
+        _refuse_non_text(request)
         if isinstance(self.fail_on_start, ContextLengthExceededError):
             raise self.fail_on_start
         return SimpleNamespace(tokens=[0] * 7, max_tokens=request.params.max_tokens or 16)
 
     async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
+        _refuse_non_text(request)
         self.requests.append(request)
         if self.fail_on_start is not None:
             raise self.fail_on_start
@@ -78,6 +80,14 @@ class ScriptedBackend(Backend):
         generation = ScriptedGeneration(events)
         self.generations.append(generation)
         return generation
+
+
+def _refuse_non_text(request: GenerationRequest) -> None:
+    """As the local backend does: it reads text only."""
+    if request.needs:
+        raise InvalidRequestError(
+            f"the local model reads text only, and this request holds {sorted(request.needs)}"
+        )
 
 
 class ScriptedRuntime(LocalRuntime):

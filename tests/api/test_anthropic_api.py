@@ -308,8 +308,27 @@ def test_non_text_blocks_are_refused_with_the_sdks_bad_request_error(
             messages=[{"role": "user", "content": content}],
         )
     message = caught.value.message
-    assert "text only" in message and where in message and repr(block["type"]) in message
+    assert where in message
+    if block["type"] == "image":  # images are accepted, but this one has no data
+        assert "image without a base64 or url source" in message
+    else:
+        assert "accepts text and image blocks" in message and repr(block["type"]) in message
     assert caught.value.body["error"]["type"] == "invalid_request_error"
+
+
+def test_an_image_needs_a_cloud_model_and_says_so(
+    api: anthropic.Anthropic, backend: FinishingBackend
+) -> None:
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        api.messages.create(
+            model="hybrid",
+            max_tokens=8,
+            messages=[
+                {"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}
+            ],
+        )
+    assert "reads text only" in caught.value.message and "images" in caught.value.message
 
 
 def test_tool_use_blocks_and_system_images_are_refused(client: TestClient) -> None:

@@ -450,3 +450,40 @@ def test_failover_to_the_next_provider_then_to_local(
     assert headers["x-hybrid-route"] == "local"
     assert headers["x-hybrid-reason"] == "cloud_unavailable:openai:unavailable"
     assert "Paris" in text
+
+
+PIXEL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "YPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def test_an_image_goes_to_the_cloud_whole_because_the_local_model_reads_text_only(
+    server: RunningServer, fake: FakeCloud
+) -> None:
+    content = [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": PIXEL}},
+    ]
+    raw = openai_client(server).chat.completions.with_raw_response.create(
+        model="hybrid", messages=[{"role": "user", "content": content}]
+    )
+    assert raw.headers["x-hybrid-route"] == "cloud"
+    assert raw.headers["x-hybrid-reason"] == "capability:images"
+    assert raw.parse().choices[0].message.content == fake.reply
+    sent = fake.requests[-1]
+    assert sent.body is not None and sent.body["messages"][0]["content"] == content
+    # The same image to Anthropic, translated to its image block.
+    anthropic_raw = openai_client(server).chat.completions.with_raw_response.create(
+        model="claude-haiku-4-5", messages=[{"role": "user", "content": content}]
+    )
+    assert anthropic_raw.headers["x-hybrid-model"] == "anthropic/claude-haiku-4-5"
+    blocks = fake.requests[-1].body["messages"][0]["content"]  # type: ignore[index]
+    assert blocks[1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PIXEL.split(",", 1)[1]},
+    }
+    with pytest.raises(openai.BadRequestError, match="reads text only"):
+        openai_client(server).chat.completions.create(
+            model="local", messages=[{"role": "user", "content": content}]
+        )
