@@ -85,6 +85,24 @@ class DifficultySettings(BaseModel):
     )
 
 
+class CascadeSettings(BaseModel):
+    """Answer locally first; escalate answers the local model was unsure of."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        default=False,
+        description="Cascade whole (non-streamed) answers that the router keeps local.",
+    )
+    min_confidence: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Below this geometric-mean token probability, the local answer is "
+        "discarded and the cloud answers.",
+    )
+
+
 class RoutingSettings(BaseModel):
     """How hybrid decides between the local model and the cloud."""
 
@@ -103,3 +121,4 @@ class RoutingSettings(BaseModel):
     difficulty: DifficultySettings = Field(
         default_factory=DifficultySettings, description="Difficulty."
     )
+    cascade: CascadeSettings = Field(default_factory=CascadeSettings, description="Cascade.")

@@ -75,6 +75,9 @@ def create_app(
         local_fallback=settings.cloud.local_fallback,
         private_to_cloud=settings.routing.privacy.allow_cloud,
         load=sampler.latest_or_none,
+        cascade_below=(
+            settings.routing.cascade.min_confidence if settings.routing.cascade.enabled else None
+        ),
     )
     state = AppState(
         settings=settings,

@@ -44,6 +44,7 @@ from hybrid.hardware.snapshot import LiveSample
 from hybrid.local.backend import LocalGeneration
 from hybrid.local.engine import EngineJob
 from hybrid.local.runtime import LocalRuntime
+from hybrid.routing import cascade
 from hybrid.routing.names import CloudTarget, ModelNames
 from hybrid.routing.policy import LocalStatus, RouteContext, RouteDecision, Router, Verdict
 
@@ -128,6 +129,8 @@ class Dispatcher:
         private_to_cloud: Let a pinned (private) request go to the cloud when the local model
             cannot serve it, instead of refusing it.
         load: The latest live hardware sample, for the capacity policy.
+        cascade_below: When set, whole answers kept local are read first and escalated if
+            the model's confidence is below this (None: no cascade).
     """
 
     def __init__(
@@ -141,6 +144,7 @@ class Dispatcher:
         local_fallback: bool = True,
         private_to_cloud: bool = False,
         load: Callable[[], LiveSample | None] = lambda: None,
+        cascade_below: float | None = None,
     ) -> None:
         self._runtime = runtime
         self._providers = providers
@@ -150,6 +154,7 @@ class Dispatcher:
         self._local_fallback = local_fallback
         self._private_to_cloud = private_to_cloud
         self._load = load
+        self._cascade = cascade_below
 
     @property
     def names(self) -> ModelNames:
@@ -199,6 +204,8 @@ class Dispatcher:
             return await self._local_only(request, prepared, decision)
         if decision.target == "cloud":
             return await self._cloud(request, target, decision.reason, score=decision.score)
+        if self._cascade is not None and not request.stream:
+            return await self._cascaded(request, target, decision)
         try:
             return await self._local(request, decision.reason, prepared, decision.score)
         except QueueFullError as exc:
@@ -288,6 +295,29 @@ class Dispatcher:
             load=self._load(),
         )
         return context, prepared
+
+    async def _cascaded(
+        self, request: GenerationRequest, target: CloudTarget, decision: RouteDecision
+    ) -> Answer:
+        """Answer locally, read the answer whole, and escalate it if the model was unsure."""
+        assert self._cascade is not None
+        local = await self._local(cascade.with_logprobs(request), decision.reason)
+        tried = await cascade.attempt(
+            local.generation, keep_logprobs=request.params.top_logprobs is not None
+        )
+        if tried.confidence >= self._cascade:
+            reason = f"{decision.reason};cascade:{tried.confidence:.2f}>={self._cascade:g}"
+            return Answer(
+                cascade.Replay(tried.events), "local", local.model, reason, decision.score
+            )
+        log.info(
+            "cascade: local answer to %s discarded at confidence %.2f; asking %s",
+            request.request_id,
+            tried.confidence,
+            target.qualified,
+        )
+        reason = f"cascade:{tried.confidence:.2f}<{self._cascade:g}"
+        return await self._cloud(request, target, reason, score=decision.score)
 
     async def _pinned(
         self,

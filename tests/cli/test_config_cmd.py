@@ -65,6 +65,8 @@ LEAVES = [
     "routing.capacity.min_battery_percent",
     "routing.difficulty.enabled",
     "routing.difficulty.threshold",
+    "routing.cascade.enabled",
+    "routing.cascade.min_confidence",
 ]
 
 LINE = re.compile(r"^(?P<name>\S+)(?P<pad1> +)= (?P<value>.*?)(?P<pad2> +)\((?P<source>.*)\)$")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -26,6 +28,7 @@ from hybrid.generation import (
     GenerationRequest,
     Message,
     TextDelta,
+    TokenLogprob,
     Usage,
 )
 from hybrid.local.speed import SpeedMeter
@@ -246,3 +249,65 @@ def test_a_request_the_provider_rejects_is_not_failed_over() -> None:
     with pytest.raises(ProviderRejectedError):
         run(d.start(REQUEST, model="cloud"))
     assert anthropic.models_asked == []
+
+
+class Unsure(Generation):
+    """A local answer whose tokens had the given probabilities."""
+
+    def __init__(self, probabilities: list[float]) -> None:
+        self.probabilities = probabilities
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        logprobs = tuple(TokenLogprob("w", math.log(p), (119,)) for p in self.probabilities)
+        yield TextDelta("local words", logprobs)
+        yield GenerationDone("stop", Usage(1, len(self.probabilities)))
+
+    async def aclose(self) -> None:
+        return None
+
+
+class CascadingLocal(FakeLocal):
+    def __init__(self, probabilities: list[float]) -> None:
+        super().__init__()
+        self.probabilities = probabilities
+        self.asked: list[GenerationRequest] = []
+
+    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
+        self.asked.append(request)
+        return Unsure(self.probabilities)
+
+
+def cascading(local: FakeLocal, openai: FakeProvider) -> Dispatcher:
+    names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
+    return Dispatcher(
+        local,  # type: ignore[arg-type]
+        {"openai": openai},  # type: ignore[dict-item]
+        names,
+        router=build_router(RoutingSettings()),
+        cascade_below=0.5,
+    )
+
+
+def test_cascade_keeps_a_confident_local_answer_without_the_logprobs_it_asked_for() -> None:
+    local = CascadingLocal([0.9, 0.8, 0.95])
+    openai = FakeProvider("openai")
+    answer = run(cascading(local, openai).start(REQUEST, model="hybrid"))
+    assert answer.route == "local" and answer.reason.endswith(";cascade:0.88>=0.5")
+    completion = run(collect(answer.generation))
+    assert completion.text == "local words" and completion.logprobs == ()
+    assert local.asked[0].params.top_logprobs == 0 and openai.models_asked == []
+
+
+def test_cascade_escalates_an_unsure_local_answer() -> None:
+    local = CascadingLocal([0.2, 0.3, 0.9])
+    openai = FakeProvider("openai")
+    answer = run(cascading(local, openai).start(REQUEST, model="hybrid"))
+    assert (answer.route, answer.reason) == ("cloud", "cascade:0.38<0.5")
+    assert run(text_of(answer)) == "openai answer"
+
+
+def test_cascade_leaves_streams_alone() -> None:
+    local = CascadingLocal([0.1])
+    streamed = dataclasses.replace(REQUEST, stream=True)
+    answer = run(cascading(local, FakeProvider("openai")).start(streamed, model="hybrid"))
+    assert answer.route == "local" and "cascade" not in answer.reason
