@@ -5,20 +5,31 @@ from __future__ import annotations
 from hybrid.routing.policies.capability import CapabilityPolicy
 from hybrid.routing.policies.capacity import CapacityPolicy
 from hybrid.routing.policies.length import LengthPolicy
+from hybrid.routing.policies.privacy import PrivacyPolicy
 from hybrid.routing.policy import Policy, Router
+from hybrid.routing.privacy import PrivacyScanner
 from hybrid.settings_routing import RoutingSettings
 
 
 def build_router(settings: RoutingSettings) -> Router:
-    """The enabled policies in chain order: capability, length, capacity.
+    """The enabled policies in chain order: privacy, capability, length, capacity.
 
     Args:
         settings: The ``[routing]`` settings.
 
     Returns:
         The router.
+
+    Raises:
+        ConfigError: A privacy pattern or detector name is invalid.
     """
     policies: list[Policy] = []
+    privacy = settings.privacy
+    if privacy.enabled:
+        scanner = PrivacyScanner(
+            detectors=privacy.detectors, user_patterns=privacy.patterns, paths=privacy.paths
+        )
+        policies.append(PrivacyPolicy(scanner))
     if settings.capability.enabled:
         policies.append(CapabilityPolicy())
     if settings.length.enabled:

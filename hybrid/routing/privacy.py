@@ -43,35 +43,13 @@ from hybrid.errors import ConfigError
 from hybrid.routing import privacy_patterns as p
 
 BUILTIN_DETECTORS: tuple[str, ...] = (
-    "email",
-    "phone",
-    "payment_card",
-    "iban",
-    "national_id:us_ssn",
-    "national_id:gb_nino",
-    "national_id:es_dni",
-    "national_id:nl_bsn",
-    "national_id:in_aadhaar",
-    "national_id:br_cpf",
-    "national_id:cn_resident_id",
-    "national_id:fr_nir",
-    "api_key:openai",
-    "api_key:anthropic",
-    "api_key:aws",
-    "api_key:github",
-    "api_key:gitlab",
-    "api_key:slack",
-    "api_key:stripe",
-    "api_key:google",
-    "api_key:huggingface",
-    "api_key:npm",
-    "api_key:pypi",
-    "api_key:jwt",
-    "api_key:bearer",
-    "secret:high_entropy",
-    "secret:credential",
-    "private_key",
-)
+    "email", "phone", "payment_card", "iban",
+    *(f"national_id:{kind}" for kind in (
+        "us_ssn", "gb_nino", "es_dni", "nl_bsn", "in_aadhaar", "br_cpf", "cn_resident_id", "fr_nir"
+    )),
+    *dict.fromkeys(key.detector for key in p.KEY_FORMATS), "api_key:jwt", "api_key:bearer",
+    "secret:high_entropy", "secret:credential", "private_key",
+)  # fmt: skip
 """Every built-in detector.  ``api_key``, ``national_id`` and ``secret`` name whole families."""
 
 _SECRET_FAMILIES = ("private_key", "api_key:", "secret:")
@@ -111,18 +89,26 @@ class ScanText:
 
     @cached_property
     def shapes(self) -> bytes:
-        """Digits as ``0``, upper case as ``A``, lower case as ``a``; see ``SHAPE_TABLE``."""
-        return self.ascii.translate(p.SHAPE_TABLE)
+        """A space, then the text as shapes (see ``SHAPE_TABLE``): offset ``i`` is text ``i-1``.
+
+        The leading space lets a number at the very start match the same ``" 0"`` prefix.
+        """
+        return b" " + self.ascii.translate(p.SHAPE_TABLE)
 
     @cached_property
     def tokens(self) -> bytes:
         """Token characters (base64/base64url) as ``t``, everything else as a space."""
         return self.ascii.translate(p.TOKEN_TABLE)
 
-    def preceded_by(self, start: int, words: Sequence[bytes], window: int = 32) -> bool:
-        """Whether one of the lower-case ``words`` occurs in the ``window`` bytes before."""
-        before = self.lower[max(0, start - window) : start]
-        return any(word in before for word in words)
+    def preceded_by(self, start: int, keywords: re.Pattern[bytes], window: int = 32) -> bool:
+        """Whether ``keywords`` (see ``privacy_patterns.keywords``) occur in the bytes before.
+
+        Args:
+            start: Offset of what the keywords must precede.
+            keywords: A pattern over lower-cased text.
+            window: How many bytes before ``start`` to search.
+        """
+        return keywords.search(self.lower, max(0, start - window), start) is not None
 
 
 class Detector(ABC):
@@ -159,13 +145,9 @@ class PrivateKeyDetector(Detector):
 class TokenDetector(Detector):
     """Provider API keys, JWTs, AWS secret keys and standalone high-entropy secrets."""
 
-    _NOT_DIGITS = bytes(c for c in range(256) if not 48 <= c <= 57)
-    _NOT_LETTERS = bytes(c for c in range(256) if not chr(c).isascii() or not chr(c).isalpha())
     _PIECE = re.compile(rb"[A-Za-z0-9_-]+")
-    _WORD_PIECE = re.compile(rb"[A-Za-z]+[0-9]*|[0-9]+")
-    _SEPARATORS = re.compile(rb"[-_/+]")
     _AWS_SECRET = re.compile(rb"[A-Za-z0-9/+]{40}")
-    _AWS_WORDS = (b"aws_secret", b"aws secret", b"secret_access_key", b"secretaccesskey")
+    _AWS_WORDS = p.keywords(b"aws_secret", b"aws secret", b"secret_access_key", b"secretaccesskey")
 
     def __init__(
         self, enabled: Collection[str], *, entropy_threshold: float, min_secret_length: int
@@ -175,19 +157,23 @@ class TokenDetector(Detector):
         self._prefixes = tuple(x for f in self._formats for x in f.prefixes)
         self._threshold = entropy_threshold
         self._min_secret = min_secret_length
-        # Every provider key and JWT header is at least 16 characters long.
-        self._min_run = min(16, min_secret_length)
+        # The shortest provider key (AKIA + 16) and any real JWT header are 20+ characters.
+        self._min_run = min(20, min_secret_length)
 
     def find(self, text: ScanText) -> Iterator[PrivacyHit]:
-        runs, needle = text.tokens, b"t" * self._min_run
+        runs, data, needle = text.tokens, text.ascii, b"t" * self._min_run
         start = runs.find(needle)
         while start != -1:
             end = runs.find(b" ", start + self._min_run)
             end = len(runs) if end == -1 else end
-            hit = self._classify(text, start, end)
-            if hit is not None:
-                yield hit
-                end = max(end, hit.end)
+            # Logs and code hold many long lower-case runs (hex ids, snake_case); a random key
+            # of 20+ base64 characters without a capital letter is vanishingly rare, and every
+            # provider format has one (AKIA, eyJ, or a random body), so one C call skips them.
+            if not data[start:end].islower():
+                hit = self._classify(text, start, end)
+                if hit is not None:
+                    yield hit
+                    end = max(end, hit.end)
             start = runs.find(needle, end)
 
     def _classify(self, text: ScanText, start: int, end: int) -> PrivacyHit | None:
@@ -214,7 +200,7 @@ class TokenDetector(Detector):
             and text.preceded_by(start, self._AWS_WORDS, window=64)
         ):
             return PrivacyHit("api_key:aws", start, end)
-        if "secret:high_entropy" in self._enabled and self._is_secret(data, start, token):
+        if "secret:high_entropy" in self._enabled and self._is_secret(text, start, end):
             return PrivacyHit("secret:high_entropy", start, end)
         return None
 
@@ -228,37 +214,40 @@ class TokenDetector(Detector):
                 return PrivacyHit(key_format.detector, start, piece.end()) if _random(key) else None
         return None
 
-    def _is_secret(self, data: bytes, start: int, token: bytes) -> bool:
-        # Cheap C-level rejections first: most long tokens are identifiers in one case.
-        if not self._min_secret <= len(token) <= _MAX_SECRET_LENGTH:
+    def _is_secret(self, text: ScanText, start: int, end: int) -> bool:
+        if not self._min_secret <= end - start <= _MAX_SECRET_LENGTH:
+            return False  # longer base64 is file content (an image, a binary), not a key
+        if text.ascii.endswith(b"base64,", 0, start) or self._wrapped(text, start, end):
+            return False  # a data: URI, or one line of a wrapped base64 block (MIME, PEM)
+        return p.random_token(text.ascii[start:end], self._threshold)
+
+    @staticmethod
+    def _wrapped(text: ScanText, start: int, end: int) -> bool:
+        """Whether the line before or after this token is also a long base64 run."""
+        if end - start < 40:
             return False
-        if token.islower() or token.isupper() or not token.translate(None, self._NOT_DIGITS):
-            return False
-        if not token.translate(None, self._NOT_LETTERS) or data.endswith(b"base64,", 0, start):
-            return False
-        wordy = sum(len(word) for word in p.WORDY_PATTERN.findall(token))
-        if wordy * 2 >= len(token):
-            return False
-        pieces = [piece for piece in self._SEPARATORS.split(token) if piece]
-        if len(pieces) > 1 and all(self._WORD_PIECE.fullmatch(piece) for piece in pieces):
-            return False  # a path or a dashed identifier: "v1/projects/Demo42/locations"
-        return p.shannon_entropy(token) > self._threshold
+        block = b"t" * 40
+        after = text.tokens.find(block, end, end + 60)
+        before = text.tokens.rfind(block, max(0, start - 60), start)
+        return (after != -1 and b"\n" in text.ascii[end:after]) or (
+            before != -1 and b"\n" in text.ascii[before:start]
+        )
 
 
-def _random(value: bytes) -> bool:
-    """Whether a key or credential value is not an obvious placeholder: it has a digit too."""
+def _random(value: bytes, placeholders: tuple[bytes, ...] = p.PLACEHOLDER_WORDS) -> bool:
+    """Whether a key or credential is not an obvious placeholder: letters, a digit, no "your"."""
     lowered = value.lower()
     return (
         any(48 <= c <= 57 for c in value)
         and any(c.isalpha() for c in value.decode("ascii", "replace"))
-        and not any(word in lowered for word in p.PLACEHOLDER_WORDS)
+        and not any(word in lowered for word in placeholders)
     )
 
 
 class CredentialDetector(Detector):
     """Credentials assigned to a telling name (``password=...``) and bearer tokens."""
 
-    _NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_.-")
+    _NAME_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789_.-"
 
     def __init__(self, enabled: Collection[str]) -> None:
         self._assigned = "secret:credential" in enabled
@@ -285,19 +274,23 @@ class CredentialDetector(Detector):
                     continue
                 start, end = match.span("value")
                 value = text.ascii[start:end]
-                if b"://" not in value and _random(value) and not _wordy(value):
+                quoted = text.ascii[start - 1 : start] in (b'"', b"'")
+                # Unquoted, "token=token_v2" and "password=self.pw2" name a variable, and
+                # "token = b64encode(...)" calls a function.
+                reference = not quoted and (
+                    text.ascii[end : end + 1] in (b"(", b"[")
+                    or (p.IDENTIFIER_PATTERN.fullmatch(value) and not value.isalnum())
+                )
+                if (
+                    not reference
+                    and b"://" not in value
+                    and _random(value, p.CREDENTIAL_PLACEHOLDER_WORDS)
+                ):
                     yield PrivacyHit("secret:credential", start, end)
 
     def _assigned_name(self, lower: bytes, keyword_start: int, keyword_end: int) -> bytes:
-        start = keyword_start
-        while start > 0 and lower[start - 1] in self._NAME_CHARS:
-            start -= 1
-        return lower[start:keyword_end]
-
-
-def _wordy(value: bytes) -> bool:
-    """Whether ``value`` is mostly words: a variable (``token_v2``), not a random credential."""
-    return sum(len(word) for word in p.WORDY_PATTERN.findall(value.lower())) * 2 >= len(value)
+        before = lower[max(0, keyword_start - 64) : keyword_start]
+        return before[len(before.rstrip(self._NAME_CHARS)) :] + lower[keyword_start:keyword_end]
 
 
 class EmailDetector(Detector):
@@ -311,25 +304,30 @@ class EmailDetector(Detector):
         data = text.ascii
         at = data.find(b"@")
         while at != -1:
-            hit = self._address(data, at)
+            hit = self._address(text, at)
             if hit is not None:
                 yield hit
             at = data.find(b"@", at + 1)
 
-    def _address(self, data: bytes, at: int) -> PrivacyHit | None:
-        start = at
-        while start > 0 and at - start < 64 and data[start - 1] in p.EMAIL_LOCAL_CHARS:
-            start -= 1
-        while start < at and data[start] == 0x2E:  # a local part never starts with "."
-            start += 1
-        if start == at:
+    def _address(self, text: ScanText, at: int) -> PrivacyHit | None:
+        data = text.ascii
+        # The local part: up to 64 address characters before the "@" (C-speed rstrip, so
+        # that a text full of "@" stays linear), never starting with a dot.
+        before = data[max(0, at - 64) : at]
+        local = before[len(before.rstrip(p.EMAIL_LOCAL_CHARS)) :].lstrip(b".")
+        if not local:
             return None
+        start = at - len(local)
+        if data[start - 1 : start] == b"?":  # maybe a non-ASCII letter: "jürgen@..."
+            start = self._international_start(text.text, start, at)
         if data[start - 1 : start] == b":":  # https://user:password@host
-            user = start - 1
-            while user > 0 and data[user - 1] in p.EMAIL_LOCAL_CHARS:
-                user -= 1
+            before = data[max(0, start - 65) : start - 1]
+            user = start - 1 - (len(before) - len(before.rstrip(p.EMAIL_LOCAL_CHARS)))
             if data[user - 2 : user] == b"//":
-                return PrivacyHit("secret:credential", user, at) if self._credential else None
+                # "user:pass@" and "joe:password@" are how documentation writes it.
+                password = data[start:at]
+                real = self._credential and not password.isalpha()
+                return PrivacyHit("secret:credential", user, at) if real else None
         domain = p.EMAIL_DOMAIN_PATTERN.match(data, at + 1)
         if not self._email or domain is None or domain["tld"].lower() in p.FILE_EXTENSIONS:
             return None
@@ -338,65 +336,115 @@ class EmailDetector(Detector):
             return None  # git@github.com:owner/repo.git is an SSH remote
         return PrivacyHit("email", start, end)
 
+    @staticmethod
+    def _international_start(source: str, start: int, at: int) -> int:
+        while start > 0 and at - start < 64:
+            char = source[start - 1]
+            if not (char.isalnum() or (char.isascii() and char in "._%+-")):
+                break
+            start -= 1
+        return start
+
 
 class NumberDetector(Detector):
-    """Payment cards, phone numbers, IBANs and national IDs, found by shape and validated."""
+    """Payment cards, phone numbers, IBANs and national IDs, found by shape and validated.
+
+    Offsets in ``ScanText.shapes`` are one past those in the text (it starts with a space).
+    """
 
     _SEPARATORS = b" -.()/+"
+    _PHONE_CHARS = b"0123456789 -.()+"
 
     def __init__(self, enabled: Collection[str]) -> None:
         rules: dict[bytes, tuple[p.NumberRule, ...]] = {}
         for shape, shape_rules in p.NUMBER_SHAPES.items():
             kept = tuple(rule for rule in shape_rules if rule.detector in enabled)
             if kept:
-                rules[shape.removeprefix("(").encode()] = kept
+                rules[shape.encode()] = kept
         self._rules = rules
+        # A weak shape (a bare run of digits, as in JSON ids) needs a keyword just before it;
+        # ids are common, so look for the keyword first, before any other work.
+        self._weak = {
+            shape: p.keywords(*(word for rule in kept for word in rule.context))
+            for shape, kept in rules.items()
+            if all(rule.context for rule in kept)
+        }
+        self._contexts = {
+            rule: p.keywords(*rule.context)
+            for kept in rules.values()
+            for rule in kept
+            if rule.context
+        }
+        # Only the enabled shapes: a scanner for cards alone does less work per digit.
+        plain = [s.decode() for s in rules if not s.startswith(b"(")]
+        parens = [s.decode() for s in rules if s.startswith(b"(")]
+        self._plain = p.number_pattern(plain) if plain else None
+        self._parens = p.number_pattern(parens) if parens else None
         self._phone = "phone" in enabled
         self._iban = "iban" in enabled
         self._nino = "national_id:gb_nino" in enabled
 
     def find(self, text: ScanText) -> Iterator[PrivacyHit]:
-        if self._rules:
-            yield from self._numbers(text)
+        if self._plain is not None:
+            # The match includes the space before the number: text offsets [start, end).
+            for match in self._plain.finditer(text.shapes):
+                hit = self._number(text, match.start(), match.end() - 1)
+                if hit is not None:
+                    yield hit
+        if self._parens is not None and b"(" in text.ascii:
+            # The match starts at the "(": text offsets [start - 1, end - 1).
+            for match in self._parens.finditer(text.shapes):
+                hit = self._number(text, match.start() - 1, match.end() - 1)
+                if hit is not None:
+                    yield hit
         if self._phone and b"+" in text.ascii:
             for match in p.E164_PATTERN.finditer(text.shapes):
-                raw = text.ascii[match.start() : match.end()]
+                start, end = match.start() - 1, match.end() - 1
+                raw = text.ascii[start:end]
                 digits = raw.translate(None, self._SEPARATORS).decode()
-                if raw.count(b"(") == raw.count(b")") <= 1 and p.phone_e164_valid(digits):
-                    yield PrivacyHit("phone", *match.span())
+                last_group = len(raw) - len(raw.rstrip(b"0123456789"))
+                if (
+                    not raw.translate(None, self._PHONE_CHARS)  # real spaces only
+                    and raw.count(b"(") == raw.count(b")") <= 1
+                    and last_group >= 2  # "+35236450.6" is a decimal number
+                    and digits.isdigit()
+                    and p.phone_e164_valid(digits)
+                ):
+                    yield PrivacyHit("phone", start, end)
         if self._iban or self._nino:
             for match in p.LETTERS_PATTERN.finditer(text.shapes):
                 hit = self._letters(text.ascii, match)
                 if hit is not None:
                     yield hit
 
-    def _numbers(self, text: ScanText) -> Iterator[PrivacyHit]:
-        shapes, data = text.shapes, text.ascii
-        for match in p.NUMBER_PATTERN.finditer(shapes):
-            start, end = match.span()
-            rules = self._rules.get(shapes[start:end])
-            if rules is None:
+    def _number(self, text: ScanText, start: int, end: int) -> PrivacyHit | None:
+        shape = text.shapes[start + 1 : end + 1]
+        weak = self._weak.get(shape)
+        if weak is not None and not text.preceded_by(start, weak):
+            return None
+        rules = self._rules.get(shape)
+        raw = text.ascii[start:end]
+        # The shape text turns every punctuation mark into a space: "4111,1111,..." must not
+        # pass for "4111 1111 ...".
+        if rules is None or raw.translate(p.STRICT_SHAPE_TABLE) != shape:
+            return None
+        compact = raw.translate(None, self._SEPARATORS).decode()
+        for rule in rules:
+            if rule.context and not text.preceded_by(start, self._contexts[rule]):
                 continue
-            compact = data[start:end].translate(None, self._SEPARATORS).decode()
-            for rule in rules:
-                if rule.after_paren and data[start - 1 : start] != b"(":
-                    continue
-                if rule.context and not text.preceded_by(start, rule.context):
-                    continue
-                if rule.check(compact):
-                    yield PrivacyHit(rule.detector, start - rule.after_paren, end)
-                    break
+            if rule.check(compact):
+                return PrivacyHit(rule.detector, start, end)
+        return None
 
     def _letters(self, data: bytes, match: re.Match[bytes]) -> PrivacyHit | None:
-        start, end = match.span()
+        start, end = match.start() - 1, match.end() - 1
         raw = data[start:end].decode()
         compact = raw.replace(" ", "")
+        if not compact.isalnum():
+            return None  # separated by something other than real spaces
         if match.lastgroup == "nino":
-            return (
-                PrivacyHit("national_id:gb_nino", start, end)
-                if (self._nino and p.gb_nino_valid(compact))
-                else None
-            )
+            valid = self._nino and p.gb_nino_valid(compact)
+            return PrivacyHit("national_id:gb_nino", start, end) if valid else None
         expected = p.IBAN_LENGTHS.get(compact[:2], 0)
         if not self._iban or len(compact) < expected:
             return None
@@ -452,8 +500,11 @@ class PathDetector(Detector):
     _PATH_END = re.compile(r"[^\s'\"`<>|;,()\[\]{}]*")
     _NAME_CHARS = frozenset("._-~")
 
-    def __init__(self, prefixes: Sequence[str], *, home: Path) -> None:
-        home_text = str(home).rstrip("/")
+    def __init__(self, prefixes: Sequence[str], *, home: Path | None) -> None:
+        try:
+            home_text = str(home or (Path.home() if prefixes else "")).rstrip("/")
+        except RuntimeError:  # no HOME and no passwd entry: match paths as written
+            home_text = ""
         needles: list[tuple[str, str]] = []
         for prefix in prefixes:
             stripped = prefix.rstrip("/")
@@ -528,6 +579,10 @@ class PrivacyScanner:
                 family (``api_key``, ``national_id``, ``secret``); None runs them all and an
                 empty collection none.  User patterns and paths always run.
             user_patterns: Name -> regular expression; a match is a ``user_pattern:<name>`` hit.
+                Start a pattern with literal, case-sensitive text (``ACME-\\d{4}``): the regex
+                engine skips to it at memory-scan speed, where a leading ``\\b``, character
+                class or ``(?i)`` costs 20-50 times more on every prompt (about as much as all
+                built-in detectors together; see ``scripts/bench_privacy.py``).
             paths: Path prefixes (``~/work/acme``, ``/srv/secret``); a mention of one, or of a
                 path below it, is a ``path:<prefix>`` hit.  ``~`` is matched literally and as
                 the home directory (and ``$HOME``).
@@ -552,7 +607,7 @@ class PrivacyScanner:
                 f"{_MAX_SECRET_LENGTH} characters (24 is a good default)."
             )
         users = UserPatternDetector(user_patterns or {})
-        path_detector = PathDetector(paths, home=home or Path.home())
+        path_detector = PathDetector(paths, home=home)
         self._detectors: tuple[Detector, ...] = (
             *self._builtin(enabled, entropy_threshold, min_secret_length),
             *((path_detector,) if path_detector.names else ()),
@@ -591,16 +646,16 @@ class PrivacyScanner:
     def scan(self, text: str) -> list[PrivacyHit]:
         """Find every hit in ``text``.
 
-        A secret found inside a larger one (a base64 line inside a private key block, a
-        credential that is also a provider key) is reported once, by the larger or more
-        specific detector; other overlapping hits (a user pattern inside an address) are all
-        reported.
+        A hit inside another one is reported once: by the outer hit when both are secrets (a
+        base64 line inside a private key block, a credential that is also a provider key) or
+        both come from the same detector (``+1 (415) 555-2671`` holds ``(415) 555-2671``).
+        Other overlapping hits (a user pattern inside an e-mail address) are all reported.
 
         Args:
             text: The text to scan, of any length.
 
         Returns:
-            The hits, ordered by start offset.
+            The hits, ordered by start offset (the longer one first where two start together).
         """
         view = ScanText(text)
         found = [
@@ -610,12 +665,12 @@ class PrivacyScanner:
         ]
         found.sort(key=lambda item: item[:3])
         hits: list[PrivacyHit] = []
-        secret_end = -1
+        reach: dict[str, int] = {}  # how far kept hits of each kind extend
         for _, _, _, hit in found:
-            if hit.detector.startswith(_SECRET_FAMILIES):
-                if hit.end <= secret_end:
-                    continue
-                secret_end = hit.end
+            kind = "secret" if hit.detector.startswith(_SECRET_FAMILIES) else hit.detector
+            if hit.end <= reach.get(kind, -1):
+                continue
+            reach[kind] = hit.end
             hits.append(hit)
         return hits
 

@@ -17,6 +17,7 @@ from hybrid.errors import (
     HybridError,
     ModelNotReadyError,
     NoRouteError,
+    PrivateDataError,
     ProviderRejectedError,
     ProviderTimeoutError,
     ProviderUnavailableError,
@@ -311,3 +312,40 @@ def test_cascade_leaves_streams_alone() -> None:
     streamed = dataclasses.replace(REQUEST, stream=True)
     answer = run(cascading(local, FakeProvider("openai")).start(streamed, model="hybrid"))
     assert answer.route == "local" and "cascade" not in answer.reason
+
+
+PRIVATE = GenerationRequest("r2", messages=(Message("user", "mail jane.doe@example.com the file"),))
+
+
+def test_private_data_stays_local_even_when_the_cloud_is_asked_for() -> None:
+    openai = FakeProvider("openai")
+    answer = run(dispatcher(FakeLocal(), openai).start(PRIVATE, model="cloud"))
+    assert (answer.route, answer.reason) == ("local", "privacy:email")
+    assert openai.models_asked == []
+
+
+def test_private_data_the_local_model_cannot_take_is_refused_not_leaked() -> None:
+    local = FakeLocal(
+        ContextLengthExceededError(prompt_tokens=9000, max_tokens=0, context_length=8192)
+    )
+    openai = FakeProvider("openai")
+    with pytest.raises(PrivateDataError) as caught:
+        run(dispatcher(local, openai).start(PRIVATE, model="hybrid"))
+    message = str(caught.value)
+    assert "privacy:email" in message and "jane.doe" not in message
+    assert "routing.privacy.allow_cloud" in message and not caught.value.should_retry
+    assert openai.models_asked == []
+
+
+def test_allow_cloud_lets_private_data_out_when_local_cannot_serve() -> None:
+    local = FakeLocal(QueueFullError(depth=9, retry_after=3))
+    names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
+    d = Dispatcher(
+        local,  # type: ignore[arg-type]
+        {"openai": FakeProvider("openai")},  # type: ignore[dict-item]
+        names,
+        router=build_router(RoutingSettings()),
+        private_to_cloud=True,
+    )
+    answer = run(d.start(PRIVATE, model="hybrid"))
+    assert (answer.route, answer.reason) == ("cloud", "privacy:email;local_unavailable")
