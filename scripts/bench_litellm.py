@@ -2,8 +2,9 @@
 its process.
 
 ``litellm[proxy]`` pins versions that conflict with hybrid's, so it lives in a virtualenv of its
-own (by default ``.bench/litellm-venv`` in the repository, created on first use and reused; a
-marker file records a finished install).  Nothing here touches hybrid's environment.
+own (by default ``~/.cache/hybrid/bench/litellm-venv`` on Linux: outside the repository, so it
+is never committed), created on first use and reused; a marker file records a finished
+install.  Nothing here touches hybrid's environment.
 
 The proxy runs the way its documentation sets it up for production, minus what a benchmark of
 the request path must not measure: one worker (as hybrid), no database, no callbacks, telemetry
@@ -102,39 +103,52 @@ def ensure_litellm(venv: Path, spec: str = DEFAULT_SPEC, *, quiet: bool = False)
     """
     marker = venv / _MARKER
     cli = venv / "bin" / "litellm"
-    if not (marker.is_file() and marker.read_text().strip() == spec and cli.is_file()):
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        log = venv.parent / f"{venv.name}-install.log"
-        if not quiet:
-            print(
-                f"installing {spec} into {venv} (once; a few minutes, log in {log})",
-                file=sys.stderr,
-                flush=True,
-            )
-        with log.open("wb") as output:
-            if not (venv / "bin" / "python").is_file():
-                _run_logged([_base_python(), "-m", "venv", str(venv)], output, "create the venv")
-            _run_logged(
-                [str(venv / "bin" / "python"), "-m", "pip", "install", spec],
-                output,
-                f"pip install {spec}",
-            )
-        if not cli.is_file():
-            raise PeerUnavailable(f"pip installed {spec} but {cli} is missing; see {log}")
-        marker.write_text(spec + "\n")
-    version = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-c",
-            "import importlib.metadata as m; print(m.version('litellm'))",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        if not (marker.is_file() and marker.read_text().strip() == spec and cli.is_file()):
+            _install(venv, spec, quiet=quiet)
+            marker.write_text(spec + "\n")
+        version = subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-c",
+                "import importlib.metadata as m; print(m.version('litellm'))",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise PeerUnavailable(f"cannot use {venv} for LiteLLM: {exc}") from exc
     if version.returncode != 0:
         raise PeerUnavailable(f"litellm in {venv} does not import: {version.stderr.strip()[-500:]}")
     return LiteLLMInstall(venv, version.stdout.strip())
+
+
+def _install(venv: Path, spec: str, *, quiet: bool) -> None:
+    """Create the virtualenv if needed and pip install ``spec`` into it.
+
+    Raises:
+        PeerUnavailable: A step failed.
+        OSError: The folder cannot be created or written.
+    """
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    log = venv.parent / f"{venv.name}-install.log"
+    if not quiet:
+        print(
+            f"installing {spec} into {venv} (once; a few minutes, log in {log})",
+            file=sys.stderr,
+            flush=True,
+        )
+    with log.open("wb") as output:
+        if not (venv / "bin" / "python").is_file():
+            _run_logged([_base_python(), "-m", "venv", str(venv)], output, "create the venv")
+        _run_logged(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", spec],
+            output,
+            f"pip install {spec}",
+        )
+    if not (venv / "bin" / "litellm").is_file():
+        raise PeerUnavailable(f"pip installed {spec} but {venv}/bin/litellm is missing; see {log}")
 
 
 def config_yaml(model: str, upstream_base_url: str) -> str:

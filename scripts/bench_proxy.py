@@ -34,7 +34,7 @@ says why the peer is missing.
 
 Usage:
     python scripts/bench_proxy.py [--requests 1000] [--rounds 4] [--concurrency 1 64]
-        [--no-litellm] [--litellm-venv .bench/litellm-venv]
+        [--no-litellm] [--litellm-venv DIR]
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import platformdirs
 import psutil  # type: ignore[import-untyped,unused-ignore]
 from bench_client import Batch, Target, open_connection, percentile, run_batch
 from bench_litellm import LiteLLMProxy, PeerUnavailable, ensure_litellm, start_litellm, stop_process
@@ -131,8 +132,10 @@ def spawn_hybrid(upstream_port: int, port: int, work: Path) -> subprocess.Popen[
     return spawn(command, work / "hybrid.log", env, work)
 
 
-def upstream_completions(port: int) -> int:
-    return int(httpx.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()["completions"])
+def upstream_stats(port: int) -> tuple[int, int]:
+    """The upstream's (completions answered, connections accepted) so far."""
+    stats = httpx.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()
+    return int(stats["completions"]), int(stats["connections"])
 
 
 def tail(log: Path, lines: int = 20) -> str:
@@ -320,10 +323,12 @@ class Plan:
 
 @dataclass(frozen=True)
 class Measured:
-    """One batch and the CPU seconds its serving process spent on it."""
+    """One batch, the CPU seconds its serving process spent on it, and the connections the
+    upstream accepted meanwhile (the direct client's own included)."""
 
     batch: Batch
     cpu_s: float
+    upstream_connections: int
 
 
 @dataclass
@@ -347,6 +352,7 @@ class Summary:
     p99: float
     rps: float
     cpu_ms_per_request: float
+    connections_per_request: float
     errors: int
     truncated: bool
     first_errors: tuple[str, ...]
@@ -364,6 +370,9 @@ def summarize(measured: Sequence[Measured]) -> Summary:
         p99=percentile(samples, 0.99),
         rps=sum(b.window_completions for b in batches) / window if window > 0 else math.nan,
         cpu_ms_per_request=sum(m.cpu_s for m in measured) * 1000 / answered
+        if answered
+        else math.nan,
+        connections_per_request=sum(m.upstream_connections for m in measured) / answered
         if answered
         else math.nan,
         errors=len(errors),
@@ -387,7 +396,7 @@ async def measure(
         for round_ in range(plan.rounds):
             shift = round_ % len(targets)
             for target in [*targets[shift:], *targets[:shift]]:
-                before = await asyncio.to_thread(upstream_completions, upstream_port)
+                before = await asyncio.to_thread(upstream_stats, upstream_port)
                 cpu = process_cpu_s(target.pid)
                 batch = await run_batch(
                     target,
@@ -399,10 +408,10 @@ async def measure(
                     timeout_s=plan.timeout_s,
                 )
                 cpu = process_cpu_s(target.pid) - cpu
-                after = await asyncio.to_thread(upstream_completions, upstream_port)
-                check_upstream(target, batch, after - before, point, results)
+                after = await asyncio.to_thread(upstream_stats, upstream_port)
+                check_upstream(target, batch, after[0] - before[0], point, results)
                 results.batches.setdefault((point.label, target.name), []).append(
-                    Measured(batch, cpu)
+                    Measured(batch, cpu, after[1] - before[1])
                 )
                 p50 = percentile(sorted(batch.samples), 0.5) * 1000
                 print(
@@ -438,7 +447,7 @@ async def smoke(targets: Sequence[Target]) -> dict[str, str]:
                     target.request(mode == "stream"), stream=mode == "stream", timeout_s=60
                 )
             finally:
-                connection.close()
+                await connection.aclose()
             if outcome.error is not None:
                 failures.setdefault(target.name, f"{mode}: {outcome.error}")
     return failures
@@ -478,7 +487,27 @@ def versions_line(litellm_version: str | None) -> str:
 
     deps = ", ".join(f"{name} {version(name)}" for name in ("uvicorn", "fastapi", "httpx"))
     peer = f"litellm {litellm_version}" if litellm_version else "litellm: not measured"
-    return f"versions: hybrid {__version__} ({deps}); {peer}"
+    return f"versions: hybrid {__version__} {source_state()} ({deps}); {peer}"
+
+
+def source_state() -> str:
+    """The commit measured, and whether ``hybrid/`` had uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "hybrid"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "(not a git checkout)"
+    return f"at {commit}" + (" with uncommitted changes in hybrid/" if dirty else "")
 
 
 def ms(seconds: float) -> str:
@@ -492,7 +521,7 @@ def added(value: float, base: float) -> str:
 def table(points: Sequence[Point], names: Sequence[str], results: Results) -> list[str]:
     lines = [
         f"{'point':<12}{'target':<9}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}"
-        f"{'added p99':>11}{'req/s':>8}{'cpu ms/req':>11}{'errors':>7}"
+        f"{'added p99':>11}{'req/s':>8}{'cpu ms/req':>11}{'conn/req':>9}{'errors':>7}"
     ]
     for point in points:
         base = summarize(results.of(point, "direct"))
@@ -503,7 +532,8 @@ def table(points: Sequence[Point], names: Sequence[str], results: Results) -> li
                 f"{ms(got.p99):>9}"
                 f"{'-' if name == 'direct' else added(got.p50, base.p50):>11}"
                 f"{'-' if name == 'direct' else added(got.p99, base.p99):>11}"
-                f"{got.rps:>8.0f}{got.cpu_ms_per_request:>11.3f}{got.errors:>7}"
+                f"{got.rps:>8.0f}{got.cpu_ms_per_request:>11.3f}"
+                f"{got.connections_per_request:>9.2f}{got.errors:>7}"
                 + ("  (time limit hit)" if got.truncated else "")
             )
     return lines
@@ -553,19 +583,31 @@ def verdicts(points: Sequence[Point], results: Results, peer_missing: str | None
 
 
 def breakdown(results: Results, point: Point) -> list[str]:
+    """hybrid's added time at one point, split by what each probe leaves out."""
     direct = summarize(results.of(point, "direct"))
+    client = summarize(results.of(point, "httpx-alone"))
     refused = summarize(results.of(point, "hybrid-404"))
     answered = summarize(results.of(point, "hybrid"))
+    inbound = refused.p50 - direct.p50
+    outbound = client.p50 - direct.p50
+    total = answered.p50 - direct.p50
+    width = 56
     return [
-        f"where hybrid's added time goes ({point.label}, p50, interleaved, "
-        f"n={answered.n} per target):",
-        f"  {'direct to the upstream (client, loopback, upstream)':<58}{ms(direct.p50):>8} ms",
-        f"  {'hybrid refuses an unknown model with 404':<58}{ms(refused.p50):>8} ms  "
-        f"{added(refused.p50, direct.p50)} ms inbound: uvicorn, middleware, FastAPI, "
-        f"validation, routing, error reply ({refused.cpu_ms_per_request:.3f} ms CPU)",
-        f"  {'hybrid answers through the upstream':<58}{ms(answered.p50):>8} ms  "
-        f"{added(answered.p50, refused.p50)} ms more: routing context, provider, httpx, "
-        f"upstream round trip, reply ({answered.cpu_ms_per_request:.3f} ms CPU in all)",
+        f"where hybrid's added time goes ({point.label}, p50, the four interleaved, "
+        f"n={answered.n} each):",
+        f"  {'direct to the upstream (raw client)':<{width}}{ms(direct.p50):>8} ms",
+        f"  {'the same through httpx.AsyncClient, as hybrid calls it':<{width}}"
+        f"{ms(client.p50):>8} ms  {added(client.p50, direct.p50)} ms: the outbound HTTP client "
+        f"alone ({client.cpu_ms_per_request:.3f} ms CPU/req in the load generator)",
+        f"  {'hybrid refuses an unknown model with 404':<{width}}{ms(refused.p50):>8} ms  "
+        f"{added(refused.p50, direct.p50)} ms: the inbound side (uvicorn, middleware, FastAPI, "
+        f"validation, model names, error reply)",
+        f"  {'hybrid answers through the upstream':<{width}}{ms(answered.p50):>8} ms  "
+        f"{added(answered.p50, direct.p50)} ms added in all "
+        f"({answered.cpu_ms_per_request:.3f} ms CPU/req)",
+        f"  so roughly: inbound {inbound * 1000:+.3f} ms, httpx {outbound * 1000:+.3f} ms, "
+        f"the rest {(total - inbound - outbound) * 1000:+.3f} ms (routing context, provider "
+        f"code, the reply)",
     ]
 
 
@@ -601,11 +643,13 @@ def report(
         versions_line(fleet.litellm_version),
         f"method: raw HTTP/1.1 keep-alive client (httptools on uvloop), one connection per "
         f"worker; {plan.requests} measured requests per point and target, in {plan.rounds} "
-        f"rounds with the target order rotating, each after max({plan.warmup}, "
+        f"round(s), the target order rotating each round, each after max({plan.warmup}, "
         f"2 x concurrency) warm-up requests",
         "json = request sent -> whole answer read; stream = request sent -> first SSE event "
         "with content (TTFT); added = target - direct at the same percentile; cpu ms/req = "
-        "CPU time of the serving process per answer",
+        "CPU time of the serving process per answer; conn/req = connections the upstream "
+        "accepted per answer (direct: the client's own, one per worker and batch; a proxy "
+        "that reuses its pool shows 0.00)",
         *quiet_lines(quiet),
         "",
         *table(points, names, results),
@@ -670,8 +714,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--litellm-venv",
         type=Path,
-        default=REPO / ".bench" / "litellm-venv",
-        help="LiteLLM's own virtualenv, created on first use and reused",
+        default=Path(platformdirs.user_cache_dir("hybrid")) / "bench" / "litellm-venv",
+        help="LiteLLM's own virtualenv, created on first use and reused (default: in the user "
+        "cache folder, outside the repository, so it can never be committed)",
     )
     parser.add_argument("--litellm-spec", default="litellm[proxy]", help="what to pip install")
     args = parser.parse_args()
@@ -718,7 +763,15 @@ def main() -> int:
                 measure(points, targets, plan, fleet.upstream_port, results, requests=plan.requests)
             )
             if args.breakdown_requests > 0:
-                split_targets = [targets[0], targets[1], probe]
+                alone = Target(
+                    "httpx-alone",
+                    fleet.upstream_port,
+                    MODEL,
+                    "unused",
+                    pid=os.getpid(),
+                    via_httpx=True,
+                )
+                split_targets = [targets[0], alone, probe, targets[1]]
                 run_async(
                     measure(
                         [Point("json", 1)],

@@ -6,8 +6,9 @@ JSON object or as an SSE stream (one event per token, then the finish, the usage
 (model, stream, usage) and then replayed from a cache, so the upstream costs as little as an
 HTTP server can: a raw asyncio protocol on uvloop with httptools' C parser, no framework.
 
-``GET /stats`` returns how many completions it has answered, so the benchmark can check that
-each request it counted really reached the upstream (no proxy-side cache, no silent retry).
+``GET /stats`` returns how many completions it has answered and how many connections it has
+accepted, so the benchmark can check that each request it counted really reached the upstream
+(no proxy-side cache, no silent retry) and whether a proxy reuses its upstream connections.
 Any other ``GET`` answers ``{"status": "ok"}`` (a health check).
 
 Usage:
@@ -35,9 +36,10 @@ COMPLETION_PATH = b"/v1/chat/completions"
 
 @dataclass
 class Counter:
-    """How many completions this upstream has answered (one process, one event loop)."""
+    """What this upstream has done (one process, one event loop, so no lock)."""
 
     completions: int = 0
+    connections: int = 0
 
 
 @dataclass
@@ -148,6 +150,7 @@ class UpstreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
+        self._counter.connections += 1
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -179,7 +182,8 @@ class UpstreamProtocol(asyncio.Protocol):
             self._counter.completions += 1
             transport.write(self._replies.completion(b"".join(self._body)))
         elif method == b"GET" and path == b"/stats":
-            stats = _json({"completions": self._counter.completions})
+            counter = self._counter
+            stats = _json({"completions": counter.completions, "connections": counter.connections})
             transport.write(_response(200, b"application/json", stats))
         elif method == b"GET":
             transport.write(_response(200, b"application/json", b'{"status":"ok"}'))

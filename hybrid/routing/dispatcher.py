@@ -241,7 +241,8 @@ class Dispatcher:
             explicit = Verdict("explicit", "local", "explicit:local")
             decision = RouteDecision("local", (explicit.reason,), verdicts=(explicit,))
             return RoutePlan(mode, target, decision, None, self._runtime.model_id)
-        context, prepared = await self.context(request)
+        # An explicit cloud route only needs the privacy check, which reads text: no tokens.
+        context, prepared = await self.context(request, count_tokens=mode != "cloud")
         decision = self._router.decide(context)
         if mode == "cloud" and not decision.pinned:
             explicit = Verdict("explicit", "cloud", "explicit:cloud")
@@ -250,8 +251,15 @@ class Dispatcher:
             )
         return RoutePlan(mode, target, decision, prepared, self._runtime.model_id)
 
-    async def context(self, request: GenerationRequest) -> tuple[RouteContext, EngineJob | None]:
+    async def context(
+        self, request: GenerationRequest, *, count_tokens: bool = True
+    ) -> tuple[RouteContext, EngineJob | None]:
         """What the policies see: the request, its local token count, the machine's state.
+
+        Args:
+            request: The request.
+            count_tokens: Format and tokenize it for the local model (the length and capacity
+                policies need the count).
 
         Returns:
             The context, and the request already prepared for the local model when it fits
@@ -262,7 +270,7 @@ class Dispatcher:
         max_tokens = request.params.max_tokens or 0
         expected_tokens = request.params.max_tokens
         status = LocalStatus(self._runtime.state)
-        if self._runtime.state == "ready":
+        if self._runtime.state == "ready" and count_tokens:
             backend = self._runtime.backend()
             try:
                 prepared = await backend.prepare(request)
