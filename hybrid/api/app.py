@@ -22,6 +22,7 @@ from hybrid.api.state import AppState
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames
+from hybrid.routing.policies.difficulty import CalibratedModel
 from hybrid.routing.providers import build_providers
 
 if TYPE_CHECKING:
@@ -70,7 +71,10 @@ def create_app(
         local,
         pool.providers,
         names,
-        router=build_router(settings.routing),
+        router=build_router(
+            settings.routing,
+            difficulty=CalibratedModel(settings.home, lambda: local.loaded_path),
+        ),
         failover=names.targets(settings.cloud.failover, setting="cloud.failover"),
         local_fallback=settings.cloud.local_fallback,
         private_to_cloud=settings.routing.privacy.allow_cloud,

@@ -44,6 +44,7 @@ COMMANDS: Mapping[str, str] = {
     "probe": "hybrid.cli.probe",
     "models": "hybrid.cli.models",
     "route": "hybrid.cli.route",
+    "calibrate": "hybrid.cli.calibrate",
 }
 """Subcommand name to the module implementing it; a module that is not installed is skipped."""
 

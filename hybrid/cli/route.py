@@ -86,6 +86,7 @@ async def _dispatcher(settings: Settings) -> tuple[Dispatcher, Any]:
     from hybrid.routing.chain import build_router
     from hybrid.routing.dispatcher import Dispatcher
     from hybrid.routing.names import ModelNames
+    from hybrid.routing.policies.difficulty import CalibratedModel
 
     probe = HardwareProbe(
         bandwidth_cache=BandwidthCache(settings.home / "probe" / "bandwidth.json")
@@ -96,7 +97,9 @@ async def _dispatcher(settings: Settings) -> tuple[Dispatcher, Any]:
     )
     await runtime.load()
     names = ModelNames.from_settings(settings.cloud)
-    router = build_router(settings.routing)
+    calibrated = CalibratedModel(settings.home, lambda: runtime.loaded_path)
+    found = await asyncio.to_thread(calibrated.look_up_now)
+    router = build_router(settings.routing, difficulty=lambda: found)
     dispatcher = Dispatcher(runtime, {}, names, router=router, load=probe.sample)
     return dispatcher, runtime.close
 

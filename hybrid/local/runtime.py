@@ -80,6 +80,11 @@ class LocalRuntime:
         return DEFAULT_MODEL_ID
 
     @property
+    def loaded_path(self) -> Path | None:
+        """The loaded GGUF file, once ready."""
+        return self._loaded.path if self._loaded is not None else None
+
+    @property
     def loaded(self) -> LoadedModel | None:
         """The loaded model, once ready."""
         return self._loaded

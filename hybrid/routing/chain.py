@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.policies.capability import CapabilityPolicy
 from hybrid.routing.policies.capacity import CapacityPolicy
+from hybrid.routing.policies.difficulty import DifficultyPolicy
 from hybrid.routing.policies.length import LengthPolicy
 from hybrid.routing.policies.privacy import PrivacyPolicy
 from hybrid.routing.policy import Policy, Router
@@ -11,11 +15,15 @@ from hybrid.routing.privacy import PrivacyScanner
 from hybrid.settings_routing import RoutingSettings
 
 
-def build_router(settings: RoutingSettings) -> Router:
-    """The enabled policies in chain order: privacy, capability, length, capacity.
+def build_router(
+    settings: RoutingSettings, *, difficulty: Callable[[], DifficultyModel | None] | None = None
+) -> Router:
+    """The enabled policies in chain order: privacy, capability, length, capacity, difficulty.
 
     Args:
         settings: The ``[routing]`` settings.
+        difficulty: Returns the difficulty model calibrated for the served model (None: the
+            difficulty policy is left out).
 
     Returns:
         The router.
@@ -36,4 +44,6 @@ def build_router(settings: RoutingSettings) -> Router:
         policies.append(LengthPolicy())
     if settings.capacity.enabled:
         policies.append(CapacityPolicy(settings.capacity))
+    if settings.difficulty.enabled and difficulty is not None:
+        policies.append(DifficultyPolicy(difficulty, threshold=settings.difficulty.threshold))
     return Router(policies)

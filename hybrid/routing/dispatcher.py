@@ -249,6 +249,10 @@ class Dispatcher:
             decision = RouteDecision(
                 "cloud", (explicit.reason,), decision.score, False, (explicit, *decision.verdicts)
             )
+        elif target is None and decision.target == "cloud":
+            # Nothing to escalate to: the local model answers, and says what it would have done.
+            reasons = ("local:no_cloud_configured", *decision.reasons)
+            decision = RouteDecision("local", reasons, decision.score, False, decision.verdicts)
         return RoutePlan(mode, target, decision, prepared, self._runtime.model_id)
 
     async def context(
@@ -351,8 +355,9 @@ class Dispatcher:
         self, request: GenerationRequest, prepared: EngineJob | None, decision: RouteDecision
     ) -> Answer:
         """``auto`` with no cloud configured: the local model's own errors are the answer."""
+        reason = decision.reason if decision.reason != "policies:pass" else None
         try:
-            return await self._local(request, None, prepared, decision.score)
+            return await self._local(request, reason, prepared, decision.score)
         except ContextLengthExceededError as exc:
             raise ContextLengthExceededError(
                 prompt_tokens=exc.prompt_tokens,

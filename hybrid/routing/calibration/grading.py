@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 
 from hybrid.routing.calibration.item import CalibrationItem, Choice, Literal, Number, Words
 
@@ -36,7 +35,7 @@ _NUMBER = re.compile(
 # planet"), or after "answer", "option" or "choice" ("The answer is C").
 _OPTION_LETTER = re.compile(
     r"^\W*\(?(?P<lead>[A-D])(?:[).:\]]|[ \t]*$|[ \t]+(?=[A-Z0-9]))"
-    r"|^\W*\((?P<paren>[a-d])\)"
+    r"|^\W*\(?(?P<paren>[a-d])\)"
     r"|\b(?i:answer|option|choice)\s*(?i:is|:)?\s*\(?(?P<said>[A-D])\b",
     re.MULTILINE,
 )
@@ -57,7 +56,8 @@ def grade(item: CalibrationItem, answer_text: str, *, presentation: int = 0) -> 
 
         - ``number``: the last number of the first line that has one (the first number for
           comparisons) equals the value, exactly or within the item's relative tolerance;
-          English number words count ("twelve").
+          English number words count ("twelve"); a line that only repeats two or more of the
+          question's numbers in order ("4 / 2") is an echo, not an answer.
         - ``word``: an accepted word is mentioned (whole word, a plural ``s`` allowed) and no
           rival the question did not name; or, for ``first_mention`` items, the first
           candidate mentioned is an accepted one.
@@ -69,10 +69,10 @@ def grade(item: CalibrationItem, answer_text: str, *, presentation: int = 0) -> 
         IndexError: ``presentation`` is not one of the item's presentations.
     """
     answer = item.answer
+    question = "\n".join(m.content for m in item.messages)
     if isinstance(answer, Number):
-        return _grade_number(answer, answer_text)
+        return _grade_number(answer, answer_text, question)
     if isinstance(answer, Words):
-        question = " ".join(m.content for m in item.messages)
         return _grade_words(answer, answer_text, question)
     if isinstance(answer, Literal):
         return _grade_literal(answer, answer_text)
@@ -120,24 +120,38 @@ def _word_value(word: str) -> float:
     return float(sum(_WORD_VALUES[part] for part in parts))
 
 
-def _grade_number(answer: Number, text: str) -> bool:
+def _grade_number(answer: Number, text: str, question: str) -> bool:
     for line in text.replace("\u2212", "-").splitlines():
         values = numbers_in(line)
         if values:
+            if _is_echo(values, numbers_in(question)):
+                return False
             found = values[-1] if answer.position == "last" else values[0]
             return _close(found, answer.value, answer.tolerance)
     return False
 
 
+def _is_echo(values: list[float], asked: list[float]) -> bool:
+    """Whether the answer's numbers (two or more) are a run of the question's, in order.
+
+    "4 / 2" in answer to "What is 4 / 2?" ends in the right number without computing
+    anything; so does "[3, 6, 9]" to "what is [3, 6, 9][-1]?".
+    """
+    n = len(values)
+    return n >= 2 and any(asked[i : i + n] == values for i in range(len(asked) - n + 1))
+
+
 def _close(found: float, expected: float, tolerance: float) -> bool:
     if tolerance == 0.0:
-        return math.isclose(found, expected, rel_tol=1e-9, abs_tol=1e-9)
+        return math.isclose(found, expected, rel_tol=0.0, abs_tol=1e-9)
     return math.isclose(found, expected, rel_tol=tolerance)
 
 
-@lru_cache(maxsize=4096)
 def _word_pattern(word: str, case_sensitive: bool) -> re.Pattern[str]:
-    """A whole-word pattern; text in scripts without spaces (東京) matches as a substring."""
+    """A whole-word pattern; text in scripts without spaces (東京) matches as a substring.
+
+    Compiled patterns come from ``re``'s own cache, so grading a set recompiles nothing.
+    """
     if not word.isascii():
         return re.compile(re.escape(word), 0 if case_sensitive else re.IGNORECASE)
     body = r"\s+".join(re.escape(part) for part in word.split())
@@ -181,7 +195,8 @@ def _grade_literal(answer: Literal, text: str) -> bool:
     if expected.startswith("[") and len(expected) > 2:
         # A list written without its brackets ("2, 4, 8") is the same answer.
         inner = re.escape(expected[1:-1])
-        if re.search(rf"(?<![\w,.]){inner}(?![\w,.])", written):
+        compact = re.sub(r"\s*,\s*", ",", _FENCE.sub(" ", text)).replace('"', "'")
+        if re.search(rf"(?<![\w,.]){inner}(?![\w,]|\.\d)", compact):
             return True
     if answer.bare is not None:
         bare = re.compile(rf"(?<![\w]){re.escape(answer.bare)}(?![\w])")

@@ -52,7 +52,7 @@ def _multiply(rng: Random, left: int, right: int) -> tuple[str, float]:
         (
             "What is {a} * {b}?",
             "What is {a} times {b}?",
-            "Calculate {a} \u00d7 {b}."  # the multiplication sign,
+            "Calculate {a} \u00d7 {b}.",  # the multiplication sign
             "How much is {a} multiplied by {b}?",
         )
     )

@@ -212,8 +212,8 @@ def _choice_question(rng: Random) -> tuple[str, str, list[str]]:
         return f"Which planet is the {ORDINALS[index]} from the Sun?", PLANETS[index], wrong
     a, b = rng.randint(3, 30), rng.randint(3, 12)
     right = a * b
-    wrong = rng.sample([right + d for d in (-b, b, -1, 1, 10, -10, 2 * b) if right + d > 0], 3)
-    return f"What is {a} times {b}?", str(right), [str(w) for w in wrong]
+    near = [right + d for d in (-b, b, -1, 1, 10, -10, 2 * b) if right + d > 0]
+    return f"What is {a} times {b}?", str(right), [str(n) for n in rng.sample(near, 3)]
 
 
 def _choice_prompt(question: str, options: tuple[str, ...]) -> tuple[Message, ...]:

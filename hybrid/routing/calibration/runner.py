@@ -24,6 +24,10 @@ Progress = Callable[[int, int], None]
 ANSWER_SEED = 0
 """Sampling seed of every calibration request (decoding is greedy; the seed pins the rest)."""
 
+ANSWER_STOP = ("\n",)
+"""Answers end at their first line break: the graders read the first line, and a small model
+that echoes a question (or a code block) would otherwise spend its whole token budget on it."""
+
 
 @dataclass(frozen=True)
 class ItemAnswer:
@@ -77,7 +81,8 @@ async def answer_items(
     Args:
         backend: What answers (the local model's backend in ``hybrid calibrate``).
         items: The items to ask.
-        max_tokens: Output cap per answer; the graders read only the first line or so.
+        max_tokens: Output cap per answer; answers also end at their first line break
+            (:data:`ANSWER_STOP`), which is all the graders read.
         progress: Called after every answer with (answered, total) presentations.
 
     Returns:
@@ -96,7 +101,9 @@ async def answer_items(
             request = GenerationRequest(
                 request_id=f"calibrate-{item.id}-{index}",
                 messages=messages,
-                params=SamplingParams(max_tokens=max_tokens, temperature=0.0, seed=ANSWER_SEED),
+                params=SamplingParams(
+                    max_tokens=max_tokens, temperature=0.0, stop=ANSWER_STOP, seed=ANSWER_SEED
+                ),
             )
             try:
                 completion = await backend.complete(request)

@@ -1,0 +1,321 @@
+"""``hybrid calibrate``: fit the difficulty router to the local model, on this machine.
+
+It loads the local model exactly as ``hybrid serve`` would, asks it every item of a generated
+calibration set (arithmetic, facts, unit conversion, counting, reasoning, code, multiple choice,
+chat, other languages), grades the answers, and fits the difficulty model's weights and default
+threshold to what *this* model gets right and wrong.  The result goes to
+``<home>/calibration/<sha256>.json``, keyed by the GGUF file's SHA-256, where the router finds
+it; the answers go beside it (``<sha256>.answers.json``) for ``scripts/eval_router.py``.
+
+The run is reproducible: the items, the split and the folds come from ``--seed``, and decoding
+is greedy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from hybrid.backend import Backend
+    from hybrid.routing.calibration.fitting import Calibration
+    from hybrid.routing.calibration.item import CalibrationItem
+    from hybrid.settings import Settings
+
+HELP = "fit the difficulty router to the local model on a graded calibration set"
+SETTINGS_FLAGS = {"model": "local.model", "threads": "local.n_threads"}
+
+DEFAULT_PER_CATEGORY = 60
+"""Items per category: 540 in all, two to three minutes on a 2-core CPU with Gemma 3 270M."""
+DEFAULT_SEED = 0
+DEFAULT_MAX_TOKENS = 24
+"""Answers are graded on their first line; 24 tokens hold any right answer in the set."""
+DEFAULT_HELD_OUT = 0.3
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """What to run.
+
+    Attributes:
+        per_category: Items per category.
+        seed: Seeds the items, the split and the cross-validation folds.
+        max_tokens: Output cap per answer.
+        held_out: Share of each category kept out of fitting, to measure the model on.
+    """
+
+    per_category: int = DEFAULT_PER_CATEGORY
+    seed: int = DEFAULT_SEED
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    held_out: float = DEFAULT_HELD_OUT
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the flags of ``hybrid calibrate``."""
+    parser.add_argument(
+        "--model", type=Path, help="GGUF file to calibrate (default: the model serve loads)"
+    )
+    parser.add_argument(
+        "--per-category",
+        type=int,
+        default=DEFAULT_PER_CATEGORY,
+        metavar="N",
+        help=f"items per category, 9 categories (default {DEFAULT_PER_CATEGORY})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"seed (default {DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=DEFAULT_MAX_TOKENS,
+        metavar="N",
+        help=f"output tokens per answer (default {DEFAULT_MAX_TOKENS})",
+    )
+    parser.add_argument(
+        "--held-out",
+        type=float,
+        default=DEFAULT_HELD_OUT,
+        metavar="SHARE",
+        help=f"share of items held out to measure the fit (default {DEFAULT_HELD_OUT})",
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads (default: planned)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Calibrate the local model and store the fitted difficulty model.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        ConfigError: A flag is out of range, or the data dir cannot be written.
+        ModelFileError: The model cannot be found or read.
+        ModelNotReadyError: The model failed to load.
+    """
+    from hybrid.errors import ConfigError
+    from hybrid.models.catalog import resolve_model
+    from hybrid.routing.difficulty.store import gguf_sha256
+
+    options = CalibrateOptions(
+        per_category=args.per_category,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+        held_out=args.held_out,
+    )
+    # Checked before the model is resolved: a typo should not wait for a 253 MB assembly.
+    if options.per_category < 1:
+        raise ConfigError(f"--per-category must be at least 1 (got {options.per_category})")
+    if options.max_tokens < 1:
+        raise ConfigError(f"--max-tokens must be at least 1 (got {options.max_tokens})")
+    if not 0.0 < options.held_out < 1.0:
+        raise ConfigError(f"--held-out must be between 0 and 1 (got {options.held_out})")
+    path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
+    sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
+    return asyncio.run(_calibrate_local(settings, path, sha256, options))
+
+
+async def _calibrate_local(
+    settings: Settings, path: Path, sha256: str, options: CalibrateOptions
+) -> int:
+    from hybrid.hardware.bandwidth import BandwidthCache
+    from hybrid.hardware.probe import HardwareProbe
+    from hybrid.local.runtime import LocalRuntime
+
+    probe = HardwareProbe(
+        bandwidth_cache=BandwidthCache(settings.home / "probe" / "bandwidth.json")
+    )
+    runtime = LocalRuntime(
+        settings,
+        snapshot=lambda: probe.snapshot(measure_bandwidth=settings.probe.measure_bandwidth),
+    )
+    print(f"loading {path.name} ...", file=sys.stderr)
+    await runtime.load()
+    try:
+        await calibrate_backend(
+            runtime.backend(),
+            home=settings.home,
+            sha256=sha256,
+            model_name=path.stem,
+            options=options,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+    finally:
+        await runtime.close()
+    return 0
+
+
+async def calibrate_backend(
+    backend: Backend,
+    *,
+    home: Path,
+    sha256: str,
+    model_name: str,
+    options: CalibrateOptions,
+    out: TextIO,
+    err: TextIO,
+    clock: Callable[[], float] = time.monotonic,
+) -> Calibration:
+    """Run the calibration set through a backend, fit, store, and print a summary.
+
+    Args:
+        backend: Answers the items (the local model's backend).
+        home: The data dir; the model goes to ``home/calibration/<sha256>.json``.
+        sha256: The GGUF file's SHA-256, the key the router looks the model up by.
+        model_name: The model's id, for the summary and the stored metadata.
+        options: Items, seed, output cap and held-out share.
+        out: Where the summary goes.
+        err: Where the progress bar goes.
+        clock: Seconds, for the progress bar and the elapsed time.
+
+    Returns:
+        The calibration (fitted model and held-out figures).
+
+    Raises:
+        ConfigError: ``options`` are out of range, or the data dir cannot be written.
+        HybridError: The backend failed for a reason other than the prompt.
+    """
+    from hybrid import __version__
+    from hybrid.routing.calibration.fitting import calibrate
+    from hybrid.routing.calibration.items import calibration_set
+    from hybrid.routing.calibration.record import AnswerRecord, save_record
+    from hybrid.routing.calibration.runner import answer_items
+    from hybrid.routing.difficulty.store import save
+
+    items = calibration_set(options.seed, per_category=options.per_category)
+    started = clock()
+    bar = ProgressBar(err, "answering", clock=clock)
+    answers = await answer_items(backend, items, max_tokens=options.max_tokens, progress=bar)
+    bar.finish()
+    elapsed = clock() - started
+    record = AnswerRecord(
+        model_sha256=sha256,
+        seed=options.seed,
+        per_category=options.per_category,
+        max_tokens=options.max_tokens,
+        prompts=tuple(item.prompt for item in items),
+        answers=tuple(answers),
+    )
+    save_record(home, record)
+    print("fitting the difficulty model ...", file=err, flush=True)
+    meta = {
+        "model": model_name,
+        "model_sha256": sha256,
+        "per_category": options.per_category,
+        "max_tokens": options.max_tokens,
+        "created": datetime.now(UTC).date().isoformat(),
+        "hybrid_version": __version__,
+    }
+    calibration = calibrate(
+        items,
+        [answer.correct for answer in answers],
+        seed=options.seed,
+        held_out=options.held_out,
+        meta=meta,
+    )
+    path = save(home, sha256, calibration.model)
+    correct = [answer.correct for answer in answers]
+    print(render_summary(calibration, items, correct, model_name, elapsed, path), file=out)
+    return calibration
+
+
+def render_summary(
+    calibration: Calibration,
+    items: list[CalibrationItem],
+    correct: list[bool],
+    model_name: str,
+    elapsed_s: float,
+    path: Path,
+) -> str:
+    """The report printed at the end: accuracy per category, held-out AUROC, the threshold.
+
+    Returns:
+        Lines joined with newlines, without a trailing newline.
+    """
+    model = calibration.model
+    by_category: dict[str, list[bool]] = {}
+    for item, ok in zip(items, correct, strict=True):
+        by_category.setdefault(item.category, []).append(ok)
+    lines = [
+        f"Calibrated {model_name} (sha256 {str(model.meta['model_sha256'])[:12]}...) on "
+        f"{len(items)} items, seed {model.meta['seed']}, in {elapsed_s:.0f} s.",
+        "",
+        f"  {'category':<14}{'items':>6}  local answers right",
+    ]
+    for category, oks in by_category.items():
+        lines.append(f"  {category:<14}{len(oks):>6}  {sum(oks):>4} ({sum(oks) / len(oks):.0%})")
+    total = sum(correct)
+    lines.append(f"  {'all':<14}{len(correct):>6}  {total:>4} ({total / max(len(correct), 1):.0%})")
+    auroc = calibration.held_out_auroc
+    shown = "n/a (one class only)" if math.isnan(auroc) else f"{auroc:.3f}"
+    scores = calibration.held_out_scores
+    escalated = float((scores > model.threshold).mean()) if len(scores) else 0.0
+    lines += [
+        "",
+        f"Held-out AUROC ({len(calibration.held_out)} items not used for fitting): {shown}",
+        f"Default threshold: {model.threshold:.3f} (escalate when the difficulty score is "
+        f"above it; {escalated:.0%} of held-out items would go to the cloud)",
+        f"Saved to {path}",
+    ]
+    return "\n".join(lines)
+
+
+class ProgressBar:
+    """A plain-text progress bar: redrawn in place on a terminal, a line per 10 % otherwise.
+
+    Args:
+        stream: Where to draw (stderr).
+        label: What is progressing.
+        clock: Seconds, for the elapsed and remaining time.
+    """
+
+    _WIDTH = 30
+
+    def __init__(
+        self, stream: TextIO, label: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._stream = stream
+        self._label = label
+        self._clock = clock
+        self._started = clock()
+        self._interactive = stream.isatty()
+        self._last_step = -1
+        self._drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        """Report ``done`` of ``total`` steps."""
+        fraction = done / total if total else 1.0
+        if not self._interactive:
+            step = int(fraction * 10)
+            if step > self._last_step:
+                self._last_step = step
+                print(self._line(done, total, fraction), file=self._stream, flush=True)
+            return
+        self._stream.write("\r" + self._line(done, total, fraction))
+        self._stream.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        """End the bar's line on a terminal."""
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+
+    def _line(self, done: int, total: int, fraction: float) -> str:
+        filled = int(fraction * self._WIDTH)
+        elapsed = self._clock() - self._started
+        remaining = elapsed / fraction - elapsed if fraction > 0 else 0.0
+        bar = "#" * filled + "-" * (self._WIDTH - filled)
+        return (
+            f"{self._label} [{bar}] {done}/{total} {fraction:4.0%} "
+            f"{elapsed:.0f} s elapsed, ~{remaining:.0f} s left"
+        )

@@ -1,0 +1,225 @@
+"""Fitting the difficulty model to graded calibration answers.
+
+The recipe, shared by ``hybrid calibrate`` and ``scripts/eval_router.py``:
+
+1. split the items into training and held-out parts, stratified by category;
+2. centre the features on the training part's mean, and scale the hand-made ones by its
+   standard deviation (hashed n-gram counts keep their scale);
+3. choose the L2 penalty by k-fold cross-validation on the training part (lowest
+   out-of-fold log loss);
+4. choose the default threshold on the out-of-fold scores (see
+   :func:`~hybrid.routing.difficulty.model.choose_threshold`);
+5. fit on the whole training part, and measure AUROC on the held-out part only.
+
+Everything is deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from random import Random
+
+import numpy as np
+
+from hybrid.routing.calibration.item import CalibrationItem
+from hybrid.routing.calibration.items import split
+from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_DENSE, extract
+from hybrid.routing.difficulty.model import DifficultyModel, choose_threshold, fit
+
+L2_GRID: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+"""Penalties tried by cross-validation."""
+
+DEFAULT_L2 = 10.0
+"""Penalty used when the training part is too small to cross-validate."""
+
+FOLDS = 5
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """A fitted model and how it did.
+
+    Attributes:
+        model: The fitted model (its ``meta`` holds the figures below too).
+        train: The training items.
+        held_out: The held-out items.
+        held_out_wrong: 1 where the local answer to a held-out item was wrong.
+        held_out_scores: The model's scores of the held-out items.
+        held_out_auroc: AUROC of those scores against wrong answers (NaN if one class).
+    """
+
+    model: DifficultyModel
+    train: list[CalibrationItem]
+    held_out: list[CalibrationItem]
+    held_out_wrong: np.ndarray
+    held_out_scores: np.ndarray
+    held_out_auroc: float
+
+
+def feature_matrix(items: Sequence[CalibrationItem]) -> np.ndarray:
+    """One feature row per item, from the conversation it shows first."""
+    return np.stack([extract(item.messages) for item in items]).astype(np.float64)
+
+
+def calibrate(
+    items: Sequence[CalibrationItem],
+    correct: Sequence[bool],
+    *,
+    seed: int,
+    held_out: float = 0.3,
+    meta: Mapping[str, object] | None = None,
+    l2_grid: Sequence[float] = L2_GRID,
+) -> Calibration:
+    """Fit the difficulty model on the training split and evaluate it on the held-out one.
+
+    Args:
+        items: The calibration set.
+        correct: Whether the local model answered each item right, in the same order.
+        seed: Seeds the split and the cross-validation folds.
+        held_out: Share of each category held out.
+        meta: Extra entries for the model's ``meta`` (model hash, date, ...).
+        l2_grid: Penalties the cross-validation chooses from.
+
+    Returns:
+        The model, whose ``meta`` adds ``seed``, ``items``, ``train_items``,
+        ``held_out_items``, ``local_accuracy``, ``category_accuracy``, ``l2``, ``cv_auroc``
+        and ``held_out_auroc`` (None where undefined) to ``meta``.
+
+    Raises:
+        ValueError: ``items`` and ``correct`` differ in length.
+        ConfigError: ``held_out`` is not between 0 and 1.
+    """
+    if len(items) != len(correct):
+        raise ValueError(f"{len(items)} items but {len(correct)} grades")
+    right = {item.id: ok for item, ok in zip(items, correct, strict=True)}
+    train, test = split(items, seed=seed, held_out=held_out)
+    train_wrong = np.array([not right[item.id] for item in train], dtype=np.float64)
+    test_wrong = np.array([not right[item.id] for item in test], dtype=np.float64)
+    model, cv_auroc = train_model(feature_matrix(train), train_wrong, seed=seed, l2_grid=l2_grid)
+    test_scores = model.scores(feature_matrix(test)) if test else np.zeros(0)
+    test_auroc = auroc(test_scores, test_wrong) if test else math.nan
+    by_category: dict[str, list[bool]] = {}
+    for item, ok in zip(items, correct, strict=True):
+        by_category.setdefault(item.category, []).append(ok)
+    figures: dict[str, object] = {
+        **(meta or {}),
+        "seed": seed,
+        "items": len(items),
+        "train_items": len(train),
+        "held_out_items": len(test),
+        "local_accuracy": _rounded(sum(correct) / max(len(correct), 1)),
+        "category_accuracy": {
+            category: _rounded(sum(oks) / len(oks)) for category, oks in by_category.items()
+        },
+        "l2": model.meta["l2"],
+        "cv_auroc": _rounded(cv_auroc),
+        "held_out_auroc": _rounded(test_auroc),
+    }
+    final = DifficultyModel(
+        weights=model.weights,
+        bias=model.bias,
+        threshold=model.threshold,
+        feature_version=model.feature_version,
+        mean=model.mean,
+        scale=model.scale,
+        meta=figures,
+    )
+    return Calibration(final, train, test, test_wrong, test_scores, test_auroc)
+
+
+def train_model(
+    X: np.ndarray, wrong: np.ndarray, *, seed: int, l2_grid: Sequence[float] = L2_GRID
+) -> tuple[DifficultyModel, float]:
+    """Standardise, choose the penalty and the threshold by cross-validation, and fit.
+
+    Args:
+        X: ``(n, N_FEATURES)`` raw features of the training items.
+        wrong: 1 where the local answer was wrong.
+        seed: Seeds the fold assignment.
+        l2_grid: Penalties to try.
+
+    Returns:
+        The model (``meta`` holds only ``l2``) and its cross-validated AUROC (NaN when the
+        data is too small, or of one class, to cross-validate).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    wrong = np.asarray(wrong, dtype=np.float64)
+    mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
+    scale = X.std(axis=0) if len(X) else np.ones(X.shape[1])
+    scale = np.where(scale > 1e-9, scale, 1.0)  # constant features stay as they are
+    # Hashed n-gram counts keep their own scale: dividing by the standard deviation would blow
+    # up a bucket seen in two prompts until the penalty hardly restrains its weight.
+    scale[N_DENSE:] = 1.0
+    Z = (X - mean) / scale
+    folds = _fold_ids(wrong, seed)
+    if folds is None:
+        l2, cv_auroc = DEFAULT_L2, math.nan
+        weights, bias = fit(Z, wrong, l2=l2, seed=seed)
+        threshold_scores = _logistic(Z @ weights + bias)
+    else:
+        best: tuple[float, float, np.ndarray] | None = None
+        for candidate in l2_grid:
+            scores = _out_of_fold(Z, wrong, folds, l2=candidate, seed=seed)
+            loss = _log_loss(scores, wrong)
+            if best is None or loss < best[0] - 1e-12:
+                best = (loss, candidate, scores)
+        assert best is not None  # l2_grid is not empty
+        _, l2, threshold_scores = best
+        cv_auroc = auroc(threshold_scores, wrong)
+        weights, bias = fit(Z, wrong, l2=l2, seed=seed)
+    model = DifficultyModel(
+        weights=weights,
+        bias=bias,
+        threshold=choose_threshold(threshold_scores, wrong),
+        feature_version=FEATURE_VERSION,
+        mean=mean,
+        scale=scale,
+        meta={"l2": l2},
+    )
+    return model, cv_auroc
+
+
+def _fold_ids(wrong: np.ndarray, seed: int) -> np.ndarray | None:
+    """Fold numbers, stratified by label; None when a class has fewer than two examples."""
+    positives = np.flatnonzero(wrong == 1)
+    negatives = np.flatnonzero(wrong == 0)
+    k = min(FOLDS, len(positives), len(negatives))
+    if k < 2:
+        return None
+    rng = Random(seed)
+    folds = np.empty(len(wrong), dtype=np.int64)
+    for indices in (positives, negatives):
+        shuffled = [int(i) for i in indices]
+        rng.shuffle(shuffled)
+        for position, index in enumerate(shuffled):
+            folds[index] = position % k
+    return folds
+
+
+def _out_of_fold(
+    Z: np.ndarray, wrong: np.ndarray, folds: np.ndarray, *, l2: float, seed: int
+) -> np.ndarray:
+    scores = np.empty(len(wrong))
+    for fold in np.unique(folds):
+        held = folds == fold
+        weights, bias = fit(Z[~held], wrong[~held], l2=l2, seed=seed)
+        scores[held] = _logistic(Z[held] @ weights + bias)
+    return scores
+
+
+def _logistic(z: np.ndarray) -> np.ndarray:
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0)))
+    return result
+
+
+def _log_loss(scores: np.ndarray, wrong: np.ndarray) -> float:
+    p = np.clip(scores, 1e-12, 1 - 1e-12)
+    return float(-np.mean(wrong * np.log(p) + (1 - wrong) * np.log(1 - p)))
+
+
+def _rounded(value: float) -> float | None:
+    """A figure for JSON: 4 decimals, or None when undefined (JSON has no NaN)."""
+    return None if math.isnan(value) else round(value, 4)

@@ -1,0 +1,117 @@
+"""The answers of a calibration run, kept beside the fitted model so evaluation can reuse them.
+
+Running the local model is the slow part of calibrating; ``scripts/eval_router.py`` reads
+``<home>/calibration/<sha256>.answers.json`` instead of asking the model again when the record
+was made with the same model, seed and items (each answer carries its item's prompt, so a
+change to the generators invalidates old records rather than mislabelling them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybrid.errors import ConfigError
+from hybrid.routing.calibration.item import CalibrationItem
+from hybrid.routing.calibration.runner import ItemAnswer
+from hybrid.routing.difficulty.store import write_atomic
+
+FORMAT = "hybrid.calibration-answers"
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    """What the local model answered to a calibration set.
+
+    Attributes:
+        model_sha256: The GGUF file's SHA-256.
+        seed: The calibration seed.
+        per_category: Items per category.
+        max_tokens: Output cap per answer.
+        prompts: Each item's prompt (its last user message), in order.
+        answers: Each item's answers and grade, in the same order.
+    """
+
+    model_sha256: str
+    seed: int
+    per_category: int
+    max_tokens: int
+    prompts: tuple[str, ...]
+    answers: tuple[ItemAnswer, ...]
+
+    def answers_for(self, items: Sequence[CalibrationItem]) -> list[ItemAnswer] | None:
+        """The recorded answers, if they were given to exactly these items.
+
+        Returns:
+            The answers in the order of ``items``; None when the ids or prompts differ.
+        """
+        if len(items) != len(self.answers):
+            return None
+        for item, prompt, answer in zip(items, self.prompts, self.answers, strict=True):
+            if item.id != answer.item_id or item.prompt != prompt:
+                return None
+        return list(self.answers)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "format": FORMAT,
+            "model_sha256": self.model_sha256,
+            "seed": self.seed,
+            "per_category": self.per_category,
+            "max_tokens": self.max_tokens,
+            "answers": [
+                {**answer.to_json(), "prompt": prompt}
+                for prompt, answer in zip(self.prompts, self.answers, strict=True)
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> AnswerRecord:
+        """Rebuild a record from :meth:`to_json` output.
+
+        Raises:
+            ConfigError: The data is not a well-formed answer record.
+        """
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ConfigError("this is not a hybrid calibration answer record")
+        try:
+            rows = data["answers"]
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise TypeError("answers is not a list of objects")
+            prompts = tuple(str(row["prompt"]) for row in rows)
+            return cls(
+                model_sha256=str(data["model_sha256"]),
+                seed=int(data["seed"]),
+                per_category=int(data["per_category"]),
+                max_tokens=int(data["max_tokens"]),
+                prompts=prompts,
+                answers=tuple(ItemAnswer.from_json(row) for row in rows),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"the calibration answer record is damaged ({exc})") from exc
+
+
+def record_path(home: Path, sha256: str) -> Path:
+    """``home / "calibration" / f"{sha256}.answers.json"``."""
+    return home / "calibration" / f"{sha256}.answers.json"
+
+
+def save_record(home: Path, record: AnswerRecord) -> Path:
+    """Store a record beside its model's calibration, atomically; returns the path."""
+    path = record_path(home, record.model_sha256)
+    write_atomic(path, json.dumps(record.to_json(), indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def load_record(home: Path, sha256: str) -> AnswerRecord | None:
+    """The record for a model, or None when there is none or it cannot be read."""
+    path = record_path(home, sha256)
+    try:
+        return AnswerRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, ConfigError):
+        # Only a cache: an unreadable record means asking the model again.
+        return None

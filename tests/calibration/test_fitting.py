@@ -1,0 +1,74 @@
+"""Fitting the difficulty model to graded answers: train on one split, measure on the other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybrid.routing.calibration.fitting import Calibration, calibrate, feature_matrix, train_model
+from hybrid.routing.calibration.item import CalibrationItem
+from hybrid.routing.calibration.items import calibration_set
+
+ITEMS = calibration_set(0, per_category=12)
+GRID = (1.0, 10.0)  # two penalties keep the cross-validation quick
+
+
+def easy_chat(items: list[CalibrationItem]) -> list[bool]:
+    """A local model that only manages chat."""
+    return [item.category == "chat" for item in items]
+
+
+@pytest.fixture(scope="module")
+def chat_calibration() -> Calibration:
+    return calibrate(
+        ITEMS, easy_chat(ITEMS), seed=0, meta={"model_sha256": "ab" * 32}, l2_grid=GRID
+    )
+
+
+def test_the_model_learns_which_prompts_the_local_model_gets_right(
+    chat_calibration: Calibration,
+) -> None:
+    assert chat_calibration.held_out_auroc > 0.9
+    model = chat_calibration.model
+    held_out = chat_calibration.held_out
+    chat = [model.score(i.messages) for i in held_out if i.category == "chat"]
+    others = [model.score(i.messages) for i in held_out if i.category != "chat"]
+    assert np.mean(chat) < 0.5 < np.mean(others)
+    escalated = [model.escalates(s) for s in others]
+    assert sum(escalated) >= 0.8 * len(others)
+
+
+def test_the_meta_says_how_the_model_was_made(chat_calibration: Calibration) -> None:
+    meta = chat_calibration.model.meta
+    assert meta["model_sha256"] == "ab" * 32
+    assert meta["items"] == len(ITEMS)
+    assert meta["train_items"] == len(chat_calibration.train)
+    assert meta["held_out_items"] == len(chat_calibration.held_out) == 36
+    assert meta["local_accuracy"] == round(1 / 9, 4)
+    assert meta["category_accuracy"] == {
+        category: (1.0 if category == "chat" else 0.0)
+        for category in dict.fromkeys(i.category for i in ITEMS)
+    }
+    assert meta["held_out_auroc"] == round(chat_calibration.held_out_auroc, 4)
+    assert meta["seed"] == 0 and meta["l2"] in GRID
+
+
+def test_fitting_is_reproducible_for_a_seed() -> None:
+    X = feature_matrix(ITEMS[:60])
+    wrong = np.array([i % 3 == 0 for i in range(60)], dtype=float)
+    first, _ = train_model(X, wrong, seed=3, l2_grid=GRID)
+    again, _ = train_model(X, wrong, seed=3, l2_grid=GRID)
+    assert np.array_equal(first.weights, again.weights)
+    assert (first.bias, first.threshold) == (again.bias, again.threshold)
+
+
+def test_a_model_that_gets_everything_wrong_escalates_everything() -> None:
+    model, cv_auroc = train_model(feature_matrix(ITEMS[:30]), np.ones(30), seed=0)
+    assert model.threshold == 0.0
+    assert all(model.escalates(model.score(i.messages)) for i in ITEMS[30:60])
+    assert np.isnan(cv_auroc)
+
+
+def test_grades_must_match_the_items() -> None:
+    with pytest.raises(ValueError, match="grades"):
+        calibrate(ITEMS, [True], seed=0)
