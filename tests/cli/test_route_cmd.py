@@ -44,7 +44,10 @@ def test_jsonl_writes_one_line_per_input_and_reports_bad_lines(
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(out) == 4
     assert out[0]["target"] == "local" and set(out[0]) == {"target", "score", "reasons"}
-    assert out[1]["target"] == "cloud" and out[1]["reasons"][0].startswith("length:")
+    # Too long for the local context; with no cloud configured it stays local and says both.
+    assert out[1]["target"] == "local"
+    assert out[1]["reasons"][0] == "local:no_cloud_configured"
+    assert out[1]["reasons"][1].startswith("length:")
     assert out[2]["error"].startswith("line 3: not JSON")
     assert "line 4" in out[3]["error"] and "prompt" in out[3]["error"]
 
