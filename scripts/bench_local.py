@@ -2,6 +2,8 @@
 
 Both sides get the same prompts, greedy decoding, the same max tokens, the same context size,
 thread count and batch size, in one run, alternating so that neither gets a warmer machine.
+The ratios are medians over pairs: each hybrid run against the raw run of the same prompt in
+the same round.
 For each it prints time to first token (TTFT) and decode speed, then the ratios:
 
     decode ratio   = hybrid decode tok/s / raw decode tok/s       (target >= 0.97)
@@ -135,7 +137,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--ctx", type=int, default=2048)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    # One core is left to the benchmark's own client and the server's event loop, so that what
+    # is measured is hybrid's overhead rather than three parties fighting over every core.
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded model)")
     args = parser.parse_args()
 
@@ -192,10 +196,16 @@ def main() -> int:
     print(f"{'':24}{'TTFT ms':>10}{'decode tok/s':>15}")
     print(f"{'(a) llama-cpp-python':24}{raw_ttft:>10.1f}{raw_tps:>15.1f}")
     print(f"{'(b) hybrid serve + SDK':24}{hyb_ttft:>10.1f}{hyb_tps:>15.1f}")
-    ratio = hyb_tps / raw_tps
-    overhead = hyb_ttft - raw_ttft
-    print(f"decode ratio b/a: {ratio:.3f} (target >= 0.97)")
-    print(f"TTFT overhead b-a: {overhead:+.1f} ms (target < 5 ms)")
+    # Each hybrid run is paired with the raw run of the same prompt in the same round: the
+    # median of the pairs cancels slow drifts of the machine that medians per side keep.
+    ratio = statistics.median(
+        b.decode_tokens_per_s / a.decode_tokens_per_s for a, b in zip(raw, served, strict=True)
+    )
+    overhead = statistics.median(
+        (b.ttft_s - a.ttft_s) * 1000 for a, b in zip(raw, served, strict=True)
+    )
+    print(f"decode ratio b/a (median of paired runs): {ratio:.3f} (target >= 0.97)")
+    print(f"TTFT overhead b-a (median of paired runs): {overhead:+.1f} ms (target < 5 ms)")
     return 0
 
 
