@@ -66,6 +66,7 @@ def create_app(
     )
     sampler: LiveSampler = LiveSampler(hardware.sample, interval_s=settings.probe.sample_interval_s)
     names = ModelNames.from_settings(settings.cloud)
+    calibrated = CalibratedModel(settings.home, lambda: local.loaded_path)
     pool = build_providers(settings.cloud)
     dispatcher = Dispatcher(
         local,
@@ -73,7 +74,7 @@ def create_app(
         names,
         router=build_router(
             settings.routing,
-            difficulty=CalibratedModel(settings.home, lambda: local.loaded_path),
+            difficulty=calibrated,
         ),
         failover=names.targets(settings.cloud.failover, setting="cloud.failover"),
         local_fallback=settings.cloud.local_fallback,
@@ -95,6 +96,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sampler.start()
         loading = asyncio.create_task(local.load())
+        # Look the difficulty model up as soon as the model is loaded, not on the first request.
+        loading.add_done_callback(lambda _: calibrated())
         try:
             yield
         finally:

@@ -355,7 +355,8 @@ class Dispatcher:
         self, request: GenerationRequest, prepared: EngineJob | None, decision: RouteDecision
     ) -> Answer:
         """``auto`` with no cloud configured: the local model's own errors are the answer."""
-        reason = decision.reason if decision.reason != "policies:pass" else None
+        # "local:no_cloud_configured;difficulty:0.82>0.52": what decided, and what it would have.
+        reason = ";".join(decision.reasons[:2]) if decision.reason != "policies:pass" else None
         try:
             return await self._local(request, reason, prepared, decision.score)
         except ContextLengthExceededError as exc:
