@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import httptools
-import httpx
+import httpx2
 from bench_upstream import REPLY
 
 MESSAGES = [
@@ -45,7 +45,7 @@ class Target:
         expect_route: The ``x-hybrid-route`` every answer must carry, if any.
         reaches_upstream: Whether each answer is one upstream request.
         pid: The serving process, for its CPU time (None: not measured).
-        via_httpx: Send through ``httpx.AsyncClient`` (the way hybrid calls a provider) instead
+        via_httpx: Send through ``httpx2.AsyncClient`` (the way hybrid calls a provider) instead
             of the raw client: what that HTTP client costs on its own.
     """
 
@@ -290,7 +290,7 @@ class Connection(Protocol):
 
 
 class HttpxConnection:
-    """Whole answers through ``httpx.AsyncClient``, called the way hybrid calls a provider.
+    """Whole answers through ``httpx2.AsyncClient``, called the way hybrid calls a provider.
 
     ``build_request`` with a JSON body, ``send(stream=True)``, the body read chunk by chunk,
     ``aclose``, then the JSON parsed; the pool has hybrid's limits.  Only for whole answers.
@@ -303,8 +303,8 @@ class HttpxConnection:
         self._target = target
         self._body = target.body(stream=False)
         self._headers = {"Authorization": f"Bearer {target.authorization}"}
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+        limits = httpx2.Limits(max_connections=256, max_keepalive_connections=64)
+        self._client = httpx2.AsyncClient(limits=limits, follow_redirects=False)
         self.lost = False
 
     async def exchange(self, payload: bytes, *, stream: bool, timeout_s: float) -> Exchange:
@@ -320,7 +320,7 @@ class HttpxConnection:
             data = b"".join([chunk async for chunk in response.aiter_bytes()])
             await response.aclose()
             content = json.loads(data)["choices"][0]["message"]["content"]
-        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
+        except (httpx2.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
             return Exchange(sent, time.perf_counter(), None, repr(exc))
         done = time.perf_counter()
         if response.status_code != 200 or content != REPLY:

@@ -485,7 +485,7 @@ def versions_line(litellm_version: str | None) -> str:
         except importlib.metadata.PackageNotFoundError:
             return "absent"
 
-    deps = ", ".join(f"{name} {version(name)}" for name in ("uvicorn", "fastapi", "httpx"))
+    deps = ", ".join(f"{name} {version(name)}" for name in ("uvicorn", "fastapi", "httpx2"))
     peer = f"litellm {litellm_version}" if litellm_version else "litellm: not measured"
     return f"versions: hybrid {__version__} {source_state()} ({deps}); {peer}"
 
@@ -596,7 +596,7 @@ def breakdown(results: Results, point: Point) -> list[str]:
         f"where hybrid's added time goes ({point.label}, p50, the four interleaved, "
         f"n={answered.n} each):",
         f"  {'direct to the upstream (raw client)':<{width}}{ms(direct.p50):>8} ms",
-        f"  {'the same through httpx.AsyncClient, as hybrid calls it':<{width}}"
+        f"  {'the same through httpx2.AsyncClient, as hybrid calls it':<{width}}"
         f"{ms(client.p50):>8} ms  {added(client.p50, direct.p50)} ms: the outbound HTTP client "
         f"alone ({client.cpu_ms_per_request:.3f} ms CPU/req in the load generator)",
         f"  {'hybrid refuses an unknown model with 404':<{width}}{ms(refused.p50):>8} ms  "

@@ -12,7 +12,7 @@ anthropic_translate.py  pure translation between hybrid's requests/events and Me
 ```
 
 A provider takes everything through its constructor (its name, base URL, key, models, an
-``httpx.AsyncClient`` and a :class:`~hybrid.cloud.policy.ReliabilityPolicy`); reading settings,
+``httpx2.AsyncClient`` and a :class:`~hybrid.cloud.policy.ReliabilityPolicy`); reading settings,
 choosing between providers and falling back to the local model happen elsewhere.  Keys are
 ``SecretStr`` and are revealed only while building the request header for their own host.
 """

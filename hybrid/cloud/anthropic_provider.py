@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from hybrid.cloud.anthropic_translate import AnthropicStreamDecoder, answer_events, messages_body
@@ -46,7 +46,7 @@ class AnthropicProvider(CloudProvider):
         base_url: str,
         api_key: SecretStr | None,
         models: Sequence[str],
-        client: httpx.AsyncClient,
+        client: httpx2.AsyncClient,
         policy: ReliabilityPolicy,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,

@@ -29,7 +29,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from hybrid.backend import Backend, Generation
@@ -55,6 +55,9 @@ log = logging.getLogger("hybrid.cloud")
 _MAX_BODY_BYTES = 32 * 2**20
 # Error bodies are read only for their message.
 _MAX_ERROR_BODY_BYTES = 64 * 2**10
+# What may follow a stream's terminal event and still be read so that its connection is reused
+# (normally only the chunked body's terminator); past this the connection is not worth it.
+_MAX_DRAIN_BYTES = 64 * 2**10
 
 _Outcome = Literal["success", "failure", "release"]
 
@@ -99,7 +102,7 @@ class CloudProvider(Backend):
         base_url: str,
         api_key: SecretStr | None,
         models: Sequence[str],
-        client: httpx.AsyncClient,
+        client: httpx2.AsyncClient,
         policy: ReliabilityPolicy,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -107,7 +110,7 @@ class CloudProvider(Backend):
     ) -> None:
         self._name = name
         self._base_url = base_url.rstrip("/")
-        url = httpx.URL(self._base_url)
+        url = httpx2.URL(self._base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigError(
                 f"the base URL of provider {name!r} must be an http:// or https:// URL "
@@ -124,9 +127,9 @@ class CloudProvider(Backend):
             failures=policy.breaker_failures, reset_s=policy.breaker_reset_s, clock=clock
         )
         # The transport-level read timeout is only a backstop: the first-byte and idle limits
-        # are enforced around each await below, because httpx's single read timeout cannot
+        # are enforced around each await below, because httpx2's single read timeout cannot
         # tell waiting for the first token from a stall between two chunks.
-        self._timeout = httpx.Timeout(
+        self._timeout = httpx2.Timeout(
             connect=policy.connect_timeout_s,
             read=max(policy.first_byte_timeout_s, policy.idle_timeout_s),
             write=policy.idle_timeout_s,
@@ -162,7 +165,7 @@ class CloudProvider(Backend):
         """What ``/health`` shows about this provider (never the key)."""
         return {
             "name": self._name,
-            "base_url": str(httpx.URL(self._base_url).copy_with(userinfo=b"")),
+            "base_url": str(httpx2.URL(self._base_url).copy_with(userinfo=b"")),
             "models": list(self._models),
             "has_key": self.has_key,
             "circuit": self._breaker.snapshot(),
@@ -326,7 +329,7 @@ class CloudProvider(Backend):
             timeout=self._timeout,
         )
         deadline = asyncio.get_running_loop().time() + self._policy.first_byte_timeout_s
-        response: httpx.Response | None = None
+        response: httpx2.Response | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._client.send(
@@ -357,7 +360,7 @@ class CloudProvider(Backend):
                 f"timeout); the provider is slow or overloaded. Retry later, or raise its "
                 f"first-byte timeout",
             ) from exc
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise self._transport_error(exc, mid_answer=False) from exc
         except UnicodeDecodeError as exc:
             raise self._protocol_error(f"the response is not UTF-8 ({exc.reason})") from exc
@@ -365,7 +368,7 @@ class CloudProvider(Backend):
             if response is not None:
                 await response.aclose()
 
-    async def _read(self, response: httpx.Response, *, limit: int) -> bytes:
+    async def _read(self, response: httpx2.Response, *, limit: int) -> bytes:
         """Read a body, allowing ``idle_timeout_s`` between chunks; truncated at ``limit``."""
         chunks: list[bytes] = []
         size = 0
@@ -390,7 +393,7 @@ class CloudProvider(Backend):
         return b"".join(chunks)[:limit]
 
     async def _open_stream(
-        self, request: GenerationRequest, response: httpx.Response, deadline: float
+        self, request: GenerationRequest, response: httpx2.Response, deadline: float
     ) -> _StreamGeneration:
         decoder = self._stream_decoder(request)
         # Until output arrives the client has seen nothing, so this stays retryable and the
@@ -411,7 +414,7 @@ class CloudProvider(Backend):
             await events.aclose()
             raise
         chunks.timeout_s = self._policy.idle_timeout_s
-        return _StreamGeneration(self, response, events, decoder, pending)
+        return _StreamGeneration(self, response, chunks, events, decoder, pending)
 
     def _json(self, body: bytes) -> Any:
         try:
@@ -422,7 +425,7 @@ class CloudProvider(Backend):
                 f"provider's API"
             ) from exc
 
-    def _transport_error(self, exc: httpx.HTTPError, *, mid_answer: bool) -> ProviderError:
+    def _transport_error(self, exc: httpx2.HTTPError, *, mid_answer: bool) -> ProviderError:
         return transport_error(
             self._name,
             self._host,
@@ -449,7 +452,7 @@ class _TimedChunks:
         TimeoutError: From ``__anext__``, when a chunk is late.
     """
 
-    def __init__(self, response: httpx.Response, timeout_s: float | None) -> None:
+    def __init__(self, response: httpx2.Response, timeout_s: float | None) -> None:
         self._chunks = response.aiter_bytes()
         self.timeout_s = timeout_s
 
@@ -479,19 +482,24 @@ class _StreamGeneration(Generation):
     """A streamed answer whose first output event has arrived.
 
     Owns the open response until the stream ends or :meth:`aclose`; reports the outcome to
-    the provider's circuit breaker exactly once.
+    the provider's circuit breaker exactly once.  After the terminal event the rest of the body
+    (the chunked terminator) is read before the response is closed, so that its connection goes
+    back to the pool instead of being dropped.
     """
 
     def __init__(
         self,
         provider: CloudProvider,
-        response: httpx.Response,
+        response: httpx2.Response,
+        chunks: _TimedChunks,
         events: AsyncGenerator[SseEvent, None],
         decoder: StreamDecoder,
         pending: list[GenerationEvent],
     ) -> None:
         self._provider = provider
         self._response = response
+        self._chunks = chunks
+        self._released = False
         self._events = events
         self._decoder = decoder
         self._pending = pending
@@ -507,8 +515,9 @@ class _StreamGeneration(Generation):
         """Close the upstream response now; an unfinished answer gives the breaker no verdict."""
         self._settle("release")
         # The response first: it is what frees the connection, and this may run in a
-        # cancelled task where any later await can be interrupted.
-        await self._response.aclose()
+        # cancelled task where any later await can be interrupted (the close is in a finally
+        # behind the drain, so a cancelled drain still closes).
+        await self._release()
         if self._iterator is not None:
             await self._iterator.aclose()
         await self._events.aclose()
@@ -533,7 +542,39 @@ class _StreamGeneration(Generation):
             self._settle("failure" if _counts_against_provider(exc) else "release")
             raise
         finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        """Close the response once; after a complete answer, drain it first.
+
+        A response closed before its body's end cannot be reused, so every streamed answer
+        would cost a new connection (and a TLS handshake).  The drain is bounded by
+        ``_MAX_DRAIN_BYTES`` and the idle timeout, and its failures are dropped: the answer is
+        already complete, and at worst the connection is closed as it would have been anyway.
+        """
+        if self._released:
+            return
+        self._released = True
+        try:
+            if self._decoder.finished:
+                await self._drain()
+        finally:
             await self._response.aclose()
+
+    async def _drain(self) -> None:
+        # The SSE parser sits suspended at its last event; reading the chunks beneath it
+        # directly keeps leftover bytes out of the decoder and the answer.
+        self._chunks.timeout_s = None
+        size = 0
+        try:
+            async with asyncio.timeout(self._provider._policy.idle_timeout_s):
+                while size <= _MAX_DRAIN_BYTES:
+                    chunk = await anext(self._chunks, None)
+                    if chunk is None:
+                        return  # the body ended: httpx2 hands the connection back to the pool
+                    size += len(chunk)
+        except (TimeoutError, httpx2.HTTPError) as exc:
+            log.debug("%s: not reusing the connection (%r)", self._provider.name, exc)
 
     async def _next_batch(self) -> list[GenerationEvent]:
         provider = self._provider
@@ -541,7 +582,7 @@ class _StreamGeneration(Generation):
             event = await anext(self._events, None)
         except TimeoutError as exc:  # from _TimedChunks: no byte, not even a keep-alive
             raise provider._stall_error() from exc
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise provider._transport_error(exc, mid_answer=True) from exc
         except UnicodeDecodeError as exc:
             raise provider._protocol_error(

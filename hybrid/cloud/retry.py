@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from hybrid.cloud.policy import ReliabilityPolicy
@@ -40,7 +40,7 @@ def retry_after_s(headers: Mapping[str, str], *, now: float) -> float | None:
     seconds or an HTTP date.
 
     Args:
-        headers: The response headers (case-insensitive lookup, as ``httpx.Headers``).
+        headers: The response headers (case-insensitive lookup, as ``httpx2.Headers``).
         now: The current wall-clock time in epoch seconds, to turn a date into a delay.
 
     Returns:
@@ -101,7 +101,7 @@ def retry_delay(
 
 def status_error(
     provider: str,
-    response: httpx.Response,
+    response: httpx2.Response,
     body: bytes,
     *,
     has_key: bool,
@@ -184,17 +184,17 @@ def status_error(
 def transport_error(
     provider: str,
     host: str,
-    exc: httpx.HTTPError,
+    exc: httpx2.HTTPError,
     *,
     connect_timeout_s: float,
     mid_answer: bool,
 ) -> ProviderError:
-    """Translate an httpx failure; the message names the host, never the key.
+    """Translate an httpx2 failure; the message names the host, never the key.
 
     Args:
         provider: The provider's name.
         host: The host that was called.
-        exc: What httpx raised.
+        exc: What httpx2 raised.
         connect_timeout_s: The connect timeout in force, to quote it.
         mid_answer: Whether part of the answer had already gone to the client.
 
@@ -207,18 +207,18 @@ def transport_error(
         if mid_answer
         else "; check the base URL and the network, or retry later"
     )
-    if isinstance(exc, httpx.ConnectTimeout):
+    if isinstance(exc, httpx2.ConnectTimeout):
         return ProviderTimeoutError(
             provider,
             f"could not connect to {host} within {connect_timeout_s:g} s (connect timeout){cut}",
         )
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx2.TimeoutException):
         return ProviderTimeoutError(
             provider, f"the connection to {host} timed out ({type(exc).__name__}){cut}"
         )
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, httpx2.ConnectError):
         return ProviderUnavailableError(provider, f"could not connect to {host} ({exc}){cut}")
-    if isinstance(exc, httpx.DecodingError):
+    if isinstance(exc, httpx2.DecodingError):
         return ProviderProtocolError(
             provider, f"the response body could not be decoded ({exc}){cut}"
         )

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 
 from hybrid.generation import GenerationEvent
 
@@ -114,7 +114,7 @@ class SseParser:
 
 
 async def iter_sse(
-    source: httpx.Response | AsyncIterable[bytes],
+    source: httpx2.Response | AsyncIterable[bytes],
 ) -> AsyncGenerator[SseEvent, None]:
     """Iterate over the events of a streamed response.
 
@@ -127,9 +127,9 @@ async def iter_sse(
 
     Raises:
         UnicodeDecodeError: The stream is not UTF-8.
-        httpx.HTTPError: Reading the response failed.
+        httpx2.HTTPError: Reading the response failed.
     """
-    chunks = source.aiter_bytes() if isinstance(source, httpx.Response) else source
+    chunks = source.aiter_bytes() if isinstance(source, httpx2.Response) else source
     parser = SseParser()
     async for chunk in chunks:
         for event in parser.feed(chunk):

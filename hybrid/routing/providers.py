@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 
 from hybrid.cloud.anthropic_provider import AnthropicProvider
 from hybrid.cloud.openai_provider import OpenAIProvider
@@ -14,7 +14,7 @@ from hybrid.cloud.provider import CloudProvider
 from hybrid.settings_cloud import CloudSettings
 
 # Connections kept per provider: enough for a burst of concurrent requests without reconnecting.
-_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+_LIMITS = httpx2.Limits(max_connections=256, max_keepalive_connections=64)
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class ProviderPool:
     """The providers by name, and the HTTP clients they own (closed together)."""
 
     providers: Mapping[str, CloudProvider]
-    clients: tuple[httpx.AsyncClient, ...]
+    clients: tuple[httpx2.AsyncClient, ...]
 
     async def aclose(self) -> None:
         """Close every provider's HTTP client."""
@@ -52,10 +52,10 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
     show it; the dispatcher skips one without its key.
     """
     policy = reliability_policy(cloud)
-    clients: list[httpx.AsyncClient] = []
+    clients: list[httpx2.AsyncClient] = []
 
-    def client() -> httpx.AsyncClient:
-        made = httpx.AsyncClient(limits=_LIMITS, follow_redirects=False)
+    def client() -> httpx2.AsyncClient:
+        made = httpx2.AsyncClient(limits=_LIMITS, follow_redirects=False)
         clients.append(made)
         return made
 

@@ -8,7 +8,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from hybrid.backend import Generation
@@ -21,7 +21,7 @@ OPENAI_KEY = "sk-test-openai-0123456789abcdef"
 ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
 SEED = 1234
 
-Reply = httpx.Response | Exception | Callable[[httpx.Request], Awaitable[httpx.Response]]
+Reply = httpx2.Response | Exception | Callable[[httpx2.Request], Awaitable[httpx2.Response]]
 
 
 class FakeSleep:
@@ -49,16 +49,16 @@ class Upstream:
 
     def __init__(self, *replies: Reply) -> None:
         self.replies = list(replies)
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
 
-    async def handler(self, request: httpx.Request) -> httpx.Response:
+    async def handler(self, request: httpx2.Request) -> httpx2.Response:
         await request.aread()
         self.requests.append(request)
         assert self.replies, f"unexpected extra request to {request.url}"
         reply = self.replies.pop(0)
         if isinstance(reply, Exception):
             raise reply
-        if isinstance(reply, httpx.Response):
+        if isinstance(reply, httpx2.Response):
             return reply
         return await reply(request)
 
@@ -66,7 +66,7 @@ class Upstream:
         return json.loads(self.requests[index].content)
 
 
-class ChunkStream(httpx.AsyncByteStream):
+class ChunkStream(httpx2.AsyncByteStream):
     """A response body sent in the given chunks.
 
     It can stall (for good) before one chunk, pause a while before others, or break at the end.
@@ -113,7 +113,7 @@ def policy(**overrides: Any) -> ReliabilityPolicy:
 
 
 def openai(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     *,
     name: str = "openai",
     base_url: str = "https://api.openai.com/v1",
@@ -136,7 +136,7 @@ def openai(
 
 
 def anthropic(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     *,
     sleep: FakeSleep | None = None,
     **overrides: Any,
@@ -154,8 +154,8 @@ def anthropic(
     )
 
 
-def mock_client(upstream: Upstream) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.MockTransport(upstream.handler))
+def mock_client(upstream: Upstream) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(upstream.handler))
 
 
 def chat(
@@ -179,15 +179,15 @@ async def drain(generation: Generation, into: list[GenerationEvent]) -> None:
         await generation.aclose()
 
 
-def json_response(payload: Any, status: int = 200, **headers: str) -> httpx.Response:
-    return httpx.Response(status, json=payload, headers=headers)
+def json_response(payload: Any, status: int = 200, **headers: str) -> httpx2.Response:
+    return httpx2.Response(status, json=payload, headers=headers)
 
 
-def sse_response(body: bytes | ChunkStream) -> httpx.Response:
+def sse_response(body: bytes | ChunkStream) -> httpx2.Response:
     headers = {"content-type": "text/event-stream"}
     if isinstance(body, bytes):
-        return httpx.Response(200, headers=headers, content=body)
-    return httpx.Response(200, headers=headers, stream=body)
+        return httpx2.Response(200, headers=headers, content=body)
+    return httpx2.Response(200, headers=headers, stream=body)
 
 
 # -- OpenAI's wire format -------------------------------------------------------------------

@@ -40,6 +40,10 @@ class Exchange:
     async def chunk(self, data: bytes) -> None:
         await self.send(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
+    async def end_chunked(self) -> None:
+        """The chunked body's terminator: after it the connection can carry another request."""
+        await self.send(b"0\r\n\r\n")
+
     async def respond(self, status: str, headers: dict[str, str], body: bytes = b"") -> None:
         lines = [f"HTTP/1.1 {status}", f"content-length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
@@ -48,10 +52,16 @@ class Exchange:
 
 @dataclass
 class LoopbackServer:
-    """Answers every connection with ``script``; records what it received."""
+    """Answers every connection with ``script``; records what it received.
+
+    With ``keep_alive`` a connection serves request after request until the client closes it
+    (the script must then send whole responses); otherwise it is closed after one.
+    """
 
     script: Script
+    keep_alive: bool = False
     received: list[Exchange] = field(default_factory=list)
+    connections: int = 0
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -82,13 +92,17 @@ class LoopbackServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
         try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            exchange = Exchange(head, b"", writer)
-            length = int(exchange.header("content-length") or 0)
-            exchange.body = await reader.readexactly(length)
-            self.received.append(exchange)
-            await self.script(exchange)
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                exchange = Exchange(head, b"", writer)
+                length = int(exchange.header("content-length") or 0)
+                exchange.body = await reader.readexactly(length)
+                self.received.append(exchange)
+                await self.script(exchange)
+                if not self.keep_alive:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

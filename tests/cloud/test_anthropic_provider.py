@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from cloud_fakes import (
     ANTHROPIC_KEY,
@@ -203,7 +203,7 @@ def test_stop_reasons(stop_reason: str, finish: str) -> None:
     assert complete(Upstream(json_response(payload)), HELLO).done.finish_reason == finish
 
 
-def overloaded() -> httpx.Response:
+def overloaded() -> httpx2.Response:
     return json_response(anthropic_error("overloaded_error", "Overloaded"), 529)
 
 

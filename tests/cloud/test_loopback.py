@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import httpx2
 import pytest
 from cloud_fakes import OPENAI_KEY, FakeSleep, chat, drain, openai, openai_completion, openai_stream
 from cloud_server import Exchange, LoopbackServer, free_port
 
+from hybrid.backend import collect
 from hybrid.errors import (
     ProviderError,
     ProviderProtocolError,
@@ -30,7 +31,7 @@ def test_a_refused_connection_is_retried_then_reported_as_unavailable() -> None:
     port = free_port()
 
     async def scenario() -> ProviderError:
-        async with httpx.AsyncClient() as client:
+        async with httpx2.AsyncClient() as client:
             provider = openai(client, base_url=f"http://127.0.0.1:{port}/v1", sleep=sleep)
             with pytest.raises(ProviderError) as caught:
                 await provider.start(HELLO)
@@ -51,7 +52,7 @@ def test_a_connection_reset_mid_stream_raises_from_the_iterator() -> None:
 
     async def scenario() -> tuple[list[GenerationEvent], ProviderError]:
         events: list[GenerationEvent] = []
-        async with LoopbackServer(half_then_hang_up) as server, httpx.AsyncClient() as client:
+        async with LoopbackServer(half_then_hang_up) as server, httpx2.AsyncClient() as client:
             generation = await openai(client, base_url=server.url + "/v1").start(HELLO_STREAM)
             with pytest.raises(ProviderError) as caught:
                 await drain(generation, events)
@@ -72,7 +73,7 @@ def test_a_stall_on_a_real_socket_is_an_idle_timeout() -> None:
 
     async def scenario() -> tuple[list[GenerationEvent], ProviderError]:
         events: list[GenerationEvent] = []
-        async with LoopbackServer(start_then_stall) as server, httpx.AsyncClient() as client:
+        async with LoopbackServer(start_then_stall) as server, httpx2.AsyncClient() as client:
             provider = openai(client, base_url=server.url + "/v1", idle_timeout_s=0.1)
             generation = await provider.start(HELLO_STREAM)
             with pytest.raises(ProviderError) as caught:
@@ -89,7 +90,7 @@ def test_a_server_that_never_answers_hits_the_first_byte_timeout() -> None:
         await asyncio.sleep(30)
 
     async def scenario() -> tuple[ProviderError, int]:
-        async with LoopbackServer(silent) as server, httpx.AsyncClient() as client:
+        async with LoopbackServer(silent) as server, httpx2.AsyncClient() as client:
             provider = openai(
                 client, base_url=server.url + "/v1", first_byte_timeout_s=0.1, max_attempts=2
             )
@@ -108,7 +109,7 @@ def test_a_redirect_to_another_host_never_receives_the_key() -> None:
             await exchange.respond(
                 "200 OK",
                 {"content-type": "application/json"},
-                httpx.Response(200, json=openai_completion("stolen")).content,
+                httpx2.Response(200, json=openai_completion("stolen")).content,
             )
 
         async with LoopbackServer(answer) as elsewhere:
@@ -120,7 +121,7 @@ def test_a_redirect_to_another_host_never_receives_the_key() -> None:
 
             async with (
                 LoopbackServer(redirect) as home,
-                httpx.AsyncClient(follow_redirects=True) as client,
+                httpx2.AsyncClient(follow_redirects=True) as client,
             ):
                 with pytest.raises(ProviderError) as caught:
                     await openai(client, base_url=home.url + "/v1").start(HELLO)
@@ -131,3 +132,57 @@ def test_a_redirect_to_another_host_never_receives_the_key() -> None:
     assert "redirect" in str(error)
     assert home.received[0].header("authorization") == f"Bearer {OPENAI_KEY}"
     assert elsewhere.received == []
+
+
+async def _events_then_terminator(exchange: Exchange) -> None:
+    await exchange.start_chunked()
+    for event in openai_stream("Hello", " world"):
+        await exchange.chunk(event)
+    # The terminator in a later read than [DONE], as on a real network.
+    await asyncio.sleep(0.01)
+    await exchange.end_chunked()
+
+
+@pytest.mark.parametrize("read_to_end", [True, False], ids=["iterated-to-end", "collected"])
+def test_a_finished_stream_leaves_its_connection_for_the_next_request(read_to_end: bool) -> None:
+    async def scenario() -> tuple[list[str], int]:
+        texts: list[str] = []
+        async with (
+            LoopbackServer(_events_then_terminator, keep_alive=True) as server,
+            httpx2.AsyncClient() as client,
+        ):
+            provider = openai(client, base_url=server.url + "/v1")
+            for _ in range(3):
+                generation = await provider.start(HELLO_STREAM)
+                if read_to_end:
+                    events: list[GenerationEvent] = []
+                    await drain(generation, events)
+                    texts.append(text_of(events))
+                else:
+                    texts.append((await collect(generation)).text)
+            return texts, server.connections
+
+    texts, connections = asyncio.run(scenario())
+    assert texts == ["Hello world"] * 3
+    assert connections == 1, "each answer read to its end hands its connection to the next"
+
+
+def test_a_stream_that_never_ends_after_its_answer_is_still_complete() -> None:
+    async def done_then_hang(exchange: Exchange) -> None:
+        await exchange.start_chunked()
+        for event in openai_stream("Hello", " world"):
+            await exchange.chunk(event)
+        await asyncio.Event().wait()  # [DONE] sent, the body never terminated
+
+    async def scenario() -> tuple[list[str], int]:
+        async with (
+            LoopbackServer(done_then_hang, keep_alive=True) as server,
+            httpx2.AsyncClient() as client,
+        ):
+            provider = openai(client, base_url=server.url + "/v1", idle_timeout_s=0.1)
+            texts = [(await collect(await provider.start(HELLO_STREAM))).text for _ in range(2)]
+            return texts, server.connections
+
+    texts, connections = asyncio.run(scenario())
+    assert texts == ["Hello world"] * 2, "a hung tail after [DONE] does not fail the answer"
+    assert connections == 2, "the unfinished connection is closed, not reused"

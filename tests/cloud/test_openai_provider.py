@@ -4,7 +4,7 @@ import asyncio
 import random
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from cloud_fakes import (
     OPENAI_KEY,
@@ -205,8 +205,8 @@ def test_a_raw_prompt_goes_to_the_legacy_completions_endpoint() -> None:
 
 
 def test_a_non_streamed_answer_is_read_whole_then_replayed() -> None:
-    stream = ChunkStream([httpx.Response(200, json=openai_completion("Hello!")).content])
-    upstream = Upstream(httpx.Response(200, stream=stream))
+    stream = ChunkStream([httpx2.Response(200, json=openai_completion("Hello!")).content])
+    upstream = Upstream(httpx2.Response(200, stream=stream))
 
     async def scenario() -> list[GenerationEvent]:
         async with mock_client(upstream) as client:
@@ -258,11 +258,11 @@ def test_an_answer_without_usage_reports_zero_tokens() -> None:
 
 def test_a_body_that_is_not_json_is_a_protocol_error_and_retried() -> None:
     upstream = Upstream(
-        httpx.Response(200, text="<html>captive portal</html>"),
+        httpx2.Response(200, text="<html>captive portal</html>"),
         json_response(openai_completion("ok")),
     )
     assert complete(upstream, HELLO).text == "ok"
-    error = failure(Upstream(httpx.Response(200, text="nope")), HELLO, max_attempts=1)
+    error = failure(Upstream(httpx2.Response(200, text="nope")), HELLO, max_attempts=1)
     assert isinstance(error, ProviderProtocolError)
     assert "not JSON" in str(error)
 
@@ -406,7 +406,8 @@ def test_a_5xx_is_retried_after_a_jittered_backoff() -> None:
 def test_a_refused_connection_is_retried() -> None:
     sleep = FakeSleep()
     upstream = Upstream(
-        httpx.ConnectError("[Errno 111] Connection refused"), json_response(openai_completion("ok"))
+        httpx2.ConnectError("[Errno 111] Connection refused"),
+        json_response(openai_completion("ok")),
     )
     assert complete(upstream, HELLO, sleep=sleep).text == "ok"
     assert len(sleep.delays) == 1
@@ -480,7 +481,7 @@ def test_x_should_retry_false_is_honoured() -> None:
 
 
 def test_no_headers_within_the_first_byte_timeout() -> None:
-    async def never(request: httpx.Request) -> httpx.Response:
+    async def never(request: httpx2.Request) -> httpx2.Response:
         await asyncio.sleep(30)
         raise AssertionError("unreachable")
 
@@ -524,7 +525,7 @@ def test_keep_alive_comments_keep_a_slow_stream_alive() -> None:
 
 def test_a_stalled_body_of_a_non_streamed_answer_is_an_idle_timeout() -> None:
     stalled = ChunkStream([b'{"choices": '], stall_before=1)
-    upstream = Upstream(httpx.Response(200, stream=stalled))
+    upstream = Upstream(httpx2.Response(200, stream=stalled))
     error = failure(upstream, HELLO, idle_timeout_s=0.05, max_attempts=1)
     assert isinstance(error, ProviderTimeoutError)
     assert "idle" in str(error)
@@ -619,12 +620,12 @@ def test_the_key_travels_only_in_its_header() -> None:
 
 
 def test_a_redirect_is_not_followed_so_the_key_stays_home() -> None:
-    redirect = httpx.Response(307, headers={"location": "https://attacker.example/v1/chat"})
+    redirect = httpx2.Response(307, headers={"location": "https://attacker.example/v1/chat"})
     upstream = Upstream(redirect)
 
     async def scenario() -> ProviderError:
-        transport = httpx.MockTransport(upstream.handler)
-        async with httpx.AsyncClient(transport=transport, follow_redirects=True) as client:
+        transport = httpx2.MockTransport(upstream.handler)
+        async with httpx2.AsyncClient(transport=transport, follow_redirects=True) as client:
             with pytest.raises(ProviderError) as caught:
                 await openai(client).start(HELLO)
             return caught.value
@@ -636,7 +637,7 @@ def test_a_redirect_is_not_followed_so_the_key_stays_home() -> None:
 
 def test_a_key_that_cannot_be_a_header_is_refused_without_quoting_it() -> None:
     async def scenario() -> None:
-        async with httpx.AsyncClient() as client:
+        async with httpx2.AsyncClient() as client:
             with pytest.raises(ConfigError) as caught:
                 OpenAIProvider(
                     name="openai",

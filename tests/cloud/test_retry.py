@@ -4,7 +4,7 @@ import random
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-import httpx
+import httpx2
 import pytest
 from pydantic import SecretStr
 
@@ -45,12 +45,12 @@ NOW = datetime(2025, 3, 10, 12, 0, 0, tzinfo=UTC).timestamp()
     ],
 )
 def test_retry_after(headers: dict[str, str], expected: float | None) -> None:
-    assert retry_after_s(httpx.Headers(headers), now=NOW) == expected
+    assert retry_after_s(httpx2.Headers(headers), now=NOW) == expected
 
 
 def test_retry_after_date_written_by_the_standard_library() -> None:
     when = datetime(2025, 3, 10, 12, 0, 3, tzinfo=UTC)
-    headers = httpx.Headers({"Retry-After": format_datetime(when, usegmt=True)})
+    headers = httpx2.Headers({"Retry-After": format_datetime(when, usegmt=True)})
     assert retry_after_s(headers, now=NOW) == 3.0
 
 
@@ -76,13 +76,13 @@ def test_retry_delay_decisions() -> None:
     assert retry_delay(too_long, 1, policy, rng) is None
 
 
-def _response(status: int, payload: object = None, **headers: str) -> httpx.Response:
-    return httpx.Response(status, json=payload, headers=headers)
+def _response(status: int, payload: object = None, **headers: str) -> httpx2.Response:
+    return httpx2.Response(status, json=payload, headers=headers)
 
 
 def test_status_errors_by_status() -> None:
     def error(status: int, payload: object = None, **headers: str) -> Exception:
-        body = b"" if payload is None else httpx.Response(200, json=payload).content
+        body = b"" if payload is None else httpx2.Response(200, json=payload).content
         return status_error(
             "p", _response(status, payload, **headers), body, has_key=True, secret=None, now=NOW
         )
@@ -109,13 +109,13 @@ def test_a_401_without_a_key_says_to_configure_one() -> None:
 
 
 def test_transport_errors() -> None:
-    def error(exc: httpx.HTTPError, mid_answer: bool = False) -> Exception:
+    def error(exc: httpx2.HTTPError, mid_answer: bool = False) -> Exception:
         return transport_error("p", "api.test", exc, connect_timeout_s=5, mid_answer=mid_answer)
 
-    assert isinstance(error(httpx.ConnectTimeout("slow")), ProviderTimeoutError)
-    refused = error(httpx.ConnectError("[Errno 111] Connection refused"))
+    assert isinstance(error(httpx2.ConnectTimeout("slow")), ProviderTimeoutError)
+    refused = error(httpx2.ConnectError("[Errno 111] Connection refused"))
     assert isinstance(refused, ProviderUnavailableError) and "api.test" in str(refused)
-    cut = error(httpx.RemoteProtocolError("incomplete chunked read"), mid_answer=True)
+    cut = error(httpx2.RemoteProtocolError("incomplete chunked read"), mid_answer=True)
     assert isinstance(cut, ProviderUnavailableError) and "incomplete" in str(cut)
 
 

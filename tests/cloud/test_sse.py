@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import httpx
+import httpx2
 import pytest
 
 from hybrid.cloud.sse import SseEvent, SseParser, iter_sse
@@ -72,10 +72,10 @@ def test_iter_sse_reads_a_streamed_httpx_response() -> None:
         yield b"\nevent: end\ndata: {}\n\n"
 
     async def scenario() -> list[SseEvent]:
-        def handler(request: httpx.Request) -> httpx.Response:
-            return httpx.Response(200, content=body())
+        def handler(request: httpx2.Request) -> httpx2.Response:
+            return httpx2.Response(200, content=body())
 
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
             async with client.stream("GET", "https://example.test/") as response:
                 return [event async for event in iter_sse(response)]
 

@@ -32,6 +32,9 @@ FAST_RELIABILITY = {
     # The matrix below fails the same provider many times on purpose; the breaker has tests
     # of its own.
     "HYBRID_CLOUD__BREAKER_FAILURES": "1000",
+    # The embedded model's calibrated threshold escalates nearly everything (it answers few
+    # prompts right); a higher one keeps easy prompts local, so both routes can be seen.
+    "HYBRID_ROUTING__DIFFICULTY__THRESHOLD": "0.9",
 }
 
 
@@ -157,6 +160,19 @@ def test_a_cloud_model_name_that_fits_locally_is_answered_locally(
     assert not raw.headers["x-hybrid-reason"].startswith(("explicit", "cloud_unavailable"))
     assert "Paris" in (raw.parse().choices[0].message.content or "")
     assert fake.requests == []
+
+
+def test_a_hard_prompt_escalates_on_its_difficulty_score(
+    server: RunningServer, fake: FakeCloud
+) -> None:
+    raw = openai_client(server).chat.completions.with_raw_response.create(
+        model="hybrid",
+        messages=[{"role": "user", "content": "What is 347 times 29? Explain step by step."}],
+    )
+    assert raw.headers["x-hybrid-route"] == "cloud"
+    assert raw.headers["x-hybrid-reason"].startswith("difficulty:")
+    assert float(raw.headers["x-hybrid-score"]) > 0.9
+    assert raw.parse().choices[0].message.content == fake.reply
 
 
 def test_openai_sdk_through_hybrid_to_openai(server: RunningServer, fake: FakeCloud) -> None:
