@@ -10,7 +10,7 @@ sent, and can become a proper HTTP status.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from hybrid.errors import GenerationError
@@ -33,6 +33,20 @@ class Generation(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Stop generating (if still running) and release the backend promptly."""
+
+
+class ReplayGeneration(Generation):
+    """Events already read (a whole answer), handed out again as a generation."""
+
+    def __init__(self, events: Sequence[GenerationEvent]) -> None:
+        self._events = tuple(events)
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        for event in self._events:
+            yield event
+
+    async def aclose(self) -> None:
+        """Nothing to release: whatever produced the events is done."""
 
 
 @dataclass(frozen=True)

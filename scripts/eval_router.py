@@ -165,17 +165,9 @@ def _answers(
 async def _run_model(
     settings: Settings, items: list[CalibrationItem], max_tokens: int
 ) -> list[ItemAnswer]:
-    from hybrid.hardware.bandwidth import BandwidthCache
-    from hybrid.hardware.probe import HardwareProbe
     from hybrid.local.runtime import LocalRuntime
 
-    probe = HardwareProbe(
-        bandwidth_cache=BandwidthCache(settings.home / "probe" / "bandwidth.json")
-    )
-    runtime = LocalRuntime(
-        settings,
-        snapshot=lambda: probe.snapshot(measure_bandwidth=settings.probe.measure_bandwidth),
-    )
+    runtime = LocalRuntime.for_settings(settings)
     await runtime.load()
     try:
         bar = ProgressBar(sys.stderr, "answering")

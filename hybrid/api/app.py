@@ -26,7 +26,6 @@ from hybrid.routing.policies.difficulty import CalibratedModel
 from hybrid.routing.providers import build_providers
 
 if TYPE_CHECKING:
-    from hybrid.hardware.bandwidth import BandwidthCache
     from hybrid.hardware.probe import HardwareProbe
     from hybrid.hardware.sampler import LiveSampler
     from hybrid.local.runtime import LocalRuntime
@@ -49,21 +48,12 @@ def create_app(
     Returns:
         The ASGI application, ready for uvicorn.
     """
-    from hybrid.hardware.probe import HardwareProbe
+    from hybrid.hardware.probe import probe_for
     from hybrid.hardware.sampler import LiveSampler
     from hybrid.local.runtime import LocalRuntime
 
-    hardware = (
-        probe if probe is not None else HardwareProbe(bandwidth_cache=_bandwidth_cache(settings))
-    )
-    local = (
-        runtime
-        if runtime is not None
-        else LocalRuntime(
-            settings,
-            snapshot=lambda: hardware.snapshot(measure_bandwidth=settings.probe.measure_bandwidth),
-        )
-    )
+    hardware = probe if probe is not None else probe_for(settings.home)
+    local = runtime if runtime is not None else LocalRuntime.for_settings(settings, hardware)
     sampler: LiveSampler = LiveSampler(hardware.sample, interval_s=settings.probe.sample_interval_s)
     names = ModelNames.from_settings(settings.cloud)
     calibrated = CalibratedModel(settings.home, lambda: local.loaded_path)
@@ -123,9 +113,3 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(HybridHeadersMiddleware, model_id=lambda: local.model_id)
     return app
-
-
-def _bandwidth_cache(settings: Settings) -> BandwidthCache:
-    from hybrid.hardware.bandwidth import BandwidthCache
-
-    return BandwidthCache(settings.home / "probe" / "bandwidth.json")

@@ -126,17 +126,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _calibrate_local(
     settings: Settings, path: Path, sha256: str, options: CalibrateOptions
 ) -> int:
-    from hybrid.hardware.bandwidth import BandwidthCache
-    from hybrid.hardware.probe import HardwareProbe
     from hybrid.local.runtime import LocalRuntime
 
-    probe = HardwareProbe(
-        bandwidth_cache=BandwidthCache(settings.home / "probe" / "bandwidth.json")
-    )
-    runtime = LocalRuntime(
-        settings,
-        snapshot=lambda: probe.snapshot(measure_bandwidth=settings.probe.measure_bandwidth),
-    )
+    runtime = LocalRuntime.for_settings(settings)
     print(f"loading {path.name} ...", file=sys.stderr)
     await runtime.load()
     try:

@@ -61,12 +61,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     Returns:
         0, also when no model is found (the output says how to add one).
     """
-    from hybrid.hardware.bandwidth import BandwidthCache
-    from hybrid.hardware.probe import HardwareProbe
+    from hybrid.hardware.probe import probe_for
 
-    probe = HardwareProbe(
-        bandwidth_cache=BandwidthCache(settings.home / "probe" / "bandwidth.json")
-    )
+    probe = probe_for(settings.home)
     return list_models(settings, probe, as_json=bool(args.json), out=sys.stdout, err=sys.stderr)
 
 

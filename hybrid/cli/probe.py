@@ -51,12 +51,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     Returns:
         0.
     """
-    from hybrid.hardware.bandwidth import BandwidthCache
-    from hybrid.hardware.probe import HardwareProbe
+    from hybrid.hardware.probe import probe_for
 
-    probe = HardwareProbe(
-        bandwidth_cache=BandwidthCache(settings.home / "probe" / "bandwidth.json")
-    )
+    probe = probe_for(settings.home)
     snapshot = probe.snapshot(measure_bandwidth=settings.probe.measure_bandwidth)
     return print_report(
         snapshot, settings, as_json=bool(args.json), discover=discover_models, out=sys.stdout

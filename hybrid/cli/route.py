@@ -80,21 +80,15 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _dispatcher(settings: Settings) -> tuple[Dispatcher, Any]:
-    from hybrid.hardware.bandwidth import BandwidthCache
-    from hybrid.hardware.probe import HardwareProbe
+    from hybrid.hardware.probe import probe_for
     from hybrid.local.runtime import LocalRuntime
     from hybrid.routing.chain import build_router
     from hybrid.routing.dispatcher import Dispatcher
     from hybrid.routing.names import ModelNames
     from hybrid.routing.policies.difficulty import CalibratedModel
 
-    probe = HardwareProbe(
-        bandwidth_cache=BandwidthCache(settings.home / "probe" / "bandwidth.json")
-    )
-    runtime = LocalRuntime(
-        settings,
-        snapshot=lambda: probe.snapshot(measure_bandwidth=settings.probe.measure_bandwidth),
-    )
+    probe = probe_for(settings.home)
+    runtime = LocalRuntime.for_settings(settings, probe)
     await runtime.load()
     names = ModelNames.from_settings(settings.cloud)
     calibrated = CalibratedModel(settings.home, lambda: runtime.loaded_path)

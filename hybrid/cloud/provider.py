@@ -32,7 +32,7 @@ from typing import Any, Literal
 import httpx2
 from pydantic import SecretStr
 
-from hybrid.backend import Backend, Generation
+from hybrid.backend import Backend, Generation, ReplayGeneration
 from hybrid.cloud.breaker import CircuitBreaker
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.cloud.retry import retry_delay, status_error, transport_error
@@ -209,7 +209,7 @@ class CloudProvider(Backend):
         if isinstance(opened, _StreamGeneration):
             return opened
         self._settle("success")
-        return _ReplayGeneration(opened)
+        return ReplayGeneration(opened)
 
     def _settle(self, outcome: _Outcome) -> None:
         """Report how an allowed request ended to the circuit breaker.
@@ -462,20 +462,6 @@ class _TimedChunks:
     async def __anext__(self) -> bytes:
         async with asyncio.timeout(self.timeout_s):
             return await anext(self._chunks)
-
-
-class _ReplayGeneration(Generation):
-    """A whole answer, already read, handed out as events."""
-
-    def __init__(self, events: Sequence[GenerationEvent]) -> None:
-        self._events = tuple(events)
-
-    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        for event in self._events:
-            yield event
-
-    async def aclose(self) -> None:
-        """Nothing to release: the response was read and closed in ``start``."""
 
 
 class _StreamGeneration(Generation):

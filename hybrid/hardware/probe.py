@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from hybrid.hardware.bandwidth import (
     MIB,
@@ -181,3 +182,10 @@ class HardwareProbe:
             return self._measure_bandwidth(cpu, memory)
 
         return cached_bandwidth(cache, key, run) if cache is not None else run()
+
+
+def probe_for(home: Path) -> HardwareProbe:
+    """The real machine's probe, caching measured bandwidth in the data dir ``home``."""
+    from hybrid.hardware.bandwidth import BandwidthCache
+
+    return HardwareProbe(bandwidth_cache=BandwidthCache(home / "probe" / "bandwidth.json"))

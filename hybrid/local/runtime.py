@@ -19,6 +19,7 @@ from hybrid.local.backend import LocalBackend
 
 if TYPE_CHECKING:
     from hybrid.hardware.plan import RuntimePlan
+    from hybrid.hardware.probe import HardwareProbe
     from hybrid.hardware.snapshot import HardwareSnapshot
     from hybrid.local.engine import LlamaEngine
     from hybrid.models.gguf import GgufInfo
@@ -56,6 +57,15 @@ class LocalRuntime:
         self._backend: LocalBackend | None = None
         self._engine: LlamaEngine | None = None
         self._loaded: LoadedModel | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings, probe: HardwareProbe | None = None) -> LocalRuntime:
+        """The runtime ``hybrid serve`` builds: sized by the probe (the real one by default)."""
+        from hybrid.hardware.probe import probe_for
+
+        hardware = probe if probe is not None else probe_for(settings.home)
+        measure = settings.probe.measure_bandwidth
+        return cls(settings, snapshot=lambda: hardware.snapshot(measure_bandwidth=measure))
 
     @property
     def state(self) -> RuntimeState:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import AsyncIterator, Sequence
 
 from hybrid.backend import Generation, collect
 from hybrid.generation import GenerationEvent, GenerationRequest, TextDelta
@@ -52,17 +51,3 @@ async def attempt(generation: Generation, *, keep_logprobs: bool) -> LocalAttemp
     confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 1.0
     text = TextDelta(completion.text, completion.logprobs if keep_logprobs else ())
     return LocalAttempt((text, completion.done), confidence)
-
-
-class Replay(Generation):
-    """Events already read, played back."""
-
-    def __init__(self, events: Sequence[GenerationEvent]) -> None:
-        self._events = tuple(events)
-
-    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        for event in self._events:
-            yield event
-
-    async def aclose(self) -> None:
-        return None

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from hybrid.backend import Generation
+from hybrid.backend import Generation, ReplayGeneration
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import (
     ContextLengthExceededError,
@@ -320,7 +320,7 @@ class Dispatcher:
         if tried.confidence >= self._cascade:
             reason = f"{decision.reason};cascade:{tried.confidence:.2f}>={self._cascade:g}"
             return Answer(
-                cascade.Replay(tried.events), "local", local.model, reason, decision.score
+                ReplayGeneration(tried.events), "local", local.model, reason, decision.score
             )
         log.info(
             "cascade: local answer to %s discarded at confidence %.2f; asking %s",
