@@ -1,16 +1,16 @@
 """The contract every answering backend implements.
 
 A backend turns a :class:`~hybrid.generation.GenerationRequest` into a stream of
-:class:`~hybrid.generation.TextDelta` events ending with one
-:class:`~hybrid.generation.GenerationDone`.  Starting a generation is a separate, awaited step
-so that admission errors (context too long, queue full) surface before any byte of a response is
-sent, and can become a proper HTTP status.
+:class:`~hybrid.generation.TextDelta` and :class:`~hybrid.generation.ToolCallDelta` events
+ending with one :class:`~hybrid.generation.GenerationDone`.  Starting a generation is a separate,
+awaited step so that admission errors (context too long, queue full) surface before any byte of
+a response is sent, and can become a proper HTTP status.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from hybrid.errors import GenerationError
@@ -20,6 +20,8 @@ from hybrid.generation import (
     GenerationRequest,
     TextDelta,
     TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
 )
 
 
@@ -51,11 +53,35 @@ class ReplayGeneration(Generation):
 
 @dataclass(frozen=True)
 class Completion:
-    """A whole, non-streamed answer."""
+    """A whole, non-streamed answer.
+
+    Attributes:
+        text: The generated text.
+        logprobs: Its tokens' log-probabilities, when asked for.
+        done: How the generation ended.
+        tool_calls: The tool calls the answer made, assembled from their deltas, in order.
+    """
 
     text: str
     logprobs: tuple[TokenLogprob, ...]
     done: GenerationDone
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def events(self, *, logprobs: bool = True) -> tuple[GenerationEvent, ...]:
+        """The answer as events again (one text delta, one delta per call, the closing event).
+
+        Args:
+            logprobs: Keep the log-probabilities on the text delta.
+        """
+        events: list[GenerationEvent] = []
+        if self.text or (logprobs and self.logprobs):
+            events.append(TextDelta(self.text, self.logprobs if logprobs else ()))
+        events.extend(
+            ToolCallDelta(index, call.id, call.name, call.arguments)
+            for index, call in enumerate(self.tool_calls)
+        )
+        events.append(self.done)
+        return tuple(events)
 
 
 class Backend(ABC):
@@ -105,7 +131,7 @@ async def collect(generation: Generation) -> Completion:
         generation: A generation returned by :meth:`Backend.start`.
 
     Returns:
-        The text, its log-probabilities (when asked for) and the closing event.
+        The text, its log-probabilities (when asked for), its tool calls and the closing event.
 
     Raises:
         GenerationError: The stream ended without a closing event.
@@ -113,13 +139,44 @@ async def collect(generation: Generation) -> Completion:
     """
     parts: list[str] = []
     logprobs: list[TokenLogprob] = []
+    deltas: list[ToolCallDelta] = []
     try:
         async for event in generation:
             if isinstance(event, TextDelta):
                 parts.append(event.text)
                 logprobs.extend(event.logprobs)
+            elif isinstance(event, ToolCallDelta):
+                deltas.append(event)
             else:
-                return Completion("".join(parts), tuple(logprobs), event)
+                calls = assemble_tool_calls(deltas)
+                return Completion("".join(parts), tuple(logprobs), event, calls)
     finally:
         await generation.aclose()
     raise GenerationError("the generation ended without a closing event")
+
+
+def assemble_tool_calls(deltas: Iterable[ToolCallDelta]) -> tuple[ToolCall, ...]:
+    """Whole tool calls from their deltas: ids and names from the first, arguments joined.
+
+    A call whose arguments are empty gets ``{}``: every API reads arguments as a JSON object,
+    and a function without parameters is called with an empty one.
+
+    Args:
+        deltas: The deltas of one answer, in the order they arrived.
+
+    Returns:
+        The calls ordered by index.
+    """
+    ids: dict[int, str] = {}
+    names: dict[int, str] = {}
+    arguments: dict[int, list[str]] = {}
+    for delta in deltas:
+        if delta.id is not None:
+            ids.setdefault(delta.index, delta.id)
+        if delta.name is not None:
+            names.setdefault(delta.index, delta.name)
+        arguments.setdefault(delta.index, []).append(delta.arguments)
+    return tuple(
+        ToolCall(ids.get(index, ""), names.get(index, ""), "".join(arguments[index]) or "{}")
+        for index in sorted(arguments)
+    )

@@ -6,10 +6,12 @@ HybridError
 ├── ModelFileError              a model file is missing, unreadable or not a GGUF
 ├── ServeError                  the server cannot start (its address is taken, ...)
 ├── InvalidRequestError         a request hybrid understood but cannot honour (n > 1, ...)
+├── LedgerError                 the ledger file cannot be opened, migrated, written or read
 ├── RoutingError                no backend can take the request
 │   ├── ModelNotFoundError      the model name is neither local, an alias, nor a cloud model
 │   ├── NoRouteError            every candidate failed or none exists (names each failure)
-│   └── PrivateDataError        private data stays local, and the local model cannot answer
+│   ├── PrivateDataError        private data stays local, and the local model cannot answer
+│   └── BudgetExceededError     a cloud spend cap is reached, and the local model cannot answer
 └── BackendError                something that answers requests failed
     ├── LocalBackendError       the in-process llama.cpp model
     │   ├── ModelNotReadyError      the model is still loading, or failed to load
@@ -25,6 +27,9 @@ HybridError
         ├── ProviderProtocolError       [bad_response] malformed JSON or SSE
         └── CircuitOpenError            [circuit_open] recent failures: not tried for now
 ```
+
+``hybrid monitor`` adds two of its own, ``DaemonUnreachable`` and ``MalformedEventError``
+(in ``hybrid.monitor``), which never reach the server.
 
 Foreign exceptions (llama_cpp, OS errors) are translated into this tree at the boundary where
 they happen, with ``raise ... from exc``.  The HTTP layer turns these into wire-shaped errors
@@ -62,6 +67,10 @@ class InvalidRequestError(HybridError):
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+
+
+class LedgerError(HybridError):
+    """The ledger file cannot be opened, migrated, written or read (the message names it)."""
 
 
 class BackendError(HybridError):
@@ -245,4 +254,16 @@ class NoRouteError(RoutingError):
     def __init__(self, message: str, *, failures: list[str], should_retry: bool) -> None:
         self.failures = failures
         self.should_retry = should_retry
+        super().__init__(message)
+
+
+class BudgetExceededError(RoutingError):
+    """A cloud spend cap is reached and the local model cannot answer the request.
+
+    Attributes:
+        cap: The cap's reason code (``budget:daily_cap``, ``budget:openai:monthly_cap``, ...).
+    """
+
+    def __init__(self, message: str, *, cap: str) -> None:
+        self.cap = cap
         super().__init__(message)

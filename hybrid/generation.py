@@ -1,7 +1,12 @@
 """What a backend is asked for and what it streams back.
 
 These frozen dataclasses are the internal language between the HTTP layer and the backends; the
-wire formats (OpenAI JSON, later Anthropic) are translated to and from them at the edges.
+wire formats (OpenAI JSON, Anthropic JSON) are translated to and from them at the edges.
+
+Tool calling speaks OpenAI's vocabulary inside: a :class:`ToolSpec` is a function with a JSON
+Schema for its arguments, a :class:`ToolCall` carries its arguments as JSON *text* (what the model
+wrote, which may arrive in fragments), and a tool's result is a ``tool`` message naming the call
+it answers.
 """
 
 from __future__ import annotations
@@ -10,7 +15,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FinishReason = Literal["stop", "length", "content_filter"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
+ToolChoiceMode = Literal["auto", "none", "required", "named"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model made to one of the request's tools.
+
+    Attributes:
+        id: The call's id (``call_...`` from OpenAI, ``toolu_...`` from Anthropic); the
+            ``tool`` message with its result names it.
+        name: The tool's name.
+        arguments: The arguments as JSON text, as the model wrote them (normally an object).
+    """
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
@@ -22,11 +44,58 @@ class Message:
         content: Its text (the text parts joined), which the local model reads.
         parts: OpenAI content parts as the client sent them, kept only when some are not text
             (``image_url``, ``input_audio``), for a cloud provider to receive in full.
+        tool_calls: For an ``assistant`` message, the tool calls it made (after its text).
+        tool_call_id: For a ``tool`` message, the id of the call whose result it carries.
+        name: For a ``tool`` message, the tool's name, when known (some chat templates show it).
+        is_error: For a ``tool`` message, the tool failed and ``content`` says how.
     """
 
     role: str
     content: str
     parts: tuple[Mapping[str, Any], ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call.
+
+    Attributes:
+        name: The function's name.
+        description: What it does and when to call it, for the model.
+        parameters: The JSON Schema of its arguments (an object schema); None for a function
+            without arguments.
+        strict: OpenAI's structured-outputs switch for the arguments, when the client set it.
+    """
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """Whether and which tool the model must call.
+
+    Attributes:
+        mode: ``auto`` (the model decides), ``none`` (no call), ``required`` (at least one
+            call) or ``named`` (a call to ``name``).
+        name: The tool a ``named`` choice requires.
+
+    Raises:
+        ValueError: ``named`` without a name, or a name with another mode.
+    """
+
+    mode: ToolChoiceMode = "auto"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.mode == "named") != (self.name is not None):
+            raise ValueError("a tool choice names a tool exactly when its mode is 'named'")
 
 
 @dataclass(frozen=True)
@@ -81,7 +150,12 @@ class GenerationRequest:
         model: The provider's own model id (``gpt-4.1-mini``), for a cloud backend; the local
             backend ignores it.
         stream: The client asked for a stream; a cloud backend streams from upstream too.
-        needs: Capabilities beyond text the request needs (``images``, ``audio``, ``tools``).
+        needs: Capabilities beyond text the request needs (``images``, ``audio``, ``tools``);
+            see :func:`tool_needs` for when tools count.
+        tools: The functions the model may call.
+        tool_choice: Whether and which of them it must call.
+        parallel_tool_calls: Whether it may make several calls in one turn; None leaves the
+            provider's default (yes).
     """
 
     request_id: str
@@ -91,6 +165,21 @@ class GenerationRequest:
     model: str | None = None
     stream: bool = False
     needs: frozenset[str] = frozenset()
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    parallel_tool_calls: bool | None = None
+
+
+def tool_needs(tools: tuple[ToolSpec, ...], choice: ToolChoice) -> frozenset[str]:
+    """The capabilities a request's tools add to its ``needs``.
+
+    Tools the model must not call (``tool_choice: none``) need nothing: any model can answer
+    without them.
+
+    Returns:
+        ``{"tools"}`` when tools are offered and may be called, else the empty set.
+    """
+    return frozenset({"tools"}) if tools and choice.mode != "none" else frozenset()
 
 
 @dataclass(frozen=True)
@@ -121,6 +210,26 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call, as a stream delivers it.
+
+    The first delta of each ``index`` carries the call's ``id`` and ``name`` (every backend
+    guarantees it, inventing an id when its source has none); later ones add to ``arguments``.
+
+    Attributes:
+        index: Which call of the answer this belongs to, from 0, in the order calls start.
+        id: The call's id, on its first delta only.
+        name: The tool's name, on its first delta only.
+        arguments: The next fragment of the arguments' JSON text (may be empty).
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class Usage:
     """Token counts for one request."""
 
@@ -138,8 +247,9 @@ class GenerationDone:
     """The last event of a generation.
 
     Attributes:
-        finish_reason: ``"stop"`` (end of turn or a stop sequence), ``"length"`` (max tokens)
-            or ``"content_filter"`` (the provider refused).
+        finish_reason: ``"stop"`` (end of turn or a stop sequence), ``"length"`` (max tokens),
+            ``"content_filter"`` (the provider refused) or ``"tool_calls"`` (the turn ended
+            with tool calls, whose results the client sends back).
         stop_sequence: The request's stop sequence that ended the output, when one did.
         usage: Prompt and completion tokens.
         queue_wait_s: Seconds spent waiting for the model.
@@ -157,4 +267,4 @@ class GenerationDone:
     cancelled: bool = False
 
 
-GenerationEvent = TextDelta | GenerationDone
+GenerationEvent = TextDelta | ToolCallDelta | GenerationDone

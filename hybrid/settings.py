@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from hybrid.settings_cloud import ECOSYSTEM_VARIABLES, CloudSettings
+from hybrid.settings_ledger import BudgetSettings, EnergySettings, LedgerSettings, PricingSettings
 from hybrid.settings_routing import RoutingSettings
 from hybrid.settings_sources import (
     Layer,
@@ -81,7 +82,10 @@ class ServerSettings(BaseModel):
     )
     api_key: SecretStr | None = Field(
         default=None,
-        description="Key clients must send as a bearer token (reserved; accepted and masked).",
+        description=(
+            "Key clients must send (Authorization: Bearer or x-api-key) on every endpoint but "
+            "/health; required to listen beyond loopback."
+        ),
     )
     shutdown_timeout_s: int = Field(
         default=10,
@@ -223,6 +227,22 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(
         default_factory=RoutingSettings,
         description="How requests are routed between local and cloud.",
+    )
+    ledger: LedgerSettings = Field(
+        default_factory=LedgerSettings,
+        description="The request ledger (SQLite) and how long it keeps records.",
+    )
+    pricing: PricingSettings = Field(
+        default_factory=PricingSettings,
+        description="Cloud prices and the reference model for cost avoided.",
+    )
+    energy: EnergySettings = Field(
+        default_factory=EnergySettings,
+        description="What local answers cost in electricity.",
+    )
+    budget: BudgetSettings = Field(
+        default_factory=BudgetSettings,
+        description="Daily and monthly caps on cloud spend.",
     )
 
     @field_validator("home")

@@ -26,6 +26,8 @@ import httptools
 import httpx2
 from bench_upstream import REPLY
 
+from hybrid.cloud.transport import Http11Transport
+
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
     {"role": "user", "content": "Say hello."},
@@ -290,10 +292,11 @@ class Connection(Protocol):
 
 
 class HttpxConnection:
-    """Whole answers through ``httpx2.AsyncClient``, called the way hybrid calls a provider.
+    """Whole answers through hybrid's own HTTP client, called the way hybrid calls a provider.
 
+    ``httpx2.AsyncClient`` on :class:`hybrid.cloud.transport.Http11Transport`:
     ``build_request`` with a JSON body, ``send(stream=True)``, the body read chunk by chunk,
-    ``aclose``, then the JSON parsed; the pool has hybrid's limits.  Only for whole answers.
+    ``aclose``, then the JSON parsed.  Only for whole answers.
 
     Args:
         target: Where to send.
@@ -303,8 +306,7 @@ class HttpxConnection:
         self._target = target
         self._body = target.body(stream=False)
         self._headers = {"Authorization": f"Bearer {target.authorization}"}
-        limits = httpx2.Limits(max_connections=256, max_keepalive_connections=64)
-        self._client = httpx2.AsyncClient(limits=limits, follow_redirects=False)
+        self._client = httpx2.AsyncClient(transport=Http11Transport(), follow_redirects=False)
         self.lost = False
 
     async def exchange(self, payload: bytes, *, stream: bool, timeout_s: float) -> Exchange:

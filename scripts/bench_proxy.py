@@ -596,16 +596,16 @@ def breakdown(results: Results, point: Point) -> list[str]:
         f"where hybrid's added time goes ({point.label}, p50, the four interleaved, "
         f"n={answered.n} each):",
         f"  {'direct to the upstream (raw client)':<{width}}{ms(direct.p50):>8} ms",
-        f"  {'the same through httpx2.AsyncClient, as hybrid calls it':<{width}}"
+        f"  {'the same through the HTTP client hybrid uses':<{width}}"
         f"{ms(client.p50):>8} ms  {added(client.p50, direct.p50)} ms: the outbound HTTP client "
         f"alone ({client.cpu_ms_per_request:.3f} ms CPU/req in the load generator)",
         f"  {'hybrid refuses an unknown model with 404':<{width}}{ms(refused.p50):>8} ms  "
         f"{added(refused.p50, direct.p50)} ms: the inbound side (uvicorn, middleware, FastAPI, "
-        f"validation, model names, error reply)",
+        f"validation, model names, the error's ledger record, error reply)",
         f"  {'hybrid answers through the upstream':<{width}}{ms(answered.p50):>8} ms  "
         f"{added(answered.p50, direct.p50)} ms added in all "
         f"({answered.cpu_ms_per_request:.3f} ms CPU/req)",
-        f"  so roughly: inbound {inbound * 1000:+.3f} ms, httpx {outbound * 1000:+.3f} ms, "
+        f"  so roughly: inbound {inbound * 1000:+.3f} ms, client {outbound * 1000:+.3f} ms, "
         f"the rest {(total - inbound - outbound) * 1000:+.3f} ms (routing context, provider "
         f"code, the reply)",
     ]

@@ -6,8 +6,9 @@ from typing import cast
 
 from fastapi import Request
 
+from hybrid.api.accounting import Api
 from hybrid.api.state import app_state
-from hybrid.errors import InvalidRequestError
+from hybrid.errors import HybridError, InvalidRequestError
 from hybrid.generation import GenerationRequest
 from hybrid.routing.dispatcher import Answer, RouteOverride
 
@@ -36,7 +37,7 @@ def route_override(request: Request) -> RouteOverride | None:
 async def start_answer(
     request: Request, generation_request: GenerationRequest, *, model: str | None
 ) -> Answer:
-    """Start answering through the app's dispatcher.
+    """Start answering through the app's dispatcher, with the answer accounted for.
 
     Args:
         request: The HTTP request (for its headers and the app state).
@@ -44,7 +45,22 @@ async def start_answer(
         model: The model name the client asked for.
 
     Returns:
-        The started answer with its route, model and reason.
+        The started answer with its route, model and reason; its generation writes the
+        request's ledger record as it ends.
+
+    Raises:
+        HybridError: Nothing could start the answer (recorded in the ledger first).
     """
-    dispatcher = app_state(request).dispatcher
-    return await dispatcher.start(generation_request, model=model, override=route_override(request))
+    state = app_state(request)
+    api: Api = "anthropic" if request.url.path.startswith("/v1/messages") else "openai"
+    ticket = state.accountant.open(
+        generation_request.request_id, api, model, stream=generation_request.stream
+    )
+    try:
+        answer = await state.dispatcher.start(
+            generation_request, model=model, override=route_override(request)
+        )
+    except HybridError as exc:
+        await state.accountant.failed(ticket, generation_request, exc)
+        raise
+    return await state.accountant.watch(ticket, answer, generation_request)

@@ -2,8 +2,9 @@
 
 Unknown fields are tolerated (``extra="allow"``): the Anthropic SDK and tools such as Claude Code
 add fields over time, and a drop-in endpoint must not reject them.  Content blocks are read
-loosely here (any ``type``) so that a block hybrid cannot read yet gets a 400 naming that block
-from :mod:`hybrid.api.anthropic_wire`, rather than a union-validation error about strings.
+loosely here (any ``type``, every block's fields optional) so that a block hybrid cannot read
+gets a 400 naming that block from :mod:`hybrid.api.anthropic_wire`, rather than a
+union-validation error about strings.
 """
 
 from __future__ import annotations
@@ -18,10 +19,27 @@ class _Open(BaseModel):
 
 
 class ContentBlockIn(_Open):
-    """One content block: ``text``, or a kind hybrid refuses for now (image, tool_use, ...)."""
+    """One content block: ``text``, ``image``, ``tool_use``, ``tool_result``, or a kind hybrid
+    refuses (document, thinking, ...).
+
+    Attributes:
+        text: A text block's text.
+        id: A tool_use block's call id.
+        name: A tool_use block's tool name.
+        input: A tool_use block's arguments.
+        tool_use_id: A tool_result block's call id.
+        content: A tool_result block's result: a string or text blocks.
+        is_error: A tool_result block reports a failure.
+    """
 
     type: str
     text: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: dict[str, Any] | None = None
+    tool_use_id: str | None = None
+    content: str | list[dict[str, Any]] | None = None
+    is_error: bool | None = None
 
 
 class MessageIn(_Open):
@@ -36,14 +54,27 @@ class ToolChoiceIn(_Open):
 
     type: str
     name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolIn(_Open):
+    """One entry of ``tools``: a client tool (name, description, input schema).
+
+    Anthropic's server tools (``web_search_...``, ``bash_...``) carry a ``type`` and are refused
+    by the translation: they run on Anthropic's side, which hybrid cannot promise.
+    """
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+    type: str | None = None
 
 
 class MessagesRequest(_Open):
     """``POST /v1/messages``.
 
     ``top_k`` and ``metadata`` are accepted and ignored: neither changes what a correct answer
-    looks like.  ``tools`` and a ``tool_choice`` that demands a tool call are refused by the
-    translation, since no backend behind this endpoint calls tools yet.
+    looks like.
     """
 
     model: str
@@ -56,5 +87,5 @@ class MessagesRequest(_Open):
     top_k: int | None = Field(default=None, ge=0)
     stream: bool = False
     metadata: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[ToolIn] | None = None
     tool_choice: ToolChoiceIn | None = None

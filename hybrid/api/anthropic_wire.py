@@ -7,31 +7,44 @@ or as its server-sent events, framed as Anthropic frames them::
     message_start, ping, content_block_start, content_block_delta*, content_block_stop,
     message_delta, message_stop
 
-The three content_block events appear only when there is text, as the whole ``message`` has
-no content block when nothing was generated.  Each event is ``event: <type>`` plus
-``data: <json>`` whose ``type`` repeats the event name.  A failure after the stream began is an
-``error`` event and nothing after it: no ``message_stop``, so no client mistakes a cut answer
-for a whole one.
+The content_block events of a text block appear only when there is text, as the whole
+``message`` has no content block when nothing was generated; each tool call is a ``tool_use``
+block of its own (:mod:`hybrid.api.anthropic_tools`), numbered after the blocks before it.
+Each event is ``event: <type>`` plus ``data: <json>`` whose ``type`` repeats the event name.  A
+failure after the stream began is an ``error`` event and nothing after it: no ``message_stop``,
+so no client mistakes a cut answer for a whole one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from hybrid.api.anthropic_schema import ContentBlockIn, MessagesRequest
+from hybrid.api.anthropic_tools import (
+    request_tools,
+    tool_call,
+    tool_result_message,
+    tool_use_block,
+)
 from hybrid.api.errors import wire_error
 from hybrid.api.schema import MAX_STOP_SEQUENCES
 from hybrid.errors import HybridError, InvalidRequestError
-from hybrid.generation import GenerationDone, GenerationRequest, Message, SamplingParams, Usage
+from hybrid.generation import (
+    GenerationDone,
+    GenerationRequest,
+    Message,
+    SamplingParams,
+    ToolCall,
+    Usage,
+    tool_needs,
+)
 
 # Separate blocks are separate paragraphs to the client (Claude Code sends a reminder block and
 # the prompt as two blocks); gluing them with "" would run their sentences together.
 _BLOCK_SEPARATOR = "\n\n"
-
-# tool_choice values that make sense without tools: they leave the answer plain text.
-_HARMLESS_TOOL_CHOICES = ("auto", "none")
 
 
 @dataclass(frozen=True)
@@ -55,45 +68,74 @@ def messages_request(body: MessagesRequest, request_id: str) -> GenerationReques
         request_id: hybrid's id for the request.
 
     Returns:
-        The request with ``system`` as a leading system message and each turn's text blocks
-        joined into one message.
+        The request with ``system`` as a leading system message, each turn's text blocks
+        joined into one message, its ``tool_use`` blocks as the message's tool calls, and
+        each ``tool_result`` block as a ``tool`` message before the rest of its turn.
 
     Raises:
-        InvalidRequestError: The request holds a block other than text (image, document,
-            tool_use, tool_result, ...), asks for tools, or has too many stop sequences.
+        InvalidRequestError: The request holds a block hybrid cannot read (document,
+            thinking, ...), inconsistent tools (see
+            :func:`~hybrid.api.anthropic_tools.request_tools`), or too many stop sequences.
             ``param`` names the field at fault.
     """
-    _check_tools(body)
+    tools, tool_choice, parallel_tool_calls = request_tools(body)
     messages: list[Message] = []
     if body.system is not None:
         system = _text(body.system, "system")
         if system:
             messages.append(Message(role="system", content=system))
     needs: set[str] = set()
+    names: dict[str, str] = {}  # tool names by call id, for the tool messages
     for index, message in enumerate(body.messages):
         where = f"messages[{index}].content"
-        if isinstance(message.content, list) and any(b.type == "image" for b in message.content):
-            messages.append(_with_images(message.role, message.content, where))
-            needs.add("images")
+        if isinstance(message.content, str):
+            messages.append(Message(role=message.role, content=message.content))
             continue
-        content = _text(message.content, where)
-        messages.append(Message(role=message.role, content=content))
+        blocks: list[ContentBlockIn] = []
+        calls: list[ToolCall] = []
+        results = 0
+        for position, block in enumerate(message.content):
+            at = f"{where}[{position}]"
+            if block.type == "tool_result" and message.role == "user":
+                messages.append(tool_result_message(block, at, names))
+                results += 1
+            elif block.type == "tool_use" and message.role == "assistant":
+                call = tool_call(block, at)
+                names[call.id] = call.name
+                calls.append(call)
+            elif block.type in ("text", "image"):
+                blocks.append(block)
+            else:
+                raise InvalidRequestError(_block_refusal(block.type, message.role, at), param=at)
+        if results and not blocks:
+            continue  # a turn of tool results only: the tool messages are the turn
+        if any(b.type == "image" for b in blocks):
+            turn = _with_images(message.role, blocks, where)
+            needs.add("images")
+        else:
+            turn = Message(role=message.role, content=_text(blocks, where))
+        messages.append(dataclasses.replace(turn, tool_calls=tuple(calls)))
     return GenerationRequest(
         request_id=request_id,
         stream=body.stream,
         messages=tuple(messages),
-        needs=frozenset(needs),
+        needs=frozenset(needs) | tool_needs(tools, tool_choice),
         params=SamplingParams(
             max_tokens=body.max_tokens,
             temperature=body.temperature,
             top_p=body.top_p,
             stop=_stops(body.stop_sequences),
         ),
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
     )
 
 
 def stop_reason(done: GenerationDone) -> str:
     """Anthropic's ``stop_reason`` for how a generation ended."""
+    if done.finish_reason == "tool_calls":
+        return "tool_use"
     if done.finish_reason == "length":
         return "max_tokens"
     if done.finish_reason == "content_filter":
@@ -115,21 +157,30 @@ def usage_json(usage: Usage) -> dict[str, int]:
     }
 
 
-def message_json(meta: MessageMeta, text: str, done: GenerationDone) -> dict[str, Any]:
+def message_json(
+    meta: MessageMeta, text: str, done: GenerationDone, tool_calls: tuple[ToolCall, ...] = ()
+) -> dict[str, Any]:
     """A whole ``message`` object.
 
     Args:
         meta: The message's id and the model that answered.
         text: The generated text.
         done: How the generation ended.
+        tool_calls: The tool calls the answer made.
 
     Returns:
-        The message; its content is one text block, or none when nothing was generated
-        (Anthropic refuses empty text blocks when a client sends the turn back).
+        The message; its content is a text block, none when no text was generated (Anthropic
+        refuses empty text blocks when a client sends the turn back), then a tool_use block
+        per call.
+
+    Raises:
+        GenerationError: A call's arguments are not a JSON object.
     """
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    content.extend(tool_use_block(call) for call in tool_calls)
     return {
         **_message_head(meta),
-        "content": [{"type": "text", "text": text}] if text else [],
+        "content": content,
         "stop_reason": stop_reason(done),
         "stop_sequence": done.stop_sequence,
         "usage": usage_json(done.usage),
@@ -161,27 +212,27 @@ def ping_event() -> dict[str, Any]:
     return {"type": "ping"}
 
 
-def content_block_start_event() -> dict[str, Any]:
-    """Opens the text block (always index 0: hybrid answers with one text block)."""
+def content_block_start_event(index: int = 0) -> dict[str, Any]:
+    """Opens a text block (index 0 unless tool_use blocks came before it)."""
     return {
         "type": "content_block_start",
-        "index": 0,
+        "index": index,
         "content_block": {"type": "text", "text": ""},
     }
 
 
-def text_delta_event(text: str) -> dict[str, Any]:
-    """A piece of the text block."""
+def text_delta_event(text: str, index: int = 0) -> dict[str, Any]:
+    """A piece of a text block."""
     return {
         "type": "content_block_delta",
-        "index": 0,
+        "index": index,
         "delta": {"type": "text_delta", "text": text},
     }
 
 
-def content_block_stop_event() -> dict[str, Any]:
-    """Closes the text block."""
-    return {"type": "content_block_stop", "index": 0}
+def content_block_stop_event(index: int = 0) -> dict[str, Any]:
+    """Closes a content block, text or tool_use."""
+    return {"type": "content_block_stop", "index": index}
 
 
 def message_delta_event(done: GenerationDone) -> dict[str, Any]:
@@ -207,20 +258,14 @@ def _message_head(meta: MessageMeta) -> dict[str, Any]:
     return {"id": meta.id, "type": "message", "role": "assistant", "model": meta.model}
 
 
-def _check_tools(body: MessagesRequest) -> None:
-    if body.tools:
-        raise InvalidRequestError(
-            f"tools are not supported yet: this endpoint answers with text only (got "
-            f"{len(body.tools)} tools). Send the request without tools.",
-            param="tools",
-        )
-    choice = body.tool_choice
-    if choice is not None and choice.type not in _HARMLESS_TOOL_CHOICES:
-        raise InvalidRequestError(
-            f"tool_choice {choice.type!r} asks for a tool call, and tools are not supported "
-            f"yet. Omit tool_choice.",
-            param="tool_choice",
-        )
+def _block_refusal(kind: str, role: str, where: str) -> str:
+    if kind in ("tool_use", "tool_result"):
+        belongs = "assistant" if kind == "tool_use" else "user"
+        return f"{where} is a {kind} block in a {role} turn; it belongs in {belongs} turns."
+    return (
+        f"{where} is a block of type {kind!r}; hybrid accepts text, image, tool_use and "
+        f"tool_result blocks. Send the content as those blocks."
+    )
 
 
 def _with_images(role: str, blocks: list[ContentBlockIn], param: str) -> Message:

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from hybrid import __version__
+from hybrid.api.accounting import Accountant
 from hybrid.api.errors import install_error_handlers
-from hybrid.api.middleware import BodyLimitMiddleware, HybridHeadersMiddleware
-from hybrid.api.routes import chat, completions, messages, meta
+from hybrid.api.events import EventBus, hardware_event
+from hybrid.api.metrics import Metrics
+from hybrid.api.middleware import HybridMiddleware
+from hybrid.api.routes import admin, chat, completions, messages, meta
 from hybrid.api.state import AppState
+from hybrid.ledger.budget import Budget, SpendSeed
+from hybrid.ledger.costing import Costing
+from hybrid.ledger.prices import PriceTable
+from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames
@@ -32,11 +40,22 @@ if TYPE_CHECKING:
     from hybrid.settings import Settings
 
 
+async def publish_hardware(state: AppState, interval_s: float) -> None:
+    """Send a ``hardware`` event (docs/events.md) every ``interval_s``, for as long as it runs."""
+    while True:
+        await asyncio.sleep(interval_s)
+        sample = state.sampler.latest_or_none() if state.sampler is not None else None
+        event = hardware_event(sample, state.runtime)
+        state.metrics.hardware(event)
+        state.bus.publish("hardware", event)
+
+
 def create_app(
     settings: Settings,
     *,
     runtime: LocalRuntime | None = None,
     probe: HardwareProbe | None = None,
+    gpu_energy: Callable[[], float | None] | None = None,
 ) -> FastAPI:
     """Build the hybrid HTTP application.
 
@@ -44,10 +63,12 @@ def create_app(
         settings: The effective settings.
         runtime: The local model's runtime; built from the settings when omitted.
         probe: The hardware probe; the real one when omitted.
+        gpu_energy: Reads the GPUs' energy counter in joules (NVML's when omitted).
 
     Returns:
         The ASGI application, ready for uvicorn.
     """
+    from hybrid.hardware.gpu import PynvmlSource
     from hybrid.hardware.probe import probe_for
     from hybrid.hardware.sampler import LiveSampler
     from hybrid.local.runtime import LocalRuntime
@@ -58,6 +79,26 @@ def create_app(
     names = ModelNames.from_settings(settings.cloud)
     calibrated = CalibratedModel(settings.home, lambda: local.loaded_path)
     pool = build_providers(settings.cloud)
+    bus = EventBus()
+    metrics = Metrics()
+    ledger = LedgerWriter(
+        settings.ledger.resolved_path(settings.home), settings.ledger.retention_days
+    )
+    accountant = Accountant(
+        ledger,
+        Costing(
+            PriceTable.shipped(settings.pricing.overrides),
+            settings.energy,
+            reference_model=settings.pricing.reference_model,
+            default_model=names.default_target.qualified if names.default_target else None,
+        ),
+        Budget(settings.budget, SpendSeed(at=time.time())),
+        bus,
+        metrics,
+        count_tokens=local.count_tokens,
+        gpu_energy=gpu_energy or PynvmlSource().energy_joules,
+        gpu_offloaded=lambda: local.loaded is not None and local.loaded.plan.n_gpu_layers > 0,
+    )
     dispatcher = Dispatcher(
         local,
         pool.providers,
@@ -73,6 +114,7 @@ def create_app(
         cascade_below=(
             settings.routing.cascade.min_confidence if settings.routing.cascade.enabled else None
         ),
+        budget=lambda provider: accountant.budget.capped(provider),
     )
     state = AppState(
         settings=settings,
@@ -80,22 +122,34 @@ def create_app(
         dispatcher=dispatcher,
         providers=pool.providers,
         sampler=sampler,
+        accountant=accountant,
+        ledger=ledger,
+        bus=bus,
+        metrics=metrics,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ledger.start()
+        seed = await ledger.read(lambda store: SpendSeed.from_store(store, time.time()))
+        accountant.budget = Budget(settings.budget, seed)
+        metrics.budget(accountant.budget)
         sampler.start()
         loading = asyncio.create_task(local.load())
         # Look the difficulty model up as soon as the model is loaded, not on the first request.
         loading.add_done_callback(lambda _: calibrated())
+        ticking = asyncio.create_task(publish_hardware(state, settings.probe.sample_interval_s))
         try:
             yield
         finally:
+            ticking.cancel()
             await local.close()
             # A load still running finishes on its thread and frees what it loaded.
-            await asyncio.gather(loading, return_exceptions=True)
+            await asyncio.gather(loading, ticking, return_exceptions=True)
             await pool.aclose()
             sampler.stop()
+            # Last: every response has ended, so every record is queued; close commits them.
+            ledger.close()
 
     app = FastAPI(
         title="hybrid",
@@ -110,6 +164,11 @@ def create_app(
     app.include_router(completions.router)
     app.include_router(messages.router)
     app.include_router(meta.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
-    app.add_middleware(HybridHeadersMiddleware, model_id=lambda: local.model_id)
+    app.include_router(admin.router)
+    app.add_middleware(
+        HybridMiddleware,
+        model_id=lambda: local.model_id,
+        max_body_bytes=settings.server.max_body_bytes,
+        api_key=settings.server.api_key,
+    )
     return app

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from hybrid.errors import (
+    BudgetExceededError,
     ContextLengthExceededError,
     GenerationError,
     HybridError,
@@ -124,6 +125,11 @@ def wire_error(exc: HybridError) -> WireError:
     if isinstance(exc, PrivateDataError):
         return WireError(
             503, message, "server_error", "private_data_kept_local", should_retry=exc.should_retry
+        )
+    if isinstance(exc, BudgetExceededError):
+        # OpenAI's own answer when an account is out of quota; retrying does not help.
+        return WireError(
+            429, message, "insufficient_quota", "insufficient_quota", should_retry=False
         )
     if isinstance(exc, NoRouteError):
         return WireError(503, message, "server_error", "no_route", should_retry=exc.should_retry)

@@ -4,6 +4,7 @@ Requests come in as :mod:`hybrid.api.schema` models and become a
 :class:`~hybrid.generation.GenerationRequest`; events go out as OpenAI's JSON objects and SSE
 chunks, framed exactly as OpenAI frames them: ``role`` in the first delta only, a last chunk
 with ``finish_reason``, an optional usage chunk with ``choices: []``, then ``data: [DONE]``.
+Tool calls are translated by :mod:`hybrid.api.openai_tools`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from hybrid.api.openai_tools import message_tool_fields, request_tools, tool_calls_json
 from hybrid.api.schema import (
     MAX_STOP_SEQUENCES,
     ChatCompletionRequest,
@@ -26,7 +28,9 @@ from hybrid.generation import (
     ResponseFormat,
     SamplingParams,
     TokenLogprob,
+    ToolCall,
     Usage,
+    tool_needs,
 )
 
 # OpenAI's default for the legacy completions endpoint.
@@ -52,9 +56,11 @@ def chat_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequ
     """Translate a chat completion request.
 
     Raises:
-        InvalidRequestError: The request asks for something the local model cannot do.
+        InvalidRequestError: The request asks for something hybrid cannot do, or its tools
+            are inconsistent (see :func:`~hybrid.api.openai_tools.request_tools`).
     """
     _check_common(body.n, body.stop)
+    tools, tool_choice, parallel_tool_calls = request_tools(body)
     max_tokens = body.max_completion_tokens or body.max_tokens
     top_logprobs = None
     if body.logprobs:
@@ -74,11 +80,15 @@ def chat_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequ
             schema = spec.schema_
         response_format = ResponseFormat(kind=body.response_format.type, schema=schema)
     translated = [_message(m, i) for i, m in enumerate(body.messages)]
+    needs = frozenset(need for _, needs in translated for need in needs)
     return GenerationRequest(
         request_id=request_id,
         stream=body.stream,
         messages=tuple(message for message, _ in translated),
-        needs=frozenset(need for _, needs in translated for need in needs),
+        needs=needs | tool_needs(tools, tool_choice),
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
         params=SamplingParams(
             max_tokens=max_tokens,
             temperature=body.temperature,
@@ -167,9 +177,23 @@ def completion_logprobs_json(logprobs: tuple[TokenLogprob, ...], offset: int) ->
 
 
 def chat_completion_json(
-    meta: ResponseMeta, text: str, logprobs: tuple[TokenLogprob, ...] | None, done: GenerationDone
+    meta: ResponseMeta,
+    text: str,
+    logprobs: tuple[TokenLogprob, ...] | None,
+    done: GenerationDone,
+    tool_calls: tuple[ToolCall, ...] = (),
 ) -> dict[str, Any]:
-    """A whole ``chat.completion`` object."""
+    """A whole ``chat.completion`` object.
+
+    An answer made only of tool calls has ``content: null``, as OpenAI's do.
+    """
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if tool_calls and not text else text,
+        "refusal": None,
+    }
+    if tool_calls:
+        message["tool_calls"] = tool_calls_json(tool_calls)
     return {
         "id": meta.id,
         "object": "chat.completion",
@@ -178,7 +202,7 @@ def chat_completion_json(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "logprobs": None if logprobs is None else chat_logprobs_json(logprobs),
                 "finish_reason": done.finish_reason,
             }
@@ -283,10 +307,11 @@ _PART_NEEDS = {"image_url": "images", "input_audio": "audio"}
 
 def _message(message: ChatMessageIn, index: int) -> tuple[Message, set[str]]:
     content = message.content
+    tools = message_tool_fields(message, index)
     if content is None:
-        return Message(role=message.role, content=""), set()
+        return Message(role=message.role, content="", **tools), set()
     if isinstance(content, str):
-        return Message(role=message.role, content=content), set()
+        return Message(role=message.role, content=content, **tools), set()
     texts = []
     needs: set[str] = set()
     for part in content:
@@ -301,4 +326,4 @@ def _message(message: ChatMessageIn, index: int) -> tuple[Message, set[str]]:
                 param=f"messages[{index}].content",
             )
     parts = tuple(part.model_dump(exclude_none=True) for part in content) if needs else ()
-    return Message(role=message.role, content="".join(texts), parts=parts), needs
+    return Message(role=message.role, content="".join(texts), parts=parts, **tools), needs

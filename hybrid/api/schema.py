@@ -25,12 +25,59 @@ class ContentPart(_Open):
     text: str | None = None
 
 
+class FunctionCallIn(_Open):
+    """``function`` of a tool call: the tool's name and its arguments as JSON text."""
+
+    name: str
+    # OpenAI sends a JSON string; a few clients send the object itself, which is read as JSON.
+    arguments: str | dict[str, Any] = ""
+
+
+class ToolCallIn(_Open):
+    """One tool call of an assistant message sent back in the conversation."""
+
+    id: str
+    type: str = "function"
+    function: FunctionCallIn
+
+
 class ChatMessageIn(_Open):
     """A chat message as OpenAI's API carries it."""
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionSpecIn(_Open):
+    """``function`` of a tool: its name, description and argument schema."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolIn(_Open):
+    """One entry of ``tools``: only ``function`` tools are understood."""
+
+    type: str
+    function: FunctionSpecIn | None = None
+
+
+class ToolNameIn(_Open):
+    """The tool a named ``tool_choice`` requires."""
+
+    name: str
+
+
+class NamedToolChoiceIn(_Open):
+    """``tool_choice: {"type": "function", "function": {"name": ...}}``."""
+
+    type: str
+    function: ToolNameIn | None = None
 
 
 class StreamOptions(_Open):
@@ -75,6 +122,10 @@ class ChatCompletionRequest(_SamplingFields):
     response_format: ResponseFormatIn | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    tools: list[ToolIn] | None = None
+    # A string is checked by the translation (auto, none, required), for a clearer message.
+    tool_choice: str | NamedToolChoiceIn | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class CompletionRequest(_SamplingFields):

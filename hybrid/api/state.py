@@ -1,4 +1,4 @@
-"""What the routes share: the settings, the local model and the live hardware sampler."""
+"""What the routes share: settings, the local model, the sampler, the ledger and the events."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ from fastapi import Request
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from hybrid.api.accounting import Accountant
+    from hybrid.api.events import EventBus
+    from hybrid.api.metrics import Metrics
     from hybrid.cloud.provider import CloudProvider
     from hybrid.hardware.sampler import LiveSampler
+    from hybrid.ledger.writer import LedgerWriter
     from hybrid.local.runtime import LocalRuntime
     from hybrid.routing.dispatcher import Dispatcher
     from hybrid.settings import Settings
@@ -26,6 +30,10 @@ class AppState:
     dispatcher: Dispatcher
     providers: Mapping[str, CloudProvider]
     sampler: LiveSampler | None
+    accountant: Accountant
+    ledger: LedgerWriter
+    bus: EventBus
+    metrics: Metrics
 
 
 def app_state(request: Request) -> AppState:

@@ -45,6 +45,8 @@ COMMANDS: Mapping[str, str] = {
     "models": "hybrid.cli.models",
     "route": "hybrid.cli.route",
     "calibrate": "hybrid.cli.calibrate",
+    "monitor": "hybrid.cli.monitor",
+    "stats": "hybrid.cli.stats",
 }
 """Subcommand name to the module implementing it; a module that is not installed is skipped."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import signal
 import socket
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.local.model is not None:
         # A wrong path is a mistake to report now, not a server that starts and cannot answer.
         resolve_model(settings)
+    _check_exposure(settings.server.host, has_key=settings.server.api_key is not None)
     listener = _listen(settings.server.host, settings.server.port)
 
     logging.basicConfig(
@@ -82,6 +84,30 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signal.SIGTERM, previous)
         listener.close()
     return 0 if uvicorn_server.started else 1
+
+
+def _check_exposure(host: str, *, has_key: bool) -> None:
+    """Refuse to serve beyond this machine without an API key.
+
+    Raises:
+        ServeError: ``host`` is not a loopback address and no ``server.api_key`` is set.
+    """
+    if has_key or _is_loopback(host):
+        return
+    raise ServeError(
+        f"refusing to listen on {host}, which other machines can reach, without an API key: "
+        f"anyone could spend your cloud budget and read the ledger. Set HYBRID_SERVER__API_KEY "
+        f"(clients send it as 'Authorization: Bearer <key>'), or listen on 127.0.0.1."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def _listen(host: str, port: int) -> socket.socket:

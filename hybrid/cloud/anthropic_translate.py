@@ -8,6 +8,8 @@ Pure functions and a stream decoder, no I/O.  The differences they bridge:
 - There is no JSON mode: a JSON ``response_format`` becomes a system instruction, which the
   model follows well but which, unlike OpenAI's constrained decoding, guarantees nothing.
 - There are no log-probabilities.
+- Tool calls are content blocks (``tool_use``) and their results blocks of a user turn
+  (``tool_result``), not messages of their own (:mod:`hybrid.cloud.anthropic_tools`).
 - Streams are typed events (``message_start``, ``content_block_delta``, ``message_delta``,
   ``message_stop``, ``ping``, ``error``) instead of completion chunks.
 """
@@ -17,6 +19,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hybrid.cloud.anthropic_tools import (
+    ToolUseReader,
+    assistant_blocks,
+    tool_call_events,
+    tool_fields,
+    tool_result_block,
+)
 from hybrid.cloud.sse import SseEvent, StreamDecoder
 from hybrid.errors import (
     InvalidRequestError,
@@ -41,7 +50,7 @@ from hybrid.generation import (
 _FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
-    "tool_use": "stop",
+    "tool_use": "tool_calls",
     "pause_turn": "stop",
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
@@ -80,7 +89,7 @@ def messages_body(
 
     Raises:
         InvalidRequestError: The request asks for log-probabilities, which Anthropic does not
-            return.
+            return, or holds a tool call whose arguments are not a JSON object.
     """
     params = request.params
     if params.top_logprobs is not None:
@@ -103,6 +112,7 @@ def messages_body(
     }
     if system:
         body["system"] = "\n\n".join(system)
+    body.update(tool_fields(request))
     if params.stop:
         body["stop_sequences"] = list(params.stop)
     if params.temperature is not None:
@@ -119,9 +129,13 @@ def split_system(messages: tuple[Message, ...]) -> tuple[list[str], list[dict[st
     """Separate the system prompt from the conversation, merging same-role neighbours.
 
     ``system`` and ``developer`` messages (wherever they appear) become the system prompt, in
-    order.  Every other role but ``assistant`` (``user``, ``tool``, ...) speaks as the user.
-    Consecutive messages of one role are joined with a blank line, since the API requires
-    turns to alternate.
+    order.  Every other role but ``assistant`` (``user``, ``tool``, ...) speaks as the user; a
+    ``tool`` message naming its call as a ``tool_result`` block, and an assistant's tool calls
+    as ``tool_use`` blocks after its text.  Consecutive messages of one role are joined (text
+    with a blank line), since the API requires turns to alternate.
+
+    Raises:
+        InvalidRequestError: A part or a tool call Anthropic cannot take.
 
     Returns:
         The system prompt's parts and the alternating turns.
@@ -136,6 +150,10 @@ def split_system(messages: tuple[Message, ...]) -> tuple[list[str], list[dict[st
         content: str | list[dict[str, Any]] = (
             content_blocks(message.parts) if message.parts else message.content
         )
+        if message.role == "tool" and message.tool_call_id:
+            content = [tool_result_block(message)]
+        elif message.tool_calls and role == "assistant":
+            content = assistant_blocks(message, content)
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"] = _joined(turns[-1]["content"], content)
         else:
@@ -211,11 +229,12 @@ def json_instruction(response_format: ResponseFormat) -> str:
 def answer_events(provider: str, data: Any) -> list[GenerationEvent]:
     """The events of a whole (non-streamed) Messages API response.
 
-    Only ``text`` content blocks make up the answer; other blocks (tool use, thinking) are
-    not requested by hybrid and are skipped.
+    The ``text`` blocks make up the answer's text and each ``tool_use`` block a tool call;
+    other blocks (thinking) are not requested by hybrid and are skipped.
 
     Raises:
-        ProviderProtocolError: ``data`` is not a message object.
+        ProviderProtocolError: ``data`` is not a message object, or a tool_use block is
+            malformed.
     """
     if not isinstance(data, dict) or not isinstance(data.get("content"), list):
         raise ProviderProtocolError(
@@ -230,11 +249,13 @@ def answer_events(provider: str, data: Any) -> list[GenerationEvent]:
         if isinstance(block.get("text"), str)
     )
     events: list[GenerationEvent] = [TextDelta(text)] if text else []
+    calls = tool_call_events(provider, data["content"])
+    events.extend(calls)
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
     events.append(
         GenerationDone(
-            finish_reason=finish_reason(data.get("stop_reason")),
+            finish_reason=finish_reason(data.get("stop_reason"), tool_calls=bool(calls)),
             stop_sequence=_stop_sequence(data),
             usage=Usage(_prompt_tokens(usage), _count(usage.get("output_tokens"))),
         )
@@ -242,9 +263,16 @@ def answer_events(provider: str, data: Any) -> list[GenerationEvent]:
     return events
 
 
-def finish_reason(stop_reason: Any) -> FinishReason:
-    """OpenAI's finish reason for Anthropic's ``stop_reason``."""
-    return _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+def finish_reason(stop_reason: Any, *, tool_calls: bool = False) -> FinishReason:
+    """OpenAI's finish reason for Anthropic's ``stop_reason``.
+
+    Args:
+        stop_reason: Anthropic's stop reason.
+        tool_calls: The answer made tool calls; ``tool_use`` without any (a server tool's
+            turn) is a plain stop.
+    """
+    reason = _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+    return "stop" if reason == "tool_calls" and not tool_calls else reason
 
 
 def error_from_event(provider: str, data: Any) -> ProviderError:
@@ -269,9 +297,10 @@ def error_from_event(provider: str, data: Any) -> ProviderError:
 class AnthropicStreamDecoder(StreamDecoder):
     """Reads a Messages API stream.
 
-    ``message_start`` carries the input token count, ``content_block_delta`` the text,
-    ``message_delta`` the stop reason and output tokens, ``message_stop`` ends the answer; a
-    stream that closes before ``message_stop`` was cut short, whatever it said before.
+    ``message_start`` carries the input token count, ``content_block_delta`` the text (and
+    tool inputs), ``message_delta`` the stop reason and output tokens, ``message_stop`` ends the
+    answer; a stream that closes before ``message_stop`` was cut short, whatever it said before.
+    A ``tool_use`` block's start, input pieces and stop become tool call deltas.
 
     Args:
         provider: The provider's name, for errors.
@@ -284,6 +313,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._stop_reason: Any = None
         self._stop_sequence: str | None = None
         self._finished = False
+        self._tools = ToolUseReader(provider)
 
     @property
     def finished(self) -> bool:
@@ -308,12 +338,18 @@ class AnthropicStreamDecoder(StreamDecoder):
             message = data.get("message")
             usage = message.get("usage") if isinstance(message, dict) else None
             self._usage(usage)
+        elif kind == "content_block_start":
+            return list(self._tools.start(data))
+        elif kind == "content_block_stop":
+            return list(self._tools.stop(data))
         elif kind == "content_block_delta":
             delta = data.get("delta")
             if isinstance(delta, dict) and delta.get("type") == "text_delta":
                 text = delta.get("text")
                 if isinstance(text, str) and text:
                     return [TextDelta(text)]
+            elif isinstance(delta, dict) and delta.get("type") == "input_json_delta":
+                return list(self._tools.delta(data, delta))
         elif kind == "message_delta":
             delta = data.get("delta")
             if isinstance(delta, dict):
@@ -324,12 +360,14 @@ class AnthropicStreamDecoder(StreamDecoder):
             self._finished = True
             return [
                 GenerationDone(
-                    finish_reason=finish_reason(self._stop_reason),
+                    finish_reason=finish_reason(
+                        self._stop_reason, tool_calls=self._tools.count > 0
+                    ),
                     stop_sequence=self._stop_sequence,
                     usage=Usage(self._prompt_tokens, self._completion_tokens),
                 )
             ]
-        # ping, content_block_start/stop, and event types added later carry no output.
+        # ping, and event types added later, carry no output.
         return []
 
     def end(self) -> list[GenerationEvent]:

@@ -3,7 +3,8 @@
 One class serves OpenAI itself and the OpenAI-compatible providers (OpenRouter, Groq, Together,
 Mistral, DeepSeek, vLLM, Ollama, llama-server): they differ only in name, base URL and key, plus
 the two places where OpenAI moved on and the copies did not (``max_completion_tokens`` and the
-``developer`` role are sent to OpenAI only).
+``developer`` role are sent to OpenAI only).  Tools and tool calls are hybrid's own shape already
+(OpenAI's), translated by :mod:`hybrid.cloud.openai_tools`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from hybrid.cloud.openai_tools import (
+    ToolCallReader,
+    message_json,
+    tool_call_events,
+    tool_fields,
+)
 from hybrid.cloud.provider import CloudProvider, UpstreamCall
 from hybrid.cloud.sse import SseEvent, StreamDecoder
 from hybrid.errors import (
@@ -29,6 +36,7 @@ from hybrid.generation import (
     SamplingParams,
     TextDelta,
     TokenLogprob,
+    ToolCallDelta,
     TopLogprob,
     Usage,
 )
@@ -75,14 +83,9 @@ def chat_body(request: GenerationRequest, model: str, *, dialect: str) -> dict[s
         The body, with only the parameters the request sets.
     """
     modern = dialect == OPENAI
-    messages = [
-        {
-            "role": "system" if m.role == "developer" and not modern else m.role,
-            "content": [dict(part) for part in m.parts] if m.parts else m.content,
-        }
-        for m in request.messages
-    ]
+    messages = [message_json(m, modern=modern) for m in request.messages]
     body: dict[str, Any] = {"model": model, "messages": messages}
+    body.update(tool_fields(request))
     params = request.params
     if params.max_tokens is not None:
         body["max_completion_tokens" if modern else "max_tokens"] = params.max_tokens
@@ -121,7 +124,8 @@ def answer_events(provider: str, data: Any, *, legacy: bool) -> list[GenerationE
     """The events of a whole (non-streamed) completion object.
 
     A refusal (structured outputs) is reported as the answer's text with the
-    ``content_filter`` finish reason, so that the client sees why there is no JSON.
+    ``content_filter`` finish reason, so that the client sees why there is no JSON.  Tool calls
+    follow the text, one whole delta each.
 
     Raises:
         ProviderProtocolError: ``data`` is not a completion object.
@@ -131,10 +135,12 @@ def answer_events(provider: str, data: Any, *, legacy: bool) -> list[GenerationE
         if legacy:
             text, refusal = choice["text"], None
             logprobs = _legacy_logprobs(choice.get("logprobs"))
+            calls: list[ToolCallDelta] = []
         else:
             message = choice["message"]
             text, refusal = message.get("content"), message.get("refusal")
             logprobs = _chat_logprobs(choice.get("logprobs"))
+            calls = tool_call_events(provider, message.get("tool_calls"))
         finish = choice.get("finish_reason")
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ProviderProtocolError(
@@ -149,7 +155,9 @@ def answer_events(provider: str, data: Any, *, legacy: bool) -> list[GenerationE
     events: list[GenerationEvent] = []
     if text or logprobs:
         events.append(TextDelta(text or "", logprobs))
-    events.append(GenerationDone(finish_reason=_finish_reason(finish), usage=_usage(data)))
+    events.extend(calls)
+    reason = _finish_reason(finish, tool_calls=bool(calls))
+    events.append(GenerationDone(finish_reason=reason, usage=_usage(data)))
     return events
 
 
@@ -171,6 +179,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._finish: str | None = None
         self._usage = Usage(0, 0)
         self._finished = False
+        self._tool_calls = ToolCallReader(provider)
 
     @property
     def finished(self) -> bool:
@@ -218,6 +227,7 @@ class OpenAIStreamDecoder(StreamDecoder):
 
     def _choice(self, choice: Mapping[str, Any]) -> list[GenerationEvent]:
         refusal: Any = None
+        calls: list[ToolCallDelta] = []
         if self._legacy:
             text = choice.get("text")
             logprobs = _legacy_logprobs(choice.get("logprobs"))
@@ -226,6 +236,7 @@ class OpenAIStreamDecoder(StreamDecoder):
             delta = delta if isinstance(delta, dict) else {}
             text, refusal = delta.get("content"), delta.get("refusal")
             logprobs = _chat_logprobs(choice.get("logprobs"))
+            calls = self._tool_calls.feed(delta.get("tool_calls"))
         if isinstance(refusal, str) and refusal:
             text = refusal if not isinstance(text, str) else text + refusal
             self._finish = "content_filter"
@@ -234,11 +245,14 @@ class OpenAIStreamDecoder(StreamDecoder):
             self._finish = finish
         if not isinstance(text, str):
             text = ""
-        return [TextDelta(text, logprobs)] if text or logprobs else []
+        events: list[GenerationEvent] = [TextDelta(text, logprobs)] if text or logprobs else []
+        events.extend(calls)
+        return events
 
     def _done(self) -> GenerationDone:
         self._finished = True
-        return GenerationDone(finish_reason=_finish_reason(self._finish), usage=self._usage)
+        reason = _finish_reason(self._finish, tool_calls=self._tool_calls.count > 0)
+        return GenerationDone(finish_reason=reason, usage=self._usage)
 
 
 def stream_error(provider: str, error: Any) -> ProviderError:
@@ -275,10 +289,15 @@ def _streaming(request: GenerationRequest, body: dict[str, Any]) -> None:
         body["stream_options"] = {"include_usage": True}
 
 
-def _finish_reason(reason: Any) -> FinishReason:
+def _finish_reason(reason: Any, *, tool_calls: bool) -> FinishReason:
+    """hybrid's finish reason; an answer that made tool calls and then stopped ends with them.
+
+    Some compatible servers say ``stop`` after tool calls; a client waits for ``tool_calls``
+    to run them, so that is what it gets.
+    """
     if reason in ("length", "content_filter"):
         return reason  # type: ignore[no-any-return]
-    return "stop"  # stop, tool_calls, function_call, and what compatible servers invent
+    return "tool_calls" if tool_calls else "stop"
 
 
 def _usage(data: Any) -> Usage:

@@ -126,6 +126,25 @@ class PynvmlSource:
             # A GPU that fell off the bus (or a driver reload) mid-read: report none this time.
             return ()
 
+    def energy_joules(self) -> float | None:
+        """Energy all NVIDIA devices have used since the driver loaded, in joules.
+
+        Returns:
+            The sum over devices, or None without NVML or on a GPU too old to count it
+            (``nvmlDeviceGetTotalEnergyConsumption`` needs Volta or later).
+        """
+        nvml = self._open()
+        if nvml is None:
+            return None
+        try:
+            total_mj = sum(
+                int(nvml.nvmlDeviceGetTotalEnergyConsumption(nvml.nvmlDeviceGetHandleByIndex(i)))
+                for i in range(int(nvml.nvmlDeviceGetCount()))
+            )
+        except nvml.NVMLError:
+            return None
+        return total_mj / 1000.0
+
     def close(self) -> None:
         """Shut NVML down if this source started it."""
         if self._nvml is not None:

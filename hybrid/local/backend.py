@@ -5,6 +5,10 @@ a request joins the queue, so a request that cannot fit is refused at once rathe
 waiting its turn.  Generation runs on the queue's worker thread; its events cross back to the
 event loop through an ``asyncio.Queue``.  Closing a generation early sets a flag the worker checks
 after every token, so a client that goes away frees the model within one token.
+
+A model whose chat template supports tools gets the request's tools in its prompt, and its
+answer is read for tool calls (:mod:`hybrid.local.tool_calls`): text streams as it comes, except
+what may be a call, which is held and turned into tool call deltas when the answer ends.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -30,11 +34,18 @@ from hybrid.generation import (
     GenerationEvent,
     GenerationRequest,
     ResponseFormat,
+    TextDelta,
+    TokenLogprob,
+    ToolCallDelta,
+    ToolSpec,
 )
 from hybrid.local.engine import EngineJob
 from hybrid.local.prompt import ChatFormatter
 from hybrid.local.queue import WorkQueue
 from hybrid.local.speed import SpeedMeter
+from hybrid.local.tool_calls import ToolCallFilter
+
+TOOLS = "tools"
 
 # Prompts up to this size are tokenized on the event loop: it takes microseconds, less than the
 # hop to a worker thread and back, which would add to every short request's time to first token.
@@ -107,6 +118,15 @@ class LocalBackend(Backend):
         """Tokens the loaded context holds."""
         return self._engine.n_ctx
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens in a text by this model's tokenizer (no BOS)."""
+        return len(self._engine.tokenize(text, add_bos=False)) if text else 0
+
+    @property
+    def supports(self) -> frozenset[str]:
+        """What the model can do beyond text: ``tools`` when its chat template has tools."""
+        return frozenset({TOOLS}) if self._formatter.supports_tools else frozenset()
+
     async def prepare(self, request: GenerationRequest) -> EngineJob:
         """Format and tokenize a request and check that it fits, without queueing it.
 
@@ -132,6 +152,7 @@ class LocalBackend(Backend):
             InvalidRequestError: The chat template or the JSON schema rejects the request.
         """
         job = prepared if prepared is not None else await self.prepare(request)
+        tool_names = [tool.name for tool in self._prompt_tools(request)]
         loop = asyncio.get_running_loop()
         channel: asyncio.Queue[GenerationEvent | _End] = asyncio.Queue()
         cancel = threading.Event()
@@ -156,23 +177,34 @@ class LocalBackend(Backend):
 
         future = self._queue.submit(work)
         future.add_done_callback(lambda done: deliver(_End(done)))
-        return LocalGeneration(channel, cancel, future, job)
+        return LocalGeneration(channel, cancel, future, job, tool_names=tool_names)
+
+    def _prompt_tools(self, request: GenerationRequest) -> tuple[ToolSpec, ...]:
+        """The tools to render into the prompt: none unless the template supports them and
+        the model may call one; only the named one when ``tool_choice`` names one.
+
+        ``required`` is not enforced: the model is offered the tools and usually calls one.
+        """
+        choice = request.tool_choice
+        if not self._formatter.supports_tools or choice.mode == "none":
+            return ()
+        if choice.mode == "named":
+            return tuple(tool for tool in request.tools if tool.name == choice.name)
+        return request.tools
 
     def _prepare(self, request: GenerationRequest) -> EngineJob:
-        if request.needs:
-            raise InvalidRequestError(
-                f"the local model reads text only, and this request holds "
-                f"{' and '.join(sorted(request.needs))}; send it to a cloud model "
-                f"(X-Hybrid-Route: cloud, or a cloud model name) with a provider configured",
-                param="messages",
-            )
+        unsupported = request.needs - self.supports
+        if unsupported:
+            raise unsupported_error(unsupported)
         params = request.params
         constrained = params.response_format is not None
         stop: tuple[str, ...]
         if request.prompt is not None:
             text, stop, add_bos, strip = request.prompt, (), True, False
         else:
-            prompt = self._formatter.format(request.messages, constrained=constrained)
+            prompt = self._formatter.format(
+                request.messages, constrained=constrained, tools=self._prompt_tools(request)
+            )
             text, stop, add_bos, strip = (
                 prompt.text,
                 prompt.stop,
@@ -215,12 +247,39 @@ class _End:
     future: Future[None]
 
 
+def unsupported_error(needs: Collection[str]) -> InvalidRequestError:
+    """The refusal of a request that needs what the local model cannot do.
+
+    Args:
+        needs: The capabilities it lacks (``images``, ``audio``, ``tools``).
+    """
+    if set(needs) == {TOOLS}:
+        return InvalidRequestError(
+            "the local model cannot call tools: its chat template has no tool support (the "
+            "embedded model has none). Send the request to a cloud model (X-Hybrid-Route: "
+            "cloud, or a cloud model name) with a provider configured, load a model whose "
+            "chat template supports tools (Qwen 2.5, Llama 3.1 or later, Hermes), or send "
+            "tool_choice none.",
+            param=TOOLS,
+        )
+    return InvalidRequestError(
+        f"the local model reads text only, and this request holds "
+        f"{' and '.join(sorted(needs))}; send it to a cloud model "
+        f"(X-Hybrid-Route: cloud, or a cloud model name) with a provider configured",
+        param="messages",
+    )
+
+
 class LocalGeneration(Generation):
     """A generation queued for or running on the local model.
 
     Attributes:
         prompt_tokens: Tokens in the formatted prompt.
         max_tokens: Tokens it may generate at most.
+
+    Args:
+        tool_names: The tools the prompt offered; when there are any, the answer is read for
+            tool calls, which end it with ``finish_reason`` ``tool_calls``.
     """
 
     def __init__(
@@ -229,14 +288,24 @@ class LocalGeneration(Generation):
         cancel: threading.Event,
         future: Future[None],
         job: EngineJob,
+        *,
+        tool_names: Collection[str] = (),
     ) -> None:
         self._channel = channel
         self._cancel = cancel
         self._future = future
+        self._tool_names = tool_names
         self.prompt_tokens = len(job.tokens)
         self.max_tokens = job.max_tokens
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        events = self._events()
+        if self._tool_names:
+            events = _with_tool_calls(events, ToolCallFilter(self._tool_names))
+        async for event in events:
+            yield event
+
+    async def _events(self) -> AsyncIterator[GenerationEvent]:
         while True:
             item = await self._channel.get()
             if isinstance(item, _End):
@@ -248,6 +317,36 @@ class LocalGeneration(Generation):
         # Never awaits: it must work from a cancelled task (a client that disconnected).
         self._cancel.set()
         self._future.cancel()
+
+
+async def _with_tool_calls(
+    events: AsyncIterator[GenerationEvent], calls: ToolCallFilter
+) -> AsyncIterator[GenerationEvent]:
+    """The events with the tool calls written in the text taken out as tool call deltas.
+
+    Log-probabilities travel with the next text released (those of a call's text are kept
+    too, on an empty delta, so that the answer's confidence still counts every token).
+    """
+    pending: list[TokenLogprob] = []
+    async for event in events:
+        if isinstance(event, TextDelta):
+            pending.extend(event.logprobs)
+            text = calls.feed(event.text)
+            if text:
+                yield TextDelta(text, tuple(pending))
+                pending = []
+            continue
+        if not isinstance(event, GenerationDone):
+            yield event
+            continue
+        parsed = calls.finish()
+        if parsed.text or pending:
+            yield TextDelta(parsed.text, tuple(pending))
+        for index, call in enumerate(parsed.calls):
+            yield ToolCallDelta(index, call.id, call.name, call.arguments)
+        if parsed.calls:
+            event = dataclasses.replace(event, finish_reason="tool_calls")
+        yield event
 
 
 def _raise_failure(future: Future[None]) -> None:

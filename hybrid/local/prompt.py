@@ -10,17 +10,23 @@ template, exactly as its authors intended.  A base model without one gets a plai
 
 with stop sequences that end the answer where the transcript would continue, so that a base
 model gives a short answer instead of inventing the rest of the conversation.
+
+A template that mentions ``tools`` supports tool calling: the tools are rendered into it as
+Hugging Face's ``apply_chat_template(tools=...)`` does (``{"type": "function", "function":
+{...}}`` each), and so are the conversation's tool calls and results.  A base model cannot call
+tools.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from hybrid.errors import InvalidRequestError
-from hybrid.generation import Message
+from hybrid.generation import Message, ToolCall, ToolSpec
 
 TRANSCRIPT_PREAMBLE = (
     "A conversation between a user and a helpful assistant. "
@@ -72,6 +78,8 @@ class ChatFormatter:
         self._bos_token = bos_token
         self._eos_token = eos_token
         self._template: Any = None
+        # Templates written for tool calling read a `tools` variable; others never mention it.
+        self._supports_tools = bool(chat_template) and "tools" in (chat_template or "")
         if chat_template:
             # Imported here: jinja2 is only needed for models that carry a template.
             from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -79,6 +87,8 @@ class ChatFormatter:
             env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
             env.globals["raise_exception"] = _raise_template_error
             env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+            # Hugging Face's tojson: tool schemas reach the model as written, not HTML-escaped.
+            env.filters["tojson"] = _tojson
             self._template = env.from_string(chat_template)
 
     @property
@@ -86,12 +96,24 @@ class ChatFormatter:
         """True when the model's own chat template is used."""
         return self._template is not None
 
-    def format(self, messages: Sequence[Message], *, constrained: bool = False) -> FormattedPrompt:
+    @property
+    def supports_tools(self) -> bool:
+        """True when the chat template renders tools, so the model knows how to call them."""
+        return self._supports_tools
+
+    def format(
+        self,
+        messages: Sequence[Message],
+        *,
+        constrained: bool = False,
+        tools: Sequence[ToolSpec] = (),
+    ) -> FormattedPrompt:
         """Build the prompt for a conversation.
 
         Args:
             messages: The conversation, oldest first.
             constrained: The output is grammar-constrained (JSON): no paragraph stop.
+            tools: Tools to offer the model (only a template with tool support renders them).
 
         Returns:
             The prompt and the stop sequences that belong to its format.
@@ -107,7 +129,9 @@ class ChatFormatter:
             return _transcript(messages, constrained=constrained)
         try:
             text = self._template.render(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=[_template_message(m) for m in messages],
+                # None, not an empty list, when there are none: as Hugging Face passes it.
+                tools=[_template_tool(tool) for tool in tools] or None,
                 add_generation_prompt=True,
                 bos_token=self._bos_token,
                 eos_token=self._eos_token,
@@ -121,6 +145,18 @@ class ChatFormatter:
         return FormattedPrompt(text=text, stop=(), add_bos=add_bos, strip_output=False)
 
 
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
 class _TemplateRejected(Exception):
     """Raised by a template's ``raise_exception(...)``."""
 
@@ -129,13 +165,50 @@ def _raise_template_error(message: str) -> None:
     raise _TemplateRejected(message)
 
 
+def _template_message(message: Message) -> dict[str, Any]:
+    """A message as chat templates read it (Hugging Face's conventions)."""
+    rendered: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        rendered["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": _arguments(call)},
+            }
+            for call in message.tool_calls
+        ]
+    if message.role == "tool":
+        rendered["tool_call_id"] = message.tool_call_id
+        if message.name is not None:
+            rendered["name"] = message.name
+    return rendered
+
+
+def _arguments(call: ToolCall) -> Any:
+    """A call's arguments as an object: templates write them with ``| tojson``."""
+    try:
+        return json.loads(call.arguments)
+    except ValueError:
+        return call.arguments
+
+
+def _template_tool(tool: ToolSpec) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        function["description"] = tool.description
+    function["parameters"] = dict(tool.parameters or {"type": "object", "properties": {}})
+    return {"type": "function", "function": function}
+
+
 def _transcript(messages: Sequence[Message], *, constrained: bool) -> FormattedPrompt:
     system = [m.content.strip() for m in messages if m.role in ("system", "developer")]
     lines = ["\n".join([TRANSCRIPT_PREAMBLE, *system]), ""]
     for message in messages:
         label = _ROLE_LABELS.get(message.role)
         if label is not None:
-            lines.append(f"{label}: {message.content.strip()}")
+            # Calls made earlier in the conversation stay readable to a base model.
+            calls = [f"{call.name}({call.arguments})" for call in message.tool_calls]
+            lines.append(f"{label}: {' '.join([message.content.strip(), *calls]).strip()}")
     lines.append("Assistant:")
     stop = TRANSCRIPT_STOPS if constrained else (*TRANSCRIPT_STOPS, TRANSCRIPT_PARAGRAPH_STOP)
     return FormattedPrompt(text="\n".join(lines), stop=stop, add_bos=True, strip_output=True)

@@ -113,6 +113,14 @@ class LocalRuntime:
             raise ModelNotReadyError("the server is shutting down")
         raise ModelNotReadyError("the local model is still loading; retry in a few seconds")
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens in a text: by the local tokenizer once the model is ready, else an estimate
+        of one token per four characters (what the ledger records when nothing better is
+        known)."""
+        if self._backend is not None and self._state == "ready":
+            return self._backend.count_tokens(text)
+        return (len(text) + 3) // 4
+
     async def load(self) -> None:
         """Load the model; never raises: a failure is kept in :attr:`error`."""
         try:

@@ -12,7 +12,7 @@ import dataclasses
 import math
 
 from hybrid.backend import Generation, collect
-from hybrid.generation import GenerationEvent, GenerationRequest, TextDelta
+from hybrid.generation import GenerationEvent, GenerationRequest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,5 +49,5 @@ async def attempt(generation: Generation, *, keep_logprobs: bool) -> LocalAttemp
     completion = await collect(generation)
     logprobs = [lp.logprob for lp in completion.logprobs]
     confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 1.0
-    text = TextDelta(completion.text, completion.logprobs if keep_logprobs else ())
-    return LocalAttempt((text, completion.done), confidence)
+    # events() keeps the answer's tool calls, not only its text.
+    return LocalAttempt(completion.events(logprobs=keep_logprobs), confidence)

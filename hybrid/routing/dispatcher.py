@@ -29,6 +29,7 @@ from typing import Literal
 from hybrid.backend import Generation, ReplayGeneration
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import (
+    BudgetExceededError,
     ContextLengthExceededError,
     InvalidRequestError,
     LocalBackendError,
@@ -39,7 +40,7 @@ from hybrid.errors import (
     ProviderRejectedError,
     QueueFullError,
 )
-from hybrid.generation import GenerationRequest
+from hybrid.generation import GenerationDone, GenerationRequest
 from hybrid.hardware.snapshot import LiveSample
 from hybrid.local.backend import LocalGeneration
 from hybrid.local.engine import EngineJob
@@ -52,6 +53,9 @@ log = logging.getLogger("hybrid.routing")
 
 Route = Literal["local", "cloud"]
 RouteOverride = Literal["auto", "local", "cloud"]
+# The server-wide routing mode (``POST /v1/hybrid/mode``).
+Mode = Literal["auto", "local-only", "cloud-only"]
+MODES: tuple[Mode, ...] = ("auto", "local-only", "cloud-only")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class Answer:
         reason: A short code for ``X-Hybrid-Reason`` (``explicit:local``, ``length:9312>8192``,
             ``cloud_unavailable:openai:timeout``, ...).
         score: The difficulty score (``X-Hybrid-Score``), when the difficulty policy ran.
+        verdicts: Every policy's verdict on the request.
+        counterfactual: The cloud model (``provider/model``) the request would have gone to,
+            which a local answer's saving is priced against; None when no cloud is configured.
+        discarded: A cascade's local answer, read and thrown away before this one.
     """
 
     generation: Generation
@@ -72,6 +80,9 @@ class Answer:
     model: str
     reason: str
     score: float | None = None
+    verdicts: tuple[Verdict, ...] = ()
+    counterfactual: str | None = None
+    discarded: DiscardedLeg | None = None
 
     def headers(self) -> dict[str, str]:
         """The ``X-Hybrid-*`` headers that describe this answer."""
@@ -83,6 +94,23 @@ class Answer:
         if self.score is not None:
             headers["X-Hybrid-Score"] = f"{self.score:.3f}"
         return headers
+
+
+@dataclass(frozen=True)
+class DiscardedLeg:
+    """A cascade's local answer that was not good enough, for the ledger.
+
+    Attributes:
+        model: The local model's id.
+        prompt_tokens: Its prompt.
+        completion_tokens: What it generated.
+        reason: Why it was discarded (``cascade:0.41<0.60``).
+    """
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -131,6 +159,8 @@ class Dispatcher:
         load: The latest live hardware sample, for the capacity policy.
         cascade_below: When set, whole answers kept local are read first and escalated if
             the model's confidence is below this (None: no cascade).
+        budget: Says why a provider may not be sent requests now (a spend cap's reason code,
+            ``budget:daily_cap``), or None when it may.
     """
 
     def __init__(
@@ -145,6 +175,7 @@ class Dispatcher:
         private_to_cloud: bool = False,
         load: Callable[[], LiveSample | None] = lambda: None,
         cascade_below: float | None = None,
+        budget: Callable[[str], str | None] = lambda provider: None,
     ) -> None:
         self._runtime = runtime
         self._providers = providers
@@ -155,6 +186,8 @@ class Dispatcher:
         self._private_to_cloud = private_to_cloud
         self._load = load
         self._cascade = cascade_below
+        self._budget = budget
+        self.mode: Mode = "auto"
 
     @property
     def names(self) -> ModelNames:
@@ -193,6 +226,13 @@ class Dispatcher:
             LocalBackendError: The local model refused a request routed to it (context, queue).
         """
         plan = await self.plan(request, model=model, override=override)
+        answer = await self._start(request, plan)
+        counterfactual = plan.target.qualified if plan.target is not None else None
+        return dataclasses.replace(
+            answer, verdicts=plan.decision.verdicts, counterfactual=counterfactual
+        )
+
+    async def _start(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
         decision, target, prepared = plan.decision, plan.target, plan.prepared
         if plan.mode == "local":
             return await self._local(request, decision.reason)
@@ -237,15 +277,20 @@ class Dispatcher:
         resolved = self._names.resolve(model, local_id=self._runtime.model_id)
         mode = override or resolved.mode
         target = resolved.target or self._names.default_target
+        fixed_by = "explicit"
+        if self.mode == "local-only" or (self.mode == "cloud-only" and mode == "auto"):
+            mode, fixed_by = ("local" if self.mode == "local-only" else "cloud"), "mode"
         if mode == "local":
-            explicit = Verdict("explicit", "local", "explicit:local")
+            code = "mode:local-only" if fixed_by == "mode" else "explicit:local"
+            explicit = Verdict(fixed_by, "local", code)
             decision = RouteDecision("local", (explicit.reason,), verdicts=(explicit,))
             return RoutePlan(mode, target, decision, None, self._runtime.model_id)
         # An explicit cloud route only needs the privacy check, which reads text: no tokens.
         context, prepared = await self.context(request, count_tokens=mode != "cloud")
-        decision = self._router.decide(context)
+        decision = self._router.decide(context, pins_only=mode == "cloud")
         if mode == "cloud" and not decision.pinned:
-            explicit = Verdict("explicit", "cloud", "explicit:cloud")
+            code = "mode:cloud-only" if fixed_by == "mode" else "explicit:cloud"
+            explicit = Verdict(fixed_by, "cloud", code)
             decision = RouteDecision(
                 "cloud", (explicit.reason,), decision.score, False, (explicit, *decision.verdicts)
             )
@@ -292,10 +337,17 @@ class Dispatcher:
                 expected_wait_s=backend.queue.expected_wait_s(),
                 decode_tokens_per_s=backend.speed.decode_tokens_per_s,
                 prefill_tokens_per_s=backend.speed.prefill_tokens_per_s,
+                supports=backend.supports,
             )
         text = request.prompt if request.prompt is not None else ""
         if request.messages:
-            text = "\n".join(message.content for message in request.messages)
+            # Tool-call arguments are text the privacy and difficulty policies must read too.
+            text = "\n".join(
+                "\n".join([message.content, *(call.arguments for call in message.tool_calls)])
+                if message.tool_calls
+                else message.content
+                for message in request.messages
+            )
         context = RouteContext(
             messages=request.messages,
             text=text,
@@ -329,7 +381,16 @@ class Dispatcher:
             target.qualified,
         )
         reason = f"cascade:{tried.confidence:.2f}<{self._cascade:g}"
-        return await self._cloud(request, target, reason, score=decision.score)
+        answer = await self._cloud(request, target, reason, score=decision.score)
+        done = tried.events[-1]
+        usage = done.usage if isinstance(done, GenerationDone) else None
+        leg = DiscardedLeg(
+            local.model,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            reason,
+        )
+        return dataclasses.replace(answer, discarded=leg)
 
     async def _pinned(
         self,
@@ -406,6 +467,10 @@ class Dispatcher:
             if provider is None or not self._names.usable(candidate.provider):
                 failures.append(_no_key(candidate.provider))
                 continue
+            capped = self._budget(candidate.provider)
+            if capped is not None:
+                failures.append(_Failure(candidate.provider, capped, _capped_detail(capped), False))
+                continue
             try:
                 generation = await provider.start(
                     dataclasses.replace(request, model=candidate.model)
@@ -427,13 +492,26 @@ class Dispatcher:
 
     async def _fall_back(self, request: GenerationRequest, failures: list[_Failure]) -> Answer:
         details = [f.detail for f in failures]
-        if self._local_fallback:
+        capped = [f.reason for f in failures if f.reason.startswith("budget:")]
+        over_budget = bool(capped) and len(capped) == len(failures)
+        # A spend cap sends requests to the local model whether or not fallback is on: the cap
+        # is the user's own rule, and local is what it asks for.
+        if self._local_fallback or over_budget:
+            reason = capped[0] if over_budget else f"cloud_unavailable:{failures[0].code}"
             try:
-                return await self._local(request, f"cloud_unavailable:{failures[0].code}")
-            except LocalBackendError as exc:
+                return await self._local(request, reason)
+            except (LocalBackendError, InvalidRequestError) as exc:
+                # The local model cannot take it either (too long, busy, or it needs tools or
+                # images): the client hears about the cloud failures and this, not only this.
                 details.append(f"local: {exc}")
         else:
             details.append("local fallback is off (cloud.local_fallback)")
+        if over_budget:
+            raise BudgetExceededError(
+                "the cloud spend cap is reached and the local model cannot answer: "
+                + "; ".join(details),
+                cap=capped[0],
+            )
         raise NoRouteError(
             "no backend could answer: " + "; ".join(details),
             failures=[f.code for f in failures],
@@ -444,6 +522,13 @@ class Dispatcher:
 _NO_PROVIDER_HINT = (
     "set OPENAI_API_KEY or ANTHROPIC_API_KEY, or declare one under [[cloud.providers]]"
 )
+
+
+def _capped_detail(reason: str) -> str:
+    return (
+        f"{reason}: the cloud spend cap is reached (raise budget.daily_usd / "
+        f"budget.monthly_usd, or wait for the next day or month)"
+    )
 
 
 def _no_key(provider: str) -> _Failure:

@@ -116,6 +116,9 @@ class Policy(ABC):
     """One question the router asks about a request."""
 
     name: str = "policy"
+    #: The policy can pin a request to this machine; such policies run even when the route is
+    #: already fixed to the cloud, since a pin overrides it.
+    pins: bool = False
 
     @abstractmethod
     def evaluate(self, context: RouteContext) -> Verdict:
@@ -154,16 +157,19 @@ class Router:
         """The chain, in order."""
         return self._policies
 
-    def decide(self, context: RouteContext) -> RouteDecision:
+    def decide(self, context: RouteContext, *, pins_only: bool = False) -> RouteDecision:
         """Ask every policy and decide.
 
         Args:
             context: The request and the machine's state.
+            pins_only: Ask only the policies that can pin a request to this machine (the
+                route is fixed otherwise, so the others' opinions would not count).
 
         Returns:
-            The decision, with every policy's verdict.
+            The decision, with every verdict asked for.
         """
-        verdicts = tuple(policy.evaluate(context) for policy in self._policies)
+        policies = [p for p in self._policies if p.pins] if pins_only else self._policies
+        verdicts = tuple(policy.evaluate(context) for policy in policies)
         score = next((v.score for v in verdicts if v.score is not None), None)
         pinned = any(v.pin for v in verdicts)
         opinions = [v for v in verdicts if v.outcome != "pass"]

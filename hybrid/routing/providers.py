@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from hybrid.cloud.anthropic_provider import AnthropicProvider
 from hybrid.cloud.openai_provider import OpenAIProvider
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.cloud.provider import CloudProvider
+from hybrid.cloud.transport import Http11Transport
 from hybrid.settings_cloud import CloudSettings
 
 # Connections kept per provider: enough for a burst of concurrent requests without reconnecting.
@@ -54,8 +56,14 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
     policy = reliability_policy(cloud)
     clients: list[httpx2.AsyncClient] = []
 
+    proxied = _env_proxies()
+
     def client() -> httpx2.AsyncClient:
-        made = httpx2.AsyncClient(limits=_LIMITS, follow_redirects=False)
+        if proxied:
+            # httpx2's own transport knows HTTP(S)_PROXY, ALL_PROXY and NO_PROXY.
+            made = httpx2.AsyncClient(limits=_LIMITS, follow_redirects=False)
+        else:
+            made = httpx2.AsyncClient(transport=Http11Transport(), follow_redirects=False)
         clients.append(made)
         return made
 
@@ -89,3 +97,8 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
             policy=policy,
         )
     return ProviderPool(providers, tuple(clients))
+
+
+def _env_proxies() -> bool:
+    """Whether the environment names a proxy (``NO_PROXY`` alone does not count)."""
+    return any(scheme != "no" for scheme in urllib.request.getproxies_environment())

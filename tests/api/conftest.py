@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -8,6 +9,9 @@ from fastapi.testclient import TestClient
 from scripted import ScriptedBackend, ScriptedRuntime
 
 from hybrid.api.app import create_app
+
+# The fake cloud (a real loopback server speaking OpenAI's and Anthropic's wire formats).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakecloud"))
 from hybrid.settings import Settings, load_settings
 
 

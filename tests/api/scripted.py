@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from hybrid.backend import Backend, Generation
-from hybrid.errors import ContextLengthExceededError, HybridError, InvalidRequestError
+from hybrid.errors import ContextLengthExceededError, HybridError
 from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
@@ -16,6 +16,7 @@ from hybrid.generation import (
     TokenLogprob,
     Usage,
 )
+from hybrid.local.backend import unsupported_error
 from hybrid.local.runtime import LocalRuntime
 from hybrid.local.speed import SpeedMeter
 from hybrid.settings import Settings
@@ -48,6 +49,7 @@ class ScriptedBackend(Backend):
 
     # What the dispatcher reads of a local backend to route a request.
     context_length = 8192
+    supports: frozenset[str] = frozenset()
     queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
     speed = SpeedMeter()
 
@@ -56,13 +58,13 @@ class ScriptedBackend(Backend):
         return "scripted-model"
 
     async def prepare(self, request: GenerationRequest) -> Any:
-        _refuse_non_text(request)
+        _refuse_unsupported(request, self.supports)
         if isinstance(self.fail_on_start, ContextLengthExceededError):
             raise self.fail_on_start
         return SimpleNamespace(tokens=[0] * 7, max_tokens=request.params.max_tokens or 16)
 
     async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
-        _refuse_non_text(request)
+        _refuse_unsupported(request, self.supports)
         self.requests.append(request)
         if self.fail_on_start is not None:
             raise self.fail_on_start
@@ -82,12 +84,10 @@ class ScriptedBackend(Backend):
         return generation
 
 
-def _refuse_non_text(request: GenerationRequest) -> None:
-    """As the local backend does: it reads text only."""
-    if request.needs:
-        raise InvalidRequestError(
-            f"the local model reads text only, and this request holds {sorted(request.needs)}"
-        )
+def _refuse_unsupported(request: GenerationRequest, supports: frozenset[str]) -> None:
+    """As the local backend does: what it cannot do is refused with its message."""
+    if request.needs - supports:
+        raise unsupported_error(request.needs - supports)
 
 
 class ScriptedRuntime(LocalRuntime):

@@ -294,7 +294,10 @@ def test_invalid_bodies_get_a_400_in_anthropic_shape(
             },
             "messages[0].content[1]",
         ),
-        ({"type": "tool_result", "tool_use_id": "t1", "content": "42"}, "messages[0].content[1]"),
+        (
+            {"type": "tool_use", "id": "toolu_1", "name": "calc", "input": {}},
+            "messages[0].content[1]",
+        ),
     ],
 )
 def test_non_text_blocks_are_refused_with_the_sdks_bad_request_error(
@@ -311,8 +314,10 @@ def test_non_text_blocks_are_refused_with_the_sdks_bad_request_error(
     assert where in message
     if block["type"] == "image":  # images are accepted, but this one has no data
         assert "image without a base64 or url source" in message
+    elif block["type"] == "tool_use":  # accepted from the assistant only
+        assert "belongs in assistant turns" in message
     else:
-        assert "accepts text and image blocks" in message and repr(block["type"]) in message
+        assert "hybrid accepts text, image" in message and repr(block["type"]) in message
     assert caught.value.body["error"]["type"] == "invalid_request_error"
 
 
@@ -331,14 +336,14 @@ def test_an_image_needs_a_cloud_model_and_says_so(
     assert "reads text only" in caught.value.message and "images" in caught.value.message
 
 
-def test_tool_use_blocks_and_system_images_are_refused(client: TestClient) -> None:
-    tool_use = {"type": "tool_use", "id": "t1", "name": "calc", "input": {}}
+def test_misplaced_tool_blocks_and_system_images_are_refused(client: TestClient) -> None:
+    tool_result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4"}
     response = client.post(
         "/v1/messages",
         json={
             "model": "m",
             "max_tokens": 8,
-            "messages": [*USER_HI, {"role": "assistant", "content": [tool_use]}],
+            "messages": [*USER_HI, {"role": "assistant", "content": [tool_result]}],
         },
     )
     assert response.status_code == 400
@@ -351,12 +356,13 @@ def test_tool_use_blocks_and_system_images_are_refused(client: TestClient) -> No
     assert "system[0]" in anthropic_error(response)["message"]
 
 
-def test_tools_are_refused_until_supported(
+def test_tools_the_local_model_cannot_call_are_refused_with_the_way_out(
     api: anthropic.Anthropic, backend: FinishingBackend
 ) -> None:
     tool = {"name": "calc", "description": "adds", "input_schema": {"type": "object"}}
-    with pytest.raises(anthropic.BadRequestError, match="tools are not supported"):
+    with pytest.raises(anthropic.BadRequestError, match="cannot call tools") as caught:
         api.messages.create(model="hybrid", max_tokens=8, messages=USER_HI, tools=[tool])
+    assert "X-Hybrid-Route: cloud" in caught.value.message
     with pytest.raises(anthropic.BadRequestError, match="tool_choice"):
         api.messages.create(
             model="hybrid", max_tokens=8, messages=USER_HI, tool_choice={"type": "any"}

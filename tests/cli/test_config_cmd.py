@@ -67,6 +67,17 @@ LEAVES = [
     "routing.difficulty.threshold",
     "routing.cascade.enabled",
     "routing.cascade.min_confidence",
+    "ledger.path",
+    "ledger.retention_days",
+    "pricing.overrides",
+    "pricing.reference_model",
+    "energy.cpu_watts",
+    "energy.gpu_watts",
+    "energy.usd_per_kwh",
+    "budget.daily_usd",
+    "budget.monthly_usd",
+    "budget.per_provider",
+    "budget.warn_percent",
 ]
 
 LINE = re.compile(r"^(?P<name>\S+)(?P<pad1> +)= (?P<value>.*?)(?P<pad2> +)\((?P<source>.*)\)$")

@@ -42,3 +42,23 @@ def test_a_file_that_is_not_a_gguf_is_reported_before_serving(
 def test_an_invalid_port_is_a_config_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "70000"]) == 2
     assert "server.port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "myhost.example"])
+def test_listening_beyond_loopback_needs_an_api_key(
+    host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--host", host]) == 1
+    err = capsys.readouterr().err
+    assert f"refusing to listen on {host}" in err
+    assert "HYBRID_SERVER__API_KEY" in err
+
+
+def test_with_an_api_key_a_public_address_passes_the_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HYBRID_SERVER__API_KEY", "k")
+    # The check passes; the bind is what fails here (the address is not this machine's).
+    assert main(["serve", "--host", "192.0.2.1"]) == 1
+    err = capsys.readouterr().err
+    assert "refusing" not in err and "cannot listen on 192.0.2.1" in err

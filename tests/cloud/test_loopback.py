@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import httpx2
 import pytest
@@ -10,6 +12,7 @@ from cloud_fakes import OPENAI_KEY, FakeSleep, chat, drain, openai, openai_compl
 from cloud_server import Exchange, LoopbackServer, free_port
 
 from hybrid.backend import collect
+from hybrid.cloud.transport import Http11Transport
 from hybrid.errors import (
     ProviderError,
     ProviderProtocolError,
@@ -17,6 +20,21 @@ from hybrid.errors import (
     ProviderUnavailableError,
 )
 from hybrid.generation import GenerationEvent, TextDelta
+
+ClientFactory = Callable[..., httpx2.AsyncClient]
+
+
+@pytest.fixture(params=["httpx2", "http11"])
+def new_client(request: pytest.FixtureRequest) -> ClientFactory:
+    """Every socket-level failure is checked over httpx2's transport and hybrid's own."""
+
+    def make(**options: Any) -> httpx2.AsyncClient:
+        if request.param == "http11":
+            options["transport"] = Http11Transport()
+        return httpx2.AsyncClient(**options)
+
+    return make
+
 
 HELLO = chat(("user", "Say hello"))
 HELLO_STREAM = chat(("user", "Say hello"), stream=True)
@@ -26,12 +44,14 @@ def text_of(events: list[GenerationEvent]) -> str:
     return "".join(event.text for event in events if isinstance(event, TextDelta))
 
 
-def test_a_refused_connection_is_retried_then_reported_as_unavailable() -> None:
+def test_a_refused_connection_is_retried_then_reported_as_unavailable(
+    new_client: ClientFactory,
+) -> None:
     sleep = FakeSleep()
     port = free_port()
 
     async def scenario() -> ProviderError:
-        async with httpx2.AsyncClient() as client:
+        async with new_client() as client:
             provider = openai(client, base_url=f"http://127.0.0.1:{port}/v1", sleep=sleep)
             with pytest.raises(ProviderError) as caught:
                 await provider.start(HELLO)
@@ -43,7 +63,7 @@ def test_a_refused_connection_is_retried_then_reported_as_unavailable() -> None:
     assert len(sleep.delays) == 2, "three attempts, two waits"
 
 
-def test_a_connection_reset_mid_stream_raises_from_the_iterator() -> None:
+def test_a_connection_reset_mid_stream_raises_from_the_iterator(new_client: ClientFactory) -> None:
     async def half_then_hang_up(exchange: Exchange) -> None:
         await exchange.start_chunked()
         for event in openai_stream("Hello", " wor")[:3]:
@@ -52,7 +72,7 @@ def test_a_connection_reset_mid_stream_raises_from_the_iterator() -> None:
 
     async def scenario() -> tuple[list[GenerationEvent], ProviderError]:
         events: list[GenerationEvent] = []
-        async with LoopbackServer(half_then_hang_up) as server, httpx2.AsyncClient() as client:
+        async with LoopbackServer(half_then_hang_up) as server, new_client() as client:
             generation = await openai(client, base_url=server.url + "/v1").start(HELLO_STREAM)
             with pytest.raises(ProviderError) as caught:
                 await drain(generation, events)
@@ -64,7 +84,7 @@ def test_a_connection_reset_mid_stream_raises_from_the_iterator() -> None:
     assert "mid-answer" in str(error) and "incomplete" in str(error)
 
 
-def test_a_stall_on_a_real_socket_is_an_idle_timeout() -> None:
+def test_a_stall_on_a_real_socket_is_an_idle_timeout(new_client: ClientFactory) -> None:
     async def start_then_stall(exchange: Exchange) -> None:
         await exchange.start_chunked()
         for event in openai_stream("Hello")[:2]:
@@ -73,7 +93,7 @@ def test_a_stall_on_a_real_socket_is_an_idle_timeout() -> None:
 
     async def scenario() -> tuple[list[GenerationEvent], ProviderError]:
         events: list[GenerationEvent] = []
-        async with LoopbackServer(start_then_stall) as server, httpx2.AsyncClient() as client:
+        async with LoopbackServer(start_then_stall) as server, new_client() as client:
             provider = openai(client, base_url=server.url + "/v1", idle_timeout_s=0.1)
             generation = await provider.start(HELLO_STREAM)
             with pytest.raises(ProviderError) as caught:
@@ -85,12 +105,12 @@ def test_a_stall_on_a_real_socket_is_an_idle_timeout() -> None:
     assert isinstance(error, ProviderTimeoutError)
 
 
-def test_a_server_that_never_answers_hits_the_first_byte_timeout() -> None:
+def test_a_server_that_never_answers_hits_the_first_byte_timeout(new_client: ClientFactory) -> None:
     async def silent(exchange: Exchange) -> None:
         await asyncio.sleep(30)
 
     async def scenario() -> tuple[ProviderError, int]:
-        async with LoopbackServer(silent) as server, httpx2.AsyncClient() as client:
+        async with LoopbackServer(silent) as server, new_client() as client:
             provider = openai(
                 client, base_url=server.url + "/v1", first_byte_timeout_s=0.1, max_attempts=2
             )
@@ -103,7 +123,7 @@ def test_a_server_that_never_answers_hits_the_first_byte_timeout() -> None:
     assert requests == 2
 
 
-def test_a_redirect_to_another_host_never_receives_the_key() -> None:
+def test_a_redirect_to_another_host_never_receives_the_key(new_client: ClientFactory) -> None:
     async def scenario() -> tuple[ProviderError, LoopbackServer, LoopbackServer]:
         async def answer(exchange: Exchange) -> None:
             await exchange.respond(
@@ -121,7 +141,7 @@ def test_a_redirect_to_another_host_never_receives_the_key() -> None:
 
             async with (
                 LoopbackServer(redirect) as home,
-                httpx2.AsyncClient(follow_redirects=True) as client,
+                new_client(follow_redirects=True) as client,
             ):
                 with pytest.raises(ProviderError) as caught:
                     await openai(client, base_url=home.url + "/v1").start(HELLO)
@@ -144,12 +164,14 @@ async def _events_then_terminator(exchange: Exchange) -> None:
 
 
 @pytest.mark.parametrize("read_to_end", [True, False], ids=["iterated-to-end", "collected"])
-def test_a_finished_stream_leaves_its_connection_for_the_next_request(read_to_end: bool) -> None:
+def test_a_finished_stream_leaves_its_connection_for_the_next_request(
+    new_client: ClientFactory, read_to_end: bool
+) -> None:
     async def scenario() -> tuple[list[str], int]:
         texts: list[str] = []
         async with (
             LoopbackServer(_events_then_terminator, keep_alive=True) as server,
-            httpx2.AsyncClient() as client,
+            new_client() as client,
         ):
             provider = openai(client, base_url=server.url + "/v1")
             for _ in range(3):
@@ -167,7 +189,9 @@ def test_a_finished_stream_leaves_its_connection_for_the_next_request(read_to_en
     assert connections == 1, "each answer read to its end hands its connection to the next"
 
 
-def test_a_stream_that_never_ends_after_its_answer_is_still_complete() -> None:
+def test_a_stream_that_never_ends_after_its_answer_is_still_complete(
+    new_client: ClientFactory,
+) -> None:
     async def done_then_hang(exchange: Exchange) -> None:
         await exchange.start_chunked()
         for event in openai_stream("Hello", " world"):
@@ -177,7 +201,7 @@ def test_a_stream_that_never_ends_after_its_answer_is_still_complete() -> None:
     async def scenario() -> tuple[list[str], int]:
         async with (
             LoopbackServer(done_then_hang, keep_alive=True) as server,
-            httpx2.AsyncClient() as client,
+            new_client() as client,
         ):
             provider = openai(client, base_url=server.url + "/v1", idle_timeout_s=0.1)
             texts = [(await collect(await provider.start(HELLO_STREAM))).text for _ in range(2)]

@@ -17,7 +17,14 @@ an empty queue means a normal answer::
     connection refused                             closed_port()
 
 The first three replace the answer; the others change how the answer the request earned (an
-auth error included) is delivered. OpenAI wants ``Authorization: Bearer <openai_key>``;
+auth error included) is delivered.
+
+Tool calls are scripted like the reply: set `FakeCloud.tools` to a `ToolScript` of
+`ScriptedCall` s (see `fake_cloud_tools`). A request that offers those tools and does not end with
+tool results is answered with the calls, in the API's own format, streamed or not; the turn that
+sends the results back gets the plain reply. Tool parts of a request that the real API would
+refuse (a result without its call, a call without its result, a tool without its schema) get
+that API's 400. OpenAI wants ``Authorization: Bearer <openai_key>``;
 Anthropic wants ``x-api-key`` (or Bearer, which its Python SDK 2.x sends) plus
 ``anthropic-version``.
 
@@ -43,6 +50,8 @@ from email.utils import formatdate
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal
+
+from fake_cloud_tools import ToolScript, calls_due, tool_answer, tool_problem
 
 Api = Literal["openai", "anthropic"]
 FaultKind = Literal[
@@ -350,7 +359,24 @@ def _openai_usage(reply: _Reply) -> Json:
     }
 
 
-def _openai_answer(path: str, body: Json, reply_text: str) -> _Answer:
+def _tool_answer(api: Api, body: Json, script: ToolScript, prompt: object) -> _Answer | None:
+    """The 400 the API gives a request's tool parts, or its answer with tool calls, or None
+    when this request gets no calls."""
+    problem = tool_problem(api, body)
+    if problem is not None:
+        if api == "anthropic":
+            return _anthropic_error(400, "invalid_request_error", problem)
+        return _openai_error(400, problem, "invalid_request_error")
+    calls = calls_due(api, body, script)
+    if not calls:
+        return None
+    answer = tool_answer(api, body, script, calls, _count_words(prompt))
+    if answer.events is None:
+        return _json_answer(api, 200, answer.body)
+    return _sse_answer(api, answer.events)
+
+
+def _openai_answer(path: str, body: Json, reply_text: str, tools: ToolScript) -> _Answer:
     """`chat.completion` / `text_completion` objects, or their SSE streams ending in [DONE]."""
     chat = path == "/v1/chat/completions"
     required = ("model", "messages") if chat else ("model", "prompt")
@@ -360,6 +386,8 @@ def _openai_answer(path: str, body: Json, reply_text: str) -> _Answer:
         return _openai_error(
             400, problem, "invalid_request_error", "missing_required_parameter", missing[0]
         )
+    if chat and (called := _tool_answer("openai", body, tools, body["messages"])) is not None:
+        return called
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     prompt = body["messages"] if chat else body["prompt"]
     reply = _Reply.compose(reply_text, prompt, body.get("stop"), limit)
@@ -414,11 +442,14 @@ def _openai_answer(path: str, body: Json, reply_text: str) -> _Answer:
     return _sse_answer("openai", events)
 
 
-def _anthropic_answer(body: Json, reply_text: str) -> _Answer:
+def _anthropic_answer(body: Json, reply_text: str, tools: ToolScript) -> _Answer:
     """A `message` object, or its SSE stream from message_start to message_stop."""
     missing = [name for name in ("model", "messages", "max_tokens") if name not in body]
     if missing:
         return _anthropic_error(400, "invalid_request_error", f"{missing[0]}: Field required")
+    prompt = [body.get("system"), body["messages"]]
+    if (called := _tool_answer("anthropic", body, tools, prompt)) is not None:
+        return called
     reply = _Reply.compose(
         reply_text,
         [body.get("system"), body["messages"]],
@@ -508,6 +539,7 @@ class FakeCloud:
         # The test thread and the server thread both touch these three; only under the lock.
         self._lock = threading.Lock()
         self._reply = reply
+        self._tools = ToolScript()
         self._faults: deque[Fault] = deque()
         self._requests: list[Received] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -606,6 +638,17 @@ class FakeCloud:
             self._reply = text
 
     @property
+    def tools(self) -> ToolScript:
+        """The tool calls answers make to requests that offer the tools (none by default)."""
+        with self._lock:
+            return self._tools
+
+    @tools.setter
+    def tools(self, script: ToolScript) -> None:
+        with self._lock:
+            self._tools = script
+
+    @property
     def requests(self) -> list[Received]:
         """A copy of every request read so far, in order of arrival, faulted ones included."""
         with self._lock:
@@ -617,10 +660,11 @@ class FakeCloud:
             self._faults.extend(faults)
 
     def reset(self) -> None:
-        """Forget queued faults and recorded requests."""
+        """Forget queued faults, recorded requests and scripted tool calls."""
         with self._lock:
             self._faults.clear()
             self._requests.clear()
+            self._tools = ToolScript()
 
     # --- the server thread
 
@@ -688,10 +732,10 @@ class FakeCloud:
             )
             self._requests.append(received)
             fault = self._faults.popleft() if self._faults else None
-            reply = self._reply
+            reply, tools = self._reply, self._tools
         answer = _fault_answer(request.api, fault) if fault else None
         if answer is None:
-            answer = self._answer(request, reply, fault)
+            answer = self._answer(request, reply, fault, tools)
         if fault and fault.kind == "slow_first_byte":
             await asyncio.sleep(fault.delay_s)
         if fault and fault.kind == "malformed":
@@ -699,7 +743,9 @@ class FakeCloud:
         interrupt = fault if fault and fault.kind in ("stall", "reset") else None
         return await self._deliver(answer, writer, interrupt, request.keep_alive)
 
-    def _answer(self, request: _Request, reply: str, fault: Fault | None) -> _Answer:
+    def _answer(
+        self, request: _Request, reply: str, fault: Fault | None, tools: ToolScript
+    ) -> _Answer:
         """The answer the real API would give, judged on key, version header, path and body."""
         api, headers = request.api, request.headers
         bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -736,8 +782,8 @@ class FakeCloud:
                 return _anthropic_error(400, "invalid_request_error", message)
             return _openai_error(400, _OPENAI_BAD_JSON, "invalid_request_error")
         if api == "anthropic":
-            return _anthropic_answer(body, reply)
-        return _openai_answer(request.path, body, reply)
+            return _anthropic_answer(body, reply, tools)
+        return _openai_answer(request.path, body, reply, tools)
 
     async def _deliver(
         self,

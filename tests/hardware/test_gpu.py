@@ -64,6 +64,7 @@ def fake_pynvml(*, init_fails: bool = False, devices: list[dict[str, Any]] | Non
     )
     module.nvmlDeviceGetMemoryBusWidth = lambda handle: answer(handle, "bus")
     module.nvmlDeviceGetMaxClockInfo = lambda handle, clock: answer(handle, "clock")
+    module.nvmlDeviceGetTotalEnergyConsumption = lambda handle: answer(handle, "energy_mj")
     return module
 
 
@@ -233,3 +234,16 @@ def test_offload_support_asks_the_llama_cpp_build(monkeypatch: pytest.MonkeyPatc
     fake = types.SimpleNamespace(llama_supports_gpu_offload=lambda: True)
     monkeypatch.setitem(sys.modules, "llama_cpp", fake)
     assert llama_cpp_supports_gpu_offload() is True
+
+
+def test_gpu_energy_is_the_sum_over_devices_in_joules_or_none_when_unknown() -> None:
+    module = fake_pynvml(devices=[{"energy_mj": 1_500_000}, {"energy_mj": 500}])
+    assert PynvmlSource(load=lambda: module).energy_joules() == pytest.approx(1500.5)
+
+    too_old = fake_pynvml(devices=[{"energy_mj": NVMLError("Not Supported")}])
+    assert PynvmlSource(load=lambda: too_old).energy_joules() is None
+
+    def missing() -> Any:
+        raise ImportError("No module named 'pynvml'")
+
+    assert PynvmlSource(load=missing).energy_joules() is None

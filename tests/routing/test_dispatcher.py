@@ -59,6 +59,7 @@ class FakeLocal:
 
     model_id = LOCAL
     context_length = 8192
+    supports: frozenset[str] = frozenset()
     queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
     speed = SpeedMeter()
 

@@ -13,6 +13,7 @@ from hybrid.api.answering import start_answer
 from hybrid.api.disconnect import unless_disconnected
 from hybrid.api.errors import wire_error
 from hybrid.api.middleware import request_id_of
+from hybrid.api.openai_tools import tool_call_deltas
 from hybrid.api.openai_wire import (
     SSE_DONE,
     ResponseMeta,
@@ -25,7 +26,7 @@ from hybrid.api.openai_wire import (
 from hybrid.api.schema import ChatCompletionRequest
 from hybrid.backend import Generation, collect
 from hybrid.errors import HybridError
-from hybrid.generation import TextDelta
+from hybrid.generation import TextDelta, ToolCallDelta
 
 router = APIRouter()
 log = logging.getLogger("hybrid.api")
@@ -51,7 +52,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         )
     completion = await unless_disconnected(request.receive, collect(answer.generation))
     payload = chat_completion_json(
-        meta, completion.text, completion.logprobs if want_logprobs else None, completion.done
+        meta,
+        completion.text,
+        completion.logprobs if want_logprobs else None,
+        completion.done,
+        completion.tool_calls,
     )
     return JSONResponse(payload, headers=headers)
 
@@ -62,6 +67,9 @@ async def _stream(
     try:
         first = {"role": "assistant", "content": "", "refusal": None}
         yield sse(chat_chunk(meta, first, include_usage=include_usage))
+        # Calls whose arguments never came (a tool without parameters): they get "{}" before
+        # the end, as the whole answer has, since clients parse arguments as a JSON object.
+        without_arguments: set[int] = set()
         async for event in generation:
             if isinstance(event, TextDelta):
                 if event.text or (logprobs and event.logprobs):
@@ -74,6 +82,17 @@ async def _stream(
                         )
                     )
                 continue
+            if isinstance(event, ToolCallDelta):
+                if event.id is not None:
+                    without_arguments.add(event.index)
+                if event.arguments:
+                    without_arguments.discard(event.index)
+                for delta in tool_call_deltas(event):
+                    yield sse(chat_chunk(meta, delta, include_usage=include_usage))
+                continue
+            for index in sorted(without_arguments):
+                empty = tool_call_deltas(ToolCallDelta(index, arguments="{}"))
+                yield sse(chat_chunk(meta, empty[0], include_usage=include_usage))
             yield sse(
                 chat_chunk(meta, {}, finish_reason=event.finish_reason, include_usage=include_usage)
             )

@@ -25,7 +25,7 @@ from hybrid.api.routes.chat import SSE_HEADERS
 from hybrid.api.schema import CompletionRequest
 from hybrid.backend import Generation, collect
 from hybrid.errors import HybridError
-from hybrid.generation import TextDelta
+from hybrid.generation import TextDelta, ToolCallDelta
 
 router = APIRouter()
 log = logging.getLogger("hybrid.api")
@@ -67,6 +67,8 @@ async def _stream(
                     yield sse(completion_json(meta, event.text, lp, None, None, chunk=True))
                     offset += len(event.text)
                 continue
+            if isinstance(event, ToolCallDelta):
+                continue  # a raw prompt offers no tools: none is ever called
             yield sse(completion_json(meta, "", None, event.finish_reason, None, chunk=True))
             if include_usage:
                 usage_chunk = completion_json(meta, "", None, None, event.usage, chunk=True)

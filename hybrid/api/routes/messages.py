@@ -8,13 +8,14 @@ comes out in Anthropic's shape (:func:`hybrid.api.errors.shape_for_path`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from hybrid.api.answering import start_answer
 from hybrid.api.anthropic_schema import MessagesRequest
+from hybrid.api.anthropic_tools import input_json_delta_event, tool_use_start_event
 from hybrid.api.anthropic_wire import (
     MessageMeta,
     content_block_start_event,
@@ -34,7 +35,7 @@ from hybrid.api.middleware import request_id_of
 from hybrid.api.routes.chat import SSE_HEADERS
 from hybrid.backend import Generation, collect
 from hybrid.errors import GenerationError, HybridError
-from hybrid.generation import GenerationDone, TextDelta
+from hybrid.generation import GenerationDone, GenerationEvent, TextDelta, ToolCallDelta
 
 log = logging.getLogger("hybrid.api")
 
@@ -56,7 +57,59 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
             headers={**headers, **SSE_HEADERS},
         )
     completion = await unless_disconnected(request.receive, collect(answer.generation))
-    return JSONResponse(message_json(meta, completion.text, completion.done), headers=headers)
+    payload = message_json(meta, completion.text, completion.done, completion.tool_calls)
+    return JSONResponse(payload, headers=headers)
+
+
+class _ContentBlocks:
+    """Numbers and frames the content blocks of a streamed answer.
+
+    A text block opens with the first text, so that an empty answer has no empty block
+    (Anthropic refuses one when the client sends the turn back), as message_json does; each
+    tool call opens a tool_use block.  A block closes when the next one opens, or at the end.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._open: int | None = None
+        self._text_open = False
+        self._tool_blocks: dict[int, int] = {}  # block index by tool call index
+
+    def events(self, event: GenerationEvent) -> list[dict[str, object]]:
+        """The Anthropic events that carry one text or tool call delta."""
+        if isinstance(event, TextDelta):
+            if not event.text:
+                return []
+            events = [] if self._text_open else self._start(content_block_start_event)
+            self._text_open = True
+            assert self._open is not None
+            return [*events, text_delta_event(event.text, self._open)]
+        if not isinstance(event, ToolCallDelta):
+            return []
+        events = []
+        if event.id is not None and event.index not in self._tool_blocks:
+            call_id, name = event.id, event.name or ""
+            events = self._start(lambda index: tool_use_start_event(index, call_id, name))
+            assert self._open is not None
+            self._tool_blocks[event.index] = self._open
+        block = self._tool_blocks.get(event.index)
+        if block is not None and event.arguments:
+            events.append(input_json_delta_event(block, event.arguments))
+        return events
+
+    def close(self) -> list[dict[str, object]]:
+        """Closes the block still open, if any."""
+        if self._open is None:
+            return []
+        index, self._open = self._open, None
+        return [content_block_stop_event(index)]
+
+    def _start(self, opening: Callable[[int], dict[str, object]]) -> list[dict[str, object]]:
+        events = self.close()
+        self._text_open = False
+        self._open = self._count
+        self._count += 1
+        return [*events, opening(self._open)]
 
 
 async def _stream(
@@ -65,24 +118,18 @@ async def _stream(
     try:
         yield sse_event(message_start_event(meta))
         yield sse_event(ping_event())
-        # The text block opens with the first text, so that an empty answer has no empty block
-        # (Anthropic refuses one when the client sends the turn back), as message_json does.
-        opened = False
+        blocks = _ContentBlocks()
         done: GenerationDone | None = None
         async for event in generation:
-            if isinstance(event, TextDelta):
-                if not event.text:
-                    continue
-                if not opened:
-                    opened = True
-                    yield sse_event(content_block_start_event())
-                yield sse_event(text_delta_event(event.text))
-            else:
+            if isinstance(event, GenerationDone):
                 done = event
+                continue
+            for payload in blocks.events(event):
+                yield sse_event(payload)
         if done is None:
             raise GenerationError("the answer ended without its closing event; retry the request")
-        if opened:
-            yield sse_event(content_block_stop_event())
+        for payload in blocks.close():
+            yield sse_event(payload)
         yield sse_event(message_delta_event(done))
         yield sse_event(message_stop_event())
     except HybridError as exc:

@@ -6,7 +6,12 @@ from hybrid.routing.policy import Policy, RouteContext, Verdict
 
 
 class CapabilityPolicy(Policy):
-    """Escalates a request that needs something the local model lacks."""
+    """Escalates a request that needs something the local model lacks.
+
+    What the local model can do comes from its backend (``LocalStatus.supports``): ``tools``
+    when its chat template renders tools; images and audio never.  A request's tools count as a
+    need only when the model may call them (``tool_choice`` other than ``none``).
+    """
 
     name = "capability"
 

@@ -19,6 +19,7 @@ class PrivacyPolicy(Policy):
     """
 
     name = "privacy"
+    pins = True
 
     def __init__(self, scanner: PrivacyScanner) -> None:
         self._scanner = scanner

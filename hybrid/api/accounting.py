@@ -1,0 +1,407 @@
+"""Accounting for every answered request: one durable ledger record, live events and metrics.
+
+Each generating route goes through :func:`hybrid.api.answering.start_answer`, which opens a
+:class:`Ticket` and wraps the answer's generation in a :class:`RecordedGeneration`.  The wrapper
+watches the events as they pass (first token, text, usage) and writes the record:
+
+- when the closing event arrives, *before* handing it on, so the record is committed before the
+  response's last bytes leave (a SIGKILL after a completed response cannot lose its record;
+  the commit waits on the writer thread, never on the event loop);
+- when the backend fails mid-answer (status ``error``; the route then sends its error event);
+- when the client goes away first (status ``cancelled``): what was generated counts, from the
+  local tokenizer when the provider never reported usage.
+
+A request that fails before any answer starts (no route, private data, a full queue) gets a
+record too, with status ``error``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hybrid.api.errors import wire_error
+from hybrid.api.events import EventBus
+from hybrid.api.metrics import Metrics
+from hybrid.backend import Generation
+from hybrid.errors import BudgetExceededError, HybridError, NoRouteError, ProviderError
+from hybrid.generation import (
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    TextDelta,
+    ToolCallDelta,
+)
+from hybrid.ledger.budget import Budget
+from hybrid.ledger.costing import Costing, Costs
+from hybrid.ledger.record import LedgerRecord, VerdictRecord
+from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.dispatcher import Answer
+
+log = logging.getLogger("hybrid.ledger")
+
+Api = Literal["openai", "anthropic"]
+
+
+@dataclass
+class Ticket:
+    """A request being accounted for, from the moment its route took it.
+
+    Attributes:
+        id: hybrid's request id.
+        api: The client's API.
+        model_requested: The model name the client sent.
+        time: Unix time the request arrived.
+        started: ``perf_counter`` at arrival, for latencies.
+        cpu_started: Process CPU seconds at arrival, for the local energy cost.
+        recorded: Set once the record is written (never twice).
+        gpu_joules_started: The GPUs' energy counter when a local answer started, if any.
+    """
+
+    id: str
+    api: Api
+    model_requested: str | None
+    time: float
+    started: float
+    cpu_started: float
+    recorded: bool = field(default=False)
+    gpu_joules_started: float | None = None
+
+
+class Accountant:
+    """Writes the ledger record of each request, and tells the event stream and the metrics.
+
+    Args:
+        writer: The ledger's writer (started by the app's lifespan).
+        costing: Prices a record.
+        budget: Cloud spend against the caps; each cloud cost is added to it.
+        bus: The live event stream.
+        metrics: The Prometheus metrics.
+        count_tokens: Tokens in a text by the local tokenizer (an estimate when the local
+            model is not loaded), for answers whose usage the provider never reported.
+        gpu_energy: Joules the GPUs have used so far (NVML's counter), None without one; a
+            local answer's GPU energy is the difference across it.
+        gpu_offloaded: Whether the local model runs (partly) on a GPU: without an energy
+            counter, its GPU time is then priced at ``energy.gpu_watts``.
+        clock: Unix time.
+        perf: A monotonic clock in seconds.
+        cpu: Process CPU seconds.
+    """
+
+    def __init__(
+        self,
+        writer: LedgerWriter,
+        costing: Costing,
+        budget: Budget,
+        bus: EventBus,
+        metrics: Metrics,
+        count_tokens: Callable[[str], int],
+        *,
+        gpu_energy: Callable[[], float | None] = lambda: None,
+        gpu_offloaded: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.time,
+        perf: Callable[[], float] = time.perf_counter,
+        cpu: Callable[[], float] = time.process_time,
+    ) -> None:
+        self._writer = writer
+        self._costing = costing
+        #: Cloud spend against the caps (replaced by the lifespan once the ledger is read).
+        self.budget = budget
+        self._bus = bus
+        self._metrics = metrics
+        self._count_tokens = count_tokens
+        self._gpu_energy = gpu_energy
+        self._gpu_offloaded = gpu_offloaded
+        self._clock = clock
+        self._perf = perf
+        self._cpu = cpu
+
+    def elapsed(self, ticket: Ticket) -> float:
+        """Seconds since the request arrived."""
+        return max(self._perf() - ticket.started, 0.0)
+
+    def open(
+        self, request_id: str, api: Api, model_requested: str | None, *, stream: bool
+    ) -> Ticket:
+        """Start accounting for a request and announce it (``request_started``)."""
+        ticket = Ticket(request_id, api, model_requested, self._clock(), self._perf(), self._cpu())
+        self._bus.publish(
+            "request_started",
+            {
+                "id": request_id,
+                "time": ticket.time,
+                "api": api,
+                "model_requested": model_requested,
+                "stream": stream,
+            },
+        )
+        self._metrics.started()
+        return ticket
+
+    async def watch(self, ticket: Ticket, answer: Answer, request: GenerationRequest) -> Answer:
+        """The answer with its generation recorded as it is read.
+
+        A cascade's discarded local answer is recorded now, as its own leg
+        (``cascade_local``); the answer that replaced it is the ``cascade_cloud`` leg.
+        """
+        if answer.discarded is not None:
+            leg = answer.discarded
+            record = self._record(
+                ticket,
+                route="local",
+                reasons=(leg.reason,),
+                verdicts=_verdicts(answer),
+                score=answer.score,
+                model=leg.model,
+                provider="local",
+                prompt_tokens=leg.prompt_tokens,
+                completion_tokens=leg.completion_tokens,
+                tokens_estimated=False,
+                ttft_s=None,
+                status="ok",
+                error=None,
+                costs=self._costing.for_discarded_local(
+                    cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0)
+                ),
+                leg="cascade_local",
+            )
+            await self.commit(record)
+        if answer.route == "local":
+            ticket.gpu_joules_started = self._gpu_energy()
+        recorded = RecordedGeneration(self, ticket, answer, request)
+        return dataclasses.replace(answer, generation=recorded)
+
+    async def failed(self, ticket: Ticket, request: GenerationRequest, error: HybridError) -> None:
+        """Record a request that failed before any answer started."""
+        ticket.recorded = True
+        # Cloud failures (every target failed, a rejected request, the budget) are the cloud's.
+        cloud = isinstance(error, NoRouteError | ProviderError | BudgetExceededError)
+        wire = wire_error(error)
+        record = self._record(
+            ticket,
+            route="cloud" if cloud else "local",
+            reasons=(f"error:{wire.code or wire.type}",),
+            verdicts=(),
+            score=None,
+            model="none",
+            provider="none",
+            prompt_tokens=self._count_tokens(_prompt_text(request)),
+            completion_tokens=0,
+            tokens_estimated=True,
+            ttft_s=None,
+            status="error",
+            error=str(error),
+            costs=Costs(0.0, None, None, 0.0, 0.0, True),
+        )
+        await self.commit(record)
+
+    # -- building and writing records ---------------------------------------------------------
+
+    def finish(
+        self,
+        ticket: Ticket,
+        answer: Answer,
+        request: GenerationRequest,
+        seen: _Seen,
+        *,
+        status: Literal["ok", "error", "cancelled"],
+        error: str | None = None,
+    ) -> LedgerRecord:
+        """Build the record of an answer that ended (how is ``status``)."""
+        prompt_tokens, completion_tokens, estimated = self._tokens(request, seen)
+        provider = "local" if answer.route == "local" else answer.model.split("/", 1)[0]
+        if answer.route == "local":
+            gpu_joules = gpu_seconds = None
+            if ticket.gpu_joules_started is not None:
+                now = self._gpu_energy()
+                gpu_joules = None if now is None else max(now - ticket.gpu_joules_started, 0.0)
+            if gpu_joules is None and self._gpu_offloaded():
+                gpu_seconds = self.elapsed(ticket)
+            costs = self._costing.for_local(
+                answer.counterfactual,
+                prompt_tokens,
+                completion_tokens,
+                cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0),
+                gpu_joules=gpu_joules,
+                gpu_seconds=gpu_seconds,
+            )
+        else:
+            costs = self._costing.for_cloud(answer.model, prompt_tokens, completion_tokens)
+        reasons = tuple(answer.reason.split(";"))
+        return self._record(
+            ticket,
+            route=answer.route,
+            reasons=reasons,
+            verdicts=_verdicts(answer),
+            score=answer.score,
+            model=answer.model,
+            provider=provider,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            tokens_estimated=estimated,
+            ttft_s=seen.ttft_s,
+            status=status,
+            error=error,
+            costs=costs,
+            leg="cascade_cloud" if answer.discarded is not None else None,
+        )
+
+    def _tokens(self, request: GenerationRequest, seen: _Seen) -> tuple[int, int, bool]:
+        if seen.done is not None:
+            usage = seen.done.usage
+            reported = usage.prompt_tokens > 0 or usage.completion_tokens > 0
+            if reported or not seen.text:
+                return usage.prompt_tokens, usage.completion_tokens, False
+        # No usage: the stream was cut, or a provider that does not report it in streams.
+        prompt = seen.prompt_tokens
+        if prompt is None:
+            prompt = self._count_tokens(_prompt_text(request))
+        return prompt, self._count_tokens("".join(seen.text)), True
+
+    def _record(
+        self,
+        ticket: Ticket,
+        *,
+        route: Literal["local", "cloud"],
+        reasons: tuple[str, ...],
+        verdicts: tuple[VerdictRecord, ...],
+        score: float | None,
+        model: str,
+        provider: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        tokens_estimated: bool,
+        ttft_s: float | None,
+        status: Literal["ok", "error", "cancelled"],
+        error: str | None,
+        costs: Costs,
+        leg: Literal["cascade_local", "cascade_cloud"] | None = None,
+    ) -> LedgerRecord:
+        return LedgerRecord(
+            id=ticket.id,
+            time=ticket.time,
+            api=ticket.api,
+            route=route,
+            reasons=reasons,
+            verdicts=verdicts,
+            score=score,
+            model_requested=ticket.model_requested,
+            model=model,
+            provider=provider,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            tokens_estimated=tokens_estimated,
+            ttft_s=ttft_s,
+            latency_s=self.elapsed(ticket),
+            status=status,
+            error=error,
+            leg=leg,
+            **costs.fields(),
+        )
+
+    async def commit(self, record: LedgerRecord) -> None:
+        """Write a record, wait for its commit (on the writer thread), and announce it."""
+        try:
+            await self._writer.write(record)
+        except HybridError as exc:
+            # The answer is worth more than its record: log, and let the response finish.
+            log.error("the ledger could not record request %s: %s", record.id, exc)
+        self._announce(record)
+
+    def commit_nowait(self, record: LedgerRecord) -> None:
+        """Queue a record without waiting (from a cancelled task, which cannot await)."""
+        try:
+            self._writer.write_nowait(record)
+        except HybridError as exc:
+            log.error("the ledger could not record request %s: %s", record.id, exc)
+        self._announce(record)
+
+    def _announce(self, record: LedgerRecord) -> None:
+        before = self.budget.state()
+        if record.route == "cloud" and record.cloud_cost_usd:
+            self.budget.add(record.provider, record.cloud_cost_usd, record.time)
+        self._metrics.observe(record)
+        self._bus.publish("request_finished", record.to_dict())
+        if record.cloud_cost_usd or self.budget.state() != before:
+            self._bus.publish("budget", self.budget.to_dict())
+            self._metrics.budget(self.budget)
+
+
+@dataclass
+class _Seen:
+    """What a recorded generation has seen pass so far."""
+
+    text: list[str] = field(default_factory=list)
+    ttft_s: float | None = None
+    done: GenerationDone | None = None
+    prompt_tokens: int | None = None
+
+
+class RecordedGeneration(Generation):
+    """A generation whose ledger record is written as it ends (see the module docstring)."""
+
+    def __init__(
+        self, accountant: Accountant, ticket: Ticket, answer: Answer, request: GenerationRequest
+    ) -> None:
+        self._accountant = accountant
+        self._ticket = ticket
+        self._answer = answer
+        self._inner = answer.generation
+        self._request = request
+        self._seen = _Seen(prompt_tokens=getattr(self._inner, "prompt_tokens", None))
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        seen = self._seen
+        try:
+            async for event in self._inner:
+                if isinstance(event, TextDelta | ToolCallDelta):
+                    if seen.ttft_s is None:
+                        seen.ttft_s = self._accountant.elapsed(self._ticket)
+                    if isinstance(event, TextDelta):
+                        seen.text.append(event.text)
+                    else:
+                        seen.text.append(event.arguments)
+                elif isinstance(event, GenerationDone):
+                    seen.done = event
+                    await self._settle("cancelled" if event.cancelled else "ok")
+                yield event
+        except HybridError as exc:
+            await self._settle("error", str(exc))
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if not self._ticket.recorded:
+                # The client left before the end; this may run in a cancelled task.
+                self._ticket.recorded = True
+                record = self._accountant.finish(
+                    self._ticket, self._answer, self._request, self._seen, status="cancelled"
+                )
+                self._accountant.commit_nowait(record)
+
+    async def _settle(
+        self, status: Literal["ok", "error", "cancelled"], error: str | None = None
+    ) -> None:
+        if self._ticket.recorded:
+            return
+        self._ticket.recorded = True
+        record = self._accountant.finish(
+            self._ticket, self._answer, self._request, self._seen, status=status, error=error
+        )
+        await self._accountant.commit(record)
+
+
+def _verdicts(answer: Answer) -> tuple[VerdictRecord, ...]:
+    return tuple(VerdictRecord(v.policy, v.outcome, v.reason, v.score) for v in answer.verdicts)
+
+
+def _prompt_text(request: GenerationRequest) -> str:
+    if request.prompt is not None:
+        return request.prompt
+    return "\n".join(message.content for message in request.messages)

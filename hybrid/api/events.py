@@ -1,0 +1,115 @@
+"""The live event stream behind ``GET /v1/hybrid/events``: publish once, every follower gets it.
+
+Events are published on the event loop's thread (requests, hardware ticks, budget and mode
+changes) and fanned out to one bounded queue per follower.  A follower that stops reading loses
+its oldest events rather than holding the server's memory or slowing a response: the stream is
+for watching, and the ledger is the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hybrid.hardware.snapshot import LiveSample
+    from hybrid.local.runtime import LocalRuntime
+
+Event = tuple[str, Mapping[str, Any]]
+
+# What a new follower is shown of the past (docs/events.md: the snapshot's "recent").
+RECENT_REQUESTS = 50
+
+
+class EventBus:
+    """Fans events out to followers, and remembers the latest requests and hardware sample.
+
+    Args:
+        max_queue: Events held for a follower that is not reading; older ones are dropped.
+    """
+
+    def __init__(self, max_queue: int = 1000) -> None:
+        self._max_queue = max_queue
+        self._followers: set[asyncio.Queue[Event]] = set()
+        self._recent: collections.deque[Mapping[str, Any]] = collections.deque(
+            maxlen=RECENT_REQUESTS
+        )
+        self._hardware: Mapping[str, Any] | None = None
+        self.dropped = 0
+
+    @property
+    def followers(self) -> int:
+        """How many followers are subscribed."""
+        return len(self._followers)
+
+    @property
+    def recent(self) -> list[Mapping[str, Any]]:
+        """The latest ``request_finished`` bodies, newest first."""
+        return list(reversed(self._recent))
+
+    @property
+    def hardware(self) -> Mapping[str, Any] | None:
+        """The latest ``hardware`` body, or None before the first sample."""
+        return self._hardware
+
+    def publish(self, name: str, data: Mapping[str, Any]) -> None:
+        """Send an event to every follower; never blocks.
+
+        Args:
+            name: The event name (``request_finished``, ``hardware``, ...).
+            data: Its JSON-ready body.
+        """
+        if name == "request_finished":
+            self._recent.append(data)
+        elif name == "hardware":
+            self._hardware = data
+        for follower in self._followers:
+            if follower.full():
+                follower.get_nowait()
+                self.dropped += 1
+            follower.put_nowait((name, data))
+
+    @contextlib.contextmanager
+    def follow(self) -> Iterator[asyncio.Queue[Event]]:
+        """Subscribe for the duration of a ``with`` block.
+
+        Yields:
+            The queue this follower's events arrive on, in publication order.
+        """
+        queue: asyncio.Queue[Event] = asyncio.Queue(self._max_queue)
+        self._followers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._followers.discard(queue)
+
+
+def hardware_event(sample: LiveSample | None, runtime: LocalRuntime) -> dict[str, Any]:
+    """The body of a ``hardware`` event: the latest sample, the local queue and the model.
+
+    Args:
+        sample: The sampler's latest reading (None before the first: its readings are null).
+        runtime: The local model's runtime.
+    """
+    queue_depth, speed = 0, None
+    if runtime.state == "ready":
+        backend = runtime.backend()
+        queue_depth, speed = backend.queue.depth, backend.speed.decode_tokens_per_s
+    return {
+        "time": sample.taken_at if sample is not None else None,
+        "cpu_percent": sample.cpu_percent if sample is not None else None,
+        "memory_percent": sample.memory_percent if sample is not None else None,
+        "memory_available_bytes": sample.memory_available_bytes if sample is not None else None,
+        "gpu_utilization_percent": sample.gpu_utilization_percent if sample is not None else None,
+        "vram_used_bytes": None,
+        "vram_total_bytes": None,
+        "battery_percent": sample.battery_percent if sample is not None else None,
+        "on_battery": sample.on_battery if sample is not None else None,
+        "queue_depth": queue_depth,
+        "decode_tokens_per_s": speed,
+        "model": runtime.model_id,
+        "model_state": runtime.state,
+    }

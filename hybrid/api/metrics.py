@@ -1,0 +1,139 @@
+"""``GET /metrics``: hybrid's Prometheus metrics, in a registry of the app's own.
+
+Counters follow the ledger: each record adds to them once, as it is written, so the metrics and
+the ledger agree by construction.  Labels are kept to small sets: the route, the model, the
+status, and the *kind* of the deciding reason (``difficulty``, ``privacy``, ``budget``...), never
+its numbers, which would give every request a series of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from hybrid.ledger.budget import Budget
+from hybrid.ledger.record import LedgerRecord
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    """The metrics of one server.
+
+    Args:
+        registry: Where they are registered (a fresh one when None).
+    """
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self._requests = Counter(
+            "hybrid_requests",
+            "Requests answered (or failed), by route, model, status and reason kind.",
+            ["route", "model", "status", "reason"],
+            registry=r,
+        )
+        self._tokens = Counter(
+            "hybrid_tokens", "Tokens, by route and kind.", ["route", "kind"], registry=r
+        )
+        # A gauge, not a counter: a local answer that cost more electricity than the cloud
+        # would have charged lowers it, as it lowers the ledger's sum.
+        self._avoided = Gauge(
+            "hybrid_cost_avoided_usd", "USD that local answers saved, net of energy.", registry=r
+        )
+        self._spend = Counter(
+            "hybrid_cloud_spend_usd", "USD charged by cloud providers.", ["provider"], registry=r
+        )
+        self._unpriced = Counter(
+            "hybrid_unpriced_requests", "Requests whose model has no price.", registry=r
+        )
+        self._latency = Histogram(
+            "hybrid_request_latency_seconds",
+            "Request to last byte.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._ttft = Histogram(
+            "hybrid_time_to_first_token_seconds",
+            "Request to first token.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._in_flight = Gauge("hybrid_requests_in_flight", "Requests being answered.", registry=r)
+        self.queue_depth = Gauge("hybrid_local_queue_depth", "Local requests waiting.", registry=r)
+        self.decode_speed = Gauge(
+            "hybrid_local_decode_tokens_per_second", "Measured local decode speed.", registry=r
+        )
+        self._hardware = Gauge(
+            "hybrid_hardware", "The latest hardware sample.", ["measure"], registry=r
+        )
+        self._budget_left = Gauge(
+            "hybrid_budget_remaining_usd",
+            "Cloud budget left under each cap.",
+            ["period"],
+            registry=r,
+        )
+
+    def started(self) -> None:
+        """A request arrived."""
+        self._in_flight.inc()
+
+    def observe(self, record: LedgerRecord) -> None:
+        """Count one ledger record."""
+        if record.is_request:
+            self._in_flight.dec()
+            reason = record.reasons[0].split(":", 1)[0] if record.reasons else "none"
+            self._requests.labels(record.route, record.model, record.status, reason).inc()
+            self._latency.labels(record.route).observe(record.latency_s)
+            if record.ttft_s is not None:
+                self._ttft.labels(record.route).observe(record.ttft_s)
+        self._tokens.labels(record.route, "prompt").inc(record.prompt_tokens)
+        self._tokens.labels(record.route, "completion").inc(record.completion_tokens)
+        if record.cloud_cost_usd:
+            self._spend.labels(record.provider).inc(record.cloud_cost_usd)
+        if record.cost_avoided_usd:
+            self._avoided.inc(record.cost_avoided_usd)
+        if not record.price_known:
+            self._unpriced.inc()
+
+    def budget(self, budget: Budget) -> None:
+        """Show what is left under each cap that is set."""
+        data = budget.to_dict()
+        for period in ("daily", "monthly"):
+            cap = data[f"{period}_cap_usd"]
+            if cap is not None:
+                self._budget_left.labels(period).set(max(cap - data[f"{period}_spend_usd"], 0.0))
+
+    def hardware(self, sample: Mapping[str, Any]) -> None:
+        """Show a ``hardware`` event's readings."""
+        for measure in (
+            "cpu_percent",
+            "memory_percent",
+            "gpu_utilization_percent",
+            "battery_percent",
+            "vram_used_bytes",
+        ):
+            value = sample.get(measure)
+            if value is not None:
+                self._hardware.labels(measure).set(value)
+        self.queue_depth.set(sample.get("queue_depth") or 0)
+        speed = sample.get("decode_tokens_per_s")
+        if speed is not None:
+            self.decode_speed.set(speed)
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus' text format."""
+        return generate_latest(self.registry)

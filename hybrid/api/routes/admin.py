@@ -1,0 +1,106 @@
+"""The admin API (``docs/events.md``): stats, the live event stream, the routing mode, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from hybrid import __version__
+from hybrid.api.state import AppState, app_state
+from hybrid.errors import InvalidRequestError
+from hybrid.ledger.budget import day_start
+from hybrid.routing.dispatcher import MODES, Mode
+
+router = APIRouter()
+
+# A comment line this often keeps proxies from closing a quiet stream.
+PING_INTERVAL_S = 15.0
+
+
+async def stats_snapshot(state: AppState) -> dict[str, Any]:
+    """The body of ``GET /v1/hybrid/stats``: today's and all-time totals, budget, mode."""
+    today = await state.ledger.totals(since=day_start(time.time()))
+    all_time = await state.ledger.totals()
+    return {
+        "today": today.to_dict(),
+        "all_time": all_time.to_dict(),
+        "budget": state.accountant.budget.to_dict(),
+        "mode": state.dispatcher.mode,
+        "model": {"id": state.runtime.model_id, "state": state.runtime.state},
+        "version": __version__,
+    }
+
+
+@router.get("/v1/hybrid/stats")
+async def stats(request: Request) -> JSONResponse:
+    """Totals for today (UTC) and all time, the budget and the mode."""
+    return JSONResponse(await stats_snapshot(app_state(request)))
+
+
+@router.get("/v1/hybrid/events")
+async def events(request: Request) -> StreamingResponse:
+    """Server-Sent Events: a snapshot first, then requests, hardware, budget and mode."""
+    state = app_state(request)
+    return StreamingResponse(
+        _follow(state),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _follow(state: AppState) -> AsyncIterator[bytes]:
+    # Subscribe before reading the snapshot, so nothing falls between the two.
+    with state.bus.follow() as queue:
+        snapshot = await stats_snapshot(state)
+        snapshot["recent"] = state.bus.recent
+        snapshot["hardware"] = state.bus.hardware
+        yield _sse("snapshot", snapshot)
+        while True:
+            try:
+                name, data = await asyncio.wait_for(queue.get(), PING_INTERVAL_S)
+            except TimeoutError:
+                yield b": ping\n\n"
+                continue
+            yield _sse(name, data)
+
+
+def _sse(name: str, data: Mapping[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+@router.post("/v1/hybrid/mode")
+async def set_mode(request: Request) -> JSONResponse:
+    """Set the routing mode: ``{"mode": "auto" | "local-only" | "cloud-only"}``.
+
+    Raises:
+        InvalidRequestError: The body is not such an object.
+    """
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        body = None
+    mode = body.get("mode") if isinstance(body, dict) else None
+    if mode not in MODES:
+        raise InvalidRequestError(
+            f'send a JSON object {{"mode": ...}} with one of {", ".join(MODES)} (got {mode!r})',
+            param="mode",
+        )
+    state = app_state(request)
+    chosen: Mode = mode
+    if state.dispatcher.mode != chosen:
+        state.dispatcher.mode = chosen
+        state.bus.publish("mode", {"mode": chosen})
+    return JSONResponse({"mode": chosen})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics."""
+    state = app_state(request)
+    return Response(state.metrics.render(), media_type=state.metrics.content_type)

@@ -1,0 +1,218 @@
+"""``hybrid stats``: what the ledger recorded: requests, local share, spend, savings, latency.
+
+Reads the ledger file directly (no server needs to run).  ``--since`` picks the window,
+``--by`` adds one row per route, model, reason or UTC day, ``--json`` prints
+``{"ledger", "recorded", "window", "since", "totals", "latency", "by", "groups"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from hybrid.ledger.totals import Latency, Totals
+    from hybrid.settings import Settings
+
+HELP = "show requests, local share, cloud spend, cost avoided and latency from the ledger"
+
+WINDOWS: dict[str, float | None] = {
+    "1h": 3_600.0,
+    "24h": 86_400.0,
+    "7d": 7 * 86_400.0,
+    "30d": 30 * 86_400.0,
+    "all": None,
+}
+"""``--since`` choices and their length in seconds (None: everything recorded)."""
+
+Group = tuple[str, "Totals", "Latency"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--since``, ``--by`` and ``--json``."""
+    parser.add_argument(
+        "--since", choices=tuple(WINDOWS), default="24h", help="the window (default: 24h)"
+    )
+    parser.add_argument(
+        "--by",
+        choices=("route", "model", "reason", "day"),
+        help="also show one row per route, model, deciding reason or UTC day",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the ledger's figures for a window.
+
+    Args:
+        args: ``since``, ``by`` and ``json``.
+        settings: ``ledger.path`` (or ``home``) says where the ledger is.
+
+    Returns:
+        0, also when nothing was recorded yet (a line says so and where it looked).
+
+    Raises:
+        HybridError: The ledger exists but cannot be read.
+    """
+    from hybrid.ledger.totals import Latency, Totals
+
+    path = settings.ledger.resolved_path(settings.home)
+    length = WINDOWS[args.since]
+    since = None if length is None else time.time() - length
+    recorded = path.is_file()
+    if recorded:
+        totals, latency, groups = _query(path, args.by, since)
+    else:
+        totals, latency, groups = Totals(), Latency(), []
+    if args.json:
+        document = _document(path, recorded, args, since, totals, latency, groups)
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        if not recorded:
+            print(_nothing_recorded(path), file=sys.stderr)
+    elif not recorded:
+        print(_nothing_recorded(path))
+    else:
+        _print_text(path, args, since, totals, latency, groups, sys.stdout)
+    return 0
+
+
+def _query(path: Path, by: Any, since: float | None) -> tuple[Totals, Latency, list[Group]]:
+    from hybrid.ledger.journal import journal_path, read_journal
+    from hybrid.ledger.store import LedgerStore
+    from hybrid.ledger.totals import Latency, Totals, grouped
+
+    store = LedgerStore.open(path)
+    try:
+        # A server killed before committing left records only in its journal; they count too
+        # (read here, never written: the next server start commits them).
+        pending = [
+            record
+            for record in store.missing(read_journal(journal_path(path)))
+            if since is None or record.time >= since
+        ]
+        if not pending:
+            groups = store.grouped(by, since) if by is not None else []
+            return store.totals(since), store.latency(since), groups
+        records = [*store.records(since), *pending]
+        groups = grouped(records, by) if by is not None else []
+        return Totals.of(records), Latency.of(records), groups
+    finally:
+        store.close()
+
+
+def _nothing_recorded(path: Path) -> str:
+    return (
+        f"no requests recorded yet: there is no ledger at {path} "
+        f"(hybrid serve records every request it answers there; ledger.path moves it)"
+    )
+
+
+def _document(
+    path: Path,
+    recorded: bool,
+    args: argparse.Namespace,
+    since: float | None,
+    totals: Totals,
+    latency: Latency,
+    groups: list[Group],
+) -> dict[str, Any]:
+    return {
+        "ledger": str(path),
+        "recorded": recorded,
+        "window": args.since,
+        "since": since,
+        "totals": totals.to_dict(),
+        "latency": latency.to_dict(),
+        "by": args.by,
+        "groups": [
+            {"key": key, "totals": t.to_dict(), "latency": lat.to_dict()} for key, t, lat in groups
+        ],
+    }
+
+
+def _print_text(
+    path: Path,
+    args: argparse.Namespace,
+    since: float | None,
+    totals: Totals,
+    latency: Latency,
+    groups: list[Group],
+    out: TextIO,
+) -> None:
+    window = "everything recorded" if since is None else f"last {args.since} (since {_utc(since)})"
+    print(f"ledger: {path}", file=out)
+    print(f"window: {window}", file=out)
+    print(file=out)
+    if not totals.requests:
+        print("no requests in this window", file=out)
+    rows = [
+        (
+            "requests",
+            f"{totals.requests:,} ({totals.local:,} local, {totals.cloud:,} cloud, "
+            f"{totals.errors:,} errors; local share {totals.local_share:.0%})",
+        ),
+        (
+            "tokens",
+            f"{totals.prompt_tokens:,} prompt, {totals.completion_tokens:,} completion",
+        ),
+        ("cloud spend", _usd(totals.cloud_spend_usd)),
+        ("cost avoided", _usd(totals.cost_avoided_usd)),
+        ("latency", f"p50 {_seconds(latency.p50_s)}, p95 {_seconds(latency.p95_s)}"),
+        (
+            "first token",
+            f"p50 {_seconds(latency.ttft_p50_s)}, p95 {_seconds(latency.ttft_p95_s)}",
+        ),
+    ]
+    for name, value in rows:
+        print(f"{name:<13} {value}", file=out)
+    if args.by is not None:
+        print(file=out)
+        _print_groups(args.by, groups, out)
+
+
+def _print_groups(by: str, groups: list[Group], out: TextIO) -> None:
+    header = [by, "requests", "local", "cloud", "errors", "tokens", "spend", "avoided"]
+    header += ["p50", "p95", "ttft p50", "ttft p95"]
+    table = [header]
+    for key, t, lat in groups:
+        table.append(
+            [
+                key,
+                f"{t.requests:,}",
+                f"{t.local:,}",
+                f"{t.cloud:,}",
+                f"{t.errors:,}",
+                f"{t.prompt_tokens + t.completion_tokens:,}",
+                _usd(t.cloud_spend_usd),
+                _usd(t.cost_avoided_usd),
+                _seconds(lat.p50_s),
+                _seconds(lat.p95_s),
+                _seconds(lat.ttft_p50_s),
+                _seconds(lat.ttft_p95_s),
+            ]
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        print("  ".join(cells).rstrip(), file=out)
+
+
+def _usd(value: float) -> str:
+    # Single requests cost fractions of a cent: keep six decimals below a dollar.
+    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:.6f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def _utc(moment: float) -> str:
+    return datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")

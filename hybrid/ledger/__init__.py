@@ -1,0 +1,43 @@
+"""The ledger: one record per request, its cost, and the totals and budgets built on them.
+
+```
+record.py    LedgerRecord / VerdictRecord: the request_finished event, as stored
+prices.py    PriceTable: shipped prices (data/prices.json) plus the user's overrides
+costing.py   Costing: cloud cost, local energy cost, counterfactual and cost avoided
+totals.py    Totals / Latency: the definitions, folded in memory
+schema.py    the SQLite schema and its migrations
+store.py     LedgerStore: append and query the file (the same totals, in SQL)
+writer.py    LedgerWriter: a writer thread with group commit, awaited from the event loop
+budget.py    Budget: today's and this month's spend against the caps
+```
+
+Data flows one way: settings -> prices/costing -> record -> store/writer -> budget, totals.
+Nothing here imports the server, the router or a backend.
+"""
+
+from __future__ import annotations
+
+from hybrid.ledger.budget import Budget, BudgetState, SpendSeed
+from hybrid.ledger.costing import Costing, Costs
+from hybrid.ledger.prices import Price, PriceTable
+from hybrid.ledger.record import LedgerRecord, VerdictRecord
+from hybrid.ledger.store import LedgerStore
+from hybrid.ledger.totals import GroupBy, Latency, Totals
+from hybrid.ledger.writer import LedgerWriter
+
+__all__ = [
+    "Budget",
+    "BudgetState",
+    "Costing",
+    "Costs",
+    "GroupBy",
+    "Latency",
+    "LedgerRecord",
+    "LedgerStore",
+    "LedgerWriter",
+    "Price",
+    "PriceTable",
+    "SpendSeed",
+    "Totals",
+    "VerdictRecord",
+]

@@ -1,0 +1,200 @@
+"""What a request cost, and what a local answer saved.
+
+A cloud answer costs what its provider charges.  A local answer costs electricity (process CPU
+seconds times ``energy.cpu_watts``, plus the GPU's energy when it is known) and avoids what a
+cloud model would have charged for the same tokens: the request's own cloud model, else the
+configured default cloud model, else ``pricing.reference_model``.  Cost avoided is that
+counterfactual cost minus the electricity.  A model without a price makes its cost None and the
+record's ``price_known`` false: an unknown price is never taken as free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hybrid.ledger.prices import PriceTable
+from hybrid.settings_ledger import EnergySettings
+
+_JOULES_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class Costs:
+    """The cost fields of a :class:`~hybrid.ledger.record.LedgerRecord`.
+
+    Attributes:
+        cloud_cost_usd: What the cloud charged: 0.0 for a local answer, None when unpriced.
+        counterfactual_model: For a local answer, the cloud model it is compared with.
+        counterfactual_cost_usd: What that model would have charged, None when unpriced.
+        energy_cost_usd: The electricity a local answer used (0.0 for a cloud answer).
+        cost_avoided_usd: Counterfactual minus energy (0.0 for a cloud answer), None when the
+            counterfactual is unpriced.
+        price_known: False when a model that needed a price had none.
+    """
+
+    cloud_cost_usd: float | None
+    counterfactual_model: str | None
+    counterfactual_cost_usd: float | None
+    energy_cost_usd: float | None
+    cost_avoided_usd: float | None
+    price_known: bool
+
+    def fields(self) -> dict[str, Any]:
+        """Return the fields by name, to pass as ``LedgerRecord(..., **costs.fields())``."""
+        return asdict(self)
+
+
+class Costing:
+    """Prices requests from a price table, the energy settings and a comparison model."""
+
+    def __init__(
+        self,
+        prices: PriceTable,
+        energy: EnergySettings,
+        *,
+        reference_model: str,
+        default_model: str | None = None,
+    ) -> None:
+        """Build a costing.
+
+        Args:
+            prices: The price table (shipped plus overrides).
+            energy: Watts and the electricity price.
+            reference_model: ``pricing.reference_model``: what a local answer is compared with
+                when no cloud model is configured.
+            default_model: The default cloud model (``provider/model``) when one is configured.
+        """
+        self._prices = prices
+        self._energy = energy
+        self._reference = reference_model
+        self._default = default_model
+
+    def cloud_cost(
+        self,
+        qualified_model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+    ) -> float | None:
+        """Return what a cloud model charges for a request.
+
+        Args:
+            qualified_model: ``provider/model``.
+            prompt_tokens: Input tokens, cached ones included.
+            completion_tokens: Output tokens.
+            cached_tokens: Input tokens the provider read from its cache.
+
+        Returns:
+            USD, or None when the model has no price.
+        """
+        price = self._prices.lookup(qualified_model)
+        if price is None:
+            return None
+        return price.cost(prompt_tokens, completion_tokens, cached_tokens)
+
+    def energy_cost(
+        self,
+        cpu_seconds: float,
+        gpu_joules: float | None = None,
+        gpu_seconds: float | None = None,
+    ) -> float:
+        """Return what the electricity for a local answer cost.
+
+        Args:
+            cpu_seconds: CPU time the process spent on the answer.
+            gpu_joules: The GPU's measured energy, when known.
+            gpu_seconds: GPU busy time, used with ``energy.gpu_watts`` when ``gpu_joules`` is
+                unknown (and ignored when ``gpu_watts`` is unset).
+
+        Returns:
+            USD.
+        """
+        joules = max(cpu_seconds, 0.0) * self._energy.cpu_watts
+        if gpu_joules is not None:
+            joules += max(gpu_joules, 0.0)
+        elif gpu_seconds is not None and self._energy.gpu_watts is not None:
+            joules += max(gpu_seconds, 0.0) * self._energy.gpu_watts
+        return joules / _JOULES_PER_KWH * self._energy.usd_per_kwh
+
+    def counterfactual_model(self, requested_target: str | None) -> str:
+        """Return the cloud model a local answer is compared with.
+
+        Args:
+            requested_target: The cloud model the request itself named (``provider/model``),
+                if any.
+
+        Returns:
+            ``requested_target``, else the default cloud model, else the reference model.
+        """
+        return requested_target or self._default or self._reference
+
+    def for_cloud(
+        self,
+        qualified_model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+    ) -> Costs:
+        """Return the cost fields of a cloud answer (arguments as :meth:`cloud_cost`)."""
+        cost = self.cloud_cost(qualified_model, prompt_tokens, completion_tokens, cached_tokens)
+        return Costs(
+            cloud_cost_usd=cost,
+            counterfactual_model=None,
+            counterfactual_cost_usd=None,
+            energy_cost_usd=0.0,
+            cost_avoided_usd=0.0,
+            price_known=cost is not None,
+        )
+
+    def for_local(
+        self,
+        requested_target: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        cpu_seconds: float,
+        gpu_joules: float | None = None,
+        gpu_seconds: float | None = None,
+    ) -> Costs:
+        """Return the cost fields of a local answer.
+
+        Args:
+            requested_target: The cloud model the request named, if any (see
+                :meth:`counterfactual_model`).
+            prompt_tokens: Input tokens.
+            completion_tokens: Output tokens.
+            cpu_seconds: As :meth:`energy_cost`.
+            gpu_joules: As :meth:`energy_cost`.
+            gpu_seconds: As :meth:`energy_cost`.
+        """
+        model = self.counterfactual_model(requested_target)
+        counterfactual = self.cloud_cost(model, prompt_tokens, completion_tokens)
+        energy = self.energy_cost(cpu_seconds, gpu_joules, gpu_seconds)
+        return Costs(
+            cloud_cost_usd=0.0,
+            counterfactual_model=model,
+            counterfactual_cost_usd=counterfactual,
+            energy_cost_usd=energy,
+            cost_avoided_usd=None if counterfactual is None else counterfactual - energy,
+            price_known=counterfactual is not None,
+        )
+
+    def for_discarded_local(
+        self,
+        *,
+        cpu_seconds: float,
+        gpu_joules: float | None = None,
+        gpu_seconds: float | None = None,
+    ) -> Costs:
+        """Return the cost fields of a cascade's discarded local leg: energy spent, nothing
+        avoided (the cloud answered anyway), so its cost avoided is minus its energy."""
+        energy = self.energy_cost(cpu_seconds, gpu_joules, gpu_seconds)
+        return Costs(
+            cloud_cost_usd=0.0,
+            counterfactual_model=None,
+            counterfactual_cost_usd=None,
+            energy_cost_usd=energy,
+            cost_avoided_usd=-energy,
+            price_known=True,
+        )

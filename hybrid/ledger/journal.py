@@ -1,0 +1,98 @@
+"""The ledger's journal: records made durable before SQLite has them.
+
+A record is appended to ``<ledger>.pending`` as one JSON line, in a single ``write`` system call,
+before its response ends.  Once that call returns the line is in the kernel's page cache, and a
+SIGKILL of the server cannot lose it: only the machine itself going down could.  The writer
+thread moves records into SQLite in batches and empties the journal whenever everything in it
+has been committed; at start-up, whatever a killed server left in it is committed first.
+
+This keeps the event loop's share of a record to a JSON dump and one append, with no wait on
+another thread or on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from hybrid.errors import LedgerError
+from hybrid.ledger.record import LedgerRecord
+
+log = logging.getLogger(__name__)
+
+
+def journal_path(ledger: Path) -> Path:
+    """The journal that belongs to a ledger file."""
+    return ledger.with_name(ledger.name + ".pending")
+
+
+class Journal:
+    """An append-only file of ledger records, one JSON line each.
+
+    Args:
+        path: The journal file (created when missing).
+
+    Raises:
+        LedgerError: The file cannot be opened for appending.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot open the ledger journal {path}: {exc.strerror}; check that the data "
+                f"folder is writable"
+            ) from exc
+
+    def append(self, record: LedgerRecord) -> None:
+        """Make one record durable (against a crash of this process).
+
+        Raises:
+            LedgerError: The write failed (disk full, ...).
+        """
+        line = json.dumps(record.to_dict(), separators=(",", ":")).encode() + b"\n"
+        try:
+            written = os.write(self._fd, line)
+        except OSError as exc:
+            raise LedgerError(f"cannot append to the ledger journal {self.path}: {exc}") from exc
+        if written != len(line):
+            raise LedgerError(f"the ledger journal {self.path} took a partial write (disk full?)")
+
+    def clear(self) -> None:
+        """Empty the journal: everything in it is committed to SQLite."""
+        os.ftruncate(self._fd, 0)
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_journal(path: Path) -> Sequence[LedgerRecord]:
+    """The records a journal holds, in order; a line that cannot be read is skipped and logged.
+
+    Args:
+        path: The journal file; a missing file holds nothing.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise LedgerError(f"cannot read the ledger journal {path}: {exc.strerror}") from exc
+    records: list[LedgerRecord] = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(LedgerRecord.from_dict(json.loads(line)))
+        except (ValueError, TypeError, KeyError) as exc:
+            # Only a crash of the machine mid-write leaves a torn line; the rest still counts.
+            log.warning("skipping line %d of the ledger journal %s: %s", number, path, exc)
+    return records

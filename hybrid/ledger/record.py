@@ -1,0 +1,172 @@
+"""One ledger record per request: what was asked, where it went and why, what it cost.
+
+The fields are exactly the keys of the ``request_finished`` event (``docs/events.md``), which
+sends a record as stored.  Costs are in USD; a cost is None (``null``), never 0, when the model
+that answered (or the cloud model a local answer is compared with) has no price.
+
+A cascade that escalated writes two records with the same ``id``: the discarded local attempt
+(``leg="cascade_local"``: its tokens and energy) and the answer (``leg="cascade_cloud"``).  A
+cascade whose local answer stood writes one ordinary local record (``leg=None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
+
+Route = Literal["local", "cloud"]
+Status = Literal["ok", "error", "cancelled"]
+Leg = Literal["cascade_local", "cascade_cloud"]
+
+ROUTES: tuple[str, ...] = get_args(Route)
+STATUSES: tuple[str, ...] = get_args(Status)
+LEGS: tuple[str, ...] = get_args(Leg)
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """One routing policy's verdict, as recorded.
+
+    Attributes:
+        policy: The policy's name (``difficulty``).
+        outcome: What it said (``local``, ``cloud``, ``pass``).
+        reason: Its reason code (``difficulty:0.21<=0.52``).
+        score: Its score, when it computes one.
+    """
+
+    policy: str
+    outcome: str
+    reason: str
+    score: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON object of this verdict."""
+        return {
+            "policy": self.policy,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "score": self.score,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VerdictRecord:
+        """Read a verdict from its JSON object.
+
+        Raises:
+            ValueError: A key is missing.
+        """
+        try:
+            score = data["score"]
+            return cls(
+                policy=str(data["policy"]),
+                outcome=str(data["outcome"]),
+                reason=str(data["reason"]),
+                score=None if score is None else float(score),
+            )
+        except KeyError as exc:
+            raise ValueError(f"a verdict needs the key {exc}") from exc
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """What happened to one request (or one leg of a cascade).
+
+    Attributes:
+        id: The request's id (shared by the two legs of a cascade).
+        time: When the request arrived, Unix seconds.
+        api: The wire API it came in on: ``openai`` or ``anthropic``.
+        route: ``local`` or ``cloud``: where it was answered.
+        reasons: The routing reasons, deciding one first.
+        verdicts: Every policy's verdict.
+        score: The difficulty score, when one was computed.
+        model_requested: The model name the client sent.
+        model: The model that answered.
+        provider: ``local`` or the cloud provider's name.
+        prompt_tokens: Input tokens.
+        completion_tokens: Output tokens (what was generated, also when cancelled).
+        tokens_estimated: The counts come from the local tokenizer because a cloud stream
+            ended before the provider reported usage.
+        ttft_s: Seconds to the first token, or None when there was none.
+        latency_s: Seconds from arrival to the last byte.
+        status: ``ok``, ``error`` or ``cancelled`` (the client went away).
+        error: The error message, for ``status="error"``.
+        cloud_cost_usd: What the cloud charged (0.0 for a local answer), None when unpriced.
+        counterfactual_model: For a local answer, the cloud model it is compared with.
+        counterfactual_cost_usd: What that cloud model would have charged, None when unpriced.
+        energy_cost_usd: The electricity a local answer used.
+        cost_avoided_usd: Counterfactual cost minus energy cost, None when unpriced.
+        price_known: False when a model that needed a price had none.
+        leg: None, or which leg of a cascade this is.
+    """
+
+    id: str
+    time: float
+    api: str
+    route: Route
+    reasons: tuple[str, ...]
+    verdicts: tuple[VerdictRecord, ...]
+    score: float | None
+    model_requested: str | None
+    model: str
+    provider: str
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_estimated: bool
+    ttft_s: float | None
+    latency_s: float
+    status: Status
+    error: str | None
+    cloud_cost_usd: float | None
+    counterfactual_model: str | None
+    counterfactual_cost_usd: float | None
+    energy_cost_usd: float | None
+    cost_avoided_usd: float | None
+    price_known: bool
+    leg: Leg | None
+
+    def __post_init__(self) -> None:
+        """Reject values outside the documented sets, so a typo never reaches the ledger.
+
+        Raises:
+            ValueError: ``route``, ``status`` or ``leg`` is not one of its documented values.
+        """
+        if self.route not in ROUTES:
+            raise ValueError(f"route must be one of {ROUTES}, not {self.route!r}")
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+        if self.leg is not None and self.leg not in LEGS:
+            raise ValueError(f"leg must be None or one of {LEGS}, not {self.leg!r}")
+
+    @property
+    def is_request(self) -> bool:
+        """Whether this record counts as a request: every record but a discarded cascade leg."""
+        return self.leg != "cascade_local"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as the ``request_finished`` JSON object (lists for tuples)."""
+        data = {field.name: getattr(self, field.name) for field in fields(self)}
+        data["reasons"] = list(self.reasons)
+        data["verdicts"] = [verdict.to_dict() for verdict in self.verdicts]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LedgerRecord:
+        """Read a record from its JSON object (as :meth:`to_dict` writes it).
+
+        Args:
+            data: The object; keys beyond the record's fields are ignored.
+
+        Raises:
+            ValueError: A key is missing or a value is out of its documented set.
+        """
+        names = [field.name for field in fields(cls)]
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise ValueError(f"a ledger record needs the keys {', '.join(missing)}")
+        values = {name: data[name] for name in names}
+        values["reasons"] = tuple(str(reason) for reason in data["reasons"])
+        values["verdicts"] = tuple(VerdictRecord.from_dict(v) for v in data["verdicts"])
+        values["tokens_estimated"] = bool(data["tokens_estimated"])
+        values["price_known"] = bool(data["price_known"])
+        return cls(**values)

@@ -1,0 +1,274 @@
+"""The ledger file: appending records and the queries ``hybrid stats`` and the server ask.
+
+Synchronous, one connection, used by one thread at a time: the writer thread of
+:class:`~hybrid.ledger.writer.LedgerWriter`, a read connection of the server, or
+``hybrid stats``.  Totals follow the definitions of :mod:`hybrid.ledger.totals`, computed here
+in SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hybrid.errors import LedgerError
+from hybrid.ledger import schema
+from hybrid.ledger.record import LedgerRecord
+from hybrid.ledger.totals import GroupBy, Latency, Totals, order_groups
+
+COLUMNS: tuple[str, ...] = (
+    "id",
+    "time",
+    "api",
+    "route",
+    "reasons",
+    "verdicts",
+    "score",
+    "model_requested",
+    "model",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens_estimated",
+    "ttft_s",
+    "latency_s",
+    "status",
+    "error",
+    "cloud_cost_usd",
+    "counterfactual_model",
+    "counterfactual_cost_usd",
+    "energy_cost_usd",
+    "cost_avoided_usd",
+    "price_known",
+    "leg",
+)
+
+_INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM requests"
+
+# A discarded cascade leg is not a request (see hybrid.ledger.totals).
+_IS_REQUEST = "leg IS NOT 'cascade_local'"
+_TOTALS = f"""
+    COUNT(*) FILTER (WHERE {_IS_REQUEST}),
+    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND route = 'local'),
+    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND route = 'cloud'),
+    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND status = 'error'),
+    COALESCE(SUM(prompt_tokens), 0),
+    COALESCE(SUM(completion_tokens), 0),
+    TOTAL(cloud_cost_usd),
+    TOTAL(cost_avoided_usd)
+"""
+_GROUP_KEYS: dict[GroupBy, str] = {
+    "route": "route",
+    "model": "model",
+    "reason": "reason_label(json_extract(reasons, '$[0]'))",
+    "day": "day_label(time)",
+}
+
+
+class LedgerStore:
+    """A ledger file, open.
+
+    Every query raises :class:`~hybrid.errors.HybridError` (naming the file) when SQLite fails.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Wrap a connection made by :func:`hybrid.ledger.schema.connect`; use :meth:`open`."""
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> LedgerStore:
+        """Open a ledger, creating the file and its folder, in WAL mode, migrated.
+
+        Raises:
+            LedgerError: The file cannot be opened or created, is not a ledger, or is newer
+                than this hybrid.
+        """
+        return cls(schema.connect(path), path)
+
+    def append(self, records: Sequence[LedgerRecord]) -> None:
+        """Write records in one transaction: all of them are stored, or none.
+
+        Raises:
+            LedgerError: SQLite failed (disk full, file locked too long); nothing was stored.
+        """
+        if not records:
+            return
+        rows = [_row(record) for record in records]
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(_INSERT, rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(
+                f"could not record {len(rows)} request(s) in the ledger {self.path}: {exc}"
+            ) from exc
+
+    def totals(self, since: float | None = None, until: float | None = None) -> Totals:
+        """Return the totals of records with ``since <= time < until`` (None: unbounded)."""
+        where, params = _window(since, until)
+        return _totals(self._rows(f"SELECT {_TOTALS} FROM requests {where}", params)[0])
+
+    def latency(self, since: float | None = None, until: float | None = None) -> Latency:
+        """Return the latency percentiles of requests answered ``ok`` in the window."""
+        where, params = _window(since, until, f"{_IS_REQUEST} AND status = 'ok'")
+        return _latency(self._rows(f"SELECT latency_s, ttft_s FROM requests {where}", params))
+
+    def grouped(
+        self, by: GroupBy, since: float | None = None, until: float | None = None
+    ) -> list[tuple[str, Totals, Latency]]:
+        """Return ``(key, totals, latency)`` per group of records in the window.
+
+        Args:
+            by: See :func:`hybrid.ledger.totals.group_key`.
+            since: Start of the window (inclusive), None for the beginning.
+            until: End of the window (exclusive), None for now.
+
+        Returns:
+            Groups ordered as :func:`hybrid.ledger.totals.order_groups` does.
+        """
+        key = _GROUP_KEYS[by]
+        where, params = _window(since, until)
+        totals = {
+            row[0]: _totals(row[1:])
+            for row in self._rows(
+                f"SELECT {key} AS k, {_TOTALS} FROM requests {where} GROUP BY k", params
+            )
+        }
+        where, params = _window(since, until, f"{_IS_REQUEST} AND status = 'ok'")
+        samples: dict[str, list[tuple[float, float | None]]] = {}
+        for group, latency, ttft in self._rows(
+            f"SELECT {key}, latency_s, ttft_s FROM requests {where}", params
+        ):
+            samples.setdefault(group, []).append((latency, ttft))
+        groups = [(k, t, _latency(samples.get(k, []))) for k, t in totals.items()]
+        return order_groups(groups, by)
+
+    def missing(self, records: Sequence[LedgerRecord]) -> list[LedgerRecord]:
+        """Of ``records``, those the ledger does not hold yet (same id and leg).
+
+        Raises:
+            LedgerError: SQLite failed.
+        """
+        held: set[tuple[str, str | None]] = set()
+        ids = sorted({record.id for record in records})
+        for start in range(0, len(ids), 500):  # SQLite caps the parameters of one statement
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._rows(f"SELECT id, leg FROM requests WHERE id IN ({marks})", chunk)
+            held.update((str(row[0]), row[1]) for row in rows)
+        return [record for record in records if (record.id, record.leg) not in held]
+
+    def recent(self, limit: int) -> list[LedgerRecord]:
+        """Return the last ``limit`` records written, newest first."""
+        rows = self._rows(f"{_SELECT} ORDER BY time DESC, seq DESC LIMIT ?", [limit])
+        return [_record(row) for row in rows]
+
+    def records(self, since: float | None = None, until: float | None = None) -> list[LedgerRecord]:
+        """Return every record in the window, oldest first."""
+        where, params = _window(since, until)
+        rows = self._rows(f"{_SELECT} {where} ORDER BY time, seq", params)
+        return [_record(row) for row in rows]
+
+    def spend(self, since: float, provider: str | None = None) -> float:
+        """Return the cloud spend since a time, over every provider or one.
+
+        Args:
+            since: Unix time (inclusive).
+            provider: A provider name, or None for all of them.
+        """
+        condition = "provider = ?" if provider is not None else None
+        where, params = _window(since, None, condition)
+        if provider is not None:
+            params.append(provider)
+        row = self._rows(f"SELECT TOTAL(cloud_cost_usd) FROM requests {where}", params)[0]
+        return float(row[0])
+
+    def spend_by_provider(self, since: float) -> dict[str, float]:
+        """Return the cloud spend since a time of each provider that spent anything."""
+        where, params = _window(since, None, "provider != 'local'")
+        rows = self._rows(
+            f"SELECT provider, TOTAL(cloud_cost_usd) FROM requests {where} GROUP BY provider",
+            params,
+        )
+        return {provider: float(usd) for provider, usd in rows if usd}
+
+    def prune(self, older_than: float) -> int:
+        """Delete records from before a time.
+
+        Returns:
+            How many were deleted.
+        """
+        try:
+            cursor = self._conn.execute("DELETE FROM requests WHERE time < ?", (older_than,))
+        except sqlite3.Error as exc:
+            raise LedgerError(f"could not prune the ledger {self.path}: {exc}") from exc
+        return cursor.rowcount
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """Run a query and fetch its rows; SQLite's errors become a :class:`HybridError`."""
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"could not read the ledger {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection (a checkpoint folds the WAL back into the file)."""
+        self._conn.close()
+
+
+def _window(
+    since: float | None, until: float | None, condition: str | None = None
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        clauses.append("time >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("time < ?")
+        params.append(until)
+    if condition is not None:
+        clauses.append(f"({condition})")
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _totals(row: Sequence[Any]) -> Totals:
+    return Totals(
+        requests=int(row[0]),
+        local=int(row[1]),
+        cloud=int(row[2]),
+        errors=int(row[3]),
+        prompt_tokens=int(row[4]),
+        completion_tokens=int(row[5]),
+        cloud_spend_usd=float(row[6]),
+        cost_avoided_usd=float(row[7]),
+    )
+
+
+def _latency(rows: Sequence[tuple[float, float | None]]) -> Latency:
+    return Latency.from_samples(
+        [latency for latency, _ in rows], [ttft for _, ttft in rows if ttft is not None]
+    )
+
+
+def _row(record: LedgerRecord) -> tuple[Any, ...]:
+    data = record.to_dict()
+    data["reasons"] = json.dumps(data["reasons"])
+    data["verdicts"] = json.dumps(data["verdicts"])
+    return tuple(data[column] for column in COLUMNS)
+
+
+def _record(row: Sequence[Any]) -> LedgerRecord:
+    data = dict(zip(COLUMNS, row, strict=True))
+    data["reasons"] = json.loads(data["reasons"])
+    data["verdicts"] = json.loads(data["verdicts"])
+    return LedgerRecord.from_dict(data)

@@ -1,0 +1,231 @@
+"""Totals and latency percentiles over ledger records, folded in memory.
+
+:class:`~hybrid.ledger.store.LedgerStore` computes the same figures in SQL; the definitions live
+here, and the store's tests check that both agree:
+
+- ``requests`` counts records that are requests: every record but the discarded local leg of
+  an escalated cascade.  ``local``, ``cloud`` and ``errors`` count those requests by route and
+  status.
+- Tokens, cloud spend and cost avoided add up over every record, discarded legs included: that
+  work was done and paid for.  An unpriced cost (None) adds nothing.
+- Latency percentiles are over requests that finished ``ok``; TTFT over those that had one.
+  A percentile is the nearest-rank value (one that was measured, never an interpolation).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from hybrid.ledger.record import LedgerRecord
+
+GroupBy = Literal["route", "model", "reason", "day"]
+GROUP_BYS: tuple[GroupBy, ...] = ("route", "model", "reason", "day")
+
+NO_REASON = "none"
+"""The reason group of a record that has no reasons."""
+
+# Reasons carry measurements (difficulty:0.21<=0.52, capacity:cpu_91%>85%); a group is the
+# reason with its measurement cut off, so that requests sent for the same cause land together.
+_MEASUREMENT = re.compile(r"[:_][\d.<>=%][^:]*$")
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Request counts, tokens and money over a set of records (the ``Totals`` JSON object).
+
+    Attributes:
+        requests: Requests (discarded cascade legs are not requests).
+        local: Requests answered locally.
+        cloud: Requests answered in the cloud.
+        errors: Requests that ended in an error.
+        prompt_tokens: Input tokens over every record.
+        completion_tokens: Output tokens over every record.
+        cloud_spend_usd: What the cloud charged (priced records only).
+        cost_avoided_usd: What local answers saved, net of their electricity (priced only).
+    """
+
+    requests: int = 0
+    local: int = 0
+    cloud: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cloud_spend_usd: float = 0.0
+    cost_avoided_usd: float = 0.0
+
+    @property
+    def local_share(self) -> float:
+        """``local / requests``, 0 when there were none."""
+        return self.local / self.requests if self.requests else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the ``Totals`` JSON object of ``docs/events.md``."""
+        return {
+            "requests": self.requests,
+            "local": self.local,
+            "cloud": self.cloud,
+            "errors": self.errors,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cloud_spend_usd": self.cloud_spend_usd,
+            "cost_avoided_usd": self.cost_avoided_usd,
+            "local_share": self.local_share,
+        }
+
+    @classmethod
+    def of(cls, records: Iterable[LedgerRecord]) -> Totals:
+        """Fold records into totals, as the store's SQL does."""
+        requests = local = cloud = errors = prompt = completion = 0
+        spend = avoided = 0.0
+        for record in records:
+            prompt += record.prompt_tokens
+            completion += record.completion_tokens
+            spend += record.cloud_cost_usd or 0.0
+            avoided += record.cost_avoided_usd or 0.0
+            if record.is_request:
+                requests += 1
+                local += record.route == "local"
+                cloud += record.route == "cloud"
+                errors += record.status == "error"
+        return cls(requests, local, cloud, errors, prompt, completion, spend, avoided)
+
+    def plus(self, other: Totals) -> Totals:
+        """Return the sum of two totals (of disjoint record sets)."""
+        return Totals(
+            requests=self.requests + other.requests,
+            local=self.local + other.local,
+            cloud=self.cloud + other.cloud,
+            errors=self.errors + other.errors,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cloud_spend_usd=self.cloud_spend_usd + other.cloud_spend_usd,
+            cost_avoided_usd=self.cost_avoided_usd + other.cost_avoided_usd,
+        )
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency and time-to-first-token percentiles, in seconds (None with no samples).
+
+    Attributes:
+        samples: Requests measured (those that finished ``ok``).
+        p50_s: Median latency.
+        p95_s: 95th-percentile latency.
+        ttft_p50_s: Median time to first token.
+        ttft_p95_s: 95th-percentile time to first token.
+    """
+
+    samples: int = 0
+    p50_s: float | None = None
+    p95_s: float | None = None
+    ttft_p50_s: float | None = None
+    ttft_p95_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON object ``hybrid stats --json`` prints."""
+        return {
+            "samples": self.samples,
+            "p50_s": self.p50_s,
+            "p95_s": self.p95_s,
+            "ttft_p50_s": self.ttft_p50_s,
+            "ttft_p95_s": self.ttft_p95_s,
+        }
+
+    @classmethod
+    def of(cls, records: Iterable[LedgerRecord]) -> Latency:
+        """Measure records, keeping requests that finished ``ok``."""
+        answered = [r for r in records if r.is_request and r.status == "ok"]
+        return cls.from_samples(
+            [r.latency_s for r in answered], [r.ttft_s for r in answered if r.ttft_s is not None]
+        )
+
+    @classmethod
+    def from_samples(cls, latencies: Sequence[float], ttfts: Sequence[float]) -> Latency:
+        """Build from raw samples.
+
+        Args:
+            latencies: One latency per answered request.
+            ttfts: The TTFT of those that had one.
+        """
+        ordered, ordered_ttft = sorted(latencies), sorted(ttfts)
+        return cls(
+            samples=len(ordered),
+            p50_s=percentile(ordered, 50),
+            p95_s=percentile(ordered, 95),
+            ttft_p50_s=percentile(ordered_ttft, 50),
+            ttft_p95_s=percentile(ordered_ttft, 95),
+        )
+
+
+def percentile(ordered: Sequence[float], percent: float) -> float | None:
+    """Return the nearest-rank percentile of sorted values.
+
+    Args:
+        ordered: The values, sorted ascending.
+        percent: In (0, 100].
+
+    Returns:
+        The smallest value with at least ``percent`` % of the values at or below it; None for
+        no values.
+    """
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(percent / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def reason_label(reason: str | None) -> str:
+    """Return a reason without its measurement: the group ``--by reason`` puts it in.
+
+    ``difficulty:0.21<=0.52`` -> ``difficulty``, ``capacity:cpu_91%>85%`` -> ``capacity:cpu``,
+    ``capacity:queue_full:3`` -> ``capacity:queue_full``, ``privacy:email`` unchanged; None or
+    an empty reason -> ``none``.
+    """
+    if not reason:
+        return NO_REASON
+    return _MEASUREMENT.sub("", reason) or reason
+
+
+def day_label(time: float) -> str:
+    """Return the UTC day of a Unix time as ``YYYY-MM-DD``."""
+    return datetime.fromtimestamp(time, tz=UTC).strftime("%Y-%m-%d")
+
+
+def group_key(record: LedgerRecord, by: GroupBy) -> str:
+    """Return the group a record falls in; a record is in exactly one group.
+
+    Args:
+        record: The record.
+        by: ``route``, ``model`` (the model that answered), ``reason`` (the deciding reason,
+            see :func:`reason_label`) or ``day`` (UTC).
+    """
+    if by == "route":
+        return record.route
+    if by == "model":
+        return record.model
+    if by == "reason":
+        return reason_label(record.reasons[0] if record.reasons else None)
+    return day_label(record.time)
+
+
+def order_groups(
+    groups: Iterable[tuple[str, Totals, Latency]], by: GroupBy
+) -> list[tuple[str, Totals, Latency]]:
+    """Order groups for display: days oldest first, anything else busiest first."""
+    if by == "day":
+        return sorted(groups, key=lambda group: group[0])
+    return sorted(groups, key=lambda group: (-group[1].requests, group[0]))
+
+
+def grouped(records: Iterable[LedgerRecord], by: GroupBy) -> list[tuple[str, Totals, Latency]]:
+    """Fold records into one (key, totals, latency) per group, as the store's SQL does."""
+    buckets: dict[str, list[LedgerRecord]] = {}
+    for record in records:
+        buckets.setdefault(group_key(record, by), []).append(record)
+    groups = [(key, Totals.of(items), Latency.of(items)) for key, items in buckets.items()]
+    return order_groups(groups, by)

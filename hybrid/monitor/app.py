@@ -1,0 +1,195 @@
+"""``MonitorApp``: the ``hybrid monitor`` dashboard.
+
+The app holds a :class:`~hybrid.monitor.link.DaemonLink` (the HTTP client in production, a
+fake in tests), follows its events in a worker, folds them into a
+:class:`~hybrid.monitor.state.DashboardState`, and publishes the resulting
+:class:`~hybrid.monitor.state.Dashboard` through one reactive attribute that every widget is
+bound to.  The clock and the time zone come in through the constructor, so a screenshot of the
+app is the same on every machine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import tzinfo
+
+import httpx
+from pydantic import SecretStr
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import Footer
+
+from hybrid.monitor.client import DaemonClient, DaemonUnreachable
+from hybrid.monitor.link import Backoff, DaemonLink, LinkStatus, follow
+from hybrid.monitor.messages import EventArrived, LinkChanged, RequestChosen
+from hybrid.monitor.screens.decision import DecisionScreen
+from hybrid.monitor.screens.help import HelpScreen
+from hybrid.monitor.state import Dashboard, DashboardState
+from hybrid.monitor.widgets.charts import ChartsPanel
+from hybrid.monitor.widgets.hardware import HardwarePanel
+from hybrid.monitor.widgets.offline_banner import OfflineBanner
+from hybrid.monitor.widgets.request_log import RequestLog
+from hybrid.monitor.widgets.savings import SavingsPanel
+from hybrid.monitor.widgets.status_line import StatusLine
+from hybrid.monitor.wire import MODES
+
+# The charts move with the clock even when no event arrives: a quiet minute is a 0.
+TICK_S = 1.0
+
+
+class MonitorApp(App[None]):
+    """The live dashboard of one ``hybrid serve``.
+
+    Keys: ``m`` cycles the routing mode, ``p`` pauses the log, ``/`` filters it, Enter on a
+    request shows its decision, ``?`` shows help, ``q`` quits.
+    """
+
+    CSS_PATH = "monitor.tcss"
+    TITLE = "hybrid monitor"
+    BINDINGS = [  # noqa: RUF012 - Textual's declared type
+        Binding("m", "cycle_mode", "mode"),
+        Binding("p", "toggle_pause", "pause"),
+        Binding("slash", "filter", "filter"),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit"),
+    ]
+
+    dashboard: reactive[Dashboard] = reactive(Dashboard)
+    link: reactive[LinkStatus] = reactive(lambda: LinkStatus("connecting"))
+    now: reactive[float] = reactive(0.0)
+
+    def __init__(
+        self,
+        daemon: DaemonLink,
+        *,
+        clock: Callable[[], float] = time.time,
+        tz: tzinfo | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """Create the app; nothing connects until it runs.
+
+        Args:
+            daemon: Where the events come from and where mode changes go.  The app closes it
+                when it exits.
+            clock: Unix time now; the charts' minutes and "today" follow it.
+            tz: The zone times are shown in; None for the machine's.
+            backoff: The waits between reconnect attempts.
+        """
+        super().__init__()
+        self._daemon = daemon
+        self._clock = clock
+        self._tz = tz
+        self._backoff = backoff or Backoff()
+        self._state = DashboardState()
+
+    @classmethod
+    def for_url(
+        cls,
+        url: str,
+        api_key: SecretStr | str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        tz: tzinfo | None = None,
+        backoff: Backoff | None = None,
+    ) -> MonitorApp:
+        """The app for the daemon at ``url``, through a :class:`DaemonClient`.
+
+        Args:
+            url: The daemon's base URL (``http://127.0.0.1:8642``).
+            api_key: ``server.api_key``, None when the daemon needs none.
+            transport: The HTTP transport; None for a real connection.
+            clock: As for the constructor.
+            tz: As for the constructor.
+            backoff: As for the constructor.
+        """
+        client = DaemonClient(url, api_key, transport)
+        return cls(client, clock=clock, tz=tz, backoff=backoff)
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(self._daemon.url, tz=self._tz, id="status").data_bind(
+            MonitorApp.link, MonitorApp.dashboard, MonitorApp.now
+        )
+        yield OfflineBanner(id="offline").data_bind(MonitorApp.link)
+        yield SavingsPanel(id="savings").data_bind(MonitorApp.dashboard)
+        with Horizontal(id="middle"):
+            yield ChartsPanel(id="charts").data_bind(MonitorApp.dashboard)
+            yield HardwarePanel(id="machine").data_bind(MonitorApp.dashboard)
+        yield RequestLog(tz=self._tz, id="log").data_bind(MonitorApp.dashboard)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._refresh_dashboard()
+        self.set_interval(TICK_S, self._refresh_dashboard)
+        self._follow_events()
+
+    async def on_unmount(self) -> None:
+        self.workers.cancel_group(self, "events")
+        await self._daemon.aclose()
+
+    @work(exclusive=True, group="events")
+    async def _follow_events(self) -> None:
+        await follow(
+            self._daemon,
+            on_event=lambda name, data: self.post_message(EventArrived(name, data)),
+            on_status=lambda status: self.post_message(LinkChanged(status)),
+            backoff=self._backoff,
+        )
+
+    @on(EventArrived)
+    def _event_arrived(self, message: EventArrived) -> None:
+        problem = self.dashboard.problem
+        self._state.receive(message.name, message.data, now=self._clock())
+        self._refresh_dashboard()
+        if self.dashboard.problem != problem and self.dashboard.problem:
+            self.notify(self.dashboard.problem, title="event skipped", severity="warning")
+
+    @on(LinkChanged)
+    def _link_changed(self, message: LinkChanged) -> None:
+        self.link = message.status
+
+    @on(RequestChosen)
+    def _request_chosen(self, message: RequestChosen) -> None:
+        self.push_screen(DecisionScreen(message.record, tz=self._tz))
+
+    def _refresh_dashboard(self) -> None:
+        now = self._clock()
+        self.now = now
+        self.dashboard = self._state.view(now=now)
+
+    def action_cycle_mode(self) -> None:
+        """Ask the daemon for the next routing mode (auto → local-only → cloud-only)."""
+        current = self.dashboard.mode
+        if current is None or self.link.state != "live":
+            self.notify("not connected to the daemon: the mode cannot change now", timeout=4)
+            return
+        following = MODES[(MODES.index(current) + 1) % len(MODES)] if current in MODES else "auto"
+        self._set_mode(following)
+
+    @work(exclusive=True, group="mode")
+    async def _set_mode(self, mode: str) -> None:
+        try:
+            confirmed = await self._daemon.set_mode(mode)
+        except DaemonUnreachable as exc:
+            self.notify(str(exc), title="mode unchanged", severity="error", timeout=8)
+            return
+        self._state.set_mode(confirmed)
+        self._refresh_dashboard()
+        self.notify(f"routing mode: {confirmed}", timeout=3)
+
+    def action_toggle_pause(self) -> None:
+        """Freeze or resume the request log."""
+        log = self.query_one(RequestLog)
+        log.paused = not log.paused
+
+    def action_filter(self) -> None:
+        """Open the log's filter line."""
+        self.query_one(RequestLog).open_filter()
+
+    def action_help(self) -> None:
+        """Show the keys."""
+        self.push_screen(HelpScreen())

@@ -1,0 +1,90 @@
+"""``SavingsPanel``: cost avoided (large), cloud spend against the budget, local share."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Digits, Label, Static
+
+from hybrid.monitor import format as fmt
+from hybrid.monitor.state import Dashboard
+from hybrid.monitor.wire import Budget, Totals
+
+GAUGE_CELLS = 10
+
+
+class SavingsPanel(Widget):
+    """Three columns: cost avoided today and all time in large digits, then the cloud side.
+
+    The cloud column: today's cloud spend, a gauge of the daily budget (or that there is no
+    cap), the month's spend, and the share of requests answered locally.  Before the first
+    snapshot every figure is a dash: nothing is known yet, which is not the same as zero.
+    """
+
+    dashboard: reactive[Dashboard] = reactive(Dashboard)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="savings--column"):
+            yield Label("cost avoided today", classes="savings--label")
+            yield Digits("-", id="avoided-today")
+        with Vertical(classes="savings--column"):
+            yield Label("cost avoided, all time", classes="savings--label")
+            yield Digits("-", id="avoided-all-time")
+        yield Static("", id="cloud-side")
+
+    def on_mount(self) -> None:
+        self.border_title = "savings"
+
+    def watch_dashboard(self, dashboard: Dashboard) -> None:
+        if not dashboard.synced:
+            return
+        self.query_one("#avoided-today", Digits).update(
+            fmt.money(dashboard.today.cost_avoided_usd, significant=2)
+        )
+        self.query_one("#avoided-all-time", Digits).update(
+            fmt.money(dashboard.all_time.cost_avoided_usd, significant=2)
+        )
+        self.query_one("#cloud-side", Static).update(
+            cloud_side(dashboard.today, dashboard.all_time, dashboard.budget)
+        )
+        self.set_class(dashboard.budget.state == "warning", "-budget-warning")
+        self.set_class(dashboard.budget.state == "capped", "-budget-capped")
+
+
+def cloud_side(today: Totals, all_time: Totals, budget: Budget) -> Text:
+    """The cloud column's four lines.
+
+    Args:
+        today: Today's totals (cloud spend, local share).
+        all_time: All-time totals (local share).
+        budget: The caps and the spend against them.
+
+    Returns:
+        ``cloud today $0.0042``, the daily gauge, the month, the local share today and all
+        time.  A budget that
+        is not ``ok`` is written out (``WARNING``, ``CAPPED``), not only coloured.
+    """
+    text = Text("cloud today ")
+    text.append(fmt.money(today.cloud_spend_usd), style="bold")
+    if budget.state != "ok":
+        text.append(f" {budget.state.upper()}", style="bold reverse")
+    text.append("\n")
+    if budget.daily_cap_usd:
+        fraction = budget.daily_spend_usd / budget.daily_cap_usd
+        text.append(fmt.gauge(fraction, GAUGE_CELLS))
+        cap = fmt.money(budget.daily_cap_usd)
+        text.append(f" {fmt.percent(fraction, of_one=True)} of {cap}/day")
+    else:
+        text.append("no daily cap")
+    text.append(f"\nmonth {fmt.money(budget.monthly_spend_usd)}")
+    if budget.monthly_cap_usd:
+        text.append(f" of {fmt.money(budget.monthly_cap_usd)}")
+    else:
+        text.append(", no cap")
+    text.append("\nlocal ")
+    text.append(fmt.percent(today.local_share, of_one=True), style="bold")
+    text.append(f" · all time {fmt.percent(all_time.local_share, of_one=True)}")
+    return text

@@ -1,0 +1,157 @@
+"""The ``[ledger]``, ``[pricing]``, ``[energy]`` and ``[budget]`` settings: what hybrid records
+about each request, how it prices it, and how much cloud spend it allows::
+
+    [ledger]
+    retention_days = 30
+
+    [[pricing.overrides]]
+    provider = "openai"
+    model = "gpt-4.1-mini"
+    input = 0.40
+    output = 1.60
+    cached_input = 0.10
+
+    [budget]
+    daily_usd = 1.0
+    per_provider = { anthropic = { monthly_usd = 5.0 } }
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing_extensions import TypedDict
+
+LEDGER_FILE_NAME = "ledger.sqlite3"
+"""The ledger's file name in the data folder when ``ledger.path`` is unset."""
+
+Usd = Annotated[float, Field(ge=0)]
+
+
+def _qualified(value: str) -> str:
+    provider, _, model = value.partition("/")
+    if not provider or not model:
+        raise ValueError("must be provider/model, e.g. openai/gpt-4.1-mini")
+    return value
+
+
+class LedgerSettings(BaseModel):
+    """The SQLite file that records one row per request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path | None = Field(
+        default=None,
+        description=f"The ledger file; unset: {LEDGER_FILE_NAME} in the data folder (home).",
+    )
+    retention_days: int = Field(
+        default=90,
+        ge=0,
+        description="Records older than this many days are deleted; 0 keeps them forever.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _expand_path(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    def resolved_path(self, home: Path) -> Path:
+        """Return the ledger file to use.
+
+        Args:
+            home: The data folder (``Settings.home``).
+
+        Returns:
+            ``path`` when set, else ``home / "ledger.sqlite3"``.
+        """
+        return self.path if self.path is not None else home / LEDGER_FILE_NAME
+
+
+class PriceOverride(BaseModel):
+    """One model's price, replacing (or adding to) the shipped table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str = Field(min_length=1, description="Provider name: openai, anthropic, or yours.")
+    model: str = Field(min_length=1, description="Model name as sent to the provider.")
+    input: Usd = Field(description="USD per 1M input (prompt) tokens.")
+    output: Usd = Field(description="USD per 1M output (completion) tokens.")
+    cached_input: Usd | None = Field(
+        default=None,
+        description="USD per 1M cached input tokens; unset bills them at the input price.",
+    )
+
+
+class PricingSettings(BaseModel):
+    """Cloud prices, used for spend and for what a local answer saved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    overrides: list[PriceOverride] = Field(
+        default_factory=list,
+        description="Prices that win over the shipped table ([[pricing.overrides]]).",
+    )
+    reference_model: str = Field(
+        default="openai/gpt-4.1-mini",
+        description=(
+            "With no cloud configured, the cloud model (provider/model) a local answer is "
+            "compared with to count the cost it avoided."
+        ),
+    )
+
+    _check_reference = field_validator("reference_model")(_qualified)
+
+
+class EnergySettings(BaseModel):
+    """What a local answer costs in electricity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpu_watts: float = Field(
+        default=15.0,
+        ge=0,
+        description="Watts drawn per busy CPU second (a laptop's package power under load).",
+    )
+    gpu_watts: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Watts per busy GPU second when the GPU's own energy counter cannot be read; "
+            "unset: GPU energy counts only when measured."
+        ),
+    )
+    usd_per_kwh: float = Field(default=0.17, ge=0, description="Electricity price, USD per kWh.")
+
+
+class ProviderBudget(TypedDict, total=False):
+    """One provider's caps.  A plain mapping, so ``hybrid config`` can print it as JSON."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    daily_usd: Usd | None
+    monthly_usd: Usd | None
+
+
+class BudgetSettings(BaseModel):
+    """Caps on cloud spend; days and months are UTC."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    daily_usd: Usd | None = Field(
+        default=None, description="Cloud spend allowed per day; unset: no cap."
+    )
+    monthly_usd: Usd | None = Field(
+        default=None, description="Cloud spend allowed per month; unset: no cap."
+    )
+    per_provider: dict[str, ProviderBudget] = Field(
+        default_factory=dict,
+        description='Caps for one provider: {"openai": {"daily_usd": 0.5, "monthly_usd": 5}}.',
+    )
+    warn_percent: float = Field(
+        default=80.0,
+        gt=0,
+        le=100,
+        description="Spend past this percentage of a cap puts the budget in the warning state.",
+    )

@@ -1,0 +1,216 @@
+"""The live side of accounting over real sockets: the event stream, disconnects, budgets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fake_cloud import FakeCloud
+from fastapi.testclient import TestClient
+from live_app import serving
+from scripted import ScriptedBackend, ScriptedRuntime
+
+from hybrid.api.app import create_app
+from hybrid.backend import Generation
+from hybrid.errors import QueueFullError
+from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest, TextDelta, Usage
+from hybrid.ledger.store import LedgerStore
+from hybrid.settings import Settings, load_settings
+
+CHAT = {"model": "hybrid", "messages": [{"role": "user", "content": "Say hello"}]}
+
+
+def settings_in(tmp_path: Path, **cli: object) -> Settings:
+    environ = {"HYBRID_HOME": str(tmp_path / "home")}
+    cli = {"probe.measure_bandwidth": False, "probe.sample_interval_s": 0.05, **cli}
+    return load_settings(environ=environ, dotenv_file=None, cli=cli).settings
+
+
+def records_of(settings: Settings) -> list[dict[str, object]]:
+    store = LedgerStore.open(settings.ledger.resolved_path(settings.home))
+    try:
+        return [record.to_dict() for record in reversed(store.recent(100))]
+    finally:
+        store.close()
+
+
+def read_events(lines: Iterator[str], count: int) -> list[tuple[str, dict[str, object]]]:
+    events: list[tuple[str, dict[str, object]]] = []
+    name = None
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: ") and name is not None:
+            events.append((name, json.loads(line[len("data: ") :])))
+            if len(events) == count:
+                return events
+    raise AssertionError(f"the stream ended after {events}")
+
+
+def test_the_event_stream_starts_with_a_snapshot_and_follows_requests_and_mode(
+    tmp_path: Path,
+) -> None:
+    settings = settings_in(tmp_path)
+    app = create_app(settings, runtime=ScriptedRuntime(settings, ScriptedBackend()))
+    with serving(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        http.post("/v1/chat/completions", json=CHAT)  # before the follower: in the snapshot
+        with http.stream("GET", "/v1/hybrid/events") as stream:
+            lines = stream.iter_lines()
+            [(name, snapshot)] = read_events(lines, 1)
+            assert name == "snapshot"
+            assert snapshot["today"]["requests"] == 1  # type: ignore[index]
+            assert len(snapshot["recent"]) == 1  # type: ignore[arg-type]
+
+            answered = http.post("/v1/chat/completions", json=CHAT)
+            http.post("/v1/hybrid/mode", json={"mode": "cloud-only"})
+            seen = [e for e in read_events(lines, 8) if e[0] != "hardware"]
+    names = [name for name, _ in seen]
+    assert names[:3] == ["request_started", "request_finished", "mode"]
+    started, finished, mode = (data for _, data in seen[:3])
+    assert started["id"] == finished["id"] == answered.headers["x-hybrid-request-id"]
+    assert mode == {"mode": "cloud-only"}
+    # The event is the ledger's record, exactly (the server closed: everything is committed).
+    assert finished == records_of(settings)[-1]
+
+
+class HeldBackend(ScriptedBackend):
+    """Sends one piece, then holds until the client goes away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = asyncio.Event()
+
+    async def start(self, request: GenerationRequest, *, prepared: object = None) -> Generation:
+        backend = self
+
+        class Held(Generation):
+            async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+                yield TextDelta("Hello there, general")
+                await asyncio.sleep(30)
+                yield GenerationDone("stop", Usage(7, 3))
+
+            async def aclose(self) -> None:
+                backend.closed.set()
+
+        return Held()
+
+
+def test_a_client_that_leaves_mid_stream_is_recorded_as_cancelled_with_what_it_got(
+    tmp_path: Path,
+) -> None:
+    settings = settings_in(tmp_path)
+    backend = HeldBackend()
+    app = create_app(settings, runtime=ScriptedRuntime(settings, backend))
+    with serving(app) as base:
+        with httpx.Client(base_url=base, timeout=10) as http:
+            with http.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as s:
+                lines = s.iter_lines()
+                assert any("general" in line for line in lines)
+            # Leaving the block closed the connection mid-answer.
+            for _ in range(200):
+                if records_of(settings):
+                    break
+                asyncio.run(asyncio.sleep(0.02))
+        [record] = records_of(settings)
+    assert record["status"] == "cancelled"
+    assert record["completion_tokens"] > 0 and record["tokens_estimated"] is True  # type: ignore[operator]
+    assert record["route"] == "local"
+
+
+@pytest.fixture
+def cloud() -> Iterator[FakeCloud]:
+    with FakeCloud(reply="Hello from the fake cloud.") as fake:
+        yield fake
+
+
+def test_at_the_daily_cap_cloud_requests_go_local_or_get_a_quota_error(
+    tmp_path: Path, cloud: FakeCloud
+) -> None:
+    settings = settings_in(
+        tmp_path,
+        **{
+            "cloud.openai.api_key": "sk-fake-openai",
+            "cloud.openai.base_url": cloud.base_url + "/v1",
+            "budget.daily_usd": 0.0000001,
+        },
+    )
+    backend = ScriptedBackend()
+    app = create_app(settings, runtime=ScriptedRuntime(settings, backend))
+
+    def ask_cloud(client: TestClient) -> httpx.Response:
+        return client.post(
+            "/v1/chat/completions",
+            json={**CHAT, "model": "gpt-4.1-mini"},
+            headers={"X-Hybrid-Route": "cloud"},
+        )
+
+    with TestClient(app) as client:
+        first = ask_cloud(client)
+        assert first.headers["x-hybrid-route"] == "cloud"
+        assert client.get("/v1/hybrid/stats").json()["budget"]["state"] == "capped"
+
+        second = ask_cloud(client)
+        assert second.status_code == 200
+        assert second.headers["x-hybrid-route"] == "local"
+        assert second.headers["x-hybrid-reason"] == "budget:daily_cap"
+
+        backend.fail_on_start = QueueFullError(depth=3, retry_after=1.0)
+        refused = ask_cloud(client)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "insufficient_quota"
+        assert refused.headers["x-should-retry"] == "false"
+    spent = [r for r in records_of(settings) if r["route"] == "cloud" and r["status"] == "ok"]
+    assert len(spent) == 1 and spent[0]["cloud_cost_usd"] > 0  # type: ignore[operator]
+
+
+def test_a_cascade_that_escalates_records_both_legs_and_counts_one_request(
+    tmp_path: Path, cloud: FakeCloud
+) -> None:
+    settings = settings_in(
+        tmp_path,
+        **{
+            "cloud.openai.api_key": "sk-fake-openai",
+            "cloud.openai.base_url": cloud.base_url + "/v1",
+            "routing.cascade.enabled": True,
+            # The scripted tokens have probability exp(-0.5) = 0.61: not confident enough.
+            "routing.cascade.min_confidence": 0.9,
+            "routing.difficulty.enabled": False,
+            "routing.capacity.enabled": False,  # the test machine may be busy
+        },
+    )
+    app = create_app(settings, runtime=ScriptedRuntime(settings, ScriptedBackend()))
+    with TestClient(app) as client:
+        answer = client.post("/v1/chat/completions", json=CHAT)
+        assert answer.headers["x-hybrid-route"] == "cloud"
+        assert answer.headers["x-hybrid-reason"].startswith("cascade:0.61<0.9")
+        totals = client.get("/v1/hybrid/stats").json()["all_time"]
+    legs = {r["leg"]: r for r in records_of(settings)}
+    assert set(legs) == {"cascade_local", "cascade_cloud"}
+    assert legs["cascade_local"]["id"] == legs["cascade_cloud"]["id"]
+    assert legs["cascade_local"]["completion_tokens"] == 2
+    assert legs["cascade_cloud"]["cloud_cost_usd"] > 0  # type: ignore[operator]
+    assert (totals["requests"], totals["cloud"], totals["local"]) == (1, 1, 0)
+
+
+def test_a_local_answer_on_a_gpu_adds_the_gpu_energy_it_used(tmp_path: Path) -> None:
+    readings = iter([1000.0, 1360.0])  # joules: 360 J while the answer was generated
+    counter = {"cpu_only": lambda: None, "gpu": lambda: next(readings)}
+    costs = {}
+    for name, gpu_energy in counter.items():
+        settings = settings_in(tmp_path / name)
+        app = create_app(
+            settings,
+            runtime=ScriptedRuntime(settings, ScriptedBackend()),
+            gpu_energy=gpu_energy,
+        )
+        with TestClient(app) as client:
+            client.post("/v1/chat/completions", json=CHAT)
+        [record] = records_of(settings)
+        costs[name] = record["energy_cost_usd"]
+    # 360 J = 0.1 Wh at the default 0.17 USD/kWh.
+    extra = costs["gpu"] - costs["cpu_only"]  # type: ignore[operator]
+    assert extra == pytest.approx(360 / 3.6e6 * 0.17, rel=0.2)
