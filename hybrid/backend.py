@@ -36,6 +36,12 @@ class Generation(ABC):
     async def aclose(self) -> None:
         """Stop generating (if still running) and release the backend promptly."""
 
+    @property
+    def finished(self) -> bool:
+        """Whether every event is already here (a whole answer read), so reading them cannot
+        wait on anything."""
+        return False
+
 
 class ReplayGeneration(Generation):
     """Events already read (a whole answer), handed out again as a generation."""
@@ -49,6 +55,11 @@ class ReplayGeneration(Generation):
 
     async def aclose(self) -> None:
         """Nothing to release: whatever produced the events is done."""
+
+    @property
+    def finished(self) -> bool:
+        """Always: the events were read before this was made."""
+        return True
 
 
 @dataclass(frozen=True)
@@ -140,8 +151,9 @@ async def collect(generation: Generation) -> Completion:
     parts: list[str] = []
     logprobs: list[TokenLogprob] = []
     deltas: list[ToolCallDelta] = []
+    events = aiter(generation)
     try:
-        async for event in generation:
+        async for event in events:
             if isinstance(event, TextDelta):
                 parts.append(event.text)
                 logprobs.extend(event.logprobs)
@@ -151,8 +163,20 @@ async def collect(generation: Generation) -> Completion:
                 calls = assemble_tool_calls(deltas)
                 return Completion("".join(parts), tuple(logprobs), event, calls)
     finally:
+        await close_events(events)
         await generation.aclose()
     raise GenerationError("the generation ended without a closing event")
+
+
+async def close_events(events: AsyncIterator[GenerationEvent]) -> None:
+    """Close an event iterator left before its end (an async generator, usually).
+
+    Left to the garbage collector, an unfinished async generator is closed through the event
+    loop's finalizer hook: a wake-up of the loop and a task, per request.
+    """
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def assemble_tool_calls(deltas: Iterable[ToolCallDelta]) -> tuple[ToolCall, ...]:

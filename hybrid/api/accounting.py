@@ -22,12 +22,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from hybrid.api.errors import wire_error
 from hybrid.api.events import EventBus
 from hybrid.api.metrics import Metrics
-from hybrid.backend import Generation
+from hybrid.backend import Generation, close_events
 from hybrid.errors import BudgetExceededError, HybridError, NoRouteError, ProviderError
 from hybrid.generation import (
     GenerationDone,
@@ -129,16 +129,17 @@ class Accountant:
     ) -> Ticket:
         """Start accounting for a request and announce it (``request_started``)."""
         ticket = Ticket(request_id, api, model_requested, self._clock(), self._perf(), self._cpu())
-        self._bus.publish(
-            "request_started",
-            {
-                "id": request_id,
-                "time": ticket.time,
-                "api": api,
-                "model_requested": model_requested,
-                "stream": stream,
-            },
-        )
+        if self._bus.followers:  # nobody watching: no event to build
+            self._bus.publish(
+                "request_started",
+                {
+                    "id": request_id,
+                    "time": ticket.time,
+                    "api": api,
+                    "model_requested": model_requested,
+                    "stream": stream,
+                },
+            )
         self._metrics.started()
         return ticket
 
@@ -304,28 +305,25 @@ class Accountant:
         )
 
     async def commit(self, record: LedgerRecord) -> None:
-        """Write a record, wait for its commit (on the writer thread), and announce it."""
+        """Make a record durable (see :class:`LedgerWriter`) and announce it."""
+        self.commit_nowait(record)
+
+    def commit_nowait(self, record: LedgerRecord) -> None:
+        """As :meth:`commit`, callable from a cancelled task, which cannot await."""
+        data = record.to_dict()
         try:
-            await self._writer.write(record)
+            self._writer.write_nowait(record, data)
         except HybridError as exc:
             # The answer is worth more than its record: log, and let the response finish.
             log.error("the ledger could not record request %s: %s", record.id, exc)
-        self._announce(record)
+        self._announce(record, data)
 
-    def commit_nowait(self, record: LedgerRecord) -> None:
-        """Queue a record without waiting (from a cancelled task, which cannot await)."""
-        try:
-            self._writer.write_nowait(record)
-        except HybridError as exc:
-            log.error("the ledger could not record request %s: %s", record.id, exc)
-        self._announce(record)
-
-    def _announce(self, record: LedgerRecord) -> None:
+    def _announce(self, record: LedgerRecord, data: dict[str, Any]) -> None:
         before = self.budget.state()
         if record.route == "cloud" and record.cloud_cost_usd:
             self.budget.add(record.provider, record.cloud_cost_usd, record.time)
         self._metrics.observe(record)
-        self._bus.publish("request_finished", record.to_dict())
+        self._bus.publish("request_finished", data)
         if record.cloud_cost_usd or self.budget.state() != before:
             self._bus.publish("budget", self.budget.to_dict())
             self._metrics.budget(self.budget)
@@ -356,8 +354,9 @@ class RecordedGeneration(Generation):
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         seen = self._seen
+        events = aiter(self._inner)
         try:
-            async for event in self._inner:
+            async for event in events:
                 if isinstance(event, TextDelta | ToolCallDelta):
                     if seen.ttft_s is None:
                         seen.ttft_s = self._accountant.elapsed(self._ticket)
@@ -372,6 +371,12 @@ class RecordedGeneration(Generation):
         except HybridError as exc:
             await self._settle("error", str(exc))
             raise
+        finally:
+            await close_events(events)
+
+    @property
+    def finished(self) -> bool:
+        return self._inner.finished
 
     async def aclose(self) -> None:
         try:

@@ -52,7 +52,7 @@ async def start_answer(
         HybridError: Nothing could start the answer (recorded in the ledger first).
     """
     state = app_state(request)
-    api: Api = "anthropic" if request.url.path.startswith("/v1/messages") else "openai"
+    api: Api = "anthropic" if request.scope["path"].startswith("/v1/messages") else "openai"
     ticket = state.accountant.open(
         generation_request.request_id, api, model, stream=generation_request.stream
     )

@@ -17,11 +17,14 @@ from fastapi import FastAPI
 
 from hybrid import __version__
 from hybrid.api.accounting import Accountant
+from hybrid.api.anthropic_schema import MessagesRequest
+from hybrid.api.direct import DirectRoute, DirectRoutes
 from hybrid.api.errors import install_error_handlers
 from hybrid.api.events import EventBus, hardware_event
 from hybrid.api.metrics import Metrics
 from hybrid.api.middleware import HybridMiddleware
 from hybrid.api.routes import admin, chat, completions, messages, meta
+from hybrid.api.schema import ChatCompletionRequest, CompletionRequest
 from hybrid.api.state import AppState
 from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.ledger.costing import Costing
@@ -165,6 +168,15 @@ def create_app(
     app.include_router(messages.router)
     app.include_router(meta.router)
     app.include_router(admin.router)
+    # Inside the middleware below (which has read the body and checked the key).
+    app.add_middleware(
+        DirectRoutes,
+        routes={
+            "/v1/chat/completions": DirectRoute(ChatCompletionRequest, chat.chat_completions),
+            "/v1/completions": DirectRoute(CompletionRequest, completions.completions),
+            "/v1/messages": DirectRoute(MessagesRequest, messages.messages),
+        },
+    )
     app.add_middleware(
         HybridMiddleware,
         model_id=lambda: local.model_id,

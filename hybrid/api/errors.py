@@ -150,20 +150,18 @@ def error_response(error: WireError, shape: ApiShape = "openai") -> JSONResponse
     return JSONResponse(error.body(shape), status_code=error.status, headers=error.headers())
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn every failure into an OpenAI-shaped response."""
+def response_for(request: Request, exc: Exception) -> Response:
+    """The response for any failure of a route, in the shape of the API the client speaks.
 
-    async def on_hybrid_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HybridError)
-        return error_response(wire_error(exc), shape_for_path(request.url.path))
-
-    async def on_validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        return error_response(_validation_error(exc), shape_for_path(request.url.path))
-
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        shape = shape_for_path(request.url.path)
+    The one mapping both FastAPI's exception handlers and the direct routes
+    (:mod:`hybrid.api.direct`) use.
+    """
+    shape = shape_for_path(request.url.path)
+    if isinstance(exc, HybridError):
+        return error_response(wire_error(exc), shape)
+    if isinstance(exc, RequestValidationError):
+        return error_response(_validation_error(exc), shape)
+    if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             message = (
                 f"no route {request.method} {request.url.path}; see GET /v1/models and /health"
@@ -175,24 +173,29 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             error = WireError(exc.status_code, str(exc.detail), "invalid_request_error")
         return error_response(error, shape)
-
-    async def on_client_gone(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ClientDisconnect):
         # Nobody is left to read an answer; the generation was already cancelled.
         log.info("client went away before %s %s was answered", request.method, request.url.path)
         return Response(status_code=499)
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    message = "internal error in hybrid; the server log has the details"
+    return error_response(WireError(500, message, "server_error"), shape)
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        message = "internal error in hybrid; the server log has the details"
-        return error_response(
-            WireError(500, message, "server_error"), shape_for_path(request.url.path)
-        )
 
-    app.add_exception_handler(HybridError, on_hybrid_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(ClientDisconnect, on_client_gone)
-    app.add_exception_handler(Exception, on_unexpected)
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into an OpenAI-shaped response."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        return response_for(request, exc)
+
+    for kind in (
+        HybridError,
+        RequestValidationError,
+        StarletteHTTPException,
+        ClientDisconnect,
+        Exception,
+    ):
+        app.add_exception_handler(kind, handle)
 
 
 def _validation_error(exc: RequestValidationError) -> WireError:

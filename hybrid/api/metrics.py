@@ -37,6 +37,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._children: dict[tuple[object, ...], Any] = {}
         r = self.registry
         self._requests = Counter(
             "hybrid_requests",
@@ -93,21 +94,31 @@ class Metrics:
 
     def observe(self, record: LedgerRecord) -> None:
         """Count one ledger record."""
+        route = record.route
         if record.is_request:
             self._in_flight.dec()
             reason = record.reasons[0].split(":", 1)[0] if record.reasons else "none"
-            self._requests.labels(record.route, record.model, record.status, reason).inc()
-            self._latency.labels(record.route).observe(record.latency_s)
+            self._child(self._requests, route, record.model, record.status, reason).inc()
+            self._child(self._latency, route).observe(record.latency_s)
             if record.ttft_s is not None:
-                self._ttft.labels(record.route).observe(record.ttft_s)
-        self._tokens.labels(record.route, "prompt").inc(record.prompt_tokens)
-        self._tokens.labels(record.route, "completion").inc(record.completion_tokens)
+                self._child(self._ttft, route).observe(record.ttft_s)
+        self._child(self._tokens, route, "prompt").inc(record.prompt_tokens)
+        self._child(self._tokens, route, "completion").inc(record.completion_tokens)
         if record.cloud_cost_usd:
-            self._spend.labels(record.provider).inc(record.cloud_cost_usd)
+            self._child(self._spend, record.provider).inc(record.cloud_cost_usd)
         if record.cost_avoided_usd:
             self._avoided.inc(record.cost_avoided_usd)
         if not record.price_known:
             self._unpriced.inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # labels() takes a lock and checks its arguments on every call; each request would
+        # pay that several times over for the same few series.
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def budget(self, budget: Budget) -> None:
         """Show what is left under each cap that is set."""

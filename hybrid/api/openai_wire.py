@@ -9,9 +9,10 @@ Tool calls are translated by :mod:`hybrid.api.openai_tools`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from hybrid.api.openai_tools import message_tool_fields, request_tools, tool_calls_json
 from hybrid.api.schema import (
@@ -49,7 +50,7 @@ class ResponseMeta:
 
 def sse(payload: dict[str, Any]) -> bytes:
     """Frame one JSON payload as a server-sent event."""
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 def chat_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequest:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from hybrid.cloud.anthropic_tools import (
     ToolUseReader,
     assistant_blocks,
@@ -321,7 +323,7 @@ class AnthropicStreamDecoder(StreamDecoder):
 
     def feed(self, event: SseEvent) -> list[GenerationEvent]:
         try:
-            data = json.loads(event.data)
+            data = orjson.loads(event.data)
         except ValueError as exc:
             raise ProviderProtocolError(
                 self._provider,

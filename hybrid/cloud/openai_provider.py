@@ -9,9 +9,10 @@ the two places where OpenAI moved on and the copies did not (``max_completion_to
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from hybrid.cloud.openai_tools import (
     ToolCallReader,
@@ -189,7 +190,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         if event.data.strip() == "[DONE]":
             return [self._done()]
         try:
-            chunk = json.loads(event.data)
+            chunk = orjson.loads(event.data)
         except ValueError as exc:
             raise ProviderProtocolError(
                 self._provider,

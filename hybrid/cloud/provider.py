@@ -20,7 +20,6 @@ answer and the stream.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx2
+import orjson
 from pydantic import SecretStr
 
 from hybrid.backend import Backend, Generation, ReplayGeneration
@@ -118,6 +118,7 @@ class CloudProvider(Backend):
             )
         self._host = url.host
         self._urls: dict[str, httpx2.URL] = {}
+        self._request_headers: dict[str, str] | None = None
         self._api_key = _checked_key(name, api_key)
         self._models = tuple(models)
         self._client = client
@@ -130,12 +131,12 @@ class CloudProvider(Backend):
         # The transport-level read timeout is only a backstop: the first-byte and idle limits
         # are enforced around each await below, because httpx2's single read timeout cannot
         # tell waiting for the first token from a stall between two chunks.
-        self._timeout = httpx2.Timeout(
+        self._timeouts = httpx2.Timeout(
             connect=policy.connect_timeout_s,
             read=max(policy.first_byte_timeout_s, policy.idle_timeout_s),
             write=policy.idle_timeout_s,
             pool=policy.first_byte_timeout_s,
-        )
+        ).as_dict()
 
     @property
     def name(self) -> str:
@@ -271,6 +272,16 @@ class CloudProvider(Backend):
 
     # -- attempts before the first byte -----------------------------------------------------
 
+    def _headers(self) -> dict[str, str]:
+        # The same for every request (the key does not change while the server runs).
+        if self._request_headers is None:
+            self._request_headers = {
+                **self._client.headers,
+                **self._auth_headers(),
+                "content-type": "application/json",
+            }
+        return self._request_headers
+
     def _url(self, path: str) -> httpx2.URL:
         # Parsing the same URL for every request costs more than the rest of building it.
         url = self._urls.get(path)
@@ -329,12 +340,14 @@ class CloudProvider(Backend):
     async def _attempt(
         self, request: GenerationRequest, call: UpstreamCall
     ) -> list[GenerationEvent] | _StreamGeneration:
-        http_request = self._client.build_request(
+        # Built here rather than by the client's build_request, which merges the client's
+        # defaults, cookies and parameters into every request: they are merged once, below.
+        http_request = httpx2.Request(
             "POST",
             self._url(call.path),
-            content=json.dumps(call.body, ensure_ascii=False, separators=(",", ":")).encode(),
-            headers={**self._auth_headers(), "content-type": "application/json"},
-            timeout=self._timeout,
+            content=orjson.dumps(call.body),
+            headers=self._headers(),
+            extensions={"timeout": self._timeouts},
         )
         deadline = asyncio.get_running_loop().time() + self._policy.first_byte_timeout_s
         response: httpx2.Response | None = None
@@ -426,7 +439,7 @@ class CloudProvider(Backend):
 
     def _json(self, body: bytes) -> Any:
         try:
-            return json.loads(body)
+            return orjson.loads(body)
         except ValueError as exc:
             raise self._protocol_error(
                 f"the response is not JSON ({exc}); check that the base URL points at the "

@@ -19,6 +19,7 @@ import asyncio
 import collections
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httptools
 import httpx2
@@ -285,3 +286,43 @@ class _ResponseBody(httpx2.AsyncByteStream):
             self._transport.release(self._origin, self._connection)
         else:
             self._connection.close()
+
+
+class Http11Client(httpx2.AsyncClient):
+    """An ``httpx2.AsyncClient`` on :class:`Http11Transport` whose streamed sends go straight
+    to the transport.
+
+    hybrid's providers send requests they built whole (headers merged once), stream the
+    response, never follow redirects and use no client-side auth, cookies or event hooks; for
+    such a send, the client's auth, redirect and hook layers are pure cost.  Any other send
+    takes the normal path.
+    """
+
+    def __init__(self, transport: Http11Transport | None = None) -> None:
+        self._direct = transport if transport is not None else Http11Transport()
+        super().__init__(transport=self._direct, follow_redirects=False)
+
+    async def send(
+        self,
+        request: httpx2.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx2.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx2.USE_CLIENT_DEFAULT,
+    ) -> httpx2.Response:
+        """As ``httpx2.AsyncClient.send``; see the class docstring for the shortcut."""
+        direct = (
+            stream
+            and follow_redirects is not True
+            and auth is httpx2.USE_CLIENT_DEFAULT
+            and self.auth is None
+            and not any(self.event_hooks.values())
+            and not self.is_closed
+        )
+        if not direct:
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        response = await self._direct.handle_async_request(request)
+        response.request = request
+        return response

@@ -10,7 +10,7 @@ record's ``price_known`` false: an unknown price is never taken as free.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from hybrid.ledger.prices import PriceTable
@@ -42,7 +42,14 @@ class Costs:
 
     def fields(self) -> dict[str, Any]:
         """Return the fields by name, to pass as ``LedgerRecord(..., **costs.fields())``."""
-        return asdict(self)
+        return {
+            "cloud_cost_usd": self.cloud_cost_usd,
+            "counterfactual_model": self.counterfactual_model,
+            "counterfactual_cost_usd": self.counterfactual_cost_usd,
+            "energy_cost_usd": self.energy_cost_usd,
+            "cost_avoided_usd": self.cost_avoided_usd,
+            "price_known": self.price_known,
+        }
 
 
 class Costing:

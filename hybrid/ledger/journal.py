@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from hybrid.errors import LedgerError
 from hybrid.ledger.record import LedgerRecord
@@ -49,13 +52,18 @@ class Journal:
                 f"folder is writable"
             ) from exc
 
-    def append(self, record: LedgerRecord) -> None:
+    def append(self, record: LedgerRecord, data: Mapping[str, Any] | None = None) -> None:
         """Make one record durable (against a crash of this process).
+
+        Args:
+            record: The record.
+            data: ``record.to_dict()``, when the caller has it already.
 
         Raises:
             LedgerError: The write failed (disk full, ...).
         """
-        line = json.dumps(record.to_dict(), separators=(",", ":")).encode() + b"\n"
+        data = record.to_dict() if data is None else data
+        line = orjson.dumps(data) + b"\n"
         try:
             written = os.write(self._fd, line)
         except OSError as exc:

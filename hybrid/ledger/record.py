@@ -145,7 +145,7 @@ class LedgerRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as the ``request_finished`` JSON object (lists for tuples)."""
-        data = {field.name: getattr(self, field.name) for field in fields(self)}
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["reasons"] = list(self.reasons)
         data["verdicts"] = [verdict.to_dict() for verdict in self.verdicts]
         return data
@@ -170,3 +170,7 @@ class LedgerRecord:
         values["tokens_estimated"] = bool(data["tokens_estimated"])
         values["price_known"] = bool(data["price_known"])
         return cls(**values)
+
+
+# Every record is turned into a dict at least once on the request path: look the names up once.
+_FIELD_NAMES = tuple(field.name for field in fields(LedgerRecord))

@@ -18,10 +18,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hybrid.errors import HybridError, LedgerError
 from hybrid.ledger.journal import Journal, journal_path, read_journal
@@ -56,6 +56,7 @@ class LedgerWriter:
         clock: Callable[[], float] = time.time,
         *,
         open_store: Callable[[Path], LedgerStore] = LedgerStore.open,
+        commit_interval_s: float = 0.25,
     ) -> None:
         """Prepare a writer; nothing is opened until :meth:`start`.
 
@@ -64,11 +65,15 @@ class LedgerWriter:
             retention_days: Records older than this are deleted; 0 keeps them forever.
             clock: Unix time, for retention.
             open_store: Opens the file (tests pass a wrapper).
+            commit_interval_s: How long records may gather before a commit (they are
+                already safe in the journal meanwhile).
         """
         self.path = path
         self._retention_s = retention_days * _SECONDS_PER_DAY
         self._clock = clock
         self._open_store = open_store
+        self._commit_interval_s = commit_interval_s
+        self._wake = threading.Event()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         # Held while checking "running" and queueing, so nothing lands behind the stop marker.
         self._lock = threading.Lock()
@@ -116,17 +121,21 @@ class LedgerWriter:
         self._running = True
         self._thread.start()
 
-    async def write(self, record: LedgerRecord) -> None:
+    async def write(self, record: LedgerRecord, data: Mapping[str, Any] | None = None) -> None:
         """Make a record durable and queue it for SQLite; see :meth:`write_nowait`.
 
         Raises:
             LedgerError: The writer is not running, or the journal could not be written.
         """
-        self.write_nowait(record)
+        self.write_nowait(record, data)
 
-    def write_nowait(self, record: LedgerRecord) -> None:
+    def write_nowait(self, record: LedgerRecord, data: Mapping[str, Any] | None = None) -> None:
         """Append a record to the journal (it survives a crash of this process from the moment
         this returns) and queue it for the writer thread.  Never waits on SQLite.
+
+        Args:
+            record: The record.
+            data: ``record.to_dict()``, when the caller has it already (it is journaled).
 
         Raises:
             LedgerError: The writer is not running, or the journal could not be written.
@@ -136,7 +145,7 @@ class LedgerWriter:
                 raise LedgerError(
                     f"the ledger writer for {self.path} is not running; start() it first"
                 )
-            self._journal.append(record)
+            self._journal.append(record, data)
             self._queue.put(record)
 
     def close(self) -> None:
@@ -146,6 +155,7 @@ class LedgerWriter:
                 return
             self._running = False
             self._queue.put(_STOP)
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
         if self._journal is not None:
@@ -179,6 +189,7 @@ class LedgerWriter:
             if not self._running:
                 return
             self._queue.put(barrier)
+        self._wake.set()
         await barrier.future
 
     async def totals(self, since: float | None = None, until: float | None = None) -> Totals:
@@ -211,12 +222,7 @@ class LedgerWriter:
     def _run(self) -> None:
         self._prune_if_due()
         while True:
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._next_batch()
             records = [item for item in batch if isinstance(item, LedgerRecord)]
             if records:
                 self._commit(records)
@@ -226,6 +232,26 @@ class LedgerWriter:
             if any(item is _STOP for item in batch):
                 return
             self._prune_if_due()
+
+    def _next_batch(self) -> list[object]:
+        """Everything queued, once the commit interval has passed or someone is waiting.
+
+        Records are already durable in the journal, so SQLite can take them in batches: one
+        transaction per interval instead of one per request.  Queueing a record does not wake
+        this thread (that would cost the event loop a thread switch per request); a reader's
+        barrier or close does.
+        """
+        while True:
+            self._wake.wait(self._commit_interval_s)
+            self._wake.clear()
+            batch: list[object] = []
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch:
+                return batch
 
     def _commit(self, records: list[LedgerRecord]) -> None:
         assert self._store is not None

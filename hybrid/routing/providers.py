@@ -12,7 +12,7 @@ from hybrid.cloud.anthropic_provider import AnthropicProvider
 from hybrid.cloud.openai_provider import OpenAIProvider
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.cloud.provider import CloudProvider
-from hybrid.cloud.transport import Http11Transport
+from hybrid.cloud.transport import Http11Client
 from hybrid.settings_cloud import CloudSettings
 
 # Connections kept per provider: enough for a burst of concurrent requests without reconnecting.
@@ -63,7 +63,7 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
             # httpx2's own transport knows HTTP(S)_PROXY, ALL_PROXY and NO_PROXY.
             made = httpx2.AsyncClient(limits=_LIMITS, follow_redirects=False)
         else:
-            made = httpx2.AsyncClient(transport=Http11Transport(), follow_redirects=False)
+            made = Http11Client()
         clients.append(made)
         return made
 

@@ -12,7 +12,7 @@ from cloud_fakes import OPENAI_KEY, FakeSleep, chat, drain, openai, openai_compl
 from cloud_server import Exchange, LoopbackServer, free_port
 
 from hybrid.backend import collect
-from hybrid.cloud.transport import Http11Transport
+from hybrid.cloud.transport import Http11Client, Http11Transport
 from hybrid.errors import (
     ProviderError,
     ProviderProtocolError,
@@ -30,7 +30,11 @@ def new_client(request: pytest.FixtureRequest) -> ClientFactory:
 
     def make(**options: Any) -> httpx2.AsyncClient:
         if request.param == "http11":
-            options["transport"] = Http11Transport()
+            return (
+                Http11Client()
+                if not options
+                else httpx2.AsyncClient(transport=Http11Transport(), **options)
+            )
         return httpx2.AsyncClient(**options)
 
     return make

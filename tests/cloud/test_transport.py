@@ -14,7 +14,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from hybrid.cloud.transport import Http11Transport
+from hybrid.cloud.transport import Http11Client, Http11Transport
 
 # A handler gets the request head and body and the writer; it writes whatever it likes.
 Handler = Callable[[bytes, bytes, asyncio.StreamWriter], Awaitable[None]]
@@ -229,3 +229,21 @@ async def test_a_closed_transport_refuses_new_requests() -> None:
             await transport.handle_async_request(
                 httpx2.Request("POST", f"http://127.0.0.1:{server.port}/")
             )
+
+
+@synchronous
+async def test_the_direct_client_streams_through_its_transport_and_reads_whole_answers_too() -> (
+    None
+):
+    async with raw_server(json_ok) as server:
+        http = Http11Client()
+        url = f"http://127.0.0.1:{server.port}/v1/x"
+        streamed = await http.send(http.build_request("POST", url, content=b"ab"), stream=True)
+        assert streamed.request.url == url
+        assert json.loads(await streamed.aread()) == {"echo": "ab", "len": 2}
+        whole = await http.post(url, content=b"abc")  # the client's own path (not streamed)
+        assert whole.json()["len"] == 3
+        await http.aclose()
+        with pytest.raises(RuntimeError, match="closed"):
+            await http.send(http.build_request("POST", url), stream=True)
+    assert server.connections == 1

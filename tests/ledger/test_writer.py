@@ -188,18 +188,20 @@ async def test_an_unexpected_failure_keeps_that_batch_journaled_and_the_writer_g
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "ledger.sqlite3"
-    writer = LedgerWriter(
-        path,
-        retention_days=0,
-        open_store=lambda path: BuggyStore(LedgerStore.open(path)._conn, path),
-    )
+    stores: list[BuggyStore] = []
+
+    def open_buggy(path: Path) -> LedgerStore:
+        stores.append(BuggyStore(LedgerStore.open(path)._conn, path))
+        return stores[-1]
+
+    writer = LedgerWriter(path, retention_days=0, open_store=open_buggy, commit_interval_s=0.01)
     writer.start()
     await writer.write(local_record(id="first"))
     for _ in range(500):  # the first batch fails alone
-        if writer.transactions == 0 and journal_path(path).stat().st_size > 0:
+        if stores[0].failed:
             break
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    assert stores[0].failed and writer.transactions == 0
     await writer.write(local_record(id="kept"))
     writer.close()
     assert "kept" in stored_ids(path)

@@ -7,10 +7,9 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
 
 from hybrid.api.answering import start_answer
-from hybrid.api.disconnect import unless_disconnected
+from hybrid.api.disconnect import collect_unless_disconnected
 from hybrid.api.errors import wire_error
 from hybrid.api.middleware import request_id_of
 from hybrid.api.openai_tools import tool_call_deltas
@@ -23,8 +22,9 @@ from hybrid.api.openai_wire import (
     chat_usage_chunk,
     sse,
 )
+from hybrid.api.responses import EventStreamResponse, JsonResponse
 from hybrid.api.schema import ChatCompletionRequest
-from hybrid.backend import Generation, collect
+from hybrid.backend import Generation
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta, ToolCallDelta
 
@@ -45,12 +45,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     want_logprobs = bool(body.logprobs)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
+        return EventStreamResponse(
             _stream(answer.generation, meta, include_usage=include_usage, logprobs=want_logprobs),
             media_type="text/event-stream",
             headers={**headers, **SSE_HEADERS},
         )
-    completion = await unless_disconnected(request.receive, collect(answer.generation))
+    completion = await collect_unless_disconnected(request.receive, answer.generation)
     payload = chat_completion_json(
         meta,
         completion.text,
@@ -58,7 +58,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         completion.done,
         completion.tool_calls,
     )
-    return JSONResponse(payload, headers=headers)
+    return JsonResponse(payload, headers=headers)
 
 
 async def _stream(

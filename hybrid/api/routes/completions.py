@@ -7,10 +7,9 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
 
 from hybrid.api.answering import start_answer
-from hybrid.api.disconnect import unless_disconnected
+from hybrid.api.disconnect import collect_unless_disconnected
 from hybrid.api.errors import wire_error
 from hybrid.api.middleware import request_id_of
 from hybrid.api.openai_wire import (
@@ -21,9 +20,10 @@ from hybrid.api.openai_wire import (
     completion_request,
     sse,
 )
+from hybrid.api.responses import EventStreamResponse, JsonResponse
 from hybrid.api.routes.chat import SSE_HEADERS
 from hybrid.api.schema import CompletionRequest
-from hybrid.backend import Generation, collect
+from hybrid.backend import Generation
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta, ToolCallDelta
 
@@ -42,17 +42,17 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     want_logprobs = body.logprobs is not None
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
+        return EventStreamResponse(
             _stream(answer.generation, meta, include_usage=include_usage, logprobs=want_logprobs),
             media_type="text/event-stream",
             headers={**headers, **SSE_HEADERS},
         )
-    completion = await unless_disconnected(request.receive, collect(answer.generation))
+    completion = await collect_unless_disconnected(request.receive, answer.generation)
     logprobs = completion_logprobs_json(completion.logprobs, 0) if want_logprobs else None
     payload = completion_json(
         meta, completion.text, logprobs, completion.done.finish_reason, completion.done.usage
     )
-    return JSONResponse(payload, headers=headers)
+    return JsonResponse(payload, headers=headers)
 
 
 async def _stream(

@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
 
 from hybrid.api.answering import start_answer
 from hybrid.api.anthropic_schema import MessagesRequest
@@ -30,10 +29,11 @@ from hybrid.api.anthropic_wire import (
     sse_event,
     text_delta_event,
 )
-from hybrid.api.disconnect import unless_disconnected
+from hybrid.api.disconnect import collect_unless_disconnected
 from hybrid.api.middleware import request_id_of
+from hybrid.api.responses import EventStreamResponse, JsonResponse
 from hybrid.api.routes.chat import SSE_HEADERS
-from hybrid.backend import Generation, collect
+from hybrid.backend import Generation
 from hybrid.errors import GenerationError, HybridError
 from hybrid.generation import GenerationDone, GenerationEvent, TextDelta, ToolCallDelta
 
@@ -51,14 +51,14 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
     meta = MessageMeta(id=f"msg_{request_id}", model=answer.model)
     headers = answer.headers()
     if body.stream:
-        return StreamingResponse(
+        return EventStreamResponse(
             _stream(answer.generation, meta, request_id),
             media_type="text/event-stream",
             headers={**headers, **SSE_HEADERS},
         )
-    completion = await unless_disconnected(request.receive, collect(answer.generation))
+    completion = await collect_unless_disconnected(request.receive, answer.generation)
     payload = message_json(meta, completion.text, completion.done, completion.tool_calls)
-    return JSONResponse(payload, headers=headers)
+    return JsonResponse(payload, headers=headers)
 
 
 class _ContentBlocks:
