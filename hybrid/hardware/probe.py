@@ -149,11 +149,12 @@ class HardwareProbe:
         """
         cpu_percent = self._cpu.load_percent()
         memory = self._memory.read()
+        gpus = self._read_gpus()
         utilizations = [
-            gpu.utilization_percent
-            for gpu in self._read_gpus()
-            if gpu.utilization_percent is not None
+            gpu.utilization_percent for gpu in gpus if gpu.utilization_percent is not None
         ]
+        # Dedicated VRAM only: unified memory is RAM, already counted above.
+        dedicated = [gpu for gpu in gpus if not gpu.unified_memory]
         power = self._power.read()
         usable = memory.usable_total_bytes
         available = memory.usable_available_bytes
@@ -167,6 +168,12 @@ class HardwareProbe:
             battery_percent=power.battery_percent,
             on_battery=power.on_battery,
             process_cpu_percent=self._process_cpu(),
+            vram_total_bytes=sum(g.vram_total_bytes for g in dedicated) if dedicated else None,
+            vram_used_bytes=(
+                sum(g.vram_total_bytes - g.vram_free_bytes for g in dedicated)
+                if dedicated
+                else None
+            ),
         )
 
     def _read_gpus(self) -> tuple[GpuInfo, ...]:

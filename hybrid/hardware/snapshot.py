@@ -168,6 +168,9 @@ class LiveSample:
         process_cpu_percent: This process's share of the whole machine's CPU, 0..100, so that
             the load of *other* programs is ``cpu_percent - process_cpu_percent``; ``None``
             when unknown.
+        vram_total_bytes: Dedicated GPU memory over every GPU, ``None`` without one (unified
+            memory is RAM, in the memory figures).
+        vram_used_bytes: Of that, what is in use.
     """
 
     taken_at: float
@@ -178,6 +181,8 @@ class LiveSample:
     battery_percent: float | None
     on_battery: bool | None
     process_cpu_percent: float | None = None
+    vram_total_bytes: int | None = None
+    vram_used_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the sample as a JSON-ready dict with the attribute names as keys."""

@@ -183,10 +183,23 @@ def test_sample_under_a_container_limit_on_battery() -> None:
     assert sample.taken_at == 1234.5
 
 
+def test_sample_adds_up_dedicated_vram_and_leaves_unified_memory_to_ram() -> None:
+    first = build_gpu(total=8 * GIB, free=6 * GIB)
+    second = build_gpu(total=4 * GIB, free=GIB, index=1)
+    apple = build_gpu(total=16 * GIB, free=8 * GIB, vendor="apple", unified=True)
+
+    sample = probe(gpus=(FakeGpus(first, second, apple),)).sample()
+
+    assert (sample.vram_total_bytes, sample.vram_used_bytes) == (12 * GIB, 5 * GIB)
+    only_unified = probe(gpus=(FakeGpus(apple),)).sample()
+    assert (only_unified.vram_total_bytes, only_unified.vram_used_bytes) == (None, None)
+
+
 def test_sample_without_gpus_or_battery() -> None:
     sample = probe().sample()
 
     assert sample.gpu_utilization_percent is None
+    assert sample.vram_total_bytes is None
     assert (sample.battery_percent, sample.on_battery) == (None, None)
     assert sample.memory_percent == 50.0
 
