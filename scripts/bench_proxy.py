@@ -600,8 +600,8 @@ def breakdown(results: Results, point: Point) -> list[str]:
         f"{ms(client.p50):>8} ms  {added(client.p50, direct.p50)} ms: the outbound HTTP client "
         f"alone ({client.cpu_ms_per_request:.3f} ms CPU/req in the load generator)",
         f"  {'hybrid refuses an unknown model with 404':<{width}}{ms(refused.p50):>8} ms  "
-        f"{added(refused.p50, direct.p50)} ms: the inbound side (uvicorn, middleware, FastAPI, "
-        f"validation, model names, the error's ledger record, error reply)",
+        f"{added(refused.p50, direct.p50)} ms: the inbound side (uvicorn, middleware, validation, "
+        f"model names, the error's ledger record, error reply)",
         f"  {'hybrid answers through the upstream':<{width}}{ms(answered.p50):>8} ms  "
         f"{added(answered.p50, direct.p50)} ms added in all "
         f"({answered.cpu_ms_per_request:.3f} ms CPU/req)",
