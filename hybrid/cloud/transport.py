@@ -117,6 +117,8 @@ class Http11Transport(httpx2.AsyncBaseTransport):
         if scheme == "https":
             if self._ssl_context is None:
                 self._ssl_context = httpx2.create_ssl_context()
+                # Say so in the handshake: a server that could pick HTTP/2 must not.
+                self._ssl_context.set_alpn_protocols(["http/1.1"])
             tls = self._ssl_context
         try:
             async with asyncio.timeout(timeouts.get("connect")):

@@ -8,11 +8,13 @@ import functools
 import gzip
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import httpx2
 import pytest
+import trustme
 
 from hybrid.cloud.transport import Http11Client, Http11Transport
 
@@ -247,3 +249,28 @@ async def test_the_direct_client_streams_through_its_transport_and_reads_whole_a
         with pytest.raises(RuntimeError, match="closed"):
             await http.send(http.build_request("POST", url), stream=True)
     assert server.connections == 1
+
+
+@synchronous
+async def test_https_verifies_the_server_and_reuses_the_tls_connection() -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+
+    server = RawServer(json_ok)
+    listener = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=server_context)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with client(Http11Transport(ssl_context=trusting)) as http:
+            for n in range(2):
+                response = await http.post(f"https://localhost:{port}/v1/x", content=b"n" * n)
+                assert response.json()["len"] == n
+        assert server.connections == 1
+        # A client that does not trust the certificate refuses the connection.
+        async with client(Http11Transport()) as untrusting:
+            with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusting.post(f"https://localhost:{port}/v1/x")
+    finally:
+        listener.close()
