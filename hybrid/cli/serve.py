@@ -50,12 +50,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from hybrid.api.app import create_app
+    from hybrid.ledger.store import LedgerStore
     from hybrid.models.catalog import resolve_model
 
     if settings.local.model is not None:
         # A wrong path is a mistake to report now, not a server that starts and cannot answer.
         resolve_model(settings)
     _check_exposure(settings.server.host, has_key=settings.server.api_key is not None)
+    # A ledger that cannot be opened (or migrated) is reported now, in one line.
+    LedgerStore.open(settings.ledger.resolved_path(settings.home)).close()
     listener = _listen(settings.server.host, settings.server.port)
 
     logging.basicConfig(

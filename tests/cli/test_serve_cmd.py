@@ -62,3 +62,15 @@ def test_with_an_api_key_a_public_address_passes_the_check(
     assert main(["serve", "--host", "192.0.2.1"]) == 1
     err = capsys.readouterr().err
     assert "refusing" not in err and "cannot listen on 192.0.2.1" in err
+
+
+def test_a_ledger_that_cannot_be_opened_is_reported_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("HYBRID_LEDGER__PATH", str(not_a_folder / "ledger.sqlite3"))
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot open the ledger" in err and "HYBRID_LEDGER__PATH" in err
+    assert "Traceback" not in err
