@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# The fake machine (hardware_fakes.idle_probe) serves every folder that builds an app.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "hardware"))
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from scripted import ScriptedBackend, ScriptedRuntime
-
-from hybrid.api.app import create_app
+from scripted import ScriptedBackend, scripted_app
 
 # The fake cloud (a real loopback server speaking OpenAI's and Anthropic's wire formats).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakecloud"))
@@ -32,6 +30,6 @@ def backend() -> ScriptedBackend:
 @pytest.fixture
 def client(settings_for: Callable[..., Settings], backend: ScriptedBackend) -> Iterator[TestClient]:
     settings = settings_for(**{"server.max_body_bytes": 4096, "probe.measure_bandwidth": False})
-    app = create_app(settings, runtime=ScriptedRuntime(settings, backend))
+    app = scripted_app(settings, backend)
     with TestClient(app) as test_client:
         yield test_client

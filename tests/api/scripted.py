@@ -1,11 +1,16 @@
-"""A backend and runtime that answer from a script, for API tests without a model."""
+"""A backend and runtime that answer from a script, and the app built on them, for API tests
+without a model."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
 
+from fastapi import FastAPI
+from hardware_fakes import idle_probe
+
+from hybrid.api.app import create_app
 from hybrid.backend import Backend, Generation
 from hybrid.errors import ContextLengthExceededError, HybridError
 from hybrid.generation import (
@@ -104,3 +109,20 @@ class ScriptedRuntime(LocalRuntime):
         if self._state != "ready":
             return super().backend()
         return self.scripted
+
+
+def scripted_app(
+    settings: Settings,
+    backend: ScriptedBackend | None = None,
+    *,
+    runtime: LocalRuntime | None = None,
+    gpu_energy: Callable[[], float | None] | None = None,
+) -> FastAPI:
+    """The app under test: a scripted local model (or ``runtime``) on an idle fake machine.
+
+    The real probe would hand the capacity policy whatever else loads the machine running the
+    tests; the idle one keeps every routing decision independent of it.
+    """
+    if runtime is None:
+        runtime = ScriptedRuntime(settings, backend if backend is not None else ScriptedBackend())
+    return create_app(settings, runtime=runtime, probe=idle_probe(), gpu_energy=gpu_energy)

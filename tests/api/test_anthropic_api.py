@@ -12,9 +12,8 @@ import httpx
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from scripted import ScriptedBackend, ScriptedGeneration, ScriptedRuntime
+from scripted import ScriptedBackend, ScriptedGeneration, ScriptedRuntime, scripted_app
 
-from hybrid.api.app import create_app
 from hybrid.backend import Generation
 from hybrid.errors import (
     ContextLengthExceededError,
@@ -436,7 +435,7 @@ def test_while_the_model_loads_messages_are_503_in_anthropic_shape(
 ) -> None:
     settings = settings_for(**{"probe.measure_bandwidth": False})
     runtime = ScriptedRuntime(settings, backend, ready=False)
-    with TestClient(create_app(settings, runtime=runtime)) as client:
+    with TestClient(scripted_app(settings, runtime=runtime)) as client:
         response = client.post(
             "/v1/messages", json={"model": "hybrid", "max_tokens": 8, "messages": USER_HI}
         )

@@ -12,9 +12,8 @@ import pytest
 from fake_cloud import FakeCloud
 from fastapi.testclient import TestClient
 from live_app import serving
-from scripted import ScriptedBackend, ScriptedRuntime
+from scripted import ScriptedBackend, scripted_app
 
-from hybrid.api.app import create_app
 from hybrid.backend import Generation
 from hybrid.errors import QueueFullError
 from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest, TextDelta, Usage
@@ -55,7 +54,7 @@ def test_the_event_stream_starts_with_a_snapshot_and_follows_requests_and_mode(
     tmp_path: Path,
 ) -> None:
     settings = settings_in(tmp_path)
-    app = create_app(settings, runtime=ScriptedRuntime(settings, ScriptedBackend()))
+    app = scripted_app(settings)
     with serving(app) as base, httpx.Client(base_url=base, timeout=10) as http:
         http.post("/v1/chat/completions", json=CHAT)  # before the follower: in the snapshot
         with http.stream("GET", "/v1/hybrid/events") as stream:
@@ -104,7 +103,7 @@ def test_a_client_that_leaves_mid_stream_is_recorded_as_cancelled_with_what_it_g
 ) -> None:
     settings = settings_in(tmp_path)
     backend = HeldBackend()
-    app = create_app(settings, runtime=ScriptedRuntime(settings, backend))
+    app = scripted_app(settings, backend)
     with serving(app) as base:
         with httpx.Client(base_url=base, timeout=10) as http:
             with http.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as s:
@@ -139,7 +138,7 @@ def test_at_the_daily_cap_cloud_requests_go_local_or_get_a_quota_error(
         },
     )
     backend = ScriptedBackend()
-    app = create_app(settings, runtime=ScriptedRuntime(settings, backend))
+    app = scripted_app(settings, backend)
 
     def ask_cloud(client: TestClient) -> httpx.Response:
         return client.post(
@@ -182,7 +181,7 @@ def test_a_cascade_that_escalates_records_both_legs_and_counts_one_request(
             "routing.capacity.enabled": False,  # the test machine may be busy
         },
     )
-    app = create_app(settings, runtime=ScriptedRuntime(settings, ScriptedBackend()))
+    app = scripted_app(settings)
     with TestClient(app) as client:
         answer = client.post("/v1/chat/completions", json=CHAT)
         assert answer.headers["x-hybrid-route"] == "cloud"
@@ -202,11 +201,7 @@ def test_a_local_answer_on_a_gpu_adds_the_gpu_energy_it_used(tmp_path: Path) -> 
     costs = {}
     for name, gpu_energy in counter.items():
         settings = settings_in(tmp_path / name)
-        app = create_app(
-            settings,
-            runtime=ScriptedRuntime(settings, ScriptedBackend()),
-            gpu_energy=gpu_energy,
-        )
+        app = scripted_app(settings, gpu_energy=gpu_energy)
         with TestClient(app) as client:
             client.post("/v1/chat/completions", json=CHAT)
         [record] = records_of(settings)

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from scripted import ScriptedBackend, ScriptedRuntime
+from scripted import ScriptedBackend, scripted_app
 
-from hybrid.api.app import create_app
 from hybrid.errors import GenerationError
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore
@@ -52,7 +51,7 @@ def app_for(
 
     def build(**cli: object) -> tuple[TestClient, Settings]:
         settings = settings_for(**{"probe.measure_bandwidth": False, **cli})
-        client = TestClient(create_app(settings, runtime=ScriptedRuntime(settings, backend)))
+        client = TestClient(scripted_app(settings, backend))
         client.__enter__()
         opened.append(client)
         return client, settings
@@ -205,3 +204,21 @@ def test_the_ledger_file_holds_each_record_as_one_committed_row(
     with sqlite3.connect(path) as db:
         rows: Any = db.execute("select count(*) from requests").fetchone()
     assert rows[0] == 3
+
+
+def test_the_api_tests_never_read_this_machines_load(
+    app_for: Callable[..., tuple[TestClient, Settings]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Other programs keep the real machine at 100 %: the app under test must not see it, or
+    # its capacity policy would route by what else runs on the machine.
+    from hybrid.hardware.cpu import SystemCpuSource
+    from hybrid.hardware.probe import ProcessCpu
+
+    monkeypatch.setattr(SystemCpuSource, "load_percent", lambda self: 100.0)
+    monkeypatch.setattr(ProcessCpu, "__call__", lambda self: 0.0)
+    client, settings = app_for()
+    response = client.post("/v1/chat/completions", json=CHAT)
+
+    [record] = ledger_records(client, settings)
+    assert response.status_code == 200 and record.route == "local"
+    assert [v.reason for v in record.verdicts if v.policy == "capacity"] == ["capacity:eta_0.6s"]

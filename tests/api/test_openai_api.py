@@ -8,9 +8,8 @@ from collections.abc import Callable
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from scripted import ScriptedBackend, ScriptedRuntime
+from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
 
-from hybrid.api.app import create_app
 from hybrid.errors import (
     ContextLengthExceededError,
     GenerationError,
@@ -282,7 +281,7 @@ def test_while_the_model_loads_health_and_requests_are_503(
 ) -> None:
     settings = settings_for(**{"probe.measure_bandwidth": False})
     runtime = ScriptedRuntime(settings, backend, ready=False)
-    with TestClient(create_app(settings, runtime=runtime)) as client:
+    with TestClient(scripted_app(settings, runtime=runtime)) as client:
         health = client.get("/health")
         assert health.status_code == 503
         assert health.json()["status"] == "loading"

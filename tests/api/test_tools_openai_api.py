@@ -10,10 +10,9 @@ from typing import Any
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from scripted import ScriptedBackend, ScriptedRuntime
+from scripted import scripted_app
 from tool_scripted import ToolBackend, openai_sdk
 
-from hybrid.api.app import create_app
 from hybrid.generation import Message, ToolCall, ToolCallDelta, ToolChoice, ToolSpec
 from hybrid.settings import Settings
 
@@ -198,7 +197,7 @@ def test_a_tool_message_must_name_its_call(client: TestClient) -> None:
 def plain_client(settings_for: Callable[..., Settings]) -> Iterator[TestClient]:
     """No cloud provider, and a local model without tool support."""
     settings = settings_for(**{"probe.measure_bandwidth": False})
-    app = create_app(settings, runtime=ScriptedRuntime(settings, ScriptedBackend()))
+    app = scripted_app(settings)
     with TestClient(app) as test_client:
         yield test_client
 

@@ -54,6 +54,8 @@ def start_server(
         log = tmp_path_factory.mktemp("server") / "server.log"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_")} | {
             "HYBRID_HOME": str(hybrid_home),
+            # What else runs on the machine running the tests must not decide routes.
+            "HYBRID_ROUTING__CAPACITY__MAX_OTHER_CPU_PERCENT": "100",
             **(env or {}),
         }
         with log.open("wb") as output:  # the child keeps its own copy of the descriptor

@@ -26,12 +26,11 @@ from conftest import RunningServer, free_port
 from fake_cloud import FakeCloud
 from fake_cloud_tools import ScriptedCall, ToolScript
 
-from hybrid.api.app import create_app
 from hybrid.settings import load_settings
 
 # The scripted local model lives beside the API tests; that folder has no __init__.py.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from scripted import ScriptedBackend, ScriptedRuntime
+from scripted import scripted_app
 
 WEATHER = {"city": "Paris"}
 OPENAI_TOOLS: list[Any] = [
@@ -84,7 +83,7 @@ def hybrid_url(cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory) -> It
     }
     cli = {"probe.measure_bandwidth": False}
     settings = load_settings(environ=environ, dotenv_file=None, cli=cli).settings
-    app = create_app(settings, runtime=ScriptedRuntime(settings, ScriptedBackend()))
+    app = scripted_app(settings)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none")

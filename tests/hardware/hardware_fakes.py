@@ -1,8 +1,10 @@
-"""Builders for the snapshots, GPUs and model footprints the hardware tests plan against."""
+"""Builders for the snapshots, GPUs and model footprints the hardware tests plan against, and
+fake sources for a :class:`HardwareProbe` (:func:`idle_probe`: a quiet machine for API tests)."""
 
 from __future__ import annotations
 
 from hybrid.hardware.plan import ModelFootprint
+from hybrid.hardware.probe import HardwareProbe
 from hybrid.hardware.snapshot import (
     CpuInfo,
     GpuInfo,
@@ -92,4 +94,80 @@ def build_model(
         other_bytes=other_bytes,
         kv_bytes_per_token=kv_bytes_per_token,
         context_length=context_length,
+    )
+
+
+CPU = CpuInfo(
+    model="Fake CPU",
+    arch="x86_64",
+    physical_cores=4,
+    logical_cores=8,
+    features=("AVX2",),
+    load_percent=30.0,
+)
+
+
+class FakeCpu:
+    """CPU facts of :data:`CPU` and a fixed live load."""
+
+    def __init__(self, load_percent: float = 55.0) -> None:
+        self.live_reads = 0
+        self._load_percent = load_percent
+
+    def read(self) -> CpuInfo:
+        return CPU
+
+    def load_percent(self) -> float:
+        self.live_reads += 1
+        return self._load_percent
+
+
+class FakeMemory:
+    def __init__(self, info: MemoryInfo) -> None:
+        self.info = info
+
+    def read(self) -> MemoryInfo:
+        return self.info
+
+
+class FakeGpus:
+    def __init__(self, *gpus: GpuInfo) -> None:
+        self.gpus = gpus
+
+    def read(self) -> tuple[GpuInfo, ...]:
+        return self.gpus
+
+
+class FakePower:
+    def __init__(self, info: PowerInfo) -> None:
+        self.info = info
+
+    def read(self) -> PowerInfo:
+        return self.info
+
+
+def idle_probe() -> HardwareProbe:
+    """A probe of a quiet 4-core machine with 16 GiB free: no other program loads it.
+
+    Tests that route requests use it, so that what else runs on the machine that runs the
+    tests never reaches the capacity policy.
+    """
+    free = MemoryInfo(
+        total_bytes=16 * GIB,
+        available_bytes=16 * GIB,
+        swap_total_bytes=0,
+        swap_free_bytes=0,
+        cgroup_limit_bytes=None,
+        cgroup_usage_bytes=None,
+    )
+    return HardwareProbe(
+        cpu=FakeCpu(load_percent=0.0),
+        memory=FakeMemory(free),
+        gpus=(),
+        power=FakePower(PowerInfo(battery_percent=None, on_battery=None)),
+        gpu_offload_supported=lambda: False,
+        bandwidth_cache=None,
+        measure_bandwidth=lambda cpu, memory: 25e9,
+        clock=lambda: 1_700_000_000.0,
+        process_cpu=lambda: 0.0,
     )

@@ -7,56 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hardware_fakes import GIB, build_gpu
+from hardware_fakes import CPU, GIB, FakeCpu, FakeGpus, FakeMemory, FakePower, build_gpu
 
 from hybrid.hardware.bandwidth import BandwidthCache, bandwidth_cache_key
 from hybrid.hardware.probe import HardwareProbe
-from hybrid.hardware.snapshot import CpuInfo, GpuInfo, MemoryInfo, PowerInfo
-
-CPU = CpuInfo(
-    model="Fake CPU",
-    arch="x86_64",
-    physical_cores=4,
-    logical_cores=8,
-    features=("AVX2",),
-    load_percent=30.0,
-)
-
-
-class FakeCpu:
-    def __init__(self) -> None:
-        self.live_reads = 0
-
-    def read(self) -> CpuInfo:
-        return CPU
-
-    def load_percent(self) -> float:
-        self.live_reads += 1
-        return 55.0
-
-
-class FakeMemory:
-    def __init__(self, info: MemoryInfo) -> None:
-        self.info = info
-
-    def read(self) -> MemoryInfo:
-        return self.info
-
-
-class FakeGpus:
-    def __init__(self, *gpus: GpuInfo) -> None:
-        self.gpus = gpus
-
-    def read(self) -> tuple[GpuInfo, ...]:
-        return self.gpus
-
-
-class FakePower:
-    def __init__(self, info: PowerInfo) -> None:
-        self.info = info
-
-    def read(self) -> PowerInfo:
-        return self.info
+from hybrid.hardware.snapshot import CpuInfo, MemoryInfo, PowerInfo
 
 
 def memory(
