@@ -17,11 +17,12 @@ the estimators of llama.cpp's ``--fit`` and Ollama:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hybrid.errors import ConfigError
-from hybrid.hardware.snapshot import GpuInfo, HardwareSnapshot
+from hybrid.hardware.snapshot import CpuInfo, GpuInfo, HardwareSnapshot
 
 if TYPE_CHECKING:
     from hybrid.settings import LocalSettings
@@ -43,9 +44,13 @@ DECODE_EFFICIENCY = 0.6
 MIN_CTX = 512
 CTX_STEP = 256
 
-# From this many physical cores up, one is left for the HTTP server, the TUI and the OS: with
-# fewer, one core less costs more decode speed than the contention it avoids.
-THREAD_HEADROOM_FROM = 6
+# A core counts as busy from 0.75 of it up (0.2 s of sampling reads an idle machine at 5-25 %).
+BUSY_ROUNDING = 0.25
+
+# llama.cpp's decode threads wait for each other at every layer: one thread that shares its core
+# with another program stalls them all.  Measured on 2 cores with one kept busy: 2 threads decoded
+# 13 tok/s, 1 thread 55 tok/s.  So one core is always left for the server, the client and the OS,
+# and cores that other programs keep busy when the model loads are left to them too.
 
 
 @dataclass(frozen=True)
@@ -105,15 +110,27 @@ def ram_margin(usable_total_bytes: int) -> int:
     return max(256 * MIB, usable_total_bytes // 20)
 
 
-def derive_threads(physical_cores: int) -> int:
-    """Threads for llama.cpp: every physical core below 6, one fewer from 6 up.
+def busy_cores(cpu: CpuInfo) -> float:
+    """Cores that other programs kept busy while the snapshot was taken.
+
+    ``load_percent`` is the share of all logical CPUs in use.  Each busy logical CPU is counted
+    as a whole physical core: a decode thread beside a busy hyperthread runs at half speed.
+    """
+    busy = cpu.load_percent / 100.0 * max(cpu.logical_cores, cpu.physical_cores)
+    return max(0.0, min(float(cpu.physical_cores), busy))
+
+
+def derive_threads(physical_cores: int, busy: float = 0.0) -> int:
+    """Threads for llama.cpp: the physical cores less one, less those other programs keep busy.
 
     Hyperthreads are not counted: decode is memory-bound and two threads on one core only
-    fight over it.
+    fight over it.  At least one thread.
+
+    Args:
+        physical_cores: Physical cores of the machine (after any container limit).
+        busy: Cores other programs keep busy (:func:`busy_cores`).
     """
-    if physical_cores >= THREAD_HEADROOM_FROM:
-        return physical_cores - 1
-    return max(1, physical_cores)
+    return max(1, physical_cores - 1 - math.floor(busy + BUSY_ROUNDING))
 
 
 @dataclass(frozen=True)
@@ -263,7 +280,8 @@ def plan_for(
 
     Derived values:
 
-    * ``n_threads``: :func:`derive_threads` of the physical cores.
+    * ``n_threads``: :func:`derive_threads` of the physical cores and the cores other programs
+      keep busy (:func:`busy_cores` of the snapshot's load).
     * ``n_gpu_layers``: 0 unless the llama.cpp build can offload and a GPU exists; then, last
       block first, every block whose weights and KV share still fit in free VRAM less
       :func:`vram_margin` and a compute buffer, spilling onto further GPUs; the output head
@@ -356,15 +374,31 @@ def plan_for(
 
 
 def _threads(snapshot: HardwareSnapshot, explicit: int | None, notes: list[str]) -> int:
-    physical = snapshot.cpu.physical_cores
+    cpu = snapshot.cpu
+    physical = cpu.physical_cores
     if explicit is not None:
         notes.append(f"n_threads {explicit} set explicitly ({physical} physical cores)")
+        if explicit >= physical > 1:
+            notes.append(
+                f"n_threads {explicit} leaves no core free: decode slows sharply whenever "
+                "another program or the server needs a core"
+            )
         return explicit
-    threads = derive_threads(physical)
-    if threads < physical:
-        notes.append(
-            f"n_threads {threads}: {physical} physical cores, one left for the server and the OS"
+    busy = busy_cores(cpu)
+    threads = derive_threads(physical, busy)
+    if physical == 1:
+        return threads
+    why = f"n_threads {threads}: {physical} physical cores, one left for the server and the OS"
+    others = physical - 1 - threads
+    if others > 0:
+        why += (
+            f", {others} more for other programs ({cpu.load_percent:.0f} % CPU load when the "
+            "model was planned)"
         )
+    notes.append(
+        f"{why}; llama.cpp's threads wait for each other, so one that shares a core with "
+        "another program slows every token"
+    )
     return threads
 
 

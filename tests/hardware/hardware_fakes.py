@@ -20,6 +20,7 @@ GIB = 1024**3
 def build_snapshot(
     *,
     physical_cores: int = 8,
+    load_percent: float = 2.0,
     total: int = 32 * GIB,
     available: int = 24 * GIB,
     cgroup_limit: int | None = None,
@@ -36,7 +37,7 @@ def build_snapshot(
             physical_cores=physical_cores,
             logical_cores=physical_cores * 2,
             features=("AVX", "AVX2", "FMA"),
-            load_percent=12.0,
+            load_percent=load_percent,
         ),
         memory=MemoryInfo(
             total_bytes=total,

@@ -9,6 +9,7 @@ from hybrid.errors import ConfigError
 from hybrid.hardware.plan import (
     COMPUTE_BUFFER_BYTES,
     DECODE_EFFICIENCY,
+    busy_cores,
     derive_threads,
     plan_for,
 )
@@ -262,11 +263,49 @@ def test_no_measured_bandwidth_means_no_prediction() -> None:
 
 
 @pytest.mark.parametrize(
-    ("physical", "threads"), [(1, 1), (2, 2), (4, 4), (5, 5), (6, 5), (16, 15)]
+    ("physical", "threads"), [(1, 1), (2, 1), (4, 3), (5, 4), (6, 5), (16, 15)]
 )
-def test_thread_rule_keeps_a_core_free_from_six_up(physical: int, threads: int) -> None:
+def test_an_idle_machine_keeps_one_core_free(physical: int, threads: int) -> None:
     assert derive_threads(physical) == threads
     assert plan_for(build_snapshot(physical_cores=physical), build_model()).n_threads == threads
+
+
+@pytest.mark.parametrize(
+    ("physical", "load_percent", "threads"),
+    [
+        (2, 50.0, 1),  # one of two cores busy: one thread (2 threads decode 4x slower there)
+        (8, 12.5, 5),  # 2 of 16 hyperthreads busy: counted as 2 cores
+        (8, 50.0, 1),  # 8 of 16 hyperthreads busy
+        (8, 4.0, 7),  # background noise, under 3/4 of a core
+        (16, 25.0, 7),
+    ],
+)
+def test_cores_other_programs_keep_busy_are_left_to_them(
+    physical: int, load_percent: float, threads: int
+) -> None:
+    snapshot = build_snapshot(physical_cores=physical, load_percent=load_percent)
+    plan = plan_for(snapshot, build_model())
+
+    assert plan.n_threads == threads
+    assert derive_threads(physical, busy_cores(snapshot.cpu)) == threads
+
+
+def test_probe_says_why_threads_are_fewer_than_cores() -> None:
+    busy = plan_for(build_snapshot(physical_cores=8, load_percent=25.0), build_model())
+    idle = plan_for(build_snapshot(physical_cores=2), build_model())
+
+    [busy_note] = [note for note in busy.notes if note.startswith("n_threads")]
+    assert busy_note.startswith("n_threads 3: 8 physical cores, one left for the server and the OS")
+    assert "4 more for other programs (25 % CPU load" in busy_note
+    [idle_note] = [note for note in idle.notes if note.startswith("n_threads")]
+    assert "one left for the server" in idle_note and "another program" in idle_note
+
+
+def test_explicit_threads_on_every_core_are_warned_about() -> None:
+    plan = plan_for(build_snapshot(physical_cores=2), build_model(), n_threads=2)
+
+    assert plan.n_threads == 2
+    assert any("leaves no core free" in note for note in plan.notes)
 
 
 @pytest.mark.parametrize("field", ["n_ctx", "n_threads", "max_ctx"])
