@@ -7,8 +7,11 @@ HybridError
 ├── ServeError                  the server cannot start (its address is taken, ...)
 ├── InvalidRequestError         a request hybrid understood but cannot honour (n > 1, ...)
 ├── LedgerError                 the ledger file cannot be opened, migrated, written or read
+├── CalibrationRejectedError    a calibration fit is too uncertain, or worse than prompt
+│                               length, to replace the calibration in use (it is not saved)
 ├── RoutingError                no backend can take the request
 │   ├── ModelNotFoundError      the model name is neither local, an alias, nor a cloud model
+│   │                           (or only its provider's API knows it, and that has no key)
 │   ├── NoRouteError            every candidate failed or none exists (names each failure)
 │   ├── PrivateDataError        private data stays local, and the local model cannot answer
 │   └── BudgetExceededError     a cloud spend cap is reached, and the local model cannot answer
@@ -71,6 +74,12 @@ class InvalidRequestError(HybridError):
 
 class LedgerError(HybridError):
     """The ledger file cannot be opened, migrated, written or read (the message names it)."""
+
+
+class CalibrationRejectedError(HybridError):
+    """``hybrid calibrate`` fitted a model it will not save: the held-out sample is too small
+    to trust, or the fit ranks prompts worse than their length.  The calibration in use is
+    left as it was; the message says which it is and how to run again."""
 
 
 class BackendError(HybridError):
@@ -227,20 +236,56 @@ class PrivateDataError(RoutingError):
 
 
 class ModelNotFoundError(RoutingError):
-    """The requested model is neither the local model, an alias, nor a configured cloud model.
+    """The requested model is neither the local model, an alias, nor a cloud model; or it is
+    a name only its provider's API knows (``gpt-4``), and that provider has no key.
 
     Attributes:
         model: The name asked for.
         available: The names that would have worked.
+        provider: The provider that serves the name but has no key, when that is why.
     """
 
-    def __init__(self, model: str, available: list[str]) -> None:
+    def __init__(
+        self,
+        model: str,
+        available: list[str],
+        *,
+        provider: str | None = None,
+        label: str | None = None,
+        key_variable: str | None = None,
+    ) -> None:
+        """Build the error.
+
+        Args:
+            model: The name asked for.
+            available: The names that would have worked.
+            provider: The provider that serves the name but has no key, when that is why.
+            label: That provider's name as people write it (``OpenAI``).
+            key_variable: The environment variable its key comes from.
+        """
         self.model = model
         self.available = available
-        super().__init__(
-            f"the model {model!r} does not exist here; available: {', '.join(available)}. "
-            f"Use one of those, or declare a provider that serves it in the config file."
-        )
+        self.provider = provider
+        if provider is None:
+            message = (
+                f"the model {model!r} does not exist here; available: {', '.join(available)}. "
+                f"Use one of those, or declare a provider that serves it in the config file."
+            )
+        else:
+            label = label or provider
+            article = "an" if label[:1].lower() in "aeiou" else "a"
+            fix = f"set {key_variable}" if key_variable else f"give {provider} its key"
+            message = (
+                f"{model} is {article} {label} model but no {label} key is set; {fix} and "
+                f"restart hybrid, or ask for 'hybrid' or 'local' to have the local model "
+                f"answer. Available now: {', '.join(available)}."
+            )
+        super().__init__(message)
+
+    @property
+    def cause(self) -> str | None:
+        """A reason code for why the name is not served (``openai:no_key``), when known."""
+        return f"{self.provider}:no_key" if self.provider is not None else None
 
 
 class NoRouteError(RoutingError):

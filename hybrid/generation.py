@@ -231,10 +231,22 @@ class ToolCallDelta:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts for one request."""
+    """Token counts for one request.
+
+    Attributes:
+        prompt_tokens: Every input token, those read from or written to a provider's prompt
+            cache included.
+        completion_tokens: Output tokens.
+        cache_read_tokens: Of ``prompt_tokens``, those the provider read from its prompt cache
+            (OpenAI's ``cached_tokens``, Anthropic's ``cache_read_input_tokens``).
+        cache_write_tokens: Of ``prompt_tokens``, those the provider wrote to its prompt cache
+            (Anthropic's ``cache_creation_input_tokens``; OpenAI does not report them).
+    """
 
     prompt_tokens: int
     completion_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -36,6 +36,7 @@ from pydantic_settings import (
 from hybrid.settings_cloud import ECOSYSTEM_VARIABLES, CloudSettings
 from hybrid.settings_ledger import BudgetSettings, EnergySettings, LedgerSettings, PricingSettings
 from hybrid.settings_routing import RoutingSettings
+from hybrid.settings_server import ServerSettings
 from hybrid.settings_sources import (
     Layer,
     ProvidedValue,
@@ -55,44 +56,6 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 _APP_NAME = "hybrid"
 _ENV_PREFIX = "HYBRID_"
 _ENV_NESTED_DELIMITER = "__"
-
-
-class ServerSettings(BaseModel):
-    """The OpenAI-compatible HTTP server that ``hybrid serve`` runs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = Field(
-        default="127.0.0.1",
-        description="Address to listen on; 127.0.0.1 keeps the server private to this machine.",
-    )
-    port: int = Field(
-        default=8642,
-        ge=1,
-        le=65535,
-        description=(
-            "TCP port to listen on. The default 8642 clashes with none of Ollama (11434), "
-            "llama.cpp's server (8080), LM Studio (1234) or LiteLLM (4000)."
-        ),
-    )
-    max_body_bytes: int = Field(
-        default=4 * 1024 * 1024,
-        ge=1024,
-        description="Largest request body accepted, in bytes; larger requests get HTTP 413.",
-    )
-    api_key: SecretStr | None = Field(
-        default=None,
-        description=(
-            "Key clients must send (Authorization: Bearer or x-api-key) on every endpoint but "
-            "/health; required to listen beyond loopback."
-        ),
-    )
-    shutdown_timeout_s: int = Field(
-        default=10,
-        ge=0,
-        description="On SIGINT/SIGTERM, seconds in-flight requests get to finish before they "
-        "are cancelled.",
-    )
 
 
 class LocalSettings(BaseModel):

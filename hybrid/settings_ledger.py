@@ -80,7 +80,17 @@ class PriceOverride(BaseModel):
     output: Usd = Field(description="USD per 1M output (completion) tokens.")
     cached_input: Usd | None = Field(
         default=None,
-        description="USD per 1M cached input tokens; unset bills them at the input price.",
+        description=(
+            "USD per 1M input tokens read from the provider's prompt cache; unset: a request "
+            "that read cached tokens is recorded as unpriced."
+        ),
+    )
+    cache_write: Usd | None = Field(
+        default=None,
+        description=(
+            "USD per 1M input tokens written to the provider's prompt cache (Anthropic); "
+            "unset: a request that wrote to the cache is recorded as unpriced."
+        ),
     )
 
 

@@ -15,7 +15,7 @@ It compares four routers, each escalating the requests it scores highest first:
 
 and reports AUROC (score vs "local answer wrong"), APGR, CPT(50%), CPT(80%) and the cloud share
 needed for 95 % of all-cloud quality (cloud answers count as right), the quality-vs-escalated
-curve (PNG), a per-category table, the same figures over several re-drawn splits, and the
+curve (SVG), a per-category table, the same figures over several re-drawn splits, and the
 feature extraction time.
 
 Usage:
@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import svg_chart
+from svg_chart import Series
 
 from hybrid.cli.calibrate import (
     DEFAULT_HELD_OUT,
@@ -47,7 +49,7 @@ from hybrid.cli.calibrate import (
     ProgressBar,
 )
 from hybrid.generation import Message
-from hybrid.routing.calibration.fitting import Calibration, calibrate
+from hybrid.routing.calibration.fitting import Calibration, calibrate, prompt_length
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import RoutingCurve, auroc, routing_curve
@@ -110,7 +112,7 @@ def main() -> int:
     timing = feature_timing()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    plot_path = args.out / "router-eval.png"
+    plot_path = args.out / "router-eval.svg"
     write_plot(routers, calibration, plot_path)
     report = render_report(
         calibration=calibration,
@@ -176,10 +178,6 @@ async def _run_model(
         return answers
     finally:
         await runtime.close()
-
-
-def prompt_length(item: CalibrationItem) -> float:
-    return float(sum(len(m.content) for m in item.messages))
 
 
 def evaluate_routers(calibration: Calibration) -> list[RouterResult]:
@@ -309,57 +307,67 @@ def category_table(calibration: Calibration) -> str:
 
 
 def write_plot(routers: list[RouterResult], calibration: Calibration, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Write the quality and PGR curves of every router as an SVG figure."""
     styles = {
-        "calibrated": ("tab:blue", "-"),
-        "random": ("tab:gray", "--"),
-        "length": ("tab:orange", "-."),
-        "oracle": ("tab:green", ":"),
+        "calibrated": ("#1f77b4", "-"),
+        "random": ("#7f7f7f", "--"),
+        "length": ("#ff7f0e", "-."),
+        "oracle": ("#2ca02c", ":"),
     }
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for router in routers:
-        colour, style = styles[router.name]
-        label = f"{router.name} (APGR {router.apgr:.2f})"
-        left.plot(router.curve.shares * 100, router.curve.quality, style, color=colour, label=label)
+    quality = [
+        Series(
+            f"{router.name} (APGR {router.apgr:.2f})",
+            list(router.curve.shares * 100),
+            list(router.curve.quality),
+            *styles[router.name],
+        )
+        for router in routers
+    ]
     threshold = calibration.model.threshold
     share = float((calibration.held_out_scores > threshold).mean())
     calibrated = next(r for r in routers if r.name == "calibrated")
-    left.plot(
-        [share * 100],
-        [calibrated.curve.quality_at(share)],
-        "o",
-        color="tab:blue",
-        label=f"default threshold {threshold:.2f}",
-    )
-    left.axhline(QUALITY_TARGET, color="black", linewidth=0.6, alpha=0.5)
-    left.set_xlabel("requests escalated to the cloud (%)")
-    left.set_ylabel("quality (share answered right)")
-    left.set_title("Quality vs. escalation, held-out items")
-    left.legend(loc="lower right", fontsize=8)
-    left.grid(alpha=0.3)
-
-    for router in routers:
-        if router.name == "random":
-            continue
-        colour, style = styles[router.name]
-        right.plot(
-            router.curve.shares * 100, router.curve.pgr(), style, color=colour, label=router.name
+    quality.append(
+        Series(
+            f"default threshold {threshold:.2f}",
+            [share * 100],
+            [calibrated.curve.quality_at(share)],
+            styles["calibrated"][0],
+            dots=True,
         )
-    right.plot([0, 100], [0, 1], "--", color="tab:gray", label="random")
-    for level in (0.5, 0.8):
-        right.axhline(level, color="black", linewidth=0.6, alpha=0.4)
-    right.set_xlabel("requests escalated to the cloud (%)")
-    right.set_ylabel("performance gap recovered (PGR)")
-    right.set_title("PGR; CPT(x) is where a curve crosses x")
-    right.legend(loc="lower right", fontsize=8)
-    right.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    )
+    pgr = [
+        Series(
+            router.name,
+            list(router.curve.shares * 100),
+            list(router.curve.pgr()),
+            *styles[router.name],
+        )
+        for router in routers
+        if router.name != "random"
+    ]
+    pgr.append(Series("random", [0, 100], [0, 1], *styles["random"]))
+    escalated = "requests escalated to the cloud (%)"
+    figure = svg_chart.render(
+        [
+            svg_chart.Panel(
+                "Quality vs. escalation, held-out items",
+                escalated,
+                "quality (share answered right)",
+                quality,
+                x_range=(0, 100),
+                hlines=[QUALITY_TARGET],
+            ),
+            svg_chart.Panel(
+                "PGR; CPT(x) is where a curve crosses x",
+                escalated,
+                "performance gap recovered (PGR)",
+                pgr,
+                x_range=(0, 100),
+                hlines=[0.5, 0.8],
+            ),
+        ]
+    )
+    path.write_text(figure, encoding="utf-8")
 
 
 def render_report(

@@ -453,12 +453,12 @@ def test_list_from_env_is_json(isolated: Path) -> None:
 
 
 def test_api_key_is_a_secret(isolated: Path) -> None:
-    settings = load(isolated, environ={"HYBRID_SERVER__API_KEY": "sekrit-value"}).settings
+    settings = load(isolated, environ={"HYBRID_SERVER__API_KEY": "sekrit-value-0123456"}).settings
 
     assert settings.server.api_key is not None
-    assert settings.server.api_key.get_secret_value() == "sekrit-value"
-    assert "sekrit-value" not in repr(settings)
-    assert "sekrit-value" not in str(settings)
+    assert settings.server.api_key.get_secret_value() == "sekrit-value-0123456"
+    assert "sekrit-value-0123456" not in repr(settings)
+    assert "sekrit-value-0123456" not in str(settings)
 
 
 def test_settings_are_immutable(isolated: Path) -> None:

@@ -11,8 +11,11 @@ watches the events as they pass (first token, text, usage) and writes the record
 - when the client goes away first (status ``cancelled``): what was generated counts, from the
   local tokenizer when the provider never reported usage.
 
-A request that fails before any answer starts (no route, private data, a full queue) gets a
-record too, with status ``error``.
+A request that fails before any answer starts gets a record too.  One turned away before any
+model ran (an invalid request, an unknown model, a full queue, a model still loading, private
+data with nowhere to go, a spend cap) is ``refused``, with route ``none``: it is neither a
+local nor a cloud answer, and has no tokens or costs.  One whose cloud targets all failed is a
+cloud ``error``; one the local model failed to start is a local ``error``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,18 @@ from hybrid.api.errors import wire_error
 from hybrid.api.events import EventBus
 from hybrid.api.metrics import Metrics
 from hybrid.backend import Generation, close_events
-from hybrid.errors import BudgetExceededError, HybridError, NoRouteError, ProviderError
+from hybrid.errors import (
+    BudgetExceededError,
+    ContextLengthExceededError,
+    HybridError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    NoRouteError,
+    PrivateDataError,
+    ProviderError,
+    QueueFullError,
+)
 from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
@@ -37,12 +51,23 @@ from hybrid.generation import (
     ToolCallDelta,
 )
 from hybrid.ledger.budget import Budget
-from hybrid.ledger.costing import Costing, Costs
-from hybrid.ledger.record import LedgerRecord, VerdictRecord
+from hybrid.ledger.costing import NOTHING, Costing, Costs
+from hybrid.ledger.record import Decided, LedgerRecord, VerdictRecord
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.dispatcher import Answer
 
 log = logging.getLogger("hybrid.ledger")
+
+# What turns a request away before any model runs: it is recorded as refused.
+_REFUSALS = (
+    InvalidRequestError,
+    ContextLengthExceededError,
+    ModelNotFoundError,
+    QueueFullError,
+    ModelNotReadyError,
+    PrivateDataError,
+    BudgetExceededError,
+)
 
 Api = Literal["openai", "anthropic"]
 
@@ -169,6 +194,7 @@ class Accountant:
                     cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0)
                 ),
                 leg="cascade_local",
+                decided=answer.decided,
             )
             await self.commit(record)
         if answer.route == "local":
@@ -177,26 +203,36 @@ class Accountant:
         return dataclasses.replace(answer, generation=recorded)
 
     async def failed(self, ticket: Ticket, request: GenerationRequest, error: HybridError) -> None:
-        """Record a request that failed before any answer started."""
+        """Record a request that failed before any answer started (see the module docstring)."""
         ticket.recorded = True
-        # Cloud failures (every target failed, a rejected request, the budget) are the cloud's.
-        cloud = isinstance(error, NoRouteError | ProviderError | BudgetExceededError)
         wire = wire_error(error)
+        route: Literal["local", "cloud", "none"] = "local"
+        status: Literal["error", "refused"] = "error"
+        prompt_tokens = 0
+        if isinstance(error, _REFUSALS):
+            # No model read the prompt: not even tokenized, so a storm of 429s stays cheap.
+            route, status = "none", "refused"
+        else:
+            # Cloud failures (every target failed, a rejected request) are the cloud's.
+            if isinstance(error, NoRouteError | ProviderError):
+                route = "cloud"
+            prompt_tokens = self._count_tokens(_prompt_text(request))
         record = self._record(
             ticket,
-            route="cloud" if cloud else "local",
-            reasons=(f"error:{wire.code or wire.type}",),
+            route=route,
+            reasons=wire.reasons,
             verdicts=(),
             score=None,
             model="none",
             provider="none",
-            prompt_tokens=self._count_tokens(_prompt_text(request)),
+            prompt_tokens=prompt_tokens,
             completion_tokens=0,
-            tokens_estimated=True,
+            tokens_estimated=status == "error",
             ttft_s=None,
-            status="error",
+            status=status,
             error=str(error),
-            costs=Costs(0.0, None, None, 0.0, 0.0, True),
+            costs=NOTHING,
+            decided=None,
         )
         await self.commit(record)
 
@@ -214,6 +250,9 @@ class Accountant:
     ) -> LedgerRecord:
         """Build the record of an answer that ended (how is ``status``)."""
         prompt_tokens, completion_tokens, estimated = self._tokens(request, seen)
+        usage = seen.done.usage if seen.done is not None and not estimated else None
+        cache_read_tokens = usage.cache_read_tokens if usage is not None else 0
+        cache_write_tokens = usage.cache_write_tokens if usage is not None else 0
         provider = "local" if answer.route == "local" else answer.model.split("/", 1)[0]
         if answer.route == "local":
             gpu_joules = gpu_seconds = None
@@ -231,7 +270,13 @@ class Accountant:
                 gpu_seconds=gpu_seconds,
             )
         else:
-            costs = self._costing.for_cloud(answer.model, prompt_tokens, completion_tokens)
+            costs = self._costing.for_cloud(
+                answer.model,
+                prompt_tokens,
+                completion_tokens,
+                cache_read_tokens,
+                cache_write_tokens,
+            )
         reasons = tuple(answer.reason.split(";"))
         return self._record(
             ticket,
@@ -249,6 +294,9 @@ class Accountant:
             error=error,
             costs=costs,
             leg="cascade_cloud" if answer.discarded is not None else None,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            decided=answer.decided,
         )
 
     def _tokens(self, request: GenerationRequest, seen: _Seen) -> tuple[int, int, bool]:
@@ -267,7 +315,7 @@ class Accountant:
         self,
         ticket: Ticket,
         *,
-        route: Literal["local", "cloud"],
+        route: Literal["local", "cloud", "none"],
         reasons: tuple[str, ...],
         verdicts: tuple[VerdictRecord, ...],
         score: float | None,
@@ -277,10 +325,13 @@ class Accountant:
         completion_tokens: int,
         tokens_estimated: bool,
         ttft_s: float | None,
-        status: Literal["ok", "error", "cancelled"],
+        status: Literal["ok", "error", "cancelled", "refused"],
         error: str | None,
         costs: Costs,
         leg: Literal["cascade_local", "cascade_cloud"] | None = None,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        decided: Decided | None,
     ) -> LedgerRecord:
         return LedgerRecord(
             id=ticket.id,
@@ -301,6 +352,9 @@ class Accountant:
             status=status,
             error=error,
             leg=leg,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            decided=decided,
             **costs.fields(),
         )
 

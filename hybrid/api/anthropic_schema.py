@@ -4,18 +4,21 @@ Unknown fields are tolerated (``extra="allow"``): the Anthropic SDK and tools su
 add fields over time, and a drop-in endpoint must not reject them.  Content blocks are read
 loosely here (any ``type``, every block's fields optional) so that a block hybrid cannot read
 gets a 400 naming that block from :mod:`hybrid.api.anthropic_wire`, rather than a
-union-validation error about strings.
+union-validation error about strings.  Known fields are strict: ``"stream": "yes"`` is a 400,
+not ``True``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from hybrid.api.json_schema import check_tool_schema
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class ContentBlockIn(_Open):
@@ -66,7 +69,7 @@ class ToolIn(_Open):
 
     name: str = Field(min_length=1)
     description: str | None = None
-    input_schema: dict[str, Any] | None = None
+    input_schema: Annotated[dict[str, Any], AfterValidator(check_tool_schema)] | None = None
     type: str | None = None
 
 

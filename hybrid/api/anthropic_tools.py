@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic_core import from_json
+
 from hybrid.api.anthropic_schema import ContentBlockIn, MessagesRequest
 from hybrid.errors import GenerationError, InvalidRequestError
 from hybrid.generation import Message, ToolCall, ToolChoice, ToolSpec
@@ -152,7 +154,8 @@ def tool_input(call: ToolCall) -> dict[str, Any]:
         GenerationError: The arguments are not a JSON object.
     """
     try:
-        value = json.loads(call.arguments)
+        # pydantic's parser: arguments nested too deep for json.loads are a ValueError here.
+        value = from_json(call.arguments)
     except ValueError:
         value = None
     if not isinstance(value, dict):

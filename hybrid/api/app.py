@@ -18,11 +18,13 @@ from fastapi import FastAPI
 from hybrid import __version__
 from hybrid.api.accounting import Accountant
 from hybrid.api.anthropic_schema import MessagesRequest
+from hybrid.api.browsers import AllowedHosts, AllowedOrigins
 from hybrid.api.direct import DirectRoute, DirectRoutes
 from hybrid.api.errors import install_error_handlers
 from hybrid.api.events import EventBus, hardware_event
 from hybrid.api.metrics import Metrics
 from hybrid.api.middleware import HybridMiddleware
+from hybrid.api.openapi import document_errors
 from hybrid.api.routes import admin, chat, completions, messages, meta
 from hybrid.api.schema import ChatCompletionRequest, CompletionRequest
 from hybrid.api.state import AppState
@@ -129,6 +131,7 @@ def create_app(
         ledger=ledger,
         bus=bus,
         metrics=metrics,
+        calibration=calibrated,
     )
 
     @contextlib.asynccontextmanager
@@ -163,6 +166,7 @@ def create_app(
     )
     app.state.hybrid = state
     install_error_handlers(app)
+    document_errors(app)
     app.include_router(chat.router)
     app.include_router(completions.router)
     app.include_router(messages.router)
@@ -182,5 +186,8 @@ def create_app(
         model_id=lambda: local.model_id,
         max_body_bytes=settings.server.max_body_bytes,
         api_key=settings.server.api_key,
+        allowed_hosts=AllowedHosts.of(settings.server.allowed_hosts, settings.server.host),
+        allowed_origins=AllowedOrigins.of(settings.server.allowed_origins),
+        body_timeout_s=settings.server.body_timeout_s,
     )
     return app

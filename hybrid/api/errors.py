@@ -46,7 +46,9 @@ _ANTHROPIC_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "invalid_request_error",
     413: "request_too_large",
+    415: "invalid_request_error",
     429: "rate_limit_error",
     503: "overloaded_error",
 }
@@ -64,6 +66,7 @@ class WireError:
         param: The request field at fault, when there is one.
         retry_after_s: Seconds to wait before retrying (``Retry-After``), when known.
         should_retry: Whether a retry can help (``x-should-retry``), when hybrid knows.
+        cause: A reason code for what caused the error (``openai:no_key``), when known.
     """
 
     status: int
@@ -73,6 +76,13 @@ class WireError:
     param: str | None = None
     retry_after_s: float | None = None
     should_retry: bool | None = None
+    cause: str | None = None
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """The reason codes of the error: ``error:<code>``, then its cause when known."""
+        reason = f"error:{self.code or self.type}"
+        return (reason, self.cause) if self.cause is not None else (reason,)
 
     def body(self, shape: ApiShape = "openai") -> dict[str, Any]:
         """The error object in OpenAI's or Anthropic's shape."""
@@ -90,7 +100,7 @@ class WireError:
 
     def headers(self) -> dict[str, str]:
         """``Retry-After`` and ``x-should-retry`` when they apply, and the error as the reason."""
-        headers = {"X-Hybrid-Reason": f"error:{self.code or self.type}"}
+        headers = {"X-Hybrid-Reason": ";".join(self.reasons)}
         if self.retry_after_s is not None:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
         if self.should_retry is not None:
@@ -113,7 +123,9 @@ def wire_error(exc: HybridError) -> WireError:
     if isinstance(exc, InvalidRequestError):
         return WireError(400, message, "invalid_request_error", None, exc.param)
     if isinstance(exc, ModelNotFoundError):
-        return WireError(404, message, "invalid_request_error", "model_not_found", "model")
+        return WireError(
+            404, message, "invalid_request_error", "model_not_found", "model", cause=exc.cause
+        )
     if isinstance(exc, QueueFullError):
         return WireError(
             429, message, "rate_limit_error", "rate_limit_exceeded", retry_after_s=exc.retry_after
@@ -202,7 +214,9 @@ def _validation_error(exc: RequestValidationError) -> WireError:
     errors = exc.errors()
     if not errors:
         return WireError(400, "invalid request body", "invalid_request_error")
-    first = errors[0]
+    # Of a union's branches, the one that got furthest into the value says what is wrong with
+    # it; "is not a string" about a list of content parts does not.
+    first = max(errors, key=lambda error: len(error.get("loc", ())))
     if first.get("type") == "json_invalid":
         detail = first.get("ctx", {}).get("error", "")
         return WireError(
@@ -220,7 +234,10 @@ def _validation_error(exc: RequestValidationError) -> WireError:
         message = f"missing required parameter: {param!r}"
         return WireError(400, message, "invalid_request_error", "missing_required_parameter", param)
     value = first.get("input")
-    message = f"invalid value for {param!r}: {first.get('msg', 'invalid')} (got {value!r:.80})"
+    # A validator's own message, without pydantic's "Value error, " in front of it.
+    reason = first.get("ctx", {}).get("error") if first.get("type") == "value_error" else None
+    message = f"invalid value for {param!r}: {reason or first.get('msg', 'invalid')} "
+    message += f"(got {value!r:.80})"
     return WireError(400, message, "invalid_request_error", "invalid_value", param)
 
 
@@ -229,8 +246,8 @@ def _param_path(loc: list[str]) -> str:
     for part in loc:
         if part.isdigit():
             path += f"[{part}]"
-        elif part in ("str", "list[ContentPart]", "list[str]", "function-after"):
-            continue  # the name of a union branch pydantic tried, not a field
+        elif part in ("str", "function-after") or "[" in part:
+            continue  # the name of a union branch pydantic tried (list[str], ...), not a field
         else:
             path += f".{part}" if path else part
     return path

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from hybrid.local.runtime import LocalRuntime
 
 Event = tuple[str, Mapping[str, Any]]
+CLOSED: Event = ("", {})
+"""The last event a follower gets: the bus is closed and its stream should end."""
 
 # What a new follower is shown of the past (docs/events.md: the snapshot's "recent").
 RECENT_REQUESTS = 50
@@ -38,6 +40,7 @@ class EventBus:
             maxlen=RECENT_REQUESTS
         )
         self._hardware: Mapping[str, Any] | None = None
+        self._closed = False
         self.dropped = 0
 
     @property
@@ -72,14 +75,29 @@ class EventBus:
                 self.dropped += 1
             follower.put_nowait((name, data))
 
+    def close(self) -> None:
+        """End every follower's stream, now and from now on: the server is shutting down.
+
+        Each follower's queue gets :data:`CLOSED` as its last event, so that an open event
+        stream does not hold a graceful shutdown for its whole timeout.
+        """
+        self._closed = True
+        for follower in self._followers:
+            if follower.full():
+                follower.get_nowait()
+            follower.put_nowait(CLOSED)
+
     @contextlib.contextmanager
     def follow(self) -> Iterator[asyncio.Queue[Event]]:
         """Subscribe for the duration of a ``with`` block.
 
         Yields:
-            The queue this follower's events arrive on, in publication order.
+            The queue this follower's events arrive on, in publication order, ending with
+            :data:`CLOSED` once the bus is closed.
         """
         queue: asyncio.Queue[Event] = asyncio.Queue(self._max_queue)
+        if self._closed:
+            queue.put_nowait(CLOSED)
         self._followers.add(queue)
         try:
             yield queue

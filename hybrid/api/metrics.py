@@ -41,7 +41,8 @@ class Metrics:
         r = self.registry
         self._requests = Counter(
             "hybrid_requests",
-            "Requests answered (or failed), by route, model, status and reason kind.",
+            "Requests answered, failed or refused (route none), by route, model, status and "
+            "reason kind.",
             ["route", "model", "status", "reason"],
             registry=r,
         )
@@ -51,7 +52,11 @@ class Metrics:
         # A gauge, not a counter: a local answer that cost more electricity than the cloud
         # would have charged lowers it, as it lowers the ledger's sum.
         self._avoided = Gauge(
-            "hybrid_cost_avoided_usd", "USD that local answers saved, net of energy.", registry=r
+            "hybrid_cost_avoided_usd",
+            "USD the cloud would have charged for the local answers, less their electricity, "
+            "by who decided the route (router, client, mode).",
+            ["decided"],
+            registry=r,
         )
         self._spend = Counter(
             "hybrid_cloud_spend_usd", "USD charged by cloud providers.", ["provider"], registry=r
@@ -107,7 +112,7 @@ class Metrics:
         if record.cloud_cost_usd:
             self._child(self._spend, record.provider).inc(record.cloud_cost_usd)
         if record.cost_avoided_usd:
-            self._avoided.inc(record.cost_avoided_usd)
+            self._child(self._avoided, record.decided or "none").inc(record.cost_avoided_usd)
         if not record.price_known:
             self._unpriced.inc()
 

@@ -2,20 +2,30 @@
 
 Unknown fields are tolerated (``extra="allow"``): SDKs add fields over time and a drop-in
 endpoint must not reject them.  Fields hybrid cannot honour get a clear 400 from the route, not a
-silent change of meaning.
+silent change of meaning.  Known fields are strict: ``"stream": "yes"`` is a 400, not ``True``,
+since what a client meant by a value of the wrong type is a guess.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from hybrid.api.json_schema import check_tool_schema
 
 MAX_STOP_SEQUENCES = 16
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class ImageUrlIn(_Open):
+    """``image_url`` of an image part: a URL (``data:`` URLs included) and the detail wanted."""
+
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
 
 
 class ContentPart(_Open):
@@ -23,6 +33,13 @@ class ContentPart(_Open):
 
     type: str
     text: str | None = None
+    image_url: ImageUrlIn | None = None
+
+    @model_validator(mode="after")
+    def _image_has_url(self) -> ContentPart:
+        if self.type == "image_url" and self.image_url is None:
+            raise ValueError('an image_url part needs "image_url": {"url": ...}')
+        return self
 
 
 class FunctionCallIn(_Open):
@@ -56,7 +73,7 @@ class FunctionSpecIn(_Open):
 
     name: str = Field(min_length=1)
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: Annotated[dict[str, Any], AfterValidator(check_tool_schema)] | None = None
     strict: bool | None = None
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hybrid.ledger.writer import LedgerWriter
     from hybrid.local.runtime import LocalRuntime
     from hybrid.routing.dispatcher import Dispatcher
+    from hybrid.routing.policies.difficulty import CalibratedModel
     from hybrid.settings import Settings
 
 
@@ -34,6 +35,7 @@ class AppState:
     ledger: LedgerWriter
     bus: EventBus
     metrics: Metrics
+    calibration: CalibratedModel | None = None
 
 
 def app_state(request: Request) -> AppState:

@@ -19,13 +19,16 @@ the subcommand modules, which in turn import nothing heavy at module level (they
 ``Settings`` only under ``TYPE_CHECKING``).  Settings are loaded once a subcommand runs.
 
 Exit codes: 0 success, 1 a hybrid error while running, 2 bad usage or configuration, 130
-interrupted.
+interrupted, 141 standard output closed early (``hybrid config | head -1``: the code a shell
+reports for a program that SIGPIPE ended, without the traceback).  ``hybrid serve`` exits 0
+after Ctrl-C or SIGTERM, and 130 after a second Ctrl-C (:mod:`hybrid.cli.daemon`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +57,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 @dataclass(frozen=True)
@@ -84,13 +88,21 @@ def main(argv: list[str] | None = None, *, commands: Mapping[str, str] | None = 
 
     Returns:
         The exit code: 0 on success, 1 when a subcommand raised a :class:`HybridError`, 2 for
-        usage and configuration errors (:class:`ConfigError`), 130 on Ctrl-C.  Errors are
-        printed to stderr as ``hybrid: error: <message>``; nothing is raised.
+        usage and configuration errors (:class:`ConfigError`), 130 on Ctrl-C, 141 when
+        standard output was closed before everything was written.  Errors are printed to
+        stderr as ``hybrid: error: <message>``; nothing is raised.
     """
     try:
-        return _main(sys.argv[1:] if argv is None else argv, commands or COMMANDS)
+        code = _main(sys.argv[1:] if argv is None else argv, commands or COMMANDS)
+        # Flushed here, where a closed pipe can still be handled, not at interpreter exit.
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): what it wanted it has; the rest has nowhere to go.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 def _main(argv: list[str], commands: Mapping[str, str]) -> int:
@@ -121,20 +133,29 @@ def _build_parser(subcommands: list[Subcommand]) -> argparse.ArgumentParser:
         description="A local-first LLM router: answers on this machine when it can.",
     )
     parser.add_argument("--version", action="version", version=f"hybrid {__version__}")
-    parser.add_argument(
-        "--config",
-        dest="config_file",
-        type=Path,
-        metavar="PATH",
-        help="TOML config file to read (default: $HYBRID_CONFIG, else the user config folder)",
-    )
+    _add_config_flag(parser, default=None)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for subcommand in subcommands:
         child = sub.add_parser(subcommand.name, help=subcommand.help, description=subcommand.help)
+        # Every subcommand reads settings, so --config is accepted after it too (`hybrid serve
+        # --config FILE`).  SUPPRESS: given there, it wins; absent there, it leaves the value
+        # given before the subcommand alone instead of resetting it to None.
+        _add_config_flag(child, default=argparse.SUPPRESS)
         subcommand.add_arguments(child)
         # Stored on the namespace so that dispatch needs no second lookup by name.
         child.set_defaults(hybrid_subcommand=subcommand, hybrid_flag_names=_flag_names(child))
     return parser
+
+
+def _add_config_flag(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        type=Path,
+        default=default,
+        metavar="PATH",
+        help="TOML config file to read (default: $HYBRID_CONFIG, else the user config folder)",
+    )
 
 
 def _flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -216,3 +237,19 @@ def _broken(name: str, module_path: str, exc: BaseException) -> Subcommand:
 
 def _print_error(message: str) -> None:
     print(f"hybrid: error: {message}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so the interpreter's last flush cannot fail.
+
+    This is the recipe of the ``signal`` module's note on SIGPIPE: without it, Python prints
+    ``Exception ignored ... BrokenPipeError`` at exit for the output still buffered.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):
+        pass  # stdout is not a file descriptor (an in-memory stream): nothing will flush it

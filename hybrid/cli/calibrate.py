@@ -7,6 +7,11 @@ threshold to what *this* model gets right and wrong.  The result goes to
 ``<home>/calibration/<sha256>.json``, keyed by the GGUF file's SHA-256, where the router finds
 it; the answers go beside it (``<sha256>.answers.json``) for ``scripts/eval_router.py``.
 
+A fit replaces the calibration in use only when its held-out figures can be trusted and beat
+prompt length (:mod:`hybrid.routing.calibration.acceptance`); otherwise nothing is written, the
+command says why and how to run again, and exits 1.  ``--reset`` removes this machine's
+calibration of the model, so that the one shipped with hybrid is used again.
+
 The run is reproducible: the items, the split and the folds come from ``--seed``, and decoding
 is greedy.
 """
@@ -25,9 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from hybrid.backend import Backend
+    from hybrid.routing.calibration.acceptance import Rejection
     from hybrid.routing.calibration.fitting import Calibration
     from hybrid.routing.calibration.item import CalibrationItem
+    from hybrid.routing.difficulty.store import StoredModel
     from hybrid.settings import Settings
 
 HELP = "fit the difficulty router to the local model on a graded calibration set"
@@ -39,6 +48,8 @@ DEFAULT_SEED = 0
 DEFAULT_MAX_TOKENS = 24
 """Answers are graded on their first line; 24 tokens hold any right answer in the set."""
 DEFAULT_HELD_OUT = 0.3
+_MARGIN = 1.25
+"""Head-room on the suggested --per-category: the share of right answers seen is an estimate."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +99,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"share of items held out to measure the fit (default {DEFAULT_HELD_OUT})",
     )
     parser.add_argument("--threads", type=int, help="CPU threads (default: planned)")
+    parser.add_argument(
+        "--reset",
+        action="store_true",
+        help="remove this machine's calibration of the model, so the shipped one is used again",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Calibrate the local model and store the fitted difficulty model.
+    """Calibrate the local model and store the fitted difficulty model (or, with ``--reset``,
+    remove it).
 
     Returns:
         0 on success.
@@ -100,11 +117,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         ConfigError: A flag is out of range, or the data dir cannot be written.
         ModelFileError: The model cannot be found or read.
         ModelNotReadyError: The model failed to load.
+        CalibrationRejectedError: The fit was not saved (too few held-out items, or worse than
+            prompt length); the calibration in use is unchanged.
     """
     from hybrid.errors import ConfigError
     from hybrid.models.catalog import resolve_model
     from hybrid.routing.difficulty.store import gguf_sha256
 
+    if args.reset:
+        path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
+        sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
+        return reset_calibration(settings.home, sha256, model_name=path.stem, out=sys.stdout)
     options = CalibrateOptions(
         per_category=args.per_category,
         seed=args.seed,
@@ -146,6 +169,51 @@ async def _calibrate_local(
     return 0
 
 
+def reset_calibration(
+    home: Path,
+    sha256: str,
+    *,
+    model_name: str,
+    out: TextIO,
+    shipped: Traversable | Path | None = None,
+) -> int:
+    """Remove this machine's calibration of a model and say which calibration is now in use.
+
+    Args:
+        home: The data dir.
+        sha256: The GGUF file's SHA-256.
+        model_name: The model's id, for the message.
+        out: Where the message goes.
+        shipped: Folder of shipped calibrations (default: the package's).
+
+    Returns:
+        0, also when there was nothing to remove.
+
+    Raises:
+        ConfigError: The file cannot be removed, or the shipped one is damaged.
+    """
+    from hybrid.routing.difficulty.store import find, model_path, remove
+
+    removed = remove(home, sha256)
+    now = find(home, sha256, shipped=shipped)
+    if removed is not None:
+        first = f"Removed your calibration of {model_name} ({removed})."
+    else:
+        first = f"You have no calibration of {model_name} to remove ({model_path(home, sha256)})."
+    if now is not None:
+        in_use = f"The router uses {now.describe()}."
+    else:
+        in_use = (
+            "No calibration is shipped for this model, so the difficulty policy abstains until "
+            "you run `hybrid calibrate`."
+        )
+    lines = [first, in_use]
+    if removed is not None:
+        lines.append("Restart a running `hybrid serve` for it to take effect.")
+    print("\n".join(lines), file=out)
+    return 0
+
+
 async def calibrate_backend(
     backend: Backend,
     *,
@@ -156,8 +224,12 @@ async def calibrate_backend(
     out: TextIO,
     err: TextIO,
     clock: Callable[[], float] = time.monotonic,
+    shipped: Traversable | Path | None = None,
 ) -> Calibration:
     """Run the calibration set through a backend, fit, store, and print a summary.
+
+    The fit is stored only when :func:`~hybrid.routing.calibration.acceptance.review` accepts
+    it; otherwise the summary is printed, nothing is written, and the error says why.
 
     Args:
         backend: Answers the items (the local model's backend).
@@ -168,20 +240,26 @@ async def calibrate_backend(
         out: Where the summary goes.
         err: Where the progress bar goes.
         clock: Seconds, for the progress bar and the elapsed time.
+        shipped: Folder of shipped calibrations (default: the package's), to name the one
+            kept in use when the fit is refused.
 
     Returns:
         The calibration (fitted model and held-out figures).
 
     Raises:
         ConfigError: ``options`` are out of range, or the data dir cannot be written.
+        CalibrationRejectedError: The fit was not saved: too few held-out items, too few of
+            them right or wrong, or a held-out AUROC below prompt length's.
         HybridError: The backend failed for a reason other than the prompt.
     """
     from hybrid import __version__
+    from hybrid.errors import CalibrationRejectedError, ConfigError
+    from hybrid.routing.calibration.acceptance import review
     from hybrid.routing.calibration.fitting import calibrate
     from hybrid.routing.calibration.items import calibration_set
     from hybrid.routing.calibration.record import AnswerRecord, save_record
     from hybrid.routing.calibration.runner import answer_items
-    from hybrid.routing.difficulty.store import save
+    from hybrid.routing.difficulty.store import find, save
 
     items = calibration_set(options.seed, per_category=options.per_category)
     started = clock()
@@ -197,7 +275,6 @@ async def calibrate_backend(
         prompts=tuple(item.prompt for item in items),
         answers=tuple(answers),
     )
-    save_record(home, record)
     print("fitting the difficulty model ...", file=err, flush=True)
     meta = {
         "model": model_name,
@@ -214,10 +291,60 @@ async def calibrate_backend(
         held_out=options.held_out,
         meta=meta,
     )
-    path = save(home, sha256, calibration.model)
     correct = [answer.correct for answer in answers]
+    rejection = review(calibration)
+    if rejection is not None:
+        print(render_summary(calibration, items, correct, model_name, elapsed, None), file=out)
+        in_use: StoredModel | None = None
+        damaged: str | None = None
+        try:
+            in_use = find(home, sha256, shipped=shipped)
+        except ConfigError as exc:  # a damaged file in use: say so, the refusal still stands
+            damaged = str(exc)
+        raise CalibrationRejectedError(
+            rejection_message(rejection, options.per_category, in_use, damaged)
+        )
+    path = save(home, sha256, calibration.model)
+    save_record(home, record)
     print(render_summary(calibration, items, correct, model_name, elapsed, path), file=out)
     return calibration
+
+
+def rejection_message(
+    rejection: Rejection,
+    per_category: int,
+    in_use: StoredModel | None,
+    damaged: str | None = None,
+) -> str:
+    """The error for a refused fit: what happened, what stays in use, and how to run again.
+
+    Args:
+        rejection: Why the fit was refused.
+        per_category: The ``--per-category`` of the run.
+        in_use: The calibration the router keeps using, if any.
+        damaged: Why the file in use cannot be read, when it cannot.
+
+    Returns:
+        Sentences ending in a full stop.
+    """
+    if rejection.growth is not None:
+        wanted = math.ceil(per_category * rejection.growth * _MARGIN)
+    else:
+        wanted = max(2 * per_category, DEFAULT_PER_CATEGORY)
+    suggested = max(-(-wanted // 10) * 10, per_category + 10)
+    if damaged is not None:
+        kept = f"The calibration in use is unchanged, but unreadable: {damaged}"
+    elif in_use is not None:
+        kept = f"The router keeps using {in_use.describe()}."
+    else:
+        kept = (
+            "Nothing was written: this model still has no calibration, and the difficulty "
+            "policy abstains."
+        )
+    return (
+        f"calibration not saved: {rejection.message}. {kept} Run `hybrid calibrate` again "
+        f"with --per-category {suggested} or more."
+    )
 
 
 def render_summary(
@@ -226,9 +353,17 @@ def render_summary(
     correct: list[bool],
     model_name: str,
     elapsed_s: float,
-    path: Path,
+    path: Path | None,
 ) -> str:
     """The report printed at the end: accuracy per category, held-out AUROC, the threshold.
+
+    Args:
+        calibration: The fit.
+        items: The calibration set.
+        correct: Whether each item was answered right.
+        model_name: The model's id.
+        elapsed_s: How long answering took.
+        path: Where the fit was saved; None when it was not.
 
     Returns:
         Lines joined with newlines, without a trailing newline.
@@ -247,18 +382,24 @@ def render_summary(
         lines.append(f"  {category:<14}{len(oks):>6}  {sum(oks):>4} ({sum(oks) / len(oks):.0%})")
     total = sum(correct)
     lines.append(f"  {'all':<14}{len(correct):>6}  {total:>4} ({total / max(len(correct), 1):.0%})")
-    auroc = calibration.held_out_auroc
-    shown = "n/a (one class only)" if math.isnan(auroc) else f"{auroc:.3f}"
     scores = calibration.held_out_scores
     escalated = float((scores > model.threshold).mean()) if len(scores) else 0.0
     lines += [
         "",
-        f"Held-out AUROC ({len(calibration.held_out)} items not used for fitting): {shown}",
+        f"Held-out AUROC ({len(calibration.held_out)} items not used for fitting): "
+        f"{_auroc(calibration.held_out_auroc)} (prompt length alone: "
+        f"{_auroc(calibration.held_out_length_auroc)})",
         f"Default threshold: {model.threshold:.3f} (escalate when the difficulty score is "
         f"above it; {escalated:.0%} of held-out items would go to the cloud)",
-        f"Saved to {path}",
+        f"Saved to {path}; restart a running `hybrid serve` to use it."
+        if path is not None
+        else "Not saved.",
     ]
     return "\n".join(lines)
+
+
+def _auroc(value: float) -> str:
+    return "n/a (one class only)" if math.isnan(value) else f"{value:.3f}"
 
 
 class ProgressBar:

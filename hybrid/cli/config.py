@@ -1,5 +1,10 @@
 """``hybrid config``: print the effective settings and where each value came from.
 
+The text output fits an 80-column terminal: one ``name = value  (source)`` line per setting,
+with the source on a line of its own when it does not fit beside the value, and long values,
+sources and paths wrapped (after a space, a slash or a comma when they can be).  ``--json``
+prints every value whole.
+
 Secrets are never printed, whatever their length: a set secret shows as ``**********``.
 """
 
@@ -7,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -17,6 +23,15 @@ if TYPE_CHECKING:
     from hybrid.settings import LoadedSettings
 
 HELP = "print the effective settings and where each value came from"
+
+WIDTH = 80
+"""Columns the text output fits in."""
+
+SOURCE_INDENT = "    "
+"""Indent of a source that does not fit beside its value."""
+
+# A line may break after a space, a slash or a comma: between words, path parts, list items.
+_BREAK_AFTER = re.compile(r"(?<=[ /,])")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_loaded(args: argparse.Namespace, loaded: LoadedSettings) -> int:
-    """Print the settings as aligned ``name = value   (source)`` lines, or as JSON.
+    """Print the settings as ``name = value  (source)`` lines within 80 columns, or as JSON.
 
     Args:
         args: Parsed arguments; ``args.json`` selects JSON output.
@@ -95,13 +110,49 @@ def _config_file_line(loaded: LoadedSettings) -> str:
 def _print_text(values: dict[str, object], loaded: LoadedSettings, out: TextIO) -> None:
     shown = {name: json.dumps(value) for name, value in values.items()}
     name_width = max(map(len, shown))
-    value_width = max(map(len, shown.values()))
-    print(_config_file_line(loaded), file=out)
-    print(file=out)
+    value_indent = " " * (name_width + len(" = "))
+    lines = wrap(_config_file_line(loaded), first="", rest="  ")
+    lines.append("")
     for name, value in shown.items():
-        source = loaded.sources.get(name, "default")
-        line = f"{name:<{name_width}} = {value:<{value_width}}   ({source})"
-        print(line, file=out)
+        source = f"({loaded.sources.get(name, 'default')})"
+        setting = wrap(value, first=f"{name:<{name_width}} = ", rest=value_indent)
+        if len(setting[-1]) + 2 + len(source) <= WIDTH:
+            setting[-1] += f"  {source}"
+        else:
+            setting += wrap(source, first=SOURCE_INDENT, rest=SOURCE_INDENT + " ")
+        lines += setting
+    out.write("\n".join(lines) + "\n")
+
+
+def wrap(text: str, *, first: str, rest: str, width: int = WIDTH) -> list[str]:
+    """Wrap ``text`` into lines of at most ``width`` columns.
+
+    Lines break after a space, a slash or a comma where possible, and inside a word only when
+    the word alone is longer than a line; spaces at a break are dropped.
+
+    Args:
+        text: One line of text.
+        first: Printed before the first line (a name, an indent).
+        rest: Printed before every later line.
+        width: The longest line allowed; it must leave room after ``first`` and ``rest``.
+
+    Returns:
+        The lines, at least one.
+    """
+    lines: list[str] = []
+    line, empty = first, True
+    for piece in _BREAK_AFTER.split(text):
+        if not empty and len(line) + len(piece.rstrip()) > width:
+            lines.append(line.rstrip())
+            line, empty = rest, True
+        while len(line) + len(piece.rstrip()) > width:
+            room = max(width - len(line), 1)
+            lines.append(line + piece[:room])
+            line, piece = rest, piece[room:]
+        if piece:
+            line, empty = line + piece, False
+    lines.append(line.rstrip())
+    return lines
 
 
 def _print_json(values: dict[str, object], loaded: LoadedSettings, out: TextIO) -> None:

@@ -3,7 +3,9 @@
 For every model found (see :mod:`hybrid.models.catalog`) it shows the size, quantization,
 trained context length, whether the file carries a chat template, and the hardware plan's
 verdict: does it fit, the predicted decode speed, and the context ``hybrid serve`` would give
-it.  It lists; it never assembles the embedded model.
+it; and, for the model ``hybrid serve`` loads, the difficulty router's calibration in use
+(shipped with hybrid, or this machine's ``hybrid calibrate`` file).  It lists; it never
+assembles the embedded model.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from hybrid.hardware.plan import ModelFootprint, RuntimePlan
     from hybrid.hardware.snapshot import HardwareSnapshot
     from hybrid.models.catalog import ModelEntry
+    from hybrid.routing.difficulty.store import StoredModel
     from hybrid.settings import Settings
 
 HELP = "list the GGUF models hybrid can find, and whether each fits this machine"
@@ -48,6 +51,39 @@ class ModelRow:
     entry: ModelEntry
     plan: RuntimePlan | None
     problem: str | None = None
+
+
+@dataclass(frozen=True)
+class CalibrationInUse:
+    """The difficulty router's calibration for the model ``hybrid serve`` loads.
+
+    Attributes:
+        model: That model's name.
+        found: The calibration, or None when there is none (or it is unusable).
+        problem: Why it cannot be used or looked up, when it cannot.
+    """
+
+    model: str
+    found: StoredModel | None
+    problem: str | None = None
+
+    def line(self) -> str:
+        """One line for the listing."""
+        head = f"Calibration in use for {self.model}:"
+        if self.problem is not None:
+            return f"{head} unusable: {self.problem}"
+        if self.found is None:
+            return f"{head} none; run `hybrid calibrate` to fit the difficulty router to it."
+        return f"{head} {self.found.describe()}."
+
+    def to_json(self) -> dict[str, Any]:
+        """``model``, ``problem``, and the calibration's ``source`` (``user``, ``shipped`` or
+        None when there is none), ``path``, ``created``, ``items`` and ``held_out_auroc``."""
+        if self.found is not None:
+            summary = self.found.summary()
+        else:
+            summary = dict.fromkeys(("source", "path", "created", "items", "held_out_auroc"))
+        return {"model": self.model, **summary, "problem": self.problem}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,13 +141,42 @@ def list_models(
             print(f"hybrid: warning: {probe_error}", file=err)
     rows = plan_rows(entries, planner)
     searched = model_dirs(settings, cwd=cwd)
+    calibration = calibration_in_use(settings.home, entries, err=err)
     if as_json:
         payload = models_json(rows, searched)
         payload["probe_error"] = probe_error
+        payload["calibration"] = calibration.to_json() if calibration is not None else None
         print(json.dumps(payload, indent=2), file=out)
     else:
-        print(render_table(rows, searched, settings), end="", file=out)
+        print(render_table(rows, searched, settings, calibration), end="", file=out)
     return 0
+
+
+def calibration_in_use(
+    home: Path, entries: Sequence[ModelEntry], *, err: TextIO
+) -> CalibrationInUse | None:
+    """Find the calibration the router would use for the model ``hybrid serve`` loads.
+
+    Args:
+        home: The data dir.
+        entries: The models found.
+        err: Receives a line before a model file is hashed (the embedded model's hash is read
+            from its marker).
+
+    Returns:
+        The calibration, or None when no readable model is the one ``hybrid serve`` loads.
+    """
+    from hybrid.errors import HybridError
+    from hybrid.routing.difficulty.store import find, gguf_sha256
+
+    entry = next((e for e in entries if e.default and e.info is not None), None)
+    if entry is None:
+        return None
+    try:
+        sha256 = gguf_sha256(entry.path, progress=lambda line: print(line, file=err))
+        return CalibrationInUse(entry.name, find(home, sha256))
+    except HybridError as exc:
+        return CalibrationInUse(entry.name, None, str(exc))
 
 
 def _planner(settings: Settings, snapshot: HardwareSnapshot) -> Planner:
@@ -141,8 +206,19 @@ def plan_rows(entries: Sequence[ModelEntry], planner: Planner | None) -> list[Mo
     return rows
 
 
-def render_table(rows: Sequence[ModelRow], searched: Sequence[Path], settings: Settings) -> str:
+def render_table(
+    rows: Sequence[ModelRow],
+    searched: Sequence[Path],
+    settings: Settings,
+    calibration: CalibrationInUse | None = None,
+) -> str:
     """The listing as an aligned table with a legend, or advice when nothing was found.
+
+    Args:
+        rows: The models and their plans.
+        searched: The folders searched.
+        settings: For the embedded model's folder and whether a model is configured.
+        calibration: The calibration in use for the model ``hybrid serve`` loads, if any.
 
     Returns:
         Lines joined with newlines, ending in a newline.
@@ -193,6 +269,8 @@ def render_table(rows: Sequence[ModelRow], searched: Sequence[Path], settings: S
     lines.append("")
     if any(row.entry.default for row in rows):
         lines.append("* the model `hybrid serve` loads")
+    if calibration is not None:
+        lines.append(calibration.line())
     elif settings.local.model is None:
         lines.append(
             f"`hybrid serve` loads the embedded default {DEFAULT_MODEL_ID}, assembled into "

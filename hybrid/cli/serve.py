@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import signal
 import socket
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from hybrid.errors import ServeError
@@ -42,14 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve until interrupted.
+    """Serve until SIGINT (Ctrl-C) or SIGTERM; see :mod:`hybrid.cli.daemon` for how it stops.
 
     Returns:
         0 after a clean shutdown, 1 when the server could not start (e.g. the port is taken).
+        A second Ctrl-C during the shutdown ends the process at once with 130 instead.
     """
     import uvicorn
 
     from hybrid.api.app import create_app
+    from hybrid.cli.daemon import DaemonServer
     from hybrid.ledger.store import LedgerStore
     from hybrid.models.catalog import resolve_model
 
@@ -69,22 +69,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("hybrid").info(
         "hybrid listening on http://%s:%d/v1 (data dir %s)", server.host, server.port, settings.home
     )
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=server.host,
         port=server.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=server.shutdown_timeout_s,
         access_log=settings.log_level == "debug",
     )
-    uvicorn_server = uvicorn.Server(config)
-    # Uvicorn drains and shuts down on SIGTERM, then re-raises the signal; a service manager
-    # should see that orderly stop as success, not as death by signal.
-    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+    # Open event streams (a monitor) end when the shutdown starts instead of holding it.
+    uvicorn_server = DaemonServer(config, on_shutdown=app.state.hybrid.bus.close)
     try:
         uvicorn_server.run(sockets=[listener])
     finally:
-        signal.signal(signal.SIGTERM, previous)
         listener.close()
     return 0 if uvicorn_server.started else 1
 
@@ -130,7 +128,3 @@ def _listen(host: str, port: int) -> socket.socket:
     listener.listen(2048)
     listener.set_inheritable(True)
     return listener
-
-
-def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)

@@ -1,7 +1,9 @@
 """``hybrid stats``: what the ledger recorded: requests, local share, spend, savings, latency.
 
 Reads the ledger file directly (no server needs to run).  ``--since`` picks the window,
-``--by`` adds one row per route, model, reason or UTC day, ``--json`` prints
+``--by`` adds one row per route, model, reason, UTC day or decider (``router``: hybrid's
+policies chose the route; ``client``: the model name or ``X-Hybrid-Route`` pinned it;
+``mode``: the server-wide mode did), ``--json`` prints
 ``{"ledger", "recorded", "window", "since", "totals", "latency", "by", "groups"}``.
 """
 
@@ -40,8 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--by",
-        choices=("route", "model", "reason", "day"),
-        help="also show one row per route, model, deciding reason or UTC day",
+        choices=("route", "model", "reason", "day", "decided"),
+        help=(
+            "also show one row per route, model, deciding reason, UTC day, or who decided the "
+            "route (router: hybrid's policies; client: the model name or X-Hybrid-Route; "
+            "mode: the server-wide mode)"
+        ),
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -155,7 +161,8 @@ def _print_text(
         (
             "requests",
             f"{totals.requests:,} ({totals.local:,} local, {totals.cloud:,} cloud, "
-            f"{totals.errors:,} errors; local share {totals.local_share:.0%})",
+            f"{totals.refused:,} refused, {totals.errors:,} errors; "
+            f"local share {totals.local_share:.0%})",
         ),
         (
             "tokens",
@@ -177,7 +184,7 @@ def _print_text(
 
 
 def _print_groups(by: str, groups: list[Group], out: TextIO) -> None:
-    header = [by, "requests", "local", "cloud", "errors", "tokens", "spend", "avoided"]
+    header = [by, "requests", "local", "cloud", "refused", "errors", "tokens", "spend", "avoided"]
     header += ["p50", "p95", "ttft p50", "ttft p95"]
     table = [header]
     for key, t, lat in groups:
@@ -187,6 +194,7 @@ def _print_groups(by: str, groups: list[Group], out: TextIO) -> None:
                 f"{t.requests:,}",
                 f"{t.local:,}",
                 f"{t.cloud:,}",
+                f"{t.refused:,}",
                 f"{t.errors:,}",
                 f"{t.prompt_tokens + t.completion_tokens:,}",
                 _usd(t.cloud_spend_usd),

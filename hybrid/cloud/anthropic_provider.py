@@ -51,6 +51,7 @@ class AnthropicProvider(CloudProvider):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        redact: Callable[[str], str] | None = None,
         version: str = "2023-06-01",
         default_max_tokens: int = 4096,
     ) -> None:
@@ -64,6 +65,7 @@ class AnthropicProvider(CloudProvider):
             sleep=sleep,
             rng=rng,
             clock=clock,
+            redact=redact,
         )
         if default_max_tokens < 1:
             raise ConfigError(

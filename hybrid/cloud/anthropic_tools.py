@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic_core import from_json
+
 from hybrid.errors import InvalidRequestError, ProviderProtocolError
 from hybrid.generation import GenerationRequest, Message, ToolCallDelta
 
@@ -67,7 +69,8 @@ def assistant_blocks(message: Message, text: str | list[dict[str, Any]]) -> list
         blocks.extend(text)
     for call in message.tool_calls:
         try:
-            arguments = json.loads(call.arguments) if call.arguments.strip() else {}
+            # pydantic's parser: arguments nested too deep for json.loads are a ValueError here.
+            arguments = from_json(call.arguments) if call.arguments.strip() else {}
         except ValueError:
             arguments = None
         if not isinstance(arguments, dict):

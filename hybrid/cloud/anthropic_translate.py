@@ -61,6 +61,7 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 
 # Anthropic counts cached prompt tokens apart; OpenAI's prompt_tokens includes them.
 _INPUT_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+_COUNT_KEYS = (*_INPUT_KEYS, "output_tokens")
 
 # Anthropic's error types, by the ProviderError that says the same thing.
 _ERROR_TYPES: dict[str, type[ProviderError]] = {
@@ -259,10 +260,25 @@ def answer_events(provider: str, data: Any) -> list[GenerationEvent]:
         GenerationDone(
             finish_reason=finish_reason(data.get("stop_reason"), tool_calls=bool(calls)),
             stop_sequence=_stop_sequence(data),
-            usage=Usage(_prompt_tokens(usage), _count(usage.get("output_tokens"))),
+            usage=usage_of({key: _count(usage.get(key)) for key in _COUNT_KEYS}),
         )
     )
     return events
+
+
+def usage_of(counts: dict[str, int]) -> Usage:
+    """hybrid's usage from the Messages API's counts.
+
+    Anthropic's ``input_tokens`` leaves out the prompt tokens read from
+    (``cache_read_input_tokens``) and written to (``cache_creation_input_tokens``) its prompt
+    cache; hybrid's ``prompt_tokens`` holds all three, as OpenAI's does.
+    """
+    return Usage(
+        sum(counts.get(key, 0) for key in _INPUT_KEYS),
+        counts.get("output_tokens", 0),
+        cache_read_tokens=counts.get("cache_read_input_tokens", 0),
+        cache_write_tokens=counts.get("cache_creation_input_tokens", 0),
+    )
 
 
 def finish_reason(stop_reason: Any, *, tool_calls: bool = False) -> FinishReason:
@@ -310,8 +326,7 @@ class AnthropicStreamDecoder(StreamDecoder):
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
-        self._prompt_tokens = 0
-        self._completion_tokens = 0
+        self._counts: dict[str, int] = {}
         self._stop_reason: Any = None
         self._stop_sequence: str | None = None
         self._finished = False
@@ -366,7 +381,7 @@ class AnthropicStreamDecoder(StreamDecoder):
                         self._stop_reason, tool_calls=self._tools.count > 0
                     ),
                     stop_sequence=self._stop_sequence,
-                    usage=Usage(self._prompt_tokens, self._completion_tokens),
+                    usage=usage_of(self._counts),
                 )
             ]
         # ping, and event types added later, carry no output.
@@ -381,15 +396,11 @@ class AnthropicStreamDecoder(StreamDecoder):
     def _usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
             return
-        # message_delta repeats the counts cumulatively; the latest one is the total.
-        if any(key in usage for key in _INPUT_KEYS):
-            self._prompt_tokens = _prompt_tokens(usage)
-        if "output_tokens" in usage:
-            self._completion_tokens = _count(usage["output_tokens"])
-
-
-def _prompt_tokens(usage: dict[str, Any]) -> int:
-    return sum(_count(usage.get(key)) for key in _INPUT_KEYS)
+        # message_start has the input counts; message_delta repeats what it knows cumulatively
+        # (only output_tokens, from older API versions): the latest value of each count holds.
+        for key in _COUNT_KEYS:
+            if key in usage and usage[key] is not None:
+                self._counts[key] = _count(usage[key])
 
 
 def _stop_sequence(data: dict[str, Any]) -> str | None:

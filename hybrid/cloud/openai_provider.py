@@ -302,11 +302,21 @@ def _finish_reason(reason: Any, *, tool_calls: bool) -> FinishReason:
 
 
 def _usage(data: Any) -> Usage:
-    """Token counts from an object's ``usage``; zeros when absent or malformed, never a guess."""
+    """Token counts from an object's ``usage``; zeros when absent or malformed, never a guess.
+
+    ``prompt_tokens_details.cached_tokens`` are the prompt tokens read from OpenAI's prompt
+    cache; ``prompt_tokens`` already includes them.
+    """
     usage = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(usage, dict):
         return Usage(0, 0)
-    return Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(
+        _count(usage.get("prompt_tokens")),
+        _count(usage.get("completion_tokens")),
+        cache_read_tokens=_count(cached),
+    )
 
 
 def _count(value: Any) -> int:

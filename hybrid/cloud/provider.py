@@ -89,6 +89,10 @@ class CloudProvider(Backend):
         sleep: Waits between retries; injectable for tests.
         rng: Randomness for backoff jitter; injectable for tests.
         clock: Monotonic seconds for the circuit breaker; injectable for tests.
+        redact: Removes secrets from the provider's error messages before they are raised, and
+            so before they reach the client, the log, the ledger or the event stream (an
+            upstream may echo a key it was sent, or one from the prompt).  The provider's own
+            key is always removed, with or without it.
 
     Raises:
         ConfigError: The base URL is not http(s), or the key holds whitespace, control or
@@ -107,6 +111,7 @@ class CloudProvider(Backend):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self._name = name
         self._base_url = base_url.rstrip("/")
@@ -125,6 +130,7 @@ class CloudProvider(Backend):
         self._policy = policy
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
+        self._redact = redact
         self._breaker = CircuitBreaker(
             failures=policy.breaker_failures, reset_s=policy.breaker_reset_s, clock=clock
         )
@@ -267,6 +273,23 @@ class CloudProvider(Backend):
         """The key in clear text, for the auth header only."""
         return None if self._api_key is None else self._api_key.get_secret_value()
 
+    def _scrub(self, error: ProviderError) -> ProviderError:
+        """Remove the key, and any secret ``redact`` finds, from an error's message, in place.
+
+        Every upstream error passes here before anything reads its message: a provider may
+        quote the key it was sent (``Incorrect API key provided: sk-...``), in a JSON body or
+        in an SSE ``error`` event, or echo part of the prompt.
+        """
+        message = original = str(error)
+        key = self._reveal_key()
+        if key:
+            message = message.replace(key, "[key]")
+        if self._redact is not None:
+            message = self._redact(message)
+        if message != original:
+            error.args = (message,)
+        return error
+
     def _protocol_error(self, message: str) -> ProviderProtocolError:
         return ProviderProtocolError(self._name, message)
 
@@ -323,6 +346,7 @@ class CloudProvider(Backend):
             try:
                 return await self._attempt(request, call)
             except ProviderError as exc:
+                self._scrub(exc)
                 delay = retry_delay(exc, attempt, self._policy, self._rng)
                 if delay is None:
                     raise
@@ -546,6 +570,7 @@ class _StreamGeneration(Generation):
                     return
                 batch = await self._next_batch()
         except ProviderError as exc:
+            self._provider._scrub(exc)
             self._settle("failure" if _counts_against_provider(exc) else "release")
             raise
         finally:

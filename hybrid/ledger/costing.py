@@ -5,7 +5,11 @@ seconds times ``energy.cpu_watts``, plus the GPU's energy when it is known) and 
 cloud model would have charged for the same tokens: the request's own cloud model, else the
 configured default cloud model, else ``pricing.reference_model``.  Cost avoided is that
 counterfactual cost minus the electricity.  A model without a price makes its cost None and the
-record's ``price_known`` false: an unknown price is never taken as free.
+record's ``price_known`` false: an unknown price is never taken as free.  The same goes for a
+cloud answer that read or wrote prompt-cache tokens when its model's price lacks that rate.
+
+The counterfactual prices the whole prompt at the uncached input rate: a local answer never
+touched a provider's cache, and what part of it would have been a cache hit is not known.
 """
 
 from __future__ import annotations
@@ -52,6 +56,18 @@ class Costs:
         }
 
 
+NOTHING = Costs(
+    cloud_cost_usd=0.0,
+    counterfactual_model=None,
+    counterfactual_cost_usd=None,
+    energy_cost_usd=0.0,
+    cost_avoided_usd=0.0,
+    price_known=True,
+)
+"""The cost fields of a request no model answered (refused, or failed before any answer):
+nothing charged, no electricity, nothing avoided."""
+
+
 class Costing:
     """Prices requests from a price table, the energy settings and a comparison model."""
 
@@ -82,23 +98,25 @@ class Costing:
         qualified_model: str,
         prompt_tokens: int,
         completion_tokens: int,
-        cached_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
     ) -> float | None:
         """Return what a cloud model charges for a request.
 
         Args:
             qualified_model: ``provider/model``.
-            prompt_tokens: Input tokens, cached ones included.
+            prompt_tokens: Input tokens, cache reads and writes included.
             completion_tokens: Output tokens.
-            cached_tokens: Input tokens the provider read from its cache.
+            cache_read_tokens: Input tokens the provider read from its prompt cache.
+            cache_write_tokens: Input tokens the provider wrote to its prompt cache.
 
         Returns:
-            USD, or None when the model has no price.
+            USD, or None when the model has no price, or none for the cache tokens it used.
         """
         price = self._prices.lookup(qualified_model)
         if price is None:
             return None
-        return price.cost(prompt_tokens, completion_tokens, cached_tokens)
+        return price.cost(prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens)
 
     def energy_cost(
         self,
@@ -141,10 +159,13 @@ class Costing:
         qualified_model: str,
         prompt_tokens: int,
         completion_tokens: int,
-        cached_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
     ) -> Costs:
         """Return the cost fields of a cloud answer (arguments as :meth:`cloud_cost`)."""
-        cost = self.cloud_cost(qualified_model, prompt_tokens, completion_tokens, cached_tokens)
+        cost = self.cloud_cost(
+            qualified_model, prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens
+        )
         return Costs(
             cloud_cost_usd=cost,
             counterfactual_model=None,

@@ -3,7 +3,9 @@
 The shipped table is ``data/prices.json``: one row per provider and model, each with the date it
 was read and its source, in USD per million tokens.  Only sourced prices are shipped, so a model
 that is not in the table has no price: :meth:`PriceTable.lookup` returns None and the ledger
-records ``price_known: false``, never a cost of 0.
+records ``price_known: false``, never a cost of 0.  The same holds for prompt-cache tokens: a
+row without a cache-read (``cached_input``) or cache-write (``cache_write``) rate prices no
+request that read or wrote cache tokens (:meth:`Price.cost` returns None).
 """
 
 from __future__ import annotations
@@ -34,13 +36,17 @@ class LongPromptPrice:
         above_tokens: Prompts with more tokens than this pay these rates.
         input_per_mtok: USD per million input tokens.
         output_per_mtok: USD per million output tokens.
-        cached_input_per_mtok: USD per million cached input tokens, or None (input price).
+        cached_input_per_mtok: USD per million input tokens read from the prompt cache, or
+            None when unknown.
+        cache_write_per_mtok: USD per million input tokens written to the prompt cache, or None
+            when unknown.
     """
 
     above_tokens: int
     input_per_mtok: float
     output_per_mtok: float
     cached_input_per_mtok: float | None
+    cache_write_per_mtok: float | None = None
 
 
 @dataclass(frozen=True)
@@ -50,12 +56,15 @@ class Price:
     Attributes:
         input_per_mtok: USD per million input (prompt) tokens.
         output_per_mtok: USD per million output (completion) tokens.
-        cached_input_per_mtok: USD per million cached input tokens; None bills them at the input
-            price (never less than the provider charges).
+        cached_input_per_mtok: USD per million input tokens read from the prompt cache; None
+            when unknown (a request that read the cache is then unpriced).
         date: When the source was read or the price took effect (``YYYY-MM-DD``), or
             ``"settings"`` for an override.
         source: Where the price comes from (a URL, or ``pricing.overrides``).
         long_prompt: Rates for long prompts, when the provider charges more for them.
+        cache_write_per_mtok: USD per million input tokens written to the prompt cache
+            (Anthropic's five-minute cache writes); None when unknown (a request that wrote to
+            the cache is then unpriced).
     """
 
     input_per_mtok: float
@@ -64,30 +73,43 @@ class Price:
     date: str
     source: str
     long_prompt: LongPromptPrice | None = None
+    cache_write_per_mtok: float | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+    def cost(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> float | None:
         """Return what a request costs at this price, in USD.
 
         Args:
-            prompt_tokens: All input tokens, cached ones included (OpenAI's ``prompt_tokens``;
-                for Anthropic, ``input_tokens + cache_read_input_tokens``).
+            prompt_tokens: All input tokens, cache reads and writes included (OpenAI's
+                ``prompt_tokens``; for Anthropic, ``input_tokens + cache_read_input_tokens +
+                cache_creation_input_tokens``).
             completion_tokens: Output tokens.
-            cached_tokens: How many of ``prompt_tokens`` were read from the provider's cache;
-                clamped to ``prompt_tokens``.
+            cache_read_tokens: How many of ``prompt_tokens`` the provider read from its cache.
+            cache_write_tokens: How many of ``prompt_tokens`` the provider wrote to its cache.
+                Both are clamped so that together they never exceed ``prompt_tokens``.
 
         Returns:
-            The cost in USD.
+            The cost in USD; None when the request read (or wrote) cache tokens and this price
+            has no cache-read (or cache-write) rate: those tokens are never taken as free, nor
+            guessed at another rate.
         """
         rates: Price | LongPromptPrice = self
         if self.long_prompt is not None and prompt_tokens > self.long_prompt.above_tokens:
             rates = self.long_prompt
-        cached = min(max(cached_tokens, 0), prompt_tokens)
-        cached_rate = rates.cached_input_per_mtok
-        if cached_rate is None:
-            cached_rate = rates.input_per_mtok
+        read = min(max(cache_read_tokens, 0), prompt_tokens)
+        written = min(max(cache_write_tokens, 0), prompt_tokens - read)
+        read_rate, write_rate = rates.cached_input_per_mtok, rates.cache_write_per_mtok
+        if (read and read_rate is None) or (written and write_rate is None):
+            return None
         return _PER_TOKEN * (
-            (prompt_tokens - cached) * rates.input_per_mtok
-            + cached * cached_rate
+            (prompt_tokens - read - written) * rates.input_per_mtok
+            + read * (read_rate or 0.0)
+            + written * (write_rate or 0.0)
             + completion_tokens * rates.output_per_mtok
         )
 
@@ -151,6 +173,7 @@ class PriceTable:
                 cached_input_per_mtok=override.cached_input,
                 date="settings",
                 source="pricing.overrides",
+                cache_write_per_mtok=override.cache_write,
             )
         return PriceTable(prices)
 
@@ -197,7 +220,9 @@ def _parse_row(row: Mapping[str, Any]) -> Price:
             input_per_mtok=_usd(long_prompt["input"]),
             output_per_mtok=_usd(long_prompt["output"]),
             cached_input_per_mtok=_usd_or_none(long_prompt.get("cached_input")),
+            cache_write_per_mtok=_usd_or_none(long_prompt.get("cache_write")),
         ),
+        cache_write_per_mtok=_usd_or_none(row.get("cache_write")),
     )
 
 

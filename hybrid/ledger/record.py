@@ -7,21 +7,27 @@ that answered (or the cloud model a local answer is compared with) has no price.
 A cascade that escalated writes two records with the same ``id``: the discarded local attempt
 (``leg="cascade_local"``: its tokens and energy) and the answer (``leg="cascade_cloud"``).  A
 cascade whose local answer stood writes one ordinary local record (``leg=None``).
+
+A request turned away before any model ran (an invalid request, an unknown model, a full
+queue, a spend cap) is recorded with ``route="none"`` and ``status="refused"``: it is neither a
+local nor a cloud answer, and it has no tokens, costs or savings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Literal, get_args
 
-Route = Literal["local", "cloud"]
-Status = Literal["ok", "error", "cancelled"]
+Route = Literal["local", "cloud", "none"]
+Status = Literal["ok", "error", "cancelled", "refused"]
 Leg = Literal["cascade_local", "cascade_cloud"]
+Decided = Literal["router", "client", "mode"]
 
 ROUTES: tuple[str, ...] = get_args(Route)
 STATUSES: tuple[str, ...] = get_args(Status)
 LEGS: tuple[str, ...] = get_args(Leg)
+DECIDERS: tuple[str, ...] = get_args(Decided)
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ class LedgerRecord:
         id: The request's id (shared by the two legs of a cascade).
         time: When the request arrived, Unix seconds.
         api: The wire API it came in on: ``openai`` or ``anthropic``.
-        route: ``local`` or ``cloud``: where it was answered.
+        route: ``local`` or ``cloud``: where it was answered; ``none`` for a refused request.
         reasons: The routing reasons, deciding one first.
         verdicts: Every policy's verdict.
         score: The difficulty score, when one was computed.
@@ -89,15 +95,25 @@ class LedgerRecord:
             ended before the provider reported usage.
         ttft_s: Seconds to the first token, or None when there was none.
         latency_s: Seconds from arrival to the last byte.
-        status: ``ok``, ``error`` or ``cancelled`` (the client went away).
+        status: ``ok``, ``error``, ``cancelled`` (the client went away) or ``refused`` (turned
+            away before any model ran; always with ``route="none"``).
         error: The error message, for ``status="error"``.
         cloud_cost_usd: What the cloud charged (0.0 for a local answer), None when unpriced.
         counterfactual_model: For a local answer, the cloud model it is compared with.
         counterfactual_cost_usd: What that cloud model would have charged, None when unpriced.
         energy_cost_usd: The electricity a local answer used.
         cost_avoided_usd: Counterfactual cost minus energy cost, None when unpriced.
-        price_known: False when a model that needed a price had none.
+        price_known: False when a model that needed a price had none (or had no rate for
+            the prompt-cache tokens the answer used).
         leg: None, or which leg of a cascade this is.
+        cache_read_tokens: Of ``prompt_tokens``, those the cloud provider read from its prompt
+            cache (priced at the cached-input rate).
+        cache_write_tokens: Of ``prompt_tokens``, those the cloud provider wrote to its prompt
+            cache (priced at the cache-write rate).
+        decided: Who chose the route: ``router`` (hybrid's policies), ``client`` (the model
+            name or the ``X-Hybrid-Route`` header pinned it) or ``mode`` (the server-wide
+            routing mode); None for a request that was refused or failed before a route was
+            taken.
     """
 
     id: str
@@ -124,19 +140,31 @@ class LedgerRecord:
     cost_avoided_usd: float | None
     price_known: bool
     leg: Leg | None
+    # Added in schema version 3; records written before it lack them.
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    decided: Decided | None = None
 
     def __post_init__(self) -> None:
         """Reject values outside the documented sets, so a typo never reaches the ledger.
 
         Raises:
-            ValueError: ``route``, ``status`` or ``leg`` is not one of its documented values.
+            ValueError: ``route``, ``status``, ``leg`` or ``decided`` is not one of its
+                documented values, or only one of ``route`` and ``status`` says refused.
         """
         if self.route not in ROUTES:
             raise ValueError(f"route must be one of {ROUTES}, not {self.route!r}")
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+        if (self.route == "none") != (self.status == "refused"):
+            raise ValueError(
+                f"a refused request has route 'none' and only it does "
+                f"(route {self.route!r}, status {self.status!r})"
+            )
         if self.leg is not None and self.leg not in LEGS:
             raise ValueError(f"leg must be None or one of {LEGS}, not {self.leg!r}")
+        if self.decided is not None and self.decided not in DECIDERS:
+            raise ValueError(f"decided must be None or one of {DECIDERS}, not {self.decided!r}")
 
     @property
     def is_request(self) -> bool:
@@ -155,16 +183,16 @@ class LedgerRecord:
         """Read a record from its JSON object (as :meth:`to_dict` writes it).
 
         Args:
-            data: The object; keys beyond the record's fields are ignored.
+            data: The object; keys beyond the record's fields are ignored, and the keys added
+                in schema version 3 take their defaults when absent (an older server's record).
 
         Raises:
             ValueError: A key is missing or a value is out of its documented set.
         """
-        names = [field.name for field in fields(cls)]
-        missing = [name for name in names if name not in data]
+        missing = [name for name in _REQUIRED if name not in data]
         if missing:
             raise ValueError(f"a ledger record needs the keys {', '.join(missing)}")
-        values = {name: data[name] for name in names}
+        values = {name: data[name] for name in _FIELD_NAMES if name in data}
         values["reasons"] = tuple(str(reason) for reason in data["reasons"])
         values["verdicts"] = tuple(VerdictRecord.from_dict(v) for v in data["verdicts"])
         values["tokens_estimated"] = bool(data["tokens_estimated"])
@@ -174,3 +202,4 @@ class LedgerRecord:
 
 # Every record is turned into a dict at least once on the request path: look the names up once.
 _FIELD_NAMES = tuple(field.name for field in fields(LedgerRecord))
+_REQUIRED = tuple(field.name for field in fields(LedgerRecord) if field.default is MISSING)

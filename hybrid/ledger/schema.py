@@ -7,6 +7,11 @@ never between two.  A file written by a newer hybrid is refused rather than gues
 - v1: the ``requests`` table, indexed by time.
 - v2: ``leg`` (the two legs of a cascade), indexes by provider and time (budget seeding) and by
   request id.
+- v3: ``cache_read_tokens`` and ``cache_write_tokens`` (prompt-cache tokens, 0 in older rows);
+  ``decided`` (who chose the route), filled in for older rows from their deciding reason
+  (``explicit:`` -> ``client``, ``mode:`` -> ``mode``, any other answer -> ``router``); and
+  requests refused before any model ran, which older versions recorded as failed local (or,
+  at a spend cap, cloud) requests, become ``route='none'``, ``status='refused'``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE requests ADD COLUMN leg TEXT",
         "CREATE INDEX requests_provider_time ON requests (provider, time)",
         "CREATE INDEX requests_id ON requests (id)",
+    ),
+    (
+        "ALTER TABLE requests ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE requests ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE requests ADD COLUMN decided TEXT",
+        # Only a request that failed before any answer has provider 'none'; these codes are
+        # the refusals (hybrid.api.errors), the rest failed in the cloud or in llama.cpp.
+        """
+        UPDATE requests
+        SET route = 'none', status = 'refused', prompt_tokens = 0, tokens_estimated = 0
+        WHERE provider = 'none' AND json_extract(reasons, '$[0]') IN (
+            'error:invalid_request_error', 'error:context_length_exceeded',
+            'error:model_not_found', 'error:rate_limit_exceeded', 'error:model_not_ready',
+            'error:private_data_kept_local', 'error:insufficient_quota'
+        )
+        """,
+        """
+        UPDATE requests SET decided = CASE
+            WHEN json_extract(reasons, '$[0]') LIKE 'explicit:%' THEN 'client'
+            WHEN json_extract(reasons, '$[0]') LIKE 'mode:%' THEN 'mode'
+            ELSE 'router'
+        END
+        WHERE provider != 'none'
+        """,
     ),
 )
 """``MIGRATIONS[n - 1]`` holds the statements that take version ``n - 1`` to ``n``."""

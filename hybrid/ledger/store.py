@@ -17,7 +17,7 @@ from typing import Any
 from hybrid.errors import LedgerError
 from hybrid.ledger import schema
 from hybrid.ledger.record import LedgerRecord
-from hybrid.ledger.totals import GroupBy, Latency, Totals, order_groups
+from hybrid.ledger.totals import NO_DECIDER, GroupBy, Latency, Totals, order_groups
 
 COLUMNS: tuple[str, ...] = (
     "id",
@@ -44,6 +44,9 @@ COLUMNS: tuple[str, ...] = (
     "cost_avoided_usd",
     "price_known",
     "leg",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "decided",
 )
 
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -59,13 +62,15 @@ _TOTALS = f"""
     COALESCE(SUM(prompt_tokens), 0),
     COALESCE(SUM(completion_tokens), 0),
     TOTAL(cloud_cost_usd),
-    TOTAL(cost_avoided_usd)
+    TOTAL(cost_avoided_usd),
+    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND status = 'refused')
 """
 _GROUP_KEYS: dict[GroupBy, str] = {
     "route": "route",
     "model": "model",
     "reason": "reason_label(json_extract(reasons, '$[0]'))",
     "day": "day_label(time)",
+    "decided": f"COALESCE(decided, '{NO_DECIDER}')",
 }
 
 
@@ -251,6 +256,7 @@ def _totals(row: Sequence[Any]) -> Totals:
         completion_tokens=int(row[5]),
         cloud_spend_usd=float(row[6]),
         cost_avoided_usd=float(row[7]),
+        refused=int(row[8]),
     )
 
 

@@ -4,10 +4,14 @@
 here, and the store's tests check that both agree:
 
 - ``requests`` counts records that are requests: every record but the discarded local leg of
-  an escalated cascade.  ``local``, ``cloud`` and ``errors`` count those requests by route and
-  status.
+  an escalated cascade.  ``local``, ``cloud`` and ``refused`` count those requests by route
+  (``none`` for refused), so ``requests = local + cloud + refused``; ``errors`` counts those
+  that ended in an error while being answered (or failed before an answer started).
+- ``local_share`` is ``local / (local + cloud)``: a refused request was neither kept local nor
+  sent to the cloud, so it moves the share neither way.
 - Tokens, cloud spend and cost avoided add up over every record, discarded legs included: that
-  work was done and paid for.  An unpriced cost (None) adds nothing.
+  work was done and paid for.  An unpriced cost (None) adds nothing; a refused request has no
+  tokens and no costs.
 - Latency percentiles are over requests that finished ``ok``; TTFT over those that had one.
   A percentile is the nearest-rank value (one that was measured, never an interpolation).
 """
@@ -23,11 +27,13 @@ from typing import Any, Literal
 
 from hybrid.ledger.record import LedgerRecord
 
-GroupBy = Literal["route", "model", "reason", "day"]
-GROUP_BYS: tuple[GroupBy, ...] = ("route", "model", "reason", "day")
+GroupBy = Literal["route", "model", "reason", "day", "decided"]
+GROUP_BYS: tuple[GroupBy, ...] = ("route", "model", "reason", "day", "decided")
 
 NO_REASON = "none"
 """The reason group of a record that has no reasons."""
+NO_DECIDER = "none"
+"""The ``decided`` group of a record that names no decider (refused, or from before v3)."""
 
 # Reasons carry measurements (difficulty:0.21<=0.52, capacity:cpu_91%>85%); a group is the
 # reason with its measurement cut off, so that requests sent for the same cause land together.
@@ -39,7 +45,7 @@ class Totals:
     """Request counts, tokens and money over a set of records (the ``Totals`` JSON object).
 
     Attributes:
-        requests: Requests (discarded cascade legs are not requests).
+        requests: Requests (discarded cascade legs are not requests): local + cloud + refused.
         local: Requests answered locally.
         cloud: Requests answered in the cloud.
         errors: Requests that ended in an error.
@@ -47,6 +53,7 @@ class Totals:
         completion_tokens: Output tokens over every record.
         cloud_spend_usd: What the cloud charged (priced records only).
         cost_avoided_usd: What local answers saved, net of their electricity (priced only).
+        refused: Requests turned away before any model ran.
     """
 
     requests: int = 0
@@ -57,11 +64,14 @@ class Totals:
     completion_tokens: int = 0
     cloud_spend_usd: float = 0.0
     cost_avoided_usd: float = 0.0
+    refused: int = 0
 
     @property
     def local_share(self) -> float:
-        """``local / requests``, 0 when there were none."""
-        return self.local / self.requests if self.requests else 0.0
+        """``local / (local + cloud)``: of the requests a model answered, the share answered
+        locally; 0 when there were none."""
+        answered = self.local + self.cloud
+        return self.local / answered if answered else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``Totals`` JSON object of ``docs/events.md``."""
@@ -70,6 +80,7 @@ class Totals:
             "local": self.local,
             "cloud": self.cloud,
             "errors": self.errors,
+            "refused": self.refused,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cloud_spend_usd": self.cloud_spend_usd,
@@ -80,7 +91,7 @@ class Totals:
     @classmethod
     def of(cls, records: Iterable[LedgerRecord]) -> Totals:
         """Fold records into totals, as the store's SQL does."""
-        requests = local = cloud = errors = prompt = completion = 0
+        requests = local = cloud = errors = refused = prompt = completion = 0
         spend = avoided = 0.0
         for record in records:
             prompt += record.prompt_tokens
@@ -92,7 +103,18 @@ class Totals:
                 local += record.route == "local"
                 cloud += record.route == "cloud"
                 errors += record.status == "error"
-        return cls(requests, local, cloud, errors, prompt, completion, spend, avoided)
+                refused += record.status == "refused"
+        return cls(
+            requests=requests,
+            local=local,
+            cloud=cloud,
+            errors=errors,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cloud_spend_usd=spend,
+            cost_avoided_usd=avoided,
+            refused=refused,
+        )
 
     def plus(self, other: Totals) -> Totals:
         """Return the sum of two totals (of disjoint record sets)."""
@@ -105,6 +127,7 @@ class Totals:
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cloud_spend_usd=self.cloud_spend_usd + other.cloud_spend_usd,
             cost_avoided_usd=self.cost_avoided_usd + other.cost_avoided_usd,
+            refused=self.refused + other.refused,
         )
 
 
@@ -202,7 +225,8 @@ def group_key(record: LedgerRecord, by: GroupBy) -> str:
     Args:
         record: The record.
         by: ``route``, ``model`` (the model that answered), ``reason`` (the deciding reason,
-            see :func:`reason_label`) or ``day`` (UTC).
+            see :func:`reason_label`), ``day`` (UTC) or ``decided`` (who chose the route:
+            ``router``, ``client``, ``mode``, or ``none``).
     """
     if by == "route":
         return record.route
@@ -210,6 +234,8 @@ def group_key(record: LedgerRecord, by: GroupBy) -> str:
         return record.model
     if by == "reason":
         return reason_label(record.reasons[0] if record.reasons else None)
+    if by == "decided":
+        return record.decided or NO_DECIDER
     return day_label(record.time)
 
 

@@ -276,7 +276,7 @@ class DashboardState:
         bucket = self._minutes.setdefault(int(record.time // 60), _Minute())
         if record.route == "cloud":
             bucket.cloud += 1
-        else:
+        elif record.route == "local":
             bucket.local += 1
         if record.status == "ok" and record.latency_s is not None:
             bucket.latencies.append(record.latency_s)
@@ -328,23 +328,25 @@ def _add(totals: Totals, record: RequestRecord) -> Totals:
     """Totals with one more finished request, counted as the daemon's ledger counts it.
 
     A cascade's discarded local leg is not a request of its own (its tokens and energy still
-    count); the cloud leg that replaced it is.
+    count); the cloud leg that replaced it is.  A refused request (route ``none``) is a request
+    but neither local nor cloud, so the local share is ``local / (local + cloud)``.
     """
     counts = record.leg != "cascade_local"
-    local = totals.local + (counts and record.route != "cloud")
-    requests = totals.requests + counts
+    local = totals.local + (counts and record.route == "local")
+    cloud = totals.cloud + (counts and record.route == "cloud")
     return replace(
         totals,
-        requests=requests,
+        requests=totals.requests + counts,
         local=local,
-        cloud=totals.cloud + (counts and record.route == "cloud"),
+        cloud=cloud,
         errors=totals.errors + (counts and record.status == "error"),
+        refused=totals.refused + (counts and record.status == "refused"),
         prompt_tokens=totals.prompt_tokens + record.prompt_tokens,
         completion_tokens=totals.completion_tokens + record.completion_tokens,
         # An unknown price adds nothing: the daemon's totals skip it the same way.
         cloud_spend_usd=totals.cloud_spend_usd + (record.cloud_cost_usd or 0.0),
         cost_avoided_usd=totals.cost_avoided_usd + (record.cost_avoided_usd or 0.0),
-        local_share=local / requests if requests else 0.0,
+        local_share=local / (local + cloud) if local + cloud else 0.0,
     )
 
 
@@ -356,7 +358,8 @@ def log_matches(record: RequestRecord, query: str) -> bool:
     """Whether a request passes the log's filter.
 
     Every word of ``query`` must match (case-insensitively): ``local`` and ``cloud`` match the
-    route exactly; ``ok``, ``error`` and ``cancelled`` match the status exactly; any other word
+    route exactly; ``ok``, ``error``, ``cancelled`` and ``refused`` match the status exactly;
+    ``router``, ``client`` and ``mode`` match who decided the route; any other word
     matches part of a reason, a verdict's reason, the model, the provider or the requested
     model.  An empty query matches everything.
 
@@ -371,8 +374,11 @@ def log_matches(record: RequestRecord, query: str) -> bool:
         if word in ("local", "cloud"):
             if record.route != word:
                 return False
-        elif word in ("ok", "error", "cancelled"):
+        elif word in ("ok", "error", "cancelled", "refused"):
             if record.status != word:
+                return False
+        elif word in ("router", "client", "mode"):
+            if record.decided != word:
                 return False
         elif not any(word in field.lower() for field in _searchable(record)):
             return False

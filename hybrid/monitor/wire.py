@@ -28,7 +28,7 @@ class Totals:
     """Counts and money over a period (``today`` or ``all_time``).
 
     Attributes:
-        requests: Requests answered or failed; ``local + cloud``.
+        requests: Requests answered, failed or refused; ``local + cloud + refused``.
         local: Of those, answered by the local model.
         cloud: Of those, sent to a cloud provider.
         errors: Of those, ended with ``status`` ``error``.
@@ -36,7 +36,8 @@ class Totals:
         completion_tokens: Completion tokens over all requests.
         cloud_spend_usd: What the cloud providers charged.
         cost_avoided_usd: What the local answers would have cost in the cloud, less energy.
-        local_share: ``local / requests``, 0 when there were none.
+        local_share: ``local / (local + cloud)``, 0 when there were none.
+        refused: Of the requests, turned away before any model ran (0 from an older daemon).
     """
 
     requests: int = 0
@@ -48,6 +49,7 @@ class Totals:
     cloud_spend_usd: float = 0.0
     cost_avoided_usd: float = 0.0
     local_share: float = 0.0
+    refused: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,9 @@ class RequestRecord:
     cost_avoided_usd: float | None = None
     price_known: bool = True
     leg: str | None = None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    decided: str | None = None
 
     @property
     def key(self) -> str:

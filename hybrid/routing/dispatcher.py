@@ -53,6 +53,9 @@ log = logging.getLogger("hybrid.routing")
 
 Route = Literal["local", "cloud"]
 RouteOverride = Literal["auto", "local", "cloud"]
+# Who chose a request's route: hybrid's policies, the client (a model name or X-Hybrid-Route
+# that pins it), or the server-wide mode.
+Decided = Literal["router", "client", "mode"]
 # The server-wide routing mode (``POST /v1/hybrid/mode``).
 Mode = Literal["auto", "local-only", "cloud-only"]
 MODES: tuple[Mode, ...] = ("auto", "local-only", "cloud-only")
@@ -73,6 +76,7 @@ class Answer:
         counterfactual: The cloud model (``provider/model``) the request would have gone to,
             which a local answer's saving is priced against; None when no cloud is configured.
         discarded: A cascade's local answer, read and thrown away before this one.
+        decided: Who chose the route (see :attr:`RoutePlan.decided`).
     """
 
     generation: Generation
@@ -83,6 +87,7 @@ class Answer:
     verdicts: tuple[Verdict, ...] = ()
     counterfactual: str | None = None
     discarded: DiscardedLeg | None = None
+    decided: Decided = "router"
 
     def headers(self) -> dict[str, str]:
         """The ``X-Hybrid-*`` headers that describe this answer."""
@@ -123,6 +128,9 @@ class RoutePlan:
         decision: The router's decision, with every policy's verdict.
         prepared: The request prepared for the local model, when it fits there.
         local_model: The local model's id.
+        decided: ``client`` when the model name or the ``X-Hybrid-Route`` header fixed the
+            route, ``mode`` when the server-wide mode did, else ``router`` (the policies,
+            including a privacy pin that overrides a client's ``cloud``).
     """
 
     mode: RouteOverride
@@ -130,6 +138,7 @@ class RoutePlan:
     decision: RouteDecision
     prepared: EngineJob | None
     local_model: str
+    decided: Decided = "router"
 
 
 @dataclass(frozen=True)
@@ -229,7 +238,10 @@ class Dispatcher:
         answer = await self._start(request, plan)
         counterfactual = plan.target.qualified if plan.target is not None else None
         return dataclasses.replace(
-            answer, verdicts=plan.decision.verdicts, counterfactual=counterfactual
+            answer,
+            verdicts=plan.decision.verdicts,
+            counterfactual=counterfactual,
+            decided=plan.decided,
         )
 
     async def _start(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
@@ -278,13 +290,15 @@ class Dispatcher:
         mode = override or resolved.mode
         target = resolved.target or self._names.default_target
         fixed_by = "explicit"
+        decided: Decided = "router" if mode == "auto" else "client"
         if self.mode == "local-only" or (self.mode == "cloud-only" and mode == "auto"):
-            mode, fixed_by = ("local" if self.mode == "local-only" else "cloud"), "mode"
+            mode = "local" if self.mode == "local-only" else "cloud"
+            fixed_by = decided = "mode"
         if mode == "local":
             code = "mode:local-only" if fixed_by == "mode" else "explicit:local"
             explicit = Verdict(fixed_by, "local", code)
             decision = RouteDecision("local", (explicit.reason,), verdicts=(explicit,))
-            return RoutePlan(mode, target, decision, None, self._runtime.model_id)
+            return RoutePlan(mode, target, decision, None, self._runtime.model_id, decided)
         # An explicit cloud route only needs the privacy check, which reads text: no tokens.
         context, prepared = await self.context(request, count_tokens=mode != "cloud")
         decision = self._router.decide(context, pins_only=mode == "cloud")
@@ -298,7 +312,9 @@ class Dispatcher:
             # Nothing to escalate to: the local model answers, and says what it would have done.
             reasons = ("local:no_cloud_configured", *decision.reasons)
             decision = RouteDecision("local", reasons, decision.score, False, decision.verdicts)
-        return RoutePlan(mode, target, decision, prepared, self._runtime.model_id)
+        if decision.pinned:
+            decided = "router"  # a policy (privacy) overrode what the client or mode asked
+        return RoutePlan(mode, target, decision, prepared, self._runtime.model_id, decided)
 
     async def context(
         self, request: GenerationRequest, *, count_tokens: bool = True
@@ -399,18 +415,36 @@ class Dispatcher:
         decision: RouteDecision,
         prepared: EngineJob | None,
     ) -> Answer:
-        """Private data: answer on this machine, or refuse rather than leak."""
+        """Private data: answer on this machine, or refuse rather than leak.
+
+        The refusal is the same whether the local model is busy, too small, or lacks what the
+        request needs (tools, images): a 503 ``private_data_kept_local``, never the local
+        model's own advice to send the request to the cloud.
+        """
+        cause: Exception
         try:
             return await self._local(request, decision.reason, prepared, decision.score)
         except LocalBackendError as exc:
-            if self._private_to_cloud:
-                return await self._cloud(request, target, f"{decision.reason};local_unavailable")
-            raise PrivateDataError(
-                f"the request holds private data ({decision.reason}) and stays on this "
-                f"machine, but the local model cannot answer it: {exc} To let such requests go "
-                f"to the cloud instead, set routing.privacy.allow_cloud = true.",
-                should_retry=isinstance(exc, QueueFullError | ModelNotReadyError),
-            ) from exc
+            cause = exc
+            why = f"the local model cannot answer it: {exc}"
+        except InvalidRequestError as exc:
+            lacking = request.needs - self._runtime.backend().supports
+            if not lacking:
+                raise  # the request itself is malformed, wherever it would go
+            what = " and ".join(sorted(lacking))
+            cause = exc
+            why = (
+                f"the local model cannot handle the {what} it needs. Remove the private data "
+                f"to let a cloud model answer, or load a local model that supports {what}."
+            )
+        if self._private_to_cloud:
+            return await self._cloud(request, target, f"{decision.reason};local_unavailable")
+        raise PrivateDataError(
+            f"the request holds private data ({decision.reason}) and stays on this machine, "
+            f"but {why} To let such requests go to the cloud instead, set "
+            f"routing.privacy.allow_cloud = true.",
+            should_retry=isinstance(cause, QueueFullError | ModelNotReadyError),
+        ) from cause
 
     async def _local_only(
         self, request: GenerationRequest, prepared: EngineJob | None, decision: RouteDecision

@@ -1,18 +1,25 @@
 """What a model name means: the drop-in contract for the ``model`` field.
 
-=====================================  ===================================================
-``hybrid``, empty or omitted           hybrid decides; escalation goes to the default cloud model
-``local`` or the local model's id      the local model only
-``cloud``                              the default cloud model, no routing
-a cloud model (``gpt-4.1-mini``,       hybrid decides between local and *that* model
-``openai/gpt-4.1-mini``,
-``<provider>/<model>``)
-anything else                          404 ``model_not_found``, listing what is available
-=====================================  ===================================================
+======================================  ==========================================================
+``hybrid``, empty or omitted            hybrid decides; escalation goes to the default cloud model
+``local`` or the local model's id       the local model only
+``cloud``                               the default cloud model, no routing
+a configured cloud model                hybrid decides between local and *that* model (without
+(``gpt-4.1-mini``, ``<provider>/<m>``)  the provider's key, the local model answers and the
+                                        reason says ``cloud_unavailable:<provider>:no_key``)
+another name OpenAI's or Anthropic's    the same once that provider has its key; without it,
+API takes (``gpt-4``, ``o3-mini``,      404 ``model_not_found`` naming the key to set
+``claude-3-5-sonnet-latest``)
+anything else                           404 ``model_not_found``, listing what is available
+======================================  ==========================================================
+
+A cloud model name reaches its provider exactly as the client sent it, and is priced from the
+price table like any other: a name the table lacks is recorded as unpriced, never as free.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -22,6 +29,11 @@ from hybrid.settings_cloud import CloudSettings
 
 Mode = Literal["auto", "local", "cloud"]
 ALIASES = ("hybrid", "local", "cloud")
+
+# The model names OpenAI's and Anthropic's APIs take beyond the configured lists: apps written
+# against them name gpt-4, o3-mini or claude-3-5-sonnet-latest, and keep doing so here.
+OPENAI_NAMES = re.compile(r"gpt-|chatgpt-|o[134](?:-|$)")
+ANTHROPIC_NAMES = re.compile(r"claude-")
 
 
 @dataclass(frozen=True)
@@ -54,11 +66,23 @@ class Resolved:
 
 @dataclass(frozen=True)
 class ProviderModels:
-    """The models one provider serves, and whether it can be called at all."""
+    """The models one provider serves, and whether it can be called at all.
+
+    Attributes:
+        name: The provider's name in qualified model names (``openai``).
+        models: The configured model names.
+        usable: Whether it has its key, or needs none.
+        accepts: Further names its API takes (matched at the start of a name), if any.
+        label: The provider's name as people write it (``OpenAI``); None: ``name``.
+        key_variable: The environment variable its key comes from, when it needs one.
+    """
 
     name: str
     models: tuple[str, ...]
     usable: bool
+    accepts: re.Pattern[str] | None = None
+    label: str | None = None
+    key_variable: str | None = None
 
 
 class ModelNames:
@@ -81,13 +105,28 @@ class ModelNames:
     def from_settings(cls, cloud: CloudSettings) -> ModelNames:
         """Build from the ``[cloud]`` settings; a provider is usable when it has its key."""
         providers = [
-            ProviderModels("openai", tuple(cloud.openai.models), cloud.openai.api_key is not None),
             ProviderModels(
-                "anthropic", tuple(cloud.anthropic.models), cloud.anthropic.api_key is not None
+                "openai",
+                tuple(cloud.openai.models),
+                cloud.openai.api_key is not None,
+                accepts=OPENAI_NAMES,
+                label="OpenAI",
+                key_variable="OPENAI_API_KEY",
+            ),
+            ProviderModels(
+                "anthropic",
+                tuple(cloud.anthropic.models),
+                cloud.anthropic.api_key is not None,
+                accepts=ANTHROPIC_NAMES,
+                label="Anthropic",
+                key_variable="ANTHROPIC_API_KEY",
             ),
             *(
                 ProviderModels(
-                    p.name, tuple(p.models), p.api_key_env is None or p.api_key is not None
+                    p.name,
+                    tuple(p.models),
+                    p.api_key_env is None or p.api_key is not None,
+                    key_variable=p.api_key_env,
                 )
                 for p in cloud.providers
             ),
@@ -117,19 +156,17 @@ class ModelNames:
         return resolved
 
     def cloud_models(self) -> list[str]:
-        """Every configured cloud model, qualified, usable providers first."""
-        ordered = sorted(self._order, key=lambda p: not p.usable)
-        return [f"{p.name}/{m}" for p in ordered for m in p.models]
+        """Every configured cloud model of a usable provider, qualified, in preference order."""
+        return [f"{p.name}/{m}" for p in self._order if p.usable for m in p.models]
 
     def target(self, name: str) -> CloudTarget | None:
-        """The cloud target a (possibly qualified) cloud model name means, if any."""
-        provider, _, model = name.partition("/")
-        if model and provider in self._providers:
-            return CloudTarget(provider, model)
-        for candidate in self._order:
-            if name in candidate.models:
-                return CloudTarget(candidate.name, name)
-        return None
+        """The cloud target a (possibly qualified) cloud model name means, if any.
+
+        A qualified name goes to its provider; a bare one to the first provider that lists
+        it, else to the first whose API accepts it (``gpt-4`` to OpenAI), with the name as
+        sent.  Whether the provider has its key is not considered here.
+        """
+        return self._configured(name) or self._accepted(name)
 
     def resolve(self, name: str | None, *, local_id: str) -> Resolved:
         """Resolve the ``model`` field of a request.
@@ -142,7 +179,9 @@ class ModelNames:
             The mode and the cloud target.
 
         Raises:
-            ModelNotFoundError: No provider knows the name.
+            ModelNotFoundError: No provider knows the name, or the name is one only a
+                provider's API accepts (not a configured one) and that provider has no key
+                (the error names the variable to set).
         """
         if not name or name == "hybrid":
             return Resolved("auto", self.default_target, explicit=False)
@@ -150,10 +189,42 @@ class ModelNames:
             return Resolved("local", None, explicit=True)
         if name == "cloud":
             return Resolved("cloud", self.default_target, explicit=True)
-        target = self.target(name)
+        target = self._configured(name)
+        if target is not None:
+            # A configured name stays usable without its key: hybrid decides, and the local
+            # model answers what it can (the reason names the missing key on escalation).
+            return Resolved("auto", target, explicit=False)
+        target = self._accepted(name)
+        available = [local_id, *ALIASES, *self.cloud_models()]
         if target is None:
-            raise ModelNotFoundError(name, [local_id, *ALIASES, *self.cloud_models()])
+            raise ModelNotFoundError(name, available)
+        provider = self._providers[target.provider]
+        if not provider.usable:
+            raise ModelNotFoundError(
+                name,
+                available,
+                provider=provider.name,
+                label=provider.label or provider.name,
+                key_variable=provider.key_variable,
+            )
         return Resolved("auto", target, explicit=False)
+
+    def _configured(self, name: str) -> CloudTarget | None:
+        """A qualified name of a known provider, or a name a provider lists."""
+        provider, _, model = name.partition("/")
+        if model and provider in self._providers:
+            return CloudTarget(provider, model)
+        for candidate in self._order:
+            if name in candidate.models:
+                return CloudTarget(candidate.name, name)
+        return None
+
+    def _accepted(self, name: str) -> CloudTarget | None:
+        """The first provider whose API takes the name, though it does not list it."""
+        for candidate in self._order:
+            if candidate.accepts is not None and candidate.accepts.match(name):
+                return CloudTarget(candidate.name, name)
+        return None
 
     def _default(self, default_model: str | None) -> CloudTarget | None:
         if default_model:

@@ -3,7 +3,8 @@
 A :class:`PrivacyScanner` finds e-mail addresses, phone numbers, payment cards, IBANs, national
 ID numbers, API keys, tokens, passwords, private keys, and anything the user's own patterns or
 paths describe.  A hit names its detector and a span; it never carries the matched text, so a
-routing reason built from it cannot leak what it protects.
+routing reason built from it cannot leak what it protects.  The personal-data detectors live
+here; the secret detectors in :mod:`hybrid.routing.secret_detectors`.
 
 Precision matters as much as recall (a false hit keeps a request on the small local model), so
 candidates are validated: Luhn and issuer prefixes for cards, mod 97 and per-country lengths for
@@ -19,11 +20,16 @@ UUIDs have no listed shape and are never considered.  Judgement calls, each test
   that is not made of words (identifiers, URL paths, ``AWS4-HMAC-SHA256``).  Hex strings (git
   SHAs, sha256 digests, UUIDs) have one case only and are not secrets on their own; after a
   credential name (``secret: 8f14e45f...``) they are.  Base64 longer than 256 characters or in
-  a ``data:`` URI is file content (images), not a secret.
-* Provider keys and assigned credentials that look like documentation placeholders
-  (``sk-xxxxxxxx...``, ``your-api-key``, no digit at all) are not hits.
+  a ``data:`` URI is file content (images), not a secret; so is a labelled digest
+  (``sha512-...`` in a lockfile, ``h1:...`` in go.sum, ``sha256=...`` in a wheel's RECORD).
+* Provider keys are recognised by format (:mod:`hybrid.routing.secret_formats`), whatever their
+  body's case (``sk-proj-`` and hex digits is a key), also inside an escaped JSON string
+  (``\\nsk-ant-...``).  Keys that look like documentation placeholders (``sk-xxxxxxxx...``,
+  ``sk-your-key-here``, AWS's ``AKIAIOSFODNN7EXAMPLE``) are not hits; assigned credentials
+  need a digit too (``password: correcthorse`` is not flagged).
 * ``git@github.com:owner/repo`` is an SSH remote, not an e-mail address; ``icon@2x.png`` is a
-  file name.  ``https://user:pass@host`` is a credential, not an e-mail address.
+  file name.  ``postgres://app:s3cret!@db`` is a credential, not an e-mail address; so is
+  ``Authorization: Basic <base64 of user:password>``.
 
 Scanning works on an ASCII image of the text (every other character becomes ``?``, so offsets
 stay the same); non-ASCII addresses and digits are not recognised.  User patterns and paths are
@@ -33,264 +39,42 @@ matched on the original text.
 from __future__ import annotations
 
 import re
-from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 from hybrid.errors import ConfigError
 from hybrid.routing import privacy_patterns as p
+from hybrid.routing.privacy_text import Detector, PrivacyHit, ScanText
+from hybrid.routing.secret_detectors import (
+    MAX_SECRET_LENGTH,
+    CredentialDetector,
+    PrivateKeyDetector,
+    SecretPatternDetector,
+    TokenDetector,
+)
+from hybrid.routing.secret_formats import DELIMITED_FORMATS, KEY_FORMATS, SECRET_PATTERNS
+
+__all__ = ["BUILTIN_DETECTORS", "Detector", "PrivacyHit", "PrivacyScanner", "ScanText"]
+
+_FORMAT_DETECTORS = [
+    *(x.detector for x in KEY_FORMATS),
+    *(x.detector for x in DELIMITED_FORMATS),
+    *(x.detector for x in SECRET_PATTERNS),
+]
 
 BUILTIN_DETECTORS: tuple[str, ...] = (
     "email", "phone", "payment_card", "iban",
     *(f"national_id:{kind}" for kind in (
         "us_ssn", "gb_nino", "es_dni", "nl_bsn", "in_aadhaar", "br_cpf", "cn_resident_id", "fr_nir"
     )),
-    *dict.fromkeys(key.detector for key in p.KEY_FORMATS), "api_key:jwt", "api_key:bearer",
+    *dict.fromkeys(name for name in _FORMAT_DETECTORS if name.startswith("api_key:")),
+    "api_key:jwt", "api_key:bearer",
     "secret:high_entropy", "secret:credential", "private_key",
 )  # fmt: skip
 """Every built-in detector.  ``api_key``, ``national_id`` and ``secret`` name whole families."""
 
 _SECRET_FAMILIES = ("private_key", "api_key:", "secret:")
-_MAX_SECRET_LENGTH = 256
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-@dataclass(frozen=True)
-class PrivacyHit:
-    """Sensitive data found in a text.
-
-    Attributes:
-        detector: What was found (``email``, ``api_key:openai``, ``user_pattern:<name>``, ...);
-            safe to log and to put in a routing reason.
-        start: Offset of the first character of the match in the scanned text.
-        end: Offset just past the match.  The span is for tests and tools (redaction); it must
-            never be logged or put in a reason.
-    """
-
-    detector: str
-    start: int
-    end: int
-
-
-class ScanText:
-    """One text and the forms derived from it that detectors share, each computed once."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        # "replace" maps each non-ASCII character to one "?", so offsets match the str.
-        self.ascii = text.encode("ascii", "replace")
-
-    @cached_property
-    def lower(self) -> bytes:
-        """The ASCII image in lower case."""
-        return self.ascii.lower()
-
-    @cached_property
-    def shapes(self) -> bytes:
-        """A space, then the text as shapes (see ``SHAPE_TABLE``): offset ``i`` is text ``i-1``.
-
-        The leading space lets a number at the very start match the same ``" 0"`` prefix.
-        """
-        return b" " + self.ascii.translate(p.SHAPE_TABLE)
-
-    @cached_property
-    def tokens(self) -> bytes:
-        """Token characters (base64/base64url) as ``t``, everything else as a space."""
-        return self.ascii.translate(p.TOKEN_TABLE)
-
-    def preceded_by(self, start: int, keywords: re.Pattern[bytes], window: int = 32) -> bool:
-        """Whether ``keywords`` (see ``privacy_patterns.keywords``) occur in the bytes before.
-
-        Args:
-            start: Offset of what the keywords must precede.
-            keywords: A pattern over lower-cased text.
-            window: How many bytes before ``start`` to search.
-        """
-        return keywords.search(self.lower, max(0, start - window), start) is not None
-
-
-class Detector(ABC):
-    """Finds one family of sensitive data in a text."""
-
-    @abstractmethod
-    def find(self, text: ScanText) -> Iterator[PrivacyHit]:
-        """Yield the hits in ``text`` (in any order; each detector's own order is by position).
-
-        Args:
-            text: The text to scan, with its shared derived forms.
-
-        Returns:
-            An iterator that does the work lazily, so that a caller can stop at the first hit.
-        """
-
-
-class PrivateKeyDetector(Detector):
-    """PEM private keys: ``-----BEGIN [RSA|EC|OPENSSH|DSA|PGP|ENCRYPTED] PRIVATE KEY-----``."""
-
-    _BEGIN = re.compile(
-        rb"-----BEGIN (?:(?:RSA|EC|OPENSSH|DSA|PGP|ENCRYPTED) )?PRIVATE KEY(?: BLOCK)?-----"
-    )
-    _END = re.compile(rb"-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----")
-
-    def find(self, text: ScanText) -> Iterator[PrivacyHit]:
-        if b"PRIVATE KEY" not in text.ascii:
-            return
-        for begin in self._BEGIN.finditer(text.ascii):
-            end = self._END.search(text.ascii, begin.end())
-            yield PrivacyHit("private_key", begin.start(), end.end() if end else begin.end())
-
-
-class TokenDetector(Detector):
-    """Provider API keys, JWTs, AWS secret keys and standalone high-entropy secrets."""
-
-    _PIECE = re.compile(rb"[A-Za-z0-9_-]+")
-    _AWS_SECRET = re.compile(rb"[A-Za-z0-9/+]{40}")
-    _AWS_WORDS = p.keywords(b"aws_secret", b"aws secret", b"secret_access_key", b"secretaccesskey")
-
-    def __init__(
-        self, enabled: Collection[str], *, entropy_threshold: float, min_secret_length: int
-    ) -> None:
-        self._enabled = frozenset(enabled)
-        self._formats = tuple(f for f in p.KEY_FORMATS if f.detector in self._enabled)
-        self._prefixes = tuple(x for f in self._formats for x in f.prefixes)
-        self._threshold = entropy_threshold
-        self._min_secret = min_secret_length
-        # The shortest provider key (AKIA + 16) and any real JWT header are 20+ characters.
-        self._min_run = min(20, min_secret_length)
-
-    def find(self, text: ScanText) -> Iterator[PrivacyHit]:
-        runs, data, needle = text.tokens, text.ascii, b"t" * self._min_run
-        start = runs.find(needle)
-        while start != -1:
-            end = runs.find(b" ", start + self._min_run)
-            end = len(runs) if end == -1 else end
-            # Logs and code hold many long lower-case runs (hex ids, snake_case); a random key
-            # of 20+ base64 characters without a capital letter is vanishingly rare, and every
-            # provider format has one (AKIA, eyJ, or a random body), so one C call skips them.
-            if not data[start:end].islower():
-                hit = self._classify(text, start, end)
-                if hit is not None:
-                    yield hit
-                    end = max(end, hit.end)
-            start = runs.find(needle, end)
-
-    def _classify(self, text: ScanText, start: int, end: int) -> PrivacyHit | None:
-        data = text.ascii
-        token = data[start:end]
-        if token.startswith(b"eyJ") and "api_key:jwt" in self._enabled:
-            jwt = p.JWT_PATTERN.match(data, start)
-            if jwt:
-                return PrivacyHit("api_key:jwt", start, jwt.end())
-        if self._prefixes:
-            if token.startswith(self._prefixes):
-                hit = self._provider_key(data, start, end)
-                if hit:
-                    return hit
-            if b"/" in token or b"+" in token:
-                for piece in self._PIECE.finditer(data, start, end):
-                    if piece.group().startswith(self._prefixes):
-                        hit = self._provider_key(data, *piece.span())
-                        if hit:
-                            return hit
-        if (
-            "api_key:aws" in self._enabled
-            and self._AWS_SECRET.fullmatch(token)
-            and text.preceded_by(start, self._AWS_WORDS, window=64)
-        ):
-            return PrivacyHit("api_key:aws", start, end)
-        if "secret:high_entropy" in self._enabled and self._is_secret(text, start, end):
-            return PrivacyHit("secret:high_entropy", start, end)
-        return None
-
-    def _provider_key(self, data: bytes, start: int, end: int) -> PrivacyHit | None:
-        piece = self._PIECE.match(data, start, end)
-        if piece is None:
-            return None
-        key = piece.group()
-        for key_format in self._formats:
-            if key.startswith(key_format.prefixes) and key_format.pattern.fullmatch(key):
-                return PrivacyHit(key_format.detector, start, piece.end()) if _random(key) else None
-        return None
-
-    def _is_secret(self, text: ScanText, start: int, end: int) -> bool:
-        if not self._min_secret <= end - start <= _MAX_SECRET_LENGTH:
-            return False  # longer base64 is file content (an image, a binary), not a key
-        if text.ascii.endswith(b"base64,", 0, start) or self._wrapped(text, start, end):
-            return False  # a data: URI, or one line of a wrapped base64 block (MIME, PEM)
-        return p.random_token(text.ascii[start:end], self._threshold)
-
-    @staticmethod
-    def _wrapped(text: ScanText, start: int, end: int) -> bool:
-        """Whether the line before or after this token is also a long base64 run."""
-        if end - start < 40:
-            return False
-        block = b"t" * 40
-        after = text.tokens.find(block, end, end + 60)
-        before = text.tokens.rfind(block, max(0, start - 60), start)
-        return (after != -1 and b"\n" in text.ascii[end:after]) or (
-            before != -1 and b"\n" in text.ascii[before:start]
-        )
-
-
-def _random(value: bytes, placeholders: tuple[bytes, ...] = p.PLACEHOLDER_WORDS) -> bool:
-    """Whether a key or credential is not an obvious placeholder: letters, a digit, no "your"."""
-    lowered = value.lower()
-    return (
-        any(48 <= c <= 57 for c in value)
-        and any(c.isalpha() for c in value.decode("ascii", "replace"))
-        and not any(word in lowered for word in placeholders)
-    )
-
-
-class CredentialDetector(Detector):
-    """Credentials assigned to a telling name (``password=...``) and bearer tokens."""
-
-    _NAME_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789_.-"
-
-    def __init__(self, enabled: Collection[str]) -> None:
-        self._assigned = "secret:credential" in enabled
-        self._bearer = "api_key:bearer" in enabled
-        self._rules = tuple(
-            (pattern, re.compile(rb"(?:[a-z0-9_.-]*[_.-])?" + rule.encode()))
-            for pattern, rule in p.CREDENTIAL_PATTERNS
-        )
-        # Names that merely end in these are still credentials ("accesstoken", "dbpassword").
-        self._loose_suffix = re.compile(rb"[a-z0-9_.-]*(?:token|secret|password|passwd|phrase)")
-
-    def find(self, text: ScanText) -> Iterator[PrivacyHit]:
-        if self._bearer and b"bearer" in text.lower:
-            for match in p.BEARER_PATTERN.finditer(text.lower):
-                start, end = match.span("value")
-                if _random(text.ascii[start:end]):
-                    yield PrivacyHit("api_key:bearer", start, end)
-        if not self._assigned:
-            return
-        for pattern, rule in self._rules:
-            for match in pattern.finditer(text.lower):
-                name = self._assigned_name(text.lower, match.start(), match.end("kw"))
-                if not (rule.fullmatch(name) or self._loose_suffix.fullmatch(name)):
-                    continue
-                start, end = match.span("value")
-                value = text.ascii[start:end]
-                quoted = text.ascii[start - 1 : start] in (b'"', b"'")
-                # Unquoted, "token=token_v2" and "password=self.pw2" name a variable, and
-                # "token = b64encode(...)" calls a function.
-                reference = not quoted and (
-                    text.ascii[end : end + 1] in (b"(", b"[")
-                    or (p.IDENTIFIER_PATTERN.fullmatch(value) and not value.isalnum())
-                )
-                if (
-                    not reference
-                    and b"://" not in value
-                    and _random(value, p.CREDENTIAL_PLACEHOLDER_WORDS)
-                ):
-                    yield PrivacyHit("secret:credential", start, end)
-
-    def _assigned_name(self, lower: bytes, keyword_start: int, keyword_end: int) -> bytes:
-        before = lower[max(0, keyword_start - 64) : keyword_start]
-        return before[len(before.rstrip(self._NAME_CHARS)) :] + lower[keyword_start:keyword_end]
 
 
 class EmailDetector(Detector):
@@ -601,10 +385,10 @@ class PrivacyScanner:
                 f"privacy entropy threshold {entropy_threshold} is out of range; use bits per "
                 f"character between 0 and 8 (4.0 flags random base64 but not words or hex)."
             )
-        if not 8 <= min_secret_length <= _MAX_SECRET_LENGTH:
+        if not 8 <= min_secret_length <= MAX_SECRET_LENGTH:
             raise ConfigError(
                 f"privacy min secret length {min_secret_length} is out of range; use 8 to "
-                f"{_MAX_SECRET_LENGTH} characters (24 is a good default)."
+                f"{MAX_SECRET_LENGTH} characters (24 is a good default)."
             )
         users = UserPatternDetector(user_patterns or {})
         path_detector = PathDetector(paths, home=home)
@@ -631,9 +415,10 @@ class PrivacyScanner:
                 NumberDetector(enabled),
             ),
             (
-                (*_members("api_key"), "secret:high_entropy"),
+                (*_members("api_key"), "secret:high_entropy", "private_key"),
                 TokenDetector(enabled, entropy_threshold=threshold, min_secret_length=min_length),
             ),
+            (tuple(x.detector for x in SECRET_PATTERNS), SecretPatternDetector(enabled)),
             (("secret:credential", "api_key:bearer"), CredentialDetector(enabled)),
         ]
         return [detector for names, detector in wanted if enabled.intersection(names)]
@@ -674,6 +459,27 @@ class PrivacyScanner:
             hits.append(hit)
         return hits
 
+    def redact(self, text: str) -> str:
+        """``text`` with every hit replaced by ``[redacted:<detector>]``.
+
+        Overlapping hits are replaced together, under the name of the first.
+
+        Args:
+            text: The text to clean (an upstream error message, a log line).
+
+        Returns:
+            The text, unchanged where nothing was found.
+        """
+        parts: list[str] = []
+        done = 0
+        for hit in self.scan(text):
+            if hit.end <= done:
+                continue
+            if hit.start >= done:
+                parts += (text[done : hit.start], f"[redacted:{hit.detector}]")
+            done = hit.end
+        return "".join(parts) + text[done:] if parts else text
+
     def first(self, text: str) -> PrivacyHit | None:
         """Find one hit, stopping as soon as any detector has one.
 
@@ -711,8 +517,11 @@ def _resolve(names: Collection[str] | None) -> frozenset[str]:
         elif name in _FAMILIES:
             enabled.update(_members(name))
         else:
+            providers = sorted({d.partition(":")[2] for d in _members("api_key")})
+            others = [d for d in BUILTIN_DETECTORS if not d.startswith("api_key:")]
             raise ConfigError(
-                f"unknown privacy detector {name!r}; use one of {', '.join(BUILTIN_DETECTORS)} "
-                f"or a family: {', '.join(_FAMILIES)}."
+                f"unknown privacy detector {name!r}; use one of {', '.join(others)}, "
+                f"api_key:<provider> ({', '.join(providers)}) or a family: "
+                f"{', '.join(_FAMILIES)}."
             )
     return frozenset(enabled)

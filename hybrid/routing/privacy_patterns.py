@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeAlias
 
+from hybrid.routing.secret_formats import PLACEHOLDER_WORDS, holds_word
+
 # --- checksums and format rules --------------------------------------------------------------
 
 
@@ -275,6 +277,15 @@ _FILE_SIGNATURES = (
     b"iVBORw0KGgo", b"/9j/", b"R0lGOD", b"UklGR", b"JVBERi0", b"H4sI", b"UEsDB", b"YnBsaXN0",
     b"PD94bWwg", b"AAAAB3NzaC1", b"AAAAC3NzaC1", b"AAAAE2VjZHNh",
 )  # fmt: skip
+# A content digest written with its algorithm: npm, yarn and pnpm lockfiles and subresource
+# integrity ("sha512-<base64>"), Nix ("sha256-..."), go.sum ("h1:<base64>").  Public by nature.
+_HASH_LABEL = re.compile(rb"(?:sha(?:1|224|256|384|512)|md5|blake2[bs]?)-")
+HASH_LABELS_BEFORE = (
+    b"h1:", b"sha1:", b"sha256:", b"sha384:", b"sha512:", b"md5:",
+    b"sha256=", b"sha512=", b"sha-256=", b"sha-512=", b"SHA-256=", b"SHA-512=",
+)  # fmt: skip
+"""Text just before a base64 token that makes it a content digest: ``h1:`` in go.sum,
+``sha256=`` in a wheel's RECORD, ``Digest: sha-256=`` in HTTP headers."""
 _PIECE_SEPARATORS = re.compile(rb"[-_/+]")
 _BASE64URL_TO_BASE64 = bytes.maketrans(b"-_", b"+/")
 
@@ -287,7 +298,9 @@ def random_token(token: bytes, entropy_threshold: float) -> bool:
     words (``RecvmsgRFC3542AncillaryUDPLITE6Test``, ``N10pem_ctx_st4DOLLAR_16E``,
     ``dk/i18n/charmaps/HP-ROMAN8``), hold a run of ascending characters (``...xyz0123...``),
     decode from base64 to readable text (a MIME body, an XML plist: content, not a key), start
-    like a base64 file (PNG, gzip ...) or SSH public key, or be an API object id (``toolu_...``,
+    like a base64 file (PNG, gzip ...) or SSH public key, be a labelled content digest
+    (``sha512-...`` in a lockfile), hold a placeholder word (AWS's documented
+    ``wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY``), or be an API object id (``toolu_...``,
     ``call_...``: a type word, unless it says key, token, secret ..., and a random body).
     Random keys of 24 characters fail these tests about 4 % of the time, of 48 under 1 %.
 
@@ -309,8 +322,11 @@ def random_token(token: bytes, entropy_threshold: float) -> bool:
     pieces = [piece for piece in _PIECE_SEPARATORS.split(token) if piece]
     if len(pieces) > 1 and sum(bool(_WORD_PIECE.fullmatch(x)) for x in pieces) * 2 > len(pieces):
         return False
-    if sum(b == a + 1 for a, b in itertools.pairwise(token)) >= 6 or token.startswith(
-        _FILE_SIGNATURES
+    if (
+        sum(b == a + 1 for a, b in itertools.pairwise(token)) >= 6
+        or token.startswith(_FILE_SIGNATURES)
+        or _HASH_LABEL.match(token)
+        or holds_word(token)
     ):
         return False
     return shannon_entropy(token) > entropy_threshold and not _encoded_text(token)
@@ -517,7 +533,7 @@ E164_PATTERN = re.compile(
 Possessive and atomic groups throughout: a long run of almost-matches never backtracks.
 """
 
-# --- tokens: API keys and secrets ------------------------------------------------------------
+# --- tokens: API keys and secrets (provider formats: hybrid.routing.secret_formats) -----------
 
 TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/"
 """Characters of a key or secret token: base64 and base64url without the ``=`` padding."""
@@ -526,52 +542,22 @@ TOKEN_TABLE = bytes(ord("t") if code in TOKEN_CHARS else ord(" ") for code in ra
 """``bytes.translate`` table: token characters become ``t``, everything else a space."""
 
 
-@dataclass(frozen=True)
-class KeyFormat:
-    """A provider's key format.
-
-    Attributes:
-        detector: ``api_key:<provider>``.
-        prefixes: Literal starts of the key.
-        pattern: Must match the whole key (a maximal run of letters, digits, ``_`` and ``-``).
-    """
-
-    detector: str
-    prefixes: tuple[bytes, ...]
-    pattern: re.Pattern[bytes]
-
-
-KEY_FORMATS: tuple[KeyFormat, ...] = tuple(
-    KeyFormat(f"api_key:{name}", prefixes, re.compile(pattern))
-    for name, prefixes, pattern in (
-        ("anthropic", (b"sk-ant-",), rb"sk-ant-[A-Za-z0-9_-]{20,}"),
-        ("openai", (b"sk-",), rb"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
-        ("aws", (b"AKIA", b"ASIA", b"ABIA", b"ACCA"), rb"A(?:KI|SI|BI|CC)A[A-Z0-9]{16}"),
-        ("github", (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"), rb"gh[pousr]_[A-Za-z0-9]{36,}"),
-        ("github", (b"github_pat_",), rb"github_pat_[A-Za-z0-9_]{22,}"),
-        ("gitlab", (b"glpat-",), rb"glpat-[A-Za-z0-9_-]{20,}"),
-        ("slack", tuple(b"xox%c-" % c for c in b"baprs"), rb"xox[baprs]-[A-Za-z0-9-]{10,}"),
-        (
-            "stripe",
-            (b"sk_live_", b"rk_live_", b"sk_test_", b"rk_test_"),
-            rb"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",
-        ),
-        ("google", (b"AIza",), rb"AIza[A-Za-z0-9_-]{35}"),
-        ("huggingface", (b"hf_",), rb"hf_[A-Za-z0-9]{30,}"),
-        ("npm", (b"npm_",), rb"npm_[A-Za-z0-9]{36}"),
-        ("pypi", (b"pypi-",), rb"pypi-[A-Za-z0-9_-]{50,}"),
-    )
-)
-"""Provider key formats, most specific first (``sk-ant-`` before ``sk-``)."""
-
-KEY_PREFIXES = tuple(prefix for key in KEY_FORMATS for prefix in key.prefixes)
-"""Every provider prefix, for one ``bytes.startswith`` test per token."""
-
-JWT_PATTERN = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
-"""A JSON Web Token: base64url header and claims (both JSON objects, hence ``eyJ``), signature."""
-
 IDENTIFIER_PATTERN = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-"""A variable or attribute (``token_v2``, ``self.token``): assigned unquoted, it is a reference."""
+"""The shape of a variable or attribute (``token_v2``, ``self.token``)."""
+
+# A name's digits end its words ("token_v2", "password2"); a generated value's fall anywhere.
+_NAME_PART = re.compile(
+    rb"_*(?:[a-z]+[0-9]*(?:_+[a-z0-9]+)*|[A-Z]+[0-9]*(?:_+[A-Z0-9]+)*"
+    rb"|[A-Za-z][a-z]*(?:[A-Z][a-z]+)*[0-9]*)_*"
+)
+
+
+def names_a_variable(value: bytes) -> bool:
+    """Whether an identifier-shaped value reads as a name (``self.password2``, ``token_v2``,
+    ``settings.DB_PASSWORD``, ``config.apiKey``) rather than a generated password that fits the
+    shape (``_3vaY8AnGzzE.O6``): every dotted part is snake_case, CONSTANT_CASE or camelCase."""
+    return all(_NAME_PART.fullmatch(part) for part in value.split(b"."))
+
 
 CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[bytes], str], ...] = tuple(
     (
@@ -583,7 +569,11 @@ CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[bytes], str], ...] = tuple(
         name_rule,
     )
     for keyword, name_rule in (
-        (rb"key", r"(?:api|access|secret|private|auth|client|master|encryption|signing)[_-]?key"),
+        (
+            rb"key",
+            r"(?:api|access|secret|private|auth|client|master|encryption|signing|account"
+            r"|sharedaccess)[_-]?key",
+        ),
         (rb"secret", r"secret"),
         (rb"token", r"token"),
         (rb"pass(?:word|wd|phrase)?", r"pass(?:word|wd|phrase)?"),
@@ -596,13 +586,33 @@ paired rule must match the end of the assigned name (``db_password``, ``x-api-ke
 keeps ``monkey = ...`` and ``cache_key = ...`` out.
 """
 
-BEARER_PATTERN = re.compile(rb"bearer[ \t]+(?P<value>[a-z0-9._~+/-]{16,}+=*+)(?![a-z0-9._~+/=-])")
-"""``Authorization: Bearer <token>`` in lower-cased text."""
+AUTH_SCHEME_PATTERN = re.compile(
+    rb"b(?:earer[ \t]+(?P<bearer>[a-z0-9._~+/-]{16,}+=*+)(?![a-z0-9._~+/=-])"
+    rb"|asic[ \t]+(?P<basic>[a-z0-9+/]{8,}+={0,2}+)(?![a-z0-9+/=]))"
+)
+"""``Authorization: Bearer <token>`` and ``Basic <base64 of user:password>`` in lower-cased
+text (one regex: its literal start makes the search cost one pass, not two)."""
 
-PLACEHOLDER_WORDS = (b"xxxx", b"****", b"your", b"changeme", b"placeholder", b"redacted")
-"""Lower-cased fragments that mark a documented placeholder rather than a real key."""
 
-CREDENTIAL_PLACEHOLDER_WORDS = (*PLACEHOLDER_WORDS, b"example", b"replace", b"dummy", b"sample")
+def basic_auth_password(value: bytes) -> bytes | None:
+    """The password in an HTTP Basic credential (base64 of ``user:password``), if it is one."""
+    try:
+        decoded = base64.b64decode(value + b"=" * (-len(value) % 4), validate=True)
+    except binascii.Error:
+        return None
+    _, colon, password = decoded.partition(b":")
+    readable = decoded.isascii() and decoded.decode().isprintable()
+    return password if colon and readable else None
+
+
+URL_CREDENTIAL_PATTERN = re.compile(
+    rb"://(?P<user>[A-Za-z0-9._~%!$&*+,;=-]{0,64}+):(?P<password>[^\s/@?#\"'`<>\[\]{}|\\]{1,128}+)@"
+    rb"(?=[A-Za-z0-9\[])"
+)
+"""``scheme://user:password@host`` (a database URL): the password may hold any printable
+character that does not end the URL's user part."""
+
+CREDENTIAL_PLACEHOLDER_WORDS = (*PLACEHOLDER_WORDS, b"replace", b"dummy", b"sample")
 """Placeholders in assigned credentials (``password: example123``, ``REPLACE_ME_1``)."""
 
 # --- e-mail ----------------------------------------------------------------------------------

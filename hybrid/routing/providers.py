@@ -13,6 +13,7 @@ from hybrid.cloud.openai_provider import OpenAIProvider
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.cloud.provider import CloudProvider
 from hybrid.cloud.transport import Http11Client
+from hybrid.routing.privacy import PrivacyScanner
 from hybrid.settings_cloud import CloudSettings
 
 # Connections kept per provider: enough for a burst of concurrent requests without reconnecting.
@@ -51,9 +52,13 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
     """One provider per configured API: OpenAI, Anthropic, and each declared one.
 
     Every provider is built, with or without a key, so that ``/health`` and ``/v1/models`` can
-    show it; the dispatcher skips one without its key.
+    show it; the dispatcher skips one without its key.  Each removes from its error messages
+    every key, token, password and private key the privacy scanner knows, whatever the privacy
+    policy's own settings: an upstream may echo one, and the message goes to the client, the
+    log, the ledger and the event stream.
     """
     policy = reliability_policy(cloud)
+    redact = PrivacyScanner(detectors=("api_key", "secret", "private_key")).redact
     clients: list[httpx2.AsyncClient] = []
 
     proxied = _env_proxies()
@@ -75,6 +80,7 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
             models=cloud.openai.models,
             client=client(),
             policy=policy,
+            redact=redact,
         ),
         "anthropic": AnthropicProvider(
             name="anthropic",
@@ -83,6 +89,7 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
             models=cloud.anthropic.models,
             client=client(),
             policy=policy,
+            redact=redact,
             version=cloud.anthropic.version,
             default_max_tokens=cloud.anthropic.max_tokens,
         ),
@@ -95,6 +102,7 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
             models=declared.models,
             client=client(),
             policy=policy,
+            redact=redact,
         )
     return ProviderPool(providers, tuple(clients))
 

@@ -26,6 +26,9 @@ from hybrid.local.runtime import LocalRuntime
 from hybrid.local.speed import SpeedMeter
 from hybrid.settings import Settings
 
+# The host name Starlette's TestClient (and the SDK clients built on it here) send.
+TEST_CLIENT_HOST = "testserver"
+
 
 class ScriptedGeneration(Generation):
     def __init__(self, events: list[GenerationEvent | HybridError]) -> None:
@@ -121,8 +124,15 @@ def scripted_app(
     """The app under test: a scripted local model (or ``runtime``) on an idle fake machine.
 
     The real probe would hand the capacity policy whatever else loads the machine running the
-    tests; the idle one keeps every routing decision independent of it.
+    tests; the idle one keeps every routing decision independent of it.  Starlette's
+    ``TestClient`` addresses the app as ``testserver``, so that name is allowed as a configured
+    host would be.
     """
+    if TEST_CLIENT_HOST not in settings.server.allowed_hosts:
+        server = settings.server.model_copy(
+            update={"allowed_hosts": [*settings.server.allowed_hosts, TEST_CLIENT_HOST]}
+        )
+        settings = settings.model_copy(update={"server": server})
     if runtime is None:
         runtime = ScriptedRuntime(settings, backend if backend is not None else ScriptedBackend())
     return create_app(settings, runtime=runtime, probe=idle_probe(), gpu_energy=gpu_energy)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hybrid.api.accounting import Accountant
-from hybrid.api.events import EventBus
+from hybrid.api.events import CLOSED, EventBus
 from hybrid.api.metrics import Metrics
 from hybrid.backend import ReplayGeneration
 from hybrid.generation import GenerationDone, GenerationRequest, Message, TextDelta, Usage
@@ -98,3 +98,19 @@ def test_an_offloaded_model_without_a_counter_prices_its_time_at_gpu_watts(
     assert record.cost_avoided_usd == pytest.approx(
         (record.counterfactual_cost_usd or 0) - record.energy_cost_usd
     )
+
+
+def test_a_closed_bus_ends_every_follower_now_and_later() -> None:
+    async def scenario() -> None:
+        bus = EventBus()
+        with bus.follow() as early:
+            bus.publish("mode", {"mode": "auto"})
+            bus.close()
+            assert [early.get_nowait(), early.get_nowait()] == [
+                ("mode", {"mode": "auto"}),
+                CLOSED,
+            ]
+        with bus.follow() as late:
+            assert late.get_nowait() is CLOSED
+
+    asyncio.run(scenario())

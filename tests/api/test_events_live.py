@@ -76,6 +76,18 @@ def test_the_event_stream_starts_with_a_snapshot_and_follows_requests_and_mode(
     assert finished == records_of(settings)[-1]
 
 
+def test_once_the_server_shuts_down_the_event_stream_ends_after_its_snapshot(
+    tmp_path: Path,
+) -> None:
+    settings = settings_in(tmp_path)
+    app = scripted_app(settings)
+    with serving(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        app.state.hybrid.bus.close()  # what `hybrid serve` does when its shutdown starts
+        with http.stream("GET", "/v1/hybrid/events") as stream:
+            lines = list(stream.iter_lines())  # returns: the stream ends
+    assert [line for line in lines if line.startswith("event: ")] == ["event: snapshot"]
+
+
 class HeldBackend(ScriptedBackend):
     """Sends one piece, then holds until the client goes away."""
 

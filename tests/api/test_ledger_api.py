@@ -143,7 +143,7 @@ def test_a_failure_mid_stream_is_recorded_as_an_error_with_what_was_generated(
     assert record.completion_tokens > 0 and record.tokens_estimated
 
 
-def test_a_request_refused_before_answering_is_recorded_as_an_error(
+def test_a_request_refused_before_answering_is_recorded_as_refused(
     served: tuple[TestClient, Settings],
 ) -> None:
     client, settings = served
@@ -151,8 +151,10 @@ def test_a_request_refused_before_answering_is_recorded_as_an_error(
     assert response.status_code == 404
 
     [record] = ledger_records(client, settings)
-    assert record.status == "error" and record.reasons == ("error:model_not_found",)
-    assert client.get("/v1/hybrid/stats").json()["today"]["errors"] == 1
+    assert (record.route, record.status) == ("none", "refused")
+    assert record.reasons == ("error:model_not_found",)
+    today = client.get("/v1/hybrid/stats").json()["today"]
+    assert (today["refused"], today["errors"], today["local"]) == (1, 0, 0)
 
 
 def test_the_mode_endpoint_pins_requests_and_refuses_an_unknown_mode(
@@ -175,21 +177,24 @@ def test_the_mode_endpoint_pins_requests_and_refuses_an_unknown_mode(
 def test_with_an_api_key_every_endpoint_but_health_needs_it(
     app_for: Callable[..., tuple[TestClient, Settings]],
 ) -> None:
-    client, _ = app_for(**{"server.api_key": "s3cret-key"})
+    client, _ = app_for(**{"server.api_key": "s3cret-key-for-tests"})
     assert client.get("/health").status_code == 200
 
     refused = client.post("/v1/chat/completions", json=CHAT)
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "invalid_api_key"
     assert client.get("/metrics").status_code == 401
-    wrong = client.get("/v1/hybrid/stats", headers={"Authorization": "Bearer s3cret-kez"})
+    wrong = client.get("/v1/hybrid/stats", headers={"Authorization": "Bearer s3cret-key-for-testz"})
     assert wrong.status_code == 401
     anthropic_shape = client.post("/v1/messages", json={})
     assert anthropic_shape.json()["error"]["type"] == "authentication_error"
 
-    bearer = {"Authorization": "Bearer s3cret-key"}
+    bearer = {"Authorization": "Bearer s3cret-key-for-tests"}
     assert client.post("/v1/chat/completions", json=CHAT, headers=bearer).status_code == 200
-    assert client.get("/v1/hybrid/stats", headers={"x-api-key": "s3cret-key"}).status_code == 200
+    assert (
+        client.get("/v1/hybrid/stats", headers={"x-api-key": "s3cret-key-for-tests"}).status_code
+        == 200
+    )
 
 
 def test_the_ledger_file_holds_each_record_as_one_committed_row(

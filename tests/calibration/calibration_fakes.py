@@ -1,8 +1,9 @@
-"""A backend that answers calibration prompts from a function, for tests without a model."""
+"""Backends that answer calibration prompts without a model: from a function, or right on
+exactly the items a test picks."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from hybrid.backend import Backend, Generation
 from hybrid.errors import HybridError
@@ -10,9 +11,11 @@ from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
     GenerationRequest,
+    Message,
     TextDelta,
     Usage,
 )
+from hybrid.routing.calibration.item import CalibrationItem, Choice, Literal, Number, Words
 
 
 class _Answer(Generation):
@@ -41,3 +44,42 @@ class FunctionBackend(Backend):
         if isinstance(result, HybridError):
             raise result
         return _Answer(result)
+
+
+WRONG_ANSWER = "I do not know."
+"""An answer no grader accepts: no number, no word, no option letter."""
+
+
+def right_answer(item: CalibrationItem, presentation: int) -> str:
+    """An answer the grader accepts for one presentation of ``item``."""
+    answer = item.answer
+    if isinstance(answer, Number):
+        value = answer.value
+        return str(int(value)) if float(value).is_integer() else repr(value)
+    if isinstance(answer, Words):
+        return answer.accepted[0]
+    if isinstance(answer, Literal):
+        return answer.text
+    assert isinstance(answer, Choice)
+    return answer.letters[presentation]
+
+
+class KnowingBackend(Backend):
+    """A local model that answers right exactly the items ``knows`` picks, and wrong the rest.
+
+    Args:
+        items: The calibration set it will be asked.
+        knows: Whether it gets an item right.
+    """
+
+    def __init__(
+        self, items: Sequence[CalibrationItem], knows: Callable[[CalibrationItem], bool]
+    ) -> None:
+        self._answers: dict[tuple[Message, ...], str] = {}
+        for item in items:
+            for index, messages in enumerate(item.presentations):
+                key = tuple(messages)
+                self._answers[key] = right_answer(item, index) if knows(item) else WRONG_ANSWER
+
+    async def start(self, request: GenerationRequest) -> Generation:
+        return _Answer(self._answers.get(tuple(request.messages), WRONG_ANSWER))

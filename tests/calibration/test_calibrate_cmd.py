@@ -1,28 +1,97 @@
-"""``hybrid calibrate``: answers, fits, stores per model hash, and says how it went."""
+"""``hybrid calibrate``: answers, fits, stores per model hash, and says how it went; refuses
+a fit it cannot trust, keeping the calibration in use; ``--reset`` goes back to the shipped one."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from calibration_fakes import FunctionBackend
+from calibration_fakes import FunctionBackend, KnowingBackend
 
+from hybrid.backend import Backend
 from hybrid.cli import main
-from hybrid.cli.calibrate import CalibrateOptions, ProgressBar, calibrate_backend
-from hybrid.errors import HybridError
+from hybrid.cli.calibrate import (
+    CalibrateOptions,
+    ProgressBar,
+    calibrate_backend,
+    reset_calibration,
+)
+from hybrid.errors import CalibrationRejectedError, HybridError
+from hybrid.routing.calibration.fitting import prompt_length
+from hybrid.routing.calibration.item import CalibrationItem
+from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.record import load_record
-from hybrid.routing.difficulty.store import load_for, model_path
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
+from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.store import find, load_for, model_path, save
+
+# The models tests' GGUF writer, for a model file `hybrid calibrate --reset` can resolve.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from gguf_writer import tiny_model
 
 SHA = "5a" * 32
 COMMANDS = {"calibrate": "hybrid.cli.calibrate"}
+ENOUGH = 20
+"""Items per category that hold out 54, enough to be saved when 12 or more are right."""
 
 
 def greeter(prompt: str) -> str | HybridError:
     """A local model that can only say hello."""
     return "Hello!"
+
+
+def knows_chat_and_facts(per_category: int, seed: int) -> KnowingBackend:
+    """A local model that gets chat and facts right and everything else wrong."""
+    items = calibration_set(seed, per_category=per_category)
+    return KnowingBackend(items, lambda item: item.category in ("chat", "facts"))
+
+
+def stored_model(threshold: float, **meta: object) -> DifficultyModel:
+    return DifficultyModel(
+        weights=np.zeros(N_FEATURES),
+        bias=0.0,
+        threshold=threshold,
+        feature_version=FEATURE_VERSION,
+        mean=np.zeros(N_FEATURES),
+        scale=np.ones(N_FEATURES),
+        meta=meta,
+    )
+
+
+SHIPPED_META = {"created": "2026-11-27", "items": 540, "held_out_auroc": 0.7593}
+SHIPPED_PHRASE = "the shipped calibration (made 2026-11-27, 540 items, held-out AUROC 0.759)"
+
+
+def ship(folder: Path, sha: str = SHA) -> Path:
+    """A package folder that ships a calibration for ``sha``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = stored_model(0.52, **SHIPPED_META)
+    (folder / f"{sha}.json").write_text(json.dumps(model.to_json()))
+    return folder
+
+
+def run_calibration(
+    backend: Backend, home: Path, options: CalibrateOptions, **kwargs: object
+) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    asyncio.run(
+        calibrate_backend(
+            backend,
+            home=home,
+            sha256=SHA,
+            model_name="tiny-model",
+            options=options,
+            out=out,
+            err=err,
+            **kwargs,  # type: ignore[arg-type]
+        )
+    )
+    return out.getvalue(), err.getvalue()
 
 
 class FakeClock:
@@ -36,10 +105,10 @@ class FakeClock:
 
 def test_calibrating_stores_the_model_and_answers_under_the_hash(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
-    options = CalibrateOptions(per_category=4, seed=1, max_tokens=8)
+    options = CalibrateOptions(per_category=ENOUGH, seed=1, max_tokens=8)
     calibration = asyncio.run(
         calibrate_backend(
-            FunctionBackend(greeter),
+            knows_chat_and_facts(ENOUGH, seed=1),
             home=tmp_path,
             sha256=SHA,
             model_name="tiny-model",
@@ -53,14 +122,15 @@ def test_calibrating_stores_the_model_and_answers_under_the_hash(tmp_path: Path)
     assert stored is not None
     assert stored.threshold == calibration.model.threshold
     assert stored.meta["model_sha256"] == SHA and stored.meta["model"] == "tiny-model"
-    assert stored.meta["items"] == 36 and stored.meta["seed"] == 1
+    assert stored.meta["items"] == 180 and stored.meta["seed"] == 1
     record = load_record(tmp_path, SHA)
-    assert record is not None and len(record.answers) == 36
-    assert {text for answer in record.answers for text in answer.texts} == {"Hello!"}
+    assert record is not None and len(record.answers) == 180
+    assert sum(answer.correct for answer in record.answers) == 2 * ENOUGH
 
     summary = out.getvalue()
-    assert "tiny-model" in summary and "36 items" in summary
+    assert "tiny-model" in summary and "180 items" in summary
     assert "chat" in summary and "Held-out AUROC" in summary
+    assert "prompt length alone" in summary
     assert str(model_path(tmp_path, SHA)) in summary
     # Not a terminal: one progress line per 10 %, the last at 100 %.
     *progress, last = err.getvalue().splitlines()
@@ -71,23 +141,121 @@ def test_calibrating_stores_the_model_and_answers_under_the_hash(tmp_path: Path)
 
 def test_the_same_seed_gives_the_same_stored_model(tmp_path: Path) -> None:
     def calibrate_into(home: Path) -> dict[str, object]:
-        asyncio.run(
-            calibrate_backend(
-                FunctionBackend(greeter),
-                home=home,
-                sha256=SHA,
-                model_name="m",
-                options=CalibrateOptions(per_category=3, seed=5, max_tokens=8),
-                out=io.StringIO(),
-                err=io.StringIO(),
-            )
-        )
+        options = CalibrateOptions(per_category=ENOUGH, seed=5, max_tokens=8)
+        run_calibration(knows_chat_and_facts(ENOUGH, seed=5), home, options)
         data: dict[str, object] = json.loads(model_path(home, SHA).read_text())
         return data
 
     first, second = calibrate_into(tmp_path / "a"), calibrate_into(tmp_path / "b")
     assert first["weights"] == second["weights"]
     assert first["threshold"] == second["threshold"]
+
+
+def test_too_small_a_sample_is_refused_and_your_calibration_is_kept(tmp_path: Path) -> None:
+    mine = save(tmp_path, SHA, stored_model(0.61, created="2026-12-01", items=540))
+    before = mine.read_bytes()
+    options = CalibrateOptions(per_category=5, seed=0, max_tokens=8)
+
+    with pytest.raises(CalibrationRejectedError) as refused:
+        run_calibration(knows_chat_and_facts(5, seed=0), tmp_path, options)
+
+    message = str(refused.value)
+    assert message.startswith("calibration not saved: 18 items were held out")
+    assert "4 answered right and 14 wrong: too few to trust" in message
+    assert "at least 50 are held out, with at least 10 answered right and 10 wrong" in message
+    assert f"The router keeps using your calibration {mine} (made 2026-12-01, 540 items)" in (
+        message
+    )
+    assert message.endswith("Run `hybrid calibrate` again with --per-category 20 or more.")
+    assert mine.read_bytes() == before
+    assert load_record(tmp_path, SHA) is None, "a refused run writes nothing"
+
+
+def test_a_refused_fit_names_the_shipped_calibration_that_stays_in_use(tmp_path: Path) -> None:
+    options = CalibrateOptions(per_category=4, seed=1, max_tokens=8)
+
+    with pytest.raises(CalibrationRejectedError) as refused:
+        run_calibration(FunctionBackend(greeter), tmp_path, options, shipped=ship(tmp_path / "pkg"))
+
+    assert f"The router keeps using {SHIPPED_PHRASE}." in str(refused.value)
+    assert not model_path(tmp_path, SHA).exists()
+
+
+def test_a_fit_worse_than_prompt_length_is_refused(tmp_path: Path) -> None:
+    items = calibration_set(0, per_category=ENOUGH)
+    median = sorted(prompt_length(item) for item in items)[len(items) // 2]
+
+    def short_prompts(item: CalibrationItem) -> bool:
+        return prompt_length(item) < median
+
+    out = io.StringIO()
+    with pytest.raises(CalibrationRejectedError) as refused:
+        asyncio.run(
+            calibrate_backend(
+                KnowingBackend(items, short_prompts),
+                home=tmp_path,
+                sha256=SHA,
+                model_name="m",
+                options=CalibrateOptions(per_category=ENOUGH, seed=0, max_tokens=8),
+                out=out,
+                err=io.StringIO(),
+                shipped=tmp_path / "nothing-shipped",
+            )
+        )
+
+    message = str(refused.value)
+    assert "ranks the 54 held-out prompts worse than their length does" in message
+    assert "against 1.000 for escalating the longest prompts first" in message
+    assert "this model still has no calibration" in message
+    assert "--per-category 60 or more" in message
+    assert "prompt length alone: 1.000" in out.getvalue() and "Not saved." in out.getvalue()
+    assert not model_path(tmp_path, SHA).parent.exists()
+
+
+def test_reset_removes_your_calibration_and_the_shipped_one_is_used_again(
+    tmp_path: Path,
+) -> None:
+    shipped = ship(tmp_path / "pkg")
+    mine = save(tmp_path / "home", SHA, stored_model(0.0))
+    out = io.StringIO()
+
+    assert reset_calibration(tmp_path / "home", SHA, model_name="m", out=out, shipped=shipped) == 0
+
+    assert not mine.exists()
+    found = find(tmp_path / "home", SHA, shipped=shipped)
+    assert found is not None and found.source == "shipped" and found.model.threshold == 0.52
+    text = out.getvalue()
+    assert f"Removed your calibration of m ({mine})." in text
+    assert f"The router uses {SHIPPED_PHRASE}." in text
+
+
+def test_reset_without_a_calibration_of_yours_says_what_is_in_use(tmp_path: Path) -> None:
+    out = io.StringIO()
+
+    code = reset_calibration(tmp_path, SHA, model_name="m", out=out, shipped=ship(tmp_path / "p"))
+
+    assert code == 0
+    assert out.getvalue().startswith("You have no calibration of m to remove")
+    assert f"The router uses {SHIPPED_PHRASE}." in out.getvalue()
+
+
+def test_hybrid_calibrate_reset_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hybrid.routing.difficulty.store import gguf_sha256
+
+    model = tiny_model().write(tmp_path / "models" / "mine.gguf")
+    home = tmp_path / "home"
+    monkeypatch.setenv("HYBRID_HOME", str(home))
+    monkeypatch.setenv("HYBRID_LOCAL__MODEL", str(model))
+    mine = save(home, gguf_sha256(model), stored_model(0.0))
+
+    assert main(["calibrate", "--reset"], commands=COMMANDS) == 0
+
+    assert not mine.exists()
+    out = capsys.readouterr().out
+    assert f"Removed your calibration of mine ({mine})." in out
+    assert "No calibration is shipped for this model" in out
 
 
 @pytest.mark.parametrize(
@@ -142,16 +310,12 @@ def test_calibrate_runs_the_real_model_end_to_end(
 ) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("HYBRID_HOME", str(home))
-    assert main(["calibrate", "--per-category", "2"], commands=COMMANDS) == 0
-    stored = sorted((home / "calibration").glob("*.json"))
-    models = [p for p in stored if not p.name.endswith(".answers.json")]
-    assert len(models) == 1
-    sha = models[0].stem
-    model = load_for(home, sha)
-    assert model is not None
-    assert model.meta["items"] == 18 and model.meta["model_sha256"] == sha
-    assert 0.0 <= model.threshold <= 1.0
-    record = load_record(home, sha)
-    assert record is not None and any(text for a in record.answers for text in a.texts)
-    out = capsys.readouterr().out
-    assert "Calibrated gemma-3-270m-q4_k_m" in out and "Held-out AUROC" in out
+    # Two items per category hold out 9: the real model answers them, and the fit is refused.
+    assert main(["calibrate", "--per-category", "2"], commands=COMMANDS) == 1
+    assert not (home / "calibration").exists()
+    captured = capsys.readouterr()
+    assert "Calibrated gemma-3-270m-q4_k_m" in captured.out and "Held-out AUROC" in captured.out
+    assert "Not saved." in captured.out
+    assert "hybrid: error: calibration not saved: 9 items were held out" in captured.err
+    assert "The router keeps using the shipped calibration (made " in captured.err
+    assert "--per-category" in captured.err

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybrid.routing.calibration.fitting import Calibration, calibrate, feature_matrix, train_model
+from hybrid.routing.calibration.fitting import (
+    Calibration,
+    calibrate,
+    feature_matrix,
+    prompt_length,
+    train_model,
+)
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import calibration_set
 
@@ -50,7 +56,26 @@ def test_the_meta_says_how_the_model_was_made(chat_calibration: Calibration) -> 
         for category in dict.fromkeys(i.category for i in ITEMS)
     }
     assert meta["held_out_auroc"] == round(chat_calibration.held_out_auroc, 4)
+    assert meta["held_out_length_auroc"] == round(chat_calibration.held_out_length_auroc, 4)
     assert meta["seed"] == 0 and meta["l2"] in GRID
+
+
+def test_the_length_rule_is_measured_on_the_same_held_out_items(
+    chat_calibration: Calibration,
+) -> None:
+    held_out = chat_calibration.held_out
+    wrong = [item.category != "chat" for item in held_out]
+    # AUROC by hand: the share of (wrong, right) pairs where the wrong prompt is longer.
+    pairs = [
+        (prompt_length(w), prompt_length(r))
+        for w, is_wrong in zip(held_out, wrong, strict=True)
+        if is_wrong
+        for r, r_wrong in zip(held_out, wrong, strict=True)
+        if not r_wrong
+    ]
+    expected = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
+    assert chat_calibration.held_out_length_auroc == pytest.approx(expected)
+    assert chat_calibration.held_out_wrong.tolist() == [float(w) for w in wrong]
 
 
 def test_fitting_is_reproducible_for_a_seed() -> None:

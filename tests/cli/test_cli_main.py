@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import types
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import hybrid
-from hybrid.cli import main
+from hybrid.cli import COMMANDS, main
 from hybrid.errors import ModelFileError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -278,3 +279,80 @@ def test_other_exceptions_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> 
 
     with pytest.raises(RuntimeError, match="a bug"):
         run_main(["fake"], FakeCommand(crash), monkeypatch)
+
+
+def test_config_flag_after_the_subcommand(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = isolated / "config.toml"
+    config.write_text("[server]\nport = 9001\n", encoding="utf-8")
+    fake = FakeCommand()
+
+    assert run_main(["fake", "--config", str(config)], fake, monkeypatch) == 0
+
+    [(_, settings)] = fake.calls
+    assert settings.server.port == 9001  # type: ignore[attr-defined]
+
+
+def test_config_flag_after_the_subcommand_wins_over_one_before(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, after = isolated / "before.toml", isolated / "after.toml"
+    before.write_text("[server]\nport = 9001\n", encoding="utf-8")
+    after.write_text("[local]\nn_ctx = 2048\n", encoding="utf-8")
+    fake = FakeCommand()
+
+    argv = ["--config", str(before), "fake", "--config", str(after)]
+    assert run_main(argv, fake, monkeypatch) == 0
+
+    [(_, settings)] = fake.calls
+    assert settings.local.n_ctx == 2048  # type: ignore[attr-defined]
+    assert settings.server.port == 8642  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_subcommand_reads_the_config_file_given_after_it(
+    command: str, isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = isolated / "nope.toml"
+
+    # Settings are loaded before any subcommand runs: a missing file stops every one of them.
+    assert main([command, "--config", str(missing)]) == 2
+
+    err = capsys.readouterr().err
+    assert f"config file {missing} (named by --config) does not exist" in err
+
+
+# --- output into a closed pipe ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["config"],
+        ["config", "--json"],
+        ["stats"],
+        ["models"],
+        ["probe"],
+        # Loads the embedded model (assembled into the test's data dir on first use).
+        pytest.param(["route", "What is the capital of France?"], marks=pytest.mark.slow),
+    ],
+    ids=" ".join,
+)
+def test_output_into_a_closed_pipe_ends_quietly(argv: list[str]) -> None:
+    # `hybrid ... | head -1` once head has its line and exits.  Here the reader is gone before
+    # hybrid writes anything, so every write fails, on any machine.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "hybrid", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        os.close(write_end)
+
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
+    assert result.returncode == 141

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from hybrid.cli import main
+from hybrid.cli.config import wrap
 
 LEAVES = [
     "home",
@@ -16,7 +18,10 @@ LEAVES = [
     "server.host",
     "server.port",
     "server.max_body_bytes",
+    "server.body_timeout_s",
     "server.api_key",
+    "server.allowed_hosts",
+    "server.allowed_origins",
     "server.shutdown_timeout_s",
     "local.model",
     "local.models_dirs",
@@ -80,22 +85,57 @@ LEAVES = [
     "budget.warn_percent",
 ]
 
-LINE = re.compile(r"^(?P<name>\S+)(?P<pad1> +)= (?P<value>.*?)(?P<pad2> +)\((?P<source>.*)\)$")
+# One setting: its first line, then indented lines for a wrapped value or a source of its own.
+ENTRY = re.compile(
+    r"^(?P<name>\S+)(?P<pad> +)= (?P<value>.+?)(?:  |\n    )\((?P<source>[^()]*)\)$", re.DOTALL
+)
 
 
-def config_text(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
-) -> tuple[str, dict[str, re.Match[str]]]:
+@dataclass(frozen=True)
+class Row:
+    name: str
+    equals_column: int
+    value: str  # as printed, with the line breaks of a wrapped value taken out
+    source: str  # likewise
+
+    def __getitem__(self, key: str) -> str:
+        return str(getattr(self, key))
+
+
+def squash(text: str) -> str:
+    """The text without any whitespace: what survives wrapping unchanged."""
+    return "".join(text.split())
+
+
+def unwrap(text: str) -> str:
+    return re.sub(r"\n +", "", text)
+
+
+def config_text(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[str, dict[str, Row]]:
+    """Run ``hybrid config``; return the header (unwrapped) and the settings by name."""
     assert main(argv) == 0
-    out = capsys.readouterr().out
-    header, blank, *rows = out.splitlines()
-    assert blank == ""
-    matches = {}
-    for row in rows:
-        match = LINE.match(row)
-        assert match is not None, row
-        matches[match["name"]] = match
-    return header, matches
+    lines = capsys.readouterr().out.splitlines()
+    too_wide = [line for line in lines if len(line) > 80]
+    assert not too_wide, too_wide
+    blank = lines.index("")
+    header = " ".join(line.strip() for line in lines[:blank])
+    entries: list[list[str]] = []
+    for line in lines[blank + 1 :]:
+        if line.startswith(" "):
+            entries[-1].append(line)
+        else:
+            entries.append([line])
+    rows = {}
+    for entry in entries:
+        match = ENTRY.match("\n".join(entry))
+        assert match is not None, entry
+        rows[match["name"]] = Row(
+            name=match["name"],
+            equals_column=match.end("pad"),
+            value=unwrap(match["value"]),
+            source=unwrap(match["source"]),
+        )
+    return header, rows
 
 
 def config_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
@@ -117,16 +157,13 @@ def test_prints_every_setting_with_its_default_source(
     assert rows["local.model"]["value"] == "null"
     assert rows["probe.measure_bandwidth"]["value"] == "true"
     expected = isolated / "xdg-config" / "hybrid" / "config.toml"
-    assert header == f"config file: {expected} (not found; none read)"
+    assert squash(header) == squash(f"config file: {expected} (not found; none read)")
 
 
-def test_columns_are_aligned(capsys: pytest.CaptureFixture[str]) -> None:
+def test_equals_signs_are_aligned(capsys: pytest.CaptureFixture[str]) -> None:
     _, rows = config_text(["config"], capsys)
 
-    equals_columns = {row.start("pad1") + len(row["pad1"]) for row in rows.values()}
-    source_columns = {row.start("source") for row in rows.values()}
-    assert len(equals_columns) == 1
-    assert len(source_columns) == 1
+    assert len({row.equals_column for row in rows.values()}) == 1
 
 
 def test_shows_where_each_value_came_from(
@@ -139,13 +176,13 @@ def test_shows_where_each_value_came_from(
 
     header, rows = config_text(["--config", str(config), "config"], capsys)
 
-    assert header == f"config file: {config}"
+    assert squash(header) == squash(f"config file: {config}")
     assert rows["server.host"]["value"] == '"0.0.0.0"'
-    assert rows["server.host"]["source"] == f"config file {config}"
+    assert squash(rows["server.host"]["source"]) == squash(f"config file {config}")
     assert rows["server.port"]["value"] == "9100"
     assert rows["server.port"]["source"] == "env HYBRID_SERVER__PORT"
     assert rows["local.max_queue"]["value"] == "2"
-    assert rows["local.max_queue"]["source"] == f".env {isolated / '.env'}"
+    assert squash(rows["local.max_queue"]["source"]) == squash(f".env {isolated / '.env'}")
     assert rows["local.max_ctx"]["source"] == "default"
 
 
@@ -159,9 +196,9 @@ def test_secret_is_masked_in_text(
 
     assert "very-secret" not in out
     assert "9876" not in out
-    api_key = next(line for line in out.splitlines() if line.startswith("server.api_key"))
-    assert '"**********"' in api_key
-    assert "(env HYBRID_SERVER__API_KEY)" in api_key
+    _, rows = config_text(["config"], capsys)
+    assert rows["server.api_key"]["value"] == '"**********"'
+    assert rows["server.api_key"]["source"] == "env HYBRID_SERVER__API_KEY"
 
 
 def test_json_output(
@@ -203,7 +240,7 @@ def test_hybrid_config_env_names_the_file_shown(
 
     header, rows = config_text(["config"], capsys)
 
-    assert header == f"config file: {config}"
+    assert squash(header) == squash(f"config file: {config}")
     assert rows["log_level"]["value"] == '"debug"'
 
 
@@ -235,9 +272,68 @@ def test_declared_providers_print_with_their_keys_masked(
     monkeypatch.setenv("GROQ_API_KEY", "gsk-do-not-print-me")
     assert main(["--config", str(config), "config"]) == 0
     text = capsys.readouterr().out
-    assert '"name": "groq"' in text and '"api_key": "**********"' in text
+    assert '"name":"groq"' in squash(text) and '"api_key":"**********"' in squash(text)
     assert main(["--config", str(config), "config", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     (groq,) = document["settings"]["cloud.providers"]["value"]
     assert groq["api_key"] == "**********" and groq["models"] == ["llama-3.3-70b"]
     assert "gsk-do-not-print-me" not in text
+
+
+def test_every_line_fits_an_80_column_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 3) / ("and-another-one-" * 4)
+    deep.mkdir(parents=True)
+    config = deep / "config.toml"
+    config.write_text(
+        f'home = "{deep / "data"}"\n'
+        '[[cloud.providers]]\nname = "groq"\nbase_url = "https://api.groq.example/openai/v1"\n'
+        'api_key_env = "GROQ_API_KEY"\nmodels = ["llama-3.3-70b-versatile", "llama-3.1-8b"]\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("HYBRID_ROUTING__CAPACITY__MAX_OTHER_CPU_PERCENT", "40")
+    monkeypatch.setenv("HYBRID_CLOUD__ANTHROPIC__BASE_URL", "https://anthropic.proxy.example/v1")
+
+    assert main(["--config", str(config), "config"]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if len(line) > 80] == []
+
+    # Wrapped, everything is still there.
+    header, rows = config_text(["--config", str(config), "config"], capsys)
+    assert squash(header) == squash(f"config file: {config}")
+    assert squash(rows["home"]["value"]) == squash(f'"{deep / "data"}"')
+    assert squash(rows["home"]["source"]) == squash(f"config file {config}")
+    assert squash(rows["cloud.providers"]["value"]).startswith('[{"name":"groq"')
+    assert rows["routing.capacity.max_other_cpu_percent"]["value"] == "40.0"
+    assert (
+        rows["routing.capacity.max_other_cpu_percent"]["source"]
+        == "env HYBRID_ROUTING__CAPACITY__MAX_OTHER_CPU_PERCENT"
+    )
+    assert rows["cloud.anthropic.base_url"]["source"] == "env HYBRID_CLOUD__ANTHROPIC__BASE_URL"
+    assert rows["server.port"]["source"] == "default"
+
+
+def test_a_short_setting_keeps_its_source_on_its_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    port = next(line for line in lines if line.startswith("server.port "))
+    assert port.endswith("= 8642  (default)")
+
+
+def test_wrap_breaks_after_slashes_and_splits_only_a_word_longer_than_a_line() -> None:
+    path = "/" + "a" * 20 + "/" + "b" * 20 + "/config.toml"
+    assert wrap(path, first="file = ", rest="  ", width=34) == [
+        "file = /" + "a" * 20 + "/",
+        "  " + "b" * 20 + "/config.toml",
+    ]
+    assert wrap("x" * 25, first="k = ", rest="  ", width=12) == [
+        "k = xxxxxxxx",
+        "  xxxxxxxxxx",
+        "  xxxxxxx",
+    ]
+    assert wrap('["one", "two"]', first="k = ", rest="    ", width=14) == [
+        'k = ["one",',
+        '    "two"]',
+    ]

@@ -57,7 +57,7 @@ def test_listening_beyond_loopback_needs_an_api_key(
 def test_with_an_api_key_a_public_address_passes_the_check(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("HYBRID_SERVER__API_KEY", "k")
+    monkeypatch.setenv("HYBRID_SERVER__API_KEY", "a-key-of-16-chars")
     # The check passes; the bind is what fails here (the address is not this machine's).
     assert main(["serve", "--host", "192.0.2.1"]) == 1
     err = capsys.readouterr().err

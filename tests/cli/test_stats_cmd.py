@@ -1,4 +1,4 @@
-"""``hybrid stats``: the ledger's figures for a window, as text or JSON, grouped four ways."""
+"""``hybrid stats``: the ledger's figures for a window, as text or JSON, grouped five ways."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ def record(seconds_ago: float, **changes: Any) -> LedgerRecord:
         cost_avoided_usd=0.0001,
         price_known=True,
         leg=None,
+        decided="router",
     )
     return dataclasses.replace(base, **changes)
 
@@ -84,7 +85,13 @@ def ledger(home: Path) -> Path:
             record(120, latency_s=1.5),
             record(180, reasons=("capacity:cpu_91%>85%",), status="error", error="boom"),
             cloud(240),
-            cloud(300, reasons=("explicit:cloud",), model="claude-haiku-4-5", provider="anthropic"),
+            cloud(
+                300,
+                reasons=("explicit:cloud",),
+                model="claude-haiku-4-5",
+                provider="anthropic",
+                decided="client",
+            ),
             record(3 * 86_400),  # outside 24h and 1h, inside 7d
         ]
     )
@@ -128,7 +135,7 @@ def test_the_summary_shows_requests_share_spend_savings_and_latency(
     assert lines[0] == f"ledger: {ledger}"
     assert lines[1].startswith("window: last 24h (since ")
     text = "\n".join(lines)
-    assert "requests      5 (3 local, 2 cloud, 1 errors; local share 60%)" in text
+    assert "requests      5 (3 local, 2 cloud, 0 refused, 1 errors; local share 60%)" in text
     assert "tokens        500 prompt, 250 completion" in text
     assert "cloud spend   $0.500000" in text
     assert "cost avoided  $0.000300" in text
@@ -173,7 +180,7 @@ def test_by_day_is_one_utc_day_per_row_oldest_first(
     assert sum(g["totals"]["requests"] for g in document["groups"]) == 6
 
 
-@pytest.mark.parametrize("by", ["route", "model", "reason", "day"])
+@pytest.mark.parametrize("by", ["route", "model", "reason", "day", "decided"])
 def test_by_prints_an_aligned_table_under_the_summary(
     ledger: Path, capsys: pytest.CaptureFixture[str], by: str
 ) -> None:
@@ -206,6 +213,7 @@ def test_json_carries_totals_and_latency_as_documented(
         "local",
         "cloud",
         "errors",
+        "refused",
         "prompt_tokens",
         "completion_tokens",
         "cloud_spend_usd",
@@ -216,6 +224,68 @@ def test_json_carries_totals_and_latency_as_documented(
     assert document["latency"]["ttft_p95_s"] == 0.4
     local = next(g for g in document["groups"] if g["key"] == "local")
     assert local["latency"]["samples"] == 2  # the error is not an answered request
+
+
+def refused(seconds_ago: float) -> LedgerRecord:
+    """A request turned away before any model ran: a full local queue."""
+    return record(
+        seconds_ago,
+        route="none",
+        status="refused",
+        reasons=("error:rate_limit_exceeded",),
+        verdicts=(),
+        score=None,
+        model="none",
+        provider="none",
+        prompt_tokens=0,
+        completion_tokens=0,
+        ttft_s=None,
+        error="the local model's queue is full",
+        counterfactual_model=None,
+        counterfactual_cost_usd=None,
+        energy_cost_usd=0.0,
+        cost_avoided_usd=0.0,
+        decided=None,
+    )
+
+
+def test_refused_requests_count_apart_and_move_neither_the_share_nor_the_savings(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = LedgerStore.open(home / "ledger.sqlite3")
+    store.append([record(60), cloud(120), refused(30), refused(40), refused(50)])
+    store.close()
+    assert main(["stats"]) == 0
+    text = capsys.readouterr().out
+    assert "requests      5 (1 local, 1 cloud, 3 refused, 0 errors; local share 50%)" in text
+    assert "cost avoided  $0.000100" in text
+
+
+def test_by_decided_shows_what_the_router_saved_apart_from_what_the_client_pinned(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = LedgerStore.open(home / "ledger.sqlite3")
+    store.append(
+        [
+            record(60, decided="router"),
+            record(70, decided="router"),
+            record(80, decided="client", reasons=("explicit:local",), cost_avoided_usd=0.004),
+            record(90, decided="mode", reasons=("mode:local-only",), cost_avoided_usd=0.002),
+            cloud(100, decided="router"),
+            refused(110),
+        ]
+    )
+    store.close()
+    document = stats_json(capsys, "--by", "decided")
+    avoided = {g["key"]: g["totals"]["cost_avoided_usd"] for g in document["groups"]}
+    assert avoided == pytest.approx({"router": 0.0002, "client": 0.004, "mode": 0.002, "none": 0})
+    requests = {g["key"]: g["totals"]["requests"] for g in document["groups"]}
+    assert requests == {"router": 3, "client": 1, "mode": 1, "none": 1}
+
+    assert main(["stats", "--by", "decided"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[-5:]}
+    assert rows["decided"][:6] == ["decided", "requests", "local", "cloud", "refused", "errors"]
+    assert "$0.000200" in rows["router"] and "$0.004000" in rows["client"]
 
 
 def test_ledger_path_setting_is_where_stats_reads(

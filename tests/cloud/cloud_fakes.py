@@ -231,7 +231,7 @@ def openai_completion(
 
 
 def openai_chunk(
-    delta: dict[str, Any] | None, *, finish: str | None = None, usage: dict[str, int] | None = None
+    delta: dict[str, Any] | None, *, finish: str | None = None, usage: dict[str, Any] | None = None
 ) -> bytes:
     """One chat.completion.chunk event, framed as OpenAI frames it."""
     payload: dict[str, Any] = {

@@ -190,7 +190,9 @@ def test_a_whole_message_with_a_stop_sequence_and_cached_prompt_tokens() -> None
     completion = complete(Upstream(json_response(payload)), HELLO)
     assert completion.text == "Hello, world"
     assert completion.done == GenerationDone(
-        finish_reason="stop", stop_sequence="END", usage=Usage(115, 4)
+        finish_reason="stop",
+        stop_sequence="END",
+        usage=Usage(115, 4, cache_read_tokens=100, cache_write_tokens=5),
     )
 
 
@@ -241,6 +243,35 @@ def test_a_streamed_answer_with_usage_and_stop_sequence() -> None:
         TextDelta("lo"),
         GenerationDone(finish_reason="stop", stop_sequence="###", usage=Usage(21, 7)),
     ]
+
+
+def test_a_streams_cache_counts_come_from_message_start_and_the_latest_message_delta() -> None:
+    start = anthropic_start(input_tokens=10).replace(
+        b'"cache_creation_input_tokens": 0, "cache_read_input_tokens": 0',
+        b'"cache_creation_input_tokens": 50, "cache_read_input_tokens": 900',
+    )
+    # Newer API versions repeat every count in message_delta, cumulatively.
+    delta = anthropic_event(
+        "message_delta",
+        {
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {
+                "input_tokens": 10,
+                "cache_creation_input_tokens": 50,
+                "cache_read_input_tokens": 1000,
+                "output_tokens": 4,
+            },
+        },
+    )
+    for ending in (anthropic_end(output_tokens=4), [delta, anthropic_event("message_stop", {})]):
+        body = b"".join([start, *anthropic_text("Hi"), *ending])
+        events, error = stream_events(Upstream(sse_response(body)))
+        assert error is None
+        read = 1000 if ending[0] is delta else 900
+        assert events[-1] == GenerationDone(
+            finish_reason="stop",
+            usage=Usage(10 + 50 + read, 4, cache_read_tokens=read, cache_write_tokens=50),
+        )
 
 
 def test_a_stream_stopped_by_max_tokens_is_cut_for_length() -> None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import string
 from typing import Any
 
 import httpx2
@@ -49,6 +51,7 @@ from hybrid.generation import (
     TextDelta,
     Usage,
 )
+from hybrid.routing.privacy import PrivacyScanner
 
 HELLO = chat(("user", "Say hello"))
 HELLO_STREAM = chat(("user", "Say hello"), stream=True)
@@ -249,6 +252,13 @@ def test_a_refusal_is_the_answer_with_the_content_filter_reason() -> None:
     assert completion.done.finish_reason == "content_filter"
 
 
+def test_cached_prompt_tokens_are_reported_as_part_of_the_prompt() -> None:
+    payload = openai_completion("hi", prompt_tokens=2000)
+    payload["usage"]["prompt_tokens_details"]["cached_tokens"] = 1536
+    completion = complete(Upstream(json_response(payload)), HELLO)
+    assert completion.done.usage == Usage(2000, 3, cache_read_tokens=1536)
+
+
 def test_an_answer_without_usage_reports_zero_tokens() -> None:
     payload = openai_completion("hi")
     del payload["usage"]
@@ -278,6 +288,22 @@ def test_a_streamed_answer_yields_text_then_usage_and_finish() -> None:
     assert upstream.body()["stream_options"] == {"include_usage": True}
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["Hel", "lo", "!"]
     assert events[-1] == GenerationDone(finish_reason="length", usage=Usage(12, 3))
+
+
+def test_a_streams_final_usage_chunk_reports_its_cached_prompt_tokens() -> None:
+    events = openai_stream("Hel", "lo", usage=None)
+    usage = {
+        "prompt_tokens": 2000,
+        "completion_tokens": 2,
+        "total_tokens": 2002,
+        "prompt_tokens_details": {"cached_tokens": 1536, "audio_tokens": 0},
+    }
+    events.insert(-1, openai_chunk(None, usage=usage))
+    stream_result, error = stream_events(Upstream(sse_response(b"".join(events))))
+    assert error is None
+    assert stream_result[-1] == GenerationDone(
+        finish_reason="stop", usage=Usage(2000, 2, cache_read_tokens=1536)
+    )
 
 
 def test_a_stream_cut_into_single_bytes_reads_the_same() -> None:
@@ -617,6 +643,37 @@ def test_the_key_travels_only_in_its_header() -> None:
     assert OPENAI_KEY not in str(error) and "[key]" in str(error)
     assert OPENAI_KEY not in repr(provider)
     assert OPENAI_KEY not in str(provider.health())
+
+
+def test_keys_an_upstream_echoes_are_redacted_from_its_errors_in_json_and_sse() -> None:
+    rng = random.Random(SEED)
+    token = "ghp_" + "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(36))
+    said = f"Key {OPENAI_KEY} is revoked; the prompt held {token}"
+    error_event = json.dumps({"error": {"message": said, "type": "server_error"}}).encode()
+    broken_off = b"".join(openai_stream("Hel")[:2]) + b"data: " + error_event + b"\n\n"
+    upstream = Upstream(json_response(openai_error(said), 400), sse_response(broken_off))
+
+    async def scenario() -> list[BaseException]:
+        async with mock_client(upstream) as client:
+            provider = OpenAIProvider(
+                name="openai",
+                base_url="https://api.openai.com/v1",
+                api_key=SecretStr(OPENAI_KEY),
+                models=("gpt-4.1-mini",),
+                client=client,
+                policy=policy(max_attempts=1),
+                redact=PrivacyScanner(detectors=["api_key"]).redact,
+            )
+            with pytest.raises(ProviderRejectedError) as rejected:
+                await provider.start(HELLO)
+            streamed: list[GenerationEvent] = []
+            with pytest.raises(ProviderError) as broken:
+                await drain(await provider.start(HELLO_STREAM), streamed)
+            return [rejected.value, broken.value]
+
+    for error in asyncio.run(scenario()):
+        assert OPENAI_KEY not in str(error) and token not in str(error)
+        assert "[key]" in str(error) and "[redacted:api_key:github]" in str(error)
 
 
 def test_a_redirect_is_not_followed_so_the_key_stays_home() -> None:

@@ -13,9 +13,11 @@ from hybrid.errors import ConfigError
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.store import (
+    find,
     gguf_sha256,
     load_for,
     model_path,
+    remove,
     save,
     shipped_models,
 )
@@ -23,7 +25,7 @@ from hybrid.routing.difficulty.store import (
 SHA = "0123abcd" * 8
 
 
-def model(threshold: float) -> DifficultyModel:
+def model(threshold: float, **meta: object) -> DifficultyModel:
     return DifficultyModel(
         weights=np.zeros(N_FEATURES),
         bias=0.0,
@@ -31,6 +33,7 @@ def model(threshold: float) -> DifficultyModel:
         feature_version=FEATURE_VERSION,
         mean=np.zeros(N_FEATURES),
         scale=np.ones(N_FEATURES),
+        meta=meta,
     )
 
 
@@ -81,6 +84,61 @@ def test_the_package_ships_weights_that_load(tmp_path: Path) -> None:
     sha = shipped[0].removesuffix(".json")
     loaded = load_for(tmp_path, sha)
     assert loaded is not None and loaded.meta["model_sha256"] == sha
+
+
+def test_the_shipped_calibration_says_when_it_was_made_on_how_much_and_how_well(
+    tmp_path: Path,
+) -> None:
+    for entry in shipped_models().iterdir():
+        if not entry.name.endswith(".json"):
+            continue
+        found = find(tmp_path, entry.name.removesuffix(".json"))
+        assert found is not None and found.source == "shipped"
+        summary = found.summary()
+        assert isinstance(summary["created"], str) and len(summary["created"]) == 10
+        assert isinstance(summary["items"], int) and summary["items"] >= 180
+        assert isinstance(summary["held_out_auroc"], float)
+        assert 0.5 < summary["held_out_auroc"] <= 1.0
+        assert found.describe().startswith(f"the shipped calibration (made {summary['created']}")
+
+
+def test_find_says_whether_the_calibration_is_yours_or_shipped(tmp_path: Path) -> None:
+    shipped = ship(tmp_path / "shipped", threshold=0.7)
+    home = tmp_path / "home"
+    from_package = find(home, SHA, shipped=shipped)
+    assert from_package is not None
+    assert (from_package.source, from_package.path) == ("shipped", str(shipped / f"{SHA}.json"))
+    path = save(home, SHA, model(0.2, created="2026-12-01", items=180, held_out_auroc=0.8123))
+    mine = find(home, SHA, shipped=shipped)
+    assert mine is not None
+    assert mine.summary() == {
+        "source": "user",
+        "path": str(path),
+        "created": "2026-12-01",
+        "items": 180,
+        "held_out_auroc": 0.8123,
+    }
+    assert mine.describe() == (
+        f"your calibration {path} (made 2026-12-01, 180 items, held-out AUROC 0.812)"
+    )
+
+
+def test_a_file_without_those_figures_still_loads_and_says_so(tmp_path: Path) -> None:
+    path = save(tmp_path, SHA, model(0.4))
+    found = find(tmp_path, SHA, shipped=tmp_path / "none")
+    assert found is not None and found.model.threshold == 0.4
+    assert found.summary()["created"] is None and found.summary()["items"] is None
+    assert found.describe() == f"your calibration {path}"
+
+
+def test_remove_deletes_only_your_calibration(tmp_path: Path) -> None:
+    shipped = ship(tmp_path / "shipped", threshold=0.7)
+    path = save(tmp_path / "home", SHA, model(0.2))
+    assert remove(tmp_path / "home", SHA) == path
+    assert not path.exists() and (shipped / f"{SHA}.json").exists()
+    assert remove(tmp_path / "home", SHA) is None
+    found = find(tmp_path / "home", SHA, shipped=shipped)
+    assert found is not None and found.source == "shipped"
 
 
 def test_the_hash_comes_from_a_valid_sidecar_marker_else_from_the_file(tmp_path: Path) -> None:

@@ -272,13 +272,13 @@ def test_a_prompt_too_long_for_the_local_context_escalates(
 
 def test_unknown_model_is_a_404_listing_what_exists(server: RunningServer) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        openai_client(server).chat.completions.create(model="gpt-9-ultra", messages=QUESTION)
+        openai_client(server).chat.completions.create(model="no-such-model", messages=QUESTION)
     body = caught.value.body
     assert isinstance(body, dict) and body["code"] == "model_not_found"
     assert "openai/gpt-5.4-mini" in body["message"] and "llamacpp/gemma-upstream" in body["message"]
     with pytest.raises(anthropic.NotFoundError):
         anthropic_client(server).messages.create(
-            model="gpt-9-ultra", max_tokens=5, messages=QUESTION
+            model="no-such-model", max_tokens=5, messages=QUESTION
         )
 
 

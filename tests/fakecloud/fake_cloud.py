@@ -14,10 +14,19 @@ an empty queue means a normal answer::
     silence mid-stream, then close                 Fault.stall(after_chunks, stall_s)
     TCP reset (RST) mid-stream                     Fault.reset(after_chunks)
     invalid JSON in a 200 body or a data: line     Fault.malformed()
+    the API's error event mid-stream               Fault.stream_error(message, after_chunks)
     connection refused                             closed_port()
 
 The first three replace the answer; the others change how the answer the request earned (an
 auth error included) is delivered.
+
+Prompt caching is scripted too: set `FakeCloud.prompt_cache` to a `PromptCache` and every plain
+answer (streamed or whole) reports that many prompt tokens read from and written to the
+provider's cache, on top of the prompt's own words, as each API does: OpenAI counts them in
+``prompt_tokens`` and says how many were read in ``prompt_tokens_details.cached_tokens`` (it
+reports no writes); Anthropic keeps ``input_tokens`` for the rest and reports
+``cache_read_input_tokens`` and ``cache_creation_input_tokens`` apart, in a whole message's
+usage and in a stream's ``message_start``.
 
 Tool calls are scripted like the reply: set `FakeCloud.tools` to a `ToolScript` of
 `ScriptedCall` s (see `fake_cloud_tools`). A request that offers those tools and does not end with
@@ -55,7 +64,14 @@ from fake_cloud_tools import ToolScript, calls_due, tool_answer, tool_problem
 
 Api = Literal["openai", "anthropic"]
 FaultKind = Literal[
-    "rate_limit", "status", "slow_first_byte", "stall", "reset", "malformed", "wrong_key"
+    "rate_limit",
+    "status",
+    "slow_first_byte",
+    "stall",
+    "reset",
+    "malformed",
+    "wrong_key",
+    "stream_error",
 ]
 Json = dict[str, Any]
 
@@ -93,6 +109,8 @@ class Fault:
     delay_s: float = 0.0
     after_chunks: int = 0
     stall_s: float = 0.0
+    message: str = ""
+    error_type: str = ""
 
     @classmethod
     def rate_limit(
@@ -146,6 +164,36 @@ class Fault:
     def wrong_key(cls) -> Fault:
         """401 with the API's authentication error body, whatever key was sent."""
         return cls("wrong_key")
+
+    @classmethod
+    def stream_error(
+        cls, message: str, after_chunks: int = 0, error_type: str | None = None
+    ) -> Fault:
+        """Stream: SSE event number `after_chunks` (from 0) is replaced by the API's error event
+        carrying `message`, and the stream ends after it (OpenAI: ``data: {"error": ...}``;
+        Anthropic: ``event: error``). A plain answer is delivered as normal.
+
+        Args:
+            error_type: The error's ``type``; by default the API's server error
+                (``server_error``, ``api_error``).
+        """
+        return cls(
+            "stream_error", after_chunks=after_chunks, message=message, error_type=error_type or ""
+        )
+
+
+@dataclass(frozen=True)
+class PromptCache:
+    """Prompt tokens every answer reports as read from and written to the provider's cache.
+
+    Attributes:
+        read: Cache hits (OpenAI's ``cached_tokens``, Anthropic's ``cache_read_input_tokens``).
+        write: Tokens written to the cache (Anthropic's ``cache_creation_input_tokens``;
+            OpenAI reports none, they count as ordinary prompt tokens there).
+    """
+
+    read: int = 0
+    write: int = 0
 
 
 @dataclass(frozen=True)
@@ -208,6 +256,20 @@ class _Answer:
     headers: tuple[tuple[str, str], ...]
     body: bytes = b""
     events: tuple[_Event, ...] | None = None
+
+    def broken_off(self, api: Api, fault: Fault) -> _Answer:
+        """A stream whose event number `fault.after_chunks` is the API's error event, its last."""
+        if self.events is None:
+            return self
+        if api == "anthropic":
+            error = {"type": fault.error_type or "api_error", "message": fault.message}
+            event: _Event = ("error", _compact({"type": "error", "error": error}))
+        else:
+            kind = fault.error_type or "server_error"
+            error = {"message": fault.message, "type": kind, "param": None, "code": None}
+            event = (None, _compact({"error": error}))
+        at = min(fault.after_chunks, len(self.events))
+        return replace(self, events=(*self.events[:at], event))
 
     def malformed(self, index: int) -> _Answer:
         if self.events is None:
@@ -344,12 +406,13 @@ def _count_words(part: object) -> int:
     return 0
 
 
-def _openai_usage(reply: _Reply) -> Json:
+def _openai_usage(reply: _Reply, cache: PromptCache) -> Json:
+    prompt = reply.prompt_tokens + cache.read + cache.write
     return {
-        "prompt_tokens": reply.prompt_tokens,
+        "prompt_tokens": prompt,
         "completion_tokens": len(reply.chunks),
-        "total_tokens": reply.prompt_tokens + len(reply.chunks),
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "total_tokens": prompt + len(reply.chunks),
+        "prompt_tokens_details": {"cached_tokens": cache.read, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -376,7 +439,9 @@ def _tool_answer(api: Api, body: Json, script: ToolScript, prompt: object) -> _A
     return _sse_answer(api, answer.events)
 
 
-def _openai_answer(path: str, body: Json, reply_text: str, tools: ToolScript) -> _Answer:
+def _openai_answer(
+    path: str, body: Json, reply_text: str, tools: ToolScript, cache: PromptCache
+) -> _Answer:
     """`chat.completion` / `text_completion` objects, or their SSE streams ending in [DONE]."""
     chat = path == "/v1/chat/completions"
     required = ("model", "messages") if chat else ("model", "prompt")
@@ -411,7 +476,7 @@ def _openai_answer(path: str, body: Json, reply_text: str, tools: ToolScript) ->
             {
                 **head,
                 "choices": [choice],
-                "usage": _openai_usage(reply),
+                "usage": _openai_usage(reply, cache),
                 "service_tier": "default",
                 "system_fingerprint": _FINGERPRINT,
             },
@@ -437,12 +502,15 @@ def _openai_answer(path: str, body: Json, reply_text: str, tools: ToolScript) ->
     events += [sse({"content": piece}) for piece in reply.chunks]
     events.append(sse({}, finish))
     if with_usage:
-        events.append((None, _compact({**head, "choices": [], "usage": _openai_usage(reply)})))
+        usage = _openai_usage(reply, cache)
+        events.append((None, _compact({**head, "choices": [], "usage": usage})))
     events.append((None, "[DONE]"))
     return _sse_answer("openai", events)
 
 
-def _anthropic_answer(body: Json, reply_text: str, tools: ToolScript) -> _Answer:
+def _anthropic_answer(
+    body: Json, reply_text: str, tools: ToolScript, cache: PromptCache
+) -> _Answer:
     """A `message` object, or its SSE stream from message_start to message_stop."""
     missing = [name for name in ("model", "messages", "max_tokens") if name not in body]
     if missing:
@@ -461,8 +529,8 @@ def _anthropic_answer(body: Json, reply_text: str, tools: ToolScript) -> _Answer
     )
     usage = {
         "input_tokens": reply.prompt_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": cache.write,
+        "cache_read_input_tokens": cache.read,
         "output_tokens": len(reply.chunks),
         "service_tier": "standard",
     }
@@ -540,6 +608,7 @@ class FakeCloud:
         self._lock = threading.Lock()
         self._reply = reply
         self._tools = ToolScript()
+        self._cache = PromptCache()
         self._faults: deque[Fault] = deque()
         self._requests: list[Received] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -649,6 +718,17 @@ class FakeCloud:
             self._tools = script
 
     @property
+    def prompt_cache(self) -> PromptCache:
+        """The prompt-cache tokens every plain answer reports (none by default)."""
+        with self._lock:
+            return self._cache
+
+    @prompt_cache.setter
+    def prompt_cache(self, cache: PromptCache) -> None:
+        with self._lock:
+            self._cache = cache
+
+    @property
     def requests(self) -> list[Received]:
         """A copy of every request read so far, in order of arrival, faulted ones included."""
         with self._lock:
@@ -660,11 +740,12 @@ class FakeCloud:
             self._faults.extend(faults)
 
     def reset(self) -> None:
-        """Forget queued faults, recorded requests and scripted tool calls."""
+        """Forget queued faults, recorded requests, scripted tool calls and the prompt cache."""
         with self._lock:
             self._faults.clear()
             self._requests.clear()
             self._tools = ToolScript()
+            self._cache = PromptCache()
 
     # --- the server thread
 
@@ -732,19 +813,26 @@ class FakeCloud:
             )
             self._requests.append(received)
             fault = self._faults.popleft() if self._faults else None
-            reply, tools = self._reply, self._tools
+            reply, tools, cache = self._reply, self._tools, self._cache
         answer = _fault_answer(request.api, fault) if fault else None
         if answer is None:
-            answer = self._answer(request, reply, fault, tools)
+            answer = self._answer(request, reply, fault, tools, cache)
         if fault and fault.kind == "slow_first_byte":
             await asyncio.sleep(fault.delay_s)
         if fault and fault.kind == "malformed":
             answer = answer.malformed(fault.after_chunks)
+        if fault and fault.kind == "stream_error":
+            answer = answer.broken_off(request.api, fault)
         interrupt = fault if fault and fault.kind in ("stall", "reset") else None
         return await self._deliver(answer, writer, interrupt, request.keep_alive)
 
     def _answer(
-        self, request: _Request, reply: str, fault: Fault | None, tools: ToolScript
+        self,
+        request: _Request,
+        reply: str,
+        fault: Fault | None,
+        tools: ToolScript,
+        cache: PromptCache,
     ) -> _Answer:
         """The answer the real API would give, judged on key, version header, path and body."""
         api, headers = request.api, request.headers
@@ -782,8 +870,8 @@ class FakeCloud:
                 return _anthropic_error(400, "invalid_request_error", message)
             return _openai_error(400, _OPENAI_BAD_JSON, "invalid_request_error")
         if api == "anthropic":
-            return _anthropic_answer(body, reply, tools)
-        return _openai_answer(request.path, body, reply, tools)
+            return _anthropic_answer(body, reply, tools, cache)
+        return _openai_answer(request.path, body, reply, tools, cache)
 
     async def _deliver(
         self,

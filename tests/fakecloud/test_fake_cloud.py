@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 from anthropic.types import MessageParam
-from fake_cloud import FakeCloud, Fault, closed_port
+from fake_cloud import FakeCloud, Fault, PromptCache, closed_port
 from openai.types.chat import ChatCompletionMessageParam
 
 REPLY = "Hello from the fake cloud."
@@ -177,6 +177,38 @@ def test_anthropic_stream_is_anthropics_event_sequence(
     assert text == REPLY
     assert final.content[0].type == "text" and final.content[0].text == REPLY
     assert (final.usage.input_tokens, final.usage.output_tokens) == (4, 5)
+
+
+def test_a_prompt_cache_is_reported_in_each_apis_own_usage_fields(
+    cloud: FakeCloud, openai_client: openai.OpenAI, anthropic_client: anthropic.Anthropic
+) -> None:
+    cloud.prompt_cache = PromptCache(read=1024, write=200)
+
+    whole = openai_client.chat.completions.create(model="gpt-4.1-mini", messages=CHAT)
+    with openai_client.chat.completions.create(
+        model="gpt-4.1-mini", messages=CHAT, stream=True, stream_options={"include_usage": True}
+    ) as stream:
+        streamed = [chunk.usage for chunk in stream if chunk.usage is not None][-1]
+    for usage in (whole.usage, streamed):
+        # OpenAI counts cached tokens inside prompt_tokens and reports no cache writes.
+        assert usage is not None and usage.prompt_tokens == 4 + 1024 + 200
+        assert usage.prompt_tokens_details is not None
+        assert usage.prompt_tokens_details.cached_tokens == 1024
+
+    message = anthropic_client.messages.create(model="claude-x", max_tokens=100, messages=MESSAGES)
+    with anthropic_client.messages.stream(
+        model="claude-x", max_tokens=100, messages=MESSAGES
+    ) as helper:
+        final = helper.get_final_message()
+    for reported in (message.usage, final.usage):
+        # Anthropic keeps input_tokens for the rest of the prompt and reports both apart.
+        assert reported.input_tokens == 4
+        assert reported.cache_read_input_tokens == 1024
+        assert reported.cache_creation_input_tokens == 200
+
+    cloud.reset()
+    plain = openai_client.chat.completions.create(model="gpt-4.1-mini", messages=CHAT)
+    assert plain.usage is not None and plain.usage.prompt_tokens == 4
 
 
 def test_streams_are_chunked_sse_with_pings_and_done(cloud: FakeCloud) -> None:
@@ -654,3 +686,33 @@ def test_malformed_fault_breaks_json_in_the_body_or_a_data_line(
         ) as stream,
     ):
         list(stream.text_stream)
+
+
+def test_stream_error_fault_ends_the_stream_with_the_apis_error_event(
+    cloud: FakeCloud, openai_client: openai.OpenAI, anthropic_client: anthropic.Anthropic
+) -> None:
+    cloud.push(
+        Fault.stream_error("upstream fell over", after_chunks=2),
+        Fault.stream_error("overloaded now", after_chunks=4, error_type="overloaded_error"),
+    )
+    pieces: list[str] = []
+
+    with pytest.raises(openai.APIError, match="upstream fell over"):
+        with openai_client.chat.completions.create(
+            model="gpt-4.1", messages=CHAT, stream=True
+        ) as stream:
+            for chunk in stream:
+                pieces.append(chunk.choices[0].delta.content or "")
+    with (
+        pytest.raises(anthropic.APIStatusError, match="overloaded now") as caught,
+        anthropic_client.messages.stream(
+            model="claude-x", max_tokens=100, messages=MESSAGES
+        ) as stream,
+    ):
+        list(stream.text_stream)
+
+    assert pieces == ["", "Hello"]
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "overloaded now"},
+    }

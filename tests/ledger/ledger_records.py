@@ -67,3 +67,28 @@ def cloud_record(**changes: Any) -> LedgerRecord:
     }
     base.update(changes)
     return local_record(**base)
+
+
+def refused_record(**changes: Any) -> LedgerRecord:
+    """A request refused before any model ran (a full local queue), with ``changes`` applied."""
+    base = {
+        "id": "5b7d",
+        "route": "none",
+        "reasons": ("error:rate_limit_exceeded",),
+        "verdicts": (),
+        "score": None,
+        "model": "none",
+        "provider": "none",
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "ttft_s": None,
+        "latency_s": 0.002,
+        "status": "refused",
+        "error": "the local model's queue is full",
+        "counterfactual_model": None,
+        "counterfactual_cost_usd": None,
+        "energy_cost_usd": 0.0,
+        "cost_avoided_usd": 0.0,
+    }
+    base.update(changes)
+    return local_record(**base)

@@ -74,9 +74,15 @@ def test_an_unpriced_cloud_model_is_flagged() -> None:
 
 
 def test_a_cloud_answer_costs_what_its_provider_charges() -> None:
-    costs = costing().for_cloud("openai/gpt-4.1-mini", 1_000_000, 0, cached_tokens=1_000_000)
+    costs = costing().for_cloud("openai/gpt-4.1-mini", 1_000_000, 0, cache_read_tokens=1_000_000)
     assert costs.cloud_cost_usd == pytest.approx(0.10)
     assert costs.cost_avoided_usd == 0.0 and costs.price_known
+
+
+def test_a_cache_write_without_its_rate_is_flagged_and_not_priced() -> None:
+    # gpt-4.1-mini has a cached-input rate but no cache-write rate (OpenAI reports no writes).
+    costs = costing().for_cloud("openai/gpt-4.1-mini", 1000, 10, cache_write_tokens=200)
+    assert costs.cloud_cost_usd is None and not costs.price_known
 
 
 def test_a_discarded_cascade_leg_avoided_minus_its_electricity() -> None:

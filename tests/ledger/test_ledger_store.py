@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger_records import T0, cloud_record, local_record
+from ledger_records import T0, cloud_record, local_record, refused_record
 
 from hybrid.errors import HybridError
 from hybrid.ledger import schema
@@ -59,7 +59,7 @@ def test_a_new_ledger_is_created_with_its_folder_at_the_current_version_in_wal_m
     path = tmp_path / "deep" / "folder" / "ledger.sqlite3"
     LedgerStore.open(path).close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 3
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"requests_time", "requests_provider_time", "requests_id"} <= indexes(path)
 
@@ -89,6 +89,49 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_records(tmp_path: Path) ->
     LedgerStore.open(path).close()
 
 
+# Version 2 rows as version 2 wrote them: a refused request was a failed local (or, at a spend
+# cap, cloud) request with provider 'none'; nothing said who decided a route.
+V2_ROWS = [
+    # (id, route, reason, provider, status, prompt_tokens)
+    ("queue-full", "local", "error:rate_limit_exceeded", "none", "error", 40),
+    ("unknown-model", "local", "error:model_not_found", "none", "error", 12),
+    ("capped", "cloud", "error:insufficient_quota", "none", "error", 30),
+    ("cloud-down", "cloud", "error:no_route", "none", "error", 25),
+    ("pinned", "local", "explicit:local", "local", "ok", 31),
+    ("local-only", "local", "mode:local-only", "local", "ok", 31),
+    ("kept-local", "local", "difficulty:0.21<=0.52", "local", "ok", 31),
+]
+
+
+def test_a_version_2_ledger_learns_refusals_and_who_decided_each_route(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V1_SCHEMA.replace("PRAGMA user_version = 1;", ""))
+        conn.execute("DELETE FROM requests")
+        conn.execute("ALTER TABLE requests ADD COLUMN leg TEXT")
+        for seq, (rid, route, reason, provider, status, prompt) in enumerate(V2_ROWS, 1):
+            conn.execute(
+                "INSERT INTO requests VALUES (?, ?, ?, 'openai', ?, ?, '[]', NULL, 'hybrid',"
+                " 'm', ?, ?, 0, 1, NULL, 0.1, ?, NULL, 0.0, NULL, NULL, 0.0, 0.0, 1, NULL)",
+                (seq, rid, T0 + seq, route, json.dumps([reason]), provider, prompt, status),
+            )
+        conn.execute("PRAGMA user_version = 2")
+    store = LedgerStore.open(path)
+    try:
+        by_id = {record.id: record for record in store.records()}
+        totals = store.totals()
+        decided = {key: t.requests for key, t, _ in store.grouped("decided")}
+    finally:
+        store.close()
+    refused = {rid for rid, r in by_id.items() if (r.route, r.status) == ("none", "refused")}
+    assert refused == {"queue-full", "unknown-model", "capped"}
+    assert by_id["queue-full"].prompt_tokens == 0
+    assert (by_id["cloud-down"].route, by_id["cloud-down"].status) == ("cloud", "error")
+    assert (totals.requests, totals.local, totals.cloud, totals.refused) == (7, 3, 1, 3)
+    assert totals.local_share == 0.75
+    assert decided == {"none": 4, "router": 1, "client": 1, "mode": 1}
+
+
 def test_a_ledger_from_a_newer_hybrid_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     with sqlite3.connect(path) as conn:
@@ -109,10 +152,13 @@ def test_records_round_trip_newest_first(store: LedgerStore) -> None:
         local_record(id="a", time=T0),
         cloud_record(id="b", time=T0 + 1, tokens_estimated=True, error="x", status="error"),
         local_record(id="c", time=T0 + 2, verdicts=(), reasons=(), score=None, ttft_s=None),
+        cloud_record(id="d", time=T0 + 3, cache_read_tokens=600, cache_write_tokens=20),
+        local_record(id="e", time=T0 + 4, decided="client"),
+        refused_record(id="f", time=T0 + 5),
     ]
     store.append(records)
     assert store.recent(10) == records[::-1]
-    assert store.recent(1) == [records[2]]
+    assert store.recent(1) == [records[-1]]
     assert store.records() == records
 
 
@@ -154,12 +200,24 @@ def test_latency_percentiles_in_sql(store: LedgerStore) -> None:
 
 money = st.one_of(st.none(), st.floats(min_value=-1.0, max_value=10.0, allow_nan=False))
 records = st.builds(
-    lambda base, **changes: base(**changes),
-    st.sampled_from([local_record, cloud_record]),
+    lambda base, route_status, **changes: base(
+        route=route_status[0], status=route_status[1], **changes
+    ),
+    st.sampled_from([local_record, cloud_record, refused_record]),
     id=st.sampled_from(["a", "b", "c"]),
     time=st.floats(min_value=T0 - 3 * 86_400, max_value=T0 + 3 * 86_400),
-    route=st.sampled_from(["local", "cloud"]),
-    status=st.sampled_from(["ok", "ok", "error", "cancelled"]),
+    route_status=st.sampled_from(
+        [
+            ("local", "ok"),
+            ("cloud", "ok"),
+            ("local", "error"),
+            ("cloud", "cancelled"),
+            ("none", "refused"),
+        ]
+    ),
+    decided=st.sampled_from([None, "router", "client", "mode"]),
+    cache_read_tokens=st.integers(0, 1000),
+    cache_write_tokens=st.integers(0, 1000),
     leg=st.sampled_from([None, None, "cascade_local", "cascade_cloud"]),
     model=st.sampled_from(["gemma", "gpt-4.1-mini", "claude-haiku-4-5"]),
     provider=st.sampled_from(["local", "openai", "anthropic"]),

@@ -69,17 +69,36 @@ def test_overrides_win_over_the_shipped_table_and_add_models() -> None:
     assert table.lookup("groq/llama-3.3-70b") is not None
 
 
-def test_cost_bills_cached_tokens_at_the_cached_rate() -> None:
-    price = Price(2.0, 8.0, 0.5, "2026-06-21", "https://example.com")
+def test_cost_bills_cache_reads_and_writes_at_their_own_rates() -> None:
+    price = Price(2.0, 8.0, 0.5, "2026-06-21", "https://example.com", cache_write_per_mtok=2.5)
     assert price.cost(1_000_000, 0) == pytest.approx(2.0)
-    assert price.cost(1_000_000, 1_000_000, cached_tokens=400_000) == pytest.approx(
+    assert price.cost(1_000_000, 1_000_000, cache_read_tokens=400_000) == pytest.approx(
         0.6 * 2.0 + 0.4 * 0.5 + 8.0
     )
+    assert price.cost(
+        1_000_000, 0, cache_read_tokens=400_000, cache_write_tokens=100_000
+    ) == pytest.approx(0.5 * 2.0 + 0.4 * 0.5 + 0.1 * 2.5)
 
 
-def test_without_a_cached_rate_cached_tokens_cost_the_input_price() -> None:
-    price = Price(5.0, 15.0, None, "2025-06-03", "https://example.com")
-    assert price.cost(1000, 0, cached_tokens=1000) == price.cost(1000, 0)
+def test_cache_tokens_without_their_rate_leave_the_request_unpriced_not_free() -> None:
+    no_rates = Price(5.0, 15.0, None, "2025-06-03", "https://example.com")
+    assert no_rates.cost(1000, 10) is not None
+    assert no_rates.cost(1000, 10, cache_read_tokens=1) is None
+    reads_only = Price(5.0, 15.0, 0.5, "2025-06-03", "https://example.com")
+    assert reads_only.cost(1000, 10, cache_read_tokens=600) is not None
+    assert reads_only.cost(1000, 10, cache_write_tokens=1) is None
+
+
+def test_shipped_anthropic_rows_price_cache_writes_where_a_source_gives_the_rate(
+    shipped: PriceTable,
+) -> None:
+    sonnet = shipped.lookup("anthropic/claude-sonnet-4-6")
+    assert sonnet is not None and sonnet.cache_write_per_mtok == 3.75
+    assert sonnet.cost(1_000_000, 0, cache_write_tokens=1_000_000) == pytest.approx(3.75)
+    # No source gives this model's cache-write rate: a write leaves the request unpriced.
+    opus = shipped.lookup("anthropic/claude-opus-5")
+    assert opus is not None and opus.cache_write_per_mtok is None
+    assert opus.cost(1000, 10, cache_write_tokens=500) is None
 
 
 def test_a_long_prompt_pays_the_long_rates_on_every_token(shipped: PriceTable) -> None:

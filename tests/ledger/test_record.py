@@ -43,11 +43,26 @@ def test_a_missing_key_is_named() -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("route", "edge"), ("status", "done"), ("leg", "cascade")]
+    ("field", "value"),
+    [("route", "edge"), ("status", "done"), ("leg", "cascade"), ("decided", "user")],
 )
 def test_values_outside_the_documented_sets_are_refused(field: str, value: str) -> None:
     with pytest.raises(ValueError, match=field):
         local_record(**{field: value})
+
+
+@pytest.mark.parametrize(("route", "status"), [("local", "refused"), ("none", "error")])
+def test_refused_and_route_none_go_together(route: str, status: str) -> None:
+    with pytest.raises(ValueError, match="refused"):
+        local_record(route=route, status=status)
+
+
+def test_a_record_from_before_schema_3_reads_with_no_cache_tokens_and_no_decider() -> None:
+    data = local_record(decided="router", cache_read_tokens=5).to_dict()
+    for key in ("cache_read_tokens", "cache_write_tokens", "decided"):
+        del data[key]
+    record = LedgerRecord.from_dict(data)
+    assert (record.cache_read_tokens, record.cache_write_tokens, record.decided) == (0, 0, None)
 
 
 def test_only_a_discarded_cascade_leg_is_not_a_request() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ledger_records import T0, cloud_record, local_record
+from ledger_records import T0, cloud_record, local_record, refused_record
 
 from hybrid.ledger.totals import Latency, Totals, grouped, percentile, reason_label
 
@@ -18,19 +18,21 @@ def test_a_cascade_that_escalated_is_one_request_whose_two_legs_both_count_token
     assert totals.cloud_spend_usd == pytest.approx(0.0012)
 
 
-def test_unpriced_costs_add_nothing_and_local_share_is_local_over_requests() -> None:
+def test_unpriced_costs_add_nothing_and_local_share_is_local_over_answered_requests() -> None:
     records = [
         local_record(),
         local_record(cost_avoided_usd=None, price_known=False),
         cloud_record(cloud_cost_usd=None, price_known=False),
         local_record(status="error", error="boom"),
+        refused_record(),
     ]
     totals = Totals.of(records)
     assert totals.to_dict() == {
-        "requests": 4,
+        "requests": 5,
         "local": 3,
         "cloud": 1,
         "errors": 1,
+        "refused": 1,
         "prompt_tokens": 31 * 3 + 1000,
         "completion_tokens": 12 * 3 + 500,
         "cloud_spend_usd": 0.0,

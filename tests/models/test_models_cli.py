@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from gguf_writer import settings_with, tiny_model
 
@@ -16,6 +17,9 @@ from hybrid.hardware.plan import ModelFootprint, RuntimePlan
 from hybrid.hardware.snapshot import CpuInfo, HardwareSnapshot, MemoryInfo, PowerInfo
 from hybrid.models.catalog import discover_models
 from hybrid.models.embedded import embedded_model_path
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
+from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.store import gguf_sha256, save, shipped_models
 
 GIB = 1024**3
 
@@ -194,6 +198,89 @@ def test_a_model_the_planner_rejects_is_listed_with_the_reason(tmp_path: Path) -
 
     assert table(text)[0]["FITS"] == "?"
     assert "m: no plan: n_ctx must be positive" in text
+
+
+def calibration(**meta: object) -> DifficultyModel:
+    return DifficultyModel(
+        weights=np.zeros(N_FEATURES),
+        bias=0.0,
+        threshold=0.5,
+        feature_version=FEATURE_VERSION,
+        mean=np.zeros(N_FEATURES),
+        scale=np.ones(N_FEATURES),
+        meta=meta,
+    )
+
+
+def test_your_calibration_of_the_model_serve_loads_is_shown(tmp_path: Path) -> None:
+    path = tiny_model().write(tmp_path / "models" / "m.gguf")
+    tiny_model().write(tmp_path / "models" / "other.gguf")
+    mine = save(
+        tmp_path / "home",
+        gguf_sha256(path),
+        calibration(created="2026-12-01", items=180, held_out_auroc=0.8123),
+    )
+
+    text, _ = listing(tmp_path, FakeProbe(), model=path)
+    payload = json.loads(listing(tmp_path, FakeProbe(), model=path, as_json=True)[0])
+
+    assert (
+        f"Calibration in use for m: your calibration {mine} (made 2026-12-01, 180 items, "
+        "held-out AUROC 0.812)." in text
+    )
+    assert payload["calibration"] == {
+        "model": "m",
+        "source": "user",
+        "path": str(mine),
+        "created": "2026-12-01",
+        "items": 180,
+        "held_out_auroc": 0.8123,
+        "problem": None,
+    }
+
+
+def test_the_shipped_calibration_of_the_embedded_model_is_shown(tmp_path: Path) -> None:
+    [shipped] = [p.name for p in shipped_models().iterdir() if p.name.endswith(".json")]
+    embedded = tiny_model().write(embedded_model_path(tmp_path / "home"))
+    # The sidecar marker the embedded model's assembly leaves: its hash is the shipped key.
+    stat = embedded.stat()
+    marker = {
+        "sha256": shipped.removesuffix(".json"),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }
+    embedded.with_name(embedded.name + ".sha256").write_text(json.dumps(marker))
+
+    text, _ = listing(tmp_path, FakeProbe())
+
+    line = next(x for x in text.splitlines() if x.startswith("Calibration in use"))
+    assert line.startswith(
+        "Calibration in use for gemma-3-270m-q4_k_m: the shipped calibration (made "
+    )
+    assert "540 items, held-out AUROC 0.759" in line
+
+
+def test_a_model_without_calibration_says_how_to_make_one(tmp_path: Path) -> None:
+    path = tiny_model().write(tmp_path / "models" / "m.gguf")
+
+    text, _ = listing(tmp_path, FakeProbe(), model=path)
+    payload = json.loads(listing(tmp_path, FakeProbe(), model=path, as_json=True)[0])
+
+    assert (
+        "Calibration in use for m: none; run `hybrid calibrate` to fit the difficulty router "
+        "to it." in text
+    )
+    assert payload["calibration"]["source"] is None and payload["calibration"]["model"] == "m"
+
+
+def test_a_damaged_calibration_is_listed_as_unusable(tmp_path: Path) -> None:
+    path = tiny_model().write(tmp_path / "models" / "m.gguf")
+    broken = save(tmp_path / "home", gguf_sha256(path), calibration())
+    broken.write_text("{not json")
+
+    text, _ = listing(tmp_path, FakeProbe(), model=path)
+
+    assert f"Calibration in use for m: unusable: cannot read the difficulty model {broken}" in text
 
 
 @pytest.mark.slow

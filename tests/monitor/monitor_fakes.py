@@ -94,6 +94,31 @@ def record(request_id: str = "3f2a", **overrides: Any) -> dict[str, Any]:
     return body | overrides
 
 
+def refused_record(request_id: str = "5b7d", **overrides: Any) -> dict[str, Any]:
+    """A ``request_finished`` body for a request refused before any model ran (queue full)."""
+    body = record(
+        request_id,
+        route="none",
+        status="refused",
+        reasons=["error:rate_limit_exceeded"],
+        verdicts=[],
+        score=None,
+        model="none",
+        provider="none",
+        prompt_tokens=0,
+        completion_tokens=0,
+        ttft_s=None,
+        latency_s=0.002,
+        error="the local model's queue is full (3 waiting); retry in 1 s",
+        counterfactual_model=None,
+        counterfactual_cost_usd=None,
+        energy_cost_usd=0.0,
+        cost_avoided_usd=0.0,
+        decided=None,
+    )
+    return body | overrides
+
+
 def cloud_record(request_id: str = "9c1d", **overrides: Any) -> dict[str, Any]:
     """A ``request_finished`` body for a request that went to OpenAI."""
     body = record(

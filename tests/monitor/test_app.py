@@ -9,7 +9,15 @@ from datetime import UTC
 from typing import Any
 
 import pytest
-from monitor_fakes import T0, FakeDaemon, cloud_record, hardware, record, synchronous
+from monitor_fakes import (
+    T0,
+    FakeDaemon,
+    cloud_record,
+    hardware,
+    record,
+    refused_record,
+    synchronous,
+)
 from rich.console import Console
 from rich.text import Text
 from textual.pilot import Pilot
@@ -20,6 +28,7 @@ from hybrid.monitor.app import MonitorApp
 from hybrid.monitor.link import Backoff
 from hybrid.monitor.screens.decision import DecisionScreen
 from hybrid.monitor.screens.help import HelpScreen
+from hybrid.monitor.widgets.savings import SavingsPanel
 from hybrid.monitor.widgets.status_line import StatusLine
 
 URL = "http://127.0.0.1:8642"
@@ -101,6 +110,34 @@ async def test_figures_update_as_events_arrive() -> None:
         assert log_rows(app)[1][-1] == "+$0.0069"
         assert "cloud today $0.0054" in shown(app, "#cloud-side")
         assert "queue 3" in shown(app, "#machine")
+
+
+@synchronous
+async def test_a_refused_request_is_logged_as_refused_and_moves_no_figure() -> None:
+    fake = FakeDaemon()
+    app = monitor(fake)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await live(pilot, app)
+        fake.send("request_finished", refused_record("x1", time=T0))
+        await until(pilot, lambda: len(log_rows(app)) == 3, "the refused request")
+
+        route, reason = log_rows(app)[0][1:3]
+        assert route == "none" and reason.startswith("refused:")
+        assert log_rows(app)[0][-1] == "—"
+        assert avoided_today(app) == "$0.013"
+        assert "local 75%" in shown(app, "#cloud-side")
+
+
+@synchronous
+async def test_the_savings_panel_says_what_cost_avoided_counts() -> None:
+    app = monitor(FakeDaemon())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await live(pilot, app)
+        panel = app.query_one(SavingsPanel)
+        assert panel.border_title == "savings: cloud price of the local answers, less electricity"
+        tooltip = str(panel.tooltip)
+        for part in ("pricing.reference_model", "less the electricity", "refused", "--by decided"):
+            assert part in tooltip
 
 
 @synchronous

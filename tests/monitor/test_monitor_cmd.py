@@ -48,7 +48,7 @@ def test_the_command_builds_the_app_with_the_url_and_key(
 
     ran: list[MonitorApp] = []
     monkeypatch.setattr(MonitorApp, "run", lambda self: ran.append(self))
-    monkeypatch.setenv("HYBRID_SERVER__API_KEY", "s3cret")
+    monkeypatch.setenv("HYBRID_SERVER__API_KEY", "s3cret-key-for-tests")
     monkeypatch.setenv("HYBRID_SERVER__PORT", "9100")
 
     assert main(["monitor"]) == 0
@@ -57,7 +57,7 @@ def test_the_command_builds_the_app_with_the_url_and_key(
     daemon = app._daemon
     assert isinstance(daemon, DaemonClient)
     assert daemon.url == "http://127.0.0.1:9100"
-    assert daemon._http.headers["authorization"] == "Bearer s3cret"
+    assert daemon._http.headers["authorization"] == "Bearer s3cret-key-for-tests"
 
 
 def test_a_bad_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from monitor_fakes import T0, budget, cloud_record, hardware, record, snapshot, totals
+from monitor_fakes import (
+    T0,
+    budget,
+    cloud_record,
+    hardware,
+    record,
+    refused_record,
+    snapshot,
+    totals,
+)
 
 from hybrid.monitor.state import (
     CHART_MINUTES,
@@ -93,6 +102,22 @@ def test_a_cloud_answer_adds_to_cloud_spend_and_errors_are_counted() -> None:
     assert view.today.errors == 1
     assert view.today.cloud_spend_usd == pytest.approx(0.0042 + 0.00077)
     assert view.today.local_share == pytest.approx(9 / 14)
+
+
+def test_a_refused_request_is_neither_local_nor_cloud_and_saves_nothing() -> None:
+    state = synced()
+    before = state.view(now=T0)
+
+    state.receive("request_finished", refused_record("x1", time=T0), now=T0)
+    view = state.view(now=T0)
+
+    assert (view.today.requests, view.today.refused) == (13, 1)
+    assert (view.today.local, view.today.cloud, view.today.errors) == (9, 3, 0)
+    assert view.today.local_share == pytest.approx(0.75)
+    assert view.today.cost_avoided_usd == pytest.approx(0.0131)
+    assert view.local_per_minute == before.local_per_minute
+    assert view.cloud_per_minute == before.cloud_per_minute
+    assert log_matches(view.log[0], "refused") and not log_matches(view.log[0], "local")
 
 
 def test_an_unpriced_request_adds_nothing_to_the_money() -> None:

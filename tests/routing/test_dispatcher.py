@@ -325,6 +325,33 @@ def test_private_data_stays_local_even_when_the_cloud_is_asked_for() -> None:
     assert openai.models_asked == []
 
 
+@pytest.mark.parametrize(
+    ("model", "override", "asked", "decided"),
+    [
+        ("hybrid", None, REQUEST, "router"),
+        ("local", None, REQUEST, "client"),
+        ("cloud", None, REQUEST, "client"),
+        ("hybrid", "local", REQUEST, "client"),
+        ("local", "auto", REQUEST, "router"),
+        # The privacy policy overrode the client's "cloud": the router decided.
+        ("cloud", None, PRIVATE, "router"),
+    ],
+)
+def test_the_answer_says_who_decided_its_route(
+    model: str, override: Any, asked: GenerationRequest, decided: str
+) -> None:
+    answer = run(
+        dispatcher(FakeLocal(), FakeProvider("openai")).start(asked, model=model, override=override)
+    )
+    assert answer.decided == decided
+
+
+def test_the_server_wide_mode_decides_when_it_fixes_the_route() -> None:
+    routed = dispatcher(FakeLocal(), FakeProvider("openai"))
+    routed.mode = "local-only"
+    assert run(routed.start(REQUEST, model="hybrid")).decided == "mode"
+
+
 def test_private_data_the_local_model_cannot_take_is_refused_not_leaked() -> None:
     local = FakeLocal(
         ContextLengthExceededError(prompt_tokens=9000, max_tokens=0, context_length=8192)

@@ -7,6 +7,7 @@ hard as recall.
 
 from __future__ import annotations
 
+import base64
 import random
 import string
 from pathlib import Path
@@ -20,6 +21,18 @@ from hybrid.routing.privacy import BUILTIN_DETECTORS, PrivacyHit, PrivacyScanner
 
 # A random-looking key body; slices of it are used wherever a provider format needs one.
 BODY = "Zx9Qp3Lm7Vt2Rb8Nk4Hs6Wd1Yc5Ue0TfGj2Ka7Mb3Nc4Pd5Qe6Rf8Sg9Th1Ui2VjWk3Xl4Ym5Zn6"
+# Keys whose alphabet BODY does not fit are drawn here, seeded.
+_RNG = random.Random(20240501)
+
+
+def draw(alphabet: str, size: int) -> str:
+    return "".join(_RNG.choice(alphabet) for _ in range(size))
+
+
+HEX = "0123456789abcdef"
+BASE32 = string.ascii_uppercase + "234567"
+AWS_KEY_ID = "AKIA" + draw(BASE32, 16)
+AWS_SECRET = draw(string.ascii_letters + string.digits + "+/", 40)
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwia"
     "WF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
@@ -339,13 +352,13 @@ KEYS = [
     ("api_key:openai", "sk-proj-" + BODY[:48]),
     ("api_key:openai", "sk-" + BODY[:48]),
     ("api_key:anthropic", "sk-ant-api03-" + BODY + BODY[:20] + "-AA"),
-    ("api_key:aws", "AKIAIOSFODNN7EXAMPLE"),
-    ("api_key:aws", "ASIAY34FZKBOKMUTVV7A"),
+    ("api_key:aws", AWS_KEY_ID),
+    ("api_key:aws", "ASIA" + draw(BASE32, 16)),
     ("api_key:github", "ghp_" + BODY[:36]),
     ("api_key:github", "gho_" + BODY[2:38]),
     ("api_key:github", "github_pat_11ABCDEFG0" + BODY[:12] + "_" + BODY[:59]),
     ("api_key:gitlab", "glpat-" + BODY[:20]),
-    ("api_key:slack", "xoxb-1234567890-1234567890123-" + BODY[:24]),
+    ("api_key:slack", f"xoxb-{draw(string.digits, 13)}-{draw(string.digits, 13)}-{BODY[:24]}"),
     ("api_key:stripe", "sk_live_" + BODY[:24]),
     ("api_key:stripe", "rk_live_" + BODY[5:29]),
     ("api_key:google", "AIza" + BODY[:35]),
@@ -371,8 +384,7 @@ def test_a_key_inside_a_path_is_still_found(scanner: PrivacyScanner) -> None:
 
 
 def test_an_aws_secret_key_is_recognised_next_to_its_name(scanner: PrivacyScanner) -> None:
-    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    assert_finds(scanner, f"aws_secret_access_key = {secret}", "api_key:aws", secret)
+    assert_finds(scanner, f"aws_secret_access_key = {AWS_SECRET}", "api_key:aws", AWS_SECRET)
 
 
 def test_bearer_tokens_are_found(scanner: PrivacyScanner) -> None:
@@ -404,6 +416,123 @@ def test_a_provider_key_is_reported_once_by_its_provider(scanner: PrivacyScanner
     key = "sk-proj-" + BODY[:48]
     text = f'"api_key": "{key}"\nAuthorization: Bearer {key}'
     assert [detector for detector, _ in found(scanner, text)] == ["api_key:openai"] * 2
+
+
+def test_a_project_key_with_a_lower_case_hex_body_is_found(scanner: PrivacyScanner) -> None:
+    for key in ("sk-proj-" + draw(HEX, 48), "sk-" + draw(HEX, 32), "sk-or-v1-" + draw(HEX, 64)):
+        detector = "api_key:openrouter" if key.startswith("sk-or-") else "api_key:openai"
+        assert_finds(scanner, f"OPENAI_API_KEY={key}", detector, key)
+        assert_finds(scanner, f"my key is {key} and it fails", detector, key)
+
+
+ANTHROPIC_KEY = "sk-ant-api03-" + draw(string.ascii_letters + string.digits + "-_", 93) + "AA"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "My key is {key}, why does it fail?",
+        "I pasted {key}.",
+        "Use `{key}` in the header.",
+        '{{"content": "my credentials:\\n{key}\\nthanks"}}',  # an escaped JSON string
+        "我的密钥是{key}\uff0c请帮我看看",
+    ],
+)
+def test_keys_in_prose_and_escaped_json_are_found(scanner: PrivacyScanner, template: str) -> None:
+    for detector, key in (("api_key:anthropic", ANTHROPIC_KEY), ("api_key:openai", KEYS[0][1])):
+        assert_finds(scanner, template.format(key=key), detector, key)
+
+
+def test_keys_without_a_digit_are_found_when_their_format_allows_it(
+    scanner: PrivacyScanner,
+) -> None:
+    # AWS key ids are base32 (no digit one time in 28); Hugging Face tokens are letters only.
+    for detector, key in (
+        ("api_key:aws", "AKIA" + draw(string.ascii_uppercase, 16)),
+        ("api_key:huggingface", "hf_" + draw(string.ascii_letters, 34)),
+    ):
+        assert_finds(scanner, f"token {key} here", detector, key)
+
+
+SLACK_WEBHOOK = (
+    f"https://hooks.slack.com/services/T{draw(string.ascii_uppercase + string.digits, 10)}"
+    f"/B{draw(string.ascii_uppercase + string.digits, 10)}/{draw(string.ascii_letters, 24)}"
+)
+ALNUM = string.ascii_letters + string.digits
+URL_SAFE = ALNUM + "-_"
+
+MORE_KEYS = [
+    ("api_key:groq", "gsk_" + draw(ALNUM, 52)),
+    ("api_key:xai", "xai-" + draw(ALNUM, 80)),
+    ("api_key:digitalocean", "dop_v1_" + draw(HEX, 64)),
+    ("api_key:databricks", "dapi" + draw(HEX, 32)),
+    ("api_key:gitlab", "glrt-" + draw(URL_SAFE, 20)),
+    ("api_key:docker", "dckr_pat_" + draw(URL_SAFE, 27)),
+    ("api_key:stripe", "whsec_" + draw(ALNUM, 32)),
+    ("api_key:sendgrid", f"SG.{draw(URL_SAFE, 22)}.{draw(URL_SAFE, 43)}"),
+    ("api_key:vault", "hvs.CAESI" + draw(URL_SAFE, 90)),
+    ("api_key:telegram", f"{_RNG.randint(10**8, 10**10 - 1)}:AA{draw(URL_SAFE, 33)}"),
+    ("api_key:azure", f"{draw(ALNUM, 3)}8Q~{draw(ALNUM + '_~.-', 34)}"),
+    ("api_key:braintree", f"access_token$production${draw(HEX, 16)}${draw(HEX, 32)}"),
+    ("api_key:discord", f"discord.com/api/webhooks/{draw(string.digits, 19)}/{draw(URL_SAFE, 68)}"),
+    ("api_key:slack", SLACK_WEBHOOK.removeprefix("https://")),
+    ("private_key", "AGE-SECRET-KEY-1" + draw("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58)),
+]
+
+
+@pytest.mark.parametrize(("detector", "key"), MORE_KEYS)
+def test_keys_of_other_providers_and_webhooks_are_found(
+    scanner: PrivacyScanner, detector: str, key: str
+) -> None:
+    assert_finds(scanner, f"export SECRET_THING={key}\n", detector, key)
+    assert_finds(scanner, f"The value is {key}. Is that right?", detector, key)
+
+
+def test_a_slack_webhook_url_is_a_slack_secret(scanner: PrivacyScanner) -> None:
+    hits = found(scanner, f"curl -X POST -d @msg.json {SLACK_WEBHOOK}")
+    assert [d for d, _ in hits] == ["api_key:slack"]
+    assert hits[0][1] in SLACK_WEBHOOK and hits[0][1].endswith(SLACK_WEBHOOK[-24:])
+
+
+def test_passwords_in_urls_and_basic_auth_are_credentials(scanner: PrivacyScanner) -> None:
+    password = draw(ALNUM + "!*~", 16) + "7"
+    url = f"DATABASE_URL=postgres://app:{password}@db.internal:5432/app"
+    assert found(scanner, url) == [("secret:credential", f"app:{password}")]
+    basic = base64.b64encode(f"deploy:{password}".encode()).decode()
+    assert found(scanner, f"Authorization: Basic {basic}") == [("secret:credential", basic)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # npm lockfile integrity and a wheel's RECORD: content digests, not secrets.
+        '"integrity": "sha512-' + base64.b64encode(_RNG.randbytes(64)).decode() + '"',
+        "pkg/core.py,sha256=" + base64.urlsafe_b64encode(_RNG.randbytes(32)).decode()[:43] + ",812",
+        "golang.org/x/net v0.24.0 h1:" + base64.b64encode(_RNG.randbytes(32)).decode(),
+        # AWS's, Slack's and RFC 7617's documented examples.
+        "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+        "Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+        # Placeholder bodies and passwords filled in from the environment.
+        "OPENAI_API_KEY=sk-proj-this-is-not-a-real-key-just-text",
+        "xoxb-1234567890-1234567890123-abcdefghijklmnopqrstuvwx",
+        "DATABASE_URL=postgres://postgres:postgres@localhost:5432/app",
+        "DATABASE_URL=postgres://app:$DB_PASSWORD@db:5432/app",
+    ],
+)
+def test_digests_and_documented_examples_are_not_keys(scanner: PrivacyScanner, text: str) -> None:
+    assert_clean(scanner, text)
+
+
+def test_redact_replaces_every_secret_and_keeps_the_rest(scanner: PrivacyScanner) -> None:
+    key = KEYS[0][1]
+    text = f"Incorrect API key provided: {key}. Also tried {SLACK_WEBHOOK} and jane@example.com."
+    assert scanner.redact(text) == (
+        "Incorrect API key provided: [redacted:api_key:openai]. Also tried "
+        "https://[redacted:api_key:slack] and [redacted:email]."
+    )
+    assert scanner.redact("nothing to see here") == "nothing to see here"
 
 
 # --- secrets: high entropy and assigned credentials -------------------------------------------

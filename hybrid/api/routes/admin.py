@@ -10,11 +10,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict
 
 from hybrid import __version__
+from hybrid.api.direct import parse_body
+from hybrid.api.events import CLOSED
 from hybrid.api.state import AppState, app_state
 from hybrid.errors import InvalidRequestError
 from hybrid.ledger.budget import day_start
+from hybrid.ledger.totals import GROUP_BYS, GroupBy
 from hybrid.routing.dispatcher import MODES, Mode
 
 router = APIRouter()
@@ -39,8 +43,37 @@ async def stats_snapshot(state: AppState) -> dict[str, Any]:
 
 @router.get("/v1/hybrid/stats")
 async def stats(request: Request) -> JSONResponse:
-    """Totals for today (UTC) and all time, the budget and the mode."""
-    return JSONResponse(await stats_snapshot(app_state(request)))
+    """Totals for today (UTC) and all time, the budget and the mode.
+
+    ``?by=route|model|reason|day|decided`` adds ``by`` and ``groups``: ``{"today": [...],
+    "all_time": [...]}``, each a list of ``{"key", "totals", "latency"}`` as ``hybrid stats
+    --by`` prints them.
+
+    Raises:
+        InvalidRequestError: ``by`` is not one of those.
+    """
+    state = app_state(request)
+    body = await stats_snapshot(state)
+    by = request.query_params.get("by")
+    if by is not None:
+        if by not in GROUP_BYS:
+            raise InvalidRequestError(
+                f"by must be one of {', '.join(GROUP_BYS)} (got {by!r})", param="by"
+            )
+        body["by"] = by
+        body["groups"] = {
+            "today": await _groups(state, by, day_start(time.time())),
+            "all_time": await _groups(state, by, None),
+        }
+    return JSONResponse(body)
+
+
+async def _groups(state: AppState, by: GroupBy, since: float | None) -> list[dict[str, Any]]:
+    groups = await state.ledger.read(lambda store: store.grouped(by, since))
+    return [
+        {"key": key, "totals": totals.to_dict(), "latency": latency.to_dict()}
+        for key, totals, latency in groups
+    ]
 
 
 @router.get("/v1/hybrid/events")
@@ -63,29 +96,45 @@ async def _follow(state: AppState) -> AsyncIterator[bytes]:
         yield _sse("snapshot", snapshot)
         while True:
             try:
-                name, data = await asyncio.wait_for(queue.get(), PING_INTERVAL_S)
+                event = await asyncio.wait_for(queue.get(), PING_INTERVAL_S)
             except TimeoutError:
                 yield b": ping\n\n"
                 continue
-            yield _sse(name, data)
+            if event is CLOSED:
+                return  # the server is shutting down; the client reconnects to the next one
+            yield _sse(*event)
 
 
 def _sse(name: str, data: Mapping[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-@router.post("/v1/hybrid/mode")
+class ModeRequest(BaseModel):
+    """The body of ``POST /v1/hybrid/mode``; the route checks ``mode`` itself, for a message
+    that lists the modes."""
+
+    model_config = ConfigDict(strict=True)
+
+    mode: str | None = None
+
+
+@router.post(
+    "/v1/hybrid/mode",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ModeRequest.model_json_schema()}},
+        }
+    },
+)
 async def set_mode(request: Request) -> JSONResponse:
     """Set the routing mode: ``{"mode": "auto" | "local-only" | "cloud-only"}``.
 
     Raises:
-        InvalidRequestError: The body is not such an object.
+        RequestValidationError: The body is not JSON, or ``mode`` is not a string.
+        InvalidRequestError: ``mode`` is missing or not one of the modes.
     """
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        body = None
-    mode = body.get("mode") if isinstance(body, dict) else None
+    mode = parse_body(ModeRequest, await request.body()).mode
     if mode not in MODES:
         raise InvalidRequestError(
             f'send a JSON object {{"mode": ...}} with one of {", ".join(MODES)} (got {mode!r})',

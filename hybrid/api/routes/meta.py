@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from hybrid.api.state import AppState, app_state
 from hybrid.routing.names import ALIASES
+from hybrid.routing.policies.difficulty import CalibrationStatus
 
 router = APIRouter()
 
@@ -20,12 +21,10 @@ async def list_models(request: Request) -> dict[str, Any]:
     state = app_state(request)
     loaded = state.runtime.loaded
     created = int(loaded.path.stat().st_mtime) if loaded is not None else 0
-    names = state.dispatcher.names
     entries = [(name, "hybrid") for name in (state.runtime.model_id, *ALIASES)]
-    for qualified in names.cloud_models():
-        provider = qualified.split("/", 1)[0]
-        if names.usable(provider):
-            entries.append((qualified, provider))
+    # Only providers with their key: a name listed here is one a request can use.
+    for qualified in state.dispatcher.names.cloud_models():
+        entries.append((qualified, qualified.split("/", 1)[0]))
     return {
         "object": "list",
         "data": [
@@ -37,7 +36,13 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """200 with the model, queue and hardware once the model is ready; 503 before that."""
+    """200 with the model, queue and hardware once the model is ready; 503 before that.
+
+    ``calibration`` says which difficulty calibration the router uses: ``state`` (``waiting``
+    while the model loads or its file is looked up, ``found``, ``missing``, ``unusable``),
+    ``source`` (``user`` or ``shipped``), ``path``, ``created``, ``items``,
+    ``held_out_auroc`` and ``problem`` (why it is unusable), None where they do not apply.
+    """
     state = app_state(request)
     runtime = state.runtime
     body: dict[str, Any] = {"status": "ok" if runtime.state == "ready" else runtime.state}
@@ -66,6 +71,8 @@ async def health(request: Request) -> JSONResponse:
             "expected_wait_s": round(backend.queue.expected_wait_s(), 3),
         }
         body["hardware"] = _hardware_summary(state, loaded.snapshot.to_dict())
+    if state.calibration is not None:
+        body["calibration"] = _calibration_summary(state.calibration.status())
     body["providers"] = {
         name: {
             "usable": state.dispatcher.names.usable(name),
@@ -76,6 +83,14 @@ async def health(request: Request) -> JSONResponse:
     status = 200 if runtime.state == "ready" else 503
     headers = {} if status == 200 else {"Retry-After": "5"}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _calibration_summary(status: CalibrationStatus) -> dict[str, Any]:
+    if status.found is not None:
+        found = status.found.summary()
+    else:
+        found = dict.fromkeys(("source", "path", "created", "items", "held_out_auroc"))
+    return {"state": status.state, **found, "problem": status.problem}
 
 
 def _hardware_summary(state: AppState, snapshot: dict[str, Any]) -> dict[str, Any]:

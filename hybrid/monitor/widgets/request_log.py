@@ -182,7 +182,10 @@ class RequestLog(Widget):
 
 
 def _money_cell(record: RequestRecord) -> Text:
-    """Saved (``+``) for a local answer, spent (``-``) for a cloud one; ``?`` when unpriced."""
+    """Saved (``+``) for a local answer, spent (``-``) for a cloud one; ``?`` when unpriced; a
+    dash for a refused request, which neither saved nor spent anything."""
+    if record.route == "none":
+        return Text("—", justify="right")
     if record.route == "cloud":
         spent = record.cloud_cost_usd
         text = fmt.UNKNOWN if spent is None else "-" + fmt.money(spent, significant=2)

@@ -15,9 +15,26 @@ from hybrid.monitor.wire import Budget, Totals
 
 GAUGE_CELLS = 10
 
+TITLE = "savings: cloud price of the local answers, less electricity"
+"""The panel's title: what its large figures count, in one line that fits 80 columns."""
+
+COST_AVOIDED_HELP = (
+    "Cost avoided: for each request answered by the local model, what the cloud model it would "
+    "otherwise have gone to (the one the request named, else cloud.default_model, else "
+    "pricing.reference_model) would have charged for the same tokens at its uncached rates, "
+    "less the electricity the local answer used. An estimate, not money saved on a bill. "
+    "Requests pinned to local by the client (model 'local' or X-Hybrid-Route: local) or by "
+    "the local-only mode count too; 'hybrid stats --by decided' shows the router's share "
+    "apart. Cloud answers, refused "
+    "requests and models without a price add nothing."
+)
+"""The panel's tooltip: exactly what cost avoided counts."""
+
 
 class SavingsPanel(Widget):
     """Three columns: cost avoided today and all time in large digits, then the cloud side.
+
+    The title says what cost avoided counts; the tooltip says it in full.
 
     The cloud column: today's cloud spend, a gauge of the daily budget (or that there is no
     cap), the month's spend, and the share of requests answered locally.  Before the first
@@ -36,7 +53,8 @@ class SavingsPanel(Widget):
         yield Static("", id="cloud-side")
 
     def on_mount(self) -> None:
-        self.border_title = "savings"
+        self.border_title = TITLE
+        self.tooltip = COST_AVOIDED_HELP
 
     def watch_dashboard(self, dashboard: Dashboard) -> None:
         if not dashboard.synced:

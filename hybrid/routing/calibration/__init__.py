@@ -9,8 +9,9 @@
 - :mod:`.runner` asks a backend every item (greedy, fixed seed) and :mod:`.grading` grades the
   answers, fairly to a terse model; :mod:`.record` keeps the answers for reuse;
 - :mod:`.fitting` fits the difficulty model on the training split (penalty and threshold by
-  cross-validation) and measures it on the held-out split; :mod:`.metrics` computes AUROC and
-  RouteLLM's APGR and CPT.
+  cross-validation) and measures it on the held-out split, beside the length rule;
+  :mod:`.metrics` computes AUROC and RouteLLM's APGR and CPT;
+- :mod:`.acceptance` decides whether a fit may replace the calibration in use.
 
 Nothing here runs when serving; the router only loads the fitted model
 (:mod:`hybrid.routing.difficulty.store`).

@@ -9,7 +9,9 @@ The recipe, shared by ``hybrid calibrate`` and ``scripts/eval_router.py``:
    out-of-fold log loss);
 4. choose the default threshold on the out-of-fold scores (see
    :func:`~hybrid.routing.difficulty.model.choose_threshold`);
-5. fit on the whole training part, and measure AUROC on the held-out part only.
+5. fit on the whole training part, and measure AUROC on the held-out part only, beside the
+   AUROC of the simplest rule, "escalate the longest prompts first" (:func:`prompt_length`),
+   on the same held-out items.
 
 Everything is deterministic for a seed.
 """
@@ -49,6 +51,8 @@ class Calibration:
         held_out_wrong: 1 where the local answer to a held-out item was wrong.
         held_out_scores: The model's scores of the held-out items.
         held_out_auroc: AUROC of those scores against wrong answers (NaN if one class).
+        held_out_length_auroc: AUROC of the prompts' lengths against the same wrong answers:
+            how well the length rule ranks the same items (NaN if one class).
     """
 
     model: DifficultyModel
@@ -57,6 +61,12 @@ class Calibration:
     held_out_wrong: np.ndarray
     held_out_scores: np.ndarray
     held_out_auroc: float
+    held_out_length_auroc: float
+
+
+def prompt_length(item: CalibrationItem) -> float:
+    """The length rule's score of an item: its conversation's length in characters."""
+    return float(sum(len(message.content) for message in item.messages))
 
 
 def feature_matrix(items: Sequence[CalibrationItem]) -> np.ndarray:
@@ -85,8 +95,8 @@ def calibrate(
 
     Returns:
         The model, whose ``meta`` adds ``seed``, ``items``, ``train_items``,
-        ``held_out_items``, ``local_accuracy``, ``category_accuracy``, ``l2``, ``cv_auroc``
-        and ``held_out_auroc`` (None where undefined) to ``meta``.
+        ``held_out_items``, ``local_accuracy``, ``category_accuracy``, ``l2``, ``cv_auroc``,
+        ``held_out_auroc`` and ``held_out_length_auroc`` (None where undefined) to ``meta``.
 
     Raises:
         ValueError: ``items`` and ``correct`` differ in length.
@@ -101,6 +111,8 @@ def calibrate(
     model, cv_auroc = train_model(feature_matrix(train), train_wrong, seed=seed, l2_grid=l2_grid)
     test_scores = model.scores(feature_matrix(test)) if test else np.zeros(0)
     test_auroc = auroc(test_scores, test_wrong) if test else math.nan
+    lengths = np.array([prompt_length(item) for item in test])
+    length_auroc = auroc(lengths, test_wrong) if test else math.nan
     by_category: dict[str, list[bool]] = {}
     for item, ok in zip(items, correct, strict=True):
         by_category.setdefault(item.category, []).append(ok)
@@ -117,6 +129,7 @@ def calibrate(
         "l2": model.meta["l2"],
         "cv_auroc": _rounded(cv_auroc),
         "held_out_auroc": _rounded(test_auroc),
+        "held_out_length_auroc": _rounded(length_auroc),
     }
     final = DifficultyModel(
         weights=model.weights,
@@ -127,7 +140,7 @@ def calibrate(
         scale=model.scale,
         meta=figures,
     )
-    return Calibration(final, train, test, test_wrong, test_scores, test_auroc)
+    return Calibration(final, train, test, test_wrong, test_scores, test_auroc, length_auroc)
 
 
 def train_model(

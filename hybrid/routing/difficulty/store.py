@@ -2,7 +2,8 @@
 
 ``hybrid calibrate`` writes ``<home>/calibration/<sha256>.json``; the package ships the same
 file for the embedded model under ``hybrid/routing/data/``.  A model calibrated on this machine
-wins over the shipped one.
+wins over the shipped one; ``hybrid calibrate --reset`` removes it (:func:`remove`), and the
+shipped one is used again.  :func:`find` says which one is in use.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import json
 import os
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any, Literal
 
 from hybrid.errors import ConfigError
 from hybrid.models.gguf import sha256_file
@@ -78,6 +81,92 @@ def shipped_models() -> Traversable:
     return resources.files(SHIPPED_PACKAGE).joinpath(SHIPPED_FOLDER)
 
 
+@dataclass(frozen=True, eq=False)
+class StoredModel:
+    """A difficulty model and the file it came from.
+
+    Attributes:
+        model: The model.
+        source: ``"user"`` for a ``hybrid calibrate`` result in the data dir, ``"shipped"``
+            for the package's.
+        path: The file it was read from.
+    """
+
+    model: DifficultyModel
+    source: Literal["user", "shipped"]
+    path: str
+
+    def summary(self) -> dict[str, Any]:
+        """What ``hybrid models`` and ``/health`` show of it.
+
+        Returns:
+            ``source``, ``path``, ``created`` (the date it was fitted), ``items`` (how many
+            calibration items it was fitted and measured on) and ``held_out_auroc``; each of
+            the last three is None when the file does not say.
+        """
+        meta = self.model.meta
+        created, items, auroc = meta.get("created"), meta.get("items"), meta.get("held_out_auroc")
+        return {
+            "source": self.source,
+            "path": self.path,
+            "created": created if isinstance(created, str) else None,
+            "items": items if isinstance(items, int) and not isinstance(items, bool) else None,
+            "held_out_auroc": (
+                float(auroc)
+                if isinstance(auroc, int | float) and not isinstance(auroc, bool)
+                else None
+            ),
+        }
+
+    def describe(self) -> str:
+        """One phrase for people: ``the shipped calibration (made 2026-11-27, 540 items,
+        held-out AUROC 0.759)`` or ``your calibration /home/me/.hybrid/calibration/<sha>.json
+        (...)``."""
+        summary = self.summary()
+        facts = []
+        if summary["created"] is not None:
+            facts.append(f"made {summary['created']}")
+        if summary["items"] is not None:
+            facts.append(f"{summary['items']} items")
+        if summary["held_out_auroc"] is not None:
+            facts.append(f"held-out AUROC {summary['held_out_auroc']:.3f}")
+        which = (
+            "the shipped calibration"
+            if self.source == "shipped"
+            else f"your calibration {self.path}"
+        )
+        return f"{which} ({', '.join(facts)})" if facts else which
+
+
+def find(
+    home: Path, sha256: str, *, shipped: Traversable | Path | None = None
+) -> StoredModel | None:
+    """The difficulty model for a GGUF file and where it is: the data dir's, else the package's.
+
+    Args:
+        home: The data dir (``settings.home``).
+        sha256: The GGUF file's SHA-256, hex.
+        shipped: Folder of shipped models (default: :func:`shipped_models`).
+
+    Returns:
+        The model and its file, or None when neither place has one for this file.
+
+    Raises:
+        ConfigError: The file found is unreadable, damaged or made for other features; the
+            message names it and says to run ``hybrid calibrate``.  A damaged calibration in
+            the data dir is reported, not silently replaced by the shipped one.
+    """
+    local = model_path(home, sha256)
+    if local.is_file():
+        return StoredModel(_read(local, str(local)), "user", str(local))
+    folder = shipped_models() if shipped is None else shipped
+    packaged = folder.joinpath(f"{sha256}.json")
+    if packaged.is_file():
+        model = _read(packaged, f"the shipped difficulty model {sha256}.json")
+        return StoredModel(model, "shipped", str(packaged))
+    return None
+
+
 def load_for(
     home: Path, sha256: str, *, shipped: Traversable | Path | None = None
 ) -> DifficultyModel | None:
@@ -92,18 +181,37 @@ def load_for(
         The model, or None when neither place has one for this file.
 
     Raises:
-        ConfigError: The file found is unreadable, damaged or made for other features; the
-            message names it and says to run ``hybrid calibrate``.  A damaged calibration in
-            the data dir is reported, not silently replaced by the shipped one.
+        ConfigError: As :func:`find`.
     """
-    local = model_path(home, sha256)
-    if local.is_file():
-        return _read(local, str(local))
-    folder = shipped_models() if shipped is None else shipped
-    packaged = folder.joinpath(f"{sha256}.json")
-    if packaged.is_file():
-        return _read(packaged, f"the shipped difficulty model {sha256}.json")
-    return None
+    found = find(home, sha256, shipped=shipped)
+    return found.model if found is not None else None
+
+
+def remove(home: Path, sha256: str) -> Path | None:
+    """Delete the data dir's model for a GGUF file, so that the shipped one (if any) is used.
+
+    The answers ``hybrid calibrate`` recorded beside it stay: they are not a calibration.
+
+    Args:
+        home: The data dir.
+        sha256: The GGUF file's SHA-256, hex.
+
+    Returns:
+        The path removed, or None when there was none.
+
+    Raises:
+        ConfigError: The file exists but cannot be removed.
+    """
+    path = model_path(home, sha256)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot remove {path}: {exc}. Check that the data dir (HYBRID_HOME) is writable."
+        ) from exc
+    return path
 
 
 def _read(source: Traversable | Path, name: str) -> DifficultyModel:

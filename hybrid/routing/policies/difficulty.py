@@ -10,15 +10,34 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from hybrid.errors import HybridError
 from hybrid.generation import Message
 from hybrid.routing.difficulty.model import DifficultyModel
-from hybrid.routing.difficulty.store import gguf_sha256, load_for
+from hybrid.routing.difficulty.store import StoredModel, find, gguf_sha256
 from hybrid.routing.policy import Policy, RouteContext, Verdict
 
 log = logging.getLogger("hybrid.routing")
+
+
+@dataclass(frozen=True)
+class CalibrationStatus:
+    """Which calibration the difficulty policy uses, for ``/health``.
+
+    Attributes:
+        state: ``"waiting"`` (no model loaded yet, or its file is still being looked up),
+            ``"found"``, ``"missing"`` (no calibration for this model: the policy abstains)
+            or ``"unusable"`` (the file found is damaged or made for other features).
+        found: The calibration in use, when ``state`` is ``"found"``.
+        problem: Why it is unusable, when it is.
+    """
+
+    state: Literal["waiting", "found", "missing", "unusable"]
+    found: StoredModel | None = None
+    problem: str | None = None
 
 
 class CalibratedModel:
@@ -37,17 +56,24 @@ class CalibratedModel:
         self._model_path = model_path
         self._lock = threading.Lock()
         self._seen: Path | None = None
-        self._model: DifficultyModel | None = None
+        self._status = CalibrationStatus("waiting")
 
     def __call__(self) -> DifficultyModel | None:
         """The calibrated model, or None (not loaded yet, still looking, or uncalibrated)."""
+        found = self.status().found
+        return found.model if found is not None else None
+
+    def status(self) -> CalibrationStatus:
+        """Which calibration is in use; starts looking it up for a newly loaded model."""
         path = self._model_path()
         with self._lock:
-            if path is None or path == self._seen:
-                return self._model if path is not None else None
-            self._seen, self._model = path, None
+            if path is None:
+                return CalibrationStatus("waiting")
+            if path == self._seen:
+                return self._status
+            self._seen, self._status = path, CalibrationStatus("waiting")
         threading.Thread(target=self._look_up, args=(path,), daemon=True).start()
-        return None
+        return CalibrationStatus("waiting")
 
     def look_up_now(self) -> DifficultyModel | None:
         """Find the model on this thread (for commands that decide once and exit)."""
@@ -57,19 +83,23 @@ class CalibratedModel:
         with self._lock:
             self._seen = path
         self._look_up(path)
-        return self._model
+        return self()
 
     def _look_up(self, path: Path) -> None:
         try:
-            model = load_for(self._home, gguf_sha256(path))
+            found = find(self._home, gguf_sha256(path))
         except HybridError as exc:
             log.error("difficulty model for %s unusable: %s", path.name, exc)
-            model = None
-        if model is None:
-            log.info("no difficulty model for %s; run `hybrid calibrate`", path.name)
+            status = CalibrationStatus("unusable", problem=str(exc))
+        else:
+            if found is None:
+                log.info("no difficulty model for %s; run `hybrid calibrate`", path.name)
+            status = (
+                CalibrationStatus("missing") if found is None else CalibrationStatus("found", found)
+            )
         with self._lock:
             if self._seen == path:
-                self._model = model
+                self._status = status
 
 
 class DifficultyPolicy(Policy):

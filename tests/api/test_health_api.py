@@ -1,0 +1,101 @@
+"""``GET /health`` says which difficulty calibration the router uses for the served model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from fastapi.testclient import TestClient
+from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
+
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
+from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.store import gguf_sha256, save
+from hybrid.settings import Settings
+
+
+class ServedFile(ScriptedRuntime):
+    """A scripted model served from a real file, so its calibration can be looked up by hash."""
+
+    def __init__(self, settings: Settings, path: Path) -> None:
+        super().__init__(settings, ScriptedBackend())
+        self.path = path
+
+    @property
+    def loaded_path(self) -> Path | None:
+        return self.path if self.state == "ready" else None
+
+
+def model(**meta: object) -> DifficultyModel:
+    return DifficultyModel(
+        weights=np.zeros(N_FEATURES),
+        bias=0.0,
+        threshold=0.4,
+        feature_version=FEATURE_VERSION,
+        mean=np.zeros(N_FEATURES),
+        scale=np.ones(N_FEATURES),
+        meta=meta,
+    )
+
+
+def calibration_after_lookup(client: TestClient) -> dict[str, object]:
+    """The health's calibration once the lookup (started on a thread when the model loaded)
+    has run: it is run here too, so the answer does not depend on the thread's progress."""
+    client.app.state.hybrid.calibration.look_up_now()  # type: ignore[attr-defined]
+    response = client.get("/health")
+    assert response.status_code == 200
+    found: dict[str, object] = response.json()["calibration"]
+    return found
+
+
+def test_health_shows_your_calibration_with_its_date_items_and_auroc(
+    settings_for: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = settings_for(**{"probe.measure_bandwidth": False})
+    served = tmp_path / "served.gguf"
+    served.write_bytes(b"GGUF" + b"\0" * 64)
+    mine = save(
+        settings.home,
+        gguf_sha256(served),
+        model(created="2026-12-01", items=180, held_out_auroc=0.8123),
+    )
+
+    with TestClient(scripted_app(settings, runtime=ServedFile(settings, served))) as client:
+        calibration = calibration_after_lookup(client)
+
+    assert calibration == {
+        "state": "found",
+        "source": "user",
+        "path": str(mine),
+        "created": "2026-12-01",
+        "items": 180,
+        "held_out_auroc": 0.8123,
+        "problem": None,
+    }
+
+
+def test_health_says_when_the_served_model_has_no_calibration(
+    settings_for: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = settings_for(**{"probe.measure_bandwidth": False})
+    served = tmp_path / "served.gguf"
+    served.write_bytes(b"GGUF" + b"\1" * 64)
+
+    with TestClient(scripted_app(settings, runtime=ServedFile(settings, served))) as client:
+        calibration = calibration_after_lookup(client)
+
+    assert calibration["state"] == "missing" and calibration["source"] is None
+
+
+def test_while_the_model_loads_the_calibration_is_waiting(
+    settings_for: Callable[..., Settings],
+) -> None:
+    settings = settings_for(**{"probe.measure_bandwidth": False})
+    runtime = ScriptedRuntime(settings, ScriptedBackend(), ready=False)
+
+    with TestClient(scripted_app(settings, runtime=runtime)) as client:
+        response = client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["calibration"]["state"] == "waiting"
