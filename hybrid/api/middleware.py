@@ -134,7 +134,9 @@ class HybridMiddleware:
                 headers: list[tuple[bytes, bytes]] = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 if _ROUTE not in present:
-                    headers.append((_ROUTE, b"local"))
+                    # A refusal went nowhere; other answers without a route (/health) are local.
+                    refused = message.get("status", 200) >= 400
+                    headers.append((_ROUTE, b"none" if refused else b"local"))
                 if _MODEL not in present:
                     headers.append((_MODEL, self._model_id().encode()))
                 if _REASON not in present:

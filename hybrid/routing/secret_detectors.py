@@ -74,8 +74,8 @@ class TokenDetector(Detector):
         self._formats = tuple(f for f in KEY_FORMATS if f.detector in self._enabled)
         self._prefixes = tuple(x for f in self._formats for x in f.prefixes)
         self._lower_prefixes = tuple(x for x in self._prefixes if x.islower())
-        # Their first bytes: one set lookup turns away most lower-case runs (hex ids).
-        self._lower_starts = frozenset(x[0] for x in self._lower_prefixes)
+        # Their first two bytes: one set lookup turns away almost every lower-case run.
+        self._lower_heads = frozenset(x[:2] for x in self._lower_prefixes)
         self._delimited = tuple(f for f in DELIMITED_FORMATS if f.detector in self._enabled)
         self._lead_ends = frozenset(lead[-1:] for f in self._delimited for lead in f.leads)
         self._discord = "api_key:discord" in self._enabled
@@ -98,7 +98,7 @@ class TokenDetector(Detector):
             # lower-case hex (sk-proj-, dop_v1_, sntryu_ ...).
             token = data[start:end]
             if not token.islower() or (
-                data[start] in self._lower_starts and token.startswith(self._lower_prefixes)
+                token[:2] in self._lower_heads and token.startswith(self._lower_prefixes)
             ):
                 hit = self._classify(text, start, end)
                 if hit is not None:

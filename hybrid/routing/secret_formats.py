@@ -309,7 +309,7 @@ def placeholder_key(body: bytes) -> bool:
     A placeholder holds a placeholder word (``your``, ``xxxx``, ``example``), eight equal
     characters in a row (``00000000``), eight ascending ones (``abcdefgh``, ``12345678``), or
     is mostly lower-case words (``this-is-not-a-real-key``).  A random body of 40 characters,
-    even of digits only, does any of this less than once in a million.
+    even of digits only, does any of this about once in a million.
 
     Args:
         body: The key without its provider prefix.
@@ -321,6 +321,8 @@ def placeholder_key(body: bytes) -> bool:
         run = run + 1 if after == before + 1 else 0
         if run >= 7:
             return True
+    # Words: lower-case pieces between dashes that make up most of the body.  A random
+    # base64url body has dashes too, but its all-lower-case pieces are few and short.
     pieces = _PIECE_SEPARATORS.split(body)
-    words = sum(len(piece) > 1 and piece.isalpha() and piece.islower() for piece in pieces)
-    return len(pieces) >= 3 and words * 2 > len(pieces)
+    words = sum(len(x) for x in pieces if len(x) > 1 and x.isalpha() and x.islower())
+    return len(pieces) >= 3 and words * 2 > len(body)

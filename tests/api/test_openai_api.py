@@ -189,6 +189,16 @@ def test_oversized_body_is_a_413(client: TestClient) -> None:
     assert response.headers["x-hybrid-request-id"]
 
 
+def test_a_refusal_says_it_went_nowhere(client: TestClient) -> None:
+    unknown = client.post(
+        "/v1/chat/completions",
+        json={"model": "mystery-model-9", "messages": [{"role": "user", "content": "Hi"}]},
+    )
+    assert unknown.status_code == 404
+    assert unknown.headers["x-hybrid-route"] == "none"
+    assert client.get("/health").headers["x-hybrid-route"] == "local"
+
+
 def test_unknown_route_is_a_404_in_openai_shape(client: TestClient) -> None:
     response = client.post("/v1/embeddings", json={})
     assert response.status_code == 404
