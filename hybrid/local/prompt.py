@@ -1,15 +1,23 @@
 """Turning chat messages into the text prompt a local model completes.
 
 A model whose GGUF carries a chat template (``tokenizer.chat_template``) is prompted through that
-template, exactly as its authors intended.  A base model without one gets a plain transcript::
+template, exactly as its authors intended.  A base model without one gets a plain transcript
+(:class:`TranscriptFormat`): a preamble, a few example exchanges that show the answer style,
+then the conversation::
 
     A conversation between a user and a helpful assistant. ...
 
+    User: Who painted the Mona Lisa?
+    Assistant: Leonardo da Vinci.
+    ...
     User: What is the capital of France?
     Assistant:
 
 with stop sequences that end the answer where the transcript would continue, so that a base
-model gives a short answer instead of inventing the rest of the conversation.
+model gives a short answer instead of inventing the rest of the conversation.  The examples are
+turns of the same transcript, so those stops also keep the model from writing another example.
+``scripts/eval_prompt.py`` measures candidate formats on the calibration set; the default is
+the most accurate one there that does not copy its examples into its answers.
 
 A template that mentions ``tools`` supports tool calling: the tools are rendered into it as
 Hugging Face's ``apply_chat_template(tools=...)`` does (``{"type": "function", "function":
@@ -28,16 +36,59 @@ from typing import Any
 from hybrid.errors import InvalidRequestError
 from hybrid.generation import Message, ToolCall, ToolSpec
 
-TRANSCRIPT_PREAMBLE = (
-    "A conversation between a user and a helpful assistant. "
-    "The assistant answers accurately and briefly."
-)
 _ROLE_LABELS = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
 # A turn marker anywhere after the answer means the model started writing the next turn.
 TRANSCRIPT_STOPS: tuple[str, ...] = ("\nUser:", "\nAssistant:", "\nTool:")
 # A blank line ends a base model's answer: past it, small models drift into unrelated text.
 # It is left out when the output is grammar-constrained, where whitespace is part of the JSON.
 TRANSCRIPT_PARAGRAPH_STOP = "\n\n"
+
+
+@dataclass(frozen=True)
+class TranscriptFormat:
+    """How a base model's transcript begins, before the conversation itself.
+
+    Attributes:
+        preamble: The opening text; the conversation's system messages follow it.
+        examples: Example exchanges shown as earlier turns, ``(user text, assistant text)``
+            each: a base model copies the answer style of the turns it has seen.
+    """
+
+    preamble: str
+    examples: tuple[tuple[str, str], ...] = ()
+
+    def header(self, system: Sequence[str] = (), *, with_examples: bool = True) -> str:
+        """The transcript up to the conversation: preamble, system text, examples.
+
+        Args:
+            system: The conversation's system messages, one entry each.
+            with_examples: Include the example exchanges.
+
+        Returns:
+            The text, ending with a line break.
+        """
+        lines = ["\n".join([self.preamble, *system]), ""]
+        for question, answer in self.examples if with_examples else ():
+            lines += [_turn("user", question), _turn("assistant", answer)]
+        return "\n".join(lines) + "\n"
+
+
+DEFAULT_TRANSCRIPT = TranscriptFormat(
+    preamble=(
+        "A conversation between a user and a helpful assistant. "
+        "The assistant answers accurately and briefly."
+    ),
+    # Terse one-line answers without numbers: a small model copies a number or a sentence
+    # pattern from its examples into unrelated answers.  None is a calibration item.
+    examples=(
+        ("Who painted the Mona Lisa?", "Leonardo da Vinci."),
+        ("Translate 'good night' into French.", "Bonne nuit."),
+        ("What do caterpillars turn into?", "Butterflies."),
+    ),
+)
+"""The transcript base models get: ``fewshot-3`` of ``scripts/eval_prompt.py``, the most
+accurate candidate there that does not copy its examples into answers (Gemma 3 270M: 23.9 %
+of a calibration sample right, against 12.8 % with the preamble alone)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +117,7 @@ class ChatFormatter:
         chat_template: The GGUF's Jinja chat template, or None for a base model.
         bos_token: Text of the BOS token, passed to the template.
         eos_token: Text of the EOS token, passed to the template.
+        transcript: How the transcript of a base model (no template) begins.
 
     Raises:
         InvalidRequestError: (from :meth:`format`) the template rejects the conversation, e.g.
@@ -73,10 +125,16 @@ class ChatFormatter:
     """
 
     def __init__(
-        self, chat_template: str | None, *, bos_token: str = "", eos_token: str = ""
+        self,
+        chat_template: str | None,
+        *,
+        bos_token: str = "",
+        eos_token: str = "",
+        transcript: TranscriptFormat = DEFAULT_TRANSCRIPT,
     ) -> None:
         self._bos_token = bos_token
         self._eos_token = eos_token
+        self._transcript = transcript
         self._template: Any = None
         # Templates written for tool calling read a `tools` variable; others never mention it.
         self._supports_tools = bool(chat_template) and "tools" in (chat_template or "")
@@ -126,7 +184,7 @@ class ChatFormatter:
                 "messages must contain at least one message", param="messages"
             )
         if self._template is None:
-            return _transcript(messages, constrained=constrained)
+            return _transcript(self._transcript, messages, constrained=constrained)
         try:
             text = self._template.render(
                 messages=[_template_message(m) for m in messages],
@@ -200,15 +258,23 @@ def _template_tool(tool: ToolSpec) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _transcript(messages: Sequence[Message], *, constrained: bool) -> FormattedPrompt:
+def _transcript(
+    transcript: TranscriptFormat, messages: Sequence[Message], *, constrained: bool
+) -> FormattedPrompt:
     system = [m.content.strip() for m in messages if m.role in ("system", "developer")]
-    lines = ["\n".join([TRANSCRIPT_PREAMBLE, *system]), ""]
+    lines = []
     for message in messages:
-        label = _ROLE_LABELS.get(message.role)
-        if label is not None:
+        if message.role in _ROLE_LABELS:
             # Calls made earlier in the conversation stay readable to a base model.
             calls = [f"{call.name}({call.arguments})" for call in message.tool_calls]
-            lines.append(f"{label}: {' '.join([message.content.strip(), *calls]).strip()}")
-    lines.append("Assistant:")
+            lines.append(_turn(message.role, " ".join([message.content.strip(), *calls])))
+    lines.append(f"{_ROLE_LABELS['assistant']}:")
+    # The examples show the style of a free-text answer, which grammar-constrained JSON cannot
+    # take; JSON answers were no better with them, so they are left out there.
+    text = transcript.header(system, with_examples=not constrained) + "\n".join(lines)
     stop = TRANSCRIPT_STOPS if constrained else (*TRANSCRIPT_STOPS, TRANSCRIPT_PARAGRAPH_STOP)
-    return FormattedPrompt(text="\n".join(lines), stop=stop, add_bos=True, strip_output=True)
+    return FormattedPrompt(text=text, stop=stop, add_bos=True, strip_output=True)
+
+
+def _turn(role: str, text: str) -> str:
+    return f"{_ROLE_LABELS[role]}: {text.strip()}"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from hybrid.errors import HybridError, ModelNotReadyError
 from hybrid.local.backend import LocalBackend
+from hybrid.local.prompt import DEFAULT_TRANSCRIPT, TranscriptFormat
 
 if TYPE_CHECKING:
     from hybrid.hardware.plan import RuntimePlan
@@ -47,11 +48,20 @@ class LocalRuntime:
     Args:
         settings: The effective settings.
         snapshot: Takes a hardware snapshot (the probe); called once, during the load.
+        transcript: How a base model's prompt begins (a model with a chat template is
+            prompted through its template instead).
     """
 
-    def __init__(self, settings: Settings, snapshot: Callable[[], HardwareSnapshot]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        snapshot: Callable[[], HardwareSnapshot],
+        *,
+        transcript: TranscriptFormat = DEFAULT_TRANSCRIPT,
+    ) -> None:
         self._settings = settings
         self._snapshot = snapshot
+        self._transcript = transcript
         self._state: RuntimeState = "loading"
         self._error: str | None = None
         self._backend: LocalBackend | None = None
@@ -59,13 +69,27 @@ class LocalRuntime:
         self._loaded: LoadedModel | None = None
 
     @classmethod
-    def for_settings(cls, settings: Settings, probe: HardwareProbe | None = None) -> LocalRuntime:
-        """The runtime ``hybrid serve`` builds: sized by the probe (the real one by default)."""
+    def for_settings(
+        cls,
+        settings: Settings,
+        probe: HardwareProbe | None = None,
+        *,
+        transcript: TranscriptFormat = DEFAULT_TRANSCRIPT,
+    ) -> LocalRuntime:
+        """The runtime ``hybrid serve`` builds: sized by the probe (the real one by default).
+
+        ``transcript`` replaces the base-model prompt format (``scripts/eval_prompt.py``
+        measures candidates this way).
+        """
         from hybrid.hardware.probe import probe_for
 
         hardware = probe if probe is not None else probe_for(settings.home)
         measure = settings.probe.measure_bandwidth
-        return cls(settings, snapshot=lambda: hardware.snapshot(measure_bandwidth=measure))
+        return cls(
+            settings,
+            snapshot=lambda: hardware.snapshot(measure_bandwidth=measure),
+            transcript=transcript,
+        )
 
     @property
     def state(self) -> RuntimeState:
@@ -196,6 +220,7 @@ class LocalRuntime:
             info.chat_template,
             bos_token=engine.token_text(engine.bos_token),
             eos_token=engine.token_text(engine.eos_token),
+            transcript=self._transcript,
         )
         model_id = path.stem
         self._loaded = LoadedModel(model_id, path, info, plan, snapshot)

@@ -44,6 +44,27 @@ def test_capital_of_france_is_answered_briefly_with_paris(api: openai.OpenAI) ->
     assert raw.headers["x-hybrid-request-id"]
 
 
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("Which language is spoken in Mexico?", "Spanish"),
+        ("Wie heißt die Hauptstadt von Frankreich?", "Paris"),
+    ],
+)
+def test_the_base_model_answers_with_the_answer_not_a_restatement(
+    api: openai.OpenAI, question: str, answer: str
+) -> None:
+    # The transcript's example exchanges teach the base model to answer directly; with the
+    # preamble alone (the plain format of scripts/eval_prompt.py) it answers "I speak
+    # Spanish." and "I'm from France.".
+    completion = api.chat.completions.create(
+        model="hybrid", messages=[{"role": "user", "content": question}], temperature=0
+    )
+    text = completion.choices[0].message.content or ""
+    assert text.rstrip(".") == answer
+    assert completion.choices[0].finish_reason == "stop"
+
+
 def test_default_sampling_also_names_paris(api: openai.OpenAI) -> None:
     completion = api.chat.completions.create(model="hybrid", messages=QUESTION)
     assert "Paris" in (completion.choices[0].message.content or "")

@@ -4,7 +4,14 @@ import pytest
 
 from hybrid.errors import InvalidRequestError
 from hybrid.generation import Message
-from hybrid.local.prompt import TRANSCRIPT_PARAGRAPH_STOP, ChatFormatter
+from hybrid.local.prompt import (
+    DEFAULT_TRANSCRIPT,
+    TRANSCRIPT_PARAGRAPH_STOP,
+    ChatFormatter,
+    TranscriptFormat,
+)
+from hybrid.local.text import StopText
+from hybrid.routing.calibration.items import calibration_set
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
@@ -29,9 +36,47 @@ def test_base_model_gets_a_transcript_ending_with_the_assistant_turn() -> None:
     assert prompt.add_bos and prompt.strip_output
 
 
+def test_base_model_sees_example_exchanges_before_the_conversation() -> None:
+    prompt = ChatFormatter(None).format(
+        [Message("system", "Be terse."), Message("user", "Capital of France?")]
+    )
+    assert DEFAULT_TRANSCRIPT.examples
+    examples = "".join(f"User: {q}\nAssistant: {a}\n" for q, a in DEFAULT_TRANSCRIPT.examples)
+    assert prompt.text.startswith(f"{DEFAULT_TRANSCRIPT.preamble}\nBe terse.\n\n{examples}")
+    assert prompt.text.endswith(f"{examples}User: Capital of France?\nAssistant:")
+
+
+def test_a_model_that_goes_on_to_write_another_example_is_cut_after_its_answer() -> None:
+    prompt = ChatFormatter(None).format([Message("user", "Capital of France?")])
+    question, answer = DEFAULT_TRANSCRIPT.examples[0]
+    # What a base model writes when it keeps imitating the examples after its answer.
+    output = f" Paris.\nUser: {question}\nAssistant: {answer}"
+    text = StopText(prompt.stop, strip=prompt.strip_output)
+    assert text.feed(output) + ("" if text.stopped else text.flush()) == "Paris."
+    assert text.stopped
+
+
+def test_examples_are_one_line_each_and_no_calibration_item() -> None:
+    asked = {item.prompt for seed in range(3) for item in calibration_set(seed, per_category=60)}
+    for question, answer in DEFAULT_TRANSCRIPT.examples:
+        assert "\n" not in question + answer
+        assert question not in asked
+
+
+def test_a_transcript_format_of_one_s_own_replaces_the_default() -> None:
+    formatter = ChatFormatter(None, transcript=TranscriptFormat("Questions and answers."))
+    prompt = formatter.format([Message("user", "Hi")])
+    assert prompt.text == "Questions and answers.\n\nUser: Hi\nAssistant:"
+
+
 def test_constrained_output_keeps_blank_lines_allowed() -> None:
     prompt = ChatFormatter(None).format([Message("user", "json please")], constrained=True)
     assert TRANSCRIPT_PARAGRAPH_STOP not in prompt.stop
+
+
+def test_json_output_is_prompted_without_the_free_text_examples() -> None:
+    prompt = ChatFormatter(None).format([Message("user", "json please")], constrained=True)
+    assert prompt.text == f"{DEFAULT_TRANSCRIPT.preamble}\n\nUser: json please\nAssistant:"
 
 
 def test_model_with_a_template_is_prompted_through_it() -> None:
