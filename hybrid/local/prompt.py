@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import from_json
+
 from hybrid.errors import InvalidRequestError
 from hybrid.generation import Message, ToolCall, ToolSpec
 
@@ -243,9 +245,13 @@ def _template_message(message: Message) -> dict[str, Any]:
 
 
 def _arguments(call: ToolCall) -> Any:
-    """A call's arguments as an object: templates write them with ``| tojson``."""
+    """A call's arguments as an object: templates write them with ``| tojson``.
+
+    Arguments that are not JSON, or nest deeper than the parser allows, stay the string the
+    client sent (pydantic's parser refuses deep nesting where ``json`` would overflow the stack).
+    """
     try:
-        return json.loads(call.arguments)
+        return from_json(call.arguments)
     except ValueError:
         return call.arguments
 

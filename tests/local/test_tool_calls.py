@@ -333,3 +333,16 @@ def test_a_model_without_tool_support_refuses_tools_and_says_what_to_do(
     assert caught.value.param == "tools" and "X-Hybrid-Route: cloud" in str(caught.value)
     asyncio.run(local.prepare(ask(ToolChoice("none"))))  # tools it must not call: fine
     local.queue.close()
+
+
+def test_deeply_nested_call_arguments_are_rendered_as_sent() -> None:
+    nested = "[" * 20_000 + "]" * 20_000
+    prompt = ChatFormatter(QWEN_LIKE).format(
+        [
+            Message("user", "Weather?"),
+            Message("assistant", "", tool_calls=(ToolCall("c1", "get_weather", nested),)),
+            Message("tool", "-3 C", tool_call_id="c1", name="get_weather"),
+        ],
+        tools=[WEATHER],
+    )
+    assert json.dumps(nested) in prompt.text
