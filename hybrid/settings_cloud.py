@@ -161,6 +161,22 @@ class CloudSettings(BaseModel):
     max_attempts: int = Field(
         default=3, ge=1, description="Attempts per provider on 429, 5xx and connection errors."
     )
+    max_total_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Longest time one cloud target may take to start answering, over all its attempts "
+            "and retry waits; then the next target or the local model answers."
+        ),
+    )
+    stream_keep_alive_s: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Seconds between ': keep-alive' SSE comments sent while a streamed answer waits "
+            "to start (a provider's first byte, failover, local fallback)."
+        ),
+    )
     backoff_base_s: float = Field(
         default=0.5, ge=0, description="First retry delay; doubles per attempt, with jitter."
     )

@@ -22,6 +22,10 @@ class ReliabilityPolicy:
         idle_timeout_s: Seconds allowed between two chunks of a response body or stream once
             it is flowing.
         max_attempts: Attempts per request to this provider, all before the first byte.
+        max_total_s: Seconds one request may spend on this provider before its first byte,
+            over every attempt and every wait between them.  Each attempt's first-byte
+            deadline is cut to what is left of it, and a retry whose wait would outlast it is
+            not made: the request fails over (or falls back to the local model) instead.
         backoff_base_s: Exponential backoff: attempt ``n`` waits up to
             ``backoff_base_s * 2**(n-1)`` seconds (full jitter: uniformly from zero).
         backoff_max_s: Cap on one backoff wait.
@@ -39,6 +43,7 @@ class ReliabilityPolicy:
     first_byte_timeout_s: float = 60.0
     idle_timeout_s: float = 30.0
     max_attempts: int = 3
+    max_total_s: float = 30.0
     backoff_base_s: float = 0.5
     backoff_max_s: float = 8.0
     max_retry_after_s: float = 20.0

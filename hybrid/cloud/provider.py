@@ -6,7 +6,9 @@ sees:
 1. **Before the first byte** (inside :meth:`CloudProvider.start`): connect, send, wait for the
    headers, and read either the whole body (not streamed) or the stream up to its first event
    that carries output.  Every failure here is translated into a ProviderError and, when it is
-   retryable, retried with backoff; nothing has reached the client yet.
+   retryable, retried with backoff; nothing has reached the client yet.  All of it, attempts
+   and waits together, ends by ``max_total_s``.  A request that finds its pooled connection
+   closed by the server is sent again at once on another, outside the count of attempts.
 2. **Streaming**: events flow to the client.  A failure now (a stall, a reset, a malformed or
    an ``error`` event, a stream that ends without its terminal event) raises from the iterator.
    It is never retried and never swallowed: a cut answer must not look complete.
@@ -58,6 +60,10 @@ _MAX_ERROR_BODY_BYTES = 64 * 2**10
 # What may follow a stream's terminal event and still be read so that its connection is reused
 # (normally only the chunked body's terminator); past this the connection is not worth it.
 _MAX_DRAIN_BYTES = 64 * 2**10
+
+# How often one attempt is sent again after finding a pooled connection closed by the server;
+# each closed connection leaves the pool as it fails, so a few resends reach a fresh one.
+_STALE_CONNECTION_RESENDS = 4
 
 _Outcome = Literal["success", "failure", "release"]
 
@@ -341,14 +347,28 @@ class CloudProvider(Backend):
     async def _attempts(
         self, request: GenerationRequest, call: UpstreamCall
     ) -> list[GenerationEvent] | _StreamGeneration:
+        loop = asyncio.get_running_loop()
+        total_deadline = loop.time() + self._policy.max_total_s
         attempt = 1
         while True:
             try:
-                return await self._attempt(request, call)
+                return await self._attempt(request, call, attempt, total_deadline)
             except ProviderError as exc:
                 self._scrub(exc)
                 delay = retry_delay(exc, attempt, self._policy, self._rng)
                 if delay is None:
+                    raise
+                left = total_deadline - loop.time()
+                if delay >= left:
+                    # The next attempt could not start in time: let the next target try now.
+                    log.warning(
+                        "%s: attempt %d of %d failed (%s); no retry, %.2f s of max_total_s left",
+                        self._name,
+                        attempt,
+                        self._policy.max_attempts,
+                        exc,
+                        max(left, 0.0),
+                    )
                     raise
                 log.warning(
                     "%s: attempt %d of %d failed (%s); retrying in %.2f s",
@@ -362,7 +382,7 @@ class CloudProvider(Backend):
             attempt += 1
 
     async def _attempt(
-        self, request: GenerationRequest, call: UpstreamCall
+        self, request: GenerationRequest, call: UpstreamCall, attempt: int, total_deadline: float
     ) -> list[GenerationEvent] | _StreamGeneration:
         # Built here rather than by the client's build_request, which merges the client's
         # defaults, cookies and parameters into every request: they are merged once, below.
@@ -371,15 +391,13 @@ class CloudProvider(Backend):
             self._url(call.path),
             content=orjson.dumps(call.body),
             headers=self._headers(),
-            extensions={"timeout": self._timeouts},
         )
-        deadline = asyncio.get_running_loop().time() + self._policy.first_byte_timeout_s
+        first_byte = asyncio.get_running_loop().time() + self._policy.first_byte_timeout_s
+        deadline = min(first_byte, total_deadline)
         response: httpx2.Response | None = None
         try:
             async with asyncio.timeout_at(deadline):
-                response = await self._client.send(
-                    http_request, stream=True, follow_redirects=False
-                )
+                response = await self._send(http_request)
             if not response.is_success:
                 body = await self._read(response, limit=_MAX_ERROR_BODY_BYTES)
                 raise status_error(
@@ -399,6 +417,14 @@ class CloudProvider(Backend):
             response = None  # the generation owns it now
             return generation
         except TimeoutError as exc:
+            if deadline < first_byte:
+                tries = f"{attempt} attempt" + ("s" if attempt > 1 else "")
+                raise ProviderTimeoutError(
+                    self._name,
+                    f"no answer within {self._policy.max_total_s:g} s ({tries}; the "
+                    f"cloud.max_total_s limit); the provider is slow or unreachable. Retry "
+                    f"later, or raise cloud.max_total_s",
+                ) from exc
             raise ProviderTimeoutError(
                 self._name,
                 f"no answer within {self._policy.first_byte_timeout_s:g} s (first-byte "
@@ -412,6 +438,35 @@ class CloudProvider(Backend):
         finally:
             if response is not None:
                 await response.aclose()
+
+    async def _send(self, http_request: httpx2.Request) -> httpx2.Response:
+        """Send a request, again at once when a pooled connection turns out to be closed.
+
+        A server may close a keep-alive connection at any moment (its idle timeout), and a
+        request sent just then fails before a byte of answer: the request never reached a
+        working connection, so it is sent again on another one, neither counted as an
+        attempt nor waited for.  A request that opened its own connection and failed is an
+        attempt's failure like any other.  Which connection served it comes from the
+        ``trace`` request extension (httpx's, which :mod:`hybrid.cloud.transport` honours).
+        """
+        resends = 0
+        while True:
+            trace = _ConnectionTrace()
+            http_request.extensions = {"timeout": self._timeouts, "trace": trace}
+            try:
+                return await self._client.send(http_request, stream=True, follow_redirects=False)
+            except (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError) as exc:
+                if not trace.reused or resends == _STALE_CONNECTION_RESENDS:
+                    raise
+                log.info(
+                    "%s: a pooled connection to %s was closed under the request (%s: %s); "
+                    "sending it again",
+                    self._name,
+                    self._host,
+                    type(exc).__name__,
+                    exc,
+                )
+            resends += 1
 
     async def _read(self, response: httpx2.Response, *, limit: int) -> bytes:
         """Read a body, allowing ``idle_timeout_s`` between chunks; truncated at ``limit``."""
@@ -485,6 +540,24 @@ class CloudProvider(Backend):
             f"the stream stalled for {self._policy.idle_timeout_s:g} s mid-answer (idle "
             f"timeout); the answer is incomplete, retry the request",
         )
+
+
+class _ConnectionTrace:
+    """Follows one send through httpx's ``trace`` extension: was it written on a connection
+    that was already open (taken from the pool)?
+
+    A transport that reports nothing (a mock) never counts as having reused a connection.
+    """
+
+    def __init__(self) -> None:
+        self._opened = False
+        self.reused = False
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.startswith(("connection.connect_tcp.", "connection.connect_unix_socket.")):
+            self._opened = True
+        elif event.endswith(".send_request_headers.started") and not self._opened:
+            self.reused = True
 
 
 class _TimedChunks:

@@ -10,7 +10,9 @@ It speaks plain HTTP/1.1 to ``http://`` and ``https://`` origins, and nothing el
 no proxies (a client with proxies uses httpx2's own transport), no ``HEAD`` (whose responses
 have no body to frame).  Failures raise httpx2's own exceptions (``ConnectError``,
 ``ConnectTimeout``, ``ReadError``, ``WriteError``, ``RemoteProtocolError``), so callers cannot
-tell the transports apart.
+tell the transports apart; a request's ``trace`` extension hears, as from httpx2's transport,
+``connection.connect_tcp.started`` when a new connection is opened for it and
+``http11.send_request_headers.started`` as it is written.
 """
 
 from __future__ import annotations
@@ -66,10 +68,15 @@ class Http11Transport(httpx2.AsyncBaseTransport):
             raise httpx2.ConnectError("the transport is closed", request=request)
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
         body = await request.aread()
+        trace = request.extensions.get("trace")
         connection = self._take_idle(origin)
         if connection is None:
+            if trace is not None:
+                await trace("connection.connect_tcp.started", {"host": url.host, "port": origin[2]})
             connection = await self._connect(origin, request)
         try:
+            if trace is not None:
+                await trace("http11.send_request_headers.started", {"request": request})
             connection.send(request, body)
             if len(body) > _WRITE_HIGH_WATER:
                 await connection.drain(request)

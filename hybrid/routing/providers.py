@@ -40,6 +40,7 @@ def reliability_policy(cloud: CloudSettings) -> ReliabilityPolicy:
         first_byte_timeout_s=cloud.first_byte_timeout_s,
         idle_timeout_s=cloud.idle_timeout_s,
         max_attempts=cloud.max_attempts,
+        max_total_s=cloud.max_total_s,
         backoff_base_s=cloud.backoff_base_s,
         backoff_max_s=cloud.backoff_max_s,
         max_retry_after_s=cloud.max_retry_after_s,

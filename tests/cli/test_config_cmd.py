@@ -51,6 +51,8 @@ LEAVES = [
     "cloud.first_byte_timeout_s",
     "cloud.idle_timeout_s",
     "cloud.max_attempts",
+    "cloud.max_total_s",
+    "cloud.stream_keep_alive_s",
     "cloud.backoff_base_s",
     "cloud.backoff_max_s",
     "cloud.max_retry_after_s",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx2
@@ -214,3 +214,61 @@ def test_a_stream_that_never_ends_after_its_answer_is_still_complete(
     texts, connections = asyncio.run(scenario())
     assert texts == ["Hello world"] * 2, "a hung tail after [DONE] does not fail the answer"
     assert connections == 2, "the unfinished connection is closed, not reused"
+
+
+def _one_answer_per_connection() -> Callable[[Exchange], Awaitable[None]]:
+    """Answers the first request on each connection and hangs up on the next one, as a server
+    does whose idle timeout closes a kept-alive connection just as a request goes out on it."""
+    answered: set[asyncio.StreamWriter] = set()
+    body = httpx2.Response(200, json=openai_completion("Hello")).content
+
+    async def script(exchange: Exchange) -> None:
+        if exchange.writer in answered:
+            exchange.writer.close()
+            return
+        answered.add(exchange.writer)
+        await exchange.respond("200 OK", {"content-type": "application/json"}, body)
+
+    return script
+
+
+def test_a_request_on_a_pooled_connection_the_server_closed_is_sent_again_at_once(
+    new_client: ClientFactory,
+) -> None:
+    sleep = FakeSleep()
+
+    async def scenario() -> tuple[list[str], int, int]:
+        async with (
+            LoopbackServer(_one_answer_per_connection(), keep_alive=True) as server,
+            new_client() as client,
+        ):
+            # One attempt only: a closed pooled connection must not use it up.
+            provider = openai(client, base_url=server.url + "/v1", sleep=sleep, max_attempts=1)
+            texts = [(await collect(await provider.start(HELLO))).text for _ in range(2)]
+            return texts, server.connections, len(server.received)
+
+    texts, connections, requests = asyncio.run(scenario())
+    assert texts == ["Hello", "Hello"]
+    assert sleep.delays == [], "sent again at once, without a backoff"
+    assert (connections, requests) == (2, 3), "the second answer came on a new connection"
+
+
+def test_a_server_that_hangs_up_on_new_connections_still_uses_up_the_attempts(
+    new_client: ClientFactory,
+) -> None:
+    sleep = FakeSleep()
+
+    async def hang_up(exchange: Exchange) -> None:
+        exchange.writer.close()
+
+    async def scenario() -> tuple[ProviderError, int]:
+        async with LoopbackServer(hang_up) as server, new_client() as client:
+            provider = openai(client, base_url=server.url + "/v1", sleep=sleep, max_attempts=2)
+            with pytest.raises(ProviderError) as caught:
+                await provider.start(HELLO)
+            return caught.value, len(server.received)
+
+    error, requests = asyncio.run(scenario())
+    assert isinstance(error, ProviderUnavailableError)
+    assert requests == 2, "each fresh connection's failure is an attempt"
+    assert len(sleep.delays) == 1

@@ -155,6 +155,7 @@ def test_upstream_message_never_echoes_the_key() -> None:
         {"max_attempts": 0},
         {"breaker_failures": 0},
         {"backoff_base_s": -0.1},
+        {"max_total_s": 0},
     ],
 )
 def test_policy_refuses_values_that_cannot_work(overrides: dict[str, float]) -> None:

@@ -29,6 +29,9 @@ FAST_RELIABILITY = {
     "HYBRID_CLOUD__MAX_ATTEMPTS": "2",
     "HYBRID_CLOUD__BACKOFF_BASE_S": "0.05",
     "HYBRID_CLOUD__BACKOFF_MAX_S": "0.1",
+    # The fault matrix reads the X-Hybrid-* headers of streams that take seconds to start; a
+    # stream still starting after cloud.stream_keep_alive_s sends them as SSE comments instead.
+    "HYBRID_CLOUD__STREAM_KEEP_ALIVE_S": "30",
     # The matrix below fails the same provider many times on purpose; the breaker has tests
     # of its own.
     "HYBRID_CLOUD__BREAKER_FAILURES": "1000",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter, Request, Response
 
 from hybrid.api.answering import start_answer
 from hybrid.api.disconnect import collect_unless_disconnected
 from hybrid.api.errors import wire_error
+from hybrid.api.keepalive import stream_answer
 from hybrid.api.middleware import request_id_of
 from hybrid.api.openai_tools import tool_call_deltas
 from hybrid.api.openai_wire import (
@@ -22,11 +23,13 @@ from hybrid.api.openai_wire import (
     chat_usage_chunk,
     sse,
 )
-from hybrid.api.responses import EventStreamResponse, JsonResponse
+from hybrid.api.responses import JsonResponse
 from hybrid.api.schema import ChatCompletionRequest
+from hybrid.api.state import app_state
 from hybrid.backend import Generation
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta, ToolCallDelta
+from hybrid.routing.dispatcher import Answer
 
 router = APIRouter()
 log = logging.getLogger("hybrid.api")
@@ -39,17 +42,29 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     """Answer a chat completion request, locally or through a cloud provider."""
     request_id = request_id_of(request.scope)
     generation_request = chat_request(body, request_id)
-    answer = await start_answer(request, generation_request, model=body.model)
-    meta = ResponseMeta(id=f"chatcmpl-{request_id}", created=int(time.time()), model=answer.model)
-    headers = answer.headers()
+    starting = start_answer(request, generation_request, model=body.model)
     want_logprobs = bool(body.logprobs)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return EventStreamResponse(
-            _stream(answer.generation, meta, include_usage=include_usage, logprobs=want_logprobs),
-            media_type="text/event-stream",
-            headers={**headers, **SSE_HEADERS},
+
+        def frames(answer: Answer) -> AsyncGenerator[bytes, None]:
+            meta = ResponseMeta(
+                id=f"chatcmpl-{request_id}", created=int(time.time()), model=answer.model
+            )
+            return _stream(
+                answer.generation, meta, include_usage=include_usage, logprobs=want_logprobs
+            )
+
+        return await stream_answer(
+            starting,
+            frames,
+            lambda exc: sse(wire_error(exc).body()),
+            headers=SSE_HEADERS,
+            keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
         )
+    answer = await starting
+    meta = ResponseMeta(id=f"chatcmpl-{request_id}", created=int(time.time()), model=answer.model)
+    headers = answer.headers()
     completion = await collect_unless_disconnected(request.receive, answer.generation)
     payload = chat_completion_json(
         meta,
@@ -63,7 +78,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 
 async def _stream(
     generation: Generation, meta: ResponseMeta, *, include_usage: bool, logprobs: bool
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     try:
         first = {"role": "assistant", "content": "", "refusal": None}
         yield sse(chat_chunk(meta, first, include_usage=include_usage))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter, Request, Response
 
 from hybrid.api.answering import start_answer
 from hybrid.api.disconnect import collect_unless_disconnected
 from hybrid.api.errors import wire_error
+from hybrid.api.keepalive import stream_answer
 from hybrid.api.middleware import request_id_of
 from hybrid.api.openai_wire import (
     SSE_DONE,
@@ -20,12 +21,14 @@ from hybrid.api.openai_wire import (
     completion_request,
     sse,
 )
-from hybrid.api.responses import EventStreamResponse, JsonResponse
+from hybrid.api.responses import JsonResponse
 from hybrid.api.routes.chat import SSE_HEADERS
 from hybrid.api.schema import CompletionRequest
+from hybrid.api.state import app_state
 from hybrid.backend import Generation
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta, ToolCallDelta
+from hybrid.routing.dispatcher import Answer
 
 router = APIRouter()
 log = logging.getLogger("hybrid.api")
@@ -36,17 +39,29 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     """Complete a raw prompt with the local model, without chat formatting."""
     request_id = request_id_of(request.scope)
     generation_request = completion_request(body, request_id)
-    answer = await start_answer(request, generation_request, model=body.model)
-    meta = ResponseMeta(id=f"cmpl-{request_id}", created=int(time.time()), model=answer.model)
-    headers = answer.headers()
+    starting = start_answer(request, generation_request, model=body.model)
     want_logprobs = body.logprobs is not None
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return EventStreamResponse(
-            _stream(answer.generation, meta, include_usage=include_usage, logprobs=want_logprobs),
-            media_type="text/event-stream",
-            headers={**headers, **SSE_HEADERS},
+
+        def frames(answer: Answer) -> AsyncGenerator[bytes, None]:
+            meta = ResponseMeta(
+                id=f"cmpl-{request_id}", created=int(time.time()), model=answer.model
+            )
+            return _stream(
+                answer.generation, meta, include_usage=include_usage, logprobs=want_logprobs
+            )
+
+        return await stream_answer(
+            starting,
+            frames,
+            lambda exc: sse(wire_error(exc).body()),
+            headers=SSE_HEADERS,
+            keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
         )
+    answer = await starting
+    meta = ResponseMeta(id=f"cmpl-{request_id}", created=int(time.time()), model=answer.model)
+    headers = answer.headers()
     completion = await collect_unless_disconnected(request.receive, answer.generation)
     logprobs = completion_logprobs_json(completion.logprobs, 0) if want_logprobs else None
     payload = completion_json(
@@ -57,7 +72,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 
 async def _stream(
     generation: Generation, meta: ResponseMeta, *, include_usage: bool, logprobs: bool
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     offset = 0
     try:
         async for event in generation:

@@ -8,7 +8,7 @@ comes out in Anthropic's shape (:func:`hybrid.api.errors.shape_for_path`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from fastapi import APIRouter, Request, Response
 
@@ -30,12 +30,15 @@ from hybrid.api.anthropic_wire import (
     text_delta_event,
 )
 from hybrid.api.disconnect import collect_unless_disconnected
+from hybrid.api.keepalive import stream_answer
 from hybrid.api.middleware import request_id_of
-from hybrid.api.responses import EventStreamResponse, JsonResponse
+from hybrid.api.responses import JsonResponse
 from hybrid.api.routes.chat import SSE_HEADERS
+from hybrid.api.state import app_state
 from hybrid.backend import Generation
 from hybrid.errors import GenerationError, HybridError
 from hybrid.generation import GenerationDone, GenerationEvent, TextDelta, ToolCallDelta
+from hybrid.routing.dispatcher import Answer
 
 log = logging.getLogger("hybrid.api")
 
@@ -47,15 +50,23 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
     """Answer an Anthropic Messages request, locally or through a cloud provider."""
     request_id = request_id_of(request.scope)
     generation_request = messages_request(body, request_id)
-    answer = await start_answer(request, generation_request, model=body.model)
+    starting = start_answer(request, generation_request, model=body.model)
+    if body.stream:
+
+        def frames(answer: Answer) -> AsyncGenerator[bytes, None]:
+            meta = MessageMeta(id=f"msg_{request_id}", model=answer.model)
+            return _stream(answer.generation, meta, request_id)
+
+        return await stream_answer(
+            starting,
+            frames,
+            lambda exc: sse_event(error_event(exc)),
+            headers=SSE_HEADERS,
+            keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
+        )
+    answer = await starting
     meta = MessageMeta(id=f"msg_{request_id}", model=answer.model)
     headers = answer.headers()
-    if body.stream:
-        return EventStreamResponse(
-            _stream(answer.generation, meta, request_id),
-            media_type="text/event-stream",
-            headers={**headers, **SSE_HEADERS},
-        )
     completion = await collect_unless_disconnected(request.receive, answer.generation)
     payload = message_json(meta, completion.text, completion.done, completion.tool_calls)
     return JsonResponse(payload, headers=headers)
@@ -114,7 +125,7 @@ class _ContentBlocks:
 
 async def _stream(
     generation: Generation, meta: MessageMeta, request_id: str
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     try:
         yield sse_event(message_start_event(meta))
         yield sse_event(ping_event())
