@@ -98,20 +98,34 @@ class ContextLengthExceededError(LocalBackendError):
     """The prompt plus the requested output do not fit the model's context window.
 
     Attributes:
-        prompt_tokens: Tokens in the formatted prompt.
+        prompt_tokens: Tokens in the formatted prompt; a lower bound when ``prompt_bytes`` is
+            set.
         max_tokens: Output tokens the request asked for (or the default).
         context_length: Tokens the loaded context holds.
+        prompt_bytes: The formatted prompt's size in bytes, when it was refused by its size
+            alone, without being tokenized; else None.
     """
 
     def __init__(
-        self, *, prompt_tokens: int, max_tokens: int, context_length: int, note: str = ""
+        self,
+        *,
+        prompt_tokens: int,
+        max_tokens: int,
+        context_length: int,
+        note: str = "",
+        prompt_bytes: int | None = None,
     ) -> None:
         self.prompt_tokens = prompt_tokens
         self.max_tokens = max_tokens
         self.context_length = context_length
+        self.prompt_bytes = prompt_bytes
+        if prompt_bytes is not None:
+            size = f"{prompt_bytes:,} bytes, at least {prompt_tokens:,} tokens"
+        else:
+            size = f"{prompt_tokens:,} tokens"
         if prompt_tokens >= context_length:
             message = (
-                f"prompt is {prompt_tokens:,} tokens; the local model's context holds "
+                f"prompt is {size}; the local model's context holds "
                 f"{context_length:,}. Shorten the conversation, or start hybrid with a larger "
                 f"context (--ctx or HYBRID_LOCAL__N_CTX) if the model and memory allow it."
             )

@@ -54,6 +54,8 @@ from hybrid.settings_sources import (
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 _APP_NAME = "hybrid"
+# llama.cpp numbers a context's positions with 32-bit signed integers: none holds more tokens.
+MAX_CONTEXT_TOKENS = 2**31 - 1
 _ENV_PREFIX = "HYBRID_"
 _ENV_NESTED_DELIMITER = "__"
 
@@ -74,11 +76,16 @@ class LocalSettings(BaseModel):
     n_ctx: int | None = Field(
         default=None,
         ge=256,
-        description="Context window in tokens; unset plans it from the hardware.",
+        le=MAX_CONTEXT_TOKENS,
+        description=(
+            "Context window in tokens; unset plans it from the hardware. A value whose KV "
+            "cache does not fit this machine's memory is refused at start."
+        ),
     )
     max_ctx: int = Field(
         default=8192,
         ge=256,
+        le=MAX_CONTEXT_TOKENS,
         description="Upper bound on the context window planned from the hardware.",
     )
     n_threads: int | None = Field(

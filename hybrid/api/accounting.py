@@ -11,6 +11,12 @@ watches the events as they pass (first token, text, usage) and writes the record
 - when the client goes away first (status ``cancelled``): what was generated counts, from the
   local tokenizer when the provider never reported usage.
 
+Counts the accountant makes itself are estimates (``tokens_estimated``).  It tokenizes only
+texts of up to :data:`COUNTED_CHARS` characters, a few milliseconds of work; a longer text is
+estimated from its size, one token per four bytes, so that a multi-MB prompt that failed costs
+no tokenizer time to be recorded.  A failed request's prompt is counted on a worker thread; an
+answer cut short is counted where it ends (possibly a cancelled task, which cannot await).
+
 A request that fails before any answer starts gets a record too.  One turned away before any
 model ran (an invalid request, an unknown model, a full queue, a model still loading, private
 data with nowhere to go, a spend cap) is ``refused``, with route ``none``: it is neither a
@@ -20,6 +26,7 @@ cloud ``error``; one the local model failed to start is a local ``error``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -71,6 +78,12 @@ _REFUSALS = (
 
 Api = Literal["openai", "anthropic"]
 
+# Longest text the accountant tokenizes; longer ones are estimated from their size.  The
+# embedded model's tokenizer reads about a byte per microsecond: at most ~4 ms here.
+COUNTED_CHARS = 4096
+# The size estimate: bytes per token of English text in common tokenizers.
+_BYTES_PER_TOKEN = 4
+
 
 @dataclass
 class Ticket:
@@ -107,7 +120,8 @@ class Accountant:
         bus: The live event stream.
         metrics: The Prometheus metrics.
         count_tokens: Tokens in a text by the local tokenizer (an estimate when the local
-            model is not loaded), for answers whose usage the provider never reported.
+            model is not loaded), for answers whose usage the provider never reported; only
+            called with texts of up to :data:`COUNTED_CHARS` characters.
         gpu_energy: Joules the GPUs have used so far (NVML's counter), None without one; a
             local answer's GPU energy is the difference across it.
         gpu_offloaded: Whether the local model runs (partly) on a GPU: without an energy
@@ -216,7 +230,8 @@ class Accountant:
             # Cloud failures (every target failed, a rejected request) are the cloud's.
             if isinstance(error, NoRouteError | ProviderError):
                 route = "cloud"
-            prompt_tokens = self._count_tokens(_prompt_text(request))
+            # Off the loop: even a short text takes the tokenizer a few milliseconds.
+            prompt_tokens = await asyncio.to_thread(self._count, _prompt_text(request))
         record = self._record(
             ticket,
             route=route,
@@ -308,8 +323,14 @@ class Accountant:
         # No usage: the stream was cut, or a provider that does not report it in streams.
         prompt = seen.prompt_tokens
         if prompt is None:
-            prompt = self._count_tokens(_prompt_text(request))
-        return prompt, self._count_tokens("".join(seen.text)), True
+            prompt = self._count(_prompt_text(request))
+        return prompt, self._count("".join(seen.text)), True
+
+    def _count(self, text: str) -> int:
+        """Tokens in a text: by the tokenizer up to :data:`COUNTED_CHARS`, else by its size."""
+        if len(text) <= COUNTED_CHARS:
+            return self._count_tokens(text)
+        return -(-len(text.encode("utf-8")) // _BYTES_PER_TOKEN)
 
     def _record(
         self,

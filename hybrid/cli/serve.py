@@ -53,9 +53,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from hybrid.ledger.store import LedgerStore
     from hybrid.models.catalog import resolve_model
 
-    if settings.local.model is not None:
-        # A wrong path is a mistake to report now, not a server that starts and cannot answer.
-        resolve_model(settings)
+    if settings.local.model is not None or settings.local.n_ctx is not None:
+        # A wrong path, or a context this machine cannot hold, is a mistake to report now, not
+        # a server that starts and cannot answer.  (The embedded model is assembled first.)
+        model = resolve_model(settings)
+        if settings.local.n_ctx is not None:
+            _check_context(settings, model)
     _check_exposure(settings.server.host, has_key=settings.server.api_key is not None)
     # A ledger that cannot be opened (or migrated) is reported now, in one line.
     LedgerStore.open(settings.ledger.resolved_path(settings.home)).close()
@@ -100,6 +103,24 @@ def _check_exposure(host: str, *, has_key: bool) -> None:
         f"anyone could spend your cloud budget and read the ledger. Set HYBRID_SERVER__API_KEY "
         f"(clients send it as 'Authorization: Bearer <key>'), or listen on 127.0.0.1."
     )
+
+
+def _check_context(settings: Settings, model: Path) -> None:
+    """Refuse an explicit context size that this machine's memory cannot hold.
+
+    The same check as the model's load (:func:`hybrid.hardware.plan.serving_plan`), made
+    from the model's header alone, before the port is bound and anything is loaded.
+
+    Raises:
+        ConfigError: The model does not fit memory at ``local.n_ctx``; the message gives the
+            memory needed and available, and a context size that fits.
+    """
+    from hybrid.hardware.plan import serving_plan
+    from hybrid.hardware.probe import probe_for
+    from hybrid.models.gguf import read_gguf
+
+    snapshot = probe_for(settings.home).snapshot(measure_bandwidth=False)
+    serving_plan(snapshot, read_gguf(model).footprint(), settings.local)
 
 
 def _is_loopback(host: str) -> bool:

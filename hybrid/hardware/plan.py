@@ -267,6 +267,64 @@ def plan_with_settings(
     )
 
 
+def serving_plan(
+    snapshot: HardwareSnapshot, model: ModelFootprint, local: LocalSettings
+) -> RuntimePlan:
+    """The plan ``hybrid serve`` loads the model with: :func:`plan_with_settings`, except that
+    an explicit ``local.n_ctx`` that does not fit is refused.
+
+    A derived context is already the largest that fits.  An explicit one that does not would
+    have llama.cpp fail to allocate its KV cache, or push the machine into swap, once the
+    server runs; refused here, it is one line at start that says how much memory it needs,
+    how much there is, and which context size fits.
+
+    Raises:
+        ConfigError: A setting is out of range for planning, or ``local.n_ctx`` is set and the
+            model does not fit this machine's memory at that context.
+    """
+    plan = plan_with_settings(snapshot, model, local)
+    n_ctx = local.n_ctx
+    if plan.fits or n_ctx is None:
+        return plan
+    planner = _Planner(snapshot, model)
+    wanted = _wanted_items(snapshot, model, local.n_gpu_layers, [])
+    layout = planner.layout(n_ctx, wanted)
+    if layout.vram_short:
+        load = layout.loads[0]
+        needs = (
+            f"{_size(load.total_bytes)} on {load.gpu.name}, which has "
+            f"{_size(load.gpu.vram_free_bytes)} free and keeps {_size(vram_margin(load.gpu))} "
+            "of it free"
+        )
+    else:
+        margin = ram_margin(snapshot.memory.usable_total_bytes)
+        needs = (
+            f"{_size(layout.ram_bytes)} of RAM, but only {_memory_phrase(snapshot)} is left "
+            f"and {_size(margin)} of it is kept free"
+        )
+    floor_ctx = min(MIN_CTX, n_ctx)
+    largest = _largest_fitting(planner, floor_ctx, n_ctx, wanted)
+    if planner.fits(largest):
+        advice = (
+            f"set a smaller context (--ctx or HYBRID_LOCAL__N_CTX; at most {largest.n_ctx:,} "
+            "fits here), or leave it unset to let hybrid choose"
+        )
+    elif layout.vram_short:
+        advice = (
+            f"not even {floor_ctx:,} tokens fit with these GPU layers: lower n_gpu_layers "
+            "(--gpu-layers) or leave it unset"
+        )
+    else:
+        advice = (
+            f"not even {floor_ctx:,} tokens fit: close other programs, raise the memory limit "
+            "or pick a smaller model"
+        )
+    raise ConfigError(
+        f"context size {n_ctx:,} (local.n_ctx) does not fit this machine: the model needs "
+        f"{needs}; {advice}"
+    )
+
+
 def plan_for(
     snapshot: HardwareSnapshot,
     model: ModelFootprint,
@@ -421,26 +479,26 @@ def _wanted_items(
 
 
 def _largest_fitting(planner: _Planner, floor_ctx: int, target: int, wanted: int | None) -> _Layout:
-    """Return the layout at the largest fitting context in [floor_ctx, target] on the 256 grid.
+    """Return the layout at the largest fitting context among ``floor_ctx``, ``target`` and the
+    multiples of 256 between them.
 
     Fitting is monotone in the context size (a larger context needs more KV cache and leaves
-    fewer blocks room on the GPU), so a binary search finds it.  When nothing fits, the layout
-    at ``floor_ctx`` is returned.
+    fewer blocks room on the GPU), so a binary search finds it, over the multiples' indices
+    (a target of billions of tokens takes some 25 steps).  When nothing fits, the layout at
+    ``floor_ctx`` is returned.
     """
-    candidates = sorted(
-        {floor_ctx, target, *range(-(-floor_ctx // CTX_STEP) * CTX_STEP, target, CTX_STEP)}
-    )
-    best = planner.layout(candidates[-1], wanted)
+    best = planner.layout(target, wanted)
     if planner.fits(best):
         return best
-    low, high = 0, len(candidates) - 1  # candidates[high] is known not to fit
-    fallback = planner.layout(candidates[0], wanted)
-    if not planner.fits(fallback):
-        return fallback
-    best = fallback
+    best = planner.layout(floor_ctx, wanted)
+    if not planner.fits(best):
+        return best
+    # Multiples of the step: low * CTX_STEP <= floor_ctx fits, high * CTX_STEP >= target does
+    # not; every multiple strictly between them lies strictly between floor_ctx and target.
+    low, high = floor_ctx // CTX_STEP, (target - 1) // CTX_STEP + 1
     while high - low > 1:
         middle = (low + high) // 2
-        layout = planner.layout(candidates[middle], wanted)
+        layout = planner.layout(middle * CTX_STEP, wanted)
         if planner.fits(layout):
             low, best = middle, layout
         else:

@@ -92,7 +92,9 @@ class LedgerRecord:
         prompt_tokens: Input tokens.
         completion_tokens: Output tokens (what was generated, also when cancelled).
         tokens_estimated: The counts come from the local tokenizer because a cloud stream
-            ended before the provider reported usage.
+            ended before the provider reported usage (or the request failed before any
+            answer); a text of over 4,096 characters is counted by its size instead, a token
+            per four bytes.
         ttft_s: Seconds to the first token, or None when there was none.
         latency_s: Seconds from arrival to the last byte.
         status: ``ok``, ``error``, ``cancelled`` (the client went away) or ``refused`` (turned

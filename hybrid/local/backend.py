@@ -2,9 +2,14 @@
 
 Preparation (chat formatting, tokenization, the context check, the JSON grammar) happens before
 a request joins the queue, so a request that cannot fit is refused at once rather than after
-waiting its turn.  Generation runs on the queue's worker thread; its events cross back to the
-event loop through an ``asyncio.Queue``.  Closing a generation early sets a flag the worker checks
-after every token, so a client that goes away frees the model within one token.
+waiting its turn.  It runs on a worker thread, never on the event loop: tokenizing takes about
+a microsecond per byte, so a prompt of a few megabytes would stall every other request for
+seconds.  A prompt whose size alone proves it cannot fit is refused without being tokenized
+(see :meth:`LocalBackend.prepare`), which bounds that work by the context size.
+
+Generation runs on the queue's worker thread; its events cross back to the event loop through
+an ``asyncio.Queue``.  Closing a generation early sets a flag the worker checks after every
+token, so a client that goes away frees the model within one token.
 
 A model whose chat template supports tools gets the request's tools in its prompt, and its
 answer is read for tool calls (:mod:`hybrid.local.tool_calls`): text streams as it comes, except
@@ -47,10 +52,6 @@ from hybrid.local.tool_calls import ToolCallFilter
 
 TOOLS = "tools"
 
-# Prompts up to this size are tokenized on the event loop: it takes microseconds, less than the
-# hop to a worker thread and back, which would add to every short request's time to first token.
-_INLINE_PREPARE_CHARS = 4096
-
 # Nucleus sampling default when the request sets none (OpenAI's default).
 _DEFAULT_TOP_P = 1.0
 
@@ -62,6 +63,8 @@ class Engine(Protocol):
     def n_ctx(self) -> int: ...
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
+
+    def longest_token_bytes(self) -> int | None: ...
 
     def run(
         self, job: EngineJob, cancel: threading.Event, emit: Callable[[GenerationEvent], None]
@@ -130,6 +133,13 @@ class LocalBackend(Backend):
     async def prepare(self, request: GenerationRequest) -> EngineJob:
         """Format and tokenize a request and check that it fits, without queueing it.
 
+        The work runs on a worker thread.  A formatted prompt of more than ``n_ctx * L``
+        bytes, where ``L`` is the most bytes one token of the vocabulary stands for
+        (:meth:`LlamaEngine.longest_token_bytes`: 48 for Gemma 3), is at least
+        ``ceil(bytes / L) > n_ctx`` tokens, so it is refused without being tokenized; the
+        refusal gives that lower bound and the byte count.  The tokenizer therefore never
+        reads more than ``n_ctx * L`` bytes (384 KiB at 8,192 tokens), whatever arrives.
+
         Returns:
             The prepared job, to pass to :meth:`start` (it knows the prompt's token count).
 
@@ -137,8 +147,6 @@ class LocalBackend(Backend):
             ContextLengthExceededError: The prompt and requested output do not fit.
             InvalidRequestError: The chat template or the JSON schema rejects the request.
         """
-        if _text_size(request) <= _INLINE_PREPARE_CHARS:
-            return self._prepare(request)
         return await asyncio.to_thread(self._prepare, request)
 
     async def start(
@@ -146,12 +154,21 @@ class LocalBackend(Backend):
     ) -> LocalGeneration:
         """Prepare a request, queue it, and return its running generation.
 
+        Args:
+            request: The request.
+            prepared: What :meth:`prepare` made of it, or of the same request with other
+                ``top_logprobs`` (a cascade asks for log-probabilities after routing): the
+                prompt is not formatted and tokenized again.
+
         Raises:
             ContextLengthExceededError: The prompt and requested output do not fit.
             QueueFullError: ``max_queue`` requests are already waiting.
             InvalidRequestError: The chat template or the JSON schema rejects the request.
         """
-        job = prepared if prepared is not None else await self.prepare(request)
+        if prepared is None:
+            job = await self.prepare(request)
+        else:
+            job = dataclasses.replace(prepared, top_logprobs=request.params.top_logprobs)
         tool_names = [tool.name for tool in self._prompt_tools(request)]
         loop = asyncio.get_running_loop()
         channel: asyncio.Queue[GenerationEvent | _End] = asyncio.Queue()
@@ -211,8 +228,9 @@ class LocalBackend(Backend):
                 prompt.add_bos,
                 prompt.strip_output,
             )
-        tokens = self._engine.tokenize(text, add_bos=add_bos)
         n_ctx = self._engine.n_ctx
+        _refuse_by_size(text, n_ctx, params.max_tokens, self._engine.longest_token_bytes)
+        tokens = self._engine.tokenize(text, add_bos=add_bos)
         if params.max_tokens is not None:
             if len(tokens) + params.max_tokens > n_ctx:
                 raise ContextLengthExceededError(
@@ -360,10 +378,24 @@ def _raise_failure(future: Future[None]) -> None:
     raise GenerationError(f"the local model failed: {error!r}") from error
 
 
-def _text_size(request: GenerationRequest) -> int:
-    if request.prompt is not None:
-        return len(request.prompt)
-    return sum(len(message.content) for message in request.messages)
+def _refuse_by_size(
+    text: str, n_ctx: int, max_tokens: int | None, longest: Callable[[], int | None]
+) -> None:
+    """Refuse a prompt whose size alone proves it cannot fit (see :meth:`LocalBackend.prepare`).
+
+    Raises:
+        ContextLengthExceededError: With the token count's lower bound and the byte count.
+    """
+    size = len(text.encode("utf-8"))
+    if size <= n_ctx:
+        return  # never refused by size, and no need for the vocabulary pass behind longest()
+    per_token = longest()
+    if per_token is None or size <= n_ctx * per_token:
+        return
+    least = -(-size // per_token)
+    raise ContextLengthExceededError(
+        prompt_tokens=least, max_tokens=max_tokens or 0, context_length=n_ctx, prompt_bytes=size
+    )
 
 
 def _grammar(response_format: ResponseFormat | None) -> Any:

@@ -6,7 +6,8 @@ log-probabilities computed from the last token's logits alone.  ``create_complet
 report log-probabilities with ``logits_all=True``, which keeps a context-by-vocabulary matrix in
 memory (8.6 GB for an 8k context with Gemma's 262k vocabulary).
 
-Every method but :meth:`LlamaEngine.tokenize` must run on the model's queue thread.
+Every method but :meth:`LlamaEngine.tokenize` and :meth:`LlamaEngine.longest_token_bytes` must
+run on the model's queue thread.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ class LlamaEngine:
         self._vocab = llama._model.vocab
         self._n_vocab = int(llama.n_vocab())
         self._pieces: dict[int, bytes] = {}
+        self._vocab_lock = threading.Lock()
+        self._longest: int | None = None
+        self._longest_known = False
 
     @classmethod
     def load(cls, path: Path, options: LoadOptions) -> LlamaEngine:
@@ -156,9 +160,44 @@ class LlamaEngine:
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         """Tokenize a prompt, parsing special tokens written by a chat template.
 
-        Safe on any thread: it reads only the vocabulary.
+        Safe on any thread: it reads only the vocabulary.  llama.cpp releases the GIL while it
+        tokenizes, so a long prompt tokenized on a worker thread leaves the event loop free.
         """
-        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        import llama_cpp
+
+        data = text.encode("utf-8")
+        # Every token covers at least one byte; BOS, EOS and a leading space marker add at
+        # most three.  Sized this way the buffer holds the answer at the first call, where
+        # llama-cpp-python's own tokenize() runs the whole tokenizer twice for long texts.
+        capacity = len(data) + 3
+        while True:
+            buffer = (llama_cpp.llama_token * capacity)()
+            count = llama_cpp.llama_tokenize(
+                self._vocab, data, len(data), buffer, capacity, add_bos, True
+            )
+            if count >= 0:
+                return buffer[:count]
+            capacity = -count
+
+    def longest_token_bytes(self) -> int | None:
+        """The most bytes of text one token stands for, when that bounds the token count.
+
+        With it, a text of ``n`` bytes is at least ``ceil(n / longest)`` tokens: SentencePiece
+        and byte-level BPE tokenizers split the text into pieces that together spell all of
+        it (a byte the vocabulary lacks becomes a byte token, or an unknown token per byte),
+        and no piece is longer than the longest token, special tokens included.  Other
+        tokenizers (WordPiece, Unigram) normalize text and drop whitespace, and a special
+        token that strips the whitespace beside it swallows any amount of it: for those,
+        None (no bound).
+
+        Computed once, on first use (a pass over the vocabulary: about half a second for
+        262k tokens); safe on any thread.
+        """
+        with self._vocab_lock:
+            if not self._longest_known:
+                self._longest = _longest_token_bytes(self._vocab)
+                self._longest_known = True
+            return self._longest
 
     def close(self) -> None:
         """Free the model and context."""
@@ -297,6 +336,32 @@ def _route_llama_logs() -> None:
     # llama.cpp keeps only the function pointer: the ctypes object must outlive every call.
     _route_llama_logs.callback = callback  # type: ignore[attr-defined]
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
+def _longest_token_bytes(vocab: Any) -> int | None:
+    """See :meth:`LlamaEngine.longest_token_bytes`."""
+    import llama_cpp
+
+    if llama_cpp.llama_vocab_type(vocab) not in (
+        llama_cpp.LLAMA_VOCAB_TYPE_SPM,
+        llama_cpp.LLAMA_VOCAB_TYPE_BPE,
+    ):
+        return None
+    strips = llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP | llama_cpp.LLAMA_TOKEN_ATTR_RSTRIP
+    size = 256
+    buffer = ctypes.create_string_buffer(size)
+    longest = 1
+    for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        if llama_cpp.llama_vocab_get_attr(vocab, token) & strips:
+            return None
+        # special=True: a control token written in a chat template is parsed as one token.
+        n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, True)
+        if n < 0:
+            size = -n
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, True)
+        longest = max(longest, n)
+    return longest
 
 
 def _top(piece: bytes, logprob: float) -> TopLogprob:

@@ -179,7 +179,7 @@ class LocalRuntime:
             engine.close()
 
     def _load_blocking(self) -> LocalBackend:
-        from hybrid.hardware.plan import plan_with_settings
+        from hybrid.hardware.plan import serving_plan
         from hybrid.local.engine import LlamaEngine, LoadOptions
         from hybrid.local.prompt import ChatFormatter
         from hybrid.local.queue import WorkQueue
@@ -190,7 +190,8 @@ class LocalRuntime:
         path = resolve_model(self._settings, progress=lambda message: log.info("%s", message))
         info = read_gguf(path)
         snapshot = self._snapshot()
-        plan = plan_with_settings(snapshot, info.footprint(), local)
+        # An explicit local.n_ctx that does not fit is refused (a ConfigError), not tried.
+        plan = serving_plan(snapshot, info.footprint(), local)
         for note in plan.notes:
             log.info("plan: %s", note)
         if not plan.fits:

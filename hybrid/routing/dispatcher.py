@@ -131,6 +131,9 @@ class RoutePlan:
         decided: ``client`` when the model name or the ``X-Hybrid-Route`` header fixed the
             route, ``mode`` when the server-wide mode did, else ``router`` (the policies,
             including a privacy pin that overrides a client's ``cloud``).
+        unfit: The local model's refusal, when preparing the request found that it does not
+            fit there; a later local attempt (a fallback) raises it instead of preparing the
+            request again.
     """
 
     mode: RouteOverride
@@ -139,6 +142,7 @@ class RoutePlan:
     prepared: EngineJob | None
     local_model: str
     decided: Decided = "router"
+    unfit: ContextLengthExceededError | None = None
 
 
 @dataclass(frozen=True)
@@ -245,26 +249,26 @@ class Dispatcher:
         )
 
     async def _start(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
-        decision, target, prepared = plan.decision, plan.target, plan.prepared
+        decision, target = plan.decision, plan.target
         if plan.mode == "local":
-            return await self._local(request, decision.reason)
+            return await self._local(request, decision.reason, plan)
         if decision.pinned:
-            return await self._pinned(request, target, decision, prepared)
+            return await self._pinned(request, plan)
         if plan.mode == "cloud":
-            return await self._cloud(request, target, decision.reason)
+            return await self._cloud(request, target, decision.reason, plan)
         if target is None:
-            return await self._local_only(request, prepared, decision)
+            return await self._local_only(request, plan)
         if decision.target == "cloud":
-            return await self._cloud(request, target, decision.reason, score=decision.score)
+            return await self._cloud(request, target, decision.reason, plan, score=decision.score)
         if self._cascade is not None and not request.stream:
-            return await self._cascaded(request, target, decision)
+            return await self._cascaded(request, target, plan)
         try:
-            return await self._local(request, decision.reason, prepared, decision.score)
+            return await self._local(request, decision.reason, plan, decision.score)
         except QueueFullError as exc:
             reason = f"capacity:queue_full:{exc.depth}"
         except ModelNotReadyError:
             reason = f"capacity:local_{self._runtime.state}"
-        return await self._cloud(request, target, reason, score=decision.score)
+        return await self._cloud(request, target, reason, plan, score=decision.score)
 
     async def plan(
         self,
@@ -300,7 +304,7 @@ class Dispatcher:
             decision = RouteDecision("local", (explicit.reason,), verdicts=(explicit,))
             return RoutePlan(mode, target, decision, None, self._runtime.model_id, decided)
         # An explicit cloud route only needs the privacy check, which reads text: no tokens.
-        context, prepared = await self.context(request, count_tokens=mode != "cloud")
+        context, prepared, unfit = await self._context(request, count_tokens=mode != "cloud")
         decision = self._router.decide(context, pins_only=mode == "cloud")
         if mode == "cloud" and not decision.pinned:
             code = "mode:cloud-only" if fixed_by == "mode" else "explicit:cloud"
@@ -314,7 +318,7 @@ class Dispatcher:
             decision = RouteDecision("local", reasons, decision.score, False, decision.verdicts)
         if decision.pinned:
             decided = "router"  # a policy (privacy) overrode what the client or mode asked
-        return RoutePlan(mode, target, decision, prepared, self._runtime.model_id, decided)
+        return RoutePlan(mode, target, decision, prepared, self._runtime.model_id, decided, unfit)
 
     async def context(
         self, request: GenerationRequest, *, count_tokens: bool = True
@@ -330,7 +334,15 @@ class Dispatcher:
             The context, and the request already prepared for the local model when it fits
             (so that it is not tokenized twice).
         """
+        context, prepared, _ = await self._context(request, count_tokens=count_tokens)
+        return context, prepared
+
+    async def _context(
+        self, request: GenerationRequest, *, count_tokens: bool
+    ) -> tuple[RouteContext, EngineJob | None, ContextLengthExceededError | None]:
+        """:meth:`context`, and the local model's refusal when the request does not fit."""
         prepared: EngineJob | None = None
+        unfit: ContextLengthExceededError | None = None
         prompt_tokens: int | None = None
         max_tokens = request.params.max_tokens or 0
         expected_tokens = request.params.max_tokens
@@ -341,6 +353,7 @@ class Dispatcher:
                 prepared = await backend.prepare(request)
                 prompt_tokens, max_tokens = len(prepared.tokens), prepared.max_tokens
             except ContextLengthExceededError as exc:
+                unfit = exc
                 prompt_tokens, max_tokens = exc.prompt_tokens, exc.max_tokens
             except InvalidRequestError:
                 pass  # the local model cannot take it (images, a template's rules): no count
@@ -374,14 +387,16 @@ class Dispatcher:
             needs=request.needs,
             load=self._load(),
         )
-        return context, prepared
+        return context, prepared, unfit
 
     async def _cascaded(
-        self, request: GenerationRequest, target: CloudTarget, decision: RouteDecision
+        self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
     ) -> Answer:
         """Answer locally, read the answer whole, and escalate it if the model was unsure."""
         assert self._cascade is not None
-        local = await self._local(cascade.with_logprobs(request), decision.reason)
+        decision = plan.decision
+        # The prepared prompt serves the request with log-probabilities as it is.
+        local = await self._local(cascade.with_logprobs(request), decision.reason, plan)
         tried = await cascade.attempt(
             local.generation, keep_logprobs=request.params.top_logprobs is not None
         )
@@ -397,7 +412,7 @@ class Dispatcher:
             target.qualified,
         )
         reason = f"cascade:{tried.confidence:.2f}<{self._cascade:g}"
-        answer = await self._cloud(request, target, reason, score=decision.score)
+        answer = await self._cloud(request, target, reason, plan, score=decision.score)
         done = tried.events[-1]
         usage = done.usage if isinstance(done, GenerationDone) else None
         leg = DiscardedLeg(
@@ -408,22 +423,17 @@ class Dispatcher:
         )
         return dataclasses.replace(answer, discarded=leg)
 
-    async def _pinned(
-        self,
-        request: GenerationRequest,
-        target: CloudTarget | None,
-        decision: RouteDecision,
-        prepared: EngineJob | None,
-    ) -> Answer:
+    async def _pinned(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
         """Private data: answer on this machine, or refuse rather than leak.
 
         The refusal is the same whether the local model is busy, too small, or lacks what the
         request needs (tools, images): a 503 ``private_data_kept_local``, never the local
         model's own advice to send the request to the cloud.
         """
+        decision = plan.decision
         cause: Exception
         try:
-            return await self._local(request, decision.reason, prepared, decision.score)
+            return await self._local(request, decision.reason, plan, decision.score)
         except LocalBackendError as exc:
             cause = exc
             why = f"the local model cannot answer it: {exc}"
@@ -438,7 +448,8 @@ class Dispatcher:
                 f"to let a cloud model answer, or load a local model that supports {what}."
             )
         if self._private_to_cloud:
-            return await self._cloud(request, target, f"{decision.reason};local_unavailable")
+            reason = f"{decision.reason};local_unavailable"
+            return await self._cloud(request, plan.target, reason, plan)
         raise PrivateDataError(
             f"the request holds private data ({decision.reason}) and stays on this machine, "
             f"but {why} To let such requests go to the cloud instead, set "
@@ -446,31 +457,33 @@ class Dispatcher:
             should_retry=isinstance(cause, QueueFullError | ModelNotReadyError),
         ) from cause
 
-    async def _local_only(
-        self, request: GenerationRequest, prepared: EngineJob | None, decision: RouteDecision
-    ) -> Answer:
+    async def _local_only(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
         """``auto`` with no cloud configured: the local model's own errors are the answer."""
+        decision = plan.decision
         # "local:no_cloud_configured;difficulty:0.82>0.52": what decided, and what it would have.
         reason = ";".join(decision.reasons[:2]) if decision.reason != "policies:pass" else None
         try:
-            return await self._local(request, reason, prepared, decision.score)
+            return await self._local(request, reason, plan, decision.score)
         except ContextLengthExceededError as exc:
             raise ContextLengthExceededError(
                 prompt_tokens=exc.prompt_tokens,
                 max_tokens=exc.max_tokens,
                 context_length=exc.context_length,
                 note=f"No cloud provider is configured to take it: {_NO_PROVIDER_HINT}.",
+                prompt_bytes=exc.prompt_bytes,
             ) from None
 
     async def _local(
         self,
         request: GenerationRequest,
         reason: str | None,
-        prepared: EngineJob | None = None,
+        plan: RoutePlan,
         score: float | None = None,
     ) -> Answer:
         backend = self._runtime.backend()
-        generation = await backend.start(request, prepared=prepared)
+        if plan.unfit is not None:
+            raise plan.unfit  # found when the route was planned: not tokenized a second time
+        generation = await backend.start(request, prepared=plan.prepared)
         if reason is None:
             reason = "local"
             if isinstance(generation, LocalGeneration):
@@ -483,6 +496,7 @@ class Dispatcher:
         request: GenerationRequest,
         target: CloudTarget | None,
         reason: str,
+        plan: RoutePlan,
         *,
         score: float | None = None,
     ) -> Answer:
@@ -518,13 +532,15 @@ class Dispatcher:
             if failures:
                 reason = f"{reason};failover:{failures[0].code}"
             return Answer(generation, "cloud", candidate.qualified, reason, score)
-        return await self._fall_back(request, failures)
+        return await self._fall_back(request, failures, plan)
 
     def _candidates(self, target: CloudTarget | None) -> list[CloudTarget]:
         ordered = ([target] if target is not None else []) + list(self._failover)
         return list(dict.fromkeys(ordered))
 
-    async def _fall_back(self, request: GenerationRequest, failures: list[_Failure]) -> Answer:
+    async def _fall_back(
+        self, request: GenerationRequest, failures: list[_Failure], plan: RoutePlan
+    ) -> Answer:
         details = [f.detail for f in failures]
         capped = [f.reason for f in failures if f.reason.startswith("budget:")]
         over_budget = bool(capped) and len(capped) == len(failures)
@@ -533,7 +549,7 @@ class Dispatcher:
         if self._local_fallback or over_budget:
             reason = capped[0] if over_budget else f"cloud_unavailable:{failures[0].code}"
             try:
-                return await self._local(request, reason)
+                return await self._local(request, reason, plan)
             except (LocalBackendError, InvalidRequestError) as exc:
                 # The local model cannot take it either (too long, busy, or it needs tools or
                 # images): the client hears about the cloud failures and this, not only this.

@@ -50,7 +50,8 @@ class RouteContext:
     Attributes:
         messages: The conversation (empty for a raw completion).
         text: All text a detector should see (messages, or the raw prompt).
-        prompt_tokens: The prompt's length in the local tokenizer's tokens, when known.
+        prompt_tokens: The prompt's length in the local tokenizer's tokens, when known (a
+            lower bound for a prompt refused by its size without being tokenized).
         max_tokens: Output tokens requested (or the local default): the room the answer needs.
         expected_tokens: Output tokens the answer is expected to take: ``max_tokens`` when
             the client set one, else the typical answer length seen on this machine.

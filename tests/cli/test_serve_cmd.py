@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
 from hybrid.cli import main
+
+# The GGUF test helpers live beside the model tests; that folder has no __init__.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from gguf_writer import embedded_header
 
 
 def test_a_taken_port_is_a_clear_error_not_a_hang(capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,3 +81,42 @@ def test_a_ledger_that_cannot_be_opened_is_reported_before_serving(
     err = capsys.readouterr().err
     assert "cannot open the ledger" in err and "HYBRID_LEDGER__PATH" in err
     assert "Traceback" not in err
+
+
+def test_a_context_beyond_what_llama_cpp_holds_is_a_settings_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--ctx", "1000000000000"]) == 2
+    assert capsys.readouterr().err == (
+        "hybrid: error: invalid setting local.n_ctx = 1000000000000 (from command line --ctx): "
+        "Input should be less than or equal to 2147483647\n"
+    )
+
+
+def test_a_context_that_does_not_fit_memory_is_refused_before_anything_binds_or_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The real llama_cpp opens /dev/null at import and never closes it (a ResourceWarning at
+    # exit); the probe asks it only whether it can offload to a GPU.
+    no_gpu_build = types.SimpleNamespace(llama_supports_gpu_offload=lambda: False)
+    monkeypatch.setitem(sys.modules, "llama_cpp", no_gpu_build)
+    # The embedded model keeps 18 KiB of KV cache per token: 200M tokens need 3.4 TiB.
+    model = embedded_header(tmp_path / "gemma-3-270m-q4_k_m.gguf")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        code = main(["serve", "--model", str(model), "--ctx", "200000000", "--port", str(port)])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line
+    assert re.fullmatch(
+        r"hybrid: error: context size 200,000,000 \(local\.n_ctx\) does not fit this machine: "
+        r"the model needs 3[\d.]+ GiB of RAM, but only [\d.]+ [GM]iB of free RAM.* is left and "
+        r"[\d.]+ [GM]iB of it is kept free; set a smaller context \(--ctx or HYBRID_LOCAL__N_CTX; "
+        r"at most [\d,]+ fits here\), or leave it unset to let hybrid choose\n",
+        err,
+    ), err
+    # Refused before the port was bound (it is taken) and before the model was loaded.
+    assert "cannot listen" not in err and "llama.cpp" not in err

