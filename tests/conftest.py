@@ -5,9 +5,55 @@ import sys
 from pathlib import Path
 
 import pytest
+from soak_tally import SoakTally
 
 # The fake machine (hardware_fakes.idle_probe) serves every folder that builds an app.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hardware"))
+
+_TALLY = pytest.StashKey[SoakTally]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="also run the long hardening tests (marked soak); scripts/soak runs only those",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_TALLY] = SoakTally()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="a soak test: run with --soak, or scripts/soak")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def soak_tally(pytestconfig: pytest.Config) -> SoakTally:
+    """Where soak tests count what they sent and what went wrong, for the summary table."""
+    return pytestconfig.stash[_TALLY]
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    tally = config.stash[_TALLY]
+    if tally.parts:
+        terminalreporter.write_sep("=", "soak summary (every column but requests must be 0)")
+        terminalreporter.write_line(tally.table())
+        for failure in tally.failures():
+            terminalreporter.write_line(f"FAILED {failure}", red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if session.config.stash[_TALLY].failures() and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from hybrid.api.json_schema import check_tool_schema
+from hybrid.api.json_schema import INT64_MAX, check_tool_schema, fit_integers
+
+# A JSON value passed on to a provider as it came.
+JsonObject = Annotated[dict[str, Any], AfterValidator(fit_integers)]
 
 
 class _Open(BaseModel):
@@ -39,9 +42,9 @@ class ContentBlockIn(_Open):
     text: str | None = None
     id: str | None = None
     name: str | None = None
-    input: dict[str, Any] | None = None
+    input: JsonObject | None = None
     tool_use_id: str | None = None
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[JsonObject] | None = None
     is_error: bool | None = None
 
 
@@ -82,7 +85,7 @@ class MessagesRequest(_Open):
 
     model: str
     messages: list[MessageIn] = Field(min_length=1)
-    max_tokens: int = Field(ge=1)
+    max_tokens: int = Field(ge=1, le=INT64_MAX)
     system: str | list[ContentBlockIn] | None = None
     stop_sequences: list[str] | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=1.0)

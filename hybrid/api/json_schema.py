@@ -4,20 +4,29 @@ Both APIs describe a tool's arguments with a JSON Schema whose root is an object
 names a type JSON Schema does not have (``{"type": "banana"}``) would reach the local grammar
 builder or the provider, which fail on it in their own ways; it is refused at the edge instead,
 with the path of the bad keyword.
+
+The JSON values a request carries on to a provider (tool schemas and arguments, a response
+format's schema) must also be writable by the encoder on the way out, which holds integers to
+64 bits: a larger one is refused at the edge too (:func:`fit_integers`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 """The type names JSON Schema defines."""
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+"""The integers a request may carry: what every encoder between hybrid and a provider writes."""
 
 # Keywords whose value is one schema, a list of schemas, or a map of names to schemas.
 _ONE = ("items", "additionalProperties", "additionalItems", "not", "if", "then", "else")
 _ONE_MORE = ("contains", "propertyNames", "unevaluatedItems", "unevaluatedProperties")
 _LIST = ("anyOf", "oneOf", "allOf", "prefixItems")
+_Value = TypeVar("_Value")
 _MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
 
@@ -44,7 +53,25 @@ def check_tool_schema(schema: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"{path}/type is {kind!r}; JSON Schema types are {', '.join(sorted(TYPES))}"
             )
-    return schema
+    return fit_integers(schema)
+
+
+def fit_integers(value: _Value) -> _Value:
+    """Return ``value`` if every integer in it, at any depth, fits in 64 bits.
+
+    Raises:
+        ValueError: One does not; the message names its JSON pointer.
+    """
+    stack: list[tuple[str, object]] = [("#", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((f"{path}/{key}", child) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}/{index}", child) for index, child in enumerate(item))
+        elif isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+            raise ValueError(f"{path} is an integer beyond 64 bits; no provider takes it")
+    return value
 
 
 def _types(schema: object, path: str) -> Iterator[tuple[str, object]]:

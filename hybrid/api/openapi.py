@@ -2,7 +2,9 @@
 
 FastAPI documents a ``422 Validation Error`` with its own body for every route that takes a
 body; hybrid answers an invalid request with a 400 in OpenAI's shape (Anthropic's on
-``/v1/messages``), see :mod:`hybrid.api.errors`.  The document is rewritten to match.
+``/v1/messages``), see :mod:`hybrid.api.errors`.  The document is rewritten to match, and
+lists every other error status a route can send: the middleware's refusals on every route,
+the body's on every POST, and the routing outcomes on the routes that answer prompts.
 """
 
 from __future__ import annotations
@@ -49,12 +51,47 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "ServerSentEvent": {
+        "title": "ServerSentEvent",
+        "description": "One event of a text/event-stream response; data is JSON text, or "
+        "[DONE] at the end of an OpenAI stream.",
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string", "examples": ["message_start", "snapshot"]},
+            "data": {"type": "string"},
+        },
+    },
+}
+# The answering routes stream Server-Sent Events when asked to ("stream": true); the event
+# feed always does, and never ends.
+_EVENT_STREAM = {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ServerSentEvent"}}}
+_EVENT_FEED = "/v1/hybrid/events"
+_EVERY_ROUTE_ERRORS = {
+    "403": "Refused: the request named a host (server.allowed_hosts), or came from a web page "
+    "(server.allowed_origins), that is not allowed.",
+}
+_KEYED_ROUTE_ERRORS = {
+    "401": "The server has an API key (server.api_key) and the request did not carry it.",
 }
 _BODY_ERRORS = {
     "400": "Invalid request: the body is not JSON, a field is missing or of the wrong type, or "
     "a value is out of range or cannot be honoured.",
+    "408": "The body did not arrive within server.body_timeout_s.",
+    "413": "The body is larger than server.max_body_bytes.",
     "415": "The body was not sent as JSON (Content-Type: application/json).",
 }
+_ANSWER_ERRORS = {
+    "404": "No model by that name; GET /v1/models lists them.",
+    "429": "The local queue is full (Retry-After says when to retry), or the budget is spent.",
+    "502": "The cloud provider failed and nothing else could answer.",
+    "503": "Nothing can answer now: the local model is loading, private data must stay on "
+    "this machine, or no route fits the request.",
+}
+# The routes that answer prompts; only they route, and so only they send _ANSWER_ERRORS.
+_ANSWERING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/messages"})
+# The one route a request without the API key may call.
+_KEYLESS_PATHS = frozenset({"/health"})
 
 
 def document_errors(app: FastAPI) -> None:
@@ -76,21 +113,29 @@ def document_errors(app: FastAPI) -> None:
 
 
 def with_hybrid_errors(document: dict[str, Any]) -> dict[str, Any]:
-    """``document`` with each 422 dropped and each POST's 400 and 415 in the API's shape."""
+    """``document`` with each 422 dropped and every error status a route sends listed, with
+    the body in the API's shape."""
     for path, operations in document.get("paths", {}).items():
         shape = "AnthropicError" if shape_for_path(path) == "anthropic" else "OpenAIError"
+        error_body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape}"}}}
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             validated = responses.pop("422", None) is not None
-            if not validated and method != "post":
-                continue
-            for status, description in _BODY_ERRORS.items():
-                responses[status] = {
-                    "description": description,
-                    "content": {
-                        "application/json": {"schema": {"$ref": f"#/components/schemas/{shape}"}}
-                    },
-                }
+            answer = responses.setdefault("200", {"description": "Successful Response"})
+            if path == _EVENT_FEED:
+                answer["content"] = dict(_EVENT_STREAM)
+            elif path in _ANSWERING_PATHS:
+                answer["content"] = {**answer.get("content", {}), **_EVENT_STREAM}
+            errors = dict(_EVERY_ROUTE_ERRORS)
+            if path not in _KEYLESS_PATHS:
+                errors.update(_KEYED_ROUTE_ERRORS)
+            if validated or method == "post":
+                errors.update(_BODY_ERRORS)
+            if path in _ANSWERING_PATHS:
+                errors.update(_ANSWER_ERRORS)
+            for status, description in sorted(errors.items()):
+                # A status a route documents itself keeps the route's description.
+                responses.setdefault(status, {"description": description, "content": error_body})
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

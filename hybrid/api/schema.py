@@ -12,9 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from hybrid.api.json_schema import check_tool_schema
+from hybrid.api.json_schema import INT64_MAX, INT64_MIN, check_tool_schema, fit_integers
 
 MAX_STOP_SEQUENCES = 16
+
+# A JSON object passed on to a provider as it came.
+JsonObject = Annotated[dict[str, Any], AfterValidator(fit_integers)]
 
 
 class _Open(BaseModel):
@@ -47,7 +50,7 @@ class FunctionCallIn(_Open):
 
     name: str
     # OpenAI sends a JSON string; a few clients send the object itself, which is read as JSON.
-    arguments: str | dict[str, Any] = ""
+    arguments: str | JsonObject = ""
 
 
 class ToolCallIn(_Open):
@@ -107,7 +110,7 @@ class JsonSchemaSpec(_Open):
     """``response_format.json_schema``."""
 
     name: str | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: JsonObject | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
 
@@ -125,8 +128,8 @@ class _SamplingFields(_Open):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int | None = Field(default=None, ge=1)
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
+    n: int | None = Field(default=None, ge=1, le=INT64_MAX)
     user: str | None = None
 
 
@@ -134,8 +137,8 @@ class ChatCompletionRequest(_SamplingFields):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessageIn] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT64_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT64_MAX)
     response_format: ResponseFormatIn | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -149,7 +152,7 @@ class CompletionRequest(_SamplingFields):
     """``POST /v1/completions`` (the legacy text completion endpoint)."""
 
     prompt: str | list[str]
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT64_MAX)
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False
     suffix: str | None = None

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import httpx
 import pytest
 from conftest import RunningServer
 from fake_cloud import FakeCloud
+from ledger_load import ChatLoad, cloud_env, ledger_rows
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,21 +21,6 @@ pytestmark = pytest.mark.slow
 def cloud() -> Iterator[FakeCloud]:
     with FakeCloud(reply="Paris is the capital of France, as the fake cloud says.") as fake:
         yield fake
-
-
-def cloud_env(cloud: FakeCloud, ledger: Path) -> dict[str, str]:
-    return {
-        "OPENAI_API_KEY": "sk-fake-openai",
-        "OPENAI_BASE_URL": cloud.base_url + "/v1",
-        "HYBRID_LEDGER__PATH": str(ledger),
-        "HYBRID_LOG_LEVEL": "warning",
-    }
-
-
-def ledger_rows(ledger: Path) -> dict[str, dict[str, object]]:
-    with sqlite3.connect(ledger) as db:
-        db.row_factory = sqlite3.Row
-        return {row["id"]: dict(row) for row in db.execute("select * from requests")}
 
 
 def test_real_local_answers_are_accounted_the_same_in_ledger_stats_and_metrics(
@@ -101,50 +84,15 @@ def test_a_sigkill_under_load_loses_no_record_of_a_completed_response(
     ledger = tmp_path / "ledger.sqlite3"
     env = cloud_env(cloud, ledger)
     server = start_server(env=env)
-    completed: list[str] = []
-    lock = threading.Lock()
-    stop = threading.Event()
     body = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    to_cloud = {"X-Hybrid-Route": "cloud"}
+    load = ChatLoad(server.base_url, [({**body, "stream": True}, to_cloud), (body, to_cloud)])
 
-    def client(streamed: bool) -> None:
-        with httpx.Client(base_url=server.base_url, timeout=10) as http:
-            while not stop.is_set():
-                try:
-                    if streamed:
-                        with http.stream(
-                            "POST",
-                            "/v1/chat/completions",
-                            json={**body, "stream": True},
-                            headers={"X-Hybrid-Route": "cloud"},
-                        ) as response:
-                            lines = list(response.iter_lines())
-                            if "data: [DONE]" not in lines:
-                                continue
-                    else:
-                        response = http.post(
-                            "/v1/chat/completions", json=body, headers={"X-Hybrid-Route": "cloud"}
-                        )
-                        json.loads(response.content)
-                        if response.status_code != 200:
-                            continue
-                except (httpx.HTTPError, ValueError):
-                    return  # the server is gone
-                with lock:
-                    completed.append(response.headers["x-hybrid-request-id"])
-
-    threads = [threading.Thread(target=client, args=(i % 2 == 0,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    while True:
-        with lock:
-            if len(completed) >= 150:
-                break
-        threading.Event().wait(0.01)
+    load.start().wait_for(150)
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
-    stop.set()
-    for thread in threads:
-        thread.join(15)
+    load.stop()
+    completed = load.completed
 
     # A restarted server commits what the killed one had only journaled, then counts it all.
     again = start_server(env=env)

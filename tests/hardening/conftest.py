@@ -16,6 +16,8 @@ import pytest
 _TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_TESTS / "api"))
 sys.path.insert(0, str(_TESTS / "fakecloud"))
+# A real `hybrid serve` subprocess and the ledger's load helpers, beside the end-to-end tests.
+sys.path.insert(0, str(_TESTS / "e2e"))
 
 from fake_cloud import FakeCloud  # noqa: E402
 from live_app import serving  # noqa: E402
@@ -60,6 +62,18 @@ def serve(cloud: FakeCloud, tmp_path: Path) -> Iterator[Callable[..., str]]:
             return stack.enter_context(serving(scripted_app(settings)))
 
         yield start
+
+
+@pytest.fixture(scope="module")
+def fresh_settings(
+    cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Settings]:
+    """Builds settings as `settings_with` does, each time in a new home (and so ledger)."""
+
+    def build(**cli: object) -> Settings:
+        return settings_with(cloud, tmp_path_factory.mktemp("home"), **cli)
+
+    return build
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import httpx
 import pytest
+from fake_cloud import FakeCloud
+from server_logs import logged_tracebacks
+from soak_tally import SoakTally
 
 from hybrid.routing.privacy import PrivacyScanner
 
@@ -115,3 +119,61 @@ ORDINARY = {
 @pytest.mark.parametrize("text", ORDINARY.values(), ids=ORDINARY.keys())
 def test_ordinary_code_and_logs_are_not_pinned(scanner: PrivacyScanner, text: str) -> None:
     assert [(hit.detector, text[hit.start : hit.end]) for hit in scanner.scan(text)] == []
+
+
+SOAK_SEEDS = range(100, 120)
+
+
+def strings_in(value: object) -> list[str]:
+    """Every string in a parsed JSON value, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for key, item in value.items() for text in [key, *strings_in(item)]]
+    if isinstance(value, list):
+        return [text for item in value for text in strings_in(item)]
+    return []
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(1800)
+def test_soak_more_seeds_and_no_secret_reaches_the_cloud(
+    scanner: PrivacyScanner, default_server: str, fake: FakeCloud, soak_tally: SoakTally
+) -> None:
+    missed = 0
+    for seed in SOAK_SEEDS:
+        for _, _, secret, text in corpus.placed(random.Random(seed), per_format=2):
+            at = text.find(secret)
+            hits = [hit for hit in scanner.scan(text) if hit.detector.startswith(_SECRET_FAMILIES)]
+            missed += not any(hit.start < at + len(secret) and hit.end > at for hit in hits)
+
+    # Through the server: each text in a request that asks for the cloud, in both APIs.
+    rows = corpus.placed(random.Random(SOAK_SEEDS[0]), per_format=1)
+    statuses: list[int] = []
+    with (
+        logged_tracebacks() as tracebacks,
+        httpx.Client(base_url=default_server, timeout=60) as client,
+    ):
+        for index, (_, _, _, text) in enumerate(rows):
+            messages = [{"role": "user", "content": text}]
+            if index % 2:
+                body = {"model": "cloud", "max_tokens": 16, "messages": messages}
+                response = client.post("/v1/messages", json=body)
+            else:
+                response = client.post(
+                    "/v1/chat/completions", json={"model": "cloud", "messages": messages}
+                )
+            statuses.append(response.status_code)
+    sent = "\n".join(text for request in fake.requests for text in strings_in(request.body))
+    leaked = sum(secret in sent for _, _, secret, _ in rows)
+
+    soak_tally.add(
+        "secret corpus",
+        requests=len(statuses),
+        server_errors=sum(status >= 500 for status in statuses),
+        tracebacks=len(tracebacks),
+        secrets_leaked=missed + leaked,
+    )
+    assert (missed, leaked) == (0, 0)
+    assert set(statuses) == {200}
+    assert tracebacks == []

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from hybrid import __version__
@@ -118,12 +118,21 @@ class ModeRequest(BaseModel):
     mode: str | None = None
 
 
+# What the route accepts, which is narrower than what ModeRequest parses (see there).
+_MODE_BODY = {
+    "title": "ModeRequest",
+    "type": "object",
+    "required": ["mode"],
+    "properties": {"mode": {"title": "Mode", "enum": list(MODES)}},
+}
+
+
 @router.post(
     "/v1/hybrid/mode",
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": ModeRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": _MODE_BODY}},
         }
     },
 )
@@ -148,7 +157,7 @@ async def set_mode(request: Request) -> JSONResponse:
     return JSONResponse({"mode": chosen})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     state = app_state(request)

@@ -34,7 +34,10 @@ async def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    responses={503: {"description": "The model is still loading, or failed to load."}},
+)
 async def health(request: Request) -> JSONResponse:
     """200 with the model, queue and hardware once the model is ready; 503 before that.
 
