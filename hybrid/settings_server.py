@@ -55,6 +55,14 @@ class ServerSettings(BaseModel):
             "slower upload gets HTTP 408 and its connection is closed."
         ),
     )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a client has to send a request line and its headers, from the moment it "
+            "connects or its previous response ended; a slower client's connection is closed."
+        ),
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description=(

@@ -46,10 +46,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         0 after a clean shutdown, 1 when the server could not start (e.g. the port is taken).
         A second Ctrl-C during the shutdown ends the process at once with 130 instead.
     """
-    import uvicorn
-
     from hybrid.api.app import create_app
-    from hybrid.cli.daemon import DaemonServer
+    from hybrid.cli.daemon import DaemonServer, server_config
     from hybrid.ledger.store import LedgerStore
     from hybrid.models.catalog import resolve_model
 
@@ -73,13 +71,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "hybrid listening on http://%s:%d/v1 (data dir %s)", server.host, server.port, settings.home
     )
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=server.host,
-        port=server.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=server.shutdown_timeout_s,
-        access_log=settings.log_level == "debug",
+    config = server_config(
+        app, server, log_level=settings.log_level, access_log=settings.log_level == "debug"
     )
     # Open event streams (a monitor) end when the shutdown starts instead of holding it.
     uvicorn_server = DaemonServer(config, on_shutdown=app.state.hybrid.bus.close)

@@ -19,6 +19,7 @@ LEAVES = [
     "server.port",
     "server.max_body_bytes",
     "server.body_timeout_s",
+    "server.header_timeout_s",
     "server.api_key",
     "server.allowed_hosts",
     "server.allowed_origins",
