@@ -92,12 +92,15 @@ def free_port() -> int:
 
 
 def start_server(
-    model: Path, n_ctx: int, threads: int, home: Path
+    model: Path, n_ctx: int, threads: int, home: Path, environ: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``hybrid serve`` on ``model`` and wait until it is ready; ``environ`` is added to
+    the environment (with no other ``HYBRID_`` variable from this one)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_")}
     env["HYBRID_HOME"] = str(home)
     env["HYBRID_LOG_LEVEL"] = "warning"
+    env.update(environ or {})
     process = subprocess.Popen(
         [
             sys.executable,

@@ -12,6 +12,7 @@ FastAPI as before.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -25,6 +26,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hybrid.api.errors import response_for
 
 Body = TypeVar("Body", bound=BaseModel)
+
+LARGE_BODY_BYTES = 256 * 1024
+"""Bodies from this size up are parsed on a worker thread: pydantic takes about 2 ms a
+megabyte, which would hold the event loop (and ``/health``) for a multi-megabyte prompt."""
 
 
 def parse_body(model: type[Body], raw: bytes) -> Body:
@@ -40,6 +45,17 @@ def parse_body(model: type[Body], raw: bytes) -> Body:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
+
+
+async def read_body(model: type[Body], raw: bytes) -> Body:
+    """:func:`parse_body`, on a worker thread for a body of :data:`LARGE_BODY_BYTES` or more.
+
+    Raises:
+        RequestValidationError: The body is not JSON, or not what ``model`` describes.
+    """
+    if len(raw) < LARGE_BODY_BYTES:
+        return parse_body(model, raw)  # a thread hop would cost more than the parse
+    return await asyncio.to_thread(parse_body, model, raw)
 
 
 @dataclass(frozen=True)
@@ -76,7 +92,8 @@ class DirectRoutes:
             return
         request = Request(scope, receive)
         try:
-            response = await route.endpoint(parse_body(route.body, await request.body()), request)
+            body = await read_body(route.body, await request.body())
+            response = await route.endpoint(body, request)
         except Exception as exc:
             response = response_for(request, exc)
         await response(scope, receive, send)

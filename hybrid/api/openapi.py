@@ -81,6 +81,7 @@ _BODY_ERRORS = {
     "413": "The body is larger than server.max_body_bytes.",
     "415": "The body was not sent as JSON (Content-Type: application/json).",
 }
+_QUERY_ERROR = "Invalid request: a query parameter is not one of the values documented."
 _ANSWER_ERRORS = {
     "404": "No model by that name; GET /v1/models lists them.",
     "429": "The local queue is full (Retry-After says when to retry), or the budget is spent.",
@@ -129,8 +130,10 @@ def with_hybrid_errors(document: dict[str, Any]) -> dict[str, Any]:
             errors = dict(_EVERY_ROUTE_ERRORS)
             if path not in _KEYLESS_PATHS:
                 errors.update(_KEYED_ROUTE_ERRORS)
-            if validated or method == "post":
+            if method == "post":
                 errors.update(_BODY_ERRORS)
+            elif validated:
+                errors["400"] = _QUERY_ERROR
             if path in _ANSWERING_PATHS:
                 errors.update(_ANSWER_ERRORS)
             for status, description in sorted(errors.items()):

@@ -20,7 +20,9 @@ The order of things:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,9 @@ from hybrid.local.runtime import LocalRuntime
 from hybrid.routing import cascade
 from hybrid.routing.names import CloudTarget, ModelNames
 from hybrid.routing.policy import LocalStatus, RouteContext, RouteDecision, Router, Verdict
+
+LONG_TEXT_CHARS = 256 * 1024
+"""Requests whose text has this many characters or more are decided on a worker thread."""
 
 log = logging.getLogger("hybrid.routing")
 
@@ -305,7 +310,12 @@ class Dispatcher:
             return RoutePlan(mode, target, decision, None, self._runtime.model_id, decided)
         # An explicit cloud route only needs the privacy check, which reads text: no tokens.
         context, prepared, unfit = await self._context(request, count_tokens=mode != "cloud")
-        decision = self._router.decide(context, pins_only=mode == "cloud")
+        decide = functools.partial(self._router.decide, context, pins_only=mode == "cloud")
+        # The privacy scan reads the whole text (about 8 ms a megabyte): a long one is read on a
+        # worker thread, so that it does not hold the event loop.
+        decision = (
+            decide() if len(context.text) < LONG_TEXT_CHARS else await asyncio.to_thread(decide)
+        )
         if mode == "cloud" and not decision.pinned:
             code = "mode:cloud-only" if fixed_by == "mode" else "explicit:cloud"
             explicit = Verdict(fixed_by, "cloud", code)

@@ -25,6 +25,7 @@ from fake_cloud import FakeCloud, Fault
 from fastapi.testclient import TestClient
 from scripted import ScriptedRuntime, scripted_app
 
+from hybrid.api import direct
 from hybrid.generation import GenerationDone, GenerationEvent, TextDelta, Usage
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore
@@ -32,6 +33,7 @@ from hybrid.local.backend import LocalBackend
 from hybrid.local.engine import EngineJob
 from hybrid.local.prompt import ChatFormatter
 from hybrid.local.queue import WorkQueue
+from hybrid.routing.privacy import PrivacyHit, PrivacyScanner
 from hybrid.settings import Settings, load_settings
 
 N_CTX = 1024
@@ -203,3 +205,34 @@ def test_a_failed_oversized_prompt_is_recorded_by_its_size(hybrid: Hybrid, fake:
     assert record.status == "error" and record.tokens_estimated
     assert record.prompt_tokens == -(-len(HUGE.encode()) // 4)
     assert hybrid.engine.calls == []  # neither the fallback nor the ledger tokenized it
+
+
+def test_a_long_body_is_parsed_and_scanned_off_the_event_loop(
+    hybrid: Hybrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A multi-megabyte body takes pydantic and the privacy scan tens of milliseconds: on the
+    # event loop, that would hold /health and every stream for as long.
+    parsed: list[tuple[int, bool]] = []
+    scanned: list[tuple[int, bool]] = []
+    parse = direct.parse_body
+    scan = PrivacyScanner.first
+
+    def recording_parse(model: Any, raw: bytes) -> Any:
+        parsed.append((len(raw), _runs_an_event_loop()))
+        return parse(model, raw)
+
+    def recording_scan(self: PrivacyScanner, text: str) -> PrivacyHit | None:
+        scanned.append((len(text), _runs_an_event_loop()))
+        return scan(self, text)
+
+    monkeypatch.setattr(direct, "parse_body", recording_parse)
+    monkeypatch.setattr(PrivacyScanner, "first", recording_scan)
+
+    assert hybrid.chat("hybrid", "What is the capital of France?").status_code == 200
+    assert hybrid.chat("hybrid", HUGE).status_code == 200
+
+    short_parse, long_parse = parsed
+    assert long_parse[0] > len(HUGE) and not long_parse[1]
+    assert short_parse[1]  # a short body is parsed in place: a thread hop would cost more
+    assert any(size >= len(HUGE) and not on_loop for size, on_loop in scanned)
+    assert all(not on_loop for size, on_loop in scanned if size >= len(HUGE))

@@ -6,9 +6,9 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -42,7 +42,16 @@ async def stats_snapshot(state: AppState) -> dict[str, Any]:
 
 
 @router.get("/v1/hybrid/stats")
-async def stats(request: Request) -> JSONResponse:
+async def stats(
+    request: Request,
+    by: Annotated[
+        str | None,
+        Query(
+            description="Also group the totals by this, as `hybrid stats --by` does.",
+            json_schema_extra={"enum": list(GROUP_BYS)},
+        ),
+    ] = None,
+) -> JSONResponse:
     """Totals for today (UTC) and all time, the budget and the mode.
 
     ``?by=route|model|reason|day|decided`` adds ``by`` and ``groups``: ``{"today": [...],
@@ -54,7 +63,6 @@ async def stats(request: Request) -> JSONResponse:
     """
     state = app_state(request)
     body = await stats_snapshot(state)
-    by = request.query_params.get("by")
     if by is not None:
         if by not in GROUP_BYS:
             raise InvalidRequestError(
