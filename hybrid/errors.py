@@ -6,6 +6,7 @@ HybridError
 ├── ModelFileError              a model file is missing, unreadable or not a GGUF
 ├── ServeError                  the server cannot start (its address is taken, ...)
 ├── InvalidRequestError         a request hybrid understood but cannot honour (n > 1, ...)
+│   └── RequestNotFoundError    feedback names a request id the ledger does not hold
 ├── LedgerError                 the ledger file cannot be opened, migrated, written or read
 ├── CalibrationRejectedError    a calibration fit is too uncertain, or worse than prompt
 │                               length, to replace the calibration in use (it is not saved)
@@ -70,6 +71,18 @@ class InvalidRequestError(HybridError):
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+
+
+class RequestNotFoundError(InvalidRequestError):
+    """Feedback names a request the ledger does not hold (never answered, or pruned).
+
+    Attributes:
+        request_id: The id asked for.
+    """
+
+    def __init__(self, message: str, *, request_id: str) -> None:
+        super().__init__(message, param="request_id")
+        self.request_id = request_id
 
 
 class LedgerError(HybridError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class PrivacySettings(BaseModel):
@@ -83,6 +83,15 @@ class DifficultySettings(BaseModel):
             "calibrated for the installed model."
         ),
     )
+    model_stage: bool = Field(
+        default=True,
+        description=(
+            "When the calibration carries a probe, let the local model's own view of the "
+            "prompt settle the scores the text features are unsure of (those in the probe's "
+            "band): it costs the prompt's prefill, which a local answer then reuses. Off: the "
+            "feature score alone decides."
+        ),
+    )
 
 
 class CascadeSettings(BaseModel):
@@ -101,6 +110,74 @@ class CascadeSettings(BaseModel):
         description="Below this geometric-mean token probability, the local answer is "
         "discarded and the cloud answers.",
     )
+
+
+class CalibrationSettings(BaseModel):
+    """Fit the difficulty router to a model that has no calibration, while serving."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    background: bool = Field(
+        default=True,
+        description=(
+            "When the served model has no calibration, answer the calibration set on it in the "
+            "background, only while no request waits or runs, and adopt the fit when it beats "
+            "the prior on held-out items (off: the model stays on its prior until `hybrid "
+            "calibrate` is run)."
+        ),
+    )
+    per_category: int = Field(
+        default=60,
+        ge=2,
+        le=200,
+        description=(
+            "Calibration items per category (9 categories) for background calibration; the "
+            "default matches `hybrid calibrate`, so either can reuse the other's answers."
+        ),
+    )
+
+
+class LearnSettings(BaseModel):
+    """Learning from traffic: what is kept for refitting the difficulty model, and shadow
+    sampling (``hybrid calibrate --from-ledger`` refits from it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keep_signals: int = Field(
+        default=10_000,
+        ge=0,
+        description="Keep the prompt features (never the text) of this many most recent "
+        "scored requests in the ledger, for refitting; 0 keeps none.",
+    )
+    shadow_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of local answers also sent to the cloud target, after the client "
+        "has its answer, to grade the local answer against (0: off). Costs cloud spend, "
+        "counted against the budget; private requests are never sent.",
+    )
+    shadow_agreement: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Without a judge, a local answer agrees with the cloud's (is labelled "
+        "good) when their normalised word overlap (F1) reaches this.",
+    )
+    judge_model: str | None = Field(
+        default=None,
+        description="A cloud model (provider/model) that grades shadow answers instead of the "
+        "word overlap; unset: no judge.",
+    )
+
+    @field_validator("judge_model")
+    @classmethod
+    def _judge_is_qualified(cls, value: str | None) -> str | None:
+        if value is not None:
+            provider, _, model = value.partition("/")
+            if not provider or not model:
+                raise ValueError("must be provider/model, e.g. openai/gpt-4.1-mini")
+        return value
 
 
 class RoutingSettings(BaseModel):
@@ -122,3 +199,9 @@ class RoutingSettings(BaseModel):
         default_factory=DifficultySettings, description="Difficulty."
     )
     cascade: CascadeSettings = Field(default_factory=CascadeSettings, description="Cascade.")
+    learn: LearnSettings = Field(
+        default_factory=LearnSettings, description="Learning from traffic."
+    )
+    calibration: CalibrationSettings = Field(
+        default_factory=CalibrationSettings, description="Background calibration."
+    )

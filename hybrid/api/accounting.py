@@ -159,6 +159,11 @@ class Accountant:
         self._perf = perf
         self._cpu = cpu
 
+    @property
+    def costing(self) -> Costing:
+        """Prices records (shadow calls are priced with it too)."""
+        return self._costing
+
     def elapsed(self, ticket: Ticket) -> float:
         """Seconds since the request arrived."""
         return max(self._perf() - ticket.started, 0.0)

@@ -63,4 +63,7 @@ async def start_answer(
     except HybridError as exc:
         await state.accountant.failed(ticket, generation_request, exc)
         raise
-    return await state.accountant.watch(ticket, answer, generation_request)
+    answer = await state.accountant.watch(ticket, answer, generation_request)
+    if state.learner is not None:
+        answer = state.learner.watch(answer, generation_request, api=api, model=model)
+    return answer

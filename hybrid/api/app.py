@@ -22,16 +22,18 @@ from hybrid.api.browsers import AllowedHosts, AllowedOrigins
 from hybrid.api.direct import DirectRoute, DirectRoutes
 from hybrid.api.errors import install_error_handlers
 from hybrid.api.events import EventBus, hardware_event
+from hybrid.api.learning import build_learner
 from hybrid.api.metrics import Metrics
 from hybrid.api.middleware import HybridMiddleware
 from hybrid.api.openapi import document_errors
-from hybrid.api.routes import admin, chat, completions, messages, meta
+from hybrid.api.routes import admin, chat, completions, feedback, messages, meta
 from hybrid.api.schema import ChatCompletionRequest, CompletionRequest
 from hybrid.api.state import AppState
 from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.ledger.costing import Costing
 from hybrid.ledger.prices import PriceTable
 from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.calibration.background import BackgroundCalibration
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames
@@ -83,11 +85,24 @@ def create_app(
     sampler: LiveSampler = LiveSampler(hardware.sample, interval_s=settings.probe.sample_interval_s)
     names = ModelNames.from_settings(settings.cloud)
     calibrated = CalibratedModel(settings.home, lambda: local.loaded_path)
+    background = (
+        BackgroundCalibration(
+            home=settings.home,
+            calibration=calibrated,
+            backend=local.background_backend,
+            model_name=lambda: local.model_id,
+            per_category=settings.routing.calibration.per_category,
+        )
+        if settings.routing.calibration.background and settings.routing.difficulty.enabled
+        else None
+    )
     pool = build_providers(settings.cloud)
     bus = EventBus()
     metrics = Metrics()
     ledger = LedgerWriter(
-        settings.ledger.resolved_path(settings.home), settings.ledger.retention_days
+        settings.ledger.resolved_path(settings.home),
+        settings.ledger.retention_days,
+        keep_signals=settings.routing.learn.keep_signals,
     )
     accountant = Accountant(
         ledger,
@@ -132,6 +147,15 @@ def create_app(
         bus=bus,
         metrics=metrics,
         calibration=calibrated,
+        background=background,
+        learner=build_learner(
+            settings.routing.learn,
+            ledger=ledger,
+            accountant=accountant,
+            calibrated=calibrated,
+            providers=pool.providers,
+            names=names,
+        ),
     )
 
     @contextlib.asynccontextmanager
@@ -145,13 +169,21 @@ def create_app(
         # Look the difficulty model up as soon as the model is loaded, not on the first request.
         loading.add_done_callback(lambda _: calibrated())
         ticking = asyncio.create_task(publish_hardware(state, settings.probe.sample_interval_s))
+        # Calibrates a model that has none, on the queue's low-priority lane.
+        calibrating = asyncio.create_task(background.run()) if background else None
         try:
             yield
         finally:
             ticking.cancel()
+            if calibrating is not None:
+                calibrating.cancel()
             await local.close()
             # A load still running finishes on its thread and frees what it loaded.
-            await asyncio.gather(loading, ticking, return_exceptions=True)
+            await asyncio.gather(
+                loading, ticking, *filter(None, [calibrating]), return_exceptions=True
+            )
+            if state.learner is not None:
+                await state.learner.aclose()  # shadow calls still running, before the providers
             await pool.aclose()
             sampler.stop()
             # Last: every response has ended, so every record is queued; close commits them.
@@ -172,6 +204,7 @@ def create_app(
     app.include_router(messages.router)
     app.include_router(meta.router)
     app.include_router(admin.router)
+    app.include_router(feedback.router)
     # Inside the middleware below (which has read the body and checked the key).
     app.add_middleware(
         DirectRoutes,

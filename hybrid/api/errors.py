@@ -30,6 +30,7 @@ from hybrid.errors import (
     ProviderError,
     ProviderRejectedError,
     QueueFullError,
+    RequestNotFoundError,
 )
 
 log = logging.getLogger("hybrid.api")
@@ -120,6 +121,8 @@ def wire_error(exc: HybridError) -> WireError:
         return WireError(
             400, message, "invalid_request_error", "context_length_exceeded", "messages"
         )
+    if isinstance(exc, RequestNotFoundError):
+        return WireError(404, message, "invalid_request_error", "request_not_found", exc.param)
     if isinstance(exc, InvalidRequestError):
         return WireError(400, message, "invalid_request_error", None, exc.param)
     if isinstance(exc, ModelNotFoundError):

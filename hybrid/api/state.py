@@ -12,11 +12,13 @@ if TYPE_CHECKING:
 
     from hybrid.api.accounting import Accountant
     from hybrid.api.events import EventBus
+    from hybrid.api.learning import Learner
     from hybrid.api.metrics import Metrics
     from hybrid.cloud.provider import CloudProvider
     from hybrid.hardware.sampler import LiveSampler
     from hybrid.ledger.writer import LedgerWriter
     from hybrid.local.runtime import LocalRuntime
+    from hybrid.routing.calibration.background import BackgroundCalibration
     from hybrid.routing.dispatcher import Dispatcher
     from hybrid.routing.policies.difficulty import CalibratedModel
     from hybrid.settings import Settings
@@ -36,6 +38,8 @@ class AppState:
     bus: EventBus
     metrics: Metrics
     calibration: CalibratedModel | None = None
+    learner: Learner | None = None
+    background: BackgroundCalibration | None = None
 
 
 def app_state(request: Request) -> AppState:

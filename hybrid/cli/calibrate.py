@@ -104,6 +104,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="remove this machine's calibration of the model, so the shipped one is used again",
     )
+    parser.add_argument(
+        "--from-ledger",
+        action="store_true",
+        help="refit from the recorded calibration answers and the ledger's labelled requests "
+        "(feedback, shadow comparisons), without running the model; adopted only if it "
+        "improves the held-out AUROC",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -128,6 +135,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
         sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
         return reset_calibration(settings.home, sha256, model_name=path.stem, out=sys.stdout)
+    if getattr(args, "from_ledger", False):
+        from hybrid.cli.calibrate_ledger import refit_from_ledger
+
+        if not 0.0 < args.held_out < 1.0:
+            raise ConfigError(f"--held-out must be between 0 and 1 (got {args.held_out})")
+        path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
+        sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
+        refit_from_ledger(
+            home=settings.home,
+            ledger=settings.ledger.resolved_path(settings.home),
+            sha256=sha256,
+            model_name=path.stem,
+            seed=args.seed,
+            held_out=args.held_out,
+            out=sys.stdout,
+            model_file=path,
+        )
+        return 0
     options = CalibrateOptions(
         per_category=args.per_category,
         seed=args.seed,

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from hybrid.hardware.plan import ModelFootprint, RuntimePlan
     from hybrid.hardware.snapshot import HardwareSnapshot
     from hybrid.models.catalog import ModelEntry
+    from hybrid.routing.calibration.background import BackgroundProgress
+    from hybrid.routing.difficulty.model import DifficultyModel
     from hybrid.routing.difficulty.store import StoredModel
     from hybrid.settings import Settings
 
@@ -61,29 +63,62 @@ class CalibrationInUse:
         model: That model's name.
         found: The calibration, or None when there is none (or it is unusable).
         problem: Why it cannot be used or looked up, when it cannot.
+        prior: The prior from the model's size and family it runs on when it has no
+            calibration (None when it has one, or the header cannot be read).
+        background: The last background calibration progress a server recorded for it.
     """
 
     model: str
     found: StoredModel | None
     problem: str | None = None
+    prior: DifficultyModel | None = None
+    background: BackgroundProgress | None = None
 
     def line(self) -> str:
-        """One line for the listing."""
+        """The lines for the listing (one, or two with background calibration progress)."""
         head = f"Calibration in use for {self.model}:"
         if self.problem is not None:
-            return f"{head} unusable: {self.problem}"
-        if self.found is None:
-            return f"{head} none; run `hybrid calibrate` to fit the difficulty router to it."
-        return f"{head} {self.found.describe()}."
+            text = f"{head} unusable: {self.problem}"
+        elif self.found is not None:
+            text = f"{head} {self.found.describe()}."
+        elif self.prior is not None:
+            expected = self.prior.meta.get("expected_accuracy")
+            guess = f"expected accuracy {expected:.0%}, " if isinstance(expected, float) else ""
+            text = (
+                f"{head} none yet; it runs on a prior from its size and family ({guess}"
+                f"threshold {self.prior.threshold:.2f}) until `hybrid serve` calibrates it in "
+                "the background, or you run `hybrid calibrate`."
+            )
+        else:
+            text = f"{head} none; run `hybrid calibrate` to fit the difficulty router to it."
+        if self.background is not None:
+            when = f" (as of {self.background.updated})" if self.background.updated else ""
+            text += f"\nBackground calibration: {self.background.line()}{when}."
+        return text
 
     def to_json(self) -> dict[str, Any]:
-        """``model``, ``problem``, and the calibration's ``source`` (``user``, ``shipped`` or
-        None when there is none), ``path``, ``created``, ``items`` and ``held_out_auroc``."""
+        """``model``, ``problem``, the calibration's ``source`` (``user``, ``shipped``,
+        ``prior``, or None when there is none), ``path``, ``created``, ``items`` and
+        ``held_out_auroc``; ``prior`` (``expected_accuracy``, ``threshold``, or None) and
+        ``background`` (the recorded progress, or None)."""
         if self.found is not None:
             summary = self.found.summary()
         else:
             summary = dict.fromkeys(("source", "path", "created", "items", "held_out_auroc"))
-        return {"model": self.model, **summary, "problem": self.problem}
+        prior: dict[str, Any] | None = None
+        if self.prior is not None and self.found is None:
+            summary["source"] = "prior"
+            prior = {
+                "expected_accuracy": self.prior.meta.get("expected_accuracy"),
+                "threshold": round(self.prior.threshold, 4),
+            }
+        return {
+            "model": self.model,
+            **summary,
+            "problem": self.problem,
+            "prior": prior,
+            "background": self.background.to_json() if self.background is not None else None,
+        }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,6 +202,8 @@ def calibration_in_use(
         The calibration, or None when no readable model is the one ``hybrid serve`` loads.
     """
     from hybrid.errors import HybridError
+    from hybrid.routing.calibration.background import read_progress
+    from hybrid.routing.difficulty.prior import prior_for_file
     from hybrid.routing.difficulty.store import find, gguf_sha256
 
     entry = next((e for e in entries if e.default and e.info is not None), None)
@@ -174,9 +211,17 @@ def calibration_in_use(
         return None
     try:
         sha256 = gguf_sha256(entry.path, progress=lambda line: print(line, file=err))
-        return CalibrationInUse(entry.name, find(home, sha256))
+        found = find(home, sha256)
     except HybridError as exc:
         return CalibrationInUse(entry.name, None, str(exc))
+    background = read_progress(home, sha256)
+    if found is not None:
+        return CalibrationInUse(entry.name, found, background=background)
+    try:
+        prior = prior_for_file(entry.path, sha256)
+    except HybridError:
+        prior = None
+    return CalibrationInUse(entry.name, None, prior=prior, background=background)
 
 
 def _planner(settings: Settings, snapshot: HardwareSnapshot) -> Planner:

@@ -2,8 +2,11 @@
 
 ``hybrid route "PROMPT"`` prints the decision and every policy's verdict. ``hybrid route
 --jsonl`` reads JSON lines from stdin (``{"prompt": ...}`` or ``{"messages": [...]}``, optional
-``max_tokens``) and writes one line per input: ``{"target", "score", "reasons"}``.  No server
-runs: the local model is loaded here, to count tokens exactly as ``hybrid serve`` does.
+``max_tokens``) and writes one line per input: ``{"target", "score", "reasons"}``.  When the
+difficulty policy decided, the printed decision and ``--json`` also say which of its stages did
+(``feature``, ``model``: the probe on the local model's view, or ``feature_fallback``: the
+probe could not run).  No server runs: the local model is loaded here, to count tokens exactly
+as ``hybrid serve`` does, and to give its view of the prompts the difficulty probe settles.
 """
 
 from __future__ import annotations
@@ -145,12 +148,29 @@ def _plan_json(plan: RoutePlan, *, verdicts: bool) -> dict[str, Any]:
         "reasons": list(decision.reasons),
     }
     if verdicts:
+        stage = _stage(plan)
+        if stage is not None:
+            document["stage"] = stage
         document["model"] = _model(plan)
         document["verdicts"] = [
             {"policy": v.policy, "outcome": v.outcome, "reason": v.reason, "score": v.score}
             for v in decision.verdicts
         ]
     return document
+
+
+_STAGES = {
+    "feature": "feature (the prompt's text features decided)",
+    "model": "model (the local model's view of the prompt decided; the features were unsure)",
+    "feature_fallback": "feature (the features were unsure, and the model stage could not run)",
+}
+
+
+def _stage(plan: RoutePlan) -> str | None:
+    """The difficulty stage that decided, when the difficulty policy decided."""
+    from hybrid.routing.model_stage import stage_of
+
+    return stage_of(plan.decision)
 
 
 def _model(plan: RoutePlan) -> str | None:
@@ -165,6 +185,9 @@ def _print_plan(plan: RoutePlan, out: TextIO) -> None:
     print(f"reason:  {'; '.join(decision.reasons)}", file=out)
     if decision.score is not None:
         print(f"score:   {decision.score:.3f}", file=out)
+    stage = _stage(plan)
+    if stage is not None:
+        print(f"stage:   {_STAGES[stage]}", file=out)
     if decision.pinned:
         print("pinned:  private data: this request does not leave the machine", file=out)
     print(file=out)

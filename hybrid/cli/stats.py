@@ -4,7 +4,9 @@ Reads the ledger file directly (no server needs to run).  ``--since`` picks the 
 ``--by`` adds one row per route, model, reason, UTC day or decider (``router``: hybrid's
 policies chose the route; ``client``: the model name or ``X-Hybrid-Route`` pinned it;
 ``mode``: the server-wide mode did), ``--json`` prints
-``{"ledger", "recorded", "window", "since", "totals", "latency", "by", "groups"}``.
+``{"ledger", "recorded", "window", "since", "totals", "latency", "by", "groups", "labels"}``.
+``labels`` (all time, not windowed) counts the labels each local model's requests have for
+``hybrid calibrate --from-ledger``, by source (``feedback``, ``shadow``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from hybrid.ledger.learning import LabelCount
     from hybrid.ledger.totals import Latency, Totals
     from hybrid.settings import Settings
 
@@ -71,12 +74,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     length = WINDOWS[args.since]
     since = None if length is None else time.time() - length
     recorded = path.is_file()
+    labels: list[LabelCount] = []
     if recorded:
         totals, latency, groups = _query(path, args.by, since)
+        labels = _labels(path)
     else:
         totals, latency, groups = Totals(), Latency(), []
     if args.json:
         document = _document(path, recorded, args, since, totals, latency, groups)
+        document["labels"] = [count.to_dict() for count in labels]
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
         if not recorded:
@@ -84,8 +90,30 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elif not recorded:
         print(_nothing_recorded(path))
     else:
-        _print_text(path, args, since, totals, latency, groups, sys.stdout)
+        _print_text(path, args, since, totals, latency, groups, sys.stdout, labels)
     return 0
+
+
+def _labels(path: Path) -> list[LabelCount]:
+    from hybrid.ledger.store import LedgerStore
+
+    store = LedgerStore.open(path)
+    try:
+        return store.label_counts()
+    finally:
+        store.close()
+
+
+def _print_labels(labels: list[LabelCount], out: TextIO) -> None:
+    """One line per local model: its labels by source, and how many a refit can use."""
+    for index, count in enumerate(labels):
+        model = f"model {count.model_sha256[:12]}" if count.model_sha256 else "no signal kept"
+        usable = f"; {count.usable:,} usable by a refit" if count.model_sha256 else ""
+        name = "labels" if index == 0 else ""
+        print(
+            f"{name:<13} {model}: {count.feedback:,} feedback, {count.shadow:,} shadow{usable}",
+            file=out,
+        )
 
 
 def _query(path: Path, by: Any, since: float | None) -> tuple[Totals, Latency, list[Group]]:
@@ -150,6 +178,7 @@ def _print_text(
     latency: Latency,
     groups: list[Group],
     out: TextIO,
+    labels: list[LabelCount] | None = None,
 ) -> None:
     window = "everything recorded" if since is None else f"last {args.since} (since {_utc(since)})"
     print(f"ledger: {path}", file=out)
@@ -178,6 +207,7 @@ def _print_text(
     ]
     for name, value in rows:
         print(f"{name:<13} {value}", file=out)
+    _print_labels(labels or [], out)
     if args.by is not None:
         print(file=out)
         _print_groups(args.by, groups, out)

@@ -5,6 +5,7 @@ record.py    LedgerRecord / VerdictRecord: the request_finished event, as stored
 prices.py    PriceTable: shipped prices (data/prices.json) plus the user's overrides
 costing.py   Costing: cloud cost, local energy cost, counterfactual and cost avoided
 totals.py    Totals / Latency: the definitions, folded in memory
+learning.py  Signal / Label: what learning from traffic keeps (no prompt text), and its SQL
 schema.py    the SQLite schema and its migrations
 store.py     LedgerStore: append and query the file (the same totals, in SQL)
 writer.py    LedgerWriter: a writer thread with group commit, awaited from the event loop

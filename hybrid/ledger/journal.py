@@ -7,7 +7,8 @@ thread moves records into SQLite in batches and empties the journal whenever eve
 has been committed; at start-up, whatever a killed server left in it is committed first.
 
 This keeps the event loop's share of a record to a JSON dump and one append, with no wait on
-another thread or on SQLite.
+another thread or on SQLite.  Signals and labels (:mod:`hybrid.ledger.learning`) travel the same
+way, as lines with ``"kind": "signal"`` or ``"kind": "label"``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 from hybrid.errors import LedgerError
+from hybrid.ledger.learning import Label, Learned, Signal
 from hybrid.ledger.record import LedgerRecord
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,17 @@ class Journal:
         Raises:
             LedgerError: The write failed (disk full, ...).
         """
-        data = record.to_dict() if data is None else data
+        self._write(record.to_dict() if data is None else data)
+
+    def append_learned(self, entry: Learned) -> None:
+        """Make one signal or label durable (against a crash of this process).
+
+        Raises:
+            LedgerError: The write failed (disk full, ...).
+        """
+        self._write(entry.to_dict())
+
+    def _write(self, data: Mapping[str, Any]) -> None:
         line = orjson.dumps(data) + b"\n"
         try:
             written = os.write(self._fd, line)
@@ -88,19 +100,39 @@ def read_journal(path: Path) -> Sequence[LedgerRecord]:
     Args:
         path: The journal file; a missing file holds nothing.
     """
+    return [entry for entry in read_entries(path) if isinstance(entry, LedgerRecord)]
+
+
+def read_entries(path: Path) -> Sequence[LedgerRecord | Learned]:
+    """The records, signals and labels a journal holds, in order (see :func:`read_journal`).
+
+    Args:
+        path: The journal file; a missing file holds nothing.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise LedgerError(f"cannot read the ledger journal {path}: {exc.strerror}") from exc
-    records: list[LedgerRecord] = []
+    records: list[LedgerRecord | Learned] = []
     for number, line in enumerate(data.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            records.append(LedgerRecord.from_dict(json.loads(line)))
+            records.append(_entry(json.loads(line)))
         except (ValueError, TypeError, KeyError) as exc:
             # Only a crash of the machine mid-write leaves a torn line; the rest still counts.
             log.warning("skipping line %d of the ledger journal %s: %s", number, path, exc)
     return records
+
+
+def _entry(data: Any) -> LedgerRecord | Learned:
+    if not isinstance(data, dict):
+        raise ValueError("a journal line holds a JSON object")
+    kind = data.get("kind")
+    if kind == "signal":
+        return Signal.from_dict(data)
+    if kind == "label":
+        return Label.from_dict(data)
+    return LedgerRecord.from_dict(data)

@@ -8,6 +8,11 @@ A cascade that escalated writes two records with the same ``id``: the discarded 
 (``leg="cascade_local"``: its tokens and energy) and the answer (``leg="cascade_cloud"``).  A
 cascade whose local answer stood writes one ordinary local record (``leg=None``).
 
+A local answer picked for shadow sampling (``routing.learn.shadow_rate``) is also sent to the
+cloud after the client has its answer; that call is recorded as ``leg="shadow"`` (and a judge's
+call, when one grades the two answers, as ``leg="shadow_judge"``), with the request's ``id``:
+its cost counts like any cloud call, but it is not a request of its own.
+
 A request turned away before any model ran (an invalid request, an unknown model, a full
 queue, a spend cap) is recorded with ``route="none"`` and ``status="refused"``: it is neither a
 local nor a cloud answer, and it has no tokens, costs or savings.
@@ -21,12 +26,15 @@ from typing import Any, Literal, get_args
 
 Route = Literal["local", "cloud", "none"]
 Status = Literal["ok", "error", "cancelled", "refused"]
-Leg = Literal["cascade_local", "cascade_cloud"]
+Leg = Literal["cascade_local", "cascade_cloud", "shadow", "shadow_judge"]
 Decided = Literal["router", "client", "mode"]
 
 ROUTES: tuple[str, ...] = get_args(Route)
 STATUSES: tuple[str, ...] = get_args(Status)
 LEGS: tuple[str, ...] = get_args(Leg)
+NOT_REQUESTS: tuple[str, ...] = ("cascade_local", "shadow", "shadow_judge")
+"""The legs that are not requests of their own: a cascade's discarded local answer, and the
+cloud calls of shadow sampling (their cost counts, the request was counted once already)."""
 DECIDERS: tuple[str, ...] = get_args(Decided)
 
 
@@ -107,7 +115,8 @@ class LedgerRecord:
         cost_avoided_usd: Counterfactual cost minus energy cost, None when unpriced.
         price_known: False when a model that needed a price had none (or had no rate for
             the prompt-cache tokens the answer used).
-        leg: None, or which leg of a cascade this is.
+        leg: None, or which leg of a cascade (``cascade_local``, ``cascade_cloud``) or of shadow
+            sampling (``shadow``, ``shadow_judge``) this is.
         cache_read_tokens: Of ``prompt_tokens``, those the cloud provider read from its prompt
             cache (priced at the cached-input rate).
         cache_write_tokens: Of ``prompt_tokens``, those the cloud provider wrote to its prompt
@@ -170,8 +179,9 @@ class LedgerRecord:
 
     @property
     def is_request(self) -> bool:
-        """Whether this record counts as a request: every record but a discarded cascade leg."""
-        return self.leg != "cascade_local"
+        """Whether this record counts as a request: every record but a discarded cascade leg
+        and a shadow call."""
+        return self.leg not in NOT_REQUESTS
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as the ``request_finished`` JSON object (lists for tuples)."""

@@ -12,6 +12,7 @@ never between two.  A file written by a newer hybrid is refused rather than gues
   (``explicit:`` -> ``client``, ``mode:`` -> ``mode``, any other answer -> ``router``); and
   requests refused before any model ran, which older versions recorded as failed local (or,
   at a spend cap, cloud) requests, become ``route='none'``, ``status='refused'``.
+- v4: ``signals`` and ``labels``, what learning from traffic keeps (:mod:`hybrid.ledger.learning`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sqlite3
 from pathlib import Path
 
 from hybrid.errors import LedgerError
+from hybrid.ledger import learning
 from hybrid.ledger.totals import day_label, reason_label
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -83,6 +85,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         WHERE provider != 'none'
         """,
     ),
+    learning.MIGRATION,
 )
 """``MIGRATIONS[n - 1]`` holds the statements that take version ``n - 1`` to ``n``."""
 

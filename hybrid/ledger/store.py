@@ -1,4 +1,5 @@
-"""The ledger file: appending records and the queries ``hybrid stats`` and the server ask.
+"""The ledger file: appending records (and learning's signals and labels) and the queries
+``hybrid stats``, the server and ``hybrid calibrate --from-ledger`` ask.
 
 Synchronous, one connection, used by one thread at a time: the writer thread of
 :class:`~hybrid.ledger.writer.LedgerWriter`, a read connection of the server, or
@@ -10,14 +11,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hybrid.errors import LedgerError
-from hybrid.ledger import schema
-from hybrid.ledger.record import LedgerRecord
+from hybrid.ledger import learning, schema
+from hybrid.ledger.learning import Label, LabelCount, LabelledSignal, Learned, Signal
+from hybrid.ledger.record import NOT_REQUESTS, LedgerRecord
 from hybrid.ledger.totals import NO_DECIDER, GroupBy, Latency, Totals, order_groups
+
+T = TypeVar("T")
 
 COLUMNS: tuple[str, ...] = (
     "id",
@@ -52,8 +56,8 @@ COLUMNS: tuple[str, ...] = (
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM requests"
 
-# A discarded cascade leg is not a request (see hybrid.ledger.totals).
-_IS_REQUEST = "leg IS NOT 'cascade_local'"
+# A discarded cascade leg or a shadow call is not a request (see hybrid.ledger.totals).
+_IS_REQUEST = f"(leg IS NULL OR leg NOT IN ({', '.join(repr(leg) for leg in NOT_REQUESTS)}))"
 _TOTALS = f"""
     COUNT(*) FILTER (WHERE {_IS_REQUEST}),
     COUNT(*) FILTER (WHERE {_IS_REQUEST} AND route = 'local'),
@@ -95,26 +99,39 @@ class LedgerStore:
         """
         return cls(schema.connect(path), path)
 
-    def append(self, records: Sequence[LedgerRecord]) -> None:
-        """Write records in one transaction: all of them are stored, or none.
+    def append(
+        self,
+        records: Sequence[LedgerRecord],
+        learned: Sequence[Learned] = (),
+        *,
+        keep_signals: int | None = None,
+    ) -> None:
+        """Write records, signals and labels in one transaction: all of them are stored, or none.
+
+        Args:
+            records: Request records.
+            learned: Signals and labels (:mod:`hybrid.ledger.learning`), in written order.
+            keep_signals: Keep only this many most recent signals; None keeps them all.
 
         Raises:
             LedgerError: SQLite failed (disk full, file locked too long); nothing was stored.
         """
-        if not records:
+        if not records and not learned:
             return
         rows = [_row(record) for record in records]
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(_INSERT, rows)
+                learning.insert(self._conn, learned, keep_signals)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise LedgerError(
-                f"could not record {len(rows)} request(s) in the ledger {self.path}: {exc}"
+                f"could not record {len(rows)} request(s) and {len(learned)} signal(s) or "
+                f"label(s) in the ledger {self.path}: {exc}"
             ) from exc
 
     def totals(self, since: float | None = None, until: float | None = None) -> Totals:
@@ -214,9 +231,45 @@ class LedgerStore:
         """
         try:
             cursor = self._conn.execute("DELETE FROM requests WHERE time < ?", (older_than,))
+            learning.prune(self._conn, older_than)
         except sqlite3.Error as exc:
             raise LedgerError(f"could not prune the ledger {self.path}: {exc}") from exc
         return cursor.rowcount
+
+    def answer(self, request_id: str) -> LedgerRecord | None:
+        """The record of a request's answer (not a discarded or shadow leg), or None.
+
+        A request with no answer leg (only possible for a malformed ledger) falls back to its
+        newest record, so that a request the ledger knows is never reported unknown.
+        """
+        rows = self._rows(
+            f"{_SELECT} WHERE id = ? ORDER BY {_IS_REQUEST} DESC, seq DESC LIMIT 1", [request_id]
+        )
+        return _record(rows[0]) if rows else None
+
+    def labelled(self, model_sha256: str) -> list[LabelledSignal]:
+        """The kept signals of a local model that carry a label (see
+        :func:`hybrid.ledger.learning.labelled`)."""
+        return self._query(lambda: learning.labelled(self._conn, model_sha256))
+
+    def signals(self, model_sha256: str | None = None) -> list[Signal]:
+        """The kept signals, of one local model or all, oldest first."""
+        return self._query(lambda: learning.signals(self._conn, model_sha256))
+
+    def labels(self, request_id: str | None = None) -> list[Label]:
+        """The labels, of one request or all, oldest first."""
+        return self._query(lambda: learning.labels(self._conn, request_id))
+
+    def label_counts(self) -> list[LabelCount]:
+        """Labels per local model and source (see :func:`hybrid.ledger.learning.counts`)."""
+        return self._query(lambda: learning.counts(self._conn))
+
+    def _query(self, query: Callable[[], T]) -> T:
+        """Run a read; SQLite's errors become a :class:`HybridError`."""
+        try:
+            return query()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"could not read the ledger {self.path}: {exc}") from exc
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
         """Run a query and fetch its rows; SQLite's errors become a :class:`HybridError`."""

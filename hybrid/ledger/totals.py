@@ -4,9 +4,10 @@
 here, and the store's tests check that both agree:
 
 - ``requests`` counts records that are requests: every record but the discarded local leg of
-  an escalated cascade.  ``local``, ``cloud`` and ``refused`` count those requests by route
-  (``none`` for refused), so ``requests = local + cloud + refused``; ``errors`` counts those
-  that ended in an error while being answered (or failed before an answer started).
+  an escalated cascade and the cloud calls of shadow sampling (``record.NOT_REQUESTS``).
+  ``local``, ``cloud`` and ``refused`` count those requests by route (``none`` for refused),
+  so ``requests = local + cloud + refused``; ``errors`` counts those that ended in an error
+  while being answered (or failed before an answer started).
 - ``local_share`` is ``local / (local + cloud)``: a refused request was neither kept local nor
   sent to the cloud, so it moves the share neither way.
 - Tokens, cloud spend and cost avoided add up over every record, discarded legs included: that

@@ -8,6 +8,10 @@ transaction (group commit; ``synchronous=NORMAL`` in WAL mode, so a commit is a 
 WAL, not an fsync) and empties the journal whenever everything in it is committed.  At start,
 records a killed server left in the journal are committed before anything else.
 
+Signals and labels for learning (:mod:`hybrid.ledger.learning`) take the same path
+(:meth:`LedgerWriter.learn_nowait`); each commit that adds signals prunes them to the newest
+``keep_signals``.
+
 The thread also deletes records older than the retention period, at start and hourly.
 """
 
@@ -24,7 +28,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hybrid.errors import HybridError, LedgerError
-from hybrid.ledger.journal import Journal, journal_path, read_journal
+from hybrid.ledger.journal import Journal, journal_path, read_entries
+from hybrid.ledger.learning import Label, Learned, Signal
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore
 from hybrid.ledger.totals import Totals
@@ -57,6 +62,7 @@ class LedgerWriter:
         *,
         open_store: Callable[[Path], LedgerStore] = LedgerStore.open,
         commit_interval_s: float = 0.25,
+        keep_signals: int | None = None,
     ) -> None:
         """Prepare a writer; nothing is opened until :meth:`start`.
 
@@ -67,7 +73,10 @@ class LedgerWriter:
             open_store: Opens the file (tests pass a wrapper).
             commit_interval_s: How long records may gather before a commit (they are
                 already safe in the journal meanwhile).
+            keep_signals: Keep only this many most recent learning signals
+                (``routing.learn.keep_signals``); None keeps them all.
         """
+        self._keep_signals = keep_signals
         self.path = path
         self._retention_s = retention_days * _SECONDS_PER_DAY
         self._clock = clock
@@ -148,6 +157,22 @@ class LedgerWriter:
             self._journal.append(record, data)
             self._queue.put(record)
 
+    def learn_nowait(self, entry: Learned) -> None:
+        """Journal a signal or a label and queue it for SQLite, as :meth:`write_nowait` does a
+        record.  A newer entry for the same request (and, for a label, the same source)
+        replaces an older one.
+
+        Raises:
+            LedgerError: The writer is not running, or the journal could not be written.
+        """
+        with self._lock:
+            if not self._running or self._journal is None:
+                raise LedgerError(
+                    f"the ledger writer for {self.path} is not running; start() it first"
+                )
+            self._journal.append_learned(entry)
+            self._queue.put(entry)
+
     def close(self) -> None:
         """Commit everything queued, stop the thread and close the ledger.  Idempotent."""
         with self._lock:
@@ -210,12 +235,19 @@ class LedgerWriter:
         """Commit the records a previous server journaled but never committed."""
         assert self._store is not None
         path = journal_path(self.path)
-        pending = read_journal(path)
+        pending = read_entries(path)
         if pending:
-            missing = self._store.missing(pending)
-            self._store.append(missing)
+            records = [entry for entry in pending if isinstance(entry, LedgerRecord)]
+            missing = self._store.missing(records)
+            # Signals and labels replace their older selves: replayed in order, they end as
+            # they were last written.
+            learned = [entry for entry in pending if isinstance(entry, Signal | Label)]
+            self._store.append(missing, learned, keep_signals=self._keep_signals)
             logging.getLogger(__name__).info(
-                "recovered %d ledger record(s) from %s", len(missing), path
+                "recovered %d ledger record(s) and %d signal(s) or label(s) from %s",
+                len(missing),
+                len(learned),
+                path,
             )
         path.unlink(missing_ok=True)
 
@@ -224,8 +256,9 @@ class LedgerWriter:
         while True:
             batch = self._next_batch()
             records = [item for item in batch if isinstance(item, LedgerRecord)]
-            if records:
-                self._commit(records)
+            learned = [item for item in batch if isinstance(item, Signal | Label)]
+            if records or learned:
+                self._commit(records, learned)
             for item in batch:
                 if isinstance(item, _Barrier):
                     _release(item)
@@ -253,10 +286,10 @@ class LedgerWriter:
             if batch:
                 return batch
 
-    def _commit(self, records: list[LedgerRecord]) -> None:
+    def _commit(self, records: list[LedgerRecord], learned: list[Learned]) -> None:
         assert self._store is not None
         try:
-            self._store.append(records)
+            self._store.append(records, learned, keep_signals=self._keep_signals)
             self._transactions += 1
         except HybridError as exc:
             self._keep_journal = True

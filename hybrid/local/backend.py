@@ -11,6 +11,11 @@ Generation runs on the queue's worker thread; its events cross back to the event
 an ``asyncio.Queue``.  Closing a generation early sets a flag the worker checks after every
 token, so a client that goes away frees the model within one token.
 
+:meth:`LocalBackend.prompt_embedding` runs the prompt through the model on the same queue and
+context, and returns the model's own vector for it (the hidden state at the last prompt token,
+see :meth:`LlamaEngine.embed`); the prompt stays in the context's cache, so an answer to the
+same request started next evaluates only its last prompt token again.
+
 A model whose chat template supports tools gets the request's tools in its prompt, and its
 answer is read for tool calls (:mod:`hybrid.local.tool_calls`): text streams as it comes, except
 what may be a call, which is held and turned into tool call deltas when the answer ends.
@@ -23,9 +28,11 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
+
+import numpy as np
 
 from hybrid.backend import Backend, Generation
 from hybrid.errors import (
@@ -65,6 +72,11 @@ class Engine(Protocol):
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
 
     def longest_token_bytes(self) -> int | None: ...
+
+    @property
+    def n_embd(self) -> int: ...
+
+    def embed(self, tokens: Sequence[int]) -> np.ndarray: ...
 
     def run(
         self, job: EngineJob, cancel: threading.Event, emit: Callable[[GenerationEvent], None]
@@ -120,6 +132,52 @@ class LocalBackend(Backend):
     def context_length(self) -> int:
         """Tokens the loaded context holds."""
         return self._engine.n_ctx
+
+    @property
+    def embedding_size(self) -> int:
+        """Length of the vectors :meth:`prompt_embedding` returns (the model's hidden size)."""
+        return self._engine.n_embd
+
+    async def prompt_embedding(
+        self, request: GenerationRequest, *, prepared: EngineJob | None = None
+    ) -> np.ndarray:
+        """The local model's own vector for a request's prompt.
+
+        The prompt is evaluated on the model's queue thread, in the context that answers, and
+        the vector is the final hidden state at its last token (llama.cpp's per-token
+        embedding output; no second model, context or prefill).  The prompt stays in the
+        context's cache: :meth:`start` of the same request next evaluates only its last
+        prompt token again, unless another job used the model in between, and its greedy
+        answer is the same as without this call.
+
+        Args:
+            request: The request.
+            prepared: What :meth:`prepare` made of it (then it is not tokenized again).
+
+        Returns:
+            A float32 vector of :attr:`embedding_size` values; equal prompts give equal vectors.
+
+        Raises:
+            ContextLengthExceededError: The prompt and requested output do not fit.
+            InvalidRequestError: The chat template or the JSON schema rejects the request.
+            QueueFullError: ``max_queue`` requests are already waiting.
+            GenerationError: llama.cpp failed while evaluating the prompt.
+        """
+        job = prepared if prepared is not None else await self.prepare(request)
+        tokens = job.tokens
+        # A hand-off: background work waits for the answer that follows (or release_hand_off).
+        future = self._queue.submit(lambda: self._engine.embed(tokens), hand_off=True)
+        try:
+            return await asyncio.wrap_future(future)
+        except HybridError:
+            raise
+        except Exception as exc:  # anything else llama.cpp's binding raised on the worker
+            raise GenerationError(f"the local model failed to embed the prompt: {exc!r}") from exc
+
+    def release_hand_off(self) -> None:
+        """Let background work run again after :meth:`prompt_embedding` when no answer of the
+        same request follows on this model (the router escalated it)."""
+        self._queue.release()
 
     def count_tokens(self, text: str) -> int:
         """Tokens in a text by this model's tokenizer (no BOS)."""

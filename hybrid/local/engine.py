@@ -6,6 +6,15 @@ log-probabilities computed from the last token's logits alone.  ``create_complet
 report log-probabilities with ``logits_all=True``, which keeps a context-by-vocabulary matrix in
 memory (8.6 GB for an 8k context with Gemma's 262k vocabulary).
 
+The context keeps the tokens it last evaluated (its KV cache).  A prompt is evaluated after
+the longest prefix the cache holds, in two steps: every token but the last in batches, then
+the last one alone.  :meth:`LlamaEngine.embed` evaluates it the same way, keeping the last
+token's hidden state (and its logits): a :meth:`LlamaEngine.run` of the same prompt right after
+it samples from those logits and evaluates no prompt token anew, and its answer is the one it
+would have given without the embedding, token for token (llama.cpp's sums are not
+batch-invariant, so both paths must evaluate the last token the same way).  Evaluating the last
+token alone costs one decode step more than batching it with the rest.
+
 Every method but :meth:`LlamaEngine.tokenize` and :meth:`LlamaEngine.longest_token_bytes` must
 run on the model's queue thread.
 """
@@ -103,6 +112,10 @@ class LlamaEngine:
         self._vocab_lock = threading.Lock()
         self._longest: int | None = None
         self._longest_known = False
+        self._evaluated = 0
+        # The prompt whose last-token logits the context holds (an embedding just computed),
+        # with its vector; None once anything else is decoded.
+        self._primed: tuple[tuple[int, ...], np.ndarray] | None = None
 
     @classmethod
     def load(cls, path: Path, options: LoadOptions) -> LlamaEngine:
@@ -142,6 +155,20 @@ class LlamaEngine:
     def n_ctx(self) -> int:
         """Tokens the context holds."""
         return int(self._llama.n_ctx())
+
+    @property
+    def n_embd(self) -> int:
+        """Size of the model's hidden state: the length of :meth:`embed`'s vectors."""
+        return int(self._llama.n_embd())
+
+    @property
+    def prompt_tokens_evaluated(self) -> int:
+        """Prompt tokens the last :meth:`run` or :meth:`embed` evaluated anew.
+
+        The rest of that prompt came from the cache: a generation right after an embedding of
+        the same prompt reports 0 here (it samples from the logits the embedding left).
+        """
+        return self._evaluated
 
     def token_text(self, token: int) -> str:
         """The text of a special token (e.g. BOS), for chat templates."""
@@ -201,6 +228,7 @@ class LlamaEngine:
 
     def close(self) -> None:
         """Free the model and context."""
+        self._primed = None
         self._llama.close()
 
     def run(
@@ -230,8 +258,18 @@ class LlamaEngine:
         finish: FinishReason = "length"
         cancelled = False
         try:
+            primed, self._primed = self._primed, None
+            if primed is not None and primed[0] == tuple(job.tokens):
+                # The whole prompt and its last logits are in the context: sample from them.
+                self._evaluated, prompt, reset = 0, [], False
+            else:
+                # All but the last token now; generate() finds them cached and evaluates the
+                # last one alone, as embed() does.
+                self._evaluated = self._prefill(job.tokens) + 1
+                prompt, reset = list(job.tokens), True
             tokens = llama.generate(
-                job.tokens,
+                prompt,
+                reset=reset,
                 top_k=_TOP_K,
                 top_p=job.top_p,
                 min_p=_MIN_P,
@@ -281,6 +319,89 @@ class LlamaEngine:
                 cancelled=cancelled,
             )
         )
+
+    def embed(self, tokens: Sequence[int]) -> np.ndarray:
+        """The model's own vector for a prompt: the final hidden state at its last token.
+
+        The last token's state is what llama.cpp gives without another prefill: it is the one
+        position whose output the context computes anyway (for the next token's logits).  A
+        mean over every position would make every token an output of the batch, paying the
+        vocabulary projection (262k rows for Gemma) and a logits row per token, and llama.cpp
+        only pools inside a context created for embeddings.  Under a causal mask the last
+        position has attended to the whole prompt, so it summarises all of it.
+
+        The prompt is evaluated as :meth:`run` evaluates it (after the same cached prefix, in
+        the same batches, the last token alone), in this context, and stays there with its
+        last logits: a :meth:`run` of the same tokens next evaluates nothing anew.  The same
+        prompt from the same cache gives the same vector, bit for bit; from another cache
+        (another prefix reused) it is evaluated in other batches, and differs in the last
+        digits.
+
+        Args:
+            tokens: The tokenized prompt (at least one token).
+
+        Returns:
+            A float32 vector of :attr:`n_embd` values.
+
+        Raises:
+            GenerationError: llama.cpp failed, or gave no hidden state for the prompt.
+        """
+        import llama_cpp
+
+        if not tokens:
+            raise GenerationError("cannot embed an empty prompt")
+        key = tuple(tokens)
+        primed, self._primed = self._primed, None
+        if primed is not None and primed[0] == key:
+            self._primed, self._evaluated = primed, 0
+            return primed[1].copy()
+        llama = self._llama
+        try:
+            evaluated = self._prefill(tokens) + 1
+            llama_cpp.llama_set_embeddings(llama.ctx, True)
+            try:
+                # Alone: with embeddings on, llama.cpp outputs every token of a batch, logits
+                # included, which would double the cost of a batch.
+                llama.eval(tokens[-1:])
+                pointer = llama_cpp.llama_get_embeddings_ith(llama.ctx, -1)
+                vector = (
+                    None
+                    if not pointer
+                    else np.ctypeslib.as_array(pointer, shape=(self.n_embd,)).astype(np.float32)
+                )
+            finally:
+                llama_cpp.llama_set_embeddings(llama.ctx, False)
+        except (RuntimeError, ValueError, AssertionError) as exc:
+            raise GenerationError(f"llama.cpp failed while embedding the prompt: {exc}") from exc
+        self._evaluated = evaluated
+        if vector is None:
+            raise GenerationError(
+                "llama.cpp gave no hidden state for the prompt (a context pooled for "
+                "embeddings?); load a generative model to use the probe"
+            )
+        self._primed = (key, vector)
+        return vector.copy()
+
+    def _prefill(self, tokens: Sequence[int]) -> int:
+        """Evaluate every prompt token but the last, after the prefix the cache holds.
+
+        llama-cpp-python's ``generate`` then finds them all cached and evaluates only the last
+        token, as :meth:`embed` does.
+
+        Returns:
+            The tokens evaluated.
+        """
+        llama = self._llama
+        head = list(tokens[:-1])
+        limit = min(int(llama.n_tokens), len(head))
+        reused = 0
+        if limit > 0:
+            differ = np.flatnonzero(llama.input_ids[:limit] != np.asarray(head[:limit]))
+            reused = int(differ[0]) if differ.size else limit
+        llama.n_tokens = reused
+        if len(head) > reused:
+            llama.eval(head[reused:])
+        return len(head) - reused
 
     def _piece(self, token: int) -> bytes:
         """The bytes of one token, cached: most answers reuse a small set of tokens."""

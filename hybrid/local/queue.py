@@ -3,15 +3,31 @@
 A llama.cpp context is not thread-safe, so every job that touches it runs on the queue's single
 worker thread, in arrival order.  The queue knows its depth and estimates how long a newcomer
 would wait; both are cheap to read from any thread, for ``/health`` and for routing decisions.
+
+Beside the clients' line there is a low-priority lane (:meth:`WorkQueue.background`), for work
+that must never slow serving down (background calibration): a background job starts only when
+no client job is waiting or running, one at a time, and is never refused.  A client job that
+arrives while a background job runs waits for that one job only, so background work is cut
+into short jobs.  Background jobs count in neither :attr:`WorkQueue.waiting` nor
+``max_waiting``.
+
+A client job may be submitted as a *hand-off* (``submit(job, hand_off=True)``): one whose
+caller will submit a follow-up client job at once, such as the router's look at a prompt
+before its answer, which reuses the prompt the first job left in the model's cache.  Background
+work then waits for that follow-up (the next client job submitted), for :meth:`WorkQueue.release`,
+or at most ``hand_off_s``, so that a calibration item does not evict the prompt in between.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from hybrid.errors import QueueFullError
 
@@ -21,6 +37,37 @@ T = TypeVar("T")
 _EWMA_WEIGHT = 0.3
 
 
+@dataclass(eq=False)
+class _Pending:
+    """A background job not started yet, and the future its caller holds."""
+
+    job: Callable[[], Any]
+    future: Future[Any]
+
+
+class _Line:
+    """The state both lanes of one queue share: the worker thread, the counts, the backlog."""
+
+    def __init__(
+        self, *, max_waiting: int, initial_job_s: float, clock: Callable[[], float]
+    ) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybrid-local")
+        self.max_waiting = max_waiting
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.waiting = 0
+        self.running_since: float | None = None
+        self.running_background = False
+        self.mean_job_s = initial_job_s
+        self.mean_background_s = initial_job_s
+        self.backlog: deque[_Pending] = deque()
+        # A background job handed to the executor and not finished (at most one at a time).
+        self.background_dispatched = False
+        self.closed = False
+        # While set (a monotonic time), background work waits for a hand-off's follow-up.
+        self.held_until: float | None = None
+
+
 class WorkQueue:
     """Runs submitted callables one at a time, first in first out, with a bounded waiting line.
 
@@ -28,6 +75,7 @@ class WorkQueue:
         max_waiting: How many jobs may wait behind the running one; one more is refused.
         initial_job_s: Assumed duration of a job before any has been measured.
         clock: Monotonic clock, injectable for tests.
+        hand_off_s: The longest background work waits for a hand-off's follow-up.
     """
 
     def __init__(
@@ -36,88 +84,207 @@ class WorkQueue:
         max_waiting: int,
         initial_job_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        hand_off_s: float = 5.0,
     ) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybrid-local")
-        self._max_waiting = max_waiting
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._waiting = 0
-        self._running_since: float | None = None
-        self._mean_job_s = initial_job_s
+        self._line = _Line(max_waiting=max_waiting, initial_job_s=initial_job_s, clock=clock)
+        self._hand_off_s = hand_off_s
+        self._low = False
+
+    def background(self) -> WorkQueue:
+        """The same queue seen from its low-priority lane.
+
+        Returns:
+            A queue whose :meth:`submit` puts jobs in the background lane: each starts only
+            when no client job waits or runs, they run in arrival order, and none is refused.
+            Its depth, waiting count and expected wait are the clients' line's.
+        """
+        lane = copy.copy(self)
+        lane._low = True
+        return lane
+
+    @property
+    def is_background(self) -> bool:
+        """Whether :meth:`submit` uses the low-priority lane."""
+        return self._low
 
     @property
     def max_waiting(self) -> int:
         """How many jobs may wait behind the running one."""
-        return self._max_waiting
+        return self._line.max_waiting
 
     @property
     def depth(self) -> int:
-        """Jobs waiting plus the one running."""
-        with self._lock:
-            return self._waiting + (self._running_since is not None)
+        """Jobs waiting plus the one running (a running background job counts)."""
+        line = self._line
+        with line.lock:
+            return line.waiting + (line.running_since is not None)
 
     @property
     def waiting(self) -> int:
-        """Jobs admitted but not started."""
-        with self._lock:
-            return self._waiting
+        """Client jobs admitted but not started."""
+        with self._line.lock:
+            return self._line.waiting
+
+    @property
+    def background_waiting(self) -> int:
+        """Background jobs submitted but not started."""
+        with self._line.lock:
+            return len(self._line.backlog)
 
     def expected_wait_s(self) -> float:
-        """Estimated seconds before a job submitted now would start.
+        """Estimated seconds before a client job submitted now would start.
 
         Returns:
             The running job's expected remainder plus the mean duration of each waiting job.
         """
-        with self._lock:
+        line = self._line
+        with line.lock:
             remaining = 0.0
-            if self._running_since is not None:
-                elapsed = self._clock() - self._running_since
-                remaining = max(self._mean_job_s - elapsed, 0.1 * self._mean_job_s)
-            return remaining + self._waiting * self._mean_job_s
+            if line.running_since is not None:
+                mean = line.mean_background_s if line.running_background else line.mean_job_s
+                elapsed = line.clock() - line.running_since
+                remaining = max(mean - elapsed, 0.1 * mean)
+            return remaining + line.waiting * line.mean_job_s
 
-    def submit(self, job: Callable[[], T]) -> Future[T]:
+    def submit(self, job: Callable[[], T], *, hand_off: bool = False) -> Future[T]:
         """Queue a job.
 
         Args:
             job: Runs on the worker thread; its result or exception lands in the future.
+            hand_off: The caller will submit a follow-up client job right after this one:
+                background work waits for it (or :meth:`release`, or ``hand_off_s``).
 
         Returns:
             A future; cancelling it before the job starts removes the job from the queue.
 
         Raises:
-            QueueFullError: ``max_waiting`` jobs are already waiting behind a running one.
+            QueueFullError: ``max_waiting`` jobs are already waiting behind a running one
+                (never raised by the background lane).
         """
-        with self._lock:
-            busy = self._waiting > 0 or self._running_since is not None
-            if busy and self._waiting >= self._max_waiting:
-                depth = self._waiting + (self._running_since is not None)
-                retry_after = max(1.0, self._mean_job_s * (self._waiting + 1))
+        if self._low:
+            return self._submit_background(job)
+        line = self._line
+        with line.lock:
+            busy = line.waiting > 0 or line.running_since is not None
+            if busy and line.waiting >= line.max_waiting:
+                depth = line.waiting + (line.running_since is not None)
+                retry_after = max(1.0, line.mean_job_s * (line.waiting + 1))
                 raise QueueFullError(depth=depth, retry_after=retry_after)
-            self._waiting += 1
-        future = self._executor.submit(self._run, job)
+            line.waiting += 1
+            # A client job is the follow-up any earlier hand-off waited for.
+            line.held_until = line.clock() + self._hand_off_s if hand_off else None
+        if hand_off:
+            timer = threading.Timer(self._hand_off_s, self._dispatch_background)
+            timer.daemon = True
+            timer.start()  # background work resumes when the hold lapses
+        future = line.executor.submit(self._run, job)
         future.add_done_callback(self._forget_if_cancelled)
         return future
 
+    def release(self) -> None:
+        """End a hand-off's hold without a follow-up (its caller went elsewhere)."""
+        with self._line.lock:
+            self._line.held_until = None
+        self._dispatch_background()
+
     def close(self) -> None:
         """Drop the jobs that have not started and wait for the running one to end."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            self._waiting = 0
+        line = self._line
+        with line.lock:
+            line.closed = True
+            dropped = list(line.backlog)
+            line.backlog.clear()
+        for pending in dropped:
+            pending.future.cancel()
+        line.executor.shutdown(wait=True, cancel_futures=True)
+        with line.lock:
+            line.waiting = 0
+
+    def _submit_background(self, job: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        line = self._line
+        with line.lock:
+            closed = line.closed
+            if not closed:
+                line.backlog.append(_Pending(job, future))
+        if closed:
+            future.cancel()
+            return future
+        self._dispatch_background()
+        return future
+
+    def _dispatch_background(self) -> None:
+        """Hand the next background job to the worker when nothing else is queued or running."""
+        line = self._line
+        with line.lock:
+            if (
+                line.closed
+                or line.background_dispatched
+                or not line.backlog
+                or line.waiting > 0
+                or line.running_since is not None
+                or (line.held_until is not None and line.clock() < line.held_until)
+            ):
+                return
+            line.background_dispatched = True
+        try:
+            line.executor.submit(self._run_background)
+        except RuntimeError:  # shut down between the check and the submit
+            with line.lock:
+                line.background_dispatched = False
+
+    def _run_background(self) -> None:
+        line = self._line
+        with line.lock:
+            # A client job may have arrived after this one was handed over: it goes first, and
+            # this one returns to the front of the backlog (handed over again when it is done).
+            held = line.held_until is not None and line.clock() < line.held_until
+            if line.waiting > 0 or not line.backlog or held:
+                line.background_dispatched = False
+                return
+            pending = line.backlog.popleft()
+            if not pending.future.set_running_or_notify_cancel():
+                line.background_dispatched = False
+                started = False
+            else:
+                line.running_since = line.clock()
+                line.running_background = True
+                started = True
+        if not started:
+            self._dispatch_background()
+            return
+        try:
+            result = pending.job()
+        except BaseException as exc:
+            pending.future.set_exception(exc)
+        else:
+            pending.future.set_result(result)
+        finally:
+            with line.lock:
+                took = line.clock() - (line.running_since or line.clock())
+                line.mean_background_s += _EWMA_WEIGHT * (took - line.mean_background_s)
+                line.running_since = None
+                line.running_background = False
+                line.background_dispatched = False
+        self._dispatch_background()
 
     def _run(self, job: Callable[[], T]) -> T:
-        with self._lock:
-            self._waiting -= 1
-            self._running_since = self._clock()
+        line = self._line
+        with line.lock:
+            line.waiting -= 1
+            line.running_since = line.clock()
         try:
             return job()
         finally:
-            with self._lock:
-                took = self._clock() - (self._running_since or self._clock())
-                self._mean_job_s += _EWMA_WEIGHT * (took - self._mean_job_s)
-                self._running_since = None
+            with line.lock:
+                took = line.clock() - (line.running_since or line.clock())
+                line.mean_job_s += _EWMA_WEIGHT * (took - line.mean_job_s)
+                line.running_since = None
+            self._dispatch_background()
 
     def _forget_if_cancelled(self, future: Future[T]) -> None:
         # A future cancelled before it started never reaches _run, so it is still counted.
         if future.cancelled():
-            with self._lock:
-                self._waiting -= 1
+            with self._line.lock:
+                self._line.waiting -= 1
+            self._dispatch_background()

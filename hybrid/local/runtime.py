@@ -65,6 +65,7 @@ class LocalRuntime:
         self._state: RuntimeState = "loading"
         self._error: str | None = None
         self._backend: LocalBackend | None = None
+        self._background: LocalBackend | None = None
         self._engine: LlamaEngine | None = None
         self._loaded: LoadedModel | None = None
 
@@ -137,6 +138,17 @@ class LocalRuntime:
             raise ModelNotReadyError("the server is shutting down")
         raise ModelNotReadyError("the local model is still loading; retry in a few seconds")
 
+    def background_backend(self) -> LocalBackend:
+        """The ready backend's low-priority twin: the same model and queue, but each request
+        it answers starts only when no client request waits or runs (background calibration).
+
+        Raises:
+            ModelNotReadyError: The model is loading, failed to load, or was closed.
+        """
+        self.backend()  # raises while the model is not ready
+        assert self._background is not None  # built together with the backend
+        return self._background
+
     def count_tokens(self, text: str) -> int:
         """Tokens in a text: by the local tokenizer once the model is ready, else an estimate
         of one token per four characters (what the ledger records when nothing better is
@@ -172,7 +184,7 @@ class LocalRuntime:
 
     def _free(self) -> None:
         backend, engine = self._backend, self._engine
-        self._backend = self._engine = None
+        self._backend = self._background = self._engine = None
         if backend is not None:
             backend.queue.close()
         if engine is not None:
@@ -230,11 +242,17 @@ class LocalRuntime:
             model_id,
             "its own" if formatter.uses_template else "transcript",
         )
-        return LocalBackend(
-            engine,
-            WorkQueue(max_waiting=local.max_queue),
-            formatter,
-            model_id=model_id,
-            default_max_tokens=local.default_max_tokens,
-            default_temperature=local.temperature,
+        queue = WorkQueue(max_waiting=local.max_queue)
+        backend, background = (
+            LocalBackend(
+                engine,
+                lane,
+                formatter,
+                model_id=model_id,
+                default_max_tokens=local.default_max_tokens,
+                default_temperature=local.temperature,
+            )
+            for lane in (queue, queue.background())
         )
+        self._background = background
+        return backend

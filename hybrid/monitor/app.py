@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import tzinfo
+from typing import Protocol, runtime_checkable
 
 import httpx
 from pydantic import SecretStr
@@ -23,12 +24,13 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Footer
 
-from hybrid.monitor.client import DaemonClient, DaemonUnreachable
-from hybrid.monitor.link import Backoff, DaemonLink, LinkStatus, follow
+from hybrid.monitor.client import DaemonClient, DaemonUnreachable, FeedbackRefused
+from hybrid.monitor.link import Backoff, DaemonLink, FeedbackLink, LinkStatus, follow
 from hybrid.monitor.messages import EventArrived, LinkChanged, RequestChosen
 from hybrid.monitor.screens.decision import DecisionScreen
 from hybrid.monitor.screens.help import HelpScreen
 from hybrid.monitor.state import Dashboard, DashboardState
+from hybrid.monitor.widgets.calibration import CalibrationLine, CalibrationView
 from hybrid.monitor.widgets.charts import ChartsPanel
 from hybrid.monitor.widgets.hardware import HardwarePanel
 from hybrid.monitor.widgets.offline_banner import OfflineBanner
@@ -37,15 +39,29 @@ from hybrid.monitor.widgets.savings import SavingsPanel
 from hybrid.monitor.widgets.status_line import StatusLine
 from hybrid.monitor.wire import MODES
 
+# Legs that are not answers of their own: a cascade's discarded local answer, shadow calls.
+_NOT_ANSWERS = ("cascade_local", "shadow", "shadow_judge")
 # The charts move with the clock even when no event arrives: a quiet minute is a 0.
 TICK_S = 1.0
+# How often /health is read for the calibration line (background calibration moves slowly).
+HEALTH_INTERVAL_S = 5.0
+
+
+@runtime_checkable
+class HealthSource(Protocol):
+    """A daemon link that can also read ``/health`` (:class:`DaemonClient` can)."""
+
+    async def health(self) -> object:
+        """The decoded ``/health`` body."""
+        ...
 
 
 class MonitorApp(App[None]):
     """The live dashboard of one ``hybrid serve``.
 
     Keys: ``m`` cycles the routing mode, ``p`` pauses the log, ``/`` filters it, Enter on a
-    request shows its decision, ``?`` shows help, ``q`` quits.
+    request shows its decision, ``+`` / ``-`` mark its answer good or bad, ``?`` shows help,
+    ``q`` quits.
     """
 
     CSS_PATH = "monitor.tcss"
@@ -54,6 +70,8 @@ class MonitorApp(App[None]):
         Binding("m", "cycle_mode", "mode"),
         Binding("p", "toggle_pause", "pause"),
         Binding("slash", "filter", "filter"),
+        Binding("plus", "mark(True)", "good"),
+        Binding("minus", "mark(False)", "bad"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
     ]
@@ -61,6 +79,7 @@ class MonitorApp(App[None]):
     dashboard: reactive[Dashboard] = reactive(Dashboard)
     link: reactive[LinkStatus] = reactive(lambda: LinkStatus("connecting"))
     now: reactive[float] = reactive(0.0)
+    calibration: reactive[CalibrationView | None] = reactive(None)
 
     def __init__(
         self,
@@ -69,6 +88,7 @@ class MonitorApp(App[None]):
         clock: Callable[[], float] = time.time,
         tz: tzinfo | None = None,
         backoff: Backoff | None = None,
+        health_interval_s: float = HEALTH_INTERVAL_S,
     ) -> None:
         """Create the app; nothing connects until it runs.
 
@@ -78,8 +98,11 @@ class MonitorApp(App[None]):
             clock: Unix time now; the charts' minutes and "today" follow it.
             tz: The zone times are shown in; None for the machine's.
             backoff: The waits between reconnect attempts.
+            health_interval_s: Seconds between two reads of ``/health`` for the calibration
+                line (when the link can read it).
         """
         super().__init__()
+        self._health_interval_s = health_interval_s
         self._daemon = daemon
         self._clock = clock
         self._tz = tz
@@ -96,6 +119,7 @@ class MonitorApp(App[None]):
         clock: Callable[[], float] = time.time,
         tz: tzinfo | None = None,
         backoff: Backoff | None = None,
+        health_interval_s: float = HEALTH_INTERVAL_S,
     ) -> MonitorApp:
         """The app for the daemon at ``url``, through a :class:`DaemonClient`.
 
@@ -106,15 +130,17 @@ class MonitorApp(App[None]):
             clock: As for the constructor.
             tz: As for the constructor.
             backoff: As for the constructor.
+            health_interval_s: As for the constructor.
         """
         client = DaemonClient(url, api_key, transport)
-        return cls(client, clock=clock, tz=tz, backoff=backoff)
+        return cls(client, clock=clock, tz=tz, backoff=backoff, health_interval_s=health_interval_s)
 
     def compose(self) -> ComposeResult:
         yield StatusLine(self._daemon.url, tz=self._tz, id="status").data_bind(
             MonitorApp.link, MonitorApp.dashboard, MonitorApp.now
         )
         yield OfflineBanner(id="offline").data_bind(MonitorApp.link)
+        yield CalibrationLine(id="calibration").data_bind(MonitorApp.calibration)
         yield SavingsPanel(id="savings").data_bind(MonitorApp.dashboard)
         with Horizontal(id="middle"):
             yield ChartsPanel(id="charts").data_bind(MonitorApp.dashboard)
@@ -126,9 +152,13 @@ class MonitorApp(App[None]):
         self._refresh_dashboard()
         self.set_interval(TICK_S, self._refresh_dashboard)
         self._follow_events()
+        if isinstance(self._daemon, HealthSource):
+            self._read_health()
+            self.set_interval(self._health_interval_s, self._read_health)
 
     async def on_unmount(self) -> None:
         self.workers.cancel_group(self, "events")
+        self.workers.cancel_group(self, "health")
         await self._daemon.aclose()
 
     @work(exclusive=True, group="events")
@@ -139,6 +169,15 @@ class MonitorApp(App[None]):
             on_status=lambda status: self.post_message(LinkChanged(status)),
             backoff=self._backoff,
         )
+
+    @work(exclusive=True, group="health")
+    async def _read_health(self) -> None:
+        assert isinstance(self._daemon, HealthSource)
+        try:
+            body = await self._daemon.health()
+        except DaemonUnreachable:
+            return  # the status line and the banner already say so
+        self.calibration = CalibrationView.from_health(body)
 
     @on(EventArrived)
     def _event_arrived(self, message: EventArrived) -> None:
@@ -193,3 +232,29 @@ class MonitorApp(App[None]):
     def action_help(self) -> None:
         """Show the keys."""
         self.push_screen(HelpScreen())
+
+    def action_mark(self, good: bool) -> None:
+        """Label the selected request's answer good or bad (``POST /v1/hybrid/feedback``)."""
+        record = self.query_one(RequestLog).selected()
+        if record is None:
+            self.notify("no request selected: pick one in the log first", timeout=4)
+            return
+        if record.route == "none" or record.leg in _NOT_ANSWERS:
+            self.notify(f"request {record.id} has no answer of its own to mark", timeout=4)
+            return
+        if not isinstance(self._daemon, FeedbackLink) or self.link.state != "live":
+            self.notify("not connected to the daemon: nothing can be marked now", timeout=4)
+            return
+        self._send_feedback(record.id, good)
+
+    @work(group="feedback")
+    async def _send_feedback(self, request_id: str, good: bool) -> None:
+        assert isinstance(self._daemon, FeedbackLink)
+        word = "good" if good else "bad"
+        try:
+            about_local = await self._daemon.send_feedback(request_id, good)
+        except (DaemonUnreachable, FeedbackRefused) as exc:
+            self.notify(str(exc), title="not marked", severity="error", timeout=8)
+            return
+        note = "" if about_local else " (a cloud answer: it says nothing about the local model)"
+        self.notify(f"marked {request_id} {word}{note}", timeout=4)

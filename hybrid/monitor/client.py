@@ -21,6 +21,8 @@ from hybrid.monitor.wire import MODES, MalformedEventError, Stats, parse_stats
 EVENTS_PATH = "/v1/hybrid/events"
 STATS_PATH = "/v1/hybrid/stats"
 MODE_PATH = "/v1/hybrid/mode"
+FEEDBACK_PATH = "/v1/hybrid/feedback"
+HEALTH_PATH = "/health"
 
 # The daemon pings every 15 s (docs/events.md); three missed pings mean the stream is dead even
 # if the socket says otherwise (a suspended laptop, a half-open connection).
@@ -39,6 +41,10 @@ class DaemonUnreachable(HybridError):
     def __init__(self, url: str, message: str) -> None:
         super().__init__(message)
         self.url = url
+
+
+class FeedbackRefused(HybridError):
+    """The daemon refused a label: it holds no such request, or the request has no answer."""
 
 
 class DaemonClient:
@@ -158,6 +164,28 @@ class DaemonClient:
                 self.url, f"{self.url}{STATS_PATH} sent a body the monitor cannot read ({exc})"
             ) from exc
 
+    async def health(self) -> object:
+        """Read ``GET /health`` (the body of its 503 too: the model is loading or failed).
+
+        Returns:
+            The decoded JSON body.
+
+        Raises:
+            DaemonUnreachable: The daemon cannot be reached, refused, or sent no JSON.
+        """
+        try:
+            response = await self._http.get(HEALTH_PATH)
+            if response.status_code != 503:
+                await self._check(response, HEALTH_PATH)
+            body: object = response.json()
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        except ValueError as exc:
+            raise DaemonUnreachable(
+                self.url, f"{self.url}{HEALTH_PATH} sent a body the monitor cannot read ({exc})"
+            ) from exc
+        return body
+
     async def set_mode(self, mode: str) -> str:
         """Set the routing mode with ``POST /v1/hybrid/mode``.
 
@@ -184,6 +212,36 @@ class DaemonClient:
             return mode
         confirmed = body.get("mode") if isinstance(body, dict) else None
         return confirmed if isinstance(confirmed, str) else mode
+
+    async def send_feedback(self, request_id: str, good: bool) -> bool:
+        """Label the answer to a request with ``POST /v1/hybrid/feedback``.
+
+        Args:
+            request_id: The request's id.
+            good: Whether its answer was good enough.
+
+        Returns:
+            Whether the label says something about the local model (it answered).
+
+        Raises:
+            FeedbackRefused: The daemon holds no such request, or it has no answer to label;
+                the message is the daemon's.
+            DaemonUnreachable: The daemon cannot be reached, or refused the monitor.
+        """
+        try:
+            response = await self._http.post(
+                FEEDBACK_PATH, json={"request_id": request_id, "good": good}
+            )
+            if response.status_code in (400, 404):
+                raise FeedbackRefused(_error_message(response))
+            await self._check(response, FEEDBACK_PATH)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            return True
+        return bool(body.get("about_local", True)) if isinstance(body, dict) else True
 
     async def aclose(self) -> None:
         """Close the connections; the client cannot be used afterwards."""
@@ -235,6 +293,16 @@ class DaemonClient:
         return DaemonUnreachable(
             self.url, f"the connection to the daemon at {self.url} dropped ({_reason(exc)})"
         )
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The message of an error body in OpenAI's shape, else the body's start."""
+    try:
+        body = response.json()
+        message = body["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200] or f"HTTP {response.status_code}"
+    return str(message)
 
 
 def _decode(data: str) -> object:

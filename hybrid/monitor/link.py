@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from hybrid.monitor.client import DaemonUnreachable
 
@@ -40,6 +40,20 @@ class DaemonLink(Protocol):
 
     async def aclose(self) -> None:
         """Release the connections."""
+        ...
+
+
+@runtime_checkable
+class FeedbackLink(Protocol):
+    """A daemon link that can label answers (:class:`~hybrid.monitor.client.DaemonClient`)."""
+
+    async def send_feedback(self, request_id: str, good: bool) -> bool:
+        """Label the answer to a request; True when the label is about the local model.
+
+        Raises:
+            FeedbackRefused: The daemon holds no such request, or it has no answer.
+            DaemonUnreachable: The daemon cannot be reached or refused.
+        """
         ...
 
 

@@ -36,6 +36,10 @@ from hybrid.monitor.wire import (
     parse_event,
 )
 
+# Legs that are not requests of their own (docs/events.md): a cascade's discarded local answer
+# and the cloud calls of shadow sampling.
+NOT_REQUESTS = ("cascade_local", "shadow", "shadow_judge")
+
 LOG_SIZE = 500
 """Finished requests the log keeps; older ones drop off the end."""
 CHART_MINUTES = 30
@@ -328,10 +332,11 @@ def _add(totals: Totals, record: RequestRecord) -> Totals:
     """Totals with one more finished request, counted as the daemon's ledger counts it.
 
     A cascade's discarded local leg is not a request of its own (its tokens and energy still
-    count); the cloud leg that replaced it is.  A refused request (route ``none``) is a request
-    but neither local nor cloud, so the local share is ``local / (local + cloud)``.
+    count); the cloud leg that replaced it is.  A shadow call (``shadow``, ``shadow_judge``)
+    is not a request either; its cloud spend counts.  A refused request (route ``none``) is a
+    request but neither local nor cloud, so the local share is ``local / (local + cloud)``.
     """
-    counts = record.leg != "cascade_local"
+    counts = record.leg not in NOT_REQUESTS
     local = totals.local + (counts and record.route == "local")
     cloud = totals.cloud + (counts and record.route == "cloud")
     return replace(

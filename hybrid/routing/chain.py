@@ -45,5 +45,11 @@ def build_router(
     if settings.capacity.enabled:
         policies.append(CapacityPolicy(settings.capacity))
     if settings.difficulty.enabled and difficulty is not None:
-        policies.append(DifficultyPolicy(difficulty, threshold=settings.difficulty.threshold))
+        policies.append(
+            DifficultyPolicy(
+                difficulty,
+                threshold=settings.difficulty.threshold,
+                model_stage=settings.difficulty.model_stage,
+            )
+        )
     return Router(policies)

@@ -10,7 +10,9 @@ The order of things:
    ``auto``) and the cloud target (:mod:`hybrid.routing.names`).
 2. ``auto`` tries the local model first; it escalates when the prompt and requested output do
    not fit the local context (``length:9312>8192``), when the local queue is full, or when the
-   local model is not ready.  (The router of a later layer replaces this rule.)
+   local model is not ready.  (The router of a later layer replaces this rule.)  A difficulty
+   score the text features are unsure of is settled by the local model's own view of the
+   prompt (:mod:`hybrid.routing.model_stage`).
 3. The cloud target, then each ``cloud.failover`` target, is started in turn; a provider
    retries by itself before its first byte.  A request the provider rejects as malformed is
    not failed over: it would fail everywhere.
@@ -25,8 +27,8 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 from hybrid.backend import Generation, ReplayGeneration
 from hybrid.cloud.provider import CloudProvider
@@ -47,9 +49,12 @@ from hybrid.hardware.snapshot import LiveSample
 from hybrid.local.backend import LocalGeneration
 from hybrid.local.engine import EngineJob
 from hybrid.local.runtime import LocalRuntime
-from hybrid.routing import cascade
+from hybrid.routing import cascade, model_stage
 from hybrid.routing.names import CloudTarget, ModelNames
 from hybrid.routing.policy import LocalStatus, RouteContext, RouteDecision, Router, Verdict
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LONG_TEXT_CHARS = 256 * 1024
 """Requests whose text has this many characters or more are decided on a worker thread."""
@@ -82,6 +87,7 @@ class Answer:
             which a local answer's saving is priced against; None when no cloud is configured.
         discarded: A cascade's local answer, read and thrown away before this one.
         decided: Who chose the route (see :attr:`RoutePlan.decided`).
+        prompt_vector: The local model's vector of the prompt, when the model stage read one.
     """
 
     generation: Generation
@@ -93,6 +99,7 @@ class Answer:
     counterfactual: str | None = None
     discarded: DiscardedLeg | None = None
     decided: Decided = "router"
+    prompt_vector: np.ndarray | None = field(default=None, compare=False)
 
     def headers(self) -> dict[str, str]:
         """The ``X-Hybrid-*`` headers that describe this answer."""
@@ -139,6 +146,7 @@ class RoutePlan:
         unfit: The local model's refusal, when preparing the request found that it does not
             fit there; a later local attempt (a fallback) raises it instead of preparing the
             request again.
+        prompt_vector: The local model's vector of the prompt, when the model stage read one.
     """
 
     mode: RouteOverride
@@ -148,6 +156,7 @@ class RoutePlan:
     local_model: str
     decided: Decided = "router"
     unfit: ContextLengthExceededError | None = None
+    prompt_vector: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -251,6 +260,7 @@ class Dispatcher:
             verdicts=plan.decision.verdicts,
             counterfactual=counterfactual,
             decided=plan.decided,
+            prompt_vector=plan.prompt_vector,
         )
 
     async def _start(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
@@ -316,6 +326,16 @@ class Dispatcher:
         decision = (
             decide() if len(context.text) < LONG_TEXT_CHARS else await asyncio.to_thread(decide)
         )
+        # A difficulty score in the probe's band is settled by the local model's own view.
+        settled = await model_stage.settle(
+            decision,
+            request,
+            prepared,
+            router=self._router,
+            runtime=self._runtime,
+            auto=mode == "auto" and target is not None,
+        )
+        decision = settled.decision
         if mode == "cloud" and not decision.pinned:
             code = "mode:cloud-only" if fixed_by == "mode" else "explicit:cloud"
             explicit = Verdict(fixed_by, "cloud", code)
@@ -328,7 +348,16 @@ class Dispatcher:
             decision = RouteDecision("local", reasons, decision.score, False, decision.verdicts)
         if decision.pinned:
             decided = "router"  # a policy (privacy) overrode what the client or mode asked
-        return RoutePlan(mode, target, decision, prepared, self._runtime.model_id, decided, unfit)
+        return RoutePlan(
+            mode,
+            target,
+            decision,
+            prepared,
+            self._runtime.model_id,
+            decided,
+            unfit,
+            settled.vector,
+        )
 
     async def context(
         self, request: GenerationRequest, *, count_tokens: bool = True

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI
 from hardware_fakes import idle_probe
 
@@ -54,6 +55,9 @@ class ScriptedBackend(Backend):
         self.fail_mid_stream: HybridError | None = None
         self.requests: list[GenerationRequest] = []
         self.generations: list[ScriptedGeneration] = []
+        self.embedded: list[GenerationRequest] = []
+        self.hand_offs_released = 0
+        self.vectors: dict[str, np.ndarray] = {}
 
     # What the dispatcher reads of a local backend to route a request.
     context_length = 8192
@@ -70,6 +74,26 @@ class ScriptedBackend(Backend):
         if isinstance(self.fail_on_start, ContextLengthExceededError):
             raise self.fail_on_start
         return SimpleNamespace(tokens=[0] * 7, max_tokens=request.params.max_tokens or 16)
+
+    # The local model's view of a prompt (``LocalBackend.prompt_embedding``): ``embedding`` for
+    # every prompt, or the vector ``vectors`` sets for its last message's text; the requests
+    # asked for are kept in ``embedded``; ``fail_on_embed`` is raised instead when set.
+    embedding_size = 4
+    embedding = np.zeros(4, dtype=np.float32)
+    fail_on_embed: HybridError | None = None
+
+    async def prompt_embedding(self, request: GenerationRequest, *, prepared: Any = None) -> Any:
+        _refuse_unsupported(request, self.supports)
+        if isinstance(self.fail_on_start, ContextLengthExceededError):
+            raise self.fail_on_start
+        self.embedded.append(request)
+        if self.fail_on_embed is not None:
+            raise self.fail_on_embed
+        text = request.messages[-1].content if request.messages else request.prompt or ""
+        return self.vectors.get(text, self.embedding)
+
+    def release_hand_off(self) -> None:
+        self.hand_offs_released += 1
 
     async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
         _refuse_unsupported(request, self.supports)

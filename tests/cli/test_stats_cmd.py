@@ -199,6 +199,7 @@ def test_json_carries_totals_and_latency_as_documented(
 ) -> None:
     document = stats_json(capsys, "--by", "route")
     assert set(document) == {
+        "labels",
         "ledger",
         "recorded",
         "window",

@@ -20,6 +20,10 @@ an empty queue means a normal answer::
 The first three replace the answer; the others change how the answer the request earned (an
 auth error included) is delivered.
 
+Replies can depend on the prompt: `FakeCloud.replies` maps a piece of text to the reply a request
+whose messages (or prompt) contain it gets instead of `FakeCloud.reply`; the first piece found, in
+the mapping's order, wins.
+
 Prompt caching is scripted too: set `FakeCloud.prompt_cache` to a `PromptCache` and every plain
 answer (streamed or whole) reports that many prompt tokens read from and written to the
 provider's cache, on top of the prompt's own words, as each API does: OpenAI counts them in
@@ -395,6 +399,18 @@ def _word_chunks(text: str) -> list[str]:
     return chunks
 
 
+def _texts(part: object) -> str:
+    """Every string of a request body's messages, system prompt and prompt, joined."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, list):
+        return "\n".join(_texts(item) for item in part)
+    if isinstance(part, dict):
+        keys = ("messages", "system", "prompt", "content", "text")
+        return "\n".join(_texts(part.get(key)) for key in keys if key in part)
+    return ""
+
+
 def _count_words(part: object) -> int:
     """Words in a prompt: strings, lists of messages or content blocks, and their text fields."""
     if isinstance(part, str):
@@ -607,6 +623,7 @@ class FakeCloud:
         # The test thread and the server thread both touch these three; only under the lock.
         self._lock = threading.Lock()
         self._reply = reply
+        self._replies: dict[str, str] = {}
         self._tools = ToolScript()
         self._cache = PromptCache()
         self._faults: deque[Fault] = deque()
@@ -707,6 +724,17 @@ class FakeCloud:
             self._reply = text
 
     @property
+    def replies(self) -> dict[str, str]:
+        """Replies by a piece of the request's text (see the module docstring); empty by default."""
+        with self._lock:
+            return dict(self._replies)
+
+    @replies.setter
+    def replies(self, by_text: dict[str, str]) -> None:
+        with self._lock:
+            self._replies = dict(by_text)
+
+    @property
     def tools(self) -> ToolScript:
         """The tool calls answers make to requests that offer the tools (none by default)."""
         with self._lock:
@@ -746,6 +774,7 @@ class FakeCloud:
             self._requests.clear()
             self._tools = ToolScript()
             self._cache = PromptCache()
+            self._replies = {}
 
     # --- the server thread
 
@@ -814,6 +843,8 @@ class FakeCloud:
             self._requests.append(received)
             fault = self._faults.popleft() if self._faults else None
             reply, tools, cache = self._reply, self._tools, self._cache
+            text = _texts(received.body)
+            reply = next((r for piece, r in self._replies.items() if piece in text), reply)
         answer = _fault_answer(request.api, fault) if fault else None
         if answer is None:
             answer = self._answer(request, reply, fault, tools, cache)

@@ -60,15 +60,15 @@ class GatedStore(LedgerStore):
         self.gate = threading.Event()
         self.batches: list[int] = []
 
-    def append(self, records: list[LedgerRecord]) -> None:  # type: ignore[override]
+    def append(self, records: list[LedgerRecord], *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         self.entered.set()
         self.gate.wait(timeout=5)
         self.batches.append(len(records))
-        super().append(records)
+        super().append(records, *args, **kwargs)
 
 
 class FailingStore(LedgerStore):
-    def append(self, records: object) -> None:
+    def append(self, records: object, *args: Any, **kwargs: Any) -> None:
         raise HybridError("disk full")
 
 
@@ -77,11 +77,11 @@ class BuggyStore(LedgerStore):
 
     failed = False
 
-    def append(self, records: list[LedgerRecord]) -> None:  # type: ignore[override]
+    def append(self, records: list[LedgerRecord], *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         if not self.failed:
             self.failed = True
             raise TypeError("not JSON serializable")
-        super().append(records)
+        super().append(records, *args, **kwargs)
 
 
 @synchronous

@@ -236,6 +236,8 @@ def test_your_calibration_of_the_model_serve_loads_is_shown(tmp_path: Path) -> N
         "items": 180,
         "held_out_auroc": 0.8123,
         "problem": None,
+        "prior": None,
+        "background": None,
     }
 
 
@@ -261,17 +263,46 @@ def test_the_shipped_calibration_of_the_embedded_model_is_shown(tmp_path: Path) 
     )
 
 
-def test_a_model_without_calibration_says_how_to_make_one(tmp_path: Path) -> None:
+def test_a_model_without_calibration_runs_on_a_prior_and_says_how_to_calibrate(
+    tmp_path: Path,
+) -> None:
     path = tiny_model().write(tmp_path / "models" / "m.gguf")
 
     text, _ = listing(tmp_path, FakeProbe(), model=path)
     payload = json.loads(listing(tmp_path, FakeProbe(), model=path, as_json=True)[0])
 
+    assert "Calibration in use for m: none yet; it runs on a prior from its size and family" in text
+    assert "or you run `hybrid calibrate`." in text
+    assert payload["calibration"]["source"] == "prior" and payload["calibration"]["model"] == "m"
+    assert 0 < payload["calibration"]["prior"]["expected_accuracy"] < 1
+    assert payload["calibration"]["background"] is None
+
+
+def test_background_calibration_progress_recorded_by_a_server_is_shown(tmp_path: Path) -> None:
+    from hybrid.routing.calibration.background import PROGRESS_FORMAT, progress_path
+
+    path = tiny_model().write(tmp_path / "models" / "m.gguf")
+    progress = {
+        "state": "running",
+        "done": 120,
+        "total": 540,
+        "correct": 30,
+        "accuracy": 0.25,
+        "message": None,
+        "updated": "2026-12-05T10:00:00+00:00",
+    }
+    saved = progress_path(tmp_path / "home", gguf_sha256(path))
+    saved.parent.mkdir(parents=True)
+    saved.write_text(json.dumps({"format": PROGRESS_FORMAT, "progress": progress, "answers": []}))
+
+    text, _ = listing(tmp_path, FakeProbe(), model=path)
+    payload = json.loads(listing(tmp_path, FakeProbe(), model=path, as_json=True)[0])
+
     assert (
-        "Calibration in use for m: none; run `hybrid calibrate` to fit the difficulty router "
-        "to it." in text
+        "Background calibration: running: 120/540 items, 25% right so far "
+        "(as of 2026-12-05T10:00:00+00:00)." in text
     )
-    assert payload["calibration"]["source"] is None and payload["calibration"]["model"] == "m"
+    assert payload["calibration"]["background"] == progress
 
 
 def test_a_damaged_calibration_is_listed_as_unusable(tmp_path: Path) -> None:

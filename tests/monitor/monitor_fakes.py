@@ -232,6 +232,10 @@ class FakeDaemon:
         self.mode_status = 200
         self.connections = 0
         self.seen_headers: list[httpx.Headers] = []
+        # The bodies of every POST /v1/hybrid/feedback; ids it knows are the snapshot's.
+        self.feedback_posts: list[Any] = []
+        # What GET /health answers; None answers 404, as a daemon too old to have it.
+        self.health_body: dict[str, Any] | None = None
         self._streams: list[asyncio.Queue[bytes | _Drop]] = []
 
     def transport(self) -> httpx.MockTransport:
@@ -269,6 +273,10 @@ class FakeDaemon:
             return self._open_stream()
         if route == ("GET", "/v1/hybrid/stats"):
             return httpx.Response(200, json=stats(mode=self.snapshot_body["mode"]))
+        if route == ("GET", "/health") and self.health_body is not None:
+            return httpx.Response(200, json=self.health_body)
+        if route == ("POST", "/v1/hybrid/feedback"):
+            return self._feedback(json.loads(request.content))
         if route == ("POST", "/v1/hybrid/mode"):
             body = json.loads(request.content)
             self.mode_posts.append(body)
@@ -278,6 +286,27 @@ class FakeDaemon:
             self.send("mode", {"mode": body["mode"]})
             return httpx.Response(200, json={"mode": body["mode"]})
         return httpx.Response(404, json={"error": {"message": "not found"}})
+
+    def _feedback(self, body: dict[str, Any]) -> httpx.Response:
+        """Answer a label as the daemon does: 404 for an id it does not hold."""
+        self.feedback_posts.append(body)
+        answers = {r["id"]: r for r in self.snapshot_body["recent"] if r.get("leg") is None}
+        answer = answers.get(body["request_id"])
+        if answer is None:
+            message = f"the ledger holds no request with id {body['request_id']!r}"
+            return httpx.Response(404, json={"error": {"message": message}})
+        route = answer["route"]
+        return httpx.Response(
+            200,
+            json={
+                "request_id": body["request_id"],
+                "good": body["good"],
+                "source": "feedback",
+                "route": route,
+                "about_local": route == "local",
+                "replaced": False,
+            },
+        )
 
     def _open_stream(self) -> httpx.Response:
         self.connections += 1

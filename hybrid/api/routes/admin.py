@@ -28,12 +28,15 @@ PING_INTERVAL_S = 15.0
 
 
 async def stats_snapshot(state: AppState) -> dict[str, Any]:
-    """The body of ``GET /v1/hybrid/stats``: today's and all-time totals, budget, mode."""
+    """The body of ``GET /v1/hybrid/stats``: today's and all-time totals, the labels each local
+    model has for learning (by source), budget, mode."""
     today = await state.ledger.totals(since=day_start(time.time()))
     all_time = await state.ledger.totals()
+    labels = await state.ledger.read(lambda store: store.label_counts())
     return {
         "today": today.to_dict(),
         "all_time": all_time.to_dict(),
+        "labels": [count.to_dict() for count in labels],
         "budget": state.accountant.budget.to_dict(),
         "mode": state.dispatcher.mode,
         "model": {"id": state.runtime.model_id, "state": state.runtime.state},

@@ -42,9 +42,14 @@ async def health(request: Request) -> JSONResponse:
     """200 with the model, queue and hardware once the model is ready; 503 before that.
 
     ``calibration`` says which difficulty calibration the router uses: ``state`` (``waiting``
-    while the model loads or its file is looked up, ``found``, ``missing``, ``unusable``),
-    ``source`` (``user`` or ``shipped``), ``path``, ``created``, ``items``,
-    ``held_out_auroc`` and ``problem`` (why it is unusable), None where they do not apply.
+    while the model loads or its file is looked up, ``found``, ``prior``, ``missing``,
+    ``unusable``), ``source`` (``user``, ``shipped``, or ``prior`` when the model runs on a
+    prior from its size and family), ``path``, ``created``, ``items``, ``held_out_auroc`` and
+    ``problem`` (why it is unusable), None where they do not apply; ``prior`` (the prior's
+    ``expected_accuracy``, ``parameters``, ``family``, ``quantization`` and ``threshold``, or
+    None) and ``background`` (background calibration's ``state``, ``done``, ``total``,
+    ``correct``, ``accuracy``, ``message`` and ``updated``, or None when it is off or not
+    needed).
     """
     state = app_state(request)
     runtime = state.runtime
@@ -75,7 +80,12 @@ async def health(request: Request) -> JSONResponse:
         }
         body["hardware"] = _hardware_summary(state, loaded.snapshot.to_dict())
     if state.calibration is not None:
-        body["calibration"] = _calibration_summary(state.calibration.status())
+        lookup = state.calibration.status()
+        body["calibration"] = _calibration_summary(lookup)
+        progress = state.background.progress() if state.background is not None else None
+        if progress is not None and lookup.state == "found" and progress.state == "waiting":
+            progress = None  # calibrated already: background calibration will not run
+        body["calibration"]["background"] = progress.to_json() if progress else None
     body["providers"] = {
         name: {
             "usable": state.dispatcher.names.usable(name),
@@ -93,7 +103,16 @@ def _calibration_summary(status: CalibrationStatus) -> dict[str, Any]:
         found = status.found.summary()
     else:
         found = dict.fromkeys(("source", "path", "created", "items", "held_out_auroc"))
-    return {"state": status.state, **found, "problem": status.problem}
+    prior: dict[str, Any] | None = None
+    if status.prior is not None:
+        found["source"] = "prior"
+        meta = status.prior.meta
+        prior = {
+            key: meta.get(key)
+            for key in ("expected_accuracy", "parameters", "family", "quantization")
+        }
+        prior["threshold"] = round(status.prior.threshold, 4)
+    return {"state": status.state, **found, "problem": status.problem, "prior": prior}
 
 
 def _hardware_summary(state: AppState, snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ HELP_TEXT = """\
   p       pause or resume the request log
   /       filter the log (Esc clears the filter)
   Enter   a request's whole decision: every policy's verdict
+  + -     mark the selected request's answer good or bad
+          (labels for `hybrid calibrate --from-ledger`)
   ?       this help            q  quit
 
 [b]filter words[/b], all must match

@@ -70,6 +70,14 @@ class RequestLog(Widget):
         field.display = True
         field.focus()
 
+    def selected(self) -> RequestRecord | None:
+        """The request under the table's cursor, None when the table is empty."""
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
+        return self._shown.get(str(key)) if key is not None else None
+
     def action_clear_filter(self) -> None:
         """Clear and hide the filter line; back to the table."""
         field = self.query_one("#log-filter", Input)

@@ -11,6 +11,10 @@ simplest rule:
 2. **No worse than prompt length.**  The held-out AUROC must be at least the length rule's
    (escalate the longest prompts first) on the same held-out items; a fit that ranks prompts
    worse than their length would route worse than the simplest rule there is.
+3. **Better than the prior it replaces** (background calibration only,
+   :func:`review_against_prior`): the fit's held-out log loss must be below the prior's on the
+   same held-out items.  Log loss rewards both ranking the prompts right and predicting how
+   often the model is wrong, which is what the prior guessed from the model's size.
 
 A refused fit leaves the calibration in use as it was; :class:`Rejection` says why, and by how
 much the sample would have to grow.
@@ -21,7 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from hybrid.routing.calibration.fitting import Calibration
+import numpy as np
+
+from hybrid.routing.calibration.fitting import Calibration, feature_matrix
+from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.difficulty.model import DifficultyModel
 
 MIN_HELD_OUT_ITEMS = 50
 """Fewest held-out items a saved fit is measured on (20 items per category hold out 54)."""
@@ -35,15 +43,15 @@ class Rejection:
     """Why a fit must not be saved.
 
     Attributes:
-        reason: ``"sample"`` (too little held-out evidence) or ``"length"`` (worse than the
-            length rule).
+        reason: ``"sample"`` (too little held-out evidence), ``"length"`` (worse than the
+            length rule) or ``"prior"`` (no better than the prior it would replace).
         message: What happened, in one sentence without a final full stop.
         growth: How many times more items would probably meet the minimums (from the held-out
             counts seen); None when it cannot be estimated (every held-out answer of one kind)
             or when the sample was large enough.
     """
 
-    reason: Literal["sample", "length"]
+    reason: Literal["sample", "length", "prior"]
     message: str
     growth: float | None = None
 
@@ -83,3 +91,38 @@ def review(calibration: Calibration) -> Rejection | None:
             "first), so routing by it would be worse than the simplest rule",
         )
     return None
+
+
+def review_against_prior(calibration: Calibration, prior: DifficultyModel) -> Rejection | None:
+    """Check a fit by :func:`review`, then against the prior on the same held-out items.
+
+    Args:
+        calibration: The fit and its held-out figures.
+        prior: The model in use, built from the model's size and family.
+
+    Returns:
+        None when the fit may replace the prior, else why not.
+    """
+    rejection = review(calibration)
+    if rejection is not None:
+        return rejection
+    wrong = calibration.held_out_wrong
+    prior_scores = prior.scores(feature_matrix(calibration.held_out))
+    fitted_loss = held_out_log_loss(calibration.held_out_scores, wrong)
+    prior_loss = held_out_log_loss(prior_scores, wrong)
+    if fitted_loss >= prior_loss:
+        return Rejection(
+            "prior",
+            f"on the {len(wrong)} held-out items the fit predicts wrong answers no better than "
+            f"the prior from the model's size (log loss {fitted_loss:.3f} against "
+            f"{prior_loss:.3f}; AUROC {calibration.held_out_auroc:.3f} against "
+            f"{auroc(prior_scores, wrong):.3f})",
+        )
+    return None
+
+
+def held_out_log_loss(scores: np.ndarray, wrong: np.ndarray) -> float:
+    """Mean log loss of scores as probabilities of a wrong answer (lower is better)."""
+    p = np.clip(np.asarray(scores, dtype=np.float64), 1e-12, 1 - 1e-12)
+    y = np.asarray(wrong, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))

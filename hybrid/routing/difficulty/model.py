@@ -5,11 +5,18 @@ unacceptable; a router escalates when it exceeds a threshold.  The model is tiny
 per feature), so scoring costs a feature extraction and a dot product, and fitting is a few
 Newton steps in numpy, deterministic for the same data.
 
+A model may carry a second, *model* stage (:mod:`hybrid.routing.difficulty.probe`): a probe
+on the local model's own prompt vector, which settles the prompts this stage scores inside the
+probe's band.
+
 The JSON form (:meth:`DifficultyModel.to_json`)::
 
-    {"format": "hybrid.difficulty", "format_version": 1, "feature_version": 1,
+    {"format": "hybrid.difficulty", "format_version": 2, "feature_version": 1,
      "feature_names": [...], "weights": [...], "bias": -0.4, "threshold": 0.55,
-     "mean": [...], "scale": [...], "meta": {"model_sha256": "...", ...}}
+     "mean": [...], "scale": [...], "meta": {"model_sha256": "...", ...},
+     "probe": {...} or null}
+
+Version 1 files (no ``"probe"``) still load, with no model stage.
 """
 
 from __future__ import annotations
@@ -29,9 +36,12 @@ from hybrid.routing.difficulty.features import (
     extract,
     feature_names,
 )
+from hybrid.routing.difficulty.probe import ProbeStage
 
 FORMAT = "hybrid.difficulty"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Versions this hybrid reads: 1 has no probe section.
+READABLE_VERSIONS = (1, 2)
 
 # Logits beyond this are clipped: exp(40) is already far past float precision in a sigmoid.
 _MAX_LOGIT = 40.0
@@ -55,6 +65,8 @@ class DifficultyModel:
             n-gram counts (which keep their own scale).
         meta: Where it came from: ``model_sha256``, ``items``, ``seed``, ``local_accuracy``,
             ``held_out_auroc``, ``created``, ... (JSON values only).
+        probe: The model stage, which settles scores inside its band (None: this stage
+            alone decides).
 
     Raises:
         ValueError: The arrays do not all have :data:`N_FEATURES` entries, a value is not
@@ -68,6 +80,7 @@ class DifficultyModel:
     mean: np.ndarray
     scale: np.ndarray
     meta: Mapping[str, object] = field(default_factory=dict)
+    probe: ProbeStage | None = None
     # Standardisation folded into the weights once, so that scoring is one dot product.
     _effective: np.ndarray = field(init=False, repr=False)
     _offset: float = field(init=False, repr=False)
@@ -145,6 +158,7 @@ class DifficultyModel:
             "mean": [float(m) for m in self.mean],
             "scale": [float(s) for s in self.scale],
             "meta": dict(self.meta),
+            "probe": None if self.probe is None else self.probe.to_json(),
         }
 
     @classmethod
@@ -163,10 +177,12 @@ class DifficultyModel:
         """
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise ConfigError("this is not a hybrid difficulty model file")
-        if data.get("format_version") != FORMAT_VERSION:
+        format_version = data.get("format_version")
+        if format_version not in READABLE_VERSIONS or isinstance(format_version, bool):
             raise ConfigError(
-                f"the difficulty model file has format version {data.get('format_version')!r}; "
-                f"this hybrid reads version {FORMAT_VERSION}. Run `hybrid calibrate` to refit it."
+                f"the difficulty model file has format version {format_version!r}; "
+                f"this hybrid reads versions {READABLE_VERSIONS[0]} to {FORMAT_VERSION}. Run "
+                "`hybrid calibrate` to refit it."
             )
         version = data.get("feature_version")
         if version != FEATURE_VERSION or data.get("feature_names") != feature_names():
@@ -176,6 +192,8 @@ class DifficultyModel:
                 "for this version."
             )
         meta = data.get("meta", {})
+        section = data.get("probe") if format_version >= 2 else None
+        probe = None if section is None else ProbeStage.from_json(section)
         try:
             if not isinstance(meta, Mapping):
                 raise TypeError("meta is not an object")
@@ -187,6 +205,7 @@ class DifficultyModel:
                 mean=_float_array(data["mean"]),
                 scale=_float_array(data["scale"]),
                 meta=dict(meta),
+                probe=probe,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(

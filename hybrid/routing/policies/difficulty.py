@@ -1,8 +1,11 @@
 """Difficulty: escalate prompts the installed local model is likely to get wrong.
 
 The score comes from the difficulty model calibrated for *this* GGUF file (``hybrid
-calibrate``, or the weights shipped for the embedded model), looked up by the file's SHA-256.
-Until that lookup is done, or when no calibration exists, the policy has no opinion.
+calibrate``, background calibration, or the weights shipped for the embedded model), looked up
+by the file's SHA-256.  A file with no calibration runs on a *prior* built from its size and
+family (:mod:`hybrid.routing.difficulty.prior`), and the policy's reasons say so
+(``difficulty(prior):0.71>0.50``).  Until the lookup is done, or when neither a calibration nor
+a prior can be had (an unreadable header), the policy has no opinion.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import Literal
 from hybrid.errors import HybridError
 from hybrid.generation import Message
 from hybrid.routing.difficulty.model import DifficultyModel
-from hybrid.routing.difficulty.store import StoredModel, find, gguf_sha256
+from hybrid.routing.difficulty.prior import is_prior, prior_for_file
+from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.difficulty.store import StoredModel, find, gguf_sha256, model_path
 from hybrid.routing.policy import Policy, RouteContext, Verdict
 
 log = logging.getLogger("hybrid.routing")
@@ -29,22 +34,36 @@ class CalibrationStatus:
 
     Attributes:
         state: ``"waiting"`` (no model loaded yet, or its file is still being looked up),
-            ``"found"``, ``"missing"`` (no calibration for this model: the policy abstains)
-            or ``"unusable"`` (the file found is damaged or made for other features).
+            ``"found"``, ``"prior"`` (no calibration for this model: it runs on a prior from
+            its size and family), ``"missing"`` (no calibration and no prior: the policy
+            abstains) or ``"unusable"`` (the file found is damaged or made for other features).
         found: The calibration in use, when ``state`` is ``"found"``.
-        problem: Why it is unusable, when it is.
+        problem: Why it is unusable, or why no prior could be built.
+        prior: The prior in use, when ``state`` is ``"prior"``.
+        sha256: The served file's SHA-256, once known.
     """
 
-    state: Literal["waiting", "found", "missing", "unusable"]
+    state: Literal["waiting", "found", "prior", "missing", "unusable"]
     found: StoredModel | None = None
     problem: str | None = None
+    prior: DifficultyModel | None = None
+    sha256: str | None = None
+
+    @property
+    def model(self) -> DifficultyModel | None:
+        """The difficulty model in use: the calibration, else the prior, else None."""
+        if self.found is not None:
+            return self.found.model
+        return self.prior
 
 
 class CalibratedModel:
     """The difficulty model for the GGUF file being served, found in the background.
 
     Hashing a large model file takes seconds, so the lookup runs on a thread the first time a
-    file is seen; until it ends, :meth:`__call__` returns None.
+    file is seen; until it ends, :meth:`__call__` returns None.  While the file runs on a
+    prior, a calibration written for it later (``hybrid calibrate``, background calibration)
+    is picked up: each :meth:`status` checks whether its file has appeared.
 
     Args:
         home: The data dir, where ``hybrid calibrate`` stores its models.
@@ -59,9 +78,8 @@ class CalibratedModel:
         self._status = CalibrationStatus("waiting")
 
     def __call__(self) -> DifficultyModel | None:
-        """The calibrated model, or None (not loaded yet, still looking, or uncalibrated)."""
-        found = self.status().found
-        return found.model if found is not None else None
+        """The model in use: calibrated, else the prior; None while loading or looking."""
+        return self.status().model
 
     def status(self) -> CalibrationStatus:
         """Which calibration is in use; starts looking it up for a newly loaded model."""
@@ -70,10 +88,24 @@ class CalibratedModel:
             if path is None:
                 return CalibrationStatus("waiting")
             if path == self._seen:
-                return self._status
-            self._seen, self._status = path, CalibrationStatus("waiting")
+                status = self._status
+                if not self._calibrated_since(status):
+                    return status
+                self._status = CalibrationStatus("waiting", sha256=status.sha256)
+            else:
+                self._seen, self._status = path, CalibrationStatus("waiting")
         threading.Thread(target=self._look_up, args=(path,), daemon=True).start()
         return CalibrationStatus("waiting")
+
+    def reload(self) -> DifficultyModel | None:
+        """Look the served file's calibration up again, on this thread (after one is saved)."""
+        return self.look_up_now()
+
+    def _calibrated_since(self, status: CalibrationStatus) -> bool:
+        """A calibration file has appeared for a file that runs on a prior."""
+        if status.state != "prior" or status.sha256 is None:
+            return False
+        return model_path(self._home, status.sha256).is_file()
 
     def look_up_now(self) -> DifficultyModel | None:
         """Find the model on this thread (for commands that decide once and exit)."""
@@ -86,20 +118,39 @@ class CalibratedModel:
         return self()
 
     def _look_up(self, path: Path) -> None:
+        sha256: str | None = None
         try:
-            found = find(self._home, gguf_sha256(path))
+            sha256 = gguf_sha256(path)
+            found = find(self._home, sha256)
         except HybridError as exc:
             log.error("difficulty model for %s unusable: %s", path.name, exc)
-            status = CalibrationStatus("unusable", problem=str(exc))
+            status = CalibrationStatus("unusable", problem=str(exc), sha256=sha256)
         else:
-            if found is None:
-                log.info("no difficulty model for %s; run `hybrid calibrate`", path.name)
-            status = (
-                CalibrationStatus("missing") if found is None else CalibrationStatus("found", found)
-            )
+            if found is not None:
+                status = CalibrationStatus("found", found, sha256=sha256)
+            else:
+                status = self._prior(path, sha256)
         with self._lock:
             if self._seen == path:
                 self._status = status
+
+    def _prior(self, path: Path, sha256: str) -> CalibrationStatus:
+        try:
+            prior = prior_for_file(path, sha256)
+        except HybridError as exc:
+            log.warning(
+                "no difficulty model for %s and no prior (%s); run `hybrid calibrate`",
+                path.name,
+                exc,
+            )
+            return CalibrationStatus("missing", problem=str(exc), sha256=sha256)
+        log.info(
+            "no difficulty model for %s: routing on a prior (expected accuracy %.2f) until it is "
+            "calibrated",
+            path.name,
+            prior.meta.get("expected_accuracy"),
+        )
+        return CalibrationStatus("prior", prior=prior, sha256=sha256)
 
 
 class DifficultyPolicy(Policy):
@@ -108,15 +159,29 @@ class DifficultyPolicy(Policy):
     Args:
         model: Returns the calibrated model, or None when there is none (yet).
         threshold: The user's threshold; None uses the calibrated one.
+        model_stage: Let the model's probe, when it has one, settle the scores in its band
+            (:mod:`hybrid.routing.model_stage`); off, the feature stage alone decides.
     """
 
     name = "difficulty"
 
     def __init__(
-        self, model: Callable[[], DifficultyModel | None], *, threshold: float | None
+        self,
+        model: Callable[[], DifficultyModel | None],
+        *,
+        threshold: float | None,
+        model_stage: bool = True,
     ) -> None:
         self._model = model
         self._threshold = threshold
+        self._model_stage = model_stage
+
+    def probe(self) -> ProbeStage | None:
+        """The model stage in use: the current model's probe, unless switched off."""
+        if not self._model_stage:
+            return None
+        model = self._model()
+        return None if model is None else model.probe
 
     def evaluate(self, context: RouteContext) -> Verdict:
         """``cloud`` above the threshold, ``local`` at or below it, with the score."""
@@ -126,6 +191,7 @@ class DifficultyPolicy(Policy):
         messages = context.messages or (Message("user", context.text),)
         score = model.score(messages)
         threshold = model.threshold if self._threshold is None else self._threshold
+        name = "difficulty(prior)" if is_prior(model) else "difficulty"
         if score > threshold:
-            return self.verdict("cloud", f"difficulty:{score:.2f}>{threshold:.2f}", score=score)
-        return self.verdict("local", f"difficulty:{score:.2f}<={threshold:.2f}", score=score)
+            return self.verdict("cloud", f"{name}:{score:.2f}>{threshold:.2f}", score=score)
+        return self.verdict("local", f"{name}:{score:.2f}<={threshold:.2f}", score=score)

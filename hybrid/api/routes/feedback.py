@@ -1,0 +1,122 @@
+"""``POST /v1/hybrid/feedback``: say whether the answer to a request was good.
+
+The label is stored in the ledger (:mod:`hybrid.ledger.learning`) for
+``hybrid calibrate --from-ledger``; a second label for the same request replaces the first.
+What a label means depends on who answered:
+
+- a **local** answer: ``good`` says the local model was good enough for the request, ``bad``
+  that it was not; the refit learns from it;
+- a **cloud** answer: it is kept, but says nothing about the local model (which never
+  answered), so the refit does not use it.  A request the router kept local and also sent to
+  the cloud for a shadow comparison has a ``shadow`` label of its own; a person's label on
+  the local answer wins over it.
+
+A request refused before any model ran has no answer to label: 400.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from hybrid.api.direct import parse_body
+from hybrid.api.state import app_state
+from hybrid.errors import InvalidRequestError, RequestNotFoundError
+from hybrid.ledger.learning import Label
+from hybrid.ledger.store import LedgerStore
+
+router = APIRouter()
+
+PATH = "/v1/hybrid/feedback"
+MAX_NOTE_CHARS = 2000
+
+
+class FeedbackRequest(BaseModel):
+    """The body of ``POST /v1/hybrid/feedback``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", title="FeedbackRequest")
+
+    request_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=200,
+            description="The request's id: the X-Hybrid-Request-Id header of its response.",
+        ),
+    ]
+    good: bool = Field(description="Whether the answer was good enough.")
+    note: Annotated[
+        str | None,
+        Field(max_length=MAX_NOTE_CHARS, description="Anything to remember about it."),
+    ] = None
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {
+        "description": "No request with this id in the ledger (never answered, or pruned).",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}},
+    }
+}
+
+
+@router.post(
+    PATH,
+    responses=_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
+        }
+    },
+)
+async def feedback(request: Request) -> JSONResponse:
+    """Label the answer to a request good or bad: ``{"request_id", "good", "note"?}``.
+
+    Answers ``{"request_id", "good", "source": "feedback", "route", "about_local",
+    "replaced"}``: ``route`` is where the request was answered, ``about_local`` whether the
+    label says something about the local model (a local answer), ``replaced`` whether an
+    earlier label of the request was replaced.
+
+    Raises:
+        RequestValidationError: The body is not JSON, or not the object above.
+        RequestNotFoundError: The ledger has no request with this id.
+        InvalidRequestError: The request was refused before any model answered it.
+    """
+    body = parse_body(FeedbackRequest, await request.body())
+    state = app_state(request)
+    request_id = body.request_id
+
+    def look_up(store: LedgerStore) -> tuple[str | None, bool]:
+        answer = store.answer(request_id)
+        earlier = any(label.source == "feedback" for label in store.labels(request_id))
+        return (answer.route if answer is not None else None), earlier
+
+    route, earlier = await state.ledger.read(look_up)
+    if route is None:
+        raise RequestNotFoundError(
+            f"the ledger holds no request with id {request_id!r}: send the "
+            f"X-Hybrid-Request-Id header of the response you are labelling (requests older "
+            f"than ledger.retention_days are deleted)",
+            request_id=request_id,
+        )
+    if route == "none":
+        raise InvalidRequestError(
+            f"request {request_id!r} was refused before any model answered it: there is no "
+            f"answer to label",
+            param="request_id",
+        )
+    state.ledger.learn_nowait(Label(request_id, "feedback", body.good, time.time(), note=body.note))
+    return JSONResponse(
+        {
+            "request_id": request_id,
+            "good": body.good,
+            "source": "feedback",
+            "route": route,
+            "about_local": route == "local",
+            "replaced": earlier,
+        }
+    )

@@ -1,0 +1,175 @@
+"""``hybrid calibrate --from-ledger``: refit the difficulty model from labelled traffic.
+
+No model runs: the examples are the calibration answers ``hybrid calibrate`` recorded for the
+local model, and the requests in the ledger that carry a label (``POST /v1/hybrid/feedback``,
+or a shadow comparison) and whose prompt features were kept.  The refit replaces the model
+in use only under :func:`hybrid.routing.calibration.learning.review`; either way the command
+prints what it used and how the held-out figures compare.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+    from hybrid.routing.calibration.learning import Example, Refit
+    from hybrid.routing.difficulty.model import DifficultyModel
+
+
+def refit_from_ledger(
+    *,
+    home: Path,
+    ledger: Path,
+    sha256: str,
+    model_name: str,
+    seed: int,
+    held_out: float,
+    out: TextIO,
+    model_file: Path | None = None,
+    shipped: Traversable | Path | None = None,
+) -> Refit:
+    """Refit a local model's difficulty model from its calibration answers and labels.
+
+    Args:
+        home: The data dir (calibrations and recorded answers live there).
+        ledger: The ledger file.
+        sha256: The local model's GGUF SHA-256.
+        model_name: The model's id, for the summary.
+        seed: Seeds the split and the folds.
+        held_out: Share held out to measure the fits.
+        out: Where the summary goes.
+        model_file: The GGUF file: without a calibration, its prior (what the router uses
+            then) is the model the refit must beat.
+        shipped: Folder of shipped calibrations (default: the package's).
+
+    Returns:
+        The refit; it was saved when :attr:`Refit.adopted`.
+
+    Raises:
+        ConfigError: There is nothing to learn from, or the data dir cannot be written.
+        LedgerError: The ledger cannot be read.
+        CalibrationRejectedError: The refit was not adopted (the message says why); the
+            calibration in use is unchanged.
+    """
+    from hybrid import __version__
+    from hybrid.errors import CalibrationRejectedError, ConfigError
+    from hybrid.ledger.store import LedgerStore
+    from hybrid.routing.calibration.learning import (
+        Example,
+        calibration_examples,
+        refit,
+        wrong_from_labels,
+    )
+    from hybrid.routing.calibration.record import load_record
+    from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
+    from hybrid.routing.difficulty.store import find, save
+
+    record = load_record(home, sha256)
+    calibration = calibration_examples(record) if record is not None else None
+    traffic: list[Example] = []
+    unused = stale = 0
+    if ledger.is_file():
+        store = LedgerStore.open(ledger)
+        try:
+            labelled = store.labelled(sha256)
+        finally:
+            store.close()
+        for row in labelled:
+            signal = row.signal
+            features = signal.feature_array()
+            if signal.feature_version != FEATURE_VERSION or features.shape != (N_FEATURES,):
+                stale += 1
+                continue
+            wrong = wrong_from_labels(signal.route, row.feedback, row.shadow)
+            if wrong is None:
+                unused += 1
+                continue
+            by_person = row.feedback is not None and signal.route == "local"
+            length = float(signal.prompt_chars)
+            traffic.append(Example(features, wrong, length, "feedback" if by_person else "shadow"))
+    examples = [*(calibration or []), *traffic]
+    if not examples:
+        raise ConfigError(
+            f"nothing to refit {model_name} from: no calibration answers are recorded for it "
+            f"and the ledger {ledger} has no labelled requests of it. Label answers with "
+            f"POST /v1/hybrid/feedback, or set routing.learn.shadow_rate, then run again."
+        )
+    in_use = find(home, sha256, shipped=shipped)
+    current = in_use.model if in_use is not None else _prior(model_file, sha256, shipped)
+    meta = {
+        "model": model_name,
+        "model_sha256": sha256,
+        "created": datetime.now(UTC).date().isoformat(),
+        "hybrid_version": __version__,
+    }
+    try:
+        result = refit(
+            current,
+            examples,
+            seed=seed,
+            held_out=held_out,
+            meta=meta,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"cannot refit {model_name}: {exc}") from exc
+    path = save(home, sha256, result.model) if result.adopted else None
+    used = "none recorded" if record is None else "recorded answers no longer match the items"
+    lines = [
+        f"Refit the difficulty model of {model_name} (sha256 {sha256[:12]}...) from the ledger.",
+        "",
+        f"  calibration answers  {len(calibration) if calibration is not None else used}",
+        f"  labelled requests    {len(traffic)} (feedback {result.counts['feedback']}, "
+        f"shadow {result.counts['shadow']})",
+    ]
+    if unused:
+        lines.append(f"  not used             {unused} (feedback on cloud answers only)")
+    if stale:
+        lines.append(f"  not used             {stale} (features of another hybrid version)")
+    lines += [
+        f"  held out             {result.held_out} ({result.held_out_traffic} labelled "
+        f"requests), {result.held_out_wrong} answered wrong",
+        "",
+        f"Held-out AUROC: {_auroc(result.before_auroc)} in use, {_auroc(result.after_auroc)} "
+        f"refitted (prompt length alone: {_auroc(result.length_auroc)})",
+        f"  on labelled requests: {_auroc(result.before_traffic_auroc)} in use, "
+        f"{_auroc(result.after_traffic_auroc)} refitted",
+    ]
+    if path is not None:
+        lines += [
+            f"Default threshold: {result.model.threshold:.3f}",
+            f"Adopted: saved to {path}; restart a running `hybrid serve` to use it.",
+        ]
+    print("\n".join(lines), file=out)
+    if result.rejection is not None:
+        if in_use is not None:
+            kept = f"The router keeps using {in_use.describe()}."
+        elif current is not None:
+            kept = "The router keeps using the prior from the model's size and family."
+        else:
+            kept = "Nothing was written: this model still has no calibration."
+        raise CalibrationRejectedError(f"refit not adopted: {result.rejection}. {kept}")
+    return result
+
+
+def _prior(
+    model_file: Path | None, sha256: str, shipped: Traversable | Path | None
+) -> DifficultyModel | None:
+    """The prior the router uses for an uncalibrated file; None when none can be built."""
+    from hybrid.errors import HybridError
+    from hybrid.routing.difficulty.prior import prior_for_file
+
+    if model_file is None:
+        return None
+    try:
+        return prior_for_file(model_file, sha256, shipped=shipped)
+    except HybridError:
+        return None
+
+
+def _auroc(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"

@@ -1,0 +1,127 @@
+"""``CalibrationLine``: whether the local model routes on a prior, and background calibration's
+progress, read from the daemon's ``/health`` (``calibration``).
+
+It takes no room while there is nothing to say: a model with a calibration of its own and no
+background calibration in the last run shows nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+_STATE_STYLES = {
+    "waiting": "yellow",
+    "running": "bold yellow",
+    "fitting": "bold yellow",
+    "adopted": "bold green",
+    "kept-prior": "cyan",
+    "stopped": "red",
+}
+
+
+@dataclass(frozen=True)
+class CalibrationView:
+    """What the line shows.
+
+    Attributes:
+        state: The calibration lookup's state (``prior``, ``found``, ...).
+        expected_accuracy: The prior's expected accuracy, when it runs on one.
+        background: Background calibration's state, or None when it is not running or done.
+        done: Items answered.
+        total: Items in all.
+        accuracy: Share answered right so far, or None before the first.
+        message: Background calibration's outcome, when it has one.
+    """
+
+    state: str
+    expected_accuracy: float | None = None
+    background: str | None = None
+    done: int = 0
+    total: int = 0
+    accuracy: float | None = None
+    message: str | None = None
+
+    @classmethod
+    def from_health(cls, body: object) -> CalibrationView | None:
+        """Read ``/health``'s ``calibration``; None when it has none or it is malformed."""
+        if not isinstance(body, Mapping):
+            return None
+        calibration = body.get("calibration")
+        if not isinstance(calibration, Mapping) or not isinstance(calibration.get("state"), str):
+            return None
+        prior = calibration.get("prior")
+        expected = prior.get("expected_accuracy") if isinstance(prior, Mapping) else None
+        progress = calibration.get("background")
+        view = cls(state=calibration["state"], expected_accuracy=_number(expected))
+        if not isinstance(progress, Mapping) or not isinstance(progress.get("state"), str):
+            return view
+        return cls(
+            state=view.state,
+            expected_accuracy=view.expected_accuracy,
+            background=progress["state"],
+            done=_count(progress.get("done")),
+            total=_count(progress.get("total")),
+            accuracy=_number(progress.get("accuracy")),
+            message=progress.get("message") if isinstance(progress.get("message"), str) else None,
+        )
+
+    @property
+    def worth_showing(self) -> bool:
+        """Whether there is anything to say: a prior in use, or background calibration."""
+        return self.state == "prior" or self.background is not None
+
+
+def calibration_text(view: CalibrationView) -> Text:
+    """The line: ``difficulty on a prior (expected 47% right) · calibrating running
+    120/540 items, 31% right so far``."""
+    text = Text(" difficulty ", style="bold")
+    if view.state == "prior":
+        text.append("on a prior")
+        if view.expected_accuracy is not None:
+            text.append(f" (expected {view.expected_accuracy:.0%} right)")
+    elif view.state == "found":
+        text.append("calibrated")
+    else:
+        text.append(view.state)
+    if view.background is None:
+        return text
+    text.append(" · calibrating ")
+    text.append(view.background, style=_STATE_STYLES.get(view.background, ""))
+    if view.total:
+        text.append(f" {view.done}/{view.total} items")
+    if view.accuracy is not None:
+        text.append(f", {view.accuracy:.0%} right")
+        if view.background == "running":
+            text.append(" so far")
+    if view.message and view.background in ("kept-prior", "stopped"):
+        text.append(f" ({view.message})", style="dim")
+    return text
+
+
+class CalibrationLine(Static):
+    """One line under the status line while the model runs on a prior or is being calibrated."""
+
+    calibration: reactive[CalibrationView | None] = reactive(None)
+
+    def on_mount(self) -> None:
+        self.display = False
+
+    def watch_calibration(self, view: CalibrationView | None) -> None:
+        self.display = view is not None and view.worth_showing
+        if view is not None:
+            self.update(calibration_text(view))
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -1,0 +1,292 @@
+"""Refitting the difficulty model from what traffic taught: ``hybrid calibrate --from-ledger``.
+
+The examples are the calibration answers ``hybrid calibrate`` recorded for the model (when
+they were recorded and still match the item generators), plus the labelled requests the
+ledger kept signals for (:mod:`hybrid.ledger.learning`).  A labelled request is an example
+when its label says something about the local model (:func:`wrong_from_labels`):
+
+- a person's feedback on a **local** answer: ``good`` means right, ``bad`` wrong;
+- a shadow comparison (the local answer against the cloud's): agreement means right;
+- both: the person wins.  Feedback on a cloud answer says nothing about the local model and
+  is not used.
+
+The recipe is calibration's own (:func:`hybrid.routing.calibration.fitting.train_model`:
+standardise, penalty and threshold by cross-validation), on a seeded split stratified by
+where each example came from and by its label.  The fit replaces the one in use only when
+(:func:`review`):
+
+1. enough is held out to measure it: at least :data:`~.acceptance.MIN_HELD_OUT_ITEMS`
+   examples, at least :data:`~.acceptance.MIN_HELD_OUT_PER_CLASS` right and as many wrong;
+2. its held-out AUROC is at least prompt length's, as for any calibration;
+3. its held-out AUROC is *higher* than the current model's on the same held-out examples: a
+   refit that does not improve on the model in use is not adopted.
+
+The current model's prompt-vector stage (``probe``), when it has one, is carried over as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from random import Random
+from typing import Any, Literal
+
+import numpy as np
+
+from hybrid.errors import ConfigError
+from hybrid.routing.calibration.acceptance import MIN_HELD_OUT_ITEMS, MIN_HELD_OUT_PER_CLASS
+from hybrid.routing.calibration.fitting import prompt_length, train_model
+from hybrid.routing.calibration.items import calibration_set
+from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.calibration.record import AnswerRecord
+from hybrid.routing.difficulty.features import N_FEATURES, extract
+from hybrid.routing.difficulty.model import DifficultyModel
+
+Source = Literal["calibration", "feedback", "shadow"]
+
+
+@dataclass(frozen=True, eq=False)
+class Example:
+    """One thing the local model answered, and whether that was wrong.
+
+    Attributes:
+        features: The prompt's feature vector (:func:`~hybrid.routing.difficulty.features.extract`).
+        wrong: The local answer was wrong (or not good enough).
+        length: The prompt's length in characters (the length rule's score).
+        source: ``calibration`` (a graded calibration item), ``feedback`` or ``shadow``.
+    """
+
+    features: np.ndarray
+    wrong: bool
+    length: float
+    source: Source
+
+
+def wrong_from_labels(route: str, feedback: bool | None, shadow: bool | None) -> bool | None:
+    """Whether a labelled request's local answer was wrong, or None when the labels cannot say.
+
+    Args:
+        route: Where the request was answered (``local`` or ``cloud``).
+        feedback: A person's label (``good``), None when there is none.
+        shadow: The shadow comparison's label, None when there is none.
+    """
+    if feedback is not None and route == "local":
+        return not feedback
+    if shadow is not None:
+        return not shadow
+    return None
+
+
+def calibration_examples(record: AnswerRecord) -> list[Example] | None:
+    """The graded calibration answers of a record as examples.
+
+    Returns:
+        The examples; None when the record's items cannot be generated again as they were
+        (the generators changed since), so its answers would be mislabelled.
+    """
+    try:
+        items = calibration_set(record.seed, per_category=record.per_category)
+    except ConfigError:
+        return None
+    answers = record.answers_for(items)
+    if answers is None:
+        return None
+    return [
+        Example(extract(item.messages), not answer.correct, prompt_length(item), "calibration")
+        for item, answer in zip(items, answers, strict=True)
+    ]
+
+
+@dataclass(frozen=True, eq=False)
+class Refit:
+    """A refit and how it compares with the model in use.
+
+    Attributes:
+        model: The refitted model (its ``meta`` holds the figures below under ``refit``).
+        counts: Examples by source.
+        held_out: How many examples were held out to measure the fits.
+        held_out_wrong: Of those, how many local answers were wrong.
+        held_out_traffic: Of those, how many were labelled requests.
+        before_auroc: The current model's held-out AUROC (NaN without one, or one class).
+        after_auroc: The refit's held-out AUROC.
+        length_auroc: Prompt length's held-out AUROC.
+        before_traffic_auroc: The current model's AUROC on the held-out labelled requests.
+        after_traffic_auroc: The refit's AUROC on them.
+        rejection: Why the refit must not replace the model in use; None when it may.
+    """
+
+    model: DifficultyModel
+    counts: Mapping[str, int]
+    held_out: int
+    held_out_wrong: int
+    held_out_traffic: int
+    before_auroc: float
+    after_auroc: float
+    length_auroc: float
+    before_traffic_auroc: float
+    after_traffic_auroc: float
+    rejection: str | None
+
+    @property
+    def adopted(self) -> bool:
+        """Whether the refit may replace the model in use."""
+        return self.rejection is None
+
+
+def refit(
+    current: DifficultyModel | None,
+    examples: Sequence[Example],
+    *,
+    seed: int,
+    held_out: float = 0.3,
+    meta: Mapping[str, object] | None = None,
+) -> Refit:
+    """Fit a difficulty model on the examples and judge it against the current one.
+
+    Args:
+        current: The model in use, None when the model has none.
+        examples: Calibration answers and labelled requests.
+        seed: Seeds the split and the cross-validation folds.
+        held_out: Share of each (source, label) group held out.
+        meta: Extra entries for the new model's ``meta``.
+
+    Returns:
+        The refit, its held-out figures, and whether it may replace the current model.
+
+    Raises:
+        ValueError: There are no examples, ``held_out`` is not between 0 and 1, or an
+            example's features have the wrong length.
+    """
+    if not examples:
+        raise ValueError("there is nothing to refit from: no calibration answers or labels")
+    if not 0.0 < held_out < 1.0:
+        raise ValueError(f"held_out must be between 0 and 1 (got {held_out})")
+    if any(example.features.shape != (N_FEATURES,) for example in examples):
+        raise ValueError(f"every example needs {N_FEATURES} features")
+    train, test = _split(examples, seed=seed, held_out=held_out)
+    X = np.stack([e.features for e in train]).astype(np.float64)
+    y = np.array([e.wrong for e in train], dtype=np.float64)
+    fitted, cv_auroc = train_model(X, y, seed=seed)
+    X_test = np.stack([e.features for e in test]).astype(np.float64)
+    y_test = np.array([e.wrong for e in test], dtype=np.float64)
+    traffic = np.array([e.source != "calibration" for e in test])
+    after = fitted.scores(X_test)
+    before = current.scores(X_test) if current is not None else np.full(len(test), math.nan)
+    lengths = np.array([e.length for e in test])
+    figures = {
+        "after": _auroc(after, y_test),
+        "before": _auroc(before, y_test) if current is not None else math.nan,
+        "length": _auroc(lengths, y_test),
+        "after_traffic": _auroc(after[traffic], y_test[traffic]),
+        "before_traffic": (
+            _auroc(before[traffic], y_test[traffic]) if current is not None else math.nan
+        ),
+    }
+    counts: dict[str, int] = {s: sum(e.source == s for e in examples) for s in _SOURCES}
+    wrong = int(y_test.sum())
+    rejection = review(len(test), wrong, figures["after"], figures["length"], figures["before"])
+    refit_meta: dict[str, object] = {
+        "examples": dict(counts),
+        "held_out": len(test),
+        "held_out_traffic": int(traffic.sum()),
+        "held_out_auroc_before": _rounded(figures["before"]),
+        "held_out_traffic_auroc_before": _rounded(figures["before_traffic"]),
+        "held_out_traffic_auroc": _rounded(figures["after_traffic"]),
+        "cv_auroc": _rounded(cv_auroc),
+    }
+    model_meta: dict[str, Any] = {
+        **(dict(current.meta) if current is not None else {}),
+        **(meta or {}),
+        "seed": seed,
+        "items": len(examples),
+        "train_items": len(train),
+        "held_out_items": len(test),
+        "l2": fitted.meta["l2"],
+        "held_out_auroc": _rounded(figures["after"]),
+        "held_out_length_auroc": _rounded(figures["length"]),
+        "refit": refit_meta,
+    }
+    probe = getattr(current, "probe", None)
+    carried = {"probe": probe} if probe is not None else {}
+    model = dataclasses.replace(fitted, meta=model_meta, **carried)
+    return Refit(
+        model=model,
+        counts=counts,
+        held_out=len(test),
+        held_out_wrong=wrong,
+        held_out_traffic=int(traffic.sum()),
+        before_auroc=figures["before"],
+        after_auroc=figures["after"],
+        length_auroc=figures["length"],
+        before_traffic_auroc=figures["before_traffic"],
+        after_traffic_auroc=figures["after_traffic"],
+        rejection=rejection,
+    )
+
+
+def review(held: int, wrong: int, after: float, length: float, before: float) -> str | None:
+    """Why a refit must not replace the model in use (module docstring), or None.
+
+    Args:
+        held: Examples held out.
+        wrong: Of those, how many local answers were wrong.
+        after: The refit's held-out AUROC.
+        length: Prompt length's held-out AUROC.
+        before: The current model's held-out AUROC; NaN when there is no current model.
+
+    Returns:
+        One sentence without a final full stop, or None.
+    """
+    right = held - wrong
+    if held < MIN_HELD_OUT_ITEMS or min(right, wrong) < MIN_HELD_OUT_PER_CLASS:
+        return (
+            f"{held} examples were held out to measure the refit, {right} answered right and "
+            f"{wrong} wrong: too few to trust (at least {MIN_HELD_OUT_ITEMS}, with "
+            f"{MIN_HELD_OUT_PER_CLASS} right and {MIN_HELD_OUT_PER_CLASS} wrong, are needed); "
+            f"label more requests (POST /v1/hybrid/feedback, or routing.learn.shadow_rate)"
+        )
+    if after < length:
+        return (
+            f"the refit ranks the {held} held-out examples worse than their length does "
+            f"(held-out AUROC {after:.3f}, against {length:.3f} for prompt length)"
+        )
+    if not math.isnan(before) and not after > before:
+        return (
+            f"the refit does not improve on the model in use on the {held} held-out examples "
+            f"(held-out AUROC {after:.3f}, against {before:.3f} now)"
+        )
+    return None
+
+
+_SOURCES: tuple[Source, ...] = ("calibration", "feedback", "shadow")
+
+
+def _split(
+    examples: Sequence[Example], *, seed: int, held_out: float
+) -> tuple[list[Example], list[Example]]:
+    """A seeded split, stratified by where an example came from and by its label."""
+    groups: dict[tuple[bool, bool], list[Example]] = {}
+    for example in examples:
+        groups.setdefault((example.source == "calibration", example.wrong), []).append(example)
+    rng = Random(seed)
+    train: list[Example] = []
+    test: list[Example] = []
+    for key in sorted(groups):
+        members = list(groups[key])
+        rng.shuffle(members)
+        cut = round(len(members) * held_out)
+        test.extend(members[:cut])
+        train.extend(members[cut:])
+    return train, test
+
+
+def _auroc(scores: np.ndarray, wrong: np.ndarray) -> float:
+    if len(wrong) == 0 or wrong.min() == wrong.max():
+        return math.nan
+    return auroc(scores, wrong)
+
+
+def _rounded(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 4)

@@ -1,0 +1,189 @@
+"""The model stage of the difficulty decision: the local model's own view of an unsure prompt.
+
+The policy chain decides first.  When the deciding verdict is the difficulty policy's and its
+feature-stage score falls inside the probe's band (:class:`~hybrid.routing.difficulty.probe.
+ProbeStage`), the router asks the local model for its vector of the prompt
+(:meth:`~hybrid.local.backend.LocalBackend.prompt_embedding`) and the probe decides instead.
+Clear cases never reach the model; every other policy (privacy, capability, length, capacity)
+stays ahead and unchanged.
+
+The vector costs the prompt's prefill on the local model's queue.  When the probe keeps the
+request local, the answer starts from the prompt already in the context's cache and evaluates
+only its last token again; when it escalates, that prefill is the price of asking.  The look
+is a hand-off on the local queue: background work (calibration) waits for the answer that
+follows it, so that it does not evict the prompt in between; an escalation releases it.
+
+The decision then says both stages: the reason ``difficulty:0.41~probe:0.73>0.50``, the score
+(``X-Hybrid-Score``) the probe's, and a ``probe`` verdict after the difficulty one (whose
+score stays the feature stage's).  When the probe cannot run (the queue is full, the model is
+not ready, a probe fitted for another model), the feature stage's decision stands, with a
+reason that says why: ``difficulty:0.41<=0.50~probe_unavailable:queue_full``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from hybrid.errors import (
+    ContextLengthExceededError,
+    HybridError,
+    InvalidRequestError,
+    ModelNotReadyError,
+    QueueFullError,
+)
+from hybrid.generation import GenerationRequest
+from hybrid.local.engine import EngineJob
+from hybrid.local.runtime import LocalRuntime
+from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.policies.difficulty import DifficultyPolicy
+from hybrid.routing.policy import RouteDecision, Router, Verdict
+
+log = logging.getLogger("hybrid.routing")
+
+PROBE = "probe"
+"""The name of the model stage's verdict."""
+
+Stage = Literal["feature", "model", "feature_fallback"]
+
+
+@dataclass(frozen=True, eq=False)
+class Settled:
+    """The decision after the model stage, and the prompt vector it read, if any.
+
+    Attributes:
+        decision: The decision, settled by the probe when it applied.
+        vector: The local model's vector of the prompt, when the probe read one (the ledger
+            keeps it for refits from traffic).
+    """
+
+    decision: RouteDecision
+    vector: np.ndarray | None = None
+
+
+async def settle(
+    decision: RouteDecision,
+    request: GenerationRequest,
+    prepared: EngineJob | None,
+    *,
+    router: Router,
+    runtime: LocalRuntime,
+    auto: bool,
+) -> Settled:
+    """Let the probe settle a difficulty decision in its band; otherwise change nothing.
+
+    Args:
+        decision: The policy chain's decision.
+        request: The request.
+        prepared: The request prepared for the local model (None: it does not fit there, or
+            the model was not ready when the route was planned).
+        router: The chain that decided (its difficulty policy knows the probe).
+        runtime: The local model's runtime.
+        auto: The route is the router's to choose (no model name, header or server-wide
+            mode fixed it).
+
+    Returns:
+        The decision, settled by the probe when it applies (see the module docstring), and the
+        vector the probe read.
+    """
+    if not auto or decision.pinned or prepared is None:
+        return Settled(decision)
+    deciding = _deciding(decision)
+    if deciding is None or deciding.score is None:
+        return Settled(decision)
+    policy = next((p for p in router.policies if isinstance(p, DifficultyPolicy)), None)
+    if policy is None or deciding.policy != policy.name:
+        return Settled(decision)
+    probe = policy.probe()
+    if probe is None or not probe.in_band(deciding.score):
+        return Settled(decision)
+    if runtime.state != "ready":
+        return Settled(_fall_back(decision, deciding, f"not_{runtime.state}"))
+    try:
+        backend = runtime.backend()
+        if backend.embedding_size != probe.dim:
+            log.warning(
+                "the difficulty probe reads %d-value vectors and the local model gives %d: "
+                "run `hybrid calibrate` for this model; routing on the feature stage",
+                probe.dim,
+                backend.embedding_size,
+            )
+            return Settled(_fall_back(decision, deciding, "mismatch"))
+        vector = await backend.prompt_embedding(request, prepared=prepared)
+        score = probe.score(vector)
+    except QueueFullError:
+        return Settled(_fall_back(decision, deciding, "queue_full"))
+    except ModelNotReadyError:
+        return Settled(_fall_back(decision, deciding, f"not_{runtime.state}"))
+    except (ContextLengthExceededError, InvalidRequestError):
+        return Settled(_fall_back(decision, deciding, "refused"))
+    except (HybridError, ValueError) as exc:
+        backend.release_hand_off()
+        log.warning("the difficulty probe failed on %s: %s", request.request_id, exc)
+        return Settled(_fall_back(decision, deciding, "failed"))
+    settled = _settled(decision, deciding, probe, score)
+    if settled.target != "local":
+        backend.release_hand_off()  # no answer follows on the local model
+    return Settled(settled, vector)
+
+
+def stage_of(decision: RouteDecision) -> Stage | None:
+    """Which difficulty stage decided: ``model`` (the probe), ``feature_fallback`` (the probe
+    could not run), ``feature``, or None when the difficulty policy did not decide."""
+    if any(v.policy == PROBE and v.outcome != "pass" for v in decision.verdicts):
+        return "model"
+    if any(v.policy == PROBE for v in decision.verdicts):
+        return "feature_fallback"
+    deciding = _deciding(decision)
+    if deciding is not None and deciding.policy == DifficultyPolicy.name and not decision.pinned:
+        return "feature"
+    return None
+
+
+def _deciding(decision: RouteDecision) -> Verdict | None:
+    """The verdict that decided (the chain's first opinion), when one did."""
+    return next((v for v in decision.verdicts if v.outcome != "pass"), None)
+
+
+def _settled(
+    decision: RouteDecision, deciding: Verdict, probe: ProbeStage, score: float
+) -> RouteDecision:
+    escalate = probe.escalates(score)
+    sign = ">" if escalate else "<="
+    own = f"{PROBE}:{score:.2f}{sign}{probe.threshold:.2f}"
+    verdict = Verdict(PROBE, "cloud" if escalate else "local", own, score=score)
+    reason = f"{_feature_part(deciding)}~{own}"
+    return RouteDecision(
+        "cloud" if escalate else "local",
+        (reason, *decision.reasons[1:]),
+        score,
+        False,
+        _after(decision.verdicts, deciding, verdict),
+    )
+
+
+def _fall_back(decision: RouteDecision, deciding: Verdict, why: str) -> RouteDecision:
+    verdict = Verdict(PROBE, "pass", f"{PROBE}:unavailable:{why}")
+    reason = f"{decision.reason}~{PROBE}_unavailable:{why}"
+    return RouteDecision(
+        decision.target,
+        (reason, *decision.reasons[1:]),
+        decision.score,
+        decision.pinned,
+        _after(decision.verdicts, deciding, verdict),
+    )
+
+
+def _feature_part(verdict: Verdict) -> str:
+    """``difficulty:0.41`` from ``difficulty:0.41>0.30`` (the feature threshold no longer
+    decides)."""
+    name = verdict.reason.split(":", 1)[0]
+    return f"{name}:{verdict.score:.2f}"
+
+
+def _after(verdicts: tuple[Verdict, ...], deciding: Verdict, added: Verdict) -> tuple[Verdict, ...]:
+    index = verdicts.index(deciding) + 1
+    return (*verdicts[:index], added, *verdicts[index:])

@@ -1,0 +1,330 @@
+"""Shadow sampling: grade local answers against the cloud's answer to the same request.
+
+With ``routing.learn.shadow_rate`` above 0, that share of the requests the router kept local
+is also sent to the cloud model it would have escalated to, *after* the client has its
+answer, on a background task: the client's answer is never delayed or changed.  The two
+answers are compared and the result becomes a label for the local answer (``good`` when they
+agree), which ``hybrid calibrate --from-ledger`` learns from.
+
+Never shadowed: requests pinned to this machine by the privacy policy, requests whose route the
+client or the server-wide mode chose (``model: local``, ``X-Hybrid-Route: local``,
+``local-only``), local answers given because the cloud failed or a spend cap was reached,
+requests with tools, images or audio, and answers that did not end normally.  A provider at a
+spend cap is not called; every call made is recorded in the ledger (by whoever receives the
+:class:`ShadowOutcome`) and counts against the budget like any other.
+
+**Grading without a judge** (:func:`grade_overlap`).  Both answers are normalised (Unicode
+NFKC, lower case, punctuation and the articles *a*, *an*, *the* dropped, whitespace
+collapsed) and compared as word sequences:
+
+1. the same words: agreement 1;
+2. the shorter answer states a number the longer one lacks: agreement 0 (numbers decide
+   arithmetic, and "it is 12" / "it is 13" share two words of three);
+3. a short answer (up to :data:`SHORT_ANSWER_WORDS` words) found whole inside the other
+   ("Paris" in "The capital of France is Paris."): agreement 1;
+4. otherwise the word-overlap F1 (SQuAD's answer F1).
+
+The local answer is labelled good when the agreement reaches ``routing.learn.shadow_agreement``
+(0.5 by default).  **With a judge** (``routing.learn.judge_model``), a cloud model reads the
+question, the cloud answer as the reference and the local answer, and says ``yes`` or ``no``;
+an unreadable verdict falls back to the overlap grade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from random import Random
+from typing import Literal
+
+from hybrid.backend import collect
+from hybrid.cloud.provider import CloudProvider
+from hybrid.errors import HybridError
+from hybrid.generation import GenerationRequest, Message, SamplingParams, Usage
+from hybrid.routing.names import CloudTarget
+
+log = logging.getLogger("hybrid.routing")
+
+SHORT_ANSWER_WORDS = 8
+"""An answer of at most this many words counts as agreeing when the other contains it whole."""
+
+JUDGE_MAX_TOKENS = 4
+
+_ARTICLES = frozenset({"a", "an", "the"})
+_WORD = re.compile(r"\d+(?:[.,]\d+)*|\w+")
+_NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
+
+_JUDGE_PROMPT = """\
+You grade answers. Here is a question, a reference answer, and a candidate answer.
+
+Question:
+{question}
+
+Reference answer:
+{reference}
+
+Candidate answer:
+{candidate}
+
+Is the candidate answer correct, and does it agree with the reference? Reply with one word: \
+yes or no."""
+
+
+@dataclass(frozen=True)
+class Grade:
+    """How a local answer compares with the cloud's.
+
+    Attributes:
+        good: The local answer counts as good (it agrees with the cloud's).
+        agreement: 0 to 1: the overlap score, or 1 / 0 for a judge's yes / no.
+        method: ``match`` (same words, or a short answer contained), ``overlap`` (word F1) or
+            ``judge``.
+    """
+
+    good: bool
+    agreement: float
+    method: Literal["match", "overlap", "judge"]
+
+
+def words(text: str) -> list[str]:
+    """The normalised words of an answer (see the module docstring)."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return [word for word in _WORD.findall(folded) if word not in _ARTICLES]
+
+
+def grade_overlap(local: str, cloud: str, *, threshold: float) -> Grade:
+    """Grade a local answer against a cloud answer without a judge (module docstring).
+
+    Args:
+        local: The local model's answer.
+        cloud: The cloud model's answer to the same request.
+        threshold: Agreement at or above which the local answer is good.
+
+    Returns:
+        The grade; an empty local answer never agrees.
+    """
+    mine, theirs = words(local), words(cloud)
+    if not mine or not theirs:
+        return Grade(False, 0.0, "overlap")
+    if mine == theirs:
+        return Grade(True, 1.0, "match")
+    short, long = (mine, theirs) if len(mine) <= len(theirs) else (theirs, mine)
+    if {w for w in short if _NUMBER.match(w)} - {w for w in long if _NUMBER.match(w)}:
+        return Grade(False, 0.0, "overlap")  # the shorter answer states a number the other lacks
+    if len(short) <= SHORT_ANSWER_WORDS and _contains(long, short):
+        return Grade(True, 1.0, "match")
+    common = sum((Counter(mine) & Counter(theirs)).values())
+    if common == 0:
+        return Grade(False, 0.0, "overlap")
+    precision, recall = common / len(mine), common / len(theirs)
+    f1 = 2 * precision * recall / (precision + recall)
+    return Grade(f1 >= threshold, round(f1, 4), "overlap")
+
+
+def _contains(haystack: list[str], needle: list[str]) -> bool:
+    n = len(needle)
+    return any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
+
+
+def judge_request(
+    request: GenerationRequest, local: str, cloud: str, model: str
+) -> GenerationRequest:
+    """The request that asks a judge model to grade a local answer.
+
+    Args:
+        request: The client's request (its last user message, or prompt, is the question).
+        local: The local answer (the candidate).
+        cloud: The cloud answer (the reference).
+        model: The judge's model id at its provider.
+
+    Returns:
+        A short, greedy request for a one-word verdict.
+    """
+    question = request.prompt or next(
+        (m.content for m in reversed(request.messages) if m.role == "user"), ""
+    )
+    text = _JUDGE_PROMPT.format(question=question, reference=cloud, candidate=local)
+    return GenerationRequest(
+        request_id=request.request_id,
+        messages=(Message("user", text),),
+        params=SamplingParams(max_tokens=JUDGE_MAX_TOKENS, temperature=0.0),
+        model=model,
+    )
+
+
+def read_verdict(text: str) -> bool | None:
+    """A judge's ``yes`` (True) or ``no`` (False); None when it said neither first."""
+    found = words(text)
+    if not found:
+        return None
+    return {"yes": True, "no": False}.get(found[0])
+
+
+@dataclass(frozen=True)
+class ShadowCall:
+    """One cloud call made for shadow sampling, for the ledger.
+
+    Attributes:
+        target: The cloud model called.
+        text: What it answered (empty when it failed).
+        usage: Its token counts, None when it failed before reporting any.
+        latency_s: Seconds the call took.
+        error: Why it failed, None when it answered.
+    """
+
+    target: CloudTarget
+    text: str
+    usage: Usage | None
+    latency_s: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ShadowOutcome:
+    """What a shadow comparison found.
+
+    Attributes:
+        request_id: The request compared.
+        shadow: The cloud call that answered the request again.
+        grade: The local answer's grade; None when the cloud call failed.
+        judge: The judge's call, when one graded.
+    """
+
+    request_id: str
+    shadow: ShadowCall
+    grade: Grade | None
+    judge: ShadowCall | None = None
+
+
+class Shadowing:
+    """Samples local answers and compares them with the cloud's in the background.
+
+    Args:
+        rate: Share of eligible local answers to shadow (0 turns it off).
+        providers: The cloud providers by name.
+        usable: Whether a provider may be called (it has its key).
+        budget: Why a provider may not be called now (a spend cap's reason), or None.
+        agreement: The overlap grade's threshold (``routing.learn.shadow_agreement``).
+        judge: The judge model, or None to grade by word overlap.
+        rng: Draws the sample.
+        perf: Monotonic seconds, for the calls' latency.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        providers: Mapping[str, CloudProvider],
+        usable: Callable[[str], bool],
+        budget: Callable[[str], str | None],
+        agreement: float,
+        judge: CloudTarget | None = None,
+        rng: Random | None = None,
+        perf: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._rate = rate
+        self._providers = providers
+        self._usable = usable
+        self._budget = budget
+        self._agreement = agreement
+        self._judge = judge
+        self._rng = rng if rng is not None else Random()
+        self._perf = perf
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> int:
+        """Shadow comparisons still running."""
+        return len(self._tasks)
+
+    def offer(
+        self,
+        request: GenerationRequest,
+        local_text: str,
+        target: CloudTarget,
+        report: Callable[[ShadowOutcome], None],
+    ) -> bool:
+        """Maybe shadow a local answer: draw the sample, and start the comparison on a task.
+
+        The caller has checked that the request may leave this machine (see the module
+        docstring); this checks the rate, the request's needs and the provider.
+
+        Args:
+            request: The client's request, answered locally.
+            local_text: The local answer's text.
+            target: The cloud model the request would have escalated to.
+            report: Receives the outcome (and records it in the ledger), on the event loop.
+
+        Returns:
+            Whether a comparison was started.
+        """
+        if self._rate <= 0 or request.needs or not local_text.strip():
+            return False
+        if self._rng.random() >= self._rate:
+            return False
+        if not self._callable(target.provider):
+            return False
+        task = asyncio.get_running_loop().create_task(
+            self._compare(request, local_text, target, report)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def aclose(self) -> None:
+        """Cancel the comparisons still running and wait for them (at server shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Wait for the comparisons running now to finish (tests, and a graceful drain)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _callable(self, provider: str) -> bool:
+        return provider in self._providers and self._usable(provider) and not self._budget(provider)
+
+    async def _compare(
+        self,
+        request: GenerationRequest,
+        local_text: str,
+        target: CloudTarget,
+        report: Callable[[ShadowOutcome], None],
+    ) -> None:
+        try:
+            shadow_request = dataclasses.replace(request, model=target.model, stream=False)
+            shadow = await self._call(target, shadow_request)
+            if shadow.error is not None:
+                report(ShadowOutcome(request.request_id, shadow, None))
+                return
+            grade = grade_overlap(local_text, shadow.text, threshold=self._agreement)
+            judged: ShadowCall | None = None
+            if self._judge is not None and self._callable(self._judge.provider):
+                asked = judge_request(request, local_text, shadow.text, self._judge.model)
+                judged = await self._call(self._judge, asked)
+                verdict = read_verdict(judged.text) if judged.error is None else None
+                if verdict is not None:
+                    grade = Grade(verdict, 1.0 if verdict else 0.0, "judge")
+            report(ShadowOutcome(request.request_id, shadow, grade, judged))
+        except Exception:
+            # A background comparison must never take anything else down with it.
+            log.exception("shadow comparison of %s failed", request.request_id)
+
+    async def _call(self, target: CloudTarget, request: GenerationRequest) -> ShadowCall:
+        provider = self._providers[target.provider]
+        started = self._perf()
+        try:
+            completion = await collect(await provider.start(request))
+        except HybridError as exc:
+            log.warning("shadow call to %s failed: %s", target.qualified, exc)
+            return ShadowCall(target, "", None, self._perf() - started, str(exc))
+        return ShadowCall(target, completion.text, completion.done.usage, self._perf() - started)

@@ -1,0 +1,361 @@
+"""Learning from traffic through the app: kept signals, ``POST /v1/hybrid/feedback``, shadow
+sampling against the fake cloud, and the label counts of ``/v1/hybrid/stats``.
+
+The local model is scripted (it answers "Hello world"); a difficulty model is stored for its
+file (a few bytes standing in for a GGUF), so the difficulty policy scores every request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fake_cloud import FakeCloud
+from fastapi.testclient import TestClient
+from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
+
+from hybrid.ledger.learning import Label, Signal
+from hybrid.ledger.record import LedgerRecord
+from hybrid.ledger.store import LedgerStore
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
+from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.store import gguf_sha256, save
+from hybrid.settings import Settings, load_settings
+
+KEY = "feedback-test-key-0123456789"
+HELLO = {"model": "hybrid", "messages": [{"role": "user", "content": "Say hello"}]}
+
+
+class FileRuntime(ScriptedRuntime):
+    """A scripted model that says which file it loaded, so its calibration is found."""
+
+    def __init__(self, settings: Settings, path: Path) -> None:
+        super().__init__(settings, ScriptedBackend())
+        self._path = path
+
+    @property
+    def loaded_path(self) -> Path | None:
+        return self._path if self._state == "ready" else None
+
+
+@pytest.fixture
+def cloud() -> Iterator[FakeCloud]:
+    with FakeCloud(reply="Hello world.") as fake:
+        yield fake
+
+
+def settings_for(tmp_path: Path, cloud: FakeCloud | None = None, **cli: object) -> Settings:
+    environ = {"HYBRID_HOME": str(tmp_path / "home")}
+    options: dict[str, object] = {"probe.measure_bandwidth": False, **cli}
+    if cloud is not None:
+        options |= {
+            "cloud.openai.api_key": cloud.openai_key,
+            "cloud.openai.base_url": cloud.base_url + "/v1",
+        }
+    return load_settings(environ=environ, dotenv_file=None, cli=options).settings
+
+
+def calibrated_model_file(settings: Settings, tmp_path: Path) -> tuple[Path, str]:
+    """A stand-in GGUF file and a difficulty model stored for it (every score 0.27)."""
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF stand-in")
+    sha = gguf_sha256(path)
+    model = DifficultyModel(
+        weights=np.zeros(N_FEATURES),
+        bias=-1.0,
+        threshold=0.6,
+        feature_version=FEATURE_VERSION,
+        mean=np.zeros(N_FEATURES),
+        scale=np.ones(N_FEATURES),
+        meta={"model_sha256": sha},
+    )
+    save(settings.home, sha, model)
+    return path, sha
+
+
+@pytest.fixture
+def app_for(tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, Settings, str]]]:
+    clients: list[TestClient] = []
+
+    def build(cloud: FakeCloud | None = None, **cli: object) -> tuple[TestClient, Settings, str]:
+        settings = settings_for(tmp_path, cloud, **cli)
+        path, sha = calibrated_model_file(settings, tmp_path)
+        client = TestClient(scripted_app(settings, runtime=FileRuntime(settings, path)))
+        client.__enter__()
+        clients.append(client)
+        calibration = state_of(client).calibration
+        for _ in range(500):  # the file is hashed on a thread once the model is loaded
+            if calibration.status().state == "found":
+                break
+            time.sleep(0.01)
+        assert calibration.status().state == "found"
+        return client, settings, sha
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def state_of(client: TestClient) -> Any:
+    """The app's state (``AppState``)."""
+    app: Any = client.app
+    return app.state.hybrid
+
+
+def drain(client: TestClient) -> None:
+    """Wait, on the app's loop, for the shadow comparisons running now."""
+    assert client.portal is not None
+    client.portal.call(state_of(client).learner.shadowing.drain)
+
+
+def read_ledger(
+    client: TestClient, settings: Settings
+) -> tuple[list[LedgerRecord], list[Signal], list[Label]]:
+    client.get("/v1/hybrid/stats")  # waits until everything written so far is committed
+    store = LedgerStore.open(settings.ledger.resolved_path(settings.home))
+    try:
+        return store.records(), store.signals(), store.labels()
+    finally:
+        store.close()
+
+
+def wait_for_shadows(client: TestClient, settings: Settings, count: int) -> list[Label]:
+    """Let the background comparisons end, then read the shadow labels."""
+    for _ in range(500):
+        drain(client)
+        labels = [label for label in read_ledger(client, settings)[2] if label.source == "shadow"]
+        if len(labels) >= count:
+            return labels
+        time.sleep(0.01)
+    raise AssertionError(f"fewer than {count} shadow labels were written")
+
+
+def chat(client: TestClient, body: dict[str, Any] = HELLO, **headers: str) -> str:
+    response = client.post("/v1/chat/completions", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "Hello world"
+    return response.headers["x-hybrid-request-id"]
+
+
+# -- signals ------------------------------------------------------------------------------------
+
+
+def test_a_scored_request_keeps_its_features_and_score_but_not_its_text(app_for: Any) -> None:
+    client, settings, sha = app_for()
+    request_id = chat(client)
+    _, signals, _ = read_ledger(client, settings)
+    assert [signal.request_id for signal in signals] == [request_id]
+    signal = signals[0]
+    assert (signal.model_sha256, signal.route, signal.feature_version) == (sha, "local", 1)
+    assert signal.score == pytest.approx(1 / (1 + np.exp(1.0)))
+    assert signal.feature_array().shape == (N_FEATURES,)
+    assert signal.prompt_chars == len("Say hello") and signal.vector is None
+    raw = settings.ledger.resolved_path(settings.home).read_bytes()
+    assert b"Say hello" not in raw
+
+
+def test_only_the_newest_signals_are_kept(app_for: Any) -> None:
+    client, settings, _ = app_for(**{"routing.learn.keep_signals": 2})
+    ids = [chat(client) for _ in range(4)]
+    _, signals, _ = read_ledger(client, settings)
+    assert [signal.request_id for signal in signals] == ids[2:]
+
+
+def test_no_signal_is_kept_when_keep_signals_is_0(app_for: Any) -> None:
+    client, settings, _ = app_for(**{"routing.learn.keep_signals": 0})
+    chat(client)
+    assert read_ledger(client, settings)[1] == []
+
+
+# -- feedback -----------------------------------------------------------------------------------
+
+
+def test_feedback_labels_an_answer_and_a_second_label_replaces_the_first(app_for: Any) -> None:
+    client, settings, sha = app_for()
+    request_id = chat(client)
+    first = client.post("/v1/hybrid/feedback", json={"request_id": request_id, "good": True})
+    assert first.status_code == 200, first.text
+    assert first.json() == {
+        "request_id": request_id,
+        "good": True,
+        "source": "feedback",
+        "route": "local",
+        "about_local": True,
+        "replaced": False,
+    }
+    second = client.post(
+        "/v1/hybrid/feedback",
+        json={"request_id": request_id, "good": False, "note": "wrong capital"},
+    )
+    assert second.status_code == 200 and second.json()["replaced"] is True
+    _, _, labels = read_ledger(client, settings)
+    assert [(label.request_id, label.good, label.note) for label in labels] == [
+        (request_id, False, "wrong capital")
+    ]
+    counts = client.get("/v1/hybrid/stats").json()["labels"]
+    assert counts == [{"model_sha256": sha, "feedback": 1, "shadow": 0, "usable": 1}]
+
+
+def test_feedback_for_an_unknown_request_is_a_404_that_says_what_to_send(app_for: Any) -> None:
+    client, _, _ = app_for()
+    response = client.post("/v1/hybrid/feedback", json={"request_id": "nope", "good": True})
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "request_not_found" and error["param"] == "request_id"
+    assert "'nope'" in error["message"] and "X-Hybrid-Request-Id" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"request_id": "x", "good": "yes"},
+        {"request_id": "x", "good": 1},
+        {"request_id": "x"},
+        {"request_id": "x", "good": True, "grade": 5},
+        {"request_id": "", "good": True},
+        {"request_id": "x", "good": True, "note": "n" * 2001},
+    ],
+)
+def test_a_feedback_body_is_checked_strictly(app_for: Any, body: dict[str, Any]) -> None:
+    client, _, _ = app_for()
+    response = client.post("/v1/hybrid/feedback", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_feedback_takes_json_only(app_for: Any) -> None:
+    client, _, _ = app_for()
+    response = client.post(
+        "/v1/hybrid/feedback",
+        content=b"request_id=x&good=true",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 415
+
+
+def test_feedback_needs_the_api_key_when_the_server_has_one(app_for: Any) -> None:
+    client, _, _ = app_for(**{"server.api_key": KEY})
+    body = {"request_id": "x", "good": True}
+    assert client.post("/v1/hybrid/feedback", json=body).status_code == 401
+    keyed = client.post(
+        "/v1/hybrid/feedback", json=body, headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert keyed.status_code == 404
+
+
+def test_a_refused_request_has_no_answer_to_label(app_for: Any) -> None:
+    client, _, _ = app_for()
+    refused = client.post("/v1/chat/completions", json={**HELLO, "model": "no-such-model"})
+    assert refused.status_code == 404
+    request_id = refused.headers["x-hybrid-request-id"]
+    response = client.post("/v1/hybrid/feedback", json={"request_id": request_id, "good": False})
+    assert response.status_code == 400
+    assert "refused before any model answered" in response.json()["error"]["message"]
+
+
+def test_feedback_is_in_the_openapi_document(app_for: Any) -> None:
+    client, _, _ = app_for()
+    operation = client.get("/openapi.json").json()["paths"]["/v1/hybrid/feedback"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["request_id", "good"]
+    assert set(schema["properties"]) == {"request_id", "good", "note"}
+    assert {"200", "400", "401", "404", "415"} <= set(operation["responses"])
+
+
+# -- shadow sampling ----------------------------------------------------------------------------
+
+
+def test_a_shadowed_local_answer_is_graded_against_the_cloud_and_its_cost_counts(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    client, settings, sha = app_for(cloud, **{"routing.learn.shadow_rate": 1.0})
+    request_id = chat(client)
+    [label] = wait_for_shadows(client, settings, 1)
+    assert (label.request_id, label.good, label.agreement) == (request_id, True, 1.0)
+    sent = [r.body for r in cloud.requests if r.body is not None]
+    assert [body["messages"][-1]["content"] for body in sent] == ["Say hello"]
+    assert not sent[0].get("stream")
+
+    records, _, _ = read_ledger(client, settings)
+    answer, shadow = records
+    assert (answer.route, answer.leg, shadow.route, shadow.leg) == (
+        "local",
+        None,
+        "cloud",
+        "shadow",
+    )
+    assert shadow.id == request_id and shadow.provider == "openai"
+    assert shadow.cloud_cost_usd is not None and shadow.cloud_cost_usd > 0
+    stats = client.get("/v1/hybrid/stats").json()
+    totals = stats["all_time"]
+    # One request, answered locally; the shadow call's cost is spend like any cloud call.
+    assert (totals["requests"], totals["local"], totals["cloud"]) == (1, 1, 0)
+    assert totals["cloud_spend_usd"] == pytest.approx(shadow.cloud_cost_usd)
+    assert stats["budget"]["daily_spend_usd"] == pytest.approx(shadow.cloud_cost_usd)
+    assert stats["labels"] == [{"model_sha256": sha, "feedback": 0, "shadow": 1, "usable": 1}]
+
+
+def test_a_cloud_answer_that_disagrees_labels_the_local_answer_bad(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    cloud.reply = "Bonjour, the weather is fine today."
+    client, settings, _ = app_for(cloud, **{"routing.learn.shadow_rate": 1.0})
+    chat(client)
+    [label] = wait_for_shadows(client, settings, 1)
+    assert label.good is False and label.agreement is not None and label.agreement < 0.5
+
+
+def test_a_judge_grades_the_shadow_answer_when_one_is_set(app_for: Any, cloud: FakeCloud) -> None:
+    cloud.reply = "A completely different reply."
+    cloud.replies = {"Reply with one word: yes or no": "Yes."}
+    client, settings, _ = app_for(
+        cloud,
+        **{"routing.learn.shadow_rate": 1.0, "routing.learn.judge_model": "openai/gpt-4.1"},
+    )
+    chat(client)
+    [label] = wait_for_shadows(client, settings, 1)
+    assert label.good is True and label.note is not None and label.note.startswith("judge")
+    legs = [record.leg for record in read_ledger(client, settings)[0]]
+    assert legs == [None, "shadow", "shadow_judge"]
+    judged = cloud.requests[-1].body
+    assert judged is not None and judged["model"] == "gpt-4.1"
+    assert "Hello world" in judged["messages"][0]["content"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        # Private data pins the request to this machine: it never goes out, not even later.
+        (
+            {**HELLO, "messages": [{"role": "user", "content": "Mail me at ann@example.com"}]},
+            {},
+        ),
+        # The client chose the local model: its request is not sent out behind its back.
+        ({**HELLO, "model": "local"}, {}),
+        (HELLO, {"X-Hybrid-Route": "local"}),
+    ],
+)
+def test_private_or_client_pinned_requests_are_never_shadowed(
+    app_for: Any, cloud: FakeCloud, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    client, settings, _ = app_for(cloud, **{"routing.learn.shadow_rate": 1.0})
+    request_id = chat(client, body, **headers)
+    drain(client)
+    records, _, labels = read_ledger(client, settings)
+    assert cloud.requests == []
+    assert [(r.id, r.leg) for r in records] == [(request_id, None)] and labels == []
+
+
+def test_no_shadow_call_is_made_at_the_spend_cap(app_for: Any, cloud: FakeCloud) -> None:
+    client, settings, _ = app_for(
+        cloud, **{"routing.learn.shadow_rate": 1.0, "budget.daily_usd": 0.000001}
+    )
+    chat(client)
+    wait_for_shadows(client, settings, 1)  # this one spends past the cap
+    chat(client)
+    drain(client)
+    assert len(cloud.requests) == 1

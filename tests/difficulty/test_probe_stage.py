@@ -1,0 +1,183 @@
+"""The model stage: the probe on the local model's prompt vector, and difficulty files v1/v2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hybrid.errors import ConfigError
+from hybrid.generation import Message
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
+from hybrid.routing.difficulty.model import FORMAT_VERSION, DifficultyModel
+from hybrid.routing.difficulty.probe import ProbeStage
+
+DIM = 16
+
+
+def probe(band: tuple[float, float] = (0.3, 0.7), threshold: float = 0.5) -> ProbeStage:
+    rng = np.random.default_rng(7)
+    return ProbeStage(
+        weights=rng.normal(size=DIM),
+        bias=0.25,
+        mean=rng.normal(size=DIM),
+        scale=rng.uniform(0.5, 2.0, size=DIM),
+        band=band,
+        threshold=threshold,
+    )
+
+
+def difficulty(stage: ProbeStage | None = None) -> DifficultyModel:
+    rng = np.random.default_rng(4)
+    return DifficultyModel(
+        weights=rng.normal(size=N_FEATURES) / 10,
+        bias=-0.2,
+        threshold=0.5,
+        feature_version=FEATURE_VERSION,
+        mean=rng.normal(size=N_FEATURES),
+        scale=rng.uniform(0.5, 2.0, size=N_FEATURES),
+        meta={"model_sha256": "ab" * 32},
+        probe=stage,
+    )
+
+
+def test_the_score_is_the_standardised_logistic_regression() -> None:
+    stage = probe()
+    vector = np.random.default_rng(1).normal(size=DIM).astype(np.float32)
+    z = ((vector - stage.mean) / stage.scale) @ stage.weights + stage.bias
+    assert stage.score(vector) == pytest.approx(1 / (1 + np.exp(-z)))
+    assert stage.dim == DIM
+    # Far out vectors stay probabilities.
+    assert 0.0 <= stage.score(vector * 1e6) <= 1.0
+
+
+def test_the_band_is_closed_and_the_threshold_is_strict() -> None:
+    stage = probe(band=(0.3, 0.7), threshold=0.5)
+    assert stage.in_band(0.3) and stage.in_band(0.5) and stage.in_band(0.7)
+    assert not stage.in_band(0.29) and not stage.in_band(0.71)
+    assert stage.escalates(0.51) and not stage.escalates(0.5)
+
+
+def test_a_vector_of_another_model_is_refused_with_the_shapes() -> None:
+    with pytest.raises(ValueError, match=r"\(640,\).*\(16,\).*another model"):
+        probe().score(np.zeros(640, dtype=np.float32))
+    with pytest.raises(ValueError, match="not finite"):
+        probe().score(np.full(DIM, np.nan))
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"weights": np.zeros(3)}, "differ in length"),
+        ({"scale": np.zeros(DIM)}, "scale must be positive"),
+        ({"mean": np.full(DIM, np.inf)}, "not finite"),
+        ({"band": (0.7, 0.3)}, "band"),
+        ({"band": (-0.1, 0.3)}, "band"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"bias": float("nan")}, "bias"),
+        ({"weights": np.zeros((2, 8))}, "shape"),
+    ],
+)
+def test_a_malformed_probe_cannot_be_built(change: dict[str, object], problem: str) -> None:
+    fields = {
+        "weights": np.ones(DIM),
+        "bias": 0.0,
+        "mean": np.zeros(DIM),
+        "scale": np.ones(DIM),
+        "band": (0.2, 0.8),
+        "threshold": 0.5,
+    } | change
+    with pytest.raises(ValueError, match=problem):
+        ProbeStage(**fields)  # type: ignore[arg-type]
+
+
+def test_the_probe_survives_json_and_scores_the_same() -> None:
+    stage = probe(band=(0.25, 0.75), threshold=0.6)
+    loaded = ProbeStage.from_json(json.loads(json.dumps(stage.to_json())))
+    vector = np.random.default_rng(2).normal(size=DIM)
+    assert loaded.score(vector) == stage.score(vector)
+    assert loaded.band == (0.25, 0.75) and loaded.threshold == 0.6
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"weights": "nope"}, '"weights" must be a list'),
+        ({"bias": None}, '"bias" must be a number'),
+        ({"band": [0.2]}, '"band" has 1 numbers'),
+        ({"band": [0.8, 0.2]}, "band"),
+        ({"scale": [1.0] * (DIM - 1)}, "differ in length"),
+        ({"threshold": True}, '"threshold" must be a number'),
+        ({"vector": "mean"}, '"mean" vectors'),
+    ],
+)
+def test_a_malformed_probe_section_is_a_config_error_naming_the_problem(
+    change: dict[str, object], problem: str
+) -> None:
+    data = probe().to_json() | change
+    with pytest.raises(ConfigError, match=problem) as caught:
+        ProbeStage.from_json(data)
+    assert "probe section is malformed" in str(caught.value)
+    assert "hybrid calibrate" in str(caught.value)
+
+
+def test_a_missing_key_or_a_non_object_is_named() -> None:
+    data = probe().to_json()
+    del data["threshold"]
+    with pytest.raises(ConfigError, match='"threshold" is missing'):
+        ProbeStage.from_json(data)
+    with pytest.raises(ConfigError, match="list, not an object"):
+        ProbeStage.from_json([1, 2])
+
+
+def test_a_version_2_file_carries_the_probe() -> None:
+    original = difficulty(probe())
+    data = json.loads(json.dumps(original.to_json()))
+    assert data["format_version"] == FORMAT_VERSION == 2
+    loaded = DifficultyModel.from_json(data)
+    assert loaded.probe is not None
+    vector = np.random.default_rng(3).normal(size=DIM)
+    assert original.probe is not None
+    assert loaded.probe.score(vector) == original.probe.score(vector)
+    messages = [Message("user", "Prove that the square root of 2 is irrational.")]
+    assert loaded.score(messages) == original.score(messages)
+
+
+def test_a_version_2_file_without_a_probe_loads_with_none() -> None:
+    data = difficulty().to_json()
+    assert data["probe"] is None
+    assert DifficultyModel.from_json(data).probe is None
+    del data["probe"]
+    assert DifficultyModel.from_json(data).probe is None
+
+
+def test_a_version_1_file_still_loads_without_a_probe() -> None:
+    data = difficulty().to_json()
+    del data["probe"]
+    data["format_version"] = 1
+    loaded = DifficultyModel.from_json(data)
+    assert loaded.probe is None
+    messages = [Message("user", "Name three primes.")]
+    assert loaded.score(messages) == difficulty().score(messages)
+
+
+def test_the_shipped_version_1_file_still_loads() -> None:
+    from hybrid.routing.difficulty.store import shipped_models
+
+    files = [f for f in shipped_models().iterdir() if f.name.endswith(".json")]
+    assert files
+    for file in files:
+        data = json.loads(file.read_text())
+        loaded = DifficultyModel.from_json(data)
+        assert loaded.probe is None or data.get("format_version") == 2
+
+
+def test_a_malformed_probe_section_in_a_file_is_a_config_error() -> None:
+    data = difficulty(probe()).to_json()
+    data["probe"]["mean"] = "zeros"
+    with pytest.raises(ConfigError, match='probe section is malformed: "mean" must be a list'):
+        DifficultyModel.from_json(data)
+    data["probe"] = 3
+    with pytest.raises(ConfigError, match="int, not an object"):
+        DifficultyModel.from_json(data)

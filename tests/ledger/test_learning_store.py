@@ -1,0 +1,201 @@
+"""What the ledger keeps for learning: signals and labels, written like records (journal first,
+then SQLite), bounded, replaced per request, recovered after a crash; shadow legs count as
+spend, not as requests."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+from ledger_records import T0, cloud_record, local_record
+
+from hybrid.ledger.journal import Journal, journal_path
+from hybrid.ledger.learning import Label, LabelCount, Signal
+from hybrid.ledger.store import LedgerStore
+from hybrid.ledger.totals import Totals
+from hybrid.ledger.writer import LedgerWriter
+
+SHA = "cd" * 32
+
+
+def signal(request_id: str, *, route: str = "local", at: float = T0, sha: str = SHA) -> Signal:
+    return Signal.of(
+        request_id=request_id,
+        time=at,
+        model_sha256=sha,
+        feature_version=1,
+        features=np.arange(5, dtype=np.float64) / 4,
+        route=route,
+        score=0.25,
+        prompt_chars=42,
+        vector=np.array([0.5, -1.0, 2.0]),
+    )
+
+
+def open_store(path: Path) -> LedgerStore:
+    return LedgerStore.open(path)
+
+
+def test_signals_and_labels_round_trip_through_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    writer = LedgerWriter(path, retention_days=0)
+    writer.start()
+    writer.write_nowait(local_record(id="a"))
+    writer.learn_nowait(signal("a"))
+    writer.learn_nowait(Label("a", "feedback", True, T0 + 5, note="fine"))
+    writer.learn_nowait(Label("a", "shadow", False, T0 + 6, agreement=0.2))
+    writer.learn_nowait(Label("a", "feedback", False, T0 + 7))  # replaces the first
+    writer.close()
+
+    store = open_store(path)
+    try:
+        [kept] = store.signals()
+        assert kept == signal("a")
+        assert kept.feature_array().tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+        assert kept.vector_array() is not None
+        assert kept.vector_array().tolist() == [0.5, -1.0, 2.0]  # type: ignore[union-attr]
+        assert [(label.source, label.good, label.note) for label in store.labels("a")] == [
+            ("shadow", False, None),
+            ("feedback", False, None),
+        ]
+        [row] = store.labelled(SHA)
+        assert (row.feedback, row.shadow) == (False, False)
+        assert store.label_counts() == [LabelCount(SHA, feedback=1, shadow=1, usable=1)]
+    finally:
+        store.close()
+
+
+def test_only_the_newest_signals_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    writer = LedgerWriter(path, retention_days=0, keep_signals=3, commit_interval_s=0.0)
+    writer.start()
+    for index in range(7):
+        writer.learn_nowait(signal(f"r{index}", at=T0 + index))
+    writer.close()
+    store = open_store(path)
+    try:
+        assert [s.request_id for s in store.signals()] == ["r4", "r5", "r6"]
+    finally:
+        store.close()
+
+
+def test_signals_and_labels_a_killed_server_journaled_are_committed_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    LedgerStore.open(path).close()
+    journal = Journal(journal_path(path))  # what a server killed before committing left
+    journal.append(local_record(id="a"))
+    journal.append_learned(signal("a"))
+    journal.append_learned(Label("a", "feedback", True, T0 + 1))
+    journal.append_learned(Label("a", "feedback", False, T0 + 2))
+    journal.close()
+
+    writer = LedgerWriter(path, retention_days=0)
+    writer.start()
+    writer.close()
+    store = open_store(path)
+    try:
+        assert [record.id for record in store.records()] == ["a"]
+        assert [s.request_id for s in store.signals()] == ["a"]
+        assert [(label.good, label.time) for label in store.labels()] == [(False, T0 + 2)]
+    finally:
+        store.close()
+    assert journal_path(path).read_bytes() == b""
+
+
+def test_retention_deletes_old_signals_and_labels_with_the_records(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "ledger.sqlite3")
+    try:
+        store.append(
+            [local_record(id="old"), local_record(id="new", time=T0 + 100)],
+            [
+                signal("old"),
+                Label("old", "shadow", True, T0),
+                signal("new", at=T0 + 100),
+                Label("new", "shadow", True, T0 + 100),
+            ],
+        )
+        store.prune(T0 + 50)
+        assert [s.request_id for s in store.signals()] == ["new"]
+        assert [label.request_id for label in store.labels()] == ["new"]
+    finally:
+        store.close()
+
+
+def test_feedback_on_a_cloud_answer_is_counted_but_not_usable(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "ledger.sqlite3")
+    try:
+        store.append(
+            [],
+            [
+                signal("c", route="cloud"),
+                Label("c", "feedback", True, T0),
+                Label("orphan", "feedback", False, T0),  # no signal kept for it
+                signal("other", sha="ef" * 32),
+                Label("other", "shadow", True, T0),
+            ],
+        )
+        assert store.label_counts() == [
+            LabelCount(SHA, feedback=1, shadow=0, usable=0),
+            LabelCount("ef" * 32, feedback=0, shadow=1, usable=1),
+            LabelCount(None, feedback=1, shadow=0, usable=0),
+        ]
+    finally:
+        store.close()
+
+
+def test_the_answer_of_a_request_is_its_answer_leg_not_a_shadow_or_discarded_one(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path / "ledger.sqlite3")
+    try:
+        store.append(
+            [
+                local_record(id="a"),
+                cloud_record(id="a", leg="shadow"),
+                local_record(id="b", leg="cascade_local"),
+                cloud_record(id="b", leg="cascade_cloud"),
+            ]
+        )
+        answer_a, answer_b = store.answer("a"), store.answer("b")
+        assert answer_a is not None and (answer_a.route, answer_a.leg) == ("local", None)
+        assert answer_b is not None and answer_b.leg == "cascade_cloud"
+        assert store.answer("missing") is None
+    finally:
+        store.close()
+
+
+def test_a_shadow_leg_is_spend_but_not_a_request_in_sql_and_in_memory(tmp_path: Path) -> None:
+    records = [local_record(id="a"), cloud_record(id="a", leg="shadow")]
+    store = open_store(tmp_path / "ledger.sqlite3")
+    try:
+        store.append(records)
+        in_sql = store.totals()
+    finally:
+        store.close()
+    in_memory = Totals.of(records)
+    assert in_sql == in_memory
+    assert (in_sql.requests, in_sql.local, in_sql.cloud) == (1, 1, 0)
+    assert in_sql.cloud_spend_usd == records[1].cloud_cost_usd
+
+
+def test_a_version_3_ledger_gains_the_learning_tables_and_keeps_its_records(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    store = open_store(path)
+    store.append([local_record(id="kept")])
+    store.close()
+    with sqlite3.connect(path) as conn:  # back to version 3, as hybrid before learning left it
+        conn.execute("DROP TABLE signals")
+        conn.execute("DROP TABLE labels")
+        conn.execute("PRAGMA user_version = 3")
+    store = open_store(path)
+    try:
+        assert [record.id for record in store.records()] == ["kept"]
+        store.append([], [signal("kept")])
+        assert [s.request_id for s in store.signals()] == ["kept"]
+    finally:
+        store.close()

@@ -1,0 +1,275 @@
+"""Replaying labelled traffic through the real ledger and the refit path.
+
+Synthetic requests are answered wrong when they mention a zebra, something the difficulty
+model in use never learned (it was fitted to requests that are wrong when they hold a number).
+Their signals and labels go through the ledger's writer (journal, SQLite) as the server writes
+them; ``hybrid calibrate --from-ledger``'s refit then learns the zebras, and the held-out AUROC
+on labelled requests rises.  Traffic that teaches nothing new (the numbers the model already
+knows) gives a refit that does not improve, and it is not adopted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import sys
+from pathlib import Path
+from random import Random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hybrid.cli import main
+from hybrid.cli.calibrate_ledger import refit_from_ledger
+from hybrid.errors import CalibrationRejectedError
+from hybrid.generation import Message
+from hybrid.ledger.learning import Label, Signal
+from hybrid.ledger.record import LedgerRecord
+from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.calibration.fitting import train_model
+from hybrid.routing.calibration.items import calibration_set
+from hybrid.routing.calibration.learning import calibration_examples
+from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.calibration.record import AnswerRecord
+from hybrid.routing.calibration.runner import ItemAnswer
+from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
+from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.store import find, gguf_sha256, model_path, save
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from gguf_writer import tiny_model
+
+SHA = "ab" * 32
+T0 = 1_795_000_000.0
+WORDS = (
+    "please tell me about the weather garden river music table window story colour "
+    "morning friend letter city travel dinner house bridge summer winter paper"
+).split()
+
+
+def prompt(rng: Random, *, zebra: bool, number: bool) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(6, 18))]
+    if zebra:
+        words.insert(rng.randrange(len(words) + 1), "zebra")
+    if number:
+        words.insert(rng.randrange(len(words) + 1), str(rng.randint(10, 99)))
+    return " ".join(words)
+
+
+def traffic(seed: int, n: int, wrong_when: str) -> list[tuple[str, bool]]:
+    """``n`` prompts, each with a zebra and a number independently, and whether it was wrong."""
+    rng = Random(seed)
+    prompts = []
+    for _ in range(n):
+        zebra, number = rng.random() < 0.4, rng.random() < 0.4
+        wrong = zebra if wrong_when == "zebra" else number
+        prompts.append((prompt(rng, zebra=zebra, number=number), wrong))
+    return prompts
+
+
+def features(text: str) -> np.ndarray:
+    return extract((Message("user", text),))
+
+
+def model_in_use() -> DifficultyModel:
+    """What the router uses now: fitted to requests that were wrong when they held a number."""
+    seen = traffic(1, 300, "number")
+    X = np.stack([features(text) for text, _ in seen])
+    model, _ = train_model(X, np.array([wrong for _, wrong in seen], dtype=np.float64), seed=0)
+    return DifficultyModel(
+        weights=model.weights,
+        bias=model.bias,
+        threshold=model.threshold,
+        feature_version=FEATURE_VERSION,
+        mean=model.mean,
+        scale=model.scale,
+        meta={"model_sha256": SHA, "created": "2026-11-01"},
+    )
+
+
+def replay(ledger: Path, labelled: list[tuple[str, bool]], sha: str = SHA) -> None:
+    """Write each request as the server does: its record, its signal, and a label."""
+    writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
+    writer.start()
+    try:
+        for index, (text, wrong) in enumerate(labelled):
+            request_id = f"req-{index}"
+            # Every third label came from a person, the rest from shadow comparisons; a
+            # person's label of a cloud answer teaches nothing about the local model.
+            cloud = index % 9 == 4
+            writer.write_nowait(answered(request_id, "cloud" if cloud else "local"))
+            writer.learn_nowait(
+                Signal.of(
+                    request_id=request_id,
+                    time=T0 + index,
+                    model_sha256=sha,
+                    feature_version=FEATURE_VERSION,
+                    features=features(text),
+                    route="cloud" if cloud else "local",
+                    score=0.3,
+                    prompt_chars=len(text),
+                )
+            )
+            by_person = index % 3 == 1
+            label = Label(request_id, "feedback" if by_person else "shadow", not wrong, T0 + index)
+            writer.learn_nowait(label)
+    finally:
+        writer.close()
+
+
+def answered(request_id: str, route: str) -> LedgerRecord:
+    return LedgerRecord(
+        id=request_id,
+        time=T0,
+        api="openai",
+        route="local" if route == "local" else "cloud",
+        reasons=("difficulty:0.30<=0.60",),
+        verdicts=(),
+        score=0.3,
+        model_requested="hybrid",
+        model="gemma" if route == "local" else "openai/gpt-4.1-mini",
+        provider="local" if route == "local" else "openai",
+        prompt_tokens=20,
+        completion_tokens=5,
+        tokens_estimated=False,
+        ttft_s=0.05,
+        latency_s=0.2,
+        status="ok",
+        error=None,
+        cloud_cost_usd=0.0,
+        counterfactual_model=None,
+        counterfactual_cost_usd=None,
+        energy_cost_usd=0.0,
+        cost_avoided_usd=0.0,
+        price_known=True,
+        leg=None,
+    )
+
+
+def held_out_auroc(model: DifficultyModel, labelled: list[tuple[str, bool]]) -> float:
+    X = np.stack([features(text) for text, _ in labelled])
+    return auroc(model.scores(X), np.array([wrong for _, wrong in labelled], dtype=np.float64))
+
+
+def test_replayed_labels_teach_the_refit_what_the_model_in_use_misjudges(tmp_path: Path) -> None:
+    home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
+    before = model_in_use()
+    save(home, SHA, before)
+    replay(ledger, traffic(2, 420, "zebra"))
+
+    out = io.StringIO()
+    result = refit_from_ledger(
+        home=home, ledger=ledger, sha256=SHA, model_name="m", seed=0, held_out=0.3, out=out
+    )
+
+    # The held-out labelled requests: the model in use ranks them by chance, the refit well.
+    assert result.adopted and result.held_out_traffic == result.held_out >= 100
+    assert result.before_traffic_auroc < 0.65
+    assert result.after_traffic_auroc > 0.9
+    assert result.after_auroc > result.length_auroc
+    # Of 420: 140 people's labels, 47 of them on cloud answers (not used); 280 shadow labels.
+    assert dict(result.counts) == {"calibration": 0, "feedback": 93, "shadow": 280}
+    text = out.getvalue()
+    assert "labelled requests    373 (feedback 93, shadow 280)" in text
+    assert "not used             47 (feedback on cloud answers only)" in text
+    assert f"Adopted: saved to {model_path(home, SHA)}" in text
+
+    # The file the router reads is the refit, and it ranks new traffic of the same kind better.
+    stored = find(home, SHA)
+    assert stored is not None
+    refit_meta: Any = stored.model.meta["refit"]
+    assert refit_meta["held_out"] == result.held_out
+    fresh = traffic(3, 300, "zebra")
+    assert held_out_auroc(before, fresh) < 0.65
+    assert held_out_auroc(stored.model, fresh) > 0.9
+
+
+def test_a_refit_that_does_not_improve_is_not_adopted(tmp_path: Path) -> None:
+    home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
+    path = save(home, SHA, model_in_use())
+    kept = path.read_bytes()
+    # Traffic wrong exactly where the model in use already says so: nothing left to learn.
+    replay(ledger, traffic(2, 420, "number"))
+
+    out = io.StringIO()
+    with pytest.raises(CalibrationRejectedError, match="does not improve on the model in use"):
+        refit_from_ledger(
+            home=home, ledger=ledger, sha256=SHA, model_name="m", seed=0, held_out=0.3, out=out
+        )
+    assert path.read_bytes() == kept
+    assert "Adopted" not in out.getvalue()
+
+
+def test_too_few_labels_are_not_enough_to_refit(tmp_path: Path) -> None:
+    home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
+    replay(ledger, traffic(2, 40, "zebra"))
+    with pytest.raises(CalibrationRejectedError, match="too few to trust"):
+        refit_from_ledger(
+            home=home,
+            ledger=ledger,
+            sha256=SHA,
+            model_name="m",
+            seed=0,
+            held_out=0.3,
+            out=io.StringIO(),
+        )
+    assert find(home, SHA, shipped=tmp_path / "none") is None
+
+
+def test_hybrid_calibrate_from_ledger_refits_the_configured_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tiny_model().write(tmp_path / "models" / "mine.gguf")
+    home = tmp_path / "home"
+    monkeypatch.setenv("HYBRID_HOME", str(home))
+    monkeypatch.setenv("HYBRID_LOCAL__MODEL", str(model))
+    sha = gguf_sha256(model)
+    replay(home / "ledger.sqlite3", traffic(2, 420, "zebra"), sha=sha)
+
+    assert main(["calibrate", "--from-ledger"], commands={"calibrate": "hybrid.cli.calibrate"}) == 0
+    assert "Refit the difficulty model of mine" in capsys.readouterr().out
+    assert model_path(home, sha).is_file()
+
+
+def test_with_nothing_labelled_the_command_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tiny_model().write(tmp_path / "models" / "mine.gguf")
+    monkeypatch.setenv("HYBRID_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HYBRID_LOCAL__MODEL", str(model))
+    assert main(["calibrate", "--from-ledger"], commands={"calibrate": "hybrid.cli.calibrate"}) == 2
+    assert "POST /v1/hybrid/feedback" in capsys.readouterr().err
+
+
+def test_hybrid_stats_counts_each_models_labels_by_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HYBRID_HOME", str(home))
+    replay(home / "ledger.sqlite3", traffic(2, 30, "zebra"))
+    commands = {"stats": "hybrid.cli.stats"}
+
+    assert main(["stats", "--json"], commands=commands) == 0
+    labels = json.loads(capsys.readouterr().out)["labels"]
+    # 10 people's labels (3 of them on cloud answers), 20 shadow labels.
+    assert labels == [{"model_sha256": SHA, "feedback": 10, "shadow": 20, "usable": 27}]
+    assert main(["stats"], commands=commands) == 0
+    assert "labels        model abababababab: 10 feedback, 20 shadow; 27 usable by a refit" in (
+        capsys.readouterr().out
+    )
+
+
+def test_recorded_calibration_answers_are_examples_while_they_match_the_items(
+    tmp_path: Path,
+) -> None:
+    items = calibration_set(0, per_category=2)
+    answers = tuple(ItemAnswer(item.id, ("x",), index % 2 == 0) for index, item in enumerate(items))
+    record = AnswerRecord(SHA, 0, 2, 24, tuple(item.prompt for item in items), answers)
+    examples = calibration_examples(record)
+    assert examples is not None and len(examples) == len(items)
+    assert [e.wrong for e in examples] == [index % 2 == 1 for index in range(len(items))]
+    assert {e.source for e in examples} == {"calibration"}
+    changed = dataclasses.replace(record, prompts=("another question", *record.prompts[1:]))
+    assert calibration_examples(changed) is None

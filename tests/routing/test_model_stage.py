@@ -1,0 +1,289 @@
+"""The two-stage difficulty decision: the probe settles the feature stage's unsure scores."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hybrid.backend import Generation
+from hybrid.cli import route as route_cmd
+from hybrid.errors import GenerationError, HybridError, ModelNotReadyError, QueueFullError
+from hybrid.generation import (
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    Message,
+    SamplingParams,
+    TextDelta,
+    Usage,
+)
+from hybrid.local.speed import SpeedMeter
+from hybrid.routing.chain import build_router
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
+from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.dispatcher import Dispatcher, Mode
+from hybrid.routing.model_stage import stage_of
+from hybrid.routing.names import ModelNames, ProviderModels
+from hybrid.settings_routing import DifficultySettings, RoutingSettings
+
+LOCAL = "local-model"
+HARD = np.array([2.0, 0.0, 0.0, 0.0], dtype=np.float32)  # the probe scores it 0.88
+EASY = np.array([-2.0, 0.0, 0.0, 0.0], dtype=np.float32)  # 0.12
+
+
+class Replay(Generation):
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        yield TextDelta(self.text)
+        yield GenerationDone("stop", Usage(1, 1))
+
+    async def aclose(self) -> None:
+        return None
+
+
+class VectorLocal:
+    """A runtime and its backend whose ``prompt_embedding`` returns a set vector."""
+
+    model_id = LOCAL
+    context_length = 8192
+    supports: frozenset[str] = frozenset()
+    queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
+    speed = SpeedMeter()
+    state = "ready"
+
+    def __init__(self, vector: np.ndarray = HARD, *, fail: HybridError | None = None) -> None:
+        self.vector = vector
+        self.fail = fail
+        self.embedding_size = 4
+        self.embedded: list[Any] = []
+        self.started: list[Any] = []
+        self.released = 0
+
+    def release_hand_off(self) -> None:
+        self.released += 1
+
+    def backend(self) -> VectorLocal:
+        return self
+
+    async def prepare(self, request: GenerationRequest) -> Any:
+        return SimpleNamespace(tokens=[0] * 10, max_tokens=request.params.max_tokens or 100)
+
+    async def prompt_embedding(
+        self, request: GenerationRequest, *, prepared: Any = None
+    ) -> np.ndarray:
+        self.embedded.append(prepared)
+        if self.fail is not None:
+            raise self.fail
+        return self.vector
+
+    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
+        self.started.append(prepared)
+        return Replay("local answer")
+
+
+class Cloud:
+    name = "openai"
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def start(self, request: GenerationRequest) -> Generation:
+        self.asked += 1
+        return Replay("cloud answer")
+
+
+def difficulty(feature_score_logit: float, *, probe: bool = True) -> DifficultyModel:
+    """A model that scores every prompt sigmoid(logit), with a probe over 4-value vectors."""
+    stage = ProbeStage(
+        weights=np.array([1.0, 0.0, 0.0, 0.0]),
+        bias=0.0,
+        mean=np.zeros(4),
+        scale=np.ones(4),
+        band=(0.3, 0.7),
+        threshold=0.5,
+    )
+    return DifficultyModel(
+        weights=np.zeros(N_FEATURES),
+        bias=feature_score_logit,
+        threshold=0.5,
+        feature_version=FEATURE_VERSION,
+        mean=np.zeros(N_FEATURES),
+        scale=np.ones(N_FEATURES),
+        probe=stage if probe else None,
+    )
+
+
+UNSURE = 0.4  # logit: the feature stage scores 0.60, inside the band (escalates on its own)
+
+
+def dispatcher(
+    local: VectorLocal,
+    model: DifficultyModel,
+    *,
+    cloud: bool = True,
+    model_stage: bool = True,
+    mode: Mode = "auto",
+) -> tuple[Dispatcher, Cloud]:
+    provider = Cloud()
+    names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=cloud)], None)
+    settings = RoutingSettings(difficulty=DifficultySettings(model_stage=model_stage))
+    router = build_router(settings, difficulty=lambda: model)
+    built = Dispatcher(local, {"openai": provider} if cloud else {}, names, router=router)  # type: ignore[arg-type,dict-item]
+    built.mode = mode
+    return built, provider
+
+
+def ask(text: str = "What is the derivative of x squared?", **kwargs: Any) -> GenerationRequest:
+    return GenerationRequest("r1", messages=(Message("user", text),), **kwargs)
+
+
+def start(built: Dispatcher, request: GenerationRequest | None = None, **kwargs: Any) -> Any:
+    return asyncio.run(built.start(request or ask(), model=kwargs.pop("model", "hybrid"), **kwargs))
+
+
+@pytest.mark.parametrize(("logit", "route"), [(-3.0, "local"), (3.0, "cloud")])
+def test_clear_cases_never_ask_the_local_model(logit: float, route: str) -> None:
+    local = VectorLocal()
+    built, _ = dispatcher(local, difficulty(logit))
+    answer = start(built)
+    assert local.embedded == []
+    assert answer.route == route
+    assert "probe" not in answer.reason and answer.reason.startswith("difficulty:")
+    assert stage_of(asyncio.run(built.plan(ask(), model="hybrid")).decision) == "feature"
+
+
+def test_an_unsure_case_the_probe_finds_hard_goes_to_the_cloud() -> None:
+    local = VectorLocal(HARD)
+    built, cloud = dispatcher(local, difficulty(-UNSURE))  # the features alone: local (0.40)
+    answer = start(built)
+    assert len(local.embedded) == 1 and cloud.asked == 1
+    assert (answer.route, answer.reason) == ("cloud", "difficulty:0.40~probe:0.88>0.50")
+    assert answer.headers()["X-Hybrid-Score"] == "0.881"
+    policies = [(v.policy, v.outcome) for v in answer.verdicts]
+    assert policies[-2:] == [("difficulty", "local"), ("probe", "cloud")]
+    # The difficulty verdict keeps the feature stage's own score (what learning refits on).
+    assert answer.verdicts[-2].score == pytest.approx(0.401, abs=1e-3)
+    # No local answer follows: background work on the local model may run again at once.
+    assert local.released == 1
+    # The vector goes out with the answer, for the ledger's learning signals.
+    assert answer.prompt_vector is HARD
+
+
+def test_an_unsure_case_the_probe_finds_easy_stays_local_on_the_evaluated_prompt() -> None:
+    local = VectorLocal(EASY)
+    built, cloud = dispatcher(local, difficulty(UNSURE))  # the features alone: cloud (0.60)
+    answer = start(built)
+    assert (answer.route, answer.reason) == ("local", "difficulty:0.60~probe:0.12<=0.50")
+    assert cloud.asked == 0
+    assert answer.score == pytest.approx(0.119, abs=1e-3)
+    # The answer starts from the very job whose prompt the probe evaluated: its prefix is reused.
+    assert local.started == local.embedded and local.started[0] is not None
+    assert local.released == 0  # the answer is the hand-off's follow-up
+    assert answer.prompt_vector is EASY
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (QueueFullError(depth=5, retry_after=2.0), "queue_full"),
+        (ModelNotReadyError("loading"), "not_ready"),
+        (GenerationError("llama.cpp failed"), "failed"),
+    ],
+)
+def test_a_probe_that_cannot_run_leaves_the_feature_decision(
+    failure: HybridError, code: str
+) -> None:
+    local = VectorLocal(fail=failure)
+    built, cloud = dispatcher(local, difficulty(UNSURE))
+    answer = start(built)
+    assert len(local.embedded) == 1
+    assert answer.route == "cloud" and cloud.asked == 1
+    assert answer.reason == f"difficulty:0.60>0.50~probe_unavailable:{code}"
+    assert answer.score == pytest.approx(0.599, abs=1e-3)
+    plan = asyncio.run(built.plan(ask(), model="hybrid"))
+    assert stage_of(plan.decision) == "feature_fallback"
+
+
+def test_a_probe_fitted_for_another_model_is_not_asked() -> None:
+    local = VectorLocal()
+    local.embedding_size = 640
+    built, _ = dispatcher(local, difficulty(UNSURE))
+    answer = start(built)
+    assert local.embedded == []
+    assert answer.reason == "difficulty:0.60>0.50~probe_unavailable:mismatch"
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs"),
+    [
+        ("named local model", {"model": "local"}),
+        ("header cloud", {"override": "cloud"}),
+        ("header local", {"override": "local"}),
+    ],
+)
+def test_a_route_the_client_fixed_never_asks_the_probe(case: str, kwargs: dict[str, Any]) -> None:
+    local = VectorLocal()
+    built, _ = dispatcher(local, difficulty(UNSURE))
+    start(built, **kwargs)
+    assert local.embedded == [], case
+
+
+@pytest.mark.parametrize("mode", ["local-only", "cloud-only"])
+def test_a_server_wide_mode_never_asks_the_probe(mode: Mode) -> None:
+    local = VectorLocal()
+    built, _ = dispatcher(local, difficulty(UNSURE), mode=mode)
+    start(built)
+    assert local.embedded == []
+
+
+def test_other_policies_stay_ahead_and_unchanged() -> None:
+    local = VectorLocal(EASY)
+    built, _ = dispatcher(local, difficulty(UNSURE))
+    private = start(built, ask("Mail jane.doe@example.com the quarterly numbers."))
+    assert private.route == "local" and private.reason.startswith("privacy:")
+    images = start(built, ask("What is in this picture?", needs=frozenset({"images"})))
+    assert images.route == "cloud" and images.reason.startswith("capability:")
+    long = start(built, ask(params=SamplingParams(max_tokens=9000)))
+    assert long.route == "cloud" and long.reason.startswith("length:")
+    assert local.embedded == []
+
+
+def test_no_probe_switched_off_or_no_cloud_means_no_model_stage() -> None:
+    cases: list[tuple[DifficultyModel, dict[str, bool]]] = [
+        (difficulty(UNSURE, probe=False), {}),
+        (difficulty(UNSURE), {"model_stage": False}),
+        (difficulty(UNSURE), {"cloud": False}),
+    ]
+    for model, options in cases:
+        local = VectorLocal()
+        built, _ = dispatcher(local, model, **options)
+        answer = start(built)
+        assert local.embedded == [] and "probe" not in answer.reason, options
+
+
+def test_hybrid_route_shows_the_stage_that_decided() -> None:
+    built, _ = dispatcher(VectorLocal(HARD), difficulty(-UNSURE))
+    plan = asyncio.run(built.plan(ask(), model="hybrid"))
+    out = io.StringIO()
+    route_cmd._print_plan(plan, out)
+    text = out.getvalue()
+    assert "reason:  difficulty:0.40~probe:0.88>0.50" in text
+    assert "stage:   model (the local model's view" in text
+    assert "  probe       cloud  probe:0.88>0.50" in text
+    document = route_cmd._plan_json(plan, verdicts=True)
+    assert json.loads(json.dumps(document))["stage"] == "model"
+    # JSON lines keep their three keys.
+    assert set(route_cmd._plan_json(plan, verdicts=False)) == {"target", "score", "reasons"}
+    clear, _ = dispatcher(VectorLocal(), difficulty(-3.0))
+    plain = route_cmd._plan_json(asyncio.run(clear.plan(ask(), model="hybrid")), verdicts=True)
+    assert plain["stage"] == "feature"

@@ -1,0 +1,108 @@
+"""The model stage on the real embedded model: a probed request kept local reuses its prompt."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hybrid.backend import collect
+from hybrid.generation import GenerationRequest, Message, SamplingParams
+from hybrid.local.backend import LocalBackend
+from hybrid.local.engine import LlamaEngine, LoadOptions
+from hybrid.local.prompt import ChatFormatter
+from hybrid.local.queue import WorkQueue
+from hybrid.models.embedded import ensure_embedded_model
+from hybrid.routing.chain import build_router
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
+from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.dispatcher import Dispatcher
+from hybrid.routing.names import ModelNames, ProviderModels
+from hybrid.settings_routing import DifficultySettings, RoutingSettings
+
+pytestmark = pytest.mark.slow
+
+
+class Runtime:
+    """The parts of LocalRuntime the dispatcher reads, around a real backend."""
+
+    state = "ready"
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self._backend = backend
+        self.model_id = backend.model_id
+
+    def backend(self) -> LocalBackend:
+        return self._backend
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBackend, LlamaEngine]]:
+    path = ensure_embedded_model(tmp_path_factory.mktemp("home"))
+    options = LoadOptions(n_ctx=1024, n_threads=2, n_gpu_layers=0, n_batch=64)
+    engine = LlamaEngine.load(path, options)
+    backend = LocalBackend(
+        engine,
+        WorkQueue(max_waiting=4),
+        ChatFormatter(None),
+        model_id="gemma",
+        default_max_tokens=16,
+        default_temperature=0.0,
+    )
+    yield backend, engine
+    backend.queue.close()
+    engine.close()
+
+
+def difficulty(dim: int) -> DifficultyModel:
+    """Every prompt scores 0.5 on the features (in the band); the probe keeps it local."""
+    probe = ProbeStage(np.zeros(dim), -2.0, np.zeros(dim), np.ones(dim), (0.3, 0.7), 0.5)
+    return DifficultyModel(
+        weights=np.zeros(N_FEATURES),
+        bias=0.0,
+        threshold=0.5,
+        feature_version=FEATURE_VERSION,
+        mean=np.zeros(N_FEATURES),
+        scale=np.ones(N_FEATURES),
+        probe=probe,
+    )
+
+
+def dispatcher(backend: LocalBackend, *, model_stage: bool) -> Dispatcher:
+    names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
+    settings = RoutingSettings(difficulty=DifficultySettings(model_stage=model_stage))
+    model = difficulty(backend.embedding_size)
+    router = build_router(settings, difficulty=lambda: model)
+    runtime: Any = Runtime(backend)
+    return Dispatcher(runtime, {}, names, router=router)
+
+
+def test_a_request_the_probe_keeps_local_is_answered_from_the_evaluated_prompt(
+    model: tuple[LocalBackend, LlamaEngine],
+) -> None:
+    backend, engine = model
+    request = GenerationRequest(
+        "r1",
+        messages=(Message("user", "Name the largest planet of the solar system."),),
+        params=SamplingParams(max_tokens=16, temperature=0),
+    )
+    other = GenerationRequest("r0", prompt="Unrelated words to fill the cache.")
+
+    async def answer(built: Dispatcher) -> tuple[str, str, int]:
+        await backend.prompt_embedding(other)  # the cache holds another prompt
+        started = await built.start(request, model="hybrid")
+        text = (await collect(started.generation)).text
+        return started.reason, text, engine.prompt_tokens_evaluated
+
+    plain_reason, plain, evaluated_plain = asyncio.run(
+        answer(dispatcher(backend, model_stage=False))
+    )
+    reason, text, evaluated = asyncio.run(answer(dispatcher(backend, model_stage=True)))
+    assert plain_reason == "difficulty:0.50<=0.50"
+    assert reason == "difficulty:0.50~probe:0.12<=0.50"
+    assert text == plain and text
+    assert evaluated_plain > 10 and evaluated == 0

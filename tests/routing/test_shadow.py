@@ -1,0 +1,175 @@
+"""Shadow sampling: the grade of a local answer against a cloud answer, and the comparisons run
+against the fake cloud (sampling, spend caps, failures, the judge)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from random import Random
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakecloud"))
+from fake_cloud import FakeCloud, Fault
+
+from hybrid.generation import GenerationRequest, Message
+from hybrid.routing.names import CloudTarget
+from hybrid.routing.providers import build_providers
+from hybrid.routing.shadow import (
+    Grade,
+    Shadowing,
+    ShadowOutcome,
+    grade_overlap,
+    read_verdict,
+    words,
+)
+from hybrid.settings import load_settings
+
+TARGET = CloudTarget("openai", "gpt-4.1-mini")
+QUESTION = GenerationRequest("r1", messages=(Message("user", "What is the capital of France?"),))
+
+
+@pytest.mark.parametrize(
+    ("local", "cloud", "good", "method"),
+    [
+        ("Paris.", "paris", True, "match"),
+        ("Paris", "The capital of France is Paris.", True, "match"),
+        ("7 + 5 = 12", "12", True, "match"),
+        ("The answer is 12.", "The answer is 13.", False, "overlap"),
+        ("12", "It is 13, not 12 or 14, and that settles it for good.", True, "match"),
+        ("Lyon", "The capital of France is Paris.", False, "overlap"),
+        ("", "Paris", False, "overlap"),
+        (
+            "The Eiffel Tower is in Paris and was built in the nineteenth century for a fair",
+            "The Eiffel Tower, in Paris, was built in the nineteenth century for a world fair",
+            True,
+            "overlap",
+        ),
+    ],
+)
+def test_grading_without_a_judge(local: str, cloud: str, good: bool, method: str) -> None:
+    grade = grade_overlap(local, cloud, threshold=0.5)
+    assert (grade.good, grade.method) == (good, method)
+
+
+def test_normalised_words_drop_case_punctuation_and_articles() -> None:
+    assert words("The  Answer: an ÉLAN, a 3.5!") == ["answer", "élan", "3.5"]
+
+
+@pytest.mark.parametrize(
+    ("said", "verdict"), [("Yes.", True), ("no", False), ("Maybe", None), ("", None)]
+)
+def test_a_judge_verdict_is_its_first_word(said: str, verdict: bool | None) -> None:
+    assert read_verdict(said) is verdict
+
+
+@pytest.fixture
+def cloud() -> Any:
+    with FakeCloud(reply="The capital of France is Paris.") as fake:
+        yield fake
+
+
+def shadowing_for(cloud: FakeCloud, tmp_path: Path, **options: Any) -> tuple[Shadowing, Any]:
+    settings = load_settings(
+        environ={"HYBRID_HOME": str(tmp_path)},
+        dotenv_file=None,
+        cli={
+            "cloud.openai.api_key": cloud.openai_key,
+            "cloud.openai.base_url": cloud.base_url + "/v1",
+        },
+    ).settings
+    pool = build_providers(settings.cloud)
+    defaults: dict[str, Any] = {
+        "rate": 1.0,
+        "providers": pool.providers,
+        "usable": lambda provider: True,
+        "budget": lambda provider: None,
+        "agreement": 0.5,
+        "rng": Random(0),
+    }
+    return Shadowing(**(defaults | options)), pool
+
+
+def compare(shadowing: Shadowing, pool: Any, local: str, request: GenerationRequest = QUESTION):
+    async def run() -> tuple[bool, list[ShadowOutcome]]:
+        outcomes: list[ShadowOutcome] = []
+        try:
+            started = shadowing.offer(request, local, TARGET, outcomes.append)
+            await shadowing.drain()
+        finally:
+            await pool.aclose()
+        return started, outcomes
+
+    return asyncio.run(run())
+
+
+def test_a_local_answer_is_compared_with_the_cloud_answer(cloud: FakeCloud, tmp_path: Path) -> None:
+    shadowing, pool = shadowing_for(cloud, tmp_path)
+    started, [outcome] = compare(shadowing, pool, "Paris")
+    assert started and outcome.grade == Grade(True, 1.0, "match")
+    assert outcome.shadow.text == cloud.reply and outcome.shadow.usage is not None
+    assert outcome.judge is None
+    [sent] = cloud.requests
+    assert sent.body is not None and sent.body["model"] == "gpt-4.1-mini"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"rate": 0.0}, {"budget": lambda provider: "budget:daily_cap"}, {"usable": lambda p: False}],
+)
+def test_nothing_is_sent_when_off_capped_or_without_a_key(
+    cloud: FakeCloud, tmp_path: Path, options: dict[str, Any]
+) -> None:
+    shadowing, pool = shadowing_for(cloud, tmp_path, **options)
+    started, outcomes = compare(shadowing, pool, "Paris")
+    assert (started, outcomes, cloud.requests) == (False, [], [])
+
+
+def test_requests_needing_tools_or_images_are_not_shadowed(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    shadowing, pool = shadowing_for(cloud, tmp_path)
+    request = GenerationRequest("r2", messages=QUESTION.messages, needs=frozenset({"images"}))
+    assert compare(shadowing, pool, "Paris", request) == (False, [])
+
+
+def test_the_rate_samples_that_share(cloud: FakeCloud, tmp_path: Path) -> None:
+    shadowing, pool = shadowing_for(cloud, tmp_path, rate=0.25, rng=Random(7))
+
+    async def offer_many() -> int:
+        try:
+            started = sum(
+                shadowing.offer(QUESTION, "Paris", TARGET, lambda o: None) for _ in range(400)
+            )
+            await shadowing.drain()
+        finally:
+            await pool.aclose()
+        return started
+
+    started = asyncio.run(offer_many())
+    assert 70 <= started <= 130 and len(cloud.requests) == started
+
+
+def test_a_failed_cloud_call_is_reported_without_a_grade(cloud: FakeCloud, tmp_path: Path) -> None:
+    cloud.push(Fault.wrong_key())
+    shadowing, pool = shadowing_for(cloud, tmp_path)
+    _, [outcome] = compare(shadowing, pool, "Paris")
+    assert outcome.grade is None and outcome.shadow.error is not None
+
+
+def test_a_judge_decides_and_an_unreadable_verdict_falls_back_to_overlap(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    judge = CloudTarget("openai", "gpt-4.1")
+    cloud.replies = {"Reply with one word": "No."}
+    shadowing, pool = shadowing_for(cloud, tmp_path, judge=judge)
+    _, [outcome] = compare(shadowing, pool, "Paris")
+    assert outcome.grade == Grade(False, 0.0, "judge")
+    assert outcome.judge is not None and outcome.judge.target == judge
+
+    cloud.replies = {"Reply with one word": "I cannot tell."}
+    shadowing, pool = shadowing_for(cloud, tmp_path, judge=judge)
+    _, [outcome] = compare(shadowing, pool, "Paris")
+    assert outcome.grade == Grade(True, 1.0, "match")
