@@ -23,6 +23,7 @@ from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.store import gguf_sha256, save
 from hybrid.settings import Settings, load_settings
 
@@ -59,7 +60,9 @@ def settings_for(tmp_path: Path, cloud: FakeCloud | None = None, **cli: object) 
     return load_settings(environ=environ, dotenv_file=None, cli=options).settings
 
 
-def calibrated_model_file(settings: Settings, tmp_path: Path) -> tuple[Path, str]:
+def calibrated_model_file(
+    settings: Settings, tmp_path: Path, probe: ProbeStage | None = None
+) -> tuple[Path, str]:
     """A stand-in GGUF file and a difficulty model stored for it (every score 0.27)."""
     path = tmp_path / "model.gguf"
     path.write_bytes(b"GGUF stand-in")
@@ -72,6 +75,7 @@ def calibrated_model_file(settings: Settings, tmp_path: Path) -> tuple[Path, str
         mean=np.zeros(N_FEATURES),
         scale=np.ones(N_FEATURES),
         meta={"model_sha256": sha},
+        probe=probe,
     )
     save(settings.home, sha, model)
     return path, sha
@@ -81,9 +85,11 @@ def calibrated_model_file(settings: Settings, tmp_path: Path) -> tuple[Path, str
 def app_for(tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, Settings, str]]]:
     clients: list[TestClient] = []
 
-    def build(cloud: FakeCloud | None = None, **cli: object) -> tuple[TestClient, Settings, str]:
+    def build(
+        cloud: FakeCloud | None = None, probe: ProbeStage | None = None, **cli: object
+    ) -> tuple[TestClient, Settings, str]:
         settings = settings_for(tmp_path, cloud, **cli)
-        path, sha = calibrated_model_file(settings, tmp_path)
+        path, sha = calibrated_model_file(settings, tmp_path, probe)
         client = TestClient(scripted_app(settings, runtime=FileRuntime(settings, path)))
         client.__enter__()
         clients.append(client)
@@ -156,6 +162,31 @@ def test_a_scored_request_keeps_its_features_and_score_but_not_its_text(app_for:
     assert signal.prompt_chars == len("Say hello") and signal.vector is None
     raw = settings.ledger.resolved_path(settings.home).read_bytes()
     assert b"Say hello" not in raw
+
+
+def test_the_prompt_vector_the_model_stage_read_is_kept_with_the_signal(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    # A probe whose band holds every feature score: the model stage reads the scripted model's
+    # vector of every prompt, and keeps the request local (its score is 0.12).
+    probe = ProbeStage(
+        weights=np.array([1.0, 0.0, 0.0, 0.0]),
+        bias=-2.0,
+        mean=np.zeros(4),
+        scale=np.ones(4),
+        band=(0.0, 1.0),
+        threshold=0.5,
+    )
+    client, settings, _ = app_for(cloud, probe)
+    backend = state_of(client).runtime.backend()
+    backend.embedding = np.array([0.5, 1.0, -1.0, 2.0], dtype=np.float32)
+    request_id = chat(client)
+    _, signals, _ = read_ledger(client, settings)
+    assert [signal.request_id for signal in signals] == [request_id]
+    vector = signals[0].vector_array()
+    assert vector is not None  # float16 in the ledger: these values are exact in it
+    assert np.array_equal(vector, backend.embedding)
+    assert len(backend.embedded) == 1 and cloud.requests == []
 
 
 def test_only_the_newest_signals_are_kept(app_for: Any) -> None:
