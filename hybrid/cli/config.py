@@ -86,7 +86,7 @@ def effective_values(settings: BaseModel) -> dict[str, object]:
 def _plain(value: object) -> object:
     from pydantic import BaseModel, SecretStr
 
-    from hybrid.settings_sources import SECRET_MASK
+    from hybrid.settings.sources import SECRET_MASK
 
     if isinstance(value, SecretStr):
         return SECRET_MASK

@@ -29,7 +29,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from hybrid.settings_server import ServerSettings
+    from hybrid.settings.server import ServerSettings
 
 EXIT_FORCED = 130
 """Exit code after a second Ctrl-C: interrupted, the shell's 128 + SIGINT."""

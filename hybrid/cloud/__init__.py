@@ -2,6 +2,8 @@
 
 ```
 policy.py               ReliabilityPolicy: timeouts, retries, circuit breaker thresholds
+client.py               cloud_client: the httpx2.AsyncClient each provider gets (pool, timeouts,
+                        HTTP/2 with h2, the environment's proxies and CA bundle)
 breaker.py              CircuitBreaker: closed -> open -> half-open, one provider each
 retry.py                why an attempt failed (by status or transport), Retry-After, backoff
 sse.py                  an incremental server-sent-events parser; StreamDecoder, one per API

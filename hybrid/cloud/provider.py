@@ -16,7 +16,7 @@ sees:
    circuit breaker.
 
 Subclasses supply the wire format: the request body, the auth headers, and how to read the
-answer and the stream.
+answer and the stream.  The stream after its first output event is :mod:`hybrid.cloud.stream`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import logging
 import random
 import time
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import httpx2
 import orjson
@@ -36,20 +36,26 @@ from pydantic import SecretStr
 
 from hybrid.backend import Backend, Generation, ReplayGeneration
 from hybrid.cloud.breaker import CircuitBreaker
+from hybrid.cloud.client import transport_timeout
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.cloud.retry import retry_delay, status_error, transport_error
-from hybrid.cloud.sse import SseEvent, StreamDecoder, iter_sse
+from hybrid.cloud.sse import StreamDecoder
+from hybrid.cloud.stream import (
+    Outcome,
+    StreamGeneration,
+    TimedChunks,
+    counts_against_provider,
+    open_stream,
+)
 from hybrid.errors import (
     CircuitOpenError,
     ConfigError,
     InvalidRequestError,
-    ProviderAuthError,
     ProviderError,
     ProviderProtocolError,
-    ProviderRejectedError,
     ProviderTimeoutError,
 )
-from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest
+from hybrid.generation import GenerationEvent, GenerationRequest
 
 log = logging.getLogger("hybrid.cloud")
 
@@ -57,15 +63,9 @@ log = logging.getLogger("hybrid.cloud")
 _MAX_BODY_BYTES = 32 * 2**20
 # Error bodies are read only for their message.
 _MAX_ERROR_BODY_BYTES = 64 * 2**10
-# What may follow a stream's terminal event and still be read so that its connection is reused
-# (normally only the chunked body's terminator); past this the connection is not worth it.
-_MAX_DRAIN_BYTES = 64 * 2**10
-
 # How often one attempt is sent again after finding a pooled connection closed by the server;
 # each closed connection leaves the pool as it fails, so a few resends reach a fresh one.
 _STALE_CONNECTION_RESENDS = 4
-
-_Outcome = Literal["success", "failure", "release"]
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class CloudProvider(Backend):
             )
         self._host = url.host
         self._urls: dict[str, httpx2.URL] = {}
-        self._request_headers: dict[str, str] | None = None
+        self._request_headers: httpx2.Headers | None = None
         self._api_key = _checked_key(name, api_key)
         self._models = tuple(models)
         self._client = client
@@ -140,15 +140,8 @@ class CloudProvider(Backend):
         self._breaker = CircuitBreaker(
             failures=policy.breaker_failures, reset_s=policy.breaker_reset_s, clock=clock
         )
-        # The transport-level read timeout is only a backstop: the first-byte and idle limits
-        # are enforced around each await below, because httpx2's single read timeout cannot
-        # tell waiting for the first token from a stall between two chunks.
-        self._timeouts = httpx2.Timeout(
-            connect=policy.connect_timeout_s,
-            read=max(policy.first_byte_timeout_s, policy.idle_timeout_s),
-            write=policy.idle_timeout_s,
-            pool=policy.first_byte_timeout_s,
-        ).as_dict()
+        # Requests are built here, not by the client, so they carry its timeouts themselves.
+        self._timeouts = transport_timeout(policy).as_dict()
 
     @property
     def name(self) -> str:
@@ -215,17 +208,17 @@ class CloudProvider(Backend):
         try:
             opened = await self._attempts(request, call)
         except ProviderError as exc:
-            self._settle("failure" if _counts_against_provider(exc) else "release")
+            self._settle("failure" if counts_against_provider(exc) else "release")
             raise
         except BaseException:
             self._settle("release")  # the client went away mid-retry: no verdict
             raise
-        if isinstance(opened, _StreamGeneration):
+        if isinstance(opened, StreamGeneration):
             return opened
         self._settle("success")
         return ReplayGeneration(opened)
 
-    def _settle(self, outcome: _Outcome) -> None:
+    def _settle(self, outcome: Outcome) -> None:
         """Report how an allowed request ended to the circuit breaker.
 
         Args:
@@ -301,14 +294,17 @@ class CloudProvider(Backend):
 
     # -- attempts before the first byte -----------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
-        # The same for every request (the key does not change while the server runs).
+    def _headers(self) -> httpx2.Headers:
+        # The same for every request (the key does not change while the server runs); built
+        # once as httpx2.Headers, which a request copies without normalizing each header again.
         if self._request_headers is None:
-            self._request_headers = {
-                **self._client.headers,
-                **self._auth_headers(),
-                "content-type": "application/json",
-            }
+            self._request_headers = httpx2.Headers(
+                {
+                    **self._client.headers,
+                    **self._auth_headers(),
+                    "content-type": "application/json",
+                }
+            )
         return self._request_headers
 
     def _url(self, path: str) -> httpx2.URL:
@@ -346,7 +342,7 @@ class CloudProvider(Backend):
 
     async def _attempts(
         self, request: GenerationRequest, call: UpstreamCall
-    ) -> list[GenerationEvent] | _StreamGeneration:
+    ) -> list[GenerationEvent] | StreamGeneration:
         loop = asyncio.get_running_loop()
         total_deadline = loop.time() + self._policy.max_total_s
         attempt = 1
@@ -383,7 +379,7 @@ class CloudProvider(Backend):
 
     async def _attempt(
         self, request: GenerationRequest, call: UpstreamCall, attempt: int, total_deadline: float
-    ) -> list[GenerationEvent] | _StreamGeneration:
+    ) -> list[GenerationEvent] | StreamGeneration:
         # Built here rather than by the client's build_request, which merges the client's
         # defaults, cookies and parameters into every request: they are merged once, below.
         http_request = httpx2.Request(
@@ -413,7 +409,13 @@ class CloudProvider(Backend):
             if not request.stream or content_type.startswith("application/json"):
                 body = await self._read(response, limit=_MAX_BODY_BYTES)
                 return self._answer(request, self._json(body))
-            generation = await self._open_stream(request, response, deadline)
+            generation = await open_stream(
+                self,
+                response,
+                self._stream_decoder(request),
+                deadline=deadline,
+                idle_timeout_s=self._policy.idle_timeout_s,
+            )
             response = None  # the generation owns it now
             return generation
         except TimeoutError as exc:
@@ -447,7 +449,8 @@ class CloudProvider(Backend):
         working connection, so it is sent again on another one, neither counted as an
         attempt nor waited for.  A request that opened its own connection and failed is an
         attempt's failure like any other.  Which connection served it comes from the
-        ``trace`` request extension (httpx's, which :mod:`hybrid.cloud.transport` honours).
+        ``trace`` request extension (httpx2's public one): a send that reports writing its
+        request without first opening a connection went out on a pooled one.
         """
         resends = 0
         while True:
@@ -472,7 +475,7 @@ class CloudProvider(Backend):
         """Read a body, allowing ``idle_timeout_s`` between chunks; truncated at ``limit``."""
         chunks: list[bytes] = []
         size = 0
-        body = _TimedChunks(response, self._policy.idle_timeout_s)
+        body = TimedChunks(response, self._policy.idle_timeout_s)
         while size < limit:
             try:
                 chunk = await anext(body, None)
@@ -491,30 +494,6 @@ class CloudProvider(Backend):
                 f"the response is larger than {limit // 2**20} MiB; that is not an answer"
             )
         return b"".join(chunks)[:limit]
-
-    async def _open_stream(
-        self, request: GenerationRequest, response: httpx2.Response, deadline: float
-    ) -> _StreamGeneration:
-        decoder = self._stream_decoder(request)
-        # Until output arrives the client has seen nothing, so this stays retryable and the
-        # first-byte deadline (not the idle timeout) applies: the first token of a long
-        # prompt may take much longer than the gap between two later tokens.
-        chunks = _TimedChunks(response, None)
-        events = iter_sse(chunks)
-        pending: list[GenerationEvent] = []
-        try:
-            async with asyncio.timeout_at(deadline):
-                while not pending:
-                    event = await anext(events, None)
-                    if event is None:
-                        pending = decoder.end()
-                        break
-                    pending = decoder.feed(event)
-        except BaseException:
-            await events.aclose()
-            raise
-        chunks.timeout_s = self._policy.idle_timeout_s
-        return _StreamGeneration(self, response, chunks, events, decoder, pending)
 
     def _json(self, body: bytes) -> Any:
         try:
@@ -558,147 +537,6 @@ class _ConnectionTrace:
             self._opened = True
         elif event.endswith(".send_request_headers.started") and not self._opened:
             self.reused = True
-
-
-class _TimedChunks:
-    """A response body's chunks, each of which must arrive within ``timeout_s``.
-
-    The limit applies per network chunk, so a keep-alive comment on an SSE stream counts as
-    life.  ``timeout_s`` may change between reads (None: no limit of its own).
-
-    Raises:
-        TimeoutError: From ``__anext__``, when a chunk is late.
-    """
-
-    def __init__(self, response: httpx2.Response, timeout_s: float | None) -> None:
-        self._chunks = response.aiter_bytes()
-        self.timeout_s = timeout_s
-
-    def __aiter__(self) -> _TimedChunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        async with asyncio.timeout(self.timeout_s):
-            return await anext(self._chunks)
-
-
-class _StreamGeneration(Generation):
-    """A streamed answer whose first output event has arrived.
-
-    Owns the open response until the stream ends or :meth:`aclose`; reports the outcome to
-    the provider's circuit breaker exactly once.  After the terminal event the rest of the body
-    (the chunked terminator) is read before the response is closed, so that its connection goes
-    back to the pool instead of being dropped.
-    """
-
-    def __init__(
-        self,
-        provider: CloudProvider,
-        response: httpx2.Response,
-        chunks: _TimedChunks,
-        events: AsyncGenerator[SseEvent, None],
-        decoder: StreamDecoder,
-        pending: list[GenerationEvent],
-    ) -> None:
-        self._provider = provider
-        self._response = response
-        self._chunks = chunks
-        self._released = False
-        self._events = events
-        self._decoder = decoder
-        self._pending = pending
-        self._iterator: AsyncGenerator[GenerationEvent, None] | None = None
-        self._settled = False
-
-    def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        if self._iterator is None:
-            self._iterator = self._run()
-        return self._iterator
-
-    async def aclose(self) -> None:
-        """Close the upstream response now; an unfinished answer gives the breaker no verdict."""
-        self._settle("release")
-        # The response first: it is what frees the connection, and this may run in a
-        # cancelled task where any later await can be interrupted (the close is in a finally
-        # behind the drain, so a cancelled drain still closes).
-        await self._release()
-        if self._iterator is not None:
-            await self._iterator.aclose()
-        await self._events.aclose()
-
-    def _settle(self, outcome: _Outcome) -> None:
-        if not self._settled:
-            self._settled = True
-            self._provider._settle(outcome)
-
-    async def _run(self) -> AsyncGenerator[GenerationEvent, None]:
-        batch = self._pending
-        try:
-            while True:
-                for event in batch:
-                    if isinstance(event, GenerationDone):
-                        self._settle("success")
-                    yield event
-                if self._decoder.finished:
-                    return
-                batch = await self._next_batch()
-        except ProviderError as exc:
-            self._provider._scrub(exc)
-            self._settle("failure" if _counts_against_provider(exc) else "release")
-            raise
-        finally:
-            await self._release()
-
-    async def _release(self) -> None:
-        """Close the response once; after a complete answer, drain it first.
-
-        A response closed before its body's end cannot be reused, so every streamed answer
-        would cost a new connection (and a TLS handshake).  The drain is bounded by
-        ``_MAX_DRAIN_BYTES`` and the idle timeout, and its failures are dropped: the answer is
-        already complete, and at worst the connection is closed as it would have been anyway.
-        """
-        if self._released:
-            return
-        self._released = True
-        try:
-            if self._decoder.finished:
-                await self._drain()
-        finally:
-            await self._response.aclose()
-
-    async def _drain(self) -> None:
-        # The SSE parser sits suspended at its last event; reading the chunks beneath it
-        # directly keeps leftover bytes out of the decoder and the answer.
-        self._chunks.timeout_s = None
-        size = 0
-        try:
-            async with asyncio.timeout(self._provider._policy.idle_timeout_s):
-                while size <= _MAX_DRAIN_BYTES:
-                    chunk = await anext(self._chunks, None)
-                    if chunk is None:
-                        return  # the body ended: httpx2 hands the connection back to the pool
-                    size += len(chunk)
-        except (TimeoutError, httpx2.HTTPError) as exc:
-            log.debug("%s: not reusing the connection (%r)", self._provider.name, exc)
-
-    async def _next_batch(self) -> list[GenerationEvent]:
-        provider = self._provider
-        try:
-            event = await anext(self._events, None)
-        except TimeoutError as exc:  # from _TimedChunks: no byte, not even a keep-alive
-            raise provider._stall_error() from exc
-        except httpx2.HTTPError as exc:
-            raise provider._transport_error(exc, mid_answer=True) from exc
-        except UnicodeDecodeError as exc:
-            raise provider._protocol_error(
-                f"the stream is not UTF-8 ({exc.reason}); the answer is incomplete"
-            ) from exc
-        return self._decoder.end() if event is None else self._decoder.feed(event)
-
-
-def _counts_against_provider(error: ProviderError) -> bool:
-    """Whether a failure says the provider is unwell (a bad key or request says nothing)."""
-    return not isinstance(error, ProviderAuthError | ProviderRejectedError)
 
 
 def _checked_key(name: str, key: SecretStr | None) -> SecretStr | None:

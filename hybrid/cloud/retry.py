@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import ssl
 from collections.abc import Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -217,6 +218,13 @@ def transport_error(
             provider, f"the connection to {host} timed out ({type(exc).__name__}){cut}"
         )
     if isinstance(exc, httpx2.ConnectError):
+        if _untrusted_certificate(exc):
+            return ProviderUnavailableError(
+                provider,
+                f"the TLS certificate of {host} is not trusted ({exc}); if a private CA signs "
+                f"it (a proxy that inspects TLS, a self-hosted server), point SSL_CERT_FILE at "
+                f"that CA's PEM bundle",
+            )
         return ProviderUnavailableError(provider, f"could not connect to {host} ({exc}){cut}")
     if isinstance(exc, httpx2.DecodingError):
         return ProviderProtocolError(
@@ -226,6 +234,22 @@ def transport_error(
     return ProviderUnavailableError(
         provider, f"the connection to {host} {what} ({type(exc).__name__}: {exc}){cut}"
     )
+
+
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """Whether a failure comes from a server certificate that did not verify.
+
+    The standard library's ``ssl.SSLCertVerificationError`` is somewhere down the chain of
+    causes (httpx2 wraps its transport's error, which wraps the handshake's).
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def upstream_message(body: bytes, *, secret: SecretStr | None) -> str | None:

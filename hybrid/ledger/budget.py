@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from hybrid.settings_ledger import BudgetSettings
+from hybrid.settings.ledger import BudgetSettings
 
 BudgetState = Literal["ok", "warning", "capped"]
 _DAY_S = 86_400.0

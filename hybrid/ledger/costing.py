@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybrid.ledger.prices import PriceTable
-from hybrid.settings_ledger import EnergySettings
+from hybrid.settings.ledger import EnergySettings
 
 _JOULES_PER_KWH = 3.6e6
 

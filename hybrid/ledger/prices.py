@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from hybrid.settings_ledger import PriceOverride
+from hybrid.settings.ledger import PriceOverride
 
 _SHIPPED_PACKAGE = "hybrid.ledger"
 _SHIPPED_FILE = "data/prices.json"

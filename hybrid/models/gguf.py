@@ -8,7 +8,8 @@ A GGUF file (versions 2 and 3, little-endian) is laid out as::
     padding to general.alignment | tensor data (offsets are relative to here)
 
 Strings are a u64 byte length followed by UTF-8 bytes; arrays are a u32 item type, a u64 count
-and the items.  The reader maps the file and walks only the header.  Arrays longer than
+and the items.  The reader maps the file and walks only the header
+(:mod:`hybrid.models.gguf_header`).  Arrays longer than
 :data:`SMALL_ARRAY_LIMIT` (the vocabulary, its scores, the BPE merges) are skipped and kept as a
 :class:`SkippedArray` holding their length, so reading a 262k-token vocabulary builds no list.
 """
@@ -29,6 +30,14 @@ from typing import TYPE_CHECKING
 
 from hybrid.errors import ModelFileError
 from hybrid.models.ggml_types import FILE_TYPE_LABELS, GGML_TYPES
+from hybrid.models.gguf_header import (
+    SMALL_ARRAY_LIMIT,
+    Corrupt,
+    HeaderReader,
+    SkippedArray,
+    Truncated,
+    read_tensor_entries,
+)
 
 if TYPE_CHECKING:
     from hybrid.hardware.plan import ModelFootprint
@@ -36,52 +45,23 @@ if TYPE_CHECKING:
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
-SMALL_ARRAY_LIMIT = 1024
-"""Arrays with more items than this are skipped and recorded as a :class:`SkippedArray`."""
 
-_MAX_DIMS = 8  # ggml uses 4; anything far above means the header is corrupt
 _HASH_BLOCK = 1 << 20
 _GUESSED_FILE_TYPE = 1024  # llama.cpp ORs this into general.file_type when it guessed it
 
-_STRING = 8
-_ARRAY = 9
-_SCALARS: Mapping[int, tuple[str, struct.Struct]] = MappingProxyType(
-    {
-        0: ("uint8", struct.Struct("<B")),
-        1: ("int8", struct.Struct("<b")),
-        2: ("uint16", struct.Struct("<H")),
-        3: ("int16", struct.Struct("<h")),
-        4: ("uint32", struct.Struct("<I")),
-        5: ("int32", struct.Struct("<i")),
-        6: ("float32", struct.Struct("<f")),
-        7: ("bool", struct.Struct("<?")),
-        10: ("uint64", struct.Struct("<Q")),
-        11: ("int64", struct.Struct("<q")),
-        12: ("float64", struct.Struct("<d")),
-    }
-)
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-
 _BLOCK_TENSOR = re.compile(r"blk\.(\d+)\.")
 
-
-@dataclass(frozen=True)
-class SkippedArray:
-    """Stands in the metadata for an array too long to keep, such as the vocabulary.
-
-    Attributes:
-        item_type: GGUF type of the items ("string", "float32", "array", ...).
-        length: Number of items.
-        offset: File offset of the first item.
-    """
-
-    item_type: str
-    length: int
-    offset: int = field(default=0, compare=False)
-
-    def __str__(self) -> str:
-        return f"<{self.length:,} {self.item_type} items>"
+__all__ = [
+    "DEFAULT_ALIGNMENT",
+    "GGUF_MAGIC",
+    "SMALL_ARRAY_LIMIT",
+    "SUPPORTED_VERSIONS",
+    "GgufInfo",
+    "SkippedArray",
+    "TensorInfo",
+    "read_gguf",
+    "sha256_file",
+]
 
 
 @dataclass(frozen=True)
@@ -192,142 +172,6 @@ class GgufInfo:
         )
 
 
-class _Truncated(Exception):
-    """The header runs past the end of the file (internal; becomes a ModelFileError)."""
-
-
-class _Corrupt(Exception):
-    """The header holds a value no valid GGUF file holds (internal; becomes a ModelFileError)."""
-
-
-def _short_strings_pattern() -> re.Pattern[bytes]:
-    """A regex that steps over 256 strings whose lengths are all below 256 bytes.
-
-    Such a string is a length byte ``L``, seven zero bytes and ``L`` bytes of text, so one
-    branch per length matches it exactly.  Running the regex engine over a vocabulary is about
-    three times faster than a Python loop reading each length; ``re`` caches the compiled form.
-    """
-    branches = b"|".join(
-        re.escape(bytes([length])) + b"\x00" * 7 + b".{%d}" % length for length in range(256)
-    )
-    return re.compile(b"(?:" + branches + b"){256}+", re.DOTALL)
-
-
-class _HeaderReader:
-    """Walks the header in a mapped file, checking every read against the file's end."""
-
-    def __init__(self, buf: mmap.mmap) -> None:
-        self.buf = buf
-        self.size = len(buf)
-        self.pos = 0
-        self._short_strings: re.Pattern[bytes] | None = None
-
-    def need(self, n_bytes: int) -> None:
-        if self.pos + n_bytes > self.size:
-            raise _Truncated(self.pos + n_bytes)
-
-    def u32(self) -> int:
-        self.need(4)
-        (value,) = _U32.unpack_from(self.buf, self.pos)
-        self.pos += 4
-        return int(value)
-
-    def u64(self) -> int:
-        self.need(8)
-        (value,) = _U64.unpack_from(self.buf, self.pos)
-        self.pos += 8
-        return int(value)
-
-    def string(self) -> str:
-        length = self.u64()
-        self.need(length)
-        raw = self.buf[self.pos : self.pos + length]
-        self.pos += length
-        return raw.decode("utf-8", errors="replace")
-
-    def skip_strings(self, count: int) -> None:
-        """Step over ``count`` strings without decoding them."""
-        buf, pos, size = self.buf, self.pos, self.size
-        unpack = _U64.unpack_from
-        if self._short_strings is None:
-            self._short_strings = _short_strings_pattern()
-        fast = self._short_strings.match
-        remaining = count
-        while remaining:
-            if remaining >= 256 and (found := fast(buf, pos)) is not None:
-                pos = found.end()
-                remaining -= 256
-                continue
-            # A long string in this run (or the last few): fall back to reading lengths.
-            for _ in range(min(remaining, 256)):
-                if pos + 8 > size:
-                    raise _Truncated(pos + 8)
-                pos += 8 + unpack(buf, pos)[0]
-            remaining -= min(remaining, 256)
-        if pos > size:
-            raise _Truncated(pos)
-        self.pos = pos
-
-    def value(self, value_type: int) -> object:
-        scalar = _SCALARS.get(value_type)
-        if scalar is not None:
-            codec = scalar[1]
-            self.need(codec.size)
-            (value,) = codec.unpack_from(self.buf, self.pos)
-            self.pos += codec.size
-            return value
-        if value_type == _STRING:
-            return self.string()
-        if value_type == _ARRAY:
-            return self.array(keep=True)
-        raise _Corrupt(f"unknown metadata value type {value_type}")
-
-    def array(self, *, keep: bool) -> object:
-        """Read an array: a tuple when kept and small, else a :class:`SkippedArray`."""
-        item_type = self.u32()
-        count = self.u64()
-        start = self.pos
-        keep = keep and count <= SMALL_ARRAY_LIMIT
-        scalar = _SCALARS.get(item_type)
-        if scalar is not None:
-            type_name, codec = scalar
-            self.need(count * codec.size)
-            items: tuple[object, ...] = ()
-            if keep:
-                items = struct.unpack_from(f"<{count}{codec.format[-1]}", self.buf, self.pos)
-            self.pos += count * codec.size
-        elif item_type == _STRING:
-            type_name = "string"
-            self.need(count * 8)  # every string has at least its length
-            if keep:
-                items = tuple(self.string() for _ in range(count))
-            else:
-                self.skip_strings(count)
-        elif item_type == _ARRAY:
-            type_name = "array"
-            self.need(count * 12)  # every nested array has at least its type and count
-            nested = [self.array(keep=keep) for _ in range(count)]
-            items = tuple(nested) if keep else ()
-        else:
-            raise _Corrupt(f"unknown array item type {item_type}")
-        if keep:
-            return items
-        return SkippedArray(type_name, count, start)
-
-    def string_at(self, array: SkippedArray, index: int) -> str | None:
-        """Decode item ``index`` of a skipped string array (walks the items before it)."""
-        if array.item_type != "string" or not 0 <= index < array.length:
-            return None
-        saved = self.pos
-        try:
-            self.pos = array.offset
-            if index:
-                self.skip_strings(index)
-            return self.string()
-        finally:
-            self.pos = saved
-
-
 def read_gguf(path: Path, *, with_sha256: bool = False) -> GgufInfo:
     """Read a GGUF file's header (metadata and tensor layout), never the tensor data.
 
@@ -378,7 +222,7 @@ def read_gguf(path: Path, *, with_sha256: bool = False) -> GgufInfo:
 
 
 def _parse(path: Path, file_bytes: int, buf: mmap.mmap) -> GgufInfo:
-    reader = _HeaderReader(buf)
+    reader = HeaderReader(buf)
     reader.pos = len(GGUF_MAGIC)
     try:
         version = reader.u32()
@@ -389,29 +233,29 @@ def _parse(path: Path, file_bytes: int, buf: mmap.mmap) -> GgufInfo:
         # More entries than bytes cannot be a cut-off file; smaller counts that run past the
         # end are reported as truncated by the reads themselves.
         if max(n_kv, n_tensors) > file_bytes:
-            raise _Corrupt(f"it claims {n_kv:,} metadata keys and {n_tensors:,} tensors")
+            raise Corrupt(f"it claims {n_kv:,} metadata keys and {n_tensors:,} tensors")
         metadata: dict[str, object] = {}
         for _ in range(n_kv):
             key = reader.string()
             metadata[key] = reader.value(reader.u32())
-        tensors = _read_tensor_entries(reader, n_tensors)
+        tensors = read_tensor_entries(reader, n_tensors)
         alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
         if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-            raise _Corrupt(f"general.alignment is {alignment!r}, not a power of two")
+            raise Corrupt(f"general.alignment is {alignment!r}, not a power of two")
         data_start = -(-reader.pos // alignment) * alignment
         sized = _size_tensors(tensors, file_bytes - data_start)
         data_end = data_start + max((t.offset + t.n_bytes for t in sized), default=0)
         if data_end > file_bytes:
-            raise _Truncated(data_end)
+            raise Truncated(data_end)
         bos = _token_text(reader, metadata, "tokenizer.ggml.bos_token_id")
         eos = _token_text(reader, metadata, "tokenizer.ggml.eos_token_id")
-    except (_Truncated, struct.error) as exc:
-        needed = exc.args[0] if isinstance(exc, _Truncated) else reader.pos
+    except (Truncated, struct.error) as exc:
+        needed = exc.args[0] if isinstance(exc, Truncated) else reader.pos
         raise ModelFileError(
             f"{path} is truncated: its header or data needs {needed:,} bytes but the file has "
             f"{file_bytes:,}. The download or copy was probably interrupted: fetch it again."
         ) from exc
-    except _Corrupt as exc:
+    except Corrupt as exc:
         raise ModelFileError(
             f"{path} is a corrupt GGUF file: {exc}. Download or convert it again."
         ) from exc
@@ -429,24 +273,6 @@ def _unsupported_version(path: Path, version: int) -> ModelFileError:
             f"(it reads versions {', '.join(map(str, SUPPORTED_VERSIONS))}); update hybrid"
         )
     return ModelFileError(f"{path} is {detail}.")
-
-
-def _read_tensor_entries(
-    reader: _HeaderReader, count: int
-) -> list[tuple[str, tuple[int, ...], int, int]]:
-    entries = []
-    for _ in range(count):
-        name = reader.string()
-        n_dims = reader.u32()
-        if n_dims > _MAX_DIMS:
-            raise _Corrupt(f"tensor {name!r} claims {n_dims} dimensions")
-        reader.need(8 * n_dims)
-        shape = struct.unpack_from(f"<{n_dims}Q", reader.buf, reader.pos)
-        reader.pos += 8 * n_dims
-        ggml_type = reader.u32()
-        offset = reader.u64()
-        entries.append((name, tuple(int(d) for d in shape), ggml_type, offset))
-    return entries
 
 
 def _size_tensors(
@@ -470,7 +296,7 @@ def _size_tensors(
     return sized
 
 
-def _token_text(reader: _HeaderReader, metadata: Mapping[str, object], id_key: str) -> str | None:
+def _token_text(reader: HeaderReader, metadata: Mapping[str, object], id_key: str) -> str | None:
     token_id = metadata.get(id_key)
     tokens = metadata.get("tokenizer.ggml.tokens")
     if not isinstance(token_id, int) or isinstance(token_id, bool):

@@ -2,7 +2,7 @@
 
 ```
 wire.py       the admin API's bodies (docs/events.md) as frozen dataclasses; their parsers
-client.py     DaemonClient: events (SSE), stats, set_mode over httpx; DaemonUnreachable
+client.py     DaemonClient: events (SSE), stats, set_mode over httpx2; DaemonUnreachable
 link.py       DaemonLink (what the app needs), Backoff, follow(): reconnects by itself
 state.py      DashboardState: folds events into a Dashboard (no Textual, clock passed in)
 format.py     money, counts, sizes, durations, gauges, written the same everywhere

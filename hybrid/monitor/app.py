@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import tzinfo
 from typing import Protocol, runtime_checkable
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -115,7 +115,7 @@ class MonitorApp(App[None]):
         url: str,
         api_key: SecretStr | str | None = None,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         tz: tzinfo | None = None,
         backoff: Backoff | None = None,

@@ -2,7 +2,7 @@
 
 Every failure to talk to the daemon (refused connection, dropped stream, wrong key, a server
 that is not hybrid) becomes one :class:`DaemonUnreachable` whose message says what happened
-and what to do; httpx's exceptions never leave this module.
+and what to do; httpx2's exceptions never leave this module.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from types import TracebackType
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from hybrid.cloud.sse import SseParser
@@ -57,7 +57,7 @@ class DaemonClient:
                 ...
             await daemon.set_mode("local-only")
 
-    The client holds one ``httpx.AsyncClient``; :meth:`aclose` (or leaving the ``async with``)
+    The client holds one ``httpx2.AsyncClient``; :meth:`aclose` (or leaving the ``async with``)
     closes it.
     """
 
@@ -65,7 +65,7 @@ class DaemonClient:
         self,
         base_url: str,
         api_key: SecretStr | str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
         *,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
@@ -77,7 +77,7 @@ class DaemonClient:
             api_key: ``server.api_key``, sent as ``Authorization: Bearer``; None when the
                 daemon needs none.
             transport: The HTTP transport; None for a real connection (tests pass an
-                ``httpx.MockTransport``).
+                ``httpx2.MockTransport``).
             idle_timeout_s: How long the event stream may stay silent (no event, no ping)
                 before it counts as dropped.
         """
@@ -85,11 +85,11 @@ class DaemonClient:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._idle_timeout_s = idle_timeout_s
-        self._http = httpx.AsyncClient(
+        self._http = httpx2.AsyncClient(
             base_url=self.url,
             headers=headers,
             transport=transport,
-            timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            timeout=httpx2.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
         )
 
     async def events(self) -> AsyncIterator[tuple[str, object]]:
@@ -108,7 +108,7 @@ class DaemonClient:
         """
         # The read timeout applies to each read from the socket, so pings keep it from firing
         # on a quiet daemon, and a dead connection is noticed within idle_timeout_s.
-        timeout = httpx.Timeout(
+        timeout = httpx2.Timeout(
             REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S, read=self._idle_timeout_s
         )
         try:
@@ -127,13 +127,13 @@ class DaemonClient:
                 async for chunk in response.aiter_bytes():
                     for event in parser.feed(chunk):
                         yield event.event or "message", _decode(event.data)
-        except httpx.ReadTimeout as exc:
+        except httpx2.ReadTimeout as exc:
             raise DaemonUnreachable(
                 self.url,
                 f"the daemon at {self.url} sent nothing for {self._idle_timeout_s:g} s "
                 f"(not even a ping)",
             ) from exc
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise self._unreachable(exc) from exc
         except UnicodeDecodeError as exc:
             raise DaemonUnreachable(
@@ -157,7 +157,7 @@ class DaemonClient:
             response = await self._http.get(STATS_PATH)
             await self._check(response, STATS_PATH)
             return parse_stats(response.json())
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise self._unreachable(exc) from exc
         except (ValueError, MalformedEventError) as exc:
             raise DaemonUnreachable(
@@ -178,7 +178,7 @@ class DaemonClient:
             if response.status_code != 503:
                 await self._check(response, HEALTH_PATH)
             body: object = response.json()
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise self._unreachable(exc) from exc
         except ValueError as exc:
             raise DaemonUnreachable(
@@ -204,7 +204,7 @@ class DaemonClient:
         try:
             response = await self._http.post(MODE_PATH, json={"mode": mode})
             await self._check(response, MODE_PATH)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise self._unreachable(exc) from exc
         try:
             body = response.json()
@@ -235,7 +235,7 @@ class DaemonClient:
             if response.status_code in (400, 404):
                 raise FeedbackRefused(_error_message(response))
             await self._check(response, FEEDBACK_PATH)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise self._unreachable(exc) from exc
         try:
             body = response.json()
@@ -258,7 +258,7 @@ class DaemonClient:
     ) -> None:
         await self.aclose()
 
-    async def _check(self, response: httpx.Response, path: str) -> None:
+    async def _check(self, response: httpx2.Response, path: str) -> None:
         """Raise DaemonUnreachable unless ``response`` is a 2xx."""
         if response.is_success:
             return
@@ -279,14 +279,14 @@ class DaemonClient:
             message = f"the daemon at {self.url} answered HTTP {status} to {path}{detail}"
         raise DaemonUnreachable(self.url, message)
 
-    def _unreachable(self, exc: httpx.HTTPError) -> DaemonUnreachable:
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+    def _unreachable(self, exc: httpx2.HTTPError) -> DaemonUnreachable:
+        if isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout):
             return DaemonUnreachable(
                 self.url,
                 f"cannot reach the hybrid daemon at {self.url} ({_reason(exc)}); start it with "
                 f"`hybrid serve`, or point the monitor at it with --url",
             )
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx2.TimeoutException):
             return DaemonUnreachable(
                 self.url, f"the daemon at {self.url} did not answer in time ({_reason(exc)})"
             )
@@ -295,7 +295,7 @@ class DaemonClient:
         )
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(response: httpx2.Response) -> str:
     """The message of an error body in OpenAI's shape, else the body's start."""
     try:
         body = response.json()

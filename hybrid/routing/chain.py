@@ -12,7 +12,7 @@ from hybrid.routing.policies.length import LengthPolicy
 from hybrid.routing.policies.privacy import PrivacyPolicy
 from hybrid.routing.policy import Policy, Router
 from hybrid.routing.privacy import PrivacyScanner
-from hybrid.settings_routing import RoutingSettings
+from hybrid.settings.routing import RoutingSettings
 
 
 def build_router(

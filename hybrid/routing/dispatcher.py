@@ -27,10 +27,9 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
 
-from hybrid.backend import Generation, ReplayGeneration
+from hybrid.backend import ReplayGeneration
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import (
     BudgetExceededError,
@@ -50,113 +49,37 @@ from hybrid.local.backend import LocalGeneration
 from hybrid.local.engine import EngineJob
 from hybrid.local.runtime import LocalRuntime
 from hybrid.routing import cascade, model_stage
+from hybrid.routing.answer import (
+    MODES,
+    Answer,
+    Decided,
+    DiscardedLeg,
+    Mode,
+    Route,
+    RouteOverride,
+    RoutePlan,
+)
+from hybrid.routing.context import route_context
 from hybrid.routing.names import CloudTarget, ModelNames
-from hybrid.routing.policy import LocalStatus, RouteContext, RouteDecision, Router, Verdict
-
-if TYPE_CHECKING:
-    import numpy as np
+from hybrid.routing.policy import RouteContext, RouteDecision, Router, Verdict
 
 LONG_TEXT_CHARS = 256 * 1024
 """Requests whose text has this many characters or more are decided on a worker thread."""
 
 log = logging.getLogger("hybrid.routing")
 
-Route = Literal["local", "cloud"]
-RouteOverride = Literal["auto", "local", "cloud"]
-# Who chose a request's route: hybrid's policies, the client (a model name or X-Hybrid-Route
-# that pins it), or the server-wide mode.
-Decided = Literal["router", "client", "mode"]
-# The server-wide routing mode (``POST /v1/hybrid/mode``).
-Mode = Literal["auto", "local-only", "cloud-only"]
-MODES: tuple[Mode, ...] = ("auto", "local-only", "cloud-only")
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A started answer and why it is answered where it is.
-
-    Attributes:
-        generation: The running generation; iterate it, then close it.
-        route: ``local`` or ``cloud``.
-        model: What answers: the local model's id, or ``provider/model``.
-        reason: A short code for ``X-Hybrid-Reason`` (``explicit:local``, ``length:9312>8192``,
-            ``cloud_unavailable:openai:timeout``, ...).
-        score: The difficulty score (``X-Hybrid-Score``), when the difficulty policy ran.
-        verdicts: Every policy's verdict on the request.
-        counterfactual: The cloud model (``provider/model``) the request would have gone to,
-            which a local answer's saving is priced against; None when no cloud is configured.
-        discarded: A cascade's local answer, read and thrown away before this one.
-        decided: Who chose the route (see :attr:`RoutePlan.decided`).
-        prompt_vector: The local model's vector of the prompt, when the model stage read one.
-    """
-
-    generation: Generation
-    route: Route
-    model: str
-    reason: str
-    score: float | None = None
-    verdicts: tuple[Verdict, ...] = ()
-    counterfactual: str | None = None
-    discarded: DiscardedLeg | None = None
-    decided: Decided = "router"
-    prompt_vector: np.ndarray | None = field(default=None, compare=False)
-
-    def headers(self) -> dict[str, str]:
-        """The ``X-Hybrid-*`` headers that describe this answer."""
-        headers = {
-            "X-Hybrid-Route": self.route,
-            "X-Hybrid-Model": self.model,
-            "X-Hybrid-Reason": self.reason,
-        }
-        if self.score is not None:
-            headers["X-Hybrid-Score"] = f"{self.score:.3f}"
-        return headers
-
-
-@dataclass(frozen=True)
-class DiscardedLeg:
-    """A cascade's local answer that was not good enough, for the ledger.
-
-    Attributes:
-        model: The local model's id.
-        prompt_tokens: Its prompt.
-        completion_tokens: What it generated.
-        reason: Why it was discarded (``cascade:0.41<0.60``).
-    """
-
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class RoutePlan:
-    """A request's route, decided but not started.
-
-    Attributes:
-        mode: ``local`` or ``cloud`` when the name or header fixed it, else ``auto``.
-        target: The cloud model it escalates to (None when no cloud is configured).
-        decision: The router's decision, with every policy's verdict.
-        prepared: The request prepared for the local model, when it fits there.
-        local_model: The local model's id.
-        decided: ``client`` when the model name or the ``X-Hybrid-Route`` header fixed the
-            route, ``mode`` when the server-wide mode did, else ``router`` (the policies,
-            including a privacy pin that overrides a client's ``cloud``).
-        unfit: The local model's refusal, when preparing the request found that it does not
-            fit there; a later local attempt (a fallback) raises it instead of preparing the
-            request again.
-        prompt_vector: The local model's vector of the prompt, when the model stage read one.
-    """
-
-    mode: RouteOverride
-    target: CloudTarget | None
-    decision: RouteDecision
-    prepared: EngineJob | None
-    local_model: str
-    decided: Decided = "router"
-    unfit: ContextLengthExceededError | None = None
-    prompt_vector: np.ndarray | None = field(default=None, compare=False)
+__all__ = [
+    "LONG_TEXT_CHARS",
+    "MODES",
+    "Answer",
+    "Decided",
+    "DiscardedLeg",
+    "Dispatcher",
+    "Mode",
+    "Route",
+    "RouteOverride",
+    "RoutePlan",
+]
 
 
 @dataclass(frozen=True)
@@ -319,7 +242,9 @@ class Dispatcher:
             decision = RouteDecision("local", (explicit.reason,), verdicts=(explicit,))
             return RoutePlan(mode, target, decision, None, self._runtime.model_id, decided)
         # An explicit cloud route only needs the privacy check, which reads text: no tokens.
-        context, prepared, unfit = await self._context(request, count_tokens=mode != "cloud")
+        context, prepared, unfit = await route_context(
+            self._runtime, request, count_tokens=mode != "cloud", load=self._load()
+        )
         decide = functools.partial(self._router.decide, context, pins_only=mode == "cloud")
         # The privacy scan reads the whole text (about 8 ms a megabyte): a long one is read on a
         # worker thread, so that it does not hold the event loop.
@@ -373,60 +298,10 @@ class Dispatcher:
             The context, and the request already prepared for the local model when it fits
             (so that it is not tokenized twice).
         """
-        context, prepared, _ = await self._context(request, count_tokens=count_tokens)
-        return context, prepared
-
-    async def _context(
-        self, request: GenerationRequest, *, count_tokens: bool
-    ) -> tuple[RouteContext, EngineJob | None, ContextLengthExceededError | None]:
-        """:meth:`context`, and the local model's refusal when the request does not fit."""
-        prepared: EngineJob | None = None
-        unfit: ContextLengthExceededError | None = None
-        prompt_tokens: int | None = None
-        max_tokens = request.params.max_tokens or 0
-        expected_tokens = request.params.max_tokens
-        status = LocalStatus(self._runtime.state)
-        if self._runtime.state == "ready" and count_tokens:
-            backend = self._runtime.backend()
-            try:
-                prepared = await backend.prepare(request)
-                prompt_tokens, max_tokens = len(prepared.tokens), prepared.max_tokens
-            except ContextLengthExceededError as exc:
-                unfit = exc
-                prompt_tokens, max_tokens = exc.prompt_tokens, exc.max_tokens
-            except InvalidRequestError:
-                pass  # the local model cannot take it (images, a template's rules): no count
-            if expected_tokens is None:
-                expected_tokens = min(max_tokens, backend.speed.typical_answer_tokens)
-            status = LocalStatus(
-                "ready",
-                context_length=backend.context_length,
-                queue_depth=backend.queue.depth,
-                expected_wait_s=backend.queue.expected_wait_s(),
-                decode_tokens_per_s=backend.speed.decode_tokens_per_s,
-                prefill_tokens_per_s=backend.speed.prefill_tokens_per_s,
-                supports=backend.supports,
-            )
-        text = request.prompt if request.prompt is not None else ""
-        if request.messages:
-            # Tool-call arguments are text the privacy and difficulty policies must read too.
-            text = "\n".join(
-                "\n".join([message.content, *(call.arguments for call in message.tool_calls)])
-                if message.tool_calls
-                else message.content
-                for message in request.messages
-            )
-        context = RouteContext(
-            messages=request.messages,
-            text=text,
-            prompt_tokens=prompt_tokens,
-            max_tokens=max_tokens,
-            expected_tokens=expected_tokens,
-            local=status,
-            needs=request.needs,
-            load=self._load(),
+        context, prepared, _ = await route_context(
+            self._runtime, request, count_tokens=count_tokens, load=self._load()
         )
-        return context, prepared, unfit
+        return context, prepared
 
     async def _cascaded(
         self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan

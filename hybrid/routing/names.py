@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hybrid.errors import ConfigError, ModelNotFoundError
-from hybrid.settings_cloud import CloudSettings
+from hybrid.settings.cloud import CloudSettings
 
 Mode = Literal["auto", "local", "cloud"]
 ALIASES = ("hybrid", "local", "cloud")

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx2
 
 from hybrid.cloud.anthropic_provider import AnthropicProvider
+from hybrid.cloud.client import cloud_client
 from hybrid.cloud.openai_provider import OpenAIProvider
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.cloud.provider import CloudProvider
-from hybrid.cloud.transport import Http11Client
 from hybrid.routing.privacy import PrivacyScanner
-from hybrid.settings_cloud import CloudSettings
-
-# Connections kept per provider: enough for a burst of concurrent requests without reconnecting.
-_LIMITS = httpx2.Limits(max_connections=256, max_keepalive_connections=64)
+from hybrid.settings import CloudSettings
 
 
 @dataclass(frozen=True)
@@ -56,20 +52,19 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
     show it; the dispatcher skips one without its key.  Each removes from its error messages
     every key, token, password and private key the privacy scanner knows, whatever the privacy
     policy's own settings: an upstream may echo one, and the message goes to the client, the
-    log, the ledger and the event stream.
+    log, the ledger and the event stream.  Each has its own HTTP client from
+    :func:`~hybrid.cloud.client.cloud_client` (pooled; the environment's proxies and CA bundle).
+
+    Raises:
+        ConfigError: A provider's base URL or key is unusable, or the CA bundle named by
+            ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` cannot be loaded.
     """
     policy = reliability_policy(cloud)
     redact = PrivacyScanner(detectors=("api_key", "secret", "private_key")).redact
     clients: list[httpx2.AsyncClient] = []
 
-    proxied = _env_proxies()
-
     def client() -> httpx2.AsyncClient:
-        if proxied:
-            # httpx2's own transport knows HTTP(S)_PROXY, ALL_PROXY and NO_PROXY.
-            made = httpx2.AsyncClient(limits=_LIMITS, follow_redirects=False)
-        else:
-            made = Http11Client()
+        made = cloud_client(policy)
         clients.append(made)
         return made
 
@@ -106,8 +101,3 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
             redact=redact,
         )
     return ProviderPool(providers, tuple(clients))
-
-
-def _env_proxies() -> bool:
-    """Whether the environment names a proxy (``NO_PROXY`` alone does not count)."""
-    return any(scheme != "no" for scheme in urllib.request.getproxies_environment())

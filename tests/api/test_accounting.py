@@ -18,7 +18,7 @@ from hybrid.ledger.prices import PriceTable
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.dispatcher import Answer
-from hybrid.settings_ledger import BudgetSettings, EnergySettings
+from hybrid.settings.ledger import BudgetSettings, EnergySettings
 
 REQUEST = GenerationRequest("r1", messages=(Message("user", "Hi"),))
 

@@ -18,7 +18,7 @@ from hybrid.backend import Generation
 from hybrid.generation import GenerationRequest
 from hybrid.routing.calibration.background import progress_path, read_progress
 from hybrid.routing.calibration.item import CalibrationItem
-from hybrid.routing.calibration.items import calibration_set
+from hybrid.routing.calibration.items import CATEGORIES, calibration_set
 from hybrid.routing.calibration.record import load_record
 from hybrid.routing.difficulty.store import gguf_sha256, model_path
 from hybrid.settings import Settings
@@ -29,7 +29,7 @@ sys.path.insert(0, str(TESTS / "calibration"))
 from calibration_fakes import KnowingBackend  # noqa: E402
 from gguf_writer import tiny_model  # noqa: E402
 
-PER_CATEGORY = 20  # 180 items, 54 held out: the least acceptance trusts
+PER_CATEGORY = 20  # 20 items a category: enough held out for acceptance to trust a fit
 # Categories the embedded model (whose weights the prior reuses) never got right: a model that
 # gets them right is one the prior misjudges, so a fit beats it.
 KNOWN = {"units", "choice", "counting", "arithmetic"}
@@ -132,19 +132,19 @@ def test_a_model_the_prior_misjudges_is_calibrated_in_the_background_and_the_fit
     assert 0 < running["calibration"]["prior"]["expected_accuracy"] < 1
     progress = running["calibration"]["background"]
     assert progress["state"] == "running"
-    assert (progress["done"], progress["total"]) == (0, 9 * PER_CATEGORY)
+    assert (progress["done"], progress["total"]) == (0, len(CATEGORIES) * PER_CATEGORY)
 
     progress = done["calibration"]["background"]
     assert progress["state"] == "adopted", progress["message"]
-    assert progress["done"] == progress["total"] == 9 * PER_CATEGORY
-    assert progress["accuracy"] == pytest.approx(len(KNOWN) / 9, abs=1e-4)
+    assert progress["done"] == progress["total"] == len(CATEGORIES) * PER_CATEGORY
+    assert progress["accuracy"] == pytest.approx(len(KNOWN) / len(CATEGORIES), abs=1e-4)
     # The fit is in use, saved where `hybrid calibrate` saves, with the answers beside it.
     sha256 = gguf_sha256(served)
     assert done["calibration"]["state"] == "found"
     assert done["calibration"]["source"] == "user"
     assert done["calibration"]["path"] == str(model_path(config.home, sha256))
     record = load_record(config.home, sha256)
-    assert record is not None and len(record.answers) == 9 * PER_CATEGORY
+    assert record is not None and len(record.answers) == len(CATEGORIES) * PER_CATEGORY
     assert record.per_category == PER_CATEGORY
     # Every presentation of every item was asked once, through the background backend.
     items = calibration_set(0, per_category=PER_CATEGORY)
@@ -200,7 +200,7 @@ def test_a_restarted_server_resumes_from_the_saved_answers(
         assert client.app.state.hybrid.background.finished.wait(TIMEOUT_S)  # type: ignore[attr-defined]
         progress = health(client)["calibration"]["background"]
     assert again.count == 0  # every answer came from the saved progress
-    assert progress["state"] == "kept-prior" and progress["done"] == 9 * PER_CATEGORY
+    assert progress["state"] == "kept-prior" and progress["done"] == len(CATEGORIES) * PER_CATEGORY
 
 
 def test_background_calibration_can_be_switched_off(

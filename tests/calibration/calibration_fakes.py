@@ -15,7 +15,7 @@ from hybrid.generation import (
     TextDelta,
     Usage,
 )
-from hybrid.routing.calibration.item import CalibrationItem, Choice, Literal, Number, Words
+from hybrid.routing.calibration.item import CalibrationItem, example_answer
 
 
 class _Answer(Generation):
@@ -52,16 +52,7 @@ WRONG_ANSWER = "I do not know."
 
 def right_answer(item: CalibrationItem, presentation: int) -> str:
     """An answer the grader accepts for one presentation of ``item``."""
-    answer = item.answer
-    if isinstance(answer, Number):
-        value = answer.value
-        return str(int(value)) if float(value).is_integer() else repr(value)
-    if isinstance(answer, Words):
-        return answer.accepted[0]
-    if isinstance(answer, Literal):
-        return answer.text
-    assert isinstance(answer, Choice)
-    return answer.letters[presentation]
+    return example_answer(item, presentation)
 
 
 class KnowingBackend(Backend):

@@ -8,7 +8,17 @@ import pytest
 
 from hybrid.errors import ConfigError
 from hybrid.routing.calibration.grading import grade_all
-from hybrid.routing.calibration.item import Choice, Literal, Number, Words
+from hybrid.routing.calibration.item import (
+    Choice,
+    Code,
+    Constraint,
+    KeyFacts,
+    Literal,
+    Number,
+    Text,
+    Words,
+    example_answer,
+)
 from hybrid.routing.calibration.items import CATEGORIES, calibration_set, split
 
 
@@ -33,7 +43,16 @@ def test_every_category_gets_the_same_number_of_distinct_items() -> None:
 
 
 def test_each_item_s_answer_matches_its_grader_kind() -> None:
-    expected = {"number": Number, "word": Words, "literal": Literal, "choice": Choice}
+    expected = {
+        "number": Number,
+        "word": Words,
+        "literal": Literal,
+        "choice": Choice,
+        "constraint": Constraint,
+        "text": Text,
+        "facts": KeyFacts,
+        "code": Code,
+    }
     for item in calibration_set(3, per_category=40):
         assert isinstance(item.answer, expected[item.kind]), item.id
         assert item.messages[-1].role == "user"
@@ -42,15 +61,7 @@ def test_each_item_s_answer_matches_its_grader_kind() -> None:
 def test_every_item_can_be_answered_right() -> None:
     """A grader that no answer satisfies would label the item wrong whatever the model says."""
     for item in calibration_set(5, per_category=30):
-        answer = item.answer
-        if isinstance(answer, Number):
-            texts = [f"{answer.value:g}"]
-        elif isinstance(answer, Words):
-            texts = [answer.accepted[0]]
-        elif isinstance(answer, Literal):
-            texts = [answer.text]
-        else:
-            texts = list(answer.letters)
+        texts = [example_answer(item, i) for i in range(len(item.presentations))]
         assert grade_all(item, texts), f"{item.id}: {item.prompt!r} rejects {texts}"
 
 

@@ -106,3 +106,27 @@ def test_a_missing_or_damaged_record_reads_as_none(tmp_path: Path) -> None:
     data["answers"][0]["correct"] = "yes"
     path.write_text(json.dumps(data))
     assert load_record(tmp_path, "ab" * 32) is None
+
+
+def test_answers_are_graded_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A coding item's answer runs in a sandboxed interpreter for up to its time limit: graded
+    # on the event loop, it would stall a server that calibrates in the background.
+    from hybrid.routing.calibration import runner
+
+    graded_on_loop: list[bool] = []
+    grade = runner.grade_all
+
+    def recording(item: object, texts: list[str]) -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            graded_on_loop.append(False)
+        else:
+            graded_on_loop.append(True)
+        return grade(item, texts)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "grade_all", recording)
+    asyncio.run(
+        answer_items(FunctionBackend(say_hello), CHAT, max_tokens=8, progress=lambda d, t: None)
+    )
+    assert graded_on_loop == [False] * len(CHAT)

@@ -1,4 +1,5 @@
-"""Failures that happen in real sockets: refused connections, resets, stalls, redirects."""
+"""Failures that happen in real sockets (refused connections, resets, stalls, redirects), over
+the HTTP client every provider is built with."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from cloud_fakes import OPENAI_KEY, FakeSleep, chat, drain, openai, openai_compl
 from cloud_server import Exchange, LoopbackServer, free_port
 
 from hybrid.backend import collect
-from hybrid.cloud.transport import Http11Client, Http11Transport
+from hybrid.cloud.client import cloud_client
+from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.errors import (
     ProviderError,
     ProviderProtocolError,
@@ -24,18 +26,14 @@ from hybrid.generation import GenerationEvent, TextDelta
 ClientFactory = Callable[..., httpx2.AsyncClient]
 
 
-@pytest.fixture(params=["httpx2", "http11"])
-def new_client(request: pytest.FixtureRequest) -> ClientFactory:
-    """Every socket-level failure is checked over httpx2's transport and hybrid's own."""
+@pytest.fixture
+def new_client() -> ClientFactory:
+    """The client every provider gets (hybrid.cloud.client); with options, a plain httpx2 one."""
 
     def make(**options: Any) -> httpx2.AsyncClient:
-        if request.param == "http11":
-            return (
-                Http11Client()
-                if not options
-                else httpx2.AsyncClient(transport=Http11Transport(), **options)
-            )
-        return httpx2.AsyncClient(**options)
+        if options:
+            return httpx2.AsyncClient(**options)
+        return cloud_client(ReliabilityPolicy())
 
     return make
 

@@ -20,7 +20,7 @@ from server_logs import logged_tracebacks
 from soak_tally import SoakTally
 from spending_requests import error_code
 
-from hybrid.settings_cloud import CloudSettings
+from hybrid.settings.cloud import CloudSettings
 
 HANG_S = 60
 CHAT = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "Hi"}]}

@@ -10,7 +10,7 @@ from ledger_records import cloud_record, local_record
 
 from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.ledger.store import LedgerStore
-from hybrid.settings_ledger import BudgetSettings
+from hybrid.settings.ledger import BudgetSettings
 
 
 def utc(text: str) -> float:

@@ -6,7 +6,7 @@ import pytest
 
 from hybrid.ledger.costing import Costing
 from hybrid.ledger.prices import PriceTable
-from hybrid.settings_ledger import EnergySettings, PricingSettings
+from hybrid.settings.ledger import EnergySettings, PricingSettings
 
 
 def costing(default_model: str | None = None, **energy: float | None) -> Costing:

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from hybrid.ledger.prices import LongPromptPrice, Price, PriceTable
-from hybrid.settings_cloud import AnthropicSettings, OpenAISettings
-from hybrid.settings_ledger import PriceOverride, PricingSettings
+from hybrid.settings.cloud import AnthropicSettings, OpenAISettings
+from hybrid.settings.ledger import PriceOverride, PricingSettings
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """A fake ``hybrid serve`` admin API for the monitor's tests, speaking docs/events.md exactly.
 
-:class:`FakeDaemon` is an ``httpx.MockTransport`` handler: the monitor's real
+:class:`FakeDaemon` is an ``httpx2.MockTransport`` handler: the monitor's real
 :class:`~hybrid.monitor.client.DaemonClient` talks to it over (fake) HTTP and parses real SSE
 bytes.  The body builders return the JSON of docs/events.md, with keyword overrides.
 """
@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-import httpx
+import httpx2
 
 T0 = 1_795_000_000.0
 """A fixed "now" for the tests: 2026-11-18 11:06:40 UTC."""
@@ -231,15 +231,15 @@ class FakeDaemon:
         self.mode_posts: list[Any] = []
         self.mode_status = 200
         self.connections = 0
-        self.seen_headers: list[httpx.Headers] = []
+        self.seen_headers: list[httpx2.Headers] = []
         # The bodies of every POST /v1/hybrid/feedback; ids it knows are the snapshot's.
         self.feedback_posts: list[Any] = []
         # What GET /health answers; None answers 404, as a daemon too old to have it.
         self.health_body: dict[str, Any] | None = None
         self._streams: list[asyncio.Queue[bytes | _Drop]] = []
 
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+    def transport(self) -> httpx2.MockTransport:
+        return httpx2.MockTransport(self.handle)
 
     @property
     def open_streams(self) -> int:
@@ -260,43 +260,43 @@ class FakeDaemon:
             queue.put_nowait(_Drop(abrupt=abrupt))
         self._streams = []
 
-    async def handle(self, request: httpx.Request) -> httpx.Response:
+    async def handle(self, request: httpx2.Request) -> httpx2.Response:
         if not self.up:
-            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+            raise httpx2.ConnectError("[Errno 111] Connection refused", request=request)
         self.seen_headers.append(request.headers)
         if self.api_key is not None and request.headers.get("authorization") != (
             f"Bearer {self.api_key}"
         ):
-            return httpx.Response(401, json={"error": {"message": "invalid api key"}})
+            return httpx2.Response(401, json={"error": {"message": "invalid api key"}})
         route = (request.method, request.url.path)
         if route == ("GET", "/v1/hybrid/events"):
             return self._open_stream()
         if route == ("GET", "/v1/hybrid/stats"):
-            return httpx.Response(200, json=stats(mode=self.snapshot_body["mode"]))
+            return httpx2.Response(200, json=stats(mode=self.snapshot_body["mode"]))
         if route == ("GET", "/health") and self.health_body is not None:
-            return httpx.Response(200, json=self.health_body)
+            return httpx2.Response(200, json=self.health_body)
         if route == ("POST", "/v1/hybrid/feedback"):
             return self._feedback(json.loads(request.content))
         if route == ("POST", "/v1/hybrid/mode"):
             body = json.loads(request.content)
             self.mode_posts.append(body)
             if self.mode_status != 200:
-                return httpx.Response(self.mode_status, json={"error": {"message": "no"}})
+                return httpx2.Response(self.mode_status, json={"error": {"message": "no"}})
             self.snapshot_body = self.snapshot_body | {"mode": body["mode"]}
             self.send("mode", {"mode": body["mode"]})
-            return httpx.Response(200, json={"mode": body["mode"]})
-        return httpx.Response(404, json={"error": {"message": "not found"}})
+            return httpx2.Response(200, json={"mode": body["mode"]})
+        return httpx2.Response(404, json={"error": {"message": "not found"}})
 
-    def _feedback(self, body: dict[str, Any]) -> httpx.Response:
+    def _feedback(self, body: dict[str, Any]) -> httpx2.Response:
         """Answer a label as the daemon does: 404 for an id it does not hold."""
         self.feedback_posts.append(body)
         answers = {r["id"]: r for r in self.snapshot_body["recent"] if r.get("leg") is None}
         answer = answers.get(body["request_id"])
         if answer is None:
             message = f"the ledger holds no request with id {body['request_id']!r}"
-            return httpx.Response(404, json={"error": {"message": message}})
+            return httpx2.Response(404, json={"error": {"message": message}})
         route = answer["route"]
-        return httpx.Response(
+        return httpx2.Response(
             200,
             json={
                 "request_id": body["request_id"],
@@ -308,7 +308,7 @@ class FakeDaemon:
             },
         )
 
-    def _open_stream(self) -> httpx.Response:
+    def _open_stream(self) -> httpx2.Response:
         self.connections += 1
         queue: asyncio.Queue[bytes | _Drop] = asyncio.Queue()
         queue.put_nowait(sse("snapshot", self.snapshot_body))
@@ -319,12 +319,12 @@ class FakeDaemon:
                 item = await queue.get()
                 if isinstance(item, _Drop):
                     if item.abrupt:
-                        raise httpx.RemoteProtocolError(
+                        raise httpx2.RemoteProtocolError(
                             "peer closed connection without sending complete message body"
                         )
                     return
                 yield item
 
-        return httpx.Response(
+        return httpx2.Response(
             200, headers={"content-type": "text/event-stream; charset=utf-8"}, content=body()
         )

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 
-import httpx
+import httpx2
 import pytest
 from monitor_fakes import FakeDaemon, snapshot, sse, stats, synchronous
 
@@ -24,17 +24,17 @@ async def first_events(client: DaemonClient, count: int) -> list[tuple[str, obje
     return events
 
 
-def streaming(chunks: list[bytes], content_type: str = "text/event-stream") -> httpx.MockTransport:
+def streaming(chunks: list[bytes], content_type: str = "text/event-stream") -> httpx2.MockTransport:
     """A daemon that answers the event stream with ``chunks`` and then ends it."""
 
-    async def handler(request: httpx.Request) -> httpx.Response:
+    async def handler(request: httpx2.Request) -> httpx2.Response:
         async def body() -> AsyncIterator[bytes]:
             for chunk in chunks:
                 yield chunk
 
-        return httpx.Response(200, headers={"content-type": content_type}, content=body())
+        return httpx2.Response(200, headers={"content-type": content_type}, content=body())
 
-    return httpx.MockTransport(handler)
+    return httpx2.MockTransport(handler)
 
 
 @synchronous
@@ -94,16 +94,16 @@ async def test_no_daemon_running_names_the_command_that_starts_one() -> None:
         (streaming([sse("snapshot", snapshot())]), "closed the event stream"),
         (streaming([b"<html>"], "text/html"), "answered text/html, not an event stream"),
         (streaming([b"event: snapshot\ndata: \xff\n\n"]), "is not UTF-8"),
-        (httpx.MockTransport(lambda r: httpx.Response(404)), "has no /v1/hybrid/events"),
+        (httpx2.MockTransport(lambda r: httpx2.Response(404)), "has no /v1/hybrid/events"),
         (
-            httpx.MockTransport(lambda r: httpx.Response(500, text="model crashed")),
+            httpx2.MockTransport(lambda r: httpx2.Response(500, text="model crashed")),
             "answered HTTP 500 to /v1/hybrid/events: model crashed",
         ),
     ],
 )
 @synchronous
 async def test_every_failure_is_one_error_that_says_what_happened(
-    transport: httpx.MockTransport, message: str
+    transport: httpx2.MockTransport, message: str
 ) -> None:
     async with DaemonClient(URL, transport=transport) as client:
         with pytest.raises(DaemonUnreachable, match=message):

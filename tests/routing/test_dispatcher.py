@@ -36,7 +36,7 @@ from hybrid.local.speed import SpeedMeter
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames, ProviderModels
-from hybrid.settings_routing import RoutingSettings
+from hybrid.settings.routing import RoutingSettings
 
 LOCAL = "local-model"
 REQUEST = GenerationRequest("r1", messages=(Message("user", "hi"),))

@@ -32,7 +32,7 @@ from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.dispatcher import Dispatcher, Mode
 from hybrid.routing.model_stage import stage_of
 from hybrid.routing.names import ModelNames, ProviderModels
-from hybrid.settings_routing import DifficultySettings, RoutingSettings
+from hybrid.settings.routing import DifficultySettings, RoutingSettings
 
 LOCAL = "local-model"
 HARD = np.array([2.0, 0.0, 0.0, 0.0], dtype=np.float32)  # the probe scores it 0.88

@@ -22,7 +22,7 @@ from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames, ProviderModels
-from hybrid.settings_routing import DifficultySettings, RoutingSettings
+from hybrid.settings.routing import DifficultySettings, RoutingSettings
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from pydantic import SecretStr
 
 from hybrid.errors import ConfigError, ModelNotFoundError
 from hybrid.routing.names import CloudTarget, ModelNames, ProviderModels
-from hybrid.settings_cloud import (
+from hybrid.settings.cloud import (
     AnthropicSettings,
     CloudSettings,
     CompatibleProviderSettings,

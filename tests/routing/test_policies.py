@@ -10,7 +10,7 @@ from hybrid.routing.policies.capability import CapabilityPolicy
 from hybrid.routing.policies.capacity import CapacityPolicy
 from hybrid.routing.policies.length import LengthPolicy
 from hybrid.routing.policy import LocalStatus, Policy, RouteContext, Router, Verdict
-from hybrid.settings_routing import CapacitySettings, RoutingSettings
+from hybrid.settings.routing import CapacitySettings, RoutingSettings
 
 READY = LocalStatus(
     "ready",

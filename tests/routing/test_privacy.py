@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from hybrid.errors import ConfigError
-from hybrid.routing import privacy_patterns as patterns
 from hybrid.routing.privacy import BUILTIN_DETECTORS, PrivacyHit, PrivacyScanner
+from hybrid.routing.privacy import checksums as patterns
 
 # A random-looking key body; slices of it are used wherever a provider format needs one.
 BODY = "Zx9Qp3Lm7Vt2Rb8Nk4Hs6Wd1Yc5Ue0TfGj2Ka7Mb3Nc4Pd5Qe6Rf8Sg9Th1Ui2VjWk3Xl4Ym5Zn6"

@@ -30,7 +30,7 @@ from hybrid.routing import cascade
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames, ProviderModels
-from hybrid.settings_routing import RoutingSettings
+from hybrid.settings.routing import RoutingSettings
 
 TOOLS = (ToolSpec("get_weather", None, {"type": "object"}),)
 

@@ -11,7 +11,11 @@ The recipe, shared by ``hybrid calibrate`` and ``scripts/eval_router.py``:
    :func:`~hybrid.routing.difficulty.model.choose_threshold`);
 5. fit on the whole training part, and measure AUROC on the held-out part only, beside the
    AUROC of the simplest rule, "escalate the longest prompts first" (:func:`prompt_length`),
-   on the same held-out items.
+   on the same held-out items;
+6. when the local model's prompt vectors were recorded, fit the model stage on the training
+   part too (:mod:`hybrid.routing.calibration.probe_fitting`: penalty, band and threshold by
+   cross-validation that leaves whole families out) and measure the two stages together on
+   the held-out part.
 
 Everything is deterministic for a seed.
 """
@@ -28,6 +32,7 @@ import numpy as np
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import split
 from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.calibration.probe_fitting import ProbeFit, train_probe, two_stage_scores
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_DENSE, extract
 from hybrid.routing.difficulty.model import DifficultyModel, choose_threshold, fit
 
@@ -53,6 +58,10 @@ class Calibration:
         held_out_auroc: AUROC of those scores against wrong answers (NaN if one class).
         held_out_length_auroc: AUROC of the prompts' lengths against the same wrong answers:
             how well the length rule ranks the same items (NaN if one class).
+        held_out_two_stage_scores: The two stages' scores of the held-out items
+            (:func:`~hybrid.routing.calibration.probe_fitting.two_stage_scores`), when the
+            model has a probe; None otherwise.
+        probe_fit: How the probe was chosen, when the model has one.
     """
 
     model: DifficultyModel
@@ -62,6 +71,12 @@ class Calibration:
     held_out_scores: np.ndarray
     held_out_auroc: float
     held_out_length_auroc: float
+    held_out_two_stage_scores: np.ndarray | None = None
+    probe_fit: ProbeFit | None = None
+
+
+Vector = Sequence[float] | np.ndarray
+"""One prompt vector (``ItemAnswer.embedding``)."""
 
 
 def prompt_length(item: CalibrationItem) -> float:
@@ -82,6 +97,7 @@ def calibrate(
     held_out: float = 0.3,
     meta: Mapping[str, object] | None = None,
     l2_grid: Sequence[float] = L2_GRID,
+    vectors: Sequence[Vector | None] | None = None,
 ) -> Calibration:
     """Fit the difficulty model on the training split and evaluate it on the held-out one.
 
@@ -92,24 +108,68 @@ def calibrate(
         held_out: Share of each category held out.
         meta: Extra entries for the model's ``meta`` (model hash, date, ...).
         l2_grid: Penalties the cross-validation chooses from.
+        vectors: The local model's prompt vector of each item (None for an item without
+            one), in the same order; when given, the model gets a probe fitted on the
+            training items that have one.
 
     Returns:
         The model, whose ``meta`` adds ``seed``, ``items``, ``train_items``,
         ``held_out_items``, ``local_accuracy``, ``category_accuracy``, ``l2``, ``cv_auroc``,
-        ``held_out_auroc`` and ``held_out_length_auroc`` (None where undefined) to ``meta``.
+        ``held_out_auroc`` and ``held_out_length_auroc`` (None where undefined) to ``meta``,
+        and with a probe ``probe_l2``, ``probe_band_share``, ``probe_cv_auroc``,
+        ``two_stage_cv_auroc`` and ``held_out_two_stage_auroc``.
 
     Raises:
-        ValueError: ``items`` and ``correct`` differ in length.
+        ValueError: ``items``, ``correct`` and ``vectors`` differ in length, or the vectors
+            differ in length from each other.
         ConfigError: ``held_out`` is not between 0 and 1.
     """
     if len(items) != len(correct):
         raise ValueError(f"{len(items)} items but {len(correct)} grades")
+    if vectors is not None and len(vectors) != len(items):
+        raise ValueError(f"{len(items)} items but {len(vectors)} prompt vectors")
     right = {item.id: ok for item, ok in zip(items, correct, strict=True)}
+    vector_of = (
+        {}
+        if vectors is None
+        else {
+            item.id: np.asarray(v, dtype=np.float64)
+            for item, v in zip(items, vectors, strict=True)
+            if v is not None
+        }
+    )
     train, test = split(items, seed=seed, held_out=held_out)
     train_wrong = np.array([not right[item.id] for item in train], dtype=np.float64)
     test_wrong = np.array([not right[item.id] for item in test], dtype=np.float64)
-    model, cv_auroc = train_model(feature_matrix(train), train_wrong, seed=seed, l2_grid=l2_grid)
+    model, cv_auroc, oof = train_feature_model(
+        feature_matrix(train), train_wrong, seed=seed, l2_grid=l2_grid
+    )
     test_scores = model.scores(feature_matrix(test)) if test else np.zeros(0)
+    probe_fit: ProbeFit | None = None
+    two_stage: np.ndarray | None = None
+    usable = [i for i, item in enumerate(train) if item.id in vector_of]
+    if vectors is not None and len(usable) >= 2:
+        probe_fit = train_probe(
+            np.stack([vector_of[train[i].id] for i in usable]),
+            train_wrong[usable],
+            feature_scores=oof[usable],
+            feature_threshold=model.threshold,
+            groups=[train[i].category for i in usable],
+            seed=seed,
+        )
+        probe = probe_fit.probe
+        probe_scores = np.array(
+            [
+                probe.score(vector_of[item.id]) if item.id in vector_of else score
+                for item, score in zip(test, test_scores, strict=True)
+            ]
+        )
+        # An item without a vector (a prompt the model cannot take) keeps its feature score.
+        two_stage = np.where(
+            [item.id in vector_of for item in test],
+            two_stage_scores(test_scores, probe_scores, probe.band),
+            test_scores,
+        )
     test_auroc = auroc(test_scores, test_wrong) if test else math.nan
     lengths = np.array([prompt_length(item) for item in test])
     length_auroc = auroc(lengths, test_wrong) if test else math.nan
@@ -131,6 +191,14 @@ def calibrate(
         "held_out_auroc": _rounded(test_auroc),
         "held_out_length_auroc": _rounded(length_auroc),
     }
+    if probe_fit is not None and two_stage is not None:
+        figures |= {
+            "probe_l2": probe_fit.l2,
+            "probe_band_share": probe_fit.band_share,
+            "probe_cv_auroc": _rounded(probe_fit.cv_probe_auroc),
+            "two_stage_cv_auroc": _rounded(probe_fit.cv_two_stage_auroc),
+            "held_out_two_stage_auroc": _rounded(auroc(two_stage, test_wrong)) if test else None,
+        }
     final = DifficultyModel(
         weights=model.weights,
         bias=model.bias,
@@ -139,8 +207,19 @@ def calibrate(
         mean=model.mean,
         scale=model.scale,
         meta=figures,
+        probe=None if probe_fit is None else probe_fit.probe,
     )
-    return Calibration(final, train, test, test_wrong, test_scores, test_auroc, length_auroc)
+    return Calibration(
+        final,
+        train,
+        test,
+        test_wrong,
+        test_scores,
+        test_auroc,
+        length_auroc,
+        two_stage,
+        probe_fit,
+    )
 
 
 def train_model(
@@ -157,6 +236,19 @@ def train_model(
     Returns:
         The model (``meta`` holds only ``l2``) and its cross-validated AUROC (NaN when the
         data is too small, or of one class, to cross-validate).
+    """
+    model, cv_auroc, _ = train_feature_model(X, wrong, seed=seed, l2_grid=l2_grid)
+    return model, cv_auroc
+
+
+def train_feature_model(
+    X: np.ndarray, wrong: np.ndarray, *, seed: int, l2_grid: Sequence[float] = L2_GRID
+) -> tuple[DifficultyModel, float, np.ndarray]:
+    """:func:`train_model`, also returning the out-of-fold scores it chose the threshold on.
+
+    Returns:
+        The model, its cross-validated AUROC, and each training item's out-of-fold score (the
+        fitted model's own scores when the data cannot be cross-validated).
     """
     X = np.asarray(X, dtype=np.float64)
     wrong = np.asarray(wrong, dtype=np.float64)
@@ -192,7 +284,7 @@ def train_model(
         scale=scale,
         meta={"l2": l2},
     )
-    return model, cv_auroc
+    return model, cv_auroc, threshold_scores
 
 
 def _fold_ids(wrong: np.ndarray, seed: int) -> np.ndarray | None:

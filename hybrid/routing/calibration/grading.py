@@ -13,7 +13,24 @@ import math
 import re
 from collections.abc import Sequence
 
-from hybrid.routing.calibration.item import CalibrationItem, Choice, Literal, Number, Words
+from hybrid.routing.calibration.grading_rules import (
+    check_holds,
+    first_line,
+    grade_facts,
+    grade_text,
+)
+from hybrid.routing.calibration.item import (
+    CalibrationItem,
+    Choice,
+    Code,
+    Constraint,
+    KeyFacts,
+    Literal,
+    Number,
+    Text,
+    Words,
+)
+from hybrid.routing.calibration.sandbox import passes
 
 _SMALL = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -64,6 +81,14 @@ def grade(item: CalibrationItem, answer_text: str, *, presentation: int = 0) -> 
         - ``literal``: the value's ``repr`` appears, ignoring whitespace and quote style, or a
           string value appears bare as a whole token.
         - ``choice``: the option chosen (its letter, or else its text) is the right one.
+        - ``constraint``: every format rule holds on the first line, and its content (a word
+          or number, graded as above) is right.
+        - ``text``: the first line holds an accepted rewriting and no rejected form
+          (:func:`~hybrid.routing.calibration.grading_rules.grade_text`).
+        - ``facts``: the first line states every key fact and no distractor.
+        - ``code``: the first line, run in a confined interpreter of its own
+          (:mod:`~hybrid.routing.calibration.sandbox`; this call blocks until it ends, a few
+          seconds at most), passes every test.
 
     Raises:
         IndexError: ``presentation`` is not one of the item's presentations.
@@ -76,7 +101,31 @@ def grade(item: CalibrationItem, answer_text: str, *, presentation: int = 0) -> 
         return _grade_words(answer, answer_text, question)
     if isinstance(answer, Literal):
         return _grade_literal(answer, answer_text)
-    return _grade_choice(answer, answer_text, presentation)
+    if isinstance(answer, Choice):
+        return _grade_choice(answer, answer_text, presentation)
+    if isinstance(answer, Constraint):
+        return _grade_constraint(answer, answer_text, question)
+    if isinstance(answer, Text):
+        return grade_text(answer, answer_text)
+    if isinstance(answer, KeyFacts):
+        return grade_facts(answer, answer_text)
+    return _grade_code(answer, answer_text)
+
+
+def _grade_constraint(answer: Constraint, text: str, question: str) -> bool:
+    line = first_line(text)
+    if not line or not all(check_holds(check, line) for check in answer.checks):
+        return False
+    if isinstance(answer.content, Number):
+        return _grade_number(answer.content, line, question)
+    if isinstance(answer.content, Words):
+        return _grade_words(answer.content, line, question)
+    return True
+
+
+def _grade_code(answer: Code, text: str) -> bool:
+    line = first_line(text)
+    return bool(line) and passes(answer, line)
 
 
 def grade_all(item: CalibrationItem, answers: Sequence[str]) -> bool:

@@ -14,10 +14,15 @@ the cloud as the strong one, whose answers are taken to be right (quality 1):
 Requests with equal scores are escalated as a group, in random order: the curve runs straight
 across a tie group, which is the expected quality over all orders within it.  A random router
 (every score equal) is therefore exactly the diagonal, not one random draw.
+
+:func:`bootstrap_ci` gives a percentile confidence interval for any of these figures by
+resampling the requests.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,3 +159,42 @@ def routing_curve(scores: np.ndarray, wrong: np.ndarray) -> RoutingCurve:
     shares = np.concatenate([[0.0], (ends + 1) / n])
     quality = np.concatenate([[local], local + gains[ends] / n * CLOUD_QUALITY])
     return RoutingCurve(shares, quality)
+
+
+def bootstrap_ci(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """A percentile bootstrap confidence interval, resampling items with replacement.
+
+    Args:
+        statistic: The figure of a sample, given the indices (0 to ``n - 1``, with repeats)
+            of the items drawn; NaN where it is undefined (a sample of one class).
+        n: How many items there are.
+        resamples: Samples drawn.
+        seed: Seeds the draws: the same seed gives the same interval.
+        level: Coverage, e.g. 0.95.
+
+    Returns:
+        ``(low, high)``, the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the
+        defined resampled figures; ``(nan, nan)`` when fewer than half of them are defined.
+
+    Raises:
+        ValueError: ``n`` or ``resamples`` is below 1, or ``level`` is not in (0, 1).
+    """
+    if n < 1 or resamples < 1:
+        raise ValueError(f"need at least one item and one resample (got {n}, {resamples})")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be between 0 and 1 (got {level})")
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(resamples)])
+    defined = values[~np.isnan(values)]
+    if defined.size < resamples / 2:
+        return (math.nan, math.nan)
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(defined, [tail, 1.0 - tail])
+    return (float(low), float(high))

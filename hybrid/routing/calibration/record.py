@@ -3,7 +3,10 @@
 Running the local model is the slow part of calibrating; ``scripts/eval_router.py`` reads
 ``<home>/calibration/<sha256>.answers.json`` instead of asking the model again when the record
 was made with the same model, seed and items (each answer carries its item's prompt, so a
-change to the generators invalidates old records rather than mislabelling them).
+change to the generators invalidates old records rather than mislabelling them).  An answer
+may carry the local model's vector of the item's prompt (``"embedding"``), which the probe is
+fitted on; records without it still load.  Other item sets (the external evaluation sets of
+``scripts/eval_router.py``) keep their own records beside it, ``<sha256>.<name>.json``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,23 @@ class AnswerRecord:
                 return None
         return list(self.answers)
 
+    def reusable(self, *, seed: int, max_tokens: int) -> dict[tuple[str, str], ItemAnswer]:
+        """The answers by (item id, prompt), for reuse item by item.
+
+        Args:
+            seed: The seed the caller's items were drawn with.
+            max_tokens: The caller's output cap.
+
+        Returns:
+            Every answer when the record was made with this seed and cap; nothing otherwise.
+        """
+        if seed != self.seed or max_tokens != self.max_tokens:
+            return {}
+        return {
+            (answer.item_id, prompt): answer
+            for prompt, answer in zip(self.prompts, self.answers, strict=True)
+        }
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
@@ -95,21 +115,22 @@ class AnswerRecord:
             raise ConfigError(f"the calibration answer record is damaged ({exc})") from exc
 
 
-def record_path(home: Path, sha256: str) -> Path:
-    """``home / "calibration" / f"{sha256}.answers.json"``."""
-    return home / "calibration" / f"{sha256}.answers.json"
+def record_path(home: Path, sha256: str, name: str = "answers") -> Path:
+    """``home / "calibration" / f"{sha256}.{name}.json"`` (``name`` "answers": the
+    calibration set's record)."""
+    return home / "calibration" / f"{sha256}.{name}.json"
 
 
-def save_record(home: Path, record: AnswerRecord) -> Path:
+def save_record(home: Path, record: AnswerRecord, name: str = "answers") -> Path:
     """Store a record beside its model's calibration, atomically; returns the path."""
-    path = record_path(home, record.model_sha256)
+    path = record_path(home, record.model_sha256, name)
     write_atomic(path, json.dumps(record.to_json(), indent=1, ensure_ascii=False) + "\n")
     return path
 
 
-def load_record(home: Path, sha256: str) -> AnswerRecord | None:
+def load_record(home: Path, sha256: str, name: str = "answers") -> AnswerRecord | None:
     """The record for a model, or None when there is none or it cannot be read."""
-    path = record_path(home, sha256)
+    path = record_path(home, sha256, name)
     try:
         return AnswerRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, ConfigError):

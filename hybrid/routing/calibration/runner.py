@@ -8,15 +8,28 @@ seed, so a rerun on the same model gives the same answers.
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from hybrid.backend import Backend
 from hybrid.errors import ConfigError, ContextLengthExceededError, InvalidRequestError
 from hybrid.generation import GenerationRequest, SamplingParams
 from hybrid.routing.calibration.grading import grade_all
 from hybrid.routing.calibration.item import CalibrationItem
+
+
+class PromptEmbedder(Protocol):
+    """A backend that also gives the local model's own vector of a prompt (the local backend)."""
+
+    async def prompt_embedding(self, request: GenerationRequest) -> np.ndarray:
+        """The model's vector of the request's prompt (see ``LocalBackend.prompt_embedding``)."""
+        ...
+
 
 Progress = Callable[[int, int], None]
 """Called with (presentations answered, presentations in all) after each answer."""
@@ -37,15 +50,27 @@ class ItemAnswer:
         item_id: The item's id.
         texts: One answer per presentation of the item.
         correct: Every presentation was answered right.
+        embedding: The local model's vector of the item's first presentation
+            (``prompt_embedding``), when it was asked for; None otherwise, and for a prompt
+            the model cannot take.
     """
 
     item_id: str
     texts: tuple[str, ...]
     correct: bool
+    embedding: tuple[float, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (see :meth:`from_json`)."""
-        return {"id": self.item_id, "texts": list(self.texts), "correct": self.correct}
+        """A JSON-ready dict (see :meth:`from_json`); ``"embedding"`` only when there is one."""
+        data: dict[str, Any] = {
+            "id": self.item_id,
+            "texts": list(self.texts),
+            "correct": self.correct,
+        }
+        if self.embedding is not None:
+            # float32 values: 9 significant digits give them back exactly.
+            data["embedding"] = [float(f"{value:.9g}") for value in self.embedding]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ItemAnswer:
@@ -62,7 +87,24 @@ class ItemAnswer:
             or not isinstance(correct, bool)
         ):
             raise ConfigError(f"a recorded calibration answer is malformed: {dict(data)!r}")
-        return cls(item_id, tuple(texts), correct)
+        vector = data.get("embedding")
+        if vector is None:
+            return cls(item_id, tuple(texts), correct)
+        if (
+            not isinstance(vector, list)
+            or not vector
+            or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in vector
+            )
+        ):
+            raise ConfigError(
+                f"the recorded embedding of calibration answer {item_id!r} is not a list of "
+                "finite numbers; run `hybrid calibrate` again to record it anew"
+            )
+        # Vectors are float32: read back as such, they equal what was recorded bit for bit.
+        values = np.asarray(vector, dtype=np.float32)
+        return cls(item_id, tuple(texts), correct, tuple(float(v) for v in values))
 
 
 async def answer_items(
@@ -71,6 +113,7 @@ async def answer_items(
     *,
     max_tokens: int,
     progress: Progress,
+    embed: bool = False,
 ) -> list[ItemAnswer]:
     """Ask the backend every presentation of every item, one at a time, and grade the answers.
 
@@ -84,19 +127,25 @@ async def answer_items(
         max_tokens: Output cap per answer; answers also end at their first line break
             (:data:`ANSWER_STOP`), which is all the graders read.
         progress: Called after every answer with (answered, total) presentations.
+        embed: Also record the local model's vector of each item's first presentation
+            (``prompt_embedding``, asked just before its answer, which then reuses the
+            evaluated prompt); the backend must have ``prompt_embedding``.
 
     Returns:
         One :class:`ItemAnswer` per item, in the order of ``items``.
 
     Raises:
+        ConfigError: ``embed`` is set and the backend cannot give prompt vectors.
         ModelNotReadyError, QueueFullError, GenerationError, ProviderError: The backend failed
             for a reason that is not the prompt's fault.
     """
+    embedder = _embedder(backend) if embed else None
     total = sum(len(item.presentations) for item in items)
     done = 0
     answers = []
     for item in items:
         texts = []
+        vector: tuple[float, ...] | None = None
         for index, messages in enumerate(item.presentations):
             request = GenerationRequest(
                 request_id=f"calibrate-{item.id}-{index}",
@@ -105,6 +154,13 @@ async def answer_items(
                     max_tokens=max_tokens, temperature=0.0, stop=ANSWER_STOP, seed=ANSWER_SEED
                 ),
             )
+            if embedder is not None and index == 0:
+                try:
+                    raw = await embedder.prompt_embedding(request)
+                except (ContextLengthExceededError, InvalidRequestError):
+                    vector = None  # the answer below is refused the same way
+                else:
+                    vector = tuple(float(v) for v in np.asarray(raw, dtype=np.float32))
             try:
                 completion = await backend.complete(request)
             except (ContextLengthExceededError, InvalidRequestError):
@@ -113,8 +169,21 @@ async def answer_items(
                 texts.append(completion.text)
             done += 1
             progress(done, total)
-        answers.append(ItemAnswer(item.id, tuple(texts), grade_all(item, texts)))
+        # Grading may run the answer as code in a sandboxed interpreter (up to its time
+        # limit): on a worker thread, so that a server calibrating in the background keeps
+        # answering meanwhile.
+        correct = await asyncio.to_thread(grade_all, item, texts)
+        answers.append(ItemAnswer(item.id, tuple(texts), correct, vector))
     return answers
+
+
+def _embedder(backend: Backend) -> PromptEmbedder:
+    if not callable(getattr(backend, "prompt_embedding", None)):
+        raise ConfigError(
+            f"the {type(backend).__name__} cannot give prompt vectors; record them with the "
+            "local model's backend, or run without them"
+        )
+    return backend  # type: ignore[return-value]  # checked just above
 
 
 async def run_items(

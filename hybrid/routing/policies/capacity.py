@@ -9,7 +9,7 @@ battery escalate too, as does a local model that is loading or down.
 from __future__ import annotations
 
 from hybrid.routing.policy import Policy, RouteContext, Verdict
-from hybrid.settings_routing import CapacitySettings
+from hybrid.settings.routing import CapacitySettings
 
 # Until a speed has been measured, assume these (the embedded model on two cores decodes about
 # 60 tok/s and reads prompts about ten times faster).

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from hybrid.routing import privacy_patterns as p
+from hybrid.routing.privacy.shapes import SHAPE_TABLE
+from hybrid.routing.privacy.tokens import TOKEN_TABLE
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,15 @@ class ScanText:
 
         The leading space lets a number at the very start match the same ``" 0"`` prefix.
         """
-        return b" " + self.ascii.translate(p.SHAPE_TABLE)
+        return b" " + self.ascii.translate(SHAPE_TABLE)
 
     @cached_property
     def tokens(self) -> bytes:
         """Token characters (base64/base64url) as ``t``, everything else as a space."""
-        return self.ascii.translate(p.TOKEN_TABLE)
+        return self.ascii.translate(TOKEN_TABLE)
 
     def preceded_by(self, start: int, keywords: re.Pattern[bytes], window: int = 32) -> bool:
-        """Whether ``keywords`` (see ``privacy_patterns.keywords``) occur in the bytes before.
+        """Whether ``keywords`` (see :func:`keywords`) occur in the bytes before.
 
         Args:
             start: Offset of what the keywords must precede.
@@ -83,3 +84,8 @@ class Detector(ABC):
         Returns:
             An iterator that does the work lazily, so that a caller can stop at the first hit.
         """
+
+
+def keywords(*words: bytes) -> re.Pattern[bytes]:
+    """A pattern finding any of ``words`` (lower case) in lower-cased text."""
+    return re.compile(b"|".join(re.escape(word) for word in words))

@@ -1,4 +1,4 @@
-"""hybrid's settings: the model, and loading it with the source of every value.
+"""The settings root and loading it with the source of every value.
 
 Values come from five layers; a higher one wins, leaf by leaf::
 
@@ -6,11 +6,11 @@ Values come from five layers; a higher one wins, leaf by leaf::
     environment          HYBRID_SERVER__PORT=9000         "env HYBRID_SERVER__PORT"
     .env file            HYBRID_SERVER__PORT=9000         ".env /path/.env"
     TOML config file     [server] port = 9000             "config file /path/config.toml"
-    defaults             the field defaults below         "default"
+    defaults             the field defaults of each section
 
 ``Settings()`` on its own is plain pydantic-settings (defaults, then the ``HYBRID_`` environment),
 and ``Settings.model_validate({...})`` works for tests.  :func:`load_settings` is what the CLI
-uses: it reads each layer separately (see :mod:`hybrid.settings_sources`) so that ``hybrid
+uses: it reads each layer separately (see :mod:`hybrid.settings.sources`) so that ``hybrid
 config`` can say exactly where each value came from, and it turns every invalid value into one
 :class:`~hybrid.errors.ConfigError` naming the field, the value and its source.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -33,11 +33,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from hybrid.settings_cloud import ECOSYSTEM_VARIABLES, CloudSettings
-from hybrid.settings_ledger import BudgetSettings, EnergySettings, LedgerSettings, PricingSettings
-from hybrid.settings_routing import RoutingSettings
-from hybrid.settings_server import ServerSettings
-from hybrid.settings_sources import (
+from hybrid.settings.cloud import ECOSYSTEM_VARIABLES, CloudSettings
+from hybrid.settings.ledger import BudgetSettings, EnergySettings, LedgerSettings, PricingSettings
+from hybrid.settings.local import LocalSettings, ProbeSettings
+from hybrid.settings.routing import RoutingSettings
+from hybrid.settings.server import ServerSettings
+from hybrid.settings.sources import (
     Layer,
     ProvidedValue,
     find_config_file,
@@ -54,100 +55,8 @@ from hybrid.settings_sources import (
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 _APP_NAME = "hybrid"
-# llama.cpp numbers a context's positions with 32-bit signed integers: none holds more tokens.
-MAX_CONTEXT_TOKENS = 2**31 - 1
 _ENV_PREFIX = "HYBRID_"
 _ENV_NESTED_DELIMITER = "__"
-
-
-class LocalSettings(BaseModel):
-    """The quantized GGUF model answered in-process through llama.cpp."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: Path | None = Field(
-        default=None,
-        description="GGUF file to serve; unset serves the embedded default model.",
-    )
-    models_dirs: list[Path] = Field(
-        default_factory=list,
-        description="Extra folders searched for *.gguf files (a JSON list in the environment).",
-    )
-    n_ctx: int | None = Field(
-        default=None,
-        ge=256,
-        le=MAX_CONTEXT_TOKENS,
-        description=(
-            "Context window in tokens; unset plans it from the hardware. A value whose KV "
-            "cache does not fit this machine's memory is refused at start."
-        ),
-    )
-    max_ctx: int = Field(
-        default=8192,
-        ge=256,
-        le=MAX_CONTEXT_TOKENS,
-        description="Upper bound on the context window planned from the hardware.",
-    )
-    n_threads: int | None = Field(
-        default=None,
-        ge=1,
-        description="CPU threads for generation; unset plans it from the hardware.",
-    )
-    n_gpu_layers: int | None = Field(
-        default=None,
-        ge=-1,
-        description="Layers offloaded to the GPU (-1 = all, 0 = none); unset plans it.",
-    )
-    n_batch: int = Field(
-        default=512,
-        ge=1,
-        description="Prompt tokens evaluated per llama.cpp batch.",
-    )
-    max_queue: int = Field(
-        default=8,
-        ge=0,
-        description="Requests that may wait behind the running one; more get HTTP 429.",
-    )
-    default_max_tokens: int = Field(
-        default=1024,
-        ge=1,
-        description="Output token cap for a request that sets no max_tokens.",
-    )
-    temperature: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=2.0,
-        description=(
-            "Sampling temperature for a request that sets none; 0 is greedy, which suits "
-            "small local models best."
-        ),
-    )
-
-    @field_validator("model")
-    @classmethod
-    def _expand_model(cls, value: Path | None) -> Path | None:
-        return value.expanduser() if value is not None else None
-
-    @field_validator("models_dirs")
-    @classmethod
-    def _expand_models_dirs(cls, value: list[Path]) -> list[Path]:
-        return [path.expanduser() for path in value]
-
-
-class ProbeSettings(BaseModel):
-    """The hardware probe that sizes the local model and watches load."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    sample_interval_s: float = Field(
-        default=1.0,
-        gt=0,
-        description="Seconds between hardware samples (CPU, memory, GPU load).",
-    )
-    measure_bandwidth: bool = Field(
-        default=True,
-        description="Measure memory bandwidth at start-up to estimate generation speed.",
-    )
 
 
 def _default_home() -> Path:
@@ -372,10 +281,7 @@ def _with_provider_keys(settings: Settings, env: Mapping[str, str]) -> Settings:
 
 __all__ = [
     "LoadedSettings",
-    "LocalSettings",
     "LogLevel",
-    "ProbeSettings",
-    "ServerSettings",
     "Settings",
     "default_config_file",
     "load_settings",

@@ -1,8 +1,8 @@
 """Secret detectors: API keys, tokens, webhook URLs, passwords and private keys.
 
-Formats come from :mod:`hybrid.routing.secret_formats`; the entropy test, credential names and
-placeholders from :mod:`hybrid.routing.privacy_patterns`.  Each detector is one of the
-:class:`~hybrid.routing.privacy_text.Detector` s a :class:`~hybrid.routing.privacy.PrivacyScanner`
+Formats come from :mod:`hybrid.routing.privacy.formats`; the entropy test, credential names and
+placeholders from :mod:`hybrid.routing.privacy.tokens`.  Each detector is one of the
+:class:`~hybrid.routing.privacy.text.Detector` s a :class:`~hybrid.routing.privacy.PrivacyScanner`
 runs.
 """
 
@@ -11,9 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterator
 
-from hybrid.routing import privacy_patterns as p
-from hybrid.routing.privacy_text import Detector, PrivacyHit, ScanText
-from hybrid.routing.secret_formats import (
+from hybrid.routing.privacy.formats import (
     BEFORE_REACH,
     DELIMITED_FORMATS,
     DELIMITED_REACH,
@@ -25,6 +23,19 @@ from hybrid.routing.secret_formats import (
     KeyFormat,
     holds_word,
     placeholder_key,
+)
+from hybrid.routing.privacy.text import Detector, PrivacyHit, ScanText, keywords
+from hybrid.routing.privacy.tokens import (
+    AUTH_SCHEME_PATTERN,
+    CREDENTIAL_PATTERNS,
+    CREDENTIAL_PLACEHOLDER_WORDS,
+    HASH_LABELS_BEFORE,
+    IDENTIFIER_PATTERN,
+    URL_CREDENTIAL_PATTERN,
+    basic_auth_password,
+    names_a_variable,
+    random_token,
+    shannon_entropy,
 )
 
 MAX_SECRET_LENGTH = 256
@@ -65,7 +76,7 @@ class TokenDetector(Detector):
 
     _PIECE = re.compile(rb"[A-Za-z0-9_-]+")
     _AWS_SECRET = re.compile(rb"[A-Za-z0-9/+]{40}")
-    _AWS_WORDS = p.keywords(b"aws_secret", b"aws secret", b"secret_access_key", b"secretaccesskey")
+    _AWS_WORDS = keywords(b"aws_secret", b"aws secret", b"secret_access_key", b"secretaccesskey")
 
     def __init__(
         self, enabled: Collection[str], *, entropy_threshold: float, min_secret_length: int
@@ -179,9 +190,9 @@ class TokenDetector(Detector):
             return False  # longer base64 is file content (an image, a binary), not a key
         if text.ascii.endswith(b"base64,", 0, start) or self._wrapped(text, start, end):
             return False  # a data: URI, or one line of a wrapped base64 block (MIME, PEM)
-        if text.ascii.endswith(p.HASH_LABELS_BEFORE, 0, start):
+        if text.ascii.endswith(HASH_LABELS_BEFORE, 0, start):
             return False  # a content digest: "h1:<base64>" in go.sum
-        return p.random_token(text.ascii[start:end], self._threshold)
+        return random_token(text.ascii[start:end], self._threshold)
 
     @staticmethod
     def _wrapped(text: ScanText, start: int, end: int) -> bool:
@@ -239,7 +250,7 @@ def _random(value: bytes, placeholders: tuple[bytes, ...] = PLACEHOLDER_WORDS) -
         and not placeholder_key(value)  # sk-abcdefghijklmnopqrstuvwxyzABCD
         and len(_CAPITAL_PAIR.findall(value)) >= 2
         and any(97 <= c <= 122 for c in value)
-        and p.shannon_entropy(value) > _LETTERS_ONLY_ENTROPY
+        and shannon_entropy(value) > _LETTERS_ONLY_ENTROPY
     )
 
 
@@ -254,14 +265,14 @@ class CredentialDetector(Detector):
         self._bearer = "api_key:bearer" in enabled
         self._rules = tuple(
             (pattern, re.compile(rb"(?:[a-z0-9_.-]*[_.-])?" + rule.encode()))
-            for pattern, rule in p.CREDENTIAL_PATTERNS
+            for pattern, rule in CREDENTIAL_PATTERNS
         )
         # Names that merely end in these are still credentials ("accesstoken", "dbpassword").
         self._loose_suffix = re.compile(rb"[a-z0-9_.-]*(?:token|secret|password|passwd|phrase)")
 
     def find(self, text: ScanText) -> Iterator[PrivacyHit]:
         if self._bearer or self._assigned:
-            for match in p.AUTH_SCHEME_PATTERN.finditer(text.lower):
+            for match in AUTH_SCHEME_PATTERN.finditer(text.lower):
                 hit = self._auth_scheme(text, match)
                 if hit is not None:
                     yield hit
@@ -282,15 +293,15 @@ class CredentialDetector(Detector):
                 reference = not quoted and (
                     text.ascii[end : end + 1] in (b"(", b"[")
                     or (
-                        p.IDENTIFIER_PATTERN.fullmatch(value) is not None
+                        IDENTIFIER_PATTERN.fullmatch(value) is not None
                         and not value.isalnum()
-                        and p.names_a_variable(value)
+                        and names_a_variable(value)
                     )
                 )
                 if (
                     not reference
                     and b"://" not in value
-                    and _random(value, p.CREDENTIAL_PLACEHOLDER_WORDS)
+                    and _random(value, CREDENTIAL_PLACEHOLDER_WORDS)
                 ):
                     yield PrivacyHit("secret:credential", start, end)
 
@@ -301,17 +312,17 @@ class CredentialDetector(Detector):
             real = self._bearer and _random(text.ascii[start:end])
             return PrivacyHit("api_key:bearer", start, end) if real else None
         start, end = match.span("basic")
-        password = p.basic_auth_password(text.ascii[start:end])
-        real = password is not None and _random(password, p.CREDENTIAL_PLACEHOLDER_WORDS)
+        password = basic_auth_password(text.ascii[start:end])
+        real = password is not None and _random(password, CREDENTIAL_PLACEHOLDER_WORDS)
         return PrivacyHit("secret:credential", start, end) if self._assigned and real else None
 
     @staticmethod
     def _in_urls(text: ScanText) -> Iterator[PrivacyHit]:
         """``scheme://user:password@host``."""
-        for match in p.URL_CREDENTIAL_PATTERN.finditer(text.ascii):
+        for match in URL_CREDENTIAL_PATTERN.finditer(text.ascii):
             password = match["password"]
             # "$DB_PASSWORD" is filled in from the environment: a reference, not the password.
-            if not password.startswith(b"$") and _random(password, p.CREDENTIAL_PLACEHOLDER_WORDS):
+            if not password.startswith(b"$") and _random(password, CREDENTIAL_PLACEHOLDER_WORDS):
                 yield PrivacyHit("secret:credential", match.start("user"), match.end("password"))
 
     def _assigned_name(self, lower: bytes, keyword_start: int, keyword_end: int) -> bytes:

@@ -1,0 +1,116 @@
+"""What the dispatcher hands back: a started answer, and a route decided but not started.
+
+:class:`Answer` carries the running generation plus the route, model and reason that become the
+``X-Hybrid-*`` response headers; :class:`RoutePlan` is the decision ``hybrid route`` shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from hybrid.backend import Generation
+from hybrid.errors import ContextLengthExceededError
+from hybrid.local.engine import EngineJob
+from hybrid.routing.names import CloudTarget
+from hybrid.routing.policy import RouteDecision, Verdict
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Route = Literal["local", "cloud"]
+RouteOverride = Literal["auto", "local", "cloud"]
+# Who chose a request's route: hybrid's policies, the client (a model name or X-Hybrid-Route
+# that pins it), or the server-wide mode.
+Decided = Literal["router", "client", "mode"]
+# The server-wide routing mode (``POST /v1/hybrid/mode``).
+Mode = Literal["auto", "local-only", "cloud-only"]
+MODES: tuple[Mode, ...] = ("auto", "local-only", "cloud-only")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A started answer and why it is answered where it is.
+
+    Attributes:
+        generation: The running generation; iterate it, then close it.
+        route: ``local`` or ``cloud``.
+        model: What answers: the local model's id, or ``provider/model``.
+        reason: A short code for ``X-Hybrid-Reason`` (``explicit:local``, ``length:9312>8192``,
+            ``cloud_unavailable:openai:timeout``, ...).
+        score: The difficulty score (``X-Hybrid-Score``), when the difficulty policy ran.
+        verdicts: Every policy's verdict on the request.
+        counterfactual: The cloud model (``provider/model``) the request would have gone to,
+            which a local answer's saving is priced against; None when no cloud is configured.
+        discarded: A cascade's local answer, read and thrown away before this one.
+        decided: Who chose the route (see :attr:`RoutePlan.decided`).
+        prompt_vector: The local model's vector of the prompt, when the model stage read one.
+    """
+
+    generation: Generation
+    route: Route
+    model: str
+    reason: str
+    score: float | None = None
+    verdicts: tuple[Verdict, ...] = ()
+    counterfactual: str | None = None
+    discarded: DiscardedLeg | None = None
+    decided: Decided = "router"
+    prompt_vector: np.ndarray | None = field(default=None, compare=False)
+
+    def headers(self) -> dict[str, str]:
+        """The ``X-Hybrid-*`` headers that describe this answer."""
+        headers = {
+            "X-Hybrid-Route": self.route,
+            "X-Hybrid-Model": self.model,
+            "X-Hybrid-Reason": self.reason,
+        }
+        if self.score is not None:
+            headers["X-Hybrid-Score"] = f"{self.score:.3f}"
+        return headers
+
+
+@dataclass(frozen=True)
+class DiscardedLeg:
+    """A cascade's local answer that was not good enough, for the ledger.
+
+    Attributes:
+        model: The local model's id.
+        prompt_tokens: Its prompt.
+        completion_tokens: What it generated.
+        reason: Why it was discarded (``cascade:0.41<0.60``).
+    """
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """A request's route, decided but not started.
+
+    Attributes:
+        mode: ``local`` or ``cloud`` when the name or header fixed it, else ``auto``.
+        target: The cloud model it escalates to (None when no cloud is configured).
+        decision: The router's decision, with every policy's verdict.
+        prepared: The request prepared for the local model, when it fits there.
+        local_model: The local model's id.
+        decided: ``client`` when the model name or the ``X-Hybrid-Route`` header fixed the
+            route, ``mode`` when the server-wide mode did, else ``router`` (the policies,
+            including a privacy pin that overrides a client's ``cloud``).
+        unfit: The local model's refusal, when preparing the request found that it does not
+            fit there; a later local attempt (a fallback) raises it instead of preparing the
+            request again.
+        prompt_vector: The local model's vector of the prompt, when the model stage read one.
+    """
+
+    mode: RouteOverride
+    target: CloudTarget | None
+    decision: RouteDecision
+    prepared: EngineJob | None
+    local_model: str
+    decided: Decided = "router"
+    unfit: ContextLengthExceededError | None = None
+    prompt_vector: np.ndarray | None = field(default=None, compare=False)

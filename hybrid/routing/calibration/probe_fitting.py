@@ -1,0 +1,296 @@
+"""Fitting the model stage: a probe on the local model's prompt vectors, and its band.
+
+The probe (:class:`~hybrid.routing.difficulty.probe.ProbeStage`) is a logistic regression on
+the standardised prompt vector, optionally after a projection on the training vectors' first
+principal components (whitened), folded back into one weight per dimension so that scoring
+stays one dot product.  Everything is chosen by cross-validation inside the training items:
+
+1. the folds leave out whole item families (categories) when there are at least three, so the
+   penalty is the one that transfers to a kind of prompt the probe has not seen, not the one
+   that best separates more draws of the same generators; otherwise they are stratified;
+2. the L2 penalty: the lowest out-of-fold log loss;
+3. the band: among bands holding a given share of the training items around the feature
+   stage's threshold, the one whose two-stage out-of-fold scores rank wrong answers best
+   (AUROC); on a tie the narrower band, which asks the model less often;
+4. the probe's threshold: :func:`~hybrid.routing.difficulty.model.choose_threshold` on the
+   out-of-fold probe scores of the items inside that band.
+
+The *two-stage score* (:func:`two_stage_scores`) orders requests as the runtime decides them:
+feature scores outside the band stand, and inside it the probe's score, mapped into the band,
+orders the requests the probe settles.  Everything is deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from random import Random
+
+import numpy as np
+
+from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.difficulty.model import choose_threshold, fit
+from hybrid.routing.difficulty.probe import ProbeStage
+
+PROBE_L2_GRID: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+"""Penalties tried for the probe (the vectors have hundreds of dimensions)."""
+
+BAND_SHARES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""Shares of the training items a candidate band holds (1.0: the probe settles everything)."""
+
+FOLDS = 5
+_TIE = 0.002  # AUROC differences below this are noise at a few hundred items
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeFit:
+    """A fitted probe and what cross-validation said of it.
+
+    Attributes:
+        probe: The probe, with its band and threshold.
+        l2: The chosen penalty.
+        components: Principal components kept (None: the whole standardised vector).
+        band_share: Share of the training items inside the chosen band.
+        cv_probe_auroc: Out-of-fold AUROC of the probe alone.
+        cv_feature_auroc: AUROC of the feature-stage scores given (out-of-fold).
+        cv_two_stage_auroc: Out-of-fold AUROC of the two stages with the chosen band.
+    """
+
+    probe: ProbeStage
+    l2: float
+    components: int | None
+    band_share: float
+    cv_probe_auroc: float
+    cv_feature_auroc: float
+    cv_two_stage_auroc: float
+
+
+def two_stage_scores(
+    feature_scores: np.ndarray, probe_scores: np.ndarray, band: tuple[float, float]
+) -> np.ndarray:
+    """One score per request, ordered as the two-stage router decides.
+
+    Args:
+        feature_scores: The feature stage's scores.
+        probe_scores: The probe's scores of the same requests.
+        band: Feature scores in ``[low, high]`` are settled by the probe.
+
+    Returns:
+        The feature score outside the band; inside it ``low + (high - low) * probe score``,
+        so requests above the band rank first, then the band's in the probe's order, then
+        those below.
+    """
+    feature = np.asarray(feature_scores, dtype=np.float64)
+    probe = np.asarray(probe_scores, dtype=np.float64)
+    low, high = band
+    inside = (feature >= low) & (feature <= high)
+    return np.where(inside, low + (high - low) * probe, feature)
+
+
+def band_around(feature_scores: np.ndarray, threshold: float, share: float) -> tuple[float, float]:
+    """The band holding ``share`` of the scores, centred (in rank) on the threshold.
+
+    Args:
+        feature_scores: Out-of-fold feature scores of the training items.
+        threshold: The feature stage's threshold.
+        share: 0 to 1; 1 gives ``(0, 1)``, 0 an empty band at the threshold.
+
+    Returns:
+        ``(low, high)`` within [0, 1].
+    """
+    if share >= 1.0:
+        return (0.0, 1.0)
+    scores = np.sort(np.asarray(feature_scores, dtype=np.float64))
+    if share <= 0.0 or scores.size == 0:
+        return (threshold, threshold)
+    centre = float(np.mean(scores <= threshold))
+    low_q = min(max(centre - share / 2, 0.0), 1.0 - share)
+    high_q = low_q + share
+    low = 0.0 if low_q <= 0.0 else float(np.quantile(scores, low_q))
+    high = 1.0 if high_q >= 1.0 else float(np.quantile(scores, high_q))
+    return (min(max(low, 0.0), 1.0), min(max(high, low), 1.0))
+
+
+def fold_ids(wrong: np.ndarray, groups: Sequence[str] | None, seed: int) -> np.ndarray | None:
+    """Cross-validation folds: by group when there are three or more, else stratified.
+
+    Groups are dealt to at most :data:`FOLDS` folds in a seeded order, whole.
+
+    Returns:
+        A fold number per item; None when the data cannot be cross-validated (fewer than two
+        items of a class).
+    """
+    wrong = np.asarray(wrong, dtype=np.float64)
+    if min(int(wrong.sum()), int((1 - wrong).sum())) < 2:
+        return None
+    rng = Random(seed)
+    if groups is not None and len(set(groups)) >= 3:
+        names = sorted(set(groups))
+        rng.shuffle(names)
+        k = min(FOLDS, len(names))
+        fold_of = {name: index % k for index, name in enumerate(names)}
+        return np.array([fold_of[g] for g in groups], dtype=np.int64)
+    positives = np.flatnonzero(wrong == 1)
+    negatives = np.flatnonzero(wrong == 0)
+    k = min(FOLDS, len(positives), len(negatives))
+    folds = np.empty(len(wrong), dtype=np.int64)
+    for indices in (positives, negatives):
+        shuffled = [int(i) for i in indices]
+        rng.shuffle(shuffled)
+        for position, index in enumerate(shuffled):
+            folds[index] = position % k
+    return folds
+
+
+@dataclass(frozen=True, eq=False)
+class _Basis:
+    """Standardisation, and the optional whitened principal-component projection."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    projection: np.ndarray | None  # (dim, k): standardised vector to whitened components
+
+    @classmethod
+    def of(cls, V: np.ndarray, components: int | None) -> _Basis:
+        mean = V.mean(axis=0)
+        scale = V.std(axis=0)
+        scale = np.where(scale > 1e-6, scale, 1.0)
+        if components is None:
+            return cls(mean, scale, None)
+        Z = (V - mean) / scale
+        _, singular, vt = np.linalg.svd(Z, full_matrices=False)
+        k = min(components, int(np.sum(singular > 1e-6 * singular[0])) if singular.size else 0)
+        k = max(k, 1)
+        spread = singular[:k] / math.sqrt(max(len(V), 1))
+        return cls(mean, scale, vt[:k].T / spread)
+
+    def transform(self, V: np.ndarray) -> np.ndarray:
+        Z: np.ndarray = (V - self.mean) / self.scale
+        if self.projection is None:
+            return Z
+        projected: np.ndarray = Z @ self.projection
+        return projected
+
+    def fold(self, weights: np.ndarray) -> np.ndarray:
+        """Weights on the transformed vector as weights on the standardised one."""
+        if self.projection is None:
+            return weights
+        folded: np.ndarray = self.projection @ weights
+        return folded
+
+
+def _logistic(z: np.ndarray) -> np.ndarray:
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0)))
+    return result
+
+
+def _log_loss(scores: np.ndarray, wrong: np.ndarray) -> float:
+    p = np.clip(scores, 1e-12, 1 - 1e-12)
+    return float(-np.mean(wrong * np.log(p) + (1 - wrong) * np.log(1 - p)))
+
+
+def out_of_fold_probe(
+    V: np.ndarray,
+    wrong: np.ndarray,
+    folds: np.ndarray,
+    *,
+    l2: float,
+    components: int | None,
+    seed: int,
+) -> np.ndarray:
+    """The probe's score of each item from a probe fitted without the item's fold."""
+    scores = np.empty(len(wrong))
+    for fold in np.unique(folds):
+        held = folds == fold
+        basis = _Basis.of(V[~held], components)
+        weights, bias = fit(basis.transform(V[~held]), wrong[~held], l2=l2, seed=seed)
+        scores[held] = _logistic(basis.transform(V[held]) @ weights + bias)
+    return scores
+
+
+def train_probe(
+    vectors: np.ndarray,
+    wrong: np.ndarray,
+    *,
+    feature_scores: np.ndarray,
+    feature_threshold: float,
+    groups: Sequence[str] | None,
+    seed: int,
+    l2_grid: Sequence[float] = PROBE_L2_GRID,
+    shares: Sequence[float] = BAND_SHARES,
+    components: int | None = None,
+) -> ProbeFit:
+    """Fit the probe on prompt vectors, choosing its penalty, band and threshold by CV.
+
+    Args:
+        vectors: ``(n, dim)`` prompt vectors of the training items.
+        wrong: 1 where the local answer was wrong.
+        feature_scores: The feature stage's out-of-fold scores of the same items.
+        feature_threshold: The feature stage's threshold (the band is centred on it).
+        groups: Each item's family, for folds that leave whole families out (None:
+            stratified folds).
+        seed: Seeds the folds.
+        l2_grid: Penalties to try.
+        shares: Band shares to try.
+        components: Keep this many whitened principal components (None: all dimensions).
+
+    Returns:
+        The probe and its cross-validated figures (NaN where one class makes them undefined;
+        then the penalty is the grid's middle and the band empty).
+
+    Raises:
+        ValueError: The inputs disagree in length, or the vectors are not a finite matrix.
+    """
+    V = np.asarray(vectors, dtype=np.float64)
+    wrong = np.asarray(wrong, dtype=np.float64)
+    feature = np.asarray(feature_scores, dtype=np.float64)
+    if V.ndim != 2 or len(V) != len(wrong) or len(feature) != len(wrong) or len(V) == 0:
+        raise ValueError("vectors, wrong and feature_scores must describe the same items")
+    if not np.all(np.isfinite(V)):
+        raise ValueError("a prompt vector holds a value that is not finite")
+    if groups is not None and len(groups) != len(wrong):
+        raise ValueError("groups must name one family per item")
+    folds = fold_ids(wrong, groups, seed)
+    feature_auroc = auroc(feature, wrong)
+    if folds is None:
+        l2 = l2_grid[len(l2_grid) // 2]
+        oof = None
+    else:
+        best: tuple[float, float, np.ndarray] | None = None
+        for candidate in l2_grid:
+            scores = out_of_fold_probe(
+                V, wrong, folds, l2=candidate, components=components, seed=seed
+            )
+            loss = _log_loss(scores, wrong)
+            if best is None or loss < best[0] - 1e-12:
+                best = (loss, candidate, scores)
+        assert best is not None  # l2_grid is not empty
+        _, l2, oof = best
+    basis = _Basis.of(V, components)
+    weights, bias = fit(basis.transform(V), wrong, l2=l2, seed=seed)
+    if oof is None:
+        band, share, two_stage, probe_auroc = (feature_threshold,) * 2, 0.0, math.nan, math.nan
+        threshold = 0.5
+    else:
+        probe_auroc = auroc(oof, wrong)
+        chosen: tuple[float, float, tuple[float, float]] | None = None
+        for candidate_share in sorted(shares):
+            candidate_band = band_around(feature, feature_threshold, candidate_share)
+            value = auroc(two_stage_scores(feature, oof, candidate_band), wrong)
+            if chosen is None or value > chosen[0] + _TIE:
+                chosen = (value, candidate_share, candidate_band)
+        assert chosen is not None  # shares is not empty
+        two_stage, share, band = chosen
+        inside = (feature >= band[0]) & (feature <= band[1])
+        pool = inside if inside.sum() >= 2 else np.ones_like(inside)
+        threshold = choose_threshold(oof[pool], wrong[pool])
+    probe = ProbeStage(
+        weights=basis.fold(weights),
+        bias=float(bias),
+        mean=basis.mean,
+        scale=basis.scale,
+        band=(float(band[0]), float(band[1])),
+        threshold=float(threshold),
+    )
+    return ProbeFit(probe, l2, components, share, probe_auroc, feature_auroc, two_stage)

@@ -1,0 +1,83 @@
+"""What the routing policies see of a request: its text, its local token count, the machine.
+
+The request is prepared for the local model on the way (formatted and tokenized) when the model
+is ready, so that an answer routed there is not tokenized twice.
+"""
+
+from __future__ import annotations
+
+from hybrid.errors import ContextLengthExceededError, InvalidRequestError
+from hybrid.generation import GenerationRequest
+from hybrid.hardware.snapshot import LiveSample
+from hybrid.local.engine import EngineJob
+from hybrid.local.runtime import LocalRuntime
+from hybrid.routing.policy import LocalStatus, RouteContext
+
+
+async def route_context(
+    runtime: LocalRuntime,
+    request: GenerationRequest,
+    *,
+    count_tokens: bool,
+    load: LiveSample | None,
+) -> tuple[RouteContext, EngineJob | None, ContextLengthExceededError | None]:
+    """Build the context the policies decide on.
+
+    Args:
+        runtime: The local model's runtime.
+        request: The request.
+        count_tokens: Format and tokenize it for the local model (the length and capacity
+            policies need the count).
+        load: The latest live hardware sample, for the capacity policy.
+
+    Returns:
+        The context; the request prepared for the local model when it fits there; and the
+        local model's refusal when it does not.
+    """
+    prepared: EngineJob | None = None
+    unfit: ContextLengthExceededError | None = None
+    prompt_tokens: int | None = None
+    max_tokens = request.params.max_tokens or 0
+    expected_tokens = request.params.max_tokens
+    status = LocalStatus(runtime.state)
+    if runtime.state == "ready" and count_tokens:
+        backend = runtime.backend()
+        try:
+            prepared = await backend.prepare(request)
+            prompt_tokens, max_tokens = len(prepared.tokens), prepared.max_tokens
+        except ContextLengthExceededError as exc:
+            unfit = exc
+            prompt_tokens, max_tokens = exc.prompt_tokens, exc.max_tokens
+        except InvalidRequestError:
+            pass  # the local model cannot take it (images, a template's rules): no count
+        if expected_tokens is None:
+            expected_tokens = min(max_tokens, backend.speed.typical_answer_tokens)
+        status = LocalStatus(
+            "ready",
+            context_length=backend.context_length,
+            queue_depth=backend.queue.depth,
+            expected_wait_s=backend.queue.expected_wait_s(),
+            decode_tokens_per_s=backend.speed.decode_tokens_per_s,
+            prefill_tokens_per_s=backend.speed.prefill_tokens_per_s,
+            supports=backend.supports,
+        )
+    text = request.prompt if request.prompt is not None else ""
+    if request.messages:
+        # Tool-call arguments are text the privacy and difficulty policies must read too.
+        text = "\n".join(
+            "\n".join([message.content, *(call.arguments for call in message.tool_calls)])
+            if message.tool_calls
+            else message.content
+            for message in request.messages
+        )
+    context = RouteContext(
+        messages=request.messages,
+        text=text,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        expected_tokens=expected_tokens,
+        local=status,
+        needs=request.needs,
+        load=load,
+    )
+    return context, prepared, unfit

@@ -1,0 +1,46 @@
+"""hybrid's settings: one :class:`Settings` tree, and loading it with the source of every value.
+
+The tree is split by the part of hybrid that reads it; each section lives in its own module:
+
+- :mod:`hybrid.settings.core`: the :class:`Settings` root and :func:`load_settings`;
+- :mod:`hybrid.settings.local`: ``[local]`` (the in-process model) and ``[probe]``;
+- :mod:`hybrid.settings.server`: ``[server]``;
+- :mod:`hybrid.settings.cloud`: ``[cloud]`` (providers, failover, reliability);
+- :mod:`hybrid.settings.routing`: ``[routing]`` (each policy of the router);
+- :mod:`hybrid.settings.ledger`: ``[ledger]``, ``[pricing]``, ``[energy]`` and ``[budget]``;
+- :mod:`hybrid.settings.sources`: reading each layer (TOML, ``.env``, environment, command
+  line), merging them and explaining invalid values.
+"""
+
+from __future__ import annotations
+
+from hybrid.settings.cloud import CloudSettings
+from hybrid.settings.core import (
+    LoadedSettings,
+    LogLevel,
+    Settings,
+    default_config_file,
+    load_settings,
+)
+from hybrid.settings.ledger import BudgetSettings, EnergySettings, LedgerSettings, PricingSettings
+from hybrid.settings.local import MAX_CONTEXT_TOKENS, LocalSettings, ProbeSettings
+from hybrid.settings.routing import RoutingSettings
+from hybrid.settings.server import ServerSettings
+
+__all__ = [
+    "MAX_CONTEXT_TOKENS",
+    "BudgetSettings",
+    "CloudSettings",
+    "EnergySettings",
+    "LedgerSettings",
+    "LoadedSettings",
+    "LocalSettings",
+    "LogLevel",
+    "PricingSettings",
+    "ProbeSettings",
+    "RoutingSettings",
+    "ServerSettings",
+    "Settings",
+    "default_config_file",
+    "load_settings",
+]

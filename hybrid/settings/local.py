@@ -1,0 +1,100 @@
+"""Settings for the in-process model and the hardware probe that sizes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# llama.cpp numbers a context's positions with 32-bit signed integers: none holds more tokens.
+MAX_CONTEXT_TOKENS = 2**31 - 1
+
+
+class LocalSettings(BaseModel):
+    """The quantized GGUF model answered in-process through llama.cpp."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Path | None = Field(
+        default=None,
+        description="GGUF file to serve; unset serves the embedded default model.",
+    )
+    models_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Extra folders searched for *.gguf files (a JSON list in the environment).",
+    )
+    n_ctx: int | None = Field(
+        default=None,
+        ge=256,
+        le=MAX_CONTEXT_TOKENS,
+        description=(
+            "Context window in tokens; unset plans it from the hardware. A value whose KV "
+            "cache does not fit this machine's memory is refused at start."
+        ),
+    )
+    max_ctx: int = Field(
+        default=8192,
+        ge=256,
+        le=MAX_CONTEXT_TOKENS,
+        description="Upper bound on the context window planned from the hardware.",
+    )
+    n_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads for generation; unset plans it from the hardware.",
+    )
+    n_gpu_layers: int | None = Field(
+        default=None,
+        ge=-1,
+        description="Layers offloaded to the GPU (-1 = all, 0 = none); unset plans it.",
+    )
+    n_batch: int = Field(
+        default=512,
+        ge=1,
+        description="Prompt tokens evaluated per llama.cpp batch.",
+    )
+    max_queue: int = Field(
+        default=8,
+        ge=0,
+        description="Requests that may wait behind the running one; more get HTTP 429.",
+    )
+    default_max_tokens: int = Field(
+        default=1024,
+        ge=1,
+        description="Output token cap for a request that sets no max_tokens.",
+    )
+    temperature: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=2.0,
+        description=(
+            "Sampling temperature for a request that sets none; 0 is greedy, which suits "
+            "small local models best."
+        ),
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _expand_model(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("models_dirs")
+    @classmethod
+    def _expand_models_dirs(cls, value: list[Path]) -> list[Path]:
+        return [path.expanduser() for path in value]
+
+
+class ProbeSettings(BaseModel):
+    """The hardware probe that sizes the local model and watches load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sample_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between hardware samples (CPU, memory, GPU load).",
+    )
+    measure_bandwidth: bool = Field(
+        default=True,
+        description="Measure memory bandwidth at start-up to estimate generation speed.",
+    )

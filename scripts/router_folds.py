@@ -1,0 +1,246 @@
+"""The pure part of ``scripts/eval_router.py``: routers fitted per fold, and their figures.
+
+A *router* here is a way to score requests, higher escalating first.  Three are fitted on
+training items and scored on others:
+
+- ``features``: the shipped difficulty model on cheap text features (the feature stage);
+- ``probe``: the logistic probe on the local model's prompt vector alone;
+- ``two-stage``: the feature stage, whose scores inside the probe's band the probe settles
+  (the runtime decision; the band is chosen by cross-validation inside the training items);
+
+and four need no fitting: ``length`` (characters), ``digits`` (digit characters), ``random``
+(every score equal: the diagonal) and ``oracle`` (exactly the wrong answers).
+
+The evaluation that matters is *leave one family out* (:func:`lofo_splits`): fit on every
+generated family but one, score the one left out, for each family, and pool the out-of-family
+scores.  A random split scores new draws of generators the router has already seen, which
+says little about a kind of prompt it has not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hybrid.routing.calibration.fitting import feature_matrix, prompt_length, train_feature_model
+from hybrid.routing.calibration.item import CalibrationItem
+from hybrid.routing.calibration.metrics import auroc, bootstrap_ci, routing_curve
+from hybrid.routing.calibration.probe_fitting import train_probe, two_stage_scores
+
+QUALITY_TARGET = 0.95
+FITTED = ("features", "probe", "two-stage")
+BASELINES = ("length", "digits", "random", "oracle")
+
+
+@dataclass(frozen=True, eq=False)
+class Labelled:
+    """Items with what the local model did on them.
+
+    Attributes:
+        items: The items.
+        wrong: 1 where the local answer was wrong.
+        vectors: ``(n, dim)`` prompt vectors; a row of NaN where the model could not take the
+            prompt.
+    """
+
+    items: list[CalibrationItem]
+    wrong: np.ndarray
+    vectors: np.ndarray
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> Labelled:
+        """The items at ``indices``, in that order."""
+        index = np.asarray(indices, dtype=np.int64)
+        return Labelled([self.items[i] for i in index], self.wrong[index], self.vectors[index])
+
+    @property
+    def families(self) -> list[str]:
+        """Each item's family (category)."""
+        return [item.category for item in self.items]
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How the probe is fitted (what :func:`train_probe` is given beyond the data).
+
+    Attributes:
+        components: Whitened principal components kept (None: all dimensions).
+        group_folds: Cross-validate by leaving whole families out (else stratified folds).
+    """
+
+    components: int | None = None
+    group_folds: bool = True
+
+
+def lofo_splits(families: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Leave-one-family-out splits, one per family, in order of first appearance.
+
+    Args:
+        families: Each item's family.
+
+    Returns:
+        ``(family, train indices, test indices)``: the test part is exactly that family's
+        items, the training part every other item.
+
+    Raises:
+        ValueError: Fewer than two families.
+    """
+    names = list(dict.fromkeys(families))
+    if len(names) < 2:
+        raise ValueError(f"leave-one-family-out needs two families or more (got {names})")
+    labels = np.array(families)
+    return [
+        (name, np.flatnonzero(labels != name), np.flatnonzero(labels == name)) for name in names
+    ]
+
+
+def digit_count(item: CalibrationItem) -> float:
+    """The digit-count rule's score: digit characters in the conversation."""
+    return float(sum(ch.isdigit() for message in item.messages for ch in message.content))
+
+
+def baseline_scores(data: Labelled) -> dict[str, np.ndarray]:
+    """The four rules that need no fitting, on ``data``."""
+    return {
+        "length": np.array([prompt_length(item) for item in data.items]),
+        "digits": np.array([digit_count(item) for item in data.items]),
+        "random": np.zeros(len(data.items)),
+        "oracle": data.wrong.astype(np.float64),
+    }
+
+
+def fit_and_score(
+    train: Labelled, test: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
+) -> dict[str, np.ndarray]:
+    """Fit the three routers on ``train`` and score ``test``.
+
+    Items without a prompt vector are left out of the probe's training; on the test side they
+    keep the feature score (the runtime falls back to it when the model cannot take a prompt).
+
+    Returns:
+        Router name to the scores of ``test``'s items.
+    """
+    model, _, oof = train_feature_model(feature_matrix(train.items), train.wrong, seed=seed)
+    feature = model.scores(feature_matrix(test.items))
+    has_train = ~np.isnan(train.vectors).any(axis=1)
+    has_test = ~np.isnan(test.vectors).any(axis=1)
+    families = [f for f, ok in zip(train.families, has_train, strict=True) if ok]
+    fitted = train_probe(
+        train.vectors[has_train],
+        train.wrong[has_train],
+        feature_scores=oof[has_train],
+        feature_threshold=model.threshold,
+        groups=families if options.group_folds else None,
+        seed=seed,
+        components=options.components,
+    )
+    probe = fitted.probe
+    probe_scores = np.array(
+        [
+            probe.score(vector) if ok else score
+            for vector, ok, score in zip(test.vectors, has_test, feature, strict=True)
+        ]
+    )
+    both = np.where(has_test, two_stage_scores(feature, probe_scores, probe.band), feature)
+    return {"features": feature, "probe": probe_scores, "two-stage": both}
+
+
+def lofo_scores(
+    data: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every fitted router's out-of-family scores of every item.
+
+    Returns:
+        Router name to one score per item of ``data`` (each from the routers fitted without
+        its family), and the families in split order.
+    """
+    pooled = {name: np.full(len(data.items), np.nan) for name in FITTED}
+    order = []
+    for family, train_idx, test_idx in lofo_splits(data.families):
+        scores = fit_and_score(
+            data.subset(train_idx), data.subset(test_idx), seed=seed, options=options
+        )
+        for name, values in scores.items():
+            pooled[name][test_idx] = values
+        order.append(family)
+    return pooled, order
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure with its 95 % bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def text(self, fmt: str = "{:.3f}") -> str:
+        """``0.712 (0.650-0.770)``, or ``n/a``."""
+        if math.isnan(self.value):
+            return "n/a"
+        if math.isnan(self.low):
+            return fmt.format(self.value)
+        return f"{fmt.format(self.value)} ({fmt.format(self.low)}-{fmt.format(self.high)})"
+
+
+def kept_local(scores: np.ndarray, wrong: np.ndarray) -> float:
+    """Share of requests kept local at 95 % of all-cloud quality (1 - the cloud share)."""
+    return 1.0 - routing_curve(scores, wrong).share_for_quality(QUALITY_TARGET)
+
+
+STATISTICS: Mapping[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "AUROC": auroc,
+    "APGR": lambda s, w: routing_curve(s, w).apgr(),
+    "kept local @95%": kept_local,
+}
+
+
+def figures(
+    scores: np.ndarray, wrong: np.ndarray, *, seed: int, resamples: int
+) -> dict[str, Figure]:
+    """AUROC, APGR and the share kept local at 95 % quality, each with its bootstrap CI.
+
+    Resampling draws items with replacement (seeded); a resample of one class has no AUROC and
+    is skipped.
+    """
+    result = {}
+    for name, statistic in STATISTICS.items():
+        value = statistic(scores, wrong) if len(wrong) else math.nan
+        if len(wrong) == 0:
+            result[name] = Figure(math.nan, math.nan, math.nan)
+            continue
+        low, high = bootstrap_ci(
+            lambda idx, f=statistic: _defined(f, scores[idx], wrong[idx]),
+            len(wrong),
+            resamples=resamples,
+            seed=seed,
+        )
+        result[name] = Figure(value, low, high)
+    return result
+
+
+def _defined(
+    statistic: Callable[[np.ndarray, np.ndarray], float], scores: np.ndarray, wrong: np.ndarray
+) -> float:
+    if wrong.min() == wrong.max() and statistic is auroc:
+        return math.nan
+    return float(statistic(scores, wrong))
+
+
+def random_split_aurocs(
+    data: Labelled, *, seeds: Sequence[int], held_out: float = 0.3
+) -> dict[str, list[float]]:
+    """AUROC of the fitted routers on re-drawn random splits stratified by family."""
+    from hybrid.routing.calibration.items import split
+
+    result: dict[str, list[float]] = {name: [] for name in FITTED}
+    index = {item.id: i for i, item in enumerate(data.items)}
+    for seed in seeds:
+        train_items, test_items = split(data.items, seed=seed, held_out=held_out)
+        train = data.subset([index[item.id] for item in train_items])
+        test = data.subset([index[item.id] for item in test_items])
+        for name, scores in fit_and_score(train, test, seed=seed).items():
+            result[name].append(auroc(scores, test.wrong))
+    return result

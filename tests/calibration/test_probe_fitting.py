@@ -1,0 +1,189 @@
+"""The model stage's fitting: a probe on synthetic prompt vectors, its band and threshold."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hybrid.routing.calibration.fitting import calibrate
+from hybrid.routing.calibration.items import calibration_set
+from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.calibration.probe_fitting import (
+    band_around,
+    fold_ids,
+    train_probe,
+    two_stage_scores,
+)
+from hybrid.routing.difficulty.model import DifficultyModel
+
+DIM = 24
+
+
+def synthetic(n: int, seed: int, *, signal: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors whose first dimension tells wrong answers apart; the rest is noise."""
+    rng = np.random.default_rng(seed)
+    wrong = (rng.random(n) < 0.5).astype(np.float64)
+    vectors = rng.normal(size=(n, DIM)) * 3.0 + 10.0
+    vectors[:, 0] += signal * (2 * wrong - 1)
+    return vectors, wrong
+
+
+def test_the_probe_finds_the_direction_that_separates_wrong_answers() -> None:
+    vectors, wrong = synthetic(240, seed=1)
+    groups = [f"family-{i % 4}" for i in range(240)]
+    fitted = train_probe(
+        vectors,
+        wrong,
+        feature_scores=np.full(240, 0.5),
+        feature_threshold=0.5,
+        groups=groups,
+        seed=0,
+    )
+    test_vectors, test_wrong = synthetic(400, seed=2)
+    scores = np.array([fitted.probe.score(v) for v in test_vectors])
+
+    assert auroc(scores, test_wrong) > 0.8
+    assert fitted.cv_probe_auroc > 0.8
+    # The weight of the telling dimension dominates the noise dimensions'.
+    weights = np.abs(fitted.probe.weights)
+    assert weights[0] > 3 * np.median(weights[1:])
+
+
+def test_a_useless_feature_stage_hands_the_whole_range_to_the_probe() -> None:
+    vectors, wrong = synthetic(200, seed=3)
+    constant = np.full(200, 0.4)
+    fitted = train_probe(
+        vectors, wrong, feature_scores=constant, feature_threshold=0.5, groups=None, seed=0
+    )
+
+    assert fitted.probe.in_band(0.4)
+    assert fitted.cv_two_stage_auroc > fitted.cv_feature_auroc
+
+
+def test_a_perfect_feature_stage_keeps_the_narrowest_band() -> None:
+    vectors, wrong = synthetic(200, seed=4, signal=0.0)  # the probe sees only noise
+    feature = 0.2 + 0.6 * wrong  # already separates every item
+    fitted = train_probe(
+        vectors, wrong, feature_scores=feature, feature_threshold=0.5, groups=None, seed=0
+    )
+
+    assert fitted.band_share == 0.0
+    assert fitted.cv_two_stage_auroc == pytest.approx(1.0)
+
+
+def test_fitting_is_deterministic_and_whitened_components_fold_into_plain_weights() -> None:
+    # Low-rank vectors (as hidden states are): three latent factors, one of them telling.
+    rng = np.random.default_rng(5)
+    wrong = (rng.random(150) < 0.5).astype(np.float64)
+    latent = rng.normal(size=(150, 3))
+    latent[:, 0] += 2.0 * (2 * wrong - 1)
+    vectors = latent @ rng.normal(size=(3, DIM)) + 0.05 * rng.normal(size=(150, DIM))
+    kwargs = {
+        "feature_scores": np.full(150, 0.5),
+        "feature_threshold": 0.5,
+        "groups": None,
+        "seed": 7,
+        "components": 8,
+    }
+    first = train_probe(vectors, wrong, **kwargs)  # type: ignore[arg-type]
+    again = train_probe(vectors, wrong, **kwargs)  # type: ignore[arg-type]
+
+    assert first.probe.to_json() == again.probe.to_json()
+    assert first.probe.dim == DIM  # one weight per dimension of the vector, not per component
+    scores = np.array([first.probe.score(v) for v in vectors])
+    assert auroc(scores, wrong) > 0.8
+
+
+def test_one_class_of_answers_still_gives_a_usable_probe() -> None:
+    vectors, _ = synthetic(30, seed=6)
+    fitted = train_probe(
+        vectors,
+        np.ones(30),
+        feature_scores=np.full(30, 0.9),
+        feature_threshold=0.5,
+        groups=None,
+        seed=0,
+    )
+
+    assert np.isnan(fitted.cv_probe_auroc)
+    assert fitted.probe.score(vectors[0]) > 0.5
+
+
+def test_mismatched_inputs_are_refused() -> None:
+    vectors, wrong = synthetic(20, seed=7)
+    with pytest.raises(ValueError, match="same items"):
+        train_probe(
+            vectors[:10],
+            wrong,
+            feature_scores=np.zeros(20),
+            feature_threshold=0.5,
+            groups=None,
+            seed=0,
+        )
+
+
+def test_folds_leave_whole_families_out_when_there_are_enough() -> None:
+    wrong = np.array([0, 1] * 30, dtype=np.float64)
+    groups = [f"f{i % 6}" for i in range(60)]
+    folds = fold_ids(wrong, groups, seed=0)
+
+    assert folds is not None
+    for family in set(groups):
+        assert len({int(folds[i]) for i in range(60) if groups[i] == family}) == 1
+    assert len(set(folds.tolist())) == 5
+    assert fold_ids(np.ones(10), None, seed=0) is None
+
+
+def test_the_two_stage_score_ranks_above_band_then_band_by_probe_then_below() -> None:
+    feature = np.array([0.9, 0.5, 0.5, 0.1])
+    probe = np.array([0.0, 0.2, 0.8, 1.0])
+    combined = two_stage_scores(feature, probe, (0.3, 0.7))
+
+    assert list(np.argsort(-combined)) == [0, 2, 1, 3]
+
+
+def test_a_band_holds_the_share_asked_for_around_the_threshold() -> None:
+    scores = np.linspace(0.0, 1.0, 101)
+    low, high = band_around(scores, 0.5, 0.2)
+
+    assert low == pytest.approx(0.4, abs=0.01)
+    assert high == pytest.approx(0.6, abs=0.01)
+    assert band_around(scores, 0.5, 1.0) == (0.0, 1.0)
+    assert band_around(scores, 0.5, 0.0) == (0.5, 0.5)
+    # Near an end the band slides inward rather than shrinking.
+    low, high = band_around(scores, 0.02, 0.4)
+    assert low == pytest.approx(0.0)
+    assert high == pytest.approx(0.4, abs=0.01)
+
+
+def test_calibrate_with_prompt_vectors_ships_a_probe_that_round_trips() -> None:
+    items = calibration_set(0, per_category=12)
+    rng = np.random.default_rng(0)
+    correct = [bool(rng.random() < 0.5) for _ in items]
+    vectors = [np.concatenate([[0.0 if ok else 3.0], rng.normal(size=DIM - 1)]) for ok in correct]
+    vectors[0] = None  # a prompt the model could not take: no vector, still fitted around
+
+    calibration = calibrate(items, correct, seed=0, vectors=vectors)
+    model = calibration.model
+
+    assert model.probe is not None
+    assert model.probe.dim == DIM
+    assert calibration.held_out_two_stage_scores is not None
+    assert model.meta["held_out_two_stage_auroc"] is not None
+    assert "probe_l2" in model.meta
+    loaded = DifficultyModel.from_json(json.loads(json.dumps(model.to_json())))
+    assert loaded.probe is not None
+    assert loaded.probe.to_json() == model.probe.to_json()
+
+
+def test_calibrate_without_vectors_keeps_the_feature_stage_alone() -> None:
+    items = calibration_set(0, per_category=6)
+    correct = [i % 2 == 0 for i in range(len(items))]
+    calibration = calibrate(items, correct, seed=0)
+
+    assert calibration.model.probe is None
+    assert calibration.held_out_two_stage_scores is None
+    with pytest.raises(ValueError, match="prompt vectors"):
+        calibrate(items, correct, seed=0, vectors=[None])

@@ -1,0 +1,101 @@
+"""The pure parts of scripts/eval_router.py: bootstrap intervals, LOFO splits, fold fitting."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from hybrid.routing.calibration.items import calibration_set
+from hybrid.routing.calibration.metrics import auroc, bootstrap_ci
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+@pytest.fixture(scope="module")
+def folds() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import router_folds
+
+        yield router_folds
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+def test_a_bootstrap_interval_is_seeded_and_brackets_the_figure() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(loc=3.0, size=400)
+
+    def mean(idx: np.ndarray) -> float:
+        return float(values[idx].mean())
+
+    low, high = bootstrap_ci(mean, len(values), resamples=500, seed=1)
+
+    assert low < values.mean() < high
+    assert high - low == pytest.approx(2 * 1.96 / math.sqrt(400), rel=0.25)
+    assert bootstrap_ci(mean, len(values), resamples=500, seed=1) == (low, high)
+    assert bootstrap_ci(mean, len(values), resamples=500, seed=2) != (low, high)
+
+
+def test_a_bootstrap_of_a_mostly_undefined_figure_has_no_interval() -> None:
+    assert all(math.isnan(x) for x in bootstrap_ci(lambda idx: math.nan, 10, resamples=20))
+    with pytest.raises(ValueError):
+        bootstrap_ci(lambda idx: 0.0, 0)
+
+
+def test_lofo_leaves_each_family_out_exactly_once(folds: ModuleType) -> None:
+    families = ["a", "b", "a", "c", "b", "a"]
+    splits = folds.lofo_splits(families)
+
+    assert [name for name, _, _ in splits] == ["a", "b", "c"]
+    for name, train, test in splits:
+        assert {families[i] for i in test} == {name}
+        assert name not in {families[i] for i in train}
+        assert sorted([*train, *test]) == list(range(len(families)))
+    with pytest.raises(ValueError, match="two families"):
+        folds.lofo_splits(["a", "a"])
+
+
+def test_figures_carry_intervals_and_the_oracle_keeps_every_right_answer_local(
+    folds: ModuleType,
+) -> None:
+    wrong = np.array([1, 0] * 50, dtype=np.float64)
+    oracle = folds.figures(wrong, wrong, seed=0, resamples=200)
+    flat = folds.figures(np.zeros(100), wrong, seed=0, resamples=200)
+
+    assert oracle["AUROC"].value == 1.0
+    # 95 % quality with half the answers wrong: the oracle escalates 45 of the 50 wrong ones.
+    assert oracle["kept local @95%"].value == pytest.approx(0.55)
+    assert flat["AUROC"].value == 0.5
+    assert flat["kept local @95%"].value == pytest.approx(0.1)
+    assert flat["APGR"].low <= 0.5 <= flat["APGR"].high
+    assert oracle["AUROC"].text() == "1.000 (1.000-1.000)"
+
+
+def test_routers_fitted_out_of_family_read_a_signal_the_vectors_carry(
+    folds: ModuleType,
+) -> None:
+    items = calibration_set(0, per_category=10)
+    rng = np.random.default_rng(3)
+    wrong = (rng.random(len(items)) < 0.5).astype(np.float64)
+    vectors = rng.normal(size=(len(items), 16))
+    vectors[:, 0] += 3.0 * (2 * wrong - 1)
+    vectors[5] = np.nan  # a prompt the model could not take
+    data = folds.Labelled(items, wrong, vectors)
+
+    scores, order = folds.lofo_scores(data, seed=0)
+
+    assert order == list(dict.fromkeys(item.category for item in items))
+    for name in folds.FITTED:
+        assert not np.isnan(scores[name]).any()
+    assert auroc(scores["probe"], wrong) > 0.85
+    assert auroc(scores["two-stage"], wrong) > auroc(scores["features"], wrong)
+    baselines = folds.baseline_scores(data)
+    assert set(baselines) == set(folds.BASELINES)
+    assert folds.digit_count(items[0]) == sum(ch.isdigit() for ch in items[0].messages[-1].content)
