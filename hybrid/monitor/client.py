@@ -7,6 +7,7 @@ and what to do; httpx2's exceptions never leave this module.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -90,6 +91,10 @@ class DaemonClient:
             headers=headers,
             transport=transport,
             timeout=httpx2.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            # A daemon on this machine is reached directly, whatever proxy a corporate
+            # laptop's HTTP_PROXY names (it would not reach 127.0.0.1); one on another
+            # machine goes through the environment's proxies like any other address.
+            trust_env=not _is_loopback(httpx2.URL(self.url).host),
         )
 
     async def events(self) -> AsyncIterator[tuple[str, object]]:
@@ -320,3 +325,13 @@ def _normalize(base_url: str) -> str:
 
 def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine: ``localhost`` or a loopback address."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -14,12 +14,13 @@ from conftest import RunningServer
 from gguf_patch import add_string_metadata
 
 from hybrid.models.embedded import ensure_embedded_model
+from hybrid.routing.calibration.items import CATEGORIES
 from hybrid.routing.calibration.record import load_record
 from hybrid.routing.difficulty.store import gguf_sha256, model_path
 
 pytestmark = pytest.mark.slow
 
-PER_CATEGORY = 2  # 18 items: enough to watch progress, too few for a fit to be trusted
+PER_CATEGORY = 2  # 30 items: enough to watch progress, too few for a fit to be trusted
 DEADLINE_S = 300
 
 
@@ -78,15 +79,15 @@ def test_an_uncalibrated_model_routes_on_its_prior_and_is_calibrated_while_servi
     assert "difficulty(prior):" in reply.headers["x-hybrid-reason"]
 
     moving = wait_for(server, lambda c: (c["background"] or {}).get("done", 0) > 0)
-    assert moving["background"]["total"] == 9 * PER_CATEGORY
+    assert moving["background"]["total"] == len(CATEGORIES) * PER_CATEGORY
 
     done = wait_for(server, lambda c: c["background"]["state"] in ("adopted", "kept-prior"))
     progress = done["background"]
-    assert progress["done"] == progress["total"] == 9 * PER_CATEGORY
+    assert progress["done"] == progress["total"] == len(CATEGORIES) * PER_CATEGORY
     # 18 items hold out 6: too few to trust a fit, so the prior stays, and says why.
     assert progress["state"] == "kept-prior", progress
     assert done["state"] == "prior"
     assert not model_path(hybrid_home, sha256).exists()
     record = load_record(hybrid_home, sha256)
-    assert record is not None and len(record.answers) == 9 * PER_CATEGORY
+    assert record is not None and len(record.answers) == len(CATEGORIES) * PER_CATEGORY
     assert server.stop() == 0, server.log.read_text()

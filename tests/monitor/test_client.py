@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import httpx2
@@ -250,3 +251,26 @@ async def test_over_real_http_a_daemon_gone_silent_is_noticed() -> None:
 
     assert names == ["snapshot", "request_finished"]
     assert "sent nothing for 0.1 s (not even a ping)" in str(error)
+
+
+@synchronous
+async def test_a_daemon_on_this_machine_is_reached_past_the_environments_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A corporate laptop's proxy cannot reach 127.0.0.1: the monitor must not send it there.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    daemon = LoopbackDaemon(finish)
+    await daemon.start()
+    client = DaemonClient(daemon.url.replace("127.0.0.1", "localhost"))
+    try:
+        names, _ = await read_until_failure(client)
+    finally:
+        await client.aclose()
+        await daemon.stop()
+    assert names == ["snapshot", "request_finished"]
