@@ -1,8 +1,12 @@
-"""Data flows one way: settings/hardware/models -> local backend -> HTTP API -> CLI.
+"""Data flows one way, and a module loads only what it needs.
 
-A module may import from the left of that line, never from the right; commands that do not need
-llama.cpp must not load it.  Each check runs in a fresh interpreter so that nothing imported by
-another test hides a violation.
+- The layering is the README's architecture, written as import-linter contracts in
+  pyproject.toml (``[tool.importlinter]``) and checked over every import, function-level ones
+  too: a package imports only from the layers below it, and the monitor only talks HTTP to the
+  daemon.  ``scripts/check`` runs the same contracts (``lint-imports``).
+- What importing a module *loads* is checked in a fresh interpreter, so that nothing another test
+  imported can hide it: commands that do not need llama.cpp, numpy or the server must not pay
+  for them, which the contracts cannot tell from a deferred import.
 """
 
 from __future__ import annotations
@@ -10,38 +14,63 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from importlinter.cli import lint_imports
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER = {"hybrid.api", "fastapi", "starlette", "uvicorn"}
 
 
-def modules_loaded_by(module: str) -> set[str]:
-    code = f"import sys, json, {module}; print(json.dumps(sorted(sys.modules)))"
+def test_the_import_contracts_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # where pyproject.toml holds the contracts
+    assert lint_imports(no_cache=True) == 0
+
+
+def modules_loaded_by(*modules: str) -> set[str]:
+    """Every module in ``sys.modules`` after importing ``modules`` in a fresh interpreter."""
+    code = f"import sys, json, {', '.join(modules)}; print(json.dumps(sorted(sys.modules)))"
     output = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
     ).stdout
     return set(json.loads(output))
 
 
 @pytest.mark.parametrize(
-    ("module", "forbidden"),
+    ("modules", "forbidden"),
     [
-        ("hybrid.settings", {"hybrid.hardware", "hybrid.models", "hybrid.local", "hybrid.api"}),
-        ("hybrid.settings.sources", {"hybrid.hardware", "hybrid.models", "hybrid.local"}),
-        ("hybrid.hardware.plan", {"hybrid.local", "hybrid.api", "llama_cpp"}),
-        ("hybrid.hardware.probe", {"hybrid.local", "hybrid.api", "llama_cpp"}),
-        ("hybrid.hardware.layout", {"hybrid.local", "hybrid.api", "llama_cpp"}),
-        ("hybrid.models.gguf", {"hybrid.local", "hybrid.api", "llama_cpp"}),
-        ("hybrid.models.catalog", {"hybrid.local", "hybrid.api", "llama_cpp"}),
-        ("hybrid.local.backend", {"hybrid.api", "hybrid.cli", "fastapi", "starlette"}),
-        ("hybrid.local.runtime", {"hybrid.api", "hybrid.cli", "fastapi"}),
-        ("hybrid.cloud.openai_provider", {"hybrid.local", "hybrid.routing", "hybrid.api"}),
-        ("hybrid.cloud.anthropic_provider", {"hybrid.local", "hybrid.routing", "hybrid.api"}),
-        ("hybrid.routing.dispatcher", {"hybrid.api", "hybrid.cli", "fastapi", "llama_cpp"}),
-        ("hybrid.routing.privacy", {"hybrid.local", "hybrid.cloud", "hybrid.api", "llama_cpp"}),
-        ("hybrid.api.app", {"hybrid.cli", "llama_cpp"}),
+        (("hybrid.settings",), {"hybrid.hardware", "hybrid.models", "hybrid.local", *SERVER}),
+        (("hybrid.hardware.plan", "hybrid.hardware.probe"), {"llama_cpp", *SERVER}),
+        (("hybrid.models.gguf", "hybrid.models.catalog"), {"llama_cpp", *SERVER}),
+        (("hybrid.local.backend", "hybrid.local.runtime"), {"hybrid.cli", *SERVER}),
+        (
+            ("hybrid.cloud.openai_provider", "hybrid.cloud.anthropic_provider"),
+            {"hybrid.local", "hybrid.routing", "llama_cpp", *SERVER},
+        ),
+        (("hybrid.ledger", "hybrid.ledger.writer"), {"llama_cpp", "httpx", "httpx2", *SERVER}),
+        (("hybrid.routing.dispatcher",), {"hybrid.cli", "llama_cpp", *SERVER}),
+        (("hybrid.routing.privacy",), {"hybrid.local", "hybrid.cloud", "llama_cpp", *SERVER}),
+        (
+            ("hybrid.routing.difficulty.store",),
+            {"llama_cpp", "hybrid.local", "hybrid.routing.calibration", *SERVER},
+        ),
+        (("hybrid.routing.calibration.fitting",), {"llama_cpp", "hybrid.local", *SERVER}),
+        (("hybrid.api.app",), {"hybrid.cli", "llama_cpp"}),
+        # `hybrid --help` imports every command module: calibrate must not cost numpy.
+        (("hybrid.cli.calibrate",), {"numpy", "llama_cpp", "hybrid.routing", "hybrid.local"}),
+        # `hybrid monitor` starts at once: neither the server nor the model.
+        (
+            ("hybrid.cli", "hybrid.cli.monitor", "hybrid.monitor.app", "hybrid.settings"),
+            {"llama_cpp", "hybrid.local", "hybrid.routing", *SERVER},
+        ),
     ],
+    ids=lambda value: value[0] if isinstance(value, tuple) else None,
 )
-def test_modules_import_only_from_their_left(module: str, forbidden: set[str]) -> None:
-    loaded = modules_loaded_by(module)
+def test_importing_a_module_loads_only_what_it_needs(
+    modules: tuple[str, ...], forbidden: set[str]
+) -> None:
+    loaded = modules_loaded_by(*modules)
+    assert set(modules) <= loaded  # the check ran against the real modules
     leaked = {m for m in loaded for f in forbidden if m == f or m.startswith(f + ".")}
-    assert not leaked, f"{module} imports {sorted(leaked)}"
+    assert not leaked, f"{', '.join(modules)} load {sorted(leaked)}"

@@ -1,0 +1,1 @@
+"""The local model: llama.cpp in this process, its queue, chat formatting and speed."""
