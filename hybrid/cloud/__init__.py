@@ -8,6 +8,8 @@ breaker.py              CircuitBreaker: closed -> open -> half-open, one provide
 retry.py                why an attempt failed (by status or transport), Retry-After, backoff
 sse.py                  an incremental server-sent-events parser; StreamDecoder, one per API
 provider.py             CloudProvider: retries before the first byte, then streams events
+stream.py               StreamGeneration: a streamed answer after its first event (stalls,
+                        draining the connection for reuse, the breaker's verdict)
 openai_provider.py      OpenAIProvider: OpenAI and every OpenAI-compatible API
 anthropic_provider.py   AnthropicProvider: the Messages API
 anthropic_translate.py  pure translation between hybrid's requests/events and Messages JSON
