@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from routing_fakes import Replay
 
 from hybrid.backend import Generation, collect
 from hybrid.errors import (
@@ -40,18 +41,6 @@ from hybrid.settings.routing import RoutingSettings
 
 LOCAL = "local-model"
 REQUEST = GenerationRequest("r1", messages=(Message("user", "hi"),))
-
-
-class Replay(Generation):
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        yield TextDelta(self.text)
-        yield GenerationDone("stop", Usage(1, 1))
-
-    async def aclose(self) -> None:
-        return None
 
 
 class FakeLocal:

@@ -5,24 +5,20 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+from routing_fakes import Replay
 
 from hybrid.backend import Generation
 from hybrid.cli import route as route_cmd
 from hybrid.errors import GenerationError, HybridError, ModelNotReadyError, QueueFullError
 from hybrid.generation import (
-    GenerationDone,
-    GenerationEvent,
     GenerationRequest,
     Message,
     SamplingParams,
-    TextDelta,
-    Usage,
 )
 from hybrid.local.speed import SpeedMeter
 from hybrid.routing.chain import build_router
@@ -37,18 +33,6 @@ from hybrid.settings.routing import DifficultySettings, RoutingSettings
 LOCAL = "local-model"
 HARD = np.array([2.0, 0.0, 0.0, 0.0], dtype=np.float32)  # the probe scores it 0.88
 EASY = np.array([-2.0, 0.0, 0.0, 0.0], dtype=np.float32)  # 0.12
-
-
-class Replay(Generation):
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        yield TextDelta(self.text)
-        yield GenerationDone("stop", Usage(1, 1))
-
-    async def aclose(self) -> None:
-        return None
 
 
 class VectorLocal:
