@@ -24,11 +24,13 @@ from typing import Any, Protocol, cast
 
 import httptools
 import httpx2
-from bench_upstream import REPLY
 
 from hybrid.cloud.client import cloud_client
 from hybrid.cloud.policy import ReliabilityPolicy
 
+# The upstream's whole reply (``scripts/bench_proxy.py`` starts it with this text); every answer
+# must carry it.
+REPLY = "Hello from the bench upstream."
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
     {"role": "user", "content": "Say hello."},
@@ -43,7 +45,8 @@ class Target:
         name: Shown in the report.
         port: Its loopback port.
         model: The ``model`` the request names.
-        authorization: The bearer token sent (LiteLLM's master key; ignored by the others).
+        authorization: The bearer token sent (the upstream's key, LiteLLM's master key; hybrid
+            ignores it).
         expect_status: 200, or 404 for the probe that hybrid refuses before any upstream call.
         expect_route: The ``x-hybrid-route`` every answer must carry, if any.
         reaches_upstream: Whether each answer is one upstream request.

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -36,7 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from bench_local import start_server
+from bench_local import start_hybrid
+from server_process import free_port
 
 TARGET_MS = 50.0
 
@@ -72,12 +72,6 @@ class HealthWatch:
             self._stop.set()
             self._thread.join(60)
         return self
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed when the block ends: nothing listens there
 
 
 def huge_body(model: str, megabytes: float) -> bytes:
@@ -132,10 +126,12 @@ def main() -> int:
     model = ensure_embedded_model(home, progress=lambda m: print(m, file=sys.stderr))
     environ = {
         "OPENAI_API_KEY": "sk-unreachable",
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port()}/v1",
+        # A port nothing listens on: the cloud is configured but unreachable.
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
         "HYBRID_ROUTING__CAPACITY__MAX_OTHER_CPU_PERCENT": "100",
     }
-    process, base = start_server(model, args.ctx, args.threads, home, environ)
+    server = start_hybrid(model, args.ctx, args.threads, home, environ)
+    base = server.base_url
     # Under 4 MiB, the default body limit.
     megabytes = min(args.megabytes, 4.0)
     local = [huge_body("local", megabytes)] * args.rounds
@@ -151,8 +147,7 @@ def main() -> int:
     try:
         watches = {name: HealthWatch(base).during(work) for name, work in phases.items()}
     finally:
-        process.terminate()
-        process.wait(60)
+        server.stop(grace_s=60)
 
     baseline = statistics.median(watches["idle (baseline)"].latencies_ms)
     print(f"/health latency, target: every answer within {TARGET_MS:g} ms\n")

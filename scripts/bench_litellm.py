@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import httpx
+# The subprocess server helper is shared with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+from server_process import RunningServer, ServerNotReady, start_server
 
 DEFAULT_SPEC = "litellm[proxy]"
 INSTALL_TIMEOUT_S = 900
@@ -68,22 +68,30 @@ class LiteLLMProxy:
     """A running proxy.
 
     Attributes:
-        process: The ``litellm`` process.
-        base_url: ``http://127.0.0.1:PORT``.
+        server: The ``litellm`` process, where it listens and its log.
         master_key: The key every request must carry as ``Authorization: Bearer``.
         model: The name clients ask for.
-        log: Where its output goes.
     """
 
-    process: subprocess.Popen[bytes]
-    base_url: str
+    server: RunningServer
     master_key: str
     model: str
-    log: Path
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.server.process
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    @property
+    def log(self) -> Path:
+        return self.server.log
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 15 s."""
-        stop_process(self.process)
+        self.server.stop(grace_s=15)
 
 
 def ensure_litellm(venv: Path, spec: str = DEFAULT_SPEC, *, quiet: bool = False) -> LiteLLMInstall:
@@ -151,12 +159,13 @@ def _install(venv: Path, spec: str, *, quiet: bool) -> None:
         raise PeerUnavailable(f"pip installed {spec} but {venv}/bin/litellm is missing; see {log}")
 
 
-def config_yaml(model: str, upstream_base_url: str) -> str:
+def config_yaml(model: str, upstream_base_url: str, upstream_key: str) -> str:
     """The proxy's config: one ``openai/`` model on the upstream, the rest switched off.
 
     Args:
         model: The name clients ask for (also the upstream's model id).
         upstream_base_url: The upstream's OpenAI base URL (``http://127.0.0.1:P/v1``).
+        upstream_key: The key the upstream wants.
     """
     return (
         "model_list:\n"
@@ -164,7 +173,7 @@ def config_yaml(model: str, upstream_base_url: str) -> str:
         "    litellm_params:\n"
         f"      model: openai/{model}\n"
         f"      api_base: {upstream_base_url}\n"
-        "      api_key: bench-unused\n"
+        f"      api_key: {upstream_key}\n"
         "litellm_settings:\n"
         "  telemetry: false\n"
         "  set_verbose: false\n"
@@ -173,7 +182,13 @@ def config_yaml(model: str, upstream_base_url: str) -> str:
 
 
 def start_litellm(
-    install: LiteLLMInstall, *, port: int, model: str, upstream_base_url: str, workdir: Path
+    install: LiteLLMInstall,
+    *,
+    port: int,
+    model: str,
+    upstream_base_url: str,
+    upstream_key: str,
+    workdir: Path,
 ) -> LiteLLMProxy:
     """Start the proxy on 127.0.0.1:``port`` and wait until it is alive.
 
@@ -182,6 +197,7 @@ def start_litellm(
         port: A free loopback port.
         model: The model name to expose.
         upstream_base_url: The upstream's OpenAI base URL.
+        upstream_key: The key the upstream wants.
         workdir: An empty folder for the config and the log (also its working folder, so that
             no stray ``.env`` is read).
 
@@ -192,7 +208,7 @@ def start_litellm(
         PeerUnavailable: It exited, or was not alive within ``START_TIMEOUT_S``.
     """
     config = workdir / "litellm.yaml"
-    config.write_text(config_yaml(model, upstream_base_url))
+    config.write_text(config_yaml(model, upstream_base_url, upstream_key))
     master_key = "sk-bench-" + secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
     env.update(
@@ -201,7 +217,6 @@ def start_litellm(
         LITELLM_MASTER_KEY=master_key,
         PYTHONUNBUFFERED="1",
     )
-    log = workdir / "litellm.log"
     command = [
         str(install.cli),
         "--config",
@@ -213,37 +228,20 @@ def start_litellm(
         "--telemetry",
         "False",
     ]
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=workdir
-        )
-    proxy = LiteLLMProxy(process, f"http://127.0.0.1:{port}", master_key, model, log)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise PeerUnavailable(
-                f"litellm exited with status {process.returncode} at start:\n{_tail(log)}"
-            )
-        try:
-            if httpx.get(f"{proxy.base_url}/health/liveliness", timeout=2).status_code == 200:
-                return proxy
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    proxy.stop()
-    raise PeerUnavailable(f"litellm was not alive after {START_TIMEOUT_S} s:\n{_tail(log)}")
-
-
-def stop_process(process: subprocess.Popen[bytes], grace_s: float = 15) -> None:
-    """SIGTERM, then SIGKILL when it has not exited after ``grace_s``."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        server = start_server(
+            command,
+            port=port,
+            log=workdir / "litellm.log",
+            ready_path="/health/liveliness",
+            env=env,
+            cwd=workdir,
+            timeout_s=START_TIMEOUT_S,
+            what="litellm",
+        )
+    except ServerNotReady as exc:
+        raise PeerUnavailable(f"litellm did not start: {exc}") from exc
+    return LiteLLMProxy(server, master_key, model)
 
 
 def _base_python() -> str:

@@ -18,18 +18,24 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import openai
+
+# The subprocess server helper is shared with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+from server_process import (
+    RunningServer,
+    ServerNotReady,
+    free_port,
+    hybrid_serve,
+    start_server,
+)
 
 PROMPTS = [
     "1, 2, 3, 4, 5,",
@@ -85,52 +91,33 @@ def hybrid_run(api: openai.OpenAI, prompt: str, max_tokens: int) -> Run:
     return Run(first - started, (tokens - 1) / (last - first), tokens)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(
+def start_hybrid(
     model: Path, n_ctx: int, threads: int, home: Path, environ: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> RunningServer:
     """Start ``hybrid serve`` on ``model`` and wait until it is ready; ``environ`` is added to
-    the environment (with no other ``HYBRID_`` variable from this one)."""
+    the environment (with no other ``HYBRID_`` variable from this one). Its output goes to
+    ``home/server.log``.
+
+    Raises:
+        SystemExit: It exited or was not ready in 180 s (the message holds its log's tail).
+    """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_")}
     env["HYBRID_HOME"] = str(home)
     env["HYBRID_LOG_LEVEL"] = "warning"
     env.update(environ or {})
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hybrid",
-            "serve",
-            "--port",
-            str(port),
-            "--model",
-            str(model),
-            "--ctx",
-            str(n_ctx),
-            "--threads",
-            str(threads),
-        ],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"hybrid serve exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("hybrid serve did not become ready in 180 s")
+    flags = ["--model", str(model), "--ctx", str(n_ctx), "--threads", str(threads)]
+    try:
+        return start_server(
+            hybrid_serve(port, *flags),
+            port=port,
+            log=home / "server.log",
+            env=env,
+            timeout_s=180,
+            what="hybrid serve",
+        )
+    except ServerNotReady as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def main() -> int:
@@ -161,8 +148,8 @@ def main() -> int:
         n_batch=512,
         verbose=False,
     )
-    process, base = start_server(model, args.ctx, args.threads, home)
-    api = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+    server = start_hybrid(model, args.ctx, args.threads, home)
+    api = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
     raw: list[Run] = []
     served: list[Run] = []
     try:
@@ -178,8 +165,7 @@ def main() -> int:
                     served.append(hybrid_run(api, prompt, args.max_tokens))
                     raw.append(raw_run(llama, prompt, args.max_tokens))
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+        server.stop(grace_s=60)
 
     def median(runs: list[Run], field: str) -> float:
         return statistics.median(getattr(r, field) for r in runs)

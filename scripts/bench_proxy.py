@@ -1,10 +1,10 @@
 """Benchmark: the cloud path's overhead, hybrid against LiteLLM's proxy, on one loopback upstream.
 
-One run starts a minimal OpenAI-compatible upstream (``scripts/bench_upstream.py``, in its own
-process, answering instantly), ``hybrid serve`` with that upstream declared as a provider, and
-LiteLLM's proxy (``litellm[proxy]`` from PyPI, in a virtualenv of its own, see
-``scripts/bench_litellm.py``) in front of the same upstream.  It measures three targets with the
-same requests:
+One run starts the fake cloud of the tests as the upstream, in its own process
+(``tests/helpers/fake_cloud_process.py``), replaying each answer's bytes so that it answers at
+once, ``hybrid serve`` with that upstream declared as a provider, and LiteLLM's proxy
+(``litellm[proxy]`` from PyPI, in a virtualenv of its own, see ``scripts/bench_litellm.py``) in
+front of the same upstream.  It measures three targets with the same requests:
 
     direct    the upstream itself: the baseline (client + loopback + upstream)
     hybrid    hybrid serve, ``X-Hybrid-Route: cloud``, model ``bench/bench-model``
@@ -46,12 +46,12 @@ import importlib.metadata
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,11 +59,22 @@ from typing import Any
 import httpx2
 import platformdirs
 import psutil  # type: ignore[import-untyped,unused-ignore]
-from bench_client import Batch, Target, open_connection, percentile, run_batch
-from bench_litellm import LiteLLMProxy, PeerUnavailable, ensure_litellm, start_litellm, stop_process
+from bench_client import REPLY, Batch, Target, open_connection, percentile, run_batch
+from bench_litellm import LiteLLMProxy, PeerUnavailable, ensure_litellm, start_litellm
 
 REPO = Path(__file__).resolve().parents[1]
-UPSTREAM_SCRIPT = Path(__file__).resolve().with_name("bench_upstream.py")
+# The fake cloud and the subprocess server helper are shared with the tests.
+sys.path.insert(0, str(REPO / "tests" / "helpers"))
+from server_process import (  # noqa: E402
+    RunningServer,
+    ServerNotReady,
+    free_port,
+    hybrid_serve,
+    start_server,
+)
+
+UPSTREAM_SCRIPT = REPO / "tests" / "helpers" / "fake_cloud_process.py"
+UPSTREAM_KEY = "sk-bench-upstream"
 PROVIDER = "bench"
 MODEL = "bench-model"
 MISSING_MODEL = "bench-no-such-model"
@@ -76,51 +87,45 @@ QUIET_SHARE = 0.10
 # -- the servers --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def spawn(command: list[str], log: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-
-
-def wait_until(
-    url: str, process: subprocess.Popen[bytes], log: Path, what: str, timeout_s: float
-) -> None:
-    """Poll ``url`` until it answers 200.
-
-    Raises:
-        SystemExit: The process exited or the time ran out (the message holds its log's tail).
-    """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited with {process.returncode}:\n{tail(log)}")
-        try:
-            if httpx2.get(url, timeout=2).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{what} was not ready after {timeout_s:g} s:\n{tail(log)}")
-
-
 def clean_env() -> dict[str, str]:
     """This environment without the settings that would change what hybrid does."""
     dropped = ("HYBRID_", "OPENAI_", "ANTHROPIC_")
     return {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
 
 
-def spawn_hybrid(upstream_port: int, port: int, work: Path) -> subprocess.Popen[bytes]:
-    """``hybrid serve`` with the upstream declared as provider ``bench`` (not waited for)."""
+def start_upstream(port: int, work: Path) -> RunningServer:
+    """The fake cloud in a process of its own, replaying its answers, ready to answer."""
+    command = [
+        sys.executable,
+        str(UPSTREAM_SCRIPT),
+        "--port",
+        str(port),
+        "--replay",
+        "--reply",
+        REPLY,
+        "--openai-key",
+        UPSTREAM_KEY,
+    ]
+    return start_server(
+        command,
+        port=port,
+        log=work / "upstream.log",
+        ready_path="/fake/stats",
+        env=clean_env(),
+        cwd=work,
+        timeout_s=30,
+        what="upstream",
+    )
+
+
+def start_hybrid(upstream_port: int, port: int, work: Path) -> RunningServer:
+    """``hybrid serve`` with the upstream declared as provider ``bench``, ready to answer."""
     config = work / "hybrid.toml"
     config.write_text(
         "[[cloud.providers]]\n"
         f'name = "{PROVIDER}"\n'
         f'base_url = "http://127.0.0.1:{upstream_port}/v1"\n'
+        f'api_key = "{UPSTREAM_KEY}"\n'
         f'models = ["{MODEL}"]\n'
     )
     env = clean_env() | {
@@ -128,14 +133,21 @@ def spawn_hybrid(upstream_port: int, port: int, work: Path) -> subprocess.Popen[
         "HYBRID_LOG_LEVEL": "warning",
         "HYBRID_CONFIG": str(config),
     }
-    command = [sys.executable, "-m", "hybrid", "serve", "--port", str(port)]
-    return spawn(command, work / "hybrid.log", env, work)
+    return start_server(
+        hybrid_serve(port),
+        port=port,
+        log=work / "hybrid.log",
+        env=env,
+        cwd=work,
+        timeout_s=START_TIMEOUT_S,
+        what="hybrid serve",
+    )
 
 
 def upstream_stats(port: int) -> tuple[int, int]:
-    """The upstream's (completions answered, connections accepted) so far."""
-    stats = httpx2.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()
-    return int(stats["completions"]), int(stats["connections"])
+    """The upstream's (requests answered, connections accepted) so far."""
+    stats = httpx2.get(f"http://127.0.0.1:{port}/fake/stats", timeout=5).json()
+    return int(stats["requests"]), int(stats["connections"])
 
 
 def tail(log: Path, lines: int = 20) -> str:
@@ -151,9 +163,9 @@ class Fleet:
     """The processes of one run, and the targets they serve."""
 
     work: Path
-    upstream: subprocess.Popen[bytes]
+    upstream: RunningServer
     upstream_port: int
-    hybrid: subprocess.Popen[bytes]
+    hybrid: RunningServer
     hybrid_port: int
     peer: LiteLLMProxy | None = None
     peer_missing: str | None = None
@@ -162,14 +174,16 @@ class Fleet:
     def targets(self) -> list[Target]:
         """direct, hybrid and (when it runs) litellm, each with its serving process."""
         targets = [
-            Target("direct", self.upstream_port, MODEL, "unused", pid=self.upstream.pid),
+            Target(
+                "direct", self.upstream_port, MODEL, UPSTREAM_KEY, pid=self.upstream.process.pid
+            ),
             Target(
                 "hybrid",
                 self.hybrid_port,
                 f"{PROVIDER}/{MODEL}",
                 "unused",
                 expect_route="cloud",
-                pid=self.hybrid.pid,
+                pid=self.hybrid.process.pid,
             ),
         ]
         if self.peer is not None:
@@ -188,11 +202,11 @@ class Fleet:
             "unused",
             expect_status=404,
             reaches_upstream=False,
-            pid=self.hybrid.pid,
+            pid=self.hybrid.process.pid,
         )
 
     def pids(self) -> list[int]:
-        pids = [os.getpid(), self.upstream.pid, self.hybrid.pid]
+        pids = [os.getpid(), self.upstream.process.pid, self.hybrid.process.pid]
         return pids + ([self.peer.process.pid] if self.peer is not None else [])
 
 
@@ -203,45 +217,41 @@ def start_fleet(args: argparse.Namespace, work: Path, stack: contextlib.ExitStac
         SystemExit: The upstream or hybrid did not start (the message holds its log's tail).
     """
     upstream_port, hybrid_port = free_port(), free_port()
-    upstream = spawn(
-        [sys.executable, str(UPSTREAM_SCRIPT), "--port", str(upstream_port)],
-        work / "upstream.log",
-        clean_env(),
-        work,
-    )
-    stack.callback(stop_process, upstream)
+    try:
+        upstream = start_upstream(upstream_port, work)
+    except ServerNotReady as exc:
+        raise SystemExit(str(exc)) from exc
+    stack.callback(upstream.stop, 15)
     # hybrid loads its local model while LiteLLM starts: neither waits for the other.
-    hybrid = spawn_hybrid(upstream_port, hybrid_port, work)
-    stack.callback(stop_process, hybrid)
-    fleet = Fleet(work, upstream, upstream_port, hybrid, hybrid_port)
-    wait_until(
-        f"http://127.0.0.1:{upstream_port}/health", upstream, work / "upstream.log", "upstream", 30
-    )
-    if args.no_litellm:
-        fleet.peer_missing = "skipped (--no-litellm)"
-    else:
+    with ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(start_hybrid, upstream_port, hybrid_port, work)
+        peer: LiteLLMProxy | None = None
+        peer_missing: str | None = None
+        version: str | None = None
+        if args.no_litellm:
+            peer_missing = "skipped (--no-litellm)"
+        else:
+            try:
+                install = ensure_litellm(args.litellm_venv, args.litellm_spec)
+                print(f"starting litellm {install.version} from {install.venv}", file=sys.stderr)
+                peer = start_litellm(
+                    install,
+                    port=free_port(),
+                    model=MODEL,
+                    upstream_base_url=f"http://127.0.0.1:{upstream_port}/v1",
+                    upstream_key=UPSTREAM_KEY,
+                    workdir=work,
+                )
+                stack.callback(peer.stop)
+                version = install.version
+            except PeerUnavailable as exc:
+                peer_missing = str(exc)
         try:
-            install = ensure_litellm(args.litellm_venv, args.litellm_spec)
-            print(f"starting litellm {install.version} from {install.venv}", file=sys.stderr)
-            fleet.peer = start_litellm(
-                install,
-                port=free_port(),
-                model=MODEL,
-                upstream_base_url=f"http://127.0.0.1:{upstream_port}/v1",
-                workdir=work,
-            )
-            stack.callback(fleet.peer.stop)
-            fleet.litellm_version = install.version
-        except PeerUnavailable as exc:
-            fleet.peer_missing = str(exc)
-    wait_until(
-        f"http://127.0.0.1:{hybrid_port}/health",
-        hybrid,
-        work / "hybrid.log",
-        "hybrid serve",
-        START_TIMEOUT_S,
-    )
-    return fleet
+            hybrid = starting.result()
+        except ServerNotReady as exc:
+            raise SystemExit(str(exc)) from exc
+    stack.callback(hybrid.stop, 15)
+    return Fleet(work, upstream, upstream_port, hybrid, hybrid_port, peer, peer_missing, version)
 
 
 # -- CPU accounting -----------------------------------------------------------------------------
@@ -767,7 +777,7 @@ def main() -> int:
                     "httpx-alone",
                     fleet.upstream_port,
                     MODEL,
-                    "unused",
+                    UPSTREAM_KEY,
                     pid=os.getpid(),
                     via_httpx=True,
                 )
@@ -784,7 +794,7 @@ def main() -> int:
                 )
 
         quiet = measure_quietness(fleet.pids(), run)
-        if fleet.hybrid.poll() is not None:
+        if fleet.hybrid.process.poll() is not None:
             raise SystemExit(f"hybrid serve died during the run:\n{tail(work / 'hybrid.log')}")
     lines = report(args, header, fleet, points, results, split, quiet, plan)
     lines.append(f"run time: {time.monotonic() - started:.0f} s")

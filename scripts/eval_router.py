@@ -50,7 +50,8 @@ from router_folds import (
 )
 from svg_chart import Series
 
-from hybrid.cli.calibrate import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY, DEFAULT_SEED, ProgressBar
+from hybrid.cli.calibrate import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY, DEFAULT_SEED
+from hybrid.cli.calibrate_report import ProgressBar
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc, routing_curve

@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from soak_tally import SoakTally
 
-# The fake machine (hardware_fakes.idle_probe) serves every folder that builds an app.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "hardware"))
+# What tests in more than one folder share (the fake cloud, the scripted app, servers on
+# loopback ports and in subprocesses, fake hardware, GGUF files) lives in tests/helpers, imported
+# by module name. Test folders have no __init__.py, so every module name there is unique.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+
+from fake_cloud import FakeCloud
+from soak_tally import SoakTally
 
 _TALLY = pytest.StashKey[SoakTally]()
 
@@ -66,3 +72,27 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def cloud() -> Iterator[FakeCloud]:
+    """The fake cloud on a loopback port; folders and modules override it with their own."""
+    with FakeCloud() as fake:
+        yield fake
+
+
+@pytest.fixture
+def serve(cloud: FakeCloud, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start hybrid (scripted local model, both providers on `cloud`) with these dotted settings
+    on a loopback port; returns its base URL. Servers stop when the test ends."""
+    # Imported here: the app and uvicorn are not every test folder's business.
+    from live_app import cloud_settings, serving
+    from scripted import scripted_app
+
+    with contextlib.ExitStack() as stack:
+
+        def start(**cli: object) -> str:
+            settings = cloud_settings(cloud, tmp_path / "home", **cli)
+            return stack.enter_context(serving(scripted_app(settings)))
+
+        yield start

@@ -48,21 +48,29 @@ def modules_loaded_by(*modules: str) -> set[str]:
             ("hybrid.cloud.openai_provider", "hybrid.cloud.anthropic_provider"),
             {"hybrid.local", "hybrid.routing", "llama_cpp", *SERVER},
         ),
+        (
+            ("hybrid.wire.openai.read", "hybrid.wire.anthropic.read", "hybrid.wire.sse"),
+            {"hybrid.cloud", "hybrid.routing", "hybrid.local", "llama_cpp", *SERVER},
+        ),
         (("hybrid.ledger", "hybrid.ledger.writer"), {"llama_cpp", "httpx", "httpx2", *SERVER}),
-        (("hybrid.routing.dispatcher",), {"hybrid.cli", "llama_cpp", *SERVER}),
+        (("hybrid.routing.dispatcher",), {"hybrid.cli", "hybrid.local", "llama_cpp", *SERVER}),
         (("hybrid.routing.privacy",), {"hybrid.local", "hybrid.cloud", "llama_cpp", *SERVER}),
         (
             ("hybrid.routing.difficulty.store",),
             {"llama_cpp", "hybrid.local", "hybrid.routing.calibration", *SERVER},
         ),
         (("hybrid.routing.calibration.fitting",), {"llama_cpp", "hybrid.local", *SERVER}),
+        (
+            ("hybrid.service.build", "hybrid.service.answering"),
+            {"hybrid.api", "hybrid.cli", "hybrid.local", "llama_cpp", *SERVER},
+        ),
         (("hybrid.api.app",), {"hybrid.cli", "llama_cpp"}),
         # `hybrid --help` imports every command module: calibrate must not cost numpy.
         (("hybrid.cli.calibrate",), {"numpy", "llama_cpp", "hybrid.routing", "hybrid.local"}),
         # `hybrid monitor` starts at once: neither the server nor the model.
         (
             ("hybrid.cli", "hybrid.cli.monitor", "hybrid.monitor.app", "hybrid.settings"),
-            {"llama_cpp", "hybrid.local", "hybrid.routing", *SERVER},
+            {"llama_cpp", "hybrid.local", "hybrid.routing", "hybrid.cloud", *SERVER},
         ),
     ],
     ids=lambda value: value[0] if isinstance(value, tuple) else None,

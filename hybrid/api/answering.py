@@ -6,11 +6,12 @@ from typing import cast
 
 from fastapi import Request
 
-from hybrid.api.accounting import Api
 from hybrid.api.state import app_state
-from hybrid.errors import HybridError, InvalidRequestError
+from hybrid.errors import InvalidRequestError
 from hybrid.generation import GenerationRequest
 from hybrid.routing.dispatcher import Answer, RouteOverride
+from hybrid.service import answering
+from hybrid.service.recorded import Api
 
 ROUTE_HEADER = "x-hybrid-route"
 _OVERRIDES = ("auto", "local", "cloud")
@@ -37,33 +38,28 @@ def route_override(request: Request) -> RouteOverride | None:
 async def start_answer(
     request: Request, generation_request: GenerationRequest, *, model: str | None
 ) -> Answer:
-    """Start answering through the app's dispatcher, with the answer accounted for.
+    """Start answering an HTTP request through the app's service (see
+    :func:`hybrid.service.answering.start_answer`).
 
     Args:
-        request: The HTTP request (for its headers and the app state).
+        request: The HTTP request (its path says the API; its headers may pin the route).
         generation_request: The translated request.
         model: The model name the client asked for.
 
     Returns:
-        The started answer with its route, model and reason; its generation writes the
-        request's ledger record as it ends.
+        The started, accounted answer.
 
     Raises:
-        HybridError: Nothing could start the answer (recorded in the ledger first).
+        HybridError: The route header is malformed, or nothing could start the answer
+            (recorded in the ledger first, either way).
     """
-    state = app_state(request)
+    service = app_state(request)
     api: Api = "anthropic" if request.scope["path"].startswith("/v1/messages") else "openai"
-    ticket = state.accountant.open(
-        generation_request.request_id, api, model, stream=generation_request.stream
-    )
     try:
-        answer = await state.dispatcher.start(
-            generation_request, model=model, override=route_override(request)
-        )
-    except HybridError as exc:
-        await state.accountant.failed(ticket, generation_request, exc)
+        override = route_override(request)
+    except InvalidRequestError as exc:
+        await answering.refuse(service, generation_request, exc, api=api, model=model)
         raise
-    answer = await state.accountant.watch(ticket, answer, generation_request)
-    if state.learner is not None:
-        answer = state.learner.watch(answer, generation_request, api=api, model=model)
-    return answer
+    return await answering.start_answer(
+        service, generation_request, api=api, model=model, override=override
+    )

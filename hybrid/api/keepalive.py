@@ -28,10 +28,11 @@ from typing import Any
 from hybrid.api.responses import EventStreamResponse
 from hybrid.errors import HybridError
 from hybrid.routing.dispatcher import Answer
+from hybrid.wire.sse import sse_comment
 
 log = logging.getLogger("hybrid.api")
 
-KEEP_ALIVE = b": keep-alive\n\n"
+KEEP_ALIVE = sse_comment("keep-alive")
 """The comment sent while a streamed answer waits to start."""
 
 # The X-Hybrid-* headers of a response that began before its answer started.
@@ -131,5 +132,4 @@ async def _close_when_started(task: asyncio.Future[Answer]) -> None:
 
 
 def _headers_comment(answer: Answer) -> bytes:
-    lines = "".join(f": {name}: {value}\n" for name, value in answer.headers().items())
-    return (lines + "\n").encode()
+    return sse_comment(*(f"{name}: {value}" for name, value in answer.headers().items()))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import uuid
 from collections.abc import Callable
 
@@ -16,7 +15,8 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hybrid.api.browsers import AllowedHosts, AllowedOrigins, from_foreign_page, host_name
-from hybrid.api.errors import WireError, shape_for_path
+from hybrid.api.errors import error_response
+from hybrid.wire.errors import WireError, shape_for_path
 
 HEADER_ROUTE = "x-hybrid-route"
 HEADER_MODEL = "x-hybrid-model"
@@ -257,15 +257,15 @@ class HybridMiddleware:
         return WireError(408, message, "invalid_request_error", "request_timeout")
 
     async def _refuse(self, scope: Scope, send: Send, error: WireError) -> None:
-        body = json.dumps(error.body(shape_for_path(scope["path"]))).encode()
-        headers: list[tuple[bytes, bytes]] = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-            *((name.lower().encode(), value.encode()) for name, value in error.headers().items()),
-        ]
-        await send({"type": "http.response.start", "status": error.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        response = error_response(error, shape_for_path(scope["path"]))
+        # The request's body may still be arriving, or never come: this connection is done.
+        response.headers["connection"] = "close"
+        await response(scope, _nothing_received, send)
+
+
+async def _nothing_received() -> Message:
+    """The receive channel of a refusal, which reads nothing of the request."""
+    return {"type": "http.disconnect"}
 
 
 def _content_length(headers: dict[bytes, str]) -> int | None:

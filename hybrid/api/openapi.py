@@ -1,5 +1,10 @@
-"""``/openapi.json`` as hybrid answers: errors in the API's own shape, never FastAPI's 422.
+"""``/openapi.json`` as hybrid answers: its request bodies, and errors in the API's own shape,
+never FastAPI's 422.
 
+Each route reads its body through a :class:`~hybrid.api.bodies.JsonBody` dependency, which
+FastAPI does not see as a body: the document gets each such body's schema under
+``requestBody`` here, with the models in ``components/schemas`` (a route that documents a
+narrower body itself, through ``openapi_extra``, keeps its own).
 FastAPI documents a ``422 Validation Error`` with its own body for every route that takes a
 body; hybrid answers an invalid request with a 400 in OpenAI's shape (Anthropic's on
 ``/v1/messages``), see :mod:`hybrid.api.errors`.  The document is rewritten to match, and
@@ -9,12 +14,18 @@ the body's on every POST, and the routing outcomes on the routes that answer pro
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.routing import BaseRoute
 
-from hybrid.api.errors import shape_for_path
+from hybrid.api.bodies import JsonBody
+from hybrid.wire.errors import shape_for_path
 
 _NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 _SCHEMAS: dict[str, dict[str, Any]] = {
@@ -91,12 +102,21 @@ _ANSWER_ERRORS = {
 }
 # The routes that answer prompts; only they route, and so only they send _ANSWER_ERRORS.
 _ANSWERING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/messages"})
+_REF_TEMPLATE = "#/components/schemas/{model}"
 # The one route a request without the API key may call.
 _KEYLESS_PATHS = frozenset({"/health"})
 
 
-def document_errors(app: FastAPI) -> None:
-    """Make ``app`` serve an OpenAPI document whose error responses are the ones it sends."""
+def document_api(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Make ``app`` serve an OpenAPI document with its request bodies and the error responses
+    it sends.
+
+    Args:
+        app: The application.
+        routers: The routers it includes (without a prefix), whose JsonBody dependencies are
+            documented as request bodies.
+    """
+    routes = [route for router in routers for route in router.routes]
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -107,10 +127,53 @@ def document_errors(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = with_hybrid_errors(document)
+            app.openapi_schema = with_hybrid_errors(with_bodies(document, routes))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def with_bodies(document: dict[str, Any], routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """``document`` with the :class:`~hybrid.api.bodies.JsonBody` of each route as its
+    ``requestBody``, and the models' schemas in ``components/schemas``.
+
+    Args:
+        document: The document FastAPI generated.
+        routes: The routes it describes.
+
+    Returns:
+        The document, changed in place.
+    """
+    bodies = [
+        (operation, model)
+        for path, method, model in _json_bodies(routes)
+        if "requestBody" not in (operation := document["paths"][path][method])
+    ]
+    if not bodies:
+        return document
+    models = list(dict.fromkeys(model for _, model in bodies))
+    refs, definitions = models_json_schema(
+        [(model, "validation") for model in models], ref_template=_REF_TEMPLATE
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(definitions.get("$defs", {}))
+    for operation, model in bodies:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(model, "validation")]}},
+        }
+    return document
+
+
+def _json_bodies(routes: Iterable[BaseRoute]) -> Iterator[tuple[str, str, type[BaseModel]]]:
+    """Path, method and body model of each operation that reads a JsonBody."""
+    for route in routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        for dependency in route.dependant.dependencies:
+            if isinstance(dependency.call, JsonBody):
+                for method in sorted(route.methods or ()):
+                    yield route.path_format, method.lower(), dependency.call.model
 
 
 def with_hybrid_errors(document: dict[str, Any]) -> dict[str, Any]:

@@ -179,7 +179,7 @@ async def open_judge(settings: Settings, plan: JudgePlan | None) -> AsyncIterato
         yield None
         return
     from hybrid.routing.calibration.judge import Judge
-    from hybrid.routing.providers import build_providers
+    from hybrid.service.providers import build_providers
 
     pool = build_providers(settings.cloud)
     try:

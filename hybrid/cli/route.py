@@ -83,21 +83,19 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _dispatcher(settings: Settings) -> tuple[Dispatcher, Any]:
+    """The server's dispatcher (:func:`hybrid.service.build.build_dispatcher`), on the loaded
+    local model and its calibration, with no cloud provider: plans never call one."""
     from hybrid.hardware.probe import probe_for
     from hybrid.local.runtime import LocalRuntime
-    from hybrid.routing.chain import build_router
-    from hybrid.routing.dispatcher import Dispatcher
-    from hybrid.routing.names import ModelNames
     from hybrid.routing.policies.difficulty import CalibratedModel
+    from hybrid.service.build import build_dispatcher
 
     probe = probe_for(settings.home)
     runtime = LocalRuntime.for_settings(settings, probe)
+    calibration = CalibratedModel(settings.home, lambda: runtime.loaded_path)
+    dispatcher = build_dispatcher(settings, runtime, calibration, load=probe.sample)
     await runtime.load()
-    names = ModelNames.from_settings(settings.cloud)
-    calibrated = CalibratedModel(settings.home, lambda: runtime.loaded_path)
-    found = await asyncio.to_thread(calibrated.look_up_now)
-    router = build_router(settings.routing, difficulty=lambda: found)
-    dispatcher = Dispatcher(runtime, {}, names, router=router, load=probe.sample)
+    await asyncio.to_thread(calibration.look_up_now)
     return dispatcher, runtime.close
 
 

@@ -1,7 +1,7 @@
 """Anthropic's Messages API as a hybrid backend.
 
-The wire translation lives in :mod:`hybrid.cloud.anthropic_translate`; this module adds the
-endpoint and the headers.
+The wire translation lives in :mod:`hybrid.wire.anthropic`; this module adds the endpoint and
+the headers.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from typing import Any
 import httpx2
 from pydantic import SecretStr
 
-from hybrid.cloud.anthropic_translate import AnthropicStreamDecoder, answer_events, messages_body
 from hybrid.cloud.policy import ReliabilityPolicy
-from hybrid.cloud.provider import CloudProvider, UpstreamCall
-from hybrid.cloud.sse import StreamDecoder
+from hybrid.cloud.provider import CloudProvider
+from hybrid.cloud.upstream import UpstreamCall
 from hybrid.errors import ConfigError
 from hybrid.generation import GenerationEvent, GenerationRequest
+from hybrid.wire.anthropic.encode import messages_body
+from hybrid.wire.anthropic.read import AnthropicStreamDecoder, answer_events
+from hybrid.wire.sse import StreamDecoder
 
 
 class AnthropicProvider(CloudProvider):

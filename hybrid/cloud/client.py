@@ -30,7 +30,7 @@ from hybrid.errors import ConfigError
 # kept for 30 s: long enough for a follow-up request to skip a new TLS handshake, and below the
 # idle timeout of common front ends (60 s or more), so the server seldom closes a pooled
 # connection just as a request goes out on it (one that does gets the request again at once:
-# CloudProvider._send).  The price: httpcore2 probes every idle connection's socket twice per
+# Upstream.send).  The price: httpcore2 probes every idle connection's socket twice per
 # request, so for 30 s after a burst of 64 concurrent requests each request costs more.
 CLOUD_LIMITS = httpx2.Limits(
     max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0

@@ -16,7 +16,9 @@ sees:
    circuit breaker.
 
 Subclasses supply the wire format: the request body, the auth headers, and how to read the
-answer and the stream.  The stream after its first output event is :mod:`hybrid.cloud.stream`.
+answer and the stream.  The stream after its first output event is :mod:`hybrid.cloud.stream`;
+what one attempt does on the wire (the request, the send, the body) is
+:mod:`hybrid.cloud.upstream`.
 """
 
 from __future__ import annotations
@@ -26,59 +28,35 @@ import logging
 import random
 import time
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx2
-import orjson
 from pydantic import SecretStr
 
 from hybrid.backend import Backend, Generation, ReplayGeneration
 from hybrid.cloud.breaker import CircuitBreaker
-from hybrid.cloud.client import transport_timeout
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.cloud.retry import retry_delay, status_error, transport_error
-from hybrid.cloud.sse import StreamDecoder
-from hybrid.cloud.stream import (
-    Outcome,
-    StreamGeneration,
-    TimedChunks,
-    counts_against_provider,
-    open_stream,
+from hybrid.cloud.stream import Outcome, StreamGeneration, counts_against_provider, open_stream
+from hybrid.cloud.upstream import (
+    MAX_BODY_BYTES,
+    MAX_ERROR_BODY_BYTES,
+    Upstream,
+    UpstreamCall,
+    checked_key,
 )
 from hybrid.errors import (
     CircuitOpenError,
-    ConfigError,
     InvalidRequestError,
     ProviderError,
     ProviderProtocolError,
     ProviderTimeoutError,
 )
 from hybrid.generation import GenerationEvent, GenerationRequest
+from hybrid.wire.sse import StreamDecoder
 
 log = logging.getLogger("hybrid.cloud")
-
-# A whole answer larger than this is not an answer; stop reading rather than fill memory.
-_MAX_BODY_BYTES = 32 * 2**20
-# Error bodies are read only for their message.
-_MAX_ERROR_BODY_BYTES = 64 * 2**10
-# How often one attempt is sent again after finding a pooled connection closed by the server;
-# each closed connection leaves the pool as it fails, so a few resends reach a fresh one.
-_STALE_CONNECTION_RESENDS = 4
-
-
-@dataclass(frozen=True)
-class UpstreamCall:
-    """One request to send.
-
-    Attributes:
-        path: Appended to the provider's base URL (``/chat/completions``).
-        body: The JSON body.
-    """
-
-    path: str
-    body: Mapping[str, Any]
 
 
 class CloudProvider(Backend):
@@ -120,19 +98,15 @@ class CloudProvider(Backend):
         redact: Callable[[str], str] | None = None,
     ) -> None:
         self._name = name
-        self._base_url = base_url.rstrip("/")
-        url = httpx2.URL(self._base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigError(
-                f"the base URL of provider {name!r} must be an http:// or https:// URL "
-                f"(got {str(url.copy_with(userinfo=b''))!r})"
-            )
-        self._host = url.host
-        self._urls: dict[str, httpx2.URL] = {}
-        self._request_headers: httpx2.Headers | None = None
-        self._api_key = _checked_key(name, api_key)
+        self._upstream = Upstream(
+            name=name,
+            base_url=base_url,
+            client=client,
+            policy=policy,
+            auth_headers=self._auth_headers,
+        )
+        self._api_key = checked_key(name, api_key)
         self._models = tuple(models)
-        self._client = client
         self._policy = policy
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
@@ -140,8 +114,6 @@ class CloudProvider(Backend):
         self._breaker = CircuitBreaker(
             failures=policy.breaker_failures, reset_s=policy.breaker_reset_s, clock=clock
         )
-        # Requests are built here, not by the client, so they carry its timeouts themselves.
-        self._timeouts = transport_timeout(policy).as_dict()
 
     @property
     def name(self) -> str:
@@ -151,7 +123,7 @@ class CloudProvider(Backend):
     @property
     def base_url(self) -> str:
         """The API's base URL, without a trailing slash."""
-        return self._base_url
+        return self._upstream.base_url
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -172,7 +144,7 @@ class CloudProvider(Backend):
         """What ``/health`` shows about this provider (never the key)."""
         return {
             "name": self._name,
-            "base_url": str(httpx2.URL(self._base_url).copy_with(userinfo=b"")),
+            "base_url": str(httpx2.URL(self.base_url).copy_with(userinfo=b"")),
             "models": list(self._models),
             "has_key": self.has_key,
             "circuit": self._breaker.snapshot(),
@@ -180,7 +152,7 @@ class CloudProvider(Backend):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(name={self._name!r}, host={self._host!r}, "
+            f"{type(self).__name__}(name={self._name!r}, host={self._upstream.host!r}, "
             f"models={self._models!r}, has_key={self.has_key})"
         )
 
@@ -294,26 +266,6 @@ class CloudProvider(Backend):
 
     # -- attempts before the first byte -----------------------------------------------------
 
-    def _headers(self) -> httpx2.Headers:
-        # The same for every request (the key does not change while the server runs); built
-        # once as httpx2.Headers, which a request copies without normalizing each header again.
-        if self._request_headers is None:
-            self._request_headers = httpx2.Headers(
-                {
-                    **self._client.headers,
-                    **self._auth_headers(),
-                    "content-type": "application/json",
-                }
-            )
-        return self._request_headers
-
-    def _url(self, path: str) -> httpx2.URL:
-        # Parsing the same URL for every request costs more than the rest of building it.
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = httpx2.URL(self._base_url + path)
-        return url
-
     def _model_for(self, request: GenerationRequest) -> str:
         if request.model:
             return request.model
@@ -380,22 +332,15 @@ class CloudProvider(Backend):
     async def _attempt(
         self, request: GenerationRequest, call: UpstreamCall, attempt: int, total_deadline: float
     ) -> list[GenerationEvent] | StreamGeneration:
-        # Built here rather than by the client's build_request, which merges the client's
-        # defaults, cookies and parameters into every request: they are merged once, below.
-        http_request = httpx2.Request(
-            "POST",
-            self._url(call.path),
-            content=orjson.dumps(call.body),
-            headers=self._headers(),
-        )
+        http_request = self._upstream.request(call)
         first_byte = asyncio.get_running_loop().time() + self._policy.first_byte_timeout_s
         deadline = min(first_byte, total_deadline)
         response: httpx2.Response | None = None
         try:
             async with asyncio.timeout_at(deadline):
-                response = await self._send(http_request)
+                response = await self._upstream.send(http_request)
             if not response.is_success:
-                body = await self._read(response, limit=_MAX_ERROR_BODY_BYTES)
+                body = await self._upstream.read(response, limit=MAX_ERROR_BODY_BYTES)
                 raise status_error(
                     self._name,
                     response,
@@ -407,8 +352,8 @@ class CloudProvider(Backend):
             content_type = response.headers.get("content-type", "")
             # A compatible server that ignores "stream" sends the whole answer as JSON.
             if not request.stream or content_type.startswith("application/json"):
-                body = await self._read(response, limit=_MAX_BODY_BYTES)
-                return self._answer(request, self._json(body))
+                body = await self._upstream.read(response, limit=MAX_BODY_BYTES)
+                return self._answer(request, self._upstream.json(body))
             generation = await open_stream(
                 self,
                 response,
@@ -441,73 +386,10 @@ class CloudProvider(Backend):
             if response is not None:
                 await response.aclose()
 
-    async def _send(self, http_request: httpx2.Request) -> httpx2.Response:
-        """Send a request, again at once when a pooled connection turns out to be closed.
-
-        A server may close a keep-alive connection at any moment (its idle timeout), and a
-        request sent just then fails before a byte of answer: the request never reached a
-        working connection, so it is sent again on another one, neither counted as an
-        attempt nor waited for.  A request that opened its own connection and failed is an
-        attempt's failure like any other.  Which connection served it comes from the
-        ``trace`` request extension (httpx2's public one): a send that reports writing its
-        request without first opening a connection went out on a pooled one.
-        """
-        resends = 0
-        while True:
-            trace = _ConnectionTrace()
-            http_request.extensions = {"timeout": self._timeouts, "trace": trace}
-            try:
-                return await self._client.send(http_request, stream=True, follow_redirects=False)
-            except (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError) as exc:
-                if not trace.reused or resends == _STALE_CONNECTION_RESENDS:
-                    raise
-                log.info(
-                    "%s: a pooled connection to %s was closed under the request (%s: %s); "
-                    "sending it again",
-                    self._name,
-                    self._host,
-                    type(exc).__name__,
-                    exc,
-                )
-            resends += 1
-
-    async def _read(self, response: httpx2.Response, *, limit: int) -> bytes:
-        """Read a body, allowing ``idle_timeout_s`` between chunks; truncated at ``limit``."""
-        chunks: list[bytes] = []
-        size = 0
-        body = TimedChunks(response, self._policy.idle_timeout_s)
-        while size < limit:
-            try:
-                chunk = await anext(body, None)
-            except TimeoutError as exc:
-                raise ProviderTimeoutError(
-                    self._name,
-                    f"the response stalled for {self._policy.idle_timeout_s:g} s while it was "
-                    f"being read (idle timeout); retry later",
-                ) from exc
-            if chunk is None:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-        if limit == _MAX_BODY_BYTES:
-            raise self._protocol_error(
-                f"the response is larger than {limit // 2**20} MiB; that is not an answer"
-            )
-        return b"".join(chunks)[:limit]
-
-    def _json(self, body: bytes) -> Any:
-        try:
-            return orjson.loads(body)
-        except ValueError as exc:
-            raise self._protocol_error(
-                f"the response is not JSON ({exc}); check that the base URL points at the "
-                f"provider's API"
-            ) from exc
-
     def _transport_error(self, exc: httpx2.HTTPError, *, mid_answer: bool) -> ProviderError:
         return transport_error(
             self._name,
-            self._host,
+            self._upstream.host,
             exc,
             connect_timeout_s=self._policy.connect_timeout_s,
             mid_answer=mid_answer,
@@ -519,36 +401,3 @@ class CloudProvider(Backend):
             f"the stream stalled for {self._policy.idle_timeout_s:g} s mid-answer (idle "
             f"timeout); the answer is incomplete, retry the request",
         )
-
-
-class _ConnectionTrace:
-    """Follows one send through httpx's ``trace`` extension: was it written on a connection
-    that was already open (taken from the pool)?
-
-    A transport that reports nothing (a mock) never counts as having reused a connection.
-    """
-
-    def __init__(self) -> None:
-        self._opened = False
-        self.reused = False
-
-    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
-        if event.startswith(("connection.connect_tcp.", "connection.connect_unix_socket.")):
-            self._opened = True
-        elif event.endswith(".send_request_headers.started") and not self._opened:
-            self.reused = True
-
-
-def _checked_key(name: str, key: SecretStr | None) -> SecretStr | None:
-    if key is None:
-        return None
-    value = key.get_secret_value().strip()
-    if not value:
-        return None
-    if not all(33 <= ord(char) <= 126 for char in value):
-        # The message must not quote the key: it would land in logs.
-        raise ConfigError(
-            f"the API key for provider {name!r} contains spaces, control or non-ASCII "
-            f"characters; copy the key again"
-        )
-    return SecretStr(value)

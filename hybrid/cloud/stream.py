@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Literal
 import httpx2
 
 from hybrid.backend import Generation
-from hybrid.cloud.sse import SseEvent, StreamDecoder, iter_sse
 from hybrid.errors import ProviderAuthError, ProviderError, ProviderRejectedError
 from hybrid.generation import GenerationDone, GenerationEvent
+from hybrid.wire.sse import SseEvent, StreamDecoder, iter_sse
 
 if TYPE_CHECKING:
     from hybrid.cloud.provider import CloudProvider

@@ -15,9 +15,9 @@ from types import TracebackType
 import httpx2
 from pydantic import SecretStr
 
-from hybrid.cloud.sse import SseParser
 from hybrid.errors import HybridError
 from hybrid.monitor.wire import MODES, MalformedEventError, Stats, parse_stats
+from hybrid.wire.sse import SseParser
 
 EVENTS_PATH = "/v1/hybrid/events"
 STATS_PATH = "/v1/hybrid/stats"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from hybrid.backend import Generation
 from hybrid.errors import ContextLengthExceededError
-from hybrid.local.engine import EngineJob
+from hybrid.routing.local_model import PreparedPrompt
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.policy import RouteDecision, Verdict
 
@@ -109,7 +109,7 @@ class RoutePlan:
     mode: RouteOverride
     target: CloudTarget | None
     decision: RouteDecision
-    prepared: EngineJob | None
+    prepared: PreparedPrompt | None
     local_model: str
     decided: Decided = "router"
     unfit: ContextLengthExceededError | None = None

@@ -1,7 +1,8 @@
 """What the routing policies see of a request: its text, its local token count, the machine.
 
 The request is prepared for the local model on the way (formatted and tokenized) when the model
-is ready, so that an answer routed there is not tokenized twice.
+is ready, so that an answer routed there is not tokenized twice.  The local model is read
+through :mod:`hybrid.routing.local_model`'s interface.
 """
 
 from __future__ import annotations
@@ -9,22 +10,21 @@ from __future__ import annotations
 from hybrid.errors import ContextLengthExceededError, InvalidRequestError
 from hybrid.generation import GenerationRequest
 from hybrid.hardware.snapshot import LiveSample
-from hybrid.local.engine import EngineJob
-from hybrid.local.runtime import LocalRuntime
+from hybrid.routing.local_model import LocalCapacity, Prepared
 from hybrid.routing.policy import LocalStatus, RouteContext
 
 
 async def route_context(
-    runtime: LocalRuntime,
+    local: LocalCapacity[Prepared],
     request: GenerationRequest,
     *,
     count_tokens: bool,
     load: LiveSample | None,
-) -> tuple[RouteContext, EngineJob | None, ContextLengthExceededError | None]:
+) -> tuple[RouteContext, Prepared | None, ContextLengthExceededError | None]:
     """Build the context the policies decide on.
 
     Args:
-        runtime: The local model's runtime.
+        local: The local model.
         request: The request.
         count_tokens: Format and tokenize it for the local model (the length and capacity
             policies need the count).
@@ -34,14 +34,14 @@ async def route_context(
         The context; the request prepared for the local model when it fits there; and the
         local model's refusal when it does not.
     """
-    prepared: EngineJob | None = None
+    prepared: Prepared | None = None
     unfit: ContextLengthExceededError | None = None
     prompt_tokens: int | None = None
     max_tokens = request.params.max_tokens or 0
     expected_tokens = request.params.max_tokens
-    status = LocalStatus(runtime.state)
-    if runtime.state == "ready" and count_tokens:
-        backend = runtime.backend()
+    status = LocalStatus(local.state)
+    if local.state == "ready" and count_tokens:
+        backend = local.backend()
         try:
             prepared = await backend.prepare(request)
             prompt_tokens, max_tokens = len(prepared.tokens), prepared.max_tokens

@@ -13,11 +13,14 @@ The order of things:
    local model is not ready.  (The router of a later layer replaces this rule.)  A difficulty
    score the text features are unsure of is settled by the local model's own view of the
    prompt (:mod:`hybrid.routing.model_stage`).
-3. The cloud target, then each ``cloud.failover`` target, is started in turn; a provider
-   retries by itself before its first byte.  A request the provider rejects as malformed is
-   not failed over: it would fail everywhere.
+3. The cloud target, then each ``cloud.failover`` target, is started in turn
+   (:mod:`hybrid.routing.failover`); a provider retries by itself before its first byte.  A
+   request the provider rejects as malformed is not failed over: it would fail everywhere.
 4. When every cloud target failed, the local model answers if it can
    (``cloud_unavailable:openai:timeout``); otherwise :class:`NoRouteError` names every failure.
+
+The local model is read through :mod:`hybrid.routing.local_model`'s narrow interface, never
+through :mod:`hybrid.local`.
 """
 
 from __future__ import annotations
@@ -27,27 +30,20 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import Any
 
 from hybrid.backend import ReplayGeneration
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import (
-    BudgetExceededError,
     ContextLengthExceededError,
     InvalidRequestError,
     LocalBackendError,
     ModelNotReadyError,
-    NoRouteError,
     PrivateDataError,
-    ProviderError,
-    ProviderRejectedError,
     QueueFullError,
 )
 from hybrid.generation import GenerationDone, GenerationRequest
 from hybrid.hardware.snapshot import LiveSample
-from hybrid.local.backend import LocalGeneration
-from hybrid.local.engine import EngineJob
-from hybrid.local.runtime import LocalRuntime
 from hybrid.routing import cascade, model_stage
 from hybrid.routing.answer import (
     MODES,
@@ -60,8 +56,10 @@ from hybrid.routing.answer import (
     RoutePlan,
 )
 from hybrid.routing.context import route_context
+from hybrid.routing.failover import NO_PROVIDER_HINT, CloudFailures, Failover
+from hybrid.routing.local_model import LocalCapacity, SizedGeneration
 from hybrid.routing.names import CloudTarget, ModelNames
-from hybrid.routing.policy import RouteContext, RouteDecision, Router, Verdict
+from hybrid.routing.policy import RouteDecision, Router, Verdict
 
 LONG_TEXT_CHARS = 256 * 1024
 """Requests whose text has this many characters or more are decided on a worker thread."""
@@ -82,23 +80,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class _Failure:
-    where: str
-    reason: str
-    detail: str
-    retryable: bool
-
-    @property
-    def code(self) -> str:
-        return f"{self.where}:{self.reason}"
-
-
 class Dispatcher:
     """Chooses and starts the backend for each request.
 
     Args:
-        runtime: The local model's runtime.
+        local: The local model (its runtime: :class:`~hybrid.local.runtime.LocalRuntime`).
         providers: The cloud providers by name.
         names: Resolves model names.
         router: The policy chain that decides ``auto`` requests (and pins private ones).
@@ -115,7 +101,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        runtime: LocalRuntime,
+        local: LocalCapacity[Any],
         providers: Mapping[str, CloudProvider],
         names: ModelNames,
         *,
@@ -127,16 +113,15 @@ class Dispatcher:
         cascade_below: float | None = None,
         budget: Callable[[str], str | None] = lambda provider: None,
     ) -> None:
-        self._runtime = runtime
-        self._providers = providers
+        # A prepared prompt is opaque here: it goes back to the backend that made it.
+        self._runtime = local
         self._names = names
         self._router = router if router is not None else Router([])
-        self._failover = tuple(failover)
+        self._failover = Failover(providers, names, failover, budget)
         self._local_fallback = local_fallback
         self._private_to_cloud = private_to_cloud
         self._load = load
         self._cascade = cascade_below
-        self._budget = budget
         self.mode: Mode = "auto"
 
     @property
@@ -257,7 +242,7 @@ class Dispatcher:
             request,
             prepared,
             router=self._router,
-            runtime=self._runtime,
+            local=self._runtime,
             auto=mode == "auto" and target is not None,
         )
         decision = settled.decision
@@ -283,25 +268,6 @@ class Dispatcher:
             unfit,
             settled.vector,
         )
-
-    async def context(
-        self, request: GenerationRequest, *, count_tokens: bool = True
-    ) -> tuple[RouteContext, EngineJob | None]:
-        """What the policies see: the request, its local token count, the machine's state.
-
-        Args:
-            request: The request.
-            count_tokens: Format and tokenize it for the local model (the length and capacity
-                policies need the count).
-
-        Returns:
-            The context, and the request already prepared for the local model when it fits
-            (so that it is not tokenized twice).
-        """
-        context, prepared, _ = await route_context(
-            self._runtime, request, count_tokens=count_tokens, load=self._load()
-        )
-        return context, prepared
 
     async def _cascaded(
         self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
@@ -383,7 +349,7 @@ class Dispatcher:
                 prompt_tokens=exc.prompt_tokens,
                 max_tokens=exc.max_tokens,
                 context_length=exc.context_length,
-                note=f"No cloud provider is configured to take it: {_NO_PROVIDER_HINT}.",
+                note=f"No cloud provider is configured to take it: {NO_PROVIDER_HINT}.",
                 prompt_bytes=exc.prompt_bytes,
             ) from None
 
@@ -400,7 +366,7 @@ class Dispatcher:
         generation = await backend.start(request, prepared=plan.prepared)
         if reason is None:
             reason = "local"
-            if isinstance(generation, LocalGeneration):
+            if isinstance(generation, SizedGeneration):
                 needed = generation.prompt_tokens + generation.max_tokens
                 reason = f"length:{needed}<={backend.context_length}"
         return Answer(generation, "local", backend.model_id, reason, score)
@@ -414,88 +380,21 @@ class Dispatcher:
         *,
         score: float | None = None,
     ) -> Answer:
-        failures: list[_Failure] = []
-        if target is None:
-            failures.append(
-                _Failure(
-                    "cloud",
-                    "no_provider",
-                    f"no cloud provider is configured ({_NO_PROVIDER_HINT})",
-                    retryable=False,
-                )
-            )
-        for candidate in self._candidates(target):
-            provider = self._providers.get(candidate.provider)
-            if provider is None or not self._names.usable(candidate.provider):
-                failures.append(_no_key(candidate.provider))
-                continue
-            capped = self._budget(candidate.provider)
-            if capped is not None:
-                failures.append(_Failure(candidate.provider, capped, _capped_detail(capped), False))
-                continue
-            try:
-                generation = await provider.start(
-                    dataclasses.replace(request, model=candidate.model)
-                )
-            except ProviderRejectedError:
-                raise
-            except ProviderError as exc:
-                log.warning("cloud target %s failed: %s", candidate.qualified, exc)
-                failures.append(_Failure(exc.provider, exc.reason, str(exc), exc.retryable))
-                continue
-            if failures:
-                reason = f"{reason};failover:{failures[0].code}"
-            return Answer(generation, "cloud", candidate.qualified, reason, score)
-        return await self._fall_back(request, failures, plan)
-
-    def _candidates(self, target: CloudTarget | None) -> list[CloudTarget]:
-        ordered = ([target] if target is not None else []) + list(self._failover)
-        return list(dict.fromkeys(ordered))
+        started = await self._failover.start(request, target, reason, score=score)
+        if isinstance(started, Answer):
+            return started
+        return await self._fall_back(request, started, plan)
 
     async def _fall_back(
-        self, request: GenerationRequest, failures: list[_Failure], plan: RoutePlan
+        self, request: GenerationRequest, failed: CloudFailures, plan: RoutePlan
     ) -> Answer:
-        details = [f.detail for f in failures]
-        capped = [f.reason for f in failures if f.reason.startswith("budget:")]
-        over_budget = bool(capped) and len(capped) == len(failures)
         # A spend cap sends requests to the local model whether or not fallback is on: the cap
         # is the user's own rule, and local is what it asks for.
-        if self._local_fallback or over_budget:
-            reason = capped[0] if over_budget else f"cloud_unavailable:{failures[0].code}"
+        if self._local_fallback or failed.capped is not None:
             try:
-                return await self._local(request, reason, plan)
+                return await self._local(request, failed.fallback_reason, plan)
             except (LocalBackendError, InvalidRequestError) as exc:
                 # The local model cannot take it either (too long, busy, or it needs tools or
                 # images): the client hears about the cloud failures and this, not only this.
-                details.append(f"local: {exc}")
-        else:
-            details.append("local fallback is off (cloud.local_fallback)")
-        if over_budget:
-            raise BudgetExceededError(
-                "the cloud spend cap is reached and the local model cannot answer: "
-                + "; ".join(details),
-                cap=capped[0],
-            )
-        raise NoRouteError(
-            "no backend could answer: " + "; ".join(details),
-            failures=[f.code for f in failures],
-            should_retry=any(f.retryable for f in failures),
-        )
-
-
-_NO_PROVIDER_HINT = (
-    "set OPENAI_API_KEY or ANTHROPIC_API_KEY, or declare one under [[cloud.providers]]"
-)
-
-
-def _capped_detail(reason: str) -> str:
-    return (
-        f"{reason}: the cloud spend cap is reached (raise budget.daily_usd / "
-        f"budget.monthly_usd, or wait for the next day or month)"
-    )
-
-
-def _no_key(provider: str) -> _Failure:
-    variables = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-    hint = variables.get(provider, "the variable its api_key_env names")
-    return _Failure(provider, "no_key", f"{provider}: no API key (set {hint})", retryable=False)
+                raise failed.error(f"local: {exc}") from None
+        raise failed.error("local fallback is off (cloud.local_fallback)")

@@ -3,9 +3,9 @@
 The policy chain decides first.  When the deciding verdict is the difficulty policy's and its
 feature-stage score falls inside the probe's band (:class:`~hybrid.routing.difficulty.probe.
 ProbeStage`), the router asks the local model for its vector of the prompt
-(:meth:`~hybrid.local.backend.LocalBackend.prompt_embedding`) and the probe decides instead.
-Clear cases never reach the model; every other policy (privacy, capability, length, capacity)
-stays ahead and unchanged.
+(:meth:`~hybrid.routing.local_model.LocalAnswerer.prompt_embedding`) and the probe decides
+instead.  Clear cases never reach the model; every other policy (privacy, capability, length,
+capacity) stays ahead and unchanged.
 
 The vector costs the prompt's prefill on the local model's queue.  When the probe keeps the
 request local, the answer starts from the prompt already in the context's cache and evaluates
@@ -36,9 +36,8 @@ from hybrid.errors import (
     QueueFullError,
 )
 from hybrid.generation import GenerationRequest
-from hybrid.local.engine import EngineJob
-from hybrid.local.runtime import LocalRuntime
 from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.local_model import LocalCapacity, Prepared
 from hybrid.routing.policies.difficulty import DifficultyPolicy
 from hybrid.routing.policy import RouteDecision, Router, Verdict
 
@@ -67,10 +66,10 @@ class Settled:
 async def settle(
     decision: RouteDecision,
     request: GenerationRequest,
-    prepared: EngineJob | None,
+    prepared: Prepared | None,
     *,
     router: Router,
-    runtime: LocalRuntime,
+    local: LocalCapacity[Prepared],
     auto: bool,
 ) -> Settled:
     """Let the probe settle a difficulty decision in its band; otherwise change nothing.
@@ -81,7 +80,7 @@ async def settle(
         prepared: The request prepared for the local model (None: it does not fit there, or
             the model was not ready when the route was planned).
         router: The chain that decided (its difficulty policy knows the probe).
-        runtime: The local model's runtime.
+        local: The local model.
         auto: The route is the router's to choose (no model name, header or server-wide
             mode fixed it).
 
@@ -100,10 +99,10 @@ async def settle(
     probe = policy.probe()
     if probe is None or not probe.in_band(deciding.score):
         return Settled(decision)
-    if runtime.state != "ready":
-        return Settled(_fall_back(decision, deciding, f"not_{runtime.state}"))
+    if local.state != "ready":
+        return Settled(_fall_back(decision, deciding, f"not_{local.state}"))
     try:
-        backend = runtime.backend()
+        backend = local.backend()
         if backend.embedding_size != probe.dim:
             log.warning(
                 "the difficulty probe reads %d-value vectors and the local model gives %d: "
@@ -117,7 +116,7 @@ async def settle(
     except QueueFullError:
         return Settled(_fall_back(decision, deciding, "queue_full"))
     except ModelNotReadyError:
-        return Settled(_fall_back(decision, deciding, f"not_{runtime.state}"))
+        return Settled(_fall_back(decision, deciding, f"not_{local.state}"))
     except (ContextLengthExceededError, InvalidRequestError):
         return Settled(_fall_back(decision, deciding, "refused"))
     except (HybridError, ValueError) as exc:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -8,8 +7,6 @@ import pytest
 from fastapi.testclient import TestClient
 from scripted import ScriptedBackend, scripted_app
 
-# The fake cloud (a real loopback server speaking OpenAI's and Anthropic's wire formats).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakecloud"))
 from hybrid.settings import Settings, load_settings
 
 

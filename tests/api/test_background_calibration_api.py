@@ -4,14 +4,15 @@ with the progress in ``/health``: waiting, running, then adopted or kept-prior."
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from calibration_fakes import KnowingBackend
 from fastapi.testclient import TestClient
+from gguf_writer import tiny_model
 from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
 
 from hybrid.backend import Generation
@@ -22,12 +23,6 @@ from hybrid.routing.calibration.items import CATEGORIES, calibration_set
 from hybrid.routing.calibration.record import load_record
 from hybrid.routing.difficulty.store import gguf_sha256, model_path
 from hybrid.settings import Settings
-
-TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TESTS / "models"))
-sys.path.insert(0, str(TESTS / "calibration"))
-from calibration_fakes import KnowingBackend  # noqa: E402
-from gguf_writer import tiny_model  # noqa: E402
 
 PER_CATEGORY = 20  # 20 items a category: enough held out for acceptance to trust a fit
 # Categories the embedded model (whose weights the prior reuses) never got right: a model that

@@ -107,7 +107,7 @@ def app_for(tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, Settings
 
 
 def state_of(client: TestClient) -> Any:
-    """The app's state (``AppState``)."""
+    """The app's service (``hybrid.service.service.Service``)."""
     app: Any = client.app
     return app.state.hybrid
 

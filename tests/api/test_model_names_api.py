@@ -4,10 +4,8 @@ the provider's key they are a 404 that says which key to set."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fake_cloud import FakeCloud
 from fastapi.testclient import TestClient
 from scripted import scripted_app
@@ -18,12 +16,6 @@ from hybrid.settings import Settings, load_settings
 
 HELLO = [{"role": "user", "content": "Say hello"}]
 TO_CLOUD = {"X-Hybrid-Route": "cloud"}
-
-
-@pytest.fixture
-def cloud() -> Iterator[FakeCloud]:
-    with FakeCloud() as fake:
-        yield fake
 
 
 def settings_with(tmp_path: Path, **environ: str) -> Settings:

@@ -9,9 +9,8 @@ timeout is a generous bound, which only a server that ignores them reaches.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import anthropic
@@ -19,8 +18,6 @@ import httpx
 import openai
 import pytest
 from fake_cloud import FakeCloud, Fault
-from live_app import serving
-from scripted import scripted_app
 
 from hybrid.ledger.store import LedgerStore
 from hybrid.settings import load_settings
@@ -34,12 +31,6 @@ LOCAL_TEXT = "Hello world"  # what the scripted local model answers
 SILENCE_S = 60.0
 
 
-@pytest.fixture
-def cloud() -> Iterator[FakeCloud]:
-    with FakeCloud() as fake:
-        yield fake
-
-
 def records_in(tmp_path: Path) -> list[dict[str, object]]:
     settings = load_settings(environ={"HYBRID_HOME": str(tmp_path / "home")}, dotenv_file=None)
     store = LedgerStore.open(settings.settings.ledger.resolved_path(settings.settings.home))
@@ -47,26 +38,6 @@ def records_in(tmp_path: Path) -> list[dict[str, object]]:
         return [record.to_dict() for record in reversed(store.recent(100))]
     finally:
         store.close()
-
-
-@pytest.fixture
-def serve(cloud: FakeCloud, tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """Start hybrid in front of the fake cloud with these dotted settings; yields a starter."""
-    with contextlib.ExitStack() as stack:
-
-        def start(**cli: object) -> str:
-            environ = {
-                "HYBRID_HOME": str(tmp_path / "home"),
-                "OPENAI_API_KEY": cloud.openai_key,
-                "OPENAI_BASE_URL": cloud.base_url + "/v1",
-                "ANTHROPIC_API_KEY": cloud.anthropic_key,
-                "ANTHROPIC_BASE_URL": cloud.base_url,
-            }
-            options = {"probe.measure_bandwidth": False, **cli}
-            settings = load_settings(environ=environ, dotenv_file=None, cli=options).settings
-            return stack.enter_context(serving(scripted_app(settings)))
-
-        yield start
 
 
 def sse_lines(base_url: str, path: str, body: dict[str, object]) -> tuple[httpx.Headers, list[str]]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from calibration_fakes import FunctionBackend, KnowingBackend
+from gguf_writer import tiny_model
 
 from hybrid.backend import Backend
 from hybrid.cli import main
@@ -29,10 +29,6 @@ from hybrid.routing.calibration.record import load_record
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.store import find, load_for, model_path, save
-
-# The models tests' GGUF writer, for a model file `hybrid calibrate --reset` can resolve.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from gguf_writer import tiny_model
 
 SHA = "5a" * 32
 COMMANDS = {"calibrate": "hybrid.cli.calibrate"}

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from calibration_fakes import KnowingBackend
+from fake_cloud import FakeCloud, Fault
 
 from hybrid.cli import main
 from hybrid.cli.calibrate import CalibrateOptions, calibrate_backend
@@ -31,9 +32,6 @@ from hybrid.routing.calibration.record import load_record
 from hybrid.routing.calibration.runner import ItemAnswer
 from hybrid.routing.names import CloudTarget
 from hybrid.settings import Settings, load_settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakecloud"))
-from fake_cloud import FakeCloud, Fault
 
 ITEMS = calibration_set(0, per_category=6)
 RUBRIC_ITEMS = judged_items(ITEMS)

@@ -9,12 +9,9 @@ import types
 from pathlib import Path
 
 import pytest
+from gguf_writer import embedded_header
 
 from hybrid.cli import main
-
-# The GGUF test helpers live beside the model tests; that folder has no __init__.py.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from gguf_writer import embedded_header
 
 
 def test_a_taken_port_is_a_clear_error_not_a_hang(capsys: pytest.CaptureFixture[str]) -> None:

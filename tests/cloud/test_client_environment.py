@@ -13,13 +13,13 @@ import contextlib
 import shutil
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import pytest
 import trustme
+from fake_cloud import FakeCloud
 from proxy_fakes import ForwardProxy, ProxiedRequest, TlsFront
 
 from hybrid.backend import collect
@@ -27,11 +27,8 @@ from hybrid.cloud.client import cloud_client, http2_available
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.errors import ConfigError, ProviderError
 from hybrid.generation import GenerationRequest, Message
-from hybrid.routing.providers import build_providers
+from hybrid.service.providers import build_providers
 from hybrid.settings import CloudSettings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakecloud"))
-from fake_cloud import FakeCloud
 
 CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 

@@ -10,8 +10,8 @@ import asyncio
 
 import httpx2
 import pytest
-from cloud_fakes import FakeSleep, Upstream, chat, json_response, mock_client, openai
-from cloud_server import Exchange, LoopbackServer, Script
+from cloud_fakes import OPENAI_KEY, FakeSleep, Upstream, chat, json_response, mock_client, openai
+from fake_cloud import FakeCloud, Fault
 
 from hybrid.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError
 from hybrid.generation import GenerationRequest
@@ -20,44 +20,36 @@ HELLO = chat(("user", "Say hello"))
 HELLO_STREAM = chat(("user", "Say hello"), stream=True)
 # Far above every limit below: only a provider that ignores max_total_s reaches it.
 SCENARIO_BOUND_S = 20.0
-
-
-async def _silent(exchange: Exchange) -> None:
-    await asyncio.sleep(60)
-
-
-async def _headers_then_silent(exchange: Exchange) -> None:
-    await exchange.start_chunked()
-    await exchange.chunk(b": processing\n\n")
-    await asyncio.sleep(60)
+SILENT = Fault.black_hole()
+# The head of a stream and an SSE comment, then nothing.
+HEADERS_THEN_SILENT = Fault.stall(after_chunks=0, stall_s=60, comment="processing")
 
 
 @pytest.mark.parametrize(
-    ("request_", "script"),
-    [(HELLO, _silent), (HELLO_STREAM, _silent), (HELLO_STREAM, _headers_then_silent)],
+    ("request_", "fault"),
+    [(HELLO, SILENT), (HELLO_STREAM, SILENT), (HELLO_STREAM, HEADERS_THEN_SILENT)],
     ids=["whole", "streamed", "streamed-headers-only"],
 )
 def test_a_silent_provider_is_given_up_on_after_max_total_s(
-    request_: GenerationRequest, script: Script
+    request_: GenerationRequest, fault: Fault
 ) -> None:
-    async def scenario() -> tuple[ProviderError, int]:
-        async with (
-            asyncio.timeout(SCENARIO_BOUND_S),
-            LoopbackServer(script) as server,
-            httpx2.AsyncClient() as client,
-        ):
+    async def scenario(cloud: FakeCloud) -> ProviderError:
+        async with asyncio.timeout(SCENARIO_BOUND_S), httpx2.AsyncClient() as client:
             provider = openai(
                 client,
-                base_url=server.url + "/v1",
+                base_url=cloud.base_url + "/v1",
                 first_byte_timeout_s=60,
                 max_attempts=3,
                 max_total_s=0.3,
             )
             with pytest.raises(ProviderError) as caught:
                 await provider.start(request_)
-            return caught.value, len(server.received)
+            return caught.value
 
-    error, requests = asyncio.run(scenario())
+    with FakeCloud(openai_key=OPENAI_KEY, default_fault=fault) as cloud:
+        error = asyncio.run(scenario(cloud))
+        requests = len(cloud.requests)
+
     assert isinstance(error, ProviderTimeoutError)
     assert "no answer within 0.3 s" in str(error) and "max_total_s" in str(error)
     assert requests == 1, "the first attempt had the whole budget; none was left to retry"
@@ -65,25 +57,12 @@ def test_a_silent_provider_is_given_up_on_after_max_total_s(
 
 def test_a_retry_gets_only_what_is_left_of_max_total_s() -> None:
     sleep = FakeSleep()
-    served = 0
 
-    async def fail_then_stall(exchange: Exchange) -> None:
-        nonlocal served
-        served += 1
-        if served == 1:
-            await exchange.respond("503 Service Unavailable", {}, b"busy")
-            return
-        await asyncio.sleep(60)
-
-    async def scenario() -> tuple[ProviderError, int]:
-        async with (
-            asyncio.timeout(SCENARIO_BOUND_S),
-            LoopbackServer(fail_then_stall) as server,
-            httpx2.AsyncClient() as client,
-        ):
+    async def scenario(cloud: FakeCloud) -> ProviderError:
+        async with asyncio.timeout(SCENARIO_BOUND_S), httpx2.AsyncClient() as client:
             provider = openai(
                 client,
-                base_url=server.url + "/v1",
+                base_url=cloud.base_url + "/v1",
                 sleep=sleep,
                 first_byte_timeout_s=60,
                 max_attempts=3,
@@ -91,9 +70,14 @@ def test_a_retry_gets_only_what_is_left_of_max_total_s() -> None:
             )
             with pytest.raises(ProviderError) as caught:
                 await provider.start(HELLO)
-            return caught.value, len(server.received)
+            return caught.value
 
-    error, requests = asyncio.run(scenario())
+    # A 503, then silence.
+    with FakeCloud(openai_key=OPENAI_KEY, default_fault=SILENT) as cloud:
+        cloud.push(Fault.status(503))
+        error = asyncio.run(scenario(cloud))
+        requests = len(cloud.requests)
+
     assert isinstance(error, ProviderTimeoutError)
     assert "2 attempts" in str(error) and "max_total_s" in str(error)
     assert requests == 2

@@ -1,16 +1,10 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from serve_process import RunningServer, ServeProcesses, free_port
-
-# The fake cloud lives beside the other test helpers; its folder has no __init__.py.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakecloud"))
-
-__all__ = ["RunningServer", "free_port"]
+from server_process import RunningServer, ServeProcesses
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RunningServer
 from gguf_patch import add_string_metadata
+from server_process import RunningServer
 
 from hybrid.models.embedded import ensure_embedded_model
 from hybrid.routing.calibration.items import CATEGORIES

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import RunningServer
 from gguf_patch import add_string_metadata
+from server_process import RunningServer
 
 from hybrid.models.embedded import ensure_embedded_model
 from hybrid.models.gguf import read_gguf

@@ -4,9 +4,7 @@ OpenAI-compatible provider, driven by the official ``openai`` and ``anthropic`` 
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,8 +12,8 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import RunningServer, free_port
 from fake_cloud import FakeCloud, Fault, closed_port
+from server_process import RunningServer, free_port, start_server
 
 from hybrid.models.embedded import ensure_embedded_model
 
@@ -52,43 +50,31 @@ def upstream_llama(hybrid_home: Path, tmp_path_factory: pytest.TempPathFactory) 
     """llama-cpp-python's own OpenAI-compatible server on the embedded model."""
     model = ensure_embedded_model(hybrid_home)
     port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        "gemma-upstream",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "1024",
+        "--verbose",
+        "false",
+    ]
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model),
-                "--model_alias",
-                "gemma-upstream",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "1024",
-                "--verbose",
-                "false",
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}/v1"
+    upstream = start_server(
+        command, port=port, log=log, ready_path="/v1/models", timeout_s=120, what="llama server"
+    )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield base
+        yield f"{upstream.base_url}/v1"
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        upstream.stop(grace_s=30)
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +93,7 @@ def server(
     )
     env = {
         "HYBRID_CONFIG": str(config),
-        "OPENAI_API_KEY": cloud.openai_key,
-        "OPENAI_BASE_URL": f"{cloud.base_url}/v1",
-        "ANTHROPIC_API_KEY": cloud.anthropic_key,
-        "ANTHROPIC_BASE_URL": cloud.base_url,
+        **cloud.provider_env(),
         **FAST_RELIABILITY,
     }
     running = start_server("--ctx", "1024", env=env)
@@ -428,10 +411,7 @@ def failover_server(
     start_server: Callable[..., RunningServer], cloud: FakeCloud
 ) -> Iterator[RunningServer]:
     env = {
-        "OPENAI_API_KEY": cloud.openai_key,
-        "OPENAI_BASE_URL": f"{cloud.base_url}/v1",
-        "ANTHROPIC_API_KEY": cloud.anthropic_key,
-        "ANTHROPIC_BASE_URL": cloud.base_url,
+        **cloud.provider_env(),
         "HYBRID_CLOUD__FAILOVER": '["anthropic/claude-haiku-4-5"]',
         **FAST_RELIABILITY,
     }

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer
 from fake_cloud import FakeCloud
 from ledger_load import ChatLoad, cloud_env, ledger_rows
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
+from server_process import RunningServer
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ from types import TracebackType
 
 import httpx
 import pytest
-from conftest import RunningServer
 from fake_cloud import closed_port
+from server_process import RunningServer
 
 pytestmark = pytest.mark.slow
 

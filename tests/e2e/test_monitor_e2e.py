@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer
 from openai import OpenAI
 from rich.text import Text
+from server_process import RunningServer
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 

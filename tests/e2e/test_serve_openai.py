@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import openai
 import pytest
-from conftest import RunningServer
+from server_process import RunningServer
 
 pytestmark = pytest.mark.slow
 

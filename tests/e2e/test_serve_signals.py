@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import RunningServer
+from server_process import RunningServer
 
 pytestmark = pytest.mark.slow
 

@@ -11,26 +11,19 @@ call id or a result fails here.
 from __future__ import annotations
 
 import json
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
-import uvicorn
-from conftest import RunningServer, free_port
 from fake_cloud import FakeCloud
 from fake_cloud_tools import ScriptedCall, ToolScript
+from live_app import serving
+from scripted import scripted_app
+from server_process import RunningServer
 
 from hybrid.settings import load_settings
-
-# The scripted local model lives beside the API tests; that folder has no __init__.py.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from scripted import scripted_app
 
 WEATHER = {"city": "Paris"}
 OPENAI_TOOLS: list[Any] = [
@@ -76,27 +69,12 @@ def fake(cloud: FakeCloud) -> FakeCloud:
 def hybrid_url(cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     environ = {
         "HYBRID_HOME": str(tmp_path_factory.mktemp("home")),
-        "OPENAI_API_KEY": cloud.openai_key,
-        "OPENAI_BASE_URL": f"{cloud.base_url}/v1",
-        "ANTHROPIC_API_KEY": cloud.anthropic_key,
-        "ANTHROPIC_BASE_URL": cloud.base_url,
+        **cloud.provider_env(),
     }
     cli = {"probe.measure_bandwidth": False}
     settings = load_settings(environ=environ, dotenv_file=None, cli=cli).settings
-    app = scripted_app(settings)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none")
-    )
-    thread = threading.Thread(target=server.run, name="hybrid-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "hybrid did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(scripted_app(settings)) as base_url:
+        yield base_url
 
 
 @pytest.fixture

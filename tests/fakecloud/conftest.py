@@ -9,12 +9,6 @@ from fake_cloud import FakeCloud
 
 
 @pytest.fixture
-def cloud() -> Iterator[FakeCloud]:
-    with FakeCloud() as fake:
-        yield fake
-
-
-@pytest.fixture
 def openai_client(cloud: FakeCloud) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(
         api_key="sk-fake-openai", base_url=cloud.base_url + "/v1", max_retries=0, timeout=5

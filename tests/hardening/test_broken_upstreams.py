@@ -11,11 +11,10 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
-from broken_upstreams import BlackHole, StaleCloud
+from fake_cloud import FakeCloud, Fault
 from server_logs import logged_tracebacks
 from soak_tally import SoakTally
 from spending_requests import error_code
@@ -35,6 +34,16 @@ APIS = {
     "anthropic": ("/v1/messages", MESSAGES, "anthropic"),
 }
 TO_CLOUD = {"X-Hybrid-Route": "cloud"}
+
+
+def black_hole() -> FakeCloud:
+    """An upstream that accepts every connection, reads the request and says nothing."""
+    return FakeCloud(default_fault=Fault.black_hole())
+
+
+def stale_cloud(answers_per_connection: int, idle_close_s: float = 1.0) -> FakeCloud:
+    """The fake cloud closing kept-alive connections as an idle timeout would."""
+    return FakeCloud(idle_close_s=idle_close_s, answers_per_connection=answers_per_connection)
 
 
 def short_timeouts(base_url: str, **cli: object) -> dict[str, object]:
@@ -68,10 +77,10 @@ def post(base_url: str, api: str, *, stream: bool) -> httpx.Response:
 def test_a_black_hole_upstream_ends_in_the_local_answer(
     serve: Callable[..., str], api: str, stream: bool
 ) -> None:
-    with BlackHole() as hole:
+    with black_hole() as hole:
         base_url = serve(**short_timeouts(hole.base_url))
         response = post(base_url, api, stream=stream)
-        assert hole.accepted >= 1
+        assert hole.connections >= 1
 
     assert response.status_code == 200
     assert response.headers["x-hybrid-route"] == "local"
@@ -83,7 +92,7 @@ def test_a_black_hole_upstream_ends_in_the_local_answer(
 def test_a_black_hole_upstream_without_local_fallback_is_a_503(
     serve: Callable[..., str], api: str
 ) -> None:
-    with BlackHole() as hole:
+    with black_hole() as hole:
         base_url = serve(**short_timeouts(hole.base_url, **{"cloud.local_fallback": False}))
         response = post(base_url, api, stream=False)
 
@@ -100,7 +109,7 @@ def test_a_connection_the_upstream_closed_is_not_used_for_the_answer(
 ) -> None:
     # Every kept connection is closed as the next request arrives on it: the race a client
     # loses when a server times out an idle connection just as it is reused.
-    with StaleCloud(answers_per_connection=1) as stale:
+    with stale_cloud(answers_per_connection=1) as stale:
         base_url = serve(**short_timeouts(stale.base_url))
         responses = [post(base_url, api, stream=i % 2 == 1) for i in range(4)]
         dropped = stale.dropped
@@ -145,10 +154,10 @@ def load(base_url: str, rounds: int, pause_s: Callable[[], float]) -> tuple[list
 
 
 # Each upstream, and what shows it did its harm: connections held, or requests dropped.
-UPSTREAMS: dict[str, tuple[Callable[[], Any], Callable[[Any], int]]] = {
-    "black hole": (BlackHole, lambda hole: hole.accepted),
+UPSTREAMS: dict[str, tuple[Callable[[], FakeCloud], Callable[[FakeCloud], int]]] = {
+    "black hole": (black_hole, lambda hole: hole.connections),
     "stale connections": (
-        lambda: StaleCloud(answers_per_connection=2, idle_close_s=0.2),
+        lambda: stale_cloud(answers_per_connection=2, idle_close_s=0.2),
         lambda stale: stale.dropped,
     ),
 }

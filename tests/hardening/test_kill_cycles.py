@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fake_cloud import FakeCloud
 from ledger_load import ChatLoad, cloud_env, ledger_rows
-from serve_process import RunningServer, ServeProcesses
+from server_process import RunningServer, ServeProcesses
 from soak_tally import SoakTally
 
 CYCLES = 5

@@ -25,7 +25,7 @@ from fake_cloud import FakeCloud, Fault
 from fastapi.testclient import TestClient
 from scripted import ScriptedRuntime, scripted_app
 
-from hybrid.api import direct
+from hybrid.api import bodies as direct
 from hybrid.generation import GenerationDone, GenerationEvent, TextDelta, Usage
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore

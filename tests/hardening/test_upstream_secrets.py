@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 from fake_cloud import FakeCloud, Fault
-from live_app import serving
+from live_app import cloud_settings, serving
 from scripted import scripted_app
 
 from hybrid.ledger.store import LedgerStore
-from hybrid.settings import Settings, load_settings
+from hybrid.settings import Settings
 
 _RNG = random.Random(7)
 _URL_SAFE = string.ascii_letters + string.digits + "-_"
@@ -43,15 +43,7 @@ def cloud() -> Iterator[FakeCloud]:
 
 
 def settings_for(cloud: FakeCloud, home: Path, **cli: object) -> Settings:
-    environ = {
-        "HYBRID_HOME": str(home),
-        "OPENAI_API_KEY": cloud.openai_key,
-        "OPENAI_BASE_URL": f"{cloud.base_url}/v1",
-        "ANTHROPIC_API_KEY": cloud.anthropic_key,
-        "ANTHROPIC_BASE_URL": cloud.base_url,
-    }
-    cli = {"probe.measure_bandwidth": False, "cloud.backoff_base_s": 0.01, **cli}
-    return load_settings(environ=environ, dotenv_file=None, cli=cli).settings
+    return cloud_settings(cloud, home, **{"cloud.backoff_base_s": 0.01, **cli})
 
 
 def ledger_text(settings: Settings) -> str:

@@ -9,19 +9,15 @@ weights: the refusal comes before llama.cpp reads anything.
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
+from gguf_writer import embedded_header
 from hardware_fakes import GIB, build_snapshot
 
 from hybrid.errors import ModelNotReadyError
 from hybrid.local.runtime import LocalRuntime
 from hybrid.settings import Settings
-
-# The GGUF test helpers live beside the model tests; that folder has no __init__.py.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from gguf_writer import embedded_header
 
 
 def test_an_explicit_context_that_does_not_fit_fails_the_load_with_the_numbers(

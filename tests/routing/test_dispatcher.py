@@ -51,6 +51,7 @@ class FakeLocal:
     supports: frozenset[str] = frozenset()
     queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
     speed = SpeedMeter()
+    embedding_size = 4
 
     def __init__(self, fail: HybridError | None = None) -> None:
         self.fail = fail
@@ -72,6 +73,12 @@ class FakeLocal:
         if self.fail is not None:
             raise self.fail
         return Replay("local answer")
+
+    async def prompt_embedding(self, request: GenerationRequest, *, prepared: Any = None) -> Any:
+        raise AssertionError("no probe in these tests: the model stage never asks")
+
+    def release_hand_off(self) -> None:
+        raise AssertionError("no probe in these tests: nothing to release")
 
 
 class FakeProvider:
@@ -102,7 +109,7 @@ def dispatcher(
         None,
     )
     return Dispatcher(
-        local,  # type: ignore[arg-type]
+        local,
         {p.name: p for p in providers},  # type: ignore[misc]
         names,
         router=build_router(RoutingSettings()),
@@ -271,7 +278,7 @@ class CascadingLocal(FakeLocal):
 def cascading(local: FakeLocal, openai: FakeProvider) -> Dispatcher:
     names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
     return Dispatcher(
-        local,  # type: ignore[arg-type]
+        local,
         {"openai": openai},  # type: ignore[dict-item]
         names,
         router=build_router(RoutingSettings()),
@@ -358,7 +365,7 @@ def test_allow_cloud_lets_private_data_out_when_local_cannot_serve() -> None:
     local = FakeLocal(QueueFullError(depth=9, retry_after=3))
     names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
     d = Dispatcher(
-        local,  # type: ignore[arg-type]
+        local,
         {"openai": FakeProvider("openai")},  # type: ignore[dict-item]
         names,
         router=build_router(RoutingSettings()),

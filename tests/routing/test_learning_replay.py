@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import sys
 from pathlib import Path
 from random import Random
 from typing import Any
 
 import numpy as np
 import pytest
+from gguf_writer import tiny_model
 
 from hybrid.cli import main
 from hybrid.cli.calibrate_ledger import refit_from_ledger
@@ -37,9 +37,6 @@ from hybrid.routing.calibration.runner import ItemAnswer
 from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.store import find, gguf_sha256, model_path, save
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from gguf_writer import tiny_model
 
 SHA = "ab" * 32
 T0 = 1_795_000_000.0

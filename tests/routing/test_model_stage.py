@@ -122,7 +122,7 @@ def dispatcher(
     names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=cloud)], None)
     settings = RoutingSettings(difficulty=DifficultySettings(model_stage=model_stage))
     router = build_router(settings, difficulty=lambda: model)
-    built = Dispatcher(local, {"openai": provider} if cloud else {}, names, router=router)  # type: ignore[arg-type,dict-item]
+    built = Dispatcher(local, {"openai": provider} if cloud else {}, names, router=router)  # type: ignore[dict-item]
     built.mode = mode
     return built, provider
 

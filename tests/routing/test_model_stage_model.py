@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pytest
@@ -77,7 +76,7 @@ def dispatcher(backend: LocalBackend, *, model_stage: bool) -> Dispatcher:
     settings = RoutingSettings(difficulty=DifficultySettings(model_stage=model_stage))
     model = difficulty(backend.embedding_size)
     router = build_router(settings, difficulty=lambda: model)
-    runtime: Any = Runtime(backend)
+    runtime = Runtime(backend)
     return Dispatcher(runtime, {}, names, router=router)
 
 

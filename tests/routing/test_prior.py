@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gguf_writer import tiny_model
 
 from hybrid.generation import Message
 from hybrid.routing.difficulty.model import DifficultyModel
@@ -25,9 +25,6 @@ from hybrid.routing.difficulty.prior import (
 from hybrid.routing.difficulty.store import find, gguf_sha256, save
 from hybrid.routing.policies.difficulty import CalibratedModel, DifficultyPolicy
 from hybrid.routing.policy import LocalStatus, RouteContext
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from gguf_writer import tiny_model
 
 HARD = "Compute 48127 * 9931 - 77 and explain each step of the long multiplication."
 EASY = "Hi!"

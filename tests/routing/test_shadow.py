@@ -4,19 +4,15 @@ against the fake cloud (sampling, spend caps, failures, the judge)."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from random import Random
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakecloud"))
 from fake_cloud import FakeCloud, Fault
 
 from hybrid.generation import GenerationRequest, Message
 from hybrid.routing.names import CloudTarget
-from hybrid.routing.providers import build_providers
 from hybrid.routing.shadow import (
     Grade,
     Shadowing,
@@ -25,6 +21,7 @@ from hybrid.routing.shadow import (
     read_verdict,
     words,
 )
+from hybrid.service.providers import build_providers
 from hybrid.settings import load_settings
 
 TARGET = CloudTarget("openai", "gpt-4.1-mini")

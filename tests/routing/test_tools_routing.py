@@ -59,6 +59,7 @@ class Local:
     queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
     speed = SpeedMeter()
     state = "ready"
+    embedding_size = 4
 
     def __init__(self, supports: frozenset[str]) -> None:
         self.supports = supports
@@ -77,6 +78,12 @@ class Local:
         self.started += 1
         return answer()
 
+    async def prompt_embedding(self, request: GenerationRequest, *, prepared: Any = None) -> Any:
+        raise AssertionError("no probe in these tests: the model stage never asks")
+
+    def release_hand_off(self) -> None:
+        raise AssertionError("no probe in these tests: nothing to release")
+
 
 class Cloud:
     name = "openai"
@@ -92,7 +99,7 @@ class Cloud:
 def dispatcher(local: Local, cloud: Cloud) -> Dispatcher:
     names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
     return Dispatcher(
-        local,  # type: ignore[arg-type]
+        local,
         {"openai": cloud},  # type: ignore[dict-item]
         names,
         router=build_router(RoutingSettings()),

@@ -3,31 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from hybrid import __version__
-from hybrid.api.direct import parse_body
-from hybrid.api.events import CLOSED
-from hybrid.api.state import AppState, app_state
+from hybrid.api.bodies import JsonBody
+from hybrid.api.state import app_state
 from hybrid.errors import InvalidRequestError
 from hybrid.ledger.budget import day_start
 from hybrid.ledger.totals import GROUP_BYS, GroupBy
 from hybrid.routing.dispatcher import MODES, Mode
+from hybrid.service.events import CLOSED
+from hybrid.service.service import Service
+from hybrid.wire.sse import sse_comment, sse_event
 
 router = APIRouter()
 
 # A comment line this often keeps proxies from closing a quiet stream.
 PING_INTERVAL_S = 15.0
+PING = sse_comment("ping")
 
 
-async def stats_snapshot(state: AppState) -> dict[str, Any]:
+async def stats_snapshot(state: Service) -> dict[str, Any]:
     """The body of ``GET /v1/hybrid/stats``: today's and all-time totals, the labels each local
     model has for learning (by source), budget, mode."""
     today = await state.ledger.totals(since=day_start(time.time()))
@@ -79,7 +81,7 @@ async def stats(
     return JSONResponse(body)
 
 
-async def _groups(state: AppState, by: GroupBy, since: float | None) -> list[dict[str, Any]]:
+async def _groups(state: Service, by: GroupBy, since: float | None) -> list[dict[str, Any]]:
     groups = await state.ledger.read(lambda store: store.grouped(by, since))
     return [
         {"key": key, "totals": totals.to_dict(), "latency": latency.to_dict()}
@@ -98,26 +100,23 @@ async def events(request: Request) -> StreamingResponse:
     )
 
 
-async def _follow(state: AppState) -> AsyncIterator[bytes]:
+async def _follow(state: Service) -> AsyncIterator[bytes]:
     # Subscribe before reading the snapshot, so nothing falls between the two.
     with state.bus.follow() as queue:
         snapshot = await stats_snapshot(state)
         snapshot["recent"] = state.bus.recent
         snapshot["hardware"] = state.bus.hardware
-        yield _sse("snapshot", snapshot)
+        yield sse_event(snapshot, "snapshot")
         while True:
             try:
                 event = await asyncio.wait_for(queue.get(), PING_INTERVAL_S)
             except TimeoutError:
-                yield b": ping\n\n"
+                yield PING
                 continue
             if event is CLOSED:
                 return  # the server is shutting down; the client reconnects to the next one
-            yield _sse(*event)
-
-
-def _sse(name: str, data: Mapping[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+            name, data = event
+            yield sse_event(data, name)
 
 
 class ModeRequest(BaseModel):
@@ -147,14 +146,16 @@ _MODE_BODY = {
         }
     },
 )
-async def set_mode(request: Request) -> JSONResponse:
+async def set_mode(
+    body: Annotated[ModeRequest, Depends(JsonBody(ModeRequest))], request: Request
+) -> JSONResponse:
     """Set the routing mode: ``{"mode": "auto" | "local-only" | "cloud-only"}``.
 
     Raises:
         RequestValidationError: The body is not JSON, or ``mode`` is not a string.
         InvalidRequestError: ``mode`` is missing or not one of the modes.
     """
-    mode = parse_body(ModeRequest, await request.body()).mode
+    mode = body.mode
     if mode not in MODES:
         raise InvalidRequestError(
             f'send a JSON object {{"mode": ...}} with one of {", ".join(MODES)} (got {mode!r})',

@@ -5,31 +5,32 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from hybrid.api.answering import start_answer
+from hybrid.api.bodies import JsonBody
 from hybrid.api.disconnect import collect_unless_disconnected
-from hybrid.api.errors import wire_error
 from hybrid.api.keepalive import stream_answer
 from hybrid.api.middleware import request_id_of
-from hybrid.api.openai_tools import tool_call_deltas
-from hybrid.api.openai_wire import (
-    SSE_DONE,
-    ResponseMeta,
-    chat_chunk,
-    chat_completion_json,
-    chat_request,
-    chat_usage_chunk,
-    sse,
-)
 from hybrid.api.responses import JsonResponse
-from hybrid.api.schema import ChatCompletionRequest
 from hybrid.api.state import app_state
 from hybrid.backend import Generation
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta, ToolCallDelta
 from hybrid.routing.dispatcher import Answer
+from hybrid.wire.errors import wire_error
+from hybrid.wire.openai.decode import chat_request
+from hybrid.wire.openai.respond import (
+    ResponseMeta,
+    chat_chunk,
+    chat_completion_json,
+    chat_usage_chunk,
+)
+from hybrid.wire.openai.schema import ChatCompletionRequest
+from hybrid.wire.openai.tools import tool_call_deltas
+from hybrid.wire.sse import SSE_DONE, sse_event
 
 router = APIRouter()
 log = logging.getLogger("hybrid.api")
@@ -38,7 +39,10 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+async def chat_completions(
+    body: Annotated[ChatCompletionRequest, Depends(JsonBody(ChatCompletionRequest))],
+    request: Request,
+) -> Response:
     """Answer a chat completion request, locally or through a cloud provider."""
     request_id = request_id_of(request.scope)
     generation_request = chat_request(body, request_id)
@@ -58,7 +62,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         return await stream_answer(
             starting,
             frames,
-            lambda exc: sse(wire_error(exc).body()),
+            lambda exc: sse_event(wire_error(exc).body()),
             headers=SSE_HEADERS,
             keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
         )
@@ -81,14 +85,14 @@ async def _stream(
 ) -> AsyncGenerator[bytes, None]:
     try:
         first = {"role": "assistant", "content": "", "refusal": None}
-        yield sse(chat_chunk(meta, first, include_usage=include_usage))
+        yield sse_event(chat_chunk(meta, first, include_usage=include_usage))
         # Calls whose arguments never came (a tool without parameters): they get "{}" before
         # the end, as the whole answer has, since clients parse arguments as a JSON object.
         without_arguments: set[int] = set()
         async for event in generation:
             if isinstance(event, TextDelta):
                 if event.text or (logprobs and event.logprobs):
-                    yield sse(
+                    yield sse_event(
                         chat_chunk(
                             meta,
                             {"content": event.text},
@@ -103,21 +107,21 @@ async def _stream(
                 if event.arguments:
                     without_arguments.discard(event.index)
                 for delta in tool_call_deltas(event):
-                    yield sse(chat_chunk(meta, delta, include_usage=include_usage))
+                    yield sse_event(chat_chunk(meta, delta, include_usage=include_usage))
                 continue
             for index in sorted(without_arguments):
                 empty = tool_call_deltas(ToolCallDelta(index, arguments="{}"))
-                yield sse(chat_chunk(meta, empty[0], include_usage=include_usage))
-            yield sse(
+                yield sse_event(chat_chunk(meta, empty[0], include_usage=include_usage))
+            yield sse_event(
                 chat_chunk(meta, {}, finish_reason=event.finish_reason, include_usage=include_usage)
             )
             if include_usage:
-                yield sse(chat_usage_chunk(meta, event.usage))
+                yield sse_event(chat_usage_chunk(meta, event.usage))
         yield SSE_DONE
     except HybridError as exc:
         # Headers are gone: the failure travels as an error event, and no [DONE] follows, so
         # the client cannot mistake a cut answer for a complete one.
         log.warning("%s failed mid-stream: %s", meta.id, exc)
-        yield sse(wire_error(exc).body())
+        yield sse_event(wire_error(exc).body())
     finally:
         await generation.aclose()

@@ -5,37 +5,36 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from hybrid.api.answering import start_answer
+from hybrid.api.bodies import JsonBody
 from hybrid.api.disconnect import collect_unless_disconnected
-from hybrid.api.errors import wire_error
 from hybrid.api.keepalive import stream_answer
 from hybrid.api.middleware import request_id_of
-from hybrid.api.openai_wire import (
-    SSE_DONE,
-    ResponseMeta,
-    completion_json,
-    completion_logprobs_json,
-    completion_request,
-    sse,
-)
 from hybrid.api.responses import JsonResponse
 from hybrid.api.routes.chat import SSE_HEADERS
-from hybrid.api.schema import CompletionRequest
 from hybrid.api.state import app_state
 from hybrid.backend import Generation
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta, ToolCallDelta
 from hybrid.routing.dispatcher import Answer
+from hybrid.wire.errors import wire_error
+from hybrid.wire.openai.decode import completion_request
+from hybrid.wire.openai.respond import ResponseMeta, completion_json, completion_logprobs_json
+from hybrid.wire.openai.schema import CompletionRequest
+from hybrid.wire.sse import SSE_DONE, sse_event
 
 router = APIRouter()
 log = logging.getLogger("hybrid.api")
 
 
 @router.post("/v1/completions")
-async def completions(body: CompletionRequest, request: Request) -> Response:
+async def completions(
+    body: Annotated[CompletionRequest, Depends(JsonBody(CompletionRequest))], request: Request
+) -> Response:
     """Complete a raw prompt with the local model, without chat formatting."""
     request_id = request_id_of(request.scope)
     generation_request = completion_request(body, request_id)
@@ -55,7 +54,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         return await stream_answer(
             starting,
             frames,
-            lambda exc: sse(wire_error(exc).body()),
+            lambda exc: sse_event(wire_error(exc).body()),
             headers=SSE_HEADERS,
             keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
         )
@@ -79,19 +78,19 @@ async def _stream(
             if isinstance(event, TextDelta):
                 if event.text or (logprobs and event.logprobs):
                     lp = completion_logprobs_json(event.logprobs, offset) if logprobs else None
-                    yield sse(completion_json(meta, event.text, lp, None, None, chunk=True))
+                    yield sse_event(completion_json(meta, event.text, lp, None, None, chunk=True))
                     offset += len(event.text)
                 continue
             if isinstance(event, ToolCallDelta):
                 continue  # a raw prompt offers no tools: none is ever called
-            yield sse(completion_json(meta, "", None, event.finish_reason, None, chunk=True))
+            yield sse_event(completion_json(meta, "", None, event.finish_reason, None, chunk=True))
             if include_usage:
                 usage_chunk = completion_json(meta, "", None, None, event.usage, chunk=True)
                 usage_chunk["choices"] = []
-                yield sse(usage_chunk)
+                yield sse_event(usage_chunk)
         yield SSE_DONE
     except HybridError as exc:
         log.warning("%s failed mid-stream: %s", meta.id, exc)
-        yield sse(wire_error(exc).body())
+        yield sse_event(wire_error(exc).body())
     finally:
         await generation.aclose()

@@ -19,11 +19,11 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hybrid.api.direct import parse_body
+from hybrid.api.bodies import JsonBody
 from hybrid.api.state import app_state
 from hybrid.errors import InvalidRequestError, RequestNotFoundError
 from hybrid.ledger.learning import Label
@@ -73,7 +73,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         }
     },
 )
-async def feedback(request: Request) -> JSONResponse:
+async def feedback(
+    body: Annotated[FeedbackRequest, Depends(JsonBody(FeedbackRequest))], request: Request
+) -> JSONResponse:
     """Label the answer to a request good or bad: ``{"request_id", "good", "note"?}``.
 
     Answers ``{"request_id", "good", "source": "feedback", "route", "about_local",
@@ -86,7 +88,6 @@ async def feedback(request: Request) -> JSONResponse:
         RequestNotFoundError: The ledger has no request with this id.
         InvalidRequestError: The request was refused before any model answered it.
     """
-    body = parse_body(FeedbackRequest, await request.body())
     state = app_state(request)
     request_id = body.request_id
 

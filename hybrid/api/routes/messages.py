@@ -8,27 +8,13 @@ comes out in Anthropic's shape (:func:`hybrid.api.errors.shape_for_path`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from hybrid.api.answering import start_answer
-from hybrid.api.anthropic_schema import MessagesRequest
-from hybrid.api.anthropic_tools import input_json_delta_event, tool_use_start_event
-from hybrid.api.anthropic_wire import (
-    MessageMeta,
-    content_block_start_event,
-    content_block_stop_event,
-    error_event,
-    message_delta_event,
-    message_json,
-    message_start_event,
-    message_stop_event,
-    messages_request,
-    ping_event,
-    sse_event,
-    text_delta_event,
-)
+from hybrid.api.bodies import JsonBody
 from hybrid.api.disconnect import collect_unless_disconnected
 from hybrid.api.keepalive import stream_answer
 from hybrid.api.middleware import request_id_of
@@ -37,8 +23,21 @@ from hybrid.api.routes.chat import SSE_HEADERS
 from hybrid.api.state import app_state
 from hybrid.backend import Generation
 from hybrid.errors import GenerationError, HybridError
-from hybrid.generation import GenerationDone, GenerationEvent, TextDelta, ToolCallDelta
+from hybrid.generation import GenerationDone
 from hybrid.routing.dispatcher import Answer
+from hybrid.wire.anthropic.decode import messages_request
+from hybrid.wire.anthropic.respond import (
+    ContentBlocks,
+    MessageMeta,
+    frame,
+    message_delta_event,
+    message_json,
+    message_start_event,
+    message_stop_event,
+    ping_event,
+)
+from hybrid.wire.anthropic.schema import MessagesRequest
+from hybrid.wire.errors import wire_error
 
 log = logging.getLogger("hybrid.api")
 
@@ -46,7 +45,9 @@ router = APIRouter()
 
 
 @router.post("/v1/messages")
-async def messages(body: MessagesRequest, request: Request) -> Response:
+async def messages(
+    body: Annotated[MessagesRequest, Depends(JsonBody(MessagesRequest))], request: Request
+) -> Response:
     """Answer an Anthropic Messages request, locally or through a cloud provider."""
     request_id = request_id_of(request.scope)
     generation_request = messages_request(body, request_id)
@@ -60,7 +61,7 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
         return await stream_answer(
             starting,
             frames,
-            lambda exc: sse_event(error_event(exc)),
+            _error_event,
             headers=SSE_HEADERS,
             keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
         )
@@ -72,81 +73,35 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
     return JsonResponse(payload, headers=headers)
 
 
-class _ContentBlocks:
-    """Numbers and frames the content blocks of a streamed answer.
-
-    A text block opens with the first text, so that an empty answer has no empty block
-    (Anthropic refuses one when the client sends the turn back), as message_json does; each
-    tool call opens a tool_use block.  A block closes when the next one opens, or at the end.
-    """
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._open: int | None = None
-        self._text_open = False
-        self._tool_blocks: dict[int, int] = {}  # block index by tool call index
-
-    def events(self, event: GenerationEvent) -> list[dict[str, object]]:
-        """The Anthropic events that carry one text or tool call delta."""
-        if isinstance(event, TextDelta):
-            if not event.text:
-                return []
-            events = [] if self._text_open else self._start(content_block_start_event)
-            self._text_open = True
-            assert self._open is not None
-            return [*events, text_delta_event(event.text, self._open)]
-        if not isinstance(event, ToolCallDelta):
-            return []
-        events = []
-        if event.id is not None and event.index not in self._tool_blocks:
-            call_id, name = event.id, event.name or ""
-            events = self._start(lambda index: tool_use_start_event(index, call_id, name))
-            assert self._open is not None
-            self._tool_blocks[event.index] = self._open
-        block = self._tool_blocks.get(event.index)
-        if block is not None and event.arguments:
-            events.append(input_json_delta_event(block, event.arguments))
-        return events
-
-    def close(self) -> list[dict[str, object]]:
-        """Closes the block still open, if any."""
-        if self._open is None:
-            return []
-        index, self._open = self._open, None
-        return [content_block_stop_event(index)]
-
-    def _start(self, opening: Callable[[int], dict[str, object]]) -> list[dict[str, object]]:
-        events = self.close()
-        self._text_open = False
-        self._open = self._count
-        self._count += 1
-        return [*events, opening(self._open)]
-
-
 async def _stream(
     generation: Generation, meta: MessageMeta, request_id: str
 ) -> AsyncGenerator[bytes, None]:
     try:
-        yield sse_event(message_start_event(meta))
-        yield sse_event(ping_event())
-        blocks = _ContentBlocks()
+        yield frame(message_start_event(meta))
+        yield frame(ping_event())
+        blocks = ContentBlocks()
         done: GenerationDone | None = None
         async for event in generation:
             if isinstance(event, GenerationDone):
                 done = event
                 continue
             for payload in blocks.events(event):
-                yield sse_event(payload)
+                yield frame(payload)
         if done is None:
             raise GenerationError("the answer ended without its closing event; retry the request")
         for payload in blocks.close():
-            yield sse_event(payload)
-        yield sse_event(message_delta_event(done))
-        yield sse_event(message_stop_event())
+            yield frame(payload)
+        yield frame(message_delta_event(done))
+        yield frame(message_stop_event())
     except HybridError as exc:
         # Headers and part of the answer are gone: the failure travels as an error event with no
         # message_stop after it, so the client cannot take the cut answer for a whole one.
         log.warning("request %s failed mid-stream: %s", request_id, exc)
-        yield sse_event(error_event(exc))
+        yield _error_event(exc)
     finally:
         await generation.aclose()
+
+
+def _error_event(exc: HybridError) -> bytes:
+    """A failure after the stream began, as Anthropic's ``error`` event."""
+    return frame(wire_error(exc).body("anthropic"))

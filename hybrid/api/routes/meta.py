@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from hybrid.api.state import AppState, app_state
+from hybrid.api.state import app_state
 from hybrid.routing.names import ALIASES
 from hybrid.routing.policies.difficulty import CalibrationStatus
+from hybrid.service.service import Service
 
 router = APIRouter()
 
@@ -115,7 +116,7 @@ def _calibration_summary(status: CalibrationStatus) -> dict[str, Any]:
     return {"state": status.state, **found, "problem": status.problem, "prior": prior}
 
 
-def _hardware_summary(state: AppState, snapshot: dict[str, Any]) -> dict[str, Any]:
+def _hardware_summary(state: Service, snapshot: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {"snapshot": snapshot}
     if state.sampler is not None:
         summary["live"] = dataclasses.asdict(state.sampler.latest())

@@ -1,0 +1,187 @@
+"""What routing sees of the local model: a narrow interface, satisfied structurally.
+
+Routing decides with the local model's state and capacity (is it loaded, how long its context
+is, how deep its queue, how fast it decodes), prepares requests for it, asks it for a prompt's
+vector and starts answers on it; it does all of that through these protocols and imports no
+module of :mod:`hybrid.local` (an import-linter contract in ``pyproject.toml`` checks it).
+:class:`~hybrid.local.runtime.LocalRuntime` is a :class:`LocalCapacity`, and its
+:class:`~hybrid.local.backend.LocalBackend` a :class:`LocalAnswerer`, by their shape alone:
+the composition roots (the app factory, ``hybrid route``) hand the runtime to the
+:class:`~hybrid.routing.dispatcher.Dispatcher`, and tests hand it fakes.
+
+A request prepared for the local model (formatted, tokenized, checked against the context) is
+opaque to routing but for its size: routing reads :class:`PreparedPrompt`'s two figures and
+hands the rest back, unchanged, to the backend that made it, so that an answer routed there is
+not tokenized twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+from hybrid.backend import Generation
+from hybrid.generation import GenerationRequest
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class PreparedPrompt(Protocol):
+    """A request prepared for the local model, as far as routing reads it."""
+
+    @property
+    def tokens(self) -> Sequence[int]:
+        """The formatted prompt's tokens."""
+        ...
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens the answer may take (the request's cap, or the room the context leaves)."""
+        ...
+
+
+Prepared = TypeVar("Prepared", bound=PreparedPrompt)
+"""What one backend's :meth:`LocalAnswerer.prepare` makes and its :meth:`~LocalAnswerer.start`
+takes back."""
+
+
+class QueueLoad(Protocol):
+    """How busy the local model's queue is."""
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting plus the one running."""
+        ...
+
+    def expected_wait_s(self) -> float:
+        """Estimated seconds before a request submitted now would start."""
+        ...
+
+
+class SpeedEstimate(Protocol):
+    """How fast the local model has answered on this machine."""
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Generated tokens per second (None before any answer)."""
+        ...
+
+    @property
+    def prefill_tokens_per_s(self) -> float | None:
+        """Prompt tokens per second (None before any answer)."""
+        ...
+
+    @property
+    def typical_answer_tokens(self) -> int:
+        """The usual answer length in tokens (a default before any answer)."""
+        ...
+
+
+@runtime_checkable
+class SizedGeneration(Protocol):
+    """A started local generation that knows its size (the reason ``length:N<=ctx`` says it).
+
+    Attributes:
+        prompt_tokens: Tokens in the formatted prompt.
+        max_tokens: Tokens it may generate at most.
+    """
+
+    prompt_tokens: int
+    max_tokens: int
+
+
+class LocalAnswerer(Protocol[Prepared]):
+    """The ready local model: its capacity, and the calls that answer on it."""
+
+    @property
+    def model_id(self) -> str:
+        """The id clients see."""
+        ...
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the loaded context holds."""
+        ...
+
+    @property
+    def embedding_size(self) -> int:
+        """Length of the vectors :meth:`prompt_embedding` returns."""
+        ...
+
+    @property
+    def supports(self) -> frozenset[str]:
+        """What the model can do beyond text (``tools``)."""
+        ...
+
+    @property
+    def queue(self) -> QueueLoad:
+        """Its queue's load."""
+        ...
+
+    @property
+    def speed(self) -> SpeedEstimate:
+        """Its measured speed."""
+        ...
+
+    async def prepare(self, request: GenerationRequest) -> Prepared:
+        """Format and tokenize a request and check that it fits, without queueing it.
+
+        Raises:
+            ContextLengthExceededError: The prompt and requested output do not fit.
+            InvalidRequestError: The model cannot take the request (images, tools, a schema).
+        """
+        ...
+
+    async def start(
+        self, request: GenerationRequest, *, prepared: Prepared | None = None
+    ) -> Generation:
+        """Queue a request (prepared by :meth:`prepare`, or prepared now) and start it.
+
+        Raises:
+            ContextLengthExceededError: The prompt and requested output do not fit.
+            QueueFullError: The queue is full.
+            InvalidRequestError: The model cannot take the request.
+        """
+        ...
+
+    async def prompt_embedding(
+        self, request: GenerationRequest, *, prepared: Prepared | None = None
+    ) -> np.ndarray:
+        """The model's own vector of a request's prompt, evaluated on its queue; background
+        work then waits for the answer that follows (a hand-off), or for
+        :meth:`release_hand_off`.
+
+        Raises:
+            ContextLengthExceededError: The prompt and requested output do not fit.
+            QueueFullError: The queue is full.
+            InvalidRequestError: The model cannot take the request.
+            GenerationError: The model failed while evaluating the prompt.
+        """
+        ...
+
+    def release_hand_off(self) -> None:
+        """Let background work run again when no answer follows :meth:`prompt_embedding`."""
+        ...
+
+
+class LocalCapacity(Protocol[Prepared]):
+    """The local model's runtime, as routing reads it: loaded or not, and its backend."""
+
+    @property
+    def state(self) -> str:
+        """``loading``, ``ready``, ``failed`` or ``closed``."""
+        ...
+
+    @property
+    def model_id(self) -> str:
+        """The local model's id (the configured one while it loads)."""
+        ...
+
+    def backend(self) -> LocalAnswerer[Prepared]:
+        """The ready model.
+
+        Raises:
+            ModelNotReadyError: It is loading, failed to load, or was closed.
+        """
+        ...

@@ -1,0 +1,388 @@
+"""Accounting for every answered request: one durable ledger record, live events and metrics.
+
+Every answer starts through :func:`hybrid.service.answering.start_answer`, which opens a
+:class:`~hybrid.service.recorded.Ticket` and wraps the answer's generation in a
+:class:`~hybrid.service.recorded.RecordedGeneration`.  The wrapper watches the events as they
+pass (first token, text, usage) and writes the record:
+
+- when the closing event arrives, *before* handing it on, so the record is committed before the
+  response's last bytes leave (a SIGKILL after a completed response cannot lose its record;
+  the commit waits on the writer thread, never on the event loop);
+- when the backend fails mid-answer (status ``error``; the route then sends its error event);
+- when the client goes away first (status ``cancelled``): what was generated counts, from the
+  local tokenizer when the provider never reported usage.
+
+Counts the accountant makes itself are estimates (``tokens_estimated``).  It tokenizes only
+texts of up to :data:`COUNTED_CHARS` characters, a few milliseconds of work; a longer text is
+estimated from its size, one token per four bytes, so that a multi-MB prompt that failed costs
+no tokenizer time to be recorded.  A failed request's prompt is counted on a worker thread; an
+answer cut short is counted where it ends (possibly a cancelled task, which cannot await).
+
+A request that fails before any answer starts gets a record too.  One turned away before any
+model ran (an invalid request, an unknown model, a full queue, a model still loading, private
+data with nowhere to go, a spend cap) is ``refused``, with route ``none``: it is neither a
+local nor a cloud answer, and has no tokens or costs.  One whose cloud targets all failed is a
+cloud ``error``; one the local model failed to start is a local ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from hybrid.errors import (
+    BudgetExceededError,
+    ContextLengthExceededError,
+    HybridError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    NoRouteError,
+    PrivateDataError,
+    ProviderError,
+    QueueFullError,
+)
+from hybrid.generation import (
+    GenerationRequest,
+)
+from hybrid.ledger.budget import Budget
+from hybrid.ledger.costing import NOTHING, Costing, Costs
+from hybrid.ledger.record import Decided, LedgerRecord, VerdictRecord
+from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.dispatcher import Answer
+from hybrid.service.events import EventBus
+from hybrid.service.metrics import Metrics
+from hybrid.service.recorded import Api, RecordedGeneration, Seen, Ticket
+from hybrid.wire.errors import wire_error
+
+log = logging.getLogger("hybrid.ledger")
+
+# What turns a request away before any model runs: it is recorded as refused.
+_REFUSALS = (
+    InvalidRequestError,
+    ContextLengthExceededError,
+    ModelNotFoundError,
+    QueueFullError,
+    ModelNotReadyError,
+    PrivateDataError,
+    BudgetExceededError,
+)
+
+# Longest text the accountant tokenizes; longer ones are estimated from their size.  The
+# embedded model's tokenizer reads about a byte per microsecond: at most ~4 ms here.
+COUNTED_CHARS = 4096
+# The size estimate: bytes per token of English text in common tokenizers.
+_BYTES_PER_TOKEN = 4
+
+
+class Accountant:
+    """Writes the ledger record of each request, and tells the event stream and the metrics.
+
+    Args:
+        writer: The ledger's writer (started by :meth:`~hybrid.service.service.Service.start`).
+        costing: Prices a record.
+        budget: Cloud spend against the caps; each cloud cost is added to it.
+        bus: The live event stream.
+        metrics: The Prometheus metrics.
+        count_tokens: Tokens in a text by the local tokenizer (an estimate when the local
+            model is not loaded), for answers whose usage the provider never reported; only
+            called with texts of up to :data:`COUNTED_CHARS` characters.
+        gpu_energy: Joules the GPUs have used so far (NVML's counter), None without one; a
+            local answer's GPU energy is the difference across it.
+        gpu_offloaded: Whether the local model runs (partly) on a GPU: without an energy
+            counter, its GPU time is then priced at ``energy.gpu_watts``.
+        clock: Unix time.
+        perf: A monotonic clock in seconds.
+        cpu: Process CPU seconds.
+    """
+
+    def __init__(
+        self,
+        writer: LedgerWriter,
+        costing: Costing,
+        budget: Budget,
+        bus: EventBus,
+        metrics: Metrics,
+        count_tokens: Callable[[str], int],
+        *,
+        gpu_energy: Callable[[], float | None] = lambda: None,
+        gpu_offloaded: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.time,
+        perf: Callable[[], float] = time.perf_counter,
+        cpu: Callable[[], float] = time.process_time,
+    ) -> None:
+        self._writer = writer
+        self._costing = costing
+        #: Cloud spend against the caps (replaced by ``Service.start`` once the ledger is read).
+        self.budget = budget
+        self._bus = bus
+        self._metrics = metrics
+        self._count_tokens = count_tokens
+        self._gpu_energy = gpu_energy
+        self._gpu_offloaded = gpu_offloaded
+        self._clock = clock
+        self._perf = perf
+        self._cpu = cpu
+
+    @property
+    def costing(self) -> Costing:
+        """Prices records (shadow calls are priced with it too)."""
+        return self._costing
+
+    def elapsed(self, ticket: Ticket) -> float:
+        """Seconds since the request arrived."""
+        return max(self._perf() - ticket.started, 0.0)
+
+    def open(
+        self, request_id: str, api: Api, model_requested: str | None, *, stream: bool
+    ) -> Ticket:
+        """Start accounting for a request and announce it (``request_started``)."""
+        ticket = Ticket(request_id, api, model_requested, self._clock(), self._perf(), self._cpu())
+        if self._bus.followers:  # nobody watching: no event to build
+            self._bus.publish(
+                "request_started",
+                {
+                    "id": request_id,
+                    "time": ticket.time,
+                    "api": api,
+                    "model_requested": model_requested,
+                    "stream": stream,
+                },
+            )
+        self._metrics.started()
+        return ticket
+
+    async def watch(self, ticket: Ticket, answer: Answer, request: GenerationRequest) -> Answer:
+        """The answer with its generation recorded as it is read.
+
+        A cascade's discarded local answer is recorded now, as its own leg
+        (``cascade_local``); the answer that replaced it is the ``cascade_cloud`` leg.
+        """
+        if answer.discarded is not None:
+            leg = answer.discarded
+            record = self._record(
+                ticket,
+                route="local",
+                reasons=(leg.reason,),
+                verdicts=_verdicts(answer),
+                score=answer.score,
+                model=leg.model,
+                provider="local",
+                prompt_tokens=leg.prompt_tokens,
+                completion_tokens=leg.completion_tokens,
+                tokens_estimated=False,
+                ttft_s=None,
+                status="ok",
+                error=None,
+                costs=self._costing.for_discarded_local(
+                    cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0)
+                ),
+                leg="cascade_local",
+                decided=answer.decided,
+            )
+            await self.commit(record)
+        if answer.route == "local":
+            ticket.gpu_joules_started = self._gpu_energy()
+        recorded = RecordedGeneration(self, ticket, answer, request)
+        return dataclasses.replace(answer, generation=recorded)
+
+    async def failed(self, ticket: Ticket, request: GenerationRequest, error: HybridError) -> None:
+        """Record a request that failed before any answer started (see the module docstring)."""
+        ticket.recorded = True
+        route: Literal["local", "cloud", "none"] = "local"
+        status: Literal["error", "refused"] = "error"
+        prompt_tokens = 0
+        if isinstance(error, _REFUSALS):
+            # No model read the prompt: not even tokenized, so a storm of 429s stays cheap.
+            route, status = "none", "refused"
+        else:
+            # Cloud failures (every target failed, a rejected request) are the cloud's.
+            if isinstance(error, NoRouteError | ProviderError):
+                route = "cloud"
+            # Off the loop: even a short text takes the tokenizer a few milliseconds.
+            prompt_tokens = await asyncio.to_thread(self._count, _prompt_text(request))
+        record = self._record(
+            ticket,
+            route=route,
+            # The codes the error carries on the wire: the ledger and X-Hybrid-Reason agree.
+            reasons=wire_error(error).reasons,
+            verdicts=(),
+            score=None,
+            model="none",
+            provider="none",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=0,
+            tokens_estimated=status == "error",
+            ttft_s=None,
+            status=status,
+            error=str(error),
+            costs=NOTHING,
+            decided=None,
+        )
+        await self.commit(record)
+
+    # -- building and writing records ---------------------------------------------------------
+
+    def finish(
+        self,
+        ticket: Ticket,
+        answer: Answer,
+        request: GenerationRequest,
+        seen: Seen,
+        *,
+        status: Literal["ok", "error", "cancelled"],
+        error: str | None = None,
+    ) -> LedgerRecord:
+        """Build the record of an answer that ended (how is ``status``)."""
+        prompt_tokens, completion_tokens, estimated = self._tokens(request, seen)
+        usage = seen.done.usage if seen.done is not None and not estimated else None
+        cache_read_tokens = usage.cache_read_tokens if usage is not None else 0
+        cache_write_tokens = usage.cache_write_tokens if usage is not None else 0
+        provider = "local" if answer.route == "local" else answer.model.split("/", 1)[0]
+        if answer.route == "local":
+            gpu_joules = gpu_seconds = None
+            if ticket.gpu_joules_started is not None:
+                now = self._gpu_energy()
+                gpu_joules = None if now is None else max(now - ticket.gpu_joules_started, 0.0)
+            if gpu_joules is None and self._gpu_offloaded():
+                gpu_seconds = self.elapsed(ticket)
+            costs = self._costing.for_local(
+                answer.counterfactual,
+                prompt_tokens,
+                completion_tokens,
+                cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0),
+                gpu_joules=gpu_joules,
+                gpu_seconds=gpu_seconds,
+            )
+        else:
+            costs = self._costing.for_cloud(
+                answer.model,
+                prompt_tokens,
+                completion_tokens,
+                cache_read_tokens,
+                cache_write_tokens,
+            )
+        reasons = tuple(answer.reason.split(";"))
+        return self._record(
+            ticket,
+            route=answer.route,
+            reasons=reasons,
+            verdicts=_verdicts(answer),
+            score=answer.score,
+            model=answer.model,
+            provider=provider,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            tokens_estimated=estimated,
+            ttft_s=seen.ttft_s,
+            status=status,
+            error=error,
+            costs=costs,
+            leg="cascade_cloud" if answer.discarded is not None else None,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            decided=answer.decided,
+        )
+
+    def _tokens(self, request: GenerationRequest, seen: Seen) -> tuple[int, int, bool]:
+        if seen.done is not None:
+            usage = seen.done.usage
+            reported = usage.prompt_tokens > 0 or usage.completion_tokens > 0
+            if reported or not seen.text:
+                return usage.prompt_tokens, usage.completion_tokens, False
+        # No usage: the stream was cut, or a provider that does not report it in streams.
+        prompt = seen.prompt_tokens
+        if prompt is None:
+            prompt = self._count(_prompt_text(request))
+        return prompt, self._count("".join(seen.text)), True
+
+    def _count(self, text: str) -> int:
+        """Tokens in a text: by the tokenizer up to :data:`COUNTED_CHARS`, else by its size."""
+        if len(text) <= COUNTED_CHARS:
+            return self._count_tokens(text)
+        return -(-len(text.encode("utf-8")) // _BYTES_PER_TOKEN)
+
+    def _record(
+        self,
+        ticket: Ticket,
+        *,
+        route: Literal["local", "cloud", "none"],
+        reasons: tuple[str, ...],
+        verdicts: tuple[VerdictRecord, ...],
+        score: float | None,
+        model: str,
+        provider: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        tokens_estimated: bool,
+        ttft_s: float | None,
+        status: Literal["ok", "error", "cancelled", "refused"],
+        error: str | None,
+        costs: Costs,
+        leg: Literal["cascade_local", "cascade_cloud"] | None = None,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        decided: Decided | None,
+    ) -> LedgerRecord:
+        return LedgerRecord(
+            id=ticket.id,
+            time=ticket.time,
+            api=ticket.api,
+            route=route,
+            reasons=reasons,
+            verdicts=verdicts,
+            score=score,
+            model_requested=ticket.model_requested,
+            model=model,
+            provider=provider,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            tokens_estimated=tokens_estimated,
+            ttft_s=ttft_s,
+            latency_s=self.elapsed(ticket),
+            status=status,
+            error=error,
+            leg=leg,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            decided=decided,
+            **costs.fields(),
+        )
+
+    async def commit(self, record: LedgerRecord) -> None:
+        """Make a record durable (see :class:`LedgerWriter`) and announce it."""
+        self.commit_nowait(record)
+
+    def commit_nowait(self, record: LedgerRecord) -> None:
+        """As :meth:`commit`, callable from a cancelled task, which cannot await."""
+        data = record.to_dict()
+        try:
+            self._writer.write_nowait(record, data)
+        except HybridError as exc:
+            # The answer is worth more than its record: log, and let the response finish.
+            log.error("the ledger could not record request %s: %s", record.id, exc)
+        self._announce(record, data)
+
+    def _announce(self, record: LedgerRecord, data: dict[str, Any]) -> None:
+        before = self.budget.state()
+        if record.route == "cloud" and record.cloud_cost_usd:
+            self.budget.add(record.provider, record.cloud_cost_usd, record.time)
+        self._metrics.observe(record)
+        self._bus.publish("request_finished", data)
+        if record.cloud_cost_usd or self.budget.state() != before:
+            self._bus.publish("budget", self.budget.to_dict())
+            self._metrics.budget(self.budget)
+
+
+def _verdicts(answer: Answer) -> tuple[VerdictRecord, ...]:
+    return tuple(VerdictRecord(v.policy, v.outcome, v.reason, v.score) for v in answer.verdicts)
+
+
+def _prompt_text(request: GenerationRequest) -> str:
+    if request.prompt is not None:
+        return request.prompt
+    return "\n".join(message.content for message in request.messages)

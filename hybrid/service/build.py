@@ -1,0 +1,240 @@
+"""The one way hybrid's answering parts are built from the settings.
+
+:func:`build_service` assembles the whole :class:`~hybrid.service.service.Service` that
+``hybrid serve`` runs; :func:`build_dispatcher` is the part of it that decides and starts
+answers, which ``hybrid route`` builds on its own (no ledger, no providers, nothing started).
+Both read the same settings the same way, so that what ``hybrid route`` shows is what the
+server decides.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from random import Random
+from typing import TYPE_CHECKING, Any
+
+from hybrid.hardware.snapshot import LiveSample
+from hybrid.ledger.budget import Budget, SpendSeed
+from hybrid.ledger.costing import Costing
+from hybrid.ledger.prices import PriceTable
+from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.calibration.background import BackgroundCalibration
+from hybrid.routing.chain import build_router
+from hybrid.routing.dispatcher import Dispatcher
+from hybrid.routing.names import CloudTarget, ModelNames
+from hybrid.routing.policies.difficulty import CalibratedModel
+from hybrid.routing.shadow import Shadowing
+from hybrid.service.accounting import Accountant
+from hybrid.service.events import EventBus
+from hybrid.service.learning import Learner, scoring_model
+from hybrid.service.metrics import Metrics
+from hybrid.service.providers import build_providers
+from hybrid.service.service import Service
+
+if TYPE_CHECKING:
+    from hybrid.cloud.provider import CloudProvider
+    from hybrid.hardware.probe import HardwareProbe
+    from hybrid.local.runtime import LocalRuntime
+    from hybrid.routing.difficulty.model import DifficultyModel
+    from hybrid.routing.local_model import LocalCapacity
+    from hybrid.settings import Settings
+    from hybrid.settings.routing import LearnSettings
+
+
+def _no_sample() -> LiveSample | None:
+    return None
+
+
+def _no_cap(provider: str) -> str | None:
+    return None
+
+
+def build_dispatcher(
+    settings: Settings,
+    runtime: LocalCapacity[Any],
+    difficulty: Callable[[], DifficultyModel | None],
+    *,
+    providers: Mapping[str, CloudProvider] | None = None,
+    load: Callable[[], LiveSample | None] = _no_sample,
+    budget: Callable[[str], str | None] = _no_cap,
+) -> Dispatcher:
+    """The dispatcher the settings describe: the policy chain, failover, fallback, cascade.
+
+    Args:
+        settings: The effective settings.
+        runtime: The local model's runtime (:class:`~hybrid.local.runtime.LocalRuntime`).
+        difficulty: The difficulty model in use for the served file, or None while it is
+            looked up (the service's :class:`CalibratedModel`).
+        providers: The cloud providers by name; none when only deciding (``hybrid route``).
+        load: The latest live hardware sample, for the capacity policy.
+        budget: Why a provider may not be sent requests now (a spend cap), or None.
+
+    Returns:
+        The dispatcher.
+
+    Raises:
+        ConfigError: ``cloud.failover`` names a model no provider serves.
+    """
+    names = ModelNames.from_settings(settings.cloud)
+    routing = settings.routing
+    return Dispatcher(
+        runtime,
+        providers if providers is not None else {},
+        names,
+        router=build_router(routing, difficulty=difficulty),
+        failover=names.targets(settings.cloud.failover, setting="cloud.failover"),
+        local_fallback=settings.cloud.local_fallback,
+        private_to_cloud=routing.privacy.allow_cloud,
+        load=load,
+        cascade_below=routing.cascade.min_confidence if routing.cascade.enabled else None,
+        budget=budget,
+    )
+
+
+def build_learner(
+    settings: LearnSettings,
+    *,
+    ledger: LedgerWriter,
+    accountant: Accountant,
+    calibrated: CalibratedModel,
+    providers: Mapping[str, CloudProvider],
+    names: ModelNames,
+    rng: Random | None = None,
+) -> Learner:
+    """The server's learner, from ``routing.learn``.
+
+    Args:
+        settings: ``routing.learn``.
+        ledger: The ledger's writer.
+        accountant: Records shadow calls and knows the prices and the budget.
+        calibrated: The difficulty model in use.
+        providers: The cloud providers by name.
+        names: Which providers have their key.
+        rng: Draws the shadow sample.
+    """
+    shadowing: Shadowing | None = None
+    if settings.shadow_rate > 0:
+        judge = None
+        if settings.judge_model is not None:
+            provider, _, model = settings.judge_model.partition("/")
+            judge = CloudTarget(provider, model)
+        shadowing = Shadowing(
+            rate=settings.shadow_rate,
+            providers=providers,
+            usable=names.usable,
+            budget=lambda provider: accountant.budget.capped(provider),
+            agreement=settings.shadow_agreement,
+            judge=judge,
+            rng=rng,
+        )
+    return Learner(
+        ledger,
+        accountant,
+        lambda: scoring_model(calibrated),
+        shadowing=shadowing,
+        keep_signals=settings.keep_signals,
+        # The model stage's prompt vector, when it read one for the answer.
+        prompt_vector=lambda answer: answer.prompt_vector,
+    )
+
+
+def build_service(
+    settings: Settings,
+    *,
+    runtime: LocalRuntime | None = None,
+    probe: HardwareProbe | None = None,
+    gpu_energy: Callable[[], float | None] | None = None,
+) -> Service:
+    """Build everything that answers requests; nothing is opened, loaded or started yet.
+
+    Args:
+        settings: The effective settings.
+        runtime: The local model's runtime; built from the settings when omitted.
+        probe: The hardware probe; the real one when omitted.
+        gpu_energy: Reads the GPUs' energy counter in joules (NVML's when omitted).
+
+    Returns:
+        The service; :meth:`~hybrid.service.service.Service.start` opens the ledger and
+        starts the model's load, :meth:`~hybrid.service.service.Service.close` frees it all.
+
+    Raises:
+        ConfigError: A setting cannot be used (a provider's base URL or key, the CA bundle,
+            ``cloud.failover``, a price override).
+    """
+    from hybrid.hardware.gpu import PynvmlSource
+    from hybrid.hardware.probe import probe_for
+    from hybrid.hardware.sampler import LiveSampler
+    from hybrid.local.runtime import LocalRuntime
+
+    hardware = probe if probe is not None else probe_for(settings.home)
+    local = runtime if runtime is not None else LocalRuntime.for_settings(settings, hardware)
+    sampler = LiveSampler(hardware.sample, interval_s=settings.probe.sample_interval_s)
+    names = ModelNames.from_settings(settings.cloud)
+    calibration = CalibratedModel(settings.home, lambda: local.loaded_path)
+    pool = build_providers(settings.cloud)
+    bus = EventBus()
+    metrics = Metrics()
+    ledger = LedgerWriter(
+        settings.ledger.resolved_path(settings.home),
+        settings.ledger.retention_days,
+        keep_signals=settings.routing.learn.keep_signals,
+    )
+    accountant = Accountant(
+        ledger,
+        Costing(
+            PriceTable.shipped(settings.pricing.overrides),
+            settings.energy,
+            reference_model=settings.pricing.reference_model,
+            default_model=names.default_target.qualified if names.default_target else None,
+        ),
+        # Replaced by Service.start with the spend the ledger holds.
+        Budget(settings.budget, SpendSeed(at=time.time())),
+        bus,
+        metrics,
+        count_tokens=local.count_tokens,
+        gpu_energy=gpu_energy or PynvmlSource().energy_joules,
+        gpu_offloaded=lambda: local.loaded is not None and local.loaded.plan.n_gpu_layers > 0,
+    )
+    dispatcher = build_dispatcher(
+        settings,
+        local,
+        calibration,
+        providers=pool.providers,
+        load=sampler.latest_or_none,
+        budget=lambda provider: accountant.budget.capped(provider),
+    )
+    calibrating = settings.routing.calibration
+    background = (
+        BackgroundCalibration(
+            home=settings.home,
+            calibration=calibration,
+            backend=local.background_backend,
+            model_name=lambda: local.model_id,
+            per_category=calibrating.per_category,
+        )
+        if calibrating.background and settings.routing.difficulty.enabled
+        else None
+    )
+    learner = build_learner(
+        settings.routing.learn,
+        ledger=ledger,
+        accountant=accountant,
+        calibrated=calibration,
+        providers=pool.providers,
+        names=names,
+    )
+    return Service(
+        settings=settings,
+        runtime=local,
+        dispatcher=dispatcher,
+        pool=pool,
+        sampler=sampler,
+        accountant=accountant,
+        ledger=ledger,
+        bus=bus,
+        metrics=metrics,
+        calibration=calibration,
+        learner=learner,
+        background=background,
+    )

@@ -1,0 +1,138 @@
+"""The service: what answers requests, built once, started and closed as one.
+
+:class:`Service` holds the long-lived parts that every request goes through after it has been
+parsed: the local model's runtime, the dispatcher, the cloud providers, the ledger's writer,
+the accountant, the event bus, the metrics, the learner and the background calibration.
+:func:`hybrid.service.build.build_service` builds it; the HTTP server
+(:func:`hybrid.api.app.create_app`) calls :meth:`Service.start` and :meth:`Service.close` from
+its lifespan, and its routes hand requests to :func:`hybrid.service.answering.start_answer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from hybrid.ledger.budget import Budget, SpendSeed
+from hybrid.service.events import hardware_event
+
+if TYPE_CHECKING:
+    from hybrid.cloud.provider import CloudProvider
+    from hybrid.hardware.sampler import LiveSampler
+    from hybrid.ledger.writer import LedgerWriter
+    from hybrid.local.runtime import LocalRuntime
+    from hybrid.routing.calibration.background import BackgroundCalibration
+    from hybrid.routing.dispatcher import Dispatcher
+    from hybrid.routing.policies.difficulty import CalibratedModel
+    from hybrid.service.accounting import Accountant
+    from hybrid.service.events import EventBus
+    from hybrid.service.learning import Learner
+    from hybrid.service.metrics import Metrics
+    from hybrid.service.providers import ProviderPool
+    from hybrid.settings import Settings
+
+
+@dataclass
+class _Running:
+    """The tasks :meth:`Service.start` started, for :meth:`Service.close` to end."""
+
+    loading: asyncio.Task[None] | None = None
+    ticking: asyncio.Task[None] | None = None
+    calibrating: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Service:
+    """hybrid's long-lived parts, built by :func:`~hybrid.service.build.build_service`.
+
+    Attributes:
+        settings: The effective settings.
+        runtime: The local model's runtime (loaded by :meth:`start`).
+        dispatcher: Decides and starts every answer.
+        pool: The cloud providers and the HTTP clients they own.
+        sampler: The live hardware sampler (the capacity policy's load, ``hardware`` events).
+        accountant: Writes each request's ledger record, tells the bus and the metrics.
+        ledger: The ledger's writer.
+        bus: The live event stream.
+        metrics: The Prometheus metrics.
+        calibration: The difficulty model for the served file.
+        learner: Keeps learning signals and runs shadow comparisons.
+        background: Calibrates a model that has no calibration, when enabled.
+    """
+
+    settings: Settings
+    runtime: LocalRuntime
+    dispatcher: Dispatcher
+    pool: ProviderPool
+    sampler: LiveSampler
+    accountant: Accountant
+    ledger: LedgerWriter
+    bus: EventBus
+    metrics: Metrics
+    calibration: CalibratedModel
+    learner: Learner
+    background: BackgroundCalibration | None = None
+    _running: _Running = field(default_factory=_Running, init=False, repr=False)
+
+    @property
+    def providers(self) -> Mapping[str, CloudProvider]:
+        """The cloud providers by name (every configured one, with or without its key)."""
+        return self.pool.providers
+
+    async def start(self) -> None:
+        """Open the ledger, start sampling, and start loading the local model.
+
+        Returns once the ledger is open and the budget seeded from it; the model loads in the
+        background (requests meanwhile get ``model_not_ready`` or go to the cloud).  Also starts
+        the ``hardware`` events and, when enabled, the background calibration.
+
+        Raises:
+            LedgerError: The ledger or its journal cannot be opened.
+        """
+        self.ledger.start()
+        seed = await self.ledger.read(lambda store: SpendSeed.from_store(store, time.time()))
+        self.accountant.budget = Budget(self.settings.budget, seed)
+        self.metrics.budget(self.accountant.budget)
+        self.sampler.start()
+        running = self._running
+        running.loading = asyncio.create_task(self.runtime.load())
+        # Look the difficulty model up as soon as the model is loaded, not on the first request.
+        running.loading.add_done_callback(lambda _: self.calibration())
+        running.ticking = asyncio.create_task(
+            self.publish_hardware(self.settings.probe.sample_interval_s)
+        )
+        if self.background is not None:
+            # Calibrates a model that has none, on the queue's low-priority lane.
+            running.calibrating = asyncio.create_task(self.background.run())
+
+    async def close(self) -> None:
+        """Stop what :meth:`start` started and free everything, in reverse order.
+
+        Call it once every answer has ended (the HTTP server's graceful drain): the ledger is
+        closed last, committing every record still queued.  Safe without :meth:`start`.
+        """
+        running = self._running
+        for task in (running.ticking, running.calibrating):
+            if task is not None:
+                task.cancel()
+        await self.runtime.close()
+        # A load still running finishes on its thread and frees what it loaded.
+        tasks = [t for t in (running.loading, running.ticking, running.calibrating) if t]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        running.loading = running.ticking = running.calibrating = None
+        await self.learner.aclose()  # shadow calls still running, before the providers
+        await self.pool.aclose()
+        self.sampler.stop()
+        # Last: every response has ended, so every record is queued; close commits them.
+        self.ledger.close()
+
+    async def publish_hardware(self, interval_s: float) -> None:
+        """Send a ``hardware`` event (docs/events.md) every ``interval_s`` until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            event = hardware_event(self.sampler.latest_or_none(), self.runtime)
+            self.metrics.hardware(event)
+            self.bus.publish("hardware", event)

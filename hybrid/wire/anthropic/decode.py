@@ -1,0 +1,156 @@
+"""Anthropic Messages requests from clients, translated into hybrid's generation requests.
+
+Requests come in as :mod:`hybrid.wire.anthropic.schema` models and become a
+:class:`~hybrid.generation.GenerationRequest`: ``system`` as a leading system message, each
+turn's text blocks joined into one message, its ``tool_use`` blocks as the message's tool calls,
+and each ``tool_result`` block as a ``tool`` message (:mod:`hybrid.wire.anthropic.tools`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hybrid.errors import InvalidRequestError
+from hybrid.generation import GenerationRequest, Message, SamplingParams, ToolCall, tool_needs
+from hybrid.wire.anthropic.schema import ContentBlockIn, MessagesRequest
+from hybrid.wire.anthropic.tools import request_tools, tool_call, tool_result_message
+from hybrid.wire.fields import MAX_STOP_SEQUENCES
+
+# Separate blocks are separate paragraphs to the client (Claude Code sends a reminder block and
+# the prompt as two blocks); gluing them with "" would run their sentences together.
+_BLOCK_SEPARATOR = "\n\n"
+
+
+def messages_request(body: MessagesRequest, request_id: str) -> GenerationRequest:
+    """Translate a Messages request.
+
+    Args:
+        body: The validated request body.
+        request_id: hybrid's id for the request.
+
+    Returns:
+        The request with ``system`` as a leading system message, each turn's text blocks
+        joined into one message, its ``tool_use`` blocks as the message's tool calls, and
+        each ``tool_result`` block as a ``tool`` message before the rest of its turn.
+
+    Raises:
+        InvalidRequestError: The request holds a block hybrid cannot read (document,
+            thinking, ...), inconsistent tools (see
+            :func:`~hybrid.wire.anthropic.tools.request_tools`), or too many stop sequences.
+            ``param`` names the field at fault.
+    """
+    tools, tool_choice, parallel_tool_calls = request_tools(body)
+    messages: list[Message] = []
+    if body.system is not None:
+        system = _text(body.system, "system")
+        if system:
+            messages.append(Message(role="system", content=system))
+    needs: set[str] = set()
+    names: dict[str, str] = {}  # tool names by call id, for the tool messages
+    for index, message in enumerate(body.messages):
+        where = f"messages[{index}].content"
+        if isinstance(message.content, str):
+            messages.append(Message(role=message.role, content=message.content))
+            continue
+        blocks: list[ContentBlockIn] = []
+        calls: list[ToolCall] = []
+        results = 0
+        for position, block in enumerate(message.content):
+            at = f"{where}[{position}]"
+            if block.type == "tool_result" and message.role == "user":
+                messages.append(tool_result_message(block, at, names))
+                results += 1
+            elif block.type == "tool_use" and message.role == "assistant":
+                call = tool_call(block, at)
+                names[call.id] = call.name
+                calls.append(call)
+            elif block.type in ("text", "image"):
+                blocks.append(block)
+            else:
+                raise InvalidRequestError(_block_refusal(block.type, message.role, at), param=at)
+        if results and not blocks:
+            continue  # a turn of tool results only: the tool messages are the turn
+        if any(b.type == "image" for b in blocks):
+            turn = _with_images(message.role, blocks, where)
+            needs.add("images")
+        else:
+            turn = Message(role=message.role, content=_text(blocks, where))
+        messages.append(dataclasses.replace(turn, tool_calls=tuple(calls)))
+    return GenerationRequest(
+        request_id=request_id,
+        stream=body.stream,
+        messages=tuple(messages),
+        needs=frozenset(needs) | tool_needs(tools, tool_choice),
+        params=SamplingParams(
+            max_tokens=body.max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=_stops(body.stop_sequences),
+        ),
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
+    )
+
+
+def _block_refusal(kind: str, role: str, where: str) -> str:
+    if kind in ("tool_use", "tool_result"):
+        belongs = "assistant" if kind == "tool_use" else "user"
+        return f"{where} is a {kind} block in a {role} turn; it belongs in {belongs} turns."
+    return (
+        f"{where} is a block of type {kind!r}; hybrid accepts text, image, tool_use and "
+        f"tool_result blocks. Send the content as those blocks."
+    )
+
+
+def _with_images(role: str, blocks: list[ContentBlockIn], param: str) -> Message:
+    """A turn with images: its text for the local model, OpenAI-style parts for the cloud."""
+    parts: list[dict[str, object]] = []
+    for index, block in enumerate(blocks):
+        where = f"{param}[{index}]"
+        if block.type == "image":
+            parts.append({"type": "image_url", "image_url": {"url": _image_url(block, where)}})
+        else:
+            parts.append({"type": "text", "text": _text([block], where)})
+    text = _BLOCK_SEPARATOR.join(str(p["text"]) for p in parts if p["type"] == "text")
+    return Message(role=role, content=text, parts=tuple(parts))
+
+
+def _image_url(block: ContentBlockIn, where: str) -> str:
+    source = (block.model_extra or {}).get("source")
+    if isinstance(source, dict):
+        if source.get("type") == "base64" and source.get("media_type") and source.get("data"):
+            return f"data:{source['media_type']};base64,{source['data']}"
+        if source.get("type") == "url" and isinstance(source.get("url"), str):
+            return str(source["url"])
+    raise InvalidRequestError(f"{where} is an image without a base64 or url source", param=where)
+
+
+def _text(content: str | list[ContentBlockIn], param: str) -> str:
+    if isinstance(content, str):
+        return content
+    texts = []
+    for index, block in enumerate(content):
+        where = f"{param}[{index}]"
+        if block.type != "text":
+            raise InvalidRequestError(
+                f"{where} is a block of type {block.type!r}; hybrid accepts text and image "
+                f"blocks. Send the content as text or image blocks.",
+                param=where,
+            )
+        if block.text is None:
+            raise InvalidRequestError(f"{where} is a text block without 'text'", param=where)
+        texts.append(block.text)
+    return _BLOCK_SEPARATOR.join(texts)
+
+
+def _stops(stop_sequences: list[str] | None) -> tuple[str, ...]:
+    if not stop_sequences:
+        return ()
+    if len(stop_sequences) > MAX_STOP_SEQUENCES:
+        raise InvalidRequestError(
+            f"stop_sequences holds {len(stop_sequences)} sequences; at most "
+            f"{MAX_STOP_SEQUENCES} are allowed",
+            param="stop_sequences",
+        )
+    return tuple(s for s in stop_sequences if s)

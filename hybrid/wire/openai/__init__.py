@@ -1,0 +1,1 @@
+"""OpenAI's chat completions (and legacy completions) wire format; see :mod:`hybrid.wire`."""

@@ -1,0 +1,119 @@
+"""hybrid's requests to OpenAI and every OpenAI-compatible API, as chat completion bodies.
+
+OpenAI itself and the compatible providers (OpenRouter, Groq, Together, Mistral, DeepSeek,
+vLLM, Ollama, llama-server) differ in the two places where OpenAI moved on and the copies did
+not: ``max_completion_tokens`` and the ``developer`` role are sent to OpenAI only.  Tools are
+rendered by :mod:`hybrid.wire.openai.tools`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hybrid.generation import GenerationRequest, Message, SamplingParams
+from hybrid.wire.openai.tools import tool_fields
+
+# The provider name for which the current OpenAI dialect is spoken.
+OPENAI = "openai"
+
+
+def chat_body(request: GenerationRequest, model: str, *, dialect: str) -> dict[str, Any]:
+    """The JSON body of a chat completion request.
+
+    Args:
+        request: What to generate.
+        model: The provider's model id.
+        dialect: The provider's name: ``openai`` gets ``max_completion_tokens`` and keeps the
+            ``developer`` role; a compatible API gets ``max_tokens`` and ``system`` instead,
+            which is what those servers understand.
+
+    Returns:
+        The body, with only the parameters the request sets.
+    """
+    modern = dialect == OPENAI
+    messages = [message_json(m, modern=modern) for m in request.messages]
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    body.update(tool_fields(request))
+    params = request.params
+    if params.max_tokens is not None:
+        body["max_completion_tokens" if modern else "max_tokens"] = params.max_tokens
+    _sampling(params, body)
+    if params.top_logprobs is not None:
+        body["logprobs"] = True
+        if params.top_logprobs > 0:
+            body["top_logprobs"] = params.top_logprobs
+    response_format = params.response_format
+    if response_format is not None:
+        if response_format.kind == "json_schema" and response_format.schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": dict(response_format.schema)},
+            }
+        else:
+            body["response_format"] = {"type": "json_object"}
+    _streaming(request, body)
+    return body
+
+
+def completion_body(request: GenerationRequest, model: str) -> dict[str, Any]:
+    """The JSON body of a legacy text completion request (``prompt``)."""
+    body: dict[str, Any] = {"model": model, "prompt": request.prompt}
+    params = request.params
+    if params.max_tokens is not None:
+        body["max_tokens"] = params.max_tokens
+    _sampling(params, body)
+    if params.top_logprobs is not None:
+        body["logprobs"] = params.top_logprobs
+    _streaming(request, body)
+    return body
+
+
+def message_json(message: Message, *, modern: bool) -> dict[str, Any]:
+    """One message of a chat completion request.
+
+    Args:
+        message: The message.
+        modern: The API is OpenAI's own, which keeps the ``developer`` role; compatible
+            servers get ``system`` instead.
+
+    Returns:
+        The message; an assistant message with tool calls has ``content: null`` when it has
+        no text, and a ``tool`` message names the call it answers.  A failed tool's result
+        (Anthropic's ``is_error``, which OpenAI has no field for) says so in its text.
+    """
+    role = "system" if message.role == "developer" and not modern else message.role
+    content: Any = [dict(part) for part in message.parts] if message.parts else message.content
+    body: dict[str, Any] = {"role": role, "content": content}
+    if message.role == "assistant" and message.tool_calls:
+        body["content"] = content or None
+        body["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    if message.role == "tool":
+        body["tool_call_id"] = message.tool_call_id
+        if message.is_error:
+            body["content"] = f"Error: {message.content}"
+    return body
+
+
+def _sampling(params: SamplingParams, body: dict[str, Any]) -> None:
+    if params.temperature is not None:
+        body["temperature"] = params.temperature
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.seed is not None:
+        body["seed"] = params.seed
+
+
+def _streaming(request: GenerationRequest, body: dict[str, Any]) -> None:
+    if request.stream:
+        body["stream"] = True
+        # Without this a stream carries no token counts at all.
+        body["stream_options"] = {"include_usage": True}

@@ -1,0 +1,116 @@
+"""The accountant on its own: a real ledger file, scripted answers, fake clocks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from hybrid.backend import ReplayGeneration
+from hybrid.generation import GenerationDone, GenerationRequest, Message, TextDelta, Usage
+from hybrid.ledger.budget import Budget, SpendSeed
+from hybrid.ledger.costing import Costing
+from hybrid.ledger.prices import PriceTable
+from hybrid.ledger.record import LedgerRecord
+from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.dispatcher import Answer
+from hybrid.service.accounting import Accountant
+from hybrid.service.events import CLOSED, EventBus
+from hybrid.service.metrics import Metrics
+from hybrid.settings.ledger import BudgetSettings, EnergySettings
+
+REQUEST = GenerationRequest("r1", messages=(Message("user", "Hi"),))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_local_answer(
+    tmp_path: Path, *, gpu_energy: list[float | None], offloaded: bool, seconds: float
+) -> LedgerRecord:
+    perf, cpu = Clock(), Clock()
+    energy = iter(gpu_energy)
+    writer = LedgerWriter(tmp_path / "ledger.sqlite3", retention_days=0)
+    accountant = Accountant(
+        writer,
+        Costing(
+            PriceTable.shipped(),
+            EnergySettings(cpu_watts=10.0, gpu_watts=100.0, usd_per_kwh=0.2),
+            reference_model="openai/gpt-4.1-mini",
+        ),
+        Budget(BudgetSettings(), SpendSeed(at=0.0)),
+        EventBus(),
+        Metrics(),
+        count_tokens=lambda text: len(text),
+        gpu_energy=lambda: next(energy),
+        gpu_offloaded=lambda: offloaded,
+        perf=perf,
+        cpu=cpu,
+    )
+    events = [TextDelta("Hello"), GenerationDone("stop", Usage(5, 1))]
+    answer = Answer(ReplayGeneration(events), "local", "local-model", "policies:pass")
+
+    async def scenario() -> None:
+        writer.start()
+        ticket = accountant.open("r1", "openai", "hybrid", stream=False)
+        watched = await accountant.watch(ticket, answer, REQUEST)
+        perf.now += seconds
+        cpu.now += 1.0  # one CPU second
+        async for _ in watched.generation:
+            pass
+        await watched.generation.aclose()
+        writer.close()
+
+    asyncio.run(scenario())
+    store_records = LedgerWriter(tmp_path / "ledger.sqlite3", 0)
+    store_records.start()
+    try:
+        [record] = asyncio.run(store_records.recent(10))
+    finally:
+        store_records.close()
+    return record
+
+
+KWH = 3.6e6  # joules
+
+
+def test_cpu_only_energy_is_cpu_seconds_times_watts(tmp_path: Path) -> None:
+    record = run_local_answer(tmp_path, gpu_energy=[None], offloaded=False, seconds=2.0)
+    assert record.energy_cost_usd == pytest.approx(1.0 * 10.0 / KWH * 0.2)
+
+
+def test_measured_gpu_energy_is_added(tmp_path: Path) -> None:
+    record = run_local_answer(tmp_path, gpu_energy=[50.0, 80.0], offloaded=True, seconds=2.0)
+    assert record.energy_cost_usd == pytest.approx((10.0 + 30.0) / KWH * 0.2)
+
+
+def test_an_offloaded_model_without_a_counter_prices_its_time_at_gpu_watts(
+    tmp_path: Path,
+) -> None:
+    record = run_local_answer(tmp_path, gpu_energy=[None, None], offloaded=True, seconds=2.0)
+    assert record.energy_cost_usd == pytest.approx((10.0 + 2.0 * 100.0) / KWH * 0.2)
+    assert record.cost_avoided_usd == pytest.approx(
+        (record.counterfactual_cost_usd or 0) - record.energy_cost_usd
+    )
+
+
+def test_a_closed_bus_ends_every_follower_now_and_later() -> None:
+    async def scenario() -> None:
+        bus = EventBus()
+        with bus.follow() as early:
+            bus.publish("mode", {"mode": "auto"})
+            bus.close()
+            assert [early.get_nowait(), early.get_nowait()] == [
+                ("mode", {"mode": "auto"}),
+                CLOSED,
+            ]
+        with bus.follow() as late:
+            assert late.get_nowait() is CLOSED
+
+    asyncio.run(scenario())
