@@ -8,8 +8,11 @@ training items and scored on others:
 - ``two-stage``: the feature stage, whose scores inside the probe's band the probe settles
   (the runtime decision; the band is chosen by cross-validation inside the training items);
 
-and four need no fitting: ``length`` (characters), ``digits`` (digit characters), ``random``
-(every score equal: the diagonal) and ``oracle`` (exactly the wrong answers).
+and five need no fitting: ``length`` (characters), ``digits`` (digit characters), ``random``
+(every score equal: the diagonal), ``oracle`` (exactly the wrong answers) and ``family rate``
+(each item scored by the share of wrong answers in its own family: an oracle that knows how hard
+each kind of prompt is for the model, and nothing about the prompts within a kind; the ceiling
+of a router that only recognises the kind of prompt).
 
 The evaluation that matters is *leave one family out* (:func:`lofo_splits`): fit on every
 generated family but one, score the one left out, for each family, and pool the out-of-family
@@ -32,7 +35,10 @@ from hybrid.routing.calibration.probe_fitting import train_probe, two_stage_scor
 
 QUALITY_TARGET = 0.95
 FITTED = ("features", "probe", "two-stage")
-BASELINES = ("length", "digits", "random", "oracle")
+BASELINES = ("length", "digits", "random", "oracle", "family rate")
+PER_GROUP = (*FITTED, "length", "digits")
+"""The routers whose AUROC inside one family or set means something (the rest are constant
+there, or exact by construction)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,13 +108,22 @@ def digit_count(item: CalibrationItem) -> float:
 
 
 def baseline_scores(data: Labelled) -> dict[str, np.ndarray]:
-    """The four rules that need no fitting, on ``data``."""
+    """The five rules that need no fitting, on ``data``."""
     return {
         "length": np.array([prompt_length(item) for item in data.items]),
         "digits": np.array([digit_count(item) for item in data.items]),
         "random": np.zeros(len(data.items)),
         "oracle": data.wrong.astype(np.float64),
+        "family rate": family_rate(data),
     }
+
+
+def family_rate(data: Labelled) -> np.ndarray:
+    """Each item's score: the share of wrong answers among the items of its family (its set,
+    for the external items), taken from the labels themselves (an oracle)."""
+    families = np.array(data.families)
+    rates = {name: float(data.wrong[families == name].mean()) for name in set(data.families)}
+    return np.array([rates[name] for name in data.families], dtype=np.float64)
 
 
 def fit_and_score(
