@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
-from hybrid.errors import GenerationError
+from hybrid.errors import GenerationError, HybridError
 from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
@@ -60,6 +60,58 @@ class ReplayGeneration(Generation):
     def finished(self) -> bool:
         """Always: the events were read before this was made."""
         return True
+
+
+class ObservedGeneration(Generation):
+    """Another generation's events, passed on unchanged, each seen on its way.
+
+    Subclasses watch an answer without changing it (the ledger record, the learner's signal):
+    :meth:`_observe` sees each event before the reader gets it, :meth:`_failed` a failure
+    before it propagates, and :meth:`_closed` runs once the inner generation is closed.
+    """
+
+    def __init__(self, inner: Generation) -> None:
+        self._inner = inner
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """The inner generation's prompt tokens, when it knows them."""
+        value = getattr(self._inner, "prompt_tokens", None)
+        return value if isinstance(value, int) else None
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        events = aiter(self._inner)
+        try:
+            async for event in events:
+                # Seen before it is handed on: a reader that stops at the closing event
+                # (collect) never resumes this generator.
+                await self._observe(event)
+                yield event
+        except HybridError as exc:
+            await self._failed(exc)
+            raise
+        finally:
+            await close_events(events)
+
+    @property
+    def finished(self) -> bool:
+        return self._inner.finished
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._closed()
+
+    async def _observe(self, event: GenerationEvent) -> None:
+        """See one event before the reader does."""
+
+    async def _failed(self, error: HybridError) -> None:
+        """See the failure that ends the events, before it propagates."""
+
+    def _closed(self) -> None:
+        """After the inner generation is closed; may run in a cancelled task, so it awaits
+        nothing."""
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,18 @@
 HybridError
 ├── ConfigError                 a setting or the config file is invalid
 ├── ModelFileError              a model file is missing, unreadable or not a GGUF
+├── ModelDownloadError          `hybrid pull` cannot fetch a model (names the repository)
 ├── ServeError                  the server cannot start (its address is taken, ...)
 ├── InvalidRequestError         a request hybrid understood but cannot honour (n > 1, ...)
-│   └── RequestNotFoundError    feedback names a request id the ledger does not hold
+│   ├── RequestNotFoundError    feedback names a request id the ledger does not hold
+│   └── SwitchInProgressError   a model switch is asked for while another model loads
 ├── LedgerError                 the ledger file cannot be opened, migrated, written or read
 ├── CalibrationRejectedError    a calibration fit is too uncertain, or worse than prompt
 │                               length, to replace the calibration in use (it is not saved)
 ├── RoutingError                no backend can take the request
 │   ├── ModelNotFoundError      the model name is neither local, an alias, nor a cloud model
-│   │                           (or only its provider's API knows it, and that has no key)
+│   │   │                       (or only its provider's API knows it, and that has no key)
+│   │   └── LocalModelNotFoundError  a model switch names no model found on this machine
 │   ├── NoRouteError            every candidate failed or none exists (names each failure)
 │   ├── PrivateDataError        private data stays local, and the local model cannot answer
 │   └── BudgetExceededError     a cloud spend cap is reached, and the local model cannot answer
@@ -57,6 +60,13 @@ class ModelFileError(HybridError):
     """A model file is missing, unreadable, corrupt, or not a GGUF file."""
 
 
+class ModelDownloadError(HybridError):
+    """``hybrid pull`` cannot fetch a model: the repository, file or quantization does not
+    exist, the hub refuses the token, the disk is full, the connection broke, or the download
+    does not match the checksum the hub publishes.  The message names the repository or file
+    and what to do."""
+
+
 class ServeError(HybridError):
     """``hybrid serve`` cannot start: its address is taken or not available."""
 
@@ -83,6 +93,10 @@ class RequestNotFoundError(InvalidRequestError):
     def __init__(self, message: str, *, request_id: str) -> None:
         super().__init__(message, param="request_id")
         self.request_id = request_id
+
+
+class SwitchInProgressError(InvalidRequestError):
+    """A model switch was asked for while another model (or the first one) is loading."""
 
 
 class LedgerError(HybridError):
@@ -313,6 +327,23 @@ class ModelNotFoundError(RoutingError):
     def cause(self) -> str | None:
         """A reason code for why the name is not served (``openai:no_key``), when known."""
         return f"{self.provider}:no_key" if self.provider is not None else None
+
+
+class LocalModelNotFoundError(ModelNotFoundError):
+    """A model switch names no model file found on this machine.
+
+    Attributes:
+        model: The name asked for.
+        available: The names of the models found.
+    """
+
+    def __init__(self, model: str, available: list[str]) -> None:
+        super().__init__(model, available)
+        self.args = (
+            f"no local model is called {model!r}; the server can load: "
+            f"{', '.join(available)}. Put a GGUF file in a models folder (`hybrid models` "
+            f"shows where it looks) to add one.",
+        )
 
 
 class NoRouteError(RoutingError):

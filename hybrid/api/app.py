@@ -20,7 +20,7 @@ from hybrid.api.browsers import AllowedHosts, AllowedOrigins
 from hybrid.api.errors import install_error_handlers
 from hybrid.api.middleware import HybridMiddleware
 from hybrid.api.openapi import document_api
-from hybrid.api.routes import admin, chat, completions, feedback, messages, meta
+from hybrid.api.routes import admin, chat, completions, feedback, messages, meta, model
 from hybrid.service.build import build_service
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def create_app(
     )
     app.state.hybrid = service
     install_error_handlers(app)
-    routers = [r.router for r in (chat, completions, messages, meta, admin, feedback)]
+    routers = [r.router for r in (chat, completions, messages, meta, admin, feedback, model)]
     for router in routers:
         app.include_router(router)
     document_api(app, routers)

@@ -46,6 +46,8 @@ COMMANDS: Mapping[str, str] = {
     "config": "hybrid.cli.config",
     "probe": "hybrid.cli.probe",
     "models": "hybrid.cli.models",
+    "pull": "hybrid.cli.pull",
+    "recommend": "hybrid.cli.recommend",
     "route": "hybrid.cli.route",
     "calibrate": "hybrid.cli.calibrate",
     "monitor": "hybrid.cli.monitor",

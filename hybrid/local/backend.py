@@ -28,13 +28,12 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from hybrid.backend import Backend, Generation
+from hybrid.backend import Backend
 from hybrid.errors import (
     ContextLengthExceededError,
     GenerationError,
@@ -46,16 +45,14 @@ from hybrid.generation import (
     GenerationEvent,
     GenerationRequest,
     ResponseFormat,
-    TextDelta,
-    TokenLogprob,
-    ToolCallDelta,
     ToolSpec,
 )
 from hybrid.local.engine import EngineJob
+from hybrid.local.generation import End, LocalGeneration
 from hybrid.local.prompt import ChatFormatter
 from hybrid.local.queue import WorkQueue
 from hybrid.local.speed import SpeedMeter
-from hybrid.local.tool_calls import ToolCallFilter
+from hybrid.wire.fields import MAX_STOP_SEQUENCES
 
 TOOLS = "tools"
 
@@ -93,6 +90,11 @@ class LocalBackend(Backend):
         model_id: The id clients see.
         default_max_tokens: Output cap when a request sets none.
         default_temperature: Temperature when a request sets none.
+        default_stop: Stop sequences that end every answer besides the request's own (the
+            model's store's ``stop``); added after the request's, duplicates dropped, up to
+            :data:`~hybrid.wire.fields.MAX_STOP_SEQUENCES` in all.
+        speed: The speed measured so far on this model (a reload keeps it); a new one when
+            omitted.
     """
 
     def __init__(
@@ -104,6 +106,8 @@ class LocalBackend(Backend):
         model_id: str,
         default_max_tokens: int,
         default_temperature: float,
+        default_stop: tuple[str, ...] = (),
+        speed: SpeedMeter | None = None,
     ) -> None:
         self._engine = engine
         self._queue = queue
@@ -111,7 +115,13 @@ class LocalBackend(Backend):
         self._model_id = model_id
         self._default_max_tokens = default_max_tokens
         self._default_temperature = default_temperature
-        self._speed = SpeedMeter()
+        self._default_stop = default_stop
+        self._speed = speed if speed is not None else SpeedMeter()
+        # Read once: the runtime may free the engine once no call is in flight, and routing
+        # still reads the context size of the backend it prepared a request on.
+        self._n_ctx = engine.n_ctx
+        self._calls = 0
+        self._calls_started = 0
 
     @property
     def model_id(self) -> str:
@@ -131,12 +141,24 @@ class LocalBackend(Backend):
     @property
     def context_length(self) -> int:
         """Tokens the loaded context holds."""
-        return self._engine.n_ctx
+        return self._n_ctx
 
     @property
     def embedding_size(self) -> int:
         """Length of the vectors :meth:`prompt_embedding` returns (the model's hidden size)."""
         return self._engine.n_embd
+
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls of :meth:`prepare`, :meth:`start` and :meth:`prompt_embedding` that have not
+        returned: work not in the queue yet, which the model must not be freed under."""
+        return self._calls
+
+    @property
+    def calls_started(self) -> int:
+        """Calls of :meth:`prepare`, :meth:`start` and :meth:`prompt_embedding` ever made: a
+        change means a client used the model (the keep-alive's idle clock restarts)."""
+        return self._calls_started
 
     async def prompt_embedding(
         self, request: GenerationRequest, *, prepared: EngineJob | None = None
@@ -163,16 +185,26 @@ class LocalBackend(Backend):
             QueueFullError: ``max_queue`` requests are already waiting.
             GenerationError: llama.cpp failed while evaluating the prompt.
         """
-        job = prepared if prepared is not None else await self.prepare(request)
-        tokens = job.tokens
-        # A hand-off: background work waits for the answer that follows (or release_hand_off).
-        future = self._queue.submit(lambda: self._engine.embed(tokens), hand_off=True)
+        self._calls += 1
+        self._calls_started += 1
         try:
+            job = self._own(prepared) or await self.prepare(request)
+            tokens = job.tokens
+            # A hand-off: background work waits for the answer that follows (or
+            # release_hand_off).
+            future = self._queue.submit(lambda: self._engine.embed(tokens), hand_off=True)
             return await asyncio.wrap_future(future)
         except HybridError:
             raise
         except Exception as exc:  # anything else llama.cpp's binding raised on the worker
             raise GenerationError(f"the local model failed to embed the prompt: {exc!r}") from exc
+        finally:
+            self._calls -= 1
+
+    def _own(self, prepared: EngineJob | None) -> EngineJob | None:
+        """``prepared`` when this backend made it; None for another model's (a switch
+        happened between routing and answering), which is then prepared again."""
+        return prepared if prepared is not None and prepared.owner is self else None
 
     def release_hand_off(self) -> None:
         """Let background work run again after :meth:`prompt_embedding` when no answer of the
@@ -205,7 +237,12 @@ class LocalBackend(Backend):
             ContextLengthExceededError: The prompt and requested output do not fit.
             InvalidRequestError: The chat template or the JSON schema rejects the request.
         """
-        return await asyncio.to_thread(self._prepare, request)
+        self._calls += 1
+        self._calls_started += 1
+        try:
+            return await asyncio.to_thread(self._prepare, request)
+        finally:
+            self._calls -= 1
 
     async def start(
         self, request: GenerationRequest, *, prepared: EngineJob | None = None
@@ -223,17 +260,27 @@ class LocalBackend(Backend):
             QueueFullError: ``max_queue`` requests are already waiting.
             InvalidRequestError: The chat template or the JSON schema rejects the request.
         """
+        self._calls += 1
+        self._calls_started += 1
+        try:
+            return await self._start(request, self._own(prepared))
+        finally:
+            self._calls -= 1
+
+    async def _start(
+        self, request: GenerationRequest, prepared: EngineJob | None
+    ) -> LocalGeneration:
         if prepared is None:
             job = await self.prepare(request)
         else:
             job = dataclasses.replace(prepared, top_logprobs=request.params.top_logprobs)
         tool_names = [tool.name for tool in self._prompt_tools(request)]
         loop = asyncio.get_running_loop()
-        channel: asyncio.Queue[GenerationEvent | _End] = asyncio.Queue()
+        channel: asyncio.Queue[GenerationEvent | End] = asyncio.Queue()
         cancel = threading.Event()
         submitted = time.perf_counter()
 
-        def deliver(item: GenerationEvent | _End) -> None:
+        def deliver(item: GenerationEvent | End) -> None:
             try:
                 loop.call_soon_threadsafe(channel.put_nowait, item)
             except RuntimeError:  # the event loop is gone: nobody is listening any more
@@ -251,7 +298,7 @@ class LocalBackend(Backend):
             self._engine.run(job, cancel, emit)
 
         future = self._queue.submit(work)
-        future.add_done_callback(lambda done: deliver(_End(done)))
+        future.add_done_callback(lambda done: deliver(End(done)))
         return LocalGeneration(channel, cancel, future, job, tool_names=tool_names)
 
     def _prompt_tools(self, request: GenerationRequest) -> tuple[ToolSpec, ...]:
@@ -305,7 +352,7 @@ class LocalBackend(Backend):
         return EngineJob(
             tokens=tokens,
             max_tokens=max_tokens,
-            stop=(*stop, *params.stop),
+            stop=(*stop, *_with_defaults(params.stop, self._default_stop)),
             request_stop=params.stop,
             strip=strip,
             temperature=self._default_temperature if temperature is None else temperature,
@@ -313,14 +360,8 @@ class LocalBackend(Backend):
             seed=params.seed,
             top_logprobs=params.top_logprobs,
             grammar=_grammar(params.response_format),
+            owner=self,
         )
-
-
-@dataclasses.dataclass(frozen=True)
-class _End:
-    """Marks the end of a generation's events; carries the worker's outcome."""
-
-    future: Future[None]
 
 
 def unsupported_error(needs: Collection[str]) -> InvalidRequestError:
@@ -346,94 +387,16 @@ def unsupported_error(needs: Collection[str]) -> InvalidRequestError:
     )
 
 
-class LocalGeneration(Generation):
-    """A generation queued for or running on the local model.
-
-    Attributes:
-        prompt_tokens: Tokens in the formatted prompt.
-        max_tokens: Tokens it may generate at most.
-
-    Args:
-        tool_names: The tools the prompt offered; when there are any, the answer is read for
-            tool calls, which end it with ``finish_reason`` ``tool_calls``.
-    """
-
-    def __init__(
-        self,
-        channel: asyncio.Queue[GenerationEvent | _End],
-        cancel: threading.Event,
-        future: Future[None],
-        job: EngineJob,
-        *,
-        tool_names: Collection[str] = (),
-    ) -> None:
-        self._channel = channel
-        self._cancel = cancel
-        self._future = future
-        self._tool_names = tool_names
-        self.prompt_tokens = len(job.tokens)
-        self.max_tokens = job.max_tokens
-
-    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        events = self._events()
-        if self._tool_names:
-            events = _with_tool_calls(events, ToolCallFilter(self._tool_names))
-        async for event in events:
-            yield event
-
-    async def _events(self) -> AsyncIterator[GenerationEvent]:
-        while True:
-            item = await self._channel.get()
-            if isinstance(item, _End):
-                _raise_failure(item.future)
-                return
-            yield item
-
-    async def aclose(self) -> None:
-        # Never awaits: it must work from a cancelled task (a client that disconnected).
-        self._cancel.set()
-        self._future.cancel()
-
-
-async def _with_tool_calls(
-    events: AsyncIterator[GenerationEvent], calls: ToolCallFilter
-) -> AsyncIterator[GenerationEvent]:
-    """The events with the tool calls written in the text taken out as tool call deltas.
-
-    Log-probabilities travel with the next text released (those of a call's text are kept
-    too, on an empty delta, so that the answer's confidence still counts every token).
-    """
-    pending: list[TokenLogprob] = []
-    async for event in events:
-        if isinstance(event, TextDelta):
-            pending.extend(event.logprobs)
-            text = calls.feed(event.text)
-            if text:
-                yield TextDelta(text, tuple(pending))
-                pending = []
-            continue
-        if not isinstance(event, GenerationDone):
-            yield event
-            continue
-        parsed = calls.finish()
-        if parsed.text or pending:
-            yield TextDelta(parsed.text, tuple(pending))
-        for index, call in enumerate(parsed.calls):
-            yield ToolCallDelta(index, call.id, call.name, call.arguments)
-        if parsed.calls:
-            event = dataclasses.replace(event, finish_reason="tool_calls")
-        yield event
-
-
-def _raise_failure(future: Future[None]) -> None:
-    if future.cancelled():
-        return
-    error = future.exception()
-    if error is None:
-        return
-    if isinstance(error, HybridError):
-        raise error
-    raise GenerationError(f"the local model failed: {error!r}") from error
+def _with_defaults(own: tuple[str, ...], defaults: tuple[str, ...]) -> tuple[str, ...]:
+    """A request's stop sequences, then the model's defaults it lacks, at most
+    ``MAX_STOP_SEQUENCES`` in all (the request's own are never dropped)."""
+    merged = list(own)
+    for stop in defaults:
+        if len(merged) >= MAX_STOP_SEQUENCES:
+            break
+        if stop not in merged:
+            merged.append(stop)
+    return tuple(merged)
 
 
 def _refuse_by_size(

@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,8 @@ class EngineJob:
         seed: Sampling seed, or None for a random one.
         top_logprobs: None for no log-probabilities, else the number of alternatives.
         grammar: A compiled ``LlamaGrammar`` constraining the output, or None.
+        owner: The backend that prepared it (its tokens are that model's); another model's
+            backend prepares the request again.
     """
 
     tokens: Sequence[int]
@@ -85,6 +87,7 @@ class EngineJob:
     top_logprobs: int | None
     grammar: Any = None
     request_stop: tuple[str, ...] = ()
+    owner: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,14 @@ class WorkQueue:
             return self._line.waiting
 
     @property
+    def clients(self) -> int:
+        """Client jobs waiting plus the client job running (background work not counted)."""
+        line = self._line
+        with line.lock:
+            running = line.running_since is not None and not line.running_background
+            return line.waiting + running
+
+    @property
     def background_waiting(self) -> int:
         """Background jobs submitted but not started."""
         with self._line.lock:

@@ -2,20 +2,24 @@
 
 Models come from, in this order:
 
-1. the configured model (``--model PATH`` or ``local.model`` in the settings), when set;
-2. ``*.gguf`` files in ``./models`` (relative to the working directory), in
-   ``<home>/models`` (where the embedded default model is assembled), and in every folder of
-   ``local.models_dirs``.
+1. the configured model (``--model`` or ``local.model``), when it is a path to a file;
+2. ``*.gguf`` files in ``./models`` (relative to the working directory), in ``<home>/models``
+   (where the embedded default model is assembled), and in every folder of
+   ``local.models_dirs``;
+3. the stores of other tools, read in place (:mod:`hybrid.models.stores`): Ollama, LM Studio,
+   the Hugging Face cache and llama.cpp's cache, each unless ``local.stores`` leaves it out.
 
-The model served is the configured one, else the embedded default
+A file is listed once, under the first name that leads to it (Ollama tags sharing a blob are
+each listed).  ``--model`` takes a path or a name as listed (:mod:`hybrid.models.names`).  The
+model served is the configured one, else the embedded default
 (:func:`hybrid.models.embedded.ensure_embedded_model` assembles it on first use).  Discovery
 never assembles it: it lists it only once it exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,39 +31,57 @@ from hybrid.models.embedded import (
     embedded_model_path,
     ensure_embedded_model,
 )
+from hybrid.models.entries import ModelEntry, read_entry, read_split
 from hybrid.models.gguf import GgufInfo, read_gguf
+from hybrid.models.names import pick
+from hybrid.models.stores import (
+    Found,
+    ModelDefaults,
+    Skipped,
+    Source,
+    StoreName,
+    StoreScan,
+)
+from hybrid.models.stores.files import ModelFiles, gguf_files, group_models
+from hybrid.models.stores.hf_cache import scan_hf_cache
+from hybrid.models.stores.llama_cache import scan_llama_cache
+from hybrid.models.stores.lmstudio import scan_lmstudio
+from hybrid.models.stores.ollama import scan_ollama
+from hybrid.models.stores.roots import StoreRoots, store_roots
 
 if TYPE_CHECKING:
-    from hybrid.hardware.plan import ModelFootprint
     from hybrid.settings import Settings
 
-MODEL_SUFFIX = ".gguf"
+__all__ = [
+    "Discovery",
+    "ModelEntry",
+    "discover",
+    "discover_models",
+    "model_dirs",
+    "name_for_path",
+    "read_model_info",
+    "resolve_model",
+    "resolve_name",
+    "served_as",
+    "store_folders",
+]
 
 
 @dataclass(frozen=True)
-class ModelEntry:
-    """One model file found on this machine.
+class Discovery:
+    """Everything discovery saw.
 
     Attributes:
-        name: Model id: the file name without ``.gguf`` (e.g. ``gemma-3-270m-q4_k_m``).
-        path: The file.
-        info: Its header, or None when it could not be read.
-        error: Why it could not be read (a :class:`ModelFileError` message), else None.
-        embedded: It is the embedded default model assembled in the data dir.
-        default: It is the model ``hybrid serve`` loads with the current settings.
+        entries: The models, in listing order.
+        skipped: ``.gguf`` files that are not models, each with the reason.
+        folders: The models folders searched (:func:`model_dirs`).
+        stores: Each store searched, with its folder.
     """
 
-    name: str
-    path: Path
-    info: GgufInfo | None
-    error: str | None
-    embedded: bool
-    default: bool = False
-
-    @property
-    def footprint(self) -> ModelFootprint | None:
-        """The model's size and shape for the hardware planner, or None when unreadable."""
-        return self.info.footprint() if self.info is not None else None
+    entries: tuple[ModelEntry, ...]
+    skipped: tuple[Skipped, ...]
+    folders: tuple[Path, ...]
+    stores: tuple[tuple[StoreName, Path], ...]
 
 
 def model_dirs(settings: Settings, *, cwd: Path | None = None) -> list[Path]:
@@ -78,100 +100,325 @@ def model_dirs(settings: Settings, *, cwd: Path | None = None) -> list[Path]:
     return _unique(path.expanduser() for path in candidates)
 
 
-def discover_models(settings: Settings, *, cwd: Path | None = None) -> list[ModelEntry]:
-    """List the configured model and every ``*.gguf`` in :func:`model_dirs`.
-
-    Each file's header is read (a few milliseconds each); a file that cannot be read is still
-    listed, with ``info=None`` and the reason in ``error``.  A configured model that does not
-    exist is listed the same way, so the user sees why ``hybrid serve`` would fail.
+def store_folders(
+    settings: Settings, *, environ: Mapping[str, str] | None = None
+) -> list[tuple[StoreName, Path]]:
+    """The stores ``local.stores`` turns on, each with its folder(s) (which may not exist).
 
     Args:
-        settings: Supplies ``home``, ``local.model`` and ``local.models_dirs``.
+        settings: Supplies ``local.stores``.
+        environ: The environment the stores' variables are read from (default: the process's).
+    """
+    roots = store_roots(environ)
+    return [(store, folder) for store in settings.local.stores for folder in roots.of(store)]
+
+
+def discover(
+    settings: Settings, *, cwd: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Discovery:
+    """Find every model, read each header, and mark the one ``hybrid serve`` loads.
+
+    A model that cannot be served (an unreadable header, a broken Ollama manifest, a missing or
+    partial blob, a split with a part missing) is listed with ``info=None`` and the reason in
+    ``error``.  A configured model that does not exist is listed the same way, so the user
+    sees why ``hybrid serve`` would fail.
+
+    Args:
+        settings: Supplies ``home`` and ``local.*``.
         cwd: Folder ``./models`` is relative to (default: the current working directory).
+        environ: The environment the stores' variables are read from (default: the process's).
 
     Returns:
-        The configured model first (when set), then each folder's files sorted by name;
-        each file once, even when several folders or links lead to it.
+        The entries, the skipped files and the places searched.
     """
-    embedded = _resolved(embedded_model_path(settings.home))
-    configured = settings.local.model
-    default = _resolved(configured) if configured is not None else embedded
-    paths: list[Path] = [configured] if configured is not None else []
-    for folder in model_dirs(settings, cwd=cwd):
-        paths.extend(_gguf_files(folder))
-    return [
-        _entry(path, embedded=_resolved(path) == embedded, default=_resolved(path) == default)
-        for path in _unique(paths)
-    ]
+    found, skipped = _scan(settings, cwd=cwd, environ=environ)
+    entries: list[ModelEntry] = []
+    for model in found:
+        entry = read_entry(model, embedded=model.source == "embedded")
+        if isinstance(entry, Skipped):
+            skipped.append(entry)
+        else:
+            entries.append(entry)
+    entries = _mark_default(settings, entries, found, cwd=cwd, environ=environ)
+    return Discovery(
+        tuple(entries),
+        tuple(skipped),
+        tuple(model_dirs(settings, cwd=cwd)),
+        tuple(store_folders(settings, environ=environ)),
+    )
+
+
+def discover_models(
+    settings: Settings, *, cwd: Path | None = None, environ: Mapping[str, str] | None = None
+) -> list[ModelEntry]:
+    """The models :func:`discover` finds, in listing order.
+
+    Args:
+        settings: Supplies ``home`` and ``local.*``.
+        cwd: Folder ``./models`` is relative to (default: the current working directory).
+        environ: The environment the stores' variables are read from (default: the process's).
+
+    Returns:
+        The configured model first (when it is a file, or a name no model has), then each
+        folder's files sorted by name, then each store's models.
+    """
+    return list(discover(settings, cwd=cwd, environ=environ).entries)
 
 
 def resolve_model(
-    settings: Settings, *, progress: Progress | None = None, cwd: Path | None = None
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Path:
     """The GGUF file ``hybrid serve`` should load.
 
-    The configured model (``local.model``) when set: a path to a ``.gguf`` file, or the name of
-    a discovered model as ``hybrid models`` lists it.  Otherwise the embedded default model,
-    assembled into the data dir on first use.
+    The configured model (``local.model``) when set (see :func:`resolve_name`), otherwise the
+    embedded default model, assembled into the data dir on first use.
 
     Args:
-        settings: Supplies ``home``, ``local.model`` and ``local.models_dirs``.
+        settings: Supplies ``home`` and ``local.*``.
         progress: Receives progress lines while the embedded model is assembled.
         cwd: Folder ``./models`` is relative to (default: the current working directory).
+        environ: The environment the stores' variables are read from (default: the process's).
 
     Returns:
         A path whose header has been read and checked.
 
     Raises:
-        ModelFileError: The configured model does not exist or is not a valid GGUF model, or
-            the embedded model cannot be assembled.  The message names the path and what to do.
+        ModelFileError: As :func:`resolve_name`, or the embedded model cannot be assembled.
     """
     configured = settings.local.model
     if configured is None:
         return ensure_embedded_model(settings.home, progress=progress)
-    if configured.exists():
-        read_gguf(configured)  # raises a ModelFileError that names the file and the fix
-        return configured
-    if len(configured.parts) == 1:  # a bare name: look it up like `hybrid models` lists it
-        if configured.name in (DEFAULT_MODEL_ID, EMBEDDED_FILE_NAME):
-            return ensure_embedded_model(settings.home, progress=progress)
-        for entry in discover_models(settings, cwd=cwd):
-            if configured.name in (entry.name, entry.path.name) and entry.info is not None:
-                return entry.path
-    searched = ", ".join(str(folder) for folder in model_dirs(settings, cwd=cwd))
-    raise ModelFileError(
-        f"the configured model {configured} does not exist (no such file, and no model of that "
-        f"name in {searched}). Fix --model or local.model (HYBRID_LOCAL__MODEL), run "
+    return resolve_name(settings, str(configured), progress=progress, cwd=cwd, environ=environ)
+
+
+def resolve_name(
+    settings: Settings,
+    name: str,
+    *,
+    progress: Progress | None = None,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    """Turn a path or a model name, as ``hybrid models`` lists it, into the file to load.
+
+    Args:
+        settings: Where to look (``home``, ``local.models_dirs``, ``local.stores``).
+        name: A path to a ``.gguf`` file, or a name (see :mod:`hybrid.models.names`).
+        progress: Receives progress lines when the name is the embedded model's and it is
+            assembled.
+        cwd: Folder ``./models`` is relative to (default: the current working directory).
+        environ: The environment the stores' variables are read from (default: the process's).
+
+    Returns:
+        The file llama.cpp loads (a split model's first part), its header read and checked.
+
+    Raises:
+        ModelFileError: The name picks no model and is no file, picks several (the message
+            lists them with the prefixed names that pick each), or picks a model that cannot
+            be served; or the file is not a valid GGUF model.  The message says what to do.
+    """
+    as_path = Path(name).expanduser()
+    if as_path.is_file():
+        read_model_info(as_path)  # raises a ModelFileError that names the file and the fix
+        return as_path
+    if name in (DEFAULT_MODEL_ID, EMBEDDED_FILE_NAME):
+        return ensure_embedded_model(settings.home, progress=progress)
+    models, _ = _scan(settings, cwd=cwd, environ=environ)
+    hit = pick(models, name, resolved=_resolved)
+    if hit is None:
+        raise _not_found(settings, name, cwd=cwd, environ=environ)
+    entry = read_entry(hit)
+    if isinstance(entry, Skipped):
+        raise ModelFileError(f"{entry.path} is {entry.reason}. Pick a model `hybrid models` lists.")
+    if entry.error is not None:
+        raise ModelFileError(entry.error)
+    return hit.path
+
+
+def name_for_path(
+    settings: Settings,
+    path: Path,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The name ``hybrid models`` shows for a file (``llama3.2:3b`` for an Ollama blob).
+
+    When the configured model (``local.model``) is a name that picks this file, that name;
+    else the first listed name of the file; else the file name without ``.gguf``.
+
+    Args:
+        settings: Where to look.
+        path: A model file.
+        cwd: Folder ``./models`` is relative to (default: the current working directory).
+        environ: The environment the stores' variables are read from (default: the process's).
+    """
+    return served_as(settings, path, cwd=cwd, environ=environ)[0]
+
+
+def served_as(
+    settings: Settings,
+    path: Path,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str, ModelDefaults]:
+    """The name a file is served under (as :func:`name_for_path`) and the generation defaults
+    its store records for it under that name (Ollama's ``params``; empty for a plain file).
+
+    Args:
+        settings: Where to look.
+        path: A model file.
+        cwd: Folder ``./models`` is relative to (default: the current working directory).
+        environ: The environment the stores' variables are read from (default: the process's).
+
+    Returns:
+        The name and the defaults.
+    """
+    target = _resolved(path)
+    models, _ = _scan(settings, cwd=cwd, environ=environ)
+    configured = settings.local.model
+    if configured is not None and not Path(configured).expanduser().is_file():
+        try:
+            hit = pick(models, str(configured), resolved=_resolved)
+        except ModelFileError:
+            hit = None
+        if hit is not None and _resolved(hit.path) == target:
+            if hit.source == "configured":
+                return _stem(path), ModelDefaults()
+            return hit.name, _defaults(hit)
+    for model in models:
+        if _resolved(model.path) == target and model.source != "configured":
+            return model.name, _defaults(model)
+    return _stem(path), ModelDefaults()
+
+
+def _defaults(found: Found) -> ModelDefaults:
+    return found.metadata.defaults if found.metadata is not None else ModelDefaults()
+
+
+def read_model_info(path: Path) -> GgufInfo:
+    """Read the header of the model a file is, a split model's parts included.
+
+    Args:
+        path: A model file (a split model's first part: its other parts are read beside it).
+
+    Returns:
+        The header; for a split model, sizes and layers cover every part.
+
+    Raises:
+        ModelFileError: A part is missing or a header cannot be read.
+    """
+    model = _model_at(path)
+    if model.error is not None:
+        raise ModelFileError(model.error)
+    return read_split(model.parts) if model.parts else read_gguf(path)
+
+
+def _scan(
+    settings: Settings, *, cwd: Path | None, environ: Mapping[str, str] | None
+) -> tuple[list[Found], list[Skipped]]:
+    """Every model, headers unread, each file once (Ollama tags of one blob each once)."""
+    embedded = _resolved(embedded_model_path(settings.home))
+    found: list[Found] = []
+    skipped: list[Skipped] = []
+    configured = settings.local.model
+    if configured is not None and configured.is_file():
+        model = _model_at(configured)
+        found.append(Found("configured", model.stem, configured, model.parts, (), model.error))
+    for folder in model_dirs(settings, cwd=cwd):
+        models, passed = group_models(gguf_files(folder))
+        skipped.extend(passed)
+        for model in models:
+            source: Source = "embedded" if _resolved(model.path) == embedded else "folder"
+            found.append(Found(source, model.stem, model.path, model.parts, error=model.error))
+    roots = store_roots(environ)
+    for store in settings.local.stores:
+        scan = _scan_store(store, roots)
+        found.extend(scan.found)
+        skipped.extend(scan.skipped)
+    return _unique_found(found), skipped
+
+
+def _scan_store(store: StoreName, roots: StoreRoots) -> StoreScan:
+    if store == "ollama":
+        return scan_ollama(roots.ollama)
+    if store == "lmstudio":
+        return scan_lmstudio(roots.lmstudio)
+    if store == "hf":
+        return scan_hf_cache(roots.hf)
+    return scan_llama_cache(roots.llama_cpp)
+
+
+def _mark_default(
+    settings: Settings,
+    entries: list[ModelEntry],
+    found: list[Found],
+    *,
+    cwd: Path | None,
+    environ: Mapping[str, str] | None,
+) -> list[ModelEntry]:
+    configured = settings.local.model
+    if configured is None:
+        target = _resolved(embedded_model_path(settings.home))
+        return [replace(e, default=e.embedded and _resolved(e.path) == target) for e in entries]
+    if configured.is_file():
+        return [replace(e, default=e.source == "configured") for e in entries]
+    try:
+        hit = pick(found, str(configured), resolved=_resolved)
+        error = (
+            None
+            if hit is not None
+            else str(_not_found(settings, str(configured), cwd=cwd, environ=environ))
+        )
+    except ModelFileError as exc:
+        hit, error = None, str(exc)
+    if hit is not None:
+        return [replace(e, default=(e.source, e.name) == (hit.source, hit.name)) for e in entries]
+    missing = ModelEntry(_stem(configured), configured, None, error, False, True, "configured")
+    return [missing, *entries]
+
+
+def _not_found(
+    settings: Settings, name: str, *, cwd: Path | None, environ: Mapping[str, str] | None
+) -> ModelFileError:
+    places = [str(folder) for folder in model_dirs(settings, cwd=cwd)]
+    places += [f"{folder} ({store})" for store, folder in store_folders(settings, environ=environ)]
+    return ModelFileError(
+        f"the configured model {name} does not exist (no such file, and no model of that "
+        f"name in {', '.join(places)}). Fix --model or local.model (HYBRID_LOCAL__MODEL), run "
         f"`hybrid models` to list the models found, or unset it to use the embedded default "
         f"{DEFAULT_MODEL_ID}."
     )
 
 
-def _entry(path: Path, *, embedded: bool, default: bool) -> ModelEntry:
-    name = path.name[: -len(MODEL_SUFFIX)] if _is_gguf_name(path) else path.name
-    try:
-        info = read_gguf(path)
-    except ModelFileError as exc:
-        return ModelEntry(name, path, None, str(exc), embedded, default)
-    return ModelEntry(name, path, info, None, embedded, default)
+def _unique_found(found: Iterable[Found]) -> list[Found]:
+    seen: set[tuple[Path, str]] = set()
+    unique = []
+    for model in found:
+        # Ollama tags that share a blob are each a name `ollama list` shows: keep each.
+        key = (_resolved(model.path), model.name if model.source == "ollama" else "")
+        if key not in seen and (key[0], "") not in seen:
+            seen.add(key)
+            unique.append(model)
+    return unique
 
 
-def _gguf_files(folder: Path) -> list[Path]:
-    """``*.gguf`` files directly in ``folder``, by name; none if it is missing or unreadable."""
-    try:
-        children = sorted(folder.iterdir())
-    except OSError:
-        return []
-    # Dot-files are skipped: they include the temporary files of an assembly in progress.
-    return [
-        child
-        for child in children
-        if _is_gguf_name(child) and not child.name.startswith(".") and child.is_file()
-    ]
+def _model_at(path: Path) -> ModelFiles:
+    """The model a file belongs to: a split's parts are found beside its first part."""
+    models, _ = group_models(gguf_files(path.parent))
+    for model in models:
+        if model.path.name == path.name:
+            return model
+    return ModelFiles(path, (), _stem(path))
 
 
-def _is_gguf_name(path: Path) -> bool:
-    return path.name.lower().endswith(MODEL_SUFFIX)
+def _stem(path: Path) -> str:
+    return path.name[: -len(".gguf")] if path.name.lower().endswith(".gguf") else path.name
 
 
 def _resolved(path: Path) -> Path:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from math import prod
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from hybrid.errors import ModelFileError
 from hybrid.models.ggml_types import FILE_TYPE_LABELS, GGML_TYPES
@@ -51,6 +51,8 @@ _GUESSED_FILE_TYPE = 1024  # llama.cpp ORs this into general.file_type when it g
 
 _BLOCK_TENSOR = re.compile(r"blk\.(\d+)\.")
 
+_T = TypeVar("_T")
+
 __all__ = [
     "DEFAULT_ALIGNMENT",
     "GGUF_MAGIC",
@@ -60,6 +62,7 @@ __all__ = [
     "SkippedArray",
     "TensorInfo",
     "read_gguf",
+    "read_gguf_layout",
     "sha256_file",
 ]
 
@@ -187,6 +190,32 @@ def read_gguf(path: Path, *, with_sha256: bool = False) -> GgufInfo:
             version this reader does not know, is truncated, is corrupt, or lacks the metadata
             a language model has.  The message names the file and says what to do.
     """
+    info = _mapped(path, _parse)
+    if with_sha256:
+        info = replace(info, sha256=sha256_file(path))
+    return info
+
+
+def read_gguf_layout(path: Path) -> tuple[Mapping[str, object], tuple[TensorInfo, ...]]:
+    """Read any GGUF file's metadata and tensor entries, without asking it to be a model.
+
+    The parts after the first of a split model hold tensors and ``split.*`` keys only, so
+    :func:`read_gguf` would reject them; this reads them.
+
+    Args:
+        path: The ``.gguf`` file.
+
+    Returns:
+        The metadata (as in :attr:`GgufInfo.metadata`) and every tensor's entry.
+
+    Raises:
+        ModelFileError: As :func:`read_gguf`, except for the checks that it is a model.
+    """
+    return _mapped(path, _parse_layout)
+
+
+def _mapped(path: Path, parse: Callable[[Path, int, mmap.mmap], _T]) -> _T:
+    """Open and map a GGUF file, check its magic, and parse it; OS errors become ModelFileError."""
     try:
         with path.open("rb") as handle:
             file_bytes = os.fstat(handle.fileno()).st_size
@@ -200,7 +229,7 @@ def read_gguf(path: Path, *, with_sha256: bool = False) -> GgufInfo:
                     "convert it with llama.cpp's convert_hf_to_gguf.py."
                 )
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                info = _parse(path, file_bytes, buf)
+                return parse(path, file_bytes, buf)
     except FileNotFoundError as exc:
         raise ModelFileError(
             f"model file {path} does not exist. Check the path, or run `hybrid models` to see "
@@ -216,12 +245,31 @@ def read_gguf(path: Path, *, with_sha256: bool = False) -> GgufInfo:
         ) from exc
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"cannot read model file {path}: {exc}.") from exc
-    if with_sha256:
-        info = replace(info, sha256=sha256_file(path))
-    return info
 
 
 def _parse(path: Path, file_bytes: int, buf: mmap.mmap) -> GgufInfo:
+    reader, version, metadata, sized = _walk(path, file_bytes, buf)
+    try:
+        bos = _token_text(reader, metadata, "tokenizer.ggml.bos_token_id")
+        eos = _token_text(reader, metadata, "tokenizer.ggml.eos_token_id")
+    except (Truncated, struct.error) as exc:
+        raise _truncated(path, file_bytes, exc, reader) from exc
+    except Corrupt as exc:
+        raise _corrupt(path, exc) from exc
+    return _build_info(path, file_bytes, version, metadata, sized, bos, eos)
+
+
+def _parse_layout(
+    path: Path, file_bytes: int, buf: mmap.mmap
+) -> tuple[Mapping[str, object], tuple[TensorInfo, ...]]:
+    _, _, metadata, sized = _walk(path, file_bytes, buf)
+    return MappingProxyType(metadata), tuple(sized)
+
+
+def _walk(
+    path: Path, file_bytes: int, buf: mmap.mmap
+) -> tuple[HeaderReader, int, dict[str, object], list[TensorInfo]]:
+    """Walk the header: the version, the metadata and the sized tensor entries."""
     reader = HeaderReader(buf)
     reader.pos = len(GGUF_MAGIC)
     try:
@@ -247,19 +295,25 @@ def _parse(path: Path, file_bytes: int, buf: mmap.mmap) -> GgufInfo:
         data_end = data_start + max((t.offset + t.n_bytes for t in sized), default=0)
         if data_end > file_bytes:
             raise Truncated(data_end)
-        bos = _token_text(reader, metadata, "tokenizer.ggml.bos_token_id")
-        eos = _token_text(reader, metadata, "tokenizer.ggml.eos_token_id")
     except (Truncated, struct.error) as exc:
-        needed = exc.args[0] if isinstance(exc, Truncated) else reader.pos
-        raise ModelFileError(
-            f"{path} is truncated: its header or data needs {needed:,} bytes but the file has "
-            f"{file_bytes:,}. The download or copy was probably interrupted: fetch it again."
-        ) from exc
+        raise _truncated(path, file_bytes, exc, reader) from exc
     except Corrupt as exc:
-        raise ModelFileError(
-            f"{path} is a corrupt GGUF file: {exc}. Download or convert it again."
-        ) from exc
-    return _build_info(path, file_bytes, version, metadata, sized, bos, eos)
+        raise _corrupt(path, exc) from exc
+    return reader, version, metadata, sized
+
+
+def _truncated(
+    path: Path, file_bytes: int, exc: Truncated | struct.error, reader: HeaderReader
+) -> ModelFileError:
+    needed = exc.args[0] if isinstance(exc, Truncated) else reader.pos
+    return ModelFileError(
+        f"{path} is truncated: its header or data needs {needed:,} bytes but the file has "
+        f"{file_bytes:,}. The download or copy was probably interrupted: fetch it again."
+    )
+
+
+def _corrupt(path: Path, exc: Corrupt) -> ModelFileError:
+    return ModelFileError(f"{path} is a corrupt GGUF file: {exc}. Download or convert it again.")
 
 
 def _unsupported_version(path: Path, version: int) -> ModelFileError:

@@ -25,10 +25,11 @@ from textual.reactive import reactive
 from textual.widgets import Footer
 
 from hybrid.monitor.client import DaemonClient, DaemonUnreachable, FeedbackRefused
-from hybrid.monitor.link import Backoff, DaemonLink, FeedbackLink, LinkStatus, follow
+from hybrid.monitor.link import Backoff, DaemonLink, FeedbackLink, LinkStatus, ModelLink, follow
 from hybrid.monitor.messages import EventArrived, LinkChanged, RequestChosen
 from hybrid.monitor.screens.decision import DecisionScreen
 from hybrid.monitor.screens.help import HelpScreen
+from hybrid.monitor.screens.model_picker import ModelPicker
 from hybrid.monitor.state import Dashboard, DashboardState
 from hybrid.monitor.widgets.calibration import CalibrationLine, CalibrationView
 from hybrid.monitor.widgets.charts import ChartsPanel
@@ -68,6 +69,7 @@ class MonitorApp(App[None]):
     TITLE = "hybrid monitor"
     BINDINGS = [  # noqa: RUF012 - Textual's declared type
         Binding("m", "cycle_mode", "mode"),
+        Binding("l", "pick_model", "model"),
         Binding("p", "toggle_pause", "pause"),
         Binding("slash", "filter", "filter"),
         Binding("plus", "mark(True)", "good"),
@@ -181,6 +183,8 @@ class MonitorApp(App[None]):
 
     @on(EventArrived)
     def _event_arrived(self, message: EventArrived) -> None:
+        if message.name == "model":
+            self._model_changed(message.data)
         problem = self.dashboard.problem
         self._state.receive(message.name, message.data, now=self._clock())
         self._refresh_dashboard()
@@ -219,6 +223,50 @@ class MonitorApp(App[None]):
         self._state.set_mode(confirmed)
         self._refresh_dashboard()
         self.notify(f"routing mode: {confirmed}", timeout=3)
+
+    def action_pick_model(self) -> None:
+        """Open the list of local models the daemon can load; the one picked is switched to."""
+        if not isinstance(self._daemon, ModelLink) or self.link.state != "live":
+            self.notify("not connected to the daemon: the model cannot change now", timeout=4)
+            return
+        self._pick_model()
+
+    @work(exclusive=True, group="model")
+    async def _pick_model(self) -> None:
+        assert isinstance(self._daemon, ModelLink)
+        try:
+            current, names = await self._daemon.local_models()
+        except DaemonUnreachable as exc:
+            self.notify(str(exc), title="no model list", severity="error", timeout=8)
+            return
+        if not names:
+            self.notify("the daemon found no model to switch to", timeout=4)
+            return
+        chosen = await self.push_screen_wait(ModelPicker(current, names))
+        if chosen is None or chosen == current:
+            return
+        try:
+            loading = await self._daemon.switch_model(chosen)
+        except DaemonUnreachable as exc:
+            self.notify(str(exc), title="model unchanged", severity="error", timeout=8)
+            return
+        self.notify(f"loading {loading}; {current} serves until it is ready", timeout=4)
+
+    def _model_changed(self, data: object) -> None:
+        """Say how a switch, an idle unload or a reload goes (the ``model`` event)."""
+        if not isinstance(data, dict):
+            return
+        change, model = data.get("change"), data.get("model")
+        loading = data.get("loading")
+        if change == "loading" and isinstance(loading, dict):
+            self.notify(f"loading {loading.get('model')} ({loading.get('reason')})", timeout=4)
+        elif change == "switched":
+            self.notify(f"switched to {model}", timeout=4)
+        elif change == "switch_failed":
+            message = data.get("switch_error")
+            self.notify(str(message), title="switch failed", severity="error", timeout=8)
+        elif change in ("unloaded", "reloaded"):
+            self.notify(f"{model} {change}", timeout=3)
 
     def action_toggle_pause(self) -> None:
         """Freeze or resume the request log."""

@@ -24,6 +24,7 @@ STATS_PATH = "/v1/hybrid/stats"
 MODE_PATH = "/v1/hybrid/mode"
 FEEDBACK_PATH = "/v1/hybrid/feedback"
 HEALTH_PATH = "/health"
+MODEL_PATH = "/v1/hybrid/model"
 
 # The daemon pings every 15 s (docs/events.md); three missed pings mean the stream is dead even
 # if the socket says otherwise (a suspended laptop, a half-open connection).
@@ -217,6 +218,53 @@ class DaemonClient:
             return mode
         confirmed = body.get("mode") if isinstance(body, dict) else None
         return confirmed if isinstance(confirmed, str) else mode
+
+    async def local_models(self) -> tuple[str, list[str]]:
+        """The served local model and the names it can switch to, from
+        ``GET /v1/hybrid/model``.
+
+        Raises:
+            DaemonUnreachable: The daemon cannot be reached, refused, or sent no such list.
+        """
+        try:
+            response = await self._http.get(MODEL_PATH)
+            await self._check(response, MODEL_PATH)
+            body = response.json()
+        except httpx2.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        except ValueError as exc:
+            raise DaemonUnreachable(self.url, f"{self.url}{MODEL_PATH} sent no JSON") from exc
+        models = body.get("available") if isinstance(body, dict) else None
+        if not isinstance(models, list):
+            raise DaemonUnreachable(self.url, f"{self.url}{MODEL_PATH} lists no models")
+        names = [
+            m["name"] for m in models if isinstance(m, dict) and isinstance(m.get("name"), str)
+        ]
+        current = body.get("model")
+        return (current if isinstance(current, str) else "", names)
+
+    async def switch_model(self, name: str) -> str:
+        """Ask the daemon to switch the local model with ``POST /v1/hybrid/model``.
+
+        Returns:
+            The model now loading (``name`` when the answer does not say).
+
+        Raises:
+            DaemonUnreachable: The daemon cannot be reached or refused (its message says why).
+        """
+        try:
+            response = await self._http.post(MODEL_PATH, json={"model": name})
+            if response.status_code in (400, 404, 409):
+                raise DaemonUnreachable(self.url, _error_message(response))
+            await self._check(response, MODEL_PATH)
+            body = response.json()
+        except httpx2.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        except ValueError:
+            return name
+        loading = body.get("loading") if isinstance(body, dict) else None
+        model = loading.get("model") if isinstance(loading, dict) else None
+        return model if isinstance(model, str) else name
 
     async def send_feedback(self, request_id: str, good: bool) -> bool:
         """Label the answer to a request with ``POST /v1/hybrid/feedback``.

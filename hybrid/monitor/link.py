@@ -57,6 +57,29 @@ class FeedbackLink(Protocol):
         ...
 
 
+@runtime_checkable
+class ModelLink(Protocol):
+    """A daemon link that can switch the local model
+    (:class:`~hybrid.monitor.client.DaemonClient`)."""
+
+    async def local_models(self) -> tuple[str, list[str]]:
+        """The served model's id and the names it can switch to (``GET /v1/hybrid/model``).
+
+        Raises:
+            DaemonUnreachable: The daemon cannot be reached or refused.
+        """
+        ...
+
+    async def switch_model(self, name: str) -> str:
+        """Start switching to ``name``; returns the model now loading.
+
+        Raises:
+            DaemonUnreachable: The daemon cannot be reached or refused (the message says
+                why: an unknown name, a model that does not fit, a switch already loading).
+        """
+        ...
+
+
 @dataclass(frozen=True)
 class Backoff:
     """How long to wait between reconnect attempts: doubling from ``first_s`` up to ``max_s``.

@@ -61,6 +61,17 @@ async def route_context(
             prefill_tokens_per_s=backend.speed.prefill_tokens_per_s,
             supports=backend.supports,
         )
+    elif local.state == "unloaded":
+        # Unloaded while idle: the wait is the reload, then the speed measured before.
+        speed = local.last_speed
+        if expected_tokens is None and speed is not None:
+            expected_tokens = speed.typical_answer_tokens
+        status = LocalStatus(
+            "unloaded",
+            expected_wait_s=local.expected_load_s(),
+            decode_tokens_per_s=speed.decode_tokens_per_s if speed is not None else None,
+            prefill_tokens_per_s=speed.prefill_tokens_per_s if speed is not None else None,
+        )
     text = request.prompt if request.prompt is not None else ""
     if request.messages:
         # Tool-call arguments are text the privacy and difficulty policies must read too.

@@ -173,6 +173,10 @@ class Dispatcher:
 
     async def _start(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
         decision, target = plan.decision, plan.target
+        if plan.mode != "cloud" and self._runtime.state == "unloaded":
+            # A request that may be answered locally reloads an idle-unloaded model, also when
+            # this one goes to the cloud meanwhile (the reload's future is kept by the runtime).
+            self._runtime.wake()
         if plan.mode == "local":
             return await self._local(request, decision.reason, plan)
         if decision.pinned:
@@ -360,6 +364,8 @@ class Dispatcher:
         plan: RoutePlan,
         score: float | None = None,
     ) -> Answer:
+        if self._runtime.state == "unloaded":
+            await self._runtime.wake()  # the reload; backend() then says if it failed
         backend = self._runtime.backend()
         if plan.unfit is not None:
             raise plan.unfit  # found when the route was planned: not tokenized a second time

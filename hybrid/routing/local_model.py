@@ -17,7 +17,7 @@ not tokenized twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from hybrid.backend import Generation
@@ -166,11 +166,34 @@ class LocalAnswerer(Protocol[Prepared]):
 
 
 class LocalCapacity(Protocol[Prepared]):
-    """The local model's runtime, as routing reads it: loaded or not, and its backend."""
+    """The local model's runtime, as routing reads it: loaded or not, and its backend.
+
+    A model unloaded while idle (``local.keep_alive``) is reloaded by :meth:`wake`; until then
+    routing counts :meth:`expected_load_s` in its wait.
+    """
 
     @property
     def state(self) -> str:
-        """``loading``, ``ready``, ``failed`` or ``closed``."""
+        """``loading``, ``ready``, ``unloaded``, ``failed`` or ``closed``."""
+        ...
+
+    @property
+    def last_speed(self) -> SpeedEstimate | None:
+        """The speed the model was measured at before it was unloaded (None before any)."""
+        ...
+
+    def expected_load_s(self) -> float:
+        """Seconds before an unloaded model could answer (its load, or what is left of a
+        reload in progress); 0 when it is not unloaded."""
+        ...
+
+    def wake(self) -> Awaitable[None]:
+        """Start reloading an unloaded model (or join the reload in progress).
+
+        Returns:
+            Resolves when the load has ended; :meth:`backend` then answers or says why not.
+            Done at once when the model is not unloaded.
+        """
         ...
 
     @property

@@ -25,10 +25,11 @@ class LocalStatus:
     """The local model as the router sees it.
 
     Attributes:
-        state: ``ready``, ``loading``, ``failed`` or ``closed``.
+        state: ``ready``, ``loading``, ``unloaded``, ``failed`` or ``closed``.
         context_length: Tokens its context holds (None until loaded).
         queue_depth: Requests waiting or running.
-        expected_wait_s: Estimated wait before a new request starts.
+        expected_wait_s: Estimated wait before a new request starts (for an unloaded model,
+            its reload).
         decode_tokens_per_s: Decode speed measured on this machine (None before any).
         prefill_tokens_per_s: Prompt-processing speed measured on this machine (None before any).
         supports: What the local model can do beyond text (e.g. ``tools``).

@@ -23,14 +23,14 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from hybrid.backend import Generation, close_events
+from hybrid.backend import Generation, ObservedGeneration
 from hybrid.errors import HybridError
 from hybrid.generation import (
     GenerationDone,
@@ -278,7 +278,7 @@ class _Ended:
     tool_calls: bool
 
 
-class _WatchedGeneration(Generation):
+class _WatchedGeneration(ObservedGeneration):
     """A generation that tells the learner, once closed, that it ended normally."""
 
     def __init__(
@@ -290,7 +290,7 @@ class _WatchedGeneration(Generation):
         api: str,
         model: str | None,
     ) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._learner = learner
         self._answer = answer
         self._request = request
@@ -301,48 +301,27 @@ class _WatchedGeneration(Generation):
         self._ended = False
         self._told = False
 
-    @property
-    def prompt_tokens(self) -> int | None:
-        """The inner generation's prompt tokens, when it knows them."""
-        value = getattr(self._inner, "prompt_tokens", None)
-        return value if isinstance(value, int) else None
+    async def _observe(self, event: GenerationEvent) -> None:
+        if isinstance(event, TextDelta):
+            self._text.append(event.text)
+        elif isinstance(event, ToolCallDelta):
+            self._tool_calls = True
+        elif isinstance(event, GenerationDone):
+            self._ended = not event.cancelled
 
-    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        events = aiter(self._inner)
-        try:
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    self._text.append(event.text)
-                elif isinstance(event, ToolCallDelta):
-                    self._tool_calls = True
-                elif isinstance(event, GenerationDone):
-                    # Marked before it is handed on: a reader that stops at the closing event
-                    # (collect) never resumes this generator.
-                    self._ended = not event.cancelled
-                yield event
-        finally:
-            await close_events(events)
-
-    @property
-    def finished(self) -> bool:
-        return self._inner.finished
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            if self._ended and not self._told:
-                self._told = True
-                ended = _Ended(
-                    self._answer,
-                    self._request,
-                    self._api,
-                    self._model,
-                    "".join(self._text),
-                    self._tool_calls,
-                )
-                # On the loop's next turn, not on the response's task: its last bytes go first.
-                asyncio.get_running_loop().call_soon(self._learner.finished, ended)
+    def _closed(self) -> None:
+        if self._ended and not self._told:
+            self._told = True
+            ended = _Ended(
+                self._answer,
+                self._request,
+                self._api,
+                self._model,
+                "".join(self._text),
+                self._tool_calls,
+            )
+            # On the loop's next turn, not on the response's task: its last bytes go first.
+            asyncio.get_running_loop().call_soon(self._learner.finished, ended)
 
 
 def _messages(request: GenerationRequest) -> tuple[Message, ...]:

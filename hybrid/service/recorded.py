@@ -8,11 +8,10 @@ accountant write the request's ledger record once, whichever way the answer ends
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from hybrid.backend import Generation, close_events
+from hybrid.backend import ObservedGeneration
 from hybrid.errors import HybridError
 from hybrid.generation import (
     GenerationDone,
@@ -65,56 +64,40 @@ class Seen:
     prompt_tokens: int | None = None
 
 
-class RecordedGeneration(Generation):
+class RecordedGeneration(ObservedGeneration):
     """A generation whose ledger record is written as it ends (see the module docstring)."""
 
     def __init__(
         self, accountant: Accountant, ticket: Ticket, answer: Answer, request: GenerationRequest
     ) -> None:
+        super().__init__(answer.generation)
         self._accountant = accountant
         self._ticket = ticket
         self._answer = answer
-        self._inner = answer.generation
         self._request = request
-        self._seen = Seen(prompt_tokens=getattr(self._inner, "prompt_tokens", None))
+        self._seen = Seen(prompt_tokens=self.prompt_tokens)
 
-    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+    async def _observe(self, event: GenerationEvent) -> None:
         seen = self._seen
-        events = aiter(self._inner)
-        try:
-            async for event in events:
-                if isinstance(event, TextDelta | ToolCallDelta):
-                    if seen.ttft_s is None:
-                        seen.ttft_s = self._accountant.elapsed(self._ticket)
-                    if isinstance(event, TextDelta):
-                        seen.text.append(event.text)
-                    else:
-                        seen.text.append(event.arguments)
-                elif isinstance(event, GenerationDone):
-                    seen.done = event
-                    await self._settle("cancelled" if event.cancelled else "ok")
-                yield event
-        except HybridError as exc:
-            await self._settle("error", str(exc))
-            raise
-        finally:
-            await close_events(events)
+        if isinstance(event, TextDelta | ToolCallDelta):
+            if seen.ttft_s is None:
+                seen.ttft_s = self._accountant.elapsed(self._ticket)
+            seen.text.append(event.text if isinstance(event, TextDelta) else event.arguments)
+        elif isinstance(event, GenerationDone):
+            seen.done = event
+            await self._settle("cancelled" if event.cancelled else "ok")
 
-    @property
-    def finished(self) -> bool:
-        return self._inner.finished
+    async def _failed(self, error: HybridError) -> None:
+        await self._settle("error", str(error))
 
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            if not self._ticket.recorded:
-                # The client left before the end; this may run in a cancelled task.
-                self._ticket.recorded = True
-                record = self._accountant.finish(
-                    self._ticket, self._answer, self._request, self._seen, status="cancelled"
-                )
-                self._accountant.commit_nowait(record)
+    def _closed(self) -> None:
+        if not self._ticket.recorded:
+            # The client left before the end; this may run in a cancelled task.
+            self._ticket.recorded = True
+            record = self._accountant.finish(
+                self._ticket, self._answer, self._request, self._seen, status="cancelled"
+            )
+            self._accountant.commit_nowait(record)
 
     async def _settle(
         self, status: Literal["ok", "error", "cancelled"], error: str | None = None

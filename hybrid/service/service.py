@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 
 from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.service.events import hardware_event
+from hybrid.service.switching import ModelSwitching
 
 if TYPE_CHECKING:
     from hybrid.cloud.provider import CloudProvider
     from hybrid.hardware.sampler import LiveSampler
     from hybrid.ledger.writer import LedgerWriter
     from hybrid.local.runtime import LocalRuntime
+    from hybrid.local.status import ModelChange
     from hybrid.routing.calibration.background import BackgroundCalibration
     from hybrid.routing.dispatcher import Dispatcher
     from hybrid.routing.policies.difficulty import CalibratedModel
@@ -42,6 +44,7 @@ class _Running:
     loading: asyncio.Task[None] | None = None
     ticking: asyncio.Task[None] | None = None
     calibrating: asyncio.Task[None] | None = None
+    idling: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,6 +104,9 @@ class Service:
         running.loading = asyncio.create_task(self.runtime.load())
         # Look the difficulty model up as soon as the model is loaded, not on the first request.
         running.loading.add_done_callback(lambda _: self.calibration())
+        self.runtime.subscribe(self._model_changed)
+        # Unloads the model after local.keep_alive idle seconds (returns at once when off).
+        running.idling = asyncio.create_task(self.runtime.keep_alive())
         running.ticking = asyncio.create_task(
             self.publish_hardware(self.settings.probe.sample_interval_s)
         )
@@ -115,19 +121,51 @@ class Service:
         closed last, committing every record still queued.  Safe without :meth:`start`.
         """
         running = self._running
-        for task in (running.ticking, running.calibrating):
+        for task in (running.ticking, running.calibrating, running.idling):
             if task is not None:
                 task.cancel()
         await self.runtime.close()
         # A load still running finishes on its thread and frees what it loaded.
-        tasks = [t for t in (running.loading, running.ticking, running.calibrating) if t]
+        tasks = [
+            t for t in (running.loading, running.ticking, running.calibrating, running.idling) if t
+        ]
         await asyncio.gather(*tasks, return_exceptions=True)
-        running.loading = running.ticking = running.calibrating = None
+        running.loading = running.ticking = running.calibrating = running.idling = None
         await self.learner.aclose()  # shadow calls still running, before the providers
         await self.pool.aclose()
         self.sampler.stop()
         # Last: every response has ended, so every record is queued; close commits them.
         self.ledger.close()
+
+    @property
+    def switching(self) -> ModelSwitching:
+        """Switches the local model by name (``POST /v1/hybrid/model``)."""
+        return ModelSwitching(self.settings, self.runtime)
+
+    def _model_changed(self, change: ModelChange) -> None:
+        """Tell the event stream, and point background calibration at the model served now:
+        stopped while no model is loaded, started over for a switched-in or reloaded one."""
+        self.bus.publish("model", {"change": change.kind, **change.status.to_json()})
+        if change.kind in ("switched", "reloaded"):
+            self.calibration()  # look the new file's calibration up now, not on a request
+        if self.background is None:
+            return
+        running = self._running
+        if change.kind in ("unloaded", "switched", "reloaded", "failed"):
+            stopped = running.calibrating
+            if stopped is not None:
+                stopped.cancel()
+            running.calibrating = None
+            if change.kind in ("switched", "reloaded"):
+                running.calibrating = asyncio.create_task(self._calibrate_after(stopped))
+
+    async def _calibrate_after(self, stopped: asyncio.Task[None] | None) -> None:
+        """Background calibration of the model served now, once the previous run has ended."""
+        assert self.background is not None
+        if stopped is not None:
+            await asyncio.gather(stopped, return_exceptions=True)
+        self.background.reset()
+        await self.background.run()
 
     async def publish_hardware(self, interval_s: float) -> None:
         """Send a ``hardware`` event (docs/events.md) every ``interval_s`` until cancelled."""

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # llama.cpp numbers a context's positions with 32-bit signed integers: none holds more tokens.
 MAX_CONTEXT_TOKENS = 2**31 - 1
+
+StoreName = Literal["ollama", "lmstudio", "hf", "llama.cpp"]
+"""A model store of another tool that discovery reads in place (see ``hybrid.models.stores``)."""
+
+STORE_NAMES: tuple[StoreName, ...] = ("ollama", "lmstudio", "hf", "llama.cpp")
 
 
 class LocalSettings(BaseModel):
@@ -17,11 +23,22 @@ class LocalSettings(BaseModel):
 
     model: Path | None = Field(
         default=None,
-        description="GGUF file to serve; unset serves the embedded default model.",
+        description=(
+            "GGUF file to serve, or a model name as `hybrid models` lists it (llama3.2:3b, "
+            "org/repo:Q4_K_M; prefix ollama:, lmstudio:, hf:, llama.cpp: or folder: to pick "
+            "a store); unset serves the embedded default model."
+        ),
     )
     models_dirs: list[Path] = Field(
         default_factory=list,
         description="Extra folders searched for *.gguf files (a JSON list in the environment).",
+    )
+    stores: list[StoreName] = Field(
+        default_factory=lambda: list(STORE_NAMES),
+        description=(
+            "Other tools' model stores listed and served in place: ollama (OLLAMA_MODELS), "
+            "lmstudio, hf (HF_HUB_CACHE / HF_HOME) and llama.cpp (LLAMA_CACHE); [] reads none."
+        ),
     )
     n_ctx: int | None = Field(
         default=None,
@@ -70,6 +87,14 @@ class LocalSettings(BaseModel):
         description=(
             "Sampling temperature for a request that sets none; 0 is greedy, which suits "
             "small local models best."
+        ),
+    )
+    keep_alive: float = Field(
+        default=300.0,
+        description=(
+            "Seconds with no request queued or running after which the model is unloaded to "
+            "give its memory back (background calibration does not count and pauses); the "
+            "next request reloads it. Negative never unloads; 0 unloads after each request."
         ),
     )
 

@@ -26,6 +26,7 @@ from hybrid.errors import (
     ProviderRejectedError,
     QueueFullError,
     RequestNotFoundError,
+    SwitchInProgressError,
 )
 
 # Seconds a client should wait before retrying while the model loads.
@@ -116,6 +117,8 @@ def wire_error(exc: HybridError) -> WireError:
         )
     if isinstance(exc, RequestNotFoundError):
         return WireError(404, message, "invalid_request_error", "request_not_found", exc.param)
+    if isinstance(exc, SwitchInProgressError):
+        return WireError(409, message, "invalid_request_error", "switch_in_progress", exc.param)
     if isinstance(exc, InvalidRequestError):
         return WireError(400, message, "invalid_request_error", None, exc.param)
     if isinstance(exc, ModelNotFoundError):

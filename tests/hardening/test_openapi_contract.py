@@ -46,6 +46,8 @@ OPERATIONS = [
     "GET /v1/hybrid/events",
     "POST /v1/hybrid/mode",
     "POST /v1/hybrid/feedback",
+    "GET /v1/hybrid/model",
+    "POST /v1/hybrid/model",
     "GET /metrics",
 ]
 # Only a body can be made invalid: the other operations take no parameters.

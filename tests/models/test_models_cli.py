@@ -52,12 +52,27 @@ class FakeProbe:
 
 
 def listing(
-    tmp_path: Path, probe: FakeProbe, *, as_json: bool = False, **options: Any
+    tmp_path: Path,
+    probe: FakeProbe,
+    *,
+    as_json: bool = False,
+    verbose: bool = False,
+    environ: dict[str, str] | None = None,
+    **options: Any,
 ) -> tuple[str, str]:
     """Run ``hybrid models`` in tmp_path; ``options`` go to :func:`settings_with`."""
     out, err = io.StringIO(), io.StringIO()
     settings = settings_with(tmp_path / "home", **options)
-    code = list_models(settings, probe, as_json=as_json, out=out, err=err, cwd=tmp_path)
+    code = list_models(
+        settings,
+        probe,
+        as_json=as_json,
+        out=out,
+        err=err,
+        cwd=tmp_path,
+        verbose=verbose,
+        environ=environ if environ is not None else {"HOME": str(tmp_path / "user")},
+    )
     assert code == 0
     return out.getvalue(), err.getvalue()
 
@@ -86,16 +101,18 @@ def test_table_shows_size_quant_context_template_and_verdict(tmp_path: Path) -> 
     text, err = listing(tmp_path, FakeProbe())
 
     assert text.splitlines()[0].split() == [
-        "NAME", "SIZE", "QUANT", "CONTEXT", "CHAT", "FITS", "TOK/S", "N_CTX", "PATH"
+        "NAME", "SOURCE", "SIZE", "QUANT", "CONTEXT", "CHAT", "TOOLS", "FITS", "TOK/S", "N_CTX"
     ]  # fmt: skip
     base, chatty = table(text)
-    assert chatty["NAME"] == "chatty"
+    assert (chatty["NAME"], chatty["SOURCE"], chatty["TOOLS"]) == ("chatty", "folder", "no")
     assert chatty["SIZE"].endswith("MiB")
     assert (chatty["QUANT"], chatty["CONTEXT"], chatty["CHAT"]) == ("Q4_K_M", "4,096", "yes")
     assert chatty["FITS"] == "yes"
     assert chatty["TOK/S"].startswith("~") and int(chatty["TOK/S"][1:]) > 0
     assert chatty["N_CTX"] == "4,096"  # the model's own context is below max_ctx
-    assert chatty["PATH"] == str(path)
+    assert str(path) not in text, "paths are details: --verbose shows them"
+    verbose, _ = listing(tmp_path, FakeProbe(), verbose=True)
+    assert f"    path: {path}" in verbose
     assert base["NAME"] == "base" and base["CHAT"] == "no"
     assert "embedded default gemma-3-270m-q4_k_m" in text
     assert err == ""

@@ -15,8 +15,8 @@ import numpy as np
 
 from hybrid.backend import Generation
 from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest, Message, Usage
-from hybrid.local.backend import LocalGeneration
 from hybrid.local.engine import EngineJob
+from hybrid.local.generation import LocalGeneration
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.local_model import LocalCapacity, SizedGeneration

@@ -42,6 +42,11 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def health(request: Request) -> JSONResponse:
     """200 with the model, queue and hardware once the model is ready; 503 before that.
 
+    ``local`` is the model's lifecycle as ``GET /v1/hybrid/model`` shows it (``state``
+    ``switching`` while a switch loads, ``loading`` with the model loading).  A model unloaded
+    while idle (``local.keep_alive``) answers 200 with status ``unloaded``: the server can
+    answer, and the next request reloads it.
+
     ``calibration`` says which difficulty calibration the router uses: ``state`` (``waiting``
     while the model loads or its file is looked up, ``found``, ``prior``, ``missing``,
     ``unusable``), ``source`` (``user``, ``shipped``, or ``prior`` when the model runs on a
@@ -57,6 +62,8 @@ async def health(request: Request) -> JSONResponse:
     body: dict[str, Any] = {"status": "ok" if runtime.state == "ready" else runtime.state}
     if runtime.error is not None:
         body["error"] = runtime.error
+    # The lifecycle (GET /v1/hybrid/model): switching, unloaded while idle, the model loading.
+    body["local"] = runtime.status().to_json()
     loaded = runtime.loaded
     if loaded is not None and runtime.state == "ready":
         backend = runtime.backend()
@@ -94,7 +101,8 @@ async def health(request: Request) -> JSONResponse:
         }
         for name, provider in state.providers.items()
     }
-    status = 200 if runtime.state == "ready" else 503
+    # Unloaded while idle, the server still answers: the next request reloads the model.
+    status = 200 if runtime.state in ("ready", "unloaded") else 503
     headers = {} if status == 200 else {"Retry-After": "5"}
     return JSONResponse(body, status_code=status, headers=headers)
 

@@ -11,6 +11,7 @@ from textual.widgets import Static
 HELP_TEXT = """\
 [b]keys[/b]
   m       routing mode: auto → local-only → cloud-only
+  l       switch the local model (a list of those it can load)
   p       pause or resume the request log
   /       filter the log (Esc clears the filter)
   Enter   a request's whole decision: every policy's verdict

@@ -216,6 +216,14 @@ class BackgroundCalibration:
         with self._lock:
             return self._progress
 
+    def reset(self) -> None:
+        """Start over for the model served now (after a switch or a reload): back to
+        ``waiting``; the next :meth:`run` looks its calibration up and resumes its saved
+        answers.  Call it only when no :meth:`run` is running."""
+        with self._lock:
+            self._progress = BackgroundProgress("waiting")
+        self.finished.clear()
+
     def _current(self) -> BackgroundProgress:
         return self.progress() or BackgroundProgress("waiting")
 

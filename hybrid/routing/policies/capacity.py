@@ -3,7 +3,8 @@
 The predicted local completion time is the queue's expected wait, plus the prompt at the prefill
 speed and the requested output at the decode speed *measured on this machine*; above the latency
 target the request goes to the cloud.  Load from other programs, memory pressure and a low
-battery escalate too, as does a local model that is loading or down.
+battery escalate too, as does a local model that is loading or down.  A model unloaded while
+idle waits its reload first: that time is part of its prediction (``capacity:unloaded:eta_…``).
 """
 
 from __future__ import annotations
@@ -34,15 +35,20 @@ class CapacityPolicy(Policy):
         local = context.local
         decode = local.decode_tokens_per_s or DEFAULT_DECODE_TOKENS_PER_S
         prefill = local.prefill_tokens_per_s or DEFAULT_PREFILL_TOKENS_PER_S
-        prompt = context.prompt_tokens or 0
+        prompt = context.prompt_tokens
+        if prompt is None:  # not tokenized (the model is unloaded): four characters a token
+            prompt = len(context.text) // 4
         output = context.max_tokens if context.expected_tokens is None else context.expected_tokens
         return local.expected_wait_s + prompt / prefill + output / decode
 
     def evaluate(self, context: RouteContext) -> Verdict:
         """``cloud`` with the first reason the machine cannot take the request now."""
         settings = self._settings
-        if context.local.state != "ready":
-            return self.verdict("cloud", f"capacity:local_{context.local.state}")
+        state = context.local.state
+        if state not in ("ready", "unloaded"):
+            return self.verdict("cloud", f"capacity:local_{state}")
+        # An unloaded model's wait is its reload: capacity:unloaded:eta_12.3s>8s.
+        code = "capacity:unloaded:eta" if state == "unloaded" else "capacity:eta"
         load = context.load
         if load is not None:
             other = load.cpu_percent - (load.process_cpu_percent or 0.0)
@@ -66,5 +72,5 @@ class CapacityPolicy(Policy):
                 )
         eta = self.predicted_seconds(context)
         if eta > settings.latency_target_s:
-            return self.verdict("cloud", f"capacity:eta_{eta:.1f}s>{settings.latency_target_s:g}s")
-        return self.abstain(f"capacity:eta_{eta:.1f}s")
+            return self.verdict("cloud", f"{code}_{eta:.1f}s>{settings.latency_target_s:g}s")
+        return self.abstain(f"{code}_{eta:.1f}s")
