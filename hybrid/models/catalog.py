@@ -414,6 +414,18 @@ def _model_at(path: Path) -> ModelFiles:
     for model in models:
         if model.path.name == path.name:
             return model
+        names = [part.name for part in model.parts]
+        if path.name in names:  # a later part: llama.cpp loads a split from its first
+            return ModelFiles(
+                path,
+                (),
+                model.stem,
+                error=(
+                    f"{path} is part {names.index(path.name) + 1} of {len(names)} of the split "
+                    f"model {model.stem}; give its first part, {model.path}, or the model's "
+                    f"name as `hybrid models` lists it"
+                ),
+            )
     return ModelFiles(path, (), _stem(path))
 
 

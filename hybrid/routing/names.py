@@ -10,6 +10,8 @@ a configured cloud model                hybrid decides between local and *that* 
 another name OpenAI's or Anthropic's    the same once that provider has its key; without it,
 API takes (``gpt-4``, ``o3-mini``,      404 ``model_not_found`` naming the key to set
 ``claude-3-5-sonnet-latest``)
+another local model (``/v1/models``     the server switches to it first, then it answers
+lists it)                               locally (:mod:`hybrid.service.answering`)
 anything else                           404 ``model_not_found``, listing what is available
 ======================================  ==========================================================
 

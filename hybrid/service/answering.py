@@ -1,10 +1,18 @@
-"""Starting an answer the way the server does: decided, started, accounted, learnt from."""
+"""Starting an answer the way the server does: decided, started, accounted, learnt from.
+
+A request whose ``model`` names a local model other than the one served (any name
+``GET /v1/models`` lists from ``GET /v1/hybrid/model``'s ``available``) is served by that model:
+the server switches to it first, as Ollama does with one model loaded, and the answer's reason
+ends in ``local:switched`` when it had to load.  Names the cloud providers resolve keep their
+meaning; only a name they would refuse as unknown is looked up among the local models.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
-from hybrid.errors import HybridError
+from hybrid.errors import HybridError, LocalModelNotFoundError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from hybrid.generation import GenerationRequest
@@ -35,14 +43,20 @@ async def start_answer(
         request's ledger record as it ends, and tells the learner once it was read whole.
 
     Raises:
-        HybridError: Nothing could start the answer (recorded in the ledger first).
+        HybridError: Nothing could start the answer, or switching to the local model it
+            names failed (recorded in the ledger first).
     """
     ticket = service.accountant.open(request.request_id, api, model, stream=request.stream)
     try:
-        answer = await service.dispatcher.start(request, model=model, override=override)
+        switched = await _serve_named(service, model)
+        # Once the named local model is served, the request is the local model's.
+        named = "local" if switched is not None else model
+        answer = await service.dispatcher.start(request, model=named, override=override)
     except HybridError as exc:
         await service.accountant.failed(ticket, request, exc)
         raise
+    if switched:
+        answer = dataclasses.replace(answer, reason=f"{answer.reason};local:switched")
     answer = await service.accountant.watch(ticket, answer, request)
     return service.learner.watch(answer, request, api=api, model=model)
 
@@ -66,3 +80,27 @@ async def refuse(
     """
     ticket = service.accountant.open(request.request_id, api, model, stream=request.stream)
     await service.accountant.failed(ticket, request, error)
+
+
+async def _serve_named(service: Service, model: str | None) -> bool | None:
+    """Switch to the local model ``model`` names, when no alias or provider knows the name.
+
+    Returns:
+        None when the name is an alias, the served model or a cloud model (nothing to do);
+        otherwise whether a switch loaded the model (False: served already, by another name).
+
+    Raises:
+        ModelNotFoundError: Neither a provider nor a local model has that name.
+        InvalidRequestError: The name is a path, or the model is broken or does not fit.
+        ModelNotReadyError: Loading the model failed.
+    """
+    if not model:
+        return None
+    try:
+        service.dispatcher.names.resolve(model, local_id=service.runtime.model_id)
+    except ModelNotFoundError as unknown:
+        try:
+            return await service.switching.serve(model)
+        except LocalModelNotFoundError:
+            raise unknown from None  # the error that lists the cloud models and aliases too
+    return None

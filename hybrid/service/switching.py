@@ -5,7 +5,8 @@ A name is looked up as ``hybrid models`` and ``--model`` look it up
 it, and only then loaded, beside the model being served, by
 :meth:`~hybrid.local.runtime.LocalRuntime.begin_switch`.  What can be refused is refused
 before anything loads: an unknown name (with the names that exist), a broken file or one that
-does not fit, a switch while another model loads.
+does not fit, a switch while another model loads.  A request that names a model
+(:meth:`ModelSwitching.serve`) waits for such a load instead, then switches.
 """
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hybrid.errors import InvalidRequestError, LocalModelNotFoundError, ModelFileError
+from hybrid.errors import (
+    InvalidRequestError,
+    LocalModelNotFoundError,
+    ModelFileError,
+    ModelNotReadyError,
+    SwitchInProgressError,
+)
 
 if TYPE_CHECKING:
     from hybrid.local.runtime import LocalRuntime
     from hybrid.local.status import ModelStatus
     from hybrid.models.catalog import ModelEntry
     from hybrid.settings import Settings
+
+# How often a request that names a model looks whether another model's load has ended.
+_WAIT_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,52 @@ class ModelSwitching:
         if wait:
             await switched
         return self._runtime.status()
+
+    async def serve(self, name: str) -> bool:
+        """Serve the model called ``name`` for a request that names it, as Ollama does: wait
+        for a load in progress (a switch, a reload, the first load) to end, then switch to it
+        and wait for the swap (the old model finishes what it had started).
+
+        Args:
+            name: A name ``hybrid models`` (or ``GET /v1/hybrid/model``) lists.
+
+        Returns:
+            Whether a switch loaded it; False when it was served already.
+
+        Raises:
+            InvalidRequestError: ``name`` is a path, its file is broken, or it does not fit.
+            LocalModelNotFoundError: No model has that name.
+            ModelNotReadyError: Loading it failed (the message says why; the old model keeps
+                serving), or the server is shutting down.
+        """
+        path = await asyncio.to_thread(self._resolve, name)
+        runtime = self._runtime
+        while not self._serving(path):
+            if runtime.state == "loading" or runtime.pending is not None:
+                await asyncio.sleep(_WAIT_POLL_S)
+                continue
+            planned = await asyncio.to_thread(runtime.plan_switch, path)
+            try:
+                switched = runtime.begin_switch(planned)
+            except SwitchInProgressError:
+                continue  # another load began while this one was planned: wait for it
+            await switched
+            if not self._serving(path):
+                failed = runtime.status().switch_error
+                raise ModelNotReadyError(
+                    failed or f"{planned.model_id} did not become the served model; try again"
+                )
+            return True
+        return False
+
+    def _serving(self, path: Path) -> bool:
+        """Whether ``path`` is the model served now (an unloaded one reloads on request)."""
+        served = self._runtime.loaded_path
+        return (
+            self._runtime.state in ("ready", "unloaded")
+            and served is not None
+            and _same(path, served)
+        )
 
     def _resolve(self, name: str) -> Path:
         from hybrid.models.catalog import resolve_name

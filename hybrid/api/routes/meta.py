@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from hybrid.api.state import app_state
-from hybrid.routing.names import ALIASES
+from hybrid.errors import ModelNotFoundError
+from hybrid.routing.names import ALIASES, ModelNames
 from hybrid.routing.policies.difficulty import CalibrationStatus
 from hybrid.service.service import Service
 
@@ -18,21 +20,50 @@ router = APIRouter()
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    """The local model, the aliases, and the cloud models of every provider that can answer."""
+    """The served local model, every other local model a request can name (the server
+    switches to it first), the aliases, and the cloud models of every provider that can
+    answer."""
     state = app_state(request)
     loaded = state.runtime.loaded
     created = int(loaded.path.stat().st_mtime) if loaded is not None else 0
-    entries = [(name, "hybrid") for name in (state.runtime.model_id, *ALIASES)]
-    # Only providers with their key: a name listed here is one a request can use.
-    for qualified in state.dispatcher.names.cloud_models():
-        entries.append((qualified, qualified.split("/", 1)[0]))
+    served = state.runtime.model_id
+    names = state.dispatcher.names
+    # A name a provider claims (gpt-oss:20b, with OpenAI's key) goes there, so is not listed.
+    others = [
+        (model.name, "hybrid", _modified(model.path))
+        for model in await state.switching.available()
+        if not model.serving and _unclaimed(names, model.name, served)
+    ]
+    entries = [
+        (served, "hybrid", created),
+        *others,
+        *((alias, "hybrid", created) for alias in ALIASES),
+        # Only providers with their key: a name listed here is one a request can use.
+        *((qualified, qualified.split("/", 1)[0], created) for qualified in names.cloud_models()),
+    ]
     return {
         "object": "list",
         "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": owner}
-            for name, owner in entries
+            {"id": name, "object": "model", "created": when, "owned_by": owner}
+            for name, owner, when in entries
         ],
     }
+
+
+def _unclaimed(names: ModelNames, name: str, served: str) -> bool:
+    """Whether a request naming ``name`` reaches the local models (no alias or provider has it)."""
+    try:
+        names.resolve(name, local_id=served)
+    except ModelNotFoundError:
+        return True
+    return False
+
+
+def _modified(path: Path) -> int:
+    try:
+        return int(path.stat().st_mtime)
+    except OSError:
+        return 0
 
 
 @router.get(
