@@ -268,6 +268,8 @@ class GenerationDone:
         time_to_first_token_s: Seconds from the start of generation to the first token.
         decode_tokens_per_s: Generated tokens per second after the first, when there were two.
         cancelled: The consumer stopped the generation before it finished.
+        batch_size: The mean number of sequences the local model decoded together while this
+            answer decoded (1.0 alone); None for answers from elsewhere.
     """
 
     finish_reason: FinishReason
@@ -277,6 +279,7 @@ class GenerationDone:
     time_to_first_token_s: float | None = None
     decode_tokens_per_s: float | None = None
     cancelled: bool = False
+    batch_size: float | None = None
 
 
 GenerationEvent = TextDelta | ToolCallDelta | GenerationDone

@@ -1,5 +1,9 @@
 """``hybrid stats``: what the ledger recorded: requests, local share, spend, savings, latency.
 
+``prefill saved`` (the ``reused`` column of ``--by``) counts the prompt tokens local answers
+reused from the local model's KV cache (a conversation's earlier turns, a shared system prompt)
+instead of evaluating them again.
+
 Reads the ledger file directly (no server needs to run).  ``--since`` picks the window,
 ``--by`` adds one row per route, model, reason, UTC day or decider (``router``: hybrid's
 policies chose the route; ``client``: the model name or ``X-Hybrid-Route`` pinned it;
@@ -197,6 +201,10 @@ def _print_text(
             "tokens",
             f"{totals.prompt_tokens:,} prompt, {totals.completion_tokens:,} completion",
         ),
+        (
+            "prefill saved",
+            f"{totals.prefill_saved_tokens:,} prompt tokens reused from the local model's cache",
+        ),
         ("cloud spend", _usd(totals.cloud_spend_usd)),
         ("cost avoided", _usd(totals.cost_avoided_usd)),
         ("latency", f"p50 {_seconds(latency.p50_s)}, p95 {_seconds(latency.p95_s)}"),
@@ -214,7 +222,8 @@ def _print_text(
 
 
 def _print_groups(by: str, groups: list[Group], out: TextIO) -> None:
-    header = [by, "requests", "local", "cloud", "refused", "errors", "tokens", "spend", "avoided"]
+    header = [by, "requests", "local", "cloud", "refused", "errors", "tokens", "reused"]
+    header += ["spend", "avoided"]
     header += ["p50", "p95", "ttft p50", "ttft p95"]
     table = [header]
     for key, t, lat in groups:
@@ -227,6 +236,7 @@ def _print_groups(by: str, groups: list[Group], out: TextIO) -> None:
                 f"{t.refused:,}",
                 f"{t.errors:,}",
                 f"{t.prompt_tokens + t.completion_tokens:,}",
+                f"{t.prefill_saved_tokens:,}",
                 _usd(t.cloud_spend_usd),
                 _usd(t.cost_avoided_usd),
                 _seconds(lat.p50_s),

@@ -67,7 +67,8 @@ _TOTALS = f"""
     COALESCE(SUM(completion_tokens), 0),
     TOTAL(cloud_cost_usd),
     TOTAL(cost_avoided_usd),
-    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND status = 'refused')
+    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND status = 'refused'),
+    COALESCE(SUM(cache_read_tokens) FILTER (WHERE route = 'local'), 0)
 """
 _GROUP_KEYS: dict[GroupBy, str] = {
     "route": "route",
@@ -310,6 +311,7 @@ def _totals(row: Sequence[Any]) -> Totals:
         cloud_spend_usd=float(row[6]),
         cost_avoided_usd=float(row[7]),
         refused=int(row[8]),
+        prefill_saved_tokens=int(row[9]),
     )
 
 

@@ -13,6 +13,9 @@ here, and the store's tests check that both agree:
 - Tokens, cloud spend and cost avoided add up over every record, discarded legs included: that
   work was done and paid for.  An unpriced cost (None) adds nothing; a refused request has no
   tokens and no costs.
+- ``prefill_saved_tokens`` adds up the ``cache_read_tokens`` of local records (discarded legs
+  included): prompt tokens the local model reused from a slot's KV cache instead of evaluating
+  them.  A cloud record's cache reads are the provider's, priced in its spend, and not counted.
 - Latency percentiles are over requests that finished ``ok``; TTFT over those that had one.
   A percentile is the nearest-rank value (one that was measured, never an interpolation).
 """
@@ -55,6 +58,8 @@ class Totals:
         cloud_spend_usd: What the cloud charged (priced records only).
         cost_avoided_usd: What local answers saved, net of their electricity (priced only).
         refused: Requests turned away before any model ran.
+        prefill_saved_tokens: Prompt tokens local answers reused from the local model's KV
+            cache (prefix reuse) instead of evaluating them.
     """
 
     requests: int = 0
@@ -66,6 +71,7 @@ class Totals:
     cloud_spend_usd: float = 0.0
     cost_avoided_usd: float = 0.0
     refused: int = 0
+    prefill_saved_tokens: int = 0
 
     @property
     def local_share(self) -> float:
@@ -87,18 +93,21 @@ class Totals:
             "cloud_spend_usd": self.cloud_spend_usd,
             "cost_avoided_usd": self.cost_avoided_usd,
             "local_share": self.local_share,
+            "prefill_saved_tokens": self.prefill_saved_tokens,
         }
 
     @classmethod
     def of(cls, records: Iterable[LedgerRecord]) -> Totals:
         """Fold records into totals, as the store's SQL does."""
-        requests = local = cloud = errors = refused = prompt = completion = 0
+        requests = local = cloud = errors = refused = prompt = completion = saved = 0
         spend = avoided = 0.0
         for record in records:
             prompt += record.prompt_tokens
             completion += record.completion_tokens
             spend += record.cloud_cost_usd or 0.0
             avoided += record.cost_avoided_usd or 0.0
+            if record.route == "local":
+                saved += record.cache_read_tokens
             if record.is_request:
                 requests += 1
                 local += record.route == "local"
@@ -115,6 +124,7 @@ class Totals:
             cloud_spend_usd=spend,
             cost_avoided_usd=avoided,
             refused=refused,
+            prefill_saved_tokens=saved,
         )
 
     def plus(self, other: Totals) -> Totals:
@@ -129,6 +139,7 @@ class Totals:
             cloud_spend_usd=self.cloud_spend_usd + other.cloud_spend_usd,
             cost_avoided_usd=self.cost_avoided_usd + other.cost_avoided_usd,
             refused=self.refused + other.refused,
+            prefill_saved_tokens=self.prefill_saved_tokens + other.prefill_saved_tokens,
         )
 
 

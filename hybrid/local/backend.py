@@ -7,9 +7,10 @@ a microsecond per byte, so a prompt of a few megabytes would stall every other r
 seconds.  A prompt whose size alone proves it cannot fit is refused without being tokenized
 (see :meth:`LocalBackend.prepare`), which bounds that work by the context size.
 
-Generation runs on the queue's worker thread; its events cross back to the event loop through
-an ``asyncio.Queue``.  Closing a generation early sets a flag the worker checks after every
-token, so a client that goes away frees the model within one token.
+Generation runs in the engine's batch, up to ``local.parallel`` requests at once (each holds
+one of the queue's worker threads while it runs); its events cross back to the event loop
+through an ``asyncio.Queue``.  Closing a generation early sets a flag the engine checks at
+every token boundary, so a client that goes away frees its slot within one token.
 
 :meth:`LocalBackend.prompt_embedding` runs the prompt through the model on the same queue and
 context, and returns the model's own vector for it (the hidden state at the last prompt token,
@@ -81,11 +82,11 @@ class Engine(Protocol):
 
 
 class LocalBackend(Backend):
-    """Answers requests with a local model, one at a time, in arrival order.
+    """Answers requests with a local model, up to its slots at once, started in arrival order.
 
     Args:
         engine: The loaded model.
-        queue: The model's work queue; its thread is the only one that touches the engine.
+        queue: The model's work queue: it starts at most as many jobs as the engine has slots.
         formatter: Turns chat messages into the model's prompt.
         model_id: The id clients see.
         default_max_tokens: Output cap when a request sets none.

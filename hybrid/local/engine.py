@@ -1,31 +1,26 @@
-"""The llama.cpp model in this process, driven token by token.
+"""The llama.cpp model in this process: one context, ``n_parallel`` slots decoded together.
 
-Generation uses llama-cpp-python's token generator rather than its ``create_completion``: that
-gives hybrid the cancellation point after every token, the exact token counts, and
-log-probabilities computed from the last token's logits alone.  ``create_completion`` can only
-report log-probabilities with ``logits_all=True``, which keeps a context-by-vocabulary matrix in
-memory (8.6 GB for an 8k context with Gemma's 262k vocabulary).
+The model is loaded through llama-cpp-python's bindings of llama.cpp's C API (the same library
+``Llama`` wraps), because serving several requests at once needs what ``Llama`` does not
+expose: a context of several sequences and a batch that mixes them.  A
+:class:`~hybrid.local.batching.BatchScheduler` owns the context: each running request decodes
+in the same batch as the others, with its own sampler chain, stop sequences and
+log-probabilities, and a new one joins at the next token boundary (continuous batching).  Each
+slot keeps its KV cache between requests, and a request goes to the slot that already holds
+the longest start of its prompt.
 
-The context keeps the tokens it last evaluated (its KV cache).  A prompt is evaluated after
-the longest prefix the cache holds, in two steps: every token but the last in batches, then
-the last one alone.  :meth:`LlamaEngine.embed` evaluates it the same way, keeping the last
-token's hidden state (and its logits): a :meth:`LlamaEngine.run` of the same prompt right after
-it samples from those logits and evaluates no prompt token anew, and its answer is the one it
-would have given without the embedding, token for token (llama.cpp's sums are not
-batch-invariant, so both paths must evaluate the last token the same way).  Evaluating the last
-token alone costs one decode step more than batching it with the rest.
+Log-probabilities are computed from the request's own output row of the batch's logits (one
+row per sequence generating), never from a context-by-vocabulary matrix.
 
-Every method but :meth:`LlamaEngine.tokenize` and :meth:`LlamaEngine.longest_token_bytes` must
-run on the model's queue thread.
+:meth:`LlamaEngine.run` and :meth:`LlamaEngine.embed` block until their request ends and may be
+called from several threads at once (the model's work queue runs up to ``n_parallel`` jobs).
 """
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,16 +29,9 @@ from typing import Any
 import numpy as np
 
 from hybrid.errors import GenerationError, ModelFileError
-from hybrid.generation import (
-    FinishReason,
-    GenerationDone,
-    GenerationEvent,
-    TextDelta,
-    TokenLogprob,
-    TopLogprob,
-    Usage,
-)
-from hybrid.local.text import StopText
+from hybrid.generation import GenerationEvent
+from hybrid.local.batching import BatchScheduler
+from hybrid.local.sampling import Pieces
 
 log = logging.getLogger("hybrid.llama")
 
@@ -53,14 +41,16 @@ log = logging.getLogger("hybrid.llama")
 _LLAMA_LOG_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.ERROR}
 _LLAMA_LOG_CONTINUE = 5
 
-# llama.cpp's defaults for the samplers hybrid does not expose.
-_TOP_K = 40
-_MIN_P = 0.05
+# Tokens llama.cpp computes at once inside a batch (its default physical batch size).
+_MAX_UBATCH = 512
+
+_backend_ready = threading.Lock()
+_backend_initialized = False
 
 
 @dataclass(frozen=True)
 class EngineJob:
-    """Everything the worker thread needs to generate one answer.
+    """Everything the engine needs to generate one answer.
 
     Attributes:
         tokens: The tokenized prompt.
@@ -92,100 +82,163 @@ class EngineJob:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load a model: the runtime plan's figures."""
+    """How to load a model: the runtime plan's figures.
+
+    Attributes:
+        n_ctx: Tokens each slot holds (a request's prompt and answer together).
+        n_threads: CPU threads.
+        n_gpu_layers: Blocks offloaded to the GPU.
+        n_batch: Tokens per decode step at most (prompt tokens and generating slots).
+        n_parallel: Slots: requests decoded together.
+        kv_cache_type: ``f16`` or ``q8_0`` (q8_0 needs flash attention).
+        flash_attn: Use flash attention.
+    """
 
     n_ctx: int
     n_threads: int
     n_gpu_layers: int
     n_batch: int
+    n_parallel: int = 1
+    kv_cache_type: str = "f16"
+    flash_attn: bool = False
 
 
 class LlamaEngine:
-    """A loaded GGUF model and its context.
+    """A loaded GGUF model, its context and the scheduler that decodes its slots together.
 
     Args:
-        llama: A ``llama_cpp.Llama`` instance.
+        model: The model (``llama_model *``).
+        ctx: Its context (``llama_context *``), of ``options.n_parallel`` sequences.
+        options: What it was loaded with (the KV cache type as created).
     """
 
-    def __init__(self, llama: Any) -> None:
-        self._llama = llama
-        self._vocab = llama._model.vocab
-        self._n_vocab = int(llama.n_vocab())
-        self._pieces: dict[int, bytes] = {}
+    def __init__(self, model: Any, ctx: Any, options: LoadOptions) -> None:
+        import llama_cpp
+
+        self._model = model
+        self._ctx = ctx
+        self._options = options
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        self._pieces = Pieces(self._vocab, int(llama_cpp.llama_vocab_n_tokens(self._vocab)))
+        self._n_embd = int(llama_cpp.llama_model_n_embd(model))
         self._vocab_lock = threading.Lock()
         self._longest: int | None = None
         self._longest_known = False
-        self._evaluated = 0
-        # The prompt whose last-token logits the context holds (an embedding just computed),
-        # with its vector; None once anything else is decoded.
-        self._primed: tuple[tuple[int, ...], np.ndarray] | None = None
+        self._closed = False
+        self._scheduler = BatchScheduler(
+            ctx,
+            self._vocab,
+            self._pieces,
+            n_parallel=options.n_parallel,
+            n_ctx=options.n_ctx,
+            n_batch=_batch_size(options),
+            n_embd=self._n_embd,
+            n_swa=int(llama_cpp.llama_model_n_swa(model)),
+        )
 
     @classmethod
     def load(cls, path: Path, options: LoadOptions) -> LlamaEngine:
-        """Load a GGUF file.
+        """Load a GGUF file (a split model: its first part) and create its context.
+
+        A quantized KV cache the context cannot take (llama.cpp refuses a q8_0 V cache without
+        flash attention, which some models and devices lack) falls back to f16, logged.
 
         Args:
             path: The model file.
-            options: Context size, threads, GPU layers and batch size.
+            options: Context per slot, slots, threads, GPU layers, batch and KV cache type.
 
         Returns:
             The loaded engine.
 
         Raises:
-            ModelFileError: llama.cpp could not load the file.
+            ModelFileError: llama.cpp could not load the file or create its context.
         """
-        from llama_cpp import Llama
+        import llama_cpp
 
         _route_llama_logs()
-        try:
-            llama = Llama(
-                model_path=str(path),
+        _init_backend()
+        if not path.is_file():
+            raise ModelFileError(
+                f"llama.cpp could not load {path}: the file does not exist; choose another "
+                f"with --model (hybrid models lists those found)"
+            )
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = options.n_gpu_layers
+        model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
+        if not model:
+            raise ModelFileError(
+                f"llama.cpp could not load {path}. Check that the file is a complete GGUF "
+                f"model supported by llama-cpp-python, or choose another with --model."
+            )
+        ctx = llama_cpp.llama_init_from_model(model, _context_params(options))
+        if not ctx and options.kv_cache_type != "f16":
+            log.info("llama.cpp refused a %s KV cache here; using f16", options.kv_cache_type)
+            options = LoadOptions(
                 n_ctx=options.n_ctx,
                 n_threads=options.n_threads,
-                n_threads_batch=options.n_threads,
                 n_gpu_layers=options.n_gpu_layers,
                 n_batch=options.n_batch,
-                verbose=False,
+                n_parallel=options.n_parallel,
             )
-        except (ValueError, RuntimeError, OSError) as exc:
+            ctx = llama_cpp.llama_init_from_model(model, _context_params(options))
+        if not ctx:
+            llama_cpp.llama_model_free(model)
             raise ModelFileError(
-                f"llama.cpp could not load {path}: {exc}. Check that the file is a complete "
-                f"GGUF model supported by llama-cpp-python, or choose another with --model."
-            ) from exc
-        return cls(llama)
+                f"llama.cpp could not create a context for {path} ({options.n_parallel} "
+                f"slots of {options.n_ctx} tokens): lower local.n_ctx or local.parallel"
+            )
+        return cls(model, ctx, options)
 
     @property
     def n_ctx(self) -> int:
-        """Tokens the context holds."""
-        return int(self._llama.n_ctx())
+        """Tokens each slot holds: a request's prompt and answer together."""
+        return self._options.n_ctx
+
+    @property
+    def n_parallel(self) -> int:
+        """Slots: requests decoded together."""
+        return self._options.n_parallel
+
+    @property
+    def kv_cache_type(self) -> str:
+        """The KV cache's type as created (``f16`` after a fallback)."""
+        return self._options.kv_cache_type
 
     @property
     def n_embd(self) -> int:
         """Size of the model's hidden state: the length of :meth:`embed`'s vectors."""
-        return int(self._llama.n_embd())
+        return self._n_embd
 
     @property
     def prompt_tokens_evaluated(self) -> int:
-        """Prompt tokens the last :meth:`run` or :meth:`embed` evaluated anew.
+        """Prompt tokens the last :meth:`run` or :meth:`embed` to end evaluated anew, set
+        before its answer's last event is emitted.
 
-        The rest of that prompt came from the cache: a generation right after an embedding of
-        the same prompt reports 0 here (it samples from the logits the embedding left).
+        The rest of that prompt came from its slot's cache: a generation right after an
+        embedding of the same prompt evaluates 1 (its last token, for its logits).
         """
-        return self._evaluated
+        return self._scheduler.last_evaluated
 
     def token_text(self, token: int) -> str:
         """The text of a special token (e.g. BOS), for chat templates."""
-        return str(self._llama._model.token_get_text(token))
+        import llama_cpp
+
+        text = llama_cpp.llama_vocab_get_text(self._vocab, token)
+        return text.decode("utf-8", errors="replace") if text else ""
 
     @property
     def bos_token(self) -> int:
         """The BOS token id."""
-        return int(self._llama.token_bos())
+        import llama_cpp
+
+        return int(llama_cpp.llama_vocab_bos(self._vocab))
 
     @property
     def eos_token(self) -> int:
         """The EOS token id."""
-        return int(self._llama.token_eos())
+        import llama_cpp
+
+        return int(llama_cpp.llama_vocab_eos(self._vocab))
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         """Tokenize a prompt, parsing special tokens written by a chat template.
@@ -230,98 +283,34 @@ class LlamaEngine:
             return self._longest
 
     def close(self) -> None:
-        """Free the model and context."""
-        self._primed = None
-        self._llama.close()
+        """Stop the scheduler and free the context and the model."""
+        import llama_cpp
+
+        if self._closed:
+            return
+        self._closed = True
+        self._scheduler.close()
+        llama_cpp.llama_free(self._ctx)
+        llama_cpp.llama_model_free(self._model)
 
     def run(
         self, job: EngineJob, cancel: threading.Event, emit: Callable[[GenerationEvent], None]
     ) -> None:
-        """Generate one answer, emitting text as it becomes final.
+        """Generate one answer, emitting text as it becomes final; blocks until it ends.
 
         Args:
             job: The prepared request.
-            cancel: Set by the consumer to stop after the current token.
-            emit: Receives each :class:`TextDelta` and finally one :class:`GenerationDone`,
-                marked ``cancelled`` when the consumer stopped it (what was generated counts).
+            cancel: Set by the consumer to stop at the next token boundary.
+            emit: Receives each :class:`TextDelta` and finally one :class:`GenerationDone`
+                (``usage.cache_read_tokens``: the prompt tokens its slot's cache supplied;
+                ``batch_size``: the sequences decoded beside it, on average), marked
+                ``cancelled`` when the consumer stopped it (what was generated counts).  It
+                is called on the scheduler's thread and must not block.
 
         Raises:
             GenerationError: llama.cpp failed while evaluating or sampling.
         """
-        import llama_cpp
-
-        llama = self._llama
-        started = time.perf_counter()
-        llama.set_seed(job.seed if job.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
-        text = StopText(job.stop, strip=job.strip)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending_logprobs: list[TokenLogprob] = []
-        generated = 0
-        first_at: float | None = None
-        finish: FinishReason = "length"
-        cancelled = False
-        try:
-            primed, self._primed = self._primed, None
-            if primed is not None and primed[0] == tuple(job.tokens):
-                # The whole prompt and its last logits are in the context: sample from them.
-                self._evaluated, prompt, reset = 0, [], False
-            else:
-                # All but the last token now; generate() finds them cached and evaluates the
-                # last one alone, as embed() does.
-                self._evaluated = self._prefill(job.tokens) + 1
-                prompt, reset = list(job.tokens), True
-            tokens = llama.generate(
-                prompt,
-                reset=reset,
-                top_k=_TOP_K,
-                top_p=job.top_p,
-                min_p=_MIN_P,
-                temp=job.temperature,
-                repeat_penalty=1.0,
-                grammar=job.grammar,
-            )
-            for token in tokens:
-                if cancel.is_set():
-                    cancelled = True
-                    break
-                if first_at is None:
-                    first_at = time.perf_counter()
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                    finish = "stop"
-                    break
-                generated += 1
-                piece = self._piece(token)
-                if job.top_logprobs is not None:
-                    pending_logprobs.append(self._logprob(token, piece, job.top_logprobs))
-                released = text.feed(decoder.decode(piece))
-                if released or text.stopped:
-                    emit(TextDelta(released, tuple(pending_logprobs)))
-                    pending_logprobs = []
-                if text.stopped:
-                    finish = "stop"
-                    break
-                if generated >= job.max_tokens:
-                    break
-        except (RuntimeError, ValueError, AssertionError) as exc:
-            raise GenerationError(f"llama.cpp failed while generating: {exc}") from exc
-        tail = "" if text.stopped else text.flush() + decoder.decode(b"", final=True)
-        if tail or pending_logprobs:
-            emit(TextDelta(tail, tuple(pending_logprobs)))
-        finished = time.perf_counter()
-        decode_rate = None
-        if first_at is not None and generated > 1 and finished > first_at:
-            decode_rate = (generated - 1) / (finished - first_at)
-        matched = text.matched if text.matched in job.request_stop else None
-        emit(
-            GenerationDone(
-                finish_reason=finish,
-                stop_sequence=matched,
-                usage=Usage(prompt_tokens=len(job.tokens), completion_tokens=generated),
-                time_to_first_token_s=None if first_at is None else first_at - started,
-                decode_tokens_per_s=decode_rate,
-                cancelled=cancelled,
-            )
-        )
+        self._scheduler.run(job, cancel, emit)
 
     def embed(self, tokens: Sequence[int]) -> np.ndarray:
         """The model's own vector for a prompt: the final hidden state at its last token.
@@ -333,12 +322,11 @@ class LlamaEngine:
         only pools inside a context created for embeddings.  Under a causal mask the last
         position has attended to the whole prompt, so it summarises all of it.
 
-        The prompt is evaluated as :meth:`run` evaluates it (after the same cached prefix, in
-        the same batches, the last token alone), in this context, and stays there with its
-        last logits: a :meth:`run` of the same tokens next evaluates nothing anew.  The same
-        prompt from the same cache gives the same vector, bit for bit; from another cache
-        (another prefix reused) it is evaluated in other batches, and differs in the last
-        digits.
+        The prompt is evaluated in a slot as :meth:`run` evaluates it (after the cached start,
+        its last token alone) and stays in that slot's cache: a :meth:`run` of the same tokens
+        next evaluates its last token only.  The same prompt from the same cache gives the
+        same vector, bit for bit; from another cache (another start reused) it is evaluated in
+        other batches, and differs in the last digits.
 
         Args:
             tokens: The tokenized prompt (at least one token).
@@ -349,95 +337,49 @@ class LlamaEngine:
         Raises:
             GenerationError: llama.cpp failed, or gave no hidden state for the prompt.
         """
-        import llama_cpp
-
         if not tokens:
             raise GenerationError("cannot embed an empty prompt")
-        key = tuple(tokens)
-        primed, self._primed = self._primed, None
-        if primed is not None and primed[0] == key:
-            self._primed, self._evaluated = primed, 0
-            return primed[1].copy()
-        llama = self._llama
-        try:
-            evaluated = self._prefill(tokens) + 1
-            llama_cpp.llama_set_embeddings(llama.ctx, True)
-            try:
-                # Alone: with embeddings on, llama.cpp outputs every token of a batch, logits
-                # included, which would double the cost of a batch.
-                llama.eval(tokens[-1:])
-                pointer = llama_cpp.llama_get_embeddings_ith(llama.ctx, -1)
-                vector = (
-                    None
-                    if not pointer
-                    else np.ctypeslib.as_array(pointer, shape=(self.n_embd,)).astype(np.float32)
-                )
-            finally:
-                llama_cpp.llama_set_embeddings(llama.ctx, False)
-        except (RuntimeError, ValueError, AssertionError) as exc:
-            raise GenerationError(f"llama.cpp failed while embedding the prompt: {exc}") from exc
-        self._evaluated = evaluated
-        if vector is None:
-            raise GenerationError(
-                "llama.cpp gave no hidden state for the prompt (a context pooled for "
-                "embeddings?); load a generative model to use the probe"
-            )
-        self._primed = (key, vector)
-        return vector.copy()
+        return self._scheduler.embed(tokens)
 
-    def _prefill(self, tokens: Sequence[int]) -> int:
-        """Evaluate every prompt token but the last, after the prefix the cache holds.
 
-        llama-cpp-python's ``generate`` then finds them all cached and evaluates only the last
-        token, as :meth:`embed` does.
+def _init_backend() -> None:
+    """Initialise llama.cpp's backends once per process."""
+    global _backend_initialized
+    import llama_cpp
 
-        Returns:
-            The tokens evaluated.
-        """
-        llama = self._llama
-        head = list(tokens[:-1])
-        limit = min(int(llama.n_tokens), len(head))
-        reused = 0
-        if limit > 0:
-            differ = np.flatnonzero(llama.input_ids[:limit] != np.asarray(head[:limit]))
-            reused = int(differ[0]) if differ.size else limit
-        llama.n_tokens = reused
-        if len(head) > reused:
-            llama.eval(head[reused:])
-        return len(head) - reused
+    with _backend_ready:
+        if not _backend_initialized:
+            llama_cpp.llama_backend_init()
+            _backend_initialized = True
 
-    def _piece(self, token: int) -> bytes:
-        """The bytes of one token, cached: most answers reuse a small set of tokens."""
-        piece = self._pieces.get(token)
-        if piece is None:
-            import llama_cpp
 
-            size = 64
-            while True:
-                buffer = ctypes.create_string_buffer(size)
-                n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
-                if n >= 0:
-                    piece = buffer.raw[:n]
-                    break
-                size = -n
-            self._pieces[token] = piece
-        return piece
+def _batch_size(options: LoadOptions) -> int:
+    """Tokens per decode step: the batch size asked, at least one per slot."""
+    return max(options.n_batch, options.n_parallel)
 
-    def _logprob(self, token: int, piece: bytes, top: int) -> TokenLogprob:
-        """Log-probabilities of the token just sampled, from the last position's logits."""
-        import llama_cpp
 
-        pointer = llama_cpp.llama_get_logits_ith(self._llama.ctx, -1)
-        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
-        shifted = logits - logits.max()
-        logprobs = shifted - np.log(np.exp(shifted).sum())
-        alternatives: tuple[TopLogprob, ...] = ()
-        if top > 0:
-            best = np.argpartition(-logprobs, top)[:top]
-            best = best[np.argsort(-logprobs[best])]
-            alternatives = tuple(_top(self._piece(int(i)), float(logprobs[i])) for i in best)
-        chosen = _top(piece, float(logprobs[token]))
-        return TokenLogprob(chosen.token, chosen.logprob, chosen.bytes, alternatives)
+def _context_params(options: LoadOptions) -> Any:
+    """llama.cpp's context parameters for a load."""
+    import llama_cpp
+
+    params = llama_cpp.llama_context_default_params()
+    params.n_seq_max = options.n_parallel
+    params.n_ctx = options.n_ctx * options.n_parallel
+    params.n_batch = _batch_size(options)
+    params.n_ubatch = min(params.n_batch, _MAX_UBATCH)
+    params.n_threads = options.n_threads
+    params.n_threads_batch = options.n_threads
+    # Each slot its own part of the cache (a request never takes another's room), and the
+    # sliding-window layers keep only their window.
+    params.kv_unified = False
+    params.swa_full = False
+    kv_type = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
+    if options.kv_cache_type not in kv_type:
+        raise ModelFileError(f"unknown KV cache type {options.kv_cache_type!r}: use f16 or q8_0")
+    params.type_k = params.type_v = kv_type[options.kv_cache_type]
+    params.flash_attn = options.flash_attn or options.kv_cache_type != "f16"
+    params.no_perf = True
+    return params
 
 
 def _route_llama_logs() -> None:
@@ -486,7 +428,3 @@ def _longest_token_bytes(vocab: Any) -> int | None:
             n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, True)
         longest = max(longest, n)
     return longest
-
-
-def _top(piece: bytes, logprob: float) -> TopLogprob:
-    return TopLogprob(piece.decode("utf-8", errors="replace"), logprob, tuple(piece))

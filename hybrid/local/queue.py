@@ -1,15 +1,17 @@
-"""A bounded FIFO of jobs for one local model, run one at a time on a dedicated thread.
+"""A bounded FIFO of jobs for one local model, run up to ``slots`` at a time.
 
-A llama.cpp context is not thread-safe, so every job that touches it runs on the queue's single
-worker thread, in arrival order.  The queue knows its depth and estimates how long a newcomer
-would wait; both are cheap to read from any thread, for ``/health`` and for routing decisions.
+The model answers up to ``slots`` requests at once (its engine decodes them together in one
+batch, see :mod:`hybrid.local.engine`); each running job holds one of the queue's worker
+threads while the engine works on it, and jobs start in arrival order as slots free up.  The
+queue knows its depth and estimates how long a newcomer would wait; both are cheap to read
+from any thread, for ``/health`` and for routing decisions.
 
 Beside the clients' line there is a low-priority lane (:meth:`WorkQueue.background`), for work
 that must never slow serving down (background calibration): a background job starts only when
-no client job is waiting or running, one at a time, and is never refused.  A client job that
-arrives while a background job runs waits for that one job only, so background work is cut
-into short jobs.  Background jobs count in neither :attr:`WorkQueue.waiting` nor
-``max_waiting``.
+no client job is waiting or running, one at a time, and is never refused.  It takes one slot:
+a client job that arrives while it runs takes another slot, or with one slot waits for that
+one job only, so background work is cut into short jobs.  Background jobs count in neither
+:attr:`WorkQueue.waiting` nor ``max_waiting``.
 
 A client job may be submitted as a *hand-off* (``submit(job, hand_off=True)``): one whose
 caller will submit a follow-up client job at once, such as the router's look at a prompt
@@ -21,6 +23,7 @@ or at most ``hand_off_s``, so that a calibration item does not evict the prompt 
 from __future__ import annotations
 
 import copy
+import heapq
 import threading
 import time
 from collections import deque
@@ -49,15 +52,18 @@ class _Line:
     """The state both lanes of one queue share: the worker thread, the counts, the backlog."""
 
     def __init__(
-        self, *, max_waiting: int, initial_job_s: float, clock: Callable[[], float]
+        self, *, max_waiting: int, slots: int, initial_job_s: float, clock: Callable[[], float]
     ) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybrid-local")
+        self.executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="hybrid-local")
+        self.slots = slots
         self.max_waiting = max_waiting
         self.clock = clock
         self.lock = threading.Lock()
         self.waiting = 0
-        self.running_since: float | None = None
-        self.running_background = False
+        # When each running client job started (one entry per job, in no particular order).
+        self.running: list[float] = []
+        # When the running background job started, or None.
+        self.background_since: float | None = None
         self.mean_job_s = initial_job_s
         self.mean_background_s = initial_job_s
         self.backlog: deque[_Pending] = deque()
@@ -69,10 +75,12 @@ class _Line:
 
 
 class WorkQueue:
-    """Runs submitted callables one at a time, first in first out, with a bounded waiting line.
+    """Runs submitted callables up to ``slots`` at a time, first in first out, with a bounded
+    waiting line.
 
     Args:
-        max_waiting: How many jobs may wait behind the running one; one more is refused.
+        max_waiting: How many jobs may wait for a free slot; one more is refused.
+        slots: How many jobs run at once (the model's parallel sequences).
         initial_job_s: Assumed duration of a job before any has been measured.
         clock: Monotonic clock, injectable for tests.
         hand_off_s: The longest background work waits for a hand-off's follow-up.
@@ -82,11 +90,16 @@ class WorkQueue:
         self,
         *,
         max_waiting: int,
+        slots: int = 1,
         initial_job_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         hand_off_s: float = 5.0,
     ) -> None:
-        self._line = _Line(max_waiting=max_waiting, initial_job_s=initial_job_s, clock=clock)
+        if slots < 1:
+            raise ValueError(f"a work queue needs at least one slot, not {slots}")
+        self._line = _Line(
+            max_waiting=max_waiting, slots=slots, initial_job_s=initial_job_s, clock=clock
+        )
         self._hand_off_s = hand_off_s
         self._low = False
 
@@ -109,15 +122,26 @@ class WorkQueue:
 
     @property
     def max_waiting(self) -> int:
-        """How many jobs may wait behind the running one."""
+        """How many jobs may wait for a free slot."""
         return self._line.max_waiting
 
     @property
+    def slots(self) -> int:
+        """How many jobs run at once."""
+        return self._line.slots
+
+    @property
+    def running(self) -> int:
+        """Client jobs running now (background work not counted)."""
+        with self._line.lock:
+            return len(self._line.running)
+
+    @property
     def depth(self) -> int:
-        """Jobs waiting plus the one running (a running background job counts)."""
+        """Jobs waiting plus those running (a running background job counts)."""
         line = self._line
         with line.lock:
-            return line.waiting + (line.running_since is not None)
+            return line.waiting + len(line.running) + (line.background_since is not None)
 
     @property
     def waiting(self) -> int:
@@ -127,11 +151,10 @@ class WorkQueue:
 
     @property
     def clients(self) -> int:
-        """Client jobs waiting plus the client job running (background work not counted)."""
+        """Client jobs waiting plus those running (background work not counted)."""
         line = self._line
         with line.lock:
-            running = line.running_since is not None and not line.running_background
-            return line.waiting + running
+            return line.waiting + len(line.running)
 
     @property
     def background_waiting(self) -> int:
@@ -143,16 +166,27 @@ class WorkQueue:
         """Estimated seconds before a client job submitted now would start.
 
         Returns:
-            The running job's expected remainder plus the mean duration of each waiting job.
+            0 while a slot is free and nobody waits for one.  Otherwise each slot frees when
+            its running job's expected remainder has passed (the mean duration less the time
+            it has run, at least a tenth of the mean), the waiting jobs take the slots that
+            free first, each for the mean duration, and the newcomer starts when the next
+            slot frees after them.
         """
         line = self._line
         with line.lock:
-            remaining = 0.0
-            if line.running_since is not None:
-                mean = line.mean_background_s if line.running_background else line.mean_job_s
-                elapsed = line.clock() - line.running_since
-                remaining = max(mean - elapsed, 0.1 * mean)
-            return remaining + line.waiting * line.mean_job_s
+            now = line.clock()
+            frees = [
+                max(line.mean_job_s - (now - since), 0.1 * line.mean_job_s)
+                for since in line.running
+            ]
+            if line.background_since is not None:
+                mean = line.mean_background_s
+                frees.append(max(mean - (now - line.background_since), 0.1 * mean))
+            frees.extend([0.0] * max(line.slots - len(frees), 0))
+            heapq.heapify(frees)
+            for _ in range(line.waiting):
+                heapq.heappush(frees, heapq.heappop(frees) + line.mean_job_s)
+            return frees[0]
 
     def submit(self, job: Callable[[], T], *, hand_off: bool = False) -> Future[T]:
         """Queue a job.
@@ -166,17 +200,18 @@ class WorkQueue:
             A future; cancelling it before the job starts removes the job from the queue.
 
         Raises:
-            QueueFullError: ``max_waiting`` jobs are already waiting behind a running one
-                (never raised by the background lane).
+            QueueFullError: Every slot is taken and ``max_waiting`` jobs already wait (never
+                raised by the background lane).
         """
         if self._low:
             return self._submit_background(job)
         line = self._line
         with line.lock:
-            busy = line.waiting > 0 or line.running_since is not None
+            taken = len(line.running) + (line.background_since is not None)
+            busy = line.waiting > 0 or taken >= line.slots
             if busy and line.waiting >= line.max_waiting:
-                depth = line.waiting + (line.running_since is not None)
-                retry_after = max(1.0, line.mean_job_s * (line.waiting + 1))
+                depth = line.waiting + taken
+                retry_after = max(1.0, line.mean_job_s * (line.waiting // line.slots + 1))
                 raise QueueFullError(depth=depth, retry_after=retry_after)
             line.waiting += 1
             # A client job is the follow-up any earlier hand-off waited for.
@@ -230,7 +265,8 @@ class WorkQueue:
                 or line.background_dispatched
                 or not line.backlog
                 or line.waiting > 0
-                or line.running_since is not None
+                or line.running
+                or line.background_since is not None
                 or (line.held_until is not None and line.clock() < line.held_until)
             ):
                 return
@@ -247,7 +283,7 @@ class WorkQueue:
             # A client job may have arrived after this one was handed over: it goes first, and
             # this one returns to the front of the backlog (handed over again when it is done).
             held = line.held_until is not None and line.clock() < line.held_until
-            if line.waiting > 0 or not line.backlog or held:
+            if line.waiting > 0 or line.running or not line.backlog or held:
                 line.background_dispatched = False
                 return
             pending = line.backlog.popleft()
@@ -255,8 +291,7 @@ class WorkQueue:
                 line.background_dispatched = False
                 started = False
             else:
-                line.running_since = line.clock()
-                line.running_background = True
+                line.background_since = line.clock()
                 started = True
         if not started:
             self._dispatch_background()
@@ -269,10 +304,9 @@ class WorkQueue:
             pending.future.set_result(result)
         finally:
             with line.lock:
-                took = line.clock() - (line.running_since or line.clock())
+                took = line.clock() - (line.background_since or line.clock())
                 line.mean_background_s += _EWMA_WEIGHT * (took - line.mean_background_s)
-                line.running_since = None
-                line.running_background = False
+                line.background_since = None
                 line.background_dispatched = False
         self._dispatch_background()
 
@@ -280,14 +314,15 @@ class WorkQueue:
         line = self._line
         with line.lock:
             line.waiting -= 1
-            line.running_since = line.clock()
+            started = line.clock()
+            line.running.append(started)
         try:
             return job()
         finally:
             with line.lock:
-                took = line.clock() - (line.running_since or line.clock())
+                line.running.remove(started)
+                took = line.clock() - started
                 line.mean_job_s += _EWMA_WEIGHT * (took - line.mean_job_s)
-                line.running_since = None
             self._dispatch_background()
 
     def _forget_if_cancelled(self, future: Future[T]) -> None:

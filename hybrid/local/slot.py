@@ -162,9 +162,11 @@ def llama_opener(
                 plan.memory_required_bytes // 2**20,
             )
         log.info(
-            "loading %s: n_ctx=%d n_threads=%d n_gpu_layers=%d",
+            "loading %s: %d slots of n_ctx=%d, kv %s, n_threads=%d n_gpu_layers=%d",
             path.name,
+            local.parallel or 1,
             plan.n_ctx,
+            local.kv_cache_type,
             plan.n_threads,
             plan.n_gpu_layers,
         )
@@ -176,6 +178,8 @@ def llama_opener(
                 n_threads=plan.n_threads,
                 n_gpu_layers=plan.n_gpu_layers,
                 n_batch=local.n_batch,
+                n_parallel=local.parallel or 1,
+                kv_cache_type="f16" if local.kv_cache_type == "f16" else "q8_0",
             ),
         )
         formatter = ChatFormatter(
@@ -189,7 +193,7 @@ def llama_opener(
             planned.model_id,
             "its own" if formatter.uses_template else "transcript",
         )
-        queue = WorkQueue(max_waiting=local.max_queue)
+        queue = WorkQueue(max_waiting=local.max_queue, slots=engine.n_parallel)
         backend, background = (
             model_backend(engine, lane, formatter, planned, local, meter)
             # The clients' lane keeps a reloaded model's speed; calibration answers are not

@@ -11,7 +11,7 @@ from hybrid.errors import ContextLengthExceededError, InvalidRequestError
 from hybrid.generation import GenerationRequest
 from hybrid.hardware.snapshot import LiveSample
 from hybrid.routing.local_model import LocalCapacity, Prepared
-from hybrid.routing.policy import LocalStatus, RouteContext
+from hybrid.routing.policy import LocalStatus, RouteContext, joined_batch
 
 
 async def route_context(
@@ -52,25 +52,34 @@ async def route_context(
             pass  # the local model cannot take it (images, a template's rules): no count
         if expected_tokens is None:
             expected_tokens = min(max_tokens, backend.speed.typical_answer_tokens)
+        queue, speed = backend.queue, backend.speed
+        slots, running = queue.slots, queue.running
         status = LocalStatus(
             "ready",
             context_length=backend.context_length,
-            queue_depth=backend.queue.depth,
-            expected_wait_s=backend.queue.expected_wait_s(),
-            decode_tokens_per_s=backend.speed.decode_tokens_per_s,
-            prefill_tokens_per_s=backend.speed.prefill_tokens_per_s,
+            queue_depth=queue.depth,
+            expected_wait_s=queue.expected_wait_s(),
+            decode_tokens_per_s=speed.decode_tokens_per_s,
+            prefill_tokens_per_s=speed.prefill_tokens_per_s,
             supports=backend.supports,
+            slots=slots,
+            running=running,
+            stream_decode_tokens_per_s=speed.stream_decode_tokens_per_s(
+                joined_batch(slots, running)
+            ),
         )
     elif local.state == "unloaded":
         # Unloaded while idle: the wait is the reload, then the speed measured before.
-        speed = local.last_speed
-        if expected_tokens is None and speed is not None:
-            expected_tokens = speed.typical_answer_tokens
+        last = local.last_speed
+        if expected_tokens is None and last is not None:
+            expected_tokens = last.typical_answer_tokens
+        # Reloaded, it answers nothing else yet: the newcomer decodes alone.
         status = LocalStatus(
             "unloaded",
             expected_wait_s=local.expected_load_s(),
-            decode_tokens_per_s=speed.decode_tokens_per_s if speed is not None else None,
-            prefill_tokens_per_s=speed.prefill_tokens_per_s if speed is not None else None,
+            decode_tokens_per_s=last.decode_tokens_per_s if last is not None else None,
+            prefill_tokens_per_s=last.prefill_tokens_per_s if last is not None else None,
+            stream_decode_tokens_per_s=last.decode_tokens_per_s if last is not None else None,
         )
     text = request.prompt if request.prompt is not None else ""
     if request.messages:

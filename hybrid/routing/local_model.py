@@ -1,9 +1,10 @@
 """What routing sees of the local model: a narrow interface, satisfied structurally.
 
 Routing decides with the local model's state and capacity (is it loaded, how long its context
-is, how deep its queue, how fast it decodes), prepares requests for it, asks it for a prompt's
-vector and starts answers on it; it does all of that through these protocols and imports no
-module of :mod:`hybrid.local` (an import-linter contract in ``pyproject.toml`` checks it).
+is, how deep its queue, how many answers it decodes at once and how fast, alone and in a
+batch), prepares requests for it, asks it for a prompt's vector and starts answers on it; it
+does all of that through these protocols and imports no module of :mod:`hybrid.local` (an
+import-linter contract in ``pyproject.toml`` checks it).
 :class:`~hybrid.local.runtime.LocalRuntime` is a :class:`LocalCapacity`, and its
 :class:`~hybrid.local.backend.LocalBackend` a :class:`LocalAnswerer`, by their shape alone:
 the composition roots (the app factory, ``hybrid route``) hand the runtime to the
@@ -51,11 +52,22 @@ class QueueLoad(Protocol):
 
     @property
     def depth(self) -> int:
-        """Requests waiting plus the one running."""
+        """Requests waiting plus those running."""
+        ...
+
+    @property
+    def slots(self) -> int:
+        """Requests the model answers at once (decoded together in one batch)."""
+        ...
+
+    @property
+    def running(self) -> int:
+        """Client requests running now (each in a slot)."""
         ...
 
     def expected_wait_s(self) -> float:
-        """Estimated seconds before a request submitted now would start."""
+        """Estimated seconds before a request submitted now would start (0 while a slot is
+        free)."""
         ...
 
 
@@ -64,7 +76,12 @@ class SpeedEstimate(Protocol):
 
     @property
     def decode_tokens_per_s(self) -> float | None:
-        """Generated tokens per second (None before any answer)."""
+        """Generated tokens per second of one answer decoding alone (None before any)."""
+        ...
+
+    def stream_decode_tokens_per_s(self, batch_size: int) -> float | None:
+        """Generated tokens per second of one answer while ``batch_size`` answers decode
+        together (measured, or estimated from the batch sizes measured; None before any)."""
         ...
 
     @property

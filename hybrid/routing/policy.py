@@ -30,9 +30,15 @@ class LocalStatus:
         queue_depth: Requests waiting or running.
         expected_wait_s: Estimated wait before a new request starts (for an unloaded model,
             its reload).
-        decode_tokens_per_s: Decode speed measured on this machine (None before any).
+        decode_tokens_per_s: Decode speed of one answer alone, measured on this machine
+            (None before any).
         prefill_tokens_per_s: Prompt-processing speed measured on this machine (None before any).
         supports: What the local model can do beyond text (e.g. ``tools``).
+        slots: Answers the local model decodes at once, in one batch.
+        running: Answers it is decoding now.
+        stream_decode_tokens_per_s: Decode speed of one answer in the batch a new request
+            would join (:attr:`batch_size`), measured or estimated on this machine (None
+            before any).
     """
 
     state: str
@@ -42,6 +48,25 @@ class LocalStatus:
     decode_tokens_per_s: float | None = None
     prefill_tokens_per_s: float | None = None
     supports: frozenset[str] = frozenset()
+    slots: int = 1
+    running: int = 0
+    stream_decode_tokens_per_s: float | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """Answers decoding together once a new request starts: see :func:`joined_batch`."""
+        return joined_batch(self.slots, self.running)
+
+
+def joined_batch(slots: int, running: int) -> int:
+    """The batch a request submitted now decodes in: itself beside those running, at most
+    ``slots`` (when every slot is taken it starts as one frees, in a full batch).
+
+    Args:
+        slots: Answers the model decodes at once (below 1 counts as 1).
+        running: Answers decoding now.
+    """
+    return min(max(slots, 1), max(running, 0) + 1)
 
 
 @dataclass(frozen=True)

@@ -108,14 +108,18 @@ class EventBus:
 def hardware_event(sample: LiveSample | None, runtime: LocalRuntime) -> dict[str, Any]:
     """The body of a ``hardware`` event: the latest sample, the local queue and the model.
 
+    ``running`` counts the local answers decoding now (together, in one batch) and ``slots``
+    how many it can decode at once (None while no model is ready).
+
     Args:
         sample: The sampler's latest reading (None before the first: its readings are null).
         runtime: The local model's runtime.
     """
-    queue_depth, speed = 0, None
+    queue_depth, running, slots, speed = 0, 0, None, None
     if runtime.state == "ready":
         backend = runtime.backend()
-        queue_depth, speed = backend.queue.depth, backend.speed.decode_tokens_per_s
+        queue, speed = backend.queue, backend.speed.decode_tokens_per_s
+        queue_depth, running, slots = queue.depth, queue.running, queue.slots
     return {
         "time": sample.taken_at if sample is not None else None,
         "cpu_percent": sample.cpu_percent if sample is not None else None,
@@ -127,6 +131,8 @@ def hardware_event(sample: LiveSample | None, runtime: LocalRuntime) -> dict[str
         "battery_percent": sample.battery_percent if sample is not None else None,
         "on_battery": sample.on_battery if sample is not None else None,
         "queue_depth": queue_depth,
+        "running": running,
+        "slots": slots,
         "decode_tokens_per_s": speed,
         "model": runtime.model_id,
         "model_state": runtime.state,

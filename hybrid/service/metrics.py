@@ -1,9 +1,12 @@
 """hybrid's Prometheus metrics (served at ``GET /metrics``), in a registry of their own.
 
 Counters follow the ledger: each record adds to them once, as it is written, so the metrics and
-the ledger agree by construction.  Labels are kept to small sets: the route, the model, the
-status, and the *kind* of the deciding reason (``difficulty``, ``privacy``, ``budget``...), never
-its numbers, which would give every request a series of its own.
+the ledger agree by construction (``hybrid_local_prefill_tokens_saved_total`` adds up the local
+records' ``cache_read_tokens``).  The local model's gauges (queue depth, answers decoding
+together, slots, decode speed) follow the ``hardware`` events.  Labels are kept to small sets:
+the route, the model, the status, and the *kind* of the deciding reason (``difficulty``,
+``privacy``, ``budget``...), never its numbers, which would give every request a series of its
+own.
 """
 
 from __future__ import annotations
@@ -81,7 +84,23 @@ class Metrics:
         self._in_flight = Gauge("hybrid_requests_in_flight", "Requests being answered.", registry=r)
         self.queue_depth = Gauge("hybrid_local_queue_depth", "Local requests waiting.", registry=r)
         self.decode_speed = Gauge(
-            "hybrid_local_decode_tokens_per_second", "Measured local decode speed.", registry=r
+            "hybrid_local_decode_tokens_per_second",
+            "Measured local decode speed of one answer decoding alone.",
+            registry=r,
+        )
+        self._prefill_saved = Counter(
+            "hybrid_local_prefill_tokens_saved",
+            "Prompt tokens local answers reused from the local model's KV cache instead of "
+            "evaluating them (prefix reuse).",
+            registry=r,
+        )
+        self.running = Gauge(
+            "hybrid_local_running_requests",
+            "Local answers being decoded now, together in one batch.",
+            registry=r,
+        )
+        self.slots = Gauge(
+            "hybrid_local_slots", "Local answers the model can decode at once.", registry=r
         )
         self._hardware = Gauge(
             "hybrid_hardware", "The latest hardware sample.", ["measure"], registry=r
@@ -109,6 +128,8 @@ class Metrics:
                 self._child(self._ttft, route).observe(record.ttft_s)
         self._child(self._tokens, route, "prompt").inc(record.prompt_tokens)
         self._child(self._tokens, route, "completion").inc(record.completion_tokens)
+        if record.route == "local" and record.cache_read_tokens > 0:
+            self._prefill_saved.inc(record.cache_read_tokens)
         if record.cloud_cost_usd:
             self._child(self._spend, record.provider).inc(record.cloud_cost_usd)
         if record.cost_avoided_usd:
@@ -146,6 +167,10 @@ class Metrics:
             if value is not None:
                 self._hardware.labels(measure).set(value)
         self.queue_depth.set(sample.get("queue_depth") or 0)
+        self.running.set(sample.get("running") or 0)
+        slots = sample.get("slots")
+        if slots is not None:
+            self.slots.set(slots)
         speed = sample.get("decode_tokens_per_s")
         if speed is not None:
             self.decode_speed.set(speed)

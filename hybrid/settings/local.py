@@ -70,10 +70,26 @@ class LocalSettings(BaseModel):
         ge=1,
         description="Prompt tokens evaluated per llama.cpp batch.",
     )
+    parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description=(
+            "Requests the local model answers at once, decoded together in one batch (each "
+            "slot holds its own context and KV cache); unset plans up to 4 from memory."
+        ),
+    )
+    kv_cache_type: Literal["auto", "f16", "q8_0"] = Field(
+        default="auto",
+        description=(
+            "KV cache precision: q8_0 halves its memory (with flash attention); auto uses "
+            "q8_0 where llama.cpp supports it for the model, else f16."
+        ),
+    )
     max_queue: int = Field(
         default=8,
         ge=0,
-        description="Requests that may wait behind the running one; more get HTTP 429.",
+        description="Requests that may wait for a free slot; more get HTTP 429.",
     )
     default_max_tokens: int = Field(
         default=1024,

@@ -32,6 +32,8 @@ LEAVES = [
     "local.n_threads",
     "local.n_gpu_layers",
     "local.n_batch",
+    "local.parallel",
+    "local.kv_cache_type",
     "local.max_queue",
     "local.default_max_tokens",
     "local.temperature",

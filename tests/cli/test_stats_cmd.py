@@ -220,6 +220,7 @@ def test_json_carries_totals_and_latency_as_documented(
         "cloud_spend_usd",
         "cost_avoided_usd",
         "local_share",
+        "prefill_saved_tokens",
     }
     assert document["latency"]["p50_s"] == 1.5
     assert document["latency"]["ttft_p95_s"] == 0.4

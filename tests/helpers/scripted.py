@@ -62,7 +62,7 @@ class ScriptedBackend(Backend):
     # What the dispatcher reads of a local backend to route a request.
     context_length = 8192
     supports: frozenset[str] = frozenset()
-    queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
+    queue = SimpleNamespace(depth=0, slots=1, running=0, expected_wait_s=lambda: 0.0)
     speed = SpeedMeter()
 
     @property

@@ -38,8 +38,21 @@ def test_unpriced_costs_add_nothing_and_local_share_is_local_over_answered_reque
         "cloud_spend_usd": 0.0,
         "cost_avoided_usd": pytest.approx(2 * 0.0000312),
         "local_share": 0.75,
+        "prefill_saved_tokens": 0,
     }
     assert Totals().local_share == 0.0
+
+
+def test_prefill_saved_counts_local_cache_reads_only() -> None:
+    records = [
+        local_record(cache_read_tokens=300),
+        local_record(id="c", leg="cascade_local", cache_read_tokens=20),  # work done: counts
+        cloud_record(cache_read_tokens=900),  # the provider's cache: priced as cloud spend
+    ]
+    totals = Totals.of(records)
+    assert totals.prefill_saved_tokens == 320
+    assert totals.to_dict()["prefill_saved_tokens"] == 320
+    assert totals.plus(Totals.of([local_record(cache_read_tokens=5)])).prefill_saved_tokens == 325
 
 
 def test_percentiles_are_nearest_rank_values() -> None:

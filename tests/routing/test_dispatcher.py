@@ -49,7 +49,7 @@ class FakeLocal:
     model_id = LOCAL
     context_length = 8192
     supports: frozenset[str] = frozenset()
-    queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
+    queue = SimpleNamespace(depth=0, slots=1, running=0, expected_wait_s=lambda: 0.0)
     speed = SpeedMeter()
     embedding_size = 4
 

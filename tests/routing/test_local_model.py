@@ -60,9 +60,12 @@ class Local:
     context_length = 8192
     embedding_size = 4
     supports: frozenset[str] = frozenset()
-    queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
+    queue = SimpleNamespace(depth=0, slots=1, running=0, expected_wait_s=lambda: 0.0)
     speed = SimpleNamespace(
-        decode_tokens_per_s=None, prefill_tokens_per_s=None, typical_answer_tokens=64
+        decode_tokens_per_s=None,
+        prefill_tokens_per_s=None,
+        typical_answer_tokens=64,
+        stream_decode_tokens_per_s=lambda batch_size: None,
     )
     state = "ready"
 

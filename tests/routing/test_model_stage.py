@@ -41,7 +41,7 @@ class VectorLocal:
     model_id = LOCAL
     context_length = 8192
     supports: frozenset[str] = frozenset()
-    queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
+    queue = SimpleNamespace(depth=0, slots=1, running=0, expected_wait_s=lambda: 0.0)
     speed = SpeedMeter()
     state = "ready"
 

@@ -56,7 +56,7 @@ class Local:
 
     model_id = "local-model"
     context_length = 8192
-    queue = SimpleNamespace(depth=0, expected_wait_s=lambda: 0.0)
+    queue = SimpleNamespace(depth=0, slots=1, running=0, expected_wait_s=lambda: 0.0)
     speed = SpeedMeter()
     state = "ready"
     embedding_size = 4

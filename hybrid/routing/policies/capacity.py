@@ -1,7 +1,10 @@
 """Capacity: escalate when this machine cannot answer in time right now.
 
-The predicted local completion time is the queue's expected wait, plus the prompt at the prefill
-speed and the requested output at the decode speed *measured on this machine*; above the latency
+The predicted local completion time is the queue's expected wait (none while a slot is free),
+plus the prompt at the prefill speed and the expected output at the decode speed *measured on
+this machine* for one answer in the batch the request would join: the local model decodes up
+to ``slots`` answers together, so a newcomer beside two running answers decodes in a batch of
+three, each stream slower than alone but none waiting for the others to end.  Above the latency
 target the request goes to the cloud.  Load from other programs, memory pressure and a low
 battery escalate too, as does a local model that is loading or down.  A model unloaded while
 idle waits its reload first: that time is part of its prediction (``capacity:unloaded:eta_…``).
@@ -13,7 +16,8 @@ from hybrid.routing.policy import Policy, RouteContext, Verdict
 from hybrid.settings.routing import CapacitySettings
 
 # Until a speed has been measured, assume these (the embedded model on two cores decodes about
-# 60 tok/s and reads prompts about ten times faster).
+# 60 tok/s and reads prompts about ten times faster).  In a batch of n, each stream is assumed
+# to get a 1/n share of the single-stream rate: the batch gains nothing until measured.
 DEFAULT_DECODE_TOKENS_PER_S = 30.0
 DEFAULT_PREFILL_TOKENS_PER_S = 300.0
 
@@ -31,9 +35,21 @@ class CapacityPolicy(Policy):
         self._settings = settings
 
     def predicted_seconds(self, context: RouteContext) -> float:
-        """Queue wait + prefill + decode, at the speeds measured on this machine."""
+        """Queue wait + prefill + decode, at the speeds measured on this machine.
+
+        Args:
+            context: The request and the local model's state.
+
+        Returns:
+            Seconds until the local answer would end: the queue's expected wait, the prompt
+            at the prefill speed, and the expected output at the per-stream decode speed of
+            the batch the request would join
+            (:attr:`~hybrid.routing.policy.LocalStatus.batch_size`).
+        """
         local = context.local
-        decode = local.decode_tokens_per_s or DEFAULT_DECODE_TOKENS_PER_S
+        decode = local.stream_decode_tokens_per_s
+        if decode is None:
+            decode = (local.decode_tokens_per_s or DEFAULT_DECODE_TOKENS_PER_S) / local.batch_size
         prefill = local.prefill_tokens_per_s or DEFAULT_PREFILL_TOKENS_PER_S
         prompt = context.prompt_tokens
         if prompt is None:  # not tokenized (the model is unloaded): four characters a token

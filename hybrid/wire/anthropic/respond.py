@@ -60,14 +60,16 @@ def stop_reason(done: GenerationDone) -> str:
 def usage_json(usage: Usage) -> dict[str, int]:
     """Anthropic's ``usage`` object.
 
-    The cache counts are always present, as in Anthropic's own responses: clients add them to
-    ``input_tokens`` to size the context, and hybrid caches no prompt on the client's behalf.
+    The cache counts are always present, as in Anthropic's own responses, and ``input_tokens``
+    excludes them: clients add the three to size the context.  A provider's prompt cache and a
+    local slot's reused KV cache are both cache reads.
     """
+    cached = usage.cache_read_tokens + usage.cache_write_tokens
     return {
-        "input_tokens": usage.prompt_tokens,
+        "input_tokens": max(usage.prompt_tokens - cached, 0),
         "output_tokens": usage.completion_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
     }
 
 

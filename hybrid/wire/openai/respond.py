@@ -24,12 +24,14 @@ class ResponseMeta:
     model: str
 
 
-def usage_json(usage: Usage) -> dict[str, int]:
-    """OpenAI's ``usage`` object."""
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """OpenAI's ``usage`` object; ``prompt_tokens_details.cached_tokens`` are the prompt tokens
+    read from a cache (the provider's, or a local slot's KV cache)."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
     }
 
 

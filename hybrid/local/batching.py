@@ -1,0 +1,492 @@
+"""Continuous batching: every running request decoded together, one llama.cpp batch per step.
+
+The context holds ``n_parallel`` sequences, one per *slot*, each with its own part of the KV
+cache.  A scheduler thread owns the context.  At every step it builds one ``llama_batch``: the
+next token of every request that is generating, then prompt tokens of requests still reading
+their prompt, up to ``n_batch`` tokens in all; it decodes it, and samples each generating
+request's next token from its own output row with its own sampler chain.  A request joins at
+the next step after it arrives and leaves when it ends, so a long answer never holds a short
+one back.
+
+**Prefix reuse.**  A slot keeps the tokens its last request left in the cache.  A new request
+goes to the free slot whose cache shares the longest start with its prompt (the same
+conversation, the same system prompt), when that covers at least half the prompt; otherwise to
+the slot used longest ago.  Only what follows the shared start is evaluated.  A model with
+sliding-window attention keeps only the window of its sliding layers (``swa_full`` off), so a
+start can be reused only when the window before its end is still cached (as llama.cpp's server
+decides it); otherwise the slot is cleared and the prompt read whole.
+
+**The last prompt token alone.**  A prompt's tokens but the last are evaluated first; its last
+token joins a later step, as the only token of that request in it.  An embedding
+(:meth:`BatchScheduler.embed`) evaluates the last token with embeddings on, in a decode of its
+own (with embeddings on llama.cpp outputs every token of a batch); an answer to the same
+prompt right after finds everything cached and evaluates that last token again the same way, so
+alone on the model it gives the answer it would have given without the embedding.  Decoding
+beside other requests, an answer may differ in the last digits of its logits (llama.cpp's sums
+depend on the batch), as with any batched server.
+"""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hybrid.errors import GenerationError
+from hybrid.generation import (
+    FinishReason,
+    GenerationDone,
+    GenerationEvent,
+    TextDelta,
+    TokenLogprob,
+    Usage,
+)
+from hybrid.local.sampling import Pieces, SamplerChain
+from hybrid.local.text import StopText
+
+if TYPE_CHECKING:
+    from hybrid.local.engine import EngineJob
+
+log = logging.getLogger("hybrid.local")
+
+# A slot is reused for its cached start when that covers at least this share of the prompt.
+_REUSE_SHARE = 0.5
+
+
+@dataclass(eq=False)
+class _Request:
+    """One request in the scheduler: its prompt, where it is, and how to answer."""
+
+    tokens: tuple[int, ...]
+    job: EngineJob | None  # None: an embedding
+    cancel: threading.Event
+    emit: Callable[[GenerationEvent], None]
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    vector: np.ndarray | None = None
+    evaluated: int = 0
+    reused: int = 0
+    # The next prompt token to evaluate (== len(tokens) once the last one is in).
+    position: int = 0
+    sampler: SamplerChain | None = None
+    text: StopText | None = None
+    decoder: codecs.IncrementalDecoder | None = None
+    pending: list[TokenLogprob] = field(default_factory=list)
+    generated: int = 0
+    first_at: float | None = None
+    next_token: int | None = None
+    batch_total: int = 0
+    batch_steps: int = 0
+
+
+@dataclass(eq=False)
+class _Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)
+    request: _Request | None = None
+    used: int = 0
+
+
+class BatchScheduler:
+    """Decodes the requests of ``n_parallel`` slots together on one llama.cpp context.
+
+    Args:
+        ctx: The context (``llama_context *``), created with ``n_seq_max = n_parallel``; the
+            scheduler's thread is the only one that touches it from now on.
+        vocab: The model's vocabulary.
+        pieces: Token text, shared with the engine.
+        n_parallel: Slots (sequences).
+        n_ctx: Tokens each slot holds.
+        n_batch: Tokens per ``llama_decode`` at most.
+        n_embd: The model's hidden size (the length of embeddings).
+        n_swa: The sliding window of the model's sliding-window layers (0: none).
+    """
+
+    def __init__(
+        self,
+        ctx: Any,
+        vocab: Any,
+        pieces: Pieces,
+        *,
+        n_parallel: int,
+        n_ctx: int,
+        n_batch: int,
+        n_embd: int,
+        n_swa: int,
+    ) -> None:
+        import llama_cpp
+
+        self._ctx = ctx
+        self._vocab = vocab
+        self._memory = llama_cpp.llama_get_memory(ctx)
+        self._pieces = pieces
+        self._n_ctx = n_ctx
+        self._n_batch = max(n_batch, n_parallel)
+        self._n_embd = n_embd
+        self._n_swa = n_swa
+        self._slots = [_Slot(seq) for seq in range(n_parallel)]
+        self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
+        self._inbox: deque[_Request] = deque()
+        self._waiting: deque[_Request] = deque()  # arrived, no free slot yet
+        self._wake = threading.Condition()
+        self._closing = False
+        self._uses = itertools.count(1)
+        # Prompt tokens the last request to end evaluated anew.
+        self.last_evaluated = 0
+        self._thread = threading.Thread(target=self._loop, name="hybrid-batch", daemon=True)
+        self._thread.start()
+
+    # -- called from any thread ------------------------------------------------------------
+
+    def run(
+        self,
+        job: EngineJob,
+        cancel: threading.Event,
+        emit: Callable[[GenerationEvent], None],
+    ) -> None:
+        """Generate one answer beside the others; blocks until it ends.
+
+        Raises:
+            GenerationError: llama.cpp failed while evaluating or sampling.
+        """
+        request = _Request(tuple(job.tokens), job, cancel, emit, time.perf_counter())
+        self._submit(request)
+
+    def embed(self, tokens: Sequence[int]) -> np.ndarray:
+        """The final hidden state at a prompt's last token; blocks until it is computed.
+
+        Raises:
+            GenerationError: llama.cpp failed, or gave no hidden state.
+        """
+        request = _Request(
+            tuple(tokens), None, threading.Event(), lambda event: None, time.perf_counter()
+        )
+        self._submit(request)
+        assert request.vector is not None
+        return request.vector
+
+    def close(self) -> None:
+        """Stop the scheduler: requests not finished fail; the context is the caller's."""
+        import llama_cpp
+
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
+        llama_cpp.llama_batch_free(self._batch)
+
+    def _submit(self, request: _Request) -> None:
+        with self._wake:
+            if self._closing:
+                raise GenerationError("the local model was unloaded")
+            self._inbox.append(request)
+            self._wake.notify()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+
+    # -- the scheduler's thread ------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closing and not self._inbox and not self._active():
+                    self._wake.wait()
+                if self._closing:
+                    break
+                self._waiting.extend(self._inbox)
+                self._inbox.clear()
+            try:
+                self._admit()
+                self._step()
+            except Exception as exc:  # llama.cpp failed: every running request fails with it
+                log.exception("the batch step failed")
+                error = (
+                    exc
+                    if isinstance(exc, GenerationError)
+                    else GenerationError(f"llama.cpp failed while generating: {exc!r}")
+                )
+                for slot in self._slots:
+                    if slot.request is not None:
+                        self._fail(slot, error)
+        error = GenerationError("the local model was unloaded")
+        for slot in self._slots:
+            if slot.request is not None:
+                self._fail(slot, error)
+        for request in [*self._waiting, *self._inbox]:
+            request.error = error
+            request.done.set()
+
+    def _active(self) -> bool:
+        return bool(self._waiting) or any(slot.request is not None for slot in self._slots)
+
+    def _admit(self) -> None:
+        """Give each waiting request a free slot, the one sharing most of its prompt."""
+        while self._waiting:
+            free = [slot for slot in self._slots if slot.request is None]
+            if not free:
+                return
+            request = self._waiting.popleft()
+            slot = self._choose(free, request.tokens)
+            try:
+                self._start(slot, request)
+            except Exception as exc:
+                slot.request = request
+                self._fail(
+                    slot,
+                    exc
+                    if isinstance(exc, GenerationError)
+                    else GenerationError(f"llama.cpp could not start the answer: {exc!r}"),
+                )
+
+    def _choose(self, free: list[_Slot], tokens: tuple[int, ...]) -> _Slot:
+        best, shared = min(free, key=lambda slot: slot.used), 0
+        for slot in free:
+            common = _common_prefix(slot.cached, tokens)
+            if common > shared:
+                best, shared = slot, common
+        if shared < _REUSE_SHARE * len(tokens):
+            return min(free, key=lambda slot: slot.used)
+        return best
+
+    def _start(self, slot: _Slot, request: _Request) -> None:
+        import llama_cpp
+
+        keep = min(_common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
+        memory, seq = self._memory, slot.seq
+        if keep < len(slot.cached):
+            if not llama_cpp.llama_memory_seq_rm(memory, seq, keep, -1):
+                keep = 0
+        if keep > 0 and self._n_swa > 0:
+            # The sliding layers keep their window only: reusing `keep` tokens needs the
+            # window before position `keep` still there (llama.cpp's server's rule).
+            oldest = llama_cpp.llama_memory_seq_pos_min(memory, seq)
+            if oldest > max(0, keep - self._n_swa):
+                keep = 0
+        if keep == 0:
+            llama_cpp.llama_memory_seq_rm(memory, seq, -1, -1)
+        slot.cached = slot.cached[:keep]
+        slot.request = request
+        request.position = request.reused = keep
+        request.evaluated = len(request.tokens) - keep
+        job = request.job
+        if job is not None:
+            request.sampler = SamplerChain(
+                self._vocab,
+                temperature=job.temperature,
+                top_p=job.top_p,
+                seed=job.seed,
+                grammar=job.grammar,
+            )
+            request.text = StopText(job.stop, strip=job.strip)
+            request.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def _step(self) -> None:
+        """Decode one batch: each generating request's next token, then prompt tokens."""
+        import llama_cpp
+
+        for slot in self._slots:
+            request = slot.request
+            if request is not None and request.cancel.is_set() and request.job is not None:
+                self._finish(slot, "length", cancelled=True)
+        embedding = next(
+            (
+                slot
+                for slot in self._slots
+                if slot.request is not None
+                and slot.request.job is None
+                and slot.request.position == len(slot.request.tokens) - 1
+            ),
+            None,
+        )
+        if embedding is not None:
+            self._embed_last(embedding)
+            return
+        batch = self._batch
+        count = 0
+        outputs: list[tuple[_Slot, int]] = []
+        for slot in self._slots:  # generating: one token each
+            request = slot.request
+            if request is not None and request.next_token is not None:
+                self._add(slot, request.next_token, logits=True, at=count)
+                outputs.append((slot, count))
+                count += 1
+        for slot in self._slots:  # reading the prompt: the rest of the batch
+            request = slot.request
+            if request is None or request.next_token is not None or count >= self._n_batch:
+                continue
+            last = len(request.tokens) - 1
+            if request.position < last:
+                take = min(last - request.position, self._n_batch - count)
+                for token in request.tokens[request.position : request.position + take]:
+                    self._add(slot, token, logits=False, at=count)
+                    count += 1
+                request.position += take
+            elif request.position == last and request.job is not None:
+                self._add(slot, request.tokens[last], logits=True, at=count)
+                request.position += 1
+                outputs.append((slot, count))
+                count += 1
+        if count == 0:
+            return
+        batch.n_tokens = count
+        status = llama_cpp.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise GenerationError(
+                f"llama.cpp could not decode the batch (llama_decode returned {status})"
+            )
+        sampling = len(outputs)
+        for slot, index in outputs:
+            self._sample(slot, index, sampling)
+
+    def _add(self, slot: _Slot, token: int, *, logits: bool, at: int) -> None:
+        batch = self._batch
+        batch.token[at] = token
+        batch.pos[at] = len(slot.cached)
+        batch.n_seq_id[at] = 1
+        batch.seq_id[at][0] = slot.seq
+        batch.logits[at] = logits
+        slot.cached.append(token)
+
+    def _embed_last(self, slot: _Slot) -> None:
+        """Evaluate an embedding's last prompt token alone, with embeddings on."""
+        import llama_cpp
+
+        request = slot.request
+        assert request is not None
+        self._add(slot, request.tokens[-1], logits=True, at=0)
+        request.position += 1
+        self._batch.n_tokens = 1
+        llama_cpp.llama_set_embeddings(self._ctx, True)
+        try:
+            status = llama_cpp.llama_decode(self._ctx, self._batch)
+            pointer = llama_cpp.llama_get_embeddings_ith(self._ctx, 0) if status == 0 else None
+            vector = (
+                np.ctypeslib.as_array(pointer, shape=(self._n_embd,)).astype(np.float32)
+                if pointer
+                else None
+            )
+        finally:
+            llama_cpp.llama_set_embeddings(self._ctx, False)
+        if status != 0:
+            raise GenerationError(f"llama.cpp could not evaluate the prompt (status {status})")
+        if vector is None:
+            self._fail(
+                slot,
+                GenerationError(
+                    "llama.cpp gave no hidden state for the prompt (a context pooled for "
+                    "embeddings?); load a generative model to use the probe"
+                ),
+            )
+            return
+        request.vector = vector
+        self.last_evaluated = request.evaluated
+        self._release(slot)
+
+    def _sample(self, slot: _Slot, index: int, batch_size: int) -> None:
+        """Sample a request's next token from its output row and pass its text on."""
+        import llama_cpp
+
+        request = slot.request
+        assert request is not None and request.job is not None
+        assert request.sampler is not None and request.text is not None
+        assert request.decoder is not None
+        job = request.job
+        request.batch_total += batch_size
+        request.batch_steps += 1
+        logits = None
+        if job.top_logprobs is not None:
+            pointer = llama_cpp.llama_get_logits_ith(self._ctx, index)
+            logits = np.ctypeslib.as_array(pointer, shape=(self._pieces.n_vocab,)).copy()
+        token = request.sampler.sample(self._ctx, index)
+        if request.first_at is None:
+            request.first_at = time.perf_counter()
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._finish(slot, "stop")
+            return
+        request.generated += 1
+        piece = self._pieces(token)
+        if logits is not None:
+            request.pending.append(self._pieces.logprob(logits, token, job.top_logprobs or 0))
+        text = request.text
+        released = text.feed(request.decoder.decode(piece))
+        if released or text.stopped:
+            request.emit(TextDelta(released, tuple(request.pending)))
+            request.pending = []
+        if text.stopped:
+            self._finish(slot, "stop")
+        elif request.generated >= job.max_tokens or len(slot.cached) >= self._n_ctx:
+            self._finish(slot, "length")
+        else:
+            request.next_token = token
+
+    def _finish(self, slot: _Slot, finish: FinishReason, *, cancelled: bool = False) -> None:
+        request = slot.request
+        assert request is not None and request.job is not None
+        assert request.text is not None and request.decoder is not None
+        job, text = request.job, request.text
+        tail = "" if text.stopped else text.flush() + request.decoder.decode(b"", final=True)
+        if tail or request.pending:
+            request.emit(TextDelta(tail, tuple(request.pending)))
+        finished = time.perf_counter()
+        self.last_evaluated = request.evaluated
+        first_at, generated = request.first_at, request.generated
+        rate = None
+        if first_at is not None and generated > 1 and finished > first_at:
+            rate = (generated - 1) / (finished - first_at)
+        matched = text.matched if text.matched in job.request_stop else None
+        request.emit(
+            GenerationDone(
+                finish_reason=finish,
+                stop_sequence=matched,
+                usage=Usage(
+                    prompt_tokens=len(request.tokens),
+                    completion_tokens=generated,
+                    cache_read_tokens=request.reused,
+                ),
+                time_to_first_token_s=None if first_at is None else first_at - request.started,
+                decode_tokens_per_s=rate,
+                cancelled=cancelled,
+                batch_size=(
+                    request.batch_total / request.batch_steps if request.batch_steps else None
+                ),
+            )
+        )
+        self._release(slot)
+
+    def _fail(self, slot: _Slot, error: BaseException) -> None:
+        request = slot.request
+        if request is None:
+            return
+        request.error = error
+        # What the failed step left in the cache is unknown: the slot starts afresh.
+        slot.cached = []
+        self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        request = slot.request
+        slot.request = None
+        slot.used = next(self._uses)
+        if request is None:
+            return
+        if request.sampler is not None:
+            request.sampler.close()
+        request.done.set()
+
+
+def _common_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
+    """How many leading tokens two sequences share."""
+    limit = min(len(cached), len(tokens))
+    if limit == 0:
+        return 0
+    differ = np.flatnonzero(np.asarray(cached[:limit]) != np.asarray(tokens[:limit]))
+    return int(differ[0]) if differ.size else limit

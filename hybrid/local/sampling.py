@@ -1,0 +1,132 @@
+"""Per-request sampling on a shared llama.cpp context: sampler chains, token text, logprobs.
+
+Each request decoding in the batch has its own llama.cpp sampler chain (its grammar, temperature,
+nucleus mass and seed), so requests with different settings decode side by side.  The chain is
+the one llama-cpp-python builds for ``Llama.generate``: the grammar first, then greedy for
+temperature 0, or top-k, top-p, min-p, temperature and a seeded draw.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any
+
+import numpy as np
+
+from hybrid.generation import TokenLogprob, TopLogprob
+
+# llama.cpp's defaults for the samplers hybrid does not expose.
+TOP_K = 40
+MIN_P = 0.05
+
+
+class SamplerChain:
+    """A llama.cpp sampler chain for one request; free it with :meth:`close`.
+
+    Args:
+        vocab: The model's vocabulary (``llama_vocab *``).
+        temperature: 0 samples greedily.
+        top_p: Nucleus sampling mass.
+        seed: The draw's seed, or None for a random one.
+        grammar: A ``LlamaGrammar`` the output must follow, or None.
+    """
+
+    def __init__(
+        self, vocab: Any, *, temperature: float, top_p: float, seed: int | None, grammar: Any
+    ) -> None:
+        import llama_cpp
+
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        self._chain = chain
+        add = llama_cpp.llama_sampler_chain_add
+        if grammar is not None:
+            rules = llama_cpp.llama_sampler_init_grammar(
+                vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+            )
+            if not rules:
+                self.close()
+                raise ValueError("llama.cpp rejected the grammar")
+            add(chain, rules)
+        if temperature == 0.0:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+        else:
+            add(chain, llama_cpp.llama_sampler_init_top_k(TOP_K))
+            add(chain, llama_cpp.llama_sampler_init_top_p(top_p, 1))
+            add(chain, llama_cpp.llama_sampler_init_min_p(MIN_P, 1))
+            add(chain, llama_cpp.llama_sampler_init_temp(temperature))
+            add(chain, llama_cpp.llama_sampler_init_dist(_seed(seed)))
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """Sample from the logits of the batch's ``index``-th output, and accept the token."""
+        import llama_cpp
+
+        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+
+    def close(self) -> None:
+        """Free the chain (and the samplers it holds)."""
+        import llama_cpp
+
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None
+
+
+class Pieces:
+    """The bytes each token stands for, cached (most answers reuse a small set of tokens).
+
+    Safe on any thread: it reads only the vocabulary.
+    """
+
+    def __init__(self, vocab: Any, n_vocab: int) -> None:
+        self._vocab = vocab
+        self.n_vocab = n_vocab
+        self._cache: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, token: int) -> bytes:
+        piece = self._cache.get(token)
+        if piece is None:
+            import llama_cpp
+
+            size = 64
+            while True:
+                buffer = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
+                if n >= 0:
+                    piece = buffer.raw[:n]
+                    break
+                size = -n
+            with self._lock:
+                self._cache[token] = piece
+        return piece
+
+    def logprob(self, logits: np.ndarray, token: int, top: int) -> TokenLogprob:
+        """Log-probabilities of a sampled token from its position's raw logits.
+
+        Args:
+            logits: The position's logits (one float per vocabulary entry).
+            token: The token sampled.
+            top: How many most likely alternatives to list.
+        """
+        shifted = logits - logits.max()
+        logprobs = shifted - np.log(np.exp(shifted).sum())
+        alternatives: tuple[TopLogprob, ...] = ()
+        if top > 0:
+            best = np.argpartition(-logprobs, top)[:top]
+            best = best[np.argsort(-logprobs[best])]
+            alternatives = tuple(_top(self(int(i)), float(logprobs[i])) for i in best)
+        chosen = _top(self(token), float(logprobs[token]))
+        return TokenLogprob(chosen.token, chosen.logprob, chosen.bytes, alternatives)
+
+
+def _seed(seed: int | None) -> int:
+    import llama_cpp
+
+    if seed is None:
+        return int(llama_cpp.LLAMA_DEFAULT_SEED)
+    return seed & 0xFFFFFFFF
+
+
+def _top(piece: bytes, logprob: float) -> TopLogprob:
+    return TopLogprob(piece.decode("utf-8", errors="replace"), logprob, tuple(piece))
