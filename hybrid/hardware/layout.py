@@ -39,6 +39,8 @@ class ModelFootprint:
         other_bytes: Token embedding, output head, norms: everything outside the blocks.
         kv_bytes_per_token: f16 K+V cache bytes per context token, all layers together.
         context_length: Context length the model was trained with.
+        swa_kv_bytes_per_token: Of ``kv_bytes_per_token``, what sliding-window layers take.
+        sliding_window: Tokens those layers attend to (0: no layer slides).
     """
 
     file_bytes: int
@@ -47,6 +49,35 @@ class ModelFootprint:
     other_bytes: int
     kv_bytes_per_token: int
     context_length: int
+    swa_kv_bytes_per_token: int = 0
+    sliding_window: int = 0
+
+
+# Bytes per value of each KV cache type: f16, and q8_0's 32 values in 34 bytes.
+KV_VALUE_BYTES = {"f16": 2.0, "q8_0": 34 / 32}
+# Tokens llama.cpp evaluates at once in a batch (n_ubatch, hybrid.local.engine.MAX_UBATCH): a
+# sliding-window layer's cache holds its window plus one batch (swa_full off).
+UBATCH_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class KvCache:
+    """How the KV cache is kept: slots (one sequence each, each ``n_ctx`` tokens) and type."""
+
+    slots: int = 1
+    type: str = "f16"
+
+    def slot_bytes(self, model: ModelFootprint, n_ctx: int) -> int:
+        """One slot's KV cache at ``n_ctx`` tokens: full layers hold every token, sliding
+        layers their window and one batch."""
+        scale = KV_VALUE_BYTES[self.type] / KV_VALUE_BYTES["f16"]
+        full = model.kv_bytes_per_token - model.swa_kv_bytes_per_token
+        window = min(n_ctx, model.sliding_window + UBATCH_TOKENS) if model.sliding_window else 0
+        return int(scale * (full * n_ctx + model.swa_kv_bytes_per_token * window))
+
+    def total_bytes(self, model: ModelFootprint, n_ctx: int) -> int:
+        """Every slot's KV cache."""
+        return self.slots * self.slot_bytes(model, n_ctx)
 
 
 def vram_margin(gpu: GpuInfo) -> int:
@@ -88,9 +119,12 @@ class Layout:
 class Planner:
     """The arithmetic behind :func:`~hybrid.hardware.plan.plan_for`: one snapshot, one model."""
 
-    def __init__(self, snapshot: HardwareSnapshot, model: ModelFootprint) -> None:
+    def __init__(
+        self, snapshot: HardwareSnapshot, model: ModelFootprint, kv: KvCache | None = None
+    ) -> None:
         self.snapshot = snapshot
         self.model = model
+        self.kv = kv if kv is not None else KvCache()
         self.layer_weights = model.layer_bytes[: model.n_layers]
         weights = sum(self.layer_weights) + model.other_bytes
         self.weight_bytes = weights if weights > 0 else model.file_bytes
@@ -105,7 +139,8 @@ class Planner:
     def layout(self, n_ctx: int, wanted_items: int | None) -> Layout:
         """Place the model at ``n_ctx``: as much as fits, or exactly ``wanted_items``."""
         model = self.model
-        kv_layer = model.kv_bytes_per_token * n_ctx // model.n_layers if model.n_layers else 0
+        kv_bytes = self.kv.total_bytes(model, n_ctx)
+        kv_layer = kv_bytes // model.n_layers if model.n_layers else 0
         # Offload order: last block first (llama.cpp offloads a suffix), the head once all are in.
         items = [(weight, kv_layer) for weight in reversed(self.layer_weights)]
         items.append((model.other_bytes, 0))
@@ -136,13 +171,7 @@ class Planner:
         on_gpu = [load for load in loads if load.items]
         gpu_weights = sum(load.weight_bytes for load in on_gpu)
         gpu_kv = sum(load.kv_bytes for load in on_gpu)
-        cpu_bytes = (
-            self.weight_bytes
-            - gpu_weights
-            + model.kv_bytes_per_token * n_ctx
-            - gpu_kv
-            + COMPUTE_BUFFER_BYTES
-        )
+        cpu_bytes = self.weight_bytes - gpu_weights + kv_bytes - gpu_kv + COMPUTE_BUFFER_BYTES
         unified = sum(load.total_bytes for load in on_gpu if load.gpu.unified_memory)
         return Layout(
             n_ctx=n_ctx,

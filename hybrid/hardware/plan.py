@@ -26,7 +26,9 @@ from hybrid.hardware.layout import (
     COMPUTE_BUFFER_BYTES,
     DECODE_EFFICIENCY,
     GIB,
+    KV_VALUE_BYTES,
     MIB,
+    KvCache,
     Layout,
     ModelFootprint,
     Planner,
@@ -60,6 +62,10 @@ __all__ = [
 MIN_CTX = 512
 CTX_STEP = 256
 
+# Slots planned when local.parallel is unset (llama.cpp's server and Ollama default to 4), as
+# many as fit.
+DEFAULT_SLOTS = 4
+
 # A core counts as busy from 0.75 of it up (0.2 s of sampling reads an idle machine at 5-25 %).
 BUSY_ROUNDING = 0.25
 
@@ -84,6 +90,10 @@ class RuntimePlan:
         memory_required_bytes: RAM and VRAM the plan needs together (weights + KV cache +
             compute buffers; safety margins not included).
         notes: Why the plan is what it is, one human-readable sentence each.
+        n_parallel: Slots: requests decoded together, each with ``n_ctx`` tokens of context.
+        kv_cache_type: ``f16`` or ``q8_0``.
+        flash_attn: Flash attention (needed by a quantized KV cache).
+        kv_bytes_per_slot: One slot's KV cache: what each further slot costs.
     """
 
     n_threads: int
@@ -93,6 +103,10 @@ class RuntimePlan:
     predicted_tokens_per_s: float | None
     memory_required_bytes: int
     notes: tuple[str, ...]
+    n_parallel: int = 1
+    kv_cache_type: str = "f16"
+    flash_attn: bool = False
+    kv_bytes_per_slot: int = 0
 
 
 def busy_cores(cpu: CpuInfo) -> float:
@@ -133,6 +147,8 @@ def plan_with_settings(
         n_ctx=local.n_ctx,
         n_threads=local.n_threads,
         n_gpu_layers=local.n_gpu_layers,
+        parallel=local.parallel,
+        kv_cache_type=local.kv_cache_type,
     )
 
 
@@ -155,7 +171,7 @@ def serving_plan(
     n_ctx = local.n_ctx
     if plan.fits or n_ctx is None:
         return plan
-    planner = Planner(snapshot, model)
+    planner = Planner(snapshot, model, KvCache(plan.n_parallel, plan.kv_cache_type))
     wanted = _wanted_items(snapshot, model, local.n_gpu_layers, [])
     layout = planner.layout(n_ctx, wanted)
     if layout.vram_short:
@@ -202,6 +218,8 @@ def plan_for(
     n_ctx: int | None = None,
     n_threads: int | None = None,
     n_gpu_layers: int | None = None,
+    parallel: int | None = None,
+    kv_cache_type: str = "auto",
 ) -> RuntimePlan:
     """Plan how to run ``model`` on the machine ``snapshot`` describes.
 
@@ -217,6 +235,9 @@ def plan_for(
       256 that fits usable free RAM after the weights, a compute buffer and :func:`ram_margin`
       (and, when layers are offloaded, VRAM); at least 512 (or context_length or ``max_ctx``
       if smaller).  If not even that fits, ``fits`` is False and ``n_ctx`` is that minimum.
+    * ``n_parallel``: up to :data:`DEFAULT_SLOTS` slots of ``n_ctx`` tokens each, as many as
+      fit beside the first (each costs its KV cache), with a note when fewer fit.
+    * ``kv_cache_type``: ``auto`` is q8_0 (half of f16's bytes, with flash attention).
 
     Args:
         snapshot: The machine.
@@ -226,6 +247,8 @@ def plan_for(
         n_threads: Use this thread count instead of deriving one.
         n_gpu_layers: Offload exactly this many blocks (negative or above ``n_layers`` = all
             and the head); ``fits`` is False when the GPUs cannot hold them.
+        parallel: Use this many slots instead of planning them; ``fits`` says whether they fit.
+        kv_cache_type: ``auto``, ``f16`` or ``q8_0``.
 
     Returns:
         The plan, with a note for every choice that was capped, overridden or failed.
@@ -239,7 +262,15 @@ def plan_for(
                 f"{name} must be a positive number, got {value}; fix the setting or flag that "
                 "sets it, or leave it unset to let hybrid choose"
             )
-    planner = Planner(snapshot, model)
+    if parallel is not None and parallel <= 0:
+        raise ConfigError(
+            f"parallel must be a positive number, got {parallel}; fix local.parallel or leave "
+            "it unset to let hybrid choose"
+        )
+    kv_type = "q8_0" if kv_cache_type == "auto" else kv_cache_type
+    if kv_type not in KV_VALUE_BYTES:
+        raise ConfigError(f"kv_cache_type must be auto, f16 or q8_0, got {kv_cache_type!r}")
+    planner = Planner(snapshot, model, KvCache(1, kv_type))
     notes: list[str] = []
 
     threads = _threads(snapshot, n_threads, notes)
@@ -270,6 +301,7 @@ def plan_for(
                 f"n_ctx reduced to {layout.n_ctx:,} (of {target:,}) to fit "
                 f"{_memory_phrase(snapshot)}"
             )
+    planner, layout = _slots(snapshot, model, kv_type, layout, parallel, wanted, notes)
     fits = planner.fits(layout)
     if not fits:
         notes.append(_shortfall(planner, layout))
@@ -297,7 +329,54 @@ def plan_for(
         predicted_tokens_per_s=None if seconds is None else 1.0 / seconds,
         memory_required_bytes=layout.total_bytes,
         notes=tuple(notes),
+        n_parallel=planner.kv.slots,
+        kv_cache_type=kv_type,
+        flash_attn=kv_type != "f16",
+        kv_bytes_per_slot=planner.kv.slot_bytes(model, layout.n_ctx),
     )
+
+
+def _slots(
+    snapshot: HardwareSnapshot,
+    model: ModelFootprint,
+    kv_type: str,
+    single: Layout,
+    parallel: int | None,
+    wanted: int | None,
+    notes: list[str],
+) -> tuple[Planner, Layout]:
+    """The slots beside the first, at the context one slot was planned with.
+
+    Returns:
+        The planner of the chosen slots and the model's layout with them.
+    """
+    n_ctx = single.n_ctx
+    if parallel is not None:
+        planner = Planner(snapshot, model, KvCache(parallel, kv_type))
+        notes.append(f"{parallel} slots set explicitly (local.parallel)")
+        return planner, planner.layout(n_ctx, wanted)
+    chosen = Planner(snapshot, model, KvCache(1, kv_type))
+    layout = single
+    for slots in range(2, DEFAULT_SLOTS + 1):
+        planner = Planner(snapshot, model, KvCache(slots, kv_type))
+        candidate = planner.layout(n_ctx, wanted)
+        if not planner.fits(candidate):
+            break
+        chosen, layout = planner, candidate
+    slots = chosen.kv.slots
+    each = chosen.kv.slot_bytes(model, n_ctx)
+    if slots < DEFAULT_SLOTS:
+        notes.append(
+            f"{slots} slot{'s' if slots > 1 else ''}, not {DEFAULT_SLOTS}: each slot's "
+            f"{kv_type} KV cache of {n_ctx:,} tokens takes {_size(each)} and "
+            f"{_memory_phrase(snapshot)} is left"
+        )
+    else:
+        notes.append(
+            f"{slots} slots of {n_ctx:,} tokens, each with its own {kv_type} KV cache of "
+            f"{_size(each)}"
+        )
+    return chosen, layout
 
 
 def _threads(snapshot: HardwareSnapshot, explicit: int | None, notes: list[str]) -> int:

@@ -151,6 +151,8 @@ def _plan_lines(
             name,
             "fits" if plan.fits else "TOO BIG",
             f"n_ctx {plan.n_ctx:,}",
+            f"{plan.n_parallel} slot{'s' if plan.n_parallel > 1 else ''} "
+            f"(KV {plan.kv_cache_type}, {size(plan.kv_bytes_per_slot)} each)",
             f"threads {plan.n_threads}",
             f"GPU layers {plan.n_gpu_layers}",
             f"needs {size(plan.memory_required_bytes)}",
@@ -160,7 +162,7 @@ def _plan_lines(
         )
         for name, plan in plans
     ]
-    widths = [max(len(cells[column]) for cells in rows) for column in range(7)] if rows else []
+    widths = [max(len(cells[column]) for cells in rows) for column in range(8)] if rows else []
     lines: list[str] = []
     for cells, (_, plan) in zip(rows, plans, strict=True):
         lines.append(

@@ -164,9 +164,9 @@ def llama_opener(
         log.info(
             "loading %s: %d slots of n_ctx=%d, kv %s, n_threads=%d n_gpu_layers=%d",
             path.name,
-            local.parallel or 1,
+            plan.n_parallel,
             plan.n_ctx,
-            local.kv_cache_type,
+            plan.kv_cache_type,
             plan.n_threads,
             plan.n_gpu_layers,
         )
@@ -178,8 +178,9 @@ def llama_opener(
                 n_threads=plan.n_threads,
                 n_gpu_layers=plan.n_gpu_layers,
                 n_batch=local.n_batch,
-                n_parallel=local.parallel or 1,
-                kv_cache_type="f16" if local.kv_cache_type == "f16" else "q8_0",
+                n_parallel=plan.n_parallel,
+                kv_cache_type=plan.kv_cache_type,
+                flash_attn=plan.flash_attn,
             ),
         )
         formatter = ChatFormatter(

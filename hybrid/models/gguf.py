@@ -39,6 +39,10 @@ from hybrid.models.gguf_header import (
     read_tensor_entries,
 )
 
+# llama.cpp's sliding-window layers, by architecture: layer i slides when i % period < period - 1
+# (``hparams.set_swa_pattern`` in llama.cpp's src/llama-model.cpp).
+SLIDING_PATTERNS = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2}
+
 if TYPE_CHECKING:
     from hybrid.hardware.plan import ModelFootprint
 
@@ -155,6 +159,32 @@ class GgufInfo:
         """Bytes of f16 K and V cache one context token needs, all layers together."""
         return self.block_count * self.head_count_kv * (self.key_length + self.value_length) * 2
 
+    @property
+    def sliding_window(self) -> int:
+        """Tokens the sliding-window layers attend to (``attention.sliding_window``), or 0
+        when no layer of this architecture slides in llama.cpp."""
+        if self.sliding_layers == 0:
+            return 0
+        window = self.metadata.get(f"{self.architecture}.attention.sliding_window")
+        return window if isinstance(window, int) and not isinstance(window, bool) else 0
+
+    @property
+    def sliding_layers(self) -> int:
+        """Layers llama.cpp runs with sliding-window attention (a fixed pattern per
+        architecture: five of every six in Gemma 3, every other one in Gemma 2)."""
+        period = SLIDING_PATTERNS.get(self.architecture)
+        if period is None:
+            return 0
+        return sum(1 for layer in range(self.block_count) if layer % period < period - 1)
+
+    @property
+    def swa_kv_bytes_per_token(self) -> int:
+        """Of :attr:`kv_bytes_per_token`, what the sliding-window layers take."""
+        if self.sliding_window == 0:
+            return 0
+        per_layer = self.head_count_kv * (self.key_length + self.value_length) * 2
+        return self.sliding_layers * per_layer
+
     def footprint(self) -> ModelFootprint:
         """Describe this model for the hardware planner.
 
@@ -172,6 +202,8 @@ class GgufInfo:
             other_bytes=self.other_bytes,
             kv_bytes_per_token=self.kv_bytes_per_token,
             context_length=self.context_length,
+            swa_kv_bytes_per_token=self.swa_kv_bytes_per_token,
+            sliding_window=self.sliding_window,
         )
 
 

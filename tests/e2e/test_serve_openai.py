@@ -163,6 +163,13 @@ def test_health_reports_model_plan_and_hardware(server: RunningServer, api: open
     assert body["model"]["predicted_tokens_per_s"] > 0
     assert body["model"]["measured_decode_tokens_per_s"] > 0
     assert body["queue"]["depth"] == 0
+    # The slots decoded together: planned from memory (4 fit easily), each with its cost.
+    slots = body["slots"]
+    assert slots["total"] == 4 and slots["busy"] == 0
+    assert slots["n_ctx_per_slot"] == body["model"]["n_ctx"]
+    assert slots["kv_cache_type"] == "q8_0" and slots["kv_bytes_per_slot"] > 0
+    assert "4 slots of" in slots["note"]
+    assert slots["decode_tokens_per_s_by_batch"]["1"] > 0
     assert body["hardware"]["snapshot"]["cpu"]["logical_cores"] >= 1
     assert "cpu_percent" in body["hardware"]["live"]
 
@@ -174,7 +181,10 @@ def test_models_endpoint_lists_model_and_aliases(api: openai.OpenAI) -> None:
 
 @pytest.fixture(scope="module")
 def small_server(start_server: Callable[..., RunningServer]) -> Iterator[RunningServer]:
-    running = start_server("--ctx", "512", env={"HYBRID_LOCAL__MAX_QUEUE": "0"})
+    # One slot and no waiting line: a second request is refused while one runs.
+    running = start_server(
+        "--ctx", "512", env={"HYBRID_LOCAL__MAX_QUEUE": "0", "HYBRID_LOCAL__PARALLEL": "1"}
+    )
     yield running
     assert running.stop() == 0, running.log.read_text()
 

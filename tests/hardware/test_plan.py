@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from hardware_fakes import GIB, MIB, build_gpu, build_model, build_snapshot
@@ -11,11 +12,12 @@ from hybrid.errors import ConfigError
 from hybrid.hardware.plan import (
     COMPUTE_BUFFER_BYTES,
     DECODE_EFFICIENCY,
+    RuntimePlan,
     busy_cores,
     derive_threads,
-    plan_for,
     serving_plan,
 )
+from hybrid.hardware.plan import plan_for as plan_slots
 from hybrid.hardware.snapshot import PowerInfo
 from hybrid.settings import MAX_CONTEXT_TOKENS, LocalSettings
 
@@ -24,6 +26,16 @@ from hybrid.settings import MAX_CONTEXT_TOKENS, LocalSettings
 WEIGHTS = 4240 * MIB
 FILE = 4248 * MIB
 KV_8K = 1 * GIB
+
+
+def one_slot(**settings: Any) -> LocalSettings:
+    """``local`` settings of one slot with an f16 KV cache."""
+    return LocalSettings(parallel=1, kv_cache_type="f16", **settings)
+
+
+def plan_for(*args: Any, **kwargs: Any) -> RuntimePlan:
+    """One slot with an f16 KV cache: the figures above (slots and q8_0: test_plan_slots.py)."""
+    return plan_slots(*args, **{"parallel": 1, "kv_cache_type": "f16", **kwargs})
 
 
 def test_no_gpu_runs_on_the_cpu_with_the_settings_context_cap() -> None:
@@ -240,7 +252,7 @@ def test_serving_refuses_an_explicit_context_that_does_not_fit_and_names_one_tha
     )
 
     with pytest.raises(ConfigError) as refused:
-        serving_plan(limited, build_model(), LocalSettings(n_ctx=32768))
+        serving_plan(limited, build_model(), one_slot(n_ctx=32768))
 
     assert str(refused.value) == (
         "context size 32,768 (local.n_ctx) does not fit this machine: the model needs 8.6 GiB "
@@ -248,14 +260,18 @@ def test_serving_refuses_an_explicit_context_that_does_not_fit_and_names_one_tha
         "it is kept free; set a smaller context (--ctx or HYBRID_LOCAL__N_CTX; at most 4,352 "
         "fits here), or leave it unset to let hybrid choose"
     )
-    assert serving_plan(limited, build_model(), LocalSettings(n_ctx=4352)).n_ctx == 4352
+    assert serving_plan(limited, build_model(), one_slot(n_ctx=4352)).n_ctx == 4352
 
 
 def test_serving_a_context_no_machine_holds_names_the_largest_that_fits_here() -> None:
     snapshot = build_snapshot()
 
     with pytest.raises(ConfigError) as refused:
-        serving_plan(snapshot, build_model(), LocalSettings(n_ctx=MAX_CONTEXT_TOKENS))
+        serving_plan(
+            snapshot,
+            build_model(),
+            one_slot(n_ctx=MAX_CONTEXT_TOKENS),
+        )
 
     found = re.search(r"at most ([\d,]+) fits here", str(refused.value))
     assert found is not None, refused.value
@@ -270,14 +286,14 @@ def test_serving_refuses_an_explicit_context_when_not_even_the_smallest_fits() -
     )
 
     with pytest.raises(ConfigError, match=r"not even 512 tokens fit: close other programs"):
-        serving_plan(limited, build_model(), LocalSettings(n_ctx=2048))
+        serving_plan(limited, build_model(), one_slot(n_ctx=2048))
     # A derived context that does not fit is still tried, as before (with a warning).
-    assert not serving_plan(limited, build_model(), LocalSettings()).fits
+    assert not serving_plan(limited, build_model(), one_slot()).fits
 
 
 def test_serving_an_explicit_context_with_too_many_gpu_layers_says_to_lower_them() -> None:
     small = build_gpu(total=4 * GIB, free=2 * GIB, name="NVIDIA GeForce RTX 3050")
-    local = LocalSettings(n_ctx=8192, n_gpu_layers=20)
+    local = one_slot(n_ctx=8192, n_gpu_layers=20)
 
     with pytest.raises(ConfigError) as refused:
         serving_plan(build_snapshot(gpus=(small,)), build_model(), local)

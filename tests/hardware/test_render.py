@@ -39,7 +39,9 @@ def test_text_report_of_a_laptop_with_a_small_gpu_on_battery() -> None:
     )
     assert "battery 23 %, on battery" in text
     row = next(line for line in text.splitlines() if "llama-3-8b-q4" in line)
-    assert "fits" in row and "n_ctx 8,192" in row and "GPU layers 6" in row and "tok/s" in row
+    assert "fits" in row and "n_ctx 8,192" in row and "tok/s" in row
+    # Four slots, each with its own q8_0 KV cache, leave room for five layers on the GPU.
+    assert "4 slots (KV q8_0, 544 MiB each)" in row and "GPU layers 5" in row
     assert "on battery (23 %)" in text  # the plan's note is listed under its row
 
 

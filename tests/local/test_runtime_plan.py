@@ -24,7 +24,7 @@ def test_an_explicit_context_that_does_not_fit_fails_the_load_with_the_numbers(
     tmp_path: Path,
 ) -> None:
     model = embedded_header(tmp_path / "gemma-3-270m-q4_k_m.gguf")
-    local = {"model": model, "n_ctx": 2_000_000}
+    local = {"model": model, "n_ctx": 10_000_000}
     settings = Settings.model_validate({"home": tmp_path / "home", "local": local})
     machine = build_snapshot(total=16 * GIB, available=12 * GIB)
     runtime = LocalRuntime(settings, snapshot=lambda: machine)
@@ -32,11 +32,12 @@ def test_an_explicit_context_that_does_not_fit_fails_the_load_with_the_numbers(
     asyncio.run(runtime.load())
 
     assert runtime.state == "failed"
-    # 2M tokens of 18 KiB of KV cache each, the weights and a compute buffer: 35.1 GiB.
+    # 10M tokens of 1,632 bytes of q8_0 KV cache each (the 3 layers that do not slide; the 15
+    # sliding ones keep 768 cells), the weights and a compute buffer: 15.9 GiB.
     assert runtime.error == (
-        "context size 2,000,000 (local.n_ctx) does not fit this machine: the model needs "
-        "35.1 GiB of RAM, but only 12.0 GiB of free RAM is left and 819 MiB of it is kept free; "
-        "set a smaller context (--ctx or HYBRID_LOCAL__N_CTX; at most 609,792 fits here), or "
+        "context size 10,000,000 (local.n_ctx) does not fit this machine: the model needs "
+        "15.9 GiB of RAM, but only 12.0 GiB of free RAM is left and 819 MiB of it is kept free; "
+        "set a smaller context (--ctx or HYBRID_LOCAL__N_CTX; at most 6,884,864 fits here), or "
         "leave it unset to let hybrid choose"
     )
     with pytest.raises(ModelNotReadyError, match="does not fit this machine"):

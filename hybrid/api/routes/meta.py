@@ -117,6 +117,19 @@ async def health(request: Request) -> JSONResponse:
             "max_waiting": backend.queue.max_waiting,
             "expected_wait_s": round(backend.queue.expected_wait_s(), 3),
         }
+        # The slots decoded together: what each costs and why there are that many.
+        body["slots"] = {
+            "total": backend.queue.slots,
+            "busy": backend.queue.running,
+            "n_ctx_per_slot": backend.context_length,
+            "kv_cache_type": plan.kv_cache_type,
+            "kv_bytes_per_slot": plan.kv_bytes_per_slot,
+            "note": next((note for note in plan.notes if " slot" in note), None),
+            "decode_tokens_per_s_by_batch": {
+                str(size): round(rate, 1)
+                for size, rate in backend.speed.aggregate_decode_tokens_per_s.items()
+            },
+        }
         body["hardware"] = _hardware_summary(state, loaded.snapshot.to_dict())
     if state.calibration is not None:
         lookup = state.calibration.status()
