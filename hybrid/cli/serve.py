@@ -20,6 +20,7 @@ SETTINGS_FLAGS = {
     "port": "server.port",
     "model": "local.model",
     "ctx": "local.n_ctx",
+    "parallel": "local.parallel",
     "threads": "local.n_threads",
     "gpu_layers": "local.n_gpu_layers",
 }
@@ -34,7 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="GGUF file or a name `hybrid models` lists (default: the embedded Gemma 3 270M)",
     )
-    parser.add_argument("--ctx", type=int, help="context size in tokens (default: planned)")
+    parser.add_argument(
+        "--ctx", type=int, help="context size in tokens, per slot (default: planned)"
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        help="requests answered at once, decoded together (default: planned, up to 4)",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads (default: planned)")
     parser.add_argument(
         "--gpu-layers", type=int, help="layers to offload to the GPU, -1 for all (default: planned)"

@@ -235,8 +235,9 @@ def plan_for(
       256 that fits usable free RAM after the weights, a compute buffer and :func:`ram_margin`
       (and, when layers are offloaded, VRAM); at least 512 (or context_length or ``max_ctx``
       if smaller).  If not even that fits, ``fits`` is False and ``n_ctx`` is that minimum.
-    * ``n_parallel``: up to :data:`DEFAULT_SLOTS` slots of ``n_ctx`` tokens each, as many as
-      fit beside the first (each costs its KV cache), with a note when fewer fit.
+    * ``n_parallel``: ``parallel`` (else :data:`DEFAULT_SLOTS`) slots of ``n_ctx`` tokens
+      each, or as many as fit beside the first (each costs its KV cache), with a note saying
+      why when fewer fit.
     * ``kv_cache_type``: ``auto`` is q8_0 (half of f16's bytes, with flash attention).
 
     Args:
@@ -247,7 +248,8 @@ def plan_for(
         n_threads: Use this thread count instead of deriving one.
         n_gpu_layers: Offload exactly this many blocks (negative or above ``n_layers`` = all
             and the head); ``fits`` is False when the GPUs cannot hold them.
-        parallel: Use this many slots instead of planning them; ``fits`` says whether they fit.
+        parallel: Slots asked for instead of :data:`DEFAULT_SLOTS`; fewer are planned when
+            they do not fit.
         kv_cache_type: ``auto``, ``f16`` or ``q8_0``.
 
     Returns:
@@ -345,19 +347,17 @@ def _slots(
     wanted: int | None,
     notes: list[str],
 ) -> tuple[Planner, Layout]:
-    """The slots beside the first, at the context one slot was planned with.
+    """The slots beside the first, at the context one slot was planned with: as many as asked
+    (``local.parallel``, else :data:`DEFAULT_SLOTS`) that fit, with a note when fewer do.
 
     Returns:
         The planner of the chosen slots and the model's layout with them.
     """
     n_ctx = single.n_ctx
-    if parallel is not None:
-        planner = Planner(snapshot, model, KvCache(parallel, kv_type))
-        notes.append(f"{parallel} slots set explicitly (local.parallel)")
-        return planner, planner.layout(n_ctx, wanted)
+    asked = DEFAULT_SLOTS if parallel is None else parallel
     chosen = Planner(snapshot, model, KvCache(1, kv_type))
     layout = single
-    for slots in range(2, DEFAULT_SLOTS + 1):
+    for slots in range(2, asked + 1):
         planner = Planner(snapshot, model, KvCache(slots, kv_type))
         candidate = planner.layout(n_ctx, wanted)
         if not planner.fits(candidate):
@@ -365,16 +365,17 @@ def _slots(
         chosen, layout = planner, candidate
     slots = chosen.kv.slots
     each = chosen.kv.slot_bytes(model, n_ctx)
-    if slots < DEFAULT_SLOTS:
+    source = "set in local.parallel" if parallel is not None else "planned"
+    if slots < asked:
         notes.append(
-            f"{slots} slot{'s' if slots > 1 else ''}, not {DEFAULT_SLOTS}: each slot's "
+            f"{slots} slot{'s' if slots > 1 else ''}, not the {asked} {source}: each slot's "
             f"{kv_type} KV cache of {n_ctx:,} tokens takes {_size(each)} and "
             f"{_memory_phrase(snapshot)} is left"
         )
     else:
         notes.append(
-            f"{slots} slots of {n_ctx:,} tokens, each with its own {kv_type} KV cache of "
-            f"{_size(each)}"
+            f"{slots} slot{'s' if slots > 1 else ''} of {n_ctx:,} tokens ({source}), each with "
+            f"its own {kv_type} KV cache of {_size(each)}"
         )
     return chosen, layout
 

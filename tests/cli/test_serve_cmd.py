@@ -90,6 +90,14 @@ def test_a_context_beyond_what_llama_cpp_holds_is_a_settings_error(
     )
 
 
+def test_slots_out_of_range_are_a_settings_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--parallel", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "hybrid: error: invalid setting local.parallel = 0 (from command line --parallel): "
+        "Input should be greater than or equal to 1\n"
+    )
+
+
 def test_a_context_that_does_not_fit_memory_is_refused_before_anything_binds_or_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

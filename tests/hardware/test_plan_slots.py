@@ -34,7 +34,7 @@ def test_a_roomy_machine_gets_four_q8_0_slots_each_costing_its_cache() -> None:
     assert plan.kv_cache_type == "q8_0" and plan.flash_attn
     assert plan.kv_bytes_per_slot == slot
     assert plan.memory_required_bytes == WEIGHTS + 4 * slot + COMPUTE_BUFFER_BYTES
-    assert any("4 slots of 8,192 tokens" in note for note in plan.notes)
+    assert any("4 slots of 8,192 tokens (planned)" in note for note in plan.notes)
 
 
 @pytest.mark.parametrize(("max_ctx", "slots"), [(2048, 4), (4096, 2), (8192, 1)])
@@ -45,14 +45,18 @@ def test_fewer_slots_are_planned_when_memory_is_short_and_the_note_says_why(
     assert plan.fits and plan.n_ctx == max_ctx
     assert plan.n_parallel == slots
     if slots < 4:
-        note = next(note for note in plan.notes if "slot" in note and "not 4" in note)
+        note = next(note for note in plan.notes if "slot" in note and "not the 4" in note)
         assert f"{slots} slot" in note and f"{max_ctx:,} tokens takes" in note
 
 
-def test_explicit_slots_are_planned_even_when_they_do_not_fit() -> None:
+def test_slots_asked_for_are_planned_as_far_as_they_fit() -> None:
     plan = plan_for(limited(), build_model(), max_ctx=4096, parallel=3)
-    assert plan.n_parallel == 3 and not plan.fits
-    assert any("3 slots set explicitly" in note for note in plan.notes)
+    assert plan.fits and plan.n_parallel == 2
+    note = next(note for note in plan.notes if "slot" in note)
+    assert note.startswith("2 slots, not the 3 set in local.parallel: each slot's q8_0 KV cache")
+    roomy = plan_for(build_snapshot(), build_model(), parallel=8)
+    assert roomy.n_parallel == 8
+    assert any("8 slots of 8,192 tokens (set in local.parallel)" in n for n in roomy.notes)
     with pytest.raises(ConfigError, match=r"local\.parallel"):
         plan_for(build_snapshot(), build_model(), parallel=0)
 
