@@ -118,7 +118,8 @@ class LedgerRecord:
         leg: None, or which leg of a cascade (``cascade_local``, ``cascade_cloud``) or of shadow
             sampling (``shadow``, ``shadow_judge``) this is.
         cache_read_tokens: Of ``prompt_tokens``, those the cloud provider read from its prompt
-            cache (priced at the cached-input rate).
+            cache (priced at the cached-input rate), or, for a local answer, those its slot's
+            KV cache supplied (prefill saved; the cost avoided still prices them all).
         cache_write_tokens: Of ``prompt_tokens``, those the cloud provider wrote to its prompt
             cache (priced at the cache-write rate).
         decided: Who chose the route: ``router`` (hybrid's policies), ``client`` (the model
