@@ -37,6 +37,14 @@ class SamplerChain:
     ) -> None:
         import llama_cpp
 
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
+        # Greedy and free: the most likely token, read straight from the logits.  llama.cpp's
+        # sampler would copy every logit into a candidate array first (3 MB for Gemma's 262k
+        # vocabulary), a millisecond per token for each sequence in the batch.
+        self._argmax = temperature == 0.0 and grammar is None
+        self._chain: Any = None
+        if self._argmax:
+            return
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         self._chain = chain
         add = llama_cpp.llama_sampler_chain_add
@@ -61,6 +69,9 @@ class SamplerChain:
         """Sample from the logits of the batch's ``index``-th output, and accept the token."""
         import llama_cpp
 
+        if self._argmax:
+            pointer = llama_cpp.llama_get_logits_ith(ctx, index)
+            return int(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).argmax())
         return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
 
     def close(self) -> None:
