@@ -52,6 +52,7 @@ COMMANDS: Mapping[str, str] = {
     "calibrate": "hybrid.cli.calibrate",
     "monitor": "hybrid.cli.monitor",
     "stats": "hybrid.cli.stats",
+    "service": "hybrid.cli.service",
 }
 """Subcommand name to the module implementing it; a module that is not installed is skipped."""
 
