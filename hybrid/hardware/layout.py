@@ -16,10 +16,18 @@ from hybrid.hardware.snapshot import GpuInfo, HardwareSnapshot
 MIB = 1024**2
 GIB = 1024**3
 
-# llama.cpp reserves a compute graph for a 512-token batch on each device it uses.  The logits of
-# that batch alone take n_vocab x 512 x 4 bytes: 512 MiB for Gemma 3's 262k vocabulary (measured:
-# 513 MiB at any n_ctx), ~250 MiB for Llama 3's 128k.  The footprint does not carry n_vocab, so
-# the larger figure is assumed: overestimating keeps the plan on the safe side of an OOM.
+# llama.cpp reserves a compute buffer on each device it uses, for the graph of one batch of
+# n_ubatch tokens.  Its largest tensor is usually the logits of every token in that batch,
+# n_vocab x n_ubatch x 4 bytes; without flash attention the attention scores of one slot's
+# context (scores and their softmax, n_head x n_ctx x n_ubatch x 4 bytes each) can be larger.
+# A GPU commits all of it.  In RAM only the pages a graph writes are resident, and hybrid asks
+# for one row of logits per sequence, so what stays resident is the activations and, without
+# flash attention, the scores.  Measured with Gemma 3 270M on 2 CPU cores at n_ubatch 256: a
+# 256.6 MiB buffer (the same at 2,048 to 32,768 tokens of context, 1 to 8 slots, with or without
+# flash attention), of which 15 MiB resident with flash attention after 256 or 4,096 prompt
+# tokens, and 36 / 72 MiB without it after 4,096 / 8,192.  A model whose vocabulary or width is
+# unknown is planned with this figure, a 512-token batch of Gemma's 262k vocabulary: on the safe
+# side of an OOM.
 COMPUTE_BUFFER_BYTES = 512 * MIB
 
 # Share of the memory-bandwidth bound that llama.cpp's decode reaches.  On the reference machine
@@ -41,6 +49,11 @@ class ModelFootprint:
         context_length: Context length the model was trained with.
         swa_kv_bytes_per_token: Of ``kv_bytes_per_token``, what sliding-window layers take.
         sliding_window: Tokens those layers attend to (0: no layer slides).
+        n_vocab: Tokens in the vocabulary (0: unknown, compute buffers sized for a large one).
+        n_head: Attention heads (sizes the attention scores without flash attention).
+        n_embd: Width of the hidden state (sizes the activations of a batch).
+        flash_attn_ok: Whether llama.cpp runs flash attention for it (keys and values of one
+            width), which a quantized V cache needs.
     """
 
     file_bytes: int
@@ -51,6 +64,10 @@ class ModelFootprint:
     context_length: int
     swa_kv_bytes_per_token: int = 0
     sliding_window: int = 0
+    n_vocab: int = 0
+    n_head: int = 0
+    n_embd: int = 0
+    flash_attn_ok: bool = True
 
 
 # Bytes per value of each KV cache type: f16, and q8_0's 32 values in 34 bytes.
@@ -58,6 +75,12 @@ KV_VALUE_BYTES = {"f16": 2.0, "q8_0": 34 / 32}
 # Tokens llama.cpp evaluates at once in a batch (n_ubatch, hybrid.local.engine.MAX_UBATCH): a
 # sliding-window layer's cache holds its window plus one batch (swa_full off).
 UBATCH_TOKENS = 256
+# Activations of one batch, in hidden-state widths (n_embd x 4 bytes) per token: 24 matches the
+# 15 MiB measured for Gemma 3 270M (n_embd 640) at n_ubatch 256.
+ACTIVATION_WIDTHS = 24
+# One float32 logit per vocabulary entry: llama.cpp's output buffer keeps a row for every
+# sequence decoded together (measured: 1, 4 and 8 MiB at 1, 4 and 8 slots of Gemma's 262k).
+LOGIT_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,48 @@ class KvCache:
         """Every slot's KV cache."""
         return self.slots * self.slot_bytes(model, n_ctx)
 
+    @property
+    def flash_attn(self) -> bool:
+        """Flash attention: on with a quantized cache (llama.cpp needs it for a q8_0 V cache)."""
+        return self.type != "f16"
+
+    def slot_cost(self, model: ModelFootprint, n_ctx: int) -> int:
+        """What one more slot costs: its KV cache and its row of logits in the output buffer.
+        The compute buffer does not grow with slots (:func:`compute_buffer_bytes`)."""
+        return self.slot_bytes(model, n_ctx) + LOGIT_BYTES * model.n_vocab
+
+    def compute_bytes(self, model: ModelFootprint, n_ctx: int, *, resident: bool) -> int:
+        """The compute buffer: reserved on a GPU, or resident in RAM
+        (:func:`compute_buffer_bytes`)."""
+        return compute_buffer_bytes(model, n_ctx, flash_attn=self.flash_attn, resident=resident)
+
+
+def compute_buffer_bytes(
+    model: ModelFootprint, n_ctx: int, *, flash_attn: bool, resident: bool
+) -> int:
+    """The compute buffer llama.cpp keeps on a device for one batch of :data:`UBATCH_TOKENS`
+    tokens, as :data:`COMPUTE_BUFFER_BYTES` explains.
+
+    Args:
+        model: The model; without ``n_vocab`` or ``n_embd`` the answer is
+            :data:`COMPUTE_BUFFER_BYTES`.
+        n_ctx: Context per slot: without flash attention a batch's attention scores span it.
+        flash_attn: Whether flash attention runs (its scores are computed in tiles).
+        resident: What RAM holds of it (activations and scores; the batch's logits are not
+            written) rather than what a GPU reserves (the larger of logits and scores, and the
+            activations).
+
+    Returns:
+        Bytes.
+    """
+    if model.n_vocab <= 0 or model.n_embd <= 0:
+        return COMPUTE_BUFFER_BYTES
+    activations = ACTIVATION_WIDTHS * 4 * model.n_embd * UBATCH_TOKENS
+    scores = 0 if flash_attn else 2 * 4 * model.n_head * n_ctx * UBATCH_TOKENS
+    if resident:
+        return activations + scores
+    return max(LOGIT_BYTES * model.n_vocab * UBATCH_TOKENS, scores) + activations
+
 
 def vram_margin(gpu: GpuInfo) -> int:
     """VRAM kept free on a GPU: max(512 MiB, 10 % of its total), for the driver and CUDA context."""
@@ -98,10 +163,11 @@ class GpuLoad:
     items: int
     weight_bytes: int
     kv_bytes: int
+    compute_bytes: int = COMPUTE_BUFFER_BYTES
 
     @property
     def total_bytes(self) -> int:
-        return self.weight_bytes + self.kv_bytes + (COMPUTE_BUFFER_BYTES if self.items else 0)
+        return self.weight_bytes + self.kv_bytes + (self.compute_bytes if self.items else 0)
 
 
 @dataclass(frozen=True)
@@ -140,6 +206,7 @@ class Planner:
         """Place the model at ``n_ctx``: as much as fits, or exactly ``wanted_items``."""
         model = self.model
         kv_bytes = self.kv.total_bytes(model, n_ctx)
+        compute = self.kv.compute_bytes(model, n_ctx, resident=False)
         kv_layer = kv_bytes // model.n_layers if model.n_layers else 0
         # Offload order: last block first (llama.cpp offloads a suffix), the head once all are in.
         items = [(weight, kv_layer) for weight in reversed(self.layer_weights)]
@@ -148,14 +215,14 @@ class Planner:
         loads: list[GpuLoad] = []
         placed = 0
         for gpu in self.gpus:
-            budget = gpu.vram_free_bytes - vram_margin(gpu) - COMPUTE_BUFFER_BYTES
+            budget = gpu.vram_free_bytes - vram_margin(gpu) - compute
             count = weight = kv = 0
             while placed < limit and weight + kv + sum(items[placed]) <= budget:
                 weight += items[placed][0]
                 kv += items[placed][1]
                 count += 1
                 placed += 1
-            loads.append(GpuLoad(gpu, count, weight, kv))
+            loads.append(GpuLoad(gpu, count, weight, kv, compute))
         vram_short = placed < limit and wanted_items is not None and bool(self.gpus)
         if vram_short:
             # Account the overflow to the roomiest GPU: that is where llama.cpp would fail.
@@ -166,12 +233,16 @@ class Planner:
                 first.items + len(extra),
                 first.weight_bytes + sum(weight for weight, _ in extra),
                 first.kv_bytes + sum(kv for _, kv in extra),
+                compute,
             )
             placed = limit
         on_gpu = [load for load in loads if load.items]
         gpu_weights = sum(load.weight_bytes for load in on_gpu)
         gpu_kv = sum(load.kv_bytes for load in on_gpu)
-        cpu_bytes = self.weight_bytes - gpu_weights + kv_bytes - gpu_kv + COMPUTE_BUFFER_BYTES
+        # RAM: what the CPU's compute buffer and the logits of every slot keep resident.
+        cpu_compute = self.kv.compute_bytes(model, n_ctx, resident=True)
+        outputs = self.kv.slots * LOGIT_BYTES * model.n_vocab
+        cpu_bytes = self.weight_bytes - gpu_weights + kv_bytes - gpu_kv + cpu_compute + outputs
         unified = sum(load.total_bytes for load in on_gpu if load.gpu.unified_memory)
         return Layout(
             n_ctx=n_ctx,
@@ -202,3 +273,20 @@ class Planner:
                 return None
             seconds += cpu_bytes / cpu_bandwidth
         return seconds / DECODE_EFFICIENCY if seconds > 0 else None
+
+
+def memory_phrase(snapshot: HardwareSnapshot) -> str:
+    """The free RAM a snapshot saw, with its container limit: "5.5 GiB of free RAM"."""
+    memory = snapshot.memory
+    phrase = f"{size_text(memory.usable_available_bytes)} of free RAM"
+    if memory.cgroup_limit_bytes is not None and memory.cgroup_limit_bytes < memory.total_bytes:
+        phrase += f" (container limit {size_text(memory.cgroup_limit_bytes)})"
+    return phrase
+
+
+def size_text(size_bytes: int) -> str:
+    """A size for notes: "1.5 GiB", "272 MiB"."""
+    # GiB with one decimal from 1 GiB up, whole MiB below: "0.2 GiB" hides a 256 MiB margin.
+    if size_bytes >= GIB:
+        return f"{size_bytes / GIB:.1f} GiB"
+    return f"{size_bytes / MIB:.0f} MiB"

@@ -7,7 +7,9 @@ the estimators of llama.cpp's ``--fit`` and Ollama:
 * ``n_gpu_layers = k`` puts the *last* ``k`` repeating blocks on the GPU; ``k > n_layers``
   (llama.cpp's "all", conventionally ``n_layers + 1`` or ``-1``) also moves the output head.
   Each offloaded block takes its weights and its share of the KV cache to the GPU.
-* Every device that runs part of the graph reserves a compute buffer (:data:`COMPUTE_BUFFER_BYTES`).
+* Every device that runs part of the graph keeps a compute buffer
+  (:func:`~hybrid.hardware.layout.compute_buffer_bytes`: reserved whole on a GPU, in RAM only
+  what a batch writes); each slot adds its KV cache and its row of logits.
 * A GPU keeps a safety margin free (:func:`vram_margin`); so does RAM (:func:`ram_margin`).
 * Unified memory (Apple Silicon) is RAM: what is "offloaded" is still counted against RAM.
 * Decode reads every weight once per token: the bandwidth bound is bytes read on the CPU / CPU
@@ -32,9 +34,12 @@ from hybrid.hardware.layout import (
     Layout,
     ModelFootprint,
     Planner,
+    memory_phrase,
     ram_margin,
+    size_text,
     vram_margin,
 )
+from hybrid.hardware.slots import DEFAULT_SLOTS, choose_kv_type, plan_slots
 from hybrid.hardware.snapshot import CpuInfo, HardwareSnapshot
 
 if TYPE_CHECKING:
@@ -45,6 +50,7 @@ __all__ = [
     "COMPUTE_BUFFER_BYTES",
     "CTX_STEP",
     "DECODE_EFFICIENCY",
+    "DEFAULT_SLOTS",
     "GIB",
     "MIB",
     "MIN_CTX",
@@ -61,10 +67,6 @@ __all__ = [
 
 MIN_CTX = 512
 CTX_STEP = 256
-
-# Slots planned when local.parallel is unset (llama.cpp's server and Ollama default to 4), as
-# many as fit.
-DEFAULT_SLOTS = 4
 
 # A core counts as busy from 0.75 of it up (0.2 s of sampling reads an idle machine at 5-25 %).
 BUSY_ROUNDING = 0.25
@@ -93,7 +95,9 @@ class RuntimePlan:
         n_parallel: Slots: requests decoded together, each with ``n_ctx`` tokens of context.
         kv_cache_type: ``f16`` or ``q8_0``.
         flash_attn: Flash attention (needed by a quantized KV cache).
-        kv_bytes_per_slot: One slot's KV cache: what each further slot costs.
+        kv_bytes_per_slot: One slot's KV cache.
+        slot_bytes: What each slot costs: its KV cache and its row of logits (the compute
+            buffer is shared and does not grow with slots).
     """
 
     n_threads: int
@@ -107,6 +111,7 @@ class RuntimePlan:
     kv_cache_type: str = "f16"
     flash_attn: bool = False
     kv_bytes_per_slot: int = 0
+    slot_bytes: int = 0
 
 
 def busy_cores(cpu: CpuInfo) -> float:
@@ -177,15 +182,15 @@ def serving_plan(
     if layout.vram_short:
         load = layout.loads[0]
         needs = (
-            f"{_size(load.total_bytes)} on {load.gpu.name}, which has "
-            f"{_size(load.gpu.vram_free_bytes)} free and keeps {_size(vram_margin(load.gpu))} "
-            "of it free"
+            f"{size_text(load.total_bytes)} on {load.gpu.name}, which has "
+            f"{size_text(load.gpu.vram_free_bytes)} free and keeps "
+            f"{size_text(vram_margin(load.gpu))} of it free"
         )
     else:
         margin = ram_margin(snapshot.memory.usable_total_bytes)
         needs = (
-            f"{_size(layout.ram_bytes)} of RAM, but only {_memory_phrase(snapshot)} is left "
-            f"and {_size(margin)} of it is kept free"
+            f"{size_text(layout.ram_bytes)} of RAM, but only {memory_phrase(snapshot)} is left "
+            f"and {size_text(margin)} of it is kept free"
         )
     floor_ctx = min(MIN_CTX, n_ctx)
     largest = _largest_fitting(planner, floor_ctx, n_ctx, wanted)
@@ -238,7 +243,8 @@ def plan_for(
     * ``n_parallel``: ``parallel`` (else :data:`DEFAULT_SLOTS`) slots of ``n_ctx`` tokens
       each, or as many as fit beside the first (each costs its KV cache), with a note saying
       why when fewer fit.
-    * ``kv_cache_type``: ``auto`` is q8_0 (half of f16's bytes, with flash attention).
+    * ``kv_cache_type``: ``auto`` is q8_0 (half of f16's bytes, with flash attention) where
+      llama.cpp runs flash attention for the model, else f16.
 
     Args:
         snapshot: The machine.
@@ -269,11 +275,11 @@ def plan_for(
             f"parallel must be a positive number, got {parallel}; fix local.parallel or leave "
             "it unset to let hybrid choose"
         )
-    kv_type = "q8_0" if kv_cache_type == "auto" else kv_cache_type
-    if kv_type not in KV_VALUE_BYTES:
+    if kv_cache_type != "auto" and kv_cache_type not in KV_VALUE_BYTES:
         raise ConfigError(f"kv_cache_type must be auto, f16 or q8_0, got {kv_cache_type!r}")
-    planner = Planner(snapshot, model, KvCache(1, kv_type))
     notes: list[str] = []
+    kv_type = choose_kv_type(model, kv_cache_type, notes)
+    planner = Planner(snapshot, model, KvCache(1, kv_type))
 
     threads = _threads(snapshot, n_threads, notes)
     wanted = _wanted_items(snapshot, model, n_gpu_layers, notes)
@@ -301,9 +307,9 @@ def plan_for(
         if planner.fits(layout) and layout.n_ctx < target:
             notes.append(
                 f"n_ctx reduced to {layout.n_ctx:,} (of {target:,}) to fit "
-                f"{_memory_phrase(snapshot)}"
+                f"{memory_phrase(snapshot)}"
             )
-    planner, layout = _slots(snapshot, model, kv_type, layout, parallel, wanted, notes)
+    planner, layout = plan_slots(snapshot, model, kv_type, layout, parallel, wanted, notes)
     fits = planner.fits(layout)
     if not fits:
         notes.append(_shortfall(planner, layout))
@@ -312,7 +318,7 @@ def plan_for(
         gpu_layers = n_gpu_layers
     else:
         gpu_layers = model.n_layers + 1 if layout.gpu_items > model.n_layers else layout.gpu_items
-        notes.extend(_offload_notes(snapshot, model, layout))
+        notes.extend(_offload_notes(planner, layout))
 
     seconds = planner.seconds_per_token(layout)
     notes.append(_speed_note(snapshot, layout, seconds))
@@ -333,51 +339,10 @@ def plan_for(
         notes=tuple(notes),
         n_parallel=planner.kv.slots,
         kv_cache_type=kv_type,
-        flash_attn=kv_type != "f16",
+        flash_attn=planner.kv.flash_attn,
         kv_bytes_per_slot=planner.kv.slot_bytes(model, layout.n_ctx),
+        slot_bytes=planner.kv.slot_cost(model, layout.n_ctx),
     )
-
-
-def _slots(
-    snapshot: HardwareSnapshot,
-    model: ModelFootprint,
-    kv_type: str,
-    single: Layout,
-    parallel: int | None,
-    wanted: int | None,
-    notes: list[str],
-) -> tuple[Planner, Layout]:
-    """The slots beside the first, at the context one slot was planned with: as many as asked
-    (``local.parallel``, else :data:`DEFAULT_SLOTS`) that fit, with a note when fewer do.
-
-    Returns:
-        The planner of the chosen slots and the model's layout with them.
-    """
-    n_ctx = single.n_ctx
-    asked = DEFAULT_SLOTS if parallel is None else parallel
-    chosen = Planner(snapshot, model, KvCache(1, kv_type))
-    layout = single
-    for slots in range(2, asked + 1):
-        planner = Planner(snapshot, model, KvCache(slots, kv_type))
-        candidate = planner.layout(n_ctx, wanted)
-        if not planner.fits(candidate):
-            break
-        chosen, layout = planner, candidate
-    slots = chosen.kv.slots
-    each = chosen.kv.slot_bytes(model, n_ctx)
-    source = "set in local.parallel" if parallel is not None else "planned"
-    if slots < asked:
-        notes.append(
-            f"{slots} slot{'s' if slots > 1 else ''}, not the {asked} {source}: each slot's "
-            f"{kv_type} KV cache of {n_ctx:,} tokens takes {_size(each)} and "
-            f"{_memory_phrase(snapshot)} is left"
-        )
-    else:
-        notes.append(
-            f"{slots} slot{'s' if slots > 1 else ''} of {n_ctx:,} tokens ({source}), each with "
-            f"its own {kv_type} KV cache of {_size(each)}"
-        )
-    return chosen, layout
 
 
 def _threads(snapshot: HardwareSnapshot, explicit: int | None, notes: list[str]) -> int:
@@ -455,18 +420,20 @@ def _largest_fitting(planner: Planner, floor_ctx: int, target: int, wanted: int 
     return best
 
 
-def _offload_notes(snapshot: HardwareSnapshot, model: ModelFootprint, layout: Layout) -> list[str]:
+def _offload_notes(planner: Planner, layout: Layout) -> list[str]:
+    snapshot, model = planner.snapshot, planner.model
     if not (snapshot.gpu_offload_supported and snapshot.gpus):
         return [f"CPU only: {_no_offload_reason(snapshot)}"]
     if not layout.loads:
         roomiest = max(snapshot.gpus, key=lambda gpu: gpu.vram_free_bytes)
         return [
-            f"CPU only: no layer fits in the {_size(roomiest.vram_free_bytes)} free on "
-            f"{roomiest.name} after keeping {_size(vram_margin(roomiest))} free and "
-            f"{_size(COMPUTE_BUFFER_BYTES)} for compute"
+            f"CPU only: no layer fits in the {size_text(roomiest.vram_free_bytes)} free on "
+            f"{roomiest.name} after keeping {size_text(vram_margin(roomiest))} free and "
+            f"{size_text(planner.kv.compute_bytes(model, layout.n_ctx, resident=False))} for "
+            "compute"
         ]
     where = ", ".join(
-        f"{load.items} on {load.gpu.name} ({_size(load.gpu.vram_free_bytes)} free)"
+        f"{load.items} on {load.gpu.name} ({size_text(load.gpu.vram_free_bytes)} free)"
         for load in layout.loads
     )
     if layout.gpu_items > model.n_layers:
@@ -487,26 +454,18 @@ def _no_offload_reason(snapshot: HardwareSnapshot) -> str:
     )
 
 
-def _memory_phrase(snapshot: HardwareSnapshot) -> str:
-    memory = snapshot.memory
-    phrase = f"{_size(memory.usable_available_bytes)} of free RAM"
-    if memory.cgroup_limit_bytes is not None and memory.cgroup_limit_bytes < memory.total_bytes:
-        phrase += f" (container limit {_size(memory.cgroup_limit_bytes)})"
-    return phrase
-
-
 def _shortfall(planner: Planner, layout: Layout) -> str:
     if layout.vram_short:
         load = layout.loads[0]
         return (
-            f"does not fit: the requested GPU layers need {_size(load.total_bytes)} on "
-            f"{load.gpu.name}, which has {_size(load.gpu.vram_free_bytes)} free and keeps "
-            f"{_size(vram_margin(load.gpu))} of it free; lower n_gpu_layers or leave it unset"
+            f"does not fit: the requested GPU layers need {size_text(load.total_bytes)} on "
+            f"{load.gpu.name}, which has {size_text(load.gpu.vram_free_bytes)} free and keeps "
+            f"{size_text(vram_margin(load.gpu))} of it free; lower n_gpu_layers or leave it unset"
         )
     margin = ram_margin(planner.snapshot.memory.usable_total_bytes)
     return (
-        f"does not fit: needs {_size(layout.ram_bytes)} of RAM at n_ctx {layout.n_ctx:,}, but "
-        f"only {_memory_phrase(planner.snapshot)} is left and {_size(margin)} of it is kept "
+        f"does not fit: needs {size_text(layout.ram_bytes)} of RAM at n_ctx {layout.n_ctx:,}, but "
+        f"only {memory_phrase(planner.snapshot)} is left and {size_text(margin)} of it is kept "
         "free; close other programs, raise the memory limit or pick a smaller model"
     )
 
@@ -528,10 +487,3 @@ def _speed_note(snapshot: HardwareSnapshot, layout: Layout, seconds: float | Non
         f"predicted {1.0 / seconds:.1f} tok/s: {DECODE_EFFICIENCY:.0%} of the memory-bandwidth "
         f"bound ({'; '.join(parts)})"
     )
-
-
-def _size(size_bytes: int) -> str:
-    # GiB with one decimal from 1 GiB up, whole MiB below: "0.2 GiB" hides a 256 MiB margin.
-    if size_bytes >= GIB:
-        return f"{size_bytes / GIB:.1f} GiB"
-    return f"{size_bytes / MIB:.0f} MiB"

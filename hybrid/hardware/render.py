@@ -171,6 +171,20 @@ def _plan_lines(
                 cell.ljust(width) for cell, width in zip(cells, widths, strict=True)
             ).rstrip()
         )
+        lines.append(f"      {_slot_line(plan)}")
         lines.extend(f"      - {note}" for note in plan.notes)
     lines.extend(f"  {name}  (no plan: {reason})" for name, reason in skipped)
     return lines
+
+
+def _slot_line(plan: RuntimePlan) -> str:
+    """The slots and where the plan's memory goes: each slot's KV cache and cost, the rest."""
+    slots = plan.n_parallel
+    shared = max(0, plan.memory_required_bytes - slots * plan.slot_bytes)
+    attention = " with flash attention" if plan.flash_attn else ""
+    return (
+        f"slots: {slots} x {plan.n_ctx:,} tokens, KV cache {plan.kv_cache_type}{attention}; "
+        f"each slot {size(plan.slot_bytes)} (KV cache {size(plan.kv_bytes_per_slot)}); needs "
+        f"{size(plan.memory_required_bytes)} = {slots} x {size(plan.slot_bytes)} + "
+        f"{size(shared)} of weights and compute buffer"
+    )

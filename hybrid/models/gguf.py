@@ -185,6 +185,18 @@ class GgufInfo:
         per_layer = self.head_count_kv * (self.key_length + self.value_length) * 2
         return self.sliding_layers * per_layer
 
+    @property
+    def n_vocab(self) -> int:
+        """Tokens in the vocabulary (``tokenizer.ggml.tokens``, else ``{arch}.vocab_size``),
+        or 0 when the header gives neither."""
+        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        if isinstance(tokens, SkippedArray):
+            return tokens.length
+        if isinstance(tokens, tuple):
+            return len(tokens)
+        size = self.metadata.get(f"{self.architecture}.vocab_size")
+        return size if isinstance(size, int) and not isinstance(size, bool) else 0
+
     def footprint(self) -> ModelFootprint:
         """Describe this model for the hardware planner.
 
@@ -204,6 +216,11 @@ class GgufInfo:
             context_length=self.context_length,
             swa_kv_bytes_per_token=self.swa_kv_bytes_per_token,
             sliding_window=self.sliding_window,
+            n_vocab=self.n_vocab,
+            n_head=self.head_count,
+            n_embd=self.embedding_length,
+            # llama.cpp turns flash attention off when keys and values differ in width.
+            flash_attn_ok=self.key_length == self.value_length,
         )
 
 

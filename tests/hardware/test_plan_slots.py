@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gguf_writer import embedded_header
 from hardware_fakes import GIB, MIB, build_model, build_snapshot
 
 from hybrid.errors import ConfigError
 from hybrid.hardware.layout import UBATCH_TOKENS, KvCache, ModelFootprint
 from hybrid.hardware.plan import COMPUTE_BUFFER_BYTES, DEFAULT_SLOTS, plan_for
 from hybrid.hardware.snapshot import HardwareSnapshot
-from hybrid.models.embedded import ensure_embedded_model
 from hybrid.models.gguf import read_gguf
 
 # build_model(): 4240 MiB of weights, 128 KiB of f16 KV cache per token (1 GiB at 8,192).
@@ -46,14 +46,25 @@ def test_fewer_slots_are_planned_when_memory_is_short_and_the_note_says_why(
     assert plan.n_parallel == slots
     if slots < 4:
         note = next(note for note in plan.notes if "slot" in note and "not the 4" in note)
-        assert f"{slots} slot" in note and f"{max_ctx:,} tokens takes" in note
+        assert note.startswith(f"{slots} slot") and f"KV cache of {max_ctx:,} tokens" in note
+
+
+def test_the_note_says_what_a_slot_takes_and_what_is_left_beside_the_slots_planned() -> None:
+    plan = plan_for(limited(), build_model(), max_ctx=4096)
+    # 573 MiB for KV caches; 2 slots of 272 MiB (q8_0, 4,096 tokens) leave 29 MiB.
+    assert plan.slot_bytes == plan.kv_bytes_per_slot == int(Q8_SCALE * GIB / 2)
+    assert (
+        "2 slots, not the 4 planned: each slot (q8_0 KV cache of 4,096 tokens) takes 272 MiB, "
+        "and of the 5.5 GiB of free RAM (container limit 6.0 GiB), less 307 MiB kept free, "
+        "29 MiB is left beside them; a smaller local.n_ctx leaves room for more"
+    ) in plan.notes
 
 
 def test_slots_asked_for_are_planned_as_far_as_they_fit() -> None:
     plan = plan_for(limited(), build_model(), max_ctx=4096, parallel=3)
     assert plan.fits and plan.n_parallel == 2
     note = next(note for note in plan.notes if "slot" in note)
-    assert note.startswith("2 slots, not the 3 set in local.parallel: each slot's q8_0 KV cache")
+    assert note.startswith("2 slots, not the 3 set in local.parallel: each slot (q8_0 KV cache")
     roomy = plan_for(build_snapshot(), build_model(), parallel=8)
     assert roomy.n_parallel == 8
     assert any("8 slots of 8,192 tokens (set in local.parallel)" in n for n in roomy.notes)
@@ -93,9 +104,8 @@ def test_sliding_window_layers_keep_their_window_and_one_batch() -> None:
     assert KvCache(3, "f16").total_bytes(model, 8192) == 3 * cache.slot_bytes(model, 8192)
 
 
-@pytest.mark.slow
 def test_the_embedded_gemma_slides_five_layers_of_six(tmp_path: Path) -> None:
-    info = read_gguf(ensure_embedded_model(tmp_path))
+    info = read_gguf(embedded_header(tmp_path / "gemma-3-270m-q4_k_m.gguf"))
     assert info.architecture == "gemma3" and info.block_count == 18
     assert info.sliding_window == 512 and info.sliding_layers == 15
     per_layer = info.kv_bytes_per_token // info.block_count

@@ -33,11 +33,12 @@ def test_an_explicit_context_that_does_not_fit_fails_the_load_with_the_numbers(
 
     assert runtime.state == "failed"
     # 10M tokens of 1,632 bytes of q8_0 KV cache each (the 3 layers that do not slide; the 15
-    # sliding ones keep 768 cells), the weights and a compute buffer: 15.9 GiB.
+    # sliding ones keep 768 cells), the weights and what the compute buffer keeps resident (a
+    # batch's activations): 15.5 GiB.
     assert runtime.error == (
         "context size 10,000,000 (local.n_ctx) does not fit this machine: the model needs "
-        "15.9 GiB of RAM, but only 12.0 GiB of free RAM is left and 819 MiB of it is kept free; "
-        "set a smaller context (--ctx or HYBRID_LOCAL__N_CTX; at most 6,884,864 fits here), or "
+        "15.5 GiB of RAM, but only 12.0 GiB of free RAM is left and 819 MiB of it is kept free; "
+        "set a smaller context (--ctx or HYBRID_LOCAL__N_CTX; at most 7,203,584 fits here), or "
         "leave it unset to let hybrid choose"
     )
     with pytest.raises(ModelNotReadyError, match="does not fit this machine"):

@@ -78,6 +78,13 @@ async def health(request: Request) -> JSONResponse:
     while idle (``local.keep_alive``) answers 200 with status ``unloaded``: the server can
     answer, and the next request reloads it.
 
+    ``slots`` (with the model loaded): ``total`` slots decoded together and ``busy`` ones,
+    ``n_ctx_per_slot``, ``kv_cache_type``, ``flash_attn``, ``kv_bytes_per_slot`` (one slot's KV
+    cache), ``bytes_per_slot`` (what each slot costs: its KV cache and its logits),
+    ``memory_required_bytes`` (weights, every slot and the compute buffer), ``note`` (how many
+    slots were planned and why, e.g. fewer than asked when memory is short) and
+    ``decode_tokens_per_s_by_batch``.
+
     ``calibration`` says which difficulty calibration the router uses: ``state`` (``waiting``
     while the model loads or its file is looked up, ``found``, ``prior``, ``missing``,
     ``unusable``), ``source`` (``user``, ``shipped``, or ``prior`` when the model runs on a
@@ -123,7 +130,10 @@ async def health(request: Request) -> JSONResponse:
             "busy": backend.queue.running,
             "n_ctx_per_slot": backend.context_length,
             "kv_cache_type": plan.kv_cache_type,
+            "flash_attn": plan.flash_attn,
             "kv_bytes_per_slot": plan.kv_bytes_per_slot,
+            "bytes_per_slot": plan.slot_bytes,
+            "memory_required_bytes": plan.memory_required_bytes,
             "note": next((note for note in plan.notes if " slot" in note), None),
             "decode_tokens_per_s_by_batch": {
                 str(size): round(rate, 1)
