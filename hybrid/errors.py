@@ -240,6 +240,10 @@ class ProviderUnavailableError(ProviderError):
     retryable = True
 
 
+class ProviderUnreachableError(ProviderUnavailableError):
+    """No connection could be made at all (refused, no route): the server is down, not busy."""
+
+
 class ProviderRejectedError(ProviderError):
     """A 4xx other than 401, 403 and 429: the provider says the request is at fault."""
 
@@ -251,6 +255,14 @@ class ProviderProtocolError(ProviderError):
 
     reason = "bad_response"
     retryable = True
+
+
+class WrongModelError(ProviderProtocolError):
+    """The server answered with another model than the one asked for (a LAN server whose
+    model was swapped): the same server would answer so again, so it is not retried."""
+
+    reason = "wrong_model"
+    retryable = False
 
 
 class CircuitOpenError(ProviderError):

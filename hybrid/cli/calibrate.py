@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from hybrid.routing.calibration.fitting import Calibration
     from hybrid.routing.calibration.judge import Judge
     from hybrid.routing.difficulty.store import StoredModel
-    from hybrid.settings import Settings
+    from hybrid.settings import LanServerSettings, Settings
 
 HELP = "fit the difficulty router to the local model on a graded calibration set"
 SETTINGS_FLAGS = {"model": "local.model", "threads": "local.n_threads"}
@@ -106,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"share of items held out to measure the fit (default {DEFAULT_HELD_OUT})",
     )
     parser.add_argument("--threads", type=int, help="CPU threads (default: planned)")
+    parser.add_argument(
+        "--lan",
+        metavar="SERVER/MODEL",
+        help="calibrate a model on a LAN server ([[lan.servers]]) instead of the local one; "
+        "the fit is stored under the model's name, where the LAN tier finds it",
+    )
     parser.add_argument(
         "--reset",
         action="store_true",
@@ -176,6 +182,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--max-tokens must be at least 1 (got {options.max_tokens})")
     if not 0.0 < options.held_out < 1.0:
         raise ConfigError(f"--held-out must be between 0 and 1 (got {options.held_out})")
+    lan = _lan_target(settings, args.lan) if getattr(args, "lan", None) else None
     judge = None
     if getattr(args, "judge", None):  # asked before the model runs: it costs money
         from hybrid.cli.calibrate_judge import plan_and_confirm
@@ -184,9 +191,74 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if judge is None:
             print("Nothing was run.", file=sys.stderr)
             return 1
+    if lan is not None:
+        return asyncio.run(_calibrate_lan(settings, *lan, options, judge))
     path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
     sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
     return asyncio.run(_calibrate_local(settings, path, sha256, options, judge))
+
+
+def _lan_target(settings: Settings, target: str) -> tuple[LanServerSettings, str]:
+    """The ``[[lan.servers]]`` entry and the model ``--lan SERVER/MODEL`` names.
+
+    Raises:
+        ConfigError: It is not of that form, or names no configured server.
+    """
+    from hybrid.errors import ConfigError
+
+    name, _, model = target.partition("/")
+    servers = {server.name: server for server in settings.lan.servers}
+    if not name or not model:
+        raise ConfigError(f"--lan takes SERVER/MODEL (gpu-box/qwen2.5-32b), got {target!r}")
+    if name not in servers:
+        known = ", ".join(servers) or "none is configured"
+        raise ConfigError(
+            f"--lan names server {name!r}, which is not under [[lan.servers]] ({known})"
+        )
+    return servers[name], model
+
+
+async def _calibrate_lan(
+    settings: Settings,
+    server: LanServerSettings,
+    model: str,
+    options: CalibrateOptions,
+    judge_plan: JudgePlan | None = None,
+) -> int:
+    """Ask a LAN server the calibration set, through the LAN tier's own client (timeouts,
+    retries, the model check), and store the fit under the model's name."""
+    from hybrid.cli.calibrate_judge import open_judge
+    from hybrid.cloud.client import cloud_client
+    from hybrid.lan.provider import LanProvider
+    from hybrid.routing.difficulty.store import name_key
+    from hybrid.service.providers import reliability_policy
+
+    policy = reliability_policy(settings.cloud)
+    client = cloud_client(policy)
+    provider = LanProvider(
+        name=server.name,
+        base_url=server.base_url,
+        api_key=server.api_key,
+        models=[model],
+        client=client,
+        policy=policy,
+    )
+    print(f"asking {server.name} ({server.base_url}) as {model} ...", file=sys.stderr)
+    try:
+        async with open_judge(settings, judge_plan) as judge:
+            await calibrate_backend(
+                provider,
+                home=settings.home,
+                sha256=name_key(model),
+                model_name=f"{server.name}/{model}",
+                options=options,
+                out=sys.stdout,
+                err=sys.stderr,
+                judge=judge,
+            )
+    finally:
+        await client.aclose()
+    return 0
 
 
 async def _calibrate_local(

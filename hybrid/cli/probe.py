@@ -1,5 +1,8 @@
 """``hybrid probe``: show this machine's hardware and how each model found would run on it.
 
+With ``[[lan.servers]]`` configured, each team server is checked too: up or down (and why),
+the models it lists and the load it reports.
+
 The plans use the same settings ``hybrid serve`` does (``local.max_ctx``, and ``local.n_ctx``,
 ``local.n_threads``, ``local.n_gpu_layers`` when set), so the report predicts what serving
 would do.  The model list comes from :mod:`hybrid.models.catalog`; if that fails the hardware
@@ -87,12 +90,64 @@ def print_report(
     from hybrid.hardware.render import render_snapshot_text, snapshot_json
 
     plans, skipped = _plan_models(snapshot, settings, discover, err or sys.stderr)
+    lan = lan_report(settings) if settings.lan.servers else None
     if as_json:
-        json.dump(snapshot_json(snapshot, plans, skipped=skipped), out, indent=2)
+        body = snapshot_json(snapshot, plans, skipped=skipped)
+        if lan is not None:
+            body["lan"] = lan
+        json.dump(body, out, indent=2)
         out.write("\n")
     else:
         out.write(render_snapshot_text(snapshot, plans, skipped=skipped))
+        if lan is not None:
+            out.write(render_lan(lan, settings.lan.strategy))
     return 0
+
+
+def lan_report(settings: Settings) -> list[dict[str, Any]]:
+    """Check every ``[[lan.servers]]`` entry once: health, models and load, as ``/health``'s
+    ``lan`` block gives them."""
+    import asyncio
+
+    from hybrid.lan.pool import LanPool
+    from hybrid.service.providers import reliability_policy
+
+    async def check() -> list[dict[str, Any]]:
+        pool = LanPool(settings.lan, reliability_policy(settings.cloud))
+        try:
+            await pool.start()
+            return pool.to_json()
+        finally:
+            await pool.aclose()
+
+    return asyncio.run(check())
+
+
+def render_lan(servers: Sequence[dict[str, Any]], strategy: str) -> str:
+    """The LAN servers section of the text report."""
+    lines = ["", f"LAN servers ({strategy.replace('_', '-')}):"]
+    for server in servers:
+        lines.append(f"  {server['name']}  {server['base_url']}")
+        if not server["up"]:
+            lines.append(f"      down: {server['error'] or 'no answer'}")
+            continue
+        trust = "trusted" if server["trusted"] else "not trusted with private data"
+        lines.append(f"      up; models: {', '.join(server['models']) or 'none listed'}; {trust}")
+        load = server["load"]
+        if load is None:
+            lines.append(
+                "      load: not reported; hybrid counts its own requests "
+                f"(at most {server['max_concurrency']} at once)"
+            )
+        else:
+            parts = [f"{load['running']} running" if load["running"] is not None else None]
+            if load["slots_total"] is not None:
+                parts.append(f"{load['slots_total']} slots")
+            if load["waiting"] is not None:
+                parts.append(f"{load['waiting']} waiting")
+            said = ", ".join(part for part in parts if part) or "models loaded only"
+            lines.append(f"      load: {said} (from {load['source']})")
+    return "\n".join(lines) + "\n"
 
 
 def discover_models(settings: Settings) -> Sequence[Any]:

@@ -1,5 +1,10 @@
 """``hybrid stats``: what the ledger recorded: requests, local share, spend, savings, latency.
 
+Requests answered by a team's LAN server (route ``lan``) are counted apart from local and cloud
+ones: the summary names them (with the share kept off the cloud) once there are any, and the
+``--by`` table always has a ``lan`` column.  Their cost avoided counts with the local answers';
+they are never cloud spend.
+
 ``prefill saved`` (the ``reused`` column of ``--by``) counts the prompt tokens local answers
 reused from the local model's KV cache (a conversation's earlier turns, a shared system prompt)
 instead of evaluating them again.
@@ -191,12 +196,7 @@ def _print_text(
     if not totals.requests:
         print("no requests in this window", file=out)
     rows = [
-        (
-            "requests",
-            f"{totals.requests:,} ({totals.local:,} local, {totals.cloud:,} cloud, "
-            f"{totals.refused:,} refused, {totals.errors:,} errors; "
-            f"local share {totals.local_share:.0%})",
-        ),
+        ("requests", _requests_line(totals)),
         (
             "tokens",
             f"{totals.prompt_tokens:,} prompt, {totals.completion_tokens:,} completion",
@@ -221,8 +221,24 @@ def _print_text(
         _print_groups(args.by, groups, out)
 
 
+def _requests_line(totals: Totals) -> str:
+    """The ``requests`` line: counts by route and the local share; LAN answers and the share
+    kept off the cloud are written only when a LAN server answered any."""
+    if not totals.lan:
+        return (
+            f"{totals.requests:,} ({totals.local:,} local, {totals.cloud:,} cloud, "
+            f"{totals.refused:,} refused, {totals.errors:,} errors; "
+            f"local share {totals.local_share:.0%})"
+        )
+    return (
+        f"{totals.requests:,} ({totals.local:,} local, {totals.lan:,} lan, "
+        f"{totals.cloud:,} cloud, {totals.refused:,} refused, {totals.errors:,} errors; "
+        f"local share {totals.local_share:.0%}, off cloud {totals.off_cloud_share:.0%})"
+    )
+
+
 def _print_groups(by: str, groups: list[Group], out: TextIO) -> None:
-    header = [by, "requests", "local", "cloud", "refused", "errors", "tokens", "reused"]
+    header = [by, "requests", "local", "lan", "cloud", "refused", "errors", "tokens", "reused"]
     header += ["spend", "avoided"]
     header += ["p50", "p95", "ttft p50", "ttft p95"]
     table = [header]
@@ -232,6 +248,7 @@ def _print_groups(by: str, groups: list[Group], out: TextIO) -> None:
                 key,
                 f"{t.requests:,}",
                 f"{t.local:,}",
+                f"{t.lan:,}",
                 f"{t.cloud:,}",
                 f"{t.refused:,}",
                 f"{t.errors:,}",

@@ -28,6 +28,7 @@ from hybrid.errors import (
     ProviderRejectedError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    ProviderUnreachableError,
 )
 
 # An upstream error message is quoted to the user, but not at any length.
@@ -225,7 +226,7 @@ def transport_error(
                 f"it (a proxy that inspects TLS, a self-hosted server), point SSL_CERT_FILE at "
                 f"that CA's PEM bundle",
             )
-        return ProviderUnavailableError(provider, f"could not connect to {host} ({exc}){cut}")
+        return ProviderUnreachableError(provider, f"could not connect to {host} ({exc}){cut}")
     if isinstance(exc, httpx2.DecodingError):
         return ProviderProtocolError(
             provider, f"the response body could not be decoded ({exc}){cut}"

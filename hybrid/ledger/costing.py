@@ -1,4 +1,4 @@
-"""What a request cost, and what a local answer saved.
+"""What a request cost, and what a local or LAN answer saved.
 
 A cloud answer costs what its provider charges.  A local answer costs electricity (process CPU
 seconds times ``energy.cpu_watts``, plus the GPU's energy when it is known) and avoids what a
@@ -7,6 +7,11 @@ configured default cloud model, else ``pricing.reference_model``.  Cost avoided 
 counterfactual cost minus the electricity.  A model without a price makes its cost None and the
 record's ``price_known`` false: an unknown price is never taken as free.  The same goes for a
 cloud answer that read or wrote prompt-cache tokens when its model's price lacks that rate.
+
+A LAN answer (one of a team's servers, route ``lan``) costs ``lan.usd_per_1m_tokens`` per
+million tokens, prompt and answer together; it is compared with a cloud model exactly as a local
+answer is, and its cost avoided is that counterfactual cost minus the LAN cost.  It is not cloud
+spend: its ``cloud_cost_usd`` is 0.0 and no budget counts it.
 
 The counterfactual prices the whole prompt at the uncached input rate: a local answer never
 touched a provider's cache, and what part of it would have been a cache hit is not known.
@@ -21,6 +26,7 @@ from hybrid.ledger.prices import PriceTable
 from hybrid.settings.ledger import EnergySettings
 
 _JOULES_PER_KWH = 3.6e6
+_TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -28,12 +34,14 @@ class Costs:
     """The cost fields of a :class:`~hybrid.ledger.record.LedgerRecord`.
 
     Attributes:
-        cloud_cost_usd: What the cloud charged: 0.0 for a local answer, None when unpriced.
-        counterfactual_model: For a local answer, the cloud model it is compared with.
+        cloud_cost_usd: What the cloud charged: 0.0 for a local or LAN answer, None when
+            unpriced.
+        counterfactual_model: For a local or LAN answer, the cloud model it is compared with.
         counterfactual_cost_usd: What that model would have charged, None when unpriced.
-        energy_cost_usd: The electricity a local answer used (0.0 for a cloud answer).
-        cost_avoided_usd: Counterfactual minus energy (0.0 for a cloud answer), None when the
-            counterfactual is unpriced.
+        energy_cost_usd: What running the answer on owned hardware cost: electricity for a
+            local answer, ``lan.usd_per_1m_tokens`` for a LAN answer (0.0 for a cloud answer).
+        cost_avoided_usd: Counterfactual minus ``energy_cost_usd`` (0.0 for a cloud answer),
+            None when the counterfactual is unpriced.
         price_known: False when a model that needed a price had none.
     """
 
@@ -69,7 +77,8 @@ nothing charged, no electricity, nothing avoided."""
 
 
 class Costing:
-    """Prices requests from a price table, the energy settings and a comparison model."""
+    """Prices requests from a price table, the energy settings, the LAN tier's price and a
+    comparison model."""
 
     def __init__(
         self,
@@ -78,6 +87,7 @@ class Costing:
         *,
         reference_model: str,
         default_model: str | None = None,
+        lan_usd_per_1m_tokens: float = 0.0,
     ) -> None:
         """Build a costing.
 
@@ -87,11 +97,22 @@ class Costing:
             reference_model: ``pricing.reference_model``: what a local answer is compared with
                 when no cloud model is configured.
             default_model: The default cloud model (``provider/model``) when one is configured.
+            lan_usd_per_1m_tokens: ``lan.usd_per_1m_tokens``: what a LAN answer costs per
+                million tokens, prompt and answer together.
+
+        Raises:
+            ValueError: ``lan_usd_per_1m_tokens`` is negative or not a finite number.
         """
+        if not 0.0 <= lan_usd_per_1m_tokens < float("inf"):
+            raise ValueError(
+                f"lan.usd_per_1m_tokens must be a finite number of USD of 0 or more, not "
+                f"{lan_usd_per_1m_tokens!r}"
+            )
         self._prices = prices
         self._energy = energy
         self._reference = reference_model
         self._default = default_model
+        self._lan_rate = lan_usd_per_1m_tokens
 
     def cloud_cost(
         self,
@@ -205,6 +226,49 @@ class Costing:
             counterfactual_cost_usd=counterfactual,
             energy_cost_usd=energy,
             cost_avoided_usd=None if counterfactual is None else counterfactual - energy,
+            price_known=counterfactual is not None,
+        )
+
+    def lan_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Return what a LAN answer cost at ``lan.usd_per_1m_tokens``.
+
+        Args:
+            prompt_tokens: Input tokens.
+            completion_tokens: Output tokens.
+
+        Returns:
+            USD (0.0 at the default price).
+        """
+        tokens = max(prompt_tokens, 0) + max(completion_tokens, 0)
+        return tokens * self._lan_rate / _TOKENS_PER_PRICE_UNIT
+
+    def for_lan(
+        self, requested_target: str | None, prompt_tokens: int, completion_tokens: int
+    ) -> Costs:
+        """Return the cost fields of a LAN answer (one of a team's servers answered).
+
+        It is priced against a cloud model as a local answer is; what the server cost goes in
+        ``energy_cost_usd`` (what running the answer on owned hardware cost) and is taken off
+        the cost avoided.  It is not cloud spend: ``cloud_cost_usd`` is 0.0.
+
+        Args:
+            requested_target: The cloud model the request would otherwise have gone to, if
+                any (see :meth:`counterfactual_model`).
+            prompt_tokens: Input tokens.
+            completion_tokens: Output tokens.
+
+        Returns:
+            The cost fields; cost avoided is None when the counterfactual has no price.
+        """
+        model = self.counterfactual_model(requested_target)
+        counterfactual = self.cloud_cost(model, prompt_tokens, completion_tokens)
+        lan = self.lan_cost(prompt_tokens, completion_tokens)
+        return Costs(
+            cloud_cost_usd=0.0,
+            counterfactual_model=model,
+            counterfactual_cost_usd=counterfactual,
+            energy_cost_usd=lan,
+            cost_avoided_usd=None if counterfactual is None else counterfactual - lan,
             price_known=counterfactual is not None,
         )
 

@@ -43,7 +43,7 @@ class Signal:
         model_sha256: The SHA-256 of the local model's GGUF file the score was made for.
         feature_version: The prompt features' version (``FEATURE_VERSION``).
         features: The feature vector, little-endian float32.
-        route: Where the request was answered: ``local`` or ``cloud``.
+        route: Where the request was answered: ``local``, ``lan`` or ``cloud``.
         score: The difficulty score the router used.
         prompt_chars: The conversation's length in characters (the length rule's score).
         vector: The local model's prompt vector, little-endian float16, when one was computed.

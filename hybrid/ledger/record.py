@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Literal, get_args
 
-Route = Literal["local", "cloud", "none"]
+Route = Literal["local", "lan", "cloud", "none"]
 Status = Literal["ok", "error", "cancelled", "refused"]
 Leg = Literal["cascade_local", "cascade_cloud", "shadow", "shadow_judge"]
 Decided = Literal["router", "client", "mode"]
@@ -90,13 +90,14 @@ class LedgerRecord:
         id: The request's id (shared by the two legs of a cascade).
         time: When the request arrived, Unix seconds.
         api: The wire API it came in on: ``openai`` or ``anthropic``.
-        route: ``local`` or ``cloud``: where it was answered; ``none`` for a refused request.
+        route: ``local``, ``lan`` (a team's server) or ``cloud``: where it was answered;
+            ``none`` for a refused request.
         reasons: The routing reasons, deciding one first.
         verdicts: Every policy's verdict.
         score: The difficulty score, when one was computed.
         model_requested: The model name the client sent.
         model: The model that answered.
-        provider: ``local`` or the cloud provider's name.
+        provider: ``local``, the LAN server's name or the cloud provider's name.
         prompt_tokens: Input tokens.
         completion_tokens: Output tokens (what was generated, also when cancelled).
         tokens_estimated: The counts come from the local tokenizer because a cloud stream
@@ -108,11 +109,13 @@ class LedgerRecord:
         status: ``ok``, ``error``, ``cancelled`` (the client went away) or ``refused`` (turned
             away before any model ran; always with ``route="none"``).
         error: The error message, for ``status="error"``.
-        cloud_cost_usd: What the cloud charged (0.0 for a local answer), None when unpriced.
-        counterfactual_model: For a local answer, the cloud model it is compared with.
+        cloud_cost_usd: What the cloud charged (0.0 for a local or LAN answer), None when
+            unpriced.
+        counterfactual_model: For a local or LAN answer, the cloud model it is compared with.
         counterfactual_cost_usd: What that cloud model would have charged, None when unpriced.
-        energy_cost_usd: The electricity a local answer used.
-        cost_avoided_usd: Counterfactual cost minus energy cost, None when unpriced.
+        energy_cost_usd: What running the answer on owned hardware cost: electricity for a
+            local answer, ``lan.usd_per_1m_tokens`` for a LAN answer.
+        cost_avoided_usd: Counterfactual cost minus ``energy_cost_usd``, None when unpriced.
         price_known: False when a model that needed a price had none (or had no rate for
             the prompt-cache tokens the answer used).
         leg: None, or which leg of a cascade (``cascade_local``, ``cascade_cloud``) or of shadow

@@ -68,7 +68,8 @@ _TOTALS = f"""
     TOTAL(cloud_cost_usd),
     TOTAL(cost_avoided_usd),
     COUNT(*) FILTER (WHERE {_IS_REQUEST} AND status = 'refused'),
-    COALESCE(SUM(cache_read_tokens) FILTER (WHERE route = 'local'), 0)
+    COALESCE(SUM(cache_read_tokens) FILTER (WHERE route = 'local'), 0),
+    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND route = 'lan')
 """
 _GROUP_KEYS: dict[GroupBy, str] = {
     "route": "route",
@@ -312,6 +313,7 @@ def _totals(row: Sequence[Any]) -> Totals:
         cost_avoided_usd=float(row[7]),
         refused=int(row[8]),
         prefill_saved_tokens=int(row[9]),
+        lan=int(row[10]),
     )
 
 

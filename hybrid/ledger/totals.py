@@ -5,14 +5,17 @@ here, and the store's tests check that both agree:
 
 - ``requests`` counts records that are requests: every record but the discarded local leg of
   an escalated cascade and the cloud calls of shadow sampling (``record.NOT_REQUESTS``).
-  ``local``, ``cloud`` and ``refused`` count those requests by route (``none`` for refused),
-  so ``requests = local + cloud + refused``; ``errors`` counts those that ended in an error
-  while being answered (or failed before an answer started).
-- ``local_share`` is ``local / (local + cloud)``: a refused request was neither kept local nor
-  sent to the cloud, so it moves the share neither way.
+  ``local``, ``lan``, ``cloud`` and ``refused`` count those requests by route (``none`` for
+  refused), so ``requests = local + lan + cloud + refused``; ``errors`` counts those that ended
+  in an error while being answered (or failed before an answer started).
+- ``local_share`` is ``local / (local + lan + cloud)``: the share of the answered requests this
+  machine's model answered.  ``off_cloud_share`` is ``(local + lan) / (local + lan + cloud)``:
+  the share kept off the cloud, by this machine or a team's LAN server.  A refused request was
+  neither kept nor sent, so it moves neither share.
 - Tokens, cloud spend and cost avoided add up over every record, discarded legs included: that
-  work was done and paid for.  An unpriced cost (None) adds nothing; a refused request has no
-  tokens and no costs.
+  work was done and paid for.  Cost avoided counts local and LAN answers alike (each less what
+  running it cost); a LAN answer is never cloud spend.  An unpriced cost (None) adds nothing; a
+  refused request has no tokens and no costs.
 - ``prefill_saved_tokens`` adds up the ``cache_read_tokens`` of local records (discarded legs
   included): prompt tokens the local model reused from a slot's KV cache instead of evaluating
   them.  A cloud record's cache reads are the provider's, priced in its spend, and not counted.
@@ -49,17 +52,20 @@ class Totals:
     """Request counts, tokens and money over a set of records (the ``Totals`` JSON object).
 
     Attributes:
-        requests: Requests (discarded cascade legs are not requests): local + cloud + refused.
+        requests: Requests (discarded cascade legs are not requests): local + lan + cloud +
+            refused.
         local: Requests answered locally.
         cloud: Requests answered in the cloud.
         errors: Requests that ended in an error.
         prompt_tokens: Input tokens over every record.
         completion_tokens: Output tokens over every record.
         cloud_spend_usd: What the cloud charged (priced records only).
-        cost_avoided_usd: What local answers saved, net of their electricity (priced only).
+        cost_avoided_usd: What local and LAN answers saved, net of what running them cost
+            (electricity, ``lan.usd_per_1m_tokens``; priced only).
         refused: Requests turned away before any model ran.
         prefill_saved_tokens: Prompt tokens local answers reused from the local model's KV
             cache (prefix reuse) instead of evaluating them.
+        lan: Requests answered by a team's LAN server (route ``lan``).
     """
 
     requests: int = 0
@@ -72,19 +78,33 @@ class Totals:
     cost_avoided_usd: float = 0.0
     refused: int = 0
     prefill_saved_tokens: int = 0
+    lan: int = 0
+
+    @property
+    def answered(self) -> int:
+        """Requests a model answered (or failed answering): ``local + lan + cloud``."""
+        return self.local + self.lan + self.cloud
 
     @property
     def local_share(self) -> float:
-        """``local / (local + cloud)``: of the requests a model answered, the share answered
-        locally; 0 when there were none."""
-        answered = self.local + self.cloud
+        """``local / (local + lan + cloud)``: of the requests a model answered, the share
+        answered by this machine's model; 0 when there were none."""
+        answered = self.answered
         return self.local / answered if answered else 0.0
+
+    @property
+    def off_cloud_share(self) -> float:
+        """``(local + lan) / (local + lan + cloud)``: of the requests a model answered, the
+        share kept off the cloud (this machine or a LAN server); 0 when there were none."""
+        answered = self.answered
+        return (self.local + self.lan) / answered if answered else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``Totals`` JSON object of ``docs/events.md``."""
         return {
             "requests": self.requests,
             "local": self.local,
+            "lan": self.lan,
             "cloud": self.cloud,
             "errors": self.errors,
             "refused": self.refused,
@@ -93,13 +113,14 @@ class Totals:
             "cloud_spend_usd": self.cloud_spend_usd,
             "cost_avoided_usd": self.cost_avoided_usd,
             "local_share": self.local_share,
+            "off_cloud_share": self.off_cloud_share,
             "prefill_saved_tokens": self.prefill_saved_tokens,
         }
 
     @classmethod
     def of(cls, records: Iterable[LedgerRecord]) -> Totals:
         """Fold records into totals, as the store's SQL does."""
-        requests = local = cloud = errors = refused = prompt = completion = saved = 0
+        requests = local = lan = cloud = errors = refused = prompt = completion = saved = 0
         spend = avoided = 0.0
         for record in records:
             prompt += record.prompt_tokens
@@ -111,6 +132,7 @@ class Totals:
             if record.is_request:
                 requests += 1
                 local += record.route == "local"
+                lan += record.route == "lan"
                 cloud += record.route == "cloud"
                 errors += record.status == "error"
                 refused += record.status == "refused"
@@ -125,6 +147,7 @@ class Totals:
             cost_avoided_usd=avoided,
             refused=refused,
             prefill_saved_tokens=saved,
+            lan=lan,
         )
 
     def plus(self, other: Totals) -> Totals:
@@ -140,6 +163,7 @@ class Totals:
             cost_avoided_usd=self.cost_avoided_usd + other.cost_avoided_usd,
             refused=self.refused + other.refused,
             prefill_saved_tokens=self.prefill_saved_tokens + other.prefill_saved_tokens,
+            lan=self.lan + other.lan,
         )
 
 

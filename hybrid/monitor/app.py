@@ -293,10 +293,10 @@ class MonitorApp(App[None]):
         if not isinstance(self._daemon, FeedbackLink) or self.link.state != "live":
             self.notify("not connected to the daemon: nothing can be marked now", timeout=4)
             return
-        self._send_feedback(record.id, good)
+        self._send_feedback(record.id, good, record.route)
 
     @work(group="feedback")
-    async def _send_feedback(self, request_id: str, good: bool) -> None:
+    async def _send_feedback(self, request_id: str, good: bool, route: str) -> None:
         assert isinstance(self._daemon, FeedbackLink)
         word = "good" if good else "bad"
         try:
@@ -304,5 +304,6 @@ class MonitorApp(App[None]):
         except (DaemonUnreachable, FeedbackRefused) as exc:
             self.notify(str(exc), title="not marked", severity="error", timeout=8)
             return
-        note = "" if about_local else " (a cloud answer: it says nothing about the local model)"
+        where = "LAN" if route == "lan" else "cloud"
+        note = "" if about_local else f" (a {where} answer: it says nothing about the local model)"
         self.notify(f"marked {request_id} {word}{note}", timeout=4)

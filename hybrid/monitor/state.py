@@ -69,6 +69,7 @@ class Dashboard:
         version: The daemon's version.
         local_per_minute: Requests answered locally, per minute.
         cloud_per_minute: Requests sent to the cloud, per minute.
+        lan_per_minute: Requests answered by a team's LAN server, per minute.
         latency_p50_s: Median latency of the requests that finished well over the last
             :data:`LATENCY_WINDOW_MINUTES`; None without any.
         latency_p95_s: Their 95th percentile.
@@ -92,6 +93,7 @@ class Dashboard:
     version: str | None = None
     local_per_minute: tuple[int, ...] = ()
     cloud_per_minute: tuple[int, ...] = ()
+    lan_per_minute: tuple[int, ...] = ()
     latency_p50_s: float | None = None
     latency_p95_s: float | None = None
     latency_p50_per_minute: tuple[float, ...] = ()
@@ -110,6 +112,7 @@ class _Minute:
 
     local: int = 0
     cloud: int = 0
+    lan: int = 0
     latencies: list[float] = field(default_factory=list)
 
 
@@ -222,6 +225,7 @@ class DashboardState:
             version=snapshot.version if snapshot is not None else None,
             local_per_minute=tuple(b.local if b else 0 for b in buckets),
             cloud_per_minute=tuple(b.cloud if b else 0 for b in buckets),
+            lan_per_minute=tuple(b.lan if b else 0 for b in buckets),
             latency_p50_s=percentile(recent, 0.5),
             latency_p95_s=percentile(recent, 0.95),
             latency_p50_per_minute=tuple(_series(buckets, 0.5)),
@@ -282,6 +286,8 @@ class DashboardState:
             bucket.cloud += 1
         elif record.route == "local":
             bucket.local += 1
+        elif record.route == "lan":
+            bucket.lan += 1
         if record.status == "ok" and record.latency_s is not None:
             bucket.latencies.append(record.latency_s)
 
@@ -334,15 +340,20 @@ def _add(totals: Totals, record: RequestRecord) -> Totals:
     A cascade's discarded local leg is not a request of its own (its tokens and energy still
     count); the cloud leg that replaced it is.  A shadow call (``shadow``, ``shadow_judge``)
     is not a request either; its cloud spend counts.  A refused request (route ``none``) is a
-    request but neither local nor cloud, so the local share is ``local / (local + cloud)``.
+    request but answered by no model, so the local share is ``local / (local + lan + cloud)``
+    and the share kept off the cloud ``(local + lan) / (local + lan + cloud)``.  A LAN answer's
+    cost avoided counts like a local one's; its ``cloud_cost_usd`` is 0, never cloud spend.
     """
     counts = record.leg not in NOT_REQUESTS
     local = totals.local + (counts and record.route == "local")
+    lan = totals.lan + (counts and record.route == "lan")
     cloud = totals.cloud + (counts and record.route == "cloud")
+    answered = local + lan + cloud
     return replace(
         totals,
         requests=totals.requests + counts,
         local=local,
+        lan=lan,
         cloud=cloud,
         errors=totals.errors + (counts and record.status == "error"),
         refused=totals.refused + (counts and record.status == "refused"),
@@ -351,7 +362,8 @@ def _add(totals: Totals, record: RequestRecord) -> Totals:
         # An unknown price adds nothing: the daemon's totals skip it the same way.
         cloud_spend_usd=totals.cloud_spend_usd + (record.cloud_cost_usd or 0.0),
         cost_avoided_usd=totals.cost_avoided_usd + (record.cost_avoided_usd or 0.0),
-        local_share=local / (local + cloud) if local + cloud else 0.0,
+        local_share=local / answered if answered else 0.0,
+        off_cloud_share=(local + lan) / answered if answered else 0.0,
     )
 
 
@@ -362,9 +374,9 @@ def _utc_date(now: float) -> date:
 def log_matches(record: RequestRecord, query: str) -> bool:
     """Whether a request passes the log's filter.
 
-    Every word of ``query`` must match (case-insensitively): ``local`` and ``cloud`` match the
-    route exactly; ``ok``, ``error``, ``cancelled`` and ``refused`` match the status exactly;
-    ``router``, ``client`` and ``mode`` match who decided the route; any other word
+    Every word of ``query`` must match (case-insensitively): ``local``, ``lan`` and ``cloud``
+    match the route exactly; ``ok``, ``error``, ``cancelled`` and ``refused`` match the status
+    exactly; ``router``, ``client`` and ``mode`` match who decided the route; any other word
     matches part of a reason, a verdict's reason, the model, the provider or the requested
     model.  An empty query matches everything.
 
@@ -376,7 +388,7 @@ def log_matches(record: RequestRecord, query: str) -> bool:
         True when the request should be shown.
     """
     for word in query.lower().split():
-        if word in ("local", "cloud"):
+        if word in ("local", "lan", "cloud"):
             if record.route != word:
                 return False
         elif word in ("ok", "error", "cancelled", "refused"):

@@ -28,16 +28,20 @@ class Totals:
     """Counts and money over a period (``today`` or ``all_time``).
 
     Attributes:
-        requests: Requests answered, failed or refused; ``local + cloud + refused``.
+        requests: Requests answered, failed or refused; ``local + lan + cloud + refused``.
         local: Of those, answered by the local model.
         cloud: Of those, sent to a cloud provider.
         errors: Of those, ended with ``status`` ``error``.
         prompt_tokens: Prompt tokens over all requests.
         completion_tokens: Completion tokens over all requests.
         cloud_spend_usd: What the cloud providers charged.
-        cost_avoided_usd: What the local answers would have cost in the cloud, less energy.
-        local_share: ``local / (local + cloud)``, 0 when there were none.
+        cost_avoided_usd: What the local and LAN answers would have cost in the cloud, less
+            what running them cost.
+        local_share: ``local / (local + lan + cloud)``, 0 when there were none.
         refused: Of the requests, turned away before any model ran (0 from an older daemon).
+        lan: Of the requests, answered by a team's LAN server (0 from an older daemon).
+        off_cloud_share: ``(local + lan) / (local + lan + cloud)``, 0 when there were none
+            (and from an older daemon, which has no LAN tier: read it only when ``lan``).
     """
 
     requests: int = 0
@@ -50,6 +54,8 @@ class Totals:
     cost_avoided_usd: float = 0.0
     local_share: float = 0.0
     refused: int = 0
+    lan: int = 0
+    off_cloud_share: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from hybrid.routing.policy import RouteDecision, Verdict
 if TYPE_CHECKING:
     import numpy as np
 
-Route = Literal["local", "cloud"]
+Route = Literal["local", "lan", "cloud"]
 RouteOverride = Literal["auto", "local", "cloud"]
 # Who chose a request's route: hybrid's policies, the client (a model name or X-Hybrid-Route
 # that pins it), or the server-wide mode.
@@ -34,14 +34,15 @@ class Answer:
 
     Attributes:
         generation: The running generation; iterate it, then close it.
-        route: ``local`` or ``cloud``.
-        model: What answers: the local model's id, or ``provider/model``.
+        route: ``local``, ``lan`` (a team's server, :mod:`hybrid.lan`) or ``cloud``.
+        model: What answers: the local model's id, ``server/model`` or ``provider/model``.
         reason: A short code for ``X-Hybrid-Reason`` (``explicit:local``, ``length:9312>8192``,
             ``cloud_unavailable:openai:timeout``, ...).
         score: The difficulty score (``X-Hybrid-Score``), when the difficulty policy ran.
         verdicts: Every policy's verdict on the request.
         counterfactual: The cloud model (``provider/model``) the request would have gone to,
-            which a local answer's saving is priced against; None when no cloud is configured.
+            which a local or LAN answer's saving is priced against; None when no cloud is
+            configured.
         discarded: A cascade's local answer, read and thrown away before this one.
         decided: Who chose the route (see :attr:`RoutePlan.decided`).
         prompt_vector: The local model's vector of the prompt, when the model stage read one.

@@ -13,10 +13,14 @@ The order of things:
    local model is not ready.  (The router of a later layer replaces this rule.)  A difficulty
    score the text features are unsure of is settled by the local model's own view of the
    prompt (:mod:`hybrid.routing.model_stage`).
-3. The cloud target, then each ``cloud.failover`` target, is started in turn
+3. With LAN servers configured (``[[lan.servers]]``), a request escalated from this machine
+   goes first to the least-loaded team server holding a model able to answer it
+   (:mod:`hybrid.routing.lan`); a private one only to trusted servers, and only with
+   ``routing.privacy.allow_lan``.
+4. The cloud target, then each ``cloud.failover`` target, is started in turn
    (:mod:`hybrid.routing.failover`); a provider retries by itself before its first byte.  A
    request the provider rejects as malformed is not failed over: it would fail everywhere.
-4. When every cloud target failed, the local model answers if it can
+5. When every cloud target failed, the local model answers if it can
    (``cloud_unavailable:openai:timeout``); otherwise :class:`NoRouteError` names every failure.
 
 The local model is read through :mod:`hybrid.routing.local_model`'s narrow interface, never
@@ -42,7 +46,7 @@ from hybrid.errors import (
     PrivateDataError,
     QueueFullError,
 )
-from hybrid.generation import GenerationDone, GenerationRequest
+from hybrid.generation import GenerationDone, GenerationRequest, Message
 from hybrid.hardware.snapshot import LiveSample
 from hybrid.routing import cascade, model_stage
 from hybrid.routing.answer import (
@@ -57,6 +61,7 @@ from hybrid.routing.answer import (
 )
 from hybrid.routing.context import route_context
 from hybrid.routing.failover import NO_PROVIDER_HINT, CloudFailures, Failover
+from hybrid.routing.lan import LanMiss, LanTier
 from hybrid.routing.local_model import LocalCapacity, SizedGeneration
 from hybrid.routing.names import CloudTarget, ModelNames
 from hybrid.routing.policy import RouteDecision, Router, Verdict
@@ -97,6 +102,8 @@ class Dispatcher:
             the model's confidence is below this (None: no cascade).
         budget: Says why a provider may not be sent requests now (a spend cap's reason code,
             ``budget:daily_cap``), or None when it may.
+        lan: The team's LAN servers, tried before the cloud (None: none configured).
+        private_to_lan: Let a pinned (private) request go to trusted LAN servers.
     """
 
     def __init__(
@@ -112,6 +119,8 @@ class Dispatcher:
         load: Callable[[], LiveSample | None] = lambda: None,
         cascade_below: float | None = None,
         budget: Callable[[str], str | None] = lambda provider: None,
+        lan: LanTier | None = None,
+        private_to_lan: bool = False,
     ) -> None:
         # A prepared prompt is opaque here: it goes back to the backend that made it.
         self._runtime = local
@@ -122,12 +131,19 @@ class Dispatcher:
         self._private_to_cloud = private_to_cloud
         self._load = load
         self._cascade = cascade_below
+        self._lan = lan
+        self._private_to_lan = private_to_lan and lan is not None
         self.mode: Mode = "auto"
 
     @property
     def names(self) -> ModelNames:
         """The model-name resolver."""
         return self._names
+
+    @property
+    def lan(self) -> LanTier | None:
+        """The LAN tier, when servers are configured."""
+        return self._lan
 
     @property
     def router(self) -> Router:
@@ -183,11 +199,11 @@ class Dispatcher:
             return await self._pinned(request, plan)
         if plan.mode == "cloud":
             return await self._cloud(request, target, decision.reason, plan)
-        if target is None:
+        if target is None and self._lan is None:
             return await self._local_only(request, plan)
         if decision.target == "cloud":
-            return await self._cloud(request, target, decision.reason, plan, score=decision.score)
-        if self._cascade is not None and not request.stream:
+            return await self._escalate(request, target, decision.reason, plan, decision.score)
+        if target is not None and self._cascade is not None and not request.stream:
             return await self._cascaded(request, target, plan)
         try:
             return await self._local(request, decision.reason, plan, decision.score)
@@ -195,7 +211,28 @@ class Dispatcher:
             reason = f"capacity:queue_full:{exc.depth}"
         except ModelNotReadyError:
             reason = f"capacity:local_{self._runtime.state}"
-        return await self._cloud(request, target, reason, plan, score=decision.score)
+        return await self._escalate(request, target, reason, plan, decision.score)
+
+    async def _escalate(
+        self,
+        request: GenerationRequest,
+        target: CloudTarget | None,
+        reason: str,
+        plan: RoutePlan,
+        score: float | None,
+    ) -> Answer:
+        """Off this machine: a LAN server first, when any is configured, then the cloud."""
+        if self._lan is not None:
+            started = await self._lan.start(
+                request, reason, messages=_messages(request), score=score
+            )
+            if isinstance(started, Answer):
+                return started
+            reason = f"{reason};{started.code}"
+        if target is None:
+            # No cloud to escalate to: the local model answers, and says what it would have done.
+            return await self._local_only(request, plan, f"local:no_cloud_configured;{reason}")
+        return await self._cloud(request, target, reason, plan, score=score)
 
     async def plan(
         self,
@@ -256,7 +293,7 @@ class Dispatcher:
             decision = RouteDecision(
                 "cloud", (explicit.reason,), decision.score, False, (explicit, *decision.verdicts)
             )
-        elif target is None and decision.target == "cloud":
+        elif target is None and decision.target == "cloud" and self._lan is None:
             # Nothing to escalate to: the local model answers, and says what it would have done.
             reasons = ("local:no_cloud_configured", *decision.reasons)
             decision = RouteDecision("local", reasons, decision.score, False, decision.verdicts)
@@ -296,7 +333,7 @@ class Dispatcher:
             target.qualified,
         )
         reason = f"cascade:{tried.confidence:.2f}<{self._cascade:g}"
-        answer = await self._cloud(request, target, reason, plan, score=decision.score)
+        answer = await self._escalate(request, target, reason, plan, decision.score)
         done = tried.events[-1]
         usage = done.usage if isinstance(done, GenerationDone) else None
         leg = DiscardedLeg(
@@ -315,6 +352,13 @@ class Dispatcher:
         model's own advice to send the request to the cloud.
         """
         decision = plan.decision
+        lan_tried: LanMiss | None = None
+        if self._private_to_lan and _unpinned_target(decision) == "cloud":
+            # Too hard for this machine: a trusted server keeps it in the team's hands.
+            started = await self._private_lan(request, decision.reason, decision.score)
+            if isinstance(started, Answer):
+                return started
+            lan_tried = started
         cause: Exception
         try:
             return await self._local(request, decision.reason, plan, decision.score)
@@ -331,21 +375,52 @@ class Dispatcher:
                 f"the local model cannot handle the {what} it needs. Remove the private data "
                 f"to let a cloud model answer, or load a local model that supports {what}."
             )
+        if self._private_to_lan and lan_tried is None:
+            reason = f"{decision.reason};local_unavailable"
+            started = await self._private_lan(request, reason, decision.score)
+            if isinstance(started, Answer):
+                return started
+            lan_tried = started
         if self._private_to_cloud:
             reason = f"{decision.reason};local_unavailable"
             return await self._cloud(request, plan.target, reason, plan)
+        where = "on this machine"
+        if lan_tried is not None:
+            where = f"on this machine and trusted LAN servers ({lan_tried.code})"
         raise PrivateDataError(
-            f"the request holds private data ({decision.reason}) and stays on this machine, "
+            f"the request holds private data ({decision.reason}) and stays {where}, "
             f"but {why} To let such requests go to the cloud instead, set "
-            f"routing.privacy.allow_cloud = true.",
+            f"routing.privacy.allow_cloud = true"
+            + (
+                "."
+                if self._lan is None or self._private_to_lan
+                else "; to trusted LAN servers, routing.privacy.allow_lan = true."
+            ),
             should_retry=isinstance(cause, QueueFullError | ModelNotReadyError),
         ) from cause
 
-    async def _local_only(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
-        """``auto`` with no cloud configured: the local model's own errors are the answer."""
+    async def _private_lan(
+        self, request: GenerationRequest, reason: str, score: float | None
+    ) -> Answer | LanMiss:
+        assert self._lan is not None
+        return await self._lan.start(
+            request, reason, messages=_messages(request), trusted_only=True, score=score
+        )
+
+    async def _local_only(
+        self, request: GenerationRequest, plan: RoutePlan, reason: str | None = None
+    ) -> Answer:
+        """``auto`` with no cloud configured: the local model's own errors are the answer.
+
+        Args:
+            request: The request.
+            plan: Its route.
+            reason: The answer's reason (default: the decision's own).
+        """
         decision = plan.decision
         # "local:no_cloud_configured;difficulty:0.82>0.52": what decided, and what it would have.
-        reason = ";".join(decision.reasons[:2]) if decision.reason != "policies:pass" else None
+        if reason is None and decision.reason != "policies:pass":
+            reason = ";".join(decision.reasons[:2])
         try:
             return await self._local(request, reason, plan, decision.score)
         except ContextLengthExceededError as exc:
@@ -404,3 +479,16 @@ class Dispatcher:
                 # images): the client hears about the cloud failures and this, not only this.
                 raise failed.error(f"local: {exc}") from None
         raise failed.error("local fallback is off (cloud.local_fallback)")
+
+
+def _messages(request: GenerationRequest) -> tuple[Message, ...]:
+    """What a LAN model's difficulty estimate reads: the conversation, or the raw prompt."""
+    return request.messages or (Message("user", request.prompt or ""),)
+
+
+def _unpinned_target(decision: RouteDecision) -> str:
+    """Where a pinned request would have gone without its pin: the first other opinion."""
+    for verdict in decision.verdicts:
+        if not verdict.pin and verdict.outcome != "pass":
+            return verdict.outcome
+    return "local"

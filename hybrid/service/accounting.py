@@ -23,6 +23,10 @@ model ran (an invalid request, an unknown model, a full queue, a model still loa
 data with nowhere to go, a spend cap) is ``refused``, with route ``none``: it is neither a
 local nor a cloud answer, and has no tokens or costs.  One whose cloud targets all failed is a
 cloud ``error``; one the local model failed to start is a local ``error``.
+
+A LAN answer (route ``lan``, one of a team's servers) is priced as
+:meth:`~hybrid.ledger.costing.Costing.for_lan` says, with the server's name as its provider; it
+is never cloud spend, so the budget never counts it.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from hybrid.generation import (
 )
 from hybrid.ledger.budget import Budget
 from hybrid.ledger.costing import NOTHING, Costing, Costs
-from hybrid.ledger.record import Decided, LedgerRecord, VerdictRecord
+from hybrid.ledger.record import Decided, LedgerRecord, Route, VerdictRecord
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.dispatcher import Answer
 from hybrid.service.events import EventBus
@@ -242,8 +246,12 @@ class Accountant:
         usage = seen.done.usage if seen.done is not None and not estimated else None
         cache_read_tokens = usage.cache_read_tokens if usage is not None else 0
         cache_write_tokens = usage.cache_write_tokens if usage is not None else 0
+        # A cloud answer's provider, or a LAN answer's server: the part before the slash.
         provider = "local" if answer.route == "local" else answer.model.split("/", 1)[0]
-        if answer.route == "local":
+        if answer.route == "lan":
+            # Priced against the cloud model it would have gone to, less what the server costs.
+            costs = self._costing.for_lan(answer.counterfactual, prompt_tokens, completion_tokens)
+        elif answer.route == "local":
             gpu_joules = gpu_seconds = None
             if ticket.gpu_joules_started is not None:
                 now = self._gpu_energy()
@@ -310,7 +318,7 @@ class Accountant:
         self,
         ticket: Ticket,
         *,
-        route: Literal["local", "cloud", "none"],
+        route: Route,
         reasons: tuple[str, ...],
         verdicts: tuple[VerdictRecord, ...],
         score: float | None,

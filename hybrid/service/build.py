@@ -29,7 +29,7 @@ from hybrid.service.accounting import Accountant
 from hybrid.service.events import EventBus
 from hybrid.service.learning import Learner, scoring_model
 from hybrid.service.metrics import Metrics
-from hybrid.service.providers import build_providers
+from hybrid.service.providers import build_lan, build_providers
 from hybrid.service.service import Service
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from hybrid.hardware.probe import HardwareProbe
     from hybrid.local.runtime import LocalRuntime
     from hybrid.routing.difficulty.model import DifficultyModel
+    from hybrid.routing.lan import LanTier
     from hybrid.routing.local_model import LocalCapacity
     from hybrid.settings import Settings
     from hybrid.settings.routing import LearnSettings
@@ -58,6 +59,7 @@ def build_dispatcher(
     providers: Mapping[str, CloudProvider] | None = None,
     load: Callable[[], LiveSample | None] = _no_sample,
     budget: Callable[[str], str | None] = _no_cap,
+    lan: LanTier | None = None,
 ) -> Dispatcher:
     """The dispatcher the settings describe: the policy chain, failover, fallback, cascade.
 
@@ -69,6 +71,7 @@ def build_dispatcher(
         providers: The cloud providers by name; none when only deciding (``hybrid route``).
         load: The latest live hardware sample, for the capacity policy.
         budget: Why a provider may not be sent requests now (a spend cap), or None.
+        lan: The team's LAN servers (none when only deciding).
 
     Returns:
         The dispatcher.
@@ -89,6 +92,8 @@ def build_dispatcher(
         load=load,
         cascade_below=routing.cascade.min_confidence if routing.cascade.enabled else None,
         budget=budget,
+        lan=lan,
+        private_to_lan=routing.privacy.allow_lan,
     )
 
 
@@ -173,6 +178,7 @@ def build_service(
     names = ModelNames.from_settings(settings.cloud)
     calibration = CalibratedModel(settings.home, lambda: local.loaded_path)
     pool = build_providers(settings.cloud)
+    lan = build_lan(settings.lan, settings.cloud, settings.home)
     bus = EventBus()
     metrics = Metrics()
     ledger = LedgerWriter(
@@ -187,6 +193,7 @@ def build_service(
             settings.energy,
             reference_model=settings.pricing.reference_model,
             default_model=names.default_target.qualified if names.default_target else None,
+            lan_usd_per_1m_tokens=settings.lan.usd_per_1m_tokens,
         ),
         # Replaced by Service.start with the spend the ledger holds.
         Budget(settings.budget, SpendSeed(at=time.time())),
@@ -203,6 +210,7 @@ def build_service(
         providers=pool.providers,
         load=sampler.latest_or_none,
         budget=lambda provider: accountant.budget.capped(provider),
+        lan=lan,
     )
     calibrating = settings.routing.calibration
     background = (
@@ -237,4 +245,5 @@ def build_service(
         calibration=calibration,
         learner=learner,
         background=background,
+        lan=lan,
     )

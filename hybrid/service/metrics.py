@@ -4,9 +4,10 @@ Counters follow the ledger: each record adds to them once, as it is written, so 
 the ledger agree by construction (``hybrid_local_prefill_tokens_saved_total`` adds up the local
 records' ``cache_read_tokens``).  The local model's gauges (queue depth, answers decoding
 together, slots, decode speed) follow the ``hardware`` events.  Labels are kept to small sets:
-the route, the model, the status, and the *kind* of the deciding reason (``difficulty``,
-``privacy``, ``budget``...), never its numbers, which would give every request a series of its
-own.
+the route (``local``, ``lan``, ``cloud``, ``none``), the model, the status, and the *kind* of the
+deciding reason (``difficulty``, ``privacy``, ``budget``, ``lan``...), never its numbers, which
+would give every request a series of its own.  A LAN answer is never cloud spend: its server
+never appears under ``hybrid_cloud_spend_usd``.
 """
 
 from __future__ import annotations
@@ -53,11 +54,12 @@ class Metrics:
             "hybrid_tokens", "Tokens, by route and kind.", ["route", "kind"], registry=r
         )
         # A gauge, not a counter: a local answer that cost more electricity than the cloud
-        # would have charged lowers it, as it lowers the ledger's sum.
+        # would have charged (or a LAN answer priced above it) lowers it, as it lowers the
+        # ledger's sum.
         self._avoided = Gauge(
             "hybrid_cost_avoided_usd",
-            "USD the cloud would have charged for the local answers, less their electricity, "
-            "by who decided the route (router, client, mode).",
+            "USD the cloud would have charged for the local and LAN answers, less what running "
+            "them cost, by who decided the route (router, client, mode).",
             ["decided"],
             registry=r,
         )

@@ -1,9 +1,11 @@
-"""Building the configured cloud providers, each with its own pooled HTTP client."""
+"""Building the configured cloud providers, each with its own pooled HTTP client, and the
+team's LAN servers."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx2
 
@@ -12,8 +14,11 @@ from hybrid.cloud.client import cloud_client
 from hybrid.cloud.openai_provider import OpenAIProvider
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.cloud.provider import CloudProvider
+from hybrid.errors import ConfigError
+from hybrid.lan.pool import LanPool
+from hybrid.routing.lan import LanTier
 from hybrid.routing.privacy import PrivacyScanner
-from hybrid.settings import CloudSettings
+from hybrid.settings import CloudSettings, LanSettings
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
             ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` cannot be loaded.
     """
     policy = reliability_policy(cloud)
-    redact = PrivacyScanner(detectors=("api_key", "secret", "private_key")).redact
+    redact = _secret_scrubber()
     clients: list[httpx2.AsyncClient] = []
 
     def client() -> httpx2.AsyncClient:
@@ -101,3 +106,29 @@ def build_providers(cloud: CloudSettings) -> ProviderPool:
             redact=redact,
         )
     return ProviderPool(providers, tuple(clients))
+
+
+def build_lan(lan: LanSettings, cloud: CloudSettings, home: Path | None = None) -> LanTier | None:
+    """The LAN tier of ``[[lan.servers]]``, or None when none is declared.
+
+    The servers share one pooled HTTP client, with the cloud's reliability settings (but
+    ``lan.connect_timeout_s`` and ``lan.max_attempts``); their error messages are scrubbed of
+    secrets as the cloud providers' are.  Nothing is sent until the pool is started.
+
+    Raises:
+        ConfigError: A server has a cloud provider's name, or its base URL or key is unusable.
+    """
+    if not lan.servers:
+        return None
+    clouds = {"openai", "anthropic", *(p.name for p in cloud.providers)}
+    clashing = sorted(s.name for s in lan.servers if s.name in clouds)
+    if clashing:
+        raise ConfigError(
+            f"[[lan.servers]] name {', '.join(clashing)} is also a cloud provider's; give the "
+            "LAN server another name (names appear in reasons and the ledger)"
+        )
+    return LanTier(LanPool(lan, reliability_policy(cloud), redact=_secret_scrubber()), home=home)
+
+
+def _secret_scrubber() -> Callable[[str], str]:
+    return PrivacyScanner(detectors=("api_key", "secret", "private_key")).redact

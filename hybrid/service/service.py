@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from hybrid.local.status import ModelChange
     from hybrid.routing.calibration.background import BackgroundCalibration
     from hybrid.routing.dispatcher import Dispatcher
+    from hybrid.routing.lan import LanTier
     from hybrid.routing.policies.difficulty import CalibratedModel
     from hybrid.service.accounting import Accountant
     from hybrid.service.events import EventBus
@@ -45,6 +46,7 @@ class _Running:
     ticking: asyncio.Task[None] | None = None
     calibrating: asyncio.Task[None] | None = None
     idling: asyncio.Task[None] | None = None
+    lan: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +66,7 @@ class Service:
         calibration: The difficulty model for the served file.
         learner: Keeps learning signals and runs shadow comparisons.
         background: Calibrates a model that has no calibration, when enabled.
+        lan: The team's LAN servers, when any is configured.
     """
 
     settings: Settings
@@ -78,6 +81,7 @@ class Service:
     calibration: CalibratedModel
     learner: Learner
     background: BackgroundCalibration | None = None
+    lan: LanTier | None = None
     _running: _Running = field(default_factory=_Running, init=False, repr=False)
 
     @property
@@ -110,6 +114,9 @@ class Service:
         running.ticking = asyncio.create_task(
             self.publish_hardware(self.settings.probe.sample_interval_s)
         )
+        if self.lan is not None:
+            # Checks each LAN server, then keeps their health and load fresh.
+            running.lan = asyncio.create_task(self.lan.pool.start())
         if self.background is not None:
             # Calibrates a model that has none, on the queue's low-priority lane.
             running.calibrating = asyncio.create_task(self.background.run())
@@ -133,6 +140,12 @@ class Service:
         running.loading = running.ticking = running.calibrating = running.idling = None
         await self.learner.aclose()  # shadow calls still running, before the providers
         await self.pool.aclose()
+        if self.lan is not None:
+            if running.lan is not None:
+                running.lan.cancel()
+                await asyncio.gather(running.lan, return_exceptions=True)
+                running.lan = None
+            await self.lan.pool.aclose()
         self.sampler.stop()
         # Last: every response has ended, so every record is queued; close commits them.
         self.ledger.close()

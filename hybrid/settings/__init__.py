@@ -6,6 +6,7 @@ The tree is split by the part of hybrid that reads it; each section lives in its
 - :mod:`hybrid.settings.local`: ``[local]`` (the in-process model) and ``[probe]``;
 - :mod:`hybrid.settings.server`: ``[server]``;
 - :mod:`hybrid.settings.cloud`: ``[cloud]`` (providers, failover, reliability);
+- :mod:`hybrid.settings.lan`: ``[lan]`` (a team's inference servers);
 - :mod:`hybrid.settings.routing`: ``[routing]`` (each policy of the router);
 - :mod:`hybrid.settings.ledger`: ``[ledger]``, ``[pricing]``, ``[energy]`` and ``[budget]``;
 - :mod:`hybrid.settings.sources`: reading each layer (TOML, ``.env``, environment, command
@@ -22,6 +23,7 @@ from hybrid.settings.core import (
     default_config_file,
     load_settings,
 )
+from hybrid.settings.lan import LanServerSettings, LanSettings
 from hybrid.settings.ledger import BudgetSettings, EnergySettings, LedgerSettings, PricingSettings
 from hybrid.settings.local import MAX_CONTEXT_TOKENS, LocalSettings, ProbeSettings
 from hybrid.settings.routing import RoutingSettings
@@ -32,6 +34,8 @@ __all__ = [
     "BudgetSettings",
     "CloudSettings",
     "EnergySettings",
+    "LanServerSettings",
+    "LanSettings",
     "LedgerSettings",
     "LoadedSettings",
     "LocalSettings",

@@ -27,7 +27,7 @@ ECOSYSTEM_VARIABLES = {
 """Variables other tools already use, and the setting each one fills (below ``HYBRID_*``)."""
 
 
-def _http_url(value: str) -> str:
+def http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
     return value.rstrip("/")
@@ -60,7 +60,7 @@ class OpenAISettings(BaseModel):
         description="Model names routed to OpenAI when asked for without a provider prefix.",
     )
 
-    _check_url = field_validator("base_url")(_http_url)
+    _check_url = field_validator("base_url")(http_url)
 
 
 class AnthropicSettings(BaseModel):
@@ -93,7 +93,7 @@ class AnthropicSettings(BaseModel):
         description="Model names routed to Anthropic when asked for without a provider prefix.",
     )
 
-    _check_url = field_validator("base_url")(_http_url)
+    _check_url = field_validator("base_url")(http_url)
 
 
 class CompatibleProviderSettings(BaseModel):
@@ -114,7 +114,7 @@ class CompatibleProviderSettings(BaseModel):
     )
     models: list[str] = Field(min_length=1, description="Model names this provider serves.")
 
-    _check_url = field_validator("base_url")(_http_url)
+    _check_url = field_validator("base_url")(http_url)
 
     @field_validator("name")
     @classmethod

@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -33,7 +33,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from hybrid.settings.cloud import ECOSYSTEM_VARIABLES, CloudSettings
+from hybrid.settings.cloud import (
+    ECOSYSTEM_VARIABLES,
+    CloudSettings,
+    CompatibleProviderSettings,
+)
+from hybrid.settings.lan import LanServerSettings, LanSettings
 from hybrid.settings.ledger import BudgetSettings, EnergySettings, LedgerSettings, PricingSettings
 from hybrid.settings.local import LocalSettings, ProbeSettings
 from hybrid.settings.routing import RoutingSettings
@@ -102,6 +107,10 @@ class Settings(BaseSettings):
     cloud: CloudSettings = Field(
         default_factory=CloudSettings,
         description="Cloud providers and escalation.",
+    )
+    lan: LanSettings = Field(
+        default_factory=LanSettings,
+        description="A team's inference servers, tried before the cloud.",
     )
     routing: RoutingSettings = Field(
         default_factory=RoutingSettings,
@@ -266,17 +275,27 @@ def _ecosystem_layer(env: Mapping[str, str]) -> Layer:
 
 
 def _with_provider_keys(settings: Settings, env: Mapping[str, str]) -> Settings:
-    """Fill each declared provider's key from the variable its ``api_key_env`` names."""
-    providers = [
-        provider.model_copy(update={"api_key": SecretStr(env[provider.api_key_env])})
-        if provider.api_key is None and provider.api_key_env and env.get(provider.api_key_env)
-        else provider
-        for provider in settings.cloud.providers
-    ]
-    if providers == settings.cloud.providers:
+    """Fill each declared provider's and LAN server's key from the variable its
+    ``api_key_env`` names."""
+    providers = _with_keys(settings.cloud.providers, env)
+    servers = _with_keys(settings.lan.servers, env)
+    if providers == settings.cloud.providers and servers == settings.lan.servers:
         return settings
     cloud = settings.cloud.model_copy(update={"providers": providers})
-    return settings.model_copy(update={"cloud": cloud})
+    lan = settings.lan.model_copy(update={"servers": servers})
+    return settings.model_copy(update={"cloud": cloud, "lan": lan})
+
+
+_Keyed = TypeVar("_Keyed", CompatibleProviderSettings, LanServerSettings)
+
+
+def _with_keys(declared: list[_Keyed], env: Mapping[str, str]) -> list[_Keyed]:
+    return [
+        item.model_copy(update={"api_key": SecretStr(env[item.api_key_env])})
+        if item.api_key is None and item.api_key_env and env.get(item.api_key_env)
+        else item
+        for item in declared
+    ]
 
 
 __all__ = [

@@ -29,6 +29,13 @@ class PrivacySettings(BaseModel):
             "serve it (off: such a request is refused)."
         ),
     )
+    allow_lan: bool = Field(
+        default=False,
+        description=(
+            'Let a request with private data go to LAN servers marked privacy = "trusted" '
+            "(never to the cloud, unless allow_cloud is on too)."
+        ),
+    )
 
 
 class CapacitySettings(BaseModel):

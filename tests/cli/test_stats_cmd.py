@@ -212,6 +212,7 @@ def test_json_carries_totals_and_latency_as_documented(
     assert set(document["totals"]) == {
         "requests",
         "local",
+        "lan",
         "cloud",
         "errors",
         "refused",
@@ -220,6 +221,7 @@ def test_json_carries_totals_and_latency_as_documented(
         "cloud_spend_usd",
         "cost_avoided_usd",
         "local_share",
+        "off_cloud_share",
         "prefill_saved_tokens",
     }
     assert document["latency"]["p50_s"] == 1.5
@@ -286,7 +288,8 @@ def test_by_decided_shows_what_the_router_saved_apart_from_what_the_client_pinne
 
     assert main(["stats", "--by", "decided"]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[-5:]}
-    assert rows["decided"][:6] == ["decided", "requests", "local", "cloud", "refused", "errors"]
+    header = ["decided", "requests", "local", "lan", "cloud", "refused", "errors"]
+    assert rows["decided"][:7] == header
     assert "$0.000200" in rows["router"] and "$0.004000" in rows["client"]
 
 

@@ -69,6 +69,31 @@ def cloud_record(**changes: Any) -> LedgerRecord:
     return local_record(**base)
 
 
+def lan_record(**changes: Any) -> LedgerRecord:
+    """An answer from a team's LAN server (``gpu-box``), priced at $0.10 per 1M tokens, with
+    ``changes`` applied."""
+    base = {
+        "id": "7e4c",
+        "route": "lan",
+        "reasons": ("lan:gpu-box/qwen2.5-32b", "capacity:eta_14s>8s"),
+        "verdicts": (VerdictRecord("capacity", "cloud", "capacity:eta_14s>8s", None),),
+        "score": None,
+        "model": "gpu-box/qwen2.5-32b",
+        "provider": "gpu-box",
+        "prompt_tokens": 1000,
+        "completion_tokens": 500,
+        "ttft_s": 0.2,
+        "latency_s": 1.5,
+        "cloud_cost_usd": 0.0,
+        "counterfactual_model": "openai/gpt-4.1-mini",
+        "counterfactual_cost_usd": 0.0012,
+        "energy_cost_usd": 0.00015,
+        "cost_avoided_usd": 0.00105,
+    }
+    base.update(changes)
+    return local_record(**base)
+
+
 def refused_record(**changes: Any) -> LedgerRecord:
     """A request refused before any model ran (a full local queue), with ``changes`` applied."""
     base = {

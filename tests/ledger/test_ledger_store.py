@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger_records import T0, cloud_record, local_record, refused_record
+from ledger_records import T0, cloud_record, lan_record, local_record, refused_record
 
 from hybrid.errors import HybridError
 from hybrid.ledger import schema
@@ -205,7 +205,7 @@ records = st.builds(
     lambda base, route_status, **changes: base(
         route=route_status[0], status=route_status[1], **changes
     ),
-    st.sampled_from([local_record, cloud_record, refused_record]),
+    st.sampled_from([local_record, cloud_record, lan_record, refused_record]),
     id=st.sampled_from(["a", "b", "c"]),
     time=st.floats(min_value=T0 - 3 * 86_400, max_value=T0 + 3 * 86_400),
     route_status=st.sampled_from(
@@ -214,6 +214,8 @@ records = st.builds(
             ("cloud", "ok"),
             ("local", "error"),
             ("cloud", "cancelled"),
+            ("lan", "ok"),
+            ("lan", "error"),
             ("none", "refused"),
         ]
     ),
@@ -221,8 +223,8 @@ records = st.builds(
     cache_read_tokens=st.integers(0, 1000),
     cache_write_tokens=st.integers(0, 1000),
     leg=st.sampled_from([None, None, "cascade_local", "cascade_cloud"]),
-    model=st.sampled_from(["gemma", "gpt-4.1-mini", "claude-haiku-4-5"]),
-    provider=st.sampled_from(["local", "openai", "anthropic"]),
+    model=st.sampled_from(["gemma", "gpt-4.1-mini", "claude-haiku-4-5", "gpu-box/qwen"]),
+    provider=st.sampled_from(["local", "openai", "anthropic", "gpu-box"]),
     reasons=st.lists(
         st.sampled_from(["difficulty:0.7>0.5", "difficulty:0.1<=0.5", "privacy:email", "x"]),
         max_size=2,

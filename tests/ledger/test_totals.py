@@ -30,6 +30,7 @@ def test_unpriced_costs_add_nothing_and_local_share_is_local_over_answered_reque
     assert totals.to_dict() == {
         "requests": 5,
         "local": 3,
+        "lan": 0,
         "cloud": 1,
         "errors": 1,
         "refused": 1,
@@ -38,6 +39,7 @@ def test_unpriced_costs_add_nothing_and_local_share_is_local_over_answered_reque
         "cloud_spend_usd": 0.0,
         "cost_avoided_usd": pytest.approx(2 * 0.0000312),
         "local_share": 0.75,
+        "off_cloud_share": 0.75,
         "prefill_saved_tokens": 0,
     }
     assert Totals().local_share == 0.0

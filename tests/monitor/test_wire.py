@@ -62,7 +62,7 @@ def test_the_documented_examples_parse_into_every_field() -> None:
     assert isinstance(started, RequestStarted)
     assert started.model_requested == "gpt-4.1-mini"
     assert parse_stats(stats(today=examples["Totals"])).today == Totals(
-        13, 9, 3, 0, 1804, 960, 0.0042, 0.0131, 0.75, refused=1
+        13, 9, 3, 0, 1804, 960, 0.0042, 0.0131, 0.75, refused=1, off_cloud_share=0.75
     )
 
 

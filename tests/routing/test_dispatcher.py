@@ -6,11 +6,10 @@ import asyncio
 import dataclasses
 import math
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from routing_fakes import Replay
+from routing_fakes import LOCAL, FakeLocal, FakeProvider
 
 from hybrid.backend import Generation, collect
 from hybrid.errors import (
@@ -33,65 +32,12 @@ from hybrid.generation import (
     TokenLogprob,
     Usage,
 )
-from hybrid.local.speed import SpeedMeter
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames, ProviderModels
 from hybrid.settings.routing import RoutingSettings
 
-LOCAL = "local-model"
 REQUEST = GenerationRequest("r1", messages=(Message("user", "hi"),))
-
-
-class FakeLocal:
-    """Stands in for LocalRuntime and its backend."""
-
-    model_id = LOCAL
-    context_length = 8192
-    supports: frozenset[str] = frozenset()
-    queue = SimpleNamespace(depth=0, slots=1, running=0, expected_wait_s=lambda: 0.0)
-    speed = SpeedMeter()
-    embedding_size = 4
-
-    def __init__(self, fail: HybridError | None = None) -> None:
-        self.fail = fail
-        self.started = 0
-        self.state = "loading" if isinstance(fail, ModelNotReadyError) else "ready"
-
-    def backend(self) -> FakeLocal:
-        if isinstance(self.fail, ModelNotReadyError):
-            raise self.fail
-        return self
-
-    async def prepare(self, request: GenerationRequest) -> Any:
-        if isinstance(self.fail, ContextLengthExceededError):
-            raise self.fail
-        return SimpleNamespace(tokens=[0] * 10, max_tokens=100)
-
-    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
-        self.started += 1
-        if self.fail is not None:
-            raise self.fail
-        return Replay("local answer")
-
-    async def prompt_embedding(self, request: GenerationRequest, *, prepared: Any = None) -> Any:
-        raise AssertionError("no probe in these tests: the model stage never asks")
-
-    def release_hand_off(self) -> None:
-        raise AssertionError("no probe in these tests: nothing to release")
-
-
-class FakeProvider:
-    def __init__(self, name: str, *failures: HybridError) -> None:
-        self.name = name
-        self.failures = list(failures)
-        self.models_asked: list[str | None] = []
-
-    async def start(self, request: GenerationRequest) -> Generation:
-        self.models_asked.append(request.model)
-        if self.failures:
-            raise self.failures.pop(0)
-        return Replay(f"{self.name} answer")
 
 
 def dispatcher(

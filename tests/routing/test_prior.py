@@ -175,3 +175,35 @@ def test_prior_for_file_reads_the_header(tmp_path: Path) -> None:
     prior = prior_for_file(served, "cd" * 32)
     assert prior.meta["family"] == "gemma3" and prior.meta["instruct"] is False
     assert prior.meta["quantization"] == "Q4_K_M"
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters", "family", "quantization", "instruct"),
+    [
+        ("qwen2.5-32b-instruct", 32e9, "qwen2", "", True),
+        ("Qwen2.5-7B-Instruct-Q4_K_M", 7e9, "qwen2", "Q4_K_M", True),
+        ("llama3.1:8b", 8e9, "llama", "", True),
+        ("mixtral-8x7b", 56e9, "", "", True),
+        ("gemma-3-270m-base", 270e6, "gemma3", "", False),
+        ("team-model", None, "", "", True),
+    ],
+)
+def test_a_models_traits_are_read_from_its_name(
+    name: str, parameters: float | None, family: str, quantization: str, instruct: bool
+) -> None:
+    traits = ModelTraits.of_name(name)
+    assert (traits.parameters, traits.family, traits.quantization, traits.instruct) == (
+        parameters,
+        family,
+        quantization,
+        instruct,
+    )
+
+
+def test_a_bigger_model_by_name_keeps_more_prompts() -> None:
+    from hybrid.routing.difficulty.prior import prior_for_name
+
+    messages = (Message("user", "Prove that there are infinitely many primes."),)
+    big, small = prior_for_name("qwen2.5-32b-instruct"), prior_for_name("gemma3:270m")
+    assert big.score(messages) < small.score(messages)
+    assert not big.escalates(big.score(messages))

@@ -94,6 +94,11 @@ async def health(request: Request) -> JSONResponse:
     None) and ``background`` (background calibration's ``state``, ``done``, ``total``,
     ``correct``, ``accuracy``, ``message`` and ``updated``, or None when it is off or not
     needed).
+
+    ``lan`` (with ``[[lan.servers]]``): the ``strategy`` and each server's ``name``,
+    ``base_url``, ``models``, ``trusted``, ``up`` (and the ``error`` that marked it down),
+    ``in_flight`` (hybrid's requests there), ``max_concurrency``, ``utilisation``, its last
+    ``load`` report and ``load_endpoint``, ``answered`` and its breaker's ``circuit``.
     """
     state = app_state(request)
     runtime = state.runtime
@@ -155,6 +160,9 @@ async def health(request: Request) -> JSONResponse:
         }
         for name, provider in state.providers.items()
     }
+    lan = state.dispatcher.lan
+    if lan is not None:
+        body["lan"] = {"strategy": lan.pool.strategy, "servers": lan.pool.to_json()}
     # Unloaded while idle, the server still answers: the next request reloads the model.
     status = 200 if runtime.state in ("ready", "unloaded") else 503
     headers = {} if status == 200 else {"Retry-After": "5"}

@@ -86,7 +86,9 @@ def summary(record: RequestRecord, tz: tzinfo | None) -> Text:
             f"on {record.counterfactual_model}\n"
         )
     if record.energy_cost_usd is not None:
-        text.append(f"energy     {fmt.money(record.energy_cost_usd)}\n")
+        # A LAN answer's "energy" is what its server costs (lan.usd_per_1m_tokens).
+        label = "LAN cost" if record.route == "lan" else "energy"
+        text.append(f"{label:<11}{fmt.money(record.energy_cost_usd)}\n")
     text.append("avoided    ")
     text.append(_price(record.cost_avoided_usd, record.price_known), style="bold")
     return text

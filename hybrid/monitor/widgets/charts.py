@@ -1,4 +1,5 @@
-"""``ChartsPanel``: requests per minute (local, cloud), latency p50/p95, local decode speed."""
+"""``ChartsPanel``: requests per minute (local, LAN, cloud), latency p50/p95, local decode
+speed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from hybrid.monitor.widgets.trend import Trend
 class ChartsPanel(Widget):
     """Five :class:`Trend` rows over the last minutes; captions give the headline figures.
 
+    A sixth, LAN answers per minute, appears once a team's LAN server has answered anything
+    (today or all time), so a setup without LAN servers keeps its five rows.
+
     The request counts' captions are the current minute's; the latency captions are over the
     last :data:`~hybrid.monitor.state.LATENCY_WINDOW_MINUTES`; decode speed is the latest sample.
     """
@@ -22,6 +26,7 @@ class ChartsPanel(Widget):
 
     def compose(self) -> ComposeResult:
         yield Trend("req/min local", id="trend-local")
+        yield Trend("req/min lan", id="trend-lan")
         yield Trend("req/min cloud", id="trend-cloud")
         yield Trend("latency p50", id="trend-p50")
         yield Trend("latency p95", id="trend-p95")
@@ -29,12 +34,17 @@ class ChartsPanel(Widget):
 
     def on_mount(self) -> None:
         self.border_title = f"last {CHART_MINUTES} minutes"
+        self.query_one("#trend-lan", Trend).display = False
 
     def watch_dashboard(self, dashboard: Dashboard) -> None:
         local = dashboard.local_per_minute
         cloud = dashboard.cloud_per_minute
+        lan = dashboard.lan_per_minute
         decode = dashboard.decode_tokens_per_s
         self.query_one("#trend-local", Trend).show(local, str(local[-1]) if local else "")
+        lan_trend = self.query_one("#trend-lan", Trend)
+        lan_trend.display = bool(dashboard.today.lan or dashboard.all_time.lan or any(lan))
+        lan_trend.show(lan, str(lan[-1]) if lan else "")
         self.query_one("#trend-cloud", Trend).show(cloud, str(cloud[-1]) if cloud else "")
         self.query_one("#trend-p50", Trend).show(
             dashboard.latency_p50_per_minute, _latency(dashboard.latency_p50_s)

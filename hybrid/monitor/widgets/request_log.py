@@ -56,7 +56,9 @@ class RequestLog(Widget):
     def compose(self) -> ComposeResult:
         yield DataTable(cursor_type="row", id="log-table")
         yield Input(
-            placeholder="filter: local, cloud, error, or words of a reason or model (Esc clears)",
+            placeholder=(
+                "filter: local, lan, cloud, error, or words of a reason or model (Esc clears)"
+            ),
             id="log-filter",
         )
 
@@ -190,8 +192,10 @@ class RequestLog(Widget):
 
 
 def _money_cell(record: RequestRecord) -> Text:
-    """Saved (``+``) for a local answer, spent (``-``) for a cloud one; ``?`` when unpriced; a
-    dash for a refused request, which neither saved nor spent anything."""
+    """Saved (``+``) for a local or LAN answer, spent (``-``) for a cloud one; ``?`` when
+    unpriced; a dash for a refused request, which neither saved nor spent anything.
+
+    A LAN answer shows its cost avoided (net of what the server costs), never cloud spend."""
     if record.route == "none":
         return Text("—", justify="right")
     if record.route == "cloud":

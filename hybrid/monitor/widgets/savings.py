@@ -1,4 +1,9 @@
-"""``SavingsPanel``: cost avoided (large), cloud spend against the budget, local share."""
+"""``SavingsPanel``: cost avoided (large), cloud spend against the budget, local share.
+
+Once a team's LAN server has answered anything, the title says that cost avoided counts its
+answers too, and the last line of the cloud column gives today's local and LAN shares instead
+of the local share today and all time (LAN answers are never cloud spend).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ GAUGE_CELLS = 10
 TITLE = "savings: cloud price of the local answers, less electricity"
 """The panel's title: what its large figures count, in one line that fits 80 columns."""
 
+TITLE_WITH_LAN = "savings: cloud price of local and LAN answers, less their cost"
+"""The title once a LAN server has answered: LAN answers count toward cost avoided too."""
+
 COST_AVOIDED_HELP = (
     "Cost avoided: for each request answered by the local model, what the cloud model it would "
     "otherwise have gone to (the one the request named, else cloud.default_model, else "
@@ -25,8 +33,9 @@ COST_AVOIDED_HELP = (
     "less the electricity the local answer used. An estimate, not money saved on a bill. "
     "Requests pinned to local by the client (model 'local' or X-Hybrid-Route: local) or by "
     "the local-only mode count too; 'hybrid stats --by decided' shows the router's share "
-    "apart. Cloud answers, refused "
-    "requests and models without a price add nothing."
+    "apart. Requests answered by a team's LAN server count the same way, less "
+    "lan.usd_per_1m_tokens instead of electricity; they are never cloud spend. Cloud answers, "
+    "refused requests and models without a price add nothing."
 )
 """The panel's tooltip: exactly what cost avoided counts."""
 
@@ -68,6 +77,8 @@ class SavingsPanel(Widget):
         self.query_one("#cloud-side", Static).update(
             cloud_side(dashboard.today, dashboard.all_time, dashboard.budget)
         )
+        lan = bool(dashboard.today.lan or dashboard.all_time.lan)
+        self.border_title = TITLE_WITH_LAN if lan else TITLE
         self.set_class(dashboard.budget.state == "warning", "-budget-warning")
         self.set_class(dashboard.budget.state == "capped", "-budget-capped")
 
@@ -82,8 +93,9 @@ def cloud_side(today: Totals, all_time: Totals, budget: Budget) -> Text:
 
     Returns:
         ``cloud today $0.0042``, the daily gauge, the month, the local share today and all
-        time.  A budget that
-        is not ``ok`` is written out (``WARNING``, ``CAPPED``), not only coloured.
+        time (once a LAN server has answered: today's local and LAN shares, ``local 40% · lan
+        50%``).  A budget that is not ``ok`` is written out (``WARNING``, ``CAPPED``), not only
+        coloured.
     """
     text = Text("cloud today ")
     text.append(fmt.money(today.cloud_spend_usd), style="bold")
@@ -104,5 +116,12 @@ def cloud_side(today: Totals, all_time: Totals, budget: Budget) -> Text:
         text.append(", no cap")
     text.append("\nlocal ")
     text.append(fmt.percent(today.local_share, of_one=True), style="bold")
-    text.append(f" · all time {fmt.percent(all_time.local_share, of_one=True)}")
+    if today.lan or all_time.lan:
+        # 28 columns hold one period: today's, the one a glance at the panel is about.
+        text.append(" · lan ")
+        answered = today.local + today.lan + today.cloud
+        lan_share = today.lan / answered if answered else 0.0
+        text.append(fmt.percent(lan_share, of_one=True), style="bold")
+    else:
+        text.append(f" · all time {fmt.percent(all_time.local_share, of_one=True)}")
     return text

@@ -106,6 +106,21 @@ _ACCURACY_RANGE = (0.02, 0.98)
 _QUANT_BITS = re.compile(r"^(?:I?Q|TQ)(\d)", re.IGNORECASE)
 _SIZE_LABEL = re.compile(r"^(?:(\d+)x)?(\d+(?:\.\d+)?)([KMBT])$", re.IGNORECASE)
 _SIZE_UNITS = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
+# In a model's name: "32b", "8x7b", "270m", "1.5b" (after a separator or at the start).
+_NAME_SIZE = re.compile(r"(?:^|[-_:/ .])(?:(\d+)x)?(\d+(?:\.\d+)?)([mbt])(?=$|[-_:/ .])")
+_NAME_QUANT = re.compile(r"\b(?:i?q\d(?:_[a-z0-9]+)*|f16|bf16|f32)\b")
+_NAME_WORDS = re.compile(r"[-_:/ .]+")
+# Name pieces that give the family (general.architecture) the adjustments are keyed by.
+_NAME_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("qwen3", "qwen3"),
+    ("qwen2", "qwen2"),
+    ("qwen", "qwen2"),
+    ("phi-3", "phi3"),
+    ("phi3", "phi3"),
+    ("gemma", "gemma3"),
+    ("llama", "llama"),
+    ("mistral", "llama"),
+)
 
 
 @dataclass(frozen=True)
@@ -140,6 +155,34 @@ class ModelTraits:
             quantization=info.file_type,
             instruct=info.chat_template is not None,
             name=info.name,
+        )
+
+    @classmethod
+    def of_name(cls, name: str) -> ModelTraits:
+        """Read the traits from a model's name, as servers and hubs spell it.
+
+        ``qwen2.5-32b-instruct-q4_k_m`` is 32e9 parameters of family ``qwen2``, instruction
+        tuned, Q4_K_M; ``llama3.1:8b`` (Ollama) 8e9 of ``llama``; ``mixtral-8x7b`` 5.6e10.  A
+        name without a size gives None (the smallest size's accuracy: on the safe side).  A
+        name is taken as instruction-tuned unless it says ``base``: servers serve chat models.
+        """
+        lower = name.lower()
+        size = _NAME_SIZE.search(lower)
+        parameters = (
+            parse_size_label(
+                f"{size.group(1) + 'x' if size.group(1) else ''}{size.group(2)}{size.group(3)}"
+            )
+            if size
+            else None
+        )
+        family = next((f for pattern, f in _NAME_FAMILIES if pattern in lower), "")
+        quant = _NAME_QUANT.search(lower)
+        return cls(
+            parameters=parameters,
+            family=family,
+            quantization=quant.group(0).upper() if quant else "",
+            instruct="base" not in _NAME_WORDS.split(lower),
+            name=name,
         )
 
     @classmethod
@@ -316,6 +359,22 @@ def prior_for_file(
         ModelFileError: The header cannot be read.
         ConfigError: The shipped base calibration is missing or damaged.
     """
+    base = _base_model(shipped)
+    traits = ModelTraits.of_file(path)
+    return build_prior(base, traits, calibration_features(), sha256=sha256)
+
+
+def prior_for_name(name: str, *, shipped: Traversable | Path | None = None) -> DifficultyModel:
+    """The prior for a model known only by the name a server gives it (a LAN server's
+    ``qwen2.5-32b-instruct``): its traits as :meth:`ModelTraits.of_name` reads them.
+
+    Raises:
+        ConfigError: The shipped base calibration is missing or damaged.
+    """
+    return build_prior(_base_model(shipped), ModelTraits.of_name(name), calibration_features())
+
+
+def _base_model(shipped: Traversable | Path | None) -> DifficultyModel:
     from hybrid.errors import ConfigError
     from hybrid.routing.difficulty.store import shipped_models
 
@@ -323,14 +382,12 @@ def prior_for_file(
     name = f"the shipped difficulty model {BASE_MODEL_SHA256}.json"
     try:
         data = json.loads(folder.joinpath(f"{BASE_MODEL_SHA256}.json").read_text("utf-8"))
-        base = DifficultyModel.from_json(data)
+        return DifficultyModel.from_json(data)
     except (OSError, ValueError, ConfigError) as exc:
         raise ConfigError(
             f"{name} cannot be read ({exc}), so no prior can be built for an uncalibrated "
             "model; reinstall hybrid, or run `hybrid calibrate`"
         ) from exc
-    traits = ModelTraits.of_file(path)
-    return build_prior(base, traits, calibration_features(), sha256=sha256)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

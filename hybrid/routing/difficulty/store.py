@@ -9,6 +9,7 @@ shipped one is used again.  :func:`find` says which one is in use.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -38,6 +39,20 @@ def model_path(home: Path, sha256: str) -> Path:
         ``home / "calibration" / f"{sha256}.json"``.
     """
     return home / "calibration" / f"{sha256}.json"
+
+
+def name_key(model: str) -> str:
+    """The key a model known only by name (a LAN server's ``qwen2.5-32b-instruct``) is stored
+    under: the SHA-256 of ``model-name:<name>``, so that it lives beside the files' keys and
+    never equals one.
+
+    Args:
+        model: The model's name, as its server's API spells it.
+
+    Returns:
+        The hex digest.
+    """
+    return hashlib.sha256(f"model-name:{model}".encode()).hexdigest()
 
 
 def gguf_sha256(path: Path, *, progress: Callable[[str], None] | None = None) -> str:

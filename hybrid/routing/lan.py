@@ -1,0 +1,193 @@
+"""The LAN tier: a request this machine should not serve goes to a team's server before the cloud.
+
+:meth:`LanTier.start` is asked by the dispatcher before it escalates an ``auto`` request to the
+cloud.  It takes the servers :meth:`~hybrid.lan.pool.LanPool.ranked` puts first (least loaded,
+or in turn), and on each the first of its models *able* to serve the request: the model's own
+difficulty estimate, from its name (:func:`~hybrid.routing.difficulty.prior.prior_for_name`:
+the shipped feature weights moved to what a model of that size and family is expected to
+get right), is at or below that model's threshold.  The first server that starts an answer
+gives it (``lan:gpu-box/qwen2.5-32b;capacity:eta_14s>8s``); a server that fails (down, a
+timeout, a 5xx, the wrong model, a malformed or cut answer before its first byte) is left for
+the next, as cloud providers are (their retries, breaker and pause are the same code).
+
+A LAN model calibrated like a local one (``hybrid calibrate --lan gpu-box/qwen2.5-32b``, which
+asks the server the calibration set and stores the fit under the model's name,
+:func:`~hybrid.routing.difficulty.store.name_key`) is judged by that calibration instead of
+its prior.
+
+When no server takes it, :class:`LanMiss` says why in one code for the cloud answer's reason:
+``lan:failed:gpu-box:timeout``, ``lan:busy`` (every server full, saturated, down or open),
+``lan:no_model`` (no model held able to answer it), ``lan:no_trusted_server`` (private data,
+and no server is marked trusted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybrid.errors import (
+    ConfigError,
+    InvalidRequestError,
+    ProviderError,
+    ProviderUnreachableError,
+)
+from hybrid.generation import GenerationRequest, Message
+from hybrid.lan.pool import LanPool, LanServer
+from hybrid.routing.answer import Answer
+from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.prior import is_prior, prior_for_name
+from hybrid.routing.difficulty.store import find, model_path, name_key
+from hybrid.routing.failover import Failure
+
+log = logging.getLogger("hybrid.routing")
+
+
+@dataclass(frozen=True)
+class LanMiss:
+    """Why no LAN server answered.
+
+    Attributes:
+        code: One code for the reason of the answer given instead (``lan:busy``).
+        failures: The servers that were tried and failed, in order.
+    """
+
+    code: str
+    failures: tuple[Failure, ...] = ()
+
+
+class LanTier:
+    """Starts requests on the team's LAN servers.
+
+    Args:
+        pool: The servers.
+        home: The data dir, where calibrations of LAN models are stored by name.
+        difficulty: The difficulty model of a LAN model, by name (default: its calibration in
+            ``home``, else its prior, :func:`prior_for_name`); None when it has none, and then
+            it is not asked.
+    """
+
+    def __init__(
+        self,
+        pool: LanPool,
+        *,
+        home: Path | None = None,
+        difficulty: Callable[[str], DifficultyModel | None] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._difficulty = difficulty if difficulty is not None else _ByName(home)
+
+    @property
+    def pool(self) -> LanPool:
+        return self._pool
+
+    def able(self, model: str, messages: Sequence[Message]) -> tuple[bool, float | None]:
+        """Whether a LAN model is expected to answer a request well, and its score."""
+        judged = self._difficulty(model)
+        if judged is None:
+            return True, None
+        score = judged.score(messages)
+        return not judged.escalates(score), score
+
+    async def start(
+        self,
+        request: GenerationRequest,
+        reason: str,
+        *,
+        messages: Sequence[Message],
+        trusted_only: bool = False,
+        score: float | None = None,
+    ) -> Answer | LanMiss:
+        """Start a request on the first LAN server that takes it.
+
+        Args:
+            request: The request (its ``model`` is set to the LAN model's).
+            reason: Why it is not answered on this machine (``capacity:eta_14s>8s``).
+            messages: What the difficulty estimates read (the conversation, or the prompt).
+            trusted_only: Only servers marked trusted (the request holds private data).
+            score: The local difficulty score, for the answer.
+
+        Returns:
+            The started answer (route ``lan``), or why none started.
+        """
+        servers, skipped = self._pool.ranked(trusted_only=trusted_only)
+        judged: dict[str, bool] = {}
+        failures: list[Failure] = []
+        tried_any = False
+        for server in servers:
+            model = self._model_for(server, messages, judged)
+            if model is None:
+                continue
+            tried_any = True
+            self._pool.acquire(server)
+            try:
+                generation = await server.provider.start(dataclasses.replace(request, model=model))
+            except ProviderError as exc:
+                self._pool.release(server)
+                log.warning("LAN server %s failed: %s", server.name, exc)
+                if isinstance(exc, ProviderUnreachableError):
+                    self._pool.went_down(server, str(exc))
+                failures.append(Failure(server.name, exc.reason, str(exc), exc.retryable))
+                continue
+            except InvalidRequestError as exc:
+                # Its API cannot carry something the request asks for: the cloud may.
+                self._pool.release(server)
+                failures.append(Failure(server.name, "unsupported", str(exc), False))
+                continue
+            except BaseException:
+                self._pool.release(server)
+                raise
+            where = f"{server.name}/{model}"
+            full = f"lan:{where};{reason}"
+            if failures:
+                full += f";failover:lan:{failures[0].code}"
+            return Answer(self._pool.track(server, generation), "lan", where, full, score)
+        if failures:
+            return LanMiss(f"lan:failed:{failures[0].code}", tuple(failures))
+        if not servers and not skipped:
+            return LanMiss("lan:no_trusted_server")  # the pool has servers: none is trusted
+        if not tried_any and servers:
+            return LanMiss("lan:no_model")
+        return LanMiss("lan:busy")
+
+    def _model_for(
+        self, server: LanServer, messages: Sequence[Message], judged: dict[str, bool]
+    ) -> str | None:
+        for model in server.models:
+            if model not in judged:
+                judged[model] = self.able(model, messages)[0]
+            if judged[model]:
+                return model
+        return None
+
+
+class _ByName:
+    """Each LAN model's calibration (stored under its name in ``home``), else its prior; looked
+    up once per name, and again when a calibration appears for a model on its prior."""
+
+    def __init__(self, home: Path | None) -> None:
+        self._home = home
+        self._models: dict[str, DifficultyModel | None] = {}
+
+    def __call__(self, name: str) -> DifficultyModel | None:
+        known = self._models.get(name)
+        if name in self._models and not (known is not None and self._calibrated_since(known, name)):
+            return known
+        model: DifficultyModel | None = None
+        try:
+            stored = find(self._home, name_key(name)) if self._home is not None else None
+            model = stored.model if stored is not None else prior_for_name(name)
+        except ConfigError as exc:
+            log.warning("no difficulty estimate for LAN model %s: %s", name, exc)
+        self._models[name] = model
+        return model
+
+    def _calibrated_since(self, model: DifficultyModel, name: str) -> bool:
+        return (
+            self._home is not None
+            and is_prior(model)
+            and model_path(self._home, name_key(name)).is_file()
+        )

@@ -1,0 +1,98 @@
+"""The LAN pool: a server down at start is marked so and used again after the breaker's pause;
+answers are counted in flight until closed; the model check of LAN answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fake_cloud import FakeCloud, closed_port
+from routing_fakes import BIG
+from routing_fakes import LAN_POLICY as POLICY
+
+from hybrid.backend import ReplayGeneration
+from hybrid.generation import GenerationDone, Usage
+from hybrid.lan.pool import LanPool
+from hybrid.lan.provider import same_model
+from hybrid.settings.lan import LanSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_server_down_at_start_is_marked_down_and_used_again_once_it_answers() -> None:
+    port = closed_port()
+    clock = Clock()
+    settings = LanSettings(
+        servers=[
+            {
+                "name": "late",
+                "base_url": f"http://127.0.0.1:{port}/v1",
+                "api_key": "sk-fake-openai",
+                "models": [BIG],
+            }
+        ]
+    )
+    pool = LanPool(settings, POLICY, clock=clock)
+    (server,) = pool.servers
+
+    async def scenario() -> None:
+        await pool.start()
+        assert pool.to_json()[0]["up"] is False
+        assert "127.0.0.1" in (pool.to_json()[0]["error"] or "")
+        assert pool.ranked() == ([], ["late:down"])
+        with FakeCloud(models=(BIG,), port=port):
+            await pool.refresh()  # before the pause: not asked again
+            assert server.down_until is not None
+            clock.now += POLICY.breaker_reset_s
+            await pool.refresh()
+            assert pool.to_json()[0]["up"] is True
+            assert pool.ranked() == ([server], [])
+        await pool.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_an_answer_counts_in_flight_from_its_request_until_it_is_closed() -> None:
+    settings = LanSettings(
+        servers=[{"name": "a", "base_url": "http://127.0.0.1:9/v1", "max_concurrency": 2}]
+    )
+    pool = LanPool(settings, POLICY)
+    (server,) = pool.servers
+
+    async def scenario() -> None:
+        pool.acquire(server)
+        pool.acquire(server)
+        assert pool.ranked() == ([], ["a:full"])
+        pool.release(server)
+        tracked = pool.track(server, ReplayGeneration([GenerationDone("stop", Usage(1, 1))]))
+        assert server.in_flight == 1
+        await tracked.aclose()
+        await tracked.aclose()  # closing twice counts once
+        assert (server.in_flight, server.answered) == (0, 1)
+        await pool.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("asked", "answered", "same"),
+    [
+        ("qwen2.5-32b-instruct", "qwen2.5-32b-instruct", True),
+        ("llama3.2", "llama3.2:latest", True),
+        ("qwen2.5-32b-instruct", "/models/qwen2.5-32b-instruct.gguf", True),
+        ("Qwen/Qwen2.5-32B-Instruct", "Qwen/Qwen2.5-32B-Instruct", True),
+        ("qwen2.5-32b-instruct", None, True),
+        ("qwen2.5-32b-instruct", "llama3.1:8b", False),
+        ("qwen2.5-32b-instruct", "qwen2.5-7b-instruct", False),
+    ],
+)
+def test_the_model_an_answer_names_is_matched_as_servers_spell_it(
+    asked: str, answered: str | None, same: bool
+) -> None:
+    assert same_model(asked, answered) is same

@@ -1,0 +1,360 @@
+"""The LAN tier in the dispatcher: team servers before the cloud, by load, with failover.
+
+The servers are real HTTP servers on loopback (`FakeCloud` speaking OpenAI's wire format),
+reached through the real `LanPool` and `LanProvider`; the local model and the cloud are the
+dispatcher tests' scripted fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fake_cloud import FakeCloud, Fault, closed_port
+from routing_fakes import BIG, LAN_POLICY, FakeLocal, FakeProvider
+
+from hybrid.backend import collect
+from hybrid.errors import PrivateDataError, QueueFullError
+from hybrid.generation import GenerationRequest, Message
+from hybrid.lan.pool import LanPool
+from hybrid.routing.answer import Answer
+from hybrid.routing.chain import build_router
+from hybrid.routing.dispatcher import Dispatcher
+from hybrid.routing.lan import LanTier
+from hybrid.routing.names import ModelNames, ProviderModels
+from hybrid.settings.lan import LanSettings
+from hybrid.settings.routing import RoutingSettings
+
+REQUEST = GenerationRequest("r1", messages=(Message("user", "What is the capital of France?"),))
+EMAIL = GenerationRequest(
+    "r2", messages=(Message("user", "Write to jane.doe@example.com about the meeting."),)
+)
+
+
+@pytest.fixture
+def boxes() -> Iterator[tuple[FakeCloud, FakeCloud]]:
+    with (
+        FakeCloud(reply="from a", models=(BIG,)) as a,
+        FakeCloud(reply="from b", models=(BIG,)) as b,
+    ):
+        yield a, b
+
+
+def server(name: str, cloud: FakeCloud | None, **extra: Any) -> dict[str, Any]:
+    base = f"{cloud.base_url}/v1" if cloud is not None else f"http://127.0.0.1:{closed_port()}/v1"
+    key = cloud.openai_key if cloud is not None else "sk-none"
+    return {"name": name, "base_url": base, "api_key": key, "models": [BIG], **extra}
+
+
+def lan_tier(*servers: dict[str, Any], **settings: Any) -> LanTier:
+    lan = LanSettings(servers=list(servers), **settings)
+    return LanTier(LanPool(lan, LAN_POLICY))
+
+
+def dispatcher(
+    local: FakeLocal,
+    lan: LanTier,
+    *providers: FakeProvider,
+    cloud: bool = True,
+    allow_lan: bool = False,
+) -> Dispatcher:
+    names = ModelNames(
+        [ProviderModels("openai", ("gpt-4.1-mini",), usable=cloud)],
+        None,
+    )
+    return Dispatcher(
+        local,
+        {p.name: p for p in providers},  # type: ignore[misc]
+        names,
+        router=build_router(RoutingSettings()),
+        lan=lan,
+        private_to_lan=allow_lan,
+    )
+
+
+def busy() -> FakeLocal:
+    return FakeLocal(QueueFullError(depth=4, retry_after=2))
+
+
+async def answered(dispatch: Dispatcher, request: GenerationRequest = REQUEST) -> Answer:
+    return await dispatch.start(request, model="hybrid")
+
+
+async def text(answer: Answer) -> str:
+    return (await collect(answer.generation)).text
+
+
+def test_a_request_the_device_cannot_take_goes_to_a_lan_server_before_the_cloud(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, _ = boxes
+    lan = lan_tier(server("gpu-box", a))
+    openai = FakeProvider("openai")
+
+    async def scenario() -> Answer:
+        answer = await answered(dispatcher(busy(), lan, openai))
+        assert await text(answer) == "from a"
+        await lan.pool.aclose()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert (answer.route, answer.model) == ("lan", f"gpu-box/{BIG}")
+    assert answer.reason == f"lan:gpu-box/{BIG};capacity:queue_full:4"
+    assert answer.counterfactual == "openai/gpt-4.1-mini"
+    assert openai.models_asked == []
+    assert [r.body["model"] for r in a.requests] == [BIG]
+
+
+def test_the_least_loaded_server_is_asked_first(boxes: tuple[FakeCloud, FakeCloud]) -> None:
+    a, b = boxes
+    lan = lan_tier(server("a", a), server("b", b))
+
+    async def scenario() -> list[str]:
+        dispatch = dispatcher(busy(), lan, FakeProvider("openai"))
+        first = await answered(dispatch)  # held open: one in flight on a
+        second = await answered(dispatch)
+        await text(first)
+        third = await answered(dispatch)  # a is free again
+        models = [first.model, second.model, third.model]
+        for answer in (second, third):
+            await text(answer)
+        assert [s.in_flight for s in lan.pool.servers] == [0, 0]
+        await lan.pool.aclose()
+        return models
+
+    assert asyncio.run(scenario()) == [f"a/{BIG}", f"b/{BIG}", f"a/{BIG}"]
+
+
+def test_a_server_reporting_a_queue_is_passed_over_for_an_idle_one(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, b = boxes
+    lan = lan_tier(server("a", a), server("b", b))
+    from hybrid.lan.reports import ServerLoad
+
+    async def scenario() -> str:
+        busy_a = lan.pool.servers[0]
+        # a's own report: 4 of 4 slots busy, 2 queued (another client's requests).
+        busy_a.load = ServerLoad(4, 2, 4, 0, "llama-server /slots+/metrics", None, 1e18)
+        answer = await answered(dispatcher(busy(), lan, FakeProvider("openai")))
+        await text(answer)
+        await lan.pool.aclose()
+        return answer.model
+
+    assert asyncio.run(scenario()) == f"b/{BIG}"
+
+
+def test_round_robin_takes_each_server_in_turn(boxes: tuple[FakeCloud, FakeCloud]) -> None:
+    a, b = boxes
+    lan = lan_tier(server("a", a), server("b", b), strategy="round_robin")
+
+    async def scenario() -> list[str]:
+        dispatch = dispatcher(busy(), lan, FakeProvider("openai"))
+        models = []
+        for _ in range(4):
+            answer = await answered(dispatch)
+            await text(answer)
+            models.append(answer.model.split("/")[0])
+        await lan.pool.aclose()
+        return models
+
+    assert asyncio.run(scenario()) == ["a", "b", "a", "b"]
+
+
+def test_a_server_that_is_down_is_failed_over_and_then_skipped(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    _, b = boxes
+    lan = lan_tier(server("dead", None), server("b", b))
+
+    async def scenario() -> list[Answer]:
+        dispatch = dispatcher(busy(), lan, FakeProvider("openai"))
+        answers = [await answered(dispatch), await answered(dispatch)]
+        for answer in answers:
+            await text(answer)
+        assert lan.pool.to_json()[0]["up"] is False
+        await lan.pool.aclose()
+        return answers
+
+    first, second = asyncio.run(scenario())
+    assert first.model == second.model == f"b/{BIG}"
+    assert first.reason.endswith(";failover:lan:dead:unavailable")
+    assert second.reason == f"lan:b/{BIG};capacity:queue_full:4"  # dead was not tried again
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [(Fault.malformed(), "bad_response"), (Fault.status(503), "unavailable")],
+)
+def test_a_server_that_answers_badly_is_failed_over(
+    boxes: tuple[FakeCloud, FakeCloud], fault: Fault, code: str
+) -> None:
+    a, b = boxes
+    a.default_fault = fault
+    lan = lan_tier(server("a", a), server("b", b))
+
+    async def scenario() -> Answer:
+        answer = await answered(dispatcher(busy(), lan, FakeProvider("openai")))
+        assert await text(answer) == "from b"
+        await lan.pool.aclose()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.model == f"b/{BIG}"
+    assert answer.reason.endswith(f";failover:lan:a:{code}")
+
+
+def test_when_every_lan_server_fails_the_cloud_answers_and_says_why(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, _ = boxes
+    a.default_fault = Fault.status(500)
+    lan = lan_tier(server("a", a))
+    openai = FakeProvider("openai")
+
+    async def scenario() -> Answer:
+        answer = await answered(dispatcher(busy(), lan, openai))
+        await lan.pool.aclose()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert (answer.route, answer.model) == ("cloud", "openai/gpt-4.1-mini")
+    assert answer.reason == "capacity:queue_full:4;lan:failed:a:unavailable"
+
+
+def test_a_full_server_sends_the_request_to_the_cloud(boxes: tuple[FakeCloud, FakeCloud]) -> None:
+    a, _ = boxes
+    lan = lan_tier(server("a", a, max_concurrency=1))
+    openai = FakeProvider("openai")
+
+    async def scenario() -> list[Answer]:
+        dispatch = dispatcher(busy(), lan, openai)
+        held = await answered(dispatch)
+        overflow = await answered(dispatch)
+        await text(held)
+        await lan.pool.aclose()
+        return [held, overflow]
+
+    held, overflow = asyncio.run(scenario())
+    assert held.route == "lan"
+    assert (overflow.route, overflow.reason) == ("cloud", "capacity:queue_full:4;lan:busy")
+
+
+def test_a_lan_model_too_small_for_the_prompt_is_not_asked(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, _ = boxes
+    lan = lan_tier(server("a", a, models=["gemma3:270m"]))
+    hard = GenerationRequest(
+        "hard",
+        messages=(
+            Message(
+                "user",
+                "Prove that there are infinitely many primes, then write a Python function "
+                "that tests primality in O(sqrt n) time and explain its complexity.",
+            ),
+        ),
+    )
+    openai = FakeProvider("openai")
+
+    async def scenario() -> Answer:
+        answer = await answered(dispatcher(busy(), lan, openai), hard)
+        await lan.pool.aclose()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.route == "cloud"
+    assert answer.reason.endswith(";lan:no_model")
+    assert a.requests == []
+
+
+def test_without_a_cloud_a_lan_server_still_takes_what_the_device_cannot(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, _ = boxes
+    lan = lan_tier(server("a", a))
+
+    async def scenario() -> Answer:
+        answer = await answered(dispatcher(busy(), lan, cloud=False))
+        await text(answer)
+        await lan.pool.aclose()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert (answer.route, answer.counterfactual) == ("lan", None)
+
+
+def test_private_data_goes_only_to_trusted_servers_and_only_when_allowed(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, b = boxes
+    servers = (server("open", a), server("vault", b, privacy="trusted"))
+    openai = FakeProvider("openai")
+
+    async def scenario(allow: bool) -> Answer | PrivateDataError:
+        lan = lan_tier(*servers)
+        try:
+            return await answered(dispatcher(busy(), lan, openai, allow_lan=allow), EMAIL)
+        except PrivateDataError as exc:
+            return exc
+        finally:
+            await lan.pool.aclose()
+
+    refused = asyncio.run(scenario(False))
+    assert isinstance(refused, PrivateDataError)
+    assert "routing.privacy.allow_lan = true" in str(refused)
+    answer = asyncio.run(scenario(True))
+    assert isinstance(answer, Answer)
+    assert (answer.route, answer.model) == ("lan", f"vault/{BIG}")
+    assert answer.reason.startswith(f"lan:vault/{BIG};privacy:email")
+    assert a.requests == [] and openai.models_asked == []
+
+
+def test_a_private_request_with_no_trusted_server_is_refused(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, _ = boxes
+    lan = lan_tier(server("open", a))
+
+    async def scenario() -> None:
+        try:
+            with pytest.raises(
+                PrivateDataError, match=r"trusted LAN servers \(lan:no_trusted_server\)"
+            ):
+                await answered(
+                    dispatcher(busy(), lan, FakeProvider("openai"), allow_lan=True), EMAIL
+                )
+        finally:
+            await lan.pool.aclose()
+
+    asyncio.run(scenario())
+    assert a.requests == []
+
+
+STREAMED = GenerationRequest(
+    "s1", messages=(Message("user", "What is the capital of France?"),), stream=True
+)
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [(Fault.reset(after_chunks=0), "unavailable"), (Fault.malformed(), "bad_response")],
+)
+def test_a_stream_cut_or_garbled_before_its_first_token_is_failed_over(
+    boxes: tuple[FakeCloud, FakeCloud], fault: Fault, code: str
+) -> None:
+    a, b = boxes
+    a.default_fault = fault
+    lan = lan_tier(server("a", a), server("b", b))
+
+    async def scenario() -> Answer:
+        answer = await answered(dispatcher(busy(), lan, FakeProvider("openai")), STREAMED)
+        assert await text(answer) == "from b"
+        await lan.pool.aclose()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.model == f"b/{BIG}"
+    assert answer.reason.endswith(f";failover:lan:a:{code}")
