@@ -1,26 +1,48 @@
-"""The fake cloud: a real HTTP server on loopback speaking OpenAI's and Anthropic's wire formats.
+"""The fake cloud: a real HTTP server on loopback speaking OpenAI's and Anthropic's wire formats,
+and, with ``lan_kind``, a LAN inference server's health, model-list and load endpoints too.
 
 One `FakeCloud` serves OpenAI's ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models``
 and Anthropic's ``/v1/messages`` on one port, with the APIs' exact JSON, SSE framing, error bodies
 and headers, so that the official SDKs (and our providers) parse it as they parse the real thing
 (`fake_cloud_answers`). It is the one fake upstream of the tests and of the benchmarks.
 
+With ``lan_kind`` ("llama-server", "vllm", "ollama" or "hybrid") it is an OpenAI-compatible
+server on the LAN that also reports its load the way that engine does (`fake_cloud_lan`)::
+
+    llama-server  /health, /v1/health, /slots, /metrics, /models, /v1/models
+    vllm          /health, /metrics, /v1/models
+    ollama        /, /api/ps, /v1/models
+    hybrid        /health, /metrics, /v1/models
+
+Every path but the generation endpoints (POST chat, completions, messages) then gets the
+engine's answer, its 404s included, and ``/v1/models`` lists `models` as the engine does. The
+attributes `running`, `waiting`, `loading` and `loaded` set what it reports; a saturated server
+is ``running = slots`` and ``waiting > 0``. The running count it reports adds the generation
+requests being answered at that moment (`in_flight`) to `running`.
+
 Faults (`fake_cloud_faults`) are queued with `FakeCloud.push` and consumed one per incoming
 request, first in first out; while the queue is empty every request gets
-`FakeCloud.default_fault`, and without one a normal answer::
+`FakeCloud.default_fault`, and without one a normal answer. With ``lan_kind`` the queue and the
+default fault are for generation requests only, so that a load or health probe running beside
+a test does not take a fault meant for a chat. `FakeCloud.fail` sets a fault for every request
+to one path until it is lifted, before the queue::
 
     429 rate limit (retry-after / retry-after-ms)  Fault.rate_limit(...)
     500 / 502 / 503 / 529 with the API's body      Fault.status(code)
+    404 (the API's, or the LAN engine's)           Fault.not_found()
     401 even with the right key                    Fault.wrong_key()
     a redirect elsewhere                           Fault.redirect(location)
+    a 200 with an HTML page                        Fault.html()
     silence for good (a black hole)                Fault.black_hole()
     the connection closed, unanswered              Fault.hang_up()
     silence before the status line                 Fault.slow_first_byte(delay_s)
     a pause before every piece of the body         Fault.slow_body(pause_s)
     silence mid-stream, then close                 Fault.stall(after_chunks, stall_s)
-    TCP reset (RST) mid-stream                     Fault.reset(after_chunks)
+    TCP reset (RST) mid-stream or mid-body         Fault.reset(after_chunks)
+    a clean end mid-stream, no finish or [DONE]    Fault.truncated(after_chunks)
     invalid JSON in a 200 body or a data: line     Fault.malformed()
     the API's error event mid-stream               Fault.stream_error(message, after_chunks)
+    an answer naming another model                 Fault.wrong_model(name)
     connection refused                             closed_port()
 
 Kept-alive connections can go stale as on a real server: with ``idle_close_s`` the fake closes
@@ -35,43 +57,45 @@ the mapping's order, wins. `FakeCloud.prompt_cache` scripts the provider's promp
 
 For benchmarks, ``replay=True`` builds the answer to a byte-identical request once and sends the
 same bytes again (ids and timestamps repeat), so that the fake costs little more than reading a
-request; faults still apply. `fake_cloud_process` runs it in a process of its own.
-``GET /fake/stats`` answers ``{"requests": ..., "connections": ...}`` (API requests recorded and
-connections accepted so far) and is not recorded itself.
+request; faults still apply, and a LAN server's own endpoints are answered afresh every time.
+`fake_cloud_process` runs it in a process of its own. ``GET /fake/stats`` answers
+``{"requests": ..., "connections": ...}`` (requests recorded and connections accepted so far)
+and is not recorded itself.
 
 It is built on `asyncio.start_server` (`fake_cloud_http`) rather than uvicorn because stalls
 and resets must happen on the real socket. The server runs its own event loop in a background
-thread, so sync and async tests alike can drive it; every property and method is safe to use
-from the test thread.
+thread (`fake_cloud_loop`), so sync and async tests alike can drive it; every property,
+attribute and method is safe to use from the test thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
-from fake_cloud_answers import (
-    Api,
-    Json,
-    PromptCache,
-    Request,
-    api_answer,
-    fault_answer,
-    request_text,
-)
-from fake_cloud_faults import Fault
+from fake_cloud_answers import Answer, Api, Json, PromptCache, Request, api_answer, request_text
+from fake_cloud_faults import Fault, replacement, reshaped
 from fake_cloud_http import deliver, json_response, read_request, send, whole_response
+from fake_cloud_lan import (
+    LAN_KINDS,
+    LanKind,
+    LanState,
+    generates,
+    lan_answer,
+    lan_not_found,
+    refusal,
+)
+from fake_cloud_loop import LoopbackServer, closed_port
 from fake_cloud_tools import ScriptedCall, ToolScript
 
 __all__ = [
     "FakeCloud",
     "Fault",
+    "LanKind",
     "PromptCache",
     "Received",
     "ScriptedCall",
@@ -99,30 +123,20 @@ class Received:
     at: float
 
 
-def closed_port() -> int:
-    """A loopback port with nothing listening, so connecting to it is refused.
-
-    Returns:
-        A port the OS just handed out and released; nothing in the test run binds it again
-        unless it asks the OS for any free port and is given this one.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class FakeCloud:
+class FakeCloud(LoopbackServer):
     """OpenAI's /v1/chat/completions, /v1/completions, /v1/models and Anthropic's /v1/messages
-    on one loopback port.
+    on one loopback port, and with `lan_kind` a LAN engine's own endpoints.
 
     Use it as a context manager, or call `start` and `stop`. The OpenAI base URL is
     ``base_url + "/v1"``; the Anthropic one is `base_url` itself.
 
     Args:
-        openai_key: The key OpenAI requests must carry.
+        openai_key: The key OpenAI requests must carry (and, with `lan_kind`, the engine's
+            guarded endpoints); None for a server that asks for no key.
         anthropic_key: The key Anthropic requests must carry.
         reply: The text every successful answer carries.
-        models: What ``GET /v1/models`` lists.
+        models: What ``GET /v1/models`` lists (with `lan_kind`: the engine's models; Ollama's
+            pulled ones).
         port: The loopback port to listen on; 0 for any free one.
         default_fault: The fault every request gets while no pushed fault is queued.
         idle_close_s: Close a kept-alive connection idle this long after an answer; None for
@@ -130,12 +144,20 @@ class FakeCloud:
         answers_per_connection: Close a connection, unanswered, when a request arrives on it
             after this many answers; None for never.
         replay: Send a byte-identical request the bytes of the first one's answer.
+        lan_kind: Also serve this LAN engine's health, model-list and load endpoints; None
+            for the cloud alone.
+        slots: With `lan_kind`: llama-server's ``--parallel``, hybrid's slots.
+        metrics: With `lan_kind` "llama-server": started with ``--metrics``.
+
+    Raises:
+        ValueError: an unknown `lan_kind`, fewer than one slot, or no model for an engine
+            that names one in its reports (vLLM, hybrid).
     """
 
     def __init__(
         self,
         *,
-        openai_key: str = "sk-fake-openai",
+        openai_key: str | None = "sk-fake-openai",
         anthropic_key: str = "sk-ant-fake",
         reply: str = "Hello from the fake cloud.",
         models: Sequence[str] = ("gpt-4.1-mini", "gpt-4.1"),
@@ -144,14 +166,35 @@ class FakeCloud:
         idle_close_s: float | None = None,
         answers_per_connection: int | None = None,
         replay: bool = False,
+        lan_kind: LanKind | None = None,
+        slots: int = 4,
+        metrics: bool = True,
     ) -> None:
+        super().__init__(port)
+        if lan_kind is not None and lan_kind not in LAN_KINDS:
+            raise ValueError(f"lan_kind {lan_kind!r} is none of {', '.join(LAN_KINDS)}, or None")
+        if slots < 1:
+            raise ValueError(f"a LAN server has at least one slot, not {slots}")
+        if lan_kind in ("vllm", "hybrid") and not models:
+            raise ValueError(f"a {lan_kind} server names its model: give at least one in models")
         self._openai_key = openai_key
         self._anthropic_key = anthropic_key
         self._models = tuple(models)
-        self._wanted_port = port
         self._idle_close_s = idle_close_s
         self._answers_per_connection = answers_per_connection
         self._replay = replay
+        self._lan_kind: LanKind | None = lan_kind
+        self._slots = slots
+        self._metrics = metrics
+        self.running = 0
+        """With `lan_kind`: requests the server reports generating besides those in flight."""
+        self.waiting = 0
+        """With `lan_kind`: requests queued (llama-server's deferred, vLLM's waiting, hybrid's
+        queue)."""
+        self.loading = False
+        """With `lan_kind` llama-server or hybrid: the model is loading (``/health`` 503)."""
+        self.loaded: tuple[str, ...] = self._models[:1]
+        """With `lan_kind` ollama: the models in memory (``/api/ps``)."""
         # The test thread and the server thread both touch what follows; only under the lock.
         self._lock = threading.Lock()
         self._reply = reply
@@ -160,85 +203,35 @@ class FakeCloud:
         self._cache = PromptCache()
         self._default_fault = default_fault
         self._faults: deque[Fault] = deque()
+        self._path_faults: dict[str, Fault] = {}
         self._requests: list[Received] = []
         self._connections = 0
         self._dropped = 0
+        self._in_flight = 0
         self._replayed: dict[tuple[object, ...], tuple[Json | None, bytes]] = {}
-        # Only the server thread touches these.
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._port: int | None = None
-
-    # --- lifecycle, called from the test thread
-
-    def start(self) -> FakeCloud:
-        """Listen on the loopback port, serving from a background thread.
-
-        Returns:
-            self, listening once this returns.
-
-        Raises:
-            RuntimeError: already started.
-            OSError: the port asked for is taken.
-        """
-        if self._thread is not None:
-            raise RuntimeError("this FakeCloud is already running; stop() it first")
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="fake-cloud", daemon=True)
-        thread.start()
-        listen = asyncio.start_server(self._serve, "127.0.0.1", self._wanted_port, backlog=4096)
-        try:
-            server = asyncio.run_coroutine_threadsafe(listen, loop).result(timeout=10)
-        except BaseException:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            raise
-        self._loop, self._thread, self._server = loop, thread, server
-        self._port = int(server.sockets[0].getsockname()[1])
-        return self
-
-    def stop(self) -> None:
-        """Stop listening and drop open connections (stalled ones included); a no-op when not
-        running. Afterwards connecting to `port` is refused."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        self._loop = self._thread = self._server = None
-
-    def __enter__(self) -> FakeCloud:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- what tests read and set
 
     @property
-    def port(self) -> int:
-        """The port it listens on (kept after `stop`, when it refuses connections).
-
-        Raises:
-            RuntimeError: never started.
-        """
-        if self._port is None:
-            raise RuntimeError("FakeCloud has no port until start() is called")
-        return self._port
+    def lan_kind(self) -> LanKind | None:
+        """The LAN engine it also speaks as, or None."""
+        return self._lan_kind
 
     @property
-    def openai_key(self) -> str:
-        """The key OpenAI requests must carry as ``Authorization: Bearer``."""
+    def slots(self) -> int:
+        """With `lan_kind`: the slots it reports."""
+        return self._slots
+
+    @property
+    def in_flight(self) -> int:
+        """Generation requests (chat, completion, message) being answered now."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def openai_key(self) -> str | None:
+        """The key OpenAI requests (and a LAN server's guarded endpoints) must carry as
+        ``Authorization: Bearer``; None when any key or none will do."""
         return self._openai_key
 
     @property
@@ -246,16 +239,11 @@ class FakeCloud:
         """The key Anthropic requests must carry as ``x-api-key`` (or Bearer)."""
         return self._anthropic_key
 
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``: Anthropic's base URL; OpenAI's is this plus ``/v1``."""
-        return f"http://127.0.0.1:{self.port}"
-
     def provider_env(self) -> dict[str, str]:
         """The ecosystem's variables that point OpenAI and Anthropic clients (hybrid among
-        them) at this fake, with its keys."""
+        them) at this fake, with its keys (a placeholder where it asks for none)."""
         return {
-            "OPENAI_API_KEY": self._openai_key,
+            "OPENAI_API_KEY": self._openai_key or "sk-no-key-needed",
             "OPENAI_BASE_URL": f"{self.base_url}/v1",
             "ANTHROPIC_API_KEY": self._anthropic_key,
             "ANTHROPIC_BASE_URL": self.base_url,
@@ -340,15 +328,26 @@ class FakeCloud:
             return self._dropped
 
     def push(self, *faults: Fault) -> None:
-        """Queue faults; each incoming request (to any path) takes the oldest one."""
+        """Queue faults; each incoming request (to any path; with `lan_kind`, each generation
+        request) takes the oldest one."""
         with self._lock:
             self._faults.extend(faults)
 
+    def fail(self, path: str, fault: Fault | None) -> None:
+        """Answer every request to `path` with `fault`, before any queued one, until `reset` or
+        ``fail(path, None)``."""
+        with self._lock:
+            if fault is None:
+                self._path_faults.pop(path, None)
+            else:
+                self._path_faults[path] = fault
+
     def reset(self) -> None:
-        """Forget queued faults, the default fault, recorded requests, scripted replies and
-        tool calls, and the prompt cache."""
+        """Forget queued and per-path faults, the default fault, recorded requests, scripted
+        replies and tool calls, and the prompt cache; what a LAN server reports stays."""
         with self._lock:
             self._faults.clear()
+            self._path_faults.clear()
             self._default_fault = None
             self._requests.clear()
             self._tools = ToolScript()
@@ -358,46 +357,17 @@ class FakeCloud:
 
     # --- the server thread
 
-    async def _shutdown(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        await asyncio.sleep(0)  # a connection accepted just now registers its handler first
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        await asyncio.sleep(0)  # aborted transports close their sockets on the next turn
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with self._lock:
             self._connections += 1
         answered = 0
-        try:
-            while (request := await self._next_request(reader, answered)) is not None:
-                if answered == self._answers_per_connection:
-                    self._record(request, dropped=True)
-                    break  # closed as if its idle timeout had struck just now
-                if not await self._exchange(request, reader, writer):
-                    break
-                answered += 1
-            writer.close()
-        except (
-            asyncio.CancelledError,
-            ConnectionError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            ValueError,
-        ):
-            # Cancelled by stop(), or the client went away or spoke garbage: drop the socket.
-            # CancelledError is swallowed because asyncio logs it as an error from a
-            # client_connected_cb task, and the task ends here either way.
-            writer.transport.abort()
-        finally:
-            self._tasks.discard(task)
+        while (request := await self._next_request(reader, answered)) is not None:
+            if answered == self._answers_per_connection:
+                self._record(request, dropped=True)
+                return  # closed as if its idle timeout had struck just now
+            if not await self._exchange(request, reader, writer):
+                return
+            answered += 1
 
     async def _next_request(self, reader: asyncio.StreamReader, answered: int) -> Request | None:
         """The next request, or None when the client closed the connection or it went idle
@@ -424,29 +394,31 @@ class FakeCloud:
             with self._lock:
                 stats = {"requests": len(self._requests), "connections": self._connections}
             return await send(writer, json_response(stats), request.keep_alive)
+        if not generates(request):
+            return await self._answer(request, reader, writer)
         with self._lock:
-            fault = self._faults.popleft() if self._faults else self._default_fault
-            replay_key = self._replay_key(request) if fault is None else None
+            self._in_flight += 1
+        try:
+            return await self._answer(request, reader, writer)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    async def _answer(
+        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        lan = self._lan_kind is not None and not generates(request)
+        with self._lock:
+            fault = self._path_faults.get(request.path)
+            if fault is None and not lan:
+                fault = self._faults.popleft() if self._faults else self._default_fault
+            replay_key = self._replay_key(request) if fault is None and not lan else None
             replayed = self._replayed.get(replay_key) if replay_key is not None else None
-            reply, tools, cache = self._reply, self._tools, self._cache
-            replies = list(self._replies.items())
         if replayed is not None:
             self._record(request, body=replayed[0])
             return await send(writer, replayed[1], request.keep_alive)
         self._record(request)
-        text = request_text(request.json_body())
-        reply = next((r for piece, r in replies if piece in text), reply)
-        answer = fault_answer(request.api, fault) if fault else None
-        if answer is None:
-            answer = api_answer(
-                request,
-                key=self._anthropic_key if request.api == "anthropic" else self._openai_key,
-                models=self._models,
-                reply=reply,
-                tools=tools,
-                cache=cache,
-                refuse_key=fault is not None and fault.kind == "wrong_key",
-            )
+        answer = self._build(request, fault, lan)
         if fault is None:
             data = whole_response(answer, request.keep_alive)
             if replay_key is not None:
@@ -461,15 +433,56 @@ class FakeCloud:
             return False
         if fault.kind == "slow_first_byte":
             await asyncio.sleep(fault.delay_s)
-        if fault.kind == "malformed":
-            answer = answer.malformed(fault.after_chunks)
-        if fault.kind == "stream_error":
-            answer = answer.broken_off(request.api, fault)
+        answer = reshaped(answer, request.api, fault)
         if fault.kind not in _DELIVERY:
             return await send(
                 writer, whole_response(answer, request.keep_alive), request.keep_alive
             )
         return await deliver(answer, writer, fault, request.keep_alive)
+
+    def _build(self, request: Request, fault: Fault | None, lan: bool) -> Answer:
+        """The answer `request` earns, or the one `fault` puts in its place."""
+        if fault is not None and fault.kind == "not_found" and lan and self._lan_kind:
+            return lan_not_found(self._lan_kind, request.path)
+        if fault is not None and (replaced := replacement(request, fault)) is not None:
+            return replaced
+        state = self._lan_state()
+        if state is not None and lan:
+            authorization = request.headers.get("authorization")
+            keyed = self._openai_key is None or authorization == f"Bearer {self._openai_key}"
+            return lan_answer(state, request, keyed)
+        if state is not None and (refused := refusal(state, request)) is not None:
+            return refused
+        with self._lock:
+            reply, tools, cache = self._reply, self._tools, self._cache
+            replies = list(self._replies.items())
+        text = request_text(request.json_body())
+        return api_answer(
+            request,
+            key=self._anthropic_key if request.api == "anthropic" else self._openai_key,
+            models=self._models,
+            reply=next((r for piece, r in replies if piece in text), reply),
+            tools=tools,
+            cache=cache,
+            refuse_key=fault is not None and fault.kind == "wrong_key",
+            answer_model=fault.model if fault is not None and fault.kind == "wrong_model" else None,
+        )
+
+    def _lan_state(self) -> LanState | None:
+        if self._lan_kind is None:
+            return None
+        with self._lock:
+            in_flight = self._in_flight
+        return LanState(
+            self._lan_kind,
+            self._models,
+            self._slots,
+            self._metrics,
+            self.running + in_flight,
+            self.waiting,
+            self.loading,
+            tuple(self.loaded),
+        )
 
     def _replay_key(self, request: Request) -> tuple[object, ...] | None:
         if not self._replay:

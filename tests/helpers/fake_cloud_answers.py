@@ -1,10 +1,10 @@
 """What the fake cloud puts on the wire: OpenAI's and Anthropic's answers, errors and SSE events.
 
 `api_answer` judges one request as the real API would (key, version header, path, body) and
-builds the answer, whole or as SSE events; `fault_answer` builds the error a `Fault` puts in its
-place. An `Answer` is not yet bytes: the server frames it (Content-Length or chunked) and breaks
-it off where a fault says. Replies are cut into words, each carrying the whitespace before it;
-the usage counts words, prompt and reply alike.
+builds the answer, whole or as SSE events (`fake_cloud_faults` builds what a fault puts in its
+place or changes in it). An `Answer` is not yet bytes: the server frames it (Content-Length or
+chunked) and breaks it off where a fault says. Replies are cut into words, each carrying the
+whitespace before it; the usage counts words, prompt and reply alike.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from fake_cloud_faults import Fault
 from fake_cloud_tools import ToolScript, calls_due, tool_answer, tool_problem
 
 Api = Literal["openai", "anthropic"]
@@ -24,18 +23,11 @@ Json = dict[str, Any]
 Event = tuple[str | None, str]  # (SSE event name or None, data line)
 
 _FINGERPRINT = "fp_fakec10ud1"
-_OPENAI_500 = "The server had an error while processing your request. Sorry about that!"
 _OPENAI_BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using"
     " your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was"
     " not valid JSON. If you have trouble figuring out how to fix this, please contact us through"
     " our help center at help.openai.com.)"
-)
-_ANTHROPIC_429 = (
-    "This request would exceed the rate limit for your organization of 50 requests per minute."
-    " For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the response"
-    " headers for current usage. Please reduce the prompt length or the maximum tokens requested,"
-    " or try again later."
 )
 
 
@@ -85,29 +77,6 @@ class Answer:
     body: bytes = b""
     events: tuple[Event, ...] | None = None
 
-    def broken_off(self, api: Api, fault: Fault) -> Answer:
-        """A stream whose event number `fault.after_chunks` is the API's error event, its last."""
-        if self.events is None:
-            return self
-        if api == "anthropic":
-            error = {"type": fault.error_type or "api_error", "message": fault.message}
-            event: Event = ("error", compact({"type": "error", "error": error}))
-        else:
-            kind = fault.error_type or "server_error"
-            error = {"message": fault.message, "type": kind, "param": None, "code": None}
-            event = (None, compact({"error": error}))
-        at = min(fault.after_chunks, len(self.events))
-        return replace(self, events=(*self.events[:at], event))
-
-    def malformed(self, index: int) -> Answer:
-        if self.events is None:
-            return replace(self, body=self.body[: len(self.body) // 2])
-        events = list(self.events)
-        at = min(index, len(events) - 1)
-        name, data = events[at]
-        events[at] = (name, data[: len(data) // 2])
-        return replace(self, events=tuple(events))
-
 
 def json_answer(api: Api, status: int, payload: Json, *extra: tuple[str, str]) -> Answer:
     headers = (*_api_headers(api, "application/json"), *extra)
@@ -152,63 +121,44 @@ def auth_error(api: Api, presented: str) -> Answer:
     return openai_error(401, message, "invalid_request_error", "invalid_api_key")
 
 
-def fault_answer(api: Api, fault: Fault) -> Answer | None:
-    """The error answer a fault puts in place of the real one, or None for delivery faults."""
-    if fault.kind == "rate_limit":
-        headers: list[tuple[str, str]] = []
-        if fault.retry_after_s is not None:
-            headers.append(("retry-after", f"{fault.retry_after_s:g}"))
-        if fault.retry_after_ms is not None:
-            headers.append(("retry-after-ms", str(fault.retry_after_ms)))
-        wait = fault.retry_after_s
-        if wait is None:
-            wait = (fault.retry_after_ms or 1000) / 1000
-        if api == "anthropic":
-            return anthropic_error(429, "rate_limit_error", _ANTHROPIC_429, *headers)
-        message = (
-            "Rate limit reached in organization org-fakecloud on requests per min (RPM): Limit 3,"
-            f" Used 3, Requested 1. Please try again in {wait:g}s. Visit"
-            " https://platform.openai.com/account/rate-limits to learn more."
-        )
-        answer = openai_error(429, message, "requests", "rate_limit_exceeded")
-        return replace(answer, headers=(*answer.headers, *headers))
-    if fault.kind == "status":
-        if api == "openai":
-            return openai_error(fault.code, _OPENAI_500, "server_error")
-        if fault.code == 529:
-            return anthropic_error(529, "overloaded_error", "Overloaded")
-        return anthropic_error(fault.code, "api_error", "Internal server error")
-    if fault.kind == "redirect":
-        return Answer(fault.code, (("location", fault.location),))
-    return None
+def not_found(request: Request) -> Answer:
+    """The API's 404 for a path it does not serve."""
+    if request.api == "anthropic":
+        return anthropic_error(404, "not_found_error", "Not Found")
+    message = f"Invalid URL ({request.method} {request.path})"
+    return openai_error(404, message, "invalid_request_error")
 
 
 def api_answer(
     request: Request,
     *,
-    key: str,
+    key: str | None,
     models: tuple[str, ...],
     reply: str,
     tools: ToolScript,
     cache: PromptCache,
     refuse_key: bool = False,
+    answer_model: str | None = None,
 ) -> Answer:
     """The answer the real API would give, judged on key, version header, path and body.
 
     Args:
         request: What arrived.
         key: The key this API wants (OpenAI: ``Authorization: Bearer``; Anthropic:
-            ``x-api-key``, or Bearer, which its Python SDK 2.x sends).
+            ``x-api-key``, or Bearer, which its Python SDK 2.x sends); None takes any key or
+            none.
         models: What ``GET /v1/models`` lists.
         reply: The text a successful answer carries.
         tools: The tool calls an answer makes to a request that offers the tools.
         cache: The prompt-cache tokens a plain answer reports.
         refuse_key: Answer 401 whatever key was sent (`Fault.wrong_key`).
+        answer_model: The ``model`` a generated answer names instead of the requested one
+            (`Fault.wrong_model`).
     """
     api, headers = request.api, request.headers
     bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
     presented = headers.get("x-api-key", bearer) if api == "anthropic" else bearer
-    if presented != key or refuse_key:
+    if (key is not None and presented != key) or refuse_key:
         return auth_error(api, presented)
     if api == "anthropic" and "anthropic-version" not in headers:
         message = "anthropic-version: header is required"
@@ -226,10 +176,7 @@ def api_answer(
     if api == "anthropic":
         known = {("POST", "/v1/messages")}
     if route not in known:
-        if api == "anthropic":
-            return anthropic_error(404, "not_found_error", "Not Found")
-        message = f"Invalid URL ({request.method} {request.path})"
-        return openai_error(404, message, "invalid_request_error")
+        return not_found(request)
 
     body = request.json_body()
     if body is None:
@@ -237,6 +184,8 @@ def api_answer(
             message = "The request body is not valid JSON: expected a JSON object."
             return anthropic_error(400, "invalid_request_error", message)
         return openai_error(400, _OPENAI_BAD_JSON, "invalid_request_error")
+    if answer_model is not None and "model" in body:
+        body = {**body, "model": answer_model}
     if api == "anthropic":
         return _anthropic_answer(body, reply, tools, cache)
     return _openai_answer(request.path, body, reply, tools, cache)

@@ -4,7 +4,7 @@ The benchmarks run it this way, so that the upstream does not share an interpret
 load generator::
 
     python tests/helpers/fake_cloud_process.py --port 8100 --replay [--reply TEXT]
-        [--openai-key KEY] [--anthropic-key KEY]
+        [--openai-key KEY] [--anthropic-key KEY] [--lan-kind llama-server|vllm|ollama|hybrid]
 
 It says ``fake cloud on http://127.0.0.1:<port>`` on stderr once it listens; ``GET /fake/stats``
 answers once it is ready.
@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 
 from fake_cloud import FakeCloud
+from fake_cloud_lan import LAN_KINDS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--anthropic-key", default="sk-ant-fake", help="the key Anthropic wants")
     parser.add_argument(
         "--replay", action="store_true", help="send a repeated request the same answer bytes"
+    )
+    parser.add_argument(
+        "--lan-kind", choices=LAN_KINDS, help="also serve this LAN engine's load endpoints"
     )
     args = parser.parse_args(argv)
     try:
@@ -48,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reply=args.reply,
         port=args.port,
         replay=args.replay,
+        lan_kind=args.lan_kind,
     )
     with cloud:
         print(f"fake cloud on {cloud.base_url}", file=sys.stderr, flush=True)

@@ -197,7 +197,7 @@ def _completion_tokens(text: str, calls: list[ScriptedCall]) -> int:
 
 
 def _openai(body: Json, text: str, calls: list[ScriptedCall], prompt_tokens: int) -> ToolAnswer:
-    tool_calls = [
+    tool_calls: list[Json] = [
         {
             "id": f"call_{secrets.token_hex(12)}",
             "type": "function",

@@ -1,4 +1,4 @@
-"""LoadProbe against real HTTP servers on loopback speaking each engine's load endpoints."""
+"""LoadProbe against the fake cloud on loopback speaking each LAN engine's load endpoints."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import TypeVar
 
 import httpx2
 import pytest
-from fake_cloud import FakeCloud, closed_port
-from fake_lan import FakeLan
+from fake_cloud import FakeCloud, Fault, closed_port
 
 from hybrid.lan import LoadProbe, ServerLoad, probe_load
 
@@ -24,6 +23,15 @@ def run(scenario: Callable[[httpx2.AsyncClient], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
+def paths(server: FakeCloud) -> list[str]:
+    return [request.path for request in server.requests]
+
+
+def v1(server: FakeCloud) -> str:
+    """The server's OpenAI base URL, as a LAN server is configured."""
+    return f"{server.base_url}/v1"
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -33,14 +41,14 @@ class FakeClock:
 
 
 @pytest.fixture
-def llama() -> Iterator[FakeLan]:
-    with FakeLan("llama-server", slots=4) as server:
+def llama() -> Iterator[FakeCloud]:
+    with FakeCloud(lan_kind="llama-server", openai_key=None, slots=4) as server:
         yield server
 
 
-def test_llama_server_with_metrics_gives_slots_running_and_queue(llama: FakeLan) -> None:
+def test_llama_server_with_metrics_gives_slots_running_and_queue(llama: FakeCloud) -> None:
     llama.running, llama.waiting = 2, 3
-    load = run(lambda client: probe_load(client, llama.base_url))
+    load = run(lambda client: probe_load(client, v1(llama)))
     assert load is not None
     assert (load.running, load.waiting) == (2, 3)
     assert (load.slots_total, load.slots_idle) == (4, 2)
@@ -49,36 +57,37 @@ def test_llama_server_with_metrics_gives_slots_running_and_queue(llama: FakeLan)
 
 
 def test_llama_server_without_metrics_gives_slots_and_no_queue() -> None:
-    with FakeLan("llama-server", slots=2, metrics=False) as server:
+    with FakeCloud(lan_kind="llama-server", openai_key=None, slots=2, metrics=False) as server:
         server.running = 2
-        load = run(lambda client: probe_load(client, server.base_url))
+        load = run(lambda client: probe_load(client, v1(server)))
     assert load is not None
     assert (load.running, load.waiting, load.slots_total, load.slots_idle) == (2, None, 2, 0)
     assert load.source == "llama-server /slots"
 
 
-def test_llama_server_without_slots_endpoint_falls_back_to_metrics(llama: FakeLan) -> None:
-    llama.fail("/slots", 501)  # started with --no-slots
+def test_llama_server_without_slots_endpoint_falls_back_to_metrics(llama: FakeCloud) -> None:
+    llama.fail("/slots", Fault.status(501))  # started with --no-slots
     llama.running, llama.waiting = 1, 5
-    load = run(lambda client: probe_load(client, llama.base_url))
+    load = run(lambda client: probe_load(client, v1(llama)))
     assert load is not None
     assert (load.running, load.waiting, load.slots_total) == (1, 5, None)
     assert load.source == "llama-server /metrics"
 
 
 def test_vllm_gauges_are_read_from_its_prometheus_text() -> None:
-    with FakeLan("vllm") as server:
+    with FakeCloud(lan_kind="vllm", openai_key=None) as server:
         server.running, server.waiting = 5, 7
-        load = run(lambda client: probe_load(client, server.base_url))
+        load = run(lambda client: probe_load(client, v1(server)))
     assert load is not None
     assert (load.running, load.waiting, load.slots_total) == (5, 7, None)
     assert load.source == "vllm /metrics"
 
 
 def test_ollama_lists_its_loaded_models_and_nothing_about_requests() -> None:
-    with FakeLan("ollama", models=("qwen2.5:32b", "llama3.1:8b")) as server:
+    models = ("qwen2.5:32b", "llama3.1:8b")
+    with FakeCloud(lan_kind="ollama", openai_key=None, models=models) as server:
         server.loaded = ("qwen2.5:32b", "llama3.1:8b")
-        load = run(lambda client: probe_load(client, server.base_url))
+        load = run(lambda client: probe_load(client, v1(server)))
     assert load is not None
     assert load.source == "ollama /api/ps"
     assert load.models_loaded == ("qwen2.5:32b", "llama3.1:8b")
@@ -86,9 +95,9 @@ def test_ollama_lists_its_loaded_models_and_nothing_about_requests() -> None:
 
 
 def test_another_hybrid_reports_from_its_health_not_its_own_metrics() -> None:
-    with FakeLan("hybrid", models=("gemma-3-270m",), slots=2) as server:
+    with FakeCloud(lan_kind="hybrid", openai_key=None, models=("gemma-3-270m",), slots=2) as server:
         server.running, server.waiting = 2, 4
-        load = run(lambda client: probe_load(client, server.base_url))
+        load = run(lambda client: probe_load(client, v1(server)))
     assert load is not None
     assert load.source == "hybrid /health"
     assert (load.running, load.waiting, load.slots_total, load.slots_idle) == (2, 4, 2, 0)
@@ -96,45 +105,45 @@ def test_another_hybrid_reports_from_its_health_not_its_own_metrics() -> None:
 
 
 @pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
-def test_the_root_is_found_whatever_the_base_url_ends_with(llama: FakeLan, suffix: str) -> None:
-    load = run(lambda client: probe_load(client, llama.root + suffix))
+def test_the_root_is_found_whatever_the_base_url_ends_with(llama: FakeCloud, suffix: str) -> None:
+    load = run(lambda client: probe_load(client, llama.base_url + suffix))
     assert load is not None and load.source == "llama-server /slots+/metrics"
-    assert all(not path.startswith("/v1/") for path in llama.paths)
+    assert all(not path.startswith("/v1/") for path in paths(llama))
 
 
 def test_what_worked_is_asked_alone_next_time() -> None:
-    with FakeLan("hybrid") as server:
+    with FakeCloud(lan_kind="hybrid", openai_key=None) as server:
 
         async def scenario(client: httpx2.AsyncClient) -> list[str]:
-            probe = LoadProbe(client, server.base_url)
+            probe = LoadProbe(client, v1(server))
             await probe.probe()
-            server.forget()
+            server.reset()
             server.running = 1
             load = await probe.probe()
             assert load is not None and load.running == 1
-            return server.paths
+            return paths(server)
 
         assert run(scenario) == ["/health"]
 
 
-def test_llama_server_is_asked_for_slots_and_metrics_together(llama: FakeLan) -> None:
+def test_llama_server_is_asked_for_slots_and_metrics_together(llama: FakeCloud) -> None:
     async def scenario(client: httpx2.AsyncClient) -> list[str]:
-        probe = LoadProbe(client, llama.base_url)
+        probe = LoadProbe(client, v1(llama))
         await probe.probe()
-        llama.forget()
+        llama.reset()
         llama.waiting = 9
         load = await probe.probe()
         assert load is not None and load.waiting == 9
-        return llama.paths
+        return paths(llama)
 
     assert sorted(run(scenario)) == ["/metrics", "/slots"]
 
 
 def test_a_kind_hint_asks_that_kind_first() -> None:
-    with FakeLan("hybrid") as server:
-        load = run(lambda client: probe_load(client, server.base_url, kind_hint="hybrid"))
+    with FakeCloud(lan_kind="hybrid", openai_key=None) as server:
+        load = run(lambda client: probe_load(client, v1(server), kind_hint="hybrid"))
         assert load is not None
-        assert server.paths == ["/health"]
+        assert paths(server) == ["/health"]
 
 
 def test_a_server_without_load_endpoints_is_left_alone_for_a_while() -> None:
@@ -175,11 +184,11 @@ def test_an_unreachable_server_gives_none_with_the_reason() -> None:
     assert problem is not None and "cannot connect" in problem
 
 
-def test_a_server_that_changed_kind_is_learnt_again(llama: FakeLan) -> None:
+def test_a_server_that_changed_kind_is_learnt_again(llama: FakeCloud) -> None:
     async def scenario(client: httpx2.AsyncClient) -> ServerLoad | None:
-        probe = LoadProbe(client, llama.base_url)
+        probe = LoadProbe(client, v1(llama))
         assert (await probe.probe()) is not None
-        llama.fail("/slots", "malformed")
+        llama.fail("/slots", Fault.malformed())
         return await probe.probe()
 
     load = run(scenario)
@@ -189,34 +198,34 @@ def test_a_server_that_changed_kind_is_learnt_again(llama: FakeLan) -> None:
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [
-        ("cut", "closed the connection mid-answer"),
-        ("hang_up", "closed the connection mid-answer"),
-        (503, "answered 503"),
+        (Fault.reset(after_chunks=1), "closed the connection mid-answer"),
+        (Fault.hang_up(), "closed the connection mid-answer"),
+        (Fault.status(503), "answered 503"),
     ],
+    ids=lambda value: value.kind if isinstance(value, Fault) else None,
 )
 def test_a_cut_or_refused_answer_keeps_what_was_learnt(
-    llama: FakeLan, fault: str | int, reason: str
+    llama: FakeCloud, fault: Fault, reason: str
 ) -> None:
     async def scenario(client: httpx2.AsyncClient) -> None:
-        probe = LoadProbe(client, llama.base_url)
+        probe = LoadProbe(client, v1(llama))
         assert (await probe.probe()) is not None
-        llama.fail("/slots", fault)  # type: ignore[arg-type]
+        llama.fail("/slots", fault)
         assert await probe.probe() is None
         assert probe.problem is not None and reason in probe.problem
-        llama.heal()
-        llama.forget()
+        llama.reset()
         load = await probe.probe()
         assert load is not None and load.source == "llama-server /slots+/metrics"
-        assert sorted(llama.paths) == ["/metrics", "/slots"]
+        assert sorted(paths(llama)) == ["/metrics", "/slots"]
 
     run(scenario)
 
 
-def test_a_silent_server_gives_none_within_the_timeout(llama: FakeLan) -> None:
-    llama.fail("/slots", "silence")
+def test_a_silent_server_gives_none_within_the_timeout(llama: FakeCloud) -> None:
+    llama.fail("/slots", Fault.black_hole())
 
     async def scenario(client: httpx2.AsyncClient) -> str | None:
-        probe = LoadProbe(client, llama.base_url, timeout_s=0.3)
+        probe = LoadProbe(client, v1(llama), timeout_s=0.3)
         assert await probe.probe() is None
         return probe.problem
 
@@ -224,11 +233,11 @@ def test_a_silent_server_gives_none_within_the_timeout(llama: FakeLan) -> None:
     assert problem is not None and "no answer from" in problem
 
 
-def test_a_loading_llama_server_is_asked_again_once_loaded(llama: FakeLan) -> None:
+def test_a_loading_llama_server_is_asked_again_once_loaded(llama: FakeCloud) -> None:
     llama.loading = True
 
     async def scenario(client: httpx2.AsyncClient) -> ServerLoad | None:
-        probe = LoadProbe(client, llama.base_url)
+        probe = LoadProbe(client, v1(llama))
         assert await probe.probe() is None
         assert probe.problem is not None and "503" in probe.problem
         llama.loading = False
@@ -239,26 +248,26 @@ def test_a_loading_llama_server_is_asked_again_once_loaded(llama: FakeLan) -> No
 
 
 def test_a_refused_key_is_named_in_the_problem() -> None:
-    with FakeLan("llama-server", api_key="right-key") as server:
+    with FakeCloud(lan_kind="llama-server", openai_key="right-key") as server:
 
         async def scenario(client: httpx2.AsyncClient) -> str | None:
-            probe = LoadProbe(client, server.base_url, "wrong-key")
+            probe = LoadProbe(client, v1(server), "wrong-key")
             assert await probe.probe() is None
             return probe.problem
 
         problem = run(scenario)
         assert problem is not None and "401, the key was refused" in problem
-        load = run(lambda client: probe_load(client, server.base_url, "right-key"))
+        load = run(lambda client: probe_load(client, v1(server), "right-key"))
         assert load is not None and load.source == "llama-server /slots+/metrics"
 
 
-@pytest.mark.parametrize("fault", ["html", "malformed"])
-def test_a_metrics_page_that_is_not_prometheus_text_gives_none(fault: str) -> None:
-    with FakeLan("vllm") as server:
-        server.fail("/metrics", fault)  # type: ignore[arg-type]
+@pytest.mark.parametrize("fault", [Fault.html(), Fault.malformed()], ids=["html", "malformed"])
+def test_a_metrics_page_that_is_not_prometheus_text_gives_none(fault: Fault) -> None:
+    with FakeCloud(lan_kind="vllm", openai_key=None) as server:
+        server.fail("/metrics", fault)
 
         async def scenario(client: httpx2.AsyncClient) -> str | None:
-            probe = LoadProbe(client, server.base_url)
+            probe = LoadProbe(client, v1(server))
             assert await probe.probe() is None
             return probe.problem
 

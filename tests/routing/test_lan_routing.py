@@ -358,3 +358,46 @@ def test_a_stream_cut_or_garbled_before_its_first_token_is_failed_over(
     answer = asyncio.run(scenario())
     assert answer.model == f"b/{BIG}"
     assert answer.reason.endswith(f";failover:lan:a:{code}")
+
+
+@pytest.mark.parametrize("request_", [REQUEST, STREAMED], ids=["whole", "streamed"])
+def test_a_server_answering_with_another_model_is_failed_over(
+    boxes: tuple[FakeCloud, FakeCloud], request_: GenerationRequest
+) -> None:
+    a, b = boxes
+    a.default_fault = Fault.wrong_model("llama3.1:8b")
+    lan = lan_tier(server("a", a), server("b", b))
+
+    async def scenario() -> Answer:
+        answer = await answered(dispatcher(busy(), lan, FakeProvider("openai")), request_)
+        assert await text(answer) == "from b"
+        await lan.pool.aclose()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.model == f"b/{BIG}"
+    assert answer.reason.endswith(";failover:lan:a:wrong_model")
+    assert len([r for r in a.requests if r.body is not None]) == 1  # not retried
+
+
+def test_the_load_a_llama_server_reports_steers_requests_to_the_idle_one() -> None:
+    with (
+        FakeCloud(reply="from a", models=(BIG,), lan_kind="llama-server") as a,
+        FakeCloud(reply="from b", models=(BIG,), lan_kind="llama-server") as b,
+    ):
+        a.running, a.waiting = 4, 8  # another team's requests: every slot busy, 8 queued
+        lan = lan_tier(server("a", a), server("b", b))
+
+        async def scenario() -> tuple[str, dict[str, Any]]:
+            await lan.pool.start()  # health and the first load reports
+            answer = await answered(dispatcher(busy(), lan, FakeProvider("openai")))
+            await text(answer)
+            shown = lan.pool.to_json()[0]
+            await lan.pool.aclose()
+            return answer.model, shown
+
+        model, shown = asyncio.run(scenario())
+    assert model == f"b/{BIG}"
+    assert shown["load"]["running"] == 4 and shown["load"]["waiting"] == 8
+    assert shown["load_endpoint"].endswith("/slots")
+    assert shown["utilisation"] >= 2.0
