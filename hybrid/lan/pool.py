@@ -62,6 +62,8 @@ class LanServer:
         health: Its latest health check (None before the first).
         down_until: While down, when to check it again (monotonic); None while up.
         answered: Answers it started.
+        down_reason: Why it was last found down (a check, or a request it refused); None
+            while up.
     """
 
     settings: LanServerSettings
@@ -72,6 +74,7 @@ class LanServer:
     health: ServerHealth | None = None
     down_until: float | None = None
     answered: int = 0
+    down_reason: str | None = None
     _turn: int = field(default=0, repr=False)
 
     @property
@@ -120,7 +123,7 @@ class LanServer:
             "models": list(self.models),
             "trusted": self.trusted,
             "up": self.down_until is None and self.health is not None,
-            "error": None if self.health is None else self.health.error,
+            "error": self.down_reason or (None if self.health is None else self.health.error),
             "in_flight": self.in_flight,
             "max_concurrency": self.settings.max_concurrency,
             "utilisation": round(self.utilisation(now, fresh_s), 3),
@@ -247,6 +250,7 @@ class LanPool:
                 self._policy.breaker_reset_s,
             )
         server.down_until = self._clock() + self._policy.breaker_reset_s
+        server.down_reason = why
 
     # -- the background task ----------------------------------------------------------------
 
@@ -300,6 +304,7 @@ class LanPool:
         if server.down_until is not None:
             log.info("LAN server %s is up again", server.name)
         server.down_until = None
+        server.down_reason = None
         await self._measure(server)
 
     async def _measure(self, server: LanServer) -> None:

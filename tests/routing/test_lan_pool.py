@@ -96,3 +96,17 @@ def test_the_model_an_answer_names_is_matched_as_servers_spell_it(
     asked: str, answered: str | None, same: bool
 ) -> None:
     assert same_model(asked, answered) is same
+
+
+def test_a_server_a_request_found_down_says_why_until_it_is_up_again() -> None:
+    settings = LanSettings(servers=[{"name": "a", "base_url": "http://127.0.0.1:9/v1"}])
+    pool = LanPool(settings, POLICY)
+    (server,) = pool.servers
+
+    async def scenario() -> None:
+        pool.went_down(server, "a: could not connect to 127.0.0.1")
+        shown = pool.to_json()[0]
+        assert (shown["up"], shown["error"]) == (False, "a: could not connect to 127.0.0.1")
+        await pool.aclose()
+
+    asyncio.run(scenario())
