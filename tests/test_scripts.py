@@ -68,6 +68,21 @@ def test_every_python_script_the_readme_shows_starts(name: str) -> None:
     assert result.stdout.startswith("usage:")
 
 
+def test_the_lan_benchmark_starts_and_refuses_a_run_too_short_to_kill_a_server_in() -> None:
+    script = [sys.executable, str(SCRIPTS / "bench_lan.py")]
+    helped = subprocess.run(
+        [*script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    refused = subprocess.run(
+        [*script, "--requests", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage:") and "round_robin" in helped.stdout
+    assert refused.returncode == 2
+    assert "--requests must be at least 3" in refused.stderr
+
+
 def test_the_router_evaluation_figure_is_an_svg_with_every_curve(tmp_path: Path) -> None:
     sys.path.insert(0, str(SCRIPTS))
     try:
@@ -94,3 +109,34 @@ def test_the_router_evaluation_figure_is_an_svg_with_every_curve(tmp_path: Path)
     assert texts.count("calibrated <0.76>") == 2
     assert "Quality vs. escalation" in texts
     assert len(list(root.iter("{http://www.w3.org/2000/svg}polyline"))) == 4
+
+
+def test_the_ledger_benchmark_measures_every_query_beside_the_raw_record_baseline(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "bench_ledger.py"),
+            "--sizes",
+            "10k",
+            "--baseline-sizes",
+            "10k",
+            "--repeats",
+            "1",
+            "--dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["query", "10k", "s"]
+    for query in ("stats --since all --by day", "/v1/hybrid/stats, monitor", "start-up"):
+        [row] = [line for line in lines if line.startswith(query)]
+        assert "x at 10k" in row  # the raw-record baseline was measured beside it
+    assert "target (< 0.3 s, < 100 MB at every size)" in result.stdout

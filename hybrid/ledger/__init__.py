@@ -6,6 +6,8 @@ prices.py    PriceTable: shipped prices (data/prices.json) plus the user's overr
 costing.py   Costing: cloud cost, local energy cost, counterfactual and cost avoided
 totals.py    Totals / Latency: the definitions, folded in memory
 learning.py  Signal / Label: what learning from traffic keeps (no prompt text), and its SQL
+histogram.py Histogram: fixed latency buckets, percentiles read from them
+rollup.py    the hourly and daily rollups every stats query reads, and their SQL
 schema.py    the SQLite schema and its migrations
 store.py     LedgerStore: append and query the file (the same totals, in SQL)
 writer.py    LedgerWriter: a writer thread with group commit, awaited from the event loop

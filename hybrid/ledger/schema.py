@@ -13,18 +13,27 @@ never between two.  A file written by a newer hybrid is refused rather than gues
   requests refused before any model ran, which older versions recorded as failed local (or,
   at a spend cap, cloud) requests, become ``route='none'``, ``status='refused'``.
 - v4: ``signals`` and ``labels``, what learning from traffic keeps (:mod:`hybrid.ledger.learning`).
+- v5: ``rollups``, the records folded per hour and per model, route, provider, status, decider,
+  leg and reason, with latency and TTFT histograms (:mod:`hybrid.ledger.rollup`); filled from
+  the records already there.
+
+A migration step is an SQL statement or a function of the connection (a data step).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from hybrid.errors import LedgerError
-from hybrid.ledger import learning
+from hybrid.ledger import learning, rollup
 from hybrid.ledger.totals import day_label, reason_label
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+Step = str | Callable[[sqlite3.Connection], None]
+"""One step of a migration: an SQL statement, or a function run on the connection."""
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     (
         """
         CREATE TABLE requests (
@@ -86,6 +95,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
     ),
     learning.MIGRATION,
+    rollup.MIGRATION,
 )
 """``MIGRATIONS[n - 1]`` holds the statements that take version ``n - 1`` to ``n``."""
 
@@ -160,8 +170,11 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if version(conn) == current:
-                for statement in MIGRATIONS[current]:
-                    conn.execute(statement)
+                for step in MIGRATIONS[current]:
+                    if isinstance(step, str):
+                        conn.execute(step)
+                    else:
+                        step(conn)
                 conn.execute(f"PRAGMA user_version = {current + 1}")
             conn.execute("COMMIT")
         except BaseException:

@@ -3,8 +3,9 @@
 
 Synchronous, one connection, used by one thread at a time: the writer thread of
 :class:`~hybrid.ledger.writer.LedgerWriter`, a read connection of the server, or
-``hybrid stats``.  Totals follow the definitions of :mod:`hybrid.ledger.totals`, computed here
-in SQL.
+``hybrid stats``.  Totals follow the definitions of :mod:`hybrid.ledger.totals`, read from the
+hourly rollups (:mod:`hybrid.ledger.rollup`) that :meth:`LedgerStore.append` maintains in the
+transaction that inserts the records.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hybrid.errors import LedgerError
-from hybrid.ledger import learning, schema
+from hybrid.ledger import learning, rollup, schema
 from hybrid.ledger.learning import Label, LabelCount, LabelledSignal, Learned, Signal
 from hybrid.ledger.record import NOT_REQUESTS, LedgerRecord
-from hybrid.ledger.totals import NO_DECIDER, GroupBy, Latency, Totals, order_groups
+from hybrid.ledger.totals import GroupBy, Latency, Totals
 
 T = TypeVar("T")
 
@@ -58,26 +59,6 @@ _SELECT = f"SELECT {', '.join(COLUMNS)} FROM requests"
 
 # A discarded cascade leg or a shadow call is not a request (see hybrid.ledger.totals).
 _IS_REQUEST = f"(leg IS NULL OR leg NOT IN ({', '.join(repr(leg) for leg in NOT_REQUESTS)}))"
-_TOTALS = f"""
-    COUNT(*) FILTER (WHERE {_IS_REQUEST}),
-    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND route = 'local'),
-    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND route = 'cloud'),
-    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND status = 'error'),
-    COALESCE(SUM(prompt_tokens), 0),
-    COALESCE(SUM(completion_tokens), 0),
-    TOTAL(cloud_cost_usd),
-    TOTAL(cost_avoided_usd),
-    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND status = 'refused'),
-    COALESCE(SUM(cache_read_tokens) FILTER (WHERE route = 'local'), 0),
-    COUNT(*) FILTER (WHERE {_IS_REQUEST} AND route = 'lan')
-"""
-_GROUP_KEYS: dict[GroupBy, str] = {
-    "route": "route",
-    "model": "model",
-    "reason": "reason_label(json_extract(reasons, '$[0]'))",
-    "day": "day_label(time)",
-    "decided": f"COALESCE(decided, '{NO_DECIDER}')",
-}
 
 
 class LedgerStore:
@@ -125,6 +106,7 @@ class LedgerStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(_INSERT, rows)
+                rollup.upsert(self._conn, rollup.with_days(rollup.fold(records)))
                 learning.insert(self._conn, learned, keep_signals)
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -137,14 +119,16 @@ class LedgerStore:
             ) from exc
 
     def totals(self, since: float | None = None, until: float | None = None) -> Totals:
-        """Return the totals of records with ``since <= time < until`` (None: unbounded)."""
-        where, params = _window(since, until)
-        return _totals(self._rows(f"SELECT {_TOTALS} FROM requests {where}", params)[0])
+        """Return the totals of records with ``since <= time < until`` (None: unbounded).
+
+        Read from the hourly rollups, plus the records of the window's partial hours.
+        """
+        return rollup.totals(r for _, r in self.cells("", since, until, histograms=False))
 
     def latency(self, since: float | None = None, until: float | None = None) -> Latency:
-        """Return the latency percentiles of requests answered ``ok`` in the window."""
-        where, params = _window(since, until, f"{_IS_REQUEST} AND status = 'ok'")
-        return _latency(self._rows(f"SELECT latency_s, ttft_s FROM requests {where}", params))
+        """Return the latency percentiles of requests answered ``ok`` in the window, read from
+        the rollups' histograms (see :mod:`hybrid.ledger.histogram`)."""
+        return rollup.latency(r for _, r in self.cells("", since, until))
 
     def grouped(
         self, by: GroupBy, since: float | None = None, until: float | None = None
@@ -159,22 +143,29 @@ class LedgerStore:
         Returns:
             Groups ordered as :func:`hybrid.ledger.totals.order_groups` does.
         """
-        key = _GROUP_KEYS[by]
-        where, params = _window(since, until)
-        totals = {
-            row[0]: _totals(row[1:])
-            for row in self._rows(
-                f"SELECT {key} AS k, {_TOTALS} FROM requests {where} GROUP BY k", params
-            )
-        }
-        where, params = _window(since, until, f"{_IS_REQUEST} AND status = 'ok'")
-        samples: dict[str, list[tuple[float, float | None]]] = {}
-        for group, latency, ttft in self._rows(
-            f"SELECT {key}, latency_s, ttft_s FROM requests {where}", params
-        ):
-            samples.setdefault(group, []).append((latency, ttft))
-        groups = [(k, t, _latency(samples.get(k, []))) for k, t in totals.items()]
-        return order_groups(groups, by)
+        return rollup.summary(self.cells(by, since, until), by)
+
+    def cells(
+        self,
+        by: GroupBy | str,
+        since: float | None = None,
+        until: float | None = None,
+        *,
+        histograms: bool = True,
+    ) -> list[rollup.Cell]:
+        """Return the rollups of a window with their groups (see
+        :func:`hybrid.ledger.rollup.cells`); the cost grows with the hours in the window, not
+        with the records in it.
+
+        Args:
+            by: A :data:`~hybrid.ledger.totals.GroupBy`, ``provider``, or ``''`` for no groups.
+            since: Start of the window (inclusive), None for the beginning.
+            until: End of the window (exclusive), None for no end.
+            histograms: Read the latency histograms too (False: totals only, cheaper).
+        """
+        return self._query(
+            lambda: rollup.cells(self._conn, by, since, until, histograms=histograms)
+        )
 
     def missing(self, records: Sequence[LedgerRecord]) -> list[LedgerRecord]:
         """Of ``records``, those the ledger does not hold yet (same id and leg).
@@ -209,31 +200,37 @@ class LedgerStore:
             since: Unix time (inclusive).
             provider: A provider name, or None for all of them.
         """
-        condition = "provider = ?" if provider is not None else None
-        where, params = _window(since, None, condition)
-        if provider is not None:
-            params.append(provider)
-        row = self._rows(f"SELECT TOTAL(cloud_cost_usd) FROM requests {where}", params)[0]
-        return float(row[0])
+        return sum(
+            cell.cloud_cost_usd
+            for name, cell in self.cells("provider", since, histograms=False)
+            if provider is None or name == provider
+        )
 
     def spend_by_provider(self, since: float) -> dict[str, float]:
         """Return the cloud spend since a time of each provider that spent anything."""
-        where, params = _window(since, None, "provider != 'local'")
-        rows = self._rows(
-            f"SELECT provider, TOTAL(cloud_cost_usd) FROM requests {where} GROUP BY provider",
-            params,
-        )
-        return {provider: float(usd) for provider, usd in rows if usd}
+        spend: dict[str, float] = {}
+        for name, cell in self.cells("provider", since, histograms=False):
+            if name != "local":
+                spend[name] = spend.get(name, 0.0) + cell.cloud_cost_usd
+        return {name: usd for name, usd in spend.items() if usd}
 
     def prune(self, older_than: float) -> int:
-        """Delete records from before a time.
+        """Delete records from before a time, with their rollups (the hour the time falls in
+        is folded again from the records it keeps), in one transaction.
 
         Returns:
             How many were deleted.
         """
         try:
-            cursor = self._conn.execute("DELETE FROM requests WHERE time < ?", (older_than,))
-            learning.prune(self._conn, older_than)
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._conn.execute("DELETE FROM requests WHERE time < ?", (older_than,))
+                rollup.prune(self._conn, older_than)
+                learning.prune(self._conn, older_than)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
         except sqlite3.Error as exc:
             raise LedgerError(f"could not prune the ledger {self.path}: {exc}") from exc
         return cursor.rowcount
@@ -299,28 +296,6 @@ def _window(
     if condition is not None:
         clauses.append(f"({condition})")
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-def _totals(row: Sequence[Any]) -> Totals:
-    return Totals(
-        requests=int(row[0]),
-        local=int(row[1]),
-        cloud=int(row[2]),
-        errors=int(row[3]),
-        prompt_tokens=int(row[4]),
-        completion_tokens=int(row[5]),
-        cloud_spend_usd=float(row[6]),
-        cost_avoided_usd=float(row[7]),
-        refused=int(row[8]),
-        prefill_saved_tokens=int(row[9]),
-        lan=int(row[10]),
-    )
-
-
-def _latency(rows: Sequence[tuple[float, float | None]]) -> Latency:
-    return Latency.from_samples(
-        [latency for latency, _ in rows], [ttft for _, ttft in rows if ttft is not None]
-    )
 
 
 def _row(record: LedgerRecord) -> tuple[Any, ...]:

@@ -20,7 +20,11 @@ here, and the store's tests check that both agree:
   included): prompt tokens the local model reused from a slot's KV cache instead of evaluating
   them.  A cloud record's cache reads are the provider's, priced in its spend, and not counted.
 - Latency percentiles are over requests that finished ``ok``; TTFT over those that had one.
-  A percentile is the nearest-rank value (one that was measured, never an interpolation).
+  They are read from histograms with fixed buckets (:mod:`hybrid.ledger.histogram`), so that
+  they cost the same over ten records as over ten million: a percentile is the upper bound of
+  the bucket holding the nearest-rank value, clamped to the largest value, so the exact
+  nearest-rank value is at most the one reported and above it by at most 28 % (1 ms below
+  1 ms).  :func:`percentile` computes the exact value, for comparison.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from hybrid.ledger.histogram import Histogram
 from hybrid.ledger.record import LedgerRecord
 
 GroupBy = Literal["route", "model", "reason", "day", "decided"]
@@ -197,15 +202,32 @@ class Latency:
 
     @classmethod
     def of(cls, records: Iterable[LedgerRecord]) -> Latency:
-        """Measure records, keeping requests that finished ``ok``."""
+        """Measure records, keeping requests that finished ``ok`` (percentiles from buckets)."""
         answered = [r for r in records if r.is_request and r.status == "ok"]
-        return cls.from_samples(
-            [r.latency_s for r in answered], [r.ttft_s for r in answered if r.ttft_s is not None]
+        return cls.from_histograms(
+            Histogram.of(r.latency_s for r in answered),
+            Histogram.of(r.ttft_s for r in answered if r.ttft_s is not None),
+        )
+
+    @classmethod
+    def from_histograms(cls, latency: Histogram, ttft: Histogram) -> Latency:
+        """Read the percentiles from histograms (see :mod:`hybrid.ledger.histogram`).
+
+        Args:
+            latency: The latencies of the answered requests.
+            ttft: The TTFT of those that had one.
+        """
+        return cls(
+            samples=latency.samples,
+            p50_s=latency.percentile(50),
+            p95_s=latency.percentile(95),
+            ttft_p50_s=ttft.percentile(50),
+            ttft_p95_s=ttft.percentile(95),
         )
 
     @classmethod
     def from_samples(cls, latencies: Sequence[float], ttfts: Sequence[float]) -> Latency:
-        """Build from raw samples.
+        """Build from raw samples, with exact nearest-rank percentiles.
 
         Args:
             latencies: One latency per answered request.

@@ -5,14 +5,17 @@ appends the record to the journal (:mod:`hybrid.ledger.journal`: one JSON line, 
 system call), which makes it survive a SIGKILL, and queues it for the writer thread; it waits
 for neither the thread nor SQLite.  The thread commits whatever has queued up in one
 transaction (group commit; ``synchronous=NORMAL`` in WAL mode, so a commit is a write to the
-WAL, not an fsync) and empties the journal whenever everything in it is committed.  At start,
+WAL, not an fsync) and empties the journal whenever everything in it is committed.  The same
+transaction adds the batch to the hourly and daily rollups (:mod:`hybrid.ledger.rollup`), also
+when records are replayed from the journal, so stats never read the records themselves.  At start,
 records a killed server left in the journal are committed before anything else.
 
 Signals and labels for learning (:mod:`hybrid.ledger.learning`) take the same path
 (:meth:`LedgerWriter.learn_nowait`); each commit that adds signals prunes them to the newest
 ``keep_signals``.
 
-The thread also deletes records older than the retention period, at start and hourly.
+The thread also deletes records older than the retention period, at start and hourly, and
+their rollups with them (the hour the cut falls in is folded again from the records it keeps).
 """
 
 from __future__ import annotations

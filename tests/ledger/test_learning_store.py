@@ -191,6 +191,7 @@ def test_a_version_3_ledger_gains_the_learning_tables_and_keeps_its_records(
     with sqlite3.connect(path) as conn:  # back to version 3, as hybrid before learning left it
         conn.execute("DROP TABLE signals")
         conn.execute("DROP TABLE labels")
+        conn.execute("DROP TABLE rollups")
         conn.execute("PRAGMA user_version = 3")
     store = open_store(path)
     try:

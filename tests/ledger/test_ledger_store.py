@@ -59,7 +59,7 @@ def test_a_new_ledger_is_created_with_its_folder_at_the_current_version_in_wal_m
     path = tmp_path / "deep" / "folder" / "ledger.sqlite3"
     LedgerStore.open(path).close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"requests_time", "requests_provider_time", "requests_id", "signals_model"} <= indexes(
         path
@@ -192,10 +192,11 @@ def test_prune_deletes_only_older_records(store: LedgerStore) -> None:
     assert [r.id for r in store.records()] == ["2", "3", "4"]
 
 
-def test_latency_percentiles_in_sql(store: LedgerStore) -> None:
+def test_latency_percentiles_are_bucket_upper_bounds(store: LedgerStore) -> None:
     store.append([local_record(latency_s=float(i), ttft_s=i / 10) for i in range(1, 21)])
     store.append([local_record(latency_s=500.0, status="error")])
-    assert store.latency() == Latency(20, 10.0, 19.0, 1.0, 1.9)
+    # Exact: p50 10 s, p95 19 s (bucket up to 20 s, the largest value), TTFT 1.0 and 1.9 s.
+    assert store.latency() == Latency(20, 10.0, 20.0, 1.0, 2.0)
 
 
 # --- the SQL agrees with the in-memory definitions ------------------------------------------

@@ -1,0 +1,533 @@
+"""Hourly rollups of the ledger: what every stats query reads instead of the records.
+
+The ``rollups`` table (schema version 5) holds one row per UTC hour (``span`` 3600) and one
+per UTC day (``span`` 86400), each per combination of what the queries group or filter by:
+the model that answered, route, provider, status, who
+decided the route (``''`` for none), the leg (``''`` for none) and the deciding reason without
+its measurement (:func:`~hybrid.ledger.totals.reason_label`).  Each row holds the number of
+records, their token sums (prompt, completion, cache read, cache write), cloud spend and cost
+avoided (unpriced costs add nothing), and latency and TTFT histograms with fixed buckets
+(:mod:`hybrid.ledger.histogram`: one column per bucket, plus the largest value).
+
+The rollups always equal a fold of the records they cover:
+
+- :meth:`~hybrid.ledger.store.LedgerStore.append` adds each batch's fold in the transaction
+  that inserts the records, so a batch the writer commits, or one replayed from the journal,
+  lands in both or in neither;
+- pruning deletes the rollups of the hours and days it empties, re-folds the hour it cuts
+  through from the records left in it and the day it cuts through from that day's hours;
+- the migration to version 5 folds the records already there, once.
+
+A query over a window reads whole days from the day rows, whole hours at either end from the
+hour rows, and the part of an hour at either end from the records (at most an hour of them at
+each end), so counts and sums stay exact for any window and a query reads at most 46 hours and
+one row per day of rollups.  Totals that need no percentiles leave the histograms unread.
+
+The SQL is standard (``INSERT ... ON CONFLICT``, ``FILTER``, ``CASE``); the two
+expressions that are not are :data:`HOUR_OF_TIME` and :data:`FIRST_REASON`.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybrid.ledger.histogram import BUCKETS, Histogram, bucket, bucket_sql, histogram_of
+from hybrid.ledger.record import NOT_REQUESTS, LedgerRecord
+from hybrid.ledger.totals import (
+    NO_DECIDER,
+    GroupBy,
+    Latency,
+    Totals,
+    day_label,
+    order_groups,
+    reason_label,
+)
+
+HOUR_S = 3_600
+_DAY_S = 86_400
+
+KEYS: tuple[str, ...] = (
+    "span",
+    "start",
+    "model",
+    "route",
+    "provider",
+    "status",
+    "decided",
+    "leg",
+    "reason",
+)
+"""The primary key of a rollup row."""
+SUMS: tuple[str, ...] = (
+    "records",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cloud_cost_usd",
+    "cost_avoided_usd",
+)
+LATENCY_COLUMNS = tuple(f"latency_b{index}" for index in range(BUCKETS))
+TTFT_COLUMNS = tuple(f"ttft_b{index}" for index in range(BUCKETS))
+MAXIMA: tuple[str, ...] = ("latency_max", "ttft_max")
+VALUES: tuple[str, ...] = (*SUMS, *MAXIMA, *LATENCY_COLUMNS, *TTFT_COLUMNS)
+"""The value columns of a rollup row, in the order rows hold them."""
+
+# Dialect-specific (SQLite): CAST truncates, which is the floor for the positive times a ledger
+# holds; PostgreSQL rounds, so there this is FLOOR(time / 3600)::bigint * 3600.
+HOUR_OF_TIME = f"CAST(time / {HOUR_S} AS INTEGER) * {HOUR_S}"
+# Dialect-specific (SQLite's JSON1); in PostgreSQL: (reasons::json ->> 0).
+FIRST_REASON = "json_extract(reasons, '$[0]')"
+
+_SUM_SQL = {
+    "records": "COUNT(*)",
+    "prompt_tokens": "COALESCE(SUM(prompt_tokens), 0)",
+    "completion_tokens": "COALESCE(SUM(completion_tokens), 0)",
+    "cache_read_tokens": "COALESCE(SUM(cache_read_tokens), 0)",
+    "cache_write_tokens": "COALESCE(SUM(cache_write_tokens), 0)",
+    "cloud_cost_usd": "COALESCE(SUM(cloud_cost_usd), 0.0)",
+    "cost_avoided_usd": "COALESCE(SUM(cost_avoided_usd), 0.0)",
+}
+
+CREATE = f"""
+    CREATE TABLE rollups (
+        span INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        route TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        status TEXT NOT NULL,
+        decided TEXT NOT NULL,
+        leg TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        records INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        cloud_cost_usd REAL NOT NULL,
+        cost_avoided_usd REAL NOT NULL,
+        latency_max REAL,
+        ttft_max REAL,
+        {", ".join(f"{column} INTEGER NOT NULL DEFAULT 0" for column in LATENCY_COLUMNS)},
+        {", ".join(f"{column} INTEGER NOT NULL DEFAULT 0" for column in TTFT_COLUMNS)},
+        PRIMARY KEY ({", ".join(KEYS)})
+    )
+"""
+
+
+def _larger_sql(column: str) -> str:
+    # Standard SQL for max(a, b) with NULLs (SQLite's max() and PostgreSQL's GREATEST differ).
+    return (
+        f"{column} = CASE WHEN rollups.{column} IS NULL OR excluded.{column} > rollups.{column} "
+        f"THEN excluded.{column} ELSE rollups.{column} END"
+    )
+
+
+_UPSERT = (
+    f"INSERT INTO rollups ({', '.join((*KEYS, *VALUES))}) "
+    f"VALUES ({', '.join('?' * (len(KEYS) + len(VALUES)))}) "
+    f"ON CONFLICT ({', '.join(KEYS)}) DO UPDATE SET "
+    + ", ".join(
+        _larger_sql(column)
+        if column in MAXIMA
+        else f"{column} = rollups.{column} + excluded.{column}"
+        for column in VALUES
+    )
+)
+
+# The records of a window grouped in SQL by rollup key and latency and TTFT bucket (one CASE
+# each per row; summing a column per bucket in SQL costs five times more), with the reason not
+# yet cut to its label; :func:`fold_sql` adds the buckets up into rollup rows.
+_FOLD = f"""
+    SELECT {HOUR_S} AS span, {HOUR_OF_TIME} AS start, model, route, provider, status,
+        COALESCE(decided, '') AS decided, COALESCE(leg, '') AS leg, {FIRST_REASON} AS reason,
+        {bucket_sql("latency_s")} AS lb, {bucket_sql("ttft_s")} AS tb,
+        {", ".join(_SUM_SQL[column] for column in SUMS)},
+        MAX(latency_s), MAX(ttft_s)
+    FROM requests {{where}}
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+"""
+
+_IS_REQUEST_SQL = f"leg NOT IN ({', '.join(repr(leg) for leg in NOT_REQUESTS)})"
+
+_GROUP_SQL: dict[str, str] = {
+    "route": "route",
+    "model": "model",
+    "reason": "reason",
+    "decided": "decided",
+    "provider": "provider",
+    "day": f"start - start % {_DAY_S}",
+    "": "''",
+}
+
+Key = tuple[Any, ...]
+"""A rollup row's key, in the order of :data:`KEYS`."""
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """The fold of records that share a route, a status and a leg.
+
+    Attributes:
+        route: Their route.
+        status: Their status.
+        leg: Their leg, None for none.
+        records: How many records.
+        prompt_tokens: Input tokens.
+        completion_tokens: Output tokens.
+        cache_read_tokens: Prompt tokens read from a cache.
+        cache_write_tokens: Prompt tokens written to the provider's cache.
+        cloud_cost_usd: Cloud spend (priced records).
+        cost_avoided_usd: Cost avoided (priced records).
+        latency: Their latencies.
+        ttft: Their times to first token (those that had one).
+    """
+
+    route: str
+    status: str
+    leg: str | None
+    records: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cloud_cost_usd: float = 0.0
+    cost_avoided_usd: float = 0.0
+    latency: Histogram = field(default_factory=Histogram)
+    ttft: Histogram = field(default_factory=Histogram)
+
+    @property
+    def is_request(self) -> bool:
+        """Whether these records are requests (see :attr:`LedgerRecord.is_request`)."""
+        return self.leg not in NOT_REQUESTS
+
+    @classmethod
+    def from_values(cls, route: str, status: str, leg: str, values: Sequence[Any]) -> Rollup:
+        """Build from a row's values, in the order of :data:`VALUES` (``''`` is no leg)."""
+        sums = [value or 0 for value in values[: len(SUMS)]]
+        start = len(SUMS) + len(MAXIMA)
+        if len(values) == len(SUMS):  # totals only: no histograms read
+            values = [*values, None, None, *([0] * (2 * BUCKETS))]
+        return cls(
+            route=route,
+            status=status,
+            leg=leg or None,
+            records=int(sums[0]),
+            prompt_tokens=int(sums[1]),
+            completion_tokens=int(sums[2]),
+            cache_read_tokens=int(sums[3]),
+            cache_write_tokens=int(sums[4]),
+            cloud_cost_usd=float(sums[5]),
+            cost_avoided_usd=float(sums[6]),
+            latency=histogram_of(values[start : start + BUCKETS], values[len(SUMS)]),
+            ttft=histogram_of(values[start + BUCKETS :], values[len(SUMS) + 1]),
+        )
+
+
+Cell = tuple[str, Rollup]
+"""A rollup and the group it belongs to (``''`` when ungrouped)."""
+
+
+def key_of(record: LedgerRecord) -> Key:
+    """The key of the rollup row a record is folded into."""
+    return (
+        HOUR_S,
+        math.floor(record.time / HOUR_S) * HOUR_S,
+        record.model,
+        record.route,
+        record.provider,
+        record.status,
+        record.decided or "",
+        record.leg or "",
+        reason_label(record.reasons[0] if record.reasons else None),
+    )
+
+
+def fold(records: Iterable[LedgerRecord]) -> dict[Key, list[Any]]:
+    """Fold records into rollup rows: key -> values in the order of :data:`VALUES`."""
+    rows: dict[Key, list[Any]] = {}
+    start = len(SUMS) + len(MAXIMA)
+    for record in records:
+        key = key_of(record)
+        row: list[Any] | None = rows.get(key)
+        if row is None:
+            row = rows[key] = [0, 0, 0, 0, 0, 0.0, 0.0, None, None, *([0] * (2 * BUCKETS))]
+        row[0] += 1
+        row[1] += record.prompt_tokens
+        row[2] += record.completion_tokens
+        row[3] += record.cache_read_tokens
+        row[4] += record.cache_write_tokens
+        row[5] += record.cloud_cost_usd or 0.0
+        row[6] += record.cost_avoided_usd or 0.0
+        _merge_max(row, 7, record.latency_s)
+        row[start + bucket(record.latency_s)] += 1
+        if record.ttft_s is not None:
+            _merge_max(row, 8, record.ttft_s)
+            row[start + BUCKETS + bucket(record.ttft_s)] += 1
+    return rows
+
+
+def fold_sql(
+    conn: sqlite3.Connection, since: float | None, until: float | None
+) -> dict[Key, list[Any]]:
+    """Fold the records of ``since <= time < until`` in SQL, as :func:`fold` does in memory.
+
+    Args:
+        conn: The ledger.
+        since: Start of the window, None for the beginning.
+        until: End of the window, None for no end.
+    """
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("time >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("time < ?")
+        params.append(until)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    rows: dict[Key, list[Any]] = {}
+    labels: dict[str | None, str] = {}
+    start = len(SUMS) + len(MAXIMA)
+    for row in conn.execute(_FOLD.format(where=where), params):
+        label = labels.get(row[8])
+        if label is None:
+            label = labels[row[8]] = reason_label(row[8])
+        values: list[Any] = [*row[11:], *([0] * (2 * BUCKETS))]
+        values[start + row[9]] = row[11]
+        if row[10] is not None:
+            values[start + BUCKETS + row[10]] = row[11]
+        merge(rows, (*row[:8], label), values)
+    return rows
+
+
+def merge(rows: dict[Key, list[Any]], key: Key, values: list[Any]) -> None:
+    """Add a row's values to the row of the same key (sums add, maxima take the larger)."""
+    held = rows.get(key)
+    if held is None:
+        rows[key] = values
+        return
+    for index, value in enumerate(values):
+        if index in (7, 8):
+            _merge_max(held, index, value)
+        else:
+            held[index] += value
+
+
+def with_days(rows: dict[Key, list[Any]]) -> dict[Key, list[Any]]:
+    """Hour rows plus the day rows they add up to."""
+    days: dict[Key, list[Any]] = {}
+    for key, values in rows.items():
+        if key[0] == HOUR_S:
+            merge(days, (_DAY_S, key[1] - key[1] % _DAY_S, *key[2:]), list(values))
+    return {**rows, **days}
+
+
+def upsert(conn: sqlite3.Connection, rows: dict[Key, list[Any]]) -> None:
+    """Add rollup rows to the table (inside the caller's transaction)."""
+    conn.executemany(_UPSERT, [(*key, *values) for key, values in rows.items()])
+
+
+def build(conn: sqlite3.Connection) -> None:
+    """Fold every record into the (empty) rollups: the data step of migration 5."""
+    upsert(conn, with_days(fold_sql(conn, None, None)))
+
+
+def prune(conn: sqlite3.Connection, older_than: float) -> None:
+    """Drop the rollups of records pruned before ``older_than`` (records already deleted).
+
+    The hours and days wholly before it go; the hour it falls in is folded again from its
+    records, and the day it falls in from its hours.
+    """
+    if not math.isfinite(older_than):
+        if older_than > 0:
+            conn.execute("DELETE FROM rollups")
+        return
+    hour = math.floor(older_than / HOUR_S) * HOUR_S
+    day = hour - hour % _DAY_S
+    conn.execute("DELETE FROM rollups WHERE span = ? AND start < ?", (HOUR_S, hour))
+    conn.execute("DELETE FROM rollups WHERE span = ? AND start < ?", (_DAY_S, day))
+    if hour < older_than:
+        conn.execute("DELETE FROM rollups WHERE span = ? AND start = ?", (HOUR_S, hour))
+        upsert(conn, fold_sql(conn, hour, hour + HOUR_S))
+    if day < older_than:
+        conn.execute("DELETE FROM rollups WHERE span = ? AND start = ?", (_DAY_S, day))
+        conn.execute(_DAY_FROM_HOURS, (_DAY_S, day, HOUR_S, day, day + _DAY_S))
+
+
+_DAY_FROM_HOURS = (
+    f"INSERT INTO rollups ({', '.join((*KEYS, *VALUES))}) "
+    f"SELECT ?, ?, {', '.join(KEYS[2:])}, "
+    + ", ".join(f"MAX({c})" if c in MAXIMA else f"SUM({c})" for c in VALUES)
+    + f" FROM rollups WHERE span = ? AND start >= ? AND start < ? GROUP BY {', '.join(KEYS[2:])}"
+)
+
+
+MIGRATION: tuple[str | Callable[[sqlite3.Connection], None], ...] = (CREATE, build)
+"""Schema version 5: the ``rollups`` table, filled from the records already there."""
+
+
+def cells(
+    conn: sqlite3.Connection,
+    by: GroupBy | str,
+    since: float | None,
+    until: float | None,
+    *,
+    histograms: bool = True,
+) -> list[Cell]:
+    """The rollups of a window, each with its group: whole days from the day rows, whole hours
+    from the hour rows, the parts of an hour at the ends from the records.
+
+    Args:
+        conn: The ledger.
+        by: A :data:`~hybrid.ledger.totals.GroupBy`, ``provider``, or ``''`` for no groups.
+        since: Start of the window (inclusive), None for the beginning.
+        until: End of the window (exclusive), None for no end.
+        histograms: Read the latency histograms too (False leaves them empty: totals only).
+    """
+    found: list[Cell] = []
+    for kind, low, high in pieces(since, until):
+        if kind == 0:
+            found += _grouped_rows(fold_sql(conn, low, high), by)
+        else:
+            found += _table_cells(conn, by, kind, low, high, histograms)
+    return found
+
+
+def pieces(since: float | None, until: float | None) -> list[tuple[int, Any, Any]]:
+    """Split a window into ``(span, start, end)`` pieces: span 0 for records, else rollup rows
+    of that span starting in ``[start, end)`` (None: unbounded)."""
+    hour_in = None if since is None else math.ceil(since / HOUR_S) * HOUR_S
+    hour_out = None if until is None else math.floor(until / HOUR_S) * HOUR_S
+    if hour_in is not None and hour_out is not None and hour_in >= hour_out:
+        return [(0, since, until)]
+    day_in = None if hour_in is None else -(-hour_in // _DAY_S) * _DAY_S
+    day_out = None if hour_out is None else hour_out - hour_out % _DAY_S
+    found: list[tuple[int, Any, Any]] = []
+    if since is not None and hour_in is not None and since < hour_in:
+        found.append((0, since, hour_in))
+    if day_in is not None and day_out is not None and day_in >= day_out:
+        found.append((HOUR_S, hour_in, hour_out))
+    else:
+        if hour_in is not None and day_in is not None and hour_in < day_in:
+            found.append((HOUR_S, hour_in, day_in))
+        found.append((_DAY_S, day_in, day_out))
+        if hour_out is not None and day_out is not None and day_out < hour_out:
+            found.append((HOUR_S, day_out, hour_out))
+    if until is not None and hour_out is not None and hour_out < until:
+        found.append((0, hour_out, until))
+    return found
+
+
+def cells_of(records: Iterable[LedgerRecord], by: GroupBy | str) -> list[Cell]:
+    """The rollups of records folded in memory, each with its group (as :func:`cells`)."""
+    return _grouped_rows(fold(records), by)
+
+
+def summary(found: Iterable[Cell], by: GroupBy) -> list[tuple[str, Totals, Latency]]:
+    """One ``(key, totals, latency)`` per group, ordered as
+    :func:`~hybrid.ledger.totals.order_groups` does."""
+    groups: dict[str, list[Rollup]] = {}
+    for group, rollup in found:
+        groups.setdefault(group, []).append(rollup)
+    return order_groups([(key, totals(items), latency(items)) for key, items in groups.items()], by)
+
+
+def totals(rollups: Iterable[Rollup]) -> Totals:
+    """Totals of rollups, by the definitions of :mod:`hybrid.ledger.totals`."""
+    requests = local = lan = cloud = errors = refused = prompt = completion = saved = 0
+    spend = avoided = 0.0
+    for rollup in rollups:
+        prompt += rollup.prompt_tokens
+        completion += rollup.completion_tokens
+        spend += rollup.cloud_cost_usd
+        avoided += rollup.cost_avoided_usd
+        if rollup.route == "local":
+            saved += rollup.cache_read_tokens
+        if rollup.is_request:
+            count = rollup.records
+            requests += count
+            local += count * (rollup.route == "local")
+            lan += count * (rollup.route == "lan")
+            cloud += count * (rollup.route == "cloud")
+            errors += count * (rollup.status == "error")
+            refused += count * (rollup.status == "refused")
+    return Totals(
+        requests=requests,
+        local=local,
+        cloud=cloud,
+        errors=errors,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cloud_spend_usd=spend,
+        cost_avoided_usd=avoided,
+        refused=refused,
+        prefill_saved_tokens=saved,
+        lan=lan,
+    )
+
+
+def latency(rollups: Iterable[Rollup]) -> Latency:
+    """Latency percentiles of the requests that finished ``ok``, from the histograms."""
+    answered, ttft = Histogram(), Histogram()
+    for rollup in rollups:
+        if rollup.is_request and rollup.status == "ok":
+            answered, ttft = answered.plus(rollup.latency), ttft.plus(rollup.ttft)
+    return Latency.from_histograms(answered, ttft)
+
+
+def _table_cells(
+    conn: sqlite3.Connection,
+    by: GroupBy | str,
+    span: int,
+    first: int | None,
+    last: int | None,
+    histograms: bool,
+) -> list[Cell]:
+    clauses, params = ["span = ?"], [span]
+    if first is not None:
+        clauses.append("start >= ?")
+        params.append(first)
+    if last is not None:
+        clauses.append("start < ?")
+        params.append(last)
+    columns = [f"SUM({column})" for column in SUMS]
+    if histograms:
+        columns += [f"MAX({column})" for column in MAXIMA]
+        columns += [f"SUM({column})" for column in (*LATENCY_COLUMNS, *TTFT_COLUMNS)]
+    sql = (
+        f"SELECT {_GROUP_SQL[by]} AS k, route, status, leg, {', '.join(columns)} "
+        f"FROM rollups WHERE {' AND '.join(clauses)} GROUP BY 1, 2, 3, 4"
+    )
+    return [
+        (_label(by, row[0]), Rollup.from_values(row[1], row[2], row[3], row[4:]))
+        for row in conn.execute(sql, params)
+    ]
+
+
+def _grouped_rows(rows: dict[Key, list[Any]], by: GroupBy | str) -> list[Cell]:
+    position = {"day": 1, "model": 2, "route": 3, "provider": 4, "decided": 6, "reason": 8}
+    found: list[Cell] = []
+    for key, values in rows.items():
+        raw: Any = "" if by == "" else key[position[by]]
+        if by == "day":
+            raw -= raw % _DAY_S
+        found.append((_label(by, raw), Rollup.from_values(key[3], key[5], key[7], values)))
+    return found
+
+
+def _label(by: GroupBy | str, raw: Any) -> str:
+    if by == "day":
+        return day_label(float(raw))
+    if by == "decided":
+        return str(raw) or NO_DECIDER
+    return str(raw)
+
+
+def _merge_max(row: list[Any], index: int, value: float | None) -> None:
+    if value is not None and (row[index] is None or value > row[index]):
+        row[index] = value
