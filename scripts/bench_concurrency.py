@@ -394,6 +394,35 @@ def idle_rss_mb(server: RunningServer, model: str) -> float:
     return float(psutil.Process(server.process.pid).memory_info().rss) / 1e6
 
 
+def memory_parts(server: RunningServer) -> str:
+    """Where a server's resident set is, from ``/proc/<pid>/smaps`` (Linux; else a dash): the
+    GGUF file mapped, anonymous memory (the weights when copied, the KV cache, the
+    vocabulary, Python) with the part in huge pages, and other files (libraries)."""
+    try:
+        text = Path(f"/proc/{server.process.pid}/smaps").read_text(errors="replace")
+    except OSError:
+        return "-"
+    totals = {"model": 0, "anonymous": 0, "huge": 0, "files": 0}
+    kind = "files"
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if ":" not in fields[0] and "-" in fields[0]:
+            name = fields[5] if len(fields) > 5 else ""
+            anonymous = name in ("", "[heap]", "[stack]")
+            kind = "model" if name.endswith(".gguf") else "anonymous" if anonymous else "files"
+        elif fields[0] == "Rss:":
+            totals[kind] += int(fields[1]) * 1024
+        elif fields[0] == "AnonHugePages:":
+            totals["huge"] += int(fields[1]) * 1024
+    mb = {key: value / 1e6 for key, value in totals.items()}
+    return (
+        f"model file mapped {mb['model']:.0f} MB, anonymous {mb['anonymous']:.0f} MB "
+        f"({mb['huge']:.0f} MB in huge pages), libraries and other files {mb['files']:.0f} MB"
+    )
+
+
 def planned(server: RunningServer) -> str:
     """What ``/health`` says about slots and the KV cache (keys naming parallel, slot, kv or
     ctx), one ``key=value`` each, or a dash."""

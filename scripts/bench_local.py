@@ -25,7 +25,9 @@ llama_cpp.server, shown beside it):
     second turn    = cold TTFT / warm TTFT, median over conversations         (target >= 5)
 
 Memory: the resident set at idle after loading of ``hybrid serve`` with ``local.parallel`` = 1
-and the context and threads it plans (target <= 400 MB), and of the server measured above.
+and the context and threads it plans (target <= 400 MB), and of the server measured above, each
+split (on Linux) into the model file mapped, anonymous memory (and its part in huge pages: the
+weights, where hybrid copies them there) and libraries.
 
 Everything runs on loopback; every request has a max_tokens and a timeout. About 7 minutes on
 two cores with the defaults; ``--quick`` (one round each, 32 tokens) takes about 2.
@@ -243,7 +245,7 @@ def report(
     pairs: PairedRuns,
     levels: dict[str, dict[int, conc.Level]],
     turns: dict[str, list[conc.SecondTurn]],
-    memory: dict[str, tuple[str, float, str]],
+    memory: dict[str, tuple[str, float, str, str]],
 ) -> None:
     """Print the three parts, the memory, and the summary of ratios against their targets."""
     top = args.concurrency[-1]
@@ -308,8 +310,8 @@ def report(
         )
 
     print("\n## Memory (resident set at idle after loading)")
-    for label, mb, plan in memory.values():
-        print(f"{label}: {mb:.0f} MB   /health: {plan}")
+    for label, mb, plan, parts in memory.values():
+        print(f"{label}: {mb:.0f} MB   /health: {plan}\n    {parts}")
 
     scaling = hyb[top].aggregate_tps / hyb[1].aggregate_tps
     versus = hyb[top].aggregate_tps / peer[top].aggregate_tps
@@ -407,13 +409,14 @@ def main() -> int:
             home, progress=lambda m: print(m, file=sys.stderr)
         )
         print(f"model: {model.name}")
-        memory: dict[str, tuple[str, float, str]] = {}
+        memory: dict[str, tuple[str, float, str, str]] = {}
         print("memory at one slot ...", file=sys.stderr)
         one = hybrid(1, planned=True)
         memory["one"] = (
             "hybrid serve, local.parallel=1, context and threads planned",
             conc.idle_rss_mb(one, "local"),
             conc.planned(one),
+            conc.memory_parts(one),
         )
         one.stop(grace_s=60)
         print(
@@ -425,6 +428,7 @@ def main() -> int:
             f"hybrid serve, local.parallel={top}, n_ctx={args.ctx} per slot",
             conc.idle_rss_mb(served, "local"),
             conc.planned(served),
+            conc.memory_parts(served),
         )
         # The peers get the KV cache hybrid planned, so that what differs is how they serve.
         args.served_kv = kv = conc.served_kv_cache_type(served)
@@ -436,6 +440,7 @@ def main() -> int:
             f"llama_cpp.server, n_ctx={args.ctx}",
             conc.idle_rss_mb(peer, "local"),
             "-",
+            conc.memory_parts(peer),
         )
         llama = Llama(
             model_path=str(model),

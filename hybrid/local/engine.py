@@ -12,6 +12,10 @@ the longest start of its prompt.
 Log-probabilities are computed from the request's own output row of the batch's logits (one
 row per sequence generating), never from a context-by-vocabulary matrix.
 
+On Linux with transparent huge pages, a model computed on the CPU is copied into memory and its
+weights moved into huge pages rather than mapped from its file (see :mod:`hybrid.local.weights`:
+the repacked matrices are then held once, as fast to read).
+
 :meth:`LlamaEngine.run` and :meth:`LlamaEngine.embed` block until their request ends and may be
 called from several threads at once (the model's work queue runs up to ``n_parallel`` jobs).
 """
@@ -22,7 +26,7 @@ import ctypes
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ from hybrid.errors import GenerationError, ModelFileError
 from hybrid.generation import GenerationEvent
 from hybrid.local.batching import BatchScheduler
 from hybrid.local.sampling import Pieces
+from hybrid.local.weights import load_model
 
 log = logging.getLogger("hybrid.llama")
 
@@ -94,6 +99,10 @@ class LoadOptions:
         n_parallel: Slots: requests decoded together.
         kv_cache_type: ``f16`` or ``q8_0`` (q8_0 needs flash attention).
         flash_attn: Use flash attention.
+        huge_page_weights: Copy the weights into huge pages instead of mapping the file (see
+            :mod:`hybrid.local.weights`); None: where that works and fits (Linux with
+            transparent huge pages, no layer on a GPU, memory for the copy).  Elsewhere the
+            file is mapped.
     """
 
     n_ctx: int
@@ -103,6 +112,7 @@ class LoadOptions:
     n_parallel: int = 1
     kv_cache_type: str = "f16"
     flash_attn: bool = False
+    huge_page_weights: bool | None = None
 
 
 class LlamaEngine:
@@ -112,12 +122,14 @@ class LlamaEngine:
         model: The model (``llama_model *``).
         ctx: Its context (``llama_context *``), of ``options.n_parallel`` sequences.
         options: What it was loaded with (the KV cache type as created).
+        weights: Where its weights are: ``mapped`` from the file or in ``huge pages``.
     """
 
-    def __init__(self, model: Any, ctx: Any, options: LoadOptions) -> None:
+    def __init__(self, model: Any, ctx: Any, options: LoadOptions, weights: str = "mapped") -> None:
         import llama_cpp
 
         self._model = model
+        self._weights = weights
         self._ctx = ctx
         self._options = options
         self._vocab = llama_cpp.llama_model_get_vocab(model)
@@ -143,7 +155,8 @@ class LlamaEngine:
         """Load a GGUF file (a split model: its first part) and create its context.
 
         A quantized KV cache the context cannot take (llama.cpp refuses a q8_0 V cache without
-        flash attention, which some models and devices lack) falls back to f16, logged.
+        flash attention, which some models and devices lack) falls back to f16, logged.  Weights
+        that were to go into huge pages but found none (an old kernel) are mapped instead.
 
         Args:
             path: The model file.
@@ -164,9 +177,7 @@ class LlamaEngine:
                 f"llama.cpp could not load {path}: the file does not exist; choose another "
                 f"with --model (hybrid models lists those found)"
             )
-        params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = options.n_gpu_layers
-        model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
+        model, weights = load_model(path, options.n_gpu_layers, options.huge_page_weights)
         if not model:
             raise ModelFileError(
                 f"llama.cpp could not load {path}. Check that the file is a complete GGUF "
@@ -175,13 +186,7 @@ class LlamaEngine:
         ctx = llama_cpp.llama_init_from_model(model, _context_params(options))
         if not ctx and options.kv_cache_type != "f16":
             log.info("llama.cpp refused a %s KV cache here; using f16", options.kv_cache_type)
-            options = LoadOptions(
-                n_ctx=options.n_ctx,
-                n_threads=options.n_threads,
-                n_gpu_layers=options.n_gpu_layers,
-                n_batch=options.n_batch,
-                n_parallel=options.n_parallel,
-            )
+            options = replace(options, kv_cache_type="f16", flash_attn=False)
             ctx = llama_cpp.llama_init_from_model(model, _context_params(options))
         if not ctx:
             llama_cpp.llama_model_free(model)
@@ -189,7 +194,7 @@ class LlamaEngine:
                 f"llama.cpp could not create a context for {path} ({options.n_parallel} "
                 f"slots of {options.n_ctx} tokens): lower local.n_ctx or local.parallel"
             )
-        return cls(model, ctx, options)
+        return cls(model, ctx, options, weights)
 
     @property
     def n_ctx(self) -> int:
@@ -205,6 +210,11 @@ class LlamaEngine:
     def kv_cache_type(self) -> str:
         """The KV cache's type as created (``f16`` after a fallback)."""
         return self._options.kv_cache_type
+
+    @property
+    def weights(self) -> str:
+        """Where the weights are: ``mapped`` from the model file, or copied into ``huge pages``."""
+        return self._weights
 
     @property
     def n_embd(self) -> int:
