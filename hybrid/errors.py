@@ -10,6 +10,11 @@ HybridError
 │   ├── RequestNotFoundError    feedback names a request id the ledger does not hold
 │   └── SwitchInProgressError   a model switch is asked for while another model loads
 ├── LedgerError                 the ledger file cannot be opened, migrated, written or read
+│   ├── LedgerUnavailableError  the ledger database cannot be reached now (down, refused,
+│   │                           timed out, connection lost): keep the journal, retry later
+│   ├── LedgerAccessError       the ledger database refuses ledger.url (password, role,
+│   │                           database name, permissions): fix ledger.url
+│   └── LedgerSchemaError       the ledger database was migrated by a newer hybrid
 ├── CalibrationRejectedError    a calibration fit is too uncertain, or worse than prompt
 │                               length, to replace the calibration in use (it is not saved)
 ├── RoutingError                no backend can take the request
@@ -101,6 +106,23 @@ class SwitchInProgressError(InvalidRequestError):
 
 class LedgerError(HybridError):
     """The ledger file cannot be opened, migrated, written or read (the message names it)."""
+
+
+class LedgerUnavailableError(LedgerError):
+    """The ledger database cannot be reached now: it is down, refuses connections, does not
+    answer in time, or the connection was lost mid-statement.  Nothing was written; the same
+    work can be tried again when the database returns."""
+
+
+class LedgerAccessError(LedgerError):
+    """The ledger database refuses what ``ledger.url`` says: a wrong password or user, a
+    database that does not exist, or a role without the rights it needs.  Retrying does not
+    help; the message says what to fix."""
+
+
+class LedgerSchemaError(LedgerError):
+    """The ledger database holds a schema version newer than this hybrid knows: another
+    daemon sharing it runs a newer hybrid."""
 
 
 class CalibrationRejectedError(HybridError):

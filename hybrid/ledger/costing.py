@@ -15,6 +15,11 @@ spend: its ``cloud_cost_usd`` is 0.0 and no budget counts it.
 
 The counterfactual prices the whole prompt at the uncached input rate: a local answer never
 touched a provider's cache, and what part of it would have been a cache hit is not known.
+
+Before a cloud request is sent, its cost is *estimated* for the budget's reservation
+(:meth:`Costing.estimate`): its prompt tokens at the uncached input rate plus the most it may
+generate (its ``max_tokens``, else :data:`ESTIMATED_MAX_OUTPUT_TOKENS` or the provider's own
+default) at the output rate.  A cache hit or a shorter answer only makes the real cost lower.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ from hybrid.settings.ledger import EnergySettings
 
 _JOULES_PER_KWH = 3.6e6
 _TOKENS_PER_PRICE_UNIT = 1_000_000
+
+ESTIMATED_MAX_OUTPUT_TOKENS = 4096
+"""Output tokens a cloud request that sets no ``max_tokens`` is estimated at, for a provider
+that is sent none (OpenAI and compatible ones; Anthropic gets ``cloud.anthropic.max_tokens``,
+which is estimated instead).  Such a provider may answer longer, up to the model's own limit:
+the real cost is what is spent, so set ``max_tokens`` to keep the estimate an upper bound."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,26 @@ class Costing:
         if price is None:
             return None
         return price.cost(prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens)
+
+    def estimate(
+        self, qualified_model: str, prompt_tokens: int, max_output_tokens: int
+    ) -> float | None:
+        """Return the most a cloud request should cost, to reserve before it is sent.
+
+        Args:
+            qualified_model: ``provider/model``.
+            prompt_tokens: Its prompt's tokens (all priced at the uncached input rate, or the
+                long-prompt rate where the price has one).
+            max_output_tokens: The most it may generate (its ``max_tokens``, else the
+                provider's default).
+
+        Returns:
+            USD, or None when the model has no price.
+        """
+        price = self._prices.lookup(qualified_model)
+        if price is None:
+            return None
+        return price.cost(max(prompt_tokens, 0), max(max_output_tokens, 0))
 
     def energy_cost(
         self,

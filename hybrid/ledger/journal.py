@@ -38,7 +38,7 @@ class Journal:
     """An append-only file of ledger records, one JSON line each.
 
     Args:
-        path: The journal file (created when missing).
+        path: The journal file (created, with its folder, when missing).
 
     Raises:
         LedgerError: The file cannot be opened for appending.
@@ -47,6 +47,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # a shared ledger creates no file
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
             raise LedgerError(

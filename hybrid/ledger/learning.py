@@ -19,12 +19,13 @@ The SQL lives here; :class:`~hybrid.ledger.store.LedgerStore` runs it.
 from __future__ import annotations
 
 import base64
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
+
+from hybrid.ledger.dialect import SQLITE, Database, Dialect
 
 LabelSource = Literal["feedback", "shadow"]
 LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
@@ -246,34 +247,39 @@ class LabelCount:
         }
 
 
-MIGRATION: tuple[str, ...] = (
-    """
-    CREATE TABLE signals (
-        seq INTEGER PRIMARY KEY,
-        request_id TEXT NOT NULL UNIQUE,
-        time REAL NOT NULL,
-        model_sha256 TEXT NOT NULL,
-        feature_version INTEGER NOT NULL,
-        features BLOB NOT NULL,
-        vector BLOB,
-        route TEXT NOT NULL,
-        score REAL,
-        prompt_chars INTEGER NOT NULL
+def tables(dialect: Dialect) -> tuple[str, ...]:
+    """The statements creating the ``signals`` and ``labels`` tables in a database."""
+    return (
+        f"""
+        CREATE TABLE signals (
+            {dialect.row_id},
+            request_id TEXT NOT NULL UNIQUE,
+            time {dialect.float} NOT NULL,
+            model_sha256 TEXT NOT NULL,
+            feature_version INTEGER NOT NULL,
+            features {dialect.blob} NOT NULL,
+            vector {dialect.blob},
+            route TEXT NOT NULL,
+            score {dialect.float},
+            prompt_chars INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX signals_model ON signals (model_sha256)",
+        f"""
+        CREATE TABLE labels (
+            request_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            good INTEGER NOT NULL,
+            time {dialect.float} NOT NULL,
+            note TEXT,
+            agreement {dialect.float},
+            PRIMARY KEY (request_id, source)
+        )
+        """,
     )
-    """,
-    "CREATE INDEX signals_model ON signals (model_sha256)",
-    """
-    CREATE TABLE labels (
-        request_id TEXT NOT NULL,
-        source TEXT NOT NULL,
-        good INTEGER NOT NULL,
-        time REAL NOT NULL,
-        note TEXT,
-        agreement REAL,
-        PRIMARY KEY (request_id, source)
-    )
-    """,
-)
+
+
+MIGRATION: tuple[str, ...] = tables(SQLITE)
 """Schema version 4: the ``signals`` and ``labels`` tables."""
 
 _SIGNAL_COLUMNS = (
@@ -287,19 +293,23 @@ _SIGNAL_COLUMNS = (
     "score",
     "prompt_chars",
 )
+# A newer signal replaces an older one as the newest (a new seq): delete, then insert.
+_DELETE_SIGNAL = "DELETE FROM signals WHERE request_id = ?"
 _INSERT_SIGNAL = (
-    f"INSERT OR REPLACE INTO signals ({', '.join(_SIGNAL_COLUMNS)}) "
+    f"INSERT INTO signals ({', '.join(_SIGNAL_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_SIGNAL_COLUMNS))})"
 )
 _INSERT_LABEL = (
-    "INSERT OR REPLACE INTO labels (request_id, source, good, time, note, agreement) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO labels (request_id, source, good, time, note, agreement) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, source) DO UPDATE SET "
+    "good = excluded.good, time = excluded.time, note = excluded.note, "
+    "agreement = excluded.agreement"
 )
 # A feedback label says something about the local model only when the local model answered.
 _USABLE = "(l.source = 'shadow' OR s.route = 'local')"
 
 
-def insert(conn: sqlite3.Connection, entries: Iterable[Learned], keep: int | None) -> None:
+def insert(conn: Database, entries: Iterable[Learned], keep: int | None) -> None:
     """Store signals and labels (inside the caller's transaction), then prune old signals.
 
     Args:
@@ -312,6 +322,7 @@ def insert(conn: sqlite3.Connection, entries: Iterable[Learned], keep: int | Non
     for entry in entries:
         if isinstance(entry, Signal):
             signals += 1
+            conn.execute(_DELETE_SIGNAL, (entry.request_id,))
             conn.execute(
                 _INSERT_SIGNAL,
                 (
@@ -346,13 +357,13 @@ def insert(conn: sqlite3.Connection, entries: Iterable[Learned], keep: int | Non
         )
 
 
-def prune(conn: sqlite3.Connection, older_than: float) -> None:
+def prune(conn: Database, older_than: float) -> None:
     """Delete signals and labels from before a time (the ledger's retention)."""
     conn.execute("DELETE FROM signals WHERE time < ?", (older_than,))
     conn.execute("DELETE FROM labels WHERE time < ?", (older_than,))
 
 
-def labelled(conn: sqlite3.Connection, model_sha256: str) -> list[LabelledSignal]:
+def labelled(conn: Database, model_sha256: str) -> list[LabelledSignal]:
     """The kept signals of one local model that carry at least one label, oldest first."""
     rows = conn.execute(
         f"""
@@ -376,7 +387,7 @@ def labelled(conn: sqlite3.Connection, model_sha256: str) -> list[LabelledSignal
     ]
 
 
-def signals(conn: sqlite3.Connection, model_sha256: str | None = None) -> list[Signal]:
+def signals(conn: Database, model_sha256: str | None = None) -> list[Signal]:
     """The kept signals (of one local model, or all), oldest first."""
     where, params = ("WHERE model_sha256 = ?", [model_sha256]) if model_sha256 else ("", [])
     rows = conn.execute(
@@ -385,7 +396,7 @@ def signals(conn: sqlite3.Connection, model_sha256: str | None = None) -> list[S
     return [_signal(row) for row in rows]
 
 
-def labels(conn: sqlite3.Connection, request_id: str | None = None) -> list[Label]:
+def labels(conn: Database, request_id: str | None = None) -> list[Label]:
     """The labels (of one request, or all), oldest first."""
     where, params = ("WHERE request_id = ?", [request_id]) if request_id else ("", [])
     rows = conn.execute(
@@ -396,7 +407,7 @@ def labels(conn: sqlite3.Connection, request_id: str | None = None) -> list[Labe
     return [Label(row[0], row[1], bool(row[2]), row[3], row[4], row[5]) for row in rows]
 
 
-def counts(conn: sqlite3.Connection) -> list[LabelCount]:
+def counts(conn: Database) -> list[LabelCount]:
     """Labels per local model and source; labels of requests without a kept signal last."""
     rows = conn.execute(
         f"""

@@ -129,6 +129,9 @@ class LedgerRecord:
             name or the ``X-Hybrid-Route`` header pinned it) or ``mode`` (the server-wide
             routing mode); None for a request that was refused or failed before a route was
             taken.
+        instance: The daemon that answered (``ledger.instance``, the host name by default),
+            so that records from a fleet sharing a ledger can be told apart; ``''`` in records
+            written before schema version 6.
     """
 
     id: str
@@ -159,6 +162,8 @@ class LedgerRecord:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     decided: Decided | None = None
+    # Added in schema version 6.
+    instance: str = ""
 
     def __post_init__(self) -> None:
         """Reject values outside the documented sets, so a typo never reaches the ledger.
@@ -200,7 +205,8 @@ class LedgerRecord:
 
         Args:
             data: The object; keys beyond the record's fields are ignored, and the keys added
-                in schema version 3 take their defaults when absent (an older server's record).
+                in schema versions 3 and 6 take their defaults when absent (an older server's
+                record).
 
         Raises:
             ValueError: A key is missing or a value is out of its documented set.

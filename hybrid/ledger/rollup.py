@@ -1,10 +1,11 @@
 """Hourly rollups of the ledger: what every stats query reads instead of the records.
 
-The ``rollups`` table (schema version 5) holds one row per UTC hour (``span`` 3600) and one
-per UTC day (``span`` 86400), each per combination of what the queries group or filter by:
-the model that answered, route, provider, status, who
-decided the route (``''`` for none), the leg (``''`` for none) and the deciding reason without
-its measurement (:func:`~hybrid.ledger.totals.reason_label`).  Each row holds the number of
+The ``rollups`` table (schema version 5, keyed by instance since 6) holds one row per UTC hour
+(``span`` 3600) and one per UTC day (``span`` 86400), each per combination of what the queries
+group or filter by: the model that answered, route, provider, status, who decided the route
+(``''`` for none), the leg (``''`` for none), the deciding reason without its measurement
+(:func:`~hybrid.ledger.totals.reason_label`) and the daemon that wrote the records
+(``instance``, ``''`` for records older than version 6).  Each row holds the number of
 records, their token sums (prompt, completion, cache read, cache write), cloud spend and cost
 avoided (unpriced costs add nothing), and latency and TTFT histograms with fixed buckets
 (:mod:`hybrid.ledger.histogram`: one column per bucket, plus the largest value).
@@ -16,25 +17,28 @@ The rollups always equal a fold of the records they cover:
   lands in both or in neither;
 - pruning deletes the rollups of the hours and days it empties, re-folds the hour it cuts
   through from the records left in it and the day it cuts through from that day's hours;
-- the migration to version 5 folds the records already there, once.
+- the migration to version 6 folds the records already there, once (version 5's rollups,
+  without instances, are not kept).
 
 A query over a window reads whole days from the day rows, whole hours at either end from the
 hour rows, and the part of an hour at either end from the records (at most an hour of them at
 each end), so counts and sums stay exact for any window and a query reads at most 46 hours and
 one row per day of rollups.  Totals that need no percentiles leave the histograms unread.
 
-The SQL is standard (``INSERT ... ON CONFLICT``, ``FILTER``, ``CASE``); the two
-expressions that are not are :data:`HOUR_OF_TIME` and :data:`FIRST_REASON`.
+The SQL is standard (``INSERT ... ON CONFLICT``, ``FILTER``, ``CASE``) and runs on SQLite and
+PostgreSQL alike; the hour of a time, the first reason and the column types come from the
+database's :class:`~hybrid.ledger.dialect.Dialect`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hybrid.ledger.dialect import Database, Dialect
 from hybrid.ledger.histogram import BUCKETS, Histogram, bucket, bucket_sql, histogram_of
 from hybrid.ledger.record import NOT_REQUESTS, LedgerRecord
 from hybrid.ledger.totals import (
@@ -60,6 +64,7 @@ KEYS: tuple[str, ...] = (
     "decided",
     "leg",
     "reason",
+    "instance",
 )
 """The primary key of a rollup row."""
 SUMS: tuple[str, ...] = (
@@ -77,12 +82,6 @@ MAXIMA: tuple[str, ...] = ("latency_max", "ttft_max")
 VALUES: tuple[str, ...] = (*SUMS, *MAXIMA, *LATENCY_COLUMNS, *TTFT_COLUMNS)
 """The value columns of a rollup row, in the order rows hold them."""
 
-# Dialect-specific (SQLite): CAST truncates, which is the floor for the positive times a ledger
-# holds; PostgreSQL rounds, so there this is FLOOR(time / 3600)::bigint * 3600.
-HOUR_OF_TIME = f"CAST(time / {HOUR_S} AS INTEGER) * {HOUR_S}"
-# Dialect-specific (SQLite's JSON1); in PostgreSQL: (reasons::json ->> 0).
-FIRST_REASON = "json_extract(reasons, '$[0]')"
-
 _SUM_SQL = {
     "records": "COUNT(*)",
     "prompt_tokens": "COALESCE(SUM(prompt_tokens), 0)",
@@ -92,32 +91,6 @@ _SUM_SQL = {
     "cloud_cost_usd": "COALESCE(SUM(cloud_cost_usd), 0.0)",
     "cost_avoided_usd": "COALESCE(SUM(cost_avoided_usd), 0.0)",
 }
-
-CREATE = f"""
-    CREATE TABLE rollups (
-        span INTEGER NOT NULL,
-        start INTEGER NOT NULL,
-        model TEXT NOT NULL,
-        route TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        status TEXT NOT NULL,
-        decided TEXT NOT NULL,
-        leg TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        records INTEGER NOT NULL,
-        prompt_tokens INTEGER NOT NULL,
-        completion_tokens INTEGER NOT NULL,
-        cache_read_tokens INTEGER NOT NULL,
-        cache_write_tokens INTEGER NOT NULL,
-        cloud_cost_usd REAL NOT NULL,
-        cost_avoided_usd REAL NOT NULL,
-        latency_max REAL,
-        ttft_max REAL,
-        {", ".join(f"{column} INTEGER NOT NULL DEFAULT 0" for column in LATENCY_COLUMNS)},
-        {", ".join(f"{column} INTEGER NOT NULL DEFAULT 0" for column in TTFT_COLUMNS)},
-        PRIMARY KEY ({", ".join(KEYS)})
-    )
-"""
 
 
 def _larger_sql(column: str) -> str:
@@ -140,18 +113,23 @@ _UPSERT = (
     )
 )
 
-# The records of a window grouped in SQL by rollup key and latency and TTFT bucket (one CASE
-# each per row; summing a column per bucket in SQL costs five times more), with the reason not
-# yet cut to its label; :func:`fold_sql` adds the buckets up into rollup rows.
-_FOLD = f"""
-    SELECT {HOUR_S} AS span, {HOUR_OF_TIME} AS start, model, route, provider, status,
-        COALESCE(decided, '') AS decided, COALESCE(leg, '') AS leg, {FIRST_REASON} AS reason,
+
+@functools.cache
+def _fold(dialect: Dialect) -> str:
+    """The records of a window grouped in SQL by rollup key and latency and TTFT bucket (one
+    CASE each per row; summing a column per bucket in SQL costs five times more), with the
+    reason not yet cut to its label; :func:`fold_sql` adds the buckets up into rollup rows."""
+    return f"""
+    SELECT {HOUR_S} AS span, {dialect.hour_of_time} AS start, model, route, provider, status,
+        COALESCE(decided, '') AS decided, COALESCE(leg, '') AS leg,
+        {dialect.first_reason} AS reason, instance,
         {bucket_sql("latency_s")} AS lb, {bucket_sql("ttft_s")} AS tb,
         {", ".join(_SUM_SQL[column] for column in SUMS)},
         MAX(latency_s), MAX(ttft_s)
     FROM requests {{where}}
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 """
+
 
 _IS_REQUEST_SQL = f"leg NOT IN ({', '.join(repr(leg) for leg in NOT_REQUESTS)})"
 
@@ -161,6 +139,7 @@ _GROUP_SQL: dict[str, str] = {
     "reason": "reason",
     "decided": "decided",
     "provider": "provider",
+    "instance": "instance",
     "day": f"start - start % {_DAY_S}",
     "": "''",
 }
@@ -245,6 +224,7 @@ def key_of(record: LedgerRecord) -> Key:
         record.decided or "",
         record.leg or "",
         reason_label(record.reasons[0] if record.reasons else None),
+        record.instance,
     )
 
 
@@ -272,9 +252,7 @@ def fold(records: Iterable[LedgerRecord]) -> dict[Key, list[Any]]:
     return rows
 
 
-def fold_sql(
-    conn: sqlite3.Connection, since: float | None, until: float | None
-) -> dict[Key, list[Any]]:
+def fold_sql(conn: Database, since: float | None, until: float | None) -> dict[Key, list[Any]]:
     """Fold the records of ``since <= time < until`` in SQL, as :func:`fold` does in memory.
 
     Args:
@@ -293,15 +271,15 @@ def fold_sql(
     rows: dict[Key, list[Any]] = {}
     labels: dict[str | None, str] = {}
     start = len(SUMS) + len(MAXIMA)
-    for row in conn.execute(_FOLD.format(where=where), params):
+    for row in conn.execute(_fold(conn.dialect).format(where=where), params):
         label = labels.get(row[8])
         if label is None:
             label = labels[row[8]] = reason_label(row[8])
-        values: list[Any] = [*row[11:], *([0] * (2 * BUCKETS))]
-        values[start + row[9]] = row[11]
-        if row[10] is not None:
-            values[start + BUCKETS + row[10]] = row[11]
-        merge(rows, (*row[:8], label), values)
+        values: list[Any] = [*row[12:], *([0] * (2 * BUCKETS))]
+        values[start + row[10]] = row[12]
+        if row[11] is not None:
+            values[start + BUCKETS + row[11]] = row[12]
+        merge(rows, (*row[:8], label, row[9]), values)
     return rows
 
 
@@ -327,17 +305,17 @@ def with_days(rows: dict[Key, list[Any]]) -> dict[Key, list[Any]]:
     return {**rows, **days}
 
 
-def upsert(conn: sqlite3.Connection, rows: dict[Key, list[Any]]) -> None:
+def upsert(conn: Database, rows: dict[Key, list[Any]]) -> None:
     """Add rollup rows to the table (inside the caller's transaction)."""
     conn.executemany(_UPSERT, [(*key, *values) for key, values in rows.items()])
 
 
-def build(conn: sqlite3.Connection) -> None:
-    """Fold every record into the (empty) rollups: the data step of migration 5."""
+def build(conn: Database) -> None:
+    """Fold every record into the (empty) rollups: the data step of migration 6."""
     upsert(conn, with_days(fold_sql(conn, None, None)))
 
 
-def prune(conn: sqlite3.Connection, older_than: float) -> None:
+def prune(conn: Database, older_than: float) -> None:
     """Drop the rollups of records pruned before ``older_than`` (records already deleted).
 
     The hours and days wholly before it go; the hour it falls in is folded again from its
@@ -367,12 +345,8 @@ _DAY_FROM_HOURS = (
 )
 
 
-MIGRATION: tuple[str | Callable[[sqlite3.Connection], None], ...] = (CREATE, build)
-"""Schema version 5: the ``rollups`` table, filled from the records already there."""
-
-
 def cells(
-    conn: sqlite3.Connection,
+    conn: Database,
     by: GroupBy | str,
     since: float | None,
     until: float | None,
@@ -481,7 +455,7 @@ def latency(rollups: Iterable[Rollup]) -> Latency:
 
 
 def _table_cells(
-    conn: sqlite3.Connection,
+    conn: Database,
     by: GroupBy | str,
     span: int,
     first: int | None,
@@ -511,6 +485,7 @@ def _table_cells(
 
 def _grouped_rows(rows: dict[Key, list[Any]], by: GroupBy | str) -> list[Cell]:
     position = {"day": 1, "model": 2, "route": 3, "provider": 4, "decided": 6, "reason": 8}
+    position["instance"] = 9
     found: list[Cell] = []
     for key, values in rows.items():
         raw: Any = "" if by == "" else key[position[by]]

@@ -1,4 +1,4 @@
-"""The ledger's SQLite schema, its versions, and the migrations between them.
+"""The ledger's schema on SQLite and PostgreSQL, its versions, and the migrations between them.
 
 The version lives in ``PRAGMA user_version``.  Migration ``n`` takes a file at version
 ``n - 1`` to ``n``; each runs in its own transaction, so a crash leaves the file at a version,
@@ -14,10 +14,17 @@ never between two.  A file written by a newer hybrid is refused rather than gues
   at a spend cap, cloud) requests, become ``route='none'``, ``status='refused'``.
 - v4: ``signals`` and ``labels``, what learning from traffic keeps (:mod:`hybrid.ledger.learning`).
 - v5: ``rollups``, the records folded per hour and per model, route, provider, status, decider,
-  leg and reason, with latency and TTFT histograms (:mod:`hybrid.ledger.rollup`); filled from
-  the records already there.
+  leg and reason, with latency and TTFT histograms (:mod:`hybrid.ledger.rollup`).
+- v6: ``instance``, the daemon that wrote a record (``ledger.instance``; ``''`` in older rows),
+  also a key of the rollups, which are folded again from the records.
 
 A migration step is an SQL statement or a function of the connection (a data step).
+
+A PostgreSQL ledger (``ledger.url``) is created at the current version in one step
+(:data:`POSTGRESQL_MIGRATIONS`; no PostgreSQL ledger predates version 6, so the steps before
+it are empty) by :func:`hybrid.ledger.pg.migrate`, which keeps the version in
+``hybrid_schema`` (part ``ledger``) and refuses a database a newer hybrid migrated.  There a
+record's id and leg are unique, so a record synced twice is refused rather than stored twice.
 """
 
 from __future__ import annotations
@@ -28,10 +35,49 @@ from pathlib import Path
 
 from hybrid.errors import LedgerError
 from hybrid.ledger import learning, rollup
+from hybrid.ledger.dialect import POSTGRESQL, SQLITE, Database, Dialect
 from hybrid.ledger.totals import day_label, reason_label
 
-Step = str | Callable[[sqlite3.Connection], None]
+Step = str | Callable[[Database], None]
 """One step of a migration: an SQL statement, or a function run on the connection."""
+
+
+def rollups_table(dialect: Dialect, *, instance: bool = True) -> str:
+    """The ``CREATE TABLE rollups`` statement (:mod:`hybrid.ledger.rollup`).
+
+    Args:
+        dialect: The database's.
+        instance: With the ``instance`` key (version 6); False: version 5's table.
+    """
+    keys = rollup.KEYS if instance else rollup.KEYS[:-1]
+    buckets = (*rollup.LATENCY_COLUMNS, *rollup.TTFT_COLUMNS)
+    counts = [f"{column} {dialect.bigint} NOT NULL DEFAULT 0" for column in buckets]
+    return f"""
+    CREATE TABLE rollups (
+        span INTEGER NOT NULL,
+        start {dialect.bigint} NOT NULL,
+        model TEXT NOT NULL,
+        route TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        status TEXT NOT NULL,
+        decided TEXT NOT NULL,
+        leg TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        {"instance TEXT NOT NULL DEFAULT '', " if instance else ""}
+        records {dialect.bigint} NOT NULL,
+        prompt_tokens {dialect.bigint} NOT NULL,
+        completion_tokens {dialect.bigint} NOT NULL,
+        cache_read_tokens {dialect.bigint} NOT NULL,
+        cache_write_tokens {dialect.bigint} NOT NULL,
+        cloud_cost_usd {dialect.float} NOT NULL,
+        cost_avoided_usd {dialect.float} NOT NULL,
+        latency_max {dialect.float},
+        ttft_max {dialect.float},
+        {", ".join(counts)},
+        PRIMARY KEY ({", ".join(keys)})
+    )
+    """
+
 
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     (
@@ -95,11 +141,70 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         """,
     ),
     learning.MIGRATION,
-    rollup.MIGRATION,
+    (rollups_table(SQLITE, instance=False),),
+    (
+        "ALTER TABLE requests ADD COLUMN instance TEXT NOT NULL DEFAULT ''",
+        "DROP TABLE rollups",
+        rollups_table(SQLITE),
+        rollup.build,
+    ),
 )
 """``MIGRATIONS[n - 1]`` holds the statements that take version ``n - 1`` to ``n``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def requests_table(dialect: Dialect) -> str:
+    """The ``requests`` table as it is at :data:`SCHEMA_VERSION` (PostgreSQL's first step)."""
+    return f"""
+        CREATE TABLE requests (
+            {dialect.row_id},
+            id TEXT NOT NULL,
+            time {dialect.float} NOT NULL,
+            api TEXT NOT NULL,
+            route TEXT NOT NULL,
+            reasons TEXT NOT NULL,
+            verdicts TEXT NOT NULL,
+            score {dialect.float},
+            model_requested TEXT,
+            model TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            tokens_estimated INTEGER NOT NULL,
+            ttft_s {dialect.float},
+            latency_s {dialect.float} NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            cloud_cost_usd {dialect.float},
+            counterfactual_model TEXT,
+            counterfactual_cost_usd {dialect.float},
+            energy_cost_usd {dialect.float},
+            cost_avoided_usd {dialect.float},
+            price_known INTEGER NOT NULL,
+            leg TEXT,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            decided TEXT,
+            instance TEXT NOT NULL DEFAULT ''
+        )
+    """
+
+
+POSTGRESQL_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    *((),) * 5,  # versions 1 to 5: no PostgreSQL ledger is that old
+    # Version 6: everything.  A later version adds its step here as well as to MIGRATIONS.
+    (
+        requests_table(POSTGRESQL),
+        "CREATE INDEX requests_time ON requests (time)",
+        "CREATE INDEX requests_provider_time ON requests (provider, time)",
+        # A cascade's two legs share an id; a record synced twice is refused.
+        "CREATE UNIQUE INDEX requests_id_leg ON requests (id, COALESCE(leg, ''))",
+        *learning.tables(POSTGRESQL),
+        rollups_table(POSTGRESQL),
+    ),
+)
+"""The PostgreSQL ledger's migrations, as :data:`MIGRATIONS` (see the module's docstring)."""
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -174,7 +279,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
                     if isinstance(step, str):
                         conn.execute(step)
                     else:
-                        step(conn)
+                        step(Database.sqlite(conn, str(path)))
                 conn.execute(f"PRAGMA user_version = {current + 1}")
             conn.execute("COMMIT")
         except BaseException:

@@ -1,7 +1,9 @@
-"""The ledger file: appending records (and learning's signals and labels) and the queries
+"""The ledger: appending records (and learning's signals and labels) and the queries
 ``hybrid stats``, the server and ``hybrid calibrate --from-ledger`` ask.
 
-Synchronous, one connection, used by one thread at a time: the writer thread of
+The same queries run on a SQLite file (the default) and on a shared PostgreSQL database
+(``ledger.url``), through :class:`~hybrid.ledger.dialect.Database`.  Synchronous, one
+connection, used by one thread at a time: the writer thread of
 :class:`~hybrid.ledger.writer.LedgerWriter`, a read connection of the server, or
 ``hybrid stats``.  Totals follow the definitions of :mod:`hybrid.ledger.totals`, read from the
 hourly rollups (:mod:`hybrid.ledger.rollup`) that :meth:`LedgerStore.append` maintains in the
@@ -11,13 +13,12 @@ transaction that inserts the records.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hybrid.errors import LedgerError
 from hybrid.ledger import learning, rollup, schema
+from hybrid.ledger.dialect import Database
 from hybrid.ledger.learning import Label, LabelCount, LabelledSignal, Learned, Signal
 from hybrid.ledger.record import NOT_REQUESTS, LedgerRecord
 from hybrid.ledger.totals import GroupBy, Latency, Totals
@@ -52,6 +53,7 @@ COLUMNS: tuple[str, ...] = (
     "cache_read_tokens",
     "cache_write_tokens",
     "decided",
+    "instance",
 )
 
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -62,15 +64,33 @@ _IS_REQUEST = f"(leg IS NULL OR leg NOT IN ({', '.join(repr(leg) for leg in NOT_
 
 
 class LedgerStore:
-    """A ledger file, open.
+    """A ledger, open.
 
-    Every query raises :class:`~hybrid.errors.HybridError` (naming the file) when SQLite fails.
+    Every query raises :class:`~hybrid.errors.LedgerError` (naming the file, or the database
+    with its password masked) when the database fails; on PostgreSQL, its subclasses
+    :class:`~hybrid.errors.LedgerUnavailableError` (down, connection lost: try again later)
+    and :class:`~hybrid.errors.LedgerAccessError` (refused: fix ``ledger.url``).
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        """Wrap a connection made by :func:`hybrid.ledger.schema.connect`; use :meth:`open`."""
+    def __init__(self, conn: Database, path: Path | None = None) -> None:
+        """Wrap an open, migrated database; use :meth:`open` or :meth:`open_url`.
+
+        Args:
+            conn: The database.
+            path: The SQLite file, None for PostgreSQL.
+        """
         self._conn = conn
         self.path = path
+
+    @property
+    def name(self) -> str:
+        """The file, or the database's URL with its password masked."""
+        return self._conn.name
+
+    @property
+    def shared(self) -> bool:
+        """Whether this is a PostgreSQL ledger (several daemons may write it)."""
+        return self._conn.dialect.name == "postgresql"
 
     @classmethod
     def open(cls, path: Path) -> LedgerStore:
@@ -80,7 +100,25 @@ class LedgerStore:
             LedgerError: The file cannot be opened or created, is not a ledger, or is newer
                 than this hybrid.
         """
-        return cls(schema.connect(path), path)
+        return cls(Database.sqlite(schema.connect(path), str(path)), path)
+
+    @classmethod
+    def open_url(cls, url: str, *, timeout_s: float = 5.0) -> LedgerStore:
+        """Connect to a PostgreSQL ledger (``ledger.url``), creating or migrating its tables.
+
+        Args:
+            url: The database's URL.
+            timeout_s: Seconds to wait for the server.
+
+        Raises:
+            ConfigError: ``url`` is not a PostgreSQL URL libpq understands.
+            LedgerUnavailableError: The server cannot be reached now.
+            LedgerAccessError: It refuses the user, the password or the database.
+            LedgerSchemaError: A newer hybrid migrated it.
+        """
+        from hybrid.ledger import pg
+
+        return cls(pg.open_ledger(url, timeout_s=timeout_s))
 
     def append(
         self,
@@ -88,35 +126,40 @@ class LedgerStore:
         learned: Sequence[Learned] = (),
         *,
         keep_signals: int | None = None,
-    ) -> None:
+        only_new: bool = False,
+    ) -> int:
         """Write records, signals and labels in one transaction: all of them are stored, or none.
 
         Args:
             records: Request records.
             learned: Signals and labels (:mod:`hybrid.ledger.learning`), in written order.
             keep_signals: Keep only this many most recent signals; None keeps them all.
+            only_new: Skip the records the ledger holds already (same id and leg), looked up
+                in the same transaction: for records that may have been stored before (a
+                journal replayed, a commit whose answer was lost with the connection).
+
+        Returns:
+            How many records were stored.
 
         Raises:
-            LedgerError: SQLite failed (disk full, file locked too long); nothing was stored.
+            LedgerError: The database failed (disk full, file locked too long, connection
+                lost); nothing was stored.
         """
         if not records and not learned:
-            return
-        rows = [_row(record) for record in records]
+            return 0
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(_INSERT, rows)
+            with self._conn.transaction():
+                if only_new:
+                    records = self._missing(records)
+                self._conn.executemany(_INSERT, [_row(record) for record in records])
                 rollup.upsert(self._conn, rollup.with_days(rollup.fold(records)))
                 learning.insert(self._conn, learned, keep_signals)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise LedgerError(
-                f"could not record {len(rows)} request(s) and {len(learned)} signal(s) or "
-                f"label(s) in the ledger {self.path}: {exc}"
+        except self._conn.errors as exc:
+            raise self._conn.failure(
+                exc,
+                f"record {len(records)} request(s) and {len(learned)} signal(s) or label(s)",
             ) from exc
+        return len(records)
 
     def totals(self, since: float | None = None, until: float | None = None) -> Totals:
         """Return the totals of records with ``since <= time < until`` (None: unbounded).
@@ -171,14 +214,17 @@ class LedgerStore:
         """Of ``records``, those the ledger does not hold yet (same id and leg).
 
         Raises:
-            LedgerError: SQLite failed.
+            LedgerError: The database failed.
         """
+        return self._query(lambda: self._missing(records))
+
+    def _missing(self, records: Sequence[LedgerRecord]) -> list[LedgerRecord]:
         held: set[tuple[str, str | None]] = set()
         ids = sorted({record.id for record in records})
         for start in range(0, len(ids), 500):  # SQLite caps the parameters of one statement
             chunk = ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            rows = self._rows(f"SELECT id, leg FROM requests WHERE id IN ({marks})", chunk)
+            rows = self._conn.execute(f"SELECT id, leg FROM requests WHERE id IN ({marks})", chunk)
             held.update((str(row[0]), row[1]) for row in rows)
         return [record for record in records if (record.id, record.leg) not in held]
 
@@ -222,18 +268,14 @@ class LedgerStore:
             How many were deleted.
         """
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._conn.transaction():
                 cursor = self._conn.execute("DELETE FROM requests WHERE time < ?", (older_than,))
+                deleted = cursor.rowcount
                 rollup.prune(self._conn, older_than)
                 learning.prune(self._conn, older_than)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise LedgerError(f"could not prune the ledger {self.path}: {exc}") from exc
-        return cursor.rowcount
+        except self._conn.errors as exc:
+            raise self._conn.failure(exc, "prune old records") from exc
+        return deleted
 
     def answer(self, request_id: str) -> LedgerRecord | None:
         """The record of a request's answer (not a discarded or shadow leg), or None.
@@ -264,21 +306,18 @@ class LedgerStore:
         return self._query(lambda: learning.counts(self._conn))
 
     def _query(self, query: Callable[[], T]) -> T:
-        """Run a read; SQLite's errors become a :class:`HybridError`."""
+        """Run a read; the database's errors become a :class:`~hybrid.errors.LedgerError`."""
         try:
             return query()
-        except sqlite3.Error as exc:
-            raise LedgerError(f"could not read the ledger {self.path}: {exc}") from exc
+        except self._conn.errors as exc:
+            raise self._conn.failure(exc, "read") from exc
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        """Run a query and fetch its rows; SQLite's errors become a :class:`HybridError`."""
-        try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise LedgerError(f"could not read the ledger {self.path}: {exc}") from exc
+        """Run a query and fetch its rows, as :meth:`_query`."""
+        return self._query(lambda: self._conn.execute(sql, params).fetchall())
 
     def close(self) -> None:
-        """Close the connection (a checkpoint folds the WAL back into the file)."""
+        """Close the connection (SQLite: a checkpoint folds the WAL back into the file)."""
         self._conn.close()
 
 
@@ -302,6 +341,9 @@ def _row(record: LedgerRecord) -> tuple[Any, ...]:
     data = record.to_dict()
     data["reasons"] = json.dumps(data["reasons"])
     data["verdicts"] = json.dumps(data["verdicts"])
+    # Stored as 0/1 (PostgreSQL takes no bool for an INTEGER column).
+    data["tokens_estimated"] = int(data["tokens_estimated"])
+    data["price_known"] = int(data["price_known"])
     return tuple(data[column] for column in COLUMNS)
 
 

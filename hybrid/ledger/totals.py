@@ -39,8 +39,8 @@ from typing import Any, Literal
 from hybrid.ledger.histogram import Histogram
 from hybrid.ledger.record import LedgerRecord
 
-GroupBy = Literal["route", "model", "reason", "day", "decided"]
-GROUP_BYS: tuple[GroupBy, ...] = ("route", "model", "reason", "day", "decided")
+GroupBy = Literal["route", "model", "reason", "day", "decided", "instance"]
+GROUP_BYS: tuple[GroupBy, ...] = ("route", "model", "reason", "day", "decided", "instance")
 
 NO_REASON = "none"
 """The reason group of a record that has no reasons."""
@@ -284,7 +284,8 @@ def group_key(record: LedgerRecord, by: GroupBy) -> str:
         record: The record.
         by: ``route``, ``model`` (the model that answered), ``reason`` (the deciding reason,
             see :func:`reason_label`), ``day`` (UTC) or ``decided`` (who chose the route:
-            ``router``, ``client``, ``mode``, or ``none``).
+            ``router``, ``client``, ``mode``, or ``none``) or ``instance`` (the daemon that
+            wrote it, ``ledger.instance``).
     """
     if by == "route":
         return record.route
@@ -294,6 +295,8 @@ def group_key(record: LedgerRecord, by: GroupBy) -> str:
         return reason_label(record.reasons[0] if record.reasons else None)
     if by == "decided":
         return record.decided or NO_DECIDER
+    if by == "instance":
+        return record.instance
     return day_label(record.time)
 
 

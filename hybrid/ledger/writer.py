@@ -16,11 +16,23 @@ Signals and labels for learning (:mod:`hybrid.ledger.learning`) take the same pa
 
 The thread also deletes records older than the retention period, at start and hourly, and
 their rollups with them (the hour the cut falls in is folded again from the records it keeps).
+
+A shared ledger (``ledger.url``, PostgreSQL) keeps the same local journal.  When the database
+is unavailable, at start or mid-run (:class:`~hybrid.errors.LedgerUnavailableError`), the
+writer keeps going: records stay in the journal, the thread tries to reconnect with a growing
+pause (:data:`RETRY_S`), and once the database is back it commits everything the journal holds,
+skipping what the database already has (a record is stored once, however often it is synced),
+and empties the journal.  Reads meanwhile raise LedgerUnavailableError, saying how many records
+wait in the journal.  A refused login or a newer schema at start
+(:class:`~hybrid.errors.LedgerAccessError`, :class:`~hybrid.errors.LedgerSchemaError`) is
+raised by :meth:`LedgerWriter.start`: those need a person.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import queue
 import threading
@@ -30,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hybrid.errors import HybridError, LedgerError
-from hybrid.ledger.journal import Journal, journal_path, read_entries
+from hybrid.errors import HybridError, LedgerError, LedgerUnavailableError
+from hybrid.ledger.journal import Journal, journal_path, read_entries, read_journal
 from hybrid.ledger.learning import Label, Learned, Signal
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore
@@ -41,6 +53,10 @@ T = TypeVar("T")
 
 _SECONDS_PER_DAY = 86_400.0
 _PRUNE_EVERY_S = 3_600.0
+RETRY_S: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Pauses between attempts to reach an unavailable ledger database (the last repeats)."""
+_SYNC_BATCH = 5_000
+log = logging.getLogger(__name__)
 
 
 _STOP = object()
@@ -55,7 +71,8 @@ class _Barrier:
 
 
 class LedgerWriter:
-    """Owns a ledger file: one writer thread, plus a read connection for the server."""
+    """Owns a ledger (the file, or a shared PostgreSQL database with a local journal): one
+    writer thread, plus a read connection for the server."""
 
     def __init__(
         self,
@@ -63,24 +80,40 @@ class LedgerWriter:
         retention_days: int,
         clock: Callable[[], float] = time.time,
         *,
-        open_store: Callable[[Path], LedgerStore] = LedgerStore.open,
+        open_store: Callable[[Path], LedgerStore] | None = None,
         commit_interval_s: float = 0.25,
         keep_signals: int | None = None,
+        url: str | None = None,
+        instance: str = "",
+        retry_s: tuple[float, ...] = RETRY_S,
     ) -> None:
         """Prepare a writer; nothing is opened until :meth:`start`.
 
         Args:
-            path: The ledger file.
+            path: The ledger file; with ``url``, where its journal is kept
+                (``<path>.pending``).
             retention_days: Records older than this are deleted; 0 keeps them forever.
             clock: Unix time, for retention.
-            open_store: Opens the file (tests pass a wrapper).
+            open_store: Opens the ledger (tests pass a wrapper); unset: the file, or the
+                database at ``url``.
             commit_interval_s: How long records may gather before a commit (they are
                 already safe in the journal meanwhile).
             keep_signals: Keep only this many most recent learning signals
                 (``routing.learn.keep_signals``); None keeps them all.
+            url: ``ledger.url``: keep the ledger in this PostgreSQL database instead (unless
+                ``open_store`` is given too).
+            instance: ``ledger.instance``, stamped on every record that names none.
+            retry_s: Pauses between attempts to reach an unavailable database.
         """
         self._keep_signals = keep_signals
         self.path = path
+        self.instance = instance
+        self._shared = url is not None
+        if open_store is None:
+            open_store = LedgerStore.open if url is None else functools.partial(_open_url, url)
+        self._retry_s = retry_s or RETRY_S
+        self._failures = 0
+        self._retry_at = 0.0
         self._retention_s = retention_days * _SECONDS_PER_DAY
         self._clock = clock
         self._open_store = open_store
@@ -102,6 +135,12 @@ class LedgerWriter:
         self._keep_journal = False
 
     @property
+    def connected(self) -> bool:
+        """Whether the writer holds a connection to the ledger (False while a shared ledger's
+        database is unavailable)."""
+        return self._store is not None
+
+    @property
     def transactions(self) -> int:
         """How many transactions have committed records (fewer than records, under load)."""
         return self._transactions
@@ -112,22 +151,32 @@ class LedgerWriter:
 
         Blocks briefly: call it at start-up, before requests arrive.
 
+        With a shared ledger whose database is unavailable, starts anyway (see the module's
+        docstring).
+
         Raises:
             LedgerError: The ledger or its journal cannot be opened (see
-                :meth:`LedgerStore.open`).
+                :meth:`LedgerStore.open`); for a shared ledger, LedgerAccessError (a refused
+                login) or LedgerSchemaError (a newer hybrid migrated it).
+            ConfigError: ``url`` is not a PostgreSQL URL.
         """
         if self._running:
             return
-        self._store = self._open_store(self.path)
         try:
-            self._reader = self._open_store(self.path)
-            self._recover()
-            self._journal = Journal(journal_path(self.path))
+            try:
+                self._store = self._open_store(self.path)
+                self._reader = self._open_store(self.path)
+                self._recover()
+            except LedgerUnavailableError as exc:
+                if not self._shared:
+                    raise
+                # Serve anyway: records wait in the journal until the database returns.
+                log.warning("%s; keeping records in %s until it returns", exc, self._journal_path)
+                self._close_stores()
+                self._offline()
+            self._journal = Journal(self._journal_path)
         except BaseException:
-            for store in (self._store, self._reader):
-                if store is not None:
-                    store.close()
-            self._store = self._reader = None
+            self._close_stores()
             raise
         self._thread = threading.Thread(target=self._run, name="hybrid-ledger", daemon=True)
         self._running = True
@@ -152,6 +201,9 @@ class LedgerWriter:
         Raises:
             LedgerError: The writer is not running, or the journal could not be written.
         """
+        if self.instance and not record.instance:
+            record = dataclasses.replace(record, instance=self.instance)
+            data = None if data is None else {**data, "instance": self.instance}
         with self._lock:
             if not self._running or self._journal is None:
                 raise LedgerError(
@@ -189,6 +241,9 @@ class LedgerWriter:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+        self._close_stores()
+
+    def _close_stores(self) -> None:
         for store in (self._store, self._reader):
             if store is not None:
                 store.close()
@@ -230,29 +285,63 @@ class LedgerWriter:
 
     def _read(self, query: Callable[[LedgerStore], T]) -> T:
         with self._read_lock:
+            if self._reader is None and self._shared and self._running:
+                try:
+                    self._reader = self._open_store(self.path)
+                except LedgerUnavailableError as exc:
+                    raise self._unavailable(exc) from exc
             if self._reader is None:
                 raise LedgerError(f"the ledger {self.path} is not open")
-            return query(self._reader)
+            try:
+                return query(self._reader)
+            except LedgerUnavailableError as exc:
+                self._reader.close()
+                self._reader = None  # reconnect on the next read
+                raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: LedgerUnavailableError) -> LedgerUnavailableError:
+        waiting = len(read_journal(self._journal_path))
+        return LedgerUnavailableError(
+            f"{exc} ({waiting} record(s) wait in the journal {self._journal_path}; they are "
+            f"committed when the database returns)"
+        )
+
+    @property
+    def _journal_path(self) -> Path:
+        return journal_path(self.path)
+
+    @property
+    def journaled(self) -> JournalSpend:
+        """The spend of the records in the journal (not yet committed)."""
+        return JournalSpend(self._journal_path)
 
     def _recover(self) -> None:
-        """Commit the records a previous server journaled but never committed."""
+        """Commit the records the journal holds (a previous server's, or those kept while the
+        database was unavailable), skipping those the ledger has; then empty the journal."""
         assert self._store is not None
-        path = journal_path(self.path)
+        path = self._journal_path
         pending = read_entries(path)
+        records = [entry for entry in pending if isinstance(entry, LedgerRecord)]
+        # Signals and labels replace their older selves: replayed in order, they end as
+        # they were last written.
+        learned = [entry for entry in pending if isinstance(entry, Signal | Label)]
+        stored = 0
+        for start in range(0, max(len(records), len(learned)), _SYNC_BATCH):
+            stored += self._store.append(
+                records[start : start + _SYNC_BATCH],
+                learned[start : start + _SYNC_BATCH],
+                keep_signals=self._keep_signals,
+                only_new=True,
+            )
         if pending:
-            records = [entry for entry in pending if isinstance(entry, LedgerRecord)]
-            missing = self._store.missing(records)
-            # Signals and labels replace their older selves: replayed in order, they end as
-            # they were last written.
-            learned = [entry for entry in pending if isinstance(entry, Signal | Label)]
-            self._store.append(missing, learned, keep_signals=self._keep_signals)
-            logging.getLogger(__name__).info(
+            log.info(
                 "recovered %d ledger record(s) and %d signal(s) or label(s) from %s",
-                len(missing),
+                stored,
                 len(learned),
                 path,
             )
-        path.unlink(missing_ok=True)
+        if self._journal is None:
+            path.unlink(missing_ok=True)
 
     def _run(self) -> None:
         self._prune_if_due()
@@ -260,7 +349,10 @@ class LedgerWriter:
             batch = self._next_batch()
             records = [item for item in batch if isinstance(item, LedgerRecord)]
             learned = [item for item in batch if isinstance(item, Signal | Label)]
-            if records or learned:
+            if self._store is None:
+                if time.monotonic() >= self._retry_at:
+                    self._reconnect()  # on success, the journal (this batch too) is committed
+            elif records or learned:
                 self._commit(records, learned)
             for item in batch:
                 if isinstance(item, _Barrier):
@@ -278,32 +370,74 @@ class LedgerWriter:
         barrier or close does.
         """
         while True:
-            self._wake.wait(self._commit_interval_s)
+            wait = self._commit_interval_s
+            if self._store is None:  # the database is away: wake to try it again
+                wait = max(0.01, min(wait, self._retry_at - time.monotonic()))
+            self._wake.wait(wait)
             self._wake.clear()
-            batch: list[object] = []
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            if self._store is None and time.monotonic() >= self._retry_at:
+                return self._drain()
+            batch = self._drain()
             if batch:
+                return batch
+
+    def _drain(self) -> list[object]:
+        batch: list[object] = []
+        while True:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
                 return batch
 
     def _commit(self, records: list[LedgerRecord], learned: list[Learned]) -> None:
         assert self._store is not None
         try:
-            self._store.append(records, learned, keep_signals=self._keep_signals)
+            self._store.append(
+                records, learned, keep_signals=self._keep_signals, only_new=self._shared
+            )
             self._transactions += 1
         except HybridError as exc:
+            if self._shared:
+                # Whatever failed, the batch is in the journal: commit it from there later.
+                log.warning("%s; keeping records in %s until it returns", exc, self._journal_path)
+                self._offline()
+                return
             self._keep_journal = True
-            logging.getLogger(__name__).error("%s (kept in the journal for the next start)", exc)
+            log.error("%s (kept in the journal for the next start)", exc)
         except Exception:
             # Anything else would kill the thread; the records wait in the journal.
             self._keep_journal = True
-            logging.getLogger(__name__).exception("ledger writer")
+            log.exception("ledger writer")
         with self._lock:
             # Nothing queued means nothing journaled is uncommitted: the journal can go.
             if not self._keep_journal and self._queue.empty() and self._journal is not None:
+                self._journal.clear()
+
+    def _offline(self) -> None:
+        """Drop the connection to an unavailable database; try again after a pause."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        pause = self._retry_s[min(self._failures, len(self._retry_s) - 1)]
+        self._retry_at = time.monotonic() + pause
+        self._failures += 1
+
+    def _reconnect(self) -> None:
+        """Reach the database again and commit everything the journal holds (records queued
+        meanwhile are in it too); stay offline, with a longer pause, when that fails."""
+        try:
+            self._store = self._open_store(self.path)
+            self._recover()
+        except HybridError as exc:
+            if self._failures <= 1 or self._failures % 10 == 0:
+                log.warning("%s; still keeping records in %s", exc, self._journal_path)
+            self._offline()
+            return
+        log.info("the ledger database is back; the journal is committed")
+        self._failures = 0
+        self._transactions += 1
+        with self._lock:
+            if self._queue.empty() and self._journal is not None:
                 self._journal.clear()
 
     def _prune_if_due(self) -> None:
@@ -316,7 +450,7 @@ class LedgerWriter:
         try:
             self._store.prune(now - self._retention_s)
         except HybridError as exc:
-            logging.getLogger(__name__).warning("%s", exc)
+            log.warning("%s", exc)
 
 
 def _release(barrier: _Barrier) -> None:
@@ -328,3 +462,23 @@ def _release(barrier: _Barrier) -> None:
         barrier.loop.call_soon_threadsafe(settle)
     except RuntimeError:
         pass  # the loop closed: nobody is waiting
+
+
+def _open_url(url: str, path: Path) -> LedgerStore:
+    return LedgerStore.open_url(url)
+
+
+@dataclass(frozen=True)
+class JournalSpend:
+    """The cloud spend of the records a journal holds: what a daemon whose shared ledger is
+    unavailable knows of its spend (a ``SpendSource`` for the budget's seed)."""
+
+    path: Path
+
+    def spend_by_provider(self, since: float) -> dict[str, float]:
+        """Return the journaled cloud spend since a time of each provider that spent any."""
+        spend: dict[str, float] = {}
+        for record in read_journal(self.path):
+            if record.time >= since and record.provider != "local" and record.cloud_cost_usd:
+                spend[record.provider] = spend.get(record.provider, 0.0) + record.cloud_cost_usd
+        return spend

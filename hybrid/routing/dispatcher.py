@@ -65,6 +65,7 @@ from hybrid.routing.lan import LanMiss, LanTier
 from hybrid.routing.local_model import LocalCapacity, SizedGeneration
 from hybrid.routing.names import CloudTarget, ModelNames
 from hybrid.routing.policy import RouteDecision, Router, Verdict
+from hybrid.routing.reserving import Reserving
 
 LONG_TEXT_CHARS = 256 * 1024
 """Requests whose text has this many characters or more are decided on a worker thread."""
@@ -100,8 +101,8 @@ class Dispatcher:
         load: The latest live hardware sample, for the capacity policy.
         cascade_below: When set, whole answers kept local are read first and escalated if
             the model's confidence is below this (None: no cascade).
-        budget: Says why a provider may not be sent requests now (a spend cap's reason code,
-            ``budget:daily_cap``), or None when it may.
+        budget: Reserves each cloud call's estimated cost before it is sent, refusing it at a
+            spend cap (``budget:daily_cap``); None for no budget.
         lan: The team's LAN servers, tried before the cloud (None: none configured).
         private_to_lan: Let a pinned (private) request go to trusted LAN servers.
     """
@@ -118,7 +119,7 @@ class Dispatcher:
         private_to_cloud: bool = False,
         load: Callable[[], LiveSample | None] = lambda: None,
         cascade_below: float | None = None,
-        budget: Callable[[str], str | None] = lambda provider: None,
+        budget: Reserving | None = None,
         lan: LanTier | None = None,
         private_to_lan: bool = False,
     ) -> None:
@@ -461,7 +462,14 @@ class Dispatcher:
         *,
         score: float | None = None,
     ) -> Answer:
-        started = await self._failover.start(request, target, reason, score=score)
+        # The router's count of the prompt, when it made one, is the reservation's too.
+        prepared = plan.prepared
+        counted = len(prepared.tokens) if prepared is not None else None
+        if counted is None and plan.unfit is not None and plan.unfit.prompt_bytes is None:
+            counted = plan.unfit.prompt_tokens  # a count, not a lower bound from the size
+        started = await self._failover.start(
+            request, target, reason, score=score, prompt_tokens=counted
+        )
         if isinstance(started, Answer):
             return started
         return await self._fall_back(request, started, plan)

@@ -1,17 +1,18 @@
 """Escalating a request to the cloud: the chosen target, then each failover target, in turn.
 
-A target is skipped when its provider has no key or its spend cap is reached, and left for the
-next one when it fails before its first byte (a provider retries by itself until then).  A
-request the provider rejects as malformed is not failed over: it would fail everywhere.  When
-every target failed, :class:`CloudFailures` says why, for the dispatcher's local fallback and,
-when nothing can answer, for the error the client gets.
+A target is skipped when its provider has no key or its estimated cost does not fit under a
+spend cap (the cost is reserved before the request is sent, :mod:`hybrid.routing.reserving`),
+and left for the next one when it fails before its first byte (a provider retries by itself
+until then).  A request the provider rejects as malformed is not failed over: it would fail
+everywhere.  When every target failed, :class:`CloudFailures` says why, for the dispatcher's
+local fallback and, when nothing can answer, for the error the client gets.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hybrid.cloud.provider import CloudProvider
@@ -23,8 +24,10 @@ from hybrid.errors import (
     ProviderRejectedError,
 )
 from hybrid.generation import GenerationRequest
+from hybrid.ledger.budget import Reservation
 from hybrid.routing.answer import Answer
 from hybrid.routing.names import CloudTarget, ModelNames
+from hybrid.routing.reserving import Reserving
 
 log = logging.getLogger("hybrid.routing")
 
@@ -109,8 +112,7 @@ class Failover:
         providers: The cloud providers by name.
         names: Says which providers have their key.
         failover: Cloud targets tried, in order, after the chosen one fails.
-        budget: Says why a provider may not be sent requests now (a spend cap's reason code,
-            ``budget:daily_cap``), or None when it may.
+        budget: Reserves each target's estimated cost before it is sent (None: no budget).
     """
 
     def __init__(
@@ -118,7 +120,7 @@ class Failover:
         providers: Mapping[str, CloudProvider],
         names: ModelNames,
         failover: Sequence[CloudTarget],
-        budget: Callable[[str], str | None],
+        budget: Reserving | None,
     ) -> None:
         self._providers = providers
         self._names = names
@@ -132,8 +134,14 @@ class Failover:
         reason: str,
         *,
         score: float | None = None,
+        prompt_tokens: int | None = None,
     ) -> Answer | CloudFailures:
         """Start a request on the first cloud target that takes it.
+
+        Each target's estimated cost is reserved before it is sent and released when it fails;
+        the started answer holds its reservation
+        (:class:`~hybrid.routing.reserving.ReservedGeneration`) until its
+        record settles it.
 
         Args:
             request: The request (its ``model`` is set to each target's in turn).
@@ -141,6 +149,7 @@ class Failover:
             reason: The answer's reason; ``;failover:<first failure>`` is added when a later
                 target answers.
             score: The difficulty score, for the answer.
+            prompt_tokens: The prompt's tokens, when the router counted them already.
 
         Returns:
             The started answer, or why no target took it.
@@ -157,20 +166,31 @@ class Failover:
             if provider is None or not self._names.usable(candidate.provider):
                 failures.append(_no_key(candidate.provider))
                 continue
-            capped = self._budget(candidate.provider)
-            if capped is not None:
-                failures.append(Failure(candidate.provider, capped, _capped_detail(capped), False))
-                continue
+            held: Reservation | None = None
+            if self._budget is not None:
+                if prompt_tokens is None:
+                    prompt_tokens = self._budget.prompt_tokens(request)
+                reserved = await self._budget.reserve(request, candidate, prompt_tokens)
+                if isinstance(reserved, str):
+                    detail = _capped_detail(reserved)
+                    failures.append(Failure(candidate.provider, reserved, detail, False))
+                    continue
+                held = reserved
             try:
                 generation = await provider.start(
                     dataclasses.replace(request, model=candidate.model)
                 )
-            except ProviderRejectedError:
+            except BaseException as exc:
+                # Failed, rejected or cancelled before an answer: nothing was spent.
+                if held is not None and self._budget is not None:
+                    self._budget.release(held)
+                if isinstance(exc, ProviderError) and not isinstance(exc, ProviderRejectedError):
+                    log.warning("cloud target %s failed: %s", candidate.qualified, exc)
+                    failures.append(Failure(exc.provider, exc.reason, str(exc), exc.retryable))
+                    continue
                 raise
-            except ProviderError as exc:
-                log.warning("cloud target %s failed: %s", candidate.qualified, exc)
-                failures.append(Failure(exc.provider, exc.reason, str(exc), exc.retryable))
-                continue
+            if held is not None and self._budget is not None:
+                generation = self._budget.hold(generation, held)
             if failures:
                 reason = f"{reason};failover:{failures[0].code}"
             return Answer(generation, "cloud", candidate.qualified, reason, score)
@@ -183,8 +203,10 @@ class Failover:
 
 def _capped_detail(reason: str) -> str:
     return (
-        f"{reason}: the cloud spend cap is reached (raise budget.daily_usd / "
-        f"budget.monthly_usd, or wait for the next day or month)"
+        f"{reason}: the cloud spend cap is reached, or the request's estimated cost (its "
+        f"prompt and max_tokens at the model's price) does not fit in what is left under it "
+        f"(set a lower max_tokens, raise budget.daily_usd / budget.monthly_usd, or wait for "
+        f"the next day or month)"
     )
 
 

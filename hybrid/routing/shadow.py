@@ -10,8 +10,11 @@ Never shadowed: requests pinned to this machine by the privacy policy, requests 
 client or the server-wide mode chose (``model: local``, ``X-Hybrid-Route: local``,
 ``local-only``), local answers given because the cloud failed or a spend cap was reached,
 requests with tools, images or audio, and answers that did not end normally.  A provider at a
-spend cap is not called; every call made is recorded in the ledger (by whoever receives the
-:class:`ShadowOutcome`) and counts against the budget like any other.
+spend cap is not called, and each call (the shadow call, then the judge's) first reserves its
+estimated cost like any other cloud call (:mod:`hybrid.routing.reserving`): one that does not fit
+under a cap is not sent.  Every call made is recorded in the ledger by whoever receives the
+:class:`ShadowOutcome`, which settles the call's reservation with its real cost; a reservation
+its record did not settle is released when the comparison ends, however it ends.
 
 **Grading without a judge** (:func:`grade_overlap`).  Both answers are normalised (Unicode
 NFKC, lower case, punctuation and the articles *a*, *an*, *the* dropped, whitespace
@@ -48,7 +51,9 @@ from hybrid.backend import collect
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import HybridError
 from hybrid.generation import GenerationRequest, Message, SamplingParams, Usage
+from hybrid.ledger.budget import Reservation
 from hybrid.routing.names import CloudTarget
+from hybrid.routing.reserving import Reserving
 
 log = logging.getLogger("hybrid.routing")
 
@@ -177,6 +182,7 @@ class ShadowCall:
         usage: Its token counts, None when it failed before reporting any.
         latency_s: Seconds the call took.
         error: Why it failed, None when it answered.
+        reservation: The budget reservation the call's record settles, None without a budget.
     """
 
     target: CloudTarget
@@ -184,6 +190,7 @@ class ShadowCall:
     usage: Usage | None
     latency_s: float
     error: str | None = None
+    reservation: Reservation | None = None
 
 
 @dataclass(frozen=True)
@@ -210,7 +217,7 @@ class Shadowing:
         rate: Share of eligible local answers to shadow (0 turns it off).
         providers: The cloud providers by name.
         usable: Whether a provider may be called (it has its key).
-        budget: Why a provider may not be called now (a spend cap's reason), or None.
+        budget: Reserves each call's estimated cost before it is sent (None: no budget).
         agreement: The overlap grade's threshold (``routing.learn.shadow_agreement``).
         judge: The judge model, or None to grade by word overlap.
         rng: Draws the sample.
@@ -223,7 +230,7 @@ class Shadowing:
         rate: float,
         providers: Mapping[str, CloudProvider],
         usable: Callable[[str], bool],
-        budget: Callable[[str], str | None],
+        budget: Reserving | None,
         agreement: float,
         judge: CloudTarget | None = None,
         rng: Random | None = None,
@@ -291,7 +298,9 @@ class Shadowing:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _callable(self, provider: str) -> bool:
-        return provider in self._providers and self._usable(provider) and not self._budget(provider)
+        if provider not in self._providers or not self._usable(provider):
+            return False
+        return self._budget is None or self._budget.capped(provider) is None
 
     async def _compare(
         self,
@@ -300,9 +309,12 @@ class Shadowing:
         target: CloudTarget,
         report: Callable[[ShadowOutcome], None],
     ) -> None:
+        held: list[Reservation] = []
         try:
             shadow_request = dataclasses.replace(request, model=target.model, stream=False)
-            shadow = await self._call(target, shadow_request)
+            shadow = await self._call(target, shadow_request, held)
+            if shadow is None:
+                return  # its estimate did not fit under a cap: nothing was sent
             if shadow.error is not None:
                 report(ShadowOutcome(request.request_id, shadow, None))
                 return
@@ -310,21 +322,43 @@ class Shadowing:
             judged: ShadowCall | None = None
             if self._judge is not None and self._callable(self._judge.provider):
                 asked = judge_request(request, local_text, shadow.text, self._judge.model)
-                judged = await self._call(self._judge, asked)
-                verdict = read_verdict(judged.text) if judged.error is None else None
+                judged = await self._call(self._judge, asked, held)
+                verdict = None
+                if judged is not None and judged.error is None:
+                    verdict = read_verdict(judged.text)
                 if verdict is not None:
                     grade = Grade(verdict, 1.0 if verdict else 0.0, "judge")
             report(ShadowOutcome(request.request_id, shadow, grade, judged))
         except Exception:
             # A background comparison must never take anything else down with it.
             log.exception("shadow comparison of %s failed", request.request_id)
+        finally:
+            # What the reported records settled is free already; this frees the rest (a
+            # cancelled comparison, a failed report).
+            if self._budget is not None:
+                for reservation in held:
+                    self._budget.release(reservation)
 
-    async def _call(self, target: CloudTarget, request: GenerationRequest) -> ShadowCall:
+    async def _call(
+        self, target: CloudTarget, request: GenerationRequest, held: list[Reservation]
+    ) -> ShadowCall | None:
+        """Reserve, then call; None when the budget refused the call (nothing sent)."""
         provider = self._providers[target.provider]
+        reservation: Reservation | None = None
+        if self._budget is not None:
+            reserved = await self._budget.reserve(request, target)
+            if isinstance(reserved, str):
+                log.info("shadow call to %s not sent: %s", target.qualified, reserved)
+                return None
+            reservation = reserved
+            held.append(reservation)
         started = self._perf()
         try:
             completion = await collect(await provider.start(request))
         except HybridError as exc:
             log.warning("shadow call to %s failed: %s", target.qualified, exc)
-            return ShadowCall(target, "", None, self._perf() - started, str(exc))
-        return ShadowCall(target, completion.text, completion.done.usage, self._perf() - started)
+            elapsed = self._perf() - started
+            return ShadowCall(target, "", None, elapsed, str(exc), reservation)
+        elapsed = self._perf() - started
+        usage = completion.done.usage
+        return ShadowCall(target, completion.text, usage, elapsed, None, reservation)

@@ -24,6 +24,10 @@ data with nowhere to go, a spend cap) is ``refused``, with route ``none``: it is
 local nor a cloud answer, and has no tokens or costs.  One whose cloud targets all failed is a
 cloud ``error``; one the local model failed to start is a local ``error``.
 
+A cloud answer's budget reservation (made before it was sent, :mod:`hybrid.routing.reserving`)
+is settled with the record's ``cloud_cost_usd`` when the record is written, whichever way the
+answer ended; a cloud cost without a reservation is simply added to the spend.
+
 A LAN answer (route ``lan``, one of a team's servers) is priced as
 :meth:`~hybrid.ledger.costing.Costing.for_lan` says, with the server's name as its provider; it
 is never cloud spend, so the budget never counts it.
@@ -53,7 +57,7 @@ from hybrid.errors import (
 from hybrid.generation import (
     GenerationRequest,
 )
-from hybrid.ledger.budget import Budget
+from hybrid.ledger.budget import BudgetGate, Reservation
 from hybrid.ledger.costing import NOTHING, Costing, Costs
 from hybrid.ledger.record import Decided, LedgerRecord, Route, VerdictRecord
 from hybrid.ledger.writer import LedgerWriter
@@ -89,7 +93,8 @@ class Accountant:
     Args:
         writer: The ledger's writer (started by :meth:`~hybrid.service.service.Service.start`).
         costing: Prices a record.
-        budget: Cloud spend against the caps; each cloud cost is added to it.
+        budget: Cloud spend against the caps; each cloud record settles its reservation there,
+            or adds its cost.
         bus: The live event stream.
         metrics: The Prometheus metrics.
         count_tokens: Tokens in a text by the local tokenizer (an estimate when the local
@@ -108,7 +113,7 @@ class Accountant:
         self,
         writer: LedgerWriter,
         costing: Costing,
-        budget: Budget,
+        budget: BudgetGate,
         bus: EventBus,
         metrics: Metrics,
         count_tokens: Callable[[str], int],
@@ -122,7 +127,7 @@ class Accountant:
         self._writer = writer
         self._costing = costing
         #: Cloud spend against the caps (replaced by ``Service.start`` once the ledger is read).
-        self.budget = budget
+        self.budget: BudgetGate = budget
         self._bus = bus
         self._metrics = metrics
         self._count_tokens = count_tokens
@@ -309,7 +314,11 @@ class Accountant:
         return prompt, self._count("".join(seen.text)), True
 
     def _count(self, text: str) -> int:
-        """Tokens in a text: by the tokenizer up to :data:`COUNTED_CHARS`, else by its size."""
+        return self.count_tokens(text)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in a text: by the local tokenizer up to :data:`COUNTED_CHARS` characters
+        (an estimate while no model is loaded), else by its size."""
         if len(text) <= COUNTED_CHARS:
             return self._count_tokens(text)
         return -(-len(text.encode("utf-8")) // _BYTES_PER_TOKEN)
@@ -358,14 +367,22 @@ class Accountant:
             cache_read_tokens=cache_read_tokens,
             cache_write_tokens=cache_write_tokens,
             decided=decided,
+            instance=self._writer.instance,
             **costs.fields(),
         )
 
-    async def commit(self, record: LedgerRecord) -> None:
-        """Make a record durable (see :class:`LedgerWriter`) and announce it."""
-        self.commit_nowait(record)
+    async def commit(self, record: LedgerRecord, reservation: Reservation | None = None) -> None:
+        """Make a record durable (see :class:`LedgerWriter`), settle the budget reservation of
+        the call it records, and announce it.
 
-    def commit_nowait(self, record: LedgerRecord) -> None:
+        Args:
+            record: The record.
+            reservation: The reservation made before the call was sent, if any: settled with
+                the record's cloud cost.
+        """
+        self.commit_nowait(record, reservation)
+
+    def commit_nowait(self, record: LedgerRecord, reservation: Reservation | None = None) -> None:
         """As :meth:`commit`, callable from a cancelled task, which cannot await."""
         data = record.to_dict()
         try:
@@ -373,17 +390,23 @@ class Accountant:
         except HybridError as exc:
             # The answer is worth more than its record: log, and let the response finish.
             log.error("the ledger could not record request %s: %s", record.id, exc)
-        self._announce(record, data)
+        self._announce(record, data, reservation)
 
-    def _announce(self, record: LedgerRecord, data: dict[str, Any]) -> None:
-        before = self.budget.state()
-        if record.route == "cloud" and record.cloud_cost_usd:
-            self.budget.add(record.provider, record.cloud_cost_usd, record.time)
+    def _announce(
+        self, record: LedgerRecord, data: dict[str, Any], reservation: Reservation | None
+    ) -> None:
+        budget = self.budget
+        before = budget.state()
+        cost = record.cloud_cost_usd if record.route == "cloud" else None
+        if reservation is not None:
+            budget.settle(reservation, cost)
+        elif cost:
+            budget.add(record.provider, cost, record.time)
         self._metrics.observe(record)
         self._bus.publish("request_finished", data)
-        if record.cloud_cost_usd or self.budget.state() != before:
-            self._bus.publish("budget", self.budget.to_dict())
-            self._metrics.budget(self.budget)
+        if record.cloud_cost_usd or reservation is not None or budget.state() != before:
+            self._bus.publish("budget", budget.to_dict())
+            self._metrics.budget(budget)
 
 
 def _verdicts(answer: Answer) -> tuple[VerdictRecord, ...]:

@@ -24,6 +24,7 @@ from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import CloudTarget, ModelNames
 from hybrid.routing.policies.difficulty import CalibratedModel
+from hybrid.routing.reserving import Reserving
 from hybrid.routing.shadow import Shadowing
 from hybrid.service.accounting import Accountant
 from hybrid.service.events import EventBus
@@ -47,10 +48,6 @@ def _no_sample() -> LiveSample | None:
     return None
 
 
-def _no_cap(provider: str) -> str | None:
-    return None
-
-
 def build_dispatcher(
     settings: Settings,
     runtime: LocalCapacity[Any],
@@ -58,7 +55,7 @@ def build_dispatcher(
     *,
     providers: Mapping[str, CloudProvider] | None = None,
     load: Callable[[], LiveSample | None] = _no_sample,
-    budget: Callable[[str], str | None] = _no_cap,
+    budget: Reserving | None = None,
     lan: LanTier | None = None,
 ) -> Dispatcher:
     """The dispatcher the settings describe: the policy chain, failover, fallback, cascade.
@@ -70,7 +67,8 @@ def build_dispatcher(
             looked up (the service's :class:`CalibratedModel`).
         providers: The cloud providers by name; none when only deciding (``hybrid route``).
         load: The latest live hardware sample, for the capacity policy.
-        budget: Why a provider may not be sent requests now (a spend cap), or None.
+        budget: Reserves each cloud call's estimated cost before it is sent (none when only
+            deciding).
         lan: The team's LAN servers (none when only deciding).
 
     Returns:
@@ -105,6 +103,7 @@ def build_learner(
     calibrated: CalibratedModel,
     providers: Mapping[str, CloudProvider],
     names: ModelNames,
+    budget: Reserving | None = None,
     rng: Random | None = None,
 ) -> Learner:
     """The server's learner, from ``routing.learn``.
@@ -112,10 +111,11 @@ def build_learner(
     Args:
         settings: ``routing.learn``.
         ledger: The ledger's writer.
-        accountant: Records shadow calls and knows the prices and the budget.
+        accountant: Records shadow calls and knows the prices.
         calibrated: The difficulty model in use.
         providers: The cloud providers by name.
         names: Which providers have their key.
+        budget: Reserves each shadow and judge call's estimated cost before it is sent.
         rng: Draws the shadow sample.
     """
     shadowing: Shadowing | None = None
@@ -128,7 +128,7 @@ def build_learner(
             rate=settings.shadow_rate,
             providers=providers,
             usable=names.usable,
-            budget=lambda provider: accountant.budget.capped(provider),
+            budget=budget,
             agreement=settings.shadow_agreement,
             judge=judge,
             rng=rng,
@@ -185,6 +185,8 @@ def build_service(
         settings.ledger.resolved_path(settings.home),
         settings.ledger.retention_days,
         keep_signals=settings.routing.learn.keep_signals,
+        url=settings.ledger.url.get_secret_value() if settings.ledger.url else None,
+        instance=settings.ledger.instance,
     )
     accountant = Accountant(
         ledger,
@@ -203,13 +205,20 @@ def build_service(
         gpu_energy=gpu_energy or PynvmlSource().energy_joules,
         gpu_offloaded=lambda: local.loaded is not None and local.loaded.plan.n_gpu_layers > 0,
     )
+    # Every cloud call reserves its estimated cost with the budget in use before it is sent.
+    reserving = Reserving(
+        lambda: accountant.budget,
+        accountant.costing.estimate,
+        accountant.count_tokens,
+        max_output_tokens={"anthropic": settings.cloud.anthropic.max_tokens},
+    )
     dispatcher = build_dispatcher(
         settings,
         local,
         calibration,
         providers=pool.providers,
         load=sampler.latest_or_none,
-        budget=lambda provider: accountant.budget.capped(provider),
+        budget=reserving,
         lan=lan,
     )
     calibrating = settings.routing.calibration
@@ -231,6 +240,7 @@ def build_service(
         calibrated=calibration,
         providers=pool.providers,
         names=names,
+        budget=reserving,
     )
     return Service(
         settings=settings,

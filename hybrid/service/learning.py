@@ -203,7 +203,7 @@ class Learner:
         for call, leg in legs:
             if call is not None:
                 record = self._leg(outcome.request_id, call, leg, api=api, model=model)
-                self._accountant.commit_nowait(record)
+                self._accountant.commit_nowait(record, call.reservation)
         if outcome.grade is None:
             return
         label = Label(

@@ -24,7 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from hybrid.ledger.budget import Budget
+from hybrid.ledger.budget import BudgetGate
 from hybrid.ledger.record import LedgerRecord
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -148,7 +148,7 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def budget(self, budget: Budget) -> None:
+    def budget(self, budget: BudgetGate) -> None:
         """Show what is left under each cap that is set."""
         data = budget.to_dict()
         for period in ("daily", "monthly"):

@@ -20,6 +20,7 @@ from hybrid.generation import (
     TextDelta,
     ToolCallDelta,
 )
+from hybrid.routing.reserving import reservation_of
 
 if TYPE_CHECKING:
     from hybrid.routing.dispatcher import Answer
@@ -76,6 +77,8 @@ class RecordedGeneration(ObservedGeneration):
         self._answer = answer
         self._request = request
         self._seen = Seen(prompt_tokens=self.prompt_tokens)
+        # A cloud answer's budget reservation, settled by its record.
+        self._reservation = reservation_of(answer.generation)
 
     async def _observe(self, event: GenerationEvent) -> None:
         seen = self._seen
@@ -97,7 +100,7 @@ class RecordedGeneration(ObservedGeneration):
             record = self._accountant.finish(
                 self._ticket, self._answer, self._request, self._seen, status="cancelled"
             )
-            self._accountant.commit_nowait(record)
+            self._accountant.commit_nowait(record, self._reservation)
 
     async def _settle(
         self, status: Literal["ok", "error", "cancelled"], error: str | None = None
@@ -108,4 +111,4 @@ class RecordedGeneration(ObservedGeneration):
         record = self._accountant.finish(
             self._ticket, self._answer, self._request, self._seen, status=status, error=error
         )
-        await self._accountant.commit(record)
+        await self._accountant.commit(record, self._reservation)

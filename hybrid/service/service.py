@@ -11,11 +11,13 @@ its lifespan, and its routes hand requests to :func:`hybrid.service.answering.st
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hybrid.errors import LedgerUnavailableError
 from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.service.events import hardware_event
 from hybrid.service.switching import ModelSwitching
@@ -97,10 +99,17 @@ class Service:
         the ``hardware`` events and, when enabled, the background calibration.
 
         Raises:
-            LedgerError: The ledger or its journal cannot be opened.
+            LedgerError: The ledger or its journal cannot be opened (a shared ledger's
+                database that is unavailable is not an error: see
+                :class:`~hybrid.ledger.writer.LedgerWriter`).
         """
         self.ledger.start()
-        seed = await self.ledger.read(lambda store: SpendSeed.from_store(store, time.time()))
+        try:
+            seed = await self.ledger.read(lambda store: SpendSeed.from_store(store, time.time()))
+        except LedgerUnavailableError as exc:
+            # A shared ledger that is down: serve, counting the spend this daemon journaled.
+            logging.getLogger(__name__).warning("%s; the budget counts journaled spend only", exc)
+            seed = SpendSeed.from_store(self.ledger.journaled, time.time())
         self.accountant.budget = Budget(self.settings.budget, seed)
         self.metrics.budget(self.accountant.budget)
         self.sampler.start()

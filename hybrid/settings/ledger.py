@@ -3,6 +3,7 @@ about each request, how it prices it, and how much cloud spend it allows::
 
     [ledger]
     retention_days = 30
+    url = "postgresql://hybrid:password@db.lan:5432/hybrid"   # shared by a fleet; unset: SQLite
 
     [[pricing.overrides]]
     provider = "openai"
@@ -18,10 +19,11 @@ about each request, how it prices it, and how much cloud spend it allows::
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from typing_extensions import TypedDict
 
 LEDGER_FILE_NAME = "ledger.sqlite3"
@@ -38,7 +40,8 @@ def _qualified(value: str) -> str:
 
 
 class LedgerSettings(BaseModel):
-    """The SQLite file that records one row per request."""
+    """Where the ledger records one row per request: a SQLite file, or a shared PostgreSQL
+    database."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -52,10 +55,49 @@ class LedgerSettings(BaseModel):
         description="Records older than this many days are deleted; 0 keeps them forever.",
     )
 
+    url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "A PostgreSQL database shared by several daemons (postgresql://user:password@host:"
+            "5432/database), holding the records and the budget; unset: the SQLite file. "
+            "Shown masked."
+        ),
+    )
+    instance: str = Field(
+        default_factory=lambda: socket.gethostname() or "localhost",
+        description=(
+            "This daemon's name in a shared ledger: each record names it, stats --by instance "
+            "groups by it; default: the host name."
+        ),
+    )
+
     @field_validator("path")
     @classmethod
     def _expand_path(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value: it may hold a password.
+        if value is None:
+            return None
+        scheme, sep, _ = value.get_secret_value().partition("://")
+        if not sep or scheme.lower() not in ("postgresql", "postgres"):
+            raise ValueError(
+                "must be a PostgreSQL URL, postgresql://user:password@host:5432/database "
+                "(unset it to keep the ledger in the SQLite file)"
+            )
+        return value
+
+    @field_validator("instance")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        if not value or len(value) > 64 or any(char.isspace() for char in value):
+            raise ValueError(
+                "must be 1 to 64 characters without spaces, naming this daemon, e.g. edge-box-7"
+            )
+        return value
 
     def resolved_path(self, home: Path) -> Path:
         """Return the ledger file to use.

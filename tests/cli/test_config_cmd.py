@@ -95,6 +95,8 @@ LEAVES = [
     "routing.calibration.per_category",
     "ledger.path",
     "ledger.retention_days",
+    "ledger.url",
+    "ledger.instance",
     "pricing.overrides",
     "pricing.reference_model",
     "energy.cpu_watts",

@@ -174,7 +174,7 @@ def test_the_documented_answers_are_the_sent_ones(default_server: str) -> None:
     stats = paths["/v1/hybrid/stats"]["get"]
     (by,) = stats["parameters"]
     assert (by["name"], by["in"]) == ("by", "query")
-    assert by["schema"]["enum"] == ["route", "model", "reason", "day", "decided"]
+    assert by["schema"]["enum"] == ["route", "model", "reason", "day", "decided", "instance"]
     assert {"400", "403"} <= set(stats["responses"]) and "413" not in stats["responses"]
     refused = httpx.get(f"{default_server}/v1/hybrid/stats", params={"by": "colour"})
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "by"

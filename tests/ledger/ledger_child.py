@@ -2,7 +2,8 @@
 
 Prints each record's id once its ``await write()`` returned (that is, once it is committed),
 so that a test can SIGKILL this process at any moment and check that every printed id is in
-the ledger.  Usage: ``python ledger_child.py LEDGER_PATH``.
+the ledger.  Usage: ``python ledger_child.py LEDGER_PATH [LEDGER_URL]`` (with a URL, the
+ledger is that PostgreSQL database and LEDGER_PATH's journal is kept locally).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from ledger_records import T0, local_record
 from hybrid.ledger.writer import LedgerWriter
 
 
-async def write_forever(path: Path) -> None:
-    writer = LedgerWriter(path, retention_days=0)
+async def write_forever(path: Path, url: str | None = None) -> None:
+    writer = LedgerWriter(path, retention_days=0, url=url, retry_s=(0.05,))
     writer.start()
 
     async def one(number: int) -> None:
@@ -32,4 +33,4 @@ async def write_forever(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(write_forever(Path(sys.argv[1])))
+    asyncio.run(write_forever(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))

@@ -109,9 +109,12 @@ def test_the_budget_is_seeded_from_the_ledger_and_shown_as_documented(tmp_path: 
     b = budget(clock, seed, daily_usd=2.0)
     assert b.to_dict() == {
         "daily_spend_usd": 1.5,
+        "daily_reserved_usd": 0.0,
         "daily_cap_usd": 2.0,
         "monthly_spend_usd": 1.75,
+        "monthly_reserved_usd": 0.0,
         "monthly_cap_usd": None,
+        "reservations": 0,
         "state": "warning",
     }
 

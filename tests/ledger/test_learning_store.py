@@ -192,6 +192,7 @@ def test_a_version_3_ledger_gains_the_learning_tables_and_keeps_its_records(
         conn.execute("DROP TABLE signals")
         conn.execute("DROP TABLE labels")
         conn.execute("DROP TABLE rollups")
+        conn.execute("ALTER TABLE requests DROP COLUMN instance")
         conn.execute("PRAGMA user_version = 3")
     store = open_store(path)
     try:

@@ -59,7 +59,7 @@ def test_a_new_ledger_is_created_with_its_folder_at_the_current_version_in_wal_m
     path = tmp_path / "deep" / "folder" / "ledger.sqlite3"
     LedgerStore.open(path).close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 6
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"requests_time", "requests_provider_time", "requests_id", "signals_model"} <= indexes(
         path

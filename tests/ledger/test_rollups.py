@@ -244,6 +244,7 @@ def test_migrating_a_version_4_ledger_builds_its_rollups_once(tmp_path: Path) ->
     store.close()
     with sqlite3.connect(path) as conn:  # as hybrid before rollups left it
         conn.execute("DROP TABLE rollups")
+        conn.execute("ALTER TABLE requests DROP COLUMN instance")
         conn.execute("PRAGMA user_version = 4")
 
     store = LedgerStore.open(path)

@@ -4,6 +4,7 @@ against the fake cloud (sampling, spend caps, failures, the judge)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -12,7 +13,9 @@ import pytest
 from fake_cloud import FakeCloud, Fault
 
 from hybrid.generation import GenerationRequest, Message
+from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.routing.names import CloudTarget
+from hybrid.routing.reserving import Reserving
 from hybrid.routing.shadow import (
     Grade,
     Shadowing,
@@ -23,6 +26,7 @@ from hybrid.routing.shadow import (
 )
 from hybrid.service.providers import build_providers
 from hybrid.settings import load_settings
+from hybrid.settings.ledger import BudgetSettings
 
 TARGET = CloudTarget("openai", "gpt-4.1-mini")
 QUESTION = GenerationRequest("r1", messages=(Message("user", "What is the capital of France?"),))
@@ -68,6 +72,12 @@ def cloud() -> Any:
         yield fake
 
 
+def capped_budget() -> Reserving:
+    """A budget whose daily cap of 0 is reached."""
+    budget = Budget(BudgetSettings(daily_usd=0.0), SpendSeed(at=time.time()))
+    return Reserving(lambda: budget, lambda model, prompt, output: 0.0, len)
+
+
 def shadowing_for(cloud: FakeCloud, tmp_path: Path, **options: Any) -> tuple[Shadowing, Any]:
     settings = load_settings(
         environ={"HYBRID_HOME": str(tmp_path)},
@@ -82,7 +92,7 @@ def shadowing_for(cloud: FakeCloud, tmp_path: Path, **options: Any) -> tuple[Sha
         "rate": 1.0,
         "providers": pool.providers,
         "usable": lambda provider: True,
-        "budget": lambda provider: None,
+        "budget": None,
         "agreement": 0.5,
         "rng": Random(0),
     }
@@ -114,7 +124,7 @@ def test_a_local_answer_is_compared_with_the_cloud_answer(cloud: FakeCloud, tmp_
 
 @pytest.mark.parametrize(
     "options",
-    [{"rate": 0.0}, {"budget": lambda provider: "budget:daily_cap"}, {"usable": lambda p: False}],
+    [{"rate": 0.0}, {"budget": capped_budget()}, {"usable": lambda p: False}],
 )
 def test_nothing_is_sent_when_off_capped_or_without_a_key(
     cloud: FakeCloud, tmp_path: Path, options: dict[str, Any]

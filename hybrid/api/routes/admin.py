@@ -59,7 +59,7 @@ async def stats(
 ) -> JSONResponse:
     """Totals for today (UTC) and all time, the budget and the mode.
 
-    ``?by=route|model|reason|day|decided`` adds ``by`` and ``groups``: ``{"today": [...],
+    ``?by=route|model|reason|day|decided|instance`` adds ``by`` and ``groups``: ``{"today": [...],
     "all_time": [...]}``, each a list of ``{"key", "totals", "latency"}`` as ``hybrid stats
     --by`` prints them.
 

@@ -1,0 +1,210 @@
+"""One ledger, two databases: what differs between SQLite (the file) and PostgreSQL
+(``ledger.url``), and the connection both are used through.
+
+The store, the rollups and learning write their SQL once, with ``?`` placeholders and
+standard SQL (``INSERT ... ON CONFLICT``, ``FILTER``, ``CASE``).  :class:`Database` runs it on
+either: on PostgreSQL it turns ``?`` into psycopg's ``%s`` (and a literal ``%`` into ``%%``).
+What cannot be written once lives in :class:`Dialect`:
+
+- column types: SQLite's ``REAL`` is 8 bytes, PostgreSQL's 4, so floats are ``DOUBLE
+  PRECISION`` there; ``BLOB`` is ``BYTEA``; a row counter is ``INTEGER PRIMARY KEY`` in SQLite
+  and an identity column in PostgreSQL;
+- the hour a time falls in (``CAST`` truncates in SQLite, rounds in PostgreSQL);
+- the first element of the JSON list of reasons (SQLite's JSON1, PostgreSQL's ``->>``).
+
+Errors are told apart by the connection too: :meth:`Database.failure` turns SQLite's or
+psycopg's exception into a :class:`~hybrid.errors.LedgerError` naming the file or the masked
+URL (for PostgreSQL, :func:`hybrid.ledger.pg.translate`: unavailable, access, other).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from hybrid.errors import LedgerError
+
+_HOUR_S = 3_600
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What one database spells differently.
+
+    Attributes:
+        name: ``sqlite`` or ``postgresql``.
+        float: The type of an 8-byte float column.
+        bigint: The type of an integer column that may pass 2**31.
+        blob: The type of a bytes column.
+        row_id: The definition of an auto-numbered ``seq`` primary key.
+        hour_of_time: An integer expression: the start of the UTC hour of the ``time`` column.
+        first_reason: A text expression: the first reason of the ``reasons`` JSON list (NULL
+            for an empty list).
+    """
+
+    name: Literal["sqlite", "postgresql"]
+    float: str
+    bigint: str
+    blob: str
+    row_id: str
+    hour_of_time: str
+    first_reason: str
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    float="REAL",
+    bigint="INTEGER",
+    blob="BLOB",
+    row_id="seq INTEGER PRIMARY KEY",
+    # CAST truncates, which is the floor for the positive times a ledger holds.
+    hour_of_time=f"CAST(time / {_HOUR_S} AS INTEGER) * {_HOUR_S}",
+    first_reason="json_extract(reasons, '$[0]')",
+)
+POSTGRESQL = Dialect(
+    name="postgresql",
+    float="DOUBLE PRECISION",
+    bigint="BIGINT",
+    blob="BYTEA",
+    row_id="seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    hour_of_time=f"(FLOOR(time / {_HOUR_S}) * {_HOUR_S})::bigint",
+    first_reason="(reasons::json ->> 0)",
+)
+
+
+class Rows(Protocol):
+    """What a query returns on either database: a cursor over tuples."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the statement changed."""
+        ...
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        ...
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+        ...
+
+    def __iter__(self) -> Iterator[Any]:
+        """The remaining rows, one at a time."""
+        ...
+
+
+class Database:
+    """An open ledger database (SQLite or PostgreSQL), in autocommit mode between
+    :meth:`transaction` blocks, used by one thread at a time.
+
+    Attributes:
+        dialect: How this database spells what differs.
+        name: The file, or the masked URL: what messages name.
+    """
+
+    def __init__(
+        self,
+        conn: Any,
+        dialect: Dialect,
+        name: str,
+        *,
+        errors: tuple[type[Exception], ...],
+        failure: Callable[[Exception, str], LedgerError],
+    ) -> None:
+        """Wrap an autocommit connection.
+
+        Args:
+            conn: A ``sqlite3.Connection`` (``isolation_level=None``) or an autocommit psycopg
+                connection.
+            dialect: :data:`SQLITE` or :data:`POSTGRESQL`.
+            name: What messages call the database (never a password).
+            errors: The exception types the driver raises.
+            failure: Turns one of those, and what was being done, into a LedgerError.
+        """
+        self.conn = conn
+        self.dialect = dialect
+        self.name = name
+        self.errors = errors
+        self._failure = failure
+
+    @classmethod
+    def sqlite(cls, conn: sqlite3.Connection, name: str) -> Database:
+        """Wrap a SQLite connection (see :func:`hybrid.ledger.schema.connect`)."""
+
+        def failure(exc: Exception, doing: str) -> LedgerError:
+            return LedgerError(f"the ledger {name} failed to {doing}: {exc}")
+
+        return cls(conn, SQLITE, name, errors=(sqlite3.Error,), failure=failure)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        """Run one statement with ``?`` placeholders.
+
+        Raises:
+            Exception: The driver's error (one of :attr:`errors`); callers use :meth:`failure`.
+        """
+        result: Rows = self.conn.execute(self._sql(sql), tuple(params))
+        return result
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per row of parameters."""
+        if not rows:
+            return
+        if self.dialect is SQLITE:
+            self.conn.executemany(sql, rows)
+        else:
+            with self.conn.cursor() as cursor:
+                cursor.executemany(self._sql(sql), rows)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block in one transaction (SQLite: ``BEGIN IMMEDIATE``, the write lock
+        first): committed when it ends, rolled back when it raises."""
+        if self.dialect is SQLITE:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        else:
+            with self.conn.transaction():
+                yield
+
+    def failure(self, exc: Exception, doing: str) -> LedgerError:
+        """The LedgerError for a driver's error, for ``raise db.failure(exc, ...) from exc``.
+
+        Args:
+            exc: One of :attr:`errors`.
+            doing: What failed, e.g. ``read``, ``record 3 request(s) in``.
+        """
+        return self._failure(exc, doing)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self.conn.close()
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.dialect is SQLITE else _pyformat(sql)
+
+
+@functools.lru_cache(maxsize=256)
+def _pyformat(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s``, a literal ``%`` as ``%%`` (not inside quotes:
+    a ``?`` in a string literal stays one)."""
+    out: list[str] = []
+    quoted = False
+    for char in sql:
+        if char == "'":
+            quoted = not quoted
+        if char == "%":
+            out.append("%%")
+        elif char == "?" and not quoted:
+            out.append("%s")
+        else:
+            out.append(char)
+    return "".join(out)

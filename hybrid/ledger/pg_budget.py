@@ -1,0 +1,423 @@
+"""A spend budget shared by several daemons, reserved atomically in PostgreSQL.
+
+Before a cloud request is sent, its estimated cost is *reserved* against every budget line it
+counts towards (this UTC day and month, in total and for its provider: see
+:mod:`hybrid.ledger.budget_lines`); after the answer the reservation is *settled* with the real
+cost, or *released* when nothing was spent.  A
+reservation succeeds only if, on every line with a cap, ``spent + reserved + estimate <= cap``
+holds, checked and applied by one statement per line while the row is locked, all lines in one
+transaction.  So daemons sharing a budget can overspend it by at most what the real costs
+exceed the estimates by: never by more than one request's estimate when an estimate bounds its
+request's cost.
+
+Tables (part ``budget`` in ``hybrid_schema``)::
+
+    hybrid_budget_lines   (scope, period) -> spent_usd, reserved_usd
+    hybrid_budget_holds   (reservation_id, scope, period) -> amount_usd, instance, expires_at
+
+``scope`` is ``total`` or ``provider:<name>``; ``period`` is ``day:YYYY-MM-DD`` or
+``month:YYYY-MM`` (UTC).  Every line is kept, capped or not, so a cap set later starts from
+the period's real spend.
+
+A daemon killed mid-request leaves its holds behind.  Each hold expires (``hold_s`` after it
+was made): :meth:`SharedBudget.reclaim_expired` returns expired holds to their lines (a later
+settle still counts the cost), and :meth:`SharedBudget.release_instance` drops the holds an
+earlier run of this instance left.  The lines are always locked in (scope, period) order,
+so concurrent reservations, settlements and reclaims cannot deadlock one another.
+
+The API is synchronous and thread-safe (one connection, one lock); async callers run it in a
+thread.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from typing import TypeVar
+
+import psycopg
+
+from hybrid.ledger.budget_lines import Hold, Line, LineSpend, Refusal
+from hybrid.ledger.pg import CONNECT_TIMEOUT_S, Connection, connect, migrate
+from hybrid.ledger.pg import translate as _translate
+
+SCHEMA_PART = "budget"
+"""This module's part name in ``hybrid_schema``."""
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE hybrid_budget_lines (
+            scope TEXT NOT NULL,
+            period TEXT NOT NULL,
+            spent_usd NUMERIC NOT NULL DEFAULT 0,
+            reserved_usd NUMERIC NOT NULL DEFAULT 0,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (scope, period)
+        )
+        """,
+        """
+        CREATE TABLE hybrid_budget_holds (
+            reservation_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            period TEXT NOT NULL,
+            amount_usd NUMERIC NOT NULL,
+            instance TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            expires_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (reservation_id, scope, period)
+        )
+        """,
+        "CREATE INDEX hybrid_budget_holds_expires ON hybrid_budget_holds (expires_at)",
+        "CREATE INDEX hybrid_budget_holds_instance ON hybrid_budget_holds (instance)",
+    ),
+)
+
+HOLD_S = 1800.0
+"""How long a reservation holds its amount before any daemon may reclaim it."""
+
+# Serialization failures and deadlocks: the transaction did nothing and may simply run again.
+_RETRY_STATES = frozenset({"40001", "40P01"})
+_ATTEMPTS = 5
+
+_RESERVE = """
+    INSERT INTO hybrid_budget_lines AS l (scope, period, reserved_usd)
+    SELECT %(scope)s, %(period)s, %(amount)s
+    WHERE %(cap)s::numeric IS NULL OR %(amount)s <= %(cap)s::numeric
+    ON CONFLICT (scope, period) DO UPDATE
+    SET reserved_usd = l.reserved_usd + EXCLUDED.reserved_usd, updated_at = now()
+    WHERE %(cap)s::numeric IS NULL
+        OR l.spent_usd + l.reserved_usd + EXCLUDED.reserved_usd <= %(cap)s::numeric
+    RETURNING l.spent_usd, l.reserved_usd
+"""
+_HOLD = """
+    INSERT INTO hybrid_budget_holds
+        (reservation_id, scope, period, amount_usd, instance, expires_at)
+    VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))
+"""
+_APPLY = """
+    INSERT INTO hybrid_budget_lines AS l (scope, period, spent_usd, reserved_usd)
+    VALUES (%(scope)s, %(period)s, %(spent)s, 0)
+    ON CONFLICT (scope, period) DO UPDATE
+    SET spent_usd = l.spent_usd + EXCLUDED.spent_usd,
+        reserved_usd = greatest(l.reserved_usd - %(freed)s, 0), updated_at = now()
+"""
+
+T = TypeVar("T")
+
+
+class SharedBudget:
+    """Reservations against budget lines in a PostgreSQL database several daemons share."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        instance: str,
+        hold_s: float = HOLD_S,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
+        """Prepare the budget; nothing connects until :meth:`open` or the first call.
+
+        Args:
+            url: ``ledger.url``.
+            instance: This daemon's name (``ledger.instance``), kept on its holds.
+            hold_s: Seconds a reservation holds before another daemon may reclaim it; longer
+                than the longest request.
+            connect_timeout_s: Seconds to wait for the database on each (re)connection.
+
+        Raises:
+            ValueError: ``hold_s`` is negative.
+        """
+        if not hold_s >= 0:
+            raise ValueError(f"hold_s must be 0 or more seconds, not {hold_s}")
+        self._url = url
+        self._instance = instance
+        self._hold_s = hold_s
+        self._timeout_s = connect_timeout_s
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Connect, and create or migrate the budget tables.
+
+        Raises:
+            LedgerUnavailableError: The database cannot be reached.
+            LedgerAccessError: It refuses ``ledger.url``'s login or the role's rights.
+            LedgerSchemaError: A newer hybrid migrated the budget tables.
+        """
+        self._run("open the budget", lambda conn: None)
+
+    def close(self) -> None:
+        """Close the connection (a later call opens a new one)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def reserve(self, lines: Sequence[Line], amount_usd: float) -> Hold | Refusal:
+        """Hold ``amount_usd`` on every line, or on none if any cap would be passed.
+
+        Args:
+            lines: The lines the request counts towards (see :func:`lines_for`).
+            amount_usd: The request's estimated cost (0 or more).
+
+        Returns:
+            The reservation, or the refusal naming the first line (in (scope, period) order)
+            that had no room.
+
+        Raises:
+            ValueError: ``amount_usd`` is negative or not finite, or ``lines`` is empty.
+            LedgerUnavailableError: The database cannot be reached (nothing was held).
+        """
+        amount = _amount(amount_usd, "amount_usd")
+        if not lines:
+            raise ValueError("a reservation needs at least one budget line")
+        # One line per (scope, period), in lock order.
+        ordered = sorted({(line.scope, line.period): line for line in lines}.values())
+        reservation_id = uuid.uuid4().hex
+
+        def transaction(conn: Connection) -> Hold | Refusal:
+            with conn.transaction():
+                for line in ordered:
+                    cap = None if line.cap_usd is None else _decimal(line.cap_usd)
+                    row = conn.execute(
+                        _RESERVE,
+                        {"scope": line.scope, "period": line.period, "amount": amount, "cap": cap},
+                    ).fetchone()
+                    if row is None:  # raising rolls back the lines already held
+                        raise _Refused(_refusal(conn, line, amount_usd))
+                holds = [(reservation_id, line.scope, line.period, amount) for line in ordered]
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        _HOLD, [(*hold, self._instance, self._hold_s) for hold in holds]
+                    )
+            return Hold(id=reservation_id, amount_usd=amount_usd, lines=tuple(ordered))
+
+        try:
+            return self._run("reserve budget", transaction)
+        except _Refused as refused:
+            return refused.refusal
+
+    def settle(self, hold: Hold, cost_usd: float) -> bool:
+        """Count a request's real cost on its lines and free what its hold still holds.
+
+        Call it once per hold.  The cost counts also when the hold was released or reclaimed
+        already: the money went out.
+
+        Args:
+            hold: What :meth:`reserve` returned.
+            cost_usd: What the request cost (0 or more).
+
+        Returns:
+            Whether the hold still held its amount (False: released or reclaimed before).
+
+        Raises:
+            ValueError: ``cost_usd`` is negative or not finite.
+            LedgerUnavailableError: The database cannot be reached (nothing changed).
+        """
+        return self._finish(hold, _amount(cost_usd, "cost_usd"), "settle budget")
+
+    def release(self, hold: Hold) -> bool:
+        """Free what a hold still holds without counting spend (the request never went).
+
+        Any number of calls, also after :meth:`settle`, free only what is still held.
+
+        Returns:
+            Whether the hold still held its amount.
+
+        Raises:
+            LedgerUnavailableError: The database cannot be reached (nothing changed).
+        """
+        return self._finish(hold, Decimal(0), "release budget")
+
+    def add(self, lines: Iterable[Line], cost_usd: float) -> None:
+        """Count a cost that nothing reserved on each line.
+
+        Raises:
+            ValueError: ``cost_usd`` is negative or not finite.
+            LedgerUnavailableError: The database cannot be reached (nothing changed).
+        """
+        cost = _amount(cost_usd, "cost_usd")
+        keys = sorted({(line.scope, line.period) for line in lines})
+
+        def transaction(conn: Connection) -> None:
+            with conn.transaction():
+                for scope, period in keys:
+                    conn.execute(
+                        _APPLY, {"scope": scope, "period": period, "spent": cost, "freed": 0}
+                    )
+
+        self._run("count spend", transaction)
+
+    def reclaim_expired(self) -> int:
+        """Return the amounts of expired holds (their daemon died, or forgot) to their lines.
+
+        Returns:
+            How many reservations were reclaimed.
+
+        Raises:
+            LedgerUnavailableError: The database cannot be reached.
+        """
+
+        def transaction(conn: Connection) -> int:
+            with conn.transaction():
+                rows = conn.execute(
+                    "DELETE FROM hybrid_budget_holds WHERE expires_at <= now() "
+                    "RETURNING reservation_id, scope, period, amount_usd"
+                ).fetchall()
+                _free(conn, ((scope, period, amount) for _, scope, period, amount in rows))
+            return len({row[0] for row in rows})
+
+        return self._run("reclaim budget holds", transaction)
+
+    def release_instance(self) -> int:
+        """Release every hold this instance has: at start, what an earlier run of it left.
+
+        Returns:
+            How many reservations were released.
+
+        Raises:
+            LedgerUnavailableError: The database cannot be reached.
+        """
+
+        def transaction(conn: Connection) -> int:
+            with conn.transaction():
+                rows = conn.execute(
+                    "DELETE FROM hybrid_budget_holds WHERE instance = %s "
+                    "RETURNING reservation_id, scope, period, amount_usd",
+                    (self._instance,),
+                ).fetchall()
+                _free(conn, ((scope, period, amount) for _, scope, period, amount in rows))
+            return len({row[0] for row in rows})
+
+        return self._run("release budget holds", transaction)
+
+    def spend(self, lines: Iterable[Line]) -> list[LineSpend]:
+        """Read lines' spend and holds (a line never reserved on reads as 0 and 0).
+
+        Args:
+            lines: The lines to read.
+
+        Returns:
+            One entry per distinct line, in (scope, period) order.
+
+        Raises:
+            LedgerUnavailableError: The database cannot be reached.
+        """
+        keys = sorted({(line.scope, line.period) for line in lines})
+
+        def transaction(conn: Connection) -> list[LineSpend]:
+            with conn.transaction():
+                found = {
+                    (scope, period): (spent, reserved)
+                    for scope, period, spent, reserved in conn.execute(
+                        "SELECT scope, period, spent_usd, reserved_usd FROM hybrid_budget_lines "
+                        "WHERE (scope, period) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                        ([key[0] for key in keys], [key[1] for key in keys]),
+                    )
+                }
+            spends = []
+            for scope, period in keys:
+                spent, reserved = found.get((scope, period), (0, 0))
+                spends.append(LineSpend(scope, period, float(spent), float(reserved)))
+            return spends
+
+        return self._run("read the budget", transaction)
+
+    def _finish(self, hold: Hold, cost: Decimal, doing: str) -> bool:
+        def transaction(conn: Connection) -> bool:
+            with conn.transaction():
+                held = {
+                    (scope, period): amount
+                    for scope, period, amount in conn.execute(
+                        "DELETE FROM hybrid_budget_holds WHERE reservation_id = %s "
+                        "RETURNING scope, period, amount_usd",
+                        (hold.id,),
+                    )
+                }
+                for line in hold.lines:  # in lock order, as reserve() sorted them
+                    freed = held.get((line.scope, line.period), Decimal(0))
+                    if cost or freed:
+                        conn.execute(
+                            _APPLY,
+                            {
+                                "scope": line.scope,
+                                "period": line.period,
+                                "spent": cost,
+                                "freed": freed,
+                            },
+                        )
+            return bool(held)
+
+        return self._run(doing, transaction)
+
+    def _run(self, doing: str, transaction: Callable[[Connection], T]) -> T:
+        """Run ``transaction`` on the connection (opened, migrated when needed), again after a
+        serialization failure or deadlock, translating failures into hybrid's errors."""
+        with self._lock:
+            for attempt in range(_ATTEMPTS):
+                conn = self._connection()
+                try:
+                    return transaction(conn)
+                except psycopg.Error as exc:
+                    if conn.broken or conn.closed:
+                        conn.close()
+                        self._conn = None
+                    if exc.sqlstate in _RETRY_STATES and attempt + 1 < _ATTEMPTS:
+                        continue
+                    raise _translate(exc, self._url, doing=doing) from exc
+            raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            conn = connect(self._url, timeout_s=self._timeout_s)
+            try:
+                migrate(conn, SCHEMA_PART, MIGRATIONS, url=self._url)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+
+class _Refused(Exception):
+    """Raised inside a reservation's transaction to roll it back; carries the refusal."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal)
+        self.refusal = refusal
+
+
+def _refusal(conn: Connection, line: Line, amount_usd: float) -> Refusal:
+    row = conn.execute(
+        "SELECT spent_usd, reserved_usd FROM hybrid_budget_lines WHERE scope = %s AND period = %s",
+        (line.scope, line.period),
+    ).fetchone()
+    spent, reserved = (float(row[0]), float(row[1])) if row is not None else (0.0, 0.0)
+    return Refusal(line=line, spent_usd=spent, reserved_usd=reserved, amount_usd=amount_usd)
+
+
+def _free(conn: Connection, held: Iterable[tuple[str, str, Decimal]]) -> None:
+    """Take held amounts off their lines, in (scope, period) order (the lock order)."""
+    totals: dict[tuple[str, str], Decimal] = {}
+    for scope, period, amount in held:
+        totals[scope, period] = totals.get((scope, period), Decimal(0)) + amount
+    for (scope, period), amount in sorted(totals.items()):
+        conn.execute(
+            _APPLY, {"scope": scope, "period": period, "spent": Decimal(0), "freed": amount}
+        )
+
+
+def _amount(value: float, name: str) -> Decimal:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite amount of 0 or more, not {value}")
+    return _decimal(value)
+
+
+def _decimal(value: float) -> Decimal:
+    # repr() is the shortest text that reads back as the same float: 0.1 stays 0.1.
+    return Decimal(repr(float(value)))
