@@ -228,6 +228,31 @@ class LedgerStore:
             held.update((str(row[0]), row[1]) for row in rows)
         return [record for record in records if (record.id, record.leg) not in held]
 
+    def newest_by_instance(self) -> dict[str, float]:
+        """The time of each instance's newest record (``''``: records older than instances).
+
+        Reads each instance's newest day row, that day's newest hour row, then the instance's
+        records of that hour: the cost grows with the days kept, not with the records.
+        """
+        newest: dict[str, float] = {}
+        day_s = 24 * rollup.HOUR_S
+        days = self._rows(
+            "SELECT instance, MAX(start) FROM rollups WHERE span = ? GROUP BY instance", [day_s]
+        )
+        for instance, day in days:
+            ((hour,),) = self._rows(
+                "SELECT MAX(start) FROM rollups WHERE span = ? AND start >= ? AND start < ? "
+                "AND instance = ?",
+                [rollup.HOUR_S, day, day + day_s, instance],
+            )
+            ((last,),) = self._rows(
+                "SELECT MAX(time) FROM requests WHERE time >= ? AND time < ? AND instance = ?",
+                [hour, hour + rollup.HOUR_S, instance],
+            )
+            if last is not None:
+                newest[instance] = float(last)
+        return newest
+
     def recent(self, limit: int) -> list[LedgerRecord]:
         """Return the last ``limit`` records written, newest first."""
         rows = self._rows(f"{_SELECT} ORDER BY time DESC, seq DESC LIMIT ?", [limit])

@@ -25,9 +25,18 @@ from textual.reactive import reactive
 from textual.widgets import Footer
 
 from hybrid.monitor.client import DaemonClient, DaemonUnreachable, FeedbackRefused
-from hybrid.monitor.link import Backoff, DaemonLink, FeedbackLink, LinkStatus, ModelLink, follow
+from hybrid.monitor.link import (
+    Backoff,
+    DaemonLink,
+    FeedbackLink,
+    FleetLink,
+    LinkStatus,
+    ModelLink,
+    follow,
+)
 from hybrid.monitor.messages import EventArrived, LinkChanged, RequestChosen
 from hybrid.monitor.screens.decision import DecisionScreen
+from hybrid.monitor.screens.fleet import FleetScreen
 from hybrid.monitor.screens.help import HelpScreen
 from hybrid.monitor.screens.model_picker import ModelPicker
 from hybrid.monitor.state import Dashboard, DashboardState
@@ -61,8 +70,8 @@ class MonitorApp(App[None]):
     """The live dashboard of one ``hybrid serve``.
 
     Keys: ``m`` cycles the routing mode, ``p`` pauses the log, ``/`` filters it, Enter on a
-    request shows its decision, ``+`` / ``-`` mark its answer good or bad, ``?`` shows help,
-    ``q`` quits.
+    request shows its decision, ``+`` / ``-`` mark its answer good or bad, ``f`` shows the
+    fleet (only when the daemon's ledger is shared), ``?`` shows help, ``q`` quits.
     """
 
     CSS_PATH = "monitor.tcss"
@@ -74,6 +83,7 @@ class MonitorApp(App[None]):
         Binding("slash", "filter", "filter"),
         Binding("plus", "mark(True)", "good"),
         Binding("minus", "mark(False)", "bad"),
+        Binding("f", "fleet", "fleet"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
     ]
@@ -202,7 +212,25 @@ class MonitorApp(App[None]):
     def _refresh_dashboard(self) -> None:
         now = self._clock()
         self.now = now
+        shared = self.dashboard.shared_ledger
         self.dashboard = self._state.view(now=now)
+        if self.dashboard.shared_ledger != shared:
+            self.refresh_bindings()  # the fleet key shows only for a shared ledger
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide the fleet key unless the daemon's ledger is shared: a daemon with its own
+        ledger has no fleet, and the key stays out of the way."""
+        if action == "fleet":
+            return self.dashboard.shared_ledger and isinstance(self._daemon, FleetLink)
+        return True
+
+    def action_fleet(self) -> None:
+        """Show the daemons writing the shared ledger (``GET /v1/hybrid/stats?by=instance``)."""
+        if not isinstance(self._daemon, FleetLink) or isinstance(self.screen, FleetScreen):
+            return
+        ledger = self.dashboard.ledger
+        this = ledger.instance if ledger is not None else None
+        self.push_screen(FleetScreen(self._daemon, this=this, clock=self._clock, tz=self._tz))
 
     def action_cycle_mode(self) -> None:
         """Ask the daemon for the next routing mode (auto → local-only → cloud-only)."""

@@ -16,7 +16,14 @@ import httpx2
 from pydantic import SecretStr
 
 from hybrid.errors import HybridError
-from hybrid.monitor.wire import MODES, MalformedEventError, Stats, parse_stats
+from hybrid.monitor.wire import (
+    MODES,
+    Fleet,
+    MalformedEventError,
+    Stats,
+    parse_fleet,
+    parse_stats,
+)
 from hybrid.wire.sse import SseParser
 
 EVENTS_PATH = "/v1/hybrid/events"
@@ -163,6 +170,28 @@ class DaemonClient:
             response = await self._http.get(STATS_PATH)
             await self._check(response, STATS_PATH)
             return parse_stats(response.json())
+        except httpx2.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        except (ValueError, MalformedEventError) as exc:
+            raise DaemonUnreachable(
+                self.url, f"{self.url}{STATS_PATH} sent a body the monitor cannot read ({exc})"
+            ) from exc
+
+    async def fleet(self) -> Fleet:
+        """Read ``GET /v1/hybrid/stats?by=instance``: every daemon writing the ledger.
+
+        Returns:
+            Whether the ledger is shared, and each daemon's totals and newest record.
+
+        Raises:
+            DaemonUnreachable: The daemon cannot be reached, refused (a shared ledger's
+                database that is down answers 503: its message says so), or sent another
+                shape.
+        """
+        try:
+            response = await self._http.get(STATS_PATH, params={"by": "instance"})
+            await self._check(response, STATS_PATH)
+            return parse_fleet(response.json())
         except httpx2.HTTPError as exc:
             raise self._unreachable(exc) from exc
         except (ValueError, MalformedEventError) as exc:

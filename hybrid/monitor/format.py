@@ -105,3 +105,14 @@ def gauge(fraction: float, width: int) -> str:
     full, part = divmod(filled_eighths, 8)
     bar = "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
     return bar + "░" * (width - len(bar))
+
+
+def ago(elapsed_s: float) -> str:
+    """Write how long ago something happened: ``now``, ``42 s ago``, ``7 min ago``,
+    ``3 h ago``, ``2 d ago`` (rounded down; a time in the future, a skewed clock, is ``now``)."""
+    if elapsed_s < 1:
+        return "now"
+    for unit, length in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if elapsed_s >= length:
+            return f"{int(elapsed_s // length)} {unit} ago"
+    return f"{int(elapsed_s)} s ago"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from hybrid.monitor.client import DaemonUnreachable
+from hybrid.monitor.wire import Fleet
 
 
 class DaemonLink(Protocol):
@@ -76,6 +77,20 @@ class ModelLink(Protocol):
         Raises:
             DaemonUnreachable: The daemon cannot be reached or refused (the message says
                 why: an unknown name, a model that does not fit, a switch already loading).
+        """
+        ...
+
+
+@runtime_checkable
+class FleetLink(Protocol):
+    """A daemon link that can list the daemons sharing its ledger
+    (:class:`~hybrid.monitor.client.DaemonClient`)."""
+
+    async def fleet(self) -> Fleet:
+        """Every daemon writing the ledger (``GET /v1/hybrid/stats?by=instance``).
+
+        Raises:
+            DaemonUnreachable: The daemon cannot be reached, refused, or its ledger is down.
         """
         ...
 

@@ -26,6 +26,7 @@ from hybrid.monitor.wire import (
     Budget,
     DaemonEvent,
     HardwareSample,
+    LedgerInfo,
     MalformedEventError,
     ModeChange,
     ModelInfo,
@@ -82,6 +83,8 @@ class Dashboard:
         log: Finished requests, newest first.
         malformed_events: Events that did not match docs/events.md and were skipped.
         problem: What was wrong with the last of those.
+        ledger: Where the daemon keeps its ledger (shared by a fleet or its own), None
+            before the first snapshot or from a daemon that does not say.
     """
 
     synced: bool = False
@@ -104,6 +107,12 @@ class Dashboard:
     log: tuple[RequestRecord, ...] = ()
     malformed_events: int = 0
     problem: str | None = None
+    ledger: LedgerInfo | None = None
+
+    @property
+    def shared_ledger(self) -> bool:
+        """Whether the daemon writes a ledger that other daemons share (``ledger.url``)."""
+        return self.ledger is not None and self.ledger.shared
 
 
 @dataclass
@@ -236,6 +245,7 @@ class DashboardState:
             log=tuple(self._log),
             malformed_events=self._malformed,
             problem=self._problem,
+            ledger=snapshot.ledger if snapshot is not None else None,
         )
 
     def _apply_snapshot(self, snapshot: Snapshot, now: float) -> None:

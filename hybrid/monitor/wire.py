@@ -91,6 +91,20 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class LedgerInfo:
+    """Where the daemon keeps its ledger.
+
+    Attributes:
+        shared: A PostgreSQL ledger (``ledger.url``) that several daemons may write; False for
+            the daemon's own SQLite file.
+        instance: This daemon's name in it (``ledger.instance``).
+    """
+
+    shared: bool = False
+    instance: str = ""
+
+
+@dataclass(frozen=True)
 class Verdict:
     """One routing policy's say on a request.
 
@@ -182,6 +196,7 @@ class Stats:
         mode: The routing mode.
         model: The local model, None when the daemon did not say.
         version: The daemon's hybrid version.
+        ledger: Where its ledger is kept, None from a daemon older than shared ledgers.
     """
 
     today: Totals
@@ -190,6 +205,7 @@ class Stats:
     mode: str
     model: ModelInfo | None = None
     version: str | None = None
+    ledger: LedgerInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +243,60 @@ class ModeChange:
     mode: str
 
 
+@dataclass(frozen=True)
+class Instance:
+    """One daemon writing a shared ledger: a row of the fleet view.
+
+    Attributes:
+        name: Its ``ledger.instance`` (empty for records older than instances).
+        today: Its totals today (UTC): empty when it wrote nothing today.
+        all_time: Its totals since the ledger began.
+        last_time: When it wrote its newest record, Unix seconds; None when not known.
+    """
+
+    name: str
+    today: Totals
+    all_time: Totals
+    last_time: float | None = None
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The daemons that write the ledger (``GET /v1/hybrid/stats?by=instance``).
+
+    Attributes:
+        ledger: Where the ledger is kept, None from a daemon that does not say.
+        instances: One per daemon, by name.
+    """
+
+    ledger: LedgerInfo | None
+    instances: tuple[Instance, ...]
+
+    @property
+    def shared(self) -> bool:
+        """Whether the ledger is shared (PostgreSQL): a fleet rather than one daemon."""
+        return self.ledger is not None and self.ledger.shared
+
+
+@dataclass(frozen=True)
+class _Group:
+    key: str
+    totals: Totals
+    last_time: float | None = None
+
+
+@dataclass(frozen=True)
+class _Groups:
+    today: list[_Group]
+    all_time: list[_Group]
+
+
+@dataclass(frozen=True)
+class _ByInstance:
+    groups: _Groups
+    ledger: LedgerInfo | None = None
+
+
 DaemonEvent = Snapshot | RequestStarted | RequestRecord | HardwareSample | Budget | ModeChange
 """A parsed event of ``GET /v1/hybrid/events``."""
 
@@ -240,6 +310,7 @@ _EVENTS: dict[str, TypeAdapter[Any]] = {
     "mode": TypeAdapter(ModeChange),
 }
 _STATS: TypeAdapter[Stats] = TypeAdapter(Stats)
+_BY_INSTANCE: TypeAdapter[_ByInstance] = TypeAdapter(_ByInstance)
 
 
 def parse_event(name: str, data: object) -> DaemonEvent | None:
@@ -272,6 +343,32 @@ def parse_stats(data: object) -> Stats:
     """
     stats: Stats = _validate(_STATS, data, "the stats body")
     return stats
+
+
+def parse_fleet(data: object) -> Fleet:
+    """Read the body of ``GET /v1/hybrid/stats?by=instance``: today's and all-time groups
+    merged into one :class:`Instance` per daemon, ordered by name (the unnamed last).
+
+    Raises:
+        MalformedEventError: The groups are missing, or a value has the wrong type.
+    """
+    body: _ByInstance = _validate(_BY_INSTANCE, data, "the stats body (by instance)")
+    today = {group.key: group for group in body.groups.today}
+    every = {group.key: group for group in body.groups.all_time}
+    instances = []
+    # By name; records from before daemons were named ('') last.
+    for name in sorted(today.keys() | every.keys(), key=lambda name: (not name, name)):
+        ever, now = every.get(name), today.get(name)
+        last = next((g.last_time for g in (ever, now) if g and g.last_time is not None), None)
+        instances.append(
+            Instance(
+                name=name,
+                today=now.totals if now else Totals(),
+                all_time=ever.totals if ever else (now.totals if now else Totals()),
+                last_time=last,
+            )
+        )
+    return Fleet(ledger=body.ledger, instances=tuple(instances))
 
 
 def _validate(adapter: TypeAdapter[Any], data: object, what: str) -> Any:

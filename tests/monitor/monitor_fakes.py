@@ -191,6 +191,32 @@ def stats(**overrides: Any) -> dict[str, Any]:
     return body | overrides
 
 
+def shared_ledger(instance: str = "edge-01") -> dict[str, Any]:
+    """The ``ledger`` object of a daemon writing a PostgreSQL ledger shared by a fleet."""
+    return {"shared": True, "instance": instance}
+
+
+def by_instance(
+    rows: list[tuple[str, dict[str, Any], dict[str, Any], float | None]],
+    *,
+    ledger: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``GET /v1/hybrid/stats?by=instance`` body: one ``(name, today, all_time, last_time)``
+    per daemon; an instance that wrote nothing today has no group under ``today``."""
+
+    def group(name: str, body: dict[str, Any], last: float | None) -> dict[str, Any]:
+        latency = {"samples": 0, "p50_s": None, "p95_s": None}
+        return {"key": name, "totals": body, "latency": latency, "last_time": last}
+
+    return stats(ledger=ledger or shared_ledger()) | {
+        "by": "instance",
+        "groups": {
+            "today": [group(n, today, last) for n, today, _, last in rows if today["requests"]],
+            "all_time": [group(n, every, last) for n, _, every, last in rows],
+        },
+    }
+
+
 def snapshot(**overrides: Any) -> dict[str, Any]:
     """A ``snapshot`` body: the stats, ``recent`` (newest first) and ``hardware``."""
     body = stats() | {
@@ -236,6 +262,10 @@ class FakeDaemon:
         self.feedback_posts: list[Any] = []
         # What GET /health answers; None answers 404, as a daemon too old to have it.
         self.health_body: dict[str, Any] | None = None
+        # What GET /v1/hybrid/stats?by=instance answers, with fleet_status; every such read.
+        self.fleet_body: dict[str, Any] | None = None
+        self.fleet_status = 200
+        self.fleet_reads = 0
         self._streams: list[asyncio.Queue[bytes | _Drop]] = []
 
     def transport(self) -> httpx2.MockTransport:
@@ -271,6 +301,13 @@ class FakeDaemon:
         route = (request.method, request.url.path)
         if route == ("GET", "/v1/hybrid/events"):
             return self._open_stream()
+        if route == ("GET", "/v1/hybrid/stats") and request.url.params.get("by") == "instance":
+            self.fleet_reads += 1
+            if self.fleet_status != 200:
+                message = "the ledger's database is unavailable; records wait in the journal"
+                return httpx2.Response(self.fleet_status, json={"error": {"message": message}})
+            own = {"shared": False, "instance": "laptop"}
+            return httpx2.Response(200, json=self.fleet_body or by_instance([], ledger=own))
         if route == ("GET", "/v1/hybrid/stats"):
             return httpx2.Response(200, json=stats(mode=self.snapshot_body["mode"]))
         if route == ("GET", "/health") and self.health_body is not None:

@@ -12,11 +12,23 @@ from datetime import UTC
 from typing import Any
 
 import pytest
-from monitor_fakes import T0, FakeDaemon, budget, cloud_record, hardware, record, snapshot
+from monitor_fakes import (
+    T0,
+    FakeDaemon,
+    budget,
+    by_instance,
+    cloud_record,
+    hardware,
+    record,
+    shared_ledger,
+    snapshot,
+    totals,
+)
 from textual.pilot import Pilot
 
 from hybrid.monitor.app import MonitorApp
 from hybrid.monitor.link import Backoff
+from hybrid.monitor.screens.fleet import FleetScreen
 
 SnapCompare = Callable[..., bool]
 
@@ -106,3 +118,39 @@ def monitor(*, gpu: bool) -> MonitorApp:
 )
 def test_main_screen(snap_compare: SnapCompare, size: tuple[int, int], gpu: bool) -> None:
     assert snap_compare(monitor(gpu=gpu), terminal_size=size, run_before=settle)
+
+
+async def open_fleet(pilot: Pilot[None]) -> None:
+    await settle(pilot)
+    app = pilot.app
+    assert isinstance(app, MonitorApp)
+    await pilot.press("f")
+    for _ in range(200):
+        screen = app.screen
+        if isinstance(screen, FleetScreen) and screen.fleet is not None:
+            break
+        await pilot.pause(0.01)
+    assert isinstance(app.screen, FleetScreen) and app.screen.fleet is not None
+    await pilot.pause(0.05)
+
+
+def fleet_monitor(*, gpu: bool) -> MonitorApp:
+    app = monitor(gpu=gpu)
+    fake: FakeDaemon = app.fake  # type: ignore[attr-defined]
+    fake.snapshot_body["ledger"] = shared_ledger("edge-01")
+    fake.fleet_body = by_instance(
+        [
+            ("edge-01", totals(requests=24, local=19, cloud=5), totals(requests=1480), T0 - 15),
+            ("edge-02", totals(requests=131, local=88, lan=21, cloud=22), totals(), T0 - 3),
+            ("edge-03-with-a-long-host-name", totals(requests=0), totals(requests=77), T0 - 9e4),
+            ("", totals(requests=0), totals(requests=310), T0 - 40 * 86_400),
+        ]
+    )
+    return app
+
+
+@pytest.mark.parametrize(
+    ("size", "gpu"), [((80, 24), False), ((160, 48), True)], ids=["80x24", "160x48-gpu"]
+)
+def test_fleet_screen(snap_compare: SnapCompare, size: tuple[int, int], gpu: bool) -> None:
+    assert snap_compare(fleet_monitor(gpu=gpu), terminal_size=size, run_before=open_fleet)

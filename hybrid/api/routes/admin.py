@@ -31,7 +31,7 @@ PING = sse_comment("ping")
 
 async def stats_snapshot(state: Service) -> dict[str, Any]:
     """The body of ``GET /v1/hybrid/stats``: today's and all-time totals, the labels each local
-    model has for learning (by source), budget, mode."""
+    model has for learning (by source), budget, mode, and whether the ledger is shared."""
     today = await state.ledger.totals(since=day_start(time.time()))
     all_time = await state.ledger.totals()
     labels = await state.ledger.read(lambda store: store.label_counts())
@@ -42,6 +42,10 @@ async def stats_snapshot(state: Service) -> dict[str, Any]:
         "budget": state.accountant.budget.to_dict(),
         "mode": state.dispatcher.mode,
         "model": {"id": state.runtime.model_id, "state": state.runtime.state},
+        "ledger": {
+            "shared": state.settings.ledger.url is not None,
+            "instance": state.ledger.instance,
+        },
         "version": __version__,
     }
 
@@ -61,7 +65,7 @@ async def stats(
 
     ``?by=route|model|reason|day|decided|instance`` adds ``by`` and ``groups``: ``{"today": [...],
     "all_time": [...]}``, each a list of ``{"key", "totals", "latency"}`` as ``hybrid stats
-    --by`` prints them.
+    --by`` prints them (``by=instance`` adds ``last_time``: the instance's newest record).
 
     Raises:
         InvalidRequestError: ``by`` is not one of those.
@@ -78,6 +82,10 @@ async def stats(
             "today": await _groups(state, by, day_start(time.time())),
             "all_time": await _groups(state, by, None),
         }
+        if by == "instance":  # when each daemon of a fleet last wrote a record
+            newest = await state.ledger.read(lambda store: store.newest_by_instance())
+            for group in (*body["groups"]["today"], *body["groups"]["all_time"]):
+                group["last_time"] = newest.get(group["key"])
     return JSONResponse(body)
 
 

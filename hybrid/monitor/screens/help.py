@@ -17,6 +17,8 @@ HELP_TEXT = """\
   Enter   a request's whole decision: every policy's verdict
   + -     mark the selected request's answer good or bad
           (labels for `hybrid calibrate --from-ledger`)
+  f       the fleet: each daemon sharing this ledger, today
+          (only with a shared ledger, ledger.url)
   ?       this help            q  quit
 
 [b]filter words[/b], all must match

@@ -19,7 +19,8 @@ _STATES = {
 
 
 class StatusLine(Static):
-    """One line: ``hybrid monitor  ● live  http://127.0.0.1:8642  mode auto  14:03:07``.
+    """One line: ``hybrid monitor  ● live  http://127.0.0.1:8642  mode auto  14:03:07``
+    (``as edge-07`` after the mode when the daemon is one of a fleet sharing a ledger).
 
     The state is written out as a word as well as a colour, so it reads under NO_COLOR; so is
     the count of events the monitor could not read, when there are any.
@@ -50,6 +51,11 @@ class StatusLine(Static):
         if mode is not None:
             text.append("  mode ")
             text.append(mode, style="bold")
+        ledger = self.dashboard.ledger
+        if ledger is not None and ledger.shared:
+            # One of a fleet sharing a ledger: which one this is (f lists the others).
+            text.append("  as ")
+            text.append(ledger.instance, style="bold")
         if self.dashboard.malformed_events:
             # Written out, not only coloured: the daemon and monitor disagree on the format.
             text.append(f"  ⚠ {self.dashboard.malformed_events} unreadable", style="bold yellow")
