@@ -111,8 +111,14 @@ def _check_ledger(settings: Settings) -> None:
     if settings.ledger.url is None:
         LedgerStore.open(settings.ledger.resolved_path(settings.home)).close()
         return
+    from hybrid.ledger.pg_budget import SharedBudget
+
+    url = settings.ledger.url.get_secret_value()
     try:
-        LedgerStore.open_url(settings.ledger.url.get_secret_value()).close()
+        LedgerStore.open_url(url).close()
+        budget = SharedBudget(url, instance=settings.ledger.instance)
+        budget.open()  # the budget tables' schema version too
+        budget.close()
     except LedgerUnavailableError as exc:
         print(f"hybrid: warning: {exc}; serving, with records kept in the journal", file=sys.stderr)
 

@@ -70,7 +70,9 @@ class BudgetGate(Protocol):
         Returns:
             The reservation; or, when spent + reserved + the estimate would pass a cap (or
             spent + reserved has reached one), that cap's reason code (``budget:daily_cap``,
-            ``budget:openai:monthly_cap``, as :meth:`capped` names them).
+            ``budget:openai:monthly_cap``, as :meth:`capped` names them); or
+            ``budget:unavailable`` when a shared budget's database cannot be reached (the
+            request is then handled as at a cap: it is never sent unreserved).
         """
         ...
 
@@ -161,6 +163,66 @@ def month_start(at: float) -> float:
     """Return the Unix time of the start of ``at``'s UTC month."""
     moment = datetime.fromtimestamp(at, tz=UTC)
     return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+CapLimit = tuple[float, float | None, str]
+"""One cap that applies: ``(spent + reserved, the cap or None, its reason code)``."""
+
+
+def cap_limits(
+    settings: BudgetSettings,
+    provider: str | None,
+    held: Callable[[str | None], tuple[float, float]],
+) -> list[CapLimit]:
+    """Each cap that applies to a provider's requests, overall before its own, daily before
+    monthly.
+
+    Args:
+        settings: The caps.
+        provider: The provider; None for the overall caps only.
+        held: ``(today, this month)`` spent plus reserved, of one provider (None: all).
+
+    Returns:
+        ``(held, cap, reason)`` for each cap (``cap`` None where it is not set).
+    """
+    daily, monthly = held(None)
+    limits: list[CapLimit] = [
+        (daily, settings.daily_usd, "budget:daily_cap"),
+        (monthly, settings.monthly_usd, "budget:monthly_cap"),
+    ]
+    caps = settings.per_provider.get(provider, {}) if provider is not None else {}
+    if caps:
+        own_daily, own_monthly = held(provider)
+        limits += [
+            (own_daily, caps.get("daily_usd"), f"budget:{provider}:daily_cap"),
+            (own_monthly, caps.get("monthly_usd"), f"budget:{provider}:monthly_cap"),
+        ]
+    return limits
+
+
+def first_refusal(limits: list[CapLimit], estimate_usd: float) -> str | None:
+    """The reason code of the first cap that is reached or that ``estimate_usd`` would pass;
+    None when it fits under every one."""
+    for held, cap, reason in limits:
+        if cap is not None and (held >= cap or held + estimate_usd > cap):
+            return reason
+    return None
+
+
+def worst_state(limits: list[CapLimit], settings: BudgetSettings) -> BudgetState:
+    """The worst state over the caps: ``capped`` at a cap, ``warning`` past ``warn_percent``
+    of one, else ``ok``."""
+    worst: BudgetState = "ok"
+    for held, cap, _ in limits:
+        if cap is None:
+            continue
+        state: BudgetState = "ok"
+        if held >= cap:
+            state = "capped"
+        elif held >= cap * settings.warn_percent / 100:
+            state = "warning"
+        worst = max(worst, state, key=_SEVERITY.__getitem__)
+    return worst
 
 
 class Budget:
@@ -277,14 +339,13 @@ class Budget:
         self._open.pop(reservation.id, None)
 
     def state(self, provider: str | None = None) -> BudgetState:
-        """Return the budget's state, from what is spent (reservations aside).
+        """Return the budget's state, from what is spent plus what is reserved.
 
         Args:
             provider: None for the overall caps; a provider for the worse of the overall caps
                 and that provider's own.
         """
-        states = [state for state, _ in self._checks(provider)]
-        return max(states, key=_SEVERITY.__getitem__, default="ok")
+        return worst_state(cap_limits(self._settings, provider, self._held), self._settings)
 
     def capped(self, provider: str) -> str | None:
         """Return why a provider may not be sent requests, or None when it may.
@@ -321,56 +382,12 @@ class Budget:
         if settings.daily_usd is None and settings.monthly_usd is None:
             if provider not in settings.per_provider:
                 return None  # no cap applies: asked on every cloud request, so answer fast
-        daily, monthly = self.spend()
-        daily_reserved, monthly_reserved = self.reserved()
-        limits = [
-            (daily + daily_reserved, settings.daily_usd, "budget:daily_cap"),
-            (monthly + monthly_reserved, settings.monthly_usd, "budget:monthly_cap"),
-        ]
-        caps = settings.per_provider.get(provider, {})
-        if caps:
-            own = self.spend(provider)
-            own_reserved = self.reserved(provider)
-            limits += [
-                (own[0] + own_reserved[0], caps.get("daily_usd"), f"budget:{provider}:daily_cap"),
-                (
-                    own[1] + own_reserved[1],
-                    caps.get("monthly_usd"),
-                    f"budget:{provider}:monthly_cap",
-                ),
-            ]
-        for held, cap, reason in limits:
-            if cap is not None and (held >= cap or held + estimate_usd > cap):
-                return reason
-        return None
+        return first_refusal(cap_limits(settings, provider, self._held), estimate_usd)
 
-    def _checks(self, provider: str | None) -> list[tuple[BudgetState, str]]:
-        """Each cap that applies, with its state and reason code, daily before monthly."""
-        daily, monthly = self.spend()
-        checks = [
-            (self._state(daily, self._settings.daily_usd), "budget:daily_cap"),
-            (self._state(monthly, self._settings.monthly_usd), "budget:monthly_cap"),
-        ]
-        caps = self._settings.per_provider.get(provider, {}) if provider is not None else {}
-        if caps:
-            own_daily, own_monthly = self.spend(provider)
-            checks += [
-                (self._state(own_daily, caps.get("daily_usd")), f"budget:{provider}:daily_cap"),
-                (
-                    self._state(own_monthly, caps.get("monthly_usd")),
-                    f"budget:{provider}:monthly_cap",
-                ),
-            ]
-        return checks
-
-    def _state(self, spent: float, cap: float | None) -> BudgetState:
-        if cap is None:
-            return "ok"
-        if spent >= cap:
-            return "capped"
-        if spent >= cap * self._settings.warn_percent / 100:
-            return "warning"
-        return "ok"
+    def _held(self, provider: str | None) -> tuple[float, float]:
+        """``(today, this month)`` spent plus reserved, of one provider or all of them."""
+        spent, reserved = self.spend(provider), self.reserved(provider)
+        return spent[0] + reserved[0], spent[1] + reserved[1]
 
     def _roll(self, now: float) -> None:
         """Start a new day's (month's) spend at 0 once ``now`` is past the current one."""

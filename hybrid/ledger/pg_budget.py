@@ -19,11 +19,14 @@ Tables (part ``budget`` in ``hybrid_schema``)::
 ``month:YYYY-MM`` (UTC).  Every line is kept, capped or not, so a cap set later starts from
 the period's real spend.
 
-A daemon killed mid-request leaves its holds behind.  Each hold expires (``hold_s`` after it
-was made): :meth:`SharedBudget.reclaim_expired` returns expired holds to their lines (a later
-settle still counts the cost), and :meth:`SharedBudget.release_instance` drops the holds an
-earlier run of this instance left.  The lines are always locked in (scope, period) order,
-so concurrent reservations, settlements and reclaims cannot deadlock one another.
+A daemon killed mid-request leaves its holds behind.  Each hold expires ``hold_s`` after it
+was made or last renewed (:meth:`SharedBudget.renew`: a live daemon renews the holds of the
+requests it still runs): :meth:`SharedBudget.reclaim_expired` takes expired holds off their
+lines, and :meth:`SharedBudget.release_instance` drops the holds an earlier run of this instance
+left.  Either can count what it takes off as spent (``as_spent``): a request whose daemon died
+may have been answered and billed, and its real cost never reached the budget, so counting its
+estimate keeps the cap.  The lines are always locked in (scope, period) order, so concurrent
+reservations, settlements and reclaims cannot deadlock one another.
 
 The API is synchronous and thread-safe (one connection, one lock); async callers run it in a
 thread.
@@ -34,9 +37,9 @@ from __future__ import annotations
 import math
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from decimal import Decimal
-from typing import TypeVar
+from typing import LiteralString, TypeVar
 
 import psycopg
 
@@ -76,8 +79,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-HOLD_S = 1800.0
-"""How long a reservation holds its amount before any daemon may reclaim it."""
+HOLD_S = 120.0
+"""How long a reservation holds its amount, from when it was made or last renewed, before any
+daemon may reclaim it: a live daemon renews its holds well within it (see
+:mod:`hybrid.ledger.fleet_budget`), so it bounds how long a dead daemon's holds stay."""
 
 # Serialization failures and deadlocks: the transaction did nothing and may simply run again.
 _RETRY_STATES = frozenset({"40001", "40P01"})
@@ -105,6 +110,15 @@ _APPLY = """
     SET spent_usd = l.spent_usd + EXCLUDED.spent_usd,
         reserved_usd = greatest(l.reserved_usd - %(freed)s, 0), updated_at = now()
 """
+
+_EXPIRED = (
+    "DELETE FROM hybrid_budget_holds WHERE expires_at <= now() "
+    "RETURNING reservation_id, scope, period, amount_usd"
+)
+_OF_INSTANCE = (
+    "DELETE FROM hybrid_budget_holds WHERE instance = %s "
+    "RETURNING reservation_id, scope, period, amount_usd"
+)
 
 T = TypeVar("T")
 
@@ -150,6 +164,11 @@ class SharedBudget:
             LedgerSchemaError: A newer hybrid migrated the budget tables.
         """
         self._run("open the budget", lambda conn: None)
+
+    @property
+    def hold_s(self) -> float:
+        """Seconds a hold lasts from when it was made or last renewed."""
+        return self._hold_s
 
     def close(self) -> None:
         """Close the connection (a later call opens a new one)."""
@@ -253,8 +272,14 @@ class SharedBudget:
 
         self._run("count spend", transaction)
 
-    def reclaim_expired(self) -> int:
-        """Return the amounts of expired holds (their daemon died, or forgot) to their lines.
+    def reclaim_expired(self, *, as_spent: bool = False) -> int:
+        """Take expired holds (their daemon died, or lost the database for ``hold_s``) off
+        their lines.
+
+        Args:
+            as_spent: Count each reclaimed amount as spent (the request may have been
+                answered); False returns it to the line.  A later settle of a reclaimed hold
+                still counts its real cost.
 
         Returns:
             How many reservations were reclaimed.
@@ -262,20 +287,14 @@ class SharedBudget:
         Raises:
             LedgerUnavailableError: The database cannot be reached.
         """
+        return self._take_holds("reclaim budget holds", _EXPIRED, (), as_spent=as_spent)
 
-        def transaction(conn: Connection) -> int:
-            with conn.transaction():
-                rows = conn.execute(
-                    "DELETE FROM hybrid_budget_holds WHERE expires_at <= now() "
-                    "RETURNING reservation_id, scope, period, amount_usd"
-                ).fetchall()
-                _free(conn, ((scope, period, amount) for _, scope, period, amount in rows))
-            return len({row[0] for row in rows})
+    def release_instance(self, *, as_spent: bool = False) -> int:
+        """Take every hold this instance has off its lines: at start, what an earlier run of
+        it left (killed before it could settle or release them).
 
-        return self._run("reclaim budget holds", transaction)
-
-    def release_instance(self) -> int:
-        """Release every hold this instance has: at start, what an earlier run of it left.
+        Args:
+            as_spent: Count each amount as spent (see :meth:`reclaim_expired`).
 
         Returns:
             How many reservations were released.
@@ -283,18 +302,54 @@ class SharedBudget:
         Raises:
             LedgerUnavailableError: The database cannot be reached.
         """
+        return self._take_holds(
+            "release budget holds", _OF_INSTANCE, (self._instance,), as_spent=as_spent
+        )
+
+    def renew(self, reservation_ids: Collection[str]) -> int:
+        """Push back the expiry of holds this daemon still needs (requests still running), to
+        ``hold_s`` from now.
+
+        Args:
+            reservation_ids: The reservations to keep.
+
+        Returns:
+            How many reservations were found and renewed.
+
+        Raises:
+            LedgerUnavailableError: The database cannot be reached.
+        """
+        if not reservation_ids:
+            return 0
+        ids = sorted(reservation_ids)
 
         def transaction(conn: Connection) -> int:
             with conn.transaction():
                 rows = conn.execute(
-                    "DELETE FROM hybrid_budget_holds WHERE instance = %s "
-                    "RETURNING reservation_id, scope, period, amount_usd",
-                    (self._instance,),
+                    "UPDATE hybrid_budget_holds "
+                    "SET expires_at = now() + make_interval(secs => %s) "
+                    "WHERE reservation_id = ANY(%s) RETURNING reservation_id",
+                    (self._hold_s, ids),
                 ).fetchall()
-                _free(conn, ((scope, period, amount) for _, scope, period, amount in rows))
             return len({row[0] for row in rows})
 
-        return self._run("release budget holds", transaction)
+        return self._run("renew budget holds", transaction)
+
+    def reservations(self) -> int:
+        """How many reservations hold money now, over every daemon sharing the budget.
+
+        Raises:
+            LedgerUnavailableError: The database cannot be reached.
+        """
+
+        def transaction(conn: Connection) -> int:
+            with conn.transaction():
+                row = conn.execute(
+                    "SELECT count(DISTINCT reservation_id) FROM hybrid_budget_holds"
+                ).fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return self._run("count budget holds", transaction)
 
     def spend(self, lines: Iterable[Line]) -> list[LineSpend]:
         """Read lines' spend and holds (a line never reserved on reads as 0 and 0).
@@ -327,6 +382,21 @@ class SharedBudget:
             return spends
 
         return self._run("read the budget", transaction)
+
+    def _take_holds(
+        self, doing: str, delete: LiteralString, params: tuple[object, ...], *, as_spent: bool
+    ) -> int:
+        """Delete the holds ``delete`` returns and take their amounts off their lines (counted
+        as spent with ``as_spent``); return how many reservations they were."""
+
+        def transaction(conn: Connection) -> int:
+            with conn.transaction():
+                rows = conn.execute(delete, params).fetchall()
+                held = ((scope, period, amount) for _, scope, period, amount in rows)
+                _free(conn, held, as_spent=as_spent)
+            return len({row[0] for row in rows})
+
+        return self._run(doing, transaction)
 
     def _finish(self, hold: Hold, cost: Decimal, doing: str) -> bool:
         def transaction(conn: Connection) -> bool:
@@ -401,15 +471,17 @@ def _refusal(conn: Connection, line: Line, amount_usd: float) -> Refusal:
     return Refusal(line=line, spent_usd=spent, reserved_usd=reserved, amount_usd=amount_usd)
 
 
-def _free(conn: Connection, held: Iterable[tuple[str, str, Decimal]]) -> None:
-    """Take held amounts off their lines, in (scope, period) order (the lock order)."""
+def _free(
+    conn: Connection, held: Iterable[tuple[str, str, Decimal]], *, as_spent: bool = False
+) -> None:
+    """Take held amounts off their lines, in (scope, period) order (the lock order), counting
+    them as spent with ``as_spent``."""
     totals: dict[tuple[str, str], Decimal] = {}
     for scope, period, amount in held:
         totals[scope, period] = totals.get((scope, period), Decimal(0)) + amount
     for (scope, period), amount in sorted(totals.items()):
-        conn.execute(
-            _APPLY, {"scope": scope, "period": period, "spent": Decimal(0), "freed": amount}
-        )
+        spent = amount if as_spent else Decimal(0)
+        conn.execute(_APPLY, {"scope": scope, "period": period, "spent": spent, "freed": amount})
 
 
 def _amount(value: float, name: str) -> Decimal:

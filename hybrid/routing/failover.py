@@ -202,6 +202,11 @@ class Failover:
 
 
 def _capped_detail(reason: str) -> str:
+    if reason == "budget:unavailable":
+        return (
+            f"{reason}: the shared budget's database (ledger.url) cannot be reached, and no "
+            f"cloud request is sent without a reservation (it is tried again every second)"
+        )
     return (
         f"{reason}: the cloud spend cap is reached, or the request's estimated cost (its "
         f"prompt and max_tokens at the model's price) does not fit in what is left under it "

@@ -197,7 +197,8 @@ def build_service(
             default_model=names.default_target.qualified if names.default_target else None,
             lan_usd_per_1m_tokens=settings.lan.usd_per_1m_tokens,
         ),
-        # Replaced by Service.start with the spend the ledger holds.
+        # Replaced by Service.start: the fleet's budget on a shared ledger, else one seeded
+        # with the spend the ledger holds.
         Budget(settings.budget, SpendSeed(at=time.time())),
         bus,
         metrics,
@@ -242,6 +243,15 @@ def build_service(
         names=names,
         budget=reserving,
     )
+    fleet_budget = None
+    if settings.ledger.url is not None:
+        # A shared ledger shares the budget too: every daemon reserves against the same lines.
+        from hybrid.ledger.fleet_budget import FleetBudget
+        from hybrid.ledger.pg_budget import SharedBudget
+
+        url = settings.ledger.url.get_secret_value()
+        shared = SharedBudget(url, instance=settings.ledger.instance)
+        fleet_budget = FleetBudget(shared, settings.budget)
     return Service(
         settings=settings,
         runtime=local,
@@ -256,4 +266,5 @@ def build_service(
         learner=learner,
         background=background,
         lan=lan,
+        fleet_budget=fleet_budget,
     )

@@ -109,7 +109,8 @@ class Metrics:
         )
         self._budget_left = Gauge(
             "hybrid_budget_remaining_usd",
-            "Cloud budget left under each cap.",
+            "Cloud budget left under each cap: the cap less what is spent and what requests in "
+            "flight have reserved.",
             ["period"],
             registry=r,
         )
@@ -149,12 +150,14 @@ class Metrics:
         return child
 
     def budget(self, budget: BudgetGate) -> None:
-        """Show what is left under each cap that is set."""
+        """Show what is left under each cap that is set: the cap less what is spent and what
+        the requests in flight have reserved (of the whole fleet, on a shared budget)."""
         data = budget.to_dict()
         for period in ("daily", "monthly"):
             cap = data[f"{period}_cap_usd"]
             if cap is not None:
-                self._budget_left.labels(period).set(max(cap - data[f"{period}_spend_usd"], 0.0))
+                held = data[f"{period}_spend_usd"] + data[f"{period}_reserved_usd"]
+                self._budget_left.labels(period).set(max(cap - held, 0.0))
 
     def hardware(self, sample: Mapping[str, Any]) -> None:
         """Show a ``hardware`` event's readings."""

@@ -11,9 +11,10 @@ its lifespan, and its routes hand requests to :func:`hybrid.service.answering.st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from hybrid.service.switching import ModelSwitching
 if TYPE_CHECKING:
     from hybrid.cloud.provider import CloudProvider
     from hybrid.hardware.sampler import LiveSampler
+    from hybrid.ledger.fleet_budget import FleetBudget
     from hybrid.ledger.writer import LedgerWriter
     from hybrid.local.runtime import LocalRuntime
     from hybrid.local.status import ModelChange
@@ -69,6 +71,8 @@ class Service:
         learner: Keeps learning signals and runs shadow comparisons.
         background: Calibrates a model that has no calibration, when enabled.
         lan: The team's LAN servers, when any is configured.
+        fleet_budget: The budget shared with the daemons of a shared ledger (``ledger.url``);
+            None keeps this daemon's budget in memory.
     """
 
     settings: Settings
@@ -84,6 +88,7 @@ class Service:
     learner: Learner
     background: BackgroundCalibration | None = None
     lan: LanTier | None = None
+    fleet_budget: FleetBudget | None = None
     _running: _Running = field(default_factory=_Running, init=False, repr=False)
 
     @property
@@ -94,23 +99,26 @@ class Service:
     async def start(self) -> None:
         """Open the ledger, start sampling, and start loading the local model.
 
-        Returns once the ledger is open and the budget seeded from it; the model loads in the
-        background (requests meanwhile get ``model_not_ready`` or go to the cloud).  Also starts
-        the ``hardware`` events and, when enabled, the background calibration.
+        Returns once the ledger is open and the budget seeded from it (on a shared ledger: the
+        fleet's budget read, and what an earlier run of this instance held counted); the model
+        loads in the background (requests meanwhile get ``model_not_ready`` or go to the
+        cloud).  Also starts the ``hardware`` events and, when enabled, the background
+        calibration.
 
         Raises:
-            LedgerError: The ledger or its journal cannot be opened (a shared ledger's
-                database that is unavailable is not an error: see
-                :class:`~hybrid.ledger.writer.LedgerWriter`).
+            LedgerError: The ledger or its journal cannot be opened, or a shared budget's
+                database refuses the login or has a newer schema (a shared ledger's database
+                that is unavailable is not an error: see
+                :class:`~hybrid.ledger.writer.LedgerWriter` and
+                :class:`~hybrid.ledger.fleet_budget.FleetBudget`).
         """
         self.ledger.start()
-        try:
-            seed = await self.ledger.read(lambda store: SpendSeed.from_store(store, time.time()))
-        except LedgerUnavailableError as exc:
-            # A shared ledger that is down: serve, counting the spend this daemon journaled.
-            logging.getLogger(__name__).warning("%s; the budget counts journaled spend only", exc)
-            seed = SpendSeed.from_store(self.ledger.journaled, time.time())
-        self.accountant.budget = Budget(self.settings.budget, seed)
+        if self.fleet_budget is not None:
+            loop = asyncio.get_running_loop()
+            await self.fleet_budget.start(lambda: _call_soon(loop, self._budget_changed))
+            self.accountant.budget = self.fleet_budget
+        else:
+            self.accountant.budget = Budget(self.settings.budget, await self._spend_seed())
         self.metrics.budget(self.accountant.budget)
         self.sampler.start()
         running = self._running
@@ -156,8 +164,27 @@ class Service:
                 running.lan = None
             await self.lan.pool.aclose()
         self.sampler.stop()
+        if self.fleet_budget is not None:
+            # Every response has ended, so every settlement is queued: write them.
+            await asyncio.to_thread(self.fleet_budget.close)
         # Last: every response has ended, so every record is queued; close commits them.
         self.ledger.close()
+
+    async def _spend_seed(self) -> SpendSeed:
+        """Today's and this month's spend, from the ledger."""
+        try:
+            return await self.ledger.read(lambda store: SpendSeed.from_store(store, time.time()))
+        except LedgerUnavailableError as exc:
+            # A shared ledger that is down: serve, counting the spend this daemon journaled.
+            logging.getLogger(__name__).warning("%s; the budget counts journaled spend only", exc)
+            return SpendSeed.from_store(self.ledger.journaled, time.time())
+
+    def _budget_changed(self) -> None:
+        """The fleet's budget moved (another daemon spent, the database went or came back):
+        tell the event stream and the metrics."""
+        budget = self.accountant.budget
+        self.bus.publish("budget", budget.to_dict())
+        self.metrics.budget(budget)
 
     @property
     def switching(self) -> ModelSwitching:
@@ -196,3 +223,9 @@ class Service:
             event = hardware_event(self.sampler.latest_or_none(), self.runtime)
             self.metrics.hardware(event)
             self.bus.publish("hardware", event)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """Run ``callback`` on the event loop, from any thread; nothing once the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)

@@ -1,0 +1,497 @@
+"""The budget of a fleet: the :class:`~hybrid.ledger.budget.BudgetGate` of a daemon whose
+ledger is shared (``ledger.url``), over the budget lines every daemon of the fleet reserves
+against in PostgreSQL (:class:`~hybrid.ledger.pg_budget.SharedBudget`).
+
+- **Reserving** a cloud call's estimate is one transaction in the database, checked against
+  what the whole fleet has spent and reserved; it runs on a thread of its own, so the event loop
+  never waits for the database.  Several daemons sharing a budget therefore overspend it by no
+  more than what real costs exceed their estimates by.
+- **Settling, releasing and counting** unreserved spend happen where nothing can be awaited, so
+  they are queued to a worker thread that writes them in order.  While the database is down the
+  worker keeps them and tries again every :data:`RETRY_S`; nothing queued is dropped while the
+  process lives, and :meth:`FleetBudget.close` waits (up to :data:`DRAIN_S`) until the queue is
+  written.
+- **Answers without the database**: :meth:`~FleetBudget.capped`, :meth:`~FleetBudget.state` and
+  :meth:`~FleetBudget.to_dict` read a view of the lines (the fleet's spend and reservations,
+  today and this month, in total and for each provider with a cap of its own), refreshed after
+  every change and every :data:`REFRESH_S`.
+- **Holds of dead daemons**: a hold lasts :data:`~hybrid.ledger.pg_budget.HOLD_S` (2 minutes)
+  and the worker renews those of the requests this daemon still runs every :data:`RENEW_S`.
+  At start the daemon takes off what an earlier run of its instance left (killed before it
+  could settle), and every :data:`RECLAIM_S` any daemon takes off expired holds.  Both count
+  what they take off as spent at its estimate: the request may have been answered and billed,
+  and its real cost never reached the budget, so the cap holds even then.
+- **Database down**: a request is never sent to the cloud unreserved.  :meth:`reserve` returns
+  :data:`UNAVAILABLE` (``budget:unavailable``), which the router handles as a cap (the local
+  model answers, or the client gets a 429); after one failure no reservation is tried until the
+  worker reaches the database again, so requests do not each wait for a connection timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Literal
+
+from hybrid.errors import LedgerError, LedgerUnavailableError
+from hybrid.ledger.budget import (
+    BudgetState,
+    Reservation,
+    cap_limits,
+    first_refusal,
+    worst_state,
+)
+from hybrid.ledger.budget_lines import (
+    Hold,
+    Line,
+    LineSpend,
+    Refusal,
+    day_period,
+    lines_for,
+    month_period,
+)
+from hybrid.ledger.pg_budget import SharedBudget
+from hybrid.settings.ledger import BudgetSettings
+
+log = logging.getLogger("hybrid.ledger")
+
+UNAVAILABLE = "budget:unavailable"
+"""The reason code of a cloud request refused because the shared budget cannot be reached."""
+
+REFRESH_S = 2.0
+"""Seconds between two reads of the fleet's budget lines when nothing changed here."""
+RENEW_S = 30.0
+"""Seconds between two renewals of the holds of the requests this daemon runs."""
+RECLAIM_S = 30.0
+"""Seconds between two reclaims of expired holds (of daemons that died)."""
+RETRY_S = 1.0
+"""Seconds between two tries while the database is down."""
+DRAIN_S = 10.0
+"""Seconds :meth:`FleetBudget.close` waits for the queued changes to reach the database."""
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A change queued for the database: a hold settled (``usd`` spent) or released, spend
+    counted on ``lines``, or this instance's earlier holds taken off."""
+
+    kind: Literal["settle", "release", "add", "release_instance"]
+    hold: Hold | None = None
+    lines: tuple[Line, ...] = ()
+    usd: float = 0.0
+
+
+class FleetBudget:
+    """The budget gate of one daemon of a fleet (see the module's description).
+
+    Args:
+        shared: The budget in the database, for this daemon's instance.
+        settings: The caps (``[budget]``), the same on every daemon of the fleet.
+        clock: Unix time; picks the UTC day and month a request counts in.
+        refresh_s: See :data:`REFRESH_S`.
+        renew_s: See :data:`RENEW_S`.
+        reclaim_s: See :data:`RECLAIM_S`.
+        retry_s: See :data:`RETRY_S`.
+    """
+
+    def __init__(
+        self,
+        shared: SharedBudget,
+        settings: BudgetSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_s: float = REFRESH_S,
+        renew_s: float = RENEW_S,
+        reclaim_s: float = RECLAIM_S,
+        retry_s: float = RETRY_S,
+    ) -> None:
+        self._shared = shared
+        self._settings = settings
+        self._clock = clock
+        self._periods = {"refresh": refresh_s, "renew": renew_s, "reclaim": reclaim_s}
+        self._retry_s = retry_s
+        self._cond = threading.Condition()
+        self._queue: deque[_Change] = deque()
+        self._open: set[str] = set()
+        self._view: dict[tuple[str, str], LineSpend] = {}
+        self._fleet_reservations = 0
+        self._available = True
+        self._stale = False
+        self._stopping = False
+        self._deadline = math.inf
+        self._thread: threading.Thread | None = None
+        self._on_change: Callable[[], None] = lambda: None
+        # One thread for reservations: they take the budget's one connection in turn anyway,
+        # and waiting ones must not fill the event loop's default executor.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybrid-reserve")
+
+    async def start(self, on_change: Callable[[], None] | None = None) -> None:
+        """Take off what an earlier run of this instance held, read the lines, and start the
+        worker.
+
+        A database that cannot be reached is not an error: the daemon serves, refusing cloud
+        requests with :data:`UNAVAILABLE` until the worker reaches it (and takes the earlier
+        run's holds off first).
+
+        Args:
+            on_change: Called (on any thread) when the view or the database's availability
+                changed: a ``budget`` event and the metrics follow.
+
+        Raises:
+            LedgerAccessError: The database refuses ``ledger.url``'s login or rights.
+            LedgerSchemaError: A newer hybrid migrated the budget tables.
+        """
+        self._on_change = on_change or (lambda: None)
+        loop = asyncio.get_running_loop()
+        release = partial(self._shared.release_instance, as_spent=True)
+        try:
+            released = await loop.run_in_executor(self._executor, release)
+        except LedgerUnavailableError as exc:
+            self._went_down(exc)
+            self._queue.append(_Change("release_instance"))
+        else:
+            _log_released(released)
+            await loop.run_in_executor(self._executor, self._refresh)
+        self._thread = threading.Thread(target=self._work, name="hybrid-budget", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float = DRAIN_S) -> None:
+        """Write what is queued (waiting up to ``timeout_s`` for a database that is down),
+        stop the worker and close the connection.  Safe without :meth:`start`."""
+        with self._cond:
+            self._stopping = True
+            self._deadline = time.monotonic() + timeout_s
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s + 5)
+        with self._cond:
+            left = len(self._queue)
+        if left:
+            log.error(
+                "%d budget changes could not be written to the shared budget before shutdown "
+                "(the database is unavailable); holds they would have freed expire within "
+                "%g s and are then counted as spent",
+                left,
+                self._shared.hold_s,
+            )
+        self._executor.shutdown(wait=True)
+        self._shared.close()
+
+    async def reserve(self, provider: str, model: str, estimate_usd: float) -> Reservation | str:
+        """Reserve a cloud call's estimate in the fleet's budget, in one transaction.
+
+        Args:
+            provider: Who will charge it.
+            model: The model called (``provider/model``).
+            estimate_usd: The call's estimated cost (0 for a model without a price).
+
+        Returns:
+            The reservation; the reason code of the first cap it does not fit under; or
+            :data:`UNAVAILABLE` while the database cannot be reached.
+
+        Raises:
+            ValueError: ``estimate_usd`` is negative or not a finite number.
+        """
+        if not 0.0 <= estimate_usd < math.inf:
+            raise ValueError(f"an estimated cost is a finite USD amount >= 0, not {estimate_usd!r}")
+        if not self._available:
+            return UNAVAILABLE
+        now = self._clock()
+        lines = self._lines(provider, now)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self._reserve_now, lines, estimate_usd)
+        try:
+            outcome = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The request is gone, but the reservation may still be made: free it then.
+            future.add_done_callback(self._release_orphan)
+            raise
+        if outcome is None:
+            return UNAVAILABLE
+        self._wake(stale=True)
+        if isinstance(outcome, Refusal):
+            return _reason(outcome.line)
+        with self._cond:
+            self._open.add(outcome.id)
+        return Reservation(outcome.id, provider, model, estimate_usd, now)
+
+    def settle(self, reservation: Reservation, actual_usd: float | None) -> None:
+        """Queue: free the reservation and spend the real cost (also when it was released
+        already: the money went out)."""
+        with self._cond:
+            self._open.discard(reservation.id)
+        self._put(_Change("settle", self._hold(reservation), usd=actual_usd or 0.0))
+
+    def release(self, reservation: Reservation) -> None:
+        """Queue: free the reservation without spending; nothing when it is free already."""
+        with self._cond:
+            if reservation.id not in self._open:
+                return
+            self._open.discard(reservation.id)
+        self._put(_Change("release", self._hold(reservation)))
+
+    def add(self, provider: str, usd: float, at: float) -> None:
+        """Queue: count a cloud cost nothing reserved, in the day and month of ``at``."""
+        if usd > 0:
+            self._put(_Change("add", lines=self._lines(provider, at), usd=usd))
+
+    def capped(self, provider: str) -> str | None:
+        """Why a provider may not be sent requests now, from the view: :data:`UNAVAILABLE`,
+        or the first cap the fleet's spend plus reservations has reached; None when it may."""
+        if not self._available:
+            return UNAVAILABLE
+        return first_refusal(cap_limits(self._settings, provider, self._held), 0.0)
+
+    def state(self, provider: str | None = None) -> BudgetState:
+        """The fleet's budget state, from its spend plus its reservations (the view)."""
+        return worst_state(cap_limits(self._settings, provider, self._held), self._settings)
+
+    @property
+    def reservations(self) -> int:
+        """Reservations the whole fleet holds (the view)."""
+        return self._fleet_reservations
+
+    @property
+    def local_reservations(self) -> int:
+        """Reservations of this daemon neither settled nor released."""
+        with self._cond:
+            return len(self._open)
+
+    @property
+    def available(self) -> bool:
+        """Whether the database was reachable at the last try."""
+        return self._available
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``Budget`` JSON object of ``docs/events.md``: the fleet's, plus ``shared`` and
+        ``available``."""
+        spent = self._line_sums(None, reserved=False)
+        reserved = self._line_sums(None, reserved=True)
+        return {
+            "daily_spend_usd": spent[0],
+            "daily_reserved_usd": reserved[0],
+            "daily_cap_usd": self._settings.daily_usd,
+            "monthly_spend_usd": spent[1],
+            "monthly_reserved_usd": reserved[1],
+            "monthly_cap_usd": self._settings.monthly_usd,
+            "reservations": self.reservations,
+            "state": self.state(),
+            "shared": True,
+            "available": self._available,
+        }
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until the queued changes are written and the view is read again.
+
+        Returns:
+            Whether that happened within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._stale = True
+            self._cond.notify_all()
+            while self._queue or self._stale:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def _lines(self, provider: str, at: float) -> tuple[Line, ...]:
+        return lines_for(self._settings, provider, datetime.fromtimestamp(at, UTC))
+
+    def _hold(self, reservation: Reservation) -> Hold:
+        # The lines are those the reservation was made on: its provider, its day and month.
+        lines = self._lines(reservation.provider, reservation.at)
+        return Hold(reservation.id, reservation.estimate_usd, lines)
+
+    def _held(self, provider: str | None) -> tuple[float, float]:
+        spent = self._line_sums(provider, reserved=False)
+        reserved = self._line_sums(provider, reserved=True)
+        return spent[0] + reserved[0], spent[1] + reserved[1]
+
+    def _line_sums(self, provider: str | None, *, reserved: bool) -> tuple[float, float]:
+        scope = "total" if provider is None else f"provider:{provider}"
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        sums = []
+        for period in (day_period(now), month_period(now)):
+            line = self._view.get((scope, period))
+            value = 0.0 if line is None else line.reserved_usd if reserved else line.spent_usd
+            sums.append(value)
+        return sums[0], sums[1]
+
+    def _viewed_lines(self) -> list[Line]:
+        now = self._clock()
+        lines = list(self._lines("", now)[:2])  # the totals
+        for provider in self._settings.per_provider:
+            lines += self._lines(provider, now)[2:]
+        return lines
+
+    def _put(self, change: _Change) -> None:
+        with self._cond:
+            self._queue.append(change)
+            self._cond.notify_all()
+
+    def _wake(self, *, stale: bool) -> None:
+        with self._cond:
+            self._stale = self._stale or stale
+            self._cond.notify_all()
+
+    def _reserve_now(self, lines: tuple[Line, ...], estimate_usd: float) -> Hold | Refusal | None:
+        """Reserve on the reservations' thread; None while the database cannot be reached.
+
+        Reservations queued behind one that found the database gone return at once instead
+        of each waiting for a connection timeout.
+        """
+        if not self._available:
+            return None
+        try:
+            return self._shared.reserve(lines, estimate_usd)
+        except LedgerError as exc:
+            self._went_down(exc)
+            return None
+
+    def _release_orphan(self, future: asyncio.Future[Hold | Refusal | None]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        outcome = future.result()
+        if isinstance(outcome, Hold):
+            self._put(_Change("release", outcome))
+
+    def _went_down(self, exc: LedgerError) -> None:
+        if self._available:
+            log.warning(
+                "the shared budget cannot be reached (%s): cloud requests are refused "
+                "(budget:unavailable) and answered locally where possible until it returns",
+                exc,
+            )
+            self._available = False
+            self._on_change()
+
+    def _went_up(self) -> None:
+        if not self._available:
+            log.warning("the shared budget is reachable again: cloud requests are reserved")
+            self._available = True
+            self._on_change()
+
+    def _work(self) -> None:
+        """The worker: write queued changes in order; refresh, renew and reclaim on time."""
+        due = {name: time.monotonic() + period for name, period in self._periods.items()}
+        while True:
+            with self._cond:
+                while not (self._queue or self._stale or self._stopping):
+                    wait = min(due.values()) - time.monotonic()
+                    if wait <= 0 or not self._available:
+                        break
+                    self._cond.wait(wait)
+                if self._stopping and (not self._queue or time.monotonic() > self._deadline):
+                    return
+                change = self._queue[0] if self._queue else None
+            if change is not None:
+                if self._write(change):
+                    with self._cond:
+                        self._queue.popleft()
+                        self._stale = True
+                else:
+                    self._pause()
+                continue
+            now = time.monotonic()
+            if not self._refresh():
+                self._pause()
+                continue
+            due["refresh"] = now + self._periods["refresh"]
+            for name in ("renew", "reclaim"):
+                if now >= due[name]:
+                    self._periodic(name)
+                    due[name] = now + self._periods[name]
+
+    def _write(self, change: _Change) -> bool:
+        """Apply one queued change; False when the database could not be reached."""
+        shared = self._shared
+        try:
+            if change.kind == "release_instance":
+                _log_released(shared.release_instance(as_spent=True))
+            elif change.kind == "add":
+                shared.add(change.lines, change.usd)
+            elif change.hold is not None and change.kind == "settle":
+                shared.settle(change.hold, change.usd)
+            elif change.hold is not None:
+                shared.release(change.hold)
+        except LedgerError as exc:
+            self._went_down(exc)
+            return False
+        except ValueError as exc:  # a cost that is not a finite amount: nothing to write
+            log.error("a budget change was dropped: %s", exc)
+        self._went_up()
+        return True
+
+    def _refresh(self) -> bool:
+        """Read the fleet's lines and reservations into the view; False when the database
+        could not be reached."""
+        with self._cond:
+            self._stale = False
+        try:
+            spends = self._shared.spend(self._viewed_lines())
+            count = self._shared.reservations()
+        except LedgerError as exc:
+            with self._cond:
+                self._stale = True  # still to be read
+            self._went_down(exc)
+            return False
+        view = {(spend.scope, spend.period): spend for spend in spends}
+        with self._cond:
+            changed = view != self._view or count != self._fleet_reservations
+            self._view, self._fleet_reservations = view, count
+            self._cond.notify_all()
+        self._went_up()
+        if changed:
+            self._on_change()
+        return True
+
+    def _periodic(self, name: str) -> None:
+        with self._cond:
+            running = set(self._open)
+        try:
+            if name == "renew":
+                self._shared.renew(running)
+            elif (reclaimed := self._shared.reclaim_expired(as_spent=True)) > 0:
+                log.warning(
+                    "%d expired budget reservations (of daemons that stopped without settling "
+                    "them) were counted as spent",
+                    reclaimed,
+                )
+                self._wake(stale=True)
+        except LedgerError as exc:
+            self._went_down(exc)
+
+    def _pause(self) -> None:
+        """Wait :data:`RETRY_S` before trying the database again (less when closing)."""
+        with self._cond:
+            self._cond.wait(self._retry_s)
+
+
+def _reason(line: Line) -> str:
+    """The reason code of a refusal on ``line``: ``budget:daily_cap``,
+    ``budget:openai:monthly_cap``..."""
+    period = "daily" if line.period.startswith("day:") else "monthly"
+    if line.scope == "total":
+        return f"budget:{period}_cap"
+    return f"budget:{line.scope.removeprefix('provider:')}:{period}_cap"
+
+
+def _log_released(released: int) -> None:
+    if released:
+        log.warning(
+            "%d budget reservations left by an earlier run of this instance (stopped before it "
+            "settled them) were counted as spent",
+            released,
+        )
