@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import platformdirs
+
 # The subprocess server helper is shared with the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 from server_process import RunningServer, ServerNotReady, start_server
@@ -159,14 +161,42 @@ def _install(venv: Path, spec: str, *, quiet: bool) -> None:
         raise PeerUnavailable(f"pip installed {spec} but {venv}/bin/litellm is missing; see {log}")
 
 
-def config_yaml(model: str, upstream_base_url: str, upstream_key: str) -> str:
+def default_venv() -> Path:
+    """Where LiteLLM's virtualenv lives unless a script is told otherwise."""
+    return Path(platformdirs.user_cache_dir("hybrid")) / "bench" / "litellm-venv"
+
+
+def config_yaml(
+    model: str,
+    upstream_base_url: str,
+    upstream_key: str,
+    *,
+    max_budget_usd: float | None = None,
+    output_usd_per_token: float | None = None,
+) -> str:
     """The proxy's config: one ``openai/`` model on the upstream, the rest switched off.
 
     Args:
         model: The name clients ask for (also the upstream's model id).
         upstream_base_url: The upstream's OpenAI base URL (``http://127.0.0.1:P/v1``).
         upstream_key: The key the upstream wants.
+        max_budget_usd: The proxy-wide budget (``litellm_settings.max_budget``, per day), if any.
+        output_usd_per_token: The model's price per output token (input tokens then cost
+            nothing), instead of LiteLLM's cost map.
     """
+    price = (
+        ""
+        if output_usd_per_token is None
+        else (
+            "      input_cost_per_token: 0.0\n"
+            f"      output_cost_per_token: {output_usd_per_token!r}\n"
+        )
+    )
+    budget = (
+        ""
+        if max_budget_usd is None
+        else f"  max_budget: {max_budget_usd!r}\n  budget_duration: 1d\n"
+    )
     return (
         "model_list:\n"
         f"  - model_name: {model}\n"
@@ -174,10 +204,12 @@ def config_yaml(model: str, upstream_base_url: str, upstream_key: str) -> str:
         f"      model: openai/{model}\n"
         f"      api_base: {upstream_base_url}\n"
         f"      api_key: {upstream_key}\n"
+        f"{price}"
         "litellm_settings:\n"
         "  telemetry: false\n"
         "  set_verbose: false\n"
         "  drop_params: true\n"
+        f"{budget}"
     )
 
 
@@ -189,6 +221,8 @@ def start_litellm(
     upstream_base_url: str,
     upstream_key: str,
     workdir: Path,
+    max_budget_usd: float | None = None,
+    output_usd_per_token: float | None = None,
 ) -> LiteLLMProxy:
     """Start the proxy on 127.0.0.1:``port`` and wait until it is alive.
 
@@ -200,6 +234,8 @@ def start_litellm(
         upstream_key: The key the upstream wants.
         workdir: An empty folder for the config and the log (also its working folder, so that
             no stray ``.env`` is read).
+        max_budget_usd: See :func:`config_yaml`.
+        output_usd_per_token: See :func:`config_yaml`.
 
     Returns:
         The running proxy.
@@ -208,7 +244,15 @@ def start_litellm(
         PeerUnavailable: It exited, or was not alive within ``START_TIMEOUT_S``.
     """
     config = workdir / "litellm.yaml"
-    config.write_text(config_yaml(model, upstream_base_url, upstream_key))
+    config.write_text(
+        config_yaml(
+            model,
+            upstream_base_url,
+            upstream_key,
+            max_budget_usd=max_budget_usd,
+            output_usd_per_token=output_usd_per_token,
+        )
+    )
     master_key = "sk-bench-" + secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
     env.update(

@@ -57,10 +57,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import platformdirs
 import psutil  # type: ignore[import-untyped,unused-ignore]
 from bench_client import REPLY, Batch, Target, open_connection, percentile, run_batch
-from bench_litellm import LiteLLMProxy, PeerUnavailable, ensure_litellm, start_litellm
+from bench_litellm import LiteLLMProxy, PeerUnavailable, default_venv, ensure_litellm, start_litellm
 
 REPO = Path(__file__).resolve().parents[1]
 # The fake cloud and the subprocess server helper are shared with the tests.
@@ -724,7 +723,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--litellm-venv",
         type=Path,
-        default=Path(platformdirs.user_cache_dir("hybrid")) / "bench" / "litellm-venv",
+        default=default_venv(),
         help="LiteLLM's own virtualenv, created on first use and reused (default: in the user "
         "cache folder, outside the repository, so it can never be committed)",
     )

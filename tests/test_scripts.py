@@ -140,3 +140,34 @@ def test_the_ledger_benchmark_measures_every_query_beside_the_raw_record_baselin
         [row] = [line for line in lines if line.startswith(query)]
         assert "x at 10k" in row  # the raw-record baseline was measured beside it
     assert "target (< 0.3 s, < 100 MB at every size)" in result.stdout
+
+
+def test_the_fleet_benchmark_shows_one_shared_budget_held_and_one_per_daemon_overspent() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "bench_fleet.py"),
+            "--no-litellm",
+            "--requests",
+            "12",
+            "--room",
+            "3",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split("  ")[0]: line.split()
+        for line in result.stdout.splitlines()
+        if line.startswith("hybrid, ")
+    }
+    shared = rows["hybrid, one shared budget"]
+    apart = rows["hybrid, a budget per daemon"]
+    # answered, (a/b/c), refused, cloud sent, spent, ledger, cap, overspend, x cap, later refused
+    assert shared[-10:][0] == "3" and shared[-3] == "$0.00" and shared[-1] == "6"
+    assert int(apart[-10:][0]) > 3 and apart[-3] != "$0.00"
+    assert "overspend <= one request's estimate: met" in result.stdout
