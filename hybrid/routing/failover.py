@@ -94,9 +94,13 @@ class CloudFailures:
         details = "; ".join([*(f.detail for f in self.failures), local])
         capped = self.capped
         if capped is not None:
+            lead = (
+                "the shared budget cannot be reached"
+                if capped == "budget:unavailable"
+                else "the cloud spend cap is reached"
+            )
             return BudgetExceededError(
-                "the cloud spend cap is reached and the local model cannot answer: " + details,
-                cap=capped,
+                lead + " and the local model cannot answer: " + details, cap=capped
             )
         return NoRouteError(
             "no backend could answer: " + details,
