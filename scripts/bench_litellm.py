@@ -12,6 +12,12 @@ off, logging at ERROR, the bundled model cost map instead of a download (the mac
 internet, and a benchmark must not reach beyond loopback).  A master key is required by recent
 releases; each run makes a fresh one.
 
+Budgets on keys, users, teams and the proxy as a whole are kept in LiteLLM's own database,
+reached through Prisma (``DATABASE_URL``): :func:`ensure_prisma` installs the Python Prisma
+package into the same virtualenv and runs its CLI once, which npm-installs the Prisma CLI and
+downloads Prisma's engine binaries (from ``binaries.prisma.sh``: offline, this is the step that
+fails, and the message says so); ``start_litellm(database_url=...)`` then starts a proxy on it.
+
 Every failure is a :class:`PeerUnavailable` whose message says why, so that the benchmark can
 still print hybrid's figures and name what is missing.
 """
@@ -33,9 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"
 from server_process import RunningServer, ServerNotReady, start_server
 
 DEFAULT_SPEC = "litellm[proxy]"
+PRISMA_SPEC = "prisma>=0.11.0,<1.0"
+"""The Prisma client ``litellm[extra_proxy]`` asks for."""
 INSTALL_TIMEOUT_S = 900
 START_TIMEOUT_S = 180
+DATABASE_START_TIMEOUT_S = 600
+"""A proxy with a database first applies every migration LiteLLM ships to it."""
+PRISMA_BOOTSTRAP_TIMEOUT_S = 600
 _MARKER = ".bench-installed"
+_PRISMA_MARKER = ".bench-prisma-installed"
 # Variables that would change what the proxy does (a database, keys, a config, its own mode).
 _DROPPED_ENV_PREFIXES = ("LITELLM_", "OPENAI_", "ANTHROPIC_", "DATABASE_", "HYBRID_")
 
@@ -134,6 +146,75 @@ def ensure_litellm(venv: Path, spec: str = DEFAULT_SPEC, *, quiet: bool = False)
     return LiteLLMInstall(venv, version.stdout.strip())
 
 
+def ensure_prisma(install: LiteLLMInstall, *, quiet: bool = False) -> None:
+    """Make LiteLLM's database usable: the Prisma package, its Node CLI and engine binaries.
+
+    Installs :data:`PRISMA_SPEC` into LiteLLM's virtualenv (once), then runs ``prisma
+    --version``, the bootstrap LiteLLM itself runs before its migrations: it installs the Prisma
+    CLI through npm and downloads the engines, or fails.
+
+    Args:
+        install: LiteLLM's install.
+        quiet: Do not announce a fresh install on stderr.
+
+    Raises:
+        PeerUnavailable: The package did not install, or the CLI could not get ready (the
+            message quotes the CLI's own error, such as an engine download that failed).
+    """
+    marker = install.venv / _PRISMA_MARKER
+    prisma = install.venv / "bin" / "prisma"
+    try:
+        if not (
+            marker.is_file() and marker.read_text().strip() == PRISMA_SPEC and prisma.is_file()
+        ):
+            log = install.venv.parent / f"{install.venv.name}-prisma-install.log"
+            if not quiet:
+                print(f"installing {PRISMA_SPEC} into {install.venv} (once)", file=sys.stderr)
+            with log.open("wb") as output:
+                _run_logged(
+                    [str(install.python), "-m", "pip", "install", PRISMA_SPEC],
+                    output,
+                    f"pip install {PRISMA_SPEC}",
+                )
+            marker.write_text(PRISMA_SPEC + "\n")
+        done = subprocess.run(
+            [str(prisma), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=PRISMA_BOOTSTRAP_TIMEOUT_S,
+            env=_clean_env(),
+            cwd=install.venv,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PeerUnavailable(
+            f"`prisma --version` (Prisma's CLI and engines for LiteLLM's database) gave no "
+            f"result in {PRISMA_BOOTSTRAP_TIMEOUT_S} s"
+        ) from exc
+    except OSError as exc:
+        raise PeerUnavailable(f"cannot run Prisma from {install.venv}: {exc}") from exc
+    if done.returncode != 0:
+        raise PeerUnavailable(
+            f"`prisma --version` (Prisma's CLI and engines for LiteLLM's database) failed "
+            f"(exit status {done.returncode}): {prisma_failure(done.stdout + done.stderr)}"
+        )
+
+
+def prisma_failure(output: str) -> str:
+    """The line of Prisma's output that says what failed: its last ``Error`` line, else its
+    last line.
+
+    Args:
+        output: What the CLI printed.
+
+    Returns:
+        One line (``"(no output)"`` for none).
+    """
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["(no output)"])[-1]
+
+
 def _install(venv: Path, spec: str, *, quiet: bool) -> None:
     """Create the virtualenv if needed and pip install ``spec`` into it.
 
@@ -223,6 +304,7 @@ def start_litellm(
     workdir: Path,
     max_budget_usd: float | None = None,
     output_usd_per_token: float | None = None,
+    database_url: str | None = None,
 ) -> LiteLLMProxy:
     """Start the proxy on 127.0.0.1:``port`` and wait until it is alive.
 
@@ -236,6 +318,8 @@ def start_litellm(
             no stray ``.env`` is read).
         max_budget_usd: See :func:`config_yaml`.
         output_usd_per_token: See :func:`config_yaml`.
+        database_url: LiteLLM's own PostgreSQL database (``DATABASE_URL``), where it keeps
+            spend and checks budgets; None for none (see :func:`ensure_prisma` first).
 
     Returns:
         The running proxy.
@@ -254,13 +338,7 @@ def start_litellm(
         )
     )
     master_key = "sk-bench-" + secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
-    env.update(
-        LITELLM_LOG="ERROR",
-        LITELLM_LOCAL_MODEL_COST_MAP="True",
-        LITELLM_MASTER_KEY=master_key,
-        PYTHONUNBUFFERED="1",
-    )
+    env = proxy_env(master_key, database_url)
     command = [
         str(install.cli),
         "--config",
@@ -280,12 +358,40 @@ def start_litellm(
             ready_path="/health/liveliness",
             env=env,
             cwd=workdir,
-            timeout_s=START_TIMEOUT_S,
+            timeout_s=START_TIMEOUT_S if database_url is None else DATABASE_START_TIMEOUT_S,
             what="litellm",
         )
     except ServerNotReady as exc:
         raise PeerUnavailable(f"litellm did not start: {exc}") from exc
     return LiteLLMProxy(server, master_key, model)
+
+
+def proxy_env(master_key: str, database_url: str | None) -> dict[str, str]:
+    """The proxy's environment: this process's, less anything meant for LiteLLM, hybrid or a
+    provider, plus the run's own settings.
+
+    Args:
+        master_key: The key every request must carry.
+        database_url: LiteLLM's database (``DATABASE_URL``); None for none.
+
+    Returns:
+        The whole environment.
+    """
+    env = _clean_env()
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
+    env.update(
+        LITELLM_LOG="ERROR",
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_MASTER_KEY=master_key,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without what would change what LiteLLM does."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
 
 
 def _base_python() -> str:
