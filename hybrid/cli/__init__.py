@@ -16,7 +16,10 @@ Each subcommand lives in its own module, listed in :data:`COMMANDS`, and exposes
 
 ``hybrid --help`` must stay instant, so this package imports only the standard library and
 the subcommand modules, which in turn import nothing heavy at module level (they name
-``Settings`` only under ``TYPE_CHECKING``).  Settings are loaded once a subcommand runs.
+``Settings`` only under ``TYPE_CHECKING``).  Settings are loaded once a subcommand runs.  A
+command line that names a subcommand imports that subcommand's module alone, so that
+``hybrid serve`` does not hold the other commands' code; help on the whole program imports
+them all.
 
 Exit codes: 0 success, 1 a hybrid error while running, 2 bad usage or configuration, 130
 interrupted, 141 standard output closed early (``hybrid config | head -1``: the code a shell
@@ -109,8 +112,7 @@ def main(argv: list[str] | None = None, *, commands: Mapping[str, str] | None = 
 
 
 def _main(argv: list[str], commands: Mapping[str, str]) -> int:
-    subcommands = [command for name, path in commands.items() if (command := _load(name, path))]
-    parser = _build_parser(subcommands)
+    parser = _build_parser(_subcommands(argv, commands))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -128,6 +130,31 @@ def _main(argv: list[str], commands: Mapping[str, str]) -> int:
     except HybridError as exc:
         _print_error(str(exc))
         return EXIT_ERROR
+
+
+def _subcommands(argv: list[str], commands: Mapping[str, str]) -> list[Subcommand]:
+    """The subcommands to offer: only the one ``argv`` names, when it names one that loads.
+
+    A long-running command (``hybrid serve``) then keeps none of the other commands' code in
+    memory.  Help on the whole program, a flag before the command that only the full parser
+    knows, or a name that is not a command gets every subcommand, as the usage message lists
+    them all.
+    """
+    named = _named_command(argv, commands)
+    if named is not None and (command := _load(named, commands[named])) is not None:
+        return [command]
+    return [command for name, path in commands.items() if (command := _load(name, path))]
+
+
+def _named_command(argv: list[str], commands: Mapping[str, str]) -> str | None:
+    """The subcommand ``argv`` names before any flag other than ``--config``, else None."""
+    arguments = iter(argv)
+    for argument in arguments:
+        if argument == "--config":
+            next(arguments, None)
+        elif not argument.startswith("--config="):
+            return argument if argument in commands else None
+    return None
 
 
 def _build_parser(subcommands: list[Subcommand]) -> argparse.ArgumentParser:

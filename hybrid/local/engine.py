@@ -14,7 +14,9 @@ row per sequence generating), never from a context-by-vocabulary matrix.
 
 On Linux with transparent huge pages, a model computed on the CPU is copied into memory and its
 weights moved into huge pages rather than mapped from its file (see :mod:`hybrid.local.weights`:
-the repacked matrices are then held once, as fast to read).
+the repacked matrices are then held once, as fast to read).  The KV cache, which llama.cpp
+clears as it creates the context, is not kept resident for that: its zeroed pages are given
+back and come back as tokens are written (:mod:`hybrid.local.zero_pages`).
 
 :meth:`LlamaEngine.run` and :meth:`LlamaEngine.embed` block until their request ends and may be
 called from several threads at once (the model's work queue runs up to ``n_parallel`` jobs).
@@ -34,6 +36,7 @@ import numpy as np
 
 from hybrid.errors import GenerationError, ModelFileError
 from hybrid.generation import GenerationEvent
+from hybrid.local import zero_pages
 from hybrid.local.batching import BatchScheduler
 from hybrid.local.sampling import Pieces
 from hybrid.local.weights import load_model
@@ -183,11 +186,11 @@ class LlamaEngine:
                 f"llama.cpp could not load {path}. Check that the file is a complete GGUF "
                 f"model supported by llama-cpp-python, or choose another with --model."
             )
-        ctx = llama_cpp.llama_init_from_model(model, _context_params(options))
+        ctx = _new_context(model, options)
         if not ctx and options.kv_cache_type != "f16":
             log.info("llama.cpp refused a %s KV cache here; using f16", options.kv_cache_type)
             options = replace(options, kv_cache_type="f16", flash_attn=False)
-            ctx = llama_cpp.llama_init_from_model(model, _context_params(options))
+            ctx = _new_context(model, options)
         if not ctx:
             llama_cpp.llama_model_free(model)
             raise ModelFileError(
@@ -368,6 +371,22 @@ def _init_backend() -> None:
 def _batch_size(options: LoadOptions) -> int:
     """Tokens per decode step: the batch size asked, at least one per slot."""
     return max(options.n_batch, options.n_parallel)
+
+
+def _new_context(model: Any, options: LoadOptions) -> Any:
+    """Create a context (None where llama.cpp refused), its cleared KV cache not resident.
+
+    llama.cpp writes zeros over the whole KV cache as it creates it; those pages are given
+    back (see :mod:`hybrid.local.zero_pages`) and come back as tokens are written.
+    """
+    import llama_cpp
+
+    zero_pages.separate_large_allocations()
+    before = zero_pages.snapshot()
+    ctx = llama_cpp.llama_init_from_model(model, _context_params(options))
+    if ctx:
+        zero_pages.give_back(before)
+    return ctx
 
 
 def _context_params(options: LoadOptions) -> Any:

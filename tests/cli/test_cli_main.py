@@ -356,3 +356,61 @@ def test_output_into_a_closed_pipe_ends_quietly(argv: list[str]) -> None:
     assert "Traceback" not in result.stderr
     assert "BrokenPipeError" not in result.stderr
     assert result.returncode == 141
+
+
+# --- only the command run is imported ----------------------------------------------------------
+
+
+def test_only_the_named_subcommand_module_is_imported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "other_hybrid_command.py").write_text(
+        "HELP = 'another command'\n"
+        "def add_arguments(parser):\n    pass\n"
+        "def run(args, settings):\n    return 0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "other_hybrid_command", raising=False)
+    fake = FakeCommand()
+    register(monkeypatch, "fake_hybrid_command", fake.module())
+    commands = {"fake": "fake_hybrid_command", "other": "other_hybrid_command"}
+    try:
+        assert main(["fake", "--shout"], commands=commands) == 0
+        assert main(["--config", str(tmp_path / "none.toml"), "fake"], commands=commands) == 2
+        assert "other_hybrid_command" not in sys.modules
+
+        assert main(["--help"], commands=commands) == 0
+        assert "other_hybrid_command" in sys.modules
+    finally:
+        sys.modules.pop("other_hybrid_command", None)
+    assert len(fake.calls) == 1
+
+
+def test_a_name_that_is_no_command_still_lists_every_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeCommand()
+
+    assert run_main(["nonsense"], fake, monkeypatch) == 2
+    assert "choose from 'fake', 'config'" in capsys.readouterr().err
+
+
+def test_serve_imports_no_other_command() -> None:
+    probe = (
+        "import sys\n"
+        "from hybrid.cli import COMMANDS, main\n"
+        "code = main(['serve', '--help'])\n"
+        "others = [path for name, path in COMMANDS.items() if name != 'serve']\n"
+        "print('LOADED', [path for path in others if path in sys.modules], code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    assert "usage: hybrid serve" in result.stdout
+    assert result.stdout.strip().endswith("LOADED [] 0")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from greedy import greedy_text
 
 import hybrid.local.weights as weights_module
-from hybrid.generation import GenerationEvent, TextDelta
-from hybrid.local.engine import EngineJob, LlamaEngine, LoadOptions
+from hybrid.local.engine import LlamaEngine, LoadOptions
 from hybrid.local.weights import available_memory, huge_pages_available
 from hybrid.models.embedded import ensure_embedded_model
 
@@ -47,24 +46,7 @@ def engines(model_path: Path) -> Iterator[list[LlamaEngine]]:
 
 
 def greedy(engine: LlamaEngine) -> str:
-    parts: list[str] = []
-
-    def emit(event: GenerationEvent) -> None:
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-
-    job = EngineJob(
-        tokens=engine.tokenize(PROMPT, add_bos=True),
-        max_tokens=24,
-        stop=(),
-        strip=False,
-        temperature=0.0,
-        top_p=1.0,
-        seed=None,
-        top_logprobs=None,
-    )
-    engine.run(job, threading.Event(), emit)
-    return "".join(parts)
+    return greedy_text(engine, PROMPT)
 
 
 def file_is_mapped(path: Path) -> bool:
