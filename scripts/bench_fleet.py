@@ -128,8 +128,9 @@ def classify(daemon: str, status: int, headers: Mapping[str, str], body: str) ->
     """Sort one response into an :class:`Outcome`.
 
     hybrid names the route that answered in ``X-Hybrid-Route``; a request its budget stops gets
-    a 429 with ``X-Hybrid-Reason: error:insufficient_quota``, whose message says whether the cap
-    is reached or the shared budget cannot be reached. LiteLLM says "budget" in its error.
+    a 429 with ``X-Hybrid-Reason: error:insufficient_quota;<cap>``, the cap's code saying which
+    cap stopped it (``budget:unavailable`` while the shared budget cannot be reached). LiteLLM
+    says "budget" in its error.
 
     Args:
         daemon: Where the request was sent.
@@ -145,11 +146,10 @@ def classify(daemon: str, status: int, headers: Mapping[str, str], body: str) ->
         route = lower.get("x-hybrid-route", "cloud")
         return Outcome(daemon, "local" if route in ("local", "lan") else "cloud")
     reasons = [r.strip() for r in lower.get("x-hybrid-reason", "").split(";") if r.strip()]
-    text = body.lower()
     if "error:insufficient_quota" in reasons:
-        unreachable = "shared budget cannot be reached" in text
-        return Outcome(daemon, "budget", "budget:unavailable" if unreachable else reasons[0])
-    if status != 0 and "budget" in text:
+        caps = [reason for reason in reasons if reason.startswith("budget:")]
+        return Outcome(daemon, "budget", caps[0] if caps else reasons[0])
+    if status != 0 and "budget" in body.lower():
         return Outcome(daemon, "budget", f"{status} budget")
     return Outcome(daemon, "other", str(status) if status else "no response")
 

@@ -14,7 +14,10 @@ large are mappings of their own (:func:`separate_large_allocations` makes sure o
 glibc's own threshold rises during a model's load to the size of the largest block freed), so
 nothing but their owner uses them.  The brk heap and the arenas (glibc's heaps, mapped at
 multiples of their 64 MiB size), where other threads allocate at any time, are left alone, and
-so are threads' stacks.  Only resident pages that hold nothing but zeros are given back.
+so are threads' stacks: a new block that the kernel placed next to older anonymous memory, in
+a mapping that reaches below it to such a multiple, may lie in an arena, so it stays resident
+(in a fresh process the cache is given back whole; after a model switch, part of it may stay).
+Only resident pages that hold nothing but zeros are given back.
 
 The scan and the advice run in the thread that created the context, before any request can
 reach it, with the GIL kept meanwhile (no other Python thread runs during the few milliseconds

@@ -138,9 +138,15 @@ def wire_error(exc: HybridError) -> WireError:
             503, message, "server_error", "private_data_kept_local", should_retry=exc.should_retry
         )
     if isinstance(exc, BudgetExceededError):
-        # OpenAI's own answer when an account is out of quota; retrying does not help.
+        # OpenAI's own answer when an account is out of quota; retrying does not help.  The
+        # cap that stopped it (budget:daily_cap, budget:unavailable, ...) is its cause.
         return WireError(
-            429, message, "insufficient_quota", "insufficient_quota", should_retry=False
+            429,
+            message,
+            "insufficient_quota",
+            "insufficient_quota",
+            should_retry=False,
+            cause=exc.cap,
         )
     if isinstance(exc, NoRouteError):
         return WireError(503, message, "server_error", "no_route", should_retry=exc.should_retry)

@@ -172,6 +172,8 @@ def test_at_the_daily_cap_cloud_requests_go_local_or_get_a_quota_error(
         assert refused.status_code == 429
         assert refused.json()["error"]["code"] == "insufficient_quota"
         assert refused.headers["x-should-retry"] == "false"
+        # The header names the cap, as the answer above did.
+        assert refused.headers["x-hybrid-reason"] == "error:insufficient_quota;budget:daily_cap"
     assert cloud.requests == []  # nothing was sent, so nothing was spent
     assert not [r for r in records_of(settings) if r["route"] == "cloud"]
 

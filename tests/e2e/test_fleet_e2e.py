@@ -116,8 +116,9 @@ async def ask(client: httpx.AsyncClient, daemon: str, base_url: str) -> Outcome:
         # The cap's refusal: the API's quota error, naming the cap that stopped it.
         error = response.json()["error"]
         assert error["code"] == "insufficient_quota", error
-        reason = next((w.rstrip(":;,") for w in error["message"].split() if "budget:" in w), None)
-        return Outcome(daemon, 429, reason)
+        quota, _, cap = response.headers["x-hybrid-reason"].partition(";")
+        assert quota == "error:insufficient_quota" and cap.startswith("budget:"), cap
+        return Outcome(daemon, 429, cap)
     return Outcome(daemon, response.status_code, response.headers.get("x-hybrid-reason"))
 
 

@@ -48,17 +48,19 @@ def test_answers_are_sorted_by_the_route_that_gave_them(fleet: ModuleType) -> No
 
 
 def test_a_budget_refusal_is_told_from_other_failures(fleet: ModuleType) -> None:
-    quota = {"X-Hybrid-Reason": "error:insufficient_quota"}
-    capped = fleet.classify("edge-a", 429, quota, '{"error": {"message": "the cloud spend cap"}}')
-    unreachable = '{"error": {"message": "the shared budget cannot be reached and ..."}}'
-    down = fleet.classify("edge-a", 429, quota, unreachable)
+    capped = fleet.classify(
+        "edge-a", 429, {"X-Hybrid-Reason": "error:insufficient_quota;budget:daily_cap"}, "{}"
+    )
+    down = fleet.classify(
+        "edge-a", 429, {"x-hybrid-reason": "error:insufficient_quota;budget:unavailable"}, "{}"
+    )
     litellm = fleet.classify(
         "edge-b", 400, {}, '{"error": {"message": "Budget has been exceeded"}}'
     )
     failed = fleet.classify("edge-c", 502, {"X-Hybrid-Reason": "error:upstream_error"}, "{}")
     lost = fleet.classify("edge-c", 0, {}, "")
 
-    assert (capped.kind, capped.detail) == ("budget", "error:insufficient_quota")
+    assert (capped.kind, capped.detail) == ("budget", "budget:daily_cap")
     assert (down.kind, down.detail) == ("budget", "budget:unavailable")
     assert (litellm.kind, litellm.detail) == ("budget", "400 budget")
     assert (failed.kind, failed.detail) == ("other", "502")
