@@ -274,6 +274,9 @@ def explore(generated: Labelled, *, seed: int) -> dict[str, float]:
         scores, _ = lofo_scores(generated, seed=seed, options=options)
         for router in ("probe", "two-stage"):
             result[f"{router}, {label}"] = auroc(scores[router], generated.wrong)
+        if options == ProbeOptions():
+            # Not a runtime router: both stages on every request, their log-odds averaged.
+            result[f"blend of both stages, {label}"] = auroc(scores["blend"], generated.wrong)
     return result
 
 

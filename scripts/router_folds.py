@@ -129,7 +129,7 @@ def family_rate(data: Labelled) -> np.ndarray:
 def fit_and_score(
     train: Labelled, test: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
 ) -> dict[str, np.ndarray]:
-    """Fit the three routers on ``train`` and score ``test``.
+    """Fit the three routers on ``train`` and score ``test`` (and the explored blend).
 
     Items without a prompt vector are left out of the probe's training; on the test side they
     keep the feature score (the runtime falls back to it when the model cannot take a prompt).
@@ -159,7 +159,41 @@ def fit_and_score(
         ]
     )
     both = np.where(has_test, two_stage_scores(feature, probe_scores, probe.band), feature)
-    return {"features": feature, "probe": probe_scores, "two-stage": both}
+    probe_train = np.array([probe.score(vector) for vector in train.vectors[has_train]])
+    blend = np.where(
+        has_test,
+        blend_scores(feature, probe_scores, reference=(oof[has_train], probe_train)),
+        feature,
+    )
+    return {"features": feature, "probe": probe_scores, "two-stage": both, "blend": blend}
+
+
+def blend_scores(
+    feature: np.ndarray, probe: np.ndarray, *, reference: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """The mean of the two stages' scores, each as a log-odds standardized on training items.
+
+    Explored under LOFO only (``eval_router.py --explore``); not what the runtime decides.
+
+    Args:
+        feature: The feature stage's scores of the items scored.
+        probe: The probe's scores of the same items.
+        reference: The training items' out-of-fold feature scores and probe scores, whose
+            log-odds give each stage's mean and spread.
+
+    Returns:
+        One score per item, higher escalating first.
+    """
+
+    def log_odds(scores: np.ndarray) -> np.ndarray:
+        clipped = np.clip(np.asarray(scores, dtype=np.float64), 1e-4, 1 - 1e-4)
+        return np.log(clipped / (1 - clipped))
+
+    parts = []
+    for scores, seen in zip((feature, probe), reference, strict=True):
+        known = log_odds(seen)
+        parts.append((log_odds(scores) - known.mean()) / (known.std() + 1e-9))
+    return (parts[0] + parts[1]) / 2
 
 
 def lofo_scores(
@@ -171,14 +205,14 @@ def lofo_scores(
         Router name to one score per item of ``data`` (each from the routers fitted without
         its family), and the families in split order.
     """
-    pooled = {name: np.full(len(data.items), np.nan) for name in FITTED}
+    pooled: dict[str, np.ndarray] = {}
     order = []
     for family, train_idx, test_idx in lofo_splits(data.families):
         scores = fit_and_score(
             data.subset(train_idx), data.subset(test_idx), seed=seed, options=options
         )
         for name, values in scores.items():
-            pooled[name][test_idx] = values
+            pooled.setdefault(name, np.full(len(data.items), np.nan))[test_idx] = values
         order.append(family)
     return pooled, order
 
@@ -256,6 +290,7 @@ def random_split_aurocs(
         train_items, test_items = split(data.items, seed=seed, held_out=held_out)
         train = data.subset([index[item.id] for item in train_items])
         test = data.subset([index[item.id] for item in test_items])
-        for name, scores in fit_and_score(train, test, seed=seed).items():
-            result[name].append(auroc(scores, test.wrong))
+        scored = fit_and_score(train, test, seed=seed)
+        for name in FITTED:
+            result[name].append(auroc(scored[name], test.wrong))
     return result

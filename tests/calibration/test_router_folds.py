@@ -99,3 +99,25 @@ def test_routers_fitted_out_of_family_read_a_signal_the_vectors_carry(
     baselines = folds.baseline_scores(data)
     assert set(baselines) == set(folds.BASELINES)
     assert folds.digit_count(items[0]) == sum(ch.isdigit() for ch in items[0].messages[-1].content)
+
+
+def test_the_blend_weighs_both_stages_on_the_training_items_scale(folds: ModuleType) -> None:
+    # The probe's training scores spread widely and the feature stage's narrowly, so a step
+    # in the feature score counts for more than the same step in the probe's.
+    feature_seen = np.array([0.45, 0.5, 0.55])
+    probe_seen = np.array([0.1, 0.5, 0.9])
+    blend = folds.blend_scores(
+        np.array([0.55, 0.5, 0.5]),
+        np.array([0.5, 0.55, 0.5]),
+        reference=(feature_seen, probe_seen),
+    )
+
+    assert blend[2] == pytest.approx(0.0, abs=1e-9)  # both at their training mean
+    assert blend[0] > blend[1] > blend[2]
+    # Each stage ranks the same way alone.
+    assert (
+        folds.blend_scores(
+            np.array([0.2, 0.8]), np.array([0.5, 0.5]), reference=(feature_seen, probe_seen)
+        ).argmax()
+        == 1
+    )
