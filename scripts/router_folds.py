@@ -168,6 +168,76 @@ def fit_and_score(
     return {"features": feature, "probe": probe_scores, "two-stage": both, "blend": blend}
 
 
+def blend_in_band_scores(train: Labelled, test: Labelled, *, seed: int) -> np.ndarray:
+    """The two stages as the runtime would run them with the blend settling the band.
+
+    Explored under LOFO only (``eval_router.py --explore``).  Unlike :func:`fit_and_score`,
+    every choice made inside the training items leaves whole families out: the feature stage's
+    out-of-fold scores come from feature models fitted without each fold's families, and the
+    band (among :data:`~hybrid.routing.calibration.probe_fitting.BAND_SHARES`) is the one whose
+    two-stage scores, with :func:`blend_scores` inside it, rank those items best.  Test items
+    without a prompt vector keep their feature score.
+
+    Returns:
+        One score per item of ``test``.
+    """
+    from hybrid.routing.calibration.probe_fitting import (
+        BAND_SHARES,
+        band_around,
+        fold_ids,
+        out_of_fold_probe,
+    )
+
+    has_train = ~np.isnan(train.vectors).any(axis=1)
+    train = train.subset(np.flatnonzero(has_train))
+    model, _, _ = train_feature_model(feature_matrix(train.items), train.wrong, seed=seed)
+    feature = model.scores(feature_matrix(test.items))
+    folds = fold_ids(train.wrong, train.families, seed)
+    if folds is None:
+        return feature
+    feature_oof = np.empty(len(train.items))
+    for fold in np.unique(folds):
+        held = np.flatnonzero(folds == fold)
+        kept = np.flatnonzero(folds != fold)
+        fold_model, _, _ = train_feature_model(
+            feature_matrix([train.items[i] for i in kept]), train.wrong[kept], seed=seed
+        )
+        feature_oof[held] = fold_model.scores(feature_matrix([train.items[i] for i in held]))
+    fitted = train_probe(
+        train.vectors,
+        train.wrong,
+        feature_scores=feature_oof,
+        feature_threshold=model.threshold,
+        groups=train.families,
+        seed=seed,
+    )
+    probe_oof = out_of_fold_probe(
+        train.vectors, train.wrong, folds, l2=fitted.l2, components=None, seed=seed
+    )
+    reference = (feature_oof, probe_oof)
+    settled = _probability(blend_scores(feature_oof, probe_oof, reference=reference))
+    best: tuple[float, tuple[float, float]] | None = None
+    for share in sorted(BAND_SHARES):
+        band = band_around(feature_oof, model.threshold, share)
+        value = auroc(two_stage_scores(feature_oof, settled, band), train.wrong)
+        if best is None or value > best[0] + 0.002:
+            best = (value, band)
+    assert best is not None
+    has_test = ~np.isnan(test.vectors).any(axis=1)
+    probe_scores = np.array(
+        [
+            fitted.probe.score(vector) if ok else 0.5
+            for vector, ok in zip(test.vectors, has_test, strict=True)
+        ]
+    )
+    blended = _probability(blend_scores(feature, probe_scores, reference=reference))
+    return np.where(has_test, two_stage_scores(feature, blended, best[1]), feature)
+
+
+def _probability(log_odds: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(log_odds, -40.0, 40.0)))
+
+
 def blend_scores(
     feature: np.ndarray, probe: np.ndarray, *, reference: tuple[np.ndarray, np.ndarray]
 ) -> np.ndarray:

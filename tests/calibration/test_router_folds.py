@@ -121,3 +121,24 @@ def test_the_blend_weighs_both_stages_on_the_training_items_scale(folds: ModuleT
         ).argmax()
         == 1
     )
+
+
+def test_the_blend_settling_a_band_reads_the_vectors_signal_out_of_family(
+    folds: ModuleType,
+) -> None:
+    items = calibration_set(0, per_category=10)
+    rng = np.random.default_rng(5)
+    wrong = (rng.random(len(items)) < 0.5).astype(np.float64)
+    vectors = rng.normal(size=(len(items), 16))
+    vectors[:, 0] += 3.0 * (2 * wrong - 1)
+    data = folds.Labelled(items, wrong, vectors)
+    family, train_idx, test_idx = folds.lofo_splits(data.families)[0]
+    test = data.subset(test_idx)
+    test.vectors[0] = np.nan  # a prompt the model could not take keeps its feature score
+
+    scores = folds.blend_in_band_scores(data.subset(train_idx), test, seed=0)
+
+    assert scores.shape == (len(test_idx),) and np.isfinite(scores).all()
+    features = folds.fit_and_score(data.subset(train_idx), test, seed=0)["features"]
+    assert scores[0] == features[0]
+    assert auroc(scores[1:], test.wrong[1:]) > 0.85, family
