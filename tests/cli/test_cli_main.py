@@ -58,6 +58,19 @@ def run_main(argv: list[str], fake: FakeCommand, monkeypatch: pytest.MonkeyPatch
 # --- help and version ---------------------------------------------------------------------------
 
 
+def run_python(code: str) -> str:
+    """The standard output of ``code`` run by this Python in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout
+
+
 def test_help_imports_nothing_heavy() -> None:
     probe = (
         "import sys\n"
@@ -66,18 +79,11 @@ def test_help_imports_nothing_heavy() -> None:
         "heavy = ['pydantic', 'pydantic_settings', 'llama_cpp', 'numpy', 'fastapi', 'textual']\n"
         "print('LOADED', [name for name in heavy if name in sys.modules], code)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    stdout = run_python(probe)
 
-    assert "usage: hybrid" in result.stdout
-    assert "config" in result.stdout
-    assert result.stdout.strip().endswith("LOADED [] 0")
+    assert "usage: hybrid" in stdout
+    assert "config" in stdout
+    assert stdout.strip().endswith("LOADED [] 0")
 
 
 def test_python_m_hybrid_help_exits_zero() -> None:
@@ -403,14 +409,7 @@ def test_serve_imports_no_other_command() -> None:
         "others = [path for name, path in COMMANDS.items() if name != 'serve']\n"
         "print('LOADED', [path for path in others if path in sys.modules], code)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    stdout = run_python(probe)
 
-    assert "usage: hybrid serve" in result.stdout
-    assert result.stdout.strip().endswith("LOADED [] 0")
+    assert "usage: hybrid serve" in stdout
+    assert stdout.strip().endswith("LOADED [] 0")
