@@ -20,11 +20,13 @@ a mapping that reaches below it to such a multiple, may lie in an arena, so it s
 Only resident pages that hold nothing but zeros are given back.
 
 The scan and the advice run in the thread that created the context, before any request can
-reach it, with the GIL kept meanwhile (no other Python thread runs during the few milliseconds
-they take).  What this cannot exclude: code outside Python, in another thread, that maps a
-block of 4 MiB or more while the context is created and writes a page of it that held only
-zeros during those milliseconds.  In ``hybrid serve`` the other threads are Python's (the
-server, the ledger's writer) and a model being replaced, whose buffers all existed before.
+reach it, with Python's thread switch interval raised meanwhile: other Python threads are held
+off for the few milliseconds they take (one already waiting for the GIL may still get a turn at
+the start).  What this cannot exclude: code in another thread, outside Python or at that first
+turn, that maps a block of 4 MiB or more while the context is created and writes a page of it
+that held only zeros during those milliseconds.  In ``hybrid serve`` the other threads are
+Python's (the server, the ledger's writer) and a model being replaced, whose buffers all
+existed before.
 
 Where transparent huge pages are on for every mapping (``always``), the pages given back are
 also advised out of huge pages, so that a token written into the cache later faults in 4 KiB
@@ -268,9 +270,10 @@ def give_back(before: Iterable[Span]) -> int:
 
 @contextlib.contextmanager
 def _no_thread_switch() -> Iterator[None]:
-    """Keep the GIL in this thread meanwhile: no other Python thread runs until the block ends.
+    """Hold other Python threads off meanwhile, by raising the thread switch interval.
 
-    The block must not block on input or output, which would let the others run.
+    A thread already waiting for the GIL may still take one turn at the start; the block must
+    not wait on input or output, which would let the others run.
     """
     interval = sys.getswitchinterval()
     sys.setswitchinterval(_NO_SWITCH_S)
