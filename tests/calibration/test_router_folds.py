@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,16 +79,22 @@ def test_figures_carry_intervals_and_the_oracle_keeps_every_right_answer_local(
     assert oracle["AUROC"].text() == "1.000 (1.000-1.000)"
 
 
-def test_routers_fitted_out_of_family_read_a_signal_the_vectors_carry(
-    folds: ModuleType,
-) -> None:
+def vectors_that_tell(folds: ModuleType, *, seed: int) -> Any:
+    """Generated items with random grades, whose vectors' first value carries the grade."""
     items = calibration_set(0, per_category=10)
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     wrong = (rng.random(len(items)) < 0.5).astype(np.float64)
     vectors = rng.normal(size=(len(items), 16))
     vectors[:, 0] += 3.0 * (2 * wrong - 1)
-    vectors[5] = np.nan  # a prompt the model could not take
-    data = folds.Labelled(items, wrong, vectors)
+    return folds.Labelled(items, wrong, vectors)
+
+
+def test_routers_fitted_out_of_family_read_a_signal_the_vectors_carry(
+    folds: ModuleType,
+) -> None:
+    data = vectors_that_tell(folds, seed=3)
+    items, wrong = data.items, data.wrong
+    data.vectors[5] = np.nan  # a prompt the model could not take
 
     scores, order = folds.lofo_scores(data, seed=0)
 
@@ -126,12 +133,7 @@ def test_the_blend_weighs_both_stages_on_the_training_items_scale(folds: ModuleT
 def test_the_blend_settling_a_band_reads_the_vectors_signal_out_of_family(
     folds: ModuleType,
 ) -> None:
-    items = calibration_set(0, per_category=10)
-    rng = np.random.default_rng(5)
-    wrong = (rng.random(len(items)) < 0.5).astype(np.float64)
-    vectors = rng.normal(size=(len(items), 16))
-    vectors[:, 0] += 3.0 * (2 * wrong - 1)
-    data = folds.Labelled(items, wrong, vectors)
+    data = vectors_that_tell(folds, seed=5)
     family, train_idx, test_idx = folds.lofo_splits(data.families)[0]
     test = data.subset(test_idx)
     test.vectors[0] = np.nan  # a prompt the model could not take keeps its feature score

@@ -1,11 +1,27 @@
-"""A greedy answer from a loaded engine, as text: for tests that compare a model's answers."""
+"""Jobs for a loaded engine, and its greedy answer as text: for tests on the real model."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from hybrid.generation import GenerationEvent, TextDelta
 from hybrid.local.engine import EngineJob, LlamaEngine
+
+
+def engine_job(engine: LlamaEngine, prompt: str, **changes: object) -> EngineJob:
+    """A greedy job of 24 tokens for ``prompt`` (with its BOS), with ``changes`` applied."""
+    base = EngineJob(
+        tokens=engine.tokenize(prompt, add_bos=True),
+        max_tokens=24,
+        stop=(),
+        strip=False,
+        temperature=0.0,
+        top_p=1.0,
+        seed=None,
+        top_logprobs=None,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def greedy_text(engine: LlamaEngine, prompt: str, max_tokens: int = 24) -> str:
@@ -16,15 +32,5 @@ def greedy_text(engine: LlamaEngine, prompt: str, max_tokens: int = 24) -> str:
         if isinstance(event, TextDelta):
             parts.append(event.text)
 
-    job = EngineJob(
-        tokens=engine.tokenize(prompt, add_bos=True),
-        max_tokens=max_tokens,
-        stop=(),
-        strip=False,
-        temperature=0.0,
-        top_p=1.0,
-        seed=None,
-        top_logprobs=None,
-    )
-    engine.run(job, threading.Event(), emit)
+    engine.run(engine_job(engine, prompt, max_tokens=max_tokens), threading.Event(), emit)
     return "".join(parts)

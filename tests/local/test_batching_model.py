@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from greedy import engine_job
 
 from hybrid.generation import GenerationDone, GenerationEvent, TextDelta
 from hybrid.local.engine import EngineJob, LlamaEngine, LoadOptions
@@ -57,25 +58,11 @@ class Answer:
         return "".join(self.text)
 
 
-def job(engine: LlamaEngine, prompt: str, **changes: object) -> EngineJob:
-    base = EngineJob(
-        tokens=engine.tokenize(prompt, add_bos=True),
-        max_tokens=24,
-        stop=(),
-        strip=False,
-        temperature=0.0,
-        top_p=1.0,
-        seed=None,
-        top_logprobs=None,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
-
-
 def endless(engine: LlamaEngine) -> EngineJob:
     from llama_cpp.llama_grammar import LlamaGrammar
 
     grammar = LlamaGrammar.from_string(ENDLESS, verbose=False)
-    return job(engine, "Write words:", max_tokens=900, grammar=grammar)
+    return engine_job(engine, "Write words:", max_tokens=900, grammar=grammar)
 
 
 def run(engine: LlamaEngine, answer: Answer, task: EngineJob, cancel: threading.Event) -> None:
@@ -90,8 +77,10 @@ def test_requests_decode_together_each_with_its_own_settings(engine: LlamaEngine
     runner.start()
     long.first.wait()  # the long answer is decoding
     counted, json_answer = Answer(), Answer()
-    counting = job(engine, "Count: 1, 2, 3,", stop=(" 6",), request_stop=(" 6",), top_logprobs=2)
-    constrained = job(
+    counting = engine_job(
+        engine, "Count: 1, 2, 3,", stop=(" 6",), request_stop=(" 6",), top_logprobs=2
+    )
+    constrained = engine_job(
         engine,
         "A JSON object describing a cat:",
         max_tokens=48,
@@ -135,7 +124,7 @@ def test_a_cancelled_request_frees_its_slot_and_the_others_finish(engine: LlamaE
     cancelled.first.wait()
     other = Answer()
     beside = threading.Thread(
-        target=run, args=(engine, other, job(engine, "Count: 10, 11,"), threading.Event())
+        target=run, args=(engine, other, engine_job(engine, "Count: 10, 11,"), threading.Event())
     )
     beside.start()
     cancel.set()
@@ -147,7 +136,9 @@ def test_a_cancelled_request_frees_its_slot_and_the_others_finish(engine: LlamaE
     # Every slot is free again: as many answers as slots run at once.
     answers = [Answer() for _ in range(engine.n_parallel)]
     threads = [
-        threading.Thread(target=run, args=(engine, answer, job(engine, f"{i}:"), threading.Event()))
+        threading.Thread(
+            target=run, args=(engine, answer, engine_job(engine, f"{i}:"), threading.Event())
+        )
         for i, answer in enumerate(answers)
     ]
     for thread in threads:
@@ -161,11 +152,11 @@ def test_the_next_turn_reads_only_what_is_new(engine: LlamaEngine) -> None:
     system = "You are a terse assistant. Answer in one short sentence. " * 6
     first_prompt = system + "\nUser: Name a colour.\nAssistant:"
     first = Answer()
-    engine.run(job(engine, first_prompt), threading.Event(), first.emit)
+    engine.run(engine_job(engine, first_prompt), threading.Event(), first.emit)
     assert first.done is not None
     second_prompt = first_prompt + first.whole + "\nUser: Another one.\nAssistant:"
     second = Answer()
-    engine.run(job(engine, second_prompt), threading.Event(), second.emit)
+    engine.run(engine_job(engine, second_prompt), threading.Event(), second.emit)
     assert second.done is not None
     usage = second.done.usage
     # Everything the first turn left in the cache is reused; only the new turn is read.
@@ -177,6 +168,6 @@ def test_the_next_turn_reads_only_what_is_new(engine: LlamaEngine) -> None:
 def test_a_greedy_answer_alone_is_repeatable(engine: LlamaEngine) -> None:
     answers = [Answer(), Answer()]
     for answer in answers:
-        engine.run(job(engine, "The capital of France is"), threading.Event(), answer.emit)
+        engine.run(engine_job(engine, "The capital of France is"), threading.Event(), answer.emit)
     assert answers[0].whole and answers[0].whole == answers[1].whole
     assert answers[1].done is not None and answers[1].done.batch_size == 1.0

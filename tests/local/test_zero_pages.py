@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import mmap
@@ -91,27 +92,31 @@ def test_memory_that_may_be_an_arena_heap_is_left_out() -> None:
     )
 
 
-@pytest.fixture
-def pages() -> Iterator[tuple[mmap.mmap, int]]:
-    """Eight private anonymous pages, each written: zeros, but bytes in pages 2 and 5."""
-    memory = mmap.mmap(-1, 8 * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    memory.write(bytes(8 * PAGE))
-    memory[2 * PAGE + 100] = 7
-    memory[6 * PAGE - 1] = 9
+@contextlib.contextmanager
+def written_block(size: int, marked: bool = True) -> Iterator[tuple[mmap.mmap, Span]]:
+    """Private anonymous memory, every page written with zeros, and bytes in pages 2 and 5
+    when ``marked``; its span of addresses."""
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    memory.write(bytes(size))
+    if marked:
+        memory[2 * PAGE + 100] = 7
+        memory[6 * PAGE - 1] = 9
     anchor = ctypes.c_char.from_buffer(memory)
-    yield memory, ctypes.addressof(anchor)
-    del anchor
-    memory.close()
+    try:
+        yield memory, Span(ctypes.addressof(anchor), ctypes.addressof(anchor) + size)
+    finally:
+        del anchor
+        memory.close()
 
 
 @linux
-def test_zero_runs_are_the_resident_zero_pages(pages: tuple[mmap.mmap, int]) -> None:
-    _, start = pages
-    span = Span(start, start + 8 * PAGE)
-    resident = resident_pages(span)
-    assert resident == [True] * 8
-    resident[7] = False  # a page not in RAM is never read
-    runs = zero_runs(span, resident)
+def test_zero_runs_are_the_resident_zero_pages() -> None:
+    with written_block(8 * PAGE) as (_, span):
+        start = span.start
+        resident = resident_pages(span)
+        assert resident == [True] * 8
+        resident[7] = False  # a page not in RAM is never read
+        runs = zero_runs(span, resident)
     assert runs == [
         Span(start, start + 2 * PAGE),
         Span(start + 3 * PAGE, start + 5 * PAGE),
@@ -123,14 +128,7 @@ def test_zero_runs_are_the_resident_zero_pages(pages: tuple[mmap.mmap, int]) -> 
 def test_given_back_pages_leave_ram_and_read_as_before() -> None:
     size = MMAP_THRESHOLD  # the smallest block looked at
     before = snapshot()
-    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    memory.write(bytes(size))
-    memory[2 * PAGE + 100] = 7
-    memory[6 * PAGE - 1] = 9
-    anchor = ctypes.c_char.from_buffer(memory)
-    start = ctypes.addressof(anchor)
-    span = Span(start, start + size)
-    try:
+    with written_block(size) as (memory, span):
         assert all(resident_pages(span))
         assert give_back(before) >= size - 2 * PAGE
         # Only the pages holding bytes stay in RAM ...
@@ -143,33 +141,21 @@ def test_given_back_pages_leave_ram_and_read_as_before() -> None:
         memory[PAGE] = 3
         assert memory[PAGE] == 3
         assert resident_pages(span)[1]
-    finally:
-        del anchor
-        memory.close()
 
 
 @linux
 def test_smaller_blocks_are_left_alone() -> None:
-    size = MMAP_THRESHOLD // 2
     before = snapshot()
-    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    memory.write(bytes(size))
-    anchor = ctypes.c_char.from_buffer(memory)
-    span = Span(ctypes.addressof(anchor), ctypes.addressof(anchor) + size)
-    try:
+    with written_block(MMAP_THRESHOLD // 2, marked=False) as (_, span):
         give_back(before)
         assert all(resident_pages(span))
-    finally:
-        del anchor
-        memory.close()
 
 
 @linux
-def test_memory_that_existed_before_is_left_alone(pages: tuple[mmap.mmap, int]) -> None:
-    _, start = pages
-    span = Span(start, start + 8 * PAGE)
-    give_back(snapshot())
-    assert resident_pages(span) == [True] * 8
+def test_memory_that_existed_before_is_left_alone() -> None:
+    with written_block(8 * PAGE) as (_, span):
+        give_back(snapshot())
+        assert resident_pages(span) == [True] * 8
 
 
 def test_nothing_is_done_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
