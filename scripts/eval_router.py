@@ -35,11 +35,9 @@ from router_folds import (
     Labelled,
     ProbeOptions,
     baseline_scores,
-    blend_in_band_scores,
     figures,
     fit_and_score,
     lofo_scores,
-    lofo_splits,
     random_split_aurocs,
 )
 from router_report import ROUTERS, Evaluation, render_report, summary_table, write_plot
@@ -276,16 +274,6 @@ def explore(generated: Labelled, *, seed: int) -> dict[str, float]:
         scores, _ = lofo_scores(generated, seed=seed, options=options)
         for router in ("probe", "two-stage"):
             result[f"{router}, {label}"] = auroc(scores[router], generated.wrong)
-        if options == ProbeOptions():
-            # Not a runtime router: both stages on every request, their log-odds averaged.
-            result[f"blend of both stages, {label}"] = auroc(scores["blend"], generated.wrong)
-    pooled = np.full(len(generated.items), np.nan)
-    for _, train_idx, test_idx in lofo_splits(generated.families):
-        pooled[test_idx] = blend_in_band_scores(
-            generated.subset(train_idx), generated.subset(test_idx), seed=seed
-        )
-    label = "two-stage, the blend settling a band chosen leaving families out"
-    result[label] = auroc(pooled, generated.wrong)
     return result
 
 

@@ -5,8 +5,9 @@ training items and scored on others:
 
 - ``features``: the shipped difficulty model on cheap text features (the feature stage);
 - ``probe``: the logistic probe on the local model's prompt vector alone;
-- ``two-stage``: the feature stage, whose scores inside the probe's band the probe settles
-  (the runtime decision; the band is chosen by cross-validation inside the training items);
+- ``two-stage``: the feature stage, whose scores inside the probe's band the two stages
+  blended settle (the runtime decision; the blend and band are chosen by cross-validation
+  inside the training items that leaves whole families out);
 
 and five need no fitting: ``length`` (characters), ``digits`` (digit characters), ``random``
 (every score equal: the diagonal), ``oracle`` (exactly the wrong answers) and ``family rate``
@@ -28,7 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hybrid.routing.calibration.fitting import feature_matrix, prompt_length, train_feature_model
+from hybrid.routing.calibration.fitting import (
+    feature_matrix,
+    out_of_family_scores,
+    prompt_length,
+    train_feature_model,
+)
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci, routing_curve
 from hybrid.routing.calibration.probe_fitting import train_probe, two_stage_scores
@@ -129,7 +135,7 @@ def family_rate(data: Labelled) -> np.ndarray:
 def fit_and_score(
     train: Labelled, test: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
 ) -> dict[str, np.ndarray]:
-    """Fit the three routers on ``train`` and score ``test`` (and the explored blend).
+    """Fit the three routers on ``train`` and score ``test``, as ``hybrid calibrate`` fits them.
 
     Items without a prompt vector are left out of the probe's training; on the test side they
     keep the feature score (the runtime falls back to it when the model cannot take a prompt).
@@ -137,17 +143,17 @@ def fit_and_score(
     Returns:
         Router name to the scores of ``test``'s items.
     """
-    model, _, oof = train_feature_model(feature_matrix(train.items), train.wrong, seed=seed)
+    model, _, _ = train_feature_model(feature_matrix(train.items), train.wrong, seed=seed)
     feature = model.scores(feature_matrix(test.items))
     has_train = ~np.isnan(train.vectors).any(axis=1)
     has_test = ~np.isnan(test.vectors).any(axis=1)
-    families = [f for f, ok in zip(train.families, has_train, strict=True) if ok]
+    kept = train.subset(np.flatnonzero(has_train))
     fitted = train_probe(
-        train.vectors[has_train],
-        train.wrong[has_train],
-        feature_scores=oof[has_train],
+        kept.vectors,
+        kept.wrong,
+        feature_scores=out_of_family_scores(kept.items, kept.wrong, seed=seed),
         feature_threshold=model.threshold,
-        groups=families if options.group_folds else None,
+        groups=kept.families if options.group_folds else None,
         seed=seed,
         components=options.components,
     )
@@ -158,112 +164,9 @@ def fit_and_score(
             for vector, ok, score in zip(test.vectors, has_test, feature, strict=True)
         ]
     )
-    both = np.where(has_test, two_stage_scores(feature, probe_scores, probe.band), feature)
-    probe_train = np.array([probe.score(vector) for vector in train.vectors[has_train]])
-    blend = np.where(
-        has_test,
-        blend_scores(feature, probe_scores, reference=(oof[has_train], probe_train)),
-        feature,
-    )
-    return {"features": feature, "probe": probe_scores, "two-stage": both, "blend": blend}
-
-
-def blend_in_band_scores(train: Labelled, test: Labelled, *, seed: int) -> np.ndarray:
-    """The two stages as the runtime would run them with the blend settling the band.
-
-    Explored under LOFO only (``eval_router.py --explore``).  Unlike :func:`fit_and_score`,
-    every choice made inside the training items leaves whole families out: the feature stage's
-    out-of-fold scores come from feature models fitted without each fold's families, and the
-    band (among :data:`~hybrid.routing.calibration.probe_fitting.BAND_SHARES`) is the one whose
-    two-stage scores, with :func:`blend_scores` inside it, rank those items best.  Test items
-    without a prompt vector keep their feature score.
-
-    Returns:
-        One score per item of ``test``.
-    """
-    from hybrid.routing.calibration.probe_fitting import (
-        BAND_SHARES,
-        band_around,
-        fold_ids,
-        out_of_fold_probe,
-    )
-
-    has_train = ~np.isnan(train.vectors).any(axis=1)
-    train = train.subset(np.flatnonzero(has_train))
-    model, _, _ = train_feature_model(feature_matrix(train.items), train.wrong, seed=seed)
-    feature = model.scores(feature_matrix(test.items))
-    folds = fold_ids(train.wrong, train.families, seed)
-    if folds is None:
-        return feature
-    feature_oof = np.empty(len(train.items))
-    for fold in np.unique(folds):
-        held = np.flatnonzero(folds == fold)
-        kept = np.flatnonzero(folds != fold)
-        fold_model, _, _ = train_feature_model(
-            feature_matrix([train.items[i] for i in kept]), train.wrong[kept], seed=seed
-        )
-        feature_oof[held] = fold_model.scores(feature_matrix([train.items[i] for i in held]))
-    fitted = train_probe(
-        train.vectors,
-        train.wrong,
-        feature_scores=feature_oof,
-        feature_threshold=model.threshold,
-        groups=train.families,
-        seed=seed,
-    )
-    probe_oof = out_of_fold_probe(
-        train.vectors, train.wrong, folds, l2=fitted.l2, components=None, seed=seed
-    )
-    reference = (feature_oof, probe_oof)
-    settled = _probability(blend_scores(feature_oof, probe_oof, reference=reference))
-    best: tuple[float, tuple[float, float]] | None = None
-    for share in sorted(BAND_SHARES):
-        band = band_around(feature_oof, model.threshold, share)
-        value = auroc(two_stage_scores(feature_oof, settled, band), train.wrong)
-        if best is None or value > best[0] + 0.002:
-            best = (value, band)
-    assert best is not None
-    has_test = ~np.isnan(test.vectors).any(axis=1)
-    probe_scores = np.array(
-        [
-            fitted.probe.score(vector) if ok else 0.5
-            for vector, ok in zip(test.vectors, has_test, strict=True)
-        ]
-    )
-    blended = _probability(blend_scores(feature, probe_scores, reference=reference))
-    return np.where(has_test, two_stage_scores(feature, blended, best[1]), feature)
-
-
-def _probability(log_odds: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(log_odds, -40.0, 40.0)))
-
-
-def blend_scores(
-    feature: np.ndarray, probe: np.ndarray, *, reference: tuple[np.ndarray, np.ndarray]
-) -> np.ndarray:
-    """The mean of the two stages' scores, each as a log-odds standardized on training items.
-
-    Explored under LOFO only (``eval_router.py --explore``); not what the runtime decides.
-
-    Args:
-        feature: The feature stage's scores of the items scored.
-        probe: The probe's scores of the same items.
-        reference: The training items' out-of-fold feature scores and probe scores, whose
-            log-odds give each stage's mean and spread.
-
-    Returns:
-        One score per item, higher escalating first.
-    """
-
-    def log_odds(scores: np.ndarray) -> np.ndarray:
-        clipped = np.clip(np.asarray(scores, dtype=np.float64), 1e-4, 1 - 1e-4)
-        return np.log(clipped / (1 - clipped))
-
-    parts = []
-    for scores, seen in zip((feature, probe), reference, strict=True):
-        known = log_odds(seen)
-        parts.append((log_odds(scores) - known.mean()) / (known.std() + 1e-9))
-    return (parts[0] + parts[1]) / 2
+    settled = np.array([probe.settle(f, p) for f, p in zip(feature, probe_scores, strict=True)])
+    both = np.where(has_test, two_stage_scores(feature, settled, probe.band), feature)
+    return {"features": feature, "probe": probe_scores, "two-stage": both}
 
 
 def lofo_scores(

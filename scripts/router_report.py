@@ -228,12 +228,16 @@ the router was fitted on, so these figures flatter it.
 
 ## Definitions
 
-- *features*: the shipped difficulty model (logistic regression on cheap text features).
-  *probe*: logistic regression on the local model's hidden state at the last prompt token
-  (standardised; penalty chosen by cross-validation that leaves whole families out of the
-  training families). *two-stage*: the feature score decides outside the probe's band; inside
-  it the probe's score decides; the band is chosen by the same cross-validation, inside the
-  training families only. All three are refitted for every fold.
+- *features*: the feature stage alone (logistic regression on cheap text features), the router
+  as it was before the model stage. *probe*: logistic regression on the local model's hidden
+  state at the last prompt token (standardised; penalty chosen by cross-validation that leaves
+  whole families out of the training families). *two-stage*: what `hybrid calibrate` fits and
+  the runtime decides: the feature score decides outside the probe's band; inside it the two
+  stages' log-odds, each standardised on the training items, are averaged; the band (at most
+  40 % of the training items, so that the median decision stays in the feature stage) is
+  chosen by the same cross-validation on feature scores from models fitted without each
+  fold's families, inside the training families only. All three are refitted for every
+  fold.
 - *length*: characters in the conversation; *digits*: digit characters; *random*: all scores
   equal (the diagonal); *oracle*: escalates exactly the wrong answers; *family rate*: each item
   scored by the share of wrong answers in its own family or set, read from the labels (an

@@ -77,8 +77,9 @@ def _probe_lines(calibration: Calibration) -> list[str]:
     meta = calibration.model.meta
     two_stage = meta.get("held_out_two_stage_auroc")
     low, high = probe.band
+    how = "blended with the feature score " if probe.blend is not None else ""
     return [
-        f"Model stage: a probe on the prompt vector settles feature scores in "
+        f"Model stage: a probe on the prompt vector, {how}settles feature scores in "
         f"[{low:.3f}, {high:.3f}]; held-out AUROC of both stages "
         f"{_auroc(math.nan if two_stage is None else float(str(two_stage)))}"
     ]

@@ -3,9 +3,10 @@
 The policy chain decides first.  When the deciding verdict is the difficulty policy's and its
 feature-stage score falls inside the probe's band (:class:`~hybrid.routing.difficulty.probe.
 ProbeStage`), the router asks the local model for its vector of the prompt
-(:meth:`~hybrid.routing.local_model.LocalAnswerer.prompt_embedding`) and the probe decides
-instead.  Clear cases never reach the model; every other policy (privacy, capability, length,
-capacity) stays ahead and unchanged.
+(:meth:`~hybrid.routing.local_model.LocalAnswerer.prompt_embedding`), and the probe's score of
+it, blended with the feature stage's score (:meth:`~hybrid.routing.difficulty.probe.
+ProbeStage.settle`), decides instead.  Clear cases never reach the model; every other policy
+(privacy, capability, length, capacity) stays ahead and unchanged.
 
 The vector costs the prompt's prefill on the local model's queue.  When the probe keeps the
 request local, the answer starts from the prompt already in the context's cache and evaluates
@@ -14,10 +15,11 @@ is a hand-off on the local queue: background work (calibration) waits for the an
 follows it, so that it does not evict the prompt in between; an escalation releases it.
 
 The decision then says both stages: the reason ``difficulty:0.41~probe:0.73>0.50``, the score
-(``X-Hybrid-Score``) the probe's, and a ``probe`` verdict after the difficulty one (whose
-score stays the feature stage's).  When the probe cannot run (the queue is full, the model is
-not ready, a probe fitted for another model), the feature stage's decision stands, with a
-reason that says why: ``difficulty:0.41<=0.50~probe_unavailable:queue_full``.
+(``X-Hybrid-Score``) the settled one (after ``probe:``), and a ``probe`` verdict after the
+difficulty one (whose score stays the feature stage's).  When the probe cannot run (the
+queue is full, the model is not ready, a probe fitted for another model), the feature stage's
+decision stands, with a reason that says why:
+``difficulty:0.41<=0.50~probe_unavailable:queue_full``.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ async def settle(
             )
             return Settled(_fall_back(decision, deciding, "mismatch"))
         vector = await backend.prompt_embedding(request, prepared=prepared)
-        score = probe.score(vector)
+        score = probe.settle(deciding.score, probe.score(vector))
     except QueueFullError:
         return Settled(_fall_back(decision, deciding, "queue_full"))
     except ModelNotReadyError:

@@ -12,11 +12,14 @@ from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import (
     band_around,
+    blended,
+    fit_blend,
     fold_ids,
     train_probe,
     two_stage_scores,
 )
 from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.probe import ProbeStage
 
 DIM = 24
 
@@ -94,6 +97,41 @@ def test_fitting_is_deterministic_and_whitened_components_fold_into_plain_weight
     assert first.probe.dim == DIM  # one weight per dimension of the vector, not per component
     scores = np.array([first.probe.score(v) for v in vectors])
     assert auroc(scores, wrong) > 0.8
+
+
+def test_the_blend_weighs_both_stages_on_the_training_items_scale() -> None:
+    # The probe's training scores spread widely and the feature stage's narrowly, so a step
+    # in the feature score counts for more than the same step in the probe's.
+    blend = fit_blend(np.array([0.45, 0.5, 0.55]), np.array([0.1, 0.5, 0.9]))
+    scores = blended(np.array([0.55, 0.5, 0.5]), np.array([0.5, 0.55, 0.5]), blend)
+
+    assert scores[2] == pytest.approx(0.5, abs=1e-9)  # both at their training mean
+    assert scores[0] > scores[1] > scores[2]
+    # Each stage counts alone too.
+    assert blended(np.array([0.2, 0.8]), np.array([0.5, 0.5]), blend).argmax() == 1
+    assert blended(np.array([0.5, 0.5]), np.array([0.8, 0.2]), blend).argmax() == 0
+
+
+def test_the_runtime_settles_the_band_as_the_fit_scored_it() -> None:
+    vectors, wrong = synthetic(200, seed=8)
+    rng = np.random.default_rng(8)
+    feature = np.clip(0.5 + 0.15 * (2 * wrong - 1) + 0.2 * rng.normal(size=200), 0.01, 0.99)
+    fitted = train_probe(
+        vectors, wrong, feature_scores=feature, feature_threshold=0.5, groups=None, seed=0
+    )
+    probe = fitted.probe
+    assert probe.blend is not None and fitted.cv_probe_scores is not None
+    probe_scores = np.array([probe.score(v) for v in vectors])
+
+    settled = [probe.settle(f, p) for f, p in zip(feature, probe_scores, strict=True)]
+
+    assert settled == pytest.approx(list(blended(feature, probe_scores, probe.blend)))
+    # Both stages carry signal, so together they rank better than either alone.
+    assert auroc(np.array(settled), wrong) > max(auroc(feature, wrong), auroc(probe_scores, wrong))
+    # A probe written before the blend existed settles on its own score.
+    legacy = ProbeStage.from_json({k: v for k, v in probe.to_json().items() if k != "blend"})
+    assert legacy.blend is None and legacy.settle(0.9, 0.2) == 0.2
+    assert ProbeStage.from_json(probe.to_json()).blend == probe.blend
 
 
 def test_one_class_of_answers_still_gives_a_usable_probe() -> None:

@@ -108,29 +108,7 @@ def test_routers_fitted_out_of_family_read_a_signal_the_vectors_carry(
     assert folds.digit_count(items[0]) == sum(ch.isdigit() for ch in items[0].messages[-1].content)
 
 
-def test_the_blend_weighs_both_stages_on_the_training_items_scale(folds: ModuleType) -> None:
-    # The probe's training scores spread widely and the feature stage's narrowly, so a step
-    # in the feature score counts for more than the same step in the probe's.
-    feature_seen = np.array([0.45, 0.5, 0.55])
-    probe_seen = np.array([0.1, 0.5, 0.9])
-    blend = folds.blend_scores(
-        np.array([0.55, 0.5, 0.5]),
-        np.array([0.5, 0.55, 0.5]),
-        reference=(feature_seen, probe_seen),
-    )
-
-    assert blend[2] == pytest.approx(0.0, abs=1e-9)  # both at their training mean
-    assert blend[0] > blend[1] > blend[2]
-    # Each stage ranks the same way alone.
-    assert (
-        folds.blend_scores(
-            np.array([0.2, 0.8]), np.array([0.5, 0.5]), reference=(feature_seen, probe_seen)
-        ).argmax()
-        == 1
-    )
-
-
-def test_the_blend_settling_a_band_reads_the_vectors_signal_out_of_family(
+def test_the_two_stages_read_the_vectors_signal_on_a_family_left_out(
     folds: ModuleType,
 ) -> None:
     data = vectors_that_tell(folds, seed=5)
@@ -138,9 +116,9 @@ def test_the_blend_settling_a_band_reads_the_vectors_signal_out_of_family(
     test = data.subset(test_idx)
     test.vectors[0] = np.nan  # a prompt the model could not take keeps its feature score
 
-    scores = folds.blend_in_band_scores(data.subset(train_idx), test, seed=0)
+    scores = folds.fit_and_score(data.subset(train_idx), test, seed=0)
 
-    assert scores.shape == (len(test_idx),) and np.isfinite(scores).all()
-    features = folds.fit_and_score(data.subset(train_idx), test, seed=0)["features"]
-    assert scores[0] == features[0]
-    assert auroc(scores[1:], test.wrong[1:]) > 0.85, family
+    both = scores["two-stage"]
+    assert both.shape == (len(test_idx),) and np.isfinite(both).all()
+    assert both[0] == scores["features"][0]
+    assert auroc(both[1:], test.wrong[1:]) > 0.85, family

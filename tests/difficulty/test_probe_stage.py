@@ -181,3 +181,22 @@ def test_a_malformed_probe_section_in_a_file_is_a_config_error() -> None:
     data["probe"] = 3
     with pytest.raises(ConfigError, match="int, not an object"):
         DifficultyModel.from_json(data)
+
+
+def test_a_moved_threshold_takes_the_feature_thresholds_step_in_log_odds() -> None:
+    stage = probe(threshold=0.5)
+
+    assert stage.moved(0.5, 0.5) is stage
+    # Feature threshold 0.5 -> 0.731 is one unit of log-odds up; so is the probe's.
+    assert stage.moved(0.5, 1 / (1 + np.exp(-1.0))).threshold == pytest.approx(0.731, abs=1e-3)
+    assert stage.moved(0.6, 0.3).threshold < 0.5
+    assert (stage.moved(0.5, 0.0).threshold, stage.moved(0.5, 1.0).threshold) == (0.0, 1.0)
+    moved = stage.moved(0.5, 0.2)
+    assert moved.to_json() == stage.to_json() | {"threshold": moved.threshold}
+
+
+def test_a_malformed_blend_is_refused_with_what_to_do() -> None:
+    data = probe().to_json() | {"blend": {"feature": [0.0, 1.0]}}
+
+    with pytest.raises(ConfigError, match=r'"blend" has no "probe".*hybrid calibrate'):
+        ProbeStage.from_json(data)

@@ -24,7 +24,7 @@ from hybrid.local.speed import SpeedMeter
 from hybrid.routing.chain import build_router
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
-from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.difficulty.probe import Blend, ProbeStage
 from hybrid.routing.dispatcher import Dispatcher, Mode
 from hybrid.routing.model_stage import stage_of
 from hybrid.routing.names import ModelNames, ProviderModels
@@ -86,7 +86,9 @@ class Cloud:
         return Replay("cloud answer")
 
 
-def difficulty(feature_score_logit: float, *, probe: bool = True) -> DifficultyModel:
+def difficulty(
+    feature_score_logit: float, *, probe: bool = True, blend: Blend | None = None
+) -> DifficultyModel:
     """A model that scores every prompt sigmoid(logit), with a probe over 4-value vectors."""
     stage = ProbeStage(
         weights=np.array([1.0, 0.0, 0.0, 0.0]),
@@ -95,6 +97,7 @@ def difficulty(feature_score_logit: float, *, probe: bool = True) -> DifficultyM
         scale=np.ones(4),
         band=(0.3, 0.7),
         threshold=0.5,
+        blend=blend,
     )
     return DifficultyModel(
         weights=np.zeros(N_FEATURES),
@@ -117,10 +120,13 @@ def dispatcher(
     cloud: bool = True,
     model_stage: bool = True,
     mode: Mode = "auto",
+    threshold: float | None = None,
 ) -> tuple[Dispatcher, Cloud]:
     provider = Cloud()
     names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=cloud)], None)
-    settings = RoutingSettings(difficulty=DifficultySettings(model_stage=model_stage))
+    settings = RoutingSettings(
+        difficulty=DifficultySettings(model_stage=model_stage, threshold=threshold)
+    )
     router = build_router(settings, difficulty=lambda: model)
     built = Dispatcher(local, {"openai": provider} if cloud else {}, names, router=router)  # type: ignore[dict-item]
     built.mode = mode
@@ -174,6 +180,47 @@ def test_an_unsure_case_the_probe_finds_easy_stays_local_on_the_evaluated_prompt
     assert local.started == local.embedded and local.started[0] is not None
     assert local.released == 0  # the answer is the hand-off's follow-up
     assert answer.prompt_vector is EASY
+
+
+def test_a_blended_probe_settles_the_band_on_both_stages_together() -> None:
+    # Feature log-odds spread 0.2 on the training items, the probe's 4.0: the feature stage's
+    # 0.60 (log-odds 0.4, two spreads above its mean) outweighs the probe's 0.12 (-2.0, half
+    # a spread below its mean).
+    blend = Blend(feature=(0.0, 0.2), probe=(0.0, 4.0))
+    local = VectorLocal(EASY)
+    built, cloud = dispatcher(local, difficulty(UNSURE, blend=blend))
+
+    answer = start(built)
+
+    settled = 1 / (1 + np.exp(-(0.4 / 0.2 - 2.0 / 4.0) / 2))  # 0.68
+    assert (answer.route, answer.reason) == ("cloud", f"difficulty:0.60~probe:{settled:.2f}>0.50")
+    assert answer.score == pytest.approx(settled, abs=1e-6) and cloud.asked == 1
+    assert answer.verdicts[-2].score == pytest.approx(0.599, abs=1e-3)  # the feature stage's
+
+
+@pytest.mark.parametrize(("threshold", "route"), [(0.0, "cloud"), (1.0, "local")])
+def test_a_user_threshold_of_0_or_1_decides_without_asking_the_model(
+    threshold: float, route: str
+) -> None:
+    local = VectorLocal(EASY if route == "cloud" else HARD)  # the probe would say otherwise
+    built, _ = dispatcher(local, difficulty(UNSURE), threshold=threshold)
+
+    answer = start(built)
+
+    assert local.embedded == []
+    assert answer.route == route and "probe" not in answer.reason
+
+
+def test_a_user_threshold_moves_the_probes_threshold_by_the_same_step() -> None:
+    # The feature threshold goes from the fitted 0.50 to 0.90 (log-odds 0 to 2.2): the probe's,
+    # fitted at 0.50, moves to 0.90 too, and its 0.88 for the hard vector now keeps it local.
+    local = VectorLocal(HARD)
+    built, cloud = dispatcher(local, difficulty(UNSURE), threshold=0.9)
+
+    answer = start(built)
+
+    assert len(local.embedded) == 1 and cloud.asked == 0
+    assert (answer.route, answer.reason) == ("local", "difficulty:0.60~probe:0.88<=0.90")
 
 
 @pytest.mark.parametrize(

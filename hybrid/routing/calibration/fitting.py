@@ -13,9 +13,10 @@ The recipe, shared by ``hybrid calibrate`` and ``scripts/eval_router.py``:
    AUROC of the simplest rule, "escalate the longest prompts first" (:func:`prompt_length`),
    on the same held-out items;
 6. when the local model's prompt vectors were recorded, fit the model stage on the training
-   part too (:mod:`hybrid.routing.calibration.probe_fitting`: penalty, band and threshold by
-   cross-validation that leaves whole families out) and measure the two stages together on
-   the held-out part.
+   part too (:mod:`hybrid.routing.calibration.probe_fitting`: penalty, blend, band and
+   threshold by cross-validation that leaves whole families out, given the feature stage's
+   scores from models fitted without each family: :func:`out_of_family_scores`) and measure
+   the two stages together on the held-out part.
 
 Everything is deterministic for a seed.
 """
@@ -32,7 +33,12 @@ import numpy as np
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import split
 from hybrid.routing.calibration.metrics import auroc
-from hybrid.routing.calibration.probe_fitting import ProbeFit, train_probe, two_stage_scores
+from hybrid.routing.calibration.probe_fitting import (
+    ProbeFit,
+    fold_ids,
+    train_probe,
+    two_stage_scores,
+)
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_DENSE, extract
 from hybrid.routing.difficulty.model import DifficultyModel, choose_threshold, fit
 
@@ -141,7 +147,7 @@ def calibrate(
     train, test = split(items, seed=seed, held_out=held_out)
     train_wrong = np.array([not right[item.id] for item in train], dtype=np.float64)
     test_wrong = np.array([not right[item.id] for item in test], dtype=np.float64)
-    model, cv_auroc, oof = train_feature_model(
+    model, cv_auroc, _ = train_feature_model(
         feature_matrix(train), train_wrong, seed=seed, l2_grid=l2_grid
     )
     test_scores = model.scores(feature_matrix(test)) if test else np.zeros(0)
@@ -149,25 +155,30 @@ def calibrate(
     two_stage: np.ndarray | None = None
     usable = [i for i, item in enumerate(train) if item.id in vector_of]
     if vectors is not None and len(usable) >= 2:
+        kept = [train[i] for i in usable]
         probe_fit = train_probe(
-            np.stack([vector_of[train[i].id] for i in usable]),
+            np.stack([vector_of[item.id] for item in kept]),
             train_wrong[usable],
-            feature_scores=oof[usable],
+            feature_scores=out_of_family_scores(
+                kept, train_wrong[usable], seed=seed, l2_grid=l2_grid
+            ),
             feature_threshold=model.threshold,
-            groups=[train[i].category for i in usable],
+            groups=[item.category for item in kept],
             seed=seed,
         )
         probe = probe_fit.probe
-        probe_scores = np.array(
+        # An item without a vector (a prompt the model cannot take) keeps its feature score.
+        settled = np.array(
             [
-                probe.score(vector_of[item.id]) if item.id in vector_of else score
+                probe.settle(score, probe.score(vector_of[item.id]))
+                if item.id in vector_of
+                else score
                 for item, score in zip(test, test_scores, strict=True)
             ]
         )
-        # An item without a vector (a prompt the model cannot take) keeps its feature score.
         two_stage = np.where(
             [item.id in vector_of for item in test],
-            two_stage_scores(test_scores, probe_scores, probe.band),
+            two_stage_scores(test_scores, settled, probe.band),
             test_scores,
         )
     test_auroc = auroc(test_scores, test_wrong) if test else math.nan
@@ -285,6 +296,43 @@ def train_feature_model(
         meta={"l2": l2},
     )
     return model, cv_auroc, threshold_scores
+
+
+def out_of_family_scores(
+    items: Sequence[CalibrationItem],
+    wrong: np.ndarray,
+    *,
+    seed: int,
+    l2_grid: Sequence[float] = L2_GRID,
+) -> np.ndarray:
+    """Each item's feature-stage score from a model fitted without the item's family.
+
+    The families (categories) are dealt whole to folds
+    (:func:`~hybrid.routing.calibration.probe_fitting.fold_ids`; stratified folds when there
+    are fewer than three), and each fold is scored by :func:`train_feature_model` fitted on the
+    others, penalty and all.  These are the scores the model stage's band and blend are chosen
+    on: scores of a kind of prompt the feature stage has not seen, as a user's requests are.
+
+    Args:
+        items: The training items.
+        wrong: 1 where the local answer was wrong.
+        seed: Seeds the folds.
+        l2_grid: Penalties each fold's model chooses from.
+
+    Returns:
+        One score per item (the ordinary out-of-fold scores when the data cannot be split).
+    """
+    wrong = np.asarray(wrong, dtype=np.float64)
+    X = feature_matrix(items)
+    folds = fold_ids(wrong, [item.category for item in items], seed)
+    if folds is None:
+        return train_feature_model(X, wrong, seed=seed, l2_grid=l2_grid)[2]
+    scores = np.empty(len(items))
+    for fold in np.unique(folds):
+        held = folds == fold
+        model, _, _ = train_feature_model(X[~held], wrong[~held], seed=seed, l2_grid=l2_grid)
+        scores[held] = model.scores(X[held])
+    return scores
 
 
 def _fold_ids(wrong: np.ndarray, seed: int) -> np.ndarray | None:

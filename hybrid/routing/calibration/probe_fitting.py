@@ -1,4 +1,4 @@
-"""Fitting the model stage: a probe on the local model's prompt vectors, and its band.
+"""Fitting the model stage: a probe on the local model's prompt vectors, its blend and band.
 
 The probe (:class:`~hybrid.routing.difficulty.probe.ProbeStage`) is a logistic regression on
 the standardised prompt vector, optionally after a projection on the training vectors' first
@@ -9,15 +9,23 @@ stays one dot product.  Everything is chosen by cross-validation inside the trai
    penalty is the one that transfers to a kind of prompt the probe has not seen, not the one
    that best separates more draws of the same generators; otherwise they are stratified;
 2. the L2 penalty: the lowest out-of-fold log loss;
-3. the band: among bands holding a given share of the training items around the feature
+3. the blend (:class:`~hybrid.routing.difficulty.probe.Blend`): the mean and spread of each
+   stage's out-of-fold log-odds, so that inside the band the two stages' standardised
+   log-odds are averaged;
+4. the band: among bands holding a given share of the training items around the feature
    stage's threshold, the one whose two-stage out-of-fold scores rank wrong answers best
    (AUROC); on a tie the narrower band, which asks the model less often;
-4. the probe's threshold: :func:`~hybrid.routing.difficulty.model.choose_threshold` on the
-   out-of-fold probe scores of the items inside that band.
+5. the threshold: :func:`~hybrid.routing.difficulty.model.choose_threshold` on the blended
+   out-of-fold scores of the items inside that band.
+
+The feature stage's scores given should be out-of-fold the same way (fitted without each
+item's family: :func:`~hybrid.routing.calibration.fitting.out_of_family_scores`).  Scores from
+random folds flatter the feature stage, which has seen more draws of every generator, and the
+band chosen on them comes out empty.
 
 The *two-stage score* (:func:`two_stage_scores`) orders requests as the runtime decides them:
-feature scores outside the band stand, and inside it the probe's score, mapped into the band,
-orders the requests the probe settles.  Everything is deterministic for a seed.
+feature scores outside the band stand, and inside it the blended score, mapped into the band,
+orders the requests the model stage settles.  Everything is deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -31,13 +39,15 @@ import numpy as np
 
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.difficulty.model import choose_threshold, fit
-from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.difficulty.probe import Blend, ProbeStage
 
 PROBE_L2_GRID: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 """Penalties tried for the probe (the vectors have hundreds of dimensions)."""
 
-BAND_SHARES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-"""Shares of the training items a candidate band holds (1.0: the probe settles everything)."""
+BAND_SHARES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4)
+"""Shares of the training items a candidate band holds.  At most 40 %: the requests in the band
+pay a prefill before the decision, and the median decision stays in the feature stage
+(sub-millisecond) only while fewer than half of them do."""
 
 FOLDS = 5
 _TIE = 0.002  # AUROC differences below this are noise at a few hundred items
@@ -55,6 +65,8 @@ class ProbeFit:
         cv_probe_auroc: Out-of-fold AUROC of the probe alone.
         cv_feature_auroc: AUROC of the feature-stage scores given (out-of-fold).
         cv_two_stage_auroc: Out-of-fold AUROC of the two stages with the chosen band.
+        cv_probe_scores: Each training item's out-of-fold probe score (None when the data
+            could not be cross-validated).
     """
 
     probe: ProbeStage
@@ -64,25 +76,55 @@ class ProbeFit:
     cv_probe_auroc: float
     cv_feature_auroc: float
     cv_two_stage_auroc: float
+    cv_probe_scores: np.ndarray | None = None
+
+
+def _log_odds(scores: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(scores, dtype=np.float64), 1e-4, 1 - 1e-4)
+    result: np.ndarray = np.log(clipped / (1 - clipped))
+    return result
+
+
+def fit_blend(feature_scores: np.ndarray, probe_scores: np.ndarray) -> Blend:
+    """The blend whose spreads are those of the two stages' log-odds on these items."""
+    feature = _log_odds(feature_scores)
+    probe = _log_odds(probe_scores)
+    return Blend(
+        feature=(float(feature.mean()), float(feature.std())),
+        probe=(float(probe.mean()), float(probe.std())),
+    )
+
+
+def blended(feature_scores: np.ndarray, probe_scores: np.ndarray, blend: Blend) -> np.ndarray:
+    """:meth:`Blend.combine <hybrid.routing.difficulty.probe.Blend.combine>` of many requests."""
+    parts = [
+        (_log_odds(scores) - mean) / (spread + 1e-9)
+        for scores, (mean, spread) in (
+            (feature_scores, blend.feature),
+            (probe_scores, blend.probe),
+        )
+    ]
+    return _logistic((parts[0] + parts[1]) / 2)
 
 
 def two_stage_scores(
-    feature_scores: np.ndarray, probe_scores: np.ndarray, band: tuple[float, float]
+    feature_scores: np.ndarray, settled_scores: np.ndarray, band: tuple[float, float]
 ) -> np.ndarray:
     """One score per request, ordered as the two-stage router decides.
 
     Args:
         feature_scores: The feature stage's scores.
-        probe_scores: The probe's scores of the same requests.
-        band: Feature scores in ``[low, high]`` are settled by the probe.
+        settled_scores: The scores that settle requests in the band
+            (:meth:`~hybrid.routing.difficulty.probe.ProbeStage.settle`) of the same requests.
+        band: Feature scores in ``[low, high]`` are settled by the model stage.
 
     Returns:
-        The feature score outside the band; inside it ``low + (high - low) * probe score``,
-        so requests above the band rank first, then the band's in the probe's order, then
+        The feature score outside the band; inside it ``low + (high - low) * settled score``,
+        so requests above the band rank first, then the band's in the settled order, then
         those below.
     """
     feature = np.asarray(feature_scores, dtype=np.float64)
-    probe = np.asarray(probe_scores, dtype=np.float64)
+    probe = np.asarray(settled_scores, dtype=np.float64)
     low, high = band
     inside = (feature >= low) & (feature <= high)
     return np.where(inside, low + (high - low) * probe, feature)
@@ -221,12 +263,13 @@ def train_probe(
     shares: Sequence[float] = BAND_SHARES,
     components: int | None = None,
 ) -> ProbeFit:
-    """Fit the probe on prompt vectors, choosing its penalty, band and threshold by CV.
+    """Fit the probe on prompt vectors, choosing its penalty, blend, band and threshold by CV.
 
     Args:
         vectors: ``(n, dim)`` prompt vectors of the training items.
         wrong: 1 where the local answer was wrong.
-        feature_scores: The feature stage's out-of-fold scores of the same items.
+        feature_scores: The feature stage's out-of-fold scores of the same items (best
+            fitted without each item's family).
         feature_threshold: The feature stage's threshold (the band is centred on it).
         groups: Each item's family, for folds that leave whole families out (None:
             stratified folds).
@@ -237,7 +280,7 @@ def train_probe(
 
     Returns:
         The probe and its cross-validated figures (NaN where one class makes them undefined;
-        then the penalty is the grid's middle and the band empty).
+        then the penalty is the grid's middle, the band empty and the probe has no blend).
 
     Raises:
         ValueError: The inputs disagree in length, or the vectors are not a finite matrix.
@@ -269,22 +312,25 @@ def train_probe(
         _, l2, oof = best
     basis = _Basis.of(V, components)
     weights, bias = fit(basis.transform(V), wrong, l2=l2, seed=seed)
+    blend: Blend | None = None
     if oof is None:
         band, share, two_stage, probe_auroc = (feature_threshold,) * 2, 0.0, math.nan, math.nan
         threshold = 0.5
     else:
         probe_auroc = auroc(oof, wrong)
+        blend = fit_blend(feature, oof)
+        settled = blended(feature, oof, blend)
         chosen: tuple[float, float, tuple[float, float]] | None = None
         for candidate_share in sorted(shares):
             candidate_band = band_around(feature, feature_threshold, candidate_share)
-            value = auroc(two_stage_scores(feature, oof, candidate_band), wrong)
+            value = auroc(two_stage_scores(feature, settled, candidate_band), wrong)
             if chosen is None or value > chosen[0] + _TIE:
                 chosen = (value, candidate_share, candidate_band)
         assert chosen is not None  # shares is not empty
         two_stage, share, band = chosen
         inside = (feature >= band[0]) & (feature <= band[1])
         pool = inside if inside.sum() >= 2 else np.ones_like(inside)
-        threshold = choose_threshold(oof[pool], wrong[pool])
+        threshold = choose_threshold(settled[pool], wrong[pool])
     probe = ProbeStage(
         weights=basis.fold(weights),
         bias=float(bias),
@@ -292,5 +338,6 @@ def train_probe(
         scale=basis.scale,
         band=(float(band[0]), float(band[1])),
         threshold=float(threshold),
+        blend=blend,
     )
-    return ProbeFit(probe, l2, components, share, probe_auroc, feature_auroc, two_stage)
+    return ProbeFit(probe, l2, components, share, probe_auroc, feature_auroc, two_stage, oof)

@@ -10,7 +10,7 @@ scores every prompt lower and keeps more requests local; the ranking is the same
 The expected accuracy on hybrid's calibration set (:func:`expected_accuracy`) comes from
 :data:`ACCURACY_BY_SIZE`, interpolated in log(parameters), plus a family, an instruction-tuning
 and a quantisation adjustment.  Only one point is measured on this project's hardware (the
-embedded Gemma 3 270M, ``hybrid calibrate`` seed 0, 540 items); every other figure is an
+embedded Gemma 3 270M, ``hybrid calibrate`` seed 0, 900 items); every other figure is an
 assumption, flagged as such in the table, until a calibration of that model replaces it.
 Background calibration (:mod:`hybrid.routing.calibration.background`) measures the model and
 replaces the prior when its fit does better on held-out items.
@@ -70,9 +70,9 @@ class AccuracyPoint:
 ACCURACY_BY_SIZE: tuple[AccuracyPoint, ...] = (
     AccuracyPoint(
         268e6,
-        0.248,
+        0.231,
         "measured",
-        "Gemma 3 270M base, Q4_K_M: the embedded model (seed 0, 540 items)",
+        "Gemma 3 270M base, Q4_K_M: the embedded model (seed 0, 900 items)",
     ),
     AccuracyPoint(0.5e9, 0.33, "assumed", "0.5B class (Qwen 2.5 0.5B)"),
     AccuracyPoint(1.0e9, 0.42, "assumed", "1B class (Gemma 3 1B, Llama 3.2 1B)"),

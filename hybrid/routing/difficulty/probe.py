@@ -4,23 +4,30 @@ The feature stage (:class:`~hybrid.routing.difficulty.model.DifficultyModel`) sc
 from its text alone, in microseconds.  Where that score is unsure (inside :attr:`ProbeStage.
 band`), the router asks the local model itself: its hidden state at the last prompt token
 (:meth:`hybrid.local.backend.LocalBackend.prompt_embedding`) goes through a logistic regression
-fitted on calibration answers, and that score decides instead.  The vector costs the prompt's
-prefill, which the answer then reuses when the request stays local.
+fitted on calibration answers, and the two stages together decide instead.  The vector costs
+the prompt's prefill, which the answer then reuses when the request stays local.
+
+How the band is settled (:meth:`ProbeStage.settle`): with a :class:`Blend`, each stage's
+log-odds is standardised by its mean and spread on the training items, the two are averaged,
+and the result, as a probability, is compared with the threshold.  Neither stage alone ranks
+kinds of prompt it was not fitted on as well as both together.  Without one (files written
+before it existed), the probe's score alone settles the band.
 
 The JSON form, the ``"probe"`` section of a difficulty model file (format version 2)::
 
     {"vector": "last_token", "weights": [...], "bias": -0.3, "mean": [...], "scale": [...],
-     "band": [0.3, 0.7], "threshold": 0.5}
+     "band": [0.3, 0.7], "threshold": 0.5,
+     "blend": {"feature": [-0.2, 1.1], "probe": [0.4, 0.9]}}
 
 ``weights``, ``mean`` and ``scale`` have one entry per dimension of the model's hidden state
-(640 for Gemma 3 270M).
+(640 for Gemma 3 270M); ``blend`` (optional) holds each stage's log-odds mean and spread.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +39,52 @@ VECTOR_KIND = "last_token"
 
 # Logits beyond this are clipped: exp(40) is already far past float precision in a sigmoid.
 _MAX_LOGIT = 40.0
+# Scores are clipped to this distance from 0 and 1 before their log-odds are taken.
+_EDGE = 1e-4
+
+
+def log_odds(score: float) -> float:
+    """The log-odds of a probability, clipped to [1e-4, 1 - 1e-4] first."""
+    p = min(max(float(score), _EDGE), 1.0 - _EDGE)
+    return math.log(p / (1.0 - p))
+
+
+def _probability(logit: float) -> float:
+    return 1.0 / (1.0 + math.exp(-min(max(logit, -_MAX_LOGIT), _MAX_LOGIT)))
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How the two stages' scores combine inside the band.
+
+    Attributes:
+        feature: The mean and spread of the feature stage's log-odds on the training items.
+        probe: The mean and spread of the probe's log-odds on the same items.
+
+    Raises:
+        ValueError: A value is not finite or a spread is negative.
+    """
+
+    feature: tuple[float, float]
+    probe: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        for name in ("feature", "probe"):
+            pair = tuple(float(x) for x in getattr(self, name))
+            if len(pair) != 2 or not all(math.isfinite(x) for x in pair) or pair[1] < 0:
+                raise ValueError(f"blend {name} {pair!r} is not [mean, spread >= 0]")
+            object.__setattr__(self, name, pair)
+
+    def logit(self, feature_score: float, probe_score: float) -> float:
+        """The mean of the two standardised log-odds (comparable across requests)."""
+        parts = []
+        for score, (mean, spread) in ((feature_score, self.feature), (probe_score, self.probe)):
+            parts.append((log_odds(score) - mean) / (spread + 1e-9))
+        return (parts[0] + parts[1]) / 2
+
+    def combine(self, feature_score: float, probe_score: float) -> float:
+        """:meth:`logit` as a probability in [0, 1]; higher means harder."""
+        return _probability(self.logit(feature_score, probe_score))
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,7 +97,8 @@ class ProbeStage:
         mean: Per-dimension mean of the training vectors, subtracted first.
         scale: Per-dimension divisor applied after centring (positive).
         band: Feature-stage scores in ``[low, high]`` are settled by the probe.
-        threshold: The probe escalates when its score is above this.
+        threshold: A request in the band escalates when its :meth:`settle` score is above this.
+        blend: How the two stages combine in the band (None: the probe's score alone).
 
     Raises:
         ValueError: The arrays are not one-dimensional of one length, a value is not finite,
@@ -57,6 +111,7 @@ class ProbeStage:
     scale: np.ndarray
     band: tuple[float, float]
     threshold: float
+    blend: Blend | None = None
     # Standardisation folded into the weights once, so that scoring is one dot product.
     _effective: np.ndarray = field(init=False, repr=False)
     _offset: float = field(init=False, repr=False)
@@ -116,8 +171,43 @@ class ProbeStage:
             )
         if not np.all(np.isfinite(values)):
             raise ValueError("the prompt vector holds a value that is not finite")
-        logit = float(values @ self._effective) + self._offset
-        return 1.0 / (1.0 + math.exp(-min(max(logit, -_MAX_LOGIT), _MAX_LOGIT)))
+        return _probability(float(values @ self._effective) + self._offset)
+
+    def settle(self, feature_score: float, probe_score: float) -> float:
+        """The score that decides a request in the band: the two stages blended.
+
+        Args:
+            feature_score: The feature stage's score of the request.
+            probe_score: :meth:`score` of its prompt vector.
+
+        Returns:
+            A probability in [0, 1], compared with :attr:`threshold` by :meth:`escalates`;
+            the probe's score itself when the probe has no :attr:`blend`.
+        """
+        if self.blend is None:
+            return float(probe_score)
+        return self.blend.combine(feature_score, probe_score)
+
+    def moved(self, fitted: float, chosen: float) -> ProbeStage:
+        """This probe with its threshold moved as a user moved the feature stage's.
+
+        The step is the same in log-odds: a user who lowers the feature threshold from the
+        fitted 0.53 to 0.30 escalates more of the band too.  A threshold of 0 or 1 carries over
+        as it is (everything escalates, or nothing does).
+
+        Args:
+            fitted: The feature stage's calibrated threshold.
+            chosen: The threshold the user set instead.
+
+        Returns:
+            The probe with the moved threshold (itself when the two are equal).
+        """
+        if chosen == fitted:
+            return self
+        if chosen <= 0.0 or chosen >= 1.0:
+            return replace(self, threshold=min(max(chosen, 0.0), 1.0))
+        step = log_odds(chosen) - log_odds(fitted)
+        return replace(self, threshold=_probability(log_odds(self.threshold) + step))
 
     def in_band(self, feature_score: float) -> bool:
         """Whether the probe settles a request the feature stage scored this way."""
@@ -125,11 +215,16 @@ class ProbeStage:
         return low <= feature_score <= high
 
     def escalates(self, score: float) -> bool:
-        """Whether a :meth:`score` calls for the cloud (above :attr:`threshold`)."""
+        """Whether a :meth:`settle` score calls for the cloud (above :attr:`threshold`)."""
         return score > self.threshold
 
     def to_json(self) -> dict[str, Any]:
         """The probe as a JSON-ready dict (see the module docstring)."""
+        blend = (
+            {}
+            if self.blend is None
+            else {"blend": {"feature": list(self.blend.feature), "probe": list(self.blend.probe)}}
+        )
         return {
             "vector": VECTOR_KIND,
             "weights": [float(w) for w in self.weights],
@@ -138,6 +233,7 @@ class ProbeStage:
             "scale": [float(s) for s in self.scale],
             "band": [float(self.band[0]), float(self.band[1])],
             "threshold": float(self.threshold),
+            **blend,
         }
 
     @classmethod
@@ -173,6 +269,7 @@ class ProbeStage:
                 scale=np.array(_float_list(data["scale"], "scale")),
                 band=(band[0], band[1]),
                 threshold=_float(data["threshold"], "threshold"),
+                blend=_blend(data.get("blend")),
             )
         except (TypeError, ValueError) as exc:
             raise _damaged(str(exc)) from exc
@@ -184,6 +281,22 @@ def _damaged(problem: str) -> ConfigError:
         '`hybrid calibrate` to write it again, or remove the "probe" key to route on the '
         "feature stage alone."
     )
+
+
+def _blend(data: object) -> Blend | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise TypeError(f'"blend" must be an object, got {type(data).__name__}')
+    pairs = {}
+    for key in ("feature", "probe"):
+        if key not in data:
+            raise ValueError(f'"blend" has no "{key}"')
+        pair = _float_list(data[key], f"blend.{key}")
+        if len(pair) != 2:
+            raise ValueError(f'"blend.{key}" has {len(pair)} numbers, expected [mean, spread]')
+        pairs[key] = (pair[0], pair[1])
+    return Blend(feature=pairs["feature"], probe=pairs["probe"])
 
 
 def _float(value: object, name: str) -> float:

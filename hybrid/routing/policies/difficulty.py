@@ -175,13 +175,30 @@ class DifficultyPolicy(Policy):
         self._model = model
         self._threshold = threshold
         self._model_stage = model_stage
+        # The model's probe and threshold, and that probe moved to the user's threshold.
+        self._moved: tuple[ProbeStage, float, ProbeStage] | None = None
 
     def probe(self) -> ProbeStage | None:
-        """The model stage in use: the current model's probe, unless switched off."""
+        """The model stage in use: the current model's probe, unless switched off.
+
+        With a threshold of the user's, the probe's threshold moves by the same step
+        (:meth:`~hybrid.routing.difficulty.probe.ProbeStage.moved`); at 0 or 1 there is no
+        model stage, since the setting alone decides every request.
+        """
         if not self._model_stage:
             return None
         model = self._model()
-        return None if model is None else model.probe
+        if model is None or model.probe is None:
+            return None
+        if self._threshold is None:
+            return model.probe
+        if self._threshold <= 0.0 or self._threshold >= 1.0:
+            return None
+        moved = self._moved
+        if moved is None or moved[0] is not model.probe or moved[1] != model.threshold:
+            probe = model.probe.moved(model.threshold, self._threshold)
+            moved = self._moved = (model.probe, model.threshold, probe)
+        return moved[2]
 
     def evaluate(self, context: RouteContext) -> Verdict:
         """``cloud`` above the threshold, ``local`` at or below it, with the score."""
