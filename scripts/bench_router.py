@@ -42,8 +42,9 @@ from hybrid.generation import GenerationDone, GenerationRequest, Message, Sampli
 from hybrid.hardware.cpu import SystemCpuSource
 from hybrid.hardware.snapshot import LiveSample
 from hybrid.routing.chain import build_router
+from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.store import load_for
-from hybrid.routing.policy import LocalStatus, RouteContext
+from hybrid.routing.policy import LocalStatus, RouteContext, RouteDecision
 from hybrid.settings.routing import RoutingSettings
 
 WORDS = (
@@ -112,15 +113,18 @@ def main() -> int:
 
     shipped = load_for(Path(tempfile.mkdtemp()), EXPECTED_SHA256)  # the embedded model's weights
     router = build_router(RoutingSettings(), difficulty=lambda: shipped)
+    probe = None if shipped is None else shipped.probe
     rng = random.Random(args.seed)
     contexts = [context(prompt(rng)) for _ in range(args.prompts)]
     for warm in contexts[:200]:
         router.decide(warm)
     timings: list[tuple[int, float]] = []
+    in_band = 0
     for item in contexts:
         started = time.perf_counter()
-        router.decide(item)
+        decision = router.decide(item)
         timings.append((item.prompt_tokens or 0, (time.perf_counter() - started) * 1000))
+        in_band += asks_the_model(decision, probe)
 
     cpu = SystemCpuSource().read()
     print(
@@ -146,9 +150,28 @@ def main() -> int:
     p50, p99 = statistics.median(every), percentile(every, 0.99)
     print(f"feature stage target p50 < 0.3 ms: {'met' if p50 < 0.3 else 'MISSED'} ({p50:.3f} ms)")
     print(f"feature stage target p99 < 1 ms: {'met' if p99 < 1.0 else 'MISSED'} ({p99:.3f} ms)")
+    if probe is not None:
+        low, high = probe.band
+        print(
+            f"model stage asked (difficulty decides, score in the shipped band "
+            f"[{low:.3f}, {high:.3f}]): {in_band / len(contexts):.1%} of these prompts"
+        )
     if not args.no_model:
         asyncio.run(model_stage(args.repeats, random.Random(args.seed)))
     return 0
+
+
+def asks_the_model(decision: RouteDecision, probe: ProbeStage | None) -> bool:
+    """Whether the model stage would settle this decision (the difficulty policy decided, with
+    a feature score in the probe's band)."""
+    deciding = next((v for v in decision.verdicts if v.outcome != "pass"), None)
+    return (
+        probe is not None
+        and deciding is not None
+        and deciding.policy == "difficulty"
+        and deciding.score is not None
+        and probe.in_band(deciding.score)
+    )
 
 
 # Prompt sizes for the model stage, in words (about 1.3 tokens each).
@@ -164,7 +187,6 @@ async def model_stage(repeats: int, rng: random.Random) -> None:
     from hybrid.local.prompt import ChatFormatter
     from hybrid.local.queue import WorkQueue
     from hybrid.models.embedded import ensure_embedded_model
-    from hybrid.routing.difficulty.probe import ProbeStage
     from hybrid.settings import Settings
 
     threads = SystemCpuSource().read().physical_cores or os.cpu_count() or 1
