@@ -36,6 +36,7 @@ from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.calibration.runner import ItemAnswer
 from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
 from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.probe import Blend, ProbeStage
 from hybrid.routing.difficulty.store import find, gguf_sha256, model_path, save
 
 SHA = "ab" * 32
@@ -181,6 +182,50 @@ def test_replayed_labels_teach_the_refit_what_the_model_in_use_misjudges(tmp_pat
     fresh = traffic(3, 300, "zebra")
     assert held_out_auroc(before, fresh) < 0.65
     assert held_out_auroc(stored.model, fresh) > 0.9
+
+
+def test_a_carried_probe_follows_the_refitted_feature_stage(tmp_path: Path) -> None:
+    home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
+    dim = 8
+    probe = ProbeStage(
+        weights=np.linspace(-1, 1, dim),
+        bias=0.2,
+        mean=np.zeros(dim),
+        scale=np.ones(dim),
+        band=(0.0, 0.01),  # far from where the refit's threshold will be
+        threshold=0.4,
+        blend=Blend(feature=(5.0, 0.1), probe=(0.3, 1.2)),
+    )
+    before = dataclasses.replace(
+        model_in_use(), probe=probe, meta={**model_in_use().meta, "probe_band_share": 0.3}
+    )
+    save(home, SHA, before)
+    replay(ledger, traffic(2, 420, "zebra"))
+
+    refit_from_ledger(
+        home=home,
+        ledger=ledger,
+        sha256=SHA,
+        model_name="m",
+        seed=0,
+        held_out=0.3,
+        out=io.StringIO(),
+    )
+
+    stored = find(home, SHA)
+    assert stored is not None and stored.model.probe is not None
+    after = stored.model.probe
+    # The probe's own parts stay.
+    assert after.weights.tolist() == probe.weights.tolist() and after.threshold == 0.4
+    assert after.blend is not None and after.blend.probe == (0.3, 1.2)
+    # Its feature side is taken again on the refit: the band holds 30 % of the examples'
+    # out-of-fold scores around the new threshold (fewer of the fitted model's own scores,
+    # which spread wider), and the blend reads the new scores' scale.
+    assert after.band != probe.band and after.in_band(stored.model.threshold)
+    scores = stored.model.scores(np.stack([features(text) for text, _ in traffic(2, 420, "zebra")]))
+    inside = np.mean([after.in_band(float(x)) for x in scores])
+    assert 0.1 < inside < 0.45
+    assert after.blend.feature != (5.0, 0.1)
 
 
 def test_a_refit_that_does_not_improve_is_not_adopted(tmp_path: Path) -> None:

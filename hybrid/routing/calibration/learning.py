@@ -10,7 +10,7 @@ when its label says something about the local model (:func:`wrong_from_labels`):
 - both: the person wins.  Feedback on a cloud answer says nothing about the local model and
   is not used.
 
-The recipe is calibration's own (:func:`hybrid.routing.calibration.fitting.train_model`:
+The recipe is calibration's own (:func:`hybrid.routing.calibration.fitting.train_feature_model`:
 standardise, penalty and threshold by cross-validation), on a seeded split stratified by
 where each example came from and by its label.  The fit replaces the one in use only when
 (:func:`review`):
@@ -21,7 +21,10 @@ where each example came from and by its label.  The fit replaces the one in use 
 3. its held-out AUROC is *higher* than the current model's on the same held-out examples: a
    refit that does not improve on the model in use is not adopted.
 
-The current model's prompt-vector stage (``probe``), when it has one, is carried over as it is.
+The current model's prompt-vector stage (``probe``), when it has one, is carried over with its
+feature-side choices taken again on the refitted feature stage (its band, the same share of
+the examples around the new threshold, and its blend's feature side:
+:func:`~hybrid.routing.calibration.probe_fitting.follow_feature_stage`).
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ import numpy as np
 
 from hybrid.errors import ConfigError
 from hybrid.routing.calibration.acceptance import MIN_HELD_OUT_ITEMS, MIN_HELD_OUT_PER_CLASS
-from hybrid.routing.calibration.fitting import prompt_length, train_model
+from hybrid.routing.calibration.fitting import prompt_length, train_feature_model
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.calibration.probe_fitting import follow_feature_stage
 from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.difficulty.features import N_FEATURES, extract
 from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.probe import ProbeStage
 
 Source = Literal["calibration", "feedback", "shadow"]
 
@@ -168,7 +173,7 @@ def refit(
     train, test = _split(examples, seed=seed, held_out=held_out)
     X = np.stack([e.features for e in train]).astype(np.float64)
     y = np.array([e.wrong for e in train], dtype=np.float64)
-    fitted, cv_auroc = train_model(X, y, seed=seed)
+    fitted, cv_auroc, out_of_fold = train_feature_model(X, y, seed=seed)
     X_test = np.stack([e.features for e in test]).astype(np.float64)
     y_test = np.array([e.wrong for e in test], dtype=np.float64)
     traffic = np.array([e.source != "calibration" for e in test])
@@ -208,9 +213,16 @@ def refit(
         "held_out_length_auroc": _rounded(figures["length"]),
         "refit": refit_meta,
     }
-    probe = getattr(current, "probe", None)
-    carried = {"probe": probe} if probe is not None else {}
-    model = dataclasses.replace(fitted, meta=model_meta, **carried)
+    probe: ProbeStage | None = getattr(current, "probe", None)
+    if probe is not None:
+        share = model_meta.get("probe_band_share")
+        probe = follow_feature_stage(
+            probe,
+            out_of_fold,
+            fitted.threshold,
+            share=float(share) if isinstance(share, int | float) else None,
+        )
+    model = dataclasses.replace(fitted, meta=model_meta, probe=probe)
     return Refit(
         model=model,
         counts=counts,

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from random import Random
 
 import numpy as np
@@ -128,6 +128,42 @@ def two_stage_scores(
     low, high = band
     inside = (feature >= low) & (feature <= high)
     return np.where(inside, low + (high - low) * probe, feature)
+
+
+def follow_feature_stage(
+    probe: ProbeStage,
+    feature_scores: np.ndarray,
+    feature_threshold: float,
+    *,
+    share: float | None,
+) -> ProbeStage:
+    """The probe of a model whose feature stage was refitted (``hybrid calibrate
+    --from-ledger``), its feature-side choices taken again on the new feature stage.
+
+    The probe's weights, its own side of the blend and its threshold stay; the blend's feature
+    side (the new scores' log-odds mean and spread) and the band (the same share of the
+    training items, around the new threshold) follow the new feature stage, whose scores may
+    sit elsewhere than the old one's.
+
+    Args:
+        probe: The probe carried over.
+        feature_scores: The new feature stage's out-of-fold scores of its training examples.
+        feature_threshold: The new feature stage's threshold.
+        share: The band's share of the training items when the probe was fitted (the model's
+            ``probe_band_share``); None keeps the band as it was.
+
+    Returns:
+        The probe for the new feature stage.
+    """
+    scores = np.asarray(feature_scores, dtype=np.float64)
+    if scores.size == 0:
+        return probe
+    band = probe.band if share is None else band_around(scores, feature_threshold, share)
+    blend = probe.blend
+    if blend is not None:
+        feature = _log_odds(scores)
+        blend = Blend(feature=(float(feature.mean()), float(feature.std())), probe=blend.probe)
+    return replace(probe, band=band, blend=blend)
 
 
 def band_around(feature_scores: np.ndarray, threshold: float, share: float) -> tuple[float, float]:
