@@ -12,7 +12,6 @@ from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import (
     band_around,
-    blended,
     fit_blend,
     fold_ids,
     train_probe,
@@ -103,13 +102,13 @@ def test_the_blend_weighs_both_stages_on_the_training_items_scale() -> None:
     # The probe's training scores spread widely and the feature stage's narrowly, so a step
     # in the feature score counts for more than the same step in the probe's.
     blend = fit_blend(np.array([0.45, 0.5, 0.55]), np.array([0.1, 0.5, 0.9]))
-    scores = blended(np.array([0.55, 0.5, 0.5]), np.array([0.5, 0.55, 0.5]), blend)
+    scores = blend.combine(np.array([0.55, 0.5, 0.5]), np.array([0.5, 0.55, 0.5]))
 
     assert scores[2] == pytest.approx(0.5, abs=1e-9)  # both at their training mean
     assert scores[0] > scores[1] > scores[2]
     # Each stage counts alone too.
-    assert blended(np.array([0.2, 0.8]), np.array([0.5, 0.5]), blend).argmax() == 1
-    assert blended(np.array([0.5, 0.5]), np.array([0.8, 0.2]), blend).argmax() == 0
+    assert blend.combine(np.array([0.2, 0.8]), np.array([0.5, 0.5])).argmax() == 1
+    assert blend.combine(np.array([0.5, 0.5]), np.array([0.8, 0.2])).argmax() == 0
 
 
 def test_the_runtime_settles_the_band_as_the_fit_scored_it() -> None:
@@ -125,7 +124,7 @@ def test_the_runtime_settles_the_band_as_the_fit_scored_it() -> None:
 
     settled = [probe.settle(f, p) for f, p in zip(feature, probe_scores, strict=True)]
 
-    assert settled == pytest.approx(list(blended(feature, probe_scores, probe.blend)))
+    assert settled == pytest.approx(list(probe.blend.combine(feature, probe_scores)))
     # Both stages carry signal, so together they rank better than either alone.
     assert auroc(np.array(settled), wrong) > max(auroc(feature, wrong), auroc(probe_scores, wrong))
     # A probe written before the blend existed settles on its own score.

@@ -39,7 +39,7 @@ import numpy as np
 
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.difficulty.model import choose_threshold, fit
-from hybrid.routing.difficulty.probe import Blend, ProbeStage
+from hybrid.routing.difficulty.probe import Blend, ProbeStage, log_odds
 
 PROBE_L2_GRID: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 """Penalties tried for the probe (the vectors have hundreds of dimensions)."""
@@ -79,32 +79,14 @@ class ProbeFit:
     cv_probe_scores: np.ndarray | None = None
 
 
-def _log_odds(scores: np.ndarray) -> np.ndarray:
-    clipped = np.clip(np.asarray(scores, dtype=np.float64), 1e-4, 1 - 1e-4)
-    result: np.ndarray = np.log(clipped / (1 - clipped))
-    return result
-
-
 def fit_blend(feature_scores: np.ndarray, probe_scores: np.ndarray) -> Blend:
     """The blend whose spreads are those of the two stages' log-odds on these items."""
-    feature = _log_odds(feature_scores)
-    probe = _log_odds(probe_scores)
+    feature = log_odds(feature_scores)
+    probe = log_odds(probe_scores)
     return Blend(
         feature=(float(feature.mean()), float(feature.std())),
         probe=(float(probe.mean()), float(probe.std())),
     )
-
-
-def blended(feature_scores: np.ndarray, probe_scores: np.ndarray, blend: Blend) -> np.ndarray:
-    """:meth:`Blend.combine <hybrid.routing.difficulty.probe.Blend.combine>` of many requests."""
-    parts = [
-        (_log_odds(scores) - mean) / (spread + 1e-9)
-        for scores, (mean, spread) in (
-            (feature_scores, blend.feature),
-            (probe_scores, blend.probe),
-        )
-    ]
-    return _logistic((parts[0] + parts[1]) / 2)
 
 
 def two_stage_scores(
@@ -161,7 +143,7 @@ def follow_feature_stage(
     band = probe.band if share is None else band_around(scores, feature_threshold, share)
     blend = probe.blend
     if blend is not None:
-        feature = _log_odds(scores)
+        feature = log_odds(scores)
         blend = Blend(feature=(float(feature.mean()), float(feature.std())), probe=blend.probe)
     return replace(probe, band=band, blend=blend)
 
@@ -355,7 +337,7 @@ def train_probe(
     else:
         probe_auroc = auroc(oof, wrong)
         blend = fit_blend(feature, oof)
-        settled = blended(feature, oof, blend)
+        settled = blend.combine(feature, oof)
         chosen: tuple[float, float, tuple[float, float]] | None = None
         for candidate_share in sorted(shares):
             candidate_band = band_around(feature, feature_threshold, candidate_share)

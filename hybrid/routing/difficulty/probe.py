@@ -43,10 +43,18 @@ _MAX_LOGIT = 40.0
 _EDGE = 1e-4
 
 
-def log_odds(score: float) -> float:
-    """The log-odds of a probability, clipped to [1e-4, 1 - 1e-4] first."""
-    p = min(max(float(score), _EDGE), 1.0 - _EDGE)
-    return math.log(p / (1.0 - p))
+def log_odds(scores: np.ndarray) -> np.ndarray:
+    """The log-odds of probabilities, each clipped to [1e-4, 1 - 1e-4] first."""
+    p = np.clip(np.asarray(scores, dtype=np.float64), _EDGE, 1.0 - _EDGE)
+    result: np.ndarray = np.log(p / (1.0 - p))
+    return result
+
+
+def probability(logits: np.ndarray) -> np.ndarray:
+    """The logistic function, on logits clipped to +-40."""
+    z = np.clip(np.asarray(logits, dtype=np.float64), -_MAX_LOGIT, _MAX_LOGIT)
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return result
 
 
 def _probability(logit: float) -> float:
@@ -75,16 +83,17 @@ class Blend:
                 raise ValueError(f"blend {name} {pair!r} is not [mean, spread >= 0]")
             object.__setattr__(self, name, pair)
 
-    def logit(self, feature_score: float, probe_score: float) -> float:
-        """The mean of the two standardised log-odds (comparable across requests)."""
-        parts = []
-        for score, (mean, spread) in ((feature_score, self.feature), (probe_score, self.probe)):
-            parts.append((log_odds(score) - mean) / (spread + 1e-9))
-        return (parts[0] + parts[1]) / 2
-
-    def combine(self, feature_score: float, probe_score: float) -> float:
-        """:meth:`logit` as a probability in [0, 1]; higher means harder."""
-        return _probability(self.logit(feature_score, probe_score))
+    def combine(self, feature_scores: np.ndarray, probe_scores: np.ndarray) -> np.ndarray:
+        """The mean of the two stages' standardised log-odds, as probabilities in [0, 1]
+        (higher means harder); one per request, for arrays of requests' scores."""
+        parts = [
+            (log_odds(scores) - mean) / (spread + 1e-9)
+            for scores, (mean, spread) in (
+                (feature_scores, self.feature),
+                (probe_scores, self.probe),
+            )
+        ]
+        return probability((parts[0] + parts[1]) / 2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,7 +195,7 @@ class ProbeStage:
         """
         if self.blend is None:
             return float(probe_score)
-        return self.blend.combine(feature_score, probe_score)
+        return float(self.blend.combine(np.array(feature_score), np.array(probe_score)))
 
     def moved(self, fitted: float, chosen: float) -> ProbeStage:
         """This probe with its threshold moved as a user moved the feature stage's.
@@ -206,8 +215,9 @@ class ProbeStage:
             return self
         if chosen <= 0.0 or chosen >= 1.0:
             return replace(self, threshold=min(max(chosen, 0.0), 1.0))
-        step = log_odds(chosen) - log_odds(fitted)
-        return replace(self, threshold=_probability(log_odds(self.threshold) + step))
+        logits = log_odds(np.array([chosen, fitted, self.threshold]))
+        moved = logits[2] + logits[0] - logits[1]
+        return replace(self, threshold=float(probability(moved)))
 
     def in_band(self, feature_score: float) -> bool:
         """Whether the probe settles a request the feature stage scored this way."""
