@@ -30,7 +30,7 @@ from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.calibration.fitting import train_model
 from hybrid.routing.calibration.items import calibration_set
-from hybrid.routing.calibration.learning import calibration_examples
+from hybrid.routing.calibration.learning import Refit, calibration_examples
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.calibration.runner import ItemAnswer
@@ -146,6 +146,19 @@ def answered(request_id: str, route: str) -> LedgerRecord:
     )
 
 
+def refit(home: Path, ledger: Path, out: io.StringIO | None = None) -> Refit:
+    """``hybrid calibrate --from-ledger`` for the model ``SHA`` (seed 0, 30 % held out)."""
+    return refit_from_ledger(
+        home=home,
+        ledger=ledger,
+        sha256=SHA,
+        model_name="m",
+        seed=0,
+        held_out=0.3,
+        out=out if out is not None else io.StringIO(),
+    )
+
+
 def held_out_auroc(model: DifficultyModel, labelled: list[tuple[str, bool]]) -> float:
     X = np.stack([features(text) for text, _ in labelled])
     return auroc(model.scores(X), np.array([wrong for _, wrong in labelled], dtype=np.float64))
@@ -158,9 +171,7 @@ def test_replayed_labels_teach_the_refit_what_the_model_in_use_misjudges(tmp_pat
     replay(ledger, traffic(2, 420, "zebra"))
 
     out = io.StringIO()
-    result = refit_from_ledger(
-        home=home, ledger=ledger, sha256=SHA, model_name="m", seed=0, held_out=0.3, out=out
-    )
+    result = refit(home, ledger, out)
 
     # The held-out labelled requests: the model in use ranks them by chance, the refit well.
     assert result.adopted and result.held_out_traffic == result.held_out >= 100
@@ -202,15 +213,7 @@ def test_a_carried_probe_follows_the_refitted_feature_stage(tmp_path: Path) -> N
     save(home, SHA, before)
     replay(ledger, traffic(2, 420, "zebra"))
 
-    refit_from_ledger(
-        home=home,
-        ledger=ledger,
-        sha256=SHA,
-        model_name="m",
-        seed=0,
-        held_out=0.3,
-        out=io.StringIO(),
-    )
+    refit(home, ledger)
 
     stored = find(home, SHA)
     assert stored is not None and stored.model.probe is not None
@@ -237,9 +240,7 @@ def test_a_refit_that_does_not_improve_is_not_adopted(tmp_path: Path) -> None:
 
     out = io.StringIO()
     with pytest.raises(CalibrationRejectedError, match="does not improve on the model in use"):
-        refit_from_ledger(
-            home=home, ledger=ledger, sha256=SHA, model_name="m", seed=0, held_out=0.3, out=out
-        )
+        refit(home, ledger, out)
     assert path.read_bytes() == kept
     assert "Adopted" not in out.getvalue()
 
@@ -248,15 +249,7 @@ def test_too_few_labels_are_not_enough_to_refit(tmp_path: Path) -> None:
     home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
     replay(ledger, traffic(2, 40, "zebra"))
     with pytest.raises(CalibrationRejectedError, match="too few to trust"):
-        refit_from_ledger(
-            home=home,
-            ledger=ledger,
-            sha256=SHA,
-            model_name="m",
-            seed=0,
-            held_out=0.3,
-            out=io.StringIO(),
-        )
+        refit(home, ledger)
     assert find(home, SHA, shipped=tmp_path / "none") is None
 
 
