@@ -47,7 +47,12 @@ from hybrid.cli.calibrate_report import ProgressBar
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
-from hybrid.routing.calibration.record import AnswerRecord, load_record, save_record
+from hybrid.routing.calibration.record import (
+    AnswerRecord,
+    load_record,
+    save_record,
+    split_reusable,
+)
 from hybrid.routing.calibration.runner import ItemAnswer, answer_items
 from hybrid.routing.difficulty.store import gguf_sha256
 from hybrid.settings import Settings, load_settings
@@ -159,14 +164,9 @@ def collect_answers(
     missing: dict[str, list[CalibrationItem]] = {}
     for name, (items, seed, _) in sets.items():
         record = None if rerun else load_record(settings.home, sha256, name)
-        known = {} if record is None else record.reusable(seed=seed, max_tokens=max_tokens)
-        reused[name] = {
-            item.id: answer
-            for item in items
-            if (answer := known.get((item.id, item.prompt))) is not None
-            and answer.embedding is not None
-        }
-        missing[name] = [item for item in items if item.id not in reused[name]]
+        reused[name], missing[name] = split_reusable(
+            record, items, seed=seed, max_tokens=max_tokens, vectors=True
+        )
     todo = [item for items in missing.values() for item in items]
     fresh: dict[str, ItemAnswer] = {}
     if todo:

@@ -7,7 +7,8 @@ conversations), grades the answers (``--judge`` has a cloud model grade those a 
 approximates), and fits the difficulty model's weights and default threshold to what *this*
 model gets right and wrong.  The result goes to
 ``<home>/calibration/<sha256>.json``, keyed by the GGUF file's SHA-256, where the router finds
-it; the answers go beside it (``<sha256>.answers.json``) for ``scripts/eval_router.py``.
+it; the answers go beside it (``<sha256>.answers.json``) for ``scripts/eval_router.py`` and the
+next run, which asks the model only the items that record does not answer (``--rerun`` asks all).
 
 A fit replaces the calibration in use only when its held-out figures can be trusted and beat
 prompt length (:mod:`hybrid.routing.calibration.acceptance`); otherwise nothing is written, the
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from hybrid.cli.calibrate_report import ProgressBar, render_summary
+from hybrid.routing.calibration.items import CATEGORIES
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -68,12 +70,14 @@ class CalibrateOptions:
         seed: Seeds the items, the split and the cross-validation folds.
         max_tokens: Output cap per answer.
         held_out: Share of each category kept out of fitting, to measure the model on.
+        rerun: Ask the model every item, even those the answer record already holds.
     """
 
     per_category: int = DEFAULT_PER_CATEGORY
     seed: int = DEFAULT_SEED
     max_tokens: int = DEFAULT_MAX_TOKENS
     held_out: float = DEFAULT_HELD_OUT
+    rerun: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_PER_CATEGORY,
         metavar="N",
-        help=f"items per category, 15 categories (default {DEFAULT_PER_CATEGORY})",
+        help=f"items per category, {len(CATEGORIES)} categories (default {DEFAULT_PER_CATEGORY})",
     )
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"seed (default {DEFAULT_SEED})"
@@ -104,6 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_HELD_OUT,
         metavar="SHARE",
         help=f"share of items held out to measure the fit (default {DEFAULT_HELD_OUT})",
+    )
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="ask the model every item again; by default answers recorded by an earlier run "
+        "with the same model, seed, items and --max-tokens are reused",
     )
     parser.add_argument("--threads", type=int, help="CPU threads (default: planned)")
     parser.add_argument(
@@ -174,6 +184,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         max_tokens=args.max_tokens,
         held_out=args.held_out,
+        rerun=args.rerun,
     )
     # Checked before the model is resolved: a typo should not wait for a 253 MB assembly.
     if options.per_category < 1:
@@ -382,19 +393,38 @@ async def calibrate_backend(
     from hybrid.routing.calibration.acceptance import review
     from hybrid.routing.calibration.fitting import calibrate
     from hybrid.routing.calibration.items import calibration_set
-    from hybrid.routing.calibration.record import AnswerRecord, save_record
+    from hybrid.routing.calibration.record import (
+        AnswerRecord,
+        load_record,
+        save_record,
+        split_reusable,
+    )
     from hybrid.routing.calibration.runner import answer_items
     from hybrid.routing.difficulty.store import find, save
 
     items = calibration_set(options.seed, per_category=options.per_category)
-    started = clock()
-    bar = ProgressBar(err, "answering", clock=clock)
     # The local backend also gives the model's vector of each prompt: the probe is fitted on it.
     embed = callable(getattr(backend, "prompt_embedding", None))
-    answers = await answer_items(
-        backend, items, max_tokens=options.max_tokens, progress=bar, embed=embed
+    earlier = None if options.rerun else load_record(home, sha256)
+    reused, missing = split_reusable(
+        earlier, items, seed=options.seed, max_tokens=options.max_tokens, vectors=embed
     )
-    bar.finish()
+    if reused:
+        print(
+            f"reusing {len(reused)} of {len(items)} answers recorded by an earlier run "
+            "(--rerun asks the model again)",
+            file=err,
+        )
+    started = clock()
+    fresh = {}
+    if missing:
+        bar = ProgressBar(err, "answering", clock=clock)
+        asked = await answer_items(
+            backend, missing, max_tokens=options.max_tokens, progress=bar, embed=embed
+        )
+        bar.finish()
+        fresh = {answer.item_id: answer for answer in asked}
+    answers = [reused.get(item.id) or fresh[item.id] for item in items]
     elapsed = clock() - started
     if judge is not None:
         judging = ProgressBar(err, "judging", clock=clock)
@@ -430,7 +460,12 @@ async def calibrate_backend(
     correct = [answer.correct for answer in answers]
     rejection = review(calibration)
     if rejection is not None:
-        print(render_summary(calibration, items, correct, model_name, elapsed, None), file=out)
+        print(
+            render_summary(
+                calibration, items, correct, model_name, elapsed, None, reused=len(reused)
+            ),
+            file=out,
+        )
         in_use: StoredModel | None = None
         damaged: str | None = None
         try:
@@ -442,7 +477,10 @@ async def calibrate_backend(
         )
     path = save(home, sha256, calibration.model)
     save_record(home, record)
-    print(render_summary(calibration, items, correct, model_name, elapsed, path), file=out)
+    print(
+        render_summary(calibration, items, correct, model_name, elapsed, path, reused=len(reused)),
+        file=out,
+    )
     return calibration
 
 

@@ -24,6 +24,8 @@ def render_summary(
     model_name: str,
     elapsed_s: float,
     path: Path | None,
+    *,
+    reused: int = 0,
 ) -> str:
     """The report printed at the end: accuracy per category, held-out AUROC, the threshold.
 
@@ -34,6 +36,7 @@ def render_summary(
         model_name: The model's id.
         elapsed_s: How long answering took.
         path: Where the fit was saved; None when it was not.
+        reused: How many answers came from an earlier run's record instead of the model.
 
     Returns:
         Lines joined with newlines, without a trailing newline.
@@ -42,9 +45,10 @@ def render_summary(
     by_category: dict[str, list[bool]] = {}
     for item, ok in zip(items, correct, strict=True):
         by_category.setdefault(item.category, []).append(ok)
+    reuse = f", {reused} answers reused from an earlier run" if reused else ""
     lines = [
         f"Calibrated {model_name} (sha256 {str(model.meta['model_sha256'])[:12]}...) on "
-        f"{len(items)} items, seed {model.meta['seed']}, in {elapsed_s:.0f} s.",
+        f"{len(items)} items, seed {model.meta['seed']}, in {elapsed_s:.0f} s{reuse}.",
         "",
         f"  {'category':<14}{'items':>6}  local answers right",
     ]

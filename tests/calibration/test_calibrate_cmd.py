@@ -90,6 +90,18 @@ def run_calibration(
     return out.getvalue(), err.getvalue()
 
 
+class CountingBackend(KnowingBackend):
+    """A :class:`KnowingBackend` that counts the answers it was asked for."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.asked = 0
+
+    async def start(self, request):  # type: ignore[no-untyped-def]
+        self.asked += 1
+        return await super().start(request)
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -316,3 +328,47 @@ def test_calibrate_runs_the_real_model_end_to_end(
     assert "hybrid: error: calibration not saved: 15 items were held out" in captured.err
     assert "The router keeps using the shipped calibration (made " in captured.err
     assert "--per-category" in captured.err
+
+
+def test_a_second_run_reuses_the_recorded_answers_unless_told_to_rerun(tmp_path: Path) -> None:
+    items = calibration_set(1, per_category=ENOUGH)
+    knows = lambda item: item.category in ("chat", "facts")  # noqa: E731
+    options = CalibrateOptions(per_category=ENOUGH, seed=1, max_tokens=8)
+    first = CountingBackend(items, knows)
+    run_calibration(first, tmp_path, options)
+    stored = model_path(tmp_path, SHA).read_bytes()
+    assert first.asked >= len(items)
+
+    again = CountingBackend(items, knows)
+    out, err = run_calibration(again, tmp_path, options)
+    assert again.asked == 0
+    assert f"{len(items)} answers reused from an earlier run." in out
+    assert f"reusing {len(items)} of {len(items)} answers" in err and "--rerun" in err
+    assert model_path(tmp_path, SHA).read_bytes() == stored
+
+    # Another output cap is another run: nothing of the record is reused.
+    capped = CountingBackend(items, knows)
+    run_calibration(capped, tmp_path, CalibrateOptions(per_category=ENOUGH, seed=1, max_tokens=9))
+    assert capped.asked == first.asked
+
+    rerun = CountingBackend(items, knows)
+    options = CalibrateOptions(per_category=ENOUGH, seed=1, max_tokens=9, rerun=True)
+    _, err = run_calibration(rerun, tmp_path, options)
+    assert rerun.asked == first.asked and "reusing" not in err
+
+
+def test_a_record_of_fewer_items_is_reused_for_those_and_the_rest_are_asked(
+    tmp_path: Path,
+) -> None:
+    small = CalibrateOptions(per_category=ENOUGH, seed=1, max_tokens=8)
+    run_calibration(knows_chat_and_facts(ENOUGH, seed=1), tmp_path, small)
+    more = calibration_set(1, per_category=ENOUGH + 5)
+    backend = CountingBackend(more, lambda item: item.category in ("chat", "facts"))
+    bigger = CalibrateOptions(per_category=ENOUGH + 5, seed=1, max_tokens=8)
+    _, err = run_calibration(backend, tmp_path, bigger)
+    # Ids are per category: the first ENOUGH of each are the same items as before.
+    assert f"reusing {ENOUGH * len(CATEGORIES)} of {len(more)} answers" in err
+    assert 0 < backend.asked < len(more) * 2
+    record = load_record(tmp_path, SHA)
+    assert record is not None and len(record.answers) == len(more)
+    assert sum(answer.correct for answer in record.answers) == 2 * (ENOUGH + 5)

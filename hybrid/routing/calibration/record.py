@@ -121,6 +121,37 @@ def record_path(home: Path, sha256: str, name: str = "answers") -> Path:
     return home / "calibration" / f"{sha256}.{name}.json"
 
 
+def split_reusable(
+    record: AnswerRecord | None,
+    items: Sequence[CalibrationItem],
+    *,
+    seed: int,
+    max_tokens: int,
+    vectors: bool,
+) -> tuple[dict[str, ItemAnswer], list[CalibrationItem]]:
+    """Which items a record already answers, and which the model must still be asked.
+
+    Args:
+        record: The record (None: nothing to reuse).
+        items: The items of this run.
+        seed: The seed they were drawn with.
+        max_tokens: This run's output cap.
+        vectors: The run needs each prompt's vector; answers recorded without one are asked
+            again.
+
+    Returns:
+        The reusable answers by item id, and the items left to ask, in the order of ``items``.
+    """
+    known = {} if record is None else record.reusable(seed=seed, max_tokens=max_tokens)
+    reused = {
+        item.id: answer
+        for item in items
+        if (answer := known.get((item.id, item.prompt))) is not None
+        and (answer.embedding is not None or not vectors)
+    }
+    return reused, [item for item in items if item.id not in reused]
+
+
 def save_record(home: Path, record: AnswerRecord, name: str = "answers") -> Path:
     """Store a record beside its model's calibration, atomically; returns the path."""
     path = record_path(home, record.model_sha256, name)
