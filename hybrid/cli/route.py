@@ -164,6 +164,12 @@ _STAGES = {
 }
 
 
+_NO_CLOUD = (
+    "no cloud is configured, so the local model answers whatever the score says, and the "
+    "model stage is not asked (it could not change the route)"
+)
+
+
 def _stage(plan: RoutePlan) -> str | None:
     """The difficulty stage that decided, when the difficulty policy decided."""
     from hybrid.routing.model_stage import stage_of
@@ -186,6 +192,8 @@ def _print_plan(plan: RoutePlan, out: TextIO) -> None:
     stage = _stage(plan)
     if stage is not None:
         print(f"stage:   {_STAGES[stage]}", file=out)
+    if decision.reasons and decision.reasons[0].startswith("local:no_cloud_configured"):
+        print(f"note:    {_NO_CLOUD}", file=out)
     if decision.pinned:
         print("pinned:  private data: this request does not leave the machine", file=out)
     print(file=out)

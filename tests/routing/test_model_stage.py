@@ -318,3 +318,19 @@ def test_hybrid_route_shows_the_stage_that_decided() -> None:
     clear, _ = dispatcher(VectorLocal(), difficulty(-3.0))
     plain = route_cmd._plan_json(asyncio.run(clear.plan(ask(), model="hybrid")), verdicts=True)
     assert plain["stage"] == "feature"
+
+
+def test_hybrid_route_says_why_the_model_stage_is_not_asked_without_a_cloud() -> None:
+    local = VectorLocal(HARD)
+    built, _ = dispatcher(local, difficulty(UNSURE), cloud=False)
+    plan = asyncio.run(built.plan(ask(), model="hybrid"))
+    out = io.StringIO()
+    route_cmd._print_plan(plan, out)
+    text = out.getvalue()
+    assert "reason:  local:no_cloud_configured; difficulty:0.60>0.50" in text
+    assert "note:    no cloud is configured" in text and "model stage is not asked" in text
+    assert local.embedded == []
+    with_cloud, _ = dispatcher(VectorLocal(HARD), difficulty(UNSURE))
+    out = io.StringIO()
+    route_cmd._print_plan(asyncio.run(with_cloud.plan(ask(), model="hybrid")), out)
+    assert "note:" not in out.getvalue()
