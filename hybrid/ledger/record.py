@@ -5,8 +5,10 @@ sends a record as stored.  Costs are in USD; a cost is None (``null``), never 0,
 that answered (or the cloud model a local answer is compared with) has no price.
 
 A cascade that escalated writes two records with the same ``id``: the discarded local attempt
-(``leg="cascade_local"``: its tokens and energy) and the answer (``leg="cascade_cloud"``).  A
-cascade whose local answer stood writes one ordinary local record (``leg=None``).
+(``leg="cascade_local"``: its tokens and energy) and the answer (``leg="cascade_cloud"``, also
+when a LAN server gave it: its ``route`` says ``lan``; the name is kept so that every version of
+a fleet reads the other's records).  A cascade whose local answer stood writes one ordinary
+local record (``leg=None``).
 
 A local answer picked for shadow sampling (``routing.learn.shadow_rate``) is also sent to the
 cloud after the client has its answer; that call is recorded as ``leg="shadow"`` (and a judge's
