@@ -18,6 +18,7 @@ from hybrid.errors import (
     GenerationError,
     HybridError,
     InvalidRequestError,
+    LedgerUnavailableError,
     ModelNotFoundError,
     ModelNotReadyError,
     NoRouteError,
@@ -31,6 +32,8 @@ from hybrid.errors import (
 
 # Seconds a client should wait before retrying while the model loads.
 _LOADING_RETRY_AFTER_S = 5
+# ... and while a shared ledger database cannot be reached.
+_LEDGER_RETRY_AFTER_S = 5
 
 
 ApiShape = Literal["openai", "anthropic"]
@@ -159,4 +162,9 @@ def wire_error(exc: HybridError) -> WireError:
         )
     if isinstance(exc, GenerationError):
         return WireError(500, message, "server_error", "generation_failed")
+    if isinstance(exc, LedgerUnavailableError):
+        # The shared database is down or unreachable: it passes, and nothing was lost.
+        return WireError(
+            503, message, "server_error", "ledger_unavailable", retry_after_s=_LEDGER_RETRY_AFTER_S
+        )
     return WireError(500, message, "server_error")

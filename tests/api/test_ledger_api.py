@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from scripted import ScriptedBackend, scripted_app
 
-from hybrid.errors import GenerationError
+from hybrid.errors import GenerationError, LedgerUnavailableError
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore
 from hybrid.settings import Settings
@@ -227,3 +227,22 @@ def test_the_api_tests_never_read_this_machines_load(
     [record] = ledger_records(client, settings)
     assert response.status_code == 200 and record.route == "local"
     assert [v.reason for v in record.verdicts if v.policy == "capacity"] == ["capacity:eta_0.6s"]
+
+
+def test_stats_while_the_shared_ledger_is_unreachable_is_a_503_to_retry(
+    served: tuple[TestClient, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = served
+    ledger = client.app.state.hybrid.ledger  # type: ignore[attr-defined]
+
+    async def down(**_: object) -> None:
+        raise LedgerUnavailableError("the ledger database at db.lan:5432 is not answering")
+
+    monkeypatch.setattr(ledger, "totals", down)
+    response = client.get("/v1/hybrid/stats")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    error = response.json()["error"]
+    assert error["code"] == "ledger_unavailable" and "db.lan:5432" in error["message"]
+    monkeypatch.undo()
+    assert client.get("/v1/hybrid/stats").status_code == 200
