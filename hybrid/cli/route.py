@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -63,10 +63,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if not args.jsonl:
             request = _request({"prompt": args.prompt, "max_tokens": args.max_tokens})
             plan = await dispatcher.plan(request, model=args.model, override=args.route)
+            lan = lan_servers(dispatcher)
             if args.json:
-                print(json.dumps(_plan_json(plan, verdicts=True)))
+                print(json.dumps(_plan_json(plan, verdicts=True, lan=lan)))
             else:
-                _print_plan(plan, sys.stdout)
+                _print_plan(plan, sys.stdout, lan=lan)
             return 0
         failed = False
         for number, line in _lines(sys.stdin):
@@ -82,21 +83,36 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         await close()
 
 
-async def _dispatcher(settings: Settings) -> tuple[Dispatcher, Any]:
+async def _dispatcher(settings: Settings) -> tuple[Dispatcher, Callable[[], Awaitable[None]]]:
     """The server's dispatcher (:func:`hybrid.service.build.build_dispatcher`), on the loaded
-    local model and its calibration, with no cloud provider: plans never call one."""
+    local model and its calibration, with the LAN tier of ``[[lan.servers]]`` and no cloud
+    provider: plans never call either, so nothing is sent."""
     from hybrid.hardware.probe import probe_for
     from hybrid.local.runtime import LocalRuntime
     from hybrid.routing.policies.difficulty import CalibratedModel
     from hybrid.service.build import build_dispatcher
+    from hybrid.service.providers import build_lan
 
     probe = probe_for(settings.home)
     runtime = LocalRuntime.for_settings(settings, probe)
     calibration = CalibratedModel(settings.home, lambda: runtime.loaded_path)
-    dispatcher = build_dispatcher(settings, runtime, calibration, load=probe.sample)
-    await runtime.load()
-    await asyncio.to_thread(calibration.look_up_now)
-    return dispatcher, runtime.close
+    lan = build_lan(settings.lan, settings.cloud, settings.home)
+    dispatcher = build_dispatcher(settings, runtime, calibration, load=probe.sample, lan=lan)
+
+    async def close() -> None:
+        try:
+            await runtime.close()
+        finally:
+            if lan is not None:
+                await lan.pool.aclose()
+
+    try:
+        await runtime.load()
+        await asyncio.to_thread(calibration.look_up_now)
+    except BaseException:
+        await close()
+        raise
+    return dispatcher, close
 
 
 def _lines(stream: TextIO) -> Iterable[tuple[int, str]]:
@@ -138,7 +154,13 @@ def _request(value: dict[str, Any]) -> GenerationRequest:
     return GenerationRequest("route", messages=(Message("user", prompt),), params=params)
 
 
-def _plan_json(plan: RoutePlan, *, verdicts: bool) -> dict[str, Any]:
+def lan_servers(dispatcher: Dispatcher) -> tuple[str, ...]:
+    """The names of the LAN servers a request sent off the machine is offered first."""
+    tier = dispatcher.lan
+    return () if tier is None else tuple(server.name for server in tier.pool.servers)
+
+
+def _plan_json(plan: RoutePlan, *, verdicts: bool, lan: Sequence[str] = ()) -> dict[str, Any]:
     decision = plan.decision
     document: dict[str, Any] = {
         "target": decision.target,
@@ -150,6 +172,8 @@ def _plan_json(plan: RoutePlan, *, verdicts: bool) -> dict[str, Any]:
         if stage is not None:
             document["stage"] = stage
         document["model"] = _model(plan)
+        if lan and decision.target == "cloud" and plan.mode != "cloud":
+            document["lan_servers"] = list(lan)
         document["verdicts"] = [
             {"policy": v.policy, "outcome": v.outcome, "reason": v.reason, "score": v.score}
             for v in decision.verdicts
@@ -183,9 +207,12 @@ def _model(plan: RoutePlan) -> str | None:
     return plan.local_model
 
 
-def _print_plan(plan: RoutePlan, out: TextIO) -> None:
+def _print_plan(plan: RoutePlan, out: TextIO, *, lan: Sequence[str] = ()) -> None:
     decision = plan.decision
-    print(f"route:   {decision.target} ({_model(plan) or 'no cloud model configured'})", file=out)
+    where = _model(plan) or "no cloud model configured"
+    if lan and decision.target == "cloud" and plan.mode != "cloud":
+        where = f"LAN servers first: {', '.join(lan)}; then {where}"
+    print(f"route:   {decision.target} ({where})", file=out)
     print(f"reason:  {'; '.join(decision.reasons)}", file=out)
     if decision.score is not None:
         print(f"score:   {decision.score:.3f}", file=out)

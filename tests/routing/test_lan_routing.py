@@ -8,6 +8,8 @@ dispatcher tests' scripted fakes.
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +18,9 @@ from fake_cloud import FakeCloud, Fault, closed_port
 from routing_fakes import BIG, LAN_POLICY, FakeLocal, FakeProvider
 
 from hybrid.backend import collect
+from hybrid.cli import route as route_cmd
 from hybrid.errors import PrivateDataError, QueueFullError
-from hybrid.generation import GenerationRequest, Message
+from hybrid.generation import GenerationRequest, Message, SamplingParams
 from hybrid.lan.pool import LanPool
 from hybrid.routing.answer import Answer
 from hybrid.routing.chain import build_router
@@ -401,3 +404,46 @@ def test_the_load_a_llama_server_reports_steers_requests_to_the_idle_one() -> No
     assert shown["load"]["running"] == 4 and shown["load"]["waiting"] == 8
     assert shown["load_endpoint"].endswith("/slots")
     assert shown["utilisation"] >= 2.0
+
+
+def test_hybrid_route_shows_the_lan_servers_a_request_off_the_machine_is_offered_first() -> None:
+    lan = lan_tier(server("gpu-box", None), server("mac-mini", None))  # nothing is sent
+    dispatch = dispatcher(FakeLocal(), lan, cloud=False)
+    long_answer = GenerationRequest(
+        "r3", messages=REQUEST.messages, params=SamplingParams(max_tokens=9000)
+    )
+
+    async def scenario() -> tuple[Any, Any]:
+        try:
+            return (
+                await dispatch.plan(long_answer, model="hybrid"),
+                await dispatch.plan(long_answer, model="hybrid", override="cloud"),
+            )
+        finally:
+            await lan.pool.aclose()
+
+    plan, explicit = asyncio.run(scenario())
+    names = route_cmd.lan_servers(dispatch)
+    assert names == ("gpu-box", "mac-mini")
+    out = io.StringIO()
+    route_cmd._print_plan(plan, out, lan=names)
+    text = out.getvalue()
+    assert "route:   cloud (LAN servers first: gpu-box, mac-mini; then no cloud model" in text
+    assert "no_cloud_configured" not in text and "note:" not in text
+    document = json.loads(json.dumps(route_cmd._plan_json(plan, verdicts=True, lan=names)))
+    assert document["lan_servers"] == ["gpu-box", "mac-mini"]
+    # A client's explicit cloud route skips the LAN tier, and says nothing of it.
+    out = io.StringIO()
+    route_cmd._print_plan(explicit, out, lan=names)
+    assert "LAN servers" not in out.getvalue()
+    assert "lan_servers" not in route_cmd._plan_json(explicit, verdicts=True, lan=names)
+    # Without a LAN tier, the same request stays local and says why.
+    alone = Dispatcher(
+        FakeLocal(),
+        {},
+        ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=False)], None),
+        router=build_router(RoutingSettings()),
+    )
+    plan = asyncio.run(alone.plan(long_answer, model="hybrid"))
+    assert plan.decision.reasons[0] == "local:no_cloud_configured"
+    assert route_cmd.lan_servers(alone) == ()
