@@ -56,3 +56,21 @@ def test_the_route_flag_acts_as_the_header(capsys: pytest.CaptureFixture[str]) -
     assert main(["route", "--json", "--route", "cloud", "hi"]) == 0
     decision = json.loads(capsys.readouterr().out)
     assert decision["target"] == "cloud" and decision["reasons"] == ["explicit:cloud"]
+
+
+def test_a_request_off_the_machine_names_the_lan_servers_it_is_offered_first(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fake_cloud import closed_port
+
+    box = {
+        "name": "gpu-box",
+        "base_url": f"http://127.0.0.1:{closed_port()}/v1",
+        "models": ["qwen2.5-7b-instruct"],
+    }
+    monkeypatch.setenv("HYBRID_LAN__SERVERS", json.dumps([box]))
+    assert main(["route", "--json", "--max-tokens", "2000", "Say hello."]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    # Too long for the local context: off the machine, to the LAN first (nothing is sent).
+    assert decision["target"] == "cloud" and decision["lan_servers"] == ["gpu-box"]
+    assert decision["reasons"][0].startswith("length:")
