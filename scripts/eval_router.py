@@ -3,7 +3,8 @@
 Writes docs/router-eval.md and docs/router-eval.svg (rendered by ``scripts/router_report.py``).
 The local model's answers, and its vector of every prompt (``LocalBackend.prompt_embedding``),
 are reused item by item from the answer records in the data dir (``<sha256>.answers.json``
-from ``hybrid calibrate``, ``<sha256>.external.json`` for the external sets); only items
+from ``hybrid calibrate``, ``<sha256>.external.json`` for the external sets,
+``<sha256>.traffic.json`` for the sets standing in for a user's traffic); only items
 missing there are asked, and the records are written again.  ``--rerun`` asks everything again.
 
 What it reports, for the routers of ``scripts/router_folds.py`` (the feature stage, the probe
@@ -14,7 +15,10 @@ oracle and family-rate rules, each with a 95 % bootstrap interval (items resampl
    score that one; the out-of-family scores of all families pooled, and a per-family table;
 2. the external check: the routers fitted on every generated item score real public prompts
    (``scripts/external_sets.py``; never used for fitting or tuning);
-3. random splits of the generated items, as a secondary figure: they flatter the routers.
+3. random splits of the generated items, as a secondary figure: they flatter the routers;
+4. learning from traffic (``scripts/router_learning.py``): on four other public sets standing
+   in for a user's requests, the router refitted on ``k`` labelled requests per set through
+   ``hybrid calibrate --from-ledger``'s path, scored on the rest.
 
 Usage:
     python scripts/eval_router.py [--per-category 60] [--external 200] [--seed 0]
@@ -30,7 +34,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from external_sets import load_all
+from external_sets import TRAFFIC_SETS, load_all
 from router_folds import (
     Labelled,
     ProbeOptions,
@@ -40,7 +44,15 @@ from router_folds import (
     lofo_scores,
     random_split_aurocs,
 )
-from router_report import ROUTERS, Evaluation, render_report, summary_table, write_plot
+from router_learning import learn_from_traffic
+from router_report import (
+    ROUTERS,
+    Evaluation,
+    learning_section,
+    render_report,
+    summary_table,
+    write_plot,
+)
 
 from hybrid.cli.calibrate import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY, DEFAULT_SEED
 from hybrid.cli.calibrate_report import ProgressBar
@@ -86,6 +98,7 @@ def main() -> int:
     sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
     items = calibration_set(args.seed, per_category=args.per_category)
     external = load_all(n=args.external, seed=args.seed)
+    traffic = load_all(n=args.external, seed=args.seed, sets=TRAFFIC_SETS)
     answers, sources = collect_answers(
         settings,
         path,
@@ -93,6 +106,7 @@ def main() -> int:
         {
             "answers": (items, args.seed, args.per_category),
             "external": (external, args.seed, args.external),
+            "traffic": (traffic, args.seed, args.external),
         },
         max_tokens=args.max_tokens,
         rerun=args.rerun,
@@ -102,6 +116,8 @@ def main() -> int:
     result = evaluate(generated, outside, seed=args.seed, resamples=args.resamples)
     spread = random_split_aurocs(generated, seeds=range(args.seed, args.seed + args.splits))
     explored = explore(generated, seed=args.seed) if args.explore else None
+    users = labelled(traffic, answers["traffic"])
+    learned, reference = learn_from_traffic(generated, users, seed=args.seed)
 
     args.out.mkdir(parents=True, exist_ok=True)
     plot_path = args.out / "router-eval.svg"
@@ -115,6 +131,7 @@ def main() -> int:
         sources=sources,
         args=args,
         plot_name=plot_path.name,
+        learning=learning_section(learned, reference, users),
     )
     (args.out / "router-eval.md").write_text(report, encoding="utf-8")
     print(summary_table(result.lofo_figures, "LOFO pooled"))

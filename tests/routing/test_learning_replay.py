@@ -308,3 +308,20 @@ def test_recorded_calibration_answers_are_examples_while_they_match_the_items(
     assert {e.source for e in examples} == {"calibration"}
     changed = dataclasses.replace(record, prompts=("another question", *record.prompts[1:]))
     assert calibration_examples(changed) is None
+
+
+def test_enough_labelled_requests_decide_the_comparison_with_the_model_in_use() -> None:
+    from hybrid.routing.calibration.learning import review
+
+    # The model in use scores its own calibration answers well (it was fitted on most of
+    # them); on the user's labelled requests the refit is better, and that decides.
+    assert review(300, 150, 0.80, 0.60, 0.86, traffic=(60, 0.78, 0.62)) is None
+    worse = review(300, 150, 0.90, 0.60, 0.86, traffic=(60, 0.60, 0.62))
+    assert worse is not None
+    assert "on the 60 held-out labelled requests (AUROC 0.600, against 0.620 now)" in worse
+    # Without enough labelled requests held out, every held-out example decides, as before.
+    assert "on the 300 held-out examples" in (review(300, 150, 0.80, 0.60, 0.86) or "")
+    # The other checks stand whatever the labelled requests say.
+    assert "too few to trust" in (review(30, 15, 0.9, 0.6, 0.5, traffic=(60, 0.9, 0.5)) or "")
+    worse_than_length = review(300, 150, 0.5, 0.6, 0.4, traffic=(60, 0.9, 0.5))
+    assert "worse than their length" in (worse_than_length or "")

@@ -19,7 +19,11 @@ where each example came from and by its label.  The fit replaces the one in use 
    examples, at least :data:`~.acceptance.MIN_HELD_OUT_PER_CLASS` right and as many wrong;
 2. its held-out AUROC is at least prompt length's, as for any calibration;
 3. its held-out AUROC is *higher* than the current model's on the same held-out examples: a
-   refit that does not improve on the model in use is not adopted.
+   refit that does not improve on the model in use is not adopted.  When the held-out
+   labelled requests hold at least :data:`~.acceptance.MIN_HELD_OUT_PER_CLASS` right and as
+   many wrong, the comparison is made on them alone: they are what the user's traffic looks
+   like, and the model in use has never been fitted on them, whereas it was fitted on most of
+   the calibration answers held out here (its own split of them), which flatters it.
 
 The current model's prompt-vector stage (``probe``), when it has one, is carried over with its
 feature-side choices taken again on the refitted feature stage (its band, the same share of
@@ -191,7 +195,22 @@ def refit(
     }
     counts: dict[str, int] = {s: sum(e.source == s for e in examples) for s in _SOURCES}
     wrong = int(y_test.sum())
-    rejection = review(len(test), wrong, figures["after"], figures["length"], figures["before"])
+    traffic_wrong = int(y_test[traffic].sum())
+    judged_on_traffic = (
+        min(traffic_wrong, int(traffic.sum()) - traffic_wrong) >= MIN_HELD_OUT_PER_CLASS
+    )
+    rejection = review(
+        len(test),
+        wrong,
+        figures["after"],
+        figures["length"],
+        figures["before"],
+        traffic=(
+            (int(traffic.sum()), figures["after_traffic"], figures["before_traffic"])
+            if judged_on_traffic
+            else None
+        ),
+    )
     refit_meta: dict[str, object] = {
         "examples": dict(counts),
         "held_out": len(test),
@@ -238,7 +257,15 @@ def refit(
     )
 
 
-def review(held: int, wrong: int, after: float, length: float, before: float) -> str | None:
+def review(
+    held: int,
+    wrong: int,
+    after: float,
+    length: float,
+    before: float,
+    *,
+    traffic: tuple[int, float, float] | None = None,
+) -> str | None:
     """Why a refit must not replace the model in use (module docstring), or None.
 
     Args:
@@ -247,6 +274,9 @@ def review(held: int, wrong: int, after: float, length: float, before: float) ->
         after: The refit's held-out AUROC.
         length: Prompt length's held-out AUROC.
         before: The current model's held-out AUROC; NaN when there is no current model.
+        traffic: When the held-out labelled requests hold enough of each class to measure
+            on, their count and the refit's and the current model's AUROC on them; the
+            comparison with the model in use is then made on them alone.
 
     Returns:
         One sentence without a final full stop, or None.
@@ -264,6 +294,15 @@ def review(held: int, wrong: int, after: float, length: float, before: float) ->
             f"the refit ranks the {held} held-out examples worse than their length does "
             f"(held-out AUROC {after:.3f}, against {length:.3f} for prompt length)"
         )
+    if traffic is not None:
+        requests, after_traffic, before_traffic = traffic
+        if not math.isnan(before_traffic) and not after_traffic > before_traffic:
+            return (
+                f"the refit does not improve on the model in use on the {requests} held-out "
+                f"labelled requests (AUROC {after_traffic:.3f}, against {before_traffic:.3f} "
+                f"now)"
+            )
+        return None
     if not math.isnan(before) and not after > before:
         return (
             f"the refit does not improve on the model in use on the {held} held-out examples "

@@ -1,0 +1,153 @@
+"""Learning from traffic, measured: the router refitted on labelled requests of real prompts.
+
+``scripts/eval_router.py``'s external check fits on generated items only, as a fresh install
+would.  A running server also learns from its own traffic: people's feedback and shadow
+comparisons label requests, and ``hybrid calibrate --from-ledger`` (or the background
+calibration) refits on them (:func:`hybrid.routing.calibration.learning.refit`).  This module
+measures that, on sets of public prompts standing in for a user's traffic
+(:data:`external_sets.TRAFFIC_SETS`, none of them one of the external check's sets):
+
+1. the model in use is what ``hybrid calibrate`` fits on every generated item;
+2. of each traffic set, ``k`` requests drawn at random are labelled (their grade, as a person's
+   ``good``/``bad`` would say) and go to :func:`~hybrid.routing.calibration.learning.refit`
+   with the generated answers, exactly as the ledger's labels do;
+3. the refit replaces the model only when ``refit`` adopts it (its held-out AUROC beats the
+   model in use), as the server decides;
+4. the model then in use scores the same held-out requests of every set for every ``k`` (the
+   last ``n - max(k)`` of each set's draw), pooled, for the feature stage and both stages.
+
+Each ``k`` is drawn ``repeats`` times with different seeds; the figures are the mean and the
+range over the draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from random import Random
+
+import numpy as np
+from router_folds import Labelled, family_rate
+
+from hybrid.routing.calibration.fitting import calibrate, feature_matrix, prompt_length
+from hybrid.routing.calibration.learning import Example, refit
+from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.calibration.probe_fitting import two_stage_scores
+from hybrid.routing.difficulty.features import extract
+from hybrid.routing.difficulty.model import DifficultyModel
+
+LABELS_PER_SET = (0, 25, 50, 100)
+"""Labelled requests per traffic set the router refits on (0: the model as calibrated)."""
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What the router scored on held-out traffic after learning from ``labels`` per set.
+
+    Attributes:
+        labels: Labelled requests per set.
+        features: Pooled AUROC of the feature stage, one per draw.
+        two_stage: Pooled AUROC of both stages (the runtime decision), one per draw.
+        adopted: How many draws' refits the server would have adopted.
+    """
+
+    labels: int
+    features: tuple[float, ...]
+    two_stage: tuple[float, ...]
+    adopted: int
+
+
+def examples_of(data: Labelled, source: str) -> list[Example]:
+    """Items and their grades as ``refit``'s examples (``source``: where the label came from)."""
+    return [
+        Example(extract(item.messages), bool(wrong), prompt_length(item), source)  # type: ignore[arg-type]
+        for item, wrong in zip(data.items, data.wrong, strict=True)
+    ]
+
+
+def runtime_scores(model: DifficultyModel, data: Labelled) -> tuple[np.ndarray, np.ndarray]:
+    """The feature stage's scores of the items, and both stages' as the runtime decides."""
+    feature = model.scores(feature_matrix(data.items))
+    probe = model.probe
+    if probe is None:
+        return feature, feature
+    settled = np.array(
+        [
+            probe.settle(score, probe.score(vector)) if np.isfinite(vector).all() else score
+            for score, vector in zip(feature, data.vectors, strict=True)
+        ]
+    )
+    return feature, two_stage_scores(feature, settled, probe.band)
+
+
+def draw(traffic: Labelled, *, labels: int, held: int, seed: int) -> tuple[list[int], list[int]]:
+    """One draw: ``labels`` labelled requests of each set, and the ``held`` scored ones.
+
+    The held-out requests depend on the seed only, not on ``labels``, so every ``k`` of a
+    draw is scored on the same requests.
+    """
+    sets = np.array(traffic.families)
+    labelled: list[int] = []
+    scored: list[int] = []
+    for name in dict.fromkeys(traffic.families):
+        order = [int(i) for i in np.flatnonzero(sets == name)]
+        Random(f"{seed}:{name}").shuffle(order)
+        scored += order[len(order) - held :]
+        labelled += order[:labels]
+    return labelled, scored
+
+
+def learn_from_traffic(
+    generated: Labelled,
+    traffic: Labelled,
+    *,
+    seed: int,
+    repeats: int = 5,
+    labels: Sequence[int] = LABELS_PER_SET,
+) -> tuple[list[Learned], float]:
+    """The router's pooled AUROC on held-out traffic after refitting on ``k`` labels per set.
+
+    Args:
+        generated: The calibration items with their grades and prompt vectors.
+        traffic: The traffic sets' items with theirs.
+        seed: Seeds the calibration, the draws and the refits.
+        repeats: Draws per ``k``.
+        labels: The ``k`` values.
+
+    Returns:
+        One :class:`Learned` per ``k``, and the family-rate reference (each held-out request
+        scored by its set's share of wrong answers) on the first draw's held-out requests.
+
+    Raises:
+        ValueError: A set has no more than ``max(labels)`` items.
+    """
+    smallest = min(list(traffic.families).count(name) for name in set(traffic.families))
+    held = smallest - max(labels)
+    if held < 1:
+        raise ValueError(f"a traffic set has {smallest} items: too few for {max(labels)} labels")
+    correct = [not wrong for wrong in generated.wrong]
+    calibrated = calibrate(generated.items, correct, seed=seed, vectors=list(generated.vectors))
+    current = calibrated.model
+    base = examples_of(generated, "calibration")
+    results = []
+    for k in labels:
+        features, both, adopted = [], [], 0
+        for repeat in range(repeats):
+            labelled, scored = draw(traffic, labels=k, held=held, seed=seed + repeat)
+            model = current
+            if k > 0:
+                fitted = refit(
+                    current,
+                    base + examples_of(traffic.subset(np.array(labelled)), "feedback"),
+                    seed=seed + repeat,
+                )
+                if fitted.adopted:
+                    model, adopted = fitted.model, adopted + 1
+            test = traffic.subset(np.array(scored))
+            feature, two_stage = runtime_scores(model, test)
+            features.append(auroc(feature, test.wrong))
+            both.append(auroc(two_stage, test.wrong))
+        results.append(Learned(k, tuple(features), tuple(both), adopted))
+    _, first = draw(traffic, labels=0, held=held, seed=seed)
+    reference = traffic.subset(np.array(first))
+    return results, auroc(family_rate(reference), reference.wrong)

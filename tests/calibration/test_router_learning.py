@@ -1,0 +1,88 @@
+"""scripts/router_learning.py: the router refitted on labelled traffic, as the server refits.
+
+The generated items are wrong when they hold a digit; the "traffic" is wrong when it mentions
+a zebra, which the calibrated model never learned.  Labels of some requests teach it, the
+refit is adopted, and the held-out requests rank better.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from random import Random
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from hybrid.generation import Message
+from hybrid.routing.calibration.item import CalibrationItem, Words
+from hybrid.routing.calibration.items import calibration_set
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+WORDS = "please tell me about the garden river music table window story colour".split()
+
+
+@pytest.fixture(scope="module")
+def learning() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import router_learning
+
+        yield router_learning
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+def generated(module: ModuleType) -> object:
+    items = calibration_set(0, per_category=20)
+    wrong = np.array([any(ch.isdigit() for ch in i.prompt) for i in items], dtype=np.float64)
+    vectors = np.random.default_rng(0).normal(size=(len(items), 8))
+    return module.Labelled(items, wrong, vectors)
+
+
+def traffic(module: ModuleType, per_set: int) -> object:
+    rng = Random(1)
+    items, wrong = [], []
+    for name in ("notes", "questions"):
+        for number in range(per_set):
+            zebra = rng.random() < 0.5
+            words = [rng.choice(WORDS) for _ in range(rng.randint(5, 12))]
+            if zebra:
+                words.insert(rng.randrange(len(words) + 1), "zebra")
+            text = " ".join(words)
+            answer = Words(("ok",))
+            items.append(
+                CalibrationItem(f"{name}-{number}", name, (Message("user", text),), answer, "word")
+            )
+            wrong.append(zebra)
+    vectors = np.random.default_rng(2).normal(size=(len(items), 8))
+    return module.Labelled(items, np.array(wrong, dtype=np.float64), vectors)
+
+
+def test_labelled_traffic_is_learned_and_the_held_out_requests_rank_better(
+    learning: ModuleType,
+) -> None:
+    results, reference = learning.learn_from_traffic(
+        generated(learning), traffic(learning, 120), seed=0, repeats=2, labels=(0, 60)
+    )
+
+    before, after = results
+    assert (before.labels, after.labels) == (0, 60)
+    assert before.adopted == 0 and max(before.features) < 0.65
+    assert after.adopted == 2 and min(after.features) > 0.85
+    assert min(after.two_stage) > 0.85
+    assert 0.4 < reference < 0.6  # both sets are half zebras: the set says nothing
+
+
+def test_every_k_of_a_draw_is_scored_on_the_same_requests(learning: ModuleType) -> None:
+    data = traffic(learning, 30)
+    few, held = learning.draw(data, labels=5, held=10, seed=3)
+    more, same = learning.draw(data, labels=20, held=10, seed=3)
+    assert held == same and len(held) == 20
+    assert set(few) <= set(more) and not set(more) & set(held)
+    _, other = learning.draw(data, labels=5, held=10, seed=4)
+    assert other != held
+    with pytest.raises(ValueError, match="too few"):
+        learning.learn_from_traffic(generated(learning), data, seed=0, labels=(0, 30))
