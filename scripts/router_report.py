@@ -133,10 +133,6 @@ def write_plot(result: Evaluation, path: Path) -> None:
 def learning_section(learned: list[Learned], reference: float, traffic: Labelled) -> str:
     """The learning-from-traffic section: AUROC on held-out traffic against labels per set."""
     sets = np.array(traffic.families)
-    counts = ", ".join(
-        f"{name} {int((sets == name).sum())} ({traffic.wrong[sets == name].mean():.0%} wrong)"
-        for name in dict.fromkeys(traffic.families)
-    )
     draws = len(learned[0].features)
     rows = "\n".join(
         f"| {row.labels} | {statistics.mean(row.features):.3f} ({min(row.features):.3f}-"
@@ -145,20 +141,22 @@ def learning_section(learned: list[Learned], reference: float, traffic: Labelled
         for row in learned
     )
     licences = "\n".join(
-        f"| {s.name} | {s.title} | {s.kind} | {s.licence} | {s.source} |"
+        f"| {s.name} | {int((sets == s.name).sum())} | {traffic.wrong[sets == s.name].mean():.0%} "
+        f"| {s.title} | {s.kind} | {s.licence} | {s.source} |"
         for s in TRAFFIC_SETS.values()
     )
     return f"""
 ## Learning from traffic: refitted on labelled requests of real prompts
 
-Four more public sets stand in for a user's own traffic ({counts}); none is one of the external
-check's sets. The model in use is `hybrid calibrate`'s fit on every generated item. Of each set,
-*k* requests drawn at random are labelled with their grade (as a person's feedback or a shadow
-comparison would label them) and refitted on through `hybrid calibrate --from-ledger`'s own
-path, with the generated answers; the server adopts a refit only when it improves on the model
-in use (on the held-out labelled requests once they hold 10 right and 10 wrong). The model
-then in use scores the same held-out requests of every set for every *k*. {draws} draws per
-*k*: the mean and, in brackets, the range over the draws (pooled AUROC).
+Four more public sets stand in for a user's own traffic (table below); none is one of the
+external check's sets. The model in use is `hybrid calibrate`'s fit on every generated item.
+Of each set, *k* requests drawn at random are labelled with their grade (as a person's
+feedback or a shadow comparison would label them) and refitted on through `hybrid calibrate
+--from-ledger`'s own path, with the generated answers; the server adopts a refit only when it
+improves on the model in use (on the held-out labelled requests once they hold 10 right and
+10 wrong). The model then in use scores the same held-out requests of every set for every
+*k*. {draws} draws per *k*: the mean and, in brackets, the range over the draws (pooled
+AUROC).
 
 | labelled requests per set | feature stage | both stages | refits adopted |
 |---:|---|---|---:|
@@ -167,8 +165,8 @@ then in use scores the same held-out requests of every set for every *k*. {draws
 The *set rate* reference (each held-out request scored by its set's share of wrong answers) is
 {reference:.3f}.
 
-| set | dataset | kind | licence | source |
-|---|---|---|---|---|
+| set | n | local wrong | dataset | kind | licence | source |
+|---|---:|---:|---|---|---|---|
 {licences}
 """
 
