@@ -30,7 +30,7 @@ import numpy as np
 from router_folds import Labelled, family_rate
 
 from hybrid.routing.calibration.fitting import calibrate, feature_matrix, prompt_length
-from hybrid.routing.calibration.learning import Example, refit
+from hybrid.routing.calibration.learning import Example, Source, refit
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import two_stage_scores
 from hybrid.routing.difficulty.features import extract
@@ -57,10 +57,10 @@ class Learned:
     adopted: int
 
 
-def examples_of(data: Labelled, source: str) -> list[Example]:
+def examples_of(data: Labelled, source: Source) -> list[Example]:
     """Items and their grades as ``refit``'s examples (``source``: where the label came from)."""
     return [
-        Example(extract(item.messages), bool(wrong), prompt_length(item), source)  # type: ignore[arg-type]
+        Example(extract(item.messages), bool(wrong), prompt_length(item), source)
         for item, wrong in zip(data.items, data.wrong, strict=True)
     ]
 
