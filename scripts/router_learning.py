@@ -12,7 +12,8 @@ measures that, on sets of public prompts standing in for a user's traffic
    ``good``/``bad`` would say) and go to :func:`~hybrid.routing.calibration.learning.refit`
    with the generated answers, exactly as the ledger's labels do;
 3. the refit replaces the model only when ``refit`` adopts it (its held-out AUROC beats the
-   model in use), as the server decides;
+   model in use), as the server decides; ``refit`` also chooses how many calibration answers
+   one labelled request counts for;
 4. the model then in use scores the same held-out requests of every set for every ``k`` (the
    last ``n - max(k)`` of each set's draw), pooled, for the feature stage and both stages.
 
@@ -49,12 +50,15 @@ class Learned:
         features: Pooled AUROC of the feature stage, one per draw.
         two_stage: Pooled AUROC of both stages (the runtime decision), one per draw.
         adopted: How many draws' refits the server would have adopted.
+        weights: What one labelled request counted for, in calibration answers, in each
+            draw's refit (empty with no labels).
     """
 
     labels: int
     features: tuple[float, ...]
     two_stage: tuple[float, ...]
     adopted: int
+    weights: tuple[float, ...] = ()
 
 
 def examples_of(data: Labelled, source: Source) -> list[Example]:
@@ -131,7 +135,7 @@ def learn_from_traffic(
     base = examples_of(generated, "calibration")
     results = []
     for k in labels:
-        features, both, adopted = [], [], 0
+        features, both, adopted, weights = [], [], 0, []
         for repeat in range(repeats):
             labelled, scored = draw(traffic, labels=k, held=held, seed=seed + repeat)
             model = current
@@ -141,13 +145,14 @@ def learn_from_traffic(
                     base + examples_of(traffic.subset(np.array(labelled)), "feedback"),
                     seed=seed + repeat,
                 )
+                weights.append(fitted.traffic_weight)
                 if fitted.adopted:
                     model, adopted = fitted.model, adopted + 1
             test = traffic.subset(np.array(scored))
             feature, two_stage = runtime_scores(model, test)
             features.append(auroc(feature, test.wrong))
             both.append(auroc(two_stage, test.wrong))
-        results.append(Learned(k, tuple(features), tuple(both), adopted))
+        results.append(Learned(k, tuple(features), tuple(both), adopted, tuple(weights)))
     _, first = draw(traffic, labels=0, held=held, seed=seed)
     reference = traffic.subset(np.array(first))
     return results, auroc(family_rate(reference), reference.wrong)

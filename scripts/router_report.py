@@ -21,6 +21,7 @@ from router_folds import BASELINES, FITTED, PER_GROUP, Figure, Labelled
 from router_learning import Learned
 from svg_chart import Series
 
+from hybrid.routing.calibration.learning import TRAFFIC_WEIGHTS
 from hybrid.routing.calibration.metrics import auroc, routing_curve
 
 ROUTERS = (*FITTED, *BASELINES)
@@ -137,9 +138,11 @@ def learning_section(learned: list[Learned], reference: float, traffic: Labelled
     rows = "\n".join(
         f"| {row.labels} | {statistics.mean(row.features):.3f} ({min(row.features):.3f}-"
         f"{max(row.features):.3f}) | {statistics.mean(row.two_stage):.3f} "
-        f"({min(row.two_stage):.3f}-{max(row.two_stage):.3f}) | {row.adopted} of {draws} |"
+        f"({min(row.two_stage):.3f}-{max(row.two_stage):.3f}) | {row.adopted} of {draws} | "
+        f"{', '.join(f'{w:g}' for w in row.weights) or '-'} |"
         for row in learned
     )
+    choices = ", ".join(f"{w:g}" for w in TRAFFIC_WEIGHTS)
     licences = "\n".join(
         f"| {s.name} | {int((sets == s.name).sum())} | {traffic.wrong[sets == s.name].mean():.0%} "
         f"| {s.title} | {s.kind} | {s.licence} | {s.source} |"
@@ -154,12 +157,14 @@ Of each set, *k* requests drawn at random are labelled with their grade (as a pe
 feedback or a shadow comparison would label them) and refitted on through `hybrid calibrate
 --from-ledger`'s own path, with the generated answers; the server adopts a refit only when it
 improves on the model in use (on the held-out labelled requests once they hold 10 right and
-10 wrong). The model then in use scores the same held-out requests of every set for every
-*k*. {draws} draws per *k*: the mean and, in brackets, the range over the draws (pooled
-AUROC).
+10 wrong). Each refit chooses how many calibration answers one labelled request counts for
+({choices}), by cross-validation inside its own training split (the weight whose
+out-of-fold scores rank the labelled requests there best). The model then in use scores the
+same held-out requests of every set for every *k*. {draws} draws per *k*: the mean and, in
+brackets, the range over the draws (pooled AUROC); the last column lists each draw's weight.
 
-| labelled requests per set | feature stage | both stages | refits adopted |
-|---:|---|---|---:|
+| labelled requests per set | feature stage | both stages | refits adopted | weight chosen |
+|---:|---|---|---:|---|
 {rows}
 
 The *set rate* reference (each held-out request scored by its set's share of wrong answers) is

@@ -2,37 +2,35 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from fastapi import Request
 
 from hybrid.api.state import app_state
 from hybrid.errors import InvalidRequestError
 from hybrid.generation import GenerationRequest
+from hybrid.routing.answer import ROUTE_OVERRIDES
 from hybrid.routing.dispatcher import Answer, RouteOverride
 from hybrid.service import answering
 from hybrid.service.recorded import Api
 
 ROUTE_HEADER = "x-hybrid-route"
-_OVERRIDES = ("auto", "local", "cloud")
 
 
 def route_override(request: Request) -> RouteOverride | None:
     """The ``X-Hybrid-Route`` request header, validated.
 
     Raises:
-        InvalidRequestError: The header holds something other than auto, local or cloud.
+        InvalidRequestError: The header holds something other than auto, local, cloud or lan.
     """
     value = request.headers.get(ROUTE_HEADER)
     if value is None:
         return None
     value = value.strip().lower()
-    if value not in _OVERRIDES:
+    if value not in ROUTE_OVERRIDES:
         raise InvalidRequestError(
-            f"X-Hybrid-Route must be one of auto, local, cloud (got {value!r})",
+            f"X-Hybrid-Route must be one of {', '.join(ROUTE_OVERRIDES)} (got {value!r})",
             param="X-Hybrid-Route",
         )
-    return cast(RouteOverride, value)
+    return value
 
 
 async def start_answer(

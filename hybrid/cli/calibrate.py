@@ -1,6 +1,7 @@
 """``hybrid calibrate``: fit the difficulty router to the local model, on this machine.
 
-It loads the local model exactly as ``hybrid serve`` would, asks it every item of a generated
+It loads the local model exactly as ``hybrid serve`` would (only when an item must be asked),
+asks it every item of a generated
 calibration set (arithmetic, facts, unit conversion, counting, reasoning, code, multiple choice,
 chat, other languages, instructions, rewriting, summaries, extraction, writing code, multi-turn
 conversations), grades the answers (``--judge`` has a cloud model grade those a rule only
@@ -28,7 +29,7 @@ import asyncio
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,20 @@ class CalibrateOptions:
     max_tokens: int = DEFAULT_MAX_TOKENS
     held_out: float = DEFAULT_HELD_OUT
     rerun: bool = False
+
+
+@dataclass(frozen=True)
+class DeferredBackend:
+    """A backend opened only when an item must be asked: a run whose every answer is reused
+    from the record never loads the model.
+
+    Attributes:
+        open: Opens (loads) the backend.
+        embeds: Whether the opened backend gives prompt vectors (``prompt_embedding``).
+    """
+
+    open: Callable[[], Awaitable[Backend]]
+    embeds: bool
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -282,12 +297,16 @@ async def _calibrate_local(
     from hybrid.local.runtime import LocalRuntime
 
     runtime = LocalRuntime.for_settings(settings)
-    print(f"loading {path.name} ...", file=sys.stderr)
-    await runtime.load()
+
+    async def load() -> Backend:
+        print(f"loading {path.name} ...", file=sys.stderr)
+        await runtime.load()
+        return runtime.backend()
+
     try:
         async with open_judge(settings, judge_plan) as judge:
             await calibrate_backend(
-                runtime.backend(),
+                DeferredBackend(load, embeds=True),
                 home=settings.home,
                 sha256=sha256,
                 model_name=path.stem,
@@ -347,7 +366,7 @@ def reset_calibration(
 
 
 async def calibrate_backend(
-    backend: Backend,
+    backend: Backend | DeferredBackend,
     *,
     home: Path,
     sha256: str,
@@ -365,7 +384,8 @@ async def calibrate_backend(
     it; otherwise the summary is printed, nothing is written, and the error says why.
 
     Args:
-        backend: Answers the items (the local model's backend).
+        backend: Answers the items (the local model's backend); a
+            :class:`DeferredBackend` is opened only when an item is not in the record.
         home: The data dir; the model goes to ``home/calibration/<sha256>.json``.
         sha256: The GGUF file's SHA-256, the key the router looks the model up by.
         model_name: The model's id, for the summary and the stored metadata.
@@ -403,7 +423,10 @@ async def calibrate_backend(
 
     items = calibration_set(options.seed, per_category=options.per_category)
     # The local backend also gives the model's vector of each prompt: the probe is fitted on it.
-    embed = callable(getattr(backend, "prompt_embedding", None))
+    if isinstance(backend, DeferredBackend):
+        embed = backend.embeds
+    else:
+        embed = callable(getattr(backend, "prompt_embedding", None))
     earlier = None if options.rerun else load_record(home, sha256)
     reused, missing = split_reusable(
         earlier, items, seed=options.seed, max_tokens=options.max_tokens, vectors=embed
@@ -414,9 +437,12 @@ async def calibrate_backend(
             "(--rerun asks the model again)",
             file=err,
         )
+    if missing and isinstance(backend, DeferredBackend):
+        backend = await backend.open()
     started = clock()
     fresh = {}
     if missing:
+        assert not isinstance(backend, DeferredBackend)  # opened above
         bar = ProgressBar(err, "answering", clock=clock)
         asked = await answer_items(
             backend, missing, max_tokens=options.max_tokens, progress=bar, embed=embed

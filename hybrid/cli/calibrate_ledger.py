@@ -126,6 +126,11 @@ def refit_from_ledger(
         f"  labelled requests    {len(traffic)} (feedback {result.counts['feedback']}, "
         f"shadow {result.counts['shadow']})",
     ]
+    if result.traffic_weight != 1.0:
+        lines.append(
+            f"  each labelled request counted as {result.traffic_weight:g} calibration answers "
+            "(chosen by cross-validation)"
+        )
     if unused:
         lines.append(f"  not used             {unused} (feedback on cloud answers only)")
     if stale:

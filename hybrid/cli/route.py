@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the decision as JSON")
     parser.add_argument("--model", default="hybrid", help="the model name a client would send")
     parser.add_argument(
-        "--route", choices=("auto", "local", "cloud"), help="as the X-Hybrid-Route header"
+        "--route",
+        choices=("auto", "local", "cloud", "lan"),  # answer.ROUTE_OVERRIDES, not imported here
+        help="as the X-Hybrid-Route header",
     )
     parser.add_argument("--max-tokens", type=int, help="the request's max_tokens")
 
@@ -163,7 +165,7 @@ def lan_servers(dispatcher: Dispatcher) -> tuple[str, ...]:
 def _plan_json(plan: RoutePlan, *, verdicts: bool, lan: Sequence[str] = ()) -> dict[str, Any]:
     decision = plan.decision
     document: dict[str, Any] = {
-        "target": decision.target,
+        "target": _target(plan),
         "score": None if decision.score is None else round(decision.score, 4),
         "reasons": list(decision.reasons),
     }
@@ -201,7 +203,15 @@ def _stage(plan: RoutePlan) -> str | None:
     return stage_of(plan.decision)
 
 
+def _target(plan: RoutePlan) -> str:
+    """Where the request goes: ``local``, ``cloud``, or ``lan`` (``X-Hybrid-Route: lan``)."""
+    target = plan.decision.target
+    return "lan" if target == "cloud" and plan.mode == "lan" else target
+
+
 def _model(plan: RoutePlan) -> str | None:
+    if _target(plan) == "lan":
+        return None  # the LAN tier picks a server and model when the request is sent
     if plan.decision.target == "cloud":
         return plan.target.qualified if plan.target is not None else None
     return plan.local_model
@@ -210,9 +220,11 @@ def _model(plan: RoutePlan) -> str | None:
 def _print_plan(plan: RoutePlan, out: TextIO, *, lan: Sequence[str] = ()) -> None:
     decision = plan.decision
     where = _model(plan) or "no cloud model configured"
-    if lan and decision.target == "cloud" and plan.mode != "cloud":
+    if _target(plan) == "lan":
+        where = f"LAN servers: {', '.join(lan)}; never the cloud"
+    elif lan and decision.target == "cloud" and plan.mode != "cloud":
         where = f"LAN servers first: {', '.join(lan)}; then {where}"
-    print(f"route:   {decision.target} ({where})", file=out)
+    print(f"route:   {_target(plan)} ({where})", file=out)
     print(f"reason:  {'; '.join(decision.reasons)}", file=out)
     if decision.score is not None:
         print(f"score:   {decision.score:.3f}", file=out)

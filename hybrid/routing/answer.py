@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 Route = Literal["local", "lan", "cloud"]
-RouteOverride = Literal["auto", "local", "cloud"]
+# What a client may pin with the X-Hybrid-Route header (``lan``: the team's LAN servers only).
+RouteOverride = Literal["auto", "local", "cloud", "lan"]
+ROUTE_OVERRIDES: tuple[RouteOverride, ...] = ("auto", "local", "cloud", "lan")
 # Who chose a request's route: hybrid's policies, the client (a model name or X-Hybrid-Route
 # that pins it), or the server-wide mode.
 Decided = Literal["router", "client", "mode"]
@@ -93,7 +95,8 @@ class RoutePlan:
     """A request's route, decided but not started.
 
     Attributes:
-        mode: ``local`` or ``cloud`` when the name or header fixed it, else ``auto``.
+        mode: ``local`` or ``cloud`` when the name or header fixed it (``lan`` when the header
+            did), else ``auto``.
         target: The cloud model it escalates to (None when no cloud is configured).
         decision: The router's decision, with every policy's verdict.
         prepared: The request prepared for the local model, when it fits there.

@@ -7,7 +7,8 @@ the running generation plus the route, the model and the reason, which become th
 The order of things:
 
 1. The model name and the ``X-Hybrid-Route`` header give the mode (``local``, ``cloud`` or
-   ``auto``) and the cloud target (:mod:`hybrid.routing.names`).
+   ``auto``; the header also ``lan``: the team's LAN servers only, never the cloud) and the
+   cloud target (:mod:`hybrid.routing.names`).
 2. ``auto`` tries the local model first; it escalates when the prompt and requested output do
    not fit the local context (``length:9312>8192``), when the local queue is full, or when the
    local model is not ready.  (The router of a later layer replaces this rule.)  A difficulty
@@ -43,6 +44,7 @@ from hybrid.errors import (
     InvalidRequestError,
     LocalBackendError,
     ModelNotReadyError,
+    NoRouteError,
     PrivateDataError,
     QueueFullError,
 )
@@ -190,7 +192,7 @@ class Dispatcher:
 
     async def _start(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
         decision, target = plan.decision, plan.target
-        if plan.mode != "cloud" and self._runtime.state == "unloaded":
+        if plan.mode not in ("cloud", "lan") and self._runtime.state == "unloaded":
             # A request that may be answered locally reloads an idle-unloaded model, also when
             # this one goes to the cloud meanwhile (the reload's future is kept by the runtime).
             self._runtime.wake()
@@ -200,6 +202,8 @@ class Dispatcher:
             return await self._pinned(request, plan)
         if plan.mode == "cloud":
             return await self._cloud(request, target, decision.reason, plan)
+        if plan.mode == "lan":
+            return await self._lan_only(request, plan)
         if target is None and self._lan is None:
             return await self._local_only(request, plan)
         if decision.target == "cloud":
@@ -254,9 +258,16 @@ class Dispatcher:
 
         Raises:
             ModelNotFoundError: The model name is unknown.
+            InvalidRequestError: ``lan`` was asked for and no LAN server is configured.
         """
         resolved = self._names.resolve(model, local_id=self._runtime.model_id)
         mode = override or resolved.mode
+        if mode == "lan" and self._lan is None:
+            raise InvalidRequestError(
+                "X-Hybrid-Route: lan asks for the team's LAN servers, and none is configured: "
+                "add them under [[lan.servers]] in the config, or send auto, local or cloud",
+                param="X-Hybrid-Route",
+            )
         target = resolved.target or self._names.default_target
         fixed_by = "explicit"
         decided: Decided = "router" if mode == "auto" else "client"
@@ -268,11 +279,13 @@ class Dispatcher:
             explicit = Verdict(fixed_by, "local", code)
             decision = RouteDecision("local", (explicit.reason,), verdicts=(explicit,))
             return RoutePlan(mode, target, decision, None, self._runtime.model_id, decided)
-        # An explicit cloud route only needs the privacy check, which reads text: no tokens.
+        # An explicit cloud or LAN route only needs the privacy check, which reads text: no
+        # tokens.
+        off_machine = mode in ("cloud", "lan")
         context, prepared, unfit = await route_context(
-            self._runtime, request, count_tokens=mode != "cloud", load=self._load()
+            self._runtime, request, count_tokens=not off_machine, load=self._load()
         )
-        decide = functools.partial(self._router.decide, context, pins_only=mode == "cloud")
+        decide = functools.partial(self._router.decide, context, pins_only=off_machine)
         # The privacy scan reads the whole text (about 8 ms a megabyte): a long one is read on a
         # worker thread, so that it does not hold the event loop.
         decision = (
@@ -288,8 +301,8 @@ class Dispatcher:
             auto=mode == "auto" and target is not None,
         )
         decision = settled.decision
-        if mode == "cloud" and not decision.pinned:
-            code = "mode:cloud-only" if fixed_by == "mode" else "explicit:cloud"
+        if off_machine and not decision.pinned:
+            code = "mode:cloud-only" if fixed_by == "mode" else f"explicit:{mode}"
             explicit = Verdict(fixed_by, "cloud", code)
             decision = RouteDecision(
                 "cloud", (explicit.reason,), decision.score, False, (explicit, *decision.verdicts)
@@ -406,6 +419,30 @@ class Dispatcher:
         assert self._lan is not None
         return await self._lan.start(
             request, reason, messages=_messages(request), trusted_only=True, score=score
+        )
+
+    async def _lan_only(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
+        """``X-Hybrid-Route: lan``: a LAN server, never the cloud; when none takes it, the
+        local model answers if ``cloud.local_fallback`` allows, as after a cloud failure."""
+        assert self._lan is not None  # plan() refuses lan without servers
+        reason = plan.decision.reason
+        started = await self._lan.start(request, reason, messages=_messages(request))
+        if isinstance(started, Answer):
+            return started
+        failures = [f"{f.where}: {f.detail}" for f in started.failures] or [started.code]
+        if self._local_fallback:
+            try:
+                unavailable = f"lan_unavailable:{started.code.removeprefix('lan:')};{reason}"
+                return await self._local(request, unavailable, plan)
+            except (LocalBackendError, InvalidRequestError) as exc:
+                failures.append(f"local: {exc}")
+        else:
+            failures.append("local fallback is off (cloud.local_fallback)")
+        raise NoRouteError(
+            f"no LAN server answered the request ({started.code}), and it was asked not to go "
+            f"to the cloud (X-Hybrid-Route: lan): {'; '.join(failures)}",
+            failures=failures,
+            should_retry=started.code != "lan:no_model",
         )
 
     async def _local_only(

@@ -381,7 +381,16 @@ def test_a_bad_route_header_is_a_400_in_anthropic_shape(client: TestClient) -> N
         headers={"X-Hybrid-Route": "moon"},
     )
     assert response.status_code == 400
-    assert "X-Hybrid-Route" in anthropic_error(response)["message"]
+    message = anthropic_error(response)["message"]
+    assert "X-Hybrid-Route must be one of auto, local, cloud, lan" in message
+    # lan is a route, but only with LAN servers configured: the error says how.
+    response = client.post(
+        "/v1/messages",
+        json={"model": "hybrid", "max_tokens": 8, "messages": USER_HI},
+        headers={"X-Hybrid-Route": "LAN"},
+    )
+    assert response.status_code == 400
+    assert "[[lan.servers]]" in anthropic_error(response)["message"]
 
 
 def test_malformed_json_is_a_400_in_anthropic_shape(client: TestClient) -> None:

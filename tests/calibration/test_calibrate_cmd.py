@@ -17,6 +17,7 @@ from hybrid.backend import Backend
 from hybrid.cli import main
 from hybrid.cli.calibrate import (
     CalibrateOptions,
+    DeferredBackend,
     ProgressBar,
     calibrate_backend,
     reset_calibration,
@@ -345,6 +346,20 @@ def test_a_second_run_reuses_the_recorded_answers_unless_told_to_rerun(tmp_path:
     assert f"{len(items)} answers reused from an earlier run." in out
     assert f"reusing {len(items)} of {len(items)} answers" in err and "--rerun" in err
     assert model_path(tmp_path, SHA).read_bytes() == stored
+
+    # The model is not even loaded when every answer is reused; it is when one is missing.
+    opened: list[CountingBackend] = []
+
+    async def load() -> Backend:
+        opened.append(CountingBackend(items, knows))
+        return opened[-1]
+
+    embeds = callable(getattr(first, "prompt_embedding", None))
+    run_calibration(DeferredBackend(load, embeds=embeds), tmp_path, options)
+    assert opened == []
+    rerun_all = CalibrateOptions(per_category=ENOUGH, seed=1, max_tokens=8, rerun=True)
+    run_calibration(DeferredBackend(load, embeds=embeds), tmp_path, rerun_all)
+    assert len(opened) == 1 and opened[0].asked == first.asked
 
     # Another output cap is another run: nothing of the record is reused.
     capped = CountingBackend(items, knows)

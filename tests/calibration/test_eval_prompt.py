@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from collections import Counter
-from pathlib import Path
+from collections.abc import Iterator
 from types import ModuleType
 
 import numpy as np
 import pytest
 from calibration_fakes import FunctionBackend
+from scripts_import import script as script_module
 
 from hybrid.errors import HybridError
 from hybrid.local.prompt import TranscriptFormat
 from hybrid.routing.calibration.items import CATEGORIES, calibration_set
 from hybrid.routing.calibration.runner import ItemAnswer
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "eval_prompt.py"
 FEW_SHOT = TranscriptFormat("Q and A.", (("Who painted the Mona Lisa?", "Leonardo da Vinci."),))
 
 
 @pytest.fixture(scope="module")
-def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("eval_prompt", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["eval_prompt"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+def script() -> Iterator[ModuleType]:
+    with script_module("eval_prompt") as module:
+        yield module
 
 
 def test_the_sample_takes_the_same_items_of_every_category_from_calibrates_set(

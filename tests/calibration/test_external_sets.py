@@ -8,30 +8,23 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from scripts_import import script
 
 from hybrid.errors import ConfigError
 from hybrid.routing.calibration.grading import grade
 from hybrid.routing.calibration.item import Choice, Number, Words
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
 
 @pytest.fixture(scope="module")
 def external() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import external_sets
-
-        yield external_sets
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    with script("external_sets") as module:
+        yield module
 
 
 def write_task(root: Path, task: str, docs: list[dict[str, Any]], options: int = 1) -> None:

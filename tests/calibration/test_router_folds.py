@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from scripts_import import script
 
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
 
 @pytest.fixture(scope="module")
 def folds() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import router_folds
-
-        yield router_folds
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    with script("router_folds") as module:
+        yield module
 
 
 def test_a_bootstrap_interval_is_seeded_and_brackets_the_figure() -> None:

@@ -7,32 +7,25 @@ refit is adopted, and the held-out requests rank better.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from random import Random
 from types import ModuleType
 
 import numpy as np
 import pytest
+from scripts_import import script
 
 from hybrid.generation import Message
 from hybrid.routing.calibration.item import CalibrationItem, Words
 from hybrid.routing.calibration.items import calibration_set
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 WORDS = "please tell me about the garden river music table window story colour".split()
 
 
 @pytest.fixture(scope="module")
 def learning() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import router_learning
-
-        yield router_learning
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    with script("router_learning") as module:
+        yield module
 
 
 def generated(module: ModuleType) -> object:

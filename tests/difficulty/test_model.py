@@ -49,6 +49,26 @@ def test_fit_refuses_a_zero_penalty_and_mismatched_labels() -> None:
         fit(X, y, l2=0.0, seed=0)
     with pytest.raises(ValueError, match="rows"):
         fit(X, y[:5], l2=1.0, seed=0)
+    with pytest.raises(ValueError, match="positive weights"):
+        fit(X, y, l2=1.0, seed=0, sample_weight=np.zeros(10))
+    with pytest.raises(ValueError, match="positive weights"):
+        fit(X, y, l2=1.0, seed=0, sample_weight=np.ones(5))
+
+
+def test_a_weight_counts_as_that_many_copies_of_an_example() -> None:
+    X, y, _, _ = planted(300, seed=4)
+    weight = np.where(np.arange(300) < 100, 3.0, 1.0)
+    copies = np.concatenate([np.arange(300), np.arange(100), np.arange(100)])
+    weighted = fit(X, y, l2=1.0, seed=0, sample_weight=weight)
+    copied = fit(X[copies], y[copies], l2=1.0, seed=0)
+    assert np.allclose(weighted[0], copied[0], atol=1e-8)
+    assert weighted[1] == pytest.approx(copied[1], abs=1e-8)
+    # Equal weights of 1 are the unweighted fit, bit for bit.
+    plain, ones = fit(X, y, l2=1.0, seed=0), fit(X, y, l2=1.0, seed=0, sample_weight=np.ones(300))
+    assert np.array_equal(plain[0], ones[0]) and plain[1] == ones[1]
+    # Weighing the first 100 more moves the fit toward what they alone say.
+    alone = fit(X[:100], y[:100], l2=1.0, seed=0)
+    assert np.abs(weighted[0] - alone[0]).sum() < np.abs(plain[0] - alone[0]).sum()
 
 
 def test_the_threshold_makes_the_fewest_routing_mistakes() -> None:

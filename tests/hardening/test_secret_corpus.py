@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import random
-import sys
-from pathlib import Path
+from collections.abc import Iterator
 from types import ModuleType
 
 import httpx
 import pytest
 from fake_cloud import FakeCloud
+from scripts_import import script
 from server_logs import logged_tracebacks
 from soak_tally import SoakTally
 
@@ -28,17 +27,10 @@ from hybrid.routing.privacy import PrivacyScanner
 _SECRET_FAMILIES = ("api_key:", "secret:", "private_key")
 
 
-def _load_corpus() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "scripts" / "secret_corpus.py"
-    spec = importlib.util.spec_from_file_location("secret_corpus", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("secret_corpus", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-corpus = _load_corpus()
+@pytest.fixture(scope="module")
+def corpus() -> Iterator[ModuleType]:
+    with script("secret_corpus") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +38,9 @@ def scanner() -> PrivacyScanner:
     return PrivacyScanner()
 
 
-def test_every_real_format_secret_is_found_wherever_it_is_written(scanner: PrivacyScanner) -> None:
+def test_every_real_format_secret_is_found_wherever_it_is_written(
+    scanner: PrivacyScanner, corpus: ModuleType
+) -> None:
     missed = []
     for name, context, secret, text in corpus.placed(random.Random(2024), per_format=2):
         at = text.find(secret)
@@ -56,7 +50,9 @@ def test_every_real_format_secret_is_found_wherever_it_is_written(scanner: Priva
     assert missed == []
 
 
-def test_generated_code_and_logs_are_almost_never_pinned(scanner: PrivacyScanner) -> None:
+def test_generated_code_and_logs_are_almost_never_pinned(
+    scanner: PrivacyScanner, corpus: ModuleType
+) -> None:
     samples = corpus.ordinary(random.Random(2024), per_kind=50)
     pinned = [(kind, text) for kind, text in samples if scanner.first(text) is not None]
     assert len(pinned) <= len(samples) // 100, pinned
@@ -138,7 +134,11 @@ def strings_in(value: object) -> list[str]:
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
 def test_soak_more_seeds_and_no_secret_reaches_the_cloud(
-    scanner: PrivacyScanner, default_server: str, fake: FakeCloud, soak_tally: SoakTally
+    scanner: PrivacyScanner,
+    corpus: ModuleType,
+    default_server: str,
+    fake: FakeCloud,
+    soak_tally: SoakTally,
 ) -> None:
     missed = 0
     for seed in SOAK_SEEDS:

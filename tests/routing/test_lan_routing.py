@@ -19,7 +19,7 @@ from routing_fakes import BIG, LAN_POLICY, FakeLocal, FakeProvider
 
 from hybrid.backend import collect
 from hybrid.cli import route as route_cmd
-from hybrid.errors import PrivateDataError, QueueFullError
+from hybrid.errors import InvalidRequestError, NoRouteError, PrivateDataError, QueueFullError
 from hybrid.generation import GenerationRequest, Message, SamplingParams
 from hybrid.lan.pool import LanPool
 from hybrid.routing.answer import Answer
@@ -62,6 +62,7 @@ def dispatcher(
     *providers: FakeProvider,
     cloud: bool = True,
     allow_lan: bool = False,
+    local_fallback: bool = True,
 ) -> Dispatcher:
     names = ModelNames(
         [ProviderModels("openai", ("gpt-4.1-mini",), usable=cloud)],
@@ -74,6 +75,7 @@ def dispatcher(
         router=build_router(RoutingSettings()),
         lan=lan,
         private_to_lan=allow_lan,
+        local_fallback=local_fallback,
     )
 
 
@@ -413,16 +415,17 @@ def test_hybrid_route_shows_the_lan_servers_a_request_off_the_machine_is_offered
         "r3", messages=REQUEST.messages, params=SamplingParams(max_tokens=9000)
     )
 
-    async def scenario() -> tuple[Any, Any]:
+    async def scenario() -> tuple[Any, Any, Any]:
         try:
             return (
                 await dispatch.plan(long_answer, model="hybrid"),
                 await dispatch.plan(long_answer, model="hybrid", override="cloud"),
+                await dispatch.plan(REQUEST, model="hybrid", override="lan"),
             )
         finally:
             await lan.pool.aclose()
 
-    plan, explicit = asyncio.run(scenario())
+    plan, explicit, pinned_to_lan = asyncio.run(scenario())
     names = route_cmd.lan_servers(dispatch)
     assert names == ("gpu-box", "mac-mini")
     out = io.StringIO()
@@ -437,6 +440,14 @@ def test_hybrid_route_shows_the_lan_servers_a_request_off_the_machine_is_offered
     route_cmd._print_plan(explicit, out, lan=names)
     assert "LAN servers" not in out.getvalue()
     assert "lan_servers" not in route_cmd._plan_json(explicit, verdicts=True, lan=names)
+    # X-Hybrid-Route: lan (hybrid route --route lan): the LAN servers, and never the cloud.
+    out = io.StringIO()
+    route_cmd._print_plan(pinned_to_lan, out, lan=names)
+    assert "route:   lan (LAN servers: gpu-box, mac-mini; never the cloud)" in out.getvalue()
+    assert "reason:  explicit:lan" in out.getvalue()
+    document = route_cmd._plan_json(pinned_to_lan, verdicts=True, lan=names)
+    assert document["target"] == "lan" and document["lan_servers"] == ["gpu-box", "mac-mini"]
+    assert document["model"] is None
     # Without a LAN tier, the same request stays local and says why.
     alone = Dispatcher(
         FakeLocal(),
@@ -447,3 +458,98 @@ def test_hybrid_route_shows_the_lan_servers_a_request_off_the_machine_is_offered
     plan = asyncio.run(alone.plan(long_answer, model="hybrid"))
     assert plan.decision.reasons[0] == "local:no_cloud_configured"
     assert route_cmd.lan_servers(alone) == ()
+
+
+def test_x_hybrid_route_lan_sends_a_request_the_device_could_answer_to_a_lan_server(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, _ = boxes
+    lan = lan_tier(server("gpu-box", a))
+    local, openai = FakeLocal(), FakeProvider("openai")
+
+    async def scenario() -> tuple[Answer, str]:
+        answer = await dispatcher(local, lan, openai).start(REQUEST, model="hybrid", override="lan")
+        said = await text(answer)
+        await lan.pool.aclose()
+        return answer, said
+
+    answer, said = asyncio.run(scenario())
+    assert said == "from a"
+    assert (answer.route, answer.model, answer.decided) == ("lan", f"gpu-box/{BIG}", "client")
+    assert answer.reason == f"lan:gpu-box/{BIG};explicit:lan"
+    assert local.started == 0 and openai.models_asked == []
+
+
+def test_x_hybrid_route_lan_never_reaches_the_cloud_when_no_lan_server_answers(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, _ = boxes
+    a.default_fault = Fault.status(500)
+    openai = FakeProvider("openai")
+
+    async def scenario(local: FakeLocal, fallback: bool) -> Answer | NoRouteError:
+        lan = lan_tier(server("a", a))
+        dispatch = dispatcher(local, lan, openai, local_fallback=fallback)
+        try:
+            return await dispatch.start(REQUEST, model="hybrid", override="lan")
+        except NoRouteError as exc:
+            return exc
+        finally:
+            await lan.pool.aclose()
+
+    # The local model answers instead, as after a cloud failure, and says why.
+    answer = asyncio.run(scenario(FakeLocal(), True))
+    assert isinstance(answer, Answer) and answer.route == "local"
+    assert answer.reason == "lan_unavailable:failed:a:unavailable;explicit:lan"
+    # With the local model busy, or local fallback off, the client hears why: never the cloud.
+    for local, fallback in ((busy(), True), (FakeLocal(), False)):
+        refused = asyncio.run(scenario(local, fallback))
+        assert isinstance(refused, NoRouteError) and refused.should_retry
+        assert "no LAN server answered the request (lan:failed:a:unavailable)" in str(refused)
+        assert "X-Hybrid-Route: lan" in str(refused)
+    assert "local fallback is off" in str(refused)
+    assert openai.models_asked == []
+
+
+def test_x_hybrid_route_lan_without_lan_servers_says_how_to_configure_them() -> None:
+    dispatch = Dispatcher(
+        FakeLocal(),
+        {"openai": FakeProvider("openai")},  # type: ignore[dict-item]
+        ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None),
+        router=build_router(RoutingSettings()),
+    )
+    with pytest.raises(InvalidRequestError, match=r"\[\[lan.servers\]\]") as refused:
+        asyncio.run(dispatch.start(REQUEST, model="hybrid", override="lan"))
+    assert refused.value.param == "X-Hybrid-Route"
+
+
+def test_x_hybrid_route_lan_keeps_private_data_off_untrusted_servers(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, _ = boxes
+    lan = lan_tier(server("open", a))
+    local = FakeLocal()
+
+    async def scenario() -> Answer:
+        answer = await dispatcher(local, lan, FakeProvider("openai")).start(
+            EMAIL, model="hybrid", override="lan"
+        )
+        await lan.pool.aclose()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.route == "local" and answer.reason.startswith("privacy:email")
+    assert a.requests == []
+
+
+def test_hybrid_route_takes_every_route_the_header_takes() -> None:
+    import argparse
+
+    from hybrid.routing.answer import ROUTE_OVERRIDES
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    route_cmd.add_arguments(parser)
+    for route in ROUTE_OVERRIDES:
+        assert parser.parse_args(["--route", route, "hello"]).route == route
+    with pytest.raises(argparse.ArgumentError, match="invalid choice"):
+        parser.parse_args(["--route", "moon", "hello"])

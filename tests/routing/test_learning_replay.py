@@ -30,7 +30,13 @@ from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.calibration.fitting import train_model
 from hybrid.routing.calibration.items import calibration_set
-from hybrid.routing.calibration.learning import Refit, calibration_examples
+from hybrid.routing.calibration.learning import (
+    Example,
+    Refit,
+    Source,
+    calibration_examples,
+)
+from hybrid.routing.calibration.learning import refit as learning_refit
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.calibration.runner import ItemAnswer
@@ -308,6 +314,34 @@ def test_recorded_calibration_answers_are_examples_while_they_match_the_items(
     assert {e.source for e in examples} == {"calibration"}
     changed = dataclasses.replace(record, prompts=("another question", *record.prompts[1:]))
     assert calibration_examples(changed) is None
+
+
+def examples(labelled: list[tuple[str, bool]], source: Source) -> list[Example]:
+    return [Example(features(text), wrong, float(len(text)), source) for text, wrong in labelled]
+
+
+def test_few_labelled_requests_outweigh_many_calibration_answers_that_disagree() -> None:
+    # 600 calibration answers say numbers are hard; 160 labelled requests of the user's own
+    # traffic say zebras are.  Counted one for one, the calibration answers drown them out.
+    calibration = examples(traffic(4, 600, "number"), "calibration")
+    labelled = examples(traffic(5, 160, "zebra"), "feedback")
+    result = learning_refit(model_in_use(), calibration + labelled, seed=0)
+
+    assert result.traffic_weight > 1.0
+    assert result.model.meta["refit"]["traffic_weight"] == result.traffic_weight  # type: ignore[index]
+    fresh = traffic(6, 300, "zebra")
+    X = np.stack([e.features for e in calibration + labelled])
+    y = np.array([e.wrong for e in calibration + labelled], dtype=np.float64)
+    unweighted, _ = train_model(X, y, seed=0)
+    assert held_out_auroc(result.model, fresh) > held_out_auroc(unweighted, fresh) + 0.1
+
+
+def test_too_few_labelled_requests_of_a_kind_leave_every_example_weighing_one() -> None:
+    calibration = examples(traffic(4, 300, "number"), "calibration")
+    # Four labelled requests: only a handful of each class cannot choose a weight.
+    labelled = examples(traffic(5, 4, "zebra"), "feedback")
+    result = learning_refit(None, calibration + labelled, seed=0)
+    assert result.traffic_weight == 1.0
 
 
 def test_enough_labelled_requests_decide_the_comparison_with_the_model_in_use() -> None:

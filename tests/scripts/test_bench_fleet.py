@@ -6,36 +6,23 @@ The end-to-end run (three daemons on a real PostgreSQL server) is in ``tests/tes
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from scripts_import import script
 
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import bench_fleet
-
-        yield bench_fleet
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    with script("bench_fleet") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
 def litellm() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import bench_litellm
-
-        yield bench_litellm
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    with script("bench_litellm") as module:
+        yield module
 
 
 def test_answers_are_sorted_by_the_route_that_gave_them(fleet: ModuleType) -> None:

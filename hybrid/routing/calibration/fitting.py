@@ -253,9 +253,17 @@ def train_model(
 
 
 def train_feature_model(
-    X: np.ndarray, wrong: np.ndarray, *, seed: int, l2_grid: Sequence[float] = L2_GRID
+    X: np.ndarray,
+    wrong: np.ndarray,
+    *,
+    seed: int,
+    l2_grid: Sequence[float] = L2_GRID,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[DifficultyModel, float, np.ndarray]:
     """:func:`train_model`, also returning the out-of-fold scores it chose the threshold on.
+
+    ``sample_weight`` (None: all 1) weighs each item in the fit and in the cross-validated
+    loss the penalty is chosen by.
 
     Returns:
         The model, its cross-validated AUROC, and each training item's out-of-fold score (the
@@ -273,19 +281,21 @@ def train_feature_model(
     folds = _fold_ids(wrong, seed)
     if folds is None:
         l2, cv_auroc = DEFAULT_L2, math.nan
-        weights, bias = fit(Z, wrong, l2=l2, seed=seed)
+        weights, bias = fit(Z, wrong, l2=l2, seed=seed, sample_weight=sample_weight)
         threshold_scores = _logistic(Z @ weights + bias)
     else:
         best: tuple[float, float, np.ndarray] | None = None
         for candidate in l2_grid:
-            scores = _out_of_fold(Z, wrong, folds, l2=candidate, seed=seed)
-            loss = _log_loss(scores, wrong)
+            scores = _out_of_fold(
+                Z, wrong, folds, l2=candidate, seed=seed, sample_weight=sample_weight
+            )
+            loss = _log_loss(scores, wrong, sample_weight)
             if best is None or loss < best[0] - 1e-12:
                 best = (loss, candidate, scores)
         assert best is not None  # l2_grid is not empty
         _, l2, threshold_scores = best
         cv_auroc = auroc(threshold_scores, wrong)
-        weights, bias = fit(Z, wrong, l2=l2, seed=seed)
+        weights, bias = fit(Z, wrong, l2=l2, seed=seed, sample_weight=sample_weight)
     model = DifficultyModel(
         weights=weights,
         bias=bias,
@@ -353,12 +363,19 @@ def _fold_ids(wrong: np.ndarray, seed: int) -> np.ndarray | None:
 
 
 def _out_of_fold(
-    Z: np.ndarray, wrong: np.ndarray, folds: np.ndarray, *, l2: float, seed: int
+    Z: np.ndarray,
+    wrong: np.ndarray,
+    folds: np.ndarray,
+    *,
+    l2: float,
+    seed: int,
+    sample_weight: np.ndarray | None = None,
 ) -> np.ndarray:
     scores = np.empty(len(wrong))
     for fold in np.unique(folds):
         held = folds == fold
-        weights, bias = fit(Z[~held], wrong[~held], l2=l2, seed=seed)
+        weight = None if sample_weight is None else sample_weight[~held]
+        weights, bias = fit(Z[~held], wrong[~held], l2=l2, seed=seed, sample_weight=weight)
         scores[held] = _logistic(Z[held] @ weights + bias)
     return scores
 
@@ -368,9 +385,9 @@ def _logistic(z: np.ndarray) -> np.ndarray:
     return result
 
 
-def _log_loss(scores: np.ndarray, wrong: np.ndarray) -> float:
+def _log_loss(scores: np.ndarray, wrong: np.ndarray, weight: np.ndarray | None = None) -> float:
     p = np.clip(scores, 1e-12, 1 - 1e-12)
-    return float(-np.mean(wrong * np.log(p) + (1 - wrong) * np.log(1 - p)))
+    return float(-np.average(wrong * np.log(p) + (1 - wrong) * np.log(1 - p), weights=weight))
 
 
 def _rounded(value: float) -> float | None:

@@ -12,7 +12,10 @@ when its label says something about the local model (:func:`wrong_from_labels`):
 
 The recipe is calibration's own (:func:`hybrid.routing.calibration.fitting.train_feature_model`:
 standardise, penalty and threshold by cross-validation), on a seeded split stratified by
-where each example came from and by its label.  The fit replaces the one in use only when
+where each example came from and by its label.  A labelled request may count for several
+calibration answers: it is the user's traffic, where the calibration answers only stand in
+for it.  How many is chosen per refit, by cross-validation inside the training split
+(:func:`_fit_weighted`).  The fit replaces the one in use only when
 (:func:`review`):
 
 1. enough is held out to measure it: at least :data:`~.acceptance.MIN_HELD_OUT_ITEMS`
@@ -123,6 +126,8 @@ class Refit:
         length_auroc: Prompt length's held-out AUROC.
         before_traffic_auroc: The current model's AUROC on the held-out labelled requests.
         after_traffic_auroc: The refit's AUROC on them.
+        traffic_weight: How many calibration answers one labelled request counted for in the
+            fit (chosen per refit; 1 with too few labelled requests to choose).
         rejection: Why the refit must not replace the model in use; None when it may.
     """
 
@@ -136,6 +141,7 @@ class Refit:
     length_auroc: float
     before_traffic_auroc: float
     after_traffic_auroc: float
+    traffic_weight: float
     rejection: str | None
 
     @property
@@ -177,7 +183,8 @@ def refit(
     train, test = _split(examples, seed=seed, held_out=held_out)
     X = np.stack([e.features for e in train]).astype(np.float64)
     y = np.array([e.wrong for e in train], dtype=np.float64)
-    fitted, cv_auroc, out_of_fold = train_feature_model(X, y, seed=seed)
+    from_traffic = np.array([e.source != "calibration" for e in train])
+    weight, (fitted, cv_auroc, out_of_fold) = _fit_weighted(X, y, from_traffic, seed=seed)
     X_test = np.stack([e.features for e in test]).astype(np.float64)
     y_test = np.array([e.wrong for e in test], dtype=np.float64)
     traffic = np.array([e.source != "calibration" for e in test])
@@ -219,6 +226,7 @@ def refit(
         "held_out_traffic_auroc_before": _rounded(figures["before_traffic"]),
         "held_out_traffic_auroc": _rounded(figures["after_traffic"]),
         "cv_auroc": _rounded(cv_auroc),
+        "traffic_weight": weight,
     }
     model_meta: dict[str, Any] = {
         **(dict(current.meta) if current is not None else {}),
@@ -253,6 +261,7 @@ def refit(
         length_auroc=figures["length"],
         before_traffic_auroc=figures["before_traffic"],
         after_traffic_auroc=figures["after_traffic"],
+        traffic_weight=weight,
         rejection=rejection,
     )
 
@@ -312,6 +321,44 @@ def review(
 
 
 _SOURCES: tuple[Source, ...] = ("calibration", "feedback", "shadow")
+
+TRAFFIC_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+"""What one labelled request may count for, in calibration answers, in a refit."""
+
+MIN_TRAFFIC_PER_CLASS = 5
+"""Labelled requests of each class (right, wrong) in the training split before a weight
+other than 1 is tried: fewer cannot tell the weights apart."""
+
+
+def _fit_weighted(
+    X: np.ndarray, y: np.ndarray, from_traffic: np.ndarray, *, seed: int
+) -> tuple[float, tuple[DifficultyModel, float, np.ndarray]]:
+    """The feature stage fitted with labelled requests weighted as their traffic says.
+
+    Labelled requests are the user's own traffic, the calibration answers a stand-in for it;
+    a request that counts for several calibration answers pulls the fit toward the traffic.
+    How much is chosen per refit, inside the training split: each of :data:`TRAFFIC_WEIGHTS`
+    is fitted (:func:`~hybrid.routing.calibration.fitting.train_feature_model`) and the one
+    whose out-of-fold scores rank the training split's labelled requests best wins (on a tie,
+    the lighter).  With fewer than :data:`MIN_TRAFFIC_PER_CLASS` labelled requests of either
+    class every example weighs 1.
+
+    Returns:
+        The weight chosen, and ``train_feature_model``'s result for it.
+    """
+    wrong = int(y[from_traffic].sum())
+    if min(wrong, int(from_traffic.sum()) - wrong) < MIN_TRAFFIC_PER_CLASS:
+        return 1.0, train_feature_model(X, y, seed=seed)
+    best: tuple[float, float, tuple[DifficultyModel, float, np.ndarray]] | None = None
+    for weight in TRAFFIC_WEIGHTS:
+        result = train_feature_model(
+            X, y, seed=seed, sample_weight=np.where(from_traffic, weight, 1.0)
+        )
+        ranked = auroc(result[2][from_traffic], y[from_traffic])
+        if best is None or ranked > best[0] + 1e-9:
+            best = (ranked, weight, result)
+    assert best is not None  # TRAFFIC_WEIGHTS is not empty
+    return best[1], best[2]
 
 
 def _split(

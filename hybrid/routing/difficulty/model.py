@@ -231,10 +231,17 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return result
 
 
-def fit(X: np.ndarray, y: np.ndarray, *, l2: float, seed: int = 0) -> tuple[np.ndarray, float]:
+def fit(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    l2: float,
+    seed: int = 0,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
     """Fit an L2-regularised logistic regression by Newton's method (IRLS).
 
-    Minimises ``sum(log loss) + l2 / 2 * |w|^2``; the intercept is not penalised.  Newton's
+    Minimises ``sum(weight * log loss) + l2 / 2 * |w|^2``; the intercept is not penalised.  Newton's
     method from zero weights is deterministic, so equal inputs give bit-equal outputs; each
     step is checked to lower the objective (halved until it does), which keeps it stable on
     separable data.
@@ -245,13 +252,16 @@ def fit(X: np.ndarray, y: np.ndarray, *, l2: float, seed: int = 0) -> tuple[np.n
         l2: Penalty strength; must be positive (it keeps separable data bounded).
         seed: Accepted so every calibration step takes the same seed; the solver itself has
             no randomness, so the result does not depend on it.
+        sample_weight: ``n`` positive weights, one per example (None: all 1); an example of
+            weight 2 counts as two copies of it.
 
     Returns:
         ``(weights, bias)``; when ``y`` holds one class only, zero weights and the log-odds of
         the smoothed base rate ``(k + 0.5) / (n + 1)``.
 
     Raises:
-        ValueError: ``l2`` is not positive, or ``X`` and ``y`` disagree in length.
+        ValueError: ``l2`` is not positive, ``X`` and ``y`` disagree in length, or a weight is
+            not positive.
     """
     del seed  # deterministic solver; see the docstring
     if l2 <= 0:
@@ -261,6 +271,9 @@ def fit(X: np.ndarray, y: np.ndarray, *, l2: float, seed: int = 0) -> tuple[np.n
     n, d = X.shape
     if y.shape != (n,):
         raise ValueError(f"X has {n} rows but y has shape {y.shape}")
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,) or not bool(np.all(w > 0)):
+        raise ValueError(f"sample_weight needs {n} positive weights")
     positives = float(y.sum())
     if positives in (0.0, float(n)):
         # One class only: the unpenalised intercept would run off to infinity.  The smoothed
@@ -275,13 +288,13 @@ def fit(X: np.ndarray, y: np.ndarray, *, l2: float, seed: int = 0) -> tuple[np.n
         z = np.clip(design @ t, -_MAX_LOGIT, _MAX_LOGIT)
         # log(1 + e^z) - y z, computed without overflow
         loss = np.logaddexp(0.0, z) - y * z
-        return float(loss.sum() + 0.5 * (penalty * t * t).sum())
+        return float((w * loss).sum() + 0.5 * (penalty * t * t).sum())
 
     current = objective(theta)
     for _ in range(_NEWTON_STEPS):
         p = _sigmoid(design @ theta)
-        gradient = design.T @ (p - y) + penalty * theta
-        weights = p * (1.0 - p)
+        gradient = design.T @ (w * (p - y)) + penalty * theta
+        weights = w * p * (1.0 - p)
         hessian = (design * weights[:, None]).T @ design + np.diag(penalty)
         # A tiny ridge keeps the solve defined when the intercept column is degenerate.
         hessian[np.diag_indices_from(hessian)] += 1e-10
