@@ -184,7 +184,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
         refit_from_ledger(
             home=settings.home,
-            ledger=settings.ledger.resolved_path(settings.home),
+            ledger=settings.ledger.source(settings.home),
             sha256=sha256,
             model_name=path.stem,
             seed=args.seed,

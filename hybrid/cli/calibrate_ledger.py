@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-    from hybrid.routing.calibration.learning import Example, Refit
+    from hybrid.ledger.learning import LabelledSignal
+    from hybrid.routing.calibration.learning import Refit
     from hybrid.routing.difficulty.model import DifficultyModel
 
 
 def refit_from_ledger(
     *,
     home: Path,
-    ledger: Path,
+    ledger: Path | str,
     sha256: str,
     model_name: str,
     seed: int,
@@ -37,7 +38,7 @@ def refit_from_ledger(
 
     Args:
         home: The data dir (calibrations and recorded answers live there).
-        ledger: The ledger file.
+        ledger: The ledger file, or the shared ledger's database URL (``ledger.url``).
         sha256: The local model's GGUF SHA-256.
         model_name: The model's id, for the summary.
         seed: Seeds the split and the folds.
@@ -58,46 +59,27 @@ def refit_from_ledger(
     """
     from hybrid import __version__
     from hybrid.errors import CalibrationRejectedError, ConfigError
-    from hybrid.ledger.store import LedgerStore
-    from hybrid.routing.calibration.learning import (
-        Example,
-        calibration_examples,
-        refit,
-        wrong_from_labels,
-    )
+    from hybrid.ledger.store import LedgerStore, describe_source
+    from hybrid.routing.calibration.learning import ledger_examples, refit
     from hybrid.routing.calibration.record import load_record
-    from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
     from hybrid.routing.difficulty.store import find, save
 
-    record = load_record(home, sha256)
-    calibration = calibration_examples(record) if record is not None else None
-    traffic: list[Example] = []
-    unused = stale = 0
-    if ledger.is_file():
-        store = LedgerStore.open(ledger)
+    labelled: list[LabelledSignal] = []
+    if not isinstance(ledger, Path) or ledger.is_file():
+        store = LedgerStore.open_source(ledger)
         try:
             labelled = store.labelled(sha256)
         finally:
             store.close()
-        for row in labelled:
-            signal = row.signal
-            features = signal.feature_array()
-            if signal.feature_version != FEATURE_VERSION or features.shape != (N_FEATURES,):
-                stale += 1
-                continue
-            wrong = wrong_from_labels(signal.route, row.feedback, row.shadow)
-            if wrong is None:
-                unused += 1
-                continue
-            by_person = row.feedback is not None and signal.route == "local"
-            length = float(signal.prompt_chars)
-            traffic.append(Example(features, wrong, length, "feedback" if by_person else "shadow"))
-    examples = [*(calibration or []), *traffic]
+    record = load_record(home, sha256)
+    found = ledger_examples(record, labelled)
+    calibration, traffic, examples = found.calibration, found.traffic, found.examples
     if not examples:
         raise ConfigError(
             f"nothing to refit {model_name} from: no calibration answers are recorded for it "
-            f"and the ledger {ledger} has no labelled requests of it. Label answers with "
-            f"POST /v1/hybrid/feedback, or set routing.learn.shadow_rate, then run again."
+            f"and the ledger {describe_source(ledger)} has no labelled requests of it. Label "
+            "answers with POST /v1/hybrid/feedback, or set routing.learn.shadow_rate, then run "
+            "again."
         )
     in_use = find(home, sha256, shipped=shipped)
     current = in_use.model if in_use is not None else _prior(model_file, sha256, shipped)
@@ -131,10 +113,10 @@ def refit_from_ledger(
             f"  each labelled request counted as {result.traffic_weight:g} calibration answers "
             "(chosen by cross-validation)"
         )
-    if unused:
-        lines.append(f"  not used             {unused} (feedback on cloud answers only)")
-    if stale:
-        lines.append(f"  not used             {stale} (features of another hybrid version)")
+    if found.unused:
+        lines.append(f"  not used             {found.unused} (feedback on cloud answers only)")
+    if found.stale:
+        lines.append(f"  not used             {found.stale} (features of another hybrid version)")
     lines += [
         f"  held out             {result.held_out} ({result.held_out_traffic} labelled "
         f"requests), {result.held_out_wrong} answered wrong",

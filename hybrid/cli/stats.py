@@ -89,16 +89,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             unavailable or refuses the login (the message masks the password).
     """
     from hybrid.ledger.journal import journal_path
+    from hybrid.ledger.store import describe_source
     from hybrid.ledger.totals import Latency, Totals
 
     path = settings.ledger.resolved_path(settings.home)
-    url = settings.ledger.url.get_secret_value() if settings.ledger.url else None
-    source: Path | str = path if url is None else url
-    shown = str(path)
-    if url is not None:
-        from hybrid.ledger.pg import mask_url  # psycopg, only for a shared ledger
-
-        shown = mask_url(url)
+    source = settings.ledger.source(settings.home)
+    url = source if isinstance(source, str) else None
+    shown = describe_source(source)
     length = WINDOWS[args.since]
     since = None if length is None else time.time() - length
     recorded = url is not None or path.is_file()
@@ -126,7 +123,7 @@ def _open(source: Path | str) -> LedgerStore:
     """Open the ledger file, or connect to the shared ledger's database (a URL)."""
     from hybrid.ledger.store import LedgerStore
 
-    return LedgerStore.open(source) if isinstance(source, Path) else LedgerStore.open_url(source)
+    return LedgerStore.open_source(source)
 
 
 def _labels(source: Path | str) -> list[LabelCount]:

@@ -103,6 +103,12 @@ class LedgerStore:
         return cls(Database.sqlite(schema.connect(path), str(path)), path)
 
     @classmethod
+    def open_source(cls, source: Path | str) -> LedgerStore:
+        """Open the ledger file (a path), or connect to a shared ledger's database (a URL:
+        ``ledger.url``), as :meth:`open` and :meth:`open_url` do."""
+        return cls.open(source) if isinstance(source, Path) else cls.open_url(source)
+
+    @classmethod
     def open_url(cls, url: str, *, timeout_s: float = 5.0) -> LedgerStore:
         """Connect to a PostgreSQL ledger (``ledger.url``), creating or migrating its tables.
 
@@ -377,3 +383,12 @@ def _record(row: Sequence[Any]) -> LedgerRecord:
     data["reasons"] = json.loads(data["reasons"])
     data["verdicts"] = json.loads(data["verdicts"])
     return LedgerRecord.from_dict(data)
+
+
+def describe_source(source: Path | str) -> str:
+    """A ledger file's path, or a shared ledger's URL with its password masked, for messages."""
+    if isinstance(source, Path):
+        return str(source)
+    from hybrid.ledger.pg import mask_url  # psycopg, only for a shared ledger
+
+    return mask_url(source)

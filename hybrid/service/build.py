@@ -31,6 +31,7 @@ from hybrid.service.events import EventBus
 from hybrid.service.learning import Learner, scoring_model
 from hybrid.service.metrics import Metrics
 from hybrid.service.providers import build_lan, build_providers
+from hybrid.service.refitting import TrafficRefitter
 from hybrid.service.service import Service
 
 if TYPE_CHECKING:
@@ -234,6 +235,18 @@ def build_service(
         if calibrating.background and settings.routing.difficulty.enabled
         else None
     )
+    learn = settings.routing.learn
+    refitter = (
+        TrafficRefitter(
+            home=settings.home,
+            ledger=ledger,
+            calibration=calibration,
+            model_name=lambda: local.model_id,
+            refit_after=learn.refit_after,
+        )
+        if learn.refit_after > 0 and settings.routing.difficulty.enabled
+        else None
+    )
     learner = build_learner(
         settings.routing.learn,
         ledger=ledger,
@@ -265,6 +278,7 @@ def build_service(
         calibration=calibration,
         learner=learner,
         background=background,
+        refitter=refitter,
         lan=lan,
         fleet_budget=fleet_budget,
     )

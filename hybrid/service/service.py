@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from hybrid.service.learning import Learner
     from hybrid.service.metrics import Metrics
     from hybrid.service.providers import ProviderPool
+    from hybrid.service.refitting import TrafficRefitter
     from hybrid.settings import Settings
 
 
@@ -51,6 +52,7 @@ class _Running:
     calibrating: asyncio.Task[None] | None = None
     idling: asyncio.Task[None] | None = None
     lan: asyncio.Task[None] | None = None
+    refitting: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +72,8 @@ class Service:
         calibration: The difficulty model for the served file.
         learner: Keeps learning signals and runs shadow comparisons.
         background: Calibrates a model that has no calibration, when enabled.
+        refitter: Refits the difficulty model from labelled traffic while serving, when
+            enabled (``routing.learn.refit_after``).
         lan: The team's LAN servers, when any is configured.
         fleet_budget: The budget shared with the daemons of a shared ledger (``ledger.url``);
             None keeps this daemon's budget in memory.
@@ -87,6 +91,7 @@ class Service:
     calibration: CalibratedModel
     learner: Learner
     background: BackgroundCalibration | None = None
+    refitter: TrafficRefitter | None = None
     lan: LanTier | None = None
     fleet_budget: FleetBudget | None = None
     _running: _Running = field(default_factory=_Running, init=False, repr=False)
@@ -103,7 +108,7 @@ class Service:
         fleet's budget read, and what an earlier run of this instance held counted); the model
         loads in the background (requests meanwhile get ``model_not_ready`` or go to the
         cloud).  Also starts the ``hardware`` events and, when enabled, the background
-        calibration.
+        calibration and the refits from labelled traffic.
 
         Raises:
             LedgerError: The ledger or its journal cannot be opened, or a shared budget's
@@ -137,6 +142,8 @@ class Service:
         if self.background is not None:
             # Calibrates a model that has none, on the queue's low-priority lane.
             running.calibrating = asyncio.create_task(self.background.run())
+        if self.refitter is not None:
+            running.refitting = asyncio.create_task(self.refitter.run())
 
     async def close(self) -> None:
         """Stop what :meth:`start` started and free everything, in reverse order.
@@ -145,16 +152,25 @@ class Service:
         closed last, committing every record still queued.  Safe without :meth:`start`.
         """
         running = self._running
-        for task in (running.ticking, running.calibrating, running.idling):
+        for task in (running.ticking, running.calibrating, running.idling, running.refitting):
             if task is not None:
                 task.cancel()
         await self.runtime.close()
         # A load still running finishes on its thread and frees what it loaded.
         tasks = [
-            t for t in (running.loading, running.ticking, running.calibrating, running.idling) if t
+            t
+            for t in (
+                running.loading,
+                running.ticking,
+                running.calibrating,
+                running.idling,
+                running.refitting,
+            )
+            if t
         ]
         await asyncio.gather(*tasks, return_exceptions=True)
         running.loading = running.ticking = running.calibrating = running.idling = None
+        running.refitting = None
         await self.learner.aclose()  # shadow calls still running, before the providers
         await self.pool.aclose()
         if self.lan is not None:

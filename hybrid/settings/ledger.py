@@ -110,6 +110,11 @@ class LedgerSettings(BaseModel):
         """
         return self.path if self.path is not None else home / LEDGER_FILE_NAME
 
+    def source(self, home: Path) -> Path | str:
+        """The ledger to read: the shared database's URL when ``url`` is set, else the file
+        (:meth:`resolved_path`)."""
+        return self.url.get_secret_value() if self.url is not None else self.resolved_path(home)
+
 
 class PriceOverride(BaseModel):
     """One model's price, replacing (or adding to) the shipped table."""

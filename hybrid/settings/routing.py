@@ -145,8 +145,9 @@ class CalibrationSettings(BaseModel):
 
 
 class LearnSettings(BaseModel):
-    """Learning from traffic: what is kept for refitting the difficulty model, and shadow
-    sampling (``hybrid calibrate --from-ledger`` refits from it)."""
+    """Learning from traffic: what is kept for refitting the difficulty model, shadow
+    sampling, and refitting while serving (``hybrid calibrate --from-ledger`` refits from the
+    same)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -175,6 +176,14 @@ class LearnSettings(BaseModel):
         default=None,
         description="A cloud model (provider/model) that grades shadow answers instead of the "
         "word overlap; unset: no judge.",
+    )
+    refit_after: int = Field(
+        default=50,
+        ge=0,
+        description="While serving, refit the served model's difficulty model from the ledger "
+        "(as `hybrid calibrate --from-ledger` does) each time this many more labelled requests "
+        "a refit can use have arrived, and use the refit at once when it is adopted; 0: only "
+        "on demand.",
     )
 
     @field_validator("judge_model")

@@ -91,6 +91,7 @@ LEAVES = [
     "routing.learn.shadow_rate",
     "routing.learn.shadow_agreement",
     "routing.learn.judge_model",
+    "routing.learn.refit_after",
     "routing.calibration.background",
     "routing.calibration.per_category",
     "ledger.path",

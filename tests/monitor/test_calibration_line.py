@@ -101,3 +101,23 @@ def test_a_malformed_health_body_shows_nothing() -> None:
     assert CalibrationView.from_health({"calibration": {"state": 3}}) is None
     view = CalibrationView.from_health({"calibration": {"state": "prior", "background": 7}})
     assert view is not None and view.background is None and view.worth_showing
+
+
+def test_the_last_refit_from_traffic_is_shown_on_the_calibration_line() -> None:
+    from hybrid.monitor.widgets.calibration import calibration_text
+
+    body = health("found")
+    assert CalibrationView.from_health(body) is not None
+    assert not CalibrationView.from_health(body).worth_showing  # type: ignore[union-attr]
+    last = {"time": "2026-12-05T10:00:00+00:00", "labels": 373, "adopted": True, "message": "m"}
+    body["calibration"]["refit"] = {"refit_after": 50, "labels": 373, "last": last}
+    view = CalibrationView.from_health(body)
+    assert view is not None and view.worth_showing
+    assert calibration_text(view).plain == " difficulty calibrated · refit from 373 labels adopted"
+    body["calibration"]["refit"]["last"] = {**last, "adopted": False}
+    view = CalibrationView.from_health(body)
+    assert view is not None
+    assert calibration_text(view).plain.endswith("refit from 373 labels not adopted")
+    # No refit yet, or a daemon without refits: nothing to say about it.
+    body["calibration"]["refit"] = {"refit_after": 50, "labels": 12, "last": None}
+    assert not CalibrationView.from_health(body).worth_showing  # type: ignore[union-attr]

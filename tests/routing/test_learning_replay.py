@@ -14,20 +14,17 @@ import dataclasses
 import io
 import json
 from pathlib import Path
-from random import Random
 from typing import Any
 
 import numpy as np
 import pytest
 from gguf_writer import tiny_model
+from labelled_traffic import SHA, features, model_in_use, replay, traffic
+from postgres import PASSWORD, PostgresDatabase
 
 from hybrid.cli import main
 from hybrid.cli.calibrate_ledger import refit_from_ledger
-from hybrid.errors import CalibrationRejectedError
-from hybrid.generation import Message
-from hybrid.ledger.learning import Label, Signal
-from hybrid.ledger.record import LedgerRecord
-from hybrid.ledger.writer import LedgerWriter
+from hybrid.errors import CalibrationRejectedError, ConfigError
 from hybrid.routing.calibration.fitting import train_model
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.learning import (
@@ -40,116 +37,9 @@ from hybrid.routing.calibration.learning import refit as learning_refit
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.calibration.runner import ItemAnswer
-from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import Blend, ProbeStage
 from hybrid.routing.difficulty.store import find, gguf_sha256, model_path, save
-
-SHA = "ab" * 32
-T0 = 1_795_000_000.0
-WORDS = (
-    "please tell me about the weather garden river music table window story colour "
-    "morning friend letter city travel dinner house bridge summer winter paper"
-).split()
-
-
-def prompt(rng: Random, *, zebra: bool, number: bool) -> str:
-    words = [rng.choice(WORDS) for _ in range(rng.randint(6, 18))]
-    if zebra:
-        words.insert(rng.randrange(len(words) + 1), "zebra")
-    if number:
-        words.insert(rng.randrange(len(words) + 1), str(rng.randint(10, 99)))
-    return " ".join(words)
-
-
-def traffic(seed: int, n: int, wrong_when: str) -> list[tuple[str, bool]]:
-    """``n`` prompts, each with a zebra and a number independently, and whether it was wrong."""
-    rng = Random(seed)
-    prompts = []
-    for _ in range(n):
-        zebra, number = rng.random() < 0.4, rng.random() < 0.4
-        wrong = zebra if wrong_when == "zebra" else number
-        prompts.append((prompt(rng, zebra=zebra, number=number), wrong))
-    return prompts
-
-
-def features(text: str) -> np.ndarray:
-    return extract((Message("user", text),))
-
-
-def model_in_use() -> DifficultyModel:
-    """What the router uses now: fitted to requests that were wrong when they held a number."""
-    seen = traffic(1, 300, "number")
-    X = np.stack([features(text) for text, _ in seen])
-    model, _ = train_model(X, np.array([wrong for _, wrong in seen], dtype=np.float64), seed=0)
-    return DifficultyModel(
-        weights=model.weights,
-        bias=model.bias,
-        threshold=model.threshold,
-        feature_version=FEATURE_VERSION,
-        mean=model.mean,
-        scale=model.scale,
-        meta={"model_sha256": SHA, "created": "2026-11-01"},
-    )
-
-
-def replay(ledger: Path, labelled: list[tuple[str, bool]], sha: str = SHA) -> None:
-    """Write each request as the server does: its record, its signal, and a label."""
-    writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
-    writer.start()
-    try:
-        for index, (text, wrong) in enumerate(labelled):
-            request_id = f"req-{index}"
-            # Every third label came from a person, the rest from shadow comparisons; a
-            # person's label of a cloud answer teaches nothing about the local model.
-            cloud = index % 9 == 4
-            writer.write_nowait(answered(request_id, "cloud" if cloud else "local"))
-            writer.learn_nowait(
-                Signal.of(
-                    request_id=request_id,
-                    time=T0 + index,
-                    model_sha256=sha,
-                    feature_version=FEATURE_VERSION,
-                    features=features(text),
-                    route="cloud" if cloud else "local",
-                    score=0.3,
-                    prompt_chars=len(text),
-                )
-            )
-            by_person = index % 3 == 1
-            label = Label(request_id, "feedback" if by_person else "shadow", not wrong, T0 + index)
-            writer.learn_nowait(label)
-    finally:
-        writer.close()
-
-
-def answered(request_id: str, route: str) -> LedgerRecord:
-    return LedgerRecord(
-        id=request_id,
-        time=T0,
-        api="openai",
-        route="local" if route == "local" else "cloud",
-        reasons=("difficulty:0.30<=0.60",),
-        verdicts=(),
-        score=0.3,
-        model_requested="hybrid",
-        model="gemma" if route == "local" else "openai/gpt-4.1-mini",
-        provider="local" if route == "local" else "openai",
-        prompt_tokens=20,
-        completion_tokens=5,
-        tokens_estimated=False,
-        ttft_s=0.05,
-        latency_s=0.2,
-        status="ok",
-        error=None,
-        cloud_cost_usd=0.0,
-        counterfactual_model=None,
-        counterfactual_cost_usd=None,
-        energy_cost_usd=0.0,
-        cost_avoided_usd=0.0,
-        price_known=True,
-        leg=None,
-    )
 
 
 def refit(home: Path, ledger: Path, out: io.StringIO | None = None) -> Refit:
@@ -199,6 +89,39 @@ def test_replayed_labels_teach_the_refit_what_the_model_in_use_misjudges(tmp_pat
     fresh = traffic(3, 300, "zebra")
     assert held_out_auroc(before, fresh) < 0.65
     assert held_out_auroc(stored.model, fresh) > 0.9
+
+
+def test_a_shared_ledger_is_refitted_from_its_database(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    home = tmp_path / "home"
+    save(home, SHA, model_in_use())
+    replay(tmp_path / "journal.sqlite3", traffic(2, 420, "zebra"), url=postgres_db.url)
+
+    out = io.StringIO()
+    result = refit_from_ledger(
+        home=home,
+        ledger=postgres_db.url,
+        sha256=SHA,
+        model_name="m",
+        seed=0,
+        held_out=0.3,
+        out=out,
+    )
+    assert result.adopted and dict(result.counts)["shadow"] == 280
+    assert "labelled requests    373 (feedback 93, shadow 280)" in out.getvalue()
+    # Nothing labelled there: the message names the database, its password masked.
+    with pytest.raises(ConfigError, match=r"the ledger postgresql://hybrid:\*\*\*@") as caught:
+        refit_from_ledger(
+            home=tmp_path / "elsewhere",
+            ledger=postgres_db.url,
+            sha256="cd" * 32,
+            model_name="m",
+            seed=0,
+            held_out=0.3,
+            out=io.StringIO(),
+        )
+    assert PASSWORD not in str(caught.value)
 
 
 def test_a_carried_probe_follows_the_refitted_feature_stage(tmp_path: Path) -> None:

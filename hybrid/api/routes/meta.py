@@ -93,7 +93,9 @@ async def health(request: Request) -> JSONResponse:
     ``expected_accuracy``, ``parameters``, ``family``, ``quantization`` and ``threshold``, or
     None) and ``background`` (background calibration's ``state``, ``done``, ``total``,
     ``correct``, ``accuracy``, ``message`` and ``updated``, or None when it is off or not
-    needed).
+    needed) and ``refit`` (refitting from labelled traffic while serving: ``refit_after``,
+    the served model's usable ``labels`` at the last look, and the ``last`` refit's ``time``,
+    ``labels``, ``adopted``, ``message`` and ``traffic_weight``; None when it is off).
 
     ``lan`` (with ``[[lan.servers]]``): the ``strategy`` and each server's ``name``,
     ``base_url``, ``models``, ``trusted``, ``up`` (and the ``error`` that marked it down),
@@ -153,6 +155,16 @@ async def health(request: Request) -> JSONResponse:
         if progress is not None and lookup.state == "found" and progress.state == "waiting":
             progress = None  # calibrated already: background calibration will not run
         body["calibration"]["background"] = progress.to_json() if progress else None
+        refitter = state.refitter
+        body["calibration"]["refit"] = (
+            None
+            if refitter is None
+            else {
+                "refit_after": refitter.refit_after,
+                "labels": refitter.labels,
+                "last": refitter.last.to_json() if refitter.last is not None else None,
+            }
+        )
     body["providers"] = {
         name: {
             "usable": state.dispatcher.names.usable(name),

@@ -1,8 +1,9 @@
-"""``CalibrationLine``: whether the local model routes on a prior, and background calibration's
-progress, read from the daemon's ``/health`` (``calibration``).
+"""``CalibrationLine``: whether the local model routes on a prior, background calibration's
+progress, and the last refit from labelled traffic, read from the daemon's ``/health``
+(``calibration``).
 
-It takes no room while there is nothing to say: a model with a calibration of its own and no
-background calibration in the last run shows nothing.
+It takes no room while there is nothing to say: a model with a calibration of its own, no
+background calibration and no refit in the last run shows nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class CalibrationView:
         total: Items in all.
         accuracy: Share answered right so far, or None before the first.
         message: Background calibration's outcome, when it has one.
+        refit_labels: The labelled requests the last refit from traffic learned from, None
+            when none has run.
+        refit_adopted: Whether that refit replaced the difficulty model.
     """
 
     state: str
@@ -45,6 +49,8 @@ class CalibrationView:
     total: int = 0
     accuracy: float | None = None
     message: str | None = None
+    refit_labels: int | None = None
+    refit_adopted: bool = False
 
     @classmethod
     def from_health(cls, body: object) -> CalibrationView | None:
@@ -57,12 +63,23 @@ class CalibrationView:
         prior = calibration.get("prior")
         expected = prior.get("expected_accuracy") if isinstance(prior, Mapping) else None
         progress = calibration.get("background")
-        view = cls(state=calibration["state"], expected_accuracy=_number(expected))
+        refit = calibration.get("refit")
+        last = refit.get("last") if isinstance(refit, Mapping) else None
+        refit_labels = _count(last.get("labels")) if isinstance(last, Mapping) else None
+        refit_adopted = isinstance(last, Mapping) and last.get("adopted") is True
+        view = cls(
+            state=calibration["state"],
+            expected_accuracy=_number(expected),
+            refit_labels=refit_labels,
+            refit_adopted=refit_adopted,
+        )
         if not isinstance(progress, Mapping) or not isinstance(progress.get("state"), str):
             return view
         return cls(
             state=view.state,
             expected_accuracy=view.expected_accuracy,
+            refit_labels=refit_labels,
+            refit_adopted=refit_adopted,
             background=progress["state"],
             done=_count(progress.get("done")),
             total=_count(progress.get("total")),
@@ -72,8 +89,9 @@ class CalibrationView:
 
     @property
     def worth_showing(self) -> bool:
-        """Whether there is anything to say: a prior in use, or background calibration."""
-        return self.state == "prior" or self.background is not None
+        """Whether there is anything to say: a prior in use, background calibration, or a
+        refit from traffic."""
+        return self.state == "prior" or self.background is not None or self.refit_labels is not None
 
 
 def calibration_text(view: CalibrationView) -> Text:
@@ -88,6 +106,12 @@ def calibration_text(view: CalibrationView) -> Text:
         text.append("calibrated")
     else:
         text.append(view.state)
+    if view.refit_labels is not None:
+        text.append(f" · refit from {view.refit_labels} labels ")
+        if view.refit_adopted:
+            text.append("adopted", style="bold green")
+        else:
+            text.append("not adopted", style="cyan")
     if view.background is None:
         return text
     text.append(" · calibrating ")

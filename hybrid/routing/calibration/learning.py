@@ -41,7 +41,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from random import Random
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -52,9 +52,12 @@ from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import follow_feature_stage
 from hybrid.routing.calibration.record import AnswerRecord
-from hybrid.routing.difficulty.features import N_FEATURES, extract
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES, extract
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import ProbeStage
+
+if TYPE_CHECKING:
+    from hybrid.ledger.learning import LabelledSignal
 
 Source = Literal["calibration", "feedback", "shadow"]
 
@@ -89,6 +92,58 @@ def wrong_from_labels(route: str, feedback: bool | None, shadow: bool | None) ->
     if shadow is not None:
         return not shadow
     return None
+
+
+@dataclass(frozen=True)
+class LedgerExamples:
+    """What a refit learns from: a model's calibration answers and its labelled requests.
+
+    Attributes:
+        calibration: The recorded calibration answers; None when none are recorded or they no
+            longer match the item generators.
+        traffic: The labelled requests a refit can use.
+        unused: Labelled requests it cannot use: a person's label on a cloud answer only.
+        stale: Labelled requests whose features another hybrid version computed.
+    """
+
+    calibration: list[Example] | None
+    traffic: list[Example]
+    unused: int
+    stale: int
+
+    @property
+    def examples(self) -> list[Example]:
+        """Everything a refit learns from."""
+        return [*(self.calibration or []), *self.traffic]
+
+
+def ledger_examples(
+    record: AnswerRecord | None, labelled: Sequence[LabelledSignal]
+) -> LedgerExamples:
+    """A refit's examples: the recorded calibration answers and the ledger's labelled requests.
+
+    Args:
+        record: The model's answer record (``hybrid calibrate``'s), None when there is none.
+        labelled: The model's kept signals that carry a label
+            (:meth:`~hybrid.ledger.store.LedgerStore.labelled`).
+    """
+    calibration = calibration_examples(record) if record is not None else None
+    traffic: list[Example] = []
+    unused = stale = 0
+    for row in labelled:
+        signal = row.signal
+        features = signal.feature_array()
+        if signal.feature_version != FEATURE_VERSION or features.shape != (N_FEATURES,):
+            stale += 1
+            continue
+        wrong = wrong_from_labels(signal.route, row.feedback, row.shadow)
+        if wrong is None:
+            unused += 1
+            continue
+        by_person = row.feedback is not None and signal.route == "local"
+        length = float(signal.prompt_chars)
+        traffic.append(Example(features, wrong, length, "feedback" if by_person else "shadow"))
+    return LedgerExamples(calibration, traffic, unused, stale)
 
 
 def calibration_examples(record: AnswerRecord) -> list[Example] | None:

@@ -1,0 +1,206 @@
+"""Refitting the served model's difficulty model from its labelled traffic, while serving.
+
+``hybrid calibrate --from-ledger`` refits on demand.  With ``routing.learn.refit_after`` set
+(50 by default), ``hybrid serve`` also does it by itself: every ``poll_s`` seconds it reads how
+many labelled requests of the served model a refit can use (people's feedback and shadow
+comparisons, from this daemon or any other of a shared ledger), and once that many more have
+arrived since its last try, it refits exactly as the command does
+(:func:`~hybrid.routing.calibration.learning.ledger_examples`, then
+:func:`~hybrid.routing.calibration.learning.refit`) on a worker thread.  An adopted refit is
+saved where ``hybrid calibrate`` saves and is used from the next request on; one that is not
+adopted changes nothing.  Either way :attr:`TrafficRefitter.last` says what happened, for
+``/health`` and the monitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hybrid.errors import HybridError
+
+if TYPE_CHECKING:
+    from hybrid.ledger.learning import LabelledSignal
+    from hybrid.ledger.writer import LedgerWriter
+    from hybrid.routing.calibration.learning import Refit
+    from hybrid.routing.difficulty.model import DifficultyModel
+    from hybrid.routing.policies.difficulty import CalibratedModel
+
+log = logging.getLogger("hybrid.calibration")
+
+SEED = 0
+"""The split's and folds' seed: ``hybrid calibrate --from-ledger``'s default."""
+
+HELD_OUT = 0.3
+"""Share held out to judge the refit: ``hybrid calibrate --from-ledger``'s default."""
+
+
+@dataclass(frozen=True)
+class RefitOutcome:
+    """What the last refit from traffic did.
+
+    Attributes:
+        time: When it ended (ISO 8601, UTC).
+        labels: The usable labelled requests of the model when it ran.
+        adopted: Whether the refit replaced the difficulty model in use.
+        message: Its held-out figures, or why it was not adopted (or could not run).
+        traffic_weight: How many calibration answers one labelled request counted for.
+    """
+
+    time: str
+    labels: int
+    adopted: bool
+    message: str
+    traffic_weight: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object (``/health``'s ``calibration.refit.last``)."""
+        return {
+            "time": self.time,
+            "labels": self.labels,
+            "adopted": self.adopted,
+            "message": self.message,
+            "traffic_weight": self.traffic_weight,
+        }
+
+
+class TrafficRefitter:
+    """Refits the served model's difficulty model once enough new labels have arrived.
+
+    Args:
+        home: The data dir (calibrations and recorded answers).
+        ledger: The ledger's writer; its read connection counts and reads the labels.
+        calibration: The served model's difficulty model; reloaded after an adopted refit.
+        model_name: The served model's id, for the refit's metadata.
+        refit_after: New usable labels that start a refit (must be positive).
+        poll_s: Seconds between looks at the label counts.
+        clock: Unix time, for the outcome's time stamp.
+    """
+
+    def __init__(
+        self,
+        *,
+        home: Path,
+        ledger: LedgerWriter,
+        calibration: CalibratedModel,
+        model_name: Callable[[], str],
+        refit_after: int,
+        poll_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if refit_after < 1:
+            raise ValueError(f"refit_after must be positive (got {refit_after})")
+        self._home = home
+        self._ledger = ledger
+        self._calibration = calibration
+        self._model_name = model_name
+        self.refit_after = refit_after
+        self._poll_s = poll_s
+        self._clock = clock
+        self._tried: dict[str, int] = {}
+        self.labels = 0
+        """Usable labels of the served model at the last look."""
+        self.last: RefitOutcome | None = None
+
+    async def run(self) -> None:
+        """Look every ``poll_s`` seconds, and refit when due; runs until cancelled."""
+        while True:
+            await asyncio.sleep(self._poll_s)
+            try:
+                await self.check()
+            except HybridError as exc:  # a ledger that cannot be read now: look again later
+                log.warning("refit from traffic: cannot read the labels: %s", exc)
+
+    async def check(self) -> RefitOutcome | None:
+        """Refit when the served model has ``refit_after`` more usable labels than at the
+        last try (before the first: than the model in use was refitted on, if it was).
+
+        Returns:
+            The refit's outcome, or None when none was due.
+
+        Raises:
+            LedgerError: The ledger cannot be read.
+        """
+        status = self._calibration.status()
+        sha256 = status.sha256
+        if sha256 is None or status.model is None:
+            return None  # the model is loading, or its lookup has not finished
+        counts = await self._ledger.read(lambda store: store.label_counts())
+        self.labels = next((c.usable for c in counts if c.model_sha256 == sha256), 0)
+        if sha256 not in self._tried:
+            self._tried[sha256] = _labels_learned(status.model)
+        if self.labels - self._tried[sha256] < self.refit_after:
+            return None
+        self._tried[sha256] = self.labels
+        rows = await self._ledger.read(lambda store: store.labelled(sha256))
+        outcome = await asyncio.to_thread(self._refit, sha256, rows)
+        self.last = outcome
+        log.info("refit from traffic: %s", outcome.message)
+        return outcome
+
+    def _refit(self, sha256: str, rows: list[LabelledSignal]) -> RefitOutcome:
+        from hybrid import __version__
+        from hybrid.routing.calibration.learning import ledger_examples, refit
+        from hybrid.routing.calibration.record import load_record
+        from hybrid.routing.difficulty.store import save
+
+        stamp = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")
+        found = ledger_examples(load_record(self._home, sha256), rows)
+        current = self._calibration.status().model
+        meta = {
+            "model": self._model_name(),
+            "model_sha256": sha256,
+            "created": stamp[:10],
+            "hybrid_version": __version__,
+            "refitted_by": "traffic",
+        }
+        try:
+            result: Refit = refit(current, found.examples, seed=SEED, held_out=HELD_OUT, meta=meta)
+        except ValueError as exc:
+            return RefitOutcome(stamp, self.labels, False, f"cannot refit: {exc}")
+        if not result.adopted:
+            return RefitOutcome(
+                stamp,
+                self.labels,
+                False,
+                f"not adopted: {result.rejection}",
+                result.traffic_weight,
+            )
+        try:
+            path = save(self._home, sha256, result.model)
+        except HybridError as exc:
+            return RefitOutcome(stamp, self.labels, False, f"not saved: {exc}")
+        self._calibration.reload()
+        return RefitOutcome(
+            stamp,
+            self.labels,
+            True,
+            f"adopted: held-out AUROC {_auroc(result.after_auroc)} (against "
+            f"{_auroc(result.before_auroc)} before), on labelled requests "
+            f"{_auroc(result.after_traffic_auroc)} (against {_auroc(result.before_traffic_auroc)}"
+            f"); {len(found.traffic)} labelled requests; saved to {path}",
+            result.traffic_weight,
+        )
+
+
+def _labels_learned(model: DifficultyModel) -> int:
+    """The labelled requests the model in use was refitted on (0 when it was not): a
+    restarted server waits for that many plus ``refit_after``, not for ``refit_after``."""
+    refit = model.meta.get("refit")
+    examples = refit.get("examples") if isinstance(refit, dict) else None
+    if not isinstance(examples, dict):
+        return 0
+    return sum(
+        n for source, n in examples.items() if source != "calibration" and isinstance(n, int)
+    )
+
+
+def _auroc(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"

@@ -1,0 +1,127 @@
+"""Labelled traffic for the refit tests: synthetic requests wrong when they mention a zebra
+(or hold a number), a difficulty model fitted to the numbers, and a replay of requests, their
+signals and labels through the ledger's writer, as the server writes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from random import Random
+
+import numpy as np
+
+from hybrid.generation import Message
+from hybrid.ledger.learning import Label, Signal
+from hybrid.ledger.record import LedgerRecord
+from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.calibration.fitting import train_model
+from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
+from hybrid.routing.difficulty.model import DifficultyModel
+
+SHA = "ab" * 32
+T0 = 1_795_000_000.0
+WORDS = (
+    "please tell me about the weather garden river music table window story colour "
+    "morning friend letter city travel dinner house bridge summer winter paper"
+).split()
+
+
+def prompt(rng: Random, *, zebra: bool, number: bool) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(6, 18))]
+    if zebra:
+        words.insert(rng.randrange(len(words) + 1), "zebra")
+    if number:
+        words.insert(rng.randrange(len(words) + 1), str(rng.randint(10, 99)))
+    return " ".join(words)
+
+
+def traffic(seed: int, n: int, wrong_when: str) -> list[tuple[str, bool]]:
+    """``n`` prompts, each with a zebra and a number independently, and whether it was wrong."""
+    rng = Random(seed)
+    prompts = []
+    for _ in range(n):
+        zebra, number = rng.random() < 0.4, rng.random() < 0.4
+        wrong = zebra if wrong_when == "zebra" else number
+        prompts.append((prompt(rng, zebra=zebra, number=number), wrong))
+    return prompts
+
+
+def features(text: str) -> np.ndarray:
+    return extract((Message("user", text),))
+
+
+def model_in_use() -> DifficultyModel:
+    """What the router uses now: fitted to requests that were wrong when they held a number."""
+    seen = traffic(1, 300, "number")
+    X = np.stack([features(text) for text, _ in seen])
+    model, _ = train_model(X, np.array([wrong for _, wrong in seen], dtype=np.float64), seed=0)
+    return DifficultyModel(
+        weights=model.weights,
+        bias=model.bias,
+        threshold=model.threshold,
+        feature_version=FEATURE_VERSION,
+        mean=model.mean,
+        scale=model.scale,
+        meta={"model_sha256": SHA, "created": "2026-11-01"},
+    )
+
+
+def replay(
+    ledger: Path, labelled: list[tuple[str, bool]], sha: str = SHA, *, url: str | None = None
+) -> None:
+    """Write each request as the server does: its record, its signal, and a label (into the
+    shared ledger's database at ``url``, when given)."""
+    writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000, url=url)
+    writer.start()
+    try:
+        for index, (text, wrong) in enumerate(labelled):
+            request_id = f"req-{index}"
+            # Every third label came from a person, the rest from shadow comparisons; a
+            # person's label of a cloud answer teaches nothing about the local model.
+            cloud = index % 9 == 4
+            writer.write_nowait(answered(request_id, "cloud" if cloud else "local"))
+            writer.learn_nowait(
+                Signal.of(
+                    request_id=request_id,
+                    time=T0 + index,
+                    model_sha256=sha,
+                    feature_version=FEATURE_VERSION,
+                    features=features(text),
+                    route="cloud" if cloud else "local",
+                    score=0.3,
+                    prompt_chars=len(text),
+                )
+            )
+            by_person = index % 3 == 1
+            label = Label(request_id, "feedback" if by_person else "shadow", not wrong, T0 + index)
+            writer.learn_nowait(label)
+    finally:
+        writer.close()
+
+
+def answered(request_id: str, route: str) -> LedgerRecord:
+    return LedgerRecord(
+        id=request_id,
+        time=T0,
+        api="openai",
+        route="local" if route == "local" else "cloud",
+        reasons=("difficulty:0.30<=0.60",),
+        verdicts=(),
+        score=0.3,
+        model_requested="hybrid",
+        model="gemma" if route == "local" else "openai/gpt-4.1-mini",
+        provider="local" if route == "local" else "openai",
+        prompt_tokens=20,
+        completion_tokens=5,
+        tokens_estimated=False,
+        ttft_s=0.05,
+        latency_s=0.2,
+        status="ok",
+        error=None,
+        cloud_cost_usd=0.0,
+        counterfactual_model=None,
+        counterfactual_cost_usd=None,
+        energy_cost_usd=0.0,
+        cost_avoided_usd=0.0,
+        price_known=True,
+        leg=None,
+    )

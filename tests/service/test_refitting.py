@@ -1,0 +1,161 @@
+"""Refitting from labelled traffic while serving: the real ledger writer, the real refit.
+
+The labelled requests (wrong when they mention a zebra, which the model in use never learned)
+are replayed through the ledger's writer as the server writes them; the refitter reads them
+through the writer's read connection, refits, saves and reloads the served model's difficulty
+model, so that the router scores new traffic with it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf_writer import tiny_model
+from labelled_traffic import features, model_in_use, replay, traffic
+
+from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.store import find, gguf_sha256, save
+from hybrid.routing.policies.difficulty import CalibratedModel
+from hybrid.service.refitting import RefitOutcome, TrafficRefitter
+
+T = 1_796_000_000.0
+
+
+def ranks(model: DifficultyModel | None, labelled: list[tuple[str, bool]]) -> float:
+    X = np.stack([features(text) for text, _ in labelled])
+    wrong = np.array([w for _, w in labelled], dtype=np.float64)
+    assert model is not None
+    return auroc(model.scores(X), wrong)
+
+
+def served(tmp_path: Path) -> tuple[Path, str, CalibratedModel]:
+    """A served GGUF file with a calibration fitted to numbers, and its difficulty model."""
+    gguf = tiny_model().write(tmp_path / "models" / "mine.gguf")
+    sha = gguf_sha256(gguf)
+    home = tmp_path / "home"
+    save(home, sha, model_in_use())
+    calibration = CalibratedModel(home, lambda: gguf)
+    calibration.look_up_now()
+    return home, sha, calibration
+
+
+def test_enough_new_labels_refit_save_and_reload_the_served_models_router(
+    tmp_path: Path,
+) -> None:
+    home, sha, calibration = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    replay(ledger, traffic(2, 420, "zebra"), sha=sha)
+    fresh = traffic(3, 300, "zebra")
+    assert ranks(calibration(), fresh) < 0.65
+
+    async def scenario() -> tuple[RefitOutcome | None, RefitOutcome | None, int]:
+        writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
+        writer.start()
+        try:
+            refitter = TrafficRefitter(
+                home=home,
+                ledger=writer,
+                calibration=calibration,
+                model_name=lambda: "mine",
+                refit_after=100,
+                clock=lambda: T,
+            )
+            first = await refitter.check()
+            again = await refitter.check()  # no new labels since: nothing to do
+            restarted = TrafficRefitter(
+                home=home,
+                ledger=writer,
+                calibration=calibration,
+                model_name=lambda: "mine",
+                refit_after=100,
+            )
+            # A restarted server knows the refit in use learned from these labels already.
+            assert await restarted.check() is None and restarted.labels == 373
+            return first, again, refitter.labels
+        finally:
+            writer.close()
+
+    outcome, again, labels = asyncio.run(scenario())
+    # 420 labelled requests, 47 of them people's labels of cloud answers (not usable).
+    assert labels == 373 and again is None
+    assert outcome is not None and outcome.adopted and outcome.labels == 373
+    assert outcome.time == "2026-11-30T00:53:20+00:00"
+    assert "373 labelled requests; saved to" in outcome.message
+    # The router uses the refit from now on, and it ranks new traffic of the kind better.
+    after = calibration()
+    assert after is not None and after.meta["refitted_by"] == "traffic"
+    assert ranks(after, fresh) > 0.9
+    stored = find(home, sha)
+    assert stored is not None and stored.model.meta["refitted_by"] == "traffic"
+
+
+def test_fewer_new_labels_than_refit_after_change_nothing(tmp_path: Path) -> None:
+    home, sha, calibration = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    replay(ledger, traffic(2, 60, "zebra"), sha=sha)
+    kept = (home / "calibration" / f"{sha}.json").read_bytes()
+
+    async def scenario() -> tuple[RefitOutcome | None, int]:
+        writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
+        writer.start()
+        try:
+            refitter = TrafficRefitter(
+                home=home,
+                ledger=writer,
+                calibration=calibration,
+                model_name=lambda: "m",
+                refit_after=100,
+            )
+            return await refitter.check(), refitter.labels
+        finally:
+            writer.close()
+
+    outcome, labels = asyncio.run(scenario())
+    assert outcome is None and 0 < labels < 100
+    assert (home / "calibration" / f"{sha}.json").read_bytes() == kept
+
+
+def test_a_refit_that_does_not_improve_is_reported_and_changes_nothing(tmp_path: Path) -> None:
+    home, sha, calibration = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    # Wrong exactly where the model in use says so already: nothing left to learn.
+    replay(ledger, traffic(2, 420, "number"), sha=sha)
+    kept = (home / "calibration" / f"{sha}.json").read_bytes()
+
+    async def scenario() -> RefitOutcome | None:
+        writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
+        writer.start()
+        try:
+            refitter = TrafficRefitter(
+                home=home,
+                ledger=writer,
+                calibration=calibration,
+                model_name=lambda: "m",
+                refit_after=50,
+            )
+            await refitter.check()
+            return refitter.last
+        finally:
+            writer.close()
+
+    last = asyncio.run(scenario())
+    assert last is not None and not last.adopted
+    assert "not adopted: the refit does not improve" in last.message
+    assert last.to_json()["adopted"] is False
+    assert (home / "calibration" / f"{sha}.json").read_bytes() == kept
+
+
+def test_refit_after_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="refit_after"):
+        TrafficRefitter(
+            home=tmp_path,
+            ledger=LedgerWriter(tmp_path / "l.sqlite3", retention_days=0),
+            calibration=CalibratedModel(tmp_path, lambda: None),
+            model_name=lambda: "m",
+            refit_after=0,
+        )
