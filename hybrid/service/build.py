@@ -9,11 +9,13 @@ server decides.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from random import Random
 from typing import TYPE_CHECKING, Any
 
+from hybrid.errors import ModelNotReadyError
 from hybrid.hardware.snapshot import LiveSample
 from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.ledger.costing import Costing
@@ -243,6 +245,7 @@ def build_service(
             calibration=calibration,
             model_name=lambda: local.model_id,
             refit_after=learn.refit_after,
+            idle=functools.partial(_idle, local),
         )
         if learn.refit_after > 0 and settings.routing.difficulty.enabled
         else None
@@ -282,3 +285,12 @@ def build_service(
         lan=lan,
         fleet_budget=fleet_budget,
     )
+
+
+def _idle(local: LocalRuntime) -> bool:
+    """No request waits for or runs on the local model (or it is not ready to take any)."""
+    try:
+        queue = local.backend().queue
+    except ModelNotReadyError:
+        return True
+    return queue.depth == 0 and queue.running == 0

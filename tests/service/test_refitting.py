@@ -126,6 +126,8 @@ def test_a_refit_that_does_not_improve_is_reported_and_changes_nothing(tmp_path:
     # Wrong exactly where the model in use says so already: nothing left to learn.
     replay(ledger, traffic(2, 420, "number"), sha=sha)
     kept = (home / "calibration" / f"{sha}.json").read_bytes()
+    # The local model is busy for two looks: the refit waits for it to be idle.
+    busy = iter([False, False, True])
 
     async def scenario() -> RefitOutcome | None:
         writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
@@ -137,6 +139,8 @@ def test_a_refit_that_does_not_improve_is_reported_and_changes_nothing(tmp_path:
                 calibration=calibration,
                 model_name=lambda: "m",
                 refit_after=50,
+                idle=lambda: next(busy),
+                idle_poll_s=0.0,
             )
             await refitter.check()
             return refitter.last
@@ -144,6 +148,7 @@ def test_a_refit_that_does_not_improve_is_reported_and_changes_nothing(tmp_path:
             writer.close()
 
     last = asyncio.run(scenario())
+    assert next(busy, "spent") == "spent"
     assert last is not None and not last.adopted
     assert "not adopted: the refit does not improve" in last.message
     assert last.to_json()["adopted"] is False
