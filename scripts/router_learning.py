@@ -52,6 +52,8 @@ class Learned:
         adopted: How many draws' refits the server would have adopted.
         weights: What one labelled request counted for, in calibration answers, in each
             draw's refit (empty with no labels).
+        model_stage: Pooled AUROC of the model stage alone, every request asked (the probe of
+            the model in use; refits carry it over), one per draw; empty without a probe.
     """
 
     labels: int
@@ -59,6 +61,7 @@ class Learned:
     two_stage: tuple[float, ...]
     adopted: int
     weights: tuple[float, ...] = ()
+    model_stage: tuple[float, ...] = ()
 
 
 def examples_of(data: Labelled, source: Source) -> list[Example]:
@@ -82,6 +85,15 @@ def runtime_scores(model: DifficultyModel, data: Labelled) -> tuple[np.ndarray, 
         ]
     )
     return feature, two_stage_scores(feature, settled, probe.band)
+
+
+def model_stage_scores(model: DifficultyModel, data: Labelled) -> np.ndarray | None:
+    """The model stage's scores of every item, as if each were in its band (None without a
+    probe, or without every item's prompt vector)."""
+    probe = model.probe
+    if probe is None or not np.isfinite(data.vectors).all():
+        return None
+    return np.array([probe.score(vector) for vector in data.vectors])
 
 
 def draw(traffic: Labelled, *, labels: int, held: int, seed: int) -> tuple[list[int], list[int]]:
@@ -135,7 +147,7 @@ def learn_from_traffic(
     base = examples_of(generated, "calibration")
     results = []
     for k in labels:
-        features, both, adopted, weights = [], [], 0, []
+        features, both, adopted, weights, alone = [], [], 0, [], []
         for repeat in range(repeats):
             labelled, scored = draw(traffic, labels=k, held=held, seed=seed + repeat)
             model = current
@@ -152,7 +164,12 @@ def learn_from_traffic(
             feature, two_stage = runtime_scores(model, test)
             features.append(auroc(feature, test.wrong))
             both.append(auroc(two_stage, test.wrong))
-        results.append(Learned(k, tuple(features), tuple(both), adopted, tuple(weights)))
+            probe_scores = model_stage_scores(model, test)
+            if probe_scores is not None:
+                alone.append(auroc(probe_scores, test.wrong))
+        results.append(
+            Learned(k, tuple(features), tuple(both), adopted, tuple(weights), tuple(alone))
+        )
     _, first = draw(traffic, labels=0, held=held, seed=seed)
     reference = traffic.subset(np.array(first))
     return results, auroc(family_rate(reference), reference.wrong)

@@ -136,9 +136,8 @@ def learning_section(learned: list[Learned], reference: float, traffic: Labelled
     sets = np.array(traffic.families)
     draws = len(learned[0].features)
     rows = "\n".join(
-        f"| {row.labels} | {statistics.mean(row.features):.3f} ({min(row.features):.3f}-"
-        f"{max(row.features):.3f}) | {statistics.mean(row.two_stage):.3f} "
-        f"({min(row.two_stage):.3f}-{max(row.two_stage):.3f}) | {row.adopted} of {draws} | "
+        f"| {row.labels} | {_spread(row.features)} | {_spread(row.two_stage)} | "
+        f"{_spread(row.model_stage)} | {row.adopted} of {draws} | "
         f"{', '.join(f'{w:g}' for w in row.weights) or '-'} |"
         for row in learned
     )
@@ -162,9 +161,12 @@ improves on the model in use (on the held-out labelled requests once they hold 1
 out-of-fold scores rank the labelled requests there best). The model then in use scores the
 same held-out requests of every set for every *k*. {draws} draws per *k*: the mean and, in
 brackets, the range over the draws (pooled AUROC); the last column lists each draw's weight.
+*Model stage alone* scores every held-out request with the model stage of the model in use, as
+if each were in its band (a refit carries the model stage over unchanged, so only the draws
+move it).
 
-| labelled requests per set | feature stage | both stages | refits adopted | weight chosen |
-|---:|---|---|---:|---|
+| labels per set | feature stage | both stages | model stage alone | adopted | weight chosen |
+|---:|---|---|---|---:|---|
 {rows}
 
 The *set rate* reference (each held-out request scored by its set's share of wrong answers) is
@@ -174,6 +176,13 @@ The *set rate* reference (each held-out request scored by its set's share of wro
 |---|---:|---:|---|---|---|---|
 {licences}
 """
+
+
+def _spread(figures: tuple[float, ...]) -> str:
+    """The mean and, in brackets, the range; ``-`` when there is none."""
+    if not figures:
+        return "-"
+    return f"{statistics.mean(figures):.3f} ({min(figures):.3f}-{max(figures):.3f})"
 
 
 def render_report(

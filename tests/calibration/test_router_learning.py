@@ -67,6 +67,10 @@ def test_labelled_traffic_is_learned_and_the_held_out_requests_rank_better(
     assert after.adopted == 2 and min(after.features) > 0.85
     assert min(after.two_stage) > 0.85
     assert 0.4 < reference < 0.6  # both sets are half zebras: the set says nothing
+    # Each refit chose a weight; the model stage (random vectors here) is carried over, so
+    # alone it scores each draw's requests as before the refit.
+    assert len(after.weights) == 2 and before.weights == ()
+    assert len(before.model_stage) == 2 and after.model_stage == before.model_stage
 
 
 def test_every_k_of_a_draw_is_scored_on_the_same_requests(learning: ModuleType) -> None:
