@@ -154,16 +154,16 @@ Four more public sets stand in for a user's own traffic (table below); none is o
 external check's sets. The model in use is `hybrid calibrate`'s fit on every generated item.
 Of each set, *k* requests drawn at random are labelled with their grade (as a person's
 feedback or a shadow comparison would label them) and refitted on through `hybrid calibrate
---from-ledger`'s own path, with the generated answers; the server adopts a refit only when it
-improves on the model in use (on the held-out labelled requests once they hold 10 right and
-10 wrong). Each refit chooses how many calibration answers one labelled request counts for
-({choices}), by cross-validation inside its own training split (the weight whose
-out-of-fold scores rank the labelled requests there best). The model then in use scores the
-same held-out requests of every set for every *k*. {draws} draws per *k*: the mean and, in
-brackets, the range over the draws (pooled AUROC); the last column lists each draw's weight.
-*Model stage alone* scores every held-out request with the model stage of the model in use, as
-if each were in its band (a refit carries the model stage over unchanged, so only the draws
-move it).
+--from-ledger`'s own path, with the generated answers; the server adopts a refit only when
+it improves on the model in use (on the labelled requests once they hold 10 right and 10
+wrong, each scored by a fit that did not see it). Each refit chooses how many calibration
+answers one labelled request counts for ({choices}), by cross-validation inside its own
+training split (the weight whose out-of-fold scores rank the labelled requests there best).
+The model then in use scores the same held-out requests of every set for every *k*. {draws}
+draws per *k*: the mean and, in brackets, the range over the draws (pooled AUROC); the last
+column lists each draw's weight. *Model stage alone* scores every held-out request with the
+model stage of the model in use, as if each were in its band (a refit carries the model
+stage over unchanged, so only the draws move it).
 
 | labels per set | feature stage | both stages | model stage alone | adopted | weight chosen |
 |---:|---|---|---|---:|---|

@@ -267,6 +267,23 @@ def test_too_few_labelled_requests_of_a_kind_leave_every_example_weighing_one() 
     assert result.traffic_weight == 1.0
 
 
+def test_every_labelled_request_judges_a_refit_not_only_the_few_held_out() -> None:
+    calibration = examples(traffic(4, 600, "number"), "calibration")
+    # 40 labelled requests: 12 held out, too few of each class to judge on alone; all 40,
+    # each scored by a fit that did not see it, are enough.
+    few = learning_refit(
+        model_in_use(), calibration + examples(traffic(5, 40, "zebra"), "feedback"), seed=0
+    )
+    assert few.held_out_traffic == 12
+    assert few.rejection is not None
+    assert "on the 40 labelled requests, each scored by a fit that did not see it" in few.rejection
+    more = learning_refit(
+        model_in_use(), calibration + examples(traffic(5, 60, "zebra"), "feedback"), seed=0
+    )
+    assert more.held_out_traffic == 18 and more.adopted
+    assert more.after_traffic_auroc > more.before_traffic_auroc
+
+
 def test_enough_labelled_requests_decide_the_comparison_with_the_model_in_use() -> None:
     from hybrid.routing.calibration.learning import review
 
@@ -275,7 +292,8 @@ def test_enough_labelled_requests_decide_the_comparison_with_the_model_in_use() 
     assert review(300, 150, 0.80, 0.60, 0.86, traffic=(60, 0.78, 0.62)) is None
     worse = review(300, 150, 0.90, 0.60, 0.86, traffic=(60, 0.60, 0.62))
     assert worse is not None
-    assert "on the 60 held-out labelled requests (AUROC 0.600, against 0.620 now)" in worse
+    assert "on the 60 labelled requests, each scored by a fit that did not see it" in worse
+    assert "(AUROC 0.600, against 0.620 now)" in worse
     # Without enough labelled requests held out, every held-out example decides, as before.
     assert "on the 300 held-out examples" in (review(300, 150, 0.80, 0.60, 0.86) or "")
     # The other checks stand whatever the labelled requests say.

@@ -21,12 +21,14 @@ for it.  How many is chosen per refit, by cross-validation inside the training s
 1. enough is held out to measure it: at least :data:`~.acceptance.MIN_HELD_OUT_ITEMS`
    examples, at least :data:`~.acceptance.MIN_HELD_OUT_PER_CLASS` right and as many wrong;
 2. its held-out AUROC is at least prompt length's, as for any calibration;
-3. its held-out AUROC is *higher* than the current model's on the same held-out examples: a
-   refit that does not improve on the model in use is not adopted.  When the held-out
-   labelled requests hold at least :data:`~.acceptance.MIN_HELD_OUT_PER_CLASS` right and as
-   many wrong, the comparison is made on them alone: they are what the user's traffic looks
+3. it ranks better than the current model: a refit that does not improve on the model in use
+   is not adopted.  When the labelled requests hold at least
+   :data:`~.acceptance.MIN_HELD_OUT_PER_CLASS` right and as many wrong, the comparison is made
+   on them alone, each scored by a fit that did not see it (the training split's by their
+   out-of-fold scores, the held-out ones by the refit): they are what the user's traffic looks
    like, and the model in use has never been fitted on them, whereas it was fitted on most of
    the calibration answers held out here (its own split of them), which flatters it.
+   Otherwise the comparison is on the held-out examples.
 
 The current model's prompt-vector stage (``probe``), when it has one, is carried over with its
 feature-side choices taken again on the refitted feature stage (its band, the same share of
@@ -179,8 +181,9 @@ class Refit:
         before_auroc: The current model's held-out AUROC (NaN without one, or one class).
         after_auroc: The refit's held-out AUROC.
         length_auroc: Prompt length's held-out AUROC.
-        before_traffic_auroc: The current model's AUROC on the held-out labelled requests.
-        after_traffic_auroc: The refit's AUROC on them.
+        before_traffic_auroc: The current model's AUROC on every labelled request.
+        after_traffic_auroc: The refit's AUROC on them, each scored by a fit that did not see
+            it (out-of-fold for the training split's, the refit for the held-out ones).
         traffic_weight: How many calibration answers one labelled request counted for in the
             fit (chosen per refit; 1 with too few labelled requests to choose).
         rejection: Why the refit must not replace the model in use; None when it may.
@@ -246,20 +249,31 @@ def refit(
     after = fitted.scores(X_test)
     before = current.scores(X_test) if current is not None else np.full(len(test), math.nan)
     lengths = np.array([e.length for e in test])
+    # Every labelled request, scored by a fit that did not see it: the training split's by
+    # their out-of-fold scores, the held-out ones by the refit.  The model in use never saw
+    # any of them.
+    labelled_wrong = np.concatenate([y[from_traffic], y_test[traffic]])
+    labelled_after = np.concatenate([out_of_fold[from_traffic], after[traffic]])
+    labelled_before = (
+        np.concatenate([current.scores(X[from_traffic]), before[traffic]])
+        if current is not None
+        else np.full(len(labelled_wrong), math.nan)
+    )
     figures = {
         "after": _auroc(after, y_test),
         "before": _auroc(before, y_test) if current is not None else math.nan,
         "length": _auroc(lengths, y_test),
-        "after_traffic": _auroc(after[traffic], y_test[traffic]),
+        "after_traffic": _auroc(labelled_after, labelled_wrong),
         "before_traffic": (
-            _auroc(before[traffic], y_test[traffic]) if current is not None else math.nan
+            _auroc(labelled_before, labelled_wrong) if current is not None else math.nan
         ),
     }
     counts: dict[str, int] = {s: sum(e.source == s for e in examples) for s in _SOURCES}
     wrong = int(y_test.sum())
-    traffic_wrong = int(y_test[traffic].sum())
+    labelled_count = len(labelled_wrong)
+    labelled_wrong_count = int(labelled_wrong.sum())
     judged_on_traffic = (
-        min(traffic_wrong, int(traffic.sum()) - traffic_wrong) >= MIN_HELD_OUT_PER_CLASS
+        min(labelled_wrong_count, labelled_count - labelled_wrong_count) >= MIN_HELD_OUT_PER_CLASS
     )
     rejection = review(
         len(test),
@@ -268,7 +282,7 @@ def refit(
         figures["length"],
         figures["before"],
         traffic=(
-            (int(traffic.sum()), figures["after_traffic"], figures["before_traffic"])
+            (labelled_count, figures["after_traffic"], figures["before_traffic"])
             if judged_on_traffic
             else None
         ),
@@ -278,8 +292,8 @@ def refit(
         "held_out": len(test),
         "held_out_traffic": int(traffic.sum()),
         "held_out_auroc_before": _rounded(figures["before"]),
-        "held_out_traffic_auroc_before": _rounded(figures["before_traffic"]),
-        "held_out_traffic_auroc": _rounded(figures["after_traffic"]),
+        "traffic_auroc_before": _rounded(figures["before_traffic"]),
+        "traffic_auroc": _rounded(figures["after_traffic"]),
         "cv_auroc": _rounded(cv_auroc),
         "traffic_weight": weight,
     }
@@ -338,9 +352,10 @@ def review(
         after: The refit's held-out AUROC.
         length: Prompt length's held-out AUROC.
         before: The current model's held-out AUROC; NaN when there is no current model.
-        traffic: When the held-out labelled requests hold enough of each class to measure
-            on, their count and the refit's and the current model's AUROC on them; the
-            comparison with the model in use is then made on them alone.
+        traffic: When the labelled requests hold enough of each class to measure on, their
+            count and the refit's (each scored by a fit that did not see it) and the current
+            model's AUROC on them; the comparison with the model in use is then made on them
+            alone.
 
     Returns:
         One sentence without a final full stop, or None.
@@ -362,9 +377,9 @@ def review(
         requests, after_traffic, before_traffic = traffic
         if not math.isnan(before_traffic) and not after_traffic > before_traffic:
             return (
-                f"the refit does not improve on the model in use on the {requests} held-out "
-                f"labelled requests (AUROC {after_traffic:.3f}, against {before_traffic:.3f} "
-                f"now)"
+                f"the refit does not improve on the model in use on the {requests} labelled "
+                f"requests, each scored by a fit that did not see it (AUROC "
+                f"{after_traffic:.3f}, against {before_traffic:.3f} now)"
             )
         return None
     if not math.isnan(before) and not after > before:
