@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hybrid.errors import HybridError
+from hybrid.routing.difficulty.store import labelled_requests
 
 if TYPE_CHECKING:
     from hybrid.ledger.learning import LabelledSignal
     from hybrid.ledger.writer import LedgerWriter
     from hybrid.routing.calibration.learning import Refit
-    from hybrid.routing.difficulty.model import DifficultyModel
     from hybrid.routing.policies.difficulty import CalibratedModel
 
 log = logging.getLogger("hybrid.calibration")
@@ -144,7 +144,8 @@ class TrafficRefitter:
         counts = await self._ledger.read(lambda store: store.label_counts())
         self.labels = next((c.usable for c in counts if c.model_sha256 == sha256), 0)
         if sha256 not in self._tried:
-            self._tried[sha256] = _labels_learned(status.model)
+            # A restarted server waits for refit_after more than the refit in use learned from.
+            self._tried[sha256] = labelled_requests(status.model)
         if self.labels - self._tried[sha256] < self.refit_after:
             return None
         self._tried[sha256] = self.labels
@@ -199,18 +200,6 @@ class TrafficRefitter:
             f"); {len(found.traffic)} labelled requests; saved to {path}",
             result.traffic_weight,
         )
-
-
-def _labels_learned(model: DifficultyModel) -> int:
-    """The labelled requests the model in use was refitted on (0 when it was not): a
-    restarted server waits for that many plus ``refit_after``, not for ``refit_after``."""
-    refit = model.meta.get("refit")
-    examples = refit.get("examples") if isinstance(refit, dict) else None
-    if not isinstance(examples, dict):
-        return 0
-    return sum(
-        n for source, n in examples.items() if source != "calibration" and isinstance(n, int)
-    )
 
 
 def _auroc(value: float) -> str:

@@ -92,6 +92,8 @@ def test_enough_new_labels_refit_save_and_reload_the_served_models_router(
     assert ranks(after, fresh) > 0.9
     stored = find(home, sha)
     assert stored is not None and stored.model.meta["refitted_by"] == "traffic"
+    # hybrid models and the command's messages say what it learned from.
+    assert "refitted on 373 labelled requests" in stored.describe()
 
 
 def test_fewer_new_labels_than_refit_after_change_nothing(tmp_path: Path) -> None:

@@ -145,12 +145,29 @@ class StoredModel:
             facts.append(f"{summary['items']} items")
         if summary["held_out_auroc"] is not None:
             facts.append(f"held-out AUROC {summary['held_out_auroc']:.3f}")
+        labelled = labelled_requests(self.model)
+        if labelled:
+            facts.append(f"refitted on {labelled} labelled requests")
         which = (
             "the shipped calibration"
             if self.source == "shipped"
             else f"your calibration {self.path}"
         )
         return f"{which} ({', '.join(facts)})" if facts else which
+
+
+def labelled_requests(model: DifficultyModel) -> int:
+    """How many labelled requests of traffic the model was refitted on (0 when it was not):
+    its ``meta.refit.examples`` other than calibration answers."""
+    refit = model.meta.get("refit")
+    examples = refit.get("examples") if isinstance(refit, dict) else None
+    if not isinstance(examples, dict):
+        return 0
+    return sum(
+        count
+        for source, count in examples.items()
+        if source != "calibration" and isinstance(count, int) and not isinstance(count, bool)
+    )
 
 
 def find(
