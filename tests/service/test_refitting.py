@@ -9,7 +9,10 @@ model, so that the router scores new traffic with it at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,6 +47,25 @@ def served(tmp_path: Path) -> tuple[Path, str, CalibratedModel]:
     return home, sha, calibration
 
 
+@contextmanager
+def reading(ledger: Path) -> Iterator[LedgerWriter]:
+    """The ledger's writer, started, as the server holds it (its read connection)."""
+    writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+def refitter_for(
+    home: Path, writer: LedgerWriter, calibration: CalibratedModel, **options: Any
+) -> TrafficRefitter:
+    return TrafficRefitter(
+        home=home, ledger=writer, calibration=calibration, model_name=lambda: "mine", **options
+    )
+
+
 def test_enough_new_labels_refit_save_and_reload_the_served_models_router(
     tmp_path: Path,
 ) -> None:
@@ -54,31 +76,14 @@ def test_enough_new_labels_refit_save_and_reload_the_served_models_router(
     assert ranks(calibration(), fresh) < 0.65
 
     async def scenario() -> tuple[RefitOutcome | None, RefitOutcome | None, int]:
-        writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
-        writer.start()
-        try:
-            refitter = TrafficRefitter(
-                home=home,
-                ledger=writer,
-                calibration=calibration,
-                model_name=lambda: "mine",
-                refit_after=100,
-                clock=lambda: T,
-            )
+        with reading(ledger) as writer:
+            refitter = refitter_for(home, writer, calibration, refit_after=100, clock=lambda: T)
             first = await refitter.check()
             again = await refitter.check()  # no new labels since: nothing to do
-            restarted = TrafficRefitter(
-                home=home,
-                ledger=writer,
-                calibration=calibration,
-                model_name=lambda: "mine",
-                refit_after=100,
-            )
+            restarted = refitter_for(home, writer, calibration, refit_after=100)
             # A restarted server knows the refit in use learned from these labels already.
             assert await restarted.check() is None and restarted.labels == 373
             return first, again, refitter.labels
-        finally:
-            writer.close()
 
     outcome, again, labels = asyncio.run(scenario())
     # 420 labelled requests, 47 of them people's labels of cloud answers (not usable).
@@ -103,19 +108,9 @@ def test_fewer_new_labels_than_refit_after_change_nothing(tmp_path: Path) -> Non
     kept = (home / "calibration" / f"{sha}.json").read_bytes()
 
     async def scenario() -> tuple[RefitOutcome | None, int]:
-        writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
-        writer.start()
-        try:
-            refitter = TrafficRefitter(
-                home=home,
-                ledger=writer,
-                calibration=calibration,
-                model_name=lambda: "m",
-                refit_after=100,
-            )
+        with reading(ledger) as writer:
+            refitter = refitter_for(home, writer, calibration, refit_after=100)
             return await refitter.check(), refitter.labels
-        finally:
-            writer.close()
 
     outcome, labels = asyncio.run(scenario())
     assert outcome is None and 0 < labels < 100
@@ -132,22 +127,12 @@ def test_a_refit_that_does_not_improve_is_reported_and_changes_nothing(tmp_path:
     busy = iter([False, False, True])
 
     async def scenario() -> RefitOutcome | None:
-        writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
-        writer.start()
-        try:
-            refitter = TrafficRefitter(
-                home=home,
-                ledger=writer,
-                calibration=calibration,
-                model_name=lambda: "m",
-                refit_after=50,
-                idle=lambda: next(busy),
-                idle_poll_s=0.0,
+        with reading(ledger) as writer:
+            refitter = refitter_for(
+                home, writer, calibration, refit_after=50, idle=lambda: next(busy), idle_poll_s=0.0
             )
             await refitter.check()
             return refitter.last
-        finally:
-            writer.close()
 
     last = asyncio.run(scenario())
     assert next(busy, "spent") == "spent"
