@@ -6,9 +6,10 @@ many labelled requests of the served model a refit can use (people's feedback an
 comparisons, from this daemon or any other of a shared ledger), and once that many more have
 arrived since its last try, it refits exactly as the command does
 (:func:`~hybrid.routing.calibration.learning.ledger_examples`, then
-:func:`~hybrid.routing.calibration.learning.refit`) on a worker thread, once the local model is
-idle (no request waits or runs): a refit takes seconds of CPU (about 2 s with 400 labels and
-11 s with 10,000, on 2 cores), which requests should not share.  An adopted refit is
+:func:`~hybrid.routing.calibration.learning.refit`) once the local model is idle (no request
+waits or runs), at the lowest CPU priority (:mod:`~hybrid.routing.calibration.low_priority`):
+a refit takes seconds of CPU (about 2 s with 400 labels and 11 s with 10,000, on 2 cores),
+which a request that arrives meanwhile should not have to share.  An adopted refit is
 saved where ``hybrid calibrate`` saves and is used from the next request on; one that is not
 adopted changes nothing.  Either way :attr:`TrafficRefitter.last` says what happened, for
 ``/health`` and the monitor.
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hybrid.errors import HybridError
+from hybrid.routing.calibration.low_priority import run_low_priority
 from hybrid.routing.difficulty.store import labelled_requests
 
 if TYPE_CHECKING:
@@ -152,7 +154,7 @@ class TrafficRefitter:
         while not self._idle():
             await asyncio.sleep(self._idle_poll_s)
         rows = await self._ledger.read(lambda store: store.labelled(sha256))
-        outcome = await asyncio.to_thread(self._refit, sha256, rows)
+        outcome = await run_low_priority(self._refit, sha256, rows)
         self.last = outcome
         log.info("refit from traffic: %s", outcome.message)
         return outcome

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from calibration_fakes import KnowingBackend
 from fastapi.testclient import TestClient
@@ -21,7 +23,7 @@ from hybrid.routing.calibration.background import progress_path, read_progress
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import CATEGORIES, calibration_set
 from hybrid.routing.calibration.record import load_record
-from hybrid.routing.difficulty.store import gguf_sha256, model_path
+from hybrid.routing.difficulty.store import find, gguf_sha256, model_path
 from hybrid.settings import Settings
 
 PER_CATEGORY = 20  # 20 items a category: enough held out for acceptance to trust a fit
@@ -45,6 +47,26 @@ class GatedBackend(KnowingBackend):
         self.asked.set()
         assert await asyncio.to_thread(self.release.wait, TIMEOUT_S)
         return await super().start(request)
+
+
+class SeeingBackend(GatedBackend):
+    """A :class:`GatedBackend` that also gives its own vector of each prompt, as the local
+    model's backend does: one that tells the items it knows from the rest (with noise)."""
+
+    def __init__(self, knows: Callable[[CalibrationItem], bool]) -> None:
+        super().__init__(knows)
+        self._knows = {
+            tuple(item.presentations[0]): knows(item)
+            for item in calibration_set(0, per_category=PER_CATEGORY)
+        }
+        self.embedded: list[GenerationRequest] = []
+
+    async def prompt_embedding(self, request: GenerationRequest, *, prepared: Any = None) -> Any:
+        self.embedded.append(request)
+        seed = zlib.crc32(request.messages[-1].content.encode())
+        vector = np.random.default_rng(seed).normal(size=8).astype(np.float32)
+        vector[0] += 2.0 if self._knows.get(tuple(request.messages), False) else -2.0
+        return vector
 
 
 class UncalibratedFile(ScriptedRuntime):
@@ -212,3 +234,61 @@ def test_background_calibration_can_be_switched_off(
     assert body["calibration"]["state"] == "prior"
     assert body["calibration"]["background"] is None
     assert backend.count == 0
+
+
+def test_a_backend_that_sees_the_prompts_gets_a_model_stage(
+    settings_for: Callable[..., Settings], served: Path
+) -> None:
+    config = settings(settings_for)
+    backend = SeeingBackend(lambda item: item.category in KNOWN)
+    runtime = UncalibratedFile(config, served, backend)
+    with TestClient(scripted_app(config, runtime=runtime)) as client:
+        *_, done = run_to_the_end(client, runtime, backend)
+
+    progress = done["calibration"]["background"]
+    assert progress["state"] == "adopted", progress["message"]
+    assert "with the model stage" in progress["message"]
+    items = calibration_set(0, per_category=PER_CATEGORY)
+    # One vector per item, of its first presentation: the request its answer then reuses.
+    assert [request.messages for request in backend.embedded] == [
+        item.presentations[0] for item in items
+    ]
+    sha256 = gguf_sha256(served)
+    stored = find(config.home, sha256)
+    assert stored is not None and stored.model.probe is not None
+    assert stored.model.meta["calibrated_by"] == "background"
+    # The vectors were the model's view of what it knows: the probe ranks by them.
+    assert stored.model.meta["probe_cv_auroc"] > 0.9
+    record = load_record(config.home, sha256)
+    assert record is not None
+    assert all(answer.embedding is not None for answer in record.answers)
+
+
+def test_answers_saved_without_vectors_get_them_on_resume_without_being_asked_again(
+    settings_for: Callable[..., Settings], served: Path
+) -> None:
+    config = settings(settings_for)
+    first = GatedBackend(lambda item: False)  # a backend without vectors
+    runtime = UncalibratedFile(config, served, first)
+    with TestClient(scripted_app(config, runtime=runtime)) as client:
+        for _ in run_to_the_end(client, runtime, first):
+            pass
+    sha256 = gguf_sha256(served)
+    before = read_progress(config.home, sha256)
+    assert before is not None and before.state == "kept-prior"
+    saved = load_record(config.home, sha256)
+    assert saved is not None and all(answer.embedding is None for answer in saved.answers)
+
+    again = SeeingBackend(lambda item: False)
+    again.release.set()
+    runtime = UncalibratedFile(config, served, again)
+    runtime.loaded_event.set()
+    with TestClient(scripted_app(config, runtime=runtime)) as client:
+        assert client.app.state.hybrid.background.finished.wait(TIMEOUT_S)  # type: ignore[attr-defined]
+
+    items = calibration_set(0, per_category=PER_CATEGORY)
+    assert again.count == 0  # no answer asked again
+    assert len(again.embedded) == len(items)
+    record = load_record(config.home, sha256)
+    assert record is not None
+    assert all(answer.embedding is not None for answer in record.answers)

@@ -90,4 +90,8 @@ def test_an_uncalibrated_model_routes_on_its_prior_and_is_calibrated_while_servi
     assert not model_path(hybrid_home, sha256).exists()
     record = load_record(hybrid_home, sha256)
     assert record is not None and len(record.answers) == len(CATEGORIES) * PER_CATEGORY
+    # The model's own vector of each prompt it could take was recorded, for the model stage.
+    taken = [answer for answer in record.answers if any(answer.texts)]
+    assert taken and all(answer.embedding is not None for answer in taken)
+    assert {len(answer.embedding or ()) for answer in taken} == {640}  # Gemma 3 270M's width
     assert server.stop() == 0, server.log.read_text()

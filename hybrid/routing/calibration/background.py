@@ -4,8 +4,11 @@ A model with no calibration starts on a prior (:mod:`hybrid.routing.difficulty.p
 ``routing.calibration.background`` is on, ``hybrid serve`` then asks it the calibration set
 (``hybrid calibrate``'s, same seed and output cap) through the queue's low-priority lane: each
 answer is one short job that starts only when no request waits or runs, so a request waits at
-most for the one answer being generated.  When every item is answered it fits
-(:func:`~hybrid.routing.calibration.fitting.calibrate`) and adopts the fit only when it passes
+most for the one answer being generated.  The local model's backend also gives its own vector
+of each item's prompt (read from the prefill its answer reuses), so that the fit gets the model
+stage (a probe) as ``hybrid calibrate``'s does.  When every item is answered it fits
+(:func:`~hybrid.routing.calibration.fitting.calibrate`) at the lowest CPU priority
+(:mod:`~hybrid.routing.calibration.low_priority`), and adopts the fit only when it passes
 :func:`~hybrid.routing.calibration.acceptance.review_against_prior`; either way the answers are
 saved as the model's answer record, for ``hybrid calibrate`` and ``scripts/eval_router.py`` to
 reuse.
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from hybrid.backend import Backend
 from hybrid.errors import HybridError, ModelNotReadyError
 from hybrid.routing.calibration.item import CalibrationItem
+from hybrid.routing.calibration.low_priority import run_low_priority
 from hybrid.routing.calibration.runner import ItemAnswer
 from hybrid.routing.difficulty.model import DifficultyModel
 
@@ -246,7 +250,7 @@ class BackgroundCalibration:
 
     async def _run(self) -> None:
         from hybrid.routing.calibration.items import calibration_set
-        from hybrid.routing.calibration.runner import answer_items
+        from hybrid.routing.calibration.runner import answer_items, with_vectors
 
         status = await self._decided()
         if status.state == "found":
@@ -268,6 +272,13 @@ class BackgroundCalibration:
         )
         if answers:
             log.info("background calibration resumes after %d answered items", len(answers))
+        # The local model's backend also gives its vector of each prompt, for the model stage.
+        embed = callable(getattr(self._backend(), "prompt_embedding", None))
+        if embed and any(answer.embedding is None for answer in answers):
+            # Answers saved without one (by an older server) get it; they are not asked again.
+            answers = await with_vectors(
+                self._backend(), items[: len(answers)], answers, max_tokens=MAX_TOKENS
+            )
         self._set(
             BackgroundProgress("running", len(answers), len(items), sum(a.correct for a in answers))
         )
@@ -281,7 +292,7 @@ class BackgroundCalibration:
                 )
                 return
             (answer,) = await answer_items(
-                self._backend(), [item], max_tokens=MAX_TOKENS, progress=_ignore
+                self._backend(), [item], max_tokens=MAX_TOKENS, progress=_ignore, embed=embed
             )
             answers.append(answer)
             now = self._current()
@@ -289,12 +300,12 @@ class BackgroundCalibration:
                 dataclasses.replace(now, done=now.done + 1, correct=now.correct + answer.correct)
             )
             if len(answers) % _SAVE_EVERY == 0:
-                await asyncio.to_thread(self._save_progress, sha256, items, answers)
+                await run_low_priority(self._save_progress, sha256, items, answers)
         self._set(self._current(), state="fitting")
-        await asyncio.to_thread(self._save_progress, sha256, items, answers)
-        outcome, message = await asyncio.to_thread(self._fit, sha256, prior, items, answers)
+        await run_low_priority(self._save_progress, sha256, items, answers)
+        outcome, message = await run_low_priority(self._fit, sha256, prior, items, answers)
         self._set(self._current(), state=outcome, message=message)
-        await asyncio.to_thread(self._save_progress, sha256, items, answers)
+        await run_low_priority(self._save_progress, sha256, items, answers)
         log.info("background calibration: %s (%s)", outcome, message)
 
     async def _decided(self) -> CalibrationStatus:
@@ -337,16 +348,24 @@ class BackgroundCalibration:
             "hybrid_version": __version__,
             "calibrated_by": "background",
         }
+        vectors = [answer.embedding for answer in answers]
         calibration = calibrate(
-            items, [a.correct for a in answers], seed=SEED, held_out=HELD_OUT, meta=meta
+            items,
+            [answer.correct for answer in answers],
+            seed=SEED,
+            held_out=HELD_OUT,
+            meta=meta,
+            vectors=vectors if any(vector is not None for vector in vectors) else None,
         )
         rejection = review_against_prior(calibration, prior)
         if rejection is not None:
             return "kept-prior", rejection.message
         path = save(self._home, sha256, calibration.model)
         self._calibration.reload()
+        two_stage = calibration.model.meta.get("held_out_two_stage_auroc")
+        stages = "" if two_stage is None else f", {two_stage:.3f} with the model stage"
         return "adopted", (
-            f"held-out AUROC {calibration.held_out_auroc:.3f} on "
+            f"held-out AUROC {calibration.held_out_auroc:.3f}{stages} on "
             f"{len(calibration.held_out)} items; saved to {path}"
         )
 

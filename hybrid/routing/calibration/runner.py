@@ -9,6 +9,7 @@ seed, so a rerun on the same model gives the same answers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -146,21 +147,10 @@ async def answer_items(
     for item in items:
         texts = []
         vector: tuple[float, ...] | None = None
-        for index, messages in enumerate(item.presentations):
-            request = GenerationRequest(
-                request_id=f"calibrate-{item.id}-{index}",
-                messages=messages,
-                params=SamplingParams(
-                    max_tokens=max_tokens, temperature=0.0, stop=ANSWER_STOP, seed=ANSWER_SEED
-                ),
-            )
+        for index in range(len(item.presentations)):
+            request = _request(item, index, max_tokens)
             if embedder is not None and index == 0:
-                try:
-                    raw = await embedder.prompt_embedding(request)
-                except (ContextLengthExceededError, InvalidRequestError):
-                    vector = None  # the answer below is refused the same way
-                else:
-                    vector = tuple(float(v) for v in np.asarray(raw, dtype=np.float32))
+                vector = await _vector(embedder, request)
             try:
                 completion = await backend.complete(request)
             except (ContextLengthExceededError, InvalidRequestError):
@@ -175,6 +165,58 @@ async def answer_items(
         correct = await asyncio.to_thread(grade_all, item, texts)
         answers.append(ItemAnswer(item.id, tuple(texts), correct, vector))
     return answers
+
+
+async def with_vectors(
+    backend: Backend,
+    items: Sequence[CalibrationItem],
+    answers: Sequence[ItemAnswer],
+    *,
+    max_tokens: int,
+) -> list[ItemAnswer]:
+    """Answers recorded without the prompt vector, given it (the answers are not asked again).
+
+    Args:
+        backend: The local model's backend (it must have ``prompt_embedding``).
+        items: The answers' items, in the same order.
+        answers: Answers, some perhaps recorded without a vector.
+        max_tokens: The output cap the answers were asked with (a prompt too long for it and
+            the context gets no vector, as in :func:`answer_items`).
+
+    Returns:
+        The answers, each without a vector now with the vector :func:`answer_items` would have
+        recorded (None still for a prompt the model cannot take).
+
+    Raises:
+        ConfigError: The backend cannot give prompt vectors.
+        ModelNotReadyError, QueueFullError, GenerationError: The backend failed.
+    """
+    embedder = _embedder(backend)
+    done = []
+    for item, answer in zip(items, answers, strict=True):
+        if answer.embedding is None:
+            vector = await _vector(embedder, _request(item, 0, max_tokens))
+            answer = dataclasses.replace(answer, embedding=vector)
+        done.append(answer)
+    return done
+
+
+def _request(item: CalibrationItem, index: int, max_tokens: int) -> GenerationRequest:
+    return GenerationRequest(
+        request_id=f"calibrate-{item.id}-{index}",
+        messages=item.presentations[index],
+        params=SamplingParams(
+            max_tokens=max_tokens, temperature=0.0, stop=ANSWER_STOP, seed=ANSWER_SEED
+        ),
+    )
+
+
+async def _vector(embedder: PromptEmbedder, request: GenerationRequest) -> tuple[float, ...] | None:
+    try:
+        raw = await embedder.prompt_embedding(request)
+    except (ContextLengthExceededError, InvalidRequestError):
+        return None  # the answer is refused the same way
+    return tuple(float(v) for v in np.asarray(raw, dtype=np.float32))
 
 
 def _embedder(backend: Backend) -> PromptEmbedder:
