@@ -4,6 +4,7 @@ with the progress in ``/health``: waiting, running, then adopted or kept-prior."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -19,7 +20,11 @@ from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
 
 from hybrid.backend import Generation
 from hybrid.generation import GenerationRequest
-from hybrid.routing.calibration.background import progress_path, read_progress
+from hybrid.routing.calibration.background import (
+    BackgroundCalibration,
+    progress_path,
+    read_progress,
+)
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import CATEGORIES, calibration_set
 from hybrid.routing.calibration.record import load_record
@@ -292,3 +297,31 @@ def test_answers_saved_without_vectors_get_them_on_resume_without_being_asked_ag
     record = load_record(config.home, sha256)
     assert record is not None
     assert all(answer.embedding is not None for answer in record.answers)
+
+
+def test_progress_is_written_every_ten_answers_then_every_tenth_more(
+    settings_for: Callable[..., Settings], served: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[int] = []
+    save = BackgroundCalibration._save_progress
+
+    def counting(self: BackgroundCalibration, sha256: str, items: Any, answers: Any) -> None:
+        written.append(len(answers))
+        save(self, sha256, items, answers)
+
+    monkeypatch.setattr(BackgroundCalibration, "_save_progress", counting)
+    config = settings(settings_for)
+    backend = GatedBackend(lambda item: False)
+    runtime = UncalibratedFile(config, served, backend)
+    with TestClient(scripted_app(config, runtime=runtime)) as client:
+        for _ in run_to_the_end(client, runtime, backend):
+            pass
+
+    total = len(CATEGORIES) * PER_CATEGORY
+    during = written[:-2]  # then once when the fit starts and once with its outcome
+    assert written[-2:] == [total, total]
+    assert during[:3] == [10, 20, 30]
+    for before, after in itertools.pairwise([0, *during]):
+        assert after - before == max(10, before // 10)
+    # A crash loses at most the answers since the last write: 10, or a tenth of those written.
+    assert total - during[-1] <= max(10, during[-1] // 10)
