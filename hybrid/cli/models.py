@@ -101,13 +101,15 @@ class CalibrationInUse:
 
     def to_json(self) -> dict[str, Any]:
         """``model``, ``problem``, the calibration's ``source`` (``user``, ``shipped``,
-        ``prior``, or None when there is none), ``path``, ``created``, ``items`` and
-        ``held_out_auroc``; ``prior`` (``expected_accuracy``, ``threshold``, or None) and
-        ``background`` (the recorded progress, or None)."""
+        ``prior``, or None when there is none), ``path``, ``created``, ``items``,
+        ``held_out_auroc`` and ``model_stage``; ``prior`` (``expected_accuracy``,
+        ``threshold``, or None) and ``background`` (the recorded progress, or None)."""
+        from hybrid.routing.difficulty.store import SUMMARY_KEYS
+
         if self.found is not None:
             summary = self.found.summary()
         else:
-            summary = dict.fromkeys(("source", "path", "created", "items", "held_out_auroc"))
+            summary = dict.fromkeys(SUMMARY_KEYS)
         prior: dict[str, Any] | None = None
         if self.prior is not None and self.found is None:
             summary["source"] = "prior"

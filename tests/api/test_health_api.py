@@ -71,6 +71,7 @@ def test_health_shows_your_calibration_with_its_date_items_and_auroc(
         "created": "2026-12-01",
         "items": 180,
         "held_out_auroc": 0.8123,
+        "model_stage": None,
         "problem": None,
         "prior": None,
         "background": None,

@@ -100,6 +100,14 @@ def test_the_shipped_calibration_says_when_it_was_made_on_how_much_and_how_well(
         assert isinstance(summary["held_out_auroc"], float)
         assert 0.5 < summary["held_out_auroc"] <= 1.0
         assert found.describe().startswith(f"the shipped calibration (made {summary['created']}")
+        # It carries the model stage: the probe on the model's own prompt vector.
+        assert found.model.probe is not None
+        stage = summary["model_stage"]
+        assert stage is not None and 0 < stage["band_share"] <= 0.4
+        assert 0.5 < stage["held_out_auroc"] <= 1.0
+        assert f"with the model stage ({stage['held_out_auroc']:.3f} with both stages)" in (
+            found.describe()
+        )
 
 
 def test_find_says_whether_the_calibration_is_yours_or_shipped(tmp_path: Path) -> None:
@@ -117,6 +125,7 @@ def test_find_says_whether_the_calibration_is_yours_or_shipped(tmp_path: Path) -
         "created": "2026-12-01",
         "items": 180,
         "held_out_auroc": 0.8123,
+        "model_stage": None,
     }
     assert mine.describe() == (
         f"your calibration {path} (made 2026-12-01, 180 items, held-out AUROC 0.812)"

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from hybrid.api.state import app_state
 from hybrid.errors import ModelNotFoundError
+from hybrid.routing.difficulty.store import SUMMARY_KEYS
 from hybrid.routing.names import ALIASES, ModelNames
 from hybrid.routing.policies.difficulty import CalibrationStatus
 from hybrid.service.service import Service
@@ -185,7 +186,7 @@ def _calibration_summary(status: CalibrationStatus) -> dict[str, Any]:
     if status.found is not None:
         found = status.found.summary()
     else:
-        found = dict.fromkeys(("source", "path", "created", "items", "held_out_auroc"))
+        found = dict.fromkeys(SUMMARY_KEYS)
     prior: dict[str, Any] | None = None
     if status.prior is not None:
         found["source"] = "prior"

@@ -115,22 +115,28 @@ class StoredModel:
         """What ``hybrid models`` and ``/health`` show of it.
 
         Returns:
-            ``source``, ``path``, ``created`` (the date it was fitted), ``items`` (how many
-            calibration items it was fitted and measured on) and ``held_out_auroc``; each of
-            the last three is None when the file does not say.
+            :data:`SUMMARY_KEYS`: ``source``, ``path``, ``created`` (the date it was fitted),
+            ``items`` (how many calibration items it was fitted and measured on),
+            ``held_out_auroc`` (each of these three None when the file does not say), and
+            ``model_stage``: None without a probe, else its ``band_share`` (the share of the
+            calibration items it settles) and ``held_out_auroc`` (both stages together on the
+            held-out items), each None when the file does not say.
         """
         meta = self.model.meta
-        created, items, auroc = meta.get("created"), meta.get("items"), meta.get("held_out_auroc")
+        created, items = meta.get("created"), meta.get("items")
+        stage = None
+        if self.model.probe is not None:
+            stage = {
+                "band_share": _number(meta.get("probe_band_share")),
+                "held_out_auroc": _number(meta.get("held_out_two_stage_auroc")),
+            }
         return {
             "source": self.source,
             "path": self.path,
             "created": created if isinstance(created, str) else None,
             "items": items if isinstance(items, int) and not isinstance(items, bool) else None,
-            "held_out_auroc": (
-                float(auroc)
-                if isinstance(auroc, int | float) and not isinstance(auroc, bool)
-                else None
-            ),
+            "held_out_auroc": _number(meta.get("held_out_auroc")),
+            "model_stage": stage,
         }
 
     def describe(self) -> str:
@@ -145,6 +151,12 @@ class StoredModel:
             facts.append(f"{summary['items']} items")
         if summary["held_out_auroc"] is not None:
             facts.append(f"held-out AUROC {summary['held_out_auroc']:.3f}")
+        stage = summary["model_stage"]
+        if stage is not None:
+            both = stage["held_out_auroc"]
+            facts.append(
+                "with the model stage" + ("" if both is None else f" ({both:.3f} with both stages)")
+            )
         labelled = labelled_requests(self.model)
         if labelled:
             facts.append(f"refitted on {labelled} labelled requests")
@@ -154,6 +166,14 @@ class StoredModel:
             else f"your calibration {self.path}"
         )
         return f"{which} ({', '.join(facts)})" if facts else which
+
+
+SUMMARY_KEYS = ("source", "path", "created", "items", "held_out_auroc", "model_stage")
+"""The keys of :meth:`StoredModel.summary`, which ``/health`` and ``hybrid models`` show."""
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def labelled_requests(model: DifficultyModel) -> int:
