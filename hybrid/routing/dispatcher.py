@@ -8,7 +8,8 @@ The order of things:
 
 1. The model name and the ``X-Hybrid-Route`` header give the mode (``local``, ``cloud`` or
    ``auto``; the header also ``lan``: the team's LAN servers only, never the cloud) and the
-   cloud target (:mod:`hybrid.routing.names`).
+   cloud target (:mod:`hybrid.routing.names`), and the policies decide (the plan:
+   :mod:`hybrid.routing.planning`).
 2. ``auto`` tries the local model first; it escalates when the prompt and requested output do
    not fit the local context (``length:9312>8192``), when the local queue is full, or when the
    local model is not ready.  (The router of a later layer replaces this rule.)  A difficulty
@@ -30,9 +31,7 @@ through :mod:`hybrid.local`.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -50,7 +49,7 @@ from hybrid.errors import (
 )
 from hybrid.generation import GenerationDone, GenerationRequest, Message
 from hybrid.hardware.snapshot import LiveSample
-from hybrid.routing import cascade, model_stage
+from hybrid.routing import cascade
 from hybrid.routing.answer import (
     MODES,
     Answer,
@@ -61,16 +60,13 @@ from hybrid.routing.answer import (
     RouteOverride,
     RoutePlan,
 )
-from hybrid.routing.context import route_context
 from hybrid.routing.failover import NO_PROVIDER_HINT, CloudFailures, Failover
 from hybrid.routing.lan import LanMiss, LanTier
 from hybrid.routing.local_model import LocalCapacity, SizedGeneration
 from hybrid.routing.names import CloudTarget, ModelNames
-from hybrid.routing.policy import RouteDecision, Router, Verdict
+from hybrid.routing.planning import LONG_TEXT_CHARS, Planner
+from hybrid.routing.policy import RouteDecision, Router
 from hybrid.routing.reserving import Reserving
-
-LONG_TEXT_CHARS = 256 * 1024
-"""Requests whose text has this many characters or more are decided on a worker thread."""
 
 log = logging.getLogger("hybrid.routing")
 
@@ -132,10 +128,10 @@ class Dispatcher:
         self._failover = Failover(providers, names, failover, budget)
         self._local_fallback = local_fallback
         self._private_to_cloud = private_to_cloud
-        self._load = load
         self._cascade = cascade_below
         self._lan = lan
         self._private_to_lan = private_to_lan and lan is not None
+        self._planner = Planner(local, names, self._router, load, lan=lan is not None)
         self.mode: Mode = "auto"
 
     @property
@@ -246,82 +242,10 @@ class Dispatcher:
         model: str | None,
         override: RouteOverride | None = None,
     ) -> RoutePlan:
-        """Decide where a request goes, without starting it (``hybrid route`` shows this).
-
-        Args:
-            request: The request.
-            model: The model name the client asked for.
-            override: The ``X-Hybrid-Route`` header, when the client sent one.
-
-        Returns:
-            The mode, the cloud target and the router's decision.
-
-        Raises:
-            ModelNotFoundError: The model name is unknown.
-            InvalidRequestError: ``lan`` was asked for and no LAN server is configured.
-        """
-        resolved = self._names.resolve(model, local_id=self._runtime.model_id)
-        mode = override or resolved.mode
-        if mode == "lan" and self._lan is None:
-            raise InvalidRequestError(
-                "X-Hybrid-Route: lan asks for the team's LAN servers, and none is configured: "
-                "add them under [[lan.servers]] in the config, or send auto, local or cloud",
-                param="X-Hybrid-Route",
-            )
-        target = resolved.target or self._names.default_target
-        fixed_by = "explicit"
-        decided: Decided = "router" if mode == "auto" else "client"
-        if self.mode == "local-only" or (self.mode == "cloud-only" and mode == "auto"):
-            mode = "local" if self.mode == "local-only" else "cloud"
-            fixed_by = decided = "mode"
-        if mode == "local":
-            code = "mode:local-only" if fixed_by == "mode" else "explicit:local"
-            explicit = Verdict(fixed_by, "local", code)
-            decision = RouteDecision("local", (explicit.reason,), verdicts=(explicit,))
-            return RoutePlan(mode, target, decision, None, self._runtime.model_id, decided)
-        # An explicit cloud or LAN route only needs the privacy check, which reads text: no
-        # tokens.
-        off_machine = mode in ("cloud", "lan")
-        context, prepared, unfit = await route_context(
-            self._runtime, request, count_tokens=not off_machine, load=self._load()
-        )
-        decide = functools.partial(self._router.decide, context, pins_only=off_machine)
-        # The privacy scan reads the whole text (about 8 ms a megabyte): a long one is read on a
-        # worker thread, so that it does not hold the event loop.
-        decision = (
-            decide() if len(context.text) < LONG_TEXT_CHARS else await asyncio.to_thread(decide)
-        )
-        # A difficulty score in the probe's band is settled by the local model's own view.
-        settled = await model_stage.settle(
-            decision,
-            request,
-            prepared,
-            router=self._router,
-            local=self._runtime,
-            auto=mode == "auto" and target is not None,
-        )
-        decision = settled.decision
-        if off_machine and not decision.pinned:
-            code = "mode:cloud-only" if fixed_by == "mode" else f"explicit:{mode}"
-            explicit = Verdict(fixed_by, "cloud", code)
-            decision = RouteDecision(
-                "cloud", (explicit.reason,), decision.score, False, (explicit, *decision.verdicts)
-            )
-        elif target is None and decision.target == "cloud" and self._lan is None:
-            # Nothing to escalate to: the local model answers, and says what it would have done.
-            reasons = ("local:no_cloud_configured", *decision.reasons)
-            decision = RouteDecision("local", reasons, decision.score, False, decision.verdicts)
-        if decision.pinned:
-            decided = "router"  # a policy (privacy) overrode what the client or mode asked
-        return RoutePlan(
-            mode,
-            target,
-            decision,
-            prepared,
-            self._runtime.model_id,
-            decided,
-            unfit,
-            settled.vector,
+        """Decide where a request goes, without starting it (``hybrid route`` shows this); see
+        :meth:`hybrid.routing.planning.Planner.plan`."""
+        return await self._planner.plan(
+            request, model=model, override=override, server_mode=self.mode
         )
 
     async def _cascaded(
