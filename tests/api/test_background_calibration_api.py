@@ -19,6 +19,7 @@ from gguf_writer import tiny_model
 from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
 
 from hybrid.backend import Generation
+from hybrid.errors import GenerationError
 from hybrid.generation import GenerationRequest
 from hybrid.routing.calibration.background import (
     BackgroundCalibration,
@@ -325,3 +326,31 @@ def test_progress_is_written_every_ten_answers_then_every_tenth_more(
         assert after - before == max(10, before // 10)
     # A crash loses at most the answers since the last write: 10, or a tenth of those written.
     assert total - during[-1] <= max(10, during[-1] // 10)
+
+
+class BlindBackend(SeeingBackend):
+    """A backend whose model gives no prompt vector (llama.cpp fails to read one)."""
+
+    async def prompt_embedding(self, request: GenerationRequest, *, prepared: Any = None) -> Any:
+        self.embedded.append(request)
+        raise GenerationError("the local model failed to embed the prompt: no hidden state")
+
+
+def test_a_model_that_gives_no_vectors_is_calibrated_without_the_model_stage(
+    settings_for: Callable[..., Settings], served: Path
+) -> None:
+    config = settings(settings_for)
+    backend = BlindBackend(lambda item: item.category in KNOWN)
+    runtime = UncalibratedFile(config, served, backend)
+    with TestClient(scripted_app(config, runtime=runtime)) as client:
+        *_, done = run_to_the_end(client, runtime, backend)
+
+    progress = done["calibration"]["background"]
+    assert progress["state"] == "adopted", progress["message"]
+    assert "model stage" not in progress["message"]
+    assert len(backend.embedded) == 1  # asked once, then no more
+    items = calibration_set(0, per_category=PER_CATEGORY)
+    assert backend.count == sum(len(item.presentations) for item in items)
+    stored = find(config.home, gguf_sha256(served))
+    assert stored is not None and stored.model.probe is None
+    assert done["calibration"]["model_stage"] is None

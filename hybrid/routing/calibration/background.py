@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hybrid.backend import Backend
-from hybrid.errors import HybridError, ModelNotReadyError
+from hybrid.errors import GenerationError, HybridError, ModelNotReadyError
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.low_priority import run_low_priority
 from hybrid.routing.calibration.runner import ItemAnswer
@@ -278,9 +278,12 @@ class BackgroundCalibration:
         embed = callable(getattr(self._backend(), "prompt_embedding", None))
         if embed and any(answer.embedding is None for answer in answers):
             # Answers saved without one (by an older server) get it; they are not asked again.
-            answers = await with_vectors(
-                self._backend(), items[: len(answers)], answers, max_tokens=MAX_TOKENS
-            )
+            try:
+                answers = await with_vectors(
+                    self._backend(), items[: len(answers)], answers, max_tokens=MAX_TOKENS
+                )
+            except GenerationError as exc:
+                embed = _without_vectors(exc)
         self._set(
             BackgroundProgress("running", len(answers), len(items), sum(a.correct for a in answers))
         )
@@ -294,9 +297,17 @@ class BackgroundCalibration:
                     message="a calibration was saved meanwhile (`hybrid calibrate`)",
                 )
                 return
-            (answer,) = await answer_items(
-                self._backend(), [item], max_tokens=MAX_TOKENS, progress=_ignore, embed=embed
-            )
+            try:
+                (answer,) = await answer_items(
+                    self._backend(), [item], max_tokens=MAX_TOKENS, progress=_ignore, embed=embed
+                )
+            except GenerationError as exc:
+                if not embed:
+                    raise
+                embed = _without_vectors(exc)
+                (answer,) = await answer_items(
+                    self._backend(), [item], max_tokens=MAX_TOKENS, progress=_ignore
+                )
             answers.append(answer)
             now = self._current()
             self._set(
@@ -307,7 +318,7 @@ class BackgroundCalibration:
                 saved = len(answers)
         self._set(self._current(), state="fitting")
         await run_low_priority(self._save_progress, sha256, items, answers)
-        outcome, message = await run_low_priority(self._fit, sha256, prior, items, answers)
+        outcome, message = await run_low_priority(self._fit, sha256, prior, items, answers, embed)
         self._set(self._current(), state=outcome, message=message)
         await run_low_priority(self._save_progress, sha256, items, answers)
         log.info("background calibration: %s (%s)", outcome, message)
@@ -325,6 +336,7 @@ class BackgroundCalibration:
         prior: DifficultyModel,
         items: Sequence[CalibrationItem],
         answers: Sequence[ItemAnswer],
+        embed: bool,
     ) -> tuple[BackgroundState, str]:
         from hybrid import __version__
         from hybrid.routing.calibration.acceptance import review_against_prior
@@ -352,7 +364,7 @@ class BackgroundCalibration:
             "hybrid_version": __version__,
             "calibrated_by": "background",
         }
-        vectors = [answer.embedding for answer in answers]
+        vectors = [answer.embedding for answer in answers] if embed else []
         calibration = calibrate(
             items,
             [answer.correct for answer in answers],
@@ -402,6 +414,16 @@ class BackgroundCalibration:
             )
         except HybridError as exc:  # progress is a convenience: serving goes on without it
             log.warning("cannot save background calibration progress: %s", exc)
+
+
+def _without_vectors(exc: GenerationError) -> bool:
+    """Go on without the model's prompt vectors (the fit then has no model stage)."""
+    log.warning(
+        "background calibration goes on without the model stage: the model gives no vector "
+        "of a prompt (%s)",
+        exc,
+    )
+    return False
 
 
 def _ignore(done: int, total: int) -> None:
