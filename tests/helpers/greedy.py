@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 
 from hybrid.generation import GenerationEvent, TextDelta
 from hybrid.local.engine import EngineJob, LlamaEngine
 
 
-def engine_job(engine: LlamaEngine, prompt: str, **changes: object) -> EngineJob:
-    """A greedy job of 24 tokens for ``prompt`` (with its BOS), with ``changes`` applied."""
+def greedy_job(tokens: Sequence[int], **changes: object) -> EngineJob:
+    """A greedy job of 24 tokens for a tokenized prompt, with ``changes`` applied."""
     base = EngineJob(
-        tokens=engine.tokenize(prompt, add_bos=True),
+        tokens=tokens,
         max_tokens=24,
         stop=(),
         strip=False,
@@ -22,6 +23,11 @@ def engine_job(engine: LlamaEngine, prompt: str, **changes: object) -> EngineJob
         top_logprobs=None,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def engine_job(engine: LlamaEngine, prompt: str, **changes: object) -> EngineJob:
+    """A greedy job of 24 tokens for ``prompt`` (with its BOS), with ``changes`` applied."""
+    return greedy_job(engine.tokenize(prompt, add_bos=True), **changes)
 
 
 def greedy_text(engine: LlamaEngine, prompt: str, max_tokens: int = 24) -> str:

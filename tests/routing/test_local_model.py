@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
+from greedy import greedy_job
 
 from hybrid.backend import Generation
 from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest, Message, Usage
-from hybrid.local.engine import EngineJob
 from hybrid.local.generation import LocalGeneration
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
@@ -106,16 +106,7 @@ def test_a_local_answer_without_its_size_says_local() -> None:
 
 
 def test_the_local_backends_generation_knows_its_size() -> None:
-    job = EngineJob(
-        tokens=[1, 2, 3],
-        max_tokens=5,
-        stop=(),
-        strip=False,
-        temperature=0.0,
-        top_p=1.0,
-        seed=None,
-        top_logprobs=None,
-    )
+    job = greedy_job([1, 2, 3], max_tokens=5)
     future: Future[None] = Future()
     generation = LocalGeneration(asyncio.Queue(), threading.Event(), future, job)
     assert isinstance(generation, SizedGeneration)
