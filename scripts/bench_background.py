@@ -48,6 +48,8 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_local import raw_run  # the same streamed greedy completion bench_local.py times
+
 from hybrid.routing.calibration.fitting import calibrate
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.low_priority import run_low_priority
@@ -73,16 +75,7 @@ def fit_once(per_category: int, size: int) -> Callable[[], object]:
 
 def decode_speed(llama: object, max_tokens: int) -> float:
     """Decode tok/s after the first token of one streamed greedy completion."""
-    first = last = 0.0
-    chunks = 0
-    for _ in llama.create_completion(  # type: ignore[attr-defined]
-        PROMPT, max_tokens=max_tokens, temperature=0.0, stream=True
-    ):
-        last = time.perf_counter()
-        if chunks == 0:
-            first = last
-        chunks += 1
-    return (chunks - 1) / (last - first)
+    return raw_run(llama, PROMPT, max_tokens).decode_tokens_per_s
 
 
 class FitsInBackground:
