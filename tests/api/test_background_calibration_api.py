@@ -132,6 +132,25 @@ def run_to_the_end(
     yield health(client)
 
 
+def calibrated(config: Settings, served: Path, backend: GatedBackend) -> dict[str, Any]:
+    """Serve the file with ``backend`` as its background lane until its calibration has ended
+    (its first item released once asked); health then."""
+    runtime = UncalibratedFile(config, served, backend)
+    with TestClient(scripted_app(config, runtime=runtime)) as client:
+        *_, done = run_to_the_end(client, runtime, backend)
+    return done
+
+
+def restarted(config: Settings, served: Path, backend: GatedBackend) -> dict[str, Any]:
+    """Serve the file again, loaded at once, until its calibration has ended; health then."""
+    backend.release.set()
+    runtime = UncalibratedFile(config, served, backend)
+    runtime.loaded_event.set()
+    with TestClient(scripted_app(config, runtime=runtime)) as client:
+        assert client.app.state.hybrid.background.finished.wait(TIMEOUT_S)  # type: ignore[attr-defined]
+        return health(client)
+
+
 def test_a_model_the_prior_misjudges_is_calibrated_in_the_background_and_the_fit_adopted(
     settings_for: Callable[..., Settings], served: Path
 ) -> None:
@@ -208,20 +227,12 @@ def test_a_restarted_server_resumes_from_the_saved_answers(
 ) -> None:
     config = settings(settings_for)
     first = GatedBackend(lambda item: False)
-    runtime = UncalibratedFile(config, served, first)
-    with TestClient(scripted_app(config, runtime=runtime)) as client:
-        for _ in run_to_the_end(client, runtime, first):
-            pass
+    calibrated(config, served, first)
     sha256 = gguf_sha256(served)
     path = progress_path(config.home, sha256)
     assert path.is_file()
     again = GatedBackend(lambda item: False)
-    again.release.set()
-    runtime = UncalibratedFile(config, served, again)
-    runtime.loaded_event.set()
-    with TestClient(scripted_app(config, runtime=runtime)) as client:
-        assert client.app.state.hybrid.background.finished.wait(TIMEOUT_S)  # type: ignore[attr-defined]
-        progress = health(client)["calibration"]["background"]
+    progress = restarted(config, served, again)["calibration"]["background"]
     assert again.count == 0  # every answer came from the saved progress
     assert progress["state"] == "kept-prior" and progress["done"] == len(CATEGORIES) * PER_CATEGORY
 
@@ -247,9 +258,7 @@ def test_a_backend_that_sees_the_prompts_gets_a_model_stage(
 ) -> None:
     config = settings(settings_for)
     backend = SeeingBackend(lambda item: item.category in KNOWN)
-    runtime = UncalibratedFile(config, served, backend)
-    with TestClient(scripted_app(config, runtime=runtime)) as client:
-        *_, done = run_to_the_end(client, runtime, backend)
+    done = calibrated(config, served, backend)
 
     progress = done["calibration"]["background"]
     assert progress["state"] == "adopted", progress["message"]
@@ -275,10 +284,7 @@ def test_answers_saved_without_vectors_get_them_on_resume_without_being_asked_ag
 ) -> None:
     config = settings(settings_for)
     first = GatedBackend(lambda item: False)  # a backend without vectors
-    runtime = UncalibratedFile(config, served, first)
-    with TestClient(scripted_app(config, runtime=runtime)) as client:
-        for _ in run_to_the_end(client, runtime, first):
-            pass
+    calibrated(config, served, first)
     sha256 = gguf_sha256(served)
     before = read_progress(config.home, sha256)
     assert before is not None and before.state == "kept-prior"
@@ -286,11 +292,7 @@ def test_answers_saved_without_vectors_get_them_on_resume_without_being_asked_ag
     assert saved is not None and all(answer.embedding is None for answer in saved.answers)
 
     again = SeeingBackend(lambda item: False)
-    again.release.set()
-    runtime = UncalibratedFile(config, served, again)
-    runtime.loaded_event.set()
-    with TestClient(scripted_app(config, runtime=runtime)) as client:
-        assert client.app.state.hybrid.background.finished.wait(TIMEOUT_S)  # type: ignore[attr-defined]
+    restarted(config, served, again)
 
     items = calibration_set(0, per_category=PER_CATEGORY)
     assert again.count == 0  # no answer asked again
@@ -313,10 +315,7 @@ def test_progress_is_written_every_ten_answers_then_every_tenth_more(
     monkeypatch.setattr(BackgroundCalibration, "_save_progress", counting)
     config = settings(settings_for)
     backend = GatedBackend(lambda item: False)
-    runtime = UncalibratedFile(config, served, backend)
-    with TestClient(scripted_app(config, runtime=runtime)) as client:
-        for _ in run_to_the_end(client, runtime, backend):
-            pass
+    calibrated(config, served, backend)
 
     total = len(CATEGORIES) * PER_CATEGORY
     during = written[:-2]  # then once when the fit starts and once with its outcome
@@ -341,9 +340,7 @@ def test_a_model_that_gives_no_vectors_is_calibrated_without_the_model_stage(
 ) -> None:
     config = settings(settings_for)
     backend = BlindBackend(lambda item: item.category in KNOWN)
-    runtime = UncalibratedFile(config, served, backend)
-    with TestClient(scripted_app(config, runtime=runtime)) as client:
-        *_, done = run_to_the_end(client, runtime, backend)
+    done = calibrated(config, served, backend)
 
     progress = done["calibration"]["background"]
     assert progress["state"] == "adopted", progress["message"]
