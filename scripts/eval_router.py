@@ -36,9 +36,11 @@ from pathlib import Path
 import numpy as np
 from external_sets import TRAFFIC_SETS, load_all
 from router_folds import (
+    FAMILY_MEAN,
     Labelled,
     ProbeOptions,
     baseline_scores,
+    family_means,
     figures,
     fit_and_score,
     lofo_scores,
@@ -239,6 +241,7 @@ def evaluate(generated: Labelled, external: Labelled, *, seed: int, resamples: i
     """LOFO over the generated families, and the external check, for every router."""
     lofo, order = lofo_scores(generated, seed=seed)
     lofo |= baseline_scores(generated)
+    lofo[FAMILY_MEAN] = family_means(lofo["features"], generated.families)
     lofo_figures = {
         name: figures(lofo[name], generated.wrong, seed=seed, resamples=resamples)
         for name in ROUTERS
@@ -256,6 +259,7 @@ def evaluate(generated: Labelled, external: Labelled, *, seed: int, resamples: i
         for family in order
     }
     scored = fit_and_score(generated, external, seed=seed) | baseline_scores(external)
+    scored[FAMILY_MEAN] = family_means(scored["features"], external.families)
     external_figures = {
         name: figures(scored[name], external.wrong, seed=seed, resamples=resamples)
         for name in ROUTERS

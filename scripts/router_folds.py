@@ -1,13 +1,17 @@
 """The pure part of ``scripts/eval_router.py``: routers fitted per fold, and their figures.
 
-A *router* here is a way to score requests, higher escalating first.  Three are fitted on
+A *router* here is a way to score requests, higher escalating first.  Five are fitted on
 training items and scored on others:
 
 - ``features``: the shipped difficulty model on cheap text features (the feature stage);
 - ``probe``: the logistic probe on the local model's prompt vector alone;
 - ``two-stage``: the feature stage, whose scores inside the probe's band the two stages
-  blended settle (the runtime decision; the blend and band are chosen by cross-validation
-  inside the training items that leaves whole families out);
+  blended settle (the blend and band are chosen by cross-validation inside the training items
+  that leaves whole families out);
+- ``features+recent`` and ``two-stage+recent``: the same, with each feature score read beside
+  the recent requests most like it (:mod:`hybrid.routing.difficulty.recent`; the items
+  arrive in a seeded random order): the runtime decision, ``routing.difficulty.neighbours``
+  at its default;
 
 and five need no fitting: ``length`` (characters), ``digits`` (digit characters), ``random``
 (every score equal: the diagonal), ``oracle`` (exactly the wrong answers) and ``family rate``
@@ -38,9 +42,15 @@ from hybrid.routing.calibration.fitting import (
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci, routing_curve
 from hybrid.routing.calibration.probe_fitting import train_probe, two_stage_scores
+from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.difficulty.recent import RecentScores, standardised_unit
+from hybrid.settings.routing import DifficultySettings
+
+NEIGHBOURS = DifficultySettings().neighbours
+"""``routing.difficulty.neighbours`` at its default: what ``hybrid serve`` reads scores with."""
 
 QUALITY_TARGET = 0.95
-FITTED = ("features", "probe", "two-stage")
+FITTED = ("features", "probe", "two-stage", "features+recent", "two-stage+recent")
 BASELINES = ("length", "digits", "random", "oracle", "family rate")
 PER_GROUP = (*FITTED, "length", "digits")
 """The routers whose AUROC inside one family or set means something (the rest are constant
@@ -124,6 +134,18 @@ def baseline_scores(data: Labelled) -> dict[str, np.ndarray]:
     }
 
 
+FAMILY_MEAN = "feature family mean"
+"""A reference beside the baselines: :func:`family_means` of the feature stage's scores."""
+
+
+def family_means(scores: np.ndarray, families: Sequence[str]) -> np.ndarray:
+    """Each item's score: the mean score of the items of its family (its set, for the external
+    items).  Of the feature stage's scores: what it says of each kind on average."""
+    names = np.array(families)
+    means = {name: float(scores[names == name].mean()) for name in set(families)}
+    return np.array([means[name] for name in families], dtype=np.float64)
+
+
 def family_rate(data: Labelled) -> np.ndarray:
     """Each item's score: the share of wrong answers among the items of its family (its set,
     for the external items), taken from the labels themselves (an oracle)."""
@@ -132,19 +154,48 @@ def family_rate(data: Labelled) -> np.ndarray:
     return np.array([rates[name] for name in data.families], dtype=np.float64)
 
 
-def fit_and_score(
+@dataclass(frozen=True, eq=False)
+class Read:
+    """What the routers fitted on training items make of test items, before the model stage.
+
+    Attributes:
+        feature: The feature stage's own scores.
+        probe_scores: The probe's scores (the feature score where there is no vector).
+        has_vector: Whether each item has a prompt vector.
+        units: The standardised feature vectors, of norm 1, that recent requests are
+            compared by (:mod:`hybrid.routing.difficulty.recent`).
+        probe: The fitted model stage.
+    """
+
+    feature: np.ndarray
+    probe_scores: np.ndarray
+    has_vector: np.ndarray
+    units: np.ndarray
+    probe: ProbeStage
+
+    def two_stage(self, feature: np.ndarray) -> np.ndarray:
+        """The runtime's decision scores from these feature scores (the feature score
+        outside the probe's band, and where there is no vector)."""
+        settled = np.array(
+            [self.probe.settle(f, p) for f, p in zip(feature, self.probe_scores, strict=True)]
+        )
+        return np.where(
+            self.has_vector, two_stage_scores(feature, settled, self.probe.band), feature
+        )
+
+
+def fit_and_read(
     train: Labelled, test: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
-) -> dict[str, np.ndarray]:
-    """Fit the three routers on ``train`` and score ``test``, as ``hybrid calibrate`` fits them.
+) -> Read:
+    """Fit the feature stage and the probe on ``train``, as ``hybrid calibrate`` fits them,
+    and read ``test`` with them.
 
     Items without a prompt vector are left out of the probe's training; on the test side they
     keep the feature score (the runtime falls back to it when the model cannot take a prompt).
-
-    Returns:
-        Router name to the scores of ``test``'s items.
     """
     model, _, _ = train_feature_model(feature_matrix(train.items), train.wrong, seed=seed)
-    feature = model.scores(feature_matrix(test.items))
+    features = feature_matrix(test.items)
+    feature = model.scores(features)
     has_train = ~np.isnan(train.vectors).any(axis=1)
     has_test = ~np.isnan(test.vectors).any(axis=1)
     kept = train.subset(np.flatnonzero(has_train))
@@ -164,9 +215,40 @@ def fit_and_score(
             for vector, ok, score in zip(test.vectors, has_test, feature, strict=True)
         ]
     )
-    settled = np.array([probe.settle(f, p) for f, p in zip(feature, probe_scores, strict=True)])
-    both = np.where(has_test, two_stage_scores(feature, settled, probe.band), feature)
-    return {"features": feature, "probe": probe_scores, "two-stage": both}
+    units = np.array([standardised_unit(model, row) for row in features])
+    return Read(feature, probe_scores, has_test, units, probe)
+
+
+def beside_recent(own: np.ndarray, units: np.ndarray, *, seed: int) -> np.ndarray:
+    """Each score read beside the recent requests most like it, as ``hybrid serve`` reads it
+    (:class:`~hybrid.routing.difficulty.recent.RecentScores`, ``routing.difficulty.neighbours``
+    at its default), the items arriving in a seeded random order, each beside those before it.
+    """
+    recent = RecentScores(NEIGHBOURS)
+    out = np.empty(len(own))
+    for i in np.random.default_rng(seed).permutation(len(own)):
+        out[i] = recent.read(units[i], float(own[i]))
+    return out
+
+
+def fit_and_score(
+    train: Labelled, test: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
+) -> dict[str, np.ndarray]:
+    """Fit the routers on ``train`` and score ``test`` (its items arriving in a seeded random
+    order for the ``+recent`` ones).
+
+    Returns:
+        Router name to the scores of ``test``'s items.
+    """
+    read = fit_and_read(train, test, seed=seed, options=options)
+    recent = beside_recent(read.feature, read.units, seed=seed)
+    return {
+        "features": read.feature,
+        "probe": read.probe_scores,
+        "two-stage": read.two_stage(read.feature),
+        "features+recent": recent,
+        "two-stage+recent": read.two_stage(recent),
+    }
 
 
 def lofo_scores(
@@ -174,19 +256,37 @@ def lofo_scores(
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Every fitted router's out-of-family scores of every item.
 
+    The ``+recent`` routers read each item beside the items of *every* family before it in
+    one seeded random order, each scored by the routers fitted without its own family: as a
+    server's recent requests mix kinds of prompt.
+
     Returns:
         Router name to one score per item of ``data`` (each from the routers fitted without
         its family), and the families in split order.
     """
-    pooled: dict[str, np.ndarray] = {}
+    n = len(data.items)
+    pooled = {name: np.full(n, np.nan) for name in ("features", "probe", "two-stage")}
+    units: np.ndarray | None = None
+    folds = []
     order = []
     for family, train_idx, test_idx in lofo_splits(data.families):
-        scores = fit_and_score(
+        read = fit_and_read(
             data.subset(train_idx), data.subset(test_idx), seed=seed, options=options
         )
-        for name, values in scores.items():
-            pooled.setdefault(name, np.full(len(data.items), np.nan))[test_idx] = values
+        pooled["features"][test_idx] = read.feature
+        pooled["probe"][test_idx] = read.probe_scores
+        pooled["two-stage"][test_idx] = read.two_stage(read.feature)
+        if units is None:
+            units = np.zeros((n, read.units.shape[1]))
+        units[test_idx] = read.units
+        folds.append((test_idx, read))
         order.append(family)
+    assert units is not None
+    recent = beside_recent(pooled["features"], units, seed=seed)
+    pooled["features+recent"] = recent
+    pooled["two-stage+recent"] = np.full(n, np.nan)
+    for test_idx, read in folds:
+        pooled["two-stage+recent"][test_idx] = read.two_stage(recent[test_idx])
     return pooled, order
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from random import Random
 
 import numpy as np
-from router_folds import Labelled, family_rate
+from router_folds import Labelled, beside_recent, family_rate
 
 from hybrid.routing.calibration.fitting import calibrate, feature_matrix, prompt_length
 from hybrid.routing.calibration.learning import Example, Source, refit
@@ -36,6 +36,7 @@ from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import two_stage_scores
 from hybrid.routing.difficulty.features import extract
 from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.recent import standardised_unit
 
 LABELS_PER_SET = (0, 25, 50, 100)
 """Labelled requests per traffic set the router refits on (0: the model as calibrated)."""
@@ -54,6 +55,8 @@ class Learned:
             draw's refit (empty with no labels).
         model_stage: Pooled AUROC of the model stage alone, every request asked (the probe of
             the model in use; refits carry it over), one per draw; empty without a probe.
+        recent: Pooled AUROC of both stages as ``hybrid serve`` decides, each feature score
+            read beside the recent requests most like it, one per draw.
     """
 
     labels: int
@@ -62,6 +65,7 @@ class Learned:
     adopted: int
     weights: tuple[float, ...] = ()
     model_stage: tuple[float, ...] = ()
+    recent: tuple[float, ...] = ()
 
 
 def examples_of(data: Labelled, source: Source) -> list[Example]:
@@ -72,19 +76,31 @@ def examples_of(data: Labelled, source: Source) -> list[Example]:
     ]
 
 
-def runtime_scores(model: DifficultyModel, data: Labelled) -> tuple[np.ndarray, np.ndarray]:
-    """The feature stage's scores of the items, and both stages' as the runtime decides."""
-    feature = model.scores(feature_matrix(data.items))
+def runtime_scores(
+    model: DifficultyModel, data: Labelled, *, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The feature stage's scores of the items, both stages' with each prompt scored alone,
+    and both stages' as ``hybrid serve`` decides: each feature score read beside the recent
+    requests most like it (the items arriving in a seeded random order)."""
+    features = feature_matrix(data.items)
+    feature = model.scores(features)
+    units = np.array([standardised_unit(model, row) for row in features])
+    recent = beside_recent(feature, units, seed=seed)
     probe = model.probe
     if probe is None:
-        return feature, feature
-    settled = np.array(
-        [
-            probe.settle(score, probe.score(vector)) if np.isfinite(vector).all() else score
-            for score, vector in zip(feature, data.vectors, strict=True)
-        ]
-    )
-    return feature, two_stage_scores(feature, settled, probe.band)
+        return feature, feature, recent
+
+    def both(scores: np.ndarray) -> np.ndarray:
+        assert probe is not None
+        settled = np.array(
+            [
+                probe.settle(score, probe.score(vector)) if np.isfinite(vector).all() else score
+                for score, vector in zip(scores, data.vectors, strict=True)
+            ]
+        )
+        return two_stage_scores(scores, settled, probe.band)
+
+    return feature, both(feature), both(recent)
 
 
 def model_stage_scores(model: DifficultyModel, data: Labelled) -> np.ndarray | None:
@@ -147,7 +163,7 @@ def learn_from_traffic(
     base = examples_of(generated, "calibration")
     results = []
     for k in labels:
-        features, both, adopted, weights, alone = [], [], 0, [], []
+        features, both, adopted, weights, alone, recent = [], [], 0, [], [], []
         for repeat in range(repeats):
             labelled, scored = draw(traffic, labels=k, held=held, seed=seed + repeat)
             model = current
@@ -161,14 +177,23 @@ def learn_from_traffic(
                 if fitted.adopted:
                     model, adopted = fitted.model, adopted + 1
             test = traffic.subset(np.array(scored))
-            feature, two_stage = runtime_scores(model, test)
+            feature, two_stage, served = runtime_scores(model, test, seed=seed + repeat)
             features.append(auroc(feature, test.wrong))
             both.append(auroc(two_stage, test.wrong))
+            recent.append(auroc(served, test.wrong))
             probe_scores = model_stage_scores(model, test)
             if probe_scores is not None:
                 alone.append(auroc(probe_scores, test.wrong))
         results.append(
-            Learned(k, tuple(features), tuple(both), adopted, tuple(weights), tuple(alone))
+            Learned(
+                k,
+                tuple(features),
+                tuple(both),
+                adopted,
+                tuple(weights),
+                tuple(alone),
+                tuple(recent),
+            )
         )
     _, first = draw(traffic, labels=0, held=held, seed=seed)
     reference = traffic.subset(np.array(first))

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import svg_chart
 from external_sets import SETS, TRAFFIC_SETS
-from router_folds import BASELINES, FITTED, PER_GROUP, Figure, Labelled
+from router_folds import BASELINES, FAMILY_MEAN, FITTED, PER_GROUP, Figure, Labelled
 from router_learning import Learned
 from svg_chart import Series
 
 from hybrid.routing.calibration.learning import TRAFFIC_WEIGHTS
 from hybrid.routing.calibration.metrics import auroc, routing_curve
 
-ROUTERS = (*FITTED, *BASELINES)
+ROUTERS = (*FITTED, *BASELINES, FAMILY_MEAN)
 TARGETS = (
     "LOFO pooled AUROC >= 0.80; external AUROC >= 0.80; kept local within 5 points of the oracle"
 )
@@ -92,11 +92,14 @@ STYLES = {
     "features": ("#1f77b4", "-"),
     "probe": ("#9467bd", "-"),
     "two-stage": ("#d62728", "-"),
+    "features+recent": ("#aec7e8", "-"),
+    "two-stage+recent": ("#e377c2", "-"),
     "length": ("#ff7f0e", "-."),
     "digits": ("#8c564b", "-."),
     "random": ("#7f7f7f", "--"),
     "oracle": ("#2ca02c", ":"),
     "family rate": ("#17becf", ":"),
+    FAMILY_MEAN: ("#bcbd22", ":"),
 }
 
 
@@ -131,13 +134,19 @@ def write_plot(result: Evaluation, path: Path) -> None:
     path.write_text(svg_chart.render(panels), encoding="utf-8")
 
 
+LEARNING_HEAD = (
+    "| labels per set | feature stage | both stages | both stages, beside recent | "
+    "model stage alone | adopted | weight chosen |"
+)
+
+
 def learning_section(learned: list[Learned], reference: float, traffic: Labelled) -> str:
     """The learning-from-traffic section: AUROC on held-out traffic against labels per set."""
     sets = np.array(traffic.families)
     draws = len(learned[0].features)
     rows = "\n".join(
         f"| {row.labels} | {_spread(row.features)} | {_spread(row.two_stage)} | "
-        f"{_spread(row.model_stage)} | {row.adopted} of {draws} | "
+        f"{_spread(row.recent)} | {_spread(row.model_stage)} | {row.adopted} of {draws} | "
         f"{', '.join(f'{w:g}' for w in row.weights) or '-'} |"
         for row in learned
     )
@@ -163,10 +172,12 @@ The model then in use scores the same held-out requests of every set for every *
 draws per *k*: the mean and, in brackets, the range over the draws (pooled AUROC); the last
 column lists each draw's weight. *Model stage alone* scores every held-out request with the
 model stage of the model in use, as if each were in its band (a refit carries the model
-stage over unchanged, so only the draws move it).
+stage over unchanged, so only the draws move it). *Both stages, beside recent* is what
+`hybrid serve` decides: each feature score read beside the recent requests most like it (the
+held-out requests of every set arriving in a seeded random order).
 
-| labels per set | feature stage | both stages | model stage alone | adopted | weight chosen |
-|---:|---|---|---|---:|---|
+{LEARNING_HEAD}
+|---:|---|---|---|---|---:|---|
 {rows}
 
 The *set rate* reference (each held-out request scored by its set's share of wrong answers) is
@@ -219,9 +230,9 @@ Chosen on these figures only (the external sets played no part):
         f"| {s.name} | {s.title} | {s.kind} | {s.licence} | {s.source} |" for s in SETS.values()
     )
     oracle_kept = lofo["oracle"]["kept local @95%"].value
-    two_kept = lofo["two-stage"]["kept local @95%"].value
+    two_kept = lofo["two-stage+recent"]["kept local @95%"].value
     ext_oracle = external["oracle"]["kept local @95%"].value
-    ext_two = external["two-stage"]["kept local @95%"].value
+    ext_two = external["two-stage+recent"]["kept local @95%"].value
     n_with_vectors = int((~np.isnan(gen.vectors).any(axis=1)).sum())
     return f"""# Router evaluation: the difficulty router on {model_name}
 
@@ -236,14 +247,21 @@ answers {sources["external"]}). {n_with_vectors} generated items have a prompt v
 
 Targets: {TARGETS}.
 
-- Leave one family out, pooled: two-stage AUROC {lofo["two-stage"]["AUROC"].text()}, features
-  {lofo["features"]["AUROC"].text()}, probe alone {lofo["probe"]["AUROC"].text()}; digit count
-  {lofo["digits"]["AUROC"].text()}, length {lofo["length"]["AUROC"].text()}.
-- External sets, pooled: two-stage AUROC {external["two-stage"]["AUROC"].text()}, features
-  {external["features"]["AUROC"].text()}, probe alone {external["probe"]["AUROC"].text()};
-  digit count {external["digits"]["AUROC"].text()}, length {external["length"]["AUROC"].text()}.
-- Kept local at 95 % of all-cloud quality: two-stage {two_kept:.0%} against the oracle's
-  {oracle_kept:.0%} (LOFO); {ext_two:.0%} against {ext_oracle:.0%} (external).
+The router `hybrid serve` runs is *two-stage+recent*: both stages, with each feature score
+read beside the recent requests most like it. *two-stage* scores each prompt alone, as the
+router did before.
+
+- Leave one family out, pooled: two-stage+recent AUROC
+  {lofo["two-stage+recent"]["AUROC"].text()}, two-stage {lofo["two-stage"]["AUROC"].text()},
+  features {lofo["features"]["AUROC"].text()}, probe alone {lofo["probe"]["AUROC"].text()};
+  digit count {lofo["digits"]["AUROC"].text()}, length {lofo["length"]["AUROC"].text()}.
+- External sets, pooled: two-stage+recent AUROC
+  {external["two-stage+recent"]["AUROC"].text()}, two-stage
+  {external["two-stage"]["AUROC"].text()}, features {external["features"]["AUROC"].text()},
+  probe alone {external["probe"]["AUROC"].text()}; digit count
+  {external["digits"]["AUROC"].text()}, length {external["length"]["AUROC"].text()}.
+- Kept local at 95 % of all-cloud quality: two-stage+recent {two_kept:.0%} against the
+  oracle's {oracle_kept:.0%} (LOFO); {ext_two:.0%} against {ext_oracle:.0%} (external).
 - What 0.80 asks: the *family rate* reference, an oracle that knows each family's (each
   set's) share of wrong answers and nothing about the prompts within it, reaches
   {lofo["family rate"]["AUROC"].text()} (LOFO) and {external["family rate"]["AUROC"].text()}
@@ -294,11 +312,23 @@ the router was fitted on, so these figures flatter it.
   40 % of the training items, so that the median decision stays in the feature stage) is
   chosen by the same cross-validation on feature scores from models fitted without each
   fold's families, inside the training families only. All three are refitted for every
-  fold.
+  fold. *features+recent* and *two-stage+recent*: the same, with each feature score read
+  beside the recent requests most like it, as `hybrid serve` reads it
+  (`routing.difficulty.neighbours`, 10: the score is 0.2 x its own plus 0.8 x the mean own
+  score of the 10 nearest among the last 256 requests, by the cosine of their standardised
+  text features, counting none below 0.3), before the band is looked at. The items arrive in
+  one seeded random order, each beside those before it: under LOFO, the items of every
+  family, each scored by the models fitted without its own family (recent requests mix
+  kinds of prompt); no label is read. The neighbours (10 against 5 and 20), the weight (0.8
+  against 0.5) and the lowest cosine (0.3 against none, 0.5 and 0.7) were chosen on the LOFO
+  figures; the external sets played no part.
 - *length*: characters in the conversation; *digits*: digit characters; *random*: all scores
   equal (the diagonal); *oracle*: escalates exactly the wrong answers; *family rate*: each item
   scored by the share of wrong answers in its own family or set, read from the labels (an
-  oracle of the kind of prompt, constant within a kind; not a router).
+  oracle of the kind of prompt, constant within a kind; not a router). *feature family
+  mean*: each item scored by the mean *features* score of its family or set: what the feature
+  stage says of each kind on average (not a router either: it knows which kind each item
+  is).
 - Cloud answers count as right. AUROC: the probability that an item the local model got wrong
   scores above one it got right. APGR: the area under the performance-gap-recovered curve
   (0.5 for random). *Kept local at 95 %*: the largest share of requests kept local while the

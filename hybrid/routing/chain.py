@@ -50,6 +50,7 @@ def build_router(
                 difficulty,
                 threshold=settings.difficulty.threshold,
                 model_stage=settings.difficulty.model_stage,
+                neighbours=settings.difficulty.neighbours,
             )
         )
     return Router(policies)

@@ -99,6 +99,17 @@ class DifficultySettings(BaseModel):
             "feature score alone decides."
         ),
     )
+    neighbours: int = Field(
+        default=10,
+        ge=0,
+        le=256,
+        description=(
+            "Read each feature score beside those of the recent requests most like it: the "
+            "score is 0.2 x its own plus 0.8 x the mean of this many nearest among the last 256 "
+            "(by the cosine of their text features, at least 0.3; kept in memory, never the "
+            "text). 0: each prompt is scored alone."
+        ),
+    )
 
 
 class CascadeSettings(BaseModel):

@@ -114,3 +114,21 @@ def test_the_two_stages_read_the_vectors_signal_on_a_family_left_out(
     assert both.shape == (len(test_idx),) and np.isfinite(both).all()
     assert both[0] == scores["features"][0]
     assert auroc(both[1:], test.wrong[1:]) > 0.85, family
+
+
+def test_scores_read_beside_recent_ones_rank_kinds_by_their_mean(folds: ModuleType) -> None:
+    # Two kinds of request (two directions of the features); one is mostly answered wrong.
+    # Each own score is its kind's rate plus much noise, as on prompts of kinds not seen.
+    rng = np.random.default_rng(0)
+    kind = np.repeat([0, 1], 100)
+    wrong = (rng.random(200) < np.where(kind == 1, 0.8, 0.2)).astype(np.float64)
+    own = np.clip(np.where(kind == 1, 0.6, 0.4) + rng.normal(scale=0.3, size=200), 0, 1)
+    units = np.zeros((200, 4))
+    units[np.arange(200), kind] = 1.0
+
+    read = folds.beside_recent(own, units, seed=0)
+
+    first = np.random.default_rng(0).permutation(200)[0]
+    assert read[first] == own[first]  # nothing before it
+    assert auroc(read, wrong) > auroc(own, wrong) + 0.05
+    assert np.array_equal(read, folds.beside_recent(own, units, seed=0))  # seeded

@@ -66,6 +66,9 @@ def test_labelled_traffic_is_learned_and_the_held_out_requests_rank_better(
     assert before.adopted == 0 and max(before.features) < 0.65
     assert after.adopted == 2 and min(after.features) > 0.85
     assert min(after.two_stage) > 0.85
+    # As `hybrid serve` decides, beside recent requests: one figure per draw.
+    assert len(before.recent) == len(after.recent) == 2
+    assert all(0 <= figure <= 1 for figure in after.recent)
     assert 0.4 < reference < 0.6  # both sets are half zebras: the set says nothing
     # Each refit chose a weight; the model stage (random vectors here) is carried over, so
     # alone it scores each draw's requests as before the refit.

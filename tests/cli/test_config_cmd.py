@@ -85,6 +85,7 @@ LEAVES = [
     "routing.difficulty.enabled",
     "routing.difficulty.threshold",
     "routing.difficulty.model_stage",
+    "routing.difficulty.neighbours",
     "routing.cascade.enabled",
     "routing.cascade.min_confidence",
     "routing.learn.keep_signals",

@@ -19,9 +19,11 @@ from typing import Literal
 
 from hybrid.errors import HybridError
 from hybrid.generation import Message
+from hybrid.routing.difficulty.features import extract
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.prior import is_prior, prior_for_file
 from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.difficulty.recent import RecentScores
 from hybrid.routing.difficulty.store import StoredModel, find, gguf_sha256, model_path
 from hybrid.routing.policy import Policy, RouteContext, Verdict
 
@@ -161,6 +163,8 @@ class DifficultyPolicy(Policy):
         threshold: The user's threshold; None uses the calibrated one.
         model_stage: Let the model's probe, when it has one, settle the scores in its band
             (:mod:`hybrid.routing.model_stage`); off, the feature stage alone decides.
+        neighbours: Read each feature score beside those of this many of the nearest recent
+            requests (:mod:`hybrid.routing.difficulty.recent`); 0 scores each prompt alone.
     """
 
     name = "difficulty"
@@ -171,10 +175,12 @@ class DifficultyPolicy(Policy):
         *,
         threshold: float | None,
         model_stage: bool = True,
+        neighbours: int = 0,
     ) -> None:
         self._model = model
         self._threshold = threshold
         self._model_stage = model_stage
+        self._recent = RecentScores(neighbours) if neighbours > 0 else None
         # The model's probe and threshold, and that probe moved to the user's threshold.
         self._moved: tuple[ProbeStage, float, ProbeStage] | None = None
 
@@ -206,7 +212,11 @@ class DifficultyPolicy(Policy):
         if model is None:
             return self.abstain("difficulty:uncalibrated")
         messages = context.messages or (Message("user", context.text),)
-        score = model.score(messages)
+        features = extract(messages)
+        if self._recent is None:
+            score = model.score_features(features)
+        else:
+            score, _ = self._recent.score(model, features)
         threshold = model.threshold if self._threshold is None else self._threshold
         name = "difficulty(prior)" if is_prior(model) else "difficulty"
         if score > threshold:
