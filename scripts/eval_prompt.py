@@ -39,8 +39,8 @@ from random import Random
 import numpy as np
 
 from hybrid.backend import Backend
-from hybrid.cli.calibrate import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY
 from hybrid.cli.calibrate_report import ProgressBar
+from hybrid.cli.calibrate_run import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY
 from hybrid.generation import GenerationRequest, SamplingParams
 from hybrid.local.prompt import DEFAULT_TRANSCRIPT, TranscriptFormat
 from hybrid.routing.calibration.item import CalibrationItem

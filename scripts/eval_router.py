@@ -37,13 +37,16 @@ import numpy as np
 from external_sets import TRAFFIC_SETS, load_all
 from router_folds import (
     FAMILY_MEAN,
+    ORDERS,
     Labelled,
     ProbeOptions,
     baseline_scores,
     family_means,
     figures,
-    fit_and_score,
+    fit_and_read,
+    lofo_folds,
     lofo_scores,
+    over_orders,
     random_split_aurocs,
 )
 from router_learning import learn_from_traffic
@@ -56,8 +59,8 @@ from router_report import (
     write_plot,
 )
 
-from hybrid.cli.calibrate import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY, DEFAULT_SEED
 from hybrid.cli.calibrate_report import ProgressBar
+from hybrid.cli.calibrate_run import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY, DEFAULT_SEED
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
@@ -239,8 +242,8 @@ async def _run_model(
 
 def evaluate(generated: Labelled, external: Labelled, *, seed: int, resamples: int) -> Evaluation:
     """LOFO over the generated families, and the external check, for every router."""
-    lofo, order = lofo_scores(generated, seed=seed)
-    lofo |= baseline_scores(generated)
+    folds, order = lofo_folds(generated, seed=seed)
+    lofo = folds.scores(seed) | baseline_scores(generated)
     lofo[FAMILY_MEAN] = family_means(lofo["features"], generated.families)
     lofo_figures = {
         name: figures(lofo[name], generated.wrong, seed=seed, resamples=resamples)
@@ -258,7 +261,8 @@ def evaluate(generated: Labelled, external: Labelled, *, seed: int, resamples: i
         }
         for family in order
     }
-    scored = fit_and_score(generated, external, seed=seed) | baseline_scores(external)
+    read = fit_and_read(generated, external, seed=seed)
+    scored = read.scores(seed) | baseline_scores(external)
     scored[FAMILY_MEAN] = family_means(scored["features"], external.families)
     external_figures = {
         name: figures(scored[name], external.wrong, seed=seed, resamples=resamples)
@@ -277,8 +281,20 @@ def evaluate(generated: Labelled, external: Labelled, *, seed: int, resamples: i
         }
         for name in dict.fromkeys(external.families)
     }
+    orders = {
+        "LOFO": over_orders(folds, generated.wrong, seeds=range(ORDERS)),
+        "external": over_orders(read, external.wrong, seeds=range(ORDERS)),
+    }
     return Evaluation(
-        generated, external, lofo, lofo_figures, per_family, scored, external_figures, per_set
+        generated,
+        external,
+        lofo,
+        lofo_figures,
+        per_family,
+        scored,
+        external_figures,
+        per_set,
+        orders,
     )
 
 

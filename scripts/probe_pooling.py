@@ -39,7 +39,7 @@ from eval_router import labelled
 from external_sets import load_all
 from router_folds import Figure, Labelled, lofo_splits
 
-from hybrid.cli.calibrate import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY, DEFAULT_SEED
+from hybrid.cli.calibrate_run import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY, DEFAULT_SEED
 from hybrid.generation import GenerationRequest, SamplingParams
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci

@@ -46,6 +46,10 @@ from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.recent import RecentScores, standardised_unit
 from hybrid.settings.routing import DifficultySettings
 
+ORDERS = 10
+"""Arrival orders (seeds 0 to 9) the report also reads the ``+recent`` routers in; its other
+figures read them in the order of the run's own seed."""
+
 NEIGHBOURS = DifficultySettings().neighbours
 """``routing.difficulty.neighbours`` at its default: what ``hybrid serve`` reads scores with."""
 
@@ -183,6 +187,62 @@ class Read:
             self.has_vector, two_stage_scores(feature, settled, self.probe.band), feature
         )
 
+    def scores(self, seed: int) -> dict[str, np.ndarray]:
+        """Every fitted router's scores of the items, the ``+recent`` ones with the items
+        arriving in the order ``seed`` draws."""
+        return {
+            "features": self.feature,
+            "probe": self.probe_scores,
+            "two-stage": self.two_stage(self.feature),
+        } | self.recent(seed)
+
+    def recent(self, seed: int) -> dict[str, np.ndarray]:
+        """The ``+recent`` routers' scores, the items arriving in the order ``seed`` draws."""
+        recent = beside_recent(self.feature, self.units, seed=seed)
+        return {"features+recent": recent, "two-stage+recent": self.two_stage(recent)}
+
+
+@dataclass(frozen=True, eq=False)
+class Folds:
+    """Every item read by the routers fitted without its family (leave one family out).
+
+    Attributes:
+        parts: Each fold's test items (indices into the data) and what its routers read.
+        n: How many items in all.
+    """
+
+    parts: tuple[tuple[np.ndarray, Read], ...]
+    n: int
+
+    def scores(self, seed: int) -> dict[str, np.ndarray]:
+        """:meth:`Read.scores`, pooled over the folds.
+
+        The ``+recent`` routers read each item beside the items of *every* family before it
+        in one order, each scored by the routers fitted without its own family: as a
+        server's recent requests mix kinds of prompt.
+        """
+        return {
+            "features": self._pooled(lambda read: read.feature),
+            "probe": self._pooled(lambda read: read.probe_scores),
+            "two-stage": self._pooled(lambda read: read.two_stage(read.feature)),
+        } | self.recent(seed)
+
+    def recent(self, seed: int) -> dict[str, np.ndarray]:
+        """:meth:`Read.recent`, pooled: one order of the items of every family."""
+        feature = self._pooled(lambda read: read.feature)
+        recent = beside_recent(feature, self._pooled(lambda read: read.units), seed=seed)
+        both = np.full(self.n, np.nan)
+        for index, read in self.parts:
+            both[index] = read.two_stage(recent[index])
+        return {"features+recent": recent, "two-stage+recent": both}
+
+    def _pooled(self, part: Callable[[Read], np.ndarray]) -> np.ndarray:
+        first = part(self.parts[0][1])
+        out = np.full((self.n, *first.shape[1:]), np.nan)
+        for index, read in self.parts:
+            out[index] = part(read)
+        return out
+
 
 def fit_and_read(
     train: Labelled, test: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
@@ -231,6 +291,24 @@ def beside_recent(own: np.ndarray, units: np.ndarray, *, seed: int) -> np.ndarra
     return out
 
 
+def over_orders(
+    reader: Read | Folds, wrong: np.ndarray, *, seeds: Sequence[int]
+) -> dict[str, dict[str, list[float]]]:
+    """The ``+recent`` routers' AUROC and share kept local in each of several arrival orders:
+    their scores depend on the order the requests come in, which one order's figures hide.
+
+    Returns:
+        Router name to statistic name to one value per seed.
+    """
+    out: dict[str, dict[str, list[float]]] = {}
+    for seed in seeds:
+        for name, scores in reader.recent(seed).items():
+            for statistic in ("AUROC", "kept local @95%"):
+                value = STATISTICS[statistic](scores, wrong)
+                out.setdefault(name, {}).setdefault(statistic, []).append(value)
+    return out
+
+
 def fit_and_score(
     train: Labelled, test: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
 ) -> dict[str, np.ndarray]:
@@ -240,54 +318,39 @@ def fit_and_score(
     Returns:
         Router name to the scores of ``test``'s items.
     """
-    read = fit_and_read(train, test, seed=seed, options=options)
-    recent = beside_recent(read.feature, read.units, seed=seed)
-    return {
-        "features": read.feature,
-        "probe": read.probe_scores,
-        "two-stage": read.two_stage(read.feature),
-        "features+recent": recent,
-        "two-stage+recent": read.two_stage(recent),
-    }
+    return fit_and_read(train, test, seed=seed, options=options).scores(seed)
 
 
-def lofo_scores(
+def lofo_folds(
     data: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Every fitted router's out-of-family scores of every item.
-
-    The ``+recent`` routers read each item beside the items of *every* family before it in
-    one seeded random order, each scored by the routers fitted without its own family: as a
-    server's recent requests mix kinds of prompt.
+) -> tuple[Folds, list[str]]:
+    """Fit the routers without each family in turn and read that family with them.
 
     Returns:
-        Router name to one score per item of ``data`` (each from the routers fitted without
-        its family), and the families in split order.
+        The folds, and the families in split order.
     """
-    n = len(data.items)
-    pooled = {name: np.full(n, np.nan) for name in ("features", "probe", "two-stage")}
-    units: np.ndarray | None = None
-    folds = []
+    parts = []
     order = []
     for family, train_idx, test_idx in lofo_splits(data.families):
         read = fit_and_read(
             data.subset(train_idx), data.subset(test_idx), seed=seed, options=options
         )
-        pooled["features"][test_idx] = read.feature
-        pooled["probe"][test_idx] = read.probe_scores
-        pooled["two-stage"][test_idx] = read.two_stage(read.feature)
-        if units is None:
-            units = np.zeros((n, read.units.shape[1]))
-        units[test_idx] = read.units
-        folds.append((test_idx, read))
+        parts.append((test_idx, read))
         order.append(family)
-    assert units is not None
-    recent = beside_recent(pooled["features"], units, seed=seed)
-    pooled["features+recent"] = recent
-    pooled["two-stage+recent"] = np.full(n, np.nan)
-    for test_idx, read in folds:
-        pooled["two-stage+recent"][test_idx] = read.two_stage(recent[test_idx])
-    return pooled, order
+    return Folds(tuple(parts), len(data.items)), order
+
+
+def lofo_scores(
+    data: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every fitted router's out-of-family scores of every item (:meth:`Folds.scores`).
+
+    Returns:
+        Router name to one score per item of ``data`` (each from the routers fitted without
+        its family), and the families in split order.
+    """
+    folds, order = lofo_folds(data, seed=seed, options=options)
+    return folds.scores(seed), order
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybrid.cli.calibrate import rejection_message
+from hybrid.cli.calibrate_run import rejection_message
 from hybrid.routing.calibration.acceptance import review
 from hybrid.routing.calibration.fitting import Calibration
 from hybrid.routing.calibration.items import calibration_set

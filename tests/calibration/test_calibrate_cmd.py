@@ -15,13 +15,9 @@ from gguf_writer import tiny_model
 
 from hybrid.backend import Backend
 from hybrid.cli import main
-from hybrid.cli.calibrate import (
-    CalibrateOptions,
-    DeferredBackend,
-    ProgressBar,
-    calibrate_backend,
-    reset_calibration,
-)
+from hybrid.cli.calibrate import reset_calibration
+from hybrid.cli.calibrate_report import ProgressBar
+from hybrid.cli.calibrate_run import CalibrateOptions, DeferredBackend, calibrate_backend
 from hybrid.errors import CalibrationRejectedError, HybridError
 from hybrid.routing.calibration.fitting import prompt_length
 from hybrid.routing.calibration.item import CalibrationItem

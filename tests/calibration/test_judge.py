@@ -15,8 +15,8 @@ from calibration_fakes import KnowingBackend
 from fake_cloud import FakeCloud, Fault
 
 from hybrid.cli import main
-from hybrid.cli.calibrate import CalibrateOptions, calibrate_backend
 from hybrid.cli.calibrate_judge import JudgePlan, confirm, open_judge, plan_judge
+from hybrid.cli.calibrate_run import CalibrateOptions, calibrate_backend
 from hybrid.errors import ConfigError
 from hybrid.routing.calibration.item import CalibrationItem, example_answer
 from hybrid.routing.calibration.items import calibration_set

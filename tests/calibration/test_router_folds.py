@@ -132,3 +132,20 @@ def test_scores_read_beside_recent_ones_rank_kinds_by_their_mean(folds: ModuleTy
     assert read[first] == own[first]  # nothing before it
     assert auroc(read, wrong) > auroc(own, wrong) + 0.05
     assert np.array_equal(read, folds.beside_recent(own, units, seed=0))  # seeded
+
+
+def test_the_recent_routers_are_read_in_several_arrival_orders(folds: ModuleType) -> None:
+    data = vectors_that_tell(folds, seed=7)
+    _, train_idx, test_idx = folds.lofo_splits(data.families)[0]
+    test = data.subset(test_idx)
+    read = folds.fit_and_read(data.subset(train_idx), test, seed=0)
+
+    spread = folds.over_orders(read, test.wrong, seeds=range(3))
+
+    assert set(spread) == {"features+recent", "two-stage+recent"}
+    first = read.recent(0)
+    for name, statistics in spread.items():
+        assert statistics["AUROC"][0] == auroc(first[name], test.wrong)
+        assert len(set(statistics["AUROC"])) > 1  # the order moves the figure
+        assert all(0 <= kept <= 1 for kept in statistics["kept local @95%"])
+    assert np.array_equal(read.scores(0)["two-stage+recent"], first["two-stage+recent"])
