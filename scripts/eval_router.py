@@ -153,7 +153,14 @@ def labelled(items: list[CalibrationItem], answers: list[ItemAnswer]) -> Labelle
         dtype=np.float64,
     )
     wrong = np.array([not a.correct for a in answers], dtype=np.float64)
-    return Labelled(list(items), wrong, vectors)
+    openings = tuple(opening(a.texts[0]) if a.texts else "" for a in answers)
+    return Labelled(list(items), wrong, vectors, openings)
+
+
+def opening(text: str) -> str:
+    """The first word of an answer, lower-cased, without the punctuation around it."""
+    words = text.split()
+    return words[0].strip(".,:;!?\"'()*").lower() if words else ""
 
 
 def collect_answers(

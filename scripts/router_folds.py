@@ -70,16 +70,21 @@ class Labelled:
         wrong: 1 where the local answer was wrong.
         vectors: ``(n, dim)`` prompt vectors; a row of NaN where the model could not take the
             prompt.
+        openings: The first word of each local answer, lower-cased (empty: not known).
     """
 
     items: list[CalibrationItem]
     wrong: np.ndarray
     vectors: np.ndarray
+    openings: tuple[str, ...] = ()
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Labelled:
         """The items at ``indices``, in that order."""
         index = np.asarray(indices, dtype=np.int64)
-        return Labelled([self.items[i] for i in index], self.wrong[index], self.vectors[index])
+        openings = tuple(self.openings[i] for i in index) if self.openings else ()
+        return Labelled(
+            [self.items[i] for i in index], self.wrong[index], self.vectors[index], openings
+        )
 
     @property
     def families(self) -> list[str]:

@@ -7,6 +7,7 @@ Rendering only: :class:`Evaluation` holds every figure the report shows, compute
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import platform
 import statistics
@@ -73,16 +74,28 @@ def family_table(per_family: dict[str, dict[str, float]]) -> str:
 def set_table(result: Evaluation) -> str:
     sets = np.array(result.external.families)
     lines = [
-        "| set | n | local wrong | " + " | ".join(f"{r} AUROC" for r in PER_GROUP) + " |",
-        "|---|---:|---:|" + "---|" * len(PER_GROUP),
+        "| set | n | local wrong | commonest first word | "
+        + " | ".join(f"{r} AUROC" for r in PER_GROUP)
+        + " |",
+        "|---|---:|---:|---|" + "---|" * len(PER_GROUP),
     ]
     for name, table in result.per_set.items():
         mask = sets == name
         cells = " | ".join(table[r]["AUROC"].text() for r in PER_GROUP)
         lines.append(
-            f"| {name} | {int(mask.sum())} | {result.external.wrong[mask].mean():.0%} | {cells} |"
+            f"| {name} | {int(mask.sum())} | {result.external.wrong[mask].mean():.0%} | "
+            f"{_commonest(result.external, mask)} | {cells} |"
         )
     return "\n".join(lines)
+
+
+def _commonest(data: Labelled, mask: np.ndarray) -> str:
+    """The commonest first word of the local answers and its share: ``yes (88%)``."""
+    words = [word for word, keep in zip(data.openings, mask, strict=True) if keep]
+    if not words:
+        return "-"
+    word, count = collections.Counter(words).most_common(1)[0]
+    return f"{word or '(none)'} ({count / len(words):.0%})"
 
 
 def _num(value: float) -> str:
@@ -362,6 +375,11 @@ the router was fitted on, so these figures flatter it.
   mean*: each item scored by the mean *features* score of its family or set: what the feature
   stage says of each kind on average (not a router either: it knows which kind each item
   is).
+- *commonest first word*: the first word the local model's answers to a set's items most
+  often begin with, and the share of them that do. A model that gives one answer to nearly
+  every item (*yes* to BoolQ's questions) is right exactly where that answer is the right one,
+  which nothing in the prompt tells a router; a multiple-choice item is right only when every
+  order of its options is, so guessing one letter earns nothing.
 - Cloud answers count as right. AUROC: the probability that an item the local model got wrong
   scores above one it got right. APGR: the area under the performance-gap-recovered curve
   (0.5 for random). *Kept local at 95 %*: the largest share of requests kept local while the

@@ -149,3 +149,14 @@ def test_the_recent_routers_are_read_in_several_arrival_orders(folds: ModuleType
         assert len(set(statistics["AUROC"])) > 1  # the order moves the figure
         assert all(0 <= kept <= 1 for kept in statistics["kept local @95%"])
     assert np.array_equal(read.scores(0)["two-stage+recent"], first["two-stage+recent"])
+
+
+def test_a_subset_keeps_the_openings_of_its_answers(folds: ModuleType) -> None:
+    items = calibration_set(0, per_category=1)[:3]
+    data = folds.Labelled(items, np.array([1.0, 0.0, 1.0]), np.zeros((3, 2)), ("yes", "no", "4"))
+
+    part = data.subset([2, 0])
+
+    assert part.openings == ("4", "yes")
+    assert [item.id for item in part.items] == [items[2].id, items[0].id]
+    assert folds.Labelled(items, data.wrong, data.vectors).subset([1]).openings == ()
