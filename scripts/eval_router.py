@@ -18,7 +18,11 @@ oracle and family-rate rules, each with a 95 % bootstrap interval (items resampl
 3. random splits of the generated items, as a secondary figure: they flatter the routers;
 4. learning from traffic (``scripts/router_learning.py``): on four other public sets standing
    in for a user's requests, the router refitted on ``k`` labelled requests per set through
-   ``hybrid calibrate --from-ledger``'s path, scored on the rest.
+   ``hybrid calibrate --from-ledger``'s path, scored on the rest;
+5. the shipped router at each word weight (``fitting.WORD_WEIGHTS``: how much the hashed word
+   n-grams count) under LOFO, on those traffic sets with no label, and on the external sets;
+   the weight the traffic sets rank best is the one ``hybrid calibrate`` should fit with
+   (``fitting.WORD_WEIGHT``), and the script says when it is not.
 
 Usage:
     python scripts/eval_router.py [--per-category 60] [--external 200] [--seed 0]
@@ -38,8 +42,10 @@ from external_sets import TRAFFIC_SETS, load_all
 from router_folds import (
     FAMILY_MEAN,
     ORDERS,
+    FitOptions,
+    Folds,
     Labelled,
-    ProbeOptions,
+    Read,
     baseline_scores,
     family_means,
     figures,
@@ -53,6 +59,7 @@ from router_learning import learn_from_traffic
 from router_report import (
     ROUTERS,
     Evaluation,
+    chosen_word_weight,
     learning_section,
     render_report,
     summary_table,
@@ -61,6 +68,7 @@ from router_report import (
 
 from hybrid.cli.calibrate_report import ProgressBar
 from hybrid.cli.calibrate_run import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY, DEFAULT_SEED
+from hybrid.routing.calibration.fitting import WORD_WEIGHT, WORD_WEIGHTS
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
@@ -118,10 +126,10 @@ def main() -> int:
     )
     generated = labelled(items, answers["answers"])
     outside = labelled(external, answers["external"])
-    result = evaluate(generated, outside, seed=args.seed, resamples=args.resamples)
+    users = labelled(traffic, answers["traffic"])
+    result = evaluate(generated, outside, users, seed=args.seed, resamples=args.resamples)
     spread = random_split_aurocs(generated, seeds=range(args.seed, args.seed + args.splits))
     explored = explore(generated, seed=args.seed) if args.explore else None
-    users = labelled(traffic, answers["traffic"])
     learned, reference = learn_from_traffic(generated, users, seed=args.seed)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +149,13 @@ def main() -> int:
     (args.out / "router-eval.md").write_text(report, encoding="utf-8")
     print(summary_table(result.lofo_figures, "LOFO pooled"))
     print(summary_table(result.external_figures, "external pooled"))
+    chosen = chosen_word_weight(result.word_weights)
+    if chosen != WORD_WEIGHT:
+        print(
+            f"\nthe traffic sets now choose word weight {chosen:g}, not the default "
+            f"{WORD_WEIGHT:g} (hybrid.routing.calibration.fitting.WORD_WEIGHT): change it, and "
+            "refit the shipped calibration"
+        )
     print(f"\nwrote {args.out / 'router-eval.md'} and {plot_path}")
     return 0
 
@@ -247,8 +262,11 @@ async def _run_model(
         await runtime.close()
 
 
-def evaluate(generated: Labelled, external: Labelled, *, seed: int, resamples: int) -> Evaluation:
-    """LOFO over the generated families, and the external check, for every router."""
+def evaluate(
+    generated: Labelled, external: Labelled, traffic: Labelled, *, seed: int, resamples: int
+) -> Evaluation:
+    """LOFO over the generated families, and the external check, for every router; and the
+    shipped router at each word weight (:func:`word_weight_orders`)."""
     folds, order = lofo_folds(generated, seed=seed)
     lofo = folds.scores(seed) | baseline_scores(generated)
     lofo[FAMILY_MEAN] = family_means(lofo["features"], generated.families)
@@ -292,6 +310,9 @@ def evaluate(generated: Labelled, external: Labelled, *, seed: int, resamples: i
         "LOFO": over_orders(folds, generated.wrong, seeds=range(ORDERS)),
         "external": over_orders(read, external.wrong, seeds=range(ORDERS)),
     }
+    by_weight = word_weight_orders(
+        generated, external, traffic, seed=seed, fitted={WORD_WEIGHT: (folds, read)}
+    )
     return Evaluation(
         generated,
         external,
@@ -302,16 +323,51 @@ def evaluate(generated: Labelled, external: Labelled, *, seed: int, resamples: i
         external_figures,
         per_set,
         orders,
+        by_weight,
     )
+
+
+def word_weight_orders(
+    generated: Labelled,
+    external: Labelled,
+    traffic: Labelled,
+    *,
+    seed: int,
+    fitted: dict[float, tuple[Folds, Read]],
+) -> dict[float, dict[str, dict[str, dict[str, list[float]]]]]:
+    """The ``+recent`` routers over the arrival orders (:func:`over_orders`) at each of
+    :data:`WORD_WEIGHTS`: under LOFO, on the traffic sets with no label (fitted on every
+    generated item), and on the external sets.
+
+    Args:
+        fitted: The LOFO folds and the external read already fitted at a word weight.
+
+    Returns:
+        Word weight to ``"LOFO"``, ``"traffic"`` and ``"external"`` to :func:`over_orders`.
+    """
+    out = {}
+    for weight in WORD_WEIGHTS:
+        options = FitOptions(word_weight=weight)
+        folds, read = fitted.get(weight) or (
+            lofo_folds(generated, seed=seed, options=options)[0],
+            fit_and_read(generated, external, seed=seed, options=options),
+        )
+        users = fit_and_read(generated, traffic, seed=seed, options=options)
+        out[weight] = {
+            "LOFO": over_orders(folds, generated.wrong, seeds=range(ORDERS)),
+            "traffic": over_orders(users, traffic.wrong, seeds=range(ORDERS)),
+            "external": over_orders(read, external.wrong, seeds=range(ORDERS)),
+        }
+    return out
 
 
 def explore(generated: Labelled, *, seed: int) -> dict[str, float]:
     """LOFO pooled AUROC of probe variants (never scored on the external sets)."""
     variants = {
-        "all dimensions, folds by family": ProbeOptions(),
-        "all dimensions, stratified folds": ProbeOptions(group_folds=False),
-        "32 whitened components": ProbeOptions(components=32),
-        "128 whitened components": ProbeOptions(components=128),
+        "all dimensions, folds by family": FitOptions(),
+        "all dimensions, stratified folds": FitOptions(group_folds=False),
+        "32 whitened components": FitOptions(components=32),
+        "128 whitened components": FitOptions(components=128),
     }
     result = {}
     for label, options in variants.items():

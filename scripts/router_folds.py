@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hybrid.routing.calibration.fitting import (
+    WORD_WEIGHT,
     feature_matrix,
     out_of_family_scores,
     prompt_length,
@@ -93,16 +94,20 @@ class Labelled:
 
 
 @dataclass(frozen=True)
-class ProbeOptions:
-    """How the probe is fitted (what :func:`train_probe` is given beyond the data).
+class FitOptions:
+    """How the routers are fitted, beyond the data.
 
     Attributes:
-        components: Whitened principal components kept (None: all dimensions).
-        group_folds: Cross-validate by leaving whole families out (else stratified folds).
+        components: Whitened principal components the probe keeps (None: all dimensions).
+        group_folds: Cross-validate the probe by leaving whole families out (else stratified
+            folds).
+        word_weight: The feature stage's weight on the hashed word n-grams (default: as
+            ``hybrid calibrate`` fits it; 0 leaves them out).
     """
 
     components: int | None = None
     group_folds: bool = True
+    word_weight: float = WORD_WEIGHT
 
 
 def lofo_splits(families: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -250,7 +255,7 @@ class Folds:
 
 
 def fit_and_read(
-    train: Labelled, test: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
+    train: Labelled, test: Labelled, *, seed: int, options: FitOptions = FitOptions()
 ) -> Read:
     """Fit the feature stage and the probe on ``train``, as ``hybrid calibrate`` fits them,
     and read ``test`` with them.
@@ -258,7 +263,9 @@ def fit_and_read(
     Items without a prompt vector are left out of the probe's training; on the test side they
     keep the feature score (the runtime falls back to it when the model cannot take a prompt).
     """
-    model, _, _ = train_feature_model(feature_matrix(train.items), train.wrong, seed=seed)
+    model, _, _ = train_feature_model(
+        feature_matrix(train.items), train.wrong, seed=seed, word_weight=options.word_weight
+    )
     features = feature_matrix(test.items)
     feature = model.scores(features)
     has_train = ~np.isnan(train.vectors).any(axis=1)
@@ -267,7 +274,9 @@ def fit_and_read(
     fitted = train_probe(
         kept.vectors,
         kept.wrong,
-        feature_scores=out_of_family_scores(kept.items, kept.wrong, seed=seed),
+        feature_scores=out_of_family_scores(
+            kept.items, kept.wrong, seed=seed, word_weight=options.word_weight
+        ),
         feature_threshold=model.threshold,
         groups=kept.families if options.group_folds else None,
         seed=seed,
@@ -315,7 +324,7 @@ def over_orders(
 
 
 def fit_and_score(
-    train: Labelled, test: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
+    train: Labelled, test: Labelled, *, seed: int, options: FitOptions = FitOptions()
 ) -> dict[str, np.ndarray]:
     """Fit the routers on ``train`` and score ``test`` (its items arriving in a seeded random
     order for the ``+recent`` ones).
@@ -327,7 +336,7 @@ def fit_and_score(
 
 
 def lofo_folds(
-    data: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
+    data: Labelled, *, seed: int, options: FitOptions = FitOptions()
 ) -> tuple[Folds, list[str]]:
     """Fit the routers without each family in turn and read that family with them.
 
@@ -346,7 +355,7 @@ def lofo_folds(
 
 
 def lofo_scores(
-    data: Labelled, *, seed: int, options: ProbeOptions = ProbeOptions()
+    data: Labelled, *, seed: int, options: FitOptions = FitOptions()
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Every fitted router's out-of-family scores of every item (:meth:`Folds.scores`).
 

@@ -57,6 +57,7 @@ class Learned:
             the model in use; refits carry it over), one per draw; empty without a probe.
         recent: Pooled AUROC of both stages as ``hybrid serve`` decides, each feature score
             read beside the recent requests most like it, one per draw.
+        word_weights: The hashed words' weight in each draw's refit (empty with no labels).
     """
 
     labels: int
@@ -66,6 +67,7 @@ class Learned:
     weights: tuple[float, ...] = ()
     model_stage: tuple[float, ...] = ()
     recent: tuple[float, ...] = ()
+    word_weights: tuple[float, ...] = ()
 
 
 def examples_of(data: Labelled, source: Source) -> list[Example]:
@@ -164,6 +166,7 @@ def learn_from_traffic(
     results = []
     for k in labels:
         features, both, adopted, weights, alone, recent = [], [], 0, [], [], []
+        word_weights = []
         for repeat in range(repeats):
             labelled, scored = draw(traffic, labels=k, held=held, seed=seed + repeat)
             model = current
@@ -174,6 +177,7 @@ def learn_from_traffic(
                     seed=seed + repeat,
                 )
                 weights.append(fitted.traffic_weight)
+                word_weights.append(fitted.word_weight)
                 if fitted.adopted:
                     model, adopted = fitted.model, adopted + 1
             test = traffic.subset(np.array(scored))
@@ -193,6 +197,7 @@ def learn_from_traffic(
                 tuple(weights),
                 tuple(alone),
                 tuple(recent),
+                tuple(word_weights),
             )
         )
     _, first = draw(traffic, labels=0, held=held, seed=seed)

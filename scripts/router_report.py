@@ -22,6 +22,7 @@ from router_folds import BASELINES, FAMILY_MEAN, FITTED, PER_GROUP, Figure, Labe
 from router_learning import Learned
 from svg_chart import Series
 
+from hybrid.routing.calibration.fitting import WORD_WEIGHT, WORD_WEIGHTS
 from hybrid.routing.calibration.learning import TRAFFIC_WEIGHTS
 from hybrid.routing.calibration.metrics import auroc, routing_curve
 
@@ -44,6 +45,7 @@ class Evaluation:
     external_figures: dict[str, dict[str, Figure]]
     per_set: dict[str, dict[str, dict[str, Figure]]]
     orders: dict[str, dict[str, dict[str, list[float]]]]
+    word_weights: dict[float, dict[str, dict[str, dict[str, list[float]]]]]
 
 
 def summary_table(table: dict[str, dict[str, Figure]], title: str) -> str:
@@ -150,8 +152,14 @@ def write_plot(result: Evaluation, path: Path) -> None:
 
 LEARNING_HEAD = (
     "| labels per set | feature stage | both stages | both stages, beside recent | "
-    "model stage alone | adopted | weight chosen |"
+    "model stage alone | adopted | weights chosen (traffic / words) |"
 )
+
+
+def _weights(row: Learned) -> str:
+    """Each draw's traffic weight and word weight, ``-`` with no refit."""
+    pairs = zip(row.weights, row.word_weights, strict=True)
+    return ", ".join(f"{weight:g} / {words:g}" for weight, words in pairs) or "-"
 
 
 def learning_section(learned: list[Learned], reference: float, traffic: Labelled) -> str:
@@ -161,10 +169,11 @@ def learning_section(learned: list[Learned], reference: float, traffic: Labelled
     rows = "\n".join(
         f"| {row.labels} | {_spread(row.features)} | {_spread(row.two_stage)} | "
         f"{_spread(row.recent)} | {_spread(row.model_stage)} | {row.adopted} of {draws} | "
-        f"{', '.join(f'{w:g}' for w in row.weights) or '-'} |"
+        f"{_weights(row)} |"
         for row in learned
     )
     choices = ", ".join(f"{w:g}" for w in TRAFFIC_WEIGHTS)
+    word_choices = ", ".join(f"{w:g}" for w in WORD_WEIGHTS)
     licences = "\n".join(
         f"| {s.name} | {int((sets == s.name).sum())} | {traffic.wrong[sets == s.name].mean():.0%} "
         f"| {s.title} | {s.kind} | {s.licence} | {s.source} |"
@@ -180,11 +189,13 @@ feedback or a shadow comparison would label them) and refitted on through `hybri
 --from-ledger`'s own path, with the generated answers; the server adopts a refit only when
 it improves on the model in use (on the labelled requests once they hold 10 right and 10
 wrong, each scored by a fit that did not see it). Each refit chooses how many calibration
-answers one labelled request counts for ({choices}), by cross-validation inside its own
-training split (the weight whose out-of-fold scores rank the labelled requests there best).
+answers one labelled request counts for ({choices}) and the hashed words' weight
+({word_choices}; see [Word weight](#word-weight-chosen-on-the-traffic-sets)), by
+cross-validation inside its own training split (the pair whose out-of-fold scores rank the
+labelled requests there best).
 The model then in use scores the same held-out requests of every set for every *k*. {draws}
 draws per *k*: the mean and, in brackets, the range over the draws (pooled AUROC); the last
-column lists each draw's weight. *Model stage alone* scores every held-out request with the
+column lists each draw's weights. *Model stage alone* scores every held-out request with the
 model stage of the model in use, as if each were in its band (a refit carries the model
 stage over unchanged, so only the draws move it). *Both stages, beside recent* is what
 `hybrid serve` decides: each feature score read beside the recent requests most like it (the
@@ -217,6 +228,50 @@ def orders_table(orders: dict[str, dict[str, dict[str, list[float]]]]) -> str:
             cells.append(_spread(tuple(auroc_values)))
             cells.append(f"{statistics.mean(kept):.0%} ({min(kept):.0%}-{max(kept):.0%})")
         lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+SHIPPED = "two-stage+recent"
+WHERE = ("LOFO", "traffic", "external")
+
+
+def chosen_word_weight(
+    word_weights: dict[float, dict[str, dict[str, dict[str, list[float]]]]],
+) -> float:
+    """The word weight whose shipped router ranks the traffic sets best (mean AUROC over the
+    arrival orders; on a tie, the smaller weight)."""
+    return max(
+        sorted(word_weights),
+        key=lambda weight: round(
+            statistics.mean(word_weights[weight]["traffic"][SHIPPED]["AUROC"]), 9
+        ),
+    )
+
+
+def word_weight_table(
+    word_weights: dict[float, dict[str, dict[str, dict[str, list[float]]]]],
+) -> str:
+    """The shipped router at each word weight: AUROC and kept local, mean (min-max) over the
+    arrival orders, under LOFO, on the traffic sets and on the external sets."""
+    chosen = chosen_word_weight(word_weights)
+    lines = [
+        "| word weight | "
+        + " | ".join(f"{where} AUROC | {where} kept local" for where in WHERE)
+        + " |",
+        "|---|" + "---|" * (2 * len(WHERE)),
+    ]
+    for weight, places in sorted(word_weights.items()):
+        cells = []
+        for where in WHERE:
+            figures = places[where][SHIPPED]
+            kept = figures["kept local @95%"]
+            cells.append(_spread(tuple(figures["AUROC"])))
+            cells.append(f"{statistics.mean(kept):.0%} ({min(kept):.0%}-{max(kept):.0%})")
+        marks = [
+            m for m, on in (("chosen", weight == chosen), ("shipped", weight == WORD_WEIGHT)) if on
+        ]
+        label = f"{weight:g}" + (f" ({', '.join(marks)})" if marks else "")
+        lines.append(f"| {label} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -267,6 +322,21 @@ Chosen on these figures only (the external sets played no part):
     n_with_vectors = int((~np.isnan(gen.vectors).any(axis=1)).sum())
     orders = result.orders
     n_orders = len(orders["LOFO"]["two-stage+recent"]["AUROC"])
+    chosen = chosen_word_weight(result.word_weights)
+    by_weight = {
+        weight: {
+            where: _spread(tuple(places[where][SHIPPED]["AUROC"])).split(" ")[0] for where in WHERE
+        }
+        for weight, places in result.word_weights.items()
+    }
+    weights_text = ", ".join(
+        f"{weight:g}: {cells['traffic']}" for weight, cells in sorted(by_weight.items())
+    )
+    agrees = (
+        "the weight `hybrid calibrate` fits with"
+        if chosen == WORD_WEIGHT
+        else f"**not** the weight `hybrid calibrate` fits with ({WORD_WEIGHT:g}): refit"
+    )
     return f"""# Router evaluation: the difficulty router on {model_name}
 
 Generated by `python scripts/eval_router.py` on {datetime.now(UTC).date().isoformat()}
@@ -299,6 +369,10 @@ router did before.
   the highest; see [Arrival orders](#arrival-orders)), two-stage+recent's AUROC is
   {_spread(tuple(orders["LOFO"]["two-stage+recent"]["AUROC"]))} (LOFO) and
   {_spread(tuple(orders["external"]["two-stage+recent"]["AUROC"]))} (external).
+- The feature stage weighs the hashed word n-grams {WORD_WEIGHT:g} against its hand-made
+  features, the weight the traffic sets (real prompts standing in for a user's, never fitted
+  on) choose: two-stage+recent AUROC there, by word weight, {weights_text}; the chosen
+  weight, {chosen:g}, is {agrees} (see [Word weight](#word-weight-chosen-on-the-traffic-sets)).
 - What 0.80 asks: the *family rate* reference, an oracle that knows each family's (each
   set's) share of wrong answers and nothing about the prompts within it, reaches
   {lofo["family rate"]["AUROC"].text()} (LOFO) and {external["family rate"]["AUROC"].text()}
@@ -336,6 +410,24 @@ order. Here the same fitted routers read the same items in {n_orders} orders (se
 {n_orders - 1}): the mean over the orders and, in brackets, the lowest and the highest.
 
 {orders_table(orders)}
+
+## Word weight: chosen on the traffic sets
+
+How much the feature stage's hashed word uni- and bigrams count against its hand-made
+features (their log counts multiplied by the weight before the fit: a smaller weight is a
+stronger penalty; 0 leaves them out, as in the tables above). The shipped router
+(two-stage+recent) at each weight, fitted and read as above: under LOFO, on the four
+traffic sets of
+[Learning from traffic](#learning-from-traffic-refitted-on-labelled-requests-of-real-prompts)
+with no label (fitted on every generated item; the sets stand in for a user's requests), and
+on the external sets; mean over
+the {n_orders} arrival orders and, in brackets, the lowest and the highest. The weight is
+chosen on the traffic sets: real prompts, none of them fitted on, and not the external check.
+LOFO cannot choose it, since the generated families share phrasing that carries from one
+family to another but not to prompts nobody here wrote. A refit from labelled traffic chooses
+its own weight on its labels (the same weights; `hybrid calibrate --from-ledger`).
+
+{word_weight_table(result.word_weights)}
 {learning}{explore_part}
 ## Random splits (secondary)
 

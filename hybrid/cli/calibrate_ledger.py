@@ -60,6 +60,7 @@ def refit_from_ledger(
     from hybrid import __version__
     from hybrid.errors import CalibrationRejectedError, ConfigError
     from hybrid.ledger.store import LedgerStore, describe_source
+    from hybrid.routing.calibration.fitting import WORD_WEIGHT
     from hybrid.routing.calibration.learning import ledger_examples, refit
     from hybrid.routing.calibration.record import load_record
     from hybrid.routing.difficulty.store import find, save
@@ -112,6 +113,12 @@ def refit_from_ledger(
         lines.append(
             f"  each labelled request counted as {result.traffic_weight:g} calibration answers "
             "(chosen by cross-validation)"
+        )
+    if result.word_weight != WORD_WEIGHT:
+        lines.append(
+            f"  hashed words         weighed {result.word_weight:g} against the hand-made "
+            f"features (default {WORD_WEIGHT:g}; chosen by cross-validation on the labelled "
+            "requests)"
         )
     if found.unused:
         lines.append(f"  not used             {found.unused} (feedback on cloud answers only)")

@@ -56,6 +56,7 @@ class RefitOutcome:
         adopted: Whether the refit replaced the difficulty model in use.
         message: Its held-out figures, or why it was not adopted (or could not run).
         traffic_weight: How many calibration answers one labelled request counted for.
+        word_weight: The weight the refit gave the hashed word n-grams.
     """
 
     time: str
@@ -63,6 +64,7 @@ class RefitOutcome:
     adopted: bool
     message: str
     traffic_weight: float | None = None
+    word_weight: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object (``/health``'s ``calibration.refit.last``)."""
@@ -72,6 +74,7 @@ class RefitOutcome:
             "adopted": self.adopted,
             "message": self.message,
             "traffic_weight": self.traffic_weight,
+            "word_weight": self.word_weight,
         }
 
 
@@ -186,6 +189,7 @@ class TrafficRefitter:
                 False,
                 f"not adopted: {result.rejection}",
                 result.traffic_weight,
+                result.word_weight,
             )
         try:
             path = save(self._home, sha256, result.model)
@@ -201,6 +205,7 @@ class TrafficRefitter:
             f"{_auroc(result.after_traffic_auroc)} (against {_auroc(result.before_traffic_auroc)}"
             f"); {len(found.traffic)} labelled requests; saved to {path}",
             result.traffic_weight,
+            result.word_weight,
         )
 
 

@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 
 from hybrid.routing.calibration.fitting import (
+    WORD_WEIGHT,
     Calibration,
     calibrate,
     feature_matrix,
     prompt_length,
+    train_feature_model,
     train_model,
 )
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import CATEGORIES, calibration_set
+from hybrid.routing.difficulty.features import N_DENSE
 
 ITEMS = calibration_set(0, per_category=12)
 GRID = (1.0, 10.0)  # two penalties keep the cross-validation quick
@@ -97,3 +100,27 @@ def test_a_model_that_gets_everything_wrong_escalates_everything() -> None:
 def test_grades_must_match_the_items() -> None:
     with pytest.raises(ValueError, match="grades"):
         calibrate(ITEMS, [True], seed=0)
+
+
+def test_the_default_fit_leaves_the_hashed_words_out_and_a_word_weight_brings_them_in() -> None:
+    X = feature_matrix(ITEMS)
+    wrong = np.array([not ok for ok in easy_chat(ITEMS)], dtype=float)
+    plain, _ = train_model(X, wrong, seed=0, l2_grid=GRID)
+    assert WORD_WEIGHT == 0.0 and not plain.words
+    assert not plain.weights[N_DENSE:].any() and plain.weights[:N_DENSE].any()
+    # Another prompt's words change nothing: the score reads the hand-made features only.
+    other = X[0].copy()
+    other[N_DENSE:] = X[-1, N_DENSE:] + 1.0
+    assert plain.score_features(other) == pytest.approx(plain.score_features(X[0]))
+    worded, _, _ = train_feature_model(X, wrong, seed=0, l2_grid=GRID, word_weight=0.3)
+    assert worded.words and worded.weights[N_DENSE:].any()
+    assert np.allclose(worded.scale[N_DENSE:], 1 / 0.3)
+    assert worded.score_features(other) != pytest.approx(worded.score_features(X[0]))
+    with_words = calibrate(ITEMS, easy_chat(ITEMS), seed=0, l2_grid=GRID, word_weight=1.0)
+    assert with_words.model.words and with_words.model.weights[N_DENSE:].any()
+
+
+@pytest.mark.parametrize("weight", [-0.5, float("nan"), float("inf")])
+def test_a_word_weight_must_be_a_finite_number_not_below_zero(weight: float) -> None:
+    with pytest.raises(ValueError, match="word_weight"):
+        train_feature_model(feature_matrix(ITEMS[:20]), np.ones(20), seed=0, word_weight=weight)

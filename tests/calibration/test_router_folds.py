@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from scripts_import import script
 
+from hybrid.routing.calibration.fitting import WORD_WEIGHT, WORD_WEIGHTS
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci
+from hybrid.routing.difficulty.features import N_DENSE
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +162,70 @@ def test_a_subset_keeps_the_openings_of_its_answers(folds: ModuleType) -> None:
     assert part.openings == ("4", "yes")
     assert [item.id for item in part.items] == [items[2].id, items[0].id]
     assert folds.Labelled(items, data.wrong, data.vectors).subset([1]).openings == ()
+
+
+def test_the_word_weight_reaches_the_feature_stage_and_its_recent_requests(
+    folds: ModuleType,
+) -> None:
+    data = vectors_that_tell(folds, seed=9)
+    _, train_idx, test_idx = folds.lofo_splits(data.families)[0]
+    train, test = data.subset(train_idx), data.subset(test_idx)
+
+    plain = folds.fit_and_read(train, test, seed=0, options=folds.FitOptions(word_weight=0.0))
+    worded = folds.fit_and_read(train, test, seed=0, options=folds.FitOptions(word_weight=1.0))
+
+    assert folds.FitOptions().word_weight == WORD_WEIGHT
+    assert not plain.units[:, N_DENSE:].any() and worded.units[:, N_DENSE:].any()
+    assert not np.allclose(plain.feature, worded.feature)
+
+
+@pytest.fixture(scope="module")
+def report() -> Iterator[ModuleType]:
+    with script("router_report") as module:
+        yield module
+
+
+def test_the_word_weight_is_chosen_on_the_traffic_sets_alone(report: ModuleType) -> None:
+    def place(*aurocs: float) -> dict[str, dict[str, list[float]]]:
+        return {report.SHIPPED: {"AUROC": list(aurocs), "kept local @95%": [0.1] * len(aurocs)}}
+
+    # The words help under LOFO and on the external sets, and hurt on the traffic sets.
+    by_weight = {
+        0.0: {"LOFO": place(0.70, 0.72), "traffic": place(0.66, 0.64), "external": place(0.6)},
+        1.0: {"LOFO": place(0.80, 0.82), "traffic": place(0.60, 0.61), "external": place(0.7)},
+    }
+    assert report.chosen_word_weight(by_weight) == 0.0
+    by_weight[1.0]["traffic"] = place(0.70, 0.71)
+    assert report.chosen_word_weight(by_weight) == 1.0
+    by_weight[1.0]["traffic"] = place(0.64, 0.66)  # a tie: the smaller weight
+    assert report.chosen_word_weight(by_weight) == 0.0
+
+    table = report.word_weight_table(by_weight)
+    rows = table.splitlines()[2:]
+    assert rows[0].startswith(f"| 0 (chosen{', shipped' if WORD_WEIGHT == 0 else ''}) |")
+    assert "0.650 (0.640-0.660)" in rows[0] and "0.710 (0.700-0.720)" in rows[0]
+    assert rows[1].startswith("| 1 |" if WORD_WEIGHT != 1 else "| 1 (shipped) |")
+
+
+def test_the_report_reads_the_shipped_router_at_every_word_weight(folds: ModuleType) -> None:
+    data = vectors_that_tell(folds, seed=11)
+    kinds = list(dict.fromkeys(data.families))[:4]  # four families keep the folds quick
+    data = data.subset([i for i, family in enumerate(data.families) if family in kinds])
+    half = np.arange(len(data.items)) % 2 == 0
+    external, traffic = data.subset(np.flatnonzero(half)), data.subset(np.flatnonzero(~half))
+    shipped = folds.lofo_folds(data, seed=0)[0], folds.fit_and_read(data, external, seed=0)
+
+    with script("eval_router") as evaluation:
+        by_weight = evaluation.word_weight_orders(
+            data, external, traffic, seed=0, fitted={WORD_WEIGHT: shipped}
+        )
+
+    assert set(by_weight) == set(WORD_WEIGHTS)
+    for places in by_weight.values():
+        assert set(places) == {"LOFO", "traffic", "external"}
+        for figures in places.values():
+            assert len(figures["two-stage+recent"]["AUROC"]) == folds.ORDERS
+    assert by_weight[WORD_WEIGHT]["LOFO"] == folds.over_orders(
+        shipped[0], data.wrong, seeds=range(folds.ORDERS)
+    )
+    assert by_weight[0.0]["traffic"] != by_weight[1.0]["traffic"]

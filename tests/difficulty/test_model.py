@@ -9,7 +9,7 @@ import pytest
 
 from hybrid.errors import ConfigError
 from hybrid.generation import Message
-from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES, extract
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_DENSE, N_FEATURES, extract
 from hybrid.routing.difficulty.model import DifficultyModel, choose_threshold, fit
 
 
@@ -158,3 +158,37 @@ def test_a_model_cannot_be_changed_after_it_is_built() -> None:
     difficulty = model()
     with pytest.raises(ValueError):
         difficulty.weights[0] = 1.0
+
+
+def test_a_model_without_words_keeps_that_through_json_and_refuses_word_weights() -> None:
+    worded = model()
+    weights = worded.weights.copy()
+    weights[N_DENSE:] = 0.0
+    plain = DifficultyModel(
+        weights=weights,
+        bias=worded.bias,
+        threshold=0.5,
+        feature_version=FEATURE_VERSION,
+        mean=worded.mean,
+        scale=worded.scale,
+        words=False,
+    )
+    data = json.loads(json.dumps(plain.to_json()))
+    assert data["words"] is False
+    assert DifficultyModel.from_json(data).words is False
+    # A file written before the field reads the words, as its weights do.
+    older = worded.to_json()
+    del older["words"]
+    assert DifficultyModel.from_json(older).words is True
+    with pytest.raises(ConfigError, match="damaged"):
+        DifficultyModel.from_json(worded.to_json() | {"words": "no"})
+    with pytest.raises(ValueError, match="hashed words"):
+        DifficultyModel(
+            weights=worded.weights,
+            bias=0.0,
+            threshold=0.5,
+            feature_version=FEATURE_VERSION,
+            mean=worded.mean,
+            scale=worded.scale,
+            words=False,
+        )

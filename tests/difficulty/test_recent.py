@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from hybrid.generation import Message
-from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES, extract
+from hybrid.routing.difficulty.features import FEATURE_VERSION, N_DENSE, N_FEATURES, extract
 from hybrid.routing.difficulty.model import DifficultyModel
-from hybrid.routing.difficulty.recent import WEIGHT, RecentScores
+from hybrid.routing.difficulty.recent import WEIGHT, RecentScores, standardised_unit
 from hybrid.routing.policies.difficulty import DifficultyPolicy
 from hybrid.routing.policy import LocalStatus, RouteContext
 
 
-def model(weights: np.ndarray | None = None) -> DifficultyModel:
+def model(weights: np.ndarray | None = None, *, words: bool = True) -> DifficultyModel:
     """Scores sigmoid(features[0]) unless told otherwise; standardises nothing away."""
     if weights is None:
         weights = np.zeros(N_FEATURES)
@@ -30,6 +30,7 @@ def model(weights: np.ndarray | None = None) -> DifficultyModel:
         mean=np.zeros(N_FEATURES),
         scale=np.ones(N_FEATURES),
         meta={},
+        words=words,
     )
 
 
@@ -121,3 +122,18 @@ def test_the_policy_reads_scores_beside_recent_requests_only_when_asked() -> Non
     assert second == pytest.approx((1 - WEIGHT) * own[1] + WEIGHT * own[0])
     with pytest.raises(ValueError, match="at least 1"):
         RecentScores(0)
+
+
+def test_a_model_without_words_compares_recent_requests_without_them() -> None:
+    plain = model(words=False)
+    # Two requests alike only in their hashed words: alike to a model that reads them.
+    first, second = np.zeros(N_FEATURES), np.zeros(N_FEATURES)
+    first[0], second[0] = 1.0, -1.0
+    first[N_DENSE:] = second[N_DENSE:] = 5.0
+    unit = standardised_unit(plain, first)
+    assert not unit[N_DENSE:].any() and np.linalg.norm(unit) == pytest.approx(1.0)
+    for scorer, beside in ((model(), True), (plain, False)):
+        recent = RecentScores(10)
+        recent.score(scorer, first)
+        score, own = recent.score(scorer, second)
+        assert (score != pytest.approx(own)) is beside

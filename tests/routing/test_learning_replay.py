@@ -25,7 +25,7 @@ from postgres import PASSWORD, PostgresDatabase
 from hybrid.cli import main
 from hybrid.cli.calibrate_ledger import refit_from_ledger
 from hybrid.errors import CalibrationRejectedError, ConfigError
-from hybrid.routing.calibration.fitting import train_model
+from hybrid.routing.calibration.fitting import WORD_WEIGHT, train_feature_model
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.learning import (
     Example,
@@ -252,10 +252,13 @@ def test_few_labelled_requests_outweigh_many_calibration_answers_that_disagree()
 
     assert result.traffic_weight > 1.0
     assert result.model.meta["refit"]["traffic_weight"] == result.traffic_weight  # type: ignore[index]
+    # Only the words tell a zebra: the refit reads them, as no calibration would by default.
+    assert result.word_weight > WORD_WEIGHT == 0.0 and result.model.words
+    assert result.model.meta["refit"]["word_weight"] == result.word_weight  # type: ignore[index]
     fresh = traffic(6, 300, "zebra")
     X = np.stack([e.features for e in calibration + labelled])
     y = np.array([e.wrong for e in calibration + labelled], dtype=np.float64)
-    unweighted, _ = train_model(X, y, seed=0)
+    unweighted, _, _ = train_feature_model(X, y, seed=0, word_weight=result.word_weight)
     assert held_out_auroc(result.model, fresh) > held_out_auroc(unweighted, fresh) + 0.1
 
 
@@ -264,7 +267,7 @@ def test_too_few_labelled_requests_of_a_kind_leave_every_example_weighing_one() 
     # Four labelled requests: only a handful of each class cannot choose a weight.
     labelled = examples(traffic(5, 4, "zebra"), "feedback")
     result = learning_refit(None, calibration + labelled, seed=0)
-    assert result.traffic_weight == 1.0
+    assert (result.traffic_weight, result.word_weight) == (1.0, WORD_WEIGHT)
 
 
 def test_every_labelled_request_judges_a_refit_not_only_the_few_held_out() -> None:

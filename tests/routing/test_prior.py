@@ -96,6 +96,7 @@ def test_the_prior_keeps_the_ranking_and_moves_the_mean_score_to_the_expected_er
         )
         assert is_prior(prior) and prior.meta["model_sha256"] == "ab" * 32
         assert prior.meta["base_model_sha256"] == BASE_MODEL_SHA256
+        assert prior.words == base.words  # it reads the prompts as the shipped model does
     assert not is_prior(base)
 
 

@@ -14,8 +14,10 @@ The recipe is calibration's own (:func:`hybrid.routing.calibration.fitting.train
 standardise, penalty and threshold by cross-validation), on a seeded split stratified by
 where each example came from and by its label.  A labelled request may count for several
 calibration answers: it is the user's traffic, where the calibration answers only stand in
-for it.  How many is chosen per refit, by cross-validation inside the training split
-(:func:`_fit_weighted`).  The fit replaces the one in use only when
+for it.  How many is chosen per refit, by cross-validation inside the training split, and so
+is the weight of the hashed word n-grams (:func:`_fit_weighted`): a user's requests share
+their app's phrasing, which the words can learn where the generated families could not teach
+them.  The fit replaces the one in use only when
 (:func:`review`):
 
 1. enough is held out to measure it: at least :data:`~.acceptance.MIN_HELD_OUT_ITEMS`
@@ -49,7 +51,12 @@ import numpy as np
 
 from hybrid.errors import ConfigError
 from hybrid.routing.calibration.acceptance import MIN_HELD_OUT_ITEMS, MIN_HELD_OUT_PER_CLASS
-from hybrid.routing.calibration.fitting import prompt_length, train_feature_model
+from hybrid.routing.calibration.fitting import (
+    WORD_WEIGHT,
+    WORD_WEIGHTS,
+    prompt_length,
+    train_feature_model,
+)
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import follow_feature_stage
@@ -186,6 +193,8 @@ class Refit:
             it (out-of-fold for the training split's, the refit for the held-out ones).
         traffic_weight: How many calibration answers one labelled request counted for in the
             fit (chosen per refit; 1 with too few labelled requests to choose).
+        word_weight: The hashed word n-grams' weight in the fit (chosen with
+            ``traffic_weight``; the default with too few labelled requests to choose).
         rejection: Why the refit must not replace the model in use; None when it may.
     """
 
@@ -200,6 +209,7 @@ class Refit:
     before_traffic_auroc: float
     after_traffic_auroc: float
     traffic_weight: float
+    word_weight: float
     rejection: str | None
 
     @property
@@ -242,7 +252,9 @@ def refit(
     X = np.stack([e.features for e in train]).astype(np.float64)
     y = np.array([e.wrong for e in train], dtype=np.float64)
     from_traffic = np.array([e.source != "calibration" for e in train])
-    weight, (fitted, cv_auroc, out_of_fold) = _fit_weighted(X, y, from_traffic, seed=seed)
+    (weight, word_weight), (fitted, cv_auroc, out_of_fold) = _fit_weighted(
+        X, y, from_traffic, seed=seed
+    )
     X_test = np.stack([e.features for e in test]).astype(np.float64)
     y_test = np.array([e.wrong for e in test], dtype=np.float64)
     traffic = np.array([e.source != "calibration" for e in test])
@@ -296,6 +308,7 @@ def refit(
         "traffic_auroc": _rounded(figures["after_traffic"]),
         "cv_auroc": _rounded(cv_auroc),
         "traffic_weight": weight,
+        "word_weight": word_weight,
     }
     model_meta: dict[str, Any] = {
         **(dict(current.meta) if current is not None else {}),
@@ -331,6 +344,7 @@ def refit(
         before_traffic_auroc=figures["before_traffic"],
         after_traffic_auroc=figures["after_traffic"],
         traffic_weight=weight,
+        word_weight=word_weight,
         rejection=rejection,
     )
 
@@ -402,31 +416,42 @@ other than 1 is tried: fewer cannot tell the weights apart."""
 
 def _fit_weighted(
     X: np.ndarray, y: np.ndarray, from_traffic: np.ndarray, *, seed: int
-) -> tuple[float, tuple[DifficultyModel, float, np.ndarray]]:
+) -> tuple[tuple[float, float], tuple[DifficultyModel, float, np.ndarray]]:
     """The feature stage fitted with labelled requests weighted as their traffic says.
 
     Labelled requests are the user's own traffic, the calibration answers a stand-in for it;
     a request that counts for several calibration answers pulls the fit toward the traffic.
-    How much is chosen per refit, inside the training split: each of :data:`TRAFFIC_WEIGHTS`
-    is fitted (:func:`~hybrid.routing.calibration.fitting.train_feature_model`) and the one
-    whose out-of-fold scores rank the training split's labelled requests best wins (on a tie,
-    the lighter).  With fewer than :data:`MIN_TRAFFIC_PER_CLASS` labelled requests of either
-    class every example weighs 1.
+    How much is chosen per refit, inside the training split, with the weight of the hashed
+    word n-grams: each pair of :data:`TRAFFIC_WEIGHTS` and
+    :data:`~hybrid.routing.calibration.fitting.WORD_WEIGHTS` is fitted
+    (:func:`~hybrid.routing.calibration.fitting.train_feature_model`) and the one whose
+    out-of-fold scores rank the training split's labelled requests best wins (on a tie, the
+    default word weight, then the lighter traffic weight).  With fewer than
+    :data:`MIN_TRAFFIC_PER_CLASS` labelled requests of either class every example weighs 1
+    and the words keep their default weight.
 
     Returns:
-        The weight chosen, and ``train_feature_model``'s result for it.
+        The traffic weight and the word weight chosen, and ``train_feature_model``'s result
+        for them.
     """
     wrong = int(y[from_traffic].sum())
     if min(wrong, int(from_traffic.sum()) - wrong) < MIN_TRAFFIC_PER_CLASS:
-        return 1.0, train_feature_model(X, y, seed=seed)
-    best: tuple[float, float, tuple[DifficultyModel, float, np.ndarray]] | None = None
-    for weight in TRAFFIC_WEIGHTS:
-        result = train_feature_model(
-            X, y, seed=seed, sample_weight=np.where(from_traffic, weight, 1.0)
-        )
-        ranked = auroc(result[2][from_traffic], y[from_traffic])
-        if best is None or ranked > best[0] + 1e-9:
-            best = (ranked, weight, result)
+        return (1.0, WORD_WEIGHT), train_feature_model(X, y, seed=seed)
+    word_weights = dict.fromkeys((WORD_WEIGHT, *WORD_WEIGHTS))
+    best: tuple[float, tuple[float, float], tuple[DifficultyModel, float, np.ndarray]] | None
+    best = None
+    for word_weight in word_weights:
+        for weight in TRAFFIC_WEIGHTS:
+            result = train_feature_model(
+                X,
+                y,
+                seed=seed,
+                sample_weight=np.where(from_traffic, weight, 1.0),
+                word_weight=word_weight,
+            )
+            ranked = auroc(result[2][from_traffic], y[from_traffic])
+            if best is None or ranked > best[0] + 1e-9:
+                best = (ranked, (weight, word_weight), result)
     assert best is not None  # TRAFFIC_WEIGHTS is not empty
     return best[1], best[2]
 

@@ -13,10 +13,11 @@ The JSON form (:meth:`DifficultyModel.to_json`)::
 
     {"format": "hybrid.difficulty", "format_version": 2, "feature_version": 1,
      "feature_names": [...], "weights": [...], "bias": -0.4, "threshold": 0.55,
-     "mean": [...], "scale": [...], "meta": {"model_sha256": "...", ...},
+     "mean": [...], "scale": [...], "words": false, "meta": {"model_sha256": "...", ...},
      "probe": {...} or null}
 
-Version 1 files (no ``"probe"``) still load, with no model stage.
+Version 1 files (no ``"probe"``) still load, with no model stage; files without ``"words"``
+(written before it) load as models that read the hashed words.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from hybrid.errors import ConfigError
 from hybrid.generation import Message
 from hybrid.routing.difficulty.features import (
     FEATURE_VERSION,
+    N_DENSE,
     N_FEATURES,
     extract,
     feature_names,
@@ -67,6 +69,9 @@ class DifficultyModel:
             ``held_out_auroc``, ``created``, ... (JSON values only).
         probe: The model stage, which settles scores inside its band (None: this stage
             alone decides).
+        words: Whether the hashed word n-grams count.  False: the model reads only the
+            hand-made features; their weights must be 0, and recent requests are compared
+            without them too (:func:`~hybrid.routing.difficulty.recent.standardised_unit`).
 
     Raises:
         ValueError: The arrays do not all have :data:`N_FEATURES` entries, a value is not
@@ -81,6 +86,7 @@ class DifficultyModel:
     scale: np.ndarray
     meta: Mapping[str, object] = field(default_factory=dict)
     probe: ProbeStage | None = None
+    words: bool = True
     # Standardisation folded into the weights once, so that scoring is one dot product.
     _effective: np.ndarray = field(init=False, repr=False)
     _offset: float = field(init=False, repr=False)
@@ -102,6 +108,8 @@ class DifficultyModel:
             raise ValueError("bias is not finite")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold {self.threshold} is outside [0, 1]")
+        if not self.words and np.any(arrays["weights"][N_DENSE:]):
+            raise ValueError("a model that does not read the hashed words has weights for them")
         effective = arrays["weights"] / arrays["scale"]
         effective.setflags(write=False)
         object.__setattr__(self, "_effective", effective)
@@ -157,6 +165,7 @@ class DifficultyModel:
             "threshold": float(self.threshold),
             "mean": [float(m) for m in self.mean],
             "scale": [float(s) for s in self.scale],
+            "words": self.words,
             "meta": dict(self.meta),
             "probe": None if self.probe is None else self.probe.to_json(),
         }
@@ -194,9 +203,12 @@ class DifficultyModel:
         meta = data.get("meta", {})
         section = data.get("probe") if format_version >= 2 else None
         probe = None if section is None else ProbeStage.from_json(section)
+        words = data.get("words", True)
         try:
             if not isinstance(meta, Mapping):
                 raise TypeError("meta is not an object")
+            if not isinstance(words, bool):
+                raise TypeError(f"words is {words!r}, not true or false")
             return cls(
                 weights=_float_array(data["weights"]),
                 bias=_float(data["bias"]),
@@ -206,6 +218,7 @@ class DifficultyModel:
                 scale=_float_array(data["scale"]),
                 meta=dict(meta),
                 probe=probe,
+                words=words,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(

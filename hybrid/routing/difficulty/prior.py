@@ -322,6 +322,7 @@ def build_prior(
         mean=base.mean,
         scale=base.scale,
         meta=meta,
+        words=base.words,
     )
 
 
