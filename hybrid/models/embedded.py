@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hybrid.errors import ModelFileError
-from hybrid.models.gguf import sha256_file
+from hybrid.models.file_hash import sha256_file
 
 DEFAULT_MODEL_ID = "gemma-3-270m-q4_k_m"
 """Model id (file stem) of the embedded default model."""

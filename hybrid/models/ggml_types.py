@@ -6,8 +6,12 @@ name a file's quantization.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hybrid.models.gguf import TensorInfo
 
 _QK_K = 256
 GGML_TYPES: Mapping[int, tuple[str, int, int]] = MappingProxyType(
@@ -103,3 +107,23 @@ FILE_TYPE_LABELS: Mapping[int, str] = MappingProxyType(
     }
 )
 """llama.cpp file types (``general.file_type``): id -> quantization label."""
+
+GUESSED_FILE_TYPE = 1024
+"""llama.cpp ORs this into ``general.file_type`` when it guessed the type."""
+
+
+def file_type_label(file_type: object, tensors: Iterable[TensorInfo]) -> str:
+    """Name the quantization: llama.cpp's label, else the type holding most weight bytes."""
+    if isinstance(file_type, int) and not isinstance(file_type, bool):
+        label = FILE_TYPE_LABELS.get(file_type & ~GUESSED_FILE_TYPE)
+        if label is not None:
+            return label
+    bytes_by_type: dict[str, int] = {}
+    for tensor in tensors:
+        if len(tensor.shape) >= 2:  # 1-D norms and biases stay F32 in every quantization
+            bytes_by_type[tensor.type_name] = (
+                bytes_by_type.get(tensor.type_name, 0) + tensor.n_bytes
+            )
+    if not bytes_by_type:
+        return "unknown"
+    return max(bytes_by_type, key=lambda name: bytes_by_type[name])

@@ -16,7 +16,6 @@ and the items.  The reader maps the file and walks only the header
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 import re
@@ -29,7 +28,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeVar
 
 from hybrid.errors import ModelFileError
-from hybrid.models.ggml_types import FILE_TYPE_LABELS, GGML_TYPES
+from hybrid.models.file_hash import sha256_file
+from hybrid.models.ggml_types import GGML_TYPES, file_type_label
 from hybrid.models.gguf_header import (
     SMALL_ARRAY_LIMIT,
     Corrupt,
@@ -50,8 +50,6 @@ GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 
-_HASH_BLOCK = 1 << 20
-_GUESSED_FILE_TYPE = 1024  # llama.cpp ORs this into general.file_type when it guessed it
 
 _BLOCK_TENSOR = re.compile(r"blk\.(\d+)\.")
 
@@ -67,7 +65,6 @@ __all__ = [
     "TensorInfo",
     "read_gguf",
     "read_gguf_layout",
-    "sha256_file",
 ]
 
 
@@ -470,7 +467,7 @@ def _build_info(
         sha256=None,
         architecture=arch,
         name=name if isinstance(name, str) else None,
-        file_type=_file_type_label(metadata.get("general.file_type"), tensors),
+        file_type=file_type_label(metadata.get("general.file_type"), tensors),
         context_length=number("context_length"),
         block_count=block_count,
         embedding_length=embedding_length,
@@ -487,48 +484,3 @@ def _build_info(
         version=version,
         tensors=tuple(tensors),
     )
-
-
-def _file_type_label(file_type: object, tensors: list[TensorInfo]) -> str:
-    """Name the quantization: llama.cpp's label, else the type holding most weight bytes."""
-    if isinstance(file_type, int) and not isinstance(file_type, bool):
-        label = FILE_TYPE_LABELS.get(file_type & ~_GUESSED_FILE_TYPE)
-        if label is not None:
-            return label
-    bytes_by_type: dict[str, int] = {}
-    for tensor in tensors:
-        if len(tensor.shape) >= 2:  # 1-D norms and biases stay F32 in every quantization
-            bytes_by_type[tensor.type_name] = (
-                bytes_by_type.get(tensor.type_name, 0) + tensor.n_bytes
-            )
-    if not bytes_by_type:
-        return "unknown"
-    return max(bytes_by_type, key=lambda name: bytes_by_type[name])
-
-
-def sha256_file(path: Path, *, progress: Callable[[int, int], None] | None = None) -> str:
-    """Hash a whole file with SHA-256.
-
-    Args:
-        path: The file.
-        progress: Called as ``progress(bytes_done, total_bytes)`` after each block read.
-
-    Returns:
-        The lowercase hex digest.
-
-    Raises:
-        ModelFileError: The file is missing or cannot be read.
-    """
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            total = path.stat().st_size
-            done = 0
-            while block := handle.read(_HASH_BLOCK):
-                digest.update(block)
-                done += len(block)
-                if progress is not None:
-                    progress(done, total)
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {path} to check its hash: {exc}.") from exc
-    return digest.hexdigest()

@@ -31,7 +31,8 @@ from gguf_writer import (
 
 from hybrid.errors import ModelFileError
 from hybrid.models.embedded import ensure_embedded_model
-from hybrid.models.gguf import SMALL_ARRAY_LIMIT, SkippedArray, read_gguf, sha256_file
+from hybrid.models.file_hash import sha256_file
+from hybrid.models.gguf import SMALL_ARRAY_LIMIT, SkippedArray, read_gguf
 
 
 def test_reads_what_a_user_sees_in_the_model_list(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hybrid.errors import ConfigError
-from hybrid.models.gguf import sha256_file
+from hybrid.models.file_hash import sha256_file
 from hybrid.routing.difficulty.model import DifficultyModel
 
 SHIPPED_PACKAGE = "hybrid.routing"
