@@ -149,7 +149,7 @@ def _print_labels(labels: list[LabelCount], out: TextIO) -> None:
 def _query(
     source: Path | str, by: Any, since: float | None, *, journal: Path | None = None
 ) -> tuple[Totals, Latency, list[Group]]:
-    from hybrid.ledger import rollup
+    from hybrid.ledger import rollup_query
     from hybrid.ledger.journal import journal_path, read_journal
 
     if journal is None:
@@ -165,12 +165,12 @@ def _query(
             if since is None or record.time >= since
         ]
         # One read of the rollups gives the groups and, added up, the totals.
-        cells = [*store.cells(by or "", since), *rollup.cells_of(pending, by or "")]
+        cells = [*store.cells(by or "", since), *rollup_query.cells_of(pending, by or "")]
     finally:
         store.close()
     everything = [cell for _, cell in cells]
-    groups = rollup.summary(cells, by) if by is not None else []
-    return rollup.totals(everything), rollup.latency(everything), groups
+    groups = rollup_query.summary(cells, by) if by is not None else []
+    return rollup_query.totals(everything), rollup_query.latency(everything), groups
 
 
 def _nothing_recorded(path: Path) -> str:

@@ -8,6 +8,7 @@ totals.py    Totals / Latency: the definitions, folded in memory
 learning.py  Signal / Label: what learning from traffic keeps (no prompt text), and its SQL
 histogram.py Histogram: fixed latency buckets, percentiles read from them
 rollup.py    the hourly and daily rollups every stats query reads, and their SQL
+rollup_query.py  reading a window of them: its rows, totals and latency percentiles
 dialect.py   Database / Dialect: one connection type over SQLite and PostgreSQL (ledger.url)
 schema.py    the schema (SQLite and PostgreSQL) and its migrations
 store.py     LedgerStore: append and query the file (the same totals, in SQL)

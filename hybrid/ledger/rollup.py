@@ -20,10 +20,11 @@ The rollups always equal a fold of the records they cover:
 - the migration to version 6 folds the records already there, once (version 5's rollups,
   without instances, are not kept).
 
-A query over a window reads whole days from the day rows, whole hours at either end from the
-hour rows, and the part of an hour at either end from the records (at most an hour of them at
-each end), so counts and sums stay exact for any window and a query reads at most 46 hours and
-one row per day of rollups.  Totals that need no percentiles leave the histograms unread.
+A query over a window (:mod:`hybrid.ledger.rollup_query`) reads whole days from the day rows,
+whole hours at either end from the hour rows, and the part of an hour at either end from the
+records (at most an hour of them at each end), so counts and sums stay exact for any window and
+a query reads at most 46 hours and one row per day of rollups.  Totals that need no percentiles
+leave the histograms unread.
 
 The SQL is standard (``INSERT ... ON CONFLICT``, ``FILTER``, ``CASE``) and runs on SQLite and
 PostgreSQL alike; the hour of a time, the first reason and the column types come from the
@@ -41,18 +42,10 @@ from typing import Any
 from hybrid.ledger.dialect import Database, Dialect
 from hybrid.ledger.histogram import BUCKETS, Histogram, bucket, bucket_sql, histogram_of
 from hybrid.ledger.record import NOT_REQUESTS, LedgerRecord
-from hybrid.ledger.totals import (
-    NO_DECIDER,
-    GroupBy,
-    Latency,
-    Totals,
-    day_label,
-    order_groups,
-    reason_label,
-)
+from hybrid.ledger.totals import reason_label
 
 HOUR_S = 3_600
-_DAY_S = 86_400
+DAY_S = 86_400
 
 KEYS: tuple[str, ...] = (
     "span",
@@ -130,19 +123,6 @@ def _fold(dialect: Dialect) -> str:
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 """
 
-
-_IS_REQUEST_SQL = f"leg NOT IN ({', '.join(repr(leg) for leg in NOT_REQUESTS)})"
-
-_GROUP_SQL: dict[str, str] = {
-    "route": "route",
-    "model": "model",
-    "reason": "reason",
-    "decided": "decided",
-    "provider": "provider",
-    "instance": "instance",
-    "day": f"start - start % {_DAY_S}",
-    "": "''",
-}
 
 Key = tuple[Any, ...]
 """A rollup row's key, in the order of :data:`KEYS`."""
@@ -301,7 +281,7 @@ def with_days(rows: dict[Key, list[Any]]) -> dict[Key, list[Any]]:
     days: dict[Key, list[Any]] = {}
     for key, values in rows.items():
         if key[0] == HOUR_S:
-            merge(days, (_DAY_S, key[1] - key[1] % _DAY_S, *key[2:]), list(values))
+            merge(days, (DAY_S, key[1] - key[1] % DAY_S, *key[2:]), list(values))
     return {**rows, **days}
 
 
@@ -326,15 +306,15 @@ def prune(conn: Database, older_than: float) -> None:
             conn.execute("DELETE FROM rollups")
         return
     hour = math.floor(older_than / HOUR_S) * HOUR_S
-    day = hour - hour % _DAY_S
+    day = hour - hour % DAY_S
     conn.execute("DELETE FROM rollups WHERE span = ? AND start < ?", (HOUR_S, hour))
-    conn.execute("DELETE FROM rollups WHERE span = ? AND start < ?", (_DAY_S, day))
+    conn.execute("DELETE FROM rollups WHERE span = ? AND start < ?", (DAY_S, day))
     if hour < older_than:
         conn.execute("DELETE FROM rollups WHERE span = ? AND start = ?", (HOUR_S, hour))
         upsert(conn, fold_sql(conn, hour, hour + HOUR_S))
     if day < older_than:
-        conn.execute("DELETE FROM rollups WHERE span = ? AND start = ?", (_DAY_S, day))
-        conn.execute(_DAY_FROM_HOURS, (_DAY_S, day, HOUR_S, day, day + _DAY_S))
+        conn.execute("DELETE FROM rollups WHERE span = ? AND start = ?", (DAY_S, day))
+        conn.execute(_DAY_FROM_HOURS, (DAY_S, day, HOUR_S, day, day + DAY_S))
 
 
 _DAY_FROM_HOURS = (
@@ -343,164 +323,6 @@ _DAY_FROM_HOURS = (
     + ", ".join(f"MAX({c})" if c in MAXIMA else f"SUM({c})" for c in VALUES)
     + f" FROM rollups WHERE span = ? AND start >= ? AND start < ? GROUP BY {', '.join(KEYS[2:])}"
 )
-
-
-def cells(
-    conn: Database,
-    by: GroupBy | str,
-    since: float | None,
-    until: float | None,
-    *,
-    histograms: bool = True,
-) -> list[Cell]:
-    """The rollups of a window, each with its group: whole days from the day rows, whole hours
-    from the hour rows, the parts of an hour at the ends from the records.
-
-    Args:
-        conn: The ledger.
-        by: A :data:`~hybrid.ledger.totals.GroupBy`, ``provider``, or ``''`` for no groups.
-        since: Start of the window (inclusive), None for the beginning.
-        until: End of the window (exclusive), None for no end.
-        histograms: Read the latency histograms too (False leaves them empty: totals only).
-    """
-    found: list[Cell] = []
-    for kind, low, high in pieces(since, until):
-        if kind == 0:
-            found += _grouped_rows(fold_sql(conn, low, high), by)
-        else:
-            found += _table_cells(conn, by, kind, low, high, histograms)
-    return found
-
-
-def pieces(since: float | None, until: float | None) -> list[tuple[int, Any, Any]]:
-    """Split a window into ``(span, start, end)`` pieces: span 0 for records, else rollup rows
-    of that span starting in ``[start, end)`` (None: unbounded)."""
-    hour_in = None if since is None else math.ceil(since / HOUR_S) * HOUR_S
-    hour_out = None if until is None else math.floor(until / HOUR_S) * HOUR_S
-    if hour_in is not None and hour_out is not None and hour_in >= hour_out:
-        return [(0, since, until)]
-    day_in = None if hour_in is None else -(-hour_in // _DAY_S) * _DAY_S
-    day_out = None if hour_out is None else hour_out - hour_out % _DAY_S
-    found: list[tuple[int, Any, Any]] = []
-    if since is not None and hour_in is not None and since < hour_in:
-        found.append((0, since, hour_in))
-    if day_in is not None and day_out is not None and day_in >= day_out:
-        found.append((HOUR_S, hour_in, hour_out))
-    else:
-        if hour_in is not None and day_in is not None and hour_in < day_in:
-            found.append((HOUR_S, hour_in, day_in))
-        found.append((_DAY_S, day_in, day_out))
-        if hour_out is not None and day_out is not None and day_out < hour_out:
-            found.append((HOUR_S, day_out, hour_out))
-    if until is not None and hour_out is not None and hour_out < until:
-        found.append((0, hour_out, until))
-    return found
-
-
-def cells_of(records: Iterable[LedgerRecord], by: GroupBy | str) -> list[Cell]:
-    """The rollups of records folded in memory, each with its group (as :func:`cells`)."""
-    return _grouped_rows(fold(records), by)
-
-
-def summary(found: Iterable[Cell], by: GroupBy) -> list[tuple[str, Totals, Latency]]:
-    """One ``(key, totals, latency)`` per group, ordered as
-    :func:`~hybrid.ledger.totals.order_groups` does."""
-    groups: dict[str, list[Rollup]] = {}
-    for group, rollup in found:
-        groups.setdefault(group, []).append(rollup)
-    return order_groups([(key, totals(items), latency(items)) for key, items in groups.items()], by)
-
-
-def totals(rollups: Iterable[Rollup]) -> Totals:
-    """Totals of rollups, by the definitions of :mod:`hybrid.ledger.totals`."""
-    requests = local = lan = cloud = errors = refused = prompt = completion = saved = 0
-    spend = avoided = 0.0
-    for rollup in rollups:
-        prompt += rollup.prompt_tokens
-        completion += rollup.completion_tokens
-        spend += rollup.cloud_cost_usd
-        avoided += rollup.cost_avoided_usd
-        if rollup.route == "local":
-            saved += rollup.cache_read_tokens
-        if rollup.is_request:
-            count = rollup.records
-            requests += count
-            local += count * (rollup.route == "local")
-            lan += count * (rollup.route == "lan")
-            cloud += count * (rollup.route == "cloud")
-            errors += count * (rollup.status == "error")
-            refused += count * (rollup.status == "refused")
-    return Totals(
-        requests=requests,
-        local=local,
-        cloud=cloud,
-        errors=errors,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        cloud_spend_usd=spend,
-        cost_avoided_usd=avoided,
-        refused=refused,
-        prefill_saved_tokens=saved,
-        lan=lan,
-    )
-
-
-def latency(rollups: Iterable[Rollup]) -> Latency:
-    """Latency percentiles of the requests that finished ``ok``, from the histograms."""
-    answered, ttft = Histogram(), Histogram()
-    for rollup in rollups:
-        if rollup.is_request and rollup.status == "ok":
-            answered, ttft = answered.plus(rollup.latency), ttft.plus(rollup.ttft)
-    return Latency.from_histograms(answered, ttft)
-
-
-def _table_cells(
-    conn: Database,
-    by: GroupBy | str,
-    span: int,
-    first: int | None,
-    last: int | None,
-    histograms: bool,
-) -> list[Cell]:
-    clauses, params = ["span = ?"], [span]
-    if first is not None:
-        clauses.append("start >= ?")
-        params.append(first)
-    if last is not None:
-        clauses.append("start < ?")
-        params.append(last)
-    columns = [f"SUM({column})" for column in SUMS]
-    if histograms:
-        columns += [f"MAX({column})" for column in MAXIMA]
-        columns += [f"SUM({column})" for column in (*LATENCY_COLUMNS, *TTFT_COLUMNS)]
-    sql = (
-        f"SELECT {_GROUP_SQL[by]} AS k, route, status, leg, {', '.join(columns)} "
-        f"FROM rollups WHERE {' AND '.join(clauses)} GROUP BY 1, 2, 3, 4"
-    )
-    return [
-        (_label(by, row[0]), Rollup.from_values(row[1], row[2], row[3], row[4:]))
-        for row in conn.execute(sql, params)
-    ]
-
-
-def _grouped_rows(rows: dict[Key, list[Any]], by: GroupBy | str) -> list[Cell]:
-    position = {"day": 1, "model": 2, "route": 3, "provider": 4, "decided": 6, "reason": 8}
-    position["instance"] = 9
-    found: list[Cell] = []
-    for key, values in rows.items():
-        raw: Any = "" if by == "" else key[position[by]]
-        if by == "day":
-            raw -= raw % _DAY_S
-        found.append((_label(by, raw), Rollup.from_values(key[3], key[5], key[7], values)))
-    return found
-
-
-def _label(by: GroupBy | str, raw: Any) -> str:
-    if by == "day":
-        return day_label(float(raw))
-    if by == "decided":
-        return str(raw) or NO_DECIDER
-    return str(raw)
 
 
 def _merge_max(row: list[Any], index: int, value: float | None) -> None:

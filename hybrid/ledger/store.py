@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hybrid.ledger import learning, rollup, schema
+from hybrid.ledger import learning, rollup, rollup_query, schema
 from hybrid.ledger.dialect import Database
 from hybrid.ledger.learning import Label, LabelCount, LabelledSignal, Learned, Signal
 from hybrid.ledger.record import NOT_REQUESTS, LedgerRecord
@@ -172,12 +172,12 @@ class LedgerStore:
 
         Read from the hourly rollups, plus the records of the window's partial hours.
         """
-        return rollup.totals(r for _, r in self.cells("", since, until, histograms=False))
+        return rollup_query.totals(r for _, r in self.cells("", since, until, histograms=False))
 
     def latency(self, since: float | None = None, until: float | None = None) -> Latency:
         """Return the latency percentiles of requests answered ``ok`` in the window, read from
         the rollups' histograms (see :mod:`hybrid.ledger.histogram`)."""
-        return rollup.latency(r for _, r in self.cells("", since, until))
+        return rollup_query.latency(r for _, r in self.cells("", since, until))
 
     def grouped(
         self, by: GroupBy, since: float | None = None, until: float | None = None
@@ -192,7 +192,7 @@ class LedgerStore:
         Returns:
             Groups ordered as :func:`hybrid.ledger.totals.order_groups` does.
         """
-        return rollup.summary(self.cells(by, since, until), by)
+        return rollup_query.summary(self.cells(by, since, until), by)
 
     def cells(
         self,
@@ -203,7 +203,7 @@ class LedgerStore:
         histograms: bool = True,
     ) -> list[rollup.Cell]:
         """Return the rollups of a window with their groups (see
-        :func:`hybrid.ledger.rollup.cells`); the cost grows with the hours in the window, not
+        :func:`hybrid.ledger.rollup_query.cells`); the cost grows with the hours in the window, not
         with the records in it.
 
         Args:
@@ -213,7 +213,7 @@ class LedgerStore:
             histograms: Read the latency histograms too (False: totals only, cheaper).
         """
         return self._query(
-            lambda: rollup.cells(self._conn, by, since, until, histograms=histograms)
+            lambda: rollup_query.cells(self._conn, by, since, until, histograms=histograms)
         )
 
     def missing(self, records: Sequence[LedgerRecord]) -> list[LedgerRecord]:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_records import T0, cloud_record, lan_record, local_record, refused_record
 
-from hybrid.ledger import rollup
+from hybrid.ledger import rollup, rollup_query
 from hybrid.ledger.histogram import BOUNDS, BUCKETS, MAX_ERROR, Histogram, bucket, bucket_sql
 from hybrid.ledger.journal import Journal, journal_path
 from hybrid.ledger.record import LedgerRecord
@@ -144,7 +144,7 @@ def test_a_window_splits_into_contiguous_pieces_reading_few_rows(
     since: float | None, length: float | None
 ) -> None:
     until = None if since is None or length is None else since + length
-    pieces = rollup.pieces(since, until)
+    pieces = rollup_query.pieces(since, until)
     assert pieces[0][1] == since
     assert pieces[-1][2] == until
     for (_, _, end), (_, start, _) in itertools.pairwise(pieces):
