@@ -72,6 +72,7 @@ def test_health_shows_your_calibration_with_its_date_items_and_auroc(
         "items": 180,
         "held_out_auroc": 0.8123,
         "model_stage": None,
+        "words": True,
         "problem": None,
         "prior": None,
         "background": None,

@@ -25,7 +25,7 @@ from hybrid.routing.difficulty.store import (
 SHA = "0123abcd" * 8
 
 
-def model(threshold: float, **meta: object) -> DifficultyModel:
+def model(threshold: float, *, words: bool = True, **meta: object) -> DifficultyModel:
     return DifficultyModel(
         weights=np.zeros(N_FEATURES),
         bias=0.0,
@@ -34,6 +34,7 @@ def model(threshold: float, **meta: object) -> DifficultyModel:
         mean=np.zeros(N_FEATURES),
         scale=np.ones(N_FEATURES),
         meta=meta,
+        words=words,
     )
 
 
@@ -108,6 +109,8 @@ def test_the_shipped_calibration_says_when_it_was_made_on_how_much_and_how_well(
         assert f"with the model stage ({stage['held_out_auroc']:.3f} with both stages)" in (
             found.describe()
         )
+        # Fitted on the hand-made features alone (fitting.WORD_WEIGHT), and it says so.
+        assert summary["words"] is False and "without the hashed words" in found.describe()
 
 
 def test_find_says_whether_the_calibration_is_yours_or_shipped(tmp_path: Path) -> None:
@@ -126,9 +129,19 @@ def test_find_says_whether_the_calibration_is_yours_or_shipped(tmp_path: Path) -
         "items": 180,
         "held_out_auroc": 0.8123,
         "model_stage": None,
+        "words": True,
     }
     assert mine.describe() == (
         f"your calibration {path} (made 2026-12-01, 180 items, held-out AUROC 0.812)"
+    )
+
+
+def test_a_calibration_that_reads_no_words_says_so(tmp_path: Path) -> None:
+    path = save(tmp_path, SHA, model(0.3, words=False, created="2026-12-01", items=180))
+    found = find(tmp_path, SHA, shipped=tmp_path / "none")
+    assert found is not None and found.summary()["words"] is False
+    assert found.describe() == (
+        f"your calibration {path} (made 2026-12-01, 180 items, without the hashed words)"
     )
 
 

@@ -253,6 +253,7 @@ def test_your_calibration_of_the_model_serve_loads_is_shown(tmp_path: Path) -> N
         "items": 180,
         "held_out_auroc": 0.8123,
         "model_stage": None,
+        "words": True,
         "problem": None,
         "prior": None,
         "background": None,
@@ -278,7 +279,8 @@ def test_the_shipped_calibration_of_the_embedded_model_is_shown(tmp_path: Path) 
     assert line == (
         "Calibration in use for gemma-3-270m-q4_k_m: the shipped calibration (made "
         f"{meta['created']}, {meta['items']} items, held-out AUROC {meta['held_out_auroc']:.3f}, "
-        f"with the model stage ({meta['held_out_two_stage_auroc']:.3f} with both stages))."
+        f"with the model stage ({meta['held_out_two_stage_auroc']:.3f} with both stages), "
+        "without the hashed words)."
     )
 
 

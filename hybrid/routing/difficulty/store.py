@@ -120,7 +120,9 @@ class StoredModel:
             ``held_out_auroc`` (each of these three None when the file does not say), and
             ``model_stage``: None without a probe, else its ``band_share`` (the share of the
             calibration items it settles) and ``held_out_auroc`` (both stages together on the
-            held-out items), each None when the file does not say.
+            held-out items), each None when the file does not say; ``words``: whether its
+            feature stage reads the hashed words of the prompt (false when it was fitted on the
+            hand-made features alone, as ``hybrid calibrate`` fits by default).
         """
         meta = self.model.meta
         created, items = meta.get("created"), meta.get("items")
@@ -137,6 +139,7 @@ class StoredModel:
             "items": items if isinstance(items, int) and not isinstance(items, bool) else None,
             "held_out_auroc": _number(meta.get("held_out_auroc")),
             "model_stage": stage,
+            "words": self.model.words,
         }
 
     def describe(self) -> str:
@@ -157,6 +160,8 @@ class StoredModel:
             facts.append(
                 "with the model stage" + ("" if both is None else f" ({both:.3f} with both stages)")
             )
+        if not summary["words"]:
+            facts.append("without the hashed words")
         labelled = labelled_requests(self.model)
         if labelled:
             facts.append(f"refitted on {labelled} labelled requests")
@@ -168,7 +173,7 @@ class StoredModel:
         return f"{which} ({', '.join(facts)})" if facts else which
 
 
-SUMMARY_KEYS = ("source", "path", "created", "items", "held_out_auroc", "model_stage")
+SUMMARY_KEYS = ("source", "path", "created", "items", "held_out_auroc", "model_stage", "words")
 """The keys of :meth:`StoredModel.summary`, which ``/health`` and ``hybrid models`` show."""
 
 
