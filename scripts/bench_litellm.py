@@ -411,11 +411,12 @@ def _run_logged(command: list[str], output: BinaryIO, what: str) -> None:
     if result.returncode != 0:
         output.flush()
         raise PeerUnavailable(
-            f"could not {what} (exit status {result.returncode}):\n{_tail(Path(output.name))}"
+            f"could not {what} (exit status {result.returncode}):\n{tail(Path(output.name), 15)}"
         )
 
 
-def _tail(log: Path, lines: int = 15) -> str:
+def tail(log: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log, indented (a line saying so when it cannot be read)."""
     try:
         text = log.read_text(errors="replace")
     except OSError:

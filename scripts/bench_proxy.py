@@ -50,11 +50,11 @@ from pathlib import Path
 # imports its neighbours: proxy_servers starts the processes, proxy_measure runs the rounds,
 # cpu_accounting watches the machine, proxy_report writes what is printed.
 from bench_client import Target
-from bench_litellm import default_venv
+from bench_litellm import default_venv, tail
 from cpu_accounting import measure_quietness
 from proxy_measure import MODES, Plan, Point, Results, measure, run_async, smoke
 from proxy_report import machine_line, report
-from proxy_servers import MODEL, UPSTREAM_KEY, start_fleet, tail
+from proxy_servers import MODEL, UPSTREAM_KEY, start_fleet
 
 
 def parse_args() -> argparse.Namespace:

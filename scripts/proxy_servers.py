@@ -103,14 +103,6 @@ def upstream_stats(port: int) -> tuple[int, int]:
     return int(stats["requests"]), int(stats["connections"])
 
 
-def tail(log: Path, lines: int = 20) -> str:
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {log})"
-    return "\n".join("    " + line for line in text.splitlines()[-lines:])
-
-
 @dataclass
 class Fleet:
     """The processes of one run, and the targets they serve."""
