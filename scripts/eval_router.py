@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import sys
 from pathlib import Path
@@ -65,6 +66,7 @@ from router_report import (
     summary_table,
     write_plot,
 )
+from router_whole import part_or_whole, part_or_whole_section
 
 from hybrid.cli.calibrate_report import ProgressBar
 from hybrid.cli.calibrate_run import DEFAULT_MAX_TOKENS, DEFAULT_PER_CATEGORY, DEFAULT_SEED
@@ -79,7 +81,8 @@ from hybrid.routing.calibration.record import (
     split_reusable,
 )
 from hybrid.routing.calibration.runner import ItemAnswer, answer_items
-from hybrid.routing.difficulty.store import gguf_sha256
+from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.store import gguf_sha256, shipped_models
 from hybrid.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,6 +134,13 @@ def main() -> int:
     spread = random_split_aurocs(generated, seeds=range(args.seed, args.seed + args.splits))
     explored = explore(generated, seed=args.seed) if args.explore else None
     learned, reference = learn_from_traffic(generated, users, seed=args.seed)
+    packaged = shipped_models().joinpath(f"{sha256}.json")
+    shipped = (
+        DifficultyModel.from_json(json.loads(packaged.read_text(encoding="utf-8")))
+        if packaged.is_file()
+        else None
+    )
+    fits = part_or_whole(generated, outside, users, orders=ORDERS, shipped=shipped)
 
     args.out.mkdir(parents=True, exist_ok=True)
     plot_path = args.out / "router-eval.svg"
@@ -145,6 +155,7 @@ def main() -> int:
         args=args,
         plot_name=plot_path.name,
         learning=learning_section(learned, reference, users),
+        fitting=part_or_whole_section(fits, orders=ORDERS),
     )
     (args.out / "router-eval.md").write_text(report, encoding="utf-8")
     print(summary_table(result.lofo_figures, "LOFO pooled"))

@@ -192,8 +192,8 @@ wrong, each scored by a fit that did not see it). Each refit chooses how many ca
 answers one labelled request counts for ({choices}) and the hashed words' weight
 ({word_choices}; see [Word weight](#word-weight-chosen-on-the-traffic-sets)), by
 cross-validation inside its own training split (the pair whose out-of-fold scores rank the
-labelled requests there best).
-The model then in use scores the same held-out requests of every set for every *k*. {draws}
+labelled requests there best); once judged, it is fitted again on all its examples. The model
+then in use scores the same held-out requests of every set for every *k*. {draws}
 draws per *k*: the mean and, in brackets, the range over the draws (pooled AUROC); the last
 column lists each draw's weights. *Model stage alone* scores every held-out request with the
 model stage of the model in use, as if each were in its band (a refit carries the model
@@ -293,6 +293,7 @@ def render_report(
     args: argparse.Namespace,
     plot_name: str,
     learning: str = "",
+    fitting: str = "",
 ) -> str:
     gen, ext = result.generated, result.external
     lofo, external = result.lofo_figures, result.external_figures
@@ -428,7 +429,7 @@ family to another but not to prompts nobody here wrote. A refit from labelled tr
 its own weight on its labels (the same weights; `hybrid calibrate --from-ledger`).
 
 {word_weight_table(result.word_weights)}
-{learning}{explore_part}
+{learning}{fitting}{explore_part}
 ## Random splits (secondary)
 
 Stratified 70/30 splits of the generated items, seeds {args.seed} to

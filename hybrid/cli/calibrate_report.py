@@ -56,15 +56,18 @@ def render_summary(
         lines.append(f"  {category:<14}{len(oks):>6}  {sum(oks):>4} ({sum(oks) / len(oks):.0%})")
     total = sum(correct)
     lines.append(f"  {'all':<14}{len(correct):>6}  {total:>4} ({total / max(len(correct), 1):.0%})")
-    scores = calibration.held_out_scores
+    from hybrid.routing.calibration.fitting import feature_matrix
+
+    scores = model.scores(feature_matrix(items))
     escalated = float((scores > model.threshold).mean()) if len(scores) else 0.0
     lines += [
         "",
-        f"Held-out AUROC ({len(calibration.held_out)} items not used for fitting): "
-        f"{_auroc(calibration.held_out_auroc)} (prompt length alone: "
-        f"{_auroc(calibration.held_out_length_auroc)})",
+        f"Held-out AUROC ({len(calibration.held_out)} items, scored by a fit on the other "
+        f"{len(calibration.train)}): {_auroc(calibration.held_out_auroc)} (prompt length alone: "
+        f"{_auroc(calibration.held_out_length_auroc)}); the model saved is then fitted on all "
+        f"{len(items)} items.",
         f"Default threshold: {model.threshold:.3f} (escalate when the difficulty score is "
-        f"above it; {escalated:.0%} of held-out items would go to the cloud)",
+        f"above it; {escalated:.0%} of the calibration items score above it)",
         *_probe_lines(calibration),
         f"Saved to {path}; restart a running `hybrid serve` to use it."
         if path is not None
@@ -81,11 +84,19 @@ def _probe_lines(calibration: Calibration) -> list[str]:
     meta = calibration.model.meta
     two_stage = meta.get("held_out_two_stage_auroc")
     low, high = probe.band
+    measured = _auroc(math.nan if two_stage is None else float(str(two_stage)))
+    if low >= high:
+        return [
+            "Model stage: none of the feature scores is left to the probe on the prompt vector "
+            "(cross-validation found no band where both stages rank better than the feature "
+            f"stage alone), so it is never asked; held-out AUROC of both stages, as fitted on "
+            f"the split: {measured}"
+        ]
     how = "blended with the feature score " if probe.blend is not None else ""
     return [
         f"Model stage: a probe on the prompt vector, {how}settles feature scores in "
-        f"[{low:.3f}, {high:.3f}]; held-out AUROC of both stages "
-        f"{_auroc(math.nan if two_stage is None else float(str(two_stage)))}"
+        f"[{low:.3f}, {high:.3f}]; held-out AUROC of both stages, as fitted on the split: "
+        f"{measured}"
     ]
 
 

@@ -63,6 +63,31 @@ def test_the_meta_says_how_the_model_was_made(chat_calibration: Calibration) -> 
     assert meta["seed"] == 0 and meta["l2"] in GRID
 
 
+def test_the_figures_measure_a_fit_on_the_split_and_the_model_is_fitted_on_every_item(
+    chat_calibration: Calibration,
+) -> None:
+    wrong = np.array([not ok for ok in easy_chat(ITEMS)], dtype=float)
+    whole, _, _ = train_feature_model(feature_matrix(ITEMS), wrong, seed=0, l2_grid=GRID)
+    assert np.array_equal(chat_calibration.model.weights, whole.weights)
+    assert chat_calibration.model.threshold == whole.threshold
+    train = chat_calibration.train
+    part, _, _ = train_feature_model(
+        feature_matrix(train),
+        np.array([not ok for ok in easy_chat(train)], dtype=float),
+        seed=0,
+        l2_grid=GRID,
+    )
+    measured = chat_calibration.measured
+    assert measured is not None and np.array_equal(measured.weights, part.weights)
+    assert not np.array_equal(measured.weights, whole.weights)
+    # The held-out figures are the split's fit's: it never saw the held-out items.
+    held_out = feature_matrix(chat_calibration.held_out)
+    assert np.allclose(chat_calibration.held_out_scores, measured.scores(held_out))
+    assert {item.id for item in train}.isdisjoint(i.id for i in chat_calibration.held_out)
+    meta = chat_calibration.model.meta
+    assert meta["items"] == len(ITEMS) == meta["train_items"] + meta["held_out_items"]
+
+
 def test_the_length_rule_is_measured_on_the_same_held_out_items(
     chat_calibration: Calibration,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from hybrid.errors import ConfigError
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.store import (
     find,
     gguf_sha256,
@@ -104,11 +106,9 @@ def test_the_shipped_calibration_says_when_it_was_made_on_how_much_and_how_well(
         # It carries the model stage: the probe on the model's own prompt vector.
         assert found.model.probe is not None
         stage = summary["model_stage"]
-        assert stage is not None and 0 < stage["band_share"] <= 0.4
+        assert stage is not None and 0 <= stage["band_share"] <= 0.4
         assert 0.5 < stage["held_out_auroc"] <= 1.0
-        assert f"with the model stage ({stage['held_out_auroc']:.3f} with both stages)" in (
-            found.describe()
-        )
+        assert describes_stage(stage) in found.describe()
         # Fitted on the hand-made features alone (fitting.WORD_WEIGHT), and it says so.
         assert summary["words"] is False and "without the hashed words" in found.describe()
 
@@ -134,6 +134,36 @@ def test_find_says_whether_the_calibration_is_yours_or_shipped(tmp_path: Path) -
     assert mine.describe() == (
         f"your calibration {path} (made 2026-12-01, 180 items, held-out AUROC 0.812)"
     )
+
+
+def describes_stage(stage: dict[str, float]) -> str:
+    """What a calibration's description says of its model stage."""
+    if stage["band_share"] == 0:  # cross-validation found no band where the probe helps
+        return "with a model stage that settles no request"
+    return f"with the model stage ({stage['held_out_auroc']:.3f} with both stages)"
+
+
+@pytest.mark.parametrize(
+    ("share", "said"),
+    [
+        (0.3, "with the model stage (0.848 with both stages)"),
+        (0.0, "with a model stage that settles no request"),
+    ],
+)
+def test_the_description_says_whether_the_model_stage_settles_anything(
+    tmp_path: Path, share: float, said: str
+) -> None:
+    probe = ProbeStage(np.zeros(4), 0.0, np.zeros(4), np.ones(4), (0.48, 0.48 + share), 0.5)
+    stored = dataclasses.replace(
+        model(0.48, probe_band_share=share, held_out_two_stage_auroc=0.848), probe=probe
+    )
+    path = save(tmp_path, SHA, stored)
+    found = find(tmp_path, SHA, shipped=tmp_path / "none")
+    assert found is not None and found.summary()["model_stage"] == {
+        "band_share": share,
+        "held_out_auroc": 0.848,
+    }
+    assert found.describe() == f"your calibration {path} ({said})"
 
 
 def test_a_calibration_that_reads_no_words_says_so(tmp_path: Path) -> None:

@@ -262,6 +262,28 @@ def test_few_labelled_requests_outweigh_many_calibration_answers_that_disagree()
     assert held_out_auroc(result.model, fresh) > held_out_auroc(unweighted, fresh) + 0.1
 
 
+def test_the_refit_adopted_is_fitted_on_every_example_with_the_weights_it_chose() -> None:
+    calibration = examples(traffic(4, 300, "number"), "calibration")
+    labelled = examples(traffic(5, 120, "zebra"), "feedback")
+    result = learning_refit(model_in_use(), calibration + labelled, seed=0)
+
+    everything = calibration + labelled
+    X = np.stack([e.features for e in everything])
+    y = np.array([e.wrong for e in everything], dtype=np.float64)
+    weight = np.array(
+        [result.traffic_weight if e.source != "calibration" else 1.0 for e in everything]
+    )
+    whole, _, _ = train_feature_model(
+        X, y, seed=0, sample_weight=weight, word_weight=result.word_weight
+    )
+    assert np.allclose(result.model.weights, whole.weights)
+    assert result.model.threshold == pytest.approx(whole.threshold)
+    # The figures that judged it are the split's: some examples were held out from that fit.
+    meta = result.model.meta
+    assert result.held_out == meta["held_out_items"] > 0
+    assert meta["items"] == len(everything) == meta["train_items"] + meta["held_out_items"]
+
+
 def test_too_few_labelled_requests_of_a_kind_leave_every_example_weighing_one() -> None:
     calibration = examples(traffic(4, 300, "number"), "calibration")
     # Four labelled requests: only a handful of each class cannot choose a weight.
@@ -290,8 +312,8 @@ def test_every_labelled_request_judges_a_refit_not_only_the_few_held_out() -> No
 def test_enough_labelled_requests_decide_the_comparison_with_the_model_in_use() -> None:
     from hybrid.routing.calibration.learning import review
 
-    # The model in use scores its own calibration answers well (it was fitted on most of
-    # them); on the user's labelled requests the refit is better, and that decides.
+    # The model in use scores its own calibration answers well (it was fitted on them); on
+    # the user's labelled requests the refit is better, and that decides.
     assert review(300, 150, 0.80, 0.60, 0.86, traffic=(60, 0.78, 0.62)) is None
     worse = review(300, 150, 0.90, 0.60, 0.86, traffic=(60, 0.60, 0.62))
     assert worse is not None

@@ -17,7 +17,11 @@ The recipe, shared by ``hybrid calibrate`` and ``scripts/eval_router.py``:
    part too (:mod:`hybrid.routing.calibration.probe_fitting`: penalty, blend, band and
    threshold by cross-validation that leaves whole families out, given the feature stage's
    scores from models fitted without each family: :func:`out_of_family_scores`) and measure
-   the two stages together on the held-out part.
+   the two stages together on the held-out part;
+7. fit both stages again, by the same steps, on every item: the model returned.  The held-out
+   figures measure the recipe; the model it makes from all the items is steadier on prompts
+   of kinds it never saw than one made from a part of them (``docs/router-eval.md``, *Fitted
+   on a part or on every item*).
 
 Everything is deterministic for a seed.
 """
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from random import Random
 
 import numpy as np
@@ -69,7 +73,7 @@ class Calibration:
     """A fitted model and how it did.
 
     Attributes:
-        model: The fitted model (its ``meta`` holds the figures below too).
+        model: The model fitted on every item (its ``meta`` holds the figures below too).
         train: The training items.
         held_out: The held-out items.
         held_out_wrong: 1 where the local answer to a held-out item was wrong.
@@ -80,7 +84,9 @@ class Calibration:
         held_out_two_stage_scores: The two stages' scores of the held-out items
             (:func:`~hybrid.routing.calibration.probe_fitting.two_stage_scores`), when the
             model has a probe; None otherwise.
-        probe_fit: How the probe was chosen, when the model has one.
+        probe_fit: How the probe of :attr:`model` was chosen, when it has one.
+        measured: The model fitted on :attr:`train` alone, with its probe, whose held-out
+            scores these are (:attr:`model`'s stages when nothing is held out).
     """
 
     model: DifficultyModel
@@ -92,6 +98,7 @@ class Calibration:
     held_out_length_auroc: float
     held_out_two_stage_scores: np.ndarray | None = None
     probe_fit: ProbeFit | None = None
+    measured: DifficultyModel | None = None
 
 
 Vector = Sequence[float] | np.ndarray
@@ -119,7 +126,8 @@ def calibrate(
     vectors: Sequence[Vector | None] | None = None,
     word_weight: float = WORD_WEIGHT,
 ) -> Calibration:
-    """Fit the difficulty model on the training split and evaluate it on the held-out one.
+    """Fit the difficulty model on the training split and evaluate it on the held-out one,
+    then fit the model returned on every item by the same steps.
 
     Args:
         items: The calibration set.
@@ -134,11 +142,13 @@ def calibrate(
         word_weight: The hashed word n-grams' weight (:data:`WORD_WEIGHT`).
 
     Returns:
-        The model, whose ``meta`` adds ``seed``, ``items``, ``train_items``,
-        ``held_out_items``, ``local_accuracy``, ``category_accuracy``, ``l2``, ``cv_auroc``,
-        ``held_out_auroc`` and ``held_out_length_auroc`` (None where undefined) to ``meta``,
-        and with a probe ``probe_l2``, ``probe_band_share``, ``probe_cv_auroc``,
-        ``two_stage_cv_auroc`` and ``held_out_two_stage_auroc``.
+        The model, whose ``meta`` adds ``seed``, ``items`` (all of which it was fitted on),
+        ``train_items`` and ``held_out_items`` (the split the figures were measured on),
+        ``local_accuracy``, ``category_accuracy``, ``l2``, ``cv_auroc``, ``held_out_auroc``
+        and ``held_out_length_auroc`` (None where undefined) to ``meta``, and with a probe
+        ``probe_l2``, ``probe_band_share``, ``probe_cv_auroc``, ``two_stage_cv_auroc`` and
+        ``held_out_two_stage_auroc``.  ``l2``, ``cv_auroc`` and the probe's choices are the
+        returned model's; the held-out figures are the training split's fit's.
 
     Raises:
         ValueError: ``items``, ``correct`` and ``vectors`` differ in length, or the vectors
@@ -151,7 +161,7 @@ def calibrate(
         raise ValueError(f"{len(items)} items but {len(vectors)} prompt vectors")
     right = {item.id: ok for item, ok in zip(items, correct, strict=True)}
     vector_of = (
-        {}
+        None
         if vectors is None
         else {
             item.id: np.asarray(v, dtype=np.float64)
@@ -160,28 +170,27 @@ def calibrate(
         }
     )
     train, test = split(items, seed=seed, held_out=held_out)
-    train_wrong = np.array([not right[item.id] for item in train], dtype=np.float64)
     test_wrong = np.array([not right[item.id] for item in test], dtype=np.float64)
-    model, cv_auroc, _ = train_feature_model(
-        feature_matrix(train), train_wrong, seed=seed, l2_grid=l2_grid, word_weight=word_weight
-    )
-    test_scores = model.scores(feature_matrix(test)) if test else np.zeros(0)
-    probe_fit: ProbeFit | None = None
-    two_stage: np.ndarray | None = None
-    usable = [i for i, item in enumerate(train) if item.id in vector_of]
-    if vectors is not None and len(usable) >= 2:
-        kept = [train[i] for i in usable]
-        probe_fit = train_probe(
-            np.stack([vector_of[item.id] for item in kept]),
-            train_wrong[usable],
-            feature_scores=out_of_family_scores(
-                kept, train_wrong[usable], seed=seed, l2_grid=l2_grid, word_weight=word_weight
-            ),
-            feature_threshold=model.threshold,
-            groups=[item.category for item in kept],
-            seed=seed,
+
+    def fit_stages(
+        part: Sequence[CalibrationItem],
+    ) -> tuple[DifficultyModel, float, ProbeFit | None]:
+        wrong = np.array([not right[item.id] for item in part], dtype=np.float64)
+        return _fit_stages(
+            part, wrong, vector_of, seed=seed, l2_grid=l2_grid, word_weight=word_weight
         )
-        probe = probe_fit.probe
+
+    measured, measured_cv, measured_probe = fit_stages(train)
+    if measured_probe is not None:
+        measured = replace(measured, probe=measured_probe.probe)
+    if test:
+        model, cv_auroc, probe_fit = fit_stages(items)
+    else:  # nothing held out: the training split is every item
+        model, cv_auroc, probe_fit = measured, measured_cv, measured_probe
+    test_scores = measured.scores(feature_matrix(test)) if test else np.zeros(0)
+    two_stage: np.ndarray | None = None
+    if measured_probe is not None and vector_of is not None:
+        probe = measured_probe.probe
         # An item without a vector (a prompt the model cannot take) keeps its feature score.
         settled = np.array(
             [
@@ -208,22 +217,24 @@ def calibrate(
         "items": len(items),
         "train_items": len(train),
         "held_out_items": len(test),
-        "local_accuracy": _rounded(sum(correct) / max(len(correct), 1)),
+        "local_accuracy": rounded(sum(correct) / max(len(correct), 1)),
         "category_accuracy": {
-            category: _rounded(sum(oks) / len(oks)) for category, oks in by_category.items()
+            category: rounded(sum(oks) / len(oks)) for category, oks in by_category.items()
         },
         "l2": model.meta["l2"],
-        "cv_auroc": _rounded(cv_auroc),
-        "held_out_auroc": _rounded(test_auroc),
-        "held_out_length_auroc": _rounded(length_auroc),
+        "cv_auroc": rounded(cv_auroc),
+        "held_out_auroc": rounded(test_auroc),
+        "held_out_length_auroc": rounded(length_auroc),
     }
-    if probe_fit is not None and two_stage is not None:
+    if probe_fit is not None:
         figures |= {
             "probe_l2": probe_fit.l2,
             "probe_band_share": probe_fit.band_share,
-            "probe_cv_auroc": _rounded(probe_fit.cv_probe_auroc),
-            "two_stage_cv_auroc": _rounded(probe_fit.cv_two_stage_auroc),
-            "held_out_two_stage_auroc": _rounded(auroc(two_stage, test_wrong)) if test else None,
+            "probe_cv_auroc": rounded(probe_fit.cv_probe_auroc),
+            "two_stage_cv_auroc": rounded(probe_fit.cv_two_stage_auroc),
+            "held_out_two_stage_auroc": (
+                rounded(auroc(two_stage, test_wrong)) if test and two_stage is not None else None
+            ),
         }
     final = DifficultyModel(
         weights=model.weights,
@@ -246,7 +257,40 @@ def calibrate(
         length_auroc,
         two_stage,
         probe_fit,
+        measured,
     )
+
+
+def _fit_stages(
+    items: Sequence[CalibrationItem],
+    wrong: np.ndarray,
+    vector_of: Mapping[str, np.ndarray] | None,
+    *,
+    seed: int,
+    l2_grid: Sequence[float],
+    word_weight: float,
+) -> tuple[DifficultyModel, float, ProbeFit | None]:
+    """The feature stage fitted on ``items`` (:func:`train_feature_model`), its
+    cross-validated AUROC, and the model stage fitted on those of them with a prompt vector
+    (None when ``vector_of`` is None or fewer than two have one)."""
+    model, cv_auroc, _ = train_feature_model(
+        feature_matrix(items), wrong, seed=seed, l2_grid=l2_grid, word_weight=word_weight
+    )
+    usable = [i for i, item in enumerate(items) if vector_of is not None and item.id in vector_of]
+    if vector_of is None or len(usable) < 2:
+        return model, cv_auroc, None
+    kept = [items[i] for i in usable]
+    probe_fit = train_probe(
+        np.stack([vector_of[item.id] for item in kept]),
+        wrong[usable],
+        feature_scores=out_of_family_scores(
+            kept, wrong[usable], seed=seed, l2_grid=l2_grid, word_weight=word_weight
+        ),
+        feature_threshold=model.threshold,
+        groups=[item.category for item in kept],
+        seed=seed,
+    )
+    return model, cv_auroc, probe_fit
 
 
 def train_model(
@@ -426,6 +470,6 @@ def _log_loss(scores: np.ndarray, wrong: np.ndarray, weight: np.ndarray | None =
     return float(-np.average(wrong * np.log(p) + (1 - wrong) * np.log(1 - p), weights=weight))
 
 
-def _rounded(value: float) -> float | None:
+def rounded(value: float) -> float | None:
     """A figure for JSON: 4 decimals, or None when undefined (JSON has no NaN)."""
     return None if math.isnan(value) else round(value, 4)

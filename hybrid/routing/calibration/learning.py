@@ -28,9 +28,14 @@ them.  The fit replaces the one in use only when
    :data:`~.acceptance.MIN_HELD_OUT_PER_CLASS` right and as many wrong, the comparison is made
    on them alone, each scored by a fit that did not see it (the training split's by their
    out-of-fold scores, the held-out ones by the refit): they are what the user's traffic looks
-   like, and the model in use has never been fitted on them, whereas it was fitted on most of
-   the calibration answers held out here (its own split of them), which flatters it.
-   Otherwise the comparison is on the held-out examples.
+   like, and the model in use has never been fitted on them, whereas it was fitted on the
+   calibration answers held out here, which flatters it.  Otherwise the comparison is on the
+   held-out examples.
+
+Once judged, the refit is fitted again on every example with the weights it chose, as
+``hybrid calibrate`` saves a fit on every item: the model adopted learns from the held-out
+labelled requests too (fitted on a part, it ranked new requests worse on the public sets
+standing in for traffic, ``docs/router-eval.md``).
 
 The current model's prompt-vector stage (``probe``), when it has one, is carried over with its
 feature-side choices taken again on the refitted feature stage (its band, the same share of
@@ -55,6 +60,7 @@ from hybrid.routing.calibration.fitting import (
     WORD_WEIGHT,
     WORD_WEIGHTS,
     prompt_length,
+    rounded,
     train_feature_model,
 )
 from hybrid.routing.calibration.items import calibration_set
@@ -180,7 +186,8 @@ class Refit:
     """A refit and how it compares with the model in use.
 
     Attributes:
-        model: The refitted model (its ``meta`` holds the figures below under ``refit``).
+        model: The refit, fitted again on every example once judged (its ``meta`` holds the
+            figures below under ``refit``).
         counts: Examples by source.
         held_out: How many examples were held out to measure the fits.
         held_out_wrong: Of those, how many local answers were wrong.
@@ -252,9 +259,7 @@ def refit(
     X = np.stack([e.features for e in train]).astype(np.float64)
     y = np.array([e.wrong for e in train], dtype=np.float64)
     from_traffic = np.array([e.source != "calibration" for e in train])
-    (weight, word_weight), (fitted, cv_auroc, out_of_fold) = _fit_weighted(
-        X, y, from_traffic, seed=seed
-    )
+    (weight, word_weight), (fitted, _, out_of_fold) = _fit_weighted(X, y, from_traffic, seed=seed)
     X_test = np.stack([e.features for e in test]).astype(np.float64)
     y_test = np.array([e.wrong for e in test], dtype=np.float64)
     traffic = np.array([e.source != "calibration" for e in test])
@@ -303,13 +308,22 @@ def refit(
         "examples": dict(counts),
         "held_out": len(test),
         "held_out_traffic": int(traffic.sum()),
-        "held_out_auroc_before": _rounded(figures["before"]),
-        "traffic_auroc_before": _rounded(figures["before_traffic"]),
-        "traffic_auroc": _rounded(figures["after_traffic"]),
-        "cv_auroc": _rounded(cv_auroc),
+        "held_out_auroc_before": rounded(figures["before"]),
+        "traffic_auroc_before": rounded(figures["before_traffic"]),
+        "traffic_auroc": rounded(figures["after_traffic"]),
+        "cv_auroc": None,  # set below, from the fit on every example
         "traffic_weight": weight,
         "word_weight": word_weight,
     }
+    # Judged: fitted again on every example, with the weights chosen.
+    final, final_cv, final_out_of_fold = train_feature_model(
+        np.stack([e.features for e in examples]).astype(np.float64),
+        np.array([e.wrong for e in examples], dtype=np.float64),
+        seed=seed,
+        sample_weight=np.array([1.0 if e.source == "calibration" else weight for e in examples]),
+        word_weight=word_weight,
+    )
+    refit_meta["cv_auroc"] = rounded(final_cv)
     model_meta: dict[str, Any] = {
         **(dict(current.meta) if current is not None else {}),
         **(meta or {}),
@@ -317,9 +331,9 @@ def refit(
         "items": len(examples),
         "train_items": len(train),
         "held_out_items": len(test),
-        "l2": fitted.meta["l2"],
-        "held_out_auroc": _rounded(figures["after"]),
-        "held_out_length_auroc": _rounded(figures["length"]),
+        "l2": final.meta["l2"],
+        "held_out_auroc": rounded(figures["after"]),
+        "held_out_length_auroc": rounded(figures["length"]),
         "refit": refit_meta,
     }
     probe: ProbeStage | None = getattr(current, "probe", None)
@@ -327,11 +341,11 @@ def refit(
         share = model_meta.get("probe_band_share")
         probe = follow_feature_stage(
             probe,
-            out_of_fold,
-            fitted.threshold,
+            final_out_of_fold,
+            final.threshold,
             share=float(share) if isinstance(share, int | float) else None,
         )
-    model = dataclasses.replace(fitted, meta=model_meta, probe=probe)
+    model = dataclasses.replace(final, meta=model_meta, probe=probe)
     return Refit(
         model=model,
         counts=counts,
@@ -479,7 +493,3 @@ def _auroc(scores: np.ndarray, wrong: np.ndarray) -> float:
     if len(wrong) == 0 or wrong.min() == wrong.max():
         return math.nan
     return auroc(scores, wrong)
-
-
-def _rounded(value: float) -> float | None:
-    return None if math.isnan(value) else round(value, 4)

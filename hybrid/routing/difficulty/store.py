@@ -155,7 +155,10 @@ class StoredModel:
         if summary["held_out_auroc"] is not None:
             facts.append(f"held-out AUROC {summary['held_out_auroc']:.3f}")
         stage = summary["model_stage"]
-        if stage is not None:
+        if stage is not None and stage["band_share"] == 0:
+            # Cross-validation found no band where the probe helps: it is never asked.
+            facts.append("with a model stage that settles no request")
+        elif stage is not None:
             both = stage["held_out_auroc"]
             facts.append(
                 "with the model stage" + ("" if both is None else f" ({both:.3f} with both stages)")
