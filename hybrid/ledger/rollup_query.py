@@ -111,36 +111,7 @@ def summary(found: Iterable[Cell], by: GroupBy) -> list[tuple[str, Totals, Laten
 
 def totals(rollups: Iterable[Rollup]) -> Totals:
     """Totals of rollups, by the definitions of :mod:`hybrid.ledger.totals`."""
-    requests = local = lan = cloud = errors = refused = prompt = completion = saved = 0
-    spend = avoided = 0.0
-    for rollup in rollups:
-        prompt += rollup.prompt_tokens
-        completion += rollup.completion_tokens
-        spend += rollup.cloud_cost_usd
-        avoided += rollup.cost_avoided_usd
-        if rollup.route == "local":
-            saved += rollup.cache_read_tokens
-        if rollup.is_request:
-            count = rollup.records
-            requests += count
-            local += count * (rollup.route == "local")
-            lan += count * (rollup.route == "lan")
-            cloud += count * (rollup.route == "cloud")
-            errors += count * (rollup.status == "error")
-            refused += count * (rollup.status == "refused")
-    return Totals(
-        requests=requests,
-        local=local,
-        cloud=cloud,
-        errors=errors,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        cloud_spend_usd=spend,
-        cost_avoided_usd=avoided,
-        refused=refused,
-        prefill_saved_tokens=saved,
-        lan=lan,
-    )
+    return Totals.fold((rollup, rollup.records) for rollup in rollups)
 
 
 def latency(rollups: Iterable[Rollup]) -> Latency:

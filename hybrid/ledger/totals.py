@@ -34,10 +34,32 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from hybrid.ledger.histogram import Histogram
 from hybrid.ledger.record import LedgerRecord
+
+
+class Counted(Protocol):
+    """What :meth:`Totals.fold` reads of a record, or of a rollup of records."""
+
+    @property
+    def route(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def is_request(self) -> bool: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cache_read_tokens(self) -> int: ...
+    @property
+    def cloud_cost_usd(self) -> float | None: ...
+    @property
+    def cost_avoided_usd(self) -> float | None: ...
+
 
 GroupBy = Literal["route", "model", "reason", "day", "decided", "instance"]
 GROUP_BYS: tuple[GroupBy, ...] = ("route", "model", "reason", "day", "decided", "instance")
@@ -125,22 +147,28 @@ class Totals:
     @classmethod
     def of(cls, records: Iterable[LedgerRecord]) -> Totals:
         """Fold records into totals, as the store's SQL does."""
+        return cls.fold((record, 1) for record in records)
+
+    @classmethod
+    def fold(cls, parts: Iterable[tuple[Counted, int]]) -> Totals:
+        """Fold parts into totals: each a record, or a rollup of ``count`` records that share
+        a route, a status and whether they are requests, with their token and cost sums."""
         requests = local = lan = cloud = errors = refused = prompt = completion = saved = 0
         spend = avoided = 0.0
-        for record in records:
-            prompt += record.prompt_tokens
-            completion += record.completion_tokens
-            spend += record.cloud_cost_usd or 0.0
-            avoided += record.cost_avoided_usd or 0.0
-            if record.route == "local":
-                saved += record.cache_read_tokens
-            if record.is_request:
-                requests += 1
-                local += record.route == "local"
-                lan += record.route == "lan"
-                cloud += record.route == "cloud"
-                errors += record.status == "error"
-                refused += record.status == "refused"
+        for part, count in parts:
+            prompt += part.prompt_tokens
+            completion += part.completion_tokens
+            spend += part.cloud_cost_usd or 0.0
+            avoided += part.cost_avoided_usd or 0.0
+            if part.route == "local":
+                saved += part.cache_read_tokens
+            if part.is_request:
+                requests += count
+                local += count * (part.route == "local")
+                lan += count * (part.route == "lan")
+                cloud += count * (part.route == "cloud")
+                errors += count * (part.status == "error")
+                refused += count * (part.status == "refused")
         return cls(
             requests=requests,
             local=local,
