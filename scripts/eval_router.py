@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from external_sets import TRAFFIC_SETS, load_all
+from router_cascade import on_declines
 from router_folds import (
     FAMILY_MEAN,
     ORDERS,
@@ -179,14 +180,8 @@ def labelled(items: list[CalibrationItem], answers: list[ItemAnswer]) -> Labelle
         dtype=np.float64,
     )
     wrong = np.array([not a.correct for a in answers], dtype=np.float64)
-    openings = tuple(opening(a.texts[0]) if a.texts else "" for a in answers)
-    return Labelled(list(items), wrong, vectors, openings)
-
-
-def opening(text: str) -> str:
-    """The first word of an answer, lower-cased, without the punctuation around it."""
-    words = text.split()
-    return words[0].strip(".,:;!?\"'()*").lower() if words else ""
+    texts = tuple(a.texts[0] if a.texts else "" for a in answers)
+    return Labelled(list(items), wrong, vectors, texts)
 
 
 def collect_answers(
@@ -321,9 +316,18 @@ def evaluate(
         "LOFO": over_orders(folds, generated.wrong, seeds=range(ORDERS)),
         "external": over_orders(read, external.wrong, seeds=range(ORDERS)),
     }
+    users = fit_and_read(generated, traffic, seed=seed)
     by_weight = word_weight_orders(
-        generated, external, traffic, seed=seed, fitted={WORD_WEIGHT: (folds, read)}
+        generated, external, traffic, seed=seed, fitted={WORD_WEIGHT: (folds, read, users)}
     )
+    cascade = {
+        where: on_declines(reader, data, orders=range(ORDERS))
+        for where, reader, data in (
+            ("LOFO", folds, generated),
+            ("external", read, external),
+            ("traffic", users, traffic),
+        )
+    }
     return Evaluation(
         generated,
         external,
@@ -335,6 +339,7 @@ def evaluate(
         per_set,
         orders,
         by_weight,
+        cascade,
     )
 
 
@@ -344,14 +349,15 @@ def word_weight_orders(
     traffic: Labelled,
     *,
     seed: int,
-    fitted: dict[float, tuple[Folds, Read]],
+    fitted: dict[float, tuple[Folds, Read, Read]],
 ) -> dict[float, dict[str, dict[str, dict[str, list[float]]]]]:
     """The ``+recent`` routers over the arrival orders (:func:`over_orders`) at each of
     :data:`WORD_WEIGHTS`: under LOFO, on the traffic sets with no label (fitted on every
     generated item), and on the external sets.
 
     Args:
-        fitted: The LOFO folds and the external read already fitted at a word weight.
+        fitted: The LOFO folds, the external and the traffic reads already fitted at a word
+            weight.
 
     Returns:
         Word weight to ``"LOFO"``, ``"traffic"`` and ``"external"`` to :func:`over_orders`.
@@ -359,11 +365,11 @@ def word_weight_orders(
     out = {}
     for weight in WORD_WEIGHTS:
         options = FitOptions(word_weight=weight)
-        folds, read = fitted.get(weight) or (
+        folds, read, users = fitted.get(weight) or (
             lofo_folds(generated, seed=seed, options=options)[0],
             fit_and_read(generated, external, seed=seed, options=options),
+            fit_and_read(generated, traffic, seed=seed, options=options),
         )
-        users = fit_and_read(generated, traffic, seed=seed, options=options)
         out[weight] = {
             "LOFO": over_orders(folds, generated.wrong, seeds=range(ORDERS)),
             "traffic": over_orders(users, traffic.wrong, seeds=range(ORDERS)),

@@ -43,6 +43,7 @@ from hybrid.routing.calibration.fitting import (
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci, routing_curve
 from hybrid.routing.calibration.probe_fitting import train_probe, two_stage_scores
+from hybrid.routing.cascade import declined
 from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.recent import RecentScores, standardised_unit
 from hybrid.settings.routing import DifficultySettings
@@ -71,26 +72,46 @@ class Labelled:
         wrong: 1 where the local answer was wrong.
         vectors: ``(n, dim)`` prompt vectors; a row of NaN where the model could not take the
             prompt.
-        openings: The first word of each local answer, lower-cased (empty: not known).
+        answers: Each local answer (its first presentation's text; empty: not known).
     """
 
     items: list[CalibrationItem]
     wrong: np.ndarray
     vectors: np.ndarray
-    openings: tuple[str, ...] = ()
+    answers: tuple[str, ...] = ()
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Labelled:
         """The items at ``indices``, in that order."""
         index = np.asarray(indices, dtype=np.int64)
-        openings = tuple(self.openings[i] for i in index) if self.openings else ()
+        answers = tuple(self.answers[i] for i in index) if self.answers else ()
         return Labelled(
-            [self.items[i] for i in index], self.wrong[index], self.vectors[index], openings
+            [self.items[i] for i in index], self.wrong[index], self.vectors[index], answers
         )
+
+    @property
+    def openings(self) -> tuple[str, ...]:
+        """The first word of each local answer, lower-cased, without the punctuation around
+        it (empty where there is no answer; no openings when the answers are not known)."""
+        return tuple(opening(answer) for answer in self.answers)
+
+    @property
+    def declined(self) -> np.ndarray:
+        """1 where the local answer opens by declining (:func:`hybrid.routing.cascade.declined`;
+        all 0 when the answers are not known)."""
+        if not self.answers:
+            return np.zeros(len(self.items))
+        return np.array([declined(answer) for answer in self.answers], dtype=np.float64)
 
     @property
     def families(self) -> list[str]:
         """Each item's family (category)."""
         return [item.category for item in self.items]
+
+
+def opening(text: str) -> str:
+    """The first word of an answer, lower-cased, without the punctuation around it."""
+    words = text.split()
+    return words[0].strip(".,:;!?\"'()*").lower() if words else ""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import svg_chart
 from external_sets import SETS, TRAFFIC_SETS
+from router_cascade import Collection, cascade_section, cascade_summary
 from router_folds import BASELINES, FAMILY_MEAN, FITTED, PER_GROUP, Figure, Labelled
 from router_learning import Learned
 from svg_chart import Series
@@ -46,6 +47,7 @@ class Evaluation:
     per_set: dict[str, dict[str, dict[str, Figure]]]
     orders: dict[str, dict[str, dict[str, list[float]]]]
     word_weights: dict[float, dict[str, dict[str, dict[str, list[float]]]]]
+    cascade: dict[str, Collection]
 
 
 def summary_table(table: dict[str, dict[str, Figure]], title: str) -> str:
@@ -379,6 +381,7 @@ router did before.
   {lofo["family rate"]["AUROC"].text()} (LOFO) and {external["family rate"]["AUROC"].text()}
   (external). A router at the target must rank kinds of prompt it never saw nearly as well as
   that oracle ranks kinds whose outcome it was told.
+{cascade_summary(result.cascade)}
 
 ![Quality against the share escalated, LOFO and external]({plot_name})
 
@@ -429,7 +432,7 @@ family to another but not to prompts nobody here wrote. A refit from labelled tr
 its own weight on its labels (the same weights; `hybrid calibrate --from-ledger`).
 
 {word_weight_table(result.word_weights)}
-{learning}{fitting}{explore_part}
+{learning}{fitting}{cascade_section(result.cascade)}{explore_part}
 ## Random splits (secondary)
 
 Stratified 70/30 splits of the generated items, seeds {args.seed} to

@@ -81,7 +81,7 @@ class DiscardedLeg:
         model: The local model's id.
         prompt_tokens: Its prompt.
         completion_tokens: What it generated.
-        reason: Why it was discarded (``cascade:0.41<0.60``).
+        reason: Why it was discarded (``cascade:0.41<0.60``, ``cascade:declined``).
     """
 
     model: str

@@ -1,18 +1,52 @@
 """The cascade: answer locally first, and escalate when the model itself is unsure.
 
-Confidence is the geometric mean of the probabilities of the tokens the local model chose
-(``exp`` of their mean log-probability): a model that hesitates over its own words tends to be
-wrong.  Only whole (non-streamed) answers are cascaded, since a streamed answer cannot be taken
-back once its first tokens reached the client.
+Two readings of the whole local answer decide (:meth:`Cascade.verdict`):
+
+- *Declined*: the answer opens by declining ("I'm sorry, I can't answer this question.", "I don't
+  know."). A small model often declines what it cannot do, fluently and confidently, so its
+  token probabilities miss it; a declining answer is no answer, and the cloud answers instead.
+- *Confidence*: the geometric mean of the probabilities of the tokens the local model chose
+  (``exp`` of their mean log-probability): a model that hesitates over its own words tends to be
+  wrong.
+
+Only whole (non-streamed) answers are cascaded, since a streamed answer cannot be taken back once
+its first tokens reached the client.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 from hybrid.backend import Generation, collect
 from hybrid.generation import GenerationEvent, GenerationRequest
+
+_DECLINING = re.compile(
+    r"""^\W*
+    (?:(?:i'?m|i\s+am)\s+sorry|sorry|apologies|unfortunately)?  # an apology, or none
+    [\s,.!;:-]*(?:but\s+)?
+    (?:
+        i\s*(?:can'?t|cannot|can\s+not|am\s+unable|'?m\s+unable|am\s+not\s+able|'?m\s+not\s+able
+            |don'?t\s+know|do\s+not\s+know|don'?t\s+understand|do\s+not\s+understand
+            |don'?t\s+have|do\s+not\s+have|am\s+not\s+sure|'?m\s+not\s+sure)
+        (?!\s+(?:wait|believe|stop|help\s+but))\b  # "I can't wait to ...", ... are answers
+      | as\s+an\s+ai\b
+    )
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def declined(text: str) -> bool:
+    """Whether an answer opens by declining the request.
+
+    English phrases only: an optional apology ("I'm sorry", "Sorry,", "Unfortunately"), then "I
+    can't / cannot / am unable / am not able / don't know / don't understand / don't have / am
+    not sure", or "As an AI". "I'm sorry to hear that" and "I can't wait to see it" are answers,
+    not refusals.
+    """
+    return _DECLINING.match(text.replace("\u2019", "'")) is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,10 +56,34 @@ class LocalAttempt:
     Attributes:
         events: The answer's events, to replay to the client if it stands.
         confidence: The geometric mean token probability, in [0, 1] (1 for an empty answer).
+        declined: The answer opens by declining the request (:func:`declined`).
     """
 
     events: tuple[GenerationEvent, ...]
     confidence: float
+    declined: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Cascade:
+    """When a whole local answer is discarded for the cloud's.
+
+    Attributes:
+        min_confidence: Below this confidence the local answer is discarded.
+        escalate_declined: A declining answer is discarded whatever its confidence.
+    """
+
+    min_confidence: float
+    escalate_declined: bool = True
+
+    def verdict(self, tried: LocalAttempt) -> tuple[bool, str]:
+        """Whether the local answer stands, and the reason to record
+        (``cascade:0.88>=0.5``, ``cascade:0.38<0.5``, ``cascade:declined``)."""
+        if self.escalate_declined and tried.declined:
+            return False, "cascade:declined"
+        if tried.confidence >= self.min_confidence:
+            return True, f"cascade:{tried.confidence:.2f}>={self.min_confidence:g}"
+        return False, f"cascade:{tried.confidence:.2f}<{self.min_confidence:g}"
 
 
 def with_logprobs(request: GenerationRequest) -> GenerationRequest:
@@ -37,17 +95,19 @@ def with_logprobs(request: GenerationRequest) -> GenerationRequest:
 
 
 async def attempt(generation: Generation, *, keep_logprobs: bool) -> LocalAttempt:
-    """Read a local generation whole and measure its confidence.
+    """Read a local generation whole, measure its confidence, and see whether it declines.
 
     Args:
         generation: The started local generation (asked with log-probabilities).
         keep_logprobs: The client asked for log-probabilities; otherwise they are dropped.
 
     Returns:
-        The answer's events and its confidence.
+        The answer's events, its confidence, and whether it declines.
     """
     completion = await collect(generation)
     logprobs = [lp.logprob for lp in completion.logprobs]
     confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 1.0
     # events() keeps the answer's tool calls, not only its text.
-    return LocalAttempt(completion.events(logprobs=keep_logprobs), confidence)
+    return LocalAttempt(
+        completion.events(logprobs=keep_logprobs), confidence, declined(completion.text)
+    )

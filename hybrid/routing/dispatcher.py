@@ -97,8 +97,8 @@ class Dispatcher:
         private_to_cloud: Let a pinned (private) request go to the cloud when the local model
             cannot serve it, instead of refusing it.
         load: The latest live hardware sample, for the capacity policy.
-        cascade_below: When set, whole answers kept local are read first and escalated if
-            the model's confidence is below this (None: no cascade).
+        cascade: When set, whole answers kept local are read first and escalated when
+            :meth:`~hybrid.routing.cascade.Cascade.verdict` discards them (None: no cascade).
         budget: Reserves each cloud call's estimated cost before it is sent, refusing it at a
             spend cap (``budget:daily_cap``); None for no budget.
         lan: The team's LAN servers, tried before the cloud (None: none configured).
@@ -116,7 +116,7 @@ class Dispatcher:
         local_fallback: bool = True,
         private_to_cloud: bool = False,
         load: Callable[[], LiveSample | None] = lambda: None,
-        cascade_below: float | None = None,
+        cascade: cascade.Cascade | None = None,
         budget: Reserving | None = None,
         lan: LanTier | None = None,
         private_to_lan: bool = False,
@@ -128,7 +128,7 @@ class Dispatcher:
         self._failover = Failover(providers, names, failover, budget)
         self._local_fallback = local_fallback
         self._private_to_cloud = private_to_cloud
-        self._cascade = cascade_below
+        self._cascade = cascade
         self._lan = lan
         self._private_to_lan = private_to_lan and lan is not None
         self._planner = Planner(local, names, self._router, load, lan=lan is not None)
@@ -251,7 +251,8 @@ class Dispatcher:
     async def _cascaded(
         self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
     ) -> Answer:
-        """Answer locally, read the answer whole, and escalate it if the model was unsure."""
+        """Answer locally, read the answer whole, and escalate it if the model was unsure or
+        declined."""
         assert self._cascade is not None
         decision = plan.decision
         # The prepared prompt serves the request with log-probabilities as it is.
@@ -259,18 +260,19 @@ class Dispatcher:
         tried = await cascade.attempt(
             local.generation, keep_logprobs=request.params.top_logprobs is not None
         )
-        if tried.confidence >= self._cascade:
-            reason = f"{decision.reason};cascade:{tried.confidence:.2f}>={self._cascade:g}"
+        stands, verdict = self._cascade.verdict(tried)
+        if stands:
+            reason = f"{decision.reason};{verdict}"
             return Answer(
                 ReplayGeneration(tried.events), "local", local.model, reason, decision.score
             )
         log.info(
-            "cascade: local answer to %s discarded at confidence %.2f; asking %s",
+            "cascade: local answer to %s discarded (%s); asking %s",
             request.request_id,
-            tried.confidence,
+            verdict,
             target.qualified,
         )
-        reason = f"cascade:{tried.confidence:.2f}<{self._cascade:g}"
+        reason = verdict
         answer = await self._escalate(request, target, reason, plan, decision.score)
         done = tried.events[-1]
         usage = done.usage if isinstance(done, GenerationDone) else None

@@ -22,6 +22,7 @@ from hybrid.ledger.costing import Costing
 from hybrid.ledger.prices import PriceTable
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.calibration.background import BackgroundCalibration
+from hybrid.routing.cascade import Cascade
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import CloudTarget, ModelNames
@@ -91,7 +92,11 @@ def build_dispatcher(
         local_fallback=settings.cloud.local_fallback,
         private_to_cloud=routing.privacy.allow_cloud,
         load=load,
-        cascade_below=routing.cascade.min_confidence if routing.cascade.enabled else None,
+        cascade=(
+            Cascade(routing.cascade.min_confidence, routing.cascade.escalate_declined)
+            if routing.cascade.enabled
+            else None
+        ),
         budget=budget,
         lan=lan,
         private_to_lan=routing.privacy.allow_lan,

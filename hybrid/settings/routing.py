@@ -128,6 +128,12 @@ class CascadeSettings(BaseModel):
         description="Below this geometric-mean token probability, the local answer is "
         "discarded and the cloud answers.",
     )
+    escalate_declined: bool = Field(
+        default=True,
+        description="A local answer that opens by declining (\"I'm sorry, I can't answer "
+        'this.", "I don\'t know.") is discarded and the cloud answers, however confident '
+        "the model was.",
+    )
 
 
 class CalibrationSettings(BaseModel):

@@ -153,15 +153,19 @@ def test_the_recent_routers_are_read_in_several_arrival_orders(folds: ModuleType
     assert np.array_equal(read.scores(0)["two-stage+recent"], first["two-stage+recent"])
 
 
-def test_a_subset_keeps_the_openings_of_its_answers(folds: ModuleType) -> None:
+def test_a_subset_keeps_its_answers_and_what_they_open_with(folds: ModuleType) -> None:
     items = calibration_set(0, per_category=1)[:3]
-    data = folds.Labelled(items, np.array([1.0, 0.0, 1.0]), np.zeros((3, 2)), ("yes", "no", "4"))
+    answers = ("Yes, it is.", "I'm sorry, I don't know.", "4")
+    data = folds.Labelled(items, np.array([1.0, 0.0, 1.0]), np.zeros((3, 2)), answers)
 
-    part = data.subset([2, 0])
+    part = data.subset([2, 0, 1])
 
-    assert part.openings == ("4", "yes")
-    assert [item.id for item in part.items] == [items[2].id, items[0].id]
-    assert folds.Labelled(items, data.wrong, data.vectors).subset([1]).openings == ()
+    assert part.answers == ("4", "Yes, it is.", "I'm sorry, I don't know.")
+    assert part.openings == ("4", "yes", "i'm")
+    assert part.declined.tolist() == [0.0, 0.0, 1.0]
+    assert [item.id for item in part.items] == [items[2].id, items[0].id, items[1].id]
+    unknown = folds.Labelled(items, data.wrong, data.vectors).subset([1])
+    assert unknown.openings == () and unknown.declined.tolist() == [0.0]
 
 
 def test_the_word_weight_reaches_the_feature_stage_and_its_recent_requests(
@@ -213,7 +217,11 @@ def test_the_report_reads_the_shipped_router_at_every_word_weight(folds: ModuleT
     data = data.subset([i for i, family in enumerate(data.families) if family in kinds])
     half = np.arange(len(data.items)) % 2 == 0
     external, traffic = data.subset(np.flatnonzero(half)), data.subset(np.flatnonzero(~half))
-    shipped = folds.lofo_folds(data, seed=0)[0], folds.fit_and_read(data, external, seed=0)
+    shipped = (
+        folds.lofo_folds(data, seed=0)[0],
+        folds.fit_and_read(data, external, seed=0),
+        folds.fit_and_read(data, traffic, seed=0),
+    )
 
     with script("eval_router") as evaluation:
         by_weight = evaluation.word_weight_orders(
@@ -227,5 +235,8 @@ def test_the_report_reads_the_shipped_router_at_every_word_weight(folds: ModuleT
             assert len(figures["two-stage+recent"]["AUROC"]) == folds.ORDERS
     assert by_weight[WORD_WEIGHT]["LOFO"] == folds.over_orders(
         shipped[0], data.wrong, seeds=range(folds.ORDERS)
+    )
+    assert by_weight[WORD_WEIGHT]["traffic"] == folds.over_orders(
+        shipped[2], traffic.wrong, seeds=range(folds.ORDERS)
     )
     assert by_weight[0.0]["traffic"] != by_weight[1.0]["traffic"]

@@ -88,6 +88,7 @@ LEAVES = [
     "routing.difficulty.neighbours",
     "routing.cascade.enabled",
     "routing.cascade.min_confidence",
+    "routing.cascade.escalate_declined",
     "routing.learn.keep_signals",
     "routing.learn.shadow_rate",
     "routing.learn.shadow_agreement",

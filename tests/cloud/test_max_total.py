@@ -52,7 +52,9 @@ def test_a_silent_provider_is_given_up_on_after_max_total_s(
 
     assert isinstance(error, ProviderTimeoutError)
     assert "no answer within 0.3 s" in str(error) and "max_total_s" in str(error)
-    assert requests == 1, "the first attempt had the whole budget; none was left to retry"
+    # One attempt had the whole budget and none was left to retry. On a loaded machine the
+    # budget can run out before the fake cloud has read the request: none is recorded then.
+    assert requests <= 1, "an attempt was retried after max_total_s was spent"
 
 
 def test_a_retry_gets_only_what_is_left_of_max_total_s() -> None:

@@ -489,3 +489,56 @@ def test_an_image_goes_to_the_cloud_whole_because_the_local_model_reads_text_onl
         openai_client(server).chat.completions.create(
             model="local", messages=[{"role": "user", "content": content}]
         )
+
+
+# -- the cascade ----------------------------------------------------------------------------------
+
+# The embedded base model declines this multiple-choice question (a generated calibration item).
+DECLINED = [
+    {
+        "role": "user",
+        "content": "What is the capital of Iran?\nA) Tehran\nB) Vienna\nC) Rabat\nD) Ottawa\n"
+        "Answer with the letter of the correct option.",
+    }
+]
+
+
+@pytest.fixture(scope="module")
+def cascade_server(
+    start_server: Callable[..., RunningServer], cloud: FakeCloud
+) -> Iterator[RunningServer]:
+    env = {
+        **cloud.provider_env(),
+        **FAST_RELIABILITY,
+        # Every prompt stays local on its score, so that only the cascade sends one out; and
+        # no answer is unsure enough to be discarded for its confidence.
+        "HYBRID_ROUTING__DIFFICULTY__THRESHOLD": "1",
+        "HYBRID_ROUTING__CASCADE__ENABLED": "true",
+        "HYBRID_ROUTING__CASCADE__MIN_CONFIDENCE": "0.01",
+    }
+    running = start_server("--ctx", "1024", env=env)
+    yield running
+    assert running.stop() == 0, running.log.read_text()
+
+
+def test_the_cascade_sends_a_declining_local_answer_to_the_cloud(
+    cascade_server: RunningServer, fake: FakeCloud
+) -> None:
+    api = openai_client(cascade_server)
+
+    raw = api.chat.completions.with_raw_response.create(
+        model="hybrid", messages=DECLINED, temperature=0, max_tokens=24
+    )
+    assert (raw.headers["x-hybrid-route"], raw.headers["x-hybrid-reason"]) == (
+        "cloud",
+        "cascade:declined",
+    )
+    assert raw.parse().choices[0].message.content == fake.reply
+
+    raw = api.chat.completions.with_raw_response.create(
+        model="hybrid", messages=QUESTION, temperature=0, max_tokens=24
+    )
+    assert raw.headers["x-hybrid-route"] == "local"
+    assert ";cascade:" in raw.headers["x-hybrid-reason"]
+    assert "Paris" in (raw.parse().choices[0].message.content or "")
+    assert [r.api for r in fake.requests] == ["openai"]

@@ -32,6 +32,7 @@ from hybrid.generation import (
     TokenLogprob,
     Usage,
 )
+from hybrid.routing.cascade import Cascade
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames, ProviderModels
@@ -198,12 +199,13 @@ def test_a_request_the_provider_rejects_is_not_failed_over() -> None:
 class Unsure(Generation):
     """A local answer whose tokens had the given probabilities."""
 
-    def __init__(self, probabilities: list[float]) -> None:
+    def __init__(self, probabilities: list[float], text: str) -> None:
         self.probabilities = probabilities
+        self.text = text
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         logprobs = tuple(TokenLogprob("w", math.log(p), (119,)) for p in self.probabilities)
-        yield TextDelta("local words", logprobs)
+        yield TextDelta(self.text, logprobs)
         yield GenerationDone("stop", Usage(1, len(self.probabilities)))
 
     async def aclose(self) -> None:
@@ -211,24 +213,27 @@ class Unsure(Generation):
 
 
 class CascadingLocal(FakeLocal):
-    def __init__(self, probabilities: list[float]) -> None:
+    def __init__(self, probabilities: list[float], text: str = "local words") -> None:
         super().__init__()
         self.probabilities = probabilities
+        self.text = text
         self.asked: list[GenerationRequest] = []
 
     async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
         self.asked.append(request)
-        return Unsure(self.probabilities)
+        return Unsure(self.probabilities, self.text)
 
 
-def cascading(local: FakeLocal, openai: FakeProvider) -> Dispatcher:
+def cascading(
+    local: FakeLocal, openai: FakeProvider, *, escalate_declined: bool = True
+) -> Dispatcher:
     names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
     return Dispatcher(
         local,
         {"openai": openai},  # type: ignore[dict-item]
         names,
         router=build_router(RoutingSettings()),
-        cascade_below=0.5,
+        cascade=Cascade(0.5, escalate_declined=escalate_declined),
     )
 
 
@@ -248,6 +253,24 @@ def test_cascade_escalates_an_unsure_local_answer() -> None:
     answer = run(cascading(local, openai).start(REQUEST, model="hybrid"))
     assert (answer.route, answer.reason) == ("cloud", "cascade:0.38<0.5")
     assert run(text_of(answer)) == "openai answer"
+
+
+def test_cascade_escalates_a_confident_local_answer_that_declines() -> None:
+    local = CascadingLocal([0.9, 0.95, 0.9], "I'm sorry, I can't answer this question.")
+    openai = FakeProvider("openai")
+    answer = run(cascading(local, openai).start(REQUEST, model="hybrid"))
+    assert (answer.route, answer.reason) == ("cloud", "cascade:declined")
+    assert run(text_of(answer)) == "openai answer"
+    assert answer.discarded is not None and answer.discarded.reason == "cascade:declined"
+
+
+def test_cascade_keeps_a_declining_answer_when_told_to() -> None:
+    local = CascadingLocal([0.9, 0.95, 0.9], "I'm sorry, I can't answer this question.")
+    openai = FakeProvider("openai")
+    d = cascading(local, openai, escalate_declined=False)
+    answer = run(d.start(REQUEST, model="hybrid"))
+    assert answer.route == "local" and answer.reason.endswith(";cascade:0.92>=0.5")
+    assert openai.models_asked == []
 
 
 def test_cascade_leaves_streams_alone() -> None:
