@@ -62,6 +62,53 @@ class ReplayGeneration(Generation):
         return True
 
 
+class ResumedGeneration(Generation):
+    """A generation whose first events were read ahead, to look at them: those events, then
+    the rest of the same iteration."""
+
+    def __init__(
+        self,
+        inner: Generation,
+        events: AsyncIterator[GenerationEvent],
+        read: Sequence[GenerationEvent],
+    ) -> None:
+        """
+        Args:
+            inner: The generation, to close.
+            events: Its iteration (``aiter(inner)``), left after ``read``.
+            read: The events already read from ``events``.
+        """
+        self._inner = inner
+        self._events = events
+        self._read = tuple(read)
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """The inner generation's prompt tokens, when it knows them."""
+        value = getattr(self._inner, "prompt_tokens", None)
+        return value if isinstance(value, int) else None
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        try:
+            for event in self._read:
+                yield event
+            if not (self._read and isinstance(self._read[-1], GenerationDone)):
+                async for event in self._events:
+                    yield event
+        finally:
+            await close_events(self._events)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._read) and isinstance(self._read[-1], GenerationDone)
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            await close_events(self._events)
+
+
 class ObservedGeneration(Generation):
     """Another generation's events, passed on unchanged, each seen on its way.
 

@@ -1,8 +1,9 @@
 """The cascade on declining answers: what reading the local answer adds to the router.
 
-With ``routing.cascade`` on, a whole answer the router kept local is read before it is sent, and
-one that opens by declining ("I'm sorry, I can't answer this question.") is discarded for the
-cloud's (:func:`hybrid.routing.cascade.declined`).  Read as a ranking, that is the router's own
+With ``routing.cascade`` on, an answer the router kept local is read before it is sent (a whole
+answer to its end, a streamed one as far as its first eight words), and one that opens by
+declining ("I'm sorry, I can't answer this question.") is discarded for the cloud's
+(:func:`hybrid.routing.cascade.declined`).  Read as a ranking, that is the router's own
 score with every declining answer moved above every other: this module scores that ranking on
 the same items as the router alone (leave one family out, the external sets, the traffic sets),
 over several arrival orders, and counts how often the model declined and how often a declining
@@ -125,9 +126,10 @@ def cascade_section(collections: Mapping[str, Collection]) -> str:
     return f"""
 ## The cascade on declining answers
 
-With `routing.cascade` on, a whole answer the router kept local is read before it is sent, and
-one that opens by declining ("I'm sorry, I can't answer this question.", "I don't know.") is
-discarded for the cloud's (`cascade:declined`; `hybrid.routing.cascade.declined`, English
+With `routing.cascade` on, an answer the router kept local is read before it is sent (a whole
+answer to its end, a streamed one as far as its first eight words), and one that opens by
+declining ("I'm sorry, I can't answer this question.", "I don't know.") is discarded for the
+cloud's (`cascade:declined`; `hybrid.routing.cascade.declined`, English
 phrases, a fixed rule that nothing here fits). As a ranking, that is {ROUTER}'s score with
 every declining answer above every other. The same items as above, the routers fitted as
 above (LOFO; fitted on every generated item for the external and the traffic sets); the mean

@@ -9,8 +9,9 @@ Two readings of the whole local answer decide (:meth:`Cascade.verdict`):
   (``exp`` of their mean log-probability): a model that hesitates over its own words tends to be
   wrong.
 
-Only whole (non-streamed) answers are cascaded, since a streamed answer cannot be taken back once
-its first tokens reached the client.
+A streamed answer cannot be taken back once its first tokens reached the client, so only its
+opening is read before it is sent (:func:`read_opening`, the first :data:`OPENING_WORDS` words):
+a stream is discarded when it opens by declining, and its confidence is not weighed.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import AsyncIterator
 
 from hybrid.backend import Generation, collect
-from hybrid.generation import GenerationEvent, GenerationRequest
+from hybrid.generation import GenerationEvent, GenerationRequest, TextDelta
+
+OPENING_WORDS = 8
+"""Words of a streamed answer read before it is sent: enough for "I'm sorry, but I am not sure"."""
 
 _DECLINING = re.compile(
     r"""^\W*
@@ -76,6 +81,11 @@ class Cascade:
     min_confidence: float
     escalate_declined: bool = True
 
+    def reads(self, request: GenerationRequest) -> bool:
+        """Whether the cascade reads this request's local answer: a whole one always, a
+        streamed one only for declining (its opening)."""
+        return not request.stream or self.escalate_declined
+
     def verdict(self, tried: LocalAttempt) -> tuple[bool, str]:
         """Whether the local answer stands, and the reason to record
         (``cascade:0.88>=0.5``, ``cascade:0.38<0.5``, ``cascade:declined``)."""
@@ -92,6 +102,39 @@ def with_logprobs(request: GenerationRequest) -> GenerationRequest:
         return request
     params = dataclasses.replace(request.params, top_logprobs=0)
     return dataclasses.replace(request, params=params)
+
+
+async def read_opening(
+    events: AsyncIterator[GenerationEvent], *, words: int = OPENING_WORDS
+) -> tuple[GenerationEvent, ...]:
+    """Read a streamed answer's first events: until its text holds more than ``words`` words
+    (the last of them complete), a tool call or the end arrives.
+
+    Args:
+        events: The answer's iteration, left where the read stops (to be resumed:
+            :class:`~hybrid.backend.ResumedGeneration`).
+        words: Words to read.
+
+    Returns:
+        The events read, in order.
+    """
+    read: list[GenerationEvent] = []
+    text = ""
+    while len(text.split()) <= words:
+        try:
+            event = await anext(events)
+        except StopAsyncIteration:
+            break
+        read.append(event)
+        if not isinstance(event, TextDelta):
+            break
+        text += event.text
+    return tuple(read)
+
+
+def opening_text(events: tuple[GenerationEvent, ...]) -> str:
+    """The text of the events :func:`read_opening` read."""
+    return "".join(event.text for event in events if isinstance(event, TextDelta))
 
 
 async def attempt(generation: Generation, *, keep_logprobs: bool) -> LocalAttempt:

@@ -36,7 +36,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hybrid.backend import ReplayGeneration
+from hybrid.backend import ReplayGeneration, ResumedGeneration, close_events
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import (
     ContextLengthExceededError,
@@ -47,7 +47,7 @@ from hybrid.errors import (
     PrivateDataError,
     QueueFullError,
 )
-from hybrid.generation import GenerationDone, GenerationRequest, Message
+from hybrid.generation import GenerationDone, GenerationRequest, Message, TextDelta
 from hybrid.hardware.snapshot import LiveSample
 from hybrid.routing import cascade
 from hybrid.routing.answer import (
@@ -98,7 +98,8 @@ class Dispatcher:
             cannot serve it, instead of refusing it.
         load: The latest live hardware sample, for the capacity policy.
         cascade: When set, whole answers kept local are read first and escalated when
-            :meth:`~hybrid.routing.cascade.Cascade.verdict` discards them (None: no cascade).
+            :meth:`~hybrid.routing.cascade.Cascade.verdict` discards them, and streamed ones
+            are escalated when their opening declines (None: no cascade).
         budget: Reserves each cloud call's estimated cost before it is sent, refusing it at a
             spend cap (``budget:daily_cap``); None for no budget.
         lan: The team's LAN servers, tried before the cloud (None: none configured).
@@ -204,9 +205,9 @@ class Dispatcher:
             return await self._local_only(request, plan)
         if decision.target == "cloud":
             return await self._escalate(request, target, decision.reason, plan, decision.score)
-        if target is not None and self._cascade is not None and not request.stream:
-            return await self._cascaded(request, target, plan)
         try:
+            if target is not None and self._cascade is not None and self._cascade.reads(request):
+                return await self._cascaded(request, target, plan)
             return await self._local(request, decision.reason, plan, decision.score)
         except QueueFullError as exc:
             reason = f"capacity:queue_full:{exc.depth}"
@@ -252,8 +253,10 @@ class Dispatcher:
         self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
     ) -> Answer:
         """Answer locally, read the answer whole, and escalate it if the model was unsure or
-        declined."""
+        declined; a stream, read only as far as its opening, is escalated if it declines."""
         assert self._cascade is not None
+        if request.stream:
+            return await self._cascaded_opening(request, target, plan)
         decision = plan.decision
         # The prepared prompt serves the request with log-probabilities as it is.
         local = await self._local(cascade.with_logprobs(request), decision.reason, plan)
@@ -266,22 +269,59 @@ class Dispatcher:
             return Answer(
                 ReplayGeneration(tried.events), "local", local.model, reason, decision.score
             )
-        log.info(
-            "cascade: local answer to %s discarded (%s); asking %s",
-            request.request_id,
-            verdict,
-            target.qualified,
-        )
-        reason = verdict
-        answer = await self._escalate(request, target, reason, plan, decision.score)
         done = tried.events[-1]
         usage = done.usage if isinstance(done, GenerationDone) else None
         leg = DiscardedLeg(
             local.model,
             usage.prompt_tokens if usage else 0,
             usage.completion_tokens if usage else 0,
-            reason,
+            verdict,
         )
+        return await self._discarded(request, target, plan, leg)
+
+    async def _cascaded_opening(
+        self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
+    ) -> Answer:
+        """Start a streamed local answer and read its opening before anything is sent: one
+        that declines is closed and the cloud answers; any other goes on from where it was
+        read (the client gets every event)."""
+        decision = plan.decision
+        local = await self._local(request, decision.reason, plan)
+        events = aiter(local.generation)
+        try:
+            read = await cascade.read_opening(events)
+        except BaseException:
+            await close_events(events)
+            await local.generation.aclose()
+            raise
+        if not cascade.declined(cascade.opening_text(read)):
+            reason = f"{decision.reason};cascade:opening"
+            resumed = ResumedGeneration(local.generation, events, read)
+            return Answer(resumed, "local", local.model, reason, decision.score)
+        await close_events(events)
+        await local.generation.aclose()
+        prompt_tokens = getattr(local.generation, "prompt_tokens", None)
+        # The embedded backend streams a text piece per token.
+        pieces = sum(max(1, len(e.logprobs)) for e in read if isinstance(e, TextDelta))
+        leg = DiscardedLeg(
+            local.model,
+            prompt_tokens if isinstance(prompt_tokens, int) else 0,
+            pieces,
+            "cascade:declined",
+        )
+        return await self._discarded(request, target, plan, leg)
+
+    async def _discarded(
+        self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan, leg: DiscardedLeg
+    ) -> Answer:
+        """The cloud's answer in place of a local one the cascade discarded (``leg``)."""
+        log.info(
+            "cascade: local answer to %s discarded (%s); asking %s",
+            request.request_id,
+            leg.reason,
+            target.qualified,
+        )
+        answer = await self._escalate(request, target, leg.reason, plan, plan.decision.score)
         return dataclasses.replace(answer, discarded=leg)
 
     async def _pinned(self, request: GenerationRequest, plan: RoutePlan) -> Answer:

@@ -119,7 +119,9 @@ class CascadeSettings(BaseModel):
 
     enabled: bool = Field(
         default=False,
-        description="Cascade whole (non-streamed) answers that the router keeps local.",
+        description="Read the answers the router keeps local before sending them: whole ones "
+        "to their end (confidence and declining), streamed ones as far as their first words "
+        "(declining only).",
     )
     min_confidence: float = Field(
         default=0.5,
@@ -130,9 +132,9 @@ class CascadeSettings(BaseModel):
     )
     escalate_declined: bool = Field(
         default=True,
-        description="A local answer that opens by declining (\"I'm sorry, I can't answer "
-        'this.", "I don\'t know.") is discarded and the cloud answers, however confident '
-        "the model was.",
+        description="A local answer, whole or streamed, that opens by declining (\"I'm "
+        'sorry, I can\'t answer this.", "I don\'t know.") is discarded and the cloud answers, '
+        "however confident the model was.",
     )
 
 

@@ -542,3 +542,25 @@ def test_the_cascade_sends_a_declining_local_answer_to_the_cloud(
     assert ";cascade:" in raw.headers["x-hybrid-reason"]
     assert "Paris" in (raw.parse().choices[0].message.content or "")
     assert [r.api for r in fake.requests] == ["openai"]
+
+
+def test_the_cascade_reads_a_streamed_answer_s_opening_before_sending_it(
+    cascade_server: RunningServer, fake: FakeCloud
+) -> None:
+    api = openai_client(cascade_server)
+
+    def ask(messages: list[dict[str, str]]) -> tuple[httpx.Headers, str]:
+        raw = api.chat.completions.with_raw_response.create(
+            model="hybrid", messages=messages, stream=True, temperature=0, max_tokens=24
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        return raw.headers, text
+
+    headers, text = ask(DECLINED)
+    assert (headers["x-hybrid-route"], headers["x-hybrid-reason"]) == ("cloud", "cascade:declined")
+    assert text == fake.reply
+    headers, text = ask(QUESTION)
+    assert headers["x-hybrid-route"] == "local"
+    assert headers["x-hybrid-reason"].endswith(";cascade:opening")
+    assert "Paris" in text
+    assert [r.api for r in fake.requests] == ["openai"]

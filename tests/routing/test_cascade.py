@@ -1,10 +1,16 @@
-"""What the cascade reads in a whole local answer: whether it declines, and the verdict."""
+"""What the cascade reads in a local answer: whether it declines, the verdict, and a stream's
+opening, read ahead and then resumed."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 
-from hybrid.routing.cascade import Cascade, LocalAttempt, declined
+from hybrid.backend import Completion, Generation, ResumedGeneration, collect
+from hybrid.generation import GenerationDone, GenerationEvent, TextDelta, ToolCallDelta, Usage
+from hybrid.routing.cascade import Cascade, LocalAttempt, declined, opening_text, read_opening
 
 
 @pytest.mark.parametrize(
@@ -52,3 +58,66 @@ def test_the_verdict_discards_a_declined_answer_before_reading_its_confidence() 
 def test_the_verdict_weighs_the_confidence_against_the_minimum() -> None:
     assert Cascade(0.6).verdict(LocalAttempt((), 0.41)) == (False, "cascade:0.41<0.6")
     assert Cascade(0.6).verdict(LocalAttempt((), 0.6)) == (True, "cascade:0.60>=0.6")
+
+
+class Pieces(Generation):
+    """Says each piece in turn, then stops; counts how far it was read."""
+
+    def __init__(self, *pieces: GenerationEvent) -> None:
+        self.pieces = pieces
+        self.sent = 0
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        for piece in self.pieces:
+            self.sent += 1
+            yield piece
+        yield GenerationDone("stop", Usage(3, len(self.pieces)))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def words(text: str) -> list[TextDelta]:
+    return [TextDelta(word + " ") for word in text.split()]
+
+
+def test_the_opening_is_read_until_a_word_past_the_limit() -> None:
+    async def scenario() -> tuple[int, str, Completion]:
+        generation = Pieces(*words("one two three four five six seven eight nine"))
+        events = aiter(generation)
+        read = await read_opening(events, words=3)
+        sent = generation.sent
+        resumed = ResumedGeneration(generation, events, read)
+        return sent, opening_text(read), await collect(resumed)
+
+    sent, opening, whole = asyncio.run(scenario())
+    assert (sent, opening) == (4, "one two three four ")
+    assert whole.text == "one two three four five six seven eight nine "
+    assert whole.done.usage == Usage(3, 9)
+
+
+def test_the_opening_stops_at_a_tool_call_or_the_end() -> None:
+    async def scenario(generation: Pieces) -> tuple[GenerationEvent, ...]:
+        return await read_opening(aiter(generation))
+
+    call = ToolCallDelta(0, "call_1", "lookup", "{}")
+    read = asyncio.run(scenario(Pieces(TextDelta("Let me "), call, TextDelta("more"))))
+    assert read == (TextDelta("Let me "), call)
+    read = asyncio.run(scenario(Pieces(TextDelta("I don't know."))))
+    assert [type(event) for event in read] == [TextDelta, GenerationDone]
+    assert opening_text(read) == "I don't know."
+
+
+def test_a_resumed_generation_read_to_its_end_is_finished_and_closing_one_closes_it() -> None:
+    async def scenario() -> tuple[bool, bool, str, bool]:
+        short = Pieces(TextDelta("Yes."))
+        events = aiter(short)
+        whole = ResumedGeneration(short, events, await read_opening(events))
+        long = Pieces(*words("a b c d e f g h i j k l"))
+        events = aiter(long)
+        part = ResumedGeneration(long, events, await read_opening(events))
+        await part.aclose()
+        return whole.finished, part.finished, (await collect(whole)).text, long.closed
+
+    assert asyncio.run(scenario()) == (True, False, "Yes.", True)

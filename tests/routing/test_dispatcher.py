@@ -197,19 +197,27 @@ def test_a_request_the_provider_rejects_is_not_failed_over() -> None:
 
 
 class Unsure(Generation):
-    """A local answer whose tokens had the given probabilities."""
+    """A local answer whose tokens had the given probabilities, a word at a time (the
+    log-probabilities on the first)."""
 
     def __init__(self, probabilities: list[float], text: str) -> None:
         self.probabilities = probabilities
         self.text = text
+        self.iterations = 0
+        self.words_sent = 0
+        self.closed = False
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        self.iterations += 1
         logprobs = tuple(TokenLogprob("w", math.log(p), (119,)) for p in self.probabilities)
-        yield TextDelta(self.text, logprobs)
-        yield GenerationDone("stop", Usage(1, len(self.probabilities)))
+        words = self.text.split(" ")
+        for n, word in enumerate(words):
+            self.words_sent += 1
+            yield TextDelta(word if n == len(words) - 1 else word + " ", logprobs if n == 0 else ())
+        yield GenerationDone("stop", Usage(7, len(self.probabilities)))
 
     async def aclose(self) -> None:
-        return None
+        self.closed = True
 
 
 class CascadingLocal(FakeLocal):
@@ -219,9 +227,14 @@ class CascadingLocal(FakeLocal):
         self.text = text
         self.asked: list[GenerationRequest] = []
 
+        self.started_answers: list[Unsure] = []
+
     async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
+        if self.fail is not None:
+            raise self.fail
         self.asked.append(request)
-        return Unsure(self.probabilities, self.text)
+        self.started_answers.append(Unsure(self.probabilities, self.text))
+        return self.started_answers[-1]
 
 
 def cascading(
@@ -273,11 +286,64 @@ def test_cascade_keeps_a_declining_answer_when_told_to() -> None:
     assert openai.models_asked == []
 
 
-def test_cascade_leaves_streams_alone() -> None:
-    local = CascadingLocal([0.1])
-    streamed = dataclasses.replace(REQUEST, stream=True)
-    answer = run(cascading(local, FakeProvider("openai")).start(streamed, model="hybrid"))
+STREAMED = dataclasses.replace(REQUEST, stream=True)
+LONG = "Paris is the capital of France and its largest city by far."
+
+
+def test_a_stream_is_sent_whole_after_its_opening_whatever_its_confidence() -> None:
+    local = CascadingLocal([0.1], LONG)
+    openai = FakeProvider("openai")
+    sent_before_reading: list[int] = []
+
+    async def ask() -> tuple[Any, str]:
+        # One event loop: the stream is resumed where its opening was read.
+        answer = await cascading(local, openai).start(STREAMED, model="hybrid")
+        sent_before_reading.append(local.started_answers[0].words_sent)
+        return answer, await text_of(answer)
+
+    answer, text = run(ask())
+    assert answer.route == "local" and answer.reason.endswith(";cascade:opening")
+    assert sent_before_reading == [9]  # eight words read ahead, and the ninth begun
+    assert text == LONG
+    started = local.started_answers[0]
+    assert started.iterations == 1 and openai.models_asked == []
+    assert local.asked[0].params.top_logprobs is None
+
+
+def test_a_stream_that_opens_by_declining_goes_to_the_cloud() -> None:
+    local = CascadingLocal([0.99], "I'm sorry, I don't know the answer to that.")
+    openai = FakeProvider("openai")
+    answer = run(cascading(local, openai).start(STREAMED, model="hybrid"))
+    assert (answer.route, answer.reason) == ("cloud", "cascade:declined")
+    assert run(text_of(answer)) == "openai answer"
+    started = local.started_answers[0]
+    assert started.closed and started.words_sent == 9
+    assert answer.discarded is not None
+    assert (answer.discarded.reason, answer.discarded.completion_tokens) == (
+        "cascade:declined",
+        9,
+    )
+
+
+def test_a_short_declining_stream_is_read_to_its_end_and_escalated() -> None:
+    local = CascadingLocal([0.99], "I don't know.")
+    answer = run(cascading(local, FakeProvider("openai")).start(STREAMED, model="hybrid"))
+    assert (answer.route, answer.reason) == ("cloud", "cascade:declined")
+
+
+def test_streams_are_left_alone_when_declining_answers_are_kept() -> None:
+    local = CascadingLocal([0.1], "I'm sorry, I don't know.")
+    d = cascading(local, FakeProvider("openai"), escalate_declined=False)
+    answer = run(d.start(STREAMED, model="hybrid"))
     assert answer.route == "local" and "cascade" not in answer.reason
+    assert run(text_of(answer)) == "I'm sorry, I don't know."
+
+
+def test_a_full_queue_escalates_a_request_the_cascade_would_read() -> None:
+    local = CascadingLocal([0.9])
+    local.fail = QueueFullError(depth=4, retry_after=1)
+    answer = run(cascading(local, FakeProvider("openai")).start(REQUEST, model="hybrid"))
+    assert (answer.route, answer.reason) == ("cloud", "capacity:queue_full:4")
 
 
 PRIVATE = GenerationRequest("r2", messages=(Message("user", "mail jane.doe@example.com the file"),))
