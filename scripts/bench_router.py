@@ -15,7 +15,13 @@ model stage's share of the prefill it reuses; when the probe escalates, that tim
 (the cloud answers), and the table says how much; when it keeps the request local, the answer
 then evaluates one token anew, and the table shows that answer's time to first token.  Each
 figure is the best of ``--repeats`` interleaved runs, the one least disturbed by other load.
-``--no-model`` skips this part.
+
+Then the *cascade's opening* (``routing.cascade``, :func:`hybrid.routing.cascade.read_opening`),
+on the same model and prompts: a streamed answer kept local is read as far as its first words
+before anything is sent, so its first byte waits for them.  The table gives, per prompt, the
+stream's time to its first token and the time to read its opening, both measured in the same
+run; their difference is what the cascade adds to a stream's time to first byte.
+``--no-model`` skips both parts.
 
 The router is built exactly as ``hybrid serve`` builds it, from the default settings, with the
 difficulty model shipped for the embedded model.  Token counts come from a
@@ -30,17 +36,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import random
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from hybrid.generation import GenerationDone, GenerationRequest, Message, SamplingParams
+from hybrid.generation import (
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    Message,
+    SamplingParams,
+    TextDelta,
+)
 from hybrid.hardware.cpu import SystemCpuSource
 from hybrid.hardware.snapshot import LiveSample
+from hybrid.routing.cascade import OPENING_WORDS, read_opening
 from hybrid.routing.chain import build_router
 from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.store import load_for
@@ -214,12 +230,35 @@ async def model_stage(repeats: int, rng: random.Random) -> None:
                 ttft = event.time_to_first_token_s or 0.0
         return ttft * 1000, engine.prompt_tokens_evaluated
 
+    async def opening(item: GenerationRequest) -> tuple[float, float, int, bool]:
+        """A streamed answer's time to its first token and to its read opening (ms), the text
+        pieces read, and whether the answer went on past its opening; the answer is then
+        closed, as a declining one would be."""
+        first: list[float] = []
+
+        async def timed(events: AsyncIterator[GenerationEvent]) -> AsyncIterator[GenerationEvent]:
+            async for event in events:
+                first.append(first[0] if first else time.perf_counter())
+                yield event
+
+        started = time.perf_counter()
+        generation = await backend.start(dataclasses.replace(item, params=OPENING_PARAMS))
+        events = timed(aiter(generation))
+        read = await read_opening(events)
+        done = time.perf_counter()
+        await events.aclose()
+        await generation.aclose()
+        pieces = sum(isinstance(event, TextDelta) for event in read)
+        longer = not isinstance(read[-1], GenerationDone)
+        return (first[0] - started) * 1000, (done - started) * 1000, pieces, longer
+
     async def embedded(item: GenerationRequest) -> float:
         started = time.perf_counter()
         vector = await backend.prompt_embedding(item)
         probe.score(vector)
         return (time.perf_counter() - started) * 1000
 
+    items: list[tuple[int, GenerationRequest]] = []
     print()
     print(f"model stage: {path.name}, {threads} threads, hidden size {dim}, best of {repeats}")
     print(
@@ -245,9 +284,45 @@ async def model_stage(repeats: int, rng: random.Random) -> None:
                 f"{evaluated:>10}{prefill:>12.1f}{probe_ms:>10.1f}{probe_ms / prefill:>15.2f}"
                 f"{probe_ms:>14.1f} ms{min(after):>14.1f}{again:>14}"
             )
+            notes = " ".join(item.messages[-1].content.split()[:words]) + LONGER
+            items.append((evaluated, request(notes)))
+        print()
+        print(
+            f"cascade's opening: a stream read as far as {OPENING_WORDS} words, best of {repeats}"
+        )
+        print(f"{'prompt tok':>10}{'TTFT ms':>10}{'opening ms':>12}{'added ms':>10}{'pieces':>8}")
+        added, per_piece = [], []
+        for evaluated, item in items:
+            runs = []
+            for _ in range(repeats):
+                await embedded(other)  # as above: the prompt is not cached
+                runs.append(await opening(item))
+            ttft = min(run[0] for run in runs)
+            read_ms = min(run[1] for run in runs)
+            pieces, longer = runs[0][2], runs[0][3]
+            if longer:  # the whole opening was read, not a shorter answer
+                added.append(read_ms - ttft)
+                per_piece.append((read_ms - ttft) / max(1, pieces - 1))
+            print(
+                f"{evaluated:>10}{ttft:>10.1f}{read_ms:>12.1f}{read_ms - ttft:>10.1f}"
+                f"{pieces:>8}{'' if longer else '  (the whole answer)'}"
+            )
+        if added:
+            print(
+                f"a stream's first byte waits {statistics.median(added):.0f} ms longer (median "
+                f"over answers longer than their opening; {statistics.median(per_piece):.1f} ms "
+                "a piece after the first)"
+            )
     finally:
         backend.queue.close()
         engine.close()
+
+
+OPENING_PARAMS = SamplingParams(max_tokens=48, temperature=0)
+"""A stream long enough to read its opening from."""
+LONGER = "\n\nExplain what these notes are about, in detail."
+"""Gets the embedded model to answer past the opening (it answers many requests in a few
+words, or declines them)."""
 
 
 def request(text: str) -> GenerationRequest:
