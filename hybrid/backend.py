@@ -81,6 +81,7 @@ class ResumedGeneration(Generation):
         self._inner = inner
         self._events = events
         self._read = tuple(read)
+        self._iterated = False
 
     @property
     def prompt_tokens(self) -> int | None:
@@ -89,6 +90,7 @@ class ResumedGeneration(Generation):
         return value if isinstance(value, int) else None
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        self._iterated = True
         try:
             for event in self._read:
                 yield event
@@ -106,7 +108,10 @@ class ResumedGeneration(Generation):
         try:
             await self._inner.aclose()
         finally:
-            await close_events(self._events)
+            if not self._iterated:
+                # Never handed out: nothing else will close the iteration. Once handed out,
+                # its reader's iteration closes it (it may be reading it right now).
+                await close_events(self._events)
 
 
 class ObservedGeneration(Generation):

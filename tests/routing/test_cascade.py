@@ -118,6 +118,8 @@ def test_a_resumed_generation_read_to_its_end_is_finished_and_closing_one_closes
         events = aiter(long)
         part = ResumedGeneration(long, events, await read_opening(events))
         await part.aclose()
+        with pytest.raises(StopAsyncIteration):  # never handed out: its iteration is closed too
+            await anext(events)
         return whole.finished, part.finished, (await collect(whole)).text, long.closed
 
     assert asyncio.run(scenario()) == (True, False, "Yes.", True)
