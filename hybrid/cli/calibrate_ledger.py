@@ -107,7 +107,7 @@ def refit_from_ledger(
         "",
         f"  calibration answers  {len(calibration) if calibration is not None else used}",
         f"  labelled requests    {len(traffic)} (feedback {result.counts['feedback']}, "
-        f"shadow {result.counts['shadow']})",
+        f"shadow {result.counts['shadow']}, cascade {result.counts['cascade']})",
     ]
     if result.traffic_weight != 1.0:
         lines.append(

@@ -141,7 +141,8 @@ def _print_labels(labels: list[LabelCount], out: TextIO) -> None:
         usable = f"; {count.usable:,} usable by a refit" if count.model_sha256 else ""
         name = "labels" if index == 0 else ""
         print(
-            f"{name:<13} {model}: {count.feedback:,} feedback, {count.shadow:,} shadow{usable}",
+            f"{name:<13} {model}: {count.feedback:,} feedback, {count.shadow:,} shadow, "
+            f"{count.cascade:,} cascade{usable}",
             file=out,
         )
 

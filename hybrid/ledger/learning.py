@@ -5,8 +5,10 @@ difficulty policy scored, without the prompt's text: the local model it was scor
 GGUF file's SHA-256), the prompt's feature vector (float32 bytes), the local model's own
 prompt vector when one was computed (float16 bytes), the route, the score and the prompt's
 length in characters.  A :class:`Label` says whether an answer was good: from a person
-(``source="feedback"``, ``POST /v1/hybrid/feedback``) or from comparing a local answer with
-a cloud answer to the same request (``source="shadow"``, :mod:`hybrid.routing.shadow`).
+(``source="feedback"``, ``POST /v1/hybrid/feedback``), from comparing a local answer with
+a cloud answer to the same request (``source="shadow"``, :mod:`hybrid.routing.shadow`), or
+from the cascade, which discarded a local answer that declined the request
+(``source="cascade"``, always bad: :mod:`hybrid.routing.cascade`).
 
 Both go through the ledger's writer, like records: journaled first, committed in batches.
 A request has at most one signal and one label per source; a newer one replaces the older.
@@ -27,7 +29,7 @@ import numpy as np
 
 from hybrid.ledger.dialect import SQLITE, Database, Dialect
 
-LabelSource = Literal["feedback", "shadow"]
+LabelSource = Literal["feedback", "shadow", "cascade"]
 LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
 
 _FEATURE_DTYPE = np.dtype("<f4")
@@ -143,7 +145,8 @@ class Label:
 
     Attributes:
         request_id: The request's id.
-        source: ``feedback`` (a person said so) or ``shadow`` (a cloud answer agreed or not).
+        source: ``feedback`` (a person said so), ``shadow`` (a cloud answer agreed or not) or
+            ``cascade`` (the local answer declined the request, and the cloud answered).
         good: The answer was good enough.
         time: When the label was given, Unix seconds.
         note: What the person added, if anything.
@@ -212,11 +215,13 @@ class LabelledSignal:
         signal: The signal.
         feedback: The person's label (``good``), None when there is none.
         shadow: The shadow comparison's label, None when there is none.
+        cascade: The cascade's label (False: the local answer declined), None when none.
     """
 
     signal: Signal
     feedback: bool | None
     shadow: bool | None
+    cascade: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -228,14 +233,16 @@ class LabelCount:
             signal (the difficulty policy did not score them, or their signal was pruned).
         feedback: Labels given by people.
         shadow: Labels from shadow comparisons.
-        usable: Requests a refit can learn from: a kept signal with a shadow label, or with
-            feedback on a local answer.
+        cascade: Labels from the cascade (local answers that declined).
+        usable: Requests a refit can learn from: a kept signal with a shadow or a cascade
+            label, or with feedback on a local answer.
     """
 
     model_sha256: str | None
     feedback: int = 0
     shadow: int = 0
     usable: int = 0
+    cascade: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (``/v1/hybrid/stats``' ``labels`` entries)."""
@@ -243,6 +250,7 @@ class LabelCount:
             "model_sha256": self.model_sha256,
             "feedback": self.feedback,
             "shadow": self.shadow,
+            "cascade": self.cascade,
             "usable": self.usable,
         }
 
@@ -305,8 +313,9 @@ _INSERT_LABEL = (
     "good = excluded.good, time = excluded.time, note = excluded.note, "
     "agreement = excluded.agreement"
 )
-# A feedback label says something about the local model only when the local model answered.
-_USABLE = "(l.source = 'shadow' OR s.route = 'local')"
+# A feedback label says something about the local model only when the local model answered;
+# a shadow or a cascade label is about the local answer whatever answered the client.
+_USABLE = "(l.source IN ('shadow', 'cascade') OR s.route = 'local')"
 
 
 def insert(conn: Database, entries: Iterable[Learned], keep: int | None) -> None:
@@ -369,7 +378,8 @@ def labelled(conn: Database, model_sha256: str) -> list[LabelledSignal]:
         f"""
         SELECT {", ".join("s." + column for column in _SIGNAL_COLUMNS)},
             (SELECT good FROM labels WHERE request_id = s.request_id AND source = 'feedback'),
-            (SELECT good FROM labels WHERE request_id = s.request_id AND source = 'shadow')
+            (SELECT good FROM labels WHERE request_id = s.request_id AND source = 'shadow'),
+            (SELECT good FROM labels WHERE request_id = s.request_id AND source = 'cascade')
         FROM signals s
         WHERE s.model_sha256 = ?
             AND EXISTS (SELECT 1 FROM labels WHERE request_id = s.request_id)
@@ -380,8 +390,9 @@ def labelled(conn: Database, model_sha256: str) -> list[LabelledSignal]:
     return [
         LabelledSignal(
             _signal(row[: len(_SIGNAL_COLUMNS)]),
-            feedback=None if row[-2] is None else bool(row[-2]),
-            shadow=None if row[-1] is None else bool(row[-1]),
+            feedback=None if row[-3] is None else bool(row[-3]),
+            shadow=None if row[-2] is None else bool(row[-2]),
+            cascade=None if row[-1] is None else bool(row[-1]),
         )
         for row in rows
     ]
@@ -414,13 +425,14 @@ def counts(conn: Database) -> list[LabelCount]:
         SELECT s.model_sha256,
             COUNT(*) FILTER (WHERE l.source = 'feedback'),
             COUNT(*) FILTER (WHERE l.source = 'shadow'),
-            COUNT(DISTINCT l.request_id) FILTER (WHERE s.seq IS NOT NULL AND {_USABLE})
+            COUNT(DISTINCT l.request_id) FILTER (WHERE s.seq IS NOT NULL AND {_USABLE}),
+            COUNT(*) FILTER (WHERE l.source = 'cascade')
         FROM labels l LEFT JOIN signals s ON s.request_id = l.request_id
         GROUP BY s.model_sha256
         ORDER BY s.model_sha256 IS NULL, s.model_sha256
         """
     ).fetchall()
-    return [LabelCount(row[0], int(row[1]), int(row[2]), int(row[3])) for row in rows]
+    return [LabelCount(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in rows]
 
 
 def _signal(row: Sequence[Any]) -> Signal:

@@ -24,6 +24,9 @@ from collections.abc import AsyncIterator
 from hybrid.backend import Generation, collect
 from hybrid.generation import GenerationEvent, GenerationRequest, TextDelta
 
+DECLINED = "cascade:declined"
+"""The reason a local answer that declined is discarded with."""
+
 OPENING_WORDS = 8
 """Words of a streamed answer read before it is sent: enough for "I'm sorry, but I am not sure"."""
 
@@ -90,7 +93,7 @@ class Cascade:
         """Whether the local answer stands, and the reason to record
         (``cascade:0.88>=0.5``, ``cascade:0.38<0.5``, ``cascade:declined``)."""
         if self.escalate_declined and tried.declined:
-            return False, "cascade:declined"
+            return False, DECLINED
         if tried.confidence >= self.min_confidence:
             return True, f"cascade:{tried.confidence:.2f}>={self.min_confidence:g}"
         return False, f"cascade:{tried.confidence:.2f}<{self.min_confidence:g}"

@@ -307,7 +307,7 @@ class Dispatcher:
             local.model,
             prompt_tokens if isinstance(prompt_tokens, int) else 0,
             pieces,
-            "cascade:declined",
+            cascade.DECLINED,
         )
         return await self._discarded(request, target, plan, leg)
 

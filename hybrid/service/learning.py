@@ -7,7 +7,9 @@ the response's own task:
 
 - writes the request's :class:`~hybrid.ledger.learning.Signal` when the difficulty policy
   scored it: the calibrated model's SHA-256, the prompt's features, the local model's prompt
-  vector when one was computed, the route and the score (never the text);
+  vector when one was computed, the route and the score (never the text); and, when the
+  cascade discarded its local answer because it declined the request, a ``cascade`` label
+  (the local model was wrong there, whatever the cloud then said);
 - offers a local answer to :class:`~hybrid.routing.shadow.Shadowing`, when the router chose the
   route and nothing pins the request to this machine.
 
@@ -43,6 +45,7 @@ from hybrid.generation import (
 from hybrid.ledger.costing import NOTHING
 from hybrid.ledger.learning import Label, Signal
 from hybrid.ledger.record import LedgerRecord
+from hybrid.routing.cascade import DECLINED
 from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
 from hybrid.routing.dispatcher import Answer
 from hybrid.routing.names import CloudTarget
@@ -173,8 +176,14 @@ class Learner:
             prompt_chars=sum(len(message.content) for message in messages),
             vector=self._prompt_vector(answer),
         )
+        discarded = answer.discarded
+        declined = discarded is not None and discarded.reason == DECLINED
         try:
             self._ledger.learn_nowait(signal)
+            if declined:
+                note = "the local answer declined the request"
+                label = Label(request.request_id, "cascade", False, self._clock(), note=note)
+                self._ledger.learn_nowait(label)
         except HybridError as exc:
             log.error("the ledger could not keep the signal of %s: %s", request.request_id, exc)
 

@@ -228,7 +228,7 @@ def test_feedback_labels_an_answer_and_a_second_label_replaces_the_first(app_for
         (request_id, False, "wrong capital")
     ]
     counts = client.get("/v1/hybrid/stats").json()["labels"]
-    assert counts == [{"model_sha256": sha, "feedback": 1, "shadow": 0, "usable": 1}]
+    assert counts == [{"model_sha256": sha, "feedback": 1, "shadow": 0, "cascade": 0, "usable": 1}]
 
 
 def test_feedback_for_an_unknown_request_is_a_404_that_says_what_to_send(app_for: Any) -> None:
@@ -327,7 +327,9 @@ def test_a_shadowed_local_answer_is_graded_against_the_cloud_and_its_cost_counts
     assert (totals["requests"], totals["local"], totals["cloud"]) == (1, 1, 0)
     assert totals["cloud_spend_usd"] == pytest.approx(shadow.cloud_cost_usd)
     assert stats["budget"]["daily_spend_usd"] == pytest.approx(shadow.cloud_cost_usd)
-    assert stats["labels"] == [{"model_sha256": sha, "feedback": 0, "shadow": 1, "usable": 1}]
+    assert stats["labels"] == [
+        {"model_sha256": sha, "feedback": 0, "shadow": 1, "cascade": 0, "usable": 1}
+    ]
 
 
 def test_a_cloud_answer_that_disagrees_labels_the_local_answer_bad(
@@ -392,3 +394,35 @@ def test_no_shadow_call_is_made_at_the_spend_cap(app_for: Any, cloud: FakeCloud)
     assert cloud.requests == []
     records, _, labels = read_ledger(client, settings)
     assert [r.leg for r in records] == [None, None] and labels == []
+
+
+# -- the cascade ----------------------------------------------------------------------------------
+
+
+def test_a_local_answer_the_cascade_discards_for_declining_is_labelled_bad(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    client, settings, sha = app_for(cloud, **{"routing.cascade.enabled": True})
+    state_of(client).runtime.scripted.pieces = ["I'm sorry,", " I don't know."]
+    response = client.post("/v1/chat/completions", json=HELLO)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-hybrid-reason"] == "cascade:declined"
+    request_id = response.headers["x-hybrid-request-id"]
+
+    records, signals, labels = read_ledger(client, settings)
+    assert [(s.request_id, s.route) for s in signals] == [(request_id, "cloud")]
+    assert [(label.request_id, label.source, label.good) for label in labels] == [
+        (request_id, "cascade", False)
+    ]
+    assert sorted(record.leg or "" for record in records) == ["cascade_cloud", "cascade_local"]
+    assert client.get("/v1/hybrid/stats").json()["labels"] == [
+        {"model_sha256": sha, "feedback": 0, "shadow": 0, "cascade": 1, "usable": 1}
+    ]
+
+
+def test_a_local_answer_the_cascade_keeps_is_not_labelled(app_for: Any, cloud: FakeCloud) -> None:
+    client, settings, _ = app_for(cloud, **{"routing.cascade.enabled": True})
+    request_id = chat(client)
+    _, signals, labels = read_ledger(client, settings)
+    assert [(s.request_id, s.route) for s in signals] == [(request_id, "local")]
+    assert labels == []

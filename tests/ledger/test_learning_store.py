@@ -146,6 +146,28 @@ def test_feedback_on_a_cloud_answer_is_counted_but_not_usable(tmp_path: Path) ->
         store.close()
 
 
+def test_a_cascade_label_on_a_cloud_answer_is_usable_and_read_back_with_its_signal(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path / "ledger.sqlite3")
+    try:
+        store.append(
+            [],
+            [
+                signal("d", route="cloud"),
+                Label("d", "cascade", False, T0, note="the local answer declined the request"),
+                signal("f", route="cloud"),
+                Label("f", "feedback", True, T0),
+            ],
+        )
+        assert store.label_counts() == [LabelCount(SHA, feedback=1, shadow=0, usable=1, cascade=1)]
+        rows = {row.signal.request_id: row for row in store.labelled(SHA)}
+        assert (rows["d"].feedback, rows["d"].shadow, rows["d"].cascade) == (None, None, False)
+        assert (rows["f"].feedback, rows["f"].cascade) == (True, None)
+    finally:
+        store.close()
+
+
 def test_the_answer_of_a_request_is_its_answer_leg_not_a_shadow_or_discarded_one(
     tmp_path: Path,
 ) -> None:

@@ -80,6 +80,8 @@ def learned(ids: list[str]) -> list[Signal | Label]:
             )
         )
         entries.append(Label(request_id, "feedback", index % 2 == 0, T0 + index))
+        if index % 2:  # and a cascade's label (a local answer that declined)
+            entries.append(Label(request_id, "cascade", False, T0 + index))
     return entries
 
 
@@ -156,7 +158,9 @@ def test_records_learning_and_pruning_read_back_the_same(
     assert [s.request_id for s in pg.signals()] == ["l1", "l2", "c6"]  # keep_signals=3
     assert pg.labels() == lite.labels()
     assert pg.label_counts() == lite.label_counts()
+    assert [(c.feedback, c.cascade) for c in pg.label_counts()] == [(3, 2), (1, 0)]
     assert pg.labelled("ab" * 32) == lite.labelled("ab" * 32)
+    assert [row.cascade for row in pg.labelled("ab" * 32)] == [False, None, False]
     cut = T0 - DAY + 1234.5
     assert pg.prune(cut) == lite.prune(cut) > 0
     assert pg.totals().to_dict() == pytest.approx(lite.totals().to_dict())

@@ -25,6 +25,7 @@ from postgres import PASSWORD, PostgresDatabase
 from hybrid.cli import main
 from hybrid.cli.calibrate_ledger import refit_from_ledger
 from hybrid.errors import CalibrationRejectedError, ConfigError
+from hybrid.ledger.learning import LabelledSignal, Signal
 from hybrid.routing.calibration.fitting import WORD_WEIGHT, train_feature_model
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.learning import (
@@ -32,11 +33,13 @@ from hybrid.routing.calibration.learning import (
     Refit,
     Source,
     calibration_examples,
+    ledger_examples,
 )
 from hybrid.routing.calibration.learning import refit as learning_refit
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.calibration.runner import ItemAnswer
+from hybrid.routing.difficulty.features import FEATURE_VERSION
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import Blend, ProbeStage
 from hybrid.routing.difficulty.store import find, gguf_sha256, model_path, save
@@ -75,9 +78,9 @@ def test_replayed_labels_teach_the_refit_what_the_model_in_use_misjudges(tmp_pat
     assert result.after_traffic_auroc > 0.9
     assert result.after_auroc > result.length_auroc
     # Of 420: 140 people's labels, 47 of them on cloud answers (not used); 280 shadow labels.
-    assert dict(result.counts) == {"calibration": 0, "feedback": 93, "shadow": 280}
+    assert dict(result.counts) == {"calibration": 0, "feedback": 93, "shadow": 280, "cascade": 0}
     text = out.getvalue()
-    assert "labelled requests    373 (feedback 93, shadow 280)" in text
+    assert "labelled requests    373 (feedback 93, shadow 280, cascade 0)" in text
     assert "not used             47 (feedback on cloud answers only)" in text
     assert f"Adopted: saved to {model_path(home, SHA)}" in text
 
@@ -109,7 +112,7 @@ def test_a_shared_ledger_is_refitted_from_its_database(
         out=out,
     )
     assert result.adopted and dict(result.counts)["shadow"] == 280
-    assert "labelled requests    373 (feedback 93, shadow 280)" in out.getvalue()
+    assert "labelled requests    373 (feedback 93, shadow 280, cascade 0)" in out.getvalue()
     # Nothing labelled there: the message names the database, its password masked.
     with pytest.raises(ConfigError, match=r"the ledger postgresql://hybrid:\*\*\*@") as caught:
         refit_from_ledger(
@@ -218,10 +221,13 @@ def test_hybrid_stats_counts_each_models_labels_by_source(
     assert main(["stats", "--json"], commands=commands) == 0
     labels = json.loads(capsys.readouterr().out)["labels"]
     # 10 people's labels (3 of them on cloud answers), 20 shadow labels.
-    assert labels == [{"model_sha256": SHA, "feedback": 10, "shadow": 20, "usable": 27}]
+    assert labels == [
+        {"model_sha256": SHA, "feedback": 10, "shadow": 20, "cascade": 0, "usable": 27}
+    ]
     assert main(["stats"], commands=commands) == 0
-    assert "labels        model abababababab: 10 feedback, 20 shadow; 27 usable by a refit" in (
-        capsys.readouterr().out
+    assert (
+        "labels        model abababababab: 10 feedback, 20 shadow, 0 cascade; 27 usable by a refit"
+        in (capsys.readouterr().out)
     )
 
 
@@ -237,6 +243,40 @@ def test_recorded_calibration_answers_are_examples_while_they_match_the_items(
     assert {e.source for e in examples} == {"calibration"}
     changed = dataclasses.replace(record, prompts=("another question", *record.prompts[1:]))
     assert calibration_examples(changed) is None
+
+
+def test_each_label_source_says_what_it_can_of_the_local_answer() -> None:
+    def row(route: str, **labels: bool) -> LabelledSignal:
+        text = f"Say hello from {route} ({sorted(labels)})"
+        signal = Signal.of(
+            request_id=text,
+            time=0.0,
+            model_sha256=SHA,
+            feature_version=FEATURE_VERSION,
+            features=features(text),
+            route=route,
+            score=0.3,
+            prompt_chars=len(text),
+        )
+        return LabelledSignal(
+            signal, labels.get("feedback"), labels.get("shadow"), labels.get("cascade")
+        )
+
+    rows = [
+        row("local", feedback=True, shadow=False),  # the person wins
+        row("cloud", shadow=True),
+        row("cloud", cascade=False),  # the local answer declined, the cloud answered
+        row("cloud", feedback=False),  # about the cloud's answer: says nothing
+        row("cloud", shadow=True, cascade=False),
+    ]
+    found = ledger_examples(None, rows)
+    assert [(e.source, e.wrong) for e in found.traffic] == [
+        ("feedback", False),
+        ("shadow", False),
+        ("cascade", True),
+        ("shadow", False),
+    ]
+    assert (found.unused, found.stale, found.calibration) == (1, 0, None)
 
 
 def examples(labelled: list[tuple[str, bool]], source: Source) -> list[Example]:

@@ -7,8 +7,10 @@ when its label says something about the local model (:func:`wrong_from_labels`):
 
 - a person's feedback on a **local** answer: ``good`` means right, ``bad`` wrong;
 - a shadow comparison (the local answer against the cloud's): agreement means right;
-- both: the person wins.  Feedback on a cloud answer says nothing about the local model and
-  is not used.
+- the cascade's: a local answer that declined the request (and was replaced by the cloud's)
+  was wrong;
+- several: the person wins, then the shadow comparison.  Feedback on a cloud answer says
+  nothing about the local model and is not used.
 
 The recipe is calibration's own (:func:`hybrid.routing.calibration.fitting.train_feature_model`:
 standardise, penalty and threshold by cross-validation), on a seeded split stratified by
@@ -74,7 +76,7 @@ from hybrid.routing.difficulty.probe import ProbeStage
 if TYPE_CHECKING:
     from hybrid.ledger.learning import LabelledSignal
 
-Source = Literal["calibration", "feedback", "shadow"]
+Source = Literal["calibration", "feedback", "shadow", "cascade"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,7 +87,8 @@ class Example:
         features: The prompt's feature vector (:func:`~hybrid.routing.difficulty.features.extract`).
         wrong: The local answer was wrong (or not good enough).
         length: The prompt's length in characters (the length rule's score).
-        source: ``calibration`` (a graded calibration item), ``feedback`` or ``shadow``.
+        source: ``calibration`` (a graded calibration item), ``feedback``, ``shadow`` or
+            ``cascade``.
     """
 
     features: np.ndarray
@@ -94,18 +97,23 @@ class Example:
     source: Source
 
 
-def wrong_from_labels(route: str, feedback: bool | None, shadow: bool | None) -> bool | None:
+def wrong_from_labels(
+    route: str, feedback: bool | None, shadow: bool | None, cascade: bool | None = None
+) -> bool | None:
     """Whether a labelled request's local answer was wrong, or None when the labels cannot say.
 
     Args:
         route: Where the request was answered (``local`` or ``cloud``).
         feedback: A person's label (``good``), None when there is none.
         shadow: The shadow comparison's label, None when there is none.
+        cascade: The cascade's label (False: the local answer declined), None when none.
     """
     if feedback is not None and route == "local":
         return not feedback
     if shadow is not None:
         return not shadow
+    if cascade is not None:
+        return not cascade
     return None
 
 
@@ -151,13 +159,17 @@ def ledger_examples(
         if signal.feature_version != FEATURE_VERSION or features.shape != (N_FEATURES,):
             stale += 1
             continue
-        wrong = wrong_from_labels(signal.route, row.feedback, row.shadow)
+        wrong = wrong_from_labels(signal.route, row.feedback, row.shadow, row.cascade)
         if wrong is None:
             unused += 1
             continue
-        by_person = row.feedback is not None and signal.route == "local"
+        source: Source = (
+            "feedback"
+            if row.feedback is not None and signal.route == "local"
+            else ("shadow" if row.shadow is not None else "cascade")
+        )
         length = float(signal.prompt_chars)
-        traffic.append(Example(features, wrong, length, "feedback" if by_person else "shadow"))
+        traffic.append(Example(features, wrong, length, source))
     return LedgerExamples(calibration, traffic, unused, stale)
 
 
@@ -418,7 +430,7 @@ def review(
     return None
 
 
-_SOURCES: tuple[Source, ...] = ("calibration", "feedback", "shadow")
+_SOURCES: tuple[Source, ...] = ("calibration", "feedback", "shadow", "cascade")
 
 TRAFFIC_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 """What one labelled request may count for, in calibration answers, in a refit."""
