@@ -66,18 +66,39 @@ def model_in_use() -> DifficultyModel:
 
 
 def replay(
-    ledger: Path, labelled: list[tuple[str, bool]], sha: str = SHA, *, url: str | None = None
+    ledger: Path,
+    labelled: list[tuple[str, bool]],
+    sha: str = SHA,
+    *,
+    url: str | None = None,
+    cascade: bool = False,
 ) -> None:
     """Write each request as the server does: its record, its signal, and a label (into the
-    shared ledger's database at ``url``, when given)."""
+    shared ledger's database at ``url``, when given).
+
+    With ``cascade``, the labels are the cascade's: a wrong local answer declined, so the cloud
+    answered and the request has a ``cascade`` label; a right one was kept, and every third of
+    those was shadowed (and agreed). Otherwise every third label came from a person, the rest
+    from shadow comparisons.
+    """
     writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000, url=url)
     writer.start()
     try:
         for index, (text, wrong) in enumerate(labelled):
             request_id = f"req-{index}"
-            # Every third label came from a person, the rest from shadow comparisons; a
-            # person's label of a cloud answer teaches nothing about the local model.
-            cloud = index % 9 == 4
+            label: Label | None
+            if cascade:
+                cloud = wrong
+                label = (
+                    Label(request_id, "cascade", False, T0 + index)
+                    if wrong
+                    else (Label(request_id, "shadow", True, T0 + index) if index % 3 == 0 else None)
+                )
+            else:
+                # A person's label of a cloud answer teaches nothing about the local model.
+                cloud = index % 9 == 4
+                source = "feedback" if index % 3 == 1 else "shadow"
+                label = Label(request_id, source, not wrong, T0 + index)
             writer.write_nowait(answered(request_id, "cloud" if cloud else "local"))
             writer.learn_nowait(
                 Signal.of(
@@ -91,9 +112,8 @@ def replay(
                     prompt_chars=len(text),
                 )
             )
-            by_person = index % 3 == 1
-            label = Label(request_id, "feedback" if by_person else "shadow", not wrong, T0 + index)
-            writer.learn_nowait(label)
+            if label is not None:
+                writer.learn_nowait(label)
     finally:
         writer.close()
 

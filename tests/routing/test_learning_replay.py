@@ -94,6 +94,26 @@ def test_replayed_labels_teach_the_refit_what_the_model_in_use_misjudges(tmp_pat
     assert held_out_auroc(stored.model, fresh) > 0.9
 
 
+def test_the_cascade_s_labels_of_declined_answers_teach_the_refit_too(tmp_path: Path) -> None:
+    home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
+    before = model_in_use()
+    save(home, SHA, before)
+    # Wrong answers declined (cascade labels); a third of the right ones were shadowed.
+    replay(ledger, traffic(2, 420, "zebra"), cascade=True)
+
+    result = refit(home, ledger)
+
+    assert result.counts["cascade"] > 100 and result.counts["shadow"] > 50
+    assert result.counts["feedback"] == 0
+    assert result.adopted and result.before_traffic_auroc < 0.65
+    assert result.after_traffic_auroc > 0.9
+    stored = find(home, SHA)
+    assert stored is not None
+    fresh = traffic(3, 300, "zebra")
+    assert held_out_auroc(before, fresh) < 0.65
+    assert held_out_auroc(stored.model, fresh) > 0.9
+
+
 def test_a_shared_ledger_is_refitted_from_its_database(
     tmp_path: Path, postgres_db: PostgresDatabase
 ) -> None:
