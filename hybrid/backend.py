@@ -43,6 +43,12 @@ class Generation(ABC):
         return False
 
 
+def prompt_tokens_of(generation: Generation) -> int | None:
+    """A generation's prompt tokens, when it knows them (a local one does)."""
+    value = getattr(generation, "prompt_tokens", None)
+    return value if isinstance(value, int) else None
+
+
 class ReplayGeneration(Generation):
     """Events already read (a whole answer), handed out again as a generation."""
 
@@ -86,8 +92,7 @@ class ResumedGeneration(Generation):
     @property
     def prompt_tokens(self) -> int | None:
         """The inner generation's prompt tokens, when it knows them."""
-        value = getattr(self._inner, "prompt_tokens", None)
-        return value if isinstance(value, int) else None
+        return prompt_tokens_of(self._inner)
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         self._iterated = True
@@ -128,8 +133,7 @@ class ObservedGeneration(Generation):
     @property
     def prompt_tokens(self) -> int | None:
         """The inner generation's prompt tokens, when it knows them."""
-        value = getattr(self._inner, "prompt_tokens", None)
-        return value if isinstance(value, int) else None
+        return prompt_tokens_of(self._inner)
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         events = aiter(self._inner)

@@ -36,7 +36,12 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hybrid.backend import ReplayGeneration, ResumedGeneration, close_events
+from hybrid.backend import (
+    ReplayGeneration,
+    ResumedGeneration,
+    close_events,
+    prompt_tokens_of,
+)
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import (
     ContextLengthExceededError,
@@ -300,12 +305,11 @@ class Dispatcher:
             return Answer(resumed, "local", local.model, reason, decision.score)
         await close_events(events)
         await local.generation.aclose()
-        prompt_tokens = getattr(local.generation, "prompt_tokens", None)
         # The embedded backend streams a text piece per token.
         pieces = sum(max(1, len(e.logprobs)) for e in read if isinstance(e, TextDelta))
         leg = DiscardedLeg(
             local.model,
-            prompt_tokens if isinstance(prompt_tokens, int) else 0,
+            prompt_tokens_of(local.generation) or 0,
             pieces,
             cascade.DECLINED,
         )
