@@ -54,10 +54,13 @@ class Learned:
         weights: What one labelled request counted for, in calibration answers, in each
             draw's refit (empty with no labels).
         model_stage: Pooled AUROC of the model stage alone, every request asked (the probe of
-            the model in use; refits carry it over), one per draw; empty without a probe.
+            the model in use: a refit's own when the labelled requests taught it a better one,
+            else the one carried over), one per draw; empty without a probe.
         recent: Pooled AUROC of both stages as ``hybrid serve`` decides, each feature score
             read beside the recent requests most like it, one per draw.
         word_weights: The hashed words' weight in each draw's refit (empty with no labels).
+        probe_refits: Of the adopted refits, how many fitted the model stage again on the
+            labelled requests' prompt vectors (the others carried it over).
     """
 
     labels: int
@@ -68,13 +71,22 @@ class Learned:
     model_stage: tuple[float, ...] = ()
     recent: tuple[float, ...] = ()
     word_weights: tuple[float, ...] = ()
+    probe_refits: int = 0
 
 
 def examples_of(data: Labelled, source: Source) -> list[Example]:
-    """Items and their grades as ``refit``'s examples (``source``: where the label came from)."""
+    """Items and their grades as ``refit``'s examples (``source``: where the label came from),
+    each with its prompt vector when it has one, as the server keeps it for a request it
+    answered (``routing.learn.prompt_vectors``)."""
     return [
-        Example(extract(item.messages), bool(wrong), prompt_length(item), source)
-        for item, wrong in zip(data.items, data.wrong, strict=True)
+        Example(
+            extract(item.messages),
+            bool(wrong),
+            prompt_length(item),
+            source,
+            vector if np.isfinite(vector).all() else None,
+        )
+        for item, wrong, vector in zip(data.items, data.wrong, data.vectors, strict=True)
     ]
 
 
@@ -166,6 +178,7 @@ def learn_from_traffic(
     results = []
     for k in labels:
         features, both, adopted, weights, alone, recent = [], [], 0, [], [], []
+        probe_refits = 0
         word_weights = []
         for repeat in range(repeats):
             labelled, scored = draw(traffic, labels=k, held=held, seed=seed + repeat)
@@ -180,6 +193,7 @@ def learn_from_traffic(
                 word_weights.append(fitted.word_weight)
                 if fitted.adopted:
                     model, adopted = fitted.model, adopted + 1
+                    probe_refits += fitted.probe is not None and fitted.probe.adopted
             test = traffic.subset(np.array(scored))
             feature, two_stage, served = runtime_scores(model, test, seed=seed + repeat)
             features.append(auroc(feature, test.wrong))
@@ -198,6 +212,7 @@ def learn_from_traffic(
                 tuple(alone),
                 tuple(recent),
                 tuple(word_weights),
+                probe_refits,
             )
         )
     _, first = draw(traffic, labels=0, held=held, seed=seed)

@@ -170,7 +170,8 @@ def learning_section(learned: list[Learned], reference: float, traffic: Labelled
     draws = len(learned[0].features)
     rows = "\n".join(
         f"| {row.labels} | {_spread(row.features)} | {_spread(row.two_stage)} | "
-        f"{_spread(row.recent)} | {_spread(row.model_stage)} | {row.adopted} of {draws} | "
+        f"{_spread(row.recent)} | {_spread(row.model_stage)} | {row.adopted} of {draws} "
+        f"({row.probe_refits} with its model stage refitted) | "
         f"{_weights(row)} |"
         for row in learned
     )
@@ -197,11 +198,12 @@ cross-validation inside its own training split (the pair whose out-of-fold score
 labelled requests there best); once judged, it is fitted again on all its examples. The model
 then in use scores the same held-out requests of every set for every *k*. {draws}
 draws per *k*: the mean and, in brackets, the range over the draws (pooled AUROC); the last
-column lists each draw's weights. *Model stage alone* scores every held-out request with the
-model stage of the model in use, as if each were in its band (a refit carries the model
-stage over unchanged, so only the draws move it). *Both stages, beside recent* is what
-`hybrid serve` decides: each feature score read beside the recent requests most like it (the
-held-out requests of every set arriving in a seeded random order).
+column lists each draw's weights. With their prompt vectors (`routing.learn.prompt_vectors`),
+a refit fits the model stage again too, and keeps it when it ranks the labelled requests
+better, out-of-fold, than the one in use. *Model stage alone* scores every held-out request
+with the model stage of the model in use, as if each were in its band. *Both stages, beside
+recent* is what `hybrid serve` decides: each feature score read beside the recent requests
+most like it (the held-out requests of every set arriving in a seeded random order).
 
 {LEARNING_HEAD}
 |---:|---|---|---|---|---:|---|

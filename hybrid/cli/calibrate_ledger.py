@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
     from hybrid.ledger.learning import LabelledSignal
-    from hybrid.routing.calibration.learning import Refit
+    from hybrid.routing.calibration.learning import ProbeRefit, Refit
     from hybrid.routing.difficulty.model import DifficultyModel
 
 
@@ -133,6 +133,8 @@ def refit_from_ledger(
         f"  on labelled requests: {_auroc(result.before_traffic_auroc)} in use, "
         f"{_auroc(result.after_traffic_auroc)} refitted",
     ]
+    if result.probe is not None:
+        lines.append(_model_stage_line(result.probe))
     if path is not None:
         lines += [
             f"Default threshold: {result.model.threshold:.3f}",
@@ -148,6 +150,25 @@ def refit_from_ledger(
             kept = "Nothing was written: this model still has no calibration."
         raise CalibrationRejectedError(f"refit not adopted: {result.rejection}. {kept}")
     return result
+
+
+def _model_stage_line(probe: ProbeRefit) -> str:
+    """What became of the model stage (the probe on the local model's prompt vectors)."""
+    from hybrid.routing.calibration.learning import MIN_TRAFFIC_PER_CLASS
+
+    if probe.probe is None:
+        return (
+            f"Model stage: carried over ({probe.labelled} labelled requests carry a prompt "
+            f"vector; {MIN_TRAFFIC_PER_CLASS} right and {MIN_TRAFFIC_PER_CLASS} wrong are "
+            "needed to refit it: routing.learn.prompt_vectors keeps them)"
+        )
+    figures = (
+        f"both stages on the {probe.labelled} labelled requests with a prompt vector: "
+        f"{_auroc(probe.carried_auroc)} carried over, {_auroc(probe.refit_auroc)} refitted"
+    )
+    if probe.adopted:
+        return f"Model stage: refitted, band {probe.band_share:.0%} of the examples ({figures})"
+    return f"Model stage: carried over, the refit does not rank better ({figures})"
 
 
 def _prior(

@@ -47,7 +47,8 @@ class Answer:
             configured.
         discarded: A cascade's local answer, read and thrown away before this one.
         decided: Who chose the route (see :attr:`RoutePlan.decided`).
-        prompt_vector: The local model's vector of the prompt, when the model stage read one.
+        prompt_vector: The local model's vector of the prompt, when one was read (the model
+            stage, or ``routing.learn.prompt_vectors`` on a request kept local).
     """
 
     generation: Generation
@@ -107,7 +108,8 @@ class RoutePlan:
         unfit: The local model's refusal, when preparing the request found that it does not
             fit there; a later local attempt (a fallback) raises it instead of preparing the
             request again.
-        prompt_vector: The local model's vector of the prompt, when the model stage read one.
+        prompt_vector: The local model's vector of the prompt, when one was read (the model
+            stage, or ``routing.learn.prompt_vectors`` on a request kept local).
     """
 
     mode: RouteOverride

@@ -109,6 +109,9 @@ class Dispatcher:
             spend cap (``budget:daily_cap``); None for no budget.
         lan: The team's LAN servers, tried before the cloud (None: none configured).
         private_to_lan: Let a pinned (private) request go to trusted LAN servers.
+        prompt_vectors: Read the local model's vector of every prompt the router keeps local
+            (the answer reuses its prefill), for learning from traffic
+            (``routing.learn.prompt_vectors``).
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class Dispatcher:
         budget: Reserving | None = None,
         lan: LanTier | None = None,
         private_to_lan: bool = False,
+        prompt_vectors: bool = False,
     ) -> None:
         # A prepared prompt is opaque here: it goes back to the backend that made it.
         self._runtime = local
@@ -137,7 +141,9 @@ class Dispatcher:
         self._cascade = cascade
         self._lan = lan
         self._private_to_lan = private_to_lan and lan is not None
-        self._planner = Planner(local, names, self._router, load, lan=lan is not None)
+        self._planner = Planner(
+            local, names, self._router, load, lan=lan is not None, prompt_vectors=prompt_vectors
+        )
         self.mode: Mode = "auto"
 
     @property

@@ -14,6 +14,14 @@ only its last token again; when it escalates, that prefill is the price of askin
 is a hand-off on the local queue: background work (calibration) waits for the answer that
 follows it, so that it does not evict the prompt in between; an escalation releases it.
 
+A request the feature stage keeps local outside the band can still have its vector read
+(``learn``: ``routing.learn.prompt_vectors``), on the same terms: its answer starts from the
+prompt already in the cache, so the vector costs a queue hand-off and one token evaluated
+again, not a prefill.  It is read only while a slot is free, so that it never waits.  The
+decision does not change; the ledger keeps the vector with the request's signal, so that a
+refit from labelled traffic can refit the model stage too
+(:mod:`hybrid.routing.calibration.learning`).  When it cannot be read, there is none.
+
 The decision then says both stages: the reason ``difficulty:0.41~probe:0.73>0.50``, the score
 (``X-Hybrid-Score``) the settled one (after ``probe:``), and a ``probe`` verdict after the
 difficulty one (whose score stays the feature stage's).  When the probe cannot run (the
@@ -73,6 +81,7 @@ async def settle(
     router: Router,
     local: LocalCapacity[Prepared],
     auto: bool,
+    learn: bool = False,
 ) -> Settled:
     """Let the probe settle a difficulty decision in its band; otherwise change nothing.
 
@@ -85,10 +94,11 @@ async def settle(
         local: The local model.
         auto: The route is the router's to choose (no model name, header or server-wide
             mode fixed it).
+        learn: Read the vector of a prompt kept local outside the band too, for learning.
 
     Returns:
         The decision, settled by the probe when it applies (see the module docstring), and the
-        vector the probe read.
+        vector read, if any.
     """
     if not auto or decision.pinned or prepared is None:
         return Settled(decision)
@@ -99,7 +109,11 @@ async def settle(
     if policy is None or deciding.policy != policy.name:
         return Settled(decision)
     probe = policy.probe()
-    if probe is None or not probe.in_band(deciding.score):
+    if probe is None:
+        return Settled(decision)
+    if not probe.in_band(deciding.score):
+        if learn and decision.target == "local":
+            return Settled(decision, await _vector_to_keep(request, prepared, local, probe))
         return Settled(decision)
     if local.state != "ready":
         return Settled(_fall_back(decision, deciding, f"not_{local.state}"))
@@ -129,6 +143,30 @@ async def settle(
     if settled.target != "local":
         backend.release_hand_off()  # no answer follows on the local model
     return Settled(settled, vector)
+
+
+async def _vector_to_keep(
+    request: GenerationRequest,
+    prepared: Prepared,
+    local: LocalCapacity[Prepared],
+    probe: ProbeStage,
+) -> np.ndarray | None:
+    """The vector of a prompt the local model is about to answer, for learning; None when the
+    model cannot give it now, or when every slot is busy: then the vector would wait for one
+    and delay the answer (the decision stands either way)."""
+    if local.state != "ready":
+        return None
+    try:
+        backend = local.backend()
+        if backend.embedding_size != probe.dim or backend.queue.expected_wait_s() > 0:
+            return None
+        return await backend.prompt_embedding(request, prepared=prepared)
+    except (QueueFullError, ModelNotReadyError, ContextLengthExceededError, InvalidRequestError):
+        return None
+    except (HybridError, ValueError) as exc:
+        backend.release_hand_off()
+        log.debug("no prompt vector kept for %s: %s", request.request_id, exc)
+        return None
 
 
 def stage_of(decision: RouteDecision) -> Stage | None:

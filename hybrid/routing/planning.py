@@ -37,6 +37,8 @@ class Planner:
         router: The policy chain that decides ``auto`` requests (and pins private ones).
         load: The latest live hardware sample, for the capacity policy.
         lan: Whether LAN servers are configured (``[[lan.servers]]``).
+        prompt_vectors: Read the local model's vector of every prompt the router keeps local,
+            for learning (:func:`~hybrid.routing.model_stage.settle`'s ``learn``).
     """
 
     def __init__(
@@ -47,12 +49,14 @@ class Planner:
         load: Callable[[], LiveSample | None],
         *,
         lan: bool,
+        prompt_vectors: bool = False,
     ) -> None:
         self._runtime = local
         self._names = names
         self._router = router
         self._load = load
         self._lan = lan
+        self._prompt_vectors = prompt_vectors
 
     async def plan(
         self,
@@ -117,6 +121,7 @@ class Planner:
             router=self._router,
             local=self._runtime,
             auto=mode == "auto" and target is not None,
+            learn=self._prompt_vectors,
         )
         decision = settled.decision
         if off_machine and not decision.pinned:

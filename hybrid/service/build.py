@@ -100,6 +100,12 @@ def build_dispatcher(
         budget=budget,
         lan=lan,
         private_to_lan=routing.privacy.allow_lan,
+        # Only deciding (``hybrid route``) answers nothing, so it keeps no signal.
+        prompt_vectors=(
+            providers is not None
+            and routing.learn.prompt_vectors
+            and routing.learn.keep_signals > 0
+        ),
     )
 
 

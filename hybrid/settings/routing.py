@@ -176,6 +176,13 @@ class LearnSettings(BaseModel):
         description="Keep the prompt features (never the text) of this many most recent "
         "scored requests in the ledger, for refitting; 0 keeps none.",
     )
+    prompt_vectors: bool = Field(
+        default=True,
+        description="Keep the local model's vector of each prompt it answers with the "
+        "request's features (read in the context that answers: no second prefill), so that "
+        "a refit from labelled requests can refit the model stage too; false keeps a vector "
+        "only when the model stage decided.",
+    )
     shadow_rate: float = Field(
         default=0.0,
         ge=0,

@@ -164,20 +164,24 @@ def test_a_scored_request_keeps_its_features_and_score_but_not_its_text(app_for:
     assert b"Say hello" not in raw
 
 
+def probe_over_4(band: tuple[float, float]) -> ProbeStage:
+    """A model stage over 4-value vectors, with this band and a threshold of 0.5."""
+    return ProbeStage(
+        weights=np.array([1.0, 0.0, 0.0, 0.0]),
+        bias=-2.0,
+        mean=np.zeros(4),
+        scale=np.ones(4),
+        band=band,
+        threshold=0.5,
+    )
+
+
 def test_the_prompt_vector_the_model_stage_read_is_kept_with_the_signal(
     app_for: Any, cloud: FakeCloud
 ) -> None:
     # A probe whose band holds every feature score: the model stage reads the scripted model's
     # vector of every prompt, and keeps the request local (its score is 0.12).
-    probe = ProbeStage(
-        weights=np.array([1.0, 0.0, 0.0, 0.0]),
-        bias=-2.0,
-        mean=np.zeros(4),
-        scale=np.ones(4),
-        band=(0.0, 1.0),
-        threshold=0.5,
-    )
-    client, settings, _ = app_for(cloud, probe)
+    client, settings, _ = app_for(cloud, probe_over_4((0.0, 1.0)))
     backend = state_of(client).runtime.backend()
     backend.embedding = np.array([0.5, 1.0, -1.0, 2.0], dtype=np.float32)
     request_id = chat(client)
@@ -187,6 +191,33 @@ def test_the_prompt_vector_the_model_stage_read_is_kept_with_the_signal(
     assert vector is not None  # float16 in the ledger: these values are exact in it
     assert np.array_equal(vector, backend.embedding)
     assert len(backend.embedded) == 1 and cloud.requests == []
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_request_kept_local_outside_the_band_keeps_its_vector_for_learning(
+    app_for: Any, cloud: FakeCloud, keep: bool
+) -> None:
+    # An empty band: the model stage settles nothing, and every score (0.27) stays local.
+    client, settings, _ = app_for(
+        cloud, probe_over_4((0.9, 0.9)), **{"routing.learn.prompt_vectors": keep}
+    )
+    backend = state_of(client).runtime.backend()
+    backend.embedding = np.array([0.5, 1.0, -1.0, 2.0], dtype=np.float32)
+    response = client.post(
+        "/v1/chat/completions",
+        json={"model": "hybrid", "messages": [{"role": "user", "content": "Say hello"}]},
+    )
+    assert response.status_code == 200
+    assert response.headers["x-hybrid-route"] == "local"
+    assert "probe" not in response.headers["x-hybrid-reason"]
+    _, signals, _ = read_ledger(client, settings)
+    vector = signals[0].vector_array()
+    if keep:
+        assert vector is not None and np.array_equal(vector, backend.embedding)
+        assert len(backend.embedded) == 1
+    else:
+        assert vector is None and backend.embedded == []
+    assert cloud.requests == []
 
 
 def test_only_the_newest_signals_are_kept(app_for: Any) -> None:

@@ -224,3 +224,61 @@ def test_calibrate_without_vectors_keeps_the_feature_stage_alone() -> None:
     assert calibration.held_out_two_stage_scores is None
     with pytest.raises(ValueError, match="prompt vectors"):
         calibrate(items, correct, seed=0, vectors=[None])
+
+
+def test_weights_of_one_change_nothing_and_heavier_items_pull_the_fit() -> None:
+    vectors, wrong = synthetic(200, seed=5)
+    # Half the items say the opposite on a second dimension; weighing them up turns its sign.
+    vectors[:, 1] = np.where(np.arange(200) < 100, 1.0, -1.0) * (2 * wrong - 1) * 2.0 + 10.0
+    kwargs = {"feature_scores": np.full(200, 0.5), "feature_threshold": 0.5, "groups": None}
+    plain = train_probe(vectors, wrong, seed=0, **kwargs)  # type: ignore[arg-type]
+    ones = train_probe(vectors, wrong, seed=0, sample_weight=np.ones(200), **kwargs)  # type: ignore[arg-type]
+    assert ones.probe.weights.tolist() == plain.probe.weights.tolist()
+    heavy = np.where(np.arange(200) < 100, 8.0, 1.0)
+    pulled = train_probe(vectors, wrong, seed=0, sample_weight=heavy, **kwargs)  # type: ignore[arg-type]
+    # Unweighted, the two halves cancel on that dimension; weighted, the first half wins.
+    assert abs(plain.probe.weights[1]) < 0.05
+    assert pulled.probe.weights[1] > 0.1
+
+
+def test_the_judged_items_alone_choose_the_band_and_give_the_figures() -> None:
+    vectors, wrong = synthetic(300, seed=6)
+    rng = np.random.default_rng(7)
+    # The feature stage ranks the first 200 items perfectly and the last 100 by chance.
+    feature = np.where(wrong == 1, 0.8, 0.2)
+    feature[200:] = rng.uniform(0.3, 0.7, size=100)
+    judged = np.arange(300) >= 200
+    kwargs = {"feature_scores": feature, "feature_threshold": 0.5, "groups": None, "seed": 0}
+    on_all = train_probe(vectors, wrong, **kwargs)  # type: ignore[arg-type]
+    on_judged = train_probe(vectors, wrong, judged=judged, **kwargs)  # type: ignore[arg-type]
+    assert on_judged.cv_feature_auroc == pytest.approx(auroc(feature[judged], wrong[judged]))
+    assert on_judged.cv_feature_auroc < 0.7 < on_all.cv_feature_auroc
+    # The judged items' feature scores sit around the threshold: a band lets the probe order
+    # them, and it does better there than the feature stage.
+    assert on_judged.band_share > 0
+    assert on_judged.cv_two_stage_auroc > on_judged.cv_feature_auroc + 0.1
+
+
+@pytest.mark.parametrize(
+    ("weights", "judged", "message"),
+    [
+        (np.zeros(40), None, "sample_weight"),
+        (np.ones(39), None, "sample_weight"),
+        (None, np.ones(39, dtype=bool), "judged"),
+    ],
+)
+def test_weights_and_judged_items_must_describe_every_item(
+    weights: np.ndarray | None, judged: np.ndarray | None, message: str
+) -> None:
+    vectors, wrong = synthetic(40, seed=8)
+    with pytest.raises(ValueError, match=message):
+        train_probe(
+            vectors,
+            wrong,
+            feature_scores=np.full(40, 0.5),
+            feature_threshold=0.5,
+            groups=None,
+            seed=0,
+            sample_weight=weights,
+            judged=judged,
+        )

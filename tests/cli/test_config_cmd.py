@@ -90,6 +90,7 @@ LEAVES = [
     "routing.cascade.min_confidence",
     "routing.cascade.escalate_declined",
     "routing.learn.keep_signals",
+    "routing.learn.prompt_vectors",
     "routing.learn.shadow_rate",
     "routing.learn.shadow_agreement",
     "routing.learn.judge_model",

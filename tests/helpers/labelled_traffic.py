@@ -4,6 +4,7 @@ signals and labels through the ledger's writer, as the server writes them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from random import Random
 
@@ -72,9 +73,11 @@ def replay(
     *,
     url: str | None = None,
     cascade: bool = False,
+    vectors: Sequence[np.ndarray] | None = None,
 ) -> None:
     """Write each request as the server does: its record, its signal, and a label (into the
-    shared ledger's database at ``url``, when given).
+    shared ledger's database at ``url``, when given); ``vectors`` are the local model's
+    vectors of the prompts, one per request, kept with the signals.
 
     With ``cascade``, the labels are the cascade's: a wrong local answer declined, so the cloud
     answered and the request has a ``cascade`` label; a right one was kept, and every third of
@@ -110,6 +113,7 @@ def replay(
                     route="cloud" if cloud else "local",
                     score=0.3,
                     prompt_chars=len(text),
+                    vector=None if vectors is None else vectors[index],
                 )
             )
             if label is not None:

@@ -37,6 +37,7 @@ from hybrid.routing.calibration.learning import (
 )
 from hybrid.routing.calibration.learning import refit as learning_refit
 from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.calibration.probe_fitting import two_stage_scores
 from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.calibration.runner import ItemAnswer
 from hybrid.routing.difficulty.features import FEATURE_VERSION
@@ -165,7 +166,11 @@ def test_a_carried_probe_follows_the_refitted_feature_stage(tmp_path: Path) -> N
     save(home, SHA, before)
     replay(ledger, traffic(2, 420, "zebra"))
 
-    refit(home, ledger)
+    out = io.StringIO()
+    refit(home, ledger, out)
+    assert "Model stage: carried over (0 labelled requests carry a prompt vector; 5 right" in (
+        out.getvalue()
+    )
 
     stored = find(home, SHA)
     assert stored is not None and stored.model.probe is not None
@@ -181,6 +186,104 @@ def test_a_carried_probe_follows_the_refitted_feature_stage(tmp_path: Path) -> N
     inside = np.mean([after.in_band(float(x)) for x in scores])
     assert 0.1 < inside < 0.45
     assert after.blend.feature != (5.0, 0.1)
+
+
+def _carried_probe(dim: int) -> ProbeStage:
+    """A model stage that reads nothing the traffic below depends on (its last dimension)."""
+    weights = np.zeros(dim)
+    weights[-1] = 1.0
+    return ProbeStage(
+        weights=weights,
+        bias=0.0,
+        mean=np.zeros(dim),
+        scale=np.ones(dim),
+        band=(0.0, 0.01),
+        threshold=0.5,
+        blend=Blend(feature=(0.0, 1.0), probe=(0.0, 1.0)),
+    )
+
+
+def _hidden_traffic(seed: int, n: int, dim: int) -> tuple[list[tuple[str, bool]], list[np.ndarray]]:
+    """Requests wrong when they mention a zebra, or when the local model's vector of the prompt
+    says it is hard (its first value: something the prompt's features cannot see)."""
+    rng = np.random.default_rng(seed)
+    labelled, vectors = [], []
+    for text, zebra in traffic(seed, n, "zebra"):
+        hard = bool(rng.random() < 0.3)
+        vector = rng.normal(size=dim).astype(np.float32)
+        vector[0] += 3.0 if hard else 0.0
+        labelled.append((text, zebra or hard))
+        vectors.append(vector)
+    return labelled, vectors
+
+
+def test_labelled_requests_with_prompt_vectors_refit_the_model_stage(tmp_path: Path) -> None:
+    home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
+    dim = 8
+    before = dataclasses.replace(
+        model_in_use(), probe=_carried_probe(dim), meta={**model_in_use().meta}
+    )
+    save(home, SHA, before)
+    labelled, vectors = _hidden_traffic(2, 420, dim)
+    replay(ledger, labelled, vectors=vectors)
+
+    out = io.StringIO()
+    result = refit(home, ledger, out)
+
+    assert result.adopted and result.probe is not None and result.probe.adopted
+    assert "Model stage: refitted, band 40% of the examples (both stages on the 373 labelled " in (
+        out.getvalue()
+    )
+    stored = find(home, SHA)
+    assert stored is not None and stored.model.probe is not None
+    said: Any = stored.model.meta["refit"]["probe"]
+    assert said["labelled_with_vector"] == 373 and said["refitted"] is True
+    assert said["refit_auroc"] > said["carried_auroc"]
+    probe = stored.model.probe
+    # The refitted probe reads the dimension that says "hard", and the band lets it decide.
+    assert int(np.argmax(np.abs(probe.weights))) == 0
+    assert probe.band[1] > probe.band[0]
+    assert stored.model.meta["probe_band_share"] == said["band_share"] > 0
+
+    # On fresh traffic, both stages as the router decides rank better than the feature stage.
+    fresh, fresh_vectors = _hidden_traffic(3, 300, dim)
+    wrong = np.array([w for _, w in fresh], dtype=np.float64)
+    feature = stored.model.scores(np.stack([features(text) for text, _ in fresh]))
+    settled = np.array(
+        [probe.settle(f, probe.score(v)) for f, v in zip(feature, fresh_vectors, strict=True)]
+    )
+    both = two_stage_scores(feature, settled, probe.band)
+    assert auroc(both, wrong) > auroc(feature, wrong)
+    # The requests the band sends to the model stage are the ones it orders better.
+    inside = np.array([probe.in_band(float(f)) for f in feature])
+    assert inside.sum() >= 30
+    assert auroc(both[inside], wrong[inside]) > auroc(feature[inside], wrong[inside]) + 0.025
+
+
+def test_a_model_stage_the_labels_do_not_improve_is_carried_over(tmp_path: Path) -> None:
+    home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
+    dim = 8
+    carried = _carried_probe(dim)
+    save(home, SHA, dataclasses.replace(model_in_use(), probe=carried))
+    labelled, _ = _hidden_traffic(2, 420, dim)
+    # The vectors say nothing here: noise.
+    noise = [np.random.default_rng(i).normal(size=dim).astype(np.float32) for i in range(420)]
+    replay(ledger, [(text, "zebra" in text) for text, _ in labelled], vectors=noise)
+
+    out = io.StringIO()
+    refit(home, ledger, out)
+    assert "Model stage: carried over, the refit does not rank better (both stages" in (
+        out.getvalue()
+    )
+
+    stored = find(home, SHA)
+    assert stored is not None and stored.model.probe is not None
+    said: Any = stored.model.meta["refit"]["probe"]
+    # A probe refitted on noise does not rank the labelled requests better than the one in
+    # use: that one stays.
+    assert said["labelled_with_vector"] == 373 and said["refitted"] is False
+    assert said["refit_auroc"] <= said["carried_auroc"]
+    assert stored.model.probe.weights.tolist() == carried.weights.tolist()
 
 
 def test_a_refit_that_does_not_improve_is_not_adopted(tmp_path: Path) -> None:

@@ -121,6 +121,7 @@ def dispatcher(
     model_stage: bool = True,
     mode: Mode = "auto",
     threshold: float | None = None,
+    prompt_vectors: bool = False,
 ) -> tuple[Dispatcher, Cloud]:
     provider = Cloud()
     names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=cloud)], None)
@@ -128,7 +129,13 @@ def dispatcher(
         difficulty=DifficultySettings(model_stage=model_stage, threshold=threshold)
     )
     router = build_router(settings, difficulty=lambda: model)
-    built = Dispatcher(local, {"openai": provider} if cloud else {}, names, router=router)  # type: ignore[dict-item]
+    built = Dispatcher(
+        local,  # type: ignore[arg-type]
+        {"openai": provider} if cloud else {},  # type: ignore[dict-item]
+        names,
+        router=router,
+        prompt_vectors=prompt_vectors,
+    )
     built.mode = mode
     return built, provider
 
@@ -243,6 +250,64 @@ def test_a_probe_that_cannot_run_leaves_the_feature_decision(
     assert answer.score == pytest.approx(0.599, abs=1e-3)
     plan = asyncio.run(built.plan(ask(), model="hybrid"))
     assert stage_of(plan.decision) == "feature_fallback"
+
+
+def test_a_prompt_kept_local_outside_the_band_keeps_its_vector_for_learning() -> None:
+    local = VectorLocal(EASY)
+    built, cloud = dispatcher(local, difficulty(-3.0), prompt_vectors=True)
+    answer = start(built)
+    # The decision is the feature stage's alone, as without the vector.
+    assert (answer.route, answer.reason) == ("local", "difficulty:0.05<=0.50")
+    assert stage_of(asyncio.run(built.plan(ask(), model="hybrid")).decision) == "feature"
+    assert cloud.asked == 0
+    # The answer starts from the job whose prompt was evaluated, and follows the hand-off.
+    assert local.started[0] is local.embedded[0] and local.started[0] is not None
+    assert local.released == 0
+    assert answer.prompt_vector is EASY
+
+
+def test_a_prompt_escalated_outside_the_band_keeps_no_vector() -> None:
+    local = VectorLocal()
+    built, cloud = dispatcher(local, difficulty(3.0), prompt_vectors=True)
+    answer = start(built)
+    assert answer.route == "cloud" and cloud.asked == 1
+    assert local.embedded == [] and answer.prompt_vector is None
+
+
+@pytest.mark.parametrize(
+    ("failure", "released"),
+    [
+        (QueueFullError(depth=5, retry_after=2.0), 0),
+        (ModelNotReadyError("loading"), 0),
+        (GenerationError("llama.cpp failed"), 1),
+    ],
+)
+def test_a_vector_that_cannot_be_read_for_learning_changes_nothing(
+    failure: HybridError, released: int
+) -> None:
+    local = VectorLocal(fail=failure)
+    built, cloud = dispatcher(local, difficulty(-3.0), prompt_vectors=True)
+    answer = start(built)
+    assert (answer.route, answer.reason) == ("local", "difficulty:0.05<=0.50")
+    assert len(local.embedded) == 1 and cloud.asked == 0
+    assert answer.prompt_vector is None and local.released == released
+
+
+def test_no_vector_is_read_for_learning_while_every_slot_is_busy() -> None:
+    local = VectorLocal(EASY)
+    local.queue = SimpleNamespace(depth=1, slots=1, running=1, expected_wait_s=lambda: 0.8)
+    built, _ = dispatcher(local, difficulty(-3.0), prompt_vectors=True)
+    answer = start(built)
+    assert answer.route == "local" and answer.prompt_vector is None
+    assert local.embedded == [] and len(local.started) == 1
+
+
+def test_no_vector_is_read_for_learning_from_another_models_probe() -> None:
+    local = VectorLocal()
+    local.embedding_size = 640
+    built, _ = dispatcher(local, difficulty(-3.0), prompt_vectors=True)
+    answer = start(built)
+    assert local.embedded == [] and answer.route == "local" and answer.prompt_vector is None
 
 
 def test_a_probe_fitted_for_another_model_is_not_asked() -> None:

@@ -42,7 +42,14 @@ standing in for traffic, ``docs/router-eval.md``).
 The current model's prompt-vector stage (``probe``), when it has one, is carried over with its
 feature-side choices taken again on the refitted feature stage (its band, the same share of
 the examples around the new threshold, and its blend's feature side:
-:func:`~hybrid.routing.calibration.probe_fitting.follow_feature_stage`).
+:func:`~hybrid.routing.calibration.probe_fitting.follow_feature_stage`), unless the labelled
+requests teach a better one (:func:`refit_probe`).  The server keeps the local model's vector
+of each prompt it answers (``routing.learn.prompt_vectors``); when at least
+:data:`MIN_TRAFFIC_PER_CLASS` labelled requests of each class carry one, the probe is fitted
+again on the calibration answers' vectors and theirs (one labelled request counting for the
+feature stage's traffic weight), its band and threshold chosen on the labelled requests' own
+out-of-fold ranking.  It replaces the carried-over probe only when that ranking, both stages
+together, beats the carried-over probe's on the same requests, which it never saw.
 """
 
 from __future__ import annotations
@@ -67,7 +74,11 @@ from hybrid.routing.calibration.fitting import (
 )
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
-from hybrid.routing.calibration.probe_fitting import follow_feature_stage
+from hybrid.routing.calibration.probe_fitting import (
+    follow_feature_stage,
+    train_probe,
+    two_stage_scores,
+)
 from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES, extract
 from hybrid.routing.difficulty.model import DifficultyModel
@@ -89,12 +100,14 @@ class Example:
         length: The prompt's length in characters (the length rule's score).
         source: ``calibration`` (a graded calibration item), ``feedback``, ``shadow`` or
             ``cascade``.
+        vector: The local model's vector of the prompt, when one was read.
     """
 
     features: np.ndarray
     wrong: bool
     length: float
     source: Source
+    vector: np.ndarray | None = None
 
 
 def wrong_from_labels(
@@ -169,7 +182,7 @@ def ledger_examples(
             else ("shadow" if row.shadow is not None else "cascade")
         )
         length = float(signal.prompt_chars)
-        traffic.append(Example(features, wrong, length, source))
+        traffic.append(Example(features, wrong, length, source, signal.vector_array()))
     return LedgerExamples(calibration, traffic, unused, stale)
 
 
@@ -188,7 +201,13 @@ def calibration_examples(record: AnswerRecord) -> list[Example] | None:
     if answers is None:
         return None
     return [
-        Example(extract(item.messages), not answer.correct, prompt_length(item), "calibration")
+        Example(
+            extract(item.messages),
+            not answer.correct,
+            prompt_length(item),
+            "calibration",
+            None if answer.embedding is None else np.asarray(answer.embedding, dtype=np.float32),
+        )
         for item, answer in zip(items, answers, strict=True)
     ]
 
@@ -215,6 +234,8 @@ class Refit:
         word_weight: The hashed word n-grams' weight in the fit (chosen with
             ``traffic_weight``; the default with too few labelled requests to choose).
         rejection: Why the refit must not replace the model in use; None when it may.
+        probe: The model stage fitted again on the labelled requests' prompt vectors, and
+            whether it replaced the carried-over one (None: the model in use has no probe).
     """
 
     model: DifficultyModel
@@ -230,6 +251,7 @@ class Refit:
     traffic_weight: float
     word_weight: float
     rejection: str | None
+    probe: ProbeRefit | None = None
 
     @property
     def adopted(self) -> bool:
@@ -349,6 +371,7 @@ def refit(
         "refit": refit_meta,
     }
     probe: ProbeStage | None = getattr(current, "probe", None)
+    refitted: ProbeRefit | None = None
     if probe is not None:
         share = model_meta.get("probe_band_share")
         probe = follow_feature_stage(
@@ -357,6 +380,18 @@ def refit(
             final.threshold,
             share=float(share) if isinstance(share, int | float) else None,
         )
+        refitted = refit_probe(
+            probe,
+            examples,
+            final_out_of_fold,
+            final.threshold,
+            traffic_weight=weight,
+            seed=seed,
+        )
+        refit_meta["probe"] = refitted.meta()
+        if refitted.adopted:
+            probe = refitted.probe
+            model_meta["probe_band_share"] = refitted.band_share
     model = dataclasses.replace(final, meta=model_meta, probe=probe)
     return Refit(
         model=model,
@@ -372,6 +407,99 @@ def refit(
         traffic_weight=weight,
         word_weight=word_weight,
         rejection=rejection,
+        probe=refitted,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeRefit:
+    """The model stage fitted again on labelled requests' prompt vectors, and its judgement.
+
+    Attributes:
+        probe: The refitted probe; None when too few labelled requests carry a vector.
+        labelled: Labelled requests with a vector of the probe's size.
+        band_share: The refitted probe's band, as a share of the examples it was fitted on.
+        carried_auroc: The carried-over probe's two-stage AUROC on those requests.
+        refit_auroc: The refitted probe's two-stage AUROC on them, out-of-fold.
+    """
+
+    probe: ProbeStage | None
+    labelled: int
+    band_share: float = 0.0
+    carried_auroc: float = math.nan
+    refit_auroc: float = math.nan
+
+    @property
+    def adopted(self) -> bool:
+        """Whether the refitted probe replaces the carried-over one."""
+        return self.probe is not None and self.refit_auroc > self.carried_auroc
+
+    def meta(self) -> dict[str, object]:
+        """What the refit's ``meta`` says of it."""
+        return {
+            "labelled_with_vector": self.labelled,
+            "refitted": self.adopted,
+            "band_share": self.band_share if self.probe is not None else None,
+            "carried_auroc": rounded(self.carried_auroc),
+            "refit_auroc": rounded(self.refit_auroc),
+        }
+
+
+def refit_probe(
+    carried: ProbeStage,
+    examples: Sequence[Example],
+    feature_scores: np.ndarray,
+    feature_threshold: float,
+    *,
+    traffic_weight: float,
+    seed: int,
+) -> ProbeRefit:
+    """The probe fitted again with the labelled requests' prompt vectors (module docstring).
+
+    Args:
+        carried: The model in use's probe, following the refitted feature stage.
+        examples: The refit's examples, in the order of ``feature_scores``.
+        feature_scores: The refitted feature stage's out-of-fold score of each example.
+        feature_threshold: The refitted feature stage's threshold.
+        traffic_weight: What one labelled request counts for, in calibration answers.
+        seed: Seeds the folds.
+
+    Returns:
+        The refitted probe and how it compares with ``carried`` on the labelled requests (no
+        probe when fewer than :data:`MIN_TRAFFIC_PER_CLASS` of each class carry a vector).
+    """
+    usable = [
+        i
+        for i, example in enumerate(examples)
+        if example.vector is not None and example.vector.shape == (carried.dim,)
+    ]
+    traffic = np.array([examples[i].source != "calibration" for i in usable], dtype=bool)
+    wrong = np.array([examples[i].wrong for i in usable], dtype=np.float64)
+    labelled = int(traffic.sum())
+    labelled_wrong = int(wrong[traffic].sum())
+    if min(labelled_wrong, labelled - labelled_wrong) < MIN_TRAFFIC_PER_CLASS:
+        return ProbeRefit(None, labelled)
+    vectors = np.stack([np.asarray(examples[i].vector, dtype=np.float64) for i in usable])
+    scores = np.asarray(feature_scores, dtype=np.float64)[usable]
+    fitted = train_probe(
+        vectors,
+        wrong,
+        feature_scores=scores,
+        feature_threshold=feature_threshold,
+        groups=None,
+        seed=seed,
+        sample_weight=np.where(traffic, traffic_weight, 1.0),
+        judged=traffic,
+    )
+    settled = np.array(
+        [
+            carried.settle(score, carried.score(vector))
+            for score, vector in zip(scores[traffic], vectors[traffic], strict=True)
+        ]
+    )
+    carried_auroc = auroc(two_stage_scores(scores[traffic], settled, carried.band), wrong[traffic])
+    return ProbeRefit(
+        fitted.probe, labelled, fitted.band_share, carried_auroc, fitted.cv_two_stage_auroc
     )
 
 

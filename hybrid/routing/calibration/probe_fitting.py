@@ -245,9 +245,10 @@ def _logistic(z: np.ndarray) -> np.ndarray:
     return result
 
 
-def _log_loss(scores: np.ndarray, wrong: np.ndarray) -> float:
+def _log_loss(scores: np.ndarray, wrong: np.ndarray, weight: np.ndarray | None = None) -> float:
     p = np.clip(scores, 1e-12, 1 - 1e-12)
-    return float(-np.mean(wrong * np.log(p) + (1 - wrong) * np.log(1 - p)))
+    losses = -(wrong * np.log(p) + (1 - wrong) * np.log(1 - p))
+    return float(np.average(losses, weights=weight))
 
 
 def out_of_fold_probe(
@@ -258,13 +259,20 @@ def out_of_fold_probe(
     l2: float,
     components: int | None,
     seed: int,
+    sample_weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """The probe's score of each item from a probe fitted without the item's fold."""
     scores = np.empty(len(wrong))
     for fold in np.unique(folds):
         held = folds == fold
         basis = _Basis.of(V[~held], components)
-        weights, bias = fit(basis.transform(V[~held]), wrong[~held], l2=l2, seed=seed)
+        weights, bias = fit(
+            basis.transform(V[~held]),
+            wrong[~held],
+            l2=l2,
+            seed=seed,
+            sample_weight=None if sample_weight is None else sample_weight[~held],
+        )
         scores[held] = _logistic(basis.transform(V[held]) @ weights + bias)
     return scores
 
@@ -280,6 +288,8 @@ def train_probe(
     l2_grid: Sequence[float] = PROBE_L2_GRID,
     shares: Sequence[float] = BAND_SHARES,
     components: int | None = None,
+    sample_weight: np.ndarray | None = None,
+    judged: np.ndarray | None = None,
 ) -> ProbeFit:
     """Fit the probe on prompt vectors, choosing its penalty, blend, band and threshold by CV.
 
@@ -295,10 +305,17 @@ def train_probe(
         l2_grid: Penalties to try.
         shares: Band shares to try.
         components: Keep this many whitened principal components (None: all dimensions).
+        sample_weight: A positive weight per item in the fits and the penalty's choice (None:
+            all 1); a labelled request of a user's traffic counts for several calibration
+            answers (:mod:`~hybrid.routing.calibration.learning`).
+        judged: The items whose out-of-fold ranking chooses the band and the threshold (a
+            boolean mask; None: every item): a refit from traffic chooses them on the
+            labelled requests, which are what the user's traffic looks like.
 
     Returns:
-        The probe and its cross-validated figures (NaN where one class makes them undefined;
-        then the penalty is the grid's middle, the band empty and the probe has no blend).
+        The probe and its cross-validated figures, on the judged items (NaN where one class
+        makes them undefined; then the penalty is the grid's middle, the band empty and the
+        probe has no blend).
 
     Raises:
         ValueError: The inputs disagree in length, or the vectors are not a finite matrix.
@@ -312,8 +329,16 @@ def train_probe(
         raise ValueError("a prompt vector holds a value that is not finite")
     if groups is not None and len(groups) != len(wrong):
         raise ValueError("groups must name one family per item")
+    weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if weight is not None and (weight.shape != wrong.shape or not np.all(weight > 0)):
+        raise ValueError("sample_weight must hold one positive weight per item")
+    chooses = np.ones(len(wrong), dtype=bool) if judged is None else np.asarray(judged, dtype=bool)
+    if chooses.shape != wrong.shape:
+        raise ValueError("judged must mark each item")
+    if min(int(wrong[chooses].sum()), int((1 - wrong[chooses]).sum())) < 2:
+        chooses = np.ones(len(wrong), dtype=bool)  # too few to choose on: every item chooses
     folds = fold_ids(wrong, groups, seed)
-    feature_auroc = auroc(feature, wrong)
+    feature_auroc = auroc(feature[chooses], wrong[chooses])
     if folds is None:
         l2 = l2_grid[len(l2_grid) // 2]
         oof = None
@@ -321,33 +346,40 @@ def train_probe(
         best: tuple[float, float, np.ndarray] | None = None
         for candidate in l2_grid:
             scores = out_of_fold_probe(
-                V, wrong, folds, l2=candidate, components=components, seed=seed
+                V,
+                wrong,
+                folds,
+                l2=candidate,
+                components=components,
+                seed=seed,
+                sample_weight=weight,
             )
-            loss = _log_loss(scores, wrong)
+            loss = _log_loss(scores, wrong, weight)
             if best is None or loss < best[0] - 1e-12:
                 best = (loss, candidate, scores)
         assert best is not None  # l2_grid is not empty
         _, l2, oof = best
     basis = _Basis.of(V, components)
-    weights, bias = fit(basis.transform(V), wrong, l2=l2, seed=seed)
+    weights, bias = fit(basis.transform(V), wrong, l2=l2, seed=seed, sample_weight=weight)
     blend: Blend | None = None
     if oof is None:
         band, share, two_stage, probe_auroc = (feature_threshold,) * 2, 0.0, math.nan, math.nan
         threshold = 0.5
     else:
-        probe_auroc = auroc(oof, wrong)
+        probe_auroc = auroc(oof[chooses], wrong[chooses])
         blend = fit_blend(feature, oof)
         settled = blend.combine(feature, oof)
         chosen: tuple[float, float, tuple[float, float]] | None = None
         for candidate_share in sorted(shares):
             candidate_band = band_around(feature, feature_threshold, candidate_share)
-            value = auroc(two_stage_scores(feature, settled, candidate_band), wrong)
+            ordered = two_stage_scores(feature, settled, candidate_band)
+            value = auroc(ordered[chooses], wrong[chooses])
             if chosen is None or value > chosen[0] + _TIE:
                 chosen = (value, candidate_share, candidate_band)
         assert chosen is not None  # shares is not empty
         two_stage, share, band = chosen
-        inside = (feature >= band[0]) & (feature <= band[1])
-        pool = inside if inside.sum() >= 2 else np.ones_like(inside)
+        inside = (feature >= band[0]) & (feature <= band[1]) & chooses
+        pool = inside if inside.sum() >= 2 else chooses
         threshold = choose_threshold(settled[pool], wrong[pool])
     probe = ProbeStage(
         weights=basis.fold(weights),
