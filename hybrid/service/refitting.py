@@ -57,6 +57,9 @@ class RefitOutcome:
         message: Its held-out figures, or why it was not adopted (or could not run).
         traffic_weight: How many calibration answers one labelled request counted for.
         word_weight: The weight the refit gave the hashed word n-grams.
+        model_stage: What became of the model stage (``meta.refit.probe`` of the refit:
+            ``labelled_with_vector``, ``refitted``, ``band_share``, ``carried_auroc``,
+            ``refit_auroc``); None when the model has none or the refit did not run.
     """
 
     time: str
@@ -65,6 +68,7 @@ class RefitOutcome:
     message: str
     traffic_weight: float | None = None
     word_weight: float | None = None
+    model_stage: dict[str, object] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object (``/health``'s ``calibration.refit.last``)."""
@@ -75,6 +79,7 @@ class RefitOutcome:
             "message": self.message,
             "traffic_weight": self.traffic_weight,
             "word_weight": self.word_weight,
+            "model_stage": self.model_stage,
         }
 
 
@@ -190,6 +195,7 @@ class TrafficRefitter:
                 f"not adopted: {result.rejection}",
                 result.traffic_weight,
                 result.word_weight,
+                result.probe.meta() if result.probe is not None else None,
             )
         try:
             path = save(self._home, sha256, result.model)
@@ -206,6 +212,7 @@ class TrafficRefitter:
             f"); {len(found.traffic)} labelled requests; saved to {path}",
             result.traffic_weight,
             result.word_weight,
+            result.probe.meta() if result.probe is not None else None,
         )
 
 

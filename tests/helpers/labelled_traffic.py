@@ -17,6 +17,7 @@ from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.calibration.fitting import train_model
 from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
 from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.probe import Blend, ProbeStage
 
 SHA = "ab" * 32
 T0 = 1_795_000_000.0
@@ -64,6 +65,35 @@ def model_in_use() -> DifficultyModel:
         scale=model.scale,
         meta={"model_sha256": SHA, "created": "2026-11-01"},
     )
+
+
+def carried_probe(dim: int) -> ProbeStage:
+    """A model stage that reads nothing the traffic below depends on (its last dimension)."""
+    weights = np.zeros(dim)
+    weights[-1] = 1.0
+    return ProbeStage(
+        weights=weights,
+        bias=0.0,
+        mean=np.zeros(dim),
+        scale=np.ones(dim),
+        band=(0.0, 0.01),
+        threshold=0.5,
+        blend=Blend(feature=(0.0, 1.0), probe=(0.0, 1.0)),
+    )
+
+
+def hidden_traffic(seed: int, n: int, dim: int) -> tuple[list[tuple[str, bool]], list[np.ndarray]]:
+    """Requests wrong when they mention a zebra, or when the local model's vector of the prompt
+    says it is hard (its first value: something the prompt's features cannot see)."""
+    rng = np.random.default_rng(seed)
+    labelled, vectors = [], []
+    for text, zebra in traffic(seed, n, "zebra"):
+        hard = bool(rng.random() < 0.3)
+        vector = rng.normal(size=dim).astype(np.float32)
+        vector[0] += 3.0 if hard else 0.0
+        labelled.append((text, zebra or hard))
+        vectors.append(vector)
+    return labelled, vectors
 
 
 def replay(

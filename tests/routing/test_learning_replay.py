@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import pytest
 from gguf_writer import tiny_model
-from labelled_traffic import SHA, features, model_in_use, replay, traffic
+from labelled_traffic import (
+    SHA,
+    carried_probe,
+    features,
+    hidden_traffic,
+    model_in_use,
+    replay,
+    traffic,
+)
 from postgres import PASSWORD, PostgresDatabase
 
 from hybrid.cli import main
@@ -188,43 +196,14 @@ def test_a_carried_probe_follows_the_refitted_feature_stage(tmp_path: Path) -> N
     assert after.blend.feature != (5.0, 0.1)
 
 
-def _carried_probe(dim: int) -> ProbeStage:
-    """A model stage that reads nothing the traffic below depends on (its last dimension)."""
-    weights = np.zeros(dim)
-    weights[-1] = 1.0
-    return ProbeStage(
-        weights=weights,
-        bias=0.0,
-        mean=np.zeros(dim),
-        scale=np.ones(dim),
-        band=(0.0, 0.01),
-        threshold=0.5,
-        blend=Blend(feature=(0.0, 1.0), probe=(0.0, 1.0)),
-    )
-
-
-def _hidden_traffic(seed: int, n: int, dim: int) -> tuple[list[tuple[str, bool]], list[np.ndarray]]:
-    """Requests wrong when they mention a zebra, or when the local model's vector of the prompt
-    says it is hard (its first value: something the prompt's features cannot see)."""
-    rng = np.random.default_rng(seed)
-    labelled, vectors = [], []
-    for text, zebra in traffic(seed, n, "zebra"):
-        hard = bool(rng.random() < 0.3)
-        vector = rng.normal(size=dim).astype(np.float32)
-        vector[0] += 3.0 if hard else 0.0
-        labelled.append((text, zebra or hard))
-        vectors.append(vector)
-    return labelled, vectors
-
-
 def test_labelled_requests_with_prompt_vectors_refit_the_model_stage(tmp_path: Path) -> None:
     home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
     dim = 8
     before = dataclasses.replace(
-        model_in_use(), probe=_carried_probe(dim), meta={**model_in_use().meta}
+        model_in_use(), probe=carried_probe(dim), meta={**model_in_use().meta}
     )
     save(home, SHA, before)
-    labelled, vectors = _hidden_traffic(2, 420, dim)
+    labelled, vectors = hidden_traffic(2, 420, dim)
     replay(ledger, labelled, vectors=vectors)
 
     out = io.StringIO()
@@ -246,7 +225,7 @@ def test_labelled_requests_with_prompt_vectors_refit_the_model_stage(tmp_path: P
     assert stored.model.meta["probe_band_share"] == said["band_share"] > 0
 
     # On fresh traffic, both stages as the router decides rank better than the feature stage.
-    fresh, fresh_vectors = _hidden_traffic(3, 300, dim)
+    fresh, fresh_vectors = hidden_traffic(3, 300, dim)
     wrong = np.array([w for _, w in fresh], dtype=np.float64)
     feature = stored.model.scores(np.stack([features(text) for text, _ in fresh]))
     settled = np.array(
@@ -263,9 +242,9 @@ def test_labelled_requests_with_prompt_vectors_refit_the_model_stage(tmp_path: P
 def test_a_model_stage_the_labels_do_not_improve_is_carried_over(tmp_path: Path) -> None:
     home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
     dim = 8
-    carried = _carried_probe(dim)
+    carried = carried_probe(dim)
     save(home, SHA, dataclasses.replace(model_in_use(), probe=carried))
-    labelled, _ = _hidden_traffic(2, 420, dim)
+    labelled, _ = hidden_traffic(2, 420, dim)
     # The vectors say nothing here: noise.
     noise = [np.random.default_rng(i).normal(size=dim).astype(np.float32) for i in range(420)]
     replay(ledger, [(text, "zebra" in text) for text, _ in labelled], vectors=noise)

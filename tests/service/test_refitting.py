@@ -9,6 +9,7 @@ model, so that the router scores new traffic with it at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 from gguf_writer import tiny_model
-from labelled_traffic import features, model_in_use, replay, traffic
+from labelled_traffic import (
+    carried_probe,
+    features,
+    hidden_traffic,
+    model_in_use,
+    replay,
+    traffic,
+)
 
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.calibration.metrics import auroc
@@ -91,6 +99,7 @@ def test_enough_new_labels_refit_save_and_reload_the_served_models_router(
     assert outcome is not None and outcome.adopted and outcome.labels == 373
     assert outcome.time == "2026-11-30T00:53:20+00:00"
     assert "373 labelled requests; saved to" in outcome.message
+    assert outcome.to_json()["model_stage"] is None  # the model in use has no model stage
     # The router uses the refit from now on, and it ranks new traffic of the kind better.
     after = calibration()
     assert after is not None and after.meta["refitted_by"] == "traffic"
@@ -99,6 +108,32 @@ def test_enough_new_labels_refit_save_and_reload_the_served_models_router(
     assert stored is not None and stored.model.meta["refitted_by"] == "traffic"
     # hybrid models and the command's messages say what it learned from.
     assert "refitted on 373 labelled requests" in stored.describe()
+
+
+def test_a_refit_while_serving_refits_the_model_stage_from_the_kept_vectors(
+    tmp_path: Path,
+) -> None:
+    home, sha, calibration = served(tmp_path)
+    save(home, sha, dataclasses.replace(model_in_use(), probe=carried_probe(8)))
+    calibration.reload()
+    ledger = tmp_path / "ledger.sqlite3"
+    labelled, vectors = hidden_traffic(2, 420, 8)
+    replay(ledger, labelled, sha=sha, vectors=vectors)
+
+    async def scenario() -> RefitOutcome | None:
+        with reading(ledger) as writer:
+            refitter = refitter_for(home, writer, calibration, refit_after=100)
+            return await refitter.check()
+
+    outcome = asyncio.run(scenario())
+    assert outcome is not None and outcome.adopted
+    stage = outcome.to_json()["model_stage"]
+    assert stage["labelled_with_vector"] == 373 and stage["refitted"] is True
+    assert stage["refit_auroc"] > stage["carried_auroc"]
+    served_now = calibration()
+    assert served_now is not None and served_now.probe is not None
+    # The router now asks the refitted model stage: it reads the dimension that says "hard".
+    assert int(np.argmax(np.abs(served_now.probe.weights))) == 0
 
 
 def test_fewer_new_labels_than_refit_after_change_nothing(tmp_path: Path) -> None:

@@ -96,8 +96,9 @@ async def health(request: Request) -> JSONResponse:
     ``correct``, ``accuracy``, ``message`` and ``updated``, or None when it is off or not
     needed) and ``refit`` (refitting from labelled traffic while serving: ``refit_after``,
     the served model's usable ``labels`` at the last look, and the ``last`` refit's ``time``,
-    ``labels``, ``adopted``, ``message``, ``traffic_weight`` and ``word_weight``; None when it
-    is off).
+    ``labels``, ``adopted``, ``message``, ``traffic_weight``, ``word_weight`` and
+    ``model_stage``: whether the probe was refitted on the labelled requests' prompt vectors;
+    None when it is off).
 
     ``lan`` (with ``[[lan.servers]]``): the ``strategy`` and each server's ``name``,
     ``base_url``, ``models``, ``trusted``, ``up`` (and the ``error`` that marked it down),
