@@ -191,9 +191,9 @@ Of each set, *k* requests drawn at random are labelled with their grade (as a pe
 feedback or a shadow comparison would label them) and refitted on through `hybrid calibrate
 --from-ledger`'s own path, with the generated answers; the server adopts a refit only when
 it improves on the model in use (on the labelled requests once they hold 10 right and 10
-wrong, each scored by a fit that did not see it). Each refit chooses how many calibration
-answers one labelled request counts for ({choices}) and the hashed words' weight
-({word_choices}; see [Word weight](#word-weight-chosen-on-the-traffic-sets)), by
+wrong, each scored by a fit that did not see it, both stages together). Each refit chooses
+how many calibration answers one labelled request counts for ({choices}) and the hashed
+words' weight ({word_choices}; see [Word weight](#word-weight-chosen-on-the-traffic-sets)), by
 cross-validation inside its own training split (the pair whose out-of-fold scores rank the
 labelled requests there best); once judged, it is fitted again on all its examples. The model
 then in use scores the same held-out requests of every set for every *k*. {draws}

@@ -82,16 +82,19 @@ def carried_probe(dim: int) -> ProbeStage:
     )
 
 
-def hidden_traffic(seed: int, n: int, dim: int) -> tuple[list[tuple[str, bool]], list[np.ndarray]]:
-    """Requests wrong when they mention a zebra, or when the local model's vector of the prompt
-    says it is hard (its first value: something the prompt's features cannot see)."""
+def hidden_traffic(
+    seed: int, n: int, dim: int, *, zebras: bool = True
+) -> tuple[list[tuple[str, bool]], list[np.ndarray]]:
+    """Requests wrong when they mention a zebra (unless ``zebras`` is false), or when the local
+    model's vector of the prompt says it is hard (its first value: something the prompt's
+    features cannot see)."""
     rng = np.random.default_rng(seed)
     labelled, vectors = [], []
     for text, zebra in traffic(seed, n, "zebra"):
         hard = bool(rng.random() < 0.3)
         vector = rng.normal(size=dim).astype(np.float32)
         vector[0] += 3.0 if hard else 0.0
-        labelled.append((text, zebra or hard))
+        labelled.append((text, (zebra and zebras) or hard))
         vectors.append(vector)
     return labelled, vectors
 

@@ -239,6 +239,48 @@ def test_labelled_requests_with_prompt_vectors_refit_the_model_stage(tmp_path: P
     assert auroc(both[inside], wrong[inside]) > auroc(feature[inside], wrong[inside]) + 0.025
 
 
+def test_a_refit_is_judged_on_both_stages_when_the_labelled_requests_carry_vectors(
+    tmp_path: Path,
+) -> None:
+    home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
+    dim = 8
+    save(home, SHA, dataclasses.replace(model_in_use(), probe=carried_probe(dim)))
+    # Wrong only where the local model's view says so: no text feature can tell.
+    labelled, vectors = hidden_traffic(2, 420, dim, zebras=False)
+    replay(ledger, labelled, vectors=vectors)
+
+    out = io.StringIO()
+    result = refit(home, ledger, out)
+
+    # The feature stage alone learns nothing the model in use did not know ...
+    assert abs(result.after_traffic_auroc - 0.5) < 0.1
+    # ... but what the router decides, both stages together, improves, and that is judged.
+    assert result.probe is not None and result.probe.adopted
+    judged = result.probe.judged()
+    assert judged is not None and judged[0] == 373
+    assert judged[1] > judged[2] + 0.03
+    assert result.adopted
+    stored = find(home, SHA)
+    assert stored is not None and stored.model.meta["refit"]["probe"]["refitted"] is True
+
+
+def test_a_refit_that_does_not_improve_both_stages_is_not_adopted(tmp_path: Path) -> None:
+    home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
+    dim = 8
+    path = save(home, SHA, dataclasses.replace(model_in_use(), probe=carried_probe(dim)))
+    kept = path.read_bytes()
+    # Wrong exactly where the model in use says so already, and the vectors say nothing.
+    labelled = traffic(2, 420, "number")
+    noise = [np.random.default_rng(i).normal(size=dim).astype(np.float32) for i in range(420)]
+    replay(ledger, labelled, vectors=noise)
+
+    with pytest.raises(
+        CalibrationRejectedError, match="with a prompt vector, both stages together"
+    ):
+        refit(home, ledger)
+    assert path.read_bytes() == kept
+
+
 def test_a_model_stage_the_labels_do_not_improve_is_carried_over(tmp_path: Path) -> None:
     home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
     dim = 8

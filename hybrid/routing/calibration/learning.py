@@ -31,8 +31,10 @@ them.  The fit replaces the one in use only when
    on them alone, each scored by a fit that did not see it (the training split's by their
    out-of-fold scores, the held-out ones by the refit): they are what the user's traffic looks
    like, and the model in use has never been fitted on them, whereas it was fitted on the
-   calibration answers held out here, which flatters it.  Otherwise the comparison is on the
-   held-out examples.
+   calibration answers held out here, which flatters it.  When the model has a model stage and
+   as many of the labelled requests carry a prompt vector, the comparison is made on those,
+   both stages together (what the router decides; :meth:`ProbeRefit.judged`).  Otherwise the
+   comparison is on the held-out examples.
 
 Once judged, the refit is fitted again on every example with the weights it chose, as
 ``hybrid calibrate`` saves a fit on every item: the model adopted learns from the held-out
@@ -326,30 +328,7 @@ def refit(
     judged_on_traffic = (
         min(labelled_wrong_count, labelled_count - labelled_wrong_count) >= MIN_HELD_OUT_PER_CLASS
     )
-    rejection = review(
-        len(test),
-        wrong,
-        figures["after"],
-        figures["length"],
-        figures["before"],
-        traffic=(
-            (labelled_count, figures["after_traffic"], figures["before_traffic"])
-            if judged_on_traffic
-            else None
-        ),
-    )
-    refit_meta: dict[str, object] = {
-        "examples": dict(counts),
-        "held_out": len(test),
-        "held_out_traffic": int(traffic.sum()),
-        "held_out_auroc_before": rounded(figures["before"]),
-        "traffic_auroc_before": rounded(figures["before_traffic"]),
-        "traffic_auroc": rounded(figures["after_traffic"]),
-        "cv_auroc": None,  # set below, from the fit on every example
-        "traffic_weight": weight,
-        "word_weight": word_weight,
-    }
-    # Judged: fitted again on every example, with the weights chosen.
+    # Fitted again on every example, with the weights chosen: the model saved once judged.
     final, final_cv, final_out_of_fold = train_feature_model(
         np.stack([e.features for e in examples]).astype(np.float64),
         np.array([e.wrong for e in examples], dtype=np.float64),
@@ -357,23 +336,11 @@ def refit(
         sample_weight=np.array([1.0 if e.source == "calibration" else weight for e in examples]),
         word_weight=word_weight,
     )
-    refit_meta["cv_auroc"] = rounded(final_cv)
-    model_meta: dict[str, Any] = {
-        **(dict(current.meta) if current is not None else {}),
-        **(meta or {}),
-        "seed": seed,
-        "items": len(examples),
-        "train_items": len(train),
-        "held_out_items": len(test),
-        "l2": final.meta["l2"],
-        "held_out_auroc": rounded(figures["after"]),
-        "held_out_length_auroc": rounded(figures["length"]),
-        "refit": refit_meta,
-    }
     probe: ProbeStage | None = getattr(current, "probe", None)
     refitted: ProbeRefit | None = None
     if probe is not None:
-        share = model_meta.get("probe_band_share")
+        assert current is not None  # a probe belongs to a model in use
+        share = current.meta.get("probe_band_share")
         probe = follow_feature_stage(
             probe,
             final_out_of_fold,
@@ -387,7 +354,45 @@ def refit(
             final.threshold,
             traffic_weight=weight,
             seed=seed,
+            in_use=current,
         )
+    rejection = review(
+        len(test),
+        wrong,
+        figures["after"],
+        figures["length"],
+        figures["before"],
+        traffic=(
+            (labelled_count, figures["after_traffic"], figures["before_traffic"])
+            if judged_on_traffic
+            else None
+        ),
+        both=refitted.judged() if refitted is not None else None,
+    )
+    refit_meta: dict[str, object] = {
+        "examples": dict(counts),
+        "held_out": len(test),
+        "held_out_traffic": int(traffic.sum()),
+        "held_out_auroc_before": rounded(figures["before"]),
+        "traffic_auroc_before": rounded(figures["before_traffic"]),
+        "traffic_auroc": rounded(figures["after_traffic"]),
+        "cv_auroc": rounded(final_cv),
+        "traffic_weight": weight,
+        "word_weight": word_weight,
+    }
+    model_meta: dict[str, Any] = {
+        **(dict(current.meta) if current is not None else {}),
+        **(meta or {}),
+        "seed": seed,
+        "items": len(examples),
+        "train_items": len(train),
+        "held_out_items": len(test),
+        "l2": final.meta["l2"],
+        "held_out_auroc": rounded(figures["after"]),
+        "held_out_length_auroc": rounded(figures["length"]),
+        "refit": refit_meta,
+    }
+    if refitted is not None:
         refit_meta["probe"] = refitted.meta()
         if refitted.adopted:
             probe = refitted.probe
@@ -419,8 +424,11 @@ class ProbeRefit:
         probe: The refitted probe; None when too few labelled requests carry a vector.
         labelled: Labelled requests with a vector of the probe's size.
         band_share: The refitted probe's band, as a share of the examples it was fitted on.
-        carried_auroc: The carried-over probe's two-stage AUROC on those requests.
+        carried_auroc: The carried-over probe's two-stage AUROC on those requests, on the
+            refitted feature stage's out-of-fold scores.
         refit_auroc: The refitted probe's two-stage AUROC on them, out-of-fold.
+        labelled_wrong: Of those requests, how many local answers were wrong.
+        in_use_auroc: The model in use's two-stage AUROC on them (both of its stages).
     """
 
     probe: ProbeStage | None
@@ -428,11 +436,24 @@ class ProbeRefit:
     band_share: float = 0.0
     carried_auroc: float = math.nan
     refit_auroc: float = math.nan
+    labelled_wrong: int = 0
+    in_use_auroc: float = math.nan
 
     @property
     def adopted(self) -> bool:
         """Whether the refitted probe replaces the carried-over one."""
         return self.probe is not None and self.refit_auroc > self.carried_auroc
+
+    def judged(self) -> tuple[int, float, float] | None:
+        """What :func:`review` compares when the refit is judged on both stages together:
+        the labelled requests with a vector, the refit's two-stage AUROC on them (with the
+        model stage it keeps) and the model in use's; None when they hold fewer than
+        :data:`~.acceptance.MIN_HELD_OUT_PER_CLASS` right or wrong, or no refit was tried."""
+        right = self.labelled - self.labelled_wrong
+        if self.probe is None or min(right, self.labelled_wrong) < MIN_HELD_OUT_PER_CLASS:
+            return None
+        after = self.refit_auroc if self.adopted else self.carried_auroc
+        return (self.labelled, after, self.in_use_auroc)
 
     def meta(self) -> dict[str, object]:
         """What the refit's ``meta`` says of it."""
@@ -453,6 +474,7 @@ def refit_probe(
     *,
     traffic_weight: float,
     seed: int,
+    in_use: DifficultyModel | None = None,
 ) -> ProbeRefit:
     """The probe fitted again with the labelled requests' prompt vectors (module docstring).
 
@@ -463,6 +485,8 @@ def refit_probe(
         feature_threshold: The refitted feature stage's threshold.
         traffic_weight: What one labelled request counts for, in calibration answers.
         seed: Seeds the folds.
+        in_use: The model in use, whose two stages are scored on the same requests (None:
+            not scored).
 
     Returns:
         The refitted probe and how it compares with ``carried`` on the labelled requests (no
@@ -498,8 +522,30 @@ def refit_probe(
         ]
     )
     carried_auroc = auroc(two_stage_scores(scores[traffic], settled, carried.band), wrong[traffic])
+    in_use_auroc = math.nan
+    if in_use is not None and in_use.probe is not None:
+        requests = [
+            examples[i]
+            for i, labelled_request in zip(usable, traffic, strict=True)
+            if labelled_request
+        ]
+        own = in_use.scores(np.stack([example.features for example in requests]))
+        stage = in_use.probe
+        in_use_settled = np.array(
+            [
+                stage.settle(float(score), stage.score(vector))
+                for score, vector in zip(own, vectors[traffic], strict=True)
+            ]
+        )
+        in_use_auroc = auroc(two_stage_scores(own, in_use_settled, stage.band), wrong[traffic])
     return ProbeRefit(
-        fitted.probe, labelled, fitted.band_share, carried_auroc, fitted.cv_two_stage_auroc
+        fitted.probe,
+        labelled,
+        fitted.band_share,
+        carried_auroc,
+        fitted.cv_two_stage_auroc,
+        labelled_wrong,
+        in_use_auroc,
     )
 
 
@@ -511,6 +557,7 @@ def review(
     before: float,
     *,
     traffic: tuple[int, float, float] | None = None,
+    both: tuple[int, float, float] | None = None,
 ) -> str | None:
     """Why a refit must not replace the model in use (module docstring), or None.
 
@@ -524,6 +571,10 @@ def review(
             count and the refit's (each scored by a fit that did not see it) and the current
             model's AUROC on them; the comparison with the model in use is then made on them
             alone.
+        both: When enough labelled requests carry a prompt vector
+            (:meth:`ProbeRefit.judged`), their count and the refit's and the model in use's
+            AUROC on them, both stages together: the comparison is then made on what the
+            router decides.
 
     Returns:
         One sentence without a final full stop, or None.
@@ -541,6 +592,15 @@ def review(
             f"the refit ranks the {held} held-out examples worse than their length does "
             f"(held-out AUROC {after:.3f}, against {length:.3f} for prompt length)"
         )
+    if both is not None and not math.isnan(both[2]):
+        requests, after_both, before_both = both
+        if not after_both > before_both:
+            return (
+                f"the refit does not improve on the model in use on the {requests} labelled "
+                f"requests with a prompt vector, both stages together, each scored by a fit "
+                f"that did not see it (AUROC {after_both:.3f}, against {before_both:.3f} now)"
+            )
+        return None
     if traffic is not None:
         requests, after_traffic, before_traffic = traffic
         if not math.isnan(before_traffic) and not after_traffic > before_traffic:
