@@ -138,7 +138,11 @@ def _print_labels(labels: list[LabelCount], out: TextIO) -> None:
     """One line per local model: its labels by source, and how many a refit can use."""
     for index, count in enumerate(labels):
         model = f"model {count.model_sha256[:12]}" if count.model_sha256 else "no signal kept"
-        usable = f"; {count.usable:,} usable by a refit" if count.model_sha256 else ""
+        usable = (
+            f"; {count.usable:,} usable by a refit, {count.with_vector:,} with a prompt vector"
+            if count.model_sha256
+            else ""
+        )
         name = "labels" if index == 0 else ""
         print(
             f"{name:<13} {model}: {count.feedback:,} feedback, {count.shadow:,} shadow, "

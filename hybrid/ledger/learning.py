@@ -236,6 +236,8 @@ class LabelCount:
         cascade: Labels from the cascade (local answers that declined).
         usable: Requests a refit can learn from: a kept signal with a shadow or a cascade
             label, or with feedback on a local answer.
+        with_vector: Of those, how many kept the local model's prompt vector (what refits
+            the model stage).
     """
 
     model_sha256: str | None
@@ -243,6 +245,7 @@ class LabelCount:
     shadow: int = 0
     usable: int = 0
     cascade: int = 0
+    with_vector: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (``/v1/hybrid/stats``' ``labels`` entries)."""
@@ -252,6 +255,7 @@ class LabelCount:
             "shadow": self.shadow,
             "cascade": self.cascade,
             "usable": self.usable,
+            "with_vector": self.with_vector,
         }
 
 
@@ -426,13 +430,19 @@ def counts(conn: Database) -> list[LabelCount]:
             COUNT(*) FILTER (WHERE l.source = 'feedback'),
             COUNT(*) FILTER (WHERE l.source = 'shadow'),
             COUNT(DISTINCT l.request_id) FILTER (WHERE s.seq IS NOT NULL AND {_USABLE}),
-            COUNT(*) FILTER (WHERE l.source = 'cascade')
+            COUNT(*) FILTER (WHERE l.source = 'cascade'),
+            COUNT(DISTINCT l.request_id) FILTER (
+                WHERE s.seq IS NOT NULL AND s.vector IS NOT NULL AND {_USABLE}
+            )
         FROM labels l LEFT JOIN signals s ON s.request_id = l.request_id
         GROUP BY s.model_sha256
         ORDER BY s.model_sha256 IS NULL, s.model_sha256
         """
     ).fetchall()
-    return [LabelCount(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in rows]
+    return [
+        LabelCount(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]))
+        for row in rows
+    ]
 
 
 def _signal(row: Sequence[Any]) -> Signal:

@@ -259,7 +259,16 @@ def test_feedback_labels_an_answer_and_a_second_label_replaces_the_first(app_for
         (request_id, False, "wrong capital")
     ]
     counts = client.get("/v1/hybrid/stats").json()["labels"]
-    assert counts == [{"model_sha256": sha, "feedback": 1, "shadow": 0, "cascade": 0, "usable": 1}]
+    assert counts == [
+        {
+            "model_sha256": sha,
+            "feedback": 1,
+            "shadow": 0,
+            "cascade": 0,
+            "usable": 1,
+            "with_vector": 0,
+        }
+    ]
 
 
 def test_feedback_for_an_unknown_request_is_a_404_that_says_what_to_send(app_for: Any) -> None:
@@ -359,7 +368,14 @@ def test_a_shadowed_local_answer_is_graded_against_the_cloud_and_its_cost_counts
     assert totals["cloud_spend_usd"] == pytest.approx(shadow.cloud_cost_usd)
     assert stats["budget"]["daily_spend_usd"] == pytest.approx(shadow.cloud_cost_usd)
     assert stats["labels"] == [
-        {"model_sha256": sha, "feedback": 0, "shadow": 1, "cascade": 0, "usable": 1}
+        {
+            "model_sha256": sha,
+            "feedback": 0,
+            "shadow": 1,
+            "cascade": 0,
+            "usable": 1,
+            "with_vector": 0,
+        }
     ]
 
 
@@ -447,7 +463,14 @@ def test_a_local_answer_the_cascade_discards_for_declining_is_labelled_bad(
     ]
     assert sorted(record.leg or "" for record in records) == ["cascade_cloud", "cascade_local"]
     assert client.get("/v1/hybrid/stats").json()["labels"] == [
-        {"model_sha256": sha, "feedback": 0, "shadow": 0, "cascade": 1, "usable": 1}
+        {
+            "model_sha256": sha,
+            "feedback": 0,
+            "shadow": 0,
+            "cascade": 1,
+            "usable": 1,
+            "with_vector": 0,
+        }
     ]
 
 

@@ -106,7 +106,7 @@ def replay(
     *,
     url: str | None = None,
     cascade: bool = False,
-    vectors: Sequence[np.ndarray] | None = None,
+    vectors: Sequence[np.ndarray | None] | None = None,
 ) -> None:
     """Write each request as the server does: its record, its signal, and a label (into the
     shared ledger's database at ``url``, when given); ``vectors`` are the local model's

@@ -19,7 +19,14 @@ from hybrid.ledger.writer import LedgerWriter
 SHA = "cd" * 32
 
 
-def signal(request_id: str, *, route: str = "local", at: float = T0, sha: str = SHA) -> Signal:
+def signal(
+    request_id: str,
+    *,
+    route: str = "local",
+    at: float = T0,
+    sha: str = SHA,
+    vector: bool = True,
+) -> Signal:
     return Signal.of(
         request_id=request_id,
         time=at,
@@ -29,7 +36,7 @@ def signal(request_id: str, *, route: str = "local", at: float = T0, sha: str = 
         route=route,
         score=0.25,
         prompt_chars=42,
-        vector=np.array([0.5, -1.0, 2.0]),
+        vector=np.array([0.5, -1.0, 2.0]) if vector else None,
     )
 
 
@@ -61,7 +68,9 @@ def test_signals_and_labels_round_trip_through_the_writer(tmp_path: Path) -> Non
         ]
         [row] = store.labelled(SHA)
         assert (row.feedback, row.shadow) == (False, False)
-        assert store.label_counts() == [LabelCount(SHA, feedback=1, shadow=1, usable=1)]
+        assert store.label_counts() == [
+            LabelCount(SHA, feedback=1, shadow=1, usable=1, with_vector=1)
+        ]
     finally:
         store.close()
 
@@ -135,11 +144,13 @@ def test_feedback_on_a_cloud_answer_is_counted_but_not_usable(tmp_path: Path) ->
                 Label("orphan", "feedback", False, T0),  # no signal kept for it
                 signal("other", sha="ef" * 32),
                 Label("other", "shadow", True, T0),
+                signal("bare", sha="ef" * 32, vector=False),  # no prompt vector kept
+                Label("bare", "shadow", False, T0),
             ],
         )
         assert store.label_counts() == [
             LabelCount(SHA, feedback=1, shadow=0, usable=0),
-            LabelCount("ef" * 32, feedback=0, shadow=1, usable=1),
+            LabelCount("ef" * 32, feedback=0, shadow=2, usable=2, with_vector=1),
             LabelCount(None, feedback=1, shadow=0, usable=0),
         ]
     finally:
@@ -160,7 +171,9 @@ def test_a_cascade_label_on_a_cloud_answer_is_usable_and_read_back_with_its_sign
                 Label("f", "feedback", True, T0),
             ],
         )
-        assert store.label_counts() == [LabelCount(SHA, feedback=1, shadow=0, usable=1, cascade=1)]
+        assert store.label_counts() == [
+            LabelCount(SHA, feedback=1, shadow=0, usable=1, cascade=1, with_vector=1)
+        ]
         rows = {row.signal.request_id: row for row in store.labelled(SHA)}
         assert (rows["d"].feedback, rows["d"].shadow, rows["d"].cascade) == (None, None, False)
         assert (rows["f"].feedback, rows["f"].cascade) == (True, None)

@@ -359,19 +359,28 @@ def test_hybrid_stats_counts_each_models_labels_by_source(
 ) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("HYBRID_HOME", str(home))
-    replay(home / "ledger.sqlite3", traffic(2, 30, "zebra"))
+    # The first 15 requests kept the local model's vector of their prompt.
+    vectors = [np.ones(8, dtype=np.float32) if i < 15 else None for i in range(30)]
+    replay(home / "ledger.sqlite3", traffic(2, 30, "zebra"), vectors=vectors)
     commands = {"stats": "hybrid.cli.stats"}
 
     assert main(["stats", "--json"], commands=commands) == 0
     labels = json.loads(capsys.readouterr().out)["labels"]
-    # 10 people's labels (3 of them on cloud answers), 20 shadow labels.
+    # 10 people's labels (3 of them on cloud answers: requests 4, 13 and 22), 20 shadow labels.
     assert labels == [
-        {"model_sha256": SHA, "feedback": 10, "shadow": 20, "cascade": 0, "usable": 27}
+        {
+            "model_sha256": SHA,
+            "feedback": 10,
+            "shadow": 20,
+            "cascade": 0,
+            "usable": 27,
+            "with_vector": 13,
+        }
     ]
     assert main(["stats"], commands=commands) == 0
     assert (
-        "labels        model abababababab: 10 feedback, 20 shadow, 0 cascade; 27 usable by a refit"
-        in (capsys.readouterr().out)
+        "labels        model abababababab: 10 feedback, 20 shadow, 0 cascade; 27 usable by a "
+        "refit, 13 with a prompt vector" in (capsys.readouterr().out)
     )
 
 
