@@ -177,11 +177,12 @@ class LearnSettings(BaseModel):
         "scored requests in the ledger, for refitting; 0 keeps none.",
     )
     prompt_vectors: bool = Field(
-        default=True,
+        default=False,
         description="Keep the local model's vector of each prompt it answers with the "
-        "request's features (read in the context that answers: no second prefill), so that "
-        "a refit from labelled requests can refit the model stage too; false keeps a vector "
-        "only when the model stage decided.",
+        "request's features, so that a refit from labelled requests (feedback, shadow) can "
+        "refit the model stage too. Read in the context that answers (no second prefill), "
+        "it still delays each such answer's first token by one token evaluated again; false "
+        "keeps a vector only when the model stage decided.",
     )
     shadow_rate: float = Field(
         default=0.0,
