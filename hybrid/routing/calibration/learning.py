@@ -515,29 +515,12 @@ def refit_probe(
         sample_weight=np.where(traffic, traffic_weight, 1.0),
         judged=traffic,
     )
-    settled = np.array(
-        [
-            carried.settle(score, carried.score(vector))
-            for score, vector in zip(scores[traffic], vectors[traffic], strict=True)
-        ]
-    )
-    carried_auroc = auroc(two_stage_scores(scores[traffic], settled, carried.band), wrong[traffic])
+    carried_auroc = _two_stage_auroc(carried, scores[traffic], vectors[traffic], wrong[traffic])
     in_use_auroc = math.nan
     if in_use is not None and in_use.probe is not None:
-        requests = [
-            examples[i]
-            for i, labelled_request in zip(usable, traffic, strict=True)
-            if labelled_request
-        ]
+        requests = [examples[i] for i, asked in zip(usable, traffic, strict=True) if asked]
         own = in_use.scores(np.stack([example.features for example in requests]))
-        stage = in_use.probe
-        in_use_settled = np.array(
-            [
-                stage.settle(float(score), stage.score(vector))
-                for score, vector in zip(own, vectors[traffic], strict=True)
-            ]
-        )
-        in_use_auroc = auroc(two_stage_scores(own, in_use_settled, stage.band), wrong[traffic])
+        in_use_auroc = _two_stage_auroc(in_use.probe, own, vectors[traffic], wrong[traffic])
     return ProbeRefit(
         fitted.probe,
         labelled,
@@ -547,6 +530,20 @@ def refit_probe(
         labelled_wrong,
         in_use_auroc,
     )
+
+
+def _two_stage_auroc(
+    probe: ProbeStage, feature_scores: np.ndarray, vectors: np.ndarray, wrong: np.ndarray
+) -> float:
+    """AUROC of the two stages as the router decides: ``probe`` settles the feature scores
+    inside its band."""
+    settled = np.array(
+        [
+            probe.settle(float(score), probe.score(vector))
+            for score, vector in zip(feature_scores, vectors, strict=True)
+        ]
+    )
+    return auroc(two_stage_scores(feature_scores, settled, probe.band), wrong)
 
 
 def review(
