@@ -13,7 +13,8 @@ probe's vector) against the plain prefill of the same prompt (an answer's time t
 on a cache that does not hold it), both measured here, in the same run.  The ratio is the
 model stage's share of the prefill it reuses; when the probe escalates, that time is wasted
 (the cloud answers), and the table says how much; when it keeps the request local, the answer
-then evaluates one token anew, and the table shows that answer's time to first token.  Each
+then starts from the logits the probe's decode left, and the table shows that answer's time to
+first token and the prompt tokens it evaluated anew.  Each
 figure is the best of ``--repeats`` interleaved runs, the one least disturbed by other load.
 
 Then the *cascade's opening* (``routing.cascade``, :func:`hybrid.routing.cascade.read_opening`),

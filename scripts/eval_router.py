@@ -22,7 +22,9 @@ oracle and family-rate rules, each with a 95 % bootstrap interval (items resampl
 5. the shipped router at each word weight (``fitting.WORD_WEIGHTS``: how much the hashed word
    n-grams count) under LOFO, on those traffic sets with no label, and on the external sets;
    the weight the traffic sets rank best is the one ``hybrid calibrate`` should fit with
-   (``fitting.WORD_WEIGHT``), and the script says when it is not.
+   (``fitting.WORD_WEIGHT``), and the script says when it is not;
+6. the router shipped before (``scripts/router_before.py``, for the embedded model only) beside
+   the router shipped now, on the same items.
 
 Usage:
     python scripts/eval_router.py [--per-category 60] [--external 200] [--seed 0]
@@ -40,6 +42,14 @@ from pathlib import Path
 
 import numpy as np
 from external_sets import TRAFFIC_SETS, load_all
+from router_before import (
+    BEFORE_WORD_WEIGHT,
+    NOW,
+    Collection,
+    added_families,
+    against_before,
+    load_before,
+)
 from router_cascade import on_declines
 from router_folds import (
     FAMILY_MEAN,
@@ -131,7 +141,14 @@ def main() -> int:
     generated = labelled(items, answers["answers"])
     outside = labelled(external, answers["external"])
     users = labelled(traffic, answers["traffic"])
-    result = evaluate(generated, outside, users, seed=args.seed, resamples=args.resamples)
+    result = evaluate(
+        generated,
+        outside,
+        users,
+        seed=args.seed,
+        resamples=args.resamples,
+        before=load_before(sha256),
+    )
     spread = random_split_aurocs(generated, seeds=range(args.seed, args.seed + args.splits))
     explored = explore(generated, seed=args.seed) if args.explore else None
     learned, reference = learn_from_traffic(generated, users, seed=args.seed)
@@ -269,10 +286,17 @@ async def _run_model(
 
 
 def evaluate(
-    generated: Labelled, external: Labelled, traffic: Labelled, *, seed: int, resamples: int
+    generated: Labelled,
+    external: Labelled,
+    traffic: Labelled,
+    *,
+    seed: int,
+    resamples: int,
+    before: DifficultyModel | None = None,
 ) -> Evaluation:
-    """LOFO over the generated families, and the external check, for every router; and the
-    shipped router at each word weight (:func:`word_weight_orders`)."""
+    """LOFO over the generated families, and the external check, for every router; the
+    shipped router at each word weight (:func:`word_weight_orders`); and, given the router
+    shipped before (``router_before.load_before``), it beside the router shipped now."""
     folds, order = lofo_folds(generated, seed=seed)
     lofo = folds.scores(seed) | baseline_scores(generated)
     lofo[FAMILY_MEAN] = family_means(lofo["features"], generated.families)
@@ -317,8 +341,49 @@ def evaluate(
         "external": over_orders(read, external.wrong, seeds=range(ORDERS)),
     }
     users = fit_and_read(generated, traffic, seed=seed)
-    by_weight = word_weight_orders(
-        generated, external, traffic, seed=seed, fitted={WORD_WEIGHT: (folds, read, users)}
+    fitted = {WORD_WEIGHT: (folds, read, users)} | {
+        weight: fit_all(generated, external, traffic, seed=seed, word_weight=weight)
+        for weight in WORD_WEIGHTS
+        if weight != WORD_WEIGHT
+    }
+    by_weight = word_weight_orders(generated, external, traffic, fitted=fitted)
+    recipe = fitted.get(BEFORE_WORD_WEIGHT) or fit_all(
+        generated, external, traffic, seed=seed, word_weight=BEFORE_WORD_WEIGHT
+    )
+    before_rows = (
+        against_before(
+            before,
+            [
+                Collection(
+                    "generated, every family (LOFO)",
+                    generated,
+                    recipe[0].scores(seed)["features"],
+                    lofo[NOW],
+                    np.ones(len(generated.items), dtype=bool),
+                    False,
+                ),
+                Collection(
+                    "generated, the six families added since (LOFO)",
+                    generated,
+                    recipe[0].scores(seed)["features"],
+                    lofo[NOW],
+                    added_families(generated.families),
+                    True,
+                ),
+                *(
+                    Collection(where, data, reader.scores(seed)["features"], now, every, True)
+                    for where, data, reader, now in (
+                        ("external", external, recipe[1], scored[NOW]),
+                        ("traffic", traffic, recipe[2], users.scores(seed)[NOW]),
+                    )
+                    for every in [np.ones(len(data.items), dtype=bool)]
+                ),
+            ],
+            seed=seed,
+            resamples=resamples,
+        )
+        if before is not None
+        else []
     )
     cascade = {
         where: on_declines(reader, data, orders=range(ORDERS))
@@ -340,6 +405,20 @@ def evaluate(
         orders,
         by_weight,
         cascade,
+        before_rows,
+    )
+
+
+def fit_all(
+    generated: Labelled, external: Labelled, traffic: Labelled, *, seed: int, word_weight: float
+) -> tuple[Folds, Read, Read]:
+    """The routers at one word weight: the LOFO folds, and the reads of the external and the
+    traffic sets by the routers fitted on every generated item."""
+    options = FitOptions(word_weight=word_weight)
+    return (
+        lofo_folds(generated, seed=seed, options=options)[0],
+        fit_and_read(generated, external, seed=seed, options=options),
+        fit_and_read(generated, traffic, seed=seed, options=options),
     )
 
 
@@ -348,34 +427,26 @@ def word_weight_orders(
     external: Labelled,
     traffic: Labelled,
     *,
-    seed: int,
     fitted: dict[float, tuple[Folds, Read, Read]],
 ) -> dict[float, dict[str, dict[str, dict[str, list[float]]]]]:
-    """The ``+recent`` routers over the arrival orders (:func:`over_orders`) at each of
-    :data:`WORD_WEIGHTS`: under LOFO, on the traffic sets with no label (fitted on every
+    """The ``+recent`` routers over the arrival orders (:func:`over_orders`) at each word
+    weight of ``fitted``: under LOFO, on the traffic sets with no label (fitted on every
     generated item), and on the external sets.
 
     Args:
-        fitted: The LOFO folds, the external and the traffic reads already fitted at a word
-            weight.
+        fitted: Word weight to :func:`fit_all`.
 
     Returns:
         Word weight to ``"LOFO"``, ``"traffic"`` and ``"external"`` to :func:`over_orders`.
     """
-    out = {}
-    for weight in WORD_WEIGHTS:
-        options = FitOptions(word_weight=weight)
-        folds, read, users = fitted.get(weight) or (
-            lofo_folds(generated, seed=seed, options=options)[0],
-            fit_and_read(generated, external, seed=seed, options=options),
-            fit_and_read(generated, traffic, seed=seed, options=options),
-        )
-        out[weight] = {
+    return {
+        weight: {
             "LOFO": over_orders(folds, generated.wrong, seeds=range(ORDERS)),
             "traffic": over_orders(users, traffic.wrong, seeds=range(ORDERS)),
             "external": over_orders(read, external.wrong, seeds=range(ORDERS)),
         }
-    return out
+        for weight, (folds, read, users) in fitted.items()
+    }
 
 
 def explore(generated: Labelled, *, seed: int) -> dict[str, float]:

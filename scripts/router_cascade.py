@@ -13,13 +13,12 @@ price is the local answer it discards (and the wait for it).
 
 from __future__ import annotations
 
-import statistics
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from router_folds import Folds, Labelled, Read, kept_local
+from router_folds import Folds, Labelled, Read, kept_local, mean_range
 
 from hybrid.routing.calibration.metrics import auroc
 
@@ -89,17 +88,10 @@ def on_declines(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) 
     )
 
 
-def _spread(values: Sequence[float], fmt: str = "{:.3f}") -> str:
-    return (
-        f"{fmt.format(statistics.mean(values))} "
-        f"({fmt.format(min(values))}-{fmt.format(max(values))})"
-    )
-
-
 def cascade_summary(collections: Mapping[str, Collection]) -> str:
     """The report summary's bullet: AUROC alone and with the cascade, per collection."""
     parts = ", ".join(
-        f"{where} {_spread(c.alone).split(' ')[0]} to {_spread(c.cascaded).split(' ')[0]}"
+        f"{where} {mean_range(c.alone).split(' ')[0]} to {mean_range(c.cascaded).split(' ')[0]}"
         for where, c in collections.items()
     )
     return textwrap.fill(
@@ -118,8 +110,8 @@ def cascade_section(collections: Mapping[str, Collection]) -> str:
     rows = "\n".join(
         f"| {where} | {c.n} | {c.declined:.0%} | "
         + ("-" if np.isnan(c.declined_wrong) else f"{c.declined_wrong:.0%}")
-        + f" | {c.flag:.3f} | {_spread(c.alone)} | {_spread(c.cascaded)} | "
-        f"{_spread(c.kept_alone, '{:.0%}')} | {_spread(c.kept_cascaded, '{:.0%}')} |"
+        + f" | {c.flag:.3f} | {mean_range(c.alone)} | {mean_range(c.cascaded)} | "
+        f"{mean_range(c.kept_alone, '{:.0%}')} | {mean_range(c.kept_cascaded, '{:.0%}')} |"
         for where, c in collections.items()
     )
     n_orders = len(next(iter(collections.values())).alone)

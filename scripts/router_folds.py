@@ -28,6 +28,7 @@ says little about a kind of prompt it has not.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -403,6 +404,16 @@ class Figure:
         if math.isnan(self.low):
             return fmt.format(self.value)
         return f"{fmt.format(self.value)} ({fmt.format(self.low)}-{fmt.format(self.high)})"
+
+
+def mean_range(values: Sequence[float], fmt: str = "{:.3f}") -> str:
+    """The mean and, in brackets, the lowest and the highest; ``-`` when there is none."""
+    if not values:
+        return "-"
+    return (
+        f"{fmt.format(statistics.mean(values))} "
+        f"({fmt.format(min(values))}-{fmt.format(max(values))})"
+    )
 
 
 def kept_local(scores: np.ndarray, wrong: np.ndarray) -> float:

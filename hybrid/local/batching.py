@@ -19,11 +19,14 @@ decides it); otherwise the slot is cleared and the prompt read whole.
 **The last prompt token alone.**  A prompt's tokens but the last are evaluated first; its last
 token joins a later step, as the only token of that request in it.  An embedding
 (:meth:`BatchScheduler.embed`) evaluates the last token with embeddings on, in a decode of its
-own (with embeddings on llama.cpp outputs every token of a batch); an answer to the same
-prompt right after finds everything cached and evaluates that last token again the same way, so
-alone on the model it gives the answer it would have given without the embedding.  Decoding
-beside other requests, an answer may differ in the last digits of its logits (llama.cpp's sums
-depend on the batch), as with any batched server.
+own (with embeddings on llama.cpp outputs every token of a batch).  That decode gives the last
+token's logits too: the slot keeps them with its cache, and an answer to the same prompt right
+after starts from them, with no prompt token evaluated again.  They are the logits an answer
+would get from its last prompt token alone on the model, to llama.cpp's last digits (with
+embeddings on it computes the same layers; 40 external prompts of ``scripts/eval_router.py``
+gave the same greedy first token, log-probabilities within 0.005).  Decoding beside other
+requests, an answer may differ in the last digits of its logits (llama.cpp's sums depend on the
+batch), as with any batched server.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ class _Slot:
     cached: list[int] = field(default_factory=list)
     request: _Request | None = None
     used: int = 0
+    # The logits after the last cached token, kept by an embedding (None once a token is added).
+    logits: np.ndarray | None = None
 
 
 class BatchScheduler:
@@ -261,7 +266,13 @@ class BatchScheduler:
     def _start(self, slot: _Slot, request: _Request) -> None:
         import llama_cpp
 
-        keep = min(_common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
+        kept, slot.logits = slot.logits, None
+        common = _common_prefix(slot.cached, request.tokens)
+        whole = common == len(slot.cached) == len(request.tokens)
+        if kept is not None and request.job is not None and whole:
+            self._answer_from(slot, request, kept)
+            return
+        keep = min(common, len(request.tokens) - 1)
         memory, seq = self._memory, slot.seq
         if keep < len(slot.cached):
             if not llama_cpp.llama_memory_seq_rm(memory, seq, keep, -1):
@@ -278,6 +289,17 @@ class BatchScheduler:
         slot.request = request
         request.position = request.reused = keep
         request.evaluated = len(request.tokens) - keep
+        self._prepare(request)
+
+    def _answer_from(self, slot: _Slot, request: _Request, logits: np.ndarray) -> None:
+        """Start an answer whose whole prompt is cached, from the logits an embedding kept."""
+        slot.request = request
+        request.position = request.reused = len(request.tokens)
+        request.evaluated = 0
+        self._prepare(request)
+        self._sample(slot, None, 1, logits=logits)
+
+    def _prepare(self, request: _Request) -> None:
         job = request.job
         if job is not None:
             request.sampler = SamplerChain(
@@ -356,6 +378,7 @@ class BatchScheduler:
         batch.seq_id[at][0] = slot.seq
         batch.logits[at] = logits
         slot.cached.append(token)
+        slot.logits = None
 
     def _embed_last(self, slot: _Slot) -> None:
         """Evaluate an embedding's last prompt token alone, with embeddings on."""
@@ -375,6 +398,10 @@ class BatchScheduler:
                 if pointer
                 else None
             )
+            row = llama_cpp.llama_get_logits_ith(self._ctx, 0) if vector is not None else None
+            logits = (
+                np.ctypeslib.as_array(row, shape=(self._pieces.n_vocab,)).copy() if row else None
+            )
         finally:
             llama_cpp.llama_set_embeddings(self._ctx, False)
         if status != 0:
@@ -389,11 +416,15 @@ class BatchScheduler:
             )
             return
         request.vector = vector
+        slot.logits = logits
         self.last_evaluated = request.evaluated
         self._release(slot)
 
-    def _sample(self, slot: _Slot, index: int, batch_size: int) -> None:
-        """Sample a request's next token from its output row and pass its text on."""
+    def _sample(
+        self, slot: _Slot, index: int | None, batch_size: int, *, logits: np.ndarray | None = None
+    ) -> None:
+        """Sample a request's next token from its output row (the batch's ``index``-th, or
+        ``logits`` kept from an earlier decode) and pass its text on."""
         import llama_cpp
 
         request = slot.request
@@ -403,11 +434,16 @@ class BatchScheduler:
         job = request.job
         request.batch_total += batch_size
         request.batch_steps += 1
-        logits = None
-        if job.top_logprobs is not None:
-            pointer = llama_cpp.llama_get_logits_ith(self._ctx, index)
-            logits = np.ctypeslib.as_array(pointer, shape=(self._pieces.n_vocab,)).copy()
-        token = request.sampler.sample(self._ctx, index)
+        if index is None:
+            assert logits is not None
+            token = request.sampler.sample_row(logits)
+        else:
+            if job.top_logprobs is not None:
+                pointer = llama_cpp.llama_get_logits_ith(self._ctx, index)
+                logits = np.ctypeslib.as_array(pointer, shape=(self._pieces.n_vocab,)).copy()
+            token = request.sampler.sample(self._ctx, index)
+        if job.top_logprobs is None:
+            logits = None
         if request.first_at is None:
             request.first_at = time.perf_counter()
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):

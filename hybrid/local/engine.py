@@ -230,7 +230,8 @@ class LlamaEngine:
         before its answer's last event is emitted.
 
         The rest of that prompt came from its slot's cache: a generation right after an
-        embedding of the same prompt evaluates 1 (its last token, for its logits).
+        embedding of the same prompt evaluates none (it starts from the logits the embedding
+        left).
         """
         return self._scheduler.last_evaluated
 
@@ -338,10 +339,10 @@ class LlamaEngine:
         position has attended to the whole prompt, so it summarises all of it.
 
         The prompt is evaluated in a slot as :meth:`run` evaluates it (after the cached start,
-        its last token alone) and stays in that slot's cache: a :meth:`run` of the same tokens
-        next evaluates its last token only.  The same prompt from the same cache gives the
-        same vector, bit for bit; from another cache (another start reused) it is evaluated in
-        other batches, and differs in the last digits.
+        its last token alone) and stays in that slot's cache with its last token's logits: a
+        :meth:`run` of the same tokens next evaluates no prompt token.  The same prompt from
+        the same cache gives the same vector, bit for bit; from another cache (another start
+        reused) it is evaluated in other batches, and differs in the last digits.
 
         Args:
             tokens: The tokenized prompt (at least one token).

@@ -14,7 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from hybrid.errors import GenerationError
 from hybrid.generation import TokenLogprob, TopLogprob
+
+# llama.cpp's ``llama_token_data``: a token, its logit and its probability.
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 # llama.cpp's defaults for the samplers hybrid does not expose.
 TOP_K = 40
@@ -73,6 +77,30 @@ class SamplerChain:
             pointer = llama_cpp.llama_get_logits_ith(ctx, index)
             return int(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).argmax())
         return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+
+    def sample_row(self, logits: np.ndarray) -> int:
+        """Sample from a row of logits kept from an earlier decode, and accept the token.
+
+        The chain is applied to the row as ``llama_sampler_sample`` applies it to a row of the
+        context's output: every token a candidate, then the samplers in order.
+        """
+        import llama_cpp
+
+        if self._argmax:
+            return int(logits.argmax())
+        data = np.empty(len(logits), dtype=_TOKEN_DATA)
+        data["id"] = np.arange(len(logits), dtype=np.int32)
+        data["logit"] = logits
+        data["p"] = 0.0
+        candidates = llama_cpp.llama_token_data_array(
+            data.ctypes.data_as(llama_cpp.llama_token_data_p), len(logits), -1, False
+        )
+        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(candidates))
+        if not 0 <= candidates.selected < candidates.size:
+            raise GenerationError("llama.cpp's sampler selected no token")
+        token = int(candidates.data[candidates.selected].id)
+        llama_cpp.llama_sampler_accept(self._chain, token)
+        return token
 
     def close(self) -> None:
         """Free the chain (and the samplers it holds)."""

@@ -9,15 +9,16 @@ ProbeStage.settle`), decides instead.  Clear cases never reach the model; every 
 (privacy, capability, length, capacity) stays ahead and unchanged.
 
 The vector costs the prompt's prefill on the local model's queue.  When the probe keeps the
-request local, the answer starts from the prompt already in the context's cache and evaluates
-only its last token again; when it escalates, that prefill is the price of asking.  The look
+request local, the answer starts from the prompt already in the context's cache and from the
+logits its vector's decode left, evaluating no prompt token again; when it escalates, that
+prefill is the price of asking.  The look
 is a hand-off on the local queue: background work (calibration) waits for the answer that
 follows it, so that it does not evict the prompt in between; an escalation releases it.
 
 A request the feature stage keeps local outside the band can still have its vector read
 (``learn``: ``routing.learn.prompt_vectors``), on the same terms: its answer starts from the
-prompt already in the cache, so the vector costs a queue hand-off and one token evaluated
-again, not a prefill.  It is read only while a slot is free, so that it never waits.  The
+prompt already in the cache, so the vector costs a queue hand-off and the hidden state's
+read, not a prefill.  It is read only while a slot is free, so that it never waits.  The
 decision does not change; the ledger keeps the vector with the request's signal, so that a
 refit from labelled traffic can refit the model stage too
 (:mod:`hybrid.routing.calibration.learning`).  When it cannot be read, there is none.

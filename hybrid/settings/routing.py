@@ -180,9 +180,10 @@ class LearnSettings(BaseModel):
         default=False,
         description="Keep the local model's vector of each prompt it answers with the "
         "request's features, so that a refit from labelled requests (feedback, shadow) can "
-        "refit the model stage too. Read in the context that answers (no second prefill), "
-        "it still delays each such answer's first token by one token evaluated again; false "
-        "keeps a vector only when the model stage decided.",
+        "refit the model stage too. Read in the context that answers (no second prefill, no "
+        "prompt token evaluated again), it still delays each such answer's first token by the "
+        "hidden state's read (a few ms); false keeps a vector only when the model stage "
+        "decided.",
     )
     shadow_rate: float = Field(
         default=0.0,

@@ -224,9 +224,12 @@ def test_the_report_reads_the_shipped_router_at_every_word_weight(folds: ModuleT
     )
 
     with script("eval_router") as evaluation:
-        by_weight = evaluation.word_weight_orders(
-            data, external, traffic, seed=0, fitted={WORD_WEIGHT: shipped}
-        )
+        fitted = {WORD_WEIGHT: shipped} | {
+            weight: evaluation.fit_all(data, external, traffic, seed=0, word_weight=weight)
+            for weight in WORD_WEIGHTS
+            if weight != WORD_WEIGHT
+        }
+        by_weight = evaluation.word_weight_orders(data, external, traffic, fitted=fitted)
 
     assert set(by_weight) == set(WORD_WEIGHTS)
     for places in by_weight.values():

@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hybrid.generation import GenerationDone, GenerationRequest, SamplingParams, TextDelta
+from hybrid.generation import (
+    GenerationDone,
+    GenerationRequest,
+    ResponseFormat,
+    SamplingParams,
+    TextDelta,
+    TokenLogprob,
+)
 from hybrid.local.backend import LocalBackend
 from hybrid.local.engine import LlamaEngine, LoadOptions
 from hybrid.local.prompt import ChatFormatter
@@ -113,6 +120,75 @@ def test_the_answer_after_the_vector_is_the_same_and_reuses_the_prompt(
     evaluated_after = engine.prompt_tokens_evaluated
     assert plain and after == plain
     # Without the vector the prompt is evaluated (all but the BOS the other prompt shares);
-    # after it, only its last token again (for the logits to sample from).
+    # after it, none: the answer starts from the logits the vector's decode left.
     assert evaluated_plain >= prompt_tokens - 1 > 10
-    assert evaluated_after == 1
+    assert evaluated_after == 0
+
+
+def answer_events(
+    backend: LocalBackend, request: GenerationRequest
+) -> tuple[str, list[TokenLogprob]]:
+    async def scenario() -> tuple[str, list[TokenLogprob]]:
+        generation = await backend.start(request)
+        text, logprobs = "", []
+        async for event in generation:
+            if isinstance(event, TextDelta):
+                text += event.text
+                logprobs.extend(event.logprobs)
+        return text, logprobs
+
+    return asyncio.run(scenario())
+
+
+def test_a_sampled_scored_or_constrained_answer_after_the_vector_starts_from_its_logits(
+    model: tuple[LocalBackend, LlamaEngine],
+) -> None:
+    backend, engine = model
+    requests = (
+        GenerationRequest(
+            "r",
+            prompt=QUESTION,
+            params=SamplingParams(max_tokens=12, temperature=0.8, seed=7, top_logprobs=3),
+        ),
+        GenerationRequest(
+            "r",
+            prompt=QUESTION,
+            params=SamplingParams(
+                max_tokens=12, temperature=0, response_format=ResponseFormat("json_object")
+            ),
+        ),
+    )
+    for request in requests:
+        answer(backend, ask(OTHER))
+        plain, plain_logprobs = answer_events(backend, request)
+        answer(backend, ask(OTHER))
+        embed(backend, request)
+        after, after_logprobs = answer_events(backend, request)
+        assert engine.prompt_tokens_evaluated == 0
+        assert after == plain and after
+        assert bool(after_logprobs) == (request.params.top_logprobs is not None)
+        assert [p.token for p in after_logprobs] == [p.token for p in plain_logprobs]
+        for kept, fresh in zip(after_logprobs, plain_logprobs, strict=True):
+            assert kept.logprob == pytest.approx(fresh.logprob, abs=0.02)
+            assert [t.token for t in kept.top] == [t.token for t in fresh.top]
+    # The last request is the constrained one: the grammar held.
+    assert after.lstrip().startswith("{")
+
+
+def test_the_kept_logits_serve_only_the_prompt_they_end(
+    model: tuple[LocalBackend, LlamaEngine],
+) -> None:
+    backend, engine = model
+    longer = ask(QUESTION + " The capital")
+    answer(backend, ask(OTHER))
+    plain, _ = answer(backend, longer)
+    answer(backend, ask(OTHER))
+    embed(backend, ask(QUESTION))
+    after, _ = answer(backend, longer)
+    # The vector's prompt is cached, so only the words after it are evaluated, and the answer
+    # samples from the logits of the longer prompt's own last token.
+    added = len(engine.tokenize(QUESTION + " The capital", add_bos=True)) - len(
+        engine.tokenize(QUESTION, add_bos=True)
+    )
+    assert engine.prompt_tokens_evaluated == added > 0
+    assert after == plain and after

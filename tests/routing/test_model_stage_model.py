@@ -104,4 +104,4 @@ def test_a_request_the_probe_keeps_local_is_answered_from_the_evaluated_prompt(
     assert plain_reason == "difficulty:0.50<=0.50"
     assert reason == "difficulty:0.50~probe:0.12<=0.50"
     assert text == plain and text
-    assert evaluated_plain > 10 and evaluated == 1
+    assert evaluated_plain > 10 and evaluated == 0
