@@ -189,8 +189,10 @@ def learning_section(learned: list[Learned], reference: float, traffic: Labelled
 
 Four more public sets stand in for a user's own traffic (table below); none is one of the
 external check's sets. The model in use is `hybrid calibrate`'s fit on every generated item.
-Of each set, *k* requests drawn at random are labelled with their grade (as a person's
-feedback or a shadow comparison would label them) and refitted on through `hybrid calibrate
+Of each set, *k* requests drawn at random are labelled with their grade (as shadow
+comparisons label them when they sample escalated requests, `routing.learn.local_shadow_rate`,
+as well as local ones; a person's feedback on local answers, or shadow sampling of local answers
+alone, labels only the requests kept local) and refitted on through `hybrid calibrate
 --from-ledger`'s own path, with the generated answers; the server adopts a refit only when
 it improves on the model in use (on the labelled requests once they hold 10 right and 10
 wrong, each scored by a fit that did not see it, both stages together). Each refit chooses

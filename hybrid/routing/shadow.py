@@ -27,6 +27,15 @@ collapsed) and compared as word sequences:
    ("Paris" in "The capital of France is Paris."): agreement 1;
 4. otherwise the word-overlap F1 (SQuAD's answer F1).
 
+**The other way round** (``routing.learn.local_shadow_rate``): that share of the requests the
+router *escalated* is also answered by the local model, on its low-priority lane (a job there
+starts only while no client request waits or runs), after the client has the cloud's answer,
+and the local answer is graded against the cloud's in the same way.  No cloud call is made.
+Labels from local answers alone come from the requests the router already finds easiest (with
+the shipped calibration of the embedded model it keeps a few percent of real prompts local), so
+a refit sees few wrong answers and none of the requests it escalates; this labels those too.
+At most :data:`LOCAL_PENDING` such answers wait or run at once; the rest are not sampled.
+
 The local answer is labelled good when the agreement reaches ``routing.learn.shadow_agreement``
 (0.5 by default).  **With a judge** (``routing.learn.judge_model``), a cloud model reads the
 question, the cloud answer as the reference and the local answer, and says ``yes`` or ``no``;
@@ -45,19 +54,27 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from random import Random
-from typing import Literal
+from typing import Any, Literal
 
 from hybrid.backend import collect
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import HybridError
 from hybrid.generation import GenerationRequest, Message, SamplingParams, Usage
 from hybrid.ledger.budget import Reservation
+from hybrid.routing.local_model import LocalAnswerer
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.reserving import Reserving
 
 log = logging.getLogger("hybrid.routing")
 
 SHORT_ANSWER_WORDS = 8
+
+LOCAL_PENDING = 2
+"""Local shadow answers waiting or running at most (each takes the low-priority lane in turn)."""
+
+LOCAL_MAX_TOKENS = 256
+"""A local shadow answer's output cap, beside the request's own (about as long as the cloud's
+answer, which is what it is compared with, and at most this)."""
 """An answer of at most this many words counts as agreeing when the other contains it whole."""
 
 JUDGE_MAX_TOKENS = 4
@@ -199,15 +216,27 @@ class ShadowOutcome:
 
     Attributes:
         request_id: The request compared.
-        shadow: The cloud call that answered the request again.
+        shadow: The cloud call that answered the request again; None when the local model
+            answered it again instead (a local shadow).
         grade: The local answer's grade; None when the cloud call failed.
         judge: The judge's call, when one graded.
+        against: The cloud model whose answer the local answer was graded against.
     """
 
     request_id: str
-    shadow: ShadowCall
+    shadow: ShadowCall | None
     grade: Grade | None
     judge: ShadowCall | None = None
+    against: CloudTarget | None = None
+
+    @property
+    def note(self) -> str:
+        """How the grade was reached, for the label."""
+        method = self.grade.method if self.grade is not None else "no grade"
+        if self.shadow is None:
+            reference = self.against.qualified if self.against is not None else "the cloud"
+            return f"{method}: a local answer in the background against {reference}"
+        return f"{method} against {self.shadow.target.qualified}"
 
 
 class Shadowing:
@@ -222,6 +251,10 @@ class Shadowing:
         judge: The judge model, or None to grade by word overlap.
         rng: Draws the sample.
         perf: Monotonic seconds, for the calls' latency.
+        local_rate: Share of the requests the router escalated that the local model answers
+            again in the background (0 turns it off).
+        local: The local model on its low-priority lane (raises :class:`HybridError` while it
+            is not ready); None: no local shadow.
     """
 
     def __init__(
@@ -235,8 +268,13 @@ class Shadowing:
         judge: CloudTarget | None = None,
         rng: Random | None = None,
         perf: Callable[[], float] = time.perf_counter,
+        local_rate: float = 0.0,
+        local: Callable[[], LocalAnswerer[Any]] | None = None,
     ) -> None:
         self._rate = rate
+        self._local_rate = local_rate if local is not None else 0.0
+        self._local = local
+        self._local_pending = 0
         self._providers = providers
         self._usable = usable
         self._budget = budget
@@ -285,6 +323,39 @@ class Shadowing:
         task.add_done_callback(self._tasks.discard)
         return True
 
+    def offer_local(
+        self,
+        request: GenerationRequest,
+        cloud_text: str,
+        against: CloudTarget,
+        report: Callable[[ShadowOutcome], None],
+    ) -> bool:
+        """Maybe have the local model answer an escalated request too, in the background.
+
+        The caller has checked that the router escalated the request (see the module
+        docstring); this checks the rate, the request's needs and how many wait already.
+
+        Args:
+            request: The client's request, answered by the cloud.
+            cloud_text: The cloud's answer.
+            against: The cloud model that answered it.
+            report: Receives the outcome (and records the label), on the event loop.
+
+        Returns:
+            Whether a comparison was started.
+        """
+        if self._local_rate <= 0 or request.needs or not cloud_text.strip():
+            return False
+        if self._local_pending >= LOCAL_PENDING or self._rng.random() >= self._local_rate:
+            return False
+        self._local_pending += 1
+        task = asyncio.get_running_loop().create_task(
+            self._compare_local(request, cloud_text, against, report)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
     async def aclose(self) -> None:
         """Cancel the comparisons still running and wait for them (at server shutdown)."""
         tasks = list(self._tasks)
@@ -318,16 +389,7 @@ class Shadowing:
             if shadow.error is not None:
                 report(ShadowOutcome(request.request_id, shadow, None))
                 return
-            grade = grade_overlap(local_text, shadow.text, threshold=self._agreement)
-            judged: ShadowCall | None = None
-            if self._judge is not None and self._callable(self._judge.provider):
-                asked = judge_request(request, local_text, shadow.text, self._judge.model)
-                judged = await self._call(self._judge, asked, held)
-                verdict = None
-                if judged is not None and judged.error is None:
-                    verdict = read_verdict(judged.text)
-                if verdict is not None:
-                    grade = Grade(verdict, 1.0 if verdict else 0.0, "judge")
+            grade, judged = await self._grade(request, local_text, shadow.text, held)
             report(ShadowOutcome(request.request_id, shadow, grade, judged))
         except Exception:
             # A background comparison must never take anything else down with it.
@@ -338,6 +400,60 @@ class Shadowing:
             if self._budget is not None:
                 for reservation in held:
                     self._budget.release(reservation)
+
+    async def _compare_local(
+        self,
+        request: GenerationRequest,
+        cloud_text: str,
+        against: CloudTarget,
+        report: Callable[[ShadowOutcome], None],
+    ) -> None:
+        held: list[Reservation] = []
+        try:
+            assert self._local is not None
+            local = self._local()
+            cap = min(request.params.max_tokens or LOCAL_MAX_TOKENS, LOCAL_MAX_TOKENS)
+            asked = dataclasses.replace(
+                request,
+                model=None,
+                stream=False,
+                params=dataclasses.replace(request.params, max_tokens=cap),
+            )
+            answered = await collect(await local.start(asked))
+            if answered.done.finish_reason not in ("stop", "length") or not answered.text.strip():
+                return
+            grade, judged = await self._grade(request, answered.text, cloud_text, held)
+            report(ShadowOutcome(request.request_id, None, grade, judged, against))
+        except HybridError as exc:
+            log.info("local shadow answer of %s not given: %s", request.request_id, exc)
+        except Exception:
+            log.exception("local shadow comparison of %s failed", request.request_id)
+        finally:
+            self._local_pending -= 1
+            if self._budget is not None:
+                for reservation in held:
+                    self._budget.release(reservation)
+
+    async def _grade(
+        self,
+        request: GenerationRequest,
+        local_text: str,
+        cloud_text: str,
+        held: list[Reservation],
+    ) -> tuple[Grade, ShadowCall | None]:
+        """The local answer's grade against the cloud's, and the judge's call when one
+        graded (by word overlap when there is no judge or its verdict is unreadable)."""
+        grade = grade_overlap(local_text, cloud_text, threshold=self._agreement)
+        if self._judge is None or not self._callable(self._judge.provider):
+            return grade, None
+        asked = judge_request(request, local_text, cloud_text, self._judge.model)
+        judged = await self._call(self._judge, asked, held)
+        verdict = None
+        if judged is not None and judged.error is None:
+            verdict = read_verdict(judged.text)
+        if verdict is not None:
+            grade = Grade(verdict, 1.0 if verdict else 0.0, "judge")
+        return grade, judged
 
     async def _call(
         self, target: CloudTarget, request: GenerationRequest, held: list[Reservation]

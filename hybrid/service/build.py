@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from hybrid.local.runtime import LocalRuntime
     from hybrid.routing.difficulty.model import DifficultyModel
     from hybrid.routing.lan import LanTier
-    from hybrid.routing.local_model import LocalCapacity
+    from hybrid.routing.local_model import LocalAnswerer, LocalCapacity
     from hybrid.settings import Settings
     from hybrid.settings.routing import LearnSettings
 
@@ -119,6 +119,7 @@ def build_learner(
     names: ModelNames,
     budget: Reserving | None = None,
     rng: Random | None = None,
+    local: Callable[[], LocalAnswerer[Any]] | None = None,
 ) -> Learner:
     """The server's learner, from ``routing.learn``.
 
@@ -131,9 +132,10 @@ def build_learner(
         names: Which providers have their key.
         budget: Reserves each shadow and judge call's estimated cost before it is sent.
         rng: Draws the shadow sample.
+        local: The local model on its low-priority lane, for local shadow answers.
     """
     shadowing: Shadowing | None = None
-    if settings.shadow_rate > 0:
+    if settings.shadow_rate > 0 or (settings.local_shadow_rate > 0 and local is not None):
         judge = None
         if settings.judge_model is not None:
             provider, _, model = settings.judge_model.partition("/")
@@ -146,6 +148,8 @@ def build_learner(
             agreement=settings.shadow_agreement,
             judge=judge,
             rng=rng,
+            local_rate=settings.local_shadow_rate,
+            local=local,
         )
     return Learner(
         ledger,
@@ -269,6 +273,7 @@ def build_service(
         providers=pool.providers,
         names=names,
         budget=reserving,
+        local=local.background_backend,
     )
     fleet_budget = None
     if settings.ledger.url is not None:

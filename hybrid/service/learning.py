@@ -11,7 +11,9 @@ the response's own task:
   cascade discarded its local answer because it declined the request, a ``cascade`` label
   (the local model was wrong there, whatever the cloud then said);
 - offers a local answer to :class:`~hybrid.routing.shadow.Shadowing`, when the router chose the
-  route and nothing pins the request to this machine.
+  route and nothing pins the request to this machine; and a cloud answer, when the difficulty
+  policy escalated the request, for the local model to answer again in the background
+  (``routing.learn.local_shadow_rate``).
 
 A shadow comparison's cloud calls are recorded as ledger legs (``shadow``, ``shadow_judge``)
 through the accountant, so that the budget, the metrics and the event stream count their
@@ -191,17 +193,20 @@ class Learner:
         answer = ended.answer
         if (
             self.shadowing is None
-            or answer.route != "local"
             or answer.decided != "router"
-            or answer.counterfactual is None
             or ended.tool_calls
             or any(verdict.pin for verdict in answer.verdicts)
             or any(part.startswith(_FALLBACK_REASONS) for part in answer.reason.split(";"))
         ):
             return
-        provider, _, name = answer.counterfactual.partition("/")
         report = functools.partial(self.shadowed, api=ended.api, model=ended.model)
-        self.shadowing.offer(ended.request, ended.text, CloudTarget(provider, name), report)
+        if answer.route == "local" and answer.counterfactual is not None:
+            provider, _, name = answer.counterfactual.partition("/")
+            self.shadowing.offer(ended.request, ended.text, CloudTarget(provider, name), report)
+        elif answer.route == "cloud" and answer.discarded is None and _escalated(answer):
+            provider, _, name = answer.model.partition("/")
+            target = CloudTarget(provider, name)
+            self.shadowing.offer_local(ended.request, ended.text, target, report)
 
     def shadowed(self, outcome: ShadowOutcome, *, api: str, model: str | None) -> None:
         """Record a shadow comparison: its cloud calls as ledger legs, its grade as a label."""
@@ -220,7 +225,7 @@ class Learner:
             source="shadow",
             good=outcome.grade.good,
             time=self._clock(),
-            note=f"{outcome.grade.method} against {outcome.shadow.target.qualified}",
+            note=outcome.note,
             agreement=outcome.grade.agreement,
         )
         try:
@@ -273,6 +278,12 @@ class Learner:
             decided="router",
             **costs.fields(),
         )
+
+
+def _escalated(answer: Answer) -> bool:
+    """Whether the difficulty policy sent the request to the cloud (not its length, the
+    machine's capacity or a rule)."""
+    return any(v.policy == "difficulty" and v.outcome == "cloud" for v in answer.verdicts)
 
 
 @dataclass(frozen=True)

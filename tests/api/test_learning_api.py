@@ -406,6 +406,43 @@ def test_a_judge_grades_the_shadow_answer_when_one_is_set(app_for: Any, cloud: F
     assert "Hello world" in judged["messages"][0]["content"]
 
 
+def test_an_escalated_request_is_answered_again_locally_and_labelled_without_a_cloud_call(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    client, settings, sha = app_for(
+        cloud,
+        **{"routing.learn.local_shadow_rate": 1.0, "routing.difficulty.threshold": 0.1},
+    )
+    local = state_of(client).runtime.scripted
+    response = client.post("/v1/chat/completions", json=HELLO)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-hybrid-route"] == "cloud"
+    assert response.headers["x-hybrid-reason"] == "difficulty:0.27>0.10"
+    request_id = response.headers["x-hybrid-request-id"]
+
+    [label] = wait_for_shadows(client, settings, 1)
+    assert (label.request_id, label.good, label.agreement) == (request_id, True, 1.0)
+    [asked] = local.requests
+    assert asked.messages[-1].content == "Say hello" and not asked.stream
+    # The local answer costs no cloud call and is no request of its own.
+    assert len(cloud.requests) == 1
+    records, signals, _ = read_ledger(client, settings)
+    assert [(r.id, r.route, r.leg) for r in records] == [(request_id, "cloud", None)]
+    assert label.note == f"match: a local answer in the background against {records[0].model}"
+    assert [(s.request_id, s.route) for s in signals] == [(request_id, "cloud")]
+    [counts] = client.get("/v1/hybrid/stats").json()["labels"]
+    assert (counts["model_sha256"], counts["shadow"], counts["usable"]) == (sha, 1, 1)
+
+
+def test_a_request_kept_local_is_not_answered_again_locally(app_for: Any, cloud: FakeCloud) -> None:
+    client, settings, _ = app_for(cloud, **{"routing.learn.local_shadow_rate": 1.0})
+    request_id = chat(client)
+    drain(client)
+    records, _, labels = read_ledger(client, settings)
+    assert [(r.id, r.route) for r in records] == [(request_id, "local")] and labels == []
+    assert len(state_of(client).runtime.scripted.requests) == 1 and cloud.requests == []
+
+
 @pytest.mark.parametrize(
     ("body", "headers"),
     [

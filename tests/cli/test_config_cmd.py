@@ -92,6 +92,7 @@ LEAVES = [
     "routing.learn.keep_signals",
     "routing.learn.prompt_vectors",
     "routing.learn.shadow_rate",
+    "routing.learn.local_shadow_rate",
     "routing.learn.shadow_agreement",
     "routing.learn.judge_model",
     "routing.learn.refit_after",

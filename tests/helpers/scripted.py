@@ -137,6 +137,10 @@ class ScriptedRuntime(LocalRuntime):
             return super().backend()
         return self.scripted
 
+    def background_backend(self) -> Any:
+        """The low-priority twin: the same scripted backend (raises while not ready)."""
+        return self.backend()
+
 
 def scripted_app(
     settings: Settings,

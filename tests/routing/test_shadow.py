@@ -11,12 +11,16 @@ from typing import Any
 
 import pytest
 from fake_cloud import FakeCloud, Fault
+from scripted import ScriptedBackend
 
-from hybrid.generation import GenerationRequest, Message
+from hybrid.errors import ModelNotReadyError
+from hybrid.generation import GenerationRequest, Message, SamplingParams
 from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.reserving import Reserving
 from hybrid.routing.shadow import (
+    LOCAL_MAX_TOKENS,
+    LOCAL_PENDING,
     Grade,
     Shadowing,
     ShadowOutcome,
@@ -180,3 +184,85 @@ def test_a_judge_decides_and_an_unreadable_verdict_falls_back_to_overlap(
     shadowing, pool = shadowing_for(cloud, tmp_path, judge=judge)
     _, [outcome] = compare(shadowing, pool, "Paris")
     assert outcome.grade == Grade(True, 1.0, "match")
+
+
+def local_compare(
+    shadowing: Shadowing, pool: Any, cloud_text: str, request: GenerationRequest = QUESTION
+) -> tuple[bool, list[ShadowOutcome]]:
+    async def run() -> tuple[bool, list[ShadowOutcome]]:
+        outcomes: list[ShadowOutcome] = []
+        try:
+            started = shadowing.offer_local(request, cloud_text, TARGET, outcomes.append)
+            await shadowing.drain()
+        finally:
+            await pool.aclose()
+        return started, outcomes
+
+    return asyncio.run(run())
+
+
+def test_an_escalated_request_is_answered_locally_again_and_graded_without_a_cloud_call(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    local = ScriptedBackend()
+    local.pieces = ["Paris", "."]
+    asked = GenerationRequest(
+        "r1", messages=QUESTION.messages, params=SamplingParams(max_tokens=4096), stream=True
+    )
+    shadowing, pool = shadowing_for(cloud, tmp_path, rate=0.0, local_rate=1.0, local=lambda: local)
+
+    started, [outcome] = local_compare(shadowing, pool, "The capital of France is Paris.", asked)
+
+    assert started and cloud.requests == []
+    assert outcome.shadow is None and outcome.judge is None and outcome.against == TARGET
+    assert outcome.grade == Grade(True, 1.0, "match")
+    assert outcome.note == "match: a local answer in the background against openai/gpt-4.1-mini"
+    [sent] = local.requests
+    assert sent.messages == QUESTION.messages and not sent.stream
+    assert sent.params.max_tokens == LOCAL_MAX_TOKENS
+    local.pieces = ["Lyon"]
+    shadowing, pool = shadowing_for(cloud, tmp_path, local_rate=1.0, local=lambda: local)
+    _, [wrong] = local_compare(shadowing, pool, "The capital of France is Paris.")
+    assert wrong.grade is not None and not wrong.grade.good
+
+
+def test_no_local_shadow_when_off_not_ready_or_needing_more_than_text(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    local = ScriptedBackend()
+
+    def not_ready() -> ScriptedBackend:
+        raise ModelNotReadyError("the local model is still loading")
+
+    for options in ({"local_rate": 0.0, "local": lambda: local}, {"local_rate": 1.0}):
+        shadowing, pool = shadowing_for(cloud, tmp_path, **options)
+        assert local_compare(shadowing, pool, "Paris") == (False, [])
+    shadowing, pool = shadowing_for(cloud, tmp_path, local_rate=1.0, local=lambda: local)
+    images = GenerationRequest("r2", messages=QUESTION.messages, needs=frozenset({"images"}))
+    assert local_compare(shadowing, pool, "Paris", images) == (False, [])
+    shadowing, pool = shadowing_for(cloud, tmp_path, local_rate=1.0, local=not_ready)
+    assert local_compare(shadowing, pool, "Paris") == (True, [])
+    assert local.requests == [] and cloud.requests == []
+
+
+def test_local_shadow_answers_wait_two_at_most(cloud: FakeCloud, tmp_path: Path) -> None:
+    local = ScriptedBackend()
+    local.pieces = ["Paris"]
+    shadowing, pool = shadowing_for(cloud, tmp_path, local_rate=1.0, local=lambda: local)
+
+    async def offer_many() -> tuple[list[bool], bool, int]:
+        outcomes: list[ShadowOutcome] = []
+        try:
+            started = [
+                shadowing.offer_local(QUESTION, "Paris", TARGET, outcomes.append) for _ in range(4)
+            ]
+            await shadowing.drain()
+            again = shadowing.offer_local(QUESTION, "Paris", TARGET, outcomes.append)
+            await shadowing.drain()
+        finally:
+            await pool.aclose()
+        return started, again, len(outcomes)
+
+    started, again, reported = asyncio.run(offer_many())
+    assert started == [True, True, False, False] == [i < LOCAL_PENDING for i in range(4)]
+    assert again and reported == 3 and len(local.requests) == 3
