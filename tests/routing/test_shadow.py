@@ -103,11 +103,22 @@ def shadowing_for(cloud: FakeCloud, tmp_path: Path, **options: Any) -> tuple[Sha
     return Shadowing(**(defaults | options)), pool
 
 
-def compare(shadowing: Shadowing, pool: Any, local: str, request: GenerationRequest = QUESTION):
+def compare(
+    shadowing: Shadowing,
+    pool: Any,
+    text: str,
+    request: GenerationRequest = QUESTION,
+    *,
+    answered_by: str = "local",
+) -> tuple[bool, list[ShadowOutcome]]:
+    """Offer an answer (``text``, given by the local model or the cloud) and wait for the
+    comparison to end."""
+    offer = shadowing.offer if answered_by == "local" else shadowing.offer_local
+
     async def run() -> tuple[bool, list[ShadowOutcome]]:
         outcomes: list[ShadowOutcome] = []
         try:
-            started = shadowing.offer(request, local, TARGET, outcomes.append)
+            started = offer(request, text, TARGET, outcomes.append)
             await shadowing.drain()
         finally:
             await pool.aclose()
@@ -186,21 +197,6 @@ def test_a_judge_decides_and_an_unreadable_verdict_falls_back_to_overlap(
     assert outcome.grade == Grade(True, 1.0, "match")
 
 
-def local_compare(
-    shadowing: Shadowing, pool: Any, cloud_text: str, request: GenerationRequest = QUESTION
-) -> tuple[bool, list[ShadowOutcome]]:
-    async def run() -> tuple[bool, list[ShadowOutcome]]:
-        outcomes: list[ShadowOutcome] = []
-        try:
-            started = shadowing.offer_local(request, cloud_text, TARGET, outcomes.append)
-            await shadowing.drain()
-        finally:
-            await pool.aclose()
-        return started, outcomes
-
-    return asyncio.run(run())
-
-
 def test_an_escalated_request_is_answered_locally_again_and_graded_without_a_cloud_call(
     cloud: FakeCloud, tmp_path: Path
 ) -> None:
@@ -211,7 +207,9 @@ def test_an_escalated_request_is_answered_locally_again_and_graded_without_a_clo
     )
     shadowing, pool = shadowing_for(cloud, tmp_path, rate=0.0, local_rate=1.0, local=lambda: local)
 
-    started, [outcome] = local_compare(shadowing, pool, "The capital of France is Paris.", asked)
+    started, [outcome] = compare(
+        shadowing, pool, "The capital of France is Paris.", asked, answered_by="cloud"
+    )
 
     assert started and cloud.requests == []
     assert outcome.shadow is None and outcome.judge is None and outcome.against == TARGET
@@ -222,7 +220,7 @@ def test_an_escalated_request_is_answered_locally_again_and_graded_without_a_clo
     assert sent.params.max_tokens == LOCAL_MAX_TOKENS
     local.pieces = ["Lyon"]
     shadowing, pool = shadowing_for(cloud, tmp_path, local_rate=1.0, local=lambda: local)
-    _, [wrong] = local_compare(shadowing, pool, "The capital of France is Paris.")
+    _, [wrong] = compare(shadowing, pool, "The capital of France is Paris.", answered_by="cloud")
     assert wrong.grade is not None and not wrong.grade.good
 
 
@@ -236,12 +234,12 @@ def test_no_local_shadow_when_off_not_ready_or_needing_more_than_text(
 
     for options in ({"local_rate": 0.0, "local": lambda: local}, {"local_rate": 1.0}):
         shadowing, pool = shadowing_for(cloud, tmp_path, **options)
-        assert local_compare(shadowing, pool, "Paris") == (False, [])
+        assert compare(shadowing, pool, "Paris", answered_by="cloud") == (False, [])
     shadowing, pool = shadowing_for(cloud, tmp_path, local_rate=1.0, local=lambda: local)
     images = GenerationRequest("r2", messages=QUESTION.messages, needs=frozenset({"images"}))
-    assert local_compare(shadowing, pool, "Paris", images) == (False, [])
+    assert compare(shadowing, pool, "Paris", images, answered_by="cloud") == (False, [])
     shadowing, pool = shadowing_for(cloud, tmp_path, local_rate=1.0, local=not_ready)
-    assert local_compare(shadowing, pool, "Paris") == (True, [])
+    assert compare(shadowing, pool, "Paris", answered_by="cloud") == (True, [])
     assert local.requests == [] and cloud.requests == []
 
 
