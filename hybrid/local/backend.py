@@ -14,8 +14,8 @@ every token boundary, so a client that goes away frees its slot within one token
 
 :meth:`LocalBackend.prompt_embedding` runs the prompt through the model on the same queue and
 context, and returns the model's own vector for it (the hidden state at the last prompt token,
-see :meth:`LlamaEngine.embed`); the prompt stays in the context's cache, so an answer to the
-same request started next evaluates only its last prompt token again.
+see :meth:`LlamaEngine.embed`); the prompt stays in the context's cache with its last token's
+logits, so an answer to the same request started next evaluates no prompt token again.
 
 A model whose chat template supports tools gets the request's tools in its prompt, and its
 answer is read for tool calls (:mod:`hybrid.local.tool_calls`): text streams as it comes, except
@@ -169,9 +169,10 @@ class LocalBackend(Backend):
         The prompt is evaluated on the model's queue thread, in the context that answers, and
         the vector is the final hidden state at its last token (llama.cpp's per-token
         embedding output; no second model, context or prefill).  The prompt stays in the
-        context's cache: :meth:`start` of the same request next evaluates only its last
-        prompt token again, unless another job used the model in between, and its greedy
-        answer is the same as without this call.
+        context's cache with its last token's logits: :meth:`start` of the same request next
+        evaluates no prompt token again (it samples its first token from those logits), unless
+        another job used the model in between, and its greedy answer is the same as without
+        this call.
 
         Args:
             request: The request.
