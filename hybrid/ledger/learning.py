@@ -21,6 +21,7 @@ The SQL lives here; :class:`~hybrid.ledger.store.LedgerStore` runs it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -88,6 +89,10 @@ class Signal:
             prompt_chars=prompt_chars,
             vector=None if vector is None else np.asarray(vector, dtype=_VECTOR_DTYPE).tobytes(),
         )
+
+    def with_vector(self, vector: np.ndarray) -> Signal:
+        """The same signal with the local model's prompt vector (as float16)."""
+        return dataclasses.replace(self, vector=np.asarray(vector, dtype=_VECTOR_DTYPE).tobytes())
 
     def feature_array(self) -> np.ndarray:
         """The feature vector as float64."""

@@ -52,9 +52,11 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from random import Random
 from typing import Any, Literal
+
+import numpy as np
 
 from hybrid.backend import collect
 from hybrid.cloud.provider import CloudProvider
@@ -221,6 +223,8 @@ class ShadowOutcome:
         grade: The local answer's grade; None when the cloud call failed.
         judge: The judge's call, when one graded.
         against: The cloud model whose answer the local answer was graded against.
+        vector: The local model's vector of the prompt, read from the prefill of a local
+            shadow answer (``routing.learn.prompt_vectors``); None otherwise.
     """
 
     request_id: str
@@ -228,6 +232,7 @@ class ShadowOutcome:
     grade: Grade | None
     judge: ShadowCall | None = None
     against: CloudTarget | None = None
+    vector: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def note(self) -> str:
@@ -255,6 +260,8 @@ class Shadowing:
             again in the background (0 turns it off).
         local: The local model on its low-priority lane (raises :class:`HybridError` while it
             is not ready); None: no local shadow.
+        vectors: Read the local model's vector of the prompt from a local shadow answer's
+            prefill (``routing.learn.prompt_vectors``), for the model stage's refits.
     """
 
     def __init__(
@@ -270,8 +277,10 @@ class Shadowing:
         perf: Callable[[], float] = time.perf_counter,
         local_rate: float = 0.0,
         local: Callable[[], LocalAnswerer[Any]] | None = None,
+        vectors: bool = False,
     ) -> None:
         self._rate = rate
+        self._vectors = vectors
         self._local_rate = local_rate if local is not None else 0.0
         self._local = local
         self._local_pending = 0
@@ -419,11 +428,13 @@ class Shadowing:
                 stream=False,
                 params=dataclasses.replace(request.params, max_tokens=cap),
             )
-            answered = await collect(await local.start(asked))
+            prepared = await local.prepare(asked)
+            vector = await self._vector(local, asked, prepared) if self._vectors else None
+            answered = await collect(await local.start(asked, prepared=prepared))
             if answered.done.finish_reason not in ("stop", "length") or not answered.text.strip():
                 return
             grade, judged = await self._grade(request, answered.text, cloud_text, held)
-            report(ShadowOutcome(request.request_id, None, grade, judged, against))
+            report(ShadowOutcome(request.request_id, None, grade, judged, against, vector))
         except HybridError as exc:
             log.info("local shadow answer of %s not given: %s", request.request_id, exc)
         except Exception:
@@ -433,6 +444,18 @@ class Shadowing:
             if self._budget is not None:
                 for reservation in held:
                     self._budget.release(reservation)
+
+    @staticmethod
+    async def _vector(
+        local: LocalAnswerer[Any], request: GenerationRequest, prepared: object
+    ) -> np.ndarray | None:
+        """The local model's vector of the prompt, read in the context that then answers it
+        (its answer reuses the prefill); None when it cannot be read."""
+        try:
+            return await local.prompt_embedding(request, prepared=prepared)
+        except HybridError as exc:
+            log.info("no prompt vector for the local shadow answer: %s", exc)
+            return None
 
     async def _grade(
         self,

@@ -150,6 +150,7 @@ def build_learner(
             rng=rng,
             local_rate=settings.local_shadow_rate,
             local=local,
+            vectors=settings.prompt_vectors,
         )
     return Learner(
         ledger,

@@ -150,22 +150,22 @@ class Learner:
         Never raises: learning must not disturb serving.
         """
         try:
-            self._signal(ended)
-            self._shadow(ended)
+            self._shadow(ended, self._signal(ended))
         except Exception:
             log.exception("learning from request %s failed", ended.request.request_id)
 
-    def _signal(self, ended: _Ended) -> None:
+    def _signal(self, ended: _Ended) -> Signal | None:
+        """Keep the request's signal, when it was scored; the signal kept, or None."""
         answer, request = ended.answer, ended.request
         scored = next(
             (v.score for v in answer.verdicts if v.policy == "difficulty" and v.score is not None),
             None,
         )
         if not self._keep or scored is None:
-            return
+            return None
         scoring = self._scoring()
         if scoring is None:
-            return
+            return None
         messages = _messages(request)
         signal = Signal.of(
             request_id=request.request_id,
@@ -188,8 +188,10 @@ class Learner:
                 self._ledger.learn_nowait(label)
         except HybridError as exc:
             log.error("the ledger could not keep the signal of %s: %s", request.request_id, exc)
+            return None
+        return signal
 
-    def _shadow(self, ended: _Ended) -> None:
+    def _shadow(self, ended: _Ended, signal: Signal | None) -> None:
         answer = ended.answer
         if (
             self.shadowing is None
@@ -199,7 +201,7 @@ class Learner:
             or any(part.startswith(_FALLBACK_REASONS) for part in answer.reason.split(";"))
         ):
             return
-        report = functools.partial(self.shadowed, api=ended.api, model=ended.model)
+        report = functools.partial(self.shadowed, api=ended.api, model=ended.model, signal=signal)
         if answer.route == "local" and answer.counterfactual is not None:
             provider, _, name = answer.counterfactual.partition("/")
             self.shadowing.offer(ended.request, ended.text, CloudTarget(provider, name), report)
@@ -208,8 +210,16 @@ class Learner:
             target = CloudTarget(provider, name)
             self.shadowing.offer_local(ended.request, ended.text, target, report)
 
-    def shadowed(self, outcome: ShadowOutcome, *, api: str, model: str | None) -> None:
-        """Record a shadow comparison: its cloud calls as ledger legs, its grade as a label."""
+    def shadowed(
+        self,
+        outcome: ShadowOutcome,
+        *,
+        api: str,
+        model: str | None,
+        signal: Signal | None = None,
+    ) -> None:
+        """Record a shadow comparison: its cloud calls as ledger legs, its grade as a label,
+        and the prompt vector a local shadow answer read, with the request's ``signal``."""
         legs: tuple[tuple[ShadowCall | None, Literal["shadow", "shadow_judge"]], ...] = (
             (outcome.shadow, "shadow"),
             (outcome.judge, "shadow_judge"),
@@ -220,6 +230,11 @@ class Learner:
                 self._accountant.commit_nowait(record, call.reservation)
         if outcome.grade is None:
             return
+        if outcome.vector is not None and signal is not None and signal.vector is None:
+            try:
+                self._ledger.learn_nowait(signal.with_vector(outcome.vector))
+            except HybridError as exc:
+                log.error("the ledger could not keep the vector of %s: %s", signal.request_id, exc)
         label = Label(
             request_id=outcome.request_id,
             source="shadow",

@@ -178,8 +178,9 @@ class LearnSettings(BaseModel):
     )
     prompt_vectors: bool = Field(
         default=False,
-        description="Keep the local model's vector of each prompt it answers with the "
-        "request's features, so that a refit from labelled requests (feedback, shadow) can "
+        description="Keep the local model's vector of each prompt it answers (and of each "
+        "escalated prompt it answers again for a local shadow) with the request's features, "
+        "so that a refit from labelled requests (feedback, shadow) can "
         "refit the model stage too. Read in the context that answers (no second prefill, no "
         "prompt token evaluated again), it still delays each such answer's first token by the "
         "hidden state's read (a few ms); false keeps a vector only when the model stage "

@@ -434,6 +434,32 @@ def test_an_escalated_request_is_answered_again_locally_and_labelled_without_a_c
     assert (counts["model_sha256"], counts["shadow"], counts["usable"]) == (sha, 1, 1)
 
 
+def test_the_local_shadow_answer_keeps_the_prompt_vector_with_the_requests_signal(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    client, settings, _ = app_for(
+        cloud,
+        **{
+            "routing.learn.local_shadow_rate": 1.0,
+            "routing.learn.prompt_vectors": True,
+            "routing.difficulty.threshold": 0.1,
+        },
+    )
+    local = state_of(client).runtime.scripted
+    local.embedding = np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)
+    response = client.post("/v1/chat/completions", json=HELLO)
+    assert response.headers["x-hybrid-route"] == "cloud"
+
+    [label] = wait_for_shadows(client, settings, 1)
+    _, [signal], _ = read_ledger(client, settings)
+    assert signal.request_id == label.request_id == response.headers["x-hybrid-request-id"]
+    assert signal.route == "cloud" and signal.score == pytest.approx(0.27, abs=0.01)
+    vector = signal.vector_array()
+    assert vector is not None and np.array_equal(vector, local.embedding)
+    [counts] = client.get("/v1/hybrid/stats").json()["labels"]
+    assert (counts["shadow"], counts["usable"], counts["with_vector"]) == (1, 1, 1)
+
+
 def test_a_request_kept_local_is_not_answered_again_locally(app_for: Any, cloud: FakeCloud) -> None:
     client, settings, _ = app_for(cloud, **{"routing.learn.local_shadow_rate": 1.0})
     request_id = chat(client)

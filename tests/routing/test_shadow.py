@@ -9,11 +9,12 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
+import numpy as np
 import pytest
 from fake_cloud import FakeCloud, Fault
 from scripted import ScriptedBackend
 
-from hybrid.errors import ModelNotReadyError
+from hybrid.errors import GenerationError, ModelNotReadyError
 from hybrid.generation import GenerationRequest, Message, SamplingParams
 from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.routing.names import CloudTarget
@@ -264,3 +265,28 @@ def test_local_shadow_answers_wait_two_at_most(cloud: FakeCloud, tmp_path: Path)
     started, again, reported = asyncio.run(offer_many())
     assert started == [True, True, False, False] == [i < LOCAL_PENDING for i in range(4)]
     assert again and reported == 3 and len(local.requests) == 3
+
+
+def test_a_local_shadow_answer_reads_the_prompt_vector_from_the_prefill_it_answers_from(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    local = ScriptedBackend()
+    local.pieces = ["Paris"]
+    local.embedding = np.array([0.5, -1.0, 2.0, 0.25], dtype=np.float32)
+    options = {"local_rate": 1.0, "local": lambda: local, "vectors": True}
+    shadowing, pool = shadowing_for(cloud, tmp_path, **options)
+
+    _, [outcome] = compare(shadowing, pool, "Paris", answered_by="cloud")
+
+    assert outcome.vector is not None and np.array_equal(outcome.vector, local.embedding)
+    [embedded], [answered] = local.embedded, local.requests
+    assert embedded == answered and outcome.grade == Grade(True, 1.0, "match")
+    # A vector that cannot be read leaves the grade standing.
+    local.fail_on_embed = GenerationError("llama.cpp gave no hidden state")
+    shadowing, pool = shadowing_for(cloud, tmp_path, **options)
+    _, [graded] = compare(shadowing, pool, "Paris", answered_by="cloud")
+    assert graded.vector is None and graded.grade == Grade(True, 1.0, "match")
+    # Off (the default), no vector is read.
+    shadowing, pool = shadowing_for(cloud, tmp_path, local_rate=1.0, local=lambda: local)
+    _, [plain] = compare(shadowing, pool, "Paris", answered_by="cloud")
+    assert plain.vector is None and len(local.embedded) == 2
