@@ -67,12 +67,11 @@ from router_folds import (
     over_orders,
     random_split_aurocs,
 )
-from router_learning import learn_from_traffic
+from router_learning import learn_from_traffic, learning_section
 from router_report import (
     ROUTERS,
     Evaluation,
     chosen_word_weight,
-    learning_section,
     render_report,
     summary_table,
     write_plot,

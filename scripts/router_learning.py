@@ -28,10 +28,16 @@ from dataclasses import dataclass
 from random import Random
 
 import numpy as np
-from router_folds import Labelled, beside_recent, family_rate
+from external_sets import TRAFFIC_SETS
+from router_folds import Labelled, beside_recent, family_rate, mean_range
 
-from hybrid.routing.calibration.fitting import calibrate, feature_matrix, prompt_length
-from hybrid.routing.calibration.learning import Example, Source, refit
+from hybrid.routing.calibration.fitting import (
+    WORD_WEIGHTS,
+    calibrate,
+    feature_matrix,
+    prompt_length,
+)
+from hybrid.routing.calibration.learning import TRAFFIC_WEIGHTS, Example, Source, refit
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import two_stage_scores
 from hybrid.routing.difficulty.features import extract
@@ -40,6 +46,15 @@ from hybrid.routing.difficulty.recent import standardised_unit
 
 LABELS_PER_SET = (0, 25, 50, 100)
 """Labelled requests per traffic set the router refits on (0: the model as calibrated)."""
+
+EVERY = "any request"
+"""Labels on requests drawn from all of them: what shadow comparisons give when they sample
+escalated requests (``routing.learn.local_shadow_rate``) as well as local ones."""
+
+KEPT_LOCAL = "kept local only"
+"""Labels only on requests the model in use keeps local (at its threshold, with a cloud
+configured): what people's feedback on local answers and shadow sampling of local answers
+alone can give."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,9 @@ class Learned:
         word_weights: The hashed words' weight in each draw's refit (empty with no labels).
         probe_refits: Of the adopted refits, how many fitted the model stage again on the
             labelled requests' prompt vectors (the others carried it over).
+        pool: Which requests could be labelled: :data:`EVERY` or :data:`KEPT_LOCAL`.
+        available: How many requests of the label pool could be labelled in each draw (all
+            sets together): ``labels`` per set, or fewer kept local.
     """
 
     labels: int
@@ -72,6 +90,8 @@ class Learned:
     recent: tuple[float, ...] = ()
     word_weights: tuple[float, ...] = ()
     probe_refits: int = 0
+    pool: str = EVERY
+    available: tuple[int, ...] = ()
 
 
 def examples_of(data: Labelled, source: Source) -> list[Example]:
@@ -126,11 +146,19 @@ def model_stage_scores(model: DifficultyModel, data: Labelled) -> np.ndarray | N
     return np.array([probe.score(vector) for vector in data.vectors])
 
 
-def draw(traffic: Labelled, *, labels: int, held: int, seed: int) -> tuple[list[int], list[int]]:
+def draw(
+    traffic: Labelled,
+    *,
+    labels: int,
+    held: int,
+    seed: int,
+    allowed: np.ndarray | None = None,
+) -> tuple[list[int], list[int]]:
     """One draw: ``labels`` labelled requests of each set, and the ``held`` scored ones.
 
     The held-out requests depend on the seed only, not on ``labels``, so every ``k`` of a
-    draw is scored on the same requests.
+    draw is scored on the same requests.  With ``allowed``, only the requests it marks among
+    each set's others can be labelled (fewer than ``labels`` when fewer are marked).
     """
     sets = np.array(traffic.families)
     labelled: list[int] = []
@@ -139,7 +167,8 @@ def draw(traffic: Labelled, *, labels: int, held: int, seed: int) -> tuple[list[
         order = [int(i) for i in np.flatnonzero(sets == name)]
         Random(f"{seed}:{name}").shuffle(order)
         scored += order[len(order) - held :]
-        labelled += order[:labels]
+        pool = order[: len(order) - held]
+        labelled += [i for i in pool if allowed is None or allowed[i]][:labels]
     return labelled, scored
 
 
@@ -150,6 +179,7 @@ def learn_from_traffic(
     seed: int,
     repeats: int = 5,
     labels: Sequence[int] = LABELS_PER_SET,
+    pools: Sequence[str] = (EVERY, KEPT_LOCAL),
 ) -> tuple[list[Learned], float]:
     """The router's pooled AUROC on held-out traffic after refitting on ``k`` labels per set.
 
@@ -159,10 +189,13 @@ def learn_from_traffic(
         seed: Seeds the calibration, the draws and the refits.
         repeats: Draws per ``k``.
         labels: The ``k`` values.
+        pools: Which requests can be labelled (:data:`EVERY`, :data:`KEPT_LOCAL`); ``k = 0``
+            is read once, with the first.
 
     Returns:
-        One :class:`Learned` per ``k``, and the family-rate reference (each held-out request
-        scored by its set's share of wrong answers) on the first draw's held-out requests.
+        One :class:`Learned` per pool and ``k``, and the family-rate reference (each held-out
+        request scored by its set's share of wrong answers) on the first draw's held-out
+        requests.
 
     Raises:
         ValueError: A set has no more than ``max(labels)`` items.
@@ -176,14 +209,23 @@ def learn_from_traffic(
     current = calibrated.model
     base = examples_of(generated, "calibration")
     results = []
-    for k in labels:
+    runs = [(pool, k) for pool in pools for k in labels if k > 0 or pool == pools[0]]
+    for pool, k in runs:
         features, both, adopted, weights, alone, recent = [], [], 0, [], [], []
         probe_refits = 0
         word_weights = []
+        available = []
         for repeat in range(repeats):
-            labelled, scored = draw(traffic, labels=k, held=held, seed=seed + repeat)
+            allowed = None
+            if pool == KEPT_LOCAL:
+                _, _, served = runtime_scores(current, traffic, seed=seed + repeat)
+                allowed = served <= current.threshold
+            labelled, scored = draw(
+                traffic, labels=k, held=held, seed=seed + repeat, allowed=allowed
+            )
+            available.append(len(labelled))
             model = current
-            if k > 0:
+            if labelled:
                 fitted = refit(
                     current,
                     base + examples_of(traffic.subset(np.array(labelled)), "feedback"),
@@ -213,8 +255,91 @@ def learn_from_traffic(
                 tuple(recent),
                 tuple(word_weights),
                 probe_refits,
+                pool,
+                tuple(available),
             )
         )
     _, first = draw(traffic, labels=0, held=held, seed=seed)
     reference = traffic.subset(np.array(first))
     return results, auroc(family_rate(reference), reference.wrong)
+
+
+LEARNING_HEAD = (
+    "| labels per set | labelled from | feature stage | both stages | both stages, beside recent "
+    "| model stage alone | adopted | weights chosen (traffic / words) |\n"
+    "|---:|---|---|---|---|---|---:|---|"
+)
+
+
+def _pool(row: Learned) -> str:
+    """Where a row's labels came from, and how many there were when fewer than asked."""
+    if row.pool != KEPT_LOCAL or not row.available:
+        return row.pool
+    low, high = min(row.available), max(row.available)
+    return f"{row.pool} ({low}-{high} labelled in all)" if low != high else f"{row.pool} ({low})"
+
+
+def _weights(row: Learned) -> str:
+    """Each draw's traffic weight and word weight, ``-`` with no refit."""
+    pairs = zip(row.weights, row.word_weights, strict=True)
+    return ", ".join(f"{weight:g} / {words:g}" for weight, words in pairs) or "-"
+
+
+def learning_section(learned: list[Learned], reference: float, traffic: Labelled) -> str:
+    """The learning-from-traffic section: AUROC on held-out traffic against labels per set."""
+    sets = np.array(traffic.families)
+    draws = len(learned[0].features)
+    rows = "\n".join(
+        f"| {row.labels} | {_pool(row)} | {mean_range(row.features)} | "
+        f"{mean_range(row.two_stage)} | "
+        f"{mean_range(row.recent)} | {mean_range(row.model_stage)} | {row.adopted} of {draws} "
+        f"({row.probe_refits} with its model stage refitted) | "
+        f"{_weights(row)} |"
+        for row in learned
+    )
+    choices = ", ".join(f"{w:g}" for w in TRAFFIC_WEIGHTS)
+    word_choices = ", ".join(f"{w:g}" for w in WORD_WEIGHTS)
+    licences = "\n".join(
+        f"| {s.name} | {int((sets == s.name).sum())} | {traffic.wrong[sets == s.name].mean():.0%} "
+        f"| {s.title} | {s.kind} | {s.licence} | {s.source} |"
+        for s in TRAFFIC_SETS.values()
+    )
+    return f"""
+## Learning from traffic: refitted on labelled requests of real prompts
+
+Four more public sets stand in for a user's own traffic (table below); none is one of the
+external check's sets. The model in use is `hybrid calibrate`'s fit on every generated item.
+Of each set, *k* requests are labelled with their grade, drawn at random from one of two
+pools: *{EVERY}*, as shadow comparisons label them when they sample the requests the router
+escalates (`routing.learn.local_shadow_rate`) as well as those it keeps local; *{KEPT_LOCAL}*,
+the requests the model in use keeps local at its threshold with a cloud configured (each read
+beside the recent requests, as `hybrid serve` reads it), all that people's feedback on local
+answers or shadow sampling of local answers can label (fewer than *k* when fewer are kept
+local: the column gives how many were labelled over the four sets, lowest-highest over the
+draws). They are refitted on through `hybrid calibrate --from-ledger`'s own path, with the
+generated answers; the server adopts a refit only when it improves on the model in use (on
+the labelled requests once they hold 10 right and 10 wrong, each scored by a fit that did not
+see it, both stages together). Each refit chooses
+how many calibration answers one labelled request counts for ({choices}) and the hashed
+words' weight ({word_choices}; see [Word weight](#word-weight-chosen-on-the-traffic-sets)), by
+cross-validation inside its own training split (the pair whose out-of-fold scores rank the
+labelled requests there best); once judged, it is fitted again on all its examples. The model
+then in use scores the same held-out requests of every set for every *k*. {draws}
+draws per *k*: the mean and, in brackets, the range over the draws (pooled AUROC); the last
+column lists each draw's weights. With their prompt vectors (`routing.learn.prompt_vectors`),
+a refit fits the model stage again too, and keeps it when it ranks the labelled requests
+better, out-of-fold, than the one in use. *Model stage alone* scores every held-out request
+with the model stage of the model in use, as if each were in its band. *Both stages, beside
+recent* is what `hybrid serve` decides: each feature score read beside the recent requests
+most like it (the held-out requests of every set arriving in a seeded random order).
+
+{LEARNING_HEAD}
+{rows}
+
+The *set rate* reference (each held-out request scored by its set's share of wrong answers) is
+{reference:.3f}.
+
+| set | n | local wrong | dataset | kind | licence | source |
+|---|---:|---:|---|---|---|---|
+{licences}
+"""

@@ -17,15 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import svg_chart
-from external_sets import SETS, TRAFFIC_SETS
+from external_sets import SETS
 from router_before import Row, before_section, before_summary
 from router_cascade import Collection, cascade_section, cascade_summary
 from router_folds import BASELINES, FAMILY_MEAN, FITTED, PER_GROUP, Figure, Labelled, mean_range
-from router_learning import Learned
 from svg_chart import Series
 
-from hybrid.routing.calibration.fitting import WORD_WEIGHT, WORD_WEIGHTS
-from hybrid.routing.calibration.learning import TRAFFIC_WEIGHTS
+from hybrid.routing.calibration.fitting import WORD_WEIGHT
 from hybrid.routing.calibration.metrics import auroc, routing_curve
 
 ROUTERS = (*FITTED, *BASELINES, FAMILY_MEAN)
@@ -152,74 +150,6 @@ def write_plot(result: Evaluation, path: Path) -> None:
             )
         )
     path.write_text(svg_chart.render(panels), encoding="utf-8")
-
-
-LEARNING_HEAD = (
-    "| labels per set | feature stage | both stages | both stages, beside recent | "
-    "model stage alone | adopted | weights chosen (traffic / words) |"
-)
-
-
-def _weights(row: Learned) -> str:
-    """Each draw's traffic weight and word weight, ``-`` with no refit."""
-    pairs = zip(row.weights, row.word_weights, strict=True)
-    return ", ".join(f"{weight:g} / {words:g}" for weight, words in pairs) or "-"
-
-
-def learning_section(learned: list[Learned], reference: float, traffic: Labelled) -> str:
-    """The learning-from-traffic section: AUROC on held-out traffic against labels per set."""
-    sets = np.array(traffic.families)
-    draws = len(learned[0].features)
-    rows = "\n".join(
-        f"| {row.labels} | {mean_range(row.features)} | {mean_range(row.two_stage)} | "
-        f"{mean_range(row.recent)} | {mean_range(row.model_stage)} | {row.adopted} of {draws} "
-        f"({row.probe_refits} with its model stage refitted) | "
-        f"{_weights(row)} |"
-        for row in learned
-    )
-    choices = ", ".join(f"{w:g}" for w in TRAFFIC_WEIGHTS)
-    word_choices = ", ".join(f"{w:g}" for w in WORD_WEIGHTS)
-    licences = "\n".join(
-        f"| {s.name} | {int((sets == s.name).sum())} | {traffic.wrong[sets == s.name].mean():.0%} "
-        f"| {s.title} | {s.kind} | {s.licence} | {s.source} |"
-        for s in TRAFFIC_SETS.values()
-    )
-    return f"""
-## Learning from traffic: refitted on labelled requests of real prompts
-
-Four more public sets stand in for a user's own traffic (table below); none is one of the
-external check's sets. The model in use is `hybrid calibrate`'s fit on every generated item.
-Of each set, *k* requests drawn at random are labelled with their grade (as shadow
-comparisons label them when they sample escalated requests, `routing.learn.local_shadow_rate`,
-as well as local ones; a person's feedback on local answers, or shadow sampling of local answers
-alone, labels only the requests kept local) and refitted on through `hybrid calibrate
---from-ledger`'s own path, with the generated answers; the server adopts a refit only when
-it improves on the model in use (on the labelled requests once they hold 10 right and 10
-wrong, each scored by a fit that did not see it, both stages together). Each refit chooses
-how many calibration answers one labelled request counts for ({choices}) and the hashed
-words' weight ({word_choices}; see [Word weight](#word-weight-chosen-on-the-traffic-sets)), by
-cross-validation inside its own training split (the pair whose out-of-fold scores rank the
-labelled requests there best); once judged, it is fitted again on all its examples. The model
-then in use scores the same held-out requests of every set for every *k*. {draws}
-draws per *k*: the mean and, in brackets, the range over the draws (pooled AUROC); the last
-column lists each draw's weights. With their prompt vectors (`routing.learn.prompt_vectors`),
-a refit fits the model stage again too, and keeps it when it ranks the labelled requests
-better, out-of-fold, than the one in use. *Model stage alone* scores every held-out request
-with the model stage of the model in use, as if each were in its band. *Both stages, beside
-recent* is what `hybrid serve` decides: each feature score read beside the recent requests
-most like it (the held-out requests of every set arriving in a seeded random order).
-
-{LEARNING_HEAD}
-|---:|---|---|---|---|---:|---|
-{rows}
-
-The *set rate* reference (each held-out request scored by its set's share of wrong answers) is
-{reference:.3f}.
-
-| set | n | local wrong | dataset | kind | licence | source |
-|---|---:|---:|---|---|---|---|
-{licences}
-"""
 
 
 def orders_table(orders: dict[str, dict[str, dict[str, list[float]]]]) -> str:

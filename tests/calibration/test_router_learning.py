@@ -61,8 +61,13 @@ def test_labelled_traffic_is_learned_and_the_held_out_requests_rank_better(
         generated(learning), traffic(learning, 120), seed=0, repeats=2, labels=(0, 60)
     )
 
-    before, after = results
-    assert (before.labels, after.labels) == (0, 60)
+    before, after, local = results
+    assert (before.labels, after.labels, local.labels) == (0, 60, 60)
+    assert (before.pool, after.pool, local.pool) == (learning.EVERY,) * 2 + (learning.KEPT_LOCAL,)
+    # Any request: 60 labelled in each of the two sets; kept local only: at most that many.
+    assert after.available == (120, 120)
+    assert len(local.available) == 2 and all(n <= 120 for n in local.available)
+    assert len(local.features) == 2 and local.adopted <= 2
     assert before.adopted == 0 and max(before.features) < 0.65
     assert after.adopted == 2 and min(after.features) > 0.85
     assert min(after.two_stage) > 0.85
@@ -84,5 +89,10 @@ def test_every_k_of_a_draw_is_scored_on_the_same_requests(learning: ModuleType) 
     assert set(few) <= set(more) and not set(more) & set(held)
     _, other = learning.draw(data, labels=5, held=10, seed=4)
     assert other != held
+    # Only the requests marked can be labelled, and fewer than asked when fewer are marked.
+    allowed = np.arange(len(data.items)) % 3 == 0
+    marked, same = learning.draw(data, labels=20, held=10, seed=3, allowed=allowed)
+    assert same == held and all(allowed[i] for i in marked)
+    assert len(marked) == sum(allowed[i] for i in range(len(allowed)) if i not in held)
     with pytest.raises(ValueError, match="too few"):
         learning.learn_from_traffic(generated(learning), data, seed=0, labels=(0, 30))

@@ -582,7 +582,8 @@ def review(
             f"{held} examples were held out to measure the refit, {right} answered right and "
             f"{wrong} wrong: too few to trust (at least {MIN_HELD_OUT_ITEMS}, with "
             f"{MIN_HELD_OUT_PER_CLASS} right and {MIN_HELD_OUT_PER_CLASS} wrong, are needed); "
-            f"label more requests (POST /v1/hybrid/feedback, or routing.learn.shadow_rate)"
+            f"label more requests (POST /v1/hybrid/feedback, routing.learn.shadow_rate, or "
+            f"routing.learn.local_shadow_rate for the requests sent to the cloud)"
         )
     if after < length:
         return (
