@@ -404,11 +404,7 @@ class Shadowing:
             # A background comparison must never take anything else down with it.
             log.exception("shadow comparison of %s failed", request.request_id)
         finally:
-            # What the reported records settled is free already; this frees the rest (a
-            # cancelled comparison, a failed report).
-            if self._budget is not None:
-                for reservation in held:
-                    self._budget.release(reservation)
+            self._free(held)
 
     async def _compare_local(
         self,
@@ -441,9 +437,14 @@ class Shadowing:
             log.exception("local shadow comparison of %s failed", request.request_id)
         finally:
             self._local_pending -= 1
-            if self._budget is not None:
-                for reservation in held:
-                    self._budget.release(reservation)
+            self._free(held)
+
+    def _free(self, held: list[Reservation]) -> None:
+        """Release a comparison's reservations: what its reported records settled is free
+        already; this frees the rest (a cancelled comparison, a failed report)."""
+        if self._budget is not None:
+            for reservation in held:
+                self._budget.release(reservation)
 
     @staticmethod
     async def _vector(
