@@ -207,6 +207,11 @@ class GenerationError(LocalBackendError):
     """llama.cpp failed while evaluating or sampling."""
 
 
+class PreemptedError(LocalBackendError):
+    """A background answer was stopped early for a client request that needed its slot; the
+    work may ask again (it waits until the model is free)."""
+
+
 class ProviderError(BackendError):
     """A cloud provider could not answer.
 

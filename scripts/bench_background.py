@@ -18,15 +18,24 @@ and prints the median decode tok/s of each, with the ratios
     low priority / alone     (what it loses now; target >= 0.90)
 
 and how long one fit takes alone, on an ordinary thread and at low priority (what the fit pays:
-one BLAS thread instead of all of them).  The fit is ``calibrate`` with prompt vectors on the
-calibration set (``--per-category`` items a category), with grades and vectors drawn at random:
-only the work it does matters here, not what it learns.
+one BLAS thread instead of all of them).
+
+Then the other background work, answers on the model's low-priority lane (background
+calibration's, local shadow answers): through hybrid's own ``LocalBackend`` and queue with one
+slot, the time to the first token of a short client request alone, and of the same request
+arriving while a background answer (``--background-tokens``, a local shadow answer's cap) runs
+in that slot, which it stops at its next token.  Before, the request waited for that answer to
+end: up to the background answer's whole duration, measured in the same rounds.
+
+The fit is ``calibrate`` with prompt vectors on the calibration set (``--per-category`` items a
+category), with grades and vectors drawn at random: only the work it does matters here, not
+what it learns.
 
 About 2 minutes on two cores with the defaults.
 
 Usage:
     python scripts/bench_background.py [--rounds 3] [--max-tokens 96] [--per-category 60]
-        [--threads N] [--model PATH]
+        [--threads N] [--model PATH] [--background-tokens 256]
 
 ``--threads`` defaults to one core fewer than the machine has, as ``scripts/bench_local.py``.
 """
@@ -50,6 +59,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_local import raw_run  # the same streamed greedy completion bench_local.py times
 
+from hybrid.backend import collect
+from hybrid.errors import PreemptedError
+from hybrid.generation import GenerationRequest, SamplingParams, TextDelta
+from hybrid.local.backend import LocalBackend
+from hybrid.local.engine import LlamaEngine, LoadOptions
+from hybrid.local.prompt import ChatFormatter
+from hybrid.local.queue import WorkQueue
 from hybrid.routing.calibration.fitting import calibrate
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.low_priority import run_low_priority
@@ -106,6 +122,88 @@ class FitsInBackground:
         self._thread.join()
 
 
+QUESTION = "The capital of France is"
+
+
+async def first_token_s(backend: LocalBackend, prompt: str, max_tokens: int) -> float:
+    """Seconds from a request's start to its first piece of text (the rest is read too)."""
+    started = time.perf_counter()
+    first = 0.0
+    generation = await backend.start(
+        GenerationRequest("bench", prompt=prompt, params=SamplingParams(max_tokens=max_tokens))
+    )
+    try:
+        async for event in generation:
+            if isinstance(event, TextDelta) and event.text and not first:
+                first = time.perf_counter() - started
+    finally:
+        await generation.aclose()
+    return first
+
+
+async def preemption_round(
+    client: LocalBackend, background: LocalBackend, background_tokens: int
+) -> tuple[float, float, float]:
+    """One round: the client request's first token alone, and while a background answer runs;
+    and the background answer's whole duration alone."""
+    alone = await first_token_s(client, QUESTION, 8)
+    long = GenerationRequest(
+        "background", prompt=PROMPT, params=SamplingParams(max_tokens=background_tokens)
+    )
+    started = time.perf_counter()
+    await collect(await background.start(long))
+    whole = time.perf_counter() - started
+    generation = await background.start(long)
+    events = aiter(generation)
+    await anext(events)  # the background answer runs in the slot
+    during = await first_token_s(client, QUESTION, 8)
+    try:
+        async for _ in events:
+            pass
+    except PreemptedError:
+        pass
+    else:
+        raise AssertionError("the background answer was not stopped for the client request")
+    finally:
+        await generation.aclose()
+    return alone, during, whole
+
+
+def preemption(model: Path, threads: int, rounds: int, background_tokens: int) -> None:
+    """Print the first-token times of a client request alone and during a background answer."""
+    engine = LlamaEngine.load(
+        model, LoadOptions(n_ctx=1024, n_threads=threads, n_gpu_layers=0, n_batch=512)
+    )
+    queue = WorkQueue(max_waiting=4)
+    client, background = (
+        LocalBackend(
+            engine,
+            lane,
+            ChatFormatter(None),
+            model_id="bench",
+            default_max_tokens=background_tokens,
+            default_temperature=0.0,
+        )
+        for lane in (queue, queue.background())
+    )
+    try:
+        asyncio.run(first_token_s(client, QUESTION, 8))  # warm
+        runs = [
+            asyncio.run(preemption_round(client, background, background_tokens))
+            for _ in range(rounds)
+        ]
+    finally:
+        queue.close()
+        engine.close()
+    alone, during, whole = (statistics.median(values) for values in zip(*runs, strict=True))
+    print(f"\na client request and a background answer ({background_tokens} tokens), one slot:")
+    print(f"{'first token of the client request':<48}{'ms (median)':>12}")
+    print(f"{'  alone':<48}{alone * 1000:>12.1f}")
+    print(f"{'  during a background answer (it stops)':<48}{during * 1000:>12.1f}")
+    print(f"{'  before: waited for it to end, up to':<48}{whole * 1000:>12.1f}")
+    print(f"\nduring / alone: {during / alone:.2f} ({rounds} rounds)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -114,6 +212,7 @@ def main() -> int:
     # bench_local.py's default: one core left for the server (hybrid's plan on two cores)
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--background-tokens", type=int, default=256)
     args = parser.parse_args()
 
     from llama_cpp import Llama
@@ -160,6 +259,8 @@ def main() -> int:
     print(f"\nplain thread / alone: {plain:.2f}")
     verdict = "met" if low >= TARGET else "NOT met"
     print(f"low priority / alone: {low:.2f} (target >= {TARGET:.2f}: {verdict})")
+    del llama
+    preemption(Path(model), args.threads, args.rounds, args.background_tokens)
     return 0
 
 

@@ -40,6 +40,7 @@ from hybrid.errors import (
     GenerationError,
     HybridError,
     InvalidRequestError,
+    PreemptedError,
 )
 from hybrid.generation import (
     GenerationDone,
@@ -280,6 +281,8 @@ class LocalBackend(Backend):
         loop = asyncio.get_running_loop()
         channel: asyncio.Queue[GenerationEvent | End] = asyncio.Queue()
         cancel = threading.Event()
+        # Set when a client request needs the slot of this answer on the low-priority lane.
+        preempted = threading.Event()
         submitted = time.perf_counter()
 
         def deliver(item: GenerationEvent | End) -> None:
@@ -288,18 +291,32 @@ class LocalBackend(Backend):
             except RuntimeError:  # the event loop is gone: nobody is listening any more
                 cancel.set()
 
+        def preempt() -> None:
+            preempted.set()
+            cancel.set()
+
         def work() -> None:
             wait = time.perf_counter() - submitted
+            cut = False
 
             def emit(event: GenerationEvent) -> None:
+                nonlocal cut
                 if isinstance(event, GenerationDone):
+                    if event.cancelled and preempted.is_set():
+                        cut = True  # no closing event: the error below ends the answer
+                        return
                     event = dataclasses.replace(event, queue_wait_s=wait)
                     self._speed.observe(event, constrained=job.grammar is not None)
                 deliver(event)
 
             self._engine.run(job, cancel, emit)
+            if cut:
+                raise PreemptedError(
+                    "a client request needed the local model: this background answer was "
+                    "stopped early (ask again)"
+                )
 
-        future = self._queue.submit(work)
+        future = self._queue.submit(work, preempt=preempt if self._queue.is_background else None)
         future.add_done_callback(lambda done: deliver(End(done)))
         return LocalGeneration(channel, cancel, future, job, tool_names=tool_names)
 

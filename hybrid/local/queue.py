@@ -9,9 +9,12 @@ from any thread, for ``/health`` and for routing decisions.
 Beside the clients' line there is a low-priority lane (:meth:`WorkQueue.background`), for work
 that must never slow serving down (background calibration): a background job starts only when
 no client job is waiting or running, one at a time, and is never refused.  It takes one slot:
-a client job that arrives while it runs takes another slot, or with one slot waits for that
-one job only, so background work is cut into short jobs.  Background jobs count in neither
-:attr:`WorkQueue.waiting` nor ``max_waiting``.
+a client job that arrives while it runs takes another slot.  When it holds the last free slot
+(always, with one slot), a job submitted with ``preempt`` is told to stop (the local model
+stops an answer at its next token, and its caller may ask again later), so the client job
+waits for no background answer; one without waits for that one job only, so background work
+is cut into short jobs.  Background jobs count in neither :attr:`WorkQueue.waiting` nor
+``max_waiting``.
 
 A client job may be submitted as a *hand-off* (``submit(job, hand_off=True)``): one whose
 caller will submit a follow-up client job at once, such as the router's look at a prompt
@@ -46,6 +49,9 @@ class _Pending:
 
     job: Callable[[], Any]
     future: Future[Any]
+    # Tells the running job to stop early, for a client job that needs its slot (or None).
+    preempt: Callable[[], None] | None = None
+    preempted: bool = False
 
 
 class _Line:
@@ -64,6 +70,8 @@ class _Line:
         self.running: list[float] = []
         # When the running background job started, or None.
         self.background_since: float | None = None
+        # The running background job, or None.
+        self.current: _Pending | None = None
         self.mean_job_s = initial_job_s
         self.mean_background_s = initial_job_s
         self.backlog: deque[_Pending] = deque()
@@ -179,7 +187,9 @@ class WorkQueue:
                 max(line.mean_job_s - (now - since), 0.1 * line.mean_job_s)
                 for since in line.running
             ]
-            if line.background_since is not None:
+            current = line.current
+            if line.background_since is not None and (current is None or not current.preempt):
+                # A background job that stops for a client job frees its slot at once.
                 mean = line.mean_background_s
                 frees.append(max(mean - (now - line.background_since), 0.1 * mean))
             frees.extend([0.0] * max(line.slots - len(frees), 0))
@@ -188,13 +198,22 @@ class WorkQueue:
                 heapq.heappush(frees, heapq.heappop(frees) + line.mean_job_s)
             return frees[0]
 
-    def submit(self, job: Callable[[], T], *, hand_off: bool = False) -> Future[T]:
+    def submit(
+        self,
+        job: Callable[[], T],
+        *,
+        hand_off: bool = False,
+        preempt: Callable[[], None] | None = None,
+    ) -> Future[T]:
         """Queue a job.
 
         Args:
             job: Runs on the worker thread; its result or exception lands in the future.
             hand_off: The caller will submit a follow-up client job right after this one:
                 background work waits for it (or :meth:`release`, or ``hand_off_s``).
+            preempt: For the background lane: called (once, from the submitting thread)
+                when a client job needs the slot the job runs in; the job should then end
+                soon.  Without it, the client job waits for the job to end.
 
         Returns:
             A future; cancelling it before the job starts removes the job from the queue.
@@ -204,8 +223,9 @@ class WorkQueue:
                 raised by the background lane).
         """
         if self._low:
-            return self._submit_background(job)
+            return self._submit_background(job, preempt)
         line = self._line
+        stop: Callable[[], None] | None = None
         with line.lock:
             taken = len(line.running) + (line.background_since is not None)
             busy = line.waiting > 0 or taken >= line.slots
@@ -216,6 +236,17 @@ class WorkQueue:
             line.waiting += 1
             # A client job is the follow-up any earlier hand-off waited for.
             line.held_until = line.clock() + self._hand_off_s if hand_off else None
+            current = line.current
+            if (
+                taken >= line.slots
+                and current is not None
+                and current.preempt is not None
+                and not current.preempted
+            ):
+                current.preempted = True
+                stop = current.preempt
+        if stop is not None:
+            stop()
         if hand_off:
             timer = threading.Timer(self._hand_off_s, self._dispatch_background)
             timer.daemon = True
@@ -243,13 +274,15 @@ class WorkQueue:
         with line.lock:
             line.waiting = 0
 
-    def _submit_background(self, job: Callable[[], T]) -> Future[T]:
+    def _submit_background(
+        self, job: Callable[[], T], preempt: Callable[[], None] | None
+    ) -> Future[T]:
         future: Future[T] = Future()
         line = self._line
         with line.lock:
             closed = line.closed
             if not closed:
-                line.backlog.append(_Pending(job, future))
+                line.backlog.append(_Pending(job, future, preempt))
         if closed:
             future.cancel()
             return future
@@ -292,6 +325,7 @@ class WorkQueue:
                 started = False
             else:
                 line.background_since = line.clock()
+                line.current = pending
                 started = True
         if not started:
             self._dispatch_background()
@@ -307,6 +341,7 @@ class WorkQueue:
                 took = line.clock() - (line.background_since or line.clock())
                 line.mean_background_s += _EWMA_WEIGHT * (took - line.mean_background_s)
                 line.background_since = None
+                line.current = None
                 line.background_dispatched = False
         self._dispatch_background()
 

@@ -262,6 +262,8 @@ class Shadowing:
             is not ready); None: no local shadow.
         vectors: Read the local model's vector of the prompt from a local shadow answer's
             prefill (``routing.learn.prompt_vectors``), for the model stage's refits.
+        held: Why the local model's background work waits now (on battery power), or None;
+            no local shadow answer starts while it holds.
     """
 
     def __init__(
@@ -278,8 +280,10 @@ class Shadowing:
         local_rate: float = 0.0,
         local: Callable[[], LocalAnswerer[Any]] | None = None,
         vectors: bool = False,
+        held: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._rate = rate
+        self._held = held
         self._vectors = vectors
         self._local_rate = local_rate if local is not None else 0.0
         self._local = local
@@ -342,7 +346,8 @@ class Shadowing:
         """Maybe have the local model answer an escalated request too, in the background.
 
         The caller has checked that the router escalated the request (see the module
-        docstring); this checks the rate, the request's needs and how many wait already.
+        docstring); this checks the rate, the request's needs, how many wait already and
+        whether background work is held (on battery power).
 
         Args:
             request: The client's request, answered by the cloud.
@@ -356,6 +361,8 @@ class Shadowing:
         if self._local_rate <= 0 or request.needs or not cloud_text.strip():
             return False
         if self._local_pending >= LOCAL_PENDING or self._rng.random() >= self._local_rate:
+            return False
+        if self._held() is not None:
             return False
         self._local_pending += 1
         task = asyncio.get_running_loop().create_task(

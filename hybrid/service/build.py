@@ -120,6 +120,7 @@ def build_learner(
     budget: Reserving | None = None,
     rng: Random | None = None,
     local: Callable[[], LocalAnswerer[Any]] | None = None,
+    held: Callable[[], str | None] = lambda: None,
 ) -> Learner:
     """The server's learner, from ``routing.learn``.
 
@@ -133,6 +134,8 @@ def build_learner(
         budget: Reserves each shadow and judge call's estimated cost before it is sent.
         rng: Draws the shadow sample.
         local: The local model on its low-priority lane, for local shadow answers.
+        held: Why the local model's background work waits now (on battery power), or None;
+            no local shadow answer is started meanwhile.
     """
     shadowing: Shadowing | None = None
     if settings.shadow_rate > 0 or (settings.local_shadow_rate > 0 and local is not None):
@@ -151,6 +154,7 @@ def build_learner(
             local_rate=settings.local_shadow_rate,
             local=local,
             vectors=settings.prompt_vectors,
+            held=held,
         )
     return Learner(
         ledger,
@@ -241,6 +245,12 @@ def build_service(
         budget=reserving,
         lan=lan,
     )
+    # The local model's background work waits for AC power unless it may run on battery.
+    held: Callable[[], str | None] = (
+        _never_held
+        if settings.local.background_on_battery
+        else functools.partial(held_by_battery, sampler.latest_or_none)
+    )
     calibrating = settings.routing.calibration
     background = (
         BackgroundCalibration(
@@ -249,6 +259,7 @@ def build_service(
             backend=local.background_backend,
             model_name=lambda: local.model_id,
             per_category=calibrating.per_category,
+            held=held,
         )
         if calibrating.background and settings.routing.difficulty.enabled
         else None
@@ -261,7 +272,7 @@ def build_service(
             calibration=calibration,
             model_name=lambda: local.model_id,
             refit_after=learn.refit_after,
-            idle=functools.partial(_idle, local),
+            idle=functools.partial(_idle, local, held),
         )
         if learn.refit_after > 0 and settings.routing.difficulty.enabled
         else None
@@ -275,6 +286,7 @@ def build_service(
         names=names,
         budget=reserving,
         local=local.background_backend,
+        held=held,
     )
     fleet_budget = None
     if settings.ledger.url is not None:
@@ -304,8 +316,29 @@ def build_service(
     )
 
 
-def _idle(local: LocalRuntime) -> bool:
-    """No request waits for or runs on the local model (or it is not ready to take any)."""
+ON_BATTERY = "on battery power"
+"""Why background work waits, while the machine runs on its battery."""
+
+
+def held_by_battery(latest: Callable[[], LiveSample | None]) -> str | None:
+    """Why the local model's background work waits now: :data:`ON_BATTERY` while the latest
+    hardware sample says the machine runs on its battery; None on AC power, without a battery,
+    when the power source is unknown, and before the first sample."""
+    sample = latest()
+    if sample is not None and sample.on_battery is True:
+        return ON_BATTERY
+    return None
+
+
+def _never_held() -> None:
+    return None
+
+
+def _idle(local: LocalRuntime, held: Callable[[], str | None]) -> bool:
+    """No request waits for or runs on the local model (or it is not ready to take any), and
+    its background work is not held (on battery power)."""
+    if held() is not None:
+        return False
     try:
         queue = local.backend().queue
     except ModelNotReadyError:

@@ -113,6 +113,14 @@ class LocalSettings(BaseModel):
             "next request reloads it. Negative never unloads; 0 unloads after each request."
         ),
     )
+    background_on_battery: bool = Field(
+        default=False,
+        description=(
+            "Let the local model's background work (background calibration, local shadow "
+            "answers, refits from traffic) run on battery power too; off, it waits for AC "
+            "power. A machine with no battery, or whose power source is unknown, never waits."
+        ),
+    )
 
     @field_validator("model")
     @classmethod

@@ -16,11 +16,13 @@ import pytest
 from calibration_fakes import KnowingBackend
 from fastapi.testclient import TestClient
 from gguf_writer import tiny_model
+from hardware_fakes import FakePower, idle_probe
 from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
 
 from hybrid.backend import Generation
-from hybrid.errors import GenerationError
+from hybrid.errors import GenerationError, PreemptedError
 from hybrid.generation import GenerationRequest
+from hybrid.hardware.snapshot import PowerInfo
 from hybrid.routing.calibration.background import (
     BackgroundCalibration,
     progress_path,
@@ -235,6 +237,92 @@ def test_a_restarted_server_resumes_from_the_saved_answers(
     progress = restarted(config, served, again)["calibration"]["background"]
     assert again.count == 0  # every answer came from the saved progress
     assert progress["state"] == "kept-prior" and progress["done"] == len(CATEGORIES) * PER_CATEGORY
+
+
+ON_BATTERY = PowerInfo(battery_percent=80.0, on_battery=True)
+
+
+def background_state(client: TestClient, wanted: str) -> dict[str, Any]:
+    """``/health``'s background calibration progress once it is in state ``wanted``."""
+    for _ in range(TIMEOUT_S * 50):
+        progress: dict[str, Any] | None = health(client)["calibration"]["background"]
+        if progress is not None and progress["state"] == wanted:
+            return progress
+        threading.Event().wait(0.02)
+    raise AssertionError(f"background calibration never reached {wanted!r}")
+
+
+def test_on_battery_power_background_calibration_pauses_until_the_machine_is_plugged_in(
+    settings_for: Callable[..., Settings], served: Path
+) -> None:
+    config = settings(settings_for, **{"probe.sample_interval_s": 0.02})
+    power = FakePower(ON_BATTERY)
+    backend = GatedBackend(lambda item: item.category in KNOWN)
+    backend.release.set()
+    runtime = UncalibratedFile(config, served, backend)
+    runtime.loaded_event.set()
+    app = scripted_app(config, runtime=runtime, probe=idle_probe(power))
+    with TestClient(app) as client:
+        paused = background_state(client, "paused")
+        asked_while_paused = backend.count
+        power.info = PowerInfo(battery_percent=80.0, on_battery=False)
+        assert client.app.state.hybrid.background.finished.wait(TIMEOUT_S)  # type: ignore[attr-defined]
+        done = health(client)["calibration"]["background"]
+
+    assert asked_while_paused == 0
+    assert (paused["done"], paused["total"]) == (0, len(CATEGORIES) * PER_CATEGORY)
+    assert paused["message"] == (
+        "on battery power; resumes on AC power, or with local.background_on_battery"
+    )
+    assert done["state"] == "adopted", done["message"]
+    assert done["done"] == len(CATEGORIES) * PER_CATEGORY
+
+
+def test_background_calibration_may_run_on_battery_power(
+    settings_for: Callable[..., Settings], served: Path
+) -> None:
+    config = settings(settings_for, **{"local.background_on_battery": True})
+    backend = GatedBackend(lambda item: item.category in KNOWN)
+    backend.release.set()
+    runtime = UncalibratedFile(config, served, backend)
+    runtime.loaded_event.set()
+    app = scripted_app(config, runtime=runtime, probe=idle_probe(FakePower(ON_BATTERY)))
+    with TestClient(app) as client:
+        assert client.app.state.hybrid.background.finished.wait(TIMEOUT_S)  # type: ignore[attr-defined]
+        done = health(client)["calibration"]["background"]
+    assert done["state"] == "adopted", done["message"]
+    assert backend.count > 0
+
+
+class PreemptedOnce(GatedBackend):
+    """A :class:`GatedBackend` whose third answer is stopped early once, as a client request
+    that needs the model's slot stops it."""
+
+    def __init__(self, knows: Callable[[CalibrationItem], bool]) -> None:
+        super().__init__(knows)
+        self.stopped: list[str] = []
+
+    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
+        if self.count == 2 and not self.stopped:
+            self.count += 1
+            self.stopped.append(request.messages[-1].content)
+            raise PreemptedError("a client request needed the local model")
+        return await super().start(request)
+
+
+def test_an_answer_stopped_for_a_client_request_is_asked_again(
+    settings_for: Callable[..., Settings], served: Path
+) -> None:
+    config = settings(settings_for)
+    backend = PreemptedOnce(lambda item: item.category in KNOWN)
+    done = calibrated(config, served, backend)["calibration"]["background"]
+
+    items = calibration_set(0, per_category=PER_CATEGORY)
+    assert done["state"] == "adopted", done["message"]
+    # The stopped item was asked again, and graded on its whole answer.
+    assert len(backend.stopped) == 1
+    assert backend.count == sum(len(item.presentations) for item in items) + 1
+    assert done["accuracy"] == pytest.approx(len(KNOWN) / len(CATEGORIES), abs=1e-4)
 
 
 def test_background_calibration_can_be_switched_off(

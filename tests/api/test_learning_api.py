@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 from fake_cloud import FakeCloud
 from fastapi.testclient import TestClient
+from hardware_fakes import FakePower, idle_probe
 from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
 
+from hybrid.hardware.snapshot import PowerInfo
 from hybrid.ledger.learning import Label, Signal
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore
@@ -86,11 +88,15 @@ def app_for(tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, Settings
     clients: list[TestClient] = []
 
     def build(
-        cloud: FakeCloud | None = None, probe: ProbeStage | None = None, **cli: object
+        cloud: FakeCloud | None = None,
+        probe: ProbeStage | None = None,
+        power: FakePower | None = None,
+        **cli: object,
     ) -> tuple[TestClient, Settings, str]:
         settings = settings_for(tmp_path, cloud, **cli)
         path, sha = calibrated_model_file(settings, tmp_path, probe)
-        client = TestClient(scripted_app(settings, runtime=FileRuntime(settings, path)))
+        runtime = FileRuntime(settings, path)
+        client = TestClient(scripted_app(settings, runtime=runtime, probe=idle_probe(power)))
         client.__enter__()
         clients.append(client)
         calibration = state_of(client).calibration
@@ -458,6 +464,34 @@ def test_the_local_shadow_answer_keeps_the_prompt_vector_with_the_requests_signa
     assert vector is not None and np.array_equal(vector, local.embedding)
     [counts] = client.get("/v1/hybrid/stats").json()["labels"]
     assert (counts["shadow"], counts["usable"], counts["with_vector"]) == (1, 1, 1)
+
+
+def test_on_battery_power_no_escalated_request_is_answered_again_locally(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    power = FakePower(PowerInfo(battery_percent=90.0, on_battery=True))
+    client, settings, _ = app_for(
+        cloud,
+        power=power,
+        **{
+            "routing.learn.local_shadow_rate": 1.0,
+            "routing.difficulty.threshold": 0.1,
+            "probe.sample_interval_s": 0.02,
+        },
+    )
+    local = state_of(client).runtime.scripted
+    assert client.post("/v1/chat/completions", json=HELLO).headers["x-hybrid-route"] == "cloud"
+    drain(client)
+    assert local.requests == [] and read_ledger(client, settings)[2] == []
+    power.info = PowerInfo(battery_percent=90.0, on_battery=False)
+    sampler = state_of(client).sampler
+    for _ in range(500):  # the next hardware sample sees the machine plugged in
+        if sampler.latest().on_battery is False:
+            break
+        time.sleep(0.01)
+    response = client.post("/v1/chat/completions", json=HELLO)
+    [label] = wait_for_shadows(client, settings, 1)
+    assert label.request_id == response.headers["x-hybrid-request-id"] and len(local.requests) == 1
 
 
 def test_a_request_kept_local_is_not_answered_again_locally(app_for: Any, cloud: FakeCloud) -> None:

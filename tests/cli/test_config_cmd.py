@@ -38,6 +38,7 @@ LEAVES = [
     "local.default_max_tokens",
     "local.temperature",
     "local.keep_alive",
+    "local.background_on_battery",
     "probe.sample_interval_s",
     "probe.measure_bandwidth",
     "cloud.default_model",

@@ -147,11 +147,12 @@ class FakePower:
         return self.info
 
 
-def idle_probe() -> HardwareProbe:
+def idle_probe(power: FakePower | None = None) -> HardwareProbe:
     """A probe of a quiet 4-core machine with 16 GiB free: no other program loads it.
 
     Tests that route requests use it, so that what else runs on the machine that runs the
-    tests never reaches the capacity policy.
+    tests never reaches the capacity policy.  Its power source is ``power`` (change its
+    ``info`` to plug the machine in or out); by default it has no battery.
     """
     free = MemoryInfo(
         total_bytes=16 * GIB,
@@ -165,7 +166,7 @@ def idle_probe() -> HardwareProbe:
         cpu=FakeCpu(load_percent=0.0),
         memory=FakeMemory(free),
         gpus=(),
-        power=FakePower(PowerInfo(battery_percent=None, on_battery=None)),
+        power=power or FakePower(PowerInfo(battery_percent=None, on_battery=None)),
         gpu_offload_supported=lambda: False,
         bandwidth_cache=None,
         measure_bandwidth=lambda cpu, memory: 25e9,

@@ -22,6 +22,7 @@ from hybrid.generation import (
     TokenLogprob,
     Usage,
 )
+from hybrid.hardware.probe import HardwareProbe
 from hybrid.local.backend import unsupported_error
 from hybrid.local.runtime import LocalRuntime
 from hybrid.local.speed import SpeedMeter
@@ -148,13 +149,14 @@ def scripted_app(
     *,
     runtime: LocalRuntime | None = None,
     gpu_energy: Callable[[], float | None] | None = None,
+    probe: HardwareProbe | None = None,
 ) -> FastAPI:
     """The app under test: a scripted local model (or ``runtime``) on an idle fake machine.
 
     The real probe would hand the capacity policy whatever else loads the machine running the
     tests; the idle one keeps every routing decision independent of it.  Starlette's
     ``TestClient`` addresses the app as ``testserver``, so that name is allowed as a configured
-    host would be.
+    host would be.  ``probe`` replaces the idle machine (one with a battery, say).
     """
     if TEST_CLIENT_HOST not in settings.server.allowed_hosts:
         server = settings.server.model_copy(
@@ -163,4 +165,4 @@ def scripted_app(
         settings = settings.model_copy(update={"server": server})
     if runtime is None:
         runtime = ScriptedRuntime(settings, backend if backend is not None else ScriptedBackend())
-    return create_app(settings, runtime=runtime, probe=idle_probe(), gpu_energy=gpu_energy)
+    return create_app(settings, runtime=runtime, probe=probe or idle_probe(), gpu_energy=gpu_energy)

@@ -82,6 +82,48 @@ def test_a_client_waits_for_at_most_the_one_background_job_running(queue: WorkQu
     assert order == ["background-1", "client", "background-2"]
 
 
+def test_a_client_job_stops_a_preemptible_background_job_in_the_last_slot(
+    queue: WorkQueue,
+) -> None:
+    order: list[str] = []
+    stop, started = threading.Event(), threading.Event()
+    told: list[str] = []
+
+    def preempt() -> None:
+        told.append("stop")
+        stop.set()
+
+    lane = queue.background()
+    first = lane.submit(gated(stop, started, order, "background-1"), preempt=preempt)
+    later = lane.submit(lambda: order.append("background-2"), preempt=preempt)
+    assert started.wait(5)
+    # It frees its slot as soon as a client job needs it: no wait is expected.
+    assert queue.expected_wait_s() == 0
+    client = queue.submit(lambda: order.append("client"))
+    assert client.result(5) is None and first.result(5) == "background-1"
+    later.result(5)
+    assert told == ["stop"]  # once, and not for the job that ran with the model free
+    assert order == ["background-1", "client", "background-2"]
+
+
+def test_a_background_job_is_not_stopped_while_a_slot_is_free() -> None:
+    queue = WorkQueue(max_waiting=4, slots=2)
+    try:
+        gate, started = threading.Event(), threading.Event()
+        told: list[str] = []
+        lane = queue.background()
+        running = lane.submit(
+            gated(gate, started, [], "background"), preempt=lambda: told.append("stop")
+        )
+        assert started.wait(5)
+        assert queue.submit(lambda: "client").result(5) == "client"  # the other slot
+        assert told == []
+        gate.set()
+        assert running.result(5) == "background"
+    finally:
+        queue.close()
+
+
 def test_background_jobs_are_never_refused_and_do_not_fill_the_clients_line() -> None:
     queue = WorkQueue(max_waiting=1)
     try:

@@ -121,3 +121,15 @@ def test_the_last_refit_from_traffic_is_shown_on_the_calibration_line() -> None:
     # No refit yet, or a daemon without refits: nothing to say about it.
     body["calibration"]["refit"] = {"refit_after": 50, "labels": 12, "last": None}
     assert not CalibrationView.from_health(body).worth_showing  # type: ignore[union-attr]
+
+
+def test_a_paused_calibration_says_why_and_how_far_it_got() -> None:
+    from hybrid.monitor.widgets.calibration import calibration_text
+
+    message = "on battery power; resumes on AC power, or with local.background_on_battery"
+    view = CalibrationView.from_health(health(background=progress("paused", 120, 36, message)))
+    assert view is not None and view.worth_showing
+    assert calibration_text(view).plain == (
+        " difficulty on a prior (expected 47% right) · calibrating paused 120/540 items, "
+        f"30% right so far ({message})"
+    )

@@ -244,6 +244,26 @@ def test_no_local_shadow_when_off_not_ready_or_needing_more_than_text(
     assert local.requests == [] and cloud.requests == []
 
 
+def test_no_local_shadow_answer_starts_while_background_work_is_held(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    local = ScriptedBackend()
+    local.pieces = ["Paris"]
+    held: list[str | None] = ["on battery power"]
+    shadowing, pool = shadowing_for(
+        cloud, tmp_path, local_rate=1.0, local=lambda: local, held=lambda: held[0]
+    )
+    assert compare(shadowing, pool, "Paris", answered_by="cloud") == (False, [])
+    assert local.requests == []
+    held[0] = None  # plugged in
+    shadowing, pool = shadowing_for(
+        cloud, tmp_path, local_rate=1.0, local=lambda: local, held=lambda: held[0]
+    )
+    started, [outcome] = compare(shadowing, pool, "Paris", answered_by="cloud")
+    assert started and outcome.grade is not None and outcome.grade.good
+    assert len(local.requests) == 1
+
+
 def test_local_shadow_answers_wait_two_at_most(cloud: FakeCloud, tmp_path: Path) -> None:
     local = ScriptedBackend()
     local.pieces = ["Paris"]

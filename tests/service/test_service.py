@@ -14,11 +14,12 @@ from scripted import ScriptedBackend, ScriptedRuntime
 from hybrid.backend import collect
 from hybrid.errors import ConfigError, InvalidRequestError, QueueFullError
 from hybrid.generation import GenerationRequest, Message
+from hybrid.hardware.snapshot import LiveSample
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.policies.difficulty import CalibratedModel
 from hybrid.service.answering import refuse, start_answer
-from hybrid.service.build import build_dispatcher, build_service
+from hybrid.service.build import ON_BATTERY, build_dispatcher, build_service, held_by_battery
 from hybrid.service.service import Service
 from hybrid.settings import Settings, load_settings
 
@@ -140,6 +141,34 @@ def test_a_started_service_publishes_hardware_events(tmp_path: Path) -> None:
 
     event = asyncio.run(scenario())
     assert event["model_state"] == "ready" and event["queue_depth"] == 0
+
+
+def power_sample(on_battery: bool | None) -> LiveSample:
+    return LiveSample(
+        taken_at=0.0,
+        cpu_percent=0.0,
+        memory_available_bytes=1,
+        memory_percent=0.0,
+        gpu_utilization_percent=None,
+        battery_percent=None if on_battery is None else 64.0,
+        on_battery=on_battery,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sample", "held"),
+    [
+        (power_sample(True), ON_BATTERY),
+        (power_sample(False), None),
+        # No battery, a power source the OS cannot tell, or no sample yet: never held.
+        (power_sample(None), None),
+        (None, None),
+    ],
+)
+def test_background_work_is_held_on_battery_power_only(
+    sample: LiveSample | None, held: str | None
+) -> None:
+    assert held_by_battery(lambda: sample) == held
 
 
 def test_close_frees_what_was_built_even_when_the_service_never_started(tmp_path: Path) -> None:

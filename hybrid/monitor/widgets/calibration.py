@@ -18,6 +18,7 @@ from textual.widgets import Static
 _STATE_STYLES = {
     "waiting": "yellow",
     "running": "bold yellow",
+    "paused": "yellow",
     "fitting": "bold yellow",
     "adopted": "bold green",
     "kept-prior": "cyan",
@@ -120,9 +121,9 @@ def calibration_text(view: CalibrationView) -> Text:
         text.append(f" {view.done}/{view.total} items")
     if view.accuracy is not None:
         text.append(f", {view.accuracy:.0%} right")
-        if view.background == "running":
+        if view.background in ("running", "paused"):
             text.append(" so far")
-    if view.message and view.background in ("kept-prior", "stopped"):
+    if view.message and view.background in ("paused", "kept-prior", "stopped"):
         text.append(f" ({view.message})", style="dim")
     return text
 

@@ -18,9 +18,11 @@ written to ``<home>/calibration/<sha256>.background.json`` with the answers so f
 ``hybrid models`` can show it and a restarted server resumes where the last one stopped.
 
 States: ``waiting`` (the model is loading or its calibration is being looked up), ``running``
-(answering), ``fitting``, ``adopted`` (the fit replaced the prior), ``kept-prior`` (the fit was
-no better, or not trustworthy), ``stopped`` (a calibration appeared meanwhile, the model was
-not calibratable, or answering failed: ``message`` says which).
+(answering), ``paused`` (the machine runs on its battery: background work waits for AC power
+unless ``local.background_on_battery`` lets it run; ``message`` says so), ``fitting``,
+``adopted`` (the fit replaced the prior), ``kept-prior`` (the fit was no better, or not
+trustworthy), ``stopped`` (a calibration appeared meanwhile, the model was not calibratable, or
+answering failed: ``message`` says which).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hybrid.backend import Backend
-from hybrid.errors import GenerationError, HybridError, ModelNotReadyError
+from hybrid.errors import GenerationError, HybridError, ModelNotReadyError, PreemptedError
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.low_priority import run_low_priority
 from hybrid.routing.calibration.runner import ItemAnswer
@@ -48,7 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hybrid.calibration")
 
-BackgroundState = Literal["waiting", "running", "fitting", "adopted", "kept-prior", "stopped"]
+BackgroundState = Literal[
+    "waiting", "running", "paused", "fitting", "adopted", "kept-prior", "stopped"
+]
 
 SEED = 0
 """The calibration seed: ``hybrid calibrate``'s default, so each can reuse the other's answers."""
@@ -61,6 +65,9 @@ HELD_OUT = 0.3
 """Share of each category held out to compare the fit with the prior."""
 
 PROGRESS_FORMAT = "hybrid.background-calibration"
+
+RESUMES = "resumes on AC power, or with local.background_on_battery"
+"""What a ``paused`` progress's message says after the reason."""
 
 _SAVE_EVERY = 10
 """Fewest answers between two writes of the progress file.  The file holds every answer so far
@@ -127,7 +134,7 @@ class BackgroundProgress:
         counts = f"{self.done}/{self.total} items"
         if self.accuracy is not None:
             counts += f", {self.accuracy:.0%} right" + (
-                " so far" if self.state == "running" else ""
+                " so far" if self.state in ("running", "paused") else ""
             )
         text = f"{self.state}: {counts}"
         return f"{text} ({self.message})" if self.message else text
@@ -192,7 +199,10 @@ class BackgroundCalibration:
             until no client request waits or runs); raises ModelNotReadyError while loading.
         model_name: The served model's id, for the saved calibration's metadata.
         per_category: Items per category.
-        poll_s: Seconds between two looks at the calibration lookup while it is pending.
+        held: Why background work waits now (on battery power), or None: each answer, and
+            the fit, wait until it says None, in state ``paused``.
+        poll_s: Seconds between two looks at the calibration lookup while it is pending, and
+            at ``held`` while it holds.
     """
 
     def __init__(
@@ -203,6 +213,7 @@ class BackgroundCalibration:
         backend: Callable[[], Backend],
         model_name: Callable[[], str],
         per_category: int,
+        held: Callable[[], str | None] = lambda: None,
         poll_s: float = 0.5,
     ) -> None:
         self._home = home
@@ -210,6 +221,7 @@ class BackgroundCalibration:
         self._backend = backend
         self._model_name = model_name
         self._per_category = per_category
+        self._held = held
         self._poll_s = poll_s
         self._lock = threading.Lock()
         self._progress: BackgroundProgress | None = BackgroundProgress("waiting")
@@ -252,7 +264,7 @@ class BackgroundCalibration:
 
     async def _run(self) -> None:
         from hybrid.routing.calibration.items import calibration_set
-        from hybrid.routing.calibration.runner import answer_items, with_vectors
+        from hybrid.routing.calibration.runner import with_vectors
 
         status = await self._decided()
         if status.state == "found":
@@ -297,17 +309,7 @@ class BackgroundCalibration:
                     message="a calibration was saved meanwhile (`hybrid calibrate`)",
                 )
                 return
-            try:
-                (answer,) = await answer_items(
-                    self._backend(), [item], max_tokens=MAX_TOKENS, progress=_ignore, embed=embed
-                )
-            except GenerationError as exc:
-                if not embed:
-                    raise
-                embed = _without_vectors(exc)
-                (answer,) = await answer_items(
-                    self._backend(), [item], max_tokens=MAX_TOKENS, progress=_ignore
-                )
+            answer, embed = await self._ask(item, embed)
             answers.append(answer)
             now = self._current()
             self._set(
@@ -316,12 +318,49 @@ class BackgroundCalibration:
             if len(answers) - saved >= max(_SAVE_EVERY, saved // 10):
                 await run_low_priority(self._save_progress, sha256, items, answers)
                 saved = len(answers)
+        await self._while_held()
         self._set(self._current(), state="fitting")
         await run_low_priority(self._save_progress, sha256, items, answers)
         outcome, message = await run_low_priority(self._fit, sha256, prior, items, answers, embed)
         self._set(self._current(), state=outcome, message=message)
         await run_low_priority(self._save_progress, sha256, items, answers)
         log.info("background calibration: %s (%s)", outcome, message)
+
+    async def _ask(self, item: CalibrationItem, embed: bool) -> tuple[ItemAnswer, bool]:
+        """One item's answer, once background work is not held; asked again when a client
+        request stopped it early, and without the prompt vector once the model gives none.
+
+        Returns:
+            The answer, and whether vectors are still read.
+        """
+        from hybrid.routing.calibration.runner import answer_items
+
+        while True:
+            await self._while_held()
+            try:
+                (answer,) = await answer_items(
+                    self._backend(), [item], max_tokens=MAX_TOKENS, progress=_ignore, embed=embed
+                )
+            except PreemptedError:
+                continue  # it waits in the low-priority lane until the model is free again
+            except GenerationError as exc:
+                if not embed:
+                    raise
+                embed = _without_vectors(exc)
+                continue
+            return answer, embed
+
+    async def _while_held(self) -> None:
+        """Wait in state ``paused`` while background work is held, then go on ``running``."""
+        reason = self._held()
+        if reason is None:
+            return
+        log.info("background calibration paused: %s", reason)
+        self._set(self._current(), state="paused", message=f"{reason}; {RESUMES}")
+        while self._held() is not None:
+            await asyncio.sleep(self._poll_s)
+        log.info("background calibration resumes")
+        self._set(self._current(), state="running", message=None)
 
     async def _decided(self) -> CalibrationStatus:
         while True:
