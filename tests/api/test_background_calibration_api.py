@@ -264,12 +264,23 @@ def test_on_battery_power_background_calibration_pauses_until_the_machine_is_plu
     app = scripted_app(config, runtime=runtime, probe=idle_probe(power))
     with TestClient(app) as client:
         paused = background_state(client, "paused")
+        recorded = None
+        for _ in range(TIMEOUT_S * 50):  # written off the event loop, just after
+            recorded = read_progress(config.home, gguf_sha256(served))
+            if recorded is not None and recorded.state == "paused":
+                break
+            threading.Event().wait(0.02)
         asked_while_paused = backend.count
         power.info = PowerInfo(battery_percent=80.0, on_battery=False)
         assert client.app.state.hybrid.background.finished.wait(TIMEOUT_S)  # type: ignore[attr-defined]
         done = health(client)["calibration"]["background"]
 
     assert asked_while_paused == 0
+    # `hybrid models` reads the progress file: it says paused, and why.
+    assert recorded is not None and recorded.state == "paused"
+    assert (
+        recorded.line() == f"paused: 0/{len(CATEGORIES) * PER_CATEGORY} items ({paused['message']})"
+    )
     assert (paused["done"], paused["total"]) == (0, len(CATEGORIES) * PER_CATEGORY)
     assert paused["message"] == (
         "on battery power; resumes on AC power, or with local.background_on_battery"

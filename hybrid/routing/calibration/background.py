@@ -32,7 +32,7 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -301,6 +301,10 @@ class BackgroundCalibration:
         )
         log.info("background calibration of %s: %d items", self._model_name(), len(items))
         saved = len(answers)
+
+        async def saving() -> None:
+            await run_low_priority(self._save_progress, sha256, items, answers)
+
         for item in items[len(answers) :]:
             if self._calibration.status().state != "prior":
                 self._set(
@@ -309,7 +313,7 @@ class BackgroundCalibration:
                     message="a calibration was saved meanwhile (`hybrid calibrate`)",
                 )
                 return
-            answer, embed = await self._ask(item, embed)
+            answer, embed = await self._ask(item, embed, saving)
             answers.append(answer)
             now = self._current()
             self._set(
@@ -318,7 +322,7 @@ class BackgroundCalibration:
             if len(answers) - saved >= max(_SAVE_EVERY, saved // 10):
                 await run_low_priority(self._save_progress, sha256, items, answers)
                 saved = len(answers)
-        await self._while_held()
+        await self._while_held(saving)
         self._set(self._current(), state="fitting")
         await run_low_priority(self._save_progress, sha256, items, answers)
         outcome, message = await run_low_priority(self._fit, sha256, prior, items, answers, embed)
@@ -326,9 +330,12 @@ class BackgroundCalibration:
         await run_low_priority(self._save_progress, sha256, items, answers)
         log.info("background calibration: %s (%s)", outcome, message)
 
-    async def _ask(self, item: CalibrationItem, embed: bool) -> tuple[ItemAnswer, bool]:
-        """One item's answer, once background work is not held; asked again when a client
-        request stopped it early, and without the prompt vector once the model gives none.
+    async def _ask(
+        self, item: CalibrationItem, embed: bool, saving: Callable[[], Awaitable[None]]
+    ) -> tuple[ItemAnswer, bool]:
+        """One item's answer, once background work is not held (``saving`` records the
+        progress when it pauses); asked again when a client request stopped it early, and
+        without the prompt vector once the model gives none.
 
         Returns:
             The answer, and whether vectors are still read.
@@ -336,7 +343,7 @@ class BackgroundCalibration:
         from hybrid.routing.calibration.runner import answer_items
 
         while True:
-            await self._while_held()
+            await self._while_held(saving)
             try:
                 (answer,) = await answer_items(
                     self._backend(), [item], max_tokens=MAX_TOKENS, progress=_ignore, embed=embed
@@ -350,13 +357,15 @@ class BackgroundCalibration:
                 continue
             return answer, embed
 
-    async def _while_held(self) -> None:
-        """Wait in state ``paused`` while background work is held, then go on ``running``."""
+    async def _while_held(self, saving: Callable[[], Awaitable[None]]) -> None:
+        """Wait in state ``paused`` while background work is held (the progress file says so,
+        for ``hybrid models``), then go on ``running``."""
         reason = self._held()
         if reason is None:
             return
         log.info("background calibration paused: %s", reason)
         self._set(self._current(), state="paused", message=f"{reason}; {RESUMES}")
+        await saving()
         while self._held() is not None:
             await asyncio.sleep(self._poll_s)
         log.info("background calibration resumes")
