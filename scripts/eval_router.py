@@ -68,6 +68,7 @@ from router_folds import (
     random_split_aurocs,
 )
 from router_learning import learn_from_traffic, learning_section
+from router_probe_recent import mixed
 from router_report import (
     ROUTERS,
     Evaluation,
@@ -384,13 +385,17 @@ def evaluate(
         if before is not None
         else []
     )
+    collections = (
+        ("LOFO", folds, generated),
+        ("external", read, external),
+        ("traffic", users, traffic),
+    )
     cascade = {
         where: on_declines(reader, data, orders=range(ORDERS))
-        for where, reader, data in (
-            ("LOFO", folds, generated),
-            ("external", read, external),
-            ("traffic", users, traffic),
-        )
+        for where, reader, data in collections
+    }
+    probe_recent = {
+        where: mixed(reader, data, orders=range(ORDERS)) for where, reader, data in collections
     }
     return Evaluation(
         generated,
@@ -405,6 +410,7 @@ def evaluate(
         by_weight,
         cascade,
         before_rows,
+        probe_recent,
     )
 
 

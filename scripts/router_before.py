@@ -22,13 +22,12 @@ order of the report's summary tables.
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from router_folds import Figure, Labelled, figures
+from router_folds import Figure, Labelled, bullet, figures
 
 from hybrid.routing.calibration.fitting import feature_matrix
 from hybrid.routing.difficulty.model import DifficultyModel
@@ -155,14 +154,10 @@ def before_summary(rows: Sequence[Row]) -> str:
         for row in rows
         if row.figures["as shipped"] is not None
     )
-    return textwrap.fill(
-        "- Against the router shipped before (2026-12-04: the feature stage alone, fitted on nine "
+    return bullet(
+        "Against the router shipped before (2026-12-04: the feature stage alone, fitted on nine "
         f"families), on the same items, AUROC from: {parts} (see [The router shipped "
         "before](#the-router-shipped-before)).",
-        width=95,
-        subsequent_indent="  ",
-        break_long_words=False,
-        break_on_hyphens=False,
     )
 
 

@@ -13,12 +13,11 @@ price is the local answer it discards (and the wait for it).
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from router_folds import Folds, Labelled, Read, kept_local, mean_range
+from router_folds import Folds, Labelled, Read, bullet, kept_local, mean_range
 
 from hybrid.routing.calibration.metrics import auroc
 
@@ -94,14 +93,10 @@ def cascade_summary(collections: Mapping[str, Collection]) -> str:
         f"{where} {mean_range(c.alone).split(' ')[0]} to {mean_range(c.cascaded).split(' ')[0]}"
         for where, c in collections.items()
     )
-    return textwrap.fill(
-        f"- With the cascade on declining answers (`routing.cascade`, a check of the local "
+    return bullet(
+        f"With the cascade on declining answers (`routing.cascade`, a check of the local "
         f"answer, not of the prompt), two-stage+recent's mean AUROC goes from: {parts} (see "
         "[The cascade on declining answers](#the-cascade-on-declining-answers)).",
-        width=95,
-        subsequent_indent="  ",
-        break_long_words=False,
-        break_on_hyphens=False,
     )
 
 

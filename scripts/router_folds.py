@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -315,15 +316,25 @@ def fit_and_read(
     return Read(feature, probe_scores, has_test, units, probe)
 
 
-def beside_recent(own: np.ndarray, units: np.ndarray, *, seed: int) -> np.ndarray:
+def beside_recent(
+    own: np.ndarray, units: np.ndarray, *, seed: int, reading: np.ndarray | None = None
+) -> np.ndarray:
     """Each score read beside the recent requests most like it, as ``hybrid serve`` reads it
     (:class:`~hybrid.routing.difficulty.recent.RecentScores`, ``routing.difficulty.neighbours``
     at its default), the items arriving in a seeded random order, each beside those before it.
+
+    Args:
+        own: Each item's own score.
+        units: The vectors of norm 1 the items are compared by.
+        seed: Draws the arrival order.
+        reading: Which items are read and remembered (all when None); the others keep their
+            own score and are not remembered.
     """
     recent = RecentScores(NEIGHBOURS)
-    out = np.empty(len(own))
+    out = np.array(own, dtype=np.float64)
     for i in np.random.default_rng(seed).permutation(len(own)):
-        out[i] = recent.read(units[i], float(own[i]))
+        if reading is None or reading[i]:
+            out[i] = recent.read(units[i], float(own[i]))
     return out
 
 
@@ -413,6 +424,18 @@ def mean_range(values: Sequence[float], fmt: str = "{:.3f}") -> str:
     return (
         f"{fmt.format(statistics.mean(values))} "
         f"({fmt.format(min(values))}-{fmt.format(max(values))})"
+    )
+
+
+def bullet(text: str) -> str:
+    """A bullet of the report's summary: ``- text``, wrapped at 95 characters, its later lines
+    indented under the first's text, with no word or link broken at a hyphen."""
+    return textwrap.fill(
+        f"- {text}",
+        width=95,
+        subsequent_indent="  ",
+        break_long_words=False,
+        break_on_hyphens=False,
     )
 
 

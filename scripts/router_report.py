@@ -21,6 +21,7 @@ from external_sets import SETS
 from router_before import Row, before_section, before_summary
 from router_cascade import Collection, cascade_section, cascade_summary
 from router_folds import BASELINES, FAMILY_MEAN, FITTED, PER_GROUP, Figure, Labelled, mean_range
+from router_probe_recent import Mixed, probe_recent_section, probe_recent_summary
 from svg_chart import Series
 
 from hybrid.routing.calibration.fitting import WORD_WEIGHT
@@ -48,6 +49,7 @@ class Evaluation:
     word_weights: dict[float, dict[str, dict[str, dict[str, list[float]]]]]
     cascade: dict[str, Collection]
     before: list[Row]
+    probe_recent: dict[str, Mixed]
 
 
 def summary_table(table: dict[str, dict[str, Figure]], title: str) -> str:
@@ -313,6 +315,7 @@ router did before.
   (external). A router at the target must rank kinds of prompt it never saw nearly as well as
   that oracle ranks kinds whose outcome it was told.
 {cascade_summary(result.cascade)}{before_line}
+{probe_recent_summary(result.probe_recent)}
 
 ![Quality against the share escalated, LOFO and external]({plot_name})
 
@@ -363,7 +366,7 @@ family to another but not to prompts nobody here wrote. A refit from labelled tr
 its own weight on its labels (the same weights; `hybrid calibrate --from-ledger`).
 
 {word_weight_table(result.word_weights)}
-{learning}{fitting}{cascade_section(result.cascade)}{explore_part}
+{learning}{fitting}{cascade_section(result.cascade)}{probe_recent_section(result.probe_recent)}{explore_part}
 ## Random splits (secondary)
 
 Stratified 70/30 splits of the generated items, seeds {args.seed} to

@@ -136,6 +136,21 @@ def test_scores_read_beside_recent_ones_rank_kinds_by_their_mean(folds: ModuleTy
     assert np.array_equal(read, folds.beside_recent(own, units, seed=0))  # seeded
 
 
+def test_only_the_items_asked_for_are_read_beside_recent_ones_and_remembered(
+    folds: ModuleType,
+) -> None:
+    own = np.array([0.9, 0.1, 0.1, 0.1])
+    units = np.tile([1.0, 0.0], (4, 1))  # all alike
+    reading = np.array([False, True, True, True])
+
+    read = folds.beside_recent(own, units, seed=0, reading=reading)
+
+    assert read[0] == own[0]  # not read
+    # Nor remembered: the others, all 0.1, are read beside 0.1s only.
+    assert np.allclose(read[1:], 0.1)
+    assert not np.allclose(folds.beside_recent(own, units, seed=0)[1:], 0.1)
+
+
 def test_the_recent_routers_are_read_in_several_arrival_orders(folds: ModuleType) -> None:
     data = vectors_that_tell(folds, seed=7)
     _, train_idx, test_idx = folds.lofo_splits(data.families)[0]
