@@ -75,7 +75,7 @@ class Engine(Protocol):
     @property
     def n_embd(self) -> int: ...
 
-    def embed(self, tokens: Sequence[int]) -> np.ndarray: ...
+    def embed(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> np.ndarray: ...
 
     def run(
         self, job: EngineJob, cancel: threading.Event, emit: Callable[[GenerationEvent], None]
@@ -194,8 +194,14 @@ class LocalBackend(Backend):
             job = self._own(prepared) or await self.prepare(request)
             tokens = job.tokens
             # A hand-off: background work waits for the answer that follows (or
-            # release_hand_off).
-            future = self._queue.submit(lambda: self._engine.embed(tokens), hand_off=True)
+            # release_hand_off).  On the low-priority lane, a client request that needs the
+            # slot stops the evaluation (PreemptedError).
+            stop = threading.Event()
+            future = self._queue.submit(
+                lambda: self._engine.embed(tokens, stop),
+                hand_off=True,
+                preempt=stop.set if self._queue.is_background else None,
+            )
             return await asyncio.wrap_future(future)
         except HybridError:
             raise

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hybrid.errors import GenerationError
+from hybrid.errors import GenerationError, PreemptedError
 from hybrid.generation import (
     FinishReason,
     GenerationDone,
@@ -166,14 +166,23 @@ class BatchScheduler:
         request = _Request(tuple(job.tokens), job, cancel, emit, time.perf_counter())
         self._submit(request)
 
-    def embed(self, tokens: Sequence[int]) -> np.ndarray:
+    def embed(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> np.ndarray:
         """The final hidden state at a prompt's last token; blocks until it is computed.
+
+        Args:
+            tokens: The prompt.
+            cancel: Set to stop the evaluation at the next batch step.
 
         Raises:
             GenerationError: llama.cpp failed, or gave no hidden state.
+            PreemptedError: ``cancel`` was set before the state was computed.
         """
         request = _Request(
-            tuple(tokens), None, threading.Event(), lambda event: None, time.perf_counter()
+            tuple(tokens),
+            None,
+            cancel if cancel is not None else threading.Event(),
+            lambda event: None,
+            time.perf_counter(),
         )
         self._submit(request)
         assert request.vector is not None
@@ -318,8 +327,17 @@ class BatchScheduler:
 
         for slot in self._slots:
             request = slot.request
-            if request is not None and request.cancel.is_set() and request.job is not None:
+            if request is None or not request.cancel.is_set():
+                continue
+            if request.job is not None:
                 self._finish(slot, "length", cancelled=True)
+            else:
+                # An embedding stopped before its end: what it evaluated stays cached.
+                request.error = PreemptedError(
+                    "a client request needed the local model: this background evaluation of a "
+                    "prompt was stopped early (ask again)"
+                )
+                self._release(slot)
         embedding = next(
             (
                 slot

@@ -328,7 +328,7 @@ class LlamaEngine:
         """
         self._scheduler.run(job, cancel, emit)
 
-    def embed(self, tokens: Sequence[int]) -> np.ndarray:
+    def embed(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> np.ndarray:
         """The model's own vector for a prompt: the final hidden state at its last token.
 
         The last token's state is what llama.cpp gives without another prefill: it is the one
@@ -346,6 +346,8 @@ class LlamaEngine:
 
         Args:
             tokens: The tokenized prompt (at least one token).
+            cancel: Set to stop the evaluation before its end (at the next batch step); what
+                it evaluated stays in the slot's cache.
 
         Returns:
             A float32 vector of :attr:`n_embd` values.
@@ -355,7 +357,7 @@ class LlamaEngine:
         """
         if not tokens:
             raise GenerationError("cannot embed an empty prompt")
-        return self._scheduler.embed(tokens)
+        return self._scheduler.embed(tokens, cancel)
 
 
 def _init_backend() -> None:

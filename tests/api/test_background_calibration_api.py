@@ -378,6 +378,21 @@ def test_a_backend_that_sees_the_prompts_gets_a_model_stage(
     assert all(answer.embedding is not None for answer in record.answers)
 
 
+class StoppedOnceSeeing(SeeingBackend):
+    """A :class:`SeeingBackend` whose third prompt vector a client request stops early, once."""
+
+    def __init__(self, knows: Callable[[CalibrationItem], bool]) -> None:
+        super().__init__(knows)
+        self.stopped = False
+
+    async def prompt_embedding(self, request: GenerationRequest, *, prepared: Any = None) -> Any:
+        if len(self.embedded) == 2 and not self.stopped:
+            self.stopped = True
+            self.embedded.append(request)
+            raise PreemptedError("a client request needed the local model")
+        return await super().prompt_embedding(request, prepared=prepared)
+
+
 def test_answers_saved_without_vectors_get_them_on_resume_without_being_asked_again(
     settings_for: Callable[..., Settings], served: Path
 ) -> None:
@@ -390,12 +405,14 @@ def test_answers_saved_without_vectors_get_them_on_resume_without_being_asked_ag
     saved = load_record(config.home, sha256)
     assert saved is not None and all(answer.embedding is None for answer in saved.answers)
 
-    again = SeeingBackend(lambda item: False)
+    again = StoppedOnceSeeing(lambda item: False)
     restarted(config, served, again)
 
     items = calibration_set(0, per_category=PER_CATEGORY)
     assert again.count == 0  # no answer asked again
-    assert len(again.embedded) == len(items)
+    # Every vector read once, and the one a client request stopped read again.
+    assert len(again.embedded) == len(items) + 1
+    assert again.embedded[2].messages == again.embedded[3].messages
     record = load_record(config.home, sha256)
     assert record is not None
     assert all(answer.embedding is not None for answer in record.answers)

@@ -39,7 +39,7 @@ class NamedEngine:
     def longest_token_bytes(self) -> int | None:
         return None
 
-    def embed(self, tokens: object) -> object:
+    def embed(self, tokens: object, cancel: object = None) -> object:
         raise NotImplementedError
 
     def run(

@@ -9,9 +9,11 @@ request arrives.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hybrid.backend import collect
@@ -31,16 +33,22 @@ LONG = ResponseFormat(
 
 
 @pytest.fixture(scope="module")
-def lanes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBackend, LocalBackend]]:
-    """The model's client lane and its low-priority lane, over one queue with one slot."""
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaEngine]:
     path: Path = ensure_embedded_model(tmp_path_factory.mktemp("home"))
     engine = LlamaEngine.load(
         path, LoadOptions(n_ctx=1024, n_threads=2, n_gpu_layers=0, n_batch=64)
     )
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def lanes(loaded: LlamaEngine) -> Iterator[tuple[LocalBackend, LocalBackend]]:
+    """The model's client lane and its low-priority lane, over one queue with one slot."""
     queue = WorkQueue(max_waiting=4)
     client, background = (
         LocalBackend(
-            engine,
+            loaded,
             lane,
             ChatFormatter(None),
             model_id="gemma",
@@ -51,7 +59,6 @@ def lanes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBacke
     )
     yield client, background
     queue.close()
-    engine.close()
 
 
 def test_a_client_request_stops_the_background_answer_in_its_slot(
@@ -90,3 +97,16 @@ def test_a_client_request_stops_the_background_answer_in_its_slot(
     assert "ask again" in str(stopped)
     # With the model free again, the lane answers to the end.
     assert again in ("stop", "length")
+
+
+def test_a_stopped_prompt_evaluation_says_so_and_the_next_one_is_whole(loaded: LlamaEngine) -> None:
+    tokens = loaded.tokenize("The capital of France is", add_bos=True)
+    stop = threading.Event()
+    stop.set()  # stopped before its first batch step
+
+    with pytest.raises(PreemptedError, match="stopped early"):
+        loaded.embed(tokens, stop)
+    whole = loaded.embed(tokens, threading.Event())
+
+    assert whole.shape == (loaded.n_embd,) and np.isfinite(whole).all()
+    assert np.array_equal(whole, loaded.embed(tokens))

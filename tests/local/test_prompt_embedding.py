@@ -13,6 +13,7 @@ from hybrid.errors import (
     ContextLengthExceededError,
     GenerationError,
     InvalidRequestError,
+    PreemptedError,
     QueueFullError,
 )
 from hybrid.generation import (
@@ -49,7 +50,7 @@ class VectorEngine:
     def longest_token_bytes(self) -> int | None:
         return None
 
-    def embed(self, tokens: Sequence[int]) -> np.ndarray:
+    def embed(self, tokens: Sequence[int], cancel: object = None) -> np.ndarray:
         self.release.wait(5)
         if self.fail is not None:
             raise self.fail
@@ -160,3 +161,51 @@ def test_a_foreign_failure_on_the_worker_becomes_a_generation_error() -> None:
             asyncio.run(backend.prompt_embedding(ask("a")))
     finally:
         backend.queue.close()
+
+
+class StoppableEngine(VectorEngine):
+    """Evaluates a prompt until told to stop, as the real engine stops at its next batch step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.cancels: list[threading.Event | None] = []
+
+    def embed(self, tokens: Sequence[int], cancel: object = None) -> np.ndarray:
+        assert cancel is None or isinstance(cancel, threading.Event)
+        self.cancels.append(cancel)
+        if len(self.cancels) == 1:  # the first one runs until a client request stops it
+            self.started.set()
+            assert cancel is not None and cancel.wait(5)
+            raise PreemptedError("stopped early")
+        return super().embed(tokens)
+
+
+def test_a_client_request_stops_a_background_prompt_evaluation_in_its_slot() -> None:
+    engine = StoppableEngine()
+    backend = local(engine)
+    background = LocalBackend(
+        engine,
+        backend.queue.background(),
+        ChatFormatter(None),
+        model_id="m",
+        default_max_tokens=8,
+        default_temperature=0.0,
+    )
+
+    async def run() -> tuple[BaseException | None, np.ndarray]:
+        stopped = asyncio.ensure_future(background.prompt_embedding(ask("one two")))
+        assert await asyncio.to_thread(engine.started.wait, 5)
+        vector = await backend.prompt_embedding(ask("three four five"))
+        (outcome,) = await asyncio.gather(stopped, return_exceptions=True)
+        return outcome, vector
+
+    try:
+        outcome, vector = asyncio.run(run())
+    finally:
+        backend.queue.close()
+    assert isinstance(outcome, PreemptedError)
+    assert vector.tolist()[0] == 3.0  # the client request's prompt was evaluated
+    first, second = engine.cancels
+    assert first is not None and first.is_set()  # the background evaluation was told to stop
+    assert second is not None and not second.is_set()  # a client's never is

@@ -40,7 +40,7 @@ class JobEngine:
     def longest_token_bytes(self) -> int | None:
         return None
 
-    def embed(self, tokens: Sequence[int]) -> np.ndarray:
+    def embed(self, tokens: Sequence[int], cancel: object = None) -> np.ndarray:
         raise NotImplementedError
 
     def run(

@@ -264,7 +264,6 @@ class BackgroundCalibration:
 
     async def _run(self) -> None:
         from hybrid.routing.calibration.items import calibration_set
-        from hybrid.routing.calibration.runner import with_vectors
 
         status = await self._decided()
         if status.state == "found":
@@ -291,9 +290,7 @@ class BackgroundCalibration:
         if embed and any(answer.embedding is None for answer in answers):
             # Answers saved without one (by an older server) get it; they are not asked again.
             try:
-                answers = await with_vectors(
-                    self._backend(), items[: len(answers)], answers, max_tokens=MAX_TOKENS
-                )
+                answers = await self._with_vectors(items[: len(answers)], answers)
             except GenerationError as exc:
                 embed = _without_vectors(exc)
         self._set(
@@ -356,6 +353,26 @@ class BackgroundCalibration:
                 embed = _without_vectors(exc)
                 continue
             return answer, embed
+
+    async def _with_vectors(
+        self, items: Sequence[CalibrationItem], answers: Sequence[ItemAnswer]
+    ) -> list[ItemAnswer]:
+        """The answers, each saved without a prompt vector now with it (read one at a time,
+        again when a client request stopped the read early; not asked again)."""
+        from hybrid.routing.calibration.runner import with_vectors
+
+        done = []
+        for item, answer in zip(items, answers, strict=True):
+            while True:
+                try:
+                    (read,) = await with_vectors(
+                        self._backend(), [item], [answer], max_tokens=MAX_TOKENS
+                    )
+                except PreemptedError:
+                    continue  # it waits in the low-priority lane until the model is free
+                done.append(read)
+                break
+        return done
 
     async def _while_held(self, saving: Callable[[], Awaitable[None]]) -> None:
         """Wait in state ``paused`` while background work is held (the progress file says so,
