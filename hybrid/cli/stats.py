@@ -144,9 +144,14 @@ def _print_labels(labels: list[LabelCount], out: TextIO) -> None:
             else ""
         )
         name = "labels" if index == 0 else ""
+        escalated = (
+            f" ({count.shadow_escalated:,} of them on escalated requests)"
+            if count.shadow_escalated
+            else ""
+        )
         print(
-            f"{name:<13} {model}: {count.feedback:,} feedback, {count.shadow:,} shadow, "
-            f"{count.cascade:,} cascade{usable}",
+            f"{name:<13} {model}: {count.feedback:,} feedback, {count.shadow:,} shadow"
+            f"{escalated}, {count.cascade:,} cascade{usable}",
             file=out,
         )
 

@@ -243,6 +243,8 @@ class LabelCount:
             label, or with feedback on a local answer.
         with_vector: Of those, how many kept the local model's prompt vector (what refits
             the model stage).
+        shadow_escalated: Of the shadow labels, those of requests the router sent to the
+            cloud: local answers given in the background (``routing.learn.local_shadow_rate``).
     """
 
     model_sha256: str | None
@@ -251,6 +253,7 @@ class LabelCount:
     usable: int = 0
     cascade: int = 0
     with_vector: int = 0
+    shadow_escalated: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (``/v1/hybrid/stats``' ``labels`` entries)."""
@@ -261,6 +264,7 @@ class LabelCount:
             "cascade": self.cascade,
             "usable": self.usable,
             "with_vector": self.with_vector,
+            "shadow_escalated": self.shadow_escalated,
         }
 
 
@@ -438,14 +442,17 @@ def counts(conn: Database) -> list[LabelCount]:
             COUNT(*) FILTER (WHERE l.source = 'cascade'),
             COUNT(DISTINCT l.request_id) FILTER (
                 WHERE s.seq IS NOT NULL AND s.vector IS NOT NULL AND {_USABLE}
-            )
+            ),
+            COUNT(*) FILTER (WHERE l.source = 'shadow' AND s.route = 'cloud')
         FROM labels l LEFT JOIN signals s ON s.request_id = l.request_id
         GROUP BY s.model_sha256
         ORDER BY s.model_sha256 IS NULL, s.model_sha256
         """
     ).fetchall()
     return [
-        LabelCount(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]))
+        LabelCount(
+            row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), int(row[6])
+        )
         for row in rows
     ]
 

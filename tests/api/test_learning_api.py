@@ -273,6 +273,7 @@ def test_feedback_labels_an_answer_and_a_second_label_replaces_the_first(app_for
             "cascade": 0,
             "usable": 1,
             "with_vector": 0,
+            "shadow_escalated": 0,
         }
     ]
 
@@ -381,6 +382,7 @@ def test_a_shadowed_local_answer_is_graded_against_the_cloud_and_its_cost_counts
             "cascade": 0,
             "usable": 1,
             "with_vector": 0,
+            "shadow_escalated": 0,
         }
     ]
 
@@ -438,6 +440,7 @@ def test_an_escalated_request_is_answered_again_locally_and_labelled_without_a_c
     assert [(s.request_id, s.route) for s in signals] == [(request_id, "cloud")]
     [counts] = client.get("/v1/hybrid/stats").json()["labels"]
     assert (counts["model_sha256"], counts["shadow"], counts["usable"]) == (sha, 1, 1)
+    assert counts["shadow_escalated"] == 1  # a local answer to an escalated request
 
 
 def test_the_local_shadow_answer_keeps_the_prompt_vector_with_the_requests_signal(
@@ -567,6 +570,7 @@ def test_a_local_answer_the_cascade_discards_for_declining_is_labelled_bad(
             "cascade": 1,
             "usable": 1,
             "with_vector": 0,
+            "shadow_escalated": 0,
         }
     ]
 

@@ -330,3 +330,23 @@ def test_records_a_killed_server_left_only_in_its_journal_are_counted(
     assert cloud_group["totals"]["requests"] >= 1
     # Read, not written: the journal is still there for the next server start to commit.
     assert journal_path(ledger).stat().st_size > 0
+
+
+def test_the_labels_line_says_how_many_shadow_labels_are_on_escalated_requests() -> None:
+    import io
+
+    from hybrid.cli.stats import _print_labels
+    from hybrid.ledger.learning import LabelCount
+
+    out = io.StringIO()
+    counts = [
+        LabelCount("ab" * 32, feedback=1, shadow=5, usable=6, with_vector=2, shadow_escalated=3),
+        LabelCount("cd" * 32, feedback=0, shadow=1, usable=1),
+    ]
+    _print_labels(counts, out)
+    first, second = out.getvalue().splitlines()
+    assert first == (
+        "labels        model abababababab: 1 feedback, 5 shadow (3 of them on escalated "
+        "requests), 0 cascade; 6 usable by a refit, 2 with a prompt vector"
+    )
+    assert "1 shadow, 0 cascade" in second

@@ -157,6 +157,27 @@ def test_feedback_on_a_cloud_answer_is_counted_but_not_usable(tmp_path: Path) ->
         store.close()
 
 
+def test_shadow_labels_of_escalated_requests_are_counted_apart(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "ledger.sqlite3")
+    try:
+        store.append(
+            [],
+            [
+                signal("kept"),  # a local answer graded against the cloud's
+                Label("kept", "shadow", True, T0),
+                signal("sent", route="cloud"),  # a local answer in the background
+                Label("sent", "shadow", False, T0),
+                signal("asked", route="cloud"),
+                Label("asked", "feedback", True, T0),
+            ],
+        )
+        [count] = store.label_counts()
+        assert (count.shadow, count.shadow_escalated, count.feedback) == (2, 1, 1)
+        assert count.to_dict()["shadow_escalated"] == 1
+    finally:
+        store.close()
+
+
 def test_a_cascade_label_on_a_cloud_answer_is_usable_and_read_back_with_its_signal(
     tmp_path: Path,
 ) -> None:

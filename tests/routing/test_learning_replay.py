@@ -375,6 +375,7 @@ def test_hybrid_stats_counts_each_models_labels_by_source(
             "cascade": 0,
             "usable": 27,
             "with_vector": 13,
+            "shadow_escalated": 0,
         }
     ]
     assert main(["stats"], commands=commands) == 0
