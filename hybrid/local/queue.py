@@ -338,8 +338,9 @@ class WorkQueue:
             pending.future.set_result(result)
         finally:
             with line.lock:
-                took = line.clock() - (line.background_since or line.clock())
-                line.mean_background_s += _EWMA_WEIGHT * (took - line.mean_background_s)
+                if not pending.preempted:  # a job stopped early says nothing of its length
+                    took = line.clock() - (line.background_since or line.clock())
+                    line.mean_background_s += _EWMA_WEIGHT * (took - line.mean_background_s)
                 line.background_since = None
                 line.current = None
                 line.background_dispatched = False

@@ -105,3 +105,32 @@ def test_background_work_waits_while_a_client_job_runs_in_any_slot(queue: WorkQu
 def test_a_queue_needs_a_slot() -> None:
     with pytest.raises(ValueError, match="at least one slot"):
         WorkQueue(max_waiting=1, slots=0)
+
+
+def test_a_background_job_stopped_early_leaves_the_expected_wait_as_it_was(
+    clock: Clock,
+) -> None:
+    queue = WorkQueue(max_waiting=1, slots=1, initial_job_s=4.0, clock=clock)
+    try:
+        stop, started = threading.Event(), threading.Event()
+        lane = queue.background()
+
+        def long_job() -> str:
+            started.set()
+            clock.now += 100.0  # it ran 100 s before it was told to stop
+            assert stop.wait(5)
+            return "stopped"
+
+        stopped = lane.submit(long_job, preempt=stop.set)
+        assert started.wait(5)
+        assert queue.submit(lambda: "client").result(5) == "client"
+        assert stopped.result(5) == "stopped"
+        gate, running = threading.Event(), threading.Event()
+        plain = lane.submit(held(gate, running))  # cannot be stopped: a client waits for it
+        assert running.wait(5)
+        # Still the 4 s assumed before any background job ended whole, not 100 s.
+        assert queue.expected_wait_s() == pytest.approx(4.0)
+        gate.set()
+        plain.result(5)
+    finally:
+        queue.close()
