@@ -202,6 +202,7 @@ class Read:
         units: The standardised feature vectors, of norm 1, that recent requests are
             compared by (:mod:`hybrid.routing.difficulty.recent`).
         probe: The fitted model stage.
+        threshold: The fitted feature stage's threshold.
     """
 
     feature: np.ndarray
@@ -209,6 +210,7 @@ class Read:
     has_vector: np.ndarray
     units: np.ndarray
     probe: ProbeStage
+    threshold: float
 
     def two_stage(self, feature: np.ndarray) -> np.ndarray:
         """The runtime's decision scores from these feature scores (the feature score
@@ -313,7 +315,7 @@ def fit_and_read(
         ]
     )
     units = np.array([standardised_unit(model, row) for row in features])
-    return Read(feature, probe_scores, has_test, units, probe)
+    return Read(feature, probe_scores, has_test, units, probe, model.threshold)
 
 
 def beside_recent(

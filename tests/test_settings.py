@@ -225,6 +225,36 @@ def test_booleans_and_floats_parse_from_env(isolated: Path) -> None:
     assert loaded.settings.probe.sample_interval_s == 0.25
 
 
+@pytest.mark.parametrize(
+    ("file_value", "env_value", "expected"),
+    [
+        ("true", None, "band"),
+        ("false", None, "off"),
+        ('"every"', None, "every"),
+        ("false", "every", "every"),
+        ('"every"', "TRUE", "band"),
+        ('"every"', "off", "off"),
+    ],
+)
+def test_the_model_stage_setting_takes_its_modes_and_its_older_switch(
+    isolated: Path, file_value: str, env_value: str | None, expected: str
+) -> None:
+    config = write(isolated / "config.toml", f"[routing.difficulty]\nmodel_stage = {file_value}\n")
+    environ = {} if env_value is None else {"HYBRID_ROUTING__DIFFICULTY__MODEL_STAGE": env_value}
+
+    loaded = load(isolated, config_file=config, environ=environ)
+
+    assert loaded.settings.routing.difficulty.model_stage == expected
+
+
+def test_an_unknown_model_stage_mode_names_the_modes(isolated: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(isolated, environ={"HYBRID_ROUTING__DIFFICULTY__MODEL_STAGE": "always"})
+
+    assert "routing.difficulty.model_stage = 'always'" in str(caught.value)
+    assert "'band', 'every' or 'off'" in str(caught.value)
+
+
 # --- which config file --------------------------------------------------------------------------
 
 

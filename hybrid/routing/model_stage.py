@@ -15,6 +15,14 @@ prefill is the price of asking.  The look
 is a hand-off on the local queue: background work (calibration) waits for the answer that
 follows it, so that it does not evict the prompt in between; an escalation releases it.
 
+Asked for every request instead (``routing.difficulty.model_stage = "every"``, for a probe
+fitted with its threshold for it), the model stage settles every decision the difficulty
+policy makes, on :meth:`~hybrid.routing.difficulty.probe.ProbeStage.every`: the feature score
+and the probe's score, each read beside the recent requests most like it, averaged.  Then every
+request pays its prefill before the decision (kept by the answer of one that stays local), and
+it is asked only while a slot is free: a request never waits for the local model to be
+decided; when every slot is busy, the feature stage decides (``probe_unavailable:busy``).
+
 A request the feature stage keeps local outside the band can still have its vector read
 (``learn``: ``routing.learn.prompt_vectors``), on the same terms: its answer starts from the
 prompt already in the cache, so the vector costs a queue hand-off and the hidden state's
@@ -112,7 +120,8 @@ async def settle(
     probe = policy.probe()
     if probe is None:
         return Settled(decision)
-    if not probe.in_band(deciding.score):
+    every = policy.asks_every(probe)
+    if not every and not probe.in_band(deciding.score):
         if learn and decision.target == "local":
             return Settled(decision, await _vector_to_keep(request, prepared, local, probe))
         return Settled(decision)
@@ -128,8 +137,15 @@ async def settle(
                 backend.embedding_size,
             )
             return Settled(_fall_back(decision, deciding, "mismatch"))
+        if every and backend.queue.expected_wait_s() > 0:
+            # Asked for every request, the model stage never makes one wait for a slot.
+            return Settled(_fall_back(decision, deciding, "busy"))
         vector = await backend.prompt_embedding(request, prepared=prepared)
-        score = probe.settle(deciding.score, probe.score(vector))
+        own = probe.score(vector)
+        if every:
+            score = probe.every(deciding.score, policy.read_probe(probe, vector, own))
+        else:
+            score = probe.settle(deciding.score, own)
     except QueueFullError:
         return Settled(_fall_back(decision, deciding, "queue_full"))
     except ModelNotReadyError:
@@ -140,7 +156,7 @@ async def settle(
         backend.release_hand_off()
         log.warning("the difficulty probe failed on %s: %s", request.request_id, exc)
         return Settled(_fall_back(decision, deciding, "failed"))
-    settled = _settled(decision, deciding, probe, score)
+    settled = _settled(decision, deciding, probe, score, every=every)
     if settled.target != "local":
         backend.release_hand_off()  # no answer follows on the local model
     return Settled(settled, vector)
@@ -189,11 +205,12 @@ def _deciding(decision: RouteDecision) -> Verdict | None:
 
 
 def _settled(
-    decision: RouteDecision, deciding: Verdict, probe: ProbeStage, score: float
+    decision: RouteDecision, deciding: Verdict, probe: ProbeStage, score: float, *, every: bool
 ) -> RouteDecision:
-    escalate = probe.escalates(score)
+    escalate = probe.escalates(score, every=every)
     sign = ">" if escalate else "<="
-    own = f"{PROBE}:{score:.2f}{sign}{probe.threshold:.2f}"
+    threshold = probe.every_threshold if every else probe.threshold
+    own = f"{PROBE}:{score:.2f}{sign}{threshold:.2f}"
     verdict = Verdict(PROBE, "cloud" if escalate else "local", own, score=score)
     reason = f"{_feature_part(deciding)}~{own}"
     return RouteDecision(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ModelStage = Literal["band", "every", "off"]
+"""When the difficulty policy asks the model stage: in its band, for every request, or never."""
 
 
 class PrivacySettings(BaseModel):
@@ -90,15 +95,27 @@ class DifficultySettings(BaseModel):
             "calibrated for the installed model."
         ),
     )
-    model_stage: bool = Field(
-        default=True,
+    model_stage: ModelStage = Field(
+        default="band",
         description=(
             "When the calibration carries a probe, let the local model's own view of the "
-            "prompt settle the scores the text features are unsure of (those in the probe's "
-            "band): it costs the prompt's prefill, which a local answer then reuses. Off: the "
-            "feature score alone decides."
+            "prompt settle the scores the text features are unsure of (band: those in the "
+            "probe's band), or every request's (every: each pays its prompt's prefill before "
+            "the decision, asked only while a slot is free); a local answer then reuses that "
+            "prefill. off: the feature score alone decides. true/false still mean band/off."
         ),
     )
+
+    @field_validator("model_stage", mode="before")
+    @classmethod
+    def _switch(cls, value: object) -> object:
+        """``true``/``false`` (the setting's older form) mean ``band``/``off``."""
+        if isinstance(value, bool):
+            return "band" if value else "off"
+        if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+            return "band" if value.strip().lower() == "true" else "off"
+        return value
+
     neighbours: int = Field(
         default=10,
         ge=0,

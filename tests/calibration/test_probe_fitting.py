@@ -17,8 +17,8 @@ from hybrid.routing.calibration.probe_fitting import (
     train_probe,
     two_stage_scores,
 )
-from hybrid.routing.difficulty.model import DifficultyModel
-from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.difficulty.model import DifficultyModel, choose_threshold
+from hybrid.routing.difficulty.probe import ProbeStage, every_scores
 
 DIM = 24
 
@@ -131,6 +131,10 @@ def test_the_runtime_settles_the_band_as_the_fit_scored_it() -> None:
     legacy = ProbeStage.from_json({k: v for k, v in probe.to_json().items() if k != "blend"})
     assert legacy.blend is None and legacy.settle(0.9, 0.2) == 0.2
     assert ProbeStage.from_json(probe.to_json()).blend == probe.blend
+    # Asked for every request, the threshold is the fewest-mistakes one on the average of the
+    # two stages' out-of-fold scores of every item.
+    every = every_scores(feature, fitted.cv_probe_scores)
+    assert probe.every_threshold == choose_threshold(every, wrong)
 
 
 def test_one_class_of_answers_still_gives_a_usable_probe() -> None:
@@ -146,6 +150,7 @@ def test_one_class_of_answers_still_gives_a_usable_probe() -> None:
 
     assert np.isnan(fitted.cv_probe_auroc)
     assert fitted.probe.score(vectors[0]) > 0.5
+    assert fitted.probe.every_threshold is None  # nothing to choose it on
 
 
 def test_mismatched_inputs_are_refused() -> None:

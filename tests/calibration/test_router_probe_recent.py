@@ -1,10 +1,11 @@
-"""scripts/router_probe_recent.py: the model stage read beside recent requests, averaged with
-the shipped router, at several weights."""
+"""scripts/router_probe_recent.py: the model stage asked for every request, read beside recent
+requests and averaged with the feature stage, at several weights and at the fitted
+thresholds."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from scripts_import import script
 
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.difficulty.probe import EVERY_WEIGHT, ProbeStage
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +24,28 @@ def mixing() -> Iterator[ModuleType]:
 
 
 class Reader:
-    """Stands for a fitted read: the shipped router's scores, the probe's, and its
-    standardisation."""
+    """Stands for a fitted read: the feature stage's scores (read beside recent requests),
+    the default router's, the probe's, and the fitted thresholds."""
 
-    def __init__(self, shipped: np.ndarray, probe: np.ndarray, dim: int) -> None:
-        self.shipped = shipped
+    def __init__(
+        self, base: np.ndarray, probe: np.ndarray, dim: int, *, every_threshold: float = 0.5
+    ) -> None:
+        self.base = base
+        self.shipped = np.clip(base + 0.01, 0, 1)
         self.probe_scores = probe
-        self.probe = SimpleNamespace(mean=np.zeros(dim), scale=np.ones(dim))
+        self.threshold = 0.5
+        self.probe = ProbeStage(
+            np.zeros(dim),
+            0.0,
+            np.zeros(dim),
+            np.ones(dim),
+            (0.5, 0.5),
+            0.5,
+            every_threshold=every_threshold,
+        )
 
     def recent(self, seed: int) -> dict[str, np.ndarray]:
-        return {"two-stage+recent": self.shipped}
+        return {"features+recent": self.base, "two-stage+recent": self.shipped}
 
 
 def kinds(mixing: ModuleType, seed: int) -> tuple[Any, Reader]:
@@ -58,11 +72,30 @@ def test_the_model_stage_read_beside_recent_requests_ranks_the_kinds(
     got = mixing.mixed(reader, data, orders=range(2))
 
     assert set(got.aurocs) == set(mixing.WEIGHTS)
-    assert got.aurocs[0.0] == (auroc(reader.shipped, data.wrong),) * 2
+    assert got.aurocs[0.0] == (auroc(reader.base, data.wrong),) * 2
+    assert got.shipped == (auroc(reader.shipped, data.wrong),) * 2
     assert len(got.kept[0.5]) == 2
     # Read beside recent requests of its kind, the probe's noise averages out.
     assert np.mean(got.aurocs[1.0]) > auroc(reader.probe_scores, data.wrong) + 0.05
     assert np.mean(got.aurocs[1.0]) > np.mean(got.aurocs[0.0]) + 0.2
+
+
+def test_the_thresholds_decide_as_the_runtime_does(mixing: ModuleType) -> None:
+    data, reader = kinds(mixing, 2)
+    strict = Reader(reader.base, reader.probe_scores, 3, every_threshold=0.0)
+
+    got = mixing.mixed(strict, data, orders=range(2))
+
+    # At the feature stage's threshold (0.5): the scores at or below it stay local.
+    base = got.decided[mixing.BASE]
+    kept = reader.base <= 0.5
+    assert base.kept == (pytest.approx(kept.mean()),) * 2
+    assert base.quality == (pytest.approx(1 - (data.wrong * kept).mean()),) * 2
+    # At every_threshold 0, every request with a vector escalates (its score is above 0);
+    # the one without a vector keeps the feature score and threshold.
+    every = got.decided[mixing.EVERY]
+    assert every.kept == (pytest.approx(float(reader.base[5] <= 0.5) / 200),) * 2
+    assert every.quality[0] == pytest.approx(1 - data.wrong[5] * (reader.base[5] <= 0.5) / 200)
 
 
 def test_the_weight_is_chosen_on_the_traffic_sets_and_every_weight_is_shown(
@@ -84,11 +117,33 @@ def test_the_weight_is_chosen_on_the_traffic_sets_and_every_weight_is_shown(
     traffic = collections["traffic"].aurocs
     assert chosen == max(mixing.WEIGHTS, key=lambda weight: np.mean(traffic[weight]))
     assert chosen > 0
-    rows = [line for line in section.splitlines() if line.startswith("| ") and "AUROC" not in line]
+    table = section.split("| model stage weight |")[1].split("\n\n")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+
+    def marks(weight: float) -> str:
+        on = [
+            m
+            for m, yes in (
+                ("features+recent", weight == 0),
+                ("runtime", weight == EVERY_WEIGHT),
+                ("best on traffic", weight == chosen),
+            )
+            if yes
+        ]
+        return f" ({', '.join(on)})" if on else ""
+
     assert [row.split(" | ")[0] for row in rows] == [
-        "| 0 (shipped)",
-        *(f"| {w:g}" + (" (chosen)" if w == chosen else "") for w in mixing.WEIGHTS[1:]),
+        *(f"| {w:g}{marks(w)}" for w in mixing.WEIGHTS),
+        "| two-stage+recent (the default)",
     ]
-    assert f"weight {chosen:g} (chosen on the traffic sets)" in summary
-    before, after = np.mean(traffic[0.0]), np.mean(traffic[chosen])
+    assert all(row.count("|") == 8 for row in rows)
+    assert f"In this run the best weight on the traffic sets is {chosen:g}." in " ".join(
+        section.split()
+    )
+    assert f"at weight {EVERY_WEIGHT:g}" in summary
+    before = np.mean(collections["traffic"].shipped)
+    after = np.mean(traffic[EVERY_WEIGHT])
     assert f"traffic {before:.3f} to {after:.3f}" in summary
+    decided = section.split("| router, threshold |")[1]
+    assert decided.count("| features+recent, at the feature stage's threshold") == 1
+    assert decided.count('| model_stage = "every", at the probe\'s every_threshold') == 1

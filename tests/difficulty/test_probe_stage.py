@@ -16,7 +16,11 @@ from hybrid.routing.difficulty.probe import ProbeStage
 DIM = 16
 
 
-def probe(band: tuple[float, float] = (0.3, 0.7), threshold: float = 0.5) -> ProbeStage:
+def probe(
+    band: tuple[float, float] = (0.3, 0.7),
+    threshold: float = 0.5,
+    every_threshold: float | None = None,
+) -> ProbeStage:
     rng = np.random.default_rng(7)
     return ProbeStage(
         weights=rng.normal(size=DIM),
@@ -25,6 +29,7 @@ def probe(band: tuple[float, float] = (0.3, 0.7), threshold: float = 0.5) -> Pro
         scale=rng.uniform(0.5, 2.0, size=DIM),
         band=band,
         threshold=threshold,
+        every_threshold=every_threshold,
     )
 
 
@@ -98,6 +103,10 @@ def test_the_probe_survives_json_and_scores_the_same() -> None:
     vector = np.random.default_rng(2).normal(size=DIM)
     assert loaded.score(vector) == stage.score(vector)
     assert loaded.band == (0.25, 0.75) and loaded.threshold == 0.6
+    assert loaded.every_threshold is None and "every_threshold" not in stage.to_json()
+    every = probe(every_threshold=0.42)
+    again = ProbeStage.from_json(json.loads(json.dumps(every.to_json())))
+    assert again.every_threshold == 0.42 and again.to_json() == every.to_json()
 
 
 @pytest.mark.parametrize(
@@ -109,6 +118,8 @@ def test_the_probe_survives_json_and_scores_the_same() -> None:
         ({"band": [0.8, 0.2]}, "band"),
         ({"scale": [1.0] * (DIM - 1)}, "differ in length"),
         ({"threshold": True}, '"threshold" must be a number'),
+        ({"every_threshold": "high"}, '"every_threshold" must be a number'),
+        ({"every_threshold": 1.5}, "every_threshold 1.5 is outside"),
         ({"vector": "mean"}, '"mean" vectors'),
     ],
 )
@@ -193,6 +204,31 @@ def test_a_moved_threshold_takes_the_feature_thresholds_step_in_log_odds() -> No
     assert (stage.moved(0.5, 0.0).threshold, stage.moved(0.5, 1.0).threshold) == (0.0, 1.0)
     moved = stage.moved(0.5, 0.2)
     assert moved.to_json() == stage.to_json() | {"threshold": moved.threshold}
+    # The threshold for every request moves by the same step.
+    every = probe(threshold=0.5, every_threshold=0.6).moved(0.5, 1 / (1 + np.exp(-1.0)))
+    expected = 1 / (1 + np.exp(-(np.log(0.6 / 0.4) + 1.0)))
+    assert every.every_threshold == pytest.approx(expected)
+    edge = probe(every_threshold=0.6).moved(0.5, 0.0)
+    assert (edge.threshold, edge.every_threshold) == (0.0, 0.0)
+
+
+def test_asked_for_every_request_the_score_averages_both_and_compares_its_own_threshold() -> None:
+    stage = probe(threshold=0.9, every_threshold=0.3)
+    assert stage.every(0.2, 0.6) == pytest.approx(0.25 * 0.2 + 0.75 * 0.6)
+    assert stage.escalates(0.5, every=True) and not stage.escalates(0.5)
+    with pytest.raises(ValueError, match="hybrid calibrate"):
+        probe().escalates(0.5, every=True)
+
+
+def test_the_units_are_the_standardised_vectors_of_norm_1() -> None:
+    stage = probe()
+    rows = np.random.default_rng(3).normal(size=(5, DIM))
+    units = stage.units(rows)
+    z = (rows - stage.mean) / stage.scale
+    assert np.linalg.norm(units, axis=1) == pytest.approx(np.ones(5))
+    assert units[0] @ z[0] == pytest.approx(np.linalg.norm(z[0]))
+    assert stage.units(rows[1]) == pytest.approx(units[1])
+    assert not stage.units(stage.mean).any()  # the mean itself: zeros, not NaN
 
 
 def test_a_malformed_blend_is_refused_with_what_to_do() -> None:

@@ -108,6 +108,7 @@ def test_the_shipped_calibration_says_when_it_was_made_on_how_much_and_how_well(
         stage = summary["model_stage"]
         assert stage is not None and 0 <= stage["band_share"] <= 0.4
         assert 0.5 < stage["held_out_auroc"] <= 1.0
+        assert stage["every"] is True  # it can be asked for every request
         assert describes_stage(stage) in found.describe()
         # Fitted on the hand-made features alone (fitting.WORD_WEIGHT), and it says so.
         assert summary["words"] is False and "without the hashed words" in found.describe()
@@ -162,6 +163,7 @@ def test_the_description_says_whether_the_model_stage_settles_anything(
     assert found is not None and found.summary()["model_stage"] == {
         "band_share": share,
         "held_out_auroc": 0.848,
+        "every": False,  # fitted without the threshold for every request
     }
     assert found.describe() == f"your calibration {path} ({said})"
 

@@ -28,7 +28,7 @@ from hybrid.routing.difficulty.probe import Blend, ProbeStage
 from hybrid.routing.dispatcher import Dispatcher, Mode
 from hybrid.routing.model_stage import stage_of
 from hybrid.routing.names import ModelNames, ProviderModels
-from hybrid.settings.routing import DifficultySettings, RoutingSettings
+from hybrid.settings.routing import DifficultySettings, ModelStage, RoutingSettings
 
 LOCAL = "local-model"
 HARD = np.array([2.0, 0.0, 0.0, 0.0], dtype=np.float32)  # the probe scores it 0.88
@@ -87,7 +87,11 @@ class Cloud:
 
 
 def difficulty(
-    feature_score_logit: float, *, probe: bool = True, blend: Blend | None = None
+    feature_score_logit: float,
+    *,
+    probe: bool = True,
+    blend: Blend | None = None,
+    every_threshold: float | None = 0.5,
 ) -> DifficultyModel:
     """A model that scores every prompt sigmoid(logit), with a probe over 4-value vectors."""
     stage = ProbeStage(
@@ -98,6 +102,7 @@ def difficulty(
         band=(0.3, 0.7),
         threshold=0.5,
         blend=blend,
+        every_threshold=every_threshold,
     )
     return DifficultyModel(
         weights=np.zeros(N_FEATURES),
@@ -118,7 +123,7 @@ def dispatcher(
     model: DifficultyModel,
     *,
     cloud: bool = True,
-    model_stage: bool = True,
+    model_stage: ModelStage | bool = True,
     mode: Mode = "auto",
     threshold: float | None = None,
     prompt_vectors: bool = False,
@@ -365,6 +370,87 @@ def test_no_probe_switched_off_or_no_cloud_means_no_model_stage() -> None:
         built, _ = dispatcher(local, model, **options)
         answer = start(built)
         assert local.embedded == [] and "probe" not in answer.reason, options
+
+
+def every_score(feature: float, probe: float) -> float:
+    return 0.25 * feature + 0.75 * probe
+
+
+def test_asked_for_every_request_the_model_stage_settles_clear_cases_too() -> None:
+    # The feature stage alone keeps it local (0.05, far below its band); the probe finds it
+    # hard (0.88), and their average at the runtime's weight is above every_threshold.
+    local = VectorLocal(HARD)
+    built, cloud = dispatcher(local, difficulty(-3.0), model_stage="every")
+    answer = start(built)
+    feature = 1 / (1 + np.exp(3.0))
+    score = every_score(feature, 1 / (1 + np.exp(-2.0)))
+    assert (answer.route, answer.reason) == ("cloud", f"difficulty:0.05~probe:{score:.2f}>0.50")
+    assert answer.score == pytest.approx(score) and cloud.asked == 1
+    assert len(local.embedded) == 1 and local.released == 1
+    assert answer.prompt_vector is HARD
+    assert stage_of(asyncio.run(built.plan(ask(), model="hybrid")).decision) == "model"
+    # A prompt the probe finds easy stays local on the prompt it evaluated, even one the
+    # feature stage alone sends out (0.95).
+    easy = VectorLocal(EASY)
+    built, cloud = dispatcher(easy, difficulty(3.0), model_stage="every")
+    answer = start(built)
+    assert answer.route == "local" and cloud.asked == 0
+    assert answer.reason.startswith("difficulty:0.95~probe:") and answer.reason.endswith("<=0.50")
+    assert easy.started == easy.embedded and easy.released == 0
+
+
+def test_asked_for_every_request_the_probe_reads_each_score_beside_recent_like_prompts() -> None:
+    local = VectorLocal(np.array([2.0, 0.0, 0.0, 0.0]))
+    built, _ = dispatcher(local, difficulty(-3.0), model_stage="every")
+    feature = 1 / (1 + np.exp(3.0))
+    first = start(built)
+    hard = 1 / (1 + np.exp(-2.0))
+    assert first.score == pytest.approx(every_score(feature, hard))  # nothing recent: alone
+    # Like the first (cosine 0.45 of the standardised vectors): read beside it.
+    local.vector = np.array([0.5, 1.0, 0.0, 0.0])
+    second = start(built)
+    own = 1 / (1 + np.exp(-0.5))
+    assert second.score == pytest.approx(every_score(feature, 0.2 * own + 0.8 * hard))
+    # Unlike both (cosine 0): alone.
+    local.vector = np.array([0.0, 0.0, 1.0, 0.0])
+    third = start(built)
+    assert third.score == pytest.approx(every_score(feature, 0.5))
+
+
+def test_asked_for_every_request_the_model_stage_never_waits_for_a_slot() -> None:
+    local = VectorLocal(HARD)
+    local.queue = SimpleNamespace(depth=1, slots=1, running=1, expected_wait_s=lambda: 0.8)
+    built, cloud = dispatcher(local, difficulty(-3.0), model_stage="every")
+    answer = start(built)
+    assert local.embedded == []
+    assert answer.reason == "difficulty:0.05<=0.50~probe_unavailable:busy"
+    assert answer.route == "local" and len(local.started) == 1 and cloud.asked == 0
+
+
+def test_a_probe_fitted_without_the_every_threshold_is_asked_in_its_band(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    built, _ = dispatcher(
+        VectorLocal(HARD), difficulty(-3.0, every_threshold=None), model_stage="every"
+    )
+    with caplog.at_level("WARNING", logger="hybrid.routing"):
+        clear = start(built)
+        start(built)
+    assert clear.reason == "difficulty:0.05<=0.50"
+    warnings = [r.getMessage() for r in caplog.records if "every" in r.getMessage()]
+    assert len(warnings) == 1 and "run `hybrid calibrate`" in warnings[0]
+    local = VectorLocal(HARD)
+    in_band, _ = dispatcher(local, difficulty(-UNSURE, every_threshold=None), model_stage="every")
+    assert start(in_band).reason == "difficulty:0.40~probe:0.88>0.50"
+
+
+def test_a_user_threshold_moves_the_every_threshold_by_the_same_step() -> None:
+    # From the fitted 0.50 to 0.90: every_threshold, fitted at 0.50, moves to 0.90 too.
+    local = VectorLocal(HARD)
+    built, cloud = dispatcher(local, difficulty(-3.0), model_stage="every", threshold=0.9)
+    answer = start(built)
+    assert answer.route == "local" and cloud.asked == 0
+    assert answer.reason.endswith("<=0.90")
 
 
 def test_hybrid_route_shows_the_stage_that_decided() -> None:

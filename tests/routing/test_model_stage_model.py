@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from routing_fakes import Replay
 
 from hybrid.backend import collect
 from hybrid.generation import GenerationRequest, Message, SamplingParams
@@ -15,10 +18,12 @@ from hybrid.local.engine import LlamaEngine, LoadOptions
 from hybrid.local.prompt import ChatFormatter
 from hybrid.local.queue import WorkQueue
 from hybrid.models.embedded import ensure_embedded_model
+from hybrid.routing.answer import Answer
 from hybrid.routing.chain import build_router
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import ProbeStage
+from hybrid.routing.difficulty.store import find, gguf_sha256
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames, ProviderModels
 from hybrid.settings.routing import DifficultySettings, RoutingSettings
@@ -40,8 +45,12 @@ class Runtime:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBackend, LlamaEngine]]:
-    path = ensure_embedded_model(tmp_path_factory.mktemp("home"))
+def path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_embedded_model(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="module")
+def model(path: Path) -> Iterator[tuple[LocalBackend, LlamaEngine]]:
     options = LoadOptions(n_ctx=1024, n_threads=2, n_gpu_layers=0, n_batch=64)
     engine = LlamaEngine.load(path, options)
     backend = LocalBackend(
@@ -105,3 +114,51 @@ def test_a_request_the_probe_keeps_local_is_answered_from_the_evaluated_prompt(
     assert reason == "difficulty:0.50~probe:0.12<=0.50"
     assert text == plain and text
     assert evaluated_plain > 10 and evaluated == 0
+
+
+class Cloud:
+    name = "openai"
+
+    async def start(self, request: GenerationRequest) -> Replay:
+        return Replay("cloud answer")
+
+
+def test_asked_for_every_request_the_shipped_calibration_decides_on_the_models_view(
+    model: tuple[LocalBackend, LlamaEngine], path: Path, tmp_path: Path
+) -> None:
+    backend, engine = model
+    found = find(tmp_path, gguf_sha256(path))
+    assert found is not None and found.source == "shipped"
+    shipped = found.model
+    assert shipped.probe is not None and shipped.probe.every_threshold is not None
+    names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
+    settings = RoutingSettings(difficulty=DifficultySettings(model_stage="every"))
+    router = build_router(settings, difficulty=lambda: shipped)
+    providers: dict[str, Any] = {"openai": Cloud()}
+    built = Dispatcher(Runtime(backend), providers, names, router=router)  # type: ignore[arg-type]
+    request = GenerationRequest(
+        "r2",
+        messages=(Message("user", "Say hello to my friend Anna."),),
+        params=SamplingParams(max_tokens=8, temperature=0),
+    )
+
+    async def answer() -> tuple[Answer, str, int, np.ndarray]:
+        started = await built.start(request, model="hybrid")
+        text = (await collect(started.generation)).text
+        evaluated = engine.prompt_tokens_evaluated
+        return started, text, evaluated, await backend.prompt_embedding(request)
+
+    started, text, evaluated, vector = asyncio.run(answer())
+
+    # The first request: each stage's score is its own (nothing recent to read it beside).
+    feature = started.verdicts[-2].score
+    assert feature is not None
+    probe = shipped.probe
+    expected = probe.every(feature, probe.score(vector))
+    assert started.score == pytest.approx(expected, abs=1e-6)
+    # A greeting both stages find easy stays local, answered from the prompt the probe
+    # evaluated: no prompt token is evaluated again.
+    assert started.reason == (
+        f"difficulty:{feature:.2f}~probe:{expected:.2f}<={probe.every_threshold:.2f}"
+    )
+    assert started.route == "local" and text and evaluated == 0

@@ -16,7 +16,10 @@ stays one dot product.  Everything is chosen by cross-validation inside the trai
    stage's threshold, the one whose two-stage out-of-fold scores rank wrong answers best
    (AUROC); on a tie the narrower band, which asks the model less often;
 5. the threshold: :func:`~hybrid.routing.difficulty.model.choose_threshold` on the blended
-   out-of-fold scores of the items inside that band.
+   out-of-fold scores of the items inside that band;
+6. the threshold for asking the model stage for every request (``every_threshold``): the same
+   choice on every judged item's :meth:`~hybrid.routing.difficulty.probe.ProbeStage.every`
+   score of its two out-of-fold scores.
 
 The feature stage's scores given should be out-of-fold the same way (fitted without each
 item's family: :func:`~hybrid.routing.calibration.fitting.out_of_family_scores`).  Scores from
@@ -39,7 +42,7 @@ import numpy as np
 
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.difficulty.model import choose_threshold, fit
-from hybrid.routing.difficulty.probe import Blend, ProbeStage, log_odds
+from hybrid.routing.difficulty.probe import Blend, ProbeStage, every_scores, log_odds
 
 PROBE_L2_GRID: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 """Penalties tried for the probe (the vectors have hundreds of dimensions)."""
@@ -364,7 +367,7 @@ def train_probe(
     blend: Blend | None = None
     if oof is None:
         band, share, two_stage, probe_auroc = (feature_threshold,) * 2, 0.0, math.nan, math.nan
-        threshold = 0.5
+        threshold, every_threshold = 0.5, None
     else:
         probe_auroc = auroc(oof[chooses], wrong[chooses])
         blend = fit_blend(feature, oof)
@@ -381,6 +384,8 @@ def train_probe(
         inside = (feature >= band[0]) & (feature <= band[1]) & chooses
         pool = inside if inside.sum() >= 2 else chooses
         threshold = choose_threshold(settled[pool], wrong[pool])
+        every = every_scores(feature, oof)
+        every_threshold = choose_threshold(every[chooses], wrong[chooses])
     probe = ProbeStage(
         weights=basis.fold(weights),
         bias=float(bias),
@@ -389,5 +394,6 @@ def train_probe(
         band=(float(band[0]), float(band[1])),
         threshold=float(threshold),
         blend=blend,
+        every_threshold=every_threshold,
     )
     return ProbeFit(probe, l2, components, share, probe_auroc, feature_auroc, two_stage, oof)

@@ -13,14 +13,22 @@ and the result, as a probability, is compared with the threshold.  Neither stage
 kinds of prompt it was not fitted on as well as both together.  Without one (files written
 before it existed), the probe's score alone settles the band.
 
+Asked for every request instead (``routing.difficulty.model_stage = "every"``), the model
+stage decides on :meth:`ProbeStage.every`: the feature score and the probe's score, each read
+beside the recent requests most like it (:mod:`hybrid.routing.difficulty.recent`), averaged at
+:data:`EVERY_WEIGHT`, and compared with :attr:`ProbeStage.every_threshold`, fitted on that
+average of the training items' out-of-fold scores.
+
 The JSON form, the ``"probe"`` section of a difficulty model file (format version 2)::
 
     {"vector": "last_token", "weights": [...], "bias": -0.3, "mean": [...], "scale": [...],
      "band": [0.3, 0.7], "threshold": 0.5,
-     "blend": {"feature": [-0.2, 1.1], "probe": [0.4, 0.9]}}
+     "blend": {"feature": [-0.2, 1.1], "probe": [0.4, 0.9]}, "every_threshold": 0.31}
 
 ``weights``, ``mean`` and ``scale`` have one entry per dimension of the model's hidden state
-(640 for Gemma 3 270M); ``blend`` (optional) holds each stage's log-odds mean and spread.
+(640 for Gemma 3 270M); ``blend`` (optional) holds each stage's log-odds mean and spread;
+``every_threshold`` (optional: files written before it existed cannot be asked for every
+request) the threshold of :meth:`ProbeStage.every`.
 """
 
 from __future__ import annotations
@@ -33,6 +41,10 @@ from typing import Any
 import numpy as np
 
 from hybrid.errors import ConfigError
+
+EVERY_WEIGHT = 0.75
+"""The probe's share of the score when the model stage is asked for every request (chosen on the
+public traffic sets, against 0.25, 0.5 and 1: ``docs/router-eval.md``)."""
 
 VECTOR_KIND = "last_token"
 """What the probe's vectors are: the final hidden state at the last prompt token."""
@@ -54,6 +66,14 @@ def probability(logits: np.ndarray) -> np.ndarray:
     """The logistic function, on logits clipped to +-40."""
     z = np.clip(np.asarray(logits, dtype=np.float64), -_MAX_LOGIT, _MAX_LOGIT)
     result: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return result
+
+
+def every_scores(feature_scores: np.ndarray, probe_scores: np.ndarray) -> np.ndarray:
+    """:meth:`ProbeStage.every` of arrays of requests' scores."""
+    feature = np.asarray(feature_scores, dtype=np.float64)
+    probe = np.asarray(probe_scores, dtype=np.float64)
+    result: np.ndarray = (1.0 - EVERY_WEIGHT) * feature + EVERY_WEIGHT * probe
     return result
 
 
@@ -108,6 +128,8 @@ class ProbeStage:
         band: Feature-stage scores in ``[low, high]`` are settled by the probe.
         threshold: A request in the band escalates when its :meth:`settle` score is above this.
         blend: How the two stages combine in the band (None: the probe's score alone).
+        every_threshold: A request escalates when its :meth:`every` score is above this, when
+            the model stage is asked for every request (None: fitted before it existed).
 
     Raises:
         ValueError: The arrays are not one-dimensional of one length, a value is not finite,
@@ -121,6 +143,7 @@ class ProbeStage:
     band: tuple[float, float]
     threshold: float
     blend: Blend | None = None
+    every_threshold: float | None = None
     # Standardisation folded into the weights once, so that scoring is one dot product.
     _effective: np.ndarray = field(init=False, repr=False)
     _offset: float = field(init=False, repr=False)
@@ -147,8 +170,10 @@ class ProbeStage:
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"band {self.band!r} is not [low, high] with 0 <= low <= high <= 1")
         object.__setattr__(self, "band", (low, high))
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold {self.threshold} is outside [0, 1]")
+        for name in ("threshold", "every_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} {value} is outside [0, 1]")
         effective = arrays["weights"] / arrays["scale"]
         effective.setflags(write=False)
         object.__setattr__(self, "_effective", effective)
@@ -198,7 +223,7 @@ class ProbeStage:
         return float(self.blend.combine(np.array(feature_score), np.array(probe_score)))
 
     def moved(self, fitted: float, chosen: float) -> ProbeStage:
-        """This probe with its threshold moved as a user moved the feature stage's.
+        """This probe with its thresholds moved as a user moved the feature stage's.
 
         The step is the same in log-odds: a user who lowers the feature threshold from the
         fitted 0.53 to 0.30 escalates more of the band too.  A threshold of 0 or 1 carries over
@@ -209,23 +234,54 @@ class ProbeStage:
             chosen: The threshold the user set instead.
 
         Returns:
-            The probe with the moved threshold (itself when the two are equal).
+            The probe with the moved thresholds (itself when the two are equal).
         """
         if chosen == fitted:
             return self
+        every = self.every_threshold
         if chosen <= 0.0 or chosen >= 1.0:
-            return replace(self, threshold=min(max(chosen, 0.0), 1.0))
-        logits = log_odds(np.array([chosen, fitted, self.threshold]))
-        moved = logits[2] + logits[0] - logits[1]
-        return replace(self, threshold=float(probability(moved)))
+            edge = min(max(chosen, 0.0), 1.0)
+            return replace(self, threshold=edge, every_threshold=None if every is None else edge)
+        step = float(np.diff(log_odds(np.array([fitted, chosen])))[0])
+        return replace(
+            self,
+            threshold=_moved_by(self.threshold, step),
+            every_threshold=None if every is None else _moved_by(every, step),
+        )
+
+    def units(self, vectors: np.ndarray) -> np.ndarray:
+        """Prompt vectors standardised as the probe standardises them, each then of norm 1:
+        what recent requests are compared by (:mod:`hybrid.routing.difficulty.recent`).
+
+        Args:
+            vectors: One vector (``(dim,)``) or a row per prompt (``(n, dim)``).
+
+        Returns:
+            The same shape; a vector equal to the mean comes out as zeros.
+        """
+        z = (np.asarray(vectors, dtype=np.float64) - self.mean) / self.scale
+        norm = np.linalg.norm(z, axis=-1, keepdims=True)
+        result: np.ndarray = z / np.maximum(norm, 1e-12)
+        return result
+
+    def every(self, feature_score: float, probe_score: float) -> float:
+        """The score that decides a request when the model stage is asked for every request:
+        ``(1 - EVERY_WEIGHT) * feature_score + EVERY_WEIGHT * probe_score`` (both read beside
+        the recent requests by the caller), compared with :attr:`every_threshold`."""
+        return float(every_scores(np.array(feature_score), np.array(probe_score)))
 
     def in_band(self, feature_score: float) -> bool:
         """Whether the probe settles a request the feature stage scored this way."""
         low, high = self.band
         return low <= feature_score <= high
 
-    def escalates(self, score: float) -> bool:
-        """Whether a :meth:`settle` score calls for the cloud (above :attr:`threshold`)."""
+    def escalates(self, score: float, *, every: bool = False) -> bool:
+        """Whether a :meth:`settle` score calls for the cloud (above :attr:`threshold`), or
+        with ``every`` an :meth:`every` score (above :attr:`every_threshold`)."""
+        if every:
+            if self.every_threshold is None:
+                raise ValueError("this probe has no every_threshold: run `hybrid calibrate`")
+            return score > self.every_threshold
         return score > self.threshold
 
     def to_json(self) -> dict[str, Any]:
@@ -244,6 +300,7 @@ class ProbeStage:
             "band": [float(self.band[0]), float(self.band[1])],
             "threshold": float(self.threshold),
             **blend,
+            **({} if self.every_threshold is None else {"every_threshold": self.every_threshold}),
         }
 
     @classmethod
@@ -280,9 +337,19 @@ class ProbeStage:
                 band=(band[0], band[1]),
                 threshold=_float(data["threshold"], "threshold"),
                 blend=_blend(data.get("blend")),
+                every_threshold=(
+                    None
+                    if data.get("every_threshold") is None
+                    else _float(data["every_threshold"], "every_threshold")
+                ),
             )
         except (TypeError, ValueError) as exc:
             raise _damaged(str(exc)) from exc
+
+
+def _moved_by(threshold: float, step: float) -> float:
+    """A threshold moved by ``step`` in log-odds."""
+    return float(probability(log_odds(np.array(threshold)) + step))
 
 
 def _damaged(problem: str) -> ConfigError:

@@ -15,6 +15,10 @@ and only those at a cosine of at least :data:`MIN_SIMILARITY` count: the first r
 one unlike every recent one, is scored alone.  Only feature vectors and scores are kept, in
 memory, never text; labels play no part.  The memory is the model's: a new or refitted
 difficulty model starts it afresh, since its scores are on another scale.
+
+The model stage, when it is asked for every request, reads its probe's scores the same way in
+a memory of its own, by the cosine of the prompt vectors standardised as the probe standardises
+them (:meth:`~hybrid.routing.difficulty.probe.ProbeStage.units`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ leave-one-family-out figures, against none, 0.5 and 0.7)."""
 
 
 class RecentScores:
-    """The recent requests' feature vectors and scores, for one difficulty model at a time.
+    """The recent requests' vectors and scores, for one scorer (a difficulty model, a probe) at
+    a time.
 
     Args:
         neighbours: How many of the nearest recent requests a score is read beside (at
@@ -54,7 +59,7 @@ class RecentScores:
         self._size = size
         self._weight = weight
         self._lock = threading.Lock()
-        self._model: DifficultyModel | None = None
+        self._owner: object = None
         self._vectors = np.zeros((0, 0), dtype=np.float64)
         self._scores = np.zeros(size, dtype=np.float64)
         self._count = 0
@@ -70,12 +75,25 @@ class RecentScores:
             The score read beside the neighbours, and the request's own score.
         """
         own = model.score_features(features)
-        unit = standardised_unit(model, features)
+        return self.beside(model, standardised_unit(model, features), own), own
+
+    def beside(self, owner: object, unit: np.ndarray, own: float) -> float:
+        """:meth:`read` for a request scored by ``owner``: a different scorer from the last
+        one starts the memory afresh, since its scores are on another scale.
+
+        Args:
+            owner: What scored it (a difficulty model, a probe), compared by identity.
+            unit: The vector of norm 1 it is compared by.
+            own: Its own score.
+
+        Returns:
+            The score read beside the neighbours.
+        """
         with self._lock:
-            if model is not self._model:
-                self._model = model
+            if owner is not self._owner:
+                self._owner = owner
                 self._count = 0
-            return self._read(unit, own), own
+            return self._read(unit, own)
 
     def read(self, unit: np.ndarray, own: float) -> float:
         """:meth:`score` for a request already scored, whatever model scored it (the

@@ -120,7 +120,9 @@ class StoredModel:
             ``held_out_auroc`` (each of these three None when the file does not say), and
             ``model_stage``: None without a probe, else its ``band_share`` (the share of the
             calibration items it settles) and ``held_out_auroc`` (both stages together on the
-            held-out items), each None when the file does not say; ``words``: whether its
+            held-out items), each None when the file does not say, and ``every``: whether it
+            can be asked for every request (``routing.difficulty.model_stage = "every"``: it
+            was fitted with the threshold for it); ``words``: whether its
             feature stage reads the hashed words of the prompt (false when it was fitted on the
             hand-made features alone, as ``hybrid calibrate`` fits by default).
         """
@@ -131,6 +133,7 @@ class StoredModel:
             stage = {
                 "band_share": _number(meta.get("probe_band_share")),
                 "held_out_auroc": _number(meta.get("held_out_two_stage_auroc")),
+                "every": self.model.probe.every_threshold is not None,
             }
         return {
             "source": self.source,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from hybrid.errors import HybridError
 from hybrid.generation import Message
 from hybrid.routing.difficulty.features import extract
@@ -26,6 +28,7 @@ from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.recent import RecentScores
 from hybrid.routing.difficulty.store import StoredModel, find, gguf_sha256, model_path
 from hybrid.routing.policy import Policy, RouteContext, Verdict
+from hybrid.settings.routing import ModelStage
 
 log = logging.getLogger("hybrid.routing")
 
@@ -161,8 +164,10 @@ class DifficultyPolicy(Policy):
     Args:
         model: Returns the calibrated model, or None when there is none (yet).
         threshold: The user's threshold; None uses the calibrated one.
-        model_stage: Let the model's probe, when it has one, settle the scores in its band
-            (:mod:`hybrid.routing.model_stage`); off, the feature stage alone decides.
+        model_stage: When the model has a probe, ask it for the scores in its band
+            (``"band"``, or True), for every request (``"every"``: falls back to the band for a
+            probe fitted before it could be; :mod:`hybrid.routing.model_stage`), or never
+            (``"off"``, or False: the feature stage alone decides).
         neighbours: Read each feature score beside those of this many of the nearest recent
             requests (:mod:`hybrid.routing.difficulty.recent`); 0 scores each prompt alone.
     """
@@ -174,13 +179,18 @@ class DifficultyPolicy(Policy):
         model: Callable[[], DifficultyModel | None],
         *,
         threshold: float | None,
-        model_stage: bool = True,
+        model_stage: ModelStage | bool = "band",
         neighbours: int = 0,
     ) -> None:
         self._model = model
         self._threshold = threshold
-        self._model_stage = model_stage
+        if isinstance(model_stage, bool):
+            model_stage = "band" if model_stage else "off"
+        self._model_stage: ModelStage = model_stage
         self._recent = RecentScores(neighbours) if neighbours > 0 else None
+        # The probe's scores, read beside the recent requests' when it is asked for every one.
+        self._recent_probe = RecentScores(neighbours) if neighbours > 0 else None
+        self._warned_every: ProbeStage | None = None
         # The model's probe and threshold, and that probe moved to the user's threshold.
         self._moved: tuple[ProbeStage, float, ProbeStage] | None = None
 
@@ -191,7 +201,7 @@ class DifficultyPolicy(Policy):
         (:meth:`~hybrid.routing.difficulty.probe.ProbeStage.moved`); at 0 or 1 there is no
         model stage, since the setting alone decides every request.
         """
-        if not self._model_stage:
+        if self._model_stage == "off":
             return None
         model = self._model()
         if model is None or model.probe is None:
@@ -205,6 +215,37 @@ class DifficultyPolicy(Policy):
             probe = model.probe.moved(model.threshold, self._threshold)
             moved = self._moved = (model.probe, model.threshold, probe)
         return moved[2]
+
+    def asks_every(self, probe: ProbeStage) -> bool:
+        """Whether this probe (:meth:`probe`) is asked for every request: so set, and it has
+        the threshold for it (one fitted before it could be is asked in its band, with a
+        warning, once per probe)."""
+        if self._model_stage != "every":
+            return False
+        if probe.every_threshold is not None:
+            return True
+        if self._warned_every is not probe:
+            self._warned_every = probe
+            log.warning(
+                'routing.difficulty.model_stage = "every" needs a calibration fitted with its '
+                "threshold: run `hybrid calibrate` for this model; the model stage is asked in "
+                "its band until then"
+            )
+        return False
+
+    def read_probe(self, probe: ProbeStage, vector: np.ndarray, score: float) -> float:
+        """The probe's score of a prompt read beside the recent requests most like it, by
+        their prompt vectors as the probe standardises them (each score alone with
+        ``neighbours`` 0); then remembered.
+
+        Args:
+            probe: The probe in use (a new one starts the memory afresh).
+            vector: The prompt's vector.
+            score: The probe's score of it.
+        """
+        if self._recent_probe is None:
+            return score
+        return self._recent_probe.beside(probe, probe.units(vector), score)
 
     def evaluate(self, context: RouteContext) -> Verdict:
         """``cloud`` above the threshold, ``local`` at or below it, with the score."""
