@@ -42,6 +42,7 @@ from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import two_stage_scores
 from hybrid.routing.difficulty.features import extract
 from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.probe import every_scores
 from hybrid.routing.difficulty.recent import standardised_unit
 
 LABELS_PER_SET = (0, 25, 50, 100)
@@ -73,6 +74,9 @@ class Learned:
             else the one carried over), one per draw; empty without a probe.
         recent: Pooled AUROC of both stages as ``hybrid serve`` decides, each feature score
             read beside the recent requests most like it, one per draw.
+        every: Pooled AUROC of the model stage asked for every request
+            (``routing.difficulty.model_stage = "every"``), one per draw; empty without a
+            probe.
         word_weights: The hashed words' weight in each draw's refit (empty with no labels).
         probe_refits: Of the adopted refits, how many fitted the model stage again on the
             labelled requests' prompt vectors (the others carried it over).
@@ -92,6 +96,7 @@ class Learned:
     probe_refits: int = 0
     pool: str = EVERY
     available: tuple[int, ...] = ()
+    every: tuple[float, ...] = ()
 
 
 def examples_of(data: Labelled, source: Source) -> list[Example]:
@@ -112,29 +117,38 @@ def examples_of(data: Labelled, source: Source) -> list[Example]:
 
 def runtime_scores(
     model: DifficultyModel, data: Labelled, *, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """The feature stage's scores of the items, both stages' with each prompt scored alone,
-    and both stages' as ``hybrid serve`` decides: each feature score read beside the recent
-    requests most like it (the items arriving in a seeded random order)."""
+    both stages' as ``hybrid serve`` decides: each feature score read beside the recent
+    requests most like it (the items arriving in a seeded random order), and the model stage's
+    asked for every request (:meth:`~hybrid.routing.difficulty.probe.ProbeStage.every`, the
+    probe's scores read beside recent requests too; items without a prompt vector keep the
+    feature score; None without a probe)."""
     features = feature_matrix(data.items)
     feature = model.scores(features)
     units = np.array([standardised_unit(model, row) for row in features])
     recent = beside_recent(feature, units, seed=seed)
     probe = model.probe
     if probe is None:
-        return feature, feature, recent
+        return feature, feature, recent, None
+    has = np.isfinite(data.vectors).all(axis=1)
+    own = np.array(
+        [probe.score(vector) if ok else 0.0 for vector, ok in zip(data.vectors, has, strict=True)]
+    )
 
     def both(scores: np.ndarray) -> np.ndarray:
         assert probe is not None
         settled = np.array(
             [
-                probe.settle(score, probe.score(vector)) if np.isfinite(vector).all() else score
-                for score, vector in zip(scores, data.vectors, strict=True)
+                probe.settle(score, p) if ok else score
+                for score, p, ok in zip(scores, own, has, strict=True)
             ]
         )
         return two_stage_scores(scores, settled, probe.band)
 
-    return feature, both(feature), both(recent)
+    read = beside_recent(own, probe.units(np.nan_to_num(data.vectors)), seed=seed, reading=has)
+    every = np.where(has, every_scores(recent, read), recent)
+    return feature, both(feature), both(recent), every
 
 
 def model_stage_scores(model: DifficultyModel, data: Labelled) -> np.ndarray | None:
@@ -212,13 +226,14 @@ def learn_from_traffic(
     runs = [(pool, k) for pool in pools for k in labels if k > 0 or pool == pools[0]]
     for pool, k in runs:
         features, both, adopted, weights, alone, recent = [], [], 0, [], [], []
+        every: list[float] = []
         probe_refits = 0
         word_weights = []
         available = []
         for repeat in range(repeats):
             allowed = None
             if pool == KEPT_LOCAL:
-                _, _, served = runtime_scores(current, traffic, seed=seed + repeat)
+                _, _, served, _ = runtime_scores(current, traffic, seed=seed + repeat)
                 allowed = served <= current.threshold
             labelled, scored = draw(
                 traffic, labels=k, held=held, seed=seed + repeat, allowed=allowed
@@ -237,10 +252,12 @@ def learn_from_traffic(
                     model, adopted = fitted.model, adopted + 1
                     probe_refits += fitted.probe is not None and fitted.probe.adopted
             test = traffic.subset(np.array(scored))
-            feature, two_stage, served = runtime_scores(model, test, seed=seed + repeat)
+            feature, two_stage, served, asked = runtime_scores(model, test, seed=seed + repeat)
             features.append(auroc(feature, test.wrong))
             both.append(auroc(two_stage, test.wrong))
             recent.append(auroc(served, test.wrong))
+            if asked is not None:
+                every.append(auroc(asked, test.wrong))
             probe_scores = model_stage_scores(model, test)
             if probe_scores is not None:
                 alone.append(auroc(probe_scores, test.wrong))
@@ -257,6 +274,7 @@ def learn_from_traffic(
                 probe_refits,
                 pool,
                 tuple(available),
+                tuple(every),
             )
         )
     _, first = draw(traffic, labels=0, held=held, seed=seed)
@@ -266,8 +284,8 @@ def learn_from_traffic(
 
 LEARNING_HEAD = (
     "| labels per set | labelled from | feature stage | both stages | both stages, beside recent "
-    "| model stage alone | adopted | weights chosen (traffic / words) |\n"
-    "|---:|---|---|---|---|---|---:|---|"
+    '| model stage alone | model_stage = "every" | adopted | weights chosen (traffic / words) |\n'
+    "|---:|---|---|---|---|---|---|---:|---|"
 )
 
 
@@ -292,7 +310,8 @@ def learning_section(learned: list[Learned], reference: float, traffic: Labelled
     rows = "\n".join(
         f"| {row.labels} | {_pool(row)} | {mean_range(row.features)} | "
         f"{mean_range(row.two_stage)} | "
-        f"{mean_range(row.recent)} | {mean_range(row.model_stage)} | {row.adopted} of {draws} "
+        f"{mean_range(row.recent)} | {mean_range(row.model_stage)} | {mean_range(row.every)} | "
+        f"{row.adopted} of {draws} "
         f"({row.probe_refits} with its model stage refitted) | "
         f"{_weights(row)} |"
         for row in learned
@@ -332,6 +351,10 @@ better, out-of-fold, than the one in use. *Model stage alone* scores every held-
 with the model stage of the model in use, as if each were in its band. *Both stages, beside
 recent* is what `hybrid serve` decides: each feature score read beside the recent requests
 most like it (the held-out requests of every set arriving in a seeded random order).
+*`model_stage = "every"`* is what it decides with the model stage asked for every request:
+the probe's score read beside the recent requests in its own vector space, averaged with the
+feature score read beside them (see [The model stage asked for every
+request](#the-model-stage-asked-for-every-request-opt-in)).
 
 {LEARNING_HEAD}
 {rows}

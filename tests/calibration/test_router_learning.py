@@ -79,6 +79,38 @@ def test_labelled_traffic_is_learned_and_the_held_out_requests_rank_better(
     # alone it scores each draw's requests as before the refit.
     assert len(after.weights) == 2 and before.weights == ()
     assert len(before.model_stage) == 2 and after.model_stage == before.model_stage
+    # With the model stage asked for every request: one figure per draw; the feature stage's
+    # share of it learned the zebras too.
+    assert len(before.every) == len(after.every) == 2
+    assert min(after.every) > max(before.every)
+
+
+def test_asked_for_every_request_the_runtime_averages_both_stages_read_beside_recent(
+    learning: ModuleType,
+) -> None:
+    from hybrid.routing.calibration.fitting import calibrate
+    from hybrid.routing.difficulty.probe import every_scores
+
+    items = generated(learning)
+    model = calibrate(
+        items.items, [not w for w in items.wrong], seed=0, vectors=list(items.vectors)
+    ).model
+    assert model.probe is not None
+    test = traffic(learning, 20)
+    test.vectors[3] = np.nan  # a prompt the model could not take
+
+    feature, _, recent, every = learning.runtime_scores(model, test, seed=1)
+
+    own = np.array([model.probe.score(v) for v in np.nan_to_num(test.vectors)])
+    read = learning.beside_recent(
+        own,
+        model.probe.units(np.nan_to_num(test.vectors)),
+        seed=1,
+        reading=np.isfinite(test.vectors).all(axis=1),
+    )
+    assert every[3] == recent[3]  # no vector: the feature score read beside recent
+    others = np.arange(len(feature)) != 3
+    assert every[others] == pytest.approx(every_scores(recent, read)[others])
 
 
 def test_every_k_of_a_draw_is_scored_on_the_same_requests(learning: ModuleType) -> None:
