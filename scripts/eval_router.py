@@ -395,7 +395,8 @@ def evaluate(
         for where, reader, data in collections
     }
     probe_recent = {
-        where: mixed(reader, data, orders=range(ORDERS)) for where, reader, data in collections
+        where: mixed(reader, data, orders=range(ORDERS), resamples=resamples)
+        for where, reader, data in collections
     }
     return Evaluation(
         generated,

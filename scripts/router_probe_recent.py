@@ -24,7 +24,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from router_folds import Folds, Labelled, Read, beside_recent, bullet, kept_local, mean_range
+from router_folds import (
+    Figure,
+    Folds,
+    Labelled,
+    Read,
+    beside_recent,
+    bullet,
+    figures,
+    kept_local,
+    mean_range,
+)
 
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.difficulty.probe import EVERY_WEIGHT, every_scores
@@ -67,12 +77,16 @@ class Mixed:
         shipped: The default router's (:data:`SHIPPED`) AUROC, per order.
         decided: :data:`BASE` at the feature stage's threshold and :data:`EVERY` at the
             probe's ``every_threshold``.
+        first: :data:`EVERY`'s figures (:func:`router_folds.figures`) in the first arrival
+            order, the one the report's other tables read, with bootstrap intervals (empty
+            without resamples).
     """
 
     aurocs: Mapping[float, tuple[float, ...]]
     kept: Mapping[float, tuple[float, ...]]
     shipped: tuple[float, ...]
     decided: Mapping[str, Decided]
+    first: Mapping[str, Figure]
 
 
 def _parts(reader: Read | Folds, n: int) -> list[tuple[np.ndarray, Read]]:
@@ -89,10 +103,13 @@ def at_threshold(
     return float(kept.mean()), 1.0 - float((wrong * kept).mean())
 
 
-def mixed(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) -> Mixed:
+def mixed(
+    reader: Read | Folds, data: Labelled, *, orders: Sequence[int], resamples: int = 0
+) -> Mixed:
     """The feature stage averaged with the model stage read beside recent requests, at each
     weight, and both routers' thresholds' decisions, in each arrival order (items without a
-    prompt vector keep the feature stage's score and threshold, as the runtime does)."""
+    prompt vector keep the feature stage's score and threshold, as the runtime does); with
+    ``resamples``, :data:`EVERY`'s figures in the first order with bootstrap intervals."""
     n = len(data.items)
     probe = np.full(n, np.nan)
     units = np.zeros((n, data.vectors.shape[1]))
@@ -110,6 +127,7 @@ def mixed(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) -> Mix
     kept: dict[float, list[float]] = {weight: [] for weight in WEIGHTS}
     shipped: list[float] = []
     decided: dict[str, list[tuple[float, float]]] = {BASE: [], EVERY: []}
+    first: dict[str, Figure] = {}
     for seed in orders:
         recent = reader.recent(seed)
         base = recent[BASE]
@@ -120,6 +138,8 @@ def mixed(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) -> Mix
             aurocs[weight].append(auroc(scores, data.wrong))
             kept[weight].append(kept_local(scores, data.wrong))
         every = np.where(has, every_scores(base, read_probe), base)
+        if resamples and not first:
+            first = figures(every, data.wrong, seed=seed, resamples=resamples)
         decided[BASE].append(at_threshold(base, feature_threshold, data.wrong))
         decided[EVERY].append(at_threshold(every, every_limit, data.wrong))
     return Mixed(
@@ -130,6 +150,7 @@ def mixed(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) -> Mix
             name: Decided(tuple(k for k, _ in pairs), tuple(q for _, q in pairs))
             for name, pairs in decided.items()
         },
+        first,
     )
 
 
@@ -173,6 +194,21 @@ def _decided_rows(collections: Mapping[str, Mixed]) -> str:
             cells.append(mean_range(decided.quality, "{:.0%}"))
         rows.append(f"| {label} | {' | '.join(cells)} |")
     return "\n".join(rows)
+
+
+def _first(collections: Mapping[str, Mixed]) -> str:
+    """The runtime's figures in the first arrival order, with their intervals (a paragraph)."""
+    if not all(c.first for c in collections.values()):
+        return ""
+    parts = "; ".join(
+        f"{where} AUROC {collections[where].first['AUROC'].text()}, kept local "
+        f"{collections[where].first['kept local @95%'].text('{:.0%}')}"
+        for where in WHERE
+    )
+    return (
+        f"In arrival order 0, the one the tables above read at the default seed, with 95 % "
+        f'bootstrap intervals, `model_stage = "every"` ({EVERY_WEIGHT:g}): {parts}.\n\n'
+    )
 
 
 def probe_recent_section(collections: Mapping[str, Mixed]) -> str:
@@ -232,8 +268,9 @@ external ones are not. In this run the best weight on the traffic sets is {chose
 {table}
 | {SHIPPED} (the default) | {shipped} |
 
-What the fitted thresholds decide (share kept local; quality: the share answered right, the
-cloud's answers counted right; 95 % is the target the "kept local" columns above read at):
+{_first(collections)}What the fitted thresholds decide (share kept local; quality: the share
+answered right, the cloud's answers counted right; 95 % is the target the "kept local" columns
+above read at):
 
 {decided_head}
 {_decided_rows(collections)}

@@ -69,9 +69,13 @@ def test_the_model_stage_read_beside_recent_requests_ranks_the_kinds(
 ) -> None:
     data, reader = kinds(mixing, 0)
 
-    got = mixing.mixed(reader, data, orders=range(2))
+    got = mixing.mixed(reader, data, orders=range(2), resamples=50)
 
     assert set(got.aurocs) == set(mixing.WEIGHTS)
+    # The runtime's figures in the first order, with an interval around them.
+    figure = got.first["AUROC"]
+    assert figure.value == got.aurocs[EVERY_WEIGHT][0] and figure.low < figure.value < figure.high
+    assert got.first["kept local @95%"].value == got.kept[EVERY_WEIGHT][0]
     assert got.aurocs[0.0] == (auroc(reader.base, data.wrong),) * 2
     assert got.shipped == (auroc(reader.shipped, data.wrong),) * 2
     assert len(got.kept[0.5]) == 2
@@ -112,6 +116,13 @@ def test_the_weight_is_chosen_on_the_traffic_sets_and_every_weight_is_shown(
 
     chosen = mixing.chosen_weight(collections)
     section = mixing.probe_recent_section(collections)
+    assert "bootstrap" not in section  # no resamples, no intervals
+    with_intervals = {
+        where: mixing.mixed(reader, data, orders=range(2), resamples=30) for where in collections
+    }
+    paragraph = " ".join(mixing.probe_recent_section(with_intervals).split())
+    first = with_intervals["traffic"].first["AUROC"]
+    assert f"traffic AUROC {first.text()}, kept local" in paragraph
     summary = " ".join(mixing.probe_recent_summary(collections).split())
 
     traffic = collections["traffic"].aurocs
