@@ -44,7 +44,7 @@ from hybrid.errors import ConfigError
 
 EVERY_WEIGHT = 0.75
 """The probe's share of the score when the model stage is asked for every request (chosen on the
-public traffic sets, against 0.25, 0.5 and 1: ``docs/router-eval.md``)."""
+public traffic sets, against 0, 0.25, 0.5 and 1: ``docs/router-eval.md``)."""
 
 VECTOR_KIND = "last_token"
 """What the probe's vectors are: the final hidden state at the last prompt token."""
