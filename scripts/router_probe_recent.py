@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from router_cascade import cascaded
 from router_folds import (
     Figure,
     Folds,
@@ -80,6 +81,8 @@ class Mixed:
         first: :data:`EVERY`'s figures (:func:`router_folds.figures`) in the first arrival
             order, the one the report's other tables read, with bootstrap intervals (empty
             without resamples).
+        cascaded: :data:`EVERY`'s AUROC with the cascade on declining answers (every
+            declining local answer ranked first: :func:`router_cascade.cascaded`), per order.
     """
 
     aurocs: Mapping[float, tuple[float, ...]]
@@ -87,6 +90,7 @@ class Mixed:
     shipped: tuple[float, ...]
     decided: Mapping[str, Decided]
     first: Mapping[str, Figure]
+    cascaded: tuple[float, ...]
 
 
 def _parts(reader: Read | Folds, n: int) -> list[tuple[np.ndarray, Read]]:
@@ -128,6 +132,8 @@ def mixed(
     shipped: list[float] = []
     decided: dict[str, list[tuple[float, float]]] = {BASE: [], EVERY: []}
     first: dict[str, Figure] = {}
+    with_cascade: list[float] = []
+    declined = data.declined
     for seed in orders:
         recent = reader.recent(seed)
         base = recent[BASE]
@@ -140,6 +146,7 @@ def mixed(
         every = np.where(has, every_scores(base, read_probe), base)
         if resamples and not first:
             first = figures(every, data.wrong, seed=seed, resamples=resamples)
+        with_cascade.append(auroc(cascaded(every, declined), data.wrong))
         decided[BASE].append(at_threshold(base, feature_threshold, data.wrong))
         decided[EVERY].append(at_threshold(every, every_limit, data.wrong))
     return Mixed(
@@ -151,6 +158,7 @@ def mixed(
             for name, pairs in decided.items()
         },
         first,
+        tuple(with_cascade),
     )
 
 
@@ -171,12 +179,14 @@ def probe_recent_summary(collections: Mapping[str, Mixed]) -> str:
         f"{where} {_mean(c.shipped)} to {_mean(c.aurocs[EVERY_WEIGHT])}"
         for where, c in collections.items()
     )
+    cascade = ", ".join(f"{where} {_mean(c.cascaded)}" for where, c in collections.items())
     return bullet(
         'Opt-in, `routing.difficulty.model_stage = "every"`: the model stage asked for every '
         "request, its score read beside the recent requests most like it in the model's own "
         f"vector space and averaged with the feature stage's at weight {EVERY_WEIGHT:g}, moves "
-        f"the mean AUROC from the default router's: {parts}; each request then pays its "
-        "prefill before the decision (see [The model stage asked for every request]"
+        f"the mean AUROC from the default router's: {parts}; with the cascade on declining "
+        f"answers as well: {cascade}; each request then pays its prefill before the decision "
+        "(see [The model stage asked for every request]"
         "(#the-model-stage-asked-for-every-request-opt-in)).",
     )
 
@@ -208,6 +218,19 @@ def _first(collections: Mapping[str, Mixed]) -> str:
     return (
         f"In arrival order 0, the one the tables above read at the default seed, with 95 % "
         f'bootstrap intervals, `model_stage = "every"` ({EVERY_WEIGHT:g}): {parts}.\n\n'
+    )
+
+
+def _cascade(collections: Mapping[str, Mixed]) -> str:
+    """The runtime with the cascade on declining answers too (a paragraph)."""
+    parts = "; ".join(f"{where} {mean_range(collections[where].cascaded)}" for where in WHERE)
+    return (
+        "With the cascade on declining answers as well (`routing.cascade`: every local answer "
+        "that opens by declining ranked first, as in [The cascade on declining answers]"
+        f'(#the-cascade-on-declining-answers)), `model_stage = "every"`\'s mean AUROC: {parts}. '
+        "The cascade checks the answer, after it: each declining answer costs the local answer "
+        "it throws away, and its phrases were partly written after reading the generated and "
+        "external answers, so those two figures are not blind to it.\n\n"
     )
 
 
@@ -268,9 +291,9 @@ external ones are not. In this run the best weight on the traffic sets is {chose
 {table}
 | {SHIPPED} (the default) | {shipped} |
 
-{_first(collections)}What the fitted thresholds decide (share kept local; quality: the share
-answered right, the cloud's answers counted right; 95 % is the target the "kept local" columns
-above read at):
+{_first(collections)}{_cascade(collections)}What the fitted thresholds decide (share kept
+local; quality: the share answered right, the cloud's answers counted right; 95 % is the target
+the "kept local" columns above read at):
 
 {decided_head}
 {_decided_rows(collections)}

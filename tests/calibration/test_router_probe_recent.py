@@ -84,6 +84,23 @@ def test_the_model_stage_read_beside_recent_requests_ranks_the_kinds(
     assert np.mean(got.aurocs[1.0]) > np.mean(got.aurocs[0.0]) + 0.2
 
 
+def test_with_the_cascade_declining_answers_rank_first(mixing: ModuleType) -> None:
+    data, reader = kinds(mixing, 3)
+    # Without the answers nothing declines: the same ranking.
+    plain = mixing.mixed(reader, data, orders=range(2))
+    assert plain.cascaded == plain.aurocs[EVERY_WEIGHT]
+    # Twenty wrong answers that decline rank above every other request.
+    wrong = np.flatnonzero(data.wrong)[:20]
+    answers = tuple(
+        "I'm sorry, I can't answer this." if i in wrong else "Paris." for i in range(200)
+    )
+    told = mixing.Labelled(data.items, data.wrong, data.vectors, answers)
+
+    got = mixing.mixed(reader, told, orders=range(2))
+
+    assert all(c > a for c, a in zip(got.cascaded, got.aurocs[EVERY_WEIGHT], strict=True))
+
+
 def test_the_thresholds_decide_as_the_runtime_does(mixing: ModuleType) -> None:
     data, reader = kinds(mixing, 2)
     strict = Reader(reader.base, reader.probe_scores, 3, every_threshold=0.0)
@@ -155,6 +172,9 @@ def test_the_weight_is_chosen_on_the_traffic_sets_and_every_weight_is_shown(
     before = np.mean(collections["traffic"].shipped)
     after = np.mean(traffic[EVERY_WEIGHT])
     assert f"traffic {before:.3f} to {after:.3f}" in summary
+    cascade = np.mean(collections["traffic"].cascaded)
+    assert "with the cascade on declining answers as well: " in summary
+    assert f"traffic {cascade:.3f}" in summary.split("as well:")[1]
     decided = section.split("| router, threshold |")[1]
     assert decided.count("| features+recent, at the feature stage's threshold") == 1
     assert decided.count('| model_stage = "every", at the probe\'s every_threshold') == 1
