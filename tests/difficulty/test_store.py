@@ -140,7 +140,7 @@ def test_find_says_whether_the_calibration_is_yours_or_shipped(tmp_path: Path) -
 def describes_stage(stage: dict[str, float]) -> str:
     """What a calibration's description says of its model stage."""
     if stage["band_share"] == 0:  # cross-validation found no band where the probe helps
-        return "with a model stage that settles no request"
+        return "with a model stage that settles no request in its band"
     return f"with the model stage ({stage['held_out_auroc']:.3f} with both stages)"
 
 
@@ -148,7 +148,7 @@ def describes_stage(stage: dict[str, float]) -> str:
     ("share", "said"),
     [
         (0.3, "with the model stage (0.848 with both stages)"),
-        (0.0, "with a model stage that settles no request"),
+        (0.0, "with a model stage that settles no request in its band"),
     ],
 )
 def test_the_description_says_whether_the_model_stage_settles_anything(

@@ -277,7 +277,7 @@ def test_the_shipped_calibration_of_the_embedded_model_is_shown(tmp_path: Path) 
     line = next(x for x in text.splitlines() if x.startswith("Calibration in use"))
     meta = json.loads((shipped_models() / shipped).read_text())["meta"]
     stage = (
-        "with a model stage that settles no request"  # no band where the probe helps
+        "with a model stage that settles no request in its band"  # no band where the probe helps
         if meta["probe_band_share"] == 0
         else f"with the model stage ({meta['held_out_two_stage_auroc']:.3f} with both stages)"
     )

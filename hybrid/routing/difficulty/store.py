@@ -160,7 +160,7 @@ class StoredModel:
         stage = summary["model_stage"]
         if stage is not None and stage["band_share"] == 0:
             # Cross-validation found no band where the probe helps: it is never asked.
-            facts.append("with a model stage that settles no request")
+            facts.append("with a model stage that settles no request in its band")
         elif stage is not None:
             both = stage["held_out_auroc"]
             facts.append(
