@@ -292,12 +292,14 @@ def reason_label(reason: str | None) -> str:
     """Return a reason without its measurement: the group ``--by reason`` puts it in.
 
     ``difficulty:0.21<=0.52`` -> ``difficulty``, ``capacity:cpu_91%>85%`` -> ``capacity:cpu``,
-    ``capacity:queue_full:3`` -> ``capacity:queue_full``, ``privacy:email`` unchanged; None or
-    an empty reason -> ``none``.
+    ``capacity:queue_full:3`` -> ``capacity:queue_full``, ``privacy:email`` unchanged; each
+    stage of a two-stage reason alike: ``difficulty:0.18~probe:0.52<=0.61`` ->
+    ``difficulty~probe``, ``difficulty:0.05<=0.50~probe_unavailable:busy`` ->
+    ``difficulty~probe_unavailable:busy``; None or an empty reason -> ``none``.
     """
     if not reason:
         return NO_REASON
-    return _MEASUREMENT.sub("", reason) or reason
+    return "~".join(_MEASUREMENT.sub("", part) or part for part in reason.split("~"))
 
 
 def day_label(time: float) -> str:

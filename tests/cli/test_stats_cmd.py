@@ -171,6 +171,27 @@ def test_by_groups_requests(
     assert sum(groups.values()) == document["totals"]["requests"]
 
 
+def test_by_reason_groups_the_model_stages_decisions_by_stage_not_by_score(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = LedgerStore.open(home / "ledger.sqlite3")
+    store.append(
+        [
+            record(60, reasons=("difficulty:0.18~probe:0.52<=0.61",)),
+            record(70, reasons=("difficulty:0.17~probe:0.49<=0.61",)),
+            cloud(80, reasons=("difficulty:0.35~probe:0.66>0.61",)),
+            record(90, reasons=("difficulty:0.05<=0.50~probe_unavailable:busy",)),
+            record(100, reasons=("difficulty:0.12<=0.50~probe_unavailable:busy",)),
+        ]
+    )
+    store.close()
+
+    document = stats_json(capsys, "--by", "reason")
+
+    groups = {g["key"]: g["totals"]["requests"] for g in document["groups"]}
+    assert groups == {"difficulty~probe": 3, "difficulty~probe_unavailable:busy": 2}
+
+
 def test_by_day_is_one_utc_day_per_row_oldest_first(
     ledger: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

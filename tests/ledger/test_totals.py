@@ -89,6 +89,11 @@ def test_latency_counts_answered_requests_and_ttft_where_there_was_one() -> None
         ("privacy:email", "privacy:email"),
         ("budget:openai:daily_cap", "budget:openai:daily_cap"),
         ("explicit:gpt-4.1", "explicit:gpt-4.1"),
+        # The model stage's reasons group by stage, not by score.
+        ("difficulty:0.18~probe:0.52<=0.61", "difficulty~probe"),
+        ("difficulty:0.41~probe:0.73>0.50", "difficulty~probe"),
+        ("difficulty:0.05<=0.50~probe_unavailable:busy", "difficulty~probe_unavailable:busy"),
+        ("difficulty(prior):0.71>0.50", "difficulty(prior)"),
         (None, "none"),
     ],
 )
