@@ -170,7 +170,7 @@ def test_a_scored_request_keeps_its_features_and_score_but_not_its_text(app_for:
     assert b"Say hello" not in raw
 
 
-def probe_over_4(band: tuple[float, float]) -> ProbeStage:
+def probe_over_4(band: tuple[float, float], every_threshold: float | None = None) -> ProbeStage:
     """A model stage over 4-value vectors, with this band and a threshold of 0.5."""
     return ProbeStage(
         weights=np.array([1.0, 0.0, 0.0, 0.0]),
@@ -179,6 +179,7 @@ def probe_over_4(band: tuple[float, float]) -> ProbeStage:
         scale=np.ones(4),
         band=band,
         threshold=0.5,
+        every_threshold=every_threshold,
     )
 
 
@@ -224,6 +225,32 @@ def test_a_request_kept_local_outside_the_band_keeps_its_vector_for_learning(
     else:
         assert vector is None and backend.embedded == []
     assert cloud.requests == []
+
+
+def test_asked_for_every_request_an_escalated_request_keeps_the_vector_its_decision_read(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    # An empty band, but the model stage is asked for every request: 0.25 x the feature
+    # score (0.27) + 0.75 x the probe's (0.18) is 0.20, above an every_threshold of 0.1.
+    client, settings, _ = app_for(
+        cloud,
+        probe_over_4((0.9, 0.9), every_threshold=0.1),
+        **{"routing.difficulty.model_stage": "every"},
+    )
+    backend = state_of(client).runtime.backend()
+    backend.embedding = np.array([0.5, 1.0, -1.0, 2.0], dtype=np.float32)
+    response = client.post(
+        "/v1/chat/completions",
+        json={"model": "hybrid", "messages": [{"role": "user", "content": "Say hello"}]},
+    )
+    assert response.status_code == 200
+    assert response.headers["x-hybrid-route"] == "cloud" and len(cloud.requests) == 1
+    assert response.headers["x-hybrid-reason"] == "difficulty:0.27~probe:0.20>0.10"
+    _, signals, _ = read_ledger(client, settings)
+    assert signals[0].route == "cloud"
+    vector = signals[0].vector_array()
+    assert vector is not None and np.array_equal(vector, backend.embedding)
+    assert len(backend.embedded) == 1
 
 
 def test_only_the_newest_signals_are_kept(app_for: Any) -> None:
