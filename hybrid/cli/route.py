@@ -185,8 +185,8 @@ def _plan_json(plan: RoutePlan, *, verdicts: bool, lan: Sequence[str] = ()) -> d
 
 _STAGES = {
     "feature": "feature (the prompt's text features decided)",
-    "model": "model (the local model's view of the prompt decided; the features were unsure)",
-    "feature_fallback": "feature (the features were unsure, and the model stage could not run)",
+    "model": "model (the local model's view of the prompt decided, with the features' score)",
+    "feature_fallback": "feature (the model stage was asked but could not run)",
 }
 
 
