@@ -200,6 +200,19 @@ def test_the_prompt_vector_the_model_stage_read_is_kept_with_the_signal(
     assert len(backend.embedded) == 1 and cloud.requests == []
 
 
+def hello_over_a_vector(client: TestClient) -> tuple[Any, Any]:
+    """Set the scripted model's prompt vector, ask it "Say hello" through the router, and
+    return the backend and the (successful) response."""
+    backend = state_of(client).runtime.backend()
+    backend.embedding = np.array([0.5, 1.0, -1.0, 2.0], dtype=np.float32)
+    response = client.post(
+        "/v1/chat/completions",
+        json={"model": "hybrid", "messages": [{"role": "user", "content": "Say hello"}]},
+    )
+    assert response.status_code == 200
+    return backend, response
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_a_request_kept_local_outside_the_band_keeps_its_vector_for_learning(
     app_for: Any, cloud: FakeCloud, keep: bool
@@ -208,13 +221,7 @@ def test_a_request_kept_local_outside_the_band_keeps_its_vector_for_learning(
     client, settings, _ = app_for(
         cloud, probe_over_4((0.9, 0.9)), **{"routing.learn.prompt_vectors": keep}
     )
-    backend = state_of(client).runtime.backend()
-    backend.embedding = np.array([0.5, 1.0, -1.0, 2.0], dtype=np.float32)
-    response = client.post(
-        "/v1/chat/completions",
-        json={"model": "hybrid", "messages": [{"role": "user", "content": "Say hello"}]},
-    )
-    assert response.status_code == 200
+    backend, response = hello_over_a_vector(client)
     assert response.headers["x-hybrid-route"] == "local"
     assert "probe" not in response.headers["x-hybrid-reason"]
     _, signals, _ = read_ledger(client, settings)
@@ -237,13 +244,7 @@ def test_asked_for_every_request_an_escalated_request_keeps_the_vector_its_decis
         probe_over_4((0.9, 0.9), every_threshold=0.1),
         **{"routing.difficulty.model_stage": "every"},
     )
-    backend = state_of(client).runtime.backend()
-    backend.embedding = np.array([0.5, 1.0, -1.0, 2.0], dtype=np.float32)
-    response = client.post(
-        "/v1/chat/completions",
-        json={"model": "hybrid", "messages": [{"role": "user", "content": "Say hello"}]},
-    )
-    assert response.status_code == 200
+    backend, response = hello_over_a_vector(client)
     assert response.headers["x-hybrid-route"] == "cloud" and len(cloud.requests) == 1
     assert response.headers["x-hybrid-reason"] == "difficulty:0.27~probe:0.20>0.10"
     _, signals, _ = read_ledger(client, settings)
