@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import svg_chart
 from external_sets import SETS
-from router_before import Row, before_section, before_summary
+from router_before import NOW, Row, before_section, before_summary
 from router_cascade import Collection, cascade_section, cascade_summary
 from router_folds import BASELINES, FAMILY_MEAN, FITTED, PER_GROUP, Figure, Labelled, mean_range
 from router_probe_recent import Mixed, probe_recent_section, probe_recent_summary
@@ -79,20 +79,50 @@ def family_table(per_family: dict[str, dict[str, float]]) -> str:
 
 def set_table(result: Evaluation) -> str:
     sets = np.array(result.external.families)
+    served = result.external_scores[NOW]
     lines = [
-        "| set | n | local wrong | commonest first word | "
+        f"| set | n | local wrong | commonest first word | {NOW} mean score | "
         + " | ".join(f"{r} AUROC" for r in PER_GROUP)
         + " |",
-        "|---|---:|---:|---|" + "---|" * len(PER_GROUP),
+        "|---|---:|---:|---|---:|" + "---|" * len(PER_GROUP),
     ]
     for name, table in result.per_set.items():
         mask = sets == name
         cells = " | ".join(table[r]["AUROC"].text() for r in PER_GROUP)
         lines.append(
             f"| {name} | {int(mask.sum())} | {result.external.wrong[mask].mean():.0%} | "
-            f"{_commonest(result.external, mask)} | {cells} |"
+            f"{_commonest(result.external, mask)} | {served[mask].mean():.2f} | {cells} |"
         )
     return "\n".join(lines)
+
+
+def lowest_set(result: Evaluation) -> str:
+    """Which set the served router scores easiest on average, and how often the local model
+    gets it wrong beside the others: what a pooled external AUROC mostly turns on."""
+    sets = np.array(result.external.families)
+    served = result.external_scores[NOW]
+    means = {name: float(served[sets == name].mean()) for name in result.per_set}
+    if len(means) < 2:
+        return ""
+    lowest = min(means, key=means.__getitem__)
+    mask = sets == lowest
+    wrong, others = result.external.wrong[mask].mean(), result.external.wrong[~mask].mean()
+    verdict = (
+        "so it is ranked where it belongs"
+        if wrong <= others
+        else "so its items are ranked below easier ones, and the pooled AUROC falls with them"
+    )
+    rest = sorted(v for k, v in means.items() if k != lowest)
+    beside = (
+        f"the other set {rest[0]:.2f}"
+        if len(rest) == 1
+        else (f"the other sets {rest[0]:.2f} to {rest[-1]:.2f}")
+    )
+    return (
+        f"{NOW} scores {lowest} lowest on average ({means[lowest]:.2f}; {beside}). The local "
+        f"model gets {wrong:.0%} of {lowest} wrong and {others:.0%} of the other sets, "
+        f"{verdict}.\n"
+    )
 
 
 def _commonest(data: Labelled, mask: np.ndarray) -> str:
@@ -333,6 +363,7 @@ Per family (AUROC of the routers fitted without that family, on it):
 
 {set_table(result)}
 
+{lowest_set(result)}
 | set | dataset | kind | licence | source |
 |---|---|---|---|---|
 {licences}

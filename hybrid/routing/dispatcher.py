@@ -23,7 +23,8 @@ The order of things:
    (:mod:`hybrid.routing.failover`); a provider retries by itself before its first byte.  A
    request the provider rejects as malformed is not failed over: it would fail everywhere.
 5. When every cloud target failed, the local model answers if it can
-   (``cloud_unavailable:openai:timeout``); otherwise :class:`NoRouteError` names every failure.
+   (``cloud_unavailable:openai:timeout;difficulty:0.82>0.52``: why, then why it was sent
+   out); otherwise :class:`NoRouteError` names every failure.
 
 The local model is read through :mod:`hybrid.routing.local_model`'s narrow interface, never
 through :mod:`hybrid.local`.
@@ -485,16 +486,27 @@ class Dispatcher:
         )
         if isinstance(started, Answer):
             return started
-        return await self._fall_back(request, started, plan)
+        return await self._fall_back(request, started, plan, reason, score)
 
     async def _fall_back(
-        self, request: GenerationRequest, failed: CloudFailures, plan: RoutePlan
+        self,
+        request: GenerationRequest,
+        failed: CloudFailures,
+        plan: RoutePlan,
+        reason: str,
+        score: float | None,
     ) -> Answer:
+        """The local answer given instead of the cloud's. Its reason says why, then why the
+        request was sent out (``cloud_unavailable:openai:timeout;difficulty:0.82>0.52``), so
+        the ledger and ``hybrid stats`` keep what the router decided; the score is kept too."""
         # A spend cap sends requests to the local model whether or not fallback is on: the cap
         # is the user's own rule, and local is what it asks for.
         if self._local_fallback or failed.capped is not None:
+            instead = failed.fallback_reason
+            if reason and reason != "policies:pass":
+                instead = f"{instead};{reason}"
             try:
-                return await self._local(request, failed.fallback_reason, plan)
+                return await self._local(request, instead, plan, score)
             except (LocalBackendError, InvalidRequestError) as exc:
                 # The local model cannot take it either (too long, busy, or it needs tools or
                 # images): the client hears about the cloud failures and this, not only this.

@@ -164,7 +164,7 @@ def test_at_the_daily_cap_cloud_requests_go_local_or_get_a_quota_error(
         first = ask_cloud(client)
         assert first.status_code == 200
         assert first.headers["x-hybrid-route"] == "local"
-        assert first.headers["x-hybrid-reason"] == "budget:daily_cap"
+        assert first.headers["x-hybrid-reason"] == "budget:daily_cap;explicit:cloud"
         assert client.get("/v1/hybrid/stats").json()["budget"]["reservations"] == 0
 
         backend.fail_on_start = QueueFullError(depth=3, retry_after=1.0)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fake_cloud import FakeCloud
+from fake_cloud import FakeCloud, Fault
 from fastapi.testclient import TestClient
 from hardware_fakes import FakePower, idle_probe
 from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
@@ -469,6 +469,26 @@ def test_an_escalated_request_is_answered_again_locally_and_labelled_without_a_c
     [counts] = client.get("/v1/hybrid/stats").json()["labels"]
     assert (counts["model_sha256"], counts["shadow"], counts["usable"]) == (sha, 1, 1)
     assert counts["shadow_escalated"] == 1  # a local answer to an escalated request
+
+
+def test_a_request_sent_out_on_its_score_and_answered_locally_keeps_why_it_went_out(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    client, settings, _ = app_for(
+        cloud, **{"routing.difficulty.threshold": 0.1, "cloud.max_attempts": 1}
+    )
+    cloud.push(Fault.status(503))
+    response = client.post("/v1/chat/completions", json=HELLO)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-hybrid-route"] == "local"
+    reason = "cloud_unavailable:openai:unavailable;difficulty:0.27>0.10"
+    assert response.headers["x-hybrid-reason"] == reason
+    records, signals, _ = read_ledger(client, settings)
+    [record] = records
+    assert record.reasons == tuple(reason.split(";"))
+    assert record.score == pytest.approx(0.27, abs=0.005)
+    # The local answer to a request the router sent out is labelled like any local answer.
+    assert [(s.request_id, s.route) for s in signals] == [(record.id, "local")]
 
 
 def test_the_local_shadow_answer_keeps_the_prompt_vector_with_the_requests_signal(

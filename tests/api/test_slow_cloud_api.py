@@ -65,7 +65,7 @@ def test_a_silent_provider_falls_back_to_local_after_max_total_s(
 
     assert response.status_code == 200
     assert response.headers["x-hybrid-route"] == "local"
-    assert response.headers["x-hybrid-reason"] == "cloud_unavailable:openai:timeout"
+    assert response.headers["x-hybrid-reason"] == "cloud_unavailable:openai:timeout;explicit:cloud"
     assert response.json()["choices"][0]["message"]["content"] == LOCAL_TEXT
     assert len(cloud.requests) == 1, "no retry: the one attempt had all of max_total_s"
 
@@ -105,7 +105,7 @@ def test_a_stream_that_falls_back_after_keep_alives_names_the_timeout(
 
     assert lines[0] == ": keep-alive"
     assert ": X-Hybrid-Route: local" in lines
-    assert ": X-Hybrid-Reason: cloud_unavailable:openai:timeout" in lines
+    assert ": X-Hybrid-Reason: cloud_unavailable:openai:timeout;explicit:cloud" in lines
     assert lines[-2:] == ["data: [DONE]", ""]
     assert len(cloud.requests) == 1
 

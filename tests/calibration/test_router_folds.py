@@ -258,3 +258,27 @@ def test_the_report_reads_the_shipped_router_at_every_word_weight(folds: ModuleT
         shipped[2], traffic.wrong, seeds=range(folds.ORDERS)
     )
     assert by_weight[0.0]["traffic"] != by_weight[1.0]["traffic"]
+
+
+def test_the_report_names_the_set_the_served_router_scores_easiest(report: ModuleType) -> None:
+    from types import SimpleNamespace
+
+    families = ["trivia"] * 4 + ["yes_no"] * 4
+    wrong = np.array([1, 1, 1, 1, 1, 0, 0, 1], dtype=np.float64)
+    scores = np.array([0.2, 0.3, 0.2, 0.3, 0.8, 0.7, 0.9, 0.8])
+
+    def evaluation(served: np.ndarray) -> Any:
+        return SimpleNamespace(
+            external=SimpleNamespace(families=families, wrong=wrong),
+            external_scores={report.NOW: served},
+            per_set={"trivia": {}, "yes_no": {}},
+        )
+
+    line = report.lowest_set(evaluation(scores))
+    assert line.startswith(
+        f"{report.NOW} scores trivia lowest on average (0.25; the other set 0.80)"
+    )
+    assert "100% of trivia wrong and 50% of the other sets" in line
+    assert "ranked below easier ones" in line
+    line = report.lowest_set(evaluation(1 - scores))
+    assert "scores yes_no lowest" in line and "ranked where it belongs" in line

@@ -145,16 +145,23 @@ def describes_stage(stage: dict[str, float]) -> str:
 
 
 @pytest.mark.parametrize(
-    ("share", "said"),
+    ("share", "every", "said"),
     [
-        (0.3, "with the model stage (0.848 with both stages)"),
-        (0.0, "with a model stage that settles no request in its band"),
+        (0.3, None, "with the model stage (0.848 with both stages)"),
+        (0.0, None, "with a model stage that settles no request in its band"),
+        (
+            0.0,
+            0.61,
+            "with a model stage that settles no request in its band, able to read every "
+            'request (routing.difficulty.model_stage = "every")',
+        ),
     ],
 )
 def test_the_description_says_whether_the_model_stage_settles_anything(
-    tmp_path: Path, share: float, said: str
+    tmp_path: Path, share: float, every: float | None, said: str
 ) -> None:
-    probe = ProbeStage(np.zeros(4), 0.0, np.zeros(4), np.ones(4), (0.48, 0.48 + share), 0.5)
+    band = (0.48, 0.48 + share)
+    probe = ProbeStage(np.zeros(4), 0.0, np.zeros(4), np.ones(4), band, 0.5, every_threshold=every)
     stored = dataclasses.replace(
         model(0.48, probe_band_share=share, held_out_two_stage_auroc=0.848), probe=probe
     )
@@ -163,7 +170,7 @@ def test_the_description_says_whether_the_model_stage_settles_anything(
     assert found is not None and found.summary()["model_stage"] == {
         "band_share": share,
         "held_out_auroc": 0.848,
-        "every": False,  # fitted without the threshold for every request
+        "every": every is not None,  # fitted with the threshold for every request or not
     }
     assert found.describe() == f"your calibration {path} ({said})"
 

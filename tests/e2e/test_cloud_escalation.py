@@ -344,7 +344,7 @@ def test_fault_matrix_before_the_first_byte(
         assert len(fake.requests) == 2
     else:
         assert raw.headers["x-hybrid-route"] == "local"
-        assert raw.headers["x-hybrid-reason"] == f"cloud_unavailable:openai:{reason}"
+        assert raw.headers["x-hybrid-reason"] == f"cloud_unavailable:openai:{reason};explicit:cloud"
         assert "Paris" in text
     assert raw.headers["x-hybrid-request-id"]
 
@@ -394,7 +394,9 @@ def test_connection_refused_falls_back_to_local(
             model="cloud", messages=QUESTION, temperature=0
         )
         assert raw.headers["x-hybrid-route"] == "local"
-        assert raw.headers["x-hybrid-reason"] == "cloud_unavailable:openai:unavailable"
+        assert raw.headers["x-hybrid-reason"] == (
+            "cloud_unavailable:openai:unavailable;explicit:cloud"
+        )
         long_prompt = "The quick brown fox jumps over the lazy dog. " * 150
         response = httpx.post(
             f"{running.base_url}/v1/chat/completions",
@@ -450,7 +452,7 @@ def test_failover_to_the_next_provider_then_to_local(
     fake.push(*[Fault.status(503)] * 4)  # both attempts at both providers
     headers, text = ask()
     assert headers["x-hybrid-route"] == "local"
-    assert headers["x-hybrid-reason"] == "cloud_unavailable:openai:unavailable"
+    assert headers["x-hybrid-reason"] == "cloud_unavailable:openai:unavailable;explicit:cloud"
     assert "Paris" in text
 
 

@@ -334,7 +334,7 @@ def test_a_daemon_whose_budget_database_is_down_answers_locally_and_sends_nothin
                 kept = client.post("/v1/chat/completions", json=chat, headers=TO_CLOUD)
             assert kept.status_code == 200
             assert kept.headers["x-hybrid-route"] == "local"
-            assert kept.headers["x-hybrid-reason"] == "budget:unavailable"
+            assert kept.headers["x-hybrid-reason"] == "budget:unavailable;explicit:cloud"
             assert len(cloud.requests) == 1  # never sent unreserved
             # Back: once the worker reaches the database (every second), reserved and sent.
             assert asyncio.run(_wait_for(lambda: _budget_available(client)))

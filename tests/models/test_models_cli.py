@@ -281,6 +281,9 @@ def test_the_shipped_calibration_of_the_embedded_model_is_shown(tmp_path: Path) 
         if meta["probe_band_share"] == 0
         else f"with the model stage ({meta['held_out_two_stage_auroc']:.3f} with both stages)"
     )
+    data = json.loads((shipped_models() / shipped).read_text())
+    if data["probe"].get("every_threshold") is not None:
+        stage += ', able to read every request (routing.difficulty.model_stage = "every")'
     assert line == (
         "Calibration in use for gemma-3-270m-q4_k_m: the shipped calibration (made "
         f"{meta['created']}, {meta['items']} items, held-out AUROC {meta['held_out_auroc']:.3f}, "

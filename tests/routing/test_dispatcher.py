@@ -135,7 +135,10 @@ def test_failover_to_the_next_target_names_the_first_failure() -> None:
 def test_every_cloud_target_down_falls_back_to_local() -> None:
     openai = FakeProvider("openai", ProviderUnavailableError("openai", "503", status=503))
     answer = run(dispatcher(FakeLocal(), openai).start(REQUEST, model="cloud"))
-    assert (answer.route, answer.reason) == ("local", "cloud_unavailable:openai:unavailable")
+    assert (answer.route, answer.reason) == (
+        "local",
+        "cloud_unavailable:openai:unavailable;explicit:cloud",  # why, then why it went out
+    )
     assert run(text_of(answer)) == "local answer"
 
 
@@ -144,10 +147,10 @@ def test_no_key_falls_back_to_local_and_says_so() -> None:
         dispatcher(FakeLocal(), FakeProvider("openai"), keys=()).start(REQUEST, model="cloud")
     )
     assert answer.route == "local"
-    assert answer.reason == "cloud_unavailable:cloud:no_provider"
+    assert answer.reason == "cloud_unavailable:cloud:no_provider;explicit:cloud"
     d = dispatcher(FakeLocal(), FakeProvider("openai"), keys=("anthropic",))
     assert run(d.start(REQUEST, model="openai/gpt-4.1-mini", override="cloud")).reason == (
-        "cloud_unavailable:openai:no_key"
+        "cloud_unavailable:openai:no_key;explicit:cloud"
     )
 
 

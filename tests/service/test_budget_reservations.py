@@ -131,7 +131,9 @@ def test_concurrent_requests_at_the_cap_never_overspend_it(
     capped = [a for a in answers if a.route == "local"]
     assert len(cloud_answers) + len(capped) == CONCURRENT
     assert 1 <= len(cloud_answers) <= 3
-    assert {a.reason for a in capped} == {"budget:daily_cap"}  # answered locally instead
+    assert {a.reason for a in capped} == {
+        "budget:daily_cap;explicit:cloud"
+    }  # answered locally instead
     spent = budget.spend()[0]
     assert 0 < spent <= cap + each
     assert budget.reservations == 0 and budget.reserved() == (0.0, 0.0)

@@ -166,6 +166,8 @@ class StoredModel:
             facts.append(
                 "with the model stage" + ("" if both is None else f" ({both:.3f} with both stages)")
             )
+        if stage is not None and stage["every"]:
+            facts.append(f"able to read every request ({EVERY_SETTING})")
         if not summary["words"]:
             facts.append("without the hashed words")
         labelled = labelled_requests(self.model)
@@ -178,6 +180,9 @@ class StoredModel:
         )
         return f"{which} ({', '.join(facts)})" if facts else which
 
+
+EVERY_SETTING = 'routing.difficulty.model_stage = "every"'
+"""The setting that asks a probe fitted with ``every_threshold`` for every request."""
 
 SUMMARY_KEYS = ("source", "path", "created", "items", "held_out_auroc", "model_stage", "words")
 """The keys of :meth:`StoredModel.summary`, which ``/health`` and ``hybrid models`` show."""
