@@ -12,6 +12,7 @@ from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import (
     band_around,
+    cross_fitted_two_stage,
     fit_blend,
     fold_ids,
     train_probe,
@@ -73,6 +74,43 @@ def test_a_perfect_feature_stage_keeps_the_narrowest_band() -> None:
 
     assert fitted.band_share == 0.0
     assert fitted.cv_two_stage_auroc == pytest.approx(1.0)
+
+
+def test_the_two_stage_figure_is_not_flattered_by_the_choice_of_band() -> None:
+    shares = (0.0, 0.1, 0.2, 0.3, 0.4)
+    best, figure = [], []
+    for seed in range(40):
+        # Neither stage knows anything: every band ranks at 0.5 but for chance.
+        rng = np.random.default_rng(seed)
+        wrong = (rng.random(200) < 0.5).astype(np.float64)
+        feature, settled = rng.random(200), rng.random(200)
+        judged = np.ones(200, dtype=bool)
+        best.append(
+            max(
+                auroc(two_stage_scores(feature, settled, band_around(feature, 0.5, s)), wrong)
+                for s in shares
+            )
+        )
+        figure.append(
+            cross_fitted_two_stage(feature, settled, wrong, judged, 0.5, shares, seed=seed)
+        )
+    # The best band's own AUROC carries the luck that made it best; the figure ranks each half
+    # with the band the other half chose, and stays at what the stages know.
+    assert np.mean(best) > np.mean(figure) + 0.003
+    assert abs(np.mean(figure) - 0.5) < 0.01
+
+
+def test_the_two_stage_figure_of_one_band_is_its_auroc_on_the_judged_items() -> None:
+    rng = np.random.default_rng(8)
+    wrong = (rng.random(300) < 0.5).astype(np.float64)
+    feature = np.clip(0.5 + 0.15 * (2 * wrong - 1) + rng.normal(0, 0.25, 300), 0.01, 0.99)
+    settled = rng.random(300)
+    judged = np.ones(300, dtype=bool)
+    judged[::3] = False
+    ranked = two_stage_scores(feature, settled, band_around(feature, 0.5, 0.2))
+    figure = cross_fitted_two_stage(feature, settled, wrong, judged, 0.5, (0.2,), seed=0)
+    assert figure == pytest.approx(auroc(ranked[judged], wrong[judged]))
+    assert figure != pytest.approx(auroc(ranked, wrong))
 
 
 def test_fitting_is_deterministic_and_whitened_components_fold_into_plain_weights() -> None:

@@ -51,7 +51,10 @@ of each prompt it answers (``routing.learn.prompt_vectors``); when at least
 again on the calibration answers' vectors and theirs (one labelled request counting for the
 feature stage's traffic weight), its band and threshold chosen on the labelled requests' own
 out-of-fold ranking.  It replaces the carried-over probe only when that ranking, both stages
-together, beats the carried-over probe's on the same requests, which it never saw.
+together, beats the carried-over probe's on the same requests, which it never saw; the band is
+chosen on those requests too, so each half of them is ranked with the band the other half chose
+(:func:`~hybrid.routing.calibration.probe_fitting.cross_fitted_two_stage`), lest the choice
+flatter the refit.
 """
 
 from __future__ import annotations
@@ -426,7 +429,8 @@ class ProbeRefit:
         band_share: The refitted probe's band, as a share of the examples it was fitted on.
         carried_auroc: The carried-over probe's two-stage AUROC on those requests, on the
             refitted feature stage's out-of-fold scores.
-        refit_auroc: The refitted probe's two-stage AUROC on them, out-of-fold.
+        refit_auroc: The refitted probe's two-stage AUROC on them, out-of-fold, each half
+            ranked with the band chosen on the other half.
         labelled_wrong: Of those requests, how many local answers were wrong.
         in_use_auroc: The model in use's two-stage AUROC on them (both of its stages).
     """
