@@ -50,7 +50,7 @@ from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.calibration.runner import ItemAnswer
 from hybrid.routing.difficulty.features import FEATURE_VERSION
 from hybrid.routing.difficulty.model import DifficultyModel
-from hybrid.routing.difficulty.probe import Blend, ProbeStage
+from hybrid.routing.difficulty.probe import EVERY_WEIGHT, Blend, ProbeStage
 from hybrid.routing.difficulty.store import find, gguf_sha256, model_path, save
 
 
@@ -167,6 +167,7 @@ def test_a_carried_probe_follows_the_refitted_feature_stage(tmp_path: Path) -> N
         band=(0.0, 0.01),  # far from where the refit's threshold will be
         threshold=0.4,
         blend=Blend(feature=(5.0, 0.1), probe=(0.3, 1.2)),
+        every_threshold=0.5,
     )
     before = dataclasses.replace(
         model_in_use(), probe=probe, meta={**model_in_use().meta, "probe_band_share": 0.3}
@@ -194,6 +195,10 @@ def test_a_carried_probe_follows_the_refitted_feature_stage(tmp_path: Path) -> N
     inside = np.mean([after.in_band(float(x)) for x in scores])
     assert 0.1 < inside < 0.45
     assert after.blend.feature != (5.0, 0.1)
+    # The threshold of the score read for every request moves with that score's feature part.
+    moved = 0.5 + (1 - EVERY_WEIGHT) * (stored.model.threshold - before.threshold)
+    assert stored.model.threshold != before.threshold
+    assert after.every_threshold == pytest.approx(moved)
 
 
 def test_labelled_requests_with_prompt_vectors_refit_the_model_stage(tmp_path: Path) -> None:

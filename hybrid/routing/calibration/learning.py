@@ -43,7 +43,8 @@ standing in for traffic, ``docs/router-eval.md``).
 
 The current model's prompt-vector stage (``probe``), when it has one, is carried over with its
 feature-side choices taken again on the refitted feature stage (its band, the same share of
-the examples around the new threshold, and its blend's feature side:
+the examples around the new threshold, its blend's feature side, and ``every_threshold`` by
+the feature part of the score it is compared with:
 :func:`~hybrid.routing.calibration.probe_fitting.follow_feature_stage`), unless the labelled
 requests teach a better one (:func:`refit_probe`).  The server keeps the local model's vector
 of each prompt it answers (``routing.learn.prompt_vectors``); when at least
@@ -349,6 +350,7 @@ def refit(
             final_out_of_fold,
             final.threshold,
             share=float(share) if isinstance(share, int | float) else None,
+            previous_threshold=current.threshold,
         )
         refitted = refit_probe(
             probe,

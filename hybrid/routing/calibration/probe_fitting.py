@@ -45,7 +45,13 @@ import numpy as np
 
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.difficulty.model import choose_threshold, fit
-from hybrid.routing.difficulty.probe import Blend, ProbeStage, every_scores, log_odds
+from hybrid.routing.difficulty.probe import (
+    EVERY_WEIGHT,
+    Blend,
+    ProbeStage,
+    every_scores,
+    log_odds,
+)
 
 PROBE_L2_GRID: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 """Penalties tried for the probe (the vectors have hundreds of dimensions)."""
@@ -125,6 +131,7 @@ def follow_feature_stage(
     feature_threshold: float,
     *,
     share: float | None,
+    previous_threshold: float | None = None,
 ) -> ProbeStage:
     """The probe of a model whose feature stage was refitted (``hybrid calibrate
     --from-ledger``), its feature-side choices taken again on the new feature stage.
@@ -132,7 +139,9 @@ def follow_feature_stage(
     The probe's weights, its own side of the blend and its threshold stay; the blend's feature
     side (the new scores' log-odds mean and spread) and the band (the same share of the
     training items, around the new threshold) follow the new feature stage, whose scores may
-    sit elsewhere than the old one's.
+    sit elsewhere than the old one's.  So does ``every_threshold``, by the feature part of the
+    score it is compared with: a feature stage whose threshold moved by ``d`` moves it by
+    ``(1 - EVERY_WEIGHT) * d``.
 
     Args:
         probe: The probe carried over.
@@ -140,6 +149,8 @@ def follow_feature_stage(
         feature_threshold: The new feature stage's threshold.
         share: The band's share of the training items when the probe was fitted (the model's
             ``probe_band_share``); None keeps the band as it was.
+        previous_threshold: The old feature stage's threshold (None keeps ``every_threshold``
+            as it was).
 
     Returns:
         The probe for the new feature stage.
@@ -152,7 +163,11 @@ def follow_feature_stage(
     if blend is not None:
         feature = log_odds(scores)
         blend = Blend(feature=(float(feature.mean()), float(feature.std())), probe=blend.probe)
-    return replace(probe, band=band, blend=blend)
+    every = probe.every_threshold
+    if every is not None and previous_threshold is not None:
+        step = (1.0 - EVERY_WEIGHT) * (feature_threshold - previous_threshold)
+        every = min(max(every + step, 0.0), 1.0)
+    return replace(probe, band=band, blend=blend, every_threshold=every)
 
 
 def band_around(feature_scores: np.ndarray, threshold: float, share: float) -> tuple[float, float]:
