@@ -116,8 +116,8 @@ def cascade_section(collections: Mapping[str, Collection]) -> str:
 With `routing.cascade` on, an answer the router kept local is read before it is sent (a whole
 answer to its end, a streamed one as far as its first eight words), and one that opens by
 declining ("I'm sorry, I can't answer this question.", "I don't know.") is discarded for the
-cloud's (`cascade:declined`; `hybrid.routing.cascade.declined`, English
-phrases, a fixed rule that nothing here fits). As a ranking, that is {ROUTER}'s score with
+cloud's (`cascade:declined`; `hybrid.routing.cascade.declined`, phrases in
+six languages, a fixed rule that nothing here fits). As a ranking, that is {ROUTER}'s score with
 every declining answer above every other. The same items as above, the routers fitted as
 above (LOFO; fitted on every generated item for the external and the traffic sets); the mean
 over {n_orders} arrival orders, and in brackets the lowest and the highest. *Check alone*: the

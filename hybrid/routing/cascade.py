@@ -44,17 +44,42 @@ _DECLINING = re.compile(
     """,
     re.IGNORECASE | re.VERBOSE,
 )
+# The same shape in French, Spanish, German, Portuguese and Italian.
+_DECLINING_ELSEWHERE = re.compile(
+    r"""^\W*
+    (?:(?:je\s+suis\s+)?d[ée]sol[ée]e?|lo\s+(?:siento|lamento)|disculp[ae]|perd[oó]n
+      |es\s+tut\s+mir\s+leid|entschuldigung|leider|desculp[ae]|sinto\s+muito|infelizmente
+      |mi\s+dispiace|purtroppo|scusa(?:te)?)?  # an apology, or none
+    [\s,.!;:-]*(?:mais\s+|pero\s+|aber\s+|mas\s+|ma\s+)?
+    (?:
+        je\s+ne\s+(?:peux|sais|comprends|suis\s+pas\s+s[ûu]re?)\b(?!\s+pas\s+attendre)
+      | en\s+tant\s+qu'\s*(?:ia|intelligence\s+artificielle)\b
+      | no\s+(?:puedo|s[ée]|entiendo|tengo|estoy\s+segur[oa])\b(?!\s+esperar)
+      | como\s+(?:una\s+)?(?:ia|inteligencia\s+artificial)\b
+      | ich\s+(?:kann|weiß|weiss|verstehe|habe)\s+(?:(?:das|es|dir|ihnen|dabei|leider|keinen)\s+)*
+          (?:nicht|keinen\s+zugang)\b
+      | ich\s+bin\s+mir\s+nicht\s+sicher\b
+      | als\s+(?:eine\s+)?ki\b
+      | n[ãa]o\s+(?:posso|sei|consigo|entendo|tenho)\b(?!\s+esperar)
+      | non\s+(?:posso|so|capisco|ho\s+accesso|sono\s+sicur[oa])\b(?!\s+aspettare)
+      | come\s+(?:un'\s*)?ia\b
+    )
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
 
 
 def declined(text: str) -> bool:
     """Whether an answer opens by declining the request.
 
-    English phrases only: an optional apology ("I'm sorry", "Sorry,", "Unfortunately"), then "I
-    can't / cannot / am unable / am not able / don't know / don't understand / don't have / am
-    not sure", or "As an AI". "I'm sorry to hear that" and "I can't wait to see it" are answers,
-    not refusals.
+    An optional apology ("I'm sorry", "Sorry,", "Unfortunately"), then "I can't / cannot / am
+    unable / am not able / don't know / don't understand / don't have / am not sure", or "As an
+    AI"; and the same in French, Spanish, German, Portuguese and Italian ("Je ne sais pas",
+    "Lo siento, no puedo", "Es tut mir leid, ich kann das nicht", "Não sei", "Mi dispiace, non
+    posso"). "I'm sorry to hear that" and "I can't wait to see it" are answers, not refusals.
     """
-    return _DECLINING.match(text.replace("\u2019", "'")) is not None
+    text = text.replace("\u2019", "'")
+    return _DECLINING.match(text) is not None or _DECLINING_ELSEWHERE.match(text) is not None
 
 
 @dataclasses.dataclass(frozen=True)
