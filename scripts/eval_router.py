@@ -213,8 +213,8 @@ def collect_answers(
     """The local model's answers and prompt vectors for every item set.
 
     Answers are reused item by item from each set's record (same model, seed, cap, item id and
-    prompt, and a recorded vector); only the rest are asked, in one model load, and the
-    records are written again.
+    prompt, and a recorded vector; graded again by this version's graders: ``split_reusable``);
+    only the rest are asked, in one model load, and the records are written again.
 
     Args:
         settings: Where the data dir is and how to load the model.

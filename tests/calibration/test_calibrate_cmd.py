@@ -22,7 +22,7 @@ from hybrid.errors import CalibrationRejectedError, HybridError
 from hybrid.routing.calibration.fitting import prompt_length
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.items import CATEGORIES, calibration_set
-from hybrid.routing.calibration.record import load_record
+from hybrid.routing.calibration.record import load_record, record_path
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.store import find, load_for, model_path, save
@@ -383,3 +383,31 @@ def test_a_record_of_fewer_items_is_reused_for_those_and_the_rest_are_asked(
     record = load_record(tmp_path, SHA)
     assert record is not None and len(record.answers) == len(more)
     assert sum(answer.correct for answer in record.answers) == 2 * (ENOUGH + 5)
+
+
+def test_reused_answers_are_graded_again_except_those_to_items_with_a_rubric(
+    tmp_path: Path,
+) -> None:
+    options = CalibrateOptions(per_category=ENOUGH, seed=1, max_tokens=8)
+    items = calibration_set(1, per_category=ENOUGH)
+    run_calibration(knows_chat_and_facts(ENOUGH, seed=1), tmp_path, options)
+    record = load_record(tmp_path, SHA)
+    assert record is not None
+    graded = {answer.item_id: answer.correct for answer in record.answers}
+    automatic = next(item for item in items if item.rubric is None)
+    rubric = next(item for item in items if item.rubric is not None)
+    # A record made by graders that erred on both (or, for the rubric, a judge that disagreed).
+    data = json.loads(record_path(tmp_path, SHA).read_text())
+    for row in data["answers"]:
+        if row["id"] in (automatic.id, rubric.id):
+            row["correct"] = not row["correct"]
+    record_path(tmp_path, SHA).write_text(json.dumps(data))
+
+    backend = CountingBackend(items, lambda item: item.category in ("chat", "facts"))
+    run_calibration(backend, tmp_path, options)
+    assert backend.asked == 0
+    again = load_record(tmp_path, SHA)
+    assert again is not None
+    regraded = {answer.item_id: answer.correct for answer in again.answers}
+    assert regraded[automatic.id] == graded[automatic.id]  # graded again: the error is gone
+    assert regraded[rubric.id] == (not graded[rubric.id])  # its recorded grade stands

@@ -11,6 +11,7 @@ fitted on; records without it still load.  Other item sets (the external evaluat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hybrid.errors import ConfigError
+from hybrid.routing.calibration.grading import grade_all
 from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.runner import ItemAnswer
 from hybrid.routing.difficulty.store import write_atomic
@@ -131,6 +133,11 @@ def split_reusable(
 ) -> tuple[dict[str, ItemAnswer], list[CalibrationItem]]:
     """Which items a record already answers, and which the model must still be asked.
 
+    A reused answer to an item graded automatically is graded again by this version's graders,
+    so a grader fixed since the record was made counts; one to an item with a rubric keeps the
+    grade it was recorded with (a judge's, when ``--judge`` graded it).  An answer that no longer
+    fits its item (another number of presentations) is asked again.
+
     Args:
         record: The record (None: nothing to reuse).
         items: The items of this run.
@@ -143,12 +150,18 @@ def split_reusable(
         The reusable answers by item id, and the items left to ask, in the order of ``items``.
     """
     known = {} if record is None else record.reusable(seed=seed, max_tokens=max_tokens)
-    reused = {
-        item.id: answer
-        for item in items
-        if (answer := known.get((item.id, item.prompt))) is not None
-        and (answer.embedding is not None or not vectors)
-    }
+    reused: dict[str, ItemAnswer] = {}
+    for item in items:
+        answer = known.get((item.id, item.prompt))
+        if answer is None or (answer.embedding is None and vectors):
+            continue
+        if item.rubric is None:
+            try:
+                correct = grade_all(item, answer.texts)
+            except ValueError:
+                continue  # the item is asked another number of times now
+            answer = dataclasses.replace(answer, correct=correct)
+        reused[item.id] = answer
     return reused, [item for item in items if item.id not in reused]
 
 
