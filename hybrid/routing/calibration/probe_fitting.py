@@ -335,23 +335,35 @@ def cross_fitted_two_stage(
         members = [i for i, index in enumerate(indices) if wrong[index] == outcome]
         rng.shuffle(members)
         first[members[: len(members) // 2]] = True
-    candidates = [
-        two_stage_scores(
-            feature_scores, settled, band_around(feature_scores, feature_threshold, share)
-        )
-        for share in sorted(shares)
-    ]
     ranked = np.empty(len(indices))
     for half in (first, ~first):
-        chooses = indices[~half]
-        best: tuple[float, np.ndarray] | None = None
-        for scores in candidates:
-            value = auroc(scores[chooses], wrong[chooses])
-            if best is None or value > best[0] + _TIE:
-                best = (value, scores)
-        assert best is not None  # shares is not empty
-        ranked[half] = best[1][indices[half]]
+        chooses = np.zeros(len(wrong), dtype=bool)
+        chooses[indices[~half]] = True
+        share = _best_share(feature_scores, settled, wrong, chooses, feature_threshold, shares)
+        band = band_around(feature_scores, feature_threshold, share)
+        ranked[half] = two_stage_scores(feature_scores, settled, band)[indices[half]]
     return auroc(ranked, wrong[indices])
+
+
+def _best_share(
+    feature_scores: np.ndarray,
+    settled: np.ndarray,
+    wrong: np.ndarray,
+    chooses: np.ndarray,
+    feature_threshold: float,
+    shares: Sequence[float],
+) -> float:
+    """The band share whose two-stage scores rank the ``chooses`` items best (AUROC); on a
+    tie (within :data:`_TIE`) the smaller share, which asks the model less often."""
+    chosen: tuple[float, float] | None = None
+    for share in sorted(shares):
+        band = band_around(feature_scores, feature_threshold, share)
+        ordered = two_stage_scores(feature_scores, settled, band)
+        value = auroc(ordered[chooses], wrong[chooses])
+        if chosen is None or value > chosen[0] + _TIE:
+            chosen = (value, share)
+    assert chosen is not None  # shares is not empty
+    return chosen[1]
 
 
 def train_probe(
@@ -446,15 +458,8 @@ def train_probe(
         probe_auroc = auroc(oof[chooses], wrong[chooses])
         blend = fit_blend(feature, oof)
         settled = blend.combine(feature, oof)
-        chosen: tuple[float, float, tuple[float, float]] | None = None
-        for candidate_share in sorted(shares):
-            candidate_band = band_around(feature, feature_threshold, candidate_share)
-            ordered = two_stage_scores(feature, settled, candidate_band)
-            value = auroc(ordered[chooses], wrong[chooses])
-            if chosen is None or value > chosen[0] + _TIE:
-                chosen = (value, candidate_share, candidate_band)
-        assert chosen is not None  # shares is not empty
-        _, share, band = chosen
+        share = _best_share(feature, settled, wrong, chooses, feature_threshold, shares)
+        band = band_around(feature, feature_threshold, share)
         two_stage = cross_fitted_two_stage(
             feature, settled, wrong, chooses, feature_threshold, shares, seed=seed
         )
