@@ -67,7 +67,7 @@ from router_folds import (
     over_orders,
     random_split_aurocs,
 )
-from router_learning import learn_from_traffic, learning_section
+from router_learning import learn_from_traffic, learning_section, lofo_labelled
 from router_probe_recent import mixed
 from router_report import (
     ROUTERS,
@@ -152,6 +152,7 @@ def main() -> int:
     spread = random_split_aurocs(generated, seeds=range(args.seed, args.seed + args.splits))
     explored = explore(generated, seed=args.seed) if args.explore else None
     learned, reference = learn_from_traffic(generated, users, seed=args.seed)
+    chosen = lofo_labelled(generated, seed=args.seed)
     packaged = shipped_models().joinpath(f"{sha256}.json")
     shipped = (
         DifficultyModel.from_json(json.loads(packaged.read_text(encoding="utf-8")))
@@ -172,7 +173,7 @@ def main() -> int:
         sources=sources,
         args=args,
         plot_name=plot_path.name,
-        learning=learning_section(learned, reference, users),
+        learning=learning_section(learned, reference, users, chosen),
         fitting=part_or_whole_section(fits, orders=ORDERS),
     )
     (args.out / "router-eval.md").write_text(report, encoding="utf-8")

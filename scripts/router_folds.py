@@ -46,6 +46,7 @@ from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci, routing_curve
 from hybrid.routing.calibration.probe_fitting import train_probe, two_stage_scores
 from hybrid.routing.cascade import declined
+from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.recent import RecentScores, standardised_unit
 from hybrid.settings.routing import DifficultySettings
@@ -203,6 +204,7 @@ class Read:
             compared by (:mod:`hybrid.routing.difficulty.recent`).
         probe: The fitted model stage.
         threshold: The fitted feature stage's threshold.
+        model: The fitted feature stage.
     """
 
     feature: np.ndarray
@@ -211,6 +213,7 @@ class Read:
     units: np.ndarray
     probe: ProbeStage
     threshold: float
+    model: DifficultyModel
 
     def two_stage(self, feature: np.ndarray) -> np.ndarray:
         """The runtime's decision scores from these feature scores (the feature score
@@ -315,7 +318,7 @@ def fit_and_read(
         ]
     )
     units = np.array([standardised_unit(model, row) for row in features])
-    return Read(feature, probe_scores, has_test, units, probe, model.threshold)
+    return Read(feature, probe_scores, has_test, units, probe, model.threshold, model)
 
 
 def beside_recent(

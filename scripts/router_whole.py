@@ -75,7 +75,7 @@ def decided(model: DifficultyModel, data: Labelled, *, orders: int) -> float:
             for vector, ok, score in zip(data.vectors, has, feature, strict=True)
         ]
     )
-    read = Read(feature, probe_scores, has, units, probe, model.threshold)
+    read = Read(feature, probe_scores, has, units, probe, model.threshold, model)
     return statistics.mean(
         auroc(read.recent(seed)["two-stage+recent"], data.wrong) for seed in range(orders)
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hybrid.routing.difficulty.labelled import LabelledScores
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.policies.capability import CapabilityPolicy
 from hybrid.routing.policies.capacity import CapacityPolicy
@@ -16,7 +17,10 @@ from hybrid.settings.routing import RoutingSettings
 
 
 def build_router(
-    settings: RoutingSettings, *, difficulty: Callable[[], DifficultyModel | None] | None = None
+    settings: RoutingSettings,
+    *,
+    difficulty: Callable[[], DifficultyModel | None] | None = None,
+    labelled: LabelledScores | None = None,
 ) -> Router:
     """The enabled policies in chain order: privacy, capability, length, capacity, difficulty.
 
@@ -24,6 +28,8 @@ def build_router(
         settings: The ``[routing]`` settings.
         difficulty: Returns the difficulty model calibrated for the served model (None: the
             difficulty policy is left out).
+        labelled: The served model's labelled requests, loaded from the ledger while serving
+            (None: scores are not read beside them).
 
     Returns:
         The router.
@@ -51,6 +57,7 @@ def build_router(
                 threshold=settings.difficulty.threshold,
                 model_stage=settings.difficulty.model_stage,
                 neighbours=settings.difficulty.neighbours,
+                labelled=labelled,
             )
         )
     return Router(policies)

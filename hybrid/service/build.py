@@ -24,6 +24,7 @@ from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.calibration.background import BackgroundCalibration
 from hybrid.routing.cascade import Cascade
 from hybrid.routing.chain import build_router
+from hybrid.routing.difficulty.labelled import LabelledScores
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import CloudTarget, ModelNames
 from hybrid.routing.policies.difficulty import CalibratedModel
@@ -61,6 +62,7 @@ def build_dispatcher(
     load: Callable[[], LiveSample | None] = _no_sample,
     budget: Reserving | None = None,
     lan: LanTier | None = None,
+    labelled: LabelledScores | None = None,
 ) -> Dispatcher:
     """The dispatcher the settings describe: the policy chain, failover, fallback, cascade.
 
@@ -74,6 +76,8 @@ def build_dispatcher(
         budget: Reserves each cloud call's estimated cost before it is sent (none when only
             deciding).
         lan: The team's LAN servers (none when only deciding).
+        labelled: The served model's labelled requests, which scores are read beside (none
+            when only deciding).
 
     Returns:
         The dispatcher.
@@ -87,7 +91,7 @@ def build_dispatcher(
         runtime,
         providers if providers is not None else {},
         names,
-        router=build_router(routing, difficulty=difficulty),
+        router=build_router(routing, difficulty=difficulty, labelled=labelled),
         failover=names.targets(settings.cloud.failover, setting="cloud.failover"),
         local_fallback=settings.cloud.local_fallback,
         private_to_cloud=routing.privacy.allow_cloud,
@@ -200,6 +204,12 @@ def build_service(
     sampler = LiveSampler(hardware.sample, interval_s=settings.probe.sample_interval_s)
     names = ModelNames.from_settings(settings.cloud)
     calibration = CalibratedModel(settings.home, lambda: local.loaded_path)
+    difficulty = settings.routing.difficulty
+    labelled = (
+        LabelledScores(neighbours=difficulty.labelled_neighbours)
+        if difficulty.enabled and difficulty.labelled_neighbours > 0
+        else None
+    )
     pool = build_providers(settings.cloud)
     lan = build_lan(settings.lan, settings.cloud, settings.home)
     bus = EventBus()
@@ -244,6 +254,7 @@ def build_service(
         load=sampler.latest_or_none,
         budget=reserving,
         lan=lan,
+        labelled=labelled,
     )
     # The local model's background work waits for AC power unless it may run on battery.
     held: Callable[[], str | None] = (
@@ -273,8 +284,9 @@ def build_service(
             model_name=lambda: local.model_id,
             refit_after=learn.refit_after,
             idle=functools.partial(_idle, local, held),
+            labelled=labelled,
         )
-        if learn.refit_after > 0 and settings.routing.difficulty.enabled
+        if (learn.refit_after > 0 or labelled is not None) and difficulty.enabled
         else None
     )
     learner = build_learner(

@@ -13,6 +13,10 @@ which a request that arrives meanwhile should not have to share.  An adopted ref
 saved where ``hybrid calibrate`` saves and is used from the next request on; one that is not
 adopted changes nothing.  Either way :attr:`TrafficRefitter.last` says what happened, for
 ``/health`` and the monitor.
+
+At each look it also loads the served model's labelled requests into the router's memory of
+them when their count changed (:mod:`hybrid.routing.difficulty.labelled`), so that scores are
+read beside them from then on; with ``refit_after`` 0 that is all it does.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from hybrid.ledger.learning import LabelledSignal
     from hybrid.ledger.writer import LedgerWriter
     from hybrid.routing.calibration.learning import Refit
+    from hybrid.routing.difficulty.labelled import LabelledRequest, LabelledScores
     from hybrid.routing.policies.difficulty import CalibratedModel
 
 log = logging.getLogger("hybrid.calibration")
@@ -91,12 +96,15 @@ class TrafficRefitter:
         ledger: The ledger's writer; its read connection counts and reads the labels.
         calibration: The served model's difficulty model; reloaded after an adopted refit.
         model_name: The served model's id, for the refit's metadata.
-        refit_after: New usable labels that start a refit (must be positive).
+        refit_after: New usable labels that start a refit (0: never refit, only load the
+            labelled requests into ``labelled``).
         poll_s: Seconds between looks at the label counts.
         idle: Whether the local model is idle (no request waits or runs); a due refit waits
             for it, looking again every ``idle_poll_s`` seconds.
         idle_poll_s: Seconds between looks at ``idle``.
         clock: Unix time, for the outcome's time stamp.
+        labelled: The router's memory of the served model's labelled requests, loaded at each
+            look when their count changed (None: none is kept).
     """
 
     def __init__(
@@ -111,9 +119,10 @@ class TrafficRefitter:
         idle: Callable[[], bool] = lambda: True,
         idle_poll_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        labelled: LabelledScores | None = None,
     ) -> None:
-        if refit_after < 1:
-            raise ValueError(f"refit_after must be positive (got {refit_after})")
+        if refit_after < 0:
+            raise ValueError(f"refit_after cannot be negative (got {refit_after})")
         self._home = home
         self._ledger = ledger
         self._calibration = calibration
@@ -123,10 +132,21 @@ class TrafficRefitter:
         self._idle = idle
         self._idle_poll_s = idle_poll_s
         self._clock = clock
+        self._labelled = labelled
+        # The model and usable label count the memory was last loaded for.
+        self._loaded: tuple[str, int] | None = None
         self._tried: dict[str, int] = {}
         self.labels = 0
         """Usable labels of the served model at the last look."""
         self.last: RefitOutcome | None = None
+
+    def read_beside(self) -> int | None:
+        """How many labelled requests the served model's scores are read beside now (None
+        when scores are not read beside labels)."""
+        if self._labelled is None:
+            return None
+        model = self._calibration.status().model
+        return 0 if model is None else self._labelled.usable(model)
 
     async def run(self) -> None:
         """Look every ``poll_s`` seconds, and refit when due; runs until cancelled."""
@@ -153,6 +173,12 @@ class TrafficRefitter:
             return None  # the model is loading, or its lookup has not finished
         counts = await self._ledger.read(lambda store: store.label_counts())
         self.labels = next((c.usable for c in counts if c.model_sha256 == sha256), 0)
+        if self._labelled is not None and self._loaded != (sha256, self.labels):
+            rows = await self._ledger.read(lambda store: store.labelled(sha256))
+            self._labelled.load(sha256, await asyncio.to_thread(_requests, rows))
+            self._loaded = (sha256, self.labels)
+        if self.refit_after == 0:
+            return None
         if sha256 not in self._tried:
             # A restarted server waits for refit_after more than the refit in use learned from.
             self._tried[sha256] = labelled_requests(status.model)
@@ -214,6 +240,13 @@ class TrafficRefitter:
             result.word_weight,
             result.probe.meta() if result.probe is not None else None,
         )
+
+
+def _requests(rows: list[LabelledSignal]) -> list[LabelledRequest]:
+    """The labelled requests a refit could use, as the router's memory keeps them."""
+    from hybrid.routing.calibration.learning import labelled_requests, ledger_examples
+
+    return labelled_requests(ledger_examples(None, rows).traffic)
 
 
 def _auroc(value: float) -> str:

@@ -127,6 +127,20 @@ class DifficultySettings(BaseModel):
             "text). 0: each prompt is scored alone."
         ),
     )
+    labelled_neighbours: int = Field(
+        default=10,
+        ge=0,
+        le=256,
+        description=(
+            "Then read it beside the labelled requests (feedback, shadow, cascade) most like "
+            "it that the model in use has not learned from: the score moves by n / (n + 5) x "
+            "how far the model was off on the n nearest, at most this many (cosine at least "
+            "0.3), once 5 of those labelled requests were ones the router escalated "
+            "(routing.learn.local_shadow_rate labels them); the last 1000 labelled requests are "
+            "read from the ledger every minute. 0: labels play no part until a refit learns "
+            "from them."
+        ),
+    )
 
 
 class CascadeSettings(BaseModel):
@@ -239,7 +253,8 @@ class LearnSettings(BaseModel):
         description="While serving, refit the served model's difficulty model from the ledger "
         "(as `hybrid calibrate --from-ledger` does) each time this many more labelled requests "
         "a refit can use have arrived, and use the refit at once when it is adopted; 0: only "
-        "on demand.",
+        "on demand (the labelled requests are still read, see "
+        "routing.difficulty.labelled_neighbours).",
     )
 
     @field_validator("judge_model")

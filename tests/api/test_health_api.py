@@ -76,8 +76,9 @@ def test_health_shows_your_calibration_with_its_date_items_and_auroc(
         "problem": None,
         "prior": None,
         "background": None,
-        # Refitting from labelled traffic (routing.learn.refit_after): none has run yet.
-        "refit": {"refit_after": 50, "labels": 0, "last": None},
+        # Refitting from labelled traffic (routing.learn.refit_after): none has run yet, and
+        # no label has been read (routing.difficulty.labelled_neighbours).
+        "refit": {"refit_after": 50, "labels": 0, "read_beside": 0, "last": None},
     }
 
 

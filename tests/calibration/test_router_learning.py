@@ -7,6 +7,7 @@ refit is adopted, and the held-out requests rank better.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from random import Random
 from types import ModuleType
@@ -83,6 +84,11 @@ def test_labelled_traffic_is_learned_and_the_held_out_requests_rank_better(
     # share of it learned the zebras too.
     assert len(before.every) == len(after.every) == 2
     assert min(after.every) > max(before.every)
+    # Read beside the labelled requests as well: with none (k = 0), and after refits that
+    # learned from every label (each adopted), the same as beside recent requests alone.
+    assert before.labelled == before.recent and after.labelled == after.recent
+    # With no refit, the model as calibrated reads beside every label instead.
+    assert before.unrefitted == before.recent and len(after.unrefitted) == 2
 
 
 def test_asked_for_every_request_the_runtime_averages_both_stages_read_beside_recent(
@@ -128,3 +134,43 @@ def test_every_k_of_a_draw_is_scored_on_the_same_requests(learning: ModuleType) 
     assert len(marked) == sum(allowed[i] for i in range(len(allowed)) if i not in held)
     with pytest.raises(ValueError, match="too few"):
         learning.learn_from_traffic(generated(learning), data, seed=0, labels=(0, 30))
+
+
+def test_served_scores_are_read_beside_the_labels_the_model_has_not_learned_from(
+    learning: ModuleType,
+) -> None:
+    from labelled_traffic import kinds
+
+    from hybrid.routing.calibration.fitting import calibrate
+    from hybrid.routing.calibration.metrics import auroc
+
+    items = generated(learning)
+    model = calibrate(
+        items.items,
+        [not w for w in items.wrong],
+        seed=0,
+        meta={"model_sha256": learning.REPLAY_SHA256},
+    ).model
+    # Two kinds the model misjudges: code questions without a digit (mostly wrong), chat
+    # (half with a number, mostly right).
+    requests = kinds(4, 240)
+    data = learning.Labelled(
+        [
+            CalibrationItem(f"r-{i}", "traffic", (Message("user", text),), Words(("ok",)), "word")
+            for i, (text, _) in enumerate(requests)
+        ],
+        np.array([wrong for _, wrong in requests], dtype=np.float64),
+        np.zeros((len(requests), 8)),
+    )
+    labelled, test = data.subset(np.arange(60)), data.subset(np.arange(60, 240))
+    # Every other labelled request was escalated (its local answer given in the background).
+    escalated = np.arange(60) % 2 == 0
+    memory = learning.labelled_memory(learning.examples_of(labelled, "feedback", escalated))
+    assert memory.usable(model) == 60
+
+    _, _, served, _ = learning.runtime_scores(model, test, seed=1)
+    _, _, read, _ = learning.runtime_scores(model, test, seed=1, labelled=memory)
+    assert auroc(served, test.wrong) < 0.6 < 0.7 < auroc(read, test.wrong)
+    # A refit that learned from those labels is not read beside them.
+    refitted = dataclasses.replace(model, meta={**model.meta, "refit": {"labels_until": 59.0}})
+    assert memory.usable(refitted) == 0

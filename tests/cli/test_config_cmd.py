@@ -87,6 +87,7 @@ LEAVES = [
     "routing.difficulty.threshold",
     "routing.difficulty.model_stage",
     "routing.difficulty.neighbours",
+    "routing.difficulty.labelled_neighbours",
     "routing.cascade.enabled",
     "routing.cascade.min_confidence",
     "routing.cascade.escalate_declined",

@@ -8,39 +8,13 @@ import math
 
 import numpy as np
 import pytest
+from kinds_of_request import model, request
 
 from hybrid.generation import Message
-from hybrid.routing.difficulty.features import FEATURE_VERSION, N_DENSE, N_FEATURES, extract
-from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.difficulty.features import N_DENSE, N_FEATURES, extract
 from hybrid.routing.difficulty.recent import WEIGHT, RecentScores, standardised_unit
 from hybrid.routing.policies.difficulty import DifficultyPolicy
 from hybrid.routing.policy import LocalStatus, RouteContext
-
-
-def model(weights: np.ndarray | None = None, *, words: bool = True) -> DifficultyModel:
-    """Scores sigmoid(features[0]) unless told otherwise; standardises nothing away."""
-    if weights is None:
-        weights = np.zeros(N_FEATURES)
-        weights[0] = 1.0
-    return DifficultyModel(
-        weights=weights,
-        bias=0.0,
-        threshold=0.5,
-        feature_version=FEATURE_VERSION,
-        mean=np.zeros(N_FEATURES),
-        scale=np.ones(N_FEATURES),
-        meta={},
-        words=words,
-    )
-
-
-def request(kind: int, difficulty: float) -> np.ndarray:
-    """A feature vector of one kind (a direction of its own) whose own score is
-    sigmoid(difficulty)."""
-    features = np.zeros(N_FEATURES)
-    features[1 + kind] = 10.0
-    features[0] = difficulty
-    return features
 
 
 def sigmoid(x: float) -> float:

@@ -111,7 +111,9 @@ def test_json_mode_produces_valid_json(api: openai.OpenAI) -> None:
     completion = api.chat.completions.create(
         model="hybrid",
         messages=[
-            {"role": "user", "content": "Describe a cat as a JSON object with a name and an age."}
+            # A prompt the model copies: a 270M model asked to invent an object may repeat
+            # its keys until the token cap, which ends the answer with "length".
+            {"role": "user", "content": 'Repeat this JSON object: {"name": "Tom", "age": 3}'}
         ],
         response_format={"type": "json_object"},
         max_tokens=120,

@@ -15,7 +15,9 @@ from hybrid.ledger.learning import Label, Signal
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.calibration.fitting import train_model
+from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
+from hybrid.routing.difficulty.labelled import LabelledScores
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import Blend, ProbeStage
 
@@ -45,6 +47,36 @@ def traffic(seed: int, n: int, wrong_when: str) -> list[tuple[str, bool]]:
         wrong = zebra if wrong_when == "zebra" else number
         prompts.append((prompt(rng, zebra=zebra, number=number), wrong))
     return prompts
+
+
+def kinds(seed: int, n: int) -> list[tuple[str, bool]]:
+    """``n`` prompts of two kinds the model in use (:func:`model_in_use`) misjudges: code
+    questions without a number, mostly wrong, and chat, half of it with a number, mostly
+    right."""
+    rng = Random(seed)
+    prompts = []
+    for _ in range(n):
+        if rng.random() < 0.5:
+            name = rng.choice(("merge", "flatten", "dedupe", "rotate", "chunk"))
+            body = rng.choice(("sorted(items, key=len)[::-1]", "[x for x in items if x]"))
+            text = f"def {name}(items):\n    return {body}\n\nWhy does {name} fail here?"
+            prompts.append((text, rng.random() < 0.8))
+        else:
+            text = prompt(rng, zebra=False, number=rng.random() < 0.5)
+            prompts.append((text, rng.random() < 0.1))
+    return prompts
+
+
+def ranked_beside(
+    memory: LabelledScores, model: DifficultyModel, fresh: list[tuple[str, bool]]
+) -> tuple[float, float]:
+    """The AUROC of ``model``'s scores of new requests, alone and read beside ``memory``'s
+    labelled requests."""
+    X = np.stack([features(text) for text, _ in fresh])
+    wrong = np.array([w for _, w in fresh], dtype=np.float64)
+    own = model.scores(X)
+    read = np.array([memory.read(model, row, s) for row, s in zip(X, own, strict=True)])
+    return auroc(own, wrong), auroc(read, wrong)
 
 
 def features(text: str) -> np.ndarray:
@@ -107,6 +139,7 @@ def replay(
     url: str | None = None,
     cascade: bool = False,
     vectors: Sequence[np.ndarray | None] | None = None,
+    escalations_shadowed: bool = False,
 ) -> None:
     """Write each request as the server does: its record, its signal, and a label (into the
     shared ledger's database at ``url``, when given); ``vectors`` are the local model's
@@ -115,7 +148,9 @@ def replay(
     With ``cascade``, the labels are the cascade's: a wrong local answer declined, so the cloud
     answered and the request has a ``cascade`` label; a right one was kept, and every third of
     those was shadowed (and agreed). Otherwise every third label came from a person, the rest
-    from shadow comparisons.
+    from shadow comparisons; with ``escalations_shadowed``, the requests answered in the cloud
+    are labelled by shadow comparisons of local answers given in the background
+    (``routing.learn.local_shadow_rate``) instead of by people.
     """
     writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000, url=url)
     writer.start()
@@ -133,7 +168,9 @@ def replay(
             else:
                 # A person's label of a cloud answer teaches nothing about the local model.
                 cloud = index % 9 == 4
-                source = "feedback" if index % 3 == 1 else "shadow"
+                source = (
+                    "shadow" if index % 3 != 1 or (cloud and escalations_shadowed) else "feedback"
+                )
                 label = Label(request_id, source, not wrong, T0 + index)
             writer.write_nowait(answered(request_id, "cloud" if cloud else "local"))
             writer.learn_nowait(

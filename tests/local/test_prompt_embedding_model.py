@@ -191,4 +191,7 @@ def test_the_kept_logits_serve_only_the_prompt_they_end(
         engine.tokenize(QUESTION, add_bos=True)
     )
     assert engine.prompt_tokens_evaluated == added > 0
-    assert after == plain and after
+    # The same answer's first line: sampled from the shorter prompt's logits, it would not
+    # continue "The capital". Later tokens may differ where two are nearly tied, since the
+    # prompt was evaluated in other batch shapes (on some CPUs a blank line more or less).
+    assert after.split("\n")[0] == plain.split("\n")[0] and after.split("\n")[0]

@@ -19,16 +19,20 @@ import numpy as np
 import pytest
 from gguf_writer import tiny_model
 from labelled_traffic import (
+    T0,
     carried_probe,
     features,
     hidden_traffic,
+    kinds,
     model_in_use,
+    ranked_beside,
     replay,
     traffic,
 )
 
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.difficulty.labelled import LabelledScores
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.store import find, gguf_sha256, save
 from hybrid.routing.policies.difficulty import CalibratedModel
@@ -49,7 +53,8 @@ def served(tmp_path: Path) -> tuple[Path, str, CalibratedModel]:
     gguf = tiny_model().write(tmp_path / "models" / "mine.gguf")
     sha = gguf_sha256(gguf)
     home = tmp_path / "home"
-    save(home, sha, model_in_use())
+    model = model_in_use()
+    save(home, sha, dataclasses.replace(model, meta={**model.meta, "model_sha256": sha}))
     calibration = CalibratedModel(home, lambda: gguf)
     calibration.look_up_now()
     return home, sha, calibration
@@ -177,12 +182,62 @@ def test_a_refit_that_does_not_improve_is_reported_and_changes_nothing(tmp_path:
     assert (home / "calibration" / f"{sha}.json").read_bytes() == kept
 
 
-def test_refit_after_must_be_positive(tmp_path: Path) -> None:
+def test_refit_after_cannot_be_negative(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="refit_after"):
         TrafficRefitter(
             home=tmp_path,
             ledger=LedgerWriter(tmp_path / "l.sqlite3", retention_days=0),
             calibration=CalibratedModel(tmp_path, lambda: None),
             model_name=lambda: "m",
-            refit_after=0,
+            refit_after=-1,
         )
+
+
+def test_each_look_loads_the_labelled_requests_the_router_reads_scores_beside(
+    tmp_path: Path,
+) -> None:
+    home, sha, calibration = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    # Escalated requests labelled too (local answers given in the background), as reading
+    # beside labels needs.
+    replay(ledger, kinds(2, 120), sha=sha, escalations_shadowed=True)
+    memory = LabelledScores()
+    model = calibration()
+    assert model is not None
+
+    async def scenario() -> tuple[RefitOutcome | None, int, int | None]:
+        with reading(ledger) as writer:
+            # refit_after 0: it never refits, it only loads the labels.
+            refitter = refitter_for(home, writer, calibration, refit_after=0, labelled=memory)
+            assert refitter.read_beside() == 0
+            return await refitter.check(), refitter.labels, refitter.read_beside()
+
+    outcome, labels, read_beside = asyncio.run(scenario())
+    assert read_beside == 120  # /health's calibration.refit.read_beside
+    assert outcome is None and labels == 120 and len(memory) == 120
+    assert memory.sha256 == sha and memory.usable(model) == 120
+    assert calibration() is model  # nothing was refitted
+    # The model in use misjudges both kinds of request; read beside the labels, new traffic
+    # ranks better than by its scores alone.
+    own, read = ranked_beside(memory, model, kinds(3, 200))
+    assert own < 0.5 and read > 0.7
+
+
+def test_an_adopted_refit_is_not_read_beside_the_labels_it_learned_from(tmp_path: Path) -> None:
+    home, sha, calibration = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    replay(ledger, traffic(2, 420, "zebra"), sha=sha)
+    memory = LabelledScores()
+
+    async def scenario() -> RefitOutcome | None:
+        with reading(ledger) as writer:
+            refitter = refitter_for(home, writer, calibration, refit_after=100, labelled=memory)
+            return await refitter.check()
+
+    outcome = asyncio.run(scenario())
+    assert outcome is not None and outcome.adopted
+    refitted = calibration()
+    assert refitted is not None
+    # The refit records when its newest labelled request arrived (the replay's last).
+    assert refitted.meta["refit"]["labels_until"] == T0 + 419
+    assert len(memory) == 373 and memory.usable(refitted) == 0

@@ -95,7 +95,8 @@ async def health(request: Request) -> JSONResponse:
     None) and ``background`` (background calibration's ``state``, ``done``, ``total``,
     ``correct``, ``accuracy``, ``message`` and ``updated``, or None when it is off or not
     needed) and ``refit`` (refitting from labelled traffic while serving: ``refit_after``,
-    the served model's usable ``labels`` at the last look, and the ``last`` refit's ``time``,
+    the served model's usable ``labels`` at the last look, how many of them scores are
+    ``read_beside`` now, and the ``last`` refit's ``time``,
     ``labels``, ``adopted``, ``message``, ``traffic_weight``, ``word_weight`` and
     ``model_stage``: whether the probe was refitted on the labelled requests' prompt vectors;
     None when it is off).
@@ -165,6 +166,7 @@ async def health(request: Request) -> JSONResponse:
             else {
                 "refit_after": refitter.refit_after,
                 "labels": refitter.labels,
+                "read_beside": refitter.read_beside(),
                 "last": refitter.last.to_json() if refitter.last is not None else None,
             }
         )

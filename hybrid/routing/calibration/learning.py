@@ -87,6 +87,7 @@ from hybrid.routing.calibration.probe_fitting import (
 )
 from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES, extract
+from hybrid.routing.difficulty.labelled import LabelledRequest
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import ProbeStage
 
@@ -107,6 +108,7 @@ class Example:
         source: ``calibration`` (a graded calibration item), ``feedback``, ``shadow`` or
             ``cascade``.
         vector: The local model's vector of the prompt, when one was read.
+        time: When a labelled request arrived, Unix seconds (None for a calibration answer).
     """
 
     features: np.ndarray
@@ -114,6 +116,8 @@ class Example:
     length: float
     source: Source
     vector: np.ndarray | None = None
+    time: float | None = None
+    route: str | None = None
 
 
 def wrong_from_labels(
@@ -188,8 +192,28 @@ def ledger_examples(
             else ("shadow" if row.shadow is not None else "cascade")
         )
         length = float(signal.prompt_chars)
-        traffic.append(Example(features, wrong, length, source, signal.vector_array()))
+        traffic.append(
+            Example(
+                features, wrong, length, source, signal.vector_array(), signal.time, signal.route
+            )
+        )
     return LedgerExamples(calibration, traffic, unused, stale)
+
+
+def labelled_requests(examples: Sequence[Example]) -> list[LabelledRequest]:
+    """The labelled requests among ``examples`` (those with an arrival time), as the router's
+    memory of them keeps them (:mod:`hybrid.routing.difficulty.labelled`)."""
+    return [
+        LabelledRequest(
+            example.features,
+            example.wrong,
+            example.time,
+            # A cascade's label is of a local answer that declined: the router had kept it.
+            escalated=example.route not in (None, "local") and example.source != "cascade",
+        )
+        for example in examples
+        if example.time is not None
+    ]
 
 
 def calibration_examples(record: AnswerRecord) -> list[Example] | None:
@@ -385,6 +409,10 @@ def refit(
         "traffic_weight": weight,
         "word_weight": word_weight,
     }
+    times = [example.time for example in examples if example.time is not None]
+    if times:
+        # What the labelled requests' reading leaves out (hybrid.routing.difficulty.labelled).
+        refit_meta["labels_until"] = max(times)
     model_meta: dict[str, Any] = {
         **(dict(current.meta) if current is not None else {}),
         **(meta or {}),

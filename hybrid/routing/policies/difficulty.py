@@ -22,6 +22,7 @@ import numpy as np
 from hybrid.errors import HybridError
 from hybrid.generation import Message
 from hybrid.routing.difficulty.features import extract
+from hybrid.routing.difficulty.labelled import LabelledScores
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.prior import is_prior, prior_for_file
 from hybrid.routing.difficulty.probe import ProbeStage
@@ -170,6 +171,9 @@ class DifficultyPolicy(Policy):
             (``"off"``, or False: the feature stage alone decides).
         neighbours: Read each feature score beside those of this many of the nearest recent
             requests (:mod:`hybrid.routing.difficulty.recent`); 0 scores each prompt alone.
+        labelled: Then read it beside the labelled requests most like it
+            (:mod:`hybrid.routing.difficulty.labelled`); None: labels play no part until a
+            refit learns from them.
     """
 
     name = "difficulty"
@@ -181,8 +185,10 @@ class DifficultyPolicy(Policy):
         threshold: float | None,
         model_stage: ModelStage | bool = "band",
         neighbours: int = 0,
+        labelled: LabelledScores | None = None,
     ) -> None:
         self._model = model
+        self._labelled = labelled
         self._threshold = threshold
         if isinstance(model_stage, bool):
             model_stage = "band" if model_stage else "off"
@@ -258,6 +264,8 @@ class DifficultyPolicy(Policy):
             score = model.score_features(features)
         else:
             score, _ = self._recent.score(model, features)
+        if self._labelled is not None:
+            score = self._labelled.read(model, features, score)
         threshold = model.threshold if self._threshold is None else self._threshold
         name = "difficulty(prior)" if is_prior(model) else "difficulty"
         if score > threshold:
