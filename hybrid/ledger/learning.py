@@ -221,12 +221,14 @@ class LabelledSignal:
         feedback: The person's label (``good``), None when there is none.
         shadow: The shadow comparison's label, None when there is none.
         cascade: The cascade's label (False: the local answer declined), None when none.
+        labelled_at: When its newest label was written, Unix seconds (None: not known).
     """
 
     signal: Signal
     feedback: bool | None
     shadow: bool | None
     cascade: bool | None = None
+    labelled_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -392,7 +394,8 @@ def labelled(conn: Database, model_sha256: str) -> list[LabelledSignal]:
         SELECT {", ".join("s." + column for column in _SIGNAL_COLUMNS)},
             (SELECT good FROM labels WHERE request_id = s.request_id AND source = 'feedback'),
             (SELECT good FROM labels WHERE request_id = s.request_id AND source = 'shadow'),
-            (SELECT good FROM labels WHERE request_id = s.request_id AND source = 'cascade')
+            (SELECT good FROM labels WHERE request_id = s.request_id AND source = 'cascade'),
+            (SELECT MAX(time) FROM labels WHERE request_id = s.request_id)
         FROM signals s
         WHERE s.model_sha256 = ?
             AND EXISTS (SELECT 1 FROM labels WHERE request_id = s.request_id)
@@ -403,9 +406,10 @@ def labelled(conn: Database, model_sha256: str) -> list[LabelledSignal]:
     return [
         LabelledSignal(
             _signal(row[: len(_SIGNAL_COLUMNS)]),
-            feedback=None if row[-3] is None else bool(row[-3]),
-            shadow=None if row[-2] is None else bool(row[-2]),
-            cascade=None if row[-1] is None else bool(row[-1]),
+            feedback=None if row[-4] is None else bool(row[-4]),
+            shadow=None if row[-3] is None else bool(row[-3]),
+            cascade=None if row[-2] is None else bool(row[-2]),
+            labelled_at=None if row[-1] is None else float(row[-1]),
         )
         for row in rows
     ]

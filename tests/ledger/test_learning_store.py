@@ -68,6 +68,8 @@ def test_signals_and_labels_round_trip_through_the_writer(tmp_path: Path) -> Non
         ]
         [row] = store.labelled(SHA)
         assert (row.feedback, row.shadow) == (False, False)
+        # When its newest label was written (what a refit's labels_until is compared with).
+        assert row.labelled_at == T0 + 7
         assert store.label_counts() == [
             LabelCount(SHA, feedback=1, shadow=1, usable=1, with_vector=1)
         ]

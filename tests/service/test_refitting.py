@@ -30,6 +30,7 @@ from labelled_traffic import (
     traffic,
 )
 
+from hybrid.ledger.learning import Label
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.difficulty.labelled import LabelledScores
@@ -241,3 +242,19 @@ def test_an_adopted_refit_is_not_read_beside_the_labels_it_learned_from(tmp_path
     # The refit records when its newest labelled request arrived (the replay's last).
     assert refitted.meta["refit"]["labels_until"] == T0 + 419
     assert len(memory) == 373 and memory.usable(refitted) == 0
+
+    # Later, shadow comparisons label five requests of before the refit that the router had
+    # escalated (people's labels of their cloud answers taught nothing): labels the refit
+    # never learned from, read beside from the next look on.
+    late = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
+    late.start()
+    for index in (4, 13, 22, 31, 40):  # answered in the cloud (index % 9 == 4)
+        late.learn_nowait(Label(f"req-{index}", "shadow", False, T0 + 1000))
+    late.close()
+
+    async def look() -> None:
+        with reading(ledger) as writer:
+            await refitter_for(home, writer, calibration, refit_after=0, labelled=memory).check()
+
+    asyncio.run(look())
+    assert len(memory) == 378 and memory.usable(refitted) == 5

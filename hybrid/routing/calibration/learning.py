@@ -108,7 +108,10 @@ class Example:
         source: ``calibration`` (a graded calibration item), ``feedback``, ``shadow`` or
             ``cascade``.
         vector: The local model's vector of the prompt, when one was read.
-        time: When a labelled request arrived, Unix seconds (None for a calibration answer).
+        time: When a labelled request's newest label was written (else when the request
+            arrived), Unix seconds; None for a calibration answer.
+        route: Where a labelled request was answered: ``local``, ``lan`` or ``cloud`` (None
+            for a calibration answer).
     """
 
     features: np.ndarray
@@ -194,7 +197,13 @@ def ledger_examples(
         length = float(signal.prompt_chars)
         traffic.append(
             Example(
-                features, wrong, length, source, signal.vector_array(), signal.time, signal.route
+                features,
+                wrong,
+                length,
+                source,
+                signal.vector_array(),
+                signal.time if row.labelled_at is None else row.labelled_at,
+                signal.route,
             )
         )
     return LedgerExamples(calibration, traffic, unused, stale)

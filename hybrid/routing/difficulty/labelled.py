@@ -18,8 +18,9 @@ labels say so.
 Only labelled requests the model in use has not learned from count: a refit's scores of the
 requests it was fitted on are too close to their labels to say how far off it is elsewhere
 (read beside them, a refit ranked held-out traffic worse, not better).  A refit records when
-its newest labelled request arrived (``meta.refit.labels_until``, Unix seconds); older ones
-are left out until the next.
+the newest label it learned from was written (``meta.refit.labels_until``, Unix seconds);
+requests labelled no later are left out until the next (a label given later, even to an older
+request, is read).
 
 Labels of both sides of the router's decision are needed: only once at least
 :data:`MIN_ESCALATED` of the labelled requests read beside were ones the router escalated
@@ -71,7 +72,7 @@ class LabelledRequest:
     Attributes:
         features: Its feature vector (:func:`~hybrid.routing.difficulty.features.extract`).
         wrong: Its local answer was wrong (or not good enough).
-        time: When it arrived, Unix seconds.
+        time: When its newest label was written, Unix seconds.
         escalated: The router sent it elsewhere than the local model (its label then comes
             from a local answer given in the background and compared with the cloud's).
     """
@@ -83,8 +84,8 @@ class LabelledRequest:
 
 
 def learned_until(model: DifficultyModel) -> float:
-    """When the newest labelled request the model was refitted on arrived (Unix seconds;
-    minus infinity for a model fitted on calibration answers alone)."""
+    """When the newest label the model was refitted on was written (Unix seconds; minus
+    infinity for a model fitted on calibration answers alone)."""
     refit = model.meta.get("refit")
     until = refit.get("labels_until") if isinstance(refit, dict) else None
     if isinstance(until, int | float) and not isinstance(until, bool):
