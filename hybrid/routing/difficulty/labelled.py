@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hybrid.routing.difficulty.model import DifficultyModel
-from hybrid.routing.difficulty.recent import MIN_SIMILARITY, standardised_unit
+from hybrid.routing.difficulty.recent import most_alike, standardised_unit
 
 SIZE = 1000
 """Labelled requests remembered (the most recent)."""
@@ -169,10 +169,7 @@ class LabelledScores:
             if not self._scores.size:
                 return score
             unit = standardised_unit(model, features)
-            similarity = self._units @ unit
-            k = min(self.neighbours, similarity.size)
-            nearest = np.argpartition(-similarity, k - 1)[:k]
-            nearest = nearest[similarity[nearest] >= MIN_SIMILARITY]
+            nearest = most_alike(self._units, unit, self.neighbours)
             if not nearest.size:
                 return score
             off = float(self._wrong[nearest].mean() - self._scores[nearest].mean())

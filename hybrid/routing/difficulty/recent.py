@@ -116,10 +116,7 @@ class RecentScores:
         held = min(self._count, self._size)
         score = own
         if held:
-            similarity = self._vectors[:held] @ unit
-            k = min(self.neighbours, held)
-            nearest = np.argpartition(-similarity, k - 1)[:k]
-            nearest = nearest[similarity[nearest] >= MIN_SIMILARITY]
+            nearest = most_alike(self._vectors[:held], unit, self.neighbours)
             if nearest.size:
                 mean = float(self._scores[nearest].mean())
                 score = (1 - self._weight) * own + self._weight * mean
@@ -128,6 +125,25 @@ class RecentScores:
         self._scores[slot] = own
         self._count += 1
         return score
+
+
+def most_alike(units: np.ndarray, unit: np.ndarray, neighbours: int) -> np.ndarray:
+    """The rows of ``units`` most like ``unit``: at most ``neighbours`` of them, by cosine (the
+    vectors are of norm 1), each at :data:`MIN_SIMILARITY` or more.
+
+    Args:
+        units: One vector of norm 1 per row (at least one row).
+        unit: The vector of norm 1 they are compared with.
+        neighbours: How many at most (at least 1).
+
+    Returns:
+        Their row indices, in no order; empty when none is alike enough.
+    """
+    similarity = units @ unit
+    k = min(neighbours, similarity.size)
+    nearest = np.argpartition(-similarity, k - 1)[:k]
+    alike: np.ndarray = nearest[similarity[nearest] >= MIN_SIMILARITY]
+    return alike
 
 
 def standardised_unit(model: DifficultyModel, features: np.ndarray) -> np.ndarray:
