@@ -50,7 +50,7 @@ from router_before import (
     against_before,
     load_before,
 )
-from router_cascade import on_declines
+from router_cascade import on_cascade
 from router_folds import (
     FAMILY_MEAN,
     ORDERS,
@@ -199,7 +199,10 @@ def labelled(items: list[CalibrationItem], answers: list[ItemAnswer]) -> Labelle
     )
     wrong = np.array([not a.correct for a in answers], dtype=np.float64)
     texts = tuple(a.texts[0] if a.texts else "" for a in answers)
-    return Labelled(list(items), wrong, vectors, texts)
+    sure = np.array(
+        [math.nan if a.confidence is None else a.confidence for a in answers], dtype=np.float64
+    )
+    return Labelled(list(items), wrong, vectors, texts, sure)
 
 
 def collect_answers(
@@ -214,8 +217,9 @@ def collect_answers(
     """The local model's answers and prompt vectors for every item set.
 
     Answers are reused item by item from each set's record (same model, seed, cap, item id and
-    prompt, and a recorded vector; graded again by this version's graders: ``split_reusable``);
-    only the rest are asked, in one model load, and the records are written again.
+    prompt, and a recorded vector and confidence; graded again by this version's graders:
+    ``split_reusable``); only the rest are asked, in one model load, and the records are
+    written again.
 
     Args:
         settings: Where the data dir is and how to load the model.
@@ -233,7 +237,7 @@ def collect_answers(
     for name, (items, seed, _) in sets.items():
         record = None if rerun else load_record(settings.home, sha256, name)
         reused[name], missing[name] = split_reusable(
-            record, items, seed=seed, max_tokens=max_tokens, vectors=True
+            record, items, seed=seed, max_tokens=max_tokens, vectors=True, confidence=True
         )
     todo = [item for items in missing.values() for item in items]
     fresh: dict[str, ItemAnswer] = {}
@@ -392,8 +396,7 @@ def evaluate(
         ("traffic", users, traffic),
     )
     cascade = {
-        where: on_declines(reader, data, orders=range(ORDERS))
-        for where, reader, data in collections
+        where: on_cascade(reader, data, orders=range(ORDERS)) for where, reader, data in collections
     }
     probe_recent = {
         where: mixed(reader, data, orders=range(ORDERS), resamples=resamples)

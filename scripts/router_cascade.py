@@ -1,40 +1,55 @@
-"""The cascade on declining answers: what reading the local answer adds to the router.
+"""The cascade: what reading the local answer adds to the router.
 
 With ``routing.cascade`` on, an answer the router kept local is read before it is sent (a whole
 answer to its end, a streamed one as far as its first eight words), and one that opens by
 declining ("I'm sorry, I can't answer this question.") is discarded for the cloud's
-(:func:`hybrid.routing.cascade.declined`).  Read as a ranking, that is the router's own
-score with every declining answer moved above every other: this module scores that ranking on
-the same items as the router alone (leave one family out, the external sets, the traffic sets),
-over several arrival orders, and counts how often the model declined and how often a declining
-answer was wrong.  The check runs after the answer, so it is not a decision made before it: its
-price is the local answer it discards (and the wait for it).
+(:func:`hybrid.routing.cascade.declined`); so is a whole answer the model was less sure of than
+``min_confidence`` (:func:`hybrid.routing.cascade.confidence`).  Read as a ranking, that is the
+router's own score with every discarded answer moved above every other: this module scores that
+ranking on the same items as the router alone (leave one family out, the external sets, the
+traffic sets), over several arrival orders, at the default ``min_confidence`` and over a grid of
+it, and counts how often answers were discarded and how often those were wrong.  The check runs
+after the answer, so it is not a decision made before it: its price is the local answer it
+discards (and the wait for it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from router_folds import Folds, Labelled, Read, bullet, kept_local, mean_range
 
 from hybrid.routing.calibration.metrics import auroc
+from hybrid.settings.routing import CascadeSettings
 
 ROUTER = "two-stage+recent"
 """The router the cascade completes: the one ``hybrid serve`` runs."""
 
+MIN_CONFIDENCE = CascadeSettings().min_confidence
+"""``routing.cascade.min_confidence`` at its default: what the whole cascade is read with."""
+
+CONFIDENCE_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+"""The ``min_confidence`` values the report reads the whole cascade at."""
+
+CHOOSING = "traffic"
+"""The collection ``min_confidence`` is chosen on (the best mean AUROC), as the words' weight is:
+real prompts standing in for a user's, never fitted on; not the external check."""
+
 
 HEAD = (
     f"| items | n | declined | wrong among declined | check alone | {ROUTER} AUROC "
-    "| with the cascade | kept local @95% | with the cascade |\n"
-    "|---|---:|---:|---:|---:|---|---|---|---|"
+    "| with the cascade on declining answers | with the whole cascade | kept local @95% "
+    "| on declining answers | whole cascade | discarded by the whole cascade "
+    "| wrong among them |\n"
+    "|---|---:|---:|---:|---:|---|---|---|---|---|---|---:|---:|"
 )
 
 
 @dataclass(frozen=True)
 class Collection:
-    """The router alone and with the cascade on declining answers, on one collection of items.
+    """The router alone and with the cascade, on one collection of items.
 
     Attributes:
         n: How many items.
@@ -43,8 +58,15 @@ class Collection:
         alone: AUROC of the router, one value per arrival order.
         cascaded: AUROC with every declining answer ranked first, per arrival order.
         kept_alone: The share kept local at 95 % of all-cloud quality, per order.
-        kept_cascaded: The same with the cascade, per order.
+        kept_cascaded: The same with the cascade on declining answers.
         flag: AUROC of the declining check alone (declined or not).
+        whole: AUROC with every answer the whole cascade discards (declining, or less sure
+            than :data:`MIN_CONFIDENCE`) ranked first, per order.
+        kept_whole: The share kept local at 95 % quality with the whole cascade, per order.
+        discarded: The share of answers the whole cascade discards.
+        discarded_wrong: The share of those that were wrong (NaN: none discarded).
+        grid: ``min_confidence`` to (mean AUROC, mean share kept local at 95 % quality, share
+            discarded) of the whole cascade at it, over the same orders.
     """
 
     n: int
@@ -55,48 +77,113 @@ class Collection:
     kept_alone: tuple[float, ...]
     kept_cascaded: tuple[float, ...]
     flag: float
+    whole: tuple[float, ...] = ()
+    kept_whole: tuple[float, ...] = ()
+    discarded: float = float("nan")
+    discarded_wrong: float = float("nan")
+    grid: Mapping[float, tuple[float, float, float]] = field(default_factory=dict)
 
 
 def cascaded(scores: np.ndarray, declined: np.ndarray) -> np.ndarray:
-    """The router's scores with every declining answer ranked above every other (scores lie in
-    [0, 1]), keeping the router's order within each group."""
+    """The router's scores with every discarded (declining) answer ranked above every other
+    (scores lie in [0, 1]), keeping the router's order within each group."""
     return np.where(declined > 0, 1.0 + scores, scores)
 
 
-def on_declines(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) -> Collection:
-    """The router (:data:`ROUTER`) read by ``reader`` on ``data``, alone and cascaded."""
+def _wrong_among(flags: np.ndarray, wrong: np.ndarray) -> float:
+    return float(wrong[flags > 0].mean()) if flags.any() else float("nan")
+
+
+def on_cascade(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) -> Collection:
+    """The router (:data:`ROUTER`) read by ``reader`` on ``data``, alone, with the cascade on
+    declining answers, and with the whole cascade (declining, or less sure than
+    :data:`MIN_CONFIDENCE`; and at every value of :data:`CONFIDENCE_GRID`)."""
     declined = data.declined
-    alone, both, kept_alone, kept_both = [], [], [], []
-    for seed in orders:
-        scores = reader.recent(seed)[ROUTER]
-        with_cascade = cascaded(scores, declined)
-        alone.append(auroc(scores, data.wrong))
-        both.append(auroc(with_cascade, data.wrong))
-        kept_alone.append(kept_local(scores, data.wrong))
-        kept_both.append(kept_local(with_cascade, data.wrong))
-    wrong_among = float(data.wrong[declined > 0].mean()) if declined.any() else float("nan")
+    whole = data.discarded(MIN_CONFIDENCE)
+    flags = {value: data.discarded(value) for value in CONFIDENCE_GRID}
+    read = [reader.recent(seed)[ROUTER] for seed in orders]
+
+    def aurocs(flag: np.ndarray) -> tuple[float, ...]:
+        return tuple(auroc(cascaded(scores, flag), data.wrong) for scores in read)
+
+    def kept(flag: np.ndarray) -> tuple[float, ...]:
+        return tuple(kept_local(cascaded(scores, flag), data.wrong) for scores in read)
+
+    no_flag = np.zeros(len(data.items))
+    grid = {
+        value: (float(np.mean(aurocs(flag))), float(np.mean(kept(flag))), float(flag.mean()))
+        for value, flag in flags.items()
+    }
     return Collection(
         len(data.items),
         float(declined.mean()),
-        wrong_among,
-        tuple(alone),
-        tuple(both),
-        tuple(kept_alone),
-        tuple(kept_both),
+        _wrong_among(declined, data.wrong),
+        aurocs(no_flag),
+        aurocs(declined),
+        kept(no_flag),
+        kept(declined),
         auroc(declined, data.wrong),
+        aurocs(whole),
+        kept(whole),
+        float(whole.mean()),
+        _wrong_among(whole, data.wrong),
+        grid,
     )
+
+
+def chosen_confidence(collections: Mapping[str, Collection]) -> float | None:
+    """The ``min_confidence`` of :data:`CONFIDENCE_GRID` whose whole cascade ranks the
+    :data:`CHOOSING` collection best (the smallest of equals; None without that collection)."""
+    choosing = collections.get(CHOOSING)
+    if choosing is None or not choosing.grid:
+        return None
+    return max(sorted(choosing.grid), key=lambda value: choosing.grid[value][0])
+
+
+def _mean(values: Sequence[float]) -> str:
+    return mean_range(values).split(" ")[0]
 
 
 def cascade_summary(collections: Mapping[str, Collection]) -> str:
     """The report summary's bullet: AUROC alone and with the cascade, per collection."""
-    parts = ", ".join(
-        f"{where} {mean_range(c.alone).split(' ')[0]} to {mean_range(c.cascaded).split(' ')[0]}"
-        for where, c in collections.items()
+    declining = ", ".join(
+        f"{where} {_mean(c.alone)} to {_mean(c.cascaded)}" for where, c in collections.items()
     )
+    whole = ", ".join(f"{where} {_mean(c.whole)}" for where, c in collections.items())
     return bullet(
         f"With the cascade on declining answers (`routing.cascade`, a check of the local "
-        f"answer, not of the prompt), two-stage+recent's mean AUROC goes from: {parts} (see "
-        "[The cascade on declining answers](#the-cascade-on-declining-answers)).",
+        f"answer, not of the prompt), two-stage+recent's mean AUROC goes from: {declining}; "
+        f"with the whole cascade (declining answers, and answers the model was less sure of "
+        f"than `min_confidence` = {MIN_CONFIDENCE:g}): {whole} (see [The cascade on local "
+        "answers](#the-cascade-on-local-answers)).",
+    )
+
+
+def _grid_rows(collections: Mapping[str, Collection]) -> str:
+    rows = []
+    for value in CONFIDENCE_GRID:
+        cells = []
+        for c in collections.values():
+            mean_auroc, kept, share = c.grid[value]
+            cells.append(f"{mean_auroc:.3f} | {kept:.0%} | {share:.0%}")
+        label = f"{value:g} (default)" if value == MIN_CONFIDENCE else f"{value:g}"
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _choice(collections: Mapping[str, Collection]) -> str:
+    chosen = chosen_confidence(collections)
+    if chosen is None:
+        return ""
+    if chosen == MIN_CONFIDENCE:
+        return (
+            f"On the {CHOOSING} sets the best `min_confidence` of the grid is the default, "
+            f"{MIN_CONFIDENCE:g}."
+        )
+    return (
+        f"On the {CHOOSING} sets the best `min_confidence` of the grid is {chosen:g}, **not** "
+        f"the default ({MIN_CONFIDENCE:g}): set `routing.cascade.min_confidence` to it, or "
+        "change the default."
     )
 
 
@@ -106,23 +193,41 @@ def cascade_section(collections: Mapping[str, Collection]) -> str:
         f"| {where} | {c.n} | {c.declined:.0%} | "
         + ("-" if np.isnan(c.declined_wrong) else f"{c.declined_wrong:.0%}")
         + f" | {c.flag:.3f} | {mean_range(c.alone)} | {mean_range(c.cascaded)} | "
-        f"{mean_range(c.kept_alone, '{:.0%}')} | {mean_range(c.kept_cascaded, '{:.0%}')} |"
+        f"{mean_range(c.whole)} | "
+        f"{mean_range(c.kept_alone, '{:.0%}')} | {mean_range(c.kept_cascaded, '{:.0%}')} | "
+        f"{mean_range(c.kept_whole, '{:.0%}')} | {c.discarded:.0%} | "
+        + ("-" if np.isnan(c.discarded_wrong) else f"{c.discarded_wrong:.0%}")
+        + " |"
         for where, c in collections.items()
+    )
+    names = list(collections)
+    grid_head = (
+        "| min_confidence | "
+        + " | ".join(f"{w} AUROC | {w} kept local | {w} discarded" for w in names)
+        + " |\n|---|"
+        + "---:|" * (3 * len(names))
     )
     n_orders = len(next(iter(collections.values())).alone)
     return f"""
-## The cascade on declining answers
+## The cascade on local answers
 
 With `routing.cascade` on, an answer the router kept local is read before it is sent (a whole
 answer to its end, a streamed one as far as its first eight words), and one that opens by
 declining ("I'm sorry, I can't answer this question.", "I don't know.") is discarded for the
 cloud's (`cascade:declined`; `hybrid.routing.cascade.declined`, phrases in
-six languages, a fixed rule that nothing here fits). As a ranking, that is {ROUTER}'s score with
-every declining answer above every other. The same items as above, the routers fitted as
+six languages, a fixed rule that nothing here fits). A whole answer is also discarded when the
+model was less sure of it than `routing.cascade.min_confidence` (default
+{MIN_CONFIDENCE:g}): the geometric mean of the probabilities of the tokens it chose
+(`hybrid.routing.cascade.confidence`, here of the answer to each item's first presentation,
+recorded with it). As a ranking, the cascade is {ROUTER}'s score with every discarded answer
+above every other. The same items as above, the routers fitted as
 above (LOFO; fitted on every generated item for the external and the traffic sets); the mean
 over {n_orders} arrival orders, and in brackets the lowest and the highest. *Check alone*: the
-AUROC of declined-or-not by itself. The check needs the answer, so it is no decision made
-before it: each declining answer costs the local answer it discards and the wait for it.
+AUROC of declined-or-not by itself. *Whole cascade*: declining or less sure than
+{MIN_CONFIDENCE:g}. The check needs the answer, so it is no decision made
+before it: each discarded answer costs the local answer and the wait for it. A streamed answer
+is read only as far as its opening, for declining, so for streamed requests only the columns on
+declining answers hold.
 
 {HEAD}
 {rows}
@@ -134,4 +239,16 @@ with the cascade is not fully blind to those answers. The traffic sets' answers 
 (the model declined none of them). A declining answer is always wrong here, so moving it above
 the rest lifts the AUROC, but hardly the share kept local at 95 % quality: that share is set by
 the answers ranked lowest, the ones most likely right, which the check does not touch.
+
+The whole cascade at each `min_confidence` (mean over the same orders; *discarded*: the share
+of answers it discards):
+
+{grid_head}
+{_grid_rows(collections)}
+
+{_choice(collections)} The value is chosen on the {CHOOSING} sets' AUROC, as the words' weight
+is; the LOFO and external figures at it are not fitted on. A lower value discards fewer answers
+and ranks the rest by the router; a higher one discards more, most of them wrong, and can keep
+more local at 95 % quality while ranking worse, since the discarded answers are ranked first
+whatever the router says of them.
 """

@@ -31,7 +31,7 @@ import math
 import statistics
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -76,20 +76,33 @@ class Labelled:
         vectors: ``(n, dim)`` prompt vectors; a row of NaN where the model could not take the
             prompt.
         answers: Each local answer (its first presentation's text; empty: not known).
+        confidence: How sure the model was of each answer
+            (:func:`hybrid.routing.cascade.confidence`; NaN where not known; empty: none known).
     """
 
     items: list[CalibrationItem]
     wrong: np.ndarray
     vectors: np.ndarray
     answers: tuple[str, ...] = ()
+    confidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Labelled:
         """The items at ``indices``, in that order."""
         index = np.asarray(indices, dtype=np.int64)
         answers = tuple(self.answers[i] for i in index) if self.answers else ()
+        sure = self.confidence[index] if self.confidence.size else self.confidence
         return Labelled(
-            [self.items[i] for i in index], self.wrong[index], self.vectors[index], answers
+            [self.items[i] for i in index], self.wrong[index], self.vectors[index], answers, sure
         )
+
+    def discarded(self, min_confidence: float) -> np.ndarray:
+        """1 where the cascade discards the local answer (``routing.cascade`` with this
+        ``min_confidence``): it declines, or the model was less sure of it than that (an
+        answer whose confidence is not known is discarded only when it declines)."""
+        if not self.confidence.size:
+            return self.declined
+        unsure = np.nan_to_num(self.confidence, nan=1.0) < min_confidence
+        return np.maximum(self.declined, unsure.astype(np.float64))
 
     @property
     def openings(self) -> tuple[str, ...]:

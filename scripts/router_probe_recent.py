@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from router_cascade import cascaded
+from router_cascade import MIN_CONFIDENCE, cascaded
 from router_folds import (
     Figure,
     Folds,
@@ -81,8 +81,9 @@ class Mixed:
         first: :data:`EVERY`'s figures (:func:`router_folds.figures`) in the first arrival
             order, the one the report's other tables read, with bootstrap intervals (empty
             without resamples).
-        cascaded: :data:`EVERY`'s AUROC with the cascade on declining answers (every
-            declining local answer ranked first: :func:`router_cascade.cascaded`), per order.
+        cascaded: :data:`EVERY`'s AUROC with the whole cascade (every local answer it
+            discards at the default ``min_confidence`` ranked first:
+            :func:`router_cascade.cascaded`), per order.
     """
 
     aurocs: Mapping[float, tuple[float, ...]]
@@ -133,7 +134,7 @@ def mixed(
     decided: dict[str, list[tuple[float, float]]] = {BASE: [], EVERY: []}
     first: dict[str, Figure] = {}
     with_cascade: list[float] = []
-    declined = data.declined
+    discarded = data.discarded(MIN_CONFIDENCE)
     for seed in orders:
         recent = reader.recent(seed)
         base = recent[BASE]
@@ -146,7 +147,7 @@ def mixed(
         every = np.where(has, every_scores(base, read_probe), base)
         if resamples and not first:
             first = figures(every, data.wrong, seed=seed, resamples=resamples)
-        with_cascade.append(auroc(cascaded(every, declined), data.wrong))
+        with_cascade.append(auroc(cascaded(every, discarded), data.wrong))
         decided[BASE].append(at_threshold(base, feature_threshold, data.wrong))
         decided[EVERY].append(at_threshold(every, every_limit, data.wrong))
     return Mixed(
@@ -184,8 +185,8 @@ def probe_recent_summary(collections: Mapping[str, Mixed]) -> str:
         'Opt-in, `routing.difficulty.model_stage = "every"`: the model stage asked for every '
         "request, its score read beside the recent requests most like it in the model's own "
         f"vector space and averaged with the feature stage's at weight {EVERY_WEIGHT:g}, moves "
-        f"the mean AUROC from the default router's: {parts}; with the cascade on declining "
-        f"answers as well: {cascade}; each request then pays its prefill before the decision "
+        f"the mean AUROC from the default router's: {parts}; with the cascade as well: "
+        f"{cascade}; each request then pays its prefill before the decision "
         "(see [The model stage asked for every request]"
         "(#the-model-stage-asked-for-every-request-opt-in)).",
     )
@@ -222,15 +223,16 @@ def _first(collections: Mapping[str, Mixed]) -> str:
 
 
 def _cascade(collections: Mapping[str, Mixed]) -> str:
-    """The runtime with the cascade on declining answers too (a paragraph)."""
+    """The runtime with the whole cascade too (a paragraph)."""
     parts = "; ".join(f"{where} {mean_range(collections[where].cascaded)}" for where in WHERE)
     return (
-        "With the cascade on declining answers as well (`routing.cascade`: every local answer "
-        "that opens by declining ranked first, as in [The cascade on declining answers]"
-        f'(#the-cascade-on-declining-answers)), `model_stage = "every"`\'s mean AUROC: {parts}. '
-        "The cascade checks the answer, after it: each declining answer costs the local answer "
-        "it throws away, and its phrases were partly written after reading the generated and "
-        "external answers, so those two figures are not blind to it.\n\n"
+        "With the cascade as well (`routing.cascade` at its default `min_confidence`, "
+        f"{MIN_CONFIDENCE:g}: every local answer that opens by declining or that the model was "
+        "less sure of ranked first, as in [The cascade on local answers]"
+        f'(#the-cascade-on-local-answers)), `model_stage = "every"`\'s mean AUROC: {parts}. '
+        "The cascade checks the answer, after it: each discarded answer costs the local answer "
+        "it throws away, and its declining phrases were partly written after reading the "
+        "generated and external answers, so those two figures are not blind to it.\n\n"
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from hybrid.backend import Generation, collect
 from hybrid.generation import GenerationEvent, GenerationRequest, TextDelta
@@ -124,6 +124,12 @@ class Cascade:
         return False, f"cascade:{tried.confidence:.2f}<{self.min_confidence:g}"
 
 
+def confidence(logprobs: Sequence[float]) -> float:
+    """How sure the model was of an answer: the geometric mean of its tokens' probabilities
+    (``exp`` of their mean log-probability), in [0, 1]; 1 for an answer of no token."""
+    return math.exp(sum(logprobs) / len(logprobs)) if logprobs else 1.0
+
+
 def with_logprobs(request: GenerationRequest) -> GenerationRequest:
     """The request, asking for the chosen tokens' log-probabilities if it did not already."""
     if request.params.top_logprobs is not None:
@@ -176,9 +182,6 @@ async def attempt(generation: Generation, *, keep_logprobs: bool) -> LocalAttemp
         The answer's events, its confidence, and whether it declines.
     """
     completion = await collect(generation)
-    logprobs = [lp.logprob for lp in completion.logprobs]
-    confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 1.0
+    sure = confidence([lp.logprob for lp in completion.logprobs])
     # events() keeps the answer's tool calls, not only its text.
-    return LocalAttempt(
-        completion.events(logprobs=keep_logprobs), confidence, declined(completion.text)
-    )
+    return LocalAttempt(completion.events(logprobs=keep_logprobs), sure, declined(completion.text))

@@ -70,6 +70,7 @@ from hybrid.routing.reserving import Reserving
 log = logging.getLogger("hybrid.routing")
 
 SHORT_ANSWER_WORDS = 8
+"""An answer of at most this many words counts as agreeing when the other contains it whole."""
 
 LOCAL_PENDING = 2
 """Local shadow answers waiting or running at most (each takes the low-priority lane in turn)."""
@@ -77,7 +78,6 @@ LOCAL_PENDING = 2
 LOCAL_MAX_TOKENS = 256
 """A local shadow answer's output cap, beside the request's own (about as long as the cloud's
 answer, which is what it is compared with, and at most this)."""
-"""An answer of at most this many words counts as agreeing when the other contains it whole."""
 
 JUDGE_MAX_TOKENS = 4
 

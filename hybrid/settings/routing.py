@@ -155,11 +155,12 @@ class CascadeSettings(BaseModel):
         "(declining only).",
     )
     min_confidence: float = Field(
-        default=0.5,
+        default=0.35,
         gt=0,
         lt=1,
         description="Below this geometric-mean token probability, the local answer is "
-        "discarded and the cloud answers.",
+        "discarded and the cloud answers (0.35 ranked real prompts best in "
+        "docs/router-eval.md's grid; higher values discard more answers, most of them wrong).",
     )
     escalate_declined: bool = Field(
         default=True,

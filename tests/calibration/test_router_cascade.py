@@ -1,4 +1,4 @@
-"""scripts/router_cascade.py: the router read with the cascade on declining answers."""
+"""scripts/router_cascade.py: the router read with the cascade on its local answers."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_a_declining_answer_ranks_above_every_other_and_lifts_the_auroc(
     data = cascade.Labelled(items, WRONG, np.zeros((6, 2)), ANSWERS)
     reader = Reader(SCORES)
 
-    got = cascade.on_declines(reader, data, orders=range(3))
+    got = cascade.on_cascade(reader, data, orders=range(3))
 
     assert reader.orders == [0, 1, 2]
     assert got.n == 6 and got.declined == pytest.approx(1 / 6) and got.declined_wrong == 1.0
@@ -63,8 +63,8 @@ def test_the_section_names_each_collection_and_says_when_none_declined(
     declining = cascade.Labelled(items, WRONG, np.zeros((6, 2)), ANSWERS)
     plain = cascade.Labelled(items, WRONG, np.zeros((6, 2)), ("Paris.",) * 6)
     collections = {
-        "LOFO": cascade.on_declines(Reader(SCORES), declining, orders=range(2)),
-        "traffic": cascade.on_declines(Reader(SCORES), plain, orders=range(2)),
+        "LOFO": cascade.on_cascade(Reader(SCORES), declining, orders=range(2)),
+        "traffic": cascade.on_cascade(Reader(SCORES), plain, orders=range(2)),
     }
 
     section = cascade.cascade_section(collections)
@@ -76,3 +76,61 @@ def test_the_section_names_each_collection_and_says_when_none_declined(
     assert "over 2 arrival orders" in " ".join(section.split())
     alone, both = collections["LOFO"].alone[0], collections["LOFO"].cascaded[0]
     assert f"LOFO {alone:.3f} to {both:.3f}" in summary
+
+
+SURE = np.array([0.9, 0.2, 0.8, np.nan, 0.3, 0.55])
+"""How sure the model was of each answer: the second and the fifth (both wrong) are unsure."""
+
+
+def test_the_whole_cascade_also_ranks_first_the_answers_the_model_was_unsure_of(
+    cascade: ModuleType,
+) -> None:
+    items = calibration_set(0, per_category=1)[:6]
+    data = cascade.Labelled(items, WRONG, np.zeros((6, 2)), ANSWERS, SURE)
+
+    assert data.discarded(0.35).tolist() == [1.0, 1.0, 0.0, 0.0, 1.0, 0.0]
+    assert data.discarded(0.1).tolist() == data.declined.tolist()
+    assert data.subset([1, 3]).discarded(0.35).tolist() == [1.0, 0.0]  # NaN: not known
+    without = cascade.Labelled(items, WRONG, np.zeros((6, 2)), ANSWERS)
+    assert without.discarded(0.35).tolist() == without.declined.tolist()
+
+    got = cascade.on_cascade(Reader(SCORES), data, orders=range(2))
+
+    whole = cascade.cascaded(np.array(SCORES), data.discarded(cascade.MIN_CONFIDENCE))
+    assert got.whole == (auroc(whole, WRONG),) * 2
+    assert got.whole[0] == 1.0 > got.cascaded[0] > got.alone[0]  # every wrong answer first
+    assert got.discarded == pytest.approx(0.5) and got.discarded_wrong == 1.0
+    assert set(got.grid) == set(cascade.CONFIDENCE_GRID)
+    assert got.grid[0.1][0] == pytest.approx(got.cascaded[0])  # only the declining one
+    assert got.grid[0.1][2] == pytest.approx(1 / 6)
+    assert got.grid[0.6][2] == pytest.approx(4 / 6)
+
+
+def test_min_confidence_is_chosen_on_the_traffic_sets_and_the_section_says_so(
+    cascade: ModuleType,
+) -> None:
+    items = calibration_set(0, per_category=1)[:6]
+    data = cascade.Labelled(items, WRONG, np.zeros((6, 2)), ANSWERS, SURE)
+    # Here 0.6 discards a right answer too (the last), and ranks worse than 0.35 to 0.55.
+    collections = {
+        "LOFO": cascade.on_cascade(Reader(SCORES), data, orders=range(2)),
+        "traffic": cascade.on_cascade(Reader(SCORES), data, orders=range(2)),
+    }
+    assert collections["traffic"].grid[0.6][0] < 1.0
+    chosen = cascade.chosen_confidence(collections)
+    assert chosen is not None and collections["traffic"].grid[chosen][0] == 1.0
+    assert chosen == min(v for v, row in collections["traffic"].grid.items() if row[0] == 1.0)
+    assert cascade.chosen_confidence({"LOFO": collections["LOFO"]}) is None
+
+    section = " ".join(cascade.cascade_section(collections).split())
+    default = f"{cascade.MIN_CONFIDENCE:g}"
+    if chosen == cascade.MIN_CONFIDENCE:
+        assert f"is the default, {default}." in section
+    else:
+        assert f"is {chosen:g}, **not** the default ({default})" in section
+    assert f"| {default} (default) | 1.000 | " in cascade.cascade_section(collections)
+    summary = " ".join(cascade.cascade_summary(collections).split())
+    assert (
+        "with the whole cascade (declining answers, and answers the model was less sure of "
+        f"than `min_confidence` = {default}): LOFO 1.000, traffic 1.000"
+    ) in summary

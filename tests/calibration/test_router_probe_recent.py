@@ -173,7 +173,7 @@ def test_the_weight_is_chosen_on_the_traffic_sets_and_every_weight_is_shown(
     after = np.mean(traffic[EVERY_WEIGHT])
     assert f"traffic {before:.3f} to {after:.3f}" in summary
     cascade = np.mean(collections["traffic"].cascaded)
-    assert "with the cascade on declining answers as well: " in summary
+    assert "with the cascade as well: " in summary
     assert f"traffic {cascade:.3f}" in summary.split("as well:")[1]
     decided = section.split("| router, threshold |")[1]
     assert decided.count("| features+recent, at the feature stage's threshold") == 1

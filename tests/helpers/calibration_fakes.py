@@ -13,17 +13,19 @@ from hybrid.generation import (
     GenerationRequest,
     Message,
     TextDelta,
+    TokenLogprob,
     Usage,
 )
 from hybrid.routing.calibration.item import CalibrationItem, example_answer
 
 
 class _Answer(Generation):
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, logprobs: tuple[TokenLogprob, ...] = ()) -> None:
         self._text = text
+        self._logprobs = logprobs
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        yield TextDelta(self._text)
+        yield TextDelta(self._text, self._logprobs)
         yield GenerationDone("stop", Usage(10, 3))
 
     async def aclose(self) -> None:
@@ -31,10 +33,19 @@ class _Answer(Generation):
 
 
 class FunctionBackend(Backend):
-    """Answers each request with ``answer(last user message)``, or raises what it returns."""
+    """Answers each request with ``answer(last user message)``, or raises what it returns.
 
-    def __init__(self, answer: Callable[[str], str | HybridError]) -> None:
+    Asked for log-probabilities, it gives each word of the answer the log-probability
+    ``logprob(last user message)`` (none when that is not given).
+    """
+
+    def __init__(
+        self,
+        answer: Callable[[str], str | HybridError],
+        logprob: Callable[[str], float] | None = None,
+    ) -> None:
         self.answer = answer
+        self.logprob = logprob
         self.requests: list[GenerationRequest] = []
 
     async def start(self, request: GenerationRequest) -> Generation:
@@ -43,7 +54,11 @@ class FunctionBackend(Backend):
         result = self.answer(prompt)
         if isinstance(result, HybridError):
             raise result
-        return _Answer(result)
+        if self.logprob is None or request.params.top_logprobs is None:
+            return _Answer(result)
+        value = self.logprob(prompt)
+        words = tuple(TokenLogprob(w, value, tuple(w.encode())) for w in result.split())
+        return _Answer(result, words)
 
 
 WRONG_ANSWER = "I do not know."

@@ -4,13 +4,21 @@ opening, read ahead and then resumed."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 
 import pytest
 
 from hybrid.backend import Completion, Generation, ResumedGeneration, collect
 from hybrid.generation import GenerationDone, GenerationEvent, TextDelta, ToolCallDelta, Usage
-from hybrid.routing.cascade import Cascade, LocalAttempt, declined, opening_text, read_opening
+from hybrid.routing.cascade import (
+    Cascade,
+    LocalAttempt,
+    confidence,
+    declined,
+    opening_text,
+    read_opening,
+)
 
 
 @pytest.mark.parametrize(
@@ -77,6 +85,11 @@ def test_the_verdict_discards_a_declined_answer_before_reading_its_confidence() 
     tried = LocalAttempt((), 0.97, declined=True)
     assert Cascade(0.5).verdict(tried) == (False, "cascade:declined")
     assert Cascade(0.5, escalate_declined=False).verdict(tried) == (True, "cascade:0.97>=0.5")
+
+
+def test_the_confidence_is_the_geometric_mean_token_probability() -> None:
+    assert confidence([math.log(0.5), math.log(0.125)]) == pytest.approx(0.25)
+    assert confidence([]) == 1.0
 
 
 def test_the_verdict_weighs_the_confidence_against_the_minimum() -> None:

@@ -130,6 +130,7 @@ def split_reusable(
     seed: int,
     max_tokens: int,
     vectors: bool,
+    confidence: bool = False,
 ) -> tuple[dict[str, ItemAnswer], list[CalibrationItem]]:
     """Which items a record already answers, and which the model must still be asked.
 
@@ -145,6 +146,9 @@ def split_reusable(
         max_tokens: This run's output cap.
         vectors: The run needs each prompt's vector; answers recorded without one are asked
             again.
+        confidence: The run needs each answer's confidence; answers recorded without one are
+            asked again, unless their first presentation's answer is empty (no token to be sure
+            of, or a prompt the model cannot take).
 
     Returns:
         The reusable answers by item id, and the items left to ask, in the order of ``items``.
@@ -154,6 +158,8 @@ def split_reusable(
     for item in items:
         answer = known.get((item.id, item.prompt))
         if answer is None or (answer.embedding is None and vectors):
+            continue
+        if confidence and answer.confidence is None and answer.texts[:1] != ("",):
             continue
         if item.rubric is None:
             try:

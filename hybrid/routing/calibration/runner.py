@@ -22,6 +22,7 @@ from hybrid.errors import ConfigError, ContextLengthExceededError, InvalidReques
 from hybrid.generation import GenerationRequest, SamplingParams
 from hybrid.routing.calibration.grading import grade_all
 from hybrid.routing.calibration.item import CalibrationItem
+from hybrid.routing.cascade import confidence
 
 
 class PromptEmbedder(Protocol):
@@ -54,15 +55,22 @@ class ItemAnswer:
         embedding: The local model's vector of the item's first presentation
             (``prompt_embedding``), when it was asked for; None otherwise, and for a prompt
             the model cannot take.
+        confidence: How sure the model was of its answer to the first presentation (the
+            geometric mean of its tokens' probabilities, as the cascade reads it:
+            :func:`~hybrid.routing.cascade.confidence`); None where it was not recorded (a
+            record made before it was, a backend that gives no log-probabilities, a prompt the
+            model cannot take).
     """
 
     item_id: str
     texts: tuple[str, ...]
     correct: bool
     embedding: tuple[float, ...] | None = None
+    confidence: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (see :meth:`from_json`); ``"embedding"`` only when there is one."""
+        """A JSON-ready dict (see :meth:`from_json`); ``"embedding"`` and ``"confidence"`` only
+        when there is one."""
         data: dict[str, Any] = {
             "id": self.item_id,
             "texts": list(self.texts),
@@ -71,6 +79,8 @@ class ItemAnswer:
         if self.embedding is not None:
             # float32 values: 9 significant digits give them back exactly.
             data["embedding"] = [float(f"{value:.9g}") for value in self.embedding]
+        if self.confidence is not None:
+            data["confidence"] = self.confidence
         return data
 
     @classmethod
@@ -88,9 +98,18 @@ class ItemAnswer:
             or not isinstance(correct, bool)
         ):
             raise ConfigError(f"a recorded calibration answer is malformed: {dict(data)!r}")
+        sure = data.get("confidence")
+        if sure is not None and (
+            not isinstance(sure, int | float) or isinstance(sure, bool) or not 0 <= sure <= 1
+        ):
+            raise ConfigError(
+                f"the recorded confidence of calibration answer {item_id!r} is not a number "
+                "from 0 to 1; run `hybrid calibrate` again to record it anew"
+            )
+        confidence = None if sure is None else float(sure)
         vector = data.get("embedding")
         if vector is None:
-            return cls(item_id, tuple(texts), correct)
+            return cls(item_id, tuple(texts), correct, None, confidence)
         if (
             not isinstance(vector, list)
             or not vector
@@ -105,7 +124,7 @@ class ItemAnswer:
             )
         # Vectors are float32: read back as such, they equal what was recorded bit for bit.
         values = np.asarray(vector, dtype=np.float32)
-        return cls(item_id, tuple(texts), correct, tuple(float(v) for v in values))
+        return cls(item_id, tuple(texts), correct, tuple(float(v) for v in values), confidence)
 
 
 async def answer_items(
@@ -147,6 +166,7 @@ async def answer_items(
     for item in items:
         texts = []
         vector: tuple[float, ...] | None = None
+        sure: float | None = None
         for index in range(len(item.presentations)):
             request = _request(item, index, max_tokens)
             if embedder is not None and index == 0:
@@ -157,13 +177,15 @@ async def answer_items(
                 texts.append("")
             else:
                 texts.append(completion.text)
+                if index == 0 and completion.logprobs:
+                    sure = confidence([lp.logprob for lp in completion.logprobs])
             done += 1
             progress(done, total)
         # Grading may run the answer as code in a sandboxed interpreter (up to its time
         # limit): on a worker thread, so that a server calibrating in the background keeps
         # answering meanwhile.
         correct = await asyncio.to_thread(grade_all, item, texts)
-        answers.append(ItemAnswer(item.id, tuple(texts), correct, vector))
+        answers.append(ItemAnswer(item.id, tuple(texts), correct, vector, sure))
     return answers
 
 
@@ -202,11 +224,17 @@ async def with_vectors(
 
 
 def _request(item: CalibrationItem, index: int, max_tokens: int) -> GenerationRequest:
+    # The tokens' log-probabilities give the answer's confidence (the first presentation's
+    # is recorded); every presentation is asked the same way.
     return GenerationRequest(
         request_id=f"calibrate-{item.id}-{index}",
         messages=item.presentations[index],
         params=SamplingParams(
-            max_tokens=max_tokens, temperature=0.0, stop=ANSWER_STOP, seed=ANSWER_SEED
+            max_tokens=max_tokens,
+            temperature=0.0,
+            stop=ANSWER_STOP,
+            seed=ANSWER_SEED,
+            top_logprobs=0,
         ),
     )
 
