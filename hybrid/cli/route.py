@@ -88,18 +88,23 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 async def _dispatcher(settings: Settings) -> tuple[Dispatcher, Callable[[], Awaitable[None]]]:
     """The server's dispatcher (:func:`hybrid.service.build.build_dispatcher`), on the loaded
     local model and its calibration, with the LAN tier of ``[[lan.servers]]`` and no cloud
-    provider: plans never call either, so nothing is sent."""
+    provider: plans never call either, so nothing is sent.  Scores are read beside the
+    labelled requests the ledger holds, as the server reads them (loaded once, here)."""
     from hybrid.hardware.probe import probe_for
     from hybrid.local.runtime import LocalRuntime
     from hybrid.routing.policies.difficulty import CalibratedModel
-    from hybrid.service.build import build_dispatcher
+    from hybrid.service.build import build_dispatcher, labelled_memory
     from hybrid.service.providers import build_lan
+    from hybrid.service.refitting import read_labelled
 
     probe = probe_for(settings.home)
     runtime = LocalRuntime.for_settings(settings, probe)
     calibration = CalibratedModel(settings.home, lambda: runtime.loaded_path)
     lan = build_lan(settings.lan, settings.cloud, settings.home)
-    dispatcher = build_dispatcher(settings, runtime, calibration, load=probe.sample, lan=lan)
+    labelled = labelled_memory(settings)
+    dispatcher = build_dispatcher(
+        settings, runtime, calibration, load=probe.sample, lan=lan, labelled=labelled
+    )
 
     async def close() -> None:
         try:
@@ -111,6 +116,10 @@ async def _dispatcher(settings: Settings) -> tuple[Dispatcher, Callable[[], Awai
     try:
         await runtime.load()
         await asyncio.to_thread(calibration.look_up_now)
+        sha256 = calibration.status().sha256
+        if labelled is not None and sha256 is not None:
+            source = settings.ledger.source(settings.home)
+            await asyncio.to_thread(read_labelled, source, sha256, labelled)
     except BaseException:
         await close()
         raise

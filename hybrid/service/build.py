@@ -113,6 +113,15 @@ def build_dispatcher(
     )
 
 
+def labelled_memory(settings: Settings) -> LabelledScores | None:
+    """The router's memory of labelled requests (``routing.difficulty.labelled_neighbours``),
+    or None when scores are not read beside them (that setting at 0, or no difficulty policy)."""
+    difficulty = settings.routing.difficulty
+    if not difficulty.enabled or difficulty.labelled_neighbours == 0:
+        return None
+    return LabelledScores(neighbours=difficulty.labelled_neighbours)
+
+
 def build_learner(
     settings: LearnSettings,
     *,
@@ -205,11 +214,7 @@ def build_service(
     names = ModelNames.from_settings(settings.cloud)
     calibration = CalibratedModel(settings.home, lambda: local.loaded_path)
     difficulty = settings.routing.difficulty
-    labelled = (
-        LabelledScores(neighbours=difficulty.labelled_neighbours)
-        if difficulty.enabled and difficulty.labelled_neighbours > 0
-        else None
-    )
+    labelled = labelled_memory(settings)
     pool = build_providers(settings.cloud)
     lan = build_lan(settings.lan, settings.cloud, settings.home)
     bus = EventBus()

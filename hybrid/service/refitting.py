@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from hybrid.ledger.learning import LabelledSignal
     from hybrid.ledger.writer import LedgerWriter
     from hybrid.routing.calibration.learning import Refit
-    from hybrid.routing.difficulty.labelled import LabelledRequest, LabelledScores
+    from hybrid.routing.difficulty.labelled import LabelledScores
     from hybrid.routing.policies.difficulty import CalibratedModel
 
 log = logging.getLogger("hybrid.calibration")
@@ -174,8 +174,10 @@ class TrafficRefitter:
         counts = await self._ledger.read(lambda store: store.label_counts())
         self.labels = next((c.usable for c in counts if c.model_sha256 == sha256), 0)
         if self._labelled is not None and self._loaded != (sha256, self.labels):
+            from hybrid.routing.calibration.learning import ledger_requests
+
             rows = await self._ledger.read(lambda store: store.labelled(sha256))
-            self._labelled.load(sha256, await asyncio.to_thread(_requests, rows))
+            self._labelled.load(sha256, await asyncio.to_thread(ledger_requests, rows))
             self._loaded = (sha256, self.labels)
         if self.refit_after == 0:
             return None
@@ -242,11 +244,34 @@ class TrafficRefitter:
         )
 
 
-def _requests(rows: list[LabelledSignal]) -> list[LabelledRequest]:
-    """The labelled requests a refit could use, as the router's memory keeps them."""
-    from hybrid.routing.calibration.learning import labelled_requests, ledger_examples
+def read_labelled(source: Path | str, sha256: str, labelled: LabelledScores) -> int:
+    """Load a model's labelled requests from the ledger into the router's memory of them, as
+    :class:`TrafficRefitter` does at each look, once (``hybrid route``, a process of its own).
 
-    return labelled_requests(ledger_examples(None, rows).traffic)
+    Args:
+        source: The ledger file, or the shared ledger's database URL (``ledger.url``).
+        sha256: The local model's GGUF SHA-256.
+        labelled: The memory to load.
+
+    Returns:
+        How many labelled requests were loaded (0 when the ledger file does not exist yet).
+
+    Raises:
+        LedgerError: The ledger cannot be read.
+    """
+    from hybrid.ledger.store import LedgerStore
+    from hybrid.routing.calibration.learning import ledger_requests
+
+    if isinstance(source, Path) and not source.is_file():
+        return 0
+    store = LedgerStore.open_source(source)
+    try:
+        rows = store.labelled(sha256)
+    finally:
+        store.close()
+    requests = ledger_requests(rows)
+    labelled.load(sha256, requests)
+    return len(requests)
 
 
 def _auroc(value: float) -> str:

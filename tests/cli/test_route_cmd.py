@@ -74,3 +74,31 @@ def test_a_request_off_the_machine_names_the_lan_servers_it_is_offered_first(
     # Too long for the local context: off the machine, to the LAN first (nothing is sent).
     assert decision["target"] == "cloud" and decision["lan_servers"] == ["gpu-box"]
     assert decision["reasons"][0].startswith("length:")
+
+
+def test_scores_are_read_beside_the_ledger_s_labelled_requests(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from labelled_traffic import replay
+
+    from hybrid.routing.difficulty.store import shipped_models
+    from hybrid.settings.ledger import LEDGER_FILE_NAME
+
+    prompt = "What is the capital of Peru?"
+    assert main(["route", "--json", prompt]) == 0
+    alone = json.loads(capsys.readouterr().out)["score"]
+
+    (sha,) = [f.name[:-5] for f in shipped_models().iterdir() if f.name.endswith(".json")]
+    countries = ("France", "Chile", "Japan", "Kenya", "Norway", "Spain", "Egypt", "Canada", "Iran")
+    # Questions like it, every one answered wrong, some escalated and labelled by shadow answers.
+    wrong = [(f"What is the capital of {country}?", True) for country in countries * 6]
+    ledger = home / "home" / LEDGER_FILE_NAME
+    replay(ledger, wrong, sha, escalations_shadowed=True)
+
+    assert main(["route", "--json", prompt]) == 0
+    beside = json.loads(capsys.readouterr().out)["score"]
+    assert beside > alone + 0.2
+
+    monkeypatch.setenv("HYBRID_ROUTING__DIFFICULTY__LABELLED_NEIGHBOURS", "0")
+    assert main(["route", "--json", prompt]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == alone

@@ -209,6 +209,12 @@ def ledger_examples(
     return LedgerExamples(calibration, traffic, unused, stale)
 
 
+def ledger_requests(rows: Sequence[LabelledSignal]) -> list[LabelledRequest]:
+    """The labelled requests of the ledger's ``rows`` that a refit could use, as the router's
+    memory of them keeps them."""
+    return labelled_requests(ledger_examples(None, rows).traffic)
+
+
 def labelled_requests(examples: Sequence[Example]) -> list[LabelledRequest]:
     """The labelled requests among ``examples`` (those with an arrival time), as the router's
     memory of them keeps them (:mod:`hybrid.routing.difficulty.labelled`)."""
