@@ -101,7 +101,8 @@ class TrafficRefitter:
         poll_s: Seconds between looks at the label counts.
         idle: Whether the local model is idle (no request waits or runs); a due refit waits
             for it, looking again every ``idle_poll_s`` seconds.
-        idle_poll_s: Seconds between looks at ``idle``.
+        idle_poll_s: Seconds between looks at ``idle``, and, before the served model's difficulty
+            model is known, at it.
         clock: Unix time, for the outcome's time stamp.
         labelled: The router's memory of the served model's labelled requests, loaded at each
             look when their count changed (None: none is kept).
@@ -149,13 +150,18 @@ class TrafficRefitter:
         return 0 if model is None else self._labelled.usable(model)
 
     async def run(self) -> None:
-        """Look every ``poll_s`` seconds, and refit when due; runs until cancelled."""
+        """Look as soon as the served model's difficulty model is known (so that its labelled
+        requests count from the first request on), then every ``poll_s`` seconds, and refit
+        when due; runs until cancelled.  Until the model is known, it looks again every
+        ``idle_poll_s`` seconds."""
         while True:
-            await asyncio.sleep(self._poll_s)
-            try:
-                await self.check()
-            except HybridError as exc:  # a ledger that cannot be read now: look again later
-                log.warning("refit from traffic: cannot read the labels: %s", exc)
+            known = self._calibration.status().model is not None
+            if known:
+                try:
+                    await self.check()
+                except HybridError as exc:  # a ledger that cannot be read now: look again later
+                    log.warning("refit from traffic: cannot read the labels: %s", exc)
+            await asyncio.sleep(self._poll_s if known else self._idle_poll_s)
 
     async def check(self) -> RefitOutcome | None:
         """Refit when the served model has ``refit_after`` more usable labels than at the

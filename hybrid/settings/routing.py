@@ -137,8 +137,8 @@ class DifficultySettings(BaseModel):
             "how far the model was off on the n nearest, at most this many (cosine at least "
             "0.3), once 5 of those labelled requests were ones the router escalated "
             "(routing.learn.local_shadow_rate labels them); the last 1000 labelled requests are "
-            "read from the ledger every minute. 0: labels play no part until a refit learns "
-            "from them."
+            "read from the ledger once the model is loaded, then every minute. 0: labels play "
+            "no part until a refit learns from them."
         ),
     )
 

@@ -258,3 +258,55 @@ def test_an_adopted_refit_is_not_read_beside_the_labels_it_learned_from(tmp_path
 
     asyncio.run(look())
     assert len(memory) == 378 and memory.usable(refitted) == 5
+
+
+class Watched(TrafficRefitter):
+    """Counts its looks, and says when one has ended."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.looks = 0
+        self.looked = asyncio.Event()
+
+    async def check(self) -> RefitOutcome | None:
+        outcome = await super().check()
+        self.looks += 1
+        self.looked.set()
+        return outcome
+
+
+def test_the_first_look_comes_as_soon_as_the_served_model_is_known(tmp_path: Path) -> None:
+    home, sha, _ = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    replay(ledger, kinds(2, 120), sha=sha, escalations_shadowed=True)
+    memory = LabelledScores()
+    # The server's view while the local model loads: no file yet, so no calibration.
+    loaded: list[Path] = []
+    calibration = CalibratedModel(home, lambda: loaded[0] if loaded else None)
+
+    async def scenario() -> tuple[int, int | None]:
+        with reading(ledger) as writer:
+            refitter = Watched(
+                home=home,
+                ledger=writer,
+                calibration=calibration,
+                model_name=lambda: "mine",
+                refit_after=0,
+                labelled=memory,
+                poll_s=3600.0,  # the next look, long after this test
+                idle_poll_s=0.001,
+            )
+            task = asyncio.create_task(refitter.run())
+            try:
+                for _ in range(5):
+                    await asyncio.sleep(0.002)
+                unknown_looks = refitter.looks  # nothing to look for yet
+                loaded.append(tmp_path / "models" / "mine.gguf")  # loaded: looked up at once
+                await asyncio.wait_for(refitter.looked.wait(), timeout=60)
+            finally:
+                task.cancel()
+            return unknown_looks, refitter.read_beside()
+
+    unknown_looks, read_beside = asyncio.run(scenario())
+    assert unknown_looks == 0
+    assert read_beside == 120 and memory.sha256 == sha
