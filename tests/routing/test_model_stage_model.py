@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from routing_fakes import Replay
 
-from hybrid.backend import collect
+from hybrid.backend import Completion, collect
 from hybrid.generation import GenerationRequest, Message, SamplingParams
 from hybrid.local.backend import LocalBackend
 from hybrid.local.engine import LlamaEngine, LoadOptions
@@ -162,3 +162,30 @@ def test_asked_for_every_request_the_shipped_calibration_decides_on_the_models_v
         f"difficulty:{feature:.2f}~probe:{expected:.2f}<={probe.every_threshold:.2f}"
     )
     assert started.route == "local" and text and evaluated == 0
+
+
+def test_calibration_answers_carry_the_confidence_the_cascade_reads(
+    model: tuple[LocalBackend, LlamaEngine],
+) -> None:
+    from hybrid.routing.calibration.items import calibration_set
+    from hybrid.routing.calibration.runner import ItemAnswer, answer_items
+    from hybrid.routing.cascade import confidence
+
+    backend, _ = model
+    items = [item for item in calibration_set(0, per_category=1) if item.category == "facts"]
+    asked = GenerationRequest(
+        request_id="again",
+        messages=items[0].presentations[0],
+        params=SamplingParams(max_tokens=8, temperature=0.0, stop=("\n",), seed=0, top_logprobs=0),
+    )
+
+    async def both() -> tuple[ItemAnswer, Completion]:
+        (answer,) = await answer_items(
+            backend, items, max_tokens=8, progress=lambda d, t: None, embed=True
+        )
+        return answer, await collect(await backend.start(asked))
+
+    answer, again = asyncio.run(both())
+    assert answer.texts[0] == again.text and again.logprobs
+    assert answer.confidence is not None and 0 < answer.confidence <= 1
+    assert answer.confidence == pytest.approx(confidence([lp.logprob for lp in again.logprobs]))
