@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from router_folds import Folds, Labelled, Read, bullet, kept_local, mean_range
+from router_folds import Folds, Labelled, Read, bullet, grid_head, kept_local, mean_range
 
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.settings.routing import CascadeSettings
@@ -200,12 +200,8 @@ def cascade_section(collections: Mapping[str, Collection]) -> str:
         + " |"
         for where, c in collections.items()
     )
-    names = list(collections)
-    grid_head = (
-        "| min_confidence | "
-        + " | ".join(f"{w} AUROC | {w} kept local | {w} discarded" for w in names)
-        + " |\n|---|"
-        + "---:|" * (3 * len(names))
+    head = grid_head(
+        "min_confidence", list(collections), ("AUROC", "kept local", "discarded"), "---:"
     )
     n_orders = len(next(iter(collections.values())).alone)
     return f"""
@@ -243,7 +239,7 @@ the answers ranked lowest, the ones most likely right, which the check does not 
 The whole cascade at each `min_confidence` (mean over the same orders; *discarded*: the share
 of answers it discards):
 
-{grid_head}
+{head}
 {_grid_rows(collections)}
 
 {_choice(collections)} The value is chosen on the {CHOOSING} sets' AUROC, as the words' weight

@@ -457,6 +457,15 @@ def bullet(text: str) -> str:
     )
 
 
+def grid_head(
+    first: str, collections: Sequence[str], statistics: Sequence[str], align: str = "---"
+) -> str:
+    """The head of a table with one row per setting: ``first``, then each statistic of each
+    collection (``LOFO AUROC | LOFO kept local | ...``), and its alignment line."""
+    names = " | ".join(f"{where} {stat}" for where in collections for stat in statistics)
+    return f"| {first} | {names} |\n|---|" + f"{align}|" * (len(collections) * len(statistics))
+
+
 def kept_local(scores: np.ndarray, wrong: np.ndarray) -> float:
     """Share of requests kept local at 95 % of all-cloud quality (1 - the cloud share)."""
     return 1.0 - routing_curve(scores, wrong).share_for_quality(QUALITY_TARGET)

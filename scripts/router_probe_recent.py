@@ -33,6 +33,7 @@ from router_folds import (
     beside_recent,
     bullet,
     figures,
+    grid_head,
     kept_local,
     mean_range,
 )
@@ -240,12 +241,7 @@ def probe_recent_section(collections: Mapping[str, Mixed]) -> str:
     """The report's section: AUROC and kept local at each weight, on each collection, and
     what the fitted thresholds decide."""
     chosen = chosen_weight(collections)
-    head = (
-        "| model stage weight | "
-        + " | ".join(f"{where} AUROC | {where} kept local" for where in WHERE)
-        + " |\n|---|"
-        + "---|" * (2 * len(WHERE))
-    )
+    head = grid_head("model stage weight", WHERE, ("AUROC", "kept local"))
     rows = []
     for weight in WEIGHTS:
         cells = []
