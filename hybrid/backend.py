@@ -77,16 +77,21 @@ class ResumedGeneration(Generation):
         inner: Generation,
         events: AsyncIterator[GenerationEvent],
         read: Sequence[GenerationEvent],
+        *,
+        logprobs: bool = True,
     ) -> None:
         """
         Args:
             inner: The generation, to close.
             events: Its iteration (``aiter(inner)``), left after ``read``.
             read: The events already read from ``events``.
+            logprobs: Keep the text deltas' log-probabilities (False: asked only to look at
+                them, and dropped before the reader gets them).
         """
         self._inner = inner
         self._events = events
         self._read = tuple(read)
+        self._logprobs = logprobs
         self._iterated = False
 
     @property
@@ -98,12 +103,20 @@ class ResumedGeneration(Generation):
         self._iterated = True
         try:
             for event in self._read:
-                yield event
+                if (passed := self._passed(event)) is not None:
+                    yield passed
             if not (self._read and isinstance(self._read[-1], GenerationDone)):
                 async for event in self._events:
-                    yield event
+                    if (passed := self._passed(event)) is not None:
+                        yield passed
         finally:
             await close_events(self._events)
+
+    def _passed(self, event: GenerationEvent) -> GenerationEvent | None:
+        """The event as the reader gets it; None: nothing left once its log-probabilities go."""
+        if self._logprobs or not isinstance(event, TextDelta) or not event.logprobs:
+            return event
+        return TextDelta(event.text) if event.text else None
 
     @property
     def finished(self) -> bool:

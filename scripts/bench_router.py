@@ -231,7 +231,9 @@ async def model_stage(repeats: int, rng: random.Random) -> None:
                 ttft = event.time_to_first_token_s or 0.0
         return ttft * 1000, engine.prompt_tokens_evaluated
 
-    async def opening(item: GenerationRequest) -> tuple[float, float, int, bool]:
+    async def opening(
+        item: GenerationRequest, params: SamplingParams = OPENING_PARAMS
+    ) -> tuple[float, float, int, bool]:
         """A streamed answer's time to its first token and to its read opening (ms), the text
         pieces read, and whether the answer went on past its opening; the answer is then
         closed, as a declining one would be."""
@@ -243,7 +245,7 @@ async def model_stage(repeats: int, rng: random.Random) -> None:
                 yield event
 
         started = time.perf_counter()
-        generation = await backend.start(dataclasses.replace(item, params=OPENING_PARAMS))
+        generation = await backend.start(dataclasses.replace(item, params=params))
         events = timed(aiter(generation))
         read = await read_opening(events)
         done = time.perf_counter()
@@ -291,36 +293,47 @@ async def model_stage(repeats: int, rng: random.Random) -> None:
         print(
             f"cascade's opening: a stream read as far as {OPENING_WORDS} words, best of {repeats}"
         )
-        print(f"{'prompt tok':>10}{'TTFT ms':>10}{'opening ms':>12}{'added ms':>10}{'pieces':>8}")
-        added, per_piece = [], []
+        print(
+            f"{'prompt tok':>10}{'TTFT ms':>10}{'opening ms':>12}{'added ms':>10}{'pieces':>8}"
+            f"{'without logprobs':>18}"
+        )
+        added, per_piece, plain_piece = [], [], []
         for evaluated, item in items:
-            runs = []
+            runs, plain_runs = [], []
             for _ in range(repeats):
                 await embedded(other)  # as above: the prompt is not cached
                 runs.append(await opening(item))
+                await embedded(other)
+                plain_runs.append(await opening(item, PLAIN_OPENING_PARAMS))
             ttft = min(run[0] for run in runs)
             read_ms = min(run[1] for run in runs)
+            plain_ms = min(run[1] - run[0] for run in plain_runs)
             pieces, longer = runs[0][2], runs[0][3]
             if longer:  # the whole opening was read, not a shorter answer
                 added.append(read_ms - ttft)
                 per_piece.append((read_ms - ttft) / max(1, pieces - 1))
+                plain_piece.append(plain_ms / max(1, plain_runs[0][2] - 1))
             print(
                 f"{evaluated:>10}{ttft:>10.1f}{read_ms:>12.1f}{read_ms - ttft:>10.1f}"
-                f"{pieces:>8}{'' if longer else '  (the whole answer)'}"
+                f"{pieces:>8}{plain_ms:>15.1f} ms{'' if longer else '  (the whole answer)'}"
             )
         if added:
             print(
                 f"a stream's first byte waits {statistics.median(added):.0f} ms longer (median "
                 f"over answers longer than their opening; {statistics.median(per_piece):.1f} ms "
-                "a piece after the first)"
+                f"a piece after the first, {statistics.median(plain_piece):.1f} ms without "
+                "log-probabilities)"
             )
     finally:
         backend.queue.close()
         engine.close()
 
 
-OPENING_PARAMS = SamplingParams(max_tokens=48, temperature=0)
-"""A stream long enough to read its opening from."""
+OPENING_PARAMS = SamplingParams(max_tokens=48, temperature=0, top_logprobs=0)
+"""A stream long enough to read its opening from, asked with its tokens' log-probabilities as the
+cascade asks it (to weigh the opening)."""
+PLAIN_OPENING_PARAMS = dataclasses.replace(OPENING_PARAMS, top_logprobs=None)
+"""The same stream without log-probabilities: what they cost, in the same run."""
 LONGER = "\n\nExplain what these notes are about, in detail."
 """Gets the embedded model to answer past the opening (it answers many requests in a few
 words, or declines them)."""

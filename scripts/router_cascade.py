@@ -3,14 +3,14 @@
 With ``routing.cascade`` on, an answer the router kept local is read before it is sent (a whole
 answer to its end, a streamed one as far as its first eight words), and one that opens by
 declining ("I'm sorry, I can't answer this question.") is discarded for the cloud's
-(:func:`hybrid.routing.cascade.declined`); so is a whole answer the model was less sure of than
-``min_confidence`` (:func:`hybrid.routing.cascade.confidence`).  Read as a ranking, that is the
-router's own score with every discarded answer moved above every other: this module scores that
-ranking on the same items as the router alone (leave one family out, the external sets, the
-traffic sets), over several arrival orders, at the default ``min_confidence`` and over a grid of
-it, and counts how often answers were discarded and how often those were wrong.  The check runs
-after the answer, so it is not a decision made before it: its price is the local answer it
-discards (and the wait for it).
+(:func:`hybrid.routing.cascade.declined`); so is one the model was less sure of than
+``min_confidence`` (:func:`hybrid.routing.cascade.confidence`, of what was read).  Read as a
+ranking, that is the router's own score with every discarded answer moved above every other:
+this module scores that ranking on the same items as the router alone (leave one family out,
+the external sets, the traffic sets), over several arrival orders, at the default
+``min_confidence`` and over a grid of it, and counts how often answers were discarded and how
+often those were wrong.  The check runs after the answer, so it is not a decision made before
+it: its price is the local answer it discards (and the wait for it).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from router_folds import Folds, Labelled, Read, bullet, grid_head, kept_local, mean_range
 
 from hybrid.routing.calibration.metrics import auroc
+from hybrid.routing.cascade import OPENING_WORDS
 from hybrid.settings.routing import CascadeSettings
 
 ROUTER = "two-stage+recent"
@@ -67,6 +68,9 @@ class Collection:
         discarded_wrong: The share of those that were wrong (NaN: none discarded).
         grid: ``min_confidence`` to (mean AUROC, mean share kept local at 95 % quality, share
             discarded) of the whole cascade at it, over the same orders.
+        within_opening: The share of answers no longer than a stream's opening
+            (:data:`~hybrid.routing.cascade.OPENING_WORDS` words): for those, a stream's opening
+            is the whole answer (NaN: answers not known).
     """
 
     n: int
@@ -82,6 +86,7 @@ class Collection:
     discarded: float = float("nan")
     discarded_wrong: float = float("nan")
     grid: Mapping[float, tuple[float, float, float]] = field(default_factory=dict)
+    within_opening: float = float("nan")
 
 
 def cascaded(scores: np.ndarray, declined: np.ndarray) -> np.ndarray:
@@ -128,7 +133,14 @@ def on_cascade(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) -
         float(whole.mean()),
         _wrong_among(whole, data.wrong),
         grid,
+        _within_opening(data.answers),
     )
+
+
+def _within_opening(answers: Sequence[str]) -> float:
+    if not answers:
+        return float("nan")
+    return float(np.mean([len(answer.split()) <= OPENING_WORDS for answer in answers]))
 
 
 def chosen_confidence(collections: Mapping[str, Collection]) -> float | None:
@@ -187,6 +199,14 @@ def _choice(collections: Mapping[str, Collection]) -> str:
     )
 
 
+def _opening_shares(collections: Mapping[str, Collection]) -> str:
+    known = {where: c.within_opening for where, c in collections.items()}
+    shares = ", ".join(
+        f"{share:.0%} ({where})" for where, share in known.items() if not np.isnan(share)
+    )
+    return f"of these items' answers, {shares}" if shares else "most short answers"
+
+
 def cascade_section(collections: Mapping[str, Collection]) -> str:
     """The report's section: the router alone and cascaded on each collection."""
     rows = "\n".join(
@@ -211,7 +231,7 @@ With `routing.cascade` on, an answer the router kept local is read before it is 
 answer to its end, a streamed one as far as its first eight words), and one that opens by
 declining ("I'm sorry, I can't answer this question.", "I don't know.") is discarded for the
 cloud's (`cascade:declined`; `hybrid.routing.cascade.declined`, phrases in
-six languages, a fixed rule that nothing here fits). A whole answer is also discarded when the
+six languages, a fixed rule that nothing here fits). An answer is also discarded when the
 model was less sure of it than `routing.cascade.min_confidence` (default
 {MIN_CONFIDENCE:g}): the geometric mean of the probabilities of the tokens it chose
 (`hybrid.routing.cascade.confidence`, here of the answer to each item's first presentation,
@@ -222,8 +242,8 @@ over {n_orders} arrival orders, and in brackets the lowest and the highest. *Che
 AUROC of declined-or-not by itself. *Whole cascade*: declining or less sure than
 {MIN_CONFIDENCE:g}. The check needs the answer, so it is no decision made
 before it: each discarded answer costs the local answer and the wait for it. A streamed answer
-is read only as far as its opening, for declining, so for streamed requests only the columns on
-declining answers hold.
+is read only as far as its opening, and both rules read that; {_opening_shares(collections)}
+are no longer than it: those a stream has read whole by then, as the columns assume.
 
 {HEAD}
 {rows}

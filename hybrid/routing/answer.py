@@ -82,7 +82,8 @@ class DiscardedLeg:
         model: The local model's id.
         prompt_tokens: Its prompt.
         completion_tokens: What it generated.
-        reason: Why it was discarded (``cascade:0.41<0.60``, ``cascade:declined``).
+        reason: Why it was discarded (``cascade:0.21<0.35``, ``cascade:declined``,
+            ``cascade:opening:0.21<0.35``).
     """
 
     model: str

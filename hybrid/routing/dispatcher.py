@@ -103,9 +103,9 @@ class Dispatcher:
         private_to_cloud: Let a pinned (private) request go to the cloud when the local model
             cannot serve it, instead of refusing it.
         load: The latest live hardware sample, for the capacity policy.
-        cascade: When set, whole answers kept local are read first and escalated when
-            :meth:`~hybrid.routing.cascade.Cascade.verdict` discards them, and streamed ones
-            are escalated when their opening declines (None: no cascade).
+        cascade: When set, answers kept local are read first (whole ones to their end,
+            streamed ones as far as their opening) and escalated when
+            :meth:`~hybrid.routing.cascade.Cascade.verdict` discards them (None: no cascade).
         budget: Reserves each cloud call's estimated cost before it is sent, refusing it at a
             spend cap (``budget:daily_cap``); None for no budget.
         lan: The team's LAN servers, tried before the cloud (None: none configured).
@@ -218,7 +218,7 @@ class Dispatcher:
         if decision.target == "cloud":
             return await self._escalate(request, target, decision.reason, plan, decision.score)
         try:
-            if target is not None and self._cascade is not None and self._cascade.reads(request):
+            if target is not None and self._cascade is not None:
                 return await self._cascaded(request, target, plan)
             return await self._local(request, decision.reason, plan, decision.score)
         except QueueFullError as exc:
@@ -265,7 +265,7 @@ class Dispatcher:
         self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
     ) -> Answer:
         """Answer locally, read the answer whole, and escalate it if the model was unsure or
-        declined; a stream, read only as far as its opening, is escalated if it declines."""
+        declined; a stream is read only as far as its opening."""
         assert self._cascade is not None
         if request.stream:
             return await self._cascaded_opening(request, target, plan)
@@ -295,30 +295,38 @@ class Dispatcher:
         self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
     ) -> Answer:
         """Start a streamed local answer and read its opening before anything is sent: one
-        that declines is closed and the cloud answers; any other goes on from where it was
-        read (the client gets every event)."""
+        that declines, or whose tokens the model was unsure of, is closed and the cloud
+        answers; any other goes on from where it was read (the client gets every event, with
+        log-probabilities only if it asked for them)."""
+        assert self._cascade is not None
         decision = plan.decision
-        local = await self._local(request, decision.reason, plan)
+        local = await self._local(cascade.with_logprobs(request), decision.reason, plan)
         events = aiter(local.generation)
         try:
-            read = await cascade.read_opening(events)
+            tried = cascade.opening_attempt(await cascade.read_opening(events))
         except BaseException:
             await close_events(events)
             await local.generation.aclose()
             raise
-        if not cascade.declined(cascade.opening_text(read)):
-            reason = f"{decision.reason};cascade:opening"
-            resumed = ResumedGeneration(local.generation, events, read)
+        stands, verdict = self._cascade.verdict(tried)
+        if stands:
+            resumed = ResumedGeneration(
+                local.generation,
+                events,
+                tried.events,
+                logprobs=request.params.top_logprobs is not None,
+            )
+            reason = f"{decision.reason};{verdict}"
             return Answer(resumed, "local", local.model, reason, decision.score)
         await close_events(events)
         await local.generation.aclose()
         # The embedded backend streams a text piece per token.
-        pieces = sum(max(1, len(e.logprobs)) for e in read if isinstance(e, TextDelta))
+        pieces = sum(max(1, len(e.logprobs)) for e in tried.events if isinstance(e, TextDelta))
         leg = DiscardedLeg(
             local.model,
             prompt_tokens_of(local.generation) or 0,
             pieces,
-            cascade.DECLINED,
+            verdict,
         )
         return await self._discarded(request, target, plan, leg)
 

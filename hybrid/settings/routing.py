@@ -150,9 +150,9 @@ class CascadeSettings(BaseModel):
 
     enabled: bool = Field(
         default=False,
-        description="Read the answers the router keeps local before sending them: whole ones "
-        "to their end (confidence and declining), streamed ones as far as their first words "
-        "(declining only).",
+        description="Read the answers the router keeps local before sending them, whole ones "
+        "to their end and streamed ones as far as their first words: unsure or declining "
+        "answers escalate.",
     )
     min_confidence: float = Field(
         default=0.35,

@@ -134,3 +134,20 @@ def test_min_confidence_is_chosen_on_the_traffic_sets_and_the_section_says_so(
         "with the whole cascade (declining answers, and answers the model was less sure of "
         f"than `min_confidence` = {default}): LOFO 1.000, traffic 1.000"
     ) in summary
+
+
+def test_the_section_says_how_many_answers_a_stream_s_opening_reads_whole(
+    cascade: ModuleType,
+) -> None:
+    items = calibration_set(0, per_category=1)[:6]
+    long = "Paris is the capital of France and its largest city."  # nine words
+    data = cascade.Labelled(items, WRONG, np.zeros((6, 2)), (long, *ANSWERS[1:]))
+    got = cascade.on_cascade(Reader(SCORES), data, orders=range(1))
+    assert got.within_opening == pytest.approx(5 / 6)
+    unknown = cascade.on_cascade(
+        Reader(SCORES), cascade.Labelled(items, WRONG, np.zeros((6, 2))), orders=range(1)
+    )
+    assert np.isnan(unknown.within_opening)
+
+    section = " ".join(cascade.cascade_section({"LOFO": got, "traffic": unknown}).split())
+    assert "of these items' answers, 83% (LOFO) are no longer than it" in section

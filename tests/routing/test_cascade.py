@@ -10,12 +10,20 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hybrid.backend import Completion, Generation, ResumedGeneration, collect
-from hybrid.generation import GenerationDone, GenerationEvent, TextDelta, ToolCallDelta, Usage
+from hybrid.generation import (
+    GenerationDone,
+    GenerationEvent,
+    TextDelta,
+    TokenLogprob,
+    ToolCallDelta,
+    Usage,
+)
 from hybrid.routing.cascade import (
     Cascade,
     LocalAttempt,
     confidence,
     declined,
+    opening_attempt,
     opening_text,
     read_opening,
 )
@@ -160,3 +168,41 @@ def test_a_resumed_generation_read_to_its_end_is_finished_and_closing_one_closes
         return whole.finished, part.finished, (await collect(whole)).text, long.closed
 
     assert asyncio.run(scenario()) == (True, False, "Yes.", True)
+
+
+def sure(*probabilities: float) -> tuple[TokenLogprob, ...]:
+    return tuple(TokenLogprob("t", math.log(p), (116,)) for p in probabilities)
+
+
+def test_a_stream_s_opening_is_weighed_on_its_tokens_and_read_for_declining() -> None:
+    opening = (TextDelta("Paris ", sure(0.9, 0.4)), TextDelta("is", sure(0.6)))
+    tried = opening_attempt(opening)
+    assert tried.events == opening and tried.opening and not tried.declined
+    assert tried.confidence == pytest.approx((0.9 * 0.4 * 0.6) ** (1 / 3))
+    assert Cascade(0.5).verdict(tried) == (True, "cascade:opening:0.60>=0.5")
+    assert Cascade(0.7).verdict(tried) == (False, "cascade:opening:0.60<0.7")
+    refusal = opening_attempt((TextDelta("I don't know.", sure(0.99)),))
+    assert refusal.declined and Cascade(0.5).verdict(refusal) == (False, "cascade:declined")
+    # Nothing to weigh (a tool call first, a backend that gives no log-probabilities).
+    call = opening_attempt((ToolCallDelta(0, "call_1", "lookup", "{}"),))
+    assert call.confidence == 1.0 and Cascade(0.5).verdict(call)[0]
+
+
+def test_a_resumed_generation_drops_log_probabilities_asked_only_to_look_at_them() -> None:
+    async def scenario(logprobs: bool) -> list[GenerationEvent]:
+        pieces = Pieces(
+            TextDelta("a ", sure(0.9)), TextDelta("b", sure(0.8)), TextDelta("", sure(0.7))
+        )
+        events = aiter(pieces)
+        read = await read_opening(events, words=0)
+        return [e async for e in ResumedGeneration(pieces, events, read, logprobs=logprobs)]
+
+    kept = asyncio.run(scenario(True))
+    assert [(e.text, len(e.logprobs)) for e in kept if isinstance(e, TextDelta)] == [
+        ("a ", 1),
+        ("b", 1),
+        ("", 1),
+    ]
+    dropped = asyncio.run(scenario(False))
+    assert [e for e in dropped if isinstance(e, TextDelta)] == [TextDelta("a "), TextDelta("b")]
+    assert isinstance(dropped[-1], GenerationDone)

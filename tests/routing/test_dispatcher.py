@@ -293,39 +293,63 @@ STREAMED = dataclasses.replace(REQUEST, stream=True)
 LONG = "Paris is the capital of France and its largest city by far."
 
 
-def test_a_stream_is_sent_whole_after_its_opening_whatever_its_confidence() -> None:
-    local = CascadingLocal([0.1], LONG)
+def test_a_stream_with_a_sure_opening_is_sent_whole_without_the_logprobs_it_asked_for() -> None:
+    local = CascadingLocal([0.9], LONG)
     openai = FakeProvider("openai")
     sent_before_reading: list[int] = []
 
-    async def ask() -> tuple[Any, str]:
+    async def ask() -> tuple[Any, Any]:
         # One event loop: the stream is resumed where its opening was read.
         answer = await cascading(local, openai).start(STREAMED, model="hybrid")
         sent_before_reading.append(local.started_answers[0].words_sent)
-        return answer, await text_of(answer)
+        return answer, await collect(answer.generation)
 
-    answer, text = run(ask())
-    assert answer.route == "local" and answer.reason.endswith(";cascade:opening")
+    answer, completion = run(ask())
+    assert answer.route == "local" and answer.reason.endswith(";cascade:opening:0.90>=0.5")
     assert sent_before_reading == [9]  # eight words read ahead, and the ninth begun
-    assert text == LONG
+    assert completion.text == LONG and completion.logprobs == ()
     started = local.started_answers[0]
     assert started.iterations == 1 and openai.models_asked == []
-    assert local.asked[0].params.top_logprobs is None
+    assert local.asked[0].params.top_logprobs == 0
 
 
-def test_a_stream_that_opens_by_declining_goes_to_the_cloud() -> None:
-    local = CascadingLocal([0.99], "I'm sorry, I don't know the answer to that.")
+def test_a_stream_keeps_the_logprobs_its_client_asked_for() -> None:
+    local = CascadingLocal([0.9, 0.8], LONG)
+    asking = dataclasses.replace(
+        STREAMED, params=dataclasses.replace(STREAMED.params, top_logprobs=2)
+    )
+
+    async def ask() -> tuple[Any, Any]:
+        answer = await cascading(local, FakeProvider("openai")).start(asking, model="hybrid")
+        return answer, await collect(answer.generation)
+
+    answer, completion = run(ask())
+    assert answer.reason.endswith(";cascade:opening:0.85>=0.5")
+    assert completion.text == LONG
+    assert [round(math.exp(lp.logprob), 2) for lp in completion.logprobs] == [0.9, 0.8]
+    assert local.asked[0].params.top_logprobs == 2
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "text", "reason"),
+    [
+        ([0.1], LONG, "cascade:opening:0.10<0.5"),
+        ([0.99], "I'm sorry, I don't know the answer to that.", "cascade:declined"),
+    ],
+    ids=["unsure", "declining"],
+)
+def test_a_stream_whose_opening_is_unsure_or_declines_goes_to_the_cloud(
+    probabilities: list[float], text: str, reason: str
+) -> None:
+    local = CascadingLocal(probabilities, text)
     openai = FakeProvider("openai")
     answer = run(cascading(local, openai).start(STREAMED, model="hybrid"))
-    assert (answer.route, answer.reason) == ("cloud", "cascade:declined")
+    assert (answer.route, answer.reason) == ("cloud", reason)
     assert run(text_of(answer)) == "openai answer"
     started = local.started_answers[0]
     assert started.closed and started.words_sent == 9
     assert answer.discarded is not None
-    assert (answer.discarded.reason, answer.discarded.completion_tokens) == (
-        "cascade:declined",
-        9,
-    )
+    assert (answer.discarded.reason, answer.discarded.completion_tokens) == (reason, 9)
 
 
 def test_a_short_declining_stream_is_read_to_its_end_and_escalated() -> None:
@@ -334,12 +358,16 @@ def test_a_short_declining_stream_is_read_to_its_end_and_escalated() -> None:
     assert (answer.route, answer.reason) == ("cloud", "cascade:declined")
 
 
-def test_streams_are_left_alone_when_declining_answers_are_kept() -> None:
-    local = CascadingLocal([0.1], "I'm sorry, I don't know.")
-    d = cascading(local, FakeProvider("openai"), escalate_declined=False)
+def test_a_declining_stream_kept_when_told_to_is_still_weighed_for_confidence() -> None:
+    sure = CascadingLocal([0.9], "I'm sorry, I don't know.")
+    d = cascading(sure, FakeProvider("openai"), escalate_declined=False)
     answer = run(d.start(STREAMED, model="hybrid"))
-    assert answer.route == "local" and "cascade" not in answer.reason
+    assert answer.route == "local" and answer.reason.endswith(";cascade:opening:0.90>=0.5")
     assert run(text_of(answer)) == "I'm sorry, I don't know."
+    unsure = CascadingLocal([0.1], "I'm sorry, I don't know.")
+    d = cascading(unsure, FakeProvider("openai"), escalate_declined=False)
+    answer = run(d.start(STREAMED, model="hybrid"))
+    assert (answer.route, answer.reason) == ("cloud", "cascade:opening:0.10<0.5")
 
 
 def test_a_full_queue_escalates_a_request_the_cascade_would_read() -> None:
