@@ -243,6 +243,7 @@ def learn_from_traffic(
     repeats: int = 5,
     labels: Sequence[int] = LABELS_PER_SET,
     pools: Sequence[str] = (EVERY, KEPT_LOCAL),
+    told: np.ndarray | None = None,
 ) -> tuple[list[Learned], float]:
     """The router's pooled AUROC on held-out traffic after refitting on ``k`` labels per set.
 
@@ -254,6 +255,8 @@ def learn_from_traffic(
         labels: The ``k`` values.
         pools: Which requests can be labelled (:data:`EVERY`, :data:`KEPT_LOCAL`); ``k = 0``
             is read once, with the first.
+        told: What each traffic request's label says (1: bad), where it is not its grade
+            (a shadow comparison's); the held-out requests are still scored by their grades.
 
     Returns:
         One :class:`Learned` per pool and ``k``, and the family-rate reference (each held-out
@@ -299,7 +302,8 @@ def learn_from_traffic(
             available.append(len(labelled))
             model = current
             chosen = np.array(labelled, dtype=np.int64)
-            answered = examples_of(traffic.subset(chosen), "feedback", escalated[chosen])
+            labels_of = traffic if told is None else dataclasses.replace(traffic, wrong=told)
+            answered = examples_of(labels_of.subset(chosen), "feedback", escalated[chosen])
             if labelled:
                 fitted = refit(current, base + answered, seed=seed + repeat)
                 weights.append(fitted.traffic_weight)

@@ -18,7 +18,13 @@ its record did not settle is released when the comparison ends, however it ends.
 
 **Grading without a judge** (:func:`grade_overlap`).  Both answers are normalised (Unicode
 NFKC, lower case, punctuation and the articles *a*, *an*, *the* dropped, whitespace
-collapsed) and compared as word sequences:
+collapsed) and compared as word sequences.  When the cloud's answer has words that the
+request's question (:func:`question_of`) does not, only the words each answer adds to the
+question are compared: answers restate the question ("The capital of Spain is Madrid."), and a
+local answer that only repeats it ("The capital of Spain is a city.") would otherwise share most
+of its words with the cloud's.  A local answer that adds nothing to the question then does not
+agree.  Otherwise (the cloud's answer is made of the question's words: "yes", one of the
+options it names) the whole answers are compared.  Then:
 
 1. the same words: agreement 1;
 2. the shorter answer states a number the longer one lacks: agreement 0 (numbers decide
@@ -26,6 +32,9 @@ collapsed) and compared as word sequences:
 3. a short answer (up to :data:`SHORT_ANSWER_WORDS` words) found whole inside the other
    ("Paris" in "The capital of France is Paris."): agreement 1;
 4. otherwise the word-overlap F1 (SQuAD's answer F1).
+
+Compared whole, answers that restate the question taught the router wrong:
+``scripts/shadow_grading.py`` (docs/shadow-grading.md) measures both on recorded local answers.
 
 **The other way round** (``routing.learn.local_shadow_rate``): that share of the requests the
 router *escalated* is also answered by the local model, on its low-priority lane (a job there
@@ -84,6 +93,7 @@ JUDGE_MAX_TOKENS = 4
 _ARTICLES = frozenset({"a", "an", "the"})
 _WORD = re.compile(r"\d+(?:[.,]\d+)*|\w+")
 _NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
+_SENTENCE_END = re.compile(r"(?<=[.!?\uff1f\u3002])\s+|\n+")
 
 _JUDGE_PROMPT = """\
 You grade answers. Here is a question, a reference answer, and a candidate answer.
@@ -123,18 +133,34 @@ def words(text: str) -> list[str]:
     return [word for word in _WORD.findall(folded) if word not in _ARTICLES]
 
 
-def grade_overlap(local: str, cloud: str, *, threshold: float) -> Grade:
+def question_of(text: str) -> str:
+    """The question a request's text asks: its last sentence that ends with a question mark;
+    without one, its last sentence or line ("Translate this into German: good morning")."""
+    sentences = [part for part in _SENTENCE_END.split(text) if part.strip()]
+    asked = [part for part in sentences if part.rstrip().endswith(("?", "\uff1f"))]
+    return (asked or sentences or [""])[-1].strip()
+
+
+def grade_overlap(local: str, cloud: str, *, threshold: float, question: str = "") -> Grade:
     """Grade a local answer against a cloud answer without a judge (module docstring).
 
     Args:
         local: The local model's answer.
         cloud: The cloud model's answer to the same request.
         threshold: Agreement at or above which the local answer is good.
+        question: The question both answer (:func:`question_of` of the request's text):
+            where the cloud's answer adds words to it, only the words each answer adds are
+            compared.  Empty: the whole answers are compared.
 
     Returns:
-        The grade; an empty local answer never agrees.
+        The grade; an empty local answer never agrees, nor does one that adds nothing to the
+        question when the cloud's answer does.
     """
     mine, theirs = words(local), words(cloud)
+    given = set(words(question))
+    added = [word for word in theirs if word not in given]
+    if mine and added and len(added) < len(theirs):
+        mine, theirs = [word for word in mine if word not in given], added
     if not mine or not theirs:
         return Grade(False, 0.0, "overlap")
     if mine == theirs:
@@ -157,6 +183,13 @@ def _contains(haystack: list[str], needle: list[str]) -> bool:
     return any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
+def asked(request: GenerationRequest) -> str:
+    """What a request asks: its prompt, or its last user message."""
+    return request.prompt or next(
+        (m.content for m in reversed(request.messages) if m.role == "user"), ""
+    )
+
+
 def judge_request(
     request: GenerationRequest, local: str, cloud: str, model: str
 ) -> GenerationRequest:
@@ -171,10 +204,7 @@ def judge_request(
     Returns:
         A short, greedy request for a one-word verdict.
     """
-    question = request.prompt or next(
-        (m.content for m in reversed(request.messages) if m.role == "user"), ""
-    )
-    text = _JUDGE_PROMPT.format(question=question, reference=cloud, candidate=local)
+    text = _JUDGE_PROMPT.format(question=asked(request), reference=cloud, candidate=local)
     return GenerationRequest(
         request_id=request.request_id,
         messages=(Message("user", text),),
@@ -474,11 +504,12 @@ class Shadowing:
     ) -> tuple[Grade, ShadowCall | None]:
         """The local answer's grade against the cloud's, and the judge's call when one
         graded (by word overlap when there is no judge or its verdict is unreadable)."""
-        grade = grade_overlap(local_text, cloud_text, threshold=self._agreement)
+        question = question_of(asked(request))
+        grade = grade_overlap(local_text, cloud_text, threshold=self._agreement, question=question)
         if self._judge is None or not self._callable(self._judge.provider):
             return grade, None
-        asked = judge_request(request, local_text, cloud_text, self._judge.model)
-        judged = await self._call(self._judge, asked, held)
+        judging = judge_request(request, local_text, cloud_text, self._judge.model)
+        judged = await self._call(self._judge, judging, held)
         verdict = None
         if judged is not None and judged.error is None:
             verdict = read_verdict(judged.text)

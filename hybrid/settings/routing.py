@@ -241,7 +241,8 @@ class LearnSettings(BaseModel):
         gt=0,
         le=1,
         description="Without a judge, a local answer agrees with the cloud's (is labelled "
-        "good) when their normalised word overlap (F1) reaches this.",
+        "good) when their normalised word overlap (F1) reaches this, on the words each adds to "
+        "the request's question when the cloud's answer adds any.",
     )
     judge_model: str | None = Field(
         default=None,

@@ -174,3 +174,22 @@ def test_served_scores_are_read_beside_the_labels_the_model_has_not_learned_from
     # A refit that learned from those labels is not read beside them.
     refitted = dataclasses.replace(model, meta={**model.meta, "refit": {"labels_until": 59.0}})
     assert memory.usable(refitted) == 0
+
+
+def test_labels_that_say_otherwise_than_the_grades_are_learned_instead(
+    learning: ModuleType,
+) -> None:
+    # Every label says the opposite of the grade: the router learns the opposite, and the
+    # held-out requests, scored by their grades, rank worse than before.
+    data = traffic(learning, 120)
+    results, _ = learning.learn_from_traffic(
+        generated(learning),
+        data,
+        seed=0,
+        repeats=2,
+        labels=(0, 60),
+        pools=(learning.EVERY,),
+        told=1.0 - data.wrong,
+    )
+    before, after = results
+    assert after.adopted == 2 and max(after.features) < 0.2 < min(before.features)

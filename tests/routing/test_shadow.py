@@ -26,6 +26,7 @@ from hybrid.routing.shadow import (
     Shadowing,
     ShadowOutcome,
     grade_overlap,
+    question_of,
     read_verdict,
     words,
 )
@@ -58,6 +59,53 @@ QUESTION = GenerationRequest("r1", messages=(Message("user", "What is the capita
 def test_grading_without_a_judge(local: str, cloud: str, good: bool, method: str) -> None:
     grade = grade_overlap(local, cloud, threshold=0.5)
     assert (grade.good, grade.method) == (good, method)
+
+
+CAPITAL = "What is the capital of Spain?"
+IS_IT = "Is Madrid the capital of Spain?"
+
+
+@pytest.mark.parametrize(
+    ("question", "local", "cloud", "good"),
+    [
+        # The cloud restates the question: a local answer that only repeats it does not agree.
+        (CAPITAL, "The capital of Spain is a city.", "The capital of Spain is Madrid.", False),
+        (CAPITAL, "Madrid.", "The capital of Spain is Madrid.", True),
+        (CAPITAL, "Spain's capital is Madrid, of course.", "The capital of Spain is Madrid.", True),
+        (CAPITAL, "The capital of Spain is Barcelona.", "The capital of Spain is Madrid.", False),
+        (CAPITAL, "Madrid", "Madrid", True),
+        (IS_IT, "Yes.", "Yes, Madrid is the capital of Spain.", True),
+        (IS_IT, "Madrid is the capital of Spain.", "Yes, Madrid is the capital of Spain.", False),
+        # The cloud's answer is made of the question's words: the whole answers are compared.
+        (IS_IT, "Yes, it is.", "Madrid is the capital.", False),
+        (IS_IT, "Madrid.", "Madrid is the capital.", True),
+    ],
+)
+def test_grading_against_the_question(question: str, local: str, cloud: str, good: bool) -> None:
+    assert grade_overlap(local, cloud, threshold=0.5, question=question).good is good
+
+
+def test_an_echo_agreed_when_the_whole_answers_were_compared() -> None:
+    echo, cloud = "The capital of Spain is a city.", "The capital of Spain is Madrid."
+    assert grade_overlap(echo, cloud, threshold=0.5).good
+    assert not grade_overlap(
+        echo, cloud, threshold=0.5, question="What is the capital of Spain?"
+    ).good
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("What is 2 + 2?", "What is 2 + 2?"),
+        ("Some context here. Is it true? Answer yes or no.", "Is it true?"),
+        ("Translate this into German: good morning", "Translate this into German: good morning"),
+        ("First line.\nSecond line without an end", "Second line without an end"),
+        ("東京は日本の首都ですか\uff1f はい。", "東京は日本の首都ですか\uff1f"),
+        ("", ""),
+    ],
+)
+def test_the_question_of_a_request(text: str, question: str) -> None:
+    assert question_of(text) == question
 
 
 def test_normalised_words_drop_case_punctuation_and_articles() -> None:
@@ -136,6 +184,15 @@ def test_a_local_answer_is_compared_with_the_cloud_answer(cloud: FakeCloud, tmp_
     assert outcome.judge is None
     [sent] = cloud.requests
     assert sent.body is not None and sent.body["model"] == "gpt-4.1-mini"
+
+
+def test_a_local_answer_that_repeats_the_question_does_not_agree(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    # The cloud's "The capital of France is Paris." shares four words of five with it.
+    shadowing, pool = shadowing_for(cloud, tmp_path)
+    _, [outcome] = compare(shadowing, pool, "The capital of France is a city.")
+    assert outcome.grade is not None and not outcome.grade.good
 
 
 @pytest.mark.parametrize(
