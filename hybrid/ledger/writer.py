@@ -244,10 +244,15 @@ class LedgerWriter:
         self._close_stores()
 
     def _close_stores(self) -> None:
-        for store in (self._store, self._reader):
-            if store is not None:
-                store.close()
-        self._store = self._reader = None
+        """Close both connections; the reader once no read runs on it (closing a connection
+        while another thread queries it crashes the SQLite library)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     async def read(self, query: Callable[[LedgerStore], T]) -> T:
         """Run a query on the read connection, in a worker thread.

@@ -267,3 +267,32 @@ def test_a_sigkill_under_load_loses_no_record_whose_write_returned(tmp_path: Pat
     assert child.returncode == -signal.SIGKILL
     stored = set(recovered_ids(path))
     assert [i for i in acknowledged if i not in stored] == []
+
+
+@synchronous
+async def test_close_waits_for_a_read_in_flight(tmp_path: Path) -> None:
+    # Closing the read connection while another thread queries it crashes SQLite: close()
+    # waits for the read, which returns its result.
+    writer = LedgerWriter(tmp_path / "ledger.sqlite3", retention_days=0)
+    writer.start()
+    await writer.write(local_record(id="a"))
+    started, release = threading.Event(), threading.Event()
+
+    def slow(store: LedgerStore) -> list[str]:
+        started.set()
+        release.wait(timeout=30)
+        return [record.id for record in store.recent(5)]
+
+    reading = asyncio.ensure_future(writer.read(slow))
+    await asyncio.to_thread(started.wait, 30)
+    closing = threading.Thread(target=writer.close)
+    closing.start()
+    # Given time to finish, close() is still waiting for the read (it holds the reader).
+    await asyncio.to_thread(closing.join, 1.0)
+    assert closing.is_alive()
+    release.set()
+    assert await reading == ["a"]
+    await asyncio.to_thread(closing.join, 30)
+    assert not closing.is_alive()
+    with pytest.raises(HybridError, match=r"not running|not open"):
+        await writer.read(lambda store: store.recent(1))
