@@ -1,11 +1,19 @@
-"""What every generating route does first: read the routing header and start an answer."""
+"""What every generating route does: read the routing header, start an answer, and send it
+back whole or streamed (:func:`respond`)."""
 
 from __future__ import annotations
 
-from fastapi import Request
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any
 
+from fastapi import Request, Response
+
+from hybrid.api.disconnect import collect_unless_disconnected
+from hybrid.api.keepalive import stream_answer
+from hybrid.api.responses import JsonResponse
 from hybrid.api.state import app_state
-from hybrid.errors import InvalidRequestError
+from hybrid.backend import Completion
+from hybrid.errors import HybridError, InvalidRequestError
 from hybrid.generation import GenerationRequest
 from hybrid.routing.answer import ROUTE_OVERRIDES
 from hybrid.routing.dispatcher import Answer, RouteOverride
@@ -13,6 +21,9 @@ from hybrid.service import answering
 from hybrid.service.recorded import Api
 
 ROUTE_HEADER = "x-hybrid-route"
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+"""Headers of every streamed answer (beside its own ``X-Hybrid-*``)."""
 
 
 def route_override(request: Request) -> RouteOverride | None:
@@ -61,3 +72,46 @@ async def start_answer(
     return await answering.start_answer(
         service, generation_request, api=api, model=model, override=override
     )
+
+
+async def respond(
+    request: Request,
+    generation_request: GenerationRequest,
+    *,
+    model: str | None,
+    stream: bool,
+    frames: Callable[[Answer], AsyncGenerator[bytes, None]],
+    error_event: Callable[[HybridError], bytes],
+    whole: Callable[[Answer, Completion], Mapping[str, Any]],
+) -> Response:
+    """Answer an HTTP request, in one JSON body or as a stream of SSE events.
+
+    Args:
+        request: The HTTP request.
+        generation_request: The translated request.
+        model: The model name the client asked for.
+        stream: Whether the client asked for a stream.
+        frames: The API's SSE events of a started answer (a stream).
+        error_event: The API's SSE error event for a failure after the stream began.
+        whole: The API's JSON body of a started answer read to its end.
+
+    Returns:
+        The response; a whole answer's stops its generation if the client leaves first.
+
+    Raises:
+        HybridError: Nothing could start the answer (:func:`start_answer`).
+        ClientDisconnect: The client left before a whole answer was read.
+    """
+    starting = start_answer(request, generation_request, model=model)
+    if stream:
+        return await stream_answer(
+            starting,
+            frames,
+            error_event,
+            headers=SSE_HEADERS,
+            keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
+        )
+    answer = await starting
+    headers = answer.headers()
+    completion = await collect_unless_disconnected(request.receive, answer.generation)
+    return JsonResponse(whole(answer, completion), headers=headers)

@@ -5,18 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from hybrid.api.answering import start_answer
+from hybrid.api.answering import respond
 from hybrid.api.bodies import JsonBody
-from hybrid.api.disconnect import collect_unless_disconnected
-from hybrid.api.keepalive import stream_answer
 from hybrid.api.middleware import request_id_of
-from hybrid.api.responses import JsonResponse
-from hybrid.api.state import app_state
-from hybrid.backend import Generation
+from hybrid.backend import Completion, Generation
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta, ToolCallDelta
 from hybrid.routing.dispatcher import Answer
@@ -35,8 +31,6 @@ from hybrid.wire.sse import SSE_DONE, sse_event
 router = APIRouter()
 log = logging.getLogger("hybrid.api")
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
 
 @router.post("/v1/chat/completions")
 async def chat_completions(
@@ -45,39 +39,36 @@ async def chat_completions(
 ) -> Response:
     """Answer a chat completion request, locally or through a cloud provider."""
     request_id = request_id_of(request.scope)
-    generation_request = chat_request(body, request_id)
-    starting = start_answer(request, generation_request, model=body.model)
+    created = int(time.time())
     want_logprobs = bool(body.logprobs)
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-        def frames(answer: Answer) -> AsyncGenerator[bytes, None]:
-            meta = ResponseMeta(
-                id=f"chatcmpl-{request_id}", created=int(time.time()), model=answer.model
-            )
-            return _stream(
-                answer.generation, meta, include_usage=include_usage, logprobs=want_logprobs
-            )
+    def meta(answer: Answer) -> ResponseMeta:
+        return ResponseMeta(id=f"chatcmpl-{request_id}", created=created, model=answer.model)
 
-        return await stream_answer(
-            starting,
-            frames,
-            lambda exc: sse_event(wire_error(exc).body()),
-            headers=SSE_HEADERS,
-            keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
+    def frames(answer: Answer) -> AsyncGenerator[bytes, None]:
+        return _stream(
+            answer.generation, meta(answer), include_usage=include_usage, logprobs=want_logprobs
         )
-    answer = await starting
-    meta = ResponseMeta(id=f"chatcmpl-{request_id}", created=int(time.time()), model=answer.model)
-    headers = answer.headers()
-    completion = await collect_unless_disconnected(request.receive, answer.generation)
-    payload = chat_completion_json(
-        meta,
-        completion.text,
-        completion.logprobs if want_logprobs else None,
-        completion.done,
-        completion.tool_calls,
+
+    def whole(answer: Answer, completion: Completion) -> dict[str, Any]:
+        return chat_completion_json(
+            meta(answer),
+            completion.text,
+            completion.logprobs if want_logprobs else None,
+            completion.done,
+            completion.tool_calls,
+        )
+
+    return await respond(
+        request,
+        chat_request(body, request_id),
+        model=body.model,
+        stream=bool(body.stream),
+        frames=frames,
+        error_event=lambda exc: sse_event(wire_error(exc).body()),
+        whole=whole,
     )
-    return JsonResponse(payload, headers=headers)
 
 
 async def _stream(

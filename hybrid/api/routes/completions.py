@@ -5,19 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from hybrid.api.answering import start_answer
+from hybrid.api.answering import respond
 from hybrid.api.bodies import JsonBody
-from hybrid.api.disconnect import collect_unless_disconnected
-from hybrid.api.keepalive import stream_answer
 from hybrid.api.middleware import request_id_of
-from hybrid.api.responses import JsonResponse
-from hybrid.api.routes.chat import SSE_HEADERS
-from hybrid.api.state import app_state
-from hybrid.backend import Generation
+from hybrid.backend import Completion, Generation
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta, ToolCallDelta
 from hybrid.routing.dispatcher import Answer
@@ -37,36 +32,34 @@ async def completions(
 ) -> Response:
     """Complete a raw prompt with the local model, without chat formatting."""
     request_id = request_id_of(request.scope)
-    generation_request = completion_request(body, request_id)
-    starting = start_answer(request, generation_request, model=body.model)
+    created = int(time.time())
     want_logprobs = body.logprobs is not None
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-        def frames(answer: Answer) -> AsyncGenerator[bytes, None]:
-            meta = ResponseMeta(
-                id=f"cmpl-{request_id}", created=int(time.time()), model=answer.model
-            )
-            return _stream(
-                answer.generation, meta, include_usage=include_usage, logprobs=want_logprobs
-            )
+    def meta(answer: Answer) -> ResponseMeta:
+        return ResponseMeta(id=f"cmpl-{request_id}", created=created, model=answer.model)
 
-        return await stream_answer(
-            starting,
-            frames,
-            lambda exc: sse_event(wire_error(exc).body()),
-            headers=SSE_HEADERS,
-            keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
+    def frames(answer: Answer) -> AsyncGenerator[bytes, None]:
+        return _stream(
+            answer.generation, meta(answer), include_usage=include_usage, logprobs=want_logprobs
         )
-    answer = await starting
-    meta = ResponseMeta(id=f"cmpl-{request_id}", created=int(time.time()), model=answer.model)
-    headers = answer.headers()
-    completion = await collect_unless_disconnected(request.receive, answer.generation)
-    logprobs = completion_logprobs_json(completion.logprobs, 0) if want_logprobs else None
-    payload = completion_json(
-        meta, completion.text, logprobs, completion.done.finish_reason, completion.done.usage
+
+    def whole(answer: Answer, completion: Completion) -> dict[str, Any]:
+        logprobs = completion_logprobs_json(completion.logprobs, 0) if want_logprobs else None
+        done = completion.done
+        return completion_json(
+            meta(answer), completion.text, logprobs, done.finish_reason, done.usage
+        )
+
+    return await respond(
+        request,
+        completion_request(body, request_id),
+        model=body.model,
+        stream=bool(body.stream),
+        frames=frames,
+        error_event=lambda exc: sse_event(wire_error(exc).body()),
+        whole=whole,
     )
-    return JsonResponse(payload, headers=headers)
 
 
 async def _stream(

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from hybrid.api.answering import start_answer
+from hybrid.api.answering import respond
 from hybrid.api.bodies import JsonBody
-from hybrid.api.disconnect import collect_unless_disconnected
-from hybrid.api.keepalive import stream_answer
 from hybrid.api.middleware import request_id_of
-from hybrid.api.responses import JsonResponse
-from hybrid.api.routes.chat import SSE_HEADERS
-from hybrid.api.state import app_state
-from hybrid.backend import Generation
+from hybrid.backend import Completion, Generation
 from hybrid.errors import GenerationError, HybridError
 from hybrid.generation import GenerationDone
 from hybrid.routing.dispatcher import Answer
@@ -50,27 +45,25 @@ async def messages(
 ) -> Response:
     """Answer an Anthropic Messages request, locally or through a cloud provider."""
     request_id = request_id_of(request.scope)
-    generation_request = messages_request(body, request_id)
-    starting = start_answer(request, generation_request, model=body.model)
-    if body.stream:
 
-        def frames(answer: Answer) -> AsyncGenerator[bytes, None]:
-            meta = MessageMeta(id=f"msg_{request_id}", model=answer.model)
-            return _stream(answer.generation, meta, request_id)
+    def meta(answer: Answer) -> MessageMeta:
+        return MessageMeta(id=f"msg_{request_id}", model=answer.model)
 
-        return await stream_answer(
-            starting,
-            frames,
-            _error_event,
-            headers=SSE_HEADERS,
-            keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
-        )
-    answer = await starting
-    meta = MessageMeta(id=f"msg_{request_id}", model=answer.model)
-    headers = answer.headers()
-    completion = await collect_unless_disconnected(request.receive, answer.generation)
-    payload = message_json(meta, completion.text, completion.done, completion.tool_calls)
-    return JsonResponse(payload, headers=headers)
+    def frames(answer: Answer) -> AsyncGenerator[bytes, None]:
+        return _stream(answer.generation, meta(answer), request_id)
+
+    def whole(answer: Answer, completion: Completion) -> dict[str, Any]:
+        return message_json(meta(answer), completion.text, completion.done, completion.tool_calls)
+
+    return await respond(
+        request,
+        messages_request(body, request_id),
+        model=body.model,
+        stream=bool(body.stream),
+        frames=frames,
+        error_event=_error_event,
+        whole=whole,
+    )
 
 
 async def _stream(
