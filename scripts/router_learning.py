@@ -92,9 +92,8 @@ class Learned:
         word_weights: The hashed words' weight in each draw's refit (empty with no labels).
         labelled: Pooled AUROC of both stages as ``hybrid serve`` decides with
             ``routing.difficulty.labelled_neighbours`` (its default): each feature score read
-            beside the recent requests, then beside the labelled requests the model in use
-            has not learned from (all of them when the refit was not adopted, none when it
-            was), one per draw.
+            beside the recent requests, then beside the labelled requests (those an adopted
+            refit learned from by the out-of-fold scores it recorded of them), one per draw.
         unrefitted: The same with no refit (``routing.learn.refit_after = 0``): the model as
             calibrated, read beside every labelled request, one per draw.
         probe_refits: Of the adopted refits, how many fitted the model stage again on the
@@ -497,9 +496,10 @@ recent* is what `hybrid serve` decides: each feature score read beside the recen
 most like it (the held-out requests of every set arriving in a seeded random order).
 *Beside recent and labelled* is what it decides by default
 (`routing.difficulty.labelled_neighbours`): each feature score read beside the recent requests,
-then moved by how far the model in use was off on the labelled requests most like it, of those
-it has not learned from: all *k* per set when the refit was not adopted, none when it was
-(see [Reading beside labelled requests](#reading-beside-labelled-requests)). *The same, no
+then moved by how far the model in use was off on the labelled requests most like it: all *k*
+per set, scored by the model in use, or, those an adopted refit learned from, by the
+out-of-fold scores it recorded of them (see [Reading beside labelled
+requests](#reading-beside-labelled-requests)). *The same, no
 refit* is the model as calibrated read beside every labelled request, as with
 `routing.learn.refit_after = 0`.
 *`model_stage = "every"`* is what it decides with the model stage asked for every request:
@@ -519,17 +519,22 @@ The *set rate* reference (each held-out request scored by its set's share of wro
 
 ### Reading beside labelled requests
 
-Between refits, and when a refit is not adopted, the router reads each feature score beside
-the labelled requests most like it (`hybrid/routing/difficulty/labelled.py`): the score moves
-by *n* / (*n* + {PRIOR:g}) x (their share of wrong answers - the model's mean score of them), over
+The router reads each feature score beside the labelled requests most like it
+(`hybrid/routing/difficulty/labelled.py`): the score moves by *n* / (*n* + {PRIOR:g}) x (their
+share of wrong answers - the model's mean score of them), over
 the *n* nearest (at most {NEIGHBOURS}, cosine of the standardised text features at least
 {MIN_SIMILARITY:g}). The rule was chosen leaving one generated family out, with *k* of the
 left-out family's items labelled, against a mix of the neighbours' share of wrong answers at
 0.5, the step without shrinking, and the same rules in the probe's vector space (the shrunk
 step in the text features' space was as good as any and needs no prompt vector); the traffic
-sets above were the check. Read beside the labels the model itself was refitted on, the step
-lowered the figures (a fit's scores of its own training requests are too close to their
-labels), so a refit is read only beside labels newer than its own (`meta.refit.labels_until`).
+sets above were the check. A fit's scores of its own training requests are too close to their
+labels to say how far off it is elsewhere (read with the refit's own scores, the step lowered
+the figures in an earlier run of this report), so a refit records the out-of-fold score of
+each labelled request it learned from (`meta.refit.out_of_fold`: the score a fit made without
+it gave it), and the router reads those requests with it; requests labelled after the refit
+(`meta.refit.labels_until`) are read with the refit's own scores. Before, the labels a refit
+learned from were left out: *both stages, beside recent* above is that reading whenever the
+refit was adopted.
 Labels of both sides of the decision are needed: scores are read beside the labels only once
 {MIN_ESCALATED} of them are of requests the router escalated (labelled by comparing a local
 answer given in the background with the cloud's, `routing.learn.local_shadow_rate`). Read

@@ -133,7 +133,8 @@ class DifficultySettings(BaseModel):
         le=256,
         description=(
             "Then read it beside the labelled requests (feedback, shadow, cascade) most like "
-            "it that the model in use has not learned from: the score moves by n / (n + 5) x "
+            "it (those a refit learned from by the out-of-fold scores it recorded of them): "
+            "the score moves by n / (n + 5) x "
             "how far the model was off on the n nearest, at most this many (cosine at least "
             "0.3), once 5 of those labelled requests were ones the router escalated "
             "(routing.learn.local_shadow_rate labels them); the last 1000 labelled requests are "

@@ -1,6 +1,7 @@
 """A score read beside the labelled requests most like it: moved by n / (n + PRIOR) x how far
 the model in use was off on its n nearest (at most ``neighbours``, cosine at least 0.3), only
-beside the labelled requests of its own local model that it has not learned from."""
+beside the labelled requests of its own local model, those it learned from by the out-of-fold
+scores it recorded of them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hybrid.routing.difficulty.labelled import (
     PRIOR,
     LabelledRequest,
     LabelledScores,
+    learned_scores,
     learned_until,
 )
 from hybrid.routing.difficulty.model import DifficultyModel
@@ -82,7 +84,7 @@ def test_only_the_nearest_neighbours_count_and_the_most_recent_are_kept() -> Non
         LabelledScores(neighbours=0)
 
 
-def test_labels_of_another_local_model_or_learned_by_a_refit_are_not_read() -> None:
+def test_labels_of_another_local_model_or_learned_by_a_refit_without_scores_are_not_read() -> None:
     memory = LabelledScores()
     memory.load(SHA, labelled(0, [True] * 5, start=100.0) + labelled(0, [False] * 5, start=200.0))
     # A difficulty model for another GGUF file reads none of them.
@@ -96,6 +98,22 @@ def test_labels_of_another_local_model_or_learned_by_a_refit_are_not_read() -> N
     # A later load replaces them.
     memory.load(SHA, [])
     assert len(memory) == 0 and memory.usable(scorer()) == 0
+
+
+def test_labels_a_refit_learned_from_are_read_with_the_out_of_fold_scores_it_recorded() -> None:
+    memory = LabelledScores()
+    memory.load(SHA, labelled(0, [True] * 5, start=100.0) + labelled(0, [False] * 5, start=200.0))
+    # The refit learned from the first five and recorded out-of-fold scores of three of them
+    # (0.9, where its own score is 0.5): those three are read with 0.9, the other two not at
+    # all, the five labelled later with its own scores.
+    refitted = scorer(
+        refit={"labels_until": 150.0, "out_of_fold": [[100.0, 0.9], [101.0, 0.9], [102.0, 0.9]]}
+    )
+    assert learned_scores(refitted) == {100.0: 0.9, 101.0: 0.9, 102.0: 0.9}
+    assert learned_scores(scorer()) == {} and learned_scores(scorer(refit={"out_of_fold": 3})) == {}
+    assert memory.usable(refitted) == 8
+    off = 3 / 8 - (3 * 0.9 + 5 * 0.5) / 8
+    assert memory.read(refitted, request(0), 0.5) == pytest.approx(0.5 + 8 / (8 + PRIOR) * off)
 
 
 def test_read_beside_labels_a_model_that_misjudges_two_kinds_ranks_them() -> None:

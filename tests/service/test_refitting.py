@@ -33,7 +33,7 @@ from labelled_traffic import (
 from hybrid.ledger.learning import Label
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.calibration.metrics import auroc
-from hybrid.routing.difficulty.labelled import LabelledScores
+from hybrid.routing.difficulty.labelled import LabelledScores, learned_scores
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.store import find, gguf_sha256, save
 from hybrid.routing.policies.difficulty import CalibratedModel
@@ -224,7 +224,9 @@ def test_each_look_loads_the_labelled_requests_the_router_reads_scores_beside(
     assert own < 0.5 and read > 0.7
 
 
-def test_an_adopted_refit_is_not_read_beside_the_labels_it_learned_from(tmp_path: Path) -> None:
+def test_an_adopted_refit_reads_the_labels_it_learned_from_with_their_out_of_fold_scores(
+    tmp_path: Path,
+) -> None:
     home, sha, calibration = served(tmp_path)
     ledger = tmp_path / "ledger.sqlite3"
     replay(ledger, traffic(2, 420, "zebra"), sha=sha)
@@ -241,11 +243,16 @@ def test_an_adopted_refit_is_not_read_beside_the_labels_it_learned_from(tmp_path
     assert refitted is not None
     # The refit records when its newest labelled request arrived (the replay's last).
     assert refitted.meta["refit"]["labels_until"] == T0 + 419
+    # ... and the out-of-fold score of every labelled request it learned from, by label time.
+    learned = learned_scores(refitted)
+    assert len(learned) == 373 and max(learned) == T0 + 419
+    assert all(0.0 <= score <= 1.0 for score in learned.values())
+    # None of them was escalated (people labelled local answers), so none is read beside yet.
     assert len(memory) == 373 and memory.usable(refitted) == 0
 
     # Later, shadow comparisons label five requests of before the refit that the router had
-    # escalated (people's labels of their cloud answers taught nothing): labels the refit
-    # never learned from, read beside from the next look on.
+    # escalated (people's labels of their cloud answers taught nothing): from the next look
+    # on, these and the labels the refit learned from are read beside.
     late = LedgerWriter(ledger, retention_days=0, keep_signals=10_000)
     late.start()
     for index in (4, 13, 22, 31, 40):  # answered in the cloud (index % 9 == 4)
@@ -257,7 +264,7 @@ def test_an_adopted_refit_is_not_read_beside_the_labels_it_learned_from(tmp_path
             await refitter_for(home, writer, calibration, refit_after=0, labelled=memory).check()
 
     asyncio.run(look())
-    assert len(memory) == 378 and memory.usable(refitted) == 5
+    assert len(memory) == 378 and memory.usable(refitted) == 378
 
 
 class Watched(TrafficRefitter):

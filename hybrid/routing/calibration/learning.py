@@ -87,6 +87,7 @@ from hybrid.routing.calibration.probe_fitting import (
 )
 from hybrid.routing.calibration.record import AnswerRecord
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES, extract
+from hybrid.routing.difficulty.labelled import SIZE as LABELLED_SIZE
 from hybrid.routing.difficulty.labelled import LabelledRequest
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import ProbeStage
@@ -229,6 +230,19 @@ def labelled_requests(examples: Sequence[Example]) -> list[LabelledRequest]:
         for example in examples
         if example.time is not None
     ]
+
+
+def learned_scores(examples: Sequence[Example], out_of_fold: np.ndarray) -> list[list[float]]:
+    """``[time, score]`` of each of the most recent labelled requests among ``examples``: the
+    time of its label and its out-of-fold score, from a fit that did not see it (what the
+    router's memory of labelled requests reads it with once a refit has learned from it; as
+    many as the memory holds)."""
+    learned = sorted(
+        (example.time, round(float(score), 6))
+        for example, score in zip(examples, out_of_fold, strict=True)
+        if example.time is not None
+    )
+    return [[time, score] for time, score in learned[-LABELLED_SIZE:]]
 
 
 def calibration_examples(record: AnswerRecord) -> list[Example] | None:
@@ -426,8 +440,10 @@ def refit(
     }
     times = [example.time for example in examples if example.time is not None]
     if times:
-        # What the labelled requests' reading leaves out (hybrid.routing.difficulty.labelled).
+        # What the labelled requests' reading reads with the scores below, not the refit's own
+        # (hybrid.routing.difficulty.labelled).
         refit_meta["labels_until"] = max(times)
+        refit_meta["out_of_fold"] = learned_scores(examples, final_out_of_fold)
     model_meta: dict[str, Any] = {
         **(dict(current.meta) if current is not None else {}),
         **(meta or {}),

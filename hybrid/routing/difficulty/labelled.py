@@ -15,12 +15,15 @@ unlike every labelled one keeps its score.  Their scores are the model in use's 
 step is what the model gets wrong about that kind of prompt, shrunk towards none while few
 labels say so.
 
-Only labelled requests the model in use has not learned from count: a refit's scores of the
-requests it was fitted on are too close to their labels to say how far off it is elsewhere
-(read beside them, a refit ranked held-out traffic worse, not better).  A refit records when
-the newest label it learned from was written (``meta.refit.labels_until``, Unix seconds);
-requests labelled no later are left out until the next (a label given later, even to an older
-request, is read).
+A refit's own scores of the requests it was fitted on are too close to their labels to say how
+far off it is elsewhere.  So a refit records when the newest label it learned from was written
+(``meta.refit.labels_until``, Unix seconds) and, for each labelled request it learned from, its
+out-of-fold score: the score a fit made without it gave it (``meta.refit.out_of_fold``, as
+``[time of the label, score]``).  A request labelled no later than ``labels_until`` is read
+with that score, or left out when the refit recorded none for it; one labelled later (even an
+older request, labelled again) with the refit's own.  Read with its own scores, a refit ranked
+held-out traffic worse in an earlier run of ``docs/router-eval.md``; leaving the labels it
+learned from out threw away what they say about the requests most like them.
 
 Labels of both sides of the router's decision are needed: only once at least
 :data:`MIN_ESCALATED` of the labelled requests read beside were ones the router escalated
@@ -83,6 +86,22 @@ class LabelledRequest:
     escalated: bool = False
 
 
+def learned_scores(model: DifficultyModel) -> dict[float, float]:
+    """The out-of-fold scores a refit recorded of the labelled requests it learned from, by the
+    time of their label (empty for a model fitted on calibration answers alone)."""
+    refit = model.meta.get("refit")
+    rows = refit.get("out_of_fold") if isinstance(refit, dict) else None
+    scores: dict[float, float] = {}
+    for row in rows if isinstance(rows, list) else ():
+        if (
+            isinstance(row, list)
+            and len(row) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in row)
+        ):
+            scores[float(row[0])] = float(row[1])
+    return scores
+
+
 def learned_until(model: DifficultyModel) -> float:
     """When the newest label the model was refitted on was written (Unix seconds; minus
     infinity for a model fitted on calibration answers alone)."""
@@ -114,8 +133,8 @@ class LabelledScores:
         self._lock = threading.Lock()
         self._sha256: str | None = None
         self._requests: tuple[LabelledRequest, ...] = ()
-        # For the model last read with: it, and its units, scores and labels of the requests
-        # it has not learned from.
+        # For the model last read with: it, and the units, scores (out-of-fold for those it
+        # learned from) and labels of the requests it reads beside.
         self._owner: DifficultyModel | None = None
         self._units = np.zeros((0, 0), dtype=np.float64)
         self._scores = np.zeros(0, dtype=np.float64)
@@ -145,8 +164,9 @@ class LabelledScores:
 
     def usable(self, model: DifficultyModel) -> int:
         """How many of the labelled requests a score by ``model`` is read beside: those of its
-        local model that it has not learned from, with features of its shape; none while fewer
-        than ``min_escalated`` of those were escalated."""
+        local model with features of its shape, labelled after the labels it learned from or
+        with an out-of-fold score it recorded; none while fewer than ``min_escalated`` of
+        those were escalated."""
         with self._lock:
             self._prepare(model)
             return int(self._scores.size)
@@ -180,20 +200,29 @@ class LabelledScores:
         if model is self._owner:
             return
         until = learned_until(model)
+        learned = learned_scores(model)
         width = model.mean.shape[0]
         ours = model.meta.get("model_sha256") == self._sha256
-        unseen = [
+        read = [
             request
             for request in self._requests
-            if ours and request.time > until and request.features.shape == (width,)
+            if ours
+            and request.features.shape == (width,)
+            and (request.time > until or request.time in learned)
         ]
-        if sum(request.escalated for request in unseen) < self._min_escalated:
-            unseen = []
-        if unseen:
-            features = np.array([request.features for request in unseen], dtype=np.float64)
+        if sum(request.escalated for request in read) < self._min_escalated:
+            read = []
+        if read:
+            features = np.array([request.features for request in read], dtype=np.float64)
             self._units = np.array([standardised_unit(model, row) for row in features])
-            self._scores = model.scores(features)
-            self._wrong = np.array([request.wrong for request in unseen], dtype=np.float64)
+            own = model.scores(features)
+            self._scores = np.array(
+                [
+                    score if request.time > until else learned[request.time]
+                    for request, score in zip(read, own, strict=True)
+                ]
+            )
+            self._wrong = np.array([request.wrong for request in read], dtype=np.float64)
         else:
             self._units = np.zeros((0, width), dtype=np.float64)
             self._scores = np.zeros(0, dtype=np.float64)
