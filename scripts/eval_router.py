@@ -180,8 +180,9 @@ def main() -> int:
     if chosen != WORD_WEIGHT:
         print(
             f"\nthe traffic sets now choose word weight {chosen:g}, not the default "
-            f"{WORD_WEIGHT:g} (hybrid.routing.calibration.fitting.WORD_WEIGHT): change it, and "
-            "refit the shipped calibration"
+            f"{WORD_WEIGHT:g} (hybrid.routing.calibration.fitting.WORD_WEIGHT): keep it for the "
+            "reason the README's router section gives, or change it and refit the shipped "
+            "calibration"
         )
     print(f"\nwrote {args.out / 'router-eval.md'} and {plot_path}")
     return 0

@@ -303,7 +303,8 @@ Chosen on these figures only (the external sets played no part):
     agrees = (
         "the weight `hybrid calibrate` fits with"
         if chosen == WORD_WEIGHT
-        else f"**not** the weight `hybrid calibrate` fits with ({WORD_WEIGHT:g}): refit"
+        else f"**not** the weight `hybrid calibrate` fits with ({WORD_WEIGHT:g}; the README's "
+        "router section says why it is kept, or change `fitting.WORD_WEIGHT` and refit)"
     )
     before_line = f"\n{before_summary(result.before)}" if result.before else ""
     before_part = before_section(result.before) if result.before else ""
