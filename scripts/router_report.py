@@ -345,8 +345,8 @@ router did before.
   {mean_range(tuple(orders["LOFO"]["two-stage+recent"]["AUROC"]))} (LOFO) and
   {mean_range(tuple(orders["external"]["two-stage+recent"]["AUROC"]))} (external).
 - The feature stage weighs the hashed word n-grams {WORD_WEIGHT:g} against its hand-made
-  features, the weight the traffic sets (real prompts standing in for a user's, never fitted
-  on) choose: two-stage+recent AUROC there, by word weight, {weights_text}; the chosen
+  features. The weight is chosen on the traffic sets (real prompts standing in for a user's,
+  never fitted on): two-stage+recent AUROC there, by word weight, {weights_text}; the chosen
   weight, {chosen:g}, is {agrees} (see [Word weight](#word-weight-chosen-on-the-traffic-sets)).
 - What 0.80 asks: the *family rate* reference, an oracle that knows each family's (each
   set's) share of wrong answers and nothing about the prompts within it, reaches
