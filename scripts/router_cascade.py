@@ -22,7 +22,7 @@ import numpy as np
 from router_folds import Folds, Labelled, Read, bullet, grid_head, kept_local, mean_range
 
 from hybrid.routing.calibration.metrics import auroc
-from hybrid.routing.cascade import OPENING_WORDS
+from hybrid.routing.cascade import within_opening
 from hybrid.settings.routing import CascadeSettings
 
 ROUTER = "two-stage+recent"
@@ -69,8 +69,8 @@ class Collection:
         grid: ``min_confidence`` to (mean AUROC, mean share kept local at 95 % quality, share
             discarded) of the whole cascade at it, over the same orders.
         within_opening: The share of answers no longer than a stream's opening
-            (:data:`~hybrid.routing.cascade.OPENING_WORDS` words): for those, a stream's opening
-            is the whole answer (NaN: answers not known).
+            (:func:`~hybrid.routing.cascade.within_opening`): for those, a stream's opening is
+            the whole answer (NaN: answers not known).
     """
 
     n: int
@@ -140,7 +140,7 @@ def on_cascade(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) -
 def _within_opening(answers: Sequence[str]) -> float:
     if not answers:
         return float("nan")
-    return float(np.mean([len(answer.split()) <= OPENING_WORDS for answer in answers]))
+    return float(np.mean([within_opening(answer) for answer in answers]))
 
 
 def chosen_confidence(collections: Mapping[str, Collection]) -> float | None:

@@ -3,16 +3,16 @@ back whole or streamed (:func:`respond`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import Request, Response
 
-from hybrid.api.disconnect import collect_unless_disconnected
+from hybrid.api.disconnect import unless_disconnected
 from hybrid.api.keepalive import stream_answer
 from hybrid.api.responses import JsonResponse
 from hybrid.api.state import app_state
-from hybrid.backend import Completion
+from hybrid.backend import Completion, collect
 from hybrid.errors import HybridError, InvalidRequestError
 from hybrid.generation import GenerationRequest
 from hybrid.routing.answer import ROUTE_OVERRIDES
@@ -96,7 +96,8 @@ async def respond(
         whole: The API's JSON body of a started answer read to its end.
 
     Returns:
-        The response; a whole answer's stops its generation if the client leaves first.
+        The response.  A whole answer's stops its work if the client leaves first: while it
+        starts (a cascade reading the local answer, a cloud call) as while it is read.
 
     Raises:
         HybridError: Nothing could start the answer (:func:`start_answer`).
@@ -111,7 +112,11 @@ async def respond(
             headers=SSE_HEADERS,
             keep_alive_s=app_state(request).settings.cloud.stream_keep_alive_s,
         )
+    answer, completion = await unless_disconnected(request.receive, _read_whole(starting))
+    return JsonResponse(whole(answer, completion), headers=answer.headers())
+
+
+async def _read_whole(starting: Coroutine[Any, Any, Answer]) -> tuple[Answer, Completion]:
+    """Start an answer and read it to its end (which closes it)."""
     answer = await starting
-    headers = answer.headers()
-    completion = await collect_unless_disconnected(request.receive, answer.generation)
-    return JsonResponse(whole(answer, completion), headers=headers)
+    return answer, await collect(answer.generation)

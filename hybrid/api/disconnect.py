@@ -1,9 +1,9 @@
 """Stopping work whose client has gone away.
 
 A streamed response is cancelled by Starlette when the client disconnects.  A non-streamed one
-is not: the route would keep the model busy for an answer nobody will read.
-:func:`unless_disconnected` races the work against the client's disconnect message and cancels
-whichever loses.
+is not: the route would keep the model busy, or a cloud call running, for an answer nobody will
+read.  :func:`unless_disconnected` races the work (starting the answer and reading it whole)
+against the client's disconnect message and cancels whichever loses.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from typing import Any, TypeVar
 
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
-
-from hybrid.backend import Completion, Generation, collect
 
 T = TypeVar("T")
 
@@ -45,20 +43,6 @@ async def unless_disconnected(receive: Receive, work: Coroutine[Any, Any, T]) ->
     if task.cancelled():
         raise ClientDisconnect()
     return task.result()
-
-
-async def collect_unless_disconnected(receive: Receive, generation: Generation) -> Completion:
-    """Read a whole answer, unless the client disconnects first.
-
-    An answer already read in full (a cloud provider's whole answer) is collected at once: there
-    is nothing to race, and two tasks fewer per request.
-
-    Raises:
-        ClientDisconnect: The client went away; the generation was closed.
-    """
-    if generation.finished:
-        return await collect(generation)
-    return await unless_disconnected(receive, collect(generation))
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

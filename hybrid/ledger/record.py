@@ -7,7 +7,8 @@ that answered (or the cloud model a local answer is compared with) has no price.
 A cascade that escalated writes two records with the same ``id``: the discarded local attempt
 (``leg="cascade_local"``: its tokens and energy) and the answer (``leg="cascade_cloud"``, also
 when a LAN server gave it: its ``route`` says ``lan``; the name is kept so that every version of
-a fleet reads the other's records).  A cascade whose local answer stood writes one ordinary
+a fleet reads the other's records), or the escalation's failure or cancellation (its
+``status``).  A cascade whose local answer stood writes one ordinary
 local record (``leg=None``).
 
 A local answer picked for shadow sampling (``routing.learn.shadow_rate``) is also sent to the

@@ -78,6 +78,9 @@ class Answer:
 class DiscardedLeg:
     """A cascade's local answer that was not good enough, for the ledger.
 
+    It travels with what replaced it: the answer that did (:attr:`Answer.discarded`), or the
+    exception that ended the escalation, failed or cancelled (:meth:`note`).
+
     Attributes:
         model: The local model's id.
         prompt_tokens: Its prompt.
@@ -90,6 +93,22 @@ class DiscardedLeg:
     prompt_tokens: int
     completion_tokens: int
     reason: str
+
+    def note(self, error: BaseException) -> None:
+        """Note on the exception that ended the escalation replacing this answer that it was
+        discarded first, so that the ledger records it all the same (:func:`discarded_before`).
+        """
+        setattr(error, _DISCARDED, self)
+
+
+_DISCARDED = "hybrid_discarded_leg"
+
+
+def discarded_before(error: BaseException) -> DiscardedLeg | None:
+    """The cascade's local answer discarded before ``error`` ended the escalation that was to
+    replace it (:meth:`DiscardedLeg.note`), or None."""
+    leg = getattr(error, _DISCARDED, None)
+    return leg if isinstance(leg, DiscardedLeg) else None
 
 
 @dataclass(frozen=True)

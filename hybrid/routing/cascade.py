@@ -10,7 +10,8 @@ Two readings of the local answer decide (:meth:`Cascade.verdict`):
   wrong.
 
 A streamed answer cannot be taken back once its first tokens reached the client, so only its
-opening is read before it is sent (:func:`read_opening`, the first :data:`OPENING_WORDS` words),
+opening is read before it is sent (:func:`read_opening`: the first :data:`OPENING_WORDS` words,
+or :data:`OPENING_CHARS` characters of text with few spaces, such as Chinese or minified JSON),
 and both readings are of that opening (:func:`opening_attempt`): a stream is discarded when it
 opens by declining or when the model was unsure of its opening's tokens.  Of the router
 evaluation's answers, 83-96 % are no longer than an opening, so for those a stream is read
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import unicodedata
 from collections.abc import AsyncIterator, Sequence
 
 from hybrid.backend import Generation, collect
@@ -32,6 +34,16 @@ DECLINED = "cascade:declined"
 
 OPENING_WORDS = 8
 """Words of a streamed answer read before it is sent: enough for "I'm sorry, but I am not sure"."""
+
+OPENING_CHARS = 64
+"""Characters of a streamed answer read before it is sent, when they come before
+:data:`OPENING_WORDS` words do: text without spaces between its words (Chinese, Japanese, Thai,
+minified JSON) has no eighth word, and would otherwise be read whole before its first byte is
+sent.  Eight words of English run to 40-50 characters, so an English opening still ends at its
+eighth word; 64 holds the longest declining opening :func:`declined` knows within eight words
+("Je suis désolée, mais en tant qu'intelligence artificielle", 58 characters).  A wide
+character (Chinese, Japanese, Korean: two columns in a terminal) counts as two, since it says
+about as much as two Latin letters or more: such an opening ends at its 33rd."""
 
 _DECLINING = re.compile(
     r"""^\W*
@@ -140,23 +152,41 @@ def with_logprobs(request: GenerationRequest) -> GenerationRequest:
     return dataclasses.replace(request, params=params)
 
 
+def _width(text: str) -> int:
+    """The characters of a text, a wide one (Chinese, Japanese, Korean) counted as two
+    (:data:`OPENING_CHARS`)."""
+    return len(text) + sum(unicodedata.east_asian_width(char) in "WF" for char in text)
+
+
+def within_opening(text: str) -> bool:
+    """Whether a whole answer is no longer than a stream's opening (:func:`read_opening`): a
+    stream of it is read to its end before it is sent."""
+    return len(text.split()) <= OPENING_WORDS and _width(text) <= OPENING_CHARS
+
+
 async def read_opening(
-    events: AsyncIterator[GenerationEvent], *, words: int = OPENING_WORDS
+    events: AsyncIterator[GenerationEvent],
+    *,
+    words: int = OPENING_WORDS,
+    chars: int = OPENING_CHARS,
 ) -> tuple[GenerationEvent, ...]:
     """Read a streamed answer's first events: until its text holds more than ``words`` words
-    (the last of them complete), a tool call or the end arrives.
+    (the last of them complete) or more than ``chars`` characters (a wide one counted as two),
+    or a tool call or the end arrives.
 
     Args:
         events: The answer's iteration, left where the read stops (to be resumed:
             :class:`~hybrid.backend.ResumedGeneration`).
         words: Words to read.
+        chars: Characters to read, for text with fewer spaces than words.
 
     Returns:
         The events read, in order.
     """
     read: list[GenerationEvent] = []
     text = ""
-    while len(text.split()) <= words:
+    width = 0
+    while len(text.split()) <= words and width <= chars:
         try:
             event = await anext(events)
         except StopAsyncIteration:
@@ -165,6 +195,7 @@ async def read_opening(
         if not isinstance(event, TextDelta):
             break
         text += event.text
+        width += _width(event.text)
     return tuple(read)
 
 

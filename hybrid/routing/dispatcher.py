@@ -169,7 +169,7 @@ class Dispatcher:
         model: str | None,
         override: RouteOverride | None = None,
     ) -> Answer:
-        """Start answering a request.
+        """Start answering a request: :meth:`plan` its route, then :meth:`start_planned` it.
 
         Args:
             request: What to generate (its ``model`` field is filled in for a cloud target).
@@ -189,6 +189,29 @@ class Dispatcher:
             LocalBackendError: The local model refused a request routed to it (context, queue).
         """
         plan = await self.plan(request, model=model, override=override)
+        return await self.start_planned(request, plan)
+
+    async def start_planned(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
+        """Start answering a request on the route :meth:`plan` decided for it.
+
+        An exception raised after the cascade discarded the local answer (its escalation
+        failed, or was cancelled) carries that answer, for the ledger
+        (:func:`~hybrid.routing.answer.discarded_before`).
+
+        Args:
+            request: What to generate.
+            plan: Its route.
+
+        Returns:
+            The started answer.
+
+        Raises:
+            NoRouteError: Nothing can serve the request.
+            PrivateDataError: The request holds private data and the local model cannot
+                answer it.
+            ProviderRejectedError: The cloud provider rejected the request itself.
+            LocalBackendError: The local model refused a request routed to it (context, queue).
+        """
         answer = await self._start(request, plan)
         counterfactual = plan.target.qualified if plan.target is not None else None
         return dataclasses.replace(
@@ -340,7 +363,12 @@ class Dispatcher:
             leg.reason,
             target.qualified,
         )
-        answer = await self._escalate(request, target, leg.reason, plan, plan.decision.score)
+        try:
+            answer = await self._escalate(request, target, leg.reason, plan, plan.decision.score)
+        except BaseException as exc:
+            # The local answer was generated all the same: the ledger records it either way.
+            leg.note(exc)
+            raise
         return dataclasses.replace(answer, discarded=leg)
 
     async def _pinned(self, request: GenerationRequest, plan: RoutePlan) -> Answer:

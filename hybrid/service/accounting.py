@@ -22,7 +22,13 @@ A request that fails before any answer starts gets a record too.  One turned awa
 model ran (an invalid request, an unknown model, a full queue, a model still loading, private
 data with nowhere to go, a spend cap) is ``refused``, with route ``none``: it is neither a
 local nor a cloud answer, and has no tokens or costs.  One whose cloud targets all failed is a
-cloud ``error``; one the local model failed to start is a local ``error``.
+cloud ``error``; one the local model failed to start is a local ``error``.  When the cascade
+discarded a local answer before its escalation failed, that answer is recorded too, as the
+``cascade_local`` leg beside the failure, as it is beside an escalation that answers.
+
+A request cancelled while its answer started (its client left a whole answer then: a cascade
+reading the local answer, a cloud call) is recorded as ``cancelled`` on the route its plan took,
+with its prompt and nothing generated (:meth:`Accountant.abandoned`).
 
 A cloud answer's budget reservation (made before it was sent, :mod:`hybrid.routing.reserving`)
 is settled with the record's ``cloud_cost_usd`` when the record is written, whichever way the
@@ -61,7 +67,9 @@ from hybrid.ledger.budget import BudgetGate, Reservation
 from hybrid.ledger.costing import NOTHING, Costing, Costs
 from hybrid.ledger.record import Decided, LedgerRecord, Route, VerdictRecord
 from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.answer import DiscardedLeg, RoutePlan, discarded_before
 from hybrid.routing.dispatcher import Answer
+from hybrid.routing.policy import Verdict
 from hybrid.service.events import EventBus
 from hybrid.service.metrics import Metrics
 from hybrid.service.recorded import Api, RecordedGeneration, Seen, Ticket
@@ -172,36 +180,40 @@ class Accountant:
         (``cascade_local``); the answer that replaced it is the ``cascade_cloud`` leg.
         """
         if answer.discarded is not None:
-            leg = answer.discarded
-            record = self._record(
-                ticket,
-                route="local",
-                reasons=(leg.reason,),
-                verdicts=_verdicts(answer),
-                score=answer.score,
-                model=leg.model,
-                provider="local",
-                prompt_tokens=leg.prompt_tokens,
-                completion_tokens=leg.completion_tokens,
-                tokens_estimated=False,
-                ttft_s=None,
-                status="ok",
-                error=None,
-                costs=self._costing.for_discarded_local(
-                    cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0)
-                ),
-                leg="cascade_local",
-                decided=answer.decided,
-            )
-            await self.commit(record)
+            self._discarded(ticket, answer.discarded, answer.verdicts, answer.score, answer.decided)
         if answer.route == "local":
             ticket.gpu_joules_started = self._gpu_energy()
         recorded = RecordedGeneration(self, ticket, answer, request)
         return dataclasses.replace(answer, generation=recorded)
 
-    async def failed(self, ticket: Ticket, request: GenerationRequest, error: HybridError) -> None:
-        """Record a request that failed before any answer started (see the module docstring)."""
+    async def failed(
+        self,
+        ticket: Ticket,
+        request: GenerationRequest,
+        error: HybridError,
+        plan: RoutePlan | None = None,
+    ) -> None:
+        """Record a request that failed before any answer started (see the module docstring).
+
+        When the cascade discarded a local answer before the escalation failed
+        (:func:`~hybrid.routing.answer.discarded_before`), that answer is recorded as the
+        ``cascade_local`` leg, as when the escalation answers, and the failure as the
+        ``cascade_cloud`` leg.
+
+        Args:
+            ticket: The request's ticket.
+            request: The request.
+            error: Why it failed.
+            plan: Its route, when one was planned (the discarded leg's verdicts).
+        """
         ticket.recorded = True
+        leg = discarded_before(error)
+        if leg is not None:
+            if plan is None:
+                self._discarded(ticket, leg, (), None, None)
+            else:
+                decision = plan.decision
+                self._discarded(ticket, leg, decision.verdicts, decision.score, plan.decided)
         route: Literal["local", "cloud", "none"] = "local"
         status: Literal["error", "refused"] = "error"
         prompt_tokens = 0
@@ -230,9 +242,81 @@ class Accountant:
             status=status,
             error=str(error),
             costs=NOTHING,
+            leg="cascade_cloud" if leg is not None else None,
             decided=None,
         )
         await self.commit(record)
+
+    def abandoned(
+        self,
+        ticket: Ticket,
+        request: GenerationRequest,
+        error: BaseException,
+        plan: RoutePlan | None,
+        *,
+        local_model: str,
+    ) -> None:
+        """Record a request cancelled while its answer started: its client left (a whole
+        answer's start races the client's disconnect), or the server shut down.
+
+        It is recorded as an answer cancelled before its first token (status ``cancelled``,
+        its prompt counted, nothing generated) on the route its plan took: the cloud target
+        for a request decided for the cloud or escalated by the cascade (whose discarded local
+        answer is recorded too, as in :meth:`failed`), a LAN server for ``X-Hybrid-Route:
+        lan``, the local model otherwise.  Callable from a cancelled task.
+
+        Args:
+            ticket: The request's ticket.
+            request: The request.
+            error: The cancellation.
+            plan: Its route, or None when it was cancelled before one was planned (while a
+                named local model loaded): the local model's, then.
+            local_model: The local model's id.
+        """
+        if ticket.recorded:
+            return
+        ticket.recorded = True
+        leg = discarded_before(error)
+        route: Literal["local", "lan", "cloud"] = "local"
+        model, score, decided = local_model, None, None
+        reasons: tuple[str, ...] = ("local",)
+        verdicts: tuple[Verdict, ...] = ()
+        counterfactual: str | None = None
+        if plan is not None:
+            decision = plan.decision
+            model, reasons, verdicts = plan.local_model, decision.reasons[:1], decision.verdicts
+            score, decided = decision.score, plan.decided
+            if plan.target is not None:
+                counterfactual = plan.target.qualified
+            if plan.mode == "lan":
+                route, model = "lan", "lan"
+            elif counterfactual is not None and (
+                leg is not None or (decision.target == "cloud" and not decision.pinned)
+            ):
+                route, model = "cloud", counterfactual
+        if leg is not None:
+            self._discarded(ticket, leg, verdicts, score, decided)
+            reasons = (leg.reason,)
+        prompt_tokens, _, _ = self._tokens(request, Seen())
+        record = self._record(
+            ticket,
+            route=route,
+            reasons=reasons,
+            verdicts=_verdicts(verdicts),
+            score=score,
+            model=model,
+            provider="local" if route == "local" else model.split("/", 1)[0],
+            prompt_tokens=prompt_tokens,
+            completion_tokens=0,
+            tokens_estimated=True,
+            ttft_s=None,
+            status="cancelled",
+            error=None,
+            costs=self._costs(ticket, route, model, counterfactual, prompt_tokens, 0),
+            leg="cascade_cloud" if leg is not None else None,
+            decided=decided,
+        )
+        self.commit_nowait(record)
 
     # -- building and writing records ---------------------------------------------------------
 
@@ -253,38 +337,22 @@ class Accountant:
         cache_write_tokens = usage.cache_write_tokens if usage is not None else 0
         # A cloud answer's provider, or a LAN answer's server: the part before the slash.
         provider = "local" if answer.route == "local" else answer.model.split("/", 1)[0]
-        if answer.route == "lan":
-            # Priced against the cloud model it would have gone to, less what the server costs.
-            costs = self._costing.for_lan(answer.counterfactual, prompt_tokens, completion_tokens)
-        elif answer.route == "local":
-            gpu_joules = gpu_seconds = None
-            if ticket.gpu_joules_started is not None:
-                now = self._gpu_energy()
-                gpu_joules = None if now is None else max(now - ticket.gpu_joules_started, 0.0)
-            if gpu_joules is None and self._gpu_offloaded():
-                gpu_seconds = self.elapsed(ticket)
-            costs = self._costing.for_local(
-                answer.counterfactual,
-                prompt_tokens,
-                completion_tokens,
-                cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0),
-                gpu_joules=gpu_joules,
-                gpu_seconds=gpu_seconds,
-            )
-        else:
-            costs = self._costing.for_cloud(
-                answer.model,
-                prompt_tokens,
-                completion_tokens,
-                cache_read_tokens,
-                cache_write_tokens,
-            )
+        costs = self._costs(
+            ticket,
+            answer.route,
+            answer.model,
+            answer.counterfactual,
+            prompt_tokens,
+            completion_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+        )
         reasons = tuple(answer.reason.split(";"))
         return self._record(
             ticket,
             route=answer.route,
             reasons=reasons,
-            verdicts=_verdicts(answer),
+            verdicts=_verdicts(answer.verdicts),
             score=answer.score,
             model=answer.model,
             provider=provider,
@@ -300,6 +368,70 @@ class Accountant:
             cache_write_tokens=cache_write_tokens,
             decided=answer.decided,
         )
+
+    def _costs(
+        self,
+        ticket: Ticket,
+        route: Literal["local", "lan", "cloud"],
+        model: str,
+        counterfactual: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> Costs:
+        if route == "lan":
+            # Priced against the cloud model it would have gone to, less what the server costs.
+            return self._costing.for_lan(counterfactual, prompt_tokens, completion_tokens)
+        if route == "local":
+            gpu_joules = gpu_seconds = None
+            if ticket.gpu_joules_started is not None:
+                now = self._gpu_energy()
+                gpu_joules = None if now is None else max(now - ticket.gpu_joules_started, 0.0)
+            if gpu_joules is None and self._gpu_offloaded():
+                gpu_seconds = self.elapsed(ticket)
+            return self._costing.for_local(
+                counterfactual,
+                prompt_tokens,
+                completion_tokens,
+                cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0),
+                gpu_joules=gpu_joules,
+                gpu_seconds=gpu_seconds,
+            )
+        return self._costing.for_cloud(
+            model, prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens
+        )
+
+    def _discarded(
+        self,
+        ticket: Ticket,
+        leg: DiscardedLeg,
+        verdicts: tuple[Verdict, ...],
+        score: float | None,
+        decided: Decided | None,
+    ) -> None:
+        """Record a cascade's discarded local answer, as its own leg (``cascade_local``)."""
+        record = self._record(
+            ticket,
+            route="local",
+            reasons=(leg.reason,),
+            verdicts=_verdicts(verdicts),
+            score=score,
+            model=leg.model,
+            provider="local",
+            prompt_tokens=leg.prompt_tokens,
+            completion_tokens=leg.completion_tokens,
+            tokens_estimated=False,
+            ttft_s=None,
+            status="ok",
+            error=None,
+            costs=self._costing.for_discarded_local(
+                cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0)
+            ),
+            leg="cascade_local",
+            decided=decided,
+        )
+        self.commit_nowait(record)
 
     def _tokens(self, request: GenerationRequest, seen: Seen) -> tuple[int, int, bool]:
         if seen.done is not None:
@@ -409,8 +541,8 @@ class Accountant:
             self._metrics.budget(budget)
 
 
-def _verdicts(answer: Answer) -> tuple[VerdictRecord, ...]:
-    return tuple(VerdictRecord(v.policy, v.outcome, v.reason, v.score) for v in answer.verdicts)
+def _verdicts(verdicts: tuple[Verdict, ...]) -> tuple[VerdictRecord, ...]:
+    return tuple(VerdictRecord(v.policy, v.outcome, v.reason, v.score) for v in verdicts)
 
 
 def _prompt_text(request: GenerationRequest) -> str:

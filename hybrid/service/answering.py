@@ -9,6 +9,7 @@ meaning; only a name they would refuse as unknown is looked up among the local m
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from hybrid.errors import HybridError, LocalModelNotFoundError, ModelNotFoundErr
 
 if TYPE_CHECKING:
     from hybrid.generation import GenerationRequest
+    from hybrid.routing.answer import RoutePlan
     from hybrid.routing.dispatcher import Answer, RouteOverride
     from hybrid.service.recorded import Api
     from hybrid.service.service import Service
@@ -45,15 +47,23 @@ async def start_answer(
     Raises:
         HybridError: Nothing could start the answer, or switching to the local model it
             names failed (recorded in the ledger first).
+        asyncio.CancelledError: The start was cancelled (its client left): recorded as a
+            cancelled answer first.
     """
     ticket = service.accountant.open(request.request_id, api, model, stream=request.stream)
+    plan: RoutePlan | None = None
     try:
         switched = await _serve_named(service, model)
         # Once the named local model is served, the request is the local model's.
         named = "local" if switched is not None else model
-        answer = await service.dispatcher.start(request, model=named, override=override)
+        plan = await service.dispatcher.plan(request, model=named, override=override)
+        answer = await service.dispatcher.start_planned(request, plan)
     except HybridError as exc:
-        await service.accountant.failed(ticket, request, exc)
+        await service.accountant.failed(ticket, request, exc, plan)
+        raise
+    except asyncio.CancelledError as exc:
+        local_model = service.runtime.model_id
+        service.accountant.abandoned(ticket, request, exc, plan, local_model=local_model)
         raise
     if switched:
         answer = dataclasses.replace(answer, reason=f"{answer.reason};local:switched")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fake_cloud import FakeCloud
+from fake_cloud import FakeCloud, Fault
 from fastapi.testclient import TestClient
 from live_app import serving
 from scripted import ScriptedBackend, scripted_app
@@ -205,6 +207,147 @@ def test_a_cascade_that_escalates_records_both_legs_and_counts_one_request(
     assert legs["cascade_local"]["completion_tokens"] == 2
     assert legs["cascade_cloud"]["cloud_cost_usd"] > 0  # type: ignore[operator]
     assert (totals["requests"], totals["cloud"], totals["local"]) == (1, 1, 0)
+
+
+def test_a_cascade_whose_escalation_fails_records_the_discarded_local_leg_too(
+    tmp_path: Path, cloud: FakeCloud
+) -> None:
+    settings = settings_in(
+        tmp_path,
+        **{
+            "cloud.openai.api_key": "sk-fake-openai",
+            "cloud.openai.base_url": cloud.base_url + "/v1",
+            "cloud.local_fallback": False,
+            "cloud.max_attempts": 1,
+            "routing.cascade.enabled": True,
+            "routing.cascade.min_confidence": 0.9,  # the scripted tokens' 0.61 is discarded
+            "routing.difficulty.enabled": False,
+            "routing.capacity.enabled": False,
+        },
+    )
+    cloud.push(Fault.status(503))
+    with TestClient(scripted_app(settings)) as client:
+        failed = client.post("/v1/chat/completions", json=CHAT)
+        assert failed.status_code == 503
+        totals = client.get("/v1/hybrid/stats").json()["all_time"]
+    legs = {r["leg"]: r for r in records_of(settings)}
+    assert set(legs) == {"cascade_local", "cascade_cloud"}
+    local, escalated = legs["cascade_local"], legs["cascade_cloud"]
+    assert local["id"] == escalated["id"] == failed.headers["x-hybrid-request-id"]
+    # The local answer's tokens and energy are kept, as when the escalation answers.
+    assert (local["route"], local["status"], local["completion_tokens"]) == ("local", "ok", 2)
+    assert local["reasons"] == ["cascade:0.61<0.9"] and local["energy_cost_usd"] is not None
+    assert (escalated["route"], escalated["status"]) == ("cloud", "error")
+    assert totals["requests"] == 1
+
+
+class HoldingBackend(ScriptedBackend):
+    """Generates one piece, then holds until the generation is cancelled or closed; the test's
+    thread learns of both through thread-safe events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generating = threading.Event()
+        self.stopped = threading.Event()
+
+    async def start(self, request: GenerationRequest, *, prepared: object = None) -> Generation:
+        backend = self
+
+        class Holding(Generation):
+            async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+                try:
+                    yield TextDelta("Hello there, general")
+                    backend.generating.set()
+                    await asyncio.Event().wait()  # until cancelled
+                finally:
+                    backend.stopped.set()
+                yield GenerationDone("stop", Usage(7, 3))
+
+            async def aclose(self) -> None:
+                backend.stopped.set()
+
+        return Holding()
+
+
+def leave_once(
+    base_url: str, started: Callable[[], bool], chat: dict[str, object], **headers: str
+) -> None:
+    """Ask for a whole (non-streamed) chat answer over a raw socket, and close the connection
+    once ``started()`` says the answer is being worked on."""
+    host, port = base_url.removeprefix("http://").split(":")
+    body = json.dumps(chat).encode()
+    head = [
+        "POST /v1/chat/completions HTTP/1.1",
+        f"Host: {host}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items()),
+    ]
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        assert wait_until(started), "the answer never started"
+
+
+def wait_until(condition: Callable[[], bool]) -> bool:
+    for _ in range(500):  # a generous bound on the wait, not a measure of speed
+        if condition():
+            return True
+        threading.Event().wait(0.02)
+    return False
+
+
+def test_a_client_that_leaves_while_the_cascade_reads_the_local_answer_stops_it(
+    tmp_path: Path, cloud: FakeCloud
+) -> None:
+    settings = settings_in(
+        tmp_path,
+        **{
+            "cloud.openai.api_key": "sk-fake-openai",
+            "cloud.openai.base_url": cloud.base_url + "/v1",
+            "routing.cascade.enabled": True,
+            "routing.difficulty.enabled": False,
+            "routing.capacity.enabled": False,
+        },
+    )
+    backend = HoldingBackend()
+    app = scripted_app(settings, backend)
+    with serving(app) as base:
+        leave_once(base, backend.generating.is_set, CHAT)
+        # The cascade read the whole answer before: it was never closed, and nothing recorded.
+        assert backend.stopped.wait(10)
+        assert wait_until(lambda: bool(records_of(settings)))
+        [record] = records_of(settings)
+    local_model = app.state.hybrid.runtime.model_id
+    assert (record["route"], record["model"]) == ("local", local_model)
+    assert record["status"] == "cancelled"
+    assert cloud.requests == []  # not escalated for a client that left
+
+
+def test_a_client_that_leaves_while_a_cloud_answer_starts_cancels_the_call(
+    tmp_path: Path, cloud: FakeCloud
+) -> None:
+    settings = settings_in(
+        tmp_path,
+        **{
+            "cloud.openai.api_key": "sk-fake-openai",
+            "cloud.openai.base_url": cloud.base_url + "/v1",
+            "cloud.max_attempts": 1,
+        },
+    )
+    cloud.push(Fault.black_hole())  # reads the request and never answers
+    with serving(scripted_app(settings)) as base:
+        ask = {**CHAT, "model": "gpt-4.1-mini"}
+        leave_once(base, lambda: cloud.in_flight == 1, ask, X_Hybrid_Route="cloud")
+        # The call is cancelled: its connection to the provider closes.
+        assert wait_until(lambda: cloud.in_flight == 0)
+        assert wait_until(lambda: bool(records_of(settings)))
+        [record] = records_of(settings)
+    assert (record["route"], record["model"], record["status"]) == (
+        "cloud",
+        "openai/gpt-4.1-mini",
+        "cancelled",
+    )
+    assert record["completion_tokens"] == 0 and record["tokens_estimated"] is True
 
 
 def test_a_local_answer_on_a_gpu_adds_the_gpu_energy_it_used(tmp_path: Path) -> None:

@@ -72,6 +72,29 @@ def test_stream_is_framed_exactly_as_openai_frames_it(client: TestClient) -> Non
     assert len({c["id"] for c in chunks}) == 1
 
 
+def test_a_text_completion_stream_with_usage_is_framed_as_the_chat_stream_is(
+    client: TestClient,
+) -> None:
+    response = client.post(
+        "/v1/completions",
+        json={"prompt": "hi", "stream": True, "stream_options": {"include_usage": True}},
+    )
+    assert response.status_code == 200
+    payloads = sse_payloads(response.text)
+    assert payloads[-1] == "[DONE]"
+    chunks = [json.loads(p) for p in payloads[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == "Hello world"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 2
+    # Every chunk before the usage chunk says "usage": null, as OpenAI's do.
+    assert all("usage" in c and c["usage"] is None for c in chunks[:-1])
+
+
+def test_a_text_completion_stream_without_usage_has_no_usage_field(client: TestClient) -> None:
+    response = client.post("/v1/completions", json={"prompt": "hi", "stream": True})
+    chunks = [json.loads(p) for p in sse_payloads(response.text)[:-1]]
+    assert chunks and all("usage" not in c for c in chunks)
+
+
 def test_sdk_streams_text_and_usage(client: TestClient) -> None:
     stream = sdk(client).chat.completions.create(
         model="local",

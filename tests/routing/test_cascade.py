@@ -142,6 +142,44 @@ def test_the_opening_is_read_until_a_word_past_the_limit() -> None:
     assert whole.done.usage == Usage(3, 9)
 
 
+def read_pieces(*pieces: str) -> tuple[GenerationEvent, ...]:
+    async def scenario() -> tuple[GenerationEvent, ...]:
+        return await read_opening(aiter(Pieces(*(TextDelta(piece) for piece in pieces))))
+
+    return asyncio.run(scenario())
+
+
+def test_text_without_spaces_is_read_only_as_far_as_the_opening_s_characters() -> None:
+    chinese = "巴黎是法国的首都也是欧洲最重要的文化中心之一。它以埃菲尔铁塔和卢浮宫闻名于世。"
+    # A wide character counts as two: 33 of them are past the 64 an opening holds.
+    read = read_pieces(*chinese)
+    assert opening_text(read) == chinese[:33]
+    minified = '{"city":"Paris","country":"France","population":2102650,"area_km2":105.4}'
+    read = read_pieces(*(minified[i : i + 3] for i in range(0, len(minified), 3)))
+    assert opening_text(read) == minified[:66]
+    # An English opening still ends a word past its eighth, well within the characters.
+    english = "Paris is the capital of France and one of the most visited cities in Europe"
+    read = read_pieces(*(piece.text for piece in words(english)))
+    assert opening_text(read) == "Paris is the capital of France and one of "
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [
+        "Je suis désolée, mais en tant qu'intelligence artificielle",
+        "Lo lamento, pero como una inteligencia artificial",
+        "I'm sorry, but I do not understand what you mean",
+    ],
+)
+def test_the_longest_declining_openings_are_read_far_enough_to_be_recognised(
+    opening: str,
+) -> None:
+    # Token-sized pieces, then the rest of a long answer.
+    pieces = [opening[i : i + 4] for i in range(0, len(opening), 4)]
+    read = read_pieces(*pieces, " je ne peux pas répondre à cette question, ni à une autre.")
+    assert opening_attempt(read).declined
+
+
 def test_the_opening_stops_at_a_tool_call_or_the_end() -> None:
     async def scenario(generation: Pieces) -> tuple[GenerationEvent, ...]:
         return await read_opening(aiter(generation))

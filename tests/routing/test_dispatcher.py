@@ -32,6 +32,7 @@ from hybrid.generation import (
     TokenLogprob,
     Usage,
 )
+from hybrid.routing.answer import discarded_before
 from hybrid.routing.cascade import Cascade
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
@@ -241,7 +242,11 @@ class CascadingLocal(FakeLocal):
 
 
 def cascading(
-    local: FakeLocal, openai: FakeProvider, *, escalate_declined: bool = True
+    local: FakeLocal,
+    openai: FakeProvider,
+    *,
+    escalate_declined: bool = True,
+    local_fallback: bool = True,
 ) -> Dispatcher:
     names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
     return Dispatcher(
@@ -250,6 +255,7 @@ def cascading(
         names,
         router=build_router(RoutingSettings()),
         cascade=Cascade(0.5, escalate_declined=escalate_declined),
+        local_fallback=local_fallback,
     )
 
 
@@ -278,6 +284,21 @@ def test_cascade_escalates_a_confident_local_answer_that_declines() -> None:
     assert (answer.route, answer.reason) == ("cloud", "cascade:declined")
     assert run(text_of(answer)) == "openai answer"
     assert answer.discarded is not None and answer.discarded.reason == "cascade:declined"
+
+
+@pytest.mark.parametrize(("stream", "read"), [(False, "cascade"), (True, "cascade:opening")])
+def test_an_escalation_that_fails_carries_the_local_answer_the_cascade_discarded(
+    stream: bool, read: str
+) -> None:
+    local = CascadingLocal([0.2, 0.3, 0.9])
+    openai = FakeProvider("openai", ProviderUnavailableError("openai", "503"))
+    d = cascading(local, openai, local_fallback=False)
+    with pytest.raises(NoRouteError, match="local fallback is off") as caught:
+        run(d.start(dataclasses.replace(REQUEST, stream=stream), model="hybrid"))
+    # The local answer was generated all the same: the ledger records it beside the failure.
+    leg = discarded_before(caught.value)
+    assert leg is not None and (leg.model, leg.reason) == (LOCAL, f"{read}:0.38<0.5")
+    assert leg.completion_tokens > 0 and local.started_answers[0].closed
 
 
 def test_cascade_keeps_a_declining_answer_when_told_to() -> None:

@@ -14,7 +14,10 @@ from hybrid.ledger.costing import Costing
 from hybrid.ledger.prices import PriceTable
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.answer import DiscardedLeg, RoutePlan
 from hybrid.routing.dispatcher import Answer
+from hybrid.routing.names import CloudTarget
+from hybrid.routing.policy import RouteDecision
 from hybrid.service.accounting import Accountant
 from hybrid.service.events import CLOSED, EventBus
 from hybrid.service.metrics import Metrics
@@ -98,6 +101,72 @@ def test_an_offloaded_model_without_a_counter_prices_its_time_at_gpu_watts(
     assert record.cost_avoided_usd == pytest.approx(
         (record.counterfactual_cost_usd or 0) - record.energy_cost_usd
     )
+
+
+def accountant_on(writer: LedgerWriter) -> Accountant:
+    return Accountant(
+        writer,
+        Costing(PriceTable.shipped(), EnergySettings(), reference_model="openai/gpt-4.1-mini"),
+        Budget(BudgetSettings(), SpendSeed(at=0.0)),
+        EventBus(),
+        Metrics(),
+        count_tokens=lambda text: len(text),
+    )
+
+
+def recorded(tmp_path: Path) -> list[LedgerRecord]:
+    store = LedgerWriter(tmp_path / "ledger.sqlite3", 0)
+    store.start()
+    try:
+        return list(reversed(asyncio.run(store.recent(10))))
+    finally:
+        store.close()
+
+
+PLAN = RoutePlan(
+    "auto",
+    CloudTarget("openai", "gpt-4.1-mini"),
+    RouteDecision("local", ("difficulty:0.20<=0.52",), score=0.2),
+    None,
+    "local-model",
+)
+
+
+@pytest.mark.parametrize("escalating", [False, True])
+def test_a_start_cancelled_is_recorded_as_cancelled_on_the_route_it_took(
+    tmp_path: Path, escalating: bool
+) -> None:
+    writer = LedgerWriter(tmp_path / "ledger.sqlite3", retention_days=0)
+    accountant = accountant_on(writer)
+    cancelled = asyncio.CancelledError()
+    if escalating:  # the cascade discarded the local answer; the client left during the call
+        DiscardedLeg("local-model", 5, 12, "cascade:0.30<0.35").note(cancelled)
+
+    async def scenario() -> None:
+        writer.start()
+        ticket = accountant.open("r1", "openai", "hybrid", stream=False)
+        accountant.abandoned(ticket, REQUEST, cancelled, PLAN, local_model="local-model")
+        writer.close()
+
+    asyncio.run(scenario())
+    records = recorded(tmp_path)
+    answered = records[-1]
+    assert (answered.status, answered.completion_tokens, answered.tokens_estimated) == (
+        "cancelled",
+        0,
+        True,
+    )
+    assert answered.prompt_tokens == len("Hi") and answered.score == 0.2
+    if not escalating:
+        assert [(r.route, r.model, r.leg) for r in records] == [("local", "local-model", None)]
+        return
+    # As when the escalation answers: the discarded local leg, then the cloud's.
+    assert [(r.route, r.model, r.status, r.leg) for r in records] == [
+        ("local", "local-model", "ok", "cascade_local"),
+        ("cloud", "openai/gpt-4.1-mini", "cancelled", "cascade_cloud"),
+    ]
+    assert records[0].completion_tokens == 12 and records[0].reasons == ("cascade:0.30<0.35",)
+    assert sum(r.is_request for r in records) == 1
 
 
 def test_a_closed_bus_ends_every_follower_now_and_later() -> None:

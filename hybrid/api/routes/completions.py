@@ -71,12 +71,18 @@ async def _stream(
             if isinstance(event, TextDelta):
                 if event.text or (logprobs and event.logprobs):
                     lp = completion_logprobs_json(event.logprobs, offset) if logprobs else None
-                    yield sse_event(completion_json(meta, event.text, lp, None, None, chunk=True))
+                    piece = completion_json(
+                        meta, event.text, lp, None, None, chunk=True, include_usage=include_usage
+                    )
+                    yield sse_event(piece)
                     offset += len(event.text)
                 continue
             if isinstance(event, ToolCallDelta):
                 continue  # a raw prompt offers no tools: none is ever called
-            yield sse_event(completion_json(meta, "", None, event.finish_reason, None, chunk=True))
+            last = completion_json(
+                meta, "", None, event.finish_reason, None, chunk=True, include_usage=include_usage
+            )
+            yield sse_event(last)
             if include_usage:
                 usage_chunk = completion_json(meta, "", None, None, event.usage, chunk=True)
                 usage_chunk["choices"] = []

@@ -153,8 +153,13 @@ def completion_json(
     usage: Usage | None,
     *,
     chunk: bool = False,
+    include_usage: bool = False,
 ) -> dict[str, Any]:
-    """A ``text_completion`` object, whole or as one streamed chunk."""
+    """A ``text_completion`` object, whole or as one streamed chunk.
+
+    A chunk of a stream with ``include_usage`` has ``"usage": null`` until the closing usage
+    chunk, as OpenAI sends it (and :func:`chat_chunk` does); other chunks have no ``usage``.
+    """
     body: dict[str, Any] = {
         "id": meta.id,
         "object": "text_completion",
@@ -165,6 +170,6 @@ def completion_json(
         ],
         "system_fingerprint": None,
     }
-    if not chunk or usage is not None:
+    if not chunk or usage is not None or include_usage:
         body["usage"] = None if usage is None else usage_json(usage)
     return body
