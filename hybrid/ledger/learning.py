@@ -415,6 +415,45 @@ def labelled(conn: Database, model_sha256: str) -> list[LabelledSignal]:
     ]
 
 
+def signal_kept(conn: Database, request_id: str) -> bool:
+    """Whether the ledger keeps a request's signal."""
+    row = conn.execute("SELECT 1 FROM signals WHERE request_id = ?", (request_id,)).fetchone()
+    return row is not None
+
+
+def usable_since(
+    conn: Database, model_sha256: str, after: float | None = None
+) -> tuple[int, float | None]:
+    """How many of a local model's kept signals carry a label a refit can use, among those
+    labelled after a time, and when the newest of them was labelled.
+
+    A request's label time is its newest label's (as :func:`labelled` gives it), so a label
+    that replaces an earlier one counts as new again.
+
+    Args:
+        conn: The ledger.
+        model_sha256: The local model's SHA-256.
+        after: Count only requests labelled after this (Unix seconds); None counts all.
+
+    Returns:
+        The count, and the newest label time among them (None when there is none).
+    """
+    since, params = ("WHERE labelled_at > ?", [after]) if after is not None else ("", [])
+    row = conn.execute(
+        f"""
+        SELECT COUNT(*), MAX(labelled_at) FROM (
+            SELECT (SELECT MAX(time) FROM labels WHERE request_id = s.request_id) AS labelled_at
+            FROM signals s
+            WHERE s.model_sha256 = ? AND EXISTS (
+                SELECT 1 FROM labels l WHERE l.request_id = s.request_id AND {_USABLE}
+            )
+        ) AS usable {since}
+        """,
+        [model_sha256, *params],
+    ).fetchone()
+    return int(row[0]), None if row[1] is None else float(row[1])
+
+
 def signals(conn: Database, model_sha256: str | None = None) -> list[Signal]:
     """The kept signals (of one local model, or all), oldest first."""
     where, params = ("WHERE model_sha256 = ?", [model_sha256]) if model_sha256 else ("", [])

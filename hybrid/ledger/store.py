@@ -319,10 +319,22 @@ class LedgerStore:
         )
         return _record(rows[0]) if rows else None
 
+    def signal_kept(self, request_id: str) -> bool:
+        """Whether the ledger keeps a request's signal: without one, no refit can learn from
+        the request's labels (see :func:`hybrid.ledger.learning.labelled`)."""
+        return self._query(lambda: learning.signal_kept(self._conn, request_id))
+
     def labelled(self, model_sha256: str) -> list[LabelledSignal]:
         """The kept signals of a local model that carry a label (see
         :func:`hybrid.ledger.learning.labelled`)."""
         return self._query(lambda: learning.labelled(self._conn, model_sha256))
+
+    def usable_since(
+        self, model_sha256: str, after: float | None = None
+    ) -> tuple[int, float | None]:
+        """A local model's labelled requests a refit can use, labelled after ``after``, and
+        the newest one's label time (see :func:`hybrid.ledger.learning.usable_since`)."""
+        return self._query(lambda: learning.usable_since(self._conn, model_sha256, after))
 
     def signals(self, model_sha256: str | None = None) -> list[Signal]:
         """The kept signals, of one local model or all, oldest first."""

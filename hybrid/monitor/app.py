@@ -321,17 +321,18 @@ class MonitorApp(App[None]):
         if not isinstance(self._daemon, FeedbackLink) or self.link.state != "live":
             self.notify("not connected to the daemon: nothing can be marked now", timeout=4)
             return
-        self._send_feedback(record.id, good, record.route)
+        self._send_feedback(record.id, good)
 
     @work(group="feedback")
-    async def _send_feedback(self, request_id: str, good: bool, route: str) -> None:
+    async def _send_feedback(self, request_id: str, good: bool) -> None:
         assert isinstance(self._daemon, FeedbackLink)
         word = "good" if good else "bad"
         try:
-            about_local = await self._daemon.send_feedback(request_id, good)
+            unusable = await self._daemon.send_feedback(request_id, good)
         except (DaemonUnreachable, FeedbackRefused) as exc:
             self.notify(str(exc), title="not marked", severity="error", timeout=8)
             return
-        where = "LAN" if route == "lan" else "cloud"
-        note = "" if about_local else f" (a {where} answer: it says nothing about the local model)"
-        self.notify(f"marked {request_id} {word}{note}", timeout=4)
+        if unusable is None:
+            self.notify(f"marked {request_id} {word}", timeout=4)
+        else:
+            self.notify(f"marked {request_id} {word} ({unusable})", timeout=8)

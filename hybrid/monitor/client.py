@@ -295,7 +295,7 @@ class DaemonClient:
         model = loading.get("model") if isinstance(loading, dict) else None
         return model if isinstance(model, str) else name
 
-    async def send_feedback(self, request_id: str, good: bool) -> bool:
+    async def send_feedback(self, request_id: str, good: bool) -> str | None:
         """Label the answer to a request with ``POST /v1/hybrid/feedback``.
 
         Args:
@@ -303,7 +303,8 @@ class DaemonClient:
             good: Whether its answer was good enough.
 
         Returns:
-            Whether the label says something about the local model (it answered).
+            None when a refit can learn from the label; otherwise why not (the daemon's
+            ``message``: a cloud answer, prompt features not kept, and what to change).
 
         Raises:
             FeedbackRefused: The daemon holds no such request, or it has no answer to label;
@@ -322,8 +323,15 @@ class DaemonClient:
         try:
             body = response.json()
         except ValueError:
-            return True
-        return bool(body.get("about_local", True)) if isinstance(body, dict) else True
+            return None
+        if not isinstance(body, dict):
+            return None
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            return message
+        if body.get("about_local") is False:  # a daemon from before "message"
+            return "it says nothing about the local model"
+        return None
 
     async def aclose(self) -> None:
         """Close the connections; the client cannot be used afterwards."""

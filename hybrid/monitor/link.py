@@ -48,8 +48,9 @@ class DaemonLink(Protocol):
 class FeedbackLink(Protocol):
     """A daemon link that can label answers (:class:`~hybrid.monitor.client.DaemonClient`)."""
 
-    async def send_feedback(self, request_id: str, good: bool) -> bool:
-        """Label the answer to a request; True when the label is about the local model.
+    async def send_feedback(self, request_id: str, good: bool) -> str | None:
+        """Label the answer to a request; None when a refit can learn from the label, else
+        why not.
 
         Raises:
             FeedbackRefused: The daemon holds no such request, or it has no answer.

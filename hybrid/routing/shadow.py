@@ -9,12 +9,15 @@ agree), which ``hybrid calibrate --from-ledger`` learns from.
 Never shadowed: requests pinned to this machine by the privacy policy, requests whose route the
 client or the server-wide mode chose (``model: local``, ``X-Hybrid-Route: local``,
 ``local-only``), local answers given because the cloud failed or a spend cap was reached,
-requests with tools, images or audio, and answers that did not end normally.  A provider at a
-spend cap is not called, and each call (the shadow call, then the judge's) first reserves its
-estimated cost like any other cloud call (:mod:`hybrid.routing.reserving`): one that does not fit
-under a cap is not sent.  Every call made is recorded in the ledger by whoever receives the
-:class:`ShadowOutcome`, which settles the call's reservation with its real cost; a reservation
-its record did not settle is released when the comparison ends, however it ends.
+requests with tools, images or audio, and answers that did not end normally.  A comparison
+whose other answer is empty or did not end normally (:func:`gradable`: a content filter, a
+reasoning model that spent ``max_tokens`` before writing anything) gives no label: it says
+nothing about the answer it would grade.  A provider at a spend cap is not called, and each
+call (the shadow call, then the judge's) first reserves its estimated cost like any other cloud
+call (:mod:`hybrid.routing.reserving`): one that does not fit under a cap is not sent.  Every
+call made is recorded in the ledger by whoever receives the :class:`ShadowOutcome`, which
+settles the call's reservation with its real cost; a reservation its record did not settle is
+released when the comparison ends, however it ends.
 
 **Grading without a judge** (:func:`grade_overlap`).  Both answers are normalised (Unicode
 NFKC, lower case, punctuation and the articles *a*, *an*, *the* dropped, whitespace
@@ -70,7 +73,7 @@ import numpy as np
 from hybrid.backend import collect
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import HybridError
-from hybrid.generation import GenerationRequest, Message, SamplingParams, Usage
+from hybrid.generation import FinishReason, GenerationRequest, Message, SamplingParams, Usage
 from hybrid.ledger.budget import Reservation
 from hybrid.routing.local_model import LocalAnswerer
 from hybrid.routing.names import CloudTarget
@@ -139,6 +142,21 @@ def question_of(text: str) -> str:
     sentences = [part for part in _SENTENCE_END.split(text) if part.strip()]
     asked = [part for part in sentences if part.rstrip().endswith(("?", "\uff1f"))]
     return (asked or sentences or [""])[-1].strip()
+
+
+def gradable(text: str, finish_reason: FinishReason | None) -> bool:
+    """Whether an answer can take part in a comparison: it ended normally (end of turn, a stop
+    sequence or max tokens) and has text.
+
+    An empty answer (a content filter, a reasoning model that spent ``max_tokens`` before
+    writing anything) or one that ended in tool calls or a refusal says nothing about the
+    worth of the answer it would be compared with, so it gives no label either way.
+
+    Args:
+        text: The answer.
+        finish_reason: How it ended; None when the call failed.
+    """
+    return finish_reason in ("stop", "length") and bool(text.strip())
 
 
 def grade_overlap(local: str, cloud: str, *, threshold: float, question: str = "") -> Grade:
@@ -232,6 +250,7 @@ class ShadowCall:
         latency_s: Seconds the call took.
         error: Why it failed, None when it answered.
         reservation: The budget reservation the call's record settles, None without a budget.
+        finish_reason: How its answer ended, None when it failed.
     """
 
     target: CloudTarget
@@ -240,6 +259,7 @@ class ShadowCall:
     latency_s: float
     error: str | None = None
     reservation: Reservation | None = None
+    finish_reason: FinishReason | None = None
 
 
 @dataclass(frozen=True)
@@ -250,7 +270,8 @@ class ShadowOutcome:
         request_id: The request compared.
         shadow: The cloud call that answered the request again; None when the local model
             answered it again instead (a local shadow).
-        grade: The local answer's grade; None when the cloud call failed.
+        grade: The local answer's grade; None when the cloud call failed or its answer
+            cannot grade another (:func:`gradable`).
         judge: The judge's call, when one graded.
         against: The cloud model whose answer the local answer was graded against.
         vector: The local model's vector of the prompt, read from the prefill of a local
@@ -432,7 +453,8 @@ class Shadowing:
             shadow = await self._call(target, shadow_request, held)
             if shadow is None:
                 return  # its estimate did not fit under a cap: nothing was sent
-            if shadow.error is not None:
+            if shadow.error is not None or not gradable(shadow.text, shadow.finish_reason):
+                # Reported all the same: the call's record settles its cost.
                 report(ShadowOutcome(request.request_id, shadow, None))
                 return
             grade, judged = await self._grade(request, local_text, shadow.text, held)
@@ -464,7 +486,7 @@ class Shadowing:
             prepared = await local.prepare(asked)
             vector = await self._vector(local, asked, prepared) if self._vectors else None
             answered = await collect(await local.start(asked, prepared=prepared))
-            if answered.done.finish_reason not in ("stop", "length") or not answered.text.strip():
+            if not gradable(answered.text, answered.done.finish_reason):
                 return
             grade, judged = await self._grade(request, answered.text, cloud_text, held)
             report(ShadowOutcome(request.request_id, None, grade, judged, against, vector))
@@ -539,4 +561,5 @@ class Shadowing:
             return ShadowCall(target, "", None, elapsed, str(exc), reservation)
         elapsed = self._perf() - started
         usage = completion.done.usage
-        return ShadowCall(target, completion.text, usage, elapsed, None, reservation)
+        finish = completion.done.finish_reason
+        return ShadowCall(target, completion.text, usage, elapsed, None, reservation, finish)

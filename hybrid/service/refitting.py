@@ -3,20 +3,24 @@
 ``hybrid calibrate --from-ledger`` refits on demand.  With ``routing.learn.refit_after`` set
 (50 by default), ``hybrid serve`` also does it by itself: every ``poll_s`` seconds it reads how
 many labelled requests of the served model a refit can use (people's feedback and shadow
-comparisons, from this daemon or any other of a shared ledger), and once that many more have
-arrived since its last try, it refits exactly as the command does
-(:func:`~hybrid.routing.calibration.learning.ledger_examples`, then
+comparisons, from this daemon or any other of a shared ledger), and once that many were
+labelled after the newest label its last refit learned from (a label that replaces an earlier
+one counts as new; counting labels, not totals, keeps refits coming once
+``routing.learn.keep_signals`` or the retention prunes old ones), it refits exactly as the
+command does (:func:`~hybrid.routing.calibration.learning.ledger_examples`, then
 :func:`~hybrid.routing.calibration.learning.refit`) once the local model is idle (no request
 waits or runs), at the lowest CPU priority (:mod:`~hybrid.routing.calibration.low_priority`):
 a refit takes seconds of CPU (about 2 s with 400 labels and 11 s with 10,000, on 2 cores),
-which a request that arrives meanwhile should not have to share.  An adopted refit is
-saved where ``hybrid calibrate`` saves and is used from the next request on; one that is not
-adopted changes nothing.  Either way :attr:`TrafficRefitter.last` says what happened, for
-``/health`` and the monitor.
+which a request that arrives meanwhile should not have to share.  The refit is judged against
+the calibration stored when it runs (one ``hybrid calibrate`` wrote meanwhile included), and
+an adopted one is saved where ``hybrid calibrate`` saves, unless that file changed while it
+ran, and used from the next request on; one that is not adopted changes nothing.  Either way
+:attr:`TrafficRefitter.last` says what happened, for ``/health`` and the monitor.
 
 At each look it also loads the served model's labelled requests into the router's memory of
-them when their count changed (:mod:`hybrid.routing.difficulty.labelled`), so that scores are
-read beside them from then on; with ``refit_after`` 0 that is all it does.
+them when they changed (in number, or a newer label), also while a due refit waits for idle
+(:mod:`hybrid.routing.difficulty.labelled`), so that scores are read beside them from then
+on; with ``refit_after`` 0 that is all it does.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from hybrid.errors import HybridError
 from hybrid.routing.calibration.low_priority import run_low_priority
-from hybrid.routing.difficulty.store import labelled_requests
+from hybrid.routing.difficulty.labelled import learned_until
+from hybrid.routing.difficulty.store import model_path
 
 if TYPE_CHECKING:
     from hybrid.ledger.learning import LabelledSignal
@@ -96,8 +101,8 @@ class TrafficRefitter:
         ledger: The ledger's writer; its read connection counts and reads the labels.
         calibration: The served model's difficulty model; reloaded after an adopted refit.
         model_name: The served model's id, for the refit's metadata.
-        refit_after: New usable labels that start a refit (0: never refit, only load the
-            labelled requests into ``labelled``).
+        refit_after: Usable labels given since the last refit's newest that start a refit (0:
+            never refit, only load the labelled requests into ``labelled``).
         poll_s: Seconds between looks at the label counts.
         idle: Whether the local model is idle (no request waits or runs); a due refit waits
             for it, looking again every ``idle_poll_s`` seconds.
@@ -105,7 +110,7 @@ class TrafficRefitter:
             model is known, at it.
         clock: Unix time, for the outcome's time stamp.
         labelled: The router's memory of the served model's labelled requests, loaded at each
-            look when their count changed (None: none is kept).
+            look when they changed (None: none is kept).
     """
 
     def __init__(
@@ -134,9 +139,12 @@ class TrafficRefitter:
         self._idle_poll_s = idle_poll_s
         self._clock = clock
         self._labelled = labelled
-        # The model and usable label count the memory was last loaded for.
-        self._loaded: tuple[str, int] | None = None
-        self._tried: dict[str, int] = {}
+        # The model, usable label count and newest label time the memory was last loaded for.
+        self._loaded: tuple[str, int, float | None] | None = None
+        # Per model, the newest label time the last refit (or the refit in use) learned from.
+        self._tried: dict[str, float | None] = {}
+        # The model a refit is due for, waiting for the local model to be idle.
+        self._due: str | None = None
         self.labels = 0
         """Usable labels of the served model at the last look."""
         self.last: RefitOutcome | None = None
@@ -151,24 +159,46 @@ class TrafficRefitter:
 
     async def run(self) -> None:
         """Look as soon as the served model's difficulty model is known (so that its labelled
-        requests count from the first request on), then every ``poll_s`` seconds, and refit
-        when due; runs until cancelled.  Until the model is known, it looks again every
-        ``idle_poll_s`` seconds."""
+        requests count from the first request on), then every ``poll_s`` seconds; a refit
+        that is due starts once the local model is idle.  Runs until cancelled.  Until the
+        model is known, and while a due refit waits for idle, it looks at them every
+        ``idle_poll_s`` seconds (a busy server goes on reloading the labels at each look)."""
+        loop = asyncio.get_running_loop()
+        next_look = loop.time()
         while True:
             known = self._calibration.status().model is not None
-            if known:
-                try:
-                    await self.check()
-                except HybridError as exc:  # a ledger that cannot be read now: look again later
-                    log.warning("refit from traffic: cannot read the labels: %s", exc)
-            await asyncio.sleep(self._poll_s if known else self._idle_poll_s)
+            try:
+                if known and loop.time() >= next_look:
+                    next_look = loop.time() + self._poll_s
+                    await self.look()
+                if known:
+                    await self.refit_if_idle()
+            except HybridError as exc:  # a ledger that cannot be read now: look again later
+                log.warning("refit from traffic: cannot read the labels: %s", exc)
+            if known and self._due is None:
+                await asyncio.sleep(max(0.0, next_look - loop.time()))
+            else:
+                await asyncio.sleep(self._idle_poll_s)
 
     async def check(self) -> RefitOutcome | None:
-        """Refit when the served model has ``refit_after`` more usable labels than at the
-        last try (before the first: than the model in use was refitted on, if it was).
+        """One look (:meth:`look`), then the refit if one is due and the local model is idle
+        (:meth:`refit_if_idle`).
 
         Returns:
-            The refit's outcome, or None when none was due.
+            The refit's outcome, or None when none ran.
+
+        Raises:
+            LedgerError: The ledger cannot be read.
+        """
+        await self.look()
+        return await self.refit_if_idle()
+
+    async def look(self) -> None:
+        """Count the served model's usable labels, load them into the router's memory when
+        they changed (in number, or a newer label: one given, or one that replaced another),
+        and mark a refit due when ``refit_after`` of them were labelled after the newest label
+        the last refit learned from (before the first: the refit in use, if the model in use
+        is one).
 
         Raises:
             LedgerError: The ledger cannot be read.
@@ -176,26 +206,48 @@ class TrafficRefitter:
         status = self._calibration.status()
         sha256 = status.sha256
         if sha256 is None or status.model is None:
-            return None  # the model is loading, or its lookup has not finished
-        counts = await self._ledger.read(lambda store: store.label_counts())
-        self.labels = next((c.usable for c in counts if c.model_sha256 == sha256), 0)
-        if self._labelled is not None and self._loaded != (sha256, self.labels):
+            return  # the model is loading, or its lookup has not finished
+        self.labels, newest = await self._ledger.read(lambda store: store.usable_since(sha256))
+        if self._labelled is not None and self._loaded != (sha256, self.labels, newest):
             from hybrid.routing.calibration.learning import ledger_requests
 
             rows = await self._ledger.read(lambda store: store.labelled(sha256))
             self._labelled.load(sha256, await asyncio.to_thread(ledger_requests, rows))
-            self._loaded = (sha256, self.labels)
-        if self.refit_after == 0:
-            return None
+            self._loaded = (sha256, self.labels, newest)
+        if self.refit_after == 0 or self._due == sha256:
+            return
         if sha256 not in self._tried:
             # A restarted server waits for refit_after more than the refit in use learned from.
-            self._tried[sha256] = labelled_requests(status.model)
-        if self.labels - self._tried[sha256] < self.refit_after:
+            until = learned_until(status.model)
+            self._tried[sha256] = until if math.isfinite(until) else None
+        after = self._tried[sha256]
+        fresh, _ = await self._ledger.read(lambda store: store.usable_since(sha256, after))
+        if fresh >= self.refit_after:
+            self._due = sha256
+
+    async def refit_if_idle(self) -> RefitOutcome | None:
+        """Refit the served model's difficulty model when a refit is due for it and the local
+        model is idle (no request waits or runs).  A refit due for a model no longer served is
+        dropped: the model served now counts its own labels.
+
+        Returns:
+            The refit's outcome, or None when none ran.
+
+        Raises:
+            LedgerError: The ledger cannot be read (the refit stays due).
+        """
+        sha256 = self._due
+        if sha256 is None:
             return None
-        self._tried[sha256] = self.labels
-        while not self._idle():
-            await asyncio.sleep(self._idle_poll_s)
+        if self._calibration.status().sha256 != sha256:
+            self._due = None
+            return None
+        if not self._idle():
+            return None
         rows = await self._ledger.read(lambda store: store.labelled(sha256))
+        self._due = None
+        times = [row.labelled_at for row in rows if row.labelled_at is not None]
+        self._tried[sha256] = max(times, default=self._tried.get(sha256))
         outcome = await run_low_priority(self._refit, sha256, rows)
         self.last = outcome
         log.info("refit from traffic: %s", outcome.message)
@@ -205,11 +257,15 @@ class TrafficRefitter:
         from hybrid import __version__
         from hybrid.routing.calibration.learning import ledger_examples, refit
         from hybrid.routing.calibration.record import load_record
-        from hybrid.routing.difficulty.store import save
+        from hybrid.routing.difficulty.store import find, save
 
         stamp = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")
         found = ledger_examples(load_record(self._home, sha256), rows)
-        current = self._calibration.status().model
+        # Judged against the calibration stored now (``hybrid calibrate`` may have written one
+        # since the served model was loaded), and saved only if it is still the one stored.
+        before = _stored_bytes(self._home, sha256)
+        stored = find(self._home, sha256)
+        current = stored.model if stored is not None else self._calibration.status().model
         meta = {
             "model": self._model_name(),
             "model_sha256": sha256,
@@ -230,6 +286,14 @@ class TrafficRefitter:
                 result.traffic_weight,
                 result.word_weight,
                 result.probe.meta() if result.probe is not None else None,
+            )
+        if _stored_bytes(self._home, sha256) != before:
+            return RefitOutcome(
+                stamp,
+                self.labels,
+                False,
+                "not saved: the model's calibration file changed while refitting (hybrid "
+                "calibrate?); the next refit is judged against it",
             )
         try:
             path = save(self._home, sha256, result.model)
@@ -278,6 +342,14 @@ def read_labelled(source: Path | str, sha256: str, labelled: LabelledScores) -> 
     requests = ledger_requests(rows)
     labelled.load(sha256, requests)
     return len(requests)
+
+
+def _stored_bytes(home: Path, sha256: str) -> bytes | None:
+    """The model's calibration file in the data dir as it is now (None: there is none)."""
+    try:
+        return model_path(home, sha256).read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _auroc(value: float) -> str:

@@ -282,6 +282,8 @@ def test_feedback_labels_an_answer_and_a_second_label_replaces_the_first(app_for
         "route": "local",
         "about_local": True,
         "replaced": False,
+        "usable": True,
+        "message": None,
     }
     second = client.post(
         "/v1/hybrid/feedback",
@@ -304,6 +306,58 @@ def test_feedback_labels_an_answer_and_a_second_label_replaces_the_first(app_for
             "shadow_escalated": 0,
         }
     ]
+
+
+def feedback_on(client: TestClient, request_id: str) -> dict[str, Any]:
+    """Label a request's answer bad; the response's body."""
+    response = client.post("/v1/hybrid/feedback", json={"request_id": request_id, "good": False})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_feedback_a_refit_cannot_learn_from_is_kept_and_says_which_setting_to_change(
+    app_for: Any,
+) -> None:
+    client, settings, _ = app_for(**{"routing.learn.keep_signals": 0})
+    request_id = chat(client)
+    body = feedback_on(client, request_id)
+    assert (body["about_local"], body["usable"]) == (True, False)
+    assert body["message"].startswith("routing.learn.keep_signals is 0")
+    assert "set routing.learn.keep_signals above 0" in body["message"]
+    _, _, labels = read_ledger(client, settings)
+    assert [(label.request_id, label.source) for label in labels] == [(request_id, "feedback")]
+    [counts] = client.get("/v1/hybrid/stats").json()["labels"]
+    assert counts["usable"] == 0
+
+
+def test_feedback_on_a_request_whose_signal_was_pruned_is_not_usable(app_for: Any) -> None:
+    client, _, sha = app_for(**{"routing.learn.keep_signals": 1})
+    older, newer = chat(client), chat(client)
+    pruned = feedback_on(client, older)
+    assert (pruned["about_local"], pruned["usable"]) == (True, False)
+    assert "no longer kept" in pruned["message"]
+    assert "raise routing.learn.keep_signals" in pruned["message"]
+    kept = feedback_on(client, newer)
+    assert (kept["usable"], kept["message"]) == (True, None)
+    counts = client.get("/v1/hybrid/stats").json()["labels"]
+    # The pruned request's label counts under no model: its signal named the model.
+    usable = {row["model_sha256"]: (row["feedback"], row["usable"]) for row in counts}
+    assert usable == {sha: (1, 1), None: (1, 0)}
+
+
+def test_feedback_on_a_request_the_router_did_not_score_or_on_a_cloud_answer_is_not_usable(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    client, _, _ = app_for(cloud)
+    pinned = feedback_on(client, chat(client, **{"X-Hybrid-Route": "local"}))
+    assert (pinned["about_local"], pinned["usable"]) == (True, False)
+    assert "did not score this request" in pinned["message"]
+    response = client.post("/v1/chat/completions", json=HELLO, headers={"X-Hybrid-Route": "cloud"})
+    assert response.headers["x-hybrid-route"] == "cloud"
+    escalated = feedback_on(client, response.headers["x-hybrid-request-id"])
+    assert (escalated["about_local"], escalated["usable"]) == (False, False)
+    assert "says nothing about the local model" in escalated["message"]
 
 
 def test_feedback_for_an_unknown_request_is_a_404_that_says_what_to_send(app_for: Any) -> None:

@@ -140,10 +140,13 @@ def replay(
     cascade: bool = False,
     vectors: Sequence[np.ndarray | None] | None = None,
     escalations_shadowed: bool = False,
+    first: int = 0,
+    keep_signals: int = 10_000,
 ) -> None:
     """Write each request as the server does: its record, its signal, and a label (into the
     shared ledger's database at ``url``, when given); ``vectors`` are the local model's
-    vectors of the prompts, one per request, kept with the signals.
+    vectors of the prompts, one per request, kept with the signals. The requests are numbered
+    (their ids and times) from ``first``; the writer keeps ``keep_signals`` signals.
 
     With ``cascade``, the labels are the cascade's: a wrong local answer declined, so the cloud
     answered and the request has a ``cascade`` label; a right one was kept, and every third of
@@ -152,10 +155,10 @@ def replay(
     are labelled by shadow comparisons of local answers given in the background
     (``routing.learn.local_shadow_rate``) instead of by people.
     """
-    writer = LedgerWriter(ledger, retention_days=0, keep_signals=10_000, url=url)
+    writer = LedgerWriter(ledger, retention_days=0, keep_signals=keep_signals, url=url)
     writer.start()
     try:
-        for index, (text, wrong) in enumerate(labelled):
+        for index, (text, wrong) in enumerate(labelled, start=first):
             request_id = f"req-{index}"
             label: Label | None
             if cascade:
@@ -183,7 +186,7 @@ def replay(
                     route="cloud" if cloud else "local",
                     score=0.3,
                     prompt_chars=len(text),
-                    vector=None if vectors is None else vectors[index],
+                    vector=None if vectors is None else vectors[index - first],
                 )
             )
             if label is not None:

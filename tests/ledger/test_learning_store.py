@@ -87,6 +87,9 @@ def test_only_the_newest_signals_are_kept(tmp_path: Path) -> None:
     store = open_store(path)
     try:
         assert [s.request_id for s in store.signals()] == ["r4", "r5", "r6"]
+        # What POST /v1/hybrid/feedback asks: a pruned signal, or none, is not kept.
+        assert [store.signal_kept(f"r{index}") for index in (3, 4, 6)] == [False, True, True]
+        assert not store.signal_kept("never-scored")
     finally:
         store.close()
 
@@ -155,6 +158,32 @@ def test_feedback_on_a_cloud_answer_is_counted_but_not_usable(tmp_path: Path) ->
             LabelCount("ef" * 32, feedback=0, shadow=2, usable=2, with_vector=1),
             LabelCount(None, feedback=1, shadow=0, usable=0),
         ]
+    finally:
+        store.close()
+
+
+def test_usable_labels_since_a_time_count_a_label_given_again_as_new(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "ledger.sqlite3")
+    try:
+        store.append(
+            [],
+            [
+                signal("a"),
+                Label("a", "shadow", True, T0 + 1),
+                signal("b"),
+                Label("b", "feedback", False, T0 + 2),
+                signal("c", route="cloud"),
+                Label("c", "feedback", True, T0 + 3),  # a cloud answer's: not usable
+            ],
+        )
+        assert store.usable_since(SHA) == (2, T0 + 2)
+        assert store.usable_since(SHA, T0 + 1) == (1, T0 + 2)
+        assert store.usable_since(SHA, T0 + 2) == (0, None)
+        assert store.usable_since("ef" * 32) == (0, None)
+        # "a" is labelled again, the other way: the same number, but one labelled later.
+        store.append([], [Label("a", "shadow", False, T0 + 9)])
+        assert store.usable_since(SHA) == (2, T0 + 9)
+        assert store.usable_since(SHA, T0 + 2) == (1, T0 + 9)
     finally:
         store.close()
 

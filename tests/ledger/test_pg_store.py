@@ -161,6 +161,10 @@ def test_records_learning_and_pruning_read_back_the_same(
     assert [(c.feedback, c.cascade) for c in pg.label_counts()] == [(3, 2), (1, 0)]
     assert pg.labelled("ab" * 32) == lite.labelled("ab" * 32)
     assert [row.cascade for row in pg.labelled("ab" * 32)] == [False, None, False]
+    times = sorted(row.labelled_at for row in lite.labelled("ab" * 32) if row.labelled_at)
+    for after in (None, times[0]):
+        assert pg.usable_since("ab" * 32, after) == lite.usable_since("ab" * 32, after)
+    assert lite.usable_since("ab" * 32, times[-1]) == (0, None)
     cut = T0 - DAY + 1234.5
     assert pg.prune(cut) == lite.prune(cut) > 0
     assert pg.totals().to_dict() == pytest.approx(lite.totals().to_dict())

@@ -260,6 +260,8 @@ class FakeDaemon:
         self.seen_headers: list[httpx2.Headers] = []
         # The bodies of every POST /v1/hybrid/feedback; ids it knows are the snapshot's.
         self.feedback_posts: list[Any] = []
+        # Why no refit can learn from a label on a local answer (the daemon's message).
+        self.feedback_unusable: str | None = None
         # What GET /health answers; None answers 404, as a daemon too old to have it.
         self.health_body: dict[str, Any] | None = None
         # What GET /v1/hybrid/stats?by=instance answers, with fleet_status; every such read.
@@ -333,6 +335,13 @@ class FakeDaemon:
             message = f"the ledger holds no request with id {body['request_id']!r}"
             return httpx2.Response(404, json={"error": {"message": message}})
         route = answer["route"]
+        unusable = self.feedback_unusable
+        if route != "local":
+            where = "LAN" if route == "lan" else route
+            unusable = (
+                f"a {where} answer says nothing about the local model: the label is kept, but "
+                f"no refit can learn from it"
+            )
         return httpx2.Response(
             200,
             json={
@@ -342,6 +351,8 @@ class FakeDaemon:
                 "route": route,
                 "about_local": route == "local",
                 "replaced": False,
+                "usable": unusable is None,
+                "message": unusable,
             },
         )
 

@@ -36,9 +36,26 @@ async def test_plus_and_minus_mark_the_selected_request() -> None:
         {"request_id": "r2", "good": True},
         {"request_id": "r1", "good": False},
     ]
-    assert messages(app)[1] == (
-        "marked r1 bad (a cloud answer: it says nothing about the local model)"
+    assert messages(app) == [
+        "marked r2 good",
+        "marked r1 bad (a cloud answer says nothing about the local model: the label is kept, "
+        "but no refit can learn from it)",
+    ]
+
+
+@synchronous
+async def test_a_label_no_refit_can_learn_from_says_why_and_what_to_change() -> None:
+    fake = FakeDaemon()
+    fake.feedback_unusable = (
+        "routing.learn.keep_signals is 0, so the ledger keeps no request's prompt features: the "
+        "label is kept, but no refit can learn from it; set routing.learn.keep_signals above 0"
     )
+    app = monitor(fake)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await live(pilot, app)
+        await pilot.press("plus")  # r2, answered locally
+        await until(pilot, lambda: bool(messages(app)), "the confirmation")
+    assert messages(app) == [f"marked r2 good ({fake.feedback_unusable})"]
 
 
 @synchronous

@@ -129,4 +129,7 @@ async def test_marking_a_lan_answer_says_it_is_not_about_the_local_model() -> No
         messages = [notification.message for notification in app._notifications]
 
     assert fake.feedback_posts == [{"request_id": "n1", "good": False}]
-    assert messages == ["marked n1 bad (a LAN answer: it says nothing about the local model)"]
+    assert messages == [
+        "marked n1 bad (a LAN answer says nothing about the local model: the label is kept, but "
+        "no refit can learn from it)"
+    ]

@@ -34,6 +34,7 @@ from hybrid.cli import main
 from hybrid.cli.calibrate_ledger import refit_from_ledger
 from hybrid.errors import CalibrationRejectedError, ConfigError
 from hybrid.ledger.learning import LabelledSignal, Signal
+from hybrid.routing.calibration.acceptance import MIN_HELD_OUT_ITEMS, MIN_HELD_OUT_PER_CLASS
 from hybrid.routing.calibration.fitting import WORD_WEIGHT, train_feature_model
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.learning import (
@@ -332,6 +333,50 @@ def test_too_few_labels_are_not_enough_to_refit(tmp_path: Path) -> None:
     with pytest.raises(CalibrationRejectedError, match="too few to trust"):
         refit(home, ledger)
     assert find(home, SHA, shipped=tmp_path / "none") is None
+
+
+@pytest.mark.parametrize(
+    ("labelled", "counted"),
+    [
+        ([("please tell me about the zebra", True)], "1 labelled request (0 answered right, 1"),
+        (
+            [("please tell me about the zebra", True), ("tell me about the river", False)],
+            "2 labelled requests (1 answered right, 1 wrong)",
+        ),
+    ],
+)
+def test_one_or_two_labels_say_how_many_are_needed_and_how_to_label_more(
+    tmp_path: Path, labelled: list[tuple[str, bool]], counted: str
+) -> None:
+    # Without calibration answers, one label, or one of each class, leaves nothing to hold out.
+    home, ledger = tmp_path / "home", tmp_path / "ledger.sqlite3"
+    replay(ledger, labelled)
+    with pytest.raises(ConfigError) as raised:
+        refit(home, ledger)
+    message = str(raised.value)
+    assert message.startswith("cannot refit m: ") and counted in message
+    assert "0 calibration answers" in message
+    assert "about 167 labelled requests, at least 32 right and 32 wrong" in message
+    assert "POST /v1/hybrid/feedback" in message and "routing.learn.shadow_rate" in message
+    assert find(home, SHA, shipped=tmp_path / "none") is None
+
+
+@pytest.mark.parametrize(("right", "wrong"), [(84, 83), (32, 135)])
+def test_the_labels_the_error_asks_for_are_enough_to_measure_a_refit(
+    right: int, wrong: int
+) -> None:
+    # The error above asks for about 167 labelled requests, at least 32 of each class.
+    rng = np.random.default_rng(0)
+    size = features("x").shape
+    labelled = [
+        Example(rng.normal(size=size), index >= right, 10.0, "feedback")
+        for index in range(right + wrong)
+    ]
+    result = learning_refit(None, labelled, seed=0)
+    assert result.held_out >= MIN_HELD_OUT_ITEMS
+    assert min(result.held_out_wrong, result.held_out - result.held_out_wrong) == (
+        MIN_HELD_OUT_PER_CLASS if right == 32 else 25
+    )
 
 
 def test_hybrid_calibrate_from_ledger_refits_the_configured_model(

@@ -25,6 +25,7 @@ from hybrid.routing.shadow import (
     Grade,
     Shadowing,
     ShadowOutcome,
+    gradable,
     grade_overlap,
     question_of,
     read_verdict,
@@ -237,6 +238,49 @@ def test_a_failed_cloud_call_is_reported_without_a_grade(cloud: FakeCloud, tmp_p
     shadowing, pool = shadowing_for(cloud, tmp_path)
     _, [outcome] = compare(shadowing, pool, "Paris")
     assert outcome.grade is None and outcome.shadow.error is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "finish_reason", "can_grade"),
+    [
+        ("Paris.", "stop", True),
+        ("The capital of France is", "length", True),
+        ("", "stop", False),
+        ("  \n", "length", False),
+        ("", "content_filter", False),
+        ("I will look it up.", "tool_calls", False),
+        ("", None, False),
+    ],
+)
+def test_only_an_answer_that_ended_normally_with_text_can_grade(
+    text: str, finish_reason: Any, can_grade: bool
+) -> None:
+    assert gradable(text, finish_reason) is can_grade
+
+
+@pytest.mark.parametrize(
+    ("reply", "asked"),
+    [
+        # A content filter, or a model that answered with nothing.
+        ("", QUESTION),
+        # A reasoning model that spent max_tokens before writing anything ("length", no text).
+        (
+            "The capital of France is Paris.",
+            GenerationRequest("r3", QUESTION.messages, params=SamplingParams(max_tokens=0)),
+        ),
+    ],
+)
+def test_an_empty_cloud_answer_is_reported_without_a_grade(
+    cloud: FakeCloud, tmp_path: Path, reply: str, asked: GenerationRequest
+) -> None:
+    cloud.reply = reply
+    shadowing, pool = shadowing_for(cloud, tmp_path)
+    started, [outcome] = compare(shadowing, pool, "Paris.", asked)
+    # The correct local answer is not labelled bad; the call is still reported, for its cost.
+    assert started and outcome.grade is None
+    assert outcome.shadow is not None and outcome.shadow.error is None
+    assert outcome.shadow.text == "" and outcome.shadow.usage is not None
+    assert len(cloud.requests) == 1
 
 
 def test_a_judge_decides_and_an_unreadable_verdict_falls_back_to_overlap(

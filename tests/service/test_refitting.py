@@ -32,6 +32,7 @@ from labelled_traffic import (
 
 from hybrid.ledger.learning import Label
 from hybrid.ledger.writer import LedgerWriter
+from hybrid.routing.calibration import learning
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.difficulty.labelled import LabelledScores, learned_scores
 from hybrid.routing.difficulty.model import DifficultyModel
@@ -164,19 +165,20 @@ def test_a_refit_that_does_not_improve_is_reported_and_changes_nothing(tmp_path:
     # Wrong exactly where the model in use says so already: nothing left to learn.
     replay(ledger, traffic(2, 420, "number"), sha=sha)
     kept = (home / "calibration" / f"{sha}.json").read_bytes()
-    # The local model is busy for two looks: the refit waits for it to be idle.
+    # The local model is busy for two looks: the refit stays due until it is idle.
     busy = iter([False, False, True])
 
-    async def scenario() -> RefitOutcome | None:
+    async def scenario() -> tuple[list[RefitOutcome | None], RefitOutcome | None]:
         with reading(ledger) as writer:
             refitter = refitter_for(
-                home, writer, calibration, refit_after=50, idle=lambda: next(busy), idle_poll_s=0.0
+                home, writer, calibration, refit_after=50, idle=lambda: next(busy)
             )
-            await refitter.check()
-            return refitter.last
+            looks = [await refitter.check() for _ in range(3)]
+            return looks, refitter.last
 
-    last = asyncio.run(scenario())
+    looks, last = asyncio.run(scenario())
     assert next(busy, "spent") == "spent"
+    assert looks[:2] == [None, None] and looks[2] is last
     assert last is not None and not last.adopted
     assert "not adopted: the refit does not improve" in last.message
     assert last.to_json()["adopted"] is False
@@ -275,11 +277,10 @@ class Watched(TrafficRefitter):
         self.looks = 0
         self.looked = asyncio.Event()
 
-    async def check(self) -> RefitOutcome | None:
-        outcome = await super().check()
+    async def look(self) -> None:
+        await super().look()
         self.looks += 1
         self.looked.set()
-        return outcome
 
 
 def test_the_first_look_comes_as_soon_as_the_served_model_is_known(tmp_path: Path) -> None:
@@ -317,3 +318,162 @@ def test_the_first_look_comes_as_soon_as_the_served_model_is_known(tmp_path: Pat
     unknown_looks, read_beside = asyncio.run(scenario())
     assert unknown_looks == 0
     assert read_beside == 120 and memory.sha256 == sha
+
+
+def test_refits_go_on_once_old_labelled_requests_are_pruned(tmp_path: Path) -> None:
+    home, sha, calibration = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    # The ledger keeps 420 signals (routing.learn.keep_signals): newer requests push the
+    # oldest out, so the number of usable labels stops growing.
+    replay(ledger, traffic(2, 420, "zebra"), sha=sha, keep_signals=420)
+    memory = LabelledScores()
+
+    async def scenario() -> tuple[RefitOutcome | None, RefitOutcome | None, int, int]:
+        with reading(ledger) as writer:
+            refitter = refitter_for(home, writer, calibration, refit_after=100, labelled=memory)
+            first = await refitter.check()
+            before = refitter.labels
+            replay(ledger, traffic(4, 150, "zebra"), sha=sha, first=420, keep_signals=420)
+            return first, await refitter.check(), before, refitter.labels
+
+    first, second, before, after = asyncio.run(scenario())
+    assert first is not None and first.labels == before == 373
+    # About as many usable labels as before (the 150 oldest requests were pruned): fewer than
+    # refit_after more, but over 100 of them are new, so the second refit runs, on those kept.
+    assert after - before < 100
+    assert second is not None and second.labels == after
+    assert len(memory) == after and max(r.time for r in memory.requests) == T0 + 569
+
+
+def test_a_label_that_replaces_another_reaches_the_router_at_the_next_look(
+    tmp_path: Path,
+) -> None:
+    home, sha, calibration = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    replay(ledger, kinds(2, 120), sha=sha, escalations_shadowed=True)
+    memory = LabelledScores()
+
+    async def scenario() -> tuple[int, int, int, int]:
+        with reading(ledger) as writer:
+            refitter = refitter_for(home, writer, calibration, refit_after=0, labelled=memory)
+            await refitter.check()
+            wrong_before = sum(r.wrong for r in memory.requests)
+            # Ten shadow labels are given again, each the other way: the count of labelled
+            # requests stays the same.
+            flips = 0
+            for index in range(0, 30, 3):  # shadow labels (index % 3 != 1)
+                old = next(r for r in memory.requests if r.time == T0 + index)
+                writer.learn_nowait(Label(f"req-{index}", "shadow", old.wrong, T0 + 1000))
+                flips += -1 if old.wrong else 1
+            await refitter.check()
+            return wrong_before, flips, sum(r.wrong for r in memory.requests), refitter.labels
+
+    wrong_before, flips, wrong_after, labels = asyncio.run(scenario())
+    assert labels == 120 and len(memory) == 120
+    assert wrong_after == wrong_before + flips
+    assert sum(r.time == T0 + 1000 for r in memory.requests) == 10
+
+
+def test_labels_go_on_reaching_the_router_while_a_due_refit_waits_for_idle(
+    tmp_path: Path,
+) -> None:
+    home, sha, calibration = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    replay(ledger, traffic(2, 420, "zebra"), sha=sha)
+    memory = LabelledScores()
+
+    async def scenario() -> tuple[list[RefitOutcome | None], list[int]]:
+        with reading(ledger) as writer:
+            # The local model never idles: the refit stays due.
+            refitter = refitter_for(
+                home, writer, calibration, refit_after=100, idle=lambda: False, labelled=memory
+            )
+            outcomes = [await refitter.check()]
+            held = [len(memory)]
+            replay(ledger, traffic(4, 60, "zebra"), sha=sha, first=420)
+            outcomes.append(await refitter.check())
+            held.append(len(memory))
+            return outcomes, held
+
+    outcomes, held = asyncio.run(scenario())
+    assert outcomes == [None, None]
+    assert held[0] == 373 and held[1] > held[0]
+    assert calibration() is not None and "refit" not in calibration().meta
+
+
+def test_a_refit_due_for_a_model_no_longer_served_is_dropped(tmp_path: Path) -> None:
+    home, sha, _ = served(tmp_path)
+    other = tiny_model(n_layers=3).write(tmp_path / "models" / "other.gguf")
+    ledger = tmp_path / "ledger.sqlite3"
+    replay(ledger, traffic(2, 420, "zebra"), sha=sha)
+    kept = (home / "calibration" / f"{sha}.json").read_bytes()
+    serving = [tmp_path / "models" / "mine.gguf"]
+    idle = [False]
+    calibration = CalibratedModel(home, lambda: serving[0])
+    calibration.look_up_now()
+
+    async def scenario() -> tuple[RefitOutcome | None, RefitOutcome | None]:
+        with reading(ledger) as writer:
+            refitter = refitter_for(
+                home, writer, calibration, refit_after=100, idle=lambda: idle[0]
+            )
+            due = await refitter.check()  # due, but the local model is busy
+            serving[0] = other  # the user switches models (POST /v1/hybrid/model)
+            calibration.look_up_now()
+            idle[0] = True
+            return due, await refitter.refit_if_idle()
+
+    due, after_switch = asyncio.run(scenario())
+    assert due is None and after_switch is None
+    assert (home / "calibration" / f"{sha}.json").read_bytes() == kept
+
+
+def test_a_refit_is_judged_against_the_calibration_stored_when_it_runs(tmp_path: Path) -> None:
+    home, sha, calibration = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    replay(ledger, traffic(2, 420, "zebra"), sha=sha)
+    # `hybrid calibrate` writes a new calibration while the server runs on the one it loaded.
+    model = model_in_use()
+    save(
+        home, sha, dataclasses.replace(model, meta={**model.meta, "model_sha256": sha, "by": "cli"})
+    )
+
+    async def scenario() -> RefitOutcome | None:
+        with reading(ledger) as writer:
+            return await refitter_for(home, writer, calibration, refit_after=100).check()
+
+    outcome = asyncio.run(scenario())
+    assert outcome is not None and outcome.adopted
+    stored = find(home, sha)
+    # The refit was made from the stored calibration (its metadata carried over), not from the
+    # one the server had loaded.
+    assert stored is not None and stored.model.meta["by"] == "cli"
+    assert stored.model.meta["refitted_by"] == "traffic"
+
+
+def test_a_refit_does_not_overwrite_a_calibration_written_while_it_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, sha, calibration = served(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    replay(ledger, traffic(2, 420, "zebra"), sha=sha)
+    model = model_in_use()
+    written = dataclasses.replace(model, meta={**model.meta, "model_sha256": sha, "by": "cli"})
+    real = learning.refit
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        save(home, sha, written)  # `hybrid calibrate` saves while the refit computes
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(learning, "refit", racing)
+
+    async def scenario() -> RefitOutcome | None:
+        with reading(ledger) as writer:
+            return await refitter_for(home, writer, calibration, refit_after=100).check()
+
+    outcome = asyncio.run(scenario())
+    assert outcome is not None and not outcome.adopted
+    assert "calibration file changed while refitting" in outcome.message
+    stored = find(home, sha)
+    assert stored is not None and stored.model.meta["by"] == "cli"
+    assert "refitted_by" not in stored.model.meta

@@ -11,6 +11,12 @@ What a label means depends on who answered:
   the cloud for a shadow comparison has a ``shadow`` label of its own; a person's label on
   the local answer wins over it.
 
+A refit learns from a label only while the ledger keeps the request's signal (its prompt
+features: :mod:`hybrid.ledger.learning`).  A label it cannot learn from (a cloud answer, a
+request the difficulty policy did not score, ``routing.learn.keep_signals = 0``, a signal
+pruned since) is stored all the same, and the response says so (``usable: false``) and why,
+with the setting to change where one would help.
+
 A request refused before any model ran has no answer to label: 400.
 """
 
@@ -27,6 +33,7 @@ from hybrid.api.bodies import JsonBody
 from hybrid.api.state import app_state
 from hybrid.errors import InvalidRequestError, RequestNotFoundError
 from hybrid.ledger.learning import Label
+from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore
 
 router = APIRouter()
@@ -79,9 +86,11 @@ async def feedback(
     """Label the answer to a request good or bad: ``{"request_id", "good", "note"?}``.
 
     Answers ``{"request_id", "good", "source": "feedback", "route", "about_local",
-    "replaced"}``: ``route`` is where the request was answered, ``about_local`` whether the
-    label says something about the local model (a local answer), ``replaced`` whether an
-    earlier label of the request was replaced.
+    "replaced", "usable", "message"}``: ``route`` is where the request was answered,
+    ``about_local`` whether the label says something about the local model (a local answer),
+    ``replaced`` whether an earlier label of the request was replaced, ``usable`` whether a
+    refit can learn from the label (the ledger keeps the request's signal), ``message`` why it
+    cannot and what to change (None when it can).  The label is stored either way.
 
     Raises:
         RequestValidationError: The body is not JSON, or not the object above.
@@ -91,19 +100,20 @@ async def feedback(
     state = app_state(request)
     request_id = body.request_id
 
-    def look_up(store: LedgerStore) -> tuple[str | None, bool]:
+    def look_up(store: LedgerStore) -> tuple[LedgerRecord | None, bool, bool]:
         answer = store.answer(request_id)
         earlier = any(label.source == "feedback" for label in store.labels(request_id))
-        return (answer.route if answer is not None else None), earlier
+        return answer, earlier, store.signal_kept(request_id)
 
-    route, earlier = await state.ledger.read(look_up)
-    if route is None:
+    answer, earlier, signal_kept = await state.ledger.read(look_up)
+    if answer is None:
         raise RequestNotFoundError(
             f"the ledger holds no request with id {request_id!r}: send the "
             f"X-Hybrid-Request-Id header of the response you are labelling (requests older "
             f"than ledger.retention_days are deleted)",
             request_id=request_id,
         )
+    route = answer.route
     if route == "none":
         raise InvalidRequestError(
             f"request {request_id!r} was refused before any model answered it: there is no "
@@ -111,6 +121,7 @@ async def feedback(
             param="request_id",
         )
     state.ledger.learn_nowait(Label(request_id, "feedback", body.good, time.time(), note=body.note))
+    unusable = _unusable(answer, signal_kept, state.settings.routing.learn.keep_signals)
     return JSONResponse(
         {
             "request_id": request_id,
@@ -119,5 +130,40 @@ async def feedback(
             "route": route,
             "about_local": route == "local",
             "replaced": earlier,
+            "usable": unusable is None,
+            "message": unusable,
         }
+    )
+
+
+def _unusable(answer: LedgerRecord, signal_kept: bool, keep_signals: int) -> str | None:
+    """Why no refit can learn from a person's label on ``answer`` and what would change that;
+    None when one can (a local answer whose signal the ledger keeps)."""
+    kept = "the label is kept, but no refit can learn from it"
+    if answer.route != "local":
+        where = "LAN" if answer.route == "lan" else answer.route
+        return f"a {where} answer says nothing about the local model: {kept}"
+    if signal_kept:
+        return None
+    if keep_signals == 0:
+        return (
+            f"routing.learn.keep_signals is 0, so the ledger keeps no request's prompt "
+            f"features: {kept}; set routing.learn.keep_signals above 0 to learn from labels "
+            f"on the requests that follow"
+        )
+    if not any(v.policy == "difficulty" and v.score is not None for v in answer.verdicts):
+        return (
+            f"the difficulty policy did not score this request (the client, the routing mode "
+            f"or another policy chose its route first, or no difficulty model was in use), so "
+            f"its prompt features were not kept: {kept}"
+        )
+    if answer.status != "ok":
+        return (
+            f"the answer did not end normally ({answer.status}), so its prompt features were "
+            f"not kept: {kept}"
+        )
+    return (
+        f"the request's prompt features are no longer kept (the ledger keeps those of the "
+        f"{keep_signals:,} most recent scored requests, routing.learn.keep_signals): {kept}; "
+        f"raise routing.learn.keep_signals to learn from labels on older requests"
     )

@@ -339,8 +339,10 @@ def refit(
         The refit, its held-out figures, and whether it may replace the current model.
 
     Raises:
-        ValueError: There are no examples, ``held_out`` is not between 0 and 1, or an
-            example's features have the wrong length.
+        ValueError: There are no examples, too few to both fit a refit and hold some out to
+            measure it (a handful of labelled requests and no calibration answers: the
+            message says how many are needed, and how to label more), ``held_out`` is not
+            between 0 and 1, or an example's features have the wrong length.
     """
     if not examples:
         raise ValueError("there is nothing to refit from: no calibration answers or labels")
@@ -349,6 +351,8 @@ def refit(
     if any(example.features.shape != (N_FEATURES,) for example in examples):
         raise ValueError(f"every example needs {N_FEATURES} features")
     train, test = _split(examples, seed=seed, held_out=held_out)
+    if not train or not test:
+        raise ValueError(_too_few(examples, held_out))
     X = np.stack([e.features for e in train]).astype(np.float64)
     y = np.array([e.wrong for e in train], dtype=np.float64)
     from_traffic = np.array([e.source != "calibration" for e in train])
@@ -750,6 +754,28 @@ def _split(
         test.extend(members[:cut])
         train.extend(members[cut:])
     return train, test
+
+
+def _too_few(examples: Sequence[Example], held_out: float) -> str:
+    """Why ``examples`` cannot be split into some to fit on and some to measure with, and how
+    many labelled requests the review (:func:`review`) needs."""
+    labelled = [example for example in examples if example.source != "calibration"]
+    wrong = sum(example.wrong for example in labelled)
+    answers = len(examples) - len(labelled)
+    # Each class holds out its share, rounded (_split): this many hold out MIN_HELD_OUT_PER_CLASS.
+    per_class = math.ceil((MIN_HELD_OUT_PER_CLASS - 0.5) / held_out)
+    needed = max(2 * per_class, math.ceil(MIN_HELD_OUT_ITEMS / held_out))
+    requests = "request" if len(labelled) == 1 else "requests"
+    return (
+        f"{len(labelled)} labelled {requests} ({len(labelled) - wrong} answered right, {wrong} "
+        f"wrong) and {answers} calibration answers are too few to fit a refit and hold "
+        f"{held_out:.0%} of them out to measure it; a refit is adopted only when at least "
+        f"{MIN_HELD_OUT_ITEMS} examples are held out, with {MIN_HELD_OUT_PER_CLASS} right and "
+        f"{MIN_HELD_OUT_PER_CLASS} wrong: without calibration answers, about {needed} labelled "
+        f"requests, at least {per_class} right and {per_class} wrong. Label more requests "
+        f"(POST /v1/hybrid/feedback, routing.learn.shadow_rate, or "
+        f"routing.learn.local_shadow_rate for the requests sent to the cloud)"
+    )
 
 
 def _auroc(scores: np.ndarray, wrong: np.ndarray) -> float:

@@ -158,6 +158,11 @@ class LabelledScores:
             self._owner = None
 
     @property
+    def requests(self) -> tuple[LabelledRequest, ...]:
+        """The labelled requests held, oldest label first."""
+        return self._requests
+
+    @property
     def sha256(self) -> str | None:
         """The local model whose labelled requests are held (None before the first load)."""
         return self._sha256
