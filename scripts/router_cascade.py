@@ -1,9 +1,9 @@
 """The cascade: what reading the local answer adds to the router.
 
 With ``routing.cascade`` on, an answer the router kept local is read before it is sent (a whole
-answer to its end, a streamed one as far as its first eight words), and one that opens by
-declining ("I'm sorry, I can't answer this question.") is discarded for the cloud's
-(:func:`hybrid.routing.cascade.declined`); so is one the model was less sure of than
+answer to its end, a streamed one as far as its opening: eight words, or 64 characters), and
+one that opens by declining ("I'm sorry, I can't answer this question.") is discarded for the
+cloud's (:func:`hybrid.routing.cascade.declined`); so is one the model was less sure of than
 ``min_confidence`` (:func:`hybrid.routing.cascade.confidence`, of what was read).  Read as a
 ranking, that is the router's own score with every discarded answer moved above every other:
 this module scores that ranking on the same items as the router alone (leave one family out,
@@ -228,9 +228,9 @@ def cascade_section(collections: Mapping[str, Collection]) -> str:
 ## The cascade on local answers
 
 With `routing.cascade` on, an answer the router kept local is read before it is sent (a whole
-answer to its end, a streamed one as far as its first eight words), and one that opens by
-declining ("I'm sorry, I can't answer this question.", "I don't know.") is discarded for the
-cloud's (`cascade:declined`; `hybrid.routing.cascade.declined`, phrases in
+answer to its end, a streamed one as far as its opening: eight words, or 64 characters), and
+one that opens by declining ("I'm sorry, I can't answer this question.", "I don't know.") is
+discarded for the cloud's (`cascade:declined`; `hybrid.routing.cascade.declined`, phrases in
 six languages, a fixed rule that nothing here fits). An answer is also discarded when the
 model was less sure of it than `routing.cascade.min_confidence` (default
 {MIN_CONFIDENCE:g}): the geometric mean of the probabilities of the tokens it chose

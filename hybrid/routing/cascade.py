@@ -14,7 +14,7 @@ opening is read before it is sent (:func:`read_opening`: the first :data:`OPENIN
 or :data:`OPENING_CHARS` characters of text with few spaces, such as Chinese or minified JSON),
 and both readings are of that opening (:func:`opening_attempt`): a stream is discarded when it
 opens by declining or when the model was unsure of its opening's tokens.  Of the router
-evaluation's answers, 83-96 % are no longer than an opening, so for those a stream is read
+evaluation's answers, 82-96 % are no longer than an opening, so for those a stream is read
 whole (``docs/router-eval.md``, *The cascade on local answers*).
 """
 
