@@ -103,13 +103,14 @@ def test_labels_of_another_local_model_or_learned_by_a_refit_without_scores_are_
 def test_labels_a_refit_learned_from_are_read_with_the_out_of_fold_scores_it_recorded() -> None:
     memory = LabelledScores()
     memory.load(SHA, labelled(0, [True] * 5, start=100.0) + labelled(0, [False] * 5, start=200.0))
-    # The refit learned from the first five and recorded out-of-fold scores of three of them
-    # (0.9, where its own score is 0.5): those three are read with 0.9, the other two not at
-    # all, the five labelled later with its own scores.
+    # The refit learned from the first five and recorded out-of-fold scores of the newest three
+    # (0.9, where its own score is 0.5: a refit records the most recent it learned from):
+    # those three are read with 0.9, the two older not at all, the five labelled later with
+    # its own scores.
     refitted = scorer(
-        refit={"labels_until": 150.0, "out_of_fold": [[100.0, 0.9], [101.0, 0.9], [102.0, 0.9]]}
+        refit={"labels_until": 150.0, "out_of_fold": [[102.0, 0.9], [103.0, 0.9], [104.0, 0.9]]}
     )
-    assert learned_scores(refitted) == {100.0: 0.9, 101.0: 0.9, 102.0: 0.9}
+    assert learned_scores(refitted) == {102.0: 0.9, 103.0: 0.9, 104.0: 0.9}
     assert learned_scores(scorer()) == {} and learned_scores(scorer(refit={"out_of_fold": 3})) == {}
     assert memory.usable(refitted) == 8
     off = 3 / 8 - (3 * 0.9 + 5 * 0.5) / 8
@@ -149,3 +150,22 @@ def test_the_policy_reads_its_score_beside_the_labelled_requests() -> None:
     after = policy.evaluate(context)
     assert after.outcome == "local" and after.score is not None and after.score < 0.5
     assert after.reason.startswith("difficulty:")
+
+
+def test_a_label_stamped_by_a_clock_behind_a_refit_is_read_as_a_new_one() -> None:
+    memory = LabelledScores()
+    # Three labels the refit learned from (to 150 s), and one written after it by a daemon
+    # whose clock is behind: stamped 120 s, with no score recorded though as late as those.
+    memory.load(
+        SHA,
+        labelled(0, [True] * 3, start=100.0)
+        + labelled(0, [False], start=120.0)
+        + labelled(0, [False] * MIN_ESCALATED, start=200.0),
+    )
+    refitted = scorer(
+        refit={"labels_until": 150.0, "out_of_fold": [[100.0, 0.9], [101.0, 0.9], [102.0, 0.9]]}
+    )
+    assert memory.usable(refitted) == 4 + MIN_ESCALATED
+    n = 4 + MIN_ESCALATED
+    off = 3 / n - (3 * 0.9 + (1 + MIN_ESCALATED) * 0.5) / n
+    assert memory.read(refitted, request(0), 0.5) == pytest.approx(0.5 + n / (n + PRIOR) * off)

@@ -20,8 +20,10 @@ far off it is elsewhere.  So a refit records when the newest label it learned fr
 (``meta.refit.labels_until``, Unix seconds) and, for each labelled request it learned from, its
 out-of-fold score: the score a fit made without it gave it (``meta.refit.out_of_fold``, as
 ``[time of the label, score]``).  A request labelled no later than ``labels_until`` is read
-with that score, or left out when the refit recorded none for it; one labelled later (even an
-older request, labelled again) with the refit's own.  Read with its own scores, a refit ranked
+with that score, or left out when the refit recorded none for it and it is older than every
+request the refit recorded one for (a refit records the last 1,000); one labelled later (even
+an older request, labelled again), or stamped by a clock behind and so without a score though
+no older than those, with the refit's own.  Read with its own scores, a refit ranked
 held-out traffic worse in an earlier run of ``docs/router-eval.md``; leaving the labels it
 learned from out threw away what they say about the requests most like them.
 
@@ -44,6 +46,7 @@ never text, loaded from the ledger (:meth:`LabelledScores.load`).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -206,6 +209,11 @@ class LabelledScores:
             return
         until = learned_until(model)
         learned = learned_scores(model)
+        # The refit recorded a score for each of the last requests it learned from: a label
+        # as late as the oldest of them but without one was not learned from (written after
+        # the refit, stamped by a clock behind: a shared ledger's other daemon, a clock set
+        # back), and is read as a new one.
+        recorded_since = min(learned, default=math.inf)
         width = model.mean.shape[0]
         ours = model.meta.get("model_sha256") == self._sha256
         read = [
@@ -213,7 +221,7 @@ class LabelledScores:
             for request in self._requests
             if ours
             and request.features.shape == (width,)
-            and (request.time > until or request.time in learned)
+            and (request.time > until or request.time >= recorded_since)
         ]
         if sum(request.escalated for request in read) < self._min_escalated:
             read = []
@@ -222,10 +230,7 @@ class LabelledScores:
             self._units = np.array([standardised_unit(model, row) for row in features])
             own = model.scores(features)
             self._scores = np.array(
-                [
-                    score if request.time > until else learned[request.time]
-                    for request, score in zip(read, own, strict=True)
-                ]
+                [learned.get(request.time, score) for request, score in zip(read, own, strict=True)]
             )
             self._wrong = np.array([request.wrong for request in read], dtype=np.float64)
         else:
