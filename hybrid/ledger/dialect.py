@@ -12,6 +12,12 @@ What cannot be written once lives in :class:`Dialect`:
 - the hour a time falls in (``CAST`` truncates in SQLite, rounds in PostgreSQL);
 - the first element of the JSON list of reasons (SQLite's JSON1, PostgreSQL's ``->>``).
 
+Text is stored the same on both: PostgreSQL's ``text`` cannot hold U+0000 (psycopg refuses
+the whole statement), and SQLite stores it but its SQL functions stop at it, so
+:class:`Database` replaces every NUL in a text parameter with U+FFFD (:data:`NUL_STAND_IN`)
+before either driver sees it.  A client's text (a requested model, a feedback note) holding a
+NUL is then stored like any other, rather than failing the batch it is in for good.
+
 Errors are told apart by the connection too: :meth:`Database.failure` turns SQLite's or
 psycopg's exception into a :class:`~hybrid.errors.LedgerError` naming the file or the masked
 URL (for PostgreSQL, :func:`hybrid.ledger.pg.translate`: unavailable, access, other).
@@ -29,6 +35,9 @@ from typing import Any, Literal, Protocol
 from hybrid.errors import LedgerError
 
 _HOUR_S = 3_600
+
+NUL_STAND_IN = "\ufffd"
+"""What a NUL (U+0000) in a text parameter is stored as: PostgreSQL's text cannot hold it."""
 
 
 @dataclass(frozen=True)
@@ -143,21 +152,29 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         """Run one statement with ``?`` placeholders.
 
+        A NUL in a text parameter is passed as :data:`NUL_STAND_IN`, on both databases, so
+        that what is stored, and what a query compares with, is the same on either.
+
         Raises:
             Exception: The driver's error (one of :attr:`errors`); callers use :meth:`failure`.
         """
-        result: Rows = self.conn.execute(self._sql(sql), tuple(params))
+        result: Rows = self.conn.execute(self._sql(sql), _storable(params))
         return result
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one statement once per row of parameters."""
+        """Run one statement once per row of parameters.
+
+        Raises:
+            Exception: The driver's error (one of :attr:`errors`); callers use :meth:`failure`.
+        """
         if not rows:
             return
+        storable = [_storable(row) for row in rows]
         if self.dialect is SQLITE:
-            self.conn.executemany(sql, rows)
+            self.conn.executemany(sql, storable)
         else:
             with self.conn.cursor() as cursor:
-                cursor.executemany(self._sql(sql), rows)
+                cursor.executemany(self._sql(sql), storable)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -190,6 +207,14 @@ class Database:
 
     def _sql(self, sql: str) -> str:
         return sql if self.dialect is SQLITE else _pyformat(sql)
+
+
+def _storable(params: Sequence[Any]) -> tuple[Any, ...]:
+    """``params`` with every NUL in a text value replaced by :data:`NUL_STAND_IN`."""
+    return tuple(
+        value.replace("\x00", NUL_STAND_IN) if isinstance(value, str) and "\x00" in value else value
+        for value in params
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -46,6 +46,7 @@ from hybrid.settings.server import ServerSettings
 from hybrid.settings.sources import (
     Layer,
     ProvidedValue,
+    field_error,
     find_config_file,
     leaf_sources,
     merge,
@@ -143,6 +144,29 @@ class Settings(BaseSettings):
     def _lower_log_level(cls, value: object) -> object:
         # DEBUG and debug mean the same to a user; the Literal only knows the lower-case names.
         return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _caps_name_known_providers(self) -> Settings:
+        # A cap under a name no provider has would never apply: refuse it rather than let a
+        # misspelt or differently-cased name ("OpenAI") leave the spend uncapped.
+        known = ["openai", "anthropic", *(provider.name for provider in self.cloud.providers)]
+        caps = self.budget.per_provider
+        unknown = [name for name in caps if name not in known]
+        if not unknown:
+            return self
+        hints = [
+            f"{name!r} (did you mean {name.lower()!r}?)" if name.lower() in known else repr(name)
+            for name in unknown
+        ]
+        raise field_error(
+            ("budget", "per_provider"),
+            caps,
+            f"{', '.join(hints)} {'names' if len(hints) == 1 else 'name'} no cloud provider, "
+            f"so a cap there would never apply; the providers are {', '.join(known)}: write "
+            f"one of them as the key, e.g. "
+            f"per_provider = {{ {known[0]} = {{ daily_usd = 1.0 }} }}, or declare the "
+            f"provider under [[cloud.providers]]",
+        )
 
     @classmethod
     def settings_customise_sources(

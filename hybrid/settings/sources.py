@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import PydanticCustomError
 
 from hybrid.errors import ConfigError
 
@@ -271,6 +272,31 @@ def leaf_sources(layer: Layer, settings_cls: type[BaseModel]) -> dict[str, str]:
     }
 
 
+FIELD_CONTEXT = "field"
+"""The context key of a :func:`field_error`: the path of the field it is about."""
+
+INPUT_CONTEXT = "value"
+"""The context key of a :func:`field_error`: the field's value."""
+
+
+def field_error(path: LeafPath, value: object, reason: str) -> PydanticCustomError:
+    """The error a check across sections raises about one field (a ``model_validator`` of the
+    settings root), so that :func:`settings_error` names that field, its value and its source
+    like any other invalid setting.
+
+    Args:
+        path: The field, e.g. ``("budget", "per_provider")``.
+        value: Its value.
+        reason: What is wrong and what to write instead.
+
+    Returns:
+        The error to raise.
+    """
+    return PydanticCustomError(
+        "invalid_setting", "{reason}", {"reason": reason, FIELD_CONTEXT: path, INPUT_CONTEXT: value}
+    )
+
+
 def settings_error(
     exc: ValidationError, layer: Layer, settings_cls: type[BaseModel]
 ) -> ConfigError:
@@ -289,6 +315,11 @@ def settings_error(
     seen: set[LeafPath] = set()
     for error in exc.errors():
         loc = tuple(error["loc"])
+        context = error.get("ctx") or {}
+        if not loc and FIELD_CONTEXT in context:
+            # A check across sections (see :func:`field_error`) is about one field.
+            loc = tuple(context[FIELD_CONTEXT])
+            error["input"] = context[INPUT_CONTEXT]
         keys = tuple(part for part in loc if isinstance(part, str))
         if keys in seen:
             continue  # one line per field, even when several of its list items are bad

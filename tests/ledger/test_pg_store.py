@@ -205,6 +205,31 @@ def test_a_record_synced_twice_is_stored_once(postgres_db: PostgresDatabase) -> 
         store.close()
 
 
+def test_text_holding_a_nul_is_stored_the_same_on_sqlite_and_postgresql(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    # A client's text: a requested model echoed into the record and its error, a feedback note.
+    record = refused_record(
+        id="nul", model_requested="gpt\x00x", error="the model 'gpt\x00x' does not exist"
+    )
+    label = Label("nul", "feedback", False, T0, note="bad\x00answer")
+    stores = (LedgerStore.open(tmp_path / "ledger.sqlite3"), LedgerStore.open_url(postgres_db.url))
+    try:
+        for store in stores:
+            assert store.append([record, local_record(id="next")], [label]) == 2
+        lite, pg = stores
+        assert pg.records() == lite.records()
+        assert pg.labels() == lite.labels()
+        stored = next(r for r in pg.records() if r.id == "nul")
+        assert stored.model_requested == "gpt\ufffdx"
+        assert stored.error == "the model 'gpt\ufffdx' does not exist"
+        assert [label.note for label in pg.labels()] == ["bad\ufffdanswer"]
+        assert pg.totals().to_dict() == pytest.approx(lite.totals().to_dict())
+    finally:
+        for store in stores:
+            store.close()
+
+
 def test_the_schema_is_created_at_the_current_version(postgres_db: PostgresDatabase) -> None:
     assert len(schema.POSTGRESQL_MIGRATIONS) == schema.SCHEMA_VERSION
     LedgerStore.open_url(postgres_db.url).close()

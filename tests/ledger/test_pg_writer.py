@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from ledger_records import T0, cloud_record, local_record
+from ledger_records import T0, cloud_record, local_record, refused_record
 from postgres import PASSWORD, PostgresDatabase
 
 from hybrid.errors import LedgerUnavailableError
-from hybrid.ledger.journal import journal_path, read_journal
+from hybrid.ledger.journal import Journal, journal_path, read_journal
 from hybrid.ledger.store import LedgerStore
 from hybrid.ledger.writer import LedgerWriter
 
@@ -218,3 +218,42 @@ def test_a_daemon_killed_while_the_database_was_away_loses_nothing(
     assert len(held) == len(set(held)), "a record was stored twice"
     assert set(acknowledged) <= set(held)
     assert journal_path(path).stat().st_size == 0 or not journal_path(path).exists()
+
+
+@synchronous
+async def test_a_record_holding_a_nul_is_stored_and_the_writer_stays_connected(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    writer = writer_for(tmp_path, postgres_db)
+    writer.start()
+    try:
+        # A client asked for the model "gpt\u0000x": PostgreSQL's text cannot hold the NUL.
+        await writer.write(refused_record(id="nul", time=T0, model_requested="gpt\x00x"))
+        for i in range(3):
+            await writer.write(local_record(id=f"after{i}", time=T0 + 1 + i))
+        await until_stored(postgres_db, ["nul", "after0", "after1", "after2"])
+        assert writer.connected
+        assert (await writer.totals()).requests == 4
+        recent = await writer.recent(4)
+        assert [r.model_requested for r in recent if r.id == "nul"] == ["gpt\ufffdx"]
+        assert journal_path(tmp_path / "ledger.sqlite3").stat().st_size == 0
+    finally:
+        writer.close()
+
+
+def test_a_journal_holding_a_nul_is_replayed_at_start(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    # Left by an earlier run that could not store it.
+    journal = Journal(journal_path(tmp_path / "ledger.sqlite3"))
+    journal.append(refused_record(id="nul", time=T0, model_requested="gpt\x00x"))
+    journal.append(local_record(id="next", time=T0 + 1))
+    journal.close()
+    writer = writer_for(tmp_path, postgres_db)
+    writer.start()  # raised LedgerError, which stopped `hybrid serve`
+    try:
+        assert writer.connected
+    finally:
+        writer.close()
+    assert ids_in(postgres_db) == ["next", "nul"]
+    assert journal_path(tmp_path / "ledger.sqlite3").stat().st_size == 0

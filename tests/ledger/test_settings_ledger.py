@@ -68,6 +68,49 @@ def test_bad_values_are_named(isolated: Path, name: str, value: str, field: str)
         load_settings(environ={name: value}, dotenv_file=None)
 
 
+def test_a_cap_for_a_provider_hybrid_does_not_know_is_refused_with_the_known_names(
+    isolated: Path,
+) -> None:
+    config = isolated / "config.toml"
+    config.write_text(
+        """
+[budget]
+per_provider = { OpenAI = { daily_usd = 0.0 } }
+
+[[cloud.providers]]
+name = "groq"
+base_url = "https://api.groq.com/openai/v1"
+models = ["llama-3.3-70b-versatile"]
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_file=config, environ={}, dotenv_file=None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("invalid setting budget.per_provider = {'OpenAI': ")
+    assert f"(from config file {config})" in message
+    assert "'OpenAI' (did you mean 'openai'?) names no cloud provider" in message
+    assert "the providers are openai, anthropic, groq" in message
+    assert "per_provider = { openai = { daily_usd = 1.0 } }" in message
+
+
+def test_caps_for_the_built_in_and_declared_providers_are_accepted(isolated: Path) -> None:
+    environ = {
+        "HYBRID_CLOUD__PROVIDERS": json.dumps(
+            [{"name": "groq", "base_url": "https://api.groq.com/openai/v1", "models": ["m"]}]
+        ),
+        "HYBRID_BUDGET__PER_PROVIDER": json.dumps(
+            {"openai": {"daily_usd": 1}, "anthropic": {"daily_usd": 2}, "groq": {"daily_usd": 3}}
+        ),
+    }
+    settings = load_settings(environ=environ, dotenv_file=None).settings
+    assert set(settings.budget.per_provider) == {"openai", "anthropic", "groq"}
+    environ["HYBRID_BUDGET__PER_PROVIDER"] = json.dumps({"grok": {"daily_usd": 3}})
+    with pytest.raises(ConfigError, match=r"\(from env HYBRID_BUDGET__PER_PROVIDER\): 'grok' "):
+        load_settings(environ=environ, dotenv_file=None)
+
+
 def test_hybrid_config_prints_the_new_sections_as_json(
     isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
