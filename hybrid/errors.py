@@ -32,6 +32,7 @@ HybridError
     │   └── GenerationError         llama.cpp failed while generating
     └── ProviderError           a cloud provider failed (reason codes in brackets)
         ├── ProviderTimeoutError        [timeout] connect, first byte or idle timeout
+        │   └── ProviderConnectTimeoutError  no connection within the connect timeout
         ├── ProviderRateLimitedError    [rate_limited] 429
         ├── ProviderAuthError           [auth] 401/403: the key is wrong or lacks access
         ├── ProviderUnavailableError    [unavailable] 5xx, refused or reset connection
@@ -245,6 +246,13 @@ class ProviderTimeoutError(ProviderError):
 
     reason = "timeout"
     retryable = True
+
+
+class ProviderConnectTimeoutError(ProviderTimeoutError):
+    """No connection was made within the connect timeout: nothing was sent.  A host that is
+    powered off or cut off drops connection attempts instead of refusing them, so for a LAN
+    server this means down, as :class:`ProviderUnreachableError` does; a read timeout on an
+    established connection (a slow answer) is a plain :class:`ProviderTimeoutError`."""
 
 
 class ProviderRateLimitedError(ProviderError):

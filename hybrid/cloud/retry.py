@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.errors import (
     ProviderAuthError,
+    ProviderConnectTimeoutError,
     ProviderError,
     ProviderProtocolError,
     ProviderRateLimitedError,
@@ -201,7 +202,8 @@ def transport_error(
         mid_answer: Whether part of the answer had already gone to the client.
 
     Returns:
-        ProviderTimeoutError for timeouts, ProviderProtocolError for an undecodable body,
+        ProviderTimeoutError for timeouts (ProviderConnectTimeoutError when no connection was
+        made), ProviderProtocolError for an undecodable body,
         ProviderUnavailableError for refused, reset or broken connections.
     """
     cut = (
@@ -210,7 +212,7 @@ def transport_error(
         else "; check the base URL and the network, or retry later"
     )
     if isinstance(exc, httpx2.ConnectTimeout):
-        return ProviderTimeoutError(
+        return ProviderConnectTimeoutError(
             provider,
             f"could not connect to {host} within {connect_timeout_s:g} s (connect timeout){cut}",
         )

@@ -10,6 +10,10 @@ pool knows fresh:
 * a server found down (at start, or when its breaker opened) is checked again after the
   breaker's pause (``cloud.breaker_reset_s``), and used again once it answers.
 
+A server whose models are not configured serves what its model list says: the list is read
+when it is checked, and again (:meth:`LanPool.relist`) when it answers with another model
+than the one asked for.
+
 :meth:`LanPool.ranked` orders the servers able to take one more request: by utilisation
 (demand over slots, :meth:`~hybrid.lan.reports.ServerLoad.utilisation`; fewer requests of
 hybrid's own in flight, then the configured order, break ties) or, with
@@ -42,7 +46,9 @@ from hybrid.settings.lan import LanServerSettings, LanSettings
 log = logging.getLogger("hybrid.lan")
 
 SATURATED = 2.0
-"""Utilisation from which a server is passed over: as many requests queued as running."""
+"""Utilisation from which a server that reports its slots is passed over: as many requests
+queued as it runs at once.  A server that reports no slots is judged by its queue alone
+(:meth:`LanServer.saturated`)."""
 
 STALE_LOADS = 3
 """A load report older than this many ``load_interval_s`` is not trusted: hybrid's own count
@@ -110,9 +116,26 @@ class LanServer:
             return "circuit_open"
         if self.in_flight >= self.settings.max_concurrency:
             return "full"
-        if self.utilisation(now, fresh_s) >= SATURATED:
+        if self.saturated(now, fresh_s):
             return "saturated"
         return None
+
+    def saturated(self, now: float, fresh_s: float) -> bool:
+        """Whether its queue is as long as what it runs, by its fresh report.
+
+        With its slots reported, that is a utilisation of :data:`SATURATED`.  Without them
+        (vLLM, llama-server's ``/metrics`` alone) ``max_concurrency`` says nothing of what the
+        server runs at once, so its queue (``waiting``) is held against what it runs
+        (``running``, or hybrid's requests in flight there when more).  A server that reports
+        no queue, or no fresh report, is never saturated: ``max_concurrency`` alone limits it.
+        """
+        load = self.load
+        if load is None or now - load.measured_at > fresh_s:
+            return False
+        if load.slots_total:
+            return load.utilisation(self.in_flight) >= SATURATED
+        waiting = load.waiting or 0
+        return waiting > 0 and waiting >= max(load.running or 0, self.in_flight)
 
     def to_json(self, now: float, fresh_s: float) -> dict[str, Any]:
         """What ``/health`` and ``hybrid probe`` show of it (never its key)."""
@@ -168,6 +191,7 @@ class LanPool:
         self._servers = tuple(self._server(entry, redact) for entry in settings.servers)
         self._turns = itertools.count()
         self._task: asyncio.Task[None] | None = None
+        self._relisting: set[str] = set()
 
     def _server(self, entry: LanServerSettings, redact: Callable[[str], str] | None) -> LanServer:
         key = entry.api_key.get_secret_value() if entry.api_key is not None else None
@@ -241,7 +265,8 @@ class LanPool:
         return _InFlight(generation, server)
 
     def went_down(self, server: LanServer, why: str) -> None:
-        """Mark a server down (its connection was refused); checked again after the pause."""
+        """Mark a server down (no connection could be made: refused, or not accepted within the
+        connect timeout); checked again after the pause."""
         if server.down_until is None:
             log.warning(
                 "LAN server %s is down (%s); checking it again in %.0f s",
@@ -251,6 +276,34 @@ class LanPool:
             )
         server.down_until = self._clock() + self._policy.breaker_reset_s
         server.down_reason = why
+
+    async def relist(self, server: LanServer) -> None:
+        """Read again the model list of a server that answered with another model than it
+        listed (it was restarted with another model), so that requests ask for what it
+        serves now.
+
+        A configured ``models`` list is the user's word and is not read again; neither is a
+        list already being read for another request.  The server is checked as after a pause
+        (:meth:`refresh`): one that no longer answers is marked down.
+
+        Args:
+            server: One of :attr:`servers`.
+        """
+        if server.settings.models or server.name in self._relisting:
+            return
+        self._relisting.add(server.name)
+        try:
+            before = server.models
+            await self._check(server)
+        finally:
+            self._relisting.discard(server.name)
+        if server.models != before:
+            log.info(
+                "LAN server %s now lists %s (it listed %s)",
+                server.name,
+                ", ".join(server.models) or "no model",
+                ", ".join(before) or "no model",
+            )
 
     # -- the background task ----------------------------------------------------------------
 

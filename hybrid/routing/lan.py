@@ -32,8 +32,10 @@ from pathlib import Path
 from hybrid.errors import (
     ConfigError,
     InvalidRequestError,
+    ProviderConnectTimeoutError,
     ProviderError,
     ProviderUnreachableError,
+    WrongModelError,
 )
 from hybrid.generation import GenerationRequest, Message
 from hybrid.lan.pool import LanPool, LanServer
@@ -128,8 +130,14 @@ class LanTier:
             except ProviderError as exc:
                 self._pool.release(server)
                 log.warning("LAN server %s failed: %s", server.name, exc)
-                if isinstance(exc, ProviderUnreachableError):
+                # No connection at all (refused, or dropped until the connect timeout, as by
+                # a host powered off): the server is down, not slow.
+                if isinstance(exc, ProviderUnreachableError | ProviderConnectTimeoutError):
                     self._pool.went_down(server, str(exc))
+                elif isinstance(exc, WrongModelError):
+                    # Restarted with another model: later requests ask for the one it lists
+                    # now (this one goes on to the next server, not back here).
+                    await self._pool.relist(server)
                 failures.append(Failure(server.name, exc.reason, str(exc), exc.retryable))
                 continue
             except InvalidRequestError as exc:

@@ -20,6 +20,7 @@ from hybrid.cloud.retry import (
 from hybrid.errors import (
     ConfigError,
     ProviderAuthError,
+    ProviderConnectTimeoutError,
     ProviderProtocolError,
     ProviderRateLimitedError,
     ProviderRejectedError,
@@ -112,7 +113,10 @@ def test_transport_errors() -> None:
     def error(exc: httpx2.HTTPError, mid_answer: bool = False) -> Exception:
         return transport_error("p", "api.test", exc, connect_timeout_s=5, mid_answer=mid_answer)
 
-    assert isinstance(error(httpx2.ConnectTimeout("slow")), ProviderTimeoutError)
+    assert isinstance(error(httpx2.ConnectTimeout("slow")), ProviderConnectTimeoutError)
+    read = error(httpx2.ReadTimeout("slow"))
+    assert isinstance(read, ProviderTimeoutError)
+    assert not isinstance(read, ProviderConnectTimeoutError)  # connected: slow, not down
     refused = error(httpx2.ConnectError("[Errno 111] Connection refused"))
     assert isinstance(refused, ProviderUnavailableError) and "api.test" in str(refused)
     cut = error(httpx2.RemoteProtocolError("incomplete chunked read"), mid_answer=True)

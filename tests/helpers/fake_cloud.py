@@ -309,6 +309,17 @@ class FakeCloud(LoopbackServer):
             self._default_fault = fault
 
     @property
+    def models(self) -> tuple[str, ...]:
+        """What ``GET /v1/models`` lists; set it to play a server restarted with other models."""
+        with self._lock:
+            return self._models
+
+    @models.setter
+    def models(self, models: Sequence[str]) -> None:
+        with self._lock:
+            self._models = tuple(models)
+
+    @property
     def requests(self) -> list[Received]:
         """A copy of every request read so far, in order of arrival, faulted and dropped ones
         included."""

@@ -12,8 +12,9 @@ from routing_fakes import LAN_POLICY as POLICY
 
 from hybrid.backend import ReplayGeneration
 from hybrid.generation import GenerationDone, Usage
-from hybrid.lan.pool import LanPool
+from hybrid.lan.pool import LanPool, LanServer
 from hybrid.lan.provider import same_model
+from hybrid.lan.reports import LoadSource, ServerLoad
 from hybrid.settings.lan import LanSettings
 
 
@@ -110,3 +111,36 @@ def test_a_server_a_request_found_down_says_why_until_it_is_up_again() -> None:
         await pool.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("running", "waiting", "slots", "why"),
+    [
+        (8, 0, None, None),  # vLLM busy past max_concurrency, nothing queued: takes more
+        (8, 3, None, None),  # a queue shorter than what it runs
+        (4, 4, None, "saturated"),  # as many queued as running
+        (0, 1, None, "saturated"),  # queued and nothing running
+        (4, 0, 4, None),  # every reported slot busy, no queue
+        (4, 4, 4, "saturated"),  # slots reported: utilisation 2
+    ],
+)
+def test_a_server_is_passed_over_only_while_its_queue_is_as_long_as_what_it_runs(
+    running: int, waiting: int, slots: int | None, why: str | None
+) -> None:
+    clock = Clock()
+    settings = LanSettings(
+        servers=[{"name": "a", "base_url": "http://127.0.0.1:9/v1", "models": [BIG]}]
+    )
+    pool = LanPool(settings, POLICY, clock=clock)  # max_concurrency 4, the default
+    (server,) = pool.servers
+    source: LoadSource = "vllm /metrics" if slots is None else "llama-server /slots+/metrics"
+    idle = None if slots is None else max(slots - running, 0)
+    server.load = ServerLoad(running, waiting, slots, idle, source, None, clock.now)
+
+    async def scenario() -> tuple[list[LanServer], list[str]]:
+        ranked = pool.ranked()
+        await pool.aclose()
+        return ranked
+
+    ranked, skipped = asyncio.run(scenario())
+    assert (ranked, skipped) == (([], [f"a:{why}"]) if why else ([server], []))

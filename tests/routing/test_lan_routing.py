@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from fake_cloud import FakeCloud, Fault, closed_port
 from routing_fakes import BIG, LAN_POLICY, FakeLocal, FakeProvider
@@ -22,6 +23,7 @@ from hybrid.cli import route as route_cmd
 from hybrid.errors import InvalidRequestError, NoRouteError, PrivateDataError, QueueFullError
 from hybrid.generation import GenerationRequest, Message, SamplingParams
 from hybrid.lan.pool import LanPool
+from hybrid.lan.provider import LanProvider
 from hybrid.routing.answer import Answer
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
@@ -187,6 +189,60 @@ def test_a_server_that_is_down_is_failed_over_and_then_skipped(
     assert first.model == second.model == f"b/{BIG}"
     assert first.reason.endswith(";failover:lan:dead:unavailable")
     assert second.reason == f"lan:b/{BIG};capacity:queue_full:4"  # dead was not tried again
+
+
+def failing_with(lan: LanTier, exc: httpx2.HTTPError) -> httpx2.AsyncClient:
+    """Make the first server's every request fail as httpx2 would with `exc`; returns the
+    client to close."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        raise exc
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    server_ = lan.pool.servers[0]
+    server_.provider = LanProvider(
+        name=server_.name,
+        base_url=server_.settings.base_url,
+        api_key=server_.settings.api_key,
+        models=server_.settings.models,
+        client=client,
+        policy=LAN_POLICY,
+    )
+    return client
+
+
+@pytest.mark.parametrize(
+    ("exc", "down"),
+    [
+        (httpx2.ConnectTimeout("timed out"), True),  # a host powered off: SYNs dropped
+        (httpx2.ReadTimeout("timed out"), False),  # connected, the answer is slow
+    ],
+    ids=["connect_timeout", "read_timeout"],
+)
+def test_a_server_that_never_accepts_the_connection_is_marked_down_a_slow_one_is_not(
+    boxes: tuple[FakeCloud, FakeCloud], exc: httpx2.HTTPError, down: bool
+) -> None:
+    _, b = boxes
+    lan = lan_tier(server("gone", None), server("b", b))
+    client = failing_with(lan, exc)
+
+    async def scenario() -> tuple[Answer, list[str], str | None]:
+        answer = await answered(dispatcher(busy(), lan, FakeProvider("openai")))
+        assert await text(answer) == "from b"
+        ranked, _ = lan.pool.ranked()
+        error = lan.pool.to_json()[0]["error"]  # /health shows why a server is down
+        await lan.pool.aclose()
+        await client.aclose()
+        return answer, [s.name for s in ranked], error
+
+    answer, ranked, error = asyncio.run(scenario())
+    assert answer.reason.endswith(";failover:lan:gone:timeout")
+    if down:
+        assert ranked == ["b"]
+        assert error is not None and "connect timeout" in error
+    else:
+        assert ranked == ["gone", "b"]
+        assert error is None
 
 
 @pytest.mark.parametrize(
@@ -383,6 +439,63 @@ def test_a_server_answering_with_another_model_is_failed_over(
     assert answer.model == f"b/{BIG}"
     assert answer.reason.endswith(";failover:lan:a:wrong_model")
     assert len([r for r in a.requests if r.body is not None]) == 1  # not retried
+
+
+NEW = "qwen2.5-72b-instruct"
+"""The able model a LAN server is restarted with."""
+
+
+def model_lists_read(cloud: FakeCloud) -> int:
+    return len([r for r in cloud.requests if r.path == "/v1/models"])
+
+
+def test_a_server_restarted_with_another_model_is_asked_for_the_model_it_lists_now(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, b = boxes
+    lan = lan_tier({**server("a", a), "models": []}, server("b", b))  # a: what it lists
+
+    async def scenario() -> list[Answer]:
+        await lan.pool.start()
+        a.models = (NEW,)  # restarted with another model, never refusing a connection
+        a.fail("/v1/chat/completions", Fault.wrong_model(NEW))
+        dispatch = dispatcher(busy(), lan, FakeProvider("openai"))
+        first = await answered(dispatch)
+        assert await text(first) == "from b"
+        assert lan.pool.servers[0].models == (NEW,)
+        a.fail("/v1/chat/completions", None)  # it now answers for the model asked for
+        second = await answered(dispatch)
+        assert await text(second) == "from a"
+        await lan.pool.aclose()
+        return [first, second]
+
+    first, second = asyncio.run(scenario())
+    assert first.reason.endswith(";failover:lan:a:wrong_model")
+    assert second.model == f"a/{NEW}"
+    assert [r.body["model"] for r in a.requests if r.body is not None] == [BIG, NEW]
+    assert model_lists_read(a) == 2  # at start, and once after the wrong model
+
+
+def test_a_configured_models_list_is_not_replaced_by_what_a_server_lists(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, b = boxes
+    lan = lan_tier(server("a", a), server("b", b))  # a: models = [BIG], configured
+    a.models = (NEW,)
+    a.default_fault = Fault.wrong_model(NEW)
+
+    async def scenario() -> list[Answer]:
+        dispatch = dispatcher(busy(), lan, FakeProvider("openai"))
+        answers = [await answered(dispatch), await answered(dispatch)]
+        for answer in answers:
+            assert await text(answer) == "from b"
+        await lan.pool.aclose()
+        return answers
+
+    for answer in asyncio.run(scenario()):
+        assert answer.reason.endswith(";failover:lan:a:wrong_model")
+    assert lan.pool.servers[0].models == (BIG,)
+    assert model_lists_read(a) == 0
 
 
 def test_the_load_a_llama_server_reports_steers_requests_to_the_idle_one() -> None:
