@@ -436,7 +436,7 @@ def _stem(path: Path) -> str:
 def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
-    except OSError:  # e.g. a symlink loop: compare it as written
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
         return path.absolute()
 
 

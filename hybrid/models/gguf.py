@@ -409,6 +409,11 @@ def _token_text(reader: HeaderReader, metadata: Mapping[str, object], id_key: st
     return None
 
 
+_MOST_BLOCKS = 4096
+"""More blocks than any model has (the largest have a few hundred), unless it holds as many
+tensors: a ``block_count`` above both is a corrupt header."""
+
+
 def _build_info(
     path: Path,
     file_bytes: int,
@@ -452,6 +457,13 @@ def _build_info(
 
     # A header without block_count still names its blocks: count them.
     block_count = number("block_count", max(blocks) + 1 if blocks else None)
+    if not 0 <= block_count <= max(len(tensors), _MOST_BLOCKS):
+        # More blocks than tensors, and more than any model has: a broken header (and not a
+        # tuple to build). A vocabulary-only file names blocks but holds no tensor.
+        raise ModelFileError(
+            f"{path} says it has {block_count:,} blocks but holds {len(tensors):,} tensors: "
+            "its header is corrupt. Download or convert the model again."
+        )
     layer_bytes = tuple(blocks.get(i, 0) for i in range(block_count))
     other_bytes += sum(size for index, size in blocks.items() if index >= block_count)
     embedding_length = number("embedding_length")

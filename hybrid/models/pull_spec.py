@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from hybrid.errors import ConfigError, ModelDownloadError
+from hybrid.models.stores.files import is_projector
 
 DEFAULT_QUANT = "Q4_K_M"
 """Picked when the user names no quantization and the repository holds several (as Ollama's
@@ -151,7 +152,8 @@ def quant_tag(path: str) -> str | None:
 def gguf_choices(files: Iterable[RepoFile]) -> list[GgufChoice]:
     """Group a repository's GGUF files into models: single files and complete split sets.
 
-    Vision projectors (``mmproj*``) are left out: they are not language models.  A split set
+    Vision projectors (``mmproj`` in the name, :func:`~hybrid.models.stores.files.is_projector`)
+    are left out: they are not language models.  A split set
     with a part missing is left out too (it could not be loaded).
 
     Args:
@@ -164,7 +166,7 @@ def gguf_choices(files: Iterable[RepoFile]) -> list[GgufChoice]:
     sets: dict[tuple[str, int], dict[int, RepoFile]] = {}
     for repo_file in files:
         name = repo_file.path.rsplit("/", 1)[-1]
-        if not name.lower().endswith(".gguf") or name.lower().startswith("mmproj"):
+        if not name.lower().endswith(".gguf") or is_projector(name):
             continue
         split = _SPLIT.search(repo_file.path)
         if split is None:

@@ -205,9 +205,8 @@ class ModelSwitching:
         for entry in self._entries():
             if entry.info is None:
                 continue  # unreadable: `hybrid models` says why
-            try:
-                size = entry.path.stat().st_size
-            except OSError:
+            size = entry.size_bytes
+            if size is None:
                 continue
             found.append(
                 AvailableModel(
@@ -225,5 +224,5 @@ class ModelSwitching:
 def _same(one: Path, other: Path) -> bool:
     try:
         return one.resolve() == other.resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
         return one == other

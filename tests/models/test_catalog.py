@@ -7,11 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
+from gguf_split import split_gguf
 from gguf_writer import settings_with, tiny_model
 
 from hybrid.errors import ModelFileError
 from hybrid.models.catalog import ModelEntry, discover_models, model_dirs, resolve_model
 from hybrid.models.embedded import embedded_model_path
+from hybrid.service.switching import ModelSwitching
 
 
 def names(entries: list[ModelEntry]) -> list[str]:
@@ -70,6 +72,33 @@ def test_the_same_file_through_a_link_is_listed_once(tmp_path: Path) -> None:
     settings = settings_with(tmp_path / "home", models_dirs=[tmp_path / "links"])
 
     assert names(discover_models(settings, cwd=tmp_path)) == ["real"]
+
+
+def test_a_link_that_points_to_itself_does_not_hide_the_other_models(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    tiny_model().write(models / "good.gguf")
+    os.symlink("loop.gguf", models / "loop.gguf")  # `ln -sf loop.gguf loop.gguf` in models/
+    settings = settings_with(tmp_path / "home", models_dirs=[models])
+
+    assert "good" in names(discover_models(settings, cwd=tmp_path))
+
+
+def test_a_split_model_is_sized_by_all_its_parts_where_it_can_be_switched_to(
+    tmp_path: Path,
+) -> None:
+    source = tiny_model(n_layers=4).write(tmp_path / "source" / "m.gguf")
+    parts = split_gguf(source, tmp_path / "models", "big-Q4_K_M", 3)
+    settings = settings_with(tmp_path / "home", models_dirs=[tmp_path / "models"])
+
+    class Runtime:
+        loaded_path = None
+
+    [available] = [
+        model
+        for model in ModelSwitching(settings, Runtime())._available()  # type: ignore[arg-type]
+        if model.name == "big-Q4_K_M"
+    ]
+    assert available.size_bytes == sum(part.stat().st_size for part in parts)
 
 
 def test_the_embedded_model_is_listed_as_the_default_once_assembled(tmp_path: Path) -> None:

@@ -371,3 +371,12 @@ def test_the_real_embedded_model(tmp_path: Path) -> None:
     header_bytes = info.file_bytes - info.weight_bytes
     assert 0 < header_bytes < 16_000_000
     assert info.footprint().kv_bytes_per_token == 18 * 1 * (256 + 256) * 2
+
+
+def test_a_header_with_more_blocks_than_tensors_is_refused_as_corrupt(tmp_path: Path) -> None:
+    model = tiny_model()
+    model.set("llama.block_count", UINT32, 0xFFFFFFFF)
+    path = model.write(tmp_path / "corrupt.gguf")
+
+    with pytest.raises(ModelFileError, match="its header is corrupt"):
+        read_gguf(path)

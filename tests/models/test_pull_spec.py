@@ -64,6 +64,7 @@ def test_split_sets_are_one_choice_and_incomplete_sets_none() -> None:
             "M-Q8_0-00002-of-00002.gguf",
             "M-Q6_K-00001-of-00002.gguf",  # its second part is missing
             "mmproj-M-f16.gguf",
+            "M-mmproj-model-F16.gguf",  # a projector named after its model
             "README.md",
         )
     )

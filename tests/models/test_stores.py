@@ -21,6 +21,7 @@ from hybrid.models.catalog import (
 from hybrid.models.embedded import ensure_embedded_model
 from hybrid.models.entries import ModelEntry
 from hybrid.models.gguf import read_gguf
+from hybrid.models.stores.files import quant_label
 from hybrid.models.stores.roots import store_roots
 from hybrid.settings import Settings
 
@@ -427,3 +428,17 @@ def test_a_split_file_named_by_path_is_checked_whole(tmp_path: Path) -> None:
     parts[1].unlink()
     with pytest.raises(ModelFileError, match="missing 1 of its 2 parts"):
         resolve_name(settings(tmp_path), str(parts[0]), cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("file_name", "label"),
+    [
+        ("Qwen2.5-7B-Instruct-IQ3_XXS.gguf", "IQ3_XXS"),
+        ("Llama-3.2-3B-Instruct-IQ2_XXS-00001-of-00002.gguf", "IQ2_XXS"),
+        ("Model-IQ4_NL.gguf", "IQ4_NL"),
+        ("gemma-3-270m-it-Q4_K_M.gguf", "Q4_K_M"),
+        ("model.gguf", None),
+    ],
+)
+def test_quantization_labels_are_read_from_file_names(file_name: str, label: str | None) -> None:
+    assert quant_label(file_name) == label

@@ -22,11 +22,17 @@ GGUF_SUFFIX = ".gguf"
 
 _SPLIT = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _QUANT = re.compile(
-    r"(?<![A-Za-z0-9])(I?Q\d(?:_[A-Z0-9]{1,2})*|BF16|F16|F32|MXFP4(?:_MOE)?)(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9])(I?Q\d(?:_[A-Z0-9]{1,3})*|BF16|F16|F32|MXFP4(?:_MOE)?)(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
 
 PROJECTOR_REASON = "a vision projector (mmproj): it is loaded with its model, not served alone"
+
+
+def is_projector(file_name: str) -> bool:
+    """Whether a GGUF file is a vision projector (``mmproj`` anywhere in its name:
+    ``mmproj-model-f16.gguf``, ``llava-v1.5-7b-mmproj-model-f16.gguf``), not a model."""
+    return "mmproj" in file_name.lower()
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ def group_models(files: Iterable[Path]) -> tuple[list[ModelFiles], list[Skipped]
     skipped: list[Skipped] = []
     splits: dict[tuple[Path, str, int], dict[int, Path]] = {}
     for path in sorted(files):
-        if "mmproj" in path.name.lower():
+        if is_projector(path.name):
             skipped.append(Skipped(path, PROJECTOR_REASON))
             continue
         match = _SPLIT.match(path.name)
