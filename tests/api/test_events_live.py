@@ -31,6 +31,18 @@ def settings_in(tmp_path: Path, **cli: object) -> Settings:
     return load_settings(environ=environ, dotenv_file=None, cli=cli).settings
 
 
+def with_cloud(tmp_path: Path, cloud: FakeCloud, **cli: object) -> Settings:
+    """:func:`settings_in` with OpenAI answered by the fake cloud."""
+    return settings_in(
+        tmp_path,
+        **{
+            "cloud.openai.api_key": "sk-fake-openai",
+            "cloud.openai.base_url": cloud.base_url + "/v1",
+            **cli,
+        },
+    )
+
+
 def records_of(settings: Settings) -> list[dict[str, object]]:
     store = LedgerStore.open(settings.ledger.resolved_path(settings.home))
     try:
@@ -143,11 +155,10 @@ def cloud() -> Iterator[FakeCloud]:
 def test_at_the_daily_cap_cloud_requests_go_local_or_get_a_quota_error(
     tmp_path: Path, cloud: FakeCloud
 ) -> None:
-    settings = settings_in(
+    settings = with_cloud(
         tmp_path,
+        cloud,
         **{
-            "cloud.openai.api_key": "sk-fake-openai",
-            "cloud.openai.base_url": cloud.base_url + "/v1",
             "budget.daily_usd": 0.0000001,
         },
     )
@@ -183,11 +194,10 @@ def test_at_the_daily_cap_cloud_requests_go_local_or_get_a_quota_error(
 def test_a_cascade_that_escalates_records_both_legs_and_counts_one_request(
     tmp_path: Path, cloud: FakeCloud
 ) -> None:
-    settings = settings_in(
+    settings = with_cloud(
         tmp_path,
+        cloud,
         **{
-            "cloud.openai.api_key": "sk-fake-openai",
-            "cloud.openai.base_url": cloud.base_url + "/v1",
             "routing.cascade.enabled": True,
             # The scripted tokens have probability exp(-0.5) = 0.61: not confident enough.
             "routing.cascade.min_confidence": 0.9,
@@ -212,11 +222,10 @@ def test_a_cascade_that_escalates_records_both_legs_and_counts_one_request(
 def test_a_cascade_whose_escalation_fails_records_the_discarded_local_leg_too(
     tmp_path: Path, cloud: FakeCloud
 ) -> None:
-    settings = settings_in(
+    settings = with_cloud(
         tmp_path,
+        cloud,
         **{
-            "cloud.openai.api_key": "sk-fake-openai",
-            "cloud.openai.base_url": cloud.base_url + "/v1",
             "cloud.local_fallback": False,
             "cloud.max_attempts": 1,
             "routing.cascade.enabled": True,
@@ -299,11 +308,10 @@ def wait_until(condition: Callable[[], bool]) -> bool:
 def test_a_client_that_leaves_while_the_cascade_reads_the_local_answer_stops_it(
     tmp_path: Path, cloud: FakeCloud
 ) -> None:
-    settings = settings_in(
+    settings = with_cloud(
         tmp_path,
+        cloud,
         **{
-            "cloud.openai.api_key": "sk-fake-openai",
-            "cloud.openai.base_url": cloud.base_url + "/v1",
             "routing.cascade.enabled": True,
             "routing.difficulty.enabled": False,
             "routing.capacity.enabled": False,
@@ -326,11 +334,10 @@ def test_a_client_that_leaves_while_the_cascade_reads_the_local_answer_stops_it(
 def test_a_client_that_leaves_while_a_cloud_answer_starts_cancels_the_call(
     tmp_path: Path, cloud: FakeCloud
 ) -> None:
-    settings = settings_in(
+    settings = with_cloud(
         tmp_path,
+        cloud,
         **{
-            "cloud.openai.api_key": "sk-fake-openai",
-            "cloud.openai.base_url": cloud.base_url + "/v1",
             "cloud.max_attempts": 1,
         },
     )
