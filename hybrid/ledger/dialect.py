@@ -21,6 +21,9 @@ NUL is then stored like any other, rather than failing the batch it is in for go
 Errors are told apart by the connection too: :meth:`Database.failure` turns SQLite's or
 psycopg's exception into a :class:`~hybrid.errors.LedgerError` naming the file or the masked
 URL (for PostgreSQL, :func:`hybrid.ledger.pg.translate`: unavailable, access, other).
+:func:`sqlite_refused` (and, for PostgreSQL, :func:`hybrid.ledger.pg.refused`) tells a
+statement refused for the data it writes, which fails again however often it is tried, from a
+database that cannot serve now.
 """
 
 from __future__ import annotations
@@ -214,6 +217,29 @@ def _storable(params: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(
         value.replace("\x00", NUL_STAND_IN) if isinstance(value, str) and "\x00" in value else value
         for value in params
+    )
+
+
+def sqlite_refused(exc: BaseException) -> bool:
+    """Whether SQLite (through the ``sqlite3`` module) refused the data written, for good.
+
+    True for a broken constraint (``IntegrityError``: NOT NULL, which a NaN also breaks, as
+    SQLite stores it as NULL), a value SQLite cannot hold (``DataError``), and a value the
+    module cannot bind (``ProgrammingError`` or ``InterfaceError`` for a type it does not
+    support, ``OverflowError`` for an integer past 64 bits).  False for anything else, such as
+    a locked database, a full disk or an I/O error (``OperationalError``): a later try may
+    succeed.
+
+    Args:
+        exc: Any exception.
+    """
+    return isinstance(
+        exc,
+        sqlite3.IntegrityError
+        | sqlite3.DataError
+        | sqlite3.ProgrammingError
+        | sqlite3.InterfaceError
+        | OverflowError,
     )
 
 

@@ -9,6 +9,11 @@ has been committed; at start-up, whatever a killed server left in it is committe
 This keeps the event loop's share of a record to a JSON dump and one append, with no wait on
 another thread or on SQLite.  Signals and labels (:mod:`hybrid.ledger.learning`) travel the same
 way, as lines with ``"kind": "signal"`` or ``"kind": "label"``.
+
+An entry the database refuses for its data (a value out of range, a broken constraint) would
+be refused at every try: the writer sets it aside (:func:`set_aside`) in ``<ledger>.rejected``
+(:func:`rejected_path`), in the journal's own format, so that a person can correct it and move
+its line back to the journal.
 """
 
 from __future__ import annotations
@@ -32,6 +37,44 @@ log = logging.getLogger(__name__)
 def journal_path(ledger: Path) -> Path:
     """The journal that belongs to a ledger file."""
     return ledger.with_name(ledger.name + ".pending")
+
+
+def rejected_path(ledger: Path) -> Path:
+    """The file that keeps what the database refused of a ledger's journal."""
+    return ledger.with_name(ledger.name + ".rejected")
+
+
+def set_aside(path: Path, entry: LedgerRecord | Learned) -> bool:
+    """Append an entry the database refused to a rejected-entries file, as a journal line, and
+    flush it to the disk: once this returns, the entry may leave the journal.
+
+    Args:
+        path: The file (see :func:`rejected_path`), created with its folder when missing.
+        entry: The record, signal or label.
+
+    Returns:
+        False when the file held the same line already (an entry set aside before a crash
+        kept it in the journal too), True otherwise.
+
+    Raises:
+        LedgerError: The file cannot be read or written; the entry stays in the journal.
+    """
+    line = orjson.dumps(entry.to_dict()) + b"\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+b") as file:
+            file.seek(0)
+            if line in file.read().splitlines(keepends=True):
+                return False
+            file.write(line)
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as exc:
+        raise LedgerError(
+            f"cannot set a refused ledger entry aside in {path}: {exc.strerror}; it stays in "
+            f"the journal"
+        ) from exc
+    return True
 
 
 class Journal:

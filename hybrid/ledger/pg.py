@@ -6,11 +6,16 @@ module is what every part that talks to that database stands on:
 - :func:`mask_url` hides the password wherever a URL is shown (logs, ``/health``, errors).
 - :func:`connect` opens a connection (autocommit off, a connect timeout, TCP keepalives and a
   statement timeout, so a database that vanishes is noticed rather than waited on forever).
+- :class:`Watchdog` cuts the connection of a call the database has not answered within a
+  limit (:data:`ANSWER_TIMEOUT_S`): a server that is stopped or frozen keeps its connections
+  open, and neither keepalives nor the server's statement timeout end the wait then.
 - :func:`translate` turns a psycopg failure into one of hybrid's errors, by what can be done
   about it: :class:`~hybrid.errors.LedgerUnavailableError` (down, refused, timed out,
   connection lost: keep journaling and retry), :class:`~hybrid.errors.LedgerAccessError`
   (wrong password, user or database: fix ``ledger.url``), or a plain
-  :class:`~hybrid.errors.LedgerError`.
+  :class:`~hybrid.errors.LedgerError`.  :func:`refused` tells, of the plain ones, those where
+  the database refused the data written (a value out of range, a broken constraint): writing
+  the same data again fails again, however long one waits.
 - :func:`migrate` and :func:`check_schema` keep each part's schema version (the records, the
   budget) in one ``hybrid_schema`` table, migrate under an advisory lock so that daemons
   starting together migrate once, and refuse a database a newer hybrid has migrated.
@@ -22,9 +27,14 @@ as the database being unavailable, which is retried, never as a reason to stop.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import socket
+import threading
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -48,6 +58,10 @@ CONNECT_TIMEOUT_S = 5.0
 STATEMENT_TIMEOUT_S = 30.0
 """The longest a statement may run (waiting on locks included) before the server cancels it."""
 
+ANSWER_TIMEOUT_S = 5.0
+"""The longest a call watched by a :class:`Watchdog` (each budget transaction) waits for the
+database's answer before its connection is cut and the database counts as unavailable."""
+
 SCHEMA_TABLE = "hybrid_schema"
 """The table holding each part's schema version: ``(part TEXT PRIMARY KEY, version INT)``."""
 
@@ -62,6 +76,9 @@ _LOCK_SPACE = 0x48594252
 # recovery, "cannot connect now"), system errors.
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 _ACCESS_CODES = frozenset({"28000", "28P01", "3D000", "42501", "3F000"})
+# SQLSTATE classes of a statement refused for its data: data exceptions (a value out of range,
+# invalid text) and integrity constraint violations (NOT NULL, CHECK, UNIQUE).
+_REFUSED_CLASSES = ("22", "23")
 # What the server or libpq says when a login is refused for good, or the URL holds a value
 # libpq rejects (these messages have no SQLSTATE).
 _REFUSED_LOGIN = re.compile(
@@ -192,6 +209,122 @@ def translate(exc: psycopg.Error, url: str, *, doing: str) -> LedgerError:
             f"it runs and that ledger.url names its host and port"
         )
     return LedgerError(f"the ledger database {where} failed to {doing}: {reason}")
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether psycopg's failure means the data written was refused, for good.
+
+    True for a data exception or an integrity constraint violation reported by the server
+    (SQLSTATE classes 22 and 23), and for a ``DataError``, ``IntegrityError`` or
+    ``ProgrammingError`` psycopg raised before sending anything (a value it cannot send: a
+    type it cannot adapt, a NUL in text).  False for anything else, an outage above all: the
+    same statement may succeed later then.
+
+    Args:
+        exc: Any exception; one that is not psycopg's is not a refusal.
+    """
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if exc.sqlstate is not None:
+        return exc.sqlstate.startswith(_REFUSED_CLASSES)
+    return isinstance(exc, psycopg.DataError | psycopg.IntegrityError | psycopg.ProgrammingError)
+
+
+class Watchdog:
+    """Cuts the connection of a call that has waited ``limit_s`` for the database's answer.
+
+    A server that is stopped (SIGSTOP, a frozen virtual machine) keeps its connections open:
+    its kernel still answers TCP keepalives, and the server's own statement timeout cannot
+    fire.  Around each call, :meth:`watching` arms the watchdog's thread; if the call still
+    runs at its deadline, the thread shuts the connection's socket down (through a copy of its
+    file descriptor, taken when the call began, so never another file's).  psycopg then raises
+    an ``OperationalError`` at once and the connection is broken: the caller drops it, sees
+    :attr:`cut`, and reports the database unavailable (:meth:`error`), as after a connection
+    lost.
+
+    One call is watched at a time (callers hold a lock around their connection).  The thread
+    starts with the first call and stops at :meth:`close`.
+
+    Args:
+        limit_s: Seconds a call may wait for its answer.
+
+    Raises:
+        ValueError: ``limit_s`` is not a positive number of seconds.
+    """
+
+    def __init__(self, limit_s: float = ANSWER_TIMEOUT_S) -> None:
+        if not 0 < limit_s < float("inf"):
+            raise ValueError(f"a watchdog's limit is a positive number of seconds, not {limit_s}")
+        self.limit_s = limit_s
+        self._cond = threading.Condition()
+        self._socket: socket.socket | None = None
+        self._deadline = 0.0
+        self._cut = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def cut(self) -> bool:
+        """Whether the last call watched was cut (its connection is unusable)."""
+        return self._cut
+
+    @contextlib.contextmanager
+    def watching(self, conn: Connection) -> Iterator[None]:
+        """Watch the ``with`` block's call on ``conn``: cut the connection if the block is
+        still running ``limit_s`` from now."""
+        watched = socket.socket(fileno=os.dup(conn.fileno()))
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping = False
+                self._thread = threading.Thread(
+                    target=self._watch, name="hybrid-db-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._socket, self._cut = watched, False
+            self._deadline = time.monotonic() + self.limit_s
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._socket = None
+            watched.close()  # the copy only: the connection keeps its own descriptor
+
+    def error(self, url: str, *, doing: str) -> LedgerUnavailableError:
+        """The error of a call that was cut, for ``raise watchdog.error(...) from exc``.
+
+        Args:
+            url: ``ledger.url``, named masked.
+            doing: What was being done (``reserve budget``).
+        """
+        return LedgerUnavailableError(
+            f"the ledger database {mask_url(url)} is unavailable ({doing}): it did not answer "
+            f"within {self.limit_s:g} s; check that it runs and is not stopped or overloaded, "
+            f"and that no other session holds a lock for long"
+        )
+
+    def close(self) -> None:
+        """Stop the thread (a later call starts it again)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._stopping:
+                if self._socket is None or self._cut:
+                    self._cond.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._cut = True
+                with contextlib.suppress(OSError):  # the peer may have closed it meanwhile
+                    self._socket.shutdown(socket.SHUT_RDWR)
 
 
 def scrub(text: str, url: str) -> str:

@@ -29,7 +29,13 @@ estimate keeps the cap.  The lines are always locked in (scope, period) order, s
 reservations, settlements and reclaims cannot deadlock one another.
 
 The API is synchronous and thread-safe (one connection, one lock); async callers run it in a
-thread.
+thread.  Each transaction waits at most ``answer_timeout_s`` (5 s by default) for the
+database: when a database that is stopped or frozen, or a row locked elsewhere, keeps it
+waiting longer, a :class:`~hybrid.ledger.pg.Watchdog` cuts its connection and the call raises
+:class:`~hybrid.errors.LedgerUnavailableError`, as for a database that is down (the next call
+connects again).  As with a connection lost, a transaction cut as it committed may have
+taken effect unseen: an unseen hold expires and is reclaimed as spent, a settlement written
+again counts its cost twice; either way the cap holds.
 """
 
 from __future__ import annotations
@@ -43,8 +49,16 @@ from typing import LiteralString, TypeVar
 
 import psycopg
 
+from hybrid.errors import LedgerError
 from hybrid.ledger.budget_lines import Hold, Line, LineSpend, Refusal
-from hybrid.ledger.pg import CONNECT_TIMEOUT_S, Connection, connect, migrate
+from hybrid.ledger.pg import (
+    ANSWER_TIMEOUT_S,
+    CONNECT_TIMEOUT_S,
+    Connection,
+    Watchdog,
+    connect,
+    migrate,
+)
 from hybrid.ledger.pg import translate as _translate
 
 SCHEMA_PART = "budget"
@@ -133,6 +147,7 @@ class SharedBudget:
         instance: str,
         hold_s: float = HOLD_S,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        answer_timeout_s: float = ANSWER_TIMEOUT_S,
     ) -> None:
         """Prepare the budget; nothing connects until :meth:`open` or the first call.
 
@@ -142,9 +157,11 @@ class SharedBudget:
             hold_s: Seconds a reservation holds before another daemon may reclaim it; longer
                 than the longest request.
             connect_timeout_s: Seconds to wait for the database on each (re)connection.
+            answer_timeout_s: Seconds a transaction (or a migration) waits for the database's
+                answer before its connection is cut and the database counts as unavailable.
 
         Raises:
-            ValueError: ``hold_s`` is negative.
+            ValueError: ``hold_s`` is negative, or ``answer_timeout_s`` is not positive.
         """
         if not hold_s >= 0:
             raise ValueError(f"hold_s must be 0 or more seconds, not {hold_s}")
@@ -154,6 +171,7 @@ class SharedBudget:
         self._timeout_s = connect_timeout_s
         self._conn: Connection | None = None
         self._lock = threading.Lock()
+        self._watchdog = Watchdog(answer_timeout_s)
 
     def open(self) -> None:
         """Connect, and create or migrate the budget tables.
@@ -176,6 +194,7 @@ class SharedBudget:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            self._watchdog.close()
 
     def reserve(self, lines: Sequence[Line], amount_usd: float) -> Hold | Refusal:
         """Hold ``amount_usd`` on every line, or on none if any cap would be passed.
@@ -432,23 +451,31 @@ class SharedBudget:
             for attempt in range(_ATTEMPTS):
                 conn = self._connection()
                 try:
-                    return transaction(conn)
+                    with self._watchdog.watching(conn):
+                        return transaction(conn)
                 except psycopg.Error as exc:
-                    if conn.broken or conn.closed:
-                        conn.close()
-                        self._conn = None
+                    if self._watchdog.cut:
+                        raise self._watchdog.error(self._url, doing=doing) from exc
                     if exc.sqlstate in _RETRY_STATES and attempt + 1 < _ATTEMPTS:
                         continue
                     raise _translate(exc, self._url, doing=doing) from exc
+                finally:
+                    # Cut (even as its answer came), lost or closed: the next call reconnects.
+                    if conn.broken or conn.closed or self._watchdog.cut:
+                        conn.close()
+                        self._conn = None
             raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _connection(self) -> Connection:
         if self._conn is None:
             conn = connect(self._url, timeout_s=self._timeout_s)
             try:
-                migrate(conn, SCHEMA_PART, MIGRATIONS, url=self._url)
-            except BaseException:
+                with self._watchdog.watching(conn):
+                    migrate(conn, SCHEMA_PART, MIGRATIONS, url=self._url)
+            except BaseException as exc:
                 conn.close()
+                if isinstance(exc, LedgerError) and self._watchdog.cut:
+                    raise self._watchdog.error(self._url, doing="open the budget") from exc
                 raise
             self._conn = conn
         return self._conn

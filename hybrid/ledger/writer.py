@@ -26,6 +26,15 @@ and empties the journal.  Reads meanwhile raise LedgerUnavailableError, saying h
 wait in the journal.  A refused login or a newer schema at start
 (:class:`~hybrid.errors.LedgerAccessError`, :class:`~hybrid.errors.LedgerSchemaError`) is
 raised by :meth:`LedgerWriter.start`: those need a person.
+
+An outage is not a refusal.  When the database answers but refuses a batch for its data (a
+value out of range, a broken constraint, a type the driver cannot send: see
+:func:`hybrid.ledger.pg.refused` and :func:`hybrid.ledger.dialect.sqlite_refused`), waiting
+would not help: the writer writes that batch one entry at a time, so the good ones land, and
+sets each entry refused on its own aside in ``<ledger>.rejected`` beside the journal
+(:func:`~hybrid.ledger.journal.set_aside`, flushed to the disk before the journal is emptied),
+with a warning naming the file; then it goes on.  This holds for SQLite and PostgreSQL alike,
+for new records and for those replayed from the journal at start or after an outage.
 """
 
 from __future__ import annotations
@@ -42,8 +51,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hybrid.errors import HybridError, LedgerError, LedgerUnavailableError
-from hybrid.ledger.journal import Journal, journal_path, read_entries, read_journal
+from hybrid.errors import (
+    HybridError,
+    LedgerAccessError,
+    LedgerError,
+    LedgerSchemaError,
+    LedgerUnavailableError,
+)
+from hybrid.ledger.dialect import sqlite_refused
+from hybrid.ledger.journal import (
+    Journal,
+    journal_path,
+    read_entries,
+    read_journal,
+    rejected_path,
+    set_aside,
+)
 from hybrid.ledger.learning import Label, Learned, Signal
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore
@@ -332,10 +355,9 @@ class LedgerWriter:
         learned = [entry for entry in pending if isinstance(entry, Signal | Label)]
         stored = 0
         for start in range(0, max(len(records), len(learned)), _SYNC_BATCH):
-            stored += self._store.append(
+            stored += self._append(
                 records[start : start + _SYNC_BATCH],
                 learned[start : start + _SYNC_BATCH],
-                keep_signals=self._keep_signals,
                 only_new=True,
             )
         if pending:
@@ -397,9 +419,7 @@ class LedgerWriter:
     def _commit(self, records: list[LedgerRecord], learned: list[Learned]) -> None:
         assert self._store is not None
         try:
-            self._store.append(
-                records, learned, keep_signals=self._keep_signals, only_new=self._shared
-            )
+            self._append(records, learned, only_new=self._shared)
             self._transactions += 1
         except HybridError as exc:
             if self._shared:
@@ -417,6 +437,55 @@ class LedgerWriter:
             # Nothing queued means nothing journaled is uncommitted: the journal can go.
             if not self._keep_journal and self._queue.empty() and self._journal is not None:
                 self._journal.clear()
+
+    def _append(
+        self, records: list[LedgerRecord], learned: list[Learned], *, only_new: bool
+    ) -> int:
+        """Store a batch in one transaction; when the database refuses it for its data, store
+        its entries one at a time and set aside those refused on their own.
+
+        Returns:
+            How many records were stored.
+
+        Raises:
+            HybridError: Anything but a refusal (the database is unavailable, the disk full, a
+                rejected entry cannot be set aside): what was not stored yet is in the journal.
+            Exception: An unexpected failure, likewise.
+        """
+        store = self._store
+        assert store is not None
+        try:
+            return store.append(
+                records, learned, keep_signals=self._keep_signals, only_new=only_new
+            )
+        except Exception as exc:
+            if not _refused(store, exc):
+                raise
+            if len(records) + len(learned) == 1:
+                self._set_aside(store, records[0] if records else learned[0], exc)
+                return 0
+            log.info("%s; writing that batch one entry at a time", exc)
+        stored = sum(self._append([record], [], only_new=only_new) for record in records)
+        for entry in learned:  # in order: a later signal or label replaces an earlier one
+            self._append([], [entry], only_new=only_new)
+        return stored
+
+    def _set_aside(self, store: LedgerStore, entry: LedgerRecord | Learned, exc: Exception) -> None:
+        """Move an entry the database refused out of the way of the rest, into the rejected
+        file beside the journal, and say so."""
+        path = rejected_path(self.path)
+        if not set_aside(path, entry):
+            return  # set aside (and said) before a crash left it in the journal as well
+        reason = exc if isinstance(exc, LedgerError) else f"the ledger {store.name}: {exc}"
+        log.warning(
+            "%s; %s is refused for good and set aside in %s, so that the entries after it are "
+            "written: to store it after all, correct its line there and, with hybrid stopped, "
+            "append the line to %s (it is written at the next start)",
+            reason,
+            _describe(entry),
+            path,
+            self._journal_path,
+        )
 
     def _offline(self) -> None:
         """Drop the connection to an unavailable database; try again after a pause."""
@@ -456,6 +525,32 @@ class LedgerWriter:
             self._store.prune(now - self._retention_s)
         except HybridError as exc:
             log.warning("%s", exc)
+
+
+def _refused(store: LedgerStore, exc: Exception) -> bool:
+    """Whether ``exc``, raised by ``store.append``, says the database refused the data itself:
+    the same entries would be refused again.  Reads the driver's error the
+    :class:`~hybrid.errors.LedgerError` was raised from; an outage, a refused login or a newer
+    schema is never a refusal of data."""
+    if isinstance(exc, LedgerUnavailableError | LedgerAccessError | LedgerSchemaError):
+        return False
+    cause = exc.__cause__ if isinstance(exc, LedgerError) else exc
+    if cause is None:
+        return False
+    if store.shared:
+        from hybrid.ledger.pg import refused  # psycopg, only for a shared ledger
+
+        return refused(cause)
+    return sqlite_refused(cause)
+
+
+def _describe(entry: LedgerRecord | Learned) -> str:
+    """How a log line names an entry: ``record 3f2a``, ``the shadow label of request 3f2a``."""
+    if isinstance(entry, LedgerRecord):
+        return f"record {entry.id}" + (f" ({entry.leg})" if entry.leg else "")
+    if isinstance(entry, Signal):
+        return f"the signal of request {entry.request_id}"
+    return f"the {entry.source} label of request {entry.request_id}"
 
 
 def _release(barrier: _Barrier) -> None:

@@ -17,6 +17,9 @@ Fixtures (registered for the whole suite by ``pytest_plugins`` in ``tests/confte
 - ``postgres_db``: a fresh, empty database owned by ``hybrid`` for one test, dropped after it;
   the server is started again first if the test left it stopped.
 
+`PostgresDatabase.frozen` stops (SIGSTOP) the server process behind hybrid's connection for a
+``with`` block: connected, but silent, as a server that hangs is.
+
 Scripts (``scripts/bench_*``) use `PostgresServer` directly as a context manager.
 """
 
@@ -28,8 +31,10 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,6 +318,35 @@ class PostgresDatabase:
     def connect(self) -> psycopg.Connection[tuple[object, ...]]:
         """An autocommit connection as ``hybrid``, for a test to look at what hybrid wrote."""
         return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+    def backends(self, application_name: str = "hybrid") -> list[int]:
+        """The server processes serving the connections to this database that go by
+        ``application_name`` (hybrid's own connections call themselves ``hybrid``)."""
+        with self.server.admin() as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+                (self.name, application_name),
+            ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    @contextlib.contextmanager
+    def frozen(self, guard_s: float = 60.0) -> Iterator[None]:
+        """Stop the server process of hybrid's one connection to this database for the block:
+        the connection stays open (the kernel still answers), but nothing on it is answered.
+
+        Args:
+            guard_s: The process continues after this many seconds even inside the block, so
+                that a client waiting without a limit makes its test fail instead of hang.
+        """
+        [pid] = self.backends()
+        os.kill(pid, signal.SIGSTOP)
+        guard = threading.Timer(guard_s, os.kill, (pid, signal.SIGCONT))
+        guard.start()
+        try:
+            yield
+        finally:
+            guard.cancel()
+            os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,13 @@
 """The budget gate of a fleet, against a real PostgreSQL server: reservations in the database,
-settlements and spend queued to a worker and written in order, a database that is down refusing
-cloud requests with ``budget:unavailable`` (and nothing queued lost), holds an earlier run or a
-dead daemon left counted as spent; and the in-memory budget's state and the metrics counting
-what is reserved."""
+settlements and spend queued to a worker and written in order, a database that is down, or
+connected but silent, refusing cloud requests with ``budget:unavailable`` (and nothing queued
+lost), holds an earlier run or a dead daemon left counted as spent; and the in-memory budget's
+state and the metrics counting what is reserved."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from hybrid.cli import main
 from hybrid.ledger.budget import Budget, Reservation, SpendSeed
 from hybrid.ledger.budget_lines import Hold, Line, day_period, month_period
 from hybrid.ledger.fleet_budget import UNAVAILABLE, FleetBudget
+from hybrid.ledger.pg import ANSWER_TIMEOUT_S
 from hybrid.ledger.pg_budget import SharedBudget
 from hybrid.service.metrics import Metrics
 from hybrid.settings import load_settings
@@ -40,8 +42,10 @@ def fleet(
 ) -> FleetBudget:
     """A gate that refreshes and retries fast, so the tests do not wait."""
     hold_s = timing.pop("hold_s", 120.0)
+    answer_timeout_s = timing.pop("answer_timeout_s", ANSWER_TIMEOUT_S)
     timing = {"refresh_s": 0.2, "retry_s": 0.1} | timing
-    return FleetBudget(SharedBudget(url, instance=instance, hold_s=hold_s), settings, **timing)
+    shared = SharedBudget(url, instance=instance, hold_s=hold_s, answer_timeout_s=answer_timeout_s)
+    return FleetBudget(shared, settings, **timing)
 
 
 def lines(db: PostgresDatabase, *wanted: Line) -> list[tuple[float, float]]:
@@ -181,6 +185,39 @@ def test_a_database_that_goes_down_refuses_reservations_and_keeps_the_queue(
     assert lines(postgres_db, DAY) == [(0.4, 0.0)]
     assert gate.available and gate.capped("openai") is None
     assert isinstance(asyncio.run(gate.reserve("openai", "openai/gpt-4.1-mini", 0.1)), Reservation)
+
+
+def test_a_frozen_database_refuses_reservations_as_a_database_down_does(
+    postgres_db: PostgresDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = fleet(postgres_db.url, answer_timeout_s=0.5)
+    asyncio.run(gate.start())
+    try:
+        # The server process of the gate's connection stops: connected, but it never answers.
+        with postgres_db.frozen(), caplog.at_level(logging.WARNING, logger="hybrid.ledger"):
+            refused = asyncio.run(gate.reserve("openai", "openai/gpt-4.1-mini", 0.1))
+        assert refused == UNAVAILABLE
+        [warning] = [r.getMessage() for r in caplog.records if "cannot be reached" in r.message]
+        assert "budget:unavailable" in warning and "did not answer within 0.5 s" in warning
+        assert PASSWORD not in warning
+        # The worker connects again; reservations are made again.
+        assert asyncio.run(_wait_for(lambda: gate.flush(timeout_s=1.0) and gate.available))
+        held = asyncio.run(_reserved(gate, 0.2))
+        assert isinstance(held, Reservation)
+        assert lines(postgres_db, DAY) == [(0.0, 0.2)]  # the frozen try held nothing
+    finally:
+        gate.close()
+
+
+async def _reserved(gate: FleetBudget, usd: float, tries: int = 20) -> Reservation | str:
+    """A reservation, tried again while the gate says unavailable (a loaded machine may make
+    a healthy reservation outlast a test's short answer timeout)."""
+    for _ in range(tries):
+        outcome = await gate.reserve("openai", "openai/gpt-4.1-mini", usd)
+        if outcome != UNAVAILABLE:
+            return outcome
+        await _wait_for(lambda: gate.available)
+    return outcome
 
 
 def test_the_holds_of_an_earlier_run_are_counted_as_spent_at_start(

@@ -1,15 +1,16 @@
 """The budget shared in PostgreSQL, against a real server: concurrent reservations from several
-connections never hold more than a cap, settling and releasing leave nothing held, and the
-holds of a daemon that died are reclaimed."""
+connections never hold more than a cap, settling and releasing leave nothing held, the
+holds of a daemon that died are reclaimed, and a database that stops answering is cut off after
+the answer timeout and reached again on a new connection."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
-from postgres import PostgresDatabase, PostgresServer
+from postgres import PASSWORD, PostgresDatabase, PostgresServer
 
 from hybrid.errors import LedgerSchemaError, LedgerUnavailableError
 from hybrid.ledger.budget_lines import (
@@ -212,6 +213,61 @@ def test_a_database_outage_raises_unavailable_and_the_budget_reconnects(
             budget.settle(held, 0.1)
     assert budget.settle(held, 0.1) is True
     assert spend(budget, line) == [(0.1, 0.0)]
+
+
+def eventually(call: Callable[[], object], tries: int = 20) -> object:
+    """The result of ``call`` once it does not raise LedgerUnavailableError (a loaded machine
+    may make a healthy call outlast a test's short answer timeout)."""
+    for _ in range(tries - 1):
+        try:
+            return call()
+        except LedgerUnavailableError:
+            continue
+    return call()
+
+
+def test_a_row_locked_elsewhere_is_cut_at_the_answer_timeout_and_the_budget_reconnects(
+    postgres_db: PostgresDatabase,
+) -> None:
+    line = Line("total", DAY, 1.0)
+    budget = SharedBudget(postgres_db.url, instance="box-1", answer_timeout_s=0.5)
+    holder = postgres_db.connect()
+    try:
+        assert isinstance(budget.reserve([line], 0.2), Hold)
+        # Another session holds the line's row: the server would wait 30 s (its statement
+        # timeout) before refusing the next reservation; the client waits half a second.
+        holder.execute("BEGIN")
+        holder.execute("SELECT * FROM hybrid_budget_lines FOR UPDATE")
+        with pytest.raises(LedgerUnavailableError, match=r"did not answer within 0\.5 s") as cut:
+            budget.reserve([line], 0.2)
+        assert "reserve budget" in str(cut.value) and PASSWORD not in str(cut.value)
+        # The cut connection is dropped: the next call reads on a new one, lock or not.
+        assert eventually(lambda: spend(budget, line)) == [(0.0, 0.2)]
+        holder.execute("ROLLBACK")
+        assert isinstance(eventually(lambda: budget.reserve([line], 0.3)), Hold)
+        # The cut reservation held nothing: its session ended without committing.
+        assert spend(budget, line) == [(0.0, 0.5)]
+    finally:
+        holder.close()
+        budget.close()
+
+
+def test_a_stopped_server_process_is_cut_at_the_answer_timeout(
+    postgres_db: PostgresDatabase,
+) -> None:
+    line = Line("total", DAY, 1.0)
+    budget = SharedBudget(postgres_db.url, instance="box-1", answer_timeout_s=0.5)
+    try:
+        assert isinstance(budget.reserve([line], 0.2), Hold)
+        with (
+            postgres_db.frozen(),
+            pytest.raises(LedgerUnavailableError, match="did not answer"),
+        ):
+            budget.settle(Hold("gone", 0.0, (line,)), 0.1)
+        assert isinstance(eventually(lambda: budget.reserve([line], 0.3)), Hold)
+        assert spend(budget, line) == [(0.0, 0.5)]  # the cut settlement spent nothing
+    finally:
+        budget.close()
 
 
 def test_a_newer_budget_schema_is_refused(postgres_db: PostgresDatabase) -> None:

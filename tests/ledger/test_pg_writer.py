@@ -1,11 +1,13 @@
 """The writer on a shared PostgreSQL ledger, against a real server: records journaled locally,
 committed in batches, stamped with their instance; a database that goes away (mid-run or at
-start) loses nothing and stores nothing twice once it returns."""
+start) loses nothing and stores nothing twice once it returns; a record it refuses is set aside
+and holds nothing else up."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import signal
 import subprocess
@@ -20,7 +22,14 @@ from ledger_records import T0, cloud_record, local_record, refused_record
 from postgres import PASSWORD, PostgresDatabase
 
 from hybrid.errors import LedgerUnavailableError
-from hybrid.ledger.journal import Journal, journal_path, read_journal
+from hybrid.ledger.journal import (
+    Journal,
+    journal_path,
+    read_entries,
+    read_journal,
+    rejected_path,
+)
+from hybrid.ledger.learning import Label
 from hybrid.ledger.store import LedgerStore
 from hybrid.ledger.writer import LedgerWriter
 
@@ -121,6 +130,7 @@ async def test_a_database_stopped_mid_run_loses_nothing_and_stores_nothing_twice
         writer.close()
     assert journal_path(tmp_path / "ledger.sqlite3").stat().st_size == 0
     assert ids_in(postgres_db) == sorted(written)
+    assert not rejected_path(tmp_path / "ledger.sqlite3").exists()  # an outage refuses nothing
 
 
 @synchronous
@@ -257,3 +267,63 @@ def test_a_journal_holding_a_nul_is_replayed_at_start(
         writer.close()
     assert ids_in(postgres_db) == ["next", "nul"]
     assert journal_path(tmp_path / "ledger.sqlite3").stat().st_size == 0
+
+
+# Records PostgreSQL refuses at every try: a NULL in a NOT NULL column (23502), an integer
+# past BIGINT (22003).
+REFUSED = [
+    pytest.param({"model": None}, id="not-null"),
+    pytest.param({"prompt_tokens": 2**63}, id="out-of-range"),
+]
+
+
+@pytest.mark.parametrize("poison", REFUSED)
+@synchronous
+async def test_a_record_postgresql_refuses_is_set_aside_and_the_writer_goes_on(
+    tmp_path: Path,
+    postgres_db: PostgresDatabase,
+    poison: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    writer = writer_for(tmp_path, postgres_db)
+    writer.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="hybrid.ledger"):
+            writer.write_nowait(local_record(id="before", time=T0))
+            writer.write_nowait(local_record(id="poison", time=T0 + 1, **poison))
+            writer.write_nowait(local_record(id="after", time=T0 + 2))
+            writer.learn_nowait(Label(None, "feedback", False, T0))  # type: ignore[arg-type]
+            await until_stored(postgres_db, ["after", "before"])
+            await writer.write(local_record(id="later", time=T0 + 3))
+            await until_stored(postgres_db, ["after", "before", "later"])
+        assert writer.connected  # a refusal is not an outage
+        assert [r.id for r in read_journal(rejected_path(path))] == ["poison"]
+        assert len(read_entries(rejected_path(path))) == 2
+        assert journal_path(path).stat().st_size == 0
+        [warning] = [r.getMessage() for r in caplog.records if "record poison" in r.message]
+        assert str(rejected_path(path)) in warning and PASSWORD not in warning
+        assert not [r for r in caplog.records if "keeping records in" in r.message]
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("poison", REFUSED)
+def test_a_refused_record_in_the_journal_does_not_hold_up_the_replay(
+    tmp_path: Path, postgres_db: PostgresDatabase, poison: dict[str, Any]
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    journal = Journal(journal_path(path))  # kept while the database was away
+    journal.append(local_record(id="before", time=T0))
+    journal.append(local_record(id="poison", time=T0 + 1, **poison))
+    journal.append(local_record(id="after", time=T0 + 2))
+    journal.close()
+    writer = writer_for(tmp_path, postgres_db)
+    writer.start()
+    try:
+        assert writer.connected
+    finally:
+        writer.close()
+    assert ids_in(postgres_db) == ["after", "before"]
+    assert [r.id for r in read_journal(rejected_path(path))] == ["poison"]
+    assert journal_path(path).stat().st_size == 0

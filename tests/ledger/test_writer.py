@@ -1,9 +1,11 @@
-"""The writer: a journal that survives a SIGKILL, and a thread that group-commits to SQLite."""
+"""The writer: a journal that survives a SIGKILL, a thread that group-commits to SQLite, and
+records SQLite refuses set aside without holding up the rest."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +19,15 @@ import pytest
 from ledger_records import T0, local_record
 
 from hybrid.errors import HybridError
-from hybrid.ledger.journal import Journal, journal_path
+from hybrid.ledger.journal import (
+    Journal,
+    journal_path,
+    read_entries,
+    read_journal,
+    rejected_path,
+    set_aside,
+)
+from hybrid.ledger.learning import Label
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.store import LedgerStore
 from hybrid.ledger.writer import LedgerWriter
@@ -180,6 +190,7 @@ async def test_records_whose_commit_failed_stay_journaled_for_the_next_start(
         await writer.write(local_record(id=str(i)))
     writer.close()
     assert stored_ids(path) == []
+    assert not rejected_path(path).exists()  # a failure that is not a refusal sets none aside
     assert sorted(recovered_ids(path)) == ["0", "1", "2"]
 
 
@@ -296,3 +307,70 @@ async def test_close_waits_for_a_read_in_flight(tmp_path: Path) -> None:
     assert not closing.is_alive()
     with pytest.raises(HybridError, match=r"not running|not open"):
         await writer.read(lambda store: store.recent(1))
+
+
+# Records SQLite refuses at every try: a NULL where the schema says NOT NULL, an integer past
+# 64 bits (the sqlite3 module cannot bind it).
+REFUSED = [
+    pytest.param({"model": None}, id="not-null"),
+    pytest.param({"prompt_tokens": 2**63}, id="past-64-bits"),
+]
+
+
+def rejected_ids(path: Path) -> list[str]:
+    return [record.id for record in read_journal(rejected_path(path))]
+
+
+@pytest.mark.parametrize("poison", REFUSED)
+@synchronous
+async def test_a_record_sqlite_refuses_is_set_aside_and_the_records_around_it_are_written(
+    tmp_path: Path, poison: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    writer = LedgerWriter(path, retention_days=0, commit_interval_s=0.01)
+    writer.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="hybrid.ledger"):
+            # One batch: the refused record between two good ones, a label after them.
+            writer.write_nowait(local_record(id="before"))
+            writer.write_nowait(local_record(id="poison", **poison))
+            writer.write_nowait(local_record(id="after"))
+            writer.learn_nowait(Label("after", "feedback", True, T0))
+            writer.learn_nowait(Label(None, "feedback", False, T0))  # type: ignore[arg-type]
+            assert sorted(r.id for r in await writer.recent(10)) == ["after", "before"]
+        await writer.write(local_record(id="later"))
+        assert (await writer.totals()).requests == 3
+        labels = await writer.read(lambda store: store.labels())
+        assert [label.request_id for label in labels] == ["after"]
+        # Set aside, not lost; the journal no longer holds it.
+        assert rejected_ids(path) == ["poison"]
+        assert len(read_entries(rejected_path(path))) == 2  # and the label without a request
+        assert journal_path(path).stat().st_size == 0
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("record poison" in w and str(rejected_path(path)) in w for w in warnings)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("poison", REFUSED)
+def test_a_journal_holding_a_refused_record_no_longer_stops_the_start(
+    tmp_path: Path, poison: dict[str, Any]
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    journal = Journal(journal_path(path))  # left by a run that could not store the middle one
+    for record_id in ("before", "poison", "after"):
+        journal.append(local_record(id=record_id, **(poison if record_id == "poison" else {})))
+    journal.close()
+    assert sorted(recovered_ids(path)) == ["after", "before"]  # start() raised LedgerError
+    assert rejected_ids(path) == ["poison"]
+    assert journal_path(path).stat().st_size == 0
+
+
+def test_an_entry_set_aside_twice_is_kept_once(tmp_path: Path) -> None:
+    # A crash after setting an entry aside, before the journal was emptied, replays it.
+    rejected = rejected_path(tmp_path / "ledger.sqlite3")
+    record = local_record(id="poison", model=None)
+    assert set_aside(rejected, record) is True
+    assert set_aside(rejected, record) is False
+    assert set_aside(rejected, local_record(id="other", model=None)) is True
+    assert [r.id for r in read_journal(rejected)] == ["poison", "other"]
