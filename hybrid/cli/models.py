@@ -6,9 +6,11 @@ it came from, the size, quantization, trained context length, whether the file c
 template and whether that template takes tools, and the hardware plan's verdict: does it fit,
 the predicted decode speed, and the context ``hybrid serve`` would give it.  ``--verbose`` adds
 each model's path, parts, other names and what its store records (Ollama's template and
-parameters), and the files skipped as not models.  For the model ``hybrid serve`` loads it
-shows the difficulty router's calibration in use (shipped with hybrid, or this machine's
-``hybrid calibrate`` file).  It lists; it never assembles the embedded model.
+parameters), and the files skipped as not models.  Models that cannot be served, and folders
+that cannot be read (their models are not listed), are listed under "Problems:" with what to
+do.  For the model ``hybrid serve`` loads it shows the difficulty router's calibration in use
+(shipped with hybrid, or this machine's ``hybrid calibrate`` file).  It lists; it never
+assembles the embedded model.
 """
 
 from __future__ import annotations
@@ -303,6 +305,7 @@ def render_table(
     from hybrid.models.embedded import DEFAULT_MODEL_ID, embedded_model_path
 
     where = where_searched(searched, discovery)
+    unread = [f"  {problem}" for problem in (discovery.problems if discovery else ())]
     if not rows:
         return (
             f"No models found (searched {where}).\n"
@@ -312,13 +315,14 @@ def render_table(
             f"default model ({DEFAULT_MODEL_ID}) into "
             f"{embedded_model_path(settings.home).parent}.\n"
             + "".join(line + "\n" for line in skipped_lines(discovery, verbose=verbose))
+            + "".join(line + "\n" for line in (["Problems:", *unread] if unread else []))
         )
     header = (
         "", "NAME", "SOURCE", "SIZE", "QUANT", "CONTEXT", "CHAT", "TOOLS", "FITS", "TOK/S",
         "N_CTX",
     )  # fmt: skip
     table: list[tuple[str, ...]] = [header]
-    problems = []
+    problems = list(unread)
     for row in rows:
         entry, info, plan = row.entry, row.entry.info, row.plan
         name = entry.name + (" (embedded)" if entry.embedded else "")
@@ -380,14 +384,16 @@ def models_json(
 
     Returns:
         ``{"models": [...], "searched": [folder, ...], "stores": [{"store", "path"}],
-        "skipped": [{"path", "reason"}]}``; each model has ``name``, ``source``, ``aliases``,
-        ``path``, ``parts``, ``embedded``, ``default``, ``error``, and (``None`` when
-        unreadable) ``size_bytes``, ``architecture``, ``quantization``, ``context_length``,
-        ``chat_template`` and ``tools`` (bools), ``block_count``; ``fits`` and
+        "skipped": [{"path", "reason"}], "problems": [message, ...]}``; each model has
+        ``name``, ``source``, ``aliases``, ``path``, ``parts``, ``embedded``, ``default``,
+        ``error``, and (``None`` when unreadable) ``size_bytes``, ``architecture``,
+        ``quantization``, ``context_length``, ``chat_template`` and ``tools`` (bools),
+        ``block_count``; ``fits`` and
         ``predicted_tokens_per_s`` (from the plan, ``None`` without one), ``plan`` (the plan's
         fields, or ``None``), ``plan_problem`` (why planning failed, or ``None``) and ``store``
         (what the store records: ``manifest``, ``template``, ``system``, ``params`` and the
-        ``defaults`` hybrid reads from them; ``None`` when it records nothing).
+        ``defaults`` hybrid reads from them; ``None`` when it records nothing).  ``problems``
+        lists the folders that could not be read, each a message naming it and what to do.
     """
     from hybrid.cli.models_details import store_json
 
@@ -435,6 +441,7 @@ def models_json(
             {"path": str(item.path), "reason": item.reason}
             for item in (discovery.skipped if discovery else ())
         ],
+        "problems": list(discovery.problems if discovery else ()),
     }
 
 

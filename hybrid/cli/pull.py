@@ -3,7 +3,9 @@
 The file goes into the shared Hugging Face cache (``HF_HUB_CACHE``, ``HF_HOME/hub``, else
 ``~/.cache/huggingface/hub``), where ``hybrid models``, ``huggingface_hub`` and llama.cpp find it;
 see :mod:`hybrid.models.pull`.  A progress bar goes to stderr; at the end, stdout says where the
-file is and the ``hybrid serve --model NAME`` line that serves it.  ``HF_TOKEN``, ``HF_ENDPOINT``
+file is and the ``hybrid serve --model NAME`` line that serves it: a name that picks this file
+and no other (an Ollama ``hf.co/`` copy of the same repository shares its plain name), else the
+path.  ``HF_TOKEN``, ``HF_ENDPOINT``
 and the proxy variables (``HTTPS_PROXY``, ...) are honoured.
 """
 
@@ -87,7 +89,7 @@ def pull_command(
 
     Args:
         spec: ``REPO[:QUANT|FILE]``.
-        settings: Used to find the name ``hybrid models`` gives the pulled file.
+        settings: Used to find a name that ``hybrid serve --model`` resolves to the pulled file.
         revision: Branch, tag or commit.
         environ: ``HF_*`` and proxy variables.
         out: Receives the result.
@@ -103,7 +105,7 @@ def pull_command(
         ConfigError: ``spec`` or ``HF_ENDPOINT`` is malformed.
         ModelDownloadError: The pull failed.
     """
-    from hybrid.models.catalog import name_for_path
+    from hybrid.models.catalog import serve_name
     from hybrid.models.pull import pull
     from hybrid.models.pull_cache import free_bytes
     from hybrid.models.pull_hub import Hub, HubConfig
@@ -122,7 +124,7 @@ def pull_command(
             sleep=sleep or time.sleep,
         )
     bar.finish()
-    name = name_for_path(settings, result.model_path, environ=environ)
+    name = serve_name(settings, result.model_path, environ=environ)
     print(describe(result, name), file=out)
     return 0
 

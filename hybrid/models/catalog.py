@@ -10,15 +10,17 @@ Models come from, in this order:
    the Hugging Face cache and llama.cpp's cache, each unless ``local.stores`` leaves it out.
 
 A file is listed once, under the first name that leads to it (Ollama tags sharing a blob are
-each listed).  ``--model`` takes a path or a name as listed (:mod:`hybrid.models.names`).  The
-model served is the configured one, else the embedded default
+each listed).  A folder that cannot be read (permission denied) hides only the models inside it:
+it is reported in :attr:`Discovery.problems` with what to do, and the rest is listed.
+``--model`` takes a path or a name as listed (:mod:`hybrid.models.names`).  The model served
+is the configured one, else the embedded default
 (:func:`hybrid.models.embedded.ensure_embedded_model` assembles it on first use).  Discovery
 never assembles it: it lists it only once it exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,9 +33,8 @@ from hybrid.models.embedded import (
     embedded_model_path,
     ensure_embedded_model,
 )
-from hybrid.models.entries import ModelEntry, read_entry, read_split
-from hybrid.models.gguf import GgufInfo, read_gguf
-from hybrid.models.names import pick
+from hybrid.models.entries import ModelEntry, model_at, read_entry, read_model_info
+from hybrid.models.names import names_of, pick
 from hybrid.models.stores import (
     Found,
     ModelDefaults,
@@ -42,7 +43,7 @@ from hybrid.models.stores import (
     StoreName,
     StoreScan,
 )
-from hybrid.models.stores.files import ModelFiles, gguf_files, group_models
+from hybrid.models.stores.files import file_stem, gguf_files, group_models
 from hybrid.models.stores.hf_cache import scan_hf_cache
 from hybrid.models.stores.llama_cache import scan_llama_cache
 from hybrid.models.stores.lmstudio import scan_lmstudio
@@ -62,6 +63,7 @@ __all__ = [
     "read_model_info",
     "resolve_model",
     "resolve_name",
+    "serve_name",
     "served_as",
     "store_folders",
 ]
@@ -76,12 +78,15 @@ class Discovery:
         skipped: ``.gguf`` files that are not models, each with the reason.
         folders: The models folders searched (:func:`model_dirs`).
         stores: Each store searched, with its folder.
+        problems: Folders that could not be read (permission denied), each a message naming
+            the folder and what to do; the models inside them are not listed.
     """
 
     entries: tuple[ModelEntry, ...]
     skipped: tuple[Skipped, ...]
     folders: tuple[Path, ...]
     stores: tuple[tuple[StoreName, Path], ...]
+    problems: tuple[str, ...] = ()
 
 
 def model_dirs(settings: Settings, *, cwd: Path | None = None) -> list[Path]:
@@ -131,20 +136,22 @@ def discover(
     Returns:
         The entries, the skipped files and the places searched.
     """
-    found, skipped = _scan(settings, cwd=cwd, environ=environ)
+    scan = _scan(settings, cwd=cwd, environ=environ)
     entries: list[ModelEntry] = []
-    for model in found:
+    skipped = list(scan.skipped)
+    for model in scan.found:
         entry = read_entry(model, embedded=model.source == "embedded")
         if isinstance(entry, Skipped):
             skipped.append(entry)
         else:
             entries.append(entry)
-    entries = _mark_default(settings, entries, found, cwd=cwd, environ=environ)
+    entries = _mark_default(settings, entries, scan, cwd=cwd, environ=environ)
     return Discovery(
         tuple(entries),
         tuple(skipped),
         tuple(model_dirs(settings, cwd=cwd)),
         tuple(store_folders(settings, environ=environ)),
+        scan.problems,
     )
 
 
@@ -219,7 +226,8 @@ def resolve_name(
     Raises:
         ModelFileError: The name picks no model and is no file, picks several (the message
             lists them with the prefixed names that pick each), or picks a model that cannot
-            be served; or the file is not a valid GGUF model.  The message says what to do.
+            be served; or the file is not a valid GGUF model (a vocabulary-only file, say).
+            The message says what to do.
     """
     as_path = Path(name).expanduser()
     if as_path.is_file():
@@ -227,16 +235,60 @@ def resolve_name(
         return as_path
     if name in (DEFAULT_MODEL_ID, EMBEDDED_FILE_NAME):
         return ensure_embedded_model(settings.home, progress=progress)
-    models, _ = _scan(settings, cwd=cwd, environ=environ)
-    hit = pick(models, name, resolved=_resolved)
+    scan = _scan(settings, cwd=cwd, environ=environ)
+    hit = pick(scan.found, name, resolved=_resolved)
     if hit is None:
-        raise _not_found(settings, name, cwd=cwd, environ=environ)
+        raise _not_found(settings, name, scan.problems, cwd=cwd, environ=environ)
     entry = read_entry(hit)
     if isinstance(entry, Skipped):
         raise ModelFileError(f"{entry.path} is {entry.reason}. Pick a model `hybrid models` lists.")
     if entry.error is not None:
         raise ModelFileError(entry.error)
     return hit.path
+
+
+def serve_name(
+    settings: Settings,
+    path: Path,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """A name ``hybrid serve --model`` turns into this very file, for a line that tells the
+    user how to serve it.
+
+    The first of the file's names (:func:`~hybrid.models.names.names_of`: its name, the
+    name with its store prefix, its aliases) that :func:`resolve_name` would resolve to this
+    file and no other; the path when none does.
+
+    Args:
+        settings: Where to look.
+        path: A model file.
+        cwd: Folder ``./models`` is relative to (default: the current working directory).
+        environ: The environment the stores' variables are read from (default: the process's).
+    """
+    target = _resolved(path)
+    models = _scan(settings, cwd=cwd, environ=environ).found
+    for model in models:
+        if _resolved(model.path) == target:
+            for name in names_of(model):
+                if _resolves_to(settings, models, name, target):
+                    return name
+    return str(path)
+
+
+def _resolves_to(settings: Settings, models: Sequence[Found], name: str, target: Path) -> bool:
+    """Whether :func:`resolve_name` turns ``name`` into ``target`` (headers unread)."""
+    as_path = Path(name).expanduser()
+    if as_path.is_file():
+        return _resolved(as_path) == target
+    if name in (DEFAULT_MODEL_ID, EMBEDDED_FILE_NAME):
+        return _resolved(embedded_model_path(settings.home)) == target
+    try:
+        hit = pick(models, name, resolved=_resolved)
+    except ModelFileError:  # it picks several files, or a model that cannot be served
+        return False
+    return hit is not None and _resolved(hit.path) == target
 
 
 def name_for_path(
@@ -280,7 +332,7 @@ def served_as(
         The name and the defaults.
     """
     target = _resolved(path)
-    models, _ = _scan(settings, cwd=cwd, environ=environ)
+    models = _scan(settings, cwd=cwd, environ=environ).found
     configured = settings.local.model
     if configured is not None and not Path(configured).expanduser().is_file():
         try:
@@ -289,49 +341,31 @@ def served_as(
             hit = None
         if hit is not None and _resolved(hit.path) == target:
             if hit.source == "configured":
-                return _stem(path), ModelDefaults()
+                return file_stem(path.name), ModelDefaults()
             return hit.name, _defaults(hit)
     for model in models:
         if _resolved(model.path) == target and model.source != "configured":
             return model.name, _defaults(model)
-    return _stem(path), ModelDefaults()
+    return file_stem(path.name), ModelDefaults()
 
 
 def _defaults(found: Found) -> ModelDefaults:
     return found.metadata.defaults if found.metadata is not None else ModelDefaults()
 
 
-def read_model_info(path: Path) -> GgufInfo:
-    """Read the header of the model a file is, a split model's parts included.
-
-    Args:
-        path: A model file (a split model's first part: its other parts are read beside it).
-
-    Returns:
-        The header; for a split model, sizes and layers cover every part.
-
-    Raises:
-        ModelFileError: A part is missing or a header cannot be read.
-    """
-    model = _model_at(path)
-    if model.error is not None:
-        raise ModelFileError(model.error)
-    return read_split(model.parts) if model.parts else read_gguf(path)
-
-
-def _scan(
-    settings: Settings, *, cwd: Path | None, environ: Mapping[str, str] | None
-) -> tuple[list[Found], list[Skipped]]:
-    """Every model, headers unread, each file once (Ollama tags of one blob each once)."""
+def _scan(settings: Settings, *, cwd: Path | None, environ: Mapping[str, str] | None) -> StoreScan:
+    """Every model, headers unread, each file once (Ollama tags of one blob each once); the
+    files that are not models; the folders that could not be read."""
     embedded = _resolved(embedded_model_path(settings.home))
     found: list[Found] = []
     skipped: list[Skipped] = []
+    problems: list[str] = []
     configured = settings.local.model
     if configured is not None and configured.is_file():
-        model = _model_at(configured)
+        model = model_at(configured)
         found.append(Found("configured", model.stem, configured, model.parts, (), model.error))
     for folder in model_dirs(settings, cwd=cwd):
-        models, passed = group_models(gguf_files(folder))
+        models, passed = group_models(gguf_files(folder, problems))
         skipped.extend(passed)
         for model in models:
             source: Source = "embedded" if _resolved(model.path) == embedded else "folder"
@@ -341,7 +375,8 @@ def _scan(
         scan = _scan_store(store, roots)
         found.extend(scan.found)
         skipped.extend(scan.skipped)
-    return _unique_found(found), skipped
+        problems.extend(scan.problems)
+    return StoreScan(tuple(_unique_found(found)), tuple(skipped), tuple(problems))
 
 
 def _scan_store(store: StoreName, roots: StoreRoots) -> StoreScan:
@@ -357,7 +392,7 @@ def _scan_store(store: StoreName, roots: StoreRoots) -> StoreScan:
 def _mark_default(
     settings: Settings,
     entries: list[ModelEntry],
-    found: list[Found],
+    scan: StoreScan,
     *,
     cwd: Path | None,
     environ: Mapping[str, str] | None,
@@ -369,30 +404,38 @@ def _mark_default(
     if configured.is_file():
         return [replace(e, default=e.source == "configured") for e in entries]
     try:
-        hit = pick(found, str(configured), resolved=_resolved)
+        hit = pick(scan.found, str(configured), resolved=_resolved)
         error = (
             None
             if hit is not None
-            else str(_not_found(settings, str(configured), cwd=cwd, environ=environ))
+            else str(_not_found(settings, str(configured), scan.problems, cwd=cwd, environ=environ))
         )
     except ModelFileError as exc:
         hit, error = None, str(exc)
     if hit is not None:
         return [replace(e, default=(e.source, e.name) == (hit.source, hit.name)) for e in entries]
-    missing = ModelEntry(_stem(configured), configured, None, error, False, True, "configured")
+    missing = ModelEntry(
+        file_stem(configured.name), configured, None, error, False, True, "configured"
+    )
     return [missing, *entries]
 
 
 def _not_found(
-    settings: Settings, name: str, *, cwd: Path | None, environ: Mapping[str, str] | None
+    settings: Settings,
+    name: str,
+    problems: Sequence[str],
+    *,
+    cwd: Path | None,
+    environ: Mapping[str, str] | None,
 ) -> ModelFileError:
     places = [str(folder) for folder in model_dirs(settings, cwd=cwd)]
     places += [f"{folder} ({store})" for store, folder in store_folders(settings, environ=environ)]
+    unread = f" Not searched: {'; '.join(problems)}." if problems else ""
     return ModelFileError(
         f"the configured model {name} does not exist (no such file, and no model of that "
         f"name in {', '.join(places)}). Fix --model or local.model (HYBRID_LOCAL__MODEL), run "
         f"`hybrid models` to list the models found, or unset it to use the embedded default "
-        f"{DEFAULT_MODEL_ID}."
+        f"{DEFAULT_MODEL_ID}.{unread}"
     )
 
 
@@ -406,31 +449,6 @@ def _unique_found(found: Iterable[Found]) -> list[Found]:
             seen.add(key)
             unique.append(model)
     return unique
-
-
-def _model_at(path: Path) -> ModelFiles:
-    """The model a file belongs to: a split's parts are found beside its first part."""
-    models, _ = group_models(gguf_files(path.parent))
-    for model in models:
-        if model.path.name == path.name:
-            return model
-        names = [part.name for part in model.parts]
-        if path.name in names:  # a later part: llama.cpp loads a split from its first
-            return ModelFiles(
-                path,
-                (),
-                model.stem,
-                error=(
-                    f"{path} is part {names.index(path.name) + 1} of {len(names)} of the split "
-                    f"model {model.stem}; give its first part, {model.path}, or the model's "
-                    f"name as `hybrid models` lists it"
-                ),
-            )
-    return ModelFiles(path, (), _stem(path))
-
-
-def _stem(path: Path) -> str:
-    return path.name[: -len(".gguf")] if path.name.lower().endswith(".gguf") else path.name
 
 
 def _resolved(path: Path) -> Path:

@@ -3,7 +3,10 @@
 :func:`read_entry` reads the header of a model a store or folder holds.  A split model's
 first part carries the metadata; every part's tensors count toward its size and layers.  A
 ``.gguf`` with no tensors (a vocabulary-only file, as llama.cpp ships for its tokenizer tests)
-is not a model and comes back as a :class:`~hybrid.models.stores.Skipped`.
+is not a model (:func:`is_model`) and comes back as a :class:`~hybrid.models.stores.Skipped`.
+
+:func:`read_model_info` reads the model a file given by path is, and refuses a file that is
+not a model with what to pass instead.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING
 from hybrid.errors import ModelFileError
 from hybrid.models.gguf import GgufInfo, read_gguf, read_gguf_layout
 from hybrid.models.stores import Found, ModelDefaults, Skipped, Source, StoreMetadata
+from hybrid.models.stores.files import ModelFiles, file_stem, gguf_files, group_models
 
 if TYPE_CHECKING:
     from hybrid.hardware.plan import ModelFootprint
@@ -127,9 +131,15 @@ def read_entry(found: Found, *, embedded: bool = False) -> ModelEntry | Skipped:
         info = read_split(found.parts) if found.parts else read_gguf(found.path)
     except ModelFileError as exc:
         return replace(entry, error=str(exc))
-    if not info.tensors:
+    if not is_model(info):
         return Skipped(found.path, VOCAB_ONLY_REASON)
     return replace(entry, info=info)
+
+
+def is_model(info: GgufInfo) -> bool:
+    """Whether a GGUF header is a model's: it has tensors.  A vocabulary-only file (llama.cpp's
+    ``ggml-vocab-*.gguf``: tokenizer metadata, no weights) has none and is not a model."""
+    return bool(info.tensors)
 
 
 def read_split(parts: tuple[Path, ...]) -> GgufInfo:
@@ -175,3 +185,50 @@ def read_split(parts: tuple[Path, ...]) -> GgufInfo:
         other_bytes=other_bytes,
         tensors=tuple(tensors),
     )
+
+
+def read_model_info(path: Path) -> GgufInfo:
+    """Read the header of the model a file is, a split model's parts included.
+
+    Args:
+        path: A model file (a split model's first part: its other parts are read beside it).
+
+    Returns:
+        The header; for a split model, sizes and layers cover every part.
+
+    Raises:
+        ModelFileError: A part is missing, a header cannot be read, or the file is not a model
+            (a vocabulary-only GGUF).
+    """
+    model = model_at(path)
+    if model.error is not None:
+        raise ModelFileError(model.error)
+    info = read_split(model.parts) if model.parts else read_gguf(path)
+    if not is_model(info):
+        raise ModelFileError(
+            f"{path} is {VOCAB_ONLY_REASON}. Pass a model's .gguf file instead (one with "
+            "weights, such as a Q4_K_M file), or a name `hybrid models` lists."
+        )
+    return info
+
+
+def model_at(path: Path) -> ModelFiles:
+    """The model a file belongs to: a split's parts are found beside its first part; a later
+    part comes back with an error naming the first."""
+    models, _ = group_models(gguf_files(path.parent))
+    for model in models:
+        if model.path.name == path.name:
+            return model
+        names = [part.name for part in model.parts]
+        if path.name in names:  # a later part: llama.cpp loads a split from its first
+            return ModelFiles(
+                path,
+                (),
+                model.stem,
+                error=(
+                    f"{path} is part {names.index(path.name) + 1} of {len(names)} of the split "
+                    f"model {model.stem}; give its first part, {model.path}, or the model's "
+                    f"name as `hybrid models` lists it"
+                ),
+            )
+    return ModelFiles(path, (), file_stem(path.name))

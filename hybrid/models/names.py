@@ -105,10 +105,22 @@ def pick(found: Sequence[Found], text: str, *, resolved: Callable[[Path], Path])
     return hit
 
 
-def label(model: Found) -> str:
-    """The model's name with its store prefix (``ollama:llama3.2:3b``)."""
+def label(model: Found, name: str | None = None) -> str:
+    """The model's name (or ``name``, another of its names) with its store prefix
+    (``ollama:llama3.2:3b``)."""
     prefix = "folder" if model.source in _FOLDER_SOURCES else model.source
-    return f"{prefix}:{model.name}"
+    return f"{prefix}:{model.name if name is None else name}"
+
+
+def names_of(model: Found) -> tuple[str, ...]:
+    """Every name that may pick the model, plainest first: its name, its name with the store
+    prefix, its aliases, then each alias with the prefix."""
+    return (
+        model.name,
+        label(model),
+        *model.aliases,
+        *(label(model, alias) for alias in model.aliases),
+    )
 
 
 def _in_store(model: Found, prefix: str) -> bool:

@@ -5,8 +5,10 @@ A Hugging Face repository of GGUF files usually holds one model in many quantiza
 (``...-Q8_0-00001-of-00002.gguf``, llama.cpp's ``gguf-split`` naming), sometimes in a folder per
 quantization, and sometimes with a vision projector (``mmproj-*.gguf``) beside it.  This module
 groups the repository's files into :class:`GgufChoice` units (one file, or every part of a split
-set), reads each unit's quantization tag from its name, and picks the one the user asked for.
-When nothing matches, the error lists what the repository does hold.
+set), reads each unit's quantization tag from its name with
+:func:`~hybrid.models.stores.files.quant_tag` (the reader discovery names models with), and
+picks the one the user asked for.  When nothing matches, the error lists what the repository
+does hold.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from hybrid.errors import ConfigError, ModelDownloadError
-from hybrid.models.stores.files import is_projector
+from hybrid.models.stores.files import is_projector, quant_tag
 
 DEFAULT_QUANT = "Q4_K_M"
 """Picked when the user names no quantization and the repository holds several (as Ollama's
@@ -25,12 +27,6 @@ DEFAULT_QUANT = "Q4_K_M"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HUB_PREFIXES = ("https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "hf.co/")
 _SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
-# A quantization tag at the end of a file stem: Q4_K_M, IQ2_XXS, Q4_0_4_8, UD-Q4_K_XL, F16, BF16,
-# after a '-', '_' or '.' (``llama-2-7b.Q4_K_M``, ``Model.i1-IQ3_XS``).
-_QUANT = re.compile(
-    r"(?:^|[-_.])((?:UD-)?(?:I?Q[1-8](?:_[0-9A-Z]+)*|TQ[12]_0|MXFP4(?:_MOE)?|BF16|FP16|F16|F32))$",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -137,16 +133,6 @@ def parse_request(text: str) -> PullRequest:
     if rest.lower().endswith(".gguf"):
         return PullRequest(repo, file=rest.lstrip("/"))
     return PullRequest(repo, quant=rest)
-
-
-def quant_tag(path: str) -> str | None:
-    """The quantization tag at the end of a GGUF file's name (``Q4_K_M``), or None."""
-    name = path.rsplit("/", 1)[-1]
-    stem = _SPLIT.sub("", name)
-    if stem.lower().endswith(".gguf"):
-        stem = stem[: -len(".gguf")]
-    match = _QUANT.search(stem)
-    return match.group(1) if match else None
 
 
 def gguf_choices(files: Iterable[RepoFile]) -> list[GgufChoice]:

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 from fake_hub import FakeHub, HubFile
+from gguf_writer import settings_with, tiny_model
+from model_stores import ollama_model
 
 from hybrid.cli import main
+from hybrid.models.catalog import resolve_name
 
 PAYLOAD = os.urandom(1 << 20)
 
@@ -37,6 +40,29 @@ def test_pull_prints_the_path_and_the_serve_line(
     serve = out.strip().splitlines()[-1]
     assert serve.startswith("Serve it with: hybrid serve --model ")
     assert "100%" in err  # the progress bar, on stderr
+
+
+def test_the_serve_line_names_the_pulled_file_when_ollama_holds_the_same_repo(
+    hub: FakeHub,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ollama's `ollama pull hf.co/acme/Real-GGUF:Q4_K_M` copy answers to acme/Real-GGUF:Q4_K_M too.
+    hub.add("acme/Real-GGUF", {"Real-Q4_K_M.gguf": HubFile(tiny_model().to_bytes())})
+    other = tiny_model(n_layers=3).write(tmp_path / "ollama-copy.gguf")
+    ollama_model(
+        tmp_path / ".ollama" / "models", "Real-GGUF:Q4_K_M", other, host="hf.co", namespace="acme"
+    )
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["pull", "acme/Real-GGUF:Q4_K_M", "--quiet"]) == 0
+
+    serve = capsys.readouterr().out.strip().splitlines()[-1]
+    name = serve.removeprefix("Serve it with: hybrid serve --model ")
+    snapshot = next((tmp_path / "hf").rglob("Real-Q4_K_M.gguf"))
+    assert name == "hf:acme/Real-GGUF:Q4_K_M"
+    assert resolve_name(settings_with(tmp_path / "data"), name) == snapshot
 
 
 def test_a_pull_error_is_one_line_and_exit_1(

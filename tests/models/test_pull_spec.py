@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hybrid.errors import ConfigError, ModelDownloadError
-from hybrid.models.pull_spec import RepoFile, choose, gguf_choices, parse_request, quant_tag
+from hybrid.models.pull_spec import RepoFile, choose, gguf_choices, parse_request
 
 
 @pytest.mark.parametrize(
@@ -33,24 +33,6 @@ def test_requests_parse(text: str, repo: str, quant: str | None, file: str | Non
 def test_malformed_requests_say_how_to_write_one(text: str) -> None:
     with pytest.raises(ConfigError, match=r"org/name|colon"):
         parse_request(text)
-
-
-@pytest.mark.parametrize(
-    ("name", "tag"),
-    [
-        ("qwen2.5-1.5b-instruct-q4_k_m.gguf", "q4_k_m"),
-        ("Llama-3.2-3B-Instruct-IQ2_XXS.gguf", "IQ2_XXS"),
-        ("llama-2-7b-chat.Q4_K_M.gguf", "Q4_K_M"),
-        ("Model.i1-IQ3_XS.gguf", "IQ3_XS"),
-        ("Qwen3-4B-UD-Q4_K_XL.gguf", "UD-Q4_K_XL"),
-        ("Q8_0/Big-Q8_0-00001-of-00003.gguf", "Q8_0"),
-        ("gemma-3-1b-it-BF16.gguf", "BF16"),
-        ("Model-Q4_0_4_8.gguf", "Q4_0_4_8"),
-        ("model.gguf", None),
-    ],
-)
-def test_quant_tags_are_read_from_names(name: str, tag: str | None) -> None:
-    assert quant_tag(name) == tag
 
 
 def files(*paths: str) -> list[RepoFile]:

@@ -12,8 +12,9 @@ from hybrid.cli import main
 from hybrid.cli.recommend import recommend
 from hybrid.errors import ConfigError
 from hybrid.hardware.snapshot import HardwareSnapshot
-from hybrid.models.pull_spec import parse_request, quant_tag
+from hybrid.models.pull_spec import parse_request
 from hybrid.models.recommend import load_recommended, rank
+from hybrid.models.stores.files import quant_tag
 from hybrid.settings import Settings
 
 

@@ -17,11 +17,11 @@ from hybrid.models.catalog import (
     name_for_path,
     resolve_model,
     resolve_name,
+    serve_name,
 )
 from hybrid.models.embedded import ensure_embedded_model
 from hybrid.models.entries import ModelEntry
 from hybrid.models.gguf import read_gguf
-from hybrid.models.stores.files import quant_label
 from hybrid.models.stores.roots import store_roots
 from hybrid.settings import Settings
 
@@ -331,6 +331,21 @@ def test_a_vocabulary_only_gguf_is_skipped_with_a_reason(tmp_path: Path) -> None
     ]
 
 
+def test_a_vocabulary_only_gguf_given_by_path_is_refused_with_what_to_pass(tmp_path: Path) -> None:
+    vocab = tiny_model()
+    vocab.tensors = []
+    path = vocab.write(tmp_path / "vocab" / "ggml-vocab-llama-spm.gguf")
+
+    with pytest.raises(ModelFileError) as caught:
+        resolve_name(settings(tmp_path), str(path), cwd=tmp_path, environ=env(tmp_path))
+    with pytest.raises(ModelFileError, match="vocabulary-only"):
+        resolve_model(settings(tmp_path, model=path), cwd=tmp_path, environ=env(tmp_path))
+
+    message = str(caught.value)
+    assert message.startswith(f"{path} is a vocabulary-only GGUF (no weights)")
+    assert "Pass a model's .gguf file instead" in message
+
+
 # llama.cpp's cache
 
 
@@ -393,6 +408,22 @@ def test_a_name_two_stores_share_is_refused_with_both_listed(tmp_path: Path, ggu
     )
 
 
+def test_serve_name_falls_back_to_the_path_when_no_name_is_unique(tmp_path: Path) -> None:
+    # The same publisher/repo/file in LM Studio's old and new folders: every name picks both.
+    new = tmp_path / "user" / ".lmstudio" / "models" / "org" / "m-GGUF" / "m-Q4_K_M.gguf"
+    old = tmp_path / "user" / ".cache" / "lm-studio" / "models" / "org" / "m-GGUF" / "m-Q4_K_M.gguf"
+    tiny_model().write(new)
+    tiny_model(n_layers=3).write(old)
+    cache = tmp_path / "user" / ".cache" / "huggingface" / "hub"
+    snapshot = hf_model(cache, "org/m-GGUF", {"m-Q4_K_M.gguf": tiny_model().write(tmp_path / "w")})
+
+    assert serve_name(settings(tmp_path), new, cwd=tmp_path, environ=env(tmp_path)) == str(new)
+    hf_file = snapshot / "m-Q4_K_M.gguf"
+    name = serve_name(settings(tmp_path), hf_file, cwd=tmp_path, environ=env(tmp_path))
+    assert name == "hf:org/m-GGUF:Q4_K_M"
+    assert resolve_name(settings(tmp_path), name, cwd=tmp_path, environ=env(tmp_path)) == hf_file
+
+
 def test_local_stores_setting_turns_stores_off(tmp_path: Path, gguf: Path) -> None:
     ollama_model(tmp_path / "user" / ".ollama" / "models", "gemma3:270m", gguf)
     off = Settings.model_validate({"home": tmp_path / "h", "local": {"stores": ["hf"]}})
@@ -428,17 +459,3 @@ def test_a_split_file_named_by_path_is_checked_whole(tmp_path: Path) -> None:
     parts[1].unlink()
     with pytest.raises(ModelFileError, match="missing 1 of its 2 parts"):
         resolve_name(settings(tmp_path), str(parts[0]), cwd=tmp_path)
-
-
-@pytest.mark.parametrize(
-    ("file_name", "label"),
-    [
-        ("Qwen2.5-7B-Instruct-IQ3_XXS.gguf", "IQ3_XXS"),
-        ("Llama-3.2-3B-Instruct-IQ2_XXS-00001-of-00002.gguf", "IQ2_XXS"),
-        ("Model-IQ4_NL.gguf", "IQ4_NL"),
-        ("gemma-3-270m-it-Q4_K_M.gguf", "Q4_K_M"),
-        ("model.gguf", None),
-    ],
-)
-def test_quantization_labels_are_read_from_file_names(file_name: str, label: str | None) -> None:
-    assert quant_label(file_name) == label

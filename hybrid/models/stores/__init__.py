@@ -16,7 +16,8 @@ moved, and a model is served from the file the store keeps:
 GGUFs as one, vision projectors skipped) and :mod:`~hybrid.models.stores.roots` finds each
 store's folder from the environment.  A store reports a broken model (a damaged manifest, a
 missing or partial blob, a split with a part missing) as a :class:`Found` with an ``error``
-instead of raising, so one bad file never hides the others.
+instead of raising, so one bad file never hides the others; and a folder it cannot read
+(permission denied) as one of :attr:`StoreScan.problems`, going on with the rest.
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ class StoreScan:
     Attributes:
         found: The models, in listing order.
         skipped: The ``.gguf`` files that are not models.
+        problems: The parts of it that could not be read (a folder, permission denied), each a
+            message naming the folder and what to do; the models of the other parts are listed.
     """
 
     found: tuple[Found, ...] = ()
     skipped: tuple[Skipped, ...] = ()
+    problems: tuple[str, ...] = ()

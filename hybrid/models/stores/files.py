@@ -6,6 +6,11 @@
 - Vision projectors (``mmproj`` in the name) are skipped: they go with a model, they are not one.
 - A link whose target is gone (a pruned Hugging Face blob) is reported with an error.
 - Dot-files are ignored: they include the temporary files of a download or assembly.
+- A folder that exists but cannot be read (permission denied) is reported as a problem naming
+  it and what to do (:func:`list_folder`); the rest of the store is still read.
+
+:func:`quant_tag` reads the quantization from a file name for discovery and ``hybrid pull``
+alike.
 """
 
 from __future__ import annotations
@@ -21,8 +26,12 @@ from hybrid.models.stores import Found, Skipped, Source
 GGUF_SUFFIX = ".gguf"
 
 _SPLIT = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+# A quantization label standing alone in a name (between '-', '_', '.' or the ends): Q4_K_M,
+# IQ2_XXS, Q4_0_4_8, TQ1_0, MXFP4_MOE, F16, FP16, BF16, F32, and Unsloth's UD- variants
+# (``llama-2-7b.Q4_K_M``, ``Model.i1-IQ3_XS``, ``Qwen3-4B-UD-Q4_K_XL``, ``L3-8B-Q4_K_M-imat``).
 _QUANT = re.compile(
-    r"(?<![A-Za-z0-9])(I?Q\d(?:_[A-Z0-9]{1,3})*|BF16|F16|F32|MXFP4(?:_MOE)?)(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9])((?:UD-)?(?:I?Q\d(?:_[A-Z0-9]{1,3})*|TQ[12]_0|MXFP4(?:_MOE)?|BF16|FP16|F16"
+    r"|F32))(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
 
@@ -57,22 +66,77 @@ class ModelFiles:
         return self.parts or (self.path,)
 
 
-def gguf_files(folder: Path) -> list[Path]:
+def list_folder(folder: Path, problems: list[str] | None = None) -> list[Path]:
+    """The entries of a folder, sorted by name.
+
+    Args:
+        folder: The folder; it may not exist.
+        problems: Receives a message naming the folder and what to do when it exists but cannot
+            be read (permission denied, say), so the caller lists the rest of its store.
+
+    Returns:
+        The entries; none when the folder is missing or unreadable.
+    """
+    try:
+        children = sorted(folder.iterdir())
+        if children:
+            # A folder readable but not searchable (no x bit) lists names it cannot open.
+            _searchable(children[0])
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        if problems is not None:
+            problems.append(unreadable_folder(folder, exc))
+        return []
+    return children
+
+
+def _searchable(child: Path) -> None:
+    try:
+        child.lstat()
+    except PermissionError:
+        raise
+    except OSError:  # gone since the listing, say: the folder itself is fine
+        pass
+
+
+def is_folder(path: Path, problems: list[str] | None = None) -> bool:
+    """Whether ``path`` is a folder or a link to one; a link this user cannot follow (into a
+    folder it may not search) is not, and is reported to ``problems``."""
+    try:
+        return path.is_dir()
+    except OSError as exc:
+        if problems is not None:
+            problems.append(unreadable_folder(path, exc))
+        return False
+
+
+def unreadable_folder(folder: Path, exc: OSError) -> str:
+    """The message for a folder that cannot be read: what happened and what to do."""
+    why = exc.strerror or str(exc)
+    return (
+        f"cannot read folder {folder} ({why}), so the models in it are not listed: give the "
+        f"user running hybrid read access to it (e.g. `chmod u+rx {folder}` as its owner), or "
+        "remove it"
+    )
+
+
+def gguf_files(folder: Path, problems: list[str] | None = None) -> list[Path]:
     """``*.gguf`` files (and links, even broken ones) directly in ``folder``, sorted by name.
+
+    Args:
+        folder: The folder; it may not exist.
+        problems: Receives a message when the folder cannot be read (see :func:`list_folder`).
 
     Returns:
         The files; none when the folder is missing or unreadable.
     """
-    try:
-        children = sorted(folder.iterdir())
-    except OSError:
-        return []
     return [
         child
-        for child in children
+        for child in list_folder(folder, problems)
         if child.name.lower().endswith(GGUF_SUFFIX)
         and not child.name.startswith(".")
-        and (child.is_file() or child.is_symlink())
+        and (child.is_symlink() or child.is_file())
     ]
 
 
@@ -104,19 +168,33 @@ def group_models(files: Iterable[Path]) -> tuple[list[ModelFiles], list[Skipped]
     return models, skipped
 
 
-def quant_label(file_name: str) -> str | None:
-    """The quantization a file's name carries (``Q4_K_M``, ``IQ4_XS``, ``F16``), upper case.
+def quant_tag(file_name: str) -> str | None:
+    """The quantization a file's name carries, as written (``Q4_K_M``, ``iq4_xs``,
+    ``UD-Q4_K_XL``, ``F16``): the one source for discovery's names and ``hybrid pull``'s choice.
 
     Args:
-        file_name: A file name or stem, e.g. ``Llama-3.2-1B-Instruct-Q4_K_M.gguf``.
+        file_name: A file name or stem, with or without its folders and a split suffix, e.g.
+            ``Q8_0/Big-Q8_0-00001-of-00003.gguf`` or ``Llama-3.2-1B-Instruct-Q4_K_M``.
 
     Returns:
         The last label in the name, or None when it names none.
     """
-    stem = file_name[: -len(GGUF_SUFFIX)] if file_name.lower().endswith(GGUF_SUFFIX) else file_name
+    stem = file_stem(file_name.rsplit("/", 1)[-1])
     split = _SPLIT.match(stem + GGUF_SUFFIX)
     labels = _QUANT.findall(split["prefix"] if split else stem)
-    return labels[-1].upper() if labels else None
+    return labels[-1] if labels else None
+
+
+def quant_label(file_name: str) -> str | None:
+    """The quantization a file's name carries (:func:`quant_tag`), upper case, as models are
+    named (``org/repo:Q4_K_M``)."""
+    tag = quant_tag(file_name)
+    return tag.upper() if tag is not None else None
+
+
+def file_stem(file_name: str) -> str:
+    """A file name without its ``.gguf`` suffix (any case)."""
+    return file_name[: -len(GGUF_SUFFIX)] if file_name.lower().endswith(GGUF_SUFFIX) else file_name
 
 
 def split_part_name(prefix: str, index: int, count: int) -> str:

@@ -4,6 +4,8 @@ LM Studio downloads each Hugging Face repository into ``<publisher>/<repo>``, so
 the same names as in the Hugging Face cache: ``publisher/repo:QUANT`` (or
 ``publisher/repo/<file>`` when the quantization does not tell the files apart).  Roots:
 ``~/.lmstudio/models`` (LM Studio 0.3 and later) and ``~/.cache/lm-studio/models`` (earlier).
+A publisher or repository folder that cannot be read is reported as a problem; the others are
+still listed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hybrid.models.stores import Found, Skipped, StoreScan
-from hybrid.models.stores.files import gguf_files, group_models, repo_models
+from hybrid.models.stores.files import (
+    gguf_files,
+    group_models,
+    is_folder,
+    list_folder,
+    repo_models,
+)
 
 
 def scan_lmstudio(roots: Sequence[Path]) -> StoreScan:
@@ -22,27 +30,30 @@ def scan_lmstudio(roots: Sequence[Path]) -> StoreScan:
         roots: The models folders (they may not exist).
 
     Returns:
-        The models, by root, publisher and repository.
+        The models, by root, publisher and repository, and a problem for each folder that
+        cannot be read.
     """
     found: list[Found] = []
     skipped: list[Skipped] = []
+    problems: list[str] = []
     for root in roots:
-        for repo_dir in _repo_dirs(root):
-            models, passed = group_models(gguf_files(repo_dir))
+        for repo_dir in _repo_dirs(root, problems):
+            models, passed = group_models(gguf_files(repo_dir, problems))
             skipped.extend(passed)
             repo = f"{repo_dir.parent.name}/{repo_dir.name}"
             found.extend(repo_models("lmstudio", repo, [(m, m.path.name) for m in models]))
-    return StoreScan(tuple(found), tuple(skipped))
+    return StoreScan(tuple(found), tuple(skipped), tuple(problems))
 
 
-def _repo_dirs(root: Path) -> list[Path]:
-    try:
-        publishers = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        return [
-            repo
-            for publisher in publishers
-            for repo in sorted(publisher.iterdir())
-            if repo.is_dir() and not repo.name.startswith(".")
-        ]
-    except OSError:
-        return []
+def _repo_dirs(root: Path, problems: list[str]) -> list[Path]:
+    return [
+        repo for publisher in _folders(root, problems) for repo in _folders(publisher, problems)
+    ]
+
+
+def _folders(parent: Path, problems: list[str]) -> list[Path]:
+    return [
+        path
+        for path in list_folder(parent, problems)
+        if not path.name.startswith(".") and is_folder(path, problems)
+    ]

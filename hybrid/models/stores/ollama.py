@@ -16,10 +16,15 @@ place.  Beside it:
   :func:`hybrid.local.slot.model_backend`); the others (``top_k``, ``repeat_penalty``, ...) are
   kept as written.
 - ``...image.system``: a default system prompt, kept as information.
+- ``...image.adapter``: a LoRA adapter (``ADAPTER`` in the Modelfile).  hybrid does not apply
+  adapters, so such a model is listed with an error and refused by its name rather than served
+  as its plain base model; the error names the base model's own names, when the store has any.
 
 Models are listed by name.  Names are the ones ``ollama list`` shows: ``llama3.2:3b`` for the
 default registry's ``library`` namespace, ``user/model:tag`` for another namespace,
 ``host/namespace/model:tag`` for another registry (``hf.co/...``); ``:latest`` may be left out.
+A folder of ``manifests/`` that cannot be read is reported as a problem; the other manifests are
+still listed.
 """
 
 from __future__ import annotations
@@ -27,16 +32,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
 from hybrid.models.stores import Found, ModelDefaults, Skipped, StoreMetadata, StoreScan
+from hybrid.models.stores.files import is_folder, list_folder
 
 MEDIA_PREFIX = "application/vnd.ollama.image."
 MODEL_LAYER = MEDIA_PREFIX + "model"
 TEMPLATE_LAYER = MEDIA_PREFIX + "template"
 PARAMS_LAYER = MEDIA_PREFIX + "params"
 SYSTEM_LAYER = MEDIA_PREFIX + "system"
+ADAPTER_LAYER = MEDIA_PREFIX + "adapter"
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
@@ -57,34 +65,85 @@ def scan_ollama(root: Path) -> StoreScan:
         root: The store (holds ``manifests/`` and ``blobs/``); it may not exist.
 
     Returns:
-        One :class:`Found` per manifest (broken ones with an ``error``); manifests that name no
-        model weights (Ollama's cloud models) are skipped.
+        One :class:`Found` per manifest (broken ones, and ones with a LoRA adapter, with an
+        ``error``); manifests that name no model weights (Ollama's cloud models) are skipped;
+        a problem for each folder of ``manifests/`` that cannot be read.
     """
-    try:
-        manifests = sorted(
-            path
-            for path in (root / "manifests").glob("*/*/*/*")
-            if not path.name.startswith(".") and path.is_file()
-        )
-    except OSError:
-        return StoreScan()
+    problems: list[str] = []
     found: list[Found] = []
     skipped: list[Skipped] = []
-    for manifest in manifests:
+    adapted: list[Found] = []
+    for manifest in _manifests(root / "manifests", problems):
         host, namespace, model, tag = manifest.relative_to(root / "manifests").parts
         name, aliases = _names(host, namespace, model, tag)
         try:
-            found.append(_read(root, manifest, name, aliases))
+            read = _read(root, manifest, name, aliases)
         except _Broken as exc:
             found.append(Found("ollama", name, manifest, aliases=aliases, error=str(exc.args[0])))
         except _NoWeights as exc:
             skipped.append(Skipped(manifest, str(exc.args[0])))
+        else:
+            (adapted if read.adapters else found).append(read.found)
+    found.extend(_refused(model, found) for model in adapted)
     found.sort(key=lambda model: model.name)
-    return StoreScan(tuple(found), tuple(skipped))
+    return StoreScan(tuple(found), tuple(skipped), tuple(problems))
 
 
 class _NoWeights(Exception):
     """The manifest names no model layer; ``args[0]`` says so."""
+
+
+@dataclass(frozen=True)
+class _Read:
+    found: Found
+    adapters: tuple[Path, ...]
+
+
+def _manifests(folder: Path, problems: list[str]) -> list[Path]:
+    """``<host>/<namespace>/<model>/<tag>`` files under ``folder``, each folder listed on its
+    own so that one unreadable folder hides only the manifests inside it."""
+    levels = [folder]
+    for _ in range(3):
+        levels = [
+            child
+            for parent in levels
+            for child in list_folder(parent, problems)
+            if not child.name.startswith(".") and is_folder(child, problems)
+        ]
+    return sorted(
+        child
+        for parent in levels
+        for child in list_folder(parent, problems)
+        if not child.name.startswith(".") and _is_file(child)
+    )
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a link this user cannot follow: reading the manifest says so
+        return True
+
+
+def _refused(model: Found, found: list[Found]) -> Found:
+    """A model with a LoRA adapter, listed with why it is not served and what to serve."""
+    blob = model.path
+    manifest = model.metadata.manifest if model.metadata is not None else None
+    bases = sorted(other.name for other in found if other.error is None and other.path == blob)
+    if bases:
+        instead = f"serve it by its own name ({', '.join(bases)})"
+    else:
+        instead = (
+            "serve it by its own name once Ollama has it (`ollama pull` the FROM of the "
+            f"Modelfile), or by the path of its weights, {blob}"
+        )
+    error = (
+        f"Ollama model {model.name} applies a LoRA adapter (an ADAPTER layer in manifest "
+        f"{manifest}), which hybrid does not support: served, it would answer as its base model "
+        f"without the adapter. To run the base model alone, {instead}; to run it with the "
+        "adapter, use Ollama"
+    )
+    return replace(model, path=manifest or model.path, error=error)
 
 
 def _names(host: str, namespace: str, model: str, tag: str) -> tuple[str, tuple[str, ...]]:
@@ -102,7 +161,7 @@ def _names(host: str, namespace: str, model: str, tag: str) -> tuple[str, tuple[
     return f"{short}:{tag}", tuple(aliases)
 
 
-def _read(root: Path, manifest: Path, name: str, aliases: tuple[str, ...]) -> Found:
+def _read(root: Path, manifest: Path, name: str, aliases: tuple[str, ...]) -> _Read:
     layers = _layers(manifest, name)
     model = next((layer for layer in layers if layer.get("mediaType") == MODEL_LAYER), None)
     if model is None:
@@ -113,9 +172,12 @@ def _read(root: Path, manifest: Path, name: str, aliases: tuple[str, ...]) -> Fo
     blob = _blob(root, manifest, name, model)
     texts: dict[str, str] = {}
     params: dict[str, object] = {}
+    adapters: list[Path] = []
     for layer in layers:
         media = layer.get("mediaType")
-        if media in (TEMPLATE_LAYER, SYSTEM_LAYER, PARAMS_LAYER):
+        if media == ADAPTER_LAYER:
+            adapters.append(_blob(root, manifest, name, layer))
+        elif media in (TEMPLATE_LAYER, SYSTEM_LAYER, PARAMS_LAYER):
             text = _text(_blob(root, manifest, name, layer), manifest, name)
             if media == PARAMS_LAYER:
                 params = _params(text, manifest, name)
@@ -128,7 +190,8 @@ def _read(root: Path, manifest: Path, name: str, aliases: tuple[str, ...]) -> Fo
         params=MappingProxyType(params),
         defaults=defaults_from(params),
     )
-    return Found("ollama", name, blob, aliases=aliases, metadata=metadata)
+    found = Found("ollama", name, blob, aliases=aliases, metadata=metadata)
+    return _Read(found, tuple(adapters))
 
 
 def _layers(manifest: Path, name: str) -> list[Mapping[str, object]]:
