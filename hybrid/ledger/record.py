@@ -9,7 +9,8 @@ A cascade that escalated writes two records with the same ``id``: the discarded 
 when a LAN server gave it: its ``route`` says ``lan``; the name is kept so that every version of
 a fleet reads the other's records), or the escalation's failure or cancellation (its
 ``status``).  A cascade whose local answer stood writes one ordinary
-local record (``leg=None``).
+local record (``leg=None``), and so does one whose escalation failed and whose local answer,
+already read, was given after all (local fallback).
 
 A local answer picked for shadow sampling (``routing.learn.shadow_rate``) is also sent to the
 cloud after the client has its answer; that call is recorded as ``leg="shadow"`` (and a judge's

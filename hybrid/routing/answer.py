@@ -45,7 +45,8 @@ class Answer:
         counterfactual: The cloud model (``provider/model``) the request would have gone to,
             which a local or LAN answer's saving is priced against; None when no cloud is
             configured.
-        discarded: A cascade's local answer, read and thrown away before this one.
+        discarded: A cascade's local answer, read and thrown away before this one; or this
+            one itself, given as read when the escalation failed (:attr:`DiscardedLeg.replayed`).
         decided: Who chose the route (see :attr:`RoutePlan.decided`).
         prompt_vector: The local model's vector of the prompt, when one was read (the model
             stage, or ``routing.learn.prompt_vectors`` on a request kept local).
@@ -79,7 +80,9 @@ class DiscardedLeg:
     """A cascade's local answer that was not good enough, for the ledger.
 
     It travels with what replaced it: the answer that did (:attr:`Answer.discarded`), or the
-    exception that ended the escalation, failed or cancelled (:meth:`note`).
+    exception that ended the escalation, failed or cancelled (:meth:`note`).  When the
+    escalation failed and the local model answers instead (``cloud.local_fallback``, a spend
+    cap), the answer read whole is given after all (:attr:`replayed`), not generated again.
 
     Attributes:
         model: The local model's id.
@@ -87,12 +90,15 @@ class DiscardedLeg:
         completion_tokens: What it generated.
         reason: Why it was discarded (``cascade:0.21<0.35``, ``cascade:declined``,
             ``cascade:opening:0.21<0.35``).
+        replayed: The answer it travels with is this one, given as read when the escalation
+            failed: one generation, recorded once, as that answer (no leg of its own).
     """
 
     model: str
     prompt_tokens: int
     completion_tokens: int
     reason: str
+    replayed: bool = False
 
     def note(self, error: BaseException) -> None:
         """Note on the exception that ended the escalation replacing this answer that it was
@@ -109,6 +115,36 @@ def discarded_before(error: BaseException) -> DiscardedLeg | None:
     replace it (:meth:`DiscardedLeg.note`), or None."""
     leg = getattr(error, _DISCARDED, None)
     return leg if isinstance(leg, DiscardedLeg) else None
+
+
+@dataclass(frozen=True)
+class PartialAnswer:
+    """A local answer the cascade was still reading when its request ended (its client left,
+    the server shut down): what it generated until then, for the ledger.
+
+    It travels with the exception that ended the read (:meth:`note`).
+
+    Attributes:
+        prompt_tokens: Its prompt, when the generation knew it.
+        completion_tokens: What it generated before the read ended (the tokens read).
+    """
+
+    prompt_tokens: int | None
+    completion_tokens: int
+
+    def note(self, error: BaseException) -> None:
+        """Note on the exception that ended the read what was read (:func:`partial_before`)."""
+        setattr(error, _PARTIAL, self)
+
+
+_PARTIAL = "hybrid_partial_answer"
+
+
+def partial_before(error: BaseException) -> PartialAnswer | None:
+    """The local answer the cascade was reading when ``error`` ended it
+    (:meth:`PartialAnswer.note`), or None."""
+    partial = getattr(error, _PARTIAL, None)
+    return partial if isinstance(partial, PartialAnswer) else None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,14 @@ and both readings are of that opening (:func:`opening_attempt`): a stream is dis
 opens by declining or when the model was unsure of its opening's tokens.  Of the router
 evaluation's answers, 82-96 % are no longer than an opening, so for those a stream is read
 whole (``docs/router-eval.md``, *The cascade on local answers*).
+
+A discarded answer read to its end is kept (:class:`Discarded`): when its escalation fails and
+the local model answers instead, it is that answer, given as read, not generated a second time.
+A longer stream is closed before the escalation, and such a fallback generates another: the
+local engine cannot pause a generation (it runs on to its end into an unbounded channel,
+holding one of the local model's slots), so keeping it would spend that slot, for as long as
+the cloud takes to answer or to fail (its retries included), on an answer thrown away whenever
+the cloud does answer; generated twice is the opening only, at most :data:`OPENING_WORDS` words.
 """
 
 from __future__ import annotations
@@ -24,10 +32,19 @@ import dataclasses
 import math
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
-from hybrid.backend import Generation, collect
-from hybrid.generation import GenerationEvent, GenerationRequest, TextDelta
+from hybrid.backend import (
+    Generation,
+    ObservedGeneration,
+    ReplayGeneration,
+    ResumedGeneration,
+    close_events,
+    collect,
+    prompt_tokens_of,
+)
+from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest, TextDelta
+from hybrid.routing.answer import Answer, DiscardedLeg, PartialAnswer
 
 DECLINED = "cascade:declined"
 """The reason a local answer that declined is discarded with."""
@@ -113,6 +130,27 @@ class LocalAttempt:
     declined: bool = False
     opening: bool = False
 
+    def whole(self, *, logprobs: bool) -> tuple[GenerationEvent, ...] | None:
+        """The whole answer's events, to give as they were read (a local fallback after a
+        failed escalation); None when only a stream's opening was read and more was to come.
+
+        Args:
+            logprobs: Keep the text deltas' log-probabilities (False: the client did not ask
+                for them; a whole answer read by :func:`attempt` dropped them already).
+        """
+        if not self.events or not isinstance(self.events[-1], GenerationDone):
+            return None
+        if logprobs:
+            return self.events
+        kept: list[GenerationEvent] = []
+        for event in self.events:
+            if isinstance(event, TextDelta) and event.logprobs:
+                if not event.text:
+                    continue  # it only carried log-probabilities
+                event = TextDelta(event.text)
+            kept.append(event)
+        return tuple(kept)
+
 
 @dataclasses.dataclass(frozen=True)
 class Cascade:
@@ -137,11 +175,124 @@ class Cascade:
             return True, f"{read}{tried.confidence:.2f}>={self.min_confidence:g}"
         return False, f"{read}{tried.confidence:.2f}<{self.min_confidence:g}"
 
+    async def read(self, local: Answer, *, stream: bool, logprobs: bool) -> Answer | Discarded:
+        """Read a started local answer, whole or as far as a stream's opening, and judge it.
+
+        Args:
+            local: The local answer, asked with log-probabilities (:func:`with_logprobs`).
+            stream: Read only the opening (:func:`read_opening`); a stream that stands goes
+                on from there.
+            logprobs: The client asked for log-probabilities; otherwise they are dropped.
+
+        Returns:
+            The answer to send when it stands, its reason ending in the verdict; otherwise the
+            discarded answer, closed.
+
+        Raises:
+            BaseException: What ended the read (its client left: ``CancelledError``), with what
+                was read noted on it (:meth:`~hybrid.routing.answer.PartialAnswer.note`); the
+                answer is closed.
+        """
+        if stream:
+            return await self._read_opening(local, logprobs)
+        tally = Tally()
+        try:
+            tried = await attempt(local.generation, keep_logprobs=logprobs, tally=tally)
+        except BaseException as exc:
+            _partial(local, tally).note(exc)
+            raise  # read by collect(), which closed it
+        stands, verdict = self.verdict(tried)
+        if stands:
+            whole = ReplayGeneration(tried.events)
+            return dataclasses.replace(local, generation=whole, reason=f"{local.reason};{verdict}")
+        done = tried.events[-1]
+        usage = done.usage if isinstance(done, GenerationDone) else None
+        leg = DiscardedLeg(
+            local.model,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            verdict,
+        )
+        return Discarded(leg, tried.whole(logprobs=logprobs))
+
+    async def _read_opening(self, local: Answer, logprobs: bool) -> Answer | Discarded:
+        """:meth:`read` of a stream: a stream that stands goes on from where it was read (the
+        client gets every event, with log-probabilities only if it asked for them)."""
+        events = aiter(local.generation)
+        tally = Tally()
+        try:
+            tried = opening_attempt(await read_opening(events, tally=tally))
+        except BaseException as exc:
+            _partial(local, tally).note(exc)
+            await close_events(events)
+            await local.generation.aclose()
+            raise
+        stands, verdict = self.verdict(tried)
+        if stands:
+            resumed = ResumedGeneration(local.generation, events, tried.events, logprobs=logprobs)
+            reason = f"{local.reason};{verdict}"
+            return dataclasses.replace(local, generation=resumed, reason=reason)
+        await close_events(events)
+        await local.generation.aclose()
+        prompt_tokens = prompt_tokens_of(local.generation) or 0
+        leg = DiscardedLeg(local.model, prompt_tokens, generated(tried.events), verdict)
+        return Discarded(leg, tried.whole(logprobs=logprobs))
+
+
+@dataclasses.dataclass(frozen=True)
+class Discarded:
+    """A local answer the cascade discarded, for the escalation that replaces it.
+
+    Attributes:
+        leg: It, for the ledger.
+        whole: Its events as the client would get them, when it was read to its end: a local
+            fallback after a failed escalation gives them; None when only a stream's opening
+            was read (the module docstring says why the rest was not kept).
+    """
+
+    leg: DiscardedLeg
+    whole: tuple[GenerationEvent, ...] | None
+
 
 def confidence(logprobs: Sequence[float]) -> float:
     """How sure the model was of an answer: the geometric mean of its tokens' probabilities
     (``exp`` of their mean log-probability), in [0, 1]; 1 for an answer of no token."""
     return math.exp(sum(logprobs) / len(logprobs)) if logprobs else 1.0
+
+
+def generated(events: Iterable[GenerationEvent]) -> int:
+    """Tokens a local answer's events hold: the embedded backend streams a text piece per
+    token, with its log-probability (asked for: :func:`with_logprobs`); a delta that carries
+    several (a tool call's text, released at once) counts each."""
+    return sum(max(1, len(event.logprobs)) for event in events if isinstance(event, TextDelta))
+
+
+@dataclasses.dataclass
+class Tally:
+    """The tokens of a local answer read so far (:func:`generated`), counted as the reader
+    reads: what was generated when the read is cut short (its client left) is known."""
+
+    tokens: int = 0
+
+    def add(self, event: GenerationEvent) -> None:
+        """Count one event read."""
+        self.tokens += generated((event,))
+
+
+class _Tallied(ObservedGeneration):
+    """A generation whose events are counted in a :class:`Tally` as they are read."""
+
+    def __init__(self, inner: Generation, tally: Tally) -> None:
+        super().__init__(inner)
+        self._tally = tally
+
+    async def _observe(self, event: GenerationEvent) -> None:
+        self._tally.add(event)
+
+
+def _partial(local: Answer, tally: Tally) -> PartialAnswer:
+    """What was read of a local answer when its read ended before its verdict."""
+    return PartialAnswer(prompt_tokens_of(local.generation), tally.tokens)
 
 
 def with_logprobs(request: GenerationRequest) -> GenerationRequest:
@@ -169,6 +320,7 @@ async def read_opening(
     *,
     words: int = OPENING_WORDS,
     chars: int = OPENING_CHARS,
+    tally: Tally | None = None,
 ) -> tuple[GenerationEvent, ...]:
     """Read a streamed answer's first events: until its text holds more than ``words`` words
     (the last of them complete) or more than ``chars`` characters (a wide one counted as two),
@@ -179,6 +331,7 @@ async def read_opening(
             :class:`~hybrid.backend.ResumedGeneration`).
         words: Words to read.
         chars: Characters to read, for text with fewer spaces than words.
+        tally: Counts the tokens as they are read, should the read be cut short.
 
     Returns:
         The events read, in order.
@@ -192,6 +345,8 @@ async def read_opening(
         except StopAsyncIteration:
             break
         read.append(event)
+        if tally is not None:
+            tally.add(event)
         if not isinstance(event, TextDelta):
             break
         text += event.text
@@ -213,17 +368,20 @@ def opening_attempt(events: tuple[GenerationEvent, ...]) -> LocalAttempt:
     return LocalAttempt(events, confidence(logprobs), declined(opening_text(events)), opening=True)
 
 
-async def attempt(generation: Generation, *, keep_logprobs: bool) -> LocalAttempt:
+async def attempt(
+    generation: Generation, *, keep_logprobs: bool, tally: Tally | None = None
+) -> LocalAttempt:
     """Read a local generation whole, measure its confidence, and see whether it declines.
 
     Args:
         generation: The started local generation (asked with log-probabilities).
         keep_logprobs: The client asked for log-probabilities; otherwise they are dropped.
+        tally: Counts the tokens as they are read, should the read be cut short.
 
     Returns:
         The answer's events, its confidence, and whether it declines.
     """
-    completion = await collect(generation)
+    completion = await collect(generation if tally is None else _Tallied(generation, tally))
     sure = confidence([lp.logprob for lp in completion.logprobs])
     # events() keeps the answer's tool calls, not only its text.
     return LocalAttempt(completion.events(logprobs=keep_logprobs), sure, declined(completion.text))

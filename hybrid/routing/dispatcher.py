@@ -24,7 +24,11 @@ The order of things:
    request the provider rejects as malformed is not failed over: it would fail everywhere.
 5. When every cloud target failed, the local model answers if it can
    (``cloud_unavailable:openai:timeout;difficulty:0.82>0.52``: why, then why it was sent
-   out); otherwise :class:`NoRouteError` names every failure.
+   out); otherwise :class:`NoRouteError` names every failure.  A request the cascade
+   escalated (``routing.cascade``) has a local answer already: when the cascade read it to its
+   end, that answer is given as it was read, not generated again
+   (``cloud_unavailable:openai:timeout;cascade:declined``; :mod:`hybrid.routing.cascade` says
+   why a longer stream is generated again).
 
 The local model is read through :mod:`hybrid.routing.local_model`'s narrow interface, never
 through :mod:`hybrid.local`.
@@ -37,12 +41,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hybrid.backend import (
-    ReplayGeneration,
-    ResumedGeneration,
-    close_events,
-    prompt_tokens_of,
-)
+from hybrid.backend import ReplayGeneration
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import (
     ContextLengthExceededError,
@@ -53,7 +52,7 @@ from hybrid.errors import (
     PrivateDataError,
     QueueFullError,
 )
-from hybrid.generation import GenerationDone, GenerationRequest, Message, TextDelta
+from hybrid.generation import GenerationRequest, Message
 from hybrid.hardware.snapshot import LiveSample
 from hybrid.routing import cascade
 from hybrid.routing.answer import (
@@ -196,7 +195,8 @@ class Dispatcher:
 
         An exception raised after the cascade discarded the local answer (its escalation
         failed, or was cancelled) carries that answer, for the ledger
-        (:func:`~hybrid.routing.answer.discarded_before`).
+        (:func:`~hybrid.routing.answer.discarded_before`); one raised while the cascade read it
+        (its client left) carries what was read (:func:`~hybrid.routing.answer.partial_before`).
 
         Args:
             request: What to generate.
@@ -257,8 +257,10 @@ class Dispatcher:
         reason: str,
         plan: RoutePlan,
         score: float | None,
+        read: cascade.Discarded | None = None,
     ) -> Answer:
-        """Off this machine: a LAN server first, when any is configured, then the cloud."""
+        """Off this machine: a LAN server first, when any is configured, then the cloud
+        (``read``: the local answer the cascade discarded, for a local fallback)."""
         if self._lan is not None:
             started = await self._lan.start(
                 request, reason, messages=_messages(request), score=score
@@ -269,7 +271,7 @@ class Dispatcher:
         if target is None:
             # No cloud to escalate to: the local model answers, and says what it would have done.
             return await self._local_only(request, plan, f"local:no_cloud_configured;{reason}")
-        return await self._cloud(request, target, reason, plan, score=score)
+        return await self._cloud(request, target, reason, plan, score=score, read=read)
 
     async def plan(
         self,
@@ -287,88 +289,46 @@ class Dispatcher:
     async def _cascaded(
         self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
     ) -> Answer:
-        """Answer locally, read the answer whole, and escalate it if the model was unsure or
-        declined; a stream is read only as far as its opening."""
+        """Answer locally, read the answer (whole, or a stream as far as its opening:
+        :meth:`~hybrid.routing.cascade.Cascade.read`), and escalate it if the model was unsure
+        or declined."""
         assert self._cascade is not None
-        if request.stream:
-            return await self._cascaded_opening(request, target, plan)
         decision = plan.decision
         # The prepared prompt serves the request with log-probabilities as it is.
-        local = await self._local(cascade.with_logprobs(request), decision.reason, plan)
-        tried = await cascade.attempt(
-            local.generation, keep_logprobs=request.params.top_logprobs is not None
-        )
-        stands, verdict = self._cascade.verdict(tried)
-        if stands:
-            reason = f"{decision.reason};{verdict}"
-            return Answer(
-                ReplayGeneration(tried.events), "local", local.model, reason, decision.score
-            )
-        done = tried.events[-1]
-        usage = done.usage if isinstance(done, GenerationDone) else None
-        leg = DiscardedLeg(
-            local.model,
-            usage.prompt_tokens if usage else 0,
-            usage.completion_tokens if usage else 0,
-            verdict,
-        )
-        return await self._discarded(request, target, plan, leg)
-
-    async def _cascaded_opening(
-        self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
-    ) -> Answer:
-        """Start a streamed local answer and read its opening before anything is sent: one
-        that declines, or whose tokens the model was unsure of, is closed and the cloud
-        answers; any other goes on from where it was read (the client gets every event, with
-        log-probabilities only if it asked for them)."""
-        assert self._cascade is not None
-        decision = plan.decision
-        local = await self._local(cascade.with_logprobs(request), decision.reason, plan)
-        events = aiter(local.generation)
-        try:
-            tried = cascade.opening_attempt(await cascade.read_opening(events))
-        except BaseException:
-            await close_events(events)
-            await local.generation.aclose()
-            raise
-        stands, verdict = self._cascade.verdict(tried)
-        if stands:
-            resumed = ResumedGeneration(
-                local.generation,
-                events,
-                tried.events,
-                logprobs=request.params.top_logprobs is not None,
-            )
-            reason = f"{decision.reason};{verdict}"
-            return Answer(resumed, "local", local.model, reason, decision.score)
-        await close_events(events)
-        await local.generation.aclose()
-        # The embedded backend streams a text piece per token.
-        pieces = sum(max(1, len(e.logprobs)) for e in tried.events if isinstance(e, TextDelta))
-        leg = DiscardedLeg(
-            local.model,
-            prompt_tokens_of(local.generation) or 0,
-            pieces,
-            verdict,
-        )
-        return await self._discarded(request, target, plan, leg)
+        asking = cascade.with_logprobs(request)
+        local = await self._local(asking, decision.reason, plan, decision.score)
+        keep_logprobs = request.params.top_logprobs is not None
+        read = await self._cascade.read(local, stream=request.stream, logprobs=keep_logprobs)
+        if isinstance(read, Answer):
+            return read
+        return await self._discarded(request, target, plan, read)
 
     async def _discarded(
-        self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan, leg: DiscardedLeg
+        self,
+        request: GenerationRequest,
+        target: CloudTarget,
+        plan: RoutePlan,
+        read: cascade.Discarded,
     ) -> Answer:
-        """The cloud's answer in place of a local one the cascade discarded (``leg``)."""
+        """The cloud's answer in place of a local one the cascade discarded (``read``); or,
+        when the escalation fails and the local model answers instead, that local answer
+        (:meth:`_fall_back`)."""
+        leg = read.leg
         log.info(
             "cascade: local answer to %s discarded (%s); asking %s",
             request.request_id,
             leg.reason,
             target.qualified,
         )
+        score = plan.decision.score
         try:
-            answer = await self._escalate(request, target, leg.reason, plan, plan.decision.score)
+            answer = await self._escalate(request, target, leg.reason, plan, score, read)
         except BaseException as exc:
             # The local answer was generated all the same: the ledger records it either way.
             leg.note(exc)
             raise
+        if answer.discarded is not None:
+            return answer  # the discarded answer itself, given by the local fallback
         return dataclasses.replace(answer, discarded=leg)
 
     async def _pinned(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
@@ -511,6 +471,7 @@ class Dispatcher:
         plan: RoutePlan,
         *,
         score: float | None = None,
+        read: cascade.Discarded | None = None,
     ) -> Answer:
         # The router's count of the prompt, when it made one, is the reservation's too.
         prepared = plan.prepared
@@ -522,7 +483,7 @@ class Dispatcher:
         )
         if isinstance(started, Answer):
             return started
-        return await self._fall_back(request, started, plan, reason, score)
+        return await self._fall_back(request, started, plan, reason, score, read)
 
     async def _fall_back(
         self,
@@ -531,16 +492,24 @@ class Dispatcher:
         plan: RoutePlan,
         reason: str,
         score: float | None,
+        read: cascade.Discarded | None = None,
     ) -> Answer:
         """The local answer given instead of the cloud's. Its reason says why, then why the
         request was sent out (``cloud_unavailable:openai:timeout;difficulty:0.82>0.52``), so
-        the ledger and ``hybrid stats`` keep what the router decided; the score is kept too."""
+        the ledger and ``hybrid stats`` keep what the router decided; the score is kept too.
+
+        A local answer the cascade read whole and discarded (``read``) is that answer, given
+        as it was read: the local model does not generate it a second time."""
         # A spend cap sends requests to the local model whether or not fallback is on: the cap
         # is the user's own rule, and local is what it asks for.
         if self._local_fallback or failed.capped is not None:
             instead = failed.fallback_reason
             if reason and reason != "policies:pass":
                 instead = f"{instead};{reason}"
+            if read is not None and read.whole is not None:
+                leg = dataclasses.replace(read.leg, replayed=True)
+                replay = ReplayGeneration(read.whole)
+                return Answer(replay, "local", leg.model, instead, score, discarded=leg)
             try:
                 return await self._local(request, instead, plan, score)
             except (LocalBackendError, InvalidRequestError) as exc:

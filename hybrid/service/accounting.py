@@ -12,11 +12,10 @@ pass (first token, text, usage) and writes the record:
 - when the client goes away first (status ``cancelled``): what was generated counts, from the
   local tokenizer when the provider never reported usage.
 
-Counts the accountant makes itself are estimates (``tokens_estimated``).  It tokenizes only
-texts of up to :data:`COUNTED_CHARS` characters, a few milliseconds of work; a longer text is
-estimated from its size, one token per four bytes, so that a multi-MB prompt that failed costs
-no tokenizer time to be recorded.  A failed request's prompt is counted on a worker thread; an
-answer cut short is counted where it ends (possibly a cancelled task, which cannot await).
+Counts the accountant makes itself are estimates (``tokens_estimated``), and cheap
+(:mod:`hybrid.service.records` makes and prices the records).  A failed request's prompt is
+counted on a worker thread; an answer cut short is counted where it ends (possibly a cancelled
+task, which cannot await).
 
 A request that fails before any answer starts gets a record too.  One turned away before any
 model ran (an invalid request, an unknown model, a full queue, a model still loading, private
@@ -24,11 +23,16 @@ data with nowhere to go, a spend cap) is ``refused``, with route ``none``: it is
 local nor a cloud answer, and has no tokens or costs.  One whose cloud targets all failed is a
 cloud ``error``; one the local model failed to start is a local ``error``.  When the cascade
 discarded a local answer before its escalation failed, that answer is recorded too, as the
-``cascade_local`` leg beside the failure, as it is beside an escalation that answers.
+``cascade_local`` leg beside the failure, as it is beside an escalation that answers.  When
+the local model answered instead of the failed escalation with the discarded answer itself,
+as it was read (:attr:`~hybrid.routing.answer.DiscardedLeg.replayed`), that one generation is
+one ordinary local record (no leg), whose reasons say why the cloud did not answer, then the
+cascade's verdict (``cloud_unavailable:openai:unavailable``, ``cascade:declined``).
 
 A request cancelled while its answer started (its client left a whole answer then: a cascade
 reading the local answer, a cloud call) is recorded as ``cancelled`` on the route its plan took,
-with its prompt and nothing generated (:meth:`Accountant.abandoned`).
+with its prompt and what the local model generated while the cascade read its answer, if it
+was reading one (:meth:`Accountant.abandoned`).
 
 A cloud answer's budget reservation (made before it was sent, :mod:`hybrid.routing.reserving`)
 is settled with the record's ``cloud_cost_usd`` when the record is written, whichever way the
@@ -60,19 +64,18 @@ from hybrid.errors import (
     ProviderError,
     QueueFullError,
 )
-from hybrid.generation import (
-    GenerationRequest,
-)
+from hybrid.generation import GenerationRequest
 from hybrid.ledger.budget import BudgetGate, Reservation
-from hybrid.ledger.costing import NOTHING, Costing, Costs
-from hybrid.ledger.record import Decided, LedgerRecord, Route, VerdictRecord
+from hybrid.ledger.costing import NOTHING, Costing
+from hybrid.ledger.record import Decided, LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
-from hybrid.routing.answer import DiscardedLeg, RoutePlan, discarded_before
+from hybrid.routing.answer import DiscardedLeg, RoutePlan, discarded_before, partial_before
 from hybrid.routing.dispatcher import Answer
 from hybrid.routing.policy import Verdict
 from hybrid.service.events import EventBus
 from hybrid.service.metrics import Metrics
 from hybrid.service.recorded import Api, RecordedGeneration, Seen, Ticket
+from hybrid.service.records import RecordMaker, prompt_text, replaced, verdict_records
 from hybrid.wire.errors import wire_error
 
 log = logging.getLogger("hybrid.ledger")
@@ -88,12 +91,6 @@ _REFUSALS = (
     BudgetExceededError,
 )
 
-# Longest text the accountant tokenizes; longer ones are estimated from their size.  The
-# embedded model's tokenizer reads about a byte per microsecond: at most ~4 ms here.
-COUNTED_CHARS = 4096
-# The size estimate: bytes per token of English text in common tokenizers.
-_BYTES_PER_TOKEN = 4
-
 
 class Accountant:
     """Writes the ledger record of each request, and tells the event stream and the metrics.
@@ -107,7 +104,8 @@ class Accountant:
         metrics: The Prometheus metrics.
         count_tokens: Tokens in a text by the local tokenizer (an estimate when the local
             model is not loaded), for answers whose usage the provider never reported; only
-            called with texts of up to :data:`COUNTED_CHARS` characters.
+            called with texts of up to :data:`~hybrid.service.records.COUNTED_CHARS`
+            characters.
         gpu_energy: Joules the GPUs have used so far (NVML's counter), None without one; a
             local answer's GPU energy is the difference across it.
         gpu_offloaded: Whether the local model runs (partly) on a GPU: without an energy
@@ -133,26 +131,31 @@ class Accountant:
         cpu: Callable[[], float] = time.process_time,
     ) -> None:
         self._writer = writer
-        self._costing = costing
         #: Cloud spend against the caps (replaced by ``Service.start`` once the ledger is read).
         self.budget: BudgetGate = budget
         self._bus = bus
         self._metrics = metrics
-        self._count_tokens = count_tokens
-        self._gpu_energy = gpu_energy
-        self._gpu_offloaded = gpu_offloaded
         self._clock = clock
         self._perf = perf
         self._cpu = cpu
+        self._records = RecordMaker(
+            costing,
+            count_tokens,
+            instance=writer.instance,
+            gpu_energy=gpu_energy,
+            gpu_offloaded=gpu_offloaded,
+            perf=perf,
+            cpu=cpu,
+        )
 
     @property
     def costing(self) -> Costing:
         """Prices records (shadow calls are priced with it too)."""
-        return self._costing
+        return self._records.costing
 
     def elapsed(self, ticket: Ticket) -> float:
         """Seconds since the request arrived."""
-        return max(self._perf() - ticket.started, 0.0)
+        return self._records.elapsed(ticket)
 
     def open(
         self, request_id: str, api: Api, model_requested: str | None, *, stream: bool
@@ -177,12 +180,15 @@ class Accountant:
         """The answer with its generation recorded as it is read.
 
         A cascade's discarded local answer is recorded now, as its own leg
-        (``cascade_local``); the answer that replaced it is the ``cascade_cloud`` leg.
+        (``cascade_local``); the answer that replaced it is the ``cascade_cloud`` leg.  A
+        discarded answer given after all, when its escalation failed, is the answer's own
+        record only.
         """
-        if answer.discarded is not None:
-            self._discarded(ticket, answer.discarded, answer.verdicts, answer.score, answer.decided)
+        leg = replaced(answer)
+        if leg is not None:
+            self._discarded(ticket, leg, answer.verdicts, answer.score, answer.decided)
         if answer.route == "local":
-            ticket.gpu_joules_started = self._gpu_energy()
+            self._records.local_started(ticket)
         recorded = RecordedGeneration(self, ticket, answer, request)
         return dataclasses.replace(answer, generation=recorded)
 
@@ -225,8 +231,8 @@ class Accountant:
             if isinstance(error, NoRouteError | ProviderError):
                 route = "cloud"
             # Off the loop: even a short text takes the tokenizer a few milliseconds.
-            prompt_tokens = await asyncio.to_thread(self._count, _prompt_text(request))
-        record = self._record(
+            prompt_tokens = await asyncio.to_thread(self.count_tokens, prompt_text(request))
+        record = self._records.record(
             ticket,
             route=route,
             # The codes the error carries on the wire: the ledger and X-Hybrid-Reason agree.
@@ -260,10 +266,12 @@ class Accountant:
         answer's start races the client's disconnect), or the server shut down.
 
         It is recorded as an answer cancelled before its first token (status ``cancelled``,
-        its prompt counted, nothing generated) on the route its plan took: the cloud target
+        its prompt counted, nothing sent) on the route its plan took: the cloud target
         for a request decided for the cloud or escalated by the cascade (whose discarded local
         answer is recorded too, as in :meth:`failed`), a LAN server for ``X-Hybrid-Route:
-        lan``, the local model otherwise.  Callable from a cancelled task.
+        lan``, the local model otherwise.  A local answer the cascade was reading
+        (:func:`~hybrid.routing.answer.partial_before`) counts what it generated until then.
+        Callable from a cancelled task.
 
         Args:
             ticket: The request's ticket.
@@ -297,22 +305,29 @@ class Accountant:
         if leg is not None:
             self._discarded(ticket, leg, verdicts, score, decided)
             reasons = (leg.reason,)
-        prompt_tokens, _, _ = self._tokens(request, Seen())
-        record = self._record(
+        seen, completion_tokens = Seen(), 0
+        partial = partial_before(error)
+        if partial is not None:  # the cascade was reading the local answer: it was generated
+            seen.prompt_tokens, completion_tokens = partial.prompt_tokens, partial.completion_tokens
+        prompt_tokens, _, _ = self._records.tokens(request, seen)
+        costs = self._records.costs(
+            ticket, route, model, counterfactual, prompt_tokens, completion_tokens
+        )
+        record = self._records.record(
             ticket,
             route=route,
             reasons=reasons,
-            verdicts=_verdicts(verdicts),
+            verdicts=verdict_records(verdicts),
             score=score,
             model=model,
             provider="local" if route == "local" else model.split("/", 1)[0],
             prompt_tokens=prompt_tokens,
-            completion_tokens=0,
+            completion_tokens=completion_tokens,
             tokens_estimated=True,
             ttft_s=None,
             status="cancelled",
             error=None,
-            costs=self._costs(ticket, route, model, counterfactual, prompt_tokens, 0),
+            costs=costs,
             leg="cascade_cloud" if leg is not None else None,
             decided=decided,
         )
@@ -331,76 +346,11 @@ class Accountant:
         error: str | None = None,
     ) -> LedgerRecord:
         """Build the record of an answer that ended (how is ``status``)."""
-        prompt_tokens, completion_tokens, estimated = self._tokens(request, seen)
-        usage = seen.done.usage if seen.done is not None and not estimated else None
-        cache_read_tokens = usage.cache_read_tokens if usage is not None else 0
-        cache_write_tokens = usage.cache_write_tokens if usage is not None else 0
-        # A cloud answer's provider, or a LAN answer's server: the part before the slash.
-        provider = "local" if answer.route == "local" else answer.model.split("/", 1)[0]
-        costs = self._costs(
-            ticket,
-            answer.route,
-            answer.model,
-            answer.counterfactual,
-            prompt_tokens,
-            completion_tokens,
-            cache_read_tokens,
-            cache_write_tokens,
-        )
-        reasons = tuple(answer.reason.split(";"))
-        return self._record(
-            ticket,
-            route=answer.route,
-            reasons=reasons,
-            verdicts=_verdicts(answer.verdicts),
-            score=answer.score,
-            model=answer.model,
-            provider=provider,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            tokens_estimated=estimated,
-            ttft_s=seen.ttft_s,
-            status=status,
-            error=error,
-            costs=costs,
-            leg="cascade_cloud" if answer.discarded is not None else None,
-            cache_read_tokens=cache_read_tokens,
-            cache_write_tokens=cache_write_tokens,
-            decided=answer.decided,
-        )
+        return self._records.answered(ticket, answer, request, seen, status=status, error=error)
 
-    def _costs(
-        self,
-        ticket: Ticket,
-        route: Literal["local", "lan", "cloud"],
-        model: str,
-        counterfactual: str | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cache_read_tokens: int = 0,
-        cache_write_tokens: int = 0,
-    ) -> Costs:
-        if route == "lan":
-            # Priced against the cloud model it would have gone to, less what the server costs.
-            return self._costing.for_lan(counterfactual, prompt_tokens, completion_tokens)
-        if route == "local":
-            gpu_joules = gpu_seconds = None
-            if ticket.gpu_joules_started is not None:
-                now = self._gpu_energy()
-                gpu_joules = None if now is None else max(now - ticket.gpu_joules_started, 0.0)
-            if gpu_joules is None and self._gpu_offloaded():
-                gpu_seconds = self.elapsed(ticket)
-            return self._costing.for_local(
-                counterfactual,
-                prompt_tokens,
-                completion_tokens,
-                cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0),
-                gpu_joules=gpu_joules,
-                gpu_seconds=gpu_seconds,
-            )
-        return self._costing.for_cloud(
-            model, prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens
-        )
+    def count_tokens(self, text: str) -> int:
+        """Tokens in a text (see :meth:`~hybrid.service.records.RecordMaker.count_tokens`)."""
+        return self._records.count_tokens(text)
 
     def _discarded(
         self,
@@ -411,97 +361,7 @@ class Accountant:
         decided: Decided | None,
     ) -> None:
         """Record a cascade's discarded local answer, as its own leg (``cascade_local``)."""
-        record = self._record(
-            ticket,
-            route="local",
-            reasons=(leg.reason,),
-            verdicts=_verdicts(verdicts),
-            score=score,
-            model=leg.model,
-            provider="local",
-            prompt_tokens=leg.prompt_tokens,
-            completion_tokens=leg.completion_tokens,
-            tokens_estimated=False,
-            ttft_s=None,
-            status="ok",
-            error=None,
-            costs=self._costing.for_discarded_local(
-                cpu_seconds=max(self._cpu() - ticket.cpu_started, 0.0)
-            ),
-            leg="cascade_local",
-            decided=decided,
-        )
-        self.commit_nowait(record)
-
-    def _tokens(self, request: GenerationRequest, seen: Seen) -> tuple[int, int, bool]:
-        if seen.done is not None:
-            usage = seen.done.usage
-            reported = usage.prompt_tokens > 0 or usage.completion_tokens > 0
-            if reported or not seen.text:
-                return usage.prompt_tokens, usage.completion_tokens, False
-        # No usage: the stream was cut, or a provider that does not report it in streams.
-        prompt = seen.prompt_tokens
-        if prompt is None:
-            prompt = self._count(_prompt_text(request))
-        return prompt, self._count("".join(seen.text)), True
-
-    def _count(self, text: str) -> int:
-        return self.count_tokens(text)
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens in a text: by the local tokenizer up to :data:`COUNTED_CHARS` characters
-        (an estimate while no model is loaded), else by its size."""
-        if len(text) <= COUNTED_CHARS:
-            return self._count_tokens(text)
-        return -(-len(text.encode("utf-8")) // _BYTES_PER_TOKEN)
-
-    def _record(
-        self,
-        ticket: Ticket,
-        *,
-        route: Route,
-        reasons: tuple[str, ...],
-        verdicts: tuple[VerdictRecord, ...],
-        score: float | None,
-        model: str,
-        provider: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        tokens_estimated: bool,
-        ttft_s: float | None,
-        status: Literal["ok", "error", "cancelled", "refused"],
-        error: str | None,
-        costs: Costs,
-        leg: Literal["cascade_local", "cascade_cloud"] | None = None,
-        cache_read_tokens: int = 0,
-        cache_write_tokens: int = 0,
-        decided: Decided | None,
-    ) -> LedgerRecord:
-        return LedgerRecord(
-            id=ticket.id,
-            time=ticket.time,
-            api=ticket.api,
-            route=route,
-            reasons=reasons,
-            verdicts=verdicts,
-            score=score,
-            model_requested=ticket.model_requested,
-            model=model,
-            provider=provider,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            tokens_estimated=tokens_estimated,
-            ttft_s=ttft_s,
-            latency_s=self.elapsed(ticket),
-            status=status,
-            error=error,
-            leg=leg,
-            cache_read_tokens=cache_read_tokens,
-            cache_write_tokens=cache_write_tokens,
-            decided=decided,
-            instance=self._writer.instance,
-            **costs.fields(),
-        )
+        self.commit_nowait(self._records.discarded(ticket, leg, verdicts, score, decided))
 
     async def commit(self, record: LedgerRecord, reservation: Reservation | None = None) -> None:
         """Make a record durable (see :class:`LedgerWriter`), settle the budget reservation of
@@ -539,13 +399,3 @@ class Accountant:
         if record.cloud_cost_usd or reservation is not None or budget.state() != before:
             self._bus.publish("budget", budget.to_dict())
             self._metrics.budget(budget)
-
-
-def _verdicts(verdicts: tuple[Verdict, ...]) -> tuple[VerdictRecord, ...]:
-    return tuple(VerdictRecord(v.policy, v.outcome, v.reason, v.score) for v in verdicts)
-
-
-def _prompt_text(request: GenerationRequest) -> str:
-    if request.prompt is not None:
-        return request.prompt
-    return "\n".join(message.content for message in request.messages)

@@ -250,6 +250,51 @@ def test_a_cascade_whose_escalation_fails_records_the_discarded_local_leg_too(
     assert totals["requests"] == 1
 
 
+DECLINING = ["I'm sorry,", " I can't answer that."]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_failed_escalation_falls_back_to_the_local_answer_the_cascade_read(
+    tmp_path: Path, cloud: FakeCloud, stream: bool
+) -> None:
+    settings = with_cloud(
+        tmp_path,
+        cloud,
+        **{
+            "cloud.max_attempts": 1,
+            "routing.cascade.enabled": True,
+            "routing.difficulty.enabled": False,
+            "routing.capacity.enabled": False,
+        },
+    )
+    cloud.push(Fault.status(503))
+    backend = ScriptedBackend()
+    backend.pieces = DECLINING
+    with TestClient(scripted_app(settings, backend)) as client:
+        answer = client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+        totals = client.get("/v1/hybrid/stats").json()["all_time"]
+    if stream:
+        chunks = [json.loads(line[6:]) for line in answer.text.splitlines() if line[6:7] == "{"]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    else:
+        text = answer.json()["choices"][0]["message"]["content"]
+    reason = "cloud_unavailable:openai:unavailable;cascade:declined"
+    assert (answer.headers["x-hybrid-route"], answer.headers["x-hybrid-reason"]) == (
+        "local",
+        reason,
+    )
+    # The client got the answer the cascade read; the local model generated it once.
+    assert text == "".join(DECLINING)
+    assert len(backend.requests) == 1 and len(cloud.requests) == 1
+    # One generation, one record: the local answer, its tokens counted once.
+    [record] = records_of(settings)
+    assert (record["route"], record["status"], record["leg"]) == ("local", "ok", None)
+    assert record["reasons"] == reason.split(";")
+    assert (record["prompt_tokens"], record["completion_tokens"]) == (7, 2)
+    assert record["tokens_estimated"] is False and record["energy_cost_usd"] is not None
+    assert (totals["requests"], totals["local"], totals["cloud"]) == (1, 1, 0)
+
+
 class HoldingBackend(ScriptedBackend):
     """Generates one piece, then holds until the generation is cancelled or closed; the test's
     thread learns of both through thread-safe events."""
@@ -328,6 +373,7 @@ def test_a_client_that_leaves_while_the_cascade_reads_the_local_answer_stops_it(
     local_model = app.state.hybrid.runtime.model_id
     assert (record["route"], record["model"]) == ("local", local_model)
     assert record["status"] == "cancelled"
+    assert record["completion_tokens"] == 1  # the piece generated before the client left
     assert cloud.requests == []  # not escalated for a client that left
 
 

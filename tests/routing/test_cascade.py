@@ -1,5 +1,5 @@
-"""What the cascade reads in a local answer: whether it declines, the verdict, and a stream's
-opening, read ahead and then resumed."""
+"""What the cascade reads in a local answer: whether it declines, the verdict, a stream's
+opening, read ahead and then resumed, and what was read when the read is cut short."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from hybrid.generation import (
     ToolCallDelta,
     Usage,
 )
+from hybrid.routing.answer import Answer, PartialAnswer, partial_before
 from hybrid.routing.cascade import (
     Cascade,
     LocalAttempt,
@@ -244,3 +245,44 @@ def test_a_resumed_generation_drops_log_probabilities_asked_only_to_look_at_them
     dropped = asyncio.run(scenario(False))
     assert [e for e in dropped if isinstance(e, TextDelta)] == [TextDelta("a "), TextDelta("b")]
     assert isinstance(dropped[-1], GenerationDone)
+
+
+class Holding(Generation):
+    """Says its pieces, then holds until its reader is cancelled (a client that left)."""
+
+    prompt_tokens = 7
+
+    def __init__(self, *pieces: GenerationEvent) -> None:
+        self.pieces = pieces
+        self.holding = asyncio.Event()
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        for piece in self.pieces:
+            yield piece
+        self.holding.set()  # every piece was read, and the next one asked for
+        await asyncio.Event().wait()
+        yield GenerationDone("stop", Usage(7, len(self.pieces)))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "opening"])
+def test_a_read_cut_short_carries_the_tokens_generated_until_then(stream: bool) -> None:
+    async def scenario() -> tuple[BaseException, bool]:
+        # A token a piece; the second piece carries two (a tool call's text, released at once).
+        held = Holding(
+            TextDelta("The ", sure(0.9)), TextDelta("answer ", sure(0.8, 0.7)), TextDelta("is")
+        )
+        local = Answer(held, "local", "local-model", "policies:pass")
+        reading = asyncio.ensure_future(Cascade(0.5).read(local, stream=stream, logprobs=False))
+        await held.holding.wait()
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await reading
+        return caught.value, held.closed
+
+    error, closed = asyncio.run(scenario())
+    assert partial_before(error) == PartialAnswer(prompt_tokens=7, completion_tokens=4)
+    assert closed

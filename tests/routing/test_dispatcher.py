@@ -391,6 +391,46 @@ def test_a_declining_stream_kept_when_told_to_is_still_weighed_for_confidence() 
     assert (answer.route, answer.reason) == ("cloud", "cascade:opening:0.10<0.5")
 
 
+DECLINING = "I'm sorry, I can't answer this question."
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_failed_escalation_falls_back_to_the_local_answer_already_read(stream: bool) -> None:
+    local = CascadingLocal([0.9, 0.95, 0.9], DECLINING)
+    openai = FakeProvider("openai", ProviderUnavailableError("openai", "503"))
+
+    async def ask() -> tuple[Any, Any]:
+        asked = dataclasses.replace(REQUEST, stream=stream)
+        answer = await cascading(local, openai).start(asked, model="hybrid")
+        return answer, await collect(answer.generation)
+
+    answer, completion = run(ask())
+    assert (answer.route, answer.reason) == (
+        "local",
+        "cloud_unavailable:openai:unavailable;cascade:declined",
+    )
+    # The answer read is the answer given: generated once, without the logprobs it asked for.
+    assert len(local.asked) == 1 and openai.models_asked == ["gpt-4.1-mini"]
+    assert completion.text == DECLINING and completion.logprobs == ()
+    # Still the cascade's label (the learner's), but one generation for the ledger.
+    assert answer.discarded is not None and answer.discarded.reason == "cascade:declined"
+    assert answer.discarded.replayed
+
+
+def test_a_stream_read_only_as_far_as_its_opening_is_generated_again_by_the_fallback() -> None:
+    local = CascadingLocal([0.1], LONG)
+    openai = FakeProvider("openai", ProviderUnavailableError("openai", "503"))
+    answer = run(cascading(local, openai).start(STREAMED, model="hybrid"))
+    assert (answer.route, answer.reason) == (
+        "local",
+        "cloud_unavailable:openai:unavailable;cascade:opening:0.10<0.5",
+    )
+    assert run(text_of(answer)) == LONG
+    # The first was closed after its opening: its rest was never generated.
+    assert len(local.asked) == 2 and local.started_answers[0].closed
+    assert answer.discarded is not None and not answer.discarded.replayed
+
+
 def test_a_full_queue_escalates_a_request_the_cascade_would_read() -> None:
     local = CascadingLocal([0.9])
     local.fail = QueueFullError(depth=4, retry_after=1)

@@ -14,7 +14,7 @@ from hybrid.ledger.costing import Costing
 from hybrid.ledger.prices import PriceTable
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
-from hybrid.routing.answer import DiscardedLeg, RoutePlan
+from hybrid.routing.answer import DiscardedLeg, PartialAnswer, RoutePlan
 from hybrid.routing.dispatcher import Answer
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.policy import RouteDecision
@@ -167,6 +167,65 @@ def test_a_start_cancelled_is_recorded_as_cancelled_on_the_route_it_took(
     ]
     assert records[0].completion_tokens == 12 and records[0].reasons == ("cascade:0.30<0.35",)
     assert sum(r.is_request for r in records) == 1
+
+
+def test_a_start_cancelled_while_the_cascade_read_counts_what_was_generated(
+    tmp_path: Path,
+) -> None:
+    writer = LedgerWriter(tmp_path / "ledger.sqlite3", retention_days=0)
+    accountant = accountant_on(writer)
+    cancelled = asyncio.CancelledError()
+    PartialAnswer(prompt_tokens=11, completion_tokens=6).note(cancelled)  # the client left
+
+    async def scenario() -> None:
+        writer.start()
+        ticket = accountant.open("r1", "openai", "hybrid", stream=False)
+        accountant.abandoned(ticket, REQUEST, cancelled, PLAN, local_model="local-model")
+        writer.close()
+
+    asyncio.run(scenario())
+    [record] = recorded(tmp_path)
+    assert (record.route, record.model, record.status, record.leg) == (
+        "local",
+        "local-model",
+        "cancelled",
+        None,
+    )
+    assert (record.prompt_tokens, record.completion_tokens) == (11, 6)
+    assert record.counterfactual_cost_usd  # the tokens generated are priced too
+
+
+@pytest.mark.parametrize("replayed", [False, True])
+def test_a_discarded_answer_given_after_all_is_one_record(tmp_path: Path, replayed: bool) -> None:
+    writer = LedgerWriter(tmp_path / "ledger.sqlite3", retention_days=0)
+    accountant = accountant_on(writer)
+    leg = DiscardedLeg("local-model", 5, 2, "cascade:declined", replayed=replayed)
+    events = [TextDelta("I don't know."), GenerationDone("stop", Usage(5, 2))]
+    reason = "cloud_unavailable:openai:unavailable;cascade:declined"
+    answer = Answer(ReplayGeneration(events), "local", "local-model", reason, discarded=leg)
+
+    async def scenario() -> None:
+        writer.start()
+        ticket = accountant.open("r1", "openai", "hybrid", stream=False)
+        watched = await accountant.watch(ticket, answer, REQUEST)
+        async for _ in watched.generation:
+            pass
+        await watched.generation.aclose()
+        writer.close()
+
+    asyncio.run(scenario())
+    records = recorded(tmp_path)
+    answered = records[-1]
+    assert (answered.route, answered.status, answered.completion_tokens) == ("local", "ok", 2)
+    assert answered.reasons == ("cloud_unavailable:openai:unavailable", "cascade:declined")
+    if not replayed:  # a second generation: the discarded one is its own leg
+        assert [(r.leg, r.completion_tokens) for r in records] == [
+            ("cascade_local", 2),
+            ("cascade_cloud", 2),
+        ]
+        return
+    # The answer given is the one discarded: its tokens are counted once.
+    assert [(r.leg, r.completion_tokens) for r in records] == [(None, 2)]
 
 
 def test_a_closed_bus_ends_every_follower_now_and_later() -> None:
