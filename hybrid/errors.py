@@ -31,7 +31,7 @@ HybridError
     │   ├── QueueFullError          too many requests are already waiting
     │   └── GenerationError         llama.cpp failed while generating
     └── ProviderError           a cloud provider failed (reason codes in brackets)
-        ├── ProviderTimeoutError        [timeout] connect, first byte or idle timeout
+        ├── ProviderTimeoutError        [timeout] connect, first byte, whole answer or idle
         │   └── ProviderConnectTimeoutError  no connection within the connect timeout
         ├── ProviderRateLimitedError    [rate_limited] 429
         ├── ProviderAuthError           [auth] 401/403: the key is wrong or lacks access
@@ -242,7 +242,8 @@ class ProviderError(BackendError):
 
 
 class ProviderTimeoutError(ProviderError):
-    """The provider did not connect, send its first byte, or its next chunk in time."""
+    """The provider did not connect, send its first byte (a whole answer's, when it is not
+    streamed), or its next chunk in time."""
 
     reason = "timeout"
     retryable = True
@@ -399,11 +400,25 @@ class NoRouteError(RoutingError):
     Attributes:
         failures: What was tried and why it failed, e.g. ``["openai: timeout", ...]``.
         should_retry: Whether retrying later can help (False when, e.g., no key is set).
+        retry_after: Seconds to wait before retrying, when a provider said (the shortest
+            wait any of them asked for).
+        rate_limited: Whether every candidate was a provider that rate-limited the request
+            (HTTP 429): the client is told it is rate limited, not that nothing is there.
     """
 
-    def __init__(self, message: str, *, failures: list[str], should_retry: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        failures: list[str],
+        should_retry: bool,
+        retry_after: float | None = None,
+        rate_limited: bool = False,
+    ) -> None:
         self.failures = failures
         self.should_retry = should_retry
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
         super().__init__(message)
 
 

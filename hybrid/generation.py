@@ -7,6 +7,12 @@ Tool calling speaks OpenAI's vocabulary inside: a :class:`ToolSpec` is a functio
 Schema for its arguments, a :class:`ToolCall` carries its arguments as JSON *text* (what the model
 wrote, which may arrive in fragments), and a tool's result is a ``tool`` message naming the call
 it answers.
+
+Anthropic's prompt-cache markers (``cache_control``) ride along where the client put them: on
+the request (:attr:`GenerationRequest.cache_control`), a tool (:attr:`ToolSpec.cache_control`),
+a text or image part (a ``cache_control`` key of :attr:`Message.parts`), a tool call sent back
+(:attr:`ToolCall.cache_control`) and a tool result (:attr:`Message.cache_control`).  Only a
+request to Anthropic sends them; the local model and OpenAI-compatible APIs leave them out.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ class ToolCall:
             ``tool`` message with its result names it.
         name: The tool's name.
         arguments: The arguments as JSON text, as the model wrote them (normally an object).
+        cache_control: For a call sent back in a conversation, the prompt-cache marker its
+            Anthropic ``tool_use`` block carried.
     """
 
     id: str
     name: str
     arguments: str
+    cache_control: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,11 +52,14 @@ class Message:
         role: ``system``, ``developer``, ``user``, ``assistant`` or ``tool``.
         content: Its text (the text parts joined), which the local model reads.
         parts: OpenAI content parts as the client sent them, kept only when some are not text
-            (``image_url``, ``input_audio``), for a cloud provider to receive in full.
+            (``image_url``, ``input_audio``) or carry a ``cache_control`` marker (from an
+            Anthropic client's blocks), for a cloud provider to receive in full.
         tool_calls: For an ``assistant`` message, the tool calls it made (after its text).
         tool_call_id: For a ``tool`` message, the id of the call whose result it carries.
         name: For a ``tool`` message, the tool's name, when known (some chat templates show it).
         is_error: For a ``tool`` message, the tool failed and ``content`` says how.
+        cache_control: For a ``tool`` message, the prompt-cache marker its Anthropic
+            ``tool_result`` block carried.
     """
 
     role: str
@@ -57,6 +69,7 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
     is_error: bool = False
+    cache_control: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,12 +82,14 @@ class ToolSpec:
         parameters: The JSON Schema of its arguments (an object schema); None for a function
             without arguments.
         strict: OpenAI's structured-outputs switch for the arguments, when the client set it.
+        cache_control: The prompt-cache marker an Anthropic client put on the tool.
     """
 
     name: str
     description: str | None = None
     parameters: Mapping[str, Any] | None = None
     strict: bool | None = None
+    cache_control: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,10 +120,17 @@ class ResponseFormat:
     Attributes:
         kind: ``"json_object"`` (any JSON object) or ``"json_schema"`` (a JSON Schema).
         schema: The JSON Schema for ``json_schema``; None for ``json_object``.
+        name: The schema's name, as the client gave it (OpenAI's ``json_schema.name``).
+        description: What the output is, for the model (``json_schema.description``).
+        strict: OpenAI's Structured Outputs switch (``json_schema.strict``): true makes the
+            provider guarantee the schema rather than take it as a hint; None when unset.
     """
 
     kind: Literal["json_object", "json_schema"]
     schema: Mapping[str, Any] | None = None
+    name: str | None = None
+    description: str | None = None
+    strict: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +178,8 @@ class GenerationRequest:
         tool_choice: Whether and which of them it must call.
         parallel_tool_calls: Whether it may make several calls in one turn; None leaves the
             provider's default (yes).
+        cache_control: Anthropic's request-wide prompt-cache marker (automatic caching up to
+            the last cacheable block), when the client set one.
     """
 
     request_id: str
@@ -168,6 +192,7 @@ class GenerationRequest:
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
     parallel_tool_calls: bool | None = None
+    cache_control: Mapping[str, Any] | None = None
 
 
 def tool_needs(tools: tuple[ToolSpec, ...], choice: ToolChoice) -> frozenset[str]:
@@ -203,10 +228,20 @@ class TokenLogprob:
 
 @dataclass(frozen=True)
 class TextDelta:
-    """A piece of generated text, with the log-probabilities of the tokens it completes."""
+    """A piece of generated text, with the log-probabilities of the tokens it completes.
+
+    Attributes:
+        text: The text (may be empty: a delta that only carries log-probabilities or counts).
+        logprobs: The log-probabilities of the tokens it completes.
+        prompt_usage: The prompt's token counts (input and cache; no completion tokens), on
+            an otherwise empty delta that comes first, when the source reported them before
+            the end: Anthropic's stream does in its ``message_start``.  None on every other
+            delta.  The closing :class:`GenerationDone`'s usage is the final count either way.
+    """
 
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
+    prompt_usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -260,10 +295,13 @@ class GenerationDone:
 
     Attributes:
         finish_reason: ``"stop"`` (end of turn or a stop sequence), ``"length"`` (max tokens),
-            ``"content_filter"`` (the provider refused) or ``"tool_calls"`` (the turn ended
-            with tool calls, whose results the client sends back).
+            ``"content_filter"`` (the provider's filter stopped the output) or ``"tool_calls"``
+            (the turn ended with tool calls, whose results the client sends back).
         stop_sequence: The request's stop sequence that ended the output, when one did.
         usage: Prompt and completion tokens.
+        refusal: The model declined to answer and said why (OpenAI's ``message.refusal``,
+            which Structured Outputs answer instead of JSON); the answer's text, if any, is
+            apart from it, and ``finish_reason`` is the provider's own (``stop``).
         queue_wait_s: Seconds spent waiting for the model.
         time_to_first_token_s: Seconds from the start of generation to the first token.
         decode_tokens_per_s: Generated tokens per second after the first, when there were two.
@@ -275,6 +313,7 @@ class GenerationDone:
     finish_reason: FinishReason
     usage: Usage
     stop_sequence: str | None = None
+    refusal: str | None = None
     queue_wait_s: float = 0.0
     time_to_first_token_s: float | None = None
     decode_tokens_per_s: float | None = None

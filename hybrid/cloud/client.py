@@ -6,7 +6,8 @@ transport (httpcore2), with:
 - a connection pool (:data:`CLOUD_LIMITS`): many concurrent requests per provider without
   reconnecting, idle connections kept a while for the next request;
 - transport timeouts from the provider's :class:`~hybrid.cloud.policy.ReliabilityPolicy`
-  (:func:`transport_timeout`; the provider enforces its first-byte and idle limits itself);
+  (:func:`transport_timeout`; the provider enforces its first-byte, whole-answer and idle
+  limits itself);
 - HTTP/2 when the ``h2`` package is installed (``pip install 'hybrid[http2]'``), negotiated
   per origin by ALPN, so an HTTP/1.1-only server is still spoken to in HTTP/1.1;
 - the environment's proxies and CA bundle: ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
@@ -29,9 +30,10 @@ from hybrid.errors import ConfigError
 # Enough connections for a burst of concurrent requests to one provider.  An idle connection is
 # kept for 30 s: long enough for a follow-up request to skip a new TLS handshake, and below the
 # idle timeout of common front ends (60 s or more), so the server seldom closes a pooled
-# connection just as a request goes out on it (one that does gets the request again at once:
-# Upstream.send).  The price: httpcore2 probes every idle connection's socket twice per
-# request, so for 30 s after a burst of 64 concurrent requests each request costs more.
+# connection just as a request goes out on it (one cut before it was written whole gets the
+# request again at once: Upstream.send; one cut later costs an attempt).  The price: httpcore2
+# probes every idle connection's socket twice per request, so for 30 s after a burst of 64
+# concurrent requests each request costs more.
 CLOUD_LIMITS = httpx2.Limits(
     max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0
 )
@@ -53,12 +55,13 @@ def transport_timeout(policy: ReliabilityPolicy) -> httpx2.Timeout:
         policy: The provider's timeouts.
 
     Returns:
-        Connect as the policy says; read, the longer of first byte and idle; write, idle; a
-        free pooled connection waited for as long as a first byte.
+        Connect as the policy says; read, the longest of first byte, whole answer (a
+        non-streamed answer's headers wait for all of it) and idle; write, idle; a free pooled
+        connection waited for as long as a first byte.
     """
     return httpx2.Timeout(
         connect=policy.connect_timeout_s,
-        read=max(policy.first_byte_timeout_s, policy.idle_timeout_s),
+        read=max(policy.first_byte_timeout_s, policy.whole_answer_timeout_s, policy.idle_timeout_s),
         write=policy.idle_timeout_s,
         pool=policy.first_byte_timeout_s,
     )

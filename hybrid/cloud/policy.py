@@ -16,16 +16,22 @@ class ReliabilityPolicy:
 
     Attributes:
         connect_timeout_s: Seconds to open the TCP/TLS connection.
-        first_byte_timeout_s: Seconds from sending the request to its response headers; for a
-            stream, to the first event that carries output (text or the end of the answer), so
-            that everything before the client sees a byte stays retryable.
+        first_byte_timeout_s: Seconds from sending a streamed request to its first event that
+            carries output (text or the end of the answer), so that everything before the
+            client sees a byte stays retryable.
+        whole_answer_timeout_s: Seconds from sending a request that is not streamed to its
+            response headers.  A provider sends those only once the whole answer is generated,
+            so this bounds the generation itself: it takes the place of
+            ``first_byte_timeout_s`` for such a request, and ``max_total_s`` does not cut an
+            attempt that is under way.
         idle_timeout_s: Seconds allowed between two chunks of a response body or stream once
             it is flowing.
         max_attempts: Attempts per request to this provider, all before the first byte.
         max_total_s: Seconds one request may spend on this provider before its first byte,
-            over every attempt and every wait between them.  Each attempt's first-byte
+            over every attempt and every wait between them.  A streamed attempt's first-byte
             deadline is cut to what is left of it, and a retry whose wait would outlast it is
-            not made: the request fails over (or falls back to the local model) instead.
+            not made (streamed or not): the request fails over (or falls back to the local
+            model) instead.
         backoff_base_s: Exponential backoff: attempt ``n`` waits up to
             ``backoff_base_s * 2**(n-1)`` seconds (full jitter: uniformly from zero).
         backoff_max_s: Cap on one backoff wait.
@@ -41,6 +47,7 @@ class ReliabilityPolicy:
 
     connect_timeout_s: float = 5.0
     first_byte_timeout_s: float = 60.0
+    whole_answer_timeout_s: float = 600.0
     idle_timeout_s: float = 30.0
     max_attempts: int = 3
     max_total_s: float = 30.0

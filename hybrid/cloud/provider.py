@@ -6,9 +6,13 @@ sees:
 1. **Before the first byte** (inside :meth:`CloudProvider.start`): connect, send, wait for the
    headers, and read either the whole body (not streamed) or the stream up to its first event
    that carries output.  Every failure here is translated into a ProviderError and, when it is
-   retryable, retried with backoff; nothing has reached the client yet.  All of it, attempts
-   and waits together, ends by ``max_total_s``.  A request that finds its pooled connection
-   closed by the server is sent again at once on another, outside the count of attempts.
+   retryable, retried with backoff; nothing has reached the client yet.  A stream's first
+   output must come within ``first_byte_timeout_s``, and all of it, attempts and waits
+   together, ends by ``max_total_s``.  An answer that is not streamed has its headers only
+   once it is generated, so each attempt waits up to ``whole_answer_timeout_s`` for them
+   instead; ``max_total_s`` only stops further retries.  A request whose pooled connection
+   was closed by the server before the request was written whole is sent again at once on
+   another, outside the count of attempts; one the server may have received is not.
 2. **Streaming**: events flow to the client.  A failure now (a stall, a reset, a malformed or
    an ``error`` event, a stream that ends without its terminal event) raises from the iterator.
    It is never retried and never swallowed: a cut answer must not look complete.
@@ -333,8 +337,14 @@ class CloudProvider(Backend):
         self, request: GenerationRequest, call: UpstreamCall, attempt: int, total_deadline: float
     ) -> list[GenerationEvent] | StreamGeneration:
         http_request = self._upstream.request(call)
-        first_byte = asyncio.get_running_loop().time() + self._policy.first_byte_timeout_s
-        deadline = min(first_byte, total_deadline)
+        now = asyncio.get_running_loop().time()
+        if request.stream:
+            limit = now + self._policy.first_byte_timeout_s
+            deadline = min(limit, total_deadline)
+        else:
+            # A whole answer's headers come only once all of it is generated: this waits for
+            # the generation, which max_total_s (meant for a first token) must not cut short.
+            limit = deadline = now + self._policy.whole_answer_timeout_s
         response: httpx2.Response | None = None
         try:
             async with asyncio.timeout_at(deadline):
@@ -364,7 +374,16 @@ class CloudProvider(Backend):
             response = None  # the generation owns it now
             return generation
         except TimeoutError as exc:
-            if deadline < first_byte:
+            if not request.stream:
+                raise ProviderTimeoutError(
+                    self._name,
+                    f"no answer within {self._policy.whole_answer_timeout_s:g} s (the "
+                    f"cloud.whole_answer_timeout_s limit of an answer that is not streamed, "
+                    f"which the provider sends only once all of it is generated); the provider "
+                    f"is slow or unreachable. Retry later, stream the request, or raise "
+                    f"cloud.whole_answer_timeout_s",
+                ) from exc
+            if deadline < limit:
                 tries = f"{attempt} attempt" + ("s" if attempt > 1 else "")
                 raise ProviderTimeoutError(
                     self._name,

@@ -2,10 +2,10 @@
 
 :class:`Upstream` is what one attempt of :class:`~hybrid.cloud.provider.CloudProvider` does on
 the wire, below its retries, its circuit breaker and its wire format: the URL and the headers
-every request carries (built once), a send that goes out again at once when it finds its pooled
-connection closed by the server, and a body read with an idle timeout and a size cap.  Its
-failures are already :class:`~hybrid.errors.ProviderError`; transport errors (``httpx2``'s)
-pass through for the provider to translate.
+every request carries (built once), a send that goes out again at once when its pooled
+connection was closed by the server before the request was written whole, and a body read with
+an idle timeout and a size cap.  Its failures are already :class:`~hybrid.errors.ProviderError`;
+transport errors (``httpx2``'s) pass through for the provider to translate.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ MAX_BODY_BYTES = 32 * 2**20
 """A whole answer larger than this is not an answer; reading stops rather than fill memory."""
 MAX_ERROR_BODY_BYTES = 64 * 2**10
 """Error bodies are read only for their message."""
-# How often one attempt is sent again after finding a pooled connection closed by the server;
-# each closed connection leaves the pool as it fails, so a few resends reach a fresh one.
+# How often one attempt is sent again after its pooled connection was closed by the server
+# before the request was written whole; each closed connection leaves the pool as it fails, so a
+# few resends reach a fresh one.
 _STALE_CONNECTION_RESENDS = 4
 
 
@@ -111,15 +112,23 @@ class Upstream:
         )
 
     async def send(self, http_request: httpx2.Request) -> httpx2.Response:
-        """Send a request, again at once when a pooled connection turns out to be closed.
+        """Send a request, again at once when it verifiably never reached the server.
 
-        A server may close a keep-alive connection at any moment (its idle timeout), and a
-        request sent just then fails before a byte of answer: the request never reached a
-        working connection, so it is sent again on another one, neither counted as an
-        attempt nor waited for.  A request that opened its own connection and failed is an
-        attempt's failure like any other.  Which connection served it comes from the
-        ``trace`` request extension (httpx2's public one): a send that reports writing its
-        request without first opening a connection went out on a pooled one.
+        A server may close a keep-alive connection at any moment (its idle timeout).  When
+        that close cuts a request sent on the pooled connection before the request was
+        written whole, the server cannot have acted on it (it never had all of it), so it is
+        sent again on another connection, neither counted as an attempt nor waited for.  A
+        request written whole, and then met by a closed or reset connection, may have been
+        received and worked on (and billed): the server might have read it, generated for a
+        while and lost the connection, and nothing on the client's side tells that from a
+        close that crossed the request on the wire.  That failure, like the failure of a
+        request that opened its own connection, is raised: the caller counts it as an
+        attempt, subject to its retries, backoff and circuit breaker.
+
+        What happened on the connection comes from the ``trace`` request extension (httpx2's
+        public one): a send that reports writing its request without first opening a
+        connection went out on a pooled one, and a request body reported complete was handed
+        whole to the operating system for the server.
 
         Returns:
             The response, its body not read yet (streamed).
@@ -134,11 +143,11 @@ class Upstream:
             try:
                 return await self._client.send(http_request, stream=True, follow_redirects=False)
             except (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError) as exc:
-                if not trace.reused or resends == _STALE_CONNECTION_RESENDS:
+                if not trace.unsent_on_pooled or resends == _STALE_CONNECTION_RESENDS:
                     raise
                 log.info(
-                    "%s: a pooled connection to %s was closed under the request (%s: %s); "
-                    "sending it again",
+                    "%s: a pooled connection to %s was closed before the request was written "
+                    "whole (%s: %s); sending it again",
                     self._name,
                     self._host,
                     type(exc).__name__,
@@ -219,7 +228,7 @@ class Upstream:
 
 class _ConnectionTrace:
     """Follows one send through httpx's ``trace`` extension: was it written on a connection
-    that was already open (taken from the pool)?
+    that was already open (taken from the pool), and was all of it written?
 
     A transport that reports nothing (a mock) never counts as having reused a connection.
     """
@@ -227,12 +236,22 @@ class _ConnectionTrace:
     def __init__(self) -> None:
         self._opened = False
         self.reused = False
+        self.written = False
+
+    @property
+    def unsent_on_pooled(self) -> bool:
+        """Whether the request went out on a pooled connection and was not written whole: the
+        server cannot have acted on it."""
+        return self.reused and not self.written
 
     async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
         if event.startswith(("connection.connect_tcp.", "connection.connect_unix_socket.")):
             self._opened = True
         elif event.endswith(".send_request_headers.started") and not self._opened:
             self.reused = True
+        elif event.endswith(".send_request_body.complete"):
+            # Its last byte was accepted for sending: from here on the server may have it.
+            self.written = True
 
 
 def checked_key(name: str, key: SecretStr | None) -> SecretStr | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from hybrid.errors import (
     HybridError,
     NoRouteError,
     ProviderError,
+    ProviderRateLimitedError,
     ProviderRejectedError,
 )
 from hybrid.generation import GenerationRequest
@@ -46,12 +48,28 @@ class Failure:
         reason: A short code (``timeout``, ``no_key``, ``budget:daily_cap``).
         detail: A sentence for the client.
         retryable: Whether the same request may succeed later.
+        retry_after: Seconds the provider asked to wait before retrying, when it said.
+        rate_limited: Whether the provider rate-limited the request (HTTP 429).
     """
 
     where: str
     reason: str
     detail: str
     retryable: bool
+    retry_after: float | None = None
+    rate_limited: bool = False
+
+    @classmethod
+    def of(cls, error: ProviderError) -> Failure:
+        """The failure a provider's error stands for."""
+        return cls(
+            error.provider,
+            error.reason,
+            str(error),
+            error.retryable,
+            retry_after=error.retry_after,
+            rate_limited=isinstance(error, ProviderRateLimitedError),
+        )
 
     @property
     def code(self) -> str:
@@ -89,7 +107,9 @@ class CloudFailures:
 
         Returns:
             A BudgetExceededError when spend caps stopped every target, else a NoRouteError;
-            either names every failure.
+            either names every failure.  A NoRouteError carries the shortest wait a provider
+            asked for (of the failures a retry may fix), and says whether every target was
+            rate limited.
         """
         details = "; ".join([*(f.detail for f in self.failures), local])
         capped = self.capped
@@ -102,10 +122,21 @@ class CloudFailures:
             return BudgetExceededError(
                 lead + " and the local model cannot answer: " + details, cap=capped
             )
+        waits = [f.retry_after for f in self.failures if f.retryable and f.retry_after is not None]
+        retry_after = min(waits) if waits else None
+        rate_limited = bool(self.failures) and all(f.rate_limited for f in self.failures)
+        lead = "no backend could answer"
+        if rate_limited:
+            lead = "every cloud provider tried rate-limited the request"
+            if retry_after is not None:
+                lead += f" (retry in {max(1, math.ceil(retry_after))} s)"
+            lead += ", and nothing else could answer"
         return NoRouteError(
-            "no backend could answer: " + details,
+            f"{lead}: {details}",
             failures=[f.code for f in self.failures],
             should_retry=any(f.retryable for f in self.failures),
+            retry_after=retry_after,
+            rate_limited=rate_limited,
         )
 
 
@@ -190,7 +221,7 @@ class Failover:
                     self._budget.release(held)
                 if isinstance(exc, ProviderError) and not isinstance(exc, ProviderRejectedError):
                     log.warning("cloud target %s failed: %s", candidate.qualified, exc)
-                    failures.append(Failure(exc.provider, exc.reason, str(exc), exc.retryable))
+                    failures.append(Failure.of(exc))
                     continue
                 raise
             if held is not None and self._budget is not None:

@@ -39,6 +39,7 @@ def reliability_policy(cloud: CloudSettings) -> ReliabilityPolicy:
     return ReliabilityPolicy(
         connect_timeout_s=cloud.connect_timeout_s,
         first_byte_timeout_s=cloud.first_byte_timeout_s,
+        whole_answer_timeout_s=cloud.whole_answer_timeout_s,
         idle_timeout_s=cloud.idle_timeout_s,
         max_attempts=cloud.max_attempts,
         max_total_s=cloud.max_total_s,

@@ -153,7 +153,18 @@ class CloudSettings(BaseModel):
     )
     connect_timeout_s: float = Field(default=5.0, gt=0, description="TCP/TLS connect timeout.")
     first_byte_timeout_s: float = Field(
-        default=60.0, gt=0, description="Request sent to first response byte."
+        default=60.0,
+        gt=0,
+        description="A streamed request sent to its first output (text, or the answer's end).",
+    )
+    whole_answer_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "A request that is not streamed, sent to its answer's headers: a provider sends "
+            "them only once the whole answer is generated, so this bounds the generation "
+            "(600 s, as the OpenAI and Anthropic SDKs). max_total_s does not cut it short."
+        ),
     )
     idle_timeout_s: float = Field(
         default=30.0, gt=0, description="Longest silence between two chunks of a response."
@@ -165,8 +176,10 @@ class CloudSettings(BaseModel):
         default=30.0,
         gt=0,
         description=(
-            "Longest time one cloud target may take to start answering, over all its attempts "
-            "and retry waits; then the next target or the local model answers."
+            "Longest time one cloud target may take to start a streamed answer, over all its "
+            "attempts and retry waits; then the next target or the local model answers. An "
+            "answer that is not streamed gets no retry after it, but each attempt may take up "
+            "to whole_answer_timeout_s."
         ),
     )
     stream_keep_alive_s: float = Field(

@@ -152,7 +152,27 @@ def wire_error(exc: HybridError) -> WireError:
             cause=exc.cap,
         )
     if isinstance(exc, NoRouteError):
-        return WireError(503, message, "server_error", "no_route", should_retry=exc.should_retry)
+        if exc.rate_limited:
+            # Every provider rate-limited it: say so as they did (429, with their wait), so
+            # that a client backs off instead of retrying at once.  The first failure is the
+            # cause, which tells it from a full local queue in the ledger.
+            return WireError(
+                429,
+                message,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                retry_after_s=exc.retry_after,
+                should_retry=exc.should_retry,
+                cause=exc.failures[0] if exc.failures else None,
+            )
+        return WireError(
+            503,
+            message,
+            "server_error",
+            "no_route",
+            retry_after_s=exc.retry_after,
+            should_retry=exc.should_retry,
+        )
     if isinstance(exc, ProviderRejectedError):
         status = exc.status if exc.status is not None and 400 <= exc.status < 500 else 400
         return WireError(status, message, "invalid_request_error", "upstream_rejected")

@@ -1,7 +1,9 @@
 """A cloud provider that is slow to answer, over real sockets: the client is kept informed.
 
 hybrid runs on a loopback port (scripted local model) in front of the fake cloud. A provider
-that says nothing is given up on after ``cloud.max_total_s`` and the local model answers; a
+that says nothing is given up on (after ``cloud.max_total_s`` for a stream, after
+``cloud.whole_answer_timeout_s`` for an answer that is not streamed) and the local model
+answers; a whole answer that takes longer than a stream may take to start is waited for; a
 streamed answer still waiting to start sends ``: keep-alive`` comments, which the official
 SDKs read past. Timeouts are set short so that each test finishes soon; each client's own
 timeout is a generous bound, which only a server that ignores them reaches.
@@ -50,10 +52,30 @@ def sse_lines(base_url: str, path: str, body: dict[str, object]) -> tuple[httpx.
         return response.headers, list(response.iter_lines())
 
 
-def test_a_silent_provider_falls_back_to_local_after_max_total_s(
+def test_a_whole_answer_slower_than_a_stream_may_take_to_start_is_the_clouds(
     serve: Callable[..., str], cloud: FakeCloud
 ) -> None:
-    base_url = serve(**{"cloud.max_total_s": 1.5})
+    # The provider sends a non-streamed answer's head only once all of it is generated.
+    base_url = serve(**{"cloud.max_total_s": 0.2, "cloud.first_byte_timeout_s": 0.2})
+    cloud.push(Fault.slow_first_byte(2.0))  # ten times the limits above
+
+    response = httpx.post(
+        f"{base_url}/v1/chat/completions",
+        json={"model": "gpt-4.1-mini", "messages": HELLO},
+        headers=TO_CLOUD,
+        timeout=CLIENT_BOUND_S,
+    )
+
+    assert response.status_code == 200
+    assert response.headers["x-hybrid-route"] == "cloud"
+    assert response.json()["choices"][0]["message"]["content"] == cloud.reply
+    assert len(cloud.requests) == 1, "the answer being generated was waited for, not abandoned"
+
+
+def test_a_silent_provider_falls_back_to_local_after_whole_answer_timeout_s(
+    serve: Callable[..., str], cloud: FakeCloud
+) -> None:
+    base_url = serve(**{"cloud.max_total_s": 1.5, "cloud.whole_answer_timeout_s": 1.5})
     cloud.push(*[Fault.slow_first_byte(SILENCE_S)] * 3)
 
     response = httpx.post(
@@ -67,7 +89,7 @@ def test_a_silent_provider_falls_back_to_local_after_max_total_s(
     assert response.headers["x-hybrid-route"] == "local"
     assert response.headers["x-hybrid-reason"] == "cloud_unavailable:openai:timeout;explicit:cloud"
     assert response.json()["choices"][0]["message"]["content"] == LOCAL_TEXT
-    assert len(cloud.requests) == 1, "no retry: the one attempt had all of max_total_s"
+    assert len(cloud.requests) == 1, "no retry: max_total_s was spent by then"
 
 
 def test_a_stream_waiting_for_a_slow_provider_sends_keep_alives_first(

@@ -55,6 +55,7 @@ LEAVES = [
     "cloud.providers",
     "cloud.connect_timeout_s",
     "cloud.first_byte_timeout_s",
+    "cloud.whole_answer_timeout_s",
     "cloud.idle_timeout_s",
     "cloud.max_attempts",
     "cloud.max_total_s",

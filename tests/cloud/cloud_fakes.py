@@ -106,6 +106,7 @@ def policy(**overrides: Any) -> ReliabilityPolicy:
     values: dict[str, Any] = {
         "connect_timeout_s": 1.0,
         "first_byte_timeout_s": 2.0,
+        "whole_answer_timeout_s": 2.0,
         "idle_timeout_s": 2.0,
     }
     values.update(overrides)

@@ -239,6 +239,7 @@ def test_a_streamed_answer_with_usage_and_stop_sequence() -> None:
     assert error is None
     assert upstream.body()["stream"] is True
     assert events == [
+        TextDelta("", prompt_usage=Usage(21, 0)),  # message_start's counts, ahead of the text
         TextDelta("Hel"),
         TextDelta("lo"),
         GenerationDone(finish_reason="stop", stop_sequence="###", usage=Usage(21, 7)),
@@ -268,6 +269,10 @@ def test_a_streams_cache_counts_come_from_message_start_and_the_latest_message_d
         events, error = stream_events(Upstream(sse_response(body)))
         assert error is None
         read = 1000 if ending[0] is delta else 900
+        # The first event has what message_start said, before the text: 900 cache reads.
+        assert events[0] == TextDelta(
+            "", prompt_usage=Usage(10 + 50 + 900, 0, cache_read_tokens=900, cache_write_tokens=50)
+        )
         assert events[-1] == GenerationDone(
             finish_reason="stop",
             usage=Usage(10 + 50 + read, 4, cache_read_tokens=read, cache_write_tokens=50),

@@ -47,6 +47,9 @@ def cloud() -> Iterator[FakeCloud]:
 
 HELLO = chat(("user", "Say hello"))
 HELLO_STREAM = chat(("user", "Say hello"), stream=True)
+# A body far larger than a loopback connection's socket buffers hold (a few MiB at most), so a
+# server that closes the connection without reading it cuts the request while it is written.
+LONG_PROMPT = chat(("user", "Say hello. " + "x" * 32 * 2**20))
 
 
 def text_of(events: list[GenerationEvent]) -> str:
@@ -114,7 +117,7 @@ def test_a_stall_on_a_real_socket_is_an_idle_timeout(
     assert isinstance(error, ProviderTimeoutError)
 
 
-def test_a_server_that_never_answers_hits_the_first_byte_timeout(
+def test_a_server_that_never_answers_a_stream_hits_the_first_byte_timeout(
     new_client: ClientFactory, cloud: FakeCloud
 ) -> None:
     cloud.default_fault = Fault.black_hole()
@@ -125,7 +128,7 @@ def test_a_server_that_never_answers_hits_the_first_byte_timeout(
                 client, base_url=cloud.base_url + "/v1", first_byte_timeout_s=0.1, max_attempts=2
             )
             with pytest.raises(ProviderError) as caught:
-                await provider.start(HELLO)
+                await provider.start(HELLO_STREAM)
             return caught.value
 
     error = asyncio.run(scenario())
@@ -211,11 +214,12 @@ def test_a_request_on_a_pooled_connection_the_server_closed_is_sent_again_at_onc
         async with new_client() as client:
             # One attempt only: a closed pooled connection must not use it up.
             provider = openai(client, base_url=cloud.base_url + "/v1", sleep=sleep, max_attempts=1)
-            return [(await collect(await provider.start(HELLO))).text for _ in range(2)]
+            return [(await collect(await provider.start(LONG_PROMPT))).text for _ in range(2)]
 
-    # The server answers the first request on each connection and hangs up on the next one, as
-    # a server does whose idle timeout closes a kept-alive connection just as a request goes
-    # out on it.
+    # The server answers the first request on each connection and hangs up on the next one
+    # without reading it, as a server does whose idle timeout closes a kept-alive connection
+    # just as a request goes out on it.  The prompt is longer than the sockets can hold, so the
+    # close cuts it while it is being written: the server verifiably never had it.
     with FakeCloud(openai_key=OPENAI_KEY, reply="Hello", answers_per_connection=1) as cloud:
         texts = asyncio.run(scenario(cloud))
         connections, requests = cloud.connections, len(cloud.requests)
@@ -223,6 +227,58 @@ def test_a_request_on_a_pooled_connection_the_server_closed_is_sent_again_at_onc
     assert texts == ["Hello", "Hello"]
     assert sleep.delays == [], "sent again at once, without a backoff"
     assert (connections, requests) == (2, 3), "the second answer came on a new connection"
+
+
+def test_a_request_the_server_received_on_a_pooled_connection_is_not_sent_again(
+    new_client: ClientFactory, cloud: FakeCloud
+) -> None:
+    sleep = FakeSleep()
+
+    async def scenario() -> tuple[str, ProviderError, str]:
+        async with new_client() as client:
+            provider = openai(
+                client,
+                base_url=cloud.base_url + "/v1",
+                sleep=sleep,
+                max_attempts=1,
+                breaker_failures=1,
+            )
+            first = (await collect(await provider.start(HELLO))).text
+            # The next request, on the connection the first one left in the pool, is read
+            # whole, and then the server hangs up on it (a worker that crashed while
+            # generating, a load balancer's reset): it may have been worked on, and billed.
+            cloud.push(Fault.hang_up())
+            with pytest.raises(ProviderError) as caught:
+                await provider.start(HELLO)
+            return first, caught.value, provider.breaker.state
+
+    first, error, circuit = asyncio.run(scenario())
+    connections, requests = cloud.connections, len(cloud.requests)
+
+    assert first == cloud.reply
+    assert isinstance(error, ProviderUnavailableError)
+    assert (connections, requests) == (1, 2), "not sent a second time"
+    assert circuit == "open", "the failure counts for the circuit breaker"
+
+
+def test_a_request_the_server_received_is_retried_as_a_counted_attempt(
+    new_client: ClientFactory, cloud: FakeCloud
+) -> None:
+    sleep = FakeSleep()
+
+    async def scenario() -> list[str]:
+        async with new_client() as client:
+            provider = openai(client, base_url=cloud.base_url + "/v1", sleep=sleep, max_attempts=2)
+            first = (await collect(await provider.start(HELLO))).text
+            cloud.push(Fault.hang_up())  # the pooled connection's next request, read whole
+            return [first, (await collect(await provider.start(HELLO))).text]
+
+    texts = asyncio.run(scenario())
+    requests = len(cloud.requests)
+
+    assert texts == [cloud.reply] * 2
+    assert requests == 3
+    assert len(sleep.delays) == 1, "the second attempt came after a backoff"
 
 
 def test_a_server_that_hangs_up_on_new_connections_still_uses_up_the_attempts(

@@ -244,12 +244,13 @@ def test_logprobs_of_a_chat_answer() -> None:
     assert completion.logprobs[0].top[0].logprob == -0.01
 
 
-def test_a_refusal_is_the_answer_with_the_content_filter_reason() -> None:
+def test_a_refusal_is_the_refusal_with_the_providers_finish_reason_and_no_text() -> None:
     payload = openai_completion("")
     payload["choices"][0]["message"].update(content=None, refusal="I can't help with that.")
     completion = complete(Upstream(json_response(payload)), HELLO)
-    assert completion.text == "I can't help with that."
-    assert completion.done.finish_reason == "content_filter"
+    assert completion.text == ""
+    assert completion.done.refusal == "I can't help with that."
+    assert completion.done.finish_reason == "stop"
 
 
 def test_cached_prompt_tokens_are_reported_as_part_of_the_prompt() -> None:
@@ -506,14 +507,27 @@ def test_x_should_retry_false_is_honoured() -> None:
 # -- timeouts -------------------------------------------------------------------------------
 
 
-def test_no_headers_within_the_first_byte_timeout() -> None:
+def test_no_headers_within_the_whole_answer_timeout() -> None:
     async def never(request: httpx2.Request) -> httpx2.Response:
         await asyncio.sleep(30)
         raise AssertionError("unreachable")
 
     sleep = FakeSleep()
     upstream = Upstream(never, never)
-    error = failure(upstream, HELLO, sleep=sleep, first_byte_timeout_s=0.05, max_attempts=2)
+    error = failure(upstream, HELLO, sleep=sleep, whole_answer_timeout_s=0.05, max_attempts=2)
+    assert isinstance(error, ProviderTimeoutError)
+    assert "whole_answer_timeout_s" in str(error)
+    assert len(upstream.requests) == 2 and len(sleep.delays) == 1
+
+
+def test_no_stream_within_the_first_byte_timeout() -> None:
+    async def never(request: httpx2.Request) -> httpx2.Response:
+        await asyncio.sleep(30)
+        raise AssertionError("unreachable")
+
+    sleep = FakeSleep()
+    upstream = Upstream(never, never)
+    error = failure(upstream, HELLO_STREAM, sleep=sleep, first_byte_timeout_s=0.05, max_attempts=2)
     assert isinstance(error, ProviderTimeoutError)
     assert "first-byte" in str(error)
     assert len(upstream.requests) == 2 and len(sleep.delays) == 1

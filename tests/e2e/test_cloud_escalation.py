@@ -23,6 +23,7 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 FAST_RELIABILITY = {
     "HYBRID_CLOUD__CONNECT_TIMEOUT_S": "1",
     "HYBRID_CLOUD__FIRST_BYTE_TIMEOUT_S": "4",
+    "HYBRID_CLOUD__WHOLE_ANSWER_TIMEOUT_S": "4",
     "HYBRID_CLOUD__IDLE_TIMEOUT_S": "1",
     "HYBRID_CLOUD__MAX_ATTEMPTS": "2",
     "HYBRID_CLOUD__BACKOFF_BASE_S": "0.05",

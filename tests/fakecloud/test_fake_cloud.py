@@ -211,6 +211,67 @@ def test_a_prompt_cache_is_reported_in_each_apis_own_usage_fields(
     assert plain.usage is not None and plain.usage.prompt_tokens == 4
 
 
+def test_a_refusal_is_openais_refusal_whole_and_streamed(
+    cloud: FakeCloud, openai_client: openai.OpenAI
+) -> None:
+    cloud.refusal = "I can't help with that."
+
+    whole = openai_client.chat.completions.create(model="gpt-4.1-mini", messages=CHAT)
+    with openai_client.chat.completions.stream(model="gpt-4.1-mini", messages=CHAT) as stream:
+        streamed = stream.get_final_completion()
+    for completion in (whole, streamed):
+        message = completion.choices[0].message
+        assert (message.content, message.refusal) == (None, "I can't help with that.")
+        assert completion.choices[0].finish_reason == "stop"
+
+    cloud.reset()
+    plain = openai_client.chat.completions.create(model="gpt-4.1-mini", messages=CHAT)
+    assert plain.choices[0].message.content == REPLY
+
+
+@pytest.mark.parametrize(
+    ("messages", "problem"),
+    [
+        ([], "at least one message is required"),
+        (
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": ""},
+                {"role": "user", "content": "again"},
+            ],
+            "messages.1: all messages must have non-empty content",
+        ),
+        ([{"role": "user", "content": [{"type": "text", "text": ""}]}], "must be non-empty"),
+        (
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": str(n), "cache_control": {"type": "ephemeral"}}
+                        for n in range(5)
+                    ],
+                }
+            ],
+            "A maximum of 4 blocks with cache_control may be provided. Found 5.",
+        ),
+    ],
+)
+def test_anthropic_refuses_the_turns_anthropic_refuses(
+    anthropic_client: anthropic.Anthropic, messages: list[MessageParam], problem: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        anthropic_client.messages.create(model="claude-x", max_tokens=10, messages=messages)
+    assert problem in str(caught.value)
+
+
+def test_anthropic_takes_a_final_empty_assistant_turn_as_a_prefill(
+    anthropic_client: anthropic.Anthropic,
+) -> None:
+    prefill: list[MessageParam] = [*MESSAGES, {"role": "assistant", "content": ""}]
+    message = anthropic_client.messages.create(model="claude-x", max_tokens=10, messages=prefill)
+    assert message.stop_reason == "end_turn"
+
+
 def test_streams_are_chunked_sse_with_pings_and_done(cloud: FakeCloud) -> None:
     anthropic_headers = {"x-api-key": "sk-ant-fake", "anthropic-version": "2023-06-01"}
     body = {"model": "m", "max_tokens": 9, "messages": MESSAGES, "stream": True}

@@ -53,6 +53,7 @@ def short_timeouts(base_url: str, **cli: object) -> dict[str, object]:
         "cloud.anthropic.base_url": base_url,
         "cloud.connect_timeout_s": 0.5,
         "cloud.first_byte_timeout_s": 0.5,
+        "cloud.whole_answer_timeout_s": 0.5,
         "cloud.idle_timeout_s": 0.5,
         "cloud.max_attempts": 2,
         "cloud.backoff_base_s": 0.0,
@@ -99,7 +100,7 @@ def test_a_black_hole_upstream_without_local_fallback_is_a_503(
     assert response.status_code == 503
     error = response.json()["error"]
     assert error_code(response.json(), APIS[api][2]) in ("no_route", "overloaded_error")
-    assert "first-byte timeout" in error["message"]
+    assert "whole_answer_timeout_s" in error["message"]  # a whole answer, not streamed
     assert "cloud.local_fallback" in error["message"]
 
 

@@ -49,11 +49,19 @@ Kept-alive connections can go stale as on a real server: with ``idle_close_s`` t
 a connection idle that long after an answer, and with ``answers_per_connection`` it closes a
 connection, unanswered, when a request arrives on it after that many answers (the race a client
 loses when a server's idle close and its next request cross on the wire); `dropped` counts them.
+Such a request is closed on as soon as its head is read, its body left unread: the fake never
+acts on it, and a body larger than the sockets' buffers (a few MiB) is cut while the client is
+still writing it, which is how a client can tell that the server never had the request.  A
+request written whole before the close reached the client looks the same to it as one a server
+read and then hung up on (`Fault.hang_up`).
 
 Replies can depend on the prompt: `FakeCloud.replies` maps a piece of text to the reply a request
 whose messages (or prompt) contain it gets instead of `FakeCloud.reply`; the first piece found, in
-the mapping's order, wins. `FakeCloud.prompt_cache` scripts the provider's prompt cache and
-`FakeCloud.tools` its tool calls (see `fake_cloud_answers` and `fake_cloud_tools`).
+the mapping's order, wins. `FakeCloud.prompt_cache` scripts the provider's prompt cache,
+`FakeCloud.tools` its tool calls and `FakeCloud.refusal` an OpenAI refusal (see
+`fake_cloud_answers` and `fake_cloud_tools`). Anthropic requests are checked as Anthropic checks
+their turns: at least one message, none empty but a final assistant one, no empty text block, at
+most four ``cache_control`` breakpoints (else its 400).
 
 For benchmarks, ``replay=True`` builds the answer to a byte-identical request once and sends the
 same bytes again (ids and timestamps repeat), so that the fake costs little more than reading a
@@ -201,6 +209,7 @@ class FakeCloud(LoopbackServer):
         self._replies: dict[str, str] = {}
         self._tools = ToolScript()
         self._cache = PromptCache()
+        self._refusal: str | None = None
         self._default_fault = default_fault
         self._faults: deque[Fault] = deque()
         self._path_faults: dict[str, Fault] = {}
@@ -298,6 +307,19 @@ class FakeCloud(LoopbackServer):
             self._replayed.clear()
 
     @property
+    def refusal(self) -> str | None:
+        """What OpenAI chat answers say as a refusal instead of a reply (Structured Outputs'
+        ``message.refusal``, ``finish_reason: "stop"``); None (the default) for none."""
+        with self._lock:
+            return self._refusal
+
+    @refusal.setter
+    def refusal(self, text: str | None) -> None:
+        with self._lock:
+            self._refusal = text
+            self._replayed.clear()
+
+    @property
     def default_fault(self) -> Fault | None:
         """The fault every request gets while no pushed fault is queued (None by default)."""
         with self._lock:
@@ -355,7 +377,8 @@ class FakeCloud(LoopbackServer):
 
     def reset(self) -> None:
         """Forget queued and per-path faults, the default fault, recorded requests, scripted
-        replies and tool calls, and the prompt cache; what a LAN server reports stays."""
+        replies, tool calls and refusal, and the prompt cache; what a LAN server reports
+        stays."""
         with self._lock:
             self._faults.clear()
             self._path_faults.clear()
@@ -363,6 +386,7 @@ class FakeCloud(LoopbackServer):
             self._requests.clear()
             self._tools = ToolScript()
             self._cache = PromptCache()
+            self._refusal = None
             self._replies = {}
             self._replayed.clear()
 
@@ -372,21 +396,29 @@ class FakeCloud(LoopbackServer):
         with self._lock:
             self._connections += 1
         answered = 0
-        while (request := await self._next_request(reader, answered)) is not None:
-            if answered == self._answers_per_connection:
+        while True:
+            stale = answered == self._answers_per_connection
+            request = await self._next_request(reader, answered, body=not stale)
+            if request is None:
+                return
+            if stale:
                 self._record(request, dropped=True)
-                return  # closed as if its idle timeout had struck just now
+                # Closed as if its idle timeout had struck just now; what is left of the body
+                # on the socket makes the close a reset.
+                return
             if not await self._exchange(request, reader, writer):
                 return
             answered += 1
 
-    async def _next_request(self, reader: asyncio.StreamReader, answered: int) -> Request | None:
-        """The next request, or None when the client closed the connection or it went idle
-        past ``idle_close_s``."""
+    async def _next_request(
+        self, reader: asyncio.StreamReader, answered: int, *, body: bool
+    ) -> Request | None:
+        """The next request (its head only unless `body`), or None when the client closed the
+        connection or it went idle past ``idle_close_s``."""
         if answered == 0 or self._idle_close_s is None:
-            return await read_request(reader)
+            return await read_request(reader, body=body)
         try:
-            return await asyncio.wait_for(read_request(reader), self._idle_close_s)
+            return await asyncio.wait_for(read_request(reader, body=body), self._idle_close_s)
         except TimeoutError:
             return None
 
@@ -465,7 +497,7 @@ class FakeCloud(LoopbackServer):
         if state is not None and (refused := refusal(state, request)) is not None:
             return refused
         with self._lock:
-            reply, tools, cache = self._reply, self._tools, self._cache
+            reply, tools, cache, refusing = self._reply, self._tools, self._cache, self._refusal
             replies = list(self._replies.items())
         text = request_text(request.json_body())
         return api_answer(
@@ -477,6 +509,7 @@ class FakeCloud(LoopbackServer):
             cache=cache,
             refuse_key=fault is not None and fault.kind == "wrong_key",
             answer_model=fault.model if fault is not None and fault.kind == "wrong_model" else None,
+            refusal=refusing,
         )
 
     def _lan_state(self) -> LanState | None:

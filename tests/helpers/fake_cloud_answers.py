@@ -139,6 +139,7 @@ def api_answer(
     cache: PromptCache,
     refuse_key: bool = False,
     answer_model: str | None = None,
+    refusal: str | None = None,
 ) -> Answer:
     """The answer the real API would give, judged on key, version header, path and body.
 
@@ -154,6 +155,9 @@ def api_answer(
         refuse_key: Answer 401 whatever key was sent (`Fault.wrong_key`).
         answer_model: The ``model`` a generated answer names instead of the requested one
             (`Fault.wrong_model`).
+        refusal: What an OpenAI chat answer says instead of `reply`, as a refusal
+            (``content: null``, ``refusal``; streamed as ``delta.refusal`` pieces), with
+            ``finish_reason: "stop"``, as Structured Outputs refuse; None for no refusal.
     """
     api, headers = request.api, request.headers
     bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -188,7 +192,7 @@ def api_answer(
         body = {**body, "model": answer_model}
     if api == "anthropic":
         return _anthropic_answer(body, reply, tools, cache)
-    return _openai_answer(request.path, body, reply, tools, cache)
+    return _openai_answer(request.path, body, reply, tools, cache, refusal)
 
 
 @dataclass(frozen=True)
@@ -290,7 +294,12 @@ def _tool_answer(api: Api, body: Json, script: ToolScript, prompt: object) -> An
 
 
 def _openai_answer(
-    path: str, body: Json, reply_text: str, tools: ToolScript, cache: PromptCache
+    path: str,
+    body: Json,
+    reply_text: str,
+    tools: ToolScript,
+    cache: PromptCache,
+    refusal: str | None = None,
 ) -> Answer:
     """`chat.completion` / `text_completion` objects, or their SSE streams ending in [DONE]."""
     chat = path == "/v1/chat/completions"
@@ -305,7 +314,9 @@ def _openai_answer(
         return called
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     prompt = body["messages"] if chat else body["prompt"]
-    reply = _Reply.compose(reply_text, prompt, body.get("stop"), limit)
+    refuses = chat and refusal is not None
+    reply = _Reply.compose(refusal if refuses else reply_text, prompt, body.get("stop"), limit)
+    said = "refusal" if refuses else "content"  # the message's field that carries the words
     finish = "length" if reply.hit_limit else "stop"
     head: Json = {
         "id": f"{'chatcmpl' if chat else 'cmpl'}-{secrets.token_hex(12)}",
@@ -315,7 +326,7 @@ def _openai_answer(
     }
     if not body.get("stream"):
         if chat:
-            message = {"role": "assistant", "content": reply.text, "refusal": None}
+            message = {"role": "assistant", "content": None, "refusal": None, said: reply.text}
             choice: Json = {"index": 0, "message": {**message, "annotations": []}}
         else:
             choice = {"text": reply.text, "index": 0}
@@ -348,8 +359,10 @@ def _openai_answer(
         choice["finish_reason"] = finish_reason
         return None, compact({**head, "choices": [choice]})
 
-    events = [sse({"role": "assistant", "content": "", "refusal": None})] if chat else []
-    events += [sse({"content": piece}) for piece in reply.chunks]
+    opening = {"role": "assistant", "content": None, "refusal": ""} if refuses else None
+    opening = opening or {"role": "assistant", "content": "", "refusal": None}
+    events = [sse(opening)] if chat else []
+    events += [sse({said: piece}) for piece in reply.chunks]
     events.append(sse({}, finish))
     if with_usage:
         usage = _openai_usage(reply, cache)
@@ -363,6 +376,8 @@ def _anthropic_answer(body: Json, reply_text: str, tools: ToolScript, cache: Pro
     missing = [name for name in ("model", "messages", "max_tokens") if name not in body]
     if missing:
         return anthropic_error(400, "invalid_request_error", f"{missing[0]}: Field required")
+    if (problem := _anthropic_turns_problem(body)) is not None:
+        return anthropic_error(400, "invalid_request_error", problem)
     prompt = [body.get("system"), body["messages"]]
     if (called := _tool_answer("anthropic", body, tools, prompt)) is not None:
         return called
@@ -419,6 +434,39 @@ def _anthropic_answer(body: Json, reply_text: str, tools: ToolScript, cache: Pro
         event("message_stop"),
     ]
     return sse_answer("anthropic", events)
+
+
+def _anthropic_turns_problem(body: Json) -> str | None:
+    """What Anthropic answers 400 about in a request's turns and cache markers, or None: no
+    message at all, an empty message other than a final assistant one, an empty text block,
+    more than four ``cache_control`` breakpoints."""
+    messages = body["messages"]
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    for index, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        final_assistant = index == len(messages) - 1 and message.get("role") == "assistant"
+        if not content and not final_assistant:
+            return (
+                f"messages.{index}: all messages must have non-empty content except for the "
+                f"optional final assistant message"
+            )
+        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        if any(b.get("type") == "text" and not b.get("text") for b in blocks):
+            return "messages: text content blocks must be non-empty"
+    marked = _count_key(body, "cache_control") - ("cache_control" in body)
+    if marked > 4:
+        return f"A maximum of 4 blocks with cache_control may be provided. Found {marked}."
+    return None
+
+
+def _count_key(value: object, key: str) -> int:
+    """How many objects in `value`, at any depth, have `key`."""
+    if isinstance(value, dict):
+        return (key in value) + sum(_count_key(item, key) for item in value.values())
+    if isinstance(value, list):
+        return sum(_count_key(item, key) for item in value)
+    return 0
 
 
 def encode_event(event: Event) -> bytes:

@@ -17,8 +17,12 @@ from fake_cloud_faults import Fault
 TERMINATOR = b"0\r\n\r\n"  # the end of a chunked body
 
 
-async def read_request(reader: asyncio.StreamReader) -> Request | None:
+async def read_request(reader: asyncio.StreamReader, *, body: bool = True) -> Request | None:
     """The next request on the connection, or None when the client closed it.
+
+    Args:
+        body: Read the body too; False reads the request line and headers only, leaves the
+            body unread on the socket and gives the request an empty one.
 
     Raises:
         ValueError: a chunked request body, which the fake does not read.
@@ -39,7 +43,7 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     if "chunked" in headers.get("transfer-encoding", "").lower():
         raise ValueError("the fake cloud reads Content-Length request bodies only")
-    length = int(headers.get("content-length", "0"))
+    length = int(headers.get("content-length", "0")) if body else 0
     raw_body = await reader.readexactly(length) if length else b""
     keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
     return Request(method, target.split("?", 1)[0], headers, raw_body, keep_alive)

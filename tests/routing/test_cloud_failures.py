@@ -38,3 +38,49 @@ def test_a_budget_that_stopped_only_some_targets_is_not_a_cap() -> None:
 
     assert isinstance(error, NoRouteError)
     assert failures.fallback_reason == "cloud_unavailable:openai:budget:daily_cap"
+
+
+def _rate_limited(where: str, retry_after: float | None) -> Failure:
+    return Failure(
+        where, "rate_limited", f"{where}: 429", True, retry_after=retry_after, rate_limited=True
+    )
+
+
+def test_every_target_rate_limited_is_a_rate_limit_with_the_shortest_wait() -> None:
+    failures = CloudFailures((_rate_limited("openai", 60.0), _rate_limited("anthropic", 19.2)))
+
+    error = failures.error("local: the local model cannot call tools")
+
+    assert isinstance(error, NoRouteError)
+    assert error.rate_limited and error.should_retry
+    assert error.retry_after == 19.2
+    assert str(error).startswith(
+        "every cloud provider tried rate-limited the request (retry in 20 s)"
+    )
+    assert "local: the local model cannot call tools" in str(error)
+
+
+def test_a_wait_is_kept_when_other_targets_failed_otherwise() -> None:
+    failures = CloudFailures(
+        (
+            _rate_limited("openai", 60.0),
+            Failure("anthropic", "timeout", "slow", retryable=True),
+            # A wait a retry cannot use is no wait for the client.
+            Failure("groq", "auth", "bad key", retryable=False, retry_after=5.0),
+        )
+    )
+
+    error = failures.error("local fallback is off (cloud.local_fallback)")
+
+    assert isinstance(error, NoRouteError)
+    assert not error.rate_limited
+    assert error.retry_after == 60.0
+    assert str(error).startswith("no backend could answer: ")
+
+
+def test_a_rate_limit_without_a_wait_leaves_the_wait_unsaid() -> None:
+    error = CloudFailures((_rate_limited("openai", None),)).error("local: busy")
+
+    assert isinstance(error, NoRouteError)
+    assert error.rate_limited and error.retry_after is None
+    assert "retry in" not in str(error)

@@ -103,6 +103,9 @@ async def _stream(
             for index in sorted(without_arguments):
                 empty = tool_call_deltas(ToolCallDelta(index, arguments="{}"))
                 yield sse_event(chat_chunk(meta, empty[0], include_usage=include_usage))
+            if event.refusal is not None:
+                refusal = {"refusal": event.refusal}
+                yield sse_event(chat_chunk(meta, refusal, include_usage=include_usage))
             yield sse_event(
                 chat_chunk(meta, {}, finish_reason=event.finish_reason, include_usage=include_usage)
             )

@@ -16,9 +16,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from hybrid.api.answering import respond
 from hybrid.api.bodies import JsonBody
 from hybrid.api.middleware import request_id_of
-from hybrid.backend import Completion, Generation
+from hybrid.backend import (
+    Completion,
+    Generation,
+    ResumedGeneration,
+    close_events,
+    prompt_tokens_of,
+)
 from hybrid.errors import GenerationError, HybridError
-from hybrid.generation import GenerationDone
+from hybrid.generation import GenerationDone, TextDelta, Usage
 from hybrid.routing.dispatcher import Answer
 from hybrid.wire.anthropic.decode import messages_request
 from hybrid.wire.anthropic.respond import (
@@ -70,7 +76,8 @@ async def _stream(
     generation: Generation, meta: MessageMeta, request_id: str
 ) -> AsyncGenerator[bytes, None]:
     try:
-        yield frame(message_start_event(meta))
+        generation, prompt = await _prompt_counts(generation)
+        yield frame(message_start_event(meta, prompt))
         yield frame(ping_event())
         blocks = ContentBlocks()
         done: GenerationDone | None = None
@@ -82,6 +89,9 @@ async def _stream(
                 yield frame(payload)
         if done is None:
             raise GenerationError("the answer ended without its closing event; retry the request")
+        if done.refusal:
+            for payload in blocks.text_block(done.refusal):
+                yield frame(payload)
         for payload in blocks.close():
             yield frame(payload)
         yield frame(message_delta_event(done))
@@ -93,6 +103,30 @@ async def _stream(
         yield _error_event(exc)
     finally:
         await generation.aclose()
+
+
+async def _prompt_counts(generation: Generation) -> tuple[Generation, Usage]:
+    """The prompt's token counts for ``message_start``, and the generation to read on.
+
+    The local model counts its prompt before it starts (the split into cached and new tokens
+    comes with ``message_delta``).  A provider that reports the counts early (Anthropic, in its
+    own ``message_start``) has them on the answer's first event, which has arrived by the time
+    a cloud answer starts (:mod:`hybrid.cloud.stream`), as every event of a whole answer has:
+    reading it ahead waits for nothing.  Otherwise the counts are zeros until
+    ``message_delta`` (OpenAI-compatible streams report usage only at their end).
+    """
+    prompt = prompt_tokens_of(generation)
+    if prompt is not None:
+        return generation, Usage(prompt, 0)
+    events = aiter(generation)
+    try:
+        first = await anext(events, None)
+    except BaseException:
+        await close_events(events)
+        raise
+    counted = first.prompt_usage if isinstance(first, TextDelta) else None
+    read = [] if first is None else [first]
+    return ResumedGeneration(generation, events, read), counted or Usage(0, 0)
 
 
 def _error_event(exc: HybridError) -> bytes:

@@ -4,6 +4,10 @@ Requests come in as :mod:`hybrid.wire.anthropic.schema` models and become a
 :class:`~hybrid.generation.GenerationRequest`: ``system`` as a leading system message, each
 turn's text blocks joined into one message, its ``tool_use`` blocks as the message's tool calls,
 and each ``tool_result`` block as a ``tool`` message (:mod:`hybrid.wire.anthropic.tools`).
+
+Prompt-cache markers (``cache_control``) are kept where they were, for a request that goes on to
+Anthropic: a system prompt or turn whose blocks carry one keeps its blocks as parts (the joined
+text is still what the local model reads).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ def messages_request(body: MessagesRequest, request_id: str) -> GenerationReques
     if body.system is not None:
         system = _text(body.system, "system")
         if system:
-            messages.append(Message(role="system", content=system))
+            parts = () if isinstance(body.system, str) else _marked_parts(body.system, "system")
+            messages.append(Message(role="system", content=system, parts=parts))
     needs: set[str] = set()
     names: dict[str, str] = {}  # tool names by call id, for the tool messages
     for index, message in enumerate(body.messages):
@@ -71,10 +76,11 @@ def messages_request(body: MessagesRequest, request_id: str) -> GenerationReques
         if results and not blocks:
             continue  # a turn of tool results only: the tool messages are the turn
         if any(b.type == "image" for b in blocks):
-            turn = _with_images(message.role, blocks, where)
+            turn = _with_parts(message.role, blocks, where)
             needs.add("images")
         else:
-            turn = Message(role=message.role, content=_text(blocks, where))
+            text = _text(blocks, where)
+            turn = Message(message.role, text, parts=_marked_parts(blocks, where))
         messages.append(dataclasses.replace(turn, tool_calls=tuple(calls)))
     return GenerationRequest(
         request_id=request_id,
@@ -90,6 +96,7 @@ def messages_request(body: MessagesRequest, request_id: str) -> GenerationReques
         tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel_tool_calls,
+        cache_control=body.cache_control,
     )
 
 
@@ -103,17 +110,35 @@ def _block_refusal(kind: str, role: str, where: str) -> str:
     )
 
 
-def _with_images(role: str, blocks: list[ContentBlockIn], param: str) -> Message:
-    """A turn with images: its text for the local model, OpenAI-style parts for the cloud."""
+def _with_parts(role: str, blocks: list[ContentBlockIn], param: str) -> Message:
+    """A turn with images: its text for the local model, its parts for the cloud."""
+    parts = _parts(blocks, param)
+    text = _BLOCK_SEPARATOR.join(str(p["text"]) for p in parts if p["type"] == "text")
+    return Message(role=role, content=text, parts=parts)
+
+
+def _marked_parts(blocks: list[ContentBlockIn], param: str) -> tuple[dict[str, object], ...]:
+    """Text blocks as parts when one carries a prompt-cache marker, so that the marker stays
+    on its block; none otherwise (the joined text says it all)."""
+    if all(block.cache_control is None for block in blocks):
+        return ()
+    return _parts(blocks, param)
+
+
+def _parts(blocks: list[ContentBlockIn], param: str) -> tuple[dict[str, object], ...]:
+    """Text and image blocks as OpenAI-style parts, each with its block's ``cache_control``."""
     parts: list[dict[str, object]] = []
     for index, block in enumerate(blocks):
         where = f"{param}[{index}]"
+        part: dict[str, object]
         if block.type == "image":
-            parts.append({"type": "image_url", "image_url": {"url": _image_url(block, where)}})
+            part = {"type": "image_url", "image_url": {"url": _image_url(block, where)}}
         else:
-            parts.append({"type": "text", "text": _text([block], where)})
-    text = _BLOCK_SEPARATOR.join(str(p["text"]) for p in parts if p["type"] == "text")
-    return Message(role=role, content=text, parts=tuple(parts))
+            part = {"type": "text", "text": _text([block], where)}
+        if block.cache_control is not None:
+            part["cache_control"] = block.cache_control
+        parts.append(part)
+    return tuple(parts)
 
 
 def _image_url(block: ContentBlockIn, where: str) -> str:

@@ -2,7 +2,12 @@
 
 The differences bridged here:
 
-- System prompts are a top-level ``system`` string, not messages.
+- System prompts are a top-level ``system`` string (text blocks when the client marked some for
+  prompt caching), not messages.
+- There must be at least one message: a conversation of system messages only, which OpenAI's
+  API and the local model answer, sends its system prompt as the user's turn.
+- Every message but a final assistant one needs content: an assistant turn with no text and no
+  tool calls (hybrid's own answer when the model wrote nothing, sent back) is left out.
 - Messages must alternate user/assistant, so consecutive same-role messages are merged.
 - ``max_tokens`` is required; ``stop`` is ``stop_sequences``; ``temperature`` stops at 1.
 - There is no JSON mode: a JSON ``response_format`` becomes a system instruction, which the
@@ -10,11 +15,14 @@ The differences bridged here:
 - There are no log-probabilities.
 - Tool calls are content blocks (``tool_use``) and their results blocks of a user turn
   (``tool_result``), not messages of their own (:mod:`hybrid.wire.anthropic.tools`).
+- Prompt-cache markers (``cache_control``) an Anthropic client sent go back where they were:
+  on the request, system and content blocks, tools, ``tool_use`` and ``tool_result`` blocks.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from hybrid.errors import InvalidRequestError
@@ -50,19 +58,21 @@ def messages_body(
             param="logprobs",
         )
     if request.prompt is not None:
-        system: list[str] = []
-        turns = [{"role": "user", "content": request.prompt}]
+        system: list[dict[str, Any]] = []
+        turns: list[dict[str, Any]] = [{"role": "user", "content": request.prompt}]
     else:
         system, turns = split_system(request.messages)
     if params.response_format is not None:
-        system.append(json_instruction(params.response_format))
+        system.append(_text_block(json_instruction(params.response_format)))
     body: dict[str, Any] = {
         "model": model,
         "max_tokens": params.max_tokens if params.max_tokens is not None else default_max_tokens,
         "messages": turns,
     }
     if system:
-        body["system"] = "\n\n".join(system)
+        body["system"] = _text_content(system)
+    if request.cache_control is not None:
+        body["cache_control"] = dict(request.cache_control)
     body.update(tool_fields(request))
     if params.stop:
         body["stop_sequences"] = list(params.stop)
@@ -76,28 +86,35 @@ def messages_body(
     return body
 
 
-def split_system(messages: tuple[Message, ...]) -> tuple[list[str], list[dict[str, Any]]]:
+def split_system(
+    messages: tuple[Message, ...],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Separate the system prompt from the conversation, merging same-role neighbours.
 
-    ``system`` and ``developer`` messages (wherever they appear) become the system prompt, in
-    order.  Every other role but ``assistant`` (``user``, ``tool``, ...) speaks as the user; a
-    ``tool`` message naming its call as a ``tool_result`` block, and an assistant's tool calls
-    as ``tool_use`` blocks after its text.  Consecutive messages of one role are joined (text
-    with a blank line), since the API requires turns to alternate.
+    ``system`` and ``developer`` messages (wherever they appear) become the system prompt's
+    text blocks, in order.  Every other role but ``assistant`` (``user``, ``tool``, ...) speaks
+    as the user; a ``tool`` message naming its call as a ``tool_result`` block, and an
+    assistant's tool calls as ``tool_use`` blocks after its text.  An assistant message with
+    neither text nor tool calls is left out: Anthropic refuses an empty turn, and an empty one
+    says nothing.  Consecutive messages of one role are then joined (text with a blank line),
+    since the API requires turns to alternate.  A conversation left with no turn at all (system
+    messages only) has its system prompt as the user's turn, since the API needs one.
 
     Raises:
         InvalidRequestError: A part or a tool call Anthropic cannot take.
 
     Returns:
-        The system prompt's parts and the alternating turns.
+        The system prompt's text blocks and the alternating turns.
     """
-    system: list[str] = []
+    system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for message in messages:
         if message.role in ("system", "developer"):
-            system.append(message.content)
+            system.extend(_system_blocks(message))
             continue
         role = "assistant" if message.role == "assistant" else "user"
+        if role == "assistant" and not message.tool_calls and not _has_content(message):
+            continue
         content: str | list[dict[str, Any]] = (
             content_blocks(message.parts) if message.parts else message.content
         )
@@ -109,11 +126,43 @@ def split_system(messages: tuple[Message, ...]) -> tuple[list[str], list[dict[st
             turns[-1]["content"] = _joined(turns[-1]["content"], content)
         else:
             turns.append({"role": role, "content": content})
+    if not turns and system:
+        return [], [{"role": "user", "content": _text_content(system)}]
     return system, turns
 
 
+def _has_content(message: Message) -> bool:
+    """Whether a message says anything (text beyond white space, or a part that is not text)."""
+    if message.content.strip():
+        return True
+    return any(part.get("type") != "text" for part in message.parts)
+
+
+def _system_blocks(message: Message) -> list[dict[str, Any]]:
+    """A system message as text blocks: its marked parts, or its text; none when it is empty
+    (Anthropic refuses empty text blocks)."""
+    if message.parts:
+        blocks = content_blocks(tuple(p for p in message.parts if p.get("type") == "text"))
+    else:
+        blocks = [_text_block(message.content)]
+    return [block for block in blocks if block["text"]]
+
+
+def _text_block(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _text_content(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Text blocks as the API takes them: one string, or the blocks themselves when one
+    carries a prompt-cache marker, which only a block can."""
+    if any("cache_control" in block for block in blocks):
+        return blocks
+    return "\n\n".join(block["text"] for block in blocks)
+
+
 def content_blocks(parts: tuple[Any, ...]) -> list[dict[str, Any]]:
-    """OpenAI content parts as Anthropic content blocks: text, and images by URL or base64.
+    """OpenAI content parts as Anthropic content blocks: text, and images by URL or base64,
+    each with the ``cache_control`` marker its part carries.
 
     Raises:
         InvalidRequestError: A part Anthropic cannot take (audio) or an image URL it cannot
@@ -123,14 +172,17 @@ def content_blocks(parts: tuple[Any, ...]) -> list[dict[str, Any]]:
     for part in parts:
         kind = part.get("type")
         if kind == "text":
-            blocks.append({"type": "text", "text": part.get("text", "")})
+            block = _text_block(part.get("text", ""))
         elif kind == "image_url":
-            blocks.append(_image_block(part.get("image_url")))
+            block = _image_block(part.get("image_url"))
         else:
             raise InvalidRequestError(
                 f"Anthropic's API does not take {kind!r} content; send it to an OpenAI model",
                 param="messages",
             )
+        if isinstance(part.get("cache_control"), Mapping):
+            block["cache_control"] = dict(part["cache_control"])
+        blocks.append(block)
     return blocks
 
 

@@ -140,6 +140,11 @@ class AnthropicStreamDecoder(StreamDecoder):
     answer; a stream that closes before ``message_stop`` was cut short, whatever it said before.
     A ``tool_use`` block's start, input pieces and stop become tool call deltas.
 
+    The prompt's counts from ``message_start`` come out on an empty text delta
+    (:attr:`~hybrid.generation.TextDelta.prompt_usage`) just ahead of the first output event,
+    not at once: until output arrives the answer has not begun, and a failure before it (an
+    ``overloaded_error`` event right after ``message_start``) can still be retried.
+
     Args:
         provider: The provider's name, for errors.
     """
@@ -151,12 +156,20 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._stop_sequence: str | None = None
         self._finished = False
         self._tools = ToolUseReader(provider)
+        self._prompt: Usage | None = None  # message_start's counts, until output comes
 
     @property
     def finished(self) -> bool:
         return self._finished
 
     def feed(self, event: SseEvent) -> list[GenerationEvent]:
+        events = self._read(event)
+        if events and self._prompt is not None:
+            events = [TextDelta("", prompt_usage=self._prompt), *events]
+            self._prompt = None
+        return events
+
+    def _read(self, event: SseEvent) -> list[GenerationEvent]:
         try:
             data = orjson.loads(event.data)
         except ValueError as exc:
@@ -175,6 +188,8 @@ class AnthropicStreamDecoder(StreamDecoder):
             message = data.get("message")
             usage = message.get("usage") if isinstance(message, dict) else None
             self._usage(usage)
+            if isinstance(usage, dict):
+                self._prompt = usage_of({**self._counts, "output_tokens": 0})
         elif kind == "content_block_start":
             return list(self._tools.start(data))
         elif kind == "content_block_stop":

@@ -52,7 +52,7 @@ def stop_reason(done: GenerationDone) -> str:
         return "tool_use"
     if done.finish_reason == "length":
         return "max_tokens"
-    if done.finish_reason == "content_filter":
+    if done.finish_reason == "content_filter" or done.refusal is not None:
         return "refusal"
     return "stop_sequence" if done.stop_sequence is not None else "end_turn"
 
@@ -86,13 +86,15 @@ def message_json(
 
     Returns:
         The message; its content is a text block, none when no text was generated (Anthropic
-        refuses empty text blocks when a client sends the turn back), then a tool_use block
+        refuses empty text blocks when a client sends the turn back), then a refusal's words
+        as a text block of their own (with ``stop_reason: refusal``), then a tool_use block
         per call.
 
     Raises:
         GenerationError: A call's arguments are not a JSON object.
     """
-    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    texts = (text, done.refusal or "")
+    content: list[dict[str, Any]] = [{"type": "text", "text": t} for t in texts if t]
     content.extend(tool_use_block(call) for call in tool_calls)
     return {
         **_message_head(meta),
@@ -108,8 +110,10 @@ def frame(payload: dict[str, Any]) -> bytes:
     return sse_event(payload, payload["type"])
 
 
-def message_start_event(meta: MessageMeta) -> dict[str, Any]:
-    """The first event: the message without content; token counts come with message_delta."""
+def message_start_event(meta: MessageMeta, prompt: Usage) -> dict[str, Any]:
+    """The first event: the message without content, and the prompt's token counts as far as
+    they are known when it starts (zeros when they are not); message_delta has the final
+    counts, input ones included."""
     return {
         "type": "message_start",
         "message": {
@@ -117,7 +121,7 @@ def message_start_event(meta: MessageMeta) -> dict[str, Any]:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": usage_json(Usage(prompt_tokens=0, completion_tokens=0)),
+            "usage": usage_json(prompt),
         },
     }
 
@@ -203,6 +207,13 @@ class ContentBlocks:
         if block is not None and event.arguments:
             events.append(input_json_delta_event(block, event.arguments))
         return events
+
+    def text_block(self, text: str) -> list[dict[str, object]]:
+        """A whole text block of its own after the blocks before it (a refusal's words)."""
+        events = self._start(content_block_start_event)
+        self._text_open = True
+        assert self._open is not None
+        return [*events, text_delta_event(text, self._open)]
 
     def close(self) -> list[dict[str, object]]:
         """Closes the block still open, if any."""

@@ -30,6 +30,7 @@ class ContentBlockIn(_Open):
         tool_use_id: A tool_result block's call id.
         content: A tool_result block's result: a string or text blocks.
         is_error: A tool_result block reports a failure.
+        cache_control: A prompt-cache breakpoint after this block (Anthropic's caching).
     """
 
     type: str
@@ -40,6 +41,7 @@ class ContentBlockIn(_Open):
     tool_use_id: str | None = None
     content: str | list[JsonObject] | None = None
     is_error: bool | None = None
+    cache_control: JsonObject | None = None
 
 
 class MessageIn(_Open):
@@ -68,13 +70,14 @@ class ToolIn(_Open):
     description: str | None = None
     input_schema: Annotated[dict[str, Any], AfterValidator(check_tool_schema)] | None = None
     type: str | None = None
+    cache_control: JsonObject | None = None
 
 
 class MessagesRequest(_Open):
     """``POST /v1/messages``.
 
     ``top_k`` and ``metadata`` are accepted and ignored: neither changes what a correct answer
-    looks like.
+    looks like.  ``cache_control`` (automatic prompt caching) goes to Anthropic only.
     """
 
     model: str
@@ -89,3 +92,4 @@ class MessagesRequest(_Open):
     metadata: dict[str, Any] | None = None
     tools: list[ToolIn] | None = None
     tool_choice: ToolChoiceIn | None = None
+    cache_control: JsonObject | None = None

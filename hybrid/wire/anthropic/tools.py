@@ -12,7 +12,8 @@ the input.
 To providers: each :class:`~hybrid.generation.ToolSpec` becomes a tool with an
 ``input_schema``, the tool choice becomes Anthropic's (``required`` is ``any``; no parallel calls
 is ``disable_parallel_tool_use``), an assistant message's calls become ``tool_use`` blocks after
-its text, and a ``tool`` message becomes a ``tool_result`` block in a user turn.  From
+its text, and a ``tool`` message becomes a ``tool_result`` block in a user turn; tools, calls and
+results keep the ``cache_control`` marker an Anthropic client put on them.  From
 providers: each ``tool_use`` block becomes a :class:`~hybrid.generation.ToolCallDelta`; in a
 stream its ``input_json_delta`` pieces follow as argument fragments.
 """
@@ -20,6 +21,7 @@ stream its ``input_json_delta`` pieces follow as argument fragments.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic_core import from_json
@@ -62,7 +64,11 @@ def request_tools(body: MessagesRequest) -> tuple[tuple[ToolSpec, ...], ToolChoi
                 f"input_schema). Drop it, or run that tool in the client.",
                 param=f"tools[{index}]",
             )
-        tools.append(ToolSpec(tool.name, tool.description, tool.input_schema))
+        tools.append(
+            ToolSpec(
+                tool.name, tool.description, tool.input_schema, cache_control=tool.cache_control
+            )
+        )
     names = [tool.name for tool in tools]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -108,7 +114,7 @@ def tool_call(block: ContentBlockIn, where: str) -> ToolCall:
     if not block.id or not block.name:
         raise InvalidRequestError(f"{where} is a tool_use block without id or name", param=where)
     arguments = json.dumps(block.input or {}, ensure_ascii=False, separators=(",", ":"))
-    return ToolCall(block.id, block.name, arguments)
+    return ToolCall(block.id, block.name, arguments, cache_control=block.cache_control)
 
 
 def tool_result_message(block: ContentBlockIn, where: str, names: dict[str, str]) -> Message:
@@ -148,6 +154,7 @@ def tool_result_message(block: ContentBlockIn, where: str, names: dict[str, str]
         tool_call_id=block.tool_use_id,
         name=names.get(block.tool_use_id),
         is_error=bool(block.is_error),
+        cache_control=block.cache_control,
     )
 
 
@@ -217,6 +224,7 @@ def tool_fields(request: GenerationRequest) -> dict[str, Any]:
         if tool.description is not None:
             entry["description"] = tool.description
         entry["input_schema"] = dict(tool.parameters or _NO_PARAMETERS)
+        _mark(entry, tool.cache_control)
         tools.append(entry)
     fields: dict[str, Any] = {"tools": tools}
     choice = request.tool_choice
@@ -260,7 +268,8 @@ def assistant_blocks(message: Message, text: str | list[dict[str, Any]]) -> list
                 f"conversation's arguments or send it to an OpenAI model.",
                 param="messages",
             )
-        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments})
+        block = {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments}
+        blocks.append(_mark(block, call.cache_control))
     return blocks
 
 
@@ -271,6 +280,13 @@ def tool_result_block(message: Message) -> dict[str, Any]:
         block["content"] = message.content
     if message.is_error:
         block["is_error"] = True
+    return _mark(block, message.cache_control)
+
+
+def _mark(block: dict[str, Any], cache_control: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``block`` with the prompt-cache marker the client put on it, if any."""
+    if cache_control is not None:
+        block["cache_control"] = dict(cache_control)
     return block
 
 

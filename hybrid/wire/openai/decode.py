@@ -38,18 +38,6 @@ def chat_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequ
         top_logprobs = body.top_logprobs or 0
     elif body.top_logprobs is not None:
         raise InvalidRequestError("top_logprobs requires logprobs to be true", param="top_logprobs")
-    response_format = None
-    if body.response_format is not None and body.response_format.type != "text":
-        schema = None
-        if body.response_format.type == "json_schema":
-            spec = body.response_format.json_schema
-            if spec is None or spec.schema_ is None:
-                raise InvalidRequestError(
-                    "response_format of type json_schema needs json_schema.schema",
-                    param="response_format",
-                )
-            schema = spec.schema_
-        response_format = ResponseFormat(kind=body.response_format.type, schema=schema)
     translated = [_message(m, i) for i, m in enumerate(body.messages)]
     needs = frozenset(need for _, needs in translated for need in needs)
     return GenerationRequest(
@@ -67,8 +55,35 @@ def chat_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequ
             stop=_stops(body.stop),
             seed=body.seed,
             top_logprobs=top_logprobs,
-            response_format=response_format,
+            response_format=_response_format(body),
         ),
+    )
+
+
+def _response_format(body: ChatCompletionRequest) -> ResponseFormat | None:
+    """The request's JSON constraint; a schema keeps its name, description and ``strict``, so
+    that an OpenAI-compatible provider gets the Structured Outputs the client asked for.
+
+    Raises:
+        InvalidRequestError: A ``json_schema`` format without its schema.
+    """
+    asked = body.response_format
+    if asked is None or asked.type == "text":
+        return None
+    if asked.type == "json_object":
+        return ResponseFormat(kind="json_object")
+    spec = asked.json_schema
+    if spec is None or spec.schema_ is None:
+        raise InvalidRequestError(
+            "response_format of type json_schema needs json_schema.schema",
+            param="response_format",
+        )
+    return ResponseFormat(
+        kind="json_schema",
+        schema=spec.schema_,
+        name=spec.name,
+        description=spec.description,
+        strict=spec.strict,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hybrid.generation import GenerationRequest, Message, SamplingParams
+from hybrid.generation import GenerationRequest, Message, ResponseFormat, SamplingParams
 from hybrid.wire.openai.tools import tool_fields
 
 # The provider name for which the current OpenAI dialect is spoken.
@@ -42,17 +42,25 @@ def chat_body(request: GenerationRequest, model: str, *, dialect: str) -> dict[s
         body["logprobs"] = True
         if params.top_logprobs > 0:
             body["top_logprobs"] = params.top_logprobs
-    response_format = params.response_format
-    if response_format is not None:
-        if response_format.kind == "json_schema" and response_format.schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "response", "schema": dict(response_format.schema)},
-            }
-        else:
-            body["response_format"] = {"type": "json_object"}
+    if params.response_format is not None:
+        body["response_format"] = response_format_json(params.response_format)
     _streaming(request, body)
     return body
+
+
+def response_format_json(response_format: ResponseFormat) -> dict[str, Any]:
+    """OpenAI's ``response_format``: a schema keeps the client's name, description and
+    ``strict`` (without ``strict: true`` OpenAI takes the schema as a hint, not a guarantee);
+    a schema without a name is called ``response``, since the API requires one."""
+    if response_format.kind != "json_schema" or response_format.schema is None:
+        return {"type": "json_object"}
+    spec: dict[str, Any] = {"name": response_format.name or "response"}
+    if response_format.description is not None:
+        spec["description"] = response_format.description
+    spec["schema"] = dict(response_format.schema)
+    if response_format.strict is not None:
+        spec["strict"] = response_format.strict
+    return {"type": "json_schema", "json_schema": spec}
 
 
 def completion_body(request: GenerationRequest, model: str) -> dict[str, Any]:
@@ -77,12 +85,19 @@ def message_json(message: Message, *, modern: bool) -> dict[str, Any]:
             servers get ``system`` instead.
 
     Returns:
-        The message; an assistant message with tool calls has ``content: null`` when it has
-        no text, and a ``tool`` message names the call it answers.  A failed tool's result
+        The message; its content is its text unless some of its parts are not text (then
+        the parts, less Anthropic's ``cache_control`` markers: OpenAI caches prompts without
+        them), an assistant message with tool calls has ``content: null`` when it has no
+        text, and a ``tool`` message names the call it answers.  A failed tool's result
         (Anthropic's ``is_error``, which OpenAI has no field for) says so in its text.
     """
     role = "system" if message.role == "developer" and not modern else message.role
-    content: Any = [dict(part) for part in message.parts] if message.parts else message.content
+    content: Any = message.content
+    if any(part.get("type") != "text" for part in message.parts):
+        content = [
+            {key: value for key, value in part.items() if key != "cache_control"}
+            for part in message.parts
+        ]
     body: dict[str, Any] = {"role": role, "content": content}
     if message.role == "assistant" and message.tool_calls:
         body["content"] = content or None

@@ -36,9 +36,9 @@ from hybrid.wire.sse import SseEvent, StreamDecoder
 def answer_events(provider: str, data: Any, *, legacy: bool) -> list[GenerationEvent]:
     """The events of a whole (non-streamed) completion object.
 
-    A refusal (structured outputs) is reported as the answer's text with the
-    ``content_filter`` finish reason, so that the client sees why there is no JSON.  Tool calls
-    follow the text, one whole delta each.
+    A refusal (``message.refusal``, which Structured Outputs answer instead of JSON) travels
+    on the closing event, apart from the text, with the provider's own finish reason.  Tool
+    calls follow the text, one whole delta each.
 
     Raises:
         ProviderProtocolError: ``data`` is not a completion object.
@@ -63,14 +63,12 @@ def answer_events(provider: str, data: Any, *, legacy: bool) -> list[GenerationE
         ) from exc
     if not isinstance(text, str | None) or not isinstance(refusal, str | None):
         raise ProviderProtocolError(provider, "the completion's content is not text")
-    if refusal:
-        text, finish = refusal, "content_filter"
     events: list[GenerationEvent] = []
     if text or logprobs:
         events.append(TextDelta(text or "", logprobs))
     events.extend(calls)
     reason = _finish_reason(finish, tool_calls=bool(calls))
-    events.append(GenerationDone(finish_reason=reason, usage=_usage(data)))
+    events.append(GenerationDone(finish_reason=reason, usage=_usage(data), refusal=refusal or None))
     return events
 
 
@@ -79,7 +77,9 @@ class OpenAIStreamDecoder(StreamDecoder):
 
     The stream is complete at ``data: [DONE]``; a server that omits ``[DONE]`` but sent a
     ``finish_reason`` before closing the stream is complete too.  Usage comes from whichever
-    chunk carries it (the last one, with ``stream_options.include_usage``).
+    chunk carries it (the last one, with ``stream_options.include_usage``).  A refusal's
+    pieces (``delta.refusal``) are gathered and reported whole on the closing event, as
+    :func:`answer_events` reports a whole answer's.
 
     Args:
         provider: The provider's name, for errors.
@@ -93,6 +93,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._usage = Usage(0, 0)
         self._finished = False
         self._tool_calls = ToolCallReader(provider)
+        self._refusal: list[str] = []
 
     @property
     def finished(self) -> bool:
@@ -151,10 +152,9 @@ class OpenAIStreamDecoder(StreamDecoder):
             logprobs = _chat_logprobs(choice.get("logprobs"))
             calls = self._tool_calls.feed(delta.get("tool_calls"))
         if isinstance(refusal, str) and refusal:
-            text = refusal if not isinstance(text, str) else text + refusal
-            self._finish = "content_filter"
+            self._refusal.append(refusal)
         finish = choice.get("finish_reason")
-        if isinstance(finish, str) and self._finish != "content_filter":
+        if isinstance(finish, str):
             self._finish = finish
         if not isinstance(text, str):
             text = ""
@@ -165,7 +165,8 @@ class OpenAIStreamDecoder(StreamDecoder):
     def _done(self) -> GenerationDone:
         self._finished = True
         reason = _finish_reason(self._finish, tool_calls=self._tool_calls.count > 0)
-        return GenerationDone(finish_reason=reason, usage=self._usage)
+        refusal = "".join(self._refusal) or None
+        return GenerationDone(finish_reason=reason, usage=self._usage, refusal=refusal)
 
 
 def stream_error(provider: str, error: Any) -> ProviderError:

@@ -76,12 +76,13 @@ def chat_completion_json(
 ) -> dict[str, Any]:
     """A whole ``chat.completion`` object.
 
-    An answer made only of tool calls has ``content: null``, as OpenAI's do.
+    An answer made only of tool calls, or only of a refusal (``message.refusal``), has
+    ``content: null``, as OpenAI's do.
     """
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": None if tool_calls and not text else text,
-        "refusal": None,
+        "content": None if (tool_calls or done.refusal is not None) and not text else text,
+        "refusal": done.refusal,
     }
     if tool_calls:
         message["tool_calls"] = tool_calls_json(tool_calls)

@@ -99,9 +99,10 @@ class StreamOptions(_Open):
 
 
 class JsonSchemaSpec(_Open):
-    """``response_format.json_schema``."""
+    """``response_format.json_schema``: the schema, its name and description, and ``strict``."""
 
     name: str | None = None
+    description: str | None = None
     schema_: JsonObject | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
