@@ -20,8 +20,9 @@ never assembles it: it lists it only once it exists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -229,22 +230,54 @@ def resolve_name(
             be served; or the file is not a valid GGUF model (a vocabulary-only file, say).
             The message says what to do.
     """
-    as_path = Path(name).expanduser()
-    if as_path.is_file():
-        read_model_info(as_path)  # raises a ModelFileError that names the file and the fix
-        return as_path
-    if name in (DEFAULT_MODEL_ID, EMBEDDED_FILE_NAME):
+    scan = cache(lambda: _scan(settings, cwd=cwd, environ=environ))
+    named = _named(settings, name, scan)
+    if named is None:
+        raise _not_found(settings, name, scan().problems, cwd=cwd, environ=environ)
+    if named.embedded:
         return ensure_embedded_model(settings.home, progress=progress)
-    scan = _scan(settings, cwd=cwd, environ=environ)
-    hit = pick(scan.found, name, resolved=_resolved)
-    if hit is None:
-        raise _not_found(settings, name, scan.problems, cwd=cwd, environ=environ)
-    entry = read_entry(hit)
+    if named.found is None:
+        read_model_info(named.path)  # raises a ModelFileError that names the file and the fix
+        return named.path
+    entry = read_entry(named.found)
     if isinstance(entry, Skipped):
         raise ModelFileError(f"{entry.path} is {entry.reason}. Pick a model `hybrid models` lists.")
     if entry.error is not None:
         raise ModelFileError(entry.error)
-    return hit.path
+    return named.path
+
+
+@dataclass(frozen=True)
+class _Named:
+    """What a ``--model`` value names, before any header is read or anything is assembled.
+
+    Attributes:
+        path: The file: the one a path names, the embedded model's (which may not exist yet),
+            or the one a model picked by name is loaded from.
+        found: The model a name picks; None for a path or the embedded model.
+        embedded: The value is the embedded model's name.
+    """
+
+    path: Path
+    found: Found | None = None
+    embedded: bool = False
+
+
+def _named(settings: Settings, name: str, scan: Callable[[], StoreScan]) -> _Named | None:
+    """The one order :func:`resolve_name` and :func:`serve_name` read a name in: a path to a
+    file, the embedded model's name, then a name of a model ``scan`` finds (None when it picks
+    none).
+
+    Raises:
+        ModelFileError: The name picks several files, or a model that cannot be served.
+    """
+    as_path = Path(name).expanduser()
+    if as_path.is_file():
+        return _Named(as_path)
+    if name in (DEFAULT_MODEL_ID, EMBEDDED_FILE_NAME):
+        return _Named(embedded_model_path(settings.home), embedded=True)
+    hit = pick(scan().found, name, resolved=_resolved)
+    return None if hit is None else _Named(hit.path, hit)
 
 
 def serve_name(
@@ -259,7 +292,8 @@ def serve_name(
 
     The first of the file's names (:func:`~hybrid.models.names.names_of`: its name, the
     name with its store prefix, its aliases) that :func:`resolve_name` would resolve to this
-    file and no other; the path when none does.
+    file and no other (read as it reads a name, :func:`_named`, without reading headers or
+    assembling the embedded model); the path when none does.
 
     Args:
         settings: Where to look.
@@ -268,27 +302,17 @@ def serve_name(
         environ: The environment the stores' variables are read from (default: the process's).
     """
     target = _resolved(path)
-    models = _scan(settings, cwd=cwd, environ=environ).found
-    for model in models:
+    scan = _scan(settings, cwd=cwd, environ=environ)
+    for model in scan.found:
         if _resolved(model.path) == target:
             for name in names_of(model):
-                if _resolves_to(settings, models, name, target):
+                try:
+                    named = _named(settings, name, lambda: scan)
+                except ModelFileError:  # it picks several files, or a model that cannot be served
+                    continue
+                if named is not None and _resolved(named.path) == target:
                     return name
     return str(path)
-
-
-def _resolves_to(settings: Settings, models: Sequence[Found], name: str, target: Path) -> bool:
-    """Whether :func:`resolve_name` turns ``name`` into ``target`` (headers unread)."""
-    as_path = Path(name).expanduser()
-    if as_path.is_file():
-        return _resolved(as_path) == target
-    if name in (DEFAULT_MODEL_ID, EMBEDDED_FILE_NAME):
-        return _resolved(embedded_model_path(settings.home)) == target
-    try:
-        hit = pick(models, name, resolved=_resolved)
-    except ModelFileError:  # it picks several files, or a model that cannot be served
-        return False
-    return hit is not None and _resolved(hit.path) == target
 
 
 def name_for_path(

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from hybrid.errors import ConfigError, ModelDownloadError
-from hybrid.models.stores.files import is_projector, quant_tag
+from hybrid.models.stores.files import is_projector, quant_tag, split_part
 
 DEFAULT_QUANT = "Q4_K_M"
 """Picked when the user names no quantization and the repository holds several (as Ollama's
@@ -26,7 +26,6 @@ DEFAULT_QUANT = "Q4_K_M"
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HUB_PREFIXES = ("https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "hf.co/")
-_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -154,12 +153,12 @@ def gguf_choices(files: Iterable[RepoFile]) -> list[GgufChoice]:
         name = repo_file.path.rsplit("/", 1)[-1]
         if not name.lower().endswith(".gguf") or is_projector(name):
             continue
-        split = _SPLIT.search(repo_file.path)
-        if split is None:
+        part = split_part(repo_file.path)
+        if part is None:
             singles.append(GgufChoice((repo_file,), quant_tag(repo_file.path)))
             continue
-        prefix = repo_file.path[: split.start()]
-        sets.setdefault((prefix, int(split.group(2))), {})[int(split.group(1))] = repo_file
+        prefix, index, count = part
+        sets.setdefault((prefix, count), {})[index] = repo_file
     for (_, count), parts in sets.items():
         if sorted(parts) == list(range(1, count + 1)):
             ordered = tuple(parts[i] for i in range(1, count + 1))

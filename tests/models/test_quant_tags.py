@@ -1,5 +1,5 @@
-"""One reading of a file name's quantization, for discovery's names (``org/repo:Q4_K_M``) and
-``hybrid pull``'s choice of file alike."""
+"""One reading of a file name's quantization and of its split suffix (``-00001-of-00003``), for
+discovery's names (``org/repo:Q4_K_M``) and ``hybrid pull``'s choice of file alike."""
 
 from __future__ import annotations
 
@@ -64,3 +64,37 @@ def test_discovery_and_pull_read_the_same_quantization(
         assert discovered_name(file_name) == f"org/repo/{file_name}"
     else:
         assert discovered_name(file_name) == f"org/repo:{tag.upper()}"
+
+
+def parts(count: int, name: str) -> list[str]:
+    """The file names of a ``count``-part split whose first part is ``name``."""
+    return [name.replace("00001-of-", f"{n:05d}-of-").replace("00001-OF-", f"{n:05d}-OF-")
+            for n in range(1, count + 1)]  # fmt: skip
+
+
+LISTINGS = [
+    parts(2, "Big-Q8_0-00001-of-00002.gguf"),
+    parts(3, "Q8_0/Big-Q8_0-00001-of-00003.gguf"),
+    parts(2, "MODEL-Q4_K_M-00001-OF-00002.GGUF"),
+    ["model-1-of-2.gguf", "model-Q4_K_M.gguf"],
+    # Nothing before the split suffix: not llama.cpp's naming, so one model per file for both.
+    parts(2, "-00001-of-00002.gguf"),
+]
+
+
+def discovered_models(listing: list[str]) -> list[tuple[str, ...]]:
+    """The files of each model discovery finds in a snapshot holding ``listing``."""
+    snapshot = Path("/cache/snapshots/abc")
+    models, _ = group_models([snapshot / path for path in listing])
+    return sorted(tuple(p.relative_to(snapshot).as_posix() for p in m.files) for m in models)
+
+
+def pulled_models(listing: list[str]) -> list[tuple[str, ...]]:
+    """The files of each model ``hybrid pull`` sees in a repository listing ``listing``."""
+    choices = gguf_choices([RepoFile(path, 100) for path in listing])
+    return sorted(tuple(f.path for f in choice.files) for choice in choices)
+
+
+@pytest.mark.parametrize("listing", LISTINGS, ids=lambda listing: listing[0])
+def test_discovery_and_pull_group_split_parts_alike(listing: list[str]) -> None:
+    assert discovered_models(listing) == pulled_models(listing)

@@ -1,5 +1,6 @@
-"""Parts of a store hybrid cannot use: a folder it may not read hides only its own models and is
-reported with what to do; an Ollama model built with a LoRA adapter is listed but refused by its
+"""Parts of a store hybrid cannot use: a folder it may not read (in any store: LM Studio, Ollama,
+the Hugging Face cache, llama.cpp's cache) hides only its own models and is reported with what to
+do; an Ollama model built with a LoRA adapter is listed but refused by its
 name, pointing at its base model."""
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import pytest
 from gguf_writer import settings_with, tiny_model
-from model_stores import ollama_blob, ollama_model
+from model_stores import hf_model, ollama_blob, ollama_model
 from test_models_cli import FakeProbe, listing, table
 
 from hybrid.errors import ModelFileError
 from hybrid.models.catalog import discover, resolve_name
+from hybrid.models.stores.hf_cache import scan_hf_cache
+from hybrid.models.stores.llama_cache import scan_llama_cache
 from hybrid.models.stores.lmstudio import scan_lmstudio
 from hybrid.settings import Settings
 
@@ -162,6 +165,77 @@ def test_hybrid_models_with_nothing_readable_still_says_why(
 
     assert text.startswith("No models found")
     assert f"Problems:\n  cannot read folder {root} (Permission denied)" in text
+
+
+def hf_cache(tmp_path: Path) -> Path:
+    """A Hugging Face cache with a model (each its own file) in three repositories; returns the
+    cache."""
+    cache = tmp_path / "user" / ".cache" / "huggingface" / "hub"
+    for org in ("alpha", "beta", "zeta"):
+        weights = tiny_model().write(tmp_path / f"{org}.gguf")
+        hf_model(cache, f"{org}/tiny-GGUF", {"tiny-Q4_K_M.gguf": weights})
+    return cache
+
+
+def test_an_unreadable_hf_cache_repository_hides_only_its_own_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = hf_cache(tmp_path)
+    snapshots = cache / "models--beta--tiny-GGUF" / "snapshots"
+    deny(monkeypatch, snapshots)
+
+    found = discover(settings(tmp_path), cwd=tmp_path, environ=env(tmp_path))
+
+    assert [e.name for e in found.entries] == ["alpha/tiny-GGUF:Q4_K_M", "zeta/tiny-GGUF:Q4_K_M"]
+    [problem] = found.problems
+    assert f"cannot read folder {snapshots} (Permission denied)" in problem
+    assert f"chmod u+rx {snapshots}" in problem
+
+
+def test_an_unreadable_folder_inside_an_hf_snapshot_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "hub"
+    weights = tiny_model().write(tmp_path / "weights.gguf")
+    files = {"Q4_K_M/tiny-Q4_K_M.gguf": weights, "Q8_0/tiny-Q8_0.gguf": weights}
+    snapshot = hf_model(cache, "org/tiny-GGUF", files)
+    deny(monkeypatch, snapshot / "Q8_0")
+
+    scan = scan_hf_cache(cache)
+
+    assert [(f.name, f.path) for f in scan.found] == [
+        ("org/tiny-GGUF:Q4_K_M", snapshot / "Q4_K_M" / "tiny-Q4_K_M.gguf")
+    ]
+    assert [p.split(" (")[0] for p in scan.problems] == [f"cannot read folder {snapshot / 'Q8_0'}"]
+
+
+def test_an_unreadable_hf_cache_is_reported_not_silently_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = hf_cache(tmp_path)
+    deny(monkeypatch, cache)
+
+    scan = scan_hf_cache(cache)
+
+    assert scan.found == ()
+    assert [p.split(" (")[0] for p in scan.problems] == [f"cannot read folder {cache}"]
+
+
+def test_hybrid_models_lists_an_unreadable_llama_cpp_cache_under_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "llama"
+    tiny_model().write(cache / "loose-model.gguf")
+    tiny_model().write(tmp_path / "models" / "local.gguf")
+    deny(monkeypatch, cache)
+
+    text, _ = listing(tmp_path, FakeProbe(), environ={**env(tmp_path), "LLAMA_CACHE": str(cache)})
+
+    assert [row["NAME"] for row in table(text)] == ["local"]
+    problems = text[text.index("Problems:") :]
+    assert f"  cannot read folder {cache} (Permission denied)" in problems
+    [problem] = scan_llama_cache(cache).problems  # reported once, though read for two kinds
+    assert problem.startswith(f"cannot read folder {cache}")
 
 
 # Ollama models built with a LoRA adapter

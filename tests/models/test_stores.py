@@ -19,7 +19,7 @@ from hybrid.models.catalog import (
     resolve_name,
     serve_name,
 )
-from hybrid.models.embedded import ensure_embedded_model
+from hybrid.models.embedded import DEFAULT_MODEL_ID, embedded_model_path, ensure_embedded_model
 from hybrid.models.entries import ModelEntry
 from hybrid.models.gguf import read_gguf
 from hybrid.models.stores.roots import store_roots
@@ -422,6 +422,20 @@ def test_serve_name_falls_back_to_the_path_when_no_name_is_unique(tmp_path: Path
     name = serve_name(settings(tmp_path), hf_file, cwd=tmp_path, environ=env(tmp_path))
     assert name == "hf:org/m-GGUF:Q4_K_M"
     assert resolve_name(settings(tmp_path), name, cwd=tmp_path, environ=env(tmp_path)) == hf_file
+
+
+def test_serve_name_reads_names_as_resolve_name_does_without_assembling_anything(
+    tmp_path: Path,
+) -> None:
+    # A models-folder file named like the embedded model: its plain name means the embedded
+    # model (resolve_name's second check), so the name given is the prefixed one.
+    mine = tiny_model().write(tmp_path / "models" / f"{DEFAULT_MODEL_ID}.gguf")
+
+    name = serve_name(settings(tmp_path), mine, cwd=tmp_path, environ=env(tmp_path))
+
+    assert name == f"folder:{DEFAULT_MODEL_ID}"
+    assert not embedded_model_path(settings(tmp_path).home).exists()
+    assert resolve_name(settings(tmp_path), name, cwd=tmp_path, environ=env(tmp_path)) == mine
 
 
 def test_local_stores_setting_turns_stores_off(tmp_path: Path, gguf: Path) -> None:

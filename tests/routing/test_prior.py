@@ -9,6 +9,7 @@ import pytest
 from gguf_writer import tiny_model
 
 from hybrid.generation import Message
+from hybrid.models.stores.files import quant_label
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.prior import (
     ACCURACY_BY_SIZE,
@@ -199,6 +200,37 @@ def test_a_models_traits_are_read_from_its_name(
         quantization,
         instruct,
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "quantization", "bits"),
+    [
+        ("Qwen2.5-7B-Instruct-Q4_K_M", "Q4_K_M", 4),
+        ("qwen2.5:7b-instruct-q4_K_M", "Q4_K_M", 4),
+        ("llama3.2:3b-instruct-q8_0", "Q8_0", 8),
+        ("llama3.3:70b-instruct-q3_K_S", "Q3_K_S", 3),
+        ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:IQ2_XXS", "IQ2_XXS", 2),
+        ("mistral-7b-instruct-v0.2.Q5_K_M.gguf", "Q5_K_M", 5),
+        ("qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf", "Q4_K_M", 4),
+        ("Model.i1-IQ3_XS", "IQ3_XS", 3),
+        ("gemma-3-1b-it-bf16", "BF16", 16),
+        ("model-f32", "F32", 32),
+        # Read alike only since the prior asks discovery's reader:
+        ("llama3.2:1b-instruct-fp16", "FP16", 16),  # Ollama spells 16-bit tags so
+        ("Qwen3-4B-UD-Q4_K_XL", "UD-Q4_K_XL", 4),
+        ("gpt-oss-20b-MXFP4", "MXFP4", 4),
+        ("BitNet-2B-TQ1_0", "TQ1_0", 1),
+        ("model_q4_k_m", "Q4_K_M", 4),
+        ("llama3.1:8b", "", None),
+        ("gemma3:27b-it-qat", "", None),
+    ],
+)
+def test_the_prior_reads_a_names_quantization_as_discovery_does(
+    name: str, quantization: str, bits: int | None
+) -> None:
+    read = ModelTraits.of_name(name).quantization
+    assert read == (quant_label(name) or "") == quantization
+    assert quantization_bits(read) == bits
 
 
 def test_a_bigger_model_by_name_keeps_more_prompts() -> None:

@@ -131,13 +131,17 @@ def gguf_files(folder: Path, problems: list[str] | None = None) -> list[Path]:
     Returns:
         The files; none when the folder is missing or unreadable.
     """
-    return [
-        child
-        for child in list_folder(folder, problems)
-        if child.name.lower().endswith(GGUF_SUFFIX)
-        and not child.name.startswith(".")
-        and (child.is_symlink() or child.is_file())
-    ]
+    return [child for child in list_folder(folder, problems) if is_gguf_file(child)]
+
+
+def is_gguf_file(path: Path) -> bool:
+    """Whether a folder entry is a ``*.gguf`` file or a link (even a broken one), not a
+    dot-file."""
+    return (
+        path.name.lower().endswith(GGUF_SUFFIX)
+        and not path.name.startswith(".")
+        and (path.is_symlink() or path.is_file())
+    )
 
 
 def group_models(files: Iterable[Path]) -> tuple[list[ModelFiles], list[Skipped]]:
@@ -156,12 +160,12 @@ def group_models(files: Iterable[Path]) -> tuple[list[ModelFiles], list[Skipped]
         if is_projector(path.name):
             skipped.append(Skipped(path, PROJECTOR_REASON))
             continue
-        match = _SPLIT.match(path.name)
-        if match is None:
+        part = split_part(path.name)
+        if part is None:
             models.append(_checked(ModelFiles(path, (), path.name[: -len(GGUF_SUFFIX)])))
             continue
-        key = (path.parent, match["prefix"], int(match["count"]))
-        splits.setdefault(key, {})[int(match["index"])] = path
+        prefix, index, count = part
+        splits.setdefault((path.parent, prefix, count), {})[index] = path
     for (parent, prefix, count), found in splits.items():
         models.append(_checked(_split_model(parent, prefix, count, found)))
     models.sort(key=lambda model: model.path)
@@ -180,8 +184,8 @@ def quant_tag(file_name: str) -> str | None:
         The last label in the name, or None when it names none.
     """
     stem = file_stem(file_name.rsplit("/", 1)[-1])
-    split = _SPLIT.match(stem + GGUF_SUFFIX)
-    labels = _QUANT.findall(split["prefix"] if split else stem)
+    part = split_part(stem + GGUF_SUFFIX)
+    labels = _QUANT.findall(part[0] if part else stem)
     return labels[-1] if labels else None
 
 
@@ -195,6 +199,24 @@ def quant_label(file_name: str) -> str | None:
 def file_stem(file_name: str) -> str:
     """A file name without its ``.gguf`` suffix (any case)."""
     return file_name[: -len(GGUF_SUFFIX)] if file_name.lower().endswith(GGUF_SUFFIX) else file_name
+
+
+def split_part(file_name: str) -> tuple[str, int, int] | None:
+    """Which part of a split model a file is, by llama.cpp's ``gguf-split`` naming
+    (``<prefix>-00001-of-00003.gguf``, any case): the one reader for discovery and ``hybrid pull``.
+
+    Args:
+        file_name: A file name, or a path inside a repository
+            (``Q8_0/Big-Q8_0-00001-of-00003.gguf``).
+
+    Returns:
+        ``(prefix, index, count)``: what comes before the split suffix (folders included),
+        the part's number (1-based) and the number of parts; None when the name is not a part's.
+    """
+    match = _SPLIT.match(file_name)
+    if match is None:
+        return None
+    return match["prefix"], int(match["index"]), int(match["count"])
 
 
 def split_part_name(prefix: str, index: int, count: int) -> str:

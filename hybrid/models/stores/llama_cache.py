@@ -8,7 +8,8 @@ A flat folder (``$LLAMA_CACHE``, else ``~/.cache/llama.cpp``)::
 
 A file named by a manifest is called ``org/repo:<tag>`` (``org/repo`` alone for the tag
 ``latest``), the name it was downloaded by; any other ``.gguf`` is called by its file name
-without ``.gguf``.  Vision projectors, a manifest's ``mmprojFile`` included, are skipped.
+without ``.gguf``.  Vision projectors, a manifest's ``mmprojFile`` included, are skipped.  A
+cache folder that cannot be read is reported as a problem, not as an empty cache.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 from pathlib import Path
 
 from hybrid.models.stores import Found, Skipped, StoreScan
-from hybrid.models.stores.files import PROJECTOR_REASON, gguf_files, group_models
+from hybrid.models.stores.files import PROJECTOR_REASON, group_models, is_gguf_file, list_folder
 
 MANIFEST_PREFIX = "manifest="
 MANIFEST_SUFFIX = ".json"
@@ -30,34 +31,36 @@ def scan_llama_cache(cache: Path) -> StoreScan:
         cache: The cache folder (it may not exist).
 
     Returns:
-        The models, by file name.
+        The models, by file name; a problem when the folder cannot be read.
     """
-    names, projectors, skipped = _manifests(cache)
-    models, passed = group_models(p for p in gguf_files(cache) if p.name not in projectors)
+    problems: list[str] = []
+    children = list_folder(cache, problems)
+    names, projectors, skipped = _manifests(children)
+    models, passed = group_models(
+        path for path in children if is_gguf_file(path) and path.name not in projectors
+    )
     skipped.extend(passed)
     skipped.extend(Skipped(cache / name, PROJECTOR_REASON) for name in sorted(projectors))
     found = []
     for model in models:
         name, aliases = names.get(model.path.name, (model.stem, ()))
         found.append(Found("llama.cpp", name, model.path, model.parts, aliases, model.error))
-    return StoreScan(tuple(found), tuple(skipped))
+    return StoreScan(tuple(found), tuple(skipped), tuple(problems))
 
 
 def _manifests(
-    cache: Path,
+    children: list[Path],
 ) -> tuple[dict[str, tuple[str, tuple[str, ...]]], set[str], list[Skipped]]:
-    """File name -> (name, aliases) from the manifests; projector file names; bad manifests."""
+    """From the cache's entries: file name -> (name, aliases) from the manifests; projector
+    file names; bad manifests."""
     names: dict[str, tuple[str, tuple[str, ...]]] = {}
     projectors: set[str] = set()
     skipped: list[Skipped] = []
-    try:
-        manifests = sorted(
-            path
-            for path in cache.iterdir()
-            if path.name.startswith(MANIFEST_PREFIX) and path.name.endswith(MANIFEST_SUFFIX)
-        )
-    except OSError:
-        return names, projectors, skipped
+    manifests = [
+        path
+        for path in children
+        if path.name.startswith(MANIFEST_PREFIX) and path.name.endswith(MANIFEST_SUFFIX)
+    ]
     for path in manifests:
         fields = path.name[len(MANIFEST_PREFIX) : -len(MANIFEST_SUFFIX)].split("=")
         try:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from hybrid.models.stores.files import quant_label
 from hybrid.routing.difficulty.model import DifficultyModel, choose_threshold
 
 if TYPE_CHECKING:
@@ -100,15 +101,14 @@ measured point is a base model, which answers less often on the first line."""
 
 QUANT_ADJUSTMENT: Mapping[int, float] = {1: -0.12, 2: -0.08, 3: -0.03, 4: 0.0, 5: 0.005, 6: 0.01}
 """Assumed: accuracy added by bits per weight of the quantisation (``Q3_K_M`` is 3); 8 bits and
-above (Q8_0, F16, BF16, F32) add 0.01.  The measured point is 4-bit."""
+above (Q8_0, F16, FP16, BF16, F32) add 0.01.  The measured point is 4-bit."""
 
 _ACCURACY_RANGE = (0.02, 0.98)
-_QUANT_BITS = re.compile(r"^(?:I?Q|TQ)(\d)", re.IGNORECASE)
+_QUANT_BITS = re.compile(r"^(?:UD-)?(?:I?Q|TQ|MXFP)(\d)", re.IGNORECASE)
 _SIZE_LABEL = re.compile(r"^(?:(\d+)x)?(\d+(?:\.\d+)?)([KMBT])$", re.IGNORECASE)
 _SIZE_UNITS = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
 # In a model's name: "32b", "8x7b", "270m", "1.5b" (after a separator or at the start).
 _NAME_SIZE = re.compile(r"(?:^|[-_:/ .])(?:(\d+)x)?(\d+(?:\.\d+)?)([mbt])(?=$|[-_:/ .])")
-_NAME_QUANT = re.compile(r"\b(?:i?q\d(?:_[a-z0-9]+)*|f16|bf16|f32)\b")
 _NAME_WORDS = re.compile(r"[-_:/ .]+")
 # Name pieces that give the family (general.architecture) the adjustments are keyed by.
 _NAME_FAMILIES: tuple[tuple[str, str], ...] = (
@@ -165,6 +165,9 @@ class ModelTraits:
         tuned, Q4_K_M; ``llama3.1:8b`` (Ollama) 8e9 of ``llama``; ``mixtral-8x7b`` 5.6e10.  A
         name without a size gives None (the smallest size's accuracy: on the safe side).  A
         name is taken as instruction-tuned unless it says ``base``: servers serve chat models.
+        The quantisation is read as discovery reads a file name's
+        (:func:`~hybrid.models.stores.files.quant_label`), so ``llama3.2:1b-instruct-fp16`` is
+        ``FP16`` and ``Qwen3-4B-UD-Q4_K_XL`` is ``UD-Q4_K_XL``.
         """
         lower = name.lower()
         size = _NAME_SIZE.search(lower)
@@ -176,11 +179,10 @@ class ModelTraits:
             else None
         )
         family = next((f for pattern, f in _NAME_FAMILIES if pattern in lower), "")
-        quant = _NAME_QUANT.search(lower)
         return cls(
             parameters=parameters,
             family=family,
-            quantization=quant.group(0).upper() if quant else "",
+            quantization=quant_label(name) or "",
             instruct="base" not in _NAME_WORDS.split(lower),
             name=name,
         )
@@ -213,9 +215,10 @@ def parse_size_label(label: object) -> float | None:
 
 
 def quantization_bits(label: str) -> int | None:
-    """Bits per weight of a quantisation label: ``Q4_K_M`` 4, ``IQ2_XS`` 2, ``F16`` 16."""
+    """Bits per weight of a quantisation label: ``Q4_K_M`` 4, ``IQ2_XS`` 2, ``UD-Q4_K_XL`` 4,
+    ``MXFP4`` 4, ``F16`` 16."""
     upper = label.upper()
-    if upper in ("F16", "BF16"):
+    if upper in ("F16", "FP16", "BF16"):
         return 16
     if upper == "F32":
         return 32
