@@ -184,7 +184,8 @@ class LocalBackend(Backend):
 
         Raises:
             ContextLengthExceededError: The prompt and requested output do not fit.
-            InvalidRequestError: The chat template or the JSON schema rejects the request.
+            InvalidRequestError: The chat template or the JSON schema rejects the request, or
+                its prompt is empty.
             QueueFullError: ``max_queue`` requests are already waiting.
             GenerationError: llama.cpp failed while evaluating the prompt.
         """
@@ -244,7 +245,8 @@ class LocalBackend(Backend):
 
         Raises:
             ContextLengthExceededError: The prompt and requested output do not fit.
-            InvalidRequestError: The chat template or the JSON schema rejects the request.
+            InvalidRequestError: The chat template or the JSON schema rejects the request, or
+                its prompt is empty.
         """
         self._calls += 1
         self._calls_started += 1
@@ -267,7 +269,8 @@ class LocalBackend(Backend):
         Raises:
             ContextLengthExceededError: The prompt and requested output do not fit.
             QueueFullError: ``max_queue`` requests are already waiting.
-            InvalidRequestError: The chat template or the JSON schema rejects the request.
+            InvalidRequestError: The chat template or the JSON schema rejects the request, or
+                its prompt is empty.
         """
         self._calls += 1
         self._calls_started += 1
@@ -324,7 +327,14 @@ class LocalBackend(Backend):
 
         future = self._queue.submit(work, preempt=preempt if self._queue.is_background else None)
         future.add_done_callback(lambda done: deliver(End(done)))
-        return LocalGeneration(channel, cancel, future, job, tool_names=tool_names)
+        return LocalGeneration(
+            channel,
+            cancel,
+            future,
+            job,
+            tool_names=tool_names,
+            one_call=request.parallel_tool_calls is False,
+        )
 
     def _prompt_tools(self, request: GenerationRequest) -> tuple[ToolSpec, ...]:
         """The tools to render into the prompt: none unless the template supports them and
@@ -361,6 +371,14 @@ class LocalBackend(Backend):
         n_ctx = self._engine.n_ctx
         _refuse_by_size(text, n_ctx, params.max_tokens, self._engine.longest_token_bytes)
         tokens = self._engine.tokenize(text, add_bos=add_bos)
+        if not tokens:
+            # A model whose tokenizer adds no BOS (Qwen, Phi) has nothing to continue.
+            raise InvalidRequestError(
+                f"the prompt is empty and the local model {self._model_id} adds no BOS token to "
+                f"it, so there is nothing for it to continue; send a prompt of at least one "
+                f"character",
+                param="prompt" if request.prompt is not None else "messages",
+            )
         if params.max_tokens is not None:
             if len(tokens) + params.max_tokens > n_ctx:
                 raise ContextLengthExceededError(

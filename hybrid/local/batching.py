@@ -21,7 +21,8 @@ token joins a later step, as the only token of that request in it.  An embedding
 (:meth:`BatchScheduler.embed`) evaluates the last token with embeddings on, in a decode of its
 own (with embeddings on llama.cpp outputs every token of a batch).  That decode gives the last
 token's logits too: the slot keeps them with its cache, and an answer to the same prompt right
-after starts from them, with no prompt token evaluated again.  They are the logits an answer
+after starts from them, with no prompt token evaluated again (it counts as cached only what
+the embedding found cached: the rest was evaluated for it).  They are the logits an answer
 would get from its last prompt token alone on the model, to llama.cpp's last digits (with
 embeddings on it computes the same layers; 40 external prompts of ``scripts/eval_router.py``
 gave the same greedy first token, log-probabilities within 0.005).  Decoding beside other
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hybrid.errors import GenerationError, PreemptedError
+from hybrid.errors import GenerationError, InvalidRequestError, PreemptedError
 from hybrid.generation import (
     FinishReason,
     GenerationDone,
@@ -99,6 +100,8 @@ class _Slot:
     used: int = 0
     # The logits after the last cached token, kept by an embedding (None once a token is added).
     logits: np.ndarray | None = None
+    # Of those cached tokens, how many the embedding found cached before it (its own reuse).
+    logits_reused: int = 0
 
 
 class BatchScheduler:
@@ -161,6 +164,8 @@ class BatchScheduler:
         """Generate one answer beside the others; blocks until it ends.
 
         Raises:
+            InvalidRequestError: The prompt is empty, longer than a slot holds, or holds a
+                token outside the vocabulary (only this request fails).
             GenerationError: llama.cpp failed while evaluating or sampling.
         """
         request = _Request(tuple(job.tokens), job, cancel, emit, time.perf_counter())
@@ -174,6 +179,8 @@ class BatchScheduler:
             cancel: Set to stop the evaluation at the next batch step.
 
         Raises:
+            InvalidRequestError: The prompt is empty, longer than a slot holds, or holds a
+                token outside the vocabulary (only this request fails).
             GenerationError: llama.cpp failed, or gave no hidden state.
             PreemptedError: ``cancel`` was set before the state was computed.
         """
@@ -199,6 +206,27 @@ class BatchScheduler:
         llama_cpp.llama_batch_free(self._batch)
 
     def _submit(self, request: _Request) -> None:
+        # Checked here, on the caller's thread: a prompt the batch cannot take would fail the
+        # batch step, and with it every request decoding beside it.
+        tokens = request.tokens
+        if not tokens:
+            raise InvalidRequestError(
+                "the prompt is empty: there is nothing for the local model to continue; send a "
+                "prompt of at least one token",
+                param="prompt",
+            )
+        if len(tokens) > self._n_ctx:
+            raise InvalidRequestError(
+                f"the prompt is {len(tokens):,} tokens; a slot of the local model holds "
+                f"{self._n_ctx:,}: shorten it",
+                param="prompt",
+            )
+        if min(tokens) < 0 or max(tokens) >= self._pieces.n_vocab:
+            raise InvalidRequestError(
+                f"the prompt holds a token id outside the local model's vocabulary "
+                f"(0 to {self._pieces.n_vocab - 1})",
+                param="prompt",
+            )
         with self._wake:
             if self._closing:
                 raise GenerationError("the local model was unloaded")
@@ -283,14 +311,16 @@ class BatchScheduler:
             return
         keep = min(common, len(request.tokens) - 1)
         memory, seq = self._memory, slot.seq
-        if keep < len(slot.cached):
-            if not llama_cpp.llama_memory_seq_rm(memory, seq, keep, -1):
-                keep = 0
         if keep > 0 and self._n_swa > 0:
             # The sliding layers keep their window only: reusing `keep` tokens needs the
-            # window before position `keep` still there (llama.cpp's server's rule).
+            # window before position `keep` still there (llama.cpp's server's rule).  It is
+            # read before the removal below, which may empty the sliding layers (their oldest
+            # position then reads -1, as if nothing had ever been dropped).
             oldest = llama_cpp.llama_memory_seq_pos_min(memory, seq)
-            if oldest > max(0, keep - self._n_swa):
+            if oldest < 0 or oldest > max(0, keep - self._n_swa):
+                keep = 0
+        if 0 < keep < len(slot.cached):
+            if not llama_cpp.llama_memory_seq_rm(memory, seq, keep, -1):
                 keep = 0
         if keep == 0:
             llama_cpp.llama_memory_seq_rm(memory, seq, -1, -1)
@@ -303,7 +333,10 @@ class BatchScheduler:
     def _answer_from(self, slot: _Slot, request: _Request, logits: np.ndarray) -> None:
         """Start an answer whose whole prompt is cached, from the logits an embedding kept."""
         slot.request = request
-        request.position = request.reused = len(request.tokens)
+        request.position = len(request.tokens)
+        # What the embedding evaluated, it evaluated for this request: only what it found
+        # cached came from before it.
+        request.reused = slot.logits_reused
         request.evaluated = 0
         self._prepare(request)
         self._sample(slot, None, 1, logits=logits)
@@ -318,7 +351,7 @@ class BatchScheduler:
                 seed=job.seed,
                 grammar=job.grammar,
             )
-            request.text = StopText(job.stop, strip=job.strip)
+            request.text = StopText(job.stop, strip=job.strip, own=job.request_stop)
             request.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def _step(self) -> None:
@@ -434,7 +467,7 @@ class BatchScheduler:
             )
             return
         request.vector = vector
-        slot.logits = logits
+        slot.logits, slot.logits_reused = logits, request.reused
         self.last_evaluated = request.evaluated
         self._release(slot)
 

@@ -324,6 +324,8 @@ class LlamaEngine:
                 is called on the scheduler's thread and must not block.
 
         Raises:
+            InvalidRequestError: The prompt is empty, longer than a slot holds, or holds a
+                token outside the vocabulary (only this request fails).
             GenerationError: llama.cpp failed while evaluating or sampling.
         """
         self._scheduler.run(job, cancel, emit)

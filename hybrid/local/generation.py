@@ -43,6 +43,8 @@ class LocalGeneration(Generation):
     Args:
         tool_names: The tools the prompt offered; when there are any, the answer is read for
             tool calls, which end it with ``finish_reason`` ``tool_calls``.
+        one_call: Pass on the first call only (the request's ``parallel_tool_calls`` is
+            false): the model may still write several.
     """
 
     def __init__(
@@ -53,18 +55,22 @@ class LocalGeneration(Generation):
         job: EngineJob,
         *,
         tool_names: Collection[str] = (),
+        one_call: bool = False,
     ) -> None:
         self._channel = channel
         self._cancel = cancel
         self._future = future
         self._tool_names = tool_names
+        self._one_call = one_call
         self.prompt_tokens = len(job.tokens)
         self.max_tokens = job.max_tokens
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         events = self._events()
         if self._tool_names:
-            events = _with_tool_calls(events, ToolCallFilter(self._tool_names))
+            events = _with_tool_calls(
+                events, ToolCallFilter(self._tool_names), one_call=self._one_call
+            )
         async for event in events:
             yield event
 
@@ -83,9 +89,10 @@ class LocalGeneration(Generation):
 
 
 async def _with_tool_calls(
-    events: AsyncIterator[GenerationEvent], calls: ToolCallFilter
+    events: AsyncIterator[GenerationEvent], calls: ToolCallFilter, *, one_call: bool
 ) -> AsyncIterator[GenerationEvent]:
-    """The events with the tool calls written in the text taken out as tool call deltas.
+    """The events with the tool calls written in the text taken out as tool call deltas
+    (the first only, with ``one_call``).
 
     Log-probabilities travel with the next text released (those of a call's text are kept
     too, on an empty delta, so that the answer's confidence still counts every token).
@@ -105,9 +112,10 @@ async def _with_tool_calls(
         parsed = calls.finish()
         if parsed.text or pending:
             yield TextDelta(parsed.text, tuple(pending))
-        for index, call in enumerate(parsed.calls):
+        found = parsed.calls[:1] if one_call else parsed.calls
+        for index, call in enumerate(found):
             yield ToolCallDelta(index, call.id, call.name, call.arguments)
-        if parsed.calls:
+        if found:
             event = dataclasses.replace(event, finish_reason="tool_calls")
         yield event
 

@@ -23,6 +23,12 @@ A template that mentions ``tools`` supports tool calling: the tools are rendered
 Hugging Face's ``apply_chat_template(tools=...)`` does (``{"type": "function", "function":
 {...}}`` each), and so are the conversation's tool calls and results.  A base model cannot call
 tools.
+
+A conversation that ends with an assistant message asks for that message to be continued (the
+"prefill" of Anthropic's API; llama.cpp's server and Ollama do the same): the conversation
+before it is formatted as usual, up to the new assistant turn, and the message's text follows,
+its turn left open, so that the answer goes on from where it stops.  The answer is the
+continuation only, whitespace and all.
 """
 
 from __future__ import annotations
@@ -185,8 +191,11 @@ class ChatFormatter:
             raise InvalidRequestError(
                 "messages must contain at least one message", param="messages"
             )
+        prefill = _prefill(messages)
+        if prefill is not None:
+            messages = messages[:-1]
         if self._template is None:
-            return _transcript(self._transcript, messages, constrained=constrained)
+            return _transcript(self._transcript, messages, constrained=constrained, prefill=prefill)
         try:
             text = self._template.render(
                 messages=[_template_message(m) for m in messages],
@@ -202,7 +211,22 @@ class ChatFormatter:
                 param="messages",
             ) from exc
         add_bos = not (self._bos_token and text.startswith(self._bos_token))
+        # As llama.cpp's server does: the template opens the assistant turn, the prefill
+        # follows it as written, and no end of turn closes it.
+        text += prefill or ""
         return FormattedPrompt(text=text, stop=(), add_bos=add_bos, strip_output=False)
+
+
+def _prefill(messages: Sequence[Message]) -> str | None:
+    """The text of a trailing assistant message the answer continues, or None.
+
+    Only a message with text, after at least one other and with no tool calls, is continued;
+    a lone assistant message is a conversation the template judges as it is.
+    """
+    last = messages[-1]
+    if len(messages) < 2 or last.role != "assistant" or last.tool_calls:
+        return None
+    return last.content if last.content.strip() else None
 
 
 def _tojson(
@@ -226,8 +250,13 @@ def _raise_template_error(message: str) -> None:
 
 
 def _template_message(message: Message) -> dict[str, Any]:
-    """A message as chat templates read it (Hugging Face's conventions)."""
-    rendered: dict[str, Any] = {"role": message.role, "content": message.content}
+    """A message as chat templates read it (Hugging Face's conventions).
+
+    OpenAI's ``developer`` role is ``system`` to a template: templates know only the older name
+    (Gemma's refuses the conversation, Qwen's drops the message).
+    """
+    role = "system" if message.role == "developer" else message.role
+    rendered: dict[str, Any] = {"role": role, "content": message.content}
     if message.tool_calls:
         rendered["tool_calls"] = [
             {
@@ -265,7 +294,11 @@ def _template_tool(tool: ToolSpec) -> dict[str, Any]:
 
 
 def _transcript(
-    transcript: TranscriptFormat, messages: Sequence[Message], *, constrained: bool
+    transcript: TranscriptFormat,
+    messages: Sequence[Message],
+    *,
+    constrained: bool,
+    prefill: str | None = None,
 ) -> FormattedPrompt:
     system = [m.content.strip() for m in messages if m.role in ("system", "developer")]
     lines = []
@@ -274,12 +307,14 @@ def _transcript(
             # Calls made earlier in the conversation stay readable to a base model.
             calls = [f"{call.name}({call.arguments})" for call in message.tool_calls]
             lines.append(_turn(message.role, " ".join([message.content.strip(), *calls])))
-    lines.append(f"{_ROLE_LABELS['assistant']}:")
+    opened = f"{_ROLE_LABELS['assistant']}:"
+    lines.append(opened if prefill is None else f"{opened} {prefill.lstrip()}")
     # The examples show the style of a free-text answer, which grammar-constrained JSON cannot
     # take; JSON answers were no better with them, so they are left out there.
     text = transcript.header(system, with_examples=not constrained) + "\n".join(lines)
     stop = TRANSCRIPT_STOPS if constrained else (*TRANSCRIPT_STOPS, TRANSCRIPT_PARAGRAPH_STOP)
-    return FormattedPrompt(text=text, stop=stop, add_bos=True, strip_output=True)
+    # A continuation's leading space is part of it ("Paris is" + " the capital").
+    return FormattedPrompt(text=text, stop=stop, add_bos=True, strip_output=prefill is None)
 
 
 def _turn(role: str, text: str) -> str:

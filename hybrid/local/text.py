@@ -4,6 +4,11 @@ Text arrives token by token.  A stop sequence may span several tokens, so text t
 start of one is held back until it is clear either way; the stop sequence itself is never sent.
 When the format asks for it, leading whitespace is dropped and trailing whitespace is held back
 until more text follows, so the streamed answer equals the stripped whole answer.
+
+An answer cut short (by ``max_tokens``) may end in the first characters of a stop sequence.
+Those of the request's own stop sequences are sent, as llama.cpp's server does: they may be
+the answer's own text.  Those of the others, the prompt format's (a transcript's next turn,
+``User:`` on a new line; a model's end-of-turn text), are dropped.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ class StopText:
     Args:
         stop: Stop sequences; empty strings are ignored.
         strip: Drop leading and trailing whitespace of the whole answer.
+        own: Those of ``stop`` that are the request's own; the others are the format's.
     """
 
-    def __init__(self, stop: Sequence[str], *, strip: bool) -> None:
+    def __init__(self, stop: Sequence[str], *, strip: bool, own: Sequence[str] = ()) -> None:
         self._stop = tuple(s for s in stop if s)
+        self._format = tuple(s for s in self._stop if s not in own)
         self._strip = strip
         self._pending = ""
         self._started = not strip
@@ -61,9 +68,11 @@ class StopText:
         """Release what was held back, at the end of generation.
 
         Returns:
-            The remaining text (right-stripped when trimming).
+            The remaining text (right-stripped when trimming), less a tail that begins one of
+            the format's stop sequences.
         """
         released, self._pending = self._pending, ""
+        released = released[: len(released) - _partial(released, self._format)]
         return released.rstrip() if self._strip else released
 
     def _first_stop(self) -> int | None:
@@ -76,12 +85,18 @@ class StopText:
     def _holdback(self) -> int:
         """Length of the tail that may still become a stop sequence or is trailing space."""
         pending = self._pending
-        keep = 0
-        for stop in self._stop:
-            for size in range(min(len(stop) - 1, len(pending)), keep, -1):
-                if stop.startswith(pending[-size:]):
-                    keep = size
-                    break
+        keep = _partial(pending, self._stop)
         if self._strip:
             keep = max(keep, len(pending) - len(pending.rstrip()))
         return keep
+
+
+def _partial(text: str, stops: Sequence[str]) -> int:
+    """The length of the longest tail of ``text`` that begins one of ``stops`` (0: none)."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if stop.startswith(text[-size:]):
+                longest = size
+                break
+    return longest

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from greedy import engine_job
+from greedy import engine_job, greedy_job
 
+from hybrid.errors import InvalidRequestError
 from hybrid.generation import GenerationDone, GenerationEvent, TextDelta
 from hybrid.local.engine import EngineJob, LlamaEngine, LoadOptions
 from hybrid.models.embedded import ensure_embedded_model
@@ -171,3 +172,35 @@ def test_a_greedy_answer_alone_is_repeatable(engine: LlamaEngine) -> None:
         engine.run(engine_job(engine, "The capital of France is"), threading.Event(), answer.emit)
     assert answers[0].whole and answers[0].whole == answers[1].whole
     assert answers[1].done is not None and answers[1].done.batch_size == 1.0
+
+
+def test_an_empty_prompt_fails_alone_and_the_answer_beside_it_goes_on(
+    engine: LlamaEngine,
+) -> None:
+    # A model whose tokenizer adds no BOS turns an empty prompt into no token at all.
+    long, stop = Answer(), threading.Event()
+    runner = threading.Thread(target=run, args=(engine, long, endless(engine), stop))
+    runner.start()
+    long.first.wait()
+    for tokens in ([], [2**30]):
+        with pytest.raises(InvalidRequestError, match="prompt"):
+            engine.run(greedy_job(tokens), threading.Event(), Answer().emit)
+    assert long.done is None  # still decoding
+    stop.set()
+    runner.join()
+    assert long.done is not None and long.done.cancelled
+    assert long.done.usage.completion_tokens > 0
+
+
+def test_an_answer_cut_by_max_tokens_drops_the_start_of_a_format_stop_only(
+    engine: LlamaEngine,
+) -> None:
+    # Greedy, the model counts " 4, 5": five tokens, the start of the stop below.
+    stop = " 4, 5, 6, 7"
+    as_format, as_own = Answer(), Answer()
+    for answer, own in ((as_format, ()), (as_own, (stop,))):
+        job = engine_job(engine, "Count: 1, 2, 3,", max_tokens=5, stop=(stop,), request_stop=own)
+        engine.run(job, threading.Event(), answer.emit)
+    assert as_own.whole == " 4, 5"
+    assert as_format.whole == ""
+    assert as_format.done is not None and as_format.done.finish_reason == "length"

@@ -105,3 +105,55 @@ def test_template_raise_exception_becomes_a_clear_request_error() -> None:
 def test_empty_conversation_is_refused() -> None:
     with pytest.raises(InvalidRequestError, match="at least one message"):
         ChatFormatter(None).format([])
+
+
+PREFILL = [
+    Message("user", "Describe a cat as JSON with keys name and colour."),
+    Message("assistant", '{"name": "'),
+]
+
+
+def test_a_trailing_assistant_message_is_continued_in_the_transcript() -> None:
+    prompt = ChatFormatter(None).format(PREFILL)
+    assert prompt.text.endswith(
+        'User: Describe a cat as JSON with keys name and colour.\nAssistant: {"name": "'
+    )
+    assert prompt.text.count("\nAssistant:") == 4  # three examples and the open turn
+    # The continuation is the answer as written: "Paris is" + " the capital".
+    assert not prompt.strip_output
+    assert "\nUser:" in prompt.stop
+
+
+def test_a_trailing_assistant_message_is_continued_in_the_template_s_open_turn() -> None:
+    prompt = ChatFormatter(CHATML).format(PREFILL)
+    assert prompt.text == (
+        "<|im_start|>user\nDescribe a cat as JSON with keys name and colour.<|im_end|>\n"
+        '<|im_start|>assistant\n{"name": "'
+    )
+
+
+def test_an_assistant_message_with_calls_or_alone_is_not_a_prefill() -> None:
+    from hybrid.generation import ToolCall
+
+    call = Message("assistant", "", tool_calls=(ToolCall("c1", "f", "{}"),))
+    prompt = ChatFormatter(None).format([Message("user", "Go"), call])
+    assert prompt.text.endswith("Assistant: f({})\nAssistant:") and prompt.strip_output
+    alone = ChatFormatter(CHATML).format([Message("assistant", "Hi")])
+    assert alone.text == "<|im_start|>assistant\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+# Gemma 3's rule: an optional system message first, then user and assistant in turn.
+ALTERNATING = (
+    "{% if messages[0]['role'] == 'system' %}{% set rest = messages[1:] %}"
+    "[{{ messages[0]['content'] }}]{% else %}{% set rest = messages %}{% endif %}"
+    "{% for m in rest %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate') }}{% endif %}"
+    "<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+)
+
+
+def test_a_developer_message_reaches_the_template_as_system() -> None:
+    prompt = ChatFormatter(ALTERNATING).format(
+        [Message("developer", "Answer in French."), Message("user", "Sky colour?")]
+    )
+    assert prompt.text == "[Answer in French.]<user>Sky colour?<assistant>"

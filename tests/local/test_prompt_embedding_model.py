@@ -125,6 +125,27 @@ def test_the_answer_after_the_vector_is_the_same_and_reuses_the_prompt(
     assert evaluated_after == 0
 
 
+def test_the_answer_after_the_vector_counts_as_cached_only_what_the_vector_found_cached(
+    model: tuple[LocalBackend, LlamaEngine],
+) -> None:
+    backend, engine = model
+    request = ask(QUESTION)
+    answer(backend, ask(OTHER))  # the cache shares only the BOS with the question
+    embed(backend, request)
+    evaluated_by_vector = engine.prompt_tokens_evaluated
+
+    async def scenario() -> GenerationDone:
+        generation = await backend.start(request)
+        events = [event async for event in generation]
+        assert isinstance(events[-1], GenerationDone)
+        return events[-1]
+
+    done = asyncio.run(scenario())
+    # The vector evaluated the prompt for this very request: that is not a cache hit.
+    assert evaluated_by_vector > 10
+    assert done.usage.cache_read_tokens == done.usage.prompt_tokens - evaluated_by_vector == 1
+
+
 def answer_events(
     backend: LocalBackend, request: GenerationRequest
 ) -> tuple[str, list[TokenLogprob]]:

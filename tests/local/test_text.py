@@ -46,3 +46,17 @@ def test_nothing_is_released_after_a_stop() -> None:
 def test_without_stops_everything_streams_through() -> None:
     text = StopText([], strip=False)
     assert text.feed(" x ") == " x "
+
+
+def test_a_cut_answer_drops_the_start_of_the_format_s_turn_marker() -> None:
+    stops = ["\nUser:", "\nAssistant:", "\n\n"]
+    text = StopText(stops, strip=True)
+    streamed = [text.feed(p) for p in [" Paris", " is", " the", " capital", ".", "\n", "User"]]
+    assert "".join(streamed) + text.flush() == "Paris is the capital."
+
+
+def test_a_cut_answer_keeps_the_start_of_the_request_s_own_stop() -> None:
+    # The request's own stop may be the answer's own text: its start is sent (llama.cpp).
+    text = StopText(["\nUser:", "THE END"], strip=False, own=["THE END"])
+    assert text.feed("It was THE EN") == "It was "
+    assert text.flush() == "THE EN"

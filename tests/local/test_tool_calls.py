@@ -4,6 +4,7 @@ the model's text (Hermes/Qwen tags and Llama's bare JSON), streamed text never l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from collections.abc import Callable
@@ -349,3 +350,17 @@ def test_deeply_nested_call_arguments_are_rendered_as_sent() -> None:
         tools=[WEATHER],
     )
     assert json.dumps(nested) in prompt.text
+
+
+def test_parallel_tool_calls_false_passes_on_the_first_call_only() -> None:
+    two_calls = (
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n',
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>',
+    )
+    for parallel, cities in ((False, ["Paris"]), (None, ["Paris", "Rome"])):
+        request = dataclasses.replace(ask(), parallel_tool_calls=parallel)
+        events = events_of(backend(ScriptedEngine(*two_calls)), request)
+        calls = [e for e in events if isinstance(e, ToolCallDelta)]
+        assert [json.loads(call.arguments)["city"] for call in calls] == cities
+        assert [call.index for call in calls] == list(range(len(cities)))
+        assert events[-1].finish_reason == "tool_calls"  # type: ignore[union-attr]
