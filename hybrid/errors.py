@@ -14,6 +14,8 @@ HybridError
 │   │                           timed out, connection lost): keep the journal, retry later
 │   ├── LedgerAccessError       the ledger database refuses ledger.url (password, role,
 │   │                           database name, permissions): fix ledger.url
+│   ├── LedgerRefusedError      the ledger database refused the data written (a value out of
+│   │                           range, a broken constraint): it would refuse it at every try
 │   └── LedgerSchemaError       the ledger database was migrated by a newer hybrid
 ├── CalibrationRejectedError    a calibration fit is too uncertain, or worse than prompt
 │                               length, to replace the calibration in use (it is not saved)
@@ -119,6 +121,15 @@ class LedgerAccessError(LedgerError):
     """The ledger database refuses what ``ledger.url`` says: a wrong password or user, a
     database that does not exist, or a role without the rights it needs.  Retrying does not
     help; the message says what to fix."""
+
+
+class LedgerRefusedError(LedgerError):
+    """The ledger database answered, and refused the data written for good: a value out of
+    range, a broken constraint (NOT NULL, a unique key), a value the driver cannot send.
+    Nothing of the statement was written; writing the same data again fails again, however long
+    one waits, unlike :class:`LedgerUnavailableError`.  Raised by the translation of the
+    driver's error (:func:`hybrid.ledger.pg.translate`, the SQLite database's
+    ``failure``); the ledger's writer sets such an entry aside instead of retrying it."""
 
 
 class LedgerSchemaError(LedgerError):

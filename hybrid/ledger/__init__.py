@@ -12,7 +12,12 @@ rollup_query.py  reading a window of them: its rows, totals and latency percenti
 dialect.py   Database / Dialect: one connection type over SQLite and PostgreSQL (ledger.url)
 schema.py    the schema (SQLite and PostgreSQL) and its migrations
 store.py     LedgerStore: append and query the file (the same totals, in SQL)
+journal.py   the writer's journal, and the file entries the database refuses are set aside in
 writer.py    LedgerWriter: a writer thread with group commit, awaited from the event loop
+refusals.py  the writer's batches, written one entry at a time when the database refuses one
+pg.py        a PostgreSQL ledger's connection (ledger.url), its errors and migrations
+pg_watchdog.py  Watchdog: cuts a PostgreSQL call the database does not answer in time
+pg_budget.py SharedBudget: the fleet's budget in PostgreSQL (fleet_budget.py runs it)
 budget.py    Budget: today's and this month's spend against the caps
 ```
 

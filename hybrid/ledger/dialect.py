@@ -20,10 +20,14 @@ NUL is then stored like any other, rather than failing the batch it is in for go
 
 Errors are told apart by the connection too: :meth:`Database.failure` turns SQLite's or
 psycopg's exception into a :class:`~hybrid.errors.LedgerError` naming the file or the masked
-URL (for PostgreSQL, :func:`hybrid.ledger.pg.translate`: unavailable, access, other).
-:func:`sqlite_refused` (and, for PostgreSQL, :func:`hybrid.ledger.pg.refused`) tells a
-statement refused for the data it writes, which fails again however often it is tried, from a
-database that cannot serve now.
+URL (for PostgreSQL, :func:`hybrid.ledger.pg.translate`: unavailable, access, refused, other).
+A statement refused for the data it writes, which fails again however often it is tried
+(:func:`sqlite_refused`; for PostgreSQL, :func:`hybrid.ledger.pg.refused`), becomes a
+:class:`~hybrid.errors.LedgerRefusedError`, told apart from a database that cannot serve now.
+
+A PostgreSQL connection is also watched (:meth:`Database.watched`, a
+:class:`~hybrid.ledger.pg_watchdog.Watchdog`): a call the database does not answer in time is
+cut, and :meth:`Database.failure` reports it unavailable.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from hybrid.errors import LedgerError
+from hybrid.errors import LedgerError, LedgerRefusedError
 
 _HOUR_S = 3_600
 
@@ -109,6 +113,19 @@ class Rows(Protocol):
         ...
 
 
+class Watcher(Protocol):
+    """What bounds the wait for a database's answer (a
+    :class:`~hybrid.ledger.pg_watchdog.Watchdog`)."""
+
+    def watching(self, conn: Any) -> contextlib.AbstractContextManager[None]:
+        """Watch the ``with`` block's call on ``conn``."""
+        ...
+
+    def close(self) -> None:
+        """Stop watching for good."""
+        ...
+
+
 class Database:
     """An open ledger database (SQLite or PostgreSQL), in autocommit mode between
     :meth:`transaction` blocks, used by one thread at a time.
@@ -126,6 +143,7 @@ class Database:
         *,
         errors: tuple[type[Exception], ...],
         failure: Callable[[Exception, str], LedgerError],
+        watchdog: Watcher | None = None,
     ) -> None:
         """Wrap an autocommit connection.
 
@@ -136,21 +154,29 @@ class Database:
             name: What messages call the database (never a password).
             errors: The exception types the driver raises.
             failure: Turns one of those, and what was being done, into a LedgerError.
+            watchdog: Bounds each call :meth:`watched` wraps (PostgreSQL); None: none.
         """
         self.conn = conn
         self.dialect = dialect
         self.name = name
         self.errors = errors
         self._failure = failure
+        self._watchdog = watchdog
 
     @classmethod
     def sqlite(cls, conn: sqlite3.Connection, name: str) -> Database:
-        """Wrap a SQLite connection (see :func:`hybrid.ledger.schema.connect`)."""
+        """Wrap a SQLite connection (see :func:`hybrid.ledger.schema.connect`).
+
+        Its errors are the ``sqlite3`` module's, and the ``OverflowError`` it raises for an
+        integer it cannot bind.
+        """
 
         def failure(exc: Exception, doing: str) -> LedgerError:
+            if sqlite_refused(exc):
+                return LedgerRefusedError(f"the ledger {name} refused to {doing}: {exc}")
             return LedgerError(f"the ledger {name} failed to {doing}: {exc}")
 
-        return cls(conn, SQLITE, name, errors=(sqlite3.Error,), failure=failure)
+        return cls(conn, SQLITE, name, errors=(sqlite3.Error, OverflowError), failure=failure)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         """Run one statement with ``?`` placeholders.
@@ -195,6 +221,14 @@ class Database:
             with self.conn.transaction():
                 yield
 
+    def watched(self) -> contextlib.AbstractContextManager[None]:
+        """Watch one call (a read, a write transaction): on PostgreSQL, one the database has
+        not answered within the watchdog's limit has its connection cut, and
+        :meth:`failure` then says the database did not answer.  Nothing on SQLite."""
+        if self._watchdog is None:
+            return contextlib.nullcontext()
+        return self._watchdog.watching(self.conn)
+
     def failure(self, exc: Exception, doing: str) -> LedgerError:
         """The LedgerError for a driver's error, for ``raise db.failure(exc, ...) from exc``.
 
@@ -205,8 +239,10 @@ class Database:
         return self._failure(exc, doing)
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection, and stop its watchdog (idempotent)."""
         self.conn.close()
+        if self._watchdog is not None:
+            self._watchdog.close()
 
     def _sql(self, sql: str) -> str:
         return sql if self.dialect is SQLITE else _pyformat(sql)

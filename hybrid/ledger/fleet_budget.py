@@ -27,7 +27,7 @@ against in PostgreSQL (:class:`~hybrid.ledger.pg_budget.SharedBudget`).
   worker reaches the database again, so requests do not each wait for a connection timeout.
 - **Database frozen** (connected but silent: its server stopped, or a budget row locked
   elsewhere): no transaction waits more than
-  :data:`~hybrid.ledger.pg.ANSWER_TIMEOUT_S` (5 s) for its answer; then
+  :data:`~hybrid.ledger.pg_watchdog.ANSWER_TIMEOUT_S` (5 s) for its answer; then
   :class:`~hybrid.ledger.pg_budget.SharedBudget` cuts the connection and raises
   :class:`~hybrid.errors.LedgerUnavailableError`, and everything above follows as for a
   database that is down: the reservation and those queued behind it return

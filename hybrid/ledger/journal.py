@@ -14,6 +14,9 @@ An entry the database refuses for its data (a value out of range, a broken const
 be refused at every try: the writer sets it aside (:func:`set_aside`) in ``<ledger>.rejected``
 (:func:`rejected_path`), in the journal's own format, so that a person can correct it and move
 its line back to the journal.
+
+:class:`JournalSpend` reads the cloud spend of the records a journal holds, what a daemon whose
+shared ledger is unavailable knows of its spend.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +184,19 @@ def _entry(data: Any) -> LedgerRecord | Learned:
     if kind == "label":
         return Label.from_dict(data)
     return LedgerRecord.from_dict(data)
+
+
+@dataclass(frozen=True)
+class JournalSpend:
+    """The cloud spend of the records a journal holds: what a daemon whose shared ledger is
+    unavailable knows of its spend (a ``SpendSource`` for the budget's seed)."""
+
+    path: Path
+
+    def spend_by_provider(self, since: float) -> dict[str, float]:
+        """Return the journaled cloud spend since a time of each provider that spent any."""
+        spend: dict[str, float] = {}
+        for record in read_journal(self.path):
+            if record.time >= since and record.provider != "local" and record.cloud_cost_usd:
+                spend[record.provider] = spend.get(record.provider, 0.0) + record.cloud_cost_usd
+        return spend

@@ -6,19 +6,18 @@ module is what every part that talks to that database stands on:
 - :func:`mask_url` hides the password wherever a URL is shown (logs, ``/health``, errors).
 - :func:`connect` opens a connection (autocommit off, a connect timeout, TCP keepalives and a
   statement timeout, so a database that vanishes is noticed rather than waited on forever).
-- :class:`Watchdog` cuts the connection of a call the database has not answered within a
-  limit (:data:`ANSWER_TIMEOUT_S`): a server that is stopped or frozen keeps its connections
-  open, and neither keepalives nor the server's statement timeout end the wait then.
 - :func:`translate` turns a psycopg failure into one of hybrid's errors, by what can be done
   about it: :class:`~hybrid.errors.LedgerUnavailableError` (down, refused, timed out,
   connection lost: keep journaling and retry), :class:`~hybrid.errors.LedgerAccessError`
-  (wrong password, user or database: fix ``ledger.url``), or a plain
-  :class:`~hybrid.errors.LedgerError`.  :func:`refused` tells, of the plain ones, those where
-  the database refused the data written (a value out of range, a broken constraint): writing
-  the same data again fails again, however long one waits.
+  (wrong password, user or database: fix ``ledger.url``),
+  :class:`~hybrid.errors.LedgerRefusedError` (the database refused the data written, a value
+  out of range, a broken constraint, as :func:`refused` tells: writing the same data again
+  fails again, however long one waits), or a plain :class:`~hybrid.errors.LedgerError`.
 - :func:`migrate` and :func:`check_schema` keep each part's schema version (the records, the
   budget) in one ``hybrid_schema`` table, migrate under an advisory lock so that daemons
   starting together migrate once, and refuse a database a newer hybrid has migrated.
+- :func:`open_ledger` opens the shared ledger's connection, every call on it watched by a
+  :class:`~hybrid.ledger.pg_watchdog.Watchdog` (a frozen database is reported unavailable).
 
 libpq reports a refused login as text, without a SQLSTATE, so :func:`translate` reads the
 server's English messages for those (and only for those); a message it does not know counts
@@ -27,14 +26,9 @@ as the database being unavailable, which is retried, never as a reason to stop.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import socket
-import threading
-import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -44,10 +38,12 @@ from hybrid.errors import (
     ConfigError,
     LedgerAccessError,
     LedgerError,
+    LedgerRefusedError,
     LedgerSchemaError,
     LedgerUnavailableError,
 )
 from hybrid.ledger.dialect import POSTGRESQL, Database
+from hybrid.ledger.pg_watchdog import LEDGER_ANSWER_TIMEOUT_S, Watchdog
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 """A psycopg connection returning rows as tuples."""
@@ -57,10 +53,6 @@ CONNECT_TIMEOUT_S = 5.0
 
 STATEMENT_TIMEOUT_S = 30.0
 """The longest a statement may run (waiting on locks included) before the server cancels it."""
-
-ANSWER_TIMEOUT_S = 5.0
-"""The longest a call watched by a :class:`Watchdog` (each budget transaction) waits for the
-database's answer before its connection is cut and the database counts as unavailable."""
 
 SCHEMA_TABLE = "hybrid_schema"
 """The table holding each part's schema version: ``(part TEXT PRIMARY KEY, version INT)``."""
@@ -190,6 +182,7 @@ def translate(exc: psycopg.Error, url: str, *, doing: str) -> LedgerError:
         :class:`LedgerUnavailableError` when the database cannot serve now (down, refused,
         timed out, the connection lost, shutting down, too many connections);
         :class:`LedgerAccessError` when it refuses the login, the database or a right;
+        :class:`LedgerRefusedError` when it refused the data written (:func:`refused`);
         otherwise :class:`LedgerError`.  The message is one line and holds no password.
     """
     where = mask_url(url)
@@ -208,6 +201,8 @@ def translate(exc: psycopg.Error, url: str, *, doing: str) -> LedgerError:
             f"the ledger database {where} is unavailable ({doing}): {reason}; check that "
             f"it runs and that ledger.url names its host and port"
         )
+    if refused(exc):
+        return LedgerRefusedError(f"the ledger database {where} refused to {doing}: {reason}")
     return LedgerError(f"the ledger database {where} failed to {doing}: {reason}")
 
 
@@ -228,103 +223,6 @@ def refused(exc: BaseException) -> bool:
     if exc.sqlstate is not None:
         return exc.sqlstate.startswith(_REFUSED_CLASSES)
     return isinstance(exc, psycopg.DataError | psycopg.IntegrityError | psycopg.ProgrammingError)
-
-
-class Watchdog:
-    """Cuts the connection of a call that has waited ``limit_s`` for the database's answer.
-
-    A server that is stopped (SIGSTOP, a frozen virtual machine) keeps its connections open:
-    its kernel still answers TCP keepalives, and the server's own statement timeout cannot
-    fire.  Around each call, :meth:`watching` arms the watchdog's thread; if the call still
-    runs at its deadline, the thread shuts the connection's socket down (through a copy of its
-    file descriptor, taken when the call began, so never another file's).  psycopg then raises
-    an ``OperationalError`` at once and the connection is broken: the caller drops it, sees
-    :attr:`cut`, and reports the database unavailable (:meth:`error`), as after a connection
-    lost.
-
-    One call is watched at a time (callers hold a lock around their connection).  The thread
-    starts with the first call and stops at :meth:`close`.
-
-    Args:
-        limit_s: Seconds a call may wait for its answer.
-
-    Raises:
-        ValueError: ``limit_s`` is not a positive number of seconds.
-    """
-
-    def __init__(self, limit_s: float = ANSWER_TIMEOUT_S) -> None:
-        if not 0 < limit_s < float("inf"):
-            raise ValueError(f"a watchdog's limit is a positive number of seconds, not {limit_s}")
-        self.limit_s = limit_s
-        self._cond = threading.Condition()
-        self._socket: socket.socket | None = None
-        self._deadline = 0.0
-        self._cut = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-
-    @property
-    def cut(self) -> bool:
-        """Whether the last call watched was cut (its connection is unusable)."""
-        return self._cut
-
-    @contextlib.contextmanager
-    def watching(self, conn: Connection) -> Iterator[None]:
-        """Watch the ``with`` block's call on ``conn``: cut the connection if the block is
-        still running ``limit_s`` from now."""
-        watched = socket.socket(fileno=os.dup(conn.fileno()))
-        with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._stopping = False
-                self._thread = threading.Thread(
-                    target=self._watch, name="hybrid-db-watchdog", daemon=True
-                )
-                self._thread.start()
-            self._socket, self._cut = watched, False
-            self._deadline = time.monotonic() + self.limit_s
-            self._cond.notify_all()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._socket = None
-            watched.close()  # the copy only: the connection keeps its own descriptor
-
-    def error(self, url: str, *, doing: str) -> LedgerUnavailableError:
-        """The error of a call that was cut, for ``raise watchdog.error(...) from exc``.
-
-        Args:
-            url: ``ledger.url``, named masked.
-            doing: What was being done (``reserve budget``).
-        """
-        return LedgerUnavailableError(
-            f"the ledger database {mask_url(url)} is unavailable ({doing}): it did not answer "
-            f"within {self.limit_s:g} s; check that it runs and is not stopped or overloaded, "
-            f"and that no other session holds a lock for long"
-        )
-
-    def close(self) -> None:
-        """Stop the thread (a later call starts it again)."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join()
-
-    def _watch(self) -> None:
-        with self._cond:
-            while not self._stopping:
-                if self._socket is None or self._cut:
-                    self._cond.wait()
-                    continue
-                left = self._deadline - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                self._cut = True
-                with contextlib.suppress(OSError):  # the peer may have closed it meanwhile
-                    self._socket.shutdown(socket.SHUT_RDWR)
 
 
 def scrub(text: str, url: str) -> str:
@@ -490,33 +388,55 @@ def _password(url: str) -> str | None:
     return found.group(2).strip("'") if found else None
 
 
-def open_ledger(url: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> Database:
+def open_ledger(
+    url: str,
+    *,
+    timeout_s: float = CONNECT_TIMEOUT_S,
+    answer_timeout_s: float = LEDGER_ANSWER_TIMEOUT_S,
+) -> Database:
     """Connect to the ledger database and bring its ``ledger`` tables to the current version.
+
+    Every call on the connection (the migration here, then each read and each write
+    transaction of :class:`~hybrid.ledger.store.LedgerStore`) is watched: one the database
+    has not answered within ``answer_timeout_s`` (a server that is stopped or frozen) has its
+    connection cut and raises :class:`LedgerUnavailableError`, as a database that is down does.
 
     Args:
         url: ``ledger.url``.
         timeout_s: Seconds to wait for the server.
+        answer_timeout_s: Seconds a call waits for the database's answer.
 
     Returns:
         The database, in autocommit mode (writes open their own transactions).
 
     Raises:
         ConfigError: ``url`` is not a connection string libpq understands.
-        LedgerUnavailableError: The server cannot be reached now.
+        LedgerUnavailableError: The server cannot be reached now, or did not answer in time.
         LedgerAccessError: The server refuses the login, or the role may not create tables.
         LedgerSchemaError: A newer hybrid migrated the ledger.
+        ValueError: ``answer_timeout_s`` is not a positive number of seconds.
     """
     from hybrid.ledger.schema import POSTGRESQL_MIGRATIONS
 
+    watchdog = Watchdog(answer_timeout_s)
+    where = mask_url(url)
     conn = connect(url, timeout_s=timeout_s, application_name="hybrid ledger", autocommit=True)
     try:
-        migrate(conn, "ledger", POSTGRESQL_MIGRATIONS, url=url)
-    except BaseException:
+        with watchdog.watching(conn):
+            migrate(conn, "ledger", POSTGRESQL_MIGRATIONS, url=url)
+    except BaseException as exc:
         conn.close()
+        watchdog.close()
+        if isinstance(exc, LedgerError) and watchdog.cut:
+            raise watchdog.error(where, doing="migrate the ledger tables") from exc
         raise
 
     def failure(exc: Exception, doing: str) -> LedgerError:
         assert isinstance(exc, psycopg.Error)
+        if watchdog.cut:  # the call was cut: its error only says the connection is gone
+            return watchdog.error(where, doing=doing)
         return translate(exc, url, doing=doing)
 
-    return Database(conn, POSTGRESQL, mask_url(url), errors=(psycopg.Error,), failure=failure)
+    return Database(
+        conn, POSTGRESQL, where, errors=(psycopg.Error,), failure=failure, watchdog=watchdog
+    )

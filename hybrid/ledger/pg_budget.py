@@ -31,11 +31,11 @@ reservations, settlements and reclaims cannot deadlock one another.
 The API is synchronous and thread-safe (one connection, one lock); async callers run it in a
 thread.  Each transaction waits at most ``answer_timeout_s`` (5 s by default) for the
 database: when a database that is stopped or frozen, or a row locked elsewhere, keeps it
-waiting longer, a :class:`~hybrid.ledger.pg.Watchdog` cuts its connection and the call raises
-:class:`~hybrid.errors.LedgerUnavailableError`, as for a database that is down (the next call
-connects again).  As with a connection lost, a transaction cut as it committed may have
-taken effect unseen: an unseen hold expires and is reclaimed as spent, a settlement written
-again counts its cost twice; either way the cap holds.
+waiting longer, a :class:`~hybrid.ledger.pg_watchdog.Watchdog` cuts its connection and the
+call raises :class:`~hybrid.errors.LedgerUnavailableError`, as for a database that is down
+(the next call connects again).  As with a connection lost, a transaction cut as it committed
+may have taken effect unseen: an unseen hold expires and is reclaimed as spent, a settlement
+written again counts its cost twice; either way the cap holds.
 """
 
 from __future__ import annotations
@@ -51,15 +51,9 @@ import psycopg
 
 from hybrid.errors import LedgerError
 from hybrid.ledger.budget_lines import Hold, Line, LineSpend, Refusal
-from hybrid.ledger.pg import (
-    ANSWER_TIMEOUT_S,
-    CONNECT_TIMEOUT_S,
-    Connection,
-    Watchdog,
-    connect,
-    migrate,
-)
+from hybrid.ledger.pg import CONNECT_TIMEOUT_S, Connection, connect, mask_url, migrate
 from hybrid.ledger.pg import translate as _translate
+from hybrid.ledger.pg_watchdog import ANSWER_TIMEOUT_S, Watchdog
 
 SCHEMA_PART = "budget"
 """This module's part name in ``hybrid_schema``."""
@@ -455,7 +449,7 @@ class SharedBudget:
                         return transaction(conn)
                 except psycopg.Error as exc:
                     if self._watchdog.cut:
-                        raise self._watchdog.error(self._url, doing=doing) from exc
+                        raise self._watchdog.error(mask_url(self._url), doing=doing) from exc
                     if exc.sqlstate in _RETRY_STATES and attempt + 1 < _ATTEMPTS:
                         continue
                     raise _translate(exc, self._url, doing=doing) from exc
@@ -475,7 +469,9 @@ class SharedBudget:
             except BaseException as exc:
                 conn.close()
                 if isinstance(exc, LedgerError) and self._watchdog.cut:
-                    raise self._watchdog.error(self._url, doing="open the budget") from exc
+                    raise self._watchdog.error(
+                        mask_url(self._url), doing="open the budget"
+                    ) from exc
                 raise
             self._conn = conn
         return self._conn

@@ -8,6 +8,11 @@ connection, used by one thread at a time: the writer thread of
 ``hybrid stats``.  Totals follow the definitions of :mod:`hybrid.ledger.totals`, read from the
 hourly rollups (:mod:`hybrid.ledger.rollup`) that :meth:`LedgerStore.append` maintains in the
 transaction that inserts the records.
+
+On PostgreSQL, every read and every write transaction is one watched call
+(:meth:`~hybrid.ledger.dialect.Database.watched`): a database that does not answer it within
+the answer timeout (stopped, frozen) has the connection cut, and the call raises
+:class:`~hybrid.errors.LedgerUnavailableError`; the store is then closed and opened again.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, TypeVar
 from hybrid.ledger import learning, rollup, rollup_query, schema
 from hybrid.ledger.dialect import Database
 from hybrid.ledger.learning import Label, LabelCount, LabelledSignal, Learned, Signal
+from hybrid.ledger.pg_watchdog import LEDGER_ANSWER_TIMEOUT_S
 from hybrid.ledger.record import NOT_REQUESTS, LedgerRecord
 from hybrid.ledger.totals import GroupBy, Latency, Totals
 
@@ -68,8 +74,10 @@ class LedgerStore:
 
     Every query raises :class:`~hybrid.errors.LedgerError` (naming the file, or the database
     with its password masked) when the database fails; on PostgreSQL, its subclasses
-    :class:`~hybrid.errors.LedgerUnavailableError` (down, connection lost: try again later)
-    and :class:`~hybrid.errors.LedgerAccessError` (refused: fix ``ledger.url``).
+    :class:`~hybrid.errors.LedgerUnavailableError` (down, connection lost, no answer within
+    the answer timeout: try again later) and :class:`~hybrid.errors.LedgerAccessError`
+    (refused: fix ``ledger.url``); on both, :class:`~hybrid.errors.LedgerRefusedError` when
+    the database refuses the data written.
     """
 
     def __init__(self, conn: Database, path: Path | None = None) -> None:
@@ -109,22 +117,25 @@ class LedgerStore:
         return cls.open(source) if isinstance(source, Path) else cls.open_url(source)
 
     @classmethod
-    def open_url(cls, url: str, *, timeout_s: float = 5.0) -> LedgerStore:
+    def open_url(
+        cls, url: str, *, timeout_s: float = 5.0, answer_timeout_s: float = LEDGER_ANSWER_TIMEOUT_S
+    ) -> LedgerStore:
         """Connect to a PostgreSQL ledger (``ledger.url``), creating or migrating its tables.
 
         Args:
             url: The database's URL.
             timeout_s: Seconds to wait for the server.
+            answer_timeout_s: Seconds each call waits for the database's answer.
 
         Raises:
             ConfigError: ``url`` is not a PostgreSQL URL libpq understands.
-            LedgerUnavailableError: The server cannot be reached now.
+            LedgerUnavailableError: The server cannot be reached now, or did not answer.
             LedgerAccessError: It refuses the user, the password or the database.
             LedgerSchemaError: A newer hybrid migrated it.
         """
         from hybrid.ledger import pg
 
-        return cls(pg.open_ledger(url, timeout_s=timeout_s))
+        return cls(pg.open_ledger(url, timeout_s=timeout_s, answer_timeout_s=answer_timeout_s))
 
     def append(
         self,
@@ -154,7 +165,7 @@ class LedgerStore:
         if not records and not learned:
             return 0
         try:
-            with self._conn.transaction():
+            with self._conn.watched(), self._conn.transaction():
                 if only_new:
                     records = self._missing(records)
                 self._conn.executemany(_INSERT, [_row(record) for record in records])
@@ -299,7 +310,7 @@ class LedgerStore:
             How many were deleted.
         """
         try:
-            with self._conn.transaction():
+            with self._conn.watched(), self._conn.transaction():
                 cursor = self._conn.execute("DELETE FROM requests WHERE time < ?", (older_than,))
                 deleted = cursor.rowcount
                 rollup.prune(self._conn, older_than)
@@ -351,7 +362,8 @@ class LedgerStore:
     def _query(self, query: Callable[[], T]) -> T:
         """Run a read; the database's errors become a :class:`~hybrid.errors.LedgerError`."""
         try:
-            return query()
+            with self._conn.watched():
+                return query()
         except self._conn.errors as exc:
             raise self._conn.failure(exc, "read") from exc
 

@@ -23,18 +23,15 @@ writer keeps going: records stay in the journal, the thread tries to reconnect w
 pause (:data:`RETRY_S`), and once the database is back it commits everything the journal holds,
 skipping what the database already has (a record is stored once, however often it is synced),
 and empties the journal.  Reads meanwhile raise LedgerUnavailableError, saying how many records
-wait in the journal.  A refused login or a newer schema at start
-(:class:`~hybrid.errors.LedgerAccessError`, :class:`~hybrid.errors.LedgerSchemaError`) is
-raised by :meth:`LedgerWriter.start`: those need a person.
+wait in the journal.  A database that is connected but does not answer (a server stopped or
+frozen) counts as unavailable once a call has waited ``answer_timeout_s`` (35 s by default: see
+:mod:`hybrid.ledger.pg_watchdog`), for the writer thread and for reads alike.  A refused login
+or a newer schema at start (:class:`~hybrid.errors.LedgerAccessError`,
+:class:`~hybrid.errors.LedgerSchemaError`) is raised by :meth:`LedgerWriter.start`: those need
+a person.
 
-An outage is not a refusal.  When the database answers but refuses a batch for its data (a
-value out of range, a broken constraint, a type the driver cannot send: see
-:func:`hybrid.ledger.pg.refused` and :func:`hybrid.ledger.dialect.sqlite_refused`), waiting
-would not help: the writer writes that batch one entry at a time, so the good ones land, and
-sets each entry refused on its own aside in ``<ledger>.rejected`` beside the journal
-(:func:`~hybrid.ledger.journal.set_aside`, flushed to the disk before the journal is emptied),
-with a warning naming the file; then it goes on.  This holds for SQLite and PostgreSQL alike,
-for new records and for those replayed from the journal at start or after an outage.
+An outage is not a refusal: entries the database refuses for their data are written one at a
+time and those refused alone set aside in ``<ledger>.rejected`` (:mod:`hybrid.ledger.refusals`).
 """
 
 from __future__ import annotations
@@ -51,24 +48,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hybrid.errors import (
-    HybridError,
-    LedgerAccessError,
-    LedgerError,
-    LedgerSchemaError,
-    LedgerUnavailableError,
-)
-from hybrid.ledger.dialect import sqlite_refused
-from hybrid.ledger.journal import (
-    Journal,
-    journal_path,
-    read_entries,
-    read_journal,
-    rejected_path,
-    set_aside,
-)
+from hybrid.errors import HybridError, LedgerError, LedgerUnavailableError
+from hybrid.ledger.journal import Journal, JournalSpend, journal_path, read_entries, read_journal
 from hybrid.ledger.learning import Label, Learned, Signal
+from hybrid.ledger.pg_watchdog import LEDGER_ANSWER_TIMEOUT_S
 from hybrid.ledger.record import LedgerRecord
+from hybrid.ledger.refusals import append_or_set_aside
 from hybrid.ledger.store import LedgerStore
 from hybrid.ledger.totals import Totals
 
@@ -109,6 +94,7 @@ class LedgerWriter:
         url: str | None = None,
         instance: str = "",
         retry_s: tuple[float, ...] = RETRY_S,
+        answer_timeout_s: float = LEDGER_ANSWER_TIMEOUT_S,
     ) -> None:
         """Prepare a writer; nothing is opened until :meth:`start`.
 
@@ -127,13 +113,19 @@ class LedgerWriter:
                 ``open_store`` is given too).
             instance: ``ledger.instance``, stamped on every record that names none.
             retry_s: Pauses between attempts to reach an unavailable database.
+            answer_timeout_s: With ``url``: seconds a read or a write waits for the database's
+                answer before it counts as unavailable.
         """
         self._keep_signals = keep_signals
         self.path = path
         self.instance = instance
         self._shared = url is not None
         if open_store is None:
-            open_store = LedgerStore.open if url is None else functools.partial(_open_url, url)
+            open_store = (
+                LedgerStore.open
+                if url is None
+                else functools.partial(_open_url, url, answer_timeout_s=answer_timeout_s)
+            )
         self._retry_s = retry_s or RETRY_S
         self._failures = 0
         self._retry_at = 0.0
@@ -441,50 +433,16 @@ class LedgerWriter:
     def _append(
         self, records: list[LedgerRecord], learned: list[Learned], *, only_new: bool
     ) -> int:
-        """Store a batch in one transaction; when the database refuses it for its data, store
-        its entries one at a time and set aside those refused on their own.
-
-        Returns:
-            How many records were stored.
-
-        Raises:
-            HybridError: Anything but a refusal (the database is unavailable, the disk full, a
-                rejected entry cannot be set aside): what was not stored yet is in the journal.
-            Exception: An unexpected failure, likewise.
-        """
-        store = self._store
-        assert store is not None
-        try:
-            return store.append(
-                records, learned, keep_signals=self._keep_signals, only_new=only_new
-            )
-        except Exception as exc:
-            if not _refused(store, exc):
-                raise
-            if len(records) + len(learned) == 1:
-                self._set_aside(store, records[0] if records else learned[0], exc)
-                return 0
-            log.info("%s; writing that batch one entry at a time", exc)
-        stored = sum(self._append([record], [], only_new=only_new) for record in records)
-        for entry in learned:  # in order: a later signal or label replaces an earlier one
-            self._append([], [entry], only_new=only_new)
-        return stored
-
-    def _set_aside(self, store: LedgerStore, entry: LedgerRecord | Learned, exc: Exception) -> None:
-        """Move an entry the database refused out of the way of the rest, into the rejected
-        file beside the journal, and say so."""
-        path = rejected_path(self.path)
-        if not set_aside(path, entry):
-            return  # set aside (and said) before a crash left it in the journal as well
-        reason = exc if isinstance(exc, LedgerError) else f"the ledger {store.name}: {exc}"
-        log.warning(
-            "%s; %s is refused for good and set aside in %s, so that the entries after it are "
-            "written: to store it after all, correct its line there and, with hybrid stopped, "
-            "append the line to %s (it is written at the next start)",
-            reason,
-            _describe(entry),
-            path,
-            self._journal_path,
+        """Store a batch, setting aside what the database refuses for its data (see
+        :func:`~hybrid.ledger.refusals.append_or_set_aside`); returns the records stored."""
+        assert self._store is not None
+        return append_or_set_aside(
+            self._store,
+            records,
+            learned,
+            ledger=self.path,
+            keep_signals=self._keep_signals,
+            only_new=only_new,
         )
 
     def _offline(self) -> None:
@@ -527,32 +485,6 @@ class LedgerWriter:
             log.warning("%s", exc)
 
 
-def _refused(store: LedgerStore, exc: Exception) -> bool:
-    """Whether ``exc``, raised by ``store.append``, says the database refused the data itself:
-    the same entries would be refused again.  Reads the driver's error the
-    :class:`~hybrid.errors.LedgerError` was raised from; an outage, a refused login or a newer
-    schema is never a refusal of data."""
-    if isinstance(exc, LedgerUnavailableError | LedgerAccessError | LedgerSchemaError):
-        return False
-    cause = exc.__cause__ if isinstance(exc, LedgerError) else exc
-    if cause is None:
-        return False
-    if store.shared:
-        from hybrid.ledger.pg import refused  # psycopg, only for a shared ledger
-
-        return refused(cause)
-    return sqlite_refused(cause)
-
-
-def _describe(entry: LedgerRecord | Learned) -> str:
-    """How a log line names an entry: ``record 3f2a``, ``the shadow label of request 3f2a``."""
-    if isinstance(entry, LedgerRecord):
-        return f"record {entry.id}" + (f" ({entry.leg})" if entry.leg else "")
-    if isinstance(entry, Signal):
-        return f"the signal of request {entry.request_id}"
-    return f"the {entry.source} label of request {entry.request_id}"
-
-
 def _release(barrier: _Barrier) -> None:
     def settle() -> None:
         if not barrier.future.done():
@@ -564,21 +496,5 @@ def _release(barrier: _Barrier) -> None:
         pass  # the loop closed: nobody is waiting
 
 
-def _open_url(url: str, path: Path) -> LedgerStore:
-    return LedgerStore.open_url(url)
-
-
-@dataclass(frozen=True)
-class JournalSpend:
-    """The cloud spend of the records a journal holds: what a daemon whose shared ledger is
-    unavailable knows of its spend (a ``SpendSource`` for the budget's seed)."""
-
-    path: Path
-
-    def spend_by_provider(self, since: float) -> dict[str, float]:
-        """Return the journaled cloud spend since a time of each provider that spent any."""
-        spend: dict[str, float] = {}
-        for record in read_journal(self.path):
-            if record.time >= since and record.provider != "local" and record.cloud_cost_usd:
-                spend[record.provider] = spend.get(record.provider, 0.0) + record.cloud_cost_usd
-        return spend
+def _open_url(url: str, path: Path, *, answer_timeout_s: float) -> LedgerStore:
+    return LedgerStore.open_url(url, answer_timeout_s=answer_timeout_s)

@@ -17,8 +17,9 @@ Fixtures (registered for the whole suite by ``pytest_plugins`` in ``tests/confte
 - ``postgres_db``: a fresh, empty database owned by ``hybrid`` for one test, dropped after it;
   the server is started again first if the test left it stopped.
 
-`PostgresDatabase.frozen` stops (SIGSTOP) the server process behind hybrid's connection for a
-``with`` block: connected, but silent, as a server that hangs is.
+`PostgresDatabase.frozen` stops (SIGSTOP) the server processes behind hybrid's connections (the
+budget's, or the ledger's) for a ``with`` block: connected, but silent, as a server that hangs
+is.
 
 Scripts (``scripts/bench_*``) use `PostgresServer` directly as a context manager.
 """
@@ -330,23 +331,35 @@ class PostgresDatabase:
         return [int(row[0]) for row in rows]
 
     @contextlib.contextmanager
-    def frozen(self, guard_s: float = 60.0) -> Iterator[None]:
-        """Stop the server process of hybrid's one connection to this database for the block:
-        the connection stays open (the kernel still answers), but nothing on it is answered.
+    def frozen(self, guard_s: float = 60.0, *, application_name: str = "hybrid") -> Iterator[None]:
+        """Stop the server processes of hybrid's connections to this database for the block:
+        the connections stay open (the kernel still answers), but nothing on them is answered.
+        Connections opened meanwhile get processes of their own, which answer.
 
         Args:
-            guard_s: The process continues after this many seconds even inside the block, so
+            guard_s: The processes continue after this many seconds even inside the block, so
                 that a client waiting without a limit makes its test fail instead of hang.
+            application_name: Whose connections: ``hybrid`` (the shared budget's one
+                connection), ``hybrid ledger`` (the ledger's: a writer's and its reader's).
         """
-        [pid] = self.backends()
-        os.kill(pid, signal.SIGSTOP)
-        guard = threading.Timer(guard_s, os.kill, (pid, signal.SIGCONT))
-        guard.start()
+        pids = self.backends(application_name)
+        assert pids, f"no connection to {self.name} goes by {application_name!r}"
+
+        def resume() -> None:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
+        guard = threading.Timer(guard_s, resume)
         try:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):  # a connection closed meanwhile
+                    os.kill(pid, signal.SIGSTOP)
+            guard.start()
             yield
         finally:
             guard.cancel()
-            os.kill(pid, signal.SIGCONT)
+            resume()
 
 
 @pytest.fixture(scope="session")

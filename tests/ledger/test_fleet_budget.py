@@ -24,8 +24,8 @@ from hybrid.cli import main
 from hybrid.ledger.budget import Budget, Reservation, SpendSeed
 from hybrid.ledger.budget_lines import Hold, Line, day_period, month_period
 from hybrid.ledger.fleet_budget import UNAVAILABLE, FleetBudget
-from hybrid.ledger.pg import ANSWER_TIMEOUT_S
 from hybrid.ledger.pg_budget import SharedBudget
+from hybrid.ledger.pg_watchdog import ANSWER_TIMEOUT_S
 from hybrid.service.metrics import Metrics
 from hybrid.settings import load_settings
 from hybrid.settings.ledger import BudgetSettings

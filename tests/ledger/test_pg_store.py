@@ -15,7 +15,12 @@ import pytest
 from ledger_records import T0, cloud_record, lan_record, local_record, refused_record
 from postgres import PASSWORD, PostgresDatabase
 
-from hybrid.errors import LedgerAccessError, LedgerError, LedgerSchemaError
+from hybrid.errors import (
+    LedgerAccessError,
+    LedgerError,
+    LedgerRefusedError,
+    LedgerSchemaError,
+)
 from hybrid.ledger import rollup, schema
 from hybrid.ledger.dialect import SQLITE
 from hybrid.ledger.learning import Label, Signal
@@ -197,7 +202,7 @@ def test_a_record_synced_twice_is_stored_once(postgres_db: PostgresDatabase) -> 
         assert store.append([*batch, local_record(id="z")], only_new=True) == 1
         assert store.totals().requests == before.requests + 1
         # Without the check, the database itself refuses a second copy (and stores nothing).
-        with pytest.raises(LedgerError):
+        with pytest.raises(LedgerRefusedError):
             store.append([local_record(id="y"), local_record(id="w")])
         assert sorted(r.id for r in store.records()) == ["x", "x", "y", "z"]
         assert store.totals().requests == before.requests + 1
@@ -225,6 +230,32 @@ def test_text_holding_a_nul_is_stored_the_same_on_sqlite_and_postgresql(
         assert stored.error == "the model 'gpt\ufffdx' does not exist"
         assert [label.note for label in pg.labels()] == ["bad\ufffdanswer"]
         assert pg.totals().to_dict() == pytest.approx(lite.totals().to_dict())
+    finally:
+        for store in stores:
+            store.close()
+
+
+# Data both databases refuse at every try: a NULL where the schema says NOT NULL, an integer
+# past 64 bits.
+@pytest.mark.parametrize(
+    "poison",
+    [
+        pytest.param({"model": None}, id="not-null"),
+        pytest.param({"prompt_tokens": 2**63}, id="past-64-bits"),
+    ],
+)
+def test_data_the_database_refuses_is_a_refusal_on_sqlite_and_postgresql(
+    tmp_path: Path, postgres_db: PostgresDatabase, poison: dict[str, object]
+) -> None:
+    stores = (LedgerStore.open(tmp_path / "ledger.sqlite3"), LedgerStore.open_url(postgres_db.url))
+    try:
+        for store in stores:
+            batch = [local_record(id="good"), local_record(id="poison", **poison)]
+            with pytest.raises(LedgerRefusedError, match="refused to record") as caught:
+                store.append(batch)
+            message = str(caught.value)
+            assert store.name in message and PASSWORD not in message and "\n" not in message
+            assert store.records() == []  # nothing of the batch
     finally:
         for store in stores:
             store.close()
@@ -289,7 +320,7 @@ def test_psycopg_errors_never_leak_past_the_store(postgres_db: PostgresDatabase)
             conn.execute("DROP TABLE rollups")
         with pytest.raises(LedgerError) as caught:
             store.totals()
-        assert not isinstance(caught.value, psycopg.Error)
+        assert not isinstance(caught.value, psycopg.Error | LedgerRefusedError)
         assert PASSWORD not in str(caught.value)
     finally:
         store.close()
