@@ -1,10 +1,11 @@
 """The contract every answering backend implements.
 
 A backend turns a :class:`~hybrid.generation.GenerationRequest` into a stream of
-:class:`~hybrid.generation.TextDelta` and :class:`~hybrid.generation.ToolCallDelta` events
-ending with one :class:`~hybrid.generation.GenerationDone`.  Starting a generation is a separate,
-awaited step so that admission errors (context too long, queue full) surface before any byte of
-a response is sent, and can become a proper HTTP status.
+:class:`~hybrid.generation.TextDelta`, :class:`~hybrid.generation.ToolCallDelta` and (from
+Anthropic, when asked) :class:`~hybrid.generation.ThinkingDelta` events ending with one
+:class:`~hybrid.generation.GenerationDone`.  Starting a generation is a separate, awaited step
+so that admission errors (context too long, queue full) surface before any byte of a response
+is sent, and can become a proper HTTP status.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from hybrid.generation import (
     GenerationEvent,
     GenerationRequest,
     TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
     TokenLogprob,
     ToolCall,
     ToolCallDelta,
@@ -192,20 +195,27 @@ class Completion:
         logprobs: Its tokens' log-probabilities, when asked for.
         done: How the generation ended.
         tool_calls: The tool calls the answer made, assembled from their deltas, in order.
+        thinking: The thinking blocks the answer began with (Anthropic's extended thinking),
+            assembled from their deltas, in order.
     """
 
     text: str
     logprobs: tuple[TokenLogprob, ...]
     done: GenerationDone
     tool_calls: tuple[ToolCall, ...] = ()
+    thinking: tuple[ThinkingBlock, ...] = ()
 
     def events(self, *, logprobs: bool = True) -> tuple[GenerationEvent, ...]:
-        """The answer as events again (one text delta, one delta per call, the closing event).
+        """The answer as events again (one delta per thinking block, one text delta, one delta
+        per call, the closing event).
 
         Args:
             logprobs: Keep the log-probabilities on the text delta.
         """
-        events: list[GenerationEvent] = []
+        events: list[GenerationEvent] = [
+            ThinkingDelta(index, block.thinking, block.signature, block.redacted)
+            for index, block in enumerate(self.thinking)
+        ]
         if self.text or (logprobs and self.logprobs):
             events.append(TextDelta(self.text, self.logprobs if logprobs else ()))
         events.extend(
@@ -263,7 +273,8 @@ async def collect(generation: Generation) -> Completion:
         generation: A generation returned by :meth:`Backend.start`.
 
     Returns:
-        The text, its log-probabilities (when asked for), its tool calls and the closing event.
+        The text, its log-probabilities (when asked for), its tool calls, its thinking blocks
+        and the closing event.
 
     Raises:
         GenerationError: The stream ended without a closing event.
@@ -272,6 +283,7 @@ async def collect(generation: Generation) -> Completion:
     parts: list[str] = []
     logprobs: list[TokenLogprob] = []
     deltas: list[ToolCallDelta] = []
+    thoughts: list[ThinkingDelta] = []
     events = aiter(generation)
     try:
         async for event in events:
@@ -280,9 +292,12 @@ async def collect(generation: Generation) -> Completion:
                 logprobs.extend(event.logprobs)
             elif isinstance(event, ToolCallDelta):
                 deltas.append(event)
+            elif isinstance(event, ThinkingDelta):
+                thoughts.append(event)
             else:
                 calls = assemble_tool_calls(deltas)
-                return Completion("".join(parts), tuple(logprobs), event, calls)
+                thinking = assemble_thinking(thoughts)
+                return Completion("".join(parts), tuple(logprobs), event, calls, thinking)
     finally:
         await close_events(events)
         await generation.aclose()
@@ -324,4 +339,27 @@ def assemble_tool_calls(deltas: Iterable[ToolCallDelta]) -> tuple[ToolCall, ...]
     return tuple(
         ToolCall(ids.get(index, ""), names.get(index, ""), "".join(arguments[index]) or "{}")
         for index in sorted(arguments)
+    )
+
+
+def assemble_thinking(deltas: Iterable[ThinkingDelta]) -> tuple[ThinkingBlock, ...]:
+    """Whole thinking blocks from their deltas: text and signature pieces joined.
+
+    Args:
+        deltas: The thinking deltas of one answer, in the order they arrived.
+
+    Returns:
+        The blocks ordered by index; a block with redacted data is a redacted block.
+    """
+    texts: dict[int, list[str]] = {}
+    signatures: dict[int, list[str]] = {}
+    redacted: dict[int, str] = {}
+    for delta in deltas:
+        texts.setdefault(delta.index, []).append(delta.thinking)
+        signatures.setdefault(delta.index, []).append(delta.signature)
+        if delta.redacted is not None:
+            redacted.setdefault(delta.index, delta.redacted)
+    return tuple(
+        ThinkingBlock("".join(texts[index]), "".join(signatures[index]), redacted.get(index))
+        for index in sorted(texts)
     )

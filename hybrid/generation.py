@@ -13,6 +13,12 @@ the request (:attr:`GenerationRequest.cache_control`), a tool (:attr:`ToolSpec.c
 a text or image part (a ``cache_control`` key of :attr:`Message.parts`), a tool call sent back
 (:attr:`ToolCall.cache_control`) and a tool result (:attr:`Message.cache_control`).  Only a
 request to Anthropic sends them; the local model and OpenAI-compatible APIs leave them out.
+
+Anthropic's extended thinking rides along the same way: the client's ``thinking`` setting
+(:attr:`GenerationRequest.thinking`) and the ``thinking``/``redacted_thinking`` blocks of its
+assistant turns (:attr:`Message.thinking`, verbatim, signatures included) reach Anthropic only;
+the thinking Anthropic answers with comes back as :class:`ThinkingDelta` events, which only an
+Anthropic client is shown.
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ class Message:
         is_error: For a ``tool`` message, the tool failed and ``content`` says how.
         cache_control: For a ``tool`` message, the prompt-cache marker its Anthropic
             ``tool_result`` block carried.
+        thinking: For an ``assistant`` message from an Anthropic client, its ``thinking`` and
+            ``redacted_thinking`` blocks exactly as sent (Anthropic checks their signatures),
+            in order; only a request to Anthropic carries them, ahead of the turn's other
+            blocks.  Their text is not part of ``content``.
     """
 
     role: str
@@ -70,6 +80,7 @@ class Message:
     name: str | None = None
     is_error: bool = False
     cache_control: Mapping[str, Any] | None = None
+    thinking: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,20 +152,32 @@ class SamplingParams:
         max_tokens: Upper bound on generated tokens.
         temperature: Sampling temperature; 0 is greedy.
         top_p: Nucleus sampling mass.
+        top_k: Sample among the ``top_k`` most likely tokens only (Anthropic's ``top_k``; 0
+            for no limit); None for the backend's default.
         stop: Sequences that end the output; they are not included in it.
         seed: Seed for reproducible sampling.
         top_logprobs: None for no log-probabilities; otherwise how many alternatives to report
             per token (0 = only the chosen token).
         response_format: A JSON constraint, or None for free text.
+        frequency_penalty: Subtracted from a token's logit once per time it already occurs
+            (OpenAI's ``frequency_penalty``, -2 to 2); None for none.
+        presence_penalty: Subtracted from a token's logit once it occurs at all (OpenAI's
+            ``presence_penalty``, -2 to 2); None for none.
+        logit_bias: ``(token id, bias)`` pairs, each bias (-100 to 100) added to that token's
+            logit before sampling (OpenAI's ``logit_bias``); token ids are the model's own.
     """
 
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
     top_logprobs: int | None = None
     response_format: ResponseFormat | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,6 +203,9 @@ class GenerationRequest:
             provider's default (yes).
         cache_control: Anthropic's request-wide prompt-cache marker (automatic caching up to
             the last cacheable block), when the client set one.
+        thinking: Anthropic's ``thinking`` setting as the client sent it (``{"type":
+            "enabled", "budget_tokens": N}``); only a request to Anthropic carries it, the
+            local model and OpenAI-compatible APIs answer without thinking.
     """
 
     request_id: str
@@ -193,6 +219,7 @@ class GenerationRequest:
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
     parallel_tool_calls: bool | None = None
     cache_control: Mapping[str, Any] | None = None
+    thinking: Mapping[str, Any] | None = None
 
 
 def tool_needs(tools: tuple[ToolSpec, ...], choice: ToolChoice) -> frozenset[str]:
@@ -265,13 +292,51 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True)
+class ThinkingDelta:
+    """A piece of a thinking block: the model's extended thinking, from Anthropic.
+
+    The first delta of each ``index`` opens the block (it may carry nothing else); later ones
+    add to its text and signature.  A redacted block comes whole, on one delta.
+
+    Attributes:
+        index: Which thinking block of the answer this belongs to, from 0, in the order blocks
+            start.
+        thinking: The next piece of the block's text (may be empty).
+        signature: The next piece of the block's signature (Anthropic sends it whole, last),
+            which the client must send back with the block.
+        redacted: For a ``redacted_thinking`` block, its encrypted ``data``; None for a
+            ``thinking`` block.
+    """
+
+    index: int
+    thinking: str = ""
+    signature: str = ""
+    redacted: str | None = None
+
+
+@dataclass(frozen=True)
+class ThinkingBlock:
+    """A whole thinking block of an answer: its text and signature, or a redacted block's data.
+
+    Attributes:
+        thinking: The thinking text.
+        signature: Its signature.
+        redacted: A ``redacted_thinking`` block's encrypted data; None for a ``thinking`` block.
+    """
+
+    thinking: str = ""
+    signature: str = ""
+    redacted: str | None = None
+
+
+@dataclass(frozen=True)
 class Usage:
     """Token counts for one request.
 
     Attributes:
         prompt_tokens: Every input token, those read from or written to a provider's prompt
             cache included.
-        completion_tokens: Output tokens.
+        completion_tokens: Output tokens, thinking tokens included (as Anthropic counts them).
         cache_read_tokens: Of ``prompt_tokens``, those the provider read from its prompt cache
             (OpenAI's ``cached_tokens``, Anthropic's ``cache_read_input_tokens``).
         cache_write_tokens: Of ``prompt_tokens``, those the provider wrote to its prompt cache
@@ -321,4 +386,4 @@ class GenerationDone:
     batch_size: float | None = None
 
 
-GenerationEvent = TextDelta | ToolCallDelta | GenerationDone
+GenerationEvent = TextDelta | ToolCallDelta | ThinkingDelta | GenerationDone

@@ -75,6 +75,9 @@ class Engine(Protocol):
     @property
     def n_embd(self) -> int: ...
 
+    @property
+    def n_vocab(self) -> int: ...
+
     def embed(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> np.ndarray: ...
 
     def run(
@@ -184,8 +187,8 @@ class LocalBackend(Backend):
 
         Raises:
             ContextLengthExceededError: The prompt and requested output do not fit.
-            InvalidRequestError: The chat template or the JSON schema rejects the request, or
-                its prompt is empty.
+            InvalidRequestError: The chat template or the JSON schema rejects the request,
+                its prompt is empty, or its ``logit_bias`` names a token outside the vocabulary.
             QueueFullError: ``max_queue`` requests are already waiting.
             GenerationError: llama.cpp failed while evaluating the prompt.
         """
@@ -245,8 +248,8 @@ class LocalBackend(Backend):
 
         Raises:
             ContextLengthExceededError: The prompt and requested output do not fit.
-            InvalidRequestError: The chat template or the JSON schema rejects the request, or
-                its prompt is empty.
+            InvalidRequestError: The chat template or the JSON schema rejects the request,
+                its prompt is empty, or its ``logit_bias`` names a token outside the vocabulary.
         """
         self._calls += 1
         self._calls_started += 1
@@ -269,8 +272,8 @@ class LocalBackend(Backend):
         Raises:
             ContextLengthExceededError: The prompt and requested output do not fit.
             QueueFullError: ``max_queue`` requests are already waiting.
-            InvalidRequestError: The chat template or the JSON schema rejects the request, or
-                its prompt is empty.
+            InvalidRequestError: The chat template or the JSON schema rejects the request,
+                its prompt is empty, or its ``logit_bias`` names a token outside the vocabulary.
         """
         self._calls += 1
         self._calls_started += 1
@@ -392,6 +395,8 @@ class LocalBackend(Backend):
         else:
             max_tokens = min(self._default_max_tokens, n_ctx - len(tokens))
         temperature = params.temperature
+        if params.logit_bias:
+            _check_logit_bias(params.logit_bias, self._engine.n_vocab, self._model_id)
         return EngineJob(
             tokens=tokens,
             max_tokens=max_tokens,
@@ -400,9 +405,13 @@ class LocalBackend(Backend):
             strip=strip,
             temperature=self._default_temperature if temperature is None else temperature,
             top_p=_DEFAULT_TOP_P if params.top_p is None else params.top_p,
+            top_k=params.top_k,
             seed=params.seed,
             top_logprobs=params.top_logprobs,
             grammar=_grammar(params.response_format),
+            logit_bias=params.logit_bias,
+            frequency_penalty=params.frequency_penalty or 0.0,
+            presence_penalty=params.presence_penalty or 0.0,
             owner=self,
         )
 
@@ -460,6 +469,23 @@ def _refuse_by_size(
     raise ContextLengthExceededError(
         prompt_tokens=least, max_tokens=max_tokens or 0, context_length=n_ctx, prompt_bytes=size
     )
+
+
+def _check_logit_bias(bias: tuple[tuple[int, float], ...], n_vocab: int, model_id: str) -> None:
+    """Refuse a ``logit_bias`` naming a token the model does not have.
+
+    Raises:
+        InvalidRequestError: A token id is ``n_vocab`` or more.
+    """
+    outside = sorted(token for token, _ in bias if not 0 <= token < n_vocab)
+    if outside:
+        shown = ", ".join(str(token) for token in outside[:5]) + (", ..." * (len(outside) > 5))
+        raise InvalidRequestError(
+            f"logit_bias names token {shown}, outside the "
+            f"vocabulary of the local model {model_id} (token ids 0 to {n_vocab - 1}); use "
+            f"this model's token ids, or send the request to the model whose ids they are",
+            param="logit_bias",
+        )
 
 
 def _grammar(response_format: ResponseFormat | None) -> Any:

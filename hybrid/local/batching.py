@@ -348,8 +348,13 @@ class BatchScheduler:
                 self._vocab,
                 temperature=job.temperature,
                 top_p=job.top_p,
+                top_k=job.top_k,
                 seed=job.seed,
                 grammar=job.grammar,
+                logit_bias=job.logit_bias,
+                frequency_penalty=job.frequency_penalty,
+                presence_penalty=job.presence_penalty,
+                prompt=request.tokens,
             )
             request.text = StopText(job.stop, strip=job.strip, own=job.request_stop)
             request.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -70,9 +70,17 @@ class EngineJob:
         strip: Trim whitespace around the answer.
         temperature: Sampling temperature; 0 is greedy.
         top_p: Nucleus sampling mass.
+        top_k: Sample among that many most likely tokens (0: no limit), or None for the
+            sampler's default.
         seed: Sampling seed, or None for a random one.
         top_logprobs: None for no log-probabilities, else the number of alternatives.
         grammar: A compiled ``LlamaGrammar`` constraining the output, or None.
+        logit_bias: ``(token id, bias)`` pairs added to those tokens' logits before sampling;
+            every id is in the vocabulary.
+        frequency_penalty: Subtracted from a token's logit per occurrence among the last
+            tokens (see :data:`~hybrid.local.sampling.PENALTY_LAST_N`); 0 for none.
+        presence_penalty: Subtracted from a token's logit when it occurs among them; 0 for
+            none.
         owner: The backend that prepared it (its tokens are that model's); another model's
             backend prepares the request again.
     """
@@ -86,7 +94,11 @@ class EngineJob:
     seed: int | None
     top_logprobs: int | None
     grammar: Any = None
+    top_k: int | None = None
     request_stop: tuple[str, ...] = ()
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     owner: object = field(default=None, compare=False, repr=False)
 
 
@@ -223,6 +235,11 @@ class LlamaEngine:
     def n_embd(self) -> int:
         """Size of the model's hidden state: the length of :meth:`embed`'s vectors."""
         return self._n_embd
+
+    @property
+    def n_vocab(self) -> int:
+        """Tokens in the model's vocabulary: token ids run from 0 to ``n_vocab - 1``."""
+        return self._pieces.n_vocab
 
     @property
     def prompt_tokens_evaluated(self) -> int:

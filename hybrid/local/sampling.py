@@ -4,12 +4,20 @@ Each request decoding in the batch has its own llama.cpp sampler chain (its gram
 nucleus mass and seed), so requests with different settings decode side by side.  The chain is
 the one llama-cpp-python builds for ``Llama.generate``: the grammar first, then greedy for
 temperature 0, or top-k, top-p, min-p, temperature and a seeded draw.
+
+A request's logit bias and repetition penalties (OpenAI's ``logit_bias``, ``frequency_penalty``
+and ``presence_penalty``) come right after the grammar and before the rest, in the order of
+llama.cpp's common sampler (``common/sampling.cpp``): the bias, then the penalties, so a token
+banned by its bias is never chosen, greedy decoding included.  The penalties count the last
+:data:`PENALTY_LAST_N` tokens, the prompt's included, as llama.cpp's server counts them (it
+passes the prompt through the chain, not the grammar, before the first token is sampled).
 """
 
 from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +31,8 @@ _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float3
 # llama.cpp's defaults for the samplers hybrid does not expose.
 TOP_K = 40
 MIN_P = 0.05
+# How many of the last tokens the penalties count (llama.cpp's and Ollama's default).
+PENALTY_LAST_N = 64
 
 
 class SamplerChain:
@@ -32,20 +42,46 @@ class SamplerChain:
         vocab: The model's vocabulary (``llama_vocab *``).
         temperature: 0 samples greedily.
         top_p: Nucleus sampling mass.
+        top_k: Sample among that many most likely tokens only (0: no limit); None for
+            :data:`TOP_K`.
         seed: The draw's seed, or None for a random one.
         grammar: A ``LlamaGrammar`` the output must follow, or None.
+        logit_bias: ``(token id, bias)`` pairs added to those tokens' logits.
+        frequency_penalty: Subtracted from a token's logit per occurrence among the last
+            :data:`PENALTY_LAST_N` tokens.
+        presence_penalty: Subtracted from a token's logit when it occurs among them.
+        prompt: The prompt's tokens, which the penalties count as llama.cpp's server does.
+
+    Raises:
+        ValueError: llama.cpp rejected the grammar, or a biased token id is outside the
+            vocabulary.
     """
 
     def __init__(
-        self, vocab: Any, *, temperature: float, top_p: float, seed: int | None, grammar: Any
+        self,
+        vocab: Any,
+        *,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+        grammar: Any,
+        top_k: int | None = None,
+        logit_bias: Sequence[tuple[int, float]] = (),
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        prompt: Sequence[int] = (),
     ) -> None:
         import llama_cpp
 
         self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
+        if any(not 0 <= token < self._n_vocab for token, _ in logit_bias):
+            # llama.cpp's bias sampler would write outside the candidate array.
+            raise ValueError("a logit_bias token id is outside the vocabulary")
+        penalized = frequency_penalty != 0.0 or presence_penalty != 0.0
         # Greedy and free: the most likely token, read straight from the logits.  llama.cpp's
         # sampler would copy every logit into a candidate array first (3 MB for Gemma's 262k
         # vocabulary), a millisecond per token for each sequence in the batch.
-        self._argmax = temperature == 0.0 and grammar is None
+        self._argmax = temperature == 0.0 and grammar is None and not logit_bias and not penalized
         self._chain: Any = None
         if self._argmax:
             return
@@ -60,10 +96,26 @@ class SamplerChain:
                 self.close()
                 raise ValueError("llama.cpp rejected the grammar")
             add(chain, rules)
+        if logit_bias:
+            entries = (llama_cpp.llama_logit_bias * len(logit_bias))(
+                *(llama_cpp.llama_logit_bias(token, bias) for token, bias in logit_bias)
+            )
+            add(
+                chain,
+                llama_cpp.llama_sampler_init_logit_bias(self._n_vocab, len(logit_bias), entries),
+            )
+        if penalized:
+            penalties = llama_cpp.llama_sampler_init_penalties(
+                PENALTY_LAST_N, 1.0, frequency_penalty, presence_penalty
+            )
+            # Fed to this sampler alone: the grammar must not read the prompt as output.
+            for token in prompt[-PENALTY_LAST_N:]:
+                llama_cpp.llama_sampler_accept(penalties, token)
+            add(chain, penalties)
         if temperature == 0.0:
             add(chain, llama_cpp.llama_sampler_init_greedy())
         else:
-            add(chain, llama_cpp.llama_sampler_init_top_k(TOP_K))
+            add(chain, llama_cpp.llama_sampler_init_top_k(TOP_K if top_k is None else top_k))
             add(chain, llama_cpp.llama_sampler_init_top_p(top_p, 1))
             add(chain, llama_cpp.llama_sampler_init_min_p(MIN_P, 1))
             add(chain, llama_cpp.llama_sampler_init_temp(temperature))

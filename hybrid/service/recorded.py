@@ -18,6 +18,7 @@ from hybrid.generation import (
     GenerationEvent,
     GenerationRequest,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
 )
 from hybrid.routing.reserving import reservation_of
@@ -82,10 +83,13 @@ class RecordedGeneration(ObservedGeneration):
 
     async def _observe(self, event: GenerationEvent) -> None:
         seen = self._seen
-        if isinstance(event, TextDelta | ToolCallDelta):
+        if isinstance(event, TextDelta | ToolCallDelta | ThinkingDelta):
             if seen.ttft_s is None:
                 seen.ttft_s = self._accountant.elapsed(self._ticket)
-            seen.text.append(event.text if isinstance(event, TextDelta) else event.arguments)
+            if isinstance(event, ThinkingDelta):
+                seen.text.append(event.thinking)  # output tokens too, as Anthropic counts them
+            else:
+                seen.text.append(event.text if isinstance(event, TextDelta) else event.arguments)
         elif isinstance(event, GenerationDone):
             seen.done = event
             await self._settle("cancelled" if event.cancelled else "ok")

@@ -366,3 +366,19 @@ def test_cache_markers_are_left_out_for_openai_and_the_local_model(
     assert message.content[0].type == "text" and message.content[0].text == "Hello world"
     [read] = backend.requests
     assert [(m.role, m.content) for m in read.messages] == [("system", system), ("user", "Hi")]
+
+
+def test_top_k_reaches_anthropic_and_the_local_model(
+    to_anthropic: anthropic.Anthropic,
+    client: TestClient,
+    cloud: FakeCloud,
+    backend: CountingBackend,
+) -> None:
+    ask: list[MessageParam] = [{"role": "user", "content": "Hi"}]
+    to_anthropic.messages.create(
+        model="claude-sonnet-5-5", max_tokens=16, messages=ask, extra_body={"top_k": 1}
+    )
+    assert only_request(cloud).body["top_k"] == 1  # type: ignore[index]
+    local = anthropic_sdk(client).with_options(default_headers={"X-Hybrid-Route": "local"})
+    local.messages.create(model="local", max_tokens=16, messages=ask, extra_body={"top_k": 3})
+    assert backend.requests[-1].params.top_k == 3

@@ -36,9 +36,14 @@ from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
     GenerationRequest,
+    Message,
     ResponseFormat,
     SamplingParams,
     TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallDelta,
     Usage,
 )
 
@@ -194,6 +199,103 @@ def test_a_whole_message_with_a_stop_sequence_and_cached_prompt_tokens() -> None
         stop_sequence="END",
         usage=Usage(115, 4, cache_read_tokens=100, cache_write_tokens=5),
     )
+
+
+# -- extended thinking ----------------------------------------------------------------------
+
+THOUGHT = {"type": "thinking", "thinking": "Plan.", "signature": "sig-1"}
+REDACTED = {"type": "redacted_thinking", "data": "Encrypted=="}
+
+
+def test_the_thinking_setting_and_a_turns_thinking_blocks_reach_anthropic_first_in_the_turn() -> (
+    None
+):
+    upstream = Upstream(json_response(anthropic_message("ok")))
+    call = ToolCall("toolu_1", "read_file", '{"path":"main.py"}')
+    request = GenerationRequest(
+        request_id="req-1",
+        messages=(
+            Message("user", "Read main.py"),
+            Message("assistant", "Reading.", tool_calls=(call,), thinking=(THOUGHT, REDACTED)),
+            Message("tool", "x = 1", tool_call_id="toolu_1"),
+        ),
+        thinking={"type": "enabled", "budget_tokens": 2048},
+    )
+    complete(upstream, request)
+    body = upstream.body()
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            THOUGHT,
+            REDACTED,
+            {"type": "text", "text": "Reading."},
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "read_file",
+                "input": {"path": "main.py"},
+            },
+        ],
+    }
+
+
+def test_a_whole_answers_thinking_blocks_are_kept_in_order() -> None:
+    payload = anthropic_message("Hello", usage={"input_tokens": 3, "output_tokens": 40})
+    payload["content"][:0] = [THOUGHT, REDACTED]
+    completion = complete(Upstream(json_response(payload)), HELLO)
+    assert completion.text == "Hello"
+    assert completion.thinking == (
+        ThinkingBlock("Plan.", "sig-1"),
+        ThinkingBlock(redacted="Encrypted=="),
+    )
+    assert completion.done.usage == Usage(3, 40)  # thinking tokens are Anthropic's output tokens
+
+
+def test_a_streams_thinking_blocks_become_thinking_deltas_before_its_text_and_calls() -> None:
+    def delta(index: int, **fields: str) -> bytes:
+        return anthropic_event("content_block_delta", {"index": index, "delta": fields})
+
+    def block(index: int, opening: dict[str, Any]) -> bytes:
+        return anthropic_event("content_block_start", {"index": index, "content_block": opening})
+
+    def stop(index: int) -> bytes:
+        return anthropic_event("content_block_stop", {"index": index})
+
+    tool = {"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": {}}
+    body = b"".join(
+        [
+            anthropic_start(),
+            block(0, {"type": "thinking", "thinking": "", "signature": ""}),
+            delta(0, type="thinking_delta", thinking="Pl"),
+            delta(0, type="thinking_delta", thinking="an."),
+            delta(0, type="signature_delta", signature="sig-1"),
+            stop(0),
+            block(1, REDACTED),
+            stop(1),
+            block(2, {"type": "text", "text": ""}),
+            delta(2, type="text_delta", text="Reading."),
+            stop(2),
+            block(3, tool),
+            delta(3, type="input_json_delta", partial_json="{}"),
+            stop(3),
+            *anthropic_end(stop_reason="tool_use", output_tokens=30),
+        ]
+    )
+    events, error = stream_events(Upstream(sse_response(body)))
+    assert error is None
+    assert events == [
+        TextDelta("", prompt_usage=Usage(21, 0)),
+        ThinkingDelta(0),
+        ThinkingDelta(0, thinking="Pl"),
+        ThinkingDelta(0, thinking="an."),
+        ThinkingDelta(0, signature="sig-1"),
+        ThinkingDelta(1, redacted="Encrypted=="),
+        TextDelta("Reading."),
+        ToolCallDelta(0, "toolu_1", "read_file", ""),
+        ToolCallDelta(0, arguments="{}"),
+        GenerationDone(finish_reason="tool_calls", usage=Usage(21, 30)),
+    ]
 
 
 @pytest.mark.parametrize(

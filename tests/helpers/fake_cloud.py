@@ -59,9 +59,11 @@ Replies can depend on the prompt: `FakeCloud.replies` maps a piece of text to th
 whose messages (or prompt) contain it gets instead of `FakeCloud.reply`; the first piece found, in
 the mapping's order, wins. `FakeCloud.prompt_cache` scripts the provider's prompt cache,
 `FakeCloud.tools` its tool calls and `FakeCloud.refusal` an OpenAI refusal (see
-`fake_cloud_answers` and `fake_cloud_tools`). Anthropic requests are checked as Anthropic checks
-their turns: at least one message, none empty but a final assistant one, no empty text block, at
-most four ``cache_control`` breakpoints (else its 400).
+`fake_cloud_answers` and `fake_cloud_tools`), and `FakeCloud.thinking` what an Anthropic
+answer thinks when its request turns extended thinking on (`fake_cloud_thinking`). Anthropic
+requests are checked as Anthropic checks their turns: at least one message, none empty but a
+final assistant one, no empty text block, at most four ``cache_control`` breakpoints, thinking
+blocks sent back with their signatures (else its 400).
 
 For benchmarks, ``replay=True`` builds the answer to a byte-identical request once and sends the
 same bytes again (ids and timestamps repeat), so that the fake costs little more than reading a
@@ -98,6 +100,7 @@ from fake_cloud_lan import (
     refusal,
 )
 from fake_cloud_loop import LoopbackServer, closed_port
+from fake_cloud_thinking import Thinking, signature_of
 from fake_cloud_tools import ScriptedCall, ToolScript
 
 __all__ = [
@@ -107,8 +110,10 @@ __all__ = [
     "PromptCache",
     "Received",
     "ScriptedCall",
+    "Thinking",
     "ToolScript",
     "closed_port",
+    "signature_of",
 ]
 
 # Faults that decide how (or whether) the bytes of an answer go out, rather than what it says.
@@ -210,6 +215,7 @@ class FakeCloud(LoopbackServer):
         self._tools = ToolScript()
         self._cache = PromptCache()
         self._refusal: str | None = None
+        self._thinking = Thinking()
         self._default_fault = default_fault
         self._faults: deque[Fault] = deque()
         self._path_faults: dict[str, Fault] = {}
@@ -320,6 +326,19 @@ class FakeCloud(LoopbackServer):
             self._replayed.clear()
 
     @property
+    def thinking(self) -> Thinking:
+        """What Anthropic answers to requests with ``thinking`` enabled begin with (a signed
+        thinking block; `Thinking` by default)."""
+        with self._lock:
+            return self._thinking
+
+    @thinking.setter
+    def thinking(self, thinking: Thinking) -> None:
+        with self._lock:
+            self._thinking = thinking
+            self._replayed.clear()
+
+    @property
     def default_fault(self) -> Fault | None:
         """The fault every request gets while no pushed fault is queued (None by default)."""
         with self._lock:
@@ -377,8 +396,8 @@ class FakeCloud(LoopbackServer):
 
     def reset(self) -> None:
         """Forget queued and per-path faults, the default fault, recorded requests, scripted
-        replies, tool calls and refusal, and the prompt cache; what a LAN server reports
-        stays."""
+        replies, tool calls, refusal and thinking, and the prompt cache; what a LAN server
+        reports stays."""
         with self._lock:
             self._faults.clear()
             self._path_faults.clear()
@@ -387,6 +406,7 @@ class FakeCloud(LoopbackServer):
             self._tools = ToolScript()
             self._cache = PromptCache()
             self._refusal = None
+            self._thinking = Thinking()
             self._replies = {}
             self._replayed.clear()
 
@@ -498,6 +518,7 @@ class FakeCloud(LoopbackServer):
             return refused
         with self._lock:
             reply, tools, cache, refusing = self._reply, self._tools, self._cache, self._refusal
+            thinking = self._thinking
             replies = list(self._replies.items())
         text = request_text(request.json_body())
         return api_answer(
@@ -510,6 +531,7 @@ class FakeCloud(LoopbackServer):
             refuse_key=fault is not None and fault.kind == "wrong_key",
             answer_model=fault.model if fault is not None and fault.kind == "wrong_model" else None,
             refusal=refusing,
+            thinking=thinking,
         )
 
     def _lan_state(self) -> LanState | None:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fake_cloud_thinking import Thinking, asks_for_thinking, thinking_problem, with_thinking
 from fake_cloud_tools import ToolScript, calls_due, tool_answer, tool_problem
 
 Api = Literal["openai", "anthropic"]
@@ -140,6 +141,7 @@ def api_answer(
     refuse_key: bool = False,
     answer_model: str | None = None,
     refusal: str | None = None,
+    thinking: Thinking | None = None,
 ) -> Answer:
     """The answer the real API would give, judged on key, version header, path and body.
 
@@ -158,6 +160,8 @@ def api_answer(
         refusal: What an OpenAI chat answer says instead of `reply`, as a refusal
             (``content: null``, ``refusal``; streamed as ``delta.refusal`` pieces), with
             ``finish_reason: "stop"``, as Structured Outputs refuse; None for no refusal.
+        thinking: What an Anthropic answer to a request with thinking on thinks
+            (`fake_cloud_thinking`); None for the default.
     """
     api, headers = request.api, request.headers
     bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -191,7 +195,10 @@ def api_answer(
     if answer_model is not None and "model" in body:
         body = {**body, "model": answer_model}
     if api == "anthropic":
-        return _anthropic_answer(body, reply, tools, cache)
+        answer = _anthropic_answer(body, reply, tools, cache)
+        if answer.status == 200 and asks_for_thinking(body):
+            return with_thinking(answer, thinking or Thinking())
+        return answer
     return _openai_answer(request.path, body, reply, tools, cache, refusal)
 
 
@@ -376,7 +383,7 @@ def _anthropic_answer(body: Json, reply_text: str, tools: ToolScript, cache: Pro
     missing = [name for name in ("model", "messages", "max_tokens") if name not in body]
     if missing:
         return anthropic_error(400, "invalid_request_error", f"{missing[0]}: Field required")
-    if (problem := _anthropic_turns_problem(body)) is not None:
+    if (problem := _anthropic_turns_problem(body) or thinking_problem(body)) is not None:
         return anthropic_error(400, "invalid_request_error", problem)
     prompt = [body.get("system"), body["messages"]]
     if (called := _tool_answer("anthropic", body, tools, prompt)) is not None:

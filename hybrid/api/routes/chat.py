@@ -14,7 +14,7 @@ from hybrid.api.bodies import JsonBody
 from hybrid.api.middleware import request_id_of
 from hybrid.backend import Completion, Generation
 from hybrid.errors import HybridError
-from hybrid.generation import TextDelta, ToolCallDelta
+from hybrid.generation import TextDelta, ThinkingDelta, ToolCallDelta
 from hybrid.routing.dispatcher import Answer
 from hybrid.wire.errors import wire_error
 from hybrid.wire.openai.decode import chat_request
@@ -81,6 +81,8 @@ async def _stream(
         # the end, as the whole answer has, since clients parse arguments as a JSON object.
         without_arguments: set[int] = set()
         async for event in generation:
+            if isinstance(event, ThinkingDelta):
+                continue  # OpenAI's answers have no thinking blocks (nor do its clients ask)
             if isinstance(event, TextDelta):
                 if event.text or (logprobs and event.logprobs):
                     yield sse_event(

@@ -14,7 +14,7 @@ from hybrid.api.bodies import JsonBody
 from hybrid.api.middleware import request_id_of
 from hybrid.backend import Completion, Generation
 from hybrid.errors import HybridError
-from hybrid.generation import TextDelta, ToolCallDelta
+from hybrid.generation import TextDelta, ThinkingDelta, ToolCallDelta
 from hybrid.routing.dispatcher import Answer
 from hybrid.wire.errors import wire_error
 from hybrid.wire.openai.decode import completion_request
@@ -68,6 +68,8 @@ async def _stream(
     offset = 0
     try:
         async for event in generation:
+            if isinstance(event, ThinkingDelta):
+                continue  # OpenAI's answers have no thinking blocks (nor do its clients ask)
             if isinstance(event, TextDelta):
                 if event.text or (logprobs and event.logprobs):
                     lp = completion_logprobs_json(event.logprobs, offset) if logprobs else None

@@ -59,7 +59,13 @@ async def messages(
         return _stream(answer.generation, meta(answer), request_id)
 
     def whole(answer: Answer, completion: Completion) -> dict[str, Any]:
-        return message_json(meta(answer), completion.text, completion.done, completion.tool_calls)
+        return message_json(
+            meta(answer),
+            completion.text,
+            completion.done,
+            completion.tool_calls,
+            completion.thinking,
+        )
 
     return await respond(
         request,

@@ -7,7 +7,8 @@ and each ``tool_result`` block as a ``tool`` message (:mod:`hybrid.wire.anthropi
 
 Prompt-cache markers (``cache_control``) are kept where they were, for a request that goes on to
 Anthropic: a system prompt or turn whose blocks carry one keeps its blocks as parts (the joined
-text is still what the local model reads).
+text is still what the local model reads).  So are the ``thinking`` setting and an assistant
+turn's thinking blocks (:mod:`hybrid.wire.anthropic.thinking`), apart from the turn's text.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dataclasses
 from hybrid.errors import InvalidRequestError
 from hybrid.generation import GenerationRequest, Message, SamplingParams, ToolCall, tool_needs
 from hybrid.wire.anthropic.schema import ContentBlockIn, MessagesRequest
+from hybrid.wire.anthropic.thinking import THINKING_TYPES, history_block
 from hybrid.wire.anthropic.tools import request_tools, tool_call, tool_result_message
 from hybrid.wire.fields import MAX_STOP_SEQUENCES
 
@@ -35,13 +37,14 @@ def messages_request(body: MessagesRequest, request_id: str) -> GenerationReques
     Returns:
         The request with ``system`` as a leading system message, each turn's text blocks
         joined into one message, its ``tool_use`` blocks as the message's tool calls, and
-        each ``tool_result`` block as a ``tool`` message before the rest of its turn.
+        each ``tool_result`` block as a ``tool`` message before the rest of its turn; an
+        assistant turn's thinking blocks are kept verbatim beside its text.
 
     Raises:
-        InvalidRequestError: The request holds a block hybrid cannot read (document,
-            thinking, ...), inconsistent tools (see
-            :func:`~hybrid.wire.anthropic.tools.request_tools`), or too many stop sequences.
-            ``param`` names the field at fault.
+        InvalidRequestError: The request holds a block hybrid cannot read (document, ...), a
+            thinking block outside an assistant turn or without its signature, inconsistent
+            tools (see :func:`~hybrid.wire.anthropic.tools.request_tools`), or too many stop
+            sequences.  ``param`` names the field at fault.
     """
     tools, tool_choice, parallel_tool_calls = request_tools(body)
     messages: list[Message] = []
@@ -59,6 +62,7 @@ def messages_request(body: MessagesRequest, request_id: str) -> GenerationReques
             continue
         blocks: list[ContentBlockIn] = []
         calls: list[ToolCall] = []
+        thinking: list[dict[str, object]] = []
         results = 0
         for position, block in enumerate(message.content):
             at = f"{where}[{position}]"
@@ -69,6 +73,8 @@ def messages_request(body: MessagesRequest, request_id: str) -> GenerationReques
                 call = tool_call(block, at)
                 names[call.id] = call.name
                 calls.append(call)
+            elif block.type in THINKING_TYPES and message.role == "assistant":
+                thinking.append(history_block(block, at))
             elif block.type in ("text", "image"):
                 blocks.append(block)
             else:
@@ -81,7 +87,9 @@ def messages_request(body: MessagesRequest, request_id: str) -> GenerationReques
         else:
             text = _text(blocks, where)
             turn = Message(message.role, text, parts=_marked_parts(blocks, where))
-        messages.append(dataclasses.replace(turn, tool_calls=tuple(calls)))
+        messages.append(
+            dataclasses.replace(turn, tool_calls=tuple(calls), thinking=tuple(thinking))
+        )
     return GenerationRequest(
         request_id=request_id,
         stream=body.stream,
@@ -91,22 +99,24 @@ def messages_request(body: MessagesRequest, request_id: str) -> GenerationReques
             max_tokens=body.max_tokens,
             temperature=body.temperature,
             top_p=body.top_p,
+            top_k=body.top_k,
             stop=_stops(body.stop_sequences),
         ),
         tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel_tool_calls,
         cache_control=body.cache_control,
+        thinking=body.thinking,
     )
 
 
 def _block_refusal(kind: str, role: str, where: str) -> str:
-    if kind in ("tool_use", "tool_result"):
-        belongs = "assistant" if kind == "tool_use" else "user"
+    if kind in ("tool_use", "tool_result", *THINKING_TYPES):
+        belongs = "user" if kind == "tool_result" else "assistant"
         return f"{where} is a {kind} block in a {role} turn; it belongs in {belongs} turns."
     return (
-        f"{where} is a block of type {kind!r}; hybrid accepts text, image, tool_use and "
-        f"tool_result blocks. Send the content as those blocks."
+        f"{where} is a block of type {kind!r}; hybrid accepts text, image, tool_use, "
+        f"tool_result, thinking and redacted_thinking blocks. Send the content as those blocks."
     )
 
 

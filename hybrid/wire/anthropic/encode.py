@@ -17,6 +17,8 @@ The differences bridged here:
   (``tool_result``), not messages of their own (:mod:`hybrid.wire.anthropic.tools`).
 - Prompt-cache markers (``cache_control``) an Anthropic client sent go back where they were:
   on the request, system and content blocks, tools, ``tool_use`` and ``tool_result`` blocks.
+- An Anthropic client's ``thinking`` setting goes back as it came, and so do the thinking
+  blocks of its assistant turns, first in their turn (:mod:`hybrid.wire.anthropic.thinking`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def messages_body(
         body["system"] = _text_content(system)
     if request.cache_control is not None:
         body["cache_control"] = dict(request.cache_control)
+    if request.thinking is not None:
+        body["thinking"] = dict(request.thinking)
     body.update(tool_fields(request))
     if params.stop:
         body["stop_sequences"] = list(params.stop)
@@ -81,6 +85,8 @@ def messages_body(
         body["temperature"] = min(max(params.temperature, 0.0), 1.0)
     if params.top_p is not None:
         body["top_p"] = params.top_p
+    if params.top_k is not None:
+        body["top_k"] = params.top_k
     if request.stream:
         body["stream"] = True
     return body
@@ -94,11 +100,12 @@ def split_system(
     ``system`` and ``developer`` messages (wherever they appear) become the system prompt's
     text blocks, in order.  Every other role but ``assistant`` (``user``, ``tool``, ...) speaks
     as the user; a ``tool`` message naming its call as a ``tool_result`` block, and an
-    assistant's tool calls as ``tool_use`` blocks after its text.  An assistant message with
-    neither text nor tool calls is left out: Anthropic refuses an empty turn, and an empty one
-    says nothing.  Consecutive messages of one role are then joined (text with a blank line),
-    since the API requires turns to alternate.  A conversation left with no turn at all (system
-    messages only) has its system prompt as the user's turn, since the API needs one.
+    assistant's tool calls as ``tool_use`` blocks after its text, and its thinking blocks
+    before both.  An assistant message with neither text, tool calls nor thinking is left out:
+    Anthropic refuses an empty turn, and an empty one says nothing.  Consecutive messages of one
+    role are then joined (text with a blank line), since the API requires turns to alternate.
+    A conversation left with no turn at all (system messages only) has its system prompt as the
+    user's turn, since the API needs one.
 
     Raises:
         InvalidRequestError: A part or a tool call Anthropic cannot take.
@@ -113,15 +120,19 @@ def split_system(
             system.extend(_system_blocks(message))
             continue
         role = "assistant" if message.role == "assistant" else "user"
-        if role == "assistant" and not message.tool_calls and not _has_content(message):
+        if role == "assistant" and not (
+            message.tool_calls or message.thinking or _has_content(message)
+        ):
             continue
         content: str | list[dict[str, Any]] = (
             content_blocks(message.parts) if message.parts else message.content
         )
         if message.role == "tool" and message.tool_call_id:
             content = [tool_result_block(message)]
-        elif message.tool_calls and role == "assistant":
-            content = assistant_blocks(message, content)
+        elif (message.tool_calls or message.thinking) and role == "assistant":
+            # Anthropic wants a turn's thinking blocks back first, exactly as they came.
+            thinking = [dict(block) for block in message.thinking]
+            content = [*thinking, *assistant_blocks(message, content)]
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"] = _joined(turns[-1]["content"], content)
         else:

@@ -21,6 +21,7 @@ from hybrid.errors import (
     ProviderUnavailableError,
 )
 from hybrid.generation import FinishReason, GenerationDone, GenerationEvent, TextDelta, Usage
+from hybrid.wire.anthropic.thinking import ThinkingReader, thinking_events
 from hybrid.wire.anthropic.tools import ToolUseReader, tool_call_events
 from hybrid.wire.sse import SseEvent, StreamDecoder
 
@@ -33,6 +34,8 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "model_context_window_exceeded": "length",
     "refusal": "content_filter",
 }
+
+_THINKING_DELTAS = ("thinking_delta", "signature_delta")
 
 # Anthropic counts cached prompt tokens apart; OpenAI's prompt_tokens includes them.
 _INPUT_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -52,12 +55,13 @@ _ERROR_TYPES: dict[str, type[ProviderError]] = {
 def answer_events(provider: str, data: Any) -> list[GenerationEvent]:
     """The events of a whole (non-streamed) Messages API response.
 
-    The ``text`` blocks make up the answer's text and each ``tool_use`` block a tool call;
-    other blocks (thinking) are not requested by hybrid and are skipped.
+    Each thinking block (asked for by an Anthropic client) is a thinking delta, the ``text``
+    blocks make up the answer's text and each ``tool_use`` block a tool call; other blocks
+    (a server tool's) are skipped.
 
     Raises:
-        ProviderProtocolError: ``data`` is not a message object, or a tool_use block is
-            malformed.
+        ProviderProtocolError: ``data`` is not a message object, or a tool_use or thinking
+            block is malformed.
     """
     if not isinstance(data, dict) or not isinstance(data.get("content"), list):
         raise ProviderProtocolError(
@@ -71,7 +75,9 @@ def answer_events(provider: str, data: Any) -> list[GenerationEvent]:
         if isinstance(block, dict) and block.get("type") == "text"
         if isinstance(block.get("text"), str)
     )
-    events: list[GenerationEvent] = [TextDelta(text)] if text else []
+    events: list[GenerationEvent] = [*thinking_events(provider, data["content"])]
+    if text:
+        events.append(TextDelta(text))
     calls = tool_call_events(provider, data["content"])
     events.extend(calls)
     usage = data.get("usage")
@@ -138,7 +144,8 @@ class AnthropicStreamDecoder(StreamDecoder):
     ``message_start`` carries the input token count, ``content_block_delta`` the text (and
     tool inputs), ``message_delta`` the stop reason and output tokens, ``message_stop`` ends the
     answer; a stream that closes before ``message_stop`` was cut short, whatever it said before.
-    A ``tool_use`` block's start, input pieces and stop become tool call deltas.
+    A ``tool_use`` block's start, input pieces and stop become tool call deltas; a thinking
+    block's start, ``thinking_delta`` and ``signature_delta`` pieces thinking deltas.
 
     The prompt's counts from ``message_start`` come out on an empty text delta
     (:attr:`~hybrid.generation.TextDelta.prompt_usage`) just ahead of the first output event,
@@ -156,6 +163,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._stop_sequence: str | None = None
         self._finished = False
         self._tools = ToolUseReader(provider)
+        self._thinking = ThinkingReader(provider)
         self._prompt: Usage | None = None  # message_start's counts, until output comes
 
     @property
@@ -191,7 +199,7 @@ class AnthropicStreamDecoder(StreamDecoder):
             if isinstance(usage, dict):
                 self._prompt = usage_of({**self._counts, "output_tokens": 0})
         elif kind == "content_block_start":
-            return list(self._tools.start(data))
+            return [*self._thinking.start(data), *self._tools.start(data)]
         elif kind == "content_block_stop":
             return list(self._tools.stop(data))
         elif kind == "content_block_delta":
@@ -202,6 +210,8 @@ class AnthropicStreamDecoder(StreamDecoder):
                     return [TextDelta(text)]
             elif isinstance(delta, dict) and delta.get("type") == "input_json_delta":
                 return list(self._tools.delta(data, delta))
+            elif isinstance(delta, dict) and delta.get("type") in _THINKING_DELTAS:
+                return list(self._thinking.delta(data, delta))
         elif kind == "message_delta":
             delta = data.get("delta")
             if isinstance(delta, dict):

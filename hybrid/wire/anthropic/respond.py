@@ -8,7 +8,8 @@ Anthropic frames them::
 
 The content_block events of a text block appear only when there is text, as the whole
 ``message`` has no content block when nothing was generated; each tool call is a ``tool_use``
-block of its own (:mod:`hybrid.wire.anthropic.tools`), numbered after the blocks before it
+block of its own (:mod:`hybrid.wire.anthropic.tools`), and so is each thinking block
+(:mod:`hybrid.wire.anthropic.thinking`), numbered after the blocks before it
 (:class:`ContentBlocks`).  Each event goes out through :func:`hybrid.wire.sse.sse_event` as
 ``event: <type>`` plus ``data: <json>`` whose ``type`` repeats the event name (:func:`frame`).
 A failure after the stream began is an ``error`` event and nothing after it: no
@@ -25,9 +26,17 @@ from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
     TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
     ToolCall,
     ToolCallDelta,
     Usage,
+)
+from hybrid.wire.anthropic.thinking import (
+    signature_delta_event,
+    thinking_block_json,
+    thinking_delta_event,
+    thinking_start_event,
 )
 from hybrid.wire.anthropic.tools import input_json_delta_event, tool_use_block, tool_use_start_event
 from hybrid.wire.sse import sse_event
@@ -74,7 +83,11 @@ def usage_json(usage: Usage) -> dict[str, int]:
 
 
 def message_json(
-    meta: MessageMeta, text: str, done: GenerationDone, tool_calls: tuple[ToolCall, ...] = ()
+    meta: MessageMeta,
+    text: str,
+    done: GenerationDone,
+    tool_calls: tuple[ToolCall, ...] = (),
+    thinking: tuple[ThinkingBlock, ...] = (),
 ) -> dict[str, Any]:
     """A whole ``message`` object.
 
@@ -83,9 +96,11 @@ def message_json(
         text: The generated text.
         done: How the generation ended.
         tool_calls: The tool calls the answer made.
+        thinking: The thinking blocks the answer began with.
 
     Returns:
-        The message; its content is a text block, none when no text was generated (Anthropic
+        The message; its content is the thinking blocks, then a text block, none when no text
+        was generated (Anthropic
         refuses empty text blocks when a client sends the turn back), then a refusal's words
         as a text block of their own (with ``stop_reason: refusal``), then a tool_use block
         per call.
@@ -94,7 +109,8 @@ def message_json(
         GenerationError: A call's arguments are not a JSON object.
     """
     texts = (text, done.refusal or "")
-    content: list[dict[str, Any]] = [{"type": "text", "text": t} for t in texts if t]
+    content = [thinking_block_json(block) for block in thinking]
+    content.extend({"type": "text", "text": t} for t in texts if t)
     content.extend(tool_use_block(call) for call in tool_calls)
     return {
         **_message_head(meta),
@@ -177,7 +193,9 @@ class ContentBlocks:
 
     A text block opens with the first text, so that an empty answer has no empty block
     (Anthropic refuses one when the client sends the turn back), as message_json does; each
-    tool call opens a tool_use block.  A block closes when the next one opens, or at the end.
+    tool call opens a tool_use block, and each thinking block a block of its own, its text
+    in ``thinking_delta`` and its signature in ``signature_delta`` events.  A block closes when
+    the next one opens, or at the end.
     """
 
     def __init__(self) -> None:
@@ -185,9 +203,12 @@ class ContentBlocks:
         self._open: int | None = None
         self._text_open = False
         self._tool_blocks: dict[int, int] = {}  # block index by tool call index
+        self._thinking_blocks: dict[int, int] = {}  # block index by thinking block index
 
     def events(self, event: GenerationEvent) -> list[dict[str, object]]:
-        """The Anthropic events that carry one text or tool call delta."""
+        """The Anthropic events that carry one text, thinking or tool call delta."""
+        if isinstance(event, ThinkingDelta):
+            return self._thinking(event)
         if isinstance(event, TextDelta):
             if not event.text:
                 return []
@@ -206,6 +227,20 @@ class ContentBlocks:
         block = self._tool_blocks.get(event.index)
         if block is not None and event.arguments:
             events.append(input_json_delta_event(block, event.arguments))
+        return events
+
+    def _thinking(self, event: ThinkingDelta) -> list[dict[str, object]]:
+        events = []
+        if event.index not in self._thinking_blocks:
+            redacted = event.redacted
+            events = self._start(lambda index: thinking_start_event(index, redacted))
+            assert self._open is not None
+            self._thinking_blocks[event.index] = self._open
+        block = self._thinking_blocks[event.index]
+        if event.thinking:
+            events.append(thinking_delta_event(block, event.thinking))
+        if event.signature:
+            events.append(signature_delta_event(block, event.signature))
         return events
 
     def text_block(self, text: str) -> list[dict[str, object]]:

@@ -19,8 +19,8 @@ from hybrid.wire.fields import OpenModel as _Open
 
 
 class ContentBlockIn(_Open):
-    """One content block: ``text``, ``image``, ``tool_use``, ``tool_result``, or a kind hybrid
-    refuses (document, thinking, ...).
+    """One content block: ``text``, ``image``, ``tool_use``, ``tool_result``, ``thinking``,
+    ``redacted_thinking``, or a kind hybrid refuses (document, ...).
 
     Attributes:
         text: A text block's text.
@@ -31,6 +31,9 @@ class ContentBlockIn(_Open):
         content: A tool_result block's result: a string or text blocks.
         is_error: A tool_result block reports a failure.
         cache_control: A prompt-cache breakpoint after this block (Anthropic's caching).
+        thinking: A thinking block's text.
+        signature: A thinking block's signature.
+        data: A redacted_thinking block's encrypted thinking.
     """
 
     type: str
@@ -42,6 +45,9 @@ class ContentBlockIn(_Open):
     content: str | list[JsonObject] | None = None
     is_error: bool | None = None
     cache_control: JsonObject | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
 
 
 class MessageIn(_Open):
@@ -76,8 +82,11 @@ class ToolIn(_Open):
 class MessagesRequest(_Open):
     """``POST /v1/messages``.
 
-    ``top_k`` and ``metadata`` are accepted and ignored: neither changes what a correct answer
-    looks like.  ``cache_control`` (automatic prompt caching) goes to Anthropic only.
+    ``metadata`` is accepted and ignored: it does not change what a correct answer looks like.
+    ``top_k`` reaches the local model and Anthropic; an OpenAI-compatible provider, whose API
+    has no such field, samples without it.  ``cache_control`` (automatic prompt caching) and
+    ``thinking`` (extended thinking, ``{"type": "enabled", "budget_tokens": N}``) go to
+    Anthropic only.
     """
 
     model: str
@@ -93,3 +102,4 @@ class MessagesRequest(_Open):
     tools: list[ToolIn] | None = None
     tool_choice: ToolChoiceIn | None = None
     cache_control: JsonObject | None = None
+    thinking: JsonObject | None = None

@@ -239,7 +239,7 @@ def tool_fields(request: GenerationRequest) -> dict[str, Any]:
 
 
 def assistant_blocks(message: Message, text: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An assistant turn that made tool calls: its text (if any), then a tool_use block each.
+    """An assistant turn as blocks: its text (if any), then a tool_use block per call.
 
     Args:
         message: The assistant message.

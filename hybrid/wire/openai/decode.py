@@ -56,6 +56,9 @@ def chat_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequ
             seed=body.seed,
             top_logprobs=top_logprobs,
             response_format=_response_format(body),
+            frequency_penalty=body.frequency_penalty,
+            presence_penalty=body.presence_penalty,
+            logit_bias=_logit_bias(body.logit_bias),
         ),
     )
 
@@ -117,6 +120,9 @@ def completion_request(body: CompletionRequest, request_id: str) -> GenerationRe
             stop=_stops(body.stop),
             seed=body.seed,
             top_logprobs=body.logprobs,
+            frequency_penalty=body.frequency_penalty,
+            presence_penalty=body.presence_penalty,
+            logit_bias=_logit_bias(body.logit_bias),
         ),
     )
 
@@ -133,6 +139,13 @@ def _check_common(n: int | None, stop: str | list[str] | None) -> None:
             f"stop holds {len(stop)} sequences; at most {MAX_STOP_SEQUENCES} are allowed",
             param="stop",
         )
+
+
+def _logit_bias(bias: dict[str, float] | None) -> tuple[tuple[int, float], ...]:
+    """``logit_bias`` (checked by the schema) as ``(token id, bias)`` pairs, by token id."""
+    if not bias:
+        return ()
+    return tuple(sorted({int(key): value for key, value in bias.items()}.items()))
 
 
 def _stops(stop: str | list[str] | None) -> tuple[str, ...]:

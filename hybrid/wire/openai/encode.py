@@ -125,6 +125,12 @@ def _sampling(params: SamplingParams, body: dict[str, Any]) -> None:
         body["stop"] = list(params.stop)
     if params.seed is not None:
         body["seed"] = params.seed
+    if params.frequency_penalty is not None:
+        body["frequency_penalty"] = params.frequency_penalty
+    if params.presence_penalty is not None:
+        body["presence_penalty"] = params.presence_penalty
+    if params.logit_bias:
+        body["logit_bias"] = {str(token): bias for token, bias in params.logit_bias}
 
 
 def _streaming(request: GenerationRequest, body: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from hybrid.wire.fields import INT64_MAX, INT64_MIN, JsonObject, check_tool_schema
 from hybrid.wire.fields import OpenModel as _Open
@@ -114,12 +114,57 @@ class ResponseFormatIn(_Open):
     json_schema: JsonSchemaSpec | None = None
 
 
+# OpenAI's limits: a bias from -100 (a ban) to 100 (exclusive selection) per token id.
+LOGIT_BIAS_LIMIT = 100.0
+
+
+def _check_logit_bias(bias: dict[str, float]) -> dict[str, float]:
+    """Return ``bias`` if its keys are token ids (strings of digits) and its values biases.
+
+    Raises:
+        ValueError: A key is not a token id, or a value lies outside -100 to 100.
+    """
+    for key, value in bias.items():
+        if not (key.isascii() and key.isdigit()):
+            raise ValueError(
+                f'logit_bias maps token ids, written as strings of digits ("1234"), to '
+                f"biases; {key!r} is not a token id"
+            )
+        if not -LOGIT_BIAS_LIMIT <= value <= LOGIT_BIAS_LIMIT:
+            raise ValueError(
+                f"the bias of token {key} is {value:g}; a bias lies from -100 (ban the token) "
+                f"to 100 (choose only it)"
+            )
+    return bias
+
+
+# What the validator checks, written into the OpenAPI document too.
+_LogitBias = Annotated[
+    dict[str, float],
+    AfterValidator(_check_logit_bias),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": "^[0-9]+$"},
+            "additionalProperties": {
+                "type": "number",
+                "minimum": -LOGIT_BIAS_LIMIT,
+                "maximum": LOGIT_BIAS_LIMIT,
+            },
+        }
+    ),
+]
+
+
 class _SamplingFields(_Open):
     model: str | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: _LogitBias | None = None
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     n: int | None = Field(default=None, ge=1, le=INT64_MAX)
