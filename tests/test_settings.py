@@ -171,13 +171,13 @@ def test_env_names_are_case_insensitive_and_empty_values_are_unset(isolated: Pat
     assert loaded.sources["server.host"] == "default"
 
 
-def test_unrelated_variables_are_ignored(isolated: Path) -> None:
-    dotenv = write(isolated / ".env", "OPENAI_API_KEY=sk-test\nHYBRID_SOMETHING_ELSE=1\n")
+def test_other_tools_variables_are_ignored(isolated: Path) -> None:
+    dotenv = write(isolated / ".env", "DATABASE_URL=sqlite://\nHYBRID_CONFIG=elsewhere.toml\n")
 
     loaded = load(
         isolated,
         dotenv_file=dotenv,
-        environ={"HYBRID_UNKNOWN": "1", "PATH": "/bin", "HYBRID_HOMEWORK": "x"},
+        environ={"PATH": "/bin", "MY_HYBRID_SERVER__PORT": "1", "HYBRID_CONFIG": ""},
     )
 
     assert set(loaded.sources.values()) == {"default"}

@@ -38,6 +38,7 @@ from hybrid.settings.cloud import (
     CloudSettings,
     CompatibleProviderSettings,
 )
+from hybrid.settings.dotenv_file import read_dotenv
 from hybrid.settings.lan import LanServerSettings, LanSettings
 from hybrid.settings.ledger import BudgetSettings, EnergySettings, LedgerSettings, PricingSettings
 from hybrid.settings.local import LocalSettings, ProbeSettings
@@ -52,7 +53,6 @@ from hybrid.settings.sources import (
     merge,
     nest,
     read_cli,
-    read_dotenv,
     read_env,
     read_toml,
     settings_error,
@@ -63,6 +63,15 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 _APP_NAME = "hybrid"
 _ENV_PREFIX = "HYBRID_"
 _ENV_NESTED_DELIMITER = "__"
+_CONFIG_VARIABLE = f"{_ENV_PREFIX}CONFIG"
+
+NOT_SETTINGS: frozenset[str] = frozenset({_CONFIG_VARIABLE})
+"""The ``HYBRID_*`` variables hybrid reads that are not settings, so that every other
+``HYBRID_*`` name in the environment or a ``.env`` file can be refused as a typo.
+
+``HYBRID_CONFIG`` names the config file (:func:`load_settings`).  ``HYBRID_HOME`` is the
+``home`` setting, not an exception.  A new variable read outside the settings belongs here.
+"""
 
 
 def _default_home() -> Path:
@@ -244,15 +253,17 @@ def load_settings(
 
     Raises:
         ConfigError: A named config file is missing or unreadable; the TOML is malformed (the
-            message names the file, line and column) or holds an unknown key; a JSON value in
-            the environment is malformed; or a value is invalid (one line per bad field naming
-            the field, the value and its source).
+            message names the file, line and column) or holds an unknown key; the ``.env``
+            file is unreadable, not UTF-8 or has a ``HYBRID_`` line that is not NAME=value; a
+            ``HYBRID_*`` variable names no setting (other than :data:`NOT_SETTINGS`); a JSON
+            value in the environment is malformed; or a value is invalid (one line per bad
+            field naming the field, the value and its source).
     """
     env = os.environ if environ is None else environ
     toml_path = find_config_file(
         config_file,
         env,
-        env_name=f"{_ENV_PREFIX}CONFIG",
+        env_name=_CONFIG_VARIABLE,
         default=default_config_file(),
     )
     layers: list[Layer] = []
@@ -260,7 +271,13 @@ def load_settings(
         layers.append(read_toml(toml_path, Settings))
     if dotenv_file is not None and dotenv_file.is_file():
         layers.append(
-            read_dotenv(dotenv_file, Settings, prefix=_ENV_PREFIX, delimiter=_ENV_NESTED_DELIMITER)
+            read_dotenv(
+                dotenv_file,
+                Settings,
+                prefix=_ENV_PREFIX,
+                delimiter=_ENV_NESTED_DELIMITER,
+                ignored=NOT_SETTINGS,
+            )
         )
     layers.append(_ecosystem_layer(env))
     layers.append(
@@ -270,6 +287,7 @@ def load_settings(
             prefix=_ENV_PREFIX,
             delimiter=_ENV_NESTED_DELIMITER,
             source=lambda name: f"env {name}",
+            ignored=NOT_SETTINGS,
         )
     )
     layers.append(read_cli(cli or {}, cli_sources or {}))
@@ -323,6 +341,7 @@ def _with_keys(declared: list[_Keyed], env: Mapping[str, str]) -> list[_Keyed]:
 
 
 __all__ = [
+    "NOT_SETTINGS",
     "LoadedSettings",
     "LogLevel",
     "Settings",

@@ -1,11 +1,12 @@
 """Read each settings layer into flat ``path -> (value, source)`` maps, merge them, explain errors.
 
-:func:`hybrid.settings.load_settings` reads the TOML file, the ``.env`` file, the environment and
-the command line separately, so that every leaf value keeps the name of the layer it came from.
-The environment is read with pydantic-settings' rules (so ``Settings()`` and ``load_settings``
-agree): names are case-insensitive, empty values count as unset, ``PREFIX_SECTION__FIELD`` sets
-one field, ``PREFIX_SECTION`` takes a JSON object for the whole section (its nested variables
-win over it), and list values are JSON.
+:func:`hybrid.settings.load_settings` reads the TOML file, the ``.env`` file (with
+:mod:`hybrid.settings.dotenv_file`), the environment and the command line separately, so that
+every leaf value keeps the name of the layer it came from.  The environment is read with
+pydantic-settings' rules (so ``Settings()`` and ``load_settings`` agree): names are
+case-insensitive, empty values count as unset, ``PREFIX_SECTION__FIELD`` sets one field,
+``PREFIX_SECTION`` takes a JSON object for the whole section (its nested variables win over it),
+and list values are JSON.  A ``PREFIX_*`` name that is no setting is refused, not skipped.
 
 The functions take the settings class as an argument instead of importing it, so this module
 knows nothing about which settings exist.
@@ -120,7 +121,8 @@ def read_toml(path: Path, settings_cls: type[BaseModel]) -> Layer:
 
     Raises:
         ConfigError: The file cannot be read or is not valid TOML (the message names the line
-            and column).
+            and column); or a key differs from a setting's name only in case (``[Server]``),
+            which pydantic would otherwise half-accept.
     """
     try:
         with path.open("rb") as file:
@@ -136,6 +138,7 @@ def read_toml(path: Path, settings_cls: type[BaseModel]) -> Layer:
         ) from exc
     layer: Layer = {}
     for leaf, value in _flatten(data, settings_cls, ()):
+        _refuse_case_slip(leaf, settings_cls, f"config file {path}")
         _put(
             layer,
             leaf,
@@ -146,30 +149,6 @@ def read_toml(path: Path, settings_cls: type[BaseModel]) -> Layer:
     return layer
 
 
-def read_dotenv(path: Path, settings_cls: type[BaseModel], *, prefix: str, delimiter: str) -> Layer:
-    """Read the ``PREFIX_*`` variables of a ``.env`` file into a layer.
-
-    Args:
-        path: The ``.env`` file; it must exist.
-        settings_cls: The settings model.
-        prefix: The variable prefix (``HYBRID_``).
-        delimiter: The section/field separator in names (``__``).
-
-    Returns:
-        The file's values with source ``".env <absolute path>"``.
-
-    Raises:
-        ConfigError: A JSON value in the file is malformed.
-    """
-    from dotenv import dotenv_values
-
-    source = f".env {path.absolute()}"
-    values = {name: value for name, value in dotenv_values(path).items() if value is not None}
-    return read_env(
-        values, settings_cls, prefix=prefix, delimiter=delimiter, source=lambda _: source
-    )
-
-
 def read_env(
     environ: Mapping[str, str],
     settings_cls: type[BaseModel],
@@ -177,11 +156,13 @@ def read_env(
     prefix: str,
     delimiter: str,
     source: Callable[[str], str],
+    ignored: frozenset[str] = frozenset(),
 ) -> Layer:
     """Read the ``PREFIX_*`` variables of an environment into a layer.
 
-    Variables that name no top-level field (``HYBRID_CONFIG``) are ignored; unknown fields
-    inside a section are kept so that validation reports them.
+    A variable whose name leads to no section or top-level field is refused, so a misspelt
+    section (``HYBRID_SEVER__PORT``) or a single ``_`` for ``__`` cannot go unnoticed; unknown
+    fields inside a section are kept so that validation reports them.
 
     Args:
         environ: Variable name to value.
@@ -189,22 +170,28 @@ def read_env(
         prefix: The variable prefix (``HYBRID_``).
         delimiter: The section/field separator in names (``__``).
         source: Builds a value's source from the variable's name as written.
+        ignored: ``PREFIX_*`` names, upper case, that hybrid reads but that are not settings
+            (``HYBRID_CONFIG``).
 
     Returns:
         The environment's values.
 
     Raises:
-        ConfigError: A value that must be JSON (a section, a list) is not.
+        ConfigError: A name is no setting (the message suggests the likely one); or a value
+            that must be JSON (a section, a list) is not.
     """
     found: list[tuple[LeafPath, str, str]] = []
     for name, raw in environ.items():
         lowered = name.lower()
-        if not raw or not lowered.startswith(prefix.lower()):
+        if not raw or not lowered.startswith(prefix.lower()) or name.upper() in ignored:
             continue
         keys = tuple(lowered[len(prefix) :].split(delimiter))
         field = settings_cls.model_fields.get(keys[0])
         if field is None or (len(keys) > 1 and _section_model(field.annotation) is None):
-            continue
+            raise ConfigError(
+                f"unknown setting {dotted(keys)} (from {source(name)}): hybrid has no such "
+                f"setting" + _env_suggestion(keys, settings_cls, prefix, delimiter)
+            )
         found.append((keys, name, raw))
     layer: Layer = {}
     # A whole-section JSON value goes first so that its nested variables override it.
@@ -374,6 +361,28 @@ def _flatten(
             yield (*prefix, key), value
 
 
+def _refuse_case_slip(leaf: LeafPath, settings_cls: type[BaseModel], source: str) -> None:
+    """Refuse a key that names a field only when compared case-insensitively (``Server``).
+
+    pydantic-settings matches top-level names case-insensitively but :func:`_flatten` and
+    :func:`leaf_sources` do not, so such a key would be applied yet shown as a default, beat
+    the environment, and could replace the correctly spelt section next to it.
+    """
+    model: type[BaseModel] | None = settings_cls
+    for depth, key in enumerate(leaf):
+        if model is None:
+            return
+        if key not in model.model_fields:
+            known = {name.lower(): name for name in model.model_fields}
+            if key.lower() in known:
+                raise ConfigError(
+                    f"unknown setting {dotted(leaf[: depth + 1])} (from {source}): hybrid has "
+                    f"no such setting; did you mean {dotted((*leaf[:depth], known[key.lower()]))}?"
+                )
+            return
+        model = _section_model(model.model_fields[key].annotation)
+
+
 def _section_model(annotation: object) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -457,6 +466,28 @@ def _source_of(keys: LeafPath, layer: Layer) -> str:
         if _overlaps(path, keys):
             return provided.source
     return "default"
+
+
+def _env_suggestion(
+    keys: LeafPath, settings_cls: type[BaseModel], prefix: str, delimiter: str
+) -> str:
+    """Suggest the variable meant by an unknown name: the same words with ``__`` between
+    section and key when that names a setting, else the closest setting."""
+    written = "_".join(keys)
+    for path in _all_paths(settings_cls):
+        if len(path) > 1 and "_".join(path) == written:
+            meant = prefix + delimiter.join(path).upper()
+            return f"; use {delimiter} between section and key: {meant}"
+    return _suggestion(keys, settings_cls)
+
+
+def _all_paths(model: type[BaseModel], prefix: LeafPath = ()) -> Iterator[LeafPath]:
+    """Yield the path of every section and leaf field, depth first."""
+    for name, field in model.model_fields.items():
+        yield (*prefix, name)
+        section = _section_model(field.annotation)
+        if section is not None:
+            yield from _all_paths(section, (*prefix, name))
 
 
 def _suggestion(keys: LeafPath, settings_cls: type[BaseModel]) -> str:
