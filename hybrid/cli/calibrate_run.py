@@ -1,17 +1,19 @@
 """The calibration run behind ``hybrid calibrate``: ask, grade, fit, review, store.
 
 :func:`calibrate_backend` runs a generated calibration set through a backend (only the items
-the answer record does not hold), optionally has a judge grade them again, fits the difficulty
-model, and stores it when :func:`~hybrid.routing.calibration.acceptance.review` accepts it;
+the answer record does not hold), optionally has a judge grade them again, records the
+answers, fits the difficulty model, and stores it when
+:func:`~hybrid.routing.calibration.acceptance.review` accepts it;
 :func:`rejection_message` says why a fit was refused and how to run again.  The command's flags
 and the choice of backend (the local model or a LAN server) are :mod:`hybrid.cli.calibrate`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +27,10 @@ if TYPE_CHECKING:
     from hybrid.backend import Backend
     from hybrid.routing.calibration.acceptance import Rejection
     from hybrid.routing.calibration.fitting import Calibration
+    from hybrid.routing.calibration.item import CalibrationItem
     from hybrid.routing.calibration.judge import Judge
+    from hybrid.routing.calibration.record import AnswerRecord
+    from hybrid.routing.calibration.runner import ItemAnswer
     from hybrid.routing.difficulty.store import StoredModel
 
 
@@ -88,7 +93,9 @@ async def calibrate_backend(
     """Run the calibration set through a backend, fit, store, and print a summary.
 
     The fit is stored only when :func:`~hybrid.routing.calibration.acceptance.review` accepts
-    it; otherwise the summary is printed, nothing is written, and the error says why.
+    it; otherwise the summary is printed and the error says why.  The answers (and a judge's
+    grades) are recorded whatever the fit's outcome, and those given before an interruption
+    (Ctrl-C) too, so the next run asks only the rest.
 
     Args:
         backend: Answers the items (the local model's backend); a
@@ -119,12 +126,7 @@ async def calibrate_backend(
     from hybrid.routing.calibration.acceptance import review
     from hybrid.routing.calibration.fitting import calibrate
     from hybrid.routing.calibration.items import calibration_set
-    from hybrid.routing.calibration.record import (
-        AnswerRecord,
-        load_record,
-        save_record,
-        split_reusable,
-    )
+    from hybrid.routing.calibration.record import load_record, split_reusable
     from hybrid.routing.calibration.runner import answer_items
     from hybrid.routing.difficulty.store import find, save
 
@@ -134,7 +136,8 @@ async def calibrate_backend(
         embed = backend.embeds
     else:
         embed = callable(getattr(backend, "prompt_embedding", None))
-    earlier = None if options.rerun else load_record(home, sha256)
+    recorded = load_record(home, sha256)
+    earlier = None if options.rerun else recorded
     reused, missing = split_reusable(
         earlier, items, seed=options.seed, max_tokens=options.max_tokens, vectors=embed
     )
@@ -147,31 +150,47 @@ async def calibrate_backend(
     if missing and isinstance(backend, DeferredBackend):
         backend = await backend.open()
     started = clock()
-    fresh = {}
+    got = dict(reused)
+
+    def keep(answer: ItemAnswer) -> None:
+        got[answer.item_id] = answer
+
     if missing:
         assert not isinstance(backend, DeferredBackend)  # opened above
         bar = ProgressBar(err, "answering", clock=clock)
-        asked = await answer_items(
-            backend, missing, max_tokens=options.max_tokens, progress=bar, embed=embed
-        )
+        try:
+            await answer_items(
+                backend,
+                missing,
+                max_tokens=options.max_tokens,
+                progress=bar,
+                embed=embed,
+                on_answer=keep,
+            )
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # Interrupted (Ctrl-C): keep what was answered, so the next run asks only the rest.
+            _keep_record(home, sha256, options, items, got, recorded)
+            raise
         bar.finish()
-        fresh = {answer.item_id: answer for answer in asked}
-    answers = [reused.get(item.id) or fresh[item.id] for item in items]
+    answers = [got[item.id] for item in items]
     elapsed = clock() - started
     if judge is not None:
         judging = ProgressBar(err, "judging", clock=clock)
-        report = await judge.regrade(items, answers, progress=judging)
+
+        def graded(index: int, answer: ItemAnswer) -> None:
+            got[answer.item_id] = answer
+
+        try:
+            report = await judge.regrade(items, answers, progress=judging, on_verdict=graded)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            _keep_record(home, sha256, options, items, got, recorded)  # the paid grades
+            raise
         judging.finish()
         answers = list(report.answers)
         print(report.describe(judge.model), file=out)
-    record = AnswerRecord(
-        model_sha256=sha256,
-        seed=options.seed,
-        per_category=options.per_category,
-        max_tokens=options.max_tokens,
-        prompts=tuple(item.prompt for item in items),
-        answers=tuple(answers),
-    )
+    # Kept whatever the fit's outcome: a refused fit asks for a larger --per-category, and
+    # that run reuses these answers (and any judge's grades) instead of asking again.
+    _keep_record(home, sha256, options, items, {a.item_id: a for a in answers}, recorded)
     print("fitting the difficulty model ...", file=err, flush=True)
     meta = {
         "model": model_name,
@@ -208,12 +227,57 @@ async def calibrate_backend(
             rejection_message(rejection, options.per_category, in_use, damaged)
         )
     path = save(home, sha256, calibration.model)
-    save_record(home, record)
     print(
         render_summary(calibration, items, correct, model_name, elapsed, path, reused=len(reused)),
         file=out,
     )
     return calibration
+
+
+def _keep_record(
+    home: Path,
+    sha256: str,
+    options: CalibrateOptions,
+    items: Sequence[CalibrationItem],
+    answers: Mapping[str, ItemAnswer],
+    earlier: AnswerRecord | None,
+) -> None:
+    """Store the answers of a run, with the earlier record's answers to items it did not ask.
+
+    The record's ``per_category`` names the set it answers in full: this run's when every item
+    was answered, else the earlier record's, so an interrupted run's record is reused item by
+    item but never taken for a complete set.  An interrupted run does not replace a record made
+    with another seed or output cap that holds more answers.
+    """
+    from hybrid.routing.calibration.record import AnswerRecord, save_record
+
+    rows = [(item.prompt, answers[item.id]) for item in items if item.id in answers]
+    complete = len(rows) == len(items)
+    per_category = options.per_category
+    if earlier is not None:
+        if earlier.seed == options.seed and earlier.max_tokens == options.max_tokens:
+            rows += [
+                (prompt, answer)
+                for prompt, answer in zip(earlier.prompts, earlier.answers, strict=True)
+                if answer.item_id not in answers
+            ]
+            if not complete:
+                per_category = earlier.per_category
+        elif not complete and len(earlier.answers) >= len(rows):
+            return
+    if not rows:
+        return
+    save_record(
+        home,
+        AnswerRecord(
+            model_sha256=sha256,
+            seed=options.seed,
+            per_category=per_category,
+            max_tokens=options.max_tokens,
+            prompts=tuple(prompt for prompt, _ in rows),
+            answers=tuple(answer for _, answer in rows),
+        ),
+    )
 
 
 def rejection_message(
@@ -244,7 +308,7 @@ def rejection_message(
         kept = f"The router keeps using {in_use.describe()}."
     else:
         kept = (
-            "Nothing was written: this model still has no calibration, and the difficulty "
+            "No fit was written: this model still has no calibration, and the difficulty "
             "policy abstains."
         )
     return (

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings: ``server.host``, ``server.port`` and ``server.api_key``.
 
     Returns:
-        0 when the user quits.
+        0 when the user quits; the app's non-zero return code when it ended with an error
+        (Textual has printed the traceback).
 
     Raises:
         ConfigError: ``--url`` is not an http(s) URL.
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     app = MonitorApp.for_url(daemon_url(settings, args.url), settings.server.api_key)
     app.run()
-    return 0
+    return app.return_code or 0
 
 
 def daemon_url(settings: Settings, url: str | None = None) -> str:
@@ -64,11 +65,21 @@ def daemon_url(settings: Settings, url: str | None = None) -> str:
         (``0.0.0.0``, ``::``) becomes loopback, an IPv6 host gets brackets.
 
     Raises:
-        ConfigError: ``url`` is not an http:// or https:// URL with a host.
+        ConfigError: ``url`` is not an http:// or https:// URL with a host and, if it names
+            one, a port from 1 to 65535.
     """
     if url is not None:
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port  # checks it: ValueError when not a number from 0 to 65535
+        except ValueError:
+            parts, port = None, 0
+        if (
+            parts is None
+            or port == 0
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+        ):
             raise ConfigError(
                 f"--url must be an http:// or https:// URL such as http://127.0.0.1:8642, "
                 f"got {url!r}"

@@ -48,12 +48,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Route one prompt or a stream of JSON lines.
 
     Returns:
-        0, or 1 when a JSON line could not be read (its output line says why) or the prompt
-        is missing.
+        0, or 1 when a JSON line could not be read (its output line says why).
+
+    Raises:
+        ConfigError: No prompt and no ``--jsonl`` (bad usage: exit 2).
     """
     if not args.jsonl and args.prompt is None:
-        print('hybrid: error: give a prompt (hybrid route "...") or use --jsonl', file=sys.stderr)
-        return 1
+        from hybrid.errors import ConfigError
+
+        raise ConfigError('give a prompt (hybrid route "...") or use --jsonl')
     return asyncio.run(_run(args, settings))
 
 

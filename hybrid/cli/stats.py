@@ -85,16 +85,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         0, also when nothing was recorded yet (a line says so and where it looked).
 
     Raises:
+        ConfigError: ``ledger.path`` names a folder.
         HybridError: The ledger exists but cannot be read; a shared ledger's database is
             unavailable or refuses the login (the message masks the password).
     """
     from hybrid.ledger.journal import journal_path
+    from hybrid.ledger.schema import refuse_folder
     from hybrid.ledger.store import describe_source
     from hybrid.ledger.totals import Latency, Totals
 
     path = settings.ledger.resolved_path(settings.home)
     source = settings.ledger.source(settings.home)
     url = source if isinstance(source, str) else None
+    if url is None:
+        refuse_folder(path)
     shown = describe_source(source)
     length = WINDOWS[args.since]
     since = None if length is None else time.time() - length

@@ -33,7 +33,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from hybrid.errors import LedgerError
+from hybrid.errors import ConfigError, LedgerError
 from hybrid.ledger import learning, rollup
 from hybrid.ledger.dialect import POSTGRESQL, SQLITE, Database, Dialect
 from hybrid.ledger.totals import day_label, reason_label
@@ -207,6 +207,18 @@ POSTGRESQL_MIGRATIONS: tuple[tuple[str, ...], ...] = (
 """The PostgreSQL ledger's migrations, as :data:`MIGRATIONS` (see the module's docstring)."""
 
 
+def refuse_folder(path: Path) -> None:
+    """Refuse a ledger path that names a folder (say, the folder a ledger lives in).
+
+    Raises:
+        ConfigError: ``path`` is a folder.
+    """
+    if path.is_dir():
+        raise ConfigError(
+            f"ledger.path {path} is a folder; name the file, e.g. {path / 'ledger.sqlite3'}"
+        )
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating it and its folder) a ledger file in WAL mode, migrated to the current
     version.
@@ -223,9 +235,11 @@ def connect(path: Path) -> sqlite3.Connection:
         The connection, with the ``reason_label`` and ``day_label`` SQL functions registered.
 
     Raises:
+        ConfigError: ``path`` is a folder.
         LedgerError: The file cannot be created or opened, is not a SQLite database, or was
             written by a newer hybrid.
     """
+    refuse_folder(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)

@@ -452,6 +452,9 @@ def _not_found(
     cwd: Path | None,
     environ: Mapping[str, str] | None,
 ) -> ModelFileError:
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return _a_folder(name, folder)
     places = [str(folder) for folder in model_dirs(settings, cwd=cwd)]
     places += [f"{folder} ({store})" for store, folder in store_folders(settings, environ=environ)]
     unread = f" Not searched: {'; '.join(problems)}." if problems else ""
@@ -461,6 +464,30 @@ def _not_found(
         f"`hybrid models` to list the models found, or unset it to use the embedded default "
         f"{DEFAULT_MODEL_ID}.{unread}"
     )
+
+
+_LISTED = 5
+"""GGUF files a folder given as a model lists at most."""
+
+
+def _a_folder(name: str, folder: Path) -> ModelFileError:
+    """The error for a model path that names a folder, listing the GGUF files it holds."""
+    # Settings keep the value as a Path, which drops a leading "./": put it back, so the name
+    # reads as the path it is and the files listed can be copied as they are.
+    shown = name if folder.is_absolute() or name.startswith((".", "~")) else f"./{name}"
+    files = sorted(
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob("*")
+        if path.name.lower().endswith(".gguf") and path.is_file()
+    )
+    if not files:
+        return ModelFileError(
+            f"{shown} is a folder, and it holds no .gguf file; pass the path of a .gguf model "
+            f"file, or a name `hybrid models` lists"
+        )
+    listed = ", ".join(f"{shown.rstrip('/')}/{file}" for file in files[:_LISTED])
+    more = f" (and {len(files) - _LISTED} more)" if len(files) > _LISTED else ""
+    return ModelFileError(f"{shown} is a folder; pass one of the .gguf files in it: {listed}{more}")
 
 
 def _unique_found(found: Iterable[Found]) -> list[Found]:

@@ -4,6 +4,7 @@ a fit it cannot trust, keeping the calibration in use; ``--reset`` goes back to 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -173,7 +174,25 @@ def test_too_small_a_sample_is_refused_and_your_calibration_is_kept(tmp_path: Pa
     )
     assert message.endswith("Run `hybrid calibrate` again with --per-category 20 or more.")
     assert mine.read_bytes() == before
-    assert load_record(tmp_path, SHA) is None, "a refused run writes nothing"
+    # The answers are kept: the larger run the error asks for reuses them.
+    record = load_record(tmp_path, SHA)
+    assert record is not None and len(record.answers) == 5 * len(CATEGORIES)
+    bigger = CountingBackend(calibration_set(0, per_category=6), lambda item: False)
+    err = io.StringIO()
+    with pytest.raises(CalibrationRejectedError):
+        asyncio.run(
+            calibrate_backend(
+                bigger,
+                home=tmp_path,
+                sha256=SHA,
+                model_name="tiny-model",
+                options=CalibrateOptions(per_category=6, max_tokens=8),
+                out=io.StringIO(),
+                err=err,
+            )
+        )
+    assert bigger.asked < 6 * len(CATEGORIES) * 2
+    assert f"reusing {5 * len(CATEGORIES)} of {6 * len(CATEGORIES)} answers" in err.getvalue()
 
 
 def test_a_refused_fit_names_the_shipped_calibration_that_stays_in_use(tmp_path: Path) -> None:
@@ -215,7 +234,7 @@ def test_a_fit_worse_than_prompt_length_is_refused(tmp_path: Path) -> None:
     assert "this model still has no calibration" in message
     assert "--per-category 60 or more" in message
     assert "prompt length alone: 1.000" in out.getvalue() and "Not saved." in out.getvalue()
-    assert not model_path(tmp_path, SHA).parent.exists()
+    assert not model_path(tmp_path, SHA).exists()
 
 
 def test_reset_removes_your_calibration_and_the_shipped_one_is_used_again(
@@ -318,7 +337,9 @@ def test_calibrate_runs_the_real_model_end_to_end(
     monkeypatch.setenv("HYBRID_HOME", str(home))
     # Two items per category hold out 15: the real model answers them, and the fit is refused.
     assert main(["calibrate", "--per-category", "2"], commands=COMMANDS) == 1
-    assert not (home / "calibration").exists()
+    # No fit is saved; the answers are, for the next run to reuse.
+    kept = [path.name for path in (home / "calibration").iterdir()]
+    assert len(kept) == 1 and kept[0].endswith(".answers.json")
     captured = capsys.readouterr()
     assert "Calibrated gemma-3-270m-q4_k_m" in captured.out and "Held-out AUROC" in captured.out
     assert "Not saved." in captured.out
@@ -383,6 +404,84 @@ def test_a_record_of_fewer_items_is_reused_for_those_and_the_rest_are_asked(
     record = load_record(tmp_path, SHA)
     assert record is not None and len(record.answers) == len(more)
     assert sum(answer.correct for answer in record.answers) == 2 * (ENOUGH + 5)
+
+
+class InterruptedBackend(CountingBackend):
+    """Answers ``limit`` presentations, then the user presses Ctrl-C."""
+
+    def __init__(self, items: list[CalibrationItem], limit: int) -> None:
+        super().__init__(items, lambda item: item.category in ("chat", "facts"))
+        self.limit = limit
+
+    async def start(self, request):  # type: ignore[no-untyped-def]
+        if self.asked >= self.limit:
+            raise KeyboardInterrupt
+        return await super().start(request)
+
+
+def test_answers_given_before_ctrl_c_are_kept_and_reused_but_not_as_a_whole_set(
+    tmp_path: Path,
+) -> None:
+    items = calibration_set(1, per_category=ENOUGH)
+    options = CalibrateOptions(per_category=ENOUGH, seed=1, max_tokens=8)
+    with pytest.raises(KeyboardInterrupt):
+        run_calibration(InterruptedBackend(items, 40), tmp_path, options)
+    record = load_record(tmp_path, SHA)
+    assert record is not None and 0 < len(record.answers) < len(items)
+    assert record.answers_for(items) is None, "a partial record is not a complete set"
+
+    rest = CountingBackend(items, lambda item: item.category in ("chat", "facts"))
+    _, err = run_calibration(rest, tmp_path, options)
+    assert f"reusing {len(record.answers)} of {len(items)} answers" in err
+    complete = load_record(tmp_path, SHA)
+    assert complete is not None and complete.answers_for(items) is not None
+
+
+def test_ctrl_c_keeps_an_earlier_larger_record_whole(tmp_path: Path) -> None:
+    run_calibration(
+        knows_chat_and_facts(ENOUGH, seed=1),
+        tmp_path,
+        CalibrateOptions(per_category=ENOUGH, seed=1, max_tokens=8),
+    )
+    items = calibration_set(1, per_category=ENOUGH)
+    more = calibration_set(1, per_category=ENOUGH + 5)
+    with pytest.raises(KeyboardInterrupt):
+        run_calibration(
+            InterruptedBackend(more, 3),
+            tmp_path,
+            CalibrateOptions(per_category=ENOUGH + 5, seed=1, max_tokens=8),
+        )
+    record = load_record(tmp_path, SHA)
+    assert record is not None and record.per_category == ENOUGH
+    assert record.answers_for(items) is not None and record.answers_for(more) is None
+    assert len(record.answers) > len(items)
+
+
+class InterruptedJudge:
+    """A judge that overturns the first rubric item's grade, then the user presses Ctrl-C."""
+
+    model = "fake-judge"
+
+    async def regrade(self, items, answers, *, progress=None, on_verdict=None):  # type: ignore[no-untyped-def]
+        index = next(i for i, item in enumerate(items) if item.rubric is not None)
+        on_verdict(index, dataclasses.replace(answers[index], correct=not answers[index].correct))
+        raise KeyboardInterrupt
+
+
+def test_a_judge_s_grades_given_before_ctrl_c_are_kept(tmp_path: Path) -> None:
+    items = calibration_set(1, per_category=ENOUGH)
+    options = CalibrateOptions(per_category=ENOUGH, seed=1, max_tokens=8)
+    judged = next(item for item in items if item.rubric is not None)
+    with pytest.raises(KeyboardInterrupt):
+        run_calibration(
+            knows_chat_and_facts(ENOUGH, seed=1), tmp_path, options, judge=InterruptedJudge()
+        )
+    record = load_record(tmp_path, SHA)
+    assert record is not None
+    answers = record.answers_for(items)
+    assert answers is not None
+    automatic = judged.category in ("chat", "facts")
+    assert next(a for a in answers if a.item_id == judged.id).correct is not automatic
 
 
 def test_reused_answers_are_graded_again_except_those_to_items_with_a_rubric(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -95,8 +96,14 @@ def test_a_record_round_trips_and_serves_the_same_items_only(tmp_path: Path) -> 
     loaded = load_record(tmp_path, "ab" * 32)
     assert loaded == record
     assert loaded.answers_for(ITEMS) == list(record.answers)
-    assert loaded.answers_for(ITEMS[:-1]) is None
-    assert loaded.answers_for(list(reversed(ITEMS))) is None
+    # Answers are matched by item id and prompt: a larger record serves fewer items, in their
+    # order, and a record missing an item (an interrupted run's) serves none.
+    assert loaded.answers_for(ITEMS[:-1]) == list(record.answers[:-1])
+    assert loaded.answers_for(list(reversed(ITEMS))) == list(reversed(record.answers))
+    partial = dataclasses.replace(record, prompts=record.prompts[:-1], answers=record.answers[:-1])
+    assert partial.answers_for(ITEMS) is None
+    changed = dataclasses.replace(record, prompts=("another prompt", *record.prompts[1:]))
+    assert changed.answers_for(ITEMS) is None
 
 
 def test_a_missing_or_damaged_record_reads_as_none(tmp_path: Path) -> None:

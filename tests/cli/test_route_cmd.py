@@ -29,6 +29,13 @@ def test_a_prompt_prints_the_decision_and_each_verdict(capsys: pytest.CaptureFix
         assert f"  {policy}" in out
 
 
+def test_no_prompt_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["route"]) == 2
+    assert capsys.readouterr().err == (
+        'hybrid: error: give a prompt (hybrid route "...") or use --jsonl\n'
+    )
+
+
 def test_jsonl_writes_one_line_per_input_and_reports_bad_lines(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -80,6 +80,17 @@ def test_a_ledger_that_cannot_be_opened_is_reported_before_serving(
     assert "Traceback" not in err
 
 
+def test_a_ledger_path_naming_a_folder_is_a_settings_error_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HYBRID_LEDGER__PATH", str(tmp_path))
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == (
+        f"hybrid: error: ledger.path {tmp_path} is a folder; name the file, e.g. "
+        f"{tmp_path / 'ledger.sqlite3'}\n"
+    )
+
+
 def test_a_context_beyond_what_llama_cpp_holds_is_a_settings_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -371,3 +371,24 @@ def test_the_labels_line_says_how_many_shadow_labels_are_on_escalated_requests()
         "requests), 0 cascade; 6 usable by a refit, 2 with a prompt vector"
     )
     assert "1 shadow, 0 cascade" in second
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_ledger_path_naming_a_folder_is_a_usage_error_naming_the_file_to_give(
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    json_flag: list[str],
+) -> None:
+    folder = isolated / "ledgers"
+    store = LedgerStore.open(folder / "ledger.sqlite3")
+    store.append([record(10)])
+    store.close()
+    monkeypatch.setenv("HYBRID_LEDGER__PATH", str(folder))
+    assert main(["stats", *json_flag]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"hybrid: error: ledger.path {folder} is a folder; name the file, e.g. "
+        f"{folder / 'ledger.sqlite3'}\n"
+    )

@@ -273,3 +273,13 @@ def test_reasons_and_verdicts_are_stored_as_json(store: LedgerStore, tmp_path: P
         reasons, verdicts = conn.execute("SELECT reasons, verdicts FROM requests").fetchone()
     assert json.loads(reasons) == ["difficulty:0.21<=0.52"]
     assert json.loads(verdicts)[1]["score"] == 0.21
+
+
+def test_a_ledger_path_naming_a_folder_is_refused_as_configuration(tmp_path: Path) -> None:
+    from hybrid.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        LedgerStore.open(tmp_path)
+    assert str(refused.value) == (
+        f"ledger.path {tmp_path} is a folder; name the file, e.g. {tmp_path / 'ledger.sqlite3'}"
+    )

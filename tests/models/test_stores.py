@@ -473,3 +473,28 @@ def test_a_split_file_named_by_path_is_checked_whole(tmp_path: Path) -> None:
     parts[1].unlink()
     with pytest.raises(ModelFileError, match="missing 1 of its 2 parts"):
         resolve_name(settings(tmp_path), str(parts[0]), cwd=tmp_path)
+
+
+def test_a_folder_given_as_the_model_lists_the_gguf_files_to_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "qwen"
+    folder.mkdir()
+    (folder / "model-Q4_K_M.gguf").write_bytes(b"")
+    (folder / "README.md").write_text("")
+    with pytest.raises(ModelFileError) as caught:
+        resolve_name(settings(tmp_path), "./qwen", cwd=tmp_path, environ=env(tmp_path))
+    assert str(caught.value) == (
+        "./qwen is a folder; pass one of the .gguf files in it: ./qwen/model-Q4_K_M.gguf"
+    )
+    # The settings keep --model as a Path, which drops the "./": the message puts it back.
+    with pytest.raises(ModelFileError) as caught:
+        resolve_name(settings(tmp_path), str(Path("./qwen")), cwd=tmp_path, environ=env(tmp_path))
+    assert str(caught.value).startswith("./qwen is a folder; pass one of the .gguf files")
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelFileError) as caught:
+        resolve_name(settings(tmp_path), str(empty), cwd=tmp_path, environ=env(tmp_path))
+    assert str(caught.value).startswith(f"{empty} is a folder, and it holds no .gguf file")

@@ -65,6 +65,40 @@ def test_a_bad_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--url must be an http:// or https:// URL" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:abc",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:0",
+        "http://[::1:8642",
+        "http://::1:8642",
+    ],
+)
+def test_a_bad_port_or_ipv6_host_is_a_usage_error(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hybrid.monitor.app import MonitorApp
+
+    monkeypatch.setattr(MonitorApp, "run", lambda self: pytest.fail("the dashboard started"))
+    assert main(["monitor", "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert "--url must be an http:// or https:// URL" in err and "Traceback" not in err
+    assert monitor_cmd.daemon_url(settings_with(tmp_path), "http://[::1]:8642/") == (
+        "http://[::1]:8642"
+    )
+
+
+def test_a_dashboard_that_crashes_exits_non_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hybrid.monitor.app import MonitorApp
+
+    def crash(self: MonitorApp) -> None:
+        self._return_code = 1  # what Textual sets when the app ends on an unhandled error
+
+    monkeypatch.setattr(MonitorApp, "run", crash)
+    assert main(["monitor", "--url", "http://127.0.0.1:8642"]) == 1
+
+
 def test_it_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "monitor" in capsys.readouterr().out

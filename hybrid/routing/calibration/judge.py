@@ -173,6 +173,7 @@ class Judge:
         answers: Sequence[ItemAnswer],
         *,
         progress: Callable[[int, int], None] | None = None,
+        on_verdict: Callable[[int, ItemAnswer], None] | None = None,
     ) -> JudgeReport:
         """Grade the answers to the items with a rubric again, through the judge.
 
@@ -180,6 +181,8 @@ class Judge:
             items: The calibration set.
             answers: One answer per item, in the same order (graded automatically).
             progress: Called with (judged, to judge) after each verdict.
+            on_verdict: Called with (index, regraded answer) after each clear verdict, so a
+                caller interrupted part-way keeps the grades it paid for.
 
         Returns:
             The answers with the judge's grades, and what changed.
@@ -218,6 +221,8 @@ class Judge:
                 if verdict != answers[index].correct:
                     overturned += 1
                 regraded[index] = dataclasses.replace(answers[index], correct=verdict)
+                if on_verdict is not None:
+                    on_verdict(index, regraded[index])
         finally:
             for task in tasks:
                 task.cancel()

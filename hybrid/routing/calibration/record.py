@@ -48,17 +48,23 @@ class AnswerRecord:
     answers: tuple[ItemAnswer, ...]
 
     def answers_for(self, items: Sequence[CalibrationItem]) -> list[ItemAnswer] | None:
-        """The recorded answers, if they were given to exactly these items.
+        """The recorded answers to these items, if the record holds one to every item.
+
+        An answer counts for an item when both its id and its prompt match, so a record that
+        also holds answers to other items (a larger run's) serves a smaller set, and one that
+        misses an item (an interrupted run's) is never taken for a complete one.
 
         Returns:
-            The answers in the order of ``items``; None when the ids or prompts differ.
+            The answers in the order of ``items``; None when an item has no answer.
         """
-        if len(items) != len(self.answers):
+        known = {
+            (answer.item_id, prompt): answer
+            for prompt, answer in zip(self.prompts, self.answers, strict=True)
+        }
+        found = [known.get((item.id, item.prompt)) for item in items]
+        if any(answer is None for answer in found):
             return None
-        for item, prompt, answer in zip(items, self.prompts, self.answers, strict=True):
-            if item.id != answer.item_id or item.prompt != prompt:
-                return None
-        return list(self.answers)
+        return [answer for answer in found if answer is not None]
 
     def reusable(self, *, seed: int, max_tokens: int) -> dict[tuple[str, str], ItemAnswer]:
         """The answers by (item id, prompt), for reuse item by item.

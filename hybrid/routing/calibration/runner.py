@@ -134,6 +134,7 @@ async def answer_items(
     max_tokens: int,
     progress: Progress,
     embed: bool = False,
+    on_answer: Callable[[ItemAnswer], None] | None = None,
 ) -> list[ItemAnswer]:
     """Ask the backend every presentation of every item, one at a time, and grade the answers.
 
@@ -150,6 +151,8 @@ async def answer_items(
         embed: Also record the local model's vector of each item's first presentation
             (``prompt_embedding``, asked just before its answer, which then reuses the
             evaluated prompt); the backend must have ``prompt_embedding``.
+        on_answer: Called with each item's graded answer as soon as it is complete, so a
+            caller interrupted part-way keeps what was answered.
 
     Returns:
         One :class:`ItemAnswer` per item, in the order of ``items``.
@@ -185,7 +188,10 @@ async def answer_items(
         # limit): on a worker thread, so that a server calibrating in the background keeps
         # answering meanwhile.
         correct = await asyncio.to_thread(grade_all, item, texts)
-        answers.append(ItemAnswer(item.id, tuple(texts), correct, vector, sure))
+        answer = ItemAnswer(item.id, tuple(texts), correct, vector, sure)
+        answers.append(answer)
+        if on_answer is not None:
+            on_answer(answer)
     return answers
 
 
