@@ -36,17 +36,19 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 from urllib.parse import quote
 
 import psycopg
 import pytest
 from fake_cloud_loop import closed_port
 from psycopg import sql
+
+from hybrid.errors import LedgerUnavailableError
 
 SUPERUSER = "postgres"
 USER = "hybrid"
@@ -380,3 +382,17 @@ def postgres_db(postgres_server: PostgresServer) -> Iterator[PostgresDatabase]:
         if not postgres_server.running:
             postgres_server.start()
         postgres_server.drop_database(database.name)
+
+
+T = TypeVar("T")
+
+
+def eventually(call: Callable[[], T], tries: int = 20) -> T:
+    """The result of ``call`` once it does not raise LedgerUnavailableError (a loaded machine
+    may make a healthy call outlast a test's short answer timeout)."""
+    for _ in range(tries - 1):
+        try:
+            return call()
+        except LedgerUnavailableError:
+            continue
+    return call()

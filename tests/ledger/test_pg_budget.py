@@ -6,11 +6,11 @@ the answer timeout and reached again on a new connection."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from postgres import PASSWORD, PostgresDatabase, PostgresServer
+from postgres import PASSWORD, PostgresDatabase, PostgresServer, eventually
 
 from hybrid.errors import LedgerSchemaError, LedgerUnavailableError
 from hybrid.ledger.budget_lines import (
@@ -213,17 +213,6 @@ def test_a_database_outage_raises_unavailable_and_the_budget_reconnects(
             budget.settle(held, 0.1)
     assert budget.settle(held, 0.1) is True
     assert spend(budget, line) == [(0.1, 0.0)]
-
-
-def eventually(call: Callable[[], object], tries: int = 20) -> object:
-    """The result of ``call`` once it does not raise LedgerUnavailableError (a loaded machine
-    may make a healthy call outlast a test's short answer timeout)."""
-    for _ in range(tries - 1):
-        try:
-            return call()
-        except LedgerUnavailableError:
-            continue
-    return call()
 
 
 def test_a_row_locked_elsewhere_is_cut_at_the_answer_timeout_and_the_budget_reconnects(

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import pytest
 from ledger_records import T0, local_record
-from postgres import PASSWORD, PostgresDatabase
+from postgres import PASSWORD, PostgresDatabase, eventually
 
 from hybrid.errors import LedgerUnavailableError
 from hybrid.ledger.journal import journal_path, read_journal, rejected_path
@@ -22,24 +22,13 @@ from hybrid.ledger.writer import LedgerWriter
 T = TypeVar("T")
 
 LIMIT_S = 0.5
-"""The answer timeout of these tests (5 s in a daemon)."""
+"""The answer timeout of these tests (35 s for a daemon's ledger)."""
 
 CUT = r"did not answer within 0\.5 s"
 """What the error of a call cut at :data:`LIMIT_S` says."""
 
 LEDGER = "hybrid ledger"
 """How the ledger's connections name themselves (the shared budget's are ``hybrid``)."""
-
-
-def eventually(call: Callable[[], T], tries: int = 20) -> T:
-    """The result of ``call`` once it does not raise LedgerUnavailableError (a loaded machine
-    may make a healthy call outlast a test's short answer timeout)."""
-    for _ in range(tries - 1):
-        try:
-            return call()
-        except LedgerUnavailableError:
-            continue
-    return call()
 
 
 async def eventually_async(call: Callable[[], Awaitable[T]], tries: int = 20) -> T:
