@@ -172,7 +172,7 @@ def test_env_names_are_case_insensitive_and_empty_values_are_unset(isolated: Pat
 
 
 def test_other_tools_variables_are_ignored(isolated: Path) -> None:
-    dotenv = write(isolated / ".env", "DATABASE_URL=sqlite://\nHYBRID_CONFIG=elsewhere.toml\n")
+    dotenv = write(isolated / ".env", "DATABASE_URL=sqlite://\nVERBOSE\n")
 
     loaded = load(
         isolated,

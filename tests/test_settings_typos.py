@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hybrid.cli import main
 from hybrid.errors import ConfigError
 from hybrid.settings import LoadedSettings, load_settings
 
@@ -77,17 +78,56 @@ def test_an_unknown_hybrid_line_in_dotenv_is_refused(isolated: Path) -> None:
     )
 
 
+def test_every_unknown_name_is_refused_at_once_each_with_its_suggestion(isolated: Path) -> None:
+    dotenv = write(
+        isolated / ".env",
+        "HYBRID_BUDGET_DAILY_USD=1\nHYBRID_SERVER__PORT=9001\nHYBRID_SEVER__HOST=x\n",
+    )
+    environ = {"HYBRID_LOG_LEVEL": "debug", "HYBRID_LOG_LEVLE": "debug", "HYBRID_LOCAL__N_CXT": "1"}
+
+    message = refusal(dotenv_file=dotenv, environ=environ)
+
+    assert message.splitlines() == [
+        f"unknown setting budget_daily_usd (from .env {dotenv}): hybrid has no such setting; "
+        "use __ between section and key: HYBRID_BUDGET__DAILY_USD",
+        f"unknown setting sever.host (from .env {dotenv}): hybrid has no such setting; "
+        "did you mean server.host?",
+        "unknown setting log_levle (from env HYBRID_LOG_LEVLE): hybrid has no such setting; "
+        "did you mean log_level?",
+        "unknown setting local.n_cxt (from env HYBRID_LOCAL__N_CXT): hybrid has no such setting; "
+        "did you mean local.n_ctx?",
+    ]
+
+
 def test_the_variables_hybrid_reads_beside_its_settings_are_not_refused(isolated: Path) -> None:
     config = write(isolated / "config.toml", "[server]\nport = 9002\n")
-    dotenv = write(isolated / ".env", "HYBRID_CONFIG=unused.toml\n")
 
-    loaded = load(
-        environ={"HYBRID_CONFIG": str(config), "HYBRID_HOME": str(isolated / "data")},
-        dotenv_file=dotenv,
-    )
+    loaded = load(environ={"HYBRID_CONFIG": str(config), "HYBRID_HOME": str(isolated / "data")})
 
     assert loaded.settings.server.port == 9002
     assert loaded.settings.home == isolated / "data"
+
+
+# --- HYBRID_CONFIG, which chooses the config file before the .env file is read -----------------
+
+
+def test_hybrid_config_in_dotenv_is_refused_saying_to_set_it_in_the_environment(
+    isolated: Path,
+) -> None:
+    write(isolated / "elsewhere.toml", "[server]\nport = 9004\n")
+    dotenv = write(isolated / ".env", "# where\nhybrid_config=elsewhere.toml\n")
+
+    assert refusal(dotenv_file=dotenv) == (
+        f"hybrid_config in .env file {dotenv}, line 2 has no effect: hybrid reads hybrid_config "
+        "from the environment only, before the .env file; set it there instead "
+        "(export hybrid_config=elsewhere.toml) and remove the line"
+    )
+
+
+def test_an_empty_hybrid_config_in_dotenv_is_unset_like_any_empty_value(isolated: Path) -> None:
+    dotenv = write(isolated / ".env", "HYBRID_CONFIG=\nHYBRID_SERVER__PORT=9005\n")
+
+    assert load(dotenv_file=dotenv).settings.server.port == 9005
 
 
 # --- .env files that cannot be read -------------------------------------------------------------
@@ -111,6 +151,10 @@ def test_a_dotenv_file_that_is_not_utf8_is_a_config_error(isolated: Path) -> Non
         ("HYBRID_BUDGET__DAILY_USD: 1.0\n", 1, "HYBRID_BUDGET__DAILY_USD: 1.0"),
         ("# port\nHYBRID_SERVER__PORT 9001\n", 2, "HYBRID_SERVER__PORT 9001"),
         ('LOG=1\nHYBRID_LOCAL__MAX_QUEUE="4\n', 2, 'HYBRID_LOCAL__MAX_QUEUE="4'),
+        # A bare name: python-dotenv reads it as a name without a value, which would be dropped.
+        ("HYBRID_BUDGET__DAILY_USD\n", 1, "HYBRID_BUDGET__DAILY_USD"),
+        ("LOG=1\nexport hybrid_server__port  # 9001\n", 2, "export hybrid_server__port  # 9001"),
+        ("HYBRID_CONFIG\n", 1, "HYBRID_CONFIG"),
     ],
 )
 def test_a_hybrid_line_that_is_not_name_equals_value_is_refused(
@@ -122,6 +166,25 @@ def test_a_hybrid_line_that_is_not_name_equals_value_is_refused(
         f"cannot parse .env file {dotenv}, line {line}: {statement!r}; write it as NAME=value, "
         "e.g. HYBRID_SERVER__PORT=9000, and close any quote you open"
     )
+
+
+def test_a_bare_hybrid_line_stops_the_cli_with_exit_2_and_one_line(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(isolated / ".env", "HYBRID_SERVER__PORT=9001\nHYBRID_BUDGET__DAILY_USD\n")
+
+    assert main(["config"]) == 2
+    assert capsys.readouterr().err == (
+        f"hybrid: error: cannot parse .env file {isolated / '.env'}, line 2: "
+        "'HYBRID_BUDGET__DAILY_USD'; write it as NAME=value, e.g. HYBRID_SERVER__PORT=9000, "
+        "and close any quote you open\n"
+    )
+
+
+def test_another_tools_bare_line_is_skipped_and_the_rest_is_read(isolated: Path) -> None:
+    dotenv = write(isolated / ".env", "DEBUG\nHYBRID_SERVER__PORT=9006\n")
+
+    assert load(dotenv_file=dotenv).settings.server.port == 9006
 
 
 def test_another_tools_odd_line_is_a_warning_and_the_rest_is_read(

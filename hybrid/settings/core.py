@@ -18,7 +18,7 @@ config`` can say exactly where each value came from, and it turns every invalid 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -55,6 +55,7 @@ from hybrid.settings.sources import (
     read_cli,
     read_env,
     read_toml,
+    refuse_unknown_names,
     settings_error,
 )
 
@@ -71,6 +72,8 @@ NOT_SETTINGS: frozenset[str] = frozenset({_CONFIG_VARIABLE})
 
 ``HYBRID_CONFIG`` names the config file (:func:`load_settings`).  ``HYBRID_HOME`` is the
 ``home`` setting, not an exception.  A new variable read outside the settings belongs here.
+They are read from the process environment only (``HYBRID_CONFIG`` before the ``.env`` file is
+read), so a ``.env`` line setting one is refused rather than silently doing nothing.
 """
 
 
@@ -238,7 +241,7 @@ def load_settings(
 
     Args:
         config_file: The TOML file named by ``--config``; it must exist.  When None, the file
-            named by ``HYBRID_CONFIG`` is read (it must exist too), else
+            named by ``HYBRID_CONFIG`` in ``environ`` is read (it must exist too), else
             :func:`default_config_file` if it exists, else none.
         cli: Values from command-line flags keyed by dotted path (``{"server.port": 9000}``);
             they beat every other layer.
@@ -254,8 +257,9 @@ def load_settings(
     Raises:
         ConfigError: A named config file is missing or unreadable; the TOML is malformed (the
             message names the file, line and column) or holds an unknown key; the ``.env``
-            file is unreadable, not UTF-8 or has a ``HYBRID_`` line that is not NAME=value; a
-            ``HYBRID_*`` variable names no setting (other than :data:`NOT_SETTINGS`); a JSON
+            file is unreadable, not UTF-8, has a ``HYBRID_`` line that is not NAME=value (a
+            bare name included) or sets one of :data:`NOT_SETTINGS`; ``HYBRID_*`` variables
+            of the environment or the ``.env`` file name no setting (one line per name); a JSON
             value in the environment is malformed; or a value is invalid (one line per bad
             field naming the field, the value and its source).
     """
@@ -269,27 +273,40 @@ def load_settings(
     layers: list[Layer] = []
     if toml_path is not None:
         layers.append(read_toml(toml_path, Settings))
+    dotenv: Mapping[str, str] = {}
+    dotenv_source = ""
     if dotenv_file is not None and dotenv_file.is_file():
-        layers.append(
-            read_dotenv(
-                dotenv_file,
-                Settings,
-                prefix=_ENV_PREFIX,
-                delimiter=_ENV_NESTED_DELIMITER,
-                ignored=NOT_SETTINGS,
-            )
+        dotenv = read_dotenv(
+            dotenv_file,
+            prefix=_ENV_PREFIX,
+            delimiter=_ENV_NESTED_DELIMITER,
+            environment_only=NOT_SETTINGS,
         )
-    layers.append(_ecosystem_layer(env))
-    layers.append(
+        dotenv_source = f".env {dotenv_file.absolute()}"
+    variables: list[tuple[Mapping[str, str], Callable[[str], str]]] = [
+        (dotenv, lambda _: dotenv_source),
+        (env, lambda name: f"env {name}"),
+    ]
+    # Every misspelt name of both at once, so that one run shows all there is to fix.
+    refuse_unknown_names(
+        variables,
+        Settings,
+        prefix=_ENV_PREFIX,
+        delimiter=_ENV_NESTED_DELIMITER,
+        ignored=NOT_SETTINGS,
+    )
+    dotenv_layer, env_layer = (
         read_env(
-            env,
+            values,
             Settings,
             prefix=_ENV_PREFIX,
             delimiter=_ENV_NESTED_DELIMITER,
-            source=lambda name: f"env {name}",
+            source=source,
             ignored=NOT_SETTINGS,
         )
+        for values, source in variables
     )
+    layers += [dotenv_layer, _ecosystem_layer(env), env_layer]
     layers.append(read_cli(cli or {}, cli_sources or {}))
     merged = merge(layers)
     try:

@@ -18,7 +18,7 @@ import difflib
 import json
 import tomllib
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union, get_args, get_origin
@@ -149,6 +149,45 @@ def read_toml(path: Path, settings_cls: type[BaseModel]) -> Layer:
     return layer
 
 
+def refuse_unknown_names(
+    variables: Sequence[tuple[Mapping[str, str], Callable[[str], str]]],
+    settings_cls: type[BaseModel],
+    *,
+    prefix: str,
+    delimiter: str,
+    ignored: frozenset[str] = frozenset(),
+) -> None:
+    """Refuse every ``PREFIX_*`` name, in any of several environments, that is no setting.
+
+    A name is a setting when each of its keys names a field of the section before it, so a
+    misspelt section (``HYBRID_SEVER__PORT``), field (``HYBRID_LOCAL__N_CXT``) or a single
+    ``_`` for ``__`` cannot go unnoticed; keys below a field whose value is JSON (a table such
+    as ``budget.per_provider``) are left to validation.  All such names are reported at once,
+    so that one run shows every typo.
+
+    Args:
+        variables: Each environment (variable name to value) with the function that builds
+            the source of a value from the variable's name as written (``"env NAME"``).
+        settings_cls: The settings model.
+        prefix: The variable prefix (``HYBRID_``).
+        delimiter: The section/field separator in names (``__``).
+        ignored: ``PREFIX_*`` names, upper case, that hybrid reads but that are not settings
+            (``HYBRID_CONFIG``).
+
+    Raises:
+        ConfigError: One line per name that is no setting, each with the likely setting.
+    """
+    lines = [
+        f"unknown setting {dotted(keys)} (from {source(name)}): hybrid has no such setting"
+        + _env_suggestion(keys, settings_cls, prefix, delimiter)
+        for environ, source in variables
+        for keys, name, _ in _prefixed(environ, prefix, delimiter, ignored)
+        if not _names_setting(keys, settings_cls)
+    ]
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
 def read_env(
     environ: Mapping[str, str],
     settings_cls: type[BaseModel],
@@ -160,9 +199,7 @@ def read_env(
 ) -> Layer:
     """Read the ``PREFIX_*`` variables of an environment into a layer.
 
-    A variable whose name leads to no section or top-level field is refused, so a misspelt
-    section (``HYBRID_SEVER__PORT``) or a single ``_`` for ``__`` cannot go unnoticed; unknown
-    fields inside a section are kept so that validation reports them.
+    A name that is no setting is refused (see :func:`refuse_unknown_names`).
 
     Args:
         environ: Variable name to value.
@@ -177,22 +214,13 @@ def read_env(
         The environment's values.
 
     Raises:
-        ConfigError: A name is no setting (the message suggests the likely one); or a value
-            that must be JSON (a section, a list) is not.
+        ConfigError: Names that are no setting (one line each, suggesting the likely one); or
+            a value that must be JSON (a section, a list) is not.
     """
-    found: list[tuple[LeafPath, str, str]] = []
-    for name, raw in environ.items():
-        lowered = name.lower()
-        if not raw or not lowered.startswith(prefix.lower()) or name.upper() in ignored:
-            continue
-        keys = tuple(lowered[len(prefix) :].split(delimiter))
-        field = settings_cls.model_fields.get(keys[0])
-        if field is None or (len(keys) > 1 and _section_model(field.annotation) is None):
-            raise ConfigError(
-                f"unknown setting {dotted(keys)} (from {source(name)}): hybrid has no such "
-                f"setting" + _env_suggestion(keys, settings_cls, prefix, delimiter)
-            )
-        found.append((keys, name, raw))
+    refuse_unknown_names(
+        [(environ, source)], settings_cls, prefix=prefix, delimiter=delimiter, ignored=ignored
+    )
+    found = list(_prefixed(environ, prefix, delimiter, ignored))
     layer: Layer = {}
     # A whole-section JSON value goes first so that its nested variables override it.
     for keys, name, raw in sorted(found, key=lambda item: len(item[0])):
@@ -340,6 +368,31 @@ def _lookup(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
         if key.upper() == name.upper() and value:
             return key, value
     return None
+
+
+def _prefixed(
+    environ: Mapping[str, str], prefix: str, delimiter: str, ignored: frozenset[str]
+) -> Iterator[tuple[LeafPath, str, str]]:
+    """Yield ``(keys, name, value)`` for each non-empty ``PREFIX_*`` variable not ignored."""
+    for name, raw in environ.items():
+        lowered = name.lower()
+        if raw and lowered.startswith(prefix.lower()) and name.upper() not in ignored:
+            yield tuple(lowered[len(prefix) :].split(delimiter)), name, raw
+
+
+def _names_setting(keys: LeafPath, settings_cls: type[BaseModel]) -> bool:
+    """Whether each key names a field of the section before it; keys below a field whose
+    value is JSON (a table, a list) are that value's, for validation to judge."""
+    model = settings_cls
+    for depth, key in enumerate(keys):
+        field = model.model_fields.get(key)
+        if field is None:
+            return False
+        section = _section_model(field.annotation)
+        if section is None:
+            return depth == len(keys) - 1 or _is_complex(field.annotation)
+        model = section
+    return True
 
 
 def _flatten(
