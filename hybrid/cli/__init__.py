@@ -33,7 +33,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,7 +164,9 @@ def _build_parser(subcommands: list[Subcommand]) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hybrid {__version__}")
     _add_config_flag(parser, default=None)
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True, parser_class=_CommandParser
+    )
     for subcommand in subcommands:
         child = sub.add_parser(subcommand.name, help=subcommand.help, description=subcommand.help)
         # Every subcommand reads settings, so --config is accepted after it too (`hybrid serve
@@ -175,6 +177,23 @@ def _build_parser(subcommands: list[Subcommand]) -> argparse.ArgumentParser:
         # Stored on the namespace so that dispatch needs no second lookup by name.
         child.set_defaults(hybrid_subcommand=subcommand, hybrid_flag_names=_flag_names(child))
     return parser
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: it rejects what it does not know itself.
+
+    argparse hands a subparser's leftovers back to the top-level parser, which would then
+    print ``usage: hybrid [-h] ... COMMAND ...`` for ``hybrid serve --bogus``; the user needs
+    the usage of the command they typed.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def _add_config_flag(parser: argparse.ArgumentParser, *, default: object) -> None:

@@ -4,7 +4,8 @@ No model runs: the examples are the calibration answers ``hybrid calibrate`` rec
 local model, and the requests in the ledger that carry a label (``POST /v1/hybrid/feedback``,
 or a shadow comparison) and whose prompt features were kept.  The refit replaces the model
 in use only under :func:`hybrid.routing.calibration.learning.review`; either way the command
-prints what it used and how the held-out figures compare.
+prints what it used and how the held-out figures compare.  A damaged record of those answers
+stops it with the file's name and what to do; the file is left as it is.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def refit_from_ledger(
         The refit; it was saved when :attr:`Refit.adopted`.
 
     Raises:
-        ConfigError: There is nothing to learn from, or the data dir cannot be written.
+        ConfigError: There is nothing to learn from, the recorded calibration answers are
+            damaged (the file is left as it is), or the data dir cannot be written.
         LedgerError: The ledger cannot be read.
         CalibrationRejectedError: The refit was not adopted (the message says why); the
             calibration in use is unchanged.
@@ -62,9 +64,11 @@ def refit_from_ledger(
     from hybrid.ledger.store import LedgerStore, describe_source
     from hybrid.routing.calibration.fitting import WORD_WEIGHT
     from hybrid.routing.calibration.learning import ledger_examples, refit
-    from hybrid.routing.calibration.record import load_record
+    from hybrid.routing.calibration.record import read_record
     from hybrid.routing.difficulty.store import find, save
 
+    # Read first, and strictly: a damaged record is not "no answers recorded".
+    record = read_record(home, sha256)
     labelled: list[LabelledSignal] = []
     if not isinstance(ledger, Path) or ledger.is_file():
         store = LedgerStore.open_source(ledger)
@@ -72,7 +76,6 @@ def refit_from_ledger(
             labelled = store.labelled(sha256)
         finally:
             store.close()
-    record = load_record(home, sha256)
     found = ledger_examples(record, labelled)
     calibration, traffic, examples = found.calibration, found.traffic, found.examples
     if not examples:

@@ -6,11 +6,11 @@ it came from, the size, quantization, trained context length, whether the file c
 template and whether that template takes tools, and the hardware plan's verdict: does it fit,
 the predicted decode speed, and the context ``hybrid serve`` would give it.  ``--verbose`` adds
 each model's path, parts, other names and what its store records (Ollama's template and
-parameters), and the files skipped as not models.  Models that cannot be served, and folders
-that cannot be read (their models are not listed), are listed under "Problems:" with what to
-do.  For the model ``hybrid serve`` loads it shows the difficulty router's calibration in use
-(shipped with hybrid, or this machine's ``hybrid calibrate`` file).  It lists; it never
-assembles the embedded model.
+parameters), and the files skipped as not models.  Models that cannot be served, folders that
+cannot be read (their models are not listed), and ``local.models_dirs`` entries that are missing
+or not folders (not searched) are listed under "Problems:" with what to do.  For the model
+``hybrid serve`` loads it shows the difficulty router's calibration in use (shipped with hybrid,
+or this machine's ``hybrid calibrate`` file).  It lists; it never assembles the embedded model.
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@ Models come from, in this order:
 
 A file is listed once, under the first name that leads to it (Ollama tags sharing a blob are
 each listed).  A folder that cannot be read (permission denied) hides only the models inside it:
-it is reported in :attr:`Discovery.problems` with what to do, and the rest is listed.
+it is reported in :attr:`Discovery.problems` with what to do, and the rest is listed.  So is a
+``local.models_dirs`` entry that does not exist or is not a folder (a typo, a file, a drive not
+mounted): it is not searched, and the problem says so instead of the listing naming it as
+searched.  ``./models`` and ``<home>/models`` are searched when they exist, silently.
 ``--model`` takes a path or a name as listed (:mod:`hybrid.models.names`).  The model served
 is the configured one, else the embedded default
 (:func:`hybrid.models.embedded.ensure_embedded_model` assembles it on first use).  Discovery
@@ -44,7 +47,7 @@ from hybrid.models.stores import (
     StoreName,
     StoreScan,
 )
-from hybrid.models.stores.files import file_stem, gguf_files, group_models
+from hybrid.models.stores.files import file_stem, gguf_files, group_models, is_folder
 from hybrid.models.stores.hf_cache import scan_hf_cache
 from hybrid.models.stores.llama_cache import scan_llama_cache
 from hybrid.models.stores.lmstudio import scan_lmstudio
@@ -77,10 +80,12 @@ class Discovery:
     Attributes:
         entries: The models, in listing order.
         skipped: ``.gguf`` files that are not models, each with the reason.
-        folders: The models folders searched (:func:`model_dirs`).
+        folders: The models folders searched (:func:`model_dirs`, less the
+            ``local.models_dirs`` entries that are no folder).
         stores: Each store searched, with its folder.
-        problems: Folders that could not be read (permission denied), each a message naming
-            the folder and what to do; the models inside them are not listed.
+        problems: Folders that could not be read (permission denied), and
+            ``local.models_dirs`` entries that are missing or not a folder, each a message
+            naming the folder and what to do; the models inside them are not listed.
     """
 
     entries: tuple[ModelEntry, ...]
@@ -104,6 +109,52 @@ def model_dirs(settings: Settings, *, cwd: Path | None = None) -> list[Path]:
     base = Path.cwd() if cwd is None else cwd
     candidates = [base / "models", settings.home / "models", *settings.local.models_dirs]
     return _unique(path.expanduser() for path in candidates)
+
+
+def _searched_dirs(
+    settings: Settings, *, cwd: Path | None, problems: list[str] | None = None
+) -> list[Path]:
+    """:func:`model_dirs` less the ``local.models_dirs`` entries that are no folder.
+
+    Args:
+        settings: Supplies ``home`` and ``local.models_dirs``.
+        cwd: Folder ``./models`` is relative to (default: the current working directory).
+        problems: Receives, for each entry left out, a message naming it and what to do.
+    """
+    base = Path.cwd() if cwd is None else cwd
+    # The two built-in folders are searched when they exist, and need not: only a folder the
+    # user named is worth a warning when it is missing.
+    built_in = {_resolved(base / "models"), _resolved(settings.home / "models")}
+    searched = []
+    for folder in model_dirs(settings, cwd=cwd):
+        if _resolved(folder) in built_in or is_folder(folder, problems):
+            searched.append(folder)
+        elif problems is not None and (problem := _not_a_models_dir(folder)) is not None:
+            problems.append(problem)
+    return searched
+
+
+def _not_a_models_dir(folder: Path) -> str | None:
+    """Why a ``local.models_dirs`` entry that is no folder is not searched, and what to do;
+    None when it cannot be looked at (:func:`is_folder` reported that already)."""
+    try:
+        exists = folder.exists()
+    except OSError:
+        return None
+    fix = (
+        "or fix or remove the entry in local.models_dirs (the config file, or "
+        "HYBRID_LOCAL__MODELS_DIRS)"
+    )
+    if not exists:
+        return (
+            f"{folder} in local.models_dirs does not exist, so no models are searched for there: "
+            f"create it (or mount the drive it is on), {fix}"
+        )
+    return (
+        f"{folder} in local.models_dirs is not a folder, so no models are searched for there: "
+        f"name the folder that holds your .gguf files (serve a single file with --model PATH "
+        f"or local.model), {fix}"
+    )
 
 
 def store_folders(
@@ -150,7 +201,7 @@ def discover(
     return Discovery(
         tuple(entries),
         tuple(skipped),
-        tuple(model_dirs(settings, cwd=cwd)),
+        tuple(_searched_dirs(settings, cwd=cwd)),
         tuple(store_folders(settings, environ=environ)),
         scan.problems,
     )
@@ -388,7 +439,7 @@ def _scan(settings: Settings, *, cwd: Path | None, environ: Mapping[str, str] | 
     if configured is not None and configured.is_file():
         model = model_at(configured)
         found.append(Found("configured", model.stem, configured, model.parts, (), model.error))
-    for folder in model_dirs(settings, cwd=cwd):
+    for folder in _searched_dirs(settings, cwd=cwd, problems=problems):
         models, passed = group_models(gguf_files(folder, problems))
         skipped.extend(passed)
         for model in models:
@@ -455,7 +506,7 @@ def _not_found(
     folder = Path(name).expanduser()
     if folder.is_dir():
         return _a_folder(name, folder)
-    places = [str(folder) for folder in model_dirs(settings, cwd=cwd)]
+    places = [str(folder) for folder in _searched_dirs(settings, cwd=cwd)]
     places += [f"{folder} ({store})" for store, folder in store_folders(settings, environ=environ)]
     unread = f" Not searched: {'; '.join(problems)}." if problems else ""
     return ModelFileError(

@@ -117,6 +117,28 @@ def test_unknown_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> No
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra", ["--bogus", "stray"])
+def test_unknown_argument_after_a_command_prints_that_commands_usage(
+    extra: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_main(["fake", "--shout", extra], FakeCommand(), monkeypatch) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("usage: hybrid fake [-h]")
+    assert "--shout" in err.splitlines()[0]
+    assert f"hybrid fake: error: unrecognized arguments: {extra}" in err
+
+
+def test_unknown_flag_before_the_command_prints_the_programs_usage(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_main(["--bogus", "fake"], FakeCommand(), monkeypatch) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("usage: hybrid [-h]")
+    assert "hybrid: error: unrecognized arguments: --bogus" in err
+
+
 # --- dispatch and settings flags ----------------------------------------------------------------
 
 

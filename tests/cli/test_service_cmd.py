@@ -4,6 +4,7 @@ systemctl driven through a fake program on PATH that records its arguments."""
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import sys
 from collections.abc import Callable
@@ -169,13 +170,19 @@ def test_without_systemctl_install_says_what_to_run(
 
 
 def test_status_when_not_installed_exits_3_and_says_how_to_install(
-    unit: Path, capsys: pytest.CaptureFixture[str]
+    unit: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(["service", "status"]) == 3
+    # A port held bound but not listening refuses connections, whatever else runs here (a
+    # `hybrid serve` on the default 8642 would answer).
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        monkeypatch.setenv("HYBRID_SERVER__PORT", str(port))
+        assert main(["service", "status"]) == 3
 
     out = capsys.readouterr().out
     assert f"installed: no (no {unit})" in out and "hybrid service install" in out
-    assert "health: http://127.0.0.1:8642/health does not answer" in out
+    assert f"health: http://127.0.0.1:{port}/health does not answer" in out
 
 
 def test_status_reads_the_installed_port_and_sees_the_daemon_answer(

@@ -182,6 +182,39 @@ def test_unreadable_models_are_listed_with_the_reason(tmp_path: Path) -> None:
     assert "Problems:" in text and "partial.gguf is truncated" in text
 
 
+def test_a_models_dir_that_is_missing_or_a_file_is_a_problem_not_searched(
+    tmp_path: Path,
+) -> None:
+    extra = tiny_model().write(tmp_path / "extra" / "m.gguf").parent
+    gone = tmp_path / "gone"
+    a_file = tiny_model().write(tmp_path / "lone.gguf")
+    dirs = [extra, gone, a_file]
+
+    text, _ = listing(tmp_path, FakeProbe(), models_dirs=dirs)
+    payload = json.loads(listing(tmp_path, FakeProbe(), as_json=True, models_dirs=dirs)[0])
+
+    assert [row["NAME"] for row in table(text)] == ["m"]
+    searched = next(line for line in text.splitlines() if line.startswith("Searched "))
+    assert str(extra) in searched
+    assert str(gone) not in searched and str(a_file) not in searched
+    problems = text[text.index("Problems:") :]
+    assert f"  {gone} in local.models_dirs does not exist" in problems
+    assert f"  {a_file} in local.models_dirs is not a folder" in problems
+    assert "HYBRID_LOCAL__MODELS_DIRS" in problems and "create it" in problems
+    assert str(gone) not in payload["searched"] and str(a_file) not in payload["searched"]
+    assert [p.split(" in ")[0] for p in payload["problems"]] == [str(gone), str(a_file)]
+
+
+def test_no_models_and_a_missing_models_dir_says_both(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+
+    text, _ = listing(tmp_path, FakeProbe(), models_dirs=[gone])
+
+    assert text.startswith("No models found")
+    assert str(gone) not in text.splitlines()[0]
+    assert f"Problems:\n  {gone} in local.models_dirs does not exist" in text
+
+
 def test_a_failing_probe_still_lists_the_models(tmp_path: Path) -> None:
     tiny_model().write(tmp_path / "models" / "m.gguf")
 

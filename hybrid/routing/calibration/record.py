@@ -7,6 +7,10 @@ change to the generators invalidates old records rather than mislabelling them).
 may carry the local model's vector of the item's prompt (``"embedding"``), which the probe is
 fitted on; records without it still load.  Other item sets (the external evaluation sets of
 ``scripts/eval_router.py``) keep their own records beside it, ``<sha256>.<name>.json``.
+
+:func:`load_record` reads a record as a cache (a damaged one counts as none: the model is asked
+again); :func:`read_record` says that a damaged one is damaged, for ``hybrid calibrate
+--from-ledger``, which has no model to ask.
 """
 
 from __future__ import annotations
@@ -119,7 +123,7 @@ class AnswerRecord:
                 prompts=prompts,
                 answers=tuple(ItemAnswer.from_json(row) for row in rows),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(f"the calibration answer record is damaged ({exc})") from exc
 
 
@@ -184,11 +188,50 @@ def save_record(home: Path, record: AnswerRecord, name: str = "answers") -> Path
     return path
 
 
-def load_record(home: Path, sha256: str, name: str = "answers") -> AnswerRecord | None:
-    """The record for a model, or None when there is none or it cannot be read."""
+def read_record(home: Path, sha256: str, name: str = "answers") -> AnswerRecord | None:
+    """The record for a model, or None when there is none; a damaged one is an error.
+
+    For a caller that must not take a damaged record for a missing one (``hybrid calibrate
+    --from-ledger`` would otherwise refit as if no answers had been recorded).  The file is
+    only read, never moved or rewritten.
+
+    Raises:
+        ConfigError: The file exists but cannot be read, is not JSON, or is not an answer
+            record; the message names it and says what to do.
+    """
     path = record_path(home, sha256, name)
     try:
-        return AnswerRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, ConfigError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8
+        raise _damaged(path, exc) from exc
+    try:
+        return AnswerRecord.from_json(json.loads(text))
+    except (ValueError, ConfigError) as exc:
+        raise _damaged(path, exc) from exc
+
+
+def load_record(home: Path, sha256: str, name: str = "answers") -> AnswerRecord | None:
+    """The record for a model, or None when there is none or it cannot be read."""
+    try:
+        return read_record(home, sha256, name)
+    except ConfigError:
         # Only a cache: an unreadable record means asking the model again.
         return None
+
+
+_REASON_CHARS = 200
+"""How much of the reason a damaged record's message quotes (a malformed answer is quoted
+whole, prompt vector included)."""
+
+
+def _damaged(path: Path, exc: Exception) -> ConfigError:
+    reason = str(exc)
+    if len(reason) > _REASON_CHARS:
+        reason = reason[: _REASON_CHARS - 3] + "..."
+    return ConfigError(
+        f"the recorded calibration answers {path} are damaged ({reason}). Run `hybrid "
+        "calibrate` to record them again (it replaces the file), or move the file out of the "
+        "way to go on without them; hybrid leaves it as it is."
+    )
