@@ -220,5 +220,11 @@ class StreamGeneration(Generation):
 
 
 def counts_against_provider(error: ProviderError) -> bool:
-    """Whether a failure says the provider is unwell (a bad key or request says nothing)."""
+    """Whether a failure says the provider is unwell (a bad key or request says nothing).
+
+    A 429 counts, on purpose: a provider that still rate-limits once the retries have honoured
+    its ``Retry-After`` (or asks for more than ``max_retry_after_s``) is overloaded for this
+    account, and after ``breaker_failures`` such requests in a row it is left alone for
+    ``breaker_reset_s``, however long its ``Retry-After``, instead of being sent more.
+    """
     return not isinstance(error, ProviderAuthError | ProviderRejectedError)

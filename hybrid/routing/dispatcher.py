@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -112,6 +113,7 @@ class Dispatcher:
         prompt_vectors: Read the local model's vector of every prompt the router keeps local
             (the answer reuses its prefill), for learning from traffic
             (``routing.learn.prompt_vectors``).
+        clock: Monotonic seconds, for the wait a client is told (:mod:`hybrid.routing.failover`).
     """
 
     def __init__(
@@ -130,12 +132,13 @@ class Dispatcher:
         lan: LanTier | None = None,
         private_to_lan: bool = False,
         prompt_vectors: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # A prepared prompt is opaque here: it goes back to the backend that made it.
         self._runtime = local
         self._names = names
         self._router = router if router is not None else Router([])
-        self._failover = Failover(providers, names, failover, budget)
+        self._failover = Failover(providers, names, failover, budget, clock)
         self._local_fallback = local_fallback
         self._private_to_cloud = private_to_cloud
         self._cascade = cascade

@@ -6,6 +6,11 @@ and left for the next one when it fails before its first byte (a provider retrie
 until then).  A request the provider rejects as malformed is not failed over: it would fail
 everywhere.  When every target failed, :class:`CloudFailures` says why, for the dispatcher's
 local fallback and, when nothing can answer, for the error the client gets.
+
+A wait a provider asked for (its ``Retry-After``, or its open circuit's time to the next probe)
+is kept with the moment it was said, on a monotonic clock: the wait the client is told is what
+is left of the soonest of them when the error is built, after the other targets and the local
+model had their turn.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import (
     BudgetExceededError,
+    CircuitOpenError,
     HybridError,
     NoRouteError,
     ProviderError,
@@ -48,8 +55,10 @@ class Failure:
         reason: A short code (``timeout``, ``no_key``, ``budget:daily_cap``).
         detail: A sentence for the client.
         retryable: Whether the same request may succeed later.
-        retry_after: Seconds the provider asked to wait before retrying, when it said.
+        retry_after: Seconds the provider asked to wait before retrying, when it said (or its
+            open circuit's time to the next probe).
         rate_limited: Whether the provider rate-limited the request (HTTP 429).
+        said_at: When the wait was said, in monotonic seconds (None: just now).
     """
 
     where: str
@@ -58,18 +67,36 @@ class Failure:
     retryable: bool
     retry_after: float | None = None
     rate_limited: bool = False
+    said_at: float | None = None
 
     @classmethod
-    def of(cls, error: ProviderError) -> Failure:
-        """The failure a provider's error stands for."""
+    def of(cls, error: ProviderError, *, at: float) -> Failure:
+        """The failure a provider's error stands for.
+
+        Args:
+            error: What :meth:`CloudProvider.start` raised; it raises as soon as the answer
+                that said the wait is read, so the wait was said ``at``.
+            at: Now, in monotonic seconds.
+        """
         return cls(
             error.provider,
             error.reason,
             str(error),
-            error.retryable,
+            # An open circuit lets a probe through after its wait: a retry then may succeed.
+            error.retryable or isinstance(error, CircuitOpenError),
             retry_after=error.retry_after,
             rate_limited=isinstance(error, ProviderRateLimitedError),
+            said_at=at,
         )
+
+    def wait_left(self, now: float) -> float | None:
+        """Seconds left at ``now`` (monotonic) of the wait, 0 once over; None when none was
+        said."""
+        if self.retry_after is None:
+            return None
+        if self.said_at is None:
+            return self.retry_after
+        return max(0.0, self.said_at + self.retry_after - now)
 
     @property
     def code(self) -> str:
@@ -83,9 +110,11 @@ class CloudFailures:
 
     Attributes:
         failures: The failures.
+        clock: Monotonic seconds, the clock the failures' ``said_at`` was read from.
     """
 
     failures: tuple[Failure, ...]
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
 
     @property
     def capped(self) -> str | None:
@@ -107,9 +136,9 @@ class CloudFailures:
 
         Returns:
             A BudgetExceededError when spend caps stopped every target, else a NoRouteError;
-            either names every failure.  A NoRouteError carries the shortest wait a provider
-            asked for (of the failures a retry may fix), and says whether every target was
-            rate limited.
+            either names every failure.  A NoRouteError carries what is left now of the
+            soonest wait a provider asked for (of the failures a retry may fix), and says
+            whether every target was rate limited.
         """
         details = "; ".join([*(f.detail for f in self.failures), local])
         capped = self.capped
@@ -122,7 +151,9 @@ class CloudFailures:
             return BudgetExceededError(
                 lead + " and the local model cannot answer: " + details, cap=capped
             )
-        waits = [f.retry_after for f in self.failures if f.retryable and f.retry_after is not None]
+        now = self.clock()
+        left = [f.wait_left(now) for f in self.failures if f.retryable]
+        waits = [wait for wait in left if wait is not None]
         retry_after = min(waits) if waits else None
         rate_limited = bool(self.failures) and all(f.rate_limited for f in self.failures)
         lead = "no backend could answer"
@@ -148,6 +179,7 @@ class Failover:
         names: Says which providers have their key.
         failover: Cloud targets tried, in order, after the chosen one fails.
         budget: Reserves each target's estimated cost before it is sent (None: no budget).
+        clock: Monotonic seconds, for what is left of a provider's wait; injectable for tests.
     """
 
     def __init__(
@@ -156,11 +188,13 @@ class Failover:
         names: ModelNames,
         failover: Sequence[CloudTarget],
         budget: Reserving | None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._providers = providers
         self._names = names
         self._failover = tuple(failover)
         self._budget = budget
+        self._clock = clock
 
     async def start(
         self,
@@ -221,7 +255,7 @@ class Failover:
                     self._budget.release(held)
                 if isinstance(exc, ProviderError) and not isinstance(exc, ProviderRejectedError):
                     log.warning("cloud target %s failed: %s", candidate.qualified, exc)
-                    failures.append(Failure.of(exc))
+                    failures.append(Failure.of(exc, at=self._clock()))
                     continue
                 raise
             if held is not None and self._budget is not None:
@@ -229,7 +263,7 @@ class Failover:
             if failures:
                 reason = f"{reason};failover:{failures[0].code}"
             return Answer(generation, "cloud", candidate.qualified, reason, score)
-        return CloudFailures(tuple(failures))
+        return CloudFailures(tuple(failures), self._clock)
 
     def _candidates(self, target: CloudTarget | None) -> list[CloudTarget]:
         ordered = ([target] if target is not None else []) + list(self._failover)

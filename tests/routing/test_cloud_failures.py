@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hybrid.errors import BudgetExceededError, NoRouteError
 from hybrid.routing.failover import CloudFailures, Failure
+from hybrid.wire.errors import wire_error
 
 
 def _stopped(reason: str) -> Failure:
@@ -84,3 +87,19 @@ def test_a_rate_limit_without_a_wait_leaves_the_wait_unsaid() -> None:
     assert isinstance(error, NoRouteError)
     assert error.rate_limited and error.retry_after is None
     assert "retry in" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("now", "header"),
+    [(1001.5, "9"), (1009.2, "1"), (1012.0, "1")],
+    ids=["rounded-up", "under-a-second", "already-over"],
+)
+def test_the_wait_told_counts_from_when_it_was_said_and_is_at_least_a_second(
+    now: float, header: str
+) -> None:
+    said = dataclasses.replace(_rate_limited("openai", 10.0), said_at=1000.0)
+
+    error = CloudFailures((said,), clock=lambda: now).error("local: busy")
+
+    assert isinstance(error, NoRouteError)
+    assert wire_error(error).headers()["Retry-After"] == header
