@@ -120,7 +120,8 @@ def discarded_before(error: BaseException) -> DiscardedLeg | None:
 @dataclass(frozen=True)
 class PartialAnswer:
     """A local answer the cascade was still reading when its request ended (its client left,
-    the server shut down): what it generated until then, for the ledger.
+    the server shut down, the local model failed): what it generated until then, for the
+    ledger.
 
     It travels with the exception that ended the read (:meth:`note`).
 

@@ -189,9 +189,10 @@ class Cascade:
             discarded answer, closed.
 
         Raises:
-            BaseException: What ended the read (its client left: ``CancelledError``), with what
-                was read noted on it (:meth:`~hybrid.routing.answer.PartialAnswer.note`); the
-                answer is closed.
+            BaseException: What ended the read (its client left: ``CancelledError``; the local
+                model failed: ``GenerationError``), with what was read noted on it
+                (:meth:`~hybrid.routing.answer.PartialAnswer.note`), for the ledger to count;
+                the answer is closed.
         """
         if stream:
             return await self._read_opening(local, logprobs)
@@ -270,7 +271,8 @@ def generated(events: Iterable[GenerationEvent]) -> int:
 @dataclasses.dataclass
 class Tally:
     """The tokens of a local answer read so far (:func:`generated`), counted as the reader
-    reads: what was generated when the read is cut short (its client left) is known."""
+    reads: what was generated when the read is cut short (its client left, the local model
+    failed) is known."""
 
     tokens: int = 0
 

@@ -21,7 +21,9 @@ A request that fails before any answer starts gets a record too.  One turned awa
 model ran (an invalid request, an unknown model, a full queue, a model still loading, private
 data with nowhere to go, a spend cap) is ``refused``, with route ``none``: it is neither a
 local nor a cloud answer, and has no tokens or costs.  One whose cloud targets all failed is a
-cloud ``error``; one the local model failed to start is a local ``error``.  When the cascade
+cloud ``error``; one the local model failed to start is a local ``error``, and so is one whose
+local answer failed while the cascade read it, with what it generated until then counted and
+priced (as for a client that left then, below).  When the cascade
 discarded a local answer before its escalation failed, that answer is recorded too, as the
 ``cascade_local`` leg beside the failure, as it is beside an escalation that answers.  When
 the local model answered instead of the failed escalation with the discarded answer itself,
@@ -69,7 +71,13 @@ from hybrid.ledger.budget import BudgetGate, Reservation
 from hybrid.ledger.costing import NOTHING, Costing
 from hybrid.ledger.record import Decided, LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
-from hybrid.routing.answer import DiscardedLeg, RoutePlan, discarded_before, partial_before
+from hybrid.routing.answer import (
+    DiscardedLeg,
+    PartialAnswer,
+    RoutePlan,
+    discarded_before,
+    partial_before,
+)
 from hybrid.routing.dispatcher import Answer
 from hybrid.routing.policy import Verdict
 from hybrid.service.events import EventBus
@@ -204,7 +212,9 @@ class Accountant:
         When the cascade discarded a local answer before the escalation failed
         (:func:`~hybrid.routing.answer.discarded_before`), that answer is recorded as the
         ``cascade_local`` leg, as when the escalation answers, and the failure as the
-        ``cascade_cloud`` leg.
+        ``cascade_cloud`` leg.  When the local model failed while the cascade read its answer
+        (:func:`~hybrid.routing.answer.partial_before`), the tokens it generated until then
+        count, and are priced, as in :meth:`abandoned`.
 
         Args:
             ticket: The request's ticket.
@@ -222,10 +232,23 @@ class Accountant:
                 self._discarded(ticket, leg, decision.verdicts, decision.score, plan.decided)
         route: Literal["local", "cloud", "none"] = "local"
         status: Literal["error", "refused"] = "error"
-        prompt_tokens = 0
+        model, provider, costs = "none", "none", NOTHING
+        prompt_tokens = completion_tokens = 0
+        partial = partial_before(error)
         if isinstance(error, _REFUSALS):
             # No model read the prompt: not even tokenized, so a storm of 429s stays cheap.
             route, status = "none", "refused"
+        elif partial is not None and plan is not None:
+            # The local model failed while the cascade read its answer: what it generated
+            # until then counts, as when the client leaves during the read.
+            model, provider = plan.local_model, "local"
+            counterfactual = plan.target.qualified if plan.target is not None else None
+            prompt_tokens, completion_tokens = await asyncio.to_thread(
+                self._read_tokens, request, partial
+            )
+            costs = self._records.costs(
+                ticket, "local", model, counterfactual, prompt_tokens, completion_tokens
+            )
         else:
             # Cloud failures (every target failed, a rejected request) are the cloud's.
             if isinstance(error, NoRouteError | ProviderError):
@@ -239,15 +262,15 @@ class Accountant:
             reasons=wire_error(error).reasons,
             verdicts=(),
             score=None,
-            model="none",
-            provider="none",
+            model=model,
+            provider=provider,
             prompt_tokens=prompt_tokens,
-            completion_tokens=0,
+            completion_tokens=completion_tokens,
             tokens_estimated=status == "error",
             ttft_s=None,
             status=status,
             error=str(error),
-            costs=NOTHING,
+            costs=costs,
             leg="cascade_cloud" if leg is not None else None,
             decided=None,
         )
@@ -305,11 +328,12 @@ class Accountant:
         if leg is not None:
             self._discarded(ticket, leg, verdicts, score, decided)
             reasons = (leg.reason,)
-        seen, completion_tokens = Seen(), 0
         partial = partial_before(error)
         if partial is not None:  # the cascade was reading the local answer: it was generated
-            seen.prompt_tokens, completion_tokens = partial.prompt_tokens, partial.completion_tokens
-        prompt_tokens, _, _ = self._records.tokens(request, seen)
+            prompt_tokens, completion_tokens = self._read_tokens(request, partial)
+        else:
+            prompt_tokens, _, _ = self._records.tokens(request, Seen())
+            completion_tokens = 0
         costs = self._records.costs(
             ticket, route, model, counterfactual, prompt_tokens, completion_tokens
         )
@@ -334,6 +358,14 @@ class Accountant:
         self.commit_nowait(record)
 
     # -- building and writing records ---------------------------------------------------------
+
+    def _read_tokens(self, request: GenerationRequest, partial: PartialAnswer) -> tuple[int, int]:
+        """The prompt and completion tokens of a local answer the cascade was reading when its
+        request ended (its client left, or the local model failed): what it generated until
+        then, its prompt counted here when the generation did not know it."""
+        seen = Seen(prompt_tokens=partial.prompt_tokens)
+        prompt_tokens, _, _ = self._records.tokens(request, seen)
+        return prompt_tokens, partial.completion_tokens
 
     def finish(
         self,

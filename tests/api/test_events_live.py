@@ -17,7 +17,7 @@ from live_app import serving
 from scripted import ScriptedBackend, scripted_app
 
 from hybrid.backend import Generation
-from hybrid.errors import QueueFullError
+from hybrid.errors import GenerationError, QueueFullError
 from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest, TextDelta, Usage
 from hybrid.ledger.store import LedgerStore
 from hybrid.settings import Settings, load_settings
@@ -248,6 +248,34 @@ def test_a_cascade_whose_escalation_fails_records_the_discarded_local_leg_too(
     assert local["reasons"] == ["cascade:0.61<0.9"] and local["energy_cost_usd"] is not None
     assert (escalated["route"], escalated["status"]) == ("cloud", "error")
     assert totals["requests"] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_local_answer_that_fails_while_the_cascade_reads_it_counts_what_was_generated(
+    tmp_path: Path, cloud: FakeCloud, stream: bool
+) -> None:
+    settings = with_cloud(
+        tmp_path,
+        cloud,
+        **{
+            "routing.cascade.enabled": True,
+            "routing.difficulty.enabled": False,
+            "routing.capacity.enabled": False,
+        },
+    )
+    backend = ScriptedBackend()  # two pieces, "Hello" " world", then the failure
+    backend.fail_mid_stream = GenerationError("llama.cpp failed while generating: boom")
+    with TestClient(scripted_app(settings, backend)) as client:
+        failed = client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+        assert failed.status_code == 500 and "boom" in failed.text
+        local_model = client.app.state.hybrid.runtime.model_id  # type: ignore[attr-defined]
+    [record] = records_of(settings)
+    assert (record["route"], record["status"], record["leg"]) == ("local", "error", None)
+    # The two tokens generated before the failure count (and their energy), as when the
+    # client leaves during the read.
+    assert (record["model"], record["completion_tokens"]) == (local_model, 2)
+    assert record["tokens_estimated"] is True and record["energy_cost_usd"] is not None
+    assert cloud.requests == []  # a failed local answer is an error, not an escalation
 
 
 DECLINING = ["I'm sorry,", " I can't answer that."]

@@ -15,7 +15,10 @@ A refit learns from a label only while the ledger keeps the request's signal (it
 features: :mod:`hybrid.ledger.learning`).  A label it cannot learn from (a cloud answer, a
 request the difficulty policy did not score, ``routing.learn.keep_signals = 0``, a signal
 pruned since) is stored all the same, and the response says so (``usable: false``) and why,
-with the setting to change where one would help.
+with the setting to change where one would help.  A pruned signal's message names no daemon's
+setting as the cause: a ledger shared by several daemons (``ledger.url``) is pruned by each of
+them, to its own ``keep_signals`` (the newest scored requests of the whole ledger) and
+``ledger.retention_days``.
 
 A request refused before any model ran has no answer to label: 400.
 """
@@ -147,7 +150,7 @@ def _unusable(answer: LedgerRecord, signal_kept: bool, keep_signals: int) -> str
         return None
     if keep_signals == 0:
         return (
-            f"routing.learn.keep_signals is 0, so the ledger keeps no request's prompt "
+            f"routing.learn.keep_signals is 0, so this daemon keeps no request's prompt "
             f"features: {kept}; set routing.learn.keep_signals above 0 to learn from labels "
             f"on the requests that follow"
         )
@@ -162,8 +165,12 @@ def _unusable(answer: LedgerRecord, signal_kept: bool, keep_signals: int) -> str
             f"the answer did not end normally ({answer.status}), so its prompt features were "
             f"not kept: {kept}"
         )
+    # Which setting pruned it is not known: a ledger shared by several daemons (ledger.url) is
+    # pruned to the keep_signals and the retention_days of each daemon that writes to it.
     return (
-        f"the request's prompt features are no longer kept (the ledger keeps those of the "
-        f"{keep_signals:,} most recent scored requests, routing.learn.keep_signals): {kept}; "
-        f"raise routing.learn.keep_signals to learn from labels on older requests"
+        f"the request's prompt features are no longer kept: a ledger keeps those of its newest "
+        f"routing.learn.keep_signals scored requests only (counted over every daemon that "
+        f"writes to it), and deletes those older than ledger.retention_days: {kept}; raise "
+        f"routing.learn.keep_signals (and ledger.retention_days) on every daemon writing to "
+        f"this ledger to learn from labels on older requests"
     )
