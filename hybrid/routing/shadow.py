@@ -87,6 +87,12 @@ SHORT_ANSWER_WORDS = 8
 LOCAL_PENDING = 2
 """Local shadow answers waiting or running at most (each takes the low-priority lane in turn)."""
 
+SAMPLE_SEED = 0
+"""Seed of the sample's draws when no generator is given: a server samples the same positions of
+its traffic at every start (a draw per eligible request, in arrival order), so which requests a
+replay or a test sees shadowed does not change from run to run; the sample stays blind to what
+the requests say."""
+
 LOCAL_MAX_TOKENS = 256
 """A local shadow answer's output cap, beside the request's own (about as long as the cloud's
 answer, which is what it is compared with, and at most this)."""
@@ -305,7 +311,7 @@ class Shadowing:
         budget: Reserves each call's estimated cost before it is sent (None: no budget).
         agreement: The overlap grade's threshold (``routing.learn.shadow_agreement``).
         judge: The judge model, or None to grade by word overlap.
-        rng: Draws the sample.
+        rng: Draws the sample (None: one seeded with :data:`SAMPLE_SEED`).
         perf: Monotonic seconds, for the calls' latency.
         local_rate: Share of the requests the router escalated that the local model answers
             again in the background (0 turns it off).
@@ -344,7 +350,7 @@ class Shadowing:
         self._budget = budget
         self._agreement = agreement
         self._judge = judge
-        self._rng = rng if rng is not None else Random()
+        self._rng = rng if rng is not None else Random(SAMPLE_SEED)
         self._perf = perf
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -228,14 +228,15 @@ class LearnSettings(BaseModel):
         "counted against the budget; private requests are never sent.",
     )
     local_shadow_rate: float = Field(
-        default=0.0,
+        default=0.1,
         ge=0,
         le=1,
         description="Share of the requests the router escalated that the local model also "
         "answers, in the background at low priority (only while no client request waits or "
         "runs), after the client has the cloud's answer, to grade the local answer against it "
-        "(0: off). Costs no cloud call; without it, labels come only from the requests kept "
-        "local, the ones the router already finds easiest.",
+        "(0: off). Costs no cloud call and no spend, only the local model's idle time; without "
+        "it, labels come only from the requests kept local, the ones the router already finds "
+        "easiest.",
     )
     shadow_agreement: float = Field(
         default=0.5,
