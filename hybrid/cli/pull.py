@@ -105,11 +105,11 @@ def pull_command(
         ConfigError: ``spec`` or ``HF_ENDPOINT`` is malformed.
         ModelDownloadError: The pull failed.
     """
-    from hybrid.models.catalog import serve_name
     from hybrid.models.pull import pull
     from hybrid.models.pull_cache import free_bytes
     from hybrid.models.pull_hub import Hub, HubConfig
     from hybrid.models.pull_spec import parse_request
+    from hybrid.models.resolve import serve_name
 
     request = parse_request(spec)
     bar = ProgressBar(err, tty=_is_tty(err), quiet=quiet)

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """
     from hybrid.api.app import create_app
     from hybrid.cli.daemon import DaemonServer, server_config
-    from hybrid.models.catalog import resolve_model
+    from hybrid.models.resolve import resolve_model
 
     if settings.local.model is not None or settings.local.n_ctx is not None:
         # A wrong path, or a context this machine cannot hold, is a mistake to report now, not

@@ -396,7 +396,7 @@ class LocalRuntime:
         await asyncio.gather(*waits, return_exceptions=True)
 
     def _plan_configured(self) -> LoadedModel:
-        from hybrid.models.catalog import resolve_model
+        from hybrid.models.resolve import resolve_model
 
         path = resolve_model(self._settings, progress=lambda message: log.info("%s", message))
         return self._plan(path)
@@ -404,7 +404,7 @@ class LocalRuntime:
     def _plan(self, path: Path) -> LoadedModel:
         """Plan a file under the name ``hybrid models`` lists it by (``llama3.2:3b`` for an
         Ollama blob, else the file name without ``.gguf``), with its store's defaults."""
-        from hybrid.models.catalog import served_as
+        from hybrid.models.resolve import served_as
 
         name, defaults = served_as(self._settings, path)
         return plan_load(

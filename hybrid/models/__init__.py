@@ -9,5 +9,7 @@
   header into a :class:`~hybrid.models.entries.ModelEntry`; :mod:`hybrid.models.names` picks
   a model by the name ``hybrid models`` shows.
 - :mod:`hybrid.models.catalog` finds the models a user has (``--model``, settings, ``./models``,
-  the data dir, the stores) and decides which one ``hybrid serve`` loads.
+  the data dir, the stores) and marks the one ``hybrid serve`` loads;
+  :mod:`hybrid.models.resolve` decides which file ``hybrid serve`` loads (a path, a name as
+  listed, or the embedded default) and the name a file is served under.
 """

@@ -1,4 +1,4 @@
-"""Find the models a user has, and decide which one ``hybrid serve`` loads.
+"""Find the models a user has, and mark the one ``hybrid serve`` loads.
 
 Models come from, in this order:
 
@@ -15,38 +15,24 @@ it is reported in :attr:`Discovery.problems` with what to do, and the rest is li
 ``local.models_dirs`` entry that does not exist or is not a folder (a typo, a file, a drive not
 mounted): it is not searched, and the problem says so instead of the listing naming it as
 searched.  ``./models`` and ``<home>/models`` are searched when they exist, silently.
-``--model`` takes a path or a name as listed (:mod:`hybrid.models.names`).  The model served
-is the configured one, else the embedded default
-(:func:`hybrid.models.embedded.ensure_embedded_model` assembles it on first use).  Discovery
-never assembles it: it lists it only once it exists.
+The model served is the configured one (``--model`` or ``local.model``: a path, or a name as
+listed, which :mod:`hybrid.models.resolve` turns into the file to load), else the embedded
+default (:func:`hybrid.models.embedded.ensure_embedded_model` assembles it on first use).
+Discovery never assembles it: it lists it only once it exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hybrid.errors import ModelFileError
-from hybrid.models.embedded import (
-    DEFAULT_MODEL_ID,
-    EMBEDDED_FILE_NAME,
-    Progress,
-    embedded_model_path,
-    ensure_embedded_model,
-)
+from hybrid.models.embedded import DEFAULT_MODEL_ID, embedded_model_path
 from hybrid.models.entries import ModelEntry, model_at, read_entry, read_model_info
-from hybrid.models.names import names_of, pick
-from hybrid.models.stores import (
-    Found,
-    ModelDefaults,
-    Skipped,
-    Source,
-    StoreName,
-    StoreScan,
-)
+from hybrid.models.names import pick
+from hybrid.models.stores import Found, Skipped, Source, StoreName, StoreScan
 from hybrid.models.stores.files import file_stem, gguf_files, group_models, is_folder
 from hybrid.models.stores.hf_cache import scan_hf_cache
 from hybrid.models.stores.llama_cache import scan_llama_cache
@@ -63,12 +49,10 @@ __all__ = [
     "discover",
     "discover_models",
     "model_dirs",
-    "name_for_path",
+    "model_not_found",
     "read_model_info",
-    "resolve_model",
-    "resolve_name",
-    "serve_name",
-    "served_as",
+    "resolved",
+    "scan_models",
     "store_folders",
 ]
 
@@ -124,10 +108,10 @@ def _searched_dirs(
     base = Path.cwd() if cwd is None else cwd
     # The two built-in folders are searched when they exist, and need not: only a folder the
     # user named is worth a warning when it is missing.
-    built_in = {_resolved(base / "models"), _resolved(settings.home / "models")}
+    built_in = {resolved(base / "models"), resolved(settings.home / "models")}
     searched = []
     for folder in model_dirs(settings, cwd=cwd):
-        if _resolved(folder) in built_in or is_folder(folder, problems):
+        if resolved(folder) in built_in or is_folder(folder, problems):
             searched.append(folder)
         elif problems is not None and (problem := _not_a_models_dir(folder)) is not None:
             problems.append(problem)
@@ -188,7 +172,7 @@ def discover(
     Returns:
         The entries, the skipped files and the places searched.
     """
-    scan = _scan(settings, cwd=cwd, environ=environ)
+    scan = scan_models(settings, cwd=cwd, environ=environ)
     entries: list[ModelEntry] = []
     skipped = list(scan.skipped)
     for model in scan.found:
@@ -224,214 +208,18 @@ def discover_models(
     return list(discover(settings, cwd=cwd, environ=environ).entries)
 
 
-def resolve_model(
-    settings: Settings,
-    *,
-    progress: Progress | None = None,
-    cwd: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Path:
-    """The GGUF file ``hybrid serve`` should load.
-
-    The configured model (``local.model``) when set (see :func:`resolve_name`), otherwise the
-    embedded default model, assembled into the data dir on first use.
+def scan_models(
+    settings: Settings, *, cwd: Path | None, environ: Mapping[str, str] | None
+) -> StoreScan:
+    """Every model, headers unread, each file once (Ollama tags of one blob each once); the
+    files that are not models; the folders that could not be read.
 
     Args:
         settings: Supplies ``home`` and ``local.*``.
-        progress: Receives progress lines while the embedded model is assembled.
-        cwd: Folder ``./models`` is relative to (default: the current working directory).
-        environ: The environment the stores' variables are read from (default: the process's).
-
-    Returns:
-        A path whose header has been read and checked.
-
-    Raises:
-        ModelFileError: As :func:`resolve_name`, or the embedded model cannot be assembled.
-    """
-    configured = settings.local.model
-    if configured is None:
-        return ensure_embedded_model(settings.home, progress=progress)
-    return resolve_name(settings, str(configured), progress=progress, cwd=cwd, environ=environ)
-
-
-def resolve_name(
-    settings: Settings,
-    name: str,
-    *,
-    progress: Progress | None = None,
-    cwd: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Path:
-    """Turn a path or a model name, as ``hybrid models`` lists it, into the file to load.
-
-    Args:
-        settings: Where to look (``home``, ``local.models_dirs``, ``local.stores``).
-        name: A path to a ``.gguf`` file, or a name (see :mod:`hybrid.models.names`).
-        progress: Receives progress lines when the name is the embedded model's and it is
-            assembled.
-        cwd: Folder ``./models`` is relative to (default: the current working directory).
-        environ: The environment the stores' variables are read from (default: the process's).
-
-    Returns:
-        The file llama.cpp loads (a split model's first part), its header read and checked.
-
-    Raises:
-        ModelFileError: The name picks no model and is no file, picks several (the message
-            lists them with the prefixed names that pick each), or picks a model that cannot
-            be served; or the file is not a valid GGUF model (a vocabulary-only file, say).
-            The message says what to do.
-    """
-    scan = cache(lambda: _scan(settings, cwd=cwd, environ=environ))
-    named = _named(settings, name, scan)
-    if named is None:
-        raise _not_found(settings, name, scan().problems, cwd=cwd, environ=environ)
-    if named.embedded:
-        return ensure_embedded_model(settings.home, progress=progress)
-    if named.found is None:
-        read_model_info(named.path)  # raises a ModelFileError that names the file and the fix
-        return named.path
-    entry = read_entry(named.found)
-    if isinstance(entry, Skipped):
-        raise ModelFileError(f"{entry.path} is {entry.reason}. Pick a model `hybrid models` lists.")
-    if entry.error is not None:
-        raise ModelFileError(entry.error)
-    return named.path
-
-
-@dataclass(frozen=True)
-class _Named:
-    """What a ``--model`` value names, before any header is read or anything is assembled.
-
-    Attributes:
-        path: The file: the one a path names, the embedded model's (which may not exist yet),
-            or the one a model picked by name is loaded from.
-        found: The model a name picks; None for a path or the embedded model.
-        embedded: The value is the embedded model's name.
-    """
-
-    path: Path
-    found: Found | None = None
-    embedded: bool = False
-
-
-def _named(settings: Settings, name: str, scan: Callable[[], StoreScan]) -> _Named | None:
-    """The one order :func:`resolve_name` and :func:`serve_name` read a name in: a path to a
-    file, the embedded model's name, then a name of a model ``scan`` finds (None when it picks
-    none).
-
-    Raises:
-        ModelFileError: The name picks several files, or a model that cannot be served.
-    """
-    as_path = Path(name).expanduser()
-    if as_path.is_file():
-        return _Named(as_path)
-    if name in (DEFAULT_MODEL_ID, EMBEDDED_FILE_NAME):
-        return _Named(embedded_model_path(settings.home), embedded=True)
-    hit = pick(scan().found, name, resolved=_resolved)
-    return None if hit is None else _Named(hit.path, hit)
-
-
-def serve_name(
-    settings: Settings,
-    path: Path,
-    *,
-    cwd: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> str:
-    """A name ``hybrid serve --model`` turns into this very file, for a line that tells the
-    user how to serve it.
-
-    The first of the file's names (:func:`~hybrid.models.names.names_of`: its name, the
-    name with its store prefix, its aliases) that :func:`resolve_name` would resolve to this
-    file and no other (read as it reads a name, :func:`_named`, without reading headers or
-    assembling the embedded model); the path when none does.
-
-    Args:
-        settings: Where to look.
-        path: A model file.
         cwd: Folder ``./models`` is relative to (default: the current working directory).
         environ: The environment the stores' variables are read from (default: the process's).
     """
-    target = _resolved(path)
-    scan = _scan(settings, cwd=cwd, environ=environ)
-    for model in scan.found:
-        if _resolved(model.path) == target:
-            for name in names_of(model):
-                try:
-                    named = _named(settings, name, lambda: scan)
-                except ModelFileError:  # it picks several files, or a model that cannot be served
-                    continue
-                if named is not None and _resolved(named.path) == target:
-                    return name
-    return str(path)
-
-
-def name_for_path(
-    settings: Settings,
-    path: Path,
-    *,
-    cwd: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> str:
-    """The name ``hybrid models`` shows for a file (``llama3.2:3b`` for an Ollama blob).
-
-    When the configured model (``local.model``) is a name that picks this file, that name;
-    else the first listed name of the file; else the file name without ``.gguf``.
-
-    Args:
-        settings: Where to look.
-        path: A model file.
-        cwd: Folder ``./models`` is relative to (default: the current working directory).
-        environ: The environment the stores' variables are read from (default: the process's).
-    """
-    return served_as(settings, path, cwd=cwd, environ=environ)[0]
-
-
-def served_as(
-    settings: Settings,
-    path: Path,
-    *,
-    cwd: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> tuple[str, ModelDefaults]:
-    """The name a file is served under (as :func:`name_for_path`) and the generation defaults
-    its store records for it under that name (Ollama's ``params``; empty for a plain file).
-
-    Args:
-        settings: Where to look.
-        path: A model file.
-        cwd: Folder ``./models`` is relative to (default: the current working directory).
-        environ: The environment the stores' variables are read from (default: the process's).
-
-    Returns:
-        The name and the defaults.
-    """
-    target = _resolved(path)
-    models = _scan(settings, cwd=cwd, environ=environ).found
-    configured = settings.local.model
-    if configured is not None and not Path(configured).expanduser().is_file():
-        try:
-            hit = pick(models, str(configured), resolved=_resolved)
-        except ModelFileError:
-            hit = None
-        if hit is not None and _resolved(hit.path) == target:
-            if hit.source == "configured":
-                return file_stem(path.name), ModelDefaults()
-            return hit.name, _defaults(hit)
-    for model in models:
-        if _resolved(model.path) == target and model.source != "configured":
-            return model.name, _defaults(model)
-    return file_stem(path.name), ModelDefaults()
-
-
-def _defaults(found: Found) -> ModelDefaults:
-    return found.metadata.defaults if found.metadata is not None else ModelDefaults()
-
-
-def _scan(settings: Settings, *, cwd: Path | None, environ: Mapping[str, str] | None) -> StoreScan:
-    """Every model, headers unread, each file once (Ollama tags of one blob each once); the
-    files that are not models; the folders that could not be read."""
-    embedded = _resolved(embedded_model_path(settings.home))
+    embedded = resolved(embedded_model_path(settings.home))
     found: list[Found] = []
     skipped: list[Skipped] = []
     problems: list[str] = []
@@ -443,7 +231,7 @@ def _scan(settings: Settings, *, cwd: Path | None, environ: Mapping[str, str] | 
         models, passed = group_models(gguf_files(folder, problems))
         skipped.extend(passed)
         for model in models:
-            source: Source = "embedded" if _resolved(model.path) == embedded else "folder"
+            source: Source = "embedded" if resolved(model.path) == embedded else "folder"
             found.append(Found(source, model.stem, model.path, model.parts, error=model.error))
     roots = store_roots(environ)
     for store in settings.local.stores:
@@ -474,16 +262,18 @@ def _mark_default(
 ) -> list[ModelEntry]:
     configured = settings.local.model
     if configured is None:
-        target = _resolved(embedded_model_path(settings.home))
-        return [replace(e, default=e.embedded and _resolved(e.path) == target) for e in entries]
+        target = resolved(embedded_model_path(settings.home))
+        return [replace(e, default=e.embedded and resolved(e.path) == target) for e in entries]
     if configured.is_file():
         return [replace(e, default=e.source == "configured") for e in entries]
     try:
-        hit = pick(scan.found, str(configured), resolved=_resolved)
+        hit = pick(scan.found, str(configured), resolved=resolved)
         error = (
             None
             if hit is not None
-            else str(_not_found(settings, str(configured), scan.problems, cwd=cwd, environ=environ))
+            else str(
+                model_not_found(settings, str(configured), scan.problems, cwd=cwd, environ=environ)
+            )
         )
     except ModelFileError as exc:
         hit, error = None, str(exc)
@@ -495,7 +285,7 @@ def _mark_default(
     return [missing, *entries]
 
 
-def _not_found(
+def model_not_found(
     settings: Settings,
     name: str,
     problems: Sequence[str],
@@ -503,6 +293,18 @@ def _not_found(
     cwd: Path | None,
     environ: Mapping[str, str] | None,
 ) -> ModelFileError:
+    """The error for a configured model that names no file and no model found.
+
+    Args:
+        settings: Where the search looked (listed in the message).
+        name: The value of ``--model`` or ``local.model``.
+        problems: Folders that could not be read, named in the message as not searched.
+        cwd: Folder ``./models`` is relative to (default: the current working directory).
+        environ: The environment the stores' variables are read from (default: the process's).
+
+    Returns:
+        The error to raise, saying what to do; for a folder, the GGUF files in it.
+    """
     folder = Path(name).expanduser()
     if folder.is_dir():
         return _a_folder(name, folder)
@@ -546,14 +348,16 @@ def _unique_found(found: Iterable[Found]) -> list[Found]:
     unique = []
     for model in found:
         # Ollama tags that share a blob are each a name `ollama list` shows: keep each.
-        key = (_resolved(model.path), model.name if model.source == "ollama" else "")
+        key = (resolved(model.path), model.name if model.source == "ollama" else "")
         if key not in seen and (key[0], "") not in seen:
             seen.add(key)
             unique.append(model)
     return unique
 
 
-def _resolved(path: Path) -> Path:
+def resolved(path: Path) -> Path:
+    """The path with symlinks followed, to tell whether two paths name one file; the absolute
+    path when it cannot be resolved (a symlink loop, a folder that cannot be read)."""
     try:
         return path.resolve()
     except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
@@ -564,7 +368,7 @@ def _unique(paths: Iterable[Path]) -> list[Path]:
     seen: set[Path] = set()
     unique = []
     for path in paths:
-        key = _resolved(path)
+        key = resolved(path)
         if key not in seen:
             seen.add(key)
             unique.append(path)

@@ -1,7 +1,7 @@
 """Switching the served local model by name, while serving (``POST /v1/hybrid/model``).
 
 A name is looked up as ``hybrid models`` and ``--model`` look it up
-(:func:`hybrid.models.catalog.resolve_model`), planned for this machine as the start plans
+(:func:`hybrid.models.resolve.resolve_model`), planned for this machine as the start plans
 it, and only then loaded, beside the model being served, by
 :meth:`~hybrid.local.runtime.LocalRuntime.begin_switch`.  What can be refused is refused
 before anything loads: an unknown name (with the names that exist), a broken file or one that
@@ -164,9 +164,9 @@ class ModelSwitching:
         )
 
     def _resolve(self, name: str) -> Path:
-        from hybrid.models.catalog import resolve_name
         from hybrid.models.embedded import DEFAULT_MODEL_ID, EMBEDDED_FILE_NAME
         from hybrid.models.names import split_prefix
+        from hybrid.models.resolve import resolve_name
 
         name = name.strip()
         if not name:

@@ -10,7 +10,8 @@ The tree is split by the part of hybrid that reads it; each section lives in its
 - :mod:`hybrid.settings.routing`: ``[routing]`` (each policy of the router);
 - :mod:`hybrid.settings.ledger`: ``[ledger]``, ``[pricing]``, ``[energy]`` and ``[budget]``;
 - :mod:`hybrid.settings.sources`: reading each layer (TOML, ``.env``, environment, command
-  line), merging them and explaining invalid values;
+  line) and merging them;
+- :mod:`hybrid.settings.explain`: explaining invalid values, each with its source;
 - :mod:`hybrid.settings.dotenv_file`: reading a ``.env`` file.
 """
 

@@ -12,7 +12,8 @@ Values come from five layers; a higher one wins, leaf by leaf::
 and ``Settings.model_validate({...})`` works for tests.  :func:`load_settings` is what the CLI
 uses: it reads each layer separately (see :mod:`hybrid.settings.sources`) so that ``hybrid
 config`` can say exactly where each value came from, and it turns every invalid value into one
-:class:`~hybrid.errors.ConfigError` naming the field, the value and its source.
+:class:`~hybrid.errors.ConfigError` naming the field, the value and its source (see
+:mod:`hybrid.settings.explain`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from hybrid.settings.cloud import (
     CompatibleProviderSettings,
 )
 from hybrid.settings.dotenv_file import read_dotenv
+from hybrid.settings.explain import field_error, settings_error
 from hybrid.settings.lan import LanServerSettings, LanSettings
 from hybrid.settings.ledger import BudgetSettings, EnergySettings, LedgerSettings, PricingSettings
 from hybrid.settings.local import LocalSettings, ProbeSettings
@@ -47,7 +49,6 @@ from hybrid.settings.server import ServerSettings
 from hybrid.settings.sources import (
     Layer,
     ProvidedValue,
-    field_error,
     find_config_file,
     leaf_sources,
     merge,
@@ -56,7 +57,6 @@ from hybrid.settings.sources import (
     read_env,
     read_toml,
     refuse_unknown_names,
-    settings_error,
 )
 
 LogLevel = Literal["debug", "info", "warning", "error"]

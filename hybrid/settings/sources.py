@@ -1,4 +1,4 @@
-"""Read each settings layer into flat ``path -> (value, source)`` maps, merge them, explain errors.
+"""Read each settings layer into flat ``path -> (value, source)`` maps, and merge them.
 
 :func:`hybrid.settings.load_settings` reads the TOML file, the ``.env`` file (with
 :mod:`hybrid.settings.dotenv_file`), the environment and the command line separately, so that
@@ -8,8 +8,9 @@ case-insensitive, empty values count as unset, ``PREFIX_SECTION__FIELD`` sets on
 ``PREFIX_SECTION`` takes a JSON object for the whole section (its nested variables win over it),
 and list values are JSON.  A ``PREFIX_*`` name that is no setting is refused, not skipped.
 
-The functions take the settings class as an argument instead of importing it, so this module
-knows nothing about which settings exist.
+The merged layer keeps each value's source, which :mod:`hybrid.settings.explain` names when a
+value is invalid.  The functions take the settings class as an argument instead of importing it,
+so this module knows nothing about which settings exist.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, SecretStr, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, SecretStr
 
 from hybrid.errors import ConfigError
 
@@ -287,69 +287,30 @@ def leaf_sources(layer: Layer, settings_cls: type[BaseModel]) -> dict[str, str]:
     }
 
 
-FIELD_CONTEXT = "field"
-"""The context key of a :func:`field_error`: the path of the field it is about."""
-
-INPUT_CONTEXT = "value"
-"""The context key of a :func:`field_error`: the field's value."""
-
-
-def field_error(path: LeafPath, value: object, reason: str) -> PydanticCustomError:
-    """The error a check across sections raises about one field (a ``model_validator`` of the
-    settings root), so that :func:`settings_error` names that field, its value and its source
-    like any other invalid setting.
-
-    Args:
-        path: The field, e.g. ``("budget", "per_provider")``.
-        value: Its value.
-        reason: What is wrong and what to write instead.
-
-    Returns:
-        The error to raise.
-    """
-    return PydanticCustomError(
-        "invalid_setting", "{reason}", {"reason": reason, FIELD_CONTEXT: path, INPUT_CONTEXT: value}
-    )
+def source_of(keys: LeafPath, layer: Layer) -> str:
+    """Return where the value at ``keys`` came from: the layer value at, inside or around that
+    path, else ``"default"``."""
+    for path, provided in layer.items():
+        if _overlaps(path, keys):
+            return provided.source
+    return "default"
 
 
-def settings_error(
-    exc: ValidationError, layer: Layer, settings_cls: type[BaseModel]
-) -> ConfigError:
-    """Explain a validation failure with one line per bad field: field, value and source.
+def is_secret(settings_cls: type[BaseModel], keys: LeafPath) -> bool:
+    """Whether the field at ``keys`` holds a secret (a ``SecretStr``), to be shown masked."""
+    return SecretStr in _union_members(_annotation_at(settings_cls, keys))
 
-    Args:
-        exc: pydantic's error from validating ``nest(layer)``.
-        layer: The merged values, to find where each bad value came from.
-        settings_cls: The settings model, to mask secrets and suggest known names.
+
+def suggestion(keys: LeafPath, settings_cls: type[BaseModel]) -> str:
+    """The end of an "unknown setting" line: the closest setting's name, or where to list them.
 
     Returns:
-        The error to raise, e.g. ``invalid setting local.n_ctx = 'abc' (from env
-        HYBRID_LOCAL__N_CTX): Input should be a valid integer``.
+        ``"; did you mean server.port?"``, or ``"; run `hybrid config` to list them"``.
     """
-    lines: list[str] = []
-    seen: set[LeafPath] = set()
-    for error in exc.errors():
-        loc = tuple(error["loc"])
-        context = error.get("ctx") or {}
-        if not loc and FIELD_CONTEXT in context:
-            # A check across sections (see :func:`field_error`) is about one field.
-            loc = tuple(context[FIELD_CONTEXT])
-            error["input"] = context[INPUT_CONTEXT]
-        keys = tuple(part for part in loc if isinstance(part, str))
-        if keys in seen:
-            continue  # one line per field, even when several of its list items are bad
-        seen.add(keys)
-        name = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)[1:]
-        source = _source_of(keys, layer)
-        if error["type"] == "extra_forbidden":
-            lines.append(
-                f"unknown setting {name} (from {source}): hybrid has no such setting"
-                + _suggestion(keys, settings_cls)
-            )
-            continue
-        shown = SECRET_MASK if _is_secret(settings_cls, keys) else repr(error["input"])
-        lines.append(f"invalid setting {name} = {shown} (from {source}): {error['msg']}")
-    return ConfigError("\n".join(lines))
+    known = [dotted(leaf) for leaf in leaf_paths(settings_cls)]
+    known += [name for name in settings_cls.model_fields]
+    close = difflib.get_close_matches(dotted(keys), known, n=1)
+    return f"; did you mean {close[0]}?" if close else "; run `hybrid config` to list them"
 
 
 def _put(layer: Layer, path: LeafPath, provided: ProvidedValue) -> None:
@@ -471,10 +432,6 @@ def _is_complex(annotation: object) -> bool:
     )
 
 
-def _is_secret(settings_cls: type[BaseModel], keys: LeafPath) -> bool:
-    return SecretStr in _union_members(_annotation_at(settings_cls, keys))
-
-
 def _path_kind(annotation: object) -> Literal["one", "many"] | None:
     for member in _union_members(annotation):
         if member is Path:
@@ -514,13 +471,6 @@ def _decode_json(raw: str, keys: LeafPath, source: str) -> object:
         ) from exc
 
 
-def _source_of(keys: LeafPath, layer: Layer) -> str:
-    for path, provided in layer.items():
-        if _overlaps(path, keys):
-            return provided.source
-    return "default"
-
-
 def _env_suggestion(
     keys: LeafPath, settings_cls: type[BaseModel], prefix: str, delimiter: str
 ) -> str:
@@ -531,7 +481,7 @@ def _env_suggestion(
         if len(path) > 1 and "_".join(path) == written:
             meant = prefix + delimiter.join(path).upper()
             return f"; use {delimiter} between section and key: {meant}"
-    return _suggestion(keys, settings_cls)
+    return suggestion(keys, settings_cls)
 
 
 def _all_paths(model: type[BaseModel], prefix: LeafPath = ()) -> Iterator[LeafPath]:
@@ -541,10 +491,3 @@ def _all_paths(model: type[BaseModel], prefix: LeafPath = ()) -> Iterator[LeafPa
         section = _section_model(field.annotation)
         if section is not None:
             yield from _all_paths(section, (*prefix, name))
-
-
-def _suggestion(keys: LeafPath, settings_cls: type[BaseModel]) -> str:
-    known = [dotted(leaf) for leaf in leaf_paths(settings_cls)]
-    known += [name for name in settings_cls.model_fields]
-    close = difflib.get_close_matches(dotted(keys), known, n=1)
-    return f"; did you mean {close[0]}?" if close else "; run `hybrid config` to list them"

@@ -12,7 +12,7 @@ from gguf_writer import settings_with, tiny_model
 from model_stores import ollama_model
 
 from hybrid.cli import main
-from hybrid.models.catalog import resolve_name
+from hybrid.models.resolve import resolve_name
 
 PAYLOAD = os.urandom(1 << 20)
 

@@ -11,8 +11,9 @@ from gguf_split import split_gguf
 from gguf_writer import settings_with, tiny_model
 
 from hybrid.errors import ModelFileError
-from hybrid.models.catalog import ModelEntry, discover_models, model_dirs, resolve_model
+from hybrid.models.catalog import ModelEntry, discover_models, model_dirs
 from hybrid.models.embedded import embedded_model_path
+from hybrid.models.resolve import resolve_model
 from hybrid.service.switching import ModelSwitching
 
 

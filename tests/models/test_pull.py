@@ -18,11 +18,12 @@ from proxy_fakes import ForwardProxy
 
 import hybrid.models.pull as pull_module
 from hybrid.errors import ModelDownloadError
-from hybrid.models.catalog import discover_models, name_for_path
+from hybrid.models.catalog import discover_models
 from hybrid.models.embedded import ensure_embedded_model
 from hybrid.models.pull import PullResult, pull
 from hybrid.models.pull_hub import Hub, HubConfig
 from hybrid.models.pull_spec import parse_request
+from hybrid.models.resolve import name_for_path
 from hybrid.settings import Settings
 
 REPO = "acme/Tiny-GGUF"

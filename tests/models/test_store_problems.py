@@ -17,7 +17,8 @@ from model_stores import hf_model, ollama_blob, ollama_model
 from test_models_cli import FakeProbe, listing, table
 
 from hybrid.errors import ModelFileError
-from hybrid.models.catalog import discover, resolve_name
+from hybrid.models.catalog import discover
+from hybrid.models.resolve import resolve_name
 from hybrid.models.stores.hf_cache import scan_hf_cache
 from hybrid.models.stores.llama_cache import scan_llama_cache
 from hybrid.models.stores.lmstudio import scan_lmstudio

@@ -11,17 +11,11 @@ from gguf_writer import UINT16, GgufFile, settings_with, tiny_model
 from model_stores import hf_model, link, ollama_blob, ollama_model
 
 from hybrid.errors import ModelFileError
-from hybrid.models.catalog import (
-    discover,
-    discover_models,
-    name_for_path,
-    resolve_model,
-    resolve_name,
-    serve_name,
-)
+from hybrid.models.catalog import discover, discover_models
 from hybrid.models.embedded import DEFAULT_MODEL_ID, embedded_model_path, ensure_embedded_model
 from hybrid.models.entries import ModelEntry
 from hybrid.models.gguf import read_gguf
+from hybrid.models.resolve import name_for_path, resolve_model, resolve_name, serve_name
 from hybrid.models.stores.roots import store_roots
 from hybrid.settings import Settings
 
