@@ -33,7 +33,13 @@ from hybrid.models.embedded import DEFAULT_MODEL_ID, embedded_model_path
 from hybrid.models.entries import ModelEntry, model_at, read_entry, read_model_info
 from hybrid.models.names import pick
 from hybrid.models.stores import Found, Skipped, Source, StoreName, StoreScan
-from hybrid.models.stores.files import file_stem, gguf_files, group_models, is_folder
+from hybrid.models.stores.files import (
+    file_stem,
+    gguf_files,
+    group_models,
+    is_folder,
+    is_gguf_file,
+)
 from hybrid.models.stores.hf_cache import scan_hf_cache
 from hybrid.models.stores.llama_cache import scan_llama_cache
 from hybrid.models.stores.lmstudio import scan_lmstudio
@@ -331,7 +337,7 @@ def _a_folder(name: str, folder: Path) -> ModelFileError:
     files = sorted(
         path.relative_to(folder).as_posix()
         for path in folder.rglob("*")
-        if path.name.lower().endswith(".gguf") and path.is_file()
+        if is_gguf_file(path) and path.is_file()  # a dot-file is a partial download, say
     )
     if not files:
         return ModelFileError(

@@ -19,6 +19,8 @@ folder      the file name without ``.gguf``        the file name
 files apart.  A name two stores share (the same repository in LM Studio and the Hugging Face
 cache, say) is refused with the candidates listed; prefix it with its store to pick one:
 ``ollama:``, ``lmstudio:``, ``hf:``, ``llama.cpp:`` or ``folder:`` (``hf:org/repo:Q4_K_M``).
+Files of one name in one store (``model.gguf`` in two ``local.models_dirs`` folders, or in LM
+Studio's two folders) have one prefixed name too: the error says to pass the path instead.
 """
 
 from __future__ import annotations
@@ -94,15 +96,37 @@ def pick(found: Sequence[Found], text: str, *, resolved: Callable[[Path], Path])
         return None
     files = {resolved(hit.path) for hit in hits}
     if len(files) > 1:
-        choices = "; ".join(f"{label(hit)} ({hit.path})" for hit in hits)
-        raise ModelFileError(
-            f"model name {text!r} matches {len(hits)} models: {choices}. Pick one by its "
-            f"store prefix (e.g. --model {label(hits[0])}) or by its path."
-        )
+        raise _ambiguous(found, text, hits, resolved)
     hit = hits[0]
     if hit.error is not None:
         raise ModelFileError(f"model {text!r} cannot be served: {hit.error}")
     return hit
+
+
+def _ambiguous(
+    found: Sequence[Found], text: str, hits: Sequence[Found], resolved: Callable[[Path], Path]
+) -> ModelFileError:
+    """The error for a name that picks several files: each listed with its path, and the way to
+    pick one: its store prefix where that picks it alone, else its path (two models folders, or
+    LM Studio's two folders, may hold files of one name; nothing else tells them apart)."""
+    choices = "; ".join(f"{label(hit)} ({hit.path})" for hit in hits)
+    by_path = [
+        hit for hit in hits if len({resolved(m.path) for m in matches(found, label(hit))}) > 1
+    ]
+    if not by_path:
+        fix = f"Pick one by its store prefix (e.g. --model {label(hits[0])}) or by its path."
+    else:
+        shared = sorted({label(hit) for hit in by_path})
+        fix = (
+            f"{' and '.join(shared)} name{'s' if len(shared) == 1 else ''} several files, so "
+            f"pass the path of the one to use (e.g. --model {by_path[0].path})"
+        )
+        others = [label(hit) for hit in hits if hit not in by_path]
+        if others:
+            which = "the other is" if len(others) == 1 else "the others are each"
+            fix += f"; {which} picked by its store prefix ({', '.join(others)})"
+        fix += "."
+    return ModelFileError(f"model name {text!r} matches {len(hits)} models: {choices}. {fix}")
 
 
 def label(model: Found, name: str | None = None) -> str:

@@ -193,3 +193,18 @@ def test_resolve_without_a_configured_model_assembles_the_embedded_one(tmp_path:
     assert messages[-1].endswith("100 %")
     [entry] = discover_models(settings, cwd=tmp_path)
     assert entry.embedded and entry.default and entry.info is not None
+
+
+def test_a_folder_given_as_the_model_does_not_offer_its_dot_files(tmp_path: Path) -> None:
+    folder = tmp_path / "qwen"
+    tiny_model().write(folder / "model-Q4_K_M.gguf")
+    tiny_model().write(folder / ".model-Q8_0.gguf")  # a partial download, say
+    tiny_model().write(folder / "Q8_0" / ".model-Q8_0.gguf")
+    settings = settings_with(tmp_path / "home", model=folder)
+
+    with pytest.raises(ModelFileError) as caught:
+        resolve_model(settings, cwd=tmp_path, environ={"HOME": str(tmp_path / "user")})
+
+    assert str(caught.value) == (
+        f"{folder} is a folder; pass one of the .gguf files in it: {folder}/model-Q4_K_M.gguf"
+    )

@@ -8,10 +8,13 @@
 Each ``.gguf`` in a snapshot is a model (a split model's parts, ``-00001-of-0000N``, are one);
 files in sub-folders of the repository count too.  When the cache holds several commits of a
 repository, the one ``refs/main`` names comes first and a file is listed once, from the first
-commit holding it.  A snapshot link whose blob is gone is listed with an error.  Models are
-named ``org/name:QUANT`` (see :func:`~hybrid.models.stores.files.repo_models`).  A folder that
-cannot be read (the cache, a repository's, a snapshot or a folder inside one) is reported as a
-problem; the others are still listed.
+commit holding it.  A snapshot link whose blob is gone is listed with an error; dot-files (a
+partial download, say) are not listed (:func:`~hybrid.models.stores.files.is_gguf_file`).
+Models are named ``org/name:QUANT`` (see :func:`~hybrid.models.stores.files.repo_models`).  A
+folder that cannot be read (the cache, a repository's, a snapshot or a folder inside one) is
+reported as a problem; the others are still listed.  So is a ``refs/main`` that is there but
+cannot be read, is empty or names a commit with no snapshot: the snapshots are then ordered
+newest first.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from pathlib import Path
 
 from hybrid.models.stores import Found, Skipped, StoreScan
 from hybrid.models.stores.files import (
-    GGUF_SUFFIX,
     ModelFiles,
     group_models,
     is_folder,
+    is_gguf_file,
     list_folder,
     repo_models,
 )
@@ -49,7 +52,7 @@ def scan_hf_cache(cache: Path) -> StoreScan:
     found: list[Found] = []
     skipped: list[Skipped] = []
     for repo_dir in repos:
-        repo = repo_dir.name[len(REPO_PREFIX) :].replace("--", "/", 1)
+        repo = _repo_name(repo_dir)
         models: dict[str, tuple[ModelFiles, str]] = {}
         for snapshot in _snapshots(repo_dir, problems):
             grouped, passed = _snapshot_models(snapshot, problems)
@@ -61,15 +64,19 @@ def scan_hf_cache(cache: Path) -> StoreScan:
     return StoreScan(tuple(found), tuple(skipped), tuple(problems))
 
 
+def _repo_name(repo_dir: Path) -> str:
+    """``org/name`` from a ``models--org--name`` folder."""
+    return repo_dir.name[len(REPO_PREFIX) :].replace("--", "/", 1)
+
+
 def _snapshots(repo_dir: Path, problems: list[str]) -> list[Path]:
-    """The repository's snapshot folders, the one ``refs/main`` names first, then newest first."""
+    """The repository's snapshot folders, the one ``refs/main`` names first, then newest first;
+    newest first alone when ``refs/main`` is missing, or reported to ``problems`` when it is
+    there but names no snapshot of the cache."""
     snapshots = [
         path for path in list_folder(repo_dir / "snapshots", problems) if is_folder(path, problems)
     ]
-    try:
-        main = (repo_dir / "refs" / "main").read_text(encoding="utf-8").strip()
-    except OSError:  # no refs/main (a cache filled by revision): order by age alone
-        main = ""
+    main = _main_commit(repo_dir, [path.name for path in snapshots], problems)
 
     def order(path: Path) -> tuple[bool, float]:
         try:
@@ -79,6 +86,42 @@ def _snapshots(repo_dir: Path, problems: list[str]) -> list[Path]:
         return (path.name != main, -mtime)
 
     return sorted(snapshots, key=order)
+
+
+def _main_commit(repo_dir: Path, snapshots: list[str], problems: list[str]) -> str | None:
+    """The commit ``refs/main`` names, when it names one of ``snapshots``.
+
+    A missing ``refs/main`` is normal (a cache filled by revision) and says nothing; one that
+    cannot be read, is empty or names a snapshot the cache does not hold is reported to
+    ``problems``, naming the file and what to do.  Nothing is reported when there is no
+    snapshot to order.
+    """
+    ref = repo_dir / "refs" / "main"
+    fix = None
+    try:
+        main = ref.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        what = f"cannot read {ref} ({exc.strerror or exc})"
+        fix = f"give the user running hybrid read access to it (`chmod u+r {ref}` as its owner)"
+    except UnicodeDecodeError:
+        what = f"{ref} is not text"
+    else:
+        if main in snapshots:
+            return main
+        what = f"{ref} names commit {main}, which has no snapshot" if main else f"{ref} is empty"
+    if snapshots:
+        repo = _repo_name(repo_dir)
+        fix = fix or (
+            f"download the repository again (e.g. `hybrid pull {repo}`), which rewrites it, "
+            "or delete it"
+        )
+        problems.append(
+            f"{what}, so the snapshots of {repo} are ordered newest first instead of main's "
+            f"first (a file in several snapshots is listed from the newest): {fix}"
+        )
+    return None
 
 
 def _snapshot_models(snapshot: Path, problems: list[str]) -> tuple[list[ModelFiles], list[Skipped]]:
@@ -92,13 +135,14 @@ def _snapshot_models(snapshot: Path, problems: list[str]) -> tuple[list[ModelFil
 
 
 def _gguf_files_by_folder(folder: Path, problems: list[str]) -> list[list[Path]]:
-    """The ``.gguf`` files (and links) of ``folder`` and of each folder inside it, one list per
-    folder holding any, folders in name order; links to folders are not followed (as
-    ``huggingface_hub`` never makes them)."""
+    """The ``.gguf`` files and links of ``folder`` and of each folder inside it (dot-files left
+    out: :func:`~hybrid.models.stores.files.is_gguf_file`), one list per folder holding any,
+    folders in name order; links to folders are not followed (as ``huggingface_hub`` never
+    makes them)."""
     files: list[Path] = []
     inside: list[list[Path]] = []
     for path in list_folder(folder, problems):
-        if path.name.lower().endswith(GGUF_SUFFIX) and (path.is_symlink() or path.is_file()):
+        if is_gguf_file(path):
             files.append(path)
         elif not path.is_symlink() and is_folder(path, problems):
             inside.extend(_gguf_files_by_folder(path, problems))
