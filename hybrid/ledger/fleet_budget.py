@@ -21,6 +21,9 @@ against in PostgreSQL (:class:`~hybrid.ledger.pg_budget.SharedBudget`).
   could settle), and every :data:`RECLAIM_S` any daemon takes off expired holds.  Both count
   what they take off as spent at its estimate: the request may have been answered and billed,
   and its real cost never reached the budget, so the cap holds even then.
+- **A SQLite ledger kept before** ``ledger.url`` was set: at start, what it records as spent
+  today and this month is counted on the fleet's lines, once across restarts and daemons
+  (:mod:`hybrid.ledger.budget_carry`), before any reservation.
 - **Database down**: a request is never sent to the cloud unreserved.  :meth:`reserve` returns
   :data:`UNAVAILABLE` (``budget:unavailable``), which the router handles as a cap (the local
   model answers, or the client gets a 429); after one failure no reservation is tried until the
@@ -47,6 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 from hybrid.errors import LedgerError, LedgerUnavailableError
@@ -57,6 +61,7 @@ from hybrid.ledger.budget import (
     first_refusal,
     worst_state,
 )
+from hybrid.ledger.budget_carry import CarriedSpend, log_counted, read_sqlite_spend
 from hybrid.ledger.budget_lines import (
     Hold,
     Line,
@@ -89,9 +94,10 @@ DRAIN_S = 10.0
 @dataclass(frozen=True)
 class _Change:
     """A change queued for the database: a hold settled (``usd`` spent) or released, spend
-    counted on ``lines``, or this instance's earlier holds taken off."""
+    counted on ``lines``, or the start's (this instance's earlier holds taken off, the SQLite
+    ledger's spend counted)."""
 
-    kind: Literal["settle", "release", "add", "release_instance"]
+    kind: Literal["settle", "release", "add", "start"]
     hold: Hold | None = None
     lines: tuple[Line, ...] = ()
     usd: float = 0.0
@@ -108,6 +114,9 @@ class FleetBudget:
         renew_s: See :data:`RENEW_S`.
         reclaim_s: See :data:`RECLAIM_S`.
         retry_s: See :data:`RETRY_S`.
+        sqlite_ledger: The SQLite ledger this daemon kept before ``ledger.url`` was set
+            (``ledger.path``): its spend of the day and the month at start counts on the
+            fleet's lines, once.  None, or a file that does not exist: nothing to count.
     """
 
     def __init__(
@@ -120,8 +129,11 @@ class FleetBudget:
         renew_s: float = RENEW_S,
         reclaim_s: float = RECLAIM_S,
         retry_s: float = RETRY_S,
+        sqlite_ledger: Path | None = None,
     ) -> None:
         self._shared = shared
+        self._sqlite_ledger = sqlite_ledger
+        self._carried: CarriedSpend | None = None
         self._settings = settings
         self._clock = clock
         self._periods = {"refresh": refresh_s, "renew": renew_s, "reclaim": reclaim_s}
@@ -142,12 +154,12 @@ class FleetBudget:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybrid-reserve")
 
     async def start(self, on_change: Callable[[], None] | None = None) -> None:
-        """Take off what an earlier run of this instance held, read the lines, and start the
-        worker.
+        """Take off what an earlier run of this instance held, count the spend of the SQLite
+        ledger kept before ``ledger.url`` was set (see :mod:`hybrid.ledger.budget_carry`),
+        read the lines, and start the worker.
 
         A database that cannot be reached is not an error: the daemon serves, refusing cloud
-        requests with :data:`UNAVAILABLE` until the worker reaches it (and takes the earlier
-        run's holds off first).
+        requests with :data:`UNAVAILABLE` until the worker reaches it (and does both first).
 
         Args:
             on_change: Called (on any thread) when the view or the database's availability
@@ -159,14 +171,17 @@ class FleetBudget:
         """
         self._on_change = on_change or (lambda: None)
         loop = asyncio.get_running_loop()
-        release = partial(self._shared.release_instance, as_spent=True)
+        if self._sqlite_ledger is not None:
+            read = partial(
+                read_sqlite_spend, self._sqlite_ledger, self._shared.instance, self._clock()
+            )
+            self._carried = await loop.run_in_executor(self._executor, read)
         try:
-            released = await loop.run_in_executor(self._executor, release)
+            await loop.run_in_executor(self._executor, self._start_shared)
         except LedgerUnavailableError as exc:
             self._went_down(exc)
-            self._queue.append(_Change("release_instance"))
+            self._queue.append(_Change("start"))
         else:
-            _log_released(released)
             await loop.run_in_executor(self._executor, self._refresh)
         self._thread = threading.Thread(target=self._work, name="hybrid-budget", daemon=True)
         self._thread.start()
@@ -425,8 +440,8 @@ class FleetBudget:
         """Apply one queued change; False when the database could not be reached."""
         shared = self._shared
         try:
-            if change.kind == "release_instance":
-                _log_released(shared.release_instance(as_spent=True))
+            if change.kind == "start":
+                self._start_shared()
             elif change.kind == "add":
                 shared.add(change.lines, change.usd)
             elif change.hold is not None and change.kind == "settle":
@@ -440,6 +455,14 @@ class FleetBudget:
             log.error("a budget change was dropped: %s", exc)
         self._went_up()
         return True
+
+    def _start_shared(self) -> None:
+        """What starts the budget in the database: take off the holds an earlier run of this
+        instance left, then count the SQLite ledger's spend (both again harmlessly, when the
+        database went away in between)."""
+        _log_released(self._shared.release_instance(as_spent=True))
+        if self._carried is not None:
+            log_counted(self._carried, self._shared.carry(self._carried))
 
     def _refresh(self) -> bool:
         """Read the fleet's lines and reservations into the view; False when the database

@@ -14,6 +14,7 @@ Tables (part ``budget`` in ``hybrid_schema``)::
 
     hybrid_budget_lines   (scope, period) -> spent_usd, reserved_usd
     hybrid_budget_holds   (reservation_id, scope, period) -> amount_usd, instance, expires_at
+    hybrid_budget_carried (source, scope, period) -> spent_usd   (see budget_carry)
 
 ``scope`` is ``total`` or ``provider:<name>``; ``period`` is ``day:YYYY-MM-DD`` or
 ``month:YYYY-MM`` (UTC).  Every line is kept, capped or not, so a cap set later starts from
@@ -50,6 +51,8 @@ from typing import LiteralString, TypeVar
 import psycopg
 
 from hybrid.errors import LedgerError
+from hybrid.ledger import budget_carry
+from hybrid.ledger.budget_carry import CarriedSpend, LineKey
 from hybrid.ledger.budget_lines import Hold, Line, LineSpend, Refusal
 from hybrid.ledger.pg import CONNECT_TIMEOUT_S, Connection, connect, mask_url, migrate
 from hybrid.ledger.pg import translate as _translate
@@ -85,6 +88,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX hybrid_budget_holds_expires ON hybrid_budget_holds (expires_at)",
         "CREATE INDEX hybrid_budget_holds_instance ON hybrid_budget_holds (instance)",
     ),
+    budget_carry.MIGRATION,
 )
 
 HOLD_S = 120.0
@@ -176,6 +180,11 @@ class SharedBudget:
             LedgerSchemaError: A newer hybrid migrated the budget tables.
         """
         self._run("open the budget", lambda conn: None)
+
+    @property
+    def instance(self) -> str:
+        """This daemon's name (``ledger.instance``)."""
+        return self._instance
 
     @property
     def hold_s(self) -> float:
@@ -284,6 +293,20 @@ class SharedBudget:
                     )
 
         self._run("count spend", transaction)
+
+    def carry(self, carried: CarriedSpend) -> dict[LineKey, float]:
+        """Count a SQLite ledger's spend on the lines, once per source (see
+        :mod:`hybrid.ledger.budget_carry`).
+
+        Returns:
+            ``(scope, period)`` to the USD counted now; empty when it was counted before.
+
+        Raises:
+            LedgerUnavailableError: The database cannot be reached (nothing was counted).
+        """
+        return self._run(
+            "count the SQLite ledger's spend", lambda conn: budget_carry.count_once(conn, carried)
+        )
 
     def reclaim_expired(self, *, as_spent: bool = False) -> int:
         """Take expired holds (their daemon died, or lost the database for ``hold_s``) off

@@ -313,7 +313,10 @@ def build_service(
 
         url = settings.ledger.url.get_secret_value()
         shared = SharedBudget(url, instance=settings.ledger.instance)
-        fleet_budget = FleetBudget(shared, settings.budget)
+        # The SQLite ledger kept before ledger.url was set: its spend today counts once.
+        fleet_budget = FleetBudget(
+            shared, settings.budget, sqlite_ledger=settings.ledger.resolved_path(settings.home)
+        )
     return Service(
         settings=settings,
         runtime=local,
