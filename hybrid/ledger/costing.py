@@ -310,8 +310,15 @@ class Costing:
         gpu_joules: float | None = None,
         gpu_seconds: float | None = None,
     ) -> Costs:
-        """Return the cost fields of a cascade's discarded local leg: energy spent, nothing
-        avoided (the cloud answered anyway), so its cost avoided is minus its energy."""
+        """Return the cost fields of local work no client got: a cascade's discarded local
+        leg or a local shadow answer.  Energy spent, nothing avoided (the cloud answered
+        anyway), so its cost avoided is minus its energy; no counterfactual.
+
+        Args:
+            cpu_seconds: As :meth:`energy_cost`.
+            gpu_joules: As :meth:`energy_cost`.
+            gpu_seconds: As :meth:`energy_cost`.
+        """
         energy = self.energy_cost(cpu_seconds, gpu_joules, gpu_seconds)
         return Costs(
             cloud_cost_usd=0.0,

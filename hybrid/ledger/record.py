@@ -15,7 +15,12 @@ already read, was given after all (local fallback).
 A local answer picked for shadow sampling (``routing.learn.shadow_rate``) is also sent to the
 cloud after the client has its answer; that call is recorded as ``leg="shadow"`` (and a judge's
 call, when one grades the two answers, as ``leg="shadow_judge"``), with the request's ``id``:
-its cost counts like any cloud call, but it is not a request of its own.
+its cost counts like any cloud call, but it is not a request of its own.  The other way round
+(``routing.learn.local_shadow_rate``), a request the router escalated may also be answered by
+the local model in the background; that answer is recorded as ``leg="local_shadow"`` (route
+``local``, the local model's tokens and energy): it answered no client, so it avoided no cloud
+call (its cost avoided is minus its energy, as a discarded cascade leg's) and is not a request
+of its own either.
 
 A request turned away before any model ran (an invalid request, an unknown model, a full
 queue, a spend cap) is recorded with ``route="none"`` and ``status="refused"``: it is neither a
@@ -30,15 +35,16 @@ from typing import Any, Literal, get_args
 
 Route = Literal["local", "lan", "cloud", "none"]
 Status = Literal["ok", "error", "cancelled", "refused"]
-Leg = Literal["cascade_local", "cascade_cloud", "shadow", "shadow_judge"]
+Leg = Literal["cascade_local", "cascade_cloud", "shadow", "shadow_judge", "local_shadow"]
 Decided = Literal["router", "client", "mode"]
 
 ROUTES: tuple[str, ...] = get_args(Route)
 STATUSES: tuple[str, ...] = get_args(Status)
 LEGS: tuple[str, ...] = get_args(Leg)
-NOT_REQUESTS: tuple[str, ...] = ("cascade_local", "shadow", "shadow_judge")
-"""The legs that are not requests of their own: a cascade's discarded local answer, and the
-cloud calls of shadow sampling (their cost counts, the request was counted once already)."""
+NOT_REQUESTS: tuple[str, ...] = ("cascade_local", "shadow", "shadow_judge", "local_shadow")
+"""The legs that are not requests of their own: a cascade's discarded local answer, the cloud
+calls of shadow sampling and the local shadow answers (their cost counts, the request was
+counted once already)."""
 DECIDERS: tuple[str, ...] = get_args(Decided)
 
 
@@ -110,8 +116,9 @@ class LedgerRecord:
             per four bytes.
         ttft_s: Seconds to the first token, or None when there was none.
         latency_s: Seconds from arrival to the last byte.
-        status: ``ok``, ``error``, ``cancelled`` (the client went away) or ``refused`` (turned
-            away before any model ran; always with ``route="none"``).
+        status: ``ok``, ``error``, ``cancelled`` (the client went away; for a
+            ``local_shadow`` leg, a client request stopped it) or ``refused`` (turned away
+            before any model ran; always with ``route="none"``).
         error: The error message, for ``status="error"``.
         cloud_cost_usd: What the cloud charged (0.0 for a local or LAN answer), None when
             unpriced.
@@ -123,7 +130,7 @@ class LedgerRecord:
         price_known: False when a model that needed a price had none (or had no rate for
             the prompt-cache tokens the answer used).
         leg: None, or which leg of a cascade (``cascade_local``, ``cascade_cloud``) or of shadow
-            sampling (``shadow``, ``shadow_judge``) this is.
+            sampling (``shadow``, ``shadow_judge``, ``local_shadow``) this is.
         cache_read_tokens: Of ``prompt_tokens``, those the cloud provider read from its prompt
             cache (priced at the cached-input rate), or, for a local answer, those its slot's
             KV cache supplied (prefill saved; the cost avoided still prices them all).
@@ -192,8 +199,8 @@ class LedgerRecord:
 
     @property
     def is_request(self) -> bool:
-        """Whether this record counts as a request: every record but a discarded cascade leg
-        and a shadow call."""
+        """Whether this record counts as a request: every record but a discarded cascade leg,
+        a shadow call and a local shadow answer."""
         return self.leg not in NOT_REQUESTS
 
     def to_dict(self) -> dict[str, Any]:

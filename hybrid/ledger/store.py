@@ -65,7 +65,7 @@ COLUMNS: tuple[str, ...] = (
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM requests"
 
-# A discarded cascade leg or a shadow call is not a request (see hybrid.ledger.totals).
+# A discarded cascade leg or a shadow leg is not a request (see hybrid.ledger.totals).
 _IS_REQUEST = f"(leg IS NULL OR leg NOT IN ({', '.join(repr(leg) for leg in NOT_REQUESTS)}))"
 
 

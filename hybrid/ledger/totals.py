@@ -4,7 +4,8 @@
 here, and the store's tests check that both agree:
 
 - ``requests`` counts records that are requests: every record but the discarded local leg of
-  an escalated cascade and the cloud calls of shadow sampling (``record.NOT_REQUESTS``).
+  an escalated cascade, the cloud calls of shadow sampling and the local shadow answers
+  (``record.NOT_REQUESTS``).
   ``local``, ``lan``, ``cloud`` and ``refused`` count those requests by route (``none`` for
   refused), so ``requests = local + lan + cloud + refused``; ``errors`` counts those that ended
   in an error while being answered (or failed before an answer started).
@@ -12,10 +13,11 @@ here, and the store's tests check that both agree:
   machine's model answered.  ``off_cloud_share`` is ``(local + lan) / (local + lan + cloud)``:
   the share kept off the cloud, by this machine or a team's LAN server.  A refused request was
   neither kept nor sent, so it moves neither share.
-- Tokens, cloud spend and cost avoided add up over every record, discarded legs included: that
-  work was done and paid for.  Cost avoided counts local and LAN answers alike (each less what
-  running it cost); a LAN answer is never cloud spend.  An unpriced cost (None) adds nothing; a
-  refused request has no tokens and no costs.
+- Tokens, cloud spend and cost avoided add up over every record, discarded legs and shadow
+  legs included: that work was done and paid for (a local shadow answer's cost avoided is minus
+  its energy: it answered no client, so it avoided no cloud call).  Cost avoided counts local
+  and LAN answers alike (each less what running it cost); a LAN answer is never cloud spend.
+  An unpriced cost (None) adds nothing; a refused request has no tokens and no costs.
 - ``prefill_saved_tokens`` adds up the ``cache_read_tokens`` of local records (discarded legs
   included): prompt tokens the local model reused from a slot's KV cache instead of evaluating
   them.  A cloud record's cache reads are the provider's, priced in its spend, and not counted.

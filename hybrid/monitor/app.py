@@ -49,8 +49,9 @@ from hybrid.monitor.widgets.savings import SavingsPanel
 from hybrid.monitor.widgets.status_line import StatusLine
 from hybrid.monitor.wire import MODES
 
-# Legs that are not answers of their own: a cascade's discarded local answer, shadow calls.
-_NOT_ANSWERS = ("cascade_local", "shadow", "shadow_judge")
+# Legs that are not answers of their own: a cascade's discarded local answer, shadow calls,
+# local shadow answers.
+_NOT_ANSWERS = ("cascade_local", "shadow", "shadow_judge", "local_shadow")
 # The charts move with the clock even when no event arrives: a quiet minute is a 0.
 TICK_S = 1.0
 # How often /health is read for the calibration line (background calibration moves slowly).

@@ -37,9 +37,9 @@ from hybrid.monitor.wire import (
     parse_event,
 )
 
-# Legs that are not requests of their own (docs/events.md): a cascade's discarded local answer
-# and the cloud calls of shadow sampling.
-NOT_REQUESTS = ("cascade_local", "shadow", "shadow_judge")
+# Legs that are not requests of their own (docs/events.md): a cascade's discarded local answer,
+# the cloud calls of shadow sampling and the local shadow answers.
+NOT_REQUESTS = ("cascade_local", "shadow", "shadow_judge", "local_shadow")
 
 LOG_SIZE = 500
 """Finished requests the log keeps; older ones drop off the end."""
@@ -349,9 +349,11 @@ def _add(totals: Totals, record: RequestRecord) -> Totals:
 
     A cascade's discarded local leg is not a request of its own (its tokens and energy still
     count); the cloud leg that replaced it is.  A shadow call (``shadow``, ``shadow_judge``)
-    is not a request either; its cloud spend counts.  A refused request (route ``none``) is a
-    request but answered by no model, so the local share is ``local / (local + lan + cloud)``
-    and the share kept off the cloud ``(local + lan) / (local + lan + cloud)``.  A LAN answer's
+    is not a request either; its cloud spend counts.  Nor is a local shadow answer
+    (``local_shadow``); its tokens count, and its energy is taken off the cost avoided.  A
+    refused request (route ``none``) is a request but answered by no model, so the local share
+    is ``local / (local + lan + cloud)`` and the share kept off the cloud
+    ``(local + lan) / (local + lan + cloud)``.  A LAN answer's
     cost avoided counts like a local one's; its ``cloud_cost_usd`` is 0, never cloud spend.
     """
     counts = record.leg not in NOT_REQUESTS

@@ -281,7 +281,7 @@ class Tally:
         self.tokens += generated((event,))
 
 
-class _Tallied(ObservedGeneration):
+class Tallied(ObservedGeneration):
     """A generation whose events are counted in a :class:`Tally` as they are read."""
 
     def __init__(self, inner: Generation, tally: Tally) -> None:
@@ -383,7 +383,7 @@ async def attempt(
     Returns:
         The answer's events, its confidence, and whether it declines.
     """
-    completion = await collect(generation if tally is None else _Tallied(generation, tally))
+    completion = await collect(generation if tally is None else Tallied(generation, tally))
     sure = confidence([lp.logprob for lp in completion.logprobs])
     # events() keeps the answer's tool calls, not only its text.
     return LocalAttempt(completion.events(logprobs=keep_logprobs), sure, declined(completion.text))

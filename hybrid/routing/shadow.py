@@ -47,6 +47,13 @@ Labels from local answers alone come from the requests the router already finds 
 the shipped calibration of the embedded model it keeps a few percent of real prompts local), so
 a refit sees few wrong answers and none of the requests it escalates; this labels those too.
 At most :data:`LOCAL_PENDING` such answers wait or run at once; the rest are not sampled.
+Each local answer started is reported (:class:`LocalShadowAnswer`: its tokens, and the process
+CPU seconds and GPU energy across it, to price its electricity as a local answer's), whether
+it graded or not, so that its receiver records it as a ledger leg: one that a client request
+stopped (preempted) or that failed mid-answer with what it generated until then (counted from
+its events: the local model streams a piece per token), while one that never started (the
+model not ready, its queue full, the prompt too long) or that the server's shutdown cut short
+is not reported.
 
 The local answer is labelled good when the agreement reaches ``routing.learn.shadow_agreement``
 (0.5 by default).  **With a judge** (``routing.learn.judge_model``), a cloud model reads the
@@ -72,9 +79,10 @@ import numpy as np
 
 from hybrid.backend import collect
 from hybrid.cloud.provider import CloudProvider
-from hybrid.errors import HybridError
+from hybrid.errors import HybridError, PreemptedError
 from hybrid.generation import FinishReason, GenerationRequest, Message, SamplingParams, Usage
 from hybrid.ledger.budget import Reservation
+from hybrid.routing.cascade import Tallied, Tally
 from hybrid.routing.local_model import LocalAnswerer
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.reserving import Reserving
@@ -269,6 +277,36 @@ class ShadowCall:
 
 
 @dataclass(frozen=True)
+class LocalShadowAnswer:
+    """One local shadow answer, for the ledger: what the local model spent on it.
+
+    Attributes:
+        model: The local model's id.
+        prompt_tokens: Its prompt's tokens.
+        completion_tokens: Tokens it generated (until it stopped, for one stopped early).
+        latency_s: Seconds from its start (before its prompt was prepared) to its end,
+            waiting for the low-priority lane included.
+        cpu_s: Process CPU seconds over that time.
+        gpu_joules: The GPUs' energy over that time, None without an energy counter.
+        status: ``ok`` (it ended: an empty answer, or one cut at its cap, too),
+            ``cancelled`` (a client request needed its slot and stopped it) or ``error``.
+        error: Why it failed, for ``status="error"``.
+        estimated: The token counts were read from its events, not reported by its end (it
+            stopped early).
+    """
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cpu_s: float
+    gpu_joules: float | None
+    status: Literal["ok", "cancelled", "error"] = "ok"
+    error: str | None = None
+    estimated: bool = False
+
+
+@dataclass(frozen=True)
 class ShadowOutcome:
     """What a shadow comparison found.
 
@@ -277,11 +315,13 @@ class ShadowOutcome:
         shadow: The cloud call that answered the request again; None when the local model
             answered it again instead (a local shadow).
         grade: The local answer's grade; None when the cloud call failed or its answer
-            cannot grade another (:func:`gradable`).
+            cannot grade another (:func:`gradable`), or when a local shadow answer stopped
+            early or cannot be graded.
         judge: The judge's call, when one graded.
         against: The cloud model whose answer the local answer was graded against.
         vector: The local model's vector of the prompt, read from the prefill of a local
             shadow answer (``routing.learn.prompt_vectors``); None otherwise.
+        local: The local shadow answer, for its ledger leg; None for a cloud shadow call.
     """
 
     request_id: str
@@ -290,6 +330,7 @@ class ShadowOutcome:
     judge: ShadowCall | None = None
     against: CloudTarget | None = None
     vector: np.ndarray | None = field(default=None, compare=False)
+    local: LocalShadowAnswer | None = None
 
     @property
     def note(self) -> str:
@@ -321,6 +362,8 @@ class Shadowing:
             prefill (``routing.learn.prompt_vectors``), for the model stage's refits.
         held: Why the local model's background work waits now (on battery power), or None;
             no local shadow answer starts while it holds.
+        cpu: Process CPU seconds, read across a local shadow answer for its energy.
+        gpu_energy: The GPUs' energy counter in joules (None without one), read likewise.
     """
 
     def __init__(
@@ -338,8 +381,12 @@ class Shadowing:
         local: Callable[[], LocalAnswerer[Any]] | None = None,
         vectors: bool = False,
         held: Callable[[], str | None] = lambda: None,
+        cpu: Callable[[], float] = time.process_time,
+        gpu_energy: Callable[[], float | None] = lambda: None,
     ) -> None:
         self._rate = rate
+        self._cpu = cpu
+        self._gpu_energy = gpu_energy
         self._held = held
         self._vectors = vectors
         self._local_rate = local_rate if local is not None else 0.0
@@ -410,7 +457,8 @@ class Shadowing:
             request: The client's request, answered by the cloud.
             cloud_text: The cloud's answer.
             against: The cloud model that answered it.
-            report: Receives the outcome (and records the label), on the event loop.
+            report: Receives the outcome (and records the local answer as a ledger leg, and
+                the label), on the event loop.
 
         Returns:
             Whether a comparison was started.
@@ -489,13 +537,30 @@ class Shadowing:
                 stream=False,
                 params=dataclasses.replace(request.params, max_tokens=cap),
             )
+            meter = _Meter(self._perf, self._cpu, self._gpu_energy)
             prepared = await local.prepare(asked)
             vector = await self._vector(local, asked, prepared) if self._vectors else None
-            answered = await collect(await local.start(asked, prepared=prepared))
+            generation = await local.start(asked, prepared=prepared)
+            tally = Tally()
+            try:
+                answered = await collect(Tallied(generation, tally))
+            except HybridError as exc:
+                # Stopped or failed mid-answer: what it generated until then was spent.
+                prompt = len(prepared.tokens)
+                stopped = meter.read(local.model_id, prompt, tally.tokens, exc)
+                report(
+                    ShadowOutcome(request.request_id, None, None, against=against, local=stopped)
+                )
+                raise
+            usage = answered.done.usage
+            spent = meter.read(local.model_id, usage.prompt_tokens, usage.completion_tokens)
             if not gradable(answered.text, answered.done.finish_reason):
+                # Reported all the same: its record counts the energy it took.
+                report(ShadowOutcome(request.request_id, None, None, against=against, local=spent))
                 return
             grade, judged = await self._grade(request, answered.text, cloud_text, held)
-            report(ShadowOutcome(request.request_id, None, grade, judged, against, vector))
+            outcome = ShadowOutcome(request.request_id, None, grade, judged, against, vector, spent)
+            report(outcome)
         except HybridError as exc:
             log.info("local shadow answer of %s not given: %s", request.request_id, exc)
         except Exception:
@@ -569,3 +634,48 @@ class Shadowing:
         usage = completion.done.usage
         finish = completion.done.finish_reason
         return ShadowCall(target, completion.text, usage, elapsed, None, reservation, finish)
+
+
+class _Meter:
+    """Reads the clock, the process CPU time and the GPUs' energy as a local shadow answer
+    starts, and what it spent when it ends."""
+
+    def __init__(
+        self,
+        perf: Callable[[], float],
+        cpu: Callable[[], float],
+        gpu_energy: Callable[[], float | None],
+    ) -> None:
+        self._perf, self._cpu, self._gpu_energy = perf, cpu, gpu_energy
+        self._started, self._cpu_started = perf(), cpu()
+        self._gpu_started = gpu_energy()
+
+    def read(
+        self, model: str, prompt: int, completion: int, stopped: HybridError | None = None
+    ) -> LocalShadowAnswer:
+        """What the answer spent, until now.
+
+        Args:
+            model: The local model's id.
+            prompt: Its prompt's tokens.
+            completion: The tokens it generated.
+            stopped: What stopped it before its end (a client request, a failure), if anything.
+        """
+        gpu = self._gpu_energy()
+        gpu_joules = None
+        if gpu is not None and self._gpu_started is not None:
+            gpu_joules = max(gpu - self._gpu_started, 0.0)
+        status: Literal["ok", "cancelled", "error"] = "ok"
+        if stopped is not None:
+            status = "cancelled" if isinstance(stopped, PreemptedError) else "error"
+        return LocalShadowAnswer(
+            model=model,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            latency_s=max(self._perf() - self._started, 0.0),
+            cpu_s=max(self._cpu() - self._cpu_started, 0.0),
+            gpu_joules=gpu_joules,
+            status=status,
+            error=str(stopped) if status == "error" else None,
+            estimated=stopped is not None,
+        )

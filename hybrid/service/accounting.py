@@ -165,6 +165,12 @@ class Accountant:
         """Seconds since the request arrived."""
         return self._records.elapsed(ticket)
 
+    @property
+    def records(self) -> RecordMaker:
+        """Makes and prices records (a local shadow answer's energy is metered with its
+        readers and priced with it)."""
+        return self._records
+
     def open(
         self, request_id: str, api: Api, model_requested: str | None, *, stream: bool
     ) -> Ticket:

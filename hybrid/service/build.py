@@ -168,6 +168,9 @@ def build_learner(
             local=local,
             vectors=settings.prompt_vectors,
             held=held,
+            # A local shadow answer's energy is metered as a local answer's is.
+            cpu=accountant.records.cpu_seconds,
+            gpu_energy=accountant.records.gpu_joules,
         )
     return Learner(
         ledger,

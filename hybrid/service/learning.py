@@ -17,7 +17,10 @@ the response's own task:
 
 A shadow comparison's cloud calls are recorded as ledger legs (``shadow``, ``shadow_judge``)
 through the accountant, so that the budget, the metrics and the event stream count their
-cost, and its grade becomes a ``shadow`` label.
+cost, and its grade becomes a ``shadow`` label.  A local shadow answer is recorded the same
+way, as a ``local_shadow`` leg: route ``local``, the local model's tokens, its electricity
+priced as a local answer's, no cloud spend and nothing avoided (it answered no client, so its
+cost avoided is minus its energy), and not a request of its own.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from hybrid.routing.cascade import DECLINED
 from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
 from hybrid.routing.dispatcher import Answer
 from hybrid.routing.names import CloudTarget
-from hybrid.routing.shadow import ShadowCall, Shadowing, ShadowOutcome
+from hybrid.routing.shadow import LocalShadowAnswer, ShadowCall, Shadowing, ShadowOutcome
 
 if TYPE_CHECKING:
     from hybrid.ledger.writer import LedgerWriter
@@ -96,7 +99,8 @@ class Learner:
 
     Args:
         ledger: The ledger's writer.
-        accountant: Records the shadow calls (budget, metrics, events).
+        accountant: Records the shadow calls and the local shadow answers (budget, metrics,
+            events), and prices the local answers' electricity.
         scoring: The difficulty model in use, or None when there is none.
         shadowing: Runs shadow comparisons; None when ``routing.learn.shadow_rate`` is 0.
         keep_signals: 0 keeps no signals.
@@ -218,8 +222,12 @@ class Learner:
         model: str | None,
         signal: Signal | None = None,
     ) -> None:
-        """Record a shadow comparison: its cloud calls as ledger legs, its grade as a label,
-        and the prompt vector a local shadow answer read, with the request's ``signal``."""
+        """Record a shadow comparison: its cloud calls and its local answer as ledger legs,
+        its grade as a label, and the prompt vector a local shadow answer read, with the
+        request's ``signal``."""
+        if outcome.local is not None:
+            answered = self._local_leg(outcome.request_id, outcome.local, api=api, model=model)
+            self._accountant.commit_nowait(answered)
         legs: tuple[tuple[ShadowCall | None, Literal["shadow", "shadow_judge"]], ...] = (
             (outcome.shadow, "shadow"),
             (outcome.judge, "shadow_judge"),
@@ -290,6 +298,37 @@ class Learner:
             leg=leg,
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
+            decided="router",
+            **costs.fields(),
+        )
+
+    def _local_leg(
+        self, request_id: str, answer: LocalShadowAnswer, *, api: str, model: str | None
+    ) -> LedgerRecord:
+        """The ``local_shadow`` leg of a request: what the local model spent answering it in
+        the background (see the module docstring)."""
+        costs = self._accountant.records.unanswered_local(
+            cpu_seconds=answer.cpu_s, gpu_joules=answer.gpu_joules, busy_s=answer.latency_s
+        )
+        return LedgerRecord(
+            id=request_id,
+            time=self._clock(),
+            api=api,
+            route="local",
+            reasons=("local:shadow",),
+            verdicts=(),
+            score=None,
+            model_requested=model,
+            model=answer.model,
+            provider="local",
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            tokens_estimated=answer.estimated,
+            ttft_s=None,
+            latency_s=answer.latency_s,
+            status=answer.status,
+            error=answer.error,
+            leg="local_shadow",
             decided="router",
             **costs.fields(),
         )

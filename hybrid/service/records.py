@@ -12,7 +12,8 @@
   across the answer (or their time at ``energy.gpu_watts`` without an energy counter), and
   avoids what its cloud model would have charged; a LAN answer is priced as
   :meth:`~hybrid.ledger.costing.Costing.for_lan` says; a cloud answer costs its tokens;
-- a cascade's discarded local answer costs its energy and avoids nothing.
+- a cascade's discarded local answer costs its energy and avoids nothing, and so does a local
+  shadow answer (:meth:`RecordMaker.unanswered_local`), metered across it.
 """
 
 from __future__ import annotations
@@ -162,6 +163,32 @@ class RecordMaker:
             ),
             leg="cascade_local",
             decided=decided,
+        )
+
+    def cpu_seconds(self) -> float:
+        """Process CPU seconds so far (local work's energy is the difference across it)."""
+        return self._cpu()
+
+    def gpu_joules(self) -> float | None:
+        """The GPUs' energy counter now, in joules; None without one."""
+        return self._gpu_energy()
+
+    def unanswered_local(
+        self, *, cpu_seconds: float, gpu_joules: float | None, busy_s: float
+    ) -> Costs:
+        """The cost fields of local work no client got (a local shadow answer), priced as a
+        local answer's electricity is, with nothing avoided.
+
+        Args:
+            cpu_seconds: Process CPU seconds across the work.
+            gpu_joules: The GPUs' energy across it, None without a counter: its time
+                (``busy_s``) is then priced at ``energy.gpu_watts`` when the model runs on a
+                GPU.
+            busy_s: Seconds from its start to its end.
+        """
+        gpu_seconds = busy_s if gpu_joules is None and self._gpu_offloaded() else None
+        return self._costing.for_discarded_local(
+            cpu_seconds=max(cpu_seconds, 0.0), gpu_joules=gpu_joules, gpu_seconds=gpu_seconds
         )
 
     def costs(

@@ -234,9 +234,9 @@ class LearnSettings(BaseModel):
         description="Share of the requests the router escalated that the local model also "
         "answers, in the background at low priority (only while no client request waits or "
         "runs), after the client has the cloud's answer, to grade the local answer against it "
-        "(0: off). Costs no cloud call and no spend, only the local model's idle time; without "
-        "it, labels come only from the requests kept local, the ones the router already finds "
-        "easiest.",
+        "(0: off). Costs no cloud call and no spend, only the local model's idle time (its "
+        "electricity is recorded as the request's local_shadow ledger leg); without it, labels "
+        "come only from the requests kept local, the ones the router already finds easiest.",
     )
     shadow_agreement: float = Field(
         default=0.5,

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from hardware_fakes import FakePower, idle_probe
 from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
 
+from hybrid.errors import PreemptedError
 from hybrid.hardware.snapshot import PowerInfo
 from hybrid.ledger.learning import Label, Signal
 from hybrid.ledger.record import LedgerRecord
@@ -93,12 +94,16 @@ def app_for(tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, Settings
         cloud: FakeCloud | None = None,
         probe: ProbeStage | None = None,
         power: FakePower | None = None,
+        gpu_energy: Callable[[], float | None] = lambda: None,
         **cli: object,
     ) -> tuple[TestClient, Settings, str]:
         settings = settings_for(tmp_path, cloud, **cli)
         path, sha = calibrated_model_file(settings, tmp_path, probe)
         runtime = FileRuntime(settings, path)
-        client = TestClient(scripted_app(settings, runtime=runtime, probe=idle_probe(power)))
+        app = scripted_app(
+            settings, runtime=runtime, probe=idle_probe(power), gpu_energy=gpu_energy
+        )
+        client = TestClient(app)
         client.__enter__()
         clients.append(client)
         calibration = state_of(client).calibration
@@ -516,15 +521,110 @@ def test_an_escalated_request_is_answered_again_locally_and_labelled_without_a_c
     assert (label.request_id, label.good, label.agreement) == (request_id, True, 1.0)
     [asked] = local.requests
     assert asked.messages[-1].content == "Say hello" and not asked.stream
-    # The local answer costs no cloud call and is no request of its own.
+    # The local answer costs no cloud call and is no request of its own, but it is a ledger
+    # leg of the request: the local model's tokens and energy.
     assert len(cloud.requests) == 1
     records, signals, _ = read_ledger(client, settings)
-    assert [(r.id, r.route, r.leg) for r in records] == [(request_id, "cloud", None)]
-    assert label.note == f"match: a local answer in the background against {records[0].model}"
+    assert [(r.id, r.route, r.leg) for r in records] == [
+        (request_id, "cloud", None),
+        (request_id, "local", "local_shadow"),
+    ]
+    answer, shadow = records
+    assert (shadow.model, shadow.provider, shadow.status, shadow.decided) == (
+        "scripted-model",
+        "local",
+        "ok",
+        "router",
+    )
+    assert (shadow.prompt_tokens, shadow.completion_tokens, shadow.tokens_estimated) == (
+        7,
+        2,
+        False,
+    )
+    assert shadow.reasons == ("local:shadow",) and shadow.error is None
+    # Its electricity, and nothing avoided: it answered no client.
+    assert shadow.cloud_cost_usd == 0.0 and shadow.energy_cost_usd is not None
+    assert shadow.counterfactual_model is None and shadow.counterfactual_cost_usd is None
+    assert shadow.cost_avoided_usd == pytest.approx(-shadow.energy_cost_usd)
+    assert label.note == f"match: a local answer in the background against {answer.model}"
     assert [(s.request_id, s.route) for s in signals] == [(request_id, "cloud")]
     [counts] = client.get("/v1/hybrid/stats").json()["labels"]
     assert (counts["model_sha256"], counts["shadow"], counts["usable"]) == (sha, 1, 1)
     assert counts["shadow_escalated"] == 1  # a local answer to an escalated request
+
+
+def test_a_local_shadow_answer_costs_its_energy_and_is_neither_a_request_nor_avoided_spend(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    # The GPUs' energy counter moves 0.1 kWh between the two reads across the local shadow
+    # answer, and the CPU is priced at 0 W: its energy is exactly $0.1 x usd_per_kwh.
+    joules = iter(float(n) * 360_000.0 for n in range(1, 1000))
+    client, settings, _ = app_for(
+        cloud,
+        gpu_energy=lambda: next(joules),
+        **{
+            "routing.learn.local_shadow_rate": 1.0,
+            "routing.difficulty.threshold": 0.1,
+            "energy.cpu_watts": 0.0,
+            "energy.usd_per_kwh": 0.5,
+        },
+    )
+    response = client.post("/v1/chat/completions", json=HELLO)
+    assert response.headers["x-hybrid-route"] == "cloud"
+    wait_for_shadows(client, settings, 1)
+    records, _, _ = read_ledger(client, settings)
+    answer, shadow = records
+    assert (answer.leg, shadow.leg) == (None, "local_shadow")
+    assert shadow.energy_cost_usd == pytest.approx(0.05)
+    assert shadow.cost_avoided_usd == pytest.approx(-0.05)
+
+    stats = client.get("/v1/hybrid/stats?by=route").json()
+    totals = stats["all_time"]
+    # One request, answered in the cloud: the local shadow answer is no request, moves no
+    # local share, is no cloud spend, and its energy comes off the cost avoided.
+    assert (totals["requests"], totals["local"], totals["cloud"]) == (1, 0, 1)
+    assert totals["local_share"] == 0.0 and totals["errors"] == 0
+    assert totals["cloud_spend_usd"] == pytest.approx(answer.cloud_cost_usd)
+    assert totals["cost_avoided_usd"] == pytest.approx(-0.05)
+    assert totals["prompt_tokens"] == answer.prompt_tokens + 7
+    assert totals["completion_tokens"] == answer.completion_tokens + 2
+    assert stats["budget"]["daily_spend_usd"] == pytest.approx(answer.cloud_cost_usd)
+    groups = {group["key"]: group["totals"] for group in stats["groups"]["all_time"]}
+    local = groups["local"]
+    assert (local["requests"], local["local"], local["cloud_spend_usd"]) == (0, 0, 0.0)
+    assert local["cost_avoided_usd"] == pytest.approx(-0.05)
+    assert (groups["cloud"]["requests"], groups["cloud"]["cost_avoided_usd"]) == (1, 0.0)
+
+
+def test_a_local_shadow_answer_a_client_request_stopped_is_recorded_with_what_it_generated(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    client, settings, _ = app_for(
+        cloud, **{"routing.learn.local_shadow_rate": 1.0, "routing.difficulty.threshold": 0.1}
+    )
+    local = state_of(client).runtime.scripted
+    local.pieces = ["Hello", " there", ","]
+    local.fail_mid_stream = PreemptedError("a client request needed the local model")
+    response = client.post("/v1/chat/completions", json=HELLO)
+    assert response.headers["x-hybrid-route"] == "cloud"
+    drain(client)
+    records, _, labels = read_ledger(client, settings)
+    assert labels == []  # half an answer grades nothing
+    answer, shadow = records
+    assert (shadow.id, shadow.route, shadow.leg, shadow.status) == (
+        answer.id,
+        "local",
+        "local_shadow",
+        "cancelled",
+    )
+    assert (shadow.prompt_tokens, shadow.completion_tokens, shadow.tokens_estimated) == (
+        7,
+        3,
+        True,
+    )
+    assert shadow.cost_avoided_usd == pytest.approx(-(shadow.energy_cost_usd or 0.0))
+    totals = client.get("/v1/hybrid/stats").json()["all_time"]
+    assert (totals["requests"], totals["cloud"], totals["errors"]) == (1, 1, 0)
 
 
 def test_by_default_one_in_ten_escalated_requests_is_answered_again_locally(

@@ -65,6 +65,18 @@ def fleet_records() -> list[LedgerRecord]:
             records[-2] = dataclasses.replace(records[-2], leg="cascade_cloud")
         if kind == 7:
             records.append(dataclasses.replace(record, leg="shadow", decided=None))
+            # The local model answered it too, in the background: its energy, nothing avoided.
+            shadow = local_record(
+                id=f"c{i}",
+                time=at,
+                leg="local_shadow",
+                reasons=("local:shadow",),
+                counterfactual_model=None,
+                counterfactual_cost_usd=None,
+                cost_avoided_usd=-0.0000004,
+                instance=instance,
+            )
+            records.append(shadow)
     return records
 
 

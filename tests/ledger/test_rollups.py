@@ -46,7 +46,9 @@ records = st.builds(
     time=st.floats(min_value=T0 - 40 * HOUR, max_value=T0 + 40 * HOUR),
     route_status=route_status,
     decided=st.sampled_from([None, "router", "client", "mode"]),
-    leg=st.sampled_from([None, None, "cascade_local", "cascade_cloud", "shadow", "shadow_judge"]),
+    leg=st.sampled_from(
+        [None, None, "cascade_local", "cascade_cloud", "shadow", "shadow_judge", "local_shadow"]
+    ),
     model=st.sampled_from(["gemma", "gpt-4.1-mini", "gpu-box/qwen"]),
     provider=st.sampled_from(["local", "openai", "gpu-box"]),
     reasons=st.lists(

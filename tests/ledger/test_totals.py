@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ledger_records import T0, cloud_record, local_record, refused_record
 
+from hybrid.ledger.store import LedgerStore
 from hybrid.ledger.totals import Latency, Totals, grouped, percentile, reason_label
 
 
@@ -16,6 +19,43 @@ def test_a_cascade_that_escalated_is_one_request_whose_two_legs_both_count_token
     assert totals.prompt_tokens == discarded.prompt_tokens + answer.prompt_tokens
     assert totals.cost_avoided_usd == pytest.approx(-0.0001)
     assert totals.cloud_spend_usd == pytest.approx(0.0012)
+
+
+def test_a_local_shadow_answer_is_no_request_and_no_avoided_spend_in_memory_and_in_sql(
+    tmp_path: Path,
+) -> None:
+    # An escalated request, answered again by the local model in the background: its leg
+    # costs electricity, avoids nothing (it answered no client) and is no request.
+    answer = cloud_record(id="e")
+    shadow = local_record(
+        id="e",
+        leg="local_shadow",
+        reasons=("local:shadow",),
+        counterfactual_model=None,
+        counterfactual_cost_usd=None,
+        energy_cost_usd=0.0003,
+        cost_avoided_usd=-0.0003,
+    )
+    kept = local_record(id="k")
+    records = [answer, shadow, kept]
+    store = LedgerStore.open(tmp_path / "ledger.sqlite3")
+    try:
+        store.append(records)
+        for totals in (Totals.of(records), store.totals()):
+            assert (totals.requests, totals.local, totals.cloud) == (2, 1, 1)
+            assert totals.local_share == 0.5
+            assert totals.cloud_spend_usd == pytest.approx(0.0012)
+            assert totals.cost_avoided_usd == pytest.approx(0.0000312 - 0.0003)
+            assert totals.prompt_tokens == 1000 + 31 + 31
+        for groups in (grouped(records, "route"), store.grouped("route")):
+            local = {key: totals for key, totals, _ in groups}["local"]
+            assert (local.requests, local.local) == (1, 1)
+            assert local.cost_avoided_usd == pytest.approx(0.0000312 - 0.0003)
+        # The request's answer is the cloud's, not the leg's.
+        assert store.answer("e") == answer
+        assert Latency.of(records).samples == store.latency().samples == 2
+    finally:
+        store.close()
 
 
 def test_unpriced_costs_add_nothing_and_local_share_is_local_over_answered_requests() -> None:

@@ -252,6 +252,35 @@ def test_the_two_legs_of_a_cascade_are_both_logged() -> None:
     assert view.today.prompt_tokens == 1804 + 31 + view.log[0].prompt_tokens
 
 
+def test_a_local_shadow_answer_is_no_request_and_its_energy_comes_off_the_cost_avoided() -> None:
+    state = synced(recent=[])
+    before = state.view(now=T0).today
+    state.receive("request_finished", cloud_record("a"), now=T0)
+    shadow = record(
+        "a",
+        leg="local_shadow",
+        reasons=["local:shadow"],
+        verdicts=[],
+        counterfactual_model=None,
+        counterfactual_cost_usd=None,
+        energy_cost_usd=0.0002,
+        cost_avoided_usd=-0.0002,
+    )
+    state.receive("request_finished", shadow, now=T0)
+
+    view = state.view(now=T0)
+    assert [r.leg for r in view.log] == ["local_shadow", None]
+    # As the ledger counts it: one more request (the cloud answer), both records' tokens.
+    today = view.today
+    assert (today.requests, today.local, today.cloud) == (
+        before.requests + 1,
+        before.local,
+        before.cloud + 1,
+    )
+    assert today.cost_avoided_usd == pytest.approx(before.cost_avoided_usd - 0.0002)
+    assert today.prompt_tokens == before.prompt_tokens + view.log[1].prompt_tokens + 31
+
+
 def test_requests_in_flight() -> None:
     state = synced()
     state.receive("request_started", {"id": "a", "time": T0, "api": "openai"}, now=T0)

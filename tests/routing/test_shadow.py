@@ -4,6 +4,7 @@ against the fake cloud (sampling, spend caps, failures, the judge)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 from random import Random
@@ -14,7 +15,7 @@ import pytest
 from fake_cloud import FakeCloud, Fault
 from scripted import ScriptedBackend
 
-from hybrid.errors import GenerationError, ModelNotReadyError
+from hybrid.errors import GenerationError, ModelNotReadyError, PreemptedError
 from hybrid.generation import GenerationRequest, Message, SamplingParams
 from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.routing.names import CloudTarget
@@ -23,6 +24,7 @@ from hybrid.routing.shadow import (
     LOCAL_MAX_TOKENS,
     LOCAL_PENDING,
     Grade,
+    LocalShadowAnswer,
     Shadowing,
     ShadowOutcome,
     gradable,
@@ -411,3 +413,85 @@ def test_a_local_shadow_answer_reads_the_prompt_vector_from_the_prefill_it_answe
     shadowing, pool = shadowing_for(cloud, tmp_path, local_rate=1.0, local=lambda: local)
     _, [plain] = compare(shadowing, pool, "Paris", answered_by="cloud")
     assert plain.vector is None and len(local.embedded) == 2
+
+
+def meters() -> dict[str, Any]:
+    """Fake clocks for a local shadow answer: each read moves the clock by 2 s, the process
+    CPU time by 0.5 s and the GPUs' energy counter by 100 J."""
+    clock, cpu, gpu = itertools.count(1), itertools.count(1), itertools.count(1)
+    return {
+        "perf": lambda: 2.0 * next(clock),
+        "cpu": lambda: 0.5 * next(cpu),
+        "gpu_energy": lambda: 100.0 * next(gpu),
+    }
+
+
+def test_a_local_shadow_answer_reports_what_the_local_model_spent(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    local = ScriptedBackend()
+    local.pieces = ["Paris", "."]
+    shadowing, pool = shadowing_for(
+        cloud, tmp_path, local_rate=1.0, local=lambda: local, **meters()
+    )
+    _, [outcome] = compare(shadowing, pool, "Paris", answered_by="cloud")
+    assert outcome.grade == Grade(True, 1.0, "match")
+    # Read as it starts and as it ends: one step of each meter.
+    assert outcome.local == LocalShadowAnswer(
+        model="scripted-model",
+        prompt_tokens=7,
+        completion_tokens=2,
+        latency_s=2.0,
+        cpu_s=0.5,
+        gpu_joules=100.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("stopped", "status", "error"),
+    [
+        # A client request needed the slot: stopped at its next token.
+        (PreemptedError("a client request needed the local model"), "cancelled", None),
+        (GenerationError("llama_decode returned -1"), "error", "llama_decode returned -1"),
+    ],
+)
+def test_a_local_shadow_answer_stopped_early_is_reported_with_what_it_generated(
+    cloud: FakeCloud,
+    tmp_path: Path,
+    stopped: Exception,
+    status: str,
+    error: str | None,
+) -> None:
+    local = ScriptedBackend()
+    local.pieces = ["Paris", " is", " the"]
+    local.fail_mid_stream = stopped  # type: ignore[assignment]
+    shadowing, pool = shadowing_for(
+        cloud, tmp_path, local_rate=1.0, local=lambda: local, **meters()
+    )
+    started, [outcome] = compare(shadowing, pool, "Paris", answered_by="cloud")
+    # No grade (nor label) from half an answer, but its cost is reported.
+    assert started and outcome.grade is None and outcome.against == TARGET
+    assert outcome.local == LocalShadowAnswer(
+        model="scripted-model",
+        prompt_tokens=7,  # the prepared prompt's
+        completion_tokens=3,  # a piece per token, counted as they came
+        latency_s=2.0,
+        cpu_s=0.5,
+        gpu_joules=100.0,
+        status=status,  # type: ignore[arg-type]
+        error=error,
+        estimated=True,
+    )
+
+
+def test_a_local_shadow_answer_that_cannot_grade_is_reported_for_its_cost(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    local = ScriptedBackend()
+    local.pieces = [" "]
+    shadowing, pool = shadowing_for(cloud, tmp_path, local_rate=1.0, local=lambda: local)
+    _, [outcome] = compare(shadowing, pool, "Paris", answered_by="cloud")
+    assert outcome.grade is None and outcome.local is not None
+    assert (outcome.local.status, outcome.local.completion_tokens) == ("ok", 1)
+    # Without an energy counter, the GPU's energy is unknown.
+    assert outcome.local.gpu_joules is None
