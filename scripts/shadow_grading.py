@@ -2,7 +2,7 @@
 
 A shadow comparison (``routing.learn.shadow_rate``, ``routing.learn.local_shadow_rate``) grades a
 local answer against the cloud's answer to the same request, by word overlap when no judge is
-configured (:func:`hybrid.routing.shadow.grade_overlap`).  This script measures those labels on
+configured (:func:`hybrid.routing.agreement.grade_overlap`).  This script measures those labels on
 the local answers that ``scripts/eval_router.py`` recorded (generated, external and traffic
 items, whose right grade is known).  No cloud answer can be asked here, so each item's
 reference answer stands in for the cloud's, phrased three ways:
@@ -43,6 +43,7 @@ from router_learning import EVERY, Learned, learn_from_traffic
 
 from hybrid.cli.calibrate_run import DEFAULT_PER_CATEGORY, DEFAULT_SEED
 from hybrid.generation import GenerationRequest
+from hybrid.routing.agreement import asked, grade_overlap, question_of
 from hybrid.routing.calibration.item import (
     CalibrationItem,
     Choice,
@@ -54,7 +55,6 @@ from hybrid.routing.calibration.item import (
     Text,
     Words,
 )
-from hybrid.routing.shadow import asked, grade_overlap, question_of
 from hybrid.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]

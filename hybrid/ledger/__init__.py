@@ -18,6 +18,8 @@ refusals.py  the writer's batches, written one entry at a time when the database
 pg.py        a PostgreSQL ledger's connection (ledger.url), its errors and migrations
 pg_watchdog.py  Watchdog: cuts a PostgreSQL call the database does not answer in time
 pg_budget.py SharedBudget: the fleet's budget in PostgreSQL (fleet_budget.py runs it)
+budget_tables.py  the shared budget's tables in PostgreSQL, and its statements
+fleet_writer.py  FleetBudgetWriter: the thread that writes a daemon's changes to that budget
 budget_carry.py  a SQLite ledger's spend of the day and month, counted once in that budget
 budget.py    Budget: today's and this month's spend against the caps
 ```

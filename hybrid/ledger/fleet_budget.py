@@ -7,18 +7,20 @@ against in PostgreSQL (:class:`~hybrid.ledger.pg_budget.SharedBudget`).
   never waits for the database.  Several daemons sharing a budget therefore overspend it by no
   more than what real costs exceed their estimates by.
 - **Settling, releasing and counting** unreserved spend happen where nothing can be awaited, so
-  they are queued to a worker thread that writes them in order.  While the database is down the
-  worker keeps them and tries again every :data:`RETRY_S`; nothing queued is dropped while the
-  process lives, and :meth:`FleetBudget.close` waits (up to :data:`DRAIN_S`) until the queue is
+  they are queued to a worker thread (:mod:`hybrid.ledger.fleet_writer`) that writes them in
+  order.  While the database is down the worker keeps them and tries again every
+  :data:`~hybrid.ledger.fleet_writer.RETRY_S`; nothing queued is dropped while the process
+  lives, and :meth:`FleetBudget.close` waits (up to :data:`DRAIN_S`) until the queue is
   written.
 - **Answers without the database**: :meth:`~FleetBudget.capped`, :meth:`~FleetBudget.state` and
   :meth:`~FleetBudget.to_dict` read a view of the lines (the fleet's spend and reservations,
   today and this month, in total and for each provider with a cap of its own), refreshed after
-  every change and every :data:`REFRESH_S`.
+  every change and every :data:`~hybrid.ledger.fleet_writer.REFRESH_S`.
 - **Holds of dead daemons**: a hold lasts :data:`~hybrid.ledger.pg_budget.HOLD_S` (2 minutes)
-  and the worker renews those of the requests this daemon still runs every :data:`RENEW_S`.
-  At start the daemon takes off what an earlier run of its instance left (killed before it
-  could settle), and every :data:`RECLAIM_S` any daemon takes off expired holds.  Both count
+  and the worker renews those of the requests this daemon still runs every
+  :data:`~hybrid.ledger.fleet_writer.RENEW_S`.  At start the daemon takes off what an earlier
+  run of its instance left (killed before it could settle), and every
+  :data:`~hybrid.ledger.fleet_writer.RECLAIM_S` any daemon takes off expired holds.  Both count
   what they take off as spent at its estimate: the request may have been answered and billed,
   and its real cost never reached the budget, so the cap holds even then.
 - **A SQLite ledger kept before** ``ledger.url`` was set: at start, what it records as spent
@@ -40,18 +42,15 @@ against in PostgreSQL (:class:`~hybrid.ledger.pg_budget.SharedBudget`).
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from hybrid.errors import LedgerError, LedgerUnavailableError
 from hybrid.ledger.budget import (
@@ -61,46 +60,31 @@ from hybrid.ledger.budget import (
     first_refusal,
     worst_state,
 )
-from hybrid.ledger.budget_carry import CarriedSpend, log_counted, read_sqlite_spend
+from hybrid.ledger.budget_carry import CarriedSpend, read_sqlite_spend
 from hybrid.ledger.budget_lines import (
     Hold,
     Line,
-    LineSpend,
     Refusal,
     day_period,
     lines_for,
     month_period,
 )
+from hybrid.ledger.fleet_writer import (
+    RECLAIM_S,
+    REFRESH_S,
+    RENEW_S,
+    RETRY_S,
+    Change,
+    FleetBudgetWriter,
+)
 from hybrid.ledger.pg_budget import SharedBudget
 from hybrid.settings.ledger import BudgetSettings
-
-log = logging.getLogger("hybrid.ledger")
 
 UNAVAILABLE = "budget:unavailable"
 """The reason code of a cloud request refused because the shared budget cannot be reached."""
 
-REFRESH_S = 2.0
-"""Seconds between two reads of the fleet's budget lines when nothing changed here."""
-RENEW_S = 30.0
-"""Seconds between two renewals of the holds of the requests this daemon runs."""
-RECLAIM_S = 30.0
-"""Seconds between two reclaims of expired holds (of daemons that died)."""
-RETRY_S = 1.0
-"""Seconds between two tries while the database is down."""
 DRAIN_S = 10.0
 """Seconds :meth:`FleetBudget.close` waits for the queued changes to reach the database."""
-
-
-@dataclass(frozen=True)
-class _Change:
-    """A change queued for the database: a hold settled (``usd`` spent) or released, spend
-    counted on ``lines``, or the start's (this instance's earlier holds taken off, the SQLite
-    ledger's spend counted)."""
-
-    kind: Literal["settle", "release", "add", "start"]
-    hold: Hold | None = None
-    lines: tuple[Line, ...] = ()
-    usd: float = 0.0
 
 
 class FleetBudget:
@@ -110,10 +94,10 @@ class FleetBudget:
         shared: The budget in the database, for this daemon's instance.
         settings: The caps (``[budget]``), the same on every daemon of the fleet.
         clock: Unix time; picks the UTC day and month a request counts in.
-        refresh_s: See :data:`REFRESH_S`.
-        renew_s: See :data:`RENEW_S`.
-        reclaim_s: See :data:`RECLAIM_S`.
-        retry_s: See :data:`RETRY_S`.
+        refresh_s: See :data:`~hybrid.ledger.fleet_writer.REFRESH_S`.
+        renew_s: See :data:`~hybrid.ledger.fleet_writer.RENEW_S`.
+        reclaim_s: See :data:`~hybrid.ledger.fleet_writer.RECLAIM_S`.
+        retry_s: See :data:`~hybrid.ledger.fleet_writer.RETRY_S`.
         sqlite_ledger: The SQLite ledger this daemon kept before ``ledger.url`` was set
             (``ledger.path``): its spend of the day and the month at start counts on the
             fleet's lines, once.  None, or a file that does not exist: nothing to count.
@@ -133,22 +117,22 @@ class FleetBudget:
     ) -> None:
         self._shared = shared
         self._sqlite_ledger = sqlite_ledger
-        self._carried: CarriedSpend | None = None
         self._settings = settings
         self._clock = clock
-        self._periods = {"refresh": refresh_s, "renew": renew_s, "reclaim": reclaim_s}
-        self._retry_s = retry_s
-        self._cond = threading.Condition()
-        self._queue: deque[_Change] = deque()
+        self._lock = threading.Lock()
         self._open: set[str] = set()
-        self._view: dict[tuple[str, str], LineSpend] = {}
-        self._fleet_reservations = 0
-        self._available = True
-        self._stale = False
-        self._stopping = False
-        self._deadline = math.inf
-        self._thread: threading.Thread | None = None
         self._on_change: Callable[[], None] = lambda: None
+        self._writer = FleetBudgetWriter(
+            shared,
+            settings,
+            clock=clock,
+            running=self._running,
+            on_change=lambda: self._on_change(),
+            refresh_s=refresh_s,
+            renew_s=renew_s,
+            reclaim_s=reclaim_s,
+            retry_s=retry_s,
+        )
         # One thread for reservations: they take the budget's one connection in turn anyway,
         # and waiting ones must not fill the event loop's default executor.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybrid-reserve")
@@ -171,40 +155,26 @@ class FleetBudget:
         """
         self._on_change = on_change or (lambda: None)
         loop = asyncio.get_running_loop()
+        carried: CarriedSpend | None = None
         if self._sqlite_ledger is not None:
             read = partial(
                 read_sqlite_spend, self._sqlite_ledger, self._shared.instance, self._clock()
             )
-            self._carried = await loop.run_in_executor(self._executor, read)
+            carried = await loop.run_in_executor(self._executor, read)
+        writer = self._writer
         try:
-            await loop.run_in_executor(self._executor, self._start_shared)
+            await loop.run_in_executor(self._executor, writer.start_shared, carried)
         except LedgerUnavailableError as exc:
-            self._went_down(exc)
-            self._queue.append(_Change("start"))
+            writer.went_down(exc)
+            writer.put(Change("start"))
         else:
-            await loop.run_in_executor(self._executor, self._refresh)
-        self._thread = threading.Thread(target=self._work, name="hybrid-budget", daemon=True)
-        self._thread.start()
+            await loop.run_in_executor(self._executor, writer.refresh)
+        writer.start()
 
     def close(self, timeout_s: float = DRAIN_S) -> None:
         """Write what is queued (waiting up to ``timeout_s`` for a database that is down),
         stop the worker and close the connection.  Safe without :meth:`start`."""
-        with self._cond:
-            self._stopping = True
-            self._deadline = time.monotonic() + timeout_s
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout_s + 5)
-        with self._cond:
-            left = len(self._queue)
-        if left:
-            log.error(
-                "%d budget changes could not be written to the shared budget before shutdown "
-                "(the database is unavailable); holds they would have freed expire within "
-                "%g s and are then counted as spent",
-                left,
-                self._shared.hold_s,
-            )
+        self._writer.close(timeout_s)
         self._executor.shutdown(wait=True)
         self._shared.close()
 
@@ -225,7 +195,7 @@ class FleetBudget:
         """
         if not 0.0 <= estimate_usd < math.inf:
             raise ValueError(f"an estimated cost is a finite USD amount >= 0, not {estimate_usd!r}")
-        if not self._available:
+        if not self._writer.available:
             return UNAVAILABLE
         now = self._clock()
         lines = self._lines(provider, now)
@@ -239,37 +209,37 @@ class FleetBudget:
             raise
         if outcome is None:
             return UNAVAILABLE
-        self._wake(stale=True)
+        self._writer.wake(stale=True)
         if isinstance(outcome, Refusal):
             return _reason(outcome.line)
-        with self._cond:
+        with self._lock:
             self._open.add(outcome.id)
         return Reservation(outcome.id, provider, model, estimate_usd, now)
 
     def settle(self, reservation: Reservation, actual_usd: float | None) -> None:
         """Queue: free the reservation and spend the real cost (also when it was released
         already: the money went out)."""
-        with self._cond:
+        with self._lock:
             self._open.discard(reservation.id)
-        self._put(_Change("settle", self._hold(reservation), usd=actual_usd or 0.0))
+        self._writer.put(Change("settle", self._hold(reservation), usd=actual_usd or 0.0))
 
     def release(self, reservation: Reservation) -> None:
         """Queue: free the reservation without spending; nothing when it is free already."""
-        with self._cond:
+        with self._lock:
             if reservation.id not in self._open:
                 return
             self._open.discard(reservation.id)
-        self._put(_Change("release", self._hold(reservation)))
+        self._writer.put(Change("release", self._hold(reservation)))
 
     def add(self, provider: str, usd: float, at: float) -> None:
         """Queue: count a cloud cost nothing reserved, in the day and month of ``at``."""
         if usd > 0:
-            self._put(_Change("add", lines=self._lines(provider, at), usd=usd))
+            self._writer.put(Change("add", lines=self._lines(provider, at), usd=usd))
 
     def capped(self, provider: str) -> str | None:
         """Why a provider may not be sent requests now, from the view: :data:`UNAVAILABLE`,
         or the first cap the fleet's spend plus reservations has reached; None when it may."""
-        if not self._available:
+        if not self._writer.available:
             return UNAVAILABLE
         return first_refusal(cap_limits(self._settings, provider, self._held), 0.0)
 
@@ -280,18 +250,18 @@ class FleetBudget:
     @property
     def reservations(self) -> int:
         """Reservations the whole fleet holds (the view)."""
-        return self._fleet_reservations
+        return self._writer.reservations
 
     @property
     def local_reservations(self) -> int:
         """Reservations of this daemon neither settled nor released."""
-        with self._cond:
+        with self._lock:
             return len(self._open)
 
     @property
     def available(self) -> bool:
         """Whether the database was reachable at the last try."""
-        return self._available
+        return self._writer.available
 
     def to_dict(self) -> dict[str, Any]:
         """The ``Budget`` JSON object of ``docs/events.md``: the fleet's, plus ``shared`` and
@@ -308,7 +278,7 @@ class FleetBudget:
             "reservations": self.reservations,
             "state": self.state(),
             "shared": True,
-            "available": self._available,
+            "available": self._writer.available,
         }
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -317,16 +287,7 @@ class FleetBudget:
         Returns:
             Whether that happened within ``timeout_s``.
         """
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            self._stale = True
-            self._cond.notify_all()
-            while self._queue or self._stale:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.05))
-        return True
+        return self._writer.flush(timeout_s)
 
     def _lines(self, provider: str, at: float) -> tuple[Line, ...]:
         return lines_for(self._settings, provider, datetime.fromtimestamp(at, UTC))
@@ -346,27 +307,10 @@ class FleetBudget:
         now = datetime.fromtimestamp(self._clock(), UTC)
         sums = []
         for period in (day_period(now), month_period(now)):
-            line = self._view.get((scope, period))
+            line = self._writer.line(scope, period)
             value = 0.0 if line is None else line.reserved_usd if reserved else line.spent_usd
             sums.append(value)
         return sums[0], sums[1]
-
-    def _viewed_lines(self) -> list[Line]:
-        now = self._clock()
-        lines = list(self._lines("", now)[:2])  # the totals
-        for provider in self._settings.per_provider:
-            lines += self._lines(provider, now)[2:]
-        return lines
-
-    def _put(self, change: _Change) -> None:
-        with self._cond:
-            self._queue.append(change)
-            self._cond.notify_all()
-
-    def _wake(self, *, stale: bool) -> None:
-        with self._cond:
-            self._stale = self._stale or stale
-            self._cond.notify_all()
 
     def _reserve_now(self, lines: tuple[Line, ...], estimate_usd: float) -> Hold | Refusal | None:
         """Reserve on the reservations' thread; None while the database cannot be reached.
@@ -374,12 +318,12 @@ class FleetBudget:
         Reservations queued behind one that found the database gone return at once instead
         of each waiting for a connection timeout.
         """
-        if not self._available:
+        if not self._writer.available:
             return None
         try:
             return self._shared.reserve(lines, estimate_usd)
         except LedgerError as exc:
-            self._went_down(exc)
+            self._writer.went_down(exc)
             return None
 
     def _release_orphan(self, future: asyncio.Future[Hold | Refusal | None]) -> None:
@@ -387,126 +331,12 @@ class FleetBudget:
             return
         outcome = future.result()
         if isinstance(outcome, Hold):
-            self._put(_Change("release", outcome))
+            self._writer.put(Change("release", outcome))
 
-    def _went_down(self, exc: LedgerError) -> None:
-        if self._available:
-            log.warning(
-                "the shared budget cannot be reached (%s): cloud requests are refused "
-                "(budget:unavailable) and answered locally where possible until it returns",
-                exc,
-            )
-            self._available = False
-            self._on_change()
-
-    def _went_up(self) -> None:
-        if not self._available:
-            log.warning("the shared budget is reachable again: cloud requests are reserved")
-            self._available = True
-            self._on_change()
-
-    def _work(self) -> None:
-        """The worker: write queued changes in order; refresh, renew and reclaim on time."""
-        due = {name: time.monotonic() + period for name, period in self._periods.items()}
-        while True:
-            with self._cond:
-                while not (self._queue or self._stale or self._stopping):
-                    wait = min(due.values()) - time.monotonic()
-                    if wait <= 0 or not self._available:
-                        break
-                    self._cond.wait(wait)
-                if self._stopping and (not self._queue or time.monotonic() > self._deadline):
-                    return
-                change = self._queue[0] if self._queue else None
-            if change is not None:
-                if self._write(change):
-                    with self._cond:
-                        self._queue.popleft()
-                        self._stale = True
-                else:
-                    self._pause()
-                continue
-            now = time.monotonic()
-            if not self._refresh():
-                self._pause()
-                continue
-            due["refresh"] = now + self._periods["refresh"]
-            for name in ("renew", "reclaim"):
-                if now >= due[name]:
-                    self._periodic(name)
-                    due[name] = now + self._periods[name]
-
-    def _write(self, change: _Change) -> bool:
-        """Apply one queued change; False when the database could not be reached."""
-        shared = self._shared
-        try:
-            if change.kind == "start":
-                self._start_shared()
-            elif change.kind == "add":
-                shared.add(change.lines, change.usd)
-            elif change.hold is not None and change.kind == "settle":
-                shared.settle(change.hold, change.usd)
-            elif change.hold is not None:
-                shared.release(change.hold)
-        except LedgerError as exc:
-            self._went_down(exc)
-            return False
-        except ValueError as exc:  # a cost that is not a finite amount: nothing to write
-            log.error("a budget change was dropped: %s", exc)
-        self._went_up()
-        return True
-
-    def _start_shared(self) -> None:
-        """What starts the budget in the database: take off the holds an earlier run of this
-        instance left, then count the SQLite ledger's spend (both again harmlessly, when the
-        database went away in between)."""
-        _log_released(self._shared.release_instance(as_spent=True))
-        if self._carried is not None:
-            log_counted(self._carried, self._shared.carry(self._carried))
-
-    def _refresh(self) -> bool:
-        """Read the fleet's lines and reservations into the view; False when the database
-        could not be reached."""
-        with self._cond:
-            self._stale = False
-        try:
-            spends = self._shared.spend(self._viewed_lines())
-            count = self._shared.reservations()
-        except LedgerError as exc:
-            with self._cond:
-                self._stale = True  # still to be read
-            self._went_down(exc)
-            return False
-        view = {(spend.scope, spend.period): spend for spend in spends}
-        with self._cond:
-            changed = view != self._view or count != self._fleet_reservations
-            self._view, self._fleet_reservations = view, count
-            self._cond.notify_all()
-        self._went_up()
-        if changed:
-            self._on_change()
-        return True
-
-    def _periodic(self, name: str) -> None:
-        with self._cond:
-            running = set(self._open)
-        try:
-            if name == "renew":
-                self._shared.renew(running)
-            elif (reclaimed := self._shared.reclaim_expired(as_spent=True)) > 0:
-                log.warning(
-                    "%d expired budget reservations (of daemons that stopped without settling "
-                    "them) were counted as spent",
-                    reclaimed,
-                )
-                self._wake(stale=True)
-        except LedgerError as exc:
-            self._went_down(exc)
-
-    def _pause(self) -> None:
-        """Wait :data:`RETRY_S` before trying the database again (less when closing)."""
-        with self._cond:
-            self._cond.wait(self._retry_s)
+    def _running(self) -> set[str]:
+        """The reservations of the requests this daemon still runs (the writer renews them)."""
+        with self._lock:
+            return set(self._open)
 
 
 def _reason(line: Line) -> str:
@@ -516,12 +346,3 @@ def _reason(line: Line) -> str:
     if line.scope == "total":
         return f"budget:{period}_cap"
     return f"budget:{line.scope.removeprefix('provider:')}:{period}_cap"
-
-
-def _log_released(released: int) -> None:
-    if released:
-        log.warning(
-            "%d budget reservations left by an earlier run of this instance (stopped before it "
-            "settled them) were counted as spent",
-            released,
-        )

@@ -8,17 +8,8 @@ reservation succeeds only if, on every line with a cap, ``spent + reserved + est
 holds, checked and applied by one statement per line while the row is locked, all lines in one
 transaction.  So daemons sharing a budget can overspend it by at most what the real costs
 exceed the estimates by: never by more than one request's estimate when an estimate bounds its
-request's cost.
-
-Tables (part ``budget`` in ``hybrid_schema``)::
-
-    hybrid_budget_lines   (scope, period) -> spent_usd, reserved_usd
-    hybrid_budget_holds   (reservation_id, scope, period) -> amount_usd, instance, expires_at
-    hybrid_budget_carried (source, scope, period) -> spent_usd   (see budget_carry)
-
-``scope`` is ``total`` or ``provider:<name>``; ``period`` is ``day:YYYY-MM-DD`` or
-``month:YYYY-MM`` (UTC).  Every line is kept, capped or not, so a cap set later starts from
-the period's real spend.
+request's cost.  The tables and every statement on them are in
+:mod:`hybrid.ledger.budget_tables`; this module runs them in transactions.
 
 A daemon killed mid-request leaves its holds behind.  Each hold expires ``hold_s`` after it
 was made or last renewed (:meth:`SharedBudget.renew`: a live daemon renews the holds of the
@@ -41,7 +32,6 @@ written again counts its cost twice; either way the cap holds.
 
 from __future__ import annotations
 
-import math
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -52,44 +42,12 @@ import psycopg
 
 from hybrid.errors import LedgerError
 from hybrid.ledger import budget_carry
+from hybrid.ledger import budget_tables as tables
 from hybrid.ledger.budget_carry import CarriedSpend, LineKey
 from hybrid.ledger.budget_lines import Hold, Line, LineSpend, Refusal
 from hybrid.ledger.pg import CONNECT_TIMEOUT_S, Connection, connect, mask_url, migrate
 from hybrid.ledger.pg import translate as _translate
 from hybrid.ledger.pg_watchdog import ANSWER_TIMEOUT_S, Watchdog
-
-SCHEMA_PART = "budget"
-"""This module's part name in ``hybrid_schema``."""
-
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE hybrid_budget_lines (
-            scope TEXT NOT NULL,
-            period TEXT NOT NULL,
-            spent_usd NUMERIC NOT NULL DEFAULT 0,
-            reserved_usd NUMERIC NOT NULL DEFAULT 0,
-            updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-            PRIMARY KEY (scope, period)
-        )
-        """,
-        """
-        CREATE TABLE hybrid_budget_holds (
-            reservation_id TEXT NOT NULL,
-            scope TEXT NOT NULL,
-            period TEXT NOT NULL,
-            amount_usd NUMERIC NOT NULL,
-            instance TEXT NOT NULL,
-            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-            expires_at TIMESTAMPTZ NOT NULL,
-            PRIMARY KEY (reservation_id, scope, period)
-        )
-        """,
-        "CREATE INDEX hybrid_budget_holds_expires ON hybrid_budget_holds (expires_at)",
-        "CREATE INDEX hybrid_budget_holds_instance ON hybrid_budget_holds (instance)",
-    ),
-    budget_carry.MIGRATION,
-)
 
 HOLD_S = 120.0
 """How long a reservation holds its amount, from when it was made or last renewed, before any
@@ -99,38 +57,6 @@ daemon may reclaim it: a live daemon renews its holds well within it (see
 # Serialization failures and deadlocks: the transaction did nothing and may simply run again.
 _RETRY_STATES = frozenset({"40001", "40P01"})
 _ATTEMPTS = 5
-
-_RESERVE = """
-    INSERT INTO hybrid_budget_lines AS l (scope, period, reserved_usd)
-    SELECT %(scope)s, %(period)s, %(amount)s
-    WHERE %(cap)s::numeric IS NULL OR %(amount)s <= %(cap)s::numeric
-    ON CONFLICT (scope, period) DO UPDATE
-    SET reserved_usd = l.reserved_usd + EXCLUDED.reserved_usd, updated_at = now()
-    WHERE %(cap)s::numeric IS NULL
-        OR l.spent_usd + l.reserved_usd + EXCLUDED.reserved_usd <= %(cap)s::numeric
-    RETURNING l.spent_usd, l.reserved_usd
-"""
-_HOLD = """
-    INSERT INTO hybrid_budget_holds
-        (reservation_id, scope, period, amount_usd, instance, expires_at)
-    VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))
-"""
-_APPLY = """
-    INSERT INTO hybrid_budget_lines AS l (scope, period, spent_usd, reserved_usd)
-    VALUES (%(scope)s, %(period)s, %(spent)s, 0)
-    ON CONFLICT (scope, period) DO UPDATE
-    SET spent_usd = l.spent_usd + EXCLUDED.spent_usd,
-        reserved_usd = greatest(l.reserved_usd - %(freed)s, 0), updated_at = now()
-"""
-
-_EXPIRED = (
-    "DELETE FROM hybrid_budget_holds WHERE expires_at <= now() "
-    "RETURNING reservation_id, scope, period, amount_usd"
-)
-_OF_INSTANCE = (
-    "DELETE FROM hybrid_budget_holds WHERE instance = %s "
-    "RETURNING reservation_id, scope, period, amount_usd"
-)
 
 T = TypeVar("T")
 
@@ -214,7 +140,7 @@ class SharedBudget:
             ValueError: ``amount_usd`` is negative or not finite, or ``lines`` is empty.
             LedgerUnavailableError: The database cannot be reached (nothing was held).
         """
-        amount = _amount(amount_usd, "amount_usd")
+        amount = tables.amount(amount_usd, "amount_usd")
         if not lines:
             raise ValueError("a reservation needs at least one budget line")
         # One line per (scope, period), in lock order.
@@ -224,17 +150,17 @@ class SharedBudget:
         def transaction(conn: Connection) -> Hold | Refusal:
             with conn.transaction():
                 for line in ordered:
-                    cap = None if line.cap_usd is None else _decimal(line.cap_usd)
+                    cap = None if line.cap_usd is None else tables.to_decimal(line.cap_usd)
                     row = conn.execute(
-                        _RESERVE,
+                        tables.RESERVE,
                         {"scope": line.scope, "period": line.period, "amount": amount, "cap": cap},
                     ).fetchone()
                     if row is None:  # raising rolls back the lines already held
-                        raise _Refused(_refusal(conn, line, amount_usd))
+                        raise _Refused(tables.refusal(conn, line, amount_usd))
                 holds = [(reservation_id, line.scope, line.period, amount) for line in ordered]
                 with conn.cursor() as cursor:
                     cursor.executemany(
-                        _HOLD, [(*hold, self._instance, self._hold_s) for hold in holds]
+                        tables.HOLD, [(*hold, self._instance, self._hold_s) for hold in holds]
                     )
             return Hold(id=reservation_id, amount_usd=amount_usd, lines=tuple(ordered))
 
@@ -260,7 +186,7 @@ class SharedBudget:
             ValueError: ``cost_usd`` is negative or not finite.
             LedgerUnavailableError: The database cannot be reached (nothing changed).
         """
-        return self._finish(hold, _amount(cost_usd, "cost_usd"), "settle budget")
+        return self._finish(hold, tables.amount(cost_usd, "cost_usd"), "settle budget")
 
     def release(self, hold: Hold) -> bool:
         """Free what a hold still holds without counting spend (the request never went).
@@ -282,14 +208,14 @@ class SharedBudget:
             ValueError: ``cost_usd`` is negative or not finite.
             LedgerUnavailableError: The database cannot be reached (nothing changed).
         """
-        cost = _amount(cost_usd, "cost_usd")
+        cost = tables.amount(cost_usd, "cost_usd")
         keys = sorted({(line.scope, line.period) for line in lines})
 
         def transaction(conn: Connection) -> None:
             with conn.transaction():
                 for scope, period in keys:
                     conn.execute(
-                        _APPLY, {"scope": scope, "period": period, "spent": cost, "freed": 0}
+                        tables.APPLY, {"scope": scope, "period": period, "spent": cost, "freed": 0}
                     )
 
         self._run("count spend", transaction)
@@ -323,7 +249,7 @@ class SharedBudget:
         Raises:
             LedgerUnavailableError: The database cannot be reached.
         """
-        return self._take_holds("reclaim budget holds", _EXPIRED, (), as_spent=as_spent)
+        return self._take_holds("reclaim budget holds", tables.EXPIRED, (), as_spent=as_spent)
 
     def release_instance(self, *, as_spent: bool = False) -> int:
         """Take every hold this instance has off its lines: at start, what an earlier run of
@@ -339,7 +265,7 @@ class SharedBudget:
             LedgerUnavailableError: The database cannot be reached.
         """
         return self._take_holds(
-            "release budget holds", _OF_INSTANCE, (self._instance,), as_spent=as_spent
+            "release budget holds", tables.OF_INSTANCE, (self._instance,), as_spent=as_spent
         )
 
     def renew(self, reservation_ids: Collection[str]) -> int:
@@ -361,12 +287,7 @@ class SharedBudget:
 
         def transaction(conn: Connection) -> int:
             with conn.transaction():
-                rows = conn.execute(
-                    "UPDATE hybrid_budget_holds "
-                    "SET expires_at = now() + make_interval(secs => %s) "
-                    "WHERE reservation_id = ANY(%s) RETURNING reservation_id",
-                    (self._hold_s, ids),
-                ).fetchall()
+                rows = conn.execute(tables.RENEW, (self._hold_s, ids)).fetchall()
             return len({row[0] for row in rows})
 
         return self._run("renew budget holds", transaction)
@@ -380,9 +301,7 @@ class SharedBudget:
 
         def transaction(conn: Connection) -> int:
             with conn.transaction():
-                row = conn.execute(
-                    "SELECT count(DISTINCT reservation_id) FROM hybrid_budget_holds"
-                ).fetchone()
+                row = conn.execute(tables.COUNT_RESERVATIONS).fetchone()
             return int(row[0]) if row is not None else 0
 
         return self._run("count budget holds", transaction)
@@ -406,9 +325,7 @@ class SharedBudget:
                 found = {
                     (scope, period): (spent, reserved)
                     for scope, period, spent, reserved in conn.execute(
-                        "SELECT scope, period, spent_usd, reserved_usd FROM hybrid_budget_lines "
-                        "WHERE (scope, period) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-                        ([key[0] for key in keys], [key[1] for key in keys]),
+                        tables.READ_LINES, ([key[0] for key in keys], [key[1] for key in keys])
                     )
                 }
             spends = []
@@ -429,7 +346,7 @@ class SharedBudget:
             with conn.transaction():
                 rows = conn.execute(delete, params).fetchall()
                 held = ((scope, period, amount) for _, scope, period, amount in rows)
-                _free(conn, held, as_spent=as_spent)
+                tables.free(conn, held, as_spent=as_spent)
             return len({row[0] for row in rows})
 
         return self._run(doing, transaction)
@@ -439,17 +356,13 @@ class SharedBudget:
             with conn.transaction():
                 held = {
                     (scope, period): amount
-                    for scope, period, amount in conn.execute(
-                        "DELETE FROM hybrid_budget_holds WHERE reservation_id = %s "
-                        "RETURNING scope, period, amount_usd",
-                        (hold.id,),
-                    )
+                    for scope, period, amount in conn.execute(tables.TAKE_HOLD, (hold.id,))
                 }
                 for line in hold.lines:  # in lock order, as reserve() sorted them
                     freed = held.get((line.scope, line.period), Decimal(0))
                     if cost or freed:
                         conn.execute(
-                            _APPLY,
+                            tables.APPLY,
                             {
                                 "scope": line.scope,
                                 "period": line.period,
@@ -488,7 +401,7 @@ class SharedBudget:
             conn = connect(self._url, timeout_s=self._timeout_s)
             try:
                 with self._watchdog.watching(conn):
-                    migrate(conn, SCHEMA_PART, MIGRATIONS, url=self._url)
+                    migrate(conn, tables.SCHEMA_PART, tables.MIGRATIONS, url=self._url)
             except BaseException as exc:
                 conn.close()
                 if isinstance(exc, LedgerError) and self._watchdog.cut:
@@ -506,36 +419,3 @@ class _Refused(Exception):
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal)
         self.refusal = refusal
-
-
-def _refusal(conn: Connection, line: Line, amount_usd: float) -> Refusal:
-    row = conn.execute(
-        "SELECT spent_usd, reserved_usd FROM hybrid_budget_lines WHERE scope = %s AND period = %s",
-        (line.scope, line.period),
-    ).fetchone()
-    spent, reserved = (float(row[0]), float(row[1])) if row is not None else (0.0, 0.0)
-    return Refusal(line=line, spent_usd=spent, reserved_usd=reserved, amount_usd=amount_usd)
-
-
-def _free(
-    conn: Connection, held: Iterable[tuple[str, str, Decimal]], *, as_spent: bool = False
-) -> None:
-    """Take held amounts off their lines, in (scope, period) order (the lock order), counting
-    them as spent with ``as_spent``."""
-    totals: dict[tuple[str, str], Decimal] = {}
-    for scope, period, amount in held:
-        totals[scope, period] = totals.get((scope, period), Decimal(0)) + amount
-    for (scope, period), amount in sorted(totals.items()):
-        spent = amount if as_spent else Decimal(0)
-        conn.execute(_APPLY, {"scope": scope, "period": period, "spent": spent, "freed": amount})
-
-
-def _amount(value: float, name: str) -> Decimal:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite amount of 0 or more, not {value}")
-    return _decimal(value)
-
-
-def _decimal(value: float) -> Decimal:
-    # repr() is the shortest text that reads back as the same float: 0.1 stays 0.1.
-    return Decimal(repr(float(value)))

@@ -3,8 +3,9 @@
 With ``routing.learn.shadow_rate`` above 0, that share of the requests the router kept local
 is also sent to the cloud model it would have escalated to, *after* the client has its
 answer, on a background task: the client's answer is never delayed or changed.  The two
-answers are compared and the result becomes a label for the local answer (``good`` when they
-agree), which ``hybrid calibrate --from-ledger`` learns from.
+answers are compared (by word agreement, :mod:`hybrid.routing.agreement`, or by a judge) and
+the result becomes a label for the local answer (``good`` when they agree), which
+``hybrid calibrate --from-ledger`` learns from.
 
 Never shadowed: requests pinned to this machine by the privacy policy, requests whose route the
 client or the server-wide mode chose (``model: local``, ``X-Hybrid-Route: local``,
@@ -18,26 +19,6 @@ call (:mod:`hybrid.routing.reserving`): one that does not fit under a cap is not
 call made is recorded in the ledger by whoever receives the :class:`ShadowOutcome`, which
 settles the call's reservation with its real cost; a reservation its record did not settle is
 released when the comparison ends, however it ends.
-
-**Grading without a judge** (:func:`grade_overlap`).  Both answers are normalised (Unicode
-NFKC, lower case, punctuation and the articles *a*, *an*, *the* dropped, whitespace
-collapsed) and compared as word sequences.  When the cloud's answer has words that the
-request's question (:func:`question_of`) does not, only the words each answer adds to the
-question are compared: answers restate the question ("The capital of Spain is Madrid."), and a
-local answer that only repeats it ("The capital of Spain is a city.") would otherwise share most
-of its words with the cloud's.  A local answer that adds nothing to the question then does not
-agree.  Otherwise (the cloud's answer is made of the question's words: "yes", one of the
-options it names) the whole answers are compared.  Then:
-
-1. the same words: agreement 1;
-2. the shorter answer states a number the longer one lacks: agreement 0 (numbers decide
-   arithmetic, and "it is 12" / "it is 13" share two words of three);
-3. a short answer (up to :data:`SHORT_ANSWER_WORDS` words) found whole inside the other
-   ("Paris" in "The capital of France is Paris."): agreement 1;
-4. otherwise the word-overlap F1 (SQuAD's answer F1).
-
-Compared whole, answers that restate the question taught the router wrong:
-``scripts/shadow_grading.py`` (docs/shadow-grading.md) measures both on recorded local answers.
 
 **The other way round** (``routing.learn.local_shadow_rate``): that share of the requests the
 router *escalated* is also answered by the local model, on its low-priority lane (a job there
@@ -66,10 +47,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 import time
-import unicodedata
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from random import Random
@@ -82,15 +60,13 @@ from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import HybridError, PreemptedError
 from hybrid.generation import FinishReason, GenerationRequest, Message, SamplingParams, Usage
 from hybrid.ledger.budget import Reservation
+from hybrid.routing.agreement import Grade, asked, gradable, grade_overlap, question_of, words
 from hybrid.routing.cascade import Tallied, Tally
 from hybrid.routing.local_model import LocalAnswerer
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.reserving import Reserving
 
 log = logging.getLogger("hybrid.routing")
-
-SHORT_ANSWER_WORDS = 8
-"""An answer of at most this many words counts as agreeing when the other contains it whole."""
 
 LOCAL_PENDING = 2
 """Local shadow answers waiting or running at most (each takes the low-priority lane in turn)."""
@@ -107,11 +83,6 @@ answer, which is what it is compared with, and at most this)."""
 
 JUDGE_MAX_TOKENS = 4
 
-_ARTICLES = frozenset({"a", "an", "the"})
-_WORD = re.compile(r"\d+(?:[.,]\d+)*|\w+")
-_NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?\uff1f\u3002])\s+|\n+")
-
 _JUDGE_PROMPT = """\
 You grade answers. Here is a question, a reference answer, and a candidate answer.
 
@@ -126,100 +97,6 @@ Candidate answer:
 
 Is the candidate answer correct, and does it agree with the reference? Reply with one word: \
 yes or no."""
-
-
-@dataclass(frozen=True)
-class Grade:
-    """How a local answer compares with the cloud's.
-
-    Attributes:
-        good: The local answer counts as good (it agrees with the cloud's).
-        agreement: 0 to 1: the overlap score, or 1 / 0 for a judge's yes / no.
-        method: ``match`` (same words, or a short answer contained), ``overlap`` (word F1) or
-            ``judge``.
-    """
-
-    good: bool
-    agreement: float
-    method: Literal["match", "overlap", "judge"]
-
-
-def words(text: str) -> list[str]:
-    """The normalised words of an answer (see the module docstring)."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return [word for word in _WORD.findall(folded) if word not in _ARTICLES]
-
-
-def question_of(text: str) -> str:
-    """The question a request's text asks: its last sentence that ends with a question mark;
-    without one, its last sentence or line ("Translate this into German: good morning")."""
-    sentences = [part for part in _SENTENCE_END.split(text) if part.strip()]
-    asked = [part for part in sentences if part.rstrip().endswith(("?", "\uff1f"))]
-    return (asked or sentences or [""])[-1].strip()
-
-
-def gradable(text: str, finish_reason: FinishReason | None) -> bool:
-    """Whether an answer can take part in a comparison: it ended normally (end of turn, a stop
-    sequence or max tokens) and has text.
-
-    An empty answer (a content filter, a reasoning model that spent ``max_tokens`` before
-    writing anything) or one that ended in tool calls or a refusal says nothing about the
-    worth of the answer it would be compared with, so it gives no label either way.
-
-    Args:
-        text: The answer.
-        finish_reason: How it ended; None when the call failed.
-    """
-    return finish_reason in ("stop", "length") and bool(text.strip())
-
-
-def grade_overlap(local: str, cloud: str, *, threshold: float, question: str = "") -> Grade:
-    """Grade a local answer against a cloud answer without a judge (module docstring).
-
-    Args:
-        local: The local model's answer.
-        cloud: The cloud model's answer to the same request.
-        threshold: Agreement at or above which the local answer is good.
-        question: The question both answer (:func:`question_of` of the request's text):
-            where the cloud's answer adds words to it, only the words each answer adds are
-            compared.  Empty: the whole answers are compared.
-
-    Returns:
-        The grade; an empty local answer never agrees, nor does one that adds nothing to the
-        question when the cloud's answer does.
-    """
-    mine, theirs = words(local), words(cloud)
-    given = set(words(question))
-    added = [word for word in theirs if word not in given]
-    if mine and added and len(added) < len(theirs):
-        mine, theirs = [word for word in mine if word not in given], added
-    if not mine or not theirs:
-        return Grade(False, 0.0, "overlap")
-    if mine == theirs:
-        return Grade(True, 1.0, "match")
-    short, long = (mine, theirs) if len(mine) <= len(theirs) else (theirs, mine)
-    if {w for w in short if _NUMBER.match(w)} - {w for w in long if _NUMBER.match(w)}:
-        return Grade(False, 0.0, "overlap")  # the shorter answer states a number the other lacks
-    if len(short) <= SHORT_ANSWER_WORDS and _contains(long, short):
-        return Grade(True, 1.0, "match")
-    common = sum((Counter(mine) & Counter(theirs)).values())
-    if common == 0:
-        return Grade(False, 0.0, "overlap")
-    precision, recall = common / len(mine), common / len(theirs)
-    f1 = 2 * precision * recall / (precision + recall)
-    return Grade(f1 >= threshold, round(f1, 4), "overlap")
-
-
-def _contains(haystack: list[str], needle: list[str]) -> bool:
-    n = len(needle)
-    return any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
-
-
-def asked(request: GenerationRequest) -> str:
-    """What a request asks: its prompt, or its last user message."""
-    return request.prompt or next(
-        (m.content for m in reversed(request.messages) if m.role == "user"), ""
-    )
 
 
 def judge_request(

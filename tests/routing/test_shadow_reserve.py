@@ -16,9 +16,10 @@ from hybrid.generation import GenerationRequest, Message, SamplingParams
 from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.ledger.costing import Costing
 from hybrid.ledger.prices import PriceTable
+from hybrid.routing.agreement import Grade
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.reserving import Reserving
-from hybrid.routing.shadow import Grade, Shadowing, ShadowOutcome
+from hybrid.routing.shadow import Shadowing, ShadowOutcome
 from hybrid.service.providers import build_providers
 from hybrid.settings import load_settings
 from hybrid.settings.ledger import BudgetSettings, EnergySettings
