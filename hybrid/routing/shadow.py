@@ -28,18 +28,19 @@ Labels from local answers alone come from the requests the router already finds 
 the shipped calibration of the embedded model it keeps a few percent of real prompts local), so
 a refit sees few wrong answers and none of the requests it escalates; this labels those too.
 At most :data:`LOCAL_PENDING` such answers wait or run at once; the rest are not sampled.
-Each local answer started is reported (:class:`LocalShadowAnswer`: its tokens, and the process
-CPU seconds and GPU energy across it, to price its electricity as a local answer's), whether
-it graded or not, so that its receiver records it as a ledger leg: one that a client request
-stopped (preempted) or that failed mid-answer with what it generated until then (counted from
-its events: the local model streams a piece per token), while one that never started (the
-model not ready, its queue full, the prompt too long) or that the server's shutdown cut short
-is not reported.
+Each local answer started is reported (:class:`~hybrid.routing.shadow_meter.LocalShadowAnswer`:
+its tokens, and the process CPU seconds and GPU energy across it, to price its electricity as a
+local answer's), whether it graded or not, so that its receiver records it as a ledger leg: one
+that a client request stopped (preempted) or that failed mid-answer with what it generated until
+then (counted from its events: the local model streams a piece per token), while one that never
+started (the model not ready, its queue full, the prompt too long) or that the server's shutdown
+cut short is not reported.
 
 The local answer is labelled good when the agreement reaches ``routing.learn.shadow_agreement``
-(0.5 by default).  **With a judge** (``routing.learn.judge_model``), a cloud model reads the
-question, the cloud answer as the reference and the local answer, and says ``yes`` or ``no``;
-an unreadable verdict falls back to the overlap grade.
+(0.5 by default).  **With a judge** (``routing.learn.judge_model``,
+:mod:`hybrid.routing.shadow_judge`), a cloud model reads the question, the cloud answer as the
+reference and the local answer, and says ``yes`` or ``no``; an unreadable verdict falls back to
+the overlap grade.
 """
 
 from __future__ import annotations
@@ -51,20 +52,22 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from random import Random
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from hybrid.backend import collect
 from hybrid.cloud.provider import CloudProvider
-from hybrid.errors import HybridError, PreemptedError
-from hybrid.generation import FinishReason, GenerationRequest, Message, SamplingParams, Usage
+from hybrid.errors import HybridError
+from hybrid.generation import FinishReason, GenerationRequest, Usage
 from hybrid.ledger.budget import Reservation
-from hybrid.routing.agreement import Grade, asked, gradable, grade_overlap, question_of, words
+from hybrid.routing.agreement import Grade, asked, gradable, grade_overlap, question_of
 from hybrid.routing.cascade import Tallied, Tally
 from hybrid.routing.local_model import LocalAnswerer
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.reserving import Reserving
+from hybrid.routing.shadow_judge import judge_request, read_verdict
+from hybrid.routing.shadow_meter import LocalShadowAnswer, Meter
 
 log = logging.getLogger("hybrid.routing")
 
@@ -80,54 +83,6 @@ the requests say."""
 LOCAL_MAX_TOKENS = 256
 """A local shadow answer's output cap, beside the request's own (about as long as the cloud's
 answer, which is what it is compared with, and at most this)."""
-
-JUDGE_MAX_TOKENS = 4
-
-_JUDGE_PROMPT = """\
-You grade answers. Here is a question, a reference answer, and a candidate answer.
-
-Question:
-{question}
-
-Reference answer:
-{reference}
-
-Candidate answer:
-{candidate}
-
-Is the candidate answer correct, and does it agree with the reference? Reply with one word: \
-yes or no."""
-
-
-def judge_request(
-    request: GenerationRequest, local: str, cloud: str, model: str
-) -> GenerationRequest:
-    """The request that asks a judge model to grade a local answer.
-
-    Args:
-        request: The client's request (its last user message, or prompt, is the question).
-        local: The local answer (the candidate).
-        cloud: The cloud answer (the reference).
-        model: The judge's model id at its provider.
-
-    Returns:
-        A short, greedy request for a one-word verdict.
-    """
-    text = _JUDGE_PROMPT.format(question=asked(request), reference=cloud, candidate=local)
-    return GenerationRequest(
-        request_id=request.request_id,
-        messages=(Message("user", text),),
-        params=SamplingParams(max_tokens=JUDGE_MAX_TOKENS, temperature=0.0),
-        model=model,
-    )
-
-
-def read_verdict(text: str) -> bool | None:
-    """A judge's ``yes`` (True) or ``no`` (False); None when it said neither first."""
-    found = words(text)
-    if not found:
-        return None
-    return {"yes": True, "no": False}.get(found[0])
 
 
 @dataclass(frozen=True)
@@ -151,36 +106,6 @@ class ShadowCall:
     error: str | None = None
     reservation: Reservation | None = None
     finish_reason: FinishReason | None = None
-
-
-@dataclass(frozen=True)
-class LocalShadowAnswer:
-    """One local shadow answer, for the ledger: what the local model spent on it.
-
-    Attributes:
-        model: The local model's id.
-        prompt_tokens: Its prompt's tokens.
-        completion_tokens: Tokens it generated (until it stopped, for one stopped early).
-        latency_s: Seconds from its start (before its prompt was prepared) to its end,
-            waiting for the low-priority lane included.
-        cpu_s: Process CPU seconds over that time.
-        gpu_joules: The GPUs' energy over that time, None without an energy counter.
-        status: ``ok`` (it ended: an empty answer, or one cut at its cap, too),
-            ``cancelled`` (a client request needed its slot and stopped it) or ``error``.
-        error: Why it failed, for ``status="error"``.
-        estimated: The token counts were read from its events, not reported by its end (it
-            stopped early).
-    """
-
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    cpu_s: float
-    gpu_joules: float | None
-    status: Literal["ok", "cancelled", "error"] = "ok"
-    error: str | None = None
-    estimated: bool = False
 
 
 @dataclass(frozen=True)
@@ -414,7 +339,7 @@ class Shadowing:
                 stream=False,
                 params=dataclasses.replace(request.params, max_tokens=cap),
             )
-            meter = _Meter(self._perf, self._cpu, self._gpu_energy)
+            meter = Meter(self._perf, self._cpu, self._gpu_energy)
             prepared = await local.prepare(asked)
             vector = await self._vector(local, asked, prepared) if self._vectors else None
             generation = await local.start(asked, prepared=prepared)
@@ -511,48 +436,3 @@ class Shadowing:
         usage = completion.done.usage
         finish = completion.done.finish_reason
         return ShadowCall(target, completion.text, usage, elapsed, None, reservation, finish)
-
-
-class _Meter:
-    """Reads the clock, the process CPU time and the GPUs' energy as a local shadow answer
-    starts, and what it spent when it ends."""
-
-    def __init__(
-        self,
-        perf: Callable[[], float],
-        cpu: Callable[[], float],
-        gpu_energy: Callable[[], float | None],
-    ) -> None:
-        self._perf, self._cpu, self._gpu_energy = perf, cpu, gpu_energy
-        self._started, self._cpu_started = perf(), cpu()
-        self._gpu_started = gpu_energy()
-
-    def read(
-        self, model: str, prompt: int, completion: int, stopped: HybridError | None = None
-    ) -> LocalShadowAnswer:
-        """What the answer spent, until now.
-
-        Args:
-            model: The local model's id.
-            prompt: Its prompt's tokens.
-            completion: The tokens it generated.
-            stopped: What stopped it before its end (a client request, a failure), if anything.
-        """
-        gpu = self._gpu_energy()
-        gpu_joules = None
-        if gpu is not None and self._gpu_started is not None:
-            gpu_joules = max(gpu - self._gpu_started, 0.0)
-        status: Literal["ok", "cancelled", "error"] = "ok"
-        if stopped is not None:
-            status = "cancelled" if isinstance(stopped, PreemptedError) else "error"
-        return LocalShadowAnswer(
-            model=model,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            latency_s=max(self._perf() - self._started, 0.0),
-            cpu_s=max(self._cpu() - self._cpu_started, 0.0),
-            gpu_joules=gpu_joules,
-            status=status,
-            error=str(stopped) if status == "error" else None,
-            estimated=stopped is not None,
-        )

@@ -54,7 +54,8 @@ from hybrid.routing.cascade import DECLINED
 from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
 from hybrid.routing.dispatcher import Answer
 from hybrid.routing.names import CloudTarget
-from hybrid.routing.shadow import LocalShadowAnswer, ShadowCall, Shadowing, ShadowOutcome
+from hybrid.routing.shadow import ShadowCall, Shadowing, ShadowOutcome
+from hybrid.routing.shadow_meter import LocalShadowAnswer
 
 if TYPE_CHECKING:
     from hybrid.ledger.writer import LedgerWriter

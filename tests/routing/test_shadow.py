@@ -21,27 +21,14 @@ from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.routing.agreement import Grade
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.reserving import Reserving
-from hybrid.routing.shadow import (
-    LOCAL_MAX_TOKENS,
-    LOCAL_PENDING,
-    LocalShadowAnswer,
-    Shadowing,
-    ShadowOutcome,
-    read_verdict,
-)
+from hybrid.routing.shadow import LOCAL_MAX_TOKENS, LOCAL_PENDING, Shadowing, ShadowOutcome
+from hybrid.routing.shadow_meter import LocalShadowAnswer
 from hybrid.service.providers import build_providers
 from hybrid.settings import load_settings
 from hybrid.settings.ledger import BudgetSettings
 
 TARGET = CloudTarget("openai", "gpt-4.1-mini")
 QUESTION = GenerationRequest("r1", messages=(Message("user", "What is the capital of France?"),))
-
-
-@pytest.mark.parametrize(
-    ("said", "verdict"), [("Yes.", True), ("no", False), ("Maybe", None), ("", None)]
-)
-def test_a_judge_verdict_is_its_first_word(said: str, verdict: bool | None) -> None:
-    assert read_verdict(said) is verdict
 
 
 @pytest.fixture
