@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,10 +76,9 @@ LOCAL_PENDING = 2
 """Local shadow answers waiting or running at most (each takes the low-priority lane in turn)."""
 
 SAMPLE_SEED = 0
-"""Seed of the sample's draws when no generator is given: a server samples the same positions of
-its traffic at every start (a draw per eligible request, in arrival order), so which requests a
-replay or a test sees shadowed does not change from run to run; the sample stays blind to what
-the requests say."""
+"""Seed of the samples' generator when none is given, so which requests a replay or a test sees
+shadowed is the same from run to run (see :class:`Sample`: the positions are still drawn, blind
+to what the requests say, and a start never waits long for its first sample)."""
 
 LOCAL_MAX_TOKENS = 256
 """A local shadow answer's output cap, beside the request's own (about as long as the cloud's
@@ -144,6 +144,40 @@ class ShadowOutcome:
         return f"{method} against {self.shadow.target.qualified}"
 
 
+class Sample:
+    """Which of a run of offers to take, ``rate`` of them: exactly one in each run of
+    ``1 / rate`` offers, at a place in the run drawn at random.
+
+    Offer *n* (from 0) covers ``[n * rate, (n + 1) * rate)`` of a running total, and run *k*
+    has its mark at *k* plus a uniform draw in [0, 1): the offer whose stretch holds a mark is
+    taken.  So the share taken is ``rate`` over any stretch of offers (not only on average, as
+    with a coin toss per offer), the first is taken within the first ``1 / rate`` offers of a
+    start (a server restarted every day under light traffic still samples), and no fixed period
+    can line up with a client's own cycle of requests.
+
+    Args:
+        rate: The share to take, 0 to 1 (0 takes none, 1 every offer).
+        rng: Draws the places.
+    """
+
+    def __init__(self, rate: float, rng: Random) -> None:
+        self._rate = rate
+        self._rng = rng
+        self._offers = 0
+        self._mark = rng.random() if rate > 0 else math.inf
+
+    def draw(self) -> bool:
+        """Count one offer; whether it is taken."""
+        if self._rate <= 0:
+            return False
+        self._offers += 1
+        if self._offers * self._rate <= self._mark:
+            return False
+        # Two marks in one offer's stretch (a rate near 1): the next offer takes the second.
+        self._mark = math.floor(self._mark) + 1 + self._rng.random()
+        return True
+
+
 class Shadowing:
     """Samples local answers and compares them with the cloud's in the background.
 
@@ -192,6 +226,9 @@ class Shadowing:
         self._held = held
         self._vectors = vectors
         self._local_rate = local_rate if local is not None else 0.0
+        self._rng = rng if rng is not None else Random(SAMPLE_SEED)
+        self._sample = Sample(rate, self._rng)
+        self._local_sample = Sample(self._local_rate, self._rng)
         self._local = local
         self._local_pending = 0
         self._providers = providers
@@ -199,7 +236,6 @@ class Shadowing:
         self._budget = budget
         self._agreement = agreement
         self._judge = judge
-        self._rng = rng if rng is not None else Random(SAMPLE_SEED)
         self._perf = perf
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -231,7 +267,7 @@ class Shadowing:
         """
         if self._rate <= 0 or request.needs or not local_text.strip():
             return False
-        if self._rng.random() >= self._rate:
+        if not self._sample.draw():
             return False
         if not self._callable(target.provider):
             return False
@@ -267,9 +303,9 @@ class Shadowing:
         """
         if self._local_rate <= 0 or request.needs or not cloud_text.strip():
             return False
-        if self._local_pending >= LOCAL_PENDING or self._rng.random() >= self._local_rate:
-            return False
-        if self._held() is not None:
+        if self._local_pending >= LOCAL_PENDING or self._held() is not None:
+            return False  # not counted: the sample is of the requests that could be answered
+        if not self._local_sample.draw():
             return False
         self._local_pending += 1
         task = asyncio.get_running_loop().create_task(

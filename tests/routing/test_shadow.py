@@ -21,7 +21,13 @@ from hybrid.ledger.budget import Budget, SpendSeed
 from hybrid.routing.agreement import Grade
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.reserving import Reserving
-from hybrid.routing.shadow import LOCAL_MAX_TOKENS, LOCAL_PENDING, Shadowing, ShadowOutcome
+from hybrid.routing.shadow import (
+    LOCAL_MAX_TOKENS,
+    LOCAL_PENDING,
+    Sample,
+    Shadowing,
+    ShadowOutcome,
+)
 from hybrid.routing.shadow_meter import LocalShadowAnswer
 from hybrid.service.providers import build_providers
 from hybrid.settings import load_settings
@@ -125,6 +131,29 @@ def test_requests_needing_tools_or_images_are_not_shadowed(
     shadowing, pool = shadowing_for(cloud, tmp_path)
     request = GenerationRequest("r2", messages=QUESTION.messages, needs=frozenset({"images"}))
     assert compare(shadowing, pool, "Paris", request) == (False, [])
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.3, 1.0])
+def test_a_sample_takes_one_in_each_run_of_one_over_the_rate(rate: float) -> None:
+    for seed in range(5):
+        sample = Sample(rate, Random(seed))
+        taken = [n for n in range(1000) if sample.draw()]
+        assert len(taken) == round(1000 * rate)
+        # Take k is the offer whose stretch [n * rate, (n + 1) * rate) meets [k, k + 1).
+        for k, n in enumerate(taken):
+            assert n * rate < k + 1 and (n + 1) * rate > k
+        if rate == 0.1:
+            assert [n // 10 for n in taken] == list(range(100))
+
+
+def test_a_sample_places_its_takes_at_random_and_never_at_rate_zero() -> None:
+    firsts = set()
+    for seed in range(20):
+        sample = Sample(0.1, Random(seed))
+        firsts.add(next(n for n in itertools.count() if sample.draw()))
+    assert firsts <= set(range(10)) and len(firsts) >= 4
+    none = Sample(0.0, Random(0))
+    assert not any(none.draw() for _ in range(1000))
 
 
 def test_the_rate_samples_that_share(cloud: FakeCloud, tmp_path: Path) -> None:
