@@ -309,8 +309,12 @@ def _print_groups(by: str, groups: list[Group], out: TextIO) -> None:
 
 
 def _usd(value: float) -> str:
-    # Single requests cost fractions of a cent: keep six decimals below a dollar.
-    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:.6f}"
+    # Single requests cost fractions of a cent: keep six decimals below a dollar.  The sign goes
+    # before the dollar, as the monitor writes it, and an amount that rounds to zero has none
+    # (a local shadow answer's energy alone is a few millionths below zero).
+    text = f"{abs(value):,.2f}" if abs(value) >= 1 else f"{abs(value):.6f}"
+    sign = "-" if value < 0 and text.strip("0.,") else ""
+    return f"{sign}${text}"
 
 
 def _seconds(value: float | None) -> str:

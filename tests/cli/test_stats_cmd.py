@@ -144,6 +144,21 @@ def test_the_summary_shows_requests_share_spend_savings_and_latency(
 
 
 @pytest.mark.parametrize(
+    ("avoided", "shown"),
+    [(-0.0000004, "$0.000000"), (-0.000012, "-$0.000012"), (-2.5, "-$2.50"), (0.0003, "$0.000300")],
+)
+def test_cost_avoided_below_zero_puts_the_sign_before_the_dollar(
+    home: Path, capsys: pytest.CaptureFixture[str], avoided: float, shown: str
+) -> None:
+    # The energy of answers given to no client (a local shadow answer) is avoided spend below 0.
+    store = LedgerStore.open(home / "ledger.sqlite3")
+    store.append([record(60, cost_avoided_usd=avoided)])
+    store.close()
+    assert main(["stats"]) == 0
+    assert f"cost avoided  {shown}\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
     ("window", "requests"), [("1h", 5), ("24h", 5), ("7d", 6), ("30d", 6), ("all", 6)]
 )
 def test_since_picks_the_window(
