@@ -38,15 +38,10 @@ from hybrid.routing.calibration.fitting import (
     feature_matrix,
     prompt_length,
 )
-from hybrid.routing.calibration.learning import (
-    TRAFFIC_WEIGHTS,
-    Example,
-    Source,
-    labelled_requests,
-    refit,
-)
+from hybrid.routing.calibration.learning import TRAFFIC_WEIGHTS, refit
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import two_stage_scores
+from hybrid.routing.calibration.refit_examples import Example, Source, labelled_requests
 from hybrid.routing.difficulty.features import extract
 from hybrid.routing.difficulty.labelled import MIN_ESCALATED, NEIGHBOURS, PRIOR, LabelledScores
 from hybrid.routing.difficulty.model import DifficultyModel

@@ -3,9 +3,9 @@
 No model runs: the examples are the calibration answers ``hybrid calibrate`` recorded for the
 local model, and the requests in the ledger that carry a label (``POST /v1/hybrid/feedback``,
 or a shadow comparison) and whose prompt features were kept.  The refit replaces the model
-in use only under :func:`hybrid.routing.calibration.learning.review`; either way the command
-prints what it used and how the held-out figures compare.  A damaged record of those answers
-stops it with the file's name and what to do; the file is left as it is.
+in use only under :func:`hybrid.routing.calibration.refit_acceptance.review`; either way the
+command prints what it used and how the held-out figures compare.  A damaged record of those
+answers stops it with the file's name and what to do; the file is left as it is.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
     from hybrid.ledger.learning import LabelledSignal
-    from hybrid.routing.calibration.learning import ProbeRefit, Refit
+    from hybrid.routing.calibration.learning import Refit
+    from hybrid.routing.calibration.probe_refit import ProbeRefit
     from hybrid.routing.difficulty.model import DifficultyModel
 
 
@@ -63,8 +64,9 @@ def refit_from_ledger(
     from hybrid.errors import CalibrationRejectedError, ConfigError
     from hybrid.ledger.store import LedgerStore, describe_source
     from hybrid.routing.calibration.fitting import WORD_WEIGHT
-    from hybrid.routing.calibration.learning import ledger_examples, refit
+    from hybrid.routing.calibration.learning import refit
     from hybrid.routing.calibration.record import read_record
+    from hybrid.routing.calibration.refit_examples import ledger_examples
     from hybrid.routing.difficulty.store import find, save
 
     # Read first, and strictly: a damaged record is not "no answers recorded".
@@ -157,7 +159,7 @@ def refit_from_ledger(
 
 def _model_stage_line(probe: ProbeRefit) -> str:
     """What became of the model stage (the probe on the local model's prompt vectors)."""
-    from hybrid.routing.calibration.learning import MIN_TRAFFIC_PER_CLASS
+    from hybrid.routing.calibration.refit_examples import MIN_TRAFFIC_PER_CLASS
 
     if probe.probe is None:
         return (

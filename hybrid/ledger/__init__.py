@@ -5,7 +5,8 @@ record.py    LedgerRecord / VerdictRecord: the request_finished event, as stored
 prices.py    PriceTable: shipped prices (data/prices.json) plus the user's overrides
 costing.py   Costing: cloud cost, local energy cost, counterfactual and cost avoided
 totals.py    Totals / Latency: the definitions, folded in memory
-learning.py  Signal / Label: what learning from traffic keeps (no prompt text), and its SQL
+learning.py  Signal / Label: what learning from traffic keeps (no prompt text)
+learning_tables.py  their tables, and the SQL that writes and reads them
 histogram.py Histogram: fixed latency buckets, percentiles read from them
 rollup.py    the hourly and daily rollups every stats query reads, and their SQL
 rollup_query.py  reading a window of them: its rows, totals and latency percentiles

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hybrid.errors import ConfigError, LedgerError
-from hybrid.ledger import learning, rollup
+from hybrid.ledger import learning_tables, rollup
 from hybrid.ledger.dialect import POSTGRESQL, SQLITE, Database, Dialect
 from hybrid.ledger.totals import day_label, reason_label
 
@@ -140,7 +140,7 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         WHERE provider != 'none'
         """,
     ),
-    learning.MIGRATION,
+    learning_tables.MIGRATION,
     (rollups_table(SQLITE, instance=False),),
     (
         "ALTER TABLE requests ADD COLUMN instance TEXT NOT NULL DEFAULT ''",
@@ -200,7 +200,7 @@ POSTGRESQL_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX requests_provider_time ON requests (provider, time)",
         # A cascade's two legs share an id; a record synced twice is refused.
         "CREATE UNIQUE INDEX requests_id_leg ON requests (id, COALESCE(leg, ''))",
-        *learning.tables(POSTGRESQL),
+        *learning_tables.tables(POSTGRESQL),
         rollups_table(POSTGRESQL),
     ),
 )

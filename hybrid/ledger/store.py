@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hybrid.ledger import learning, rollup, rollup_query, schema
+from hybrid.ledger import learning_tables, rollup, rollup_query, schema
 from hybrid.ledger.dialect import Database
 from hybrid.ledger.learning import Label, LabelCount, LabelledSignal, Learned, Signal
 from hybrid.ledger.pg_watchdog import LEDGER_ANSWER_TIMEOUT_S
@@ -170,7 +170,7 @@ class LedgerStore:
                     records = self._missing(records)
                 self._conn.executemany(_INSERT, [_row(record) for record in records])
                 rollup.upsert(self._conn, rollup.with_days(rollup.fold(records)))
-                learning.insert(self._conn, learned, keep_signals)
+                learning_tables.insert(self._conn, learned, keep_signals)
         except self._conn.errors as exc:
             raise self._conn.failure(
                 exc,
@@ -314,7 +314,7 @@ class LedgerStore:
                 cursor = self._conn.execute("DELETE FROM requests WHERE time < ?", (older_than,))
                 deleted = cursor.rowcount
                 rollup.prune(self._conn, older_than)
-                learning.prune(self._conn, older_than)
+                learning_tables.prune(self._conn, older_than)
         except self._conn.errors as exc:
             raise self._conn.failure(exc, "prune old records") from exc
         return deleted
@@ -332,32 +332,32 @@ class LedgerStore:
 
     def signal_kept(self, request_id: str) -> bool:
         """Whether the ledger keeps a request's signal: without one, no refit can learn from
-        the request's labels (see :func:`hybrid.ledger.learning.labelled`)."""
-        return self._query(lambda: learning.signal_kept(self._conn, request_id))
+        the request's labels (see :func:`hybrid.ledger.learning_tables.labelled`)."""
+        return self._query(lambda: learning_tables.signal_kept(self._conn, request_id))
 
     def labelled(self, model_sha256: str) -> list[LabelledSignal]:
         """The kept signals of a local model that carry a label (see
-        :func:`hybrid.ledger.learning.labelled`)."""
-        return self._query(lambda: learning.labelled(self._conn, model_sha256))
+        :func:`hybrid.ledger.learning_tables.labelled`)."""
+        return self._query(lambda: learning_tables.labelled(self._conn, model_sha256))
 
     def usable_since(
         self, model_sha256: str, after: float | None = None
     ) -> tuple[int, float | None]:
         """A local model's labelled requests a refit can use, labelled after ``after``, and
-        the newest one's label time (see :func:`hybrid.ledger.learning.usable_since`)."""
-        return self._query(lambda: learning.usable_since(self._conn, model_sha256, after))
+        the newest one's label time (see :func:`hybrid.ledger.learning_tables.usable_since`)."""
+        return self._query(lambda: learning_tables.usable_since(self._conn, model_sha256, after))
 
     def signals(self, model_sha256: str | None = None) -> list[Signal]:
         """The kept signals, of one local model or all, oldest first."""
-        return self._query(lambda: learning.signals(self._conn, model_sha256))
+        return self._query(lambda: learning_tables.signals(self._conn, model_sha256))
 
     def labels(self, request_id: str | None = None) -> list[Label]:
         """The labels, of one request or all, oldest first."""
-        return self._query(lambda: learning.labels(self._conn, request_id))
+        return self._query(lambda: learning_tables.labels(self._conn, request_id))
 
     def label_counts(self) -> list[LabelCount]:
-        """Labels per local model and source (see :func:`hybrid.ledger.learning.counts`)."""
-        return self._query(lambda: learning.counts(self._conn))
+        """Labels per local model and source (see :func:`hybrid.ledger.learning_tables.counts`)."""
+        return self._query(lambda: learning_tables.counts(self._conn))
 
     def _query(self, query: Callable[[], T]) -> T:
         """Run a read; the database's errors become a :class:`~hybrid.errors.LedgerError`."""

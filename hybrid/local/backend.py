@@ -1,11 +1,12 @@
 """The local backend: requests answered by the in-process llama.cpp model.
 
-Preparation (chat formatting, tokenization, the context check, the JSON grammar) happens before
-a request joins the queue, so a request that cannot fit is refused at once rather than after
-waiting its turn.  It runs on a worker thread, never on the event loop: tokenizing takes about
-a microsecond per byte, so a prompt of a few megabytes would stall every other request for
-seconds.  A prompt whose size alone proves it cannot fit is refused without being tokenized
-(see :meth:`LocalBackend.prepare`), which bounds that work by the context size.
+Preparation (chat formatting, tokenization, the context check, the JSON grammar:
+:mod:`hybrid.local.preparation`) happens before a request joins the queue, so a request that
+cannot fit is refused at once rather than after waiting its turn.  It runs on a worker thread,
+never on the event loop: tokenizing takes about a microsecond per byte, so a prompt of a few
+megabytes would stall every other request for seconds.  A prompt whose size alone proves it
+cannot fit is refused without being tokenized (see :meth:`LocalBackend.prepare`), which bounds
+that work by the context size.
 
 Generation runs in the engine's batch, up to ``local.parallel`` requests at once (each holds
 one of the queue's worker threads while it runs); its events cross back to the event loop
@@ -26,57 +27,30 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from hybrid.backend import Backend
-from hybrid.errors import (
-    ContextLengthExceededError,
-    GenerationError,
-    HybridError,
-    InvalidRequestError,
-    PreemptedError,
-)
-from hybrid.generation import (
-    GenerationDone,
-    GenerationEvent,
-    GenerationRequest,
-    ResponseFormat,
-    ToolSpec,
-)
+from hybrid.errors import GenerationError, HybridError, PreemptedError
+from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest
 from hybrid.local.engine import EngineJob
 from hybrid.local.generation import End, LocalGeneration
+from hybrid.local.preparation import TOOLS, Tokenizer, prepare_job, prompt_tools
 from hybrid.local.prompt import ChatFormatter
 from hybrid.local.queue import WorkQueue
 from hybrid.local.speed import SpeedMeter
-from hybrid.wire.fields import MAX_STOP_SEQUENCES
-
-TOOLS = "tools"
-
-# Nucleus sampling default when the request sets none (OpenAI's default).
-_DEFAULT_TOP_P = 1.0
 
 
-class Engine(Protocol):
-    """What the backend needs from a loaded model (``LlamaEngine`` in production)."""
-
-    @property
-    def n_ctx(self) -> int: ...
-
-    def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
-
-    def longest_token_bytes(self) -> int | None: ...
+class Engine(Tokenizer, Protocol):
+    """What the backend needs from a loaded model (``LlamaEngine`` in production): what
+    preparing a request reads of it, its hidden size, and the two ways to run it."""
 
     @property
     def n_embd(self) -> int: ...
-
-    @property
-    def n_vocab(self) -> int: ...
 
     def embed(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> np.ndarray: ...
 
@@ -289,7 +263,7 @@ class LocalBackend(Backend):
             job = await self.prepare(request)
         else:
             job = dataclasses.replace(prepared, top_logprobs=request.params.top_logprobs)
-        tool_names = [tool.name for tool in self._prompt_tools(request)]
+        tool_names = [tool.name for tool in prompt_tools(self._formatter, request)]
         loop = asyncio.get_running_loop()
         channel: asyncio.Queue[GenerationEvent | End] = asyncio.Queue()
         cancel = threading.Event()
@@ -339,168 +313,15 @@ class LocalBackend(Backend):
             one_call=request.parallel_tool_calls is False,
         )
 
-    def _prompt_tools(self, request: GenerationRequest) -> tuple[ToolSpec, ...]:
-        """The tools to render into the prompt: none unless the template supports them and
-        the model may call one; only the named one when ``tool_choice`` names one.
-
-        ``required`` is not enforced: the model is offered the tools and usually calls one.
-        """
-        choice = request.tool_choice
-        if not self._formatter.supports_tools or choice.mode == "none":
-            return ()
-        if choice.mode == "named":
-            return tuple(tool for tool in request.tools if tool.name == choice.name)
-        return request.tools
-
     def _prepare(self, request: GenerationRequest) -> EngineJob:
-        unsupported = request.needs - self.supports
-        if unsupported:
-            raise unsupported_error(unsupported)
-        params = request.params
-        constrained = params.response_format is not None
-        stop: tuple[str, ...]
-        if request.prompt is not None:
-            text, stop, add_bos, strip = request.prompt, (), True, False
-        else:
-            prompt = self._formatter.format(
-                request.messages, constrained=constrained, tools=self._prompt_tools(request)
-            )
-            text, stop, add_bos, strip = (
-                prompt.text,
-                prompt.stop,
-                prompt.add_bos,
-                prompt.strip_output,
-            )
-        n_ctx = self._engine.n_ctx
-        _refuse_by_size(text, n_ctx, params.max_tokens, self._engine.longest_token_bytes)
-        tokens = self._engine.tokenize(text, add_bos=add_bos)
-        if not tokens:
-            # A model whose tokenizer adds no BOS (Qwen, Phi) has nothing to continue.
-            raise InvalidRequestError(
-                f"the prompt is empty and the local model {self._model_id} adds no BOS token to "
-                f"it, so there is nothing for it to continue; send a prompt of at least one "
-                f"character",
-                param="prompt" if request.prompt is not None else "messages",
-            )
-        if params.max_tokens is not None:
-            if len(tokens) + params.max_tokens > n_ctx:
-                raise ContextLengthExceededError(
-                    prompt_tokens=len(tokens), max_tokens=params.max_tokens, context_length=n_ctx
-                )
-            max_tokens = params.max_tokens
-        elif len(tokens) >= n_ctx:
-            raise ContextLengthExceededError(
-                prompt_tokens=len(tokens), max_tokens=0, context_length=n_ctx
-            )
-        else:
-            max_tokens = min(self._default_max_tokens, n_ctx - len(tokens))
-        temperature = params.temperature
-        if params.logit_bias:
-            _check_logit_bias(params.logit_bias, self._engine.n_vocab, self._model_id)
-        return EngineJob(
-            tokens=tokens,
-            max_tokens=max_tokens,
-            stop=(*stop, *_with_defaults(params.stop, self._default_stop)),
-            request_stop=params.stop,
-            strip=strip,
-            temperature=self._default_temperature if temperature is None else temperature,
-            top_p=_DEFAULT_TOP_P if params.top_p is None else params.top_p,
-            top_k=params.top_k,
-            seed=params.seed,
-            top_logprobs=params.top_logprobs,
-            grammar=_grammar(params.response_format),
-            logit_bias=params.logit_bias,
-            frequency_penalty=params.frequency_penalty or 0.0,
-            presence_penalty=params.presence_penalty or 0.0,
+        return prepare_job(
+            request,
+            self._engine,
+            self._formatter,
+            supports=self.supports,
+            model_id=self._model_id,
+            default_max_tokens=self._default_max_tokens,
+            default_temperature=self._default_temperature,
+            default_stop=self._default_stop,
             owner=self,
         )
-
-
-def unsupported_error(needs: Collection[str]) -> InvalidRequestError:
-    """The refusal of a request that needs what the local model cannot do.
-
-    Args:
-        needs: The capabilities it lacks (``images``, ``audio``, ``tools``).
-    """
-    if set(needs) == {TOOLS}:
-        return InvalidRequestError(
-            "the local model cannot call tools: its chat template has no tool support (the "
-            "embedded model has none). Send the request to a cloud model (X-Hybrid-Route: "
-            "cloud, or a cloud model name) with a provider configured, load a model whose "
-            "chat template supports tools (Qwen 2.5, Llama 3.1 or later, Hermes), or send "
-            "tool_choice none.",
-            param=TOOLS,
-        )
-    return InvalidRequestError(
-        f"the local model reads text only, and this request holds "
-        f"{' and '.join(sorted(needs))}; send it to a cloud model "
-        f"(X-Hybrid-Route: cloud, or a cloud model name) with a provider configured",
-        param="messages",
-    )
-
-
-def _with_defaults(own: tuple[str, ...], defaults: tuple[str, ...]) -> tuple[str, ...]:
-    """A request's stop sequences, then the model's defaults it lacks, at most
-    ``MAX_STOP_SEQUENCES`` in all (the request's own are never dropped)."""
-    merged = list(own)
-    for stop in defaults:
-        if len(merged) >= MAX_STOP_SEQUENCES:
-            break
-        if stop not in merged:
-            merged.append(stop)
-    return tuple(merged)
-
-
-def _refuse_by_size(
-    text: str, n_ctx: int, max_tokens: int | None, longest: Callable[[], int | None]
-) -> None:
-    """Refuse a prompt whose size alone proves it cannot fit (see :meth:`LocalBackend.prepare`).
-
-    Raises:
-        ContextLengthExceededError: With the token count's lower bound and the byte count.
-    """
-    size = len(text.encode("utf-8"))
-    if size <= n_ctx:
-        return  # never refused by size, and no need for the vocabulary pass behind longest()
-    per_token = longest()
-    if per_token is None or size <= n_ctx * per_token:
-        return
-    least = -(-size // per_token)
-    raise ContextLengthExceededError(
-        prompt_tokens=least, max_tokens=max_tokens or 0, context_length=n_ctx, prompt_bytes=size
-    )
-
-
-def _check_logit_bias(bias: tuple[tuple[int, float], ...], n_vocab: int, model_id: str) -> None:
-    """Refuse a ``logit_bias`` naming a token the model does not have.
-
-    Raises:
-        InvalidRequestError: A token id is ``n_vocab`` or more.
-    """
-    outside = sorted(token for token, _ in bias if not 0 <= token < n_vocab)
-    if outside:
-        shown = ", ".join(str(token) for token in outside[:5]) + (", ..." * (len(outside) > 5))
-        raise InvalidRequestError(
-            f"logit_bias names token {shown}, outside the "
-            f"vocabulary of the local model {model_id} (token ids 0 to {n_vocab - 1}); use "
-            f"this model's token ids, or send the request to the model whose ids they are",
-            param="logit_bias",
-        )
-
-
-def _grammar(response_format: ResponseFormat | None) -> Any:
-    """Compile a JSON constraint into a llama.cpp grammar."""
-    if response_format is None:
-        return None
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
-    if response_format.kind == "json_object" or response_format.schema is None:
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    try:
-        return LlamaGrammar.from_json_schema(json.dumps(response_format.schema), verbose=False)
-    except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
-        raise InvalidRequestError(
-            f"response_format.json_schema could not be turned into a grammar: {exc!r}. "
-            f"Simplify the schema (plain objects, arrays, strings, numbers, enums).",
-            param="response_format",
-        ) from exc

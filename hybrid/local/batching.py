@@ -8,13 +8,11 @@ request's next token from its own output row with its own sampler chain.  A requ
 the next step after it arrives and leaves when it ends, so a long answer never holds a short
 one back.
 
-**Prefix reuse.**  A slot keeps the tokens its last request left in the cache.  A new request
-goes to the free slot whose cache shares the longest start with its prompt (the same
-conversation, the same system prompt), when that covers at least half the prompt; otherwise to
-the slot used longest ago.  Only what follows the shared start is evaluated.  A model with
-sliding-window attention keeps only the window of its sliding layers (``swa_full`` off), so a
-start can be reused only when the window before its end is still cached (as llama.cpp's server
-decides it); otherwise the slot is cleared and the prompt read whole.
+**Prefix reuse.**  A slot keeps the tokens its last request left in the cache, and a new
+request goes to the free slot whose cache shares the longest start with its prompt; only what
+follows that start is evaluated (:mod:`hybrid.local.prefix_reuse`).  What a request keeps for
+itself (its sampler chain, its text held back for stop sequences, its closing event) is a
+:class:`~hybrid.local.batch_request.BatchRequest`.
 
 **The last prompt token alone.**  A prompt's tokens but the last are evaluated first; its last
 token joins a later step, as the only token of that request in it.  An embedding
@@ -32,76 +30,26 @@ batch), as with any batched server.
 
 from __future__ import annotations
 
-import codecs
 import itertools
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hybrid.errors import GenerationError, InvalidRequestError, PreemptedError
-from hybrid.generation import (
-    FinishReason,
-    GenerationDone,
-    GenerationEvent,
-    TextDelta,
-    TokenLogprob,
-    Usage,
-)
-from hybrid.local.sampling import Pieces, SamplerChain
-from hybrid.local.text import StopText
+from hybrid.generation import FinishReason, GenerationEvent
+from hybrid.local.batch_request import BatchRequest
+from hybrid.local.prefix_reuse import Slot, choose_slot, common_prefix
+from hybrid.local.sampling import Pieces
 
 if TYPE_CHECKING:
     from hybrid.local.engine import EngineJob
 
 log = logging.getLogger("hybrid.local")
-
-# A slot is reused for its cached start when that covers at least this share of the prompt.
-_REUSE_SHARE = 0.5
-
-
-@dataclass(eq=False)
-class _Request:
-    """One request in the scheduler: its prompt, where it is, and how to answer."""
-
-    tokens: tuple[int, ...]
-    job: EngineJob | None  # None: an embedding
-    cancel: threading.Event
-    emit: Callable[[GenerationEvent], None]
-    started: float
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    vector: np.ndarray | None = None
-    evaluated: int = 0
-    reused: int = 0
-    # The next prompt token to evaluate (== len(tokens) once the last one is in).
-    position: int = 0
-    sampler: SamplerChain | None = None
-    text: StopText | None = None
-    decoder: codecs.IncrementalDecoder | None = None
-    pending: list[TokenLogprob] = field(default_factory=list)
-    generated: int = 0
-    first_at: float | None = None
-    next_token: int | None = None
-    batch_total: int = 0
-    batch_steps: int = 0
-
-
-@dataclass(eq=False)
-class _Slot:
-    seq: int
-    cached: list[int] = field(default_factory=list)
-    request: _Request | None = None
-    used: int = 0
-    # The logits after the last cached token, kept by an embedding (None once a token is added).
-    logits: np.ndarray | None = None
-    # Of those cached tokens, how many the embedding found cached before it (its own reuse).
-    logits_reused: int = 0
 
 
 class BatchScheduler:
@@ -141,10 +89,10 @@ class BatchScheduler:
         self._n_batch = max(n_batch, n_parallel)
         self._n_embd = n_embd
         self._n_swa = n_swa
-        self._slots = [_Slot(seq) for seq in range(n_parallel)]
+        self._slots = [Slot(seq) for seq in range(n_parallel)]
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
-        self._inbox: deque[_Request] = deque()
-        self._waiting: deque[_Request] = deque()  # arrived, no free slot yet
+        self._inbox: deque[BatchRequest] = deque()
+        self._waiting: deque[BatchRequest] = deque()  # arrived, no free slot yet
         self._wake = threading.Condition()
         self._closing = False
         self._uses = itertools.count(1)
@@ -168,7 +116,7 @@ class BatchScheduler:
                 token outside the vocabulary (only this request fails).
             GenerationError: llama.cpp failed while evaluating or sampling.
         """
-        request = _Request(tuple(job.tokens), job, cancel, emit, time.perf_counter())
+        request = BatchRequest(tuple(job.tokens), job, cancel, emit, time.perf_counter())
         self._submit(request)
 
     def embed(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> np.ndarray:
@@ -184,7 +132,7 @@ class BatchScheduler:
             GenerationError: llama.cpp failed, or gave no hidden state.
             PreemptedError: ``cancel`` was set before the state was computed.
         """
-        request = _Request(
+        request = BatchRequest(
             tuple(tokens),
             None,
             cancel if cancel is not None else threading.Event(),
@@ -205,7 +153,7 @@ class BatchScheduler:
         self._thread.join()
         llama_cpp.llama_batch_free(self._batch)
 
-    def _submit(self, request: _Request) -> None:
+    def _submit(self, request: BatchRequest) -> None:
         # Checked here, on the caller's thread: a prompt the batch cannot take would fail the
         # batch step, and with it every request decoding beside it.
         tokens = request.tokens
@@ -278,7 +226,7 @@ class BatchScheduler:
             if not free:
                 return
             request = self._waiting.popleft()
-            slot = self._choose(free, request.tokens)
+            slot = choose_slot(free, request.tokens)
             try:
                 self._start(slot, request)
             except Exception as exc:
@@ -290,47 +238,20 @@ class BatchScheduler:
                     else GenerationError(f"llama.cpp could not start the answer: {exc!r}"),
                 )
 
-    def _choose(self, free: list[_Slot], tokens: tuple[int, ...]) -> _Slot:
-        best, shared = min(free, key=lambda slot: slot.used), 0
-        for slot in free:
-            common = _common_prefix(slot.cached, tokens)
-            if common > shared:
-                best, shared = slot, common
-        if shared < _REUSE_SHARE * len(tokens):
-            return min(free, key=lambda slot: slot.used)
-        return best
-
-    def _start(self, slot: _Slot, request: _Request) -> None:
-        import llama_cpp
-
+    def _start(self, slot: Slot, request: BatchRequest) -> None:
         kept, slot.logits = slot.logits, None
-        common = _common_prefix(slot.cached, request.tokens)
+        common = common_prefix(slot.cached, request.tokens)
         whole = common == len(slot.cached) == len(request.tokens)
         if kept is not None and request.job is not None and whole:
             self._answer_from(slot, request, kept)
             return
-        keep = min(common, len(request.tokens) - 1)
-        memory, seq = self._memory, slot.seq
-        if keep > 0 and self._n_swa > 0:
-            # The sliding layers keep their window only: reusing `keep` tokens needs the
-            # window before position `keep` still there (llama.cpp's server's rule).  It is
-            # read before the removal below, which may empty the sliding layers (their oldest
-            # position then reads -1, as if nothing had ever been dropped).
-            oldest = llama_cpp.llama_memory_seq_pos_min(memory, seq)
-            if oldest < 0 or oldest > max(0, keep - self._n_swa):
-                keep = 0
-        if 0 < keep < len(slot.cached):
-            if not llama_cpp.llama_memory_seq_rm(memory, seq, keep, -1):
-                keep = 0
-        if keep == 0:
-            llama_cpp.llama_memory_seq_rm(memory, seq, -1, -1)
-        slot.cached = slot.cached[:keep]
+        keep = slot.keep_start(common, len(request.tokens), self._memory, self._n_swa)
         slot.request = request
         request.position = request.reused = keep
         request.evaluated = len(request.tokens) - keep
-        self._prepare(request)
+        request.start_answer(self._vocab)
 
-    def _answer_from(self, slot: _Slot, request: _Request, logits: np.ndarray) -> None:
+    def _answer_from(self, slot: Slot, request: BatchRequest, logits: np.ndarray) -> None:
         """Start an answer whose whole prompt is cached, from the logits an embedding kept."""
         slot.request = request
         request.position = len(request.tokens)
@@ -338,26 +259,8 @@ class BatchScheduler:
         # cached came from before it.
         request.reused = slot.logits_reused
         request.evaluated = 0
-        self._prepare(request)
+        request.start_answer(self._vocab)
         self._sample(slot, None, 1, logits=logits)
-
-    def _prepare(self, request: _Request) -> None:
-        job = request.job
-        if job is not None:
-            request.sampler = SamplerChain(
-                self._vocab,
-                temperature=job.temperature,
-                top_p=job.top_p,
-                top_k=job.top_k,
-                seed=job.seed,
-                grammar=job.grammar,
-                logit_bias=job.logit_bias,
-                frequency_penalty=job.frequency_penalty,
-                presence_penalty=job.presence_penalty,
-                prompt=request.tokens,
-            )
-            request.text = StopText(job.stop, strip=job.strip, own=job.request_stop)
-            request.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def _step(self) -> None:
         """Decode one batch: each generating request's next token, then prompt tokens."""
@@ -391,7 +294,7 @@ class BatchScheduler:
             return
         batch = self._batch
         count = 0
-        outputs: list[tuple[_Slot, int]] = []
+        outputs: list[tuple[Slot, int]] = []
         for slot in self._slots:  # generating: one token each
             request = slot.request
             if request is not None and request.next_token is not None:
@@ -426,7 +329,7 @@ class BatchScheduler:
         for slot, index in outputs:
             self._sample(slot, index, sampling)
 
-    def _add(self, slot: _Slot, token: int, *, logits: bool, at: int) -> None:
+    def _add(self, slot: Slot, token: int, *, logits: bool, at: int) -> None:
         batch = self._batch
         batch.token[at] = token
         batch.pos[at] = len(slot.cached)
@@ -436,7 +339,7 @@ class BatchScheduler:
         slot.cached.append(token)
         slot.logits = None
 
-    def _embed_last(self, slot: _Slot) -> None:
+    def _embed_last(self, slot: Slot) -> None:
         """Evaluate an embedding's last prompt token alone, with embeddings on."""
         import llama_cpp
 
@@ -477,7 +380,7 @@ class BatchScheduler:
         self._release(slot)
 
     def _sample(
-        self, slot: _Slot, index: int | None, batch_size: int, *, logits: np.ndarray | None = None
+        self, slot: Slot, index: int | None, batch_size: int, *, logits: np.ndarray | None = None
     ) -> None:
         """Sample a request's next token from its output row (the batch's ``index``-th, or
         ``logits`` kept from an earlier decode) and pass its text on."""
@@ -505,57 +408,23 @@ class BatchScheduler:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._finish(slot, "stop")
             return
-        request.generated += 1
-        piece = self._pieces(token)
-        if logits is not None:
-            request.pending.append(self._pieces.logprob(logits, token, job.top_logprobs or 0))
-        text = request.text
-        released = text.feed(request.decoder.decode(piece))
-        if released or text.stopped:
-            request.emit(TextDelta(released, tuple(request.pending)))
-            request.pending = []
-        if text.stopped:
+        request.take(token, logits, self._pieces)
+        if request.text.stopped:
             self._finish(slot, "stop")
         elif request.generated >= job.max_tokens or len(slot.cached) >= self._n_ctx:
             self._finish(slot, "length")
         else:
             request.next_token = token
 
-    def _finish(self, slot: _Slot, finish: FinishReason, *, cancelled: bool = False) -> None:
+    def _finish(self, slot: Slot, finish: FinishReason, *, cancelled: bool = False) -> None:
         request = slot.request
-        assert request is not None and request.job is not None
-        assert request.text is not None and request.decoder is not None
-        job, text = request.job, request.text
-        tail = "" if text.stopped else text.flush() + request.decoder.decode(b"", final=True)
-        if tail or request.pending:
-            request.emit(TextDelta(tail, tuple(request.pending)))
-        finished = time.perf_counter()
+        assert request is not None
+        request.flush()
         self.last_evaluated = request.evaluated
-        first_at, generated = request.first_at, request.generated
-        rate = None
-        if first_at is not None and generated > 1 and finished > first_at:
-            rate = (generated - 1) / (finished - first_at)
-        matched = text.matched if text.matched in job.request_stop else None
-        request.emit(
-            GenerationDone(
-                finish_reason=finish,
-                stop_sequence=matched,
-                usage=Usage(
-                    prompt_tokens=len(request.tokens),
-                    completion_tokens=generated,
-                    cache_read_tokens=request.reused,
-                ),
-                time_to_first_token_s=None if first_at is None else first_at - request.started,
-                decode_tokens_per_s=rate,
-                cancelled=cancelled,
-                batch_size=(
-                    request.batch_total / request.batch_steps if request.batch_steps else None
-                ),
-            )
-        )
+        request.emit(request.done_event(finish, cancelled=cancelled))
         self._release(slot)
 
-    def _fail(self, slot: _Slot, error: BaseException) -> None:
+    def _fail(self, slot: Slot, error: BaseException) -> None:
         request = slot.request
         if request is None:
             return
@@ -564,7 +433,7 @@ class BatchScheduler:
         slot.cached = []
         self._release(slot)
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         request = slot.request
         slot.request = None
         slot.used = next(self._uses)
@@ -573,12 +442,3 @@ class BatchScheduler:
         if request.sampler is not None:
             request.sampler.close()
         request.done.set()
-
-
-def _common_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
-    """How many leading tokens two sequences share."""
-    limit = min(len(cached), len(tokens))
-    if limit == 0:
-        return 0
-    differ = np.flatnonzero(np.asarray(cached[:limit]) != np.asarray(tokens[:limit]))
-    return int(differ[0]) if differ.size else limit

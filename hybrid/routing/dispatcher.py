@@ -28,7 +28,11 @@ The order of things:
    escalated (``routing.cascade``) has a local answer already: when the cascade read it to its
    end, that answer is given as it was read, not generated again
    (``cloud_unavailable:openai:timeout;cascade:declined``; :mod:`hybrid.routing.cascade` says
-   why a longer stream is generated again).
+   why a longer stream is generated again).  Every local answer, this one included, is started
+   by :mod:`hybrid.routing.local_leg`.
+
+A request with private data, pinned to this machine by the privacy policy, takes none of these
+paths: :mod:`hybrid.routing.private_route` answers it on this machine or refuses it.
 
 The local model is read through :mod:`hybrid.routing.local_model`'s narrow interface, never
 through :mod:`hybrid.local`.
@@ -42,18 +46,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hybrid.backend import ReplayGeneration
 from hybrid.cloud.provider import CloudProvider
 from hybrid.errors import (
-    ContextLengthExceededError,
     InvalidRequestError,
     LocalBackendError,
     ModelNotReadyError,
     NoRouteError,
-    PrivateDataError,
     QueueFullError,
 )
-from hybrid.generation import GenerationRequest, Message
+from hybrid.generation import GenerationRequest
 from hybrid.hardware.snapshot import LiveSample
 from hybrid.routing import cascade
 from hybrid.routing.answer import (
@@ -66,12 +67,14 @@ from hybrid.routing.answer import (
     RouteOverride,
     RoutePlan,
 )
-from hybrid.routing.failover import NO_PROVIDER_HINT, CloudFailures, Failover
-from hybrid.routing.lan import LanMiss, LanTier
-from hybrid.routing.local_model import LocalCapacity, SizedGeneration
+from hybrid.routing.failover import Failover
+from hybrid.routing.lan import LanTier, difficulty_messages
+from hybrid.routing.local_leg import LocalLeg
+from hybrid.routing.local_model import LocalCapacity
 from hybrid.routing.names import CloudTarget, ModelNames
 from hybrid.routing.planning import LONG_TEXT_CHARS, Planner
-from hybrid.routing.policy import RouteDecision, Router
+from hybrid.routing.policy import Router
+from hybrid.routing.private_route import PrivateRoute
 from hybrid.routing.reserving import Reserving
 
 log = logging.getLogger("hybrid.routing")
@@ -136,14 +139,18 @@ class Dispatcher:
     ) -> None:
         # A prepared prompt is opaque here: it goes back to the backend that made it.
         self._runtime = local
+        self._local = LocalLeg(local, fallback=local_fallback)
         self._names = names
         self._router = router if router is not None else Router([])
         self._failover = Failover(providers, names, failover, budget, clock)
-        self._local_fallback = local_fallback
-        self._private_to_cloud = private_to_cloud
         self._cascade = cascade
         self._lan = lan
-        self._private_to_lan = private_to_lan and lan is not None
+        self._private = PrivateRoute(
+            self._local,
+            lan,
+            to_lan=private_to_lan and lan is not None,
+            to_cloud=private_to_cloud,
+        )
         self._planner = Planner(
             local, names, self._router, load, lan=lan is not None, prompt_vectors=prompt_vectors
         )
@@ -232,21 +239,23 @@ class Dispatcher:
             # this one goes to the cloud meanwhile (the reload's future is kept by the runtime).
             self._runtime.wake()
         if plan.mode == "local":
-            return await self._local(request, decision.reason, plan)
+            return await self._local.start(request, decision.reason, plan)
         if decision.pinned:
-            return await self._pinned(request, plan)
+            return await self._private.start(
+                request, plan, cloud=lambda reason: self._cloud(request, target, reason, plan)
+            )
         if plan.mode == "cloud":
             return await self._cloud(request, target, decision.reason, plan)
         if plan.mode == "lan":
             return await self._lan_only(request, plan)
         if target is None and self._lan is None:
-            return await self._local_only(request, plan)
+            return await self._local.only(request, plan)
         if decision.target == "cloud":
             return await self._escalate(request, target, decision.reason, plan, decision.score)
         try:
             if target is not None and self._cascade is not None:
                 return await self._cascaded(request, target, plan)
-            return await self._local(request, decision.reason, plan, decision.score)
+            return await self._local.start(request, decision.reason, plan, decision.score)
         except QueueFullError as exc:
             reason = f"capacity:queue_full:{exc.depth}"
         except ModelNotReadyError:
@@ -266,14 +275,14 @@ class Dispatcher:
         (``read``: the local answer the cascade discarded, for a local fallback)."""
         if self._lan is not None:
             started = await self._lan.start(
-                request, reason, messages=_messages(request), score=score
+                request, reason, messages=difficulty_messages(request), score=score
             )
             if isinstance(started, Answer):
                 return started
             reason = f"{reason};{started.code}"
         if target is None:
             # No cloud to escalate to: the local model answers, and says what it would have done.
-            return await self._local_only(request, plan, f"local:no_cloud_configured;{reason}")
+            return await self._local.only(request, plan, f"local:no_cloud_configured;{reason}")
         return await self._cloud(request, target, reason, plan, score=score, read=read)
 
     async def plan(
@@ -299,7 +308,7 @@ class Dispatcher:
         decision = plan.decision
         # The prepared prompt serves the request with log-probabilities as it is.
         asking = cascade.with_logprobs(request)
-        local = await self._local(asking, decision.reason, plan, decision.score)
+        local = await self._local.start(asking, decision.reason, plan, decision.score)
         keep_logprobs = request.params.top_logprobs is not None
         read = await self._cascade.read(local, stream=request.stream, logprobs=keep_logprobs)
         if isinstance(read, Answer):
@@ -315,7 +324,7 @@ class Dispatcher:
     ) -> Answer:
         """The cloud's answer in place of a local one the cascade discarded (``read``); or,
         when the escalation fails and the local model answers instead, that local answer
-        (:meth:`_fall_back`)."""
+        (:meth:`~hybrid.routing.local_leg.LocalLeg.instead_of_cloud`)."""
         leg = read.leg
         log.info(
             "cascade: local answer to %s discarded (%s); asking %s",
@@ -334,82 +343,19 @@ class Dispatcher:
             return answer  # the discarded answer itself, given by the local fallback
         return dataclasses.replace(answer, discarded=leg)
 
-    async def _pinned(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
-        """Private data: answer on this machine, or refuse rather than leak.
-
-        The refusal is the same whether the local model is busy, too small, or lacks what the
-        request needs (tools, images): a 503 ``private_data_kept_local``, never the local
-        model's own advice to send the request to the cloud.
-        """
-        decision = plan.decision
-        lan_tried: LanMiss | None = None
-        if self._private_to_lan and _unpinned_target(decision) == "cloud":
-            # Too hard for this machine: a trusted server keeps it in the team's hands.
-            started = await self._private_lan(request, decision.reason, decision.score)
-            if isinstance(started, Answer):
-                return started
-            lan_tried = started
-        cause: Exception
-        try:
-            return await self._local(request, decision.reason, plan, decision.score)
-        except LocalBackendError as exc:
-            cause = exc
-            why = f"the local model cannot answer it: {exc}"
-        except InvalidRequestError as exc:
-            lacking = request.needs - self._runtime.backend().supports
-            if not lacking:
-                raise  # the request itself is malformed, wherever it would go
-            what = " and ".join(sorted(lacking))
-            cause = exc
-            why = (
-                f"the local model cannot handle the {what} it needs. Remove the private data "
-                f"to let a cloud model answer, or load a local model that supports {what}."
-            )
-        if self._private_to_lan and lan_tried is None:
-            reason = f"{decision.reason};local_unavailable"
-            started = await self._private_lan(request, reason, decision.score)
-            if isinstance(started, Answer):
-                return started
-            lan_tried = started
-        if self._private_to_cloud:
-            reason = f"{decision.reason};local_unavailable"
-            return await self._cloud(request, plan.target, reason, plan)
-        where = "on this machine"
-        if lan_tried is not None:
-            where = f"on this machine and trusted LAN servers ({lan_tried.code})"
-        raise PrivateDataError(
-            f"the request holds private data ({decision.reason}) and stays {where}, "
-            f"but {why} To let such requests go to the cloud instead, set "
-            f"routing.privacy.allow_cloud = true"
-            + (
-                "."
-                if self._lan is None or self._private_to_lan
-                else "; to trusted LAN servers, routing.privacy.allow_lan = true."
-            ),
-            should_retry=isinstance(cause, QueueFullError | ModelNotReadyError),
-        ) from cause
-
-    async def _private_lan(
-        self, request: GenerationRequest, reason: str, score: float | None
-    ) -> Answer | LanMiss:
-        assert self._lan is not None
-        return await self._lan.start(
-            request, reason, messages=_messages(request), trusted_only=True, score=score
-        )
-
     async def _lan_only(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
         """``X-Hybrid-Route: lan``: a LAN server, never the cloud; when none takes it, the
         local model answers if ``cloud.local_fallback`` allows, as after a cloud failure."""
         assert self._lan is not None  # plan() refuses lan without servers
         reason = plan.decision.reason
-        started = await self._lan.start(request, reason, messages=_messages(request))
+        started = await self._lan.start(request, reason, messages=difficulty_messages(request))
         if isinstance(started, Answer):
             return started
         failures = [f"{f.where}: {f.detail}" for f in started.failures] or [started.code]
-        if self._local_fallback:
+        if self._local.fallback:
             try:
                 unavailable = f"lan_unavailable:{started.code.removeprefix('lan:')};{reason}"
-                return await self._local(request, unavailable, plan)
+                return await self._local.start(request, unavailable, plan)
             except (LocalBackendError, InvalidRequestError) as exc:
                 failures.append(f"local: {exc}")
         else:
@@ -420,51 +366,6 @@ class Dispatcher:
             failures=failures,
             should_retry=started.code != "lan:no_model",
         )
-
-    async def _local_only(
-        self, request: GenerationRequest, plan: RoutePlan, reason: str | None = None
-    ) -> Answer:
-        """``auto`` with no cloud configured: the local model's own errors are the answer.
-
-        Args:
-            request: The request.
-            plan: Its route.
-            reason: The answer's reason (default: the decision's own).
-        """
-        decision = plan.decision
-        # "local:no_cloud_configured;difficulty:0.82>0.52": what decided, and what it would have.
-        if reason is None and decision.reason != "policies:pass":
-            reason = ";".join(decision.reasons[:2])
-        try:
-            return await self._local(request, reason, plan, decision.score)
-        except ContextLengthExceededError as exc:
-            raise ContextLengthExceededError(
-                prompt_tokens=exc.prompt_tokens,
-                max_tokens=exc.max_tokens,
-                context_length=exc.context_length,
-                note=f"No cloud provider is configured to take it: {NO_PROVIDER_HINT}.",
-                prompt_bytes=exc.prompt_bytes,
-            ) from None
-
-    async def _local(
-        self,
-        request: GenerationRequest,
-        reason: str | None,
-        plan: RoutePlan,
-        score: float | None = None,
-    ) -> Answer:
-        if self._runtime.state == "unloaded":
-            await self._runtime.wake()  # the reload; backend() then says if it failed
-        backend = self._runtime.backend()
-        if plan.unfit is not None:
-            raise plan.unfit  # found when the route was planned: not tokenized a second time
-        generation = await backend.start(request, prepared=plan.prepared)
-        if reason is None:
-            reason = "local"
-            if isinstance(generation, SizedGeneration):
-                needed = generation.prompt_tokens + generation.max_tokens
-                reason = f"length:{needed}<={backend.context_length}"
-        return Answer(generation, "local", backend.model_id, reason, score)
 
     async def _cloud(
         self,
@@ -486,50 +387,4 @@ class Dispatcher:
         )
         if isinstance(started, Answer):
             return started
-        return await self._fall_back(request, started, plan, reason, score, read)
-
-    async def _fall_back(
-        self,
-        request: GenerationRequest,
-        failed: CloudFailures,
-        plan: RoutePlan,
-        reason: str,
-        score: float | None,
-        read: cascade.Discarded | None = None,
-    ) -> Answer:
-        """The local answer given instead of the cloud's. Its reason says why, then why the
-        request was sent out (``cloud_unavailable:openai:timeout;difficulty:0.82>0.52``), so
-        the ledger and ``hybrid stats`` keep what the router decided; the score is kept too.
-
-        A local answer the cascade read whole and discarded (``read``) is that answer, given
-        as it was read: the local model does not generate it a second time."""
-        # A spend cap sends requests to the local model whether or not fallback is on: the cap
-        # is the user's own rule, and local is what it asks for.
-        if self._local_fallback or failed.capped is not None:
-            instead = failed.fallback_reason
-            if reason and reason != "policies:pass":
-                instead = f"{instead};{reason}"
-            if read is not None and read.whole is not None:
-                leg = dataclasses.replace(read.leg, replayed=True)
-                replay = ReplayGeneration(read.whole)
-                return Answer(replay, "local", leg.model, instead, score, discarded=leg)
-            try:
-                return await self._local(request, instead, plan, score)
-            except (LocalBackendError, InvalidRequestError) as exc:
-                # The local model cannot take it either (too long, busy, or it needs tools or
-                # images): the client hears about the cloud failures and this, not only this.
-                raise failed.error(f"local: {exc}") from None
-        raise failed.error("local fallback is off (cloud.local_fallback)")
-
-
-def _messages(request: GenerationRequest) -> tuple[Message, ...]:
-    """What a LAN model's difficulty estimate reads: the conversation, or the raw prompt."""
-    return request.messages or (Message("user", request.prompt or ""),)
-
-
-def _unpinned_target(decision: RouteDecision) -> str:
-    """Where a pinned request would have gone without its pin: the first other opinion."""
-    for verdict in decision.verdicts:
-        if not verdict.pin and verdict.outcome != "pass":
-            return verdict.outcome
-    return "local"
+        return await self._local.instead_of_cloud(request, started, plan, reason, score, read)

@@ -172,6 +172,12 @@ class LanTier:
         return None
 
 
+def difficulty_messages(request: GenerationRequest) -> tuple[Message, ...]:
+    """What a LAN model's difficulty estimate reads: the conversation, or the raw prompt (the
+    ``messages`` :meth:`LanTier.start` is given)."""
+    return request.messages or (Message("user", request.prompt or ""),)
+
+
 class _ByName:
     """Each LAN model's calibration (stored under its name in ``home``), else its prior; looked
     up once per name, and again when a calibration appears for a model on its prior."""

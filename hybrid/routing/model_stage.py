@@ -29,7 +29,7 @@ prompt already in the cache, so the vector costs a queue hand-off and the hidden
 read, not a prefill.  It is read only while a slot is free, so that it never waits.  The
 decision does not change; the ledger keeps the vector with the request's signal, so that a
 refit from labelled traffic can refit the model stage too
-(:mod:`hybrid.routing.calibration.learning`).  When it cannot be read, there is none.
+(:mod:`hybrid.routing.calibration.probe_refit`).  When it cannot be read, there is none.
 
 The decision then says both stages: the reason ``difficulty:0.41~probe:0.73>0.50``, the score
 (``X-Hybrid-Score``) the settled one (after ``probe:``), and a ``probe`` verdict after the

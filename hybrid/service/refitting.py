@@ -7,7 +7,7 @@ comparisons, from this daemon or any other of a shared ledger), and once that ma
 labelled after the newest label its last refit learned from (a label that replaces an earlier
 one counts as new; counting labels, not totals, keeps refits coming once
 ``routing.learn.keep_signals`` or the retention prunes old ones), it refits exactly as the
-command does (:func:`~hybrid.routing.calibration.learning.ledger_examples`, then
+command does (:func:`~hybrid.routing.calibration.refit_examples.ledger_examples`, then
 :func:`~hybrid.routing.calibration.learning.refit`) once the local model is idle (no request
 waits or runs), at the lowest CPU priority (:mod:`~hybrid.routing.calibration.low_priority`):
 a refit takes seconds of CPU (about 2 s with 400 labels and 11 s with 10,000, on 2 cores),
@@ -209,7 +209,7 @@ class TrafficRefitter:
             return  # the model is loading, or its lookup has not finished
         self.labels, newest = await self._ledger.read(lambda store: store.usable_since(sha256))
         if self._labelled is not None and self._loaded != (sha256, self.labels, newest):
-            from hybrid.routing.calibration.learning import ledger_requests
+            from hybrid.routing.calibration.refit_examples import ledger_requests
 
             rows = await self._ledger.read(lambda store: store.labelled(sha256))
             self._labelled.load(sha256, await asyncio.to_thread(ledger_requests, rows))
@@ -255,8 +255,9 @@ class TrafficRefitter:
 
     def _refit(self, sha256: str, rows: list[LabelledSignal]) -> RefitOutcome:
         from hybrid import __version__
-        from hybrid.routing.calibration.learning import ledger_examples, refit
+        from hybrid.routing.calibration.learning import refit
         from hybrid.routing.calibration.record import load_record
+        from hybrid.routing.calibration.refit_examples import ledger_examples
         from hybrid.routing.difficulty.store import find, save
 
         stamp = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")
@@ -330,7 +331,7 @@ def read_labelled(source: Path | str, sha256: str, labelled: LabelledScores) -> 
         LedgerError: The ledger cannot be read.
     """
     from hybrid.ledger.store import LedgerStore
-    from hybrid.routing.calibration.learning import ledger_requests
+    from hybrid.routing.calibration.refit_examples import ledger_requests
 
     if isinstance(source, Path) and not source.is_file():
         return 0

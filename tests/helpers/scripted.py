@@ -23,7 +23,7 @@ from hybrid.generation import (
     Usage,
 )
 from hybrid.hardware.probe import HardwareProbe
-from hybrid.local.backend import unsupported_error
+from hybrid.local.preparation import unsupported_error
 from hybrid.local.runtime import LocalRuntime
 from hybrid.local.speed import SpeedMeter
 from hybrid.settings import Settings

@@ -37,17 +37,17 @@ from hybrid.ledger.learning import LabelledSignal, Signal
 from hybrid.routing.calibration.acceptance import MIN_HELD_OUT_ITEMS, MIN_HELD_OUT_PER_CLASS
 from hybrid.routing.calibration.fitting import WORD_WEIGHT, train_feature_model
 from hybrid.routing.calibration.items import calibration_set
-from hybrid.routing.calibration.learning import (
-    Example,
-    Refit,
-    Source,
-    calibration_examples,
-    ledger_examples,
-)
+from hybrid.routing.calibration.learning import Refit
 from hybrid.routing.calibration.learning import refit as learning_refit
 from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.calibration.probe_fitting import two_stage_scores
 from hybrid.routing.calibration.record import AnswerRecord
+from hybrid.routing.calibration.refit_examples import (
+    Example,
+    Source,
+    calibration_examples,
+    ledger_examples,
+)
 from hybrid.routing.calibration.runner import ItemAnswer
 from hybrid.routing.difficulty.features import FEATURE_VERSION
 from hybrid.routing.difficulty.model import DifficultyModel
@@ -554,7 +554,7 @@ def test_every_labelled_request_judges_a_refit_not_only_the_few_held_out() -> No
 
 
 def test_enough_labelled_requests_decide_the_comparison_with_the_model_in_use() -> None:
-    from hybrid.routing.calibration.learning import review
+    from hybrid.routing.calibration.refit_acceptance import review
 
     # The model in use scores its own calibration answers well (it was fitted on them); on
     # the user's labelled requests the refit is better, and that decides.

@@ -24,7 +24,7 @@ from hybrid.generation import (
     Usage,
     tool_needs,
 )
-from hybrid.local.backend import unsupported_error
+from hybrid.local.preparation import unsupported_error
 from hybrid.local.speed import SpeedMeter
 from hybrid.routing import cascade
 from hybrid.routing.chain import build_router

@@ -1,33 +1,23 @@
-"""Failover, local fallback and the reasons they give, with scripted local and cloud backends."""
+"""The cascade in the dispatcher: a local answer read first, kept or escalated, and given again
+when its escalation fails."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from dispatching import REQUEST, run, text_of
 from routing_fakes import LOCAL, FakeLocal, FakeProvider
 
 from hybrid.backend import Generation, collect
-from hybrid.errors import (
-    ContextLengthExceededError,
-    HybridError,
-    ModelNotReadyError,
-    NoRouteError,
-    PrivateDataError,
-    ProviderRejectedError,
-    ProviderTimeoutError,
-    ProviderUnavailableError,
-    QueueFullError,
-)
+from hybrid.errors import NoRouteError, ProviderUnavailableError, QueueFullError
 from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
     GenerationRequest,
-    Message,
     TextDelta,
     TokenLogprob,
     Usage,
@@ -38,166 +28,6 @@ from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames, ProviderModels
 from hybrid.settings.routing import RoutingSettings
-
-REQUEST = GenerationRequest("r1", messages=(Message("user", "hi"),))
-
-
-def dispatcher(
-    local: FakeLocal,
-    *providers: FakeProvider,
-    failover: tuple[str, ...] = (),
-    keys: tuple[str, ...] = ("openai", "anthropic"),
-    local_fallback: bool = True,
-) -> Dispatcher:
-    names = ModelNames(
-        [
-            ProviderModels("openai", ("gpt-4.1-mini",), usable="openai" in keys),
-            ProviderModels("anthropic", ("claude-sonnet-4-5",), usable="anthropic" in keys),
-        ],
-        None,
-    )
-    return Dispatcher(
-        local,
-        {p.name: p for p in providers},  # type: ignore[misc]
-        names,
-        router=build_router(RoutingSettings()),
-        failover=names.targets(failover, setting="cloud.failover"),
-        local_fallback=local_fallback,
-    )
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-async def text_of(answer: Any) -> str:
-    return (await collect(answer.generation)).text
-
-
-def test_auto_answers_locally_when_the_request_fits() -> None:
-    answer = run(dispatcher(FakeLocal(), FakeProvider("openai")).start(REQUEST, model="hybrid"))
-    assert (answer.route, answer.model, answer.reason) == ("local", LOCAL, "policies:pass")
-
-
-def test_a_prompt_too_long_for_the_local_context_goes_to_the_cloud() -> None:
-    local = FakeLocal(
-        ContextLengthExceededError(prompt_tokens=9000, max_tokens=312, context_length=8192)
-    )
-    openai = FakeProvider("openai")
-    answer = run(dispatcher(local, openai).start(REQUEST, model=None))
-    assert (answer.route, answer.model) == ("cloud", "openai/gpt-4.1-mini")
-    assert answer.reason == "length:9312>8192"
-    assert openai.models_asked == ["gpt-4.1-mini"]
-    assert run(text_of(answer)) == "openai answer"
-
-
-@pytest.mark.parametrize(
-    ("failure", "reason"),
-    [
-        (QueueFullError(depth=9, retry_after=3), "capacity:queue_full:9"),
-        (ModelNotReadyError("loading"), "capacity:local_loading"),
-    ],
-)
-def test_a_busy_or_absent_local_model_escalates(failure: HybridError, reason: str) -> None:
-    answer = run(
-        dispatcher(FakeLocal(failure), FakeProvider("openai")).start(REQUEST, model="hybrid")
-    )
-    assert answer.route == "cloud" and answer.reason == reason
-
-
-def test_a_named_cloud_model_is_the_escalation_target() -> None:
-    local = FakeLocal(
-        ContextLengthExceededError(prompt_tokens=9000, max_tokens=0, context_length=8192)
-    )
-    anthropic = FakeProvider("anthropic")
-    answer = run(
-        dispatcher(local, FakeProvider("openai"), anthropic).start(
-            REQUEST, model="claude-sonnet-4-5"
-        )
-    )
-    assert answer.model == "anthropic/claude-sonnet-4-5"
-
-
-def test_route_header_overrides_the_model_name() -> None:
-    d = dispatcher(FakeLocal(), FakeProvider("openai"))
-    assert run(d.start(REQUEST, model="hybrid", override="cloud")).route == "cloud"
-    assert run(d.start(REQUEST, model="gpt-4.1-mini", override="local")).route == "local"
-
-
-def test_failover_to_the_next_target_names_the_first_failure() -> None:
-    openai = FakeProvider("openai", ProviderTimeoutError("openai", "no first byte in 2 s"))
-    anthropic = FakeProvider("anthropic")
-    d = dispatcher(FakeLocal(), openai, anthropic, failover=("anthropic/claude-sonnet-4-5",))
-    answer = run(d.start(REQUEST, model="cloud"))
-    assert answer.model == "anthropic/claude-sonnet-4-5"
-    assert answer.reason == "explicit:cloud;failover:openai:timeout"
-
-
-def test_every_cloud_target_down_falls_back_to_local() -> None:
-    openai = FakeProvider("openai", ProviderUnavailableError("openai", "503", status=503))
-    answer = run(dispatcher(FakeLocal(), openai).start(REQUEST, model="cloud"))
-    assert (answer.route, answer.reason) == (
-        "local",
-        "cloud_unavailable:openai:unavailable;explicit:cloud",  # why, then why it went out
-    )
-    assert run(text_of(answer)) == "local answer"
-
-
-def test_no_key_falls_back_to_local_and_says_so() -> None:
-    answer = run(
-        dispatcher(FakeLocal(), FakeProvider("openai"), keys=()).start(REQUEST, model="cloud")
-    )
-    assert answer.route == "local"
-    assert answer.reason == "cloud_unavailable:cloud:no_provider;explicit:cloud"
-    d = dispatcher(FakeLocal(), FakeProvider("openai"), keys=("anthropic",))
-    assert run(d.start(REQUEST, model="openai/gpt-4.1-mini", override="cloud")).reason == (
-        "cloud_unavailable:openai:no_key;explicit:cloud"
-    )
-
-
-def test_nothing_can_serve_names_every_failure_and_whether_to_retry() -> None:
-    local = FakeLocal(
-        ContextLengthExceededError(prompt_tokens=9000, max_tokens=0, context_length=8192)
-    )
-    openai = FakeProvider("openai", ProviderTimeoutError("openai", "no first byte in 2 s"))
-    with pytest.raises(NoRouteError) as caught:
-        run(dispatcher(local, openai).start(REQUEST, model="hybrid"))
-    message = str(caught.value)
-    assert "openai: no first byte" in message and "local: prompt is 9,000 tokens" in message
-    assert caught.value.failures == ["openai:timeout"] and caught.value.should_retry
-    with pytest.raises(NoRouteError) as no_key:
-        run(dispatcher(local, FakeProvider("openai"), keys=()).start(REQUEST, model="cloud"))
-    assert not no_key.value.should_retry
-    assert "OPENAI_API_KEY" in str(no_key.value)
-
-
-def test_with_no_cloud_configured_the_local_error_stands_and_says_why() -> None:
-    local = FakeLocal(
-        ContextLengthExceededError(prompt_tokens=9000, max_tokens=0, context_length=8192)
-    )
-    with pytest.raises(ContextLengthExceededError) as caught:
-        run(dispatcher(local, FakeProvider("openai"), keys=()).start(REQUEST, model="hybrid"))
-    message = str(caught.value)
-    assert "prompt is 9,000 tokens" in message and "8,192" in message
-    assert "No cloud provider is configured" in message and "OPENAI_API_KEY" in message
-    busy = FakeLocal(QueueFullError(depth=3, retry_after=2))
-    with pytest.raises(QueueFullError):
-        run(dispatcher(busy, FakeProvider("openai"), keys=()).start(REQUEST, model="hybrid"))
-
-
-def test_local_fallback_can_be_switched_off() -> None:
-    openai = FakeProvider("openai", ProviderUnavailableError("openai", "503"))
-    with pytest.raises(NoRouteError, match="local fallback is off"):
-        run(dispatcher(FakeLocal(), openai, local_fallback=False).start(REQUEST, model="cloud"))
-
-
-def test_a_request_the_provider_rejects_is_not_failed_over() -> None:
-    openai = FakeProvider("openai", ProviderRejectedError("openai", "bad temperature", status=400))
-    anthropic = FakeProvider("anthropic")
-    d = dispatcher(FakeLocal(), openai, anthropic, failover=("anthropic/claude-sonnet-4-5",))
-    with pytest.raises(ProviderRejectedError):
-        run(d.start(REQUEST, model="cloud"))
-    assert anthropic.models_asked == []
 
 
 class Unsure(Generation):
@@ -436,67 +266,3 @@ def test_a_full_queue_escalates_a_request_the_cascade_would_read() -> None:
     local.fail = QueueFullError(depth=4, retry_after=1)
     answer = run(cascading(local, FakeProvider("openai")).start(REQUEST, model="hybrid"))
     assert (answer.route, answer.reason) == ("cloud", "capacity:queue_full:4")
-
-
-PRIVATE = GenerationRequest("r2", messages=(Message("user", "mail jane.doe@example.com the file"),))
-
-
-def test_private_data_stays_local_even_when_the_cloud_is_asked_for() -> None:
-    openai = FakeProvider("openai")
-    answer = run(dispatcher(FakeLocal(), openai).start(PRIVATE, model="cloud"))
-    assert (answer.route, answer.reason) == ("local", "privacy:email")
-    assert openai.models_asked == []
-
-
-@pytest.mark.parametrize(
-    ("model", "override", "asked", "decided"),
-    [
-        ("hybrid", None, REQUEST, "router"),
-        ("local", None, REQUEST, "client"),
-        ("cloud", None, REQUEST, "client"),
-        ("hybrid", "local", REQUEST, "client"),
-        ("local", "auto", REQUEST, "router"),
-        # The privacy policy overrode the client's "cloud": the router decided.
-        ("cloud", None, PRIVATE, "router"),
-    ],
-)
-def test_the_answer_says_who_decided_its_route(
-    model: str, override: Any, asked: GenerationRequest, decided: str
-) -> None:
-    answer = run(
-        dispatcher(FakeLocal(), FakeProvider("openai")).start(asked, model=model, override=override)
-    )
-    assert answer.decided == decided
-
-
-def test_the_server_wide_mode_decides_when_it_fixes_the_route() -> None:
-    routed = dispatcher(FakeLocal(), FakeProvider("openai"))
-    routed.mode = "local-only"
-    assert run(routed.start(REQUEST, model="hybrid")).decided == "mode"
-
-
-def test_private_data_the_local_model_cannot_take_is_refused_not_leaked() -> None:
-    local = FakeLocal(
-        ContextLengthExceededError(prompt_tokens=9000, max_tokens=0, context_length=8192)
-    )
-    openai = FakeProvider("openai")
-    with pytest.raises(PrivateDataError) as caught:
-        run(dispatcher(local, openai).start(PRIVATE, model="hybrid"))
-    message = str(caught.value)
-    assert "privacy:email" in message and "jane.doe" not in message
-    assert "routing.privacy.allow_cloud" in message and not caught.value.should_retry
-    assert openai.models_asked == []
-
-
-def test_allow_cloud_lets_private_data_out_when_local_cannot_serve() -> None:
-    local = FakeLocal(QueueFullError(depth=9, retry_after=3))
-    names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
-    d = Dispatcher(
-        local,
-        {"openai": FakeProvider("openai")},  # type: ignore[dict-item]
-        names,
-        router=build_router(RoutingSettings()),
-        private_to_cloud=True,
-    )
-    answer = run(d.start(PRIVATE, model="hybrid"))
-    assert (answer.route, answer.reason) == ("cloud", "privacy:email;local_unavailable")
