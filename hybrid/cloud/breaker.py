@@ -1,17 +1,22 @@
 """A circuit breaker: stop calling a provider that keeps failing, and probe it now and then.
 
 ```
-closed --(failures in a row)--> open --(reset_s elapsed)--> half_open --(probe succeeds)--> closed
+closed --(failures in a row)--> open --(its wait elapsed)--> half_open --(probe succeeds)--> closed
                                   ^                             |
                                   +------(probe fails)----------+
 ```
 
 While open, requests skip the provider at once (and fail over) instead of waiting for timeouts.
 Half-open lets exactly one probe through at a time; its outcome closes or re-opens the circuit.
+
+An open circuit waits ``reset_s``, or longer when a failure since the last success came with a
+longer wait the provider asked for (its ``Retry-After``): a probe sent before then would only be
+refused, and the time to the next probe is the wait clients are told.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -27,7 +32,8 @@ class CircuitBreaker:
 
     Args:
         failures: Consecutive failures that open the circuit (at least 1).
-        reset_s: Seconds the circuit stays open before a probe is let through.
+        reset_s: Seconds the circuit stays open before a probe is let through, at least (see
+            :meth:`record_failure` for longer).
         clock: Monotonic seconds; injectable for tests.
     """
 
@@ -44,14 +50,23 @@ class CircuitBreaker:
         self._state: BreakerState = "closed"
         self._failures = 0
         self._opened_at = 0.0
+        # The latest moment a provider asked to be left alone until, of the failures since the
+        # last success (-inf: none asked).
+        self._asked_until = -math.inf
         self._probe_started: float | None = None
 
     @property
     def state(self) -> BreakerState:
         """``closed``, ``open``, or ``half_open`` (which includes "open, but due for a probe")."""
-        if self._state == "open" and self._clock() - self._opened_at >= self._reset_s:
+        if self._state == "open" and self._clock() >= self._reopens_at:
             return "half_open"
         return self._state
+
+    @property
+    def _reopens_at(self) -> float:
+        """When the open circuit lets a probe through: ``reset_s`` after it opened, or when the
+        wait the provider asked for ends, whichever is later."""
+        return max(self._opened_at + self._reset_s, self._asked_until)
 
     @property
     def consecutive_failures(self) -> int:
@@ -62,7 +77,7 @@ class CircuitBreaker:
         """Seconds until the open circuit lets a probe through; None unless it is open."""
         if self.state != "open":
             return None
-        return max(0.0, self._opened_at + self._reset_s - self._clock())
+        return max(0.0, self._reopens_at - self._clock())
 
     def allow(self) -> bool:
         """Whether a request may go to the provider now.
@@ -76,7 +91,7 @@ class CircuitBreaker:
         if self._state == "closed":
             return True
         if self._state == "open":
-            if now - self._opened_at < self._reset_s:
+            if now < self._reopens_at:
                 return False
             self._state = "half_open"
             self._probe_started = None
@@ -97,14 +112,23 @@ class CircuitBreaker:
             return
         self._state = "closed"
         self._failures = 0
+        self._asked_until = -math.inf
         self._probe_started = None
 
-    def record_failure(self) -> None:
+    def record_failure(self, wait_s: float | None = None) -> None:
         """A request failed in a way that says the provider is unwell.
 
         Opens the circuit when the count reaches the threshold, or at once when the failed
         request was the half-open probe.
+
+        Args:
+            wait_s: Seconds the provider asked to be left alone for with this failure (its
+                ``Retry-After``), when it said.  Until the next success, an open circuit lets
+                no probe through before the longest such wait has passed, even when that is
+                later than ``reset_s`` after it opened.
         """
+        if wait_s is not None:
+            self._asked_until = max(self._asked_until, self._clock() + wait_s)
         self._failures += 1
         if self._state == "half_open" or (
             self._state == "closed" and self._failures >= self._threshold

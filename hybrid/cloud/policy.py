@@ -39,7 +39,7 @@ class ReliabilityPolicy:
             fails at once so that another provider can take it.
         breaker_failures: Consecutive failed requests that open the circuit.
         breaker_reset_s: Seconds the circuit stays open before one probe request is let
-            through (half-open).
+            through (half-open); longer when a failure came with a longer ``Retry-After``.
 
     Raises:
         ConfigError: A timeout is not positive, a wait is negative, or a count is below 1.

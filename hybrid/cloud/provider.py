@@ -180,11 +180,14 @@ class CloudProvider(Backend):
         """
         call = self._call(request, self._model_for(request))
         if not self._breaker.allow():
-            raise self._circuit_open_error()
+            raise self.circuit_open_error()
         try:
             opened = await self._attempts(request, call)
         except ProviderError as exc:
-            self._settle("failure" if counts_against_provider(exc) else "release")
+            if counts_against_provider(exc):
+                self._settle("failure", wait_s=exc.retry_after)
+            else:
+                self._settle("release")
             raise
         except BaseException:
             self._settle("release")  # the client went away mid-retry: no verdict
@@ -194,12 +197,15 @@ class CloudProvider(Backend):
         self._settle("success")
         return ReplayGeneration(opened)
 
-    def _settle(self, outcome: Outcome) -> None:
+    def _settle(self, outcome: Outcome, *, wait_s: float | None = None) -> None:
         """Report how an allowed request ended to the circuit breaker.
 
         Args:
             outcome: ``success`` (a complete answer), ``failure`` (the provider is unwell) or
                 ``release`` (no verdict: the client left, or the request itself was at fault).
+            wait_s: For a failure, the wait the provider asked for with it (its
+                ``Retry-After``), when it said: an open circuit lets no probe through before it
+                has passed.
         """
         if outcome == "success":
             self._breaker.record_success()
@@ -207,13 +213,13 @@ class CloudProvider(Backend):
             self._breaker.release()
         else:
             was_open = self._breaker.state == "open"
-            self._breaker.record_failure()
+            self._breaker.record_failure(wait_s)
             if not was_open and self._breaker.state == "open":
                 log.warning(
                     "%s: circuit opened after %d failures in a row; next probe in %.0f s",
                     self._name,
                     self._breaker.consecutive_failures,
-                    self._policy.breaker_reset_s,
+                    self._breaker.retry_in_s() or 0.0,
                 )
 
     # -- what a subclass defines ------------------------------------------------------------
@@ -281,7 +287,9 @@ class CloudProvider(Backend):
             param="model",
         )
 
-    def _circuit_open_error(self) -> CircuitOpenError:
+    def circuit_open_error(self) -> CircuitOpenError:
+        """The error of a request the open circuit keeps from the provider; its
+        ``retry_after`` is the time to the next probe (None while a probe is in flight)."""
         retry_in = self._breaker.retry_in_s()
         failures = self._breaker.consecutive_failures
         if retry_in is None:

@@ -225,6 +225,7 @@ def counts_against_provider(error: ProviderError) -> bool:
     A 429 counts, on purpose: a provider that still rate-limits once the retries have honoured
     its ``Retry-After`` (or asks for more than ``max_retry_after_s``) is overloaded for this
     account, and after ``breaker_failures`` such requests in a row it is left alone for
-    ``breaker_reset_s``, however long its ``Retry-After``, instead of being sent more.
+    ``breaker_reset_s``, or until its ``Retry-After`` has passed when that is longer, instead of
+    being sent more.
     """
     return not isinstance(error, ProviderAuthError | ProviderRejectedError)

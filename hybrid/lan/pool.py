@@ -214,6 +214,11 @@ class LanPool:
         return self._servers
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock of the pool and of its servers' circuit breakers."""
+        return self._clock
+
+    @property
     def strategy(self) -> str:
         return self._settings.strategy
 

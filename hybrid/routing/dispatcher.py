@@ -345,7 +345,9 @@ class Dispatcher:
 
     async def _lan_only(self, request: GenerationRequest, plan: RoutePlan) -> Answer:
         """``X-Hybrid-Route: lan``: a LAN server, never the cloud; when none takes it, the
-        local model answers if ``cloud.local_fallback`` allows, as after a cloud failure."""
+        local model answers if ``cloud.local_fallback`` allows, as after a cloud failure.
+        Otherwise the NoRouteError carries what is left of the soonest wait the servers set
+        (:meth:`~hybrid.routing.lan.LanMiss.retry_after`)."""
         assert self._lan is not None  # plan() refuses lan without servers
         reason = plan.decision.reason
         started = await self._lan.start(request, reason, messages=difficulty_messages(request))
@@ -365,6 +367,7 @@ class Dispatcher:
             f"to the cloud (X-Hybrid-Route: lan): {'; '.join(failures)}",
             failures=failures,
             should_retry=started.code != "lan:no_model",
+            retry_after=started.retry_after(),
         )
 
     async def _cloud(

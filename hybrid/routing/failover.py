@@ -10,7 +10,8 @@ local fallback and, when nothing can answer, for the error the client gets.
 A wait a provider asked for (its ``Retry-After``, or its open circuit's time to the next probe)
 is kept with the moment it was said, on a monotonic clock: the wait the client is told is what
 is left of the soonest of them when the error is built, after the other targets and the local
-model had their turn.
+model had their turn.  The LAN tier's failures (:mod:`hybrid.routing.lan`) are kept and told
+the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hybrid.cloud.provider import CloudProvider
@@ -151,10 +152,7 @@ class CloudFailures:
             return BudgetExceededError(
                 lead + " and the local model cannot answer: " + details, cap=capped
             )
-        now = self.clock()
-        left = [f.wait_left(now) for f in self.failures if f.retryable]
-        waits = [wait for wait in left if wait is not None]
-        retry_after = min(waits) if waits else None
+        retry_after = soonest_wait(self.failures, self.clock())
         rate_limited = bool(self.failures) and all(f.rate_limited for f in self.failures)
         lead = "no backend could answer"
         if rate_limited:
@@ -169,6 +167,14 @@ class CloudFailures:
             retry_after=retry_after,
             rate_limited=rate_limited,
         )
+
+
+def soonest_wait(failures: Iterable[Failure], now: float) -> float | None:
+    """What is left at ``now`` (monotonic) of the soonest wait said by the failures a retry may
+    fix, or None when none of them said one: the ``Retry-After`` a client is told."""
+    left = [f.wait_left(now) for f in failures if f.retryable]
+    waits = [wait for wait in left if wait is not None]
+    return min(waits) if waits else None
 
 
 class Failover:

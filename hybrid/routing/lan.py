@@ -18,15 +18,19 @@ its prior.
 When no server takes it, :class:`LanMiss` says why in one code for the cloud answer's reason:
 ``lan:failed:gpu-box:timeout``, ``lan:busy`` (every server full, saturated, down or open),
 ``lan:no_model`` (no model held able to answer it), ``lan:no_trusted_server`` (private data,
-and no server is marked trusted).
+and no server is marked trusted).  It keeps the waits the servers asked for (a ``Retry-After``)
+and the time to the next probe of each open circuit it passed over, as the cloud's failures do
+(:func:`~hybrid.routing.failover.soonest_wait`), for the ``Retry-After`` of a request that only
+LAN servers may answer (``X-Hybrid-Route: lan``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybrid.errors import (
@@ -43,7 +47,7 @@ from hybrid.routing.answer import Answer
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.prior import is_prior, prior_for_name
 from hybrid.routing.difficulty.store import find, model_path, name_key
-from hybrid.routing.failover import Failure
+from hybrid.routing.failover import Failure, soonest_wait
 
 log = logging.getLogger("hybrid.routing")
 
@@ -55,10 +59,20 @@ class LanMiss:
     Attributes:
         code: One code for the reason of the answer given instead (``lan:busy``).
         failures: The servers that were tried and failed, in order.
+        open_circuits: The servers passed over because their circuit is open, with the time
+            to its next probe as their wait.
+        clock: Monotonic seconds, the clock the failures' ``said_at`` was read from.
     """
 
     code: str
     failures: tuple[Failure, ...] = ()
+    open_circuits: tuple[Failure, ...] = ()
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
+
+    def retry_after(self) -> float | None:
+        """What is left now of the soonest wait a server asked for or an open circuit set (of
+        those a retry may end), or None when there is none."""
+        return soonest_wait((*self.failures, *self.open_circuits), self.clock())
 
 
 class LanTier:
@@ -138,7 +152,7 @@ class LanTier:
                     # Restarted with another model: later requests ask for the one it lists
                     # now (this one goes on to the next server, not back here).
                     await self._pool.relist(server)
-                failures.append(Failure(server.name, exc.reason, str(exc), exc.retryable))
+                failures.append(Failure.of(exc, at=self._pool.clock()))
                 continue
             except InvalidRequestError as exc:
                 # Its API cannot carry something the request asks for: the cloud may.
@@ -154,12 +168,25 @@ class LanTier:
                 full += f";failover:lan:{failures[0].code}"
             return Answer(self._pool.track(server, generation), "lan", where, full, score)
         if failures:
-            return LanMiss(f"lan:failed:{failures[0].code}", tuple(failures))
-        if not servers and not skipped:
-            return LanMiss("lan:no_trusted_server")  # the pool has servers: none is trusted
-        if not tried_any and servers:
-            return LanMiss("lan:no_model")
-        return LanMiss("lan:busy")
+            code = f"lan:failed:{failures[0].code}"
+        elif not servers and not skipped:
+            code = "lan:no_trusted_server"  # the pool has servers: none is trusted
+        elif not tried_any and servers:
+            code = "lan:no_model"
+        else:
+            code = "lan:busy"
+        return LanMiss(code, tuple(failures), self._open_circuits(skipped), self._pool.clock)
+
+    def _open_circuits(self, skipped: Sequence[str]) -> tuple[Failure, ...]:
+        """The servers :meth:`~hybrid.lan.pool.LanPool.ranked` passed over for their open
+        circuit (``gpu-box:circuit_open``), each as the failure it would have raised."""
+        passed = set(skipped)
+        now = self._pool.clock()
+        return tuple(
+            Failure.of(server.provider.circuit_open_error(), at=now)
+            for server in self._pool.servers
+            if f"{server.name}:circuit_open" in passed
+        )
 
     def _model_for(
         self, server: LanServer, messages: Sequence[Message], judged: dict[str, bool]

@@ -203,7 +203,12 @@ class CloudSettings(BaseModel):
         default=5, ge=1, description="Consecutive failures that open a provider's circuit."
     )
     breaker_reset_s: float = Field(
-        default=30.0, gt=0, description="Seconds an open circuit waits before a probe."
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds an open circuit waits before a probe (longer when the provider's "
+            "Retry-After asked for longer)."
+        ),
     )
 
     @field_validator("providers")

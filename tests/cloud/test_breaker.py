@@ -95,3 +95,62 @@ def test_a_late_success_from_before_the_circuit_opened_does_not_close_it() -> No
     circuit.record_success()
     assert circuit.state == "open"
     assert not circuit.allow()
+
+
+def test_a_longer_wait_the_provider_asked_for_keeps_the_circuit_open_until_it_passes() -> None:
+    # Rate limited with "Retry-After: 120": a probe after reset_s (30 s) would be refused.
+    clock = FakeClock()
+    circuit = breaker(clock, failures=2)
+    circuit.record_failure(wait_s=120.0)
+    clock.now += 1.0
+    circuit.record_failure(wait_s=120.0)
+    assert circuit.snapshot()["retry_in_s"] == 120.0
+    clock.now += 30.0
+    assert circuit.state == "open"
+    assert not circuit.allow()
+    assert circuit.retry_in_s() == 90.0
+    clock.now += 90.0
+    assert circuit.state == "half_open"
+    assert circuit.allow()
+
+
+def test_an_earlier_failures_longer_wait_still_holds_when_the_circuit_opens() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=2)
+    circuit.record_failure(wait_s=100.0)
+    clock.now += 10.0
+    circuit.record_failure()  # a timeout says no wait: the 90 s left of the 100 s still hold
+    assert circuit.retry_in_s() == 90.0
+
+
+def test_a_shorter_wait_than_the_reset_leaves_the_reset() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=1)
+    circuit.record_failure(wait_s=5.0)
+    assert circuit.retry_in_s() == 30.0
+    clock.now += 30.0
+    assert circuit.allow()
+
+
+def test_a_probe_refused_with_a_long_wait_keeps_the_circuit_open_that_long() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=1)
+    circuit.record_failure()
+    clock.now += 30.0
+    assert circuit.allow()
+    circuit.record_failure(wait_s=60.0)
+    clock.now += 59.0
+    assert not circuit.allow()
+    assert circuit.retry_in_s() == 1.0
+    clock.now += 1.0
+    assert circuit.allow()
+
+
+def test_a_success_forgets_the_waits_asked_before_it() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=2)
+    circuit.record_failure(wait_s=300.0)
+    circuit.record_success()
+    circuit.record_failure()
+    circuit.record_failure()
+    assert circuit.retry_in_s() == 30.0

@@ -198,23 +198,49 @@ def test_every_circuit_open_tells_the_soonest_probe_and_that_a_retry_may_help(
     assert headers["x-should-retry"] == "true"
 
 
-def test_requests_that_end_rate_limited_open_the_circuit_and_then_its_wait_is_told(
+def test_requests_that_end_rate_limited_open_the_circuit_until_the_providers_wait_passes(
     cloud: FakeCloud,
 ) -> None:
     # A 429 counts for the circuit breaker like a 5xx: two requests rate-limited in a row by
-    # both providers open both circuits (breaker_reset_s, 30 s, whatever the 60 s they asked
-    # for), and the next request, 5 s later, is told the circuits' 25 s as a 503.
+    # both providers open both circuits, and they stay open for the 60 s the providers asked
+    # for, not only breaker_reset_s (30 s).  30 s after they opened nothing is sent (a probe
+    # would be refused) and the client is told the 30 s left; 60 s after, the probe goes out.
     limited = [Fault.rate_limit(retry_after_s=60)] * 2
     clock = Stopwatch()
 
-    first, second, third = _outcomes(
-        cloud, clock, limited, limited, [], pause_s=5.0, breaker_failures=2
+    first, second, third, fourth = _outcomes(
+        cloud, clock, limited, limited, [], [], pause_s=30.0, breaker_failures=2
     )
 
     assert first is not None and second is not None and third is not None
     assert wire_error(second).status == 429
     assert wire_error(second).headers()["Retry-After"] == "60"
     assert third.failures == ["openai:circuit_open", "anthropic:circuit_open"]
-    assert len(cloud.requests) == 4, "the open circuits send nothing"
     wire = wire_error(third)
-    assert (wire.status, wire.headers()["Retry-After"]) == (503, "25")
+    assert (wire.status, wire.headers()["Retry-After"]) == (503, "30")
+    assert fourth is None, "the probe after the 60 s was answered"
+    # Two for each rate-limited request, none for the third, openai's probe for the fourth.
+    assert len(cloud.requests) == 5
+
+
+def test_an_open_circuit_tells_the_longer_of_its_reset_and_the_providers_wait(
+    cloud: FakeCloud,
+) -> None:
+    # openai's one 429 asks for 45 s and opens its circuit (one failure is enough here);
+    # anthropic answers.  5 s later openai is skipped and anthropic fails: the client is told
+    # the 40 s left of openai's wait (its reset alone would say 25 s).
+    clock = Stopwatch()
+
+    first, second = _outcomes(
+        cloud,
+        clock,
+        [Fault.rate_limit(retry_after_s=45)],
+        [Fault.status(503)] * 2,
+        pause_s=5.0,
+        breaker_failures=1,
+    )
+
+    assert first is None, "anthropic answered the first request"
+    assert second is not None
+    assert second.failures == ["openai:circuit_open", "anthropic:unavailable"]
+    assert wire_error(second).headers()["Retry-After"] == "40"

@@ -1,0 +1,161 @@
+"""The ``Retry-After`` a client hears when a request only LAN servers may answer
+(``X-Hybrid-Route: lan``) finds none: what is left of the soonest wait a server asked for (its
+429's) or an open circuit it was passed over for sets, as after the cloud's failures.
+
+The servers are real HTTP servers on loopback (`FakeCloud` speaking OpenAI's wire format),
+reached through the real `LanPool` and `LanProvider`; one fake clock serves the pool (its
+servers' breakers) and the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import pytest
+from fake_cloud import FakeCloud, Fault
+from routing_fakes import BIG, LAN_POLICY, FakeLocal
+
+from hybrid.errors import NoRouteError, QueueFullError
+from hybrid.generation import GenerationRequest, Message
+from hybrid.lan.pool import LanPool
+from hybrid.routing.chain import build_router
+from hybrid.routing.dispatcher import Dispatcher
+from hybrid.routing.lan import LanTier
+from hybrid.routing.names import ModelNames
+from hybrid.settings.lan import LanSettings
+from hybrid.settings.routing import RoutingSettings
+from hybrid.wire.errors import wire_error
+
+Round = Sequence[tuple[FakeCloud, Fault]]
+"""The faults pushed to the servers before one request."""
+
+REQUEST = GenerationRequest("r1", messages=(Message("user", "What is the capital of France?"),))
+
+
+class Clock:
+    """Monotonic seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def boxes() -> Iterator[tuple[FakeCloud, FakeCloud]]:
+    with (
+        FakeCloud(reply="from a", models=(BIG,)) as a,
+        FakeCloud(reply="from b", models=(BIG,)) as b,
+    ):
+        yield a, b
+
+
+def _outcomes(
+    clock: Clock, servers: Sequence[FakeCloud], *rounds: Round, pause_s: float = 0.0
+) -> list[NoRouteError | None]:
+    """Send one ``X-Hybrid-Route: lan`` request to the servers (``a`` first, then ``b``; one
+    attempt each, and one failure opens a server's circuit; the local model is busy) for each
+    round of faults the servers are to answer it with, the clock moving ``pause_s`` between
+    rounds: each one's NoRouteError, or None when a server answered."""
+    settings = LanSettings(
+        servers=[
+            {
+                "name": name,
+                "base_url": f"{box.base_url}/v1",
+                "api_key": box.openai_key,
+                "models": [BIG],
+            }
+            for name, box in zip("ab", servers, strict=False)
+        ],
+        max_attempts=1,
+    )
+    pool = LanPool(settings, dataclasses.replace(LAN_POLICY, breaker_failures=1), clock=clock)
+    dispatcher = Dispatcher(
+        FakeLocal(QueueFullError(depth=4, retry_after=2)),
+        {},
+        ModelNames([], None),
+        router=build_router(RoutingSettings()),
+        lan=LanTier(pool),
+        clock=clock,
+    )
+
+    async def scenario() -> list[NoRouteError | None]:
+        outcomes: list[NoRouteError | None] = []
+        try:
+            for index, faults in enumerate(rounds):
+                if index:
+                    clock.now += pause_s
+                for box, fault in faults:
+                    box.push(fault)
+                try:
+                    answer = await dispatcher.start(REQUEST, model="hybrid", override="lan")
+                except NoRouteError as exc:
+                    outcomes.append(exc)
+                else:
+                    await answer.generation.aclose()
+                    outcomes.append(None)
+        finally:
+            await pool.aclose()
+        return outcomes
+
+    return asyncio.run(scenario())
+
+
+def _retry_after(error: NoRouteError | None) -> str | None:
+    """The 503's ``Retry-After``, when it has one."""
+    assert error is not None
+    wire = wire_error(error)
+    assert wire.status == 503
+    return wire.headers().get("Retry-After")
+
+
+def test_a_servers_wait_is_told_and_its_open_circuit_holds_it(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    # The server asks for 120 s, which opens its circuit for as long (not only the 30 s of
+    # breaker_reset_s): 12 s later it is passed over, and the client is told the 108 s left.
+    a, _ = boxes
+    clock = Clock()
+
+    first, second = _outcomes(
+        clock, [a], [(a, Fault.rate_limit(retry_after_s=120))], [], pause_s=12.0
+    )
+
+    assert _retry_after(first) == "120"
+    assert second is not None and "(lan:busy)" in str(second)
+    assert _retry_after(second) == "108"
+    assert len(a.requests) == 1, "the open circuit sent nothing"
+
+
+def test_an_open_circuit_passed_over_tells_its_wait_when_it_is_the_soonest(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    # a fails the first request (its circuit opens for 30 s) and b answers it.  10 s later a
+    # is passed over and b asks for 45 s: the client is told a's 20 s.
+    a, b = boxes
+    clock = Clock()
+
+    first, second = _outcomes(
+        clock,
+        [a, b],
+        [(a, Fault.status(503))],
+        [(b, Fault.rate_limit(retry_after_s=45))],
+        pause_s=10.0,
+    )
+
+    assert first is None, "b answered the first request"
+    assert second is not None and "(lan:failed:b:rate_limited)" in str(second)
+    assert _retry_after(second) == "20"
+    assert len(a.requests) == 1, "the open circuit sent nothing"
+
+
+def test_without_a_wait_said_no_retry_after_is_told(boxes: tuple[FakeCloud, FakeCloud]) -> None:
+    a, _ = boxes
+
+    [refused] = _outcomes(Clock(), [a], [(a, Fault.status(503))])
+
+    assert refused is not None and refused.should_retry
+    assert _retry_after(refused) is None
