@@ -26,10 +26,12 @@ what may be a call, which is held and turned into tool call deltas when the answ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import numpy as np
@@ -140,7 +142,11 @@ class LocalBackend(Backend):
         return self._calls_started
 
     async def prompt_embedding(
-        self, request: GenerationRequest, *, prepared: EngineJob | None = None
+        self,
+        request: GenerationRequest,
+        *,
+        prepared: EngineJob | None = None,
+        running: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> np.ndarray:
         """The local model's own vector for a request's prompt.
 
@@ -155,6 +161,8 @@ class LocalBackend(Backend):
         Args:
             request: The request.
             prepared: What :meth:`prepare` made of it (then it is not tokenized again).
+            running: Entered on the worker thread while the prompt is evaluated (after its
+                wait in the queue), as :meth:`start`'s is.
 
         Returns:
             A float32 vector of :attr:`embedding_size` values; equal prompts give equal vectors.
@@ -175,8 +183,13 @@ class LocalBackend(Backend):
             # release_hand_off).  On the low-priority lane, a client request that needs the
             # slot stops the evaluation (PreemptedError).
             stop = threading.Event()
+
+            def work() -> np.ndarray:
+                with _held(running):
+                    return self._engine.embed(tokens, stop)
+
             future = self._queue.submit(
-                lambda: self._engine.embed(tokens, stop),
+                work,
                 hand_off=True,
                 preempt=stop.set if self._queue.is_background else None,
             )
@@ -233,7 +246,11 @@ class LocalBackend(Backend):
             self._calls -= 1
 
     async def start(
-        self, request: GenerationRequest, *, prepared: EngineJob | None = None
+        self,
+        request: GenerationRequest,
+        *,
+        prepared: EngineJob | None = None,
+        running: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> LocalGeneration:
         """Prepare a request, queue it, and return its running generation.
 
@@ -242,6 +259,9 @@ class LocalBackend(Backend):
             prepared: What :meth:`prepare` made of it, or of the same request with other
                 ``top_logprobs`` (a cascade asks for log-probabilities after routing): the
                 prompt is not formatted and tokenized again.
+            running: Entered on the worker thread as the answer starts on the model (after
+                its wait in the queue) and left as it ends or is stopped: a caller meters the
+                model's work on it there (a local shadow answer's energy), without the wait.
 
         Raises:
             ContextLengthExceededError: The prompt and requested output do not fit.
@@ -252,12 +272,15 @@ class LocalBackend(Backend):
         self._calls += 1
         self._calls_started += 1
         try:
-            return await self._start(request, self._own(prepared))
+            return await self._start(request, self._own(prepared), running)
         finally:
             self._calls -= 1
 
     async def _start(
-        self, request: GenerationRequest, prepared: EngineJob | None
+        self,
+        request: GenerationRequest,
+        prepared: EngineJob | None,
+        running: Callable[[], AbstractContextManager[object]] | None,
     ) -> LocalGeneration:
         if prepared is None:
             job = await self.prepare(request)
@@ -295,7 +318,8 @@ class LocalBackend(Backend):
                     self._speed.observe(event, constrained=job.grammar is not None)
                 deliver(event)
 
-            self._engine.run(job, cancel, emit)
+            with _held(running):
+                self._engine.run(job, cancel, emit)
             if cut:
                 raise PreemptedError(
                     "a client request needed the local model: this background answer was "
@@ -325,3 +349,10 @@ class LocalBackend(Backend):
             default_stop=self._default_stop,
             owner=self,
         )
+
+
+def _held(
+    running: Callable[[], AbstractContextManager[object]] | None,
+) -> AbstractContextManager[object]:
+    """The context a job runs in on the worker thread: the caller's ``running``, or none."""
+    return running() if running is not None else contextlib.nullcontext()

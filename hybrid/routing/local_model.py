@@ -18,7 +18,8 @@ not tokenized twice.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from hybrid.backend import Generation
@@ -151,9 +152,20 @@ class LocalAnswerer(Protocol[Prepared]):
         ...
 
     async def start(
-        self, request: GenerationRequest, *, prepared: Prepared | None = None
+        self,
+        request: GenerationRequest,
+        *,
+        prepared: Prepared | None = None,
+        running: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> Generation:
         """Queue a request (prepared by :meth:`prepare`, or prepared now) and start it.
+
+        Args:
+            request: The request.
+            prepared: What :meth:`prepare` made of it.
+            running: Entered on the model's worker thread as the answer starts on the model
+                (after its wait in the queue) and left as it ends or is stopped, so that a
+                caller can meter the work alone (a local shadow answer's energy).
 
         Raises:
             ContextLengthExceededError: The prompt and requested output do not fit.
@@ -163,11 +175,21 @@ class LocalAnswerer(Protocol[Prepared]):
         ...
 
     async def prompt_embedding(
-        self, request: GenerationRequest, *, prepared: Prepared | None = None
+        self,
+        request: GenerationRequest,
+        *,
+        prepared: Prepared | None = None,
+        running: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> np.ndarray:
         """The model's own vector of a request's prompt, evaluated on its queue; background
         work then waits for the answer that follows (a hand-off), or for
         :meth:`release_hand_off`.
+
+        Args:
+            request: The request.
+            prepared: What :meth:`prepare` made of it.
+            running: Entered on the model's worker thread while the prompt is evaluated, as
+                :meth:`start`'s is.
 
         Raises:
             ContextLengthExceededError: The prompt and requested output do not fit.

@@ -27,14 +27,18 @@ and the local answer is graded against the cloud's in the same way.  No cloud ca
 Labels from local answers alone come from the requests the router already finds easiest (with
 the shipped calibration of the embedded model it keeps a few percent of real prompts local), so
 a refit sees few wrong answers and none of the requests it escalates; this labels those too.
-At most :data:`LOCAL_PENDING` such answers wait or run at once; the rest are not sampled.
-Each local answer started is reported (:class:`~hybrid.routing.shadow_meter.LocalShadowAnswer`:
-its tokens, and the process CPU seconds and GPU energy across it, to price its electricity as a
-local answer's), whether it graded or not, so that its receiver records it as a ledger leg: one
-that a client request stopped (preempted) or that failed mid-answer with what it generated until
-then (counted from its events: the local model streams a piece per token), while one that never
-started (the model not ready, its queue full, the prompt too long) or that the server's shutdown
-cut short is not reported.
+The sample (:class:`Sample`) counts only the escalated requests a local answer could be given
+for: text-only ones with a non-empty cloud answer, offered while fewer than
+:data:`LOCAL_PENDING` such answers wait or run and background work is not held (on battery
+power).  The others are neither answered nor counted, so exactly one in each run of
+``1 / local_shadow_rate`` of those that could be answered is.  Each local answer started is
+reported (:class:`~hybrid.routing.shadow_meter.LocalShadowAnswer`: its tokens, and the process
+CPU seconds and GPU energy while the local model worked on it, its waits for the lane left out,
+to price its electricity as a local answer's), whether it graded or not, so that its receiver
+records it as a ledger leg: one that a client request stopped (preempted) or that failed
+mid-answer with what it generated until then (counted from its events: the local model streams
+a piece per token), while one that never started (the model not ready, its queue full, the
+prompt too long) or that the server's shutdown cut short is not reported.
 
 The local answer is labelled good when the agreement reaches ``routing.learn.shadow_agreement``
 (0.5 by default).  **With a judge** (``routing.learn.judge_model``,
@@ -198,7 +202,8 @@ class Shadowing:
             prefill (``routing.learn.prompt_vectors``), for the model stage's refits.
         held: Why the local model's background work waits now (on battery power), or None;
             no local shadow answer starts while it holds.
-        cpu: Process CPU seconds, read across a local shadow answer for its energy.
+        cpu: Process CPU seconds, read as each job of a local shadow answer starts on the
+            local model and ends, for its energy (:class:`~hybrid.routing.shadow_meter.Meter`).
         gpu_energy: The GPUs' energy counter in joules (None without one), read likewise.
     """
 
@@ -375,10 +380,13 @@ class Shadowing:
                 stream=False,
                 params=dataclasses.replace(request.params, max_tokens=cap),
             )
+            # Metered only while the model works on it: not its waits for the lane.
             meter = Meter(self._perf, self._cpu, self._gpu_energy)
             prepared = await local.prepare(asked)
-            vector = await self._vector(local, asked, prepared) if self._vectors else None
-            generation = await local.start(asked, prepared=prepared)
+            vector = None
+            if self._vectors:
+                vector = await self._vector(local, asked, prepared, meter)
+            generation = await local.start(asked, prepared=prepared, running=meter.running)
             tally = Tally()
             try:
                 answered = await collect(Tallied(generation, tally))
@@ -416,12 +424,13 @@ class Shadowing:
 
     @staticmethod
     async def _vector(
-        local: LocalAnswerer[Any], request: GenerationRequest, prepared: object
+        local: LocalAnswerer[Any], request: GenerationRequest, prepared: object, meter: Meter
     ) -> np.ndarray | None:
         """The local model's vector of the prompt, read in the context that then answers it
-        (its answer reuses the prefill); None when it cannot be read."""
+        (its answer reuses the prefill, so the meter counts the prefill here); None when it
+        cannot be read."""
         try:
-            return await local.prompt_embedding(request, prepared=prepared)
+            return await local.prompt_embedding(request, prepared=prepared, running=meter.running)
         except HybridError as exc:
             log.info("no prompt vector for the local shadow answer: %s", exc)
             return None

@@ -180,11 +180,11 @@ class RecordMaker:
         local answer's electricity is, with nothing avoided.
 
         Args:
-            cpu_seconds: Process CPU seconds across the work.
+            cpu_seconds: Process CPU seconds while the local model worked on it.
             gpu_joules: The GPUs' energy across it, None without a counter: its time
                 (``busy_s``) is then priced at ``energy.gpu_watts`` when the model runs on a
                 GPU.
-            busy_s: Seconds from its start to its end.
+            busy_s: Seconds the local model worked on it (its waits for the model left out).
         """
         gpu_seconds = busy_s if gpu_joules is None and self._gpu_offloaded() else None
         return self._costing.for_discarded_local(

@@ -41,12 +41,14 @@ class FinishingBackend(ScriptedBackend):
         super().__init__()
         self.ending: list[GenerationEvent | HybridError] | None = None
 
-    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
+    async def start(
+        self, request: GenerationRequest, *, prepared: Any = None, running: Any = None
+    ) -> Generation:
         if self.ending is None:
-            return await super().start(request)
+            return await super().start(request, running=running)
         self.requests.append(request)
         events: list[GenerationEvent | HybridError] = [TextDelta(p) for p in self.pieces]
-        generation = ScriptedGeneration([*events, *self.ending])
+        generation = ScriptedGeneration([*events, *self.ending], running)
         self.generations.append(generation)
         return generation
 

@@ -32,8 +32,10 @@ class CountingBackend(ScriptedBackend):
     """The scripted local model, whose generations know their prompt's length up front as the
     real local model's do (``LocalGeneration.prompt_tokens``)."""
 
-    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
-        generation = await super().start(request, prepared=prepared)
+    async def start(
+        self, request: GenerationRequest, *, prepared: Any = None, running: Any = None
+    ) -> Generation:
+        generation = await super().start(request, prepared=prepared, running=running)
         generation.prompt_tokens = 7  # type: ignore[attr-defined]
         return generation
 

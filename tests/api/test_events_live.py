@@ -109,7 +109,9 @@ class HeldBackend(ScriptedBackend):
         super().__init__()
         self.closed = asyncio.Event()
 
-    async def start(self, request: GenerationRequest, *, prepared: object = None) -> Generation:
+    async def start(
+        self, request: GenerationRequest, *, prepared: object = None, running: object = None
+    ) -> Generation:
         backend = self
 
         class Held(Generation):
@@ -332,7 +334,9 @@ class HoldingBackend(ScriptedBackend):
         self.generating = threading.Event()
         self.stopped = threading.Event()
 
-    async def start(self, request: GenerationRequest, *, prepared: object = None) -> Generation:
+    async def start(
+        self, request: GenerationRequest, *, prepared: object = None, running: object = None
+    ) -> Generation:
         backend = self
 
         class Holding(Generation):

@@ -41,14 +41,16 @@ class ToolBackend(ScriptedBackend):
         self.text = "Let me check."
         self.calls: list[ToolCallDelta] = [*WEATHER_CALL, *CLOCK_CALL]
 
-    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
+    async def start(
+        self, request: GenerationRequest, *, prepared: Any = None, running: Any = None
+    ) -> Generation:
         if not request.tools or request.tool_choice.mode == "none":
-            return await super().start(request)
+            return await super().start(request, running=running)
         self.requests.append(request)
         events: list[GenerationEvent | HybridError] = [TextDelta(self.text)] if self.text else []
         events += self.calls
         events.append(GenerationDone("tool_calls", Usage(prompt_tokens=7, completion_tokens=9)))
-        generation = ScriptedGeneration(events)
+        generation = ScriptedGeneration(events, running)
         self.generations.append(generation)
         return generation
 

@@ -3,7 +3,9 @@ without a model."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,15 +35,24 @@ TEST_CLIENT_HOST = "testserver"
 
 
 class ScriptedGeneration(Generation):
-    def __init__(self, events: list[GenerationEvent | HybridError]) -> None:
+    """The scripted events; ``running`` is entered as they start and left as they end or fail,
+    as the local backend does around an answer's job on the model."""
+
+    def __init__(
+        self,
+        events: list[GenerationEvent | HybridError],
+        running: Callable[[], AbstractContextManager[object]] | None = None,
+    ) -> None:
         self._events = events
+        self._running = running
         self.closed = False
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        for event in self._events:
-            if isinstance(event, HybridError):
-                raise event
-            yield event
+        with self._running() if self._running is not None else contextlib.nullcontext():
+            for event in self._events:
+                if isinstance(event, HybridError):
+                    raise event
+                yield event
 
     async def aclose(self) -> None:
         self.closed = True
@@ -83,20 +94,33 @@ class ScriptedBackend(Backend):
     embedding = np.zeros(4, dtype=np.float32)
     fail_on_embed: HybridError | None = None
 
-    async def prompt_embedding(self, request: GenerationRequest, *, prepared: Any = None) -> Any:
+    async def prompt_embedding(
+        self,
+        request: GenerationRequest,
+        *,
+        prepared: Any = None,
+        running: Callable[[], AbstractContextManager[object]] | None = None,
+    ) -> Any:
         _refuse_unsupported(request, self.supports)
         if isinstance(self.fail_on_start, ContextLengthExceededError):
             raise self.fail_on_start
         self.embedded.append(request)
-        if self.fail_on_embed is not None:
-            raise self.fail_on_embed
-        text = request.messages[-1].content if request.messages else request.prompt or ""
-        return self.vectors.get(text, self.embedding)
+        with running() if running is not None else contextlib.nullcontext():
+            if self.fail_on_embed is not None:
+                raise self.fail_on_embed
+            text = request.messages[-1].content if request.messages else request.prompt or ""
+            return self.vectors.get(text, self.embedding)
 
     def release_hand_off(self) -> None:
         self.hand_offs_released += 1
 
-    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
+    async def start(
+        self,
+        request: GenerationRequest,
+        *,
+        prepared: Any = None,
+        running: Callable[[], AbstractContextManager[object]] | None = None,
+    ) -> Generation:
         _refuse_unsupported(request, self.supports)
         self.requests.append(request)
         if self.fail_on_start is not None:
@@ -112,7 +136,7 @@ class ScriptedBackend(Backend):
         events.append(
             GenerationDone("stop", Usage(prompt_tokens=7, completion_tokens=len(self.pieces)))
         )
-        generation = ScriptedGeneration(events)
+        generation = ScriptedGeneration(events, running)
         self.generations.append(generation)
         return generation
 

@@ -4,8 +4,10 @@ the judge) and the local model answering again in the background."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -310,6 +312,50 @@ def test_local_shadow_answers_wait_two_at_most(cloud: FakeCloud, tmp_path: Path)
     assert again and reported == 3 and len(local.requests) == 3
 
 
+def test_the_local_sample_counts_only_the_requests_a_local_answer_could_be_given_for(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    local = ScriptedBackend()
+    local.pieces = ["Paris"]
+    held: list[str | None] = [None]
+    options = {"rate": 0.0, "local_rate": 0.5, "local": lambda: local, "held": lambda: held[0]}
+    shadowing, pool = shadowing_for(cloud, tmp_path, **options)
+    images = GenerationRequest("r2", messages=QUESTION.messages, needs=frozenset({"images"}))
+    # The local sample's draws when cloud shadowing is off: the same seed, counting only the
+    # requests offered below that could be answered.
+    expected = Sample(0.5, Random(0))
+
+    async def offer_many() -> list[bool]:
+        outcomes: list[ShadowOutcome] = []
+
+        def offer(request: GenerationRequest = QUESTION, text: str = "Paris") -> bool:
+            return shadowing.offer_local(request, text, TARGET, outcomes.append)
+
+        taken, waiting = [], 0
+        try:
+            for _ in range(12):
+                # On battery power, needing images, or with an empty cloud answer: neither
+                # answered nor counted.
+                held[0] = "on battery power"
+                assert not offer()
+                held[0] = None
+                assert not offer(images) and not offer(text=" ")
+                taken.append(offer())
+                waiting += taken[-1]
+                if waiting == LOCAL_PENDING:
+                    assert not offer()  # two wait already: not counted either
+                    await shadowing.drain()
+                    waiting = 0
+            await shadowing.drain()
+        finally:
+            await pool.aclose()
+        return taken
+
+    taken = asyncio.run(offer_many())
+    assert taken == [expected.draw() for _ in range(12)]
+    assert 0 < sum(taken) < 12 and len(local.requests) == sum(taken)
+
+
 def test_a_local_shadow_answer_reads_the_prompt_vector_from_the_prefill_it_answers_from(
     cloud: FakeCloud, tmp_path: Path
 ) -> None:
@@ -335,36 +381,97 @@ def test_a_local_shadow_answer_reads_the_prompt_vector_from_the_prefill_it_answe
     assert plain.vector is None and len(local.embedded) == 2
 
 
-def meters() -> dict[str, Any]:
-    """Fake clocks for a local shadow answer: each read moves the clock by 2 s, the process
-    CPU time by 0.5 s and the GPUs' energy counter by 100 J."""
-    clock, cpu, gpu = itertools.count(1), itertools.count(1), itertools.count(1)
-    return {
-        "perf": lambda: 2.0 * next(clock),
-        "cpu": lambda: 0.5 * next(cpu),
-        "gpu_energy": lambda: 100.0 * next(gpu),
-    }
+class Machine:
+    """A fake machine's clock, process CPU time and GPUs' energy counter: they move only as
+    work uses the machine."""
+
+    def __init__(self) -> None:
+        self.seconds = self.cpu_s = self.joules = 0.0
+
+    def use(self, seconds: float, cpu_s: float, joules: float) -> None:
+        self.seconds += seconds
+        self.cpu_s += cpu_s
+        self.joules += joules
+
+    def meters(self) -> dict[str, Any]:
+        """The meters a :class:`Shadowing` reads."""
+        return {
+            "perf": lambda: self.seconds,
+            "cpu": lambda: self.cpu_s,
+            "gpu_energy": lambda: self.joules,
+        }
 
 
-def test_a_local_shadow_answer_reports_what_the_local_model_spent(
-    cloud: FakeCloud, tmp_path: Path
+# What client requests use of the machine (seconds, CPU seconds, joules) while a job of a local
+# shadow answer waits for the low-priority lane, and again after it; what the job for its
+# prompt's vector (the prefill) and the one for its answer use.
+CLIENTS = (30.0, 24.0, 3000.0)
+PREFILL = (1.0, 0.5, 50.0)
+ANSWER = (4.0, 2.0, 200.0)
+
+
+class BusyLane(ScriptedBackend):
+    """The scripted local model on the low-priority lane of a busy machine: client requests
+    use the machine while each job waits for the lane, and after it ends."""
+
+    def __init__(self, machine: Machine) -> None:
+        super().__init__()
+        self.machine = machine
+
+    def _job(self, running: Any, work: tuple[float, float, float]) -> Any:
+        @contextlib.contextmanager
+        def job() -> Iterator[None]:
+            self.machine.use(*CLIENTS)  # waiting for the lane
+            try:
+                with running():
+                    self.machine.use(*work)
+                    yield
+            finally:
+                self.machine.use(*CLIENTS)  # the lane's next client requests
+
+        return job
+
+    async def prompt_embedding(
+        self, request: GenerationRequest, *, prepared: Any = None, running: Any = None
+    ) -> Any:
+        job = self._job(running, PREFILL)
+        return await super().prompt_embedding(request, prepared=prepared, running=job)
+
+    async def start(
+        self, request: GenerationRequest, *, prepared: Any = None, running: Any = None
+    ) -> Any:
+        job = self._job(running, ANSWER)
+        return await super().start(request, prepared=prepared, running=job)
+
+
+@pytest.mark.parametrize(
+    ("vectors", "spent"),
+    [(False, ANSWER), (True, tuple(a + b for a, b in zip(PREFILL, ANSWER, strict=True)))],
+)
+def test_a_local_shadow_answer_reports_what_the_local_model_spent_on_it(
+    cloud: FakeCloud, tmp_path: Path, vectors: bool, spent: tuple[float, float, float]
 ) -> None:
-    local = ScriptedBackend()
+    machine = Machine()
+    local = BusyLane(machine)
     local.pieces = ["Paris", "."]
     shadowing, pool = shadowing_for(
-        cloud, tmp_path, local_rate=1.0, local=lambda: local, **meters()
+        cloud, tmp_path, local_rate=1.0, local=lambda: local, vectors=vectors, **machine.meters()
     )
     _, [outcome] = compare(shadowing, pool, "Paris", answered_by="cloud")
     assert outcome.grade == Grade(True, 1.0, "match")
-    # Read as it starts and as it ends: one step of each meter.
+    # Only while the local model worked on it (the prefill its vector is read from, then its
+    # answer): not while its jobs waited for the lane, nor once they ended, while client
+    # requests used the machine.
+    seconds, cpu_s, joules = spent
     assert outcome.local == LocalShadowAnswer(
         model="scripted-model",
         prompt_tokens=7,
         completion_tokens=2,
-        latency_s=2.0,
-        cpu_s=0.5,
-        gpu_joules=100.0,
+        latency_s=seconds,
+        cpu_s=cpu_s,
+        gpu_joules=joules,
     )
+    assert machine.seconds > seconds  # the client requests' time was there to count
 
 
 @pytest.mark.parametrize(
@@ -382,11 +489,12 @@ def test_a_local_shadow_answer_stopped_early_is_reported_with_what_it_generated(
     status: str,
     error: str | None,
 ) -> None:
-    local = ScriptedBackend()
+    machine = Machine()
+    local = BusyLane(machine)
     local.pieces = ["Paris", " is", " the"]
     local.fail_mid_stream = stopped  # type: ignore[assignment]
     shadowing, pool = shadowing_for(
-        cloud, tmp_path, local_rate=1.0, local=lambda: local, **meters()
+        cloud, tmp_path, local_rate=1.0, local=lambda: local, **machine.meters()
     )
     started, [outcome] = compare(shadowing, pool, "Paris", answered_by="cloud")
     # No grade (nor label) from half an answer, but its cost is reported.
@@ -395,9 +503,9 @@ def test_a_local_shadow_answer_stopped_early_is_reported_with_what_it_generated(
         model="scripted-model",
         prompt_tokens=7,  # the prepared prompt's
         completion_tokens=3,  # a piece per token, counted as they came
-        latency_s=2.0,
-        cpu_s=0.5,
-        gpu_joules=100.0,
+        latency_s=4.0,  # until it stopped, not the client requests' time after
+        cpu_s=2.0,
+        gpu_joules=200.0,
         status=status,  # type: ignore[arg-type]
         error=error,
         estimated=True,
