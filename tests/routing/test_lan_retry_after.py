@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import pytest
 from fake_cloud import FakeCloud, Fault
 from routing_fakes import BIG, LAN_POLICY, FakeLocal
 
@@ -42,15 +41,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def boxes() -> Iterator[tuple[FakeCloud, FakeCloud]]:
-    with (
-        FakeCloud(reply="from a", models=(BIG,)) as a,
-        FakeCloud(reply="from b", models=(BIG,)) as b,
-    ):
-        yield a, b
 
 
 def _outcomes(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -36,15 +35,6 @@ REQUEST = GenerationRequest("r1", messages=(Message("user", "What is the capital
 EMAIL = GenerationRequest(
     "r2", messages=(Message("user", "Write to jane.doe@example.com about the meeting."),)
 )
-
-
-@pytest.fixture
-def boxes() -> Iterator[tuple[FakeCloud, FakeCloud]]:
-    with (
-        FakeCloud(reply="from a", models=(BIG,)) as a,
-        FakeCloud(reply="from b", models=(BIG,)) as b,
-    ):
-        yield a, b
 
 
 def server(name: str, cloud: FakeCloud | None, **extra: Any) -> dict[str, Any]:
