@@ -15,8 +15,7 @@ from hybrid.api.state import app_state
 from hybrid.backend import Completion, collect
 from hybrid.errors import HybridError, InvalidRequestError
 from hybrid.generation import GenerationRequest
-from hybrid.routing.answer import ROUTE_OVERRIDES
-from hybrid.routing.dispatcher import Answer, RouteOverride
+from hybrid.routing.answer import ROUTE_OVERRIDES, Answer, RouteOverride
 from hybrid.service import answering
 from hybrid.service.recorded import Api
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from hybrid.api.responses import EventStreamResponse
 from hybrid.errors import HybridError
-from hybrid.routing.dispatcher import Answer
+from hybrid.routing.answer import Answer
 from hybrid.wire.sse import sse_comment
 
 log = logging.getLogger("hybrid.api")

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from hybrid.generation import GenerationRequest
-    from hybrid.routing.dispatcher import Dispatcher, RoutePlan
+    from hybrid.routing.answer import RoutePlan
+    from hybrid.routing.dispatcher import Dispatcher
     from hybrid.settings import Settings
 
 HELP = "show where a prompt would be routed, with every policy's verdict"

@@ -57,40 +57,18 @@ from hybrid.errors import (
 from hybrid.generation import GenerationRequest
 from hybrid.hardware.snapshot import LiveSample
 from hybrid.routing import cascade
-from hybrid.routing.answer import (
-    MODES,
-    Answer,
-    Decided,
-    DiscardedLeg,
-    Mode,
-    Route,
-    RouteOverride,
-    RoutePlan,
-)
+from hybrid.routing.answer import Answer, Mode, RouteOverride, RoutePlan
 from hybrid.routing.failover import Failover
 from hybrid.routing.lan import LanTier, difficulty_messages
 from hybrid.routing.local_leg import LocalLeg
 from hybrid.routing.local_model import LocalCapacity
 from hybrid.routing.names import CloudTarget, ModelNames
-from hybrid.routing.planning import LONG_TEXT_CHARS, Planner
+from hybrid.routing.planning import Planner
 from hybrid.routing.policy import Router
 from hybrid.routing.private_route import PrivateRoute
 from hybrid.routing.reserving import Reserving
 
 log = logging.getLogger("hybrid.routing")
-
-__all__ = [
-    "LONG_TEXT_CHARS",
-    "MODES",
-    "Answer",
-    "Decided",
-    "DiscardedLeg",
-    "Dispatcher",
-    "Mode",
-    "Route",
-    "RouteOverride",
-    "RoutePlan",
-]
 
 
 class Dispatcher:

@@ -72,13 +72,13 @@ from hybrid.ledger.costing import NOTHING, Costing
 from hybrid.ledger.record import Decided, LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
 from hybrid.routing.answer import (
+    Answer,
     DiscardedLeg,
     PartialAnswer,
     RoutePlan,
     discarded_before,
     partial_before,
 )
-from hybrid.routing.dispatcher import Answer
 from hybrid.routing.policy import Verdict
 from hybrid.service.events import EventBus
 from hybrid.service.metrics import Metrics

@@ -17,8 +17,7 @@ from hybrid.errors import HybridError, LocalModelNotFoundError, ModelNotFoundErr
 
 if TYPE_CHECKING:
     from hybrid.generation import GenerationRequest
-    from hybrid.routing.answer import RoutePlan
-    from hybrid.routing.dispatcher import Answer, RouteOverride
+    from hybrid.routing.answer import Answer, RouteOverride, RoutePlan
     from hybrid.service.recorded import Api
     from hybrid.service.service import Service
 

@@ -50,9 +50,9 @@ from hybrid.generation import (
 from hybrid.ledger.costing import NOTHING
 from hybrid.ledger.learning import Label, Signal
 from hybrid.ledger.record import LedgerRecord
+from hybrid.routing.answer import Answer
 from hybrid.routing.cascade import DECLINED
 from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
-from hybrid.routing.dispatcher import Answer
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.shadow import ShadowCall, Shadowing, ShadowOutcome
 from hybrid.routing.shadow_meter import LocalShadowAnswer

@@ -24,7 +24,7 @@ from hybrid.generation import (
 from hybrid.routing.reserving import reservation_of
 
 if TYPE_CHECKING:
-    from hybrid.routing.dispatcher import Answer
+    from hybrid.routing.answer import Answer
     from hybrid.service.accounting import Accountant
 
 Api = Literal["openai", "anthropic"]

@@ -21,11 +21,12 @@ from hybrid.generation import (
     SamplingParams,
 )
 from hybrid.local.speed import SpeedMeter
+from hybrid.routing.answer import Mode
 from hybrid.routing.chain import build_router
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import Blend, ProbeStage
-from hybrid.routing.dispatcher import Dispatcher, Mode
+from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.model_stage import stage_of
 from hybrid.routing.names import ModelNames, ProviderModels
 from hybrid.settings.routing import DifficultySettings, ModelStage, RoutingSettings

@@ -14,8 +14,7 @@ from hybrid.ledger.costing import Costing
 from hybrid.ledger.prices import PriceTable
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
-from hybrid.routing.answer import DiscardedLeg, PartialAnswer, RoutePlan
-from hybrid.routing.dispatcher import Answer
+from hybrid.routing.answer import Answer, DiscardedLeg, PartialAnswer, RoutePlan
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.policy import RouteDecision
 from hybrid.service.accounting import Accountant

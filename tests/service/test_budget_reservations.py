@@ -20,7 +20,7 @@ from hybrid.generation import GenerationRequest, Message, SamplingParams, TextDe
 from hybrid.ledger.budget import Budget, Reservation, SpendSeed
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
-from hybrid.routing.dispatcher import Answer
+from hybrid.routing.answer import Answer
 from hybrid.service.answering import start_answer
 from hybrid.service.build import build_service
 from hybrid.service.service import Service

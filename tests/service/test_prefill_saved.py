@@ -23,7 +23,7 @@ from hybrid.ledger.costing import Costing
 from hybrid.ledger.prices import PriceTable
 from hybrid.ledger.record import LedgerRecord
 from hybrid.ledger.writer import LedgerWriter
-from hybrid.routing.dispatcher import Answer
+from hybrid.routing.answer import Answer
 from hybrid.service.accounting import Accountant
 from hybrid.service.events import EventBus
 from hybrid.service.metrics import Metrics

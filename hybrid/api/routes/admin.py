@@ -17,7 +17,7 @@ from hybrid.api.state import app_state
 from hybrid.errors import InvalidRequestError
 from hybrid.ledger.budget import day_start
 from hybrid.ledger.totals import GROUP_BYS, GroupBy
-from hybrid.routing.dispatcher import MODES, Mode
+from hybrid.routing.answer import MODES, Mode
 from hybrid.service.events import CLOSED
 from hybrid.service.service import Service
 from hybrid.wire.sse import sse_comment, sse_event

@@ -15,7 +15,7 @@ from hybrid.api.middleware import request_id_of
 from hybrid.backend import Completion, Generation
 from hybrid.errors import HybridError
 from hybrid.generation import TextDelta, ThinkingDelta, ToolCallDelta
-from hybrid.routing.dispatcher import Answer
+from hybrid.routing.answer import Answer
 from hybrid.wire.errors import wire_error
 from hybrid.wire.openai.decode import chat_request
 from hybrid.wire.openai.respond import (

@@ -25,7 +25,7 @@ from hybrid.backend import (
 )
 from hybrid.errors import GenerationError, HybridError
 from hybrid.generation import GenerationDone, TextDelta, Usage
-from hybrid.routing.dispatcher import Answer
+from hybrid.routing.answer import Answer
 from hybrid.wire.anthropic.decode import messages_request
 from hybrid.wire.anthropic.respond import (
     ContentBlocks,
