@@ -41,6 +41,7 @@ HybridError
         ├── ProviderRejectedError       [rejected] another 4xx: the request itself is at fault
         ├── ProviderProtocolError       [bad_response] malformed JSON or SSE
         └── CircuitOpenError            [circuit_open] recent failures: not tried for now
+                                        (rate_limited when 429s opened it)
 ```
 
 ``hybrid monitor`` adds two of its own, ``DaemonUnreachable`` and ``MalformedEventError``
@@ -313,9 +314,25 @@ class WrongModelError(ProviderProtocolError):
 
 
 class CircuitOpenError(ProviderError):
-    """The provider failed repeatedly and is skipped until its circuit half-opens."""
+    """The provider failed repeatedly and is skipped until its circuit half-opens.
+
+    Attributes:
+        rate_limited: Whether rate limits (HTTP 429) opened the circuit: the provider is
+            skipped because it is rate limiting requests, which a client is told as such.
+    """
 
     reason = "circuit_open"
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        rate_limited: bool = False,
+    ) -> None:
+        super().__init__(provider, message, retry_after=retry_after)
+        self.rate_limited = rate_limited
 
 
 class RoutingError(HybridError):
@@ -414,7 +431,8 @@ class NoRouteError(RoutingError):
         retry_after: Seconds to wait before retrying, when a provider said (the shortest
             wait any of them asked for).
         rate_limited: Whether every candidate was a provider that rate-limited the request
-            (HTTP 429): the client is told it is rate limited, not that nothing is there.
+            (HTTP 429) or was skipped for a circuit that rate limits opened: the client is told
+            it is rate limited, not that nothing is there.
     """
 
     def __init__(

@@ -12,6 +12,10 @@ Half-open lets exactly one probe through at a time; its outcome closes or re-ope
 An open circuit waits ``reset_s``, or longer when a failure since the last success came with a
 longer wait the provider asked for (its ``Retry-After``): a probe sent before then would only be
 refused, and the time to the next probe is the wait clients are told.
+
+It also remembers whether the failures that opened it (the ``failures`` in a row, or the failed
+probe that re-opened it) were all rate limits: a provider left alone because it is rate limiting
+requests is, for a client, still rate limiting them.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class CircuitBreaker:
         # The latest moment a provider asked to be left alone until, of the failures since the
         # last success (-inf: none asked).
         self._asked_until = -math.inf
+        # Whether every failure since the last success was a rate limit (True while none), and
+        # whether those that opened the circuit were.
+        self._rate_limits_only = True
+        self._opened_by_rate_limits = False
         self._probe_started: float | None = None
 
     @property
@@ -72,6 +80,13 @@ class CircuitBreaker:
     def consecutive_failures(self) -> int:
         """Failures recorded since the last success."""
         return self._failures
+
+    @property
+    def opened_by_rate_limits(self) -> bool:
+        """Whether the circuit is not closed because of rate limits: the failures that opened it
+        (the threshold's in a row, or the failed probe that re-opened it) were all rate limits
+        (HTTP 429).  False while closed."""
+        return self._state != "closed" and self._opened_by_rate_limits
 
     def retry_in_s(self) -> float | None:
         """Seconds until the open circuit lets a probe through; None unless it is open."""
@@ -113,9 +128,11 @@ class CircuitBreaker:
         self._state = "closed"
         self._failures = 0
         self._asked_until = -math.inf
+        self._rate_limits_only = True
+        self._opened_by_rate_limits = False
         self._probe_started = None
 
-    def record_failure(self, wait_s: float | None = None) -> None:
+    def record_failure(self, wait_s: float | None = None, *, rate_limited: bool = False) -> None:
         """A request failed in a way that says the provider is unwell.
 
         Opens the circuit when the count reaches the threshold, or at once when the failed
@@ -126,15 +143,23 @@ class CircuitBreaker:
                 ``Retry-After``), when it said.  Until the next success, an open circuit lets
                 no probe through before the longest such wait has passed, even when that is
                 later than ``reset_s`` after it opened.
+            rate_limited: Whether the failure was a rate limit (HTTP 429): a circuit opened by
+                rate limits only says so (:attr:`opened_by_rate_limits`).
         """
         if wait_s is not None:
             self._asked_until = max(self._asked_until, self._clock() + wait_s)
         self._failures += 1
-        if self._state == "half_open" or (
-            self._state == "closed" and self._failures >= self._threshold
-        ):
+        self._rate_limits_only = self._rate_limits_only and rate_limited
+        if self._state == "half_open":
+            # The failed probe re-opens it: what the provider does now is what counts.
+            opens, by_rate_limits = True, rate_limited
+        else:
+            opens = self._state == "closed" and self._failures >= self._threshold
+            by_rate_limits = self._rate_limits_only
+        if opens:
             self._state = "open"
             self._opened_at = self._clock()
+            self._opened_by_rate_limits = by_rate_limits
             self._probe_started = None
 
     def release(self) -> None:

@@ -55,6 +55,7 @@ from hybrid.errors import (
     InvalidRequestError,
     ProviderError,
     ProviderProtocolError,
+    ProviderRateLimitedError,
     ProviderTimeoutError,
 )
 from hybrid.generation import GenerationEvent, GenerationRequest
@@ -185,7 +186,11 @@ class CloudProvider(Backend):
             opened = await self._attempts(request, call)
         except ProviderError as exc:
             if counts_against_provider(exc):
-                self._settle("failure", wait_s=exc.retry_after)
+                self._settle(
+                    "failure",
+                    wait_s=exc.retry_after,
+                    rate_limited=isinstance(exc, ProviderRateLimitedError),
+                )
             else:
                 self._settle("release")
             raise
@@ -197,7 +202,9 @@ class CloudProvider(Backend):
         self._settle("success")
         return ReplayGeneration(opened)
 
-    def _settle(self, outcome: Outcome, *, wait_s: float | None = None) -> None:
+    def _settle(
+        self, outcome: Outcome, *, wait_s: float | None = None, rate_limited: bool = False
+    ) -> None:
         """Report how an allowed request ended to the circuit breaker.
 
         Args:
@@ -206,6 +213,8 @@ class CloudProvider(Backend):
             wait_s: For a failure, the wait the provider asked for with it (its
                 ``Retry-After``), when it said: an open circuit lets no probe through before it
                 has passed.
+            rate_limited: For a failure, whether it was a rate limit (HTTP 429): a circuit
+                opened by rate limits only is skipped as rate limiting, not as down.
         """
         if outcome == "success":
             self._breaker.record_success()
@@ -213,7 +222,7 @@ class CloudProvider(Backend):
             self._breaker.release()
         else:
             was_open = self._breaker.state == "open"
-            self._breaker.record_failure(wait_s)
+            self._breaker.record_failure(wait_s, rate_limited=rate_limited)
             if not was_open and self._breaker.state == "open":
                 log.warning(
                     "%s: circuit opened after %d failures in a row; next probe in %.0f s",
@@ -289,20 +298,30 @@ class CloudProvider(Backend):
 
     def circuit_open_error(self) -> CircuitOpenError:
         """The error of a request the open circuit keeps from the provider; its
-        ``retry_after`` is the time to the next probe (None while a probe is in flight)."""
+        ``retry_after`` is the time to the next probe (None while a probe is in flight), and it
+        is ``rate_limited`` when rate limits opened the circuit (a client is then told it is
+        rate limited, as it was by the requests that opened it)."""
         retry_in = self._breaker.retry_in_s()
         failures = self._breaker.consecutive_failures
+        rate_limited = self._breaker.opened_by_rate_limits
+        why = (
+            "it is rate limiting requests (HTTP 429)"
+            if rate_limited
+            else f"it failed {failures} times in a row"
+        )
         if retry_in is None:
             message = (
-                f"skipped: after {failures} failures in a row a trial request is in flight; "
-                f"retry in a few seconds or use another model"
+                f"skipped: {why}, and a trial request is in flight; retry in a few seconds or "
+                f"use another model"
             )
         else:
             message = (
-                f"skipped: it failed {failures} times in a row, so hybrid leaves it alone for "
-                f"another {retry_in:.0f} s; retry then or use another model"
+                f"skipped: {why}, so hybrid leaves it alone for another {retry_in:.0f} s; "
+                f"retry then or use another model"
             )
-        return CircuitOpenError(self._name, message, retry_after=retry_in)
+        return CircuitOpenError(
+            self._name, message, retry_after=retry_in, rate_limited=rate_limited
+        )
 
     async def _attempts(
         self, request: GenerationRequest, call: UpstreamCall

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Literal
 import httpx2
 
 from hybrid.backend import Generation
-from hybrid.errors import ProviderAuthError, ProviderError, ProviderRejectedError
+from hybrid.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimitedError,
+    ProviderRejectedError,
+)
 from hybrid.generation import GenerationDone, GenerationEvent
 from hybrid.wire.sse import SseEvent, StreamDecoder, iter_sse
 
@@ -149,10 +154,10 @@ class StreamGeneration(Generation):
             await self._iterator.aclose()
         await self._events.aclose()
 
-    def _settle(self, outcome: Outcome) -> None:
+    def _settle(self, outcome: Outcome, *, rate_limited: bool = False) -> None:
         if not self._settled:
             self._settled = True
-            self._provider._settle(outcome)
+            self._provider._settle(outcome, rate_limited=rate_limited)
 
     async def _run(self) -> AsyncGenerator[GenerationEvent, None]:
         batch = self._pending
@@ -167,7 +172,10 @@ class StreamGeneration(Generation):
                 batch = await self._next_batch()
         except ProviderError as exc:
             self._provider._scrub(exc)
-            self._settle("failure" if counts_against_provider(exc) else "release")
+            if counts_against_provider(exc):
+                self._settle("failure", rate_limited=isinstance(exc, ProviderRateLimitedError))
+            else:
+                self._settle("release")
             raise
         finally:
             await self._release()

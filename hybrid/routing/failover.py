@@ -5,7 +5,9 @@ spend cap (the cost is reserved before the request is sent, :mod:`hybrid.routing
 and left for the next one when it fails before its first byte (a provider retries by itself
 until then).  A request the provider rejects as malformed is not failed over: it would fail
 everywhere.  When every target failed, :class:`CloudFailures` says why, for the dispatcher's
-local fallback and, when nothing can answer, for the error the client gets.
+local fallback and, when nothing can answer, for the error the client gets: a rate limit when
+every target rate-limited the request (HTTP 429) or was skipped for a circuit that rate limits
+opened (``openai:circuit_open``), else that nothing could answer.
 
 A wait a provider asked for (its ``Retry-After``, or its open circuit's time to the next probe)
 is kept with the moment it was said, on a monotonic clock: the wait the client is told is what
@@ -58,7 +60,8 @@ class Failure:
         retryable: Whether the same request may succeed later.
         retry_after: Seconds the provider asked to wait before retrying, when it said (or its
             open circuit's time to the next probe).
-        rate_limited: Whether the provider rate-limited the request (HTTP 429).
+        rate_limited: Whether the provider rate-limited the request (HTTP 429), or was skipped
+            for a circuit that rate limits opened (its reason stays ``circuit_open``).
         said_at: When the wait was said, in monotonic seconds (None: just now).
     """
 
@@ -86,7 +89,8 @@ class Failure:
             # An open circuit lets a probe through after its wait: a retry then may succeed.
             error.retryable or isinstance(error, CircuitOpenError),
             retry_after=error.retry_after,
-            rate_limited=isinstance(error, ProviderRateLimitedError),
+            rate_limited=isinstance(error, ProviderRateLimitedError)
+            or (isinstance(error, CircuitOpenError) and error.rate_limited),
             said_at=at,
         )
 
@@ -139,7 +143,8 @@ class CloudFailures:
             A BudgetExceededError when spend caps stopped every target, else a NoRouteError;
             either names every failure.  A NoRouteError carries what is left now of the
             soonest wait a provider asked for (of the failures a retry may fix), and says
-            whether every target was rate limited.
+            whether every target was rate limited: rate-limited the request now, or was skipped
+            for a circuit that rate limits opened.
         """
         details = "; ".join([*(f.detail for f in self.failures), local])
         capped = self.capped
@@ -157,6 +162,8 @@ class CloudFailures:
         lead = "no backend could answer"
         if rate_limited:
             lead = "every cloud provider tried rate-limited the request"
+            if any(f.reason != ProviderRateLimitedError.reason for f in self.failures):
+                lead = "every cloud provider tried is rate limiting requests"
             if retry_after is not None:
                 lead += f" (retry in {max(1, math.ceil(retry_after))} s)"
             lead += ", and nothing else could answer"

@@ -153,8 +153,9 @@ def wire_error(exc: HybridError) -> WireError:
         )
     if isinstance(exc, NoRouteError):
         if exc.rate_limited:
-            # Every provider rate-limited it: say so as they did (429, with their wait), so
-            # that a client backs off instead of retrying at once.  The first failure is the
+            # Every provider rate-limited it, now or by the requests that opened its circuit:
+            # say so as they did (429, with their wait), so that a client backs off instead of
+            # retrying at once.  The first failure is the
             # cause, which tells it from a full local queue in the ledger.
             return WireError(
                 429,

@@ -26,6 +26,7 @@ from cloud_fakes import (
 
 from hybrid.backend import Completion
 from hybrid.errors import (
+    CircuitOpenError,
     InvalidRequestError,
     ProviderError,
     ProviderProtocolError,
@@ -419,6 +420,30 @@ def test_a_rate_limit_error_event_is_typed_as_such() -> None:
     ]
     _, error = stream_events(Upstream(sse_response(ChunkStream(chunks))))
     assert isinstance(error, ProviderRateLimitedError)
+
+
+def test_a_rate_limit_error_event_that_opens_the_circuit_leaves_it_rate_limited() -> None:
+    chunks = [
+        anthropic_start(),
+        *anthropic_text("Hi")[:3],
+        anthropic_event("error", anthropic_error("rate_limit_error", "Slow down")),
+    ]
+    upstream = Upstream(sse_response(ChunkStream(chunks)))
+
+    async def scenario() -> CircuitOpenError:
+        async with mock_client(upstream) as client:
+            provider = anthropic(client, breaker_failures=1)
+            generation = await provider.start(HELLO_STREAM)
+            with pytest.raises(ProviderRateLimitedError):
+                await drain(generation, [])
+            with pytest.raises(CircuitOpenError) as caught:
+                await provider.start(HELLO_STREAM)
+            return caught.value
+
+    skipped = asyncio.run(scenario())
+    assert skipped.rate_limited
+    assert "rate limiting requests" in str(skipped)
+    assert len(upstream.requests) == 1
 
 
 def test_a_stream_without_message_stop_raises_from_the_iterator() -> None:

@@ -154,3 +154,50 @@ def test_a_success_forgets_the_waits_asked_before_it() -> None:
     circuit.record_failure()
     circuit.record_failure()
     assert circuit.retry_in_s() == 30.0
+
+
+def test_a_circuit_rate_limits_opened_says_so_until_a_success_closes_it() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=2)
+    circuit.record_failure(wait_s=60.0, rate_limited=True)
+    assert not circuit.opened_by_rate_limits, "still closed"
+    circuit.record_failure(wait_s=60.0, rate_limited=True)
+    assert circuit.state == "open" and circuit.opened_by_rate_limits
+    clock.now += 60.0
+    assert circuit.allow()
+    assert circuit.opened_by_rate_limits, "half-open, its probe in flight"
+    circuit.record_success()
+    assert circuit.state == "closed" and not circuit.opened_by_rate_limits
+
+
+def test_a_circuit_a_mix_of_failures_opened_is_not_rate_limited() -> None:
+    circuit = breaker(FakeClock(), failures=3)
+    circuit.record_failure(wait_s=60.0, rate_limited=True)
+    circuit.record_failure()  # a timeout
+    circuit.record_failure(wait_s=60.0, rate_limited=True)
+    assert circuit.state == "open"
+    assert not circuit.opened_by_rate_limits
+
+
+def test_a_failure_before_the_last_success_does_not_mix_into_the_next_opening() -> None:
+    circuit = breaker(FakeClock(), failures=2)
+    circuit.record_failure()
+    circuit.record_success()
+    circuit.record_failure(rate_limited=True)
+    circuit.record_failure(rate_limited=True)
+    assert circuit.opened_by_rate_limits
+
+
+def test_the_failed_probe_that_reopens_the_circuit_says_whether_it_is_rate_limited() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock, failures=1)
+    circuit.record_failure()  # a 5xx opens it
+    assert not circuit.opened_by_rate_limits
+    clock.now += 30.0
+    assert circuit.allow()
+    circuit.record_failure(wait_s=10.0, rate_limited=True)  # the probe is rate limited
+    assert circuit.state == "open" and circuit.opened_by_rate_limits
+    clock.now += 30.0
+    assert circuit.allow()
+    circuit.record_failure()  # the next probe times out
+    assert circuit.state == "open" and not circuit.opened_by_rate_limits

@@ -594,6 +594,7 @@ def test_the_circuit_opens_skips_the_provider_then_probes_and_closes() -> None:
             with pytest.raises(CircuitOpenError) as caught:
                 await provider.start(HELLO)
             assert caught.value.retry_after == 30.0
+            assert not caught.value.rate_limited, "5xx opened it"
             assert len(upstream.requests) == 2, "an open circuit sends nothing"
 
             clock.now += 30
@@ -610,6 +611,32 @@ def test_the_circuit_opens_skips_the_provider_then_probes_and_closes() -> None:
             }
 
     asyncio.run(scenario())
+
+
+def test_a_circuit_rate_limits_opened_is_skipped_as_rate_limited_with_the_wait() -> None:
+    clock = FakeClock()
+    limited = json_response(openai_error("slow down"), 429, **{"retry-after": "60"})
+    upstream = Upstream(limited, limited)
+
+    async def scenario() -> CircuitOpenError:
+        async with mock_client(upstream) as client:
+            provider = openai(client, clock=clock, max_attempts=1, breaker_failures=2)
+            for _ in range(2):
+                with pytest.raises(ProviderRateLimitedError):
+                    await provider.start(HELLO)
+            clock.now += 15
+            with pytest.raises(CircuitOpenError) as caught:
+                await provider.start(HELLO)
+            return caught.value
+
+    skipped = asyncio.run(scenario())
+    assert skipped.rate_limited
+    assert skipped.retry_after == 45.0
+    assert str(skipped) == (
+        "openai: skipped: it is rate limiting requests (HTTP 429), so hybrid leaves it alone "
+        "for another 45 s; retry then or use another model"
+    )
+    assert len(upstream.requests) == 2
 
 
 def test_a_failed_probe_reopens_the_circuit() -> None:

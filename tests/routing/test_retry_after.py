@@ -204,7 +204,8 @@ def test_requests_that_end_rate_limited_open_the_circuit_until_the_providers_wai
     # A 429 counts for the circuit breaker like a 5xx: two requests rate-limited in a row by
     # both providers open both circuits, and they stay open for the 60 s the providers asked
     # for, not only breaker_reset_s (30 s).  30 s after they opened nothing is sent (a probe
-    # would be refused) and the client is told the 30 s left; 60 s after, the probe goes out.
+    # would be refused) and the client is told it is still rate limited, with the 30 s left;
+    # 60 s after, the probe goes out.
     limited = [Fault.rate_limit(retry_after_s=60)] * 2
     clock = Stopwatch()
 
@@ -217,7 +218,12 @@ def test_requests_that_end_rate_limited_open_the_circuit_until_the_providers_wai
     assert wire_error(second).headers()["Retry-After"] == "60"
     assert third.failures == ["openai:circuit_open", "anthropic:circuit_open"]
     wire = wire_error(third)
-    assert (wire.status, wire.headers()["Retry-After"]) == (503, "30")
+    assert (wire.status, wire.code, wire.headers()["Retry-After"]) == (
+        429,
+        "rate_limit_exceeded",
+        "30",
+    )
+    assert "rate limiting" in str(third)
     assert fourth is None, "the probe after the 60 s was answered"
     # Two for each rate-limited request, none for the third, openai's probe for the fourth.
     assert len(cloud.requests) == 5
@@ -244,3 +250,61 @@ def test_an_open_circuit_tells_the_longer_of_its_reset_and_the_providers_wait(
     assert second is not None
     assert second.failures == ["openai:circuit_open", "anthropic:unavailable"]
     assert wire_error(second).headers()["Retry-After"] == "40"
+
+
+def test_a_circuit_rate_limits_opened_beside_a_rate_limit_now_is_a_rate_limit(
+    cloud: FakeCloud,
+) -> None:
+    # openai's 429 asks for 45 s and opens its circuit (one failure is enough here); anthropic
+    # answers.  5 s later openai is skipped and anthropic rate-limits the request: every
+    # provider is rate limiting, and the client is told so, with the 40 s left of openai's wait.
+    clock = Stopwatch()
+
+    first, second = _outcomes(
+        cloud,
+        clock,
+        [Fault.rate_limit(retry_after_s=45)],
+        [Fault.rate_limit(retry_after_s=60)],
+        pause_s=5.0,
+        breaker_failures=1,
+    )
+
+    assert first is None, "anthropic answered the first request"
+    assert second is not None
+    assert second.failures == ["openai:circuit_open", "anthropic:rate_limited"]
+    wire = wire_error(second)
+    assert (wire.status, wire.code, wire.headers()["Retry-After"]) == (
+        429,
+        "rate_limit_exceeded",
+        "40",
+    )
+
+
+def test_a_circuit_a_mix_of_failures_opened_is_no_route_even_beside_rate_limits(
+    cloud: FakeCloud,
+) -> None:
+    # Two failures in a row open a circuit.  openai rate-limits the first request, then fails
+    # the second with 503s: its circuit is open, but not for rate limits alone.  anthropic
+    # rate-limits both, and its circuit opens for rate limits.  5 s later both are skipped:
+    # nothing answers, but not every provider is rate limiting, so it stays a 503.
+    limited = [Fault.rate_limit(retry_after_s=60)]
+    clock = Stopwatch()
+
+    first, second, third = _outcomes(
+        cloud,
+        clock,
+        limited * 2,
+        [Fault.status(503)] * 2 + limited,
+        [],
+        pause_s=5.0,
+        breaker_failures=2,
+    )
+
+    assert first is not None and wire_error(first).status == 429
+    assert second is not None and wire_error(second).status == 503
+    assert third is not None
+    assert third.failures == ["openai:circuit_open", "anthropic:circuit_open"]
+    wire = wire_error(third)
+    assert (wire.status, wire.code) == (503, "no_route")
+    assert wire.headers()["Retry-After"] == "50", "what is left of openai's 60 s"
+    assert len(cloud.requests) == 5, "nothing is sent to an open circuit"
