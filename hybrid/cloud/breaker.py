@@ -175,12 +175,14 @@ class CircuitBreaker:
         """The breaker's state for ``/health``.
 
         Returns:
-            ``{"state", "consecutive_failures", "retry_in_s"}``; ``retry_in_s`` is the number of
-            seconds until a probe is let through while open, else None.
+            ``{"state", "consecutive_failures", "retry_in_s", "rate_limited"}``;
+            ``retry_in_s`` is the number of seconds until a probe is let through while open,
+            else None; ``rate_limited`` is :attr:`opened_by_rate_limits`.
         """
         retry_in = self.retry_in_s()
         return {
             "state": self.state,
             "consecutive_failures": self._failures,
             "retry_in_s": None if retry_in is None else round(retry_in, 1),
+            "rate_limited": self.opened_by_rate_limits,
         }

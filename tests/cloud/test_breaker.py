@@ -20,7 +20,12 @@ def test_opens_after_the_threshold_of_consecutive_failures() -> None:
     circuit.record_failure()
     assert circuit.state == "open"
     assert not circuit.allow()
-    assert circuit.snapshot() == {"state": "open", "consecutive_failures": 3, "retry_in_s": 30.0}
+    assert circuit.snapshot() == {
+        "state": "open",
+        "consecutive_failures": 3,
+        "retry_in_s": 30.0,
+        "rate_limited": False,
+    }
 
 
 def test_a_success_resets_the_count() -> None:
@@ -48,7 +53,12 @@ def test_half_open_lets_one_probe_through_and_its_success_closes() -> None:
     circuit.record_success()
     assert circuit.state == "closed"
     assert circuit.allow() and circuit.allow()
-    assert circuit.snapshot() == {"state": "closed", "consecutive_failures": 0, "retry_in_s": None}
+    assert circuit.snapshot() == {
+        "state": "closed",
+        "consecutive_failures": 0,
+        "retry_in_s": None,
+        "rate_limited": False,
+    }
 
 
 def test_a_failed_probe_opens_the_circuit_for_another_period() -> None:
@@ -163,6 +173,7 @@ def test_a_circuit_rate_limits_opened_says_so_until_a_success_closes_it() -> Non
     assert not circuit.opened_by_rate_limits, "still closed"
     circuit.record_failure(wait_s=60.0, rate_limited=True)
     assert circuit.state == "open" and circuit.opened_by_rate_limits
+    assert circuit.snapshot()["rate_limited"], "/health says why it is open"
     clock.now += 60.0
     assert circuit.allow()
     assert circuit.opened_by_rate_limits, "half-open, its probe in flight"

@@ -608,6 +608,7 @@ def test_the_circuit_opens_skips_the_provider_then_probes_and_closes() -> None:
                 "state": "closed",
                 "consecutive_failures": 0,
                 "retry_in_s": None,
+                "rate_limited": False,
             }
 
     asyncio.run(scenario())
