@@ -23,6 +23,16 @@ from scripted import scripted_app
 HELLO = [{"role": "user", "content": "Say hello"}]
 TO_CLOUD = {"X-Hybrid-Route": "cloud"}
 
+IN_BOTH_APIS = pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "gpt-4.1-mini", "messages": HELLO}),
+        ("/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": HELLO}),
+    ],
+    ids=["openai", "anthropic"],
+)
+"""One request in each API's shape: its path and body."""
+
 
 @pytest.fixture
 def client(cloud: FakeCloud, tmp_path: Path) -> Iterator[TestClient]:
@@ -98,14 +108,7 @@ def test_an_anthropic_client_hears_a_rate_limit_error_with_the_wait(
     assert response.json()["error"]["type"] == "rate_limit_error"
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/v1/chat/completions", {"model": "gpt-4.1-mini", "messages": HELLO}),
-        ("/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": HELLO}),
-    ],
-    ids=["openai", "anthropic"],
-)
+@IN_BOTH_APIS
 def test_a_rate_limit_beside_another_failure_is_no_route_with_the_wait(
     client: TestClient, cloud: FakeCloud, path: str, body: dict[str, object]
 ) -> None:
@@ -176,14 +179,7 @@ def test_an_anthropic_client_still_hears_a_rate_limit_error_when_the_circuits_42
     assert len(cloud.requests) == 2, "nothing is sent to an open circuit"
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/v1/chat/completions", {"model": "gpt-4.1-mini", "messages": HELLO}),
-        ("/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": HELLO}),
-    ],
-    ids=["openai", "anthropic"],
-)
+@IN_BOTH_APIS
 def test_a_circuit_a_server_error_opened_beside_rate_limits_is_still_no_route(
     opening_client: TestClient, cloud: FakeCloud, path: str, body: dict[str, object]
 ) -> None:
