@@ -134,6 +134,52 @@ def _boolq(doc: Mapping[str, Any]) -> CalibrationItem | None:
     )
 
 
+def _openbookqa(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    return _choice_item(_question(str(doc["query"])), list(doc["choices"]), int(doc["gold"]))
+
+
+LONGEST_PASSAGE = 2500
+"""Reading sets keep the items whose passage is at most this many characters (the local
+model's context and the evaluation's time stay bounded)."""
+
+
+def _drop(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    """A passage and a question answered by one number or one span (items whose answer is a
+    set of spans are skipped: the graders check one answer)."""
+    passage = str(doc["passage"]).strip()
+    question = str(doc["question"]).strip()
+    answers = [list(map(str, a)) for a in doc["answers"]]
+    if not passage or not question or len(passage) > LONGEST_PASSAGE:
+        return None
+    if not answers or any(len(a) != 1 for a in answers):
+        return None
+    spellings = tuple(dict.fromkeys(a[0].strip() for a in answers if a[0].strip()))
+    if not spellings:
+        return None
+    text = f"{passage}\n\n{question}"
+    try:
+        value = float(spellings[0].replace(",", ""))
+    except ValueError:
+        return CalibrationItem("", "", _ask(text), Words(spellings), "word")
+    return CalibrationItem("", "", _ask(text), Number(value), "number")
+
+
+def _sciriff_yesno(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    """A scientific passage and a yes/no question about it."""
+    context = str(doc["context"]).strip()
+    question = str(doc["question"]).strip()
+    answer = str(doc["answer"]).strip().casefold()
+    if not context or not question or len(context) > LONGEST_PASSAGE:
+        return None
+    if answer not in ("yes", "no"):
+        return None
+    wrong = "no" if answer == "yes" else "yes"
+    text = f"{context}\n\n{question}\nAnswer yes or no."
+    return CalibrationItem(
+        "", "", _ask(text), Words((answer,), (wrong,), first_mention=True), "word"
+    )
+
+
 _NUMBER_WORDS = {
     word: index
     for index, word in enumerate(
@@ -217,6 +263,33 @@ SETS: Mapping[str, ExternalSet] = {
             "Cobbe et al. 2021, arXiv:2110.14168",
             "grade-school math word problems, number",
             _gsm8k,
+        ),
+        ExternalSet(
+            "openbookqa",
+            "OpenBookQA (validation)",
+            "openbookqa/rc_0shot",
+            "Apache-2.0",
+            "Mihaylov et al. 2018, arXiv:1809.02789",
+            "elementary science, multiple choice",
+            _openbookqa,
+        ),
+        ExternalSet(
+            "drop",
+            "DROP (validation)",
+            "drop/bpb_5shot",
+            "CC BY-SA 4.0",
+            "Dua et al. 2019, arXiv:1903.00161",
+            "a passage and a question answered by a number or a span",
+            _drop,
+        ),
+        ExternalSet(
+            "sciriff_yesno",
+            "SciRIFF, yes/no questions (BioASQ and others)",
+            "sciriff_yesno/rc_5shot",
+            "ODC-BY 1.0",
+            "Wadden et al. 2024, arXiv:2406.07835",
+            "a scientific passage and a yes/no question",
+            _sciriff_yesno,
         ),
     )
 }

@@ -3,14 +3,17 @@
 With ``routing.cascade`` on, an answer the router kept local is read before it is sent (a whole
 answer to its end, a streamed one as far as its opening: eight words, or 64 characters), and
 one that opens by declining ("I'm sorry, I can't answer this question.") is discarded for the
-cloud's (:func:`hybrid.routing.cascade.declined`); so is one the model was less sure of than
-``min_confidence`` (:func:`hybrid.routing.cascade.confidence`, of what was read).  Read as a
-ranking, that is the router's own score with every discarded answer moved above every other:
-this module scores that ranking on the same items as the router alone (leave one family out,
-the external sets, the traffic sets), over several arrival orders, at the default
-``min_confidence`` and over a grid of it, and counts how often answers were discarded and how
-often those were wrong.  The check runs after the answer, so it is not a decision made before
-it: its price is the local answer it discards (and the wait for it).
+cloud's (:func:`hybrid.routing.cascade.declined`), as is one that opens with none of the
+answers its prompt offered (:func:`hybrid.routing.choices.outside`: "Paris" to options A to D,
+or to a question asking for yes or no); so is one the model was less sure of than
+``min_confidence`` (:func:`hybrid.routing.cascade.confidence`, of what was read).  The first
+two are *no answer* here (:attr:`router_folds.Labelled.no_answer`), whatever the confidence.
+Read as a ranking, that is the router's own score with every discarded answer moved above
+every other: this module scores that ranking on the same items as the router alone (leave
+one family out, the external sets, the traffic sets), over several arrival orders, at the
+default ``min_confidence`` and over a grid of it, and counts how often answers were discarded
+and how often those were wrong.  The check runs after the answer, so it is not a decision made
+before it: its price is the local answer it discards (and the wait for it).
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ real prompts standing in for a user's, never fitted on; not the external check."
 
 
 HEAD = (
-    f"| items | n | declined | wrong among declined | check alone | {ROUTER} AUROC "
-    "| with the cascade on declining answers | with the whole cascade | kept local @95% "
-    "| on declining answers | whole cascade | discarded by the whole cascade "
+    f"| items | n | no answer | wrong among them | check alone | {ROUTER} AUROC "
+    "| with the cascade on no answers | with the whole cascade | kept local @95% "
+    "| on no answers | whole cascade | discarded by the whole cascade "
     "| wrong among them |\n"
     "|---|---:|---:|---:|---:|---|---|---|---|---|---|---:|---:|"
 )
@@ -54,14 +57,15 @@ class Collection:
 
     Attributes:
         n: How many items.
-        declined: The share of local answers that open by declining.
-        declined_wrong: The share of declining answers that were wrong (NaN: none declined).
+        declined: The share of local answers that are no answer: they open by declining, or
+            with none of the answers their prompt offered.
+        declined_wrong: The share of those that were wrong (NaN: none).
         alone: AUROC of the router, one value per arrival order.
-        cascaded: AUROC with every declining answer ranked first, per arrival order.
+        cascaded: AUROC with every answer that is no answer ranked first, per arrival order.
         kept_alone: The share kept local at 95 % of all-cloud quality, per order.
-        kept_cascaded: The same with the cascade on declining answers.
-        flag: AUROC of the declining check alone (declined or not).
-        whole: AUROC with every answer the whole cascade discards (declining, or less sure
+        kept_cascaded: The same with the cascade on answers that are no answer.
+        flag: AUROC of those checks alone (no answer or not).
+        whole: AUROC with every answer the whole cascade discards (no answer, or less sure
             than :data:`MIN_CONFIDENCE`) ranked first, per order.
         kept_whole: The share kept local at 95 % quality with the whole cascade, per order.
         discarded: The share of answers the whole cascade discards.
@@ -90,8 +94,9 @@ class Collection:
 
 
 def cascaded(scores: np.ndarray, declined: np.ndarray) -> np.ndarray:
-    """The router's scores with every discarded (declining) answer ranked above every other
-    (scores lie in [0, 1]), keeping the router's order within each group."""
+    """The router's scores with every discarded answer (``declined``: 1 where discarded)
+    ranked above every other (scores lie in [0, 1]), keeping the router's order within each
+    group."""
     return np.where(declined > 0, 1.0 + scores, scores)
 
 
@@ -101,9 +106,10 @@ def _wrong_among(flags: np.ndarray, wrong: np.ndarray) -> float:
 
 def on_cascade(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) -> Collection:
     """The router (:data:`ROUTER`) read by ``reader`` on ``data``, alone, with the cascade on
-    declining answers, and with the whole cascade (declining, or less sure than
-    :data:`MIN_CONFIDENCE`; and at every value of :data:`CONFIDENCE_GRID`)."""
-    declined = data.declined
+    answers that are no answer (declining, or outside the options offered), and with the whole
+    cascade (those, or less sure than :data:`MIN_CONFIDENCE`; and at every value of
+    :data:`CONFIDENCE_GRID`)."""
+    declined = data.no_answer
     whole = data.discarded(MIN_CONFIDENCE)
     flags = {value: data.discarded(value) for value in CONFIDENCE_GRID}
     read = [reader.recent(seed)[ROUTER] for seed in orders]
@@ -163,10 +169,11 @@ def cascade_summary(collections: Mapping[str, Collection]) -> str:
     )
     whole = ", ".join(f"{where} {_mean(c.whole)}" for where, c in collections.items())
     return bullet(
-        f"With the cascade on declining answers (`routing.cascade`, a check of the local "
-        f"answer, not of the prompt), two-stage+recent's mean AUROC goes from: {declining}; "
-        f"with the whole cascade (declining answers, and answers the model was less sure of "
-        f"than `min_confidence` = {MIN_CONFIDENCE:g}): {whole} (see [The cascade on local "
+        f"With the cascade on declining answers and answers outside the options offered "
+        f"(`routing.cascade`, a check of the local answer, not of the prompt), "
+        f"two-stage+recent's mean AUROC goes from: {declining}; with the whole cascade "
+        f"(those, and answers the model was less sure of than `min_confidence` = "
+        f"{MIN_CONFIDENCE:g}): {whole} (see [The cascade on local "
         "answers](#the-cascade-on-local-answers)).",
     )
 
@@ -231,7 +238,10 @@ With `routing.cascade` on, an answer the router kept local is read before it is 
 answer to its end, a streamed one as far as its opening: eight words, or 64 characters), and
 one that opens by declining ("I'm sorry, I can't answer this question.", "I don't know.") is
 discarded for the cloud's (`cascade:declined`; `hybrid.routing.cascade.declined`, phrases in
-six languages, a fixed rule that nothing here fits). An answer is also discarded when the
+six languages, a fixed rule that nothing here fits), as is one that opens with none of the
+answers its prompt offers, lettered options or "yes or no", "true or false"
+(`cascade:outside_options`; `hybrid.routing.choices.outside`, "Paris" to options A to D); both
+are *no answer* below. An answer is also discarded when the
 model was less sure of it than `routing.cascade.min_confidence` (default
 {MIN_CONFIDENCE:g}): the geometric mean of the probabilities of the tokens it chose
 (`hybrid.routing.cascade.confidence`, here of the answer to each item's first presentation,
@@ -239,10 +249,10 @@ recorded with it). As a ranking, the cascade is {ROUTER}'s score with every disc
 above every other. The same items as above, the routers fitted as
 above (LOFO; fitted on every generated item for the external and the traffic sets); the mean
 over {n_orders} arrival orders, and in brackets the lowest and the highest. *Check alone*: the
-AUROC of declined-or-not by itself. *Whole cascade*: declining or less sure than
+AUROC of no-answer-or-not by itself. *Whole cascade*: no answer or less sure than
 {MIN_CONFIDENCE:g}. The check needs the answer, so it is no decision made
 before it: each discarded answer costs the local answer and the wait for it. A streamed answer
-is read only as far as its opening, and both rules read that; {_opening_shares(collections)}
+is read only as far as its opening, and each rule reads that; {_opening_shares(collections)}
 are no longer than it: those a stream has read whole by then, as the columns assume.
 
 {HEAD}

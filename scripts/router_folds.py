@@ -46,6 +46,7 @@ from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci, routing_curve
 from hybrid.routing.calibration.probe_fitting import train_probe, two_stage_scores
 from hybrid.routing.cascade import declined
+from hybrid.routing.choices import offered, outside
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.recent import RecentScores, standardised_unit
@@ -97,12 +98,13 @@ class Labelled:
 
     def discarded(self, min_confidence: float) -> np.ndarray:
         """1 where the cascade discards the local answer (``routing.cascade`` with this
-        ``min_confidence``): it declines, or the model was less sure of it than that (an
-        answer whose confidence is not known is discarded only when it declines)."""
+        ``min_confidence``): it is no answer (:attr:`no_answer`), or the model was less sure
+        of it than that (an answer whose confidence is not known is discarded only when it is
+        no answer)."""
         if not self.confidence.size:
-            return self.declined
+            return self.no_answer
         unsure = np.nan_to_num(self.confidence, nan=1.0) < min_confidence
-        return np.maximum(self.declined, unsure.astype(np.float64))
+        return np.maximum(self.no_answer, unsure.astype(np.float64))
 
     @property
     def openings(self) -> tuple[str, ...]:
@@ -117,6 +119,29 @@ class Labelled:
         if not self.answers:
             return np.zeros(len(self.items))
         return np.array([declined(answer) for answer in self.answers], dtype=np.float64)
+
+    @property
+    def outside(self) -> np.ndarray:
+        """1 where the local answer is none of the answers its prompt offered (the last user
+        turn of the item's first presentation, the one answered:
+        :func:`hybrid.routing.choices.offered` and :func:`~hybrid.routing.choices.outside`);
+        all 0 when the answers are not known."""
+        if not self.answers:
+            return np.zeros(len(self.items))
+        return np.array(
+            [
+                outside(answer, offered(item.messages))
+                for item, answer in zip(self.items, self.answers, strict=True)
+            ],
+            dtype=np.float64,
+        )
+
+    @property
+    def no_answer(self) -> np.ndarray:
+        """1 where the local answer is no answer, as the cascade reads it whatever its
+        confidence: it declines (:attr:`declined`) or is none of the answers its prompt
+        offered (:attr:`outside`)."""
+        return np.maximum(self.declined, self.outside)
 
     @property
     def families(self) -> list[str]:

@@ -228,9 +228,10 @@ def _cascade(collections: Mapping[str, Mixed]) -> str:
     parts = "; ".join(f"{where} {mean_range(collections[where].cascaded)}" for where in WHERE)
     return (
         "With the cascade as well (`routing.cascade` at its default `min_confidence`, "
-        f"{MIN_CONFIDENCE:g}: every local answer that opens by declining or that the model was "
-        "less sure of ranked first, as in [The cascade on local answers]"
-        f'(#the-cascade-on-local-answers)), `model_stage = "every"`\'s mean AUROC: {parts}. '
+        f"{MIN_CONFIDENCE:g}: every local answer that opens by declining or with none of the "
+        "options its prompt offered, or that the model was less sure of, ranked first, as in "
+        "[The cascade on local answers](#the-cascade-on-local-answers)), "
+        f'`model_stage = "every"`\'s mean AUROC: {parts}. '
         "The cascade checks the answer, after it: each discarded answer costs the local answer "
         "it throws away, and its declining phrases were partly written after reading the "
         "generated and external answers, so those two figures are not blind to it.\n\n"

@@ -7,8 +7,8 @@ prompt vector when one was computed (float16 bytes), the route, the score and th
 length in characters.  A :class:`Label` says whether an answer was good: from a person
 (``source="feedback"``, ``POST /v1/hybrid/feedback``), from comparing a local answer with
 a cloud answer to the same request (``source="shadow"``, :mod:`hybrid.routing.shadow`), or
-from the cascade, which discarded a local answer that declined the request
-(``source="cascade"``, always bad: :mod:`hybrid.routing.cascade`).
+from the cascade, which discarded a local answer that declined the request or was none of the
+answers its prompt offered (``source="cascade"``, always bad: :mod:`hybrid.routing.cascade`).
 
 Both go through the ledger's writer, like records: journaled first, committed in batches.
 A request has at most one signal and one label per source; a newer one replaces the older.
@@ -150,7 +150,8 @@ class Label:
     Attributes:
         request_id: The request's id.
         source: ``feedback`` (a person said so), ``shadow`` (a cloud answer agreed or not) or
-            ``cascade`` (the local answer declined the request, and the cloud answered).
+            ``cascade`` (the local answer declined the request or was none of the answers
+            its prompt offered, and the cloud answered).
         good: The answer was good enough.
         time: When the label was given, Unix seconds.
         note: What the person added, if anything.
@@ -219,7 +220,8 @@ class LabelledSignal:
         signal: The signal.
         feedback: The person's label (``good``), None when there is none.
         shadow: The shadow comparison's label, None when there is none.
-        cascade: The cascade's label (False: the local answer declined), None when none.
+        cascade: The cascade's label (False: the local answer declined, or was none of the
+            answers offered), None when none.
         labelled_at: When its newest label was written, Unix seconds (None: not known).
     """
 
@@ -239,7 +241,8 @@ class LabelCount:
             signal (the difficulty policy did not score them, or their signal was pruned).
         feedback: Labels given by people.
         shadow: Labels from shadow comparisons.
-        cascade: Labels from the cascade (local answers that declined).
+        cascade: Labels from the cascade (local answers that declined, or were none of the
+            answers offered).
         usable: Requests a refit can learn from: a kept signal with a shadow or a cascade
             label, or with feedback on a local answer.
         with_vector: Of those, how many kept the local model's prompt vector (what refits

@@ -1,10 +1,15 @@
 """The cascade: answer locally first, and escalate when the model itself is unsure.
 
-Two readings of the local answer decide (:meth:`Cascade.verdict`):
+Three readings of the local answer decide (:meth:`Cascade.verdict`):
 
 - *Declined*: the answer opens by declining ("I'm sorry, I can't answer this question.", "I don't
   know."). A small model often declines what it cannot do, fluently and confidently, so its
   token probabilities miss it; a declining answer is no answer, and the cloud answers instead.
+- *Outside the options*: the prompt offers a closed set of answers (lettered options on their
+  own lines, "yes or no", "true or false") and the answer opens with none of them
+  (:mod:`hybrid.routing.choices`).  A small model asked to pick often answers with something
+  else (a remark, a word from an option's text, a letter that was not offered), and such an
+  answer is wrong whatever its confidence.
 - *Confidence*: the geometric mean of the probabilities of the tokens the local model chose
   (``exp`` of their mean log-probability): a model that hesitates over its own words tends to be
   wrong.
@@ -12,10 +17,10 @@ Two readings of the local answer decide (:meth:`Cascade.verdict`):
 A streamed answer cannot be taken back once its first tokens reached the client, so only its
 opening is read before it is sent (:func:`read_opening`: the first :data:`OPENING_WORDS` words,
 or :data:`OPENING_CHARS` characters of text with few spaces, such as Chinese or minified JSON),
-and both readings are of that opening (:func:`opening_attempt`): a stream is discarded when it
-opens by declining or when the model was unsure of its opening's tokens.  Of the router
-evaluation's answers, 82-96 % are no longer than an opening, so for those a stream is read
-whole (``docs/router-eval.md``, *The cascade on local answers*).
+and every reading is of that opening (:func:`opening_attempt`): a stream is discarded when it
+opens by declining or with none of the offered answers, or when the model was unsure of its
+opening's tokens.  Of the router evaluation's answers, 82-96 % are no longer than an opening,
+so for those a stream is read whole (``docs/router-eval.md``, *The cascade on local answers*).
 
 A discarded answer read to its end is kept (:class:`Discarded`): when its escalation fails and
 the local model answers instead, it is that answer, given as read, not generated a second time.
@@ -43,11 +48,21 @@ from hybrid.backend import (
     collect,
     prompt_tokens_of,
 )
-from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest, TextDelta
+from hybrid.generation import (
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    TextDelta,
+    ToolCallDelta,
+)
 from hybrid.routing.answer import Answer, DiscardedLeg, PartialAnswer
+from hybrid.routing.choices import outside
 
 DECLINED = "cascade:declined"
 """The reason a local answer that declined is discarded with."""
+
+OUTSIDE_OPTIONS = "cascade:outside_options"
+"""The reason a local answer that is none of the answers its prompt offered is discarded with."""
 
 OPENING_WORDS = 8
 """Words of a streamed answer read before it is sent: enough for "I'm sorry, but I am not sure"."""
@@ -122,12 +137,15 @@ class LocalAttempt:
         events: The answer's events, to replay to the client if it stands.
         confidence: The geometric mean token probability, in [0, 1] (1 for an empty answer).
         declined: The answer opens by declining the request (:func:`declined`).
+        outside: The answer is none of the answers its prompt offered
+            (:func:`~hybrid.routing.choices.outside`).
         opening: Only the opening of a streamed answer was read (:func:`opening_attempt`).
     """
 
     events: tuple[GenerationEvent, ...]
     confidence: float
     declined: bool = False
+    outside: bool = False
     opening: bool = False
 
     def whole(self, *, logprobs: bool) -> tuple[GenerationEvent, ...] | None:
@@ -159,23 +177,35 @@ class Cascade:
     Attributes:
         min_confidence: Below this confidence the local answer is discarded.
         escalate_declined: A declining answer is discarded whatever its confidence.
+        escalate_outside_options: An answer that is none of the answers its prompt offered is
+            discarded whatever its confidence.
     """
 
     min_confidence: float
     escalate_declined: bool = True
+    escalate_outside_options: bool = True
 
     def verdict(self, tried: LocalAttempt) -> tuple[bool, str]:
         """Whether the local answer stands, and the reason to record (``cascade:0.88>=0.35``,
-        ``cascade:0.28<0.35``, ``cascade:declined``; a stream's opening
-        ``cascade:opening:0.88>=0.35``)."""
+        ``cascade:0.28<0.35``, ``cascade:declined``, ``cascade:outside_options``; a stream's
+        opening ``cascade:opening:0.88>=0.35``)."""
         if self.escalate_declined and tried.declined:
             return False, DECLINED
+        if self.escalate_outside_options and tried.outside:
+            return False, OUTSIDE_OPTIONS
         read = "cascade:opening:" if tried.opening else "cascade:"
         if tried.confidence >= self.min_confidence:
             return True, f"{read}{tried.confidence:.2f}>={self.min_confidence:g}"
         return False, f"{read}{tried.confidence:.2f}<{self.min_confidence:g}"
 
-    async def read(self, local: Answer, *, stream: bool, logprobs: bool) -> Answer | Discarded:
+    async def read(
+        self,
+        local: Answer,
+        *,
+        stream: bool,
+        logprobs: bool,
+        options: frozenset[str] | None = None,
+    ) -> Answer | Discarded:
         """Read a started local answer, whole or as far as a stream's opening, and judge it.
 
         Args:
@@ -183,6 +213,8 @@ class Cascade:
             stream: Read only the opening (:func:`read_opening`); a stream that stands goes
                 on from there.
             logprobs: The client asked for log-probabilities; otherwise they are dropped.
+            options: The closed set of answers the request offered
+                (:func:`~hybrid.routing.choices.options_of`); None when it offered none.
 
         Returns:
             The answer to send when it stands, its reason ending in the verdict; otherwise the
@@ -195,10 +227,12 @@ class Cascade:
                 the answer is closed.
         """
         if stream:
-            return await self._read_opening(local, logprobs)
+            return await self._read_opening(local, logprobs, options)
         tally = Tally()
         try:
-            tried = await attempt(local.generation, keep_logprobs=logprobs, tally=tally)
+            tried = await attempt(
+                local.generation, keep_logprobs=logprobs, tally=tally, options=options
+            )
         except BaseException as exc:
             _partial(local, tally).note(exc)
             raise  # read by collect(), which closed it
@@ -216,13 +250,15 @@ class Cascade:
         )
         return Discarded(leg, tried.whole(logprobs=logprobs))
 
-    async def _read_opening(self, local: Answer, logprobs: bool) -> Answer | Discarded:
+    async def _read_opening(
+        self, local: Answer, logprobs: bool, options: frozenset[str] | None
+    ) -> Answer | Discarded:
         """:meth:`read` of a stream: a stream that stands goes on from where it was read (the
         client gets every event, with log-probabilities only if it asked for them)."""
         events = aiter(local.generation)
         tally = Tally()
         try:
-            tried = opening_attempt(await read_opening(events, tally=tally))
+            tried = opening_attempt(await read_opening(events, tally=tally), options)
         except BaseException as exc:
             _partial(local, tally).note(exc)
             await close_events(events)
@@ -361,29 +397,53 @@ def opening_text(events: tuple[GenerationEvent, ...]) -> str:
     return "".join(event.text for event in events if isinstance(event, TextDelta))
 
 
-def opening_attempt(events: tuple[GenerationEvent, ...]) -> LocalAttempt:
+def opening_attempt(
+    events: tuple[GenerationEvent, ...], options: frozenset[str] | None = None
+) -> LocalAttempt:
     """The events :func:`read_opening` read, with the confidence of their tokens (the
-    stream asked with log-probabilities: :func:`with_logprobs`) and whether they decline."""
+    stream asked with log-probabilities: :func:`with_logprobs`), whether they decline, and
+    whether they are none of ``options`` (:func:`~hybrid.routing.choices.outside`; an opening
+    with a tool call is not: only text answers are read for it)."""
     logprobs = [
         lp.logprob for event in events if isinstance(event, TextDelta) for lp in event.logprobs
     ]
-    return LocalAttempt(events, confidence(logprobs), declined(opening_text(events)), opening=True)
+    text = opening_text(events)
+    calls = any(isinstance(event, ToolCallDelta) for event in events)
+    return LocalAttempt(
+        events,
+        confidence(logprobs),
+        declined(text),
+        outside=not calls and outside(text, options),
+        opening=True,
+    )
 
 
 async def attempt(
-    generation: Generation, *, keep_logprobs: bool, tally: Tally | None = None
+    generation: Generation,
+    *,
+    keep_logprobs: bool,
+    tally: Tally | None = None,
+    options: frozenset[str] | None = None,
 ) -> LocalAttempt:
-    """Read a local generation whole, measure its confidence, and see whether it declines.
+    """Read a local generation whole, measure its confidence, and see whether it declines or
+    is none of the answers its prompt offered.
 
     Args:
         generation: The started local generation (asked with log-probabilities).
         keep_logprobs: The client asked for log-probabilities; otherwise they are dropped.
         tally: Counts the tokens as they are read, should the read be cut short.
+        options: The closed set of answers the prompt offered
+            (:func:`~hybrid.routing.choices.options_of`); None when it offered none.  An
+            answer that calls tools is not read for it.
 
     Returns:
-        The answer's events, its confidence, and whether it declines.
+        The answer's events, its confidence, whether it declines, and whether it is outside
+        the options.
     """
     completion = await collect(generation if tally is None else Tallied(generation, tally))
     sure = confidence([lp.logprob for lp in completion.logprobs])
+    text = completion.text
+    chose = not completion.tool_calls and outside(text, options)
     # events() keeps the answer's tool calls, not only its text.
-    return LocalAttempt(completion.events(logprobs=keep_logprobs), sure, declined(completion.text))
+    events = completion.events(logprobs=keep_logprobs)
+    return LocalAttempt(events, sure, declined(text), outside=chose)

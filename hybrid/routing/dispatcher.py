@@ -56,7 +56,7 @@ from hybrid.errors import (
 )
 from hybrid.generation import GenerationRequest
 from hybrid.hardware.snapshot import LiveSample
-from hybrid.routing import cascade
+from hybrid.routing import cascade, choices
 from hybrid.routing.answer import Answer, Mode, RouteOverride, RoutePlan
 from hybrid.routing.failover import Failover
 from hybrid.routing.lan import LanTier, difficulty_messages
@@ -280,15 +280,20 @@ class Dispatcher:
         self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
     ) -> Answer:
         """Answer locally, read the answer (whole, or a stream as far as its opening:
-        :meth:`~hybrid.routing.cascade.Cascade.read`), and escalate it if the model was unsure
-        or declined."""
+        :meth:`~hybrid.routing.cascade.Cascade.read`), and escalate it if the model was unsure,
+        declined, or answered with none of the answers the prompt offered."""
         assert self._cascade is not None
         decision = plan.decision
         # The prepared prompt serves the request with log-probabilities as it is.
         asking = cascade.with_logprobs(request)
         local = await self._local.start(asking, decision.reason, plan, decision.score)
         keep_logprobs = request.params.top_logprobs is not None
-        read = await self._cascade.read(local, stream=request.stream, logprobs=keep_logprobs)
+        read = await self._cascade.read(
+            local,
+            stream=request.stream,
+            logprobs=keep_logprobs,
+            options=choices.options_of(request),
+        )
         if isinstance(read, Answer):
             return read
         return await self._discarded(request, target, plan, read)

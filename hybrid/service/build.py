@@ -97,7 +97,11 @@ def build_dispatcher(
         private_to_cloud=routing.privacy.allow_cloud,
         load=load,
         cascade=(
-            Cascade(routing.cascade.min_confidence, routing.cascade.escalate_declined)
+            Cascade(
+                routing.cascade.min_confidence,
+                routing.cascade.escalate_declined,
+                routing.cascade.escalate_outside_options,
+            )
             if routing.cascade.enabled
             else None
         ),

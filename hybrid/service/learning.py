@@ -8,8 +8,9 @@ the response's own task:
 - writes the request's :class:`~hybrid.ledger.learning.Signal` when the difficulty policy
   scored it: the calibrated model's SHA-256, the prompt's features, the local model's prompt
   vector when one was computed, the route and the score (never the text); and, when the
-  cascade discarded its local answer because it declined the request, a ``cascade`` label
-  (the local model was wrong there, whatever the cloud then said);
+  cascade discarded its local answer because it declined the request or was none of the
+  answers the prompt offered, a ``cascade`` label (the local model was wrong there, whatever
+  the cloud then said);
 - offers a local answer to :class:`~hybrid.routing.shadow.Shadowing`, when the router chose the
   route and nothing pins the request to this machine; and a cloud answer, when the difficulty
   policy escalated the request, for the local model to answer again in the background
@@ -51,7 +52,7 @@ from hybrid.ledger.costing import NOTHING
 from hybrid.ledger.learning import Label, Signal
 from hybrid.ledger.record import LedgerRecord
 from hybrid.routing.answer import Answer
-from hybrid.routing.cascade import DECLINED
+from hybrid.routing.cascade import DECLINED, OUTSIDE_OPTIONS
 from hybrid.routing.difficulty.features import FEATURE_VERSION, extract
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.shadow import ShadowCall, Shadowing, ShadowOutcome
@@ -67,6 +68,12 @@ log = logging.getLogger("hybrid.ledger")
 
 # Reasons a local answer was given instead of the cloud's: the cloud is failing or capped.
 _FALLBACK_REASONS = ("cloud_unavailable:", "budget:")
+
+# The cascade's reasons that say the local answer was wrong, with the note its label carries.
+_WRONG = {
+    DECLINED: "the local answer declined the request",
+    OUTSIDE_OPTIONS: "the local answer was none of the answers the prompt offered",
+}
 
 
 @dataclass(frozen=True)
@@ -184,11 +191,10 @@ class Learner:
             vector=self._prompt_vector(answer),
         )
         discarded = answer.discarded
-        declined = discarded is not None and discarded.reason == DECLINED
+        note = _WRONG.get(discarded.reason) if discarded is not None else None
         try:
             self._ledger.learn_nowait(signal)
-            if declined:
-                note = "the local answer declined the request"
+            if note is not None:
                 label = Label(request.request_id, "cascade", False, self._clock(), note=note)
                 self._ledger.learn_nowait(label)
         except HybridError as exc:

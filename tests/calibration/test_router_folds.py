@@ -282,3 +282,22 @@ def test_the_report_names_the_set_the_served_router_scores_easiest(report: Modul
     assert "ranked below easier ones" in line
     line = report.lowest_set(evaluation(1 - scores))
     assert "scores yes_no lowest" in line and "ranked where it belongs" in line
+
+
+def test_an_answer_outside_the_options_its_prompt_offered_is_no_answer(
+    folds: ModuleType,
+) -> None:
+    items = calibration_set(0, per_category=1)
+    choice = next(item for item in items if item.kind == "choice")
+    facts = next(item for item in items if item.category == "facts")
+    answers = ("Venus is the second planet.", "D) Venus", "Madrid.", "I don't know.")
+    picked = [choice, choice, facts, facts]
+    data = folds.Labelled(picked, np.ones(4), np.zeros((4, 2)), answers, np.full(4, 0.9))
+
+    assert data.outside.tolist() == [1.0, 0.0, 0.0, 0.0]  # "Madrid." was offered no set
+    assert data.declined.tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert data.no_answer.tolist() == [1.0, 0.0, 0.0, 1.0]
+    # Discarded by the cascade whatever the model's confidence, as a declining answer is.
+    assert data.discarded(0.35).tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert data.subset([1, 0]).outside.tolist() == [0.0, 1.0]
+    assert folds.Labelled(picked, data.wrong, data.vectors).outside.tolist() == [0.0] * 4

@@ -92,6 +92,7 @@ LEAVES = [
     "routing.cascade.enabled",
     "routing.cascade.min_confidence",
     "routing.cascade.escalate_declined",
+    "routing.cascade.escalate_outside_options",
     "routing.learn.keep_signals",
     "routing.learn.prompt_vectors",
     "routing.learn.shadow_rate",

@@ -22,6 +22,7 @@ from hybrid.routing.answer import Answer, PartialAnswer, partial_before
 from hybrid.routing.cascade import (
     Cascade,
     LocalAttempt,
+    attempt,
     confidence,
     declined,
     opening_attempt,
@@ -94,6 +95,16 @@ def test_the_verdict_discards_a_declined_answer_before_reading_its_confidence() 
     tried = LocalAttempt((), 0.97, declined=True)
     assert Cascade(0.5).verdict(tried) == (False, "cascade:declined")
     assert Cascade(0.5, escalate_declined=False).verdict(tried) == (True, "cascade:0.97>=0.5")
+
+
+def test_the_verdict_discards_an_answer_outside_the_options_before_its_confidence() -> None:
+    tried = LocalAttempt((), 0.97, outside=True)
+    assert Cascade(0.5).verdict(tried) == (False, "cascade:outside_options")
+    kept = Cascade(0.5, escalate_outside_options=False).verdict(tried)
+    assert kept == (True, "cascade:0.97>=0.5")
+    # A declining answer is outside the options too: it is recorded as declining.
+    both = LocalAttempt((), 0.97, declined=True, outside=True)
+    assert Cascade(0.5).verdict(both) == (False, "cascade:declined")
 
 
 def test_the_confidence_is_the_geometric_mean_token_probability() -> None:
@@ -286,3 +297,28 @@ def test_a_read_cut_short_carries_the_tokens_generated_until_then(stream: bool) 
     error, closed = asyncio.run(scenario())
     assert partial_before(error) == PartialAnswer(prompt_tokens=7, completion_tokens=4)
     assert closed
+
+
+LETTERS = frozenset("abcd")
+
+
+def test_a_stream_s_opening_is_read_for_the_options_once_it_has_a_word() -> None:
+    paris = opening_attempt((TextDelta("Paris is the capital", sure(0.9)),), LETTERS)
+    assert paris.outside and Cascade(0.5).verdict(paris) == (False, "cascade:outside_options")
+    letter = opening_attempt((TextDelta("B) Neptune", sure(0.9)),), LETTERS)
+    assert not letter.outside and Cascade(0.5).verdict(letter)[0]
+    assert not opening_attempt((TextDelta("Paris", sure(0.9)),)).outside  # no options offered
+    # Nothing said yet, or a tool call: not read as a choice.
+    assert not opening_attempt((TextDelta("", sure(0.9)),), LETTERS).outside
+    assert not opening_attempt((TextDelta("\n\n"),), LETTERS).outside
+    call = (TextDelta("Let me look "), ToolCallDelta(0, "call_1", "lookup", "{}"))
+    assert not opening_attempt(call, LETTERS).outside
+
+
+def test_a_whole_answer_is_read_for_the_options_unless_it_calls_tools() -> None:
+    def read(*events: GenerationEvent) -> LocalAttempt:
+        return asyncio.run(attempt(Pieces(*events), keep_logprobs=False, options=LETTERS))
+
+    assert read(TextDelta("E) none of them")).outside
+    assert not read(TextDelta("The answer is C.")).outside
+    assert not read(TextDelta("Paris"), ToolCallDelta(0, "call_1", "lookup", "{}")).outside

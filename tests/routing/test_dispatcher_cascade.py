@@ -18,6 +18,8 @@ from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
     GenerationRequest,
+    Message,
+    ResponseFormat,
     TextDelta,
     TokenLogprob,
     Usage,
@@ -76,6 +78,7 @@ def cascading(
     openai: FakeProvider,
     *,
     escalate_declined: bool = True,
+    escalate_outside_options: bool = True,
     local_fallback: bool = True,
 ) -> Dispatcher:
     names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=True)], None)
@@ -84,7 +87,11 @@ def cascading(
         {"openai": openai},  # type: ignore[dict-item]
         names,
         router=build_router(RoutingSettings()),
-        cascade=Cascade(0.5, escalate_declined=escalate_declined),
+        cascade=Cascade(
+            0.5,
+            escalate_declined=escalate_declined,
+            escalate_outside_options=escalate_outside_options,
+        ),
         local_fallback=local_fallback,
     )
 
@@ -266,3 +273,69 @@ def test_a_full_queue_escalates_a_request_the_cascade_would_read() -> None:
     local.fail = QueueFullError(depth=4, retry_after=1)
     answer = run(cascading(local, FakeProvider("openai")).start(REQUEST, model="hybrid"))
     assert (answer.route, answer.reason) == ("cloud", "capacity:queue_full:4")
+
+
+CHOICE = GenerationRequest(
+    "r3",
+    messages=(
+        Message(
+            "user",
+            "Which planet is the second from the Sun?\nA) Uranus\nB) Neptune\nC) Saturn\n"
+            "D) Venus\nAnswer with the letter of the correct option.",
+        ),
+    ),
+)
+"""A multiple-choice question: its answers are the letters A to D."""
+
+VENUS = "The second planet from the Sun is Venus, as every almanac says."
+"""A right answer to :data:`CHOICE`, but none of the letters it offered."""
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_confident_answer_outside_the_offered_options_goes_to_the_cloud(stream: bool) -> None:
+    local = CascadingLocal([0.95, 0.9], VENUS)
+    openai = FakeProvider("openai")
+    asked = dataclasses.replace(CHOICE, stream=stream)
+    answer = run(cascading(local, openai).start(asked, model="hybrid"))
+    assert (answer.route, answer.reason) == ("cloud", "cascade:outside_options")
+    assert run(text_of(answer)) == "openai answer"
+    assert answer.discarded is not None and answer.discarded.reason == "cascade:outside_options"
+    # A stream is read as far as its opening (a word past the eighth), a whole answer to its end.
+    assert local.started_answers[0].words_sent == (9 if stream else len(VENUS.split()))
+
+
+@pytest.mark.parametrize(
+    "text", ["D", "D) Venus", "The answer is D.", "Answer: (d) Venus, the second planet."]
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_answer_in_the_offered_options_stays_local(text: str, stream: bool) -> None:
+    local = CascadingLocal([0.95, 0.9], text)
+    openai = FakeProvider("openai")
+    asked = dataclasses.replace(CHOICE, stream=stream)
+    answer = run(cascading(local, openai).start(asked, model="hybrid"))
+    read = "cascade:opening" if stream else "cascade"
+    assert answer.route == "local" and answer.reason.endswith(f";{read}:0.92>=0.5")
+    assert run(text_of(answer)) == text and openai.models_asked == []
+
+
+def test_an_answer_to_a_prompt_that_offers_no_options_is_not_read_for_them() -> None:
+    for request in (REQUEST, dataclasses.replace(CHOICE, messages=(Message("user", "Hi?"),))):
+        local = CascadingLocal([0.95, 0.9], VENUS)
+        answer = run(cascading(local, FakeProvider("openai")).start(request, model="hybrid"))
+        assert answer.route == "local" and answer.reason.endswith(";cascade:0.92>=0.5")
+
+
+def test_json_output_and_a_cascade_told_to_keep_them_are_not_read_for_the_options() -> None:
+    params = dataclasses.replace(CHOICE.params, response_format=ResponseFormat("json_object"))
+    json_mode = dataclasses.replace(CHOICE, params=params)
+    answer = run(
+        cascading(CascadingLocal([0.95], VENUS), FakeProvider("openai")).start(
+            json_mode, model="hybrid"
+        )
+    )
+    assert answer.route == "local"
+    d = cascading(
+        CascadingLocal([0.95], VENUS), FakeProvider("openai"), escalate_outside_options=False
+    )
+    answer = run(d.start(CHOICE, model="hybrid"))
+    assert answer.route == "local" and answer.reason.endswith(";cascade:0.95>=0.5")

@@ -7,8 +7,8 @@ when its label says something about the local model (:func:`wrong_from_labels`):
 
 - a person's feedback on a **local** answer: ``good`` means right, ``bad`` wrong;
 - a shadow comparison (the local answer against the cloud's): agreement means right;
-- the cascade's: a local answer that declined the request (and was replaced by the cloud's)
-  was wrong;
+- the cascade's: a local answer that declined the request, or was none of the answers its
+  prompt offered (and was replaced by the cloud's), was wrong;
 - several: the person wins, then the shadow comparison.  Feedback on a cloud answer says
   nothing about the local model and is not used.
 
@@ -82,7 +82,8 @@ def wrong_from_labels(
         route: Where the request was answered (``local`` or ``cloud``).
         feedback: A person's label (``good``), None when there is none.
         shadow: The shadow comparison's label, None when there is none.
-        cascade: The cascade's label (False: the local answer declined), None when none.
+        cascade: The cascade's label (False: the local answer declined, or was none of the
+            answers offered), None when none.
     """
     if feedback is not None and route == "local":
         return not feedback
@@ -173,7 +174,7 @@ def labelled_requests(examples: Sequence[Example]) -> list[LabelledRequest]:
             example.features,
             example.wrong,
             example.time,
-            # A cascade's label is of a local answer that declined: the router had kept it.
+            # A cascade's label is of a local answer it discarded: the router had kept it.
             escalated=example.route not in (None, "local") and example.source != "cascade",
         )
         for example in examples
