@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import ssl
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx2
@@ -34,6 +35,29 @@ from hybrid.errors import (
 
 # An upstream error message is quoted to the user, but not at any length.
 _MAX_MESSAGE_CHARS = 500
+
+# The (remaining, reset) header pairs of the limits a provider counts: OpenAI's (and compatible
+# servers') resets are durations ("6m0s"), Anthropic's RFC 3339 timestamps.
+_RATE_LIMIT_HEADERS = (
+    ("x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+    ("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+    *(
+        (f"anthropic-ratelimit-{limit}-remaining", f"anthropic-ratelimit-{limit}-reset")
+        for limit in ("requests", "tokens", "input-tokens", "output-tokens")
+    ),
+)
+# A Go duration as OpenAI writes it: "1h2m3.5s", "6m0s", "20ms".
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+_DURATION = re.compile(f"(?:{_DURATION_PART.pattern})+")
+_DURATION_UNIT_S = {
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ns": 1e-9,
+}
 
 
 def retry_after_s(headers: Mapping[str, str], *, now: float) -> float | None:
@@ -63,6 +87,55 @@ def retry_after_s(headers: Mapping[str, str], *, now: float) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:  # "-0000": RFC 9110 dates are GMT, so read it as GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def rate_limit_wait_s(headers: Mapping[str, str], *, now: float) -> float | None:
+    """How long a rate-limited (HTTP 429) response says to wait.
+
+    What :func:`retry_after_s` reads comes first. Without it, the provider's rate-limit headers
+    say when its limits reset: the wait is the reset of the limits that are used up (remaining
+    ``0``; the latest of them, as all must reset), or, when no remaining header says which
+    limit it is, the latest reset given. A value that does not parse is ignored.
+
+    Args:
+        headers: The response headers (case-insensitive lookup, as ``httpx2.Headers``).
+        now: The current wall-clock time in epoch seconds, to turn a date into a delay.
+
+    Returns:
+        Seconds (0 or more), or None when no header holds a usable value.
+    """
+    asked = retry_after_s(headers, now=now)
+    if asked is not None:
+        return asked
+    resets: list[float] = []
+    exhausted: list[float] = []
+    for remaining_name, reset_name in _RATE_LIMIT_HEADERS:
+        reset = _reset_s(headers.get(reset_name), now=now)
+        if reset is None:
+            continue
+        resets.append(reset)
+        if _number(headers.get(remaining_name)) == 0:
+            exhausted.append(reset)
+    return max(exhausted or resets, default=None)
+
+
+def _reset_s(value: str | None, *, now: float) -> float | None:
+    """Seconds until a limit resets, from a duration (``6m0s``) or an RFC 3339 timestamp."""
+    if value is None:
+        return None
+    text = value.strip()
+    if _DURATION.fullmatch(text):
+        seconds = sum(
+            float(number) * _DURATION_UNIT_S[unit] for number, unit in _DURATION_PART.findall(text)
+        )
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:  # RFC 3339 always has an offset; read a bare time as UTC
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
@@ -123,7 +196,7 @@ def status_error(
         body: Its body, or the start of it.
         has_key: Whether a key was sent (a 401 without one needs a different fix).
         secret: The key, to scrub from the provider's message should it echo it.
-        now: Wall-clock epoch seconds, for a ``Retry-After`` date.
+        now: Wall-clock epoch seconds, for a ``Retry-After`` date or a rate limit's reset.
 
     Returns:
         The error, with ``status`` and ``retry_after`` filled in.
@@ -138,7 +211,7 @@ def status_error(
             f"rate limited (HTTP 429{said}); wait a little, or check the account's rate limits "
             f"and quota",
             status=status,
-            retry_after=retry_after_s(response.headers, now=now),
+            retry_after=rate_limit_wait_s(response.headers, now=now),
         )
     elif status == 401:
         hint = (

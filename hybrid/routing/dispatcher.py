@@ -330,27 +330,34 @@ class Dispatcher:
         """``X-Hybrid-Route: lan``: a LAN server, never the cloud; when none takes it, the
         local model answers if ``cloud.local_fallback`` allows, as after a cloud failure.
         Otherwise the NoRouteError carries what is left of the soonest wait the servers set
-        (:meth:`~hybrid.routing.lan.LanMiss.retry_after`)."""
+        (:meth:`~hybrid.routing.lan.LanMiss.retry_after`), and is a rate limit when every
+        server was rate limiting (:attr:`~hybrid.routing.lan.LanMiss.rate_limited`), as after
+        the cloud's."""
         assert self._lan is not None  # plan() refuses lan without servers
         reason = plan.decision.reason
         started = await self._lan.start(request, reason, messages=difficulty_messages(request))
         if isinstance(started, Answer):
             return started
-        failures = [f"{f.where}: {f.detail}" for f in started.failures] or [started.code]
+        details = [f"{f.where}: {f.detail}" for f in started.failures] or [started.code]
         if self._local.fallback:
             try:
                 unavailable = f"lan_unavailable:{started.code.removeprefix('lan:')};{reason}"
                 return await self._local.start(request, unavailable, plan)
             except (LocalBackendError, InvalidRequestError) as exc:
-                failures.append(f"local: {exc}")
+                details.append(f"local: {exc}")
         else:
-            failures.append("local fallback is off (cloud.local_fallback)")
+            details.append("local fallback is off (cloud.local_fallback)")
+        lead = "no LAN server answered the request"
+        if started.rate_limited:
+            lead = "every LAN server is rate limiting requests"
+        tried = (*started.failures, *started.open_circuits)
         raise NoRouteError(
-            f"no LAN server answered the request ({started.code}), and it was asked not to go "
-            f"to the cloud (X-Hybrid-Route: lan): {'; '.join(failures)}",
-            failures=failures,
+            f"{lead} ({started.code}), and it was asked not to go to the cloud "
+            f"(X-Hybrid-Route: lan): {'; '.join(details)}",
+            failures=[f"lan:{f.code}" for f in tried] or [started.code],
             should_retry=started.code != "lan:no_model",
             retry_after=started.retry_after(),
+            rate_limited=started.rate_limited,
         )
 
     async def _cloud(

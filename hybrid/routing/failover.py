@@ -7,7 +7,8 @@ until then).  A request the provider rejects as malformed is not failed over: it
 everywhere.  When every target failed, :class:`CloudFailures` says why, for the dispatcher's
 local fallback and, when nothing can answer, for the error the client gets: a rate limit when
 every target rate-limited the request (HTTP 429) or was skipped for a circuit that rate limits
-opened (``openai:circuit_open``), else that nothing could answer.
+opened (``openai:circuit_open``), else that nothing could answer (:func:`all_rate_limited`,
+which decides the same for the LAN tier's servers).
 
 A wait a provider asked for (its ``Retry-After``, or its open circuit's time to the next probe)
 is kept with the moment it was said, on a monotonic clock: the wait the client is told is what
@@ -158,7 +159,7 @@ class CloudFailures:
                 lead + " and the local model cannot answer: " + details, cap=capped
             )
         retry_after = soonest_wait(self.failures, self.clock())
-        rate_limited = bool(self.failures) and all(f.rate_limited for f in self.failures)
+        rate_limited = all_rate_limited(self.failures)
         lead = "no backend could answer"
         if rate_limited:
             lead = "every cloud provider tried rate-limited the request"
@@ -174,6 +175,13 @@ class CloudFailures:
             retry_after=retry_after,
             rate_limited=rate_limited,
         )
+
+
+def all_rate_limited(failures: Sequence[Failure]) -> bool:
+    """Whether every failure is a rate limit (there is at least one): the target rate-limited
+    the request (HTTP 429), or was skipped for a circuit that rate limits opened.  A client is
+    then told it is rate limited (429), not that nothing could answer (503)."""
+    return bool(failures) and all(f.rate_limited for f in failures)
 
 
 def soonest_wait(failures: Iterable[Failure], now: float) -> float | None:

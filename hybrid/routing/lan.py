@@ -21,7 +21,9 @@ When no server takes it, :class:`LanMiss` says why in one code for the cloud ans
 and no server is marked trusted).  It keeps the waits the servers asked for (a ``Retry-After``)
 and the time to the next probe of each open circuit it passed over, as the cloud's failures do
 (:func:`~hybrid.routing.failover.soonest_wait`), for the ``Retry-After`` of a request that only
-LAN servers may answer (``X-Hybrid-Route: lan``).
+LAN servers may answer (``X-Hybrid-Route: lan``); and, as for the cloud
+(:func:`~hybrid.routing.failover.all_rate_limited`), whether every server was rate limiting it,
+which that request's client is told as a rate limit (429) rather than as no route (503).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from hybrid.routing.answer import Answer
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.prior import is_prior, prior_for_name
 from hybrid.routing.difficulty.store import find, model_path, name_key
-from hybrid.routing.failover import Failure, soonest_wait
+from hybrid.routing.failover import Failure, all_rate_limited, soonest_wait
 
 log = logging.getLogger("hybrid.routing")
 
@@ -62,12 +64,22 @@ class LanMiss:
         open_circuits: The servers passed over because their circuit is open, with the time
             to its next probe as their wait.
         clock: Monotonic seconds, the clock the failures' ``said_at`` was read from.
+        passed_over: The servers not asked for another reason (down, full, saturated, or
+            holding no model able to answer), as ``name:why``.
     """
 
     code: str
     failures: tuple[Failure, ...] = ()
     open_circuits: tuple[Failure, ...] = ()
     clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
+    passed_over: tuple[str, ...] = ()
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether every server was rate limiting: each rate-limited the request (HTTP 429)
+        or was passed over for a circuit that rate limits opened, as
+        :func:`~hybrid.routing.failover.all_rate_limited` decides for the cloud's targets."""
+        return not self.passed_over and all_rate_limited((*self.failures, *self.open_circuits))
 
     def retry_after(self) -> float | None:
         """What is left now of the soonest wait a server asked for or an open circuit set (of
@@ -132,10 +144,12 @@ class LanTier:
         servers, skipped = self._pool.ranked(trusted_only=trusted_only)
         judged: dict[str, bool] = {}
         failures: list[Failure] = []
+        passed_over = [why for why in skipped if not why.endswith(":circuit_open")]
         tried_any = False
         for server in servers:
             model = self._model_for(server, messages, judged)
             if model is None:
+                passed_over.append(f"{server.name}:no_model")
                 continue
             tried_any = True
             self._pool.acquire(server)
@@ -175,7 +189,13 @@ class LanTier:
             code = "lan:no_model"
         else:
             code = "lan:busy"
-        return LanMiss(code, tuple(failures), self._open_circuits(skipped), self._pool.clock)
+        return LanMiss(
+            code,
+            tuple(failures),
+            self._open_circuits(skipped),
+            self._pool.clock,
+            tuple(passed_over),
+        )
 
     def _open_circuits(self, skipped: Sequence[str]) -> tuple[Failure, ...]:
         """The servers :meth:`~hybrid.lan.pool.LanPool.ranked` passed over for their open

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from cloud_fakes import OPENAI_KEY, FakeSleep, chat, drain, openai
+from cloud_fakes import OPENAI_KEY, FakeClock, FakeSleep, chat, drain, openai
 from fake_cloud import FakeCloud, Fault, closed_port
 
 from hybrid.backend import collect
@@ -18,6 +18,7 @@ from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.errors import (
     ProviderError,
     ProviderProtocolError,
+    ProviderRateLimitedError,
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
@@ -299,3 +300,54 @@ def test_a_server_that_hangs_up_on_new_connections_still_uses_up_the_attempts(
     assert isinstance(error, ProviderUnavailableError)
     assert requests == 2, "each fresh connection's failure is an attempt"
     assert len(sleep.delays) == 1
+
+
+# OpenAI's answer when the requests per minute are used up and it says nothing of retrying.
+REQUESTS_USED_UP = {
+    "x-ratelimit-limit-requests": "3",
+    "x-ratelimit-remaining-requests": "0",
+    "x-ratelimit-reset-requests": "2s",
+    "x-ratelimit-remaining-tokens": "39000",
+    "x-ratelimit-reset-tokens": "1m30s",
+}
+
+
+def test_a_429_without_retry_after_waits_until_the_used_up_limit_resets(
+    new_client: ClientFactory, cloud: FakeCloud
+) -> None:
+    sleep = FakeSleep()
+    cloud.push(Fault.rate_limit(retry_after_s=None, headers=REQUESTS_USED_UP))
+
+    async def scenario() -> str:
+        async with new_client() as client:
+            provider = openai(client, base_url=cloud.base_url + "/v1", sleep=sleep, max_attempts=2)
+            return (await collect(await provider.start(HELLO))).text
+
+    text = asyncio.run(scenario())
+    assert text == cloud.reply
+    assert sleep.delays == [2.0], "the requests limit's reset, not a jittered backoff"
+
+
+def test_a_429_without_retry_after_keeps_the_circuit_open_until_the_limit_resets(
+    new_client: ClientFactory, cloud: FakeCloud
+) -> None:
+    cloud.push(Fault.rate_limit(retry_after_s=None, headers=REQUESTS_USED_UP))
+
+    async def scenario() -> tuple[ProviderError, float | None, ProviderError]:
+        async with new_client() as client:
+            provider = openai(
+                client,
+                base_url=cloud.base_url + "/v1",
+                clock=FakeClock(),
+                max_attempts=1,
+                breaker_failures=1,
+                breaker_reset_s=0.5,
+            )
+            with pytest.raises(ProviderError) as caught:
+                await provider.start(HELLO)
+            return caught.value, provider.breaker.retry_in_s(), provider.circuit_open_error()
+
+    error, retry_in, skipped = asyncio.run(scenario())
+    assert isinstance(error, ProviderRateLimitedError) and error.retry_after == 2.0
+    assert retry_in == 2.0, "no probe before the limit resets"
+    assert skipped.retry_after == 2.0

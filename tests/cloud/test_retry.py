@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.cloud.retry import (
     backoff_s,
+    rate_limit_wait_s,
     retry_after_s,
     retry_delay,
     status_error,
@@ -55,6 +56,89 @@ def test_retry_after_date_written_by_the_standard_library() -> None:
     assert retry_after_s(headers, now=NOW) == 3.0
 
 
+OPENAI_REQUESTS_USED_UP = {
+    "x-ratelimit-remaining-requests": "0",
+    "x-ratelimit-reset-requests": "2s",
+    "x-ratelimit-remaining-tokens": "9000",
+    "x-ratelimit-reset-tokens": "6m0s",
+}
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        # The limit that is used up says when, not the longest reset.
+        (OPENAI_REQUESTS_USED_UP, 2.0),
+        (
+            {
+                "x-ratelimit-remaining-requests": "12",
+                "x-ratelimit-reset-requests": "1s",
+                "x-ratelimit-remaining-tokens": "0",
+                "x-ratelimit-reset-tokens": "1h2m3.5s",
+            },
+            3723.5,
+        ),
+        # No remaining header says which limit: the longest reset.
+        ({"x-ratelimit-reset-requests": "20ms", "x-ratelimit-reset-tokens": "0.5s"}, 0.5),
+        (
+            {
+                "x-ratelimit-remaining-requests": "3",
+                "x-ratelimit-reset-requests": "20ms",
+                "x-ratelimit-remaining-tokens": "lots",
+                "x-ratelimit-reset-tokens": "1m30s",
+            },
+            90.0,
+        ),
+        # Anthropic: RFC 3339 timestamps; both used up, so both must have reset.
+        (
+            {
+                "anthropic-ratelimit-requests-remaining": "40",
+                "anthropic-ratelimit-requests-reset": "2025-03-10T12:05:00Z",
+                "anthropic-ratelimit-input-tokens-remaining": "0",
+                "anthropic-ratelimit-input-tokens-reset": "2025-03-10T12:00:30Z",
+                "anthropic-ratelimit-output-tokens-remaining": "0",
+                "anthropic-ratelimit-output-tokens-reset": "2025-03-10T12:00:45Z",
+            },
+            45.0,
+        ),
+        (
+            {
+                "anthropic-ratelimit-tokens-remaining": "0",
+                "anthropic-ratelimit-tokens-reset": "2025-03-10T13:00:12+01:00",
+            },
+            12.0,
+        ),
+        ({"anthropic-ratelimit-requests-reset": "2025-03-10T11:59:00Z"}, 0.0),
+        # retry-after-ms, then retry-after, win over the resets.
+        ({**OPENAI_REQUESTS_USED_UP, "retry-after": "7"}, 7.0),
+        ({**OPENAI_REQUESTS_USED_UP, "retry-after": "7", "retry-after-ms": "1500"}, 1.5),
+        # What does not parse is left out.
+        ({**OPENAI_REQUESTS_USED_UP, "retry-after": "soon"}, 2.0),
+        (
+            {
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "soon",
+                "x-ratelimit-reset-tokens": "3s",
+            },
+            3.0,
+        ),
+        (
+            {
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "-2s",
+                "anthropic-ratelimit-requests-reset": "tomorrow",
+                "x-ratelimit-reset-tokens": "9" * 400 + "h",
+            },
+            None,
+        ),
+        ({"x-ratelimit-remaining-requests": "0"}, None),
+        ({}, None),
+    ],
+)
+def test_rate_limit_wait(headers: dict[str, str], expected: float | None) -> None:
+    assert rate_limit_wait_s(httpx2.Headers(headers), now=NOW) == expected
+
+
 def test_backoff_grows_exponentially_up_to_the_cap_with_full_jitter() -> None:
     policy = ReliabilityPolicy(backoff_base_s=0.5, backoff_max_s=3.0)
     rng = random.Random(5)
@@ -90,6 +174,11 @@ def test_status_errors_by_status() -> None:
 
     limited = error(429, None, **{"retry-after": "3"})
     assert isinstance(limited, ProviderRateLimitedError) and limited.retry_after == 3.0
+    reset = error(429, None, **OPENAI_REQUESTS_USED_UP)
+    assert isinstance(reset, ProviderRateLimitedError) and reset.retry_after == 2.0
+    down = error(503, None, **OPENAI_REQUESTS_USED_UP)
+    assert isinstance(down, ProviderUnavailableError)
+    assert down.retry_after is None, "only a rate limit's wait comes from its limits' resets"
     assert isinstance(error(401), ProviderAuthError)
     assert isinstance(error(403), ProviderAuthError)
     rejected = error(404, {"error": {"message": "The model `gpt-9` does not exist"}})

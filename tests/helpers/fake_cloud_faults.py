@@ -81,18 +81,29 @@ class Fault:
     location: str = ""
     comment: str | None = None
     model: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def rate_limit(
-        cls, retry_after_s: float | None = 1, retry_after_ms: int | None = None
+        cls,
+        retry_after_s: float | None = 1,
+        retry_after_ms: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Fault:
         """429 with the API's rate-limit body.
 
         Args:
             retry_after_s: value of the ``retry-after`` header in seconds; None leaves it out.
             retry_after_ms: value of the ``retry-after-ms`` header; None leaves it out.
+            headers: more headers for the answer, such as the API's rate-limit state
+                (``x-ratelimit-remaining-requests``, ``anthropic-ratelimit-tokens-reset``).
         """
-        return cls("rate_limit", retry_after_s=retry_after_s, retry_after_ms=retry_after_ms)
+        return cls(
+            "rate_limit",
+            retry_after_s=retry_after_s,
+            retry_after_ms=retry_after_ms,
+            headers=tuple((headers or {}).items()),
+        )
 
     @classmethod
     def status(cls, code: int) -> Fault:
@@ -218,7 +229,7 @@ def replacement(request: Request, fault: Fault) -> Answer | None:
     real one or its delivery."""
     api = request.api
     if fault.kind == "rate_limit":
-        headers: list[tuple[str, str]] = []
+        headers: list[tuple[str, str]] = list(fault.headers)
         if fault.retry_after_s is not None:
             headers.append(("retry-after", f"{fault.retry_after_s:g}"))
         if fault.retry_after_ms is not None:

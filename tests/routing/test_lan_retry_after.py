@@ -1,6 +1,7 @@
-"""The ``Retry-After`` a client hears when a request only LAN servers may answer
-(``X-Hybrid-Route: lan``) finds none: what is left of the soonest wait a server asked for (its
-429's) or an open circuit it was passed over for sets, as after the cloud's failures.
+"""What a client hears when a request only LAN servers may answer (``X-Hybrid-Route: lan``)
+finds none, as after the cloud's failures: a rate limit (429) when every server was rate
+limiting it, else no route (503); and in ``Retry-After`` what is left of the soonest wait a
+server asked for (its 429's) or an open circuit it was passed over for sets.
 
 The servers are real HTTP servers on loopback (`FakeCloud` speaking OpenAI's wire format),
 reached through the real `LanPool` and `LanProvider`; one fake clock serves the pool (its
@@ -13,7 +14,7 @@ import asyncio
 import dataclasses
 from collections.abc import Sequence
 
-from fake_cloud import FakeCloud, Fault
+from fake_cloud import FakeCloud, Fault, closed_port
 from routing_fakes import BIG, LAN_POLICY, FakeLocal
 
 from hybrid.errors import NoRouteError, QueueFullError
@@ -44,18 +45,21 @@ class Clock:
 
 
 def _outcomes(
-    clock: Clock, servers: Sequence[FakeCloud], *rounds: Round, pause_s: float = 0.0
+    clock: Clock, servers: Sequence[FakeCloud | None], *rounds: Round, pause_s: float = 0.0
 ) -> list[NoRouteError | None]:
     """Send one ``X-Hybrid-Route: lan`` request to the servers (``a`` first, then ``b``; one
     attempt each, and one failure opens a server's circuit; the local model is busy) for each
     round of faults the servers are to answer it with, the clock moving ``pause_s`` between
-    rounds: each one's NoRouteError, or None when a server answered."""
+    rounds: each one's NoRouteError, or None when a server answered.  A server given as None
+    is down: nothing listens on its port."""
     settings = LanSettings(
         servers=[
             {
                 "name": name,
-                "base_url": f"{box.base_url}/v1",
-                "api_key": box.openai_key,
+                "base_url": f"http://127.0.0.1:{closed_port()}/v1"
+                if box is None
+                else f"{box.base_url}/v1",
+                "api_key": None if box is None else box.openai_key,
                 "models": [BIG],
             }
             for name, box in zip("ab", servers, strict=False)
@@ -94,12 +98,11 @@ def _outcomes(
     return asyncio.run(scenario())
 
 
-def _retry_after(error: NoRouteError | None) -> str | None:
-    """The 503's ``Retry-After``, when it has one."""
+def _told(error: NoRouteError | None) -> tuple[int, str | None]:
+    """The status the client is told, and its ``Retry-After`` when it has one."""
     assert error is not None
     wire = wire_error(error)
-    assert wire.status == 503
-    return wire.headers().get("Retry-After")
+    return wire.status, wire.headers().get("Retry-After")
 
 
 def test_a_servers_wait_is_told_and_its_open_circuit_holds_it(
@@ -107,6 +110,7 @@ def test_a_servers_wait_is_told_and_its_open_circuit_holds_it(
 ) -> None:
     # The server asks for 120 s, which opens its circuit for as long (not only the 30 s of
     # breaker_reset_s): 12 s later it is passed over, and the client is told the 108 s left.
+    # The only server rate-limited the request, then is skipped for it: both are rate limits.
     a, _ = boxes
     clock = Clock()
 
@@ -114,9 +118,9 @@ def test_a_servers_wait_is_told_and_its_open_circuit_holds_it(
         clock, [a], [(a, Fault.rate_limit(retry_after_s=120))], [], pause_s=12.0
     )
 
-    assert _retry_after(first) == "120"
+    assert _told(first) == (429, "120")
     assert second is not None and "(lan:busy)" in str(second)
-    assert _retry_after(second) == "108"
+    assert _told(second) == (429, "108")
     assert len(a.requests) == 1, "the open circuit sent nothing"
 
 
@@ -138,7 +142,7 @@ def test_an_open_circuit_passed_over_tells_its_wait_when_it_is_the_soonest(
 
     assert first is None, "b answered the first request"
     assert second is not None and "(lan:failed:b:rate_limited)" in str(second)
-    assert _retry_after(second) == "20"
+    assert _told(second) == (503, "20"), "a's circuit a 503 opened: not every server rate limits"
     assert len(a.requests) == 1, "the open circuit sent nothing"
 
 
@@ -148,4 +152,46 @@ def test_without_a_wait_said_no_retry_after_is_told(boxes: tuple[FakeCloud, Fake
     [refused] = _outcomes(Clock(), [a], [(a, Fault.status(503))])
 
     assert refused is not None and refused.should_retry
-    assert _retry_after(refused) is None
+    assert _told(refused) == (503, None)
+
+
+def test_every_server_rate_limiting_is_a_rate_limit_in_both_apis(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, b = boxes
+
+    [limited] = _outcomes(
+        Clock(),
+        [a, b],
+        [(a, Fault.rate_limit(retry_after_s=45)), (b, Fault.rate_limit(retry_after_s=30))],
+    )
+
+    assert limited is not None and limited.rate_limited and limited.should_retry
+    assert "every LAN server is rate limiting requests" in str(limited)
+    wire = wire_error(limited)
+    assert (wire.status, wire.headers()["Retry-After"]) == (429, "30")
+    assert wire.headers()["X-Hybrid-Reason"] == "error:rate_limit_exceeded;lan:a:rate_limited"
+    assert wire.body("openai")["error"]["code"] == "rate_limit_exceeded"
+    assert wire.body("anthropic")["error"]["type"] == "rate_limit_error"
+    assert len(a.requests) == len(b.requests) == 1
+
+
+def test_a_rate_limit_beside_a_server_that_is_down_stays_no_route(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    # a rate-limits the request and b refuses the connection: not every server is rate
+    # limiting.  10 s later a is skipped for the circuit its 429 opened and b is still marked
+    # down: still no route, with what is left of a's wait.
+    a, _ = boxes
+    clock = Clock()
+
+    first, second = _outcomes(
+        clock, [a, None], [(a, Fault.rate_limit(retry_after_s=60))], [], pause_s=10.0
+    )
+
+    assert first is not None and not first.rate_limited
+    assert _told(first) == (503, "60")
+    assert wire_error(first).body("anthropic")["error"]["type"] == "overloaded_error"
+    assert second is not None and "(lan:busy)" in str(second)
+    assert _told(second) == (503, "50")
+    assert len(a.requests) == 1, "the open circuit sent nothing"
