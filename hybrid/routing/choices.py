@@ -18,6 +18,12 @@ from hybrid.generation import GenerationRequest, Message, tool_needs
 
 # An option on its own line: "A) ...", "(B) ...", "c. ...", "D: ...".
 _OPTION = re.compile(r"^[ \t]*\(?([A-Ha-h])[).:]\s", re.MULTILINE)
+# A turn that lists lettered lines offers them as options only when it asks for a choice: a
+# question, or a word that asks to pick ("Rewrite these steps:\na. ...\nb. ..." offers none).
+_CHOOSING = re.compile(
+    r"\?|\b(?:choose|select|pick|answer|which|option|options|letter|correct|best)\b",
+    re.IGNORECASE,
+)
 _YES_NO = re.compile(r"\byes\s+or\s+no\b|\byes/no\b", re.IGNORECASE)
 _TRUE_FALSE = re.compile(r"\btrue\s+or\s+false\b|\btrue/false\b", re.IGNORECASE)
 # What an answer may open with before the option it picks: emphasis, quotes, brackets, and "The
@@ -36,11 +42,14 @@ def closed_set(prompt: str) -> frozenset[str] | None:
     """The closed set of answers a prompt offers, lower-cased; None when it offers none.
 
     Two or more lettered options (A to H), each on its own line ("A) Paris", "(b) Rome",
-    "c. Lyon", "D: Nice"), offer their letters; otherwise "yes or no" ("yes/no") offers yes and
-    no, and "true or false" ("true/false") true and false.  A single lettered line is no set.
+    "c. Lyon", "D: Nice"), offer their letters when the prompt asks for a choice (a question
+    mark, or "choose", "select", "pick", "answer", "which", "option", "letter", "correct",
+    "best"): a lettered list to rewrite or summarise is no set.  Otherwise "yes or no"
+    ("yes/no") offers yes and no, and "true or false" ("true/false") true and false.  A single
+    lettered line is no set.
     """
     letters = _OPTION.findall(prompt)
-    if len(letters) >= 2:
+    if len(letters) >= 2 and _CHOOSING.search(prompt):
         return frozenset(letter.lower() for letter in letters)
     if _YES_NO.search(prompt):
         return frozenset({"yes", "no"})

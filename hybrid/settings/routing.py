@@ -172,11 +172,11 @@ class CascadeSettings(BaseModel):
     escalate_outside_options: bool = Field(
         default=True,
         description="When the last user turn offers a closed set of answers (two or more "
-        'lettered options on their own lines, "A) ..." "B) ...", or "yes or no", "true or '
-        'false"), a local answer, whole or streamed, that opens with none of them ("I think '
-        'it is Paris" to a yes-or-no question) is discarded and the cloud answers, however '
-        "confident the model was. Only text answers to chat requests are read for it (not "
-        "tool calls, not JSON output).",
+        'lettered options on their own lines, "A) ..." "B) ...", in a turn that asks for a '
+        'choice; or "yes or no", "true or false"), a local answer, whole or streamed, that '
+        'opens with none of them ("I think it is Paris" to a yes-or-no question) is '
+        "discarded and the cloud answers, however confident the model was. Only text "
+        "answers to chat requests are read for it (not tool calls, not JSON output).",
     )
 
 

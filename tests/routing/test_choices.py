@@ -55,6 +55,9 @@ def test_yes_or_no_and_true_or_false_offer_those_words(
         "Plan A) is cheaper, plan B) is faster. Which would you take?",  # not on their own lines
         "Write about yes-men and no-shows.",
         "e.g. a fruit",
+        # A lettered list that nothing asks to choose from.
+        "Rewrite these steps more formally:\na. Preheat the oven\nb. Mix the flour",
+        "Summarise:\nA) The board met.\nB) The budget passed.",
     ],
 )
 def test_a_prompt_without_a_closed_set_offers_none(prompt: str) -> None:
