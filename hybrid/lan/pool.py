@@ -107,6 +107,13 @@ class LanServer:
             return load.utilisation(self.in_flight, limit)
         return self.in_flight / limit
 
+    def next_check_in_s(self, now: float) -> float | None:
+        """Seconds at ``now`` (monotonic) until it is checked again while down, 0 once that is
+        due (the background task checks it on its next round); None while up."""
+        if self.down_until is None:
+            return None
+        return max(0.0, self.down_until - now)
+
     def unavailable(self, now: float, fresh_s: float) -> str | None:
         """Why it cannot take one more request now (``down``, ``circuit_open``, ``full``,
         ``saturated``), or None when it can."""
@@ -140,6 +147,7 @@ class LanServer:
     def to_json(self, now: float, fresh_s: float) -> dict[str, Any]:
         """What ``/health`` and ``hybrid probe`` show of it (never its key)."""
         health = self.provider.health()
+        next_check = self.next_check_in_s(now)
         return {
             "name": self.name,
             "base_url": health["base_url"],
@@ -147,6 +155,7 @@ class LanServer:
             "trusted": self.trusted,
             "up": self.down_until is None and self.health is not None,
             "error": self.down_reason or (None if self.health is None else self.health.error),
+            "next_check_in_s": None if next_check is None else round(next_check, 1),
             "in_flight": self.in_flight,
             "max_concurrency": self.settings.max_concurrency,
             "utilisation": round(self.utilisation(now, fresh_s), 3),

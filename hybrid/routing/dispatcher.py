@@ -350,7 +350,7 @@ class Dispatcher:
         lead = "no LAN server answered the request"
         if started.rate_limited:
             lead = "every LAN server is rate limiting requests"
-        tried = (*started.failures, *started.open_circuits)
+        tried = (*started.failures, *started.paused)
         raise NoRouteError(
             f"{lead} ({started.code}), and it was asked not to go to the cloud "
             f"(X-Hybrid-Route: lan): {'; '.join(details)}",

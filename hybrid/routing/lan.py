@@ -19,9 +19,10 @@ When no server takes it, :class:`LanMiss` says why in one code for the cloud ans
 ``lan:failed:gpu-box:timeout``, ``lan:busy`` (every server full, saturated, down or open),
 ``lan:no_model`` (no model held able to answer it), ``lan:no_trusted_server`` (private data,
 and no server is marked trusted).  It keeps the waits the servers asked for (a ``Retry-After``)
-and the time to the next probe of each open circuit it passed over, as the cloud's failures do
-(:func:`~hybrid.routing.failover.soonest_wait`), for the ``Retry-After`` of a request that only
-LAN servers may answer (``X-Hybrid-Route: lan``); and, as for the cloud
+and, for each server it passed over while hybrid leaves it alone, the time until hybrid tries it
+again (its open circuit's next probe, or the next check of a server that is down), as the
+cloud's failures do (:func:`~hybrid.routing.failover.soonest_wait`), for the ``Retry-After`` of a
+request that only LAN servers may answer (``X-Hybrid-Route: lan``); and, as for the cloud
 (:func:`~hybrid.routing.failover.all_rate_limited`), whether every server was rate limiting it,
 which that request's client is told as a rate limit (429) rather than as no route (503).
 """
@@ -61,16 +62,18 @@ class LanMiss:
     Attributes:
         code: One code for the reason of the answer given instead (``lan:busy``).
         failures: The servers that were tried and failed, in order.
-        open_circuits: The servers passed over because their circuit is open, with the time
-            to its next probe as their wait.
+        paused: The servers passed over while hybrid leaves them alone: their circuit is
+            open (with the time to its next probe as their wait) or they are down (with the
+            time to their next check).
         clock: Monotonic seconds, the clock the failures' ``said_at`` was read from.
-        passed_over: The servers not asked for another reason (down, full, saturated, or
-            holding no model able to answer), as ``name:why``.
+        passed_over: The servers not asked for another reason than an open circuit (down,
+            full, saturated, or holding no model able to answer), as ``name:why``; a server
+            down is in :attr:`paused` too, for its wait.
     """
 
     code: str
     failures: tuple[Failure, ...] = ()
-    open_circuits: tuple[Failure, ...] = ()
+    paused: tuple[Failure, ...] = ()
     clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
     passed_over: tuple[str, ...] = ()
 
@@ -79,12 +82,13 @@ class LanMiss:
         """Whether every server was rate limiting: each rate-limited the request (HTTP 429)
         or was passed over for a circuit that rate limits opened, as
         :func:`~hybrid.routing.failover.all_rate_limited` decides for the cloud's targets."""
-        return not self.passed_over and all_rate_limited((*self.failures, *self.open_circuits))
+        return not self.passed_over and all_rate_limited((*self.failures, *self.paused))
 
     def retry_after(self) -> float | None:
-        """What is left now of the soonest wait a server asked for or an open circuit set (of
-        those a retry may end), or None when there is none."""
-        return soonest_wait((*self.failures, *self.open_circuits), self.clock())
+        """What is left now of the soonest wait a server asked for, an open circuit set or a
+        server down has until its next check (of those a retry may end), or None when there is
+        none."""
+        return soonest_wait((*self.failures, *self.paused), self.clock())
 
 
 class LanTier:
@@ -192,21 +196,28 @@ class LanTier:
         return LanMiss(
             code,
             tuple(failures),
-            self._open_circuits(skipped),
+            self._paused(skipped),
             self._pool.clock,
             tuple(passed_over),
         )
 
-    def _open_circuits(self, skipped: Sequence[str]) -> tuple[Failure, ...]:
-        """The servers :meth:`~hybrid.lan.pool.LanPool.ranked` passed over for their open
-        circuit (``gpu-box:circuit_open``), each as the failure it would have raised."""
+    def _paused(self, skipped: Sequence[str]) -> tuple[Failure, ...]:
+        """The servers :meth:`~hybrid.lan.pool.LanPool.ranked` passed over while hybrid leaves
+        them alone: for their open circuit (``gpu-box:circuit_open``), each as the failure it
+        would have raised, with the time to its next probe; or for being down
+        (``gpu-box:down``), with the time to its next check.  Full, saturated servers are not
+        among them: they may take a request again any moment."""
         passed = set(skipped)
         now = self._pool.clock()
-        return tuple(
-            Failure.of(server.provider.circuit_open_error(), at=now)
-            for server in self._pool.servers
-            if f"{server.name}:circuit_open" in passed
-        )
+        paused: list[Failure] = []
+        for server in self._pool.servers:
+            if f"{server.name}:circuit_open" in passed:
+                paused.append(Failure.of(server.provider.circuit_open_error(), at=now))
+            elif f"{server.name}:down" in passed:
+                wait = server.next_check_in_s(now) or 0.0
+                detail = f"{server.name}: skipped: it is down; hybrid checks it in {wait:.0f} s"
+                paused.append(Failure(server.name, "down", detail, True, wait, said_at=now))
+        return tuple(paused)
 
     def _model_for(
         self, server: LanServer, messages: Sequence[Message], judged: dict[str, bool]

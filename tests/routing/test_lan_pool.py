@@ -1,5 +1,6 @@
-"""The LAN pool: a server down at start is marked so and used again after the breaker's pause;
-answers are counted in flight until closed; the model check of LAN answers."""
+"""The LAN pool: a server down at start is marked so (with when it is checked again) and used
+again after the breaker's pause; answers are counted in flight until closed; the model check of
+LAN answers."""
 
 from __future__ import annotations
 
@@ -46,13 +47,17 @@ def test_a_server_down_at_start_is_marked_down_and_used_again_once_it_answers() 
         await pool.start()
         assert pool.to_json()[0]["up"] is False
         assert "127.0.0.1" in (pool.to_json()[0]["error"] or "")
+        assert pool.to_json()[0]["next_check_in_s"] == POLICY.breaker_reset_s
         assert pool.ranked() == ([], ["late:down"])
         with FakeCloud(models=(BIG,), port=port):
+            clock.now += 10.0
             await pool.refresh()  # before the pause: not asked again
             assert server.down_until is not None
-            clock.now += POLICY.breaker_reset_s
+            assert pool.to_json()[0]["next_check_in_s"] == POLICY.breaker_reset_s - 10.0
+            clock.now += POLICY.breaker_reset_s - 10.0
             await pool.refresh()
             assert pool.to_json()[0]["up"] is True
+            assert pool.to_json()[0]["next_check_in_s"] is None
             assert pool.ranked() == ([server], [])
         await pool.aclose()
 

@@ -1,7 +1,8 @@
 """What a client hears when a request only LAN servers may answer (``X-Hybrid-Route: lan``)
 finds none, as after the cloud's failures: a rate limit (429) when every server was rate
 limiting it, else no route (503); and in ``Retry-After`` what is left of the soonest wait a
-server asked for (its 429's) or an open circuit it was passed over for sets.
+server asked for (its 429's), an open circuit it was passed over for sets, or a server it passed
+over as down has until its next check.
 
 The servers are real HTTP servers on loopback (`FakeCloud` speaking OpenAI's wire format),
 reached through the real `LanPool` and `LanProvider`; one fake clock serves the pool (its
@@ -181,7 +182,8 @@ def test_a_rate_limit_beside_a_server_that_is_down_stays_no_route(
 ) -> None:
     # a rate-limits the request and b refuses the connection: not every server is rate
     # limiting.  10 s later a is skipped for the circuit its 429 opened and b is still marked
-    # down: still no route, with what is left of a's wait.
+    # down: still no route, with the sooner of what is left of a's wait (50 s) and of the time
+    # to b's next check (20 s).
     a, _ = boxes
     clock = Clock()
 
@@ -193,5 +195,35 @@ def test_a_rate_limit_beside_a_server_that_is_down_stays_no_route(
     assert _told(first) == (503, "60")
     assert wire_error(first).body("anthropic")["error"]["type"] == "overloaded_error"
     assert second is not None and "(lan:busy)" in str(second)
-    assert _told(second) == (503, "50")
+    assert _told(second) == (503, "20")
     assert len(a.requests) == 1, "the open circuit sent nothing"
+
+
+def test_servers_that_are_down_tell_the_time_to_their_next_check() -> None:
+    # Both refuse the connection and are marked down, checked again in 30 s (breaker_reset_s).
+    # The requests that find them down until then are told what is left of that.
+    clock = Clock()
+
+    found, then, later = _outcomes(clock, [None, None], [], [], [], pause_s=10.0)
+
+    assert found is not None and "(lan:failed:a:unavailable)" in str(found)
+    assert then is not None and "(lan:busy)" in str(then)
+    assert _told(then) == (503, "20")
+    assert _told(later) == (503, "10")
+    assert then.failures == ["lan:a:down", "lan:b:down"]
+
+
+def test_a_server_down_is_told_when_its_check_is_sooner_than_a_rate_limits_wait(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    # a refuses the connection (down, checked again in 30 s) and b answers the first request.
+    # b then asks for 60 s: a's next check is sooner, and a server down is no rate limit.
+    _, b = boxes
+
+    first, second = _outcomes(Clock(), [None, b], [], [(b, Fault.rate_limit(retry_after_s=60))])
+
+    assert first is None, "b answered the first request"
+    assert second is not None and "(lan:failed:b:rate_limited)" in str(second)
+    assert not second.rate_limited
+    assert _told(second) == (503, "30")
+    assert wire_error(second).body("anthropic")["error"]["type"] == "overloaded_error"
