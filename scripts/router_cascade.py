@@ -170,7 +170,7 @@ def cascade_summary(collections: Mapping[str, Collection]) -> str:
     whole = ", ".join(f"{where} {_mean(c.whole)}" for where, c in collections.items())
     return bullet(
         f"With the cascade on declining answers and answers outside the options offered "
-        f"(`routing.cascade`, a check of the local answer, not of the prompt), "
+        f"(`routing.cascade`, on by default; a check of the local answer, not of the prompt), "
         f"two-stage+recent's mean AUROC goes from: {declining}; with the whole cascade "
         f"(those, and answers the model was less sure of than `min_confidence` = "
         f"{MIN_CONFIDENCE:g}): {whole} (see [The cascade on local "
@@ -234,8 +234,9 @@ def cascade_section(collections: Mapping[str, Collection]) -> str:
     return f"""
 ## The cascade on local answers
 
-With `routing.cascade` on, an answer the router kept local is read before it is sent (a whole
-answer to its end, a streamed one as far as its opening: eight words, or 64 characters), and
+With `routing.cascade` on (the default, with a cloud configured), an answer the router kept
+local is read before it is sent (a whole answer to its end, a streamed one as far as its
+opening: eight words, or 64 characters), and
 one that opens by declining ("I'm sorry, I can't answer this question.", "I don't know.") is
 discarded for the cloud's (`cascade:declined`; `hybrid.routing.cascade.declined`, phrases in
 six languages, a fixed rule that nothing here fits), as is one that opens with none of the

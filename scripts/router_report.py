@@ -323,7 +323,9 @@ Targets: {TARGETS}.
 
 The router `hybrid serve` runs is *two-stage+recent*: both stages, with each feature score
 read beside the recent requests most like it. *two-stage* scores each prompt alone, as the
-router did before.
+router did before. With a cloud configured, `hybrid serve` then reads the answers it keeps
+local before sending them (the cascade, `routing.cascade`, on by default): the tables rank
+the decision made before the answer, and the cascade's figures are given beside them.
 
 - Leave one family out, pooled: two-stage+recent AUROC
   {lofo["two-stage+recent"]["AUROC"].text()}, two-stage {lofo["two-stage"]["AUROC"].text()},

@@ -54,6 +54,8 @@ def test_defaults_when_nothing_is_set(isolated: Path) -> None:
     assert settings.log_level == "info"
     assert settings.probe.sample_interval_s == 1.0
     assert settings.probe.measure_bandwidth is True
+    # Local answers are read before they are sent, once a cloud can take the request.
+    assert settings.routing.cascade.enabled is True
     assert settings.home == isolated / "xdg-data" / "hybrid"
     assert loaded.config_file is None
     assert set(loaded.sources.values()) == {"default"}

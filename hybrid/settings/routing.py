@@ -145,15 +145,18 @@ class DifficultySettings(BaseModel):
 
 
 class CascadeSettings(BaseModel):
-    """Answer locally first; escalate answers the local model was unsure of."""
+    """Answer locally first; escalate answers the local model was unsure of (on by default;
+    it acts only when a cloud can take the request)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(
-        default=False,
-        description="Read the answers the router keeps local before sending them, whole ones "
-        "to their end and streamed ones as far as their first words: unsure or declining "
-        "answers, and answers outside the options the prompt offered, escalate.",
+        default=True,
+        description="With a cloud configured, read the answers the router keeps local before "
+        "sending them, whole ones to their end and streamed ones as far as their first words "
+        "(a stream's first byte waits for them): unsure or declining answers, and answers "
+        "outside the options the prompt offered, escalate. false sends local answers unread "
+        "and streams them from their first token.",
     )
     min_confidence: float = Field(
         default=0.35,

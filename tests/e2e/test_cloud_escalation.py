@@ -513,10 +513,10 @@ def cascade_server(
     env = {
         **cloud.provider_env(),
         **FAST_RELIABILITY,
-        # Every prompt stays local on its score, so that only the cascade sends one out; and
-        # no answer is unsure enough to be discarded for its confidence.
+        # Every prompt stays local on its score, so that only the cascade (on by default with a
+        # cloud configured) sends one out; and no answer is unsure enough to be discarded for
+        # its confidence.
         "HYBRID_ROUTING__DIFFICULTY__THRESHOLD": "1",
-        "HYBRID_ROUTING__CASCADE__ENABLED": "true",
         "HYBRID_ROUTING__CASCADE__MIN_CONFIDENCE": "0.01",
     }
     running = start_server("--ctx", "1024", env=env)
