@@ -16,7 +16,8 @@ asks the server the calibration set and stores the fit under the model's name,
 its prior.
 
 When no server takes it, :class:`LanMiss` says why in one code for the cloud answer's reason:
-``lan:failed:gpu-box:timeout``, ``lan:busy`` (every server full, saturated, down or open),
+``lan:failed:gpu-box:timeout``, ``lan:busy`` (every server full, saturated, down or its circuit
+open), ``lan:down`` (every server down: none answers a connection),
 ``lan:no_model`` (no model held able to answer it), ``lan:no_trusted_server`` (private data,
 and no server is marked trusted).  It keeps the waits the servers asked for (a ``Retry-After``)
 and, for each server it passed over while hybrid leaves it alone, the time until hybrid tries it
@@ -191,6 +192,8 @@ class LanTier:
             code = "lan:no_trusted_server"  # the pool has servers: none is trusted
         elif not tried_any and servers:
             code = "lan:no_model"
+        elif all(why.endswith(":down") for why in skipped):
+            code = "lan:down"  # none answers a connection: each is checked again later
         else:
             code = "lan:busy"
         return LanMiss(

@@ -207,7 +207,7 @@ def test_servers_that_are_down_tell_the_time_to_their_next_check() -> None:
     found, then, later = _outcomes(clock, [None, None], [], [], [], pause_s=10.0)
 
     assert found is not None and "(lan:failed:a:unavailable)" in str(found)
-    assert then is not None and "(lan:busy)" in str(then)
+    assert then is not None and "(lan:down)" in str(then)
     assert _told(then) == (503, "20")
     assert _told(later) == (503, "10")
     assert then.failures == ["lan:a:down", "lan:b:down"]
