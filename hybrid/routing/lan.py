@@ -163,15 +163,21 @@ class LanTier:
             except ProviderError as exc:
                 self._pool.release(server)
                 log.warning("LAN server %s failed: %s", server.name, exc)
+                now = self._pool.clock()
+                failure = Failure.of(exc, at=now)
                 # No connection at all (refused, or dropped until the connect timeout, as by
                 # a host powered off): the server is down, not slow.
                 if isinstance(exc, ProviderUnreachableError | ProviderConnectTimeoutError):
                     self._pool.went_down(server, str(exc))
+                    if failure.retry_after is None:
+                        # Told as the requests that find it down are: the wait to its check.
+                        wait = server.next_check_in_s(now)
+                        failure = dataclasses.replace(failure, retry_after=wait)
                 elif isinstance(exc, WrongModelError):
                     # Restarted with another model: later requests ask for the one it lists
                     # now (this one goes on to the next server, not back here).
                     await self._pool.relist(server)
-                failures.append(Failure.of(exc, at=self._pool.clock()))
+                failures.append(failure)
                 continue
             except InvalidRequestError as exc:
                 # Its API cannot carry something the request asks for: the cloud may.

@@ -180,10 +180,10 @@ def test_every_server_rate_limiting_is_a_rate_limit_in_both_apis(
 def test_a_rate_limit_beside_a_server_that_is_down_stays_no_route(
     boxes: tuple[FakeCloud, FakeCloud],
 ) -> None:
-    # a rate-limits the request and b refuses the connection: not every server is rate
-    # limiting.  10 s later a is skipped for the circuit its 429 opened and b is still marked
-    # down: still no route, with the sooner of what is left of a's wait (50 s) and of the time
-    # to b's next check (20 s).
+    # a rate-limits the request (60 s) and b refuses the connection (checked again in 30 s):
+    # not every server is rate limiting, and the sooner wait is b's.  10 s later a is skipped
+    # for the circuit its 429 opened and b is still marked down: still no route, with the
+    # sooner of what is left of a's wait (50 s) and of the time to b's next check (20 s).
     a, _ = boxes
     clock = Clock()
 
@@ -192,7 +192,7 @@ def test_a_rate_limit_beside_a_server_that_is_down_stays_no_route(
     )
 
     assert first is not None and not first.rate_limited
-    assert _told(first) == (503, "60")
+    assert _told(first) == (503, "30")
     assert wire_error(first).body("anthropic")["error"]["type"] == "overloaded_error"
     assert second is not None and "(lan:busy)" in str(second)
     assert _told(second) == (503, "20")
@@ -201,12 +201,14 @@ def test_a_rate_limit_beside_a_server_that_is_down_stays_no_route(
 
 def test_servers_that_are_down_tell_the_time_to_their_next_check() -> None:
     # Both refuse the connection and are marked down, checked again in 30 s (breaker_reset_s).
-    # The requests that find them down until then are told what is left of that.
+    # The request that finds them down and those after it until then are told what is left
+    # of that.
     clock = Clock()
 
     found, then, later = _outcomes(clock, [None, None], [], [], [], pause_s=10.0)
 
     assert found is not None and "(lan:failed:a:unavailable)" in str(found)
+    assert _told(found) == (503, "30"), "the request that found them down waits for the check"
     assert then is not None and "(lan:down)" in str(then)
     assert _told(then) == (503, "20")
     assert _told(later) == (503, "10")
