@@ -5,8 +5,10 @@
 ``max_tokens``) and writes one line per input: ``{"target", "score", "reasons"}``.  When the
 difficulty policy decided, the printed decision and ``--json`` also say which of its stages did
 (``feature``, ``model``: the probe on the local model's view, or ``feature_fallback``: the
-probe could not run).  No server runs: the local model is loaded here, to count tokens exactly
-as ``hybrid serve`` does, and to give its view of the prompts the difficulty probe settles.
+probe could not run), and for a request kept local, whether the cascade will read its answer
+(``routing.cascade``: on, with a cloud that can take it).  No server runs: the local model is
+loaded here, to count tokens exactly as ``hybrid serve`` does, and to give its view of the
+prompts the difficulty probe settles.
 """
 
 from __future__ import annotations
@@ -70,10 +72,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             request = _request({"prompt": args.prompt, "max_tokens": args.max_tokens})
             plan = await dispatcher.plan(request, model=args.model, override=args.route)
             lan = lan_servers(dispatcher)
+            read = dispatcher.reads_answer(plan)
             if args.json:
-                print(json.dumps(_plan_json(plan, verdicts=True, lan=lan)))
+                print(json.dumps(_plan_json(plan, verdicts=True, lan=lan, read=read)))
             else:
-                _print_plan(plan, sys.stdout, lan=lan)
+                _print_plan(plan, sys.stdout, lan=lan, read=read)
             return 0
         failed = False
         for number, line in _lines(sys.stdin):
@@ -175,7 +178,11 @@ def lan_servers(dispatcher: Dispatcher) -> tuple[str, ...]:
     return () if tier is None else tuple(server.name for server in tier.pool.servers)
 
 
-def _plan_json(plan: RoutePlan, *, verdicts: bool, lan: Sequence[str] = ()) -> dict[str, Any]:
+def _plan_json(
+    plan: RoutePlan, *, verdicts: bool, lan: Sequence[str] = (), read: bool = False
+) -> dict[str, Any]:
+    """The plan as JSON; with ``verdicts``, also the stage, the model, the LAN servers tried
+    first, whether the cascade reads the local answer (``read``) and every policy's verdict."""
     decision = plan.decision
     document: dict[str, Any] = {
         "target": _target(plan),
@@ -187,6 +194,7 @@ def _plan_json(plan: RoutePlan, *, verdicts: bool, lan: Sequence[str] = ()) -> d
         if stage is not None:
             document["stage"] = stage
         document["model"] = _model(plan)
+        document["cascade"] = read
         if lan and decision.target == "cloud" and plan.mode != "cloud":
             document["lan_servers"] = list(lan)
         document["verdicts"] = [
@@ -206,6 +214,12 @@ _STAGES = {
 _NO_CLOUD = (
     "no cloud is configured, so the local model answers whatever the score says, and the "
     "model stage is not asked (it could not change the route)"
+)
+
+
+_CASCADE = (
+    "routing.cascade reads the local answer first: declining, unsure or outside the options "
+    "offered, it goes to {cloud}"
 )
 
 
@@ -230,7 +244,9 @@ def _model(plan: RoutePlan) -> str | None:
     return plan.local_model
 
 
-def _print_plan(plan: RoutePlan, out: TextIO, *, lan: Sequence[str] = ()) -> None:
+def _print_plan(
+    plan: RoutePlan, out: TextIO, *, lan: Sequence[str] = (), read: bool = False
+) -> None:
     decision = plan.decision
     where = _model(plan) or "no cloud model configured"
     if _target(plan) == "lan":
@@ -248,6 +264,8 @@ def _print_plan(plan: RoutePlan, out: TextIO, *, lan: Sequence[str] = ()) -> Non
         print(f"note:    {_NO_CLOUD}", file=out)
     if decision.pinned:
         print("pinned:  private data: this request does not leave the machine", file=out)
+    if read and plan.target is not None:
+        print(f"then:    {_CASCADE.format(cloud=plan.target.qualified)}", file=out)
     print(file=out)
     width = max((len(v.policy) for v in decision.verdicts), default=6)
     for verdict in decision.verdicts:

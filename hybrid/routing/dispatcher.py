@@ -231,7 +231,7 @@ class Dispatcher:
         if decision.target == "cloud":
             return await self._escalate(request, target, decision.reason, plan, decision.score)
         try:
-            if target is not None and self._cascade is not None:
+            if target is not None and self.reads_answer(plan):
                 return await self._cascaded(request, target, plan)
             return await self._local.start(request, decision.reason, plan, decision.score)
         except QueueFullError as exc:
@@ -239,6 +239,19 @@ class Dispatcher:
         except ModelNotReadyError:
             reason = f"capacity:local_{self._runtime.state}"
         return await self._escalate(request, target, reason, plan, decision.score)
+
+    def reads_answer(self, plan: RoutePlan) -> bool:
+        """Whether the cascade reads the local answer to ``plan`` before it is sent: the router
+        kept it local (no header, model name or privacy pin fixed the route) and a cloud
+        model can take it if the answer is discarded."""
+        decision = plan.decision
+        return (
+            self._cascade is not None
+            and plan.target is not None
+            and plan.mode == "auto"
+            and not decision.pinned
+            and decision.target == "local"
+        )
 
     async def _escalate(
         self,

@@ -27,6 +27,26 @@ def test_a_prompt_prints_the_decision_and_each_verdict(capsys: pytest.CaptureFix
     assert out.startswith("route:   local (gemma-3-270m-q4_k_m)")
     for policy in ("capability", "length", "capacity"):
         assert f"  {policy}" in out
+    assert "then:" not in out, "no cloud is configured: the answer is not read"
+
+
+def test_a_local_route_says_the_cascade_reads_its_answer_when_a_cloud_can_take_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # a cloud is configured; nothing is sent
+    assert main(["route", "What is the capital of France?"]) == 0
+    then = [line for line in capsys.readouterr().out.splitlines() if line.startswith("then:")]
+    assert len(then) == 1 and "routing.cascade" in then[0] and "openai/" in then[0]
+
+    assert main(["route", "--json", "What is the capital of France?"]) == 0
+    assert json.loads(capsys.readouterr().out)["cascade"] is True
+    # A route the client fixed is not read, nor is any with the cascade switched off.
+    assert main(["route", "--json", "--route", "local", "What is the capital of France?"]) == 0
+    assert json.loads(capsys.readouterr().out)["cascade"] is False
+    monkeypatch.setenv("HYBRID_ROUTING__CASCADE__ENABLED", "false")
+    assert main(["route", "What is the capital of France?"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("route:   local") and "then:" not in out
 
 
 def test_no_prompt_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
