@@ -72,7 +72,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             request = _request({"prompt": args.prompt, "max_tokens": args.max_tokens})
             plan = await dispatcher.plan(request, model=args.model, override=args.route)
             lan = lan_servers(dispatcher)
-            read = dispatcher.reads_answer(plan)
+            read = dispatcher.reads_answer(request, plan)
             if args.json:
                 print(json.dumps(_plan_json(plan, verdicts=True, lan=lan, read=read)))
             else:

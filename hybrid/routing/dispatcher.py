@@ -231,7 +231,7 @@ class Dispatcher:
         if decision.target == "cloud":
             return await self._escalate(request, target, decision.reason, plan, decision.score)
         try:
-            if target is not None and self.reads_answer(plan):
+            if target is not None and self.reads_answer(request, plan):
                 return await self._cascaded(request, target, plan)
             return await self._local.start(request, decision.reason, plan, decision.score)
         except QueueFullError as exc:
@@ -240,10 +240,13 @@ class Dispatcher:
             reason = f"capacity:local_{self._runtime.state}"
         return await self._escalate(request, target, reason, plan, decision.score)
 
-    def reads_answer(self, plan: RoutePlan) -> bool:
-        """Whether the cascade reads the local answer to ``plan`` before it is sent: the router
-        kept it local (no header, model name or privacy pin fixed the route) and a cloud
-        model can take it if the answer is discarded."""
+    def reads_answer(self, request: GenerationRequest, plan: RoutePlan) -> bool:
+        """Whether the cascade reads the local answer to ``request`` before it is sent: the
+        router kept it local (no header, model name or privacy pin fixed the route), a cloud
+        model can take it if the answer is discarded, and its output is free text.  An answer
+        held to JSON (``response_format``) is not read: the grammar chooses among the tokens,
+        so their probabilities measure the format it forces, not how sure the model was (a
+        right answer reads 0.1-0.2), and it can neither decline nor pick an option."""
         decision = plan.decision
         return (
             self._cascade is not None
@@ -251,6 +254,7 @@ class Dispatcher:
             and plan.mode == "auto"
             and not decision.pinned
             and decision.target == "local"
+            and request.params.response_format is None
         )
 
     async def _escalate(

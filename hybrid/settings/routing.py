@@ -155,8 +155,8 @@ class CascadeSettings(BaseModel):
         description="With a cloud configured, read the answers the router keeps local before "
         "sending them, whole ones to their end and streamed ones as far as their first words "
         "(a stream's first byte waits for them): unsure or declining answers, and answers "
-        "outside the options the prompt offered, escalate. false sends local answers unread "
-        "and streams them from their first token.",
+        "outside the options the prompt offered, escalate (answers held to JSON are not "
+        "read). false sends local answers unread and streams them from their first token.",
     )
     min_confidence: float = Field(
         default=0.35,

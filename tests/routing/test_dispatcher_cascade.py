@@ -325,6 +325,24 @@ def test_an_answer_to_a_prompt_that_offers_no_options_is_not_read_for_them() -> 
         assert answer.route == "local" and answer.reason.endswith(";cascade:0.92>=0.5")
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_answer_held_to_json_is_not_read(stream: bool) -> None:
+    # Under a grammar the tokens' raw probabilities are low however right the answer is.
+    local = CascadingLocal([0.1, 0.2, 0.15], '{"city": "Paris", "country": "France"}')
+    openai = FakeProvider("openai")
+    params = dataclasses.replace(REQUEST.params, response_format=ResponseFormat("json_object"))
+    asked = dataclasses.replace(REQUEST, params=params, stream=stream)
+    d = cascading(local, openai)
+    answer = run(d.start(asked, model="hybrid"))
+    assert answer.route == "local" and "cascade" not in answer.reason
+    assert local.asked[0].params.top_logprobs is None, "not asked for log-probabilities"
+    assert run(text_of(answer)) == '{"city": "Paris", "country": "France"}'
+    assert openai.models_asked == []
+    # The same answer in free text is read, and discarded.
+    answer = run(d.start(dataclasses.replace(REQUEST, stream=stream), model="hybrid"))
+    assert answer.route == "cloud"
+
+
 def test_json_output_and_a_cascade_told_to_keep_them_are_not_read_for_the_options() -> None:
     params = dataclasses.replace(CHOICE.params, response_format=ResponseFormat("json_object"))
     json_mode = dataclasses.replace(CHOICE, params=params)
