@@ -81,6 +81,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "hybrid listening on http://%s:%d/v1 (data dir %s)", server.host, server.port, settings.home
     )
     app = create_app(settings)
+    logging.getLogger("hybrid").info("%s", routing_summary(settings))
     config = server_config(
         app, server, log_level=settings.log_level, access_log=settings.log_level == "debug"
     )
@@ -91,6 +92,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         listener.close()
     return 0 if uvicorn_server.started else 1
+
+
+def routing_summary(settings: Settings) -> str:
+    """One line for the start: where requests the local model should not answer go, and
+    whether the cascade reads the answers it keeps (``routing.cascade``)."""
+    from hybrid.routing.names import ModelNames
+
+    target = ModelNames.from_settings(settings.cloud).default_target
+    if target is None:
+        return (
+            "routing: no cloud model is configured, so the local model answers every request "
+            "(set OPENAI_API_KEY or ANTHROPIC_API_KEY, or add [[cloud.providers]])"
+        )
+    if not settings.routing.cascade.enabled:
+        return (
+            f"routing: requests escalate to {target.qualified}; local answers are sent unread "
+            "(routing.cascade.enabled = false)"
+        )
+    return (
+        f"routing: requests escalate to {target.qualified}; local answers are read before they "
+        "are sent, and a declining, unsure or off-the-options one escalates (the cascade; "
+        "routing.cascade.enabled = false sends them unread, streams from the first token)"
+    )
 
 
 def _check_ledger(settings: Settings) -> None:

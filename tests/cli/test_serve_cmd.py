@@ -12,6 +12,8 @@ import pytest
 from gguf_writer import embedded_header
 
 from hybrid.cli import main
+from hybrid.cli.serve import routing_summary
+from hybrid.settings import load_settings
 
 
 def test_a_taken_port_is_a_clear_error_not_a_hang(capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,3 +138,17 @@ def test_a_context_that_does_not_fit_memory_is_refused_before_anything_binds_or_
     ), err
     # Refused before the port was bound (it is taken) and before the model was loaded.
     assert "cannot listen" not in err and "llama.cpp" not in err
+
+
+def test_the_start_says_where_requests_escalate_and_whether_local_answers_are_read(
+    isolated: Path,
+) -> None:
+    def summary(**environ: str) -> str:
+        environ = {"HYBRID_HOME": str(isolated / "home"), **environ}
+        return routing_summary(load_settings(environ=environ, dotenv_file=None).settings)
+
+    assert "no cloud model is configured" in summary()
+    read = summary(OPENAI_API_KEY="sk-test")
+    assert "escalate to openai/" in read and "read before they are sent" in read
+    unread = summary(OPENAI_API_KEY="sk-test", HYBRID_ROUTING__CASCADE__ENABLED="false")
+    assert "sent unread (routing.cascade.enabled = false)" in unread
