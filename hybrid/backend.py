@@ -45,6 +45,16 @@ class Generation(ABC):
         wait on anything."""
         return False
 
+    def stop_logprobs(self) -> None:
+        """Tell the generation that the rest of it needs no log-probabilities (its reader only
+        looked at those of its first tokens): a backend that computes them per token may stop.
+
+        Tokens already generated keep theirs, and later text deltas may still carry some; a
+        generation that cannot stop them ignores this (the default).  Safe to call at any time,
+        more than once, and after the generation ended.
+        """
+        return  # nothing computed per token that could stop
+
 
 def prompt_tokens_of(generation: Generation) -> int | None:
     """A generation's prompt tokens, when it knows them (a local one does)."""
@@ -101,6 +111,10 @@ class ResumedGeneration(Generation):
     def prompt_tokens(self) -> int | None:
         """The inner generation's prompt tokens, when it knows them."""
         return prompt_tokens_of(self._inner)
+
+    def stop_logprobs(self) -> None:
+        """Passed on to the inner generation."""
+        self._inner.stop_logprobs()
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         self._iterated = True
@@ -168,6 +182,10 @@ class ObservedGeneration(Generation):
     @property
     def finished(self) -> bool:
         return self._inner.finished
+
+    def stop_logprobs(self) -> None:
+        """Passed on to the inner generation."""
+        self._inner.stop_logprobs()
 
     async def aclose(self) -> None:
         try:

@@ -11,7 +11,9 @@ that work by the context size.
 Generation runs in the engine's batch, up to ``local.parallel`` requests at once (each holds
 one of the queue's worker threads while it runs); its events cross back to the event loop
 through an ``asyncio.Queue``.  Closing a generation early sets a flag the engine checks at
-every token boundary, so a client that goes away frees its slot within one token.
+every token boundary, so a client that goes away frees its slot within one token; telling it
+that the rest needs no log-probabilities (:meth:`LocalGeneration.stop_logprobs`: a cascade
+that only weighed its opening) sets another, and the engine computes none from the next token.
 
 :meth:`LocalBackend.prompt_embedding` runs the prompt through the model on the same queue and
 context, and returns the model's own vector for it (the hidden state at the last prompt token,
@@ -282,10 +284,12 @@ class LocalBackend(Backend):
         prepared: EngineJob | None,
         running: Callable[[], AbstractContextManager[object]] | None,
     ) -> LocalGeneration:
-        if prepared is None:
-            job = await self.prepare(request)
-        else:
-            job = dataclasses.replace(prepared, top_logprobs=request.params.top_logprobs)
+        job = prepared if prepared is not None else await self.prepare(request)
+        # Set by the generation's stop_logprobs(): the engine computes none from then on.
+        logprobs_stopped = threading.Event()
+        job = dataclasses.replace(
+            job, top_logprobs=request.params.top_logprobs, logprobs_stopped=logprobs_stopped
+        )
         tool_names = [tool.name for tool in prompt_tools(self._formatter, request)]
         loop = asyncio.get_running_loop()
         channel: asyncio.Queue[GenerationEvent | End] = asyncio.Queue()

@@ -16,7 +16,8 @@ its sampled tokens into events:
 
 A request with no job is an embedding: it has no sampler and emits nothing; the scheduler sets
 its ``vector`` or its ``error`` and then ``done``.  Once submitted, a request is the scheduler
-thread's (only its ``cancel`` is set from elsewhere) until ``done`` is set.
+thread's (only its ``cancel``, and its job's ``logprobs_stopped``, are set from elsewhere)
+until ``done`` is set.
 """
 
 from __future__ import annotations
@@ -94,12 +95,25 @@ class BatchRequest:
             self.text = StopText(job.stop, strip=job.strip, own=job.request_stop)
             self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the next token's log-probabilities are computed: the request asked for them
+        (``top_logprobs``) and its consumer has not said since that the rest of the answer
+        needs none (``logprobs_stopped``).  Read on the scheduler's thread; the flag may be
+        set from any other."""
+        job = self.job
+        if job is None or job.top_logprobs is None:
+            return False
+        stopped = job.logprobs_stopped
+        return stopped is None or not stopped.is_set()
+
     def take(self, token: int, logits: np.ndarray | None, pieces: Pieces) -> None:
         """Count a sampled token (not an end of generation) and pass its text on.
 
         Args:
             token: The token.
-            logits: Its position's raw logits, when the request asked for log-probabilities.
+            logits: Its position's raw logits, when its log-probabilities are computed
+                (:attr:`wants_logprobs`); None: it gets none.
             pieces: Token text.
         """
         assert self.job is not None and self.text is not None and self.decoder is not None

@@ -393,15 +393,17 @@ class BatchScheduler:
         job = request.job
         request.batch_total += batch_size
         request.batch_steps += 1
+        # Read once per token: the consumer may stop log-probabilities at any moment.
+        wanted = request.wants_logprobs
         if index is None:
             assert logits is not None
             token = request.sampler.sample_row(logits)
         else:
-            if job.top_logprobs is not None:
+            if wanted:
                 pointer = llama_cpp.llama_get_logits_ith(self._ctx, index)
                 logits = np.ctypeslib.as_array(pointer, shape=(self._pieces.n_vocab,)).copy()
             token = request.sampler.sample(self._ctx, index)
-        if job.top_logprobs is None:
+        if not wanted:
             logits = None
         if request.first_at is None:
             request.first_at = time.perf_counter()

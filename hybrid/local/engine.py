@@ -83,6 +83,10 @@ class EngineJob:
             none.
         owner: The backend that prepared it (its tokens are that model's); another model's
             backend prepares the request again.
+        logprobs_stopped: Set, from any thread, once the rest of the answer needs no
+            log-probabilities (:meth:`~hybrid.backend.Generation.stop_logprobs`): the tokens
+            sampled after it get none, and their logits are neither copied nor normalized;
+            None: ``top_logprobs`` holds to the end.
     """
 
     tokens: Sequence[int]
@@ -100,6 +104,7 @@ class EngineJob:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     owner: object = field(default=None, compare=False, repr=False)
+    logprobs_stopped: threading.Event | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

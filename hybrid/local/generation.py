@@ -62,6 +62,7 @@ class LocalGeneration(Generation):
         self._future = future
         self._tool_names = tool_names
         self._one_call = one_call
+        self._logprobs_stopped = job.logprobs_stopped
         self.prompt_tokens = len(job.tokens)
         self.max_tokens = job.max_tokens
 
@@ -81,6 +82,12 @@ class LocalGeneration(Generation):
                 _raise_failure(item.future)
                 return
             yield item
+
+    def stop_logprobs(self) -> None:
+        """Have the engine compute no log-probabilities for the tokens it samples from now on
+        (the job's ``logprobs_stopped``); those already sampled keep theirs."""
+        if self._logprobs_stopped is not None:
+            self._logprobs_stopped.set()
 
     async def aclose(self) -> None:
         # Never awaits: it must work from a cancelled task (a client that disconnected).

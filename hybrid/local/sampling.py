@@ -198,15 +198,21 @@ class Pieces:
         Args:
             logits: The position's logits (one float per vocabulary entry).
             token: The token sampled.
-            top: How many most likely alternatives to list.
+            top: How many most likely alternatives to list (0: none, and only the chosen
+                token's log-probability is computed).
         """
         shifted = logits - logits.max()
+        if top <= 0:
+            # The chosen token's alone: the normalizer (a log-sum-exp, exponentiated in place),
+            # without the vocabulary's log-probabilities.
+            picked = shifted[token]
+            total = np.exp(shifted, out=shifted).sum()
+            chosen = _top(self(token), float(picked - np.log(total)))
+            return TokenLogprob(chosen.token, chosen.logprob, chosen.bytes)
         logprobs = shifted - np.log(np.exp(shifted).sum())
-        alternatives: tuple[TopLogprob, ...] = ()
-        if top > 0:
-            best = np.argpartition(-logprobs, top)[:top]
-            best = best[np.argsort(-logprobs[best])]
-            alternatives = tuple(_top(self(int(i)), float(logprobs[i])) for i in best)
+        best = np.argpartition(-logprobs, top)[:top]
+        best = best[np.argsort(-logprobs[best])]
+        alternatives = tuple(_top(self(int(i)), float(logprobs[i])) for i in best)
         chosen = _top(self(token), float(logprobs[token]))
         return TokenLogprob(chosen.token, chosen.logprob, chosen.bytes, alternatives)
 

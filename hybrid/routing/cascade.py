@@ -254,7 +254,8 @@ class Cascade:
         self, local: Answer, logprobs: bool, options: frozenset[str] | None
     ) -> Answer | Discarded:
         """:meth:`read` of a stream: a stream that stands goes on from where it was read (the
-        client gets every event, with log-probabilities only if it asked for them)."""
+        client gets every event, with log-probabilities only if it asked for them; if it did
+        not, the local model is told to compute no more: :meth:`Generation.stop_logprobs`)."""
         events = aiter(local.generation)
         tally = Tally()
         try:
@@ -267,6 +268,9 @@ class Cascade:
         stands, verdict = self.verdict(tried)
         if stands:
             resumed = ResumedGeneration(local.generation, events, tried.events, logprobs=logprobs)
+            if not logprobs and not resumed.finished:
+                # Asked for only to weigh the opening: the rest would be computed to be dropped.
+                local.generation.stop_logprobs()
             reason = f"{local.reason};{verdict}"
             return dataclasses.replace(local, generation=resumed, reason=reason)
         await close_events(events)

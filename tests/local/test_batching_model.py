@@ -204,3 +204,22 @@ def test_an_answer_cut_by_max_tokens_drops_the_start_of_a_format_stop_only(
     assert as_own.whole == " 4, 5"
     assert as_format.whole == ""
     assert as_format.done is not None and as_format.done.finish_reason == "length"
+
+
+def test_log_probabilities_stopped_mid_answer_end_with_the_tokens_before(
+    engine: LlamaEngine,
+) -> None:
+    stopped = threading.Event()
+    deltas: list[TextDelta] = []
+
+    def emit(event: GenerationEvent) -> None:
+        if isinstance(event, TextDelta):
+            deltas.append(event)
+            stopped.set()  # on the scheduler's thread, before the next token is sampled
+
+    job = engine_job(
+        engine, "Count: 1, 2, 3,", max_tokens=8, top_logprobs=0, logprobs_stopped=stopped
+    )
+    engine.run(job, threading.Event(), emit)
+    assert len(deltas) > 1 and deltas[0].logprobs
+    assert all(not delta.logprobs for delta in deltas[1:])

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hybrid.backend import Completion, Generation, ResumedGeneration, collect
+from hybrid.backend import Completion, Generation, ReplayGeneration, ResumedGeneration, collect
 from hybrid.generation import (
     GenerationDone,
     GenerationEvent,
@@ -20,8 +20,11 @@ from hybrid.generation import (
 )
 from hybrid.routing.answer import Answer, PartialAnswer, partial_before
 from hybrid.routing.cascade import (
+    OPENING_WORDS,
     Cascade,
     LocalAttempt,
+    Tallied,
+    Tally,
     attempt,
     confidence,
     declined,
@@ -118,12 +121,17 @@ def test_the_verdict_weighs_the_confidence_against_the_minimum() -> None:
 
 
 class Pieces(Generation):
-    """Says each piece in turn, then stops; counts how far it was read."""
+    """Says each piece in turn, then stops; counts how far it was read, and notes whether it
+    was told that the rest needs no log-probabilities."""
 
     def __init__(self, *pieces: GenerationEvent) -> None:
         self.pieces = pieces
         self.sent = 0
         self.closed = False
+        self.logprobs_stopped_at: int | None = None
+
+    def stop_logprobs(self) -> None:
+        self.logprobs_stopped_at = self.sent
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         for piece in self.pieces:
@@ -322,3 +330,50 @@ def test_a_whole_answer_is_read_for_the_options_unless_it_calls_tools() -> None:
     assert read(TextDelta("E) none of them")).outside
     assert not read(TextDelta("The answer is C.")).outside
     assert not read(TextDelta("Paris"), ToolCallDelta(0, "call_1", "lookup", "{}")).outside
+
+
+@pytest.mark.parametrize(
+    ("stream", "logprobs", "text", "told"),
+    [
+        (True, False, "Paris is the capital of France and its largest city by far.", True),
+        (True, True, "Paris is the capital of France and its largest city by far.", False),
+        (True, False, "Paris.", False),  # read to its end: nothing more to compute
+        (False, False, "Paris is the capital of France and its largest city by far.", False),
+    ],
+    ids=["stream", "stream-asked", "short-stream", "whole"],
+)
+def test_a_stream_that_goes_on_without_logprobs_tells_the_local_model_to_stop_them(
+    stream: bool, logprobs: bool, text: str, told: bool
+) -> None:
+    async def scenario() -> tuple[Pieces, Completion]:
+        pieces = Pieces(*(TextDelta(word.text, sure(0.9)) for word in words(text)))
+        local = Answer(pieces, "local", "local-model", "policies:pass")
+        read = await Cascade(0.5).read(local, stream=stream, logprobs=logprobs)
+        assert isinstance(read, Answer)
+        return pieces, await collect(read.generation)
+
+    pieces, completion = asyncio.run(scenario())
+    assert completion.text == text + " "
+    if told:
+        # Told once the opening stood, before the rest of the stream was read.
+        assert pieces.logprobs_stopped_at == OPENING_WORDS + 1 < len(pieces.pieces)
+    else:
+        assert pieces.logprobs_stopped_at is None
+    assert len(completion.logprobs) == (len(pieces.pieces) if logprobs else 0)
+
+
+def test_a_discarded_stream_is_closed_without_being_told_to_stop_logprobs() -> None:
+    pieces = Pieces(*(TextDelta(w.text, sure(0.1)) for w in words("a b c d e f g h i j k")))
+    local = Answer(pieces, "local", "local-model", "policies:pass")
+    read = asyncio.run(Cascade(0.5).read(local, stream=True, logprobs=False))
+    assert not isinstance(read, Answer)
+    assert pieces.closed and pieces.logprobs_stopped_at is None
+
+
+def test_wrapping_generations_pass_the_stop_of_logprobs_on() -> None:
+    pieces = Pieces(TextDelta("a "), TextDelta("b"))
+    events = aiter(pieces)
+    resumed = ResumedGeneration(pieces, events, (), logprobs=False)
+    Tallied(resumed, Tally()).stop_logprobs()
+    assert pieces.logprobs_stopped_at == 0
+    ReplayGeneration(()).stop_logprobs()  # nothing to stop: a no-op

@@ -34,7 +34,7 @@ from hybrid.settings.routing import RoutingSettings
 
 class Unsure(Generation):
     """A local answer whose tokens had the given probabilities, a word at a time (the
-    log-probabilities on the first)."""
+    log-probabilities on the first); notes whether it was told to stop them."""
 
     def __init__(self, probabilities: list[float], text: str) -> None:
         self.probabilities = probabilities
@@ -42,6 +42,10 @@ class Unsure(Generation):
         self.iterations = 0
         self.words_sent = 0
         self.closed = False
+        self.logprobs_stopped = False
+
+    def stop_logprobs(self) -> None:
+        self.logprobs_stopped = True
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         self.iterations += 1
@@ -186,6 +190,27 @@ def test_a_stream_keeps_the_logprobs_its_client_asked_for() -> None:
     assert completion.text == LONG
     assert [round(math.exp(lp.logprob), 2) for lp in completion.logprobs] == [0.9, 0.8]
     assert local.asked[0].params.top_logprobs == 2
+
+
+@pytest.mark.parametrize(
+    ("stream", "top_logprobs", "told"),
+    [(True, None, True), (True, 0, False), (False, None, False)],
+    ids=["stream", "stream-asked", "whole"],
+)
+def test_a_kept_stream_tells_the_local_model_to_compute_no_more_logprobs(
+    stream: bool, top_logprobs: int | None, told: bool
+) -> None:
+    local = CascadingLocal([0.9], LONG)
+    params = dataclasses.replace(REQUEST.params, top_logprobs=top_logprobs)
+    asking = dataclasses.replace(REQUEST, stream=stream, params=params)
+
+    async def ask() -> Any:
+        answer = await cascading(local, FakeProvider("openai")).start(asking, model="hybrid")
+        return answer, await collect(answer.generation)
+
+    answer, completion = run(ask())
+    assert answer.route == "local" and completion.text == LONG
+    assert local.started_answers[0].logprobs_stopped is told
 
 
 @pytest.mark.parametrize(
