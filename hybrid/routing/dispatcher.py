@@ -240,6 +240,11 @@ class Dispatcher:
             reason = f"capacity:local_{self._runtime.state}"
         return await self._escalate(request, target, reason, plan, decision.score)
 
+    @property
+    def answer_cascade(self) -> cascade.Cascade | None:
+        """What discards a local answer for the cloud's (``routing.cascade``); None when off."""
+        return self._cascade
+
     def reads_answer(self, request: GenerationRequest, plan: RoutePlan) -> bool:
         """Whether the cascade reads the local answer to ``request`` before it is sent: the
         router kept it local (no header, model name or privacy pin fixed the route), a cloud

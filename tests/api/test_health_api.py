@@ -106,3 +106,54 @@ def test_while_the_model_loads_the_calibration_is_waiting(
 
     assert response.status_code == 503
     assert response.json()["calibration"]["state"] == "waiting"
+
+
+def routing_of(settings: Settings) -> dict[str, object]:
+    with TestClient(scripted_app(settings)) as client:
+        response = client.get("/health")
+    assert response.status_code == 200
+    routing: dict[str, object] = response.json()["routing"]
+    return routing
+
+
+def test_health_says_where_requests_escalate_and_that_the_cascade_reads_answers(
+    settings_for: Callable[..., Settings],
+) -> None:
+    settings = settings_for(
+        **{
+            "probe.measure_bandwidth": False,
+            "cloud.openai.api_key": "sk-fake-openai",
+            "cloud.default_model": "openai/gpt-5.4-mini",
+        }
+    )
+
+    assert routing_of(settings) == {
+        "escalates_to": "openai/gpt-5.4-mini",
+        "cascade": {"enabled": True, "reads_answers": True, "min_confidence": 0.35},
+    }
+
+
+def test_with_no_cloud_the_cascade_reads_nothing(
+    settings_for: Callable[..., Settings],
+) -> None:
+    settings = settings_for(**{"probe.measure_bandwidth": False})
+
+    assert routing_of(settings) == {
+        "escalates_to": None,
+        "cascade": {"enabled": True, "reads_answers": False, "min_confidence": 0.35},
+    }
+
+
+def test_with_the_cascade_off_health_says_so(settings_for: Callable[..., Settings]) -> None:
+    settings = settings_for(
+        **{
+            "probe.measure_bandwidth": False,
+            "cloud.openai.api_key": "sk-fake-openai",
+            "routing.cascade.enabled": False,
+        }
+    )
+
+    routing = routing_of(settings)
+
+    assert routing["cascade"] == {"enabled": False, "reads_answers": False, "min_confidence": None}
+    assert str(routing["escalates_to"]).startswith("openai/")

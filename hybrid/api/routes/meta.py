@@ -101,6 +101,12 @@ async def health(request: Request) -> JSONResponse:
     ``model_stage``: whether the probe was refitted on the labelled requests' prompt vectors;
     None when it is off).
 
+    ``routing``: ``escalates_to``, the cloud model a request the local model should not answer
+    goes to (None with no cloud configured: the local model answers every request), and
+    ``cascade``: ``enabled`` (``routing.cascade.enabled``), ``reads_answers`` (it is on and a
+    cloud can take a discarded answer: only then are local answers read before they are sent)
+    and ``min_confidence`` (None when it is off).
+
     ``lan`` (with ``[[lan.servers]]``): the ``strategy`` and each server's ``name``,
     ``base_url``, ``models``, ``trusted``, ``up`` (and the ``error`` that marked it down),
     ``in_flight`` (hybrid's requests there), ``max_concurrency``, ``utilisation``, its last
@@ -170,6 +176,7 @@ async def health(request: Request) -> JSONResponse:
                 "last": refitter.last.to_json() if refitter.last is not None else None,
             }
         )
+    body["routing"] = _routing_summary(state)
     body["providers"] = {
         name: {
             "usable": state.dispatcher.names.usable(name),
@@ -184,6 +191,20 @@ async def health(request: Request) -> JSONResponse:
     status = 200 if runtime.state in ("ready", "unloaded") else 503
     headers = {} if status == 200 else {"Retry-After": "5"}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _routing_summary(state: Service) -> dict[str, Any]:
+    dispatcher = state.dispatcher
+    target = dispatcher.names.default_target
+    cascade = dispatcher.answer_cascade
+    return {
+        "escalates_to": target.qualified if target is not None else None,
+        "cascade": {
+            "enabled": cascade is not None,
+            "reads_answers": cascade is not None and target is not None,
+            "min_confidence": cascade.min_confidence if cascade is not None else None,
+        },
+    }
 
 
 def _calibration_summary(status: CalibrationStatus) -> dict[str, Any]:
