@@ -133,3 +133,38 @@ def test_a_paused_calibration_says_why_and_how_far_it_got() -> None:
         " difficulty on a prior (expected 47% right) · calibrating paused 120/540 items, "
         f"30% right so far ({message})"
     )
+
+
+def test_where_requests_escalate_and_whether_answers_are_read_is_on_the_line() -> None:
+    from hybrid.monitor.widgets.calibration import calibration_text
+
+    body = health("found")
+    cascade = {"enabled": True, "reads_answers": True, "min_confidence": 0.35}
+    body["routing"] = {"escalates_to": "openai/gpt-5.4-mini", "cascade": cascade}
+    view = CalibrationView.from_health(body)
+    assert view is not None and view.worth_showing
+    assert calibration_text(view).plain == (
+        " difficulty calibrated · escalating to openai/gpt-5.4-mini, local answers read first"
+    )
+    body["routing"]["cascade"] = {"enabled": False, "reads_answers": False}
+    view = CalibrationView.from_health(body)
+    assert view is not None
+    assert calibration_text(view).plain.endswith("local answers sent unread")
+    # With no cloud, every request is answered here: nothing to say about escalation.
+    body["routing"] = {"escalates_to": None, "cascade": cascade}
+    assert not CalibrationView.from_health(body).worth_showing  # type: ignore[union-attr]
+
+
+@synchronous
+async def test_the_monitor_shows_the_escalation_target_with_a_prior() -> None:
+    fake = FakeDaemon()
+    body = health()
+    cascade = {"enabled": True, "reads_answers": True, "min_confidence": 0.35}
+    body["routing"] = {"escalates_to": "anthropic/claude-haiku-4-5", "cascade": cascade}
+    fake.health_body = body
+    app = monitor(fake)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await until(pilot, lambda: "escalating" in shown(app, "#calibration"), "routing")
+        assert "on a prior (expected 47% right) · escalating to anthropic/claude-haiku-4-5" in (
+            shown(app, "#calibration")
+        )

@@ -1,13 +1,14 @@
 """``CalibrationLine``: whether the local model routes on a prior, background calibration's
-progress, and the last refit from labelled traffic, read from the daemon's ``/health``
-(``calibration``).
+progress, the last refit from labelled traffic, and where requests escalate, read from the
+daemon's ``/health`` (``calibration`` and ``routing``).
 
 It takes no room while there is nothing to say: a model with a calibration of its own, no
-background calibration and no refit in the last run shows nothing.
+background calibration, no refit in the last run and no cloud to escalate to shows nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -41,6 +42,9 @@ class CalibrationView:
         refit_labels: The labelled requests the last refit from traffic learned from, None
             when none has run.
         refit_adopted: Whether that refit replaced the difficulty model.
+        escalates_to: The cloud model requests the local model should not answer go to, None
+            with no cloud (or a daemon that does not say).
+        reads_answers: The cascade reads local answers before they are sent.
     """
 
     state: str
@@ -52,10 +56,13 @@ class CalibrationView:
     message: str | None = None
     refit_labels: int | None = None
     refit_adopted: bool = False
+    escalates_to: str | None = None
+    reads_answers: bool = False
 
     @classmethod
     def from_health(cls, body: object) -> CalibrationView | None:
-        """Read ``/health``'s ``calibration``; None when it has none or it is malformed."""
+        """Read ``/health``'s ``calibration`` and ``routing``; None when it has no
+        calibration or it is malformed."""
         if not isinstance(body, Mapping):
             return None
         calibration = body.get("calibration")
@@ -68,19 +75,21 @@ class CalibrationView:
         last = refit.get("last") if isinstance(refit, Mapping) else None
         refit_labels = _count(last.get("labels")) if isinstance(last, Mapping) else None
         refit_adopted = isinstance(last, Mapping) and last.get("adopted") is True
+        routing = body.get("routing")
+        target = routing.get("escalates_to") if isinstance(routing, Mapping) else None
+        cascade = routing.get("cascade") if isinstance(routing, Mapping) else None
         view = cls(
             state=calibration["state"],
             expected_accuracy=_number(expected),
             refit_labels=refit_labels,
             refit_adopted=refit_adopted,
+            escalates_to=target if isinstance(target, str) and target else None,
+            reads_answers=isinstance(cascade, Mapping) and cascade.get("reads_answers") is True,
         )
         if not isinstance(progress, Mapping) or not isinstance(progress.get("state"), str):
             return view
-        return cls(
-            state=view.state,
-            expected_accuracy=view.expected_accuracy,
-            refit_labels=refit_labels,
-            refit_adopted=refit_adopted,
+        return dataclasses.replace(
+            view,
             background=progress["state"],
             done=_count(progress.get("done")),
             total=_count(progress.get("total")),
@@ -90,14 +99,28 @@ class CalibrationView:
 
     @property
     def worth_showing(self) -> bool:
-        """Whether there is anything to say: a prior in use, background calibration, or a
-        refit from traffic."""
-        return self.state == "prior" or self.background is not None or self.refit_labels is not None
+        """Whether there is anything to say: a prior in use, background calibration, a
+        refit from traffic, or a cloud to escalate to."""
+        return (
+            self.state == "prior"
+            or self.background is not None
+            or self.refit_labels is not None
+            or self.escalates_to is not None
+        )
 
 
 def calibration_text(view: CalibrationView) -> Text:
     """The line: ``difficulty on a prior (expected 47% right) · calibrating running
-    120/540 items, 31% right so far``."""
+    120/540 items, 31% right so far · escalating to openai/gpt-5.4-mini, local answers read
+    first``."""
+    text = _difficulty_text(view)
+    if view.escalates_to is not None:
+        text.append(f" · escalating to {view.escalates_to}, local answers ")
+        text.append("read first" if view.reads_answers else "sent unread")
+    return text
+
+
+def _difficulty_text(view: CalibrationView) -> Text:
     text = Text(" difficulty ", style="bold")
     if view.state == "prior":
         text.append("on a prior")
