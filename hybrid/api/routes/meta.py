@@ -102,7 +102,8 @@ async def health(request: Request) -> JSONResponse:
     None when it is off).
 
     ``routing``: ``escalates_to``, the cloud model a request the local model should not answer
-    goes to (None with no cloud configured: the local model answers every request), and
+    goes to (None with no cloud configured: the local model answers every request; with
+    ``[[lan.servers]]`` a LAN server is tried first, see ``lan``), and
     ``cascade``: ``enabled`` (``routing.cascade.enabled``), ``reads_answers`` (it is on and a
     cloud can take a discarded answer: only then are local answers read before they are sent)
     and ``min_confidence`` (None when it is off).
