@@ -4,7 +4,8 @@ Writes docs/router-eval.md and docs/router-eval.svg (rendered by ``scripts/route
 The local model's answers, and its vector of every prompt (``LocalBackend.prompt_embedding``),
 are reused item by item from the answer records in the data dir (``<sha256>.answers.json``
 from ``hybrid calibrate``, ``<sha256>.external.json`` for the external sets,
-``<sha256>.traffic.json`` for the sets standing in for a user's traffic); only items
+``<sha256>.traffic.json`` for the sets standing in for a user's traffic, ``<sha256>.dev.json``
+for the held-back development sets); only items
 missing there are asked, and the records are written again.  ``--rerun`` asks everything again.
 
 What it reports, for the routers of ``scripts/router_folds.py`` (the feature stage, the probe
@@ -25,9 +26,12 @@ oracle and family-rate rules, each with a 95 % bootstrap interval (items resampl
    (``fitting.WORD_WEIGHT``), and the script says when it is not;
 6. the router shipped before (``scripts/router_before.py``, for the embedded model only) beside
    the router shipped now, on the same items.
+7. the guess rule for prompts offering a closed set of answers (``scripts/router_guess.py``),
+   on and off, on every collection and on held-back development sets it was adopted on
+   (``external_sets.DEV_SETS``, never used for anything else).
 
 Usage:
-    python scripts/eval_router.py [--per-category 60] [--external 200] [--seed 0]
+    python scripts/eval_router.py [--per-category 60] [--external 200] [--dev 100] [--seed 0]
         [--resamples 1000] [--splits 5] [--rerun] [--explore]
 """
 
@@ -41,7 +45,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from external_sets import TRAFFIC_SETS, load_all
+from external_sets import DEV_SETS, TRAFFIC_SETS, load_all
 from router_before import (
     BEFORE_WORD_WEIGHT,
     NOW,
@@ -67,6 +71,7 @@ from router_folds import (
     over_orders,
     random_split_aurocs,
 )
+from router_guess import DEVELOPMENT, guess_check, guess_section
 from router_learning import learn_from_traffic, learning_section, lofo_labelled
 from router_probe_recent import mixed
 from router_report import (
@@ -105,6 +110,7 @@ def main() -> int:
     )
     parser.add_argument("--per-category", type=int, default=DEFAULT_PER_CATEGORY)
     parser.add_argument("--external", type=int, default=200, help="items per external set")
+    parser.add_argument("--dev", type=int, default=100, help="items per development set")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
     parser.add_argument("--model", type=Path, help="GGUF file (default: the one serve loads)")
@@ -123,6 +129,7 @@ def main() -> int:
     items = calibration_set(args.seed, per_category=args.per_category)
     external = load_all(n=args.external, seed=args.seed)
     traffic = load_all(n=args.external, seed=args.seed, sets=TRAFFIC_SETS)
+    dev = load_all(n=args.dev, seed=args.seed, sets=DEV_SETS)
     answers, sources = collect_answers(
         settings,
         path,
@@ -131,6 +138,7 @@ def main() -> int:
             "answers": (items, args.seed, args.per_category),
             "external": (external, args.seed, args.external),
             "traffic": (traffic, args.seed, args.external),
+            "dev": (dev, args.seed, args.dev),
         },
         max_tokens=args.max_tokens,
         rerun=args.rerun,
@@ -138,6 +146,7 @@ def main() -> int:
     generated = labelled(items, answers["answers"])
     outside = labelled(external, answers["external"])
     users = labelled(traffic, answers["traffic"])
+    held_back = labelled(dev, answers["dev"])
     result = evaluate(
         generated,
         outside,
@@ -145,6 +154,7 @@ def main() -> int:
         seed=args.seed,
         resamples=args.resamples,
         before=load_before(sha256),
+        dev=held_back,
     )
     spread = random_split_aurocs(generated, seeds=range(args.seed, args.seed + args.splits))
     explored = explore(generated, seed=args.seed) if args.explore else None
@@ -172,6 +182,11 @@ def main() -> int:
         plot_name=plot_path.name,
         learning=learning_section(learned, reference, users, chosen),
         fitting=part_or_whole_section(fits, orders=ORDERS),
+        guess=guess_section(
+            result.guess,
+            held_back,
+            {n: (d.title, d.kind, d.licence, d.source) for n, d in DEV_SETS.items()},
+        ),
     )
     (args.out / "router-eval.md").write_text(report, encoding="utf-8")
     print(summary_table(result.lofo_figures, "LOFO pooled"))
@@ -305,6 +320,7 @@ def evaluate(
     seed: int,
     resamples: int,
     before: DifficultyModel | None = None,
+    dev: Labelled | None = None,
 ) -> Evaluation:
     """LOFO over the generated families, and the external check, for every router; the
     shipped router at each word weight (:func:`word_weight_orders`); and, given the router
@@ -409,6 +425,19 @@ def evaluate(
         where: mixed(reader, data, orders=range(ORDERS), resamples=resamples)
         for where, reader, data in collections
     }
+    guess = {
+        where: guess_check(reader, data, orders=range(ORDERS))
+        for where, reader, data in (
+            collections[0],
+            *(
+                [(DEVELOPMENT, fit_and_read(generated, dev, seed=seed), dev)]
+                if dev is not None
+                else []
+            ),
+            *collections[2:],
+            collections[1],
+        )
+    }
     return Evaluation(
         generated,
         external,
@@ -423,6 +452,7 @@ def evaluate(
         cascade,
         before_rows,
         probe_recent,
+        guess,
     )
 
 

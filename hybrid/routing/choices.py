@@ -6,7 +6,8 @@ that opens with none of them ("I think the capital is Paris" to a yes-or-no ques
 options A to D) is no answer to the question (:func:`outside`).  Only an answer's start is
 read, so a stream's opening is read the same way.  The cascade discards such answers
 (:mod:`hybrid.routing.cascade`), and the router evaluation counts them with it
-(``scripts/router_cascade.py``).
+(``scripts/router_cascade.py``).  A guess at yes or no is right half the time, so the difficulty
+router scores such a prompt lower (:func:`guessed`).
 """
 
 from __future__ import annotations
@@ -100,3 +101,21 @@ def outside(answer: str, options: frozenset[str] | None) -> bool:
     if options is None or _WORD.search(answer) is None:
         return False
     return not in_set(answer, options)
+
+
+TWO_WAY = (frozenset({"yes", "no"}), frozenset({"true", "false"}))
+"""The closed sets of two answers a prompt asks for in words: "yes or no", "true or false"."""
+
+
+def guessed(score: float, options: frozenset[str] | None) -> float:
+    """A difficulty score (the chance the local model gets a prompt wrong) for a prompt that
+    asks for yes or no, or true or false (:data:`TWO_WAY`): a model that cannot tell the answer
+    still gives one of the two, right half the time, so the chance it is wrong is half the
+    score.  Unchanged for any other prompt, lettered options included: the same rule for them
+    (``1 - 1/n`` of ``n`` options) ranked the router evaluation's development sets worse, where
+    a multiple-choice item counts as right only when every ordering of its options is
+    (``docs/router-eval.md``, *Yes or no: a guess is right half the time*).
+    """
+    if options not in TWO_WAY:
+        return score
+    return score / 2

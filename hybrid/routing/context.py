@@ -10,6 +10,7 @@ from __future__ import annotations
 from hybrid.errors import ContextLengthExceededError, InvalidRequestError
 from hybrid.generation import GenerationRequest
 from hybrid.hardware.snapshot import LiveSample
+from hybrid.routing.choices import options_of
 from hybrid.routing.local_model import LocalCapacity, Prepared
 from hybrid.routing.policy import LocalStatus, RouteContext, joined_batch
 
@@ -99,5 +100,6 @@ async def route_context(
         local=status,
         needs=request.needs,
         load=load,
+        options=options_of(request),
     )
     return context, prepared, unfit

@@ -55,6 +55,7 @@ from hybrid.errors import (
     QueueFullError,
 )
 from hybrid.generation import GenerationRequest
+from hybrid.routing.choices import options_of
 from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.local_model import LocalCapacity, Prepared
 from hybrid.routing.policies.difficulty import DifficultyPolicy
@@ -142,10 +143,12 @@ async def settle(
             return Settled(_fall_back(decision, deciding, "busy"))
         vector = await backend.prompt_embedding(request, prepared=prepared)
         own = probe.score(vector)
+        options = options_of(request)
         if every:
-            score = probe.every(deciding.score, policy.read_probe(probe, vector, own))
+            read = policy.read_probe(probe, vector, own)
+            score = probe.every(deciding.score, policy.guessed(read, options))
         else:
-            score = probe.settle(deciding.score, own)
+            score = probe.settle(deciding.score, policy.guessed(own, options))
     except QueueFullError:
         return Settled(_fall_back(decision, deciding, "queue_full"))
     except ModelNotReadyError:

@@ -84,6 +84,9 @@ class RouteContext:
         needs: Capabilities the request needs beyond text: ``images``, ``audio``, ``tools``.
         local: The local model's status.
         load: The latest live hardware sample, when the sampler runs.
+        options: The closed set of answers the request offers its answer (lettered options,
+            yes or no, true or false: :func:`~hybrid.routing.choices.options_of`); None when it
+            offers none.
     """
 
     messages: tuple[Message, ...]
@@ -94,6 +97,7 @@ class RouteContext:
     expected_tokens: int | None = None
     needs: frozenset[str] = frozenset()
     load: LiveSample | None = None
+    options: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

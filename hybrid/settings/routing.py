@@ -142,6 +142,15 @@ class DifficultySettings(BaseModel):
             "no part until a refit learns from them."
         ),
     )
+    yes_no: bool = Field(
+        default=True,
+        description=(
+            'A prompt that asks for "yes or no" (or "true or false") is one a guess gets right '
+            "half the time: its score, the chance the local model gets it wrong, is halved, "
+            "after the readings above (lettered options are left as they are; "
+            "docs/router-eval.md says why). false: scored as any prompt."
+        ),
+    )
 
 
 class CascadeSettings(BaseModel):

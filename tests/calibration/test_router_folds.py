@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from types import ModuleType
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 from scripts_import import script
 
+from hybrid.generation import Message
 from hybrid.routing.calibration.fitting import WORD_WEIGHT, WORD_WEIGHTS
 from hybrid.routing.calibration.items import calibration_set
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci
+from hybrid.routing.choices import offered
 from hybrid.routing.difficulty.features import N_DENSE
 
 
@@ -301,3 +304,34 @@ def test_an_answer_outside_the_options_its_prompt_offered_is_no_answer(
     assert data.discarded(0.35).tolist() == [1.0, 0.0, 0.0, 1.0]
     assert data.subset([1, 0]).outside.tolist() == [0.0, 1.0]
     assert folds.Labelled(picked, data.wrong, data.vectors).outside.tolist() == [0.0] * 4
+
+
+def test_every_router_halves_the_scores_of_yes_or_no_prompts_as_the_runtime_does(
+    folds: ModuleType,
+) -> None:
+    data = vectors_that_tell(folds, seed=3)
+    # The multiple-choice family left out, with one fact asked as yes or no among the rest.
+    _, train_idx, test_idx = next(
+        split for split in folds.lofo_splits(data.families) if split[0] == "choice"
+    )
+    fact, plain_fact = [i for i, item in enumerate(data.items) if item.category == "facts"][:2]
+    data.items[fact] = dataclasses.replace(
+        data.items[fact], messages=(Message("user", "Is Paris in France? Answer yes or no."),)
+    )
+    test = data.subset([*test_idx, fact, plain_fact])
+    read = folds.fit_and_read(data.subset(train_idx), test, seed=0)
+    factors = folds.guess_factors(test.items)
+    # Lettered options are offered but left as they are; yes or no is halved.
+    assert [offered(item.messages) is not None for item in test.items] == [True] * (
+        len(test_idx) + 1
+    ) + [False]
+    assert factors.tolist() == [1.0] * len(test_idx) + [0.5, 1.0]
+
+    plain = dataclasses.replace(read, guess=None)
+    moved, alone = read.scores(0), plain.scores(0)
+    for name in ("features", "probe", "features+recent"):
+        assert np.allclose(moved[name], alone[name] * factors)
+    # The two stages are each moved before they are settled: the same where nothing is.
+    same = factors == 1.0
+    assert np.allclose(moved["two-stage+recent"][same], alone["two-stage+recent"][same])
+    assert moved["two-stage+recent"][-2] < alone["two-stage+recent"][-2]

@@ -25,7 +25,7 @@ def mixing() -> Iterator[ModuleType]:
 
 class Reader:
     """Stands for a fitted read: the feature stage's scores (read beside recent requests),
-    the default router's, the probe's, and the fitted thresholds."""
+    the default router's, the probe's, the guess factors and the fitted thresholds."""
 
     def __init__(
         self, base: np.ndarray, probe: np.ndarray, dim: int, *, every_threshold: float = 0.5
@@ -33,6 +33,7 @@ class Reader:
         self.base = base
         self.shipped = np.clip(base + 0.01, 0, 1)
         self.probe_scores = probe
+        self.factors = np.ones(len(probe))  # no prompt offers a closed set
         self.threshold = 0.5
         self.probe = ProbeStage(
             np.zeros(dim),

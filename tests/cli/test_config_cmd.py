@@ -89,6 +89,7 @@ LEAVES = [
     "routing.difficulty.model_stage",
     "routing.difficulty.neighbours",
     "routing.difficulty.labelled_neighbours",
+    "routing.difficulty.yes_no",
     "routing.cascade.enabled",
     "routing.cascade.min_confidence",
     "routing.cascade.escalate_declined",

@@ -486,3 +486,20 @@ def test_hybrid_route_says_why_the_model_stage_is_not_asked_without_a_cloud() ->
     out = io.StringIO()
     route_cmd._print_plan(asyncio.run(with_cloud.plan(ask(), model="hybrid")), out)
     assert "note:" not in out.getvalue()
+
+
+def test_the_model_stage_moves_the_probes_score_of_a_prompt_offering_a_closed_set() -> None:
+    # A yes-or-no prompt: each stage's score is halved (a guess is right one time in two).
+    yes_no = ask("Is the derivative of x squared 2x? Answer yes or no.")
+    # The feature stage's 0.80 halved is 0.40, in the band; the probe's 0.88 halved is 0.44.
+    local = VectorLocal(HARD)
+    built, cloud = dispatcher(local, difficulty(np.log(4.0)))
+    answer = start(built, yes_no)
+    probe = 0.5 / (1 + np.exp(-2.0))
+    assert (answer.route, answer.reason) == ("local", f"difficulty:0.40~probe:{probe:.2f}<=0.50")
+    assert answer.score == pytest.approx(probe) and cloud.asked == 0
+    # Asked for every request, the probe's score read beside recent prompts is halved too.
+    every = VectorLocal(HARD)
+    built, _ = dispatcher(every, difficulty(np.log(4.0)), model_stage="every")
+    answer = start(built, yes_no)
+    assert answer.score == pytest.approx(every_score(0.4, probe))

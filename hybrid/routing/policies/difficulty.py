@@ -21,6 +21,7 @@ import numpy as np
 
 from hybrid.errors import HybridError
 from hybrid.generation import Message
+from hybrid.routing.choices import guessed
 from hybrid.routing.difficulty.features import extract
 from hybrid.routing.difficulty.labelled import LabelledScores
 from hybrid.routing.difficulty.model import DifficultyModel
@@ -174,6 +175,8 @@ class DifficultyPolicy(Policy):
         labelled: Then read it beside the labelled requests most like it
             (:mod:`hybrid.routing.difficulty.labelled`); None: labels play no part until a
             refit learns from them.
+        yes_no: Then halve the score of a prompt that asks for yes or no, or true or false:
+            a guess is right half the time (:func:`~hybrid.routing.choices.guessed`).
     """
 
     name = "difficulty"
@@ -186,9 +189,11 @@ class DifficultyPolicy(Policy):
         model_stage: ModelStage | bool = "band",
         neighbours: int = 0,
         labelled: LabelledScores | None = None,
+        yes_no: bool = True,
     ) -> None:
         self._model = model
         self._labelled = labelled
+        self._yes_no = yes_no
         self._threshold = threshold
         if isinstance(model_stage, bool):
             model_stage = "band" if model_stage else "off"
@@ -253,6 +258,12 @@ class DifficultyPolicy(Policy):
             return score
         return self._recent_probe.beside(probe, probe.units(vector), score)
 
+    def guessed(self, score: float, options: frozenset[str] | None) -> float:
+        """The score of a prompt offering ``options`` (:func:`~hybrid.routing.choices.options_of`),
+        halved for yes or no, or true or false (:func:`~hybrid.routing.choices.guessed`), unless
+        switched off."""
+        return guessed(score, options) if self._yes_no else score
+
     def evaluate(self, context: RouteContext) -> Verdict:
         """``cloud`` above the threshold, ``local`` at or below it, with the score."""
         model = self._model()
@@ -266,6 +277,7 @@ class DifficultyPolicy(Policy):
             score, _ = self._recent.score(model, features)
         if self._labelled is not None:
             score = self._labelled.read(model, features, score)
+        score = self.guessed(score, context.options)
         threshold = model.threshold if self._threshold is None else self._threshold
         name = "difficulty(prior)" if is_prior(model) else "difficulty"
         if score > threshold:
