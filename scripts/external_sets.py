@@ -173,19 +173,26 @@ def _drop(doc: Mapping[str, Any]) -> CalibrationItem | None:
     return CalibrationItem("", "", _ask(text), Number(value), "number")
 
 
-def _sciriff_yesno(doc: Mapping[str, Any]) -> CalibrationItem | None:
-    """A scientific passage and a yes/no question about it."""
-    context = str(doc["context"]).strip()
-    question = str(doc["question"]).strip()
-    answer = str(doc["answer"]).strip().casefold()
-    if not context or not question or len(context) > LONGEST_PASSAGE:
+def _passage_yes_no(passage: str, question: str, answer: str) -> CalibrationItem | None:
+    """A passage, a question about it and "Answer yes or no."; graded on the first of yes or
+    no the answer mentions (None: no passage or question, too long a passage, or an answer
+    other than yes or no)."""
+    answer = answer.strip().casefold()
+    if not passage or not question or len(passage) > LONGEST_PASSAGE:
         return None
     if answer not in ("yes", "no"):
         return None
     wrong = "no" if answer == "yes" else "yes"
-    text = f"{context}\n\n{question}\nAnswer yes or no."
+    text = f"{passage}\n\n{question}\nAnswer yes or no."
     return CalibrationItem(
         "", "", _ask(text), Words((answer,), (wrong,), first_mention=True), "word"
+    )
+
+
+def _sciriff_yesno(doc: Mapping[str, Any]) -> CalibrationItem | None:
+    """A scientific passage and a yes/no question about it."""
+    return _passage_yes_no(
+        str(doc["context"]).strip(), str(doc["question"]).strip(), str(doc["answer"])
     )
 
 
@@ -241,17 +248,7 @@ def _winogrande(doc: Mapping[str, Any]) -> CalibrationItem | None:
 def _qasper_yesno(doc: Mapping[str, Any]) -> CalibrationItem | None:
     """Evidence from a paper and a yes/no question about it."""
     evidence = "\n".join(str(e).strip() for e in doc["evidence"] if str(e).strip())
-    question = str(doc["question"]).strip()
-    answer = str(doc["answer"]).strip().casefold()
-    if not evidence or not question or len(evidence) > LONGEST_PASSAGE:
-        return None
-    if answer not in ("yes", "no"):
-        return None
-    wrong = "no" if answer == "yes" else "yes"
-    text = f"{evidence}\n\n{question}\nAnswer yes or no."
-    return CalibrationItem(
-        "", "", _ask(text), Words((answer,), (wrong,), first_mention=True), "word"
-    )
+    return _passage_yes_no(evidence, str(doc["question"]).strip(), str(doc["answer"]))
 
 
 def _jeopardy(doc: Mapping[str, Any]) -> CalibrationItem | None:
