@@ -6,7 +6,8 @@ one that opens by declining ("I'm sorry, I can't answer this question.") is disc
 cloud's (:func:`hybrid.routing.cascade.declined`), as is one that opens with none of the
 answers its prompt offered (:func:`hybrid.routing.choices.outside`: "Paris" to options A to D,
 or to a question asking for yes or no); so is one the model was less sure of than
-``min_confidence`` (:func:`hybrid.routing.cascade.confidence`, of what was read).  The first
+``min_confidence`` (:func:`hybrid.routing.cascade.confidence`, of what was read), unless it
+answers yes or no to a question asking for one (a guess is right half the time).  The first
 two are *no answer* here (:attr:`router_folds.Labelled.no_answer`), whatever the confidence.
 Read as a ranking, that is the router's own score with every discarded answer moved above
 every other: this module scores that ranking on the same items as the router alone (leave
@@ -246,8 +247,11 @@ are *no answer* below. An answer is also discarded when the
 model was less sure of it than `routing.cascade.min_confidence` (default
 {MIN_CONFIDENCE:g}): the geometric mean of the probabilities of the tokens it chose
 (`hybrid.routing.cascade.confidence`, here of the answer to each item's first presentation,
-recorded with it). As a ranking, the cascade is {ROUTER}'s score with every discarded answer
-above every other. The same items as above, the routers fitted as
+recorded with it), unless it answers yes or no (true or false) to a question asking for one:
+a guess is right half the time, and there the model's confidence did not tell right answers
+from wrong ones (adopted on the development sets: see [Yes or
+no](#yes-or-no-a-guess-is-right-half-the-time)). As a ranking, the cascade is {ROUTER}'s
+score with every discarded answer above every other. The same items as above, the routers fitted as
 above (LOFO; fitted on every generated item for the external and the traffic sets); the mean
 over {n_orders} arrival orders, and in brackets the lowest and the highest. *Check alone*: the
 AUROC of no-answer-or-not by itself. *Whole cascade*: no answer or less sure than

@@ -46,7 +46,7 @@ from hybrid.routing.calibration.item import CalibrationItem
 from hybrid.routing.calibration.metrics import auroc, bootstrap_ci, routing_curve
 from hybrid.routing.calibration.probe_fitting import train_probe, two_stage_scores
 from hybrid.routing.cascade import declined
-from hybrid.routing.choices import guessed, offered, outside
+from hybrid.routing.choices import TWO_WAY, guessed, offered, outside
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import ProbeStage
 from hybrid.routing.difficulty.recent import RecentScores, standardised_unit
@@ -100,10 +100,12 @@ class Labelled:
         """1 where the cascade discards the local answer (``routing.cascade`` with this
         ``min_confidence``): it is no answer (:attr:`no_answer`), or the model was less sure
         of it than that (an answer whose confidence is not known is discarded only when it is
-        no answer)."""
+        no answer; nor is an answer to a question asking for yes or no, or true or false,
+        whatever its confidence, as :meth:`hybrid.routing.cascade.Cascade.verdict` reads it)."""
         if not self.confidence.size:
             return self.no_answer
-        unsure = np.nan_to_num(self.confidence, nan=1.0) < min_confidence
+        yes_no = np.array([offered(item.messages) in TWO_WAY for item in self.items], dtype=bool)
+        unsure = (np.nan_to_num(self.confidence, nan=1.0) < min_confidence) & ~yes_no
         return np.maximum(self.no_answer, unsure.astype(np.float64))
 
     @property

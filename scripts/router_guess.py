@@ -8,8 +8,10 @@ external check's figures had been read (the sets the local model gets right most
 are yes/no sets), so two forms of it were tried first on held-back development sets
 (:data:`external_sets.DEV_SETS`), with the rule for adopting one fixed beforehand
 (:func:`adopted`): every closed set of ``n`` answers, lettered options included, moved by
-``1 - 1/n`` (:func:`every_set_factors`), and yes or no, true or false only, halved.  This
-module reads every collection without the rule and with each form.
+``1 - 1/n`` (:func:`every_set_factors`), and yes or no, true or false only, halved.  A second
+step was registered the same way once the first was adopted: the cascade keeps an answer of yes
+or no to such a question whatever the model's confidence (:meth:`hybrid.routing.cascade.
+Cascade.verdict`).  This module reads every collection without either and with each.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from hybrid.routing.calibration.metrics import auroc
 from hybrid.routing.choices import TWO_WAY, offered
 
 HEAD = (
-    "| items | n | offering a closed set | of them yes or no | AUROC without the rule "
-    "| every closed set | yes or no only (shipped) | change | kept local @95% without "
-    "| with it |\n|---|---:|---:|---:|---|---|---|---:|---|---|"
+    "| items | n | offering a closed set | of them yes or no | AUROC without either "
+    "| every closed set | yes or no halved | and kept whatever the confidence (shipped) "
+    "| change | kept local @95% without | with both |\n"
+    "|---|---:|---:|---:|---|---|---|---|---:|---|---|"
 )
 
 DEVELOPMENT = "development"
@@ -44,37 +47,56 @@ TOLERANCE = 0.005
 
 @dataclass(frozen=True)
 class GuessCheck:
-    """One collection read without the guess rule and with each form, with the whole cascade.
+    """One collection read without the guess rule and with each step, with the whole cascade.
 
     Attributes:
         n: How many items.
         offering: The share of items whose prompt offers a closed set of answers.
         two_way: The share whose prompt asks for yes or no, or true or false.
-        without: AUROC without the rule, one value per arrival order.
-        with_rule: AUROC with the shipped form (yes or no only), per order.
+        without: AUROC without either step (every answer weighed on its confidence), one
+            value per arrival order.
         every_set: AUROC with every closed set moved by ``1 - 1/n``, per order.
-        kept_without: The share kept local at 95 % of all-cloud quality without it, per order.
-        kept_with_rule: The same with the shipped form.
+        halved: AUROC with yes or no halved, per order.
+        with_rule: AUROC as shipped: halved, and yes-or-no answers kept whatever their
+            confidence, per order.
+        kept_without: The share kept local at 95 % of all-cloud quality without either, per
+            order.
+        kept_with_rule: The same as shipped.
+        sureness: Over the answers of yes or no to questions asking for one, the AUROC of
+            one minus the model's confidence for the wrong ones (0.5: no better than chance;
+            NaN: too few).
     """
 
     n: int
     offering: float
     two_way: float
     without: tuple[float, ...]
-    with_rule: tuple[float, ...]
     every_set: tuple[float, ...]
+    halved: tuple[float, ...]
+    with_rule: tuple[float, ...]
     kept_without: tuple[float, ...]
     kept_with_rule: tuple[float, ...]
+    sureness: float = float("nan")
 
     @property
     def gain(self) -> float:
-        """The shipped form's change to the mean AUROC."""
+        """Both steps' change to the mean AUROC."""
         return float(np.mean(self.with_rule) - np.mean(self.without))
 
     @property
     def every_set_gain(self) -> float:
-        """The other form's change to the mean AUROC."""
+        """The form not shipped's change to the mean AUROC."""
         return float(np.mean(self.every_set) - np.mean(self.without))
+
+    @property
+    def halved_gain(self) -> float:
+        """The first step's change to the mean AUROC."""
+        return float(np.mean(self.halved) - np.mean(self.without))
+
+    @property
+    def kept_gain(self) -> float:
+        """The second step's change, on top of the first."""
+        return float(np.mean(self.with_rule) - np.mean(self.halved))
 
 
 def every_set_factors(items: Sequence[CalibrationItem]) -> np.ndarray:
@@ -100,37 +122,68 @@ def with_factors(reader: Read | Folds, data: Labelled, factors: np.ndarray | Non
 
 def guess_check(reader: Read | Folds, data: Labelled, *, orders: Sequence[int]) -> GuessCheck:
     """:data:`router_cascade.ROUTER` with the whole cascade (no answer, or less sure than
-    ``min_confidence``, ranked first), read without the guess rule and with each form."""
-    flag = data.discarded(MIN_CONFIDENCE)
+    ``min_confidence``, ranked first), read without the guess rule and with each step."""
+    shipped = data.discarded(MIN_CONFIDENCE)
+    weighed = every_answer_weighed(data)
     plain = with_factors(reader, data, None)
     every = with_factors(reader, data, every_set_factors(data.items))
 
-    def ranked(read: Read | Folds) -> list[np.ndarray]:
+    def ranked(read: Read | Folds, flag: np.ndarray) -> list[np.ndarray]:
         return [cascaded(read.recent(seed)[ROUTER], flag) for seed in orders]
 
-    moved, alone, lettered = ranked(reader), ranked(plain), ranked(every)
+    alone, lettered = ranked(plain, weighed), ranked(every, weighed)
+    halved, moved = ranked(reader, weighed), ranked(reader, shipped)
     options = [offered(item.messages) for item in data.items]
+
+    def aurocs(rankings: list[np.ndarray]) -> tuple[float, ...]:
+        return tuple(auroc(scores, data.wrong) for scores in rankings)
+
     return GuessCheck(
         len(data.items),
         float(np.mean([o is not None for o in options])),
         float(np.mean([o in TWO_WAY for o in options])),
-        tuple(auroc(scores, data.wrong) for scores in alone),
-        tuple(auroc(scores, data.wrong) for scores in moved),
-        tuple(auroc(scores, data.wrong) for scores in lettered),
+        aurocs(alone),
+        aurocs(lettered),
+        aurocs(halved),
+        aurocs(moved),
         tuple(kept_local(scores, data.wrong) for scores in alone),
         tuple(kept_local(scores, data.wrong) for scores in moved),
+        _sureness(data, np.array([o in TWO_WAY for o in options], dtype=bool)),
     )
 
 
+def _sureness(data: Labelled, yes_no: np.ndarray) -> float:
+    if not data.confidence.size:
+        return float("nan")
+    answered = yes_no & (data.no_answer == 0) & ~np.isnan(data.confidence)
+    wrong = data.wrong[answered]
+    if wrong.min(initial=1) == wrong.max(initial=0):
+        return float("nan")  # none, or all right or all wrong
+    return float(auroc(1.0 - data.confidence[answered], wrong))
+
+
+def every_answer_weighed(data: Labelled) -> np.ndarray:
+    """1 where the cascade as it was before the second step discards the local answer: no
+    answer, or less sure than ``min_confidence``, yes or no included."""
+    if not data.confidence.size:
+        return data.no_answer
+    unsure = np.nan_to_num(data.confidence, nan=1.0) < MIN_CONFIDENCE
+    return np.maximum(data.no_answer, unsure.astype(np.float64))
+
+
 def adopted(checks: Mapping[str, GuessCheck]) -> bool:
-    """The rule fixed before the development sets were read: of the two forms, the one that
-    ranks the development sets better is adopted when it raises their mean AUROC by at least
-    :data:`GAIN` and lowers neither LOFO's nor the traffic sets' by more than
-    :data:`TOLERANCE`.  True when that form is the shipped one (yes or no only)."""
+    """The rules fixed before the development sets were read.  First: of the two forms, the one
+    that ranks the development sets better is adopted when it raises their mean AUROC by at
+    least :data:`GAIN` and lowers neither LOFO's nor the traffic sets' by more than
+    :data:`TOLERANCE`.  Second, on top of it, the same for keeping yes-or-no answers whatever
+    their confidence.  True when both steps as shipped pass."""
     dev = checks.get(DEVELOPMENT)
-    if dev is None or dev.gain < GAIN or dev.every_set_gain > dev.gain:
+    if dev is None or dev.halved_gain < GAIN or dev.every_set_gain > dev.halved_gain:
         return False
-    return all(checks[name].gain >= -TOLERANCE for name in ("LOFO", "traffic") if name in checks)
+    if dev.kept_gain < GAIN:
+        return False
+    others = [checks[name] for name in ("LOFO", "traffic") if name in checks]
+    return all(c.halved_gain >= -TOLERANCE and c.kept_gain >= -TOLERANCE for c in others)
 
 
 def guess_summary(checks: Mapping[str, GuessCheck]) -> str:
@@ -145,9 +198,10 @@ def guess_summary(checks: Mapping[str, GuessCheck]) -> str:
     return bullet(
         "A prompt asking for yes or no (or true or false) has its score halved "
         "(`routing.difficulty.yes_no`, on by default: a guess is right half the time; adopted "
-        "on held-back development sets): with the whole cascade, two-stage+recent's mean "
-        f"AUROC without it and with it: {moves} (see [Yes or no](#yes-or-no-a-guess-is-right-"
-        "half-the-time))."
+        "on held-back development sets), and the cascade keeps an answer of yes or no to it "
+        "whatever the model's confidence: with the whole cascade, two-stage+recent's mean "
+        f"AUROC without either and with both: {moves} (see [Yes or no](#yes-or-no-a-guess-is-"
+        "right-half-the-time))."
     )
 
 
@@ -183,22 +237,30 @@ def guess_section(
     rows = "\n".join(
         f"| {name} | {check.n} | {check.offering:.0%} | {check.two_way:.0%} "
         f"| {mean_range(check.without)} | {mean_range(check.every_set)} "
-        f"| {mean_range(check.with_rule)} | {check.gain:+.3f} "
+        f"| {mean_range(check.halved)} | {mean_range(check.with_rule)} | {check.gain:+.3f} "
         f"| {mean_range(check.kept_without, '{:.0%}')} "
         f"| {mean_range(check.kept_with_rule, '{:.0%}')} |"
         for name, check in checks.items()
     )
     verdict = (
-        "Yes or no only met that rule, and is on by default."
+        "Both steps met their rule, and are on by default."
         if adopted(checks)
-        else "The shipped form did **not** meet that rule in this run: switch it off "
-        "(`routing.difficulty.yes_no = false`) or change the default."
+        else "The shipped steps did **not** both meet their rule in this run: switch the first "
+        "off (`routing.difficulty.yes_no = false`) or change the defaults."
     )
     licences = "\n".join(
         f"| {name} | {title} | {kind} | {licence} | {source} |"
         for name, (title, kind, licence, source) in sets.items()
     )
     orders = len(next(iter(checks.values())).without) if checks else 0
+    sureness = (
+        ", ".join(
+            f"{name} {check.sureness:.2f}"
+            for name, check in checks.items()
+            if not np.isnan(check.sureness)
+        )
+        or "none"
+    )
     dev_check = checks.get(DEVELOPMENT)
     lettered = "-" if dev_check is None else f"{dev_check.every_set_gain:+.3f}"
     return f"""
@@ -217,10 +279,15 @@ adopting one fixed beforehand: *every closed set* (lettered options too: each of
 moves the score by 1 - 1/*n*) and *yes or no only*; the one ranking the development sets
 better (the shipped router with the whole cascade, mean AUROC over {orders} arrival orders)
 is adopted if it gains at least {GAIN} there and neither the generated families (LOFO) nor the
-traffic sets lose more than {TOLERANCE}. {verdict} Lettered options are left as they are: a
-multiple-choice item counts as right here only when every ordering of its options is answered
-right, which a guess seldom is; moving those items too changed the development sets' figure by
-{lettered}.
+traffic sets lose more than {TOLERANCE}. Once yes or no was adopted, a second step was
+registered and checked the same way: the cascade keeps an answer of yes or no (true or false) to
+such a question whatever the model's confidence (`cascade:yes_no:0.28`), since a guess is right
+half the time and within the yes/no sets the model's confidence did not tell its right answers
+from its wrong ones (the AUROC of the model's unsureness for its wrong answers, over the
+answers of yes or no to such questions: {sureness}). {verdict} Lettered options are left as
+they are: a multiple-choice item counts as right here only when every ordering of its options
+is answered right, which a guess seldom is; moving those items too changed the development
+sets' figure by {lettered}.
 
 {HEAD}
 {rows}

@@ -12,7 +12,8 @@ Three readings of the local answer decide (:meth:`Cascade.verdict`):
   answer is wrong whatever its confidence.
 - *Confidence*: the geometric mean of the probabilities of the tokens the local model chose
   (``exp`` of their mean log-probability): a model that hesitates over its own words tends to be
-  wrong.
+  wrong.  Not for an answer of yes or no to a question asking for one: a guess is right half the
+  time, and there the model's confidence does not tell right from wrong.
 
 A streamed answer cannot be taken back once its first tokens reached the client, so only its
 opening is read before it is sent (:func:`read_opening`: the first :data:`OPENING_WORDS` words,
@@ -56,13 +57,17 @@ from hybrid.generation import (
     ToolCallDelta,
 )
 from hybrid.routing.answer import Answer, DiscardedLeg, PartialAnswer
-from hybrid.routing.choices import outside
+from hybrid.routing.choices import TWO_WAY, outside
 
 DECLINED = "cascade:declined"
 """The reason a local answer that declined is discarded with."""
 
 OUTSIDE_OPTIONS = "cascade:outside_options"
 """The reason a local answer that is none of the answers its prompt offered is discarded with."""
+
+YES_NO = "yes_no"
+"""The verdict's mark for an answer to a yes-or-no question, which stands whatever the model's
+confidence (:meth:`Cascade.verdict`)."""
 
 OPENING_WORDS = 8
 """Words of a streamed answer read before it is sent: enough for "I'm sorry, but I am not sure"."""
@@ -140,6 +145,8 @@ class LocalAttempt:
         outside: The answer is none of the answers its prompt offered
             (:func:`~hybrid.routing.choices.outside`).
         opening: Only the opening of a streamed answer was read (:func:`opening_attempt`).
+        yes_no: The prompt asked for yes or no, or true or false
+            (:data:`~hybrid.routing.choices.TWO_WAY`), and a text answer was given.
     """
 
     events: tuple[GenerationEvent, ...]
@@ -147,6 +154,7 @@ class LocalAttempt:
     declined: bool = False
     outside: bool = False
     opening: bool = False
+    yes_no: bool = False
 
     def whole(self, *, logprobs: bool) -> tuple[GenerationEvent, ...] | None:
         """The whole answer's events, to give as they were read (a local fallback after a
@@ -188,12 +196,20 @@ class Cascade:
     def verdict(self, tried: LocalAttempt) -> tuple[bool, str]:
         """Whether the local answer stands, and the reason to record (``cascade:0.88>=0.35``,
         ``cascade:0.28<0.35``, ``cascade:declined``, ``cascade:outside_options``; a stream's
-        opening ``cascade:opening:0.88>=0.35``)."""
+        opening ``cascade:opening:0.88>=0.35``).
+
+        An answer to a question asking for yes or no (or true or false) that gives one of them
+        stands however sure the model was (``cascade:yes_no:0.28``): a guess is right half the
+        time, and on such questions the model's confidence did not tell its right answers from
+        its wrong ones (``docs/router-eval.md``, *Yes or no*).
+        """
         if self.escalate_declined and tried.declined:
             return False, DECLINED
         if self.escalate_outside_options and tried.outside:
             return False, OUTSIDE_OPTIONS
         read = "cascade:opening:" if tried.opening else "cascade:"
+        if tried.yes_no and not tried.outside:
+            return True, f"{read}{YES_NO}:{tried.confidence:.2f}"
         if tried.confidence >= self.min_confidence:
             return True, f"{read}{tried.confidence:.2f}>={self.min_confidence:g}"
         return False, f"{read}{tried.confidence:.2f}<{self.min_confidence:g}"
@@ -419,6 +435,7 @@ def opening_attempt(
         declined(text),
         outside=not calls and outside(text, options),
         opening=True,
+        yes_no=not calls and options in TWO_WAY,
     )
 
 
@@ -450,4 +467,5 @@ async def attempt(
     chose = not completion.tool_calls and outside(text, options)
     # events() keeps the answer's tool calls, not only its text.
     events = completion.events(logprobs=keep_logprobs)
-    return LocalAttempt(events, sure, declined(text), outside=chose)
+    yes_no = not completion.tool_calls and options in TWO_WAY
+    return LocalAttempt(events, sure, declined(text), outside=chose, yes_no=yes_no)

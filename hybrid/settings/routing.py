@@ -173,7 +173,8 @@ class CascadeSettings(BaseModel):
         lt=1,
         description="Below this geometric-mean token probability, the local answer is "
         "discarded and the cloud answers (0.35 ranked real prompts best in "
-        "docs/router-eval.md's grid; higher values discard more answers, most of them wrong).",
+        "docs/router-eval.md's grid; higher values discard more answers, most of them wrong). "
+        "An answer of yes or no to a question asking for one stands whatever its confidence.",
     )
     escalate_declined: bool = Field(
         default=True,

@@ -335,3 +335,20 @@ def test_every_router_halves_the_scores_of_yes_or_no_prompts_as_the_runtime_does
     same = factors == 1.0
     assert np.allclose(moved["two-stage+recent"][same], alone["two-stage+recent"][same])
     assert moved["two-stage+recent"][-2] < alone["two-stage+recent"][-2]
+
+
+def test_the_cascade_keeps_an_unsure_answer_of_yes_or_no_to_a_question_asking_for_one(
+    folds: ModuleType,
+) -> None:
+    items = calibration_set(0, per_category=1)
+    facts = next(item for item in items if item.category == "facts")
+    asked = dataclasses.replace(
+        facts, messages=(Message("user", "Is Paris in France? Answer yes or no."),)
+    )
+    picked = [asked, asked, asked, facts]
+    answers = ("Yes.", "Paris.", "I don't know.", "Yes.")
+    data = folds.Labelled(picked, np.ones(4), np.zeros((4, 2)), answers, np.full(4, 0.2))
+
+    # Kept whatever its confidence; neither yes nor no, or declining: discarded; the same
+    # unsure "Yes." to a question asking for nothing in particular: discarded.
+    assert data.discarded(0.35).tolist() == [0.0, 1.0, 1.0, 1.0]

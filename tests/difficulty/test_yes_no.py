@@ -17,6 +17,7 @@ from hybrid.routing.chain import build_router
 from hybrid.routing.choices import guessed
 from hybrid.routing.context import route_context
 from hybrid.routing.difficulty.features import N_FEATURES, extract
+from hybrid.routing.difficulty.prior import PRIOR_SOURCE
 from hybrid.routing.policies.difficulty import DifficultyPolicy
 from hybrid.routing.policy import LocalStatus, RouteContext
 from hybrid.settings.routing import RoutingSettings
@@ -60,7 +61,7 @@ def test_the_policy_halves_the_score_of_a_yes_or_no_prompt_unless_switched_off()
     assert off.evaluate(context(YES_NO, yes_no)).score == pytest.approx(own)
     # The decision follows the moved score.
     assert own > 0.3 >= own / 2
-    assert (moved.outcome, moved.reason) == ("local", f"difficulty:{own / 2:.2f}<=0.30")
+    assert (moved.outcome, moved.reason) == ("local", f"difficulty(yes_no):{own / 2:.2f}<=0.30")
     assert off.evaluate(context(YES_NO, yes_no)).outcome == "cloud"
 
 
@@ -108,3 +109,18 @@ def test_the_setting_reaches_the_policy() -> None:
     assert score(YES_NO, frozenset({"yes", "no"}), False) == pytest.approx(own)
     lettered = scorer.score_features(extract((Message("user", LETTERED),)))
     assert score(LETTERED, frozenset("abcd"), True) == pytest.approx(lettered)
+
+
+def test_the_reason_says_the_score_was_halved() -> None:
+    scorer = model(np.full(N_FEATURES, 0.01))
+    yes_no = frozenset({"yes", "no"})
+    on = DifficultyPolicy(lambda: scorer, threshold=0.3)
+    off = DifficultyPolicy(lambda: scorer, threshold=0.3, yes_no=False)
+    assert on.evaluate(context(YES_NO, yes_no)).reason.startswith("difficulty(yes_no):")
+    assert off.evaluate(context(YES_NO, yes_no)).reason.startswith("difficulty:")
+    lettered = on.evaluate(context(LETTERED, frozenset("abcd")))
+    assert lettered.reason.startswith("difficulty:")
+    prior = model(np.full(N_FEATURES, 0.01), meta={"source": PRIOR_SOURCE})
+    policy = DifficultyPolicy(lambda: prior, threshold=0.3)
+    assert policy.evaluate(context(YES_NO, yes_no)).reason.startswith("difficulty(prior,yes_no):")
+    assert policy.evaluate(context(YES_NO, None)).reason.startswith("difficulty(prior):")

@@ -377,3 +377,28 @@ def test_wrapping_generations_pass_the_stop_of_logprobs_on() -> None:
     Tallied(resumed, Tally()).stop_logprobs()
     assert pieces.logprobs_stopped_at == 0
     ReplayGeneration(()).stop_logprobs()  # nothing to stop: a no-op
+
+
+YES_NO = frozenset({"yes", "no"})
+
+
+def test_a_yes_or_no_answer_to_a_yes_or_no_question_stands_however_sure_the_model_was() -> None:
+    def read(text: str, options: frozenset[str] | None) -> LocalAttempt:
+        events = (TextDelta(text, sure(0.3)),)
+        return asyncio.run(attempt(Pieces(*events), keep_logprobs=False, options=options))
+
+    unsure_yes = read("Yes.", YES_NO)
+    assert unsure_yes.yes_no and Cascade(0.5).verdict(unsure_yes) == (True, "cascade:yes_no:0.30")
+    true = read("False, it is not.", frozenset({"true", "false"}))
+    assert Cascade(0.5).verdict(true) == (True, "cascade:yes_no:0.30")
+    # The same answer to another question is weighed on its confidence.
+    assert Cascade(0.5).verdict(read("Yes.", None)) == (False, "cascade:0.30<0.5")
+    assert Cascade(0.5).verdict(read("B", LETTERS)) == (False, "cascade:0.30<0.5")
+    # Neither yes nor no, or declining: discarded as before.
+    assert Cascade(0.5).verdict(read("Paris.", YES_NO)) == (False, "cascade:outside_options")
+    assert Cascade(0.5).verdict(read("I don't know.", YES_NO)) == (False, "cascade:declined")
+    # A stream's opening alike; a tool call is no answer of yes or no.
+    opening = opening_attempt((TextDelta("No, it", sure(0.2)),), YES_NO)
+    assert Cascade(0.5).verdict(opening) == (True, "cascade:opening:yes_no:0.20")
+    call = opening_attempt((ToolCallDelta(0, "call_1", "lookup", "{}"),), YES_NO)
+    assert not call.yes_no

@@ -496,7 +496,10 @@ def test_the_model_stage_moves_the_probes_score_of_a_prompt_offering_a_closed_se
     built, cloud = dispatcher(local, difficulty(np.log(4.0)))
     answer = start(built, yes_no)
     probe = 0.5 / (1 + np.exp(-2.0))
-    assert (answer.route, answer.reason) == ("local", f"difficulty:0.40~probe:{probe:.2f}<=0.50")
+    assert (answer.route, answer.reason) == (
+        "local",
+        f"difficulty(yes_no):0.40~probe:{probe:.2f}<=0.50",
+    )
     assert answer.score == pytest.approx(probe) and cloud.asked == 0
     # Asked for every request, the probe's score read beside recent prompts is halved too.
     every = VectorLocal(HARD)

@@ -21,7 +21,7 @@ import numpy as np
 
 from hybrid.errors import HybridError
 from hybrid.generation import Message
-from hybrid.routing.choices import guessed
+from hybrid.routing.choices import TWO_WAY, guessed
 from hybrid.routing.difficulty.features import extract
 from hybrid.routing.difficulty.labelled import LabelledScores
 from hybrid.routing.difficulty.model import DifficultyModel
@@ -264,6 +264,11 @@ class DifficultyPolicy(Policy):
         switched off."""
         return guessed(score, options) if self._yes_no else score
 
+    def halves(self, context: RouteContext) -> bool:
+        """Whether this request's score is halved: it asks for yes or no, or true or false
+        (:meth:`guessed`)."""
+        return self._yes_no and context.options in TWO_WAY
+
     def evaluate(self, context: RouteContext) -> Verdict:
         """``cloud`` above the threshold, ``local`` at or below it, with the score."""
         model = self._model()
@@ -279,7 +284,14 @@ class DifficultyPolicy(Policy):
             score = self._labelled.read(model, features, score)
         score = self.guessed(score, context.options)
         threshold = model.threshold if self._threshold is None else self._threshold
-        name = "difficulty(prior)" if is_prior(model) else "difficulty"
+        # "difficulty(prior)", "difficulty(yes_no)", "difficulty(prior,yes_no)" say how it was
+        # scored; ``hybrid stats --by reason`` groups them apart.
+        marks = [
+            mark
+            for mark, on in (("prior", is_prior(model)), ("yes_no", self.halves(context)))
+            if on
+        ]
+        name = f"difficulty({','.join(marks)})" if marks else "difficulty"
         if score > threshold:
             return self.verdict("cloud", f"{name}:{score:.2f}>{threshold:.2f}", score=score)
         return self.verdict("local", f"{name}:{score:.2f}<={threshold:.2f}", score=score)
