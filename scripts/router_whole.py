@@ -11,6 +11,7 @@ prompts, and whether the fit on every item does better.
 
 from __future__ import annotations
 
+import math
 import statistics
 import textwrap
 from collections.abc import Sequence
@@ -42,7 +43,8 @@ class Fitted:
 
     Attributes:
         seed: The split seed.
-        shipped: Whether its fit on every item is the shipped calibration (the same weights).
+        shipped: Whether its fit on every item is the shipped calibration (the same weights,
+            :func:`same_fit`).
         held_out: The held-out AUROC ``hybrid calibrate`` reports (the part's fit).
         band_share: Each fit's model-stage band share, by :data:`FITS` name.
         external: Each fit's AUROC on the external sets (mean over the arrival orders).
@@ -107,9 +109,7 @@ def part_or_whole(
         out.append(
             Fitted(
                 seed=seed,
-                shipped=shipped is not None
-                and np.array_equal(shipped.weights, fitted.model.weights)
-                and shipped.threshold == fitted.model.threshold,
+                shipped=shipped is not None and same_fit(shipped, fitted.model),
                 held_out=fitted.held_out_auroc,
                 band_share={name: _band_share(m, generated) for name, m in models.items()},
                 external={name: decided(m, external, orders=orders) for name, m in models.items()},
@@ -117,6 +117,17 @@ def part_or_whole(
             )
         )
     return out
+
+
+def same_fit(one: DifficultyModel, other: DifficultyModel) -> bool:
+    """Whether two fits are the same up to floating-point rounding: the same steps run with
+    another number of BLAS threads (``OPENBLAS_NUM_THREADS=1`` beside the model) differ in
+    the last bits of their weights."""
+    return (
+        one.weights.shape == other.weights.shape
+        and bool(np.allclose(one.weights, other.weights, rtol=1e-9, atol=1e-12))
+        and math.isclose(one.threshold, other.threshold, rel_tol=1e-9, abs_tol=1e-12)
+    )
 
 
 def _band_share(model: DifficultyModel, data: Labelled) -> float:

@@ -127,22 +127,23 @@ def test_grades_must_match_the_items() -> None:
         calibrate(ITEMS, [True], seed=0)
 
 
-def test_the_default_fit_leaves_the_hashed_words_out_and_a_word_weight_brings_them_in() -> None:
+def test_a_word_weight_of_zero_leaves_the_hashed_words_out_and_the_default_brings_them_in() -> None:
     X = feature_matrix(ITEMS)
     wrong = np.array([not ok for ok in easy_chat(ITEMS)], dtype=float)
-    plain, _ = train_model(X, wrong, seed=0, l2_grid=GRID)
-    assert WORD_WEIGHT == 0.0 and not plain.words
+    plain, _, _ = train_feature_model(X, wrong, seed=0, l2_grid=GRID, word_weight=0.0)
+    assert not plain.words
     assert not plain.weights[N_DENSE:].any() and plain.weights[:N_DENSE].any()
     # Another prompt's words change nothing: the score reads the hand-made features only.
     other = X[0].copy()
     other[N_DENSE:] = X[-1, N_DENSE:] + 1.0
     assert plain.score_features(other) == pytest.approx(plain.score_features(X[0]))
-    worded, _, _ = train_feature_model(X, wrong, seed=0, l2_grid=GRID, word_weight=0.3)
-    assert worded.words and worded.weights[N_DENSE:].any()
-    assert np.allclose(worded.scale[N_DENSE:], 1 / 0.3)
+    worded, _ = train_model(X, wrong, seed=0, l2_grid=GRID)
+    assert WORD_WEIGHT == 0.3 and worded.words and worded.weights[N_DENSE:].any()
+    assert np.allclose(worded.scale[N_DENSE:], 1 / WORD_WEIGHT)
     assert worded.score_features(other) != pytest.approx(worded.score_features(X[0]))
     with_words = calibrate(ITEMS, easy_chat(ITEMS), seed=0, l2_grid=GRID, word_weight=1.0)
     assert with_words.model.words and with_words.model.weights[N_DENSE:].any()
+    assert np.allclose(with_words.model.scale[N_DENSE:], 1.0)
 
 
 @pytest.mark.parametrize("weight", [-0.5, float("nan"), float("inf")])

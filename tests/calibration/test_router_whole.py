@@ -7,6 +7,7 @@ learns it, and reads the real prompts well.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -57,6 +58,13 @@ def test_each_seed_is_read_with_both_fits_and_the_shipped_fit_is_named(
 
     assert [fit.seed for fit in fitted] == [0, 1]
     assert [fit.shipped for fit in fitted] == [False, True]
+    # Rounding in the last bits (another number of BLAS threads) is still the same fit.
+    rounded = dataclasses.replace(shipped, weights=shipped.weights * (1 + 1e-13))
+    assert whole.same_fit(rounded, shipped)
+    assert not whole.same_fit(dataclasses.replace(shipped, weights=shipped.weights * 1.01), shipped)
+    assert not whole.same_fit(
+        dataclasses.replace(shipped, threshold=shipped.threshold + 0.01), shipped
+    )
     for fit in fitted:
         for where in (fit.external, fit.traffic):
             assert set(where) == set(whole.FITS)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from hybrid.errors import ConfigError
+from hybrid.routing.calibration.fitting import WORD_WEIGHT
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import ProbeStage
@@ -110,8 +111,9 @@ def test_the_shipped_calibration_says_when_it_was_made_on_how_much_and_how_well(
         assert 0.5 < stage["held_out_auroc"] <= 1.0
         assert stage["every"] is True  # it can be asked for every request
         assert describes_stage(stage) in found.describe()
-        # Fitted on the hand-made features alone (fitting.WORD_WEIGHT), and it says so.
-        assert summary["words"] is False and "without the hashed words" in found.describe()
+        # Fitted with the hashed words at fitting.WORD_WEIGHT: only their absence is named.
+        assert summary["words"] is (WORD_WEIGHT > 0)
+        assert ("without the hashed words" in found.describe()) is (WORD_WEIGHT == 0)
 
 
 def test_find_says_whether_the_calibration_is_yours_or_shipped(tmp_path: Path) -> None:

@@ -157,7 +157,12 @@ def test_a_hard_prompt_escalates_on_its_difficulty_score(
 ) -> None:
     raw = openai_client(server).chat.completions.with_raw_response.create(
         model="hybrid",
-        messages=[{"role": "user", "content": "What is 347 times 29? Explain step by step."}],
+        messages=[
+            {
+                "role": "user",
+                "content": "Solve for x: 3x^2 - 14x + 8 = 0. Show your working step by step.",
+            }
+        ],
     )
     assert raw.headers["x-hybrid-route"] == "cloud"
     assert raw.headers["x-hybrid-reason"].startswith("difficulty:")

@@ -320,7 +320,7 @@ def test_the_shipped_calibration_of_the_embedded_model_is_shown(tmp_path: Path) 
     assert line == (
         "Calibration in use for gemma-3-270m-q4_k_m: the shipped calibration (made "
         f"{meta['created']}, {meta['items']} items, held-out AUROC {meta['held_out_auroc']:.3f}, "
-        f"{stage}, without the hashed words)."
+        f"{stage}{'' if data['words'] else ', without the hashed words'})."
     )
 
 
