@@ -96,16 +96,20 @@ class Labelled:
             [self.items[i] for i in index], self.wrong[index], self.vectors[index], answers, sure
         )
 
-    def discarded(self, min_confidence: float) -> np.ndarray:
+    def discarded(self, min_confidence: float, *, keep_yes_no: bool = True) -> np.ndarray:
         """1 where the cascade discards the local answer (``routing.cascade`` with this
         ``min_confidence``): it is no answer (:attr:`no_answer`), or the model was less sure
         of it than that (an answer whose confidence is not known is discarded only when it is
         no answer; nor is an answer to a question asking for yes or no, or true or false,
-        whatever its confidence, as :meth:`hybrid.routing.cascade.Cascade.verdict` reads it)."""
+        whatever its confidence, as :meth:`hybrid.routing.cascade.Cascade.verdict` reads it;
+        ``keep_yes_no=False``: such answers too, as the cascade did before it kept them)."""
         if not self.confidence.size:
             return self.no_answer
-        yes_no = np.array([offered(item.messages) in TWO_WAY for item in self.items], dtype=bool)
-        unsure = (np.nan_to_num(self.confidence, nan=1.0) < min_confidence) & ~yes_no
+        unsure = np.nan_to_num(self.confidence, nan=1.0) < min_confidence
+        if keep_yes_no:
+            unsure &= np.array(
+                [offered(item.messages) not in TWO_WAY for item in self.items], dtype=bool
+            )
         return np.maximum(self.no_answer, unsure.astype(np.float64))
 
     @property

@@ -165,10 +165,7 @@ def _sureness(data: Labelled, yes_no: np.ndarray) -> float:
 def every_answer_weighed(data: Labelled) -> np.ndarray:
     """1 where the cascade as it was before the second step discards the local answer: no
     answer, or less sure than ``min_confidence``, yes or no included."""
-    if not data.confidence.size:
-        return data.no_answer
-    unsure = np.nan_to_num(data.confidence, nan=1.0) < MIN_CONFIDENCE
-    return np.maximum(data.no_answer, unsure.astype(np.float64))
+    return data.discarded(MIN_CONFIDENCE, keep_yes_no=False)
 
 
 def adopted(checks: Mapping[str, GuessCheck]) -> bool:

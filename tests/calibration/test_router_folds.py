@@ -352,3 +352,6 @@ def test_the_cascade_keeps_an_unsure_answer_of_yes_or_no_to_a_question_asking_fo
     # Kept whatever its confidence; neither yes nor no, or declining: discarded; the same
     # unsure "Yes." to a question asking for nothing in particular: discarded.
     assert data.discarded(0.35).tolist() == [0.0, 1.0, 1.0, 1.0]
+    # As the cascade read it before it kept such answers: the unsure "Yes." goes too.
+    assert data.discarded(0.35, keep_yes_no=False).tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert data.discarded(0.1, keep_yes_no=False).tolist() == [0.0, 1.0, 1.0, 0.0]
