@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +31,16 @@ from hybrid.service.metrics import Metrics
 from hybrid.settings import load_settings
 from hybrid.settings.ledger import BudgetSettings
 
-NOW = datetime.now(UTC)
+# Noon of today (UTC), and a clock that starts there: the day and month a request counts in
+# stay those of DAY and MONTH however late the tests run (a run across midnight included).
+NOW = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+_STARTED = time.monotonic()
+
+
+def clock() -> float:
+    return NOW.timestamp() + (time.monotonic() - _STARTED)
+
+
 DAY = Line("total", day_period(NOW))
 MONTH = Line("total", month_period(NOW))
 CAP = BudgetSettings(daily_usd=1.0)
@@ -45,7 +55,7 @@ def fleet(
     answer_timeout_s = timing.pop("answer_timeout_s", ANSWER_TIMEOUT_S)
     timing = {"refresh_s": 0.2, "retry_s": 0.1} | timing
     shared = SharedBudget(url, instance=instance, hold_s=hold_s, answer_timeout_s=answer_timeout_s)
-    return FleetBudget(shared, settings, **timing)
+    return FleetBudget(shared, settings, clock=clock, **timing)
 
 
 def lines(db: PostgresDatabase, *wanted: Line) -> list[tuple[float, float]]:
@@ -323,7 +333,9 @@ def test_a_bad_estimate_is_refused_before_the_database() -> None:
 
 
 def test_the_budget_state_and_the_metrics_count_what_is_reserved() -> None:
-    budget = Budget(BudgetSettings(daily_usd=1.0, warn_percent=80), SpendSeed(at=NOW.timestamp()))
+    budget = Budget(
+        BudgetSettings(daily_usd=1.0, warn_percent=80), SpendSeed(at=NOW.timestamp()), clock=clock
+    )
     metrics = Metrics()
     budget.add("openai", 0.5, NOW.timestamp())
     assert isinstance(asyncio.run(budget.reserve("openai", "openai/m", 0.35)), Reservation)
