@@ -6,10 +6,9 @@ scores it recorded of them."""
 from __future__ import annotations
 
 import pytest
-from kinds_of_request import model, request
+from kinds_of_request import asked, model, request
 from labelled_traffic import features, kinds, model_in_use, ranked_beside
 
-from hybrid.generation import Message
 from hybrid.routing.difficulty.labelled import (
     MIN_ESCALATED,
     PRIOR,
@@ -20,7 +19,6 @@ from hybrid.routing.difficulty.labelled import (
 )
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.policies.difficulty import DifficultyPolicy
-from hybrid.routing.policy import LocalStatus, RouteContext
 
 SHA = "cd" * 32
 
@@ -133,13 +131,7 @@ def test_the_policy_reads_its_score_beside_the_labelled_requests() -> None:
     in_use = model_in_use()  # fitted on requests that were wrong when they held a number
     sha = str(in_use.meta["model_sha256"])
     text = "please tell me about the 42 bridge in the city this summer"
-    context = RouteContext(
-        messages=(Message("user", text),),
-        text=text,
-        prompt_tokens=30,
-        max_tokens=10,
-        local=LocalStatus(state="ready"),
-    )
+    context = asked(text)
     memory = LabelledScores()
     policy = DifficultyPolicy(lambda: in_use, threshold=0.5, labelled=memory)
     before = policy.evaluate(context)

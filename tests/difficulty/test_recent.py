@@ -8,13 +8,12 @@ import math
 
 import numpy as np
 import pytest
-from kinds_of_request import model, request
+from kinds_of_request import asked, model, request
 
 from hybrid.generation import Message
 from hybrid.routing.difficulty.features import N_DENSE, N_FEATURES, extract
 from hybrid.routing.difficulty.recent import WEIGHT, RecentScores, standardised_unit
 from hybrid.routing.policies.difficulty import DifficultyPolicy
-from hybrid.routing.policy import LocalStatus, RouteContext
 
 
 def sigmoid(x: float) -> float:
@@ -76,22 +75,13 @@ def test_a_request_unlike_every_recent_one_is_scored_alone() -> None:
 def test_the_policy_reads_scores_beside_recent_requests_only_when_asked() -> None:
     scorer = model(np.full(N_FEATURES, 0.01))
 
-    def context(text: str) -> RouteContext:
-        return RouteContext(
-            messages=(Message("user", text),),
-            text=text,
-            prompt_tokens=10,
-            max_tokens=10,
-            local=LocalStatus(state="ready"),
-        )
-
     prompts = ("What is 12 times 7?", "What is 13 times 8?")
     own = [scorer.score_features(extract((Message("user", p),))) for p in prompts]
     alone = DifficultyPolicy(lambda: scorer, threshold=0.5)
     beside = DifficultyPolicy(lambda: scorer, threshold=0.5, neighbours=10)
 
-    assert [alone.evaluate(context(p)).score for p in prompts] == pytest.approx(own)
-    first, second = (beside.evaluate(context(p)).score for p in prompts)
+    assert [alone.evaluate(asked(p)).score for p in prompts] == pytest.approx(own)
+    first, second = (beside.evaluate(asked(p)).score for p in prompts)
     assert first == pytest.approx(own[0])
     assert second == pytest.approx((1 - WEIGHT) * own[1] + WEIGHT * own[0])
     with pytest.raises(ValueError, match="at least 1"):

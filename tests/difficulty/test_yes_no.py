@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kinds_of_request import model
+from kinds_of_request import asked, model
 from switch_fakes import FakeOpener, fake_runtime
 
 from hybrid.generation import GenerationRequest, Message, ResponseFormat, SamplingParams
@@ -19,7 +19,6 @@ from hybrid.routing.context import route_context
 from hybrid.routing.difficulty.features import N_FEATURES, extract
 from hybrid.routing.difficulty.prior import PRIOR_SOURCE
 from hybrid.routing.policies.difficulty import DifficultyPolicy
-from hybrid.routing.policy import LocalStatus, RouteContext
 from hybrid.settings.routing import RoutingSettings
 
 YES_NO = "Is the Moon bigger than the Earth? Answer yes or no."
@@ -36,17 +35,6 @@ def test_a_guess_at_yes_or_no_halves_the_chance_of_a_wrong_answer() -> None:
     assert guessed(0.8, None) == 0.8
 
 
-def context(text: str, options: frozenset[str] | None) -> RouteContext:
-    return RouteContext(
-        messages=(Message("user", text),),
-        text=text,
-        prompt_tokens=10,
-        max_tokens=10,
-        local=LocalStatus(state="ready"),
-        options=options,
-    )
-
-
 def test_the_policy_halves_the_score_of_a_yes_or_no_prompt_unless_switched_off() -> None:
     scorer = model(np.full(N_FEATURES, 0.01))
     own = scorer.score_features(extract((Message("user", YES_NO),)))
@@ -55,14 +43,14 @@ def test_the_policy_halves_the_score_of_a_yes_or_no_prompt_unless_switched_off()
     on = DifficultyPolicy(lambda: scorer, threshold=0.3)
     off = DifficultyPolicy(lambda: scorer, threshold=0.3, yes_no=False)
 
-    moved = on.evaluate(context(YES_NO, yes_no))
+    moved = on.evaluate(asked(YES_NO, yes_no))
     assert moved.score == pytest.approx(own / 2)
-    assert on.evaluate(context(YES_NO, None)).score == pytest.approx(own)
-    assert off.evaluate(context(YES_NO, yes_no)).score == pytest.approx(own)
+    assert on.evaluate(asked(YES_NO, None)).score == pytest.approx(own)
+    assert off.evaluate(asked(YES_NO, yes_no)).score == pytest.approx(own)
     # The decision follows the moved score.
     assert own > 0.3 >= own / 2
     assert (moved.outcome, moved.reason) == ("local", f"difficulty(yes_no):{own / 2:.2f}<=0.30")
-    assert off.evaluate(context(YES_NO, yes_no)).outcome == "cloud"
+    assert off.evaluate(asked(YES_NO, yes_no)).outcome == "cloud"
 
 
 def ask(text: str, **params: object) -> GenerationRequest:
@@ -101,7 +89,7 @@ def test_the_setting_reaches_the_policy() -> None:
     def score(text: str, options: frozenset[str], yes_no: bool) -> float | None:
         settings = RoutingSettings.model_validate({"difficulty": {"yes_no": yes_no}})
         router = build_router(settings, difficulty=lambda: scorer)
-        verdicts = router.decide(context(text, options)).verdicts
+        verdicts = router.decide(asked(text, options)).verdicts
         return next(v.score for v in verdicts if v.policy == "difficulty")
 
     own = scorer.score_features(extract((Message("user", YES_NO),)))
@@ -116,11 +104,11 @@ def test_the_reason_says_the_score_was_halved() -> None:
     yes_no = frozenset({"yes", "no"})
     on = DifficultyPolicy(lambda: scorer, threshold=0.3)
     off = DifficultyPolicy(lambda: scorer, threshold=0.3, yes_no=False)
-    assert on.evaluate(context(YES_NO, yes_no)).reason.startswith("difficulty(yes_no):")
-    assert off.evaluate(context(YES_NO, yes_no)).reason.startswith("difficulty:")
-    lettered = on.evaluate(context(LETTERED, frozenset("abcd")))
+    assert on.evaluate(asked(YES_NO, yes_no)).reason.startswith("difficulty(yes_no):")
+    assert off.evaluate(asked(YES_NO, yes_no)).reason.startswith("difficulty:")
+    lettered = on.evaluate(asked(LETTERED, frozenset("abcd")))
     assert lettered.reason.startswith("difficulty:")
     prior = model(np.full(N_FEATURES, 0.01), meta={"source": PRIOR_SOURCE})
     policy = DifficultyPolicy(lambda: prior, threshold=0.3)
-    assert policy.evaluate(context(YES_NO, yes_no)).reason.startswith("difficulty(prior,yes_no):")
-    assert policy.evaluate(context(YES_NO, None)).reason.startswith("difficulty(prior):")
+    assert policy.evaluate(asked(YES_NO, yes_no)).reason.startswith("difficulty(prior,yes_no):")
+    assert policy.evaluate(asked(YES_NO, None)).reason.startswith("difficulty(prior):")

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from hybrid.generation import Message
 from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
+from hybrid.routing.policy import LocalStatus, RouteContext
 
 
 def model(
@@ -40,3 +42,16 @@ def request(kind: int, difficulty: float = 0.0) -> np.ndarray:
     features[1 + kind] = 10.0
     features[0] = difficulty
     return features
+
+
+def asked(text: str, options: frozenset[str] | None = None) -> RouteContext:
+    """One user turn as the policies see it, the local model ready: a short prompt and answer,
+    offering ``options`` (:func:`~hybrid.routing.choices.options_of`) or none."""
+    return RouteContext(
+        messages=(Message("user", text),),
+        text=text,
+        prompt_tokens=10,
+        max_tokens=10,
+        local=LocalStatus("ready", 8192),
+        options=options,
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gguf_writer import tiny_model
+from kinds_of_request import asked
 
 from hybrid.generation import Message
 from hybrid.models.stores.files import quant_label
@@ -25,7 +26,6 @@ from hybrid.routing.difficulty.prior import (
 )
 from hybrid.routing.difficulty.store import find, gguf_sha256, save
 from hybrid.routing.policies.difficulty import CalibratedModel, DifficultyPolicy
-from hybrid.routing.policy import LocalStatus, RouteContext
 
 HARD = "Compute 48127 * 9931 - 77 and explain each step of the long multiplication."
 EASY = "Hi!"
@@ -39,16 +39,6 @@ def shipped() -> DifficultyModel:
 
 def traits(parameters: float, family: str = "llama", quant: str = "Q4_K_M") -> ModelTraits:
     return ModelTraits(parameters, family, quant, instruct=True)
-
-
-def context(text: str) -> RouteContext:
-    return RouteContext(
-        messages=(Message("user", text),),
-        text=text,
-        prompt_tokens=20,
-        max_tokens=100,
-        local=LocalStatus("ready", 8192),
-    )
 
 
 def test_the_measured_point_is_the_embedded_model_and_the_rest_are_flagged_assumptions() -> None:
@@ -115,14 +105,14 @@ def test_the_policy_says_when_it_routes_on_a_prior() -> None:
     base, features = shipped(), calibration_features()
     prior = build_prior(base, ModelTraits(1e9, "gemma3", "Q4_K_M", instruct=False), features)
     policy = DifficultyPolicy(lambda: prior, threshold=None)
-    hard = policy.evaluate(context(HARD))
+    hard = policy.evaluate(asked(HARD))
     assert hard.reason.startswith("difficulty(prior):")
     assert hard.score is not None
     symbol = ">" if hard.outcome == "cloud" else "<="
     assert hard.reason == f"difficulty(prior):{hard.score:.2f}{symbol}{prior.threshold:.2f}"
     calibrated = DifficultyPolicy(lambda: base, threshold=None)
-    assert calibrated.evaluate(context(HARD)).reason.startswith("difficulty:")
-    easy = policy.evaluate(context(EASY))
+    assert calibrated.evaluate(asked(HARD)).reason.startswith("difficulty:")
+    easy = policy.evaluate(asked(EASY))
     assert easy.score is not None and hard.score > easy.score
 
 
@@ -168,7 +158,7 @@ def test_an_unreadable_header_leaves_the_policy_without_an_opinion(tmp_path: Pat
     assert calibrated.look_up_now() is None
     status = calibrated.status()
     assert status.state == "missing" and status.problem is not None
-    verdict = DifficultyPolicy(calibrated, threshold=None).evaluate(context(HARD))
+    verdict = DifficultyPolicy(calibrated, threshold=None).evaluate(asked(HARD))
     assert verdict.outcome == "pass" and verdict.reason == "difficulty:uncalibrated"
 
 
