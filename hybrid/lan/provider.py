@@ -7,6 +7,7 @@ restarted with another model behind the same name and port, and its answer would
 for the one asked for.  So the ``model`` field of the answer (or of the stream's first event)
 is checked against the model asked for, and another one fails the attempt with
 :class:`~hybrid.errors.WrongModelError`, which the LAN tier fails over like any other failure.
+A request's ``top_k`` goes with it: the engines a team runs take it, as OpenAI does not.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from hybrid.cloud.openai_provider import OpenAIProvider
+from hybrid.cloud.upstream import UpstreamCall
 from hybrid.errors import WrongModelError
 from hybrid.generation import GenerationEvent, GenerationRequest
 from hybrid.wire.openai.read import OpenAIStreamDecoder
@@ -44,6 +46,14 @@ def _bare(name: str) -> str:
 class LanProvider(OpenAIProvider):
     """A LAN server's API (takes the arguments of :class:`OpenAIProvider`); see the module
     docstring for the model check."""
+
+    def _call(self, request: GenerationRequest, model: str) -> UpstreamCall:
+        """OpenAI's body, with ``top_k`` when the request sets it: the engines a team runs
+        (llama.cpp's server, vLLM, Ollama, another hybrid) take it, as OpenAI does not."""
+        call = super()._call(request, model)
+        if request.params.top_k is None:
+            return call
+        return UpstreamCall(call.path, {**call.body, "top_k": request.params.top_k})
 
     def _answer(self, request: GenerationRequest, data: Any) -> list[GenerationEvent]:
         if isinstance(data, dict) and request.model:

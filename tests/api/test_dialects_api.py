@@ -384,3 +384,26 @@ def test_top_k_reaches_anthropic_and_the_local_model(
     local = anthropic_sdk(client).with_options(default_headers={"X-Hybrid-Route": "local"})
     local.messages.create(model="local", max_tokens=16, messages=ask, extra_body={"top_k": 3})
     assert backend.requests[-1].params.top_k == 3
+
+
+def test_an_openai_clients_top_k_reaches_anthropic_and_the_local_model_not_openai(
+    client: TestClient, cloud: FakeCloud, backend: CountingBackend
+) -> None:
+    ask = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16, "top_k": 2}
+    for model in ("claude-sonnet-5-5", "gpt-4.1-mini"):
+        response = client.post(
+            "/v1/chat/completions", headers=TO_CLOUD, json={"model": model, **ask}
+        )
+        assert response.status_code == 200, response.text
+    to_anthropic, to_openai = (sent.body for sent in cloud.requests)
+    assert to_anthropic is not None and to_anthropic["top_k"] == 2
+    assert to_openai is not None and "top_k" not in to_openai  # OpenAI's API has none
+    local = client.post(
+        "/v1/chat/completions",
+        headers={"X-Hybrid-Route": "local"},
+        json={"model": "local", **ask, "top_k": 0},
+    )
+    assert local.status_code == 200, local.text
+    assert backend.requests[-1].params.top_k == 0
+    bad = client.post("/v1/chat/completions", json={"model": "local", **ask, "top_k": -1})
+    assert bad.status_code == 400 and "top_k" in bad.text

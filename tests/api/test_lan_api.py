@@ -54,3 +54,29 @@ def test_a_prompt_too_long_for_the_device_is_answered_by_the_lan_server(
     assert servers["gpu-box"]["in_flight"] == 0
     assert servers["spare"]["up"] is False
     assert "cannot connect" in servers["spare"]["error"]
+
+
+def test_a_clients_top_k_reaches_the_lan_server(
+    settings_for: Callable[..., Settings], backend: ScriptedBackend
+) -> None:
+    with FakeCloud(reply="from the team's box", models=(BIG,)) as box:
+        app = scripted_app(lan_settings(settings_for, box), backend)
+        with TestClient(app) as client:
+            response = client.post(
+                "/v1/chat/completions",
+                headers={"X-Hybrid-Route": "lan"},
+                json={
+                    "model": "hybrid",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "top_k": 5,
+                },
+            )
+            unset = client.post(
+                "/v1/chat/completions",
+                headers={"X-Hybrid-Route": "lan"},
+                json={"model": "hybrid", "messages": [{"role": "user", "content": "hi"}]},
+            )
+    assert response.status_code == unset.status_code == 200, response.text
+    assert response.headers["x-hybrid-route"] == "lan"
+    sent = [r.body for r in box.requests if r.body is not None]
+    assert [body.get("top_k") for body in sent] == [5, None]

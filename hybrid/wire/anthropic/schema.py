@@ -83,10 +83,10 @@ class MessagesRequest(_Open):
     """``POST /v1/messages``.
 
     ``metadata`` is accepted and ignored: it does not change what a correct answer looks like.
-    ``top_k`` reaches the local model and Anthropic; an OpenAI-compatible provider, whose API
-    has no such field, samples without it.  ``cache_control`` (automatic prompt caching) and
-    ``thinking`` (extended thinking, ``{"type": "enabled", "budget_tokens": N}``) go to
-    Anthropic only.
+    ``top_k`` reaches the local model, Anthropic and LAN servers; an OpenAI-compatible cloud
+    provider, whose API has no such field, samples without it.  ``cache_control`` (automatic
+    prompt caching) and ``thinking`` (extended thinking, ``{"type": "enabled",
+    "budget_tokens": N}``) go to Anthropic only.
     """
 
     model: str

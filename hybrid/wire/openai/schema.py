@@ -162,6 +162,8 @@ class _SamplingFields(_Open):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Not OpenAI's: llama.cpp's server, vLLM and Ollama take it (0: no limit).
+    top_k: int | None = Field(default=None, ge=0, le=INT64_MAX)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     logit_bias: _LogitBias | None = None
