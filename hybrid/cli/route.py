@@ -174,8 +174,7 @@ def _request(value: dict[str, Any]) -> GenerationRequest:
 
 def lan_servers(dispatcher: Dispatcher) -> tuple[str, ...]:
     """The names of the LAN servers a request sent off the machine is offered first."""
-    tier = dispatcher.lan
-    return () if tier is None else tuple(server.name for server in tier.pool.servers)
+    return dispatcher.lan_names
 
 
 def _plan_json(
@@ -264,8 +263,11 @@ def _print_plan(
         print(f"note:    {_NO_CLOUD}", file=out)
     if decision.pinned:
         print("pinned:  private data: this request does not leave the machine", file=out)
-    if read and plan.target is not None:
-        print(f"then:    {_CASCADE.format(cloud=plan.target.qualified)}", file=out)
+    if read:
+        off = [f"LAN servers: {', '.join(lan)}"] if lan else []
+        if plan.target is not None:
+            off.append(plan.target.qualified)
+        print(f"then:    {_CASCADE.format(cloud='; then '.join(off))}", file=out)
     print(file=out)
     width = max((len(v.policy) for v in decision.verdicts), default=6)
     for verdict in decision.verdicts:

@@ -95,25 +95,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def routing_summary(settings: Settings) -> str:
-    """One line for the start: where requests the local model should not answer go, and
-    whether the cascade reads the answers it keeps (``routing.cascade``)."""
+    """One line for the start: where requests the local model should not answer go (the LAN
+    servers first, ``[[lan.servers]]``, then the cloud model), and whether the cascade reads
+    the answers it keeps (``routing.cascade``)."""
     from hybrid.routing.names import ModelNames
 
     target = ModelNames.from_settings(settings.cloud).default_target
-    if target is None:
+    lan = [server.name for server in settings.lan.servers]
+    if target is None and not lan:
         return (
             "routing: no cloud model is configured, so the local model answers every request "
-            "(set OPENAI_API_KEY or ANTHROPIC_API_KEY, or add [[cloud.providers]])"
+            "(set OPENAI_API_KEY or ANTHROPIC_API_KEY, or add [[cloud.providers]] or "
+            "[[lan.servers]])"
         )
+    servers = "the LAN server" if len(lan) == 1 else "the LAN servers"
+    where = [f"{servers} {', '.join(lan)}"] if lan else []
+    if target is not None:
+        where.append(target.qualified)
+    escalate = f"routing: requests escalate to {', then '.join(where)}"
+    if target is None:
+        escalate += " (no cloud model: when no server takes one, the local model answers it)"
     if not settings.routing.cascade.enabled:
-        return (
-            f"routing: requests escalate to {target.qualified}; local answers are sent unread "
-            "(routing.cascade.enabled = false)"
-        )
+        return f"{escalate}; local answers are sent unread (routing.cascade.enabled = false)"
     return (
-        f"routing: requests escalate to {target.qualified}; local answers are read before they "
-        "are sent, and a declining, unsure or off-the-options one escalates (the cascade; "
-        "routing.cascade.enabled = false sends them unread, streams from the first token)"
+        f"{escalate}; local answers are read before they are sent, and a declining, unsure or "
+        "off-the-options one escalates (the cascade; routing.cascade.enabled = false sends them "
+        "unread, streams from the first token)"
     )
 
 

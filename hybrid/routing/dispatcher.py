@@ -18,7 +18,9 @@ The order of things:
 3. With LAN servers configured (``[[lan.servers]]``), a request escalated from this machine
    goes first to the least-loaded team server holding a model able to answer it
    (:mod:`hybrid.routing.lan`); a private one only to trusted servers, and only with
-   ``routing.privacy.allow_lan``.
+   ``routing.privacy.allow_lan``.  LAN servers with no cloud are an escalation target all the
+   same: the model stage settles the band and the cascade reads local answers for them, and a
+   discarded answer no server takes is the local answer as it was read (``lan:busy``).
 4. The cloud target, then each ``cloud.failover`` target, is started in turn
    (:mod:`hybrid.routing.failover`); a provider retries by itself before its first byte.  A
    request the provider rejects as malformed is not failed over: it would fail everywhere.
@@ -231,7 +233,7 @@ class Dispatcher:
         if decision.target == "cloud":
             return await self._escalate(request, target, decision.reason, plan, decision.score)
         try:
-            if target is not None and self.reads_answer(request, plan):
+            if self.reads_answer(request, plan):
                 return await self._cascaded(request, target, plan)
             return await self._local.start(request, decision.reason, plan, decision.score)
         except QueueFullError as exc:
@@ -241,6 +243,11 @@ class Dispatcher:
         return await self._escalate(request, target, reason, plan, decision.score)
 
     @property
+    def lan_names(self) -> tuple[str, ...]:
+        """The names of the LAN servers a request sent off the machine is offered first."""
+        return () if self._lan is None else tuple(s.name for s in self._lan.pool.servers)
+
+    @property
     def answer_cascade(self) -> cascade.Cascade | None:
         """What discards a local answer for the cloud's (``routing.cascade``); None when off."""
         return self._cascade
@@ -248,14 +255,15 @@ class Dispatcher:
     def reads_answer(self, request: GenerationRequest, plan: RoutePlan) -> bool:
         """Whether the cascade reads the local answer to ``request`` before it is sent: the
         router kept it local (no header, model name or privacy pin fixed the route), a cloud
-        model can take it if the answer is discarded, and its output is free text.  An answer
+        model or a LAN server can take it if the answer is discarded, and its output is free
+        text.  An answer
         held to JSON (``response_format``) is not read: the grammar chooses among the tokens,
         so their probabilities measure the format it forces, not how sure the model was (a
         right answer reads 0.1-0.2), and it can neither decline nor pick an option."""
         decision = plan.decision
         return (
             self._cascade is not None
-            and plan.target is not None
+            and (plan.target is not None or self._lan is not None)
             and plan.mode == "auto"
             and not decision.pinned
             and decision.target == "local"
@@ -281,8 +289,10 @@ class Dispatcher:
                 return started
             reason = f"{reason};{started.code}"
         if target is None:
-            # No cloud to escalate to: the local model answers, and says what it would have done.
-            return await self._local.only(request, plan, f"local:no_cloud_configured;{reason}")
+            # No cloud to escalate to: the local model answers (the answer the cascade
+            # discarded, when it read it whole), and says what it would have done.
+            reason = f"local:no_cloud_configured;{reason}"
+            return await self._local.only(request, plan, reason, read)
         return await self._cloud(request, target, reason, plan, score=score, read=read)
 
     async def plan(
@@ -299,7 +309,7 @@ class Dispatcher:
         )
 
     async def _cascaded(
-        self, request: GenerationRequest, target: CloudTarget, plan: RoutePlan
+        self, request: GenerationRequest, target: CloudTarget | None, plan: RoutePlan
     ) -> Answer:
         """Answer locally, read the answer (whole, or a stream as far as its opening:
         :meth:`~hybrid.routing.cascade.Cascade.read`), and escalate it if the model was unsure,
@@ -323,19 +333,23 @@ class Dispatcher:
     async def _discarded(
         self,
         request: GenerationRequest,
-        target: CloudTarget,
+        target: CloudTarget | None,
         plan: RoutePlan,
         read: cascade.Discarded,
     ) -> Answer:
-        """The cloud's answer in place of a local one the cascade discarded (``read``); or,
-        when the escalation fails and the local model answers instead, that local answer
+        """The answer of a LAN server or the cloud in place of a local one the cascade
+        discarded (``read``); or, when the escalation fails and the local model answers
+        instead, that local answer
         (:meth:`~hybrid.routing.local_leg.LocalLeg.instead_of_cloud`)."""
         leg = read.leg
+        asking = [] if self._lan is None else ["the LAN servers"]
+        if target is not None:
+            asking.append(target.qualified)
         log.info(
             "cascade: local answer to %s discarded (%s); asking %s",
             request.request_id,
             leg.reason,
-            target.qualified,
+            ", then ".join(asking),
         )
         score = plan.decision.score
         try:

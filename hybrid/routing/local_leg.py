@@ -92,7 +92,11 @@ class LocalLeg:
         return Answer(generation, "local", backend.model_id, reason, score)
 
     async def only(
-        self, request: GenerationRequest, plan: RoutePlan, reason: str | None = None
+        self,
+        request: GenerationRequest,
+        plan: RoutePlan,
+        reason: str | None = None,
+        read: cascade.Discarded | None = None,
     ) -> Answer:
         """``auto`` with no cloud configured: the local model's own errors are the answer.
 
@@ -100,11 +104,16 @@ class LocalLeg:
             request: The request.
             plan: Its route.
             reason: The answer's reason (default: the decision's own).
+            read: A local answer the cascade discarded for the LAN servers, none of which took
+                it: given as it was read when it was read whole, not generated a second time.
         """
         decision = plan.decision
         # "local:no_cloud_configured;difficulty:0.82>0.52": what decided, and what it would have.
         if reason is None and decision.reason != "policies:pass":
             reason = ";".join(decision.reasons[:2])
+        replay = _replayed(read, reason or decision.reason, decision.score)
+        if replay is not None:
+            return replay
         try:
             return await self.start(request, reason, plan, decision.score)
         except ContextLengthExceededError as exc:
@@ -142,10 +151,9 @@ class LocalLeg:
             instead = failed.fallback_reason
             if reason and reason != "policies:pass":
                 instead = f"{instead};{reason}"
-            if read is not None and read.whole is not None:
-                leg = dataclasses.replace(read.leg, replayed=True)
-                replay = ReplayGeneration(read.whole)
-                return Answer(replay, "local", leg.model, instead, score, discarded=leg)
+            replay = _replayed(read, instead, score)
+            if replay is not None:
+                return replay
             try:
                 return await self.start(request, instead, plan, score)
             except (LocalBackendError, InvalidRequestError) as exc:
@@ -153,3 +161,12 @@ class LocalLeg:
                 # images): the client hears about the cloud failures and this, not only this.
                 raise failed.error(f"local: {exc}") from None
         raise failed.error("local fallback is off (cloud.local_fallback)")
+
+
+def _replayed(read: cascade.Discarded | None, reason: str, score: float | None) -> Answer | None:
+    """The local answer the cascade read whole and discarded, given as it was read (None: no
+    answer was discarded, or only a stream's opening was read)."""
+    if read is None or read.whole is None:
+        return None
+    leg = dataclasses.replace(read.leg, replayed=True)
+    return Answer(ReplayGeneration(read.whole), "local", leg.model, reason, score, discarded=leg)

@@ -120,7 +120,8 @@ class Planner:
             prepared,
             router=self._router,
             local=self._runtime,
-            auto=mode == "auto" and target is not None,
+            # Something off this machine can take it: a cloud model, or a LAN server.
+            auto=mode == "auto" and (target is not None or self._lan),
             learn=self._prompt_vectors,
         )
         decision = settled.decision

@@ -155,24 +155,24 @@ class DifficultySettings(BaseModel):
 
 class CascadeSettings(BaseModel):
     """Answer locally first; escalate answers the local model was unsure of (on by default;
-    it acts only when a cloud can take the request)."""
+    it acts only when a cloud model or a LAN server can take the request)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(
         default=True,
-        description="With a cloud configured, read the answers the router keeps local before "
-        "sending them, whole ones to their end and streamed ones as far as their first words "
-        "(a stream's first byte waits for them): unsure or declining answers, and answers "
-        "outside the options the prompt offered, escalate (answers held to JSON are not "
-        "read). false sends local answers unread and streams them from their first token.",
+        description="With a cloud or a LAN server configured, read the answers the router keeps "
+        "local before sending them, whole ones to their end and streamed ones as far as their "
+        "first words (a stream's first byte waits for them): unsure or declining answers, and "
+        "answers outside the options the prompt offered, escalate (answers held to JSON are "
+        "not read). false sends local answers unread and streams them from their first token.",
     )
     min_confidence: float = Field(
         default=0.35,
         gt=0,
         lt=1,
         description="Below this geometric-mean token probability, the local answer is "
-        "discarded and the cloud answers (0.35 ranked real prompts best in "
+        "discarded and a LAN server or the cloud answers (0.35 ranked real prompts best in "
         "docs/router-eval.md's grid; higher values discard more answers, most of them wrong). "
         "An answer of yes or no to a question asking for one stands whatever its confidence.",
     )

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from fake_cloud import closed_port
 from fastapi.testclient import TestClient
 from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
 
@@ -129,6 +130,7 @@ def test_health_says_where_requests_escalate_and_that_the_cascade_reads_answers(
 
     assert routing_of(settings) == {
         "escalates_to": "openai/gpt-5.4-mini",
+        "lan_first": [],
         "cascade": {"enabled": True, "reads_answers": True, "min_confidence": 0.35},
     }
 
@@ -140,7 +142,25 @@ def test_with_no_cloud_the_cascade_reads_nothing(
 
     assert routing_of(settings) == {
         "escalates_to": None,
+        "lan_first": [],
         "cascade": {"enabled": True, "reads_answers": False, "min_confidence": 0.35},
+    }
+
+
+def test_with_lan_servers_and_no_cloud_health_names_them_and_the_cascade_reads_answers(
+    settings_for: Callable[..., Settings],
+) -> None:
+    port = closed_port()
+    servers = [
+        {"name": name, "base_url": f"http://127.0.0.1:{port}/v1", "models": ["qwen2.5-32b"]}
+        for name in ("gpu-box", "spare")
+    ]
+    settings = settings_for(**{"probe.measure_bandwidth": False, "lan.servers": servers})
+
+    assert routing_of(settings) == {
+        "escalates_to": None,
+        "lan_first": ["gpu-box", "spare"],
+        "cascade": {"enabled": True, "reads_answers": True, "min_confidence": 0.35},
     }
 
 

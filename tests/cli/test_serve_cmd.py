@@ -152,3 +152,28 @@ def test_the_start_says_where_requests_escalate_and_whether_local_answers_are_re
     assert "escalate to openai/" in read and "read before they are sent" in read
     unread = summary(OPENAI_API_KEY="sk-test", HYBRID_ROUTING__CASCADE__ENABLED="false")
     assert "sent unread (routing.cascade.enabled = false)" in unread
+
+
+def test_the_start_names_the_lan_servers_requests_escalate_to_first(isolated: Path) -> None:
+    config = isolated / "hybrid.toml"
+    config.write_text(
+        "[[lan.servers]]\n"
+        'name = "gpu-box"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n'
+        "[[lan.servers]]\n"
+        'name = "spare"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n'
+    )
+
+    def summary(**environ: str) -> str:
+        environ = {"HYBRID_HOME": str(isolated / "home"), "HYBRID_CONFIG": str(config), **environ}
+        return routing_summary(load_settings(environ=environ, dotenv_file=None).settings)
+
+    alone = summary()
+    assert alone.startswith("routing: requests escalate to the LAN servers gpu-box, spare (no ")
+    assert "the local model answers it" in alone and "read before they are sent" in alone
+    both = summary(OPENAI_API_KEY="sk-test")
+    assert both.startswith("routing: requests escalate to the LAN servers gpu-box, spare, then ")
+    assert "openai/" in both and "no cloud model" not in both
+    config.write_text('[[lan.servers]]\nname = "gpu-box"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    assert summary().startswith("routing: requests escalate to the LAN server gpu-box (no ")

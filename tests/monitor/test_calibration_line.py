@@ -150,9 +150,22 @@ def test_where_requests_escalate_and_whether_answers_are_read_is_on_the_line() -
     view = CalibrationView.from_health(body)
     assert view is not None
     assert calibration_text(view).plain.endswith("local answers sent unread")
-    # With no cloud, every request is answered here: nothing to say about escalation.
-    body["routing"] = {"escalates_to": None, "cascade": cascade}
+    # With no cloud and no LAN server, every request is answered here: nothing to say.
+    body["routing"] = {"escalates_to": None, "lan_first": [], "cascade": cascade}
     assert not CalibrationView.from_health(body).worth_showing  # type: ignore[union-attr]
+    # LAN servers are tried first, with or without a cloud after them.
+    body["routing"] = {"escalates_to": None, "lan_first": ["gpu-box", "spare"], "cascade": cascade}
+    view = CalibrationView.from_health(body)
+    assert view is not None and view.worth_showing
+    assert calibration_text(view).plain == (
+        " difficulty calibrated · escalating to gpu-box, spare (LAN), local answers read first"
+    )
+    body["routing"]["escalates_to"] = "openai/gpt-5.4-mini"
+    view = CalibrationView.from_health(body)
+    assert view is not None
+    assert calibration_text(view).plain.endswith(
+        "escalating to gpu-box, spare (LAN), then openai/gpt-5.4-mini, local answers read first"
+    )
 
 
 @synchronous

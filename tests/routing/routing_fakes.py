@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -9,7 +10,14 @@ from typing import Any
 from hybrid.backend import Generation
 from hybrid.cloud.policy import ReliabilityPolicy
 from hybrid.errors import ContextLengthExceededError, HybridError, ModelNotReadyError
-from hybrid.generation import GenerationDone, GenerationEvent, GenerationRequest, TextDelta, Usage
+from hybrid.generation import (
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    TextDelta,
+    TokenLogprob,
+    Usage,
+)
 from hybrid.local.speed import SpeedMeter
 
 LOCAL = "local-model"
@@ -94,3 +102,48 @@ class FakeProvider:
         if self.failures:
             raise self.failures.pop(0)
         return Replay(f"{self.name} answer")
+
+
+class Unsure(Generation):
+    """A local answer whose tokens had the given probabilities, a word at a time (the
+    log-probabilities on the first); notes whether it was told to stop them."""
+
+    def __init__(self, probabilities: list[float], text: str) -> None:
+        self.probabilities = probabilities
+        self.text = text
+        self.iterations = 0
+        self.words_sent = 0
+        self.closed = False
+        self.logprobs_stopped = False
+
+    def stop_logprobs(self) -> None:
+        self.logprobs_stopped = True
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        self.iterations += 1
+        logprobs = tuple(TokenLogprob("w", math.log(p), (119,)) for p in self.probabilities)
+        words = self.text.split(" ")
+        for n, word in enumerate(words):
+            self.words_sent += 1
+            yield TextDelta(word if n == len(words) - 1 else word + " ", logprobs if n == 0 else ())
+        yield GenerationDone("stop", Usage(7, len(self.probabilities)))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class CascadingLocal(FakeLocal):
+    def __init__(self, probabilities: list[float], text: str = "local words") -> None:
+        super().__init__()
+        self.probabilities = probabilities
+        self.text = text
+        self.asked: list[GenerationRequest] = []
+
+        self.started_answers: list[Unsure] = []
+
+    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
+        if self.fail is not None:
+            raise self.fail
+        self.asked.append(request)
+        self.started_answers.append(Unsure(self.probabilities, self.text))
+        return self.started_answers[-1]

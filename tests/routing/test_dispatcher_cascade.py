@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from dispatching import REQUEST, run, text_of
-from routing_fakes import LOCAL, FakeLocal, FakeProvider
+from routing_fakes import LOCAL, CascadingLocal, FakeLocal, FakeProvider
 
-from hybrid.backend import Generation, collect
+from hybrid.backend import collect
 from hybrid.errors import NoRouteError, ProviderUnavailableError, QueueFullError
 from hybrid.generation import (
-    GenerationDone,
-    GenerationEvent,
     GenerationRequest,
     Message,
     ResponseFormat,
-    TextDelta,
-    TokenLogprob,
-    Usage,
 )
 from hybrid.routing.answer import discarded_before
 from hybrid.routing.cascade import Cascade
@@ -30,51 +24,6 @@ from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.names import ModelNames, ProviderModels
 from hybrid.settings.routing import RoutingSettings
-
-
-class Unsure(Generation):
-    """A local answer whose tokens had the given probabilities, a word at a time (the
-    log-probabilities on the first); notes whether it was told to stop them."""
-
-    def __init__(self, probabilities: list[float], text: str) -> None:
-        self.probabilities = probabilities
-        self.text = text
-        self.iterations = 0
-        self.words_sent = 0
-        self.closed = False
-        self.logprobs_stopped = False
-
-    def stop_logprobs(self) -> None:
-        self.logprobs_stopped = True
-
-    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        self.iterations += 1
-        logprobs = tuple(TokenLogprob("w", math.log(p), (119,)) for p in self.probabilities)
-        words = self.text.split(" ")
-        for n, word in enumerate(words):
-            self.words_sent += 1
-            yield TextDelta(word if n == len(words) - 1 else word + " ", logprobs if n == 0 else ())
-        yield GenerationDone("stop", Usage(7, len(self.probabilities)))
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-class CascadingLocal(FakeLocal):
-    def __init__(self, probabilities: list[float], text: str = "local words") -> None:
-        super().__init__()
-        self.probabilities = probabilities
-        self.text = text
-        self.asked: list[GenerationRequest] = []
-
-        self.started_answers: list[Unsure] = []
-
-    async def start(self, request: GenerationRequest, *, prepared: Any = None) -> Generation:
-        if self.fail is not None:
-            raise self.fail
-        self.asked.append(request)
-        self.started_answers.append(Unsure(self.probabilities, self.text))
-        return self.started_answers[-1]
 
 
 def cascading(

@@ -15,7 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 from fake_cloud import FakeCloud, Fault, closed_port
-from routing_fakes import BIG, LAN_POLICY, FakeLocal, FakeProvider
+from routing_fakes import BIG, LAN_POLICY, CascadingLocal, FakeLocal, FakeProvider
 
 from hybrid.backend import collect
 from hybrid.cli import route as route_cmd
@@ -24,6 +24,7 @@ from hybrid.generation import GenerationRequest, Message, SamplingParams
 from hybrid.lan.pool import LanPool
 from hybrid.lan.provider import LanProvider
 from hybrid.routing.answer import Answer
+from hybrid.routing.cascade import Cascade
 from hybrid.routing.chain import build_router
 from hybrid.routing.dispatcher import Dispatcher
 from hybrid.routing.lan import LanTier
@@ -55,6 +56,7 @@ def dispatcher(
     cloud: bool = True,
     allow_lan: bool = False,
     local_fallback: bool = True,
+    cascade: Cascade | None = None,
 ) -> Dispatcher:
     names = ModelNames(
         [ProviderModels("openai", ("gpt-4.1-mini",), usable=cloud)],
@@ -68,6 +70,7 @@ def dispatcher(
         lan=lan,
         private_to_lan=allow_lan,
         local_fallback=local_fallback,
+        cascade=cascade,
     )
 
 
@@ -335,6 +338,82 @@ def test_without_a_cloud_a_lan_server_still_takes_what_the_device_cannot(
 
     answer = asyncio.run(scenario())
     assert (answer.route, answer.counterfactual) == ("lan", None)
+
+
+async def cascaded_without_cloud(local: FakeLocal, lan: LanTier) -> tuple[Answer, str]:
+    """The answer to REQUEST and its text, with LAN servers, no cloud and the cascade on."""
+    dispatch = dispatcher(local, lan, cloud=False, cascade=Cascade(0.5))
+    answer = await answered(dispatch)
+    said = await text(answer)
+    await lan.pool.aclose()
+    return answer, said
+
+
+def test_without_a_cloud_the_cascade_sends_an_unsure_local_answer_to_a_lan_server(
+    boxes: tuple[FakeCloud, FakeCloud],
+) -> None:
+    a, _ = boxes
+    lan = lan_tier(server("a", a))
+    local = CascadingLocal([0.2, 0.3, 0.9])
+
+    answer, said = asyncio.run(cascaded_without_cloud(local, lan))
+    assert (answer.route, answer.model, said) == ("lan", f"a/{BIG}", "from a")
+    assert answer.reason == f"lan:a/{BIG};cascade:0.38<0.5"
+    assert answer.discarded is not None and answer.discarded.reason == "cascade:0.38<0.5"
+    assert len(local.asked) == 1 and local.asked[0].params.top_logprobs == 0
+
+
+def test_without_a_cloud_a_discarded_answer_no_lan_server_takes_is_given_as_it_was_read() -> None:
+    lan = lan_tier(server("down", None))
+    local = CascadingLocal([0.2, 0.3, 0.9], "the local answer")
+
+    answer, said = asyncio.run(cascaded_without_cloud(local, lan))
+    assert (answer.route, said) == ("local", "the local answer")
+    assert answer.reason.startswith("local:no_cloud_configured;cascade:0.38<0.5;lan:")
+    # Read once, given as it was read: the local model did not answer it a second time.
+    assert len(local.asked) == 1 and len(local.started_answers) == 1
+    assert answer.discarded is not None and answer.discarded.replayed
+
+
+def test_hybrid_route_says_the_cascade_reads_a_local_answer_for_the_lan_servers() -> None:
+    lan = lan_tier(server("gpu-box", None))  # nothing is sent
+    dispatch = dispatcher(FakeLocal(), lan, cloud=False, cascade=Cascade(0.5))
+
+    async def scenario() -> Any:
+        try:
+            return await dispatch.plan(REQUEST, model="hybrid")
+        finally:
+            await lan.pool.aclose()
+
+    plan = asyncio.run(scenario())
+    assert plan.decision.target == "local" and dispatch.reads_answer(REQUEST, plan)
+    out = io.StringIO()
+    route_cmd._print_plan(plan, out, lan=route_cmd.lan_servers(dispatch), read=True)
+    then = [line for line in out.getvalue().splitlines() if line.startswith("then:")]
+    assert then == [
+        "then:    routing.cascade reads the local answer first: declining, unsure or outside "
+        "the options offered, it goes to LAN servers: gpu-box"
+    ]
+
+
+def test_without_a_cloud_or_a_lan_server_the_cascade_reads_nothing() -> None:
+    local = CascadingLocal([0.2, 0.3, 0.9])
+    dispatch = Dispatcher(
+        local,
+        {},
+        ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=False)], None),
+        router=build_router(RoutingSettings()),
+        cascade=Cascade(0.5),
+    )
+
+    async def scenario() -> Answer:
+        answer = await answered(dispatch)
+        await text(answer)
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.route == "local" and "cascade" not in answer.reason
+    assert local.asked[0].params.top_logprobs is None
 
 
 def test_private_data_goes_only_to_trusted_servers_and_only_when_allowed(

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from routing_fakes import Replay
+from fake_cloud import closed_port
+from routing_fakes import LAN_POLICY, Replay
 
 from hybrid.backend import Generation
 from hybrid.cli import route as route_cmd
@@ -20,6 +21,7 @@ from hybrid.generation import (
     Message,
     SamplingParams,
 )
+from hybrid.lan.pool import LanPool
 from hybrid.local.speed import SpeedMeter
 from hybrid.routing.answer import Mode
 from hybrid.routing.chain import build_router
@@ -27,8 +29,10 @@ from hybrid.routing.difficulty.features import FEATURE_VERSION, N_FEATURES
 from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.probe import Blend, ProbeStage
 from hybrid.routing.dispatcher import Dispatcher
+from hybrid.routing.lan import LanTier
 from hybrid.routing.model_stage import stage_of
 from hybrid.routing.names import ModelNames, ProviderModels
+from hybrid.settings.lan import LanSettings
 from hybrid.settings.routing import DifficultySettings, ModelStage, RoutingSettings
 
 LOCAL = "local-model"
@@ -128,6 +132,7 @@ def dispatcher(
     mode: Mode = "auto",
     threshold: float | None = None,
     prompt_vectors: bool = False,
+    lan: LanTier | None = None,
 ) -> tuple[Dispatcher, Cloud]:
     provider = Cloud()
     names = ModelNames([ProviderModels("openai", ("gpt-4.1-mini",), usable=cloud)], None)
@@ -141,6 +146,7 @@ def dispatcher(
         names,
         router=router,
         prompt_vectors=prompt_vectors,
+        lan=lan,
     )
     built.mode = mode
     return built, provider
@@ -371,6 +377,25 @@ def test_no_probe_switched_off_or_no_cloud_means_no_model_stage() -> None:
         built, _ = dispatcher(local, model, **options)
         answer = start(built)
         assert local.embedded == [] and "probe" not in answer.reason, options
+
+
+def test_lan_servers_without_a_cloud_are_enough_for_the_model_stage_to_be_asked() -> None:
+    base = f"http://127.0.0.1:{closed_port()}/v1"  # planned only: nothing is sent
+    servers = [{"name": "gpu-box", "base_url": base, "models": ["qwen2.5-32b-instruct"]}]
+    lan = LanTier(LanPool(LanSettings(servers=servers), LAN_POLICY))  # type: ignore[arg-type]
+    local = VectorLocal(HARD)
+    built, _ = dispatcher(local, difficulty(UNSURE), cloud=False, lan=lan)
+
+    async def planned() -> Any:
+        try:
+            return await built.plan(ask(), model="hybrid")
+        finally:
+            await lan.pool.aclose()
+
+    plan = asyncio.run(planned())
+    assert plan.decision.target == "cloud" and stage_of(plan.decision) == "model"
+    assert plan.decision.reason.startswith("difficulty:0.60~probe:0.88>")
+    assert len(local.embedded) == 1
 
 
 def every_score(feature: float, probe: float) -> float:

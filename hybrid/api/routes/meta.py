@@ -102,11 +102,11 @@ async def health(request: Request) -> JSONResponse:
     None when it is off).
 
     ``routing``: ``escalates_to``, the cloud model a request the local model should not answer
-    goes to (None with no cloud configured: the local model answers every request; with
-    ``[[lan.servers]]`` a LAN server is tried first, see ``lan``), and
-    ``cascade``: ``enabled`` (``routing.cascade.enabled``), ``reads_answers`` (it is on and a
-    cloud can take a discarded answer: only then are local answers read before they are sent)
-    and ``min_confidence`` (None when it is off).
+    goes to (None with no cloud configured), ``lan_first``, the names of the LAN servers tried
+    before it (``[[lan.servers]]``, see ``lan``; with neither, the local model answers every
+    request), and ``cascade``: ``enabled`` (``routing.cascade.enabled``), ``reads_answers``
+    (it is on and a cloud or a LAN server can take a discarded answer: only then are local
+    answers read before they are sent) and ``min_confidence`` (None when it is off).
 
     ``lan`` (with ``[[lan.servers]]``): the ``strategy`` and each server's ``name``,
     ``base_url``, ``models``, ``trusted``, ``up`` (and the ``error`` that marked it down),
@@ -198,11 +198,13 @@ def _routing_summary(state: Service) -> dict[str, Any]:
     dispatcher = state.dispatcher
     target = dispatcher.names.default_target
     cascade = dispatcher.answer_cascade
+    lan = dispatcher.lan_names
     return {
         "escalates_to": target.qualified if target is not None else None,
+        "lan_first": list(lan),
         "cascade": {
             "enabled": cascade is not None,
-            "reads_answers": cascade is not None and target is not None,
+            "reads_answers": cascade is not None and (target is not None or bool(lan)),
             "min_confidence": cascade.min_confidence if cascade is not None else None,
         },
     }

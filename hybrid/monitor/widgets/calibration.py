@@ -44,6 +44,7 @@ class CalibrationView:
         refit_adopted: Whether that refit replaced the difficulty model.
         escalates_to: The cloud model requests the local model should not answer go to, None
             with no cloud (or a daemon that does not say).
+        lan_first: The LAN servers tried before it (``[[lan.servers]]``).
         reads_answers: The cascade reads local answers before they are sent.
     """
 
@@ -57,6 +58,7 @@ class CalibrationView:
     refit_labels: int | None = None
     refit_adopted: bool = False
     escalates_to: str | None = None
+    lan_first: tuple[str, ...] = ()
     reads_answers: bool = False
 
     @classmethod
@@ -78,12 +80,14 @@ class CalibrationView:
         routing = body.get("routing")
         target = routing.get("escalates_to") if isinstance(routing, Mapping) else None
         cascade = routing.get("cascade") if isinstance(routing, Mapping) else None
+        lan = routing.get("lan_first") if isinstance(routing, Mapping) else None
         view = cls(
             state=calibration["state"],
             expected_accuracy=_number(expected),
             refit_labels=refit_labels,
             refit_adopted=refit_adopted,
             escalates_to=target if isinstance(target, str) and target else None,
+            lan_first=tuple(n for n in lan if isinstance(n, str)) if isinstance(lan, list) else (),
             reads_answers=isinstance(cascade, Mapping) and cascade.get("reads_answers") is True,
         )
         if not isinstance(progress, Mapping) or not isinstance(progress.get("state"), str):
@@ -100,12 +104,13 @@ class CalibrationView:
     @property
     def worth_showing(self) -> bool:
         """Whether there is anything to say: a prior in use, background calibration, a
-        refit from traffic, or a cloud to escalate to."""
+        refit from traffic, or a cloud or LAN server to escalate to."""
         return (
             self.state == "prior"
             or self.background is not None
             or self.refit_labels is not None
             or self.escalates_to is not None
+            or bool(self.lan_first)
         )
 
 
@@ -114,8 +119,11 @@ def calibration_text(view: CalibrationView) -> Text:
     120/540 items, 31% right so far · escalating to openai/gpt-5.4-mini, local answers read
     first``."""
     text = _difficulty_text(view)
+    where = [f"{', '.join(view.lan_first)} (LAN)"] if view.lan_first else []
     if view.escalates_to is not None:
-        text.append(f" · escalating to {view.escalates_to}, local answers ")
+        where.append(view.escalates_to)
+    if where:
+        text.append(f" · escalating to {', then '.join(where)}, local answers ")
         text.append("read first" if view.reads_answers else "sent unread")
     return text
 
