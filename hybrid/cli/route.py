@@ -251,6 +251,8 @@ def _print_plan(
     if _target(plan) == "lan":
         where = f"LAN servers: {', '.join(lan)}; never the cloud"
     elif lan and decision.target == "cloud" and plan.mode != "cloud":
+        if plan.target is None:
+            where = "the local model, as no cloud model is configured"
         where = f"LAN servers first: {', '.join(lan)}; then {where}"
     print(f"route:   {_target(plan)} ({where})", file=out)
     print(f"reason:  {'; '.join(decision.reasons)}", file=out)

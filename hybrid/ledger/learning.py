@@ -248,7 +248,8 @@ class LabelCount:
         with_vector: Of those, how many kept the local model's prompt vector (what refits
             the model stage).
         shadow_escalated: Of the shadow labels, those of requests the router sent to the
-            cloud: local answers given in the background (``routing.learn.local_shadow_rate``).
+            cloud or a LAN server: local answers given in the background
+            (``routing.learn.local_shadow_rate``).
     """
 
     model_sha256: str | None

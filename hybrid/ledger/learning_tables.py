@@ -239,7 +239,7 @@ def counts(conn: Database) -> list[LabelCount]:
             COUNT(DISTINCT l.request_id) FILTER (
                 WHERE s.seq IS NOT NULL AND s.vector IS NOT NULL AND {_USABLE}
             ),
-            COUNT(*) FILTER (WHERE l.source = 'shadow' AND s.route = 'cloud')
+            COUNT(*) FILTER (WHERE l.source = 'shadow' AND s.route IN ('cloud', 'lan'))
         FROM labels l LEFT JOIN signals s ON s.request_id = l.request_id
         GROUP BY s.model_sha256
         ORDER BY s.model_sha256 IS NULL, s.model_sha256

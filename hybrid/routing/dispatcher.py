@@ -256,10 +256,10 @@ class Dispatcher:
         """Whether the cascade reads the local answer to ``request`` before it is sent: the
         router kept it local (no header, model name or privacy pin fixed the route), a cloud
         model or a LAN server can take it if the answer is discarded, and its output is free
-        text.  An answer
-        held to JSON (``response_format``) is not read: the grammar chooses among the tokens,
-        so their probabilities measure the format it forces, not how sure the model was (a
-        right answer reads 0.1-0.2), and it can neither decline nor pick an option."""
+        text.  An answer held to JSON (``response_format``) is not read: the grammar chooses
+        among the tokens, so their probabilities measure the format it forces, not how sure
+        the model was (a right answer reads 0.1-0.2), and it can neither decline nor pick an
+        option."""
         decision = plan.decision
         return (
             self._cascade is not None
@@ -339,8 +339,8 @@ class Dispatcher:
     ) -> Answer:
         """The answer of a LAN server or the cloud in place of a local one the cascade
         discarded (``read``); or, when the escalation fails and the local model answers
-        instead, that local answer
-        (:meth:`~hybrid.routing.local_leg.LocalLeg.instead_of_cloud`)."""
+        instead, that local answer (:meth:`~hybrid.routing.local_leg.LocalLeg.instead_of_cloud`,
+        or :meth:`~hybrid.routing.local_leg.LocalLeg.only` with no cloud)."""
         leg = read.leg
         asking = [] if self._lan is None else ["the LAN servers"]
         if target is not None:

@@ -12,9 +12,9 @@ the response's own task:
   answers the prompt offered, a ``cascade`` label (the local model was wrong there, whatever
   the cloud then said);
 - offers a local answer to :class:`~hybrid.routing.shadow.Shadowing`, when the router chose the
-  route and nothing pins the request to this machine; and a cloud answer, when the difficulty
-  policy escalated the request, for the local model to answer again in the background
-  (``routing.learn.local_shadow_rate``).
+  route and nothing pins the request to this machine; and the answer of the cloud or of a LAN
+  server, when the difficulty policy escalated the request, for the local model to answer
+  again in the background (``routing.learn.local_shadow_rate``).
 
 A shadow comparison's cloud calls are recorded as ledger legs (``shadow``, ``shadow_judge``)
 through the accountant, so that the budget, the metrics and the event stream count their
@@ -216,7 +216,8 @@ class Learner:
         if answer.route == "local" and answer.counterfactual is not None:
             provider, _, name = answer.counterfactual.partition("/")
             self.shadowing.offer(ended.request, ended.text, CloudTarget(provider, name), report)
-        elif answer.route == "cloud" and answer.discarded is None and _escalated(answer):
+        elif answer.route in ("cloud", "lan") and answer.discarded is None and _escalated(answer):
+            # A LAN server's answer (``gpu-box/qwen2.5-32b``) is the reference as the cloud's is.
             provider, _, name = answer.model.partition("/")
             target = CloudTarget(provider, name)
             self.shadowing.offer_local(ended.request, ended.text, target, report)
@@ -342,8 +343,8 @@ class Learner:
 
 
 def _escalated(answer: Answer) -> bool:
-    """Whether the difficulty policy sent the request to the cloud (not its length, the
-    machine's capacity or a rule)."""
+    """Whether the difficulty policy sent the request off this machine, to the cloud or a LAN
+    server (not its length, the machine's capacity or a rule)."""
     return any(v.policy == "difficulty" and v.outcome == "cloud" for v in answer.verdicts)
 
 

@@ -255,7 +255,8 @@ class LearnSettings(BaseModel):
         le=1,
         description="Share of the requests the router escalated that the local model also "
         "answers, in the background at low priority (only while no client request waits or "
-        "runs), after the client has the cloud's answer, to grade the local answer against it "
+        "runs), after the client has the answer of the cloud (or of a LAN server), to grade "
+        "the local answer against it "
         "(0: off). Costs no cloud call and no spend, only the local model's idle time (its "
         "electricity is recorded as the request's local_shadow ledger leg); without it, labels "
         "come only from the requests kept local, the ones the router already finds easiest.",

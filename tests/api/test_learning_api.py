@@ -551,6 +551,42 @@ def test_an_escalated_request_is_answered_again_locally_and_labelled_without_a_c
     assert counts["shadow_escalated"] == 1  # a local answer to an escalated request
 
 
+def test_a_request_a_lan_server_answered_is_answered_again_locally_and_labelled(
+    app_for: Any,
+) -> None:
+    big = "qwen2.5-32b-instruct"
+    with FakeCloud(reply="Hello world", models=(big,)) as box:
+        server = {
+            "name": "gpu-box",
+            "base_url": f"{box.base_url}/v1",
+            "api_key": box.openai_key,
+            "models": [big],
+        }
+        client, settings, sha = app_for(
+            None,
+            **{
+                "lan.servers": [server],
+                "routing.learn.local_shadow_rate": 1.0,
+                "routing.difficulty.threshold": 0.1,
+            },
+        )
+        response = client.post("/v1/chat/completions", json=HELLO)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-hybrid-route"] == "lan"
+        request_id = response.headers["x-hybrid-request-id"]
+        [label] = wait_for_shadows(client, settings, 1)
+    assert (label.request_id, label.good, label.agreement) == (request_id, True, 1.0)
+    assert label.note == f"match: a local answer in the background against gpu-box/{big}"
+    # The client's request only (besides health and load checks): none for the comparison.
+    assert [r.path for r in box.requests if r.body is not None] == ["/v1/chat/completions"]
+    records, signals, _ = read_ledger(client, settings)
+    assert [(r.route, r.leg) for r in records] == [("lan", None), ("local", "local_shadow")]
+    assert [(s.request_id, s.route) for s in signals] == [(request_id, "lan")]
+    [counts] = client.get("/v1/hybrid/stats").json()["labels"]
+    assert (counts["model_sha256"], counts["shadow"], counts["usable"]) == (sha, 1, 1)
+    assert counts["shadow_escalated"] == 1
+
+
 def test_a_local_shadow_answer_costs_its_energy_and_is_neither_a_request_nor_avoided_spend(
     app_for: Any, cloud: FakeCloud
 ) -> None:

@@ -613,7 +613,10 @@ def test_hybrid_route_shows_the_lan_servers_a_request_off_the_machine_is_offered
     out = io.StringIO()
     route_cmd._print_plan(plan, out, lan=names)
     text = out.getvalue()
-    assert "route:   cloud (LAN servers first: gpu-box, mac-mini; then no cloud model" in text
+    assert (
+        "route:   cloud (LAN servers first: gpu-box, mac-mini; then the local model, as no cloud "
+        "model is configured)"
+    ) in text
     assert "no_cloud_configured" not in text and "note:" not in text
     document = json.loads(json.dumps(route_cmd._plan_json(plan, verdicts=True, lan=names)))
     assert document["lan_servers"] == ["gpu-box", "mac-mini"]
