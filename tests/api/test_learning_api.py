@@ -833,6 +833,49 @@ def test_a_local_answer_the_cascade_discards_for_declining_is_labelled_bad(
     ]
 
 
+def test_with_lan_servers_and_no_cloud_a_declining_local_answer_goes_to_a_lan_server(
+    app_for: Any,
+) -> None:
+    big = "qwen2.5-32b-instruct"
+    with FakeCloud(reply="Hello world", models=(big,)) as box:
+        server = {
+            "name": "gpu-box",
+            "base_url": f"{box.base_url}/v1",
+            "api_key": box.openai_key,
+            "models": [big],
+        }
+        client, settings, _ = app_for(
+            None, **{"lan.servers": [server], "routing.learn.local_shadow_rate": 0.0}
+        )
+        local = state_of(client).runtime.scripted
+        local.pieces = ["I'm sorry,", " I don't know."]
+        response = client.post("/v1/chat/completions", json=HELLO)
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"] == "Hello world"
+        assert response.headers["x-hybrid-route"] == "lan"
+        assert response.headers["x-hybrid-reason"] == f"lan:gpu-box/{big};cascade:declined"
+        answered = response.headers["x-hybrid-request-id"]
+        # The server fails the next one, and its retry: the answer read is given.
+        box.push(Fault.status(503), Fault.status(503))
+        response = client.post("/v1/chat/completions", json=HELLO)
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"] == "I'm sorry, I don't know."
+        reason = response.headers["x-hybrid-reason"]
+        assert reason.startswith("local:no_cloud_configured;cascade:declined;lan:"), reason
+        given = response.headers["x-hybrid-request-id"]
+    assert len(local.requests) == 2  # one local answer each: the second was not generated again
+    records, _, labels = read_ledger(client, settings)
+    legs = sorted((r.id == answered, r.route, r.leg or "") for r in records)
+    assert legs == [
+        (False, "local", ""),
+        (True, "lan", "cascade_cloud"),
+        (True, "local", "cascade_local"),
+    ]
+    assert sorted((label.request_id, label.source, label.good) for label in labels) == sorted(
+        [(answered, "cascade", False), (given, "cascade", False)]
+    )
+
+
 def test_a_local_answer_outside_the_options_its_prompt_offered_is_labelled_bad(
     app_for: Any, cloud: FakeCloud
 ) -> None:
