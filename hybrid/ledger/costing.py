@@ -303,6 +303,20 @@ class Costing:
             price_known=counterfactual is not None,
         )
 
+    def for_unanswered_lan(self, prompt_tokens: int, completion_tokens: int) -> Costs:
+        """Return the cost fields of a LAN answer no client got (a shadow call to a LAN
+        server): what the server cost (``lan.usd_per_1m_tokens``) spent and nothing avoided,
+        as for :meth:`for_discarded_local`."""
+        lan = self.lan_cost(prompt_tokens, completion_tokens)
+        return Costs(
+            cloud_cost_usd=0.0,
+            counterfactual_model=None,
+            counterfactual_cost_usd=None,
+            energy_cost_usd=lan,
+            cost_avoided_usd=-lan,
+            price_known=True,
+        )
+
     def for_discarded_local(
         self,
         *,

@@ -1,8 +1,9 @@
 """Shadow sampling: grade local answers against the cloud's answer to the same request.
 
 With ``routing.learn.shadow_rate`` above 0, that share of the requests the router kept local
-is also sent to the cloud model it would have escalated to, *after* the client has its
-answer, on a background task: the client's answer is never delayed or changed.  The two
+is also sent to the cloud model it would have escalated to (with no cloud, to the first LAN
+server able to answer it, ``[[lan.servers]]``), *after* the client has its answer, on a
+background task: the client's answer is never delayed or changed.  The two
 answers are compared (by word agreement, :mod:`hybrid.routing.agreement`, or by a judge) and
 the result becomes a label for the local answer (``good`` when they agree), which
 ``hybrid calibrate --from-ledger`` learns from.
@@ -57,7 +58,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from random import Random
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -68,6 +69,7 @@ from hybrid.generation import FinishReason, GenerationRequest, Usage
 from hybrid.ledger.budget import Reservation
 from hybrid.routing.agreement import Grade, asked, gradable, grade_overlap, question_of
 from hybrid.routing.cascade import Tallied, Tally
+from hybrid.routing.lan import LanMiss, LanTier, difficulty_messages
 from hybrid.routing.local_model import LocalAnswerer
 from hybrid.routing.names import CloudTarget
 from hybrid.routing.reserving import Reserving
@@ -91,16 +93,17 @@ answer, which is what it is compared with, and at most this)."""
 
 @dataclass(frozen=True)
 class ShadowCall:
-    """One cloud call made for shadow sampling, for the ledger.
+    """One call made for shadow sampling, to the cloud or a LAN server, for the ledger.
 
     Attributes:
-        target: The cloud model called.
+        target: The model called: a cloud model, or a LAN server's (``gpu-box/qwen2.5-32b``).
         text: What it answered (empty when it failed).
         usage: Its token counts, None when it failed before reporting any.
         latency_s: Seconds the call took.
         error: Why it failed, None when it answered.
         reservation: The budget reservation the call's record settles, None without a budget.
         finish_reason: How its answer ended, None when it failed.
+        route: ``cloud``, or ``lan`` for a LAN server's answer.
     """
 
     target: CloudTarget
@@ -110,6 +113,7 @@ class ShadowCall:
     error: str | None = None
     reservation: Reservation | None = None
     finish_reason: FinishReason | None = None
+    route: Literal["cloud", "lan"] = "cloud"
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,8 @@ class Shadowing:
         cpu: Process CPU seconds, read as each job of a local shadow answer starts on the
             local model and ends, for its energy (:class:`~hybrid.routing.shadow_meter.Meter`).
         gpu_energy: The GPUs' energy counter in joules (None without one), read likewise.
+        lan: The team's LAN servers: with no cloud model to escalate to, a sampled local
+            answer is graded against a LAN server's answer (None: none configured).
     """
 
     def __init__(
@@ -224,8 +230,10 @@ class Shadowing:
         held: Callable[[], str | None] = lambda: None,
         cpu: Callable[[], float] = time.process_time,
         gpu_energy: Callable[[], float | None] = lambda: None,
+        lan: LanTier | None = None,
     ) -> None:
         self._rate = rate
+        self._lan = lan
         self._cpu = cpu
         self._gpu_energy = gpu_energy
         self._held = held
@@ -253,7 +261,7 @@ class Shadowing:
         self,
         request: GenerationRequest,
         local_text: str,
-        target: CloudTarget,
+        target: CloudTarget | None,
         report: Callable[[ShadowOutcome], None],
     ) -> bool:
         """Maybe shadow a local answer: draw the sample, and start the comparison on a task.
@@ -264,7 +272,9 @@ class Shadowing:
         Args:
             request: The client's request, answered locally.
             local_text: The local answer's text.
-            target: The cloud model the request would have escalated to.
+            target: The cloud model the request would have escalated to; None with no cloud,
+                when LAN servers are configured: the LAN tier's first server able to answer
+                it is asked instead.
             report: Receives the outcome (and records it in the ledger), on the event loop.
 
         Returns:
@@ -272,9 +282,11 @@ class Shadowing:
         """
         if self._rate <= 0 or request.needs or not local_text.strip():
             return False
+        if target is None and self._lan is None:
+            return False
         if not self._sample.draw():
             return False
-        if not self._callable(target.provider):
+        if target is not None and not self._callable(target.provider):
             return False
         task = asyncio.get_running_loop().create_task(
             self._compare(request, local_text, target, report)
@@ -341,15 +353,18 @@ class Shadowing:
         self,
         request: GenerationRequest,
         local_text: str,
-        target: CloudTarget,
+        target: CloudTarget | None,
         report: Callable[[ShadowOutcome], None],
     ) -> None:
         held: list[Reservation] = []
         try:
-            shadow_request = dataclasses.replace(request, model=target.model, stream=False)
-            shadow = await self._call(target, shadow_request, held)
+            if target is None:
+                shadow = await self._ask_lan(dataclasses.replace(request, stream=False))
+            else:
+                shadow_request = dataclasses.replace(request, model=target.model, stream=False)
+                shadow = await self._call(target, shadow_request, held)
             if shadow is None:
-                return  # its estimate did not fit under a cap: nothing was sent
+                return  # its estimate did not fit under a cap, or no LAN server took it
             if shadow.error is not None or not gradable(shadow.text, shadow.finish_reason):
                 # Reported all the same: the call's record settles its cost.
                 report(ShadowOutcome(request.request_id, shadow, None))
@@ -456,6 +471,29 @@ class Shadowing:
         if verdict is not None:
             grade = Grade(verdict, 1.0 if verdict else 0.0, "judge")
         return grade, judged
+
+    async def _ask_lan(self, request: GenerationRequest) -> ShadowCall | None:
+        """Ask the LAN server the LAN tier puts first among those holding a model able to
+        answer (no cloud budget: a LAN answer is no cloud spend); None when none took it."""
+        assert self._lan is not None
+        started = self._perf()
+        answer = await self._lan.start(request, "shadow", messages=difficulty_messages(request))
+        if isinstance(answer, LanMiss):
+            log.info("shadow call of %s not sent: %s", request.request_id, answer.code)
+            return None
+        server, _, model = answer.model.partition("/")
+        target = CloudTarget(server, model)
+        try:
+            completion = await collect(answer.generation)
+        except HybridError as exc:
+            log.warning("shadow call to %s failed: %s", target.qualified, exc)
+            elapsed = self._perf() - started
+            return ShadowCall(target, "", None, elapsed, str(exc), route="lan")
+        elapsed = self._perf() - started
+        done = completion.done
+        return ShadowCall(
+            target, completion.text, done.usage, elapsed, None, None, done.finish_reason, "lan"
+        )
 
     async def _call(
         self, target: CloudTarget, request: GenerationRequest, held: list[Reservation]

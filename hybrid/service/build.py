@@ -138,6 +138,7 @@ def build_learner(
     rng: Random | None = None,
     local: Callable[[], LocalAnswerer[Any]] | None = None,
     held: Callable[[], str | None] = lambda: None,
+    lan: LanTier | None = None,
 ) -> Learner:
     """The server's learner, from ``routing.learn``.
 
@@ -153,6 +154,7 @@ def build_learner(
         local: The local model on its low-priority lane, for local shadow answers.
         held: Why the local model's background work waits now (on battery power), or None;
             no local shadow answer is started meanwhile.
+        lan: The team's LAN servers, which shadow calls go to when no cloud is configured.
     """
     shadowing: Shadowing | None = None
     if settings.shadow_rate > 0 or (settings.local_shadow_rate > 0 and local is not None):
@@ -175,6 +177,7 @@ def build_learner(
             # A local shadow answer's energy is metered as a local answer's is.
             cpu=accountant.records.cpu_seconds,
             gpu_energy=accountant.records.gpu_joules,
+            lan=lan,
         )
     return Learner(
         ledger,
@@ -311,6 +314,7 @@ def build_service(
         budget=reserving,
         local=local.background_backend,
         held=held,
+        lan=lan,
     )
     fleet_budget = None
     if settings.ledger.url is not None:

@@ -213,9 +213,13 @@ class Learner:
         ):
             return
         report = functools.partial(self.shadowed, api=ended.api, model=ended.model, signal=signal)
-        if answer.route == "local" and answer.counterfactual is not None:
-            provider, _, name = answer.counterfactual.partition("/")
-            self.shadowing.offer(ended.request, ended.text, CloudTarget(provider, name), report)
+        if answer.route == "local":
+            # With no cloud (no counterfactual), a LAN server answers it, when one is configured.
+            target = None
+            if answer.counterfactual is not None:
+                provider, _, name = answer.counterfactual.partition("/")
+                target = CloudTarget(provider, name)
+            self.shadowing.offer(ended.request, ended.text, target, report)
         elif answer.route in ("cloud", "lan") and answer.discarded is None and _escalated(answer):
             # A LAN server's answer (``gpu-box/qwen2.5-32b``) is the reference as the cloud's is.
             provider, _, name = answer.model.partition("/")
@@ -278,18 +282,20 @@ class Learner:
         completion = usage.completion_tokens if usage is not None else 0
         cache_read = usage.cache_read_tokens if usage is not None else 0
         cache_write = usage.cache_write_tokens if usage is not None else 0
-        costs = (
-            self._accountant.costing.for_cloud(
+        costing = self._accountant.costing
+        if usage is None:
+            costs = NOTHING
+        elif call.route == "lan":
+            costs = costing.for_unanswered_lan(prompt, completion)
+        else:
+            costs = costing.for_cloud(
                 call.target.qualified, prompt, completion, cache_read, cache_write
             )
-            if usage is not None
-            else NOTHING
-        )
         return LedgerRecord(
             id=request_id,
             time=self._clock(),
             api=api,
-            route="cloud",
+            route=call.route,
             reasons=(leg.replace("_", ":"),),
             verdicts=(),
             score=None,

@@ -245,9 +245,10 @@ class LearnSettings(BaseModel):
         default=0.0,
         ge=0,
         le=1,
-        description="Share of local answers also sent to the cloud target, after the client "
-        "has its answer, to grade the local answer against (0: off). Costs cloud spend, "
-        "counted against the budget; private requests are never sent.",
+        description="Share of local answers also sent to the cloud target (with no cloud, to a "
+        "LAN server), after the client has its answer, to grade the local answer against (0: "
+        "off). Costs cloud spend, counted against the budget (a LAN server's answer costs "
+        "lan.usd_per_1m_tokens); private requests are never sent.",
     )
     local_shadow_rate: float = Field(
         default=0.1,

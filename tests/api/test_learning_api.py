@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fake_cloud import FakeCloud, Fault
+from fake_cloud import FakeCloud, Fault, closed_port
 from fastapi.testclient import TestClient
 from hardware_fakes import FakePower, idle_probe
 from scripted import ScriptedBackend, ScriptedRuntime, scripted_app
@@ -472,6 +472,65 @@ def test_a_shadowed_local_answer_is_graded_against_the_cloud_and_its_cost_counts
             "shadow_escalated": 0,
         }
     ]
+
+
+def test_with_no_cloud_a_shadowed_local_answer_is_graded_against_a_lan_server(
+    app_for: Any,
+) -> None:
+    big = "qwen2.5-32b-instruct"
+    with FakeCloud(reply="Hello world", models=(big,)) as box:
+        server = {
+            "name": "gpu-box",
+            "base_url": f"{box.base_url}/v1",
+            "api_key": box.openai_key,
+            "models": [big],
+        }
+        client, settings, sha = app_for(
+            None,
+            **{
+                "lan.servers": [server],
+                "lan.usd_per_1m_tokens": 2.0,
+                "routing.learn.shadow_rate": 1.0,
+                "routing.learn.local_shadow_rate": 0.0,
+            },
+        )
+        request_id = chat(client)
+        [label] = wait_for_shadows(client, settings, 1)
+        sent = [r.body for r in box.requests if r.body is not None]
+    assert (label.request_id, label.good, label.agreement) == (request_id, True, 1.0)
+    assert label.note == f"match against gpu-box/{big}"
+    assert [(body["model"], body["messages"][-1]["content"]) for body in sent] == [
+        (big, "Say hello")
+    ]
+    assert not sent[0].get("stream")
+    records, _, _ = read_ledger(client, settings)
+    answer, shadow = records
+    assert (answer.route, answer.leg, shadow.route, shadow.leg) == ("local", None, "lan", "shadow")
+    assert (shadow.id, shadow.model, shadow.provider) == (request_id, f"gpu-box/{big}", "gpu-box")
+    # What the server cost (2 USD a million tokens), and nothing avoided: no client got it.
+    lan_cost = 2.0 * (shadow.prompt_tokens + shadow.completion_tokens) / 1e6
+    assert shadow.prompt_tokens > 0 and shadow.cloud_cost_usd == 0.0
+    assert shadow.energy_cost_usd == pytest.approx(lan_cost)
+    assert shadow.cost_avoided_usd == pytest.approx(-lan_cost)
+    stats = client.get("/v1/hybrid/stats").json()
+    totals = stats["all_time"]
+    assert (totals["requests"], totals["local"], totals["lan"], totals["cloud"]) == (1, 1, 0, 0)
+    assert totals["cloud_spend_usd"] == 0.0
+    [counts] = stats["labels"]
+    assert (counts["model_sha256"], counts["shadow"], counts["usable"]) == (sha, 1, 1)
+
+
+def test_with_no_cloud_and_no_lan_server_up_a_local_answer_is_not_shadowed(
+    app_for: Any,
+) -> None:
+    base = f"http://127.0.0.1:{closed_port()}/v1"
+    down = {"name": "gpu-box", "base_url": base, "models": ["qwen2.5-32b-instruct"]}
+    client, settings, _ = app_for(None, **{"lan.servers": [down], "routing.learn.shadow_rate": 1.0})
+    request_id = chat(client)
+    drain(client)
+    records, _, labels = read_ledger(client, settings)
+    assert [(r.id, r.route, r.leg) for r in records] == [(request_id, "local", None)]
+    assert labels == []
 
 
 def test_a_cloud_answer_that_disagrees_labels_the_local_answer_bad(
