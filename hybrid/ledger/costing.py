@@ -307,15 +307,7 @@ class Costing:
         """Return the cost fields of a LAN answer no client got (a shadow call to a LAN
         server): what the server cost (``lan.usd_per_1m_tokens``) spent and nothing avoided,
         as for :meth:`for_discarded_local`."""
-        lan = self.lan_cost(prompt_tokens, completion_tokens)
-        return Costs(
-            cloud_cost_usd=0.0,
-            counterfactual_model=None,
-            counterfactual_cost_usd=None,
-            energy_cost_usd=lan,
-            cost_avoided_usd=-lan,
-            price_known=True,
-        )
+        return _unanswered(self.lan_cost(prompt_tokens, completion_tokens))
 
     def for_discarded_local(
         self,
@@ -333,12 +325,17 @@ class Costing:
             gpu_joules: As :meth:`energy_cost`.
             gpu_seconds: As :meth:`energy_cost`.
         """
-        energy = self.energy_cost(cpu_seconds, gpu_joules, gpu_seconds)
-        return Costs(
-            cloud_cost_usd=0.0,
-            counterfactual_model=None,
-            counterfactual_cost_usd=None,
-            energy_cost_usd=energy,
-            cost_avoided_usd=-energy,
-            price_known=True,
-        )
+        return _unanswered(self.energy_cost(cpu_seconds, gpu_joules, gpu_seconds))
+
+
+def _unanswered(spent: float) -> Costs:
+    """The cost fields of work no client got: ``spent`` (energy, or a LAN server's price), and
+    minus that avoided; no counterfactual."""
+    return Costs(
+        cloud_cost_usd=0.0,
+        counterfactual_model=None,
+        counterfactual_cost_usd=None,
+        energy_cost_usd=spent,
+        cost_avoided_usd=-spent,
+        price_known=True,
+    )

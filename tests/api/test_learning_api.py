@@ -32,6 +32,8 @@ from hybrid.settings import Settings, load_settings
 
 KEY = "feedback-test-key-0123456789"
 HELLO = {"model": "hybrid", "messages": [{"role": "user", "content": "Say hello"}]}
+BIG = "qwen2.5-32b-instruct"
+"""A LAN model's name that reads as able to answer most prompts."""
 
 
 class FileRuntime(ScriptedRuntime):
@@ -149,6 +151,16 @@ def wait_for_shadows(client: TestClient, settings: Settings, count: int) -> list
             return labels
         time.sleep(0.01)
     raise AssertionError(f"fewer than {count} shadow labels were written")
+
+
+def lan_server(box: FakeCloud) -> dict[str, Any]:
+    """A ``[[lan.servers]]`` entry for ``box``, serving :data:`BIG`."""
+    return {
+        "name": "gpu-box",
+        "base_url": f"{box.base_url}/v1",
+        "api_key": box.openai_key,
+        "models": [BIG],
+    }
 
 
 def chat(client: TestClient, body: dict[str, Any] = HELLO, **headers: str) -> str:
@@ -477,18 +489,11 @@ def test_a_shadowed_local_answer_is_graded_against_the_cloud_and_its_cost_counts
 def test_with_no_cloud_a_shadowed_local_answer_is_graded_against_a_lan_server(
     app_for: Any,
 ) -> None:
-    big = "qwen2.5-32b-instruct"
-    with FakeCloud(reply="Hello world", models=(big,)) as box:
-        server = {
-            "name": "gpu-box",
-            "base_url": f"{box.base_url}/v1",
-            "api_key": box.openai_key,
-            "models": [big],
-        }
+    with FakeCloud(reply="Hello world", models=(BIG,)) as box:
         client, settings, sha = app_for(
             None,
             **{
-                "lan.servers": [server],
+                "lan.servers": [lan_server(box)],
                 "lan.usd_per_1m_tokens": 2.0,
                 "routing.learn.shadow_rate": 1.0,
                 "routing.learn.local_shadow_rate": 0.0,
@@ -498,15 +503,15 @@ def test_with_no_cloud_a_shadowed_local_answer_is_graded_against_a_lan_server(
         [label] = wait_for_shadows(client, settings, 1)
         sent = [r.body for r in box.requests if r.body is not None]
     assert (label.request_id, label.good, label.agreement) == (request_id, True, 1.0)
-    assert label.note == f"match against gpu-box/{big}"
+    assert label.note == f"match against gpu-box/{BIG}"
     assert [(body["model"], body["messages"][-1]["content"]) for body in sent] == [
-        (big, "Say hello")
+        (BIG, "Say hello")
     ]
     assert not sent[0].get("stream")
     records, _, _ = read_ledger(client, settings)
     answer, shadow = records
     assert (answer.route, answer.leg, shadow.route, shadow.leg) == ("local", None, "lan", "shadow")
-    assert (shadow.id, shadow.model, shadow.provider) == (request_id, f"gpu-box/{big}", "gpu-box")
+    assert (shadow.id, shadow.model, shadow.provider) == (request_id, f"gpu-box/{BIG}", "gpu-box")
     # What the server cost (2 USD a million tokens), and nothing avoided: no client got it.
     lan_cost = 2.0 * (shadow.prompt_tokens + shadow.completion_tokens) / 1e6
     assert shadow.prompt_tokens > 0 and shadow.cloud_cost_usd == 0.0
@@ -524,7 +529,7 @@ def test_with_no_cloud_and_no_lan_server_up_a_local_answer_is_not_shadowed(
     app_for: Any,
 ) -> None:
     base = f"http://127.0.0.1:{closed_port()}/v1"
-    down = {"name": "gpu-box", "base_url": base, "models": ["qwen2.5-32b-instruct"]}
+    down = {"name": "gpu-box", "base_url": base, "models": [BIG]}
     client, settings, _ = app_for(None, **{"lan.servers": [down], "routing.learn.shadow_rate": 1.0})
     request_id = chat(client)
     drain(client)
@@ -613,18 +618,11 @@ def test_an_escalated_request_is_answered_again_locally_and_labelled_without_a_c
 def test_a_request_a_lan_server_answered_is_answered_again_locally_and_labelled(
     app_for: Any,
 ) -> None:
-    big = "qwen2.5-32b-instruct"
-    with FakeCloud(reply="Hello world", models=(big,)) as box:
-        server = {
-            "name": "gpu-box",
-            "base_url": f"{box.base_url}/v1",
-            "api_key": box.openai_key,
-            "models": [big],
-        }
+    with FakeCloud(reply="Hello world", models=(BIG,)) as box:
         client, settings, sha = app_for(
             None,
             **{
-                "lan.servers": [server],
+                "lan.servers": [lan_server(box)],
                 "routing.learn.local_shadow_rate": 1.0,
                 "routing.difficulty.threshold": 0.1,
             },
@@ -635,7 +633,7 @@ def test_a_request_a_lan_server_answered_is_answered_again_locally_and_labelled(
         request_id = response.headers["x-hybrid-request-id"]
         [label] = wait_for_shadows(client, settings, 1)
     assert (label.request_id, label.good, label.agreement) == (request_id, True, 1.0)
-    assert label.note == f"match: a local answer in the background against gpu-box/{big}"
+    assert label.note == f"match: a local answer in the background against gpu-box/{BIG}"
     # The client's request only (besides health and load checks): none for the comparison.
     assert [r.path for r in box.requests if r.body is not None] == ["/v1/chat/completions"]
     records, signals, _ = read_ledger(client, settings)
@@ -895,16 +893,9 @@ def test_a_local_answer_the_cascade_discards_for_declining_is_labelled_bad(
 def test_with_lan_servers_and_no_cloud_a_declining_local_answer_goes_to_a_lan_server(
     app_for: Any,
 ) -> None:
-    big = "qwen2.5-32b-instruct"
-    with FakeCloud(reply="Hello world", models=(big,)) as box:
-        server = {
-            "name": "gpu-box",
-            "base_url": f"{box.base_url}/v1",
-            "api_key": box.openai_key,
-            "models": [big],
-        }
+    with FakeCloud(reply="Hello world", models=(BIG,)) as box:
         client, settings, _ = app_for(
-            None, **{"lan.servers": [server], "routing.learn.local_shadow_rate": 0.0}
+            None, **{"lan.servers": [lan_server(box)], "routing.learn.local_shadow_rate": 0.0}
         )
         local = state_of(client).runtime.scripted
         local.pieces = ["I'm sorry,", " I don't know."]
@@ -912,7 +903,7 @@ def test_with_lan_servers_and_no_cloud_a_declining_local_answer_goes_to_a_lan_se
         assert response.status_code == 200, response.text
         assert response.json()["choices"][0]["message"]["content"] == "Hello world"
         assert response.headers["x-hybrid-route"] == "lan"
-        assert response.headers["x-hybrid-reason"] == f"lan:gpu-box/{big};cascade:declined"
+        assert response.headers["x-hybrid-reason"] == f"lan:gpu-box/{BIG};cascade:declined"
         answered = response.headers["x-hybrid-request-id"]
         # The server fails the next one, and its retry: the answer read is given.
         box.push(Fault.status(503), Fault.status(503))
