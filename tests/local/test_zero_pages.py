@@ -124,11 +124,43 @@ def test_zero_runs_are_the_resident_zero_pages() -> None:
     ]
 
 
+@contextlib.contextmanager
+def mapping_alone(size: int) -> Iterator[tuple[mmap.mmap, int, Span]]:
+    """Private anonymous memory of ``size`` bytes that is a mapping of its own, every page
+    written with zeros and bytes in pages 2 and 5; the whole block (one page or two unmapped on
+    each side of it), where its pages start, and their span.
+
+    The kernel places a new mapping next to older anonymous memory when it can and merges the
+    two, and a merged mapping that reaches below a multiple of the arena size is left alone as
+    part of a possible arena; where that happens depends on what the process mapped before.
+    Unmapped pages on both sides keep this one apart, and it is made not to start at such a
+    multiple, so that it is looked at wherever the kernel puts it.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    libc.munmap.restype = ctypes.c_int
+    whole = mmap.mmap(-1, size + 4 * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    anchor = ctypes.c_char.from_buffer(whole)
+    base = ctypes.addressof(anchor)
+    del anchor
+    offset = PAGE if (base + PAGE) % ARENA_HEAP else 2 * PAGE
+    for start, length in ((base, offset), (base + offset + size, 4 * PAGE - offset)):
+        assert libc.munmap(start, length) == 0, ctypes.get_errno()
+    block = slice(offset, offset + size)
+    whole[block] = bytes(size)
+    whole[offset + 2 * PAGE + 100] = 7
+    whole[offset + 6 * PAGE - 1] = 9
+    try:
+        yield whole, offset, Span(base + offset, base + offset + size)
+    finally:
+        whole.close()  # unmaps the whole block; the pages already unmapped are no error
+
+
 @linux
 def test_given_back_pages_leave_ram_and_read_as_before() -> None:
     size = MMAP_THRESHOLD  # the smallest block looked at
     before = snapshot()
-    with written_block(size) as (memory, span):
+    with mapping_alone(size) as (memory, offset, span):
         assert all(resident_pages(span))
         assert give_back(before) >= size - 2 * PAGE
         # Only the pages holding bytes stay in RAM ...
@@ -137,9 +169,9 @@ def test_given_back_pages_leave_ram_and_read_as_before() -> None:
         expected = bytearray(size)
         expected[2 * PAGE + 100] = 7
         expected[6 * PAGE - 1] = 9
-        assert memory[:] == bytes(expected)
-        memory[PAGE] = 3
-        assert memory[PAGE] == 3
+        assert memory[offset : offset + size] == bytes(expected)
+        memory[offset + PAGE] = 3
+        assert memory[offset + PAGE] == 3
         assert resident_pages(span)[1]
 
 
