@@ -67,3 +67,23 @@ def test_a_lan_server_may_not_take_a_cloud_providers_name(tmp_path: Path) -> Non
 def test_no_servers_build_no_lan_tier() -> None:
     settings = Settings()
     assert build_lan(settings.lan, settings.cloud) is None
+
+
+def test_a_judge_may_be_a_lan_servers_model(tmp_path: Path) -> None:
+    judge = '[routing.learn]\njudge_model = "gpu-box/qwen2.5-32b-instruct"\n'
+    settings = load(tmp_path, GPU_BOX + judge)
+    assert settings.routing.learn.judge_model == "gpu-box/qwen2.5-32b-instruct"
+
+
+@pytest.mark.parametrize("lan", [GPU_BOX, ""])
+def test_a_judge_nothing_answers_to_is_refused_with_the_names_that_do(
+    tmp_path: Path, lan: str
+) -> None:
+    judge = '[routing.learn]\njudge_model = "gpu-bx/qwen2.5-32b-instruct"\n'
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, lan + judge)
+    message = str(caught.value)
+    assert "routing.learn.judge_model" in message
+    assert "'gpu-bx' names no cloud provider and no LAN server" in message
+    assert 'judge_model = "openai/qwen2.5-32b-instruct"' in message
+    assert ("gpu-box (LAN)" in message) == bool(lan)

@@ -52,6 +52,7 @@ from hybrid.routing.difficulty.model import DifficultyModel
 from hybrid.routing.difficulty.prior import is_prior, prior_for_name
 from hybrid.routing.difficulty.store import find, model_path, name_key
 from hybrid.routing.failover import Failure, all_rate_limited, soonest_wait
+from hybrid.routing.names import CloudTarget
 
 log = logging.getLogger("hybrid.routing")
 
@@ -133,6 +134,7 @@ class LanTier:
         messages: Sequence[Message],
         trusted_only: bool = False,
         score: float | None = None,
+        on: CloudTarget | None = None,
     ) -> Answer | LanMiss:
         """Start a request on the first LAN server that takes it.
 
@@ -142,17 +144,23 @@ class LanTier:
             messages: What the difficulty estimates read (the conversation, or the prompt).
             trusted_only: Only servers marked trusted (the request holds private data).
             score: The local difficulty score, for the answer.
+            on: Only this server (``provider``), asked for this model whatever its difficulty
+                estimate says (a shadow answer's judge); None: every server, each asked for
+                its first model expected to answer well.
 
         Returns:
             The started answer (route ``lan``), or why none started.
         """
         servers, skipped = self._pool.ranked(trusted_only=trusted_only)
+        if on is not None:
+            servers = [server for server in servers if server.name == on.provider]
+            skipped = [why for why in skipped if why.partition(":")[0] == on.provider]
         judged: dict[str, bool] = {}
         failures: list[Failure] = []
         passed_over = [why for why in skipped if not why.endswith(":circuit_open")]
         tried_any = False
         for server in servers:
-            model = self._model_for(server, messages, judged)
+            model = on.model if on is not None else self._model_for(server, messages, judged)
             if model is None:
                 passed_over.append(f"{server.name}:no_model")
                 continue

@@ -43,9 +43,10 @@ prompt too long) or that the server's shutdown cut short is not reported.
 
 The local answer is labelled good when the agreement reaches ``routing.learn.shadow_agreement``
 (0.5 by default).  **With a judge** (``routing.learn.judge_model``,
-:mod:`hybrid.routing.shadow_judge`), a cloud model reads the question, the cloud answer as the
-reference and the local answer, and says ``yes`` or ``no``; an unreadable verdict falls back to
-the overlap grade.
+:mod:`hybrid.routing.shadow_judge`), a cloud model, or a LAN server's model (the judge named
+``server/model`` by a ``[[lan.servers]]`` name, asked on that server at no cloud cost), reads the
+question, the reference answer and the local answer, and says ``yes`` or ``no``; an unreadable
+verdict, or a LAN judge that did not answer, falls back to the overlap grade.
 """
 
 from __future__ import annotations
@@ -195,7 +196,8 @@ class Shadowing:
         usable: Whether a provider may be called (it has its key).
         budget: Reserves each call's estimated cost before it is sent (None: no budget).
         agreement: The overlap grade's threshold (``routing.learn.shadow_agreement``).
-        judge: The judge model, or None to grade by word overlap.
+        judge: The judge model, or None to grade by word overlap: a cloud model, or a LAN
+            server's (``gpu-box/qwen2.5-32b-instruct``), asked on that server.
         rng: Draws the sample (None: one seeded with :data:`SAMPLE_SEED`).
         perf: Monotonic seconds, for the calls' latency.
         local_rate: Share of the requests the router escalated that the local model answers
@@ -249,6 +251,13 @@ class Shadowing:
         self._budget = budget
         self._agreement = agreement
         self._judge = judge
+        # A judge named by a LAN server's name (and no cloud provider's) is asked there.
+        self._judge_on_lan = (
+            judge is not None
+            and lan is not None
+            and judge.provider not in providers
+            and any(server.name == judge.provider for server in lan.pool.servers)
+        )
         self._perf = perf
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -461,10 +470,16 @@ class Shadowing:
         graded (by word overlap when there is no judge or its verdict is unreadable)."""
         question = question_of(asked(request))
         grade = grade_overlap(local_text, cloud_text, threshold=self._agreement, question=question)
-        if self._judge is None or not self._callable(self._judge.provider):
+        judge = self._judge
+        if judge is None:
             return grade, None
-        judging = judge_request(request, local_text, cloud_text, self._judge.model)
-        judged = await self._call(self._judge, judging, held)
+        judging = judge_request(request, local_text, cloud_text, judge.model)
+        if self._judge_on_lan:
+            judged = await self._ask_lan(judging, on=judge)
+        elif self._callable(judge.provider):
+            judged = await self._call(judge, judging, held)
+        else:
+            return grade, None
         verdict = None
         if judged is not None and judged.error is None:
             verdict = read_verdict(judged.text)
@@ -472,12 +487,17 @@ class Shadowing:
             grade = Grade(verdict, 1.0 if verdict else 0.0, "judge")
         return grade, judged
 
-    async def _ask_lan(self, request: GenerationRequest) -> ShadowCall | None:
+    async def _ask_lan(
+        self, request: GenerationRequest, *, on: CloudTarget | None = None
+    ) -> ShadowCall | None:
         """Ask the LAN server the LAN tier puts first among those holding a model able to
-        answer (no cloud budget: a LAN answer is no cloud spend); None when none took it."""
+        answer, or the judge's server ``on`` for its model (no cloud budget: a LAN answer is
+        no cloud spend); None when none took it."""
         assert self._lan is not None
         started = self._perf()
-        answer = await self._lan.start(request, "shadow", messages=difficulty_messages(request))
+        reason = "shadow" if on is None else "shadow_judge"
+        messages = difficulty_messages(request)
+        answer = await self._lan.start(request, reason, messages=messages, on=on)
         if isinstance(answer, LanMiss):
             log.info("shadow call of %s not sent: %s", request.request_id, answer.code)
             return None

@@ -180,6 +180,28 @@ class Settings(BaseSettings):
             f"provider under [[cloud.providers]]",
         )
 
+    @model_validator(mode="after")
+    def _judge_names_a_known_provider(self) -> Settings:
+        # A judge under a name nothing answers to would never be asked: the shadow answers
+        # would be graded by word overlap without a word said.
+        judge = self.routing.learn.judge_model
+        if judge is None:
+            return self
+        provider, _, model = judge.partition("/")
+        clouds = ["openai", "anthropic", *(entry.name for entry in self.cloud.providers)]
+        servers = [server.name for server in self.lan.servers]
+        if provider in clouds or provider in servers:
+            return self
+        known = ", ".join([*clouds, *(f"{name} (LAN)" for name in servers)])
+        raise field_error(
+            ("routing", "learn", "judge_model"),
+            judge,
+            f"{provider!r} names no cloud provider and no LAN server, so no judge would ever "
+            f"be asked; write provider/model with one of {known} before the slash, e.g. "
+            f'judge_model = "{clouds[0]}/{model}", or declare the provider under '
+            f"[[cloud.providers]] or the server under [[lan.servers]]",
+        )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -272,8 +272,9 @@ class LearnSettings(BaseModel):
     )
     judge_model: str | None = Field(
         default=None,
-        description="A cloud model (provider/model) that grades shadow answers instead of the "
-        "word overlap; unset: no judge.",
+        description="A model that grades shadow answers instead of the word overlap: a cloud "
+        "model (provider/model) or a LAN server's (server/model, the server's [[lan.servers]] "
+        "name); unset: no judge.",
     )
     refit_after: int = Field(
         default=50,

@@ -163,6 +163,20 @@ def lan_server(box: FakeCloud) -> dict[str, Any]:
     }
 
 
+def shadowing_to_lan(app_for: Any, *servers: dict[str, Any], **more: object) -> Any:
+    """An app with these LAN servers and no cloud, every local answer shadowed (and no escalated
+    request answered again locally)."""
+    return app_for(
+        None,
+        **{
+            "lan.servers": list(servers),
+            "routing.learn.shadow_rate": 1.0,
+            "routing.learn.local_shadow_rate": 0.0,
+            **more,
+        },
+    )
+
+
 def chat(client: TestClient, body: dict[str, Any] = HELLO, **headers: str) -> str:
     response = client.post("/v1/chat/completions", json=body, headers=headers)
     assert response.status_code == 200, response.text
@@ -490,14 +504,8 @@ def test_with_no_cloud_a_shadowed_local_answer_is_graded_against_a_lan_server(
     app_for: Any,
 ) -> None:
     with FakeCloud(reply="Hello world", models=(BIG,)) as box:
-        client, settings, sha = app_for(
-            None,
-            **{
-                "lan.servers": [lan_server(box)],
-                "lan.usd_per_1m_tokens": 2.0,
-                "routing.learn.shadow_rate": 1.0,
-                "routing.learn.local_shadow_rate": 0.0,
-            },
+        client, settings, sha = shadowing_to_lan(
+            app_for, lan_server(box), **{"lan.usd_per_1m_tokens": 2.0}
         )
         request_id = chat(client)
         [label] = wait_for_shadows(client, settings, 1)
@@ -523,6 +531,49 @@ def test_with_no_cloud_a_shadowed_local_answer_is_graded_against_a_lan_server(
     assert totals["cloud_spend_usd"] == 0.0
     [counts] = stats["labels"]
     assert (counts["model_sha256"], counts["shadow"], counts["usable"]) == (sha, 1, 1)
+
+
+def test_a_lan_servers_model_judges_the_shadow_answer_on_that_server(app_for: Any) -> None:
+    with FakeCloud(reply="A completely different reply.", models=(BIG,)) as box:
+        box.replies = {"Reply with one word: yes or no": "Yes."}
+        client, settings, _ = shadowing_to_lan(
+            app_for,
+            lan_server(box),
+            **{"lan.usd_per_1m_tokens": 2.0, "routing.learn.judge_model": f"gpu-box/{BIG}"},
+        )
+        request_id = chat(client)
+        [label] = wait_for_shadows(client, settings, 1)
+        sent = [r.body for r in box.requests if r.body is not None]
+    # The overlap grade would say bad; the judge on the LAN server says good.
+    assert (label.request_id, label.good) == (request_id, True)
+    assert label.note is not None and label.note.startswith("judge")
+    assert [body["model"] for body in sent] == [BIG, BIG]
+    assert "Reply with one word: yes or no" in str(sent[1]["messages"])
+    records, _, _ = read_ledger(client, settings)
+    legs = [(r.leg, r.route, r.model, r.cloud_cost_usd) for r in records if r.leg is not None]
+    assert legs == [
+        ("shadow", "lan", f"gpu-box/{BIG}", 0.0),
+        ("shadow_judge", "lan", f"gpu-box/{BIG}", 0.0),
+    ]
+    judged = records[-1]
+    lan_cost = 2.0 * (judged.prompt_tokens + judged.completion_tokens) / 1e6
+    assert judged.prompt_tokens > 0 and judged.energy_cost_usd == pytest.approx(lan_cost)
+
+
+def test_a_lan_judge_that_does_not_answer_leaves_the_overlap_grade(app_for: Any) -> None:
+    base = f"http://127.0.0.1:{closed_port()}/v1"
+    with FakeCloud(reply="A completely different reply.", models=(BIG,)) as box:
+        judge = {"name": "judge-box", "base_url": base, "models": [BIG]}
+        client, settings, _ = shadowing_to_lan(
+            app_for, lan_server(box), judge, **{"routing.learn.judge_model": f"judge-box/{BIG}"}
+        )
+        chat(client)
+        [label] = wait_for_shadows(client, settings, 1)
+        sent = [r.body for r in box.requests if r.body is not None]
+    assert label.good is False and label.note is not None and not label.note.startswith("judge")
+    assert len(sent) == 1, "the judge is asked on its own server only"
+    records, _, _ = read_ledger(client, settings)
+    assert [(r.leg, r.route) for r in records if r.leg is not None] == [("shadow", "lan")]
 
 
 def test_with_no_cloud_and_no_lan_server_up_a_local_answer_is_not_shadowed(
