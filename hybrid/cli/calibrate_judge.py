@@ -1,9 +1,12 @@
-"""``hybrid calibrate --judge <provider/model>``: the cloud judge's flags, cost and consent.
+"""``hybrid calibrate --judge <provider/model>``: the judge's flags, cost and consent.
 
-Before the local model answers anything, the command names the judge, how many items it will
-grade and what that costs at most (prices from the price table, ``pricing.overrides``
-included), and asks for confirmation; ``--yes`` answers for the user.  Without a terminal to
-ask on, it refuses and says to pass ``--yes``: a script must not spend money by accident.
+The judge is a configured cloud model, or a LAN server's model named by the server's
+``[[lan.servers]]`` name (``gpu-box/qwen2.5-32b-instruct``), asked on that server.  Before the
+local model answers anything, the command names the judge, how many items it will grade and
+what that costs at most (a cloud model's prices from the price table, ``pricing.overrides``
+included; a LAN server's at ``lan.usd_per_1m_tokens``), and asks for confirmation; ``--yes``
+answers for the user.  Without a terminal to ask on, it refuses and says to pass ``--yes``: a
+script must not spend money by accident.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--judge",
         metavar="PROVIDER/MODEL",
         help="grade the items a rule can only approximate (summaries, free writing) through "
-        "this configured cloud model; shows the estimated cost and asks first",
+        "this configured cloud model, or a LAN server's (server/model); shows the estimated "
+        "cost and asks first",
     )
     parser.add_argument(
         "--yes", action="store_true", help="run the judge without asking (needed without a tty)"
@@ -46,6 +50,8 @@ class JudgePlan:
         input_tokens: Input tokens at most.
         output_tokens: Output tokens at most.
         cost_usd: The cost of those tokens; None when the model has no known price.
+        lan: The judge is a LAN server's model (``target.provider`` names the server), priced
+            at ``lan.usd_per_1m_tokens``.
     """
 
     target: CloudTarget
@@ -53,6 +59,7 @@ class JudgePlan:
     input_tokens: int
     output_tokens: int
     cost_usd: float | None
+    lan: bool = False
 
     def describe(self) -> str:
         """The sentence shown before asking."""
@@ -62,6 +69,8 @@ class JudgePlan:
                 f"no price is known for {self.target.qualified}, so the cost cannot be "
                 "estimated (add one under pricing.overrides)"
             )
+        elif self.lan:
+            cost = f"at most ${self.cost_usd:.4f} at lan.usd_per_1m_tokens"
         else:
             cost = f"at most ${self.cost_usd:.4f} at {self.target.qualified}'s list price"
         return (
@@ -75,7 +84,8 @@ def plan_judge(
     """Resolve ``--judge`` and estimate what it costs.
 
     Args:
-        name: ``provider/model`` (or a model name a configured provider serves).
+        name: ``provider/model`` (or a model name a configured provider serves), or
+            ``server/model`` for a LAN server's model.
         settings: The settings (providers, keys, price overrides).
         items: The calibration set.
         answer_tokens: The local model's output cap per answer.
@@ -84,25 +94,39 @@ def plan_judge(
         The plan.
 
     Raises:
-        ConfigError: No configured provider serves the model, or the provider has no key.
+        ConfigError: No configured provider or LAN server serves the model, or the provider
+            has no key.
     """
     from hybrid.ledger.prices import PriceTable
     from hybrid.routing.calibration.judge import estimate_tokens, judged_items
-    from hybrid.routing.names import ModelNames
+    from hybrid.routing.names import CloudTarget, ModelNames
 
+    input_tokens, output_tokens = estimate_tokens(items, answer_tokens=answer_tokens)
+    server, _, model = name.partition("/")
+    if model and any(entry.name == server for entry in settings.lan.servers):
+        usd = settings.lan.usd_per_1m_tokens
+        return JudgePlan(
+            CloudTarget(server, model),
+            len(judged_items(items)),
+            input_tokens,
+            output_tokens,
+            usd * (input_tokens + output_tokens) / 1e6,
+            lan=True,
+        )
     names = ModelNames.from_settings(settings.cloud)
     target = names.target(name)
     if target is None:
+        lan = [entry.name for entry in settings.lan.servers]
+        servers = f", or server/model for a LAN server ({', '.join(lan)})" if lan else ""
         raise ConfigError(
             f"--judge {name!r} names no configured cloud model; use provider/model, e.g. "
-            "openai/gpt-4.1-mini or anthropic/claude-haiku-4-5"
+            f"openai/gpt-4.1-mini or anthropic/claude-haiku-4-5{servers}"
         )
     if not names.usable(target.provider):
         raise ConfigError(
             f"--judge {target.qualified}: provider {target.provider!r} has no API key; set "
             f"its key (OPENAI_API_KEY, ANTHROPIC_API_KEY or the provider's api_key_env)"
         )
-    input_tokens, output_tokens = estimate_tokens(items, answer_tokens=answer_tokens)
     price = PriceTable.shipped(settings.pricing.overrides).lookup(target.qualified)
     cost = None if price is None else price.cost(input_tokens, output_tokens)
     return JudgePlan(target, len(judged_items(items)), input_tokens, output_tokens, cost)
@@ -166,7 +190,8 @@ def plan_and_confirm(
 
 @asynccontextmanager
 async def open_judge(settings: Settings, plan: JudgePlan | None) -> AsyncIterator[Judge | None]:
-    """The judge, over the configured provider's own HTTP client, closed on exit.
+    """The judge, over the configured provider's own HTTP client (a LAN server's: the LAN
+    servers' client), closed on exit.
 
     Args:
         settings: The settings the providers are built from.
@@ -179,8 +204,17 @@ async def open_judge(settings: Settings, plan: JudgePlan | None) -> AsyncIterato
         yield None
         return
     from hybrid.routing.calibration.judge import Judge
-    from hybrid.service.providers import build_providers
+    from hybrid.service.providers import build_lan, build_providers
 
+    if plan.lan:
+        lan = build_lan(settings.lan, settings.cloud)
+        assert lan is not None  # plan_judge found the server among them
+        try:
+            [server] = [s for s in lan.pool.servers if s.name == plan.target.provider]
+            yield Judge(server.provider, plan.target.model)
+        finally:
+            await lan.pool.aclose()
+        return
     pool = build_providers(settings.cloud)
     try:
         yield Judge(pool.providers[plan.target.provider], plan.target.model)

@@ -170,6 +170,55 @@ def test_a_model_without_a_price_says_the_cost_is_unknown(cloud: FakeCloud, tmp_
     assert "no price is known for openai/gpt-unpriced-9" in plan.describe()
 
 
+def lan_settings(box: FakeCloud, home: Path) -> Settings:
+    """No cloud key; one LAN server, ``gpu-box``, serving ``big`` at 2 USD a million tokens."""
+    server = {
+        "name": "gpu-box",
+        "base_url": f"{box.base_url}/v1",
+        "api_key": box.openai_key,
+        "models": ["big"],
+    }
+    return load_settings(
+        environ={"HYBRID_HOME": str(home)},
+        dotenv_file=None,
+        cli={"lan.servers": [server], "lan.usd_per_1m_tokens": 2.0, "cloud.max_attempts": 1},
+    ).settings
+
+
+def test_a_lan_servers_model_judges_on_that_server_at_the_lan_price(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    settings = lan_settings(cloud, tmp_path)
+    plan = plan_judge("gpu-box/big", settings, ITEMS, answer_tokens=24)
+    assert (plan.target, plan.lan, plan.items) == (
+        CloudTarget("gpu-box", "big"),
+        True,
+        len(RUBRIC_ITEMS),
+    )
+    assert plan.cost_usd == pytest.approx(2.0 * (plan.input_tokens + plan.output_tokens) / 1e6)
+    assert plan.describe().endswith("at lan.usd_per_1m_tokens.")
+    kept = RUBRIC_ITEMS[0]
+    cloud.replies = {f"<answer>\n{example_answer(kept)}\n</answer>": "RIGHT"}
+
+    async def run() -> JudgeReport:
+        async with open_judge(settings, plan) as judge:
+            assert judge is not None
+            return await judge.regrade(ITEMS, right_answers(ITEMS))
+
+    report = asyncio.run(run())
+    by_id = {answer.item_id: answer for answer in report.answers}
+    assert by_id[kept.id].correct
+    assert not any(by_id[item.id].correct for item in RUBRIC_ITEMS[1:])
+    assert report.judged == len(RUBRIC_ITEMS) and report.failure is None
+    assert {(r.body or {}).get("model") for r in cloud.requests} == {"big"}
+
+
+def test_an_unknown_judge_names_the_lan_servers_too(cloud: FakeCloud, tmp_path: Path) -> None:
+    settings = lan_settings(cloud, tmp_path)
+    with pytest.raises(ConfigError, match=r"or server/model for a LAN server \(gpu-box\)"):
+        plan_judge("gpu-bx/big", settings, ITEMS, answer_tokens=24)
+
+
 def test_an_unknown_or_keyless_judge_is_refused(cloud: FakeCloud, tmp_path: Path) -> None:
     settings = settings_for(cloud, tmp_path)
     with pytest.raises(ConfigError, match="names no configured cloud model"):
