@@ -71,6 +71,8 @@ class LanMiss:
         passed_over: The servers not asked for another reason than an open circuit (down,
             full, saturated, or holding no model able to answer), as ``name:why``; a server
             down is in :attr:`paused` too, for its wait.
+        asked: What each of :attr:`failures` asked for, in the same order, as
+            ``server/model``.
     """
 
     code: str
@@ -78,6 +80,7 @@ class LanMiss:
     paused: tuple[Failure, ...] = ()
     clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
     passed_over: tuple[str, ...] = ()
+    asked: tuple[str, ...] = ()
 
     @property
     def rate_limited(self) -> bool:
@@ -157,6 +160,7 @@ class LanTier:
             skipped = [why for why in skipped if why.partition(":")[0] == on.provider]
         judged: dict[str, bool] = {}
         failures: list[Failure] = []
+        asked: list[str] = []
         passed_over = [why for why in skipped if not why.endswith(":circuit_open")]
         tried_any = False
         for server in servers:
@@ -186,11 +190,13 @@ class LanTier:
                     # now (this one goes on to the next server, not back here).
                     await self._pool.relist(server)
                 failures.append(failure)
+                asked.append(f"{server.name}/{model}")
                 continue
             except InvalidRequestError as exc:
                 # Its API cannot carry something the request asks for: the cloud may.
                 self._pool.release(server)
                 failures.append(Failure(server.name, "unsupported", str(exc), False))
+                asked.append(f"{server.name}/{model}")
                 continue
             except BaseException:
                 self._pool.release(server)
@@ -216,6 +222,7 @@ class LanTier:
             self._paused(skipped),
             self._pool.clock,
             tuple(passed_over),
+            tuple(asked),
         )
 
     def _paused(self, skipped: Sequence[str]) -> tuple[Failure, ...]:

@@ -492,15 +492,24 @@ class Shadowing:
     ) -> ShadowCall | None:
         """Ask the LAN server the LAN tier puts first among those holding a model able to
         answer, or the judge's server ``on`` for its model (no cloud budget: a LAN answer is
-        no cloud spend); None when none took it."""
+        no cloud spend); None when no server was asked (none up, free or able), a failed call
+        when every server asked failed."""
         assert self._lan is not None
         started = self._perf()
         reason = "shadow" if on is None else "shadow_judge"
         messages = difficulty_messages(request)
         answer = await self._lan.start(request, reason, messages=messages, on=on)
         if isinstance(answer, LanMiss):
-            log.info("shadow call of %s not sent: %s", request.request_id, answer.code)
-            return None
+            if not answer.failures:
+                log.info("shadow call of %s not sent: %s", request.request_id, answer.code)
+                return None
+            # Servers were asked and failed: the first one's failure is recorded, as a cloud
+            # shadow call's is.
+            server, _, model = answer.asked[0].partition("/")
+            detail = answer.failures[0].detail
+            log.warning("shadow call to %s failed: %s", answer.asked[0], detail)
+            elapsed = self._perf() - started
+            return ShadowCall(CloudTarget(server, model), "", None, elapsed, detail, route="lan")
         server, _, model = answer.model.partition("/")
         target = CloudTarget(server, model)
         try:

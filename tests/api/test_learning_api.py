@@ -573,7 +573,67 @@ def test_a_lan_judge_that_does_not_answer_leaves_the_overlap_grade(app_for: Any)
     assert label.good is False and label.note is not None and not label.note.startswith("judge")
     assert len(sent) == 1, "the judge is asked on its own server only"
     records, _, _ = read_ledger(client, settings)
+    # Found down before it was asked: no judge call was made, so none is recorded.
     assert [(r.leg, r.route) for r in records if r.leg is not None] == [("shadow", "lan")]
+
+
+def test_a_lan_judge_that_fails_is_recorded_and_the_overlap_grade_stands(app_for: Any) -> None:
+    with (
+        FakeCloud(reply="A completely different reply.", models=(BIG,)) as box,
+        FakeCloud(reply="Yes.", models=(BIG,)) as judging,
+    ):
+        judge = lan_server(judging) | {"name": "judge-box"}
+        client, settings, _ = shadowing_to_lan(
+            app_for,
+            lan_server(box),
+            judge,
+            **{"routing.learn.judge_model": f"judge-box/{BIG}", "lan.max_attempts": 1},
+        )
+        chat(client)
+        [judged] = wait_for_shadows(client, settings, 1)
+        judging.push(Fault.status(500))  # once the server is known to be up
+        chat(client)
+        labels = wait_for_shadows(client, settings, 2)
+    assert judged.good is True and judged.note is not None and judged.note.startswith("judge")
+    graded = labels[-1]
+    assert graded.good is False and graded.note is not None
+    assert not graded.note.startswith("judge")
+    records, _, _ = read_ledger(client, settings)
+    legs = [(r.leg, r.model, r.status) for r in records if r.leg == "shadow_judge"]
+    assert legs == [
+        ("shadow_judge", f"judge-box/{BIG}", "ok"),
+        ("shadow_judge", f"judge-box/{BIG}", "error"),
+    ]
+    failed = records[-1]
+    assert failed.error is not None and "500" in failed.error
+    assert (failed.route, failed.prompt_tokens, failed.energy_cost_usd) == ("lan", 0, 0.0)
+
+
+def test_a_lan_server_that_fails_the_shadow_call_leaves_an_error_leg_and_no_label(
+    app_for: Any,
+) -> None:
+    with FakeCloud(reply="Hello world", models=(BIG,)) as box:
+        client, settings, _ = shadowing_to_lan(app_for, lan_server(box), **{"lan.max_attempts": 1})
+        first = chat(client)
+        wait_for_shadows(client, settings, 1)
+        box.push(Fault.status(500))  # once the server is known to be up
+        second = chat(client)
+        drain(client)
+        records, _, labels = read_ledger(client, settings)
+    assert [(r.id, r.route, r.leg, r.status) for r in records] == [
+        (first, "local", None, "ok"),
+        (first, "lan", "shadow", "ok"),
+        (second, "local", None, "ok"),
+        (second, "lan", "shadow", "error"),
+    ]
+    failed = records[-1]
+    assert (failed.model, failed.prompt_tokens, failed.cost_avoided_usd) == (
+        f"gpu-box/{BIG}",
+        0,
+        0.0,
+    )
+    assert failed.error is not None and "500" in failed.error
+    assert [label.request_id for label in labels] == [first]
 
 
 def test_with_no_cloud_and_no_lan_server_up_a_local_answer_is_not_shadowed(
